@@ -8,7 +8,7 @@ set -uo pipefail
 dirs=("$@")
 [ ${#dirs[@]} -gt 0 ] || dirs=(core)
 
-headers='chrono|thread|mutex|shared_mutex|condition_variable|future|atomic|semaphore|stop_token'
+headers='chrono|thread|mutex|shared_mutex|condition_variable|future|semaphore|stop_token'
 headers+='|random|ctime|time\.h|sys/[a-z_/]+\.h|unistd\.h|fcntl\.h|pthread\.h|dirent\.h'
 headers+='|fstream|iostream|filesystem|cstdio|stdio\.h|netinet/[a-z_]+\.h|arpa/inet\.h|netdb\.h'
 headers+='|absl/time/clock\.h|absl/synchronization/[a-z_]+\.h|absl/random/[a-z_/]+\.h'
