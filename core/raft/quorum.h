@@ -5,7 +5,6 @@
 // a joint decision needs a majority of each half.
 
 #include <cstdint>
-#include <functional>
 #include <limits>
 #include <vector>
 
@@ -18,8 +17,6 @@ enum class VoteResult : uint8_t { kPending, kLost, kWon };
 
 // Votes cast so far: voter -> granted.
 using VoteMap = absl::btree_map<NodeId, bool>;
-// Acknowledged index of a node, or nullopt-equivalent 0 when unknown.
-using MatchFn = std::function<Index(NodeId)>;
 
 // An empty config commits everything and wins every vote, so a joint config whose outgoing half
 // is empty behaves like its incoming half alone.

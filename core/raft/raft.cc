@@ -200,6 +200,7 @@ class RaftState {
   size_t persist_head_ = 0;
   size_t persist_count_ = 0;
   uint64_t next_persist_id_ = 0;
+  uint64_t deferred_persisted_id_ = 0;  // acknowledged while a Ready was outstanding
 
   SoftState reported_soft_state_;
   Ready ready_;
@@ -422,6 +423,12 @@ absl::Status RaftState::Step(Message m) {
   if (m.from == kNoNode) {
     return absl::InvalidArgumentError(
         absl::StrCat("message ", DescribeMessage(m), " has no sender"));
+  }
+  if (m.term == 0 && m.type != MessageType::kProp && m.type != MessageType::kReadIndex &&
+      m.type != MessageType::kTransferLeader) {
+    return absl::InvalidArgumentError(absl::StrCat("message ", DescribeMessage(m),
+                                                   " carries no term; only forwarded "
+                                                   "proposals, reads and transfers may"));
   }
   if (m.type == MessageType::kSnap && m.snapshot == nullptr) {
     return absl::InvalidArgumentError("snapshot message without a snapshot");
@@ -1337,6 +1344,9 @@ void RaftState::Advance() {
   rd.committed_entries = {};
   rd.read_states.clear();
   ready_outstanding_ = false;
+  if (deferred_persisted_id_ != 0) {
+    OnPersisted(std::exchange(deferred_persisted_id_, 0));
+  }
 
   // Thesis §4.3: leave a joint configuration automatically once it has applied.
   if (role_ == Role::kLeader && tracker_.config.auto_leave &&
@@ -1362,6 +1372,12 @@ void RaftState::ReleaseMessages(std::vector<Message>& messages) {
 
 void RaftState::OnPersisted(uint64_t id) {
   RAFT_CHECK(id <= next_persist_id_) << Describe() << ": persisted unknown write " << id;
+  if (ready_outstanding_) {
+    // Releasing our own vote could make us leader and append to the log the outstanding
+    // Ready's spans point into: finish the acknowledgement in Advance.
+    deferred_persisted_id_ = std::max(deferred_persisted_id_, id);
+    return;
+  }
   bool any = false;
   while (persist_count_ > 0 && persist_slots_[persist_head_].id <= id) {
     PendingPersist& pending = persist_slots_[persist_head_];

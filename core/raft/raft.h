@@ -219,7 +219,9 @@ class RawNode {
   const Ready& GetReady();
   // The driver carried out the last Ready (committed entries applied).
   void Advance();
-  // Persist request `id` (and every earlier one) is durable.
+  // Persist request `id` (and every earlier one) is durable. May be called at any time, from
+  // the driver's loop or later when writes complete in the background; the held messages it
+  // releases appear in the next Ready.
   void OnPersisted(uint64_t id);
 
   Status GetStatus() const;

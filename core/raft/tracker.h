@@ -11,7 +11,6 @@
 // outside a joint state learners_next is empty and auto_leave is false.
 
 #include <cstdint>
-#include <functional>
 #include <set>
 
 #include "absl/container/btree_map.h"
