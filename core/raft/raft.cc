@@ -1098,9 +1098,13 @@ ConfState RaftState::ApplyConfChange(const ConfChange& change) {
                                                : change.EntersJoint(&auto_leave)
                                                    ? changer.EnterJoint(auto_leave, change.changes)
                                                    : changer.Simple(change.changes);
-  // Every replica applies the same committed entries to the same configuration, so an invalid
-  // change is ignored identically everywhere (leaders validate before proposing).
-  if (result.ok()) SwitchToConfig(std::move(result->config), std::move(result->progress));
+  // Leaders validate a change against the configuration it will apply to (only one is ever
+  // pending), and every replica applies the same entries to the same configuration. A change
+  // that fails here means replicas' configurations diverged: stop rather than disagree.
+  RAFT_CHECK(result.ok()) << Describe() << ": committed conf change cannot apply to "
+                          << DescribeConfState(tracker_.config.ToConfState()) << ": "
+                          << result.status().message();
+  SwitchToConfig(std::move(result->config), std::move(result->progress));
   return tracker_.config.ToConfState();
 }
 
@@ -1442,6 +1446,32 @@ Status RaftState::GetStatus() const {
 
 // ---------------------------------------------------------------------------------------------
 // RawNode
+
+RestartState BootstrapState(const std::vector<NodeId>& voters,
+                            const std::vector<NodeId>& learners) {
+  RestartState state;
+  std::vector<ConfChangeSingle> members;
+  for (NodeId id : voters) members.push_back({ConfChangeType::kAddVoter, id});
+  for (NodeId id : learners) members.push_back({ConfChangeType::kAddLearner, id});
+  ConfState conf_state;
+  for (const ConfChangeSingle& member : members) {
+    ConfChange change;
+    change.changes.push_back(member);
+    const Index index = state.entries.size() + 1;
+    state.entries.push_back(
+        Entry{1, index, EntryType::kConfChange, Bytes(EncodeConfChange(change))});
+  }
+  conf_state.voters = voters;
+  conf_state.learners = learners;
+  std::sort(conf_state.voters.begin(), conf_state.voters.end());
+  std::sort(conf_state.learners.begin(), conf_state.learners.end());
+  state.hard_state = HardState{1, kNoNode, state.entries.size()};
+  state.applied = 0;
+  // The node starts with the resulting configuration so it can campaign at once; applying the
+  // entries later re-adds the same members.
+  state.conf_state = std::move(conf_state);
+  return state;
+}
 
 absl::StatusOr<std::unique_ptr<RawNode>> RawNode::Create(const Config& config,
                                                          RestartState restart) {

@@ -84,12 +84,12 @@ struct Config {
   bool step_down_on_removal = true;
 };
 
-// What a node loads on start: empty for a brand-new member, whatever was persisted otherwise.
+// What a node loads on start: whatever was persisted; BootstrapState() for a founding member
+// of a new cluster; empty for a node joining an existing cluster (it learns the configuration
+// by replaying the leader's log from index 1, or from a snapshot).
 struct RestartState {
   HardState hard_state;
-  // The latest persisted snapshot. A new cluster is bootstrapped with a snapshot at index 0
-  // whose conf_state lists the initial voters; a node joining an existing cluster starts with
-  // none and learns the configuration from the leader.
+  // The latest persisted snapshot, if any.
   std::shared_ptr<const Snapshot> snapshot;
   // Persisted entries following the snapshot, contiguous.
   std::vector<Entry> entries;
@@ -98,6 +98,14 @@ struct RestartState {
   // The configuration as of `applied` when conf changes were applied after the snapshot.
   std::optional<ConfState> conf_state;
 };
+
+// The initial state of a founding member (etcd's RawNode.Bootstrap): the membership as
+// committed conf change entries at indexes 1..n of term 1, one member each, so a node that joins
+// later rebuilds the same configuration by replaying them. The driver persists the entries and
+// hard state before starting the node, and applies them (ApplyConfChange) like any committed
+// entry when the first Ready hands them out; re-adding a present member changes nothing.
+RestartState BootstrapState(const std::vector<NodeId>& voters,
+                            const std::vector<NodeId>& learners = {});
 
 struct SoftState {
   NodeId leader = kNoNode;

@@ -39,19 +39,21 @@ RestartState MemoryStorage::Restart(Index applied) const {
 Cluster::Cluster(std::vector<NodeId> voters, std::vector<NodeId> learners, ConfigFn configure,
                  std::vector<NodeId> extra)
     : configure_(std::move(configure)) {
-  auto bootstrap = std::make_shared<Snapshot>();
   std::sort(voters.begin(), voters.end());
   std::sort(learners.begin(), learners.end());
-  bootstrap->metadata.conf_state.voters = voters;
-  bootstrap->metadata.conf_state.learners = learners;
   std::vector<NodeId> all = voters;
   all.insert(all.end(), learners.begin(), learners.end());
   for (NodeId id : all) {
-    RestartState restart;
-    restart.snapshot = bootstrap;
-    nodes_[id].storage.Write(PersistRequest{1, std::nullopt, {}, bootstrap});
-    nodes_[id].conf_state = bootstrap->metadata.conf_state;
+    RestartState restart = BootstrapState(voters, learners);
+    PersistRequest bootstrap;
+    bootstrap.hard_state = restart.hard_state;
+    bootstrap.entries = restart.entries;
+    nodes_[id].storage.Write(bootstrap);
+    nodes_[id].conf_state = *restart.conf_state;
     Start(id, std::move(restart));
+    // Apply the bootstrap entries now, so tests start from an idle cluster that can campaign.
+    while (ProcessReady(id)) {
+    }
   }
   for (NodeId id : extra) AddEmptyNode(id);
 }

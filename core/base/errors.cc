@@ -1,0 +1,83 @@
+#include "core/base/errors.h"
+
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+
+namespace kvstore {
+namespace {
+
+constexpr absl::string_view kPayloadUrl = "kvstore/error_code";
+
+struct CodeInfo {
+  ErrorCode code;
+  absl::string_view name;
+  absl::StatusCode canonical;
+};
+
+constexpr CodeInfo kCodes[] = {
+    {ErrorCode::kOk, "OK", absl::StatusCode::kOk},
+    {ErrorCode::kEmptyKey, "EMPTY_KEY", absl::StatusCode::kInvalidArgument},
+    {ErrorCode::kKeyTooLarge, "KEY_TOO_LARGE", absl::StatusCode::kInvalidArgument},
+    {ErrorCode::kValueTooLarge, "VALUE_TOO_LARGE", absl::StatusCode::kInvalidArgument},
+    {ErrorCode::kRequestTooLarge, "REQUEST_TOO_LARGE", absl::StatusCode::kInvalidArgument},
+    {ErrorCode::kTooManyOps, "TOO_MANY_OPS", absl::StatusCode::kInvalidArgument},
+    {ErrorCode::kDuplicateKey, "DUPLICATE_KEY", absl::StatusCode::kInvalidArgument},
+    {ErrorCode::kLeaseNotFound, "LEASE_NOT_FOUND", absl::StatusCode::kNotFound},
+    {ErrorCode::kLeaseExists, "LEASE_EXISTS", absl::StatusCode::kAlreadyExists},
+    {ErrorCode::kLeaseTtlTooLarge, "LEASE_TTL_TOO_LARGE", absl::StatusCode::kInvalidArgument},
+    {ErrorCode::kCompacted, "COMPACTED", absl::StatusCode::kOutOfRange},
+    {ErrorCode::kFutureRevision, "FUTURE_REVISION", absl::StatusCode::kOutOfRange},
+    {ErrorCode::kKeyNotFound, "KEY_NOT_FOUND", absl::StatusCode::kNotFound},
+    {ErrorCode::kNoLeader, "NO_LEADER", absl::StatusCode::kUnavailable},
+    {ErrorCode::kNotLeader, "NOT_LEADER", absl::StatusCode::kFailedPrecondition},
+    {ErrorCode::kLearnerNotReady, "LEARNER_NOT_READY", absl::StatusCode::kFailedPrecondition},
+    {ErrorCode::kTooManyLearners, "TOO_MANY_LEARNERS", absl::StatusCode::kFailedPrecondition},
+    {ErrorCode::kMemberNotFound, "MEMBER_NOT_FOUND", absl::StatusCode::kNotFound},
+    {ErrorCode::kMemberExists, "MEMBER_EXISTS", absl::StatusCode::kAlreadyExists},
+    {ErrorCode::kNoSpace, "NOSPACE", absl::StatusCode::kResourceExhausted},
+    {ErrorCode::kTimeout, "TIMEOUT", absl::StatusCode::kDeadlineExceeded},
+    {ErrorCode::kLeadershipChanged, "LEADERSHIP_CHANGED", absl::StatusCode::kUnavailable},
+    {ErrorCode::kInvalidArgument, "INVALID_ARGUMENT", absl::StatusCode::kInvalidArgument},
+    {ErrorCode::kWatchNotFound, "WATCH_NOT_FOUND", absl::StatusCode::kNotFound},
+    {ErrorCode::kConfChangePending, "CONF_CHANGE_PENDING", absl::StatusCode::kFailedPrecondition},
+    {ErrorCode::kLearnerNotPromotable, "LEARNER_NOT_PROMOTABLE",
+     absl::StatusCode::kFailedPrecondition},
+};
+
+const CodeInfo* Find(ErrorCode code) {
+  for (const CodeInfo& info : kCodes) {
+    if (info.code == code) return &info;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+absl::string_view ErrorCodeName(ErrorCode code) {
+  const CodeInfo* info = Find(code);
+  return info == nullptr ? "UNKNOWN" : info->name;
+}
+
+ErrorCode ErrorCodeFromName(absl::string_view name) {
+  for (const CodeInfo& info : kCodes) {
+    if (info.name == name) return info.code;
+  }
+  return ErrorCode::kInvalidArgument;
+}
+
+absl::Status Error(ErrorCode code, absl::string_view message) {
+  const CodeInfo* info = Find(code);
+  if (info == nullptr || code == ErrorCode::kOk) return absl::OkStatus();
+  absl::Status status(info->canonical, absl::StrCat(info->name, ": ", message));
+  status.SetPayload(kPayloadUrl, absl::Cord(info->name));
+  return status;
+}
+
+ErrorCode CodeOf(const absl::Status& status) {
+  if (status.ok()) return ErrorCode::kOk;
+  auto payload = status.GetPayload(kPayloadUrl);
+  if (!payload.has_value()) return ErrorCode::kInvalidArgument;
+  return ErrorCodeFromName(std::string(*payload));
+}
+
+}  // namespace kvstore

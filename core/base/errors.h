@@ -1,0 +1,59 @@
+#ifndef KVSTORE_CORE_BASE_ERRORS_H_
+#define KVSTORE_CORE_BASE_ERRORS_H_
+
+// Client-visible errors: a stable code plus a message that names the offending value and the
+// limit. The code travels unchanged through Raft, the simulator, RPC and the command line: it is
+// carried as a payload of absl::Status (so any layer can pass a Status along) and its name is
+// the wire form.
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace kvstore {
+
+enum class ErrorCode : uint16_t {
+  kOk = 0,
+  kEmptyKey = 1,
+  kKeyTooLarge = 2,
+  kValueTooLarge = 3,
+  kRequestTooLarge = 4,
+  kTooManyOps = 5,
+  kDuplicateKey = 6,
+  kLeaseNotFound = 7,
+  kLeaseExists = 8,
+  kLeaseTtlTooLarge = 9,
+  kCompacted = 10,
+  kFutureRevision = 11,
+  kKeyNotFound = 12,
+  kNoLeader = 13,
+  kNotLeader = 14,
+  kLearnerNotReady = 15,
+  kTooManyLearners = 16,
+  kMemberNotFound = 17,
+  kMemberExists = 18,
+  kNoSpace = 19,
+  kTimeout = 20,
+  kLeadershipChanged = 21,
+  kInvalidArgument = 22,
+  kWatchNotFound = 23,
+  kConfChangePending = 24,
+  kLearnerNotPromotable = 25,
+};
+
+// "kCompacted" -> "COMPACTED": the stable wire name.
+absl::string_view ErrorCodeName(ErrorCode code);
+// Parses a wire name; kInvalidArgument for unknown names.
+ErrorCode ErrorCodeFromName(absl::string_view name);
+
+// A Status with the code attached. The canonical absl code is derived (kNoLeader ->
+// Unavailable, kCompacted -> OutOfRange, ...) so generic layers still classify it sensibly.
+absl::Status Error(ErrorCode code, absl::string_view message);
+// The attached code; kOk for an OK status, kInvalidArgument for a status without one.
+ErrorCode CodeOf(const absl::Status& status);
+
+}  // namespace kvstore
+
+#endif  // KVSTORE_CORE_BASE_ERRORS_H_
