@@ -87,6 +87,9 @@ class RaftState {
   void OnPersisted(uint64_t id);
   Status GetStatus() const;
   NodeId id() const { return id_; }
+  Index last_index() const { return log_.last_index(); }
+  Term term() const { return term_; }
+  bool is_leader() const { return role_ == Role::kLeader; }
   // Events may change the log that an outstanding Ready's spans point into: the driver must
   // Advance first. Only OnPersisted and ApplyConfChange (during apply) are allowed meanwhile.
   void CheckNoReadyOutstanding() const {
@@ -142,6 +145,7 @@ class RaftState {
   void AppendEntry(Entry entry);
   bool MaybeCommit();
   void BcastAppend();
+  void FlushBroadcast();
   void BcastHeartbeat();
   void SendAppend(NodeId to) { MaybeSendAppend(to, true); }
   bool MaybeSendAppend(NodeId to, bool send_if_empty);
@@ -201,6 +205,7 @@ class RaftState {
   size_t persist_count_ = 0;
   uint64_t next_persist_id_ = 0;
   uint64_t deferred_persisted_id_ = 0;  // acknowledged while a Ready was outstanding
+  bool broadcast_pending_ = false;      // appends to every follower are due (BcastAppend)
 
   SoftState reported_soft_state_;
   Ready ready_;
@@ -847,6 +852,15 @@ bool RaftState::MaybeCommit() {
 }
 
 void RaftState::BcastAppend() {
+  // Coalesced: many proposals or commit advances between two Readies cost one append per
+  // follower, sent when the Ready is collected.
+  broadcast_pending_ = true;
+}
+
+void RaftState::FlushBroadcast() {
+  if (!broadcast_pending_) return;
+  broadcast_pending_ = false;
+  if (role_ != Role::kLeader) return;
   for (auto& [id, pr] : tracker_.progress) {
     if (id != id_) SendAppend(id);
   }
@@ -1235,6 +1249,7 @@ bool RaftState::HasReady() const {
   if (incoming_snapshot_ != nullptr || snapshot_to_apply_ != nullptr) return true;
   if (log_.HasUnoffered()) return true;
   if (!msgs_.empty() || !msgs_after_persist_.empty() || !read_states_.empty()) return true;
+  if (broadcast_pending_ && role_ == Role::kLeader) return true;
   const Index next_apply = log_.applied() + 1;
   return next_apply > log_.offset() && next_apply <= CommittedEntriesLimit();
 }
@@ -1264,6 +1279,7 @@ RaftState::PendingPersist& RaftState::PushPendingPersist() {
 
 const Ready& RaftState::GetReady() {
   RAFT_CHECK(!ready_outstanding_) << Describe() << ": GetReady before Advance";
+  FlushBroadcast();
   ready_outstanding_ = true;
   Ready& rd = ready_;
 
@@ -1400,12 +1416,9 @@ void RaftState::OnPersisted(uint64_t id) {
     persist_head_ = (persist_head_ + 1) % persist_slots_.size();
     --persist_count_;
     ReleaseMessages(released);
-    // Give the (now empty, capacity-keeping) vector back to a free slot for reuse.
-    if (persist_count_ < persist_slots_.size()) {
-      PendingPersist& free_slot =
-          persist_slots_[(persist_head_ + persist_count_) % persist_slots_.size()];
-      if (free_slot.messages.capacity() < released.capacity()) free_slot.messages.swap(released);
-    }
+    // The freed slot keeps the (now empty) vector's capacity: in steady state neither the held
+    // responses nor their queue allocate.
+    pending.messages.swap(released);
     any = true;
   }
   if (persist_count_ == 0) persist_head_ = 0;
@@ -1544,5 +1557,8 @@ void RawNode::Advance() { state_->Advance(); }
 void RawNode::OnPersisted(uint64_t id) { state_->OnPersisted(id); }
 Status RawNode::GetStatus() const { return state_->GetStatus(); }
 NodeId RawNode::id() const { return state_->id(); }
+Index RawNode::LastIndex() const { return state_->last_index(); }
+Term RawNode::CurrentTerm() const { return state_->term(); }
+bool RawNode::IsLeader() const { return state_->is_leader(); }
 
 }  // namespace kvstore::raft

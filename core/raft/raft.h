@@ -234,6 +234,10 @@ class RawNode {
 
   Status GetStatus() const;
   NodeId id() const;
+  // Cheap accessors for drivers on hot paths (GetStatus copies the progress map).
+  Index LastIndex() const;
+  Term CurrentTerm() const;
+  bool IsLeader() const;
 
  private:
   explicit RawNode(std::unique_ptr<RaftState> state);

@@ -23,6 +23,40 @@ bool ConfChange::EntersJoint(bool* auto_leave) const {
   return true;
 }
 
+std::string EncodeConfState(const ConfState& cs) {
+  std::string out;
+  out.push_back(static_cast<char>(kConfChangeEncodingVersion));
+  for (const auto* ids : {&cs.voters, &cs.voters_outgoing, &cs.learners, &cs.learners_next}) {
+    PutVarint(&out, ids->size());
+    for (NodeId id : *ids) PutVarint(&out, id);
+  }
+  out.push_back(cs.auto_leave ? 1 : 0);
+  return out;
+}
+
+absl::StatusOr<ConfState> DecodeConfState(absl::string_view data) {
+  auto error = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat("malformed conf state: ", what));
+  };
+  if (data.empty() || static_cast<uint8_t>(data[0]) != kConfChangeEncodingVersion) {
+    return error("unknown version");
+  }
+  data.remove_prefix(1);
+  ConfState cs;
+  for (auto* ids : {&cs.voters, &cs.voters_outgoing, &cs.learners, &cs.learners_next}) {
+    uint64_t count = 0;
+    if (!GetVarint(&data, &count) || count > data.size()) return error("truncated id list");
+    for (uint64_t i = 0; i < count; ++i) {
+      uint64_t id = 0;
+      if (!GetVarint(&data, &id)) return error("truncated id");
+      ids->push_back(id);
+    }
+  }
+  if (data.size() != 1 || static_cast<uint8_t>(data[0]) > 1) return error("bad auto_leave flag");
+  cs.auto_leave = data[0] == 1;
+  return cs;
+}
+
 std::string EncodeConfChange(const ConfChange& change) {
   std::string out;
   out.push_back(static_cast<char>(kConfChangeEncodingVersion));

@@ -118,6 +118,10 @@ struct ConfChange {
   bool EntersJoint(bool* auto_leave) const;
 };
 
+// Encoded form of a ConfState, for applications that persist it with their applied state.
+std::string EncodeConfState(const ConfState& conf_state);
+absl::StatusOr<ConfState> DecodeConfState(absl::string_view data);
+
 // Encoded form of a ConfChange as it travels in an entry of type kConfChange.
 std::string EncodeConfChange(const ConfChange& change);
 absl::StatusOr<ConfChange> DecodeConfChange(absl::string_view data);

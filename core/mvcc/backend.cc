@@ -1,0 +1,81 @@
+#include "core/mvcc/backend.h"
+
+namespace kvstore::mvcc {
+
+std::optional<std::string> MemoryBackend::Get(Bucket bucket, absl::string_view key) const {
+  const Tree& tree = trees_[static_cast<int>(bucket)];
+  auto it = tree.find(key);
+  if (it == tree.end()) return std::nullopt;
+  return it->second;
+}
+
+void MemoryBackend::Range(
+    Bucket bucket, absl::string_view start, absl::string_view end,
+    const std::function<bool(absl::string_view, absl::string_view)>& visit) const {
+  const Tree& tree = trees_[static_cast<int>(bucket)];
+  for (auto it = tree.lower_bound(start); it != tree.end(); ++it) {
+    if (!end.empty() && absl::string_view(it->first) >= end) break;
+    if (!visit(it->first, it->second)) break;
+  }
+}
+
+void MemoryBackend::Record(Bucket bucket, absl::string_view key) {
+  undo_.push_back(Undo{bucket, std::string(key), Get(bucket, key)});
+}
+
+void MemoryBackend::Put(Bucket bucket, absl::string_view key, absl::string_view value) {
+  Record(bucket, key);
+  Tree& tree = trees_[static_cast<int>(bucket)];
+  auto it = tree.find(key);
+  if (it != tree.end()) {
+    free_bytes_ += it->second.size();
+    live_bytes_ -= it->second.size();
+    it->second.assign(value.data(), value.size());
+  } else {
+    tree.emplace(std::string(key), std::string(value));
+    live_bytes_ += key.size();
+  }
+  live_bytes_ += value.size();
+}
+
+void MemoryBackend::Delete(Bucket bucket, absl::string_view key) {
+  Tree& tree = trees_[static_cast<int>(bucket)];
+  auto it = tree.find(key);
+  if (it == tree.end()) return;
+  Record(bucket, key);
+  const uint64_t bytes = it->first.size() + it->second.size();
+  live_bytes_ -= bytes;
+  free_bytes_ += bytes;
+  tree.erase(it);
+}
+
+absl::Status MemoryBackend::Commit() {
+  undo_.clear();
+  committed_live_bytes_ = live_bytes_;
+  committed_free_bytes_ = free_bytes_;
+  return absl::OkStatus();
+}
+
+uint64_t MemoryBackend::SizeBytes() const { return live_bytes_ + free_bytes_; }
+
+absl::Status MemoryBackend::Defragment() {
+  free_bytes_ = 0;
+  committed_free_bytes_ = 0;
+  return absl::OkStatus();
+}
+
+void MemoryBackend::Crash() {
+  for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) {
+    Tree& tree = trees_[static_cast<int>(it->bucket)];
+    if (it->previous.has_value()) {
+      tree[it->key] = *it->previous;
+    } else {
+      tree.erase(it->key);
+    }
+  }
+  undo_.clear();
+  live_bytes_ = committed_live_bytes_;
+  free_bytes_ = committed_free_bytes_;
+}
+
+}  // namespace kvstore::mvcc

@@ -1,0 +1,89 @@
+#ifndef KVSTORE_CORE_MVCC_BACKEND_H_
+#define KVSTORE_CORE_MVCC_BACKEND_H_
+
+// Ordered byte storage under the MVCC store, in the shape of etcd's bbolt backend: buckets of
+// sorted keys, writes batched into transactions that become durable together on Commit. The
+// in-memory implementation here serves the simulator and tests; store/ provides LMDB.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace kvstore::mvcc {
+
+enum class Bucket : uint8_t {
+  kKey = 0,    // revision -> key-value record
+  kMeta = 1,   // store metadata: compaction progress, consistent index
+  kLease = 2,  // lease id -> lease record
+};
+inline constexpr int kBucketCount = 3;
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // Reads see every write made so far, committed or not.
+  virtual std::optional<std::string> Get(Bucket bucket, absl::string_view key) const = 0;
+  // Visits keys in [start, end) in order (end empty: to the last key) until `visit` returns
+  // false.
+  virtual void Range(
+      Bucket bucket, absl::string_view start, absl::string_view end,
+      const std::function<bool(absl::string_view key, absl::string_view value)>& visit) const = 0;
+
+  virtual void Put(Bucket bucket, absl::string_view key, absl::string_view value) = 0;
+  virtual void Delete(Bucket bucket, absl::string_view key) = 0;
+  // Makes every write since the last Commit durable, atomically.
+  virtual absl::Status Commit() = 0;
+
+  // Bytes the backend occupies (what the quota measures).
+  virtual uint64_t SizeBytes() const = 0;
+  // Returns free space to the system; SizeBytes may shrink.
+  virtual absl::Status Defragment() = 0;
+};
+
+// A Backend in memory with a durable/volatile split: writes are volatile until Commit, and
+// Crash() throws away everything not committed, as a power loss would.
+class MemoryBackend : public Backend {
+ public:
+  std::optional<std::string> Get(Bucket bucket, absl::string_view key) const override;
+  void Range(Bucket bucket, absl::string_view start, absl::string_view end,
+             const std::function<bool(absl::string_view, absl::string_view)>& visit) const override;
+  void Put(Bucket bucket, absl::string_view key, absl::string_view value) override;
+  void Delete(Bucket bucket, absl::string_view key) override;
+  absl::Status Commit() override;
+  uint64_t SizeBytes() const override;
+  absl::Status Defragment() override;
+
+  // Loses uncommitted writes.
+  void Crash();
+  // Bytes freed by deletes since the last defragmentation still count toward SizeBytes, as in
+  // a B+tree file that only grows until defragmented.
+  uint64_t free_bytes() const { return free_bytes_; }
+
+ private:
+  using Tree = std::map<std::string, std::string, std::less<>>;
+  // Undo record of one uncommitted write: the value the key had before (nullopt: absent).
+  struct Undo {
+    Bucket bucket;
+    std::string key;
+    std::optional<std::string> previous;
+  };
+  void Record(Bucket bucket, absl::string_view key);
+
+  Tree trees_[kBucketCount];  // current contents, committed or not
+  std::vector<Undo> undo_;    // since the last Commit, oldest first
+  uint64_t live_bytes_ = 0;
+  uint64_t free_bytes_ = 0;
+  uint64_t committed_live_bytes_ = 0;
+  uint64_t committed_free_bytes_ = 0;
+};
+
+}  // namespace kvstore::mvcc
+
+#endif  // KVSTORE_CORE_MVCC_BACKEND_H_

@@ -1,0 +1,80 @@
+#include "core/mvcc/key_index.h"
+
+namespace kvstore::mvcc {
+
+void KeyIndex::Put(RevisionPair rev) {
+  if (generations_.empty()) generations_.emplace_back();
+  Generation& g = generations_.back();
+  if (g.revs.empty()) g.created = rev;
+  g.revs.push_back(rev);
+  ++g.version;
+}
+
+bool KeyIndex::Tombstone(RevisionPair rev) {
+  if (!Live()) return false;
+  Put(rev);
+  generations_.emplace_back();
+  return true;
+}
+
+void KeyIndex::Restore(RevisionPair created, RevisionPair modified, int64_t version) {
+  generations_.clear();
+  generations_.push_back(Generation{version, created, {modified}});
+}
+
+bool KeyIndex::Live() const { return !generations_.empty() && !generations_.back().revs.empty(); }
+
+const KeyIndex::Generation* KeyIndex::FindGeneration(Revision at) const {
+  for (size_t i = generations_.size(); i-- > 0;) {
+    const Generation& g = generations_[i];
+    if (g.revs.empty()) continue;
+    // A closed generation whose tombstone is at or before `at` was dead then.
+    if (i != generations_.size() - 1 && g.revs.back().main <= at) return nullptr;
+    if (g.revs.front().main <= at) return &g;
+  }
+  return nullptr;
+}
+
+bool KeyIndex::Get(Revision at, Found* found) const {
+  const Generation* g = FindGeneration(at);
+  if (g == nullptr) return false;
+  for (size_t i = g->revs.size(); i-- > 0;) {
+    if (g->revs[i].main <= at) {
+      found->modified = g->revs[i];
+      found->created = g->created;
+      found->version = g->version - static_cast<int64_t>(g->revs.size() - 1 - i);
+      return true;
+    }
+  }
+  return false;
+}
+
+bool KeyIndex::Compact(Revision at, std::set<RevisionPair>* keep) {
+  // Skip whole generations that ended (tombstone) at or before the compaction point.
+  size_t first = 0;
+  while (first + 1 < generations_.size() && !generations_[first].revs.empty() &&
+         generations_[first].revs.back().main <= at) {
+    ++first;
+  }
+  Generation& g = generations_[first];
+  if (!g.revs.empty()) {
+    // Keep the newest revision at or before `at` (what a read at `at` sees) and all later ones.
+    size_t newest_visible = g.revs.size();
+    for (size_t i = g.revs.size(); i-- > 0;) {
+      if (g.revs[i].main <= at) {
+        newest_visible = i;
+        break;
+      }
+    }
+    if (newest_visible != g.revs.size()) {
+      keep->insert(g.revs[newest_visible]);
+      g.revs.erase(g.revs.begin(), g.revs.begin() + newest_visible);
+    }
+  }
+  // Generations that ended at or before `at`, tombstone included, are invisible to every read
+  // the store still serves.
+  generations_.erase(generations_.begin(), generations_.begin() + first);
+  return !(generations_.size() == 1 && generations_.front().revs.empty());
+}
+
+}  // namespace kvstore::mvcc

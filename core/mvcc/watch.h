@@ -1,0 +1,113 @@
+#ifndef KVSTORE_CORE_MVCC_WATCH_H_
+#define KVSTORE_CORE_MVCC_WATCH_H_
+
+// Watchers over a Store (etcd's watchableStore), pure: the driver feeds the store's events in
+// after every applied write and takes the responses out to deliver.
+//
+// Guarantees, per watcher: events arrive in revision order, without gaps or duplicates, each
+// exactly once, never from before the watch's start revision, and never splitting one
+// revision's events across responses. A watcher is either
+//   synced:  it has seen everything up to the current revision and receives new events as they
+//            are notified; or
+//   lagging: it started in the past, or its buffer filled because nobody took its responses.
+//            It receives nothing live; CatchUp replays the store's history into it, a bounded
+//            batch at a time, until it is synced again.
+// So a slow watcher costs memory bounded by max_buffered_events and never blocks a write.
+// A lagging watcher whose next revision gets compacted is canceled with the compact revision.
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/status/statusor.h"
+#include "core/mvcc/store.h"
+#include "core/mvcc/types.h"
+
+namespace kvstore::mvcc {
+
+using WatchId = int64_t;
+
+// Named limits.
+inline constexpr size_t kDefaultMaxBufferedEventsPerWatcher = 1024;
+inline constexpr size_t kDefaultCatchUpBatchEvents = 1024;
+
+struct WatchRequest {
+  std::string key;
+  std::string range_end;  // as in RangeRequest: empty = one key, "\0" = from key on
+  // First revision to deliver; 0 = the next revision (events after now). A revision in the
+  // future waits for it; a past one replays history; a compacted one is refused.
+  Revision start_revision = 0;
+  bool no_put = false;
+  bool no_delete = false;
+  bool prev_kv = false;
+};
+
+struct WatchResponse {
+  WatchId watch_id = 0;
+  Revision header_revision = 0;  // the store's revision when the response was produced
+  std::vector<Event> events;
+  bool created = false;
+  bool canceled = false;
+  // Set when canceled because the revisions it needed were compacted.
+  Revision compact_revision = 0;
+  std::string cancel_reason;
+  // A progress notification: the watcher has seen everything up to header_revision.
+  bool progress = false;
+};
+
+class WatchHub {
+ public:
+  explicit WatchHub(const Store* store,
+                    size_t max_buffered_events = kDefaultMaxBufferedEventsPerWatcher);
+
+  // Creates a watcher and queues its "created" response. kCompacted (the message names the
+  // compact revision, also in compact_revision()) if start_revision is compacted.
+  absl::StatusOr<WatchId> Watch(const WatchRequest& request);
+  // Cancels a watcher, queueing its "canceled" response; kWatchNotFound if unknown.
+  absl::Status Cancel(WatchId id);
+  // Events the store produced by the writes just applied (Store::TakeEvents), in order.
+  void Notify(const std::vector<Event>& events);
+  // Replays history into lagging watchers, at most `max_events` events in all.
+  void CatchUp(size_t max_events = kDefaultCatchUpBatchEvents);
+  // Queues a progress notification for every synced watcher with nothing pending (etcd's
+  // RequestProgress); lagging watchers get theirs once caught up, and a watcher whose start
+  // revision is still in the future gets none until the store reaches the revision before it.
+  void RequestProgress();
+  // Responses to deliver, oldest first, per watcher in id order.
+  std::vector<WatchResponse> TakeResponses();
+
+  bool HasResponses() const;
+  bool HasLagging() const;
+  size_t watcher_count() const { return watchers_.size(); }
+  Revision compact_revision() const { return store_->compact_revision(); }
+
+ private:
+  struct Watcher {
+    WatchRequest request;
+    Revision next_revision = 0;  // first revision not yet delivered or skipped
+    bool lagging = false;
+    bool progress_requested = false;  // RequestProgress while lagging: answer once synced
+    size_t buffered_events = 0;
+    std::deque<WatchResponse> pending;
+  };
+
+  // Appends the watcher's share of `events` (already in its range and order) as one response.
+  void Deliver(WatchId id, Watcher& watcher, std::vector<Event> events);
+  bool Wants(const Watcher& watcher, const Event& event) const;
+  // Marks a lagging watcher synced, answering a progress request deferred while it lagged.
+  void MarkSynced(WatchId id, Watcher& watcher);
+  void QueueProgress(WatchId id, Watcher& watcher);
+  void CancelInternal(WatchId id, Watcher& watcher, Revision compact_revision, std::string reason);
+
+  const Store* store_;
+  size_t max_buffered_events_;
+  WatchId next_id_ = 1;
+  absl::btree_map<WatchId, Watcher> watchers_;
+  std::vector<WatchResponse> finished_;  // responses of watchers that no longer exist
+};
+
+}  // namespace kvstore::mvcc
+
+#endif  // KVSTORE_CORE_MVCC_WATCH_H_

@@ -1,0 +1,1180 @@
+#include "core/server/server.h"
+
+#include <algorithm>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/base/encoding.h"
+#include "core/base/errors.h"
+#include "core/raft/check.h"
+#include "core/server/codec.h"
+#include "core/server/requests.pb.h"
+
+namespace kvstore::server {
+namespace {
+
+constexpr absl::string_view kMetaMemberPrefix = "member/";
+constexpr absl::string_view kMetaAlarmPrefix = "alarm/";
+constexpr absl::string_view kMetaRequestEpoch = "request_epoch";
+// The Raft configuration as of the consistent index, so a restart resumes with it.
+constexpr absl::string_view kMetaConfState = "conf_state";
+constexpr int32_t kAlarmActivate = 1;
+constexpr int32_t kAlarmDeactivate = 2;
+// Expired leases proposed for revocation per tick (etcd rate-limits revocations too).
+constexpr size_t kMaxLeaseRevocationsPerTick = 16;
+
+std::string Fixed64(uint64_t value) {
+  std::string out;
+  PutFixed64BigEndian(&out, value);
+  return out;
+}
+
+std::string MemberKey(raft::NodeId id) { return absl::StrCat(kMetaMemberPrefix, Fixed64(id)); }
+
+std::string AlarmKey(raft::NodeId member, AlarmType type) {
+  return absl::StrCat(kMetaAlarmPrefix, Fixed64(member), std::string(1, static_cast<char>(type)));
+}
+
+void ToProto(const Member& in, pb::Member* out) {
+  out->set_id(in.id);
+  out->set_name(in.name);
+  for (const std::string& url : in.peer_urls) out->add_peer_urls(url);
+  out->set_is_learner(in.is_learner);
+}
+
+Member FromProto(const pb::Member& in) {
+  Member out;
+  out.id = in.id();
+  out.name = in.name();
+  out.peer_urls.assign(in.peer_urls().begin(), in.peer_urls().end());
+  out.is_learner = in.is_learner();
+  return out;
+}
+
+bool TxnWrites(const mvcc::TxnRequest& txn) {
+  for (const auto* branch : {&txn.success, &txn.failure}) {
+    for (const mvcc::RequestOp& op : *branch) {
+      if (op.kind == mvcc::RequestOp::Kind::kPut ||
+          op.kind == mvcc::RequestOp::Kind::kDeleteRange) {
+        return true;
+      }
+      if (op.kind == mvcc::RequestOp::Kind::kTxn && op.txn != nullptr && TxnWrites(*op.txn)) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+bool TxnPuts(const mvcc::TxnRequest& txn) {
+  for (const auto* branch : {&txn.success, &txn.failure}) {
+    for (const mvcc::RequestOp& op : *branch) {
+      if (op.kind == mvcc::RequestOp::Kind::kPut) return true;
+      if (op.kind == mvcc::RequestOp::Kind::kTxn && op.txn != nullptr && TxnPuts(*op.txn)) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+// Every lease a txn's puts attach (both branches: checked before the compares are known).
+void TxnLeases(const mvcc::TxnRequest& txn, std::set<lease::LeaseId>* leases) {
+  for (const auto* branch : {&txn.success, &txn.failure}) {
+    for (const mvcc::RequestOp& op : *branch) {
+      if (op.kind == mvcc::RequestOp::Kind::kPut && op.put.lease != lease::kNoLease) {
+        leases->insert(op.put.lease);
+      }
+      if (op.kind == mvcc::RequestOp::Kind::kTxn && op.txn != nullptr) {
+        TxnLeases(*op.txn, leases);
+      }
+    }
+  }
+}
+
+bool TxnSerializable(const mvcc::TxnRequest& txn) {
+  for (const auto* branch : {&txn.success, &txn.failure}) {
+    for (const mvcc::RequestOp& op : *branch) {
+      if (op.kind == mvcc::RequestOp::Kind::kRange && !op.range.serializable) return false;
+      if (op.kind == mvcc::RequestOp::Kind::kTxn && op.txn != nullptr &&
+          !TxnSerializable(*op.txn)) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+absl::Status ValidateKey(const std::string& key, const char* what) {
+  if (key.empty()) return Error(ErrorCode::kEmptyKey, absl::StrCat(what, ": key is empty"));
+  if (key.size() > kMaxKeyBytes) {
+    return Error(ErrorCode::kKeyTooLarge,
+                 absl::StrCat(what, ": key of ", key.size(), " bytes exceeds the limit of ",
+                              kMaxKeyBytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+// Raft's refusal of a proposal, as a client code.
+absl::Status FromRaftStatus(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+      return Error(ErrorCode::kNoLeader, status.message());
+    case absl::StatusCode::kAborted:
+      return Error(ErrorCode::kNoLeader, status.message());
+    case absl::StatusCode::kFailedPrecondition:
+      return Error(ErrorCode::kConfChangePending, status.message());
+    default:
+      return Error(ErrorCode::kInvalidArgument, status.message());
+  }
+}
+
+}  // namespace
+
+class Server::Impl {
+ public:
+  Impl(const ServerConfig& config, mvcc::Backend* backend)
+      : config_(config),
+        backend_(backend),
+        lessor_(lease::LessorConfig{config.min_lease_ttl_seconds}, backend) {}
+
+  absl::Status Init(raft::RestartState raft_state, std::vector<Member> founding);
+
+  RequestId Submit(Request request);
+  absl::StatusOr<mvcc::WatchId> Watch(const mvcc::WatchRequest& request) {
+    return hub_->Watch(request);
+  }
+  absl::Status CancelWatch(mvcc::WatchId id) { return hub_->Cancel(id); }
+  void RequestWatchProgress() { hub_->RequestProgress(); }
+  absl::Status Step(raft::Message message) { return raft_->Step(std::move(message)); }
+  void Tick();
+  bool HasReady() const;
+  const Ready& GetReady();
+  void Advance();
+  void OnPersisted(uint64_t id) { raft_->OnPersisted(id); }
+
+  raft::Status RaftStatus() const { return raft_->GetStatus(); }
+  raft::NodeId id() const { return config_.id; }
+  bool is_leader() const { return raft_->IsLeader(); }
+  const mvcc::Store& store() const { return *store_; }
+  const lease::Lessor& lessor() const { return lessor_; }
+  std::vector<Member> Members() const;
+  std::vector<Alarm> Alarms() const;
+  raft::Index applied_index() const { return applied_index_; }
+
+ private:
+  struct Pending {
+    Request request;
+    uint64_t deadline_tick = 0;
+    raft::Index index = 0;  // the entry's index, when proposed by this member as leader
+    bool is_read = false;   // a linearizable read waiting for its read index
+    bool has_read_index = false;
+    raft::Index read_index = 0;
+  };
+
+  int64_t now_ms() const { return static_cast<int64_t>(ticks_) * config_.tick_ms; }
+  ResponseHeader Header() const;
+  void Respond(RequestId id, RequestType type, absl::Status status);
+  void Respond(Response response);
+  RequestId NextRequestId() { return (request_epoch_ << 32) | ++request_counter_; }
+
+  // Submission paths.
+  absl::Status Validate(const Request& request) const;
+  void Propose(RequestId id, Request request, pb::InternalRequest internal);
+  void ProposeMemberChange(RequestId id, Request request, raft::ConfChangeSingle change,
+                           const Member& member);
+  void StartRead(RequestId id, Request request);
+  void ServeRead(RequestId id, const Request& request);
+  void ServeLocal(RequestId id, const Request& request);
+  void FailPending(RequestId id, absl::Status status);
+
+  // Apply paths (deterministic on every replica).
+  void Apply(const raft::Entry& entry);
+  void ApplyConfChange(const raft::Entry& entry);
+  void ApplyInternal(raft::Index index, const pb::InternalRequest& internal, Response* response);
+  absl::Status ApplyWrite(const pb::InternalRequest& internal, Response* response);
+  void TrackLeases(const std::vector<mvcc::Event>& events);
+  void RestoreSnapshot(const raft::Snapshot& snapshot);
+  absl::Status LoadLocalState();
+  std::string DumpBackend() const;
+  void OnLeadershipChange(bool leader);
+  bool AlarmActive() const { return !alarms_.empty(); }
+
+  ServerConfig config_;
+  mvcc::Backend* backend_;
+  std::unique_ptr<mvcc::Store> store_;
+  std::unique_ptr<mvcc::WatchHub> hub_;
+  lease::Lessor lessor_;
+  std::unique_ptr<raft::RawNode> raft_;
+
+  absl::btree_map<raft::NodeId, Member> members_;
+  std::set<std::pair<raft::NodeId, AlarmType>> alarms_;
+  raft::ConfState conf_state_;
+
+  uint64_t ticks_ = 0;
+  uint64_t request_epoch_ = 0;
+  uint64_t request_counter_ = 0;
+  absl::btree_map<RequestId, Pending> pending_;
+  absl::btree_map<raft::Index, RequestId> pending_by_index_;
+  absl::btree_map<lease::LeaseId, uint64_t> revoking_;  // lease -> tick to retry after
+  bool alarm_proposed_ = false;
+  bool was_leader_ = false;
+
+  raft::Index applied_index_ = 0;
+  raft::Term applied_term_ = 0;
+  raft::Index snapshot_index_ = 0;
+
+  std::vector<Response> responses_;
+  Ready ready_;
+  bool ready_outstanding_ = false;
+};
+
+absl::Status Server::Impl::Init(raft::RestartState raft_state, std::vector<Member> founding) {
+  auto store = mvcc::Store::Open(backend_);
+  if (!store.ok()) return store.status();
+  store_ = std::move(*store);
+  hub_ = std::make_unique<mvcc::WatchHub>(store_.get());
+  if (auto s = LoadLocalState(); !s.ok()) return s;
+  if (members_.empty()) {
+    for (const Member& member : founding) {
+      members_[member.id] = member;
+      pb::Member record;
+      ToProto(member, &record);
+      backend_->Put(mvcc::Bucket::kMeta, MemberKey(member.id), record.SerializeAsString());
+    }
+  }
+  // Request ids must never repeat across restarts: a new epoch per start.
+  auto epoch = backend_->Get(mvcc::Bucket::kMeta, kMetaRequestEpoch);
+  uint64_t previous = 0;
+  if (epoch.has_value()) {
+    absl::string_view in = *epoch;
+    GetFixed64BigEndian(&in, &previous);
+  }
+  request_epoch_ = (previous + 1) & 0xFFFFFFFF;
+  backend_->Put(mvcc::Bucket::kMeta, kMetaRequestEpoch, Fixed64(request_epoch_));
+  if (auto s = backend_->Commit(); !s.ok()) return s;
+
+  // Entries up to the backend's consistent index are applied already (etcd's consistent
+  // index). The backend may be ahead of the persisted commit index by what the last Ready
+  // applied before its hard state was written; those entries were committed.
+  const raft::Index consistent = store_->consistent_index();
+  raft_state.applied = std::max(raft_state.applied, consistent);
+  raft::Index last = raft_state.snapshot != nullptr ? raft_state.snapshot->metadata.index : 0;
+  last += raft_state.entries.size();
+  if (consistent > last) {
+    return absl::DataLossError(absl::StrCat("backend consistent index ", consistent,
+                                            " is beyond the last log index ", last,
+                                            ": the log lost entries"));
+  }
+  raft_state.hard_state.commit = std::max(raft_state.hard_state.commit, consistent);
+  if (!raft_state.conf_state.has_value()) {
+    if (auto stored = backend_->Get(mvcc::Bucket::kMeta, kMetaConfState); stored.has_value()) {
+      auto cs = raft::DecodeConfState(*stored);
+      if (!cs.ok()) return absl::DataLossError(cs.status().message());
+      raft_state.conf_state = std::move(*cs);
+    }
+  }
+  applied_index_ = raft_state.applied;
+  if (raft_state.snapshot != nullptr) snapshot_index_ = raft_state.snapshot->metadata.index;
+
+  raft::Config rc;
+  rc.id = config_.id;
+  rc.election_tick = config_.election_tick;
+  rc.heartbeat_tick = config_.heartbeat_tick;
+  rc.random_seed = config_.random_seed;
+  rc.pre_vote = config_.pre_vote;
+  rc.check_quorum = config_.check_quorum;
+  auto node = raft::RawNode::Create(rc, std::move(raft_state));
+  if (!node.ok()) return node.status();
+  raft_ = std::move(*node);
+  conf_state_ = raft_->GetStatus().conf_state;
+  return absl::OkStatus();
+}
+
+absl::Status Server::Impl::LoadLocalState() {
+  if (auto s = lessor_.Restore(); !s.ok()) return s;
+  // Re-attach keys to their leases from the store's current state.
+  mvcc::RangeRequest all;
+  all.key = std::string(1, '\0');
+  all.range_end = std::string(1, '\0');
+  auto kvs = store_->Range(all);
+  if (!kvs.ok()) return kvs.status();
+  for (const mvcc::KeyValue& kv : kvs->kvs) {
+    if (kv.lease != lease::kNoLease) (void)lessor_.Attach(kv.lease, kv.key);
+  }
+  members_.clear();
+  alarms_.clear();
+  absl::Status corrupt;
+  const std::string member_end = mvcc::PrefixEnd(std::string(kMetaMemberPrefix));
+  backend_->Range(mvcc::Bucket::kMeta, kMetaMemberPrefix, member_end,
+                  [&](absl::string_view, absl::string_view value) {
+                    pb::Member record;
+                    if (!record.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+                      corrupt = absl::DataLossError("server: corrupt member record");
+                      return false;
+                    }
+                    members_[record.id()] = FromProto(record);
+                    return true;
+                  });
+  if (!corrupt.ok()) return corrupt;
+  const std::string alarm_end = mvcc::PrefixEnd(std::string(kMetaAlarmPrefix));
+  backend_->Range(mvcc::Bucket::kMeta, kMetaAlarmPrefix, alarm_end,
+                  [&](absl::string_view key, absl::string_view) {
+                    key.remove_prefix(kMetaAlarmPrefix.size());
+                    uint64_t member = 0;
+                    if (!GetFixed64BigEndian(&key, &member) || key.size() != 1) {
+                      corrupt = absl::DataLossError("server: corrupt alarm record");
+                      return false;
+                    }
+                    alarms_.insert({member, static_cast<AlarmType>(key[0])});
+                    return true;
+                  });
+  return corrupt;
+}
+
+ResponseHeader Server::Impl::Header() const {
+  ResponseHeader header;
+  header.member_id = config_.id;
+  header.revision = store_->current_revision();
+  header.raft_term = raft_ != nullptr ? raft_->CurrentTerm() : 0;
+  return header;
+}
+
+void Server::Impl::Respond(RequestId id, RequestType type, absl::Status status) {
+  Response response;
+  response.request_id = id;
+  response.type = type;
+  response.status = std::move(status);
+  Respond(std::move(response));
+}
+
+void Server::Impl::Respond(Response response) {
+  response.header = Header();
+  responses_.push_back(std::move(response));
+}
+
+void Server::Impl::FailPending(RequestId id, absl::Status status) {
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;
+  const RequestType type = it->second.request.type;
+  if (it->second.index != 0) pending_by_index_.erase(it->second.index);
+  pending_.erase(it);
+  Respond(id, type, std::move(status));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Submission
+
+absl::Status Server::Impl::Validate(const Request& r) const {
+  switch (r.type) {
+    case RequestType::kRange:
+      return ValidateKey(r.range.key, "range");
+    case RequestType::kPut: {
+      if (auto s = ValidateKey(r.put.key, "put"); !s.ok()) return s;
+      if (r.put.value.size() > config_.max_request_bytes) {
+        return Error(ErrorCode::kValueTooLarge, absl::StrCat("put: value of ", r.put.value.size(),
+                                                             " bytes exceeds the request limit of ",
+                                                             config_.max_request_bytes, " bytes"));
+      }
+      if (r.put.lease != lease::kNoLease && !lessor_.Exists(r.put.lease)) {
+        return Error(ErrorCode::kLeaseNotFound,
+                     absl::StrCat("put: lease ", r.put.lease, " not found"));
+      }
+      return absl::OkStatus();
+    }
+    case RequestType::kDeleteRange:
+      return ValidateKey(r.delete_range.key, "delete");
+    case RequestType::kTxn: {
+      const size_t limit = config_.max_txn_ops;
+      if (r.txn.compare.size() > limit || r.txn.success.size() > limit ||
+          r.txn.failure.size() > limit) {
+        return Error(ErrorCode::kTooManyOps,
+                     absl::StrCat("txn: ", r.txn.compare.size(), " compares, ",
+                                  r.txn.success.size(), " success and ", r.txn.failure.size(),
+                                  " failure operations; the limit is ", limit, " each"));
+      }
+      return absl::OkStatus();
+    }
+    case RequestType::kLeaseGrant:
+      if (r.ttl_seconds <= 0) {
+        return Error(ErrorCode::kInvalidArgument,
+                     absl::StrCat("lease grant: TTL ", r.ttl_seconds, "s is not positive"));
+      }
+      if (r.ttl_seconds > lease::kMaxTtlSeconds) {
+        return Error(ErrorCode::kLeaseTtlTooLarge,
+                     absl::StrCat("lease grant: TTL ", r.ttl_seconds, "s exceeds ",
+                                  lease::kMaxTtlSeconds, "s"));
+      }
+      if (r.lease_id < 0) {
+        return Error(ErrorCode::kInvalidArgument,
+                     absl::StrCat("lease grant: id ", r.lease_id, " is negative"));
+      }
+      return absl::OkStatus();
+    default:
+      return absl::OkStatus();
+  }
+}
+
+RequestId Server::Impl::Submit(Request request) {
+  RAFT_CHECK(!ready_outstanding_) << "server " << config_.id << ": Submit between GetReady and "
+                                  << "Advance";
+  const RequestId id = NextRequestId();
+  if (auto status = Validate(request); !status.ok()) {
+    Respond(id, request.type, std::move(status));
+    return id;
+  }
+  pb::InternalRequest internal;
+  switch (request.type) {
+    case RequestType::kRange:
+      if (request.range.serializable) {
+        ServeRead(id, request);
+      } else {
+        StartRead(id, std::move(request));
+      }
+      return id;
+    case RequestType::kTxn:
+      if (!TxnWrites(request.txn)) {
+        if (TxnSerializable(request.txn)) {
+          ServeRead(id, request);
+        } else {
+          StartRead(id, std::move(request));
+        }
+        return id;
+      }
+      if (AlarmActive() && TxnPuts(request.txn)) {
+        Respond(id, request.type, Error(ErrorCode::kNoSpace, "txn refused: NOSPACE alarm"));
+        return id;
+      }
+      ToProto(request.txn, internal.mutable_txn());
+      break;
+    case RequestType::kPut:
+      if (AlarmActive()) {
+        Respond(id, request.type, Error(ErrorCode::kNoSpace, "put refused: NOSPACE alarm"));
+        return id;
+      }
+      ToProto(request.put, internal.mutable_put());
+      break;
+    case RequestType::kDeleteRange:
+      ToProto(request.delete_range, internal.mutable_delete_range());
+      break;
+    case RequestType::kCompact:
+      internal.mutable_compaction()->set_revision(request.revision);
+      break;
+    case RequestType::kLeaseGrant: {
+      if (request.lease_id == lease::kNoLease) request.lease_id = lessor_.NextFreeId(id);
+      internal.mutable_lease_grant()->set_id(request.lease_id);
+      internal.mutable_lease_grant()->set_ttl_seconds(request.ttl_seconds);
+      break;
+    }
+    case RequestType::kLeaseRevoke:
+      internal.mutable_lease_revoke()->set_id(request.lease_id);
+      break;
+    case RequestType::kAlarmDisarm:
+      internal.mutable_alarm()->set_action(kAlarmDeactivate);
+      internal.mutable_alarm()->set_alarm(static_cast<int32_t>(AlarmType::kNoSpace));
+      break;
+    case RequestType::kMemberAdd: {
+      if (request.member.peer_urls.empty()) {
+        Respond(id, request.type,
+                Error(ErrorCode::kInvalidArgument, "member add: no peer URLs given"));
+        return id;
+      }
+      for (const auto& [member_id, member] : members_) {
+        for (const std::string& url : member.peer_urls) {
+          for (const std::string& wanted : request.member.peer_urls) {
+            if (url == wanted) {
+              Respond(id, request.type,
+                      Error(ErrorCode::kMemberExists,
+                            absl::StrCat("member add: peer URL ", url, " is member ", member_id)));
+              return id;
+            }
+          }
+        }
+      }
+      if (request.member.is_learner) {
+        size_t learners = 0;
+        for (const auto& [member_id, member] : members_) learners += member.is_learner ? 1 : 0;
+        if (learners >= config_.max_learners) {
+          Respond(id, request.type,
+                  Error(ErrorCode::kTooManyLearners,
+                        absl::StrCat("member add: ", learners, " learners, the limit is ",
+                                     config_.max_learners)));
+          return id;
+        }
+      }
+      Member member = request.member;
+      // A deterministic id from the member's identity and this request.
+      uint64_t hash =
+          Fnv1a64(absl::StrCat(member.name, "|", absl::StrJoin(member.peer_urls, ","), "|", id));
+      member.id = hash & 0x7FFFFFFFFFFFFFFFull;
+      while (member.id == raft::kNoNode || members_.count(member.id) > 0) ++member.id;
+      ProposeMemberChange(
+          id, std::move(request),
+          raft::ConfChangeSingle{member.is_learner ? raft::ConfChangeType::kAddLearner
+                                                   : raft::ConfChangeType::kAddVoter,
+                                 member.id},
+          member);
+      return id;
+    }
+    case RequestType::kMemberPromote: {
+      auto it = members_.find(request.member.id);
+      if (it == members_.end()) {
+        Respond(id, request.type,
+                Error(ErrorCode::kMemberNotFound,
+                      absl::StrCat("member promote: no member ", request.member.id)));
+        return id;
+      }
+      if (!it->second.is_learner) {
+        Respond(id, request.type,
+                Error(ErrorCode::kLearnerNotPromotable,
+                      absl::StrCat("member promote: ", request.member.id, " is not a learner")));
+        return id;
+      }
+      if (!raft_->IsLeader()) {
+        Respond(
+            id, request.type,
+            Error(ErrorCode::kNotLeader, absl::StrCat("member promote must be served by the "
+                                                      "leader (",
+                                                      raft_->GetStatus().soft_state.leader, ")")));
+        return id;
+      }
+      const raft::Status status = raft_->GetStatus();
+      const raft::Index leader_match = status.progress.at(config_.id).match;
+      auto learner = status.progress.find(request.member.id);
+      const raft::Index learner_match =
+          learner == status.progress.end() ? 0 : learner->second.match;
+      // etcd's rule: the learner must hold at least 90% of the leader's log.
+      if (static_cast<double>(learner_match) <
+          static_cast<double>(leader_match) * kLearnerReadyRatio) {
+        Respond(id, request.type,
+                Error(ErrorCode::kLearnerNotReady,
+                      absl::StrCat("member promote: learner ", request.member.id, " has ",
+                                   learner_match, " of the leader's ", leader_match,
+                                   " entries (needs ", kLearnerReadyRatio * 100, "%)")));
+        return id;
+      }
+      Member member = it->second;
+      member.is_learner = false;
+      ProposeMemberChange(id, std::move(request),
+                          raft::ConfChangeSingle{raft::ConfChangeType::kAddVoter, member.id},
+                          member);
+      return id;
+    }
+    case RequestType::kMemberRemove: {
+      auto it = members_.find(request.member.id);
+      if (it == members_.end()) {
+        Respond(id, request.type,
+                Error(ErrorCode::kMemberNotFound,
+                      absl::StrCat("member remove: no member ", request.member.id)));
+        return id;
+      }
+      Member member = it->second;
+      ProposeMemberChange(id, std::move(request),
+                          raft::ConfChangeSingle{raft::ConfChangeType::kRemoveNode, member.id},
+                          member);
+      return id;
+    }
+    default:
+      ServeLocal(id, request);
+      return id;
+  }
+  Propose(id, std::move(request), std::move(internal));
+  return id;
+}
+
+void Server::Impl::Propose(RequestId id, Request request, pb::InternalRequest internal) {
+  internal.set_id(id);
+  internal.set_proposed_at_ms(now_ms());
+  std::string data = internal.SerializeAsString();
+  if (data.size() > config_.max_request_bytes) {
+    Respond(id, request.type,
+            Error(ErrorCode::kRequestTooLarge,
+                  absl::StrCat("request of ", data.size(), " bytes exceeds the limit of ",
+                               config_.max_request_bytes, " bytes")));
+    return;
+  }
+  const bool leader = raft_->IsLeader();
+  const raft::Index index = raft_->LastIndex() + 1;
+  const RequestType type = request.type;
+  absl::Status status = raft_->Propose(raft::Bytes(data));
+  if (!status.ok()) {
+    Respond(id, type, FromRaftStatus(status));
+    return;
+  }
+  Pending pending;
+  pending.request = std::move(request);
+  pending.deadline_tick = ticks_ + config_.request_timeout_ticks;
+  if (leader) {
+    pending.index = index;
+    pending_by_index_[index] = id;
+  }
+  pending_.emplace(id, std::move(pending));
+}
+
+void Server::Impl::ProposeMemberChange(RequestId id, Request request, raft::ConfChangeSingle change,
+                                       const Member& member) {
+  pb::MemberChange context;
+  context.set_request_id(id);
+  ToProto(member, context.mutable_member());
+  raft::ConfChange cc;
+  cc.changes.push_back(change);
+  cc.context = context.SerializeAsString();
+  const RequestType type = request.type;
+  absl::Status status = raft_->ProposeConfChange(cc);
+  if (!status.ok()) {
+    Respond(id, type, FromRaftStatus(status));
+    return;
+  }
+  Pending pending;
+  pending.request = std::move(request);
+  pending.deadline_tick = ticks_ + config_.request_timeout_ticks;
+  pending_.emplace(id, std::move(pending));
+}
+
+void Server::Impl::StartRead(RequestId id, Request request) {
+  std::string context;
+  PutFixed64BigEndian(&context, id);
+  absl::Status status = raft_->ReadIndex(raft::Bytes(context));
+  if (!status.ok()) {
+    Respond(id, request.type, FromRaftStatus(status));
+    return;
+  }
+  Pending pending;
+  pending.request = std::move(request);
+  pending.deadline_tick = ticks_ + config_.request_timeout_ticks;
+  pending.is_read = true;
+  pending_.emplace(id, std::move(pending));
+}
+
+void Server::Impl::ServeRead(RequestId id, const Request& request) {
+  Response response;
+  response.request_id = id;
+  response.type = request.type;
+  if (request.type == RequestType::kRange) {
+    auto range = store_->Range(request.range);
+    if (range.ok()) {
+      response.range = std::move(*range);
+    } else {
+      response.status = range.status();
+    }
+  } else {
+    // A read-only txn changes nothing: running it on the store writes no revision.
+    auto txn = store_->Txn(request.txn);
+    if (txn.ok()) {
+      response.txn = std::move(*txn);
+    } else {
+      response.status = txn.status();
+    }
+  }
+  Respond(std::move(response));
+}
+
+void Server::Impl::ServeLocal(RequestId id, const Request& request) {
+  Response response;
+  response.request_id = id;
+  response.type = request.type;
+  switch (request.type) {
+    case RequestType::kLeaseKeepAlive: {
+      auto ttl = lessor_.Renew(request.lease_id, now_ms());
+      if (ttl.ok()) {
+        response.lease.id = request.lease_id;
+        response.lease.remaining_ttl_seconds = *ttl;
+        response.lease.granted_ttl_seconds = *ttl;
+      } else {
+        response.status = ttl.status();
+      }
+      break;
+    }
+    case RequestType::kLeaseTimeToLive: {
+      if (!lessor_.is_primary()) {
+        response.status =
+            Error(ErrorCode::kNotLeader, "lease time-to-live must be served by the leader");
+        break;
+      }
+      auto info = lessor_.TimeToLive(request.lease_id, now_ms());
+      if (info.ok()) {
+        response.lease = std::move(*info);
+      } else {
+        response.status = info.status();
+      }
+      break;
+    }
+    case RequestType::kLeaseLeases:
+      response.leases = lessor_.Leases();
+      break;
+    case RequestType::kMemberList:
+      response.members = Members();
+      break;
+    case RequestType::kAlarmList:
+      response.alarms = Alarms();
+      break;
+    case RequestType::kHash: {
+      auto hash = store_->Hash(request.revision);
+      if (hash.ok()) {
+        response.hash = *hash;
+      } else {
+        response.status = hash.status();
+      }
+      break;
+    }
+    case RequestType::kDefragment:
+      response.status = backend_->Defragment();
+      break;
+    default:
+      response.status = Error(ErrorCode::kInvalidArgument, "unsupported request type");
+      break;
+  }
+  Respond(std::move(response));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Apply
+
+void Server::Impl::Apply(const raft::Entry& entry) {
+  applied_index_ = entry.index;
+  applied_term_ = entry.term;
+  if (entry.type == raft::EntryType::kConfChange) {
+    ApplyConfChange(entry);
+  } else if (!entry.data.empty()) {
+    pb::InternalRequest internal;
+    Response response;
+    if (!internal.ParseFromArray(entry.data.data(), static_cast<int>(entry.data.size()))) {
+      // Deterministic on every replica: the entry is skipped everywhere.
+      response.status = Error(ErrorCode::kInvalidArgument,
+                              absl::StrCat("entry ", entry.index, " holds a malformed request"));
+    } else {
+      ApplyInternal(entry.index, internal, &response);
+    }
+    auto it = internal.id() != 0 ? pending_.find(internal.id()) : pending_.end();
+    if (it != pending_.end() && !it->second.is_read) {
+      response.request_id = it->first;
+      response.type = it->second.request.type;
+      if (it->second.index != 0) pending_by_index_.erase(it->second.index);
+      pending_.erase(it);
+      Respond(std::move(response));
+    }
+  }
+  // A proposal this member appended at this index but whose entry was replaced by another
+  // leader's: it will never apply.
+  for (auto it = pending_by_index_.begin();
+       it != pending_by_index_.end() && it->first <= entry.index;) {
+    const RequestId id = it->second;
+    it = pending_by_index_.erase(it);
+    auto p = pending_.find(id);
+    if (p == pending_.end()) continue;
+    p->second.index = 0;
+    FailPending(id, Error(ErrorCode::kLeadershipChanged,
+                          absl::StrCat("proposal at index ", entry.index,
+                                       " was replaced after a leader change")));
+  }
+}
+
+void Server::Impl::ApplyConfChange(const raft::Entry& entry) {
+  auto change = raft::DecodeConfChange(entry.data.view());
+  RAFT_CHECK(change.ok()) << "server " << config_.id << ": committed conf change at " << entry.index
+                          << " is malformed: " << change.status().message();
+  conf_state_ = raft_->ApplyConfChange(*change);
+  backend_->Put(mvcc::Bucket::kMeta, kMetaConfState, raft::EncodeConfState(conf_state_));
+  pb::MemberChange context;
+  const bool has_context =
+      !change->context.empty() && context.ParseFromString(change->context) && context.has_member();
+  for (const raft::ConfChangeSingle& single : change->changes) {
+    auto it = members_.find(single.node_id);
+    switch (single.type) {
+      case raft::ConfChangeType::kAddVoter:
+      case raft::ConfChangeType::kAddLearner: {
+        Member member = it != members_.end() ? it->second : Member{single.node_id, "", {}, false};
+        if (has_context && context.member().id() == single.node_id) {
+          member = FromProto(context.member());
+        }
+        member.is_learner = single.type == raft::ConfChangeType::kAddLearner;
+        members_[single.node_id] = member;
+        pb::Member record;
+        ToProto(member, &record);
+        backend_->Put(mvcc::Bucket::kMeta, MemberKey(member.id), record.SerializeAsString());
+        break;
+      }
+      case raft::ConfChangeType::kRemoveNode:
+        members_.erase(single.node_id);
+        backend_->Delete(mvcc::Bucket::kMeta, MemberKey(single.node_id));
+        break;
+    }
+  }
+  if (has_context) {
+    auto it = pending_.find(context.request_id());
+    if (it != pending_.end()) {
+      Response response;
+      response.request_id = it->first;
+      response.type = it->second.request.type;
+      response.member = FromProto(context.member());
+      response.members = Members();
+      pending_.erase(it);
+      Respond(std::move(response));
+    }
+  }
+}
+
+absl::Status Server::Impl::ApplyWrite(const pb::InternalRequest& internal, Response* response) {
+  switch (internal.request_case()) {
+    case pb::InternalRequest::kPut: {
+      if (AlarmActive()) return Error(ErrorCode::kNoSpace, "put refused: NOSPACE alarm");
+      mvcc::PutRequest put = FromProto(internal.put());
+      if (put.lease != lease::kNoLease && !lessor_.Exists(put.lease)) {
+        return Error(ErrorCode::kLeaseNotFound, absl::StrCat("lease ", put.lease, " not found"));
+      }
+      auto result = store_->Put(put);
+      if (!result.ok()) return result.status();
+      response->put = std::move(*result);
+      return absl::OkStatus();
+    }
+    case pb::InternalRequest::kDeleteRange: {
+      auto result = store_->DeleteRange(FromProto(internal.delete_range()));
+      if (!result.ok()) return result.status();
+      response->delete_range = std::move(*result);
+      return absl::OkStatus();
+    }
+    case pb::InternalRequest::kTxn: {
+      auto txn = FromProto(internal.txn());
+      if (!txn.ok()) return txn.status();
+      if (AlarmActive() && TxnPuts(*txn)) {
+        return Error(ErrorCode::kNoSpace, "txn refused: NOSPACE alarm");
+      }
+      std::set<lease::LeaseId> leases;
+      TxnLeases(*txn, &leases);
+      for (lease::LeaseId id : leases) {
+        if (!lessor_.Exists(id)) {
+          return Error(ErrorCode::kLeaseNotFound, absl::StrCat("lease ", id, " not found"));
+        }
+      }
+      auto result = store_->Txn(*txn);
+      if (!result.ok()) return result.status();
+      response->txn = std::move(*result);
+      return absl::OkStatus();
+    }
+    case pb::InternalRequest::kCompaction: {
+      auto result = store_->Compact(internal.compaction().revision());
+      if (!result.ok()) return result.status();
+      response->compact = *result;
+      return absl::OkStatus();
+    }
+    case pb::InternalRequest::kLeaseGrant: {
+      auto info = lessor_.ApplyGrant(internal.lease_grant().id(),
+                                     internal.lease_grant().ttl_seconds(), now_ms());
+      if (!info.ok()) return info.status();
+      response->lease = std::move(*info);
+      return absl::OkStatus();
+    }
+    case pb::InternalRequest::kLeaseRevoke: {
+      const lease::LeaseId id = internal.lease_revoke().id();
+      revoking_.erase(id);
+      auto keys = lessor_.ApplyRevoke(id);
+      if (!keys.ok()) return keys.status();
+      // All of the lease's keys go in one revision.
+      mvcc::TxnRequest deletes;
+      for (const std::string& key : *keys) {
+        mvcc::RequestOp op;
+        op.kind = mvcc::RequestOp::Kind::kDeleteRange;
+        op.delete_range.key = key;
+        deletes.success.push_back(std::move(op));
+      }
+      if (!deletes.success.empty()) {
+        auto result = store_->Txn(deletes);
+        if (!result.ok()) return result.status();
+      }
+      response->lease.id = id;
+      return absl::OkStatus();
+    }
+    case pb::InternalRequest::kAlarm: {
+      const AlarmType type = static_cast<AlarmType>(internal.alarm().alarm());
+      if (type != AlarmType::kNoSpace) {
+        return Error(ErrorCode::kInvalidArgument,
+                     absl::StrCat("unknown alarm ", internal.alarm().alarm()));
+      }
+      if (internal.alarm().action() == kAlarmActivate) {
+        alarms_.insert({internal.alarm().member_id(), type});
+        backend_->Put(mvcc::Bucket::kMeta, AlarmKey(internal.alarm().member_id(), type), "");
+      } else {
+        for (auto it = alarms_.begin(); it != alarms_.end();) {
+          if (it->second == type) {
+            backend_->Delete(mvcc::Bucket::kMeta, AlarmKey(it->first, it->second));
+            it = alarms_.erase(it);
+          } else {
+            ++it;
+          }
+        }
+        alarm_proposed_ = false;
+      }
+      response->alarms = Alarms();
+      return absl::OkStatus();
+    }
+    case pb::InternalRequest::REQUEST_NOT_SET:
+      break;
+  }
+  return Error(ErrorCode::kInvalidArgument, "entry holds no request");
+}
+
+void Server::Impl::ApplyInternal(raft::Index, const pb::InternalRequest& internal,
+                                 Response* response) {
+  response->status = ApplyWrite(internal, response);
+  std::vector<mvcc::Event> events = store_->TakeEvents();
+  TrackLeases(events);
+  hub_->Notify(events);
+}
+
+void Server::Impl::TrackLeases(const std::vector<mvcc::Event>& events) {
+  for (const mvcc::Event& event : events) {
+    const lease::LeaseId previous = event.prev_kv.has_value() ? event.prev_kv->lease : 0;
+    if (event.type == mvcc::Event::Type::kDelete) {
+      if (previous != lease::kNoLease) lessor_.Detach(previous, event.kv.key);
+      continue;
+    }
+    if (previous != lease::kNoLease && previous != event.kv.lease) {
+      lessor_.Detach(previous, event.kv.key);
+    }
+    if (event.kv.lease != lease::kNoLease) (void)lessor_.Attach(event.kv.lease, event.kv.key);
+  }
+}
+
+std::string Server::Impl::DumpBackend() const {
+  std::string out;
+  for (int bucket = 0; bucket < mvcc::kBucketCount; ++bucket) {
+    backend_->Range(static_cast<mvcc::Bucket>(bucket), "", "",
+                    [&](absl::string_view key, absl::string_view value) {
+                      out.push_back(static_cast<char>(bucket));
+                      PutLengthPrefixed(&out, key);
+                      PutLengthPrefixed(&out, value);
+                      return true;
+                    });
+  }
+  return out;
+}
+
+void Server::Impl::RestoreSnapshot(const raft::Snapshot& snapshot) {
+  // Replace the backend's contents with the snapshot's, then rebuild every view of it.
+  for (int bucket = 0; bucket < mvcc::kBucketCount; ++bucket) {
+    std::vector<std::string> keys;
+    backend_->Range(static_cast<mvcc::Bucket>(bucket), "", "",
+                    [&](absl::string_view key, absl::string_view) {
+                      keys.emplace_back(key);
+                      return true;
+                    });
+    for (const std::string& key : keys) backend_->Delete(static_cast<mvcc::Bucket>(bucket), key);
+  }
+  absl::string_view in = snapshot.data.view();
+  while (!in.empty()) {
+    const uint8_t bucket = static_cast<uint8_t>(in.front());
+    in.remove_prefix(1);
+    absl::string_view key, value;
+    RAFT_CHECK(bucket < mvcc::kBucketCount && GetLengthPrefixed(&in, &key) &&
+               GetLengthPrefixed(&in, &value))
+        << "server " << config_.id << ": snapshot at " << snapshot.metadata.index
+        << " is malformed";
+    backend_->Put(static_cast<mvcc::Bucket>(bucket), key, value);
+  }
+  auto status = store_->Reload();
+  RAFT_CHECK(status.ok()) << "server " << config_.id << ": snapshot store: " << status.message();
+  status = LoadLocalState();
+  RAFT_CHECK(status.ok()) << "server " << config_.id << ": snapshot state: " << status.message();
+  if (lessor_.is_primary()) lessor_.Promote(now_ms(), 0);
+  applied_index_ = snapshot.metadata.index;
+  applied_term_ = snapshot.metadata.term;
+  snapshot_index_ = snapshot.metadata.index;
+  conf_state_ = snapshot.metadata.conf_state;
+  status = store_->Commit(applied_index_);
+  RAFT_CHECK(status.ok()) << "server " << config_.id << ": commit: " << status.message();
+}
+
+void Server::Impl::OnLeadershipChange(bool leader) {
+  if (leader) {
+    // etcd: a new leader restarts every lease's TTL from now, plus an election timeout, so the
+    // change of leader never expires a lease early.
+    lessor_.Promote(now_ms(), static_cast<int64_t>(config_.election_tick) * config_.tick_ms);
+  } else {
+    lessor_.Demote();
+    revoking_.clear();
+  }
+  // Reads waiting for a read index from the old leader will never get one.
+  std::vector<RequestId> reads;
+  for (const auto& [id, pending] : pending_) {
+    if (pending.is_read && !pending.has_read_index) reads.push_back(id);
+  }
+  for (RequestId id : reads) {
+    FailPending(id, Error(ErrorCode::kLeadershipChanged, "leader changed during a read"));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ticks and the Ready cycle
+
+void Server::Impl::Tick() {
+  RAFT_CHECK(!ready_outstanding_) << "server " << config_.id << ": Tick before Advance";
+  raft_->Tick();
+  ++ticks_;
+  std::vector<RequestId> expired;
+  for (const auto& [id, pending] : pending_) {
+    if (pending.deadline_tick <= ticks_) expired.push_back(id);
+  }
+  for (RequestId id : expired) {
+    FailPending(id, Error(ErrorCode::kTimeout, "request timed out; its outcome is unknown"));
+  }
+  if (!raft_->IsLeader()) return;
+  for (lease::LeaseId id : lessor_.Expired(now_ms(), kMaxLeaseRevocationsPerTick)) {
+    auto it = revoking_.find(id);
+    if (it != revoking_.end() && it->second > ticks_) continue;  // already proposed
+    pb::InternalRequest internal;
+    internal.mutable_lease_revoke()->set_id(id);
+    internal.set_proposed_at_ms(now_ms());
+    if (raft_->Propose(raft::Bytes(internal.SerializeAsString())).ok()) {
+      revoking_[id] = ticks_ + config_.request_timeout_ticks;
+    }
+  }
+}
+
+bool Server::Impl::HasReady() const {
+  if (ready_outstanding_) return false;
+  if (raft_->HasReady() || !responses_.empty() || hub_->HasResponses() || hub_->HasLagging()) {
+    return true;
+  }
+  for (const auto& [id, pending] : pending_) {
+    if (pending.is_read && pending.has_read_index && pending.read_index <= applied_index_) {
+      return true;
+    }
+  }
+  return false;
+}
+
+const Ready& Server::Impl::GetReady() {
+  RAFT_CHECK(!ready_outstanding_) << "server " << config_.id << ": GetReady before Advance";
+  ready_outstanding_ = true;
+  const raft::Ready& rr = raft_->GetReady();
+  if (rr.soft_state.has_value()) {
+    const bool leader = rr.soft_state->role == raft::Role::kLeader;
+    if (leader != was_leader_ || !leader) OnLeadershipChange(leader);
+    was_leader_ = leader;
+  }
+  if (rr.apply_snapshot != nullptr) RestoreSnapshot(*rr.apply_snapshot);
+  for (const raft::Entry& entry : rr.committed_entries) Apply(entry);
+  if (!rr.committed_entries.empty()) {
+    auto status = store_->Commit(applied_index_);
+    RAFT_CHECK(status.ok()) << "server " << config_.id
+                            << ": backend commit failed: " << status.message();
+  }
+  for (const raft::ReadState& read : rr.read_states) {
+    absl::string_view context = read.context.view();
+    uint64_t id = 0;
+    if (!GetFixed64BigEndian(&context, &id)) continue;
+    auto it = pending_.find(id);
+    if (it == pending_.end() || !it->second.is_read) continue;
+    it->second.has_read_index = true;
+    it->second.read_index = read.index;
+  }
+  // Linearizable reads whose read index is applied can be served now (Raft thesis §6.4).
+  std::vector<RequestId> ready_reads;
+  for (const auto& [id, pending] : pending_) {
+    if (pending.is_read && pending.has_read_index && pending.read_index <= applied_index_) {
+      ready_reads.push_back(id);
+    }
+  }
+  for (RequestId id : ready_reads) {
+    Pending pending = std::move(pending_.at(id));
+    pending_.erase(id);
+    ServeRead(id, pending.request);
+  }
+  hub_->CatchUp();
+  ready_.raft = &rr;
+  ready_.responses = std::move(responses_);
+  responses_.clear();
+  ready_.watch_responses = hub_->TakeResponses();
+  return ready_;
+}
+
+void Server::Impl::Advance() {
+  RAFT_CHECK(ready_outstanding_) << "server " << config_.id << ": Advance without GetReady";
+  raft_->Advance();
+  ready_outstanding_ = false;
+  ready_.raft = nullptr;
+  ready_.responses.clear();
+  ready_.watch_responses.clear();
+  // Raise the NOSPACE alarm through the log once the backend passes the quota (etcd).
+  if (raft_->IsLeader() && !AlarmActive() && !alarm_proposed_ &&
+      backend_->SizeBytes() > config_.quota_bytes) {
+    pb::InternalRequest internal;
+    internal.mutable_alarm()->set_action(kAlarmActivate);
+    internal.mutable_alarm()->set_member_id(config_.id);
+    internal.mutable_alarm()->set_alarm(static_cast<int32_t>(AlarmType::kNoSpace));
+    alarm_proposed_ = raft_->Propose(raft::Bytes(internal.SerializeAsString())).ok();
+  }
+  // Snapshot and compact the Raft log every snapshot_every_entries applied entries.
+  if (applied_index_ >= snapshot_index_ + config_.snapshot_every_entries) {
+    auto snapshot = std::make_shared<raft::Snapshot>();
+    snapshot->metadata.index = applied_index_;
+    snapshot->metadata.term = applied_term_;
+    snapshot->metadata.conf_state = conf_state_;
+    snapshot->data = raft::Bytes(DumpBackend());
+    const raft::Status status = raft_->GetStatus();
+    raft::Index compact = applied_index_ > config_.snapshot_catch_up_entries
+                              ? applied_index_ - config_.snapshot_catch_up_entries
+                              : 0;
+    compact = std::min(compact, status.persisted_index);
+    if (raft_->Compact(snapshot, compact).ok()) snapshot_index_ = applied_index_;
+  }
+}
+
+std::vector<Member> Server::Impl::Members() const {
+  std::vector<Member> out;
+  for (const auto& [id, member] : members_) out.push_back(member);
+  return out;
+}
+
+std::vector<Alarm> Server::Impl::Alarms() const {
+  std::vector<Alarm> out;
+  for (const auto& [member, type] : alarms_) out.push_back(Alarm{member, type});
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerConfig& config,
+                                                       mvcc::Backend* backend,
+                                                       raft::RestartState raft_state,
+                                                       std::vector<Member> founding_members) {
+  if (backend == nullptr) return absl::InvalidArgumentError("server: no backend");
+  if (config.tick_ms <= 0) return absl::InvalidArgumentError("server: tick_ms must be positive");
+  if (config.request_timeout_ticks <= 0) {
+    return absl::InvalidArgumentError("server: request_timeout_ticks must be positive");
+  }
+  auto impl = std::make_unique<Impl>(config, backend);
+  if (auto status = impl->Init(std::move(raft_state), std::move(founding_members)); !status.ok()) {
+    return status;
+  }
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Server::~Server() = default;
+
+RequestId Server::Submit(Request request) { return impl_->Submit(std::move(request)); }
+absl::StatusOr<mvcc::WatchId> Server::Watch(const mvcc::WatchRequest& request) {
+  return impl_->Watch(request);
+}
+absl::Status Server::CancelWatch(mvcc::WatchId id) { return impl_->CancelWatch(id); }
+void Server::RequestWatchProgress() { impl_->RequestWatchProgress(); }
+absl::Status Server::Step(raft::Message message) { return impl_->Step(std::move(message)); }
+void Server::Tick() { impl_->Tick(); }
+bool Server::HasReady() const { return impl_->HasReady(); }
+const Ready& Server::GetReady() { return impl_->GetReady(); }
+void Server::Advance() { impl_->Advance(); }
+void Server::OnPersisted(uint64_t id) { impl_->OnPersisted(id); }
+raft::Status Server::RaftStatus() const { return impl_->RaftStatus(); }
+raft::NodeId Server::id() const { return impl_->id(); }
+bool Server::is_leader() const { return impl_->is_leader(); }
+const mvcc::Store& Server::store() const { return impl_->store(); }
+const lease::Lessor& Server::lessor() const { return impl_->lessor(); }
+std::vector<Member> Server::Members() const { return impl_->Members(); }
+std::vector<Alarm> Server::Alarms() const { return impl_->Alarms(); }
+raft::Index Server::applied_index() const { return impl_->applied_index(); }
+
+}  // namespace kvstore::server

@@ -1,0 +1,198 @@
+#ifndef KVSTORE_CORE_SERVER_SERVER_H_
+#define KVSTORE_CORE_SERVER_SERVER_H_
+
+// The replicated server core: everything etcd's v3 server decides, pure. It owns one Raft node,
+// the MVCC store, the watchers and the leases, and turns client requests into proposals,
+// applies committed entries deterministically and answers.
+//
+//   Submit(request)  -> a RequestId; the Response comes out of a later Ready (or the next one,
+//                       for requests refused or served locally).
+//   Step / Tick      -> peer messages and logical time.
+//   GetReady         -> what to persist and send (Raft's), the responses, the watch responses.
+//                       Committed entries are applied inside GetReady: they are already
+//                       durable locally, and the backend commits them with their index.
+//   Advance / OnPersisted, exactly as for raft::RawNode.
+//
+// Reads: linearizable ranges wait for a ReadIndex and for the applied index to reach it
+// (Raft thesis §6.4); serializable ranges are served from local state at once.
+// Writes: validated (sizes, ops, alarm), proposed, answered when applied. A write whose entry
+// is replaced by another after a leader change answers LEADERSHIP_CHANGED; one that neither
+// applies nor fails within request_timeout_ticks answers TIMEOUT (its outcome is unknown).
+// Leases: grants and revocations go through the log; the leader expires leases from its ticks
+// and proposes their revocation; keep-alives are served by the leader only.
+// Membership: add voter / learner, promote (refused until the learner has 90% of the leader's
+// log), remove, list; at most max_learners learners.
+// Quota: past quota_bytes a NOSPACE alarm is raised through the log; writes that would add data
+// are refused while it is active; reads, deletes and compaction still work; AlarmDisarm after
+// compaction and defragmentation restores writes.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/lease/lessor.h"
+#include "core/mvcc/backend.h"
+#include "core/mvcc/store.h"
+#include "core/mvcc/watch.h"
+#include "core/raft/raft.h"
+
+namespace kvstore::server {
+
+using RequestId = uint64_t;
+
+// Named limits (etcd's defaults).
+inline constexpr uint64_t kDefaultQuotaBytes = uint64_t{2} << 30;       // 2 GiB
+inline constexpr uint64_t kDefaultMaxRequestBytes = 3 * (1 << 20) / 2;  // 1.5 MiB
+inline constexpr size_t kDefaultMaxTxnOps = 128;
+inline constexpr size_t kDefaultMaxLearners = 1;
+inline constexpr uint64_t kMaxKeyBytes = 1 << 16;  // larger keys are refused (KEY_TOO_LARGE)
+// A learner may be promoted once its match index is at least this fraction of the leader's.
+inline constexpr double kLearnerReadyRatio = 0.9;
+
+struct ServerConfig {
+  raft::NodeId id = raft::kNoNode;
+  int election_tick = 10;
+  int heartbeat_tick = 1;
+  int64_t tick_ms = 100;  // logical milliseconds per tick (lease TTLs are in seconds)
+  uint64_t random_seed = 0;
+  bool pre_vote = true;
+  bool check_quorum = true;
+  uint64_t quota_bytes = kDefaultQuotaBytes;
+  uint64_t max_request_bytes = kDefaultMaxRequestBytes;
+  size_t max_txn_ops = kDefaultMaxTxnOps;
+  size_t max_learners = kDefaultMaxLearners;
+  int64_t min_lease_ttl_seconds = 5;
+  int request_timeout_ticks = 50;
+  // Entries applied between two Raft snapshots; entries kept after a snapshot for followers
+  // that are slightly behind.
+  uint64_t snapshot_every_entries = 10000;
+  uint64_t snapshot_catch_up_entries = 5000;
+};
+
+struct Member {
+  raft::NodeId id = raft::kNoNode;
+  std::string name;
+  std::vector<std::string> peer_urls;
+  bool is_learner = false;
+};
+
+enum class AlarmType : uint8_t { kNoSpace = 1 };
+
+struct Alarm {
+  raft::NodeId member_id = raft::kNoNode;
+  AlarmType type = AlarmType::kNoSpace;
+};
+
+enum class RequestType : uint8_t {
+  kRange,
+  kPut,
+  kDeleteRange,
+  kTxn,
+  kCompact,
+  kLeaseGrant,
+  kLeaseRevoke,
+  kLeaseKeepAlive,
+  kLeaseTimeToLive,
+  kLeaseLeases,
+  kMemberList,
+  kMemberAdd,      // member.peer_urls, member.name, member.is_learner; id chosen by the server
+  kMemberPromote,  // member.id
+  kMemberRemove,   // member.id
+  kAlarmList,
+  kAlarmDisarm,  // clears the NOSPACE alarm (all members)
+  kHash,         // hash of the store at `revision` (0: current), served locally
+  kDefragment,   // local: returns free space to the backend
+};
+
+// A client request. Only the fields its type names are read.
+struct Request {
+  RequestType type = RequestType::kRange;
+  mvcc::RangeRequest range;
+  mvcc::PutRequest put;
+  mvcc::DeleteRangeRequest delete_range;
+  mvcc::TxnRequest txn;
+  mvcc::Revision revision = 0;  // kCompact, kHash
+  lease::LeaseId lease_id = lease::kNoLease;
+  int64_t ttl_seconds = 0;
+  Member member;
+};
+
+struct ResponseHeader {
+  raft::NodeId member_id = raft::kNoNode;
+  mvcc::Revision revision = 0;
+  raft::Term raft_term = 0;
+};
+
+struct Response {
+  RequestId request_id = 0;
+  RequestType type = RequestType::kRange;
+  absl::Status status;  // CodeOf(status) gives the stable code
+  ResponseHeader header;
+  mvcc::RangeResponse range;
+  mvcc::PutResponse put;
+  mvcc::DeleteRangeResponse delete_range;
+  mvcc::TxnResponse txn;
+  mvcc::CompactResponse compact;
+  mvcc::HashResponse hash;
+  lease::LeaseInfo lease;
+  std::vector<lease::LeaseId> leases;
+  Member member;
+  std::vector<Member> members;
+  std::vector<Alarm> alarms;
+};
+
+struct Ready {
+  // Raft's effects: persist, send, snapshot. Its committed entries have already been applied.
+  const raft::Ready* raft = nullptr;
+  std::vector<Response> responses;
+  std::vector<mvcc::WatchResponse> watch_responses;
+};
+
+class Server {
+ public:
+  // `backend` (not owned) holds the MVCC data; `raft_state` is what the Raft log storage holds
+  // (or raft::BootstrapState for a founding member, whose `members` must then be given).
+  static absl::StatusOr<std::unique_ptr<Server>> Create(const ServerConfig& config,
+                                                        mvcc::Backend* backend,
+                                                        raft::RestartState raft_state,
+                                                        std::vector<Member> founding_members = {});
+  ~Server();
+
+  RequestId Submit(Request request);
+  // Watches are local to the member serving them (as in etcd).
+  absl::StatusOr<mvcc::WatchId> Watch(const mvcc::WatchRequest& request);
+  absl::Status CancelWatch(mvcc::WatchId id);
+  void RequestWatchProgress();
+
+  absl::Status Step(raft::Message message);
+  void Tick();
+
+  bool HasReady() const;
+  const Ready& GetReady();
+  void Advance();
+  void OnPersisted(uint64_t id);
+
+  // Introspection for tests, the simulator and status endpoints.
+  raft::Status RaftStatus() const;
+  raft::NodeId id() const;
+  bool is_leader() const;
+  const mvcc::Store& store() const;
+  const lease::Lessor& lessor() const;
+  std::vector<Member> Members() const;
+  std::vector<Alarm> Alarms() const;
+  raft::Index applied_index() const;
+
+ private:
+  class Impl;
+  explicit Server(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvstore::server
+
+#endif  // KVSTORE_CORE_SERVER_SERVER_H_
