@@ -72,6 +72,9 @@ class Progress {
   // kProbe: an append is in flight; kReplicate: the window is full.
   bool msg_app_flow_paused = false;
   bool is_learner = false;
+  // The highest commit index an append to this peer carried (bounded by its entries): an empty
+  // append is worth sending only when it would tell the peer a higher commit.
+  Index sent_commit = 0;
   Inflights inflights;
 
  private:

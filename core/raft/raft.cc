@@ -146,6 +146,7 @@ class RaftState {
   bool MaybeCommit();
   void BcastAppend();
   void FlushBroadcast();
+  bool NeedsEmptyAppend(const Progress& pr) const;
   void BcastHeartbeat();
   void SendAppend(NodeId to) { MaybeSendAppend(to, true); }
   bool MaybeSendAppend(NodeId to, bool send_if_empty);
@@ -739,7 +740,7 @@ void RaftState::HandleAppendResponse(const Message& m, Progress& pr) {
     ReleasePendingReadIndexMessages();
     BcastAppend();
   } else if (was_paused) {
-    SendAppend(m.from);
+    MaybeSendAppend(m.from, NeedsEmptyAppend(pr));
   }
   // Stream what remains while the window allows.
   while (MaybeSendAppend(m.from, false)) {
@@ -862,8 +863,13 @@ void RaftState::FlushBroadcast() {
   broadcast_pending_ = false;
   if (role_ != Role::kLeader) return;
   for (auto& [id, pr] : tracker_.progress) {
-    if (id != id_) SendAppend(id);
+    if (id != id_) MaybeSendAppend(id, NeedsEmptyAppend(pr));
   }
+}
+
+bool RaftState::NeedsEmptyAppend(const Progress& pr) const {
+  // A probe must go out to learn where the logs match; otherwise only a commit to tell.
+  return pr.state == ProgressState::kProbe || pr.sent_commit < log_.committed();
 }
 
 void RaftState::BcastHeartbeat() {
@@ -897,7 +903,9 @@ bool RaftState::MaybeSendAppend(NodeId to, bool send_if_empty) {
     bytes += EntrySizeBytes(e);
     m.entries.push_back(e);
   }
-  pr->SentEntries(entries.size(), entries.empty() ? prev_index : entries.back().index, bytes);
+  const Index last_sent = entries.empty() ? prev_index : entries.back().index;
+  pr->sent_commit = std::max(pr->sent_commit, std::min(m.commit, last_sent));
+  pr->SentEntries(entries.size(), last_sent, bytes);
   Send(std::move(m));
   return true;
 }
