@@ -18,6 +18,21 @@ constexpr absl::string_view kMetaScheduledCompact = "scheduled_compact_revision"
 constexpr absl::string_view kMetaFinishedCompact = "finished_compact_revision";
 constexpr size_t kRevisionKeySize = 17;  // 8 + '_' + 8
 
+using RevisionKeyBuffer = char[kRevisionKeySize + 1];
+
+// The bytes of RevisionKey in a caller's buffer, so that lookups allocate nothing.
+absl::string_view EncodeRevisionKey(RevisionPair rev, bool tombstone, RevisionKeyBuffer& buffer) {
+  uint64_t main = static_cast<uint64_t>(rev.main);
+  uint64_t sub = static_cast<uint64_t>(rev.sub);
+  for (int i = 7; i >= 0; --i, main >>= 8, sub >>= 8) {  // big-endian
+    buffer[i] = static_cast<char>(main & 0xFF);
+    buffer[9 + i] = static_cast<char>(sub & 0xFF);
+  }
+  buffer[8] = '_';
+  buffer[kRevisionKeySize] = 't';
+  return absl::string_view(buffer, tombstone ? kRevisionKeySize + 1 : kRevisionKeySize);
+}
+
 std::string Fixed64(uint64_t value) {
   std::string out;
   PutFixed64BigEndian(&out, value);
@@ -179,13 +194,8 @@ bool InRange(const std::string& key, const std::string& range_end, const std::st
 }
 
 std::string RevisionKey(RevisionPair rev, bool tombstone) {
-  std::string out;
-  out.reserve(kRevisionKeySize + 1);
-  PutFixed64BigEndian(&out, static_cast<uint64_t>(rev.main));
-  out.push_back('_');
-  PutFixed64BigEndian(&out, static_cast<uint64_t>(rev.sub));
-  if (tombstone) out.push_back('t');
-  return out;
+  RevisionKeyBuffer buffer;
+  return std::string(EncodeRevisionKey(rev, tombstone, buffer));
 }
 
 std::string EncodeKeyValue(const KeyValue& kv) {
@@ -343,10 +353,17 @@ absl::Status Store::Reload() {
 }
 
 std::optional<KeyValue> Store::Fetch(const RevisionPair& rev, bool tombstone) const {
-  auto value = backend_->Get(Bucket::kKey, RevisionKey(rev, tombstone));
-  if (!value.has_value()) return std::nullopt;
-  KeyValue kv;
-  if (!DecodeKeyValue(*value, &kv)) return std::nullopt;
+  // Ranges, puts and compares fetch a record per key: build its key on the stack and decode
+  // the record where the backend holds it (a one-record Range), rather than heap-allocate the
+  // key and copy the record out with Get only to copy the value again when decoding it.
+  RevisionKeyBuffer buffer;
+  const absl::string_view key = EncodeRevisionKey(rev, tombstone, buffer);
+  std::optional<KeyValue> kv;
+  backend_->Range(Bucket::kKey, key, "", [&](absl::string_view found, absl::string_view value) {
+    KeyValue decoded;
+    if (found == key && DecodeKeyValue(value, &decoded)) kv = std::move(decoded);
+    return false;
+  });
   return kv;
 }
 

@@ -1,5 +1,6 @@
 #include "core/mvcc/watch.h"
 
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -82,7 +83,14 @@ void WatchHub::Notify(const std::vector<Event>& events) {
     if (watcher.lagging) continue;
     std::vector<Event> mine;
     for (const Event& event : events) {
-      if (Wants(watcher, event)) mine.push_back(event);
+      if (!Wants(watcher, event)) continue;
+      // Copy only what this watcher receives: a prev_kv it did not ask for would be a second
+      // copy of a value per watcher, only to be dropped by Deliver.
+      if (watcher.request.prev_kv) {
+        mine.push_back(event);
+      } else {
+        mine.push_back(Event{event.type, event.kv, std::nullopt});
+      }
     }
     if (watcher.buffered_events + mine.size() > max_buffered_events_ && !mine.empty()) {
       // Nobody is taking this watcher's responses: stop feeding it live and let CatchUp replay
@@ -93,6 +101,10 @@ void WatchHub::Notify(const std::vector<Event>& events) {
     Deliver(id, watcher, std::move(mine));
     if (watcher.next_revision <= newest) watcher.next_revision = newest + 1;
   }
+}
+
+void WatchHub::Resync() {
+  for (auto& [id, watcher] : watchers_) watcher.lagging = true;
 }
 
 void WatchHub::CatchUp(size_t max_events) {

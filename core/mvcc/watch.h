@@ -69,6 +69,10 @@ class WatchHub {
   absl::Status Cancel(WatchId id);
   // Events the store produced by the writes just applied (Store::TakeEvents), in order.
   void Notify(const std::vector<Event>& events);
+  // The store's contents were replaced (Store::Reload after a snapshot): every watcher turns
+  // lagging and replays the new history from its next revision, or is canceled if that was
+  // compacted away (etcd's watchableStore.Restore).
+  void Resync();
   // Replays history into lagging watchers, at most `max_events` events in all.
   void CatchUp(size_t max_events = kDefaultCatchUpBatchEvents);
   // Queues a progress notification for every synced watcher with nothing pending (etcd's

@@ -17,6 +17,8 @@ namespace {
 
 constexpr absl::string_view kMetaMemberPrefix = "member/";
 constexpr absl::string_view kMetaAlarmPrefix = "alarm/";
+// Member-local: never sent in a snapshot nor replaced by one, or ids could repeat after a
+// restart.
 constexpr absl::string_view kMetaRequestEpoch = "request_epoch";
 // The Raft configuration as of the consistent index, so a restart resumes with it.
 constexpr absl::string_view kMetaConfState = "conf_state";
@@ -51,6 +53,10 @@ Member FromProto(const pb::Member& in) {
   out.peer_urls.assign(in.peer_urls().begin(), in.peer_urls().end());
   out.is_learner = in.is_learner();
   return out;
+}
+
+bool IsMemberLocal(mvcc::Bucket bucket, absl::string_view key) {
+  return bucket == mvcc::Bucket::kMeta && key == kMetaRequestEpoch;
 }
 
 bool TxnWrites(const mvcc::TxnRequest& txn) {
@@ -179,9 +185,15 @@ class Server::Impl {
   void Respond(RequestId id, RequestType type, absl::Status status);
   void Respond(Response response);
   RequestId NextRequestId() { return (request_epoch_ << 32) | ++request_counter_; }
+  // A request's identity across the cluster: request ids are unique per member only (etcd puts
+  // the member id into its request ids for the same reason). Read-index contexts must differ
+  // between members, since the leader merges reads with equal contexts.
+  std::string RequestTag(RequestId id) const { return Fixed64(config_.id) + Fixed64(id); }
 
   // Submission paths.
   absl::Status Validate(const Request& request) const;
+  absl::Status ValidatePut(const mvcc::PutRequest& put) const;
+  absl::Status ValidateTxn(const mvcc::TxnRequest& txn) const;
   void Propose(RequestId id, Request request, pb::InternalRequest internal);
   void ProposeMemberChange(RequestId id, Request request, raft::ConfChangeSingle change,
                            const Member& member);
@@ -201,6 +213,11 @@ class Server::Impl {
   std::string DumpBackend() const;
   void OnLeadershipChange(bool leader);
   bool AlarmActive() const { return !alarms_.empty(); }
+  absl::Status NoSpace(absl::string_view what) const {
+    return Error(ErrorCode::kNoSpace,
+                 absl::StrCat(what, " refused: NOSPACE alarm (the backend passed the quota of ",
+                              config_.quota_bytes, " bytes)"));
+  }
 
   ServerConfig config_;
   mvcc::Backend* backend_;
@@ -372,12 +389,7 @@ absl::Status Server::Impl::Validate(const Request& r) const {
     case RequestType::kRange:
       return ValidateKey(r.range.key, "range");
     case RequestType::kPut: {
-      if (auto s = ValidateKey(r.put.key, "put"); !s.ok()) return s;
-      if (r.put.value.size() > config_.max_request_bytes) {
-        return Error(ErrorCode::kValueTooLarge, absl::StrCat("put: value of ", r.put.value.size(),
-                                                             " bytes exceeds the request limit of ",
-                                                             config_.max_request_bytes, " bytes"));
-      }
+      if (auto s = ValidatePut(r.put); !s.ok()) return s;
       if (r.put.lease != lease::kNoLease && !lessor_.Exists(r.put.lease)) {
         return Error(ErrorCode::kLeaseNotFound,
                      absl::StrCat("put: lease ", r.put.lease, " not found"));
@@ -386,17 +398,8 @@ absl::Status Server::Impl::Validate(const Request& r) const {
     }
     case RequestType::kDeleteRange:
       return ValidateKey(r.delete_range.key, "delete");
-    case RequestType::kTxn: {
-      const size_t limit = config_.max_txn_ops;
-      if (r.txn.compare.size() > limit || r.txn.success.size() > limit ||
-          r.txn.failure.size() > limit) {
-        return Error(ErrorCode::kTooManyOps,
-                     absl::StrCat("txn: ", r.txn.compare.size(), " compares, ",
-                                  r.txn.success.size(), " success and ", r.txn.failure.size(),
-                                  " failure operations; the limit is ", limit, " each"));
-      }
-      return absl::OkStatus();
-    }
+    case RequestType::kTxn:
+      return ValidateTxn(r.txn);
     case RequestType::kLeaseGrant:
       if (r.ttl_seconds <= 0) {
         return Error(ErrorCode::kInvalidArgument,
@@ -415,6 +418,50 @@ absl::Status Server::Impl::Validate(const Request& r) const {
     default:
       return absl::OkStatus();
   }
+}
+
+absl::Status Server::Impl::ValidatePut(const mvcc::PutRequest& put) const {
+  if (auto s = ValidateKey(put.key, "put"); !s.ok()) return s;
+  if (put.value.size() > config_.max_request_bytes) {
+    return Error(ErrorCode::kValueTooLarge, absl::StrCat("put: value of ", put.value.size(),
+                                                         " bytes exceeds the request limit of ",
+                                                         config_.max_request_bytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+// etcd checkTxnRequest: the operations of a txn, nested ones included, are checked like the
+// requests they stand for.
+absl::Status Server::Impl::ValidateTxn(const mvcc::TxnRequest& txn) const {
+  const size_t limit = config_.max_txn_ops;
+  if (txn.compare.size() > limit || txn.success.size() > limit || txn.failure.size() > limit) {
+    return Error(ErrorCode::kTooManyOps,
+                 absl::StrCat("txn: ", txn.compare.size(), " compares, ", txn.success.size(),
+                              " success and ", txn.failure.size(),
+                              " failure operations; the limit is ", limit, " each"));
+  }
+  for (const auto* branch : {&txn.success, &txn.failure}) {
+    for (const mvcc::RequestOp& op : *branch) {
+      absl::Status status;
+      switch (op.kind) {
+        case mvcc::RequestOp::Kind::kRange:
+          status = ValidateKey(op.range.key, "txn range");
+          break;
+        case mvcc::RequestOp::Kind::kPut:
+          status = ValidatePut(op.put);
+          break;
+        case mvcc::RequestOp::Kind::kDeleteRange:
+          status = ValidateKey(op.delete_range.key, "txn delete");
+          break;
+        case mvcc::RequestOp::Kind::kTxn:
+          status = op.txn == nullptr ? Error(ErrorCode::kInvalidArgument, "txn: nested txn missing")
+                                     : ValidateTxn(*op.txn);
+          break;
+      }
+      if (!status.ok()) return status;
+    }
+  }
+  return absl::OkStatus();
 }
 
 RequestId Server::Impl::Submit(Request request) {
@@ -444,14 +491,14 @@ RequestId Server::Impl::Submit(Request request) {
         return id;
       }
       if (AlarmActive() && TxnPuts(request.txn)) {
-        Respond(id, request.type, Error(ErrorCode::kNoSpace, "txn refused: NOSPACE alarm"));
+        Respond(id, request.type, NoSpace("txn"));
         return id;
       }
       ToProto(request.txn, internal.mutable_txn());
       break;
     case RequestType::kPut:
       if (AlarmActive()) {
-        Respond(id, request.type, Error(ErrorCode::kNoSpace, "put refused: NOSPACE alarm"));
+        Respond(id, request.type, NoSpace("put"));
         return id;
       }
       ToProto(request.put, internal.mutable_put());
@@ -463,7 +510,14 @@ RequestId Server::Impl::Submit(Request request) {
       internal.mutable_compaction()->set_revision(request.revision);
       break;
     case RequestType::kLeaseGrant: {
-      if (request.lease_id == lease::kNoLease) request.lease_id = lessor_.NextFreeId(id);
+      // etcd's applierV3Capped: a grant adds data too.
+      if (AlarmActive()) {
+        Respond(id, request.type, NoSpace("lease grant"));
+        return id;
+      }
+      if (request.lease_id == lease::kNoLease) {
+        request.lease_id = lessor_.NextFreeId(Fnv1a64(RequestTag(id)));
+      }
       internal.mutable_lease_grant()->set_id(request.lease_id);
       internal.mutable_lease_grant()->set_ttl_seconds(request.ttl_seconds);
       break;
@@ -506,8 +560,8 @@ RequestId Server::Impl::Submit(Request request) {
       }
       Member member = request.member;
       // A deterministic id from the member's identity and this request.
-      uint64_t hash =
-          Fnv1a64(absl::StrCat(member.name, "|", absl::StrJoin(member.peer_urls, ","), "|", id));
+      uint64_t hash = Fnv1a64(absl::StrCat(member.name, "|", absl::StrJoin(member.peer_urls, ","),
+                                           "|", RequestTag(id)));
       member.id = hash & 0x7FFFFFFFFFFFFFFFull;
       while (member.id == raft::kNoNode || members_.count(member.id) > 0) ++member.id;
       ProposeMemberChange(
@@ -586,6 +640,7 @@ RequestId Server::Impl::Submit(Request request) {
 
 void Server::Impl::Propose(RequestId id, Request request, pb::InternalRequest internal) {
   internal.set_id(id);
+  internal.set_member_id(config_.id);
   internal.set_proposed_at_ms(now_ms());
   std::string data = internal.SerializeAsString();
   if (data.size() > config_.max_request_bytes) {
@@ -617,6 +672,7 @@ void Server::Impl::ProposeMemberChange(RequestId id, Request request, raft::Conf
                                        const Member& member) {
   pb::MemberChange context;
   context.set_request_id(id);
+  context.set_member_id(config_.id);
   ToProto(member, context.mutable_member());
   raft::ConfChange cc;
   cc.changes.push_back(change);
@@ -634,9 +690,7 @@ void Server::Impl::ProposeMemberChange(RequestId id, Request request, raft::Conf
 }
 
 void Server::Impl::StartRead(RequestId id, Request request) {
-  std::string context;
-  PutFixed64BigEndian(&context, id);
-  absl::Status status = raft_->ReadIndex(raft::Bytes(context));
+  absl::Status status = raft_->ReadIndex(raft::Bytes(RequestTag(id)));
   if (!status.ok()) {
     Respond(id, request.type, FromRaftStatus(status));
     return;
@@ -722,6 +776,16 @@ void Server::Impl::ServeLocal(RequestId id, const Request& request) {
     case RequestType::kDefragment:
       response.status = backend_->Defragment();
       break;
+    case RequestType::kMoveLeader:
+      if (!raft_->IsLeader()) {
+        response.status = Error(ErrorCode::kNotLeader, "move-leader must be served by the leader");
+      } else if (absl::Status status = raft_->TransferLeader(request.member.id); !status.ok()) {
+        response.status =
+            Error(status.code() == absl::StatusCode::kInvalidArgument ? ErrorCode::kMemberNotFound
+                                                                      : ErrorCode::kInvalidArgument,
+                  status.message());
+      }
+      break;
     default:
       response.status = Error(ErrorCode::kInvalidArgument, "unsupported request type");
       break;
@@ -747,7 +811,9 @@ void Server::Impl::Apply(const raft::Entry& entry) {
     } else {
       ApplyInternal(entry.index, internal, &response);
     }
-    auto it = internal.id() != 0 ? pending_.find(internal.id()) : pending_.end();
+    auto it = internal.id() != 0 && internal.member_id() == config_.id
+                  ? pending_.find(internal.id())
+                  : pending_.end();
     if (it != pending_.end() && !it->second.is_read) {
       response.request_id = it->first;
       response.type = it->second.request.type;
@@ -802,7 +868,7 @@ void Server::Impl::ApplyConfChange(const raft::Entry& entry) {
         break;
     }
   }
-  if (has_context) {
+  if (has_context && context.request_id() != 0 && context.member_id() == config_.id) {
     auto it = pending_.find(context.request_id());
     if (it != pending_.end()) {
       Response response;
@@ -819,7 +885,7 @@ void Server::Impl::ApplyConfChange(const raft::Entry& entry) {
 absl::Status Server::Impl::ApplyWrite(const pb::InternalRequest& internal, Response* response) {
   switch (internal.request_case()) {
     case pb::InternalRequest::kPut: {
-      if (AlarmActive()) return Error(ErrorCode::kNoSpace, "put refused: NOSPACE alarm");
+      if (AlarmActive()) return NoSpace("put");
       mvcc::PutRequest put = FromProto(internal.put());
       if (put.lease != lease::kNoLease && !lessor_.Exists(put.lease)) {
         return Error(ErrorCode::kLeaseNotFound, absl::StrCat("lease ", put.lease, " not found"));
@@ -839,7 +905,7 @@ absl::Status Server::Impl::ApplyWrite(const pb::InternalRequest& internal, Respo
       auto txn = FromProto(internal.txn());
       if (!txn.ok()) return txn.status();
       if (AlarmActive() && TxnPuts(*txn)) {
-        return Error(ErrorCode::kNoSpace, "txn refused: NOSPACE alarm");
+        return NoSpace("txn");
       }
       std::set<lease::LeaseId> leases;
       TxnLeases(*txn, &leases);
@@ -860,6 +926,7 @@ absl::Status Server::Impl::ApplyWrite(const pb::InternalRequest& internal, Respo
       return absl::OkStatus();
     }
     case pb::InternalRequest::kLeaseGrant: {
+      if (AlarmActive()) return NoSpace("lease grant");
       auto info = lessor_.ApplyGrant(internal.lease_grant().id(),
                                      internal.lease_grant().ttl_seconds(), now_ms());
       if (!info.ok()) return info.status();
@@ -942,6 +1009,7 @@ std::string Server::Impl::DumpBackend() const {
   for (int bucket = 0; bucket < mvcc::kBucketCount; ++bucket) {
     backend_->Range(static_cast<mvcc::Bucket>(bucket), "", "",
                     [&](absl::string_view key, absl::string_view value) {
+                      if (IsMemberLocal(static_cast<mvcc::Bucket>(bucket), key)) return true;
                       out.push_back(static_cast<char>(bucket));
                       PutLengthPrefixed(&out, key);
                       PutLengthPrefixed(&out, value);
@@ -957,7 +1025,9 @@ void Server::Impl::RestoreSnapshot(const raft::Snapshot& snapshot) {
     std::vector<std::string> keys;
     backend_->Range(static_cast<mvcc::Bucket>(bucket), "", "",
                     [&](absl::string_view key, absl::string_view) {
-                      keys.emplace_back(key);
+                      if (!IsMemberLocal(static_cast<mvcc::Bucket>(bucket), key)) {
+                        keys.emplace_back(key);
+                      }
                       return true;
                     });
     for (const std::string& key : keys) backend_->Delete(static_cast<mvcc::Bucket>(bucket), key);
@@ -971,10 +1041,14 @@ void Server::Impl::RestoreSnapshot(const raft::Snapshot& snapshot) {
                GetLengthPrefixed(&in, &value))
         << "server " << config_.id << ": snapshot at " << snapshot.metadata.index
         << " is malformed";
+    if (IsMemberLocal(static_cast<mvcc::Bucket>(bucket), key)) continue;
     backend_->Put(static_cast<mvcc::Bucket>(bucket), key, value);
   }
   auto status = store_->Reload();
   RAFT_CHECK(status.ok()) << "server " << config_.id << ": snapshot store: " << status.message();
+  // Live watchers skipped the revisions the snapshot brought: replay them (etcd
+  // watchableStore.Restore).
+  hub_->Resync();
   status = LoadLocalState();
   RAFT_CHECK(status.ok()) << "server " << config_.id << ": snapshot state: " << status.message();
   if (lessor_.is_primary()) lessor_.Promote(now_ms(), 0);
@@ -1063,8 +1137,11 @@ const Ready& Server::Impl::GetReady() {
   }
   for (const raft::ReadState& read : rr.read_states) {
     absl::string_view context = read.context.view();
-    uint64_t id = 0;
-    if (!GetFixed64BigEndian(&context, &id)) continue;
+    uint64_t member = 0, id = 0;
+    if (!GetFixed64BigEndian(&context, &member) || !GetFixed64BigEndian(&context, &id) ||
+        member != config_.id) {
+      continue;
+    }
     auto it = pending_.find(id);
     if (it == pending_.end() || !it->second.is_read) continue;
     it->second.has_read_index = true;
@@ -1136,6 +1213,27 @@ std::vector<Alarm> Server::Impl::Alarms() const {
 
 // ---------------------------------------------------------------------------------------------
 // Server
+
+raft::RestartState BootstrapState(const std::vector<Member>& members) {
+  std::vector<raft::NodeId> voters, learners;
+  for (const Member& member : members) {
+    (member.is_learner ? learners : voters).push_back(member.id);
+  }
+  raft::RestartState state = raft::BootstrapState(voters, learners);
+  for (raft::Entry& entry : state.entries) {
+    auto change = raft::DecodeConfChange(entry.data.view());
+    RAFT_CHECK(change.ok() && change->changes.size() == 1)
+        << "bootstrap entry " << entry.index << " is not a single conf change";
+    for (const Member& member : members) {
+      if (member.id != change->changes[0].node_id) continue;
+      pb::MemberChange context;
+      ToProto(member, context.mutable_member());
+      change->context = context.SerializeAsString();
+    }
+    entry.data = raft::Bytes(raft::EncodeConfChange(*change));
+  }
+  return state;
+}
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerConfig& config,
                                                        mvcc::Backend* backend,

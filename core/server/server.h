@@ -23,8 +23,8 @@
 // Membership: add voter / learner, promote (refused until the learner has 90% of the leader's
 // log), remove, list; at most max_learners learners.
 // Quota: past quota_bytes a NOSPACE alarm is raised through the log; writes that would add data
-// are refused while it is active; reads, deletes and compaction still work; AlarmDisarm after
-// compaction and defragmentation restores writes.
+// (puts, txns with puts, lease grants) are refused while it is active; reads, deletes and
+// compaction still work; AlarmDisarm after compaction and defragmentation restores writes.
 
 #include <cstdint>
 #include <memory>
@@ -107,6 +107,7 @@ enum class RequestType : uint8_t {
   kAlarmDisarm,  // clears the NOSPACE alarm (all members)
   kHash,         // hash of the store at `revision` (0: current), served locally
   kDefragment,   // local: returns free space to the backend
+  kMoveLeader,   // member.id: hand leadership to this voter (leader only; etcd MoveLeader)
 };
 
 // A client request. Only the fields its type names are read.
@@ -153,10 +154,15 @@ struct Ready {
   std::vector<mvcc::WatchResponse> watch_responses;
 };
 
+// The initial Raft state of a founding member: raft::BootstrapState of the members, with each
+// conf-change entry carrying its member (etcd's bootstrap conf changes carry the member as
+// context), so a member that joins later and replays them records the same names and URLs.
+raft::RestartState BootstrapState(const std::vector<Member>& members);
+
 class Server {
  public:
   // `backend` (not owned) holds the MVCC data; `raft_state` is what the Raft log storage holds
-  // (or raft::BootstrapState for a founding member, whose `members` must then be given).
+  // (or BootstrapState for a founding member, whose `members` must then be given).
   static absl::StatusOr<std::unique_ptr<Server>> Create(const ServerConfig& config,
                                                         mvcc::Backend* backend,
                                                         raft::RestartState raft_state,

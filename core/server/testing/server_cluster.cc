@@ -19,7 +19,7 @@ ServerCluster::ServerCluster(std::vector<raft::NodeId> voters, ConfigFn configur
   for (raft::NodeId id : learners)
     founding.push_back(Member{id, absl::StrCat("m", id), {absl::StrCat("mem://", id)}, true});
   for (const Member& m : founding) {
-    raft::RestartState restart = raft::BootstrapState(voters, learners);
+    raft::RestartState restart = BootstrapState(founding);
     raft::PersistRequest bootstrap;
     bootstrap.hard_state = restart.hard_state;
     bootstrap.entries = restart.entries;
@@ -69,6 +69,7 @@ bool ServerCluster::ProcessReady(raft::NodeId id) {
   }
   for (const Response& response : ready.responses) {
     record.responses[response.request_id] = response;
+    record.response_log.push_back(response.request_id);
   }
   record.watch_responses.insert(record.watch_responses.end(), ready.watch_responses.begin(),
                                 ready.watch_responses.end());
@@ -157,6 +158,7 @@ void ServerCluster::Crash(raft::NodeId id) {
   record.server.reset();
   record.backend.Crash();
   record.responses.clear();
+  record.response_log.clear();
   record.watch_responses.clear();
   in_flight_.erase(std::remove_if(in_flight_.begin(), in_flight_.end(),
                                   [&](const raft::Message& m) { return m.to == id; }),

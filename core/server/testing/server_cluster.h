@@ -26,6 +26,8 @@ struct MemberRecord {
   mvcc::MemoryBackend backend;
   raft::testing::MemoryStorage log;
   std::map<RequestId, Response> responses;
+  // Every response's id in delivery order: a request answered twice shows up twice.
+  std::vector<RequestId> response_log;
   std::vector<mvcc::WatchResponse> watch_responses;
   bool crashed = false;
 };

@@ -1,0 +1,154 @@
+#include "sim/fuzz.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/raft/rand.h"
+
+namespace kvstore::sim {
+namespace {
+
+pb::NodeRef Node(uint64_t id) {
+  pb::NodeRef ref;
+  ref.set_id(id);
+  return ref;
+}
+
+}  // namespace
+
+pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
+  raft::SplitMix64 rng(seed ^ 0xF00DFACEull);
+  pb::Scenario scenario;
+  scenario.set_name(absl::StrCat("fuzz_seed_", seed));
+  scenario.set_description(
+      absl::StrCat("Random fault schedule of seed ", seed, " on ", options.nodes, " nodes"));
+  pb::Options* o = scenario.mutable_options();
+  o->set_seed(seed);
+  o->set_voters(options.nodes);
+  o->set_clients(3 + static_cast<int>(rng.Uniform(4)));
+  o->set_keys(2 + static_cast<int>(rng.Uniform(5)));
+  o->mutable_network()->set_min_delay_ms(1);
+  o->mutable_network()->set_max_delay_ms(2 + static_cast<int64_t>(rng.Uniform(40)));
+  o->mutable_network()->set_loss(static_cast<double>(rng.Uniform(6)) / 100.0);
+  o->mutable_network()->set_duplicate(static_cast<double>(rng.Uniform(6)) / 100.0);
+  o->set_fsync_max_ms(1 + static_cast<int64_t>(rng.Uniform(10)));
+
+  auto step = [&](const std::string& note) {
+    pb::Step* s = scenario.add_steps();
+    s->set_note(note);
+    return s;
+  };
+  step("elect a leader")->mutable_wait_for_leader()->set_within_ms(10'000);
+  step("start the workload")->set_start_workload(true);
+  const auto n = static_cast<uint64_t>(options.nodes);
+  int64_t elapsed = 0;
+  while (elapsed < options.duration_ms) {
+    switch (rng.Uniform(9)) {
+      case 0: {  // a random split into two groups
+        pb::Step* s = step("partition");
+        pb::Group* a = s->mutable_partition()->add_groups();
+        pb::Group* b = s->mutable_partition()->add_groups();
+        for (uint64_t id = 1; id <= n; ++id) *(rng.Uniform(2) ? a : b)->add_nodes() = Node(id);
+        break;
+      }
+      case 1: {
+        pb::Step* s = step("isolate the leader");
+        s->mutable_isolate()->set_leader(true);
+        break;
+      }
+      case 2: {
+        pb::Step* s = step("crash");
+        *s->mutable_crash() = Node(1 + rng.Uniform(n));
+        break;
+      }
+      case 3: {
+        pb::Step* s = step("restart");
+        *s->mutable_restart() = Node(1 + rng.Uniform(n));
+        break;
+      }
+      case 4: {
+        pb::Step* s = step("pause");
+        *s->mutable_pause()->mutable_node() = Node(1 + rng.Uniform(n));
+        s->mutable_pause()->set_ms(100 + static_cast<int64_t>(rng.Uniform(2000)));
+        break;
+      }
+      case 5: {
+        pb::Step* s = step("clock skew");
+        *s->mutable_tick_rate()->mutable_node() = Node(1 + rng.Uniform(n));
+        s->mutable_tick_rate()->set_rate(0.5 + static_cast<double>(rng.Uniform(16)) / 10.0);
+        break;
+      }
+      case 6: {
+        pb::Step* s = step("one-way link cut");
+        *s->mutable_block()->mutable_from() = Node(1 + rng.Uniform(n));
+        *s->mutable_block()->mutable_to() = Node(1 + rng.Uniform(n));
+        break;
+      }
+      case 7: {
+        pb::Step* s = step("compact");
+        pb::Request* r = s->mutable_request();
+        r->mutable_node()->set_leader(true);
+        r->set_op(pb::Request::COMPACT);
+        r->set_timeout_ms(500);
+        break;
+      }
+      default:
+        step("heal")->set_heal(true);
+        break;
+    }
+    const int64_t pause = 200 + static_cast<int64_t>(rng.Uniform(3000));
+    step("run")->set_run_ms(pause);
+    elapsed += pause;
+  }
+  // Heal everything and require recovery: liveness after faults heal.
+  step("heal")->set_heal(true);
+  for (uint64_t id = 1; id <= n; ++id) {
+    *step("restart")->mutable_restart() = Node(id);
+    pb::Step* s = step("nominal clock");
+    *s->mutable_tick_rate()->mutable_node() = Node(id);
+    s->mutable_tick_rate()->set_rate(1.0);
+  }
+  step("leader after heal")->mutable_wait_for_leader()->set_within_ms(10'000);
+  pb::Step* put = step("a write commits after heal");
+  put->mutable_request()->mutable_node()->set_leader(true);
+  put->mutable_request()->set_op(pb::Request::PUT);
+  put->mutable_request()->set_key("after-heal");
+  put->mutable_request()->set_value("1");
+  put->mutable_request()->set_expect_code("OK");
+  put->mutable_request()->set_retry_until_expected(true);
+  put->mutable_request()->set_timeout_ms(10'000);
+  step("stop the workload")->set_stop_workload(true);
+  step("settle")->set_run_ms(2000);
+  step("replicas agree")->mutable_expect()->set_hashes_equal(true);
+  step("acknowledged writes survive")->mutable_expect()->set_all_acknowledged_writes_present(true);
+  return scenario;
+}
+
+pb::Scenario ShrinkScenario(const pb::Scenario& scenario,
+                            const std::function<bool(const pb::Scenario&)>& fails) {
+  pb::Scenario best = scenario;
+  // Try removing chunks of steps, halving the chunk size (ddmin-style), until single steps.
+  for (int chunk = std::max(1, best.steps_size() / 2); chunk >= 1; chunk /= 2) {
+    bool removed = true;
+    while (removed) {
+      removed = false;
+      for (int start = 0; start < best.steps_size(); start += chunk) {
+        pb::Scenario candidate = best;
+        candidate.clear_steps();
+        for (int i = 0; i < best.steps_size(); ++i) {
+          if (i < start || i >= start + chunk) *candidate.add_steps() = best.steps(i);
+        }
+        if (candidate.steps_size() < best.steps_size() && fails(candidate)) {
+          best = std::move(candidate);
+          removed = true;
+          break;
+        }
+      }
+    }
+    if (chunk == 1) break;
+  }
+  return best;
+}
+
+}  // namespace kvstore::sim

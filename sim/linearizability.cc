@@ -1,0 +1,679 @@
+#include "sim/linearizability.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "sim/check.h"
+#include "sim/splitmix64.h"
+
+namespace kvstore::sim {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// The search's view of one key's operations.
+
+// Interned values: the search compares and stores small integers, not strings.
+using ValueId = int32_t;
+constexpr ValueId kNil = -1;
+
+class ValueTable {
+ public:
+  ValueId Intern(absl::string_view bytes) {
+    auto found = ids_.find(bytes);
+    if (found != ids_.end()) return found->second;
+    SIM_CHECK(values_.size() < static_cast<size_t>(std::numeric_limits<ValueId>::max()))
+        << "too many distinct values: " << values_.size();
+    const ValueId id = static_cast<ValueId>(values_.size());
+    values_.emplace_back(bytes);
+    ids_.emplace(std::string(bytes), id);
+    // Both copies, plus table overhead: a deterministic estimate, not the allocator's figure.
+    bytes_ += 2 * bytes.size() + kEntryOverheadBytes;
+    return id;
+  }
+  ValueId InternValue(const Value& value) { return value.has_value() ? Intern(*value) : kNil; }
+  // An absent value reads as "" (what an append appends to).
+  absl::string_view Get(ValueId id) const {
+    return id == kNil ? absl::string_view() : absl::string_view(values_[id]);
+  }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  static constexpr uint64_t kEntryOverheadBytes = 80;
+
+  absl::flat_hash_map<std::string, ValueId> ids_;
+  std::vector<std::string> values_;
+  uint64_t bytes_ = 0;
+};
+
+struct SearchOp {
+  Function function = Function::kRead;
+  // Completed ok inside the window: must be linearized. Otherwise the outcome is unknown and
+  // the search may leave it out.
+  bool known = false;
+  ValueId value = kNil;      // write/append: argument; cas: expected; read: the value read
+  ValueId new_value = kNil;  // cas: the value set
+  size_t call_event = 0;     // event indexes in the full history: real-time order
+  size_t return_event = 0;   // only when known
+};
+
+// A cut of one key's sub-history: the operations kept (indexes into History::operations(), in
+// invocation order) and the event index at which the history is cut off. An operation invoked at
+// or after the cut is left out; one completing at or after it counts as unknown-outcome.
+struct Window {
+  std::vector<size_t> operations;
+  size_t event_limit = 0;
+};
+
+// Does the operation take part in the search at all? Failed operations did not take effect; a
+// read whose result is unknown constrains nothing.
+bool Relevant(const Operation& operation, size_t event_limit) {
+  if (operation.invoke_event >= event_limit) return false;
+  if (operation.outcome == Outcome::kFail) return false;
+  const bool known = operation.outcome == Outcome::kOk && *operation.complete_event < event_limit;
+  return known || operation.function != Function::kRead;
+}
+
+bool IsMutation(Function function) { return function != Function::kRead; }
+
+// The values a set of operations observes: what reads returned and what cas operations expected.
+//
+// Why it matters: let o be a mutation and S a legal sequential order of the set with o in it. The
+// operations after o up to the next write or delete see the state o left, extended by any appends
+// in between (appends only extend a string). If no operation of the set can have observed such a
+// state, that stretch holds appends only, which are legal in any state; so S without o is legal
+// too: removing o never turns a linearizable set into a non-linearizable one. Such a state
+//   * after a write or cas leaving v: is v, or with appends on the key starts with v;
+//   * after a delete: is nil, or with appends any value at all;
+//   * after an append of x: contains x.
+class Observations {
+ public:
+  explicit Observations(bool has_appends) : has_appends_(has_appends) {}
+
+  void AddOperation(const Operation& operation, int delta) {
+    if (operation.function == Function::kRead) Count(operation.read_value, delta);
+    if (operation.function == Function::kCas) Count(operation.value, delta);
+  }
+
+  // Could an operation of the set have seen a state that `mutation` made?
+  bool ObservesEffectOf(const Operation& mutation) const {
+    SIM_CHECK(IsMutation(mutation.function)) << FunctionName(mutation.function);
+    switch (mutation.function) {
+      case Function::kWrite:
+        return ObservesStateFrom(mutation.value);
+      case Function::kCas:
+        return ObservesStateFrom(mutation.new_value);
+      case Function::kDelete:
+        return ObservesStateFrom(std::nullopt);
+      case Function::kAppend:
+        for (const auto& [value, count] : counts_) {
+          if (absl::StrContains(value, *mutation.value)) return true;
+        }
+        return false;
+      case Function::kRead:
+        break;
+    }
+    return true;
+  }
+
+ private:
+  bool ObservesStateFrom(const Value& result) const {
+    if (!result.has_value()) return absent_count_ > 0 || (has_appends_ && !counts_.empty());
+    if (!has_appends_) return counts_.contains(*result);
+    auto first = counts_.lower_bound(*result);  // strings starting with *result follow it
+    return first != counts_.end() && absl::StartsWith(first->first, *result);
+  }
+
+  void Count(const Value& value, int delta) {
+    if (!value.has_value()) {
+      absent_count_ += delta;
+      SIM_CHECK(absent_count_ >= 0) << "observation of nil removed twice";
+      return;
+    }
+    int& count = counts_[*value];
+    count += delta;
+    SIM_CHECK(count >= 0) << "observation of " << *value << " removed twice";
+    if (count == 0) counts_.erase(*value);
+  }
+
+  const bool has_appends_;
+  int absent_count_ = 0;
+  absl::btree_map<std::string, int> counts_;  // ordered: prefix queries
+};
+
+bool HasAppends(const History& history, const std::vector<size_t>& operations) {
+  for (size_t index : operations) {
+    if (history.operations()[index].function == Function::kAppend) return true;
+  }
+  return false;
+}
+
+// Of the relevant operations (indexes into History::operations()), drops unknown-outcome
+// mutations that nothing observes (see Observations): an unknown operation may be left out
+// of a linearization anyway, so whether the rest is linearizable does not change, and the search
+// no longer tries it at every point. Dropping a cas removes its own observation, which may make
+// another unknown operation unobserved: repeat until nothing changes.
+void DropUnobservedUnknownMutations(const History& history, size_t event_limit,
+                                    std::vector<size_t>* operations) {
+  Observations observations(HasAppends(history, *operations));
+  for (size_t index : *operations) observations.AddOperation(history.operations()[index], +1);
+  std::vector<bool> dropped(operations->size(), false);
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (size_t i = 0; i < operations->size(); ++i) {
+      const Operation& operation = history.operations()[(*operations)[i]];
+      const bool known =
+          operation.outcome == Outcome::kOk && *operation.complete_event < event_limit;
+      if (dropped[i] || known || !IsMutation(operation.function)) continue;
+      if (observations.ObservesEffectOf(operation)) continue;
+      dropped[i] = true;
+      changed = true;
+      observations.AddOperation(operation, -1);
+    }
+  }
+  size_t kept = 0;
+  for (size_t i = 0; i < operations->size(); ++i) {
+    if (!dropped[i]) (*operations)[kept++] = (*operations)[i];
+  }
+  operations->resize(kept);
+}
+
+std::vector<SearchOp> PrepareSearch(const History& history, const Window& window,
+                                    ValueTable* values) {
+  std::vector<size_t> relevant;
+  relevant.reserve(window.operations.size());
+  for (size_t index : window.operations) {
+    if (Relevant(history.operations()[index], window.event_limit)) relevant.push_back(index);
+  }
+  DropUnobservedUnknownMutations(history, window.event_limit, &relevant);
+  std::vector<SearchOp> ops;
+  ops.reserve(relevant.size());
+  for (size_t index : relevant) {
+    const Operation& operation = history.operations()[index];
+    SearchOp& op = ops.emplace_back();
+    op.function = operation.function;
+    op.known = operation.outcome == Outcome::kOk && *operation.complete_event < window.event_limit;
+    op.value = values->InternValue(op.function == Function::kRead ? operation.read_value
+                                                                  : operation.value);
+    op.new_value = values->InternValue(operation.new_value);
+    op.call_event = operation.invoke_event;
+    if (op.known) op.return_event = *operation.complete_event;
+  }
+  return ops;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The memo table of configurations reached (Lowe 2017): a linearized-set bitset and a state.
+
+class MemoTable {
+ public:
+  enum class Insertion { kNew, kSeen, kFull };
+
+  MemoTable(size_t words, uint64_t max_bytes)
+      : words_(words), max_bytes_(max_bytes), set_(0, Hash{this}, Equal{this}) {}
+  MemoTable(const MemoTable&) = delete;
+  MemoTable& operator=(const MemoTable&) = delete;
+
+  Insertion Insert(const std::vector<uint64_t>& bits, uint64_t hash, ValueId state,
+                   uint64_t other_bytes) {
+    probe_bits_ = bits.data();
+    probe_state_ = state;
+    probe_hash_ = hash;
+    if (set_.contains(kProbe)) return Insertion::kSeen;
+    if (bytes() + other_bytes + BytesPerEntry() > max_bytes_) return Insertion::kFull;
+    SIM_CHECK(states_.size() < kProbe) << "memo table overflow: " << states_.size();
+    const uint32_t index = static_cast<uint32_t>(states_.size());
+    bits_.insert(bits_.end(), bits.begin(), bits.end());
+    states_.push_back(state);
+    hashes_.push_back(hash);
+    set_.insert(index);
+    return Insertion::kNew;
+  }
+
+  uint64_t bytes() const { return states_.size() * BytesPerEntry(); }
+
+ private:
+  static constexpr uint32_t kProbe = std::numeric_limits<uint32_t>::max();
+  // State, hash and the hash set's slot with its control byte and spare capacity.
+  static constexpr uint64_t kEntryOverheadBytes = 4 + 8 + 8;
+
+  struct Hash {
+    const MemoTable* table;
+    size_t operator()(uint32_t index) const {
+      return index == kProbe ? table->probe_hash_ : table->hashes_[index];
+    }
+  };
+  struct Equal {
+    const MemoTable* table;
+    bool operator()(uint32_t a, uint32_t b) const {
+      if (table->StateOf(a) != table->StateOf(b)) return false;
+      return std::equal(table->BitsOf(a), table->BitsOf(a) + table->words_, table->BitsOf(b));
+    }
+  };
+
+  uint64_t BytesPerEntry() const { return words_ * sizeof(uint64_t) + kEntryOverheadBytes; }
+  ValueId StateOf(uint32_t index) const { return index == kProbe ? probe_state_ : states_[index]; }
+  const uint64_t* BitsOf(uint32_t index) const {
+    return index == kProbe ? probe_bits_ : bits_.data() + size_t{index} * words_;
+  }
+
+  const size_t words_;
+  const uint64_t max_bytes_;
+  std::vector<uint64_t> bits_;  // words_ per entry
+  std::vector<ValueId> states_;
+  std::vector<uint64_t> hashes_;
+  // The configuration being looked up, addressed as index kProbe.
+  const uint64_t* probe_bits_ = nullptr;
+  ValueId probe_state_ = kNil;
+  uint64_t probe_hash_ = 0;
+  absl::flat_hash_set<uint32_t, Hash, Equal> set_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Wing & Gong's search over one key.
+
+enum class SearchStatus { kLinearizable, kNotLinearizable, kOutOfSteps, kOutOfMemory };
+
+// The sequential specification: applies `op` in `state`, or returns false if the model cannot
+// produce the op's recorded result from that state.
+bool Apply(const SearchOp& op, ValueId state, ValueTable* values, std::string* scratch,
+           ValueId* next) {
+  switch (op.function) {
+    case Function::kRead:
+      *next = state;
+      return op.value == state;
+    case Function::kWrite:
+      *next = op.value;
+      return true;
+    case Function::kCas:
+      *next = op.new_value;
+      return op.value == state;
+    case Function::kDelete:
+      *next = kNil;
+      return true;
+    case Function::kAppend:
+      scratch->assign(values->Get(state).data(), values->Get(state).size());
+      scratch->append(values->Get(op.value).data(), values->Get(op.value).size());
+      *next = values->Intern(absl::string_view(*scratch));
+      return true;
+  }
+  return false;
+}
+
+class Search {
+ public:
+  Search(std::vector<SearchOp> ops, ValueTable* values)
+      : ops_(std::move(ops)), values_(values), bits_((ops_.size() + 63) / 64, 0) {
+    BuildEntries();
+  }
+
+  SearchStatus Run(uint64_t max_steps, uint64_t max_memo_bytes, uint64_t* steps) {
+    *steps = 0;
+    size_t known_total = 0;
+    for (const SearchOp& op : ops_) known_total += op.known ? 1 : 0;
+    size_t known_linearized = 0;
+    if (known_total == 0) return SearchStatus::kLinearizable;
+
+    MemoTable memo(bits_.size(), max_memo_bytes);
+    std::vector<std::pair<int32_t, ValueId>> stack;  // (lifted call entry, state before it)
+    stack.reserve(ops_.size());
+    std::string scratch;
+    ValueId state = kNil;
+    uint64_t bits_hash = 0;
+    int32_t entry = next_[0];
+    while (true) {
+      // Every known operation is linearized before the walk can pass its return entry, and an
+      // unknown operation has none, so the walk ends by returning before running off the list.
+      SIM_CHECK(entry != 0) << "walked off the entry list with " << known_linearized << " of "
+                            << known_total << " known operations linearized";
+      if (*steps >= max_steps) return SearchStatus::kOutOfSteps;
+      ++*steps;
+      const Entry& current = entries_[entry];
+      if (current.is_call) {
+        const SearchOp& op = ops_[current.op];
+        ValueId next_state = kNil;
+        if (Apply(op, state, values_, &scratch, &next_state)) {
+          FlipBit(current.op, &bits_hash);
+          const MemoTable::Insertion insertion =
+              memo.Insert(bits_, bits_hash ^ StateHash(next_state), next_state, values_->bytes());
+          if (insertion == MemoTable::Insertion::kFull) return SearchStatus::kOutOfMemory;
+          if (insertion == MemoTable::Insertion::kNew) {
+            stack.emplace_back(entry, state);
+            state = next_state;
+            Lift(entry);
+            if (op.known && ++known_linearized == known_total) return SearchStatus::kLinearizable;
+            entry = next_[0];
+            continue;
+          }
+          FlipBit(current.op, &bits_hash);
+        }
+        entry = next_[entry];
+      } else {
+        // A return whose call is not linearized: undo the most recent linearization.
+        if (stack.empty()) return SearchStatus::kNotLinearizable;
+        const auto [lifted, previous_state] = stack.back();
+        stack.pop_back();
+        const SearchOp& op = ops_[entries_[lifted].op];
+        state = previous_state;
+        FlipBit(entries_[lifted].op, &bits_hash);
+        if (op.known) --known_linearized;
+        Unlift(lifted);
+        entry = next_[lifted];
+      }
+    }
+  }
+
+ private:
+  // Entry 0 is the sentinel of a circular doubly linked list in real-time order.
+  struct Entry {
+    int32_t op = -1;
+    bool is_call = false;
+    int32_t match = 0;  // a call's return entry; 0 when the outcome is unknown
+  };
+
+  void BuildEntries() {
+    SIM_CHECK(ops_.size() < (size_t{1} << 30)) << "too many operations: " << ops_.size();
+    std::vector<std::pair<size_t, int32_t>> order;  // (event index, entry index)
+    entries_.assign(1, Entry{});
+    for (size_t i = 0; i < ops_.size(); ++i) {
+      const int32_t call = static_cast<int32_t>(entries_.size());
+      entries_.push_back(Entry{static_cast<int32_t>(i), true, 0});
+      order.emplace_back(ops_[i].call_event, call);
+      if (ops_[i].known) {
+        SIM_CHECK(ops_[i].return_event > ops_[i].call_event) << "operation " << i;
+        const int32_t ret = static_cast<int32_t>(entries_.size());
+        entries_.push_back(Entry{static_cast<int32_t>(i), false, 0});
+        entries_[call].match = ret;
+        order.emplace_back(ops_[i].return_event, ret);
+      }
+    }
+    std::sort(order.begin(), order.end());
+    next_.assign(entries_.size(), 0);
+    prev_.assign(entries_.size(), 0);
+    int32_t last = 0;
+    for (const auto& [event, index] : order) {
+      next_[last] = index;
+      prev_[index] = last;
+      last = index;
+    }
+    next_[last] = 0;
+    prev_[0] = last;
+  }
+
+  void Unlink(int32_t entry) {
+    next_[prev_[entry]] = next_[entry];
+    prev_[next_[entry]] = prev_[entry];
+  }
+  void Relink(int32_t entry) {
+    next_[prev_[entry]] = entry;
+    prev_[next_[entry]] = entry;
+  }
+  // Removes a call and its return from the walk; Unlift restores them (in reverse order).
+  void Lift(int32_t call) {
+    Unlink(call);
+    if (entries_[call].match != 0) Unlink(entries_[call].match);
+  }
+  void Unlift(int32_t call) {
+    if (entries_[call].match != 0) Relink(entries_[call].match);
+    Relink(call);
+  }
+
+  // Zobrist hashing: the bitset's hash is the XOR of one random word per member.
+  void FlipBit(int32_t op, uint64_t* hash) {
+    bits_[op / 64] ^= uint64_t{1} << (op % 64);
+    *hash ^= SplitMix64::Mix(static_cast<uint64_t>(op) + 0x9E3779B97F4A7C15ull);
+  }
+  static uint64_t StateHash(ValueId state) {
+    return SplitMix64::Mix(static_cast<uint64_t>(static_cast<int64_t>(state)) ^
+                           0xD1B54A32D192ED03ull);
+  }
+
+  const std::vector<SearchOp> ops_;
+  ValueTable* const values_;
+  std::vector<uint64_t> bits_;
+  std::vector<Entry> entries_;
+  std::vector<int32_t> next_;
+  std::vector<int32_t> prev_;
+};
+
+SearchStatus CheckWindow(const History& history, const Window& window, uint64_t max_steps,
+                         uint64_t max_memo_bytes, uint64_t* steps) {
+  ValueTable values;
+  Search search(PrepareSearch(history, window, &values), &values);
+  return search.Run(max_steps, max_memo_bytes, steps);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shrinking a violation (see the header for why each step keeps the window a real witness).
+
+class Minimizer {
+ public:
+  Minimizer(const History& history, const CheckOptions& options)
+      : history_(history), options_(options), steps_left_(options.max_minimize_steps) {}
+
+  Window Minimize(const std::vector<size_t>& key_operations) {
+    // 1. The shortest failing prefix of the key's events, by bisection. The whole sub-history
+    // fails and the empty one passes.
+    std::vector<size_t> key_events;
+    for (size_t index : key_operations) {
+      const Operation& operation = history_.operations()[index];
+      key_events.push_back(operation.invoke_event);
+      if (operation.complete_event.has_value()) key_events.push_back(*operation.complete_event);
+    }
+    std::sort(key_events.begin(), key_events.end());
+    size_t passing = 0;
+    size_t failing = key_events.size();
+    while (failing - passing > 1) {
+      const size_t middle = passing + (failing - passing) / 2;
+      if (Fails(Window{key_operations, key_events[middle - 1] + 1})) {
+        failing = middle;
+      } else {
+        passing = middle;
+      }
+    }
+    Window window{{}, key_events[failing - 1] + 1};
+    for (size_t index : key_operations) {
+      if (Relevant(history_.operations()[index], window.event_limit)) {
+        window.operations.push_back(index);
+      }
+    }
+
+    // 2. Greedy removal, latest operation first, until nothing more can go.
+    for (bool changed = true; changed && steps_left_ > 0;) {
+      changed = false;
+      for (size_t i = window.operations.size(); i-- > 0;) {
+        if (FunctionOf(window.operations[i]) != Function::kRead) continue;
+        changed |= TryRemove(&window, i);
+      }
+      for (size_t i = window.operations.size(); i-- > 0;) {
+        if (!Unobserved(window, i)) continue;
+        changed |= TryRemove(&window, i);
+      }
+    }
+    return window;
+  }
+
+  uint64_t steps() const { return options_.max_minimize_steps - steps_left_; }
+
+ private:
+  Function FunctionOf(size_t index) const { return history_.operations()[index].function; }
+
+  bool Fails(const Window& window) {
+    if (steps_left_ == 0) return false;
+    uint64_t steps = 0;
+    const SearchStatus status =
+        CheckWindow(history_, window, steps_left_, options_.max_memo_bytes, &steps);
+    steps_left_ -= steps;
+    return status == SearchStatus::kNotLinearizable;
+  }
+
+  bool TryRemove(Window* window, size_t i) {
+    Window candidate{{}, window->event_limit};
+    candidate.operations = window->operations;
+    candidate.operations.erase(candidate.operations.begin() + i);
+    if (!Fails(candidate)) return false;
+    *window = std::move(candidate);
+    return true;
+  }
+
+  // A mutation that no other operation of the window observes (see Observations): removing it
+  // cannot make a linearizable window fail.
+  bool Unobserved(const Window& window, size_t i) const {
+    const Operation& candidate = history_.operations()[window.operations[i]];
+    if (!IsMutation(candidate.function)) return false;
+    Observations observations(HasAppends(history_, window.operations));
+    for (size_t j = 0; j < window.operations.size(); ++j) {
+      if (j != i) observations.AddOperation(history_.operations()[window.operations[j]], +1);
+    }
+    return !observations.ObservesEffectOf(candidate);
+  }
+
+  const History& history_;
+  const CheckOptions& options_;
+  uint64_t steps_left_;
+};
+
+History WindowHistory(const History& history, const Window& window) {
+  std::vector<size_t> events;
+  for (size_t index : window.operations) {
+    const Operation& operation = history.operations()[index];
+    if (operation.invoke_event >= window.event_limit) continue;
+    events.push_back(operation.invoke_event);
+    if (operation.complete_event.has_value() && *operation.complete_event < window.event_limit) {
+      events.push_back(*operation.complete_event);
+    }
+  }
+  std::sort(events.begin(), events.end());
+  History sub_history;
+  for (size_t event : events) {
+    // A subset of a well-formed history's operations, in the original order, is well formed.
+    const absl::Status status = sub_history.Append(history.events()[event]);
+    SIM_CHECK(status.ok()) << "window event " << event << ": " << status.ToString();
+  }
+  return sub_history;
+}
+
+}  // namespace
+
+absl::string_view VerdictName(Verdict verdict) {
+  switch (verdict) {
+    case Verdict::kLinearizable:
+      return "linearizable";
+    case Verdict::kNotLinearizable:
+      return "not linearizable";
+    case Verdict::kUnknown:
+      return "unknown";
+  }
+  return "?";
+}
+
+std::string CheckResult::Describe() const {
+  std::string text =
+      absl::StrCat(VerdictName(verdict), ": ", operations, " operations on ", keys,
+                   keys == 1 ? " key" : " keys", ", ", search_steps, " search steps");
+  switch (verdict) {
+    case Verdict::kLinearizable:
+      absl::StrAppend(&text, "\n");
+      break;
+    case Verdict::kUnknown:
+      absl::StrAppend(&text, "; ", reason, " on key ", key, " (", key_operations, " operations)\n");
+      break;
+    case Verdict::kNotLinearizable: {
+      size_t window_operations = 0;
+      for (const Event& event : window.events()) {
+        window_operations += event.type == EventType::kInvoke ? 1 : 0;
+      }
+      absl::StrAppend(&text, " (", minimize_steps, " more to shrink)\n", "key ", key, " (",
+                      key_operations, " operations) has no linearization, and already these ",
+                      window_operations,
+                      " have none (an invocation without completion has an unknown outcome):\n");
+      for (absl::string_view line :
+           absl::StrSplit(FormatHistory(window), '\n', absl::SkipEmpty())) {
+        absl::StrAppend(&text, "  ", line, "\n");
+      }
+      break;
+    }
+  }
+  return text;
+}
+
+absl::StatusOr<CheckResult> CheckLinearizability(const History& history,
+                                                 const CheckOptions& options) {
+  CheckResult result;
+  result.operations = history.operations().size();
+  absl::btree_map<std::string, std::vector<size_t>> by_key;
+  for (size_t i = 0; i < history.operations().size(); ++i) {
+    by_key[history.operations()[i].key].push_back(i);
+  }
+  result.keys = by_key.size();
+
+  if (options.model == Model::kRegister) {
+    if (by_key.size() > 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the register model holds one value but the history names ", by_key.size(),
+                       " keys (first ", by_key.begin()->first, ", last ", by_key.rbegin()->first,
+                       "); use the kv model"));
+    }
+    for (const Operation& operation : history.operations()) {
+      if (operation.function == Function::kAppend || operation.function == Function::kDelete) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the register model has no ", FunctionName(operation.function), " (process ",
+            operation.process, " on key ", operation.key, "); use the kv model"));
+      }
+    }
+  }
+
+  uint64_t steps_left = options.max_search_steps;
+  for (const auto& [key, operations] : by_key) {
+    uint64_t steps = 0;
+    const SearchStatus status = CheckWindow(history, Window{operations, history.events().size()},
+                                            steps_left, options.max_memo_bytes, &steps);
+    result.search_steps += steps;
+    steps_left -= steps;
+    switch (status) {
+      case SearchStatus::kLinearizable:
+        break;
+      case SearchStatus::kNotLinearizable: {
+        result.verdict = Verdict::kNotLinearizable;
+        result.key = key;
+        result.key_operations = operations.size();
+        result.reason.clear();
+        if (options.minimize) {
+          Minimizer minimizer(history, options);
+          result.window = WindowHistory(history, minimizer.Minimize(operations));
+          result.minimize_steps = minimizer.steps();
+        } else {
+          result.window = WindowHistory(history, Window{operations, history.events().size()});
+        }
+        return result;
+      }
+      case SearchStatus::kOutOfSteps:
+      case SearchStatus::kOutOfMemory:
+        // A later key may still prove a violation if memory, not steps, ran out here.
+        if (result.verdict != Verdict::kUnknown) {
+          result.verdict = Verdict::kUnknown;
+          result.key = key;
+          result.key_operations = operations.size();
+          result.reason =
+              status == SearchStatus::kOutOfSteps
+                  ? absl::StrCat("search step budget of ", options.max_search_steps, " exhausted")
+                  : absl::StrCat("memo table budget of ", options.max_memo_bytes,
+                                 " bytes exhausted");
+        }
+        if (status == SearchStatus::kOutOfSteps) return result;
+        break;
+    }
+  }
+  return result;
+}
+
+}  // namespace kvstore::sim

@@ -1,0 +1,689 @@
+#include "sim/linearizability.h"
+
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "sim/history.h"
+#include "sim/random_history.h"
+#include "sim/splitmix64.h"
+
+namespace kvstore::sim {
+namespace {
+
+History MustParse(const std::string& text) {
+  absl::StatusOr<History> history = ParseHistory(text);
+  EXPECT_TRUE(history.ok()) << history.status();
+  return history.ok() ? *std::move(history) : History();
+}
+
+CheckResult MustCheck(const History& history, const CheckOptions& options = {}) {
+  absl::StatusOr<CheckResult> result = CheckLinearizability(history, options);
+  EXPECT_TRUE(result.ok()) << result.status();
+  return result.ok() ? *std::move(result) : CheckResult();
+}
+
+CheckResult MustCheck(const std::string& text, const CheckOptions& options = {}) {
+  return MustCheck(MustParse(text), options);
+}
+
+// Checks under both models where the register model applies (one key, no append or delete).
+Verdict VerdictOf(const std::string& text) {
+  const History history = MustParse(text);
+  const CheckResult kv = MustCheck(history);
+  bool register_applies = true;
+  for (const Operation& operation : history.operations()) {
+    register_applies &= operation.function != Function::kAppend &&
+                        operation.function != Function::kDelete &&
+                        operation.key == history.operations()[0].key;
+  }
+  if (register_applies) {
+    CheckOptions options;
+    options.model = Model::kRegister;
+    EXPECT_EQ(MustCheck(history, options).verdict, kv.verdict) << text;
+  }
+  return kv.verdict;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linearizable histories.
+
+TEST(Linearizable, EmptyHistory) {
+  const CheckResult result = MustCheck("");
+  EXPECT_EQ(result.verdict, Verdict::kLinearizable);
+  EXPECT_EQ(result.Describe(), "linearizable: 0 operations on 0 keys, 0 search steps\n");
+}
+
+TEST(Linearizable, Sequential) {
+  EXPECT_EQ(VerdictOf(R"(
+    0 invoke read x nil
+    0 ok read x nil
+    0 invoke write x 1
+    0 ok write x 1
+    1 invoke read x nil
+    1 ok read x 1
+    1 invoke write x 2
+    1 ok write x 2
+    0 invoke read x nil
+    0 ok read x 2
+  )"),
+            Verdict::kLinearizable);
+}
+
+TEST(Linearizable, OverlappingWritesAndReadsSeeingEither) {
+  // Writes of 1 and 2 overlap; reads overlapping both may see either, in either order, as long
+  // as a later read does not go back.
+  for (const char* first : {"1", "2"}) {
+    EXPECT_EQ(VerdictOf(absl::StrCat(R"(
+      0 invoke write x 1
+      1 invoke write x 2
+      2 invoke read x nil
+      3 invoke read x nil
+      2 ok read x )",
+                                     first, R"(
+      0 ok write x 1
+      1 ok write x 2
+      3 ok read x 2
+    )")),
+              Verdict::kLinearizable)
+        << first;
+  }
+  // A read overlapping a write may still see the value before it.
+  EXPECT_EQ(VerdictOf(R"(
+    0 invoke write x 1
+    0 ok write x 1
+    0 invoke write x 2
+    1 invoke read x nil
+    1 ok read x 1
+    0 ok write x 2
+  )"),
+            Verdict::kLinearizable);
+}
+
+TEST(Linearizable, CasSuccessesAndFailures) {
+  EXPECT_EQ(VerdictOf(R"(
+    0 invoke cas x nil->1
+    0 ok cas x nil->1
+    0 invoke cas x 1->2
+    1 invoke cas x 1->3
+    0 ok cas x 1->2
+    1 fail cas x 1->3
+    1 invoke read x nil
+    1 ok read x 2
+    1 invoke cas x 2->nil
+    1 ok cas x 2->nil
+    0 invoke read x nil
+    0 ok read x nil
+  )"),
+            Verdict::kLinearizable);
+}
+
+TEST(Linearizable, Appends) {
+  // Concurrent appends land in either order; a read sees a consistent concatenation.
+  for (const char* seen : {"ab", "ba"}) {
+    EXPECT_EQ(VerdictOf(absl::StrCat(R"(
+      0 invoke append x a
+      1 invoke append x b
+      0 ok append x a
+      1 ok append x b
+      2 invoke read x nil
+      2 ok read x )",
+                                     seen, "\n")),
+              Verdict::kLinearizable)
+        << seen;
+  }
+  EXPECT_EQ(VerdictOf(R"(
+    0 invoke write x v
+    0 ok write x v
+    0 invoke append x 1
+    0 ok append x 1
+    1 invoke append x 2
+    2 invoke read x nil
+    2 ok read x v1
+    1 ok append x 2
+    2 invoke read x nil
+    2 ok read x v12
+  )"),
+            Verdict::kLinearizable);
+}
+
+TEST(Linearizable, Deletes) {
+  EXPECT_EQ(VerdictOf(R"(
+    0 invoke write x 1
+    0 ok write x 1
+    0 invoke delete x nil
+    1 invoke read x nil
+    1 ok read x 1
+    0 ok delete x nil
+    1 invoke read x nil
+    1 ok read x nil
+    1 invoke append x a
+    1 ok append x a
+    0 invoke read x nil
+    0 ok read x a
+  )"),
+            Verdict::kLinearizable);
+}
+
+TEST(Linearizable, UnknownWriteSeenLater) {
+  // The write timed out, yet took effect: a read long after the timeout sees it.
+  EXPECT_EQ(VerdictOf(R"(
+    0 invoke write x 1
+    0 ok write x 1
+    1 invoke write x 2
+    1 info write x 2
+    0 invoke read x nil
+    0 ok read x 1
+    0 invoke read x nil
+    0 ok read x 2
+  )"),
+            Verdict::kLinearizable);
+  // Same with an invocation that never completes.
+  EXPECT_EQ(VerdictOf(R"(
+    1 invoke cas x nil->2
+    0 invoke read x nil
+    0 ok read x nil
+    0 invoke read x nil
+    0 ok read x 2
+  )"),
+            Verdict::kLinearizable);
+}
+
+TEST(Linearizable, UnknownWriteNeverSeen) {
+  EXPECT_EQ(VerdictOf(R"(
+    0 invoke write x 1
+    0 ok write x 1
+    1 invoke write x 2
+    1 info write x 2
+    2 invoke cas x 7->8
+    0 invoke read x nil
+    0 ok read x 1
+    0 invoke read x nil
+    0 ok read x 1
+  )"),
+            Verdict::kLinearizable);
+}
+
+TEST(Linearizable, FailedOperationsAreDropped) {
+  EXPECT_EQ(VerdictOf(R"(
+    0 invoke write x 1
+    0 fail write x 1
+    0 invoke read x nil
+    0 ok read x nil
+    1 invoke read x nil
+    1 fail read x nil
+  )"),
+            Verdict::kLinearizable);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Violations.
+
+TEST(NotLinearizable, StaleReadAfterCompletedWrite) {
+  const CheckResult result = MustCheck(R"(
+    @1 0 invoke write x 1
+    @2 0 ok write x 1
+    @3 1 invoke read x nil
+    @4 1 ok read x 1
+    @5 0 invoke write x 2
+    @6 0 ok write x 2
+    @7 1 invoke read x nil
+    @8 1 ok read x 1       # stale: the write of 2 completed before this read began
+    @9 0 invoke read x nil
+    @10 0 ok read x 2
+  )");
+  EXPECT_EQ(result.verdict, Verdict::kNotLinearizable);
+  EXPECT_EQ(result.key, "x");
+  EXPECT_EQ(result.key_operations, 5u);
+  // The first read and the last read do not matter; the two writes and the stale read do.
+  EXPECT_EQ(FormatHistory(result.window),
+            "@1 0 invoke write x 1\n"
+            "@2 0 ok write x 1\n"
+            "@5 0 invoke write x 2\n"
+            "@6 0 ok write x 2\n"
+            "@7 1 invoke read x nil\n"
+            "@8 1 ok read x 1\n");
+  EXPECT_EQ(result.Describe(),
+            absl::StrCat("not linearizable: 5 operations on 1 key, ", result.search_steps,
+                         " search steps (", result.minimize_steps,
+                         " more to shrink)\n"
+                         "key x (5 operations) has no linearization, and already these 3 have "
+                         "none (an invocation without completion has an unknown outcome):\n"
+                         "  @1 0 invoke write x 1\n"
+                         "  @2 0 ok write x 1\n"
+                         "  @5 0 invoke write x 2\n"
+                         "  @6 0 ok write x 2\n"
+                         "  @7 1 invoke read x nil\n"
+                         "  @8 1 ok read x 1\n"));
+  CheckOptions options;
+  options.model = Model::kRegister;
+  EXPECT_EQ(MustCheck(FormatHistory(result.window), options).verdict, Verdict::kNotLinearizable);
+}
+
+TEST(NotLinearizable, ReadOfAValueNeverWritten) {
+  const CheckResult result = MustCheck(R"(
+    0 invoke write x 1
+    1 invoke read x nil
+    0 ok write x 1
+    1 ok read x 3
+  )");
+  EXPECT_EQ(result.verdict, Verdict::kNotLinearizable);
+  EXPECT_EQ(FormatHistory(result.window),
+            "1 invoke read x nil\n"
+            "1 ok read x 3\n");
+}
+
+TEST(NotLinearizable, LostUpdateViaCas) {
+  // Both clients read 0 and both cas succeed from 0: one update is lost.
+  EXPECT_EQ(VerdictOf(R"(
+    0 invoke write x 0
+    0 ok write x 0
+    1 invoke read x nil
+    2 invoke read x nil
+    1 ok read x 0
+    2 ok read x 0
+    1 invoke cas x 0->1
+    2 invoke cas x 0->2
+    1 ok cas x 0->1
+    2 ok cas x 0->2
+  )"),
+            Verdict::kNotLinearizable);
+}
+
+TEST(NotLinearizable, ReadGoesBackInTime) {
+  // Two sequential reads, both overlapping the write of 2, see new then old.
+  const CheckResult result = MustCheck(R"(
+    0 invoke write x 1
+    0 ok write x 1
+    0 invoke write x 2
+    1 invoke read x nil
+    1 ok read x 2
+    1 invoke read x nil
+    1 ok read x 1
+    0 ok write x 2
+  )");
+  EXPECT_EQ(result.verdict, Verdict::kNotLinearizable);
+  // Cut at the second read: the write of 2 is still outstanding there.
+  EXPECT_EQ(FormatHistory(result.window),
+            "0 invoke write x 1\n"
+            "0 ok write x 1\n"
+            "0 invoke write x 2\n"
+            "1 invoke read x nil\n"
+            "1 ok read x 2\n"
+            "1 invoke read x nil\n"
+            "1 ok read x 1\n");
+}
+
+TEST(NotLinearizable, UnknownWriteSeenThenOldValueAgain) {
+  EXPECT_EQ(VerdictOf(R"(
+    0 invoke write x 1
+    0 ok write x 1
+    1 invoke write x 2
+    1 info write x 2
+    0 invoke read x nil
+    0 ok read x 2
+    2 invoke read x nil
+    2 ok read x 1
+  )"),
+            Verdict::kNotLinearizable);
+}
+
+TEST(NotLinearizable, AppendsOutOfOrder) {
+  EXPECT_EQ(VerdictOf(R"(
+    0 invoke append x a
+    0 ok append x a
+    0 invoke append x b
+    0 ok append x b
+    1 invoke read x nil
+    1 ok read x ba
+  )"),
+            Verdict::kNotLinearizable);
+}
+
+TEST(NotLinearizable, ReadAfterDeleteSeesTheValue) {
+  EXPECT_EQ(VerdictOf(R"(
+    0 invoke write x 1
+    0 ok write x 1
+    0 invoke delete x nil
+    0 ok delete x nil
+    1 invoke read x nil
+    1 ok read x 1
+  )"),
+            Verdict::kNotLinearizable);
+}
+
+TEST(NotLinearizable, ReadOfAFailedWrite) {
+  EXPECT_EQ(VerdictOf(R"(
+    0 invoke write x 1
+    0 fail write x 1
+    1 invoke read x nil
+    1 ok read x 1
+  )"),
+            Verdict::kNotLinearizable);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Partitioning per key, models, budgets.
+
+TEST(PerKey, EachKeyIsItsOwnRegister) {
+  // Interleaved keys, each linearizable on its own.
+  const CheckResult fine = MustCheck(R"(
+    0 invoke write x 1
+    1 invoke write y 2
+    0 ok write x 1
+    1 ok write y 2
+    0 invoke read y nil
+    1 invoke read x nil
+    0 ok read y 2
+    1 ok read x 1
+  )");
+  EXPECT_EQ(fine.verdict, Verdict::kLinearizable);
+  EXPECT_EQ(fine.keys, 2u);
+  // A read of y cannot see a write of x: the violation is on y, and the window holds only y.
+  const CheckResult bad = MustCheck(R"(
+    0 invoke write a 1
+    0 ok write a 1
+    0 invoke write x 1
+    0 ok write x 1
+    1 invoke read y nil
+    1 ok read y 1
+    1 invoke read z nil
+    1 ok read z nil
+  )");
+  EXPECT_EQ(bad.verdict, Verdict::kNotLinearizable);
+  EXPECT_EQ(bad.key, "y");
+  EXPECT_EQ(bad.key_operations, 1u);
+  EXPECT_EQ(FormatHistory(bad.window), "1 invoke read y nil\n1 ok read y 1\n");
+}
+
+TEST(Models, RegisterRejectsWhatItCannotExpress) {
+  CheckOptions options;
+  options.model = Model::kRegister;
+  absl::StatusOr<CheckResult> result =
+      CheckLinearizability(MustParse("0 invoke append x a\n0 ok append x a\n"), options);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().message(),
+            "the register model has no append (process 0 on key x); use the kv model");
+  result = CheckLinearizability(
+      MustParse("0 invoke write x 1\n0 ok write x 1\n0 invoke write y 1\n"), options);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().message(),
+            "the register model holds one value but the history names 2 keys (first x, last y); "
+            "use the kv model");
+}
+
+TEST(Budget, RunningOutOfStepsIsUnknown) {
+  const std::string text = R"(
+    0 invoke write x 1
+    1 invoke write x 2
+    2 invoke read x nil
+    0 ok write x 1
+    1 ok write x 2
+    2 ok read x 1
+  )";
+  const CheckResult full = MustCheck(text);
+  ASSERT_EQ(full.verdict, Verdict::kLinearizable);
+  ASSERT_GT(full.search_steps, 2u);
+  CheckOptions options;
+  options.max_search_steps = full.search_steps - 1;
+  const CheckResult cut = MustCheck(text, options);
+  EXPECT_EQ(cut.verdict, Verdict::kUnknown);
+  EXPECT_EQ(cut.key, "x");
+  EXPECT_EQ(cut.search_steps, full.search_steps - 1);
+  EXPECT_EQ(cut.Describe(),
+            absl::StrCat("unknown: 3 operations on 1 key, ", full.search_steps - 1,
+                         " search steps; search step budget of ", full.search_steps - 1,
+                         " exhausted on key x (3 operations)\n"));
+  options.max_search_steps = full.search_steps;
+  EXPECT_EQ(MustCheck(text, options).verdict, Verdict::kLinearizable);
+}
+
+TEST(Budget, RunningOutOfMemoIsUnknownButLaterKeysAreStillChecked) {
+  CheckOptions options;
+  options.max_memo_bytes = 1;
+  const CheckResult result = MustCheck(R"(
+    0 invoke write a 1
+    0 ok write a 1
+    0 invoke read b nil
+    0 ok read b 1
+  )",
+                                       options);
+  EXPECT_EQ(result.verdict, Verdict::kNotLinearizable);
+  EXPECT_EQ(result.key, "b");
+  const CheckResult unknown = MustCheck("0 invoke write a 1\n0 ok write a 1\n", options);
+  EXPECT_EQ(unknown.verdict, Verdict::kUnknown);
+  EXPECT_EQ(unknown.reason, "memo table budget of 1 bytes exhausted");
+}
+
+TEST(Minimize, CanBeTurnedOff) {
+  const std::string text = R"(
+    0 invoke read x nil
+    0 ok read x nil
+    0 invoke read x nil
+    0 ok read x 5
+  )";
+  CheckOptions options;
+  options.minimize = false;
+  const CheckResult whole = MustCheck(text, options);
+  EXPECT_EQ(whole.verdict, Verdict::kNotLinearizable);
+  EXPECT_EQ(whole.window, MustParse(text));
+  EXPECT_EQ(whole.minimize_steps, 0u);
+  EXPECT_EQ(MustCheck(text).window.events().size(), 2u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generated histories: linearizable by construction, and broken on purpose.
+
+// A copy of `history` in which one ok read returns a value nothing ever wrote.
+History WithBogusRead(const History& history, size_t nth_read, std::string* bogus_line) {
+  size_t reads_seen = 0;
+  History broken;
+  for (const Event& original : history.events()) {
+    Event event = original;
+    if (event.type == EventType::kOk && event.function == Function::kRead &&
+        reads_seen++ == nth_read) {
+      event.value = "bogus";
+      *bogus_line = FormatEvent(event);
+    }
+    EXPECT_TRUE(broken.Append(event).ok());
+  }
+  return broken;
+}
+
+TEST(Generated, ManySeedsWithHighConcurrencyAreLinearizable) {
+  for (uint64_t seed = 1; seed <= 40; ++seed) {
+    RandomHistoryOptions options;
+    options.seed = seed;
+    options.operations = 400;
+    options.keys = 2;
+    options.info_percent = 10;
+    options.fail_percent = 5;
+    const History history = GenerateRandomHistory(options);
+    const CheckResult result = MustCheck(history);
+    EXPECT_EQ(result.verdict, Verdict::kLinearizable) << "seed " << seed << "\n"
+                                                      << result.Describe();
+  }
+}
+
+TEST(Generated, ABogusReadIsFoundAndShrunk) {
+  RandomHistoryOptions options;
+  options.operations = 3'000;
+  options.keys = 20;
+  options.info_percent = 5;
+  for (int append_percent : {0, 5}) {
+    options.append_percent = append_percent;
+    const History history = GenerateRandomHistory(options);
+    std::string bogus_line;
+    const History broken = WithBogusRead(history, 700, &bogus_line);
+    const CheckResult result = MustCheck(broken);
+    ASSERT_EQ(result.verdict, Verdict::kNotLinearizable);
+    const std::string window = FormatHistory(result.window);
+    EXPECT_TRUE(absl::StrContains(window, bogus_line)) << window;
+    EXPECT_EQ(MustCheck(result.window).verdict, Verdict::kNotLinearizable);
+    // A read of a value never written needs nothing but itself to fail.
+    EXPECT_EQ(result.window.operations().size(), 1u) << result.Describe();
+    std::printf("bogus read, appends %d%%: window of %zu operations (key has %zu)\n%s",
+                append_percent, result.window.operations().size(), result.key_operations,
+                result.Describe().c_str());
+  }
+}
+
+// The definition, by brute force, for small histories: is there an order of the known (ok)
+// operations and some of the unknown ones that respects real time and is a legal run of the kv
+// model? An operation may go next unless a known operation not yet placed completed before it was
+// invoked.
+bool BruteForceLinearizable(const History& history) {
+  struct Op {
+    Function function;
+    bool known;
+    Value value, new_value, read_value;
+    size_t invoke, complete;
+  };
+  absl::btree_map<std::string, std::vector<Op>> by_key;
+  for (const Operation& operation : history.operations()) {
+    if (operation.outcome == Outcome::kFail) continue;
+    const bool known = operation.outcome == Outcome::kOk;
+    if (!known && operation.function == Function::kRead) continue;
+    by_key[operation.key].push_back(
+        Op{operation.function, known, operation.value, operation.new_value, operation.read_value,
+           operation.invoke_event, known ? *operation.complete_event : SIZE_MAX});
+  }
+  for (const auto& [key, ops] : by_key) {
+    std::vector<bool> placed(ops.size(), false);
+    std::function<bool(const Value&, size_t)> extend = [&](const Value& state,
+                                                           size_t known_left) -> bool {
+      if (known_left == 0) return true;
+      for (size_t p = 0; p < ops.size(); ++p) {
+        if (placed[p]) continue;
+        bool blocked = false;
+        for (size_t q = 0; q < ops.size(); ++q) {
+          blocked |= !placed[q] && ops[q].known && ops[q].complete < ops[p].invoke;
+        }
+        if (blocked) continue;
+        const Op& op = ops[p];
+        Value next = state;
+        switch (op.function) {
+          case Function::kRead:
+            if (op.read_value != state) continue;
+            break;
+          case Function::kWrite:
+            next = op.value;
+            break;
+          case Function::kCas:
+            if (op.value != state) continue;
+            next = op.new_value;
+            break;
+          case Function::kAppend:
+            next = state.value_or("") + *op.value;
+            break;
+          case Function::kDelete:
+            next.reset();
+            break;
+        }
+        placed[p] = true;
+        const bool found = extend(next, known_left - (op.known ? 1 : 0));
+        placed[p] = false;
+        if (found) return true;
+      }
+      return false;
+    };
+    size_t known = 0;
+    for (const Op& op : ops) known += op.known ? 1 : 0;
+    if (!extend(std::nullopt, known)) return false;
+  }
+  return true;
+}
+
+// A small random history, linearizable or not: few values, so that operations collide.
+History RandomSmallHistory(uint64_t seed) {
+  SplitMix64 random(seed);
+  const char* const kValues[] = {"1", "2", "a", "b"};
+  const char* const kReads[] = {"nil", "1", "2", "a", "ab", "ba", "1a", "2b"};
+  const int keys = random.Percent(25) ? 2 : 1;
+  History history;
+  absl::btree_map<int64_t, Event> outstanding;
+  absl::btree_set<int64_t> stuck;  // invoked and never to complete: the process is gone
+  for (int operations = 0; stuck.size() < 3 && (operations < 7 || outstanding.size() > 0);) {
+    const int64_t process = static_cast<int64_t>(random.Uniform(3));
+    if (stuck.contains(process)) continue;
+    auto pending = outstanding.find(process);
+    Event event;
+    if (pending == outstanding.end()) {
+      if (operations == 7) continue;
+      ++operations;
+      event.process = process;
+      event.key = keys == 2 && random.Percent(50) ? "y" : "x";
+      event.function = static_cast<Function>(random.Uniform(5));
+      if (event.function == Function::kWrite || event.function == Function::kAppend) {
+        event.value = kValues[random.Uniform(4)];
+      } else if (event.function == Function::kCas) {
+        if (random.Percent(75)) event.value = kValues[random.Uniform(4)];
+        if (random.Percent(85)) event.new_value = kValues[random.Uniform(4)];
+      }
+      outstanding.emplace(process, event);
+    } else {
+      event = pending->second;
+      outstanding.erase(pending);
+      const uint64_t roll = random.Uniform(100);
+      if (roll < 8) {
+        stuck.insert(process);
+        continue;
+      }
+      event.type = roll < 78 ? EventType::kOk : (roll < 89 ? EventType::kFail : EventType::kInfo);
+      if (event.function == Function::kRead && event.type == EventType::kOk) {
+        const std::string read = kReads[random.Uniform(8)];
+        event.value = read == "nil" ? Value() : Value(read);
+      }
+    }
+    EXPECT_TRUE(history.Append(event).ok()) << FormatEvent(event);
+  }
+  return history;
+}
+
+TEST(Oracle, AgreesWithBruteForceOnSmallRandomHistories) {
+  int violations = 0;
+  for (uint64_t seed = 1; seed <= 3'000; ++seed) {
+    const History history = RandomSmallHistory(seed);
+    const CheckResult result = MustCheck(history);
+    const bool linearizable = BruteForceLinearizable(history);
+    ASSERT_EQ(result.verdict, linearizable ? Verdict::kLinearizable : Verdict::kNotLinearizable)
+        << "seed " << seed << "\n"
+        << FormatHistory(history) << result.Describe();
+    if (linearizable) continue;
+    ++violations;
+    // The window is a real witness: it has no linearization by itself either.
+    ASSERT_FALSE(BruteForceLinearizable(result.window))
+        << "seed " << seed << "\n"
+        << FormatHistory(history) << result.Describe();
+  }
+  // Both verdicts are well represented.
+  EXPECT_GT(violations, 300);
+  EXPECT_LT(violations, 3'000 - 300);
+  std::printf("%d of 3000 small random histories are not linearizable\n", violations);
+}
+
+TEST(Generated, TenThousandOperationsSixteenClientsWithinBudget) {
+  RandomHistoryOptions generator;  // the defaults: 10,000 operations, 16 clients, 100 keys
+  ASSERT_EQ(generator.operations, 10'000u);
+  ASSERT_EQ(generator.clients, 16);
+  const History history = GenerateRandomHistory(generator);
+  CheckOptions options;
+  options.max_search_steps = 1'000'000;
+  const CheckResult result = MustCheck(history, options);
+  EXPECT_EQ(result.verdict, Verdict::kLinearizable) << result.Describe();
+  std::printf("10,000 operations, 16 clients, %zu keys: %llu search steps\n", result.keys,
+              static_cast<unsigned long long>(result.search_steps));
+  // Deterministic: the same history takes the same steps.
+  EXPECT_EQ(MustCheck(history, options).search_steps, result.search_steps);
+}
+
+}  // namespace
+}  // namespace kvstore::sim

@@ -1,0 +1,46 @@
+#ifndef KVSTORE_SIM_RUNNER_H_
+#define KVSTORE_SIM_RUNNER_H_
+
+// Runs a scenario (sim/scenario.proto) in a Simulation: the steps in order, each expectation
+// checked when its step runs, then the standing checkers (including linearizability of the
+// client history). The result says what failed, in words, with the trace hash that identifies
+// the run exactly.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "sim/scenario.pb.h"
+
+namespace kvstore::sim {
+
+struct RunResult {
+  bool passed = true;
+  std::vector<std::string> failures;    // failed expectations and checker violations
+  std::vector<std::string> transcript;  // one line per step, with its outcome
+  std::vector<std::string> trace;       // every event, when recorded
+  uint64_t trace_hash = 0;
+  uint64_t events = 0;
+  int64_t virtual_ms = 0;
+  std::string history;  // the client history in the history file format
+};
+
+struct RunOptions {
+  std::optional<uint64_t> seed;  // overrides the scenario's seed
+  bool record_trace = false;
+  // Search steps the linearizability checker may spend (deterministic, not wall-clock).
+  uint64_t linearizability_budget_steps = 5'000'000;
+};
+
+RunResult RunScenario(const pb::Scenario& scenario, const RunOptions& options = {});
+
+// Parses a text-format scenario; errors name the file and the parser's complaint.
+absl::StatusOr<pb::Scenario> ParseScenario(const std::string& text, const std::string& origin);
+absl::StatusOr<pb::Scenario> LoadScenario(const std::string& path);
+std::string FormatScenario(const pb::Scenario& scenario);
+
+}  // namespace kvstore::sim
+
+#endif  // KVSTORE_SIM_RUNNER_H_

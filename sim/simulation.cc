@@ -1,0 +1,834 @@
+#include "sim/simulation.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/base/encoding.h"
+#include "core/base/errors.h"
+
+namespace kvstore::sim {
+
+namespace {
+
+const char* TypeName(ClientEvent::Type type) {
+  switch (type) {
+    case ClientEvent::Type::kInvoke:
+      return "invoke";
+    case ClientEvent::Type::kOk:
+      return "ok";
+    case ClientEvent::Type::kFail:
+      return "fail";
+    case ClientEvent::Type::kInfo:
+      return "info";
+  }
+  return "?";
+}
+
+const char* FunctionName(ClientEvent::Function function) {
+  switch (function) {
+    case ClientEvent::Function::kRead:
+      return "read";
+    case ClientEvent::Function::kWrite:
+      return "write";
+    case ClientEvent::Function::kCas:
+      return "cas";
+    case ClientEvent::Function::kDelete:
+      return "delete";
+  }
+  return "?";
+}
+
+// Errors after which the request certainly did not take effect.
+bool DefinitelyNotApplied(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kTimeout:
+      return false;
+    default:
+      return true;
+  }
+}
+
+}  // namespace
+
+std::string HistoryText(const std::vector<ClientEvent>& events) {
+  std::string out;
+  for (const ClientEvent& e : events) {
+    absl::StrAppend(&out, "@", e.time_ms, " ", e.process, " ", TypeName(e.type), " ",
+                    FunctionName(e.function), " ", e.key, " ", e.value.empty() ? "nil" : e.value,
+                    "\n");
+  }
+  return out;
+}
+
+// The Raft log as a disk: writes land in `pending` and become durable at the next fsync.
+struct Simulation::Disk {
+  raft::testing::MemoryStorage durable;
+  struct Write {
+    uint64_t id = 0;
+    std::optional<raft::HardState> hard_state;
+    std::vector<raft::Entry> entries;
+    std::shared_ptr<const raft::Snapshot> snapshot;
+  };
+  std::deque<Write> pending;
+  bool fsync_scheduled = false;
+};
+
+struct Simulation::Node {
+  NodeId id = raft::kNoNode;
+  bool up = false;
+  uint64_t incarnation = 0;
+  int64_t paused_until_ms = 0;
+  double tick_rate = 1.0;
+  std::unique_ptr<server::Server> server;
+  mvcc::MemoryBackend backend;
+  Disk disk;
+  // Per-incarnation checker state.
+  raft::HardState last_hard_state;
+  raft::Term vote_term = 0;
+  NodeId vote_in_term = raft::kNoNode;
+  mvcc::WatchId watch_id = 0;
+  mvcc::Revision watch_next_revision = 0;
+  // Client requests outstanding on this node: request id -> client index.
+  std::map<server::RequestId, size_t> waiting;
+};
+
+struct Simulation::Client {
+  size_t index = 0;
+  int process = 0;
+  NodeId node = raft::kNoNode;
+  bool busy = false;
+  uint64_t attempt = 0;
+  ClientEvent::Function function = ClientEvent::Function::kRead;
+  std::string key;
+  std::string value;
+  std::string old_value;
+  server::RequestId request = 0;
+  uint64_t writes = 0;
+};
+
+struct Simulation::Event {
+  enum class Kind : uint8_t {
+    kTick,
+    kDeliver,
+    kFsync,
+    kClientNext,
+    kClientTimeout,
+    kResume,
+  };
+  int64_t time_ms = 0;
+  uint64_t seq = 0;
+  Kind kind = Kind::kTick;
+  NodeId node = raft::kNoNode;
+  uint64_t incarnation = 0;
+  raft::Message message;
+  size_t client = 0;
+  uint64_t attempt = 0;
+};
+
+bool Simulation::EventOrder::operator()(const Event* a, const Event* b) const {
+  if (a->time_ms != b->time_ms) return a->time_ms < b->time_ms;
+  return a->seq < b->seq;
+}
+
+Simulation::Simulation(const SimOptions& options) : options_(options), rng_(options.seed) {
+  std::vector<NodeId> voters;
+  std::vector<server::Member> founding;
+  for (int i = 1; i <= options.voters; ++i) {
+    voters.push_back(static_cast<NodeId>(i));
+    founding.push_back(server::Member{
+        static_cast<NodeId>(i), absl::StrCat("n", i), {absl::StrCat("sim://n", i)}, false});
+  }
+  for (NodeId id : voters) {
+    raft::RestartState restart = server::BootstrapState(founding);
+    auto node = std::make_unique<Node>();
+    node->id = id;
+    raft::PersistRequest bootstrap;
+    bootstrap.hard_state = restart.hard_state;
+    bootstrap.entries = restart.entries;
+    node->disk.durable.Write(bootstrap);
+    nodes_[id] = std::move(node);
+    StartNode(id, std::move(restart), founding);
+  }
+  for (int i = 0; i < options.clients; ++i) {
+    auto client = std::make_unique<Client>();
+    client->index = clients_.size();
+    client->process = i;
+    client->node = static_cast<NodeId>(1 + rng_.Uniform(options.voters));
+    clients_.push_back(std::move(client));
+  }
+}
+
+Simulation::~Simulation() = default;
+
+void Simulation::Trace(const std::string& line) {
+  trace_hash_ = Fnv1a64(line, trace_hash_);
+  trace_hash_ = Fnv1a64("\n", trace_hash_);
+  if (options_.record_trace) trace_.push_back(absl::StrCat("@", now_ms_, " ", line));
+}
+
+void Simulation::Violation(std::string what) {
+  Trace(absl::StrCat("VIOLATION ", what));
+  violations_.push_back(absl::StrCat("@", now_ms_, "ms: ", what));
+}
+
+void Simulation::Schedule(int64_t at_ms, std::unique_ptr<Event> event) {
+  event->time_ms = std::max(at_ms, now_ms_);
+  event->seq = next_seq_++;
+  queue_.insert(event.get());
+  owned_.push_back(std::move(event));
+}
+
+void Simulation::StartNode(NodeId id, raft::RestartState restart,
+                           std::vector<server::Member> founding) {
+  Node& node = *nodes_.at(id);
+  server::ServerConfig config;
+  config.id = id;
+  config.election_tick = options_.election_tick;
+  config.heartbeat_tick = 1;
+  config.tick_ms = options_.tick_ms;
+  config.random_seed = rng_.Next();
+  config.request_timeout_ticks = static_cast<int>(options_.client_timeout_ms / options_.tick_ms);
+  config.snapshot_every_entries = options_.snapshot_every_entries;
+  config.snapshot_catch_up_entries = options_.snapshot_catch_up_entries;
+  auto server =
+      server::Server::Create(config, &node.backend, std::move(restart), std::move(founding));
+  if (!server.ok()) {
+    // The node refuses to start on what its disks hold: it stays down, loudly.
+    Violation(absl::StrCat("node ", id, " cannot start: ", server.status().ToString()));
+    return;
+  }
+  node.server = std::move(*server);
+  node.up = true;
+  ++node.incarnation;
+  node.last_hard_state = raft::HardState{};
+  node.vote_term = 0;
+  node.vote_in_term = raft::kNoNode;
+  // Every node watches every key from the first revision it does not hold in history.
+  mvcc::WatchRequest watch;
+  watch.key = std::string(1, '\0');
+  watch.range_end = std::string(1, '\0');
+  watch.start_revision = node.server->store().compact_revision() + 1;
+  auto watch_id = node.server->Watch(watch);
+  node.watch_id = watch_id.ok() ? *watch_id : 0;
+  // Revision 1 is the empty store: the first event any watcher can see is at revision 2.
+  node.watch_next_revision = std::max<mvcc::Revision>(watch.start_revision, 2);
+  Trace(absl::StrCat("start n", id, " incarnation ", node.incarnation));
+  ScheduleTick(node);
+  Drain(node);
+}
+
+void Simulation::StartJoiner(NodeId id) {
+  if (nodes_.count(id) == 0) {
+    auto node = std::make_unique<Node>();
+    node->id = id;
+    nodes_[id] = std::move(node);
+  }
+  StartNode(id, raft::RestartState{}, {});
+}
+
+void Simulation::ScheduleTick(Node& node) {
+  auto event = std::make_unique<Event>();
+  event->kind = Event::Kind::kTick;
+  event->node = node.id;
+  event->incarnation = node.incarnation;
+  const int64_t period =
+      std::max<int64_t>(1, static_cast<int64_t>(options_.tick_ms / node.tick_rate));
+  Schedule(now_ms_ + period, std::move(event));
+}
+
+bool Simulation::LinkBlocked(NodeId from, NodeId to) const {
+  return blocked_.count({from, to}) > 0;
+}
+
+void Simulation::SendMessage(const raft::Message& message) {
+  if (LinkBlocked(message.from, message.to) || nodes_.count(message.to) == 0) return;
+  const NetworkOptions& net = options_.network;
+  if (net.loss > 0 && static_cast<double>(rng_.Uniform(1000000)) < net.loss * 1e6) return;
+  const int copies =
+      net.duplicate > 0 && static_cast<double>(rng_.Uniform(1000000)) < net.duplicate * 1e6 ? 2 : 1;
+  for (int i = 0; i < copies; ++i) {
+    auto event = std::make_unique<Event>();
+    event->kind = Event::Kind::kDeliver;
+    event->node = message.to;
+    event->message = message;
+    const int64_t spread = std::max<int64_t>(0, net.max_delay_ms - net.min_delay_ms);
+    Schedule(now_ms_ + net.min_delay_ms + static_cast<int64_t>(rng_.Uniform(spread + 1)),
+             std::move(event));
+  }
+}
+
+void Simulation::Drain(Node& node) {
+  if (!node.up || node.server == nullptr) return;
+  server::Server& server = *node.server;
+  while (server.HasReady()) {
+    const server::Ready& ready = server.GetReady();
+    const raft::Ready& rr = *ready.raft;
+    // Election safety (Raft §5.2): one leader per term.
+    if (rr.soft_state.has_value() && rr.soft_state->role == raft::Role::kLeader) {
+      const raft::Term term = server.RaftStatus().hard_state.term;
+      auto [it, inserted] = leaders_by_term_.emplace(term, node.id);
+      if (!inserted && it->second != node.id) {
+        Violation(absl::StrCat("two leaders in term ", term, ": n", it->second, " and n", node.id));
+      }
+      Trace(absl::StrCat("n", node.id, " leads term ", term));
+    }
+    // State machine safety: every node applies the same entry at an index.
+    for (const raft::Entry& entry : rr.committed_entries) {
+      const uint64_t digest = Fnv1a64(entry.data.view(), entry.term * 31 + entry.index);
+      auto [it, inserted] =
+          applied_entries_.emplace(entry.index, std::make_pair(entry.term, digest));
+      if (!inserted && it->second != std::make_pair(entry.term, digest)) {
+        Violation(absl::StrCat("n", node.id, " applied a different entry at index ", entry.index,
+                               " (term ", entry.term, " vs ", it->second.first, ")"));
+      }
+    }
+    if (rr.persist.id != 0) {
+      Disk::Write write;
+      write.id = rr.persist.id;
+      write.hard_state = rr.persist.hard_state;
+      write.entries.assign(rr.persist.entries.begin(), rr.persist.entries.end());
+      write.snapshot = rr.persist.snapshot;
+      node.disk.pending.push_back(std::move(write));
+      if (!node.disk.fsync_scheduled) {
+        node.disk.fsync_scheduled = true;
+        auto event = std::make_unique<Event>();
+        event->kind = Event::Kind::kFsync;
+        event->node = node.id;
+        event->incarnation = node.incarnation;
+        const int64_t spread = options_.fsync_max_ms - options_.fsync_min_ms;
+        Schedule(now_ms_ + options_.fsync_min_ms +
+                     static_cast<int64_t>(rng_.Uniform(static_cast<uint64_t>(spread) + 1)),
+                 std::move(event));
+      }
+    }
+    for (const raft::Message& message : rr.messages) SendMessage(message);
+    for (const server::Response& response : ready.responses) {
+      auto it = node.waiting.find(response.request_id);
+      if (it == node.waiting.end()) continue;
+      const size_t client = it->second;
+      node.waiting.erase(it);
+      if (client == kCallSlot) {
+        call_results_[response.request_id] = response;
+      } else {
+        ClientComplete(*clients_[client], node.id, response);
+      }
+    }
+    for (const mvcc::WatchResponse& response : ready.watch_responses) CheckWatch(node, response);
+    server.Advance();
+  }
+  CheckNode(node);
+}
+
+void Simulation::Fsync(Node& node) {
+  node.disk.fsync_scheduled = false;
+  if (node.disk.pending.empty()) return;
+  uint64_t last = 0;
+  for (Disk::Write& write : node.disk.pending) {
+    raft::PersistRequest request;
+    request.id = write.id;
+    request.hard_state = write.hard_state;
+    request.entries = write.entries;
+    request.snapshot = write.snapshot;
+    node.disk.durable.Write(request);
+    last = write.id;
+  }
+  node.disk.pending.clear();
+  node.server->OnPersisted(last);
+  Drain(node);
+}
+
+void Simulation::CheckNode(Node& node) {
+  if (!node.up) return;
+  const raft::Status status = node.server->RaftStatus();
+  const raft::HardState& hs = status.hard_state;
+  const raft::HardState& prev = node.last_hard_state;
+  // Per-step invariants, in the spirit of LogCabin's: checked on every event.
+  if (hs.term < prev.term) {
+    Violation(absl::StrCat("n", node.id, " term decreased ", prev.term, " -> ", hs.term));
+  }
+  if (hs.commit < prev.commit) {
+    Violation(absl::StrCat("n", node.id, " commit decreased ", prev.commit, " -> ", hs.commit));
+  }
+  if (hs.commit > status.last_index) {
+    Violation(absl::StrCat("n", node.id, " commit ", hs.commit, " beyond last index ",
+                           status.last_index));
+  }
+  if (status.soft_state.role == raft::Role::kLeader && hs.vote != node.id) {
+    Violation(absl::StrCat("n", node.id, " leads term ", hs.term, " without voting for itself"));
+  }
+  if (hs.vote != raft::kNoNode) {
+    if (node.vote_term == hs.term && node.vote_in_term != hs.vote) {
+      Violation(absl::StrCat("n", node.id, " voted twice in term ", hs.term, ": n",
+                             node.vote_in_term, " and n", hs.vote));
+    }
+    node.vote_term = hs.term;
+    node.vote_in_term = hs.vote;
+  }
+  node.last_hard_state = hs;
+}
+
+void Simulation::CheckWatch(Node& node, const mvcc::WatchResponse& response) {
+  if (response.watch_id != node.watch_id || response.events.empty()) return;
+  // The node's watcher covers every key, and every revision is a write: revisions must arrive
+  // consecutively, each exactly as the store recorded it (no gap, no duplicate, no reorder).
+  const mvcc::Revision first = response.events.front().kv.mod_revision;
+  const mvcc::Revision last = response.events.back().kv.mod_revision;
+  if (first != node.watch_next_revision) {
+    Violation(absl::StrCat("n", node.id, " watch expected revision ", node.watch_next_revision,
+                           " but got ", first));
+  }
+  mvcc::Revision previous = first;
+  for (const mvcc::Event& event : response.events) {
+    if (event.kv.mod_revision < previous || event.kv.mod_revision > previous + 1) {
+      Violation(absl::StrCat("n", node.id, " watch revisions out of order: ", previous, " then ",
+                             event.kv.mod_revision));
+    }
+    previous = event.kv.mod_revision;
+  }
+  auto history = node.server->store().History(first, last, std::string(1, '\0'),
+                                              std::string(1, '\0'), false, 0);
+  if (history.ok()) {
+    bool same = history->size() == response.events.size();
+    for (size_t i = 0; same && i < history->size(); ++i) {
+      same = (*history)[i].type == response.events[i].type &&
+             (*history)[i].kv == response.events[i].kv;
+    }
+    if (!same) {
+      Violation(absl::StrCat("n", node.id, " watch events for revisions ", first, "..", last,
+                             " differ from the store's history"));
+    }
+  }
+  node.watch_next_revision = last + 1;
+}
+
+void Simulation::CheckHashes() {
+  std::vector<Node*> live;
+  for (auto& [id, node] : nodes_) {
+    if (node->up) live.push_back(node.get());
+  }
+  for (size_t i = 0; i + 1 < live.size(); ++i) {
+    for (size_t j = i + 1; j < live.size(); ++j) {
+      const mvcc::Store& a = live[i]->server->store();
+      const mvcc::Store& b = live[j]->server->store();
+      const mvcc::Revision revision = std::min(a.current_revision(), b.current_revision());
+      if (revision < std::max(a.compact_revision(), b.compact_revision())) continue;
+      auto ha = a.Hash(revision);
+      auto hb = b.Hash(revision);
+      if (!ha.ok() || !hb.ok() || ha->compact_revision != hb->compact_revision) continue;
+      if (ha->hash != hb->hash) {
+        Violation(absl::StrCat("n", live[i]->id, " and n", live[j]->id,
+                               " disagree on the store hash at revision ", revision));
+      }
+    }
+  }
+}
+
+// --------------------------------------------------------------------------------------------
+// Events
+
+void Simulation::HashEvent(const Event& event) {
+  // Every processed event feeds the trace hash, cheaply; a recorded trace adds readable lines.
+  uint64_t fields[8] = {static_cast<uint64_t>(event.time_ms),
+                        static_cast<uint64_t>(event.kind),
+                        event.node,
+                        event.client,
+                        0,
+                        0,
+                        0,
+                        0};
+  if (event.kind == Event::Kind::kDeliver) {
+    const raft::Message& m = event.message;
+    fields[4] = (static_cast<uint64_t>(m.type) << 56) ^ (m.from << 28) ^ m.to;
+    fields[5] = m.term ^ (m.log_term << 32);
+    fields[6] = m.index ^ (m.commit << 32) ^ (m.reject ? 1ull << 63 : 0);
+    fields[7] = m.entries.size() ^ (m.reject_hint << 16);
+  }
+  trace_hash_ = Fnv1a64(absl::string_view(reinterpret_cast<const char*>(fields), sizeof(fields)),
+                        trace_hash_);
+}
+
+void Simulation::Process(Event& event) {
+  ++events_processed_;
+  HashEvent(event);
+  auto node_it = nodes_.find(event.node);
+  Node* node = node_it == nodes_.end() ? nullptr : node_it->second.get();
+  switch (event.kind) {
+    case Event::Kind::kTick:
+      if (node == nullptr || !node->up || node->incarnation != event.incarnation) return;
+      if (node->paused_until_ms <= now_ms_) {
+        node->server->Tick();
+        Drain(*node);
+      }
+      ScheduleTick(*node);
+      return;
+    case Event::Kind::kDeliver:
+      if (node == nullptr || !node->up || node->paused_until_ms > now_ms_) return;
+      if (options_.record_trace) Trace(absl::StrCat("deliver ", DescribeMessage(event.message)));
+      (void)node->server->Step(std::move(event.message));
+      Drain(*node);
+      return;
+    case Event::Kind::kFsync:
+      if (node == nullptr || !node->up || node->incarnation != event.incarnation) return;
+      if (node->paused_until_ms > now_ms_) {
+        node->disk.fsync_scheduled = false;
+        auto retry = std::make_unique<Event>();
+        retry->kind = Event::Kind::kFsync;
+        retry->node = node->id;
+        retry->incarnation = node->incarnation;
+        node->disk.fsync_scheduled = true;
+        Schedule(node->paused_until_ms, std::move(retry));
+        return;
+      }
+      Fsync(*node);
+      return;
+    case Event::Kind::kClientNext:
+      if (workload_running_) ClientInvoke(*clients_[event.client]);
+      return;
+    case Event::Kind::kClientTimeout:
+      ClientTimeout(*clients_[event.client], event.attempt);
+      return;
+    case Event::Kind::kResume:
+      if (node != nullptr && node->up) {
+        Trace(absl::StrCat("resume n", node->id));
+        Drain(*node);
+      }
+      return;
+  }
+}
+
+void Simulation::RunFor(int64_t ms) {
+  const int64_t end = now_ms_ + ms;
+  RunUntil([] { return false; }, ms);
+  now_ms_ = std::max(now_ms_, end);
+}
+
+bool Simulation::RunUntil(const std::function<bool()>& done, int64_t max_ms) {
+  const int64_t end = now_ms_ + max_ms;
+  if (done()) return true;
+  while (!queue_.empty()) {
+    Event* event = *queue_.begin();
+    if (event->time_ms > end) break;
+    queue_.erase(queue_.begin());
+    now_ms_ = event->time_ms;
+    Process(*event);
+    if (done()) return true;
+  }
+  // Free processed events.
+  owned_.erase(
+      std::remove_if(owned_.begin(), owned_.end(),
+                     [&](const std::unique_ptr<Event>& e) { return queue_.count(e.get()) == 0; }),
+      owned_.end());
+  now_ms_ = std::max(now_ms_, end);
+  return done();
+}
+
+// --------------------------------------------------------------------------------------------
+// Faults
+
+void Simulation::Partition(const std::vector<std::vector<NodeId>>& groups) {
+  blocked_.clear();
+  std::map<NodeId, size_t> group_of;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    for (NodeId id : groups[g]) group_of[id] = g + 1;
+  }
+  for (const auto& [a, na] : nodes_) {
+    for (const auto& [b, nb] : nodes_) {
+      if (a == b) continue;
+      const size_t ga = group_of.count(a) ? group_of[a] : 0;
+      const size_t gb = group_of.count(b) ? group_of[b] : 0;
+      if (ga == 0 || ga != gb) blocked_.insert({a, b});
+    }
+  }
+  std::vector<std::string> parts;
+  for (const auto& group : groups) parts.push_back(absl::StrJoin(group, ","));
+  Trace(absl::StrCat("partition ", absl::StrJoin(parts, " | ")));
+}
+
+void Simulation::BlockLink(NodeId from, NodeId to) {
+  blocked_.insert({from, to});
+  Trace(absl::StrCat("block ", from, "->", to));
+}
+
+void Simulation::Heal() {
+  blocked_.clear();
+  Trace("heal");
+}
+
+void Simulation::Isolate(NodeId id) {
+  for (const auto& [other, node] : nodes_) {
+    if (other == id) continue;
+    blocked_.insert({id, other});
+    blocked_.insert({other, id});
+  }
+  Trace(absl::StrCat("isolate n", id));
+}
+
+void Simulation::Crash(NodeId id) {
+  Node& node = *nodes_.at(id);
+  if (!node.up) return;
+  node.up = false;
+  node.server.reset();
+  // Power loss: unsynced Raft writes are gone; the MVCC backend keeps what it committed.
+  node.disk.pending.clear();
+  node.disk.fsync_scheduled = false;
+  node.backend.Crash();
+  std::map<server::RequestId, size_t> waiting;
+  waiting.swap(node.waiting);
+  for (const auto& [request, client] : waiting) {
+    if (client == kCallSlot) continue;
+    Client& c = *clients_[client];
+    if (c.busy && c.request == request && c.node == id) ClientTimeout(c, c.attempt);
+  }
+  Trace(absl::StrCat("crash n", id));
+}
+
+void Simulation::Restart(NodeId id) {
+  Node& node = *nodes_.at(id);
+  if (node.up) return;
+  raft::RestartState restart = node.disk.durable.Restart(0);
+  if (restart.snapshot != nullptr) restart.applied = restart.snapshot->metadata.index;
+  StartNode(id, std::move(restart), {});
+}
+
+void Simulation::Pause(NodeId id, int64_t ms) {
+  Node& node = *nodes_.at(id);
+  node.paused_until_ms = now_ms_ + ms;
+  auto event = std::make_unique<Event>();
+  event->kind = Event::Kind::kResume;
+  event->node = id;
+  Schedule(node.paused_until_ms, std::move(event));
+  Trace(absl::StrCat("pause n", id, " for ", ms, "ms"));
+}
+
+void Simulation::SetTickRate(NodeId id, double rate) {
+  nodes_.at(id)->tick_rate = rate;
+  Trace(absl::StrCat("tick rate n", id, " x", rate));
+}
+
+// --------------------------------------------------------------------------------------------
+// Clients
+
+void Simulation::StartWorkload() {
+  workload_running_ = true;
+  for (auto& client : clients_) {
+    if (!client->busy) ClientNext(*client);
+  }
+}
+
+void Simulation::StopWorkload() { workload_running_ = false; }
+
+void Simulation::ClientNext(Client& client) {
+  auto event = std::make_unique<Event>();
+  event->kind = Event::Kind::kClientNext;
+  event->client = client.index;
+  Schedule(now_ms_ + 1 + static_cast<int64_t>(rng_.Uniform(options_.client_think_max_ms + 1)),
+           std::move(event));
+}
+
+void Simulation::ClientInvoke(Client& client) {
+  if (client.busy) return;
+  const uint64_t roll = rng_.Uniform(1000);
+  client.key = absl::StrCat("k", rng_.Uniform(static_cast<uint64_t>(options_.keys)));
+  server::Request request;
+  const double r = static_cast<double>(roll) / 1000.0;
+  if (r < options_.read_fraction) {
+    client.function = ClientEvent::Function::kRead;
+    client.value.clear();
+    request.type = server::RequestType::kRange;
+    request.range.key = client.key;
+  } else if (r < options_.read_fraction + options_.cas_fraction) {
+    client.function = ClientEvent::Function::kCas;
+    // Compare against a value this client wrote before (or absent), set a fresh one.
+    client.old_value = client.writes == 0 ? std::string("nil")
+                                          : absl::StrCat("c", client.process, "-",
+                                                         rng_.Uniform(client.writes) + 1);
+    client.value = absl::StrCat("c", client.process, "-", ++client.writes);
+    request.type = server::RequestType::kTxn;
+    mvcc::Compare compare;
+    compare.key = client.key;
+    if (client.old_value == "nil") {
+      compare.target = mvcc::Compare::Target::kVersion;
+      compare.number = 0;
+    } else {
+      compare.target = mvcc::Compare::Target::kValue;
+      compare.value = client.old_value;
+    }
+    request.txn.compare.push_back(compare);
+    mvcc::RequestOp put;
+    put.kind = mvcc::RequestOp::Kind::kPut;
+    put.put.key = client.key;
+    put.put.value = client.value;
+    request.txn.success.push_back(put);
+  } else if (r < options_.read_fraction + options_.cas_fraction + options_.delete_fraction) {
+    client.function = ClientEvent::Function::kDelete;
+    client.value.clear();
+    request.type = server::RequestType::kDeleteRange;
+    request.delete_range.key = client.key;
+  } else {
+    client.function = ClientEvent::Function::kWrite;
+    client.value = absl::StrCat("c", client.process, "-", ++client.writes);
+    request.type = server::RequestType::kPut;
+    request.put.key = client.key;
+    request.put.value = client.value;
+  }
+  ClientEvent invoke;
+  invoke.process = client.process;
+  invoke.type = ClientEvent::Type::kInvoke;
+  invoke.function = client.function;
+  invoke.key = client.key;
+  invoke.value = client.function == ClientEvent::Function::kCas
+                     ? absl::StrCat(client.old_value, "->", client.value)
+                     : client.value;
+  invoke.time_ms = now_ms_;
+  history_.push_back(invoke);
+  client.busy = true;
+  ++client.attempt;
+  Node* node = nodes_.count(client.node) ? nodes_.at(client.node).get() : nullptr;
+  if (node == nullptr || !node->up || node->paused_until_ms > now_ms_) {
+    // Connection refused: the request never reached a server.
+    ClientEvent fail = invoke;
+    fail.type = ClientEvent::Type::kFail;
+    fail.value = client.function == ClientEvent::Function::kRead ? "" : invoke.value;
+    history_.push_back(fail);
+    client.busy = false;
+    client.node = static_cast<NodeId>(1 + rng_.Uniform(nodes_.size()));
+    ClientNext(client);
+    return;
+  }
+  client.request = node->server->Submit(std::move(request));
+  if (options_.record_trace) {
+    Trace(absl::StrCat("client p", client.process, " -> n", node->id, " ",
+                       FunctionName(client.function), " ", client.key, " ", invoke.value,
+                       " (request ", client.request, ")"));
+  }
+  node->waiting[client.request] = client.index;
+  auto timeout = std::make_unique<Event>();
+  timeout->kind = Event::Kind::kClientTimeout;
+  timeout->client = client.index;
+  timeout->attempt = client.attempt;
+  Schedule(now_ms_ + options_.client_timeout_ms, std::move(timeout));
+  Drain(*node);
+}
+
+void Simulation::ClientComplete(Client& client, NodeId node, const server::Response& response) {
+  // A late answer to an attempt the client gave up on (timed out, moved on) is not this one's.
+  if (!client.busy || client.request != response.request_id || client.node != node) return;
+  ClientEvent done;
+  done.process = client.process;
+  done.function = client.function;
+  done.key = client.key;
+  done.time_ms = now_ms_;
+  const ErrorCode code = CodeOf(response.status);
+  if (!response.status.ok()) {
+    done.type = DefinitelyNotApplied(code) ? ClientEvent::Type::kFail : ClientEvent::Type::kInfo;
+    done.value = client.function == ClientEvent::Function::kCas
+                     ? absl::StrCat(client.old_value, "->", client.value)
+                     : client.value;
+    // Look for a leader elsewhere.
+    if (code == ErrorCode::kNoLeader || code == ErrorCode::kTimeout ||
+        code == ErrorCode::kLeadershipChanged) {
+      client.node = static_cast<NodeId>(1 + rng_.Uniform(nodes_.size()));
+    }
+  } else {
+    switch (client.function) {
+      case ClientEvent::Function::kRead:
+        done.type = ClientEvent::Type::kOk;
+        done.value = response.range.kvs.empty() ? "" : response.range.kvs.front().value;
+        break;
+      case ClientEvent::Function::kWrite:
+      case ClientEvent::Function::kDelete:
+        done.type = ClientEvent::Type::kOk;
+        done.value = client.value;
+        break;
+      case ClientEvent::Function::kCas:
+        done.type = response.txn.succeeded ? ClientEvent::Type::kOk : ClientEvent::Type::kFail;
+        done.value = absl::StrCat(client.old_value, "->", client.value);
+        break;
+    }
+  }
+  history_.push_back(done);
+  if (options_.record_trace) {
+    Trace(absl::StrCat("client p", client.process, " <- ", TypeName(done.type), " ",
+                       FunctionName(client.function), " ", client.key, " ", done.value, " (",
+                       response.status.ok() ? "OK" : response.status.ToString(), ", revision ",
+                       response.header.revision, ", member n", response.header.member_id, ")"));
+  }
+  client.busy = false;
+  if (workload_running_) ClientNext(client);
+}
+
+void Simulation::ClientTimeout(Client& client, uint64_t attempt) {
+  if (!client.busy || client.attempt != attempt) return;
+  ClientEvent info;
+  info.process = client.process;
+  info.type = client.function == ClientEvent::Function::kRead ? ClientEvent::Type::kFail
+                                                              : ClientEvent::Type::kInfo;
+  info.function = client.function;
+  info.key = client.key;
+  info.value = client.function == ClientEvent::Function::kCas
+                   ? absl::StrCat(client.old_value, "->", client.value)
+                   : client.value;
+  info.time_ms = now_ms_;
+  history_.push_back(info);
+  client.busy = false;
+  if (auto it = nodes_.find(client.node); it != nodes_.end())
+    it->second->waiting.erase(client.request);
+  // A timed-out process is replaced by a fresh one, as in Jepsen: the old one may still act.
+  client.process += static_cast<int>(clients_.size());
+  client.node = static_cast<NodeId>(1 + rng_.Uniform(nodes_.size()));
+  if (workload_running_) ClientNext(client);
+}
+
+// --------------------------------------------------------------------------------------------
+// Requests and observation
+
+std::optional<server::Response> Simulation::Call(NodeId id, server::Request request,
+                                                 int64_t timeout_ms) {
+  auto it = nodes_.find(id);
+  if (it == nodes_.end() || !it->second->up) return std::nullopt;
+  Node& node = *it->second;
+  const server::RequestId request_id = node.server->Submit(std::move(request));
+  node.waiting[request_id] = kCallSlot;
+  Drain(node);
+  RunUntil([&] { return call_results_.count(request_id) > 0 || !node.up; }, timeout_ms);
+  node.waiting.erase(request_id);
+  auto result = call_results_.find(request_id);
+  if (result == call_results_.end()) return std::nullopt;
+  server::Response response = std::move(result->second);
+  call_results_.erase(result);
+  return response;
+}
+
+NodeId Simulation::Leader() const {
+  NodeId leader = raft::kNoNode;
+  raft::Term best = 0;
+  for (const auto& [id, node] : nodes_) {
+    if (!node->up || !node->server->is_leader()) continue;
+    const raft::Term term = node->server->RaftStatus().hard_state.term;
+    if (term >= best) {
+      best = term;
+      leader = id;
+    }
+  }
+  return leader;
+}
+
+std::vector<NodeId> Simulation::node_ids() const {
+  std::vector<NodeId> ids;
+  for (const auto& [id, node] : nodes_) ids.push_back(id);
+  return ids;
+}
+
+bool Simulation::up(NodeId id) const {
+  auto it = nodes_.find(id);
+  return it != nodes_.end() && it->second->up;
+}
+
+server::Server* Simulation::server(NodeId id) {
+  auto it = nodes_.find(id);
+  return it == nodes_.end() || !it->second->up ? nullptr : it->second->server.get();
+}
+
+}  // namespace kvstore::sim

@@ -1,0 +1,194 @@
+#ifndef KVSTORE_SIM_SIMULATION_H_
+#define KVSTORE_SIM_SIMULATION_H_
+
+// A single-threaded discrete-event simulation of a cluster of server cores (core/server) under a
+// hostile environment. One 64-bit seed fixes everything: node timeouts, message delays, losses,
+// duplications, disk latencies and the client workload. Events are ordered by (virtual time,
+// sequence number); only ordered containers and the seeded generator influence behaviour, so a
+// run is reproducible bit for bit, and its trace hash says so.
+//
+// The world:
+//   - nodes: a Server each, with an MVCC backend and a Raft log disk whose writes become durable
+//     only when a simulated fsync completes; a crash loses every unsynced write (and the node's
+//     volatile state), a restart rebuilds the node from what is durable. Nodes can be paused
+//     (stop-the-world) and tick at skewed rates.
+//   - network: per-message delay in [min, max], loss, duplication (reordering follows from
+//     delays); partitions as directed blocked links (symmetric, one-way, groups, bridges).
+//   - clients: processes issuing reads, writes, compare-and-sets and deletes on random keys,
+//     recording a history (invoke / ok / fail / info) for the linearizability checker; on a
+//     timeout or a crash the outcome is unknown (info) and the client moves to another node.
+//   - checkers run on every event: at most one leader per term, per-node invariants (term and
+//     commit never decrease within an incarnation, commit <= last index, a leader voted for
+//     itself, one vote per term), state machine safety (all nodes apply the same entry at an
+//     index), watch guarantees (every node's watcher sees consecutive revisions, exactly the
+//     store's events) and KV hash agreement at equal revisions.
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/mvcc/backend.h"
+#include "core/raft/rand.h"
+#include "core/raft/testing/cluster.h"
+#include "core/server/server.h"
+
+namespace kvstore::sim {
+
+using raft::NodeId;
+
+struct NetworkOptions {
+  int64_t min_delay_ms = 1;
+  int64_t max_delay_ms = 10;
+  double loss = 0.0;       // probability a message is dropped
+  double duplicate = 0.0;  // probability a message is delivered twice
+};
+
+struct SimOptions {
+  uint64_t seed = 1;
+  int voters = 3;
+  int64_t tick_ms = 10;  // virtual ms per Raft tick (election timeout 10-20 ticks)
+  int election_tick = 10;
+  NetworkOptions network;
+  int64_t fsync_min_ms = 0;
+  int64_t fsync_max_ms = 3;
+  // Workload.
+  int clients = 3;
+  int keys = 4;
+  int64_t client_timeout_ms = 600;
+  int64_t client_think_max_ms = 20;
+  double read_fraction = 0.4;
+  double cas_fraction = 0.2;
+  double delete_fraction = 0.05;
+  // Keep a readable trace (one line per event) in memory, not just its hash.
+  bool record_trace = false;
+  // Small Raft snapshots so snapshot transfer is exercised.
+  uint64_t snapshot_every_entries = 200;
+  uint64_t snapshot_catch_up_entries = 50;
+};
+
+// One line of a client history (see sim/history.h for the text format it is written in).
+struct ClientEvent {
+  enum class Type : uint8_t { kInvoke, kOk, kFail, kInfo };
+  enum class Function : uint8_t { kRead, kWrite, kCas, kDelete };
+  int process = 0;
+  Type type = Type::kInvoke;
+  Function function = Function::kRead;
+  std::string key;
+  std::string value;  // written value, value read ("nil": absent), or "old->new" for cas
+  int64_t time_ms = 0;
+};
+
+// Renders events in the history file format: "@<ms> <process> <type> <function> <key> <value>".
+std::string HistoryText(const std::vector<ClientEvent>& events);
+
+class Simulation {
+ public:
+  explicit Simulation(const SimOptions& options);
+  ~Simulation();
+
+  int64_t now_ms() const { return now_ms_; }
+  // Processes events until virtual time advances by `ms`.
+  void RunFor(int64_t ms);
+  // Runs until `done` holds (checked after every event) or `max_ms` pass; returns done().
+  bool RunUntil(const std::function<bool()>& done, int64_t max_ms);
+
+  // --- Faults ---
+  // Only nodes in the same group can talk (nodes in no group talk to no one).
+  void Partition(const std::vector<std::vector<NodeId>>& groups);
+  void BlockLink(NodeId from, NodeId to);  // one way
+  void Heal();
+  void Isolate(NodeId id);
+  void SetNetwork(const NetworkOptions& network) { options_.network = network; }
+  void Crash(NodeId id);
+  void Restart(NodeId id);
+  void Pause(NodeId id, int64_t ms);
+  void SetTickRate(NodeId id, double rate);  // 1.0 = nominal; 2.0 ticks twice as fast
+
+  // --- Workload and requests ---
+  void StartWorkload();
+  void StopWorkload();
+  // Submits on `node` and runs until its response (or `timeout_ms`): nullopt on timeout or
+  // when the node is down.
+  std::optional<server::Response> Call(NodeId node, server::Request request,
+                                       int64_t timeout_ms = 2000);
+  // Starts a process for a member the cluster added (it joins empty).
+  void StartJoiner(NodeId id);
+
+  // --- Observation ---
+  NodeId Leader() const;  // a live node that believes it leads (the highest term), or kNoNode
+  std::vector<NodeId> node_ids() const;
+  bool up(NodeId id) const;
+  server::Server* server(NodeId id);  // nullptr when down
+  const std::vector<ClientEvent>& history() const { return history_; }
+  const std::vector<std::string>& violations() const { return violations_; }
+  uint64_t trace_hash() const { return trace_hash_; }
+  const std::vector<std::string>& trace() const { return trace_; }
+  uint64_t events_processed() const { return events_processed_; }
+  // Records a violation found by a caller (scenario expectations).
+  void Violation(std::string what);
+  // Compares every pair of live nodes' store hashes at the highest revision both have.
+  void CheckHashes();
+
+ private:
+  struct Disk;
+  struct Node;
+  struct Client;
+  struct Event;
+  struct EventOrder {
+    bool operator()(const Event* a, const Event* b) const;
+  };
+
+  void Schedule(int64_t at_ms, std::unique_ptr<Event> event);
+  void Process(Event& event);
+  void HashEvent(const Event& event);
+  void Trace(const std::string& line);
+
+  void StartNode(NodeId id, raft::RestartState restart, std::vector<server::Member> founding);
+  void ScheduleTick(Node& node);
+  void Drain(Node& node);
+  void SendMessage(const raft::Message& message);
+  bool LinkBlocked(NodeId from, NodeId to) const;
+  void Fsync(Node& node);
+  void CheckNode(Node& node);
+  void CheckWatch(Node& node, const mvcc::WatchResponse& response);
+
+  void ClientNext(Client& client);
+  void ClientInvoke(Client& client);
+  void ClientComplete(Client& client, NodeId node, const server::Response& response);
+  void ClientTimeout(Client& client, uint64_t attempt);
+
+  SimOptions options_;
+  raft::SplitMix64 rng_;
+  int64_t now_ms_ = 0;
+  uint64_t next_seq_ = 0;
+  std::set<Event*, EventOrder> queue_;
+  std::vector<std::unique_ptr<Event>> owned_;  // events live until processed
+  std::map<NodeId, std::unique_ptr<Node>> nodes_;
+  std::set<std::pair<NodeId, NodeId>> blocked_;
+  std::vector<std::unique_ptr<Client>> clients_;
+  // Responses to Call(), by request id (kCallSlot marks them in Node::waiting).
+  static constexpr size_t kCallSlot = SIZE_MAX;
+  std::map<server::RequestId, server::Response> call_results_;
+  bool workload_running_ = false;
+
+  // Checker state.
+  std::map<raft::Term, NodeId> leaders_by_term_;
+  std::map<raft::Index, std::pair<raft::Term, uint64_t>> applied_entries_;  // index -> term, hash
+  std::vector<std::string> violations_;
+  std::vector<ClientEvent> history_;
+
+  uint64_t trace_hash_ = 0xcbf29ce484222325ull;
+  std::vector<std::string> trace_;
+  uint64_t events_processed_ = 0;
+};
+
+}  // namespace kvstore::sim
+
+#endif  // KVSTORE_SIM_SIMULATION_H_

@@ -1,0 +1,361 @@
+// sim: the simulator's command line.
+//
+//   sim run FILE...                 run scenario files; exit 0 only if all pass
+//   sim fuzz --seed=S --count=N [--nodes=K] [--duration-ms=D]
+//                                   random fault schedules with a workload; every failure
+//                                   prints the command that replays it
+//   sim replay --seed=S [--nodes=K] [--duration-ms=D] [--trace-out=FILE] [--print-trace]
+//   sim replay --trace=FILE         re-execute a recorded trace; report the first divergence
+//   sim shrink --seed=S [--nodes=K] [--duration-ms=D] [--out=FILE]
+//                                   a shorter failing schedule, written as a scenario file
+//   sim check-history FILE [--model=register|kv]
+//
+// Everything is deterministic: the same command gives the same output, bit for bit.
+
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "sim/fuzz.h"
+#include "sim/history.h"
+#include "sim/linearizability.h"
+#include "sim/runner.h"
+
+namespace kvstore::sim {
+namespace {
+
+constexpr int kExitUsage = 2;
+
+int Usage(const std::string& problem) {
+  std::fprintf(stderr,
+               "sim: %s\n"
+               "usage:\n"
+               "  sim run FILE... [--seed=S] [--verbose] [--print-trace]\n"
+               "  sim fuzz --seed=S --count=N [--nodes=K] [--duration-ms=D]\n"
+               "  sim replay --seed=S [--nodes=K] [--duration-ms=D] [--trace-out=FILE] "
+               "[--print-trace]\n"
+               "  sim replay --trace=FILE\n"
+               "  sim shrink --seed=S [--nodes=K] [--duration-ms=D] [--out=FILE]\n"
+               "  sim check-history FILE [--model=register|kv]\n",
+               problem.c_str());
+  return kExitUsage;
+}
+
+struct Args {
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> flags;
+};
+
+Args Parse(int argc, char** argv, int first) {
+  Args args;
+  for (int i = first; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.rfind("--", 0) == 0) {
+      const size_t eq = arg.find('=');
+      if (eq == std::string::npos) {
+        args.flags[arg.substr(2)] = "true";
+      } else {
+        args.flags[arg.substr(2, eq - 2)] = arg.substr(eq + 1);
+      }
+    } else {
+      args.positional.push_back(arg);
+    }
+  }
+  return args;
+}
+
+bool Number(const Args& args, const std::string& name, uint64_t fallback, uint64_t* out,
+            std::string* error) {
+  auto it = args.flags.find(name);
+  if (it == args.flags.end()) {
+    *out = fallback;
+    return true;
+  }
+  if (!absl::SimpleAtoi(it->second, out)) {
+    *error = absl::StrCat("--", name, " must be a non-negative integer, got '", it->second, "'");
+    return false;
+  }
+  return true;
+}
+
+double CpuSeconds() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
+
+void PrintResult(const std::string& name, const RunResult& result, bool verbose) {
+  std::printf("%s %s  (%llu events, %lld virtual ms, trace hash %016llx)\n",
+              result.passed ? "PASS" : "FAIL", name.c_str(),
+              static_cast<unsigned long long>(result.events),
+              static_cast<long long>(result.virtual_ms),
+              static_cast<unsigned long long>(result.trace_hash));
+  if (!result.passed || verbose) {
+    for (const std::string& line : result.transcript) std::printf("  %s\n", line.c_str());
+    for (const std::string& failure : result.failures) {
+      std::printf("  FAILURE: %s\n", failure.c_str());
+    }
+  }
+}
+
+bool WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+  return static_cast<bool>(out);
+}
+
+std::string InWorkspace(const std::string& path) {
+  // Under `bazel run`, relative paths are relative to the user's workspace, not the runfiles.
+  const char* workspace = std::getenv("BUILD_WORKSPACE_DIRECTORY");
+  if (workspace == nullptr || path.empty() || path[0] == '/') return path;
+  return absl::StrCat(workspace, "/", path);
+}
+
+int Run(const Args& args) {
+  if (args.positional.empty()) return Usage("run needs at least one scenario file");
+  std::string error;
+  uint64_t seed = 0;
+  if (!Number(args, "seed", 0, &seed, &error)) return Usage(error);
+  RunOptions options;
+  if (args.flags.count("seed")) options.seed = seed;
+  options.record_trace = args.flags.count("print-trace") > 0;
+  int failed = 0;
+  for (const std::string& file : args.positional) {
+    auto scenario = LoadScenario(InWorkspace(file));
+    if (!scenario.ok()) {
+      std::fprintf(stderr, "sim: %s\n", scenario.status().ToString().c_str());
+      ++failed;
+      continue;
+    }
+    const RunResult result = RunScenario(*scenario, options);
+    for (const std::string& line : result.trace) std::printf("%s\n", line.c_str());
+    PrintResult(scenario->name().empty() ? file : scenario->name(), result,
+                args.flags.count("verbose") > 0);
+    failed += result.passed ? 0 : 1;
+  }
+  std::printf("%zu scenarios, %d failed\n", args.positional.size(), failed);
+  return failed == 0 ? 0 : 1;
+}
+
+bool FuzzOptionsFrom(const Args& args, FuzzOptions* options, std::string* error) {
+  uint64_t nodes = 0, duration = 0;
+  if (!Number(args, "nodes", 5, &nodes, error) ||
+      !Number(args, "duration-ms", 60'000, &duration, error)) {
+    return false;
+  }
+  if (nodes < 1 || nodes > 9) {
+    *error = "--nodes must be in [1, 9]";
+    return false;
+  }
+  options->nodes = static_cast<int>(nodes);
+  options->duration_ms = static_cast<int64_t>(duration);
+  return true;
+}
+
+std::string ReplayCommand(uint64_t seed, const FuzzOptions& options) {
+  return absl::StrCat("sim replay --seed=", seed, " --nodes=", options.nodes,
+                      " --duration-ms=", options.duration_ms);
+}
+
+int Fuzz(const Args& args) {
+  std::string error;
+  uint64_t seed = 0, count = 0;
+  FuzzOptions options;
+  if (!Number(args, "seed", 1, &seed, &error) || !Number(args, "count", 10, &count, &error) ||
+      !FuzzOptionsFrom(args, &options, &error)) {
+    return Usage(error);
+  }
+  int failed = 0;
+  double cpu_total = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    const uint64_t s = seed + i;
+    const double start = CpuSeconds();
+    const RunResult result = RunScenario(RandomScenario(s, options));
+    const double cpu = CpuSeconds() - start;
+    cpu_total += cpu;
+    if (!result.passed) {
+      ++failed;
+      std::printf("[%llu/%llu] seed %llu FAILED\n", static_cast<unsigned long long>(i + 1),
+                  static_cast<unsigned long long>(count), static_cast<unsigned long long>(s));
+      for (const std::string& failure : result.failures) {
+        std::printf("  %s\n", failure.c_str());
+      }
+      std::printf("  replay: %s\n", ReplayCommand(s, options).c_str());
+    } else if ((i + 1) % 10 == 0 || i + 1 == count) {
+      std::printf("[%llu/%llu] seed %llu ok (%llu events, %.0f ms cpu)\n",
+                  static_cast<unsigned long long>(i + 1), static_cast<unsigned long long>(count),
+                  static_cast<unsigned long long>(s),
+                  static_cast<unsigned long long>(result.events), cpu * 1000);
+    }
+    std::fflush(stdout);
+  }
+  std::printf("%llu seeds, %d failed, %.1f ms cpu per seed\n",
+              static_cast<unsigned long long>(count), failed,
+              count == 0 ? 0.0 : cpu_total * 1000 / static_cast<double>(count));
+  return failed == 0 ? 0 : 1;
+}
+
+std::string TraceFile(uint64_t seed, const FuzzOptions& options, const RunResult& result) {
+  std::string out = "# kvstore-sim trace v1\n";
+  absl::StrAppend(&out, "# fuzz seed=", seed, " nodes=", options.nodes,
+                  " duration-ms=", options.duration_ms, "\n");
+  for (const std::string& line : result.trace) absl::StrAppend(&out, line, "\n");
+  absl::StrAppend(&out, "# hash ", absl::Hex(result.trace_hash, absl::kZeroPad16), "\n");
+  return out;
+}
+
+int ReplayTrace(const std::string& path) {
+  std::ifstream in(InWorkspace(path));
+  if (!in) return Usage(absl::StrCat("cannot read trace file ", path));
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  if (lines.size() < 2 || lines[0] != "# kvstore-sim trace v1") {
+    return Usage(absl::StrCat(path, " is not a kvstore-sim trace (bad header)"));
+  }
+  Args header;
+  for (absl::string_view field : absl::StrSplit(lines[1], ' ')) {
+    const size_t eq = field.find('=');
+    if (eq != absl::string_view::npos) {
+      header.flags[std::string(field.substr(0, eq))] = std::string(field.substr(eq + 1));
+    }
+  }
+  std::string error;
+  uint64_t seed = 0;
+  FuzzOptions options;
+  if (!Number(header, "seed", 0, &seed, &error) || !FuzzOptionsFrom(header, &options, &error)) {
+    return Usage(absl::StrCat(path, ": ", error));
+  }
+  RunOptions run;
+  run.record_trace = true;
+  const RunResult result = RunScenario(RandomScenario(seed, options), run);
+  const std::string replayed = TraceFile(seed, options, result);
+  std::vector<std::string> again = absl::StrSplit(replayed, '\n');
+  if (!again.empty() && again.back().empty()) again.pop_back();
+  for (size_t i = 0; i < std::max(lines.size(), again.size()); ++i) {
+    const std::string a = i < lines.size() ? lines[i] : "<end of recorded trace>";
+    const std::string b = i < again.size() ? again[i] : "<end of replayed trace>";
+    if (a != b) {
+      std::printf("DIVERGED at line %zu\n  recorded: %s\n  replayed: %s\n", i + 1, a.c_str(),
+                  b.c_str());
+      return 1;
+    }
+  }
+  std::printf("identical: %zu lines, trace hash %016llx\n", lines.size(),
+              static_cast<unsigned long long>(result.trace_hash));
+  return 0;
+}
+
+int Replay(const Args& args) {
+  if (args.flags.count("trace")) return ReplayTrace(args.flags.at("trace"));
+  std::string error;
+  uint64_t seed = 0;
+  FuzzOptions options;
+  if (!args.flags.count("seed")) return Usage("replay needs --seed=S or --trace=FILE");
+  if (!Number(args, "seed", 0, &seed, &error) || !FuzzOptionsFrom(args, &options, &error)) {
+    return Usage(error);
+  }
+  RunOptions run;
+  run.record_trace = true;
+  const RunResult result = RunScenario(RandomScenario(seed, options), run);
+  if (args.flags.count("print-trace")) {
+    for (const std::string& line : result.trace) std::printf("%s\n", line.c_str());
+  }
+  PrintResult(absl::StrCat("fuzz seed ", seed), result, true);
+  if (args.flags.count("trace-out")) {
+    const std::string path = InWorkspace(args.flags.at("trace-out"));
+    if (!WriteFile(path, TraceFile(seed, options, result))) {
+      std::fprintf(stderr, "sim: cannot write %s\n", path.c_str());
+      return 1;
+    }
+    std::printf("trace written to %s\n", path.c_str());
+  }
+  std::printf("trace hash %016llx\n", static_cast<unsigned long long>(result.trace_hash));
+  return result.passed ? 0 : 1;
+}
+
+int Shrink(const Args& args) {
+  std::string error;
+  uint64_t seed = 0;
+  FuzzOptions options;
+  if (!args.flags.count("seed")) return Usage("shrink needs --seed=S");
+  if (!Number(args, "seed", 0, &seed, &error) || !FuzzOptionsFrom(args, &options, &error)) {
+    return Usage(error);
+  }
+  const pb::Scenario scenario = RandomScenario(seed, options);
+  auto fails = [](const pb::Scenario& candidate) { return !RunScenario(candidate).passed; };
+  if (!fails(scenario)) {
+    std::fprintf(stderr, "sim: seed %llu passes; nothing to shrink\n",
+                 static_cast<unsigned long long>(seed));
+    return 1;
+  }
+  pb::Scenario shrunk = ShrinkScenario(scenario, fails);
+  shrunk.set_name(absl::StrCat("regression_fuzz_seed_", seed));
+  const std::string path =
+      InWorkspace(args.flags.count("out") ? args.flags.at("out")
+                                          : absl::StrCat("fuzz_seed_", seed, ".textproto"));
+  if (!WriteFile(path, absl::StrCat("# Shrunk from `", ReplayCommand(seed, options),
+                                    "`: ", scenario.steps_size(), " -> ", shrunk.steps_size(),
+                                    " steps.\n", FormatScenario(shrunk)))) {
+    std::fprintf(stderr, "sim: cannot write %s\n", path.c_str());
+    return 1;
+  }
+  std::printf("%d -> %d steps, written to %s\n", scenario.steps_size(), shrunk.steps_size(),
+              path.c_str());
+  return 0;
+}
+
+int CheckHistoryFile(const Args& args) {
+  if (args.positional.size() != 1) return Usage("check-history needs exactly one FILE");
+  std::ifstream in(InWorkspace(args.positional[0]));
+  if (!in) return Usage(absl::StrCat("cannot read history file ", args.positional[0]));
+  std::stringstream text;
+  text << in.rdbuf();
+  auto history = ParseHistory(text.str());
+  if (!history.ok()) {
+    std::fprintf(stderr, "sim: %s: %s\n", args.positional[0].c_str(),
+                 history.status().ToString().c_str());
+    return kExitUsage;
+  }
+  CheckOptions options;
+  const std::string model = args.flags.count("model") ? args.flags.at("model") : "kv";
+  if (model == "register") {
+    options.model = Model::kRegister;
+  } else if (model != "kv") {
+    return Usage(absl::StrCat("--model must be register or kv, got '", model, "'"));
+  }
+  auto result = CheckLinearizability(*history, options);
+  if (!result.ok()) {
+    std::fprintf(stderr, "sim: %s\n", result.status().ToString().c_str());
+    return kExitUsage;
+  }
+  std::printf("%s\n", result->Describe().c_str());
+  switch (result->verdict) {
+    case Verdict::kLinearizable:
+      return 0;
+    case Verdict::kNotLinearizable:
+      return 1;
+    case Verdict::kUnknown:
+      return 3;
+  }
+  return 1;
+}
+
+}  // namespace
+}  // namespace kvstore::sim
+
+int main(int argc, char** argv) {
+  using namespace kvstore::sim;
+  if (argc < 2) return Usage("no command");
+  const std::string command = argv[1];
+  const Args args = Parse(argc, argv, 2);
+  if (command == "run") return Run(args);
+  if (command == "fuzz") return Fuzz(args);
+  if (command == "replay") return Replay(args);
+  if (command == "shrink") return Shrink(args);
+  if (command == "check-history") return CheckHistoryFile(args);
+  return Usage(absl::StrCat("unknown command '", command, "'"));
+}
