@@ -127,9 +127,10 @@ struct Simulation::Event {
   uint64_t attempt = 0;
 };
 
-bool Simulation::EventOrder::operator()(const Event* a, const Event* b) const {
-  if (a->time_ms != b->time_ms) return a->time_ms < b->time_ms;
-  return a->seq < b->seq;
+bool Simulation::Later::operator()(const std::unique_ptr<Event>& a,
+                                   const std::unique_ptr<Event>& b) const {
+  if (a->time_ms != b->time_ms) return a->time_ms > b->time_ms;
+  return a->seq > b->seq;
 }
 
 Simulation::Simulation(const SimOptions& options) : options_(options), rng_(options.seed) {
@@ -176,8 +177,8 @@ void Simulation::Violation(std::string what) {
 void Simulation::Schedule(int64_t at_ms, std::unique_ptr<Event> event) {
   event->time_ms = std::max(at_ms, now_ms_);
   event->seq = next_seq_++;
-  queue_.insert(event.get());
-  owned_.push_back(std::move(event));
+  queue_.push_back(std::move(event));
+  std::push_heap(queue_.begin(), queue_.end(), Later());
 }
 
 void Simulation::StartNode(NodeId id, raft::RestartState restart,
@@ -186,7 +187,7 @@ void Simulation::StartNode(NodeId id, raft::RestartState restart,
   server::ServerConfig config;
   config.id = id;
   config.election_tick = options_.election_tick;
-  config.heartbeat_tick = 1;
+  config.heartbeat_tick = options_.heartbeat_tick;
   config.tick_ms = options_.tick_ms;
   config.random_seed = rng_.Next();
   config.request_timeout_ticks = static_cast<int>(options_.client_timeout_ms / options_.tick_ms);
@@ -267,7 +268,7 @@ void Simulation::Drain(Node& node) {
     const raft::Ready& rr = *ready.raft;
     // Election safety (Raft §5.2): one leader per term.
     if (rr.soft_state.has_value() && rr.soft_state->role == raft::Role::kLeader) {
-      const raft::Term term = server.RaftStatus().hard_state.term;
+      const raft::Term term = server.hard_state().term;
       auto [it, inserted] = leaders_by_term_.emplace(term, node.id);
       if (!inserted && it->second != node.id) {
         Violation(absl::StrCat("two leaders in term ", term, ": n", it->second, " and n", node.id));
@@ -341,8 +342,9 @@ void Simulation::Fsync(Node& node) {
 
 void Simulation::CheckNode(Node& node) {
   if (!node.up) return;
-  const raft::Status status = node.server->RaftStatus();
-  const raft::HardState& hs = status.hard_state;
+  const raft::HardState hs = node.server->hard_state();
+  const raft::Index last_index = node.server->last_index();
+  const bool leader = node.server->is_leader();
   const raft::HardState& prev = node.last_hard_state;
   // Per-step invariants, in the spirit of LogCabin's: checked on every event.
   if (hs.term < prev.term) {
@@ -351,11 +353,10 @@ void Simulation::CheckNode(Node& node) {
   if (hs.commit < prev.commit) {
     Violation(absl::StrCat("n", node.id, " commit decreased ", prev.commit, " -> ", hs.commit));
   }
-  if (hs.commit > status.last_index) {
-    Violation(absl::StrCat("n", node.id, " commit ", hs.commit, " beyond last index ",
-                           status.last_index));
+  if (hs.commit > last_index) {
+    Violation(absl::StrCat("n", node.id, " commit ", hs.commit, " beyond last index ", last_index));
   }
-  if (status.soft_state.role == raft::Role::kLeader && hs.vote != node.id) {
+  if (leader && hs.vote != node.id) {
     Violation(absl::StrCat("n", node.id, " leads term ", hs.term, " without voting for itself"));
   }
   if (hs.vote != raft::kNoNode) {
@@ -445,8 +446,13 @@ void Simulation::HashEvent(const Event& event) {
     fields[6] = m.index ^ (m.commit << 32) ^ (m.reject ? 1ull << 63 : 0);
     fields[7] = m.entries.size() ^ (m.reject_hint << 16);
   }
-  trace_hash_ = Fnv1a64(absl::string_view(reinterpret_cast<const char*>(fields), sizeof(fields)),
-                        trace_hash_);
+  // A word-at-a-time mix (splitmix64's finalizer): byte-wise FNV here cost 9% of a fuzz run.
+  for (uint64_t field : fields) {
+    uint64_t z = trace_hash_ ^ (field + 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    trace_hash_ = z ^ (z >> 31);
+  }
 }
 
 void Simulation::Process(Event& event) {
@@ -507,19 +513,14 @@ void Simulation::RunFor(int64_t ms) {
 bool Simulation::RunUntil(const std::function<bool()>& done, int64_t max_ms) {
   const int64_t end = now_ms_ + max_ms;
   if (done()) return true;
-  while (!queue_.empty()) {
-    Event* event = *queue_.begin();
-    if (event->time_ms > end) break;
-    queue_.erase(queue_.begin());
+  while (!queue_.empty() && queue_.front()->time_ms <= end) {
+    std::pop_heap(queue_.begin(), queue_.end(), Later());
+    std::unique_ptr<Event> event = std::move(queue_.back());
+    queue_.pop_back();
     now_ms_ = event->time_ms;
     Process(*event);
     if (done()) return true;
   }
-  // Free processed events.
-  owned_.erase(
-      std::remove_if(owned_.begin(), owned_.end(),
-                     [&](const std::unique_ptr<Event>& e) { return queue_.count(e.get()) == 0; }),
-      owned_.end());
   now_ms_ = std::max(now_ms_, end);
   return done();
 }
@@ -806,7 +807,7 @@ NodeId Simulation::Leader() const {
   raft::Term best = 0;
   for (const auto& [id, node] : nodes_) {
     if (!node->up || !node->server->is_leader()) continue;
-    const raft::Term term = node->server->RaftStatus().hard_state.term;
+    const raft::Term term = node->server->hard_state().term;
     if (term >= best) {
       best = term;
       leader = id;

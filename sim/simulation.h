@@ -55,6 +55,7 @@ struct SimOptions {
   int voters = 3;
   int64_t tick_ms = 10;  // virtual ms per Raft tick (election timeout 10-20 ticks)
   int election_tick = 10;
+  int heartbeat_tick = 3;
   NetworkOptions network;
   int64_t fsync_min_ms = 0;
   int64_t fsync_max_ms = 3;
@@ -141,8 +142,9 @@ class Simulation {
   struct Node;
   struct Client;
   struct Event;
-  struct EventOrder {
-    bool operator()(const Event* a, const Event* b) const;
+  // Orders the event heap so the earliest (time, sequence) comes out first.
+  struct Later {
+    bool operator()(const std::unique_ptr<Event>& a, const std::unique_ptr<Event>& b) const;
   };
 
   void Schedule(int64_t at_ms, std::unique_ptr<Event> event);
@@ -168,8 +170,7 @@ class Simulation {
   raft::SplitMix64 rng_;
   int64_t now_ms_ = 0;
   uint64_t next_seq_ = 0;
-  std::set<Event*, EventOrder> queue_;
-  std::vector<std::unique_ptr<Event>> owned_;  // events live until processed
+  std::vector<std::unique_ptr<Event>> queue_;  // a binary min-heap (Later)
   std::map<NodeId, std::unique_ptr<Node>> nodes_;
   std::set<std::pair<NodeId, NodeId>> blocked_;
   std::vector<std::unique_ptr<Client>> clients_;

@@ -90,6 +90,7 @@ class RaftState {
   Index last_index() const { return log_.last_index(); }
   Term term() const { return term_; }
   bool is_leader() const { return role_ == Role::kLeader; }
+  HardState hard_state() const { return CurrentHardState(); }
   // Events may change the log that an outstanding Ready's spans point into: the driver must
   // Advance first. Only OnPersisted and ApplyConfChange (during apply) are allowed meanwhile.
   void CheckNoReadyOutstanding() const {
@@ -1568,5 +1569,6 @@ NodeId RawNode::id() const { return state_->id(); }
 Index RawNode::LastIndex() const { return state_->last_index(); }
 Term RawNode::CurrentTerm() const { return state_->term(); }
 bool RawNode::IsLeader() const { return state_->is_leader(); }
+HardState RawNode::GetHardState() const { return state_->hard_state(); }
 
 }  // namespace kvstore::raft

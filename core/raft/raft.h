@@ -238,6 +238,7 @@ class RawNode {
   Index LastIndex() const;
   Term CurrentTerm() const;
   bool IsLeader() const;
+  HardState GetHardState() const;
 
  private:
   explicit RawNode(std::unique_ptr<RaftState> state);

@@ -169,6 +169,8 @@ class Server::Impl {
   std::vector<Member> Members() const;
   std::vector<Alarm> Alarms() const;
   raft::Index applied_index() const { return applied_index_; }
+  raft::HardState hard_state() const { return raft_->GetHardState(); }
+  raft::Index last_index() const { return raft_->LastIndex(); }
 
  private:
   struct Pending {
@@ -1274,5 +1276,7 @@ const lease::Lessor& Server::lessor() const { return impl_->lessor(); }
 std::vector<Member> Server::Members() const { return impl_->Members(); }
 std::vector<Alarm> Server::Alarms() const { return impl_->Alarms(); }
 raft::Index Server::applied_index() const { return impl_->applied_index(); }
+raft::HardState Server::hard_state() const { return impl_->hard_state(); }
+raft::Index Server::last_index() const { return impl_->last_index(); }
 
 }  // namespace kvstore::server

@@ -192,6 +192,9 @@ class Server {
   std::vector<Member> Members() const;
   std::vector<Alarm> Alarms() const;
   raft::Index applied_index() const;
+  // Cheap views of the Raft state (RaftStatus copies the progress of every peer).
+  raft::HardState hard_state() const;
+  raft::Index last_index() const;
 
  private:
   class Impl;
