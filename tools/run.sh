@@ -1,21 +1,13 @@
 #!/usr/bin/env bash
 # The main job of the README: installs what is missing, builds everything and runs the project's
-# main program with embedded defaults. Until the node binary exists, that is the Raft demo cluster
-# (tools/raft_demo) when built, else the dependency smoke binaries.
+# main program with embedded defaults. Until the node binary exists, that is the simulator's
+# scenario suite (testdata/scenarios/*.textproto): a cluster of the real server cores under
+# partitions, crashes and membership changes, checked for safety and linearizability.
+# Extra arguments go to `sim run` (for example --verbose).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
 bazel build //...
-
-bin=$(bazel info bazel-bin 2>/dev/null)
-if [ -x "$bin/tools/raft_demo/raft_demo" ]; then
-  exec "$bin/tools/raft_demo/raft_demo" "$@"
-fi
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-for smoke in "$bin"/tools/third_party/smoke/*_test; do
-  [ -x "$smoke" ] || continue
-  echo "== $(basename "$smoke")"
-  TEST_TMPDIR="$tmp" "$smoke"
-done
+bazel build -c opt //tools/sim:sim
+bin=$(bazel info -c opt bazel-bin 2>/dev/null)
+exec "$bin/tools/sim/sim" run testdata/scenarios/*.textproto "$@"
