@@ -1,6 +1,7 @@
 // sim: the simulator's command line.
 //
-//   sim run FILE...                 run scenario files; exit 0 only if all pass
+//   sim run FILE... [--history-out=FILE]
+//                                   run scenario files; exit 0 only if all pass
 //   sim fuzz --seed=S --count=N [--nodes=K] [--duration-ms=D]
 //                                   random fault schedules with a workload; every failure
 //                                   prints the command that replays it
@@ -12,6 +13,7 @@
 //
 // Everything is deterministic: the same command gives the same output, bit for bit.
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -38,10 +40,10 @@ int Usage(const std::string& problem) {
   std::fprintf(stderr,
                "sim: %s\n"
                "usage:\n"
-               "  sim run FILE... [--seed=S] [--verbose] [--print-trace]\n"
+               "  sim run FILE... [--seed=S] [--verbose] [--print-trace] [--history-out=FILE]\n"
                "  sim fuzz --seed=S --count=N [--nodes=K] [--duration-ms=D]\n"
                "  sim replay --seed=S [--nodes=K] [--duration-ms=D] [--trace-out=FILE] "
-               "[--print-trace]\n"
+               "[--print-trace] [--history-out=FILE]\n"
                "  sim replay --trace=FILE\n"
                "  sim shrink --seed=S [--nodes=K] [--duration-ms=D] [--out=FILE]\n"
                "  sim check-history FILE [--model=register|kv]\n",
@@ -133,6 +135,13 @@ int Run(const Args& args) {
     }
     const RunResult result = RunScenario(*scenario, options);
     for (const std::string& line : result.trace) std::printf("%s\n", line.c_str());
+    if (args.flags.count("history-out")) {
+      const std::string path = InWorkspace(args.flags.at("history-out"));
+      if (!WriteFile(path, result.history)) {
+        std::fprintf(stderr, "sim: cannot write %s\n", path.c_str());
+        return 1;
+      }
+    }
     PrintResult(scenario->name().empty() ? file : scenario->name(), result,
                 args.flags.count("verbose") > 0);
     failed += result.passed ? 0 : 1;
@@ -273,6 +282,15 @@ int Replay(const Args& args) {
     }
     std::printf("trace written to %s\n", path.c_str());
   }
+  if (args.flags.count("history-out")) {
+    const std::string path = InWorkspace(args.flags.at("history-out"));
+    if (!WriteFile(path, result.history)) {
+      std::fprintf(stderr, "sim: cannot write %s\n", path.c_str());
+      return 1;
+    }
+    std::printf("history written to %s (check it: sim check-history %s)\n", path.c_str(),
+                path.c_str());
+  }
   std::printf("trace hash %016llx\n", static_cast<unsigned long long>(result.trace_hash));
   return result.passed ? 0 : 1;
 }
@@ -352,6 +370,25 @@ int main(int argc, char** argv) {
   if (argc < 2) return Usage("no command");
   const std::string command = argv[1];
   const Args args = Parse(argc, argv, 2);
+  static const std::map<std::string, std::vector<std::string>> kFlags = {
+      {"run", {"seed", "verbose", "print-trace", "history-out"}},
+      {"fuzz", {"seed", "count", "nodes", "duration-ms"}},
+      {"replay",
+       {"seed", "nodes", "duration-ms", "trace-out", "print-trace", "history-out", "trace"}},
+      {"shrink", {"seed", "nodes", "duration-ms", "out"}},
+      {"check-history", {"model"}},
+  };
+  auto allowed = kFlags.find(command);
+  if (allowed == kFlags.end()) return Usage(absl::StrCat("unknown command '", command, "'"));
+  for (const auto& [flag, value] : args.flags) {
+    if (std::find(allowed->second.begin(), allowed->second.end(), flag) == allowed->second.end()) {
+      return Usage(absl::StrCat("unknown flag --", flag, " for '", command, "'"));
+    }
+  }
+  if (command != "run" && command != "check-history" && !args.positional.empty()) {
+    return Usage(
+        absl::StrCat("unexpected argument '", args.positional[0], "' for '", command, "'"));
+  }
   if (command == "run") return Run(args);
   if (command == "fuzz") return Fuzz(args);
   if (command == "replay") return Replay(args);
