@@ -238,6 +238,23 @@ void Runner::RunStep(size_t index, const pb::Step& step) {
       if (server == nullptr) Fail(index, absl::StrCat("n", id, " is down"));
       break;
     }
+    case pb::Step::kWatch: {
+      const NodeId id = Resolve(step.watch().node());
+      server::Server* server = sim_.server(id);
+      if (server == nullptr) {
+        Fail(index, absl::StrCat("n", id, " is down"));
+        break;
+      }
+      mvcc::WatchRequest watch;
+      watch.key = step.watch().key();
+      watch.range_end = step.watch().range_end();
+      watch.start_revision = server->store().current_revision() + step.watch().start_ahead();
+      absl::StrAppend(&line, " [n", id, " from revision ", watch.start_revision, "]");
+      if (absl::Status status = sim_.AddWatch(id, watch); !status.ok()) {
+        Fail(index, status.ToString());
+      }
+      break;
+    }
     case pb::Step::ACTION_NOT_SET:
       Fail(index, "step without an action");
       break;

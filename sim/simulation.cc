@@ -79,6 +79,7 @@ struct Simulation::Node {
   NodeId id = raft::kNoNode;
   bool up = false;
   uint64_t incarnation = 0;
+  uint64_t ticks = 0;
   int64_t paused_until_ms = 0;
   double tick_rate = 1.0;
   std::unique_ptr<server::Server> server;
@@ -90,6 +91,8 @@ struct Simulation::Node {
   NodeId vote_in_term = raft::kNoNode;
   mvcc::WatchId watch_id = 0;
   mvcc::Revision watch_next_revision = 0;
+  // Scenario watches: id -> (start revision, last revision delivered).
+  std::map<mvcc::WatchId, std::pair<mvcc::Revision, mvcc::Revision>> scenario_watches;
   // Client requests outstanding on this node: request id -> client index.
   std::map<server::RequestId, size_t> waiting;
 };
@@ -316,7 +319,10 @@ void Simulation::Drain(Node& node) {
         ClientComplete(*clients_[client], node.id, response);
       }
     }
-    for (const mvcc::WatchResponse& response : ready.watch_responses) CheckWatch(node, response);
+    for (const mvcc::WatchResponse& response : ready.watch_responses) {
+      CheckWatch(node, response);
+      CheckScenarioWatch(node, response);
+    }
     server.Advance();
   }
   CheckNode(node);
@@ -404,6 +410,44 @@ void Simulation::CheckWatch(Node& node, const mvcc::WatchResponse& response) {
   node.watch_next_revision = last + 1;
 }
 
+absl::Status Simulation::AddWatch(NodeId id, const mvcc::WatchRequest& request) {
+  auto it = nodes_.find(id);
+  if (it == nodes_.end() || !it->second->up) {
+    return absl::UnavailableError(absl::StrCat("n", id, " is down"));
+  }
+  Node& node = *it->second;
+  auto watch = node.server->Watch(request);
+  if (!watch.ok()) return watch.status();
+  node.scenario_watches[*watch] = {request.start_revision, 0};
+  Trace(
+      absl::StrCat("watch n", id, " from revision ", request.start_revision, " (id ", *watch, ")"));
+  Drain(node);
+  return absl::OkStatus();
+}
+
+void Simulation::CheckScenarioWatch(Node& node, const mvcc::WatchResponse& response) {
+  auto it = node.scenario_watches.find(response.watch_id);
+  if (it == node.scenario_watches.end()) return;
+  auto& [start, last] = it->second;
+  // etcd #20221: a watch on a future revision must not deliver anything before it, nor a
+  // progress notification whose revision would let a client resume from before it.
+  if (response.progress && response.header_revision + 1 < start) {
+    Violation(absl::StrCat("n", node.id, " watch ", response.watch_id, " from revision ", start,
+                           " got a progress notification at ", response.header_revision));
+  }
+  for (const mvcc::Event& event : response.events) {
+    if (event.kv.mod_revision < start) {
+      Violation(absl::StrCat("n", node.id, " watch ", response.watch_id, " from revision ", start,
+                             " got an event at revision ", event.kv.mod_revision));
+    }
+    if (event.kv.mod_revision < last) {
+      Violation(absl::StrCat("n", node.id, " watch ", response.watch_id, " went back from ", last,
+                             " to ", event.kv.mod_revision));
+    }
+    last = event.kv.mod_revision;
+  }
+}
+
 void Simulation::CheckHashes() {
   std::vector<Node*> live;
   for (auto& [id, node] : nodes_) {
@@ -465,6 +509,8 @@ void Simulation::Process(Event& event) {
       if (node == nullptr || !node->up || node->incarnation != event.incarnation) return;
       if (node->paused_until_ms <= now_ms_) {
         node->server->Tick();
+        // Watchers ask for progress now and then (etcd clients do; #20221 hid there).
+        if (++node->ticks % 16 == 0) node->server->RequestWatchProgress();
         Drain(*node);
       }
       ScheduleTick(*node);

@@ -119,6 +119,9 @@ class Simulation {
   // when the node is down.
   std::optional<server::Response> Call(NodeId node, server::Request request,
                                        int64_t timeout_ms = 2000);
+  // Opens a watch on `node` that the standing checker follows (start revision, order,
+  // progress notifications). kUnavailable when the node is down.
+  absl::Status AddWatch(NodeId node, const mvcc::WatchRequest& request);
   // Starts a process for a member the cluster added (it joins empty).
   void StartJoiner(NodeId id);
 
@@ -160,6 +163,7 @@ class Simulation {
   void Fsync(Node& node);
   void CheckNode(Node& node);
   void CheckWatch(Node& node, const mvcc::WatchResponse& response);
+  void CheckScenarioWatch(Node& node, const mvcc::WatchResponse& response);
 
   void ClientNext(Client& client);
   void ClientInvoke(Client& client);
