@@ -13,8 +13,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/types/span.h"
+#include "core/raft/rand.h"
 #include "sim/check.h"
-#include "sim/splitmix64.h"
 
 namespace kvstore::sim {
 namespace {
@@ -212,67 +213,106 @@ std::vector<SearchOp> PrepareSearch(const History& history, const Window& window
 }
 
 // ---------------------------------------------------------------------------------------------
-// The memo table of configurations reached (Lowe 2017): a linearized-set bitset and a state.
-
+// The memo table of configurations reached (Lowe 2017): a linearized set and a state.
+//
+// A linearized set is stored compressed, as its end (one past the highest member) and the holes
+// below it: operations are numbered in invocation order and the search linearizes roughly in
+// that order, so the holes are the few operations still in flight plus unknown-outcome ones
+// never linearized. That is a handful of numbers where the bitset has one bit per operation of
+// the key, and the memo table is what bounds the size of history a key can have.
 class MemoTable {
  public:
   enum class Insertion { kNew, kSeen, kFull };
 
-  MemoTable(size_t words, uint64_t max_bytes)
-      : words_(words), max_bytes_(max_bytes), set_(0, Hash{this}, Equal{this}) {}
+  explicit MemoTable(uint64_t max_bytes)
+      : max_bytes_(max_bytes), set_(0, Hash{this}, Equal{this}) {}
   MemoTable(const MemoTable&) = delete;
   MemoTable& operator=(const MemoTable&) = delete;
 
+  // `hash` must be a function of (bits, state) alone.
   Insertion Insert(const std::vector<uint64_t>& bits, uint64_t hash, ValueId state,
                    uint64_t other_bytes) {
-    probe_bits_ = bits.data();
+    Encode(bits, &probe_);
     probe_state_ = state;
     probe_hash_ = hash;
     if (set_.contains(kProbe)) return Insertion::kSeen;
-    if (bytes() + other_bytes + BytesPerEntry() > max_bytes_) return Insertion::kFull;
-    SIM_CHECK(states_.size() < kProbe) << "memo table overflow: " << states_.size();
-    const uint32_t index = static_cast<uint32_t>(states_.size());
-    bits_.insert(bits_.end(), bits.begin(), bits.end());
-    states_.push_back(state);
-    hashes_.push_back(hash);
+    const uint64_t entry_bytes = probe_.size() * sizeof(uint32_t) + kEntryOverheadBytes;
+    if (bytes_ + other_bytes + entry_bytes > max_bytes_) return Insertion::kFull;
+    SIM_CHECK(entries_.size() < kProbe) << "memo table overflow: " << entries_.size();
+    const uint32_t index = static_cast<uint32_t>(entries_.size());
+    entries_.push_back(Entry{arena_.size(), static_cast<uint32_t>(probe_.size()), state, hash});
+    arena_.insert(arena_.end(), probe_.begin(), probe_.end());
+    bytes_ += entry_bytes;
     set_.insert(index);
     return Insertion::kNew;
   }
 
-  uint64_t bytes() const { return states_.size() * BytesPerEntry(); }
-
  private:
   static constexpr uint32_t kProbe = std::numeric_limits<uint32_t>::max();
-  // State, hash and the hash set's slot with its control byte and spare capacity.
-  static constexpr uint64_t kEntryOverheadBytes = 4 + 8 + 8;
+  // Offset, length, state, hash, and the hash set's slot with its control byte and spare room.
+  static constexpr uint64_t kEntryOverheadBytes = 8 + 4 + 4 + 8 + 8;
+
+  struct Entry {
+    size_t offset;  // into arena_
+    uint32_t length;
+    ValueId state;
+    uint64_t hash;
+  };
 
   struct Hash {
     const MemoTable* table;
     size_t operator()(uint32_t index) const {
-      return index == kProbe ? table->probe_hash_ : table->hashes_[index];
+      return index == kProbe ? table->probe_hash_ : table->entries_[index].hash;
     }
   };
   struct Equal {
     const MemoTable* table;
     bool operator()(uint32_t a, uint32_t b) const {
       if (table->StateOf(a) != table->StateOf(b)) return false;
-      return std::equal(table->BitsOf(a), table->BitsOf(a) + table->words_, table->BitsOf(b));
+      const absl::Span<const uint32_t> left = table->CodeOf(a);
+      const absl::Span<const uint32_t> right = table->CodeOf(b);
+      return left == right;
     }
   };
 
-  uint64_t BytesPerEntry() const { return words_ * sizeof(uint64_t) + kEntryOverheadBytes; }
-  ValueId StateOf(uint32_t index) const { return index == kProbe ? probe_state_ : states_[index]; }
-  const uint64_t* BitsOf(uint32_t index) const {
-    return index == kProbe ? probe_bits_ : bits_.data() + size_t{index} * words_;
+  // [end, hole, hole, ...]: the members are exactly the numbers below end that are not holes.
+  static void Encode(const std::vector<uint64_t>& bits, std::vector<uint32_t>* code) {
+    code->clear();
+    size_t top_word = bits.size();
+    while (top_word > 0 && bits[top_word - 1] == 0) --top_word;
+    if (top_word == 0) {
+      code->push_back(0);
+      return;
+    }
+    const uint64_t last = bits[top_word - 1];
+    const uint32_t end = static_cast<uint32_t>((top_word - 1) * 64 + (64 - __builtin_clzll(last)));
+    code->push_back(end);
+    for (size_t word = 0; word < top_word; ++word) {
+      uint64_t holes = ~bits[word];
+      if (word == top_word - 1)
+        holes &= (end % 64 == 0) ? ~uint64_t{0} : (uint64_t{1} << (end % 64)) - 1;
+      while (holes != 0) {
+        code->push_back(static_cast<uint32_t>(word * 64 + __builtin_ctzll(holes)));
+        holes &= holes - 1;
+      }
+    }
   }
 
-  const size_t words_;
+  ValueId StateOf(uint32_t index) const {
+    return index == kProbe ? probe_state_ : entries_[index].state;
+  }
+  absl::Span<const uint32_t> CodeOf(uint32_t index) const {
+    if (index == kProbe) return absl::MakeConstSpan(probe_);
+    const Entry& entry = entries_[index];
+    return absl::MakeConstSpan(arena_.data() + entry.offset, entry.length);
+  }
+
   const uint64_t max_bytes_;
-  std::vector<uint64_t> bits_;  // words_ per entry
-  std::vector<ValueId> states_;
-  std::vector<uint64_t> hashes_;
+  uint64_t bytes_ = 0;
+  std::vector<uint32_t> arena_;  // every entry's code, back to back
+  std::vector<Entry> entries_;
   // The configuration being looked up, addressed as index kProbe.
-  const uint64_t* probe_bits_ = nullptr;
+  std::vector<uint32_t> probe_;
   ValueId probe_state_ = kNil;
   uint64_t probe_hash_ = 0;
   absl::flat_hash_set<uint32_t, Hash, Equal> set_;
@@ -323,12 +363,40 @@ class Search {
     size_t known_linearized = 0;
     if (known_total == 0) return SearchStatus::kLinearizable;
 
-    MemoTable memo(bits_.size(), max_memo_bytes);
-    std::vector<std::pair<int32_t, ValueId>> stack;  // (lifted call entry, state before it)
+    MemoTable memo(max_memo_bytes);
+    struct Linearized {
+      int32_t call_entry;
+      ValueId state_before;
+      bool state_preserving;
+    };
+    std::vector<Linearized> stack;
     stack.reserve(ops_.size());
     std::string scratch;
     ValueId state = kNil;
     uint64_t bits_hash = 0;
+    // Undoes linearizations up to and including the most recent one that changed the state, and
+    // returns the entry to try next, or 0 when there is nothing left to undo.
+    //
+    // Why skip the state-preserving ones: let p leave every state it is legal in unchanged (a
+    // read, a cas whose old and new values are equal). If p is legal in configuration C, C has
+    // a completion iff C+p has one: a completion of C can do p first instead (p is legal now,
+    // changes nothing, and taking it out of its later place changes no state after it; real
+    // time allows it, as every operation that returned before p's invocation is in C). So once
+    // C+p is known to fail, C fails too, and trying C's other entries is wasted work. A write
+    // of the current value does not qualify: later, in another state, it would change it.
+    const auto backtrack = [&]() -> int32_t {
+      while (!stack.empty()) {
+        const Linearized top = stack.back();
+        stack.pop_back();
+        const int32_t op = entries_[top.call_entry].op;
+        state = top.state_before;
+        FlipBit(op, &bits_hash);
+        if (ops_[op].known) --known_linearized;
+        Unlift(top.call_entry);
+        if (!top.state_preserving) return next_[top.call_entry];
+      }
+      return 0;
+    };
     int32_t entry = next_[0];
     while (true) {
       // Every known operation is linearized before the walk can pass its return entry, and an
@@ -338,37 +406,41 @@ class Search {
       if (*steps >= max_steps) return SearchStatus::kOutOfSteps;
       ++*steps;
       const Entry& current = entries_[entry];
-      if (current.is_call) {
-        const SearchOp& op = ops_[current.op];
-        ValueId next_state = kNil;
-        if (Apply(op, state, values_, &scratch, &next_state)) {
-          FlipBit(current.op, &bits_hash);
-          const MemoTable::Insertion insertion =
-              memo.Insert(bits_, bits_hash ^ StateHash(next_state), next_state, values_->bytes());
-          if (insertion == MemoTable::Insertion::kFull) return SearchStatus::kOutOfMemory;
-          if (insertion == MemoTable::Insertion::kNew) {
-            stack.emplace_back(entry, state);
-            state = next_state;
-            Lift(entry);
-            if (op.known && ++known_linearized == known_total) return SearchStatus::kLinearizable;
-            entry = next_[0];
-            continue;
-          }
-          FlipBit(current.op, &bits_hash);
-        }
-        entry = next_[entry];
-      } else {
-        // A return whose call is not linearized: undo the most recent linearization.
-        if (stack.empty()) return SearchStatus::kNotLinearizable;
-        const auto [lifted, previous_state] = stack.back();
-        stack.pop_back();
-        const SearchOp& op = ops_[entries_[lifted].op];
-        state = previous_state;
-        FlipBit(entries_[lifted].op, &bits_hash);
-        if (op.known) --known_linearized;
-        Unlift(lifted);
-        entry = next_[lifted];
+      if (!current.is_call) {
+        // A return whose call is not linearized: this configuration has no completion.
+        entry = backtrack();
+        if (entry == 0) return SearchStatus::kNotLinearizable;
+        continue;
       }
+      const SearchOp& op = ops_[current.op];
+      ValueId next_state = kNil;
+      if (!Apply(op, state, values_, &scratch, &next_state)) {
+        entry = next_[entry];
+        continue;
+      }
+      const bool state_preserving = op.function == Function::kRead ||
+                                    (op.function == Function::kCas && op.value == op.new_value);
+      FlipBit(current.op, &bits_hash);
+      const MemoTable::Insertion insertion =
+          memo.Insert(bits_, bits_hash ^ StateHash(next_state), next_state, values_->bytes());
+      if (insertion == MemoTable::Insertion::kFull) return SearchStatus::kOutOfMemory;
+      if (insertion == MemoTable::Insertion::kSeen) {
+        // Seen before and not on the current path (its set is larger than every set on the
+        // path), so explored and failed.
+        FlipBit(current.op, &bits_hash);
+        if (!state_preserving) {
+          entry = next_[entry];
+          continue;
+        }
+        entry = backtrack();  // the current configuration fails with it (see backtrack)
+        if (entry == 0) return SearchStatus::kNotLinearizable;
+        continue;
+      }
+      stack.push_back(Linearized{entry, state, state_preserving});
+      state = next_state;
+      Lift(entry);
+      if (op.known && ++known_linearized == known_total) return SearchStatus::kLinearizable;
+      entry = next_[0];
     }
   }
 
@@ -430,11 +502,11 @@ class Search {
   // Zobrist hashing: the bitset's hash is the XOR of one random word per member.
   void FlipBit(int32_t op, uint64_t* hash) {
     bits_[op / 64] ^= uint64_t{1} << (op % 64);
-    *hash ^= SplitMix64::Mix(static_cast<uint64_t>(op) + 0x9E3779B97F4A7C15ull);
+    *hash ^= raft::SplitMix64::Mix(static_cast<uint64_t>(op) + 0x9E3779B97F4A7C15ull);
   }
   static uint64_t StateHash(ValueId state) {
-    return SplitMix64::Mix(static_cast<uint64_t>(static_cast<int64_t>(state)) ^
-                           0xD1B54A32D192ED03ull);
+    return raft::SplitMix64::Mix(static_cast<uint64_t>(static_cast<int64_t>(state)) ^
+                                 0xD1B54A32D192ED03ull);
   }
 
   const std::vector<SearchOp> ops_;

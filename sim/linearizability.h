@@ -14,8 +14,10 @@
 // order, linearizing any call whose operation the model accepts in the current state, and
 // backtracking when a return is reached whose call has not been linearized. Lowe's improvement
 // ("Testing for linearizability", 2017) memoises each configuration reached, (set of linearized
-// operations as a bitset, model state), and never explores one twice, which turns the exponential
-// search into one bounded by the number of distinct configurations. Two further prunings:
+// operations, model state), and never explores one twice, which turns the exponential search into
+// one bounded by the number of distinct configurations. A set is stored as its end and the holes
+// below it (the few operations in flight), ~40 bytes rather than a bit per operation of the key.
+// Three further prunings:
 //   * P-compositionality (Horn & Kroening 2015): every operation touches one key, so the history
 //     is linearizable iff each key's sub-history is. Keys are checked separately, in key order.
 //   * An unknown-outcome mutation whose effect no operation of the key can have observed is
@@ -23,6 +25,9 @@
 //     on the key: any value starting with it), or any value containing an append's argument.
 //     The operations after it up to the next write then hold only appends, so removing it from
 //     any linearization keeps that legal, and it never decides the verdict.
+//   * A read (or a cas whose old and new values are equal) legal in a configuration C is as good
+//     there as anywhere later: C has a completion iff C plus the read has one. So when the
+//     search backtracks out of C plus a read, it backtracks out of C as well.
 //
 // Cost is bounded by a budget of search steps (one step = one call or return entry visited),
 // not by wall-clock time, so a verdict is reproducible on any machine: when the budget runs out
@@ -56,12 +61,13 @@ enum class Model : uint8_t {
   kKv,
 };
 
-// Enough for a 10,000-operation, 16-client simulation history with room to spare (it needs a few
-// tens of thousands of steps); a pathological key stops the check after seconds, not hours.
-inline constexpr uint64_t kDefaultMaxSearchSteps = 20'000'000;
+// A search step costs ~0.1 us, so this stops a pathological key after seconds, not hours. A
+// 10,000-operation, 16-client history over 100 keys needs ~10,000 steps; the same on a single key
+// (16 operations always in flight on it) needs ~17 million.
+inline constexpr uint64_t kDefaultMaxSearchSteps = 50'000'000;
 // Minimisation runs the search O(log n + n) times on shrinking windows; same order of budget.
-inline constexpr uint64_t kDefaultMaxMinimizeSteps = 20'000'000;
-// The memo table of one key's search: (bitset, state) per configuration, plus interned values.
+inline constexpr uint64_t kDefaultMaxMinimizeSteps = 50'000'000;
+// The memo table of one key's search: ~40 bytes per configuration, plus interned values.
 inline constexpr uint64_t kDefaultMaxMemoBytes = uint64_t{1} << 30;
 
 struct CheckOptions {

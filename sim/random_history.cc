@@ -7,8 +7,8 @@
 #include "absl/container/btree_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/raft/rand.h"
 #include "sim/check.h"
-#include "sim/splitmix64.h"
 
 namespace kvstore::sim {
 namespace {
@@ -76,7 +76,11 @@ class Simulation {
     return 1 + static_cast<int64_t>(random_.Uniform(options_.max_latency_ticks));
   }
 
-  std::string FreshValue(absl::string_view prefix) { return absl::StrCat(prefix, next_value_++); }
+  // Fixed width, so no value is a prefix of another and an append's token appears in a string
+  // only where it was appended: the checker's pruning of unobserved operations can tell.
+  std::string FreshValue(absl::string_view prefix) {
+    return absl::StrFormat("%s%06d", prefix, next_value_++);
+  }
 
   void Invoke(int64_t now, int client) {
     if (invoked_ == options_.operations) return;
@@ -99,7 +103,7 @@ class Simulation {
       if (random_.Percent(60)) {
         if (current != store_.end()) event.value = current->second;
       } else if (next_value_ > 0 && random_.Percent(80)) {
-        event.value = absl::StrCat("v", random_.Uniform(next_value_));
+        event.value = absl::StrFormat("v%06d", random_.Uniform(next_value_));
       }
       event.new_value = FreshValue("v");
     } else if (roll < (threshold += options_.append_percent)) {
@@ -198,7 +202,7 @@ class Simulation {
   }
 
   const RandomHistoryOptions& options_;
-  SplitMix64 random_;
+  raft::SplitMix64 random_;
   // (tick, sequence) -> action: ordered, so equal ticks run in the order they were scheduled.
   absl::btree_map<std::pair<int64_t, uint64_t>, Scheduled> agenda_;
   uint64_t sequence_ = 0;
