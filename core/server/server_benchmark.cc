@@ -11,6 +11,8 @@
 // compacts the MVCC history every kCompactionIntervalPuts puts (through the log, timed), keeping
 // the newest kRetainedRevisions revisions, so the backend (and the Raft snapshots the server takes
 // every ServerConfig::snapshot_every_entries entries) stays bounded however long the run.
+// PutUncompactedHistory turns compaction off and times one snapshot interval after a given
+// history: what a put costs when the backend holds that much.
 //
 // Counters (per put, steady state, measured only inside the timed loop):
 //   time/put       wall time (items_per_second is its inverse)
@@ -19,9 +21,9 @@
 //   core_allocs    the server cores' share of allocs/put; the rest is the client building the
 //                  request and the driver (copying messages into the transport, the log)
 //   msgs/put       Raft messages delivered between members
-// SERVER_BENCH_PHASES=1 adds allocations (a.*) and bytes (b.*) per put for each entry point of
-// the core: submit, ready (GetReady, where entries are applied), step, advance (Advance and
-// OnPersisted, where Raft snapshots are taken).
+// SERVER_BENCH_PHASES=1 adds allocations (a.*) and bytes (b.*) per put of the driver and of each
+// entry point of the core: submit, ready (GetReady, where entries are applied), step, advance
+// (Advance and OnPersisted; Raft snapshots are taken in Advance).
 
 #include <benchmark/benchmark.h>
 
@@ -302,7 +304,7 @@ class Harness {
 // The client side: keys, values and the compaction schedule.
 class Workload {
  public:
-  Workload() {
+  explicit Workload(bool compact) : compact_(compact) {
     keys_.reserve(kKeyCount);
     for (std::size_t i = 0; i < kKeyCount; ++i) keys_.push_back(absl::StrFormat("key/%08d", i));
     values_.reserve(kValuePoolSize);
@@ -324,7 +326,7 @@ class Workload {
       request.put.value = values_[puts_ % kValuePoolSize];
       harness.Submit(std::move(request));
       ++puts_;
-      if (puts_ % kCompactionIntervalPuts == 0) {
+      if (compact_ && puts_ % kCompactionIntervalPuts == 0) {
         const mvcc::Store& store = harness.leader().store();
         const mvcc::Revision target = store.current_revision() - kRetainedRevisions;
         if (target > store.compact_revision()) {
@@ -340,20 +342,19 @@ class Workload {
   uint64_t puts() const { return puts_; }
 
  private:
+  const bool compact_;
   std::vector<std::string> keys_;
   std::vector<std::string> values_;
   uint64_t puts_ = 0;
 };
 
-void RunPuts(benchmark::State& state, int member_count) {
-  const int batch = static_cast<int>(state.range(0));
-  Workload workload;
+// `history_puts` puts are applied before timing; without `compact` they all stay in the MVCC
+// history.
+void RunPuts(benchmark::State& state, int member_count, int batch, uint64_t history_puts,
+             bool compact) {
+  Workload workload(compact);
   Harness harness(member_count);
-  // Warm up past one Raft snapshot and one compaction, with every key written, so the timed
-  // loop sees steady state only.
-  const ServerConfig defaults;
-  const uint64_t warm_up_puts =
-      std::max<uint64_t>(defaults.snapshot_every_entries, kCompactionIntervalPuts) + kKeyCount;
+  const uint64_t warm_up_puts = history_puts;
   while (workload.puts() < warm_up_puts) {
     workload.SubmitBatch(harness, batch);
     harness.Drive();
@@ -406,11 +407,34 @@ void RunPuts(benchmark::State& state, int member_count) {
   }
 }
 
-void BM_PutOneMember(benchmark::State& state) { RunPuts(state, 1); }
-void BM_PutThreeMembers(benchmark::State& state) { RunPuts(state, 3); }
+// Steady state: warmed up past one Raft snapshot and one compaction, with every key written.
+uint64_t SteadyStatePuts() {
+  const ServerConfig defaults;
+  return std::max<uint64_t>(defaults.snapshot_every_entries, kCompactionIntervalPuts) + kKeyCount;
+}
+
+void BM_PutOneMember(benchmark::State& state) {
+  RunPuts(state, 1, static_cast<int>(state.range(0)), SteadyStatePuts(), true);
+}
+void BM_PutThreeMembers(benchmark::State& state) {
+  RunPuts(state, 3, static_cast<int>(state.range(0)), SteadyStatePuts(), true);
+}
 
 BENCHMARK(BM_PutOneMember)->ArgName("batch")->Arg(1)->Arg(64);
 BENCHMARK(BM_PutThreeMembers)->ArgName("batch")->Arg(1)->Arg(64);
+
+// The cost of a put as the MVCC history grows, nothing compacted: batches of 64 on one member,
+// timed over exactly one Raft snapshot interval after `history` puts. Every Raft snapshot copies
+// the whole backend (Server::Impl::DumpBackend), so time/put grows with the history.
+constexpr int kHistoryBatch = 64;
+void BM_PutUncompactedHistory(benchmark::State& state) {
+  RunPuts(state, 1, kHistoryBatch, static_cast<uint64_t>(state.range(0)), false);
+}
+BENCHMARK(BM_PutUncompactedHistory)
+    ->ArgName("history")
+    ->Arg(50000)
+    ->Arg(200000)
+    ->Iterations(static_cast<int64_t>(ServerConfig{}.snapshot_every_entries) / kHistoryBatch + 1);
 
 }  // namespace
 }  // namespace kvstore::server
