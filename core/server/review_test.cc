@@ -1,0 +1,510 @@
+// Review findings on the server core. Tests named DISABLED_ fail today and demonstrate a bug
+// (named in the comment above them).
+//
+// They run on a small driver of their own (Net below) rather than ServerCluster: it is the same
+// loop (GetReady, persist, send, respond, Advance, OnPersisted) but lets a test drop chosen
+// messages and stop between two Readies of one member, which the scenarios need.
+
+#include <functional>
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/base/errors.h"
+#include "core/mvcc/backend.h"
+#include "core/raft/check.h"
+#include "core/raft/testing/cluster.h"
+#include "core/server/requests.pb.h"
+#include "core/server/server.h"
+#include "core/server/testing/server_cluster.h"
+#include "gtest/gtest.h"
+
+namespace kvstore::server {
+namespace {
+
+using raft::Message;
+using raft::MessageType;
+using raft::NodeId;
+using testing::GetRequest;
+using testing::PutRequest;
+
+struct Peer {
+  std::unique_ptr<Server> server;
+  mvcc::MemoryBackend backend;
+  raft::testing::MemoryStorage log;
+  std::map<RequestId, Response> responses;
+  bool up = true;
+};
+
+class Net {
+ public:
+  using ConfigFn = std::function<void(ServerConfig&)>;
+  // Returns true to drop the message (checked at delivery).
+  using DropFn = std::function<bool(const Message&)>;
+
+  Net(std::vector<NodeId> ids, ConfigFn configure) : configure_(std::move(configure)) {
+    std::vector<Member> founding;
+    for (NodeId id : ids) {
+      founding.push_back(Member{id, absl::StrCat("m", id), {absl::StrCat("mem://", id)}, false});
+    }
+    for (const Member& m : founding) {
+      raft::RestartState restart = BootstrapState(founding);
+      raft::PersistRequest bootstrap;
+      bootstrap.hard_state = restart.hard_state;
+      bootstrap.entries = restart.entries;
+      peers_[m.id].log.Write(bootstrap);
+      Start(m.id, std::move(restart), founding);
+    }
+    Stabilize();
+  }
+
+  Peer& peer(NodeId id) { return peers_.at(id); }
+  Server& server(NodeId id) { return *peers_.at(id).server; }
+
+  // Drop every message to or from `id` (on top of `drop`).
+  void Isolate(NodeId id) { isolated_ = id; }
+  void Heal() { isolated_ = raft::kNoNode; }
+  DropFn drop;
+
+  // Carries out one Ready of `id`, as ServerCluster does.
+  bool ProcessReady(NodeId id) {
+    Peer& p = peers_.at(id);
+    if (!p.up || !p.server->HasReady()) return false;
+    const Ready& ready = p.server->GetReady();
+    p.log.Write(ready.raft->persist);
+    for (const Message& m : ready.raft->messages) in_flight_.push_back(m);
+    for (const Response& r : ready.responses) p.responses[r.request_id] = r;
+    const uint64_t persist_id = ready.raft->persist.id;
+    p.server->Advance();
+    if (persist_id != 0) p.server->OnPersisted(persist_id);
+    return true;
+  }
+
+  // Processes readies and delivers messages until quiet, or until `stop` (checked after each
+  // delivery round) holds; returns whether it stopped on `stop`.
+  bool Stabilize(const std::function<bool()>& stop = nullptr) {
+    for (int round = 0; round < 100000; ++round) {
+      bool progress = false;
+      for (auto& [id, p] : peers_) {
+        while (ProcessReady(id)) progress = true;
+      }
+      std::vector<Message> batch;
+      batch.swap(in_flight_);
+      for (Message& m : batch) {
+        if (Dropped(m)) continue;
+        progress = true;
+        (void)peers_.at(m.to).server->Step(std::move(m));
+      }
+      if (stop && stop()) return true;
+      if (!progress) return false;
+    }
+    RAFT_CHECK(false) << "net did not stabilize";
+    return false;
+  }
+
+  bool TickAll(int rounds = 1, const std::function<bool()>& stop = nullptr) {
+    for (int i = 0; i < rounds; ++i) {
+      for (auto& [id, p] : peers_) {
+        if (p.up) p.server->Tick();
+      }
+      if (Stabilize(stop)) return true;
+    }
+    return false;
+  }
+
+  void Tick(const std::vector<NodeId>& ids) {
+    for (NodeId id : ids) {
+      if (peers_.at(id).up) peers_.at(id).server->Tick();
+    }
+    Stabilize();
+  }
+
+  NodeId Leader() const {
+    for (const auto& [id, p] : peers_) {
+      if (p.up && p.server->is_leader()) return id;
+    }
+    return raft::kNoNode;
+  }
+
+  NodeId WaitForLeader(const std::vector<NodeId>& among, int max_rounds = 300) {
+    for (int i = 0; i < max_rounds; ++i) {
+      for (NodeId id : among) {
+        if (peers_.at(id).up && peers_.at(id).server->is_leader()) return id;
+      }
+      Tick(among);
+    }
+    return raft::kNoNode;
+  }
+
+  std::optional<Response> Call(NodeId id, Request request, int max_rounds = 100) {
+    const RequestId rid = server(id).Submit(std::move(request));
+    for (int round = 0; round <= max_rounds; ++round) {
+      Stabilize();
+      auto it = peers_.at(id).responses.find(rid);
+      if (it != peers_.at(id).responses.end()) return it->second;
+      TickAll();
+    }
+    return std::nullopt;
+  }
+
+  void Crash(NodeId id) {
+    Peer& p = peers_.at(id);
+    p.up = false;
+    p.server.reset();
+    p.backend.Crash();
+    p.responses.clear();
+  }
+
+  // A new, empty member (to be added with kMemberAdd under this id).
+  void StartJoiner(NodeId id) { Start(id, raft::RestartState{}, {}); }
+
+  // As ServerCluster::Restart and sim::Simulation::Restart do it.
+  void Restart(NodeId id) {
+    Peer& p = peers_.at(id);
+    raft::RestartState restart = p.log.Restart(0);
+    if (restart.snapshot != nullptr) restart.applied = restart.snapshot->metadata.index;
+    Start(id, std::move(restart), {});
+  }
+
+ private:
+  void Start(NodeId id, raft::RestartState restart, std::vector<Member> founding) {
+    ServerConfig config;
+    config.id = id;
+    config.random_seed = id * 0x9E3779B97F4A7C15ull;
+    if (configure_) configure_(config);
+    Peer& p = peers_[id];
+    auto server = Server::Create(config, &p.backend, std::move(restart), std::move(founding));
+    RAFT_CHECK(server.ok()) << "member " << id << ": " << server.status().ToString();
+    p.server = std::move(*server);
+    p.up = true;
+  }
+
+  bool Dropped(const Message& m) const {
+    auto it = peers_.find(m.to);
+    if (it == peers_.end() || !it->second.up) return true;
+    if (isolated_ != raft::kNoNode && (m.from == isolated_ || m.to == isolated_)) return true;
+    return drop && drop(m);
+  }
+
+  ConfigFn configure_;
+  std::map<NodeId, Peer> peers_;
+  std::vector<Message> in_flight_;
+  NodeId isolated_ = raft::kNoNode;
+};
+
+NodeId OtherThan(std::initializer_list<NodeId> excluded) {
+  for (NodeId id : {1, 2, 3}) {
+    bool skip = false;
+    for (NodeId x : excluded) skip = skip || x == id;
+    if (!skip) return id;
+  }
+  return raft::kNoNode;
+}
+
+// Value of `key` as `id` serves it from local state (serializable read), or "" when absent.
+std::string LocalValue(Net& net, NodeId id, const std::string& key) {
+  auto r = net.Call(id, GetRequest(key, /*serializable=*/true), 0);
+  if (!r.has_value() || !r->status.ok() || r->range.kvs.empty()) return "";
+  return r->range.kvs.front().value;
+}
+
+void SmallSnapshots(ServerConfig& c) {
+  c.snapshot_every_entries = 5;
+  c.snapshot_catch_up_entries = 0;
+}
+
+// BUG (crash recovery; server.cc Server::Impl::Init): a follower persists a snapshot it received
+// (one Ready), and the snapshot is applied to the backend only in a later Ready
+// (raft::Ready::apply_snapshot). A crash between the two leaves the Raft log storage holding the
+// snapshot while the backend's consistent index is older. On restart Init keeps the backend as
+// it is, yet Raft resumes with applied >= the snapshot index (RestartState: applied is at least
+// the snapshot's index), so the snapshot's contents are never applied: the member silently
+// diverges (keys written while it lagged are missing, later entries apply on the wrong state).
+// etcd's bootstrap handles this by opening the snapshot's backend when the consistent index is
+// behind the snapshot (recoverSnapshotBackend). Fix: in Init, when raft_state.snapshot's index
+// exceeds store_->consistent_index(), restore the backend from snapshot->data first (and take
+// the configuration from the snapshot), exactly as RestoreSnapshot does.
+TEST(ReviewServerTest, DISABLED_CrashBetweenPersistingAndApplyingSnapshotLosesItsData) {
+  Net net({1, 2, 3}, SmallSnapshots);
+  const NodeId leader = net.WaitForLeader({1, 2, 3});
+  ASSERT_NE(leader, raft::kNoNode);
+  const NodeId lagging = OtherThan({leader});
+  net.Isolate(lagging);
+  for (int i = 0; i < 12; ++i) {
+    auto r = net.Call(leader, PutRequest(absl::StrCat("k", i), "v"));
+    ASSERT_TRUE(r.has_value() && r->status.ok());
+  }
+  ASSERT_EQ(LocalValue(net, leader, "k0"), "v");
+  ASSERT_EQ(LocalValue(net, lagging, "k0"), "");
+
+  // Rejoin; stop as soon as the snapshot reaches the lagging member.
+  bool snapshot_delivered = false;
+  net.drop = [&](const Message& m) {
+    if (m.type == MessageType::kSnap && m.to == lagging) snapshot_delivered = true;
+    return false;
+  };
+  net.Heal();
+  ASSERT_TRUE(net.TickAll(50, [&] { return snapshot_delivered; }));
+  net.drop = nullptr;
+  // One Ready: the snapshot is written to the Raft log storage (and acknowledged).
+  ASSERT_TRUE(net.ProcessReady(lagging));
+  ASSERT_NE(net.peer(lagging).log.snapshot(), nullptr);
+  const raft::Index snapshot_index = net.peer(lagging).log.snapshot()->metadata.index;
+  ASSERT_LT(net.server(lagging).applied_index(), snapshot_index) << "not applied yet";
+
+  net.Crash(lagging);
+  net.Restart(lagging);
+  // The crash also lost the snapshot's acknowledgement (released only by OnPersisted, sent with
+  // the next Ready), which by itself strands the leader's progress for the member in the
+  // snapshot state (see DISABLED_LaggingMemberCatchesUpAfterALostSnapshot). Hand leadership to
+  // the third member so replication to the restarted one starts afresh.
+  const NodeId third = OtherThan({leader, lagging});
+  Request move;
+  move.type = RequestType::kMoveLeader;
+  move.member.id = third;
+  ASSERT_TRUE(net.Call(leader, move).has_value());
+  net.TickAll(5);
+  ASSERT_EQ(net.Leader(), third);
+  ASSERT_TRUE(net.Call(third, PutRequest("after", "v")).has_value());
+  net.TickAll(5);
+  ASSERT_EQ(LocalValue(net, lagging, "after"), "v") << "the member caught up after restart";
+  EXPECT_EQ(LocalValue(net, lagging, "k0"), "v")
+      << "key k0 (inside the snapshot at " << snapshot_index << ") is missing on member "
+      << lagging;
+  EXPECT_EQ(net.server(lagging).store().current_revision(),
+            net.server(third).store().current_revision());
+}
+
+// BUG (request matching; server.cc Server::Impl::Apply, the pending_by_index_ loop): a write
+// this member proposed as leader at index i is failed with LEADERSHIP_CHANGED ("replaced after a
+// leader change") as soon as any entry above i applies, on the assumption that entry i was
+// applied normally. But entry i may arrive inside a snapshot: the member lost leadership, a new
+// leader committed the member's own entry i, compacted, and the member caught up by snapshot.
+// The write DID apply, yet the client gets a code the simulator (DefinitelyNotApplied) and the
+// header treat as "not applied", inviting a retry that applies it twice. Fix: on
+// RestoreSnapshot, drop pending_by_index_ entries at or below the snapshot index and answer
+// them with an indeterminate outcome (TIMEOUT-like), or leave them to the request timeout.
+TEST(ReviewServerTest, DISABLED_WriteCommittedByNextLeaderAndReceivedBySnapshotIsNotReportedLost) {
+  Net net({1, 2, 3}, [](ServerConfig& c) {
+    SmallSnapshots(c);
+    c.request_timeout_ticks = 100000;  // keep the write pending
+  });
+  const NodeId old_leader = net.WaitForLeader({1, 2, 3});
+  ASSERT_NE(old_leader, raft::kNoNode);
+  ASSERT_TRUE(net.Call(old_leader, PutRequest("warm", "up")).has_value());
+
+  // The followers persist the write; their acknowledgements are lost, so the old leader never
+  // learns it committed.
+  net.drop = [&](const Message& m) {
+    return m.to == old_leader && m.type == MessageType::kAppResp;
+  };
+  const RequestId write = net.server(old_leader).Submit(PutRequest("p", "1"));
+  net.Stabilize();
+  ASSERT_EQ(net.peer(old_leader).responses.count(write), 0u);
+
+  // The old leader is cut off; the others elect a leader (it has the write) and move on far
+  // enough to compact past it.
+  net.drop = nullptr;
+  net.Isolate(old_leader);
+  const NodeId a = OtherThan({old_leader});
+  const NodeId b = OtherThan({old_leader, a});
+  const NodeId new_leader = net.WaitForLeader({a, b});
+  ASSERT_NE(new_leader, raft::kNoNode);
+  for (int i = 0; i < 12; ++i) {
+    auto r = net.Call(new_leader, PutRequest(absl::StrCat("k", i), "v"));
+    ASSERT_TRUE(r.has_value() && r->status.ok());
+  }
+  ASSERT_EQ(LocalValue(net, new_leader, "p"), "1") << "the write committed";
+
+  // The old leader rejoins and catches up by snapshot; then one more entry applies.
+  net.Heal();
+  net.TickAll(30);
+  ASSERT_TRUE(net.Call(net.Leader(), PutRequest("after", "v")).has_value());
+  net.TickAll(5);
+  ASSERT_EQ(LocalValue(net, old_leader, "p"), "1");
+  auto it = net.peer(old_leader).responses.find(write);
+  if (it != net.peer(old_leader).responses.end()) {
+    EXPECT_NE(CodeOf(it->second.status), ErrorCode::kLeadershipChanged)
+        << "the write was applied (p=1 everywhere) but its proposer answered " << it->second.status;
+  }
+}
+
+// BUG (liveness; the server's half of the raft-level finding
+// //core/raft:review_test ReviewSnapshotTest.DISABLED_LostSnapshotMessageIsEventuallyResent):
+// Server exposes no ReportSnapshot/ReportUnreachable, so when a snapshot message to a lagging
+// member is lost the leader keeps that member's progress in the snapshot state forever and the
+// member never catches up (while check-quorum keeps the leader in place).
+TEST(ReviewServerTest, DISABLED_LaggingMemberCatchesUpAfterALostSnapshot) {
+  Net net({1, 2, 3}, SmallSnapshots);
+  const NodeId leader = net.WaitForLeader({1, 2, 3});
+  ASSERT_NE(leader, raft::kNoNode);
+  const NodeId lagging = OtherThan({leader});
+  net.Isolate(lagging);
+  for (int i = 0; i < 12; ++i) {
+    auto r = net.Call(leader, PutRequest(absl::StrCat("k", i), "v"));
+    ASSERT_TRUE(r.has_value() && r->status.ok());
+  }
+  int dropped = 0;
+  net.drop = [&](const Message& m) {
+    if (m.type != MessageType::kSnap || dropped > 0) return false;
+    ++dropped;
+    return true;
+  };
+  net.Heal();
+  net.TickAll(200);
+  ASSERT_EQ(dropped, 1);
+  ASSERT_EQ(net.Leader(), leader);
+  EXPECT_EQ(net.server(lagging).applied_index(), net.server(leader).applied_index());
+  EXPECT_EQ(LocalValue(net, lagging, "k0"), "v");
+}
+
+// Whether `m` carries a NOSPACE alarm proposal.
+bool CarriesAlarm(const Message& m) {
+  for (const raft::Entry& e : m.entries) {
+    if (e.type != raft::EntryType::kNormal || e.data.empty()) continue;
+    pb::InternalRequest request;
+    if (request.ParseFromArray(e.data.data(), static_cast<int>(e.data.size())) &&
+        request.has_alarm()) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// BUG (quota; server.cc Server::Impl::Advance, alarm_proposed_): the leader raises NOSPACE once
+// and latches alarm_proposed_ = true when Propose accepts the entry; the latch is cleared only
+// when a disarm applies. If the alarm entry is lost (the leader is deposed before it commits and
+// its uncommitted tail is overwritten), the latch stays set forever on that member: when it
+// leads again with its backend past the quota it never raises the alarm, and writes keep being
+// accepted. (Here the new leader's own backend is under the quota after a local defragment, so
+// no one else raises it; etcd checks the quota on every member for every write instead.) Fix:
+// clear alarm_proposed_ on leadership change (OnLeadershipChange) or remember the alarm entry's
+// index and clear the latch when a different entry applies there.
+TEST(ReviewServerTest, DISABLED_LeaderPastQuotaRaisesAlarmAgainAfterItsProposalWasLost) {
+  constexpr uint64_t kQuota = 120000;
+  Net net({1, 2, 3}, [](ServerConfig& c) { c.quota_bytes = kQuota; });
+  const NodeId leader = net.WaitForLeader({1, 2, 3});
+  ASSERT_NE(leader, raft::kNoNode);
+  const NodeId a = OtherThan({leader});
+  const NodeId b = OtherThan({leader, a});
+  // 100 kB of garbage in every backend (overwritten, then compacted away: free until a
+  // defragment); the two followers defragment, the leader does not.
+  ASSERT_TRUE(net.Call(leader, PutRequest("big", std::string(100000, 'x')))->status.ok());
+  ASSERT_TRUE(net.Call(leader, PutRequest("big", "s"))->status.ok());
+  Request compact;
+  compact.type = RequestType::kCompact;
+  compact.revision = net.server(leader).store().current_revision();
+  ASSERT_TRUE(net.Call(leader, compact)->status.ok());
+  Request defragment;
+  defragment.type = RequestType::kDefragment;
+  ASSERT_TRUE(net.Call(a, defragment)->status.ok());
+  ASSERT_TRUE(net.Call(b, defragment)->status.ok());
+  ASSERT_LT(net.peer(leader).backend.SizeBytes(), kQuota);
+
+  // 30 kB more puts the leader (only) past the quota; its alarm proposal is lost.
+  int alarms_dropped = 0;
+  net.drop = [&](const Message& m) {
+    if (m.from != leader || !CarriesAlarm(m)) return false;
+    ++alarms_dropped;
+    return true;
+  };
+  ASSERT_TRUE(net.Call(leader, PutRequest("medium", std::string(30000, 'y')))->status.ok());
+  ASSERT_GT(alarms_dropped, 0);
+  ASSERT_GT(net.peer(leader).backend.SizeBytes(), kQuota);
+  ASSERT_LT(net.peer(a).backend.SizeBytes(), kQuota);
+  ASSERT_LT(net.peer(b).backend.SizeBytes(), kQuota);
+
+  // The leader is deposed; its uncommitted alarm entry is overwritten by the new leader's log.
+  net.Isolate(leader);
+  const NodeId interim = net.WaitForLeader({a, b});
+  ASSERT_NE(interim, raft::kNoNode);
+  net.drop = nullptr;
+  net.Heal();
+  net.TickAll(20);
+  ASSERT_TRUE(net.server(leader).Alarms().empty());
+
+  // Leadership comes back to the member whose backend is past the quota.
+  Request move;
+  move.type = RequestType::kMoveLeader;
+  move.member.id = leader;
+  ASSERT_TRUE(net.Call(interim, move)->status.ok());
+  net.TickAll(10);
+  ASSERT_EQ(net.Leader(), leader);
+  ASSERT_GT(net.peer(leader).backend.SizeBytes(), kQuota);
+  EXPECT_FALSE(net.server(leader).Alarms().empty())
+      << "leader " << leader << " is past the quota (" << net.peer(leader).backend.SizeBytes()
+      << " > " << kQuota << " bytes) but NOSPACE was never raised";
+  auto put = net.Call(leader, PutRequest("more", std::string(1000, 'z')));
+  ASSERT_TRUE(put.has_value());
+  EXPECT_EQ(CodeOf(put->status), ErrorCode::kNoSpace) << put->status;
+}
+
+// BUG (membership + compaction; raft.cc RaftState::SendSnapshot / Restore, server.cc Advance):
+// a member added after the leader's latest snapshot cannot join once the log before the add is
+// compacted. The leader sends its latest snapshot, whose ConfState predates the add; the joiner
+// refuses it as "from a cluster we are not part of" and answers with its commit (0), which is
+// not an update, so the leader's progress stays in the snapshot state (paused) forever; newer
+// snapshots are never offered to it either. etcd avoids this because the server builds the
+// snapshot it sends from the current applied state and ConfState at send time
+// (createMergedSnapshotMessage), so the recipient is always in it ("should never happen").
+// Fix: do not send a snapshot whose ConfState lacks the recipient (have the server take a fresh
+// snapshot when a conf change applies, or on demand), and make a refused snapshot send the
+// progress back to probe instead of leaving it in kSnapshot.
+TEST(ReviewServerTest, DISABLED_MemberAddedAfterLatestSnapshotCanJoin) {
+  Net net({1, 2, 3}, SmallSnapshots);
+  const NodeId leader = net.WaitForLeader({1, 2, 3});
+  ASSERT_NE(leader, raft::kNoNode);
+  // Write until the leader has just taken a snapshot and compacted up to its applied index.
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(net.Call(leader, PutRequest(absl::StrCat("k", i), "v"))->status.ok());
+    const raft::Status status = net.server(leader).RaftStatus();
+    if (i >= 5 && status.first_index == status.applied + 1) break;
+  }
+  const raft::Status before = net.server(leader).RaftStatus();
+  ASSERT_EQ(before.first_index, before.applied + 1) << "set-up: the log is compacted to applied";
+
+  Request add;
+  add.type = RequestType::kMemberAdd;
+  add.member.name = "m4";
+  add.member.peer_urls = {"mem://4"};
+  add.member.is_learner = true;
+  auto added = net.Call(leader, add);
+  ASSERT_TRUE(added.has_value() && added->status.ok());
+  const NodeId joiner = added->member.id;
+  net.StartJoiner(joiner);
+  // The joiner was not running when the leader first probed it (those messages were lost, the
+  // separate finding above); hand leadership to another founding member so that a fresh leader
+  // probes the running joiner. Nothing new is snapshotted meanwhile.
+  int snapshots_delivered = 0;
+  net.drop = [&](const Message& m) {
+    if (m.type == MessageType::kSnap && m.to == joiner) ++snapshots_delivered;
+    return false;
+  };
+  const NodeId next_leader = OtherThan({leader});
+  Request move;
+  move.type = RequestType::kMoveLeader;
+  move.member.id = next_leader;
+  ASSERT_TRUE(net.Call(leader, move)->status.ok());
+  net.TickAll(50);
+  ASSERT_EQ(net.Leader(), next_leader);
+  ASSERT_GE(snapshots_delivered, 1) << "the joiner received a snapshot";
+  // More traffic: later snapshots do include the joiner.
+  for (int i = 0; i < 12; ++i) {
+    ASSERT_TRUE(net.Call(next_leader, PutRequest(absl::StrCat("later", i), "v"))->status.ok());
+  }
+  net.TickAll(100);
+  const raft::Status status = net.server(next_leader).RaftStatus();
+  EXPECT_EQ(net.server(joiner).applied_index(), net.server(next_leader).applied_index())
+      << "joiner stuck; leader's progress for it: "
+      << raft::ProgressStateName(status.progress.at(joiner).state) << ", pending snapshot "
+      << status.progress.at(joiner).pending_snapshot << " (added at about index "
+      << before.applied + 1 << ")";
+}
+
+}  // namespace
+}  // namespace kvstore::server
