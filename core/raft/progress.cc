@@ -56,6 +56,7 @@ Progress::Progress(Index next_index, uint64_t max_inflight_msgs, uint64_t max_in
 
 void Progress::ResetState(ProgressState new_state) {
   msg_app_flow_paused = false;
+  snapshot_timeouts = 0;
   pending_snapshot = 0;
   state = new_state;
   inflights.Reset();

@@ -917,6 +917,16 @@ bool RaftState::SendSnapshot(NodeId to, Progress& pr) {
   if (latest_snapshot_ == nullptr || latest_snapshot_->metadata.index < log_.offset()) {
     return false;  // the application has not handed us the snapshot covering the compaction
   }
+  // A snapshot whose configuration predates the peer would be refused by it: wait for one the
+  // application takes after the change (the server core snapshots after conf changes).
+  const ConfState& cs = latest_snapshot_->metadata.conf_state;
+  auto lists = [to](const std::vector<NodeId>& ids) {
+    return std::find(ids.begin(), ids.end(), to) != ids.end();
+  };
+  if (!lists(cs.voters) && !lists(cs.voters_outgoing) && !lists(cs.learners) &&
+      !lists(cs.learners_next)) {
+    return false;
+  }
   pr.BecomeSnapshot(latest_snapshot_->metadata.index);
   Message m;
   m.type = MessageType::kSnap;
@@ -968,7 +978,8 @@ bool RaftState::CommittedEntryInCurrentTerm() const {
 
 void RaftState::HandleReadIndex(Message& m) {
   const auto& voters = tracker_.config.voters;
-  if (voters.outgoing.empty() && voters.incoming.size() == 1) {
+  // A sole voter that is this node needs no quorum round; a removed leader must not answer.
+  if (voters.outgoing.empty() && voters.incoming.size() == 1 && voters.incoming.Contains(id_)) {
     RespondToReadIndex(m.from, log_.committed(), std::move(m.context));
     return;
   }
@@ -1063,6 +1074,14 @@ void RaftState::Tick() {
       }
       for (auto& [id, pr] : tracker_.progress) {
         if (id != id_) pr.recent_active = false;
+      }
+    }
+    // A snapshot lost in transit (or its acknowledgement) would pause the peer forever: after
+    // two election timeouts without an answer, probe again, which resends it if still needed.
+    for (auto& [id, pr] : tracker_.progress) {
+      if (pr.state == ProgressState::kSnapshot && ++pr.snapshot_timeouts >= 2) {
+        pr.pending_snapshot = 0;
+        pr.BecomeProbe();
       }
     }
     AbortLeaderTransfer();  // not done within an election timeout

@@ -123,7 +123,8 @@ struct ReadState {
   Bytes context;
 };
 
-// One durable write. Write, in order: the snapshot (replacing the log up to its index), the
+// One durable write. Write, in order: the snapshot (replacing the entire log: entries after its
+// index are discarded too, they may conflict), the
 // entries (first truncating any persisted entries at or after entries.front().index), then the
 // hard state. When it is durable call OnPersisted(id); ids are acknowledged in increasing order.
 struct PersistRequest {

@@ -81,7 +81,7 @@ Index LagAndCompact(Cluster& c) {
 // divergent (stale-term) suffix therefore keeps that suffix on disk behind the snapshot; until
 // the leader overwrites it, a restart loads it and RawNode::Create refuses the state ("restart
 // entry ... has a lower term than its predecessor"): the member cannot come back.
-TEST(ReviewSnapshotTest, DISABLED_InstalledSnapshotDiscardsDivergentPersistedSuffix) {
+TEST(ReviewSnapshotTest, InstalledSnapshotDiscardsDivergentPersistedSuffix) {
   Cluster c({1, 2, 3}, {}, [](Config& config) {
     config.pre_vote = false;
     config.check_quorum = false;
@@ -125,7 +125,7 @@ TEST(ReviewSnapshotTest, DISABLED_InstalledSnapshotDiscardsDivergentPersistedSuf
 // only ReportSnapshot(peer, false) recovers, and nothing calls it (server::Server exposes neither
 // ReportSnapshot nor ReportUnreachable, and neither the simulator nor any driver calls them). With
 // check-quorum the leader stays in place, so the follower stays behind indefinitely.
-TEST(ReviewSnapshotTest, DISABLED_LostSnapshotMessageIsEventuallyResent) {
+TEST(ReviewSnapshotTest, LostSnapshotMessageIsEventuallyResent) {
   Cluster c({1, 2, 3});
   LagAndCompact(c);
   int dropped = 0;
@@ -246,7 +246,7 @@ TEST(ReviewElectionTest, PreVoteWithCheckQuorumElectsAfterLeaderIsCutOff) {
 // answering stale read indexes while that voter leads a newer term and commits writes. etcd's
 // IsSingleton() has the same flaw. Fix: take the shortcut only when the single voter is id_;
 // otherwise go through the heartbeat quorum (whose acks from the real voter are counted).
-TEST(ReviewReadIndexTest, DISABLED_RemovedLeaderDoesNotAnswerReadsWithoutQuorum) {
+TEST(ReviewReadIndexTest, RemovedLeaderDoesNotAnswerReadsWithoutQuorum) {
   Cluster c({1, 2}, {}, [](Config& config) { config.step_down_on_removal = false; });
   c.ElectLeader(1);
   ConfChange remove;

@@ -10,12 +10,9 @@ namespace kvstore::raft::testing {
 
 void MemoryStorage::Write(const PersistRequest& request) {
   if (request.snapshot != nullptr) {
+    // An installed snapshot replaces the whole log: a persisted tail after it may be stale.
     snapshot_ = request.snapshot;
-    const Index index = snapshot_->metadata.index;
-    entries_.erase(std::remove_if(entries_.begin(), entries_.end(),
-                                  [&](const Entry& e) { return e.index <= index; }),
-                   entries_.end());
-    if (!entries_.empty() && entries_.front().index != index + 1) entries_.clear();
+    entries_.clear();
   }
   if (!request.entries.empty()) {
     const Index first = request.entries.front().index;
