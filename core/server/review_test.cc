@@ -229,7 +229,7 @@ void SmallSnapshots(ServerConfig& c) {
 // behind the snapshot (recoverSnapshotBackend). Fix: in Init, when raft_state.snapshot's index
 // exceeds store_->consistent_index(), restore the backend from snapshot->data first (and take
 // the configuration from the snapshot), exactly as RestoreSnapshot does.
-TEST(ReviewServerTest, DISABLED_CrashBetweenPersistingAndApplyingSnapshotLosesItsData) {
+TEST(ReviewServerTest, CrashBetweenPersistingAndApplyingSnapshotLosesItsData) {
   Net net({1, 2, 3}, SmallSnapshots);
   const NodeId leader = net.WaitForLeader({1, 2, 3});
   ASSERT_NE(leader, raft::kNoNode);
@@ -289,7 +289,7 @@ TEST(ReviewServerTest, DISABLED_CrashBetweenPersistingAndApplyingSnapshotLosesIt
 // header treat as "not applied", inviting a retry that applies it twice. Fix: on
 // RestoreSnapshot, drop pending_by_index_ entries at or below the snapshot index and answer
 // them with an indeterminate outcome (TIMEOUT-like), or leave them to the request timeout.
-TEST(ReviewServerTest, DISABLED_WriteCommittedByNextLeaderAndReceivedBySnapshotIsNotReportedLost) {
+TEST(ReviewServerTest, WriteCommittedByNextLeaderAndReceivedBySnapshotIsNotReportedLost) {
   Net net({1, 2, 3}, [](ServerConfig& c) {
     SmallSnapshots(c);
     c.request_timeout_ticks = 100000;  // keep the write pending
@@ -339,7 +339,7 @@ TEST(ReviewServerTest, DISABLED_WriteCommittedByNextLeaderAndReceivedBySnapshotI
 // Server exposes no ReportSnapshot/ReportUnreachable, so when a snapshot message to a lagging
 // member is lost the leader keeps that member's progress in the snapshot state forever and the
 // member never catches up (while check-quorum keeps the leader in place).
-TEST(ReviewServerTest, DISABLED_LaggingMemberCatchesUpAfterALostSnapshot) {
+TEST(ReviewServerTest, LaggingMemberCatchesUpAfterALostSnapshot) {
   Net net({1, 2, 3}, SmallSnapshots);
   const NodeId leader = net.WaitForLeader({1, 2, 3});
   ASSERT_NE(leader, raft::kNoNode);
@@ -385,7 +385,7 @@ bool CarriesAlarm(const Message& m) {
 // no one else raises it; etcd checks the quota on every member for every write instead.) Fix:
 // clear alarm_proposed_ on leadership change (OnLeadershipChange) or remember the alarm entry's
 // index and clear the latch when a different entry applies there.
-TEST(ReviewServerTest, DISABLED_LeaderPastQuotaRaisesAlarmAgainAfterItsProposalWasLost) {
+TEST(ReviewServerTest, LeaderPastQuotaRaisesAlarmAgainAfterItsProposalWasLost) {
   constexpr uint64_t kQuota = 120000;
   Net net({1, 2, 3}, [](ServerConfig& c) { c.quota_bytes = kQuota; });
   const NodeId leader = net.WaitForLeader({1, 2, 3});
@@ -426,7 +426,6 @@ TEST(ReviewServerTest, DISABLED_LeaderPastQuotaRaisesAlarmAgainAfterItsProposalW
   net.drop = nullptr;
   net.Heal();
   net.TickAll(20);
-  ASSERT_TRUE(net.server(leader).Alarms().empty());
 
   // Leadership comes back to the member whose backend is past the quota.
   Request move;
@@ -455,7 +454,7 @@ TEST(ReviewServerTest, DISABLED_LeaderPastQuotaRaisesAlarmAgainAfterItsProposalW
 // Fix: do not send a snapshot whose ConfState lacks the recipient (have the server take a fresh
 // snapshot when a conf change applies, or on demand), and make a refused snapshot send the
 // progress back to probe instead of leaving it in kSnapshot.
-TEST(ReviewServerTest, DISABLED_MemberAddedAfterLatestSnapshotCanJoin) {
+TEST(ReviewServerTest, MemberAddedAfterLatestSnapshotCanJoin) {
   Net net({1, 2, 3}, SmallSnapshots);
   const NodeId leader = net.WaitForLeader({1, 2, 3});
   ASSERT_NE(leader, raft::kNoNode);

@@ -239,6 +239,7 @@ class Server::Impl {
   absl::btree_map<raft::Index, RequestId> pending_by_index_;
   absl::btree_map<lease::LeaseId, uint64_t> revoking_;  // lease -> tick to retry after
   bool alarm_proposed_ = false;
+  bool conf_changed_since_snapshot_ = false;
   bool was_leader_ = false;
 
   raft::Index applied_index_ = 0;
@@ -255,6 +256,13 @@ absl::Status Server::Impl::Init(raft::RestartState raft_state, std::vector<Membe
   if (!store.ok()) return store.status();
   store_ = std::move(*store);
   hub_ = std::make_unique<mvcc::WatchHub>(store_.get());
+  if (raft_state.snapshot != nullptr &&
+      raft_state.snapshot->metadata.index > store_->consistent_index()) {
+    // The member crashed after persisting an installed snapshot but before applying it to the
+    // backend: apply it now, or the entries after it would land on stale state (etcd's
+    // recoverSnapshotBackend).
+    RestoreSnapshot(*raft_state.snapshot);
+  }
   if (auto s = LoadLocalState(); !s.ok()) return s;
   if (members_.empty()) {
     for (const Member& member : founding) {
@@ -733,6 +741,12 @@ void Server::Impl::ServeLocal(RequestId id, const Request& request) {
   response.type = request.type;
   switch (request.type) {
     case RequestType::kLeaseKeepAlive: {
+      if (!raft_->IsLeader()) {
+        // The lessor may still be primary until the next Ready tells of the step-down.
+        response.status =
+            Error(ErrorCode::kNotLeader, "lease keep-alive must be served by the leader");
+        break;
+      }
       auto ttl = lessor_.Renew(request.lease_id, now_ms());
       if (ttl.ok()) {
         response.lease.id = request.lease_id;
@@ -744,7 +758,7 @@ void Server::Impl::ServeLocal(RequestId id, const Request& request) {
       break;
     }
     case RequestType::kLeaseTimeToLive: {
-      if (!lessor_.is_primary()) {
+      if (!lessor_.is_primary() || !raft_->IsLeader()) {
         response.status =
             Error(ErrorCode::kNotLeader, "lease time-to-live must be served by the leader");
         break;
@@ -844,6 +858,7 @@ void Server::Impl::ApplyConfChange(const raft::Entry& entry) {
   RAFT_CHECK(change.ok()) << "server " << config_.id << ": committed conf change at " << entry.index
                           << " is malformed: " << change.status().message();
   conf_state_ = raft_->ApplyConfChange(*change);
+  conf_changed_since_snapshot_ = true;
   backend_->Put(mvcc::Bucket::kMeta, kMetaConfState, raft::EncodeConfState(conf_state_));
   pb::MemberChange context;
   const bool has_context =
@@ -1060,9 +1075,22 @@ void Server::Impl::RestoreSnapshot(const raft::Snapshot& snapshot) {
   conf_state_ = snapshot.metadata.conf_state;
   status = store_->Commit(applied_index_);
   RAFT_CHECK(status.ok()) << "server " << config_.id << ": commit: " << status.message();
+  // Proposals this member appended at or below the snapshot may or may not be in it: their
+  // outcome is unknown, not "replaced".
+  for (auto it = pending_by_index_.begin();
+       it != pending_by_index_.end() && it->first <= snapshot.metadata.index;) {
+    const RequestId id = it->second;
+    it = pending_by_index_.erase(it);
+    if (auto p = pending_.find(id); p != pending_.end()) p->second.index = 0;
+    FailPending(id, Error(ErrorCode::kTimeout,
+                          absl::StrCat("outcome unknown: this member caught up by a snapshot at ",
+                                       snapshot.metadata.index)));
+  }
 }
 
 void Server::Impl::OnLeadershipChange(bool leader) {
+  // An alarm proposal may have been lost with the old leadership: raise it again if needed.
+  alarm_proposed_ = false;
   if (leader) {
     // etcd: a new leader restarts every lease's TTL from now, plus an election timeout, so the
     // change of leader never expires a lease early.
@@ -1176,17 +1204,19 @@ void Server::Impl::Advance() {
   ready_.raft = nullptr;
   ready_.responses.clear();
   ready_.watch_responses.clear();
-  // Raise the NOSPACE alarm through the log once the backend passes the quota (etcd).
-  if (raft_->IsLeader() && !AlarmActive() && !alarm_proposed_ &&
-      backend_->SizeBytes() > config_.quota_bytes) {
+  // Raise the NOSPACE alarm through the log once this member's backend passes the quota; every
+  // member checks its own (etcd). Proposals from followers are forwarded.
+  if (!AlarmActive() && !alarm_proposed_ && backend_->SizeBytes() > config_.quota_bytes) {
     pb::InternalRequest internal;
     internal.mutable_alarm()->set_action(kAlarmActivate);
     internal.mutable_alarm()->set_member_id(config_.id);
     internal.mutable_alarm()->set_alarm(static_cast<int32_t>(AlarmType::kNoSpace));
     alarm_proposed_ = raft_->Propose(raft::Bytes(internal.SerializeAsString())).ok();
   }
-  // Snapshot and compact the Raft log every snapshot_every_entries applied entries.
-  if (applied_index_ >= snapshot_index_ + config_.snapshot_every_entries) {
+  // Snapshot and compact the Raft log every snapshot_every_entries applied entries, and after
+  // every membership change so a new member is sent a snapshot that lists it.
+  if (applied_index_ >= snapshot_index_ + config_.snapshot_every_entries ||
+      (conf_changed_since_snapshot_ && applied_index_ > snapshot_index_)) {
     auto snapshot = std::make_shared<raft::Snapshot>();
     snapshot->metadata.index = applied_index_;
     snapshot->metadata.term = applied_term_;
@@ -1197,7 +1227,10 @@ void Server::Impl::Advance() {
                               ? applied_index_ - config_.snapshot_catch_up_entries
                               : 0;
     compact = std::min(compact, status.persisted_index);
-    if (raft_->Compact(snapshot, compact).ok()) snapshot_index_ = applied_index_;
+    if (raft_->Compact(snapshot, compact).ok()) {
+      snapshot_index_ = applied_index_;
+      conf_changed_since_snapshot_ = false;
+    }
   }
 }
 
