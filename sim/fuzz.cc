@@ -44,7 +44,7 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
   const auto n = static_cast<uint64_t>(options.nodes);
   int64_t elapsed = 0;
   while (elapsed < options.duration_ms) {
-    switch (rng.Uniform(9)) {
+    switch (rng.Uniform(10)) {
       case 0: {  // a random split into two groups
         pb::Step* s = step("partition");
         pb::Group* a = s->mutable_partition()->add_groups();
@@ -91,6 +91,12 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
         r->mutable_node()->set_leader(true);
         r->set_op(pb::Request::COMPACT);
         r->set_timeout_ms(500);
+        break;
+      }
+      case 8: {
+        pb::Step* s = step("crash mid-write (torn record)");
+        *s->mutable_disk_fault()->mutable_node() = Node(1 + rng.Uniform(n));
+        s->mutable_disk_fault()->set_kind(pb::DiskFault::TORN_WRITE_CRASH);
         break;
       }
       default:

@@ -255,6 +255,22 @@ void Runner::RunStep(size_t index, const pb::Step& step) {
       }
       break;
     }
+    case pb::Step::kDiskFault: {
+      const NodeId id = Resolve(step.disk_fault().node());
+      absl::StrAppend(&line, " [n", id, "]");
+      if (step.disk_fault().kind() == pb::DiskFault::CORRUPT_RECORD) {
+        if (!sim_.CorruptRecord(id)) Fail(index, absl::StrCat("n", id, "'s log is too short"));
+      } else {
+        if (!sim_.up(id)) {
+          absl::StrAppend(&line, " (down already)");
+        } else if (!sim_.CrashMidWrite(id, 2000)) {
+          // Nothing was being written (an idle or cut-off node): a plain crash then.
+          absl::StrAppend(&line, " (no write in flight: plain crash)");
+          sim_.Crash(id);
+        }
+      }
+      break;
+    }
     case pb::Step::ACTION_NOT_SET:
       Fail(index, "step without an action");
       break;
@@ -483,6 +499,14 @@ void Runner::RunExpect(size_t index, const pb::Expect& expect) {
         Fail(index,
              absl::StrCat("n", id, " is at revision ", revision, ", below ",
                           expect.revision_at_least(), " = ", numbers_[expect.revision_at_least()]));
+      }
+      break;
+    }
+    case pb::Expect::kRefusedToStart: {
+      const NodeId id = Resolve(expect.node());
+      if (!sim_.refused_to_start(id)) {
+        Fail(index, absl::StrCat("n", id, sim_.up(id) ? " started" : " is down",
+                                 " but did not detect corruption"));
       }
       break;
     }

@@ -73,6 +73,23 @@ struct Simulation::Disk {
   };
   std::deque<Write> pending;
   bool fsync_scheduled = false;
+  // What a real log's record checksums give: the checksum of every durable entry as written.
+  std::map<raft::Index, uint64_t> checksums;
+  // The next crash tears the write in flight: part of it reaches the disk, its last record
+  // garbled.
+  bool tear_next_crash = false;
+
+  static uint64_t Checksum(const raft::Entry& e) {
+    return Fnv1a64(e.data.view(), e.term * 0x9E3779B97F4A7C15ull + e.index);
+  }
+  void WriteDurable(const raft::PersistRequest& request) {
+    if (request.snapshot != nullptr) checksums.clear();
+    if (!request.entries.empty()) {
+      checksums.erase(checksums.lower_bound(request.entries.front().index), checksums.end());
+      for (const raft::Entry& e : request.entries) checksums[e.index] = Checksum(e);
+    }
+    durable.Write(request);
+  }
 };
 
 struct Simulation::Node {
@@ -151,7 +168,7 @@ Simulation::Simulation(const SimOptions& options) : options_(options), rng_(opti
     raft::PersistRequest bootstrap;
     bootstrap.hard_state = restart.hard_state;
     bootstrap.entries = restart.entries;
-    node->disk.durable.Write(bootstrap);
+    node->disk.WriteDurable(bootstrap);
     nodes_[id] = std::move(node);
     StartNode(id, std::move(restart), founding);
   }
@@ -338,7 +355,7 @@ void Simulation::Fsync(Node& node) {
     request.hard_state = write.hard_state;
     request.entries = write.entries;
     request.snapshot = write.snapshot;
-    node.disk.durable.Write(request);
+    node.disk.WriteDurable(request);
     last = write.id;
   }
   node.disk.pending.clear();
@@ -615,6 +632,20 @@ void Simulation::Crash(NodeId id) {
   node.up = false;
   node.server.reset();
   // Power loss: unsynced Raft writes are gone; the MVCC backend keeps what it committed.
+  if (node.disk.tear_next_crash) {
+    node.disk.tear_next_crash = false;
+    for (Disk::Write& write : node.disk.pending) {
+      if (write.entries.empty() || write.snapshot != nullptr) continue;
+      // A torn write: its records reach the disk, the last one half-written (checksum over
+      // what was meant, bytes that are not).
+      raft::PersistRequest torn;
+      torn.entries = write.entries;
+      node.disk.WriteDurable(torn);
+      node.disk.durable.mutable_entries().back().data = raft::Bytes("torn");
+      Trace(absl::StrCat("n", id, " torn write at index ", write.entries.back().index));
+      break;
+    }
+  }
   node.disk.pending.clear();
   node.disk.fsync_scheduled = false;
   node.backend.Crash();
@@ -631,9 +662,55 @@ void Simulation::Crash(NodeId id) {
 void Simulation::Restart(NodeId id) {
   Node& node = *nodes_.at(id);
   if (node.up) return;
+  // Verify every record as a log reader would: a bad last record is a torn write that was never
+  // acknowledged (drop it); a bad record before the end is corruption (refuse to start rather
+  // than serve wrong data).
+  std::vector<raft::Entry>& entries = node.disk.durable.mutable_entries();
+  for (size_t i = 0; i < entries.size(); ++i) {
+    auto sum = node.disk.checksums.find(entries[i].index);
+    if (sum != node.disk.checksums.end() && sum->second == Disk::Checksum(entries[i])) continue;
+    if (i + 1 == entries.size()) {
+      Trace(absl::StrCat("n", id, " drops torn tail record at index ", entries[i].index));
+      node.disk.checksums.erase(entries[i].index);
+      entries.pop_back();
+      break;
+    }
+    Trace(
+        absl::StrCat("n", id, " refuses to start: corrupt log record at index ", entries[i].index));
+    refused_.insert(id);
+    return;
+  }
+  refused_.erase(id);
   raft::RestartState restart = node.disk.durable.Restart(0);
   if (restart.snapshot != nullptr) restart.applied = restart.snapshot->metadata.index;
   StartNode(id, std::move(restart), {});
+}
+
+void Simulation::TearNextCrash(NodeId id) { nodes_.at(id)->disk.tear_next_crash = true; }
+
+bool Simulation::CrashMidWrite(NodeId id, int64_t max_ms) {
+  Node& node = *nodes_.at(id);
+  const bool found = RunUntil(
+      [&] {
+        for (const Disk::Write& write : node.disk.pending) {
+          if (!write.entries.empty() && write.snapshot == nullptr) return true;
+        }
+        return false;
+      },
+      max_ms);
+  if (!found) return false;
+  TearNextCrash(id);
+  Crash(id);
+  return true;
+}
+
+bool Simulation::CorruptRecord(NodeId id) {
+  std::vector<raft::Entry>& entries = nodes_.at(id)->disk.durable.mutable_entries();
+  if (entries.size() < 3) return false;
+  raft::Entry& victim = entries[entries.size() / 2];
+  victim.data = raft::Bytes(absl::StrCat("flipped bits ", victim.data.view()));
+  Trace(absl::StrCat("n", id, " corrupt record at index ", victim.index));
+  return true;
 }
 
 void Simulation::Pause(NodeId id, int64_t ms) {

@@ -110,6 +110,16 @@ class Simulation {
   void Crash(NodeId id);
   void Restart(NodeId id);
   void Pause(NodeId id, int64_t ms);
+  // Disk faults. The next crash of `id` tears the write in flight (its last record reaches the
+  // disk garbled); CorruptRecord garbles a durable record in the middle of the log (false if
+  // the log is too short). Restart verifies records: a torn tail is dropped, a corrupt record
+  // makes the node refuse to start (refused_to_start()).
+  void TearNextCrash(NodeId id);
+  // Runs until `id` has a log write with entries in flight, then crashes it tearing that write;
+  // false if none came within `max_ms`.
+  bool CrashMidWrite(NodeId id, int64_t max_ms);
+  bool CorruptRecord(NodeId id);
+  bool refused_to_start(NodeId id) const { return refused_.count(id) > 0; }
   void SetTickRate(NodeId id, double rate);  // 1.0 = nominal; 2.0 ticks twice as fast
 
   // --- Workload and requests ---
@@ -177,6 +187,7 @@ class Simulation {
   std::vector<std::unique_ptr<Event>> queue_;  // a binary min-heap (Later)
   std::map<NodeId, std::unique_ptr<Node>> nodes_;
   std::set<std::pair<NodeId, NodeId>> blocked_;
+  std::set<NodeId> refused_;  // nodes whose restart found a corrupt record
   std::vector<std::unique_ptr<Client>> clients_;
   // Responses to Call(), by request id (kCallSlot marks them in Node::waiting).
   static constexpr size_t kCallSlot = SIZE_MAX;

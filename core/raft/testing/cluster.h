@@ -26,6 +26,8 @@ class MemoryStorage {
   // Rebuilds the restart state (applied: the given index, at least the snapshot's).
   RestartState Restart(Index applied) const;
   const std::vector<Entry>& entries() const { return entries_; }
+  // For fault injection (the simulator corrupts records to test detection).
+  std::vector<Entry>& mutable_entries() { return entries_; }
   const HardState& hard_state() const { return hard_state_; }
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
 
