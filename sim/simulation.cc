@@ -126,6 +126,7 @@ struct Simulation::Client {
   std::string old_value;
   server::RequestId request = 0;
   uint64_t writes = 0;
+  bool serializable = false;
 };
 
 struct Simulation::Event {
@@ -752,6 +753,7 @@ void Simulation::ClientInvoke(Client& client) {
   if (client.busy) return;
   const uint64_t roll = rng_.Uniform(1000);
   client.key = absl::StrCat("k", rng_.Uniform(static_cast<uint64_t>(options_.keys)));
+  client.serializable = false;
   server::Request request;
   const double r = static_cast<double>(roll) / 1000.0;
   if (r < options_.read_fraction) {
@@ -759,6 +761,10 @@ void Simulation::ClientInvoke(Client& client) {
     client.value.clear();
     request.type = server::RequestType::kRange;
     request.range.key = client.key;
+    // Some reads are serializable (served locally, possibly stale): not linearizable, so they
+    // stay out of the history and are checked for phantoms instead.
+    client.serializable = rng_.Uniform(100) < options_.serializable_read_percent;
+    request.range.serializable = client.serializable;
   } else if (r < options_.read_fraction + options_.cas_fraction) {
     client.function = ClientEvent::Function::kCas;
     // Compare against a value this client wrote before (or absent), set a fresh one.
@@ -803,7 +809,11 @@ void Simulation::ClientInvoke(Client& client) {
                      ? absl::StrCat(client.old_value, "->", client.value)
                      : client.value;
   invoke.time_ms = now_ms_;
-  history_.push_back(invoke);
+  if (client.function == ClientEvent::Function::kWrite ||
+      client.function == ClientEvent::Function::kCas) {
+    written_values_.insert(client.value);
+  }
+  if (!client.serializable) history_.push_back(invoke);
   client.busy = true;
   ++client.attempt;
   Node* node = nodes_.count(client.node) ? nodes_.at(client.node).get() : nullptr;
@@ -812,7 +822,7 @@ void Simulation::ClientInvoke(Client& client) {
     ClientEvent fail = invoke;
     fail.type = ClientEvent::Type::kFail;
     fail.value = client.function == ClientEvent::Function::kRead ? "" : invoke.value;
-    history_.push_back(fail);
+    if (!client.serializable) history_.push_back(fail);
     client.busy = false;
     client.node = static_cast<NodeId>(1 + rng_.Uniform(nodes_.size()));
     ClientNext(client);
@@ -869,7 +879,16 @@ void Simulation::ClientComplete(Client& client, NodeId node, const server::Respo
         break;
     }
   }
-  history_.push_back(done);
+  if (client.serializable) {
+    // A serializable read may be stale but never invented: it returns nil or a written value.
+    if (done.type == ClientEvent::Type::kOk && !done.value.empty() &&
+        written_values_.count(done.value) == 0) {
+      Violation(absl::StrCat("n", node, " served a serializable read of ", client.key,
+                             " with a value nobody wrote: ", done.value));
+    }
+  } else {
+    history_.push_back(done);
+  }
   if (options_.record_trace) {
     Trace(absl::StrCat("client p", client.process, " <- ", TypeName(done.type), " ",
                        FunctionName(client.function), " ", client.key, " ", done.value, " (",
@@ -892,7 +911,7 @@ void Simulation::ClientTimeout(Client& client, uint64_t attempt) {
                    ? absl::StrCat(client.old_value, "->", client.value)
                    : client.value;
   info.time_ms = now_ms_;
-  history_.push_back(info);
+  if (!client.serializable) history_.push_back(info);
   client.busy = false;
   if (auto it = nodes_.find(client.node); it != nodes_.end())
     it->second->waiting.erase(client.request);

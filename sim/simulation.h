@@ -65,6 +65,7 @@ struct SimOptions {
   int64_t client_timeout_ms = 600;
   int64_t client_think_max_ms = 20;
   double read_fraction = 0.4;
+  uint64_t serializable_read_percent = 20;  // of reads
   double cas_fraction = 0.2;
   double delete_fraction = 0.05;
   // Keep a readable trace (one line per event) in memory, not just its hash.
@@ -199,6 +200,7 @@ class Simulation {
   std::map<raft::Index, std::pair<raft::Term, uint64_t>> applied_entries_;  // index -> term, hash
   std::vector<std::string> violations_;
   std::vector<ClientEvent> history_;
+  std::set<std::string> written_values_;  // every value a write or cas tried to store
 
   uint64_t trace_hash_ = 0xcbf29ce484222325ull;
   std::vector<std::string> trace_;
