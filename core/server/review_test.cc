@@ -507,3 +507,40 @@ TEST(ReviewServerTest, MemberAddedAfterLatestSnapshotCanJoin) {
 
 }  // namespace
 }  // namespace kvstore::server
+
+namespace kvstore::server {
+namespace {
+
+// Found by the simulator (fuzz seed 10029, 5 nodes): the network duplicated a proposal a
+// follower had forwarded, the leader appended it twice, and the request took effect a second
+// time after a later write (a phantom write). A member's request applies at most once.
+TEST(ReviewServerTest, DuplicatedForwardedProposalAppliesOnce) {
+  testing::ServerCluster cluster({1, 2, 3});
+  const raft::NodeId leader = cluster.WaitForLeader();
+  ASSERT_NE(leader, raft::kNoNode);
+  const raft::NodeId follower = leader == 1 ? 2 : 1;
+  ASSERT_TRUE(cluster.Call(leader, testing::PutRequest("k", "v0"))->status.ok());
+
+  cluster.server(follower).Submit(testing::PutRequest("k", "a"));
+  ASSERT_TRUE(cluster.ProcessReadyOnce(follower));
+  std::vector<raft::Message> forwarded;
+  for (const raft::Message& m : cluster.in_flight()) {
+    if (m.type == raft::MessageType::kProp) forwarded.push_back(m);
+  }
+  ASSERT_EQ(forwarded.size(), 1u);
+  cluster.Stabilize();
+  ASSERT_TRUE(cluster.Call(leader, testing::PutRequest("k", "b"))->status.ok());
+
+  // The duplicate arrives late.
+  cluster.in_flight().push_back(forwarded.front());
+  cluster.Stabilize();
+  for (raft::NodeId id : cluster.ids()) {
+    auto get = cluster.Call(id, testing::GetRequest("k"));
+    ASSERT_TRUE(get.has_value() && get->status.ok());
+    ASSERT_EQ(get->range.kvs.size(), 1u);
+    EXPECT_EQ(get->range.kvs[0].value, "b") << "member " << id;
+  }
+}
+
+}  // namespace
+}  // namespace kvstore::server

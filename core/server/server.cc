@@ -207,6 +207,7 @@ class Server::Impl {
   // Apply paths (deterministic on every replica).
   void Apply(const raft::Entry& entry);
   void ApplyConfChange(const raft::Entry& entry);
+  bool IsDuplicate(const pb::InternalRequest& internal);
   void ApplyInternal(raft::Index index, const pb::InternalRequest& internal, Response* response);
   absl::Status ApplyWrite(const pb::InternalRequest& internal, Response* response);
   void TrackLeases(const std::vector<mvcc::Event>& events);
@@ -239,6 +240,9 @@ class Server::Impl {
   absl::btree_map<raft::Index, RequestId> pending_by_index_;
   absl::btree_map<lease::LeaseId, uint64_t> revoking_;  // lease -> tick to retry after
   bool alarm_proposed_ = false;
+  // Request ids applied lately, per proposing member (duplicate proposals are skipped).
+  static constexpr size_t kDedupWindowPerMember = 4096;
+  absl::btree_map<raft::NodeId, std::set<RequestId>> applied_requests_;
   bool conf_changed_since_snapshot_ = false;
   bool was_leader_ = false;
 
@@ -812,6 +816,19 @@ void Server::Impl::ServeLocal(RequestId id, const Request& request) {
 // ---------------------------------------------------------------------------------------------
 // Apply
 
+bool Server::Impl::IsDuplicate(const pb::InternalRequest& internal) {
+  if (internal.id() == 0 || internal.member_id() == raft::kNoNode) return false;
+  // Every replica applies the same entries, so every replica keeps the same window and decides
+  // alike. Ids grow per member; one below a full window is older than any proposal still
+  // pending (its proposer has answered TIMEOUT long ago), so it is treated as seen.
+  std::set<RequestId>& seen = applied_requests_[internal.member_id()];
+  if (seen.count(internal.id()) > 0) return true;
+  if (seen.size() >= kDedupWindowPerMember && internal.id() < *seen.begin()) return true;
+  seen.insert(internal.id());
+  if (seen.size() > kDedupWindowPerMember) seen.erase(seen.begin());
+  return false;
+}
+
 void Server::Impl::Apply(const raft::Entry& entry) {
   applied_index_ = entry.index;
   applied_term_ = entry.term;
@@ -824,6 +841,10 @@ void Server::Impl::Apply(const raft::Entry& entry) {
       // Deterministic on every replica: the entry is skipped everywhere.
       response.status = Error(ErrorCode::kInvalidArgument,
                               absl::StrCat("entry ", entry.index, " holds a malformed request"));
+    } else if (IsDuplicate(internal)) {
+      // The same proposal appended twice (a forwarded proposal the network duplicated): it
+      // took effect the first time; applying it again would be a phantom write.
+      return;
     } else {
       ApplyInternal(entry.index, internal, &response);
     }

@@ -56,6 +56,11 @@ class ServerCluster {
   // response; nullopt if none arrived within `max_rounds` tick rounds.
   std::optional<Response> Call(raft::NodeId id, Request request, int max_rounds = 100);
 
+  // Fine-grained driving: one Ready of one member; the messages in flight (tests may drop,
+  // reorder or duplicate them).
+  bool ProcessReadyOnce(raft::NodeId id) { return ProcessReady(id); }
+  std::vector<raft::Message>& in_flight() { return in_flight_; }
+
   void Cut(raft::NodeId a, raft::NodeId b);
   void Isolate(raft::NodeId id);
   void Heal();
