@@ -43,8 +43,9 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
   step("start the workload")->set_start_workload(true);
   const auto n = static_cast<uint64_t>(options.nodes);
   int64_t elapsed = 0;
+  std::string last_joiner;
   while (elapsed < options.duration_ms) {
-    switch (rng.Uniform(10)) {
+    switch (rng.Uniform(13)) {
       case 0: {  // a random split into two groups
         pb::Step* s = step("partition");
         pb::Group* a = s->mutable_partition()->add_groups();
@@ -97,6 +98,52 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
         pb::Step* s = step("crash mid-write (torn record)");
         *s->mutable_disk_fault()->mutable_node() = Node(1 + rng.Uniform(n));
         s->mutable_disk_fault()->set_kind(pb::DiskFault::TORN_WRITE_CRASH);
+        break;
+      }
+      case 9: {  // a lease with a key; never kept alive, so the leader must expire it
+        const std::string lease = absl::StrCat("lease", scenario.steps_size());
+        pb::Request* grant = step("grant a lease")->mutable_request();
+        grant->mutable_node()->set_leader(true);
+        grant->set_op(pb::Request::LEASE_GRANT);
+        grant->set_ttl_seconds(5);
+        grant->set_remember(lease);
+        grant->set_timeout_ms(500);
+        pb::Request* put = step("attach a key")->mutable_request();
+        put->mutable_node()->set_leader(true);
+        put->set_op(pb::Request::PUT_WITH_LEASE);
+        put->set_key(absl::StrCat("leased-", lease));
+        put->set_value("1");
+        put->set_lease(lease);
+        put->set_timeout_ms(500);
+        break;
+      }
+      case 10: {  // a member joins as a learner and is promoted once caught up
+        const std::string name = absl::StrCat("joiner", scenario.steps_size());
+        pb::Request* add = step("add a learner")->mutable_request();
+        add->mutable_node()->set_leader(true);
+        add->set_op(pb::Request::MEMBER_ADD_LEARNER);
+        add->set_remember(name);
+        add->set_timeout_ms(1000);
+        step("let it catch up")->set_run_ms(500);
+        pb::Request* promote = step("promote it")->mutable_request();
+        promote->mutable_node()->set_leader(true);
+        promote->set_op(pb::Request::MEMBER_PROMOTE);
+        promote->mutable_target()->set_name(name);
+        promote->set_expect_code("OK");
+        promote->set_retry_until_expected(true);
+        promote->set_timeout_ms(1500);
+        promote->set_best_effort(true);
+        last_joiner = name;
+        break;
+      }
+      case 11: {  // the latest joiner leaves again
+        if (last_joiner.empty()) break;
+        pb::Request* remove = step("remove the latest joiner")->mutable_request();
+        remove->mutable_node()->set_leader(true);
+        remove->set_op(pb::Request::MEMBER_REMOVE);
+        remove->mutable_target()->set_name(last_joiner);
+        remove->set_timeout_ms(1000);
+        last_joiner.clear();
         break;
       }
       default:
