@@ -55,6 +55,14 @@ Member FromProto(const pb::Member& in) {
   return out;
 }
 
+// Applied request ids, part of the replicated state (in snapshots, across restarts), so every
+// replica skips the same duplicates.
+constexpr absl::string_view kMetaDedupPrefix = "dedup/";
+
+std::string DedupKey(raft::NodeId member, uint64_t id) {
+  return absl::StrCat(kMetaDedupPrefix, Fixed64(member), Fixed64(id));
+}
+
 bool IsMemberLocal(mvcc::Bucket bucket, absl::string_view key) {
   return bucket == mvcc::Bucket::kMeta && key == kMetaRequestEpoch;
 }
@@ -360,6 +368,20 @@ absl::Status Server::Impl::LoadLocalState() {
                       return false;
                     }
                     alarms_.insert({member, static_cast<AlarmType>(key[0])});
+                    return true;
+                  });
+  if (!corrupt.ok()) return corrupt;
+  applied_requests_.clear();
+  const std::string dedup_end = mvcc::PrefixEnd(std::string(kMetaDedupPrefix));
+  backend_->Range(mvcc::Bucket::kMeta, kMetaDedupPrefix, dedup_end,
+                  [&](absl::string_view key, absl::string_view) {
+                    key.remove_prefix(kMetaDedupPrefix.size());
+                    uint64_t member = 0, id = 0;
+                    if (!GetFixed64BigEndian(&key, &member) || !GetFixed64BigEndian(&key, &id)) {
+                      corrupt = absl::DataLossError("server: corrupt dedup record");
+                      return false;
+                    }
+                    applied_requests_[member].insert(id);
                     return true;
                   });
   return corrupt;
@@ -825,7 +847,11 @@ bool Server::Impl::IsDuplicate(const pb::InternalRequest& internal) {
   if (seen.count(internal.id()) > 0) return true;
   if (seen.size() >= kDedupWindowPerMember && internal.id() < *seen.begin()) return true;
   seen.insert(internal.id());
-  if (seen.size() > kDedupWindowPerMember) seen.erase(seen.begin());
+  backend_->Put(mvcc::Bucket::kMeta, DedupKey(internal.member_id(), internal.id()), "");
+  if (seen.size() > kDedupWindowPerMember) {
+    backend_->Delete(mvcc::Bucket::kMeta, DedupKey(internal.member_id(), *seen.begin()));
+    seen.erase(seen.begin());
+  }
   return false;
 }
 
