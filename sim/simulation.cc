@@ -325,6 +325,16 @@ void Simulation::Drain(Node& node) {
                  std::move(event));
       }
     }
+    // Raft §5.1: a vote is granted only once it is durable. Checked against the simulated disk,
+    // so a core that released the reply early is caught even if no crash hits the window.
+    const raft::HardState& durable = node.disk.durable.hard_state();
+    for (const raft::Message& m : rr.messages) {
+      if (m.type == raft::MessageType::kVoteResp && !m.reject && m.to != node.id &&
+          (durable.term < m.term || (durable.term == m.term && durable.vote != m.to))) {
+        Violation(absl::StrCat("n", node.id, " granted n", m.to, " its vote in term ", m.term,
+                               " before the vote was durable"));
+      }
+    }
     for (const raft::Message& message : rr.messages) SendMessage(message);
     for (const server::Response& response : ready.responses) {
       auto it = node.waiting.find(response.request_id);
