@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "core/base/alloc_counter.h"
 #include "core/mvcc/backend.h"
 #include "core/mvcc/store.h"
 #include "core/mvcc/watch.h"
@@ -38,80 +39,9 @@
 // ---------------------------------------------------------------------------------------------
 // Allocation counting. The benchmark runs single-threaded, so plain counters suffice.
 
-namespace {
+namespace alloc_counter = kvstore::alloc_counter;
 
-bool g_counting = false;
-uint64_t g_allocation_calls = 0;
-uint64_t g_allocation_bytes = 0;
-
-inline void CountAllocation(std::size_t size) {
-  if (!g_counting) return;
-  ++g_allocation_calls;
-  g_allocation_bytes += size;
-}
-
-void* Allocate(std::size_t size) {
-  CountAllocation(size);
-  void* memory = std::malloc(size == 0 ? 1 : size);
-  if (memory == nullptr) throw std::bad_alloc();
-  return memory;
-}
-
-void* AllocateNoThrow(std::size_t size) noexcept {
-  CountAllocation(size);
-  return std::malloc(size == 0 ? 1 : size);
-}
-
-void* AllocateAligned(std::size_t size, std::align_val_t alignment) noexcept {
-  CountAllocation(size);
-  const std::size_t align = static_cast<std::size_t>(alignment);
-  // aligned_alloc wants a size that is a multiple of the alignment.
-  const std::size_t rounded = (size + align - 1) / align * align;
-  return std::aligned_alloc(align, rounded == 0 ? align : rounded);
-}
-
-}  // namespace
-
-void* operator new(std::size_t size) { return Allocate(size); }
-void* operator new[](std::size_t size) { return Allocate(size); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  return AllocateNoThrow(size);
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  return AllocateNoThrow(size);
-}
-void* operator new(std::size_t size, std::align_val_t alignment) {
-  void* memory = AllocateAligned(size, alignment);
-  if (memory == nullptr) throw std::bad_alloc();
-  return memory;
-}
-void* operator new[](std::size_t size, std::align_val_t alignment) {
-  void* memory = AllocateAligned(size, alignment);
-  if (memory == nullptr) throw std::bad_alloc();
-  return memory;
-}
-void* operator new(std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
-  return AllocateAligned(size, alignment);
-}
-void* operator new[](std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
-  return AllocateAligned(size, alignment);
-}
-void operator delete(void* memory) noexcept { std::free(memory); }
-void operator delete[](void* memory) noexcept { std::free(memory); }
-void operator delete(void* memory, std::size_t) noexcept { std::free(memory); }
-void operator delete[](void* memory, std::size_t) noexcept { std::free(memory); }
-void operator delete(void* memory, const std::nothrow_t&) noexcept { std::free(memory); }
-void operator delete[](void* memory, const std::nothrow_t&) noexcept { std::free(memory); }
-void operator delete(void* memory, std::align_val_t) noexcept { std::free(memory); }
-void operator delete[](void* memory, std::align_val_t) noexcept { std::free(memory); }
-void operator delete(void* memory, std::size_t, std::align_val_t) noexcept { std::free(memory); }
-void operator delete[](void* memory, std::size_t, std::align_val_t) noexcept { std::free(memory); }
-void operator delete(void* memory, std::align_val_t, const std::nothrow_t&) noexcept {
-  std::free(memory);
-}
-void operator delete[](void* memory, std::align_val_t, const std::nothrow_t&) noexcept {
-  std::free(memory);
-}
+namespace {}  // namespace
 
 namespace kvstore::mvcc {
 namespace {
@@ -189,20 +119,16 @@ const FilledStore& Filled() {
   return *filled;
 }
 
-void StartCounting() {
-  g_allocation_calls = 0;
-  g_allocation_bytes = 0;
-  g_counting = true;
-}
+void StartCounting() { alloc_counter::Start(); }
 
 void ReportPerOp(benchmark::State& state, double keys_per_op) {
-  g_counting = false;
+  alloc_counter::Stop();
   const double ops = static_cast<double>(state.iterations());
   state.SetItemsProcessed(state.iterations());
   state.counters["time/op"] =
       benchmark::Counter(ops, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
-  state.counters["allocs/op"] = benchmark::Counter(g_allocation_calls / ops);
-  state.counters["bytes/op"] = benchmark::Counter(g_allocation_bytes / ops);
+  state.counters["allocs/op"] = benchmark::Counter(alloc_counter::g_counts.total_calls() / ops);
+  state.counters["bytes/op"] = benchmark::Counter(alloc_counter::g_counts.total_bytes() / ops);
   state.counters["keys/op"] = benchmark::Counter(keys_per_op);
 }
 
@@ -307,7 +233,7 @@ void RunWatch(benchmark::State& state, bool prev_kv, bool unrelated) {
     benchmark::DoNotOptimize(responses);
     if (!store->Commit(0).ok()) Fail("commit");
   }
-  g_counting = false;
+  alloc_counter::Stop();
   const double puts = static_cast<double>(state.iterations());
   state.SetItemsProcessed(delivered);
   state.counters["time/put"] =
@@ -316,10 +242,10 @@ void RunWatch(benchmark::State& state, bool prev_kv, bool unrelated) {
     state.counters["time/event"] = benchmark::Counter(
         static_cast<double>(delivered), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
     state.counters["allocs/event"] =
-        benchmark::Counter(g_allocation_calls / static_cast<double>(delivered));
+        benchmark::Counter(alloc_counter::g_counts.total_calls() / static_cast<double>(delivered));
   }
-  state.counters["allocs/put"] = benchmark::Counter(g_allocation_calls / puts);
-  state.counters["bytes/put"] = benchmark::Counter(g_allocation_bytes / puts);
+  state.counters["allocs/put"] = benchmark::Counter(alloc_counter::g_counts.total_calls() / puts);
+  state.counters["bytes/put"] = benchmark::Counter(alloc_counter::g_counts.total_bytes() / puts);
 }
 
 void BM_WatchFanout(benchmark::State& state) { RunWatch(state, state.range(1) != 0, false); }

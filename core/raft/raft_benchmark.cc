@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "core/base/alloc_counter.h"
 #include "core/raft/raft.h"
 #include "core/raft/types.h"
 
@@ -37,92 +38,18 @@
 // Allocation counting. The benchmark runs single-threaded, so plain counters suffice (an atomic
 // increment per allocation would itself distort the timing).
 
+namespace alloc_counter = kvstore::alloc_counter;
+
 namespace {
 
 // Who is running: allocations are attributed to the driver or to one entry point of the core.
 enum class Phase : uint8_t { kDriver, kPropose, kReady, kStep, kAdvance, kCompact };
 constexpr int kPhaseCount = 6;
+static_assert(kPhaseCount <= alloc_counter::kMaxPhases);
 constexpr const char* kPhaseNames[kPhaseCount] = {"driver", "propose", "ready",
                                                   "step",   "advance", "compact"};
 
-struct AllocationCounts {
-  uint64_t calls[kPhaseCount] = {};
-  uint64_t bytes[kPhaseCount] = {};
-};
-
-bool g_counting = false;
-Phase g_phase = Phase::kDriver;
-AllocationCounts g_counts;
-
-inline void CountAllocation(std::size_t size) {
-  if (!g_counting) return;
-  const int phase = static_cast<int>(g_phase);
-  ++g_counts.calls[phase];
-  g_counts.bytes[phase] += size;
-}
-
-void* Allocate(std::size_t size) {
-  CountAllocation(size);
-  void* memory = std::malloc(size == 0 ? 1 : size);
-  if (memory == nullptr) throw std::bad_alloc();
-  return memory;
-}
-
-void* AllocateNoThrow(std::size_t size) noexcept {
-  CountAllocation(size);
-  return std::malloc(size == 0 ? 1 : size);
-}
-
-void* AllocateAligned(std::size_t size, std::align_val_t alignment) noexcept {
-  CountAllocation(size);
-  const std::size_t align = static_cast<std::size_t>(alignment);
-  // aligned_alloc wants a size that is a multiple of the alignment.
-  const std::size_t rounded = (size + align - 1) / align * align;
-  return std::aligned_alloc(align, rounded == 0 ? align : rounded);
-}
-
 }  // namespace
-
-void* operator new(std::size_t size) { return Allocate(size); }
-void* operator new[](std::size_t size) { return Allocate(size); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  return AllocateNoThrow(size);
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  return AllocateNoThrow(size);
-}
-void* operator new(std::size_t size, std::align_val_t alignment) {
-  void* memory = AllocateAligned(size, alignment);
-  if (memory == nullptr) throw std::bad_alloc();
-  return memory;
-}
-void* operator new[](std::size_t size, std::align_val_t alignment) {
-  void* memory = AllocateAligned(size, alignment);
-  if (memory == nullptr) throw std::bad_alloc();
-  return memory;
-}
-void* operator new(std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
-  return AllocateAligned(size, alignment);
-}
-void* operator new[](std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
-  return AllocateAligned(size, alignment);
-}
-void operator delete(void* memory) noexcept { std::free(memory); }
-void operator delete[](void* memory) noexcept { std::free(memory); }
-void operator delete(void* memory, std::size_t) noexcept { std::free(memory); }
-void operator delete[](void* memory, std::size_t) noexcept { std::free(memory); }
-void operator delete(void* memory, const std::nothrow_t&) noexcept { std::free(memory); }
-void operator delete[](void* memory, const std::nothrow_t&) noexcept { std::free(memory); }
-void operator delete(void* memory, std::align_val_t) noexcept { std::free(memory); }
-void operator delete[](void* memory, std::align_val_t) noexcept { std::free(memory); }
-void operator delete(void* memory, std::size_t, std::align_val_t) noexcept { std::free(memory); }
-void operator delete[](void* memory, std::size_t, std::align_val_t) noexcept { std::free(memory); }
-void operator delete(void* memory, std::align_val_t, const std::nothrow_t&) noexcept {
-  std::free(memory);
-}
-void operator delete[](void* memory, std::align_val_t, const std::nothrow_t&) noexcept {
-  std::free(memory);
-}
 
 namespace kvstore::raft {
 namespace {
@@ -140,13 +67,14 @@ constexpr int kMaxDriveRounds = 1000;
 
 class ScopedPhase {
  public:
-  explicit ScopedPhase(Phase phase) : previous_(std::exchange(g_phase, phase)) {}
-  ~ScopedPhase() { g_phase = previous_; }
+  explicit ScopedPhase(Phase phase)
+      : previous_(std::exchange(alloc_counter::g_phase, static_cast<int>(phase))) {}
+  ~ScopedPhase() { alloc_counter::g_phase = previous_; }
   ScopedPhase(const ScopedPhase&) = delete;
   ScopedPhase& operator=(const ScopedPhase&) = delete;
 
  private:
-  Phase previous_;
+  int previous_;
 };
 
 [[noreturn]] void Fail(const std::string& what) {
@@ -366,9 +294,7 @@ void RunProposals(benchmark::State& state, int voter_count) {
   const uint64_t applied_before = harness.nodes()[0].applied_payloads;
   const uint64_t delivered_before = harness.messages_delivered();
 
-  g_counts = AllocationCounts{};
-  g_phase = Phase::kDriver;
-  g_counting = true;
+  alloc_counter::Start();
   for (auto _ : state) {
     for (int p = 0; p < batch; ++p) {
       harness.Propose(payloads[next_payload % kPayloadPoolSize]);
@@ -377,7 +303,7 @@ void RunProposals(benchmark::State& state, int voter_count) {
     harness.Drive();
     harness.MaybeCompact();
   }
-  g_counting = false;
+  alloc_counter::Stop();
 
   const double proposals = static_cast<double>(state.iterations()) * batch;
   for (const BenchNode& n : harness.nodes()) {
@@ -390,8 +316,8 @@ void RunProposals(benchmark::State& state, int voter_count) {
   uint64_t calls = 0;
   uint64_t bytes = 0;
   for (int phase = 0; phase < kPhaseCount; ++phase) {
-    calls += g_counts.calls[phase];
-    bytes += g_counts.bytes[phase];
+    calls += alloc_counter::g_counts.calls[phase];
+    bytes += alloc_counter::g_counts.bytes[phase];
   }
   state.SetItemsProcessed(static_cast<int64_t>(proposals));
   state.counters["time/prop"] =
@@ -400,14 +326,14 @@ void RunProposals(benchmark::State& state, int voter_count) {
   state.counters["bytes/prop"] = benchmark::Counter(bytes / proposals);
   state.counters["msgs/prop"] =
       benchmark::Counter((harness.messages_delivered() - delivered_before) / proposals);
-  state.counters["drv_allocs"] = benchmark::Counter(g_counts.calls[0] / proposals);
+  state.counters["drv_allocs"] = benchmark::Counter(alloc_counter::g_counts.calls[0] / proposals);
   // RAFT_BENCH_PHASES=1: allocations and bytes per proposal in each entry point of the core.
   if (std::getenv("RAFT_BENCH_PHASES") != nullptr) {
     for (int phase = 1; phase < kPhaseCount; ++phase) {
       state.counters[std::string("a.") + kPhaseNames[phase]] =
-          benchmark::Counter(g_counts.calls[phase] / proposals);
+          benchmark::Counter(alloc_counter::g_counts.calls[phase] / proposals);
       state.counters[std::string("b.") + kPhaseNames[phase]] =
-          benchmark::Counter(g_counts.bytes[phase] / proposals);
+          benchmark::Counter(alloc_counter::g_counts.bytes[phase] / proposals);
     }
   }
 }

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "core/base/alloc_counter.h"
 #include "core/base/errors.h"
 #include "core/server/server.h"
 #include "core/server/testing/server_cluster.h"
@@ -44,92 +45,18 @@
 // ---------------------------------------------------------------------------------------------
 // Allocation counting. The benchmark runs single-threaded, so plain counters suffice.
 
+namespace alloc_counter = kvstore::alloc_counter;
+
 namespace {
 
 // Who is running: allocations are attributed to the client and driver, or to one entry point
 // of the server core.
 enum class Phase : uint8_t { kDriver, kSubmit, kReady, kStep, kAdvance };
 constexpr int kPhaseCount = 5;
+static_assert(kPhaseCount <= alloc_counter::kMaxPhases);
 constexpr const char* kPhaseNames[kPhaseCount] = {"driver", "submit", "ready", "step", "advance"};
 
-struct AllocationCounts {
-  uint64_t calls[kPhaseCount] = {};
-  uint64_t bytes[kPhaseCount] = {};
-};
-
-bool g_counting = false;
-Phase g_phase = Phase::kDriver;
-AllocationCounts g_counts;
-
-inline void CountAllocation(std::size_t size) {
-  if (!g_counting) return;
-  const int phase = static_cast<int>(g_phase);
-  ++g_counts.calls[phase];
-  g_counts.bytes[phase] += size;
-}
-
-void* Allocate(std::size_t size) {
-  CountAllocation(size);
-  void* memory = std::malloc(size == 0 ? 1 : size);
-  if (memory == nullptr) throw std::bad_alloc();
-  return memory;
-}
-
-void* AllocateNoThrow(std::size_t size) noexcept {
-  CountAllocation(size);
-  return std::malloc(size == 0 ? 1 : size);
-}
-
-void* AllocateAligned(std::size_t size, std::align_val_t alignment) noexcept {
-  CountAllocation(size);
-  const std::size_t align = static_cast<std::size_t>(alignment);
-  // aligned_alloc wants a size that is a multiple of the alignment.
-  const std::size_t rounded = (size + align - 1) / align * align;
-  return std::aligned_alloc(align, rounded == 0 ? align : rounded);
-}
-
 }  // namespace
-
-void* operator new(std::size_t size) { return Allocate(size); }
-void* operator new[](std::size_t size) { return Allocate(size); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  return AllocateNoThrow(size);
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  return AllocateNoThrow(size);
-}
-void* operator new(std::size_t size, std::align_val_t alignment) {
-  void* memory = AllocateAligned(size, alignment);
-  if (memory == nullptr) throw std::bad_alloc();
-  return memory;
-}
-void* operator new[](std::size_t size, std::align_val_t alignment) {
-  void* memory = AllocateAligned(size, alignment);
-  if (memory == nullptr) throw std::bad_alloc();
-  return memory;
-}
-void* operator new(std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
-  return AllocateAligned(size, alignment);
-}
-void* operator new[](std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
-  return AllocateAligned(size, alignment);
-}
-void operator delete(void* memory) noexcept { std::free(memory); }
-void operator delete[](void* memory) noexcept { std::free(memory); }
-void operator delete(void* memory, std::size_t) noexcept { std::free(memory); }
-void operator delete[](void* memory, std::size_t) noexcept { std::free(memory); }
-void operator delete(void* memory, const std::nothrow_t&) noexcept { std::free(memory); }
-void operator delete[](void* memory, const std::nothrow_t&) noexcept { std::free(memory); }
-void operator delete(void* memory, std::align_val_t) noexcept { std::free(memory); }
-void operator delete[](void* memory, std::align_val_t) noexcept { std::free(memory); }
-void operator delete(void* memory, std::size_t, std::align_val_t) noexcept { std::free(memory); }
-void operator delete[](void* memory, std::size_t, std::align_val_t) noexcept { std::free(memory); }
-void operator delete(void* memory, std::align_val_t, const std::nothrow_t&) noexcept {
-  std::free(memory);
-}
-void operator delete[](void* memory, std::align_val_t, const std::nothrow_t&) noexcept {
-  std::free(memory);
-}
 
 namespace kvstore::server {
 namespace {
@@ -152,13 +79,14 @@ constexpr int kMaxDriveRounds = 1000;
 
 class ScopedPhase {
  public:
-  explicit ScopedPhase(Phase phase) : previous_(std::exchange(g_phase, phase)) {}
-  ~ScopedPhase() { g_phase = previous_; }
+  explicit ScopedPhase(Phase phase)
+      : previous_(std::exchange(alloc_counter::g_phase, static_cast<int>(phase))) {}
+  ~ScopedPhase() { alloc_counter::g_phase = previous_; }
   ScopedPhase(const ScopedPhase&) = delete;
   ScopedPhase& operator=(const ScopedPhase&) = delete;
 
  private:
-  Phase previous_;
+  int previous_;
 };
 
 [[noreturn]] void Fail(const std::string& what) {
@@ -362,14 +290,12 @@ void RunPuts(benchmark::State& state, int member_count, int batch, uint64_t hist
   const uint64_t answered_before = harness.puts_answered();
   const uint64_t delivered_before = harness.messages_delivered();
 
-  g_counts = AllocationCounts{};
-  g_phase = Phase::kDriver;
-  g_counting = true;
+  alloc_counter::Start();
   for (auto _ : state) {
     workload.SubmitBatch(harness, batch);
     harness.Drive();
   }
-  g_counting = false;
+  alloc_counter::Stop();
 
   const double puts = static_cast<double>(state.iterations()) * batch;
   if (harness.puts_answered() - answered_before != state.iterations() * batch) {
@@ -386,23 +312,24 @@ void RunPuts(benchmark::State& state, int member_count, int batch, uint64_t hist
   uint64_t calls = 0;
   uint64_t bytes = 0;
   for (int phase = 0; phase < kPhaseCount; ++phase) {
-    calls += g_counts.calls[phase];
-    bytes += g_counts.bytes[phase];
+    calls += alloc_counter::g_counts.calls[phase];
+    bytes += alloc_counter::g_counts.bytes[phase];
   }
   state.SetItemsProcessed(static_cast<int64_t>(puts));
   state.counters["time/put"] =
       benchmark::Counter(puts, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   state.counters["allocs/put"] = benchmark::Counter(calls / puts);
   state.counters["bytes/put"] = benchmark::Counter(bytes / puts);
-  state.counters["core_allocs"] = benchmark::Counter((calls - g_counts.calls[0]) / puts);
+  state.counters["core_allocs"] =
+      benchmark::Counter((calls - alloc_counter::g_counts.calls[0]) / puts);
   state.counters["msgs/put"] =
       benchmark::Counter((harness.messages_delivered() - delivered_before) / puts);
   if (std::getenv("SERVER_BENCH_PHASES") != nullptr) {
     for (int phase = 0; phase < kPhaseCount; ++phase) {
       state.counters[std::string("a.") + kPhaseNames[phase]] =
-          benchmark::Counter(g_counts.calls[phase] / puts);
+          benchmark::Counter(alloc_counter::g_counts.calls[phase] / puts);
       state.counters[std::string("b.") + kPhaseNames[phase]] =
-          benchmark::Counter(g_counts.bytes[phase] / puts);
+          benchmark::Counter(alloc_counter::g_counts.bytes[phase] / puts);
     }
   }
 }
