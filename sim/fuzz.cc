@@ -45,7 +45,7 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
   int64_t elapsed = 0;
   std::string last_joiner;
   while (elapsed < options.duration_ms) {
-    switch (rng.Uniform(13)) {
+    switch (rng.Uniform(14)) {
       case 0: {  // a random split into two groups
         pb::Step* s = step("partition");
         pb::Group* a = s->mutable_partition()->add_groups();
@@ -144,6 +144,16 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
         remove->mutable_target()->set_name(last_joiner);
         remove->set_timeout_ms(1000);
         last_joiner.clear();
+        break;
+      }
+      case 12: {  // leader churn: depose leaders in quick succession (Raft Figure 8 territory)
+        for (int i = 0; i < 4; ++i) {
+          step("isolate the leader")->mutable_isolate()->set_leader(true);
+          step("run")->set_run_ms(100 + static_cast<int64_t>(rng.Uniform(200)));
+          step("heal")->set_heal(true);
+          step("run")->set_run_ms(static_cast<int64_t>(rng.Uniform(60)));
+          if (rng.Uniform(2) == 0) *step("crash")->mutable_crash() = Node(1 + rng.Uniform(n));
+        }
         break;
       }
       default:

@@ -585,6 +585,15 @@ bool Simulation::RunUntil(const std::function<bool()>& done, int64_t max_ms) {
   const int64_t end = now_ms_ + max_ms;
   if (done()) return true;
   while (!queue_.empty() && queue_.front()->time_ms <= end) {
+    if (events_processed_ >= options_.max_events) {
+      if (!event_budget_exhausted_) {
+        event_budget_exhausted_ = true;
+        Violation(absl::StrCat("event budget of ", options_.max_events,
+                               " exhausted: livelock or message storm"));
+      }
+      queue_.clear();
+      break;
+    }
     std::pop_heap(queue_.begin(), queue_.end(), Later());
     std::unique_ptr<Event> event = std::move(queue_.back());
     queue_.pop_back();

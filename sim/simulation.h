@@ -68,6 +68,9 @@ struct SimOptions {
   uint64_t serializable_read_percent = 20;  // of reads
   double cas_fraction = 0.2;
   double delete_fraction = 0.05;
+  // A run that processes more events than this is stopped and reported (a livelock, such as a
+  // message storm, must fail with a replay command rather than hang).
+  uint64_t max_events = 20'000'000;
   // Keep a readable trace (one line per event) in memory, not just its hash.
   bool record_trace = false;
   // Small Raft snapshots so snapshot transfer is exercised.
@@ -205,6 +208,7 @@ class Simulation {
   uint64_t trace_hash_ = 0xcbf29ce484222325ull;
   std::vector<std::string> trace_;
   uint64_t events_processed_ = 0;
+  bool event_budget_exhausted_ = false;
 };
 
 }  // namespace kvstore::sim
