@@ -106,6 +106,7 @@ struct Simulation::Node {
   raft::HardState last_hard_state;
   raft::Term vote_term = 0;
   NodeId vote_in_term = raft::kNoNode;
+  raft::Term led_term = 0;  // the term it led at the last check; 0 when it did not lead
   mvcc::WatchId watch_id = 0;
   mvcc::Revision watch_next_revision = 0;
   // Scenario watches: id -> (start revision, last revision delivered).
@@ -227,6 +228,7 @@ void Simulation::StartNode(NodeId id, raft::RestartState restart,
   node.last_hard_state = raft::HardState{};
   node.vote_term = 0;
   node.vote_in_term = raft::kNoNode;
+  node.led_term = 0;
   // Every node watches every key from the first revision it does not hold in history.
   mvcc::WatchRequest watch;
   watch.key = std::string(1, '\0');
@@ -295,6 +297,7 @@ void Simulation::Drain(Node& node) {
         Violation(absl::StrCat("two leaders in term ", term, ": n", it->second, " and n", node.id));
       }
       Trace(absl::StrCat("n", node.id, " leads term ", term));
+      CheckLeaderCompleteness(node);
     }
     // State machine safety: every node applies the same entry at an index.
     for (const raft::Entry& entry : rr.committed_entries) {
@@ -325,14 +328,25 @@ void Simulation::Drain(Node& node) {
                  std::move(event));
       }
     }
-    // Raft §5.1: a vote is granted only once it is durable. Checked against the simulated disk,
-    // so a core that released the reply early is caught even if no crash hits the window.
+    // Raft §5.1: a vote is granted, and an append acknowledged, only once what it promises is
+    // durable. Checked against the simulated disk, so a core that released the reply early is
+    // caught even if no crash hits the window.
     const raft::HardState& durable = node.disk.durable.hard_state();
+    const raft::Index durable_last_index =
+        !node.disk.durable.entries().empty()      ? node.disk.durable.entries().back().index
+        : node.disk.durable.snapshot() != nullptr ? node.disk.durable.snapshot()->metadata.index
+                                                  : 0;
     for (const raft::Message& m : rr.messages) {
-      if (m.type == raft::MessageType::kVoteResp && !m.reject && m.to != node.id &&
+      if (m.to == node.id || m.reject) continue;
+      if (m.type == raft::MessageType::kVoteResp &&
           (durable.term < m.term || (durable.term == m.term && durable.vote != m.to))) {
         Violation(absl::StrCat("n", node.id, " granted n", m.to, " its vote in term ", m.term,
                                " before the vote was durable"));
+      }
+      if (m.type == raft::MessageType::kAppResp && m.index > durable_last_index) {
+        Violation(absl::StrCat("n", node.id, " acknowledged index ", m.index, " to n", m.to,
+                               " in term ", m.term, " but its durable log ends at ",
+                               durable_last_index));
       }
     }
     for (const raft::Message& message : rr.messages) SendMessage(message);
@@ -390,6 +404,16 @@ void Simulation::CheckNode(Node& node) {
   if (hs.commit > last_index) {
     Violation(absl::StrCat("n", node.id, " commit ", hs.commit, " beyond last index ", last_index));
   }
+  // Raft §5.4.2: a leader commits by counting replicas only entries of its own term, so every
+  // advance of its commit index lands on an entry of its term (Figure 8).
+  if (leader && node.led_term == hs.term && hs.commit > prev.commit) {
+    const std::optional<raft::Term> term = node.server->LogTerm(hs.commit);
+    if (term.has_value() && *term != hs.term) {
+      Violation(absl::StrCat("n", node.id, " leader of term ", hs.term, " advanced commit to ",
+                             hs.commit, ", an entry of term ", *term));
+    }
+  }
+  node.led_term = leader ? hs.term : 0;
   if (leader && hs.vote != node.id) {
     Violation(absl::StrCat("n", node.id, " leads term ", hs.term, " without voting for itself"));
   }
@@ -402,6 +426,46 @@ void Simulation::CheckNode(Node& node) {
     node.vote_in_term = hs.vote;
   }
   node.last_hard_state = hs;
+}
+
+void Simulation::CheckLeaderCompleteness(Node& node) {
+  // Raft §5.4 (Leader Completeness): a new leader's log holds every entry that any node has
+  // applied, except what it compacted into its snapshot.
+  if (applied_entries_.empty()) return;
+  const raft::Index highest = applied_entries_.rbegin()->first;
+  if (node.server->last_index() < highest) {
+    Violation(absl::StrCat("n", node.id, " leads term ", node.server->hard_state().term,
+                           " with last index ", node.server->last_index(), " but index ", highest,
+                           " was applied"));
+    return;
+  }
+  const raft::Index first = node.server->RaftStatus().first_index;
+  for (auto it = applied_entries_.lower_bound(first); it != applied_entries_.end(); ++it) {
+    const std::optional<raft::Term> term = node.server->LogTerm(it->first);
+    if (term.has_value() && *term != it->second.first) {
+      Violation(absl::StrCat("n", node.id, " leads term ", node.server->hard_state().term,
+                             " holding term ", *term, " at index ", it->first,
+                             " where an entry of term ", it->second.first, " was applied"));
+      return;
+    }
+  }
+}
+
+void Simulation::CheckAcknowledgedWrite(NodeId id, const std::string& key, const std::string& value,
+                                        mvcc::Revision revision) {
+  // Write provenance: an "ok" to a put (or a successful cas) is given by the member that applied
+  // the client's own entry, so its store's history at the response's revision holds that key
+  // with that value. A member that answered for another entry at the same log index (a waiter
+  // found by position instead of by request identity) fails here.
+  auto it = nodes_.find(id);
+  if (it == nodes_.end() || !it->second->up) return;
+  auto history = it->second->server->store().History(revision, revision, key, "", false, 0);
+  if (!history.ok()) return;  // compacted since: nothing left to compare
+  for (const mvcc::Event& event : *history) {
+    if (event.type == mvcc::Event::Type::kPut && event.kv.value == value) return;
+  }
+  Violation(absl::StrCat("n", id, " acknowledged ", key, "=", value, " at revision ", revision,
+                         " but its store holds no such write there"));
 }
 
 void Simulation::CheckWatch(Node& node, const mvcc::WatchResponse& response) {
@@ -888,11 +952,18 @@ void Simulation::ClientComplete(Client& client, NodeId node, const server::Respo
         done.value = response.range.kvs.empty() ? "" : response.range.kvs.front().value;
         break;
       case ClientEvent::Function::kWrite:
+        CheckAcknowledgedWrite(node, client.key, client.value, response.header.revision);
+        done.type = ClientEvent::Type::kOk;
+        done.value = client.value;
+        break;
       case ClientEvent::Function::kDelete:
         done.type = ClientEvent::Type::kOk;
         done.value = client.value;
         break;
       case ClientEvent::Function::kCas:
+        if (response.txn.succeeded) {
+          CheckAcknowledgedWrite(node, client.key, client.value, response.header.revision);
+        }
         done.type = response.txn.succeeded ? ClientEvent::Type::kOk : ClientEvent::Type::kFail;
         done.value = absl::StrCat(client.old_value, "->", client.value);
         break;

@@ -19,9 +19,12 @@
 //     timeout or a crash the outcome is unknown (info) and the client moves to another node.
 //   - checkers run on every event: at most one leader per term, per-node invariants (term and
 //     commit never decrease within an incarnation, commit <= last index, a leader voted for
-//     itself, one vote per term), state machine safety (all nodes apply the same entry at an
-//     index), watch guarantees (every node's watcher sees consecutive revisions, exactly the
-//     store's events) and KV hash agreement at equal revisions.
+//     itself, one vote per term, a leader's commit advances only onto entries of its term),
+//     leader completeness (a new leader holds every applied entry), state machine safety (all
+//     nodes apply the same entry at an index), votes and acknowledgements durable before they
+//     leave, write provenance (an acknowledged write is in the store at its revision), watch
+//     guarantees (every node's watcher sees consecutive revisions, exactly the store's events)
+//     and KV hash agreement at equal revisions.
 
 #include <cstdint>
 #include <deque>
@@ -178,6 +181,9 @@ class Simulation {
   void CheckNode(Node& node);
   void CheckWatch(Node& node, const mvcc::WatchResponse& response);
   void CheckScenarioWatch(Node& node, const mvcc::WatchResponse& response);
+  void CheckLeaderCompleteness(Node& node);
+  void CheckAcknowledgedWrite(NodeId id, const std::string& key, const std::string& value,
+                              mvcc::Revision revision);
 
   void ClientNext(Client& client);
   void ClientInvoke(Client& client);

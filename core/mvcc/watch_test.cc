@@ -297,7 +297,9 @@ TEST(WatchTest, PastRevisionReplaysThenContinuesLive) {
   std::vector<WatchResponse> responses;
   for (int i = 10; i < 20; ++i) {
     f.Put("k" + std::to_string(i), "v");  // 12..21
-    if (i == 10) ASSERT_TRUE(f.hub().HasLagging()) << "caught up too early to interleave";
+    if (i == 10) {
+      ASSERT_TRUE(f.hub().HasLagging()) << "caught up too early to interleave";
+    }
     std::vector<WatchResponse> taken = f.Take();
     responses.insert(responses.end(), taken.begin(), taken.end());
   }
@@ -396,7 +398,9 @@ TEST(WatchTest, LargeTxnRevisionIsDeliveredWholeOnReplay) {
   for (const WatchResponse& response : responses) {
     bool has_rev = false;
     for (const Event& event : response.events) has_rev |= event.kv.mod_revision == rev;
-    if (has_rev) EXPECT_EQ(response.events.size(), 5u);
+    if (has_rev) {
+      EXPECT_EQ(response.events.size(), 5u);
+    }
   }
 }
 

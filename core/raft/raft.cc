@@ -88,6 +88,11 @@ class RaftState {
   Status GetStatus() const;
   NodeId id() const { return id_; }
   Index last_index() const { return log_.last_index(); }
+  std::optional<Term> log_term(Index index) const {
+    Term term = 0;
+    if (!log_.TermAt(index, &term)) return std::nullopt;
+    return term;
+  }
   Term term() const { return term_; }
   bool is_leader() const { return role_ == Role::kLeader; }
   HardState hard_state() const { return CurrentHardState(); }
@@ -1587,6 +1592,7 @@ Status RawNode::GetStatus() const { return state_->GetStatus(); }
 NodeId RawNode::id() const { return state_->id(); }
 Index RawNode::LastIndex() const { return state_->last_index(); }
 Term RawNode::CurrentTerm() const { return state_->term(); }
+std::optional<Term> RawNode::LogTerm(Index index) const { return state_->log_term(index); }
 bool RawNode::IsLeader() const { return state_->is_leader(); }
 HardState RawNode::GetHardState() const { return state_->hard_state(); }
 

@@ -238,6 +238,8 @@ class RawNode {
   // Cheap accessors for drivers on hot paths (GetStatus copies the progress map).
   Index LastIndex() const;
   Term CurrentTerm() const;
+  // The term of log entry `index`; nullopt when it is compacted away or not written yet.
+  std::optional<Term> LogTerm(Index index) const;
   bool IsLeader() const;
   HardState GetHardState() const;
 

@@ -179,6 +179,7 @@ class Server::Impl {
   raft::Index applied_index() const { return applied_index_; }
   raft::HardState hard_state() const { return raft_->GetHardState(); }
   raft::Index last_index() const { return raft_->LastIndex(); }
+  std::optional<raft::Term> LogTerm(raft::Index index) const { return raft_->LogTerm(index); }
 
  private:
   struct Pending {
@@ -1358,5 +1359,6 @@ std::vector<Alarm> Server::Alarms() const { return impl_->Alarms(); }
 raft::Index Server::applied_index() const { return impl_->applied_index(); }
 raft::HardState Server::hard_state() const { return impl_->hard_state(); }
 raft::Index Server::last_index() const { return impl_->last_index(); }
+std::optional<raft::Term> Server::LogTerm(raft::Index index) const { return impl_->LogTerm(index); }
 
 }  // namespace kvstore::server

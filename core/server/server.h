@@ -195,6 +195,8 @@ class Server {
   // Cheap views of the Raft state (RaftStatus copies the progress of every peer).
   raft::HardState hard_state() const;
   raft::Index last_index() const;
+  // The term of log entry `index` (nullopt when compacted or not written).
+  std::optional<raft::Term> LogTerm(raft::Index index) const;
 
  private:
   class Impl;
