@@ -13,7 +13,10 @@
 //
 // Everything is deterministic: the same command gives the same output, bit for bit.
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -170,6 +173,29 @@ std::string ReplayCommand(uint64_t seed, const FuzzOptions& options) {
                       " --duration-ms=", options.duration_ms);
 }
 
+// An invariant assertion inside the core (RAFT_CHECK) aborts the process. So that the campaign
+// still names the seed that did it, the replay command of the running seed waits in a buffer
+// that the SIGABRT handler writes out (write(2) is async-signal-safe; formatting is not).
+char abort_note[256];
+size_t abort_note_size = 0;
+
+void OnAbort(int signal) {
+  if (abort_note_size > 0) {
+    ssize_t ignored = write(STDOUT_FILENO, abort_note, abort_note_size);
+    (void)ignored;
+  }
+  std::signal(signal, SIG_DFL);
+  std::raise(signal);
+}
+
+void NoteRunningSeed(uint64_t seed, const std::string& replay) {
+  const int size = std::snprintf(abort_note, sizeof(abort_note),
+                                 "seed %llu ABORTED (an invariant inside the core failed)\n"
+                                 "  replay: %s\n",
+                                 static_cast<unsigned long long>(seed), replay.c_str());
+  abort_note_size = size < 0 ? 0 : std::min(static_cast<size_t>(size), sizeof(abort_note) - 1);
+}
+
 int Fuzz(const Args& args) {
   std::string error;
   uint64_t seed = 0, count = 0;
@@ -180,8 +206,11 @@ int Fuzz(const Args& args) {
   }
   int failed = 0;
   double cpu_total = 0;
+  std::signal(SIGABRT, OnAbort);
   for (uint64_t i = 0; i < count; ++i) {
     const uint64_t s = seed + i;
+    std::fflush(stdout);
+    NoteRunningSeed(s, ReplayCommand(s, options));
     const double start = CpuSeconds();
     const RunResult result = RunScenario(RandomScenario(s, options));
     const double cpu = CpuSeconds() - start;
@@ -202,6 +231,7 @@ int Fuzz(const Args& args) {
     }
     std::fflush(stdout);
   }
+  abort_note_size = 0;
   std::printf("%llu seeds, %d failed, %.1f ms cpu per seed\n",
               static_cast<unsigned long long>(count), failed,
               count == 0 ? 0.0 : cpu_total * 1000 / static_cast<double>(count));
