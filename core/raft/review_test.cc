@@ -1,6 +1,6 @@
-// Review findings on the Raft core, each test pinned to one scenario. Tests named DISABLED_ fail
-// today and demonstrate a bug (named in the comment above them); the others pin subtle
-// behaviour that is correct and worth keeping correct.
+// Review findings on the Raft core, each test pinned to one scenario. A comment headed "FIXED"
+// names a bug the review found (the test failed until it was fixed and now keeps it fixed); the
+// others pin subtle behaviour that is correct and worth keeping correct.
 
 #include <functional>
 #include <memory>
@@ -73,7 +73,7 @@ Index LagAndCompact(Cluster& c) {
   return applied;
 }
 
-// BUG (raft.h PersistRequest contract + testing::MemoryStorage::Write, used by the simulator as
+// FIXED (raft.h PersistRequest contract + testing::MemoryStorage::Write, used by the simulator as
 // its durable log): a snapshot installed by a follower replaces the follower's WHOLE log (Raft
 // §7: "discard the entire log"; RaftLog::RestoreSnapshot clears every entry), but the contract
 // says "the snapshot (replacing the log up to its index)" and MemoryStorage keeps any persisted
@@ -119,7 +119,7 @@ TEST(ReviewSnapshotTest, InstalledSnapshotDiscardsDivergentPersistedSuffix) {
   EXPECT_TRUE(restarted.ok()) << restarted.status();
 }
 
-// BUG (liveness; raft.h says of Ready::messages "lost or duplicated messages are tolerated"):
+// FIXED (liveness; raft.h says of Ready::messages "lost or duplicated messages are tolerated"):
 // a lost kSnap leaves the leader's progress for that follower in kSnapshot forever. Appends are
 // paused in that state, heartbeat responses do not leave it, and the snapshot is never resent;
 // only ReportSnapshot(peer, false) recovers, and nothing calls it (server::Server exposes neither
@@ -238,7 +238,7 @@ TEST(ReviewElectionTest, PreVoteWithCheckQuorumElectsAfterLeaderIsCutOff) {
   EXPECT_EQ(StatusOf(c, 3).soft_state.leader, 2u);
 }
 
-// BUG (ReadIndex, raft.cc RaftState::HandleReadIndex; needs step_down_on_removal = false, which
+// FIXED (ReadIndex, raft.cc RaftState::HandleReadIndex; needs step_down_on_removal = false, which
 // is etcd's default): the "single voter" shortcut answers a read at once with the local commit
 // index whenever the configuration has exactly one voter, without checking that this voter is
 // the leader itself. A leader removed from the configuration (and kept leading) whose only

@@ -1,5 +1,5 @@
-// Review findings on the server core. Tests named DISABLED_ fail today and demonstrate a bug
-// (named in the comment above them).
+// Review findings on the server core. Each comment headed "FIXED" names a bug the review found:
+// the test below it failed until the bug was fixed and now keeps it fixed.
 //
 // They run on a small driver of their own (Net below) rather than ServerCluster: it is the same
 // loop (GetReady, persist, send, respond, Advance, OnPersisted) but lets a test drop chosen
@@ -218,7 +218,7 @@ void SmallSnapshots(ServerConfig& c) {
   c.snapshot_catch_up_entries = 0;
 }
 
-// BUG (crash recovery; server.cc Server::Impl::Init): a follower persists a snapshot it received
+// FIXED (crash recovery; server.cc Server::Impl::Init): a follower persists a snapshot it received
 // (one Ready), and the snapshot is applied to the backend only in a later Ready
 // (raft::Ready::apply_snapshot). A crash between the two leaves the Raft log storage holding the
 // snapshot while the backend's consistent index is older. On restart Init keeps the backend as
@@ -261,7 +261,7 @@ TEST(ReviewServerTest, CrashBetweenPersistingAndApplyingSnapshotLosesItsData) {
   net.Restart(lagging);
   // The crash also lost the snapshot's acknowledgement (released only by OnPersisted, sent with
   // the next Ready), which by itself strands the leader's progress for the member in the
-  // snapshot state (see DISABLED_LaggingMemberCatchesUpAfterALostSnapshot). Hand leadership to
+  // snapshot state (see LaggingMemberCatchesUpAfterALostSnapshot). Hand leadership to
   // the third member so replication to the restarted one starts afresh.
   const NodeId third = OtherThan({leader, lagging});
   Request move;
@@ -280,7 +280,7 @@ TEST(ReviewServerTest, CrashBetweenPersistingAndApplyingSnapshotLosesItsData) {
             net.server(third).store().current_revision());
 }
 
-// BUG (request matching; server.cc Server::Impl::Apply, the pending_by_index_ loop): a write
+// FIXED (request matching; server.cc Server::Impl::Apply, the pending_by_index_ loop): a write
 // this member proposed as leader at index i is failed with LEADERSHIP_CHANGED ("replaced after a
 // leader change") as soon as any entry above i applies, on the assumption that entry i was
 // applied normally. But entry i may arrive inside a snapshot: the member lost leadership, a new
@@ -334,8 +334,8 @@ TEST(ReviewServerTest, WriteCommittedByNextLeaderAndReceivedBySnapshotIsNotRepor
   }
 }
 
-// BUG (liveness; the server's half of the raft-level finding
-// //core/raft:review_test ReviewSnapshotTest.DISABLED_LostSnapshotMessageIsEventuallyResent):
+// FIXED (liveness; the server's half of the raft-level finding
+// //core/raft:review_test ReviewSnapshotTest.LostSnapshotMessageIsEventuallyResent):
 // Server exposes no ReportSnapshot/ReportUnreachable, so when a snapshot message to a lagging
 // member is lost the leader keeps that member's progress in the snapshot state forever and the
 // member never catches up (while check-quorum keeps the leader in place).
@@ -376,7 +376,7 @@ bool CarriesAlarm(const Message& m) {
   return false;
 }
 
-// BUG (quota; server.cc Server::Impl::Advance, alarm_proposed_): the leader raises NOSPACE once
+// FIXED (quota; server.cc Server::Impl::Advance, alarm_proposed_): the leader raises NOSPACE once
 // and latches alarm_proposed_ = true when Propose accepts the entry; the latch is cleared only
 // when a disarm applies. If the alarm entry is lost (the leader is deposed before it commits and
 // its uncommitted tail is overwritten), the latch stays set forever on that member: when it
@@ -443,7 +443,7 @@ TEST(ReviewServerTest, LeaderPastQuotaRaisesAlarmAgainAfterItsProposalWasLost) {
   EXPECT_EQ(CodeOf(put->status), ErrorCode::kNoSpace) << put->status;
 }
 
-// BUG (membership + compaction; raft.cc RaftState::SendSnapshot / Restore, server.cc Advance):
+// FIXED (membership + compaction; raft.cc RaftState::SendSnapshot / Restore, server.cc Advance):
 // a member added after the leader's latest snapshot cannot join once the log before the add is
 // compacted. The leader sends its latest snapshot, whose ConfState predates the add; the joiner
 // refuses it as "from a cluster we are not part of" and answers with its commit (0), which is
