@@ -107,6 +107,10 @@ struct Simulation::Node {
   raft::Term vote_term = 0;
   NodeId vote_in_term = raft::kNoNode;
   raft::Term led_term = 0;  // the term it led at the last check; 0 when it did not lead
+  // The Raft configuration at the last check, and whether a Ready since then applied a conf
+  // change entry or installed a snapshot (the only ways it may change).
+  raft::ConfState conf_state;
+  bool conf_may_change = false;
   mvcc::WatchId watch_id = 0;
   mvcc::Revision watch_next_revision = 0;
   // Scenario watches: id -> (start revision, last revision delivered).
@@ -229,6 +233,8 @@ void Simulation::StartNode(NodeId id, raft::RestartState restart,
   node.vote_term = 0;
   node.vote_in_term = raft::kNoNode;
   node.led_term = 0;
+  node.conf_state = node.server->RaftConfState();
+  node.conf_may_change = true;
   // Every node watches every key from the first revision it does not hold in history.
   mvcc::WatchRequest watch;
   watch.key = std::string(1, '\0');
@@ -299,8 +305,10 @@ void Simulation::Drain(Node& node) {
       Trace(absl::StrCat("n", node.id, " leads term ", term));
       CheckLeaderCompleteness(node);
     }
+    if (rr.persist.snapshot != nullptr || rr.apply_snapshot != nullptr) node.conf_may_change = true;
     // State machine safety: every node applies the same entry at an index.
     for (const raft::Entry& entry : rr.committed_entries) {
+      if (entry.type == raft::EntryType::kConfChange) node.conf_may_change = true;
       const uint64_t digest = Fnv1a64(entry.data.view(), entry.term * 31 + entry.index);
       auto [it, inserted] =
           applied_entries_.emplace(entry.index, std::make_pair(entry.term, digest));
@@ -413,7 +421,22 @@ void Simulation::CheckNode(Node& node) {
                              hs.commit, ", an entry of term ", *term));
     }
   }
+  if (leader && node.led_term == hs.term && hs.commit > prev.commit) {
+    CheckCommitDurable(node, hs.commit, hs.term);
+  }
   node.led_term = leader ? hs.term : 0;
+  // The core follows etcd-io/raft: a configuration takes effect when its conf change entry is
+  // applied (or a snapshot installed), never at proposal or append. (Raft thesis §4.1 uses it
+  // from append instead, which is safe only with a rollback when the entry is truncated.)
+  raft::ConfState conf_state = node.server->RaftConfState();
+  if (!node.conf_may_change && !(conf_state == node.conf_state)) {
+    Violation(absl::StrCat("n", node.id, " changed its configuration from ",
+                           raft::DescribeConfState(node.conf_state), " to ",
+                           raft::DescribeConfState(conf_state),
+                           " without applying a conf change or a snapshot"));
+  }
+  node.conf_state = std::move(conf_state);
+  node.conf_may_change = false;
   if (leader && hs.vote != node.id) {
     Violation(absl::StrCat("n", node.id, " leads term ", hs.term, " without voting for itself"));
   }
@@ -426,6 +449,46 @@ void Simulation::CheckNode(Node& node) {
     node.vote_in_term = hs.vote;
   }
   node.last_hard_state = hs;
+}
+
+void Simulation::CheckCommitDurable(Node& leader, raft::Index commit, raft::Term term) {
+  // Raft §5.3/§5.4: an entry is committed once it is stored on a majority of the voters (of
+  // both halves of a joint configuration); "stored" means durable, or a crash could lose it.
+  // Checked against the simulated disks, which is what survives a crash.
+  auto durably_holds = [&](NodeId id) {
+    auto it = nodes_.find(id);
+    if (it == nodes_.end()) return false;  // a member that never started
+    const raft::testing::MemoryStorage& disk = it->second->disk.durable;
+    if (disk.snapshot() != nullptr && disk.snapshot()->metadata.index >= commit) return true;
+    const std::vector<raft::Entry>& entries = disk.entries();
+    if (entries.empty() || entries.front().index > commit || entries.back().index < commit) {
+      return false;
+    }
+    return entries[commit - entries.front().index].term == term;
+  };
+  std::string holders;
+  auto majority_holds = [&](const std::vector<NodeId>& voters) {
+    size_t holding = 0;
+    for (NodeId id : voters) {
+      const bool holds = durably_holds(id);
+      holding += holds ? 1 : 0;
+      if (holds) absl::StrAppend(&holders, holders.empty() ? "" : ",", id);
+    }
+    return voters.empty() || holding > voters.size() / 2;
+  };
+  // The commit was decided under the configuration of the last check: a conf change entry it
+  // committed may have been applied since, in the same Ready.
+  auto quorum_holds = [&](const raft::ConfState& conf) {
+    holders.clear();
+    const bool incoming = majority_holds(conf.voters);
+    return majority_holds(conf.voters_outgoing) && incoming;
+  };
+  const raft::ConfState conf = leader.server->RaftConfState();
+  if (!quorum_holds(leader.conf_state) && !quorum_holds(conf)) {
+    Violation(absl::StrCat("n", leader.id, " leader of term ", term, " committed index ", commit,
+                           " which no majority of ", raft::DescribeConfState(leader.conf_state),
+                           " holds durably (held by: ", holders.empty() ? "none" : holders, ")"));
+  }
 }
 
 void Simulation::CheckLeaderCompleteness(Node& node) {

@@ -240,6 +240,8 @@ class RawNode {
   Term CurrentTerm() const;
   // The term of log entry `index`; nullopt when it is compacted away or not written yet.
   std::optional<Term> LogTerm(Index index) const;
+  // The configuration in force (GetStatus().conf_state without copying the progress map).
+  ConfState GetConfState() const;
   bool IsLeader() const;
   HardState GetHardState() const;
 

@@ -180,6 +180,7 @@ class Server::Impl {
   raft::HardState hard_state() const { return raft_->GetHardState(); }
   raft::Index last_index() const { return raft_->LastIndex(); }
   std::optional<raft::Term> LogTerm(raft::Index index) const { return raft_->LogTerm(index); }
+  raft::ConfState RaftConfState() const { return raft_->GetConfState(); }
 
  private:
   struct Pending {
@@ -1360,5 +1361,6 @@ raft::Index Server::applied_index() const { return impl_->applied_index(); }
 raft::HardState Server::hard_state() const { return impl_->hard_state(); }
 raft::Index Server::last_index() const { return impl_->last_index(); }
 std::optional<raft::Term> Server::LogTerm(raft::Index index) const { return impl_->LogTerm(index); }
+raft::ConfState Server::RaftConfState() const { return impl_->RaftConfState(); }
 
 }  // namespace kvstore::server

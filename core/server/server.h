@@ -197,6 +197,8 @@ class Server {
   raft::Index last_index() const;
   // The term of log entry `index` (nullopt when compacted or not written).
   std::optional<raft::Term> LogTerm(raft::Index index) const;
+  // The Raft configuration in force (RaftStatus().conf_state, cheaper).
+  raft::ConfState RaftConfState() const;
 
  private:
   class Impl;
