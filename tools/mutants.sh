@@ -130,6 +130,13 @@ checker_of() {
     *"term decreased"* | *"commit decreased"* | *"beyond last index"* | *"without voting"* | \
       *"voted twice"*) echo "node invariants" ;;
     *"disagree on the store hash"*) echo "hash agreement" ;;
+    *"before the vote was durable"* | *"but its durable log ends at"*) echo "durable before reply" ;;
+    *"advanced commit to"*) echo "commit rule (current term)" ;;
+    *"holds durably"*) echo "commit quorum durable" ;;
+    *" leads term "*" with last index "* | *" leads term "*" holding term "*)
+      echo "leader completeness" ;;
+    *"changed its configuration"*) echo "configuration on apply" ;;
+    *"but its store holds no such write"*) echo "write provenance" ;;
     *watch*) echo "watch checker" ;;
     linearizability:*) echo "linearizability" ;;
     *"acknowledged write"*) echo "acknowledged writes survive" ;;
