@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/raft/rand.h"
 
@@ -186,6 +188,59 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
   step("replicas agree")->mutable_expect()->set_hashes_equal(true);
   step("acknowledged writes survive")->mutable_expect()->set_all_acknowledged_writes_present(true);
   return scenario;
+}
+
+std::string FailureKind(absl::string_view failure) {
+  for (bool stripped = true; stripped;) {
+    stripped = false;
+    for (absl::string_view prefix : {"checker: ", "step "}) {
+      if (absl::StartsWith(failure, prefix)) {
+        failure.remove_prefix(prefix.size());
+        if (prefix == "step ") {
+          const size_t colon = failure.find(": ");
+          failure.remove_prefix(colon == absl::string_view::npos ? failure.size() : colon + 2);
+        }
+        stripped = true;
+      }
+    }
+    if (absl::StartsWith(failure, "@")) {
+      const size_t colon = failure.find(": ");
+      if (colon != absl::string_view::npos) {
+        failure.remove_prefix(colon + 2);
+        stripped = true;
+      }
+    }
+  }
+  std::string kind;
+  kind.reserve(failure.size());
+  for (size_t i = 0; i < failure.size(); ++i) {
+    if (absl::ascii_isdigit(static_cast<unsigned char>(failure[i]))) {
+      while (i + 1 < failure.size() &&
+             absl::ascii_isdigit(static_cast<unsigned char>(failure[i + 1]))) {
+        ++i;
+      }
+      kind.push_back('#');
+    } else {
+      kind.push_back(failure[i]);
+    }
+  }
+  return kind;
+}
+
+std::string ShrinkTarget(const RunResult& result) {
+  for (const std::string& failure : result.failures) {
+    if (absl::StartsWith(failure, "checker: ")) return failure;
+  }
+  return result.failures.empty() ? std::string() : result.failures.front();
+}
+
+bool FailsLike(const RunResult& result, const std::string& target) {
+  if (result.passed) return false;
+  const std::string kind = FailureKind(target);
+  for (const std::string& failure : result.failures) {
+    if (FailureKind(failure) == kind) return true;
+  }
+  return false;
 }
 
 pb::Scenario ShrinkScenario(const pb::Scenario& scenario,

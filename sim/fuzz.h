@@ -7,7 +7,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 
+#include "absl/strings/string_view.h"
 #include "sim/runner.h"
 #include "sim/scenario.pb.h"
 
@@ -24,6 +26,21 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options);
 // returns the smallest failing scenario found. `fails` must hold for the input.
 pb::Scenario ShrinkScenario(const pb::Scenario& scenario,
                             const std::function<bool(const pb::Scenario&)>& fails);
+
+// What kind of failure a failure line reports, without its numbers and prefixes ("checker: ",
+// "step 7: ", "@1200ms: "): "n3 and n5 disagree on the store hash at revision 88" becomes
+// "n# and n# disagree on the store hash at revision #".
+std::string FailureKind(absl::string_view failure);
+
+// The failure of `result` a shrink must preserve: its first standing-checker failure, else its
+// first failure. Empty when it passed.
+std::string ShrinkTarget(const RunResult& result);
+
+// Whether `result` fails with a failure of kind FailureKind(target). A shrink keeps a candidate
+// only if it fails like the original: removing steps easily produces a different failure (say,
+// crashing two nodes of five and isolating the leader loses the quorum), which would hide the
+// bug being shrunk.
+bool FailsLike(const RunResult& result, const std::string& target);
 
 }  // namespace kvstore::sim
 

@@ -334,20 +334,25 @@ int Shrink(const Args& args) {
     return Usage(error);
   }
   const pb::Scenario scenario = RandomScenario(seed, options);
-  auto fails = [](const pb::Scenario& candidate) { return !RunScenario(candidate).passed; };
-  if (!fails(scenario)) {
+  const std::string target = ShrinkTarget(RunScenario(scenario));
+  if (target.empty()) {
     std::fprintf(stderr, "sim: seed %llu passes; nothing to shrink\n",
                  static_cast<unsigned long long>(seed));
     return 1;
   }
+  std::printf("shrinking while it fails like: %s\n", target.c_str());
+  auto fails = [&](const pb::Scenario& candidate) {
+    return FailsLike(RunScenario(candidate), target);
+  };
   pb::Scenario shrunk = ShrinkScenario(scenario, fails);
   shrunk.set_name(absl::StrCat("regression_fuzz_seed_", seed));
   const std::string path =
       InWorkspace(args.flags.count("out") ? args.flags.at("out")
                                           : absl::StrCat("fuzz_seed_", seed, ".textproto"));
-  if (!WriteFile(path, absl::StrCat("# Shrunk from `", ReplayCommand(seed, options),
-                                    "`: ", scenario.steps_size(), " -> ", shrunk.steps_size(),
-                                    " steps.\n", FormatScenario(shrunk)))) {
+  if (!WriteFile(
+          path, absl::StrCat("# Shrunk from `", ReplayCommand(seed, options),
+                             "`: ", scenario.steps_size(), " -> ", shrunk.steps_size(),
+                             " steps, failing like\n#   ", target, "\n", FormatScenario(shrunk)))) {
     std::fprintf(stderr, "sim: cannot write %s\n", path.c_str());
     return 1;
   }
