@@ -110,6 +110,11 @@ RunResult Runner::Run() {
   for (const std::string& violation : sim_.violations()) {
     result_.failures.push_back(absl::StrCat("checker: ", violation));
   }
+  if (sim_.violations_not_kept() > 0) {
+    result_.failures.push_back(absl::StrCat("checker: ", sim_.violations_not_kept(),
+                                            " more violations after the first ",
+                                            Simulation::kMaxViolationsKept));
+  }
   result_.history = HistoryText(sim_.history());
   if (!scenario_.skip_linearizability()) {
     auto history = ParseHistory(result_.history);

@@ -197,7 +197,11 @@ void Simulation::Trace(const std::string& line) {
 
 void Simulation::Violation(std::string what) {
   Trace(absl::StrCat("VIOLATION ", what));
-  violations_.push_back(absl::StrCat("@", now_ms_, "ms: ", what));
+  if (violations_.size() < kMaxViolationsKept) {
+    violations_.push_back(absl::StrCat("@", now_ms_, "ms: ", what));
+  } else {
+    ++violations_not_kept_;
+  }
 }
 
 void Simulation::Schedule(int64_t at_ms, std::unique_ptr<Event> event) {

@@ -148,7 +148,11 @@ class Simulation {
   bool up(NodeId id) const;
   server::Server* server(NodeId id);  // nullptr when down
   const std::vector<ClientEvent>& history() const { return history_; }
+  // The first kMaxViolationsKept violations; a broken invariant often fires on every event
+  // after it, and the first ones tell the story.
   const std::vector<std::string>& violations() const { return violations_; }
+  uint64_t violations_not_kept() const { return violations_not_kept_; }
+  static constexpr size_t kMaxViolationsKept = 100;
   uint64_t trace_hash() const { return trace_hash_; }
   const std::vector<std::string>& trace() const { return trace_; }
   uint64_t events_processed() const { return events_processed_; }
@@ -209,6 +213,7 @@ class Simulation {
   std::map<raft::Term, NodeId> leaders_by_term_;
   std::map<raft::Index, std::pair<raft::Term, uint64_t>> applied_entries_;  // index -> term, hash
   std::vector<std::string> violations_;
+  uint64_t violations_not_kept_ = 0;
   std::vector<ClientEvent> history_;
   std::set<std::string> written_values_;  // every value a write or cas tried to store
 

@@ -232,7 +232,7 @@ log "control: $max_seeds seeds, ${duration_ms}ms each"
 IFS=$'\036' read -r seed nodes failures hangs <<<"$(campaign)"
 control_scenarios=$(scenarios)
 if [ -n "$seed" ]; then
-  first=$(tr '\037' '\n' <<<"$failures" | head -n 1)
+  first=$(tr '\037' '\n' <<<"$failures" | awk 'NR == 1')
   log "CONTROL FAILED at seed $seed ($nodes nodes): $first"
   rows+=("| (control: no mutant) | FAILED | $seed | $(checker_of "$first") | $control_scenarios | ${hangs:+hung: $hangs; }$(shorten "$first") |")
   all_caught=0
@@ -264,7 +264,7 @@ for patch in "${patches[@]}"; do
     suite=$(scenarios)
     hung="${hangs:+seeds hung (watchdog, no checker): $hangs; }"
     if [ -n "$seed" ]; then
-      first=$(tr '\037' '\n' <<<"$failures" | head -n 1)
+      first=$(tr '\037' '\n' <<<"$failures" | awk 'NR == 1')
       checkers=$(tr '\037' '\n' <<<"$failures" | grep -v '^$' | while IFS= read -r line; do
         checker_of "$line"
       done | awk '!seen[$0]++' | paste -sd, - | sed 's/,/, /g')
