@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job of the README: installs what is missing, builds everything and runs the project's
 # main program with embedded defaults. Until the node binary exists, that is the simulator's
-# scenario suite (testdata/scenarios/*.textproto): a cluster of the real server cores under
+# scenario suite (testdata/scenarios/, with its regressions/): a cluster of the real server cores under
 # partitions, crashes and membership changes, checked for safety and linearizability.
 # Extra arguments go to `sim run` (for example --verbose).
 set -euo pipefail
@@ -10,4 +10,4 @@ bash tools/setup.sh
 bazel build //...
 bazel build -c opt //tools/sim:sim
 bin=$(bazel info -c opt bazel-bin 2>/dev/null)
-exec "$bin/tools/sim/sim" run testdata/scenarios/*.textproto "$@"
+exec "$bin/tools/sim/sim" run testdata/scenarios/*.textproto testdata/scenarios/regressions/*.textproto "$@"
