@@ -264,10 +264,18 @@ absl::Status RaftState::Init(RestartState& restart) {
                                                    " is below the last entry's term ",
                                                    restart.entries.back().term));
   }
-  const Index commit = std::max(hs.commit, snapshot_index);
+  Index commit = std::max(hs.commit, snapshot_index);
   if (restart.applied > commit) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("applied index ", restart.applied, " is beyond the commit index ", commit));
+    if (restart.applied > last) {
+      return absl::InvalidArgumentError(absl::StrCat("applied index ", restart.applied,
+                                                     " is beyond the last persisted index ", last,
+                                                     ": entries were lost or truncated"));
+    }
+    // A driver that writes in the background may apply a Ready's committed entries before the
+    // hard state carrying their commit index is durable, and crash in between. Entries handed
+    // out to apply were committed, so the commit index is raised to what was applied (the next
+    // Ready writes it).
+    commit = restart.applied;
   }
   log_.Restart(snapshot_index, snapshot_term, std::move(restart.entries), commit,
                std::max(restart.applied, snapshot_index));

@@ -35,6 +35,7 @@ namespace {
 
 using ::kvstore::raft::testing::Cluster;
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 constexpr int kElectionTick = 10;  // Config's default
@@ -644,6 +645,30 @@ TEST(ReplicationTest, BatchingRespectsMaxSizePerMsg) {
   HeartbeatRounds(c, 1, 3, check);
   EXPECT_EQ(AppliedData(c, 2).size(), 10u);
   EXPECT_EQ(most_entries, 2u) << "two 124-byte entries fit in 300 bytes, three do not";
+}
+
+// Raft §5.3: heartbeats carry the leader's commit index, and a follower that holds the entries
+// commits (and applies) up to it from the heartbeat alone, answering with a heartbeat response.
+TEST(ReplicationTest, FollowerCommitsFromHeartbeat) {
+  auto node = NewNode(1, {1, 2, 3}, HardState{1, 2, 0}, EntriesWithTerms({1, 1, 1}));
+  ASSERT_NE(node, nullptr);
+  Drain(*node);
+  Message heartbeat;
+  heartbeat.type = MessageType::kHeartbeat;
+  heartbeat.from = 2;
+  heartbeat.to = 1;
+  heartbeat.term = 1;
+  heartbeat.commit = 2;
+  ASSERT_TRUE(node->Step(heartbeat).ok());
+  EXPECT_EQ(node->GetStatus().hard_state.commit, 2u);
+  ASSERT_TRUE(node->HasReady());
+  const Ready& ready = node->GetReady();
+  ASSERT_EQ(ready.committed_entries.size(), 2u);
+  EXPECT_EQ(ready.committed_entries.back().index, 2u);
+  ASSERT_EQ(ready.messages.size(), 1u);
+  EXPECT_EQ(ready.messages[0].type, MessageType::kHeartbeatResp);
+  EXPECT_EQ(ready.messages[0].to, 2u);
+  node->Advance();
 }
 
 // etcd sendHeartbeat: a heartbeat carries min(match, commit), so a follower never commits an
@@ -1626,6 +1651,36 @@ TEST(RestartTest, VoteSurvivesRestart) {
   ASSERT_EQ(responses.size(), 1u);
   EXPECT_TRUE(responses[0].reject);
   EXPECT_EQ(restarted->GetStatus().hard_state.vote, 2u);
+}
+
+// Async storage writes: the driver applied entries 1..3 but crashed before the hard state that
+// committed them was durable (commit 1 on disk). Those entries were committed, so the node
+// restarts with commit 3, applies nothing again, and writes the raised commit index. Applied
+// beyond the persisted log is still refused: those entries are gone.
+TEST(RestartTest, AppliedAheadOfDurableCommitRaisesCommit) {
+  Config config;
+  config.id = 1;
+  config.random_seed = 1;
+  RestartState restart;
+  restart.hard_state = HardState{1, kNoNode, 1};
+  restart.snapshot = BootstrapSnapshot({1, 2, 3});
+  restart.entries = EntriesWithTerms({1, 1, 1});
+  restart.applied = 3;
+  auto node = RawNode::Create(config, restart);
+  ASSERT_TRUE(node.ok()) << node.status();
+  EXPECT_EQ((*node)->GetStatus().hard_state.commit, 3u);
+  EXPECT_EQ((*node)->GetStatus().applied, 3u);
+  ASSERT_TRUE((*node)->HasReady());
+  const Ready& ready = (*node)->GetReady();
+  EXPECT_THAT(ready.committed_entries, IsEmpty()) << "re-applies entries";
+  ASSERT_TRUE(ready.persist.hard_state.has_value());
+  EXPECT_EQ(ready.persist.hard_state->commit, 3u);
+  (*node)->Advance();
+
+  restart.applied = 4;
+  auto lost = RawNode::Create(config, restart);
+  ASSERT_FALSE(lost.ok());
+  EXPECT_THAT(std::string(lost.status().message()), HasSubstr("beyond the last persisted index"));
 }
 
 // Raft §5.3: a node that crashed and missed entries rejoins after restart and catches up.

@@ -68,6 +68,8 @@ void ToProto(const mvcc::TxnRequest& in, pb::TxnRequest* out) {
           ToProto(op.delete_range, p->mutable_delete_range());
           break;
         case mvcc::RequestOp::Kind::kTxn:
+          // An absent nested txn is an empty one: it must still decode as a txn.
+          p->mutable_txn();
           if (op.txn != nullptr) ToProto(*op.txn, p->mutable_txn());
           break;
       }
