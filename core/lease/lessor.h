@@ -33,12 +33,14 @@ inline constexpr LeaseId kNoLease = 0;
 inline constexpr int64_t kMaxTtlSeconds = 9'000'000'000;
 inline constexpr int64_t kForever = INT64_MAX;
 
+// Tunables of the lessor.
 struct LessorConfig {
   // Grants below this are raised to it (etcd: about 1.5 election timeouts, so a lease survives a
   // leader election).
   int64_t min_ttl_seconds = 5;
 };
 
+// A lease as time-to-live and list report it.
 struct LeaseInfo {
   LeaseId id = kNoLease;
   int64_t granted_ttl_seconds = 0;  // after raising to the minimum
@@ -47,6 +49,8 @@ struct LeaseInfo {
   std::vector<std::string> keys;  // sorted
 };
 
+// Leases of one member: grants and revokes applied from the log, renewals and expiry decided by
+// the primary (the leader) from ticks, so every replica revokes at the same log position.
 class Lessor {
  public:
   // `backend` (not owned) stores lease records in Bucket::kLease; Restore() reads them back.

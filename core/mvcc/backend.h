@@ -17,6 +17,7 @@
 
 namespace kvstore::mvcc {
 
+// The backend's separate ordered key spaces (bbolt buckets in etcd).
 enum class Bucket : uint8_t {
   kKey = 0,    // revision -> key-value record
   kMeta = 1,   // store metadata: compaction progress, consistent index
@@ -24,6 +25,8 @@ enum class Bucket : uint8_t {
 };
 inline constexpr int kBucketCount = 3;
 
+// Ordered bytes-to-bytes storage with batched, atomic commits: what the MVCC store and the
+// lessor keep their state in (etcd's bbolt backend). Single-threaded, like the core.
 class Backend {
  public:
   virtual ~Backend() = default;

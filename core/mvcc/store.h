@@ -31,6 +31,8 @@
 
 namespace kvstore::mvcc {
 
+// etcd v3's multi-version store over a Backend: every write is a new revision, history is kept
+// until compacted, and reads can be served at any kept revision.
 class Store {
  public:
   // Opens the store over `backend` (not owned), rebuilding the index from what it holds.

@@ -18,6 +18,7 @@ using Revision = int64_t;
 using LeaseId = int64_t;
 inline constexpr LeaseId kNoLease = 0;
 
+// A key as stored at one revision (etcd mvccpb.KeyValue).
 struct KeyValue {
   std::string key;
   // Revision of the last creation of the key (since its last deletion).
@@ -49,9 +50,11 @@ struct Event {
 std::string PrefixEnd(const std::string& prefix);
 bool InRange(const std::string& key, const std::string& range_end, const std::string& candidate);
 
+// How a range sorts its result (kNone: by key, ascending) and on which field.
 enum class SortOrder : uint8_t { kNone, kAscend, kDescend };
 enum class SortTarget : uint8_t { kKey, kVersion, kCreate, kMod, kValue };
 
+// Reads the keys of a range at a revision (etcd RangeRequest).
 struct RangeRequest {
   std::string key;
   std::string range_end;
@@ -69,6 +72,7 @@ struct RangeRequest {
   Revision max_create_revision = 0;
 };
 
+// The keys a range found, after filters, sorting and limit.
 struct RangeResponse {
   Revision revision = 0;  // the store's revision when served (header)
   std::vector<KeyValue> kvs;
@@ -76,6 +80,7 @@ struct RangeResponse {
   int64_t count = 0;  // keys in the range at the read revision
 };
 
+// Writes one key at a new revision (etcd PutRequest).
 struct PutRequest {
   std::string key;
   std::string value;
@@ -85,23 +90,27 @@ struct PutRequest {
   bool ignore_lease = false;  // keep the current lease (the key must exist)
 };
 
+// The revision of a put and, when asked, the key as it was before.
 struct PutResponse {
   Revision revision = 0;
   std::optional<KeyValue> prev_kv;
 };
 
+// Deletes every key of a range at one new revision (etcd DeleteRangeRequest).
 struct DeleteRangeRequest {
   std::string key;
   std::string range_end;
   bool prev_kv = false;
 };
 
+// How many keys a delete removed and, when asked, their last versions.
 struct DeleteRangeResponse {
   Revision revision = 0;
   int64_t deleted = 0;
   std::vector<KeyValue> prev_kvs;
 };
 
+// One condition of a transaction: a field of every key in a range compared with a constant.
 struct Compare {
   enum class Result : uint8_t { kEqual, kGreater, kLess, kNotEqual };
   enum class Target : uint8_t { kVersion, kCreate, kMod, kValue, kLease };
@@ -126,12 +135,14 @@ struct RequestOp {
   std::shared_ptr<const TxnRequest> txn;  // nested transaction
 };
 
+// If every compare holds, run `success`, else `failure`; all in one revision (etcd Txn).
 struct TxnRequest {
   std::vector<Compare> compare;
   std::vector<RequestOp> success;
   std::vector<RequestOp> failure;
 };
 
+// The result of one RequestOp, of the same kind.
 struct ResponseOp {
   RequestOp::Kind kind = RequestOp::Kind::kRange;
   RangeResponse range;
@@ -140,12 +151,14 @@ struct ResponseOp {
   std::shared_ptr<const TxnResponse> txn;
 };
 
+// Which branch ran, and the result of each of its operations in order.
 struct TxnResponse {
   Revision revision = 0;
   bool succeeded = false;
   std::vector<ResponseOp> responses;
 };
 
+// The revision the store was compacted to.
 struct CompactResponse {
   Revision revision = 0;
 };

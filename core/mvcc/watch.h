@@ -33,6 +33,7 @@ using WatchId = int64_t;
 inline constexpr size_t kDefaultMaxBufferedEventsPerWatcher = 1024;
 inline constexpr size_t kDefaultCatchUpBatchEvents = 1024;
 
+// What to watch: a key or range, from which revision, with which filters (etcd WatchCreate).
 struct WatchRequest {
   std::string key;
   std::string range_end;  // as in RangeRequest: empty = one key, "\0" = from key on
@@ -44,6 +45,8 @@ struct WatchRequest {
   bool prev_kv = false;
 };
 
+// One delivery to a watcher: events of whole revisions, or a created / canceled / progress
+// notice.
 struct WatchResponse {
   WatchId watch_id = 0;
   Revision header_revision = 0;  // the store's revision when the response was produced
@@ -57,6 +60,7 @@ struct WatchResponse {
   bool progress = false;
 };
 
+// Every watcher of one store: feeds them the store's events and replays history to laggards.
 class WatchHub {
  public:
   explicit WatchHub(const Store* store,

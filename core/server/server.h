@@ -54,6 +54,7 @@ inline constexpr uint64_t kMaxKeyBytes = 1 << 16;  // larger keys are refused (K
 // A learner may be promoted once its match index is at least this fraction of the leader's.
 inline constexpr double kLearnerReadyRatio = 0.9;
 
+// Identity, limits and Raft settings of one member.
 struct ServerConfig {
   raft::NodeId id = raft::kNoNode;
   int election_tick = 10;
@@ -74,6 +75,7 @@ struct ServerConfig {
   uint64_t snapshot_catch_up_entries = 5000;
 };
 
+// A member of the cluster as membership requests list it.
 struct Member {
   raft::NodeId id = raft::kNoNode;
   std::string name;
@@ -81,6 +83,7 @@ struct Member {
   bool is_learner = false;
 };
 
+// Alarms are replicated state: raised and cleared through the log (etcd AlarmMember).
 enum class AlarmType : uint8_t { kNoSpace = 1 };
 
 struct Alarm {
@@ -88,6 +91,7 @@ struct Alarm {
   AlarmType type = AlarmType::kNoSpace;
 };
 
+// What a client request asks for; each names the Request fields it reads.
 enum class RequestType : uint8_t {
   kRange,
   kPut,
@@ -123,12 +127,14 @@ struct Request {
   Member member;
 };
 
+// Where and when a response was produced (etcd ResponseHeader).
 struct ResponseHeader {
   raft::NodeId member_id = raft::kNoNode;
   mvcc::Revision revision = 0;
   raft::Term raft_term = 0;
 };
 
+// The answer to one Request: a status and the fields its type fills.
 struct Response {
   RequestId request_id = 0;
   RequestType type = RequestType::kRange;
@@ -147,6 +153,8 @@ struct Response {
   std::vector<Alarm> alarms;
 };
 
+// Everything the driver must do after an event: Raft's effects, client responses and watch
+// events. Carry it out, then call Advance.
 struct Ready {
   // Raft's effects: persist, send, snapshot. Its committed entries have already been applied.
   const raft::Ready* raft = nullptr;
@@ -159,6 +167,9 @@ struct Ready {
 // context), so a member that joins later and replays them records the same names and URLs.
 raft::RestartState BootstrapState(const std::vector<Member>& members);
 
+// The replicated server core of one member: client requests in, proposals through Raft,
+// committed entries applied to the MVCC store and lessor, responses out. Pure: the driver
+// feeds ticks, peer messages and storage acknowledgements, and carries out each Ready.
 class Server {
  public:
   // `backend` (not owned) holds the MVCC data; `raft_state` is what the Raft log storage holds
