@@ -622,6 +622,32 @@ TEST(ServerTest, WriteOnMinoritySideTimesOut) {
   }
 }
 
+// A write appended by a deposed leader whose log position another leader's entry takes is
+// answered LEADERSHIP_CHANGED (it certainly did not apply) as soon as the replacement applies,
+// not left to time out.
+TEST(ServerTest, WriteReplacedByAnotherLeadersEntryIsLeadershipChanged) {
+  ServerCluster cluster({1, 2, 3});
+  const raft::NodeId leader = cluster.WaitForLeader();
+  cluster.Isolate(leader);
+  const RequestId put = cluster.server(leader).Submit(PutRequest("replaced", "v"));
+  const raft::NodeId new_leader = WaitForLeaderOtherThan(cluster, leader);
+  ASSERT_NE(new_leader, raft::kNoNode);
+  CallOk(cluster, new_leader, PutRequest("kept", "v"));
+  cluster.Heal();
+  std::optional<Response> response;
+  for (int i = 0; i < 30 && !response.has_value(); ++i) {
+    cluster.TickAll();
+    auto it = cluster.member(leader).responses.find(put);
+    if (it != cluster.member(leader).responses.end()) response = it->second;
+  }
+  ExpectError(response, ErrorCode::kLeadershipChanged, {"replaced"});
+  ASSERT_TRUE(WaitForCatchUp(cluster, cluster.ids()));
+  for (raft::NodeId id : cluster.ids()) {
+    EXPECT_FALSE(LocalValue(cluster, id, "replaced").has_value()) << "member " << id;
+    EXPECT_EQ(LocalValue(cluster, id, "kept"), "v") << "member " << id;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Leases
 
@@ -840,6 +866,55 @@ TEST(ServerTest, MembershipLearnerPromoteAddRemove) {
   ExpectError(cluster.Call(leader, WithMember(RequestType::kMemberRemove, voter.member.id)),
               ErrorCode::kMemberNotFound, {std::to_string(voter.member.id)});
   CallOk(cluster, learner, PutRequest("after", "v"));
+}
+
+// etcd's promotion rule at its boundary: a learner holding just under 90% of the leader's log is
+// refused, one holding 90% or more is promoted even though it still lags.
+TEST(ServerTest, LearnerPromotionBoundaryIsNinetyPercentOfTheLeadersLog) {
+  ServerCluster cluster({1, 2, 3});
+  const raft::NodeId leader = cluster.WaitForLeader();
+  for (int i = 0; i < 60; ++i) CallOk(cluster, leader, PutRequest("k" + std::to_string(i), "v"));
+  const raft::NodeId learner = CallOk(cluster, leader, MemberAdd("m4", "mem://4", true)).member.id;
+  cluster.StartJoiner(learner);
+  std::vector<raft::NodeId> everyone = cluster.ids();
+  ASSERT_TRUE(WaitForCatchUp(cluster, everyone));
+
+  // The ratio the leader sees: the learner's match over its own.
+  auto ratio = [&] {
+    const raft::Status status = cluster.server(leader).RaftStatus();
+    const double mine = static_cast<double>(status.progress.at(leader).match);
+    return static_cast<double>(status.progress.at(learner).match) / mine;
+  };
+  // Cut off, the learner falls behind one write at a time: stop just under 90%.
+  cluster.Isolate(learner);
+  int writes = 0;
+  while (ratio() >= kLearnerReadyRatio && writes < 100) {
+    CallOk(cluster, leader, PutRequest("lag" + std::to_string(writes++), "v"));
+  }
+  ASSERT_LT(ratio(), kLearnerReadyRatio);
+  ASSERT_GT(ratio(), kLearnerReadyRatio - 0.03) << "each write moves the ratio by little";
+  ExpectError(cluster.Call(leader, WithMember(RequestType::kMemberPromote, learner)),
+              ErrorCode::kLearnerNotReady, {std::to_string(learner), "90"});
+
+  // Caught up again, then lagging by less than 10%: promoted while still behind.
+  cluster.Heal();
+  ASSERT_TRUE(WaitForCatchUp(cluster, everyone));
+  cluster.Isolate(learner);
+  for (int i = 0; i < 3; ++i) CallOk(cluster, leader, PutRequest("small-lag", "v"));
+  ASSERT_LT(ratio(), 1.0);
+  ASSERT_GE(ratio(), kLearnerReadyRatio);
+  const Response promoted =
+      CallOk(cluster, leader, WithMember(RequestType::kMemberPromote, learner));
+  EXPECT_FALSE(promoted.member.is_learner);
+}
+
+// The limits a user gets without configuring any (etcd's defaults).
+TEST(ServerTest, DefaultLimitsAreEtcds) {
+  const ServerConfig config;
+  EXPECT_EQ(config.quota_bytes, uint64_t{2} << 30);        // 2 GiB
+  EXPECT_EQ(config.max_request_bytes, uint64_t{1572864});  // 1.5 MiB
+  EXPECT_EQ(config.max_txn_ops, 128u);
+  EXPECT_EQ(config.max_learners, 1u);
 }
 
 // ---------------------------------------------------------------------------------------------
