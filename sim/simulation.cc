@@ -111,6 +111,9 @@ struct Simulation::Node {
   // change entry or installed a snapshot (the only ways it may change).
   raft::ConfState conf_state;
   bool conf_may_change = false;
+  // The highest log index handed to this node's state machine; starts at what its durable
+  // backend had applied (its consistent index) when the node started.
+  raft::Index applied_high = 0;
   mvcc::WatchId watch_id = 0;
   mvcc::Revision watch_next_revision = 0;
   // Scenario watches: id -> (start revision, last revision delivered).
@@ -239,6 +242,7 @@ void Simulation::StartNode(NodeId id, raft::RestartState restart,
   node.led_term = 0;
   node.conf_state = node.server->RaftConfState();
   node.conf_may_change = true;
+  node.applied_high = node.server->store().consistent_index();
   // Every node watches every key from the first revision it does not hold in history.
   mvcc::WatchRequest watch;
   watch.key = std::string(1, '\0');
@@ -310,9 +314,19 @@ void Simulation::Drain(Node& node) {
       CheckLeaderCompleteness(node);
     }
     if (rr.persist.snapshot != nullptr || rr.apply_snapshot != nullptr) node.conf_may_change = true;
+    if (rr.apply_snapshot != nullptr) {
+      node.applied_high = std::max(node.applied_high, rr.apply_snapshot->metadata.index);
+    }
     // State machine safety: every node applies the same entry at an index.
     for (const raft::Entry& entry : rr.committed_entries) {
       if (entry.type == raft::EntryType::kConfChange) node.conf_may_change = true;
+      // Exactly-once application: an entry the state machine holds already (also across a
+      // crash, through the backend's consistent index) is never handed to it again.
+      if (entry.index <= node.applied_high) {
+        Violation(absl::StrCat("n", node.id, " applies index ", entry.index, " again (applied ",
+                               "through ", node.applied_high, ")"));
+      }
+      node.applied_high = std::max(node.applied_high, entry.index);
       const uint64_t digest = Fnv1a64(entry.data.view(), entry.term * 31 + entry.index);
       auto [it, inserted] =
           applied_entries_.emplace(entry.index, std::make_pair(entry.term, digest));

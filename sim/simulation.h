@@ -21,10 +21,10 @@
 //     commit never decrease within an incarnation, commit <= last index, a leader voted for
 //     itself, one vote per term, a leader's commit advances only onto entries of its term),
 //     leader completeness (a new leader holds every applied entry), state machine safety (all
-//     nodes apply the same entry at an index), votes and acknowledgements durable before they
-//     leave, write provenance (an acknowledged write is in the store at its revision), watch
-//     guarantees (every node's watcher sees consecutive revisions, exactly the store's events)
-//     and KV hash agreement at equal revisions.
+//     nodes apply the same entry at an index), exactly-once apply (also across crashes), votes and
+//     acknowledgements durable before they leave, write provenance (an acknowledged write is in the
+//     store at its revision), watch guarantees (every node's watcher sees consecutive revisions,
+//     exactly the store's events) and KV hash agreement at equal revisions.
 
 #include <cstdint>
 #include <deque>

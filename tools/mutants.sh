@@ -136,6 +136,7 @@ checker_of() {
     *" leads term "*" with last index "* | *" leads term "*" holding term "*)
       echo "leader completeness" ;;
     *"changed its configuration"*) echo "configuration on apply" ;;
+    *" applies index "*" again "*) echo "exactly-once apply" ;;
     *"but its store holds no such write"*) echo "write provenance" ;;
     *watch*) echo "watch checker" ;;
     linearizability:*) echo "linearizability" ;;
