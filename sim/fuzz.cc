@@ -47,7 +47,7 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
   int64_t elapsed = 0;
   std::string last_joiner;
   while (elapsed < options.duration_ms) {
-    switch (rng.Uniform(14)) {
+    switch (rng.Uniform(15)) {
       case 0: {  // a random split into two groups
         pb::Step* s = step("partition");
         pb::Group* a = s->mutable_partition()->add_groups();
@@ -156,6 +156,15 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
           step("run")->set_run_ms(static_cast<int64_t>(rng.Uniform(60)));
           if (rng.Uniform(2) == 0) *step("crash")->mutable_crash() = Node(1 + rng.Uniform(n));
         }
+        break;
+      }
+      case 13: {  // a slow link (a distant or overloaded peer), in one or both directions
+        pb::LinkDelay* delay = step("slow link")->mutable_link_delay();
+        *delay->mutable_from() = Node(1 + rng.Uniform(n));
+        *delay->mutable_to() = Node(1 + rng.Uniform(n));
+        delay->set_min_delay_ms(20 + static_cast<int64_t>(rng.Uniform(100)));
+        delay->set_max_delay_ms(delay->min_delay_ms() + static_cast<int64_t>(rng.Uniform(200)));
+        delay->set_both_ways(rng.Uniform(2) == 0);
         break;
       }
       default:

@@ -206,6 +206,21 @@ void Runner::RunStep(size_t index, const pb::Step& step) {
     case pb::Step::kBlock:
       sim_.BlockLink(Resolve(step.block().from()), Resolve(step.block().to()));
       break;
+    case pb::Step::kLinkDelay: {
+      const pb::LinkDelay& delay = step.link_delay();
+      if (delay.min_delay_ms() < 0 || delay.max_delay_ms() < 0) {
+        Fail(index, absl::StrCat("link_delay needs non-negative delays, got ", delay.min_delay_ms(),
+                                 "..", delay.max_delay_ms(), " ms"));
+        break;
+      }
+      const NodeId from = Resolve(delay.from());
+      const NodeId to = Resolve(delay.to());
+      sim_.SetLinkDelay(from, to, delay.min_delay_ms(), delay.max_delay_ms());
+      if (delay.both_ways()) {
+        sim_.SetLinkDelay(to, from, delay.min_delay_ms(), delay.max_delay_ms());
+      }
+      break;
+    }
     case pb::Step::kTickRate:
       sim_.SetTickRate(Resolve(step.tick_rate().node()), step.tick_rate().rate());
       break;

@@ -1,6 +1,7 @@
 #include "sim/simulation.h"
 
 #include <algorithm>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -291,9 +292,15 @@ void Simulation::SendMessage(const raft::Message& message) {
     event->kind = Event::Kind::kDeliver;
     event->node = message.to;
     event->message = message;
-    const int64_t spread = std::max<int64_t>(0, net.max_delay_ms - net.min_delay_ms);
-    Schedule(now_ms_ + net.min_delay_ms + static_cast<int64_t>(rng_.Uniform(spread + 1)),
-             std::move(event));
+    int64_t min_ms = net.min_delay_ms;
+    int64_t max_ms = net.max_delay_ms;
+    if (!link_delays_.empty()) {
+      if (auto it = link_delays_.find({message.from, message.to}); it != link_delays_.end()) {
+        std::tie(min_ms, max_ms) = it->second;
+      }
+    }
+    const int64_t spread = std::max<int64_t>(0, max_ms - min_ms);
+    Schedule(now_ms_ + min_ms + static_cast<int64_t>(rng_.Uniform(spread + 1)), std::move(event));
   }
 }
 
@@ -777,8 +784,14 @@ void Simulation::BlockLink(NodeId from, NodeId to) {
   Trace(absl::StrCat("block ", from, "->", to));
 }
 
+void Simulation::SetLinkDelay(NodeId from, NodeId to, int64_t min_ms, int64_t max_ms) {
+  link_delays_[{from, to}] = {min_ms, std::max(min_ms, max_ms)};
+  Trace(absl::StrCat("delay ", from, "->", to, " ", min_ms, "..", max_ms, "ms"));
+}
+
 void Simulation::Heal() {
   blocked_.clear();
+  link_delays_.clear();
   Trace("heal");
 }
 

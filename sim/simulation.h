@@ -111,6 +111,9 @@ class Simulation {
   // Only nodes in the same group can talk (nodes in no group talk to no one).
   void Partition(const std::vector<std::vector<NodeId>>& groups);
   void BlockLink(NodeId from, NodeId to);  // one way
+  // Messages from `from` to `to` take [min_ms, max_ms] instead of the network's delay.
+  void SetLinkDelay(NodeId from, NodeId to, int64_t min_ms, int64_t max_ms);
+  // Removes every partition, blocked link and link delay.
   void Heal();
   void Isolate(NodeId id);
   void SetNetwork(const NetworkOptions& network) { options_.network = network; }
@@ -202,6 +205,7 @@ class Simulation {
   std::vector<std::unique_ptr<Event>> queue_;  // a binary min-heap (Later)
   std::map<NodeId, std::unique_ptr<Node>> nodes_;
   std::set<std::pair<NodeId, NodeId>> blocked_;
+  std::map<std::pair<NodeId, NodeId>, std::pair<int64_t, int64_t>> link_delays_;  // min, max ms
   std::set<NodeId> refused_;  // nodes whose restart found a corrupt record
   std::vector<std::unique_ptr<Client>> clients_;
   // Responses to Call(), by request id (kCallSlot marks them in Node::waiting).
