@@ -13,8 +13,8 @@
 #include <cstdint>
 #include <set>
 
-#include "absl/container/btree_map.h"
 #include "absl/status/statusor.h"
+#include "core/raft/flat_map.h"
 #include "core/raft/progress.h"
 #include "core/raft/quorum.h"
 #include "core/raft/types.h"
@@ -31,7 +31,7 @@ struct TrackerConfig {
   ConfState ToConfState() const;
 };
 
-using ProgressMap = absl::btree_map<NodeId, Progress>;
+using ProgressMap = FlatMap<NodeId, Progress>;
 
 class ProgressTracker {
  public:
