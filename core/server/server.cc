@@ -217,6 +217,8 @@ class Server::Impl {
   // Apply paths (deterministic on every replica).
   void Apply(const raft::Entry& entry);
   void ApplyConfChange(const raft::Entry& entry);
+  absl::Status ValidateMemberChange(const raft::ConfChange& change,
+                                    const pb::MemberChange* context) const;
   bool IsDuplicate(const pb::InternalRequest& internal);
   void ApplyInternal(raft::Index index, const pb::InternalRequest& internal, Response* response);
   absl::Status ApplyWrite(const pb::InternalRequest& internal, Response* response);
@@ -902,16 +904,60 @@ void Server::Impl::Apply(const raft::Entry& entry) {
   }
 }
 
+absl::Status Server::Impl::ValidateMemberChange(const raft::ConfChange& change,
+                                                const pb::MemberChange* context) const {
+  if (change.changes.size() != 1) return absl::OkStatus();  // joint transitions, leave joint
+  const raft::ConfChangeSingle& single = change.changes.front();
+  if (single.type == raft::ConfChangeType::kRemoveNode || members_.count(single.node_id) > 0) {
+    return absl::OkStatus();  // removals, promotions and re-adds change no count or URL
+  }
+  if (context != nullptr && context->member().id() == single.node_id) {
+    for (const auto& [member_id, member] : members_) {
+      for (const std::string& url : member.peer_urls) {
+        for (const std::string& wanted : context->member().peer_urls()) {
+          if (url == wanted) {
+            return Error(ErrorCode::kMemberExists,
+                         absl::StrCat("member add: peer URL ", url, " is member ", member_id,
+                                      " (added meanwhile)"));
+          }
+        }
+      }
+    }
+  }
+  if (single.type == raft::ConfChangeType::kAddLearner) {
+    size_t learners = 0;
+    for (const auto& [member_id, member] : members_) learners += member.is_learner ? 1 : 0;
+    if (learners >= config_.max_learners) {
+      return Error(
+          ErrorCode::kTooManyLearners,
+          absl::StrCat("member add: ", learners, " learners (added meanwhile), the limit is ",
+                       config_.max_learners));
+    }
+  }
+  return absl::OkStatus();
+}
+
 void Server::Impl::ApplyConfChange(const raft::Entry& entry) {
   auto change = raft::DecodeConfChange(entry.data.view());
   RAFT_CHECK(change.ok()) << "server " << config_.id << ": committed conf change at " << entry.index
                           << " is malformed: " << change.status().message();
-  conf_state_ = raft_->ApplyConfChange(*change);
-  conf_changed_since_snapshot_ = true;
-  backend_->Put(mvcc::Bucket::kMeta, kMetaConfState, raft::EncodeConfState(conf_state_));
   pb::MemberChange context;
   const bool has_context =
       !change->context.empty() && context.ParseFromString(change->context) && context.has_member();
+  // Checked again at apply (etcd's ValidateConfigurationChange): the proposer checked against
+  // its own member list, which may be behind the log, so two members could each admit a learner
+  // past the limit, or the same URL twice. Every replica decides alike here, on the applied
+  // list; a refused change leaves the configuration as it is and its proposer gets the error.
+  if (absl::Status refused = ValidateMemberChange(*change, has_context ? &context : nullptr);
+      !refused.ok()) {
+    if (has_context && context.request_id() != 0 && context.member_id() == config_.id) {
+      FailPending(context.request_id(), refused);
+    }
+    return;
+  }
+  conf_state_ = raft_->ApplyConfChange(*change);
+  conf_changed_since_snapshot_ = true;
+  backend_->Put(mvcc::Bucket::kMeta, kMetaConfState, raft::EncodeConfState(conf_state_));
   for (const raft::ConfChangeSingle& single : change->changes) {
     auto it = members_.find(single.node_id);
     switch (single.type) {

@@ -868,6 +868,34 @@ TEST(ServerTest, MembershipLearnerPromoteAddRemove) {
   CallOk(cluster, learner, PutRequest("after", "v"));
 }
 
+// The learner limit holds even when a member's own list is behind the log: a follower that has
+// not yet applied the first learner admits a second one and forwards it, and the change is
+// refused when it applies (the same way on every member), not added past the limit.
+TEST(ServerTest, LearnerLimitIsCheckedAgainWhenTheChangeApplies) {
+  ServerCluster cluster({1, 2, 3});
+  const raft::NodeId leader = cluster.WaitForLeader();
+  const raft::NodeId behind = Follower(cluster, leader);
+  cluster.Cut(leader, behind);
+  CallOk(cluster, leader, MemberAdd("first", "mem://first", true));
+  EXPECT_EQ(cluster.server(behind).Members().size(), 3u) << "has not applied the first learner";
+  cluster.Heal();
+  const RequestId second = cluster.server(behind).Submit(MemberAdd("second", "mem://second", true));
+  std::optional<Response> response;
+  for (int i = 0; i < 50 && !response.has_value(); ++i) {
+    cluster.TickAll();
+    auto it = cluster.member(behind).responses.find(second);
+    if (it != cluster.member(behind).responses.end()) response = it->second;
+  }
+  ExpectError(response, ErrorCode::kTooManyLearners, {"added meanwhile"});
+  ASSERT_TRUE(WaitForCatchUp(cluster, {1, 2, 3}));
+  for (raft::NodeId id : cluster.ids()) {
+    size_t learners = 0;
+    for (const Member& m : cluster.server(id).Members()) learners += m.is_learner ? 1 : 0;
+    EXPECT_EQ(learners, 1u) << "member " << id;
+    EXPECT_EQ(cluster.server(id).RaftStatus().conf_state.learners.size(), 1u) << "member " << id;
+  }
+}
+
 // etcd's promotion rule at its boundary: a learner holding just under 90% of the leader's log is
 // refused, one holding 90% or more is promoted even though it still lags.
 TEST(ServerTest, LearnerPromotionBoundaryIsNinetyPercentOfTheLeadersLog) {
