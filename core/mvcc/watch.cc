@@ -1,5 +1,6 @@
 #include "core/mvcc/watch.h"
 
+#include <algorithm>
 #include <optional>
 #include <utility>
 
@@ -23,14 +24,19 @@ absl::StatusOr<WatchId> WatchHub::Watch(const WatchRequest& request) {
   Watcher& watcher = watchers_[id];
   watcher.request = request;
   watcher.next_revision = start;
+  if (request.range_end.empty()) {
+    key_watchers_[request.key].insert(id);
+  } else {
+    range_watchers_.insert(id);
+  }
   // A start in the past replays history; now or later is live (a future start simply filters
   // out earlier revisions: etcd #20221).
-  watcher.lagging = start <= current;
+  SetLagging(id, watcher, start <= current);
   WatchResponse created;
   created.watch_id = id;
   created.header_revision = current;
   created.created = true;
-  watcher.pending.push_back(std::move(created));
+  Queue(id, watcher, std::move(created));
   return id;
 }
 
@@ -53,7 +59,41 @@ void WatchHub::CancelInternal(WatchId id, Watcher& watcher, Revision compact_rev
   canceled.compact_revision = compact_revision;
   canceled.cancel_reason = std::move(reason);
   finished_.push_back(std::move(canceled));
+  if (watcher.request.range_end.empty()) {
+    auto it = key_watchers_.find(watcher.request.key);
+    it->second.erase(id);
+    if (it->second.empty()) key_watchers_.erase(it);
+  } else {
+    range_watchers_.erase(id);
+  }
+  if (watcher.queued) {
+    with_pending_.erase(std::find(with_pending_.begin(), with_pending_.end(), id));
+  }
+  lagging_.erase(id);
   watchers_.erase(id);
+}
+
+void WatchHub::SetLagging(WatchId id, Watcher& watcher, bool lagging) {
+  watcher.lagging = lagging;
+  if (lagging) {
+    lagging_.insert(id);
+  } else {
+    lagging_.erase(id);
+  }
+}
+
+void WatchHub::Queue(WatchId id, Watcher& watcher, WatchResponse response) {
+  watcher.pending.push_back(std::move(response));
+  if (!watcher.queued) {
+    watcher.queued = true;
+    with_pending_.push_back(id);
+  }
+}
+
+void WatchHub::CatchUpNextRevision(Watcher& watcher) const {
+  if (!watcher.lagging && watcher.next_revision <= notified_through_) {
+    watcher.next_revision = notified_through_ + 1;
+  }
 }
 
 bool WatchHub::Wants(const Watcher& watcher, const Event& event) const {
@@ -73,14 +113,31 @@ void WatchHub::Deliver(WatchId id, Watcher& watcher, std::vector<Event> events) 
   response.watch_id = id;
   response.header_revision = store_->current_revision();
   response.events = std::move(events);
-  watcher.pending.push_back(std::move(response));
+  Queue(id, watcher, std::move(response));
 }
 
 void WatchHub::Notify(const std::vector<Event>& events) {
   if (events.empty()) return;
   const Revision newest = events.back().kv.mod_revision;
-  for (auto& [id, watcher] : watchers_) {
+  // The watchers these events may concern, in id order: those on the events' keys and every
+  // range watcher (Wants decides). The others have nothing to receive: notified_through_ moves
+  // their next revision past these events without visiting them.
+  std::vector<WatchId> candidates(range_watchers_.begin(), range_watchers_.end());
+  int sources = candidates.empty() ? 0 : 1;
+  for (const Event& event : events) {
+    auto it = key_watchers_.find(event.kv.key);
+    if (it == key_watchers_.end()) continue;
+    candidates.insert(candidates.end(), it->second.begin(), it->second.end());
+    ++sources;
+  }
+  if (sources > 1) {  // each source is sorted already
+    std::sort(candidates.begin(), candidates.end());
+    candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+  }
+  for (WatchId id : candidates) {
+    Watcher& watcher = watchers_.at(id);
     if (watcher.lagging) continue;
+    CatchUpNextRevision(watcher);
     std::vector<Event> mine;
     for (const Event& event : events) {
       if (!Wants(watcher, event)) continue;
@@ -95,23 +152,30 @@ void WatchHub::Notify(const std::vector<Event>& events) {
     if (watcher.buffered_events + mine.size() > max_buffered_events_ && !mine.empty()) {
       // Nobody is taking this watcher's responses: stop feeding it live and let CatchUp replay
       // from its next revision later. The write itself proceeds.
-      watcher.lagging = true;
+      SetLagging(id, watcher, true);
       continue;
     }
     Deliver(id, watcher, std::move(mine));
     if (watcher.next_revision <= newest) watcher.next_revision = newest + 1;
   }
+  notified_through_ = std::max(notified_through_, newest);
 }
 
 void WatchHub::Resync() {
-  for (auto& [id, watcher] : watchers_) watcher.lagging = true;
+  for (auto& [id, watcher] : watchers_) {
+    CatchUpNextRevision(watcher);
+    SetLagging(id, watcher, true);
+  }
 }
 
 void WatchHub::CatchUp(size_t max_events) {
   const Revision current = store_->current_revision();
   std::vector<WatchId> canceled;
-  for (auto& [id, watcher] : watchers_) {
-    if (!watcher.lagging || max_events == 0) continue;
+  // A copy: catching up marks watchers synced, which takes them out of lagging_.
+  const std::vector<WatchId> lagging(lagging_.begin(), lagging_.end());
+  for (WatchId id : lagging) {
+    Watcher& watcher = watchers_.at(id);
+    if (max_events == 0) continue;
     if (watcher.buffered_events >= max_buffered_events_) continue;  // wait for the reader
     if (watcher.next_revision > current) {
       MarkSynced(id, watcher);
@@ -163,7 +227,7 @@ void WatchHub::CatchUp(size_t max_events) {
 }
 
 void WatchHub::MarkSynced(WatchId id, Watcher& watcher) {
-  watcher.lagging = false;
+  SetLagging(id, watcher, false);
   if (watcher.progress_requested) QueueProgress(id, watcher);
 }
 
@@ -173,7 +237,7 @@ void WatchHub::QueueProgress(WatchId id, Watcher& watcher) {
   progress.watch_id = id;
   progress.header_revision = store_->current_revision();
   progress.progress = true;
-  watcher.pending.push_back(std::move(progress));
+  Queue(id, watcher, std::move(progress));
 }
 
 void WatchHub::RequestProgress() {
@@ -194,27 +258,19 @@ void WatchHub::RequestProgress() {
 std::vector<WatchResponse> WatchHub::TakeResponses() {
   std::vector<WatchResponse> out = std::move(finished_);
   finished_.clear();
-  for (auto& [id, watcher] : watchers_) {
+  // Per watcher in id order. Notify queues in id order, so this is usually sorted already.
+  if (!std::is_sorted(with_pending_.begin(), with_pending_.end())) {
+    std::sort(with_pending_.begin(), with_pending_.end());
+  }
+  for (WatchId id : with_pending_) {
+    Watcher& watcher = watchers_.at(id);
     for (WatchResponse& response : watcher.pending) out.push_back(std::move(response));
     watcher.pending.clear();
     watcher.buffered_events = 0;
+    watcher.queued = false;
   }
+  with_pending_.clear();
   return out;
-}
-
-bool WatchHub::HasResponses() const {
-  if (!finished_.empty()) return true;
-  for (const auto& [id, watcher] : watchers_) {
-    if (!watcher.pending.empty()) return true;
-  }
-  return false;
-}
-
-bool WatchHub::HasLagging() const {
-  for (const auto& [id, watcher] : watchers_) {
-    if (watcher.lagging) return true;
-  }
-  return false;
 }
 
 }  // namespace kvstore::mvcc

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
 #include "absl/status/statusor.h"
 #include "core/mvcc/store.h"
 #include "core/mvcc/types.h"
@@ -86,16 +87,20 @@ class WatchHub {
   // Responses to deliver, oldest first, per watcher in id order.
   std::vector<WatchResponse> TakeResponses();
 
-  bool HasResponses() const;
-  bool HasLagging() const;
+  bool HasResponses() const { return !finished_.empty() || !with_pending_.empty(); }
+  bool HasLagging() const { return !lagging_.empty(); }
   size_t watcher_count() const { return watchers_.size(); }
   Revision compact_revision() const { return store_->compact_revision(); }
 
  private:
   struct Watcher {
     WatchRequest request;
-    Revision next_revision = 0;  // first revision not yet delivered or skipped
+    // First revision not yet delivered or skipped. A synced watcher that no event of a Notify
+    // concerned is not visited, so its own value may be behind: it has in effect seen
+    // everything through notified_through_ (see Synced()).
+    Revision next_revision = 0;
     bool lagging = false;
+    bool queued = false;              // listed in with_pending_
     bool progress_requested = false;  // RequestProgress while lagging: answer once synced
     size_t buffered_events = 0;
     std::deque<WatchResponse> pending;
@@ -108,12 +113,24 @@ class WatchHub {
   void MarkSynced(WatchId id, Watcher& watcher);
   void QueueProgress(WatchId id, Watcher& watcher);
   void CancelInternal(WatchId id, Watcher& watcher, Revision compact_revision, std::string reason);
+  void SetLagging(WatchId id, Watcher& watcher, bool lagging);
+  void Queue(WatchId id, Watcher& watcher, WatchResponse response);
+  // Brings a synced watcher's next_revision up to what it has in effect seen.
+  void CatchUpNextRevision(Watcher& watcher) const;
 
   const Store* store_;
   size_t max_buffered_events_;
   WatchId next_id_ = 1;
   absl::btree_map<WatchId, Watcher> watchers_;
   std::vector<WatchResponse> finished_;  // responses of watchers that no longer exist
+  // Indexes, so that a write costs the watchers it concerns rather than every watcher (etcd's
+  // watcherGroup): single-key watchers by key; range watchers (ranges, prefixes, from-key) in a
+  // list that every event is matched against; watchers with responses queued; lagging ones.
+  absl::btree_map<std::string, absl::btree_set<WatchId>> key_watchers_;
+  absl::btree_set<WatchId> range_watchers_;
+  std::vector<WatchId> with_pending_;  // each once (Watcher::queued); sorted when taken
+  absl::btree_set<WatchId> lagging_;
+  Revision notified_through_ = 0;  // the newest revision Notify delivered to synced watchers
 };
 
 }  // namespace kvstore::mvcc
