@@ -129,6 +129,7 @@ checker_of() {
     *"two leaders in term"*) echo "election safety" ;;
     *"term decreased"* | *"commit decreased"* | *"beyond last index"* | *"without voting"* | \
       *"voted twice"*) echo "node invariants" ;;
+    *" more violations after the first "*) ;;  # the tail of a flood: no checker of its own
     *"disagree on the store hash"*) echo "hash agreement" ;;
     *"before the vote was durable"* | *"but its durable log ends at"*) echo "durable before reply" ;;
     *"advanced commit to"*) echo "commit rule (current term)" ;;
