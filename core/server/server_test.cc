@@ -577,6 +577,9 @@ TEST(ServerTest, NoLeaderNotLeaderMemberNotFound) {
   const lease::LeaseId lease_id = CallOk(cluster, leader, LeaseGrant(60)).lease.id;
   ExpectError(cluster.Call(follower, WithLease(RequestType::kLeaseKeepAlive, lease_id)),
               ErrorCode::kNotLeader);
+  // Remaining TTLs are tracked by the leader only; a follower does not make one up.
+  ExpectError(cluster.Call(follower, WithLease(RequestType::kLeaseTimeToLive, lease_id)),
+              ErrorCode::kNotLeader);
   ExpectError(cluster.Call(follower, WithMember(RequestType::kMemberPromote, follower)),
               ErrorCode::kLearnerNotPromotable, {std::to_string(follower)});
   ExpectError(cluster.Call(leader, WithMember(RequestType::kMemberRemove, 99)),
