@@ -182,6 +182,17 @@ raft::NodeId WaitForLeaderOtherThan(ServerCluster& cluster, raft::NodeId old,
 }
 
 // Ticks until each of `ids` has applied everything the leader has; false if that takes too long.
+// Ticks until `member` answers `request` (submitted earlier with Submit), at most `max_rounds`.
+std::optional<Response> AwaitResponse(ServerCluster& cluster, raft::NodeId member,
+                                      RequestId request, int max_rounds) {
+  for (int i = 0; i < max_rounds; ++i) {
+    cluster.TickAll();
+    auto it = cluster.member(member).responses.find(request);
+    if (it != cluster.member(member).responses.end()) return it->second;
+  }
+  return std::nullopt;
+}
+
 bool WaitForCatchUp(ServerCluster& cluster, std::vector<raft::NodeId> ids, int max_rounds = 300) {
   for (int i = 0; i < max_rounds; ++i) {
     const raft::NodeId leader = cluster.Leader();
@@ -604,12 +615,7 @@ TEST(ServerTest, WriteOnMinoritySideTimesOut) {
   cluster.Isolate(leader);
   // Still leader: the proposal is appended locally and can never commit.
   const RequestId put = cluster.server(leader).Submit(PutRequest("lost", "v"));
-  std::optional<Response> response;
-  for (int i = 0; i < 100 && !response.has_value(); ++i) {
-    cluster.TickAll();
-    auto it = cluster.member(leader).responses.find(put);
-    if (it != cluster.member(leader).responses.end()) response = it->second;
-  }
+  const std::optional<Response> response = AwaitResponse(cluster, leader, put, 100);
   ExpectError(response, ErrorCode::kTimeout, {"unknown"});
   const raft::NodeId new_leader = WaitForLeaderOtherThan(cluster, leader);
   ASSERT_NE(new_leader, raft::kNoNode);
@@ -637,12 +643,7 @@ TEST(ServerTest, WriteReplacedByAnotherLeadersEntryIsLeadershipChanged) {
   ASSERT_NE(new_leader, raft::kNoNode);
   CallOk(cluster, new_leader, PutRequest("kept", "v"));
   cluster.Heal();
-  std::optional<Response> response;
-  for (int i = 0; i < 30 && !response.has_value(); ++i) {
-    cluster.TickAll();
-    auto it = cluster.member(leader).responses.find(put);
-    if (it != cluster.member(leader).responses.end()) response = it->second;
-  }
+  const std::optional<Response> response = AwaitResponse(cluster, leader, put, 30);
   ExpectError(response, ErrorCode::kLeadershipChanged, {"replaced"});
   ASSERT_TRUE(WaitForCatchUp(cluster, cluster.ids()));
   for (raft::NodeId id : cluster.ids()) {
@@ -883,12 +884,7 @@ TEST(ServerTest, LearnerLimitIsCheckedAgainWhenTheChangeApplies) {
   EXPECT_EQ(cluster.server(behind).Members().size(), 3u) << "has not applied the first learner";
   cluster.Heal();
   const RequestId second = cluster.server(behind).Submit(MemberAdd("second", "mem://second", true));
-  std::optional<Response> response;
-  for (int i = 0; i < 50 && !response.has_value(); ++i) {
-    cluster.TickAll();
-    auto it = cluster.member(behind).responses.find(second);
-    if (it != cluster.member(behind).responses.end()) response = it->second;
-  }
+  const std::optional<Response> response = AwaitResponse(cluster, behind, second, 50);
   ExpectError(response, ErrorCode::kTooManyLearners, {"added meanwhile"});
   ASSERT_TRUE(WaitForCatchUp(cluster, {1, 2, 3}));
   for (raft::NodeId id : cluster.ids()) {
