@@ -1404,6 +1404,52 @@ TEST(ReadIndexTest, LeaseBasedAnswersWithoutRoundTrip) {
   EXPECT_EQ(c.record(1).read_states[0].context.view(), "l");
 }
 
+// Thesis §6.4: the lease does not excuse a new leader from first committing an entry of its own
+// term; until then its commit index may be stale, and a lease read waits like any other.
+TEST(ReadIndexTest, LeaseBasedWaitsForOwnTermCommit) {
+  Cluster c({1, 2, 3}, {},
+            [](Config& config) { config.read_only_option = ReadOnlyOption::kLeaseBased; });
+  auto drop_app_resp = [](Message& m) { return m.type != MessageType::kAppResp; };
+  ASSERT_TRUE(c.node(1).Campaign().ok());
+  StabilizeWith(c, drop_app_resp);
+  ASSERT_EQ(RoleOf(c, 1), Role::kLeader);
+  const Index empty_entry = StatusOf(c, 1).last_index;
+  ASSERT_LT(CommitOf(c, 1), empty_entry);
+
+  ASSERT_TRUE(c.node(1).ReadIndex(Bytes("l")).ok());
+  StabilizeWith(c, drop_app_resp);
+  EXPECT_THAT(c.record(1).read_states, IsEmpty());
+
+  HeartbeatRounds(c, 1, 2);
+  ASSERT_EQ(CommitOf(c, 1), empty_entry);
+  ASSERT_EQ(c.record(1).read_states.size(), 1u);
+  EXPECT_EQ(c.record(1).read_states[0].index, empty_entry);
+}
+
+// Raft §5.2 with learners (etcd): a learner's vote never counts. A candidate of three voters
+// granted a vote by a learner stays a candidate; the same grant from a voter elects it.
+TEST(LearnerTest, LearnerVoteDoesNotCount) {
+  for (const NodeId granter : {NodeId{4}, NodeId{3}}) {
+    SCOPED_TRACE(granter);
+    Cluster c({1, 2, 3}, {4}, [](Config& config) { config.pre_vote = false; });
+    c.ElectLeader(1);
+    ASSERT_TRUE(c.node(2).Campaign().ok());
+    while (c.ProcessReady(2)) {
+    }
+    c.in_flight().clear();  // the vote requests are lost
+    ASSERT_EQ(RoleOf(c, 2), Role::kCandidate);
+    Message grant;
+    grant.type = MessageType::kVoteResp;
+    grant.from = granter;
+    grant.to = 2;
+    grant.term = StatusOf(c, 2).hard_state.term;
+    ASSERT_TRUE(c.node(2).Step(grant).ok());
+    while (c.ProcessReady(2)) {
+    }
+    EXPECT_EQ(RoleOf(c, 2), granter == 4 ? Role::kCandidate : Role::kLeader);
+  }
+}
+
 // Thesis §6.4.1: a lease is only sound if the leader steps down when it loses the quorum, so
 // lease-based reads without check_quorum are a configuration error.
 TEST(ReadIndexTest, LeaseBasedWithoutCheckQuorumIsRejected) {
