@@ -67,6 +67,7 @@ template <typename Match>
 Index MajorityConfig::CommittedIndex(const Match& match) const {
   const size_t n = ids_.size();
   if (n == 0) return kIndexMax;
+  if (n == 1) return match(ids_[0]);  // a single voter: its own match is the quorum's
   // Small configs (the common case) sort on the stack: no allocation on the commit path.
   constexpr size_t kStackVoters = 16;
   Index stack[kStackVoters];

@@ -1463,14 +1463,16 @@ void RaftState::OnPersisted(uint64_t id) {
       pending.snapshot = nullptr;
     }
     if (pending.has_entries) log_.PersistedTo(pending.last_index, pending.last_term);
-    std::vector<Message> released;
-    released.swap(pending.messages);
     persist_head_ = PersistSlot(1);
     --persist_count_;
-    ReleaseMessages(released);
-    // The freed slot keeps the (now empty) vector's capacity: in steady state neither the held
-    // responses nor their queue allocate.
-    pending.messages.swap(released);
+    if (!pending.messages.empty()) {
+      std::vector<Message> released;
+      released.swap(pending.messages);
+      ReleaseMessages(released);
+      // The freed slot keeps the (now empty) vector's capacity: in steady state neither the held
+      // responses nor their queue allocate.
+      pending.messages.swap(released);
+    }
     any = true;
   }
   if (persist_count_ == 0) persist_head_ = 0;
