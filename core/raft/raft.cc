@@ -881,7 +881,7 @@ void RaftState::BcastAppend() {
 void RaftState::FlushBroadcast() {
   if (!broadcast_pending_) return;
   broadcast_pending_ = false;
-  if (role_ != Role::kLeader) return;
+  if (role_ != Role::kLeader || tracker_.progress.size() <= 1) return;  // no one to send to
   for (auto& [id, pr] : tracker_.progress) {
     if (id != id_) MaybeSendAppend(id, NeedsEmptyAppend(pr));
   }

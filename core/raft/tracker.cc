@@ -19,11 +19,6 @@ ConfState TrackerConfig::ToConfState() const {
 ProgressTracker::ProgressTracker(uint64_t max_inflight_msgs, uint64_t max_inflight_bytes)
     : max_inflight_msgs_(max_inflight_msgs), max_inflight_bytes_(max_inflight_bytes) {}
 
-Progress* ProgressTracker::Get(NodeId id) {
-  auto it = progress.find(id);
-  return it == progress.end() ? nullptr : &it->second;
-}
-
 Index ProgressTracker::Committed() const {
   return config.voters.CommittedIndex([this](NodeId id) -> Index {
     auto it = progress.find(id);

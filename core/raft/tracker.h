@@ -40,7 +40,11 @@ class ProgressTracker {
   TrackerConfig config;
   ProgressMap progress;
 
-  Progress* Get(NodeId id);
+  // Inline: read several times per proposal.
+  Progress* Get(NodeId id) {
+    auto it = progress.find(id);
+    return it == progress.end() ? nullptr : &it->second;
+  }
   bool IsVoter(NodeId id) const { return config.voters.Contains(id); }
   // Largest index acknowledged by a quorum (both halves when joint).
   Index Committed() const;
