@@ -1126,6 +1126,13 @@ absl::Status RaftState::Campaign() {
 }
 
 absl::Status RaftState::Propose(Entry entry) {
+  if (role_ == Role::kLeader && entry.type == EntryType::kNormal && lead_transferee_ == kNoNode &&
+      tracker_.Get(id_) != nullptr) {
+    // The common case, without building a batch: ProposeEntries' checks all pass.
+    AppendEntry(std::move(entry));
+    BcastAppend();
+    return absl::OkStatus();
+  }
   if (role_ == Role::kLeader) {
     absl::InlinedVector<Entry, 1> entries;
     entries.push_back(std::move(entry));
@@ -1349,7 +1356,17 @@ const Ready& RaftState::GetReady() {
         << Describe() << ": vote changed within term from " << offered_hard_state_.vote;
   }
   absl::Span<const Entry> entries = log_.TakeUnoffered();
-  if (hs_changed || incoming_snapshot_ != nullptr || !entries.empty()) {
+  // A write that only moves the commit index needs no slot in the persist ring: no message
+  // vouches for a commit index, so its acknowledgement releases nothing and counts nothing.
+  // Term and vote changes do take a slot: votes are held until they are durable.
+  const bool commit_only = hs_changed && entries.empty() && incoming_snapshot_ == nullptr &&
+                           msgs_after_persist_.empty() && hs.term == offered_hard_state_.term &&
+                           hs.vote == offered_hard_state_.vote;
+  if (commit_only) {
+    rd.persist.id = ++next_persist_id_;
+    rd.persist.hard_state = hs;
+    offered_hard_state_ = hs;
+  } else if (hs_changed || incoming_snapshot_ != nullptr || !entries.empty()) {
     PendingPersist& pending = PushPendingPersist();
     pending.id = ++next_persist_id_;
     rd.persist.id = pending.id;
