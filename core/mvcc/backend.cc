@@ -19,20 +19,18 @@ void MemoryBackend::Range(
   }
 }
 
-void MemoryBackend::Record(Bucket bucket, absl::string_view key) {
-  undo_.push_back(Undo{bucket, std::string(key), Get(bucket, key)});
-}
-
 void MemoryBackend::Put(Bucket bucket, absl::string_view key, absl::string_view value) {
-  Record(bucket, key);
+  // One search serves the undo record and the write; the old value moves into the record.
   Tree& tree = trees_[static_cast<int>(bucket)];
-  auto it = tree.find(key);
-  if (it != tree.end()) {
+  auto it = tree.lower_bound(key);
+  if (it != tree.end() && it->first == key) {
     free_bytes_ += it->second.size();
     live_bytes_ -= it->second.size();
+    undo_.push_back(Undo{bucket, std::string(key), std::move(it->second)});
     it->second.assign(value.data(), value.size());
   } else {
-    tree.emplace(std::string(key), std::string(value));
+    undo_.push_back(Undo{bucket, std::string(key), std::nullopt});
+    tree.emplace_hint(it, std::string(key), std::string(value));
     live_bytes_ += key.size();
   }
   live_bytes_ += value.size();
@@ -42,10 +40,10 @@ void MemoryBackend::Delete(Bucket bucket, absl::string_view key) {
   Tree& tree = trees_[static_cast<int>(bucket)];
   auto it = tree.find(key);
   if (it == tree.end()) return;
-  Record(bucket, key);
   const uint64_t bytes = it->first.size() + it->second.size();
   live_bytes_ -= bytes;
   free_bytes_ += bytes;
+  undo_.push_back(Undo{bucket, std::string(key), std::move(it->second)});
   tree.erase(it);
 }
 

@@ -77,7 +77,6 @@ class MemoryBackend : public Backend {
     std::string key;
     std::optional<std::string> previous;
   };
-  void Record(Bucket bucket, absl::string_view key);
 
   Tree trees_[kBucketCount];  // current contents, committed or not
   std::vector<Undo> undo_;    // since the last Commit, oldest first
