@@ -365,10 +365,7 @@ void Simulation::Drain(Node& node) {
     // durable. Checked against the simulated disk, so a core that released the reply early is
     // caught even if no crash hits the window.
     const raft::HardState& durable = node.disk.durable.hard_state();
-    const raft::Index durable_last_index =
-        !node.disk.durable.entries().empty()      ? node.disk.durable.entries().back().index
-        : node.disk.durable.snapshot() != nullptr ? node.disk.durable.snapshot()->metadata.index
-                                                  : 0;
+    const raft::Index durable_last_index = node.disk.durable.last_index();
     for (const raft::Message& m : rr.messages) {
       if (m.to == node.id || m.reject) continue;
       if (m.type == raft::MessageType::kVoteResp &&
@@ -437,23 +434,21 @@ void Simulation::CheckNode(Node& node) {
   if (hs.commit > last_index) {
     Violation(absl::StrCat("n", node.id, " commit ", hs.commit, " beyond last index ", last_index));
   }
-  // Raft §5.4.2: a leader commits by counting replicas only entries of its own term, so every
-  // advance of its commit index lands on an entry of its term (Figure 8).
+  raft::ConfState conf_state = node.server->RaftConfState();
   if (leader && node.led_term == hs.term && hs.commit > prev.commit) {
+    // Raft §5.4.2: a leader commits by counting replicas only entries of its own term, so every
+    // advance of its commit index lands on an entry of its term (Figure 8).
     const std::optional<raft::Term> term = node.server->LogTerm(hs.commit);
     if (term.has_value() && *term != hs.term) {
       Violation(absl::StrCat("n", node.id, " leader of term ", hs.term, " advanced commit to ",
                              hs.commit, ", an entry of term ", *term));
     }
-  }
-  if (leader && node.led_term == hs.term && hs.commit > prev.commit) {
-    CheckCommitDurable(node, hs.commit, hs.term);
+    CheckCommitDurable(node, conf_state, hs.commit, hs.term);
   }
   node.led_term = leader ? hs.term : 0;
   // The core follows etcd-io/raft: a configuration takes effect when its conf change entry is
   // applied (or a snapshot installed), never at proposal or append. (Raft thesis §4.1 uses it
   // from append instead, which is safe only with a rollback when the entry is truncated.)
-  raft::ConfState conf_state = node.server->RaftConfState();
   if (!node.conf_may_change && !(conf_state == node.conf_state)) {
     Violation(absl::StrCat("n", node.id, " changed its configuration from ",
                            raft::DescribeConfState(node.conf_state), " to ",
@@ -476,7 +471,8 @@ void Simulation::CheckNode(Node& node) {
   node.last_hard_state = hs;
 }
 
-void Simulation::CheckCommitDurable(Node& leader, raft::Index commit, raft::Term term) {
+void Simulation::CheckCommitDurable(Node& leader, const raft::ConfState& conf, raft::Index commit,
+                                    raft::Term term) {
   // Raft §5.3/§5.4: an entry is committed once it is stored on a majority of the voters (of
   // both halves of a joint configuration); "stored" means durable, or a crash could lose it.
   // Checked against the simulated disks, which is what survives a crash.
@@ -501,14 +497,13 @@ void Simulation::CheckCommitDurable(Node& leader, raft::Index commit, raft::Term
     }
     return voters.empty() || holding > voters.size() / 2;
   };
-  // The commit was decided under the configuration of the last check: a conf change entry it
-  // committed may have been applied since, in the same Ready.
+  // The commit was decided under the configuration of the last check (leader.conf_state): a
+  // conf change entry it committed may have been applied since, in the same Ready (`conf`).
   auto quorum_holds = [&](const raft::ConfState& conf) {
     holders.clear();
     const bool incoming = majority_holds(conf.voters);
     return majority_holds(conf.voters_outgoing) && incoming;
   };
-  const raft::ConfState conf = leader.server->RaftConfState();
   if (!quorum_holds(leader.conf_state) && !quorum_holds(conf)) {
     Violation(absl::StrCat("n", leader.id, " leader of term ", term, " committed index ", commit,
                            " which no majority of ", raft::DescribeConfState(leader.conf_state),

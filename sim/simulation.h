@@ -189,7 +189,8 @@ class Simulation {
   void CheckWatch(Node& node, const mvcc::WatchResponse& response);
   void CheckScenarioWatch(Node& node, const mvcc::WatchResponse& response);
   void CheckLeaderCompleteness(Node& node);
-  void CheckCommitDurable(Node& leader, raft::Index commit, raft::Term term);
+  void CheckCommitDurable(Node& leader, const raft::ConfState& conf, raft::Index commit,
+                          raft::Term term);
   void CheckAcknowledgedWrite(NodeId id, const std::string& key, const std::string& value,
                               mvcc::Revision revision);
 

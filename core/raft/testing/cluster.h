@@ -26,6 +26,11 @@ class MemoryStorage {
   // Rebuilds the restart state (applied: the given index, at least the snapshot's).
   RestartState Restart(Index applied) const;
   const std::vector<Entry>& entries() const { return entries_; }
+  // The last index held: of the last entry, else of the snapshot, else 0.
+  Index last_index() const {
+    if (!entries_.empty()) return entries_.back().index;
+    return snapshot_ != nullptr ? snapshot_->metadata.index : 0;
+  }
   // For fault injection (the simulator corrupts records to test detection).
   std::vector<Entry>& mutable_entries() { return entries_; }
   const HardState& hard_state() const { return hard_state_; }
