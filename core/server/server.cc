@@ -219,6 +219,10 @@ class Server::Impl {
   void ApplyConfChange(const raft::Entry& entry);
   absl::Status ValidateMemberChange(const raft::ConfChange& change,
                                     const pb::MemberChange* context) const;
+  // The rules a new member must meet on the current member list: no peer URL already in use,
+  // and room for one more learner. `note` is appended to the message.
+  absl::Status CheckNewMember(const std::vector<std::string>& peer_urls, bool is_learner,
+                              absl::string_view note) const;
   bool IsDuplicate(const pb::InternalRequest& internal);
   void ApplyInternal(raft::Index index, const pb::InternalRequest& internal, Response* response);
   absl::Status ApplyWrite(const pb::InternalRequest& internal, Response* response);
@@ -575,28 +579,11 @@ RequestId Server::Impl::Submit(Request request) {
                 Error(ErrorCode::kInvalidArgument, "member add: no peer URLs given"));
         return id;
       }
-      for (const auto& [member_id, member] : members_) {
-        for (const std::string& url : member.peer_urls) {
-          for (const std::string& wanted : request.member.peer_urls) {
-            if (url == wanted) {
-              Respond(id, request.type,
-                      Error(ErrorCode::kMemberExists,
-                            absl::StrCat("member add: peer URL ", url, " is member ", member_id)));
-              return id;
-            }
-          }
-        }
-      }
-      if (request.member.is_learner) {
-        size_t learners = 0;
-        for (const auto& [member_id, member] : members_) learners += member.is_learner ? 1 : 0;
-        if (learners >= config_.max_learners) {
-          Respond(id, request.type,
-                  Error(ErrorCode::kTooManyLearners,
-                        absl::StrCat("member add: ", learners, " learners, the limit is ",
-                                     config_.max_learners)));
-          return id;
-        }
+      if (absl::Status refused =
+              CheckNewMember(request.member.peer_urls, request.member.is_learner, "");
+          !refused.ok()) {
+        Respond(id, request.type, std::move(refused));
+        return id;
       }
       Member member = request.member;
       // A deterministic id from the member's identity and this request.
@@ -911,27 +898,31 @@ absl::Status Server::Impl::ValidateMemberChange(const raft::ConfChange& change,
   if (single.type == raft::ConfChangeType::kRemoveNode || members_.count(single.node_id) > 0) {
     return absl::OkStatus();  // removals, promotions and re-adds change no count or URL
   }
+  std::vector<std::string> peer_urls;
   if (context != nullptr && context->member().id() == single.node_id) {
-    for (const auto& [member_id, member] : members_) {
-      for (const std::string& url : member.peer_urls) {
-        for (const std::string& wanted : context->member().peer_urls()) {
-          if (url == wanted) {
-            return Error(ErrorCode::kMemberExists,
-                         absl::StrCat("member add: peer URL ", url, " is member ", member_id,
-                                      " (added meanwhile)"));
-          }
-        }
+    peer_urls.assign(context->member().peer_urls().begin(), context->member().peer_urls().end());
+  }
+  return CheckNewMember(peer_urls, single.type == raft::ConfChangeType::kAddLearner,
+                        " (added meanwhile)");
+}
+
+absl::Status Server::Impl::CheckNewMember(const std::vector<std::string>& peer_urls,
+                                          bool is_learner, absl::string_view note) const {
+  for (const auto& [member_id, member] : members_) {
+    for (const std::string& url : member.peer_urls) {
+      if (std::find(peer_urls.begin(), peer_urls.end(), url) != peer_urls.end()) {
+        return Error(ErrorCode::kMemberExists,
+                     absl::StrCat("member add: peer URL ", url, " is member ", member_id, note));
       }
     }
   }
-  if (single.type == raft::ConfChangeType::kAddLearner) {
+  if (is_learner) {
     size_t learners = 0;
     for (const auto& [member_id, member] : members_) learners += member.is_learner ? 1 : 0;
     if (learners >= config_.max_learners) {
-      return Error(
-          ErrorCode::kTooManyLearners,
-          absl::StrCat("member add: ", learners, " learners (added meanwhile), the limit is ",
-                       config_.max_learners));
+      return Error(ErrorCode::kTooManyLearners,
+                   absl::StrCat("member add: ", learners, " learners", note, ", the limit is ",
+                                config_.max_learners));
     }
   }
   return absl::OkStatus();
