@@ -115,24 +115,18 @@ RunResult Runner::Run() {
                                             " more violations after the first ",
                                             Simulation::kMaxViolationsKept));
   }
-  result_.history = HistoryText(sim_.history());
+  result_.history = sim_.history();
   if (!scenario_.skip_linearizability()) {
-    auto history = ParseHistory(result_.history);
-    if (!history.ok()) {
-      result_.failures.push_back(
-          absl::StrCat("history does not parse: ", history.status().ToString()));
+    CheckOptions check;
+    check.model = Model::kKv;
+    check.max_search_steps = options_.linearizability_budget_steps;
+    auto verdict = CheckLinearizability(result_.history, check);
+    if (!verdict.ok()) {
+      result_.failures.push_back(absl::StrCat("linearizability: ", verdict.status().ToString()));
+    } else if (verdict->verdict == Verdict::kNotLinearizable) {
+      result_.failures.push_back(absl::StrCat("linearizability: ", verdict->Describe()));
     } else {
-      CheckOptions check;
-      check.model = Model::kKv;
-      check.max_search_steps = options_.linearizability_budget_steps;
-      auto verdict = CheckLinearizability(*history, check);
-      if (!verdict.ok()) {
-        result_.failures.push_back(absl::StrCat("linearizability: ", verdict.status().ToString()));
-      } else if (verdict->verdict == Verdict::kNotLinearizable) {
-        result_.failures.push_back(absl::StrCat("linearizability: ", verdict->Describe()));
-      } else {
-        result_.transcript.push_back(absl::StrCat("linearizability: ", verdict->Describe()));
-      }
+      result_.transcript.push_back(absl::StrCat("linearizability: ", verdict->Describe()));
     }
   }
   result_.passed = result_.failures.empty();

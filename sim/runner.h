@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "sim/history.h"
 #include "sim/scenario.pb.h"
 
 namespace kvstore::sim {
@@ -24,7 +25,7 @@ struct RunResult {
   uint64_t trace_hash = 0;
   uint64_t events = 0;
   int64_t virtual_ms = 0;
-  std::string history;  // the client history in the history file format
+  History history;  // the linearizable clients' history (FormatHistory writes the file format)
 };
 
 struct RunOptions {

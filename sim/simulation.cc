@@ -8,38 +8,11 @@
 #include "absl/strings/str_join.h"
 #include "core/base/encoding.h"
 #include "core/base/errors.h"
+#include "sim/check.h"
 
 namespace kvstore::sim {
 
 namespace {
-
-const char* TypeName(ClientEvent::Type type) {
-  switch (type) {
-    case ClientEvent::Type::kInvoke:
-      return "invoke";
-    case ClientEvent::Type::kOk:
-      return "ok";
-    case ClientEvent::Type::kFail:
-      return "fail";
-    case ClientEvent::Type::kInfo:
-      return "info";
-  }
-  return "?";
-}
-
-const char* FunctionName(ClientEvent::Function function) {
-  switch (function) {
-    case ClientEvent::Function::kRead:
-      return "read";
-    case ClientEvent::Function::kWrite:
-      return "write";
-    case ClientEvent::Function::kCas:
-      return "cas";
-    case ClientEvent::Function::kDelete:
-      return "delete";
-  }
-  return "?";
-}
 
 // Errors after which the request certainly did not take effect.
 bool DefinitelyNotApplied(ErrorCode code) {
@@ -52,16 +25,6 @@ bool DefinitelyNotApplied(ErrorCode code) {
 }
 
 }  // namespace
-
-std::string HistoryText(const std::vector<ClientEvent>& events) {
-  std::string out;
-  for (const ClientEvent& e : events) {
-    absl::StrAppend(&out, "@", e.time_ms, " ", e.process, " ", TypeName(e.type), " ",
-                    FunctionName(e.function), " ", e.key, " ", e.value.empty() ? "nil" : e.value,
-                    "\n");
-  }
-  return out;
-}
 
 // The Raft log as a disk: writes land in `pending` and become durable at the next fsync.
 struct Simulation::Disk {
@@ -129,10 +92,10 @@ struct Simulation::Client {
   NodeId node = raft::kNoNode;
   bool busy = false;
   uint64_t attempt = 0;
-  ClientEvent::Function function = ClientEvent::Function::kRead;
+  Function function = Function::kRead;
   std::string key;
-  std::string value;
-  std::string old_value;
+  std::string value;  // write and cas: the value set; otherwise empty
+  Value old_value;    // cas: the value expected (nil: absent)
   server::RequestId request = 0;
   uint64_t writes = 0;
   bool serializable = false;
@@ -434,7 +397,10 @@ void Simulation::CheckNode(Node& node) {
   if (hs.commit > last_index) {
     Violation(absl::StrCat("n", node.id, " commit ", hs.commit, " beyond last index ", last_index));
   }
-  raft::ConfState conf_state = node.server->RaftConfState();
+  // The configuration is copied only when it changed: copying it on every event cost 6% of a run.
+  std::optional<raft::ConfState> changed_conf;
+  if (!node.server->RaftConfStateIs(node.conf_state)) changed_conf = node.server->RaftConfState();
+  const raft::ConfState& conf_state = changed_conf.has_value() ? *changed_conf : node.conf_state;
   if (leader && node.led_term == hs.term && hs.commit > prev.commit) {
     // Raft §5.4.2: a leader commits by counting replicas only entries of its own term, so every
     // advance of its commit index lands on an entry of its term (Figure 8).
@@ -449,13 +415,15 @@ void Simulation::CheckNode(Node& node) {
   // The core follows etcd-io/raft: a configuration takes effect when its conf change entry is
   // applied (or a snapshot installed), never at proposal or append. (Raft thesis §4.1 uses it
   // from append instead, which is safe only with a rollback when the entry is truncated.)
-  if (!node.conf_may_change && !(conf_state == node.conf_state)) {
-    Violation(absl::StrCat("n", node.id, " changed its configuration from ",
-                           raft::DescribeConfState(node.conf_state), " to ",
-                           raft::DescribeConfState(conf_state),
-                           " without applying a conf change or a snapshot"));
+  if (changed_conf.has_value()) {
+    if (!node.conf_may_change) {
+      Violation(absl::StrCat("n", node.id, " changed its configuration from ",
+                             raft::DescribeConfState(node.conf_state), " to ",
+                             raft::DescribeConfState(*changed_conf),
+                             " without applying a conf change or a snapshot"));
+    }
+    node.conf_state = std::move(*changed_conf);
   }
-  node.conf_state = std::move(conf_state);
   node.conf_may_change = false;
   if (leader && hs.vote != node.id) {
     Violation(absl::StrCat("n", node.id, " leads term ", hs.term, " without voting for itself"));
@@ -929,7 +897,7 @@ void Simulation::ClientInvoke(Client& client) {
   server::Request request;
   const double r = static_cast<double>(roll) / 1000.0;
   if (r < options_.read_fraction) {
-    client.function = ClientEvent::Function::kRead;
+    client.function = Function::kRead;
     client.value.clear();
     request.type = server::RequestType::kRange;
     request.range.key = client.key;
@@ -938,21 +906,22 @@ void Simulation::ClientInvoke(Client& client) {
     client.serializable = rng_.Uniform(100) < options_.serializable_read_percent;
     request.range.serializable = client.serializable;
   } else if (r < options_.read_fraction + options_.cas_fraction) {
-    client.function = ClientEvent::Function::kCas;
+    client.function = Function::kCas;
     // Compare against a value this client wrote before (or absent), set a fresh one.
-    client.old_value = client.writes == 0 ? std::string("nil")
-                                          : absl::StrCat("c", client.process, "-",
-                                                         rng_.Uniform(client.writes) + 1);
+    client.old_value =
+        client.writes == 0
+            ? Value()
+            : Value(absl::StrCat("c", client.process, "-", rng_.Uniform(client.writes) + 1));
     client.value = absl::StrCat("c", client.process, "-", ++client.writes);
     request.type = server::RequestType::kTxn;
     mvcc::Compare compare;
     compare.key = client.key;
-    if (client.old_value == "nil") {
+    if (!client.old_value.has_value()) {
       compare.target = mvcc::Compare::Target::kVersion;
       compare.number = 0;
     } else {
       compare.target = mvcc::Compare::Target::kValue;
-      compare.value = client.old_value;
+      compare.value = *client.old_value;
     }
     request.txn.compare.push_back(compare);
     mvcc::RequestOp put;
@@ -961,40 +930,27 @@ void Simulation::ClientInvoke(Client& client) {
     put.put.value = client.value;
     request.txn.success.push_back(put);
   } else if (r < options_.read_fraction + options_.cas_fraction + options_.delete_fraction) {
-    client.function = ClientEvent::Function::kDelete;
+    client.function = Function::kDelete;
     client.value.clear();
     request.type = server::RequestType::kDeleteRange;
     request.delete_range.key = client.key;
   } else {
-    client.function = ClientEvent::Function::kWrite;
+    client.function = Function::kWrite;
     client.value = absl::StrCat("c", client.process, "-", ++client.writes);
     request.type = server::RequestType::kPut;
     request.put.key = client.key;
     request.put.value = client.value;
   }
-  ClientEvent invoke;
-  invoke.process = client.process;
-  invoke.type = ClientEvent::Type::kInvoke;
-  invoke.function = client.function;
-  invoke.key = client.key;
-  invoke.value = client.function == ClientEvent::Function::kCas
-                     ? absl::StrCat(client.old_value, "->", client.value)
-                     : client.value;
-  invoke.time_ms = now_ms_;
-  if (client.function == ClientEvent::Function::kWrite ||
-      client.function == ClientEvent::Function::kCas) {
+  if (client.function == Function::kWrite || client.function == Function::kCas) {
     written_values_.insert(client.value);
   }
-  if (!client.serializable) history_.push_back(invoke);
+  if (!client.serializable) Record(client, EventType::kInvoke);
   client.busy = true;
   ++client.attempt;
   Node* node = nodes_.count(client.node) ? nodes_.at(client.node).get() : nullptr;
   if (node == nullptr || !node->up || node->paused_until_ms > now_ms_) {
     // Connection refused: the request never reached a server.
-    ClientEvent fail = invoke;
-    fail.type = ClientEvent::Type::kFail;
-    fail.value = client.function == ClientEvent::Function::kRead ? "" : invoke.value;
-    if (!client.serializable) history_.push_back(fail);
+    if (!client.serializable) Record(client, EventType::kFail);
     client.busy = false;
     client.node = static_cast<NodeId>(1 + rng_.Uniform(nodes_.size()));
     ClientNext(client);
@@ -1003,7 +959,7 @@ void Simulation::ClientInvoke(Client& client) {
   client.request = node->server->Submit(std::move(request));
   if (options_.record_trace) {
     Trace(absl::StrCat("client p", client.process, " -> n", node->id, " ",
-                       FunctionName(client.function), " ", client.key, " ", invoke.value,
+                       FunctionName(client.function), " ", client.key, " ", ValueText(client),
                        " (request ", client.request, ")"));
   }
   node->waiting[client.request] = client.index;
@@ -1015,20 +971,37 @@ void Simulation::ClientInvoke(Client& client) {
   Drain(*node);
 }
 
+void Simulation::Record(const Client& client, EventType type, Value read) {
+  sim::Event event;
+  event.time_ticks = now_ms_;
+  event.process = client.process;
+  event.type = type;
+  event.function = client.function;
+  event.key = client.key;
+  if (client.function == Function::kRead && type == EventType::kOk) event.value = std::move(read);
+  if (client.function == Function::kWrite) event.value = client.value;
+  if (client.function == Function::kCas) {
+    event.value = client.old_value;
+    event.new_value = client.value;
+  }
+  const absl::Status status = history_.Append(event);
+  SIM_CHECK(status.ok()) << "the simulation recorded a malformed history event: "
+                         << status.ToString();
+}
+
+std::string Simulation::ValueText(const Client& client) {
+  if (client.function != Function::kCas) return client.value;
+  return absl::StrCat(client.old_value.value_or("nil"), "->", client.value);
+}
+
 void Simulation::ClientComplete(Client& client, NodeId node, const server::Response& response) {
   // A late answer to an attempt the client gave up on (timed out, moved on) is not this one's.
   if (!client.busy || client.request != response.request_id || client.node != node) return;
-  ClientEvent done;
-  done.process = client.process;
-  done.function = client.function;
-  done.key = client.key;
-  done.time_ms = now_ms_;
+  EventType type = EventType::kOk;
+  std::string read;  // a read's value ("": absent)
   const ErrorCode code = CodeOf(response.status);
   if (!response.status.ok()) {
-    done.type = DefinitelyNotApplied(code) ? ClientEvent::Type::kFail : ClientEvent::Type::kInfo;
-    done.value = client.function == ClientEvent::Function::kCas
-                     ? absl::StrCat(client.old_value, "->", client.value)
-                     : client.value;
+    type = DefinitelyNotApplied(code) ? EventType::kFail : EventType::kInfo;
     // Look for a leader elsewhere.
     if (code == ErrorCode::kNoLeader || code == ErrorCode::kTimeout ||
         code == ErrorCode::kLeadershipChanged) {
@@ -1036,41 +1009,37 @@ void Simulation::ClientComplete(Client& client, NodeId node, const server::Respo
     }
   } else {
     switch (client.function) {
-      case ClientEvent::Function::kRead:
-        done.type = ClientEvent::Type::kOk;
-        done.value = response.range.kvs.empty() ? "" : response.range.kvs.front().value;
+      case Function::kRead:
+        if (!response.range.kvs.empty()) read = response.range.kvs.front().value;
         break;
-      case ClientEvent::Function::kWrite:
+      case Function::kWrite:
         CheckAcknowledgedWrite(node, client.key, client.value, response.header.revision);
-        done.type = ClientEvent::Type::kOk;
-        done.value = client.value;
         break;
-      case ClientEvent::Function::kDelete:
-        done.type = ClientEvent::Type::kOk;
-        done.value = client.value;
-        break;
-      case ClientEvent::Function::kCas:
+      case Function::kCas:
         if (response.txn.succeeded) {
           CheckAcknowledgedWrite(node, client.key, client.value, response.header.revision);
         }
-        done.type = response.txn.succeeded ? ClientEvent::Type::kOk : ClientEvent::Type::kFail;
-        done.value = absl::StrCat(client.old_value, "->", client.value);
+        type = response.txn.succeeded ? EventType::kOk : EventType::kFail;
+        break;
+      case Function::kDelete:
+      case Function::kAppend:
         break;
     }
   }
+  const bool read_ok = client.function == Function::kRead && type == EventType::kOk;
   if (client.serializable) {
     // A serializable read may be stale but never invented: it returns nil or a written value.
-    if (done.type == ClientEvent::Type::kOk && !done.value.empty() &&
-        written_values_.count(done.value) == 0) {
+    if (read_ok && !read.empty() && written_values_.count(read) == 0) {
       Violation(absl::StrCat("n", node, " served a serializable read of ", client.key,
-                             " with a value nobody wrote: ", done.value));
+                             " with a value nobody wrote: ", read));
     }
   } else {
-    history_.push_back(done);
+    Record(client, type, read.empty() ? Value() : Value(read));
   }
   if (options_.record_trace) {
-    Trace(absl::StrCat("client p", client.process, " <- ", TypeName(done.type), " ",
-                       FunctionName(client.function), " ", client.key, " ", done.value, " (",
+    Trace(absl::StrCat("client p", client.process, " <- ", EventTypeName(type), " ",
+                       FunctionName(client.function), " ", client.key, " ",
+                       read_ok ? read : ValueText(client), " (",
                        response.status.ok() ? "OK" : response.status.ToString(), ", revision ",
                        response.header.revision, ", member n", response.header.member_id, ")"));
   }
@@ -1080,17 +1049,10 @@ void Simulation::ClientComplete(Client& client, NodeId node, const server::Respo
 
 void Simulation::ClientTimeout(Client& client, uint64_t attempt) {
   if (!client.busy || client.attempt != attempt) return;
-  ClientEvent info;
-  info.process = client.process;
-  info.type = client.function == ClientEvent::Function::kRead ? ClientEvent::Type::kFail
-                                                              : ClientEvent::Type::kInfo;
-  info.function = client.function;
-  info.key = client.key;
-  info.value = client.function == ClientEvent::Function::kCas
-                   ? absl::StrCat(client.old_value, "->", client.value)
-                   : client.value;
-  info.time_ms = now_ms_;
-  if (!client.serializable) history_.push_back(info);
+  // A read that timed out changed nothing: it failed, whatever happened to it.
+  if (!client.serializable) {
+    Record(client, client.function == Function::kRead ? EventType::kFail : EventType::kInfo);
+  }
   client.busy = false;
   if (auto it = nodes_.find(client.node); it != nodes_.end())
     it->second->waiting.erase(client.request);

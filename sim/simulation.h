@@ -41,6 +41,7 @@
 #include "core/raft/rand.h"
 #include "core/raft/testing/cluster.h"
 #include "core/server/server.h"
+#include "sim/history.h"
 
 namespace kvstore::sim {
 
@@ -80,21 +81,6 @@ struct SimOptions {
   uint64_t snapshot_every_entries = 200;
   uint64_t snapshot_catch_up_entries = 50;
 };
-
-// One line of a client history (see sim/history.h for the text format it is written in).
-struct ClientEvent {
-  enum class Type : uint8_t { kInvoke, kOk, kFail, kInfo };
-  enum class Function : uint8_t { kRead, kWrite, kCas, kDelete };
-  int process = 0;
-  Type type = Type::kInvoke;
-  Function function = Function::kRead;
-  std::string key;
-  std::string value;  // written value, value read ("nil": absent), or "old->new" for cas
-  int64_t time_ms = 0;
-};
-
-// Renders events in the history file format: "@<ms> <process> <type> <function> <key> <value>".
-std::string HistoryText(const std::vector<ClientEvent>& events);
 
 class Simulation {
  public:
@@ -150,7 +136,8 @@ class Simulation {
   std::vector<NodeId> node_ids() const;
   bool up(NodeId id) const;
   server::Server* server(NodeId id);  // nullptr when down
-  const std::vector<ClientEvent>& history() const { return history_; }
+  // The linearizable clients' history (serializable reads stay out of it).
+  const History& history() const { return history_; }
   // The first kMaxViolationsKept violations; a broken invariant often fires on every event
   // after it, and the first ones tell the story.
   const std::vector<std::string>& violations() const { return violations_; }
@@ -197,6 +184,11 @@ class Simulation {
   void ClientNext(Client& client);
   void ClientInvoke(Client& client);
   void ClientComplete(Client& client, NodeId node, const server::Response& response);
+  // Appends `client`'s current operation to the history: its invocation or a completion (`read`:
+  // what an ok read returned).
+  void Record(const Client& client, EventType type, Value read = std::nullopt);
+  // The operation's value as traces show it: the value written, or <old>-><new> for a cas.
+  static std::string ValueText(const Client& client);
   void ClientTimeout(Client& client, uint64_t attempt);
 
   SimOptions options_;
@@ -219,7 +211,7 @@ class Simulation {
   std::map<raft::Index, std::pair<raft::Term, uint64_t>> applied_entries_;  // index -> term, hash
   std::vector<std::string> violations_;
   uint64_t violations_not_kept_ = 0;
-  std::vector<ClientEvent> history_;
+  History history_;
   std::set<std::string> written_values_;  // every value a write or cas tried to store
 
   uint64_t trace_hash_ = 0xcbf29ce484222325ull;

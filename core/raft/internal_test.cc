@@ -195,6 +195,38 @@ TEST(ConfChanger, DemotingAnOutgoingVoterGoesThroughLearnersNext) {
   EXPECT_TRUE(left->progress.at(3).is_learner);
 }
 
+TEST(TrackerConfig, MatchesIsEqualityWithToConfState) {
+  ProgressTracker tracker = Tracker(ConfState{{1, 2, 3}});
+  auto joint = ConfChanger(tracker, 10).EnterJoint(true, {L(3), V(4), L(5)});
+  ASSERT_TRUE(joint.ok()) << joint.status();
+  const ConfState cs = joint->config.ToConfState();
+  EXPECT_TRUE(joint->config.Matches(cs));
+  // Each field on its own tells them apart.
+  for (int field = 0; field < 5; ++field) {
+    ConfState other = cs;
+    switch (field) {
+      case 0:
+        other.voters.push_back(9);
+        break;
+      case 1:
+        other.voters_outgoing.pop_back();
+        break;
+      case 2:
+        other.learners.push_back(9);
+        break;
+      case 3:
+        other.learners_next.clear();
+        break;
+      case 4:
+        other.auto_leave = !other.auto_leave;
+        break;
+    }
+    EXPECT_FALSE(other == cs) << field;
+    EXPECT_FALSE(joint->config.Matches(other)) << "field " << field;
+  }
+  EXPECT_FALSE(tracker.config.Matches(cs));
+}
+
 TEST(ConfChanger, PromoteLearner) {
   ProgressTracker tracker = Tracker(ConfState{{1, 2, 3}, {}, {4}});
   EXPECT_TRUE(tracker.progress.at(4).is_learner);

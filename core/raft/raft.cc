@@ -90,6 +90,7 @@ class RaftState {
   NodeId id() const { return id_; }
   Index last_index() const { return log_.last_index(); }
   ConfState conf_state() const { return tracker_.config.ToConfState(); }
+  bool conf_state_is(const ConfState& cs) const { return tracker_.config.Matches(cs); }
   std::optional<Term> log_term(Index index) const {
     Term term = 0;
     if (!log_.TermAt(index, &term)) return std::nullopt;
@@ -1622,6 +1623,7 @@ Index RawNode::LastIndex() const { return state_->last_index(); }
 Term RawNode::CurrentTerm() const { return state_->term(); }
 std::optional<Term> RawNode::LogTerm(Index index) const { return state_->log_term(index); }
 ConfState RawNode::GetConfState() const { return state_->conf_state(); }
+bool RawNode::ConfStateIs(const ConfState& cs) const { return state_->conf_state_is(cs); }
 bool RawNode::IsLeader() const { return state_->is_leader(); }
 HardState RawNode::GetHardState() const { return state_->hard_state(); }
 

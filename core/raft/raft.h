@@ -242,6 +242,8 @@ class RawNode {
   std::optional<Term> LogTerm(Index index) const;
   // The configuration in force (GetStatus().conf_state without copying the progress map).
   ConfState GetConfState() const;
+  // GetConfState() == cs, without copying it.
+  bool ConfStateIs(const ConfState& cs) const;
   bool IsLeader() const;
   HardState GetHardState() const;
 

@@ -16,6 +16,14 @@ ConfState TrackerConfig::ToConfState() const {
   return cs;
 }
 
+bool TrackerConfig::Matches(const ConfState& cs) const {
+  return voters.incoming.ids() == cs.voters && voters.outgoing.ids() == cs.voters_outgoing &&
+         std::equal(learners.begin(), learners.end(), cs.learners.begin(), cs.learners.end()) &&
+         std::equal(learners_next.begin(), learners_next.end(), cs.learners_next.begin(),
+                    cs.learners_next.end()) &&
+         auto_leave == cs.auto_leave;
+}
+
 ProgressTracker::ProgressTracker(uint64_t max_inflight_msgs, uint64_t max_inflight_bytes)
     : max_inflight_msgs_(max_inflight_msgs), max_inflight_bytes_(max_inflight_bytes) {}
 

@@ -29,6 +29,8 @@ struct TrackerConfig {
 
   bool Joint() const { return !voters.outgoing.empty(); }
   ConfState ToConfState() const;
+  // ToConfState() == cs, without building one: drivers compare on every event.
+  bool Matches(const ConfState& cs) const;
 };
 
 using ProgressMap = FlatMap<NodeId, Progress>;

@@ -181,6 +181,7 @@ class Server::Impl {
   raft::Index last_index() const { return raft_->LastIndex(); }
   std::optional<raft::Term> LogTerm(raft::Index index) const { return raft_->LogTerm(index); }
   raft::ConfState RaftConfState() const { return raft_->GetConfState(); }
+  bool RaftConfStateIs(const raft::ConfState& cs) const { return raft_->ConfStateIs(cs); }
 
  private:
   struct Pending {
@@ -1399,5 +1400,6 @@ raft::HardState Server::hard_state() const { return impl_->hard_state(); }
 raft::Index Server::last_index() const { return impl_->last_index(); }
 std::optional<raft::Term> Server::LogTerm(raft::Index index) const { return impl_->LogTerm(index); }
 raft::ConfState Server::RaftConfState() const { return impl_->RaftConfState(); }
+bool Server::RaftConfStateIs(const raft::ConfState& cs) const { return impl_->RaftConfStateIs(cs); }
 
 }  // namespace kvstore::server

@@ -210,6 +210,7 @@ class Server {
   std::optional<raft::Term> LogTerm(raft::Index index) const;
   // The Raft configuration in force (RaftStatus().conf_state, cheaper).
   raft::ConfState RaftConfState() const;
+  bool RaftConfStateIs(const raft::ConfState& cs) const;  // RaftConfState() == cs, cheaply
 
  private:
   class Impl;

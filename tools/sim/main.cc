@@ -140,7 +140,7 @@ int Run(const Args& args) {
     for (const std::string& line : result.trace) std::printf("%s\n", line.c_str());
     if (args.flags.count("history-out")) {
       const std::string path = InWorkspace(args.flags.at("history-out"));
-      if (!WriteFile(path, result.history)) {
+      if (!WriteFile(path, FormatHistory(result.history))) {
         std::fprintf(stderr, "sim: cannot write %s\n", path.c_str());
         return 1;
       }
@@ -314,7 +314,7 @@ int Replay(const Args& args) {
   }
   if (args.flags.count("history-out")) {
     const std::string path = InWorkspace(args.flags.at("history-out"));
-    if (!WriteFile(path, result.history)) {
+    if (!WriteFile(path, FormatHistory(result.history))) {
       std::fprintf(stderr, "sim: cannot write %s\n", path.c_str());
       return 1;
     }
