@@ -82,6 +82,8 @@ class RaftState {
   void ReportSnapshot(NodeId peer, bool succeeded);
   void ReportUnreachable(NodeId peer);
   absl::Status Compact(std::shared_ptr<const Snapshot> snapshot, Index compact_index);
+  absl::Status ReplaceOutgoingSnapshots(std::shared_ptr<const Snapshot> snapshot);
+  bool SendsSnapshot() const;
   bool HasReady() const;
   const Ready& GetReady();
   void Advance();
@@ -1281,6 +1283,49 @@ absl::Status RaftState::Compact(std::shared_ptr<const Snapshot> snapshot, Index 
   return absl::OkStatus();
 }
 
+bool RaftState::SendsSnapshot() const {
+  if (!ready_outstanding_) return false;
+  for (const Message& m : ready_.messages) {
+    if (m.type == MessageType::kSnap) return true;
+  }
+  return false;
+}
+
+absl::Status RaftState::ReplaceOutgoingSnapshots(std::shared_ptr<const Snapshot> snapshot) {
+  if (!ready_outstanding_) {
+    return absl::FailedPreconditionError("replacing outgoing snapshots outside a Ready");
+  }
+  if (snapshot == nullptr) return absl::InvalidArgumentError("replacing with no snapshot");
+  const SnapshotMetadata& meta = snapshot->metadata;
+  // What the application has applied once it carries out this Ready.
+  Index applied = log_.applied();
+  if (ready_.apply_snapshot != nullptr) {
+    applied = std::max(applied, ready_.apply_snapshot->metadata.index);
+  }
+  if (!ready_.committed_entries.empty()) {
+    applied = std::max(applied, ready_.committed_entries.back().index);
+  }
+  if (meta.index > applied) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("snapshot index ", meta.index, " is beyond the applied index ", applied));
+  }
+  if (!log_.MatchTerm(meta.index, meta.term)) {
+    return absl::InvalidArgumentError(absl::StrCat("snapshot term ", meta.term, " at index ",
+                                                   meta.index, " does not match the log"));
+  }
+  for (const Message& m : ready_.messages) {
+    if (m.type == MessageType::kSnap && m.snapshot->metadata.index > meta.index) {
+      return absl::InvalidArgumentError(absl::StrCat("snapshot at ", meta.index,
+                                                     " is older than the one sent, at ",
+                                                     m.snapshot->metadata.index));
+    }
+  }
+  for (Message& m : ready_.messages) {
+    if (m.type == MessageType::kSnap) m.snapshot = snapshot;
+  }
+  return absl::OkStatus();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ready / Advance / OnPersisted
 
@@ -1624,6 +1669,10 @@ Term RawNode::CurrentTerm() const { return state_->term(); }
 std::optional<Term> RawNode::LogTerm(Index index) const { return state_->log_term(index); }
 ConfState RawNode::GetConfState() const { return state_->conf_state(); }
 bool RawNode::ConfStateIs(const ConfState& cs) const { return state_->conf_state_is(cs); }
+absl::Status RawNode::ReplaceOutgoingSnapshots(std::shared_ptr<const Snapshot> snapshot) {
+  return state_->ReplaceOutgoingSnapshots(std::move(snapshot));
+}
+bool RawNode::SendsSnapshot() const { return state_->SendsSnapshot(); }
 bool RawNode::IsLeader() const { return state_->is_leader(); }
 HardState RawNode::GetHardState() const { return state_->hard_state(); }
 

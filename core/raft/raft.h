@@ -222,6 +222,14 @@ class RawNode {
   // to `compact_index` (at most snapshot's index): the log drops them, and lagging followers
   // receive this snapshot.
   absl::Status Compact(std::shared_ptr<const Snapshot> snapshot, Index compact_index);
+  // Between GetReady and Advance: sends `snapshot` in place of the one each snapshot message of
+  // this Ready carries. For an application whose state machine is durable on its own (etcd's
+  // backend): it hands Compact snapshots without data, and attaches its current state only to
+  // the snapshots it sends (etcd's "merged snapshot"). `snapshot` must be at least as recent as
+  // the one it replaces, at most the applied index, and match the log's term at its index.
+  absl::Status ReplaceOutgoingSnapshots(std::shared_ptr<const Snapshot> snapshot);
+  // Whether the current Ready (between GetReady and Advance) sends a snapshot.
+  bool SendsSnapshot() const;
 
   bool HasReady() const;
   // Collects the effects to carry out. Must be followed by Advance() before the next GetReady.

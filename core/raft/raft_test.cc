@@ -865,6 +865,65 @@ TEST(SnapshotTest, LaggingFollowerReceivesSnapshotAndCatchesUp) {
   EXPECT_EQ(StatusOf(c, 3).hard_state.commit, CommitOf(c, 1));
 }
 
+// etcd's merged snapshot: an application whose state machine is durable by itself compacts with
+// data-less snapshots and, when Raft sends one, attaches its current state at its applied index
+// instead. The follower installs that later snapshot and catches up from the entry after it.
+TEST(SnapshotTest, OutgoingSnapshotReplacedByTheApplicationsCurrentState) {
+  Cluster c({1, 2, 3});
+  const Index compacted = LagAndCompact(c);
+  Index merged_index = 0;
+  int replaced = 0;
+  c.set_ready_observer([&](NodeId id, const Ready& ready) {
+    if (id != 1) return;
+    bool sends = false;
+    for (const Message& m : ready.messages) sends |= m.type == MessageType::kSnap;
+    EXPECT_EQ(c.node(1).SendsSnapshot(), sends);
+    if (!sends) return;
+    // What the leader has applied once it carries out this Ready.
+    const Index applied = ready.committed_entries.empty() ? c.record(1).applied_index
+                                                          : ready.committed_entries.back().index;
+    auto merged = std::make_shared<Snapshot>();
+    merged->metadata.index = applied;
+    merged->metadata.term = *c.node(1).LogTerm(applied);
+    merged->metadata.conf_state = c.record(1).conf_state;
+    merged->data = Bytes("current state");
+    // Refused: past what is applied, a term the log does not have, older than the one sent.
+    auto changed = [&](auto change) {
+      auto copy = std::make_shared<Snapshot>(*merged);
+      change(*copy);
+      return c.node(1).ReplaceOutgoingSnapshots(copy).code();
+    };
+    EXPECT_EQ(changed([](Snapshot& s) { ++s.metadata.index; }), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(changed([](Snapshot& s) { ++s.metadata.term; }), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(changed([&](Snapshot& s) {
+                s.metadata.index = compacted - 1;
+                s.metadata.term = *c.node(1).LogTerm(compacted - 1);
+              }),
+              absl::StatusCode::kInvalidArgument);
+    ASSERT_TRUE(c.node(1).ReplaceOutgoingSnapshots(merged).ok());
+    for (const Message& m : ready.messages) {
+      if (m.type == MessageType::kSnap) EXPECT_EQ(m.snapshot, merged);
+    }
+    merged_index = applied;
+    ++replaced;
+  });
+  ASSERT_TRUE(c.ProposeAndStabilize(1, "after").ok());
+  HeartbeatRounds(c, 1, 2);
+  c.set_ready_observer(nullptr);
+
+  ASSERT_EQ(replaced, 1);
+  EXPECT_GT(merged_index, compacted);
+  ASSERT_NE(c.record(3).storage.snapshot(), nullptr);
+  EXPECT_EQ(c.record(3).storage.snapshot()->metadata.index, merged_index);
+  EXPECT_EQ(c.record(3).storage.snapshot()->data.view(), "current state");
+  EXPECT_EQ(c.record(3).applied_index, c.record(1).applied_index);
+  EXPECT_EQ(StatusOf(c, 3).hard_state.commit, CommitOf(c, 1));
+  // Outside a Ready there is nothing to replace.
+  EXPECT_FALSE(c.node(1).SendsSnapshot());
+  EXPECT_EQ(c.node(1).ReplaceOutgoingSnapshots(c.record(3).storage.snapshot()).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 // etcd ReportSnapshot: a failed snapshot sends the peer back to probe (pending snapshot
 // forgotten); it is retried and the follower still catches up.
 TEST(SnapshotTest, ReportSnapshotFailureReturnsPeerToProbe) {

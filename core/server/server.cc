@@ -1124,6 +1124,10 @@ std::string Server::Impl::DumpBackend() const {
 }
 
 void Server::Impl::RestoreSnapshot(const raft::Snapshot& snapshot) {
+  // Every sent snapshot carries a whole backend (GetReady), never empty: it holds the meta
+  // bucket at least. An empty one would be a compaction mark that escaped, and wipe the store.
+  RAFT_CHECK(!snapshot.data.empty()) << "server " << config_.id << ": snapshot at "
+                                     << snapshot.metadata.index << " carries no state";
   // Replace the backend's contents with the snapshot's, then rebuild every view of it.
   for (int bucket = 0; bucket < mvcc::kBucketCount; ++bucket) {
     std::vector<std::string> keys;
@@ -1276,6 +1280,19 @@ const Ready& Server::Impl::GetReady() {
     pending_.erase(id);
     ServeRead(id, pending.request);
   }
+  if (raft_->SendsSnapshot()) {
+    // The snapshots this member hands Raft (see Advance) carry no data: the backend is the state
+    // machine and is durable by itself. A follower that needs one gets the current state instead,
+    // at the applied index (etcd's merged snapshot); it applies the entries that follow.
+    auto merged = std::make_shared<raft::Snapshot>();
+    merged->metadata.index = applied_index_;
+    merged->metadata.term = applied_term_;
+    merged->metadata.conf_state = conf_state_;
+    merged->data = raft::Bytes(DumpBackend());
+    const absl::Status status = raft_->ReplaceOutgoingSnapshots(std::move(merged));
+    RAFT_CHECK(status.ok()) << "server " << config_.id << ": snapshot at applied index "
+                            << applied_index_ << ": " << status.message();
+  }
   hub_->CatchUp();
   ready_.raft = &rr;
   ready_.responses = std::move(responses_);
@@ -1301,14 +1318,16 @@ void Server::Impl::Advance() {
     alarm_proposed_ = raft_->Propose(raft::Bytes(internal.SerializeAsString())).ok();
   }
   // Snapshot and compact the Raft log every snapshot_every_entries applied entries, and after
-  // every membership change so a new member is sent a snapshot that lists it.
+  // every membership change so a new member is sent a snapshot that lists it. The snapshot is
+  // only a mark (index, term, configuration): its data would be the whole backend, which is
+  // durable already, and copying it every few thousand entries would cost more than the log it
+  // frees. GetReady attaches the state to the snapshots actually sent.
   if (applied_index_ >= snapshot_index_ + config_.snapshot_every_entries ||
       (conf_changed_since_snapshot_ && applied_index_ > snapshot_index_)) {
     auto snapshot = std::make_shared<raft::Snapshot>();
     snapshot->metadata.index = applied_index_;
     snapshot->metadata.term = applied_term_;
     snapshot->metadata.conf_state = conf_state_;
-    snapshot->data = raft::Bytes(DumpBackend());
     const raft::Status status = raft_->GetStatus();
     raft::Index compact = applied_index_ > config_.snapshot_catch_up_entries
                               ? applied_index_ - config_.snapshot_catch_up_entries
