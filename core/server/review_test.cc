@@ -289,6 +289,65 @@ TEST(ReviewServerTest, CrashBetweenPersistingAndApplyingSnapshotLosesItsData) {
 // header treat as "not applied", inviting a retry that applies it twice. Fix: on
 // RestoreSnapshot, drop pending_by_index_ entries at or below the snapshot index and answer
 // them with an indeterminate outcome (TIMEOUT-like), or leave them to the request timeout.
+// FIXED (restart; server.cc Server::Impl::Init, found by sim fuzz seed 23 on 5 nodes): a restarted
+// member knew its applied index but not that entry's term (0) until it applied something new.
+// Its snapshots were dated term 0: compaction silently failed, and a snapshot sent as a new
+// leader before its first commit (GetReady attaches the member's state at its applied index)
+// did not match its own log. Fix: Init reads the applied entry's term from the log.
+TEST(ReviewServerTest, RestartedMemberLeadsAndSendsASnapshotBeforeApplyingAnything) {
+  Net net({1, 2, 3, 4, 5}, SmallSnapshots);
+  const NodeId leader = net.WaitForLeader({1, 2, 3, 4, 5});
+  ASSERT_NE(leader, raft::kNoNode);
+  std::vector<NodeId> others;
+  for (NodeId id : {1, 2, 3, 4, 5}) {
+    if (id != leader) others.push_back(id);
+  }
+  const NodeId restarted = others[0];
+  const NodeId lagging = others[1];
+  const auto cut_off = [](NodeId id) {
+    return [id](const Message& m) { return m.from == id || m.to == id; };
+  };
+  // Both miss a dozen writes; the leader compacts past them.
+  const auto lagging_cut = cut_off(lagging);
+  net.drop = [&](const Message& m) {
+    return lagging_cut(m) || m.from == restarted || m.to == restarted;
+  };
+  for (int i = 0; i < 12; ++i) {
+    auto r = net.Call(leader, PutRequest(absl::StrCat("k", i), "v"));
+    ASSERT_TRUE(r.has_value() && r->status.ok());
+  }
+  // One comes back, catches up by snapshot, and restarts with it in its log storage.
+  net.drop = lagging_cut;
+  ASSERT_TRUE(net.Call(leader, PutRequest("caught-up", "v")).has_value());
+  net.TickAll(10);
+  ASSERT_NE(net.peer(restarted).log.snapshot(), nullptr);
+  ASSERT_EQ(LocalValue(net, restarted, "caught-up"), "v");
+  net.Crash(restarted);
+  net.Restart(restarted);
+  // It takes over, but no acknowledgement of its first entry reaches it, so it applies nothing;
+  // the lagging member comes back and needs a snapshot from it.
+  net.drop = [&](const Message& m) {
+    if (m.to == restarted && m.type == MessageType::kAppResp && m.from != lagging) return true;
+    return lagging_cut(m) && net.Leader() != restarted;
+  };
+  Request move;
+  move.type = RequestType::kMoveLeader;
+  move.member.id = restarted;
+  ASSERT_TRUE(net.Call(leader, move).has_value());
+  ASSERT_TRUE(net.TickAll(20, [&] {
+    return net.Leader() == restarted && net.peer(lagging).log.snapshot() != nullptr;
+  })) << "the new leader sent the lagging member no snapshot";
+  const raft::Snapshot& sent = *net.peer(lagging).log.snapshot();
+  EXPECT_EQ(sent.metadata.term, net.server(restarted).LogTerm(sent.metadata.index));
+  EXPECT_GT(sent.metadata.term, 0u);
+  // Everything heals: the lagging member holds what it missed.
+  net.drop = nullptr;
+  ASSERT_TRUE(net.Call(net.WaitForLeader({1, 2, 3, 4, 5}), PutRequest("after", "v")).has_value());
+  net.TickAll(10);
+  EXPECT_EQ(LocalValue(net, lagging, "k0"), "v");
+  EXPECT_EQ(LocalValue(net, lagging, "after"), "v");
+}
+
 TEST(ReviewServerTest, WriteCommittedByNextLeaderAndReceivedBySnapshotIsNotReportedLost) {
   Net net({1, 2, 3}, [](ServerConfig& c) {
     SmallSnapshots(c);

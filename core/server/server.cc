@@ -338,6 +338,14 @@ absl::Status Server::Impl::Init(raft::RestartState raft_state, std::vector<Membe
   if (!node.ok()) return node.status();
   raft_ = std::move(*node);
   conf_state_ = raft_->GetStatus().conf_state;
+  // The applied entry is in the log (or is its snapshot): its term dates the snapshots this
+  // member takes and sends before it applies anything new.
+  const std::optional<raft::Term> applied_term = raft_->LogTerm(applied_index_);
+  if (!applied_term.has_value()) {
+    return absl::DataLossError(
+        absl::StrCat("applied entry ", applied_index_, " is not in the log"));
+  }
+  applied_term_ = *applied_term;
   return absl::OkStatus();
 }
 
