@@ -210,13 +210,13 @@ absl::Status History::Append(Event event) {
   }
   if (absl::Status s = CheckFields(event); !s.ok()) return s;
 
-  const std::string process = absl::StrCat("process ", event.process);
+  const auto process = [&event] { return absl::StrCat("process ", event.process); };  // errors
   auto outstanding = outstanding_.find(event.process);
   if (event.type == EventType::kInvoke) {
     if (outstanding != outstanding_.end()) {
       const Operation& pending = operations_[outstanding->second];
       return absl::InvalidArgumentError(
-          absl::StrCat("two invocations outstanding on ", process, ": it invokes ",
+          absl::StrCat("two invocations outstanding on ", process(), ": it invokes ",
                        FunctionName(event.function), " ", event.key, " while its ",
                        FunctionName(pending.function), " ", pending.key, " has not completed"));
     }
@@ -232,15 +232,15 @@ absl::Status History::Append(Event event) {
     operation.invoke_event = events_.size();
   } else {
     if (outstanding == outstanding_.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("completion without invocation: ", process,
+      return absl::InvalidArgumentError(absl::StrCat("completion without invocation: ", process(),
                                                      " has no operation outstanding"));
     }
     Operation& operation = operations_[outstanding->second];
     if (event.function != operation.function || event.key != operation.key) {
       return absl::InvalidArgumentError(
-          absl::StrCat("completion ", FunctionName(event.function), " ", event.key, " of ", process,
-                       " does not match its outstanding ", FunctionName(operation.function), " ",
-                       operation.key));
+          absl::StrCat("completion ", FunctionName(event.function), " ", event.key, " of ",
+                       process(), " does not match its outstanding ",
+                       FunctionName(operation.function), " ", operation.key));
     }
     const bool is_read = operation.function == Function::kRead;
     const bool carries_result = is_read && event.type == EventType::kOk;

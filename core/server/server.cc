@@ -4,6 +4,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/base/encoding.h"
@@ -1136,29 +1137,52 @@ void Server::Impl::RestoreSnapshot(const raft::Snapshot& snapshot) {
   // bucket at least. An empty one would be a compaction mark that escaped, and wipe the store.
   RAFT_CHECK(!snapshot.data.empty()) << "server " << config_.id << ": snapshot at "
                                      << snapshot.metadata.index << " carries no state";
-  // Replace the backend's contents with the snapshot's, then rebuild every view of it.
-  for (int bucket = 0; bucket < mvcc::kBucketCount; ++bucket) {
-    std::vector<std::string> keys;
-    backend_->Range(static_cast<mvcc::Bucket>(bucket), "", "",
-                    [&](absl::string_view key, absl::string_view) {
-                      if (!IsMemberLocal(static_cast<mvcc::Bucket>(bucket), key)) {
-                        keys.emplace_back(key);
-                      }
-                      return true;
-                    });
-    for (const std::string& key : keys) backend_->Delete(static_cast<mvcc::Bucket>(bucket), key);
-  }
+  // Replace the backend's contents with the snapshot's, then rebuild every view of it. The
+  // snapshot lists (bucket, key, value) in order, as DumpBackend walks the backend; a member
+  // catching up usually holds most of it already, so only what differs is written.
+  struct Item {
+    mvcc::Bucket bucket;
+    absl::string_view key;
+    absl::string_view value;
+  };
+  std::vector<Item> items;
   absl::string_view in = snapshot.data.view();
   while (!in.empty()) {
     const uint8_t bucket = static_cast<uint8_t>(in.front());
     in.remove_prefix(1);
-    absl::string_view key, value;
-    RAFT_CHECK(bucket < mvcc::kBucketCount && GetLengthPrefixed(&in, &key) &&
-               GetLengthPrefixed(&in, &value))
+    Item item;
+    RAFT_CHECK(bucket < mvcc::kBucketCount && GetLengthPrefixed(&in, &item.key) &&
+               GetLengthPrefixed(&in, &item.value))
         << "server " << config_.id << ": snapshot at " << snapshot.metadata.index
         << " is malformed";
-    if (IsMemberLocal(static_cast<mvcc::Bucket>(bucket), key)) continue;
-    backend_->Put(static_cast<mvcc::Bucket>(bucket), key, value);
+    item.bucket = static_cast<mvcc::Bucket>(bucket);
+    RAFT_CHECK(items.empty() || items.back().bucket < item.bucket ||
+               (items.back().bucket == item.bucket && items.back().key < item.key))
+        << "server " << config_.id << ": snapshot at " << snapshot.metadata.index
+        << " is out of order at key " << absl::CHexEscape(item.key);
+    if (!IsMemberLocal(item.bucket, item.key)) items.push_back(item);
+  }
+  size_t next = 0;
+  for (int b = 0; b < mvcc::kBucketCount; ++b) {
+    const auto bucket = static_cast<mvcc::Bucket>(b);
+    std::vector<std::string> deletes;
+    std::vector<size_t> puts;
+    backend_->Range(bucket, "", "", [&](absl::string_view key, absl::string_view value) {
+      if (IsMemberLocal(bucket, key)) return true;
+      for (; next < items.size() && items[next].bucket == bucket && items[next].key < key; ++next) {
+        puts.push_back(next);
+      }
+      if (next < items.size() && items[next].bucket == bucket && items[next].key == key) {
+        if (items[next].value != value) puts.push_back(next);
+        ++next;
+      } else {
+        deletes.emplace_back(key);
+      }
+      return true;
+    });
+    for (; next < items.size() && items[next].bucket == bucket; ++next) puts.push_back(next);
+    for (const std::string& key : deletes) backend_->Delete(bucket, key);
+    for (size_t i : puts) backend_->Put(bucket, items[i].key, items[i].value);
   }
   auto status = store_->Reload();
   RAFT_CHECK(status.ok()) << "server " << config_.id << ": snapshot store: " << status.message();
