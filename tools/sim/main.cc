@@ -13,6 +13,7 @@
 //
 // Everything is deterministic: the same command gives the same output, bit for bit.
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -325,6 +326,77 @@ int Replay(const Args& args) {
   return result.passed ? 0 : 1;
 }
 
+// Runs `scenario` in a child process, so that a core invariant that aborts (RAFT_CHECK) becomes a
+// failure to shrink like any other: "aborted: <the assertion's message>". The child writes the
+// result's failures to a temporary file; its stderr goes to another, read for the message.
+RunResult RunInChild(const pb::Scenario& scenario) {
+  RunResult result;
+  std::FILE* out = std::tmpfile();
+  std::FILE* err = std::tmpfile();
+  if (out == nullptr || err == nullptr) {
+    std::fprintf(stderr, "sim: cannot create temporary files; running in-process\n");
+    if (out != nullptr) std::fclose(out);
+    if (err != nullptr) std::fclose(err);
+    return RunScenario(scenario);
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t child = fork();
+  if (child == 0) {
+    dup2(fileno(err), STDERR_FILENO);
+    std::signal(SIGABRT, SIG_DFL);
+    const RunResult run = RunScenario(scenario);
+    // One failure per record: its length, a newline, its bytes (failures span lines).
+    std::fprintf(out, "%d\n", run.passed ? 1 : 0);
+    for (const std::string& failure : run.failures) {
+      std::fprintf(out, "%zu\n", failure.size());
+      std::fwrite(failure.data(), 1, failure.size(), out);
+    }
+    std::fflush(out);
+    _exit(0);
+  }
+  int status = 0;
+  const bool waited = child > 0 && waitpid(child, &status, 0) == child;
+  const auto slurp = [](std::FILE* file) {
+    std::string text;
+    std::rewind(file);
+    char buffer[4096];
+    for (size_t n; (n = std::fread(buffer, 1, sizeof(buffer), file)) > 0;) text.append(buffer, n);
+    std::fclose(file);
+    return text;
+  };
+  const std::string results = slurp(out);
+  const std::string errors = slurp(err);
+  if (!waited || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    // The assertion's own line: "[check.cc : 13] RAW: <file>:<line>: invariant violated: ...".
+    std::string why = waited && WIFSIGNALED(status)
+                          ? absl::StrCat("killed by signal ", WTERMSIG(status))
+                          : std::string("did not run to completion");
+    for (absl::string_view line : absl::StrSplit(errors, '\n')) {
+      const size_t raw = line.find("RAW: ");
+      if (raw != absl::string_view::npos) why = std::string(line.substr(raw + 5));
+    }
+    result.passed = false;
+    result.failures.push_back(absl::StrCat("aborted: ", why));
+    return result;
+  }
+  absl::string_view in = results;
+  const auto next_line = [&in]() {
+    const size_t end = std::min(in.find('\n'), in.size());
+    absl::string_view line = in.substr(0, end);
+    in.remove_prefix(std::min(end + 1, in.size()));
+    return line;
+  };
+  result.passed = next_line() == "1";
+  while (!in.empty()) {
+    size_t size = 0;
+    if (!absl::SimpleAtoi(next_line(), &size) || size > in.size()) break;
+    result.failures.emplace_back(in.substr(0, size));
+    in.remove_prefix(size);
+  }
+  return result;
+}
+
 int Shrink(const Args& args) {
   std::string error;
   uint64_t seed = 0;
@@ -334,7 +406,8 @@ int Shrink(const Args& args) {
     return Usage(error);
   }
   const pb::Scenario scenario = RandomScenario(seed, options);
-  const std::string target = ShrinkTarget(RunScenario(scenario));
+  // Every run in a child process: the failure may be an aborting core assertion.
+  const std::string target = ShrinkTarget(RunInChild(scenario));
   if (target.empty()) {
     std::fprintf(stderr, "sim: seed %llu passes; nothing to shrink\n",
                  static_cast<unsigned long long>(seed));
@@ -342,7 +415,7 @@ int Shrink(const Args& args) {
   }
   std::printf("shrinking while it fails like: %s\n", target.c_str());
   auto fails = [&](const pb::Scenario& candidate) {
-    return FailsLike(RunScenario(candidate), target);
+    return FailsLike(RunInChild(candidate), target);
   };
   pb::Scenario shrunk = ShrinkScenario(scenario, fails);
   shrunk.set_name(absl::StrCat("regression_fuzz_seed_", seed));
