@@ -12,6 +12,7 @@
 #include "core/raft/check.h"
 #include "core/server/codec.h"
 #include "core/server/requests.pb.h"
+#include "google/protobuf/arena.h"
 
 namespace kvstore::server {
 namespace {
@@ -862,7 +863,15 @@ void Server::Impl::Apply(const raft::Entry& entry) {
   if (entry.type == raft::EntryType::kConfChange) {
     ApplyConfChange(entry);
   } else if (!entry.data.empty()) {
-    pb::InternalRequest internal;
+    // The decoded request lives in an arena on the stack: its strings and nested messages cost
+    // no allocation of their own (they were 8 of the ~36 per applied put).
+    alignas(16) char arena_block[2048];
+    google::protobuf::ArenaOptions arena_options;
+    arena_options.initial_block = arena_block;
+    arena_options.initial_block_size = sizeof(arena_block);
+    google::protobuf::Arena arena(arena_options);
+    pb::InternalRequest& internal =
+        *google::protobuf::Arena::CreateMessage<pb::InternalRequest>(&arena);
     Response response;
     if (!internal.ParseFromArray(entry.data.data(), static_cast<int>(entry.data.size()))) {
       // Deterministic on every replica: the entry is skipped everywhere.
