@@ -115,7 +115,7 @@ RunResult Runner::Run() {
                                             " more violations after the first ",
                                             Simulation::kMaxViolationsKept));
   }
-  result_.history = sim_.history();
+  result_.history = sim_.TakeHistory();
   if (!scenario_.skip_linearizability()) {
     CheckOptions check;
     check.model = Model::kKv;
@@ -134,7 +134,7 @@ RunResult Runner::Run() {
   result_.trace = sim_.trace();
   result_.events = sim_.events_processed();
   result_.virtual_ms = sim_.now_ms();
-  return result_;
+  return std::move(result_);
 }
 
 void Runner::RunStep(size_t index, const pb::Step& step) {

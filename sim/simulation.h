@@ -138,6 +138,7 @@ class Simulation {
   server::Server* server(NodeId id);  // nullptr when down
   // The linearizable clients' history (serializable reads stay out of it).
   const History& history() const { return history_; }
+  History TakeHistory() { return std::move(history_); }  // at the end of a run
   // The first kMaxViolationsKept violations; a broken invariant often fires on every event
   // after it, and the first ones tell the story.
   const std::vector<std::string>& violations() const { return violations_; }

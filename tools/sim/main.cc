@@ -13,6 +13,7 @@
 //
 // Everything is deterministic: the same command gives the same output, bit for bit.
 
+#include <malloc.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -475,6 +476,13 @@ int CheckHistoryFile(const Args& args) {
 
 int main(int argc, char** argv) {
   using namespace kvstore::sim;
+  // A run builds and frees tens of megabytes (logs, stores, the history). glibc's defaults hand
+  // big blocks back to the kernel and map fresh ones, so every seed paid again for zeroed pages
+  // (12% of a campaign in page faults). Keep freed memory for reuse instead. Memory placement
+  // cannot change a run: nothing in the simulation depends on addresses.
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 64 << 20);
   if (argc < 2) return Usage("no command");
   const std::string command = argv[1];
   const Args args = Parse(argc, argv, 2);
