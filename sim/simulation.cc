@@ -120,10 +120,9 @@ struct Simulation::Event {
   uint64_t attempt = 0;
 };
 
-bool Simulation::Later::operator()(const std::unique_ptr<Event>& a,
-                                   const std::unique_ptr<Event>& b) const {
-  if (a->time_ms != b->time_ms) return a->time_ms > b->time_ms;
-  return a->seq > b->seq;
+bool Simulation::Later::operator()(const Queued& a, const Queued& b) const {
+  if (a.time_ms != b.time_ms) return a.time_ms > b.time_ms;
+  return a.seq > b.seq;
 }
 
 Simulation::Simulation(const SimOptions& options) : options_(options), rng_(options.seed) {
@@ -174,7 +173,9 @@ void Simulation::Violation(std::string what) {
 void Simulation::Schedule(int64_t at_ms, std::unique_ptr<Event> event) {
   event->time_ms = std::max(at_ms, now_ms_);
   event->seq = next_seq_++;
-  queue_.push_back(std::move(event));
+  const int64_t time_ms = event->time_ms;
+  const uint64_t seq = event->seq;
+  queue_.push_back(Queued{time_ms, seq, std::move(event)});
   std::push_heap(queue_.begin(), queue_.end(), Later());
 }
 
@@ -699,7 +700,7 @@ void Simulation::RunFor(int64_t ms) {
 bool Simulation::RunUntil(const std::function<bool()>& done, int64_t max_ms) {
   const int64_t end = now_ms_ + max_ms;
   if (done()) return true;
-  while (!queue_.empty() && queue_.front()->time_ms <= end) {
+  while (!queue_.empty() && queue_.front().time_ms <= end) {
     if (events_processed_ >= options_.max_events) {
       if (!event_budget_exhausted_) {
         event_budget_exhausted_ = true;
@@ -710,7 +711,7 @@ bool Simulation::RunUntil(const std::function<bool()>& done, int64_t max_ms) {
       break;
     }
     std::pop_heap(queue_.begin(), queue_.end(), Later());
-    std::unique_ptr<Event> event = std::move(queue_.back());
+    std::unique_ptr<Event> event = std::move(queue_.back().event);
     queue_.pop_back();
     now_ms_ = event->time_ms;
     Process(*event);
@@ -984,7 +985,7 @@ void Simulation::Record(const Client& client, EventType type, Value read) {
     event.value = client.old_value;
     event.new_value = client.value;
   }
-  const absl::Status status = history_.Append(event);
+  const absl::Status status = history_.Append(std::move(event));
   SIM_CHECK(status.ok()) << "the simulation recorded a malformed history event: "
                          << status.ToString();
 }

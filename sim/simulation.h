@@ -157,9 +157,16 @@ class Simulation {
   struct Node;
   struct Client;
   struct Event;
+  // A heap entry keeps the event's order key beside the pointer: the heap compares without
+  // touching the events themselves.
+  struct Queued {
+    int64_t time_ms;
+    uint64_t seq;
+    std::unique_ptr<Event> event;
+  };
   // Orders the event heap so the earliest (time, sequence) comes out first.
   struct Later {
-    bool operator()(const std::unique_ptr<Event>& a, const std::unique_ptr<Event>& b) const;
+    bool operator()(const Queued& a, const Queued& b) const;
   };
 
   void Schedule(int64_t at_ms, std::unique_ptr<Event> event);
@@ -196,7 +203,7 @@ class Simulation {
   raft::SplitMix64 rng_;
   int64_t now_ms_ = 0;
   uint64_t next_seq_ = 0;
-  std::vector<std::unique_ptr<Event>> queue_;  // a binary min-heap (Later)
+  std::vector<Queued> queue_;  // a binary min-heap (Later)
   std::map<NodeId, std::unique_ptr<Node>> nodes_;
   std::set<std::pair<NodeId, NodeId>> blocked_;
   std::map<std::pair<NodeId, NodeId>, std::pair<int64_t, int64_t>> link_delays_;  // min, max ms
