@@ -4,6 +4,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/container/btree_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -61,8 +62,14 @@ Member FromProto(const pb::Member& in) {
 // replica skips the same duplicates.
 constexpr absl::string_view kMetaDedupPrefix = "dedup/";
 
+// "dedup/" + member + id, both big-endian: one allocation (a key is past the inline size).
 std::string DedupKey(raft::NodeId member, uint64_t id) {
-  return absl::StrCat(kMetaDedupPrefix, Fixed64(member), Fixed64(id));
+  std::string key;
+  key.reserve(kMetaDedupPrefix.size() + 16);
+  key.append(kMetaDedupPrefix.data(), kMetaDedupPrefix.size());
+  PutFixed64BigEndian(&key, member);
+  PutFixed64BigEndian(&key, id);
+  return key;
 }
 
 bool IsMemberLocal(mvcc::Bucket bucket, absl::string_view key) {
@@ -261,7 +268,7 @@ class Server::Impl {
   bool alarm_proposed_ = false;
   // Request ids applied lately, per proposing member (duplicate proposals are skipped).
   static constexpr size_t kDedupWindowPerMember = 4096;
-  absl::btree_map<raft::NodeId, std::set<RequestId>> applied_requests_;
+  absl::btree_map<raft::NodeId, absl::btree_set<RequestId>> applied_requests_;
   bool conf_changed_since_snapshot_ = false;
   bool was_leader_ = false;
 
@@ -845,7 +852,7 @@ bool Server::Impl::IsDuplicate(const pb::InternalRequest& internal) {
   // Every replica applies the same entries, so every replica keeps the same window and decides
   // alike. Ids grow per member; one below a full window is older than any proposal still
   // pending (its proposer has answered TIMEOUT long ago), so it is treated as seen.
-  std::set<RequestId>& seen = applied_requests_[internal.member_id()];
+  absl::btree_set<RequestId>& seen = applied_requests_[internal.member_id()];
   if (seen.count(internal.id()) > 0) return true;
   if (seen.size() >= kDedupWindowPerMember && internal.id() < *seen.begin()) return true;
   seen.insert(internal.id());
