@@ -69,8 +69,10 @@ struct ServerConfig {
   size_t max_learners = kDefaultMaxLearners;
   int64_t min_lease_ttl_seconds = 5;
   int request_timeout_ticks = 50;
-  // Entries applied between two Raft snapshots; entries kept after a snapshot for followers
-  // that are slightly behind.
+  // Entries applied between two Raft log compactions; entries kept after one for followers
+  // that are slightly behind. A compaction records only (index, term, configuration): the
+  // backend is the durable state machine. A follower that needs a snapshot is sent the whole
+  // backend at the leader's applied index when it is sent (etcd's merged snapshot).
   uint64_t snapshot_every_entries = 10000;
   uint64_t snapshot_catch_up_entries = 5000;
 };
