@@ -36,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "core/mvcc/backend.h"
 #include "core/raft/rand.h"
@@ -220,7 +221,8 @@ class Simulation {
   std::vector<std::string> violations_;
   uint64_t violations_not_kept_ = 0;
   History history_;
-  std::set<std::string> written_values_;  // every value a write or cas tried to store
+  // Every value a write or cas tried to store (membership only: never iterated).
+  absl::flat_hash_set<std::string> written_values_;
 
   uint64_t trace_hash_ = 0xcbf29ce484222325ull;
   std::vector<std::string> trace_;
