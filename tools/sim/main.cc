@@ -2,9 +2,11 @@
 //
 //   sim run FILE... [--history-out=FILE]
 //                                   run scenario files; exit 0 only if all pass
-//   sim fuzz --seed=S --count=N [--nodes=K] [--duration-ms=D]
+//   sim fuzz --seed=S --count=N [--nodes=K] [--duration-ms=D] [--isolate]
 //                                   random fault schedules with a workload; every failure
-//                                   prints the command that replays it
+//                                   prints the command that replays it (--isolate: each seed
+//                                   in a child process, so the campaign goes on past a seed
+//                                   that aborts on a core assertion)
 //   sim replay --seed=S [--nodes=K] [--duration-ms=D] [--trace-out=FILE] [--print-trace]
 //   sim replay --trace=FILE         re-execute a recorded trace; report the first divergence
 //   sim shrink --seed=S [--nodes=K] [--duration-ms=D] [--out=FILE]
@@ -14,6 +16,7 @@
 // Everything is deterministic: the same command gives the same output, bit for bit.
 
 #include <malloc.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,7 +49,7 @@ int Usage(const std::string& problem) {
                "sim: %s\n"
                "usage:\n"
                "  sim run FILE... [--seed=S] [--verbose] [--print-trace] [--history-out=FILE]\n"
-               "  sim fuzz --seed=S --count=N [--nodes=K] [--duration-ms=D]\n"
+               "  sim fuzz --seed=S --count=N [--nodes=K] [--duration-ms=D] [--isolate]\n"
                "  sim replay --seed=S [--nodes=K] [--duration-ms=D] [--trace-out=FILE] "
                "[--print-trace] [--history-out=FILE]\n"
                "  sim replay --trace=FILE\n"
@@ -94,6 +97,16 @@ bool Number(const Args& args, const std::string& name, uint64_t fallback, uint64
 }
 
 double CpuSeconds() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
+
+// CPU time of the child processes waited for so far (user and system).
+double ChildCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_CHILDREN, &usage);
+  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
+RunResult RunInChild(const pb::Scenario& scenario);
 
 void PrintResult(const std::string& name, const RunResult& result, bool verbose) {
   std::printf("%s %s  (%llu events, %lld virtual ms, trace hash %016llx)\n",
@@ -206,16 +219,18 @@ int Fuzz(const Args& args) {
       !FuzzOptionsFrom(args, &options, &error)) {
     return Usage(error);
   }
+  const bool isolate = args.flags.count("isolate") > 0;
   int failed = 0;
   double cpu_total = 0;
-  std::signal(SIGABRT, OnAbort);
+  if (!isolate) std::signal(SIGABRT, OnAbort);
   for (uint64_t i = 0; i < count; ++i) {
     const uint64_t s = seed + i;
     std::fflush(stdout);
     NoteRunningSeed(s, ReplayCommand(s, options));
-    const double start = CpuSeconds();
-    const RunResult result = RunScenario(RandomScenario(s, options));
-    const double cpu = CpuSeconds() - start;
+    const double start = isolate ? ChildCpuSeconds() : CpuSeconds();
+    const RunResult result =
+        isolate ? RunInChild(RandomScenario(s, options)) : RunScenario(RandomScenario(s, options));
+    const double cpu = (isolate ? ChildCpuSeconds() : CpuSeconds()) - start;
     cpu_total += cpu;
     if (!result.passed) {
       ++failed;
@@ -348,7 +363,7 @@ RunResult RunInChild(const pb::Scenario& scenario) {
     std::signal(SIGABRT, SIG_DFL);
     const RunResult run = RunScenario(scenario);
     // One failure per record: its length, a newline, its bytes (failures span lines).
-    std::fprintf(out, "%d\n", run.passed ? 1 : 0);
+    std::fprintf(out, "%d %llu\n", run.passed ? 1 : 0, static_cast<unsigned long long>(run.events));
     for (const std::string& failure : run.failures) {
       std::fprintf(out, "%zu\n", failure.size());
       std::fwrite(failure.data(), 1, failure.size(), out);
@@ -388,7 +403,9 @@ RunResult RunInChild(const pb::Scenario& scenario) {
     in.remove_prefix(std::min(end + 1, in.size()));
     return line;
   };
-  result.passed = next_line() == "1";
+  const std::vector<absl::string_view> header = absl::StrSplit(next_line(), ' ');
+  result.passed = !header.empty() && header[0] == "1";
+  if (header.size() > 1) (void)absl::SimpleAtoi(header[1], &result.events);
   while (!in.empty()) {
     size_t size = 0;
     if (!absl::SimpleAtoi(next_line(), &size) || size > in.size()) break;
@@ -488,7 +505,7 @@ int main(int argc, char** argv) {
   const Args args = Parse(argc, argv, 2);
   static const std::map<std::string, std::vector<std::string>> kFlags = {
       {"run", {"seed", "verbose", "print-trace", "history-out"}},
-      {"fuzz", {"seed", "count", "nodes", "duration-ms"}},
+      {"fuzz", {"seed", "count", "nodes", "duration-ms", "isolate"}},
       {"replay",
        {"seed", "nodes", "duration-ms", "trace-out", "print-trace", "history-out", "trace"}},
       {"shrink", {"seed", "nodes", "duration-ms", "out"}},
