@@ -26,10 +26,10 @@ void MemoryBackend::Put(Bucket bucket, absl::string_view key, absl::string_view 
   if (it != tree.end() && it->first == key) {
     free_bytes_ += it->second.size();
     live_bytes_ -= it->second.size();
-    undo_.push_back(Undo{bucket, std::string(key), std::move(it->second)});
+    RecordUndo(bucket, key, std::move(it->second));
     it->second.assign(value.data(), value.size());
   } else {
-    undo_.push_back(Undo{bucket, std::string(key), std::nullopt});
+    RecordUndo(bucket, key, std::nullopt);
     tree.emplace_hint(it, std::string(key), std::string(value));
     live_bytes_ += key.size();
   }
@@ -43,12 +43,19 @@ void MemoryBackend::Delete(Bucket bucket, absl::string_view key) {
   const uint64_t bytes = it->first.size() + it->second.size();
   live_bytes_ -= bytes;
   free_bytes_ += bytes;
-  undo_.push_back(Undo{bucket, std::string(key), std::move(it->second)});
+  RecordUndo(bucket, key, std::move(it->second));
   tree.erase(it);
+}
+
+void MemoryBackend::RecordUndo(Bucket bucket, absl::string_view key,
+                               std::optional<std::string> previous) {
+  undo_.push_back(Undo{bucket, undo_keys_.size(), key.size(), std::move(previous)});
+  undo_keys_.append(key.data(), key.size());
 }
 
 absl::Status MemoryBackend::Commit() {
   undo_.clear();
+  undo_keys_.clear();
   committed_live_bytes_ = live_bytes_;
   committed_free_bytes_ = free_bytes_;
   return absl::OkStatus();
@@ -65,13 +72,16 @@ absl::Status MemoryBackend::Defragment() {
 void MemoryBackend::Crash() {
   for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) {
     Tree& tree = trees_[static_cast<int>(it->bucket)];
+    const absl::string_view key =
+        absl::string_view(undo_keys_).substr(it->key_offset, it->key_size);
     if (it->previous.has_value()) {
-      tree[it->key] = *it->previous;
+      tree.insert_or_assign(std::string(key), std::move(*it->previous));
     } else {
-      tree.erase(it->key);
+      tree.erase(key);
     }
   }
   undo_.clear();
+  undo_keys_.clear();
   live_bytes_ = committed_live_bytes_;
   free_bytes_ = committed_free_bytes_;
 }

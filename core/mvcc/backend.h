@@ -73,15 +73,21 @@ class MemoryBackend : public Backend {
   // A B-tree, like the file-backed backends: a node holds many records, so a lookup touches a
   // few cache lines instead of one per level, and an insert rarely allocates a node.
   using Tree = absl::btree_map<std::string, std::string, std::less<>>;
-  // Undo record of one uncommitted write: the value the key had before (nullopt: absent).
+  // Undo record of one uncommitted write: the key (a slice of undo_keys_) and the value it had
+  // before (nullopt: absent).
   struct Undo {
     Bucket bucket;
-    std::string key;
+    size_t key_offset;
+    size_t key_size;
     std::optional<std::string> previous;
   };
+  void RecordUndo(Bucket bucket, absl::string_view key, std::optional<std::string> previous);
 
   Tree trees_[kBucketCount];  // current contents, committed or not
   std::vector<Undo> undo_;    // since the last Commit, oldest first
+  // The undo records' keys back to back: one buffer that keeps its capacity across commits,
+  // instead of an allocation per write.
+  std::string undo_keys_;
   uint64_t live_bytes_ = 0;
   uint64_t free_bytes_ = 0;
   uint64_t committed_live_bytes_ = 0;
