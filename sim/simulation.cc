@@ -125,6 +125,58 @@ bool Simulation::Later::operator()(const Queued& a, const Queued& b) const {
   return a.seq > b.seq;
 }
 
+Simulation::EventQueue::EventQueue() : wheel_(static_cast<size_t>(kWheelMs)) {}
+
+void Simulation::EventQueue::Push(int64_t time_ms, uint64_t seq, std::unique_ptr<Event> event) {
+  SIM_CHECK(time_ms >= floor_ms_) << "event at " << time_ms << " before " << floor_ms_;
+  if (time_ms < floor_ms_ + kWheelMs) {
+    SlotOf(time_ms).events.push_back(std::move(event));
+    ++wheel_count_;
+    return;
+  }
+  far_.push_back(Queued{time_ms, seq, std::move(event)});
+  std::push_heap(far_.begin(), far_.end(), Later());
+}
+
+int64_t Simulation::EventQueue::NextTime() {
+  if (wheel_count_ == 0) return far_.front().time_ms;
+  for (int64_t t = floor_ms_;; ++t) {
+    const Slot& slot = SlotOf(t);
+    if (slot.head < slot.events.size()) return t;
+  }
+}
+
+std::unique_ptr<Simulation::Event> Simulation::EventQueue::Pop() {
+  const int64_t time_ms = NextTime();
+  if (time_ms != floor_ms_) {
+    floor_ms_ = time_ms;
+    // The window moved: what the heap holds for it goes in first, in (time, sequence) order.
+    while (!far_.empty() && far_.front().time_ms < floor_ms_ + kWheelMs) {
+      std::pop_heap(far_.begin(), far_.end(), Later());
+      SlotOf(far_.back().time_ms).events.push_back(std::move(far_.back().event));
+      ++wheel_count_;
+      far_.pop_back();
+    }
+  }
+  Slot& slot = SlotOf(time_ms);
+  std::unique_ptr<Event> event = std::move(slot.events[slot.head++]);
+  --wheel_count_;
+  if (slot.head == slot.events.size()) {
+    slot.events.clear();
+    slot.head = 0;
+  }
+  return event;
+}
+
+void Simulation::EventQueue::Clear() {
+  for (Slot& slot : wheel_) {
+    slot.events.clear();
+    slot.head = 0;
+  }
+  wheel_count_ = 0;
+  far_.clear();
+}
+
 Simulation::Simulation(const SimOptions& options) : options_(options), rng_(options.seed) {
   std::vector<NodeId> voters;
   std::vector<server::Member> founding;
@@ -175,8 +227,7 @@ void Simulation::Schedule(int64_t at_ms, std::unique_ptr<Event> event) {
   event->seq = next_seq_++;
   const int64_t time_ms = event->time_ms;
   const uint64_t seq = event->seq;
-  queue_.push_back(Queued{time_ms, seq, std::move(event)});
-  std::push_heap(queue_.begin(), queue_.end(), Later());
+  queue_.Push(time_ms, seq, std::move(event));
 }
 
 void Simulation::StartNode(NodeId id, raft::RestartState restart,
@@ -704,19 +755,17 @@ void Simulation::RunFor(int64_t ms) {
 bool Simulation::RunUntil(const std::function<bool()>& done, int64_t max_ms) {
   const int64_t end = now_ms_ + max_ms;
   if (done()) return true;
-  while (!queue_.empty() && queue_.front().time_ms <= end) {
+  while (!queue_.empty() && queue_.NextTime() <= end) {
     if (events_processed_ >= options_.max_events) {
       if (!event_budget_exhausted_) {
         event_budget_exhausted_ = true;
         Violation(absl::StrCat("event budget of ", options_.max_events,
                                " exhausted: livelock or message storm"));
       }
-      queue_.clear();
+      queue_.Clear();
       break;
     }
-    std::pop_heap(queue_.begin(), queue_.end(), Later());
-    std::unique_ptr<Event> event = std::move(queue_.back().event);
-    queue_.pop_back();
+    std::unique_ptr<Event> event = queue_.Pop();
     now_ms_ = event->time_ms;
     Process(*event);
     if (done()) return true;

@@ -169,6 +169,37 @@ class Simulation {
   struct Later {
     bool operator()(const Queued& a, const Queued& b) const;
   };
+  // The pending events, taken out in (time, sequence) order. Events due within kWheelMs of the
+  // last one taken sit in a timing wheel of one-millisecond slots, each first in, first out;
+  // later ones wait in a heap and move into the wheel as time nears them. A slot's order is
+  // sequence order: an event scheduled for a time is always added after every earlier-scheduled
+  // event for that time (the heap's move into the wheel happens before anything else can be
+  // scheduled for the new window). Scheduling and taking cost a few steps instead of a heap
+  // sift over every pending timeout, tick and message.
+  class EventQueue {
+   public:
+    EventQueue();
+    bool empty() const { return wheel_count_ == 0 && far_.empty(); }
+    // The earliest pending time; requires !empty().
+    int64_t NextTime();
+    // `seq` must exceed every earlier push's, `time_ms` be at least the last popped time.
+    void Push(int64_t time_ms, uint64_t seq, std::unique_ptr<Event> event);
+    std::unique_ptr<Event> Pop();  // the earliest; requires !empty()
+    void Clear();
+
+   private:
+    static constexpr int64_t kWheelMs = 1024;  // a power of two
+    struct Slot {
+      std::vector<std::unique_ptr<Event>> events;
+      size_t head = 0;  // events before it were taken
+    };
+    Slot& SlotOf(int64_t time_ms) { return wheel_[static_cast<size_t>(time_ms & (kWheelMs - 1))]; }
+
+    std::vector<Slot> wheel_;
+    size_t wheel_count_ = 0;
+    int64_t floor_ms_ = 0;     // the last popped time: the wheel holds [floor, floor + kWheelMs)
+    std::vector<Queued> far_;  // a binary min-heap (Later) of times past the wheel
+  };
 
   void Schedule(int64_t at_ms, std::unique_ptr<Event> event);
   void Process(Event& event);
@@ -204,7 +235,7 @@ class Simulation {
   raft::SplitMix64 rng_;
   int64_t now_ms_ = 0;
   uint64_t next_seq_ = 0;
-  std::vector<Queued> queue_;  // a binary min-heap (Later)
+  EventQueue queue_;
   std::map<NodeId, std::unique_ptr<Node>> nodes_;
   std::set<std::pair<NodeId, NodeId>> blocked_;
   std::map<std::pair<NodeId, NodeId>, std::pair<int64_t, int64_t>> link_delays_;  // min, max ms
