@@ -580,20 +580,22 @@ class Search {
       facts.emplace(value, fact);
       return fact;
     };
-    std::vector<ValueId> chain;
-    std::vector<std::pair<ValueId, int32_t>> pending;  // (value, observers waiting on it)
+    // Every link of every known observer's chain, once per observer (analysing a link may intern
+    // its parent, so the per-slot tables are sized only afterwards).
+    std::vector<ValueId> waiting_links;
     for (const SearchOp& op : ops_) {
       if (!op.known || !ObservesState(op)) continue;
-      for (ValueId link = op.value;; link = analyse(link).parent) {
-        pending.emplace_back(link, 1);
-        if (analyse(link).parent == kNil) break;
-      }
+      ValueId link = op.value;  // nil has no parent, so a chain ends at nil if it starts there
+      do {
+        waiting_links.push_back(link);
+        link = analyse(link).parent;
+      } while (link != kNil);
     }
     const size_t slots = values_->size() + 1;  // every value interned so far, and nil
     pending_.assign(slots, 0);
     single_.assign(slots, false);
     parent_.assign(slots, kNil);
-    for (const auto& [value, count] : pending) pending_[Slot(value)] += count;
+    for (ValueId link : waiting_links) ++pending_[Slot(link)];
     targets_.assign(ops_.size(), {});
     for (const auto& [value, fact] : facts) {
       single_[Slot(value)] = fact.single;
@@ -607,10 +609,11 @@ class Search {
   // Linearizing (delta -1) or undoing (+1) a known observer: its chain waits on one fewer.
   void CountWaiting(const SearchOp& op, int32_t delta) {
     if (!op.known || !ObservesState(op)) return;
-    for (ValueId link = op.value;; link = parent_[Slot(link)]) {
+    ValueId link = op.value;
+    do {
       pending_[Slot(link)] += delta;
-      if (parent_[Slot(link)] == kNil) break;
-    }
+      link = parent_[Slot(link)];
+    } while (link != kNil);
   }
 
   // Would linearizing `op` in `state`, leading to `next`, strand an observer (see above)?

@@ -127,13 +127,15 @@ bool Simulation::Later::operator()(const Queued& a, const Queued& b) const {
 
 Simulation::EventQueue::EventQueue() : wheel_(static_cast<size_t>(kWheelMs)) {}
 
-void Simulation::EventQueue::Push(int64_t time_ms, uint64_t seq, std::unique_ptr<Event> event) {
+void Simulation::EventQueue::Push(std::unique_ptr<Event> event) {
+  const int64_t time_ms = event->time_ms;
   SIM_CHECK(time_ms >= floor_ms_) << "event at " << time_ms << " before " << floor_ms_;
   if (time_ms < floor_ms_ + kWheelMs) {
     SlotOf(time_ms).events.push_back(std::move(event));
     ++wheel_count_;
     return;
   }
+  const uint64_t seq = event->seq;
   far_.push_back(Queued{time_ms, seq, std::move(event)});
   std::push_heap(far_.begin(), far_.end(), Later());
 }
@@ -225,9 +227,7 @@ void Simulation::Violation(std::string what) {
 void Simulation::Schedule(int64_t at_ms, std::unique_ptr<Event> event) {
   event->time_ms = std::max(at_ms, now_ms_);
   event->seq = next_seq_++;
-  const int64_t time_ms = event->time_ms;
-  const uint64_t seq = event->seq;
-  queue_.Push(time_ms, seq, std::move(event));
+  queue_.Push(std::move(event));
 }
 
 void Simulation::StartNode(NodeId id, raft::RestartState restart,

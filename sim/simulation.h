@@ -182,8 +182,8 @@ class Simulation {
     bool empty() const { return wheel_count_ == 0 && far_.empty(); }
     // The earliest pending time; requires !empty().
     int64_t NextTime();
-    // `seq` must exceed every earlier push's, `time_ms` be at least the last popped time.
-    void Push(int64_t time_ms, uint64_t seq, std::unique_ptr<Event> event);
+    // The event's seq must exceed every earlier push's, its time be at least the last popped.
+    void Push(std::unique_ptr<Event> event);
     std::unique_ptr<Event> Pop();  // the earliest; requires !empty()
     void Clear();
 

@@ -227,10 +227,11 @@ int Fuzz(const Args& args) {
     const uint64_t s = seed + i;
     std::fflush(stdout);
     NoteRunningSeed(s, ReplayCommand(s, options));
-    const double start = isolate ? ChildCpuSeconds() : CpuSeconds();
-    const RunResult result =
-        isolate ? RunInChild(RandomScenario(s, options)) : RunScenario(RandomScenario(s, options));
-    const double cpu = (isolate ? ChildCpuSeconds() : CpuSeconds()) - start;
+    const auto cpu_now = [isolate] { return isolate ? ChildCpuSeconds() : CpuSeconds(); };
+    const double start = cpu_now();
+    const pb::Scenario scenario = RandomScenario(s, options);
+    const RunResult result = isolate ? RunInChild(scenario) : RunScenario(scenario);
+    const double cpu = cpu_now() - start;
     cpu_total += cpu;
     if (!result.passed) {
       ++failed;
@@ -343,7 +344,8 @@ int Replay(const Args& args) {
 }
 
 // Runs `scenario` in a child process, so that a core invariant that aborts (RAFT_CHECK) becomes a
-// failure to shrink like any other: "aborted: <the assertion's message>". The child writes the
+// failure like any other, to report (fuzz --isolate) or shrink: "aborted: <the assertion's
+// message>". The child writes the
 // result's failures to a temporary file; its stderr goes to another, read for the message.
 RunResult RunInChild(const pb::Scenario& scenario) {
   RunResult result;
