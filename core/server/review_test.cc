@@ -309,9 +309,8 @@ TEST(ReviewServerTest, RestartedMemberLeadsAndSendsASnapshotBeforeApplyingAnythi
   };
   // Both miss a dozen writes; the leader compacts past them.
   const auto lagging_cut = cut_off(lagging);
-  net.drop = [&](const Message& m) {
-    return lagging_cut(m) || m.from == restarted || m.to == restarted;
-  };
+  const auto restarted_cut = cut_off(restarted);
+  net.drop = [&](const Message& m) { return lagging_cut(m) || restarted_cut(m); };
   for (int i = 0; i < 12; ++i) {
     auto r = net.Call(leader, PutRequest(absl::StrCat("k", i), "v"));
     ASSERT_TRUE(r.has_value() && r->status.ok());

@@ -240,6 +240,8 @@ class Server::Impl {
   void RestoreSnapshot(const raft::Snapshot& snapshot);
   absl::Status LoadLocalState();
   std::string DumpBackend() const;
+  // A snapshot at the applied index (index, term, configuration), without data.
+  std::shared_ptr<raft::Snapshot> SnapshotMark() const;
   void OnLeadershipChange(bool leader);
   bool AlarmActive() const { return !alarms_.empty(); }
   absl::Status NoSpace(absl::string_view what) const {
@@ -1148,6 +1150,14 @@ std::string Server::Impl::DumpBackend() const {
   return out;
 }
 
+std::shared_ptr<raft::Snapshot> Server::Impl::SnapshotMark() const {
+  auto snapshot = std::make_shared<raft::Snapshot>();
+  snapshot->metadata.index = applied_index_;
+  snapshot->metadata.term = applied_term_;
+  snapshot->metadata.conf_state = conf_state_;
+  return snapshot;
+}
+
 void Server::Impl::RestoreSnapshot(const raft::Snapshot& snapshot) {
   // Every sent snapshot carries a whole backend (GetReady), never empty: it holds the meta
   // bucket at least. An empty one would be a compaction mark that escaped, and wipe the store.
@@ -1181,14 +1191,15 @@ void Server::Impl::RestoreSnapshot(const raft::Snapshot& snapshot) {
   size_t next = 0;
   for (int b = 0; b < mvcc::kBucketCount; ++b) {
     const auto bucket = static_cast<mvcc::Bucket>(b);
+    // The bucket's items are [next, end).
+    size_t end = next;
+    while (end < items.size() && items[end].bucket == bucket) ++end;
     std::vector<std::string> deletes;
     std::vector<size_t> puts;
     backend_->Range(bucket, "", "", [&](absl::string_view key, absl::string_view value) {
       if (IsMemberLocal(bucket, key)) return true;
-      for (; next < items.size() && items[next].bucket == bucket && items[next].key < key; ++next) {
-        puts.push_back(next);
-      }
-      if (next < items.size() && items[next].bucket == bucket && items[next].key == key) {
+      for (; next < end && items[next].key < key; ++next) puts.push_back(next);
+      if (next < end && items[next].key == key) {
         if (items[next].value != value) puts.push_back(next);
         ++next;
       } else {
@@ -1196,7 +1207,7 @@ void Server::Impl::RestoreSnapshot(const raft::Snapshot& snapshot) {
       }
       return true;
     });
-    for (; next < items.size() && items[next].bucket == bucket; ++next) puts.push_back(next);
+    for (; next < end; ++next) puts.push_back(next);
     for (const std::string& key : deletes) backend_->Delete(bucket, key);
     for (size_t i : puts) backend_->Put(bucket, items[i].key, items[i].value);
   }
@@ -1332,10 +1343,7 @@ const Ready& Server::Impl::GetReady() {
     // The snapshots this member hands Raft (see Advance) carry no data: the backend is the state
     // machine and is durable by itself. A follower that needs one gets the current state instead,
     // at the applied index (etcd's merged snapshot); it applies the entries that follow.
-    auto merged = std::make_shared<raft::Snapshot>();
-    merged->metadata.index = applied_index_;
-    merged->metadata.term = applied_term_;
-    merged->metadata.conf_state = conf_state_;
+    std::shared_ptr<raft::Snapshot> merged = SnapshotMark();
     merged->data = raft::Bytes(DumpBackend());
     const absl::Status status = raft_->ReplaceOutgoingSnapshots(std::move(merged));
     RAFT_CHECK(status.ok()) << "server " << config_.id << ": snapshot at applied index "
@@ -1372,10 +1380,7 @@ void Server::Impl::Advance() {
   // frees. GetReady attaches the state to the snapshots actually sent.
   if (applied_index_ >= snapshot_index_ + config_.snapshot_every_entries ||
       (conf_changed_since_snapshot_ && applied_index_ > snapshot_index_)) {
-    auto snapshot = std::make_shared<raft::Snapshot>();
-    snapshot->metadata.index = applied_index_;
-    snapshot->metadata.term = applied_term_;
-    snapshot->metadata.conf_state = conf_state_;
+    std::shared_ptr<raft::Snapshot> snapshot = SnapshotMark();
     const raft::Status status = raft_->GetStatus();
     raft::Index compact = applied_index_ > config_.snapshot_catch_up_entries
                               ? applied_index_ - config_.snapshot_catch_up_entries
