@@ -174,8 +174,8 @@ void WatchHub::CatchUp(size_t max_events) {
   // A copy: catching up marks watchers synced, which takes them out of lagging_.
   const std::vector<WatchId> lagging(lagging_.begin(), lagging_.end());
   for (WatchId id : lagging) {
+    if (max_events == 0) break;  // the budget is spent: the rest wait for the next call
     Watcher& watcher = watchers_.at(id);
-    if (max_events == 0) continue;
     if (watcher.buffered_events >= max_buffered_events_) continue;  // wait for the reader
     if (watcher.next_revision > current) {
       MarkSynced(id, watcher);
