@@ -37,8 +37,9 @@ struct Simulation::Disk {
   };
   std::deque<Write> pending;
   bool fsync_scheduled = false;
-  // What a real log's record checksums give: the checksum of every durable entry as written.
-  std::map<raft::Index, uint64_t> checksums;
+  // What a real log's record checksums give: the checksum of every durable entry as written,
+  // one per entry of `durable`, in the same order.
+  std::vector<uint64_t> checksums;
   // The next crash tears the write in flight: part of it reaches the disk, its last record
   // garbled.
   bool tear_next_crash = false;
@@ -47,12 +48,11 @@ struct Simulation::Disk {
     return Fnv1a64(e.data.view(), e.term * 0x9E3779B97F4A7C15ull + e.index);
   }
   void WriteDurable(const raft::PersistRequest& request) {
-    if (request.snapshot != nullptr) checksums.clear();
-    if (!request.entries.empty()) {
-      checksums.erase(checksums.lower_bound(request.entries.front().index), checksums.end());
-      for (const raft::Entry& e : request.entries) checksums[e.index] = Checksum(e);
-    }
     durable.Write(request);
+    // The log keeps a prefix of what it held (none after a snapshot), then the new entries.
+    const size_t kept = durable.entries().size() - request.entries.size();
+    checksums.resize(std::min(kept, checksums.size()));
+    for (const raft::Entry& e : request.entries) checksums.push_back(Checksum(e));
   }
 };
 
@@ -224,6 +224,28 @@ void Simulation::Violation(std::string what) {
   }
 }
 
+std::unique_ptr<Simulation::Event> Simulation::NewEvent() {
+  if (free_events_.empty()) return std::make_unique<Event>();
+  std::unique_ptr<Event> event = std::move(free_events_.back());
+  free_events_.pop_back();
+  return event;
+}
+
+void Simulation::RecycleEvent(std::unique_ptr<Event> event) {
+  if (free_events_.size() >= kMaxFreeEvents) return;
+  // Back to a new event's state; the message keeps its entry storage for the next delivery.
+  event->kind = Event::Kind::kTick;
+  event->node = raft::kNoNode;
+  event->incarnation = 0;
+  event->client = 0;
+  event->attempt = 0;
+  raft::Message& m = event->message;
+  m.entries.clear();
+  m.snapshot.reset();
+  m.context = raft::Bytes();
+  free_events_.push_back(std::move(event));
+}
+
 void Simulation::Schedule(int64_t at_ms, std::unique_ptr<Event> event) {
   event->time_ms = std::max(at_ms, now_ms_);
   event->seq = next_seq_++;
@@ -283,7 +305,7 @@ void Simulation::StartJoiner(NodeId id) {
 }
 
 void Simulation::ScheduleTick(Node& node) {
-  auto event = std::make_unique<Event>();
+  auto event = NewEvent();
   event->kind = Event::Kind::kTick;
   event->node = node.id;
   event->incarnation = node.incarnation;
@@ -303,7 +325,7 @@ void Simulation::SendMessage(const raft::Message& message) {
   const int copies =
       net.duplicate > 0 && static_cast<double>(rng_.Uniform(1000000)) < net.duplicate * 1e6 ? 2 : 1;
   for (int i = 0; i < copies; ++i) {
-    auto event = std::make_unique<Event>();
+    auto event = NewEvent();
     event->kind = Event::Kind::kDeliver;
     event->node = message.to;
     event->message = message;
@@ -366,7 +388,7 @@ void Simulation::Drain(Node& node) {
       node.disk.pending.push_back(std::move(write));
       if (!node.disk.fsync_scheduled) {
         node.disk.fsync_scheduled = true;
-        auto event = std::make_unique<Event>();
+        auto event = NewEvent();
         event->kind = Event::Kind::kFsync;
         event->node = node.id;
         event->incarnation = node.incarnation;
@@ -721,7 +743,7 @@ void Simulation::Process(Event& event) {
       if (node == nullptr || !node->up || node->incarnation != event.incarnation) return;
       if (node->paused_until_ms > now_ms_) {
         node->disk.fsync_scheduled = false;
-        auto retry = std::make_unique<Event>();
+        auto retry = NewEvent();
         retry->kind = Event::Kind::kFsync;
         retry->node = node->id;
         retry->incarnation = node->incarnation;
@@ -768,6 +790,7 @@ bool Simulation::RunUntil(const std::function<bool()>& done, int64_t max_ms) {
     std::unique_ptr<Event> event = queue_.Pop();
     now_ms_ = event->time_ms;
     Process(*event);
+    RecycleEvent(std::move(event));
     if (done()) return true;
   }
   now_ms_ = std::max(now_ms_, end);
@@ -862,11 +885,11 @@ void Simulation::Restart(NodeId id) {
   // than serve wrong data).
   std::vector<raft::Entry>& entries = node.disk.durable.mutable_entries();
   for (size_t i = 0; i < entries.size(); ++i) {
-    auto sum = node.disk.checksums.find(entries[i].index);
-    if (sum != node.disk.checksums.end() && sum->second == Disk::Checksum(entries[i])) continue;
+    const std::vector<uint64_t>& sums = node.disk.checksums;
+    if (i < sums.size() && sums[i] == Disk::Checksum(entries[i])) continue;
     if (i + 1 == entries.size()) {
       Trace(absl::StrCat("n", id, " drops torn tail record at index ", entries[i].index));
-      node.disk.checksums.erase(entries[i].index);
+      node.disk.checksums.resize(std::min(i, sums.size()));
       entries.pop_back();
       break;
     }
@@ -911,7 +934,7 @@ bool Simulation::CorruptRecord(NodeId id) {
 void Simulation::Pause(NodeId id, int64_t ms) {
   Node& node = *nodes_.at(id);
   node.paused_until_ms = now_ms_ + ms;
-  auto event = std::make_unique<Event>();
+  auto event = NewEvent();
   event->kind = Event::Kind::kResume;
   event->node = id;
   Schedule(node.paused_until_ms, std::move(event));
@@ -936,7 +959,7 @@ void Simulation::StartWorkload() {
 void Simulation::StopWorkload() { workload_running_ = false; }
 
 void Simulation::ClientNext(Client& client) {
-  auto event = std::make_unique<Event>();
+  auto event = NewEvent();
   event->kind = Event::Kind::kClientNext;
   event->client = client.index;
   Schedule(now_ms_ + 1 + static_cast<int64_t>(rng_.Uniform(options_.client_think_max_ms + 1)),
@@ -1017,7 +1040,7 @@ void Simulation::ClientInvoke(Client& client) {
                        " (request ", client.request, ")"));
   }
   node->waiting[client.request] = client.index;
-  auto timeout = std::make_unique<Event>();
+  auto timeout = NewEvent();
   timeout->kind = Event::Kind::kClientTimeout;
   timeout->client = client.index;
   timeout->attempt = client.attempt;

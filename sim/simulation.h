@@ -201,6 +201,11 @@ class Simulation {
     std::vector<Queued> far_;  // a binary min-heap (Later) of times past the wheel
   };
 
+  // Events are reused: a fuzz seed processes ~140k of them, and allocating and freeing each
+  // one (with its message) was 4% of a run.
+  std::unique_ptr<Event> NewEvent();
+  void RecycleEvent(std::unique_ptr<Event> event);
+  static constexpr size_t kMaxFreeEvents = 4096;
   void Schedule(int64_t at_ms, std::unique_ptr<Event> event);
   void Process(Event& event);
   void HashEvent(const Event& event);
@@ -236,6 +241,7 @@ class Simulation {
   int64_t now_ms_ = 0;
   uint64_t next_seq_ = 0;
   EventQueue queue_;
+  std::vector<std::unique_ptr<Event>> free_events_;
   std::map<NodeId, std::unique_ptr<Node>> nodes_;
   std::set<std::pair<NodeId, NodeId>> blocked_;
   std::map<std::pair<NodeId, NodeId>, std::pair<int64_t, int64_t>> link_delays_;  // min, max ms
