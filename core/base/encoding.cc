@@ -24,10 +24,17 @@ bool GetVarint(absl::string_view* in, uint64_t* value) {
   return false;
 }
 
-void PutFixed64BigEndian(std::string* out, uint64_t value) {
-  for (int shift = 56; shift >= 0; shift -= 8) {
-    out->push_back(static_cast<char>((value >> shift) & 0xFF));
+void EncodeFixed64BigEndian(char* out, uint64_t value) {
+  for (int i = 7; i >= 0; --i) {
+    out[i] = static_cast<char>(value & 0xFF);
+    value >>= 8;
   }
+}
+
+void PutFixed64BigEndian(std::string* out, uint64_t value) {
+  char bytes[8];
+  EncodeFixed64BigEndian(bytes, value);
+  out->append(bytes, sizeof(bytes));
 }
 
 bool GetFixed64BigEndian(absl::string_view* in, uint64_t* value) {

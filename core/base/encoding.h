@@ -17,6 +17,7 @@ bool GetVarint(absl::string_view* in, uint64_t* value);
 
 // Big-endian: byte order equals numeric order, so encoded revisions sort correctly.
 void PutFixed64BigEndian(std::string* out, uint64_t value);
+void EncodeFixed64BigEndian(char* out, uint64_t value);  // writes out[0..7]
 bool GetFixed64BigEndian(absl::string_view* in, uint64_t* value);
 
 void PutLengthPrefixed(std::string* out, absl::string_view bytes);

@@ -1,6 +1,7 @@
 #include "core/server/server.h"
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 #include <utility>
 
@@ -62,15 +63,20 @@ Member FromProto(const pb::Member& in) {
 // replica skips the same duplicates.
 constexpr absl::string_view kMetaDedupPrefix = "dedup/";
 
-// "dedup/" + member + id, both big-endian: one allocation (a key is past the inline size).
-std::string DedupKey(raft::NodeId member, uint64_t id) {
-  std::string key;
-  key.reserve(kMetaDedupPrefix.size() + 16);
-  key.append(kMetaDedupPrefix.data(), kMetaDedupPrefix.size());
-  PutFixed64BigEndian(&key, member);
-  PutFixed64BigEndian(&key, id);
-  return key;
-}
+// "dedup/" + member + id, both big-endian, built on the stack: one is written per applied
+// request on every member.
+class DedupKey {
+ public:
+  DedupKey(raft::NodeId member, uint64_t id) {
+    std::memcpy(bytes_, kMetaDedupPrefix.data(), kMetaDedupPrefix.size());
+    EncodeFixed64BigEndian(bytes_ + kMetaDedupPrefix.size(), member);
+    EncodeFixed64BigEndian(bytes_ + kMetaDedupPrefix.size() + 8, id);
+  }
+  absl::string_view view() const { return absl::string_view(bytes_, sizeof(bytes_)); }
+
+ private:
+  char bytes_[kMetaDedupPrefix.size() + 16];
+};
 
 bool IsMemberLocal(mvcc::Bucket bucket, absl::string_view key) {
   return bucket == mvcc::Bucket::kMeta && key == kMetaRequestEpoch;
@@ -193,8 +199,12 @@ class Server::Impl {
   bool RaftConfStateIs(const raft::ConfState& cs) const { return raft_->ConfStateIs(cs); }
 
  private:
+  // A request waiting for its entry to apply or its read index. A write's answer needs only its
+  // type; a linearizable read keeps the request to serve (a Request is large and costly to
+  // move, and pending requests move as the map reorganises).
   struct Pending {
-    Request request;
+    RequestType type = RequestType::kRange;
+    std::unique_ptr<Request> read;  // is_read: the read to serve
     uint64_t deadline_tick = 0;
     raft::Index index = 0;  // the entry's index, when proposed by this member as leader
     bool is_read = false;   // a linearizable read waiting for its read index
@@ -216,10 +226,10 @@ class Server::Impl {
   absl::Status Validate(const Request& request) const;
   absl::Status ValidatePut(const mvcc::PutRequest& put) const;
   absl::Status ValidateTxn(const mvcc::TxnRequest& txn) const;
-  void Propose(RequestId id, Request request, pb::InternalRequest internal);
-  void ProposeMemberChange(RequestId id, Request request, raft::ConfChangeSingle change,
+  void Propose(RequestId id, RequestType type, pb::InternalRequest& internal);
+  void ProposeMemberChange(RequestId id, RequestType type, raft::ConfChangeSingle change,
                            const Member& member);
-  void StartRead(RequestId id, Request request);
+  void StartRead(RequestId id, Request&& request);
   void ServeRead(RequestId id, const Request& request);
   void ServeLocal(RequestId id, const Request& request);
   void FailPending(RequestId id, absl::Status status);
@@ -439,7 +449,7 @@ void Server::Impl::Respond(Response response) {
 void Server::Impl::FailPending(RequestId id, absl::Status status) {
   auto it = pending_.find(id);
   if (it == pending_.end()) return;
-  const RequestType type = it->second.request.type;
+  const RequestType type = it->second.type;
   if (it->second.index != 0) pending_by_index_.erase(it->second.index);
   pending_.erase(it);
   Respond(id, type, std::move(status));
@@ -612,7 +622,7 @@ RequestId Server::Impl::Submit(Request request) {
       member.id = hash & 0x7FFFFFFFFFFFFFFFull;
       while (member.id == raft::kNoNode || members_.count(member.id) > 0) ++member.id;
       ProposeMemberChange(
-          id, std::move(request),
+          id, request.type,
           raft::ConfChangeSingle{member.is_learner ? raft::ConfChangeType::kAddLearner
                                                    : raft::ConfChangeType::kAddVoter,
                                  member.id},
@@ -658,7 +668,7 @@ RequestId Server::Impl::Submit(Request request) {
       }
       Member member = it->second;
       member.is_learner = false;
-      ProposeMemberChange(id, std::move(request),
+      ProposeMemberChange(id, request.type,
                           raft::ConfChangeSingle{raft::ConfChangeType::kAddVoter, member.id},
                           member);
       return id;
@@ -672,7 +682,7 @@ RequestId Server::Impl::Submit(Request request) {
         return id;
       }
       Member member = it->second;
-      ProposeMemberChange(id, std::move(request),
+      ProposeMemberChange(id, request.type,
                           raft::ConfChangeSingle{raft::ConfChangeType::kRemoveNode, member.id},
                           member);
       return id;
@@ -681,17 +691,17 @@ RequestId Server::Impl::Submit(Request request) {
       ServeLocal(id, request);
       return id;
   }
-  Propose(id, std::move(request), std::move(internal));
+  Propose(id, request.type, internal);
   return id;
 }
 
-void Server::Impl::Propose(RequestId id, Request request, pb::InternalRequest internal) {
+void Server::Impl::Propose(RequestId id, RequestType type, pb::InternalRequest& internal) {
   internal.set_id(id);
   internal.set_member_id(config_.id);
   internal.set_proposed_at_ms(now_ms());
   std::string data = internal.SerializeAsString();
   if (data.size() > config_.max_request_bytes) {
-    Respond(id, request.type,
+    Respond(id, type,
             Error(ErrorCode::kRequestTooLarge,
                   absl::StrCat("request of ", data.size(), " bytes exceeds the limit of ",
                                config_.max_request_bytes, " bytes")));
@@ -699,14 +709,13 @@ void Server::Impl::Propose(RequestId id, Request request, pb::InternalRequest in
   }
   const bool leader = raft_->IsLeader();
   const raft::Index index = raft_->LastIndex() + 1;
-  const RequestType type = request.type;
   absl::Status status = raft_->Propose(raft::Bytes(data));
   if (!status.ok()) {
     Respond(id, type, FromRaftStatus(status));
     return;
   }
   Pending pending;
-  pending.request = std::move(request);
+  pending.type = type;
   pending.deadline_tick = ticks_ + config_.request_timeout_ticks;
   if (leader) {
     pending.index = index;
@@ -715,8 +724,8 @@ void Server::Impl::Propose(RequestId id, Request request, pb::InternalRequest in
   pending_.emplace(id, std::move(pending));
 }
 
-void Server::Impl::ProposeMemberChange(RequestId id, Request request, raft::ConfChangeSingle change,
-                                       const Member& member) {
+void Server::Impl::ProposeMemberChange(RequestId id, RequestType type,
+                                       raft::ConfChangeSingle change, const Member& member) {
   pb::MemberChange context;
   context.set_request_id(id);
   context.set_member_id(config_.id);
@@ -724,26 +733,26 @@ void Server::Impl::ProposeMemberChange(RequestId id, Request request, raft::Conf
   raft::ConfChange cc;
   cc.changes.push_back(change);
   cc.context = context.SerializeAsString();
-  const RequestType type = request.type;
   absl::Status status = raft_->ProposeConfChange(cc);
   if (!status.ok()) {
     Respond(id, type, FromRaftStatus(status));
     return;
   }
   Pending pending;
-  pending.request = std::move(request);
+  pending.type = type;
   pending.deadline_tick = ticks_ + config_.request_timeout_ticks;
   pending_.emplace(id, std::move(pending));
 }
 
-void Server::Impl::StartRead(RequestId id, Request request) {
+void Server::Impl::StartRead(RequestId id, Request&& request) {
   absl::Status status = raft_->ReadIndex(raft::Bytes(RequestTag(id)));
   if (!status.ok()) {
     Respond(id, request.type, FromRaftStatus(status));
     return;
   }
   Pending pending;
-  pending.request = std::move(request);
+  pending.type = request.type;
+  pending.read = std::make_unique<Request>(std::move(request));
   pending.deadline_tick = ticks_ + config_.request_timeout_ticks;
   pending.is_read = true;
   pending_.emplace(id, std::move(pending));
@@ -858,9 +867,9 @@ bool Server::Impl::IsDuplicate(const pb::InternalRequest& internal) {
   if (seen.count(internal.id()) > 0) return true;
   if (seen.size() >= kDedupWindowPerMember && internal.id() < *seen.begin()) return true;
   seen.insert(internal.id());
-  backend_->Put(mvcc::Bucket::kMeta, DedupKey(internal.member_id(), internal.id()), "");
+  backend_->Put(mvcc::Bucket::kMeta, DedupKey(internal.member_id(), internal.id()).view(), "");
   if (seen.size() > kDedupWindowPerMember) {
-    backend_->Delete(mvcc::Bucket::kMeta, DedupKey(internal.member_id(), *seen.begin()));
+    backend_->Delete(mvcc::Bucket::kMeta, DedupKey(internal.member_id(), *seen.begin()).view());
     seen.erase(seen.begin());
   }
   return false;
@@ -898,7 +907,7 @@ void Server::Impl::Apply(const raft::Entry& entry) {
                   : pending_.end();
     if (it != pending_.end() && !it->second.is_read) {
       response.request_id = it->first;
-      response.type = it->second.request.type;
+      response.type = it->second.type;
       if (it->second.index != 0) pending_by_index_.erase(it->second.index);
       pending_.erase(it);
       Respond(std::move(response));
@@ -1004,7 +1013,7 @@ void Server::Impl::ApplyConfChange(const raft::Entry& entry) {
     if (it != pending_.end()) {
       Response response;
       response.request_id = it->first;
-      response.type = it->second.request.type;
+      response.type = it->second.type;
       response.member = FromProto(context.member());
       response.members = Members();
       pending_.erase(it);
@@ -1337,7 +1346,7 @@ const Ready& Server::Impl::GetReady() {
   for (RequestId id : ready_reads) {
     Pending pending = std::move(pending_.at(id));
     pending_.erase(id);
-    ServeRead(id, pending.request);
+    ServeRead(id, *pending.read);
   }
   if (raft_->SendsSnapshot()) {
     // The snapshots this member hands Raft (see Advance) carry no data: the backend is the state
