@@ -57,7 +57,7 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -131,7 +131,7 @@ class History {
  private:
   std::vector<Event> events_;
   std::vector<Operation> operations_;
-  absl::btree_map<int64_t, size_t> outstanding_;  // process -> index into operations_
+  absl::flat_hash_map<int64_t, size_t> outstanding_;  // process -> index into operations_
   std::optional<int64_t> last_time_ticks_;
 };
 

@@ -1,6 +1,7 @@
 #include "sim/simulation.h"
 
 #include <algorithm>
+#include <cstring>
 #include <tuple>
 #include <utility>
 
@@ -24,6 +25,21 @@ bool DefinitelyNotApplied(ErrorCode code) {
   }
 }
 
+// A digest of an entry's bytes for equality checks within a run (never printed or hashed
+// into the trace): eight bytes per mix, where byte-wise FNV-1a cost 2% of a fuzz run.
+uint64_t Digest(absl::string_view bytes, uint64_t seed) {
+  uint64_t h = raft::SplitMix64::Mix(seed ^ bytes.size());
+  size_t i = 0;
+  for (; i + 8 <= bytes.size(); i += 8) {
+    uint64_t word;
+    std::memcpy(&word, bytes.data() + i, 8);
+    h = raft::SplitMix64::Mix(h ^ word);
+  }
+  uint64_t tail = 0;
+  if (i < bytes.size()) std::memcpy(&tail, bytes.data() + i, bytes.size() - i);
+  return raft::SplitMix64::Mix(h ^ tail ^ 0xFF);
+}
+
 }  // namespace
 
 // The Raft log as a disk: writes land in `pending` and become durable at the next fsync.
@@ -45,7 +61,7 @@ struct Simulation::Disk {
   bool tear_next_crash = false;
 
   static uint64_t Checksum(const raft::Entry& e) {
-    return Fnv1a64(e.data.view(), e.term * 0x9E3779B97F4A7C15ull + e.index);
+    return Digest(e.data.view(), e.term * 0x9E3779B97F4A7C15ull + e.index);
   }
   void WriteDurable(const raft::PersistRequest& request) {
     durable.Write(request);
@@ -371,7 +387,7 @@ void Simulation::Drain(Node& node) {
                                "through ", node.applied_high, ")"));
       }
       node.applied_high = std::max(node.applied_high, entry.index);
-      const uint64_t digest = Fnv1a64(entry.data.view(), entry.term * 31 + entry.index);
+      const uint64_t digest = Digest(entry.data.view(), entry.term * 31 + entry.index);
       auto [it, inserted] =
           applied_entries_.emplace(entry.index, std::make_pair(entry.term, digest));
       if (!inserted && it->second != std::make_pair(entry.term, digest)) {

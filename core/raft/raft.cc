@@ -72,7 +72,7 @@ class RaftState {
   absl::Status Init(RestartState& restart);
 
   // Public operations (see RawNode).
-  absl::Status Step(Message m);
+  absl::Status Step(Message&& m);
   void Tick();
   absl::Status Campaign();
   absl::Status Propose(Entry entry);
@@ -137,7 +137,7 @@ class RaftState {
   VoteResult Poll(NodeId from, bool granted);
 
   // Stepping.
-  absl::Status StepInternal(Message m);
+  absl::Status StepInternal(Message&& m);
   void StepLeader(Message& m);
   void StepCandidate(Message& m);
   void StepFollower(Message& m);
@@ -445,7 +445,7 @@ VoteResult RaftState::Poll(NodeId from, bool granted) { return tracker_.RecordVo
 // ---------------------------------------------------------------------------------------------
 // Stepping
 
-absl::Status RaftState::Step(Message m) {
+absl::Status RaftState::Step(Message&& m) {
   if (m.to != id_) {
     return absl::InvalidArgumentError(
         absl::StrCat("message ", DescribeMessage(m), " is addressed to ", m.to, ", not ", id_));
@@ -466,7 +466,7 @@ absl::Status RaftState::Step(Message m) {
   return StepInternal(std::move(m));
 }
 
-absl::Status RaftState::StepInternal(Message m) {
+absl::Status RaftState::StepInternal(Message&& m) {
   if (m.term == 0) {
     // Forwarded requests (proposals, read index, transfer) carry no term.
   } else if (m.term > term_) {

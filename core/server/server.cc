@@ -177,7 +177,7 @@ class Server::Impl {
   }
   absl::Status CancelWatch(mvcc::WatchId id) { return hub_->Cancel(id); }
   void RequestWatchProgress() { hub_->RequestProgress(); }
-  absl::Status Step(raft::Message message) { return raft_->Step(std::move(message)); }
+  absl::Status Step(raft::Message&& message) { return raft_->Step(std::move(message)); }
   void Tick();
   bool HasReady() const;
   const Ready& GetReady();
