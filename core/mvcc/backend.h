@@ -72,7 +72,7 @@ class MemoryBackend : public Backend {
  private:
   // A B-tree, like the file-backed backends: a node holds many records, so a lookup touches a
   // few cache lines instead of one per level, and an insert rarely allocates a node.
-  using Tree = absl::btree_map<std::string, std::string, std::less<>>;
+  using Tree = absl::btree_map<std::string, std::string>;
   // Undo record of one uncommitted write: the key (a slice of undo_keys_) and the value it had
   // before (nullopt: absent).
   struct Undo {
