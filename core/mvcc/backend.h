@@ -22,8 +22,9 @@ enum class Bucket : uint8_t {
   kKey = 0,    // revision -> key-value record
   kMeta = 1,   // store metadata: compaction progress, consistent index
   kLease = 2,  // lease id -> lease record
+  kDedup = 3,  // proposing member + request id of requests applied lately (empty values)
 };
-inline constexpr int kBucketCount = 3;
+inline constexpr int kBucketCount = 4;
 
 // Ordered bytes-to-bytes storage with batched, atomic commits: what the MVCC store and the
 // lessor keep their state in (etcd's bbolt backend). Single-threaded, like the core.

@@ -665,5 +665,41 @@ TEST(ReviewServerTest, DuplicatedForwardedProposalAppliesOnce) {
   }
 }
 
+// The window of applied request ids is durable (its own backend bucket): a duplicate that
+// arrives after every member restarted is still recognised.
+TEST(ReviewServerTest, DuplicateAfterRestartAppliesOnce) {
+  testing::ServerCluster cluster({1, 2, 3});
+  raft::NodeId leader = cluster.WaitForLeader();
+  ASSERT_NE(leader, raft::kNoNode);
+  const raft::NodeId follower = leader == 1 ? 2 : 1;
+  cluster.server(follower).Submit(testing::PutRequest("k", "a"));
+  ASSERT_TRUE(cluster.ProcessReadyOnce(follower));
+  std::vector<raft::Message> forwarded;
+  for (const raft::Message& m : cluster.in_flight()) {
+    if (m.type == raft::MessageType::kProp) forwarded.push_back(m);
+  }
+  ASSERT_EQ(forwarded.size(), 1u);
+  cluster.Stabilize();
+  ASSERT_TRUE(cluster.Call(leader, testing::PutRequest("k", "b"))->status.ok());
+  cluster.Stabilize();
+
+  for (raft::NodeId id : cluster.ids()) cluster.Crash(id);
+  for (raft::NodeId id : cluster.ids()) cluster.Restart(id);
+  leader = cluster.WaitForLeader();
+  ASSERT_NE(leader, raft::kNoNode);
+  raft::Message duplicate = forwarded.front();
+  duplicate.to = leader;
+  duplicate.from = leader == follower ? (leader == 3 ? 1 : 3) : follower;
+  cluster.in_flight().push_back(duplicate);
+  cluster.Stabilize();
+  for (raft::NodeId id : cluster.ids()) {
+    auto get = cluster.Call(id, testing::GetRequest("k"));
+    ASSERT_TRUE(get.has_value() && get->status.ok());
+    ASSERT_EQ(get->range.kvs.size(), 1u);
+    EXPECT_EQ(get->range.kvs[0].value, "b") << "member " << id;
+    EXPECT_EQ(get->range.kvs[0].version, 2) << "member " << id;
+  }
+}
+
 }  // namespace
 }  // namespace kvstore::server

@@ -61,21 +61,19 @@ Member FromProto(const pb::Member& in) {
 
 // Applied request ids, part of the replicated state (in snapshots, across restarts), so every
 // replica skips the same duplicates.
-constexpr absl::string_view kMetaDedupPrefix = "dedup/";
-
-// "dedup/" + member + id, both big-endian, built on the stack: one is written per applied
-// request on every member.
+// Member + request id, both big-endian, built on the stack: one is written per applied request
+// on every member. The records have a bucket of their own, so the few meta records every apply
+// writes (consistent index, revision) are found in a small tree.
 class DedupKey {
  public:
   DedupKey(raft::NodeId member, uint64_t id) {
-    std::memcpy(bytes_, kMetaDedupPrefix.data(), kMetaDedupPrefix.size());
-    EncodeFixed64BigEndian(bytes_ + kMetaDedupPrefix.size(), member);
-    EncodeFixed64BigEndian(bytes_ + kMetaDedupPrefix.size() + 8, id);
+    EncodeFixed64BigEndian(bytes_, member);
+    EncodeFixed64BigEndian(bytes_ + 8, id);
   }
   absl::string_view view() const { return absl::string_view(bytes_, sizeof(bytes_)); }
 
  private:
-  char bytes_[kMetaDedupPrefix.size() + 16];
+  char bytes_[16];
 };
 
 bool IsMemberLocal(mvcc::Bucket bucket, absl::string_view key) {
@@ -410,18 +408,15 @@ absl::Status Server::Impl::LoadLocalState() {
                   });
   if (!corrupt.ok()) return corrupt;
   applied_requests_.clear();
-  const std::string dedup_end = mvcc::PrefixEnd(std::string(kMetaDedupPrefix));
-  backend_->Range(mvcc::Bucket::kMeta, kMetaDedupPrefix, dedup_end,
-                  [&](absl::string_view key, absl::string_view) {
-                    key.remove_prefix(kMetaDedupPrefix.size());
-                    uint64_t member = 0, id = 0;
-                    if (!GetFixed64BigEndian(&key, &member) || !GetFixed64BigEndian(&key, &id)) {
-                      corrupt = absl::DataLossError("server: corrupt dedup record");
-                      return false;
-                    }
-                    applied_requests_[member].insert(id);
-                    return true;
-                  });
+  backend_->Range(mvcc::Bucket::kDedup, "", "", [&](absl::string_view key, absl::string_view) {
+    uint64_t member = 0, id = 0;
+    if (!GetFixed64BigEndian(&key, &member) || !GetFixed64BigEndian(&key, &id) || !key.empty()) {
+      corrupt = absl::DataLossError("server: corrupt dedup record");
+      return false;
+    }
+    applied_requests_[member].insert(id);
+    return true;
+  });
   return corrupt;
 }
 
@@ -867,9 +862,9 @@ bool Server::Impl::IsDuplicate(const pb::InternalRequest& internal) {
   if (seen.count(internal.id()) > 0) return true;
   if (seen.size() >= kDedupWindowPerMember && internal.id() < *seen.begin()) return true;
   seen.insert(internal.id());
-  backend_->Put(mvcc::Bucket::kMeta, DedupKey(internal.member_id(), internal.id()).view(), "");
+  backend_->Put(mvcc::Bucket::kDedup, DedupKey(internal.member_id(), internal.id()).view(), "");
   if (seen.size() > kDedupWindowPerMember) {
-    backend_->Delete(mvcc::Bucket::kMeta, DedupKey(internal.member_id(), *seen.begin()).view());
+    backend_->Delete(mvcc::Bucket::kDedup, DedupKey(internal.member_id(), *seen.begin()).view());
     seen.erase(seen.begin());
   }
   return false;
