@@ -982,8 +982,26 @@ void Simulation::ClientNext(Client& client) {
            std::move(event));
 }
 
+void Simulation::ClientRetryElsewhere(Client& client) {
+  client.node = static_cast<NodeId>(1 + rng_.Uniform(nodes_.size()));
+  auto event = NewEvent();
+  event->kind = Event::Kind::kClientNext;
+  event->client = client.index;
+  const auto backoff = static_cast<uint64_t>(options_.client_backoff_ms);
+  Schedule(now_ms_ + options_.client_backoff_ms + static_cast<int64_t>(rng_.Uniform(backoff + 1)),
+           std::move(event));
+}
+
 void Simulation::ClientInvoke(Client& client) {
   if (client.busy) return;
+  auto node_it = nodes_.find(client.node);
+  Node* node = node_it == nodes_.end() ? nullptr : node_it->second.get();
+  if (node == nullptr || !node->up || node->paused_until_ms > now_ms_) {
+    // Connection refused: no request reaches a server, so no operation is invoked (etcd's client
+    // fails over to another endpoint); try another member after the backoff.
+    ClientRetryElsewhere(client);
+    return;
+  }
   const uint64_t roll = rng_.Uniform(1000);
   client.key = absl::StrCat("k", rng_.Uniform(static_cast<uint64_t>(options_.keys)));
   client.serializable = false;
@@ -1040,15 +1058,6 @@ void Simulation::ClientInvoke(Client& client) {
   if (!client.serializable) Record(client, EventType::kInvoke);
   client.busy = true;
   ++client.attempt;
-  Node* node = nodes_.count(client.node) ? nodes_.at(client.node).get() : nullptr;
-  if (node == nullptr || !node->up || node->paused_until_ms > now_ms_) {
-    // Connection refused: the request never reached a server.
-    if (!client.serializable) Record(client, EventType::kFail);
-    client.busy = false;
-    client.node = static_cast<NodeId>(1 + rng_.Uniform(nodes_.size()));
-    ClientNext(client);
-    return;
-  }
   client.request = node->server->Submit(std::move(request));
   if (options_.record_trace) {
     Trace(absl::StrCat("client p", client.process, " -> n", node->id, " ",
@@ -1091,15 +1100,14 @@ void Simulation::ClientComplete(Client& client, NodeId node, const server::Respo
   // A late answer to an attempt the client gave up on (timed out, moved on) is not this one's.
   if (!client.busy || client.request != response.request_id || client.node != node) return;
   EventType type = EventType::kOk;
+  bool retry_elsewhere = false;
   std::string read;  // a read's value ("": absent)
   const ErrorCode code = CodeOf(response.status);
   if (!response.status.ok()) {
     type = DefinitelyNotApplied(code) ? EventType::kFail : EventType::kInfo;
-    // Look for a leader elsewhere.
-    if (code == ErrorCode::kNoLeader || code == ErrorCode::kTimeout ||
-        code == ErrorCode::kLeadershipChanged) {
-      client.node = static_cast<NodeId>(1 + rng_.Uniform(nodes_.size()));
-    }
+    // Look for a leader elsewhere, after the backoff.
+    retry_elsewhere = code == ErrorCode::kNoLeader || code == ErrorCode::kTimeout ||
+                      code == ErrorCode::kLeadershipChanged;
   } else {
     switch (client.function) {
       case Function::kRead:
@@ -1137,7 +1145,12 @@ void Simulation::ClientComplete(Client& client, NodeId node, const server::Respo
                        response.header.revision, ", member n", response.header.member_id, ")"));
   }
   client.busy = false;
-  if (workload_running_) ClientNext(client);
+  if (!workload_running_) return;
+  if (retry_elsewhere) {
+    ClientRetryElsewhere(client);
+  } else {
+    ClientNext(client);
+  }
 }
 
 void Simulation::ClientTimeout(Client& client, uint64_t attempt) {
@@ -1151,8 +1164,11 @@ void Simulation::ClientTimeout(Client& client, uint64_t attempt) {
     it->second->waiting.erase(client.request);
   // A timed-out process is replaced by a fresh one, as in Jepsen: the old one may still act.
   client.process += static_cast<int>(clients_.size());
-  client.node = static_cast<NodeId>(1 + rng_.Uniform(nodes_.size()));
-  if (workload_running_) ClientNext(client);
+  if (workload_running_) {
+    ClientRetryElsewhere(client);
+  } else {
+    client.node = static_cast<NodeId>(1 + rng_.Uniform(nodes_.size()));
+  }
 }
 
 // --------------------------------------------------------------------------------------------

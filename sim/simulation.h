@@ -17,6 +17,9 @@
 //   - clients: processes issuing reads, writes, compare-and-sets and deletes on random keys,
 //     recording a history (invoke / ok / fail / info) for the linearizability checker; on a
 //     timeout or a crash the outcome is unknown (info) and the client moves to another node.
+//     A member that is down refuses the connection: nothing is invoked, and the client tries
+//     another member after a backoff, as it does after "no leader" (etcd's client fails over
+//     between endpoints and retries unavailable errors after 25 ms).
 //   - checkers run on every event: at most one leader per term, per-node invariants (term and
 //     commit never decrease within an incarnation, commit <= last index, a leader voted for
 //     itself, one vote per term, a leader's commit advances only onto entries of its term),
@@ -69,6 +72,10 @@ struct SimOptions {
   int keys = 4;
   int64_t client_timeout_ms = 600;
   int64_t client_think_max_ms = 20;
+  // After an error that says "not here, not now" (no leader, leadership changed, timeout, a
+  // member that refuses the connection) a client waits this long plus up to as much again before
+  // its next request, to another member: etcd's client retries unavailable errors after 25 ms.
+  int64_t client_backoff_ms = 25;
   double read_fraction = 0.4;
   uint64_t serializable_read_percent = 20;  // of reads
   double cas_fraction = 0.2;
@@ -227,6 +234,8 @@ class Simulation {
                               mvcc::Revision revision);
 
   void ClientNext(Client& client);
+  // Moves `client` to a random member and schedules its next request after the error backoff.
+  void ClientRetryElsewhere(Client& client);
   void ClientInvoke(Client& client);
   void ClientComplete(Client& client, NodeId node, const server::Response& response);
   // Appends `client`'s current operation to the history: its invocation or a completion (`read`:
