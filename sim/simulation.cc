@@ -974,22 +974,21 @@ void Simulation::StartWorkload() {
 
 void Simulation::StopWorkload() { workload_running_ = false; }
 
-void Simulation::ClientNext(Client& client) {
+void Simulation::ClientAfter(Client& client, int64_t min_ms, int64_t max_ms) {
   auto event = NewEvent();
   event->kind = Event::Kind::kClientNext;
   event->client = client.index;
-  Schedule(now_ms_ + 1 + static_cast<int64_t>(rng_.Uniform(options_.client_think_max_ms + 1)),
-           std::move(event));
+  const auto spread = static_cast<uint64_t>(max_ms - min_ms);
+  Schedule(now_ms_ + min_ms + static_cast<int64_t>(rng_.Uniform(spread + 1)), std::move(event));
+}
+
+void Simulation::ClientNext(Client& client) {
+  ClientAfter(client, 1, 1 + options_.client_think_max_ms);
 }
 
 void Simulation::ClientRetryElsewhere(Client& client) {
   client.node = static_cast<NodeId>(1 + rng_.Uniform(nodes_.size()));
-  auto event = NewEvent();
-  event->kind = Event::Kind::kClientNext;
-  event->client = client.index;
-  const auto backoff = static_cast<uint64_t>(options_.client_backoff_ms);
-  Schedule(now_ms_ + options_.client_backoff_ms + static_cast<int64_t>(rng_.Uniform(backoff + 1)),
-           std::move(event));
+  ClientAfter(client, options_.client_backoff_ms, 2 * options_.client_backoff_ms);
 }
 
 void Simulation::ClientInvoke(Client& client) {

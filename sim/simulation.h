@@ -233,7 +233,9 @@ class Simulation {
   void CheckAcknowledgedWrite(NodeId id, const std::string& key, const std::string& value,
                               mvcc::Revision revision);
 
-  void ClientNext(Client& client);
+  // Schedules `client`'s next request in [min_ms, max_ms] from now.
+  void ClientAfter(Client& client, int64_t min_ms, int64_t max_ms);
+  void ClientNext(Client& client);  // after the think time
   // Moves `client` to a random member and schedules its next request after the error backoff.
   void ClientRetryElsewhere(Client& client);
   void ClientInvoke(Client& client);
