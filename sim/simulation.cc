@@ -1099,14 +1099,17 @@ void Simulation::ClientComplete(Client& client, NodeId node, const server::Respo
   // A late answer to an attempt the client gave up on (timed out, moved on) is not this one's.
   if (!client.busy || client.request != response.request_id || client.node != node) return;
   EventType type = EventType::kOk;
-  bool retry_elsewhere = false;
   std::string read;  // a read's value ("": absent)
   const ErrorCode code = CodeOf(response.status);
   if (!response.status.ok()) {
     type = DefinitelyNotApplied(code) ? EventType::kFail : EventType::kInfo;
-    // Look for a leader elsewhere, after the backoff.
-    retry_elsewhere = code == ErrorCode::kNoLeader || code == ErrorCode::kTimeout ||
-                      code == ErrorCode::kLeadershipChanged;
+    // Look for a leader elsewhere. At once, without the backoff: clients that keep probing while
+    // leadership moves are what expose stale reads (a leader serving reads locally is caught
+    // 2.5 times as often as with a 25-50 ms backoff here).
+    if (code == ErrorCode::kNoLeader || code == ErrorCode::kTimeout ||
+        code == ErrorCode::kLeadershipChanged) {
+      client.node = static_cast<NodeId>(1 + rng_.Uniform(nodes_.size()));
+    }
   } else {
     switch (client.function) {
       case Function::kRead:
@@ -1144,12 +1147,7 @@ void Simulation::ClientComplete(Client& client, NodeId node, const server::Respo
                        response.header.revision, ", member n", response.header.member_id, ")"));
   }
   client.busy = false;
-  if (!workload_running_) return;
-  if (retry_elsewhere) {
-    ClientRetryElsewhere(client);
-  } else {
-    ClientNext(client);
-  }
+  if (workload_running_) ClientNext(client);
 }
 
 void Simulation::ClientTimeout(Client& client, uint64_t attempt) {
@@ -1163,11 +1161,8 @@ void Simulation::ClientTimeout(Client& client, uint64_t attempt) {
     it->second->waiting.erase(client.request);
   // A timed-out process is replaced by a fresh one, as in Jepsen: the old one may still act.
   client.process += static_cast<int>(clients_.size());
-  if (workload_running_) {
-    ClientRetryElsewhere(client);
-  } else {
-    client.node = static_cast<NodeId>(1 + rng_.Uniform(nodes_.size()));
-  }
+  client.node = static_cast<NodeId>(1 + rng_.Uniform(nodes_.size()));
+  if (workload_running_) ClientNext(client);
 }
 
 // --------------------------------------------------------------------------------------------

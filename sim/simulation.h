@@ -18,8 +18,7 @@
 //     recording a history (invoke / ok / fail / info) for the linearizability checker; on a
 //     timeout or a crash the outcome is unknown (info) and the client moves to another node.
 //     A member that is down refuses the connection: nothing is invoked, and the client tries
-//     another member after a backoff, as it does after "no leader" (etcd's client fails over
-//     between endpoints and retries unavailable errors after 25 ms).
+//     another member after a backoff (etcd's client fails over between endpoints).
 //   - checkers run on every event: at most one leader per term, per-node invariants (term and
 //     commit never decrease within an incarnation, commit <= last index, a leader voted for
 //     itself, one vote per term, a leader's commit advances only onto entries of its term),
@@ -72,9 +71,8 @@ struct SimOptions {
   int keys = 4;
   int64_t client_timeout_ms = 600;
   int64_t client_think_max_ms = 20;
-  // After an error that says "not here, not now" (no leader, leadership changed, timeout, a
-  // member that refuses the connection) a client waits this long plus up to as much again before
-  // its next request, to another member: etcd's client retries unavailable errors after 25 ms.
+  // A client whose member refuses the connection (down or paused) waits this long plus up to as
+  // much again, then tries another member (etcd's client fails over and retries after 25 ms).
   int64_t client_backoff_ms = 25;
   double read_fraction = 0.4;
   uint64_t serializable_read_percent = 20;  // of reads
@@ -236,7 +234,7 @@ class Simulation {
   // Schedules `client`'s next request in [min_ms, max_ms] from now.
   void ClientAfter(Client& client, int64_t min_ms, int64_t max_ms);
   void ClientNext(Client& client);  // after the think time
-  // Moves `client` to a random member and schedules its next request after the error backoff.
+  // Moves `client` to a random member and schedules its next request after the backoff.
   void ClientRetryElsewhere(Client& client);
   void ClientInvoke(Client& client);
   void ClientComplete(Client& client, NodeId node, const server::Response& response);
