@@ -9,9 +9,8 @@ std::optional<std::string> MemoryBackend::Get(Bucket bucket, absl::string_view k
   return it->second;
 }
 
-void MemoryBackend::Range(
-    Bucket bucket, absl::string_view start, absl::string_view end,
-    const std::function<bool(absl::string_view, absl::string_view)>& visit) const {
+void MemoryBackend::Range(Bucket bucket, absl::string_view start, absl::string_view end,
+                          Visitor visit) const {
   const Tree& tree = trees_[static_cast<int>(bucket)];
   for (auto it = tree.lower_bound(start); it != tree.end(); ++it) {
     if (!end.empty() && absl::string_view(it->first) >= end) break;

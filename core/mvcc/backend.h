@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/container/btree_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
@@ -35,10 +36,11 @@ class Backend {
   // Reads see every write made so far, committed or not.
   virtual std::optional<std::string> Get(Bucket bucket, absl::string_view key) const = 0;
   // Visits keys in [start, end) in order (end empty: to the last key) until `visit` returns
-  // false.
-  virtual void Range(
-      Bucket bucket, absl::string_view start, absl::string_view end,
-      const std::function<bool(absl::string_view key, absl::string_view value)>& visit) const = 0;
+  // false. A FunctionRef, not a std::function: every read of a record goes through here, and
+  // wrapping each caller's lambda in a std::function cost a heap allocation for most of them.
+  using Visitor = absl::FunctionRef<bool(absl::string_view key, absl::string_view value)>;
+  virtual void Range(Bucket bucket, absl::string_view start, absl::string_view end,
+                     Visitor visit) const = 0;
 
   virtual void Put(Bucket bucket, absl::string_view key, absl::string_view value) = 0;
   virtual void Delete(Bucket bucket, absl::string_view key) = 0;
@@ -57,7 +59,7 @@ class MemoryBackend : public Backend {
  public:
   std::optional<std::string> Get(Bucket bucket, absl::string_view key) const override;
   void Range(Bucket bucket, absl::string_view start, absl::string_view end,
-             const std::function<bool(absl::string_view, absl::string_view)>& visit) const override;
+             Visitor visit) const override;
   void Put(Bucket bucket, absl::string_view key, absl::string_view value) override;
   void Delete(Bucket bucket, absl::string_view key) override;
   absl::Status Commit() override;
