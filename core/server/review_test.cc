@@ -634,6 +634,34 @@ TEST(ReviewServerTest, MemberAddedAfterLatestSnapshotCanJoin) {
 namespace kvstore::server {
 namespace {
 
+// Has `follower` forward a put of k=a, lets it apply, then writes k=b through the leader.
+// Returns the forwarded proposal, for a test to deliver again later as a duplicate.
+raft::Message ApplyForwardedThenOverwrite(testing::ServerCluster& cluster, raft::NodeId leader,
+                                          raft::NodeId follower) {
+  cluster.server(follower).Submit(testing::PutRequest("k", "a"));
+  EXPECT_TRUE(cluster.ProcessReadyOnce(follower));
+  std::vector<raft::Message> forwarded;
+  for (const raft::Message& m : cluster.in_flight()) {
+    if (m.type == raft::MessageType::kProp) forwarded.push_back(m);
+  }
+  EXPECT_EQ(forwarded.size(), 1u);
+  cluster.Stabilize();
+  EXPECT_TRUE(cluster.Call(leader, testing::PutRequest("k", "b"))->status.ok());
+  cluster.Stabilize();
+  return forwarded.empty() ? raft::Message() : forwarded.front();
+}
+
+// Every member holds k=b, written twice (a=1, b=2): the duplicate of k=a took no effect.
+void ExpectAppliedOnce(testing::ServerCluster& cluster) {
+  for (raft::NodeId id : cluster.ids()) {
+    auto get = cluster.Call(id, testing::GetRequest("k"));
+    ASSERT_TRUE(get.has_value() && get->status.ok());
+    ASSERT_EQ(get->range.kvs.size(), 1u);
+    EXPECT_EQ(get->range.kvs[0].value, "b") << "member " << id;
+    EXPECT_EQ(get->range.kvs[0].version, 2) << "member " << id;
+  }
+}
+
 // Found by the simulator (fuzz seed 10029, 5 nodes): the network duplicated a proposal a
 // follower had forwarded, the leader appended it twice, and the request took effect a second
 // time after a later write (a phantom write). A member's request applies at most once.
@@ -642,27 +670,13 @@ TEST(ReviewServerTest, DuplicatedForwardedProposalAppliesOnce) {
   const raft::NodeId leader = cluster.WaitForLeader();
   ASSERT_NE(leader, raft::kNoNode);
   const raft::NodeId follower = leader == 1 ? 2 : 1;
-  ASSERT_TRUE(cluster.Call(leader, testing::PutRequest("k", "v0"))->status.ok());
-
-  cluster.server(follower).Submit(testing::PutRequest("k", "a"));
-  ASSERT_TRUE(cluster.ProcessReadyOnce(follower));
-  std::vector<raft::Message> forwarded;
-  for (const raft::Message& m : cluster.in_flight()) {
-    if (m.type == raft::MessageType::kProp) forwarded.push_back(m);
-  }
-  ASSERT_EQ(forwarded.size(), 1u);
-  cluster.Stabilize();
-  ASSERT_TRUE(cluster.Call(leader, testing::PutRequest("k", "b"))->status.ok());
+  const raft::Message forwarded = ApplyForwardedThenOverwrite(cluster, leader, follower);
+  ASSERT_EQ(forwarded.type, raft::MessageType::kProp);
 
   // The duplicate arrives late.
-  cluster.in_flight().push_back(forwarded.front());
+  cluster.in_flight().push_back(forwarded);
   cluster.Stabilize();
-  for (raft::NodeId id : cluster.ids()) {
-    auto get = cluster.Call(id, testing::GetRequest("k"));
-    ASSERT_TRUE(get.has_value() && get->status.ok());
-    ASSERT_EQ(get->range.kvs.size(), 1u);
-    EXPECT_EQ(get->range.kvs[0].value, "b") << "member " << id;
-  }
+  ExpectAppliedOnce(cluster);
 }
 
 // The window of applied request ids is durable (its own backend bucket): a duplicate that
@@ -672,33 +686,19 @@ TEST(ReviewServerTest, DuplicateAfterRestartAppliesOnce) {
   raft::NodeId leader = cluster.WaitForLeader();
   ASSERT_NE(leader, raft::kNoNode);
   const raft::NodeId follower = leader == 1 ? 2 : 1;
-  cluster.server(follower).Submit(testing::PutRequest("k", "a"));
-  ASSERT_TRUE(cluster.ProcessReadyOnce(follower));
-  std::vector<raft::Message> forwarded;
-  for (const raft::Message& m : cluster.in_flight()) {
-    if (m.type == raft::MessageType::kProp) forwarded.push_back(m);
-  }
-  ASSERT_EQ(forwarded.size(), 1u);
-  cluster.Stabilize();
-  ASSERT_TRUE(cluster.Call(leader, testing::PutRequest("k", "b"))->status.ok());
-  cluster.Stabilize();
+  raft::Message duplicate = ApplyForwardedThenOverwrite(cluster, leader, follower);
+  ASSERT_EQ(duplicate.type, raft::MessageType::kProp);
 
   for (raft::NodeId id : cluster.ids()) cluster.Crash(id);
   for (raft::NodeId id : cluster.ids()) cluster.Restart(id);
   leader = cluster.WaitForLeader();
   ASSERT_NE(leader, raft::kNoNode);
-  raft::Message duplicate = forwarded.front();
+  // Forwarded to whoever leads now, from a member that is not it.
   duplicate.to = leader;
   duplicate.from = leader == follower ? (leader == 3 ? 1 : 3) : follower;
   cluster.in_flight().push_back(duplicate);
   cluster.Stabilize();
-  for (raft::NodeId id : cluster.ids()) {
-    auto get = cluster.Call(id, testing::GetRequest("k"));
-    ASSERT_TRUE(get.has_value() && get->status.ok());
-    ASSERT_EQ(get->range.kvs.size(), 1u);
-    EXPECT_EQ(get->range.kvs[0].value, "b") << "member " << id;
-    EXPECT_EQ(get->range.kvs[0].version, 2) << "member " << id;
-  }
+  ExpectAppliedOnce(cluster);
 }
 
 }  // namespace
