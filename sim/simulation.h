@@ -264,6 +264,8 @@ class Simulation {
   // Checker state.
   std::map<raft::Term, NodeId> leaders_by_term_;
   std::map<raft::Index, std::pair<raft::Term, uint64_t>> applied_entries_;  // index -> term, hash
+  // Revision -> digest of its watch events, and the node whose store confirmed them.
+  std::map<mvcc::Revision, std::pair<uint64_t, NodeId>> watch_digests_;
   std::vector<std::string> violations_;
   uint64_t violations_not_kept_ = 0;
   History history_;
