@@ -1,5 +1,7 @@
 #include "core/base/encoding.h"
 
+#include <cstring>
+
 namespace kvstore {
 
 void PutVarint(std::string* out, uint64_t value) {
@@ -40,7 +42,13 @@ void PutFixed64BigEndian(std::string* out, uint64_t value) {
 bool GetFixed64BigEndian(absl::string_view* in, uint64_t* value) {
   if (in->size() < 8) return false;
   uint64_t result = 0;
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  // One load and a byte swap: restarts decode every revision and dedup key this way.
+  std::memcpy(&result, in->data(), sizeof(result));
+  result = __builtin_bswap64(result);
+#else
   for (int i = 0; i < 8; ++i) result = (result << 8) | static_cast<uint8_t>((*in)[i]);
+#endif
   in->remove_prefix(8);
   *value = result;
   return true;
