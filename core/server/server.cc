@@ -273,6 +273,9 @@ class Server::Impl {
   uint64_t request_epoch_ = 0;
   uint64_t request_counter_ = 0;
   absl::btree_map<RequestId, Pending> pending_;
+  // Pending reads whose read index has arrived: the only ones that can become servable, so
+  // HasReady and GetReady look through pending_ only while there are some.
+  size_t indexed_reads_ = 0;
   absl::btree_map<raft::Index, RequestId> pending_by_index_;
   absl::btree_map<lease::LeaseId, uint64_t> revoking_;  // lease -> tick to retry after
   bool alarm_proposed_ = false;
@@ -446,6 +449,7 @@ void Server::Impl::FailPending(RequestId id, absl::Status status) {
   if (it == pending_.end()) return;
   const RequestType type = it->second.type;
   if (it->second.index != 0) pending_by_index_.erase(it->second.index);
+  if (it->second.is_read && it->second.has_read_index) --indexed_reads_;
   pending_.erase(it);
   Respond(id, type, std::move(status));
 }
@@ -1295,6 +1299,7 @@ bool Server::Impl::HasReady() const {
   if (raft_->HasReady() || !responses_.empty() || hub_->HasResponses() || hub_->HasLagging()) {
     return true;
   }
+  if (indexed_reads_ == 0) return false;
   for (const auto& [id, pending] : pending_) {
     if (pending.is_read && pending.has_read_index && pending.read_index <= applied_index_) {
       return true;
@@ -1328,19 +1333,23 @@ const Ready& Server::Impl::GetReady() {
     }
     auto it = pending_.find(id);
     if (it == pending_.end() || !it->second.is_read) continue;
+    if (!it->second.has_read_index) ++indexed_reads_;
     it->second.has_read_index = true;
     it->second.read_index = read.index;
   }
   // Linearizable reads whose read index is applied can be served now (Raft thesis §6.4).
   std::vector<RequestId> ready_reads;
-  for (const auto& [id, pending] : pending_) {
+  for (auto it = pending_.begin(); indexed_reads_ > ready_reads.size() && it != pending_.end();
+       ++it) {
+    const Pending& pending = it->second;
     if (pending.is_read && pending.has_read_index && pending.read_index <= applied_index_) {
-      ready_reads.push_back(id);
+      ready_reads.push_back(it->first);
     }
   }
   for (RequestId id : ready_reads) {
     Pending pending = std::move(pending_.at(id));
     pending_.erase(id);
+    --indexed_reads_;
     ServeRead(id, *pending.read);
   }
   if (raft_->SendsSnapshot()) {
