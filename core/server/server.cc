@@ -59,11 +59,11 @@ Member FromProto(const pb::Member& in) {
   return out;
 }
 
-// Applied request ids, part of the replicated state (in snapshots, across restarts), so every
-// replica skips the same duplicates.
-// Member + request id, both big-endian, built on the stack: one is written per applied request
-// on every member. The records have a bucket of their own, so the few meta records every apply
-// writes (consistent index, revision) are found in a small tree.
+// The key of an applied request id: member + request id, both big-endian, built on the stack.
+// The ids are part of the replicated state (in snapshots, across restarts), so every replica
+// skips the same duplicates. One is written per applied request on every member; the records
+// have a bucket of their own, so the few meta records every apply writes (consistent index,
+// revision) are found in a small tree.
 class DedupKey {
  public:
   DedupKey(raft::NodeId member, uint64_t id) {
@@ -202,13 +202,18 @@ class Server::Impl {
   // move, and pending requests move as the map reorganises).
   struct Pending {
     RequestType type = RequestType::kRange;
-    std::unique_ptr<Request> read;  // is_read: the read to serve
+    std::unique_ptr<Request> read;  // a linearizable read: the request to serve
     uint64_t deadline_tick = 0;
     raft::Index index = 0;  // the entry's index, when proposed by this member as leader
-    bool is_read = false;   // a linearizable read waiting for its read index
     bool has_read_index = false;
     raft::Index read_index = 0;
+
+    bool is_read() const { return read != nullptr; }
   };
+  // A linearizable read that can be served now: its read index is applied (Raft thesis §6.4).
+  bool Servable(const Pending& pending) const {
+    return pending.is_read() && pending.has_read_index && pending.read_index <= applied_index_;
+  }
 
   int64_t now_ms() const { return static_cast<int64_t>(ticks_) * config_.tick_ms; }
   ResponseHeader Header() const;
@@ -449,7 +454,7 @@ void Server::Impl::FailPending(RequestId id, absl::Status status) {
   if (it == pending_.end()) return;
   const RequestType type = it->second.type;
   if (it->second.index != 0) pending_by_index_.erase(it->second.index);
-  if (it->second.is_read && it->second.has_read_index) --indexed_reads_;
+  if (it->second.is_read() && it->second.has_read_index) --indexed_reads_;
   pending_.erase(it);
   Respond(id, type, std::move(status));
 }
@@ -753,7 +758,6 @@ void Server::Impl::StartRead(RequestId id, Request&& request) {
   pending.type = request.type;
   pending.read = std::make_unique<Request>(std::move(request));
   pending.deadline_tick = ticks_ + config_.request_timeout_ticks;
-  pending.is_read = true;
   pending_.emplace(id, std::move(pending));
 }
 
@@ -904,7 +908,7 @@ void Server::Impl::Apply(const raft::Entry& entry) {
     auto it = internal.id() != 0 && internal.member_id() == config_.id
                   ? pending_.find(internal.id())
                   : pending_.end();
-    if (it != pending_.end() && !it->second.is_read) {
+    if (it != pending_.end() && !it->second.is_read()) {
       response.request_id = it->first;
       response.type = it->second.type;
       if (it->second.index != 0) pending_by_index_.erase(it->second.index);
@@ -1260,7 +1264,7 @@ void Server::Impl::OnLeadershipChange(bool leader) {
   // Reads waiting for a read index from the old leader will never get one.
   std::vector<RequestId> reads;
   for (const auto& [id, pending] : pending_) {
-    if (pending.is_read && !pending.has_read_index) reads.push_back(id);
+    if (pending.is_read() && !pending.has_read_index) reads.push_back(id);
   }
   for (RequestId id : reads) {
     FailPending(id, Error(ErrorCode::kLeadershipChanged, "leader changed during a read"));
@@ -1301,9 +1305,7 @@ bool Server::Impl::HasReady() const {
   }
   if (indexed_reads_ == 0) return false;
   for (const auto& [id, pending] : pending_) {
-    if (pending.is_read && pending.has_read_index && pending.read_index <= applied_index_) {
-      return true;
-    }
+    if (Servable(pending)) return true;
   }
   return false;
 }
@@ -1332,19 +1334,15 @@ const Ready& Server::Impl::GetReady() {
       continue;
     }
     auto it = pending_.find(id);
-    if (it == pending_.end() || !it->second.is_read) continue;
+    if (it == pending_.end() || !it->second.is_read()) continue;
     if (!it->second.has_read_index) ++indexed_reads_;
     it->second.has_read_index = true;
     it->second.read_index = read.index;
   }
-  // Linearizable reads whose read index is applied can be served now (Raft thesis §6.4).
   std::vector<RequestId> ready_reads;
   for (auto it = pending_.begin(); indexed_reads_ > ready_reads.size() && it != pending_.end();
        ++it) {
-    const Pending& pending = it->second;
-    if (pending.is_read && pending.has_read_index && pending.read_index <= applied_index_) {
-      ready_reads.push_back(it->first);
-    }
+    if (Servable(it->second)) ready_reads.push_back(it->first);
   }
   for (RequestId id : ready_reads) {
     Pending pending = std::move(pending_.at(id));
