@@ -555,8 +555,8 @@ void RaftState::HandleVoteRequest(const Message& m) {
 void RaftState::StepLeader(Message& m) {
   switch (m.type) {
     case MessageType::kProp:
-      (void)ProposeEntries(
-          absl::MakeSpan(m.entries));  // a forwarded proposal: its sender learns by timeout
+      // A forwarded proposal: its sender learns of a failure by timeout.
+      (void)ProposeEntries(absl::MakeSpan(m.entries));
       return;
     case MessageType::kReadIndex:
       HandleReadIndex(m);
@@ -1476,9 +1476,8 @@ void RaftState::Advance() {
   // Thesis §4.3: leave a joint configuration automatically once it has applied.
   if (role_ == Role::kLeader && tracker_.config.auto_leave &&
       log_.applied() >= pending_conf_index_) {
-    absl::InlinedVector<Entry, 1> leave;
-    leave.push_back(Entry{0, 0, EntryType::kConfChange, Bytes(EncodeConfChange(ConfChange{}))});
-    auto status = ProposeEntries(absl::MakeSpan(leave));
+    Entry leave{0, 0, EntryType::kConfChange, Bytes(EncodeConfChange(ConfChange{}))};
+    auto status = ProposeEntries(absl::MakeSpan(&leave, 1));
     RAFT_CHECK(status.ok() || lead_transferee_ != kNoNode)
         << Describe() << ": cannot leave joint configuration: " << status.message();
   }
