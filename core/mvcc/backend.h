@@ -44,8 +44,14 @@ class Backend {
 
   virtual void Put(Bucket bucket, absl::string_view key, absl::string_view value) = 0;
   virtual void Delete(Bucket bucket, absl::string_view key) = 0;
-  // Makes every write since the last Commit durable, atomically.
+  // Ends a batch: every write since the last Commit becomes durable, atomically, either at once
+  // or, in a batching backend (etcd's batch transaction), at the latest at the next Flush. A
+  // crash keeps a prefix of the committed batches and never part of one. The MVCC store writes
+  // its consistent index in every batch, so the Raft log replays what a crash took, exactly once.
   virtual absl::Status Commit() = 0;
+  // Makes every committed batch durable now. The driver calls it before it drops log entries
+  // that a batch covers.
+  virtual absl::Status Flush() { return absl::OkStatus(); }
 
   // Bytes the backend occupies (what the quota measures).
   virtual uint64_t SizeBytes() const = 0;
