@@ -1,0 +1,646 @@
+#include "store/wal.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
+#include "core/base/encoding.h"
+#include "core/raft/check.h"
+#include "store/crc32c.h"
+#include "store/snapshot_file.h"
+
+namespace kvstore::store {
+namespace {
+
+constexpr absl::string_view kSegmentSuffix = ".wal";
+constexpr uint8_t kMarkerHasData = 1;
+constexpr uint8_t kMarkerReplacesLog = 2;
+
+void PutFixed64(std::string* out, uint64_t value) {
+  char buf[8];
+  std::memcpy(buf, &value, 8);
+  out->append(buf, 8);
+}
+
+bool GetFixed64(absl::string_view* in, uint64_t* value) {
+  if (in->size() < 8) return false;
+  std::memcpy(value, in->data(), 8);
+  in->remove_prefix(8);
+  return true;
+}
+
+uint32_t ReadFixed32(const char* p) {
+  uint32_t value;
+  std::memcpy(&value, p, 4);
+  return value;
+}
+
+std::string SegmentName(uint64_t sequence) {
+  return absl::StrFormat("%016x%s", sequence, kSegmentSuffix);
+}
+
+bool ParseSegmentName(absl::string_view name, uint64_t* sequence) {
+  if (name.size() != 16 + kSegmentSuffix.size() || !absl::EndsWith(name, kSegmentSuffix)) {
+    return false;
+  }
+  return absl::SimpleHexAtoi(name.substr(0, 16), sequence);
+}
+
+bool AllZero(absl::string_view bytes) {
+  return std::all_of(bytes.begin(), bytes.end(), [](char c) { return c == 0; });
+}
+
+uint64_t RoundUpToSector(uint64_t offset) {
+  return (offset + kSectorBytes - 1) / kSectorBytes * kSectorBytes;
+}
+
+// One decoded record of a segment.
+struct Record {
+  RecordType type;
+  absl::string_view payload;
+};
+
+// Why a record could not be read at an offset.
+struct BadRecord {
+  uint64_t offset = 0;
+  // Where the bad record claims to end (its header alone when its length is implausible): a torn
+  // write leaves nothing but zeros past the sector that holds this end.
+  uint64_t claimed_end = 0;
+  std::string reason;
+};
+
+// Reads the record at `*offset` of `data`: true and advances on a valid record; false at the
+// end of the records (`bad` empty) or at a bad record (`bad` set).
+bool ReadRecord(absl::string_view data, uint64_t preallocated_bytes, uint64_t* offset,
+                Record* record, std::optional<BadRecord>* bad) {
+  const uint64_t at = *offset;
+  if (at + kRecordHeaderBytes > data.size()) {
+    if (!AllZero(data.substr(at))) {
+      *bad = BadRecord{at, data.size(), "a record header cut short by the end of the file"};
+    }
+    return false;
+  }
+  const char* header = data.data() + at;
+  if (AllZero(absl::string_view(header, kRecordHeaderBytes))) {
+    // The end of the records, if only zeros follow.
+    if (!AllZero(data.substr(at))) *bad = BadRecord{at, at + kRecordHeaderBytes, "zero header"};
+    return false;
+  }
+  const uint64_t length = ReadFixed32(header);
+  const uint32_t expected_crc = ReadFixed32(header + 4);
+  const uint8_t type = static_cast<uint8_t>(header[8]);
+  if (length > kMaxRecordBytes || at + kRecordHeaderBytes + length > data.size()) {
+    // In a file shorter than its preallocated size, a record cut by the end of the file is a
+    // write the crash cut short. In a full-size file the length itself is garbage.
+    const bool cut_short = length <= kMaxRecordBytes && data.size() < preallocated_bytes;
+    *bad = BadRecord{at, cut_short ? data.size() : at + kRecordHeaderBytes,
+                     absl::StrCat("record length ", length, " runs past the end of the file")};
+    return false;
+  }
+  absl::string_view payload = data.substr(at + kRecordHeaderBytes, length);
+  const uint32_t found_crc = Crc32c(payload, Crc32c(absl::string_view(header + 8, 1)));
+  if (found_crc != expected_crc) {
+    *bad = BadRecord{at, at + kRecordHeaderBytes + length,
+                     absl::StrFormat("expected crc %08x, found %08x", expected_crc, found_crc)};
+    return false;
+  }
+  if (type < static_cast<uint8_t>(RecordType::kSegmentHeader) ||
+      type > static_cast<uint8_t>(RecordType::kSnapshot)) {
+    *bad =
+        BadRecord{at, at + kRecordHeaderBytes + length, absl::StrCat("unknown record type ", type)};
+    return false;
+  }
+  record->type = static_cast<RecordType>(type);
+  record->payload = payload;
+  *offset = at + kRecordHeaderBytes + length;
+  return true;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// LogIndex
+
+std::optional<raft::Term> Wal::LogIndex::TermOf(raft::Index index) const {
+  if (index == snapshot_index) return snapshot_term;
+  if (index < first || index >= first + terms.size()) return std::nullopt;
+  return terms[index - first];
+}
+
+void Wal::LogIndex::AddEntry(raft::Index index, raft::Term term) {
+  RAFT_CHECK(index > snapshot_index && index <= LastIndex() + 1)
+      << "wal: entry " << index << " does not follow the log (snapshot " << snapshot_index
+      << ", last " << LastIndex() << ")";
+  if (terms.empty()) first = index;
+  terms.resize(index - first);  // drops a conflicting suffix
+  terms.push_back(term);
+}
+
+void Wal::LogIndex::AddMarker(raft::Index index, raft::Term term, bool replaces_log) {
+  if (replaces_log) {
+    terms.clear();
+  } else if (index <= snapshot_index) {
+    return;
+  } else {
+    while (!terms.empty() && first <= index) {
+      terms.pop_front();
+      ++first;
+    }
+  }
+  snapshot_index = index;
+  snapshot_term = term;
+  if (terms.empty()) first = index + 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wal
+
+Wal::Wal(FileSystem* fs, std::string dir, const WalOptions& options)
+    : fs_(fs), dir_(std::move(dir)), options_(options) {}
+
+Wal::~Wal() = default;
+
+absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, const std::string& dir,
+                                               const WalOptions& options) {
+  if (options.segment_bytes < 4 * kSectorBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("wal: segment_bytes ", options.segment_bytes, " is below ", 4 * kSectorBytes));
+  }
+  std::unique_ptr<Wal> wal(new Wal(fs, dir, options));
+  if (absl::Status s = fs->CreateDir(dir); !s.ok()) return s;
+  if (absl::Status s = wal->Recover(); !s.ok()) return s;
+  return wal;
+}
+
+std::vector<std::string> Wal::SegmentPaths() const {
+  std::vector<std::string> paths;
+  for (const Segment& segment : segments_) paths.push_back(segment.path);
+  return paths;
+}
+
+absl::Status Wal::Recover() {
+  auto names = fs_->List(dir_);
+  if (!names.ok()) return names.status();
+  std::vector<Segment> found;
+  for (const std::string& name : *names) {
+    uint64_t sequence = 0;
+    if (ParseSegmentName(name, &sequence)) {
+      found.push_back(Segment{sequence, JoinPath(dir_, name), 0});
+    } else if (absl::EndsWith(name, ".tmp")) {
+      // A snapshot file whose save never completed: never renamed, so never referenced.
+      (void)fs_->Remove(JoinPath(dir_, name));
+    }
+  }
+  // The complete log is the newest contiguous run of segments; older ones before a gap are
+  // leftovers of a compaction whose removals were not all durable.
+  size_t start = found.size();
+  while (start > 0 &&
+         (start == found.size() || found[start - 1].sequence + 1 == found[start].sequence)) {
+    --start;
+  }
+  for (size_t i = 0; i < start; ++i) (void)fs_->Remove(found[i].path);
+  found.erase(found.begin(), found.begin() + start);
+
+  raft::RestartState& state = recovery_.state;
+  raft::SnapshotMetadata marker;
+  bool have_marker = false;
+  raft::Index unanchored_start = 0;  // the first entry, when the log does not start at 1
+  for (size_t i = 0; i < found.size(); ++i) {
+    Segment& segment = found[i];
+    const bool newest = i + 1 == found.size();
+    auto file = fs_->Open(segment.path, OpenMode::kRead);
+    if (!file.ok()) return file.status();
+    auto size = (*file)->Size();
+    if (!size.ok()) return size.status();
+    std::string data;
+    if (absl::Status s = (*file)->ReadAt(0, *size, &data); !s.ok()) return s;
+    file->reset();
+
+    uint64_t offset = 0;
+    Record record;
+    std::optional<BadRecord> bad;
+    bool saw_header = false;
+    while (ReadRecord(data, options_.segment_bytes, &offset, &record, &bad)) {
+      absl::string_view in = record.payload;
+      auto malformed = [&](absl::string_view what) {
+        return absl::DataLossError(absl::StrCat("wal: malformed ", what, " record in ",
+                                                segment.path, " before offset ", offset));
+      };
+      if (!saw_header && record.type != RecordType::kSegmentHeader) {
+        return absl::DataLossError(
+            absl::StrCat("wal: ", segment.path, " does not start with a segment header"));
+      }
+      ++recovery_.records;
+      switch (record.type) {
+        case RecordType::kSegmentHeader: {
+          uint64_t sequence = 0;
+          if (saw_header || !GetFixed64(&in, &sequence)) return malformed("segment header");
+          if (sequence != segment.sequence) {
+            return absl::DataLossError(
+                absl::StrCat("wal: ", segment.path, " claims to be segment ", sequence));
+          }
+          saw_header = true;
+          break;
+        }
+        case RecordType::kEntry: {
+          raft::Entry entry;
+          uint64_t type = 0;
+          if (!GetFixed64(&in, &entry.term) || !GetFixed64(&in, &entry.index) || in.empty()) {
+            return malformed("entry");
+          }
+          type = static_cast<uint8_t>(in[0]);
+          in.remove_prefix(1);
+          if (type > static_cast<uint8_t>(raft::EntryType::kConfChange)) return malformed("entry");
+          entry.type = static_cast<raft::EntryType>(type);
+          entry.data = raft::Bytes(in);
+          // The oldest segment left by a compaction may begin in the middle of the log, before
+          // the marker that covers its first entries: the log starts at its first entry.
+          const bool log_starts_here = written_.terms.empty() && written_.snapshot_index == 0;
+          if (log_starts_here) {
+            written_.snapshot_index = entry.index - 1;
+            written_.first = entry.index;
+            written_.snapshot_term = 0;
+            unanchored_start = entry.index;
+          }
+          if (entry.index <= written_.snapshot_index || entry.index > written_.LastIndex() + 1) {
+            return absl::DataLossError(
+                absl::StrCat("wal: entry ", entry.index, " in ", segment.path, " before offset ",
+                             offset, " does not follow the log (snapshot ", written_.snapshot_index,
+                             ", last ", written_.LastIndex(), "): entries are missing"));
+          }
+          const raft::Index keep = entry.index - written_.first;
+          if (keep < state.entries.size()) state.entries.resize(keep);
+          written_.AddEntry(entry.index, entry.term);
+          state.entries.push_back(std::move(entry));
+          segment.last_entry = std::max(segment.last_entry, written_.LastIndex());
+          break;
+        }
+        case RecordType::kHardState: {
+          raft::HardState hs;
+          if (!GetFixed64(&in, &hs.term) || !GetFixed64(&in, &hs.vote) ||
+              !GetFixed64(&in, &hs.commit)) {
+            return malformed("hard state");
+          }
+          state.hard_state = hs;
+          written_.hard_state = hs;
+          break;
+        }
+        case RecordType::kSnapshot: {
+          raft::SnapshotMetadata mark;
+          absl::string_view conf;
+          if (!GetFixed64(&in, &mark.index) || !GetFixed64(&in, &mark.term) || in.empty()) {
+            return malformed("snapshot marker");
+          }
+          const uint8_t flags = static_cast<uint8_t>(in[0]);
+          in.remove_prefix(1);
+          if (!GetLengthPrefixed(&in, &conf)) return malformed("snapshot marker");
+          auto cs = raft::DecodeConfState(conf);
+          if (!cs.ok()) return malformed("snapshot marker");
+          mark.conf_state = std::move(*cs);
+          const bool replaces = (flags & kMarkerReplacesLog) != 0;
+          if (replaces || mark.index > written_.snapshot_index) {
+            const raft::Index old_first = written_.first;
+            written_.AddMarker(mark.index, mark.term, replaces);
+            if (replaces) {
+              state.entries.clear();
+            } else {
+              // state.entries[i] is entry old_first + i: drop those the marker covers.
+              const size_t covered = mark.index >= old_first ? mark.index - old_first + 1 : 0;
+              const size_t drop = std::min(state.entries.size(), covered);
+              state.entries.erase(state.entries.begin(), state.entries.begin() + drop);
+            }
+            marker = std::move(mark);
+            have_marker = true;
+            recovery_.snapshot_has_data = (flags & kMarkerHasData) != 0;
+          }
+          break;
+        }
+      }
+    }
+    if (bad.has_value()) {
+      // A torn tail leaves only zeros past the sector holding the bad record's claimed end.
+      const uint64_t clean_from =
+          std::min<uint64_t>(RoundUpToSector(bad->claimed_end), data.size());
+      const bool torn = newest && AllZero(absl::string_view(data).substr(clean_from));
+      if (!torn) {
+        return absl::DataLossError(absl::StrCat("wal: corrupt record in ", segment.path,
+                                                " at offset ", bad->offset, ": ", bad->reason));
+      }
+      recovery_.torn_file = segment.path;
+      recovery_.torn_offset = bad->offset;
+      recovery_.torn_bytes = clean_from - bad->offset;
+      offset = bad->offset;
+    }
+    if (!saw_header) {
+      if (!newest) {
+        return absl::DataLossError(absl::StrCat("wal: ", segment.path, " has no segment header"));
+      }
+      // A segment created just before a crash, before anything in it was durable.
+      if (absl::Status s = fs_->Remove(segment.path); !s.ok()) return s;
+      found.pop_back();
+      break;
+    }
+    segment.last_entry = std::max(segment.last_entry, written_.LastIndex());
+    if (newest) {
+      // Continue writing where the records end; wipe a torn tail so it cannot resurface.
+      auto out = fs_->Open(segment.path, OpenMode::kReadWrite);
+      if (!out.ok()) return out.status();
+      file_ = std::move(*out);
+      if (bad.has_value()) {
+        if (absl::Status s = file_->Truncate(offset); !s.ok()) return s;
+        const uint64_t preallocated = std::max(*size, options_.segment_bytes);
+        if (absl::Status s = file_->Truncate(preallocated); !s.ok()) return s;
+        if (absl::Status s = file_->DataSync(); !s.ok()) return s;
+      }
+      file_offset_ = offset;
+    }
+  }
+  if (unanchored_start > 1 && (!have_marker || marker.index + 1 < unanchored_start)) {
+    return absl::DataLossError(
+        absl::StrCat("wal: the log in ", dir_, " starts at entry ", unanchored_start,
+                     " but no snapshot marker covers the entries before it: segments are missing"));
+  }
+  segments_ = std::move(found);
+  recovery_.segments = segments_.size();
+  if (have_marker) {
+    auto snapshot = std::make_shared<raft::Snapshot>();
+    snapshot->metadata = marker;
+    state.snapshot = std::move(snapshot);
+    state.applied = marker.index;
+    marker_ = marker;
+    marker_has_data_ = recovery_.snapshot_has_data;
+  }
+  durable_ = written_;
+  durable_marker_ = written_.snapshot_index;
+  if (segments_.empty()) {
+    if (absl::Status s = CreateSegment(1); !s.ok()) return s;
+    auto batch = StartSync();
+    if (!batch.ok()) return batch.status();
+    return FinishSync(**batch, (*batch)->Run());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Wal::CreateSegment(uint64_t sequence) {
+  const std::string path = JoinPath(dir_, SegmentName(sequence));
+  auto file = fs_->Open(path, OpenMode::kCreate);
+  if (!file.ok()) return file.status();
+  // Preallocate: appends then never change the file's size, and a full disk shows here, at a
+  // clean point between records, rather than in the middle of a write.
+  if (absl::Status s = (*file)->Truncate(options_.segment_bytes); !s.ok()) {
+    (void)fs_->Remove(path);
+    return s;
+  }
+  segments_.push_back(Segment{sequence, path, 0});
+  file_ = std::move(*file);
+  file_offset_ = 0;
+  unsynced_files_.push_back(file_);
+  new_segment_unsynced_ = true;
+  // Every segment starts self-describing: its number, the latest marker, the latest hard state.
+  scratch_.clear();
+  PutFixed64(&scratch_, sequence);
+  EncodeRecord(RecordType::kSegmentHeader, scratch_);
+  if (marker_.index > 0) AppendMarker(marker_, marker_has_data_, /*replaces_log=*/false);
+  AppendHardState(written_.hard_state);
+  has_unsynced_ = true;
+  return absl::OkStatus();
+}
+
+void Wal::EncodeRecord(RecordType type, absl::string_view payload) {
+  RAFT_CHECK(payload.size() <= kMaxRecordBytes) << "wal: record of " << payload.size() << " bytes";
+  const char type_byte = static_cast<char>(type);
+  const uint32_t length = static_cast<uint32_t>(payload.size());
+  const uint32_t crc = Crc32c(payload, Crc32c(absl::string_view(&type_byte, 1)));
+  char header[kRecordHeaderBytes];
+  std::memcpy(header, &length, 4);
+  std::memcpy(header + 4, &crc, 4);
+  header[8] = type_byte;
+  buffer_.append(header, kRecordHeaderBytes);
+  buffer_.append(payload.data(), payload.size());
+}
+
+void Wal::AppendEntry(const raft::Entry& entry) {
+  scratch_.clear();
+  PutFixed64(&scratch_, entry.term);
+  PutFixed64(&scratch_, entry.index);
+  scratch_.push_back(static_cast<char>(entry.type));
+  const absl::string_view data = entry.data.view();
+  scratch_.append(data.data(), data.size());
+  EncodeRecord(RecordType::kEntry, scratch_);
+  written_.AddEntry(entry.index, entry.term);
+  segments_.back().last_entry = std::max(segments_.back().last_entry, entry.index);
+  unsynced_records_.push_back(PendingRecord{RecordType::kEntry, entry.index, entry.term, {}});
+}
+
+void Wal::AppendHardState(const raft::HardState& hard_state) {
+  scratch_.clear();
+  PutFixed64(&scratch_, hard_state.term);
+  PutFixed64(&scratch_, hard_state.vote);
+  PutFixed64(&scratch_, hard_state.commit);
+  EncodeRecord(RecordType::kHardState, scratch_);
+  written_.hard_state = hard_state;
+  PendingRecord record{RecordType::kHardState};
+  record.hard_state = hard_state;
+  unsynced_records_.push_back(record);
+}
+
+void Wal::AppendMarker(const raft::SnapshotMetadata& mark, bool has_data, bool replaces_log) {
+  scratch_.clear();
+  PutFixed64(&scratch_, mark.index);
+  PutFixed64(&scratch_, mark.term);
+  scratch_.push_back(
+      static_cast<char>((has_data ? kMarkerHasData : 0) | (replaces_log ? kMarkerReplacesLog : 0)));
+  PutLengthPrefixed(&scratch_, raft::EncodeConfState(mark.conf_state));
+  EncodeRecord(RecordType::kSnapshot, scratch_);
+  written_.AddMarker(mark.index, mark.term, replaces_log);
+  PendingRecord record{RecordType::kSnapshot, mark.index, mark.term, {}};
+  record.replaces_log = replaces_log;
+  unsynced_records_.push_back(record);
+}
+
+absl::Status Wal::Fail(absl::Status status) {
+  if (failure_.ok()) {
+    failure_ = absl::Status(
+        status.code(), absl::StrCat("wal: ", status.message(),
+                                    " (the log's state on disk is unknown: the member stops)"));
+  }
+  return failure_;
+}
+
+absl::Status Wal::WriteBuffer() {
+  if (buffer_.empty()) return absl::OkStatus();
+  if (absl::Status s = file_->WriteAt(file_offset_, buffer_); !s.ok()) return Fail(s);
+  file_offset_ += buffer_.size();
+  buffer_.clear();
+  if (unsynced_files_.empty() || unsynced_files_.back() != file_) unsynced_files_.push_back(file_);
+  return absl::OkStatus();
+}
+
+absl::Status Wal::MaybeCutSegment(size_t next_record_bytes) {
+  if (file_offset_ + buffer_.size() + next_record_bytes <= options_.segment_bytes ||
+      file_offset_ + buffer_.size() == 0) {
+    return absl::OkStatus();
+  }
+  // The segment is full. Make it durable before the next one exists, so recovery never meets a
+  // torn record anywhere but in the newest segment.
+  if (absl::Status s = WriteBuffer(); !s.ok()) return s;
+  if (absl::Status s = file_->DataSync(); !s.ok()) return Fail(s);
+  if (absl::Status s = CreateSegment(segments_.back().sequence + 1); !s.ok()) return Fail(s);
+  return absl::OkStatus();
+}
+
+absl::Status Wal::Append(const raft::PersistRequest& request) {
+  if (!failure_.ok()) return failure_;
+  if (request.snapshot != nullptr) {
+    const raft::Snapshot& snapshot = *request.snapshot;
+    const bool has_data = !snapshot.data.empty();
+    if (has_data) {
+      // The data must be durable before a marker that refers to it can be.
+      if (absl::Status s = SaveSnapshotFile(fs_, dir_, snapshot.metadata, snapshot.data.view());
+          !s.ok()) {
+        return Fail(s);
+      }
+    }
+    if (absl::Status s = MaybeCutSegment(64 + kRecordHeaderBytes); !s.ok()) return s;
+    AppendMarker(snapshot.metadata, has_data, /*replaces_log=*/true);
+    marker_ = snapshot.metadata;
+    marker_has_data_ = has_data;
+  }
+  for (const raft::Entry& entry : request.entries) {
+    if (absl::Status s = MaybeCutSegment(entry.data.size() + 17 + kRecordHeaderBytes); !s.ok()) {
+      return s;
+    }
+    AppendEntry(entry);
+  }
+  if (request.hard_state.has_value()) {
+    if (absl::Status s = MaybeCutSegment(24 + kRecordHeaderBytes); !s.ok()) return s;
+    AppendHardState(*request.hard_state);
+  }
+  if (request.id != 0) last_persist_id_ = request.id;
+  has_unsynced_ = true;
+  if (buffer_.size() >= options_.write_buffer_bytes) return WriteBuffer();
+  return absl::OkStatus();
+}
+
+absl::Status Wal::Compact(const raft::SnapshotMetadata& mark) {
+  if (!failure_.ok()) return failure_;
+  if (mark.index <= written_.snapshot_index) return absl::OkStatus();
+  const std::optional<raft::Term> term = written_.TermOf(mark.index);
+  if (!term.has_value() || *term != mark.term) {
+    return absl::InvalidArgumentError(absl::StrCat("wal: compaction at index ", mark.index,
+                                                   " term ", mark.term, " does not match the log"));
+  }
+  if (absl::Status s = MaybeCutSegment(64 + kRecordHeaderBytes); !s.ok()) return s;
+  AppendMarker(mark, /*has_data=*/false, /*replaces_log=*/false);
+  marker_ = mark;
+  marker_has_data_ = false;
+  has_unsynced_ = true;
+  return absl::OkStatus();
+}
+
+bool Wal::HasUnsynced() const { return has_unsynced_; }
+
+absl::StatusOr<std::unique_ptr<Wal::SyncBatch>> Wal::StartSync() {
+  if (!failure_.ok()) return failure_;
+  if (in_flight_ || !has_unsynced_) return std::unique_ptr<SyncBatch>();
+  if (absl::Status s = WriteBuffer(); !s.ok()) return s;
+  auto batch = std::make_unique<SyncBatch>();
+  batch->fs_ = fs_;
+  batch->dir_ = dir_;
+  batch->sync_dir_ = new_segment_unsynced_;
+  batch->files_ = std::move(unsynced_files_);
+  batch->persist_id_ = last_persist_id_;
+  batch->sequence_ = next_batch_++;
+  unsynced_files_.clear();
+  new_segment_unsynced_ = false;
+  in_flight_records_ = std::move(unsynced_records_);
+  unsynced_records_.clear();
+  has_unsynced_ = false;
+  in_flight_ = true;
+  return batch;
+}
+
+absl::Status Wal::SyncBatch::Run() {
+  for (const std::shared_ptr<File>& file : files_) {
+    if (absl::Status s = file->DataSync(); !s.ok()) return s;
+  }
+  if (sync_dir_) return fs_->SyncDir(dir_);
+  return absl::OkStatus();
+}
+
+absl::Status Wal::FinishSync(const SyncBatch& batch, absl::Status result) {
+  RAFT_CHECK(in_flight_ && batch.sequence_ + 1 == next_batch_)
+      << "wal: FinishSync of batch " << batch.sequence_ << " which is not in flight";
+  in_flight_ = false;
+  if (!result.ok()) return Fail(result);
+  if (!failure_.ok()) return failure_;
+  for (const PendingRecord& record : in_flight_records_) {
+    switch (record.type) {
+      case RecordType::kEntry:
+        durable_.AddEntry(record.index, record.term);
+        break;
+      case RecordType::kHardState:
+        durable_.hard_state = record.hard_state;
+        break;
+      case RecordType::kSnapshot:
+        durable_.AddMarker(record.index, record.term, record.replaces_log);
+        break;
+      case RecordType::kSegmentHeader:
+        break;
+    }
+  }
+  in_flight_records_.clear();
+  if (durable_.snapshot_index > durable_marker_) {
+    durable_marker_ = durable_.snapshot_index;
+    return RemoveCoveredSegments();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Wal::RemoveCoveredSegments() {
+  // Oldest first, so what remains is always a contiguous run ending with the newest segment.
+  size_t removed = 0;
+  while (removed + 1 < segments_.size() && segments_[removed].last_entry <= durable_marker_) {
+    if (absl::Status s = fs_->Remove(segments_[removed].path); !s.ok()) return Fail(s);
+    ++removed;
+  }
+  segments_.erase(segments_.begin(), segments_.begin() + removed);
+  // Snapshot files other than the one the durable marker needs are never read again.
+  auto names = fs_->List(dir_);
+  if (!names.ok()) return Fail(names.status());
+  const std::string keep =
+      marker_has_data_ ? SnapshotFileName(durable_.snapshot_term, durable_marker_) : "";
+  for (const std::string& name : *names) {
+    if (absl::EndsWith(name, ".snap") && name != keep &&
+        name != SnapshotFileName(marker_.term, marker_.index)) {
+      if (absl::Status s = fs_->Remove(JoinPath(dir_, name)); !s.ok()) return Fail(s);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Wal::AppendAndSync(const raft::PersistRequest& request) {
+  if (absl::Status s = Append(request); !s.ok()) return s;
+  auto batch = StartSync();
+  if (!batch.ok()) return batch.status();
+  if (*batch == nullptr) return absl::OkStatus();
+  return FinishSync(**batch, (*batch)->Run());
+}
+
+absl::StatusOr<raft::Bytes> Wal::ReadSnapshotData() const {
+  const raft::RestartState& state = recovery_.state;
+  if (!recovery_.snapshot_has_data || state.snapshot == nullptr) {
+    return absl::FailedPreconditionError("wal: the recovered snapshot marker has no data file");
+  }
+  auto snapshot =
+      LoadSnapshotFile(fs_, dir_, state.snapshot->metadata.term, state.snapshot->metadata.index);
+  if (!snapshot.ok()) return snapshot.status();
+  return std::move(snapshot->data);
+}
+
+}  // namespace kvstore::store

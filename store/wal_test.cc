@@ -1,0 +1,327 @@
+// The write-ahead log on real files: replay, segments, compaction, received snapshots, group
+// commit, and recovery from a torn tail or corruption (store/wal.h).
+
+#include "store/wal.h"
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "store/posix_file_system.h"
+#include "store/snapshot_file.h"
+
+namespace kvstore::store {
+namespace {
+
+raft::Entry MakeEntry(raft::Index index, raft::Term term, const std::string& data = "") {
+  raft::Entry e;
+  e.index = index;
+  e.term = term;
+  e.data = raft::Bytes(data.empty() ? absl::StrCat("entry-", index, "-", term) : data);
+  return e;
+}
+
+class WalTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    dir_ = JoinPath(
+        tmp != nullptr ? tmp : "/tmp",
+        absl::StrCat("wal_", ::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    ASSERT_EQ(std::system(absl::StrCat("rm -rf '", dir_, "'").c_str()), 0);
+  }
+
+  std::unique_ptr<Wal> OpenWal(WalOptions options = {}) {
+    auto wal = Wal::Open(&fs_, dir_, options);
+    EXPECT_TRUE(wal.ok()) << wal.status();
+    return wal.ok() ? std::move(*wal) : nullptr;
+  }
+
+  // Appends entries [first, last] of `term` and a hard state, and syncs them.
+  void Write(Wal& wal, raft::Index first, raft::Index last, raft::Term term, uint64_t id) {
+    std::vector<raft::Entry> entries;
+    for (raft::Index i = first; i <= last; ++i) entries.push_back(MakeEntry(i, term));
+    raft::PersistRequest request;
+    request.id = id;
+    request.entries = entries;
+    request.hard_state = raft::HardState{term, 1, first > 1 ? first - 1 : 0};
+    ASSERT_TRUE(wal.AppendAndSync(request).ok());
+  }
+
+  static std::string Describe(const raft::RestartState& state) {
+    std::string out;
+    if (state.snapshot != nullptr) {
+      absl::StrAppend(&out, "snap@", state.snapshot->metadata.index, "/",
+                      state.snapshot->metadata.term, " ");
+    }
+    for (const raft::Entry& e : state.entries) absl::StrAppend(&out, e.index, "/", e.term, " ");
+    absl::StrAppend(&out, "hs=", state.hard_state.term, ",", state.hard_state.vote, ",",
+                    state.hard_state.commit);
+    return out;
+  }
+
+  PosixFileSystem fs_;
+  std::string dir_;
+};
+
+TEST_F(WalTest, EmptyDirectoryStartsAnEmptyLog) {
+  auto wal = OpenWal();
+  EXPECT_EQ(wal->recovery().state.entries.size(), 0u);
+  EXPECT_EQ(wal->segment_count(), 1u);
+  EXPECT_EQ(wal->last_index(), 0u);
+  wal.reset();
+  wal = OpenWal();
+  EXPECT_EQ(Describe(wal->recovery().state), "hs=0,0,0");
+}
+
+TEST_F(WalTest, ReplayRebuildsEntriesHardStateAndConflictingSuffixes) {
+  {
+    auto wal = OpenWal();
+    Write(*wal, 1, 5, 1, 1);
+    // A new leader's entries replace the suffix from index 4 (Raft §5.3).
+    Write(*wal, 4, 6, 2, 2);
+    EXPECT_EQ(wal->durable_last_index(), 6u);
+    EXPECT_EQ(wal->DurableTerm(4), 2u);
+  }
+  auto wal = OpenWal();
+  EXPECT_EQ(Describe(wal->recovery().state), "1/1 2/1 3/1 4/2 5/2 6/2 hs=2,1,3");
+  EXPECT_EQ(wal->recovery().state.entries[3].data.view(), "entry-4-2");
+  // Appends continue after what was recovered.
+  Write(*wal, 7, 7, 2, 3);
+  wal.reset();
+  wal = OpenWal();
+  EXPECT_EQ(Describe(wal->recovery().state), "1/1 2/1 3/1 4/2 5/2 6/2 7/2 hs=2,1,6");
+}
+
+TEST_F(WalTest, SegmentsRollOverAndCompactionDropsWholeSegments) {
+  WalOptions options;
+  options.segment_bytes = 4096;
+  auto wal = OpenWal(options);
+  for (uint64_t i = 1; i <= 200; ++i) Write(*wal, i, i, 1, i);
+  const uint64_t segments = wal->segment_count();
+  EXPECT_GT(segments, 3u);
+  raft::SnapshotMetadata mark;
+  mark.index = 150;
+  mark.term = 1;
+  mark.conf_state.voters = {1, 2, 3};
+  ASSERT_TRUE(wal->Compact(mark).ok());
+  auto batch = wal->StartSync();
+  ASSERT_TRUE(batch.ok() && *batch != nullptr);
+  ASSERT_TRUE(wal->FinishSync(**batch, (*batch)->Run()).ok());
+  EXPECT_LT(wal->segment_count(), segments);
+  EXPECT_EQ(wal->durable_snapshot_index(), 150u);
+  wal.reset();
+
+  wal = OpenWal(options);
+  const raft::RestartState& state = wal->recovery().state;
+  ASSERT_NE(state.snapshot, nullptr);
+  EXPECT_EQ(state.snapshot->metadata.index, 150u);
+  EXPECT_EQ(state.snapshot->metadata.conf_state.voters, (std::vector<raft::NodeId>{1, 2, 3}));
+  EXPECT_FALSE(wal->recovery().snapshot_has_data);
+  ASSERT_EQ(state.entries.size(), 50u);
+  EXPECT_EQ(state.entries.front().index, 151u);
+  EXPECT_EQ(state.entries.back().index, 200u);
+  EXPECT_EQ(state.applied, 150u);
+}
+
+TEST_F(WalTest, ReceivedSnapshotReplacesTheLogAndKeepsItsDataInAFile) {
+  {
+    auto wal = OpenWal();
+    Write(*wal, 1, 3, 1, 1);
+    auto snapshot = std::make_shared<raft::Snapshot>();
+    snapshot->metadata.index = 10;
+    snapshot->metadata.term = 2;
+    snapshot->metadata.conf_state.voters = {1, 2};
+    snapshot->data = raft::Bytes("the whole backend");
+    raft::PersistRequest request;
+    request.id = 2;
+    request.snapshot = snapshot;
+    request.hard_state = raft::HardState{2, 0, 10};
+    ASSERT_TRUE(wal->AppendAndSync(request).ok());
+    Write(*wal, 11, 12, 2, 3);
+  }
+  auto wal = OpenWal();
+  EXPECT_EQ(Describe(wal->recovery().state), "snap@10/2 11/2 12/2 hs=2,1,10");
+  ASSERT_TRUE(wal->recovery().snapshot_has_data);
+  auto data = wal->ReadSnapshotData();
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ(data->view(), "the whole backend");
+}
+
+TEST_F(WalTest, GroupCommitTakesEveryAppendMadeWhileASyncRuns) {
+  auto wal = OpenWal();
+  std::vector<raft::Entry> first = {MakeEntry(1, 1)};
+  raft::PersistRequest request;
+  request.id = 1;
+  request.entries = first;
+  ASSERT_TRUE(wal->Append(request).ok());
+  auto batch1 = wal->StartSync();
+  ASSERT_TRUE(batch1.ok() && *batch1 != nullptr);
+  EXPECT_EQ((*batch1)->persist_id(), 1u);
+  // Arrives while batch 1 runs: waits for the next batch.
+  for (uint64_t id = 2; id <= 4; ++id) {
+    std::vector<raft::Entry> more = {MakeEntry(id, 1)};
+    request.id = id;
+    request.entries = more;
+    ASSERT_TRUE(wal->Append(request).ok());
+  }
+  auto none = wal->StartSync();
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, nullptr);  // one batch in flight at a time
+  ASSERT_TRUE((*batch1)->Run().ok());
+  ASSERT_TRUE(wal->FinishSync(**batch1, absl::OkStatus()).ok());
+  EXPECT_EQ(wal->durable_last_index(), 1u);
+  EXPECT_EQ(wal->last_index(), 4u);
+  auto batch2 = wal->StartSync();
+  ASSERT_TRUE(batch2.ok() && *batch2 != nullptr);
+  EXPECT_EQ((*batch2)->persist_id(), 4u);  // three appends, one sync
+  ASSERT_TRUE(wal->FinishSync(**batch2, (*batch2)->Run()).ok());
+  EXPECT_EQ(wal->durable_last_index(), 4u);
+}
+
+TEST_F(WalTest, AFailedSyncFailsTheLogForGood) {
+  auto wal = OpenWal();
+  std::vector<raft::Entry> entries = {MakeEntry(1, 1)};
+  raft::PersistRequest request;
+  request.id = 1;
+  request.entries = entries;
+  ASSERT_TRUE(wal->Append(request).ok());
+  auto batch = wal->StartSync();
+  ASSERT_TRUE(batch.ok() && *batch != nullptr);
+  const absl::Status failed =
+      wal->FinishSync(**batch, absl::InternalError("fdatasync /x: Input/output error"));
+  EXPECT_FALSE(failed.ok());
+  EXPECT_TRUE(absl::StrContains(failed.message(), "member stops")) << failed;
+  EXPECT_EQ(wal->durable_last_index(), 0u);
+  // Never retried as if it had worked.
+  EXPECT_FALSE(wal->Append(request).ok());
+  EXPECT_FALSE(wal->StartSync().ok());
+}
+
+TEST_F(WalTest, TornTailIsCutAndTheMemberStarts) {
+  std::string segment;
+  {
+    auto wal = OpenWal();
+    Write(*wal, 1, 3, 1, 1);
+    Write(*wal, 4, 4, 1, 2);
+    segment = wal->SegmentPaths().back();
+  }
+  // Find where entry 4's record starts by reopening the segment: garble its last bytes, as a
+  // write cut by a power loss would.
+  auto file = fs_.Open(segment, OpenMode::kReadWrite);
+  ASSERT_TRUE(file.ok());
+  std::string data;
+  ASSERT_TRUE((*file)->ReadAt(0, 1 << 20, &data).ok());
+  const size_t end = data.find_last_not_of('\0') + 1;
+  ASSERT_TRUE((*file)->WriteAt(end - 3, "XYZ").ok());
+  file->reset();
+
+  auto wal = OpenWal();
+  const WalRecovery& recovery = wal->recovery();
+  EXPECT_EQ(recovery.torn_file, segment);
+  EXPECT_GT(recovery.torn_offset, 0u);
+  // The record of the last write (hard state 1,1,3) is dropped, entry 4 stays.
+  EXPECT_EQ(Describe(recovery.state), "1/1 2/1 3/1 4/1 hs=1,1,0");
+  Write(*wal, 5, 5, 1, 3);
+  wal.reset();
+  wal = OpenWal();
+  EXPECT_EQ(Describe(wal->recovery().state), "1/1 2/1 3/1 4/1 5/1 hs=1,1,4");
+  EXPECT_TRUE(wal->recovery().torn_file.empty());
+}
+
+TEST_F(WalTest, FileCutShortInARecordIsATornTail) {
+  std::string segment;
+  {
+    WalOptions options;
+    auto wal = OpenWal(options);
+    Write(*wal, 1, 2, 1, 1);
+    segment = wal->SegmentPaths().back();
+  }
+  auto file = fs_.Open(segment, OpenMode::kReadWrite);
+  ASSERT_TRUE(file.ok());
+  std::string data;
+  ASSERT_TRUE((*file)->ReadAt(0, 1 << 20, &data).ok());
+  const size_t end = data.find_last_not_of('\0') + 1;
+  ASSERT_TRUE((*file)->Truncate(end - 5).ok());
+  file->reset();
+  auto wal = OpenWal();
+  EXPECT_EQ(Describe(wal->recovery().state), "1/1 2/1 hs=0,0,0");
+}
+
+TEST_F(WalTest, CorruptionBeforeTheTailRefusesToStartNamingFileOffsetAndChecksums) {
+  std::string segment;
+  {
+    auto wal = OpenWal();
+    for (uint64_t i = 1; i <= 10; ++i) Write(*wal, i, i, 1, i);
+    segment = wal->SegmentPaths().back();
+  }
+  auto file = fs_.Open(segment, OpenMode::kReadWrite);
+  ASSERT_TRUE(file.ok());
+  std::string data;
+  ASSERT_TRUE((*file)->ReadAt(0, 1 << 20, &data).ok());
+  const size_t at = data.find("entry-5-1");
+  ASSERT_NE(at, std::string::npos);
+  ASSERT_TRUE((*file)->WriteAt(at + 2, "X").ok());  // one byte in the middle of the log
+  file->reset();
+
+  auto wal = Wal::Open(&fs_, dir_);
+  ASSERT_FALSE(wal.ok());
+  EXPECT_EQ(wal.status().code(), absl::StatusCode::kDataLoss);
+  const std::string message(wal.status().message());
+  EXPECT_TRUE(absl::StrContains(message, segment)) << message;
+  EXPECT_TRUE(absl::StrContains(message, "at offset")) << message;
+  EXPECT_TRUE(absl::StrContains(message, "expected crc")) << message;
+  EXPECT_TRUE(absl::StrContains(message, "found")) << message;
+}
+
+TEST_F(WalTest, CorruptionOfAnOldSegmentRefusesToStart) {
+  WalOptions options;
+  options.segment_bytes = 4096;
+  std::string first_segment;
+  {
+    auto wal = OpenWal(options);
+    for (uint64_t i = 1; i <= 100; ++i) Write(*wal, i, i, 1, i);
+    ASSERT_GE(wal->segment_count(), 2u);
+    first_segment = wal->SegmentPaths().front();
+  }
+  auto file = fs_.Open(first_segment, OpenMode::kReadWrite);
+  ASSERT_TRUE(file.ok());
+  std::string data;
+  ASSERT_TRUE((*file)->ReadAt(0, 4096, &data).ok());
+  const size_t end = data.find_last_not_of('\0') + 1;
+  // Even the last record of an old segment is corruption: that segment was synced before the
+  // next one was created.
+  ASSERT_TRUE((*file)->WriteAt(end - 1, "\x55").ok());
+  file->reset();
+  auto wal = Wal::Open(&fs_, dir_, options);
+  ASSERT_FALSE(wal.ok());
+  EXPECT_TRUE(absl::StrContains(wal.status().message(), first_segment)) << wal.status();
+}
+
+TEST_F(WalTest, SnapshotFileDamageIsDetectedBeforeUse) {
+  ASSERT_TRUE(fs_.CreateDir(dir_).ok());
+  raft::SnapshotMetadata metadata;
+  metadata.index = 7;
+  metadata.term = 3;
+  metadata.conf_state.voters = {1};
+  ASSERT_TRUE(SaveSnapshotFile(&fs_, dir_, metadata, "state machine bytes").ok());
+  auto loaded = LoadSnapshotFile(&fs_, dir_, 3, 7);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->data.view(), "state machine bytes");
+  EXPECT_EQ(loaded->metadata.conf_state.voters, std::vector<raft::NodeId>{1});
+
+  auto file = fs_.Open(JoinPath(dir_, SnapshotFileName(3, 7)), OpenMode::kReadWrite);
+  ASSERT_TRUE(file.ok());
+  auto size = (*file)->Size();
+  ASSERT_TRUE((*file)->WriteAt(*size - 2, "!").ok());
+  file->reset();
+  loaded = LoadSnapshotFile(&fs_, dir_, 3, 7);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_TRUE(absl::StrContains(loaded.status().message(), "expected crc")) << loaded.status();
+}
+
+}  // namespace
+}  // namespace kvstore::store
