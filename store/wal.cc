@@ -632,13 +632,8 @@ absl::Status Wal::AppendAndSync(const raft::PersistRequest& request) {
   return FinishSync(**batch, (*batch)->Run());
 }
 
-absl::StatusOr<raft::Bytes> Wal::ReadSnapshotData() const {
-  const raft::RestartState& state = recovery_.state;
-  if (!recovery_.snapshot_has_data || state.snapshot == nullptr) {
-    return absl::FailedPreconditionError("wal: the recovered snapshot marker has no data file");
-  }
-  auto snapshot =
-      LoadSnapshotFile(fs_, dir_, state.snapshot->metadata.term, state.snapshot->metadata.index);
+absl::StatusOr<raft::Bytes> Wal::ReadSnapshotData(const raft::SnapshotMetadata& marker) const {
+  auto snapshot = LoadSnapshotFile(fs_, dir_, marker.term, marker.index);
   if (!snapshot.ok()) return snapshot.status();
   return std::move(snapshot->data);
 }

@@ -95,8 +95,11 @@ class Wal {
   ~Wal();
 
   const WalRecovery& recovery() const { return recovery_; }
-  // The data of the recovered snapshot marker (recovery().snapshot_has_data), read and verified.
-  absl::StatusOr<raft::Bytes> ReadSnapshotData() const;
+  // Moves the recovered entries out (they can be large); recovery().state is empty afterwards.
+  raft::RestartState TakeRecoveredState() { return std::move(recovery_.state); }
+  // The data of a recovered snapshot marker with data (recovery().snapshot_has_data), read from
+  // its snapshot file and verified.
+  absl::StatusOr<raft::Bytes> ReadSnapshotData(const raft::SnapshotMetadata& marker) const;
 
   // Appends the records of one Raft persist request, in Raft's order: the snapshot (its data
   // saved to a snapshot file first, durably), the entries, the hard state.

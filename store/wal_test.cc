@@ -146,7 +146,7 @@ TEST_F(WalTest, ReceivedSnapshotReplacesTheLogAndKeepsItsDataInAFile) {
   auto wal = OpenWal();
   EXPECT_EQ(Describe(wal->recovery().state), "snap@10/2 11/2 12/2 hs=2,1,10");
   ASSERT_TRUE(wal->recovery().snapshot_has_data);
-  auto data = wal->ReadSnapshotData();
+  auto data = wal->ReadSnapshotData(wal->recovery().state.snapshot->metadata);
   ASSERT_TRUE(data.ok()) << data.status();
   EXPECT_EQ(data->view(), "the whole backend");
 }

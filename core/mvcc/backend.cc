@@ -53,11 +53,30 @@ void MemoryBackend::RecordUndo(Bucket bucket, absl::string_view key,
 }
 
 absl::Status MemoryBackend::Commit() {
-  undo_.clear();
-  undo_keys_.clear();
+  undo_committed_ = undo_.size();
   committed_live_bytes_ = live_bytes_;
   committed_free_bytes_ = free_bytes_;
+  if (++commits_pending_ >= commits_per_flush_) MakeDurable();
   return absl::OkStatus();
+}
+
+absl::Status MemoryBackend::Flush() {
+  if (commits_pending_ > 0) MakeDurable();
+  return absl::OkStatus();
+}
+
+void MemoryBackend::MakeDurable() {
+  commits_pending_ = 0;
+  durable_live_bytes_ = committed_live_bytes_;
+  durable_free_bytes_ = committed_free_bytes_;
+  if (undo_committed_ == undo_.size()) {
+    undo_.clear();
+    undo_keys_.clear();
+  } else {
+    // Writes after the last Commit stay undoable; their keys stay where they are in undo_keys_.
+    undo_.erase(undo_.begin(), undo_.begin() + static_cast<std::ptrdiff_t>(undo_committed_));
+  }
+  undo_committed_ = 0;
 }
 
 uint64_t MemoryBackend::SizeBytes() const { return live_bytes_ + free_bytes_; }
@@ -65,6 +84,7 @@ uint64_t MemoryBackend::SizeBytes() const { return live_bytes_ + free_bytes_; }
 absl::Status MemoryBackend::Defragment() {
   free_bytes_ = 0;
   committed_free_bytes_ = 0;
+  durable_free_bytes_ = 0;
   return absl::OkStatus();
 }
 
@@ -81,8 +101,10 @@ void MemoryBackend::Crash() {
   }
   undo_.clear();
   undo_keys_.clear();
-  live_bytes_ = committed_live_bytes_;
-  free_bytes_ = committed_free_bytes_;
+  undo_committed_ = 0;
+  commits_pending_ = 0;
+  live_bytes_ = committed_live_bytes_ = durable_live_bytes_;
+  free_bytes_ = committed_free_bytes_ = durable_free_bytes_;
 }
 
 }  // namespace kvstore::mvcc

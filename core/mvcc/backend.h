@@ -59,20 +59,25 @@ class Backend {
   virtual absl::Status Defragment() = 0;
 };
 
-// A Backend in memory with a durable/volatile split: writes are volatile until Commit, and
-// Crash() throws away everything not committed, as a power loss would.
+// A Backend in memory with a durable/volatile split: writes are volatile until they are durable,
+// and Crash() throws away everything that is not, as a power loss would. By default every Commit
+// is durable at once; with commits_per_flush > 1 it batches like etcd's backend: a batch becomes
+// durable with the commits_per_flush-th Commit or at Flush, so the simulator exercises the
+// replay of the entries a crash took from the backend.
 class MemoryBackend : public Backend {
  public:
+  explicit MemoryBackend(uint64_t commits_per_flush = 1) : commits_per_flush_(commits_per_flush) {}
   std::optional<std::string> Get(Bucket bucket, absl::string_view key) const override;
   void Range(Bucket bucket, absl::string_view start, absl::string_view end,
              Visitor visit) const override;
   void Put(Bucket bucket, absl::string_view key, absl::string_view value) override;
   void Delete(Bucket bucket, absl::string_view key) override;
   absl::Status Commit() override;
+  absl::Status Flush() override;
   uint64_t SizeBytes() const override;
   absl::Status Defragment() override;
 
-  // Loses uncommitted writes.
+  // Loses every write that is not durable.
   void Crash();
   // Bytes freed by deletes since the last defragmentation still count toward SizeBytes, as in
   // a B+tree file that only grows until defragmented.
@@ -91,16 +96,23 @@ class MemoryBackend : public Backend {
     std::optional<std::string> previous;
   };
   void RecordUndo(Bucket bucket, absl::string_view key, std::optional<std::string> previous);
+  // Makes every committed batch durable.
+  void MakeDurable();
 
-  Tree trees_[kBucketCount];  // current contents, committed or not
-  std::vector<Undo> undo_;    // since the last Commit, oldest first
+  uint64_t commits_per_flush_;
+  uint64_t commits_pending_ = 0;  // committed batches not yet durable
+  Tree trees_[kBucketCount];      // current contents, durable or not
+  std::vector<Undo> undo_;        // since the last durable point, oldest first
+  size_t undo_committed_ = 0;     // undo_[0, undo_committed_) belongs to committed batches
   // The undo records' keys back to back: one buffer that keeps its capacity across commits,
   // instead of an allocation per write.
   std::string undo_keys_;
   uint64_t live_bytes_ = 0;
   uint64_t free_bytes_ = 0;
-  uint64_t committed_live_bytes_ = 0;
+  uint64_t committed_live_bytes_ = 0;  // at the last Commit
   uint64_t committed_free_bytes_ = 0;
+  uint64_t durable_live_bytes_ = 0;  // at the last durable point
+  uint64_t durable_free_bytes_ = 0;
 };
 
 }  // namespace kvstore::mvcc
