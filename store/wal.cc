@@ -260,7 +260,8 @@ absl::Status Wal::Recover() {
           entry.data = raft::Bytes(in);
           // The oldest segment left by a compaction may begin in the middle of the log, before
           // the marker that covers its first entries: the log starts at its first entry.
-          const bool log_starts_here = written_.terms.empty() && written_.snapshot_index == 0;
+          const bool log_starts_here =
+              i == 0 && written_.terms.empty() && entry.index > written_.LastIndex() + 1;
           if (log_starts_here) {
             written_.snapshot_index = entry.index - 1;
             written_.first = entry.index;

@@ -1,0 +1,151 @@
+#include "node/member.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/raft/check.h"
+
+namespace kvstore::node {
+
+Member::Member(const MemberOptions& options, mvcc::Backend* backend, const MemberIo& io)
+    : options_(options), backend_(backend), io_(io) {}
+
+Member::~Member() = default;
+
+absl::StatusOr<std::unique_ptr<Member>> Member::Open(const MemberOptions& options,
+                                                     store::FileSystem* fs,
+                                                     const std::string& wal_dir,
+                                                     mvcc::Backend* backend, const MemberIo& io,
+                                                     std::vector<server::Member> founding) {
+  RAFT_CHECK(io.transport != nullptr && io.sync != nullptr && io.sink != nullptr)
+      << "member " << options.server.id << ": transport, sync executor and sink are required";
+  std::unique_ptr<Member> member(new Member(options, backend, io));
+  auto wal = store::Wal::Open(fs, wal_dir, options.wal);
+  if (!wal.ok()) return wal.status();
+  member->wal_ = std::move(*wal);
+  const bool snapshot_has_data = member->wal_->recovery().snapshot_has_data;
+  raft::RestartState restart = member->wal_->TakeRecoveredState();
+  const bool empty_log = restart.entries.empty() && restart.snapshot == nullptr &&
+                         restart.hard_state == raft::HardState{};
+  if (empty_log && !founding.empty()) {
+    // A founding member: its bootstrap configuration entries are durable before it starts.
+    restart = server::BootstrapState(founding);
+    raft::PersistRequest bootstrap;
+    bootstrap.hard_state = restart.hard_state;
+    bootstrap.entries = restart.entries;
+    if (absl::Status s = member->wal_->AppendAndSync(bootstrap); !s.ok()) return s;
+  } else {
+    founding.clear();
+  }
+  if (snapshot_has_data && restart.snapshot != nullptr) {
+    // A snapshot received from a leader; the core restores it when the backend is older
+    // (a crash between saving it and applying it), else ignores its data.
+    auto data = member->wal_->ReadSnapshotData(restart.snapshot->metadata);
+    if (!data.ok()) return data.status();
+    auto snapshot = std::make_shared<raft::Snapshot>(*restart.snapshot);
+    snapshot->data = std::move(*data);
+    restart.snapshot = std::move(snapshot);
+  }
+  auto server =
+      server::Server::Create(options.server, backend, std::move(restart), std::move(founding));
+  if (!server.ok()) return server.status();
+  member->server_ = std::move(*server);
+  // What the core wrote while starting (its members, its request epoch) is durable before it
+  // serves anything.
+  if (absl::Status s = backend->Flush(); !s.ok()) return s;
+  member->compacted_index_ = member->server_->applied_index();
+  member->Drain();
+  if (member->stopped()) return member->failure_;
+  return member;
+}
+
+server::RequestId Member::Submit(server::Request request) {
+  const server::RequestId id = server_->Submit(std::move(request));
+  Drain();
+  return id;
+}
+
+absl::Status Member::Step(raft::Message message) {
+  if (stopped()) return failure_;
+  absl::Status status = server_->Step(std::move(message));
+  Drain();
+  return status;
+}
+
+void Member::Tick() {
+  if (stopped()) return;
+  server_->Tick();
+  Drain();
+}
+
+void Member::Drain() {
+  if (stopped() || draining_) return;
+  draining_ = true;
+  while (!stopped() && server_->HasReady()) {
+    const server::Ready& ready = server_->GetReady();
+    if (io_.observer != nullptr) io_.observer->OnReady(ready);
+    const raft::Ready& rr = *ready.raft;
+    if (rr.persist.id != 0) {
+      if (absl::Status s = wal_->Append(rr.persist); !s.ok()) {
+        Stop(s);
+        break;
+      }
+    }
+    for (const raft::Message& message : rr.messages) io_.transport->Send(message);
+    for (const server::Response& response : ready.responses) io_.sink->OnResponse(response);
+    for (const mvcc::WatchResponse& response : ready.watch_responses) {
+      io_.sink->OnWatchResponse(response);
+    }
+    server_->Advance();
+  }
+  draining_ = false;
+  if (stopped()) return;
+  MaybeCompact();
+  MaybeStartSync();
+}
+
+void Member::MaybeStartSync() {
+  if (stopped() || sync_ != nullptr || !wal_->HasUnsynced()) return;
+  auto batch = wal_->StartSync();
+  if (!batch.ok()) return Stop(batch.status());
+  if (*batch == nullptr) return;
+  sync_ = std::move(*batch);
+  io_.sync->Start(sync_.get());
+}
+
+void Member::OnSyncDone(absl::Status result) {
+  RAFT_CHECK(sync_ != nullptr) << "member " << options_.server.id << ": no sync in flight";
+  std::unique_ptr<store::Wal::SyncBatch> batch = std::move(sync_);
+  if (stopped()) return;
+  if (absl::Status s = wal_->FinishSync(*batch, std::move(result)); !s.ok()) return Stop(s);
+  if (batch->persist_id() > persisted_id_) {
+    persisted_id_ = batch->persist_id();
+    server_->OnPersisted(persisted_id_);
+  }
+  Drain();
+  MaybeStartSync();
+}
+
+void Member::MaybeCompact() {
+  const raft::Index applied = server_->applied_index();
+  if (applied < compacted_index_ + options_.wal_compact_entries) return;
+  const std::optional<raft::Term> term = server_->LogTerm(applied);
+  if (!term.has_value()) return;
+  // The backend must hold every entry the marker covers durably before the WAL may drop them.
+  if (absl::Status s = backend_->Flush(); !s.ok()) return Stop(s);
+  raft::SnapshotMetadata mark;
+  mark.index = applied;
+  mark.term = *term;
+  mark.conf_state = server_->RaftConfState();
+  if (absl::Status s = wal_->Compact(mark); !s.ok()) return Stop(s);
+  compacted_index_ = applied;
+}
+
+void Member::Stop(absl::Status why) {
+  if (stopped()) return;
+  failure_ = absl::Status(why.code(),
+                          absl::StrCat("member ", options_.server.id, " stopped: ", why.message()));
+  io_.sink->OnStop(failure_);
+}
+
+}  // namespace kvstore::node

@@ -1,0 +1,139 @@
+#ifndef KVSTORE_NODE_MEMBER_H_
+#define KVSTORE_NODE_MEMBER_H_
+
+// The member library: the one driver of a server core (core/server), shared by the kvnode binary
+// and the simulator, so every simulated seed tests the production driver.
+//
+// It carries out each Ready in Raft's order and owns the durable state:
+//   - persist: the Ready's Raft write is appended to the WAL (store/wal.h) at once; messages are
+//     sent right after, so a leader writes its disk in parallel with its followers (Raft thesis
+//     §10.2.1: core/raft holds back whatever depends on unpersisted state);
+//   - group commit: one WAL sync runs at a time on the SyncExecutor (the node's fsync thread, the
+//     simulator's disk); appends arriving meanwhile go into the next. When a sync completes, its
+//     persist id is acknowledged to the core (OnPersisted), which releases held votes and append
+//     acknowledgements;
+//   - apply and respond: the core applies committed entries inside GetReady; responses and watch
+//     events go to the ClientSink;
+//   - backend cadence: the MVCC backend commits in batches (mvcc::Backend::Commit); before the
+//     member drops log entries it flushes the backend, so the WAL always holds every entry the
+//     backend might have lost, and a restart replays them exactly once (the consistent index);
+//   - compaction: every wal_compact_entries applied entries, a snapshot marker at the applied
+//     index; the WAL removes the segments it covers once the marker is durable;
+//   - received snapshots: saved by the WAL as a checksummed file before their marker; on restart
+//     a snapshot newer than the backend's consistent index is restored from that file.
+// A storage failure (a failed write or fsync) stops the member for good: it takes no more events
+// and tells its host, which exits (the node) or marks it down (the simulator). It never retries
+// a failed fsync as if it had worked.
+//
+// Single-threaded: every call, and every callback, on the host's one loop thread.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/mvcc/backend.h"
+#include "core/server/server.h"
+#include "store/file_system.h"
+#include "store/wal.h"
+
+namespace kvstore::node {
+
+// Sends Raft messages to peers. Never blocks; may drop (Raft retries).
+class PeerTransport {
+ public:
+  virtual ~PeerTransport() = default;
+  virtual void Send(const raft::Message& message) = 0;
+};
+
+// Runs WAL sync batches: Run() the batch (on any thread), then call Member::OnSyncDone with its
+// result on the member's thread, later, never from inside Start.
+class SyncExecutor {
+ public:
+  virtual ~SyncExecutor() = default;
+  virtual void Start(store::Wal::SyncBatch* batch) = 0;
+};
+
+// Where answers go: client responses, watch events, and the member's stop.
+class ClientSink {
+ public:
+  virtual ~ClientSink() = default;
+  virtual void OnResponse(const server::Response& response) = 0;
+  virtual void OnWatchResponse(const mvcc::WatchResponse& response) = 0;
+  // The member stopped on a storage failure and takes no more events.
+  virtual void OnStop(const absl::Status& why) = 0;
+};
+
+// Sees each Ready before the member carries it out (the simulator's checkers).
+class ReadyObserver {
+ public:
+  virtual ~ReadyObserver() = default;
+  virtual void OnReady(const server::Ready& ready) = 0;
+};
+
+struct MemberOptions {
+  server::ServerConfig server;
+  store::WalOptions wal;
+  // Applied entries between two WAL compaction markers (etcd's --snapshot-count).
+  uint64_t wal_compact_entries = 10000;
+};
+
+struct MemberIo {
+  PeerTransport* transport = nullptr;
+  SyncExecutor* sync = nullptr;
+  ClientSink* sink = nullptr;
+  ReadyObserver* observer = nullptr;  // optional
+};
+
+class Member {
+ public:
+  // Opens the WAL in `wal_dir` on `fs` and starts the server core over `backend` (not owned).
+  // With `founding` members and an empty WAL, bootstraps a new cluster (the bootstrap entries
+  // are made durable first); with an empty WAL and no founding members, starts empty, to join.
+  static absl::StatusOr<std::unique_ptr<Member>> Open(const MemberOptions& options,
+                                                      store::FileSystem* fs,
+                                                      const std::string& wal_dir,
+                                                      mvcc::Backend* backend, const MemberIo& io,
+                                                      std::vector<server::Member> founding = {});
+  ~Member();
+
+  // Events. Each carries out every Ready it causes before returning.
+  server::RequestId Submit(server::Request request);
+  absl::Status Step(raft::Message message);
+  void Tick();
+  // Carries out pending Readies (after a direct call into server(), such as Watch).
+  void Drain();
+  // The sync handed to SyncExecutor::Start finished with `result`.
+  void OnSyncDone(absl::Status result);
+
+  bool stopped() const { return !failure_.ok(); }
+  const absl::Status& failure() const { return failure_; }
+  server::Server& server() { return *server_; }
+  const server::Server& server() const { return *server_; }
+  const store::Wal& wal() const { return *wal_; }
+  // The highest persist id acknowledged to the core.
+  uint64_t persisted_id() const { return persisted_id_; }
+
+ private:
+  Member(const MemberOptions& options, mvcc::Backend* backend, const MemberIo& io);
+  void MaybeStartSync();
+  void MaybeCompact();
+  void Stop(absl::Status why);
+
+  MemberOptions options_;
+  mvcc::Backend* backend_;
+  MemberIo io_;
+  std::unique_ptr<store::Wal> wal_;
+  std::unique_ptr<server::Server> server_;
+  std::unique_ptr<store::Wal::SyncBatch> sync_;  // in flight
+  uint64_t persisted_id_ = 0;
+  raft::Index compacted_index_ = 0;
+  absl::Status failure_;
+  bool draining_ = false;
+};
+
+}  // namespace kvstore::node
+
+#endif  // KVSTORE_NODE_MEMBER_H_
