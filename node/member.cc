@@ -54,8 +54,6 @@ absl::StatusOr<std::unique_ptr<Member>> Member::Open(const MemberOptions& option
   // serves anything.
   if (absl::Status s = backend->Flush(); !s.ok()) return s;
   member->compacted_index_ = member->server_->applied_index();
-  member->Drain();
-  if (member->stopped()) return member->failure_;
   return member;
 }
 

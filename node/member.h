@@ -92,6 +92,7 @@ class Member {
   // Opens the WAL in `wal_dir` on `fs` and starts the server core over `backend` (not owned).
   // With `founding` members and an empty WAL, bootstraps a new cluster (the bootstrap entries
   // are made durable first); with an empty WAL and no founding members, starts empty, to join.
+  // The host then calls Drain, once it can take the member's callbacks.
   static absl::StatusOr<std::unique_ptr<Member>> Open(const MemberOptions& options,
                                                       store::FileSystem* fs,
                                                       const std::string& wal_dir,

@@ -42,6 +42,7 @@ class Harness : public PeerTransport, public SyncExecutor, public ClientSink {
     auto member = Member::Open(options, &fs_, dir_, &backend_, io, founding);
     ASSERT_TRUE(member.ok()) << member.status();
     member_ = std::move(*member);
+    member_->Drain();
     for (int i = 0; i < 100 && !member_->server().is_leader(); ++i) {
       member_->Tick();
       RunSyncs();

@@ -10,6 +10,7 @@
 #include "core/base/encoding.h"
 #include "core/base/errors.h"
 #include "sim/check.h"
+#include "store/wal.h"
 
 namespace kvstore::sim {
 
@@ -42,46 +43,40 @@ uint64_t Digest(absl::string_view bytes, uint64_t seed) {
 
 }  // namespace
 
-// The Raft log as a disk: writes land in `pending` and become durable at the next fsync.
-struct Simulation::Disk {
-  raft::testing::MemoryStorage durable;
-  struct Write {
-    uint64_t id = 0;
-    std::optional<raft::HardState> hard_state;
-    std::vector<raft::Entry> entries;
-    std::shared_ptr<const raft::Snapshot> snapshot;
-  };
-  std::deque<Write> pending;
-  bool fsync_scheduled = false;
-  // What a real log's record checksums give: the checksum of every durable entry as written,
-  // one per entry of `durable`, in the same order.
-  std::vector<uint64_t> checksums;
-  // The next crash tears the write in flight: part of it reaches the disk, its last record
-  // garbled.
-  bool tear_next_crash = false;
+// One member process and its machine. The process is the member library (node/member.h), the
+// production driver, over the real WAL on a simulated disk (store/sim_file_system.h) that
+// survives its crashes; its MVCC backend is in memory and batches commits like etcd's.
+struct Simulation::Node : public node::PeerTransport,
+                          public node::SyncExecutor,
+                          public node::ClientSink,
+                          public node::ReadyObserver {
+  Node(Simulation* sim, NodeId id, uint64_t disk_seed, uint64_t commits_per_flush)
+      : sim(sim), id(id), fs(disk_seed), backend(commits_per_flush) {}
 
-  static uint64_t Checksum(const raft::Entry& e) {
-    return Digest(e.data.view(), e.term * 0x9E3779B97F4A7C15ull + e.index);
+  void Send(const raft::Message& message) override { sim->SendMessage(message); }
+  void Start(store::Wal::SyncBatch* batch) override { sim->StartSync(*this, batch); }
+  void OnResponse(const server::Response& response) override { sim->OnResponse(*this, response); }
+  void OnWatchResponse(const mvcc::WatchResponse& response) override {
+    sim->CheckWatch(*this, response);
+    sim->CheckScenarioWatch(*this, response);
   }
-  void WriteDurable(const raft::PersistRequest& request) {
-    durable.Write(request);
-    // The log keeps a prefix of what it held (none after a snapshot), then the new entries.
-    const size_t kept = durable.entries().size() - request.entries.size();
-    checksums.resize(std::min(kept, checksums.size()));
-    for (const raft::Entry& e : request.entries) checksums.push_back(Checksum(e));
-  }
-};
+  void OnStop(const absl::Status& why) override { sim->OnMemberStop(*this, why); }
+  void OnReady(const server::Ready& ready) override { sim->CheckReady(*this, ready); }
 
-struct Simulation::Node {
+  Simulation* sim;
   NodeId id = raft::kNoNode;
   bool up = false;
   uint64_t incarnation = 0;
   uint64_t ticks = 0;
   int64_t paused_until_ms = 0;
   double tick_rate = 1.0;
-  std::unique_ptr<server::Server> server;
+  store::SimFileSystem fs;  // the machine's disk: outlives the process
   mvcc::MemoryBackend backend;
-  Disk disk;
+  std::unique_ptr<node::Member> member;   // the process; null while down
+  server::Server* server = nullptr;       // member->server() while up
+  store::Wal::SyncBatch* sync = nullptr;  // the WAL sync in flight
+  // The durable log as of the last crash, for checkers asking about a member that is down.
+  store::Wal::LogIndex durable_when_down;
   // Per-incarnation checker state.
   raft::HardState last_hard_state;
   raft::Term vote_term = 0;
@@ -204,15 +199,8 @@ Simulation::Simulation(const SimOptions& options) : options_(options), rng_(opti
         static_cast<NodeId>(i), absl::StrCat("n", i), {absl::StrCat("sim://n", i)}, false});
   }
   for (NodeId id : voters) {
-    raft::RestartState restart = server::BootstrapState(founding);
-    auto node = std::make_unique<Node>();
-    node->id = id;
-    raft::PersistRequest bootstrap;
-    bootstrap.hard_state = restart.hard_state;
-    bootstrap.entries = restart.entries;
-    node->disk.WriteDurable(bootstrap);
-    nodes_[id] = std::move(node);
-    StartNode(id, std::move(restart), founding);
+    nodes_[id] = NewNode(id);
+    StartNode(id, founding);
   }
   for (int i = 0; i < options.clients; ++i) {
     auto client = std::make_unique<Client>();
@@ -268,10 +256,16 @@ void Simulation::Schedule(int64_t at_ms, std::unique_ptr<Event> event) {
   queue_.Push(std::move(event));
 }
 
-void Simulation::StartNode(NodeId id, raft::RestartState restart,
-                           std::vector<server::Member> founding) {
+std::unique_ptr<Simulation::Node> Simulation::NewNode(NodeId id) {
+  const uint64_t disk_seed = rng_.Next();
+  const uint64_t commits_per_flush = 1 + rng_.Uniform(options_.backend_commits_per_flush_max);
+  return std::make_unique<Node>(this, id, disk_seed, commits_per_flush);
+}
+
+void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
   Node& node = *nodes_.at(id);
-  server::ServerConfig config;
+  node::MemberOptions options;
+  server::ServerConfig& config = options.server;
   config.id = id;
   config.election_tick = options_.election_tick;
   config.heartbeat_tick = options_.heartbeat_tick;
@@ -280,16 +274,39 @@ void Simulation::StartNode(NodeId id, raft::RestartState restart,
   config.request_timeout_ticks = static_cast<int>(options_.client_timeout_ms / options_.tick_ms);
   config.snapshot_every_entries = options_.snapshot_every_entries;
   config.snapshot_catch_up_entries = options_.snapshot_catch_up_entries;
-  auto server =
-      server::Server::Create(config, &node.backend, std::move(restart), std::move(founding));
-  if (!server.ok()) {
-    // The node refuses to start on what its disks hold: it stays down, loudly.
-    Violation(absl::StrCat("node ", id, " cannot start: ", server.status().ToString()));
+  options.wal.segment_bytes = options_.wal_segment_bytes;
+  options.wal_compact_entries = options_.snapshot_every_entries;
+  node::MemberIo io;
+  io.transport = &node;
+  io.sync = &node;
+  io.sink = &node;
+  io.observer = &node;
+  node.sync = nullptr;
+  // The process starts: its incarnation fences the events of the one before.
+  ++node.incarnation;
+  node.up = true;
+  auto member = node::Member::Open(options, &node.fs, std::string(kWalDir), &node.backend, io,
+                                   std::move(founding));
+  if (!member.ok()) {
+    node.up = false;
+    node.server = nullptr;
+    if (member.status().code() == absl::StatusCode::kDataLoss) {
+      // The store found corruption it cannot repair: the member refuses to serve it.
+      Trace(absl::StrCat("n", id, " refuses to start: ", member.status().message()));
+      refused_.insert(id);
+    } else {
+      // The member refuses to start on what its disk holds: it stays down, loudly.
+      Violation(absl::StrCat("node ", id, " cannot start: ", member.status().ToString()));
+    }
     return;
   }
-  node.server = std::move(*server);
-  node.up = true;
-  ++node.incarnation;
+  refused_.erase(id);
+  node.member = std::move(*member);
+  if (const store::WalRecovery& recovery = node.member->wal().recovery(); recovery.torn_bytes > 0) {
+    Trace(absl::StrCat("n", id, " cut a torn tail of ", recovery.torn_bytes, " bytes at offset ",
+                       recovery.torn_offset, " of ", recovery.torn_file));
+  }
+  node.server = &node.member->server();
   node.last_hard_state = raft::HardState{};
   node.vote_term = 0;
   node.vote_in_term = raft::kNoNode;
@@ -312,12 +329,8 @@ void Simulation::StartNode(NodeId id, raft::RestartState restart,
 }
 
 void Simulation::StartJoiner(NodeId id) {
-  if (nodes_.count(id) == 0) {
-    auto node = std::make_unique<Node>();
-    node->id = id;
-    nodes_[id] = std::move(node);
-  }
-  StartNode(id, raft::RestartState{}, {});
+  if (nodes_.count(id) == 0) nodes_[id] = NewNode(id);
+  StartNode(id, {});
 }
 
 void Simulation::ScheduleTick(Node& node) {
@@ -358,117 +371,112 @@ void Simulation::SendMessage(const raft::Message& message) {
 }
 
 void Simulation::Drain(Node& node) {
-  if (!node.up || node.server == nullptr) return;
-  server::Server& server = *node.server;
-  while (server.HasReady()) {
-    const server::Ready& ready = server.GetReady();
-    const raft::Ready& rr = *ready.raft;
-    // Election safety (Raft §5.2): one leader per term.
-    if (rr.soft_state.has_value() && rr.soft_state->role == raft::Role::kLeader) {
-      const raft::Term term = server.hard_state().term;
-      auto [it, inserted] = leaders_by_term_.emplace(term, node.id);
-      if (!inserted && it->second != node.id) {
-        Violation(absl::StrCat("two leaders in term ", term, ": n", it->second, " and n", node.id));
-      }
-      Trace(absl::StrCat("n", node.id, " leads term ", term));
-      CheckLeaderCompleteness(node);
-    }
-    if (rr.persist.snapshot != nullptr || rr.apply_snapshot != nullptr) node.conf_may_change = true;
-    if (rr.apply_snapshot != nullptr) {
-      node.applied_high = std::max(node.applied_high, rr.apply_snapshot->metadata.index);
-    }
-    // State machine safety: every node applies the same entry at an index.
-    for (const raft::Entry& entry : rr.committed_entries) {
-      if (entry.type == raft::EntryType::kConfChange) node.conf_may_change = true;
-      // Exactly-once application: an entry the state machine holds already (also across a
-      // crash, through the backend's consistent index) is never handed to it again.
-      if (entry.index <= node.applied_high) {
-        Violation(absl::StrCat("n", node.id, " applies index ", entry.index, " again (applied ",
-                               "through ", node.applied_high, ")"));
-      }
-      node.applied_high = std::max(node.applied_high, entry.index);
-      const uint64_t digest = Digest(entry.data.view(), entry.term * 31 + entry.index);
-      auto [it, inserted] =
-          applied_entries_.emplace(entry.index, std::make_pair(entry.term, digest));
-      if (!inserted && it->second != std::make_pair(entry.term, digest)) {
-        Violation(absl::StrCat("n", node.id, " applied a different entry at index ", entry.index,
-                               " (term ", entry.term, " vs ", it->second.first, ")"));
-      }
-    }
-    if (rr.persist.id != 0) {
-      Disk::Write write;
-      write.id = rr.persist.id;
-      write.hard_state = rr.persist.hard_state;
-      write.entries.assign(rr.persist.entries.begin(), rr.persist.entries.end());
-      write.snapshot = rr.persist.snapshot;
-      node.disk.pending.push_back(std::move(write));
-      if (!node.disk.fsync_scheduled) {
-        node.disk.fsync_scheduled = true;
-        auto event = NewEvent();
-        event->kind = Event::Kind::kFsync;
-        event->node = node.id;
-        event->incarnation = node.incarnation;
-        const int64_t spread = options_.fsync_max_ms - options_.fsync_min_ms;
-        Schedule(now_ms_ + options_.fsync_min_ms +
-                     static_cast<int64_t>(rng_.Uniform(static_cast<uint64_t>(spread) + 1)),
-                 std::move(event));
-      }
-    }
-    // Raft §5.1: a vote is granted, and an append acknowledged, only once what it promises is
-    // durable. Checked against the simulated disk, so a core that released the reply early is
-    // caught even if no crash hits the window.
-    const raft::HardState& durable = node.disk.durable.hard_state();
-    const raft::Index durable_last_index = node.disk.durable.last_index();
-    for (const raft::Message& m : rr.messages) {
-      if (m.to == node.id || m.reject) continue;
-      if (m.type == raft::MessageType::kVoteResp &&
-          (durable.term < m.term || (durable.term == m.term && durable.vote != m.to))) {
-        Violation(absl::StrCat("n", node.id, " granted n", m.to, " its vote in term ", m.term,
-                               " before the vote was durable"));
-      }
-      if (m.type == raft::MessageType::kAppResp && m.index > durable_last_index) {
-        Violation(absl::StrCat("n", node.id, " acknowledged index ", m.index, " to n", m.to,
-                               " in term ", m.term, " but its durable log ends at ",
-                               durable_last_index));
-      }
-    }
-    for (const raft::Message& message : rr.messages) SendMessage(message);
-    for (const server::Response& response : ready.responses) {
-      auto it = node.waiting.find(response.request_id);
-      if (it == node.waiting.end()) continue;
-      const size_t client = it->second;
-      node.waiting.erase(it);
-      if (client == kCallSlot) {
-        call_results_[response.request_id] = response;
-      } else {
-        ClientComplete(*clients_[client], node.id, response);
-      }
-    }
-    for (const mvcc::WatchResponse& response : ready.watch_responses) {
-      CheckWatch(node, response);
-      CheckScenarioWatch(node, response);
-    }
-    server.Advance();
+  if (!node.up) return;
+  node.member->Drain();
+  AfterMemberCall(node);
+}
+
+void Simulation::AfterMemberCall(Node& node) {
+  if (node.member->stopped()) {
+    // The process exits on a storage failure (it never retries a failed fsync); what it had not
+    // made durable is as good as lost, so its machine is treated as losing power too.
+    Crash(node.id);
+    return;
   }
   CheckNode(node);
 }
 
-void Simulation::Fsync(Node& node) {
-  node.disk.fsync_scheduled = false;
-  if (node.disk.pending.empty()) return;
-  uint64_t last = 0;
-  for (Disk::Write& write : node.disk.pending) {
-    raft::PersistRequest request;
-    request.id = write.id;
-    request.hard_state = write.hard_state;
-    request.entries = write.entries;
-    request.snapshot = write.snapshot;
-    node.disk.WriteDurable(request);
-    last = write.id;
+void Simulation::CheckReady(Node& node, const server::Ready& ready) {
+  server::Server& server = *node.server;
+  const raft::Ready& rr = *ready.raft;
+  // Election safety (Raft §5.2): one leader per term.
+  if (rr.soft_state.has_value() && rr.soft_state->role == raft::Role::kLeader) {
+    const raft::Term term = server.hard_state().term;
+    auto [it, inserted] = leaders_by_term_.emplace(term, node.id);
+    if (!inserted && it->second != node.id) {
+      Violation(absl::StrCat("two leaders in term ", term, ": n", it->second, " and n", node.id));
+    }
+    Trace(absl::StrCat("n", node.id, " leads term ", term));
+    CheckLeaderCompleteness(node);
   }
-  node.disk.pending.clear();
-  node.server->OnPersisted(last);
-  Drain(node);
+  if (rr.persist.snapshot != nullptr || rr.apply_snapshot != nullptr) node.conf_may_change = true;
+  if (rr.apply_snapshot != nullptr) {
+    node.applied_high = std::max(node.applied_high, rr.apply_snapshot->metadata.index);
+  }
+  // State machine safety: every node applies the same entry at an index.
+  for (const raft::Entry& entry : rr.committed_entries) {
+    if (entry.type == raft::EntryType::kConfChange) node.conf_may_change = true;
+    // Exactly-once application: an entry the state machine holds already (also across a
+    // crash, through the backend's consistent index) is never handed to it again.
+    if (entry.index <= node.applied_high) {
+      Violation(absl::StrCat("n", node.id, " applies index ", entry.index, " again (applied ",
+                             "through ", node.applied_high, ")"));
+    }
+    node.applied_high = std::max(node.applied_high, entry.index);
+    const uint64_t digest = Digest(entry.data.view(), entry.term * 31 + entry.index);
+    auto [it, inserted] = applied_entries_.emplace(entry.index, std::make_pair(entry.term, digest));
+    if (!inserted && it->second != std::make_pair(entry.term, digest)) {
+      Violation(absl::StrCat("n", node.id, " applied a different entry at index ", entry.index,
+                             " (term ", entry.term, " vs ", it->second.first, ")"));
+    }
+  }
+  // Raft §5.1: a vote is granted, and an append acknowledged, only once what it promises is
+  // durable. Checked against what the WAL made durable on the simulated disk, so a core or a
+  // driver that released the reply early is caught even if no crash hits the window.
+  const store::Wal& wal = node.member->wal();
+  const raft::HardState& durable = wal.durable_hard_state();
+  const raft::Index durable_last_index = wal.durable_last_index();
+  for (const raft::Message& m : rr.messages) {
+    if (m.to == node.id || m.reject) continue;
+    if (m.type == raft::MessageType::kVoteResp &&
+        (durable.term < m.term || (durable.term == m.term && durable.vote != m.to))) {
+      Violation(absl::StrCat("n", node.id, " granted n", m.to, " its vote in term ", m.term,
+                             " before the vote was durable"));
+    }
+    if (m.type == raft::MessageType::kAppResp && m.index > durable_last_index) {
+      Violation(absl::StrCat("n", node.id, " acknowledged index ", m.index, " to n", m.to,
+                             " in term ", m.term, " but its durable log ends at ",
+                             durable_last_index));
+    }
+  }
+}
+
+void Simulation::OnResponse(Node& node, const server::Response& response) {
+  auto it = node.waiting.find(response.request_id);
+  if (it == node.waiting.end()) return;
+  const size_t client = it->second;
+  node.waiting.erase(it);
+  if (client == kCallSlot) {
+    call_results_[response.request_id] = response;
+  } else {
+    ClientComplete(*clients_[client], node.id, response);
+  }
+}
+
+void Simulation::StartSync(Node& node, store::Wal::SyncBatch* batch) {
+  node.sync = batch;
+  auto event = NewEvent();
+  event->kind = Event::Kind::kFsync;
+  event->node = node.id;
+  event->incarnation = node.incarnation;
+  const int64_t spread = options_.fsync_max_ms - options_.fsync_min_ms;
+  const int64_t disk_ms = static_cast<int64_t>(node.fs.TakeLatencyMicros() / 1000);
+  Schedule(now_ms_ + options_.fsync_min_ms + disk_ms +
+               static_cast<int64_t>(rng_.Uniform(static_cast<uint64_t>(spread) + 1)),
+           std::move(event));
+}
+
+void Simulation::Fsync(Node& node) {
+  store::Wal::SyncBatch* batch = node.sync;
+  if (batch == nullptr) return;
+  node.sync = nullptr;
+  node.member->OnSyncDone(batch->Run());
+  AfterMemberCall(node);
+}
+
+void Simulation::OnMemberStop(Node& node, const absl::Status& why) {
+  Trace(absl::StrCat("n", node.id, " stops: ", why.message()));
+  ++members_stopped_;
 }
 
 void Simulation::CheckNode(Node& node) {
@@ -537,13 +545,11 @@ void Simulation::CheckCommitDurable(Node& leader, const raft::ConfState& conf, r
   auto durably_holds = [&](NodeId id) {
     auto it = nodes_.find(id);
     if (it == nodes_.end()) return false;  // a member that never started
-    const raft::testing::MemoryStorage& disk = it->second->disk.durable;
-    if (disk.snapshot() != nullptr && disk.snapshot()->metadata.index >= commit) return true;
-    const std::vector<raft::Entry>& entries = disk.entries();
-    if (entries.empty() || entries.front().index > commit || entries.back().index < commit) {
-      return false;
-    }
-    return entries[commit - entries.front().index].term == term;
+    const Node& node = *it->second;
+    const store::Wal::LogIndex& log =
+        node.up ? node.member->wal().durable() : node.durable_when_down;
+    if (log.snapshot_index >= commit) return true;
+    return log.TermOf(commit) == term;
   };
   std::string holders;
   auto majority_holds = [&](const std::vector<NodeId>& voters) {
@@ -792,12 +798,11 @@ void Simulation::Process(Event& event) {
     case Event::Kind::kFsync:
       if (node == nullptr || !node->up || node->incarnation != event.incarnation) return;
       if (node->paused_until_ms > now_ms_) {
-        node->disk.fsync_scheduled = false;
+        // A stopped process finishes its fsync when it runs again.
         auto retry = NewEvent();
         retry->kind = Event::Kind::kFsync;
         retry->node = node->id;
         retry->incarnation = node->incarnation;
-        node->disk.fsync_scheduled = true;
         Schedule(node->paused_until_ms, std::move(retry));
         return;
       }
@@ -898,24 +903,13 @@ void Simulation::Crash(NodeId id) {
   Node& node = *nodes_.at(id);
   if (!node.up) return;
   node.up = false;
-  node.server.reset();
-  // Power loss: unsynced Raft writes are gone; the MVCC backend keeps what it committed.
-  if (node.disk.tear_next_crash) {
-    node.disk.tear_next_crash = false;
-    for (Disk::Write& write : node.disk.pending) {
-      if (write.entries.empty() || write.snapshot != nullptr) continue;
-      // A torn write: its records reach the disk, the last one half-written (checksum over
-      // what was meant, bytes that are not).
-      raft::PersistRequest torn;
-      torn.entries = write.entries;
-      node.disk.WriteDurable(torn);
-      node.disk.durable.mutable_entries().back().data = raft::Bytes("torn");
-      Trace(absl::StrCat("n", id, " torn write at index ", write.entries.back().index));
-      break;
-    }
-  }
-  node.disk.pending.clear();
-  node.disk.fsync_scheduled = false;
+  node.durable_when_down = node.member->wal().durable();
+  node.server = nullptr;
+  node.sync = nullptr;
+  node.member.reset();
+  // Power loss: the disk keeps what was synced and a seeded part of the rest (torn, perhaps);
+  // the MVCC backend keeps its durable batches.
+  node.fs.Crash();
   node.backend.Crash();
   std::map<server::RequestId, size_t> waiting;
   waiting.swap(node.waiting);
@@ -930,54 +924,52 @@ void Simulation::Crash(NodeId id) {
 void Simulation::Restart(NodeId id) {
   Node& node = *nodes_.at(id);
   if (node.up) return;
-  // Verify every record as a log reader would: a bad last record is a torn write that was never
-  // acknowledged (drop it); a bad record before the end is corruption (refuse to start rather
-  // than serve wrong data).
-  std::vector<raft::Entry>& entries = node.disk.durable.mutable_entries();
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const std::vector<uint64_t>& sums = node.disk.checksums;
-    if (i < sums.size() && sums[i] == Disk::Checksum(entries[i])) continue;
-    if (i + 1 == entries.size()) {
-      Trace(absl::StrCat("n", id, " drops torn tail record at index ", entries[i].index));
-      node.disk.checksums.resize(std::min(i, sums.size()));
-      entries.pop_back();
-      break;
-    }
-    Trace(
-        absl::StrCat("n", id, " refuses to start: corrupt log record at index ", entries[i].index));
-    refused_.insert(id);
-    return;
-  }
-  refused_.erase(id);
-  raft::RestartState restart = node.disk.durable.Restart(0);
-  if (restart.snapshot != nullptr) restart.applied = restart.snapshot->metadata.index;
-  StartNode(id, std::move(restart), {});
+  // The WAL verifies every record: a torn tail (never acknowledged) is cut, corruption anywhere
+  // else refuses the start (refused_to_start) rather than serving wrong data.
+  StartNode(id, {});
 }
 
-void Simulation::TearNextCrash(NodeId id) { nodes_.at(id)->disk.tear_next_crash = true; }
+void Simulation::TearNextCrash(NodeId id) {
+  nodes_.at(id)->fs.TearOnNextCrash(std::string(kWalDir));
+}
 
 bool Simulation::CrashMidWrite(NodeId id, int64_t max_ms) {
   Node& node = *nodes_.at(id);
+  const std::string wal_prefix(kWalDir);
   const bool found = RunUntil(
       [&] {
-        for (const Disk::Write& write : node.disk.pending) {
-          if (!write.entries.empty() && write.snapshot == nullptr) return true;
+        if (!node.up || node.sync == nullptr) return false;
+        for (const std::string& path : node.member->wal().SegmentPaths()) {
+          if (node.fs.HasUnsynced(path)) return true;
         }
         return false;
       },
       max_ms);
   if (!found) return false;
   TearNextCrash(id);
+  Trace(absl::StrCat("n", id, " crashes with a log write in flight"));
   Crash(id);
   return true;
 }
 
 bool Simulation::CorruptRecord(NodeId id) {
-  std::vector<raft::Entry>& entries = nodes_.at(id)->disk.durable.mutable_entries();
+  Node& node = *nodes_.at(id);
+  auto records =
+      store::ScanWal(&node.fs, std::string(kWalDir), store::WalOptions{options_.wal_segment_bytes});
+  if (!records.ok()) return false;
+  std::vector<const store::WalRecordLocation*> entries;
+  for (const store::WalRecordLocation& record : *records) {
+    if (record.type == store::RecordType::kEntry) entries.push_back(&record);
+  }
   if (entries.size() < 3) return false;
-  raft::Entry& victim = entries[entries.size() / 2];
-  victim.data = raft::Bytes(absl::StrCat("flipped bits ", victim.data.view()));
-  Trace(absl::StrCat("n", id, " corrupt record at index ", victim.index));
+  // A bit flipped in the payload of an entry in the middle of the log: records follow it, so
+  // recovery cannot take it for a torn tail.
+  const store::WalRecordLocation& victim = *entries[entries.size() / 2];
+  const uint64_t offset = victim.offset + store::kRecordHeaderBytes + victim.bytes / 2;
+  if (!node.fs.FlipBit(victim.path, std::min(offset, victim.offset + victim.bytes - 1), 3).ok()) {
+    return false;
+  }
+  Trace(absl::StrCat("n", id, " corrupt record in ", victim.path, " at offset ", victim.offset));
   return true;
 }
 
@@ -1246,7 +1238,7 @@ bool Simulation::up(NodeId id) const {
 
 server::Server* Simulation::server(NodeId id) {
   auto it = nodes_.find(id);
-  return it == nodes_.end() || !it->second->up ? nullptr : it->second->server.get();
+  return it == nodes_.end() || !it->second->up ? nullptr : it->second->server;
 }
 
 }  // namespace kvstore::sim

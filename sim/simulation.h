@@ -8,10 +8,12 @@
 // run is reproducible bit for bit, and its trace hash says so.
 //
 // The world:
-//   - nodes: a Server each, with an MVCC backend and a Raft log disk whose writes become durable
-//     only when a simulated fsync completes; a crash loses every unsynced write (and the node's
-//     volatile state), a restart rebuilds the node from what is durable. Nodes can be paused
-//     (stop-the-world) and tick at skewed rates.
+//   - nodes: the production member library (node/member.h) each, driving a server core over the
+//     real WAL on a simulated disk (store/sim_file_system.h) whose writes become durable only when
+//     a sync completes; a crash loses what was not synced (or tears it), and the in-memory MVCC
+//     backend loses its batches not yet durable; a restart recovers the WAL (cutting a torn tail,
+//     refusing corruption) and replays it past the backend's consistent index. Nodes can be
+//     paused (stop-the-world) and tick at skewed rates.
 //   - network: per-message delay in [min, max], loss, duplication (reordering follows from
 //     delays); partitions as directed blocked links (symmetric, one-way, groups, bridges).
 //   - clients: processes issuing reads, writes, compare-and-sets and deletes on random keys,
@@ -44,7 +46,10 @@
 #include "core/raft/rand.h"
 #include "core/raft/testing/cluster.h"
 #include "core/server/server.h"
+#include "node/member.h"
 #include "sim/history.h"
+#include "store/sim_file_system.h"
+#include "store/wal.h"
 
 namespace kvstore::sim {
 
@@ -86,6 +91,11 @@ struct SimOptions {
   // Small Raft snapshots so snapshot transfer is exercised.
   uint64_t snapshot_every_entries = 200;
   uint64_t snapshot_catch_up_entries = 50;
+  // Small WAL segments, so segments roll over and compaction removes them.
+  uint64_t wal_segment_bytes = 16 << 10;
+  // Each member's backend makes its batches durable every 1..this many commits (seeded), as
+  // etcd's batch transaction does; a crash takes the rest, which the WAL replays.
+  uint64_t backend_commits_per_flush_max = 4;
 };
 
 class Simulation {
@@ -159,7 +169,6 @@ class Simulation {
   void CheckHashes();
 
  private:
-  struct Disk;
   struct Node;
   struct Client;
   struct Event;
@@ -216,9 +225,21 @@ class Simulation {
   void HashEvent(const Event& event);
   void Trace(const std::string& line);
 
-  void StartNode(NodeId id, raft::RestartState restart, std::vector<server::Member> founding);
+  // Where each member keeps its WAL on its simulated disk.
+  static constexpr absl::string_view kWalDir = "/member/wal";
+  std::unique_ptr<Node> NewNode(NodeId id);
+  // Starts the member process of `id` from its disk (bootstrapping with `founding` when empty).
+  void StartNode(NodeId id, std::vector<server::Member> founding);
   void ScheduleTick(Node& node);
+  // Carries out the member's pending Readies, then checks it.
   void Drain(Node& node);
+  // After any call into a member: a member that stopped on a storage failure goes down.
+  void AfterMemberCall(Node& node);
+  // The member's callbacks (node/member.h), as its Node forwards them.
+  void CheckReady(Node& node, const server::Ready& ready);
+  void OnResponse(Node& node, const server::Response& response);
+  void StartSync(Node& node, store::Wal::SyncBatch* batch);
+  void OnMemberStop(Node& node, const absl::Status& why);
   void SendMessage(const raft::Message& message);
   bool LinkBlocked(NodeId from, NodeId to) const;
   void Fsync(Node& node);
@@ -276,6 +297,7 @@ class Simulation {
   std::vector<std::string> trace_;
   uint64_t events_processed_ = 0;
   bool event_budget_exhausted_ = false;
+  uint64_t members_stopped_ = 0;  // on storage failures
 };
 
 }  // namespace kvstore::sim

@@ -85,6 +85,10 @@ class FileSystem {
 // `dir` + "/" + `name`.
 std::string JoinPath(absl::string_view dir, absl::string_view name);
 
+// CreateDir, then SyncDir of `dir` and of every ancestor, so the directory itself survives a
+// power loss (a new directory's name is only as durable as its parent's entries).
+absl::Status CreateDirDurably(FileSystem* fs, const std::string& dir);
+
 }  // namespace kvstore::store
 
 #endif  // KVSTORE_STORE_FILE_SYSTEM_H_

@@ -548,7 +548,20 @@ absl::StatusOr<std::unique_ptr<FileLock>> SimFileSystem::Lock(const std::string&
   return std::make_unique<SimFileLock>(this, inode_id);
 }
 
+void SimFileSystem::TearOnNextCrash(const std::string& path_prefix) {
+  tear_on_crash_.push_back(path_prefix);
+}
+
 void SimFileSystem::Crash() {
+  // The files to tear, by the names they have before the crash.
+  std::set<uint64_t> torn;
+  for (const auto& [path, entry] : names_) {
+    for (const std::string& prefix : tear_on_crash_) {
+      if (entry.kind == Entry::Kind::kFile && path.rfind(prefix, 0) == 0)
+        torn.insert(entry.inode_id);
+    }
+  }
+  tear_on_crash_.clear();
   ++boot_;
   locked_inodes_.clear();
   // Names: a prefix of the unsynced operations reached the disk.
@@ -569,7 +582,13 @@ void SimFileSystem::Crash() {
   CollectGarbage();
   // Contents, in inode order (creation order) so the draws are the same on every run.
   for (auto& [id, inode] : inodes_) {
-    if (!inode.poisoned) CrashFile(&inode);
+    if (inode.poisoned) {
+      // Linux dropped the failed pages: nothing pending reaches the disk.
+    } else if (torn.contains(id)) {
+      TearFile(&inode);
+    } else {
+      CrashFile(&inode);
+    }
     inode.pending.clear();
     inode.poisoned = false;
     inode.current = inode.durable;
@@ -608,6 +627,27 @@ void SimFileSystem::CrashFile(Inode* inode) {
     for (uint64_t i = garbled_begin - write.offset; i < bytes.size(); ++i) {
       bytes[i] = static_cast<char>(crash_rng_.Next());
     }
+  }
+  inode->durable.Write(write.offset, bytes);
+}
+
+void SimFileSystem::TearFile(Inode* inode) {
+  size_t last = inode->pending.size();
+  while (last > 0 && inode->pending[last - 1].kind == PendingWrite::Kind::kTruncate) --last;
+  if (last == 0) return CrashFile(inode);
+  for (size_t i = 0; i + 1 < last; ++i) ApplyWrite(inode->pending[i], &inode->durable);
+  const PendingWrite& write = inode->pending[last - 1];
+  // Half its sectors (at least one) reach the disk, the last of them garbled.
+  const uint64_t first_sector = write.offset / kSectorBytes;
+  const uint64_t end = write.offset + write.data.size();
+  const uint64_t sector_count = (end - 1) / kSectorBytes - first_sector + 1;
+  const uint64_t reached_sectors = std::max<uint64_t>(1, sector_count / 2);
+  const uint64_t reached_end = std::min(end, (first_sector + reached_sectors) * kSectorBytes);
+  std::string bytes = write.data.substr(0, reached_end - write.offset);
+  const uint64_t garbled_begin =
+      std::max(write.offset, (first_sector + reached_sectors - 1) * kSectorBytes);
+  for (uint64_t i = garbled_begin - write.offset; i < bytes.size(); ++i) {
+    bytes[i] = static_cast<char>(crash_rng_.Next() | 1);
   }
   inode->durable.Write(write.offset, bytes);
 }

@@ -109,6 +109,11 @@ class SimFileSystem : public FileSystem {
   // Flips one seeded bit of the durable bytes of `path`; returns the offset of the byte.
   absl::StatusOr<uint64_t> CorruptRandomDurableByte(const std::string& path);
 
+  // The next Crash() tears the last unsynced write of every file whose path starts with
+  // `path_prefix`: the writes before it reach the disk whole, it reaches as a prefix of its
+  // sectors whose last one is garbled (a scenario's deterministic torn write).
+  void TearOnNextCrash(const std::string& path_prefix);
+
   // The latency of the operations since the last call, in microseconds; resets it to 0.
   uint64_t TakeLatencyMicros();
 
@@ -202,12 +207,15 @@ class SimFileSystem : public FileSystem {
   static void ApplyWrite(const PendingWrite& write, Content* content);
   // Crash() for one file's pending writes.
   void CrashFile(Inode* inode);
+  // Crash() for a file named in TearOnNextCrash.
+  void TearFile(Inode* inode);
   // Drops the inodes that no name, pending directory operation, handle or lock reaches.
   void CollectGarbage();
 
   SimDiskFaults faults_;
   std::vector<std::string> armed_write_failures_;  // path prefixes, in arming order
   std::vector<std::string> armed_sync_failures_;
+  std::vector<std::string> tear_on_crash_;  // path prefixes
   // One generator per concern, so that turning on latency or a fault rate leaves crash outcomes
   // (and each other) unchanged.
   raft::SplitMix64 fault_rng_;

@@ -172,7 +172,7 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, const std::string
         absl::StrCat("wal: segment_bytes ", options.segment_bytes, " is below ", 4 * kSectorBytes));
   }
   std::unique_ptr<Wal> wal(new Wal(fs, dir, options));
-  if (absl::Status s = fs->CreateDir(dir); !s.ok()) return s;
+  if (absl::Status s = CreateDirDurably(fs, dir); !s.ok()) return s;
   if (absl::Status s = wal->Recover(); !s.ok()) return s;
   return wal;
 }
@@ -637,6 +637,33 @@ absl::StatusOr<raft::Bytes> Wal::ReadSnapshotData(const raft::SnapshotMetadata& 
   auto snapshot = LoadSnapshotFile(fs_, dir_, marker.term, marker.index);
   if (!snapshot.ok()) return snapshot.status();
   return std::move(snapshot->data);
+}
+
+absl::StatusOr<std::vector<WalRecordLocation>> ScanWal(FileSystem* fs, const std::string& dir,
+                                                       const WalOptions& options) {
+  auto names = fs->List(dir);
+  if (!names.ok()) return names.status();
+  std::vector<WalRecordLocation> records;
+  for (const std::string& name : *names) {
+    uint64_t sequence = 0;
+    if (!ParseSegmentName(name, &sequence)) continue;
+    const std::string path = JoinPath(dir, name);
+    auto file = fs->Open(path, OpenMode::kRead);
+    if (!file.ok()) return file.status();
+    auto size = (*file)->Size();
+    if (!size.ok()) return size.status();
+    std::string data;
+    if (absl::Status s = (*file)->ReadAt(0, *size, &data); !s.ok()) return s;
+    uint64_t offset = 0;
+    Record record;
+    std::optional<BadRecord> bad;
+    while (true) {
+      const uint64_t at = offset;
+      if (!ReadRecord(data, options.segment_bytes, &offset, &record, &bad)) break;
+      records.push_back(WalRecordLocation{path, at, offset - at, record.type});
+    }
+  }
+  return records;
 }
 
 }  // namespace kvstore::store

@@ -89,6 +89,21 @@ struct WalRecovery {
 
 class Wal {
  public:
+  // The log's shape without payloads: term of every entry after the snapshot marker.
+  struct LogIndex {
+    raft::HardState hard_state;
+    raft::Index snapshot_index = 0;
+    raft::Term snapshot_term = 0;
+    raft::Index first = 1;  // index of terms.front()
+    std::deque<raft::Term> terms;
+    raft::Index LastIndex() const {
+      return terms.empty() ? snapshot_index : first + terms.size() - 1;
+    }
+    std::optional<raft::Term> TermOf(raft::Index index) const;
+    void AddEntry(raft::Index index, raft::Term term);
+    // A marker that replaces the log (a received snapshot) or compacts it (drops what it covers).
+    void AddMarker(raft::Index index, raft::Term term, bool replaces_log);
+  };
   // Opens the log in `dir` (created, with a first segment, when it holds none) and recovers it.
   static absl::StatusOr<std::unique_ptr<Wal>> Open(FileSystem* fs, const std::string& dir,
                                                    const WalOptions& options = {});
@@ -145,6 +160,7 @@ class Wal {
   raft::Index durable_snapshot_index() const { return durable_.snapshot_index; }
   // The durable term of entry `index` (nullopt if not durable or covered by the marker).
   std::optional<raft::Term> DurableTerm(raft::Index index) const { return durable_.TermOf(index); }
+  const LogIndex& durable() const { return durable_; }
   // What was appended (durable or not).
   raft::Index last_index() const { return written_.LastIndex(); }
   std::optional<raft::Term> Term(raft::Index index) const { return written_.TermOf(index); }
@@ -153,21 +169,6 @@ class Wal {
   std::vector<std::string> SegmentPaths() const;
 
  private:
-  // The log's shape without payloads: term of every entry after the snapshot marker.
-  struct LogIndex {
-    raft::HardState hard_state;
-    raft::Index snapshot_index = 0;
-    raft::Term snapshot_term = 0;
-    raft::Index first = 1;  // index of terms.front()
-    std::deque<raft::Term> terms;
-    raft::Index LastIndex() const {
-      return terms.empty() ? snapshot_index : first + terms.size() - 1;
-    }
-    std::optional<raft::Term> TermOf(raft::Index index) const;
-    void AddEntry(raft::Index index, raft::Term term);
-    // A marker that replaces the log (a received snapshot) or compacts it (drops what it covers).
-    void AddMarker(raft::Index index, raft::Term term, bool replaces_log);
-  };
   // What one batch carries, to replay onto durable_ when it completes.
   struct PendingRecord {
     RecordType type;
@@ -220,6 +221,17 @@ class Wal {
   bool in_flight_ = false;
   uint64_t next_batch_ = 1;
 };
+
+// Where one valid record lies, as a dump of the log lists it (tools and fault injection).
+struct WalRecordLocation {
+  std::string path;
+  uint64_t offset = 0;
+  uint64_t bytes = 0;  // header included
+  RecordType type = RecordType::kEntry;
+};
+// The valid records of every segment in `dir`, oldest first, up to the first bad one of each.
+absl::StatusOr<std::vector<WalRecordLocation>> ScanWal(FileSystem* fs, const std::string& dir,
+                                                       const WalOptions& options = {});
 
 }  // namespace kvstore::store
 
