@@ -46,6 +46,7 @@ absl::StatusOr<std::unique_ptr<Member>> Member::Open(const MemberOptions& option
     snapshot->data = std::move(*data);
     restart.snapshot = std::move(snapshot);
   }
+  if (io.observer != nullptr) io.observer->OnRecovered(restart);
   auto server =
       server::Server::Create(options.server, backend, std::move(restart), std::move(founding));
   if (!server.ok()) return server.status();

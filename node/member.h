@@ -71,6 +71,8 @@ class ReadyObserver {
  public:
   virtual ~ReadyObserver() = default;
   virtual void OnReady(const server::Ready& ready) = 0;
+  // What the WAL recovered, before the server core starts from it.
+  virtual void OnRecovered(const raft::RestartState& state) = 0;
 };
 
 struct MemberOptions {

@@ -34,6 +34,7 @@ SimOptions ToSimOptions(const pb::Options& o, uint64_t seed, bool record_trace) 
   if (o.cas_fraction() > 0) options.cas_fraction = o.cas_fraction();
   if (o.delete_fraction() > 0) options.delete_fraction = o.delete_fraction();
   if (o.fsync_max_ms() > 0) options.fsync_max_ms = o.fsync_max_ms();
+  if (o.snapshot_every_entries() > 0) options.snapshot_every_entries = o.snapshot_every_entries();
   return options;
 }
 
@@ -272,16 +273,41 @@ void Runner::RunStep(size_t index, const pb::Step& step) {
     case pb::Step::kDiskFault: {
       const NodeId id = Resolve(step.disk_fault().node());
       absl::StrAppend(&line, " [n", id, "]");
-      if (step.disk_fault().kind() == pb::DiskFault::CORRUPT_RECORD) {
-        if (!sim_.CorruptRecord(id)) Fail(index, absl::StrCat("n", id, "'s log is too short"));
-      } else {
-        if (!sim_.up(id)) {
-          absl::StrAppend(&line, " (down already)");
-        } else if (!sim_.CrashMidWrite(id, 2000)) {
-          // Nothing was being written (an idle or cut-off node): a plain crash then.
-          absl::StrAppend(&line, " (no write in flight: plain crash)");
-          sim_.Crash(id);
-        }
+      switch (step.disk_fault().kind()) {
+        case pb::DiskFault::CORRUPT_RECORD:
+          if (!sim_.CorruptRecord(id, /*oldest_segment=*/false)) {
+            Fail(index, absl::StrCat("n", id, "'s log is too short"));
+          }
+          break;
+        case pb::DiskFault::CORRUPT_OLD_SEGMENT:
+          if (!sim_.CorruptRecord(id, /*oldest_segment=*/true)) {
+            Fail(index, absl::StrCat("n", id, "'s log has a single segment"));
+          }
+          break;
+        case pb::DiskFault::TORN_WRITE_CRASH:
+          if (!sim_.up(id)) {
+            absl::StrAppend(&line, " (down already)");
+          } else if (!sim_.CrashMidWrite(id, 2000)) {
+            // Nothing was being written (an idle or cut-off node): a plain crash then.
+            absl::StrAppend(&line, " (no write in flight: plain crash)");
+            sim_.Crash(id);
+          }
+          break;
+        case pb::DiskFault::FSYNC_EIO:
+          sim_.FailNextWalSync(id);
+          break;
+        case pb::DiskFault::WRITE_EIO:
+          sim_.FailNextWalWrite(id);
+          break;
+        case pb::DiskFault::DISK_FULL:
+          sim_.FillDisk(id);
+          break;
+        case pb::DiskFault::DISK_SPACE_FREED:
+          sim_.FreeDisk(id);
+          break;
+        default:
+          Fail(index, absl::StrCat("unknown disk fault ", step.disk_fault().kind()));
+          break;
       }
       break;
     }
@@ -523,6 +549,14 @@ void Runner::RunExpect(size_t index, const pb::Expect& expect) {
       if (!sim_.refused_to_start(id)) {
         Fail(index, absl::StrCat("n", id, sim_.up(id) ? " started" : " is down",
                                  " but did not detect corruption"));
+      }
+      break;
+    }
+    case pb::Expect::kStoppedOnStorageFailure: {
+      const NodeId id = Resolve(expect.node());
+      if (!sim_.stopped_on_storage_failure(id)) {
+        Fail(index, absl::StrCat("n", id, sim_.up(id) ? " is up" : " is down",
+                                 " but its member did not stop on a storage failure"));
       }
       break;
     }

@@ -62,6 +62,7 @@ struct Simulation::Node : public node::PeerTransport,
   }
   void OnStop(const absl::Status& why) override { sim->OnMemberStop(*this, why); }
   void OnReady(const server::Ready& ready) override { sim->CheckReady(*this, ready); }
+  void OnRecovered(const raft::RestartState& state) override { sim->CheckRecovered(*this, state); }
 
   Simulation* sim;
   NodeId id = raft::kNoNode;
@@ -75,8 +76,11 @@ struct Simulation::Node : public node::PeerTransport,
   std::unique_ptr<node::Member> member;   // the process; null while down
   server::Server* server = nullptr;       // member->server() while up
   store::Wal::SyncBatch* sync = nullptr;  // the WAL sync in flight
-  // The durable log as of the last crash, for checkers asking about a member that is down.
+  // The durable log as of the last crash, for checkers asking about a member that is down and
+  // for the storage checker at its restart.
   store::Wal::LogIndex durable_when_down;
+  bool crashed_once = false;
+  bool corruption_injected = false;  // a record was corrupted on purpose (sticky)
   // Per-incarnation checker state.
   raft::HardState last_hard_state;
   raft::Term vote_term = 0;
@@ -294,6 +298,12 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
       // The store found corruption it cannot repair: the member refuses to serve it.
       Trace(absl::StrCat("n", id, " refuses to start: ", member.status().message()));
       refused_.insert(id);
+      // Only a disk that was corrupted on purpose may hold what recovery cannot repair: torn
+      // writes and crashes alone must always recover.
+      if (!node.corruption_injected) {
+        Violation(absl::StrCat(
+            "n", id, " refuses to start on a disk nothing corrupted: ", member.status().message()));
+      }
     } else {
       // The member refuses to start on what its disk holds: it stays down, loudly.
       Violation(absl::StrCat("node ", id, " cannot start: ", member.status().ToString()));
@@ -301,6 +311,7 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
     return;
   }
   refused_.erase(id);
+  stopped_.erase(id);
   node.member = std::move(*member);
   if (const store::WalRecovery& recovery = node.member->wal().recovery(); recovery.torn_bytes > 0) {
     Trace(absl::StrCat("n", id, " cut a torn tail of ", recovery.torn_bytes, " bytes at offset ",
@@ -476,7 +487,81 @@ void Simulation::Fsync(Node& node) {
 
 void Simulation::OnMemberStop(Node& node, const absl::Status& why) {
   Trace(absl::StrCat("n", node.id, " stops: ", why.message()));
+  stopped_.insert(node.id);
   ++members_stopped_;
+}
+
+void Simulation::CheckRecovered(Node& node, const raft::RestartState& state) {
+  if (!node.crashed_once) return;
+  const store::Wal::LogIndex& durable = node.durable_when_down;
+  const raft::HardState& hs = state.hard_state;
+  if (hs.term < durable.hard_state.term ||
+      (hs.term == durable.hard_state.term && durable.hard_state.vote != raft::kNoNode &&
+       hs.vote != durable.hard_state.vote)) {
+    Violation(absl::StrCat("n", node.id, " recovered term ", hs.term, " vote ", hs.vote,
+                           " but had made term ", durable.hard_state.term, " vote ",
+                           durable.hard_state.vote, " durable"));
+  }
+  const raft::Index snapshot_index = state.snapshot != nullptr ? state.snapshot->metadata.index : 0;
+  const raft::Index first = state.entries.empty() ? snapshot_index + 1 : state.entries[0].index;
+  if (snapshot_index < durable.snapshot_index && first > durable.snapshot_index + 1) {
+    Violation(absl::StrCat("n", node.id, " recovered a log starting after ", first - 1,
+                           " but its durable snapshot marker was at ", durable.snapshot_index));
+  }
+  // Every durable entry is recovered (or covered by the recovered snapshot marker), unless
+  // records written after the durable point also reached the disk and replaced it: a new
+  // leader's entry of a higher term at its index or before, truncating the rest (Raft §5.3).
+  for (raft::Index index = std::max(durable.snapshot_index, snapshot_index) + 1;
+       index <= durable.LastIndex(); ++index) {
+    const raft::Term want = *durable.TermOf(index);
+    const bool present = index >= first && index - first < state.entries.size();
+    const raft::Term found = present ? state.entries[index - first].term : 0;
+    if (found > want) break;  // replaced from here on by a later record
+    if (found < want) {
+      Violation(absl::StrCat("n", node.id, " lost durable entry ", index, " (term ", want,
+                             ") in its restart: the WAL recovered ",
+                             present ? absl::StrCat("term ", found, " there") : "up to ",
+                             present ? "" : absl::StrCat(first + state.entries.size() - 1)));
+      break;
+    }
+  }
+  // What was recovered is what was written: an entry agrees with the one applied cluster-wide
+  // at its index and term (Log Matching), byte for byte.
+  for (const raft::Entry& entry : state.entries) {
+    auto it = applied_entries_.find(entry.index);
+    if (it == applied_entries_.end() || it->second.first != entry.term) continue;
+    if (it->second.second != Digest(entry.data.view(), entry.term * 31 + entry.index)) {
+      Violation(absl::StrCat("n", node.id, " recovered entry ", entry.index, " (term ", entry.term,
+                             ") with bytes that differ from what was applied"));
+      break;
+    }
+  }
+}
+
+void Simulation::FailNextWalSync(NodeId id) {
+  nodes_.at(id)->fs.FailNextSync(std::string(kWalDir));
+  Trace(absl::StrCat("n", id, " next WAL fsync fails (EIO)"));
+}
+
+void Simulation::FailNextWalWrite(NodeId id) {
+  nodes_.at(id)->fs.FailNextWrite(std::string(kWalDir));
+  Trace(absl::StrCat("n", id, " next WAL write fails (EIO)"));
+}
+
+void Simulation::FillDisk(NodeId id) {
+  Node& node = *nodes_.at(id);
+  store::SimDiskFaults faults = node.fs.faults();
+  faults.capacity_bytes = node.fs.logical_bytes() + kDiskFullRoomBytes;
+  node.fs.set_faults(faults);
+  Trace(absl::StrCat("n", id, " disk full at ", faults.capacity_bytes, " bytes"));
+}
+
+void Simulation::FreeDisk(NodeId id) {
+  Node& node = *nodes_.at(id);
+  store::SimDiskFaults faults = node.fs.faults();
+  faults.capacity_bytes = 0;
+  node.fs.set_faults(faults);
+  Trace(absl::StrCat("n", id, " disk has room again"));
 }
 
 void Simulation::CheckNode(Node& node) {
@@ -904,6 +989,7 @@ void Simulation::Crash(NodeId id) {
   if (!node.up) return;
   node.up = false;
   node.durable_when_down = node.member->wal().durable();
+  node.crashed_once = true;
   node.server = nullptr;
   node.sync = nullptr;
   node.member.reset();
@@ -952,16 +1038,21 @@ bool Simulation::CrashMidWrite(NodeId id, int64_t max_ms) {
   return true;
 }
 
-bool Simulation::CorruptRecord(NodeId id) {
+bool Simulation::CorruptRecord(NodeId id, bool oldest_segment) {
   Node& node = *nodes_.at(id);
   auto records =
       store::ScanWal(&node.fs, std::string(kWalDir), store::WalOptions{options_.wal_segment_bytes});
-  if (!records.ok()) return false;
+  if (!records.ok() || records->empty()) return false;
+  const std::string& oldest = records->front().path;
+  const bool several_segments = records->back().path != oldest;
+  if (oldest_segment && !several_segments) return false;
   std::vector<const store::WalRecordLocation*> entries;
   for (const store::WalRecordLocation& record : *records) {
-    if (record.type == store::RecordType::kEntry) entries.push_back(&record);
+    if (record.type != store::RecordType::kEntry) continue;
+    if (oldest_segment && record.path != oldest) continue;
+    entries.push_back(&record);
   }
-  if (entries.size() < 3) return false;
+  if (entries.size() < (oldest_segment ? 1u : 3u)) return false;
   // A bit flipped in the payload of an entry in the middle of the log: records follow it, so
   // recovery cannot take it for a torn tail.
   const store::WalRecordLocation& victim = *entries[entries.size() / 2];
@@ -969,6 +1060,7 @@ bool Simulation::CorruptRecord(NodeId id) {
   if (!node.fs.FlipBit(victim.path, std::min(offset, victim.offset + victim.bytes - 1), 3).ok()) {
     return false;
   }
+  node.corruption_injected = true;
   Trace(absl::StrCat("n", id, " corrupt record in ", victim.path, " at offset ", victim.offset));
   return true;
 }

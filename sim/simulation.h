@@ -130,8 +130,18 @@ class Simulation {
   // Runs until `id` has a log write with entries in flight, then crashes it tearing that write;
   // false if none came within `max_ms`.
   bool CrashMidWrite(NodeId id, int64_t max_ms);
-  bool CorruptRecord(NodeId id);
+  // With `oldest_segment`, the record is in the oldest WAL segment (false if there is one).
+  bool CorruptRecord(NodeId id, bool oldest_segment = false);
   bool refused_to_start(NodeId id) const { return refused_.count(id) > 0; }
+  // Storage failures: the member stops on them (node/member.h) and its node goes down until
+  // restarted.
+  void FailNextWalSync(NodeId id);
+  void FailNextWalWrite(NodeId id);
+  // Leaves a few KiB of room on the node's disk (ENOSPC beyond); FreeDisk lifts the limit.
+  void FillDisk(NodeId id);
+  void FreeDisk(NodeId id);
+  // Down because its member stopped on a storage failure (since its last start).
+  bool stopped_on_storage_failure(NodeId id) const { return stopped_.count(id) > 0; }
   void SetTickRate(NodeId id, double rate);  // 1.0 = nominal; 2.0 ticks twice as fast
 
   // --- Workload and requests ---
@@ -227,6 +237,8 @@ class Simulation {
 
   // Where each member keeps its WAL on its simulated disk.
   static constexpr absl::string_view kWalDir = "/member/wal";
+  // Room FillDisk leaves: less than a WAL segment, so the next one cannot be allocated.
+  static constexpr uint64_t kDiskFullRoomBytes = 4 << 10;
   std::unique_ptr<Node> NewNode(NodeId id);
   // Starts the member process of `id` from its disk (bootstrapping with `founding` when empty).
   void StartNode(NodeId id, std::vector<server::Member> founding);
@@ -237,6 +249,8 @@ class Simulation {
   void AfterMemberCall(Node& node);
   // The member's callbacks (node/member.h), as its Node forwards them.
   void CheckReady(Node& node, const server::Ready& ready);
+  // Storage checker: a restarted member's WAL holds everything it had made durable.
+  void CheckRecovered(Node& node, const raft::RestartState& state);
   void OnResponse(Node& node, const server::Response& response);
   void StartSync(Node& node, store::Wal::SyncBatch* batch);
   void OnMemberStop(Node& node, const absl::Status& why);
@@ -276,6 +290,7 @@ class Simulation {
   std::set<std::pair<NodeId, NodeId>> blocked_;
   std::map<std::pair<NodeId, NodeId>, std::pair<int64_t, int64_t>> link_delays_;  // min, max ms
   std::set<NodeId> refused_;  // nodes whose restart found a corrupt record
+  std::set<NodeId> stopped_;  // nodes whose member stopped on a storage failure
   std::vector<std::unique_ptr<Client>> clients_;
   // Responses to Call(), by request id (kCallSlot marks them in Node::waiting).
   static constexpr size_t kCallSlot = SIZE_MAX;

@@ -337,11 +337,16 @@ absl::Status SimFileSystem::InjectedEio(std::vector<std::string>* armed_prefixes
   return absl::DataLossError(Message(operation, path, "Input/output error (EIO), injected"));
 }
 
+uint64_t SimFileSystem::logical_bytes() const {
+  uint64_t used_bytes = 0;
+  for (const auto& [id, inode] : inodes_) used_bytes += inode.current.size_bytes();
+  return used_bytes;
+}
+
 absl::Status SimFileSystem::CheckCapacity(uint64_t growth_bytes, absl::string_view operation,
                                           const std::string& path) const {
   if (faults_.capacity_bytes == 0 || growth_bytes == 0) return absl::OkStatus();
-  uint64_t used_bytes = 0;
-  for (const auto& [id, inode] : inodes_) used_bytes += inode.current.size_bytes();
+  const uint64_t used_bytes = logical_bytes();
   if (used_bytes + growth_bytes <= faults_.capacity_bytes) return absl::OkStatus();
   return absl::ResourceExhaustedError(
       Message(operation, path,

@@ -132,6 +132,8 @@ class SimFileSystem : public FileSystem {
   // Bytes of file content held in memory (durable, current and pending copies): the measure that
   // preallocation stays sparse.
   uint64_t stored_bytes() const;
+  // The sum of every file's logical size: what capacity_bytes limits.
+  uint64_t logical_bytes() const;
 
  private:
   class SimFile;

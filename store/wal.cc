@@ -210,6 +210,7 @@ absl::Status Wal::Recover() {
   raft::SnapshotMetadata marker;
   bool have_marker = false;
   raft::Index unanchored_start = 0;  // the first entry, when the log does not start at 1
+  bool awaiting_anchor = false;      // no marker has covered the entries before it yet
   for (size_t i = 0; i < found.size(); ++i) {
     Segment& segment = found[i];
     const bool newest = i + 1 == found.size();
@@ -222,14 +223,16 @@ absl::Status Wal::Recover() {
     file->reset();
 
     uint64_t offset = 0;
+    uint64_t record_offset = 0;  // where the record being replayed starts
     Record record;
     std::optional<BadRecord> bad;
     bool saw_header = false;
-    while (ReadRecord(data, options_.segment_bytes, &offset, &record, &bad)) {
+    for (; ReadRecord(data, options_.segment_bytes, &offset, &record, &bad);
+         record_offset = offset) {
       absl::string_view in = record.payload;
       auto malformed = [&](absl::string_view what) {
         return absl::DataLossError(absl::StrCat("wal: malformed ", what, " record in ",
-                                                segment.path, " before offset ", offset));
+                                                segment.path, " at offset ", record_offset));
       };
       if (!saw_header && record.type != RecordType::kSegmentHeader) {
         return absl::DataLossError(
@@ -259,20 +262,26 @@ absl::Status Wal::Recover() {
           entry.type = static_cast<raft::EntryType>(type);
           entry.data = raft::Bytes(in);
           // The oldest segment left by a compaction may begin in the middle of the log, before
-          // the marker that covers its first entries: the log starts at its first entry.
+          // the marker that covers its first entries: the log starts at its first entry. Until a
+          // marker covers that start, an entry below it rewrites the log from there (a new
+          // leader's conflicting suffix), which moves the start down.
           const bool log_starts_here =
-              i == 0 && written_.terms.empty() && entry.index > written_.LastIndex() + 1;
+              (i == 0 && written_.terms.empty() && entry.index > written_.LastIndex() + 1) ||
+              (awaiting_anchor && entry.index < unanchored_start && entry.index > marker.index);
           if (log_starts_here) {
+            written_.terms.clear();
+            state.entries.clear();
             written_.snapshot_index = entry.index - 1;
             written_.first = entry.index;
             written_.snapshot_term = 0;
             unanchored_start = entry.index;
+            awaiting_anchor = true;
           }
           if (entry.index <= written_.snapshot_index || entry.index > written_.LastIndex() + 1) {
-            return absl::DataLossError(
-                absl::StrCat("wal: entry ", entry.index, " in ", segment.path, " before offset ",
-                             offset, " does not follow the log (snapshot ", written_.snapshot_index,
-                             ", last ", written_.LastIndex(), "): entries are missing"));
+            return absl::DataLossError(absl::StrCat(
+                "wal: entry ", entry.index, " in ", segment.path, " at offset ", record_offset,
+                " does not follow the log (snapshot ", written_.snapshot_index, ", last ",
+                written_.LastIndex(), "): entries are missing"));
           }
           const raft::Index keep = entry.index - written_.first;
           if (keep < state.entries.size()) state.entries.resize(keep);
@@ -304,9 +313,19 @@ absl::Status Wal::Recover() {
           if (!cs.ok()) return malformed("snapshot marker");
           mark.conf_state = std::move(*cs);
           const bool replaces = (flags & kMarkerReplacesLog) != 0;
-          if (replaces || mark.index > written_.snapshot_index) {
+          // The marker that covers the entries before an unanchored start ends right before it.
+          const bool anchors_start =
+              awaiting_anchor && mark.index + 1 == unanchored_start && !replaces;
+          if (anchors_start) {
+            awaiting_anchor = false;
+            written_.snapshot_term = mark.term;
+            marker = std::move(mark);
+            have_marker = true;
+            recovery_.snapshot_has_data = (flags & kMarkerHasData) != 0;
+          } else if (replaces || mark.index > written_.snapshot_index) {
             const raft::Index old_first = written_.first;
             written_.AddMarker(mark.index, mark.term, replaces);
+            if (mark.index + 1 >= unanchored_start) awaiting_anchor = false;
             if (replaces) {
               state.entries.clear();
             } else {
@@ -361,7 +380,7 @@ absl::Status Wal::Recover() {
       file_offset_ = offset;
     }
   }
-  if (unanchored_start > 1 && (!have_marker || marker.index + 1 < unanchored_start)) {
+  if (unanchored_start > 1 && (awaiting_anchor || marker.index + 1 < unanchored_start)) {
     return absl::DataLossError(
         absl::StrCat("wal: the log in ", dir_, " starts at entry ", unanchored_start,
                      " but no snapshot marker covers the entries before it: segments are missing"));

@@ -151,6 +151,8 @@ class Wal {
   // Append, StartSync, Run and FinishSync in one call (tests and tools).
   absl::Status AppendAndSync(const raft::PersistRequest& request);
 
+  // The persist id of the latest Append (durable or not).
+  uint64_t appended_persist_id() const { return last_persist_id_; }
   // The first error that failed the WAL (OK while healthy).
   const absl::Status& failure() const { return failure_; }
 

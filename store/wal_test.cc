@@ -127,6 +127,39 @@ TEST_F(WalTest, SegmentsRollOverAndCompactionDropsWholeSegments) {
   EXPECT_EQ(state.applied, 150u);
 }
 
+// Found by the simulator (fuzz seed 969): a new leader rewrote an entry that lay in the previous
+// segment, then compaction removed that segment. The remaining segment starts with an entry
+// above the rewritten one; recovery must start the log again at the rewrite.
+TEST_F(WalTest, RewriteBelowTheFirstEntryOfTheOldestSegmentRecovers) {
+  WalOptions options;
+  options.segment_bytes = 4096;
+  auto wal = OpenWal(options);
+  raft::Index last = 0;
+  while (wal->segment_count() < 2) {
+    ++last;
+    Write(*wal, last, last, 1, last);
+  }
+  // `last` opened segment 2; a new leader of term 2 replaces the log from last - 1.
+  Write(*wal, last - 1, last + 3, 2, last + 1);
+  raft::SnapshotMetadata mark;
+  mark.index = last + 1;
+  mark.term = 2;
+  ASSERT_TRUE(wal->Compact(mark).ok());
+  auto batch = wal->StartSync();
+  ASSERT_TRUE(batch.ok() && *batch != nullptr);
+  ASSERT_TRUE(wal->FinishSync(**batch, (*batch)->Run()).ok());
+  ASSERT_EQ(wal->segment_count(), 1u);
+  wal.reset();
+  wal = OpenWal(options);
+  ASSERT_NE(wal, nullptr);
+  const raft::RestartState& state = wal->recovery().state;
+  ASSERT_NE(state.snapshot, nullptr);
+  EXPECT_EQ(state.snapshot->metadata.index, last + 1);
+  ASSERT_EQ(state.entries.size(), 2u);
+  EXPECT_EQ(state.entries[0].index, last + 2);
+  EXPECT_EQ(state.entries[1].term, 2u);
+}
+
 TEST_F(WalTest, ReceivedSnapshotReplacesTheLogAndKeepsItsDataInAFile) {
   {
     auto wal = OpenWal();
