@@ -759,6 +759,9 @@ void RaftState::HandleAppendResponse(const Message& m, Progress& pr) {
       break;
     case ProgressState::kReplicate:
       pr.inflights.FreeLE(m.index);
+      // MaybeUpdate unpaused the flow, but the window may still be full: a heartbeat response
+      // may have freed the slot this acknowledgement covers already (found by fuzz seed 835).
+      pr.msg_app_flow_paused = pr.inflights.Full();
       break;
   }
   if (MaybeCommit()) {

@@ -600,6 +600,56 @@ TEST(ReplicationTest, InflightCountLimitPausesAppends) {
   EXPECT_THAT(AppliedData(c, 2), ElementsAre("0", "1", "2", "3", "4"));
 }
 
+// Found by fuzz seed 835: a heartbeat response frees the oldest slot of a full window (its
+// acknowledgement may be lost) and the freed slot is refilled; when that acknowledgement then
+// arrives after all, it frees nothing, and the window must stay paused rather than take one
+// append too many.
+TEST(ReplicationTest, LateAcknowledgementOfAFreedSlotKeepsAFullWindowPaused) {
+  Cluster c({1, 2}, {}, [](Config& config) { config.max_inflight_msgs = 2; });
+  c.ElectLeader(1);
+  ASSERT_EQ(ProgressOf(c, 1, 2).state, ProgressState::kReplicate);
+  for (const char* data : {"a", "b"}) {
+    ASSERT_TRUE(c.node(1).Propose(Bytes(data)).ok());
+    while (c.ProcessReady(1)) {
+    }
+  }
+  ASSERT_EQ(ProgressOf(c, 1, 2).inflight_count, 2u);
+  // The follower takes both appends; its acknowledgements are held back.
+  c.Deliver(1, 2);
+  while (c.ProcessReady(2)) {
+  }
+  std::vector<Message> held;
+  std::erase_if(c.in_flight(), [&](const Message& m) {
+    if (m.type != MessageType::kAppResp) return false;
+    held.push_back(m);
+    return true;
+  });
+  ASSERT_EQ(held.size(), 2u);
+  ASSERT_TRUE(c.node(1).Propose(Bytes("c")).ok());
+  while (c.ProcessReady(1)) {
+  }
+  // A heartbeat round frees the oldest slot; "c" takes it.
+  c.Tick(1);
+  while (c.ProcessReady(1)) {
+  }
+  c.Deliver(1, 2);
+  while (c.ProcessReady(2)) {
+  }
+  c.Deliver(2, 1);
+  while (c.ProcessReady(1)) {
+  }
+  ASSERT_EQ(ProgressOf(c, 1, 2).inflight_count, 2u);
+  // The acknowledgement of the freed slot arrives late.
+  c.in_flight().push_back(held.front());
+  c.Deliver(2, 1);
+  ASSERT_TRUE(c.node(1).Propose(Bytes("d")).ok());
+  while (c.ProcessReady(1)) {
+  }
+  EXPECT_LE(ProgressOf(c, 1, 2).inflight_count, 2u);
+  c.Stabilize();
+  EXPECT_THAT(AppliedData(c, 2), ElementsAre("a", "b", "c", "d"));
+}
+
 // etcd max_inflight_bytes: the window is also full once its appends carry that many bytes.
 TEST(ReplicationTest, InflightBytesLimitPausesAppends) {
   Cluster c({1, 2, 3}, {}, [](Config& config) { config.max_inflight_bytes = 150; });
