@@ -46,8 +46,9 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
   const auto n = static_cast<uint64_t>(options.nodes);
   int64_t elapsed = 0;
   std::string last_joiner;
+  bool corrupted = false;
   while (elapsed < options.duration_ms) {
-    switch (rng.Uniform(15)) {
+    switch (rng.Uniform(19)) {
       case 0: {  // a random split into two groups
         pb::Step* s = step("partition");
         pb::Group* a = s->mutable_partition()->add_groups();
@@ -167,6 +168,33 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
         delay->set_both_ways(rng.Uniform(2) == 0);
         break;
       }
+      case 14: {  // fsyncgate: the member must stop rather than retry
+        pb::Step* s = step("WAL fsync fails (EIO)");
+        *s->mutable_disk_fault()->mutable_node() = Node(1 + rng.Uniform(n));
+        s->mutable_disk_fault()->set_kind(pb::DiskFault::FSYNC_EIO);
+        break;
+      }
+      case 15: {
+        pb::Step* s = step("WAL write fails (EIO)");
+        *s->mutable_disk_fault()->mutable_node() = Node(1 + rng.Uniform(n));
+        s->mutable_disk_fault()->set_kind(pb::DiskFault::WRITE_EIO);
+        break;
+      }
+      case 16: {  // latent corruption; the node refuses its next restart, so one per run
+        if (corrupted) break;
+        corrupted = true;
+        pb::Step* s = step("a WAL record rots (latent corruption)");
+        *s->mutable_disk_fault()->mutable_node() = Node(1 + rng.Uniform(n));
+        s->mutable_disk_fault()->set_kind(pb::DiskFault::CORRUPT_RECORD);
+        s->mutable_disk_fault()->set_best_effort(true);
+        break;
+      }
+      case 17: {  // the disk fills up until the end of the faulty phase
+        pb::Step* s = step("disk full");
+        *s->mutable_disk_fault()->mutable_node() = Node(1 + rng.Uniform(n));
+        s->mutable_disk_fault()->set_kind(pb::DiskFault::DISK_FULL);
+        break;
+      }
       default:
         step("heal")->set_heal(true);
         break;
@@ -178,6 +206,9 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
   // Heal everything and require recovery: liveness after faults heal.
   step("heal")->set_heal(true);
   for (uint64_t id = 1; id <= n; ++id) {
+    pb::Step* free = step("healthy disk");
+    *free->mutable_disk_fault()->mutable_node() = Node(id);
+    free->mutable_disk_fault()->set_kind(pb::DiskFault::DISK_HEALED);
     *step("restart")->mutable_restart() = Node(id);
     pb::Step* s = step("nominal clock");
     *s->mutable_tick_rate()->mutable_node() = Node(id);

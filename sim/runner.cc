@@ -275,7 +275,10 @@ void Runner::RunStep(size_t index, const pb::Step& step) {
       absl::StrAppend(&line, " [n", id, "]");
       switch (step.disk_fault().kind()) {
         case pb::DiskFault::CORRUPT_RECORD:
-          if (!sim_.CorruptRecord(id, /*oldest_segment=*/false)) {
+          if (sim_.CorruptRecord(id, /*oldest_segment=*/false)) break;
+          if (step.disk_fault().best_effort()) {
+            absl::StrAppend(&line, " (log too short: skipped)");
+          } else {
             Fail(index, absl::StrCat("n", id, "'s log is too short"));
           }
           break;
@@ -304,6 +307,9 @@ void Runner::RunStep(size_t index, const pb::Step& step) {
           break;
         case pb::DiskFault::DISK_SPACE_FREED:
           sim_.FreeDisk(id);
+          break;
+        case pb::DiskFault::DISK_HEALED:
+          sim_.HealDisk(id);
           break;
         default:
           Fail(index, absl::StrCat("unknown disk fault ", step.disk_fault().kind()));

@@ -304,6 +304,11 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
         Violation(absl::StrCat(
             "n", id, " refuses to start on a disk nothing corrupted: ", member.status().message()));
       }
+    } else if (member.status().code() == absl::StatusCode::kResourceExhausted &&
+               node.fs.faults().capacity_bytes > 0) {
+      // A full disk: the member cannot even start; it stays down until space is freed.
+      Trace(absl::StrCat("n", id, " cannot start: ", member.status().message()));
+      stopped_.insert(id);
     } else {
       // The member refuses to start on what its disk holds: it stays down, loudly.
       Violation(absl::StrCat("node ", id, " cannot start: ", member.status().ToString()));
@@ -539,11 +544,13 @@ void Simulation::CheckRecovered(Node& node, const raft::RestartState& state) {
 }
 
 void Simulation::FailNextWalSync(NodeId id) {
+  if (!up(id)) return;  // aimed at a running process
   nodes_.at(id)->fs.FailNextSync(std::string(kWalDir));
   Trace(absl::StrCat("n", id, " next WAL fsync fails (EIO)"));
 }
 
 void Simulation::FailNextWalWrite(NodeId id) {
+  if (!up(id)) return;  // aimed at a running process
   nodes_.at(id)->fs.FailNextWrite(std::string(kWalDir));
   Trace(absl::StrCat("n", id, " next WAL write fails (EIO)"));
 }
@@ -554,6 +561,11 @@ void Simulation::FillDisk(NodeId id) {
   faults.capacity_bytes = node.fs.logical_bytes() + kDiskFullRoomBytes;
   node.fs.set_faults(faults);
   Trace(absl::StrCat("n", id, " disk full at ", faults.capacity_bytes, " bytes"));
+}
+
+void Simulation::HealDisk(NodeId id) {
+  FreeDisk(id);
+  nodes_.at(id)->fs.ClearArmedFailures();
 }
 
 void Simulation::FreeDisk(NodeId id) {
@@ -996,6 +1008,8 @@ void Simulation::Crash(NodeId id) {
   // Power loss: the disk keeps what was synced and a seeded part of the rest (torn, perhaps);
   // the MVCC backend keeps its durable batches.
   node.fs.Crash();
+  // An injected EIO belongs to the process it was aimed at.
+  node.fs.ClearArmedFailures();
   node.backend.Crash();
   std::map<server::RequestId, size_t> waiting;
   waiting.swap(node.waiting);

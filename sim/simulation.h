@@ -140,6 +140,8 @@ class Simulation {
   // Leaves a few KiB of room on the node's disk (ENOSPC beyond); FreeDisk lifts the limit.
   void FillDisk(NodeId id);
   void FreeDisk(NodeId id);
+  // FreeDisk, and disarms injected errors that have not fired.
+  void HealDisk(NodeId id);
   // Down because its member stopped on a storage failure (since its last start).
   bool stopped_on_storage_failure(NodeId id) const { return stopped_.count(id) > 0; }
   void SetTickRate(NodeId id, double rate);  // 1.0 = nominal; 2.0 ticks twice as fast

@@ -10,9 +10,11 @@
 //   - creating, renaming or removing a name is volatile until SyncDir of its directory;
 //   - a failed sync leaves the file in an unknown state: the caller must not retry it as if the
 //     earlier writes were durable (PostgreSQL's "fsyncgate"). The WAL stops its member.
-// Errors are absl::Status values whose message names the path and the operation; an I/O error is
-// kDataLoss or kInternal ("EIO"), a full disk kResourceExhausted ("ENOSPC"), a missing file
-// kNotFound, a lock held by another process kFailedPrecondition.
+// Errors are absl::Status values whose message names the path and the operation: an I/O error
+// is kInternal ("EIO"), a full disk kResourceExhausted ("ENOSPC"), a missing file kNotFound, a
+// lock held by another process kFailedPrecondition. kDataLoss is kept for the store's own
+// verdict that bytes it read cannot be trusted (a checksum mismatch): corruption, not a failing
+// device.
 //
 // Threads: a File may be synced from one thread while another appends to it (the node's fsync
 // thread); everything else is used from one thread at a time.

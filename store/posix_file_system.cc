@@ -43,7 +43,7 @@ absl::Status ErrnoStatus(int error_number, absl::string_view operation, absl::st
     case EEXIST:
       return absl::AlreadyExistsError(message);
     case EIO:
-      return absl::DataLossError(message);
+      return absl::InternalError(message);
     default:
       return absl::InternalError(message);
   }

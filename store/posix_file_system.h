@@ -9,7 +9,7 @@
 // status always means the kernel refused the operation. Its message names the operation, the
 // path and strerror with the errno name ("pwrite /data/wal/0001.wal: No space left on device
 // (ENOSPC)"); the code follows file_system.h: ENOSPC kResourceExhausted, ENOENT kNotFound, EEXIST
-// kAlreadyExists, EIO kDataLoss, anything else kInternal.
+// kAlreadyExists, EIO and anything else kInternal.
 //
 // A File tracks its end offset under a mutex: Append writes there with pwrite, so a Sync or
 // DataSync running on another thread (the node's fsync thread) never races with where the next

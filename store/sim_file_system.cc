@@ -223,7 +223,7 @@ class SimFileSystem::SimFile : public File {
     fs_->AddLatency();
     Inode& inode = fs_->inodes_.at(inode_id_);
     if (inode.poisoned) {
-      return absl::DataLossError(Message(
+      return absl::InternalError(Message(
           operation, path_, "Input/output error (EIO): an earlier sync of this file failed"));
     }
     absl::Status status = fs_->InjectedEio(&fs_->armed_sync_failures_,
@@ -334,7 +334,7 @@ absl::Status SimFileSystem::InjectedEio(std::vector<std::string>* armed_prefixes
   // Drawn only for a nonzero rate, so a run without random faults draws nothing.
   if (!fail && rate_per_million > 0) fail = fault_rng_.Uniform(kPerMillion) < rate_per_million;
   if (!fail) return absl::OkStatus();
-  return absl::DataLossError(Message(operation, path, "Input/output error (EIO), injected"));
+  return absl::InternalError(Message(operation, path, "Input/output error (EIO), injected"));
 }
 
 uint64_t SimFileSystem::logical_bytes() const {
@@ -681,6 +681,11 @@ void SimFileSystem::FailNextWrite(const std::string& path_prefix) {
 
 void SimFileSystem::FailNextSync(const std::string& path_prefix) {
   armed_sync_failures_.push_back(path_prefix);
+}
+
+void SimFileSystem::ClearArmedFailures() {
+  armed_write_failures_.clear();
+  armed_sync_failures_.clear();
 }
 
 absl::Status SimFileSystem::FlipBit(const std::string& path, uint64_t offset, int bit) {

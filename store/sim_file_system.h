@@ -54,9 +54,9 @@ namespace kvstore::store {
 // Faults and speed of one simulated disk; the simulator may change them at any time
 // (SimFileSystem::set_faults). Rates are per million operations of the kind named.
 struct SimDiskFaults {
-  // Append, WriteAt or Truncate fails with EIO (kDataLoss) and changes nothing.
+  // Append, WriteAt or Truncate fails with EIO (kInternal) and changes nothing.
   uint32_t write_eio_per_million = 0;
-  // File::Sync, File::DataSync or SyncDir fails with EIO (kDataLoss); a failed file sync poisons
+  // File::Sync, File::DataSync or SyncDir fails with EIO (kInternal); a failed file sync poisons
   // the file, a failed SyncDir leaves its directory's operations unsynced.
   uint32_t sync_eio_per_million = 0;
   // A write that would take the sum of all files' logical sizes above this fails with ENOSPC
@@ -102,6 +102,8 @@ class SimFileSystem : public FileSystem {
   // The next File::Sync, File::DataSync or SyncDir of a path starting with `path_prefix` fails
   // with EIO. Each call arms one failure.
   void FailNextSync(const std::string& path_prefix);
+  // Disarms every failure FailNextWrite and FailNextSync armed that has not fired.
+  void ClearArmedFailures();
   // Latent corruption: flips bit `bit` (0..7) of the byte at `offset` of the file at `path`, in
   // its durable bytes and in its current view (where each reaches), so every later read and
   // every crash sees it. kOutOfRange past both sizes.

@@ -248,7 +248,7 @@ TEST(SimFileSystemTest, FailedSyncPoisonsTheFile) {
       ASSERT_TRUE(file->Append("b").ok());
       fs.FailNextSync("/d/");
       absl::Status failed = file->Sync();
-      EXPECT_EQ(failed.code(), absl::StatusCode::kDataLoss);
+      EXPECT_EQ(failed.code(), absl::StatusCode::kInternal);
       EXPECT_TRUE(absl::StrContains(failed.message(), "EIO")) << failed;
       EXPECT_TRUE(absl::StrContains(failed.message(), kFile)) << failed;
       // fsyncgate: a retry must not pretend the write reached the disk.
@@ -273,7 +273,7 @@ TEST(SimFileSystemTest, FailedSyncDirLeavesTheOperationsUnsynced) {
   ASSERT_TRUE(fs.SyncDir("/").ok());
   OpenOrDie(fs, kFile, OpenMode::kCreate);
   fs.FailNextSync(kDir);
-  EXPECT_EQ(fs.SyncDir(kDir).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(fs.SyncDir(kDir).code(), absl::StatusCode::kInternal);
   EXPECT_TRUE(fs.HasUnsynced(kFile));
   ASSERT_TRUE(fs.SyncDir(kDir).ok());
   EXPECT_FALSE(fs.HasUnsynced(kFile));
@@ -285,7 +285,7 @@ TEST(SimFileSystemTest, FailedWriteChangesNothing) {
   auto file = OpenOrDie(fs, kFile, OpenMode::kReadWrite);
   fs.FailNextWrite(kFile);
   absl::Status failed = file->Append("def");
-  EXPECT_EQ(failed.code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(failed.code(), absl::StatusCode::kInternal);
   EXPECT_TRUE(absl::StrContains(failed.message(), "EIO")) << failed;
   EXPECT_EQ(ReadAll(fs, kFile), "abc");
   EXPECT_FALSE(fs.HasUnsynced(kFile));

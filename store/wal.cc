@@ -121,6 +121,20 @@ bool ReadRecord(absl::string_view data, uint64_t preallocated_bytes, uint64_t* o
   return true;
 }
 
+// Whether a valid record starts anywhere after `bad_offset`. A torn write never leaves one: the
+// disk wrote a prefix of its sectors, so nothing written after the tear reached it. A bad record
+// followed by a valid one is corruption.
+bool ValidRecordAfter(absl::string_view data, uint64_t preallocated_bytes, uint64_t bad_offset) {
+  for (uint64_t at = bad_offset + 1; at + kRecordHeaderBytes <= data.size(); ++at) {
+    if (data[at] == 0 && AllZero(data.substr(at, kRecordHeaderBytes))) continue;
+    uint64_t offset = at;
+    Record record;
+    std::optional<BadRecord> bad;
+    if (ReadRecord(data, preallocated_bytes, &offset, &record, &bad)) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -346,7 +360,8 @@ absl::Status Wal::Recover() {
       // A torn tail leaves only zeros past the sector holding the bad record's claimed end.
       const uint64_t clean_from =
           std::min<uint64_t>(RoundUpToSector(bad->claimed_end), data.size());
-      const bool torn = newest && AllZero(absl::string_view(data).substr(clean_from));
+      const bool torn = newest && AllZero(absl::string_view(data).substr(clean_from)) &&
+                        !ValidRecordAfter(data, options_.segment_bytes, bad->offset);
       if (!torn) {
         return absl::DataLossError(absl::StrCat("wal: corrupt record in ", segment.path,
                                                 " at offset ", bad->offset, ": ", bad->reason));
@@ -397,8 +412,11 @@ absl::Status Wal::Recover() {
   }
   durable_ = written_;
   durable_marker_ = written_.snapshot_index;
-  if (segments_.empty()) {
-    if (absl::Status s = CreateSegment(1); !s.ok()) return s;
+  if (file_ == nullptr) {
+    // No segment to continue: an empty directory, or the newest segment held nothing durable
+    // and was dropped (its predecessor was full and synced when it was created).
+    const uint64_t sequence = segments_.empty() ? 1 : segments_.back().sequence + 1;
+    if (absl::Status s = CreateSegment(sequence); !s.ok()) return s;
     auto batch = StartSync();
     if (!batch.ok()) return batch.status();
     return FinishSync(**batch, (*batch)->Run());
