@@ -142,6 +142,9 @@ checker_of() {
     *watch*) echo "watch checker" ;;
     linearizability:*) echo "linearizability" ;;
     *"acknowledged write"*) echo "acknowledged writes survive" ;;
+    *"refuses to start on a disk nothing corrupted"* | *"lost durable entry"* | \
+      *" recovered term "* | *" recovered entry "* | *"recovered a log starting"*)
+      echo "storage checker" ;;
     *"cannot start"*) echo "restart check" ;;
     *"no leader"* | *"expected "*", got "*) echo "recovery after heal" ;;
     *) echo "other" ;;
