@@ -62,6 +62,7 @@ class Runner {
     return ids;
   }
   std::vector<NodeId> Voters();
+  void CheckHistory();
 
   const pb::Scenario& scenario_;
   RunOptions options_;
@@ -117,25 +118,45 @@ RunResult Runner::Run() {
                                             Simulation::kMaxViolationsKept));
   }
   result_.history = sim_.TakeHistory();
-  if (!scenario_.skip_linearizability()) {
-    CheckOptions check;
-    check.model = Model::kKv;
-    check.max_search_steps = options_.linearizability_budget_steps;
-    auto verdict = CheckLinearizability(result_.history, check);
-    if (!verdict.ok()) {
-      result_.failures.push_back(absl::StrCat("linearizability: ", verdict.status().ToString()));
-    } else if (verdict->verdict == Verdict::kNotLinearizable) {
-      result_.failures.push_back(absl::StrCat("linearizability: ", verdict->Describe()));
-    } else {
-      result_.transcript.push_back(absl::StrCat("linearizability: ", verdict->Describe()));
-    }
-  }
+  if (!scenario_.skip_linearizability()) CheckHistory();
   result_.passed = result_.failures.empty();
   result_.trace_hash = sim_.trace_hash();
   result_.trace = sim_.trace();
   result_.events = sim_.events_processed();
   result_.virtual_ms = sim_.now_ms();
   return std::move(result_);
+}
+
+void Runner::CheckHistory() {
+  CheckOptions check;
+  check.model = Model::kKv;
+  check.max_search_steps = options_.linearizability_budget_steps;
+  auto verdict = CheckLinearizability(result_.history, check);
+  if (!verdict.ok()) {
+    result_.failures.push_back(absl::StrCat("linearizability: ", verdict.status().ToString()));
+    return;
+  }
+  result_.linearizability_search_steps = verdict->search_steps;
+  std::string described = verdict->Describe();
+  while (!described.empty() && described.back() == '\n') described.pop_back();
+  switch (verdict->verdict) {
+    case Verdict::kLinearizable:
+      result_.transcript.push_back(absl::StrCat("linearizability: ", described));
+      break;
+    case Verdict::kNotLinearizable:
+      result_.failures.push_back(absl::StrCat("linearizability: ", described));
+      break;
+    case Verdict::kUnknown:
+      // A search that gave up proved nothing either way, and a run passes only on a proof: an
+      // "unknown" counted as a pass would let any violation hide behind a slow search.
+      result_.failures.push_back(absl::StrCat(
+          "linearizability: the check gave up, so the history is neither proven linearizable "
+          "nor refuted (",
+          described,
+          "); raise RunOptions::linearizability_budget_steps or make the search "
+          "smarter"));
+      break;
+  }
 }
 
 void Runner::RunStep(size_t index, const pb::Step& step) {

@@ -25,13 +25,16 @@ struct RunResult {
   uint64_t trace_hash = 0;
   uint64_t events = 0;
   int64_t virtual_ms = 0;
+  // Steps the linearizability search took (0 when it did not run), to compare with its budget.
+  uint64_t linearizability_search_steps = 0;
   History history;  // the linearizable clients' history (FormatHistory writes the file format)
 };
 
 struct RunOptions {
   std::optional<uint64_t> seed;  // overrides the scenario's seed
   bool record_trace = false;
-  // Search steps the linearizability checker may spend (deterministic, not wall-clock).
+  // Search steps the linearizability checker may spend (deterministic, not wall-clock). A search
+  // that runs out fails the run: it proved nothing.
   uint64_t linearizability_budget_steps = 5'000'000;
 };
 

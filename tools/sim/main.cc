@@ -162,6 +162,10 @@ int Run(const Args& args) {
     }
     PrintResult(scenario->name().empty() ? file : scenario->name(), result,
                 args.flags.count("verbose") > 0);
+    if (!result.passed) {
+      std::printf("  replay: sim run %s%s --verbose\n", file.c_str(),
+                  options.seed.has_value() ? absl::StrCat(" --seed=", seed).c_str() : "");
+    }
     failed += result.passed ? 0 : 1;
   }
   std::printf("%zu scenarios, %d failed\n", args.positional.size(), failed);
@@ -222,6 +226,10 @@ int Fuzz(const Args& args) {
   const bool isolate = args.flags.count("isolate") > 0;
   int failed = 0;
   double cpu_total = 0;
+  // The most search steps a seed's linearizability check took, against the budget whose
+  // exhaustion fails a seed: how close the campaign came to it.
+  uint64_t most_search_steps = 0;
+  uint64_t most_search_steps_seed = seed;
   if (!isolate) std::signal(SIGABRT, OnAbort);
   for (uint64_t i = 0; i < count; ++i) {
     const uint64_t s = seed + i;
@@ -233,6 +241,10 @@ int Fuzz(const Args& args) {
     const RunResult result = isolate ? RunInChild(scenario) : RunScenario(scenario);
     const double cpu = cpu_now() - start;
     cpu_total += cpu;
+    if (result.linearizability_search_steps > most_search_steps) {
+      most_search_steps = result.linearizability_search_steps;
+      most_search_steps_seed = s;
+    }
     if (!result.passed) {
       ++failed;
       std::printf("[%llu/%llu] seed %llu FAILED\n", static_cast<unsigned long long>(i + 1),
@@ -253,6 +265,10 @@ int Fuzz(const Args& args) {
   std::printf("%llu seeds, %d failed, %.1f ms cpu per seed\n",
               static_cast<unsigned long long>(count), failed,
               count == 0 ? 0.0 : cpu_total * 1000 / static_cast<double>(count));
+  std::printf("linearizability: at most %llu search steps (seed %llu) of a budget of %llu\n",
+              static_cast<unsigned long long>(most_search_steps),
+              static_cast<unsigned long long>(most_search_steps_seed),
+              static_cast<unsigned long long>(RunOptions().linearizability_budget_steps));
   return failed == 0 ? 0 : 1;
 }
 
@@ -365,7 +381,9 @@ RunResult RunInChild(const pb::Scenario& scenario) {
     std::signal(SIGABRT, SIG_DFL);
     const RunResult run = RunScenario(scenario);
     // One failure per record: its length, a newline, its bytes (failures span lines).
-    std::fprintf(out, "%d %llu\n", run.passed ? 1 : 0, static_cast<unsigned long long>(run.events));
+    std::fprintf(out, "%d %llu %llu\n", run.passed ? 1 : 0,
+                 static_cast<unsigned long long>(run.events),
+                 static_cast<unsigned long long>(run.linearizability_search_steps));
     for (const std::string& failure : run.failures) {
       std::fprintf(out, "%zu\n", failure.size());
       std::fwrite(failure.data(), 1, failure.size(), out);
@@ -408,6 +426,7 @@ RunResult RunInChild(const pb::Scenario& scenario) {
   const std::vector<absl::string_view> header = absl::StrSplit(next_line(), ' ');
   result.passed = !header.empty() && header[0] == "1";
   if (header.size() > 1) (void)absl::SimpleAtoi(header[1], &result.events);
+  if (header.size() > 2) (void)absl::SimpleAtoi(header[2], &result.linearizability_search_steps);
   while (!in.empty()) {
     size_t size = 0;
     if (!absl::SimpleAtoi(next_line(), &size) || size > in.size()) break;
