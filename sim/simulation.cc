@@ -497,6 +497,30 @@ void Simulation::OnMemberStop(Node& node, const absl::Status& why) {
 }
 
 void Simulation::CheckRecovered(Node& node, const raft::RestartState& state) {
+  // Recovery leaves the disk in a state that recovers to the same log: a second recovery (read
+  // only) of what the first one left, e.g. after cutting a torn tail, finds the same records.
+  store::WalOptions read_only;
+  read_only.segment_bytes = options_.wal_segment_bytes;
+  read_only.read_only = true;
+  auto again = store::Wal::Open(&node.fs, std::string(kWalDir), read_only);
+  if (!again.ok()) {
+    Violation(absl::StrCat("n", node.id, " recovered its WAL, but a second recovery of what it ",
+                           "left on disk fails: ", again.status().message()));
+  } else {
+    const raft::RestartState& second = (*again)->recovery().state;
+    auto last = [](const raft::RestartState& st) {
+      return !st.entries.empty() ? st.entries.back().index
+                                 : (st.snapshot != nullptr ? st.snapshot->metadata.index : 0);
+    };
+    if (second.hard_state != state.hard_state || last(second) != last(state) ||
+        second.entries.size() != state.entries.size()) {
+      Violation(
+          absl::StrCat("n", node.id, " recovered last index ", last(state), " hard state term ",
+                       state.hard_state.term, " commit ", state.hard_state.commit,
+                       ", but what recovery left on disk recovers to last index ", last(second),
+                       " term ", second.hard_state.term, " commit ", second.hard_state.commit));
+    }
+  }
   if (!node.crashed_once) return;
   const store::Wal::LogIndex& durable = node.durable_when_down;
   const raft::HardState& hs = state.hard_state;

@@ -186,7 +186,11 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, const std::string
         absl::StrCat("wal: segment_bytes ", options.segment_bytes, " is below ", 4 * kSectorBytes));
   }
   std::unique_ptr<Wal> wal(new Wal(fs, dir, options));
-  if (absl::Status s = CreateDirDurably(fs, dir); !s.ok()) return s;
+  if (options.read_only) {
+    if (!fs->Exists(dir)) return absl::NotFoundError(absl::StrCat("wal: no directory ", dir));
+  } else if (absl::Status s = CreateDirDurably(fs, dir); !s.ok()) {
+    return s;
+  }
   if (absl::Status s = wal->Recover(); !s.ok()) return s;
   return wal;
 }
@@ -205,7 +209,7 @@ absl::Status Wal::Recover() {
     uint64_t sequence = 0;
     if (ParseSegmentName(name, &sequence)) {
       found.push_back(Segment{sequence, JoinPath(dir_, name), 0});
-    } else if (absl::EndsWith(name, ".tmp")) {
+    } else if (absl::EndsWith(name, ".tmp") && !options_.read_only) {
       // A snapshot file whose save never completed: never renamed, so never referenced.
       (void)fs_->Remove(JoinPath(dir_, name));
     }
@@ -217,7 +221,7 @@ absl::Status Wal::Recover() {
          (start == found.size() || found[start - 1].sequence + 1 == found[start].sequence)) {
     --start;
   }
-  for (size_t i = 0; i < start; ++i) (void)fs_->Remove(found[i].path);
+  for (size_t i = 0; i < start && !options_.read_only; ++i) (void)fs_->Remove(found[i].path);
   found.erase(found.begin(), found.begin() + start);
 
   raft::RestartState& state = recovery_.state;
@@ -376,12 +380,14 @@ absl::Status Wal::Recover() {
         return absl::DataLossError(absl::StrCat("wal: ", segment.path, " has no segment header"));
       }
       // A segment created just before a crash, before anything in it was durable.
-      if (absl::Status s = fs_->Remove(segment.path); !s.ok()) return s;
+      if (!options_.read_only) {
+        if (absl::Status s = fs_->Remove(segment.path); !s.ok()) return s;
+      }
       found.pop_back();
       break;
     }
     segment.last_entry = std::max(segment.last_entry, written_.LastIndex());
-    if (newest) {
+    if (newest && !options_.read_only) {
       // Continue writing where the records end; wipe a torn tail so it cannot resurface.
       auto out = fs_->Open(segment.path, OpenMode::kReadWrite);
       if (!out.ok()) return out.status();
@@ -412,7 +418,7 @@ absl::Status Wal::Recover() {
   }
   durable_ = written_;
   durable_marker_ = written_.snapshot_index;
-  if (file_ == nullptr) {
+  if (file_ == nullptr && !options_.read_only) {
     // No segment to continue: an empty directory, or the newest segment held nothing durable
     // and was dropped (its predecessor was full and synced when it was created).
     const uint64_t sequence = segments_.empty() ? 1 : segments_.back().sequence + 1;
@@ -534,6 +540,7 @@ absl::Status Wal::MaybeCutSegment(size_t next_record_bytes) {
 
 absl::Status Wal::Append(const raft::PersistRequest& request) {
   if (!failure_.ok()) return failure_;
+  if (options_.read_only) return absl::FailedPreconditionError("wal: opened read-only");
   if (request.snapshot != nullptr) {
     const raft::Snapshot& snapshot = *request.snapshot;
     const bool has_data = !snapshot.data.empty();
@@ -567,6 +574,7 @@ absl::Status Wal::Append(const raft::PersistRequest& request) {
 
 absl::Status Wal::Compact(const raft::SnapshotMetadata& mark) {
   if (!failure_.ok()) return failure_;
+  if (options_.read_only) return absl::FailedPreconditionError("wal: opened read-only");
   if (mark.index <= written_.snapshot_index) return absl::OkStatus();
   const std::optional<raft::Term> term = written_.TermOf(mark.index);
   if (!term.has_value() || *term != mark.term) {

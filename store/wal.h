@@ -64,6 +64,9 @@ struct WalOptions {
   uint64_t segment_bytes = kDefaultSegmentBytes;
   // Append writes the buffer out once it holds this much (a StartSync writes it anyway).
   size_t write_buffer_bytes = size_t{1} << 20;
+  // Recover and report only: change nothing on disk (no torn tail cut, no leftover removed, no
+  // segment created); Append and Compact refuse. For verifiers and checkers.
+  bool read_only = false;
 };
 
 enum class RecordType : uint8_t {
