@@ -1,0 +1,243 @@
+@0xdad9a0ef350f3dca;
+# The native client API (net/README.md): etcd v3's KV, Watch, Lease, Cluster and Maintenance
+# services in Cap'n Proto. Errors are results, not exceptions: every reply carries a Status whose
+# code is the stable name of core/base/errors.h (etcd's), so a client tells NO_LEADER from
+# COMPACTED without parsing text. Exceptions mean a broken connection.
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("kvstore::net::rpc");
+
+struct Status {
+  code @0 :Text;      # "OK", "NO_LEADER", "COMPACTED", ... (ErrorCodeName)
+  message @1 :Text;
+}
+
+struct Header {
+  memberId @0 :UInt64;
+  revision @1 :Int64;
+  raftTerm @2 :UInt64;
+}
+
+struct KeyValue {
+  key @0 :Data;
+  createRevision @1 :Int64;
+  modRevision @2 :Int64;
+  version @3 :Int64;
+  value @4 :Data;
+  lease @5 :Int64;
+}
+
+struct RangeRequest {
+  key @0 :Data;
+  rangeEnd @1 :Data;
+  limit @2 :Int64;
+  revision @3 :Int64;
+  sortOrder @4 :UInt8;     # mvcc::SortOrder
+  sortTarget @5 :UInt8;    # mvcc::SortTarget
+  serializable @6 :Bool;
+  keysOnly @7 :Bool;
+  countOnly @8 :Bool;
+  minModRevision @9 :Int64;
+  maxModRevision @10 :Int64;
+  minCreateRevision @11 :Int64;
+  maxCreateRevision @12 :Int64;
+}
+
+struct RangeResponse {
+  kvs @0 :List(KeyValue);
+  more @1 :Bool;
+  count @2 :Int64;
+}
+
+struct PutRequest {
+  key @0 :Data;
+  value @1 :Data;
+  lease @2 :Int64;
+  prevKv @3 :Bool;
+  ignoreValue @4 :Bool;
+  ignoreLease @5 :Bool;
+}
+
+struct PutResponse {
+  prevKv @0 :KeyValue;
+  hasPrevKv @1 :Bool;
+}
+
+struct DeleteRangeRequest {
+  key @0 :Data;
+  rangeEnd @1 :Data;
+  prevKv @2 :Bool;
+}
+
+struct DeleteRangeResponse {
+  deleted @0 :Int64;
+  prevKvs @1 :List(KeyValue);
+}
+
+struct Compare {
+  result @0 :UInt8;    # mvcc::Compare::Result
+  target @1 :UInt8;    # mvcc::Compare::Target
+  key @2 :Data;
+  rangeEnd @3 :Data;
+  number @4 :Int64;
+  value @5 :Data;
+}
+
+struct RequestOp {
+  union {
+    range @0 :RangeRequest;
+    put @1 :PutRequest;
+    deleteRange @2 :DeleteRangeRequest;
+    txn @3 :TxnRequest;
+  }
+}
+
+struct TxnRequest {
+  compare @0 :List(Compare);
+  success @1 :List(RequestOp);
+  failure @2 :List(RequestOp);
+}
+
+struct ResponseOp {
+  union {
+    range @0 :RangeResponse;
+    put @1 :PutResponse;
+    deleteRange @2 :DeleteRangeResponse;
+    txn @3 :TxnResponse;
+  }
+}
+
+struct TxnResponse {
+  succeeded @0 :Bool;
+  responses @1 :List(ResponseOp);
+}
+
+interface Kv {
+  range @0 (request :RangeRequest) -> (status :Status, header :Header, response :RangeResponse);
+  put @1 (request :PutRequest) -> (status :Status, header :Header, response :PutResponse);
+  deleteRange @2 (request :DeleteRangeRequest)
+      -> (status :Status, header :Header, response :DeleteRangeResponse);
+  txn @3 (request :TxnRequest) -> (status :Status, header :Header, response :TxnResponse);
+  compact @4 (revision :Int64) -> (status :Status, header :Header);
+}
+
+struct Event {
+  type @0 :UInt8;      # mvcc::Event::Type
+  kv @1 :KeyValue;
+  prevKv @2 :KeyValue;
+  hasPrevKv @3 :Bool;
+}
+
+struct WatchRequest {
+  key @0 :Data;
+  rangeEnd @1 :Data;
+  startRevision @2 :Int64;
+  noPut @3 :Bool;
+  noDelete @4 :Bool;
+  prevKv @5 :Bool;
+  progressNotify @6 :Bool;
+}
+
+struct WatchResponse {
+  watchId @0 :Int64;
+  headerRevision @1 :Int64;
+  events @2 :List(Event);
+  created @3 :Bool;
+  canceled @4 :Bool;
+  compactRevision @5 :Int64;
+  cancelReason @6 :Text;
+  progress @7 :Bool;
+}
+
+# The client's side of a watch stream: the server calls it with each response, in order, and
+# waits for each call to return before the next (flow control: a slow watcher is bounded by the
+# server's buffer, then canceled as etcd cancels a slow watcher).
+interface Watcher {
+  deliver @0 (response :WatchResponse) -> stream;
+}
+
+interface WatchHandle {
+  cancel @0 () -> (status :Status);
+  requestProgress @1 () -> ();
+}
+
+interface Watch {
+  watch @0 (request :WatchRequest, watcher :Watcher) -> (status :Status, handle :WatchHandle);
+}
+
+struct LeaseInfo {
+  id @0 :Int64;
+  grantedTtlSeconds @1 :Int64;
+  remainingTtlSeconds @2 :Int64;
+  keys @3 :List(Data);
+}
+
+interface KeepAlive {
+  # One renewal; the reply carries the new TTL (0: the lease is gone).
+  keepAlive @0 () -> (status :Status, header :Header, ttlSeconds :Int64);
+}
+
+interface Lease {
+  grant @0 (ttlSeconds :Int64, id :Int64) -> (status :Status, header :Header, lease :LeaseInfo);
+  revoke @1 (id :Int64) -> (status :Status, header :Header);
+  keepAlive @2 (id :Int64) -> (status :Status, stream :KeepAlive);
+  timeToLive @3 (id :Int64, keys :Bool) -> (status :Status, header :Header, lease :LeaseInfo);
+  leases @4 () -> (status :Status, header :Header, ids :List(Int64));
+}
+
+struct Member {
+  id @0 :UInt64;
+  name @1 :Text;
+  peerUrls @2 :List(Text);
+  clientUrls @3 :List(Text);
+  isLearner @4 :Bool;
+}
+
+interface Cluster {
+  memberList @0 () -> (status :Status, header :Header, members :List(Member));
+  memberAdd @1 (peerUrls :List(Text), isLearner :Bool)
+      -> (status :Status, header :Header, member :Member, members :List(Member));
+  memberRemove @2 (id :UInt64) -> (status :Status, header :Header, members :List(Member));
+  memberPromote @3 (id :UInt64) -> (status :Status, header :Header, members :List(Member));
+}
+
+struct Alarm {
+  memberId @0 :UInt64;
+  type @1 :UInt8;      # server::AlarmType
+}
+
+struct MemberStatus {
+  version @0 :Text;
+  dbSizeBytes @1 :Int64;
+  leader @2 :UInt64;
+  raftIndex @3 :UInt64;
+  raftTerm @4 :UInt64;
+  raftAppliedIndex @5 :UInt64;
+  isLearner @6 :Bool;
+  errors @7 :List(Text);
+}
+
+interface SnapshotStream {
+  # The next chunk of the backend snapshot; empty when done (then `crc32c` checks it all).
+  next @0 () -> (chunk :Data, done :Bool, crc32c :UInt32);
+}
+
+interface Maintenance {
+  status @0 () -> (status :Status, header :Header, member :MemberStatus);
+  hash @1 (revision :Int64)
+      -> (status :Status, header :Header, hash :UInt64, compactRevision :Int64);
+  defragment @2 () -> (status :Status, header :Header);
+  alarmList @3 () -> (status :Status, header :Header, alarms :List(Alarm));
+  alarmDisarm @4 () -> (status :Status, header :Header, alarms :List(Alarm));
+  snapshot @5 () -> (status :Status, stream :SnapshotStream);
+  moveLeader @6 (targetId :UInt64) -> (status :Status, header :Header);
+}
+
+# What a client connection bootstraps: every service of the member (its client URL).
+interface Endpoint {
+  kv @0 () -> (kv :Kv);
+  watch @1 () -> (watch :Watch);
+  lease @2 () -> (lease :Lease);
+  cluster @3 () -> (cluster :Cluster);
+  maintenance @4 () -> (maintenance :Maintenance);
+}

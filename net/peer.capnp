@@ -1,0 +1,60 @@
+@0xb56b9ac805729b90;
+# The peer transport: Raft messages between members (net/README.md). One Peer capability per
+# member; a sender batches the messages of one loop turn into one call. Snapshots travel apart,
+# in chunks with flow control (a stream), so a snapshot send never delays heartbeats.
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("kvstore::net::rpc");
+
+struct Entry {
+  term @0 :UInt64;
+  index @1 :UInt64;
+  type @2 :UInt8;      # raft::EntryType
+  data @3 :Data;
+}
+
+struct ConfState {
+  voters @0 :List(UInt64);
+  votersOutgoing @1 :List(UInt64);
+  learners @2 :List(UInt64);
+  learnersNext @3 :List(UInt64);
+  autoLeave @4 :Bool;
+}
+
+struct SnapshotMetadata {
+  index @0 :UInt64;
+  term @1 :UInt64;
+  confState @2 :ConfState;
+}
+
+# raft::Message without its snapshot data (kSnap carries only the metadata here; the data goes
+# through Peer.sendSnapshot).
+struct Message {
+  type @0 :UInt8;      # raft::MessageType
+  to @1 :UInt64;
+  from @2 :UInt64;
+  term @3 :UInt64;
+  logTerm @4 :UInt64;
+  index @5 :UInt64;
+  commit @6 :UInt64;
+  reject @7 :Bool;
+  rejectHint @8 :UInt64;
+  entries @9 :List(Entry);
+  snapshot @10 :SnapshotMetadata;  # kSnap only
+  hasSnapshot @11 :Bool;
+  context @12 :Data;
+}
+
+# Receives the chunks of one snapshot, in order, then done().
+interface SnapshotSink {
+  write @0 (chunk :Data) -> stream;
+  done @1 (crc32c :UInt32, bytes :UInt64) -> ();
+}
+
+interface Peer {
+  # Messages of one sender's loop turn, in order. `clusterId` guards against a member of another
+  # cluster (a misconfigured URL); a mismatch is refused.
+  send @0 (clusterId :UInt64, messages :List(Message)) -> ();
+  # Starts a snapshot transfer: the kSnap message (metadata only), then its data through `sink`.
+  sendSnapshot @1 (clusterId :UInt64, message :Message) -> (sink :SnapshotSink);
+}
