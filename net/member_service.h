@@ -1,0 +1,65 @@
+#ifndef KVSTORE_NET_MEMBER_SERVICE_H_
+#define KVSTORE_NET_MEMBER_SERVICE_H_
+
+// The seam between the RPC services of net/ and the member they serve. net/ converts Cap'n Proto
+// to the core's structs and back; node/ (the runtime that drives the member library on a kj event
+// loop) implements this interface. Everything is called on the loop's thread.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/mvcc/watch.h"
+#include "core/raft/types.h"
+#include "core/server/server.h"
+#include "kj/async.h"
+
+namespace kvstore::net {
+
+// Receives one watch's responses, in order.
+class WatchSink {
+ public:
+  virtual ~WatchSink() = default;
+  virtual void Deliver(const mvcc::WatchResponse& response) = 0;
+};
+
+// What Maintenance.status reports (etcd's StatusResponse).
+struct MemberStatusInfo {
+  raft::NodeId id = raft::kNoNode;
+  raft::NodeId leader = raft::kNoNode;
+  raft::Term term = 0;
+  raft::Index commit_index = 0;
+  raft::Index applied_index = 0;
+  uint64_t db_size_bytes = 0;
+  bool is_learner = false;
+  std::vector<std::string> errors;
+};
+
+class MemberService {
+ public:
+  virtual ~MemberService() = default;
+
+  // A client request; resolves with its response (errors are in Response::status). Never
+  // rejects except when the member shuts down.
+  virtual kj::Promise<server::Response> Call(server::Request request) = 0;
+  // Opens a watch whose responses go to `sink` until it is canceled (the sink must outlive it).
+  virtual absl::StatusOr<mvcc::WatchId> Watch(const mvcc::WatchRequest& request,
+                                              WatchSink* sink) = 0;
+  virtual absl::Status CancelWatch(mvcc::WatchId id) = 0;
+  virtual void RequestWatchProgress() = 0;
+  virtual MemberStatusInfo Status() = 0;
+  // A consistent copy of the whole backend (etcd's snapshot download).
+  virtual absl::StatusOr<std::string> SnapshotData() = 0;
+
+  // The cluster this member belongs to (from --initial-cluster-token and the founding members);
+  // peers of another cluster are refused.
+  virtual uint64_t cluster_id() const = 0;
+  // A message from a peer (snapshot data attached, if any).
+  virtual void Step(raft::Message message) = 0;
+};
+
+}  // namespace kvstore::net
+
+#endif  // KVSTORE_NET_MEMBER_SERVICE_H_
