@@ -260,12 +260,11 @@ TEST(CrashFilesTest, DiskFullStopsTheChildAndKeepsEveryAcknowledgedPut) {
   ExpectDiskFullStopsCleanly(dir, {});
 }
 
-// Disabled: fails today. Without the loop's flushes every durable backend commit happens inside
-// an apply (LmdbBackend::Commit past its batch interval), and core/server/server.cc answers a
-// failed commit there with RAFT_CHECK: the process aborts (SIGABRT) instead of stopping the
-// member with the error, as a failed WAL write does. No acknowledged put is lost either way (the
-// WAL holds them). Run with --gtest_also_run_disabled_tests.
-TEST(CrashFilesTest, DISABLED_DiskFullDuringAnApplyStopsTheMemberCleanly) {
+// Without the loop's flushes every durable backend commit happens inside an apply
+// (LmdbBackend::Commit past its batch interval): the server core reports the failed commit in
+// its Ready (Ready::storage_failure) and the member stops with the error, as a failed WAL write
+// does. No acknowledged put is lost (the WAL holds them).
+TEST(CrashFilesTest, DiskFullDuringAnApplyStopsTheMemberCleanly) {
   const std::string dir = FreshTestDir("disk_full_in_apply");
   const KeepOnFailure keep{dir};
   ExpectDiskFullStopsCleanly(dir, {"--flush-interval-ms=0"});

@@ -82,6 +82,10 @@ void Member::Drain() {
   draining_ = true;
   while (!stopped() && server_->HasReady()) {
     const server::Ready& ready = server_->GetReady();
+    if (!ready.storage_failure.ok()) {
+      Stop(ready.storage_failure);
+      break;
+    }
     if (io_.observer != nullptr) io_.observer->OnReady(ready);
     const raft::Ready& rr = *ready.raft;
     if (rr.persist.id != 0) {

@@ -251,6 +251,12 @@ class Server::Impl {
   absl::Status ApplyWrite(const pb::InternalRequest& internal, Response* response);
   void TrackLeases(const std::vector<mvcc::Event>& events);
   void RestoreSnapshot(const raft::Snapshot& snapshot);
+  void StorageFailed(const absl::Status& status) {
+    if (storage_failure_.ok()) {
+      storage_failure_ =
+          absl::Status(status.code(), absl::StrCat("backend commit failed: ", status.message()));
+    }
+  }
   absl::Status LoadLocalState();
   std::string DumpBackend() const;
   // A snapshot at the applied index (index, term, configuration), without data.
@@ -296,6 +302,8 @@ class Server::Impl {
 
   std::vector<Response> responses_;
   Ready ready_;
+  // The first failed backend commit: the member must stop (see Ready::storage_failure).
+  absl::Status storage_failure_;
   bool ready_outstanding_ = false;
 };
 
@@ -310,6 +318,7 @@ absl::Status Server::Impl::Init(raft::RestartState raft_state, std::vector<Membe
     // backend: apply it now, or the entries after it would land on stale state (etcd's
     // recoverSnapshotBackend).
     RestoreSnapshot(*raft_state.snapshot);
+    if (!storage_failure_.ok()) return storage_failure_;
   }
   if (auto s = LoadLocalState(); !s.ok()) return s;
   if (members_.empty()) {
@@ -1236,7 +1245,7 @@ void Server::Impl::RestoreSnapshot(const raft::Snapshot& snapshot) {
   snapshot_index_ = snapshot.metadata.index;
   conf_state_ = snapshot.metadata.conf_state;
   status = store_->Commit(applied_index_);
-  RAFT_CHECK(status.ok()) << "server " << config_.id << ": commit: " << status.message();
+  if (!status.ok()) StorageFailed(status);
   // Proposals this member appended at or below the snapshot may or may not be in it: their
   // outcome is unknown, not "replaced".
   for (auto it = pending_by_index_.begin();
@@ -1323,8 +1332,7 @@ const Ready& Server::Impl::GetReady() {
   for (const raft::Entry& entry : rr.committed_entries) Apply(entry);
   if (!rr.committed_entries.empty()) {
     auto status = store_->Commit(applied_index_);
-    RAFT_CHECK(status.ok()) << "server " << config_.id
-                            << ": backend commit failed: " << status.message();
+    if (!status.ok()) StorageFailed(status);
   }
   for (const raft::ReadState& read : rr.read_states) {
     absl::string_view context = read.context.view();
@@ -1362,6 +1370,7 @@ const Ready& Server::Impl::GetReady() {
   }
   hub_->CatchUp();
   ready_.raft = &rr;
+  ready_.storage_failure = storage_failure_;
   ready_.responses = std::move(responses_);
   responses_.clear();
   ready_.watch_responses = hub_->TakeResponses();

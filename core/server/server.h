@@ -160,6 +160,11 @@ struct Response {
 struct Ready {
   // Raft's effects: persist, send, snapshot. Its committed entries have already been applied.
   const raft::Ready* raft = nullptr;
+  // Not OK when the backend failed to commit what this member applied (a full disk, an I/O
+  // error): its state on disk is behind its state in memory. The driver must stop the member
+  // without carrying out this Ready (nothing of it may be sent or answered); a restart replays
+  // the log from the backend's durable consistent index.
+  absl::Status storage_failure;
   std::vector<Response> responses;
   std::vector<mvcc::WatchResponse> watch_responses;
 };
