@@ -143,6 +143,7 @@ checker_of() {
     linearizability:*) echo "linearizability" ;;
     *"acknowledged write"*) echo "acknowledged writes survive" ;;
     *"refuses to start on a disk nothing corrupted"* | *"lost durable entry"* | \
+      *"what recovery left on disk"* | \
       *" recovered term "* | *" recovered entry "* | *"recovered a log starting"*)
       echo "storage checker" ;;
     *"cannot start"*) echo "restart check" ;;
