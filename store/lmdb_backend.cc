@@ -369,6 +369,22 @@ absl::Status LmdbBackend::Defragment() {
   return status_;
 }
 
+absl::Status LmdbBackend::CopyTo(const std::string& path) {
+  if (absl::Status status = Flush(); !status.ok()) return status;
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, kFileMode);
+  if (fd < 0) return PosixError("open", path);
+  absl::Status copied;
+  // A copy reads through its own read transaction: it sees the last committed state only.
+  if (const int rc = mdb_env_copyfd2(env_, fd, MDB_CP_COMPACT); rc != MDB_SUCCESS) {
+    copied = LmdbError("mdb_env_copyfd2 (snapshot)", rc);
+  } else if (fsync(fd) != 0) {
+    copied = PosixError("fsync", path);
+  }
+  if (close(fd) != 0 && copied.ok()) copied = PosixError("close", path);
+  if (!copied.ok()) unlink(path.c_str());
+  return copied;
+}
+
 void LmdbBackend::AbandonForTest() { AbortWriteTransaction(); }
 
 MDB_cursor* LmdbBackend::WriteCursor(Bucket bucket) {

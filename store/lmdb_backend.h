@@ -107,6 +107,9 @@ class LmdbBackend : public mvcc::Backend {
   // environment, renames the copy over data.mdb, fsyncs the directory and reopens. Outstanding
   // writes are carried over.
   absl::Status Defragment() override;
+  // Writes a consistent, compacted copy of every committed batch (flushed first) to `path`, an
+  // LMDB file of its own, fsynced (etcd's snapshot save). Outstanding writes stay out of it.
+  absl::Status CopyTo(const std::string& path);
 
   // What kill -9 does: the open write transaction (committed batches not yet durable, and
   // outstanding writes) is aborted, so the destructor has nothing to flush.

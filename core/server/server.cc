@@ -250,6 +250,7 @@ class Server::Impl {
   void ApplyInternal(raft::Index index, const pb::InternalRequest& internal, Response* response);
   absl::Status ApplyWrite(const pb::InternalRequest& internal, Response* response);
   void TrackLeases(const std::vector<mvcc::Event>& events);
+  raft::RawNode& raft() { return *raft_; }
   void RestoreSnapshot(const raft::Snapshot& snapshot);
   void StorageFailed(const absl::Status& status) {
     if (storage_failure_.ok()) {
@@ -1476,6 +1477,10 @@ absl::Status Server::CancelWatch(mvcc::WatchId id) { return impl_->CancelWatch(i
 void Server::RequestWatchProgress() { impl_->RequestWatchProgress(); }
 absl::Status Server::Step(raft::Message message) { return impl_->Step(std::move(message)); }
 void Server::Tick() { impl_->Tick(); }
+void Server::ReportSnapshot(raft::NodeId peer, bool succeeded) {
+  impl_->raft().ReportSnapshot(peer, succeeded);
+}
+void Server::ReportUnreachable(raft::NodeId peer) { impl_->raft().ReportUnreachable(peer); }
 bool Server::HasReady() const { return impl_->HasReady(); }
 const Ready& Server::GetReady() { return impl_->GetReady(); }
 void Server::Advance() { impl_->Advance(); }

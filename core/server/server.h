@@ -195,6 +195,10 @@ class Server {
 
   absl::Status Step(raft::Message message);
   void Tick();
+  // From the peer transport (leader only; see raft::RawNode): a snapshot send to `peer`
+  // finished, or `peer` could not be reached.
+  void ReportSnapshot(raft::NodeId peer, bool succeeded);
+  void ReportUnreachable(raft::NodeId peer);
 
   bool HasReady() const;
   const Ready& GetReady();
