@@ -168,6 +168,7 @@ class Server::Impl {
         lessor_(lease::LessorConfig{config.min_lease_ttl_seconds}, backend) {}
 
   absl::Status Init(raft::RestartState raft_state, std::vector<Member> founding);
+  raft::RawNode& raft() { return *raft_; }
 
   RequestId Submit(Request request);
   absl::StatusOr<mvcc::WatchId> Watch(const mvcc::WatchRequest& request) {
@@ -250,7 +251,6 @@ class Server::Impl {
   void ApplyInternal(raft::Index index, const pb::InternalRequest& internal, Response* response);
   absl::Status ApplyWrite(const pb::InternalRequest& internal, Response* response);
   void TrackLeases(const std::vector<mvcc::Event>& events);
-  raft::RawNode& raft() { return *raft_; }
   void RestoreSnapshot(const raft::Snapshot& snapshot);
   void StorageFailed(const absl::Status& status) {
     if (storage_failure_.ok()) {
