@@ -20,7 +20,7 @@ TEST(Errors, CodeTravelsWithTheStatus) {
 }
 
 TEST(Errors, WireNamesRoundTrip) {
-  for (int i = 1; i <= static_cast<int>(ErrorCode::kLearnerNotPromotable); ++i) {
+  for (int i = 1; i <= static_cast<int>(ErrorCode::kStopped); ++i) {
     const auto code = static_cast<ErrorCode>(i);
     EXPECT_EQ(ErrorCodeFromName(ErrorCodeName(code)), code) << ErrorCodeName(code);
   }

@@ -42,6 +42,7 @@ constexpr CodeInfo kCodes[] = {
     {ErrorCode::kConfChangePending, "CONF_CHANGE_PENDING", absl::StatusCode::kFailedPrecondition},
     {ErrorCode::kLearnerNotPromotable, "LEARNER_NOT_PROMOTABLE",
      absl::StatusCode::kFailedPrecondition},
+    {ErrorCode::kStopped, "STOPPED", absl::StatusCode::kUnavailable},
 };
 
 const CodeInfo* Find(ErrorCode code) {

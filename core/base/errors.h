@@ -41,6 +41,7 @@ enum class ErrorCode : uint16_t {
   kWatchNotFound = 23,
   kConfChangePending = 24,
   kLearnerNotPromotable = 25,
+  kStopped = 26,  // the member stopped (etcd's ErrStopped); another member may serve
 };
 
 // "kCompacted" -> "COMPACTED": the stable wire name.

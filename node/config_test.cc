@@ -1,0 +1,83 @@
+// kvnode's flags: etcd's names, defaults and environment variables, and clear errors.
+
+#include "node/config.h"
+
+#include "absl/strings/match.h"
+#include "gtest/gtest.h"
+
+namespace kvstore::node {
+namespace {
+
+TEST(ConfigTest, NoFlagsIsEtcdsEmbeddedDefaultOnLoopback) {
+  auto config = ParseConfig({}, {});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->name, "default");
+  EXPECT_EQ(config->data_dir, "default.kvnode");
+  ASSERT_EQ(config->listen_client_urls.size(), 1u);
+  EXPECT_EQ(config->listen_client_urls[0].HostPort(), "127.0.0.1:2379");
+  EXPECT_EQ(config->listen_peer_urls[0].HostPort(), "127.0.0.1:2380");
+  EXPECT_EQ(config->initial_cluster.at("default"),
+            std::vector<std::string>{"http://127.0.0.1:2380"});
+  auto options = ToRuntimeOptions(*config);
+  ASSERT_TRUE(options.ok());
+  ASSERT_EQ(options->founding.size(), 1u);
+  EXPECT_EQ(options->founding[0].id, options->id);
+  EXPECT_NE(options->id, 0u);
+}
+
+TEST(ConfigTest, ThreeMemberClusterFromFlagsAndEnvironment) {
+  const std::vector<std::string> args = {
+      "--name",
+      "n2",
+      "--initial-advertise-peer-urls=http://127.0.0.1:12380",
+      "--listen-peer-urls",
+      "http://127.0.0.1:12380",
+      "--listen-client-urls=http://127.0.0.1:12379",
+      "--initial-cluster",
+      "n1=http://127.0.0.1:11380,n2=http://127.0.0.1:12380,n3=http://127.0.0.1:13380"};
+  const std::vector<std::string> env = {"ETCD_INITIAL_CLUSTER_TOKEN=tok", "ETCD_NAME=ignored",
+                                        "ETCD_HEARTBEAT_INTERVAL=50", "PATH=/bin"};
+  auto config = ParseConfig(args, env);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->name, "n2");  // the flag wins over ETCD_NAME
+  EXPECT_EQ(config->initial_cluster_token, "tok");
+  EXPECT_EQ(config->heartbeat_interval_ms, 50);
+  EXPECT_EQ(config->data_dir, "n2.kvnode");
+  auto options = ToRuntimeOptions(*config);
+  ASSERT_TRUE(options.ok());
+  ASSERT_EQ(options->founding.size(), 3u);
+  // Every member computes the same ids and cluster id from the same flags.
+  auto other = ParseConfig(
+      {"--name=n1", "--initial-advertise-peer-urls=http://127.0.0.1:11380", "--initial-cluster",
+       "n1=http://127.0.0.1:11380,n2=http://127.0.0.1:12380,"
+       "n3=http://127.0.0.1:13380"},
+      {"ETCD_INITIAL_CLUSTER_TOKEN=tok"});
+  ASSERT_TRUE(other.ok()) << other.status();
+  auto other_options = ToRuntimeOptions(*other);
+  ASSERT_TRUE(other_options.ok());
+  EXPECT_EQ(other_options->cluster_id, options->cluster_id);
+  EXPECT_NE(other_options->id, options->id);
+}
+
+TEST(ConfigTest, BadFlagsAreClearErrors) {
+  auto expect_error = [](std::vector<std::string> args, const std::string& needle) {
+    auto config = ParseConfig(args, {});
+    ASSERT_FALSE(config.ok()) << needle;
+    EXPECT_TRUE(absl::StrContains(config.status().message(), needle)) << config.status();
+  };
+  expect_error({"--nope=1"}, "unknown flag --nope");
+  expect_error({"--heartbeat-interval=abc"}, "--heartbeat-interval=abc");
+  expect_error({"--heartbeat-interval=300"}, "at least 5 times");
+  expect_error({"--listen-client-urls=127.0.0.1:2379"}, "no scheme");
+  expect_error({"--listen-client-urls=https://127.0.0.1:2379"}, "TLS");
+  expect_error({"--initial-cluster-state=maybe"}, "new");
+  expect_error({"--name=a", "--initial-cluster=b=http://127.0.0.1:2380"}, "no member named");
+  expect_error({"--initial-cluster=default=http://127.0.0.1:9999"}, "initial-advertise-peer-urls");
+  expect_error({"--quota-backend-bytes=9000000000"}, "8 GiB");
+  expect_error({"--log-level=loud"}, "unknown log level");
+  expect_error({"--name"}, "needs a value");
+  expect_error({"stray"}, "unexpected argument");
+}
+
+}  // namespace
+}  // namespace kvstore::node

@@ -1,0 +1,143 @@
+#ifndef KVSTORE_NODE_RUNTIME_H_
+#define KVSTORE_NODE_RUNTIME_H_
+
+// The node's runtime: one kj event-loop thread drives the member library (node/member.h) with
+// wall-clock ticks, POSIX files and the LMDB backend; WAL fsyncs run on a thread of their own and
+// report back to the loop, so group commit and a leader's parallel disk write work; peers and
+// clients reach it through net/ (Cap'n Proto). It implements net::MemberService for the RPC
+// services. Nothing slow blocks the loop: a sync runs elsewhere, peers have bounded queues.
+//
+// Data directory layout (etcd's): <data-dir>/member/wal (the WAL and received snapshot files),
+// <data-dir>/member/db (LMDB), <data-dir>/member/lock (held while the process runs: a second
+// process on the same data dir is refused).
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/server/server.h"
+#include "kj/async-io.h"
+#include "kj/async.h"
+#include "net/member_service.h"
+#include "node/log.h"
+#include "node/member.h"
+#include "store/lmdb_backend.h"
+#include "store/posix_file_system.h"
+
+namespace kvstore::node {
+
+struct RuntimeOptions {
+  raft::NodeId id = raft::kNoNode;
+  std::string name;
+  std::string data_dir;
+  uint64_t cluster_id = 0;
+  // Founding members (an empty WAL with these bootstraps a new cluster); empty to join.
+  std::vector<server::Member> founding;
+  int64_t heartbeat_interval_ms = 100;  // one Raft tick
+  int64_t election_timeout_ms = 1000;
+  uint64_t snapshot_count = 100000;  // applied entries between WAL compactions (etcd's default)
+  uint64_t quota_backend_bytes = server::kDefaultQuotaBytes;
+  uint64_t max_request_bytes = server::kDefaultMaxRequestBytes;
+  int64_t backend_batch_interval_ms = 100;  // etcd's --backend-batch-interval
+  uint64_t backend_batch_limit = 10000;     // etcd's --backend-batch-limit
+};
+
+// Where the runtime sends Raft messages (net::PeerClient per peer, in the node).
+class PeerRouter {
+ public:
+  virtual ~PeerRouter() = default;
+  virtual void Send(const raft::Message& message) = 0;
+};
+
+class Runtime : public net::MemberService,
+                public PeerTransport,
+                public SyncExecutor,
+                public ClientSink {
+ public:
+  // Locks the data directory, opens the backend and the WAL, starts the member, its tick and
+  // flush timers and its sync thread. `router` may be set later (set_router) but before the
+  // first message leaves.
+  static absl::StatusOr<std::unique_ptr<Runtime>> Create(const RuntimeOptions& options,
+                                                         kj::AsyncIoContext& io, Logger* log);
+  ~Runtime() noexcept override;
+
+  void set_router(PeerRouter* router) { router_ = router; }
+  // Resolves when the member stops (a storage failure) with its reason.
+  kj::Promise<absl::Status> Stopped();
+  // A clean stop: a leader first hands leadership to another voter (waiting at most an
+  // election timeout), then the backend is flushed.
+  kj::Promise<void> Shutdown();
+  // The Raft snapshot send to `peer` succeeded or failed (from the peer transport).
+  void ReportSnapshot(raft::NodeId peer, bool succeeded);
+  void ReportUnreachable(raft::NodeId peer);
+  server::Server& server() { return member_->server(); }
+
+  // net::MemberService.
+  kj::Promise<server::Response> Call(server::Request request) override;
+  absl::StatusOr<mvcc::WatchId> Watch(const mvcc::WatchRequest& request,
+                                      net::WatchSink* sink) override;
+  absl::Status CancelWatch(mvcc::WatchId id) override;
+  void RequestWatchProgress() override;
+  net::MemberStatusInfo Status() override;
+  absl::StatusOr<std::string> SnapshotData() override;
+  uint64_t cluster_id() const override { return options_.cluster_id; }
+  void Step(raft::Message message) override;
+
+  // PeerTransport, SyncExecutor, ClientSink (the member's callbacks).
+  void Send(const raft::Message& message) override;
+  void Start(store::Wal::SyncBatch* batch) override;
+  void OnResponse(const server::Response& response) override;
+  void OnWatchResponse(const mvcc::WatchResponse& response) override;
+  void OnStop(const absl::Status& why) override;
+
+ private:
+  Runtime(const RuntimeOptions& options, kj::AsyncIoContext& io, Logger* log);
+  absl::Status Open();
+  kj::Promise<void> TickLoop();
+  kj::Promise<void> FlushLoop();
+  void SyncThreadLoop();
+  void LogLeaderChanges();
+
+  RuntimeOptions options_;
+  kj::AsyncIoContext& io_;
+  Logger* log_;
+  store::PosixFileSystem fs_;
+  std::unique_ptr<store::FileLock> lock_;
+  std::unique_ptr<store::LmdbBackend> backend_;
+  std::unique_ptr<Member> member_;
+  PeerRouter* router_ = nullptr;
+  kj::TaskSet::ErrorHandler* error_handler_;
+  kj::Own<kj::TaskSet> tasks_;
+
+  std::map<server::RequestId, kj::Own<kj::PromiseFulfiller<server::Response>>> pending_;
+  std::map<mvcc::WatchId, net::WatchSink*> watches_;
+  kj::Own<kj::PromiseFulfiller<absl::Status>> stopped_fulfiller_;
+  kj::ForkedPromise<absl::Status> stopped_;
+  raft::NodeId last_leader_ = raft::kNoNode;
+
+  // The sync thread: one batch at a time (the member starts the next when this one is done).
+  std::thread sync_thread_;
+  std::mutex sync_mutex_;
+  std::condition_variable sync_wake_;
+  store::Wal::SyncBatch* sync_batch_ = nullptr;
+  kj::Own<kj::CrossThreadPromiseFulfiller<absl::Status>> sync_done_;
+  bool sync_exit_ = false;
+};
+
+// The member id of a founding member, as etcd derives it: from its peer URLs and the cluster
+// token (never 0).
+raft::NodeId MemberIdOf(const std::vector<std::string>& peer_urls, const std::string& token);
+uint64_t ClusterIdOf(const std::vector<raft::NodeId>& founding, const std::string& token);
+
+}  // namespace kvstore::node
+
+#endif  // KVSTORE_NODE_RUNTIME_H_
