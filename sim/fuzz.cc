@@ -135,7 +135,15 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
         promote->set_expect_code("OK");
         promote->set_retry_until_expected(true);
         promote->set_timeout_ms(1500);
-        promote->set_best_effort(true);
+        // The faults may keep it from happening in time: no reachable leader, a lagging or
+        // unbound learner (its add did not succeed), another change in flight, or an earlier
+        // attempt that promoted it but whose answer was lost. Any other refusal (a member the
+        // cluster acknowledged but does not know, a malformed request) fails the seed.
+        for (const char* uncertain :
+             {"TIMEOUT", "UNAVAILABLE", "UNBOUND", "NO_LEADER", "NOT_LEADER", "LEADERSHIP_CHANGED",
+              "CONF_CHANGE_PENDING", "LEARNER_NOT_READY", "LEARNER_NOT_PROMOTABLE"}) {
+          promote->add_also_accept(uncertain);
+        }
         last_joiner = name;
         break;
       }

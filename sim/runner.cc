@@ -1,8 +1,13 @@
 #include "sim/runner.h"
 
+#include <algorithm>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -38,6 +43,296 @@ SimOptions ToSimOptions(const pb::Options& o, uint64_t seed, bool record_trace) 
   return options;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Remembered names. A step remembers a value under a name (a node, a lease, a term, a revision)
+// and later steps read it by that name. Each name holds one kind of value.
+
+enum class NameKind { kNode, kLease, kTerm, kRevision };
+
+absl::string_view KindName(NameKind kind) {
+  switch (kind) {
+    case NameKind::kNode:
+      return "node";
+    case NameKind::kLease:
+      return "lease";
+    case NameKind::kTerm:
+      return "term";
+    case NameKind::kRevision:
+      return "revision";
+  }
+  return "?";
+}
+
+struct NameUse {
+  NameKind kind;
+  std::string name;
+};
+
+// A node reference of a step, with the field it sits in (for error messages).
+struct RefField {
+  absl::string_view field;
+  const pb::NodeRef* ref;
+};
+
+bool NeedsTarget(pb::Request::Op op) {
+  return op == pb::Request::MEMBER_PROMOTE || op == pb::Request::MEMBER_REMOVE ||
+         op == pb::Request::TRANSFER_LEADER;
+}
+
+bool IsGet(pb::Request::Op op) {
+  return op == pb::Request::GET || op == pb::Request::GET_SERIALIZABLE;
+}
+
+bool UsesLease(pb::Request::Op op) {
+  return op == pb::Request::PUT_WITH_LEASE || op == pb::Request::LEASE_KEEPALIVE ||
+         op == pb::Request::LOCK;
+}
+
+bool NeedsNode(const pb::Expect& expect) {
+  switch (expect.check_case()) {
+    case pb::Expect::kTermOfNodeAtMost:
+    case pb::Expect::kVotedNever:
+    case pb::Expect::kTermAtMost:
+    case pb::Expect::kRevisionAtLeast:
+    case pb::Expect::kRefusedToStart:
+    case pb::Expect::kStoppedOnStorageFailure:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Every node reference `step` resolves when it runs.
+std::vector<RefField> NodeRefsOf(const pb::Step& step) {
+  std::vector<RefField> refs;
+  const auto group = [&refs](absl::string_view field, const pb::Group& g) {
+    for (const pb::NodeRef& ref : g.nodes()) refs.push_back({field, &ref});
+  };
+  switch (step.action_case()) {
+    case pb::Step::kWaitForLeader:
+      group("wait_for_leader.among", step.wait_for_leader().among());
+      break;
+    case pb::Step::kPartition:
+      for (const pb::Group& g : step.partition().groups()) group("partition.groups", g);
+      break;
+    case pb::Step::kIsolate:
+      refs.push_back({"isolate", &step.isolate()});
+      break;
+    case pb::Step::kCrash:
+      refs.push_back({"crash", &step.crash()});
+      break;
+    case pb::Step::kRestart:
+      refs.push_back({"restart", &step.restart()});
+      break;
+    case pb::Step::kPause:
+      refs.push_back({"pause.node", &step.pause().node()});
+      break;
+    case pb::Step::kRequest:
+      refs.push_back({"request.node", &step.request().node()});
+      if (NeedsTarget(step.request().op()) || step.request().has_target()) {
+        refs.push_back({"request.target", &step.request().target()});
+      }
+      break;
+    case pb::Step::kExpect:
+      group("expect.leader_in", step.expect().leader_in());
+      if (NeedsNode(step.expect()) || step.expect().has_node()) {
+        refs.push_back({"expect.node", &step.expect().node()});
+      }
+      break;
+    case pb::Step::kBlock:
+      refs.push_back({"block.from", &step.block().from()});
+      refs.push_back({"block.to", &step.block().to()});
+      break;
+    case pb::Step::kLinkDelay:
+      refs.push_back({"link_delay.from", &step.link_delay().from()});
+      refs.push_back({"link_delay.to", &step.link_delay().to()});
+      break;
+    case pb::Step::kTickRate:
+      refs.push_back({"tick_rate.node", &step.tick_rate().node()});
+      break;
+    case pb::Step::kRememberNode:
+      refs.push_back({"remember_node", &step.remember_node()});
+      break;
+    case pb::Step::kRememberTerm:
+      refs.push_back({"remember_term", &step.remember_term()});
+      break;
+    case pb::Step::kRememberRevision:
+      refs.push_back({"remember_revision", &step.remember_revision()});
+      break;
+    case pb::Step::kWatch:
+      refs.push_back({"watch.node", &step.watch().node()});
+      break;
+    case pb::Step::kDiskFault:
+      refs.push_back({"disk_fault.node", &step.disk_fault().node()});
+      break;
+    default:
+      break;
+  }
+  return refs;
+}
+
+// Every remembered name `step` reads, with the kind of value it must hold.
+std::vector<NameUse> NameUsesOf(const pb::Step& step) {
+  std::vector<NameUse> uses;
+  for (const RefField& field : NodeRefsOf(step)) {
+    if (!field.ref->name().empty()) uses.push_back({NameKind::kNode, field.ref->name()});
+  }
+  if (step.has_request() && !step.request().lease().empty()) {
+    uses.push_back({NameKind::kLease, step.request().lease()});
+  }
+  if (step.has_expect() && step.expect().has_term_at_most()) {
+    uses.push_back({NameKind::kTerm, step.expect().term_at_most()});
+  }
+  if (step.has_expect() && step.expect().has_revision_at_least()) {
+    uses.push_back({NameKind::kRevision, step.expect().revision_at_least()});
+  }
+  return uses;
+}
+
+// The name `step` remembers a value under when it succeeds, if any.
+std::optional<NameUse> NameBoundBy(const pb::Step& step) {
+  switch (step.action_case()) {
+    case pb::Step::kRememberNode:
+      return NameUse{NameKind::kNode, step.name()};
+    case pb::Step::kRememberTerm:
+      return NameUse{NameKind::kTerm, step.name()};
+    case pb::Step::kRememberRevision:
+      return NameUse{NameKind::kRevision, step.name()};
+    case pb::Step::kRequest: {
+      const pb::Request& r = step.request();
+      if (r.remember().empty()) return std::nullopt;
+      if (r.op() == pb::Request::LEASE_GRANT) return NameUse{NameKind::kLease, r.remember()};
+      return NameUse{NameKind::kNode, r.remember()};
+    }
+    default:
+      return std::nullopt;
+  }
+}
+
+// Outcomes the runner reports besides the server's error codes (see Request.expect_code).
+constexpr absl::string_view kUnavailable = "UNAVAILABLE";
+constexpr absl::string_view kLocked = "LOCKED";
+constexpr absl::string_view kUnbound = "UNBOUND";
+
+bool IsOutcomeName(const std::string& name) {
+  return name == kUnavailable || name == kLocked || name == kUnbound ||
+         name == ErrorCodeName(ErrorCode::kInvalidArgument) ||
+         ErrorCodeFromName(name) != ErrorCode::kInvalidArgument;
+}
+
+// The outcome a request aims for: its expect_code, or OK when it only expects a value.
+std::string Goal(const pb::Request& r) {
+  if (r.expect_code().empty() && !r.expect_value().empty()) return "OK";
+  return r.expect_code();
+}
+
+// Why `ref` does not name exactly one node, or empty.
+std::string RefProblem(const pb::NodeRef& ref) {
+  if (ref.follower() < 0) return absl::StrCat("follower must be at least 1, got ", ref.follower());
+  const int named = (ref.id() != 0) + ref.leader() + (ref.follower() > 0) + !ref.name().empty();
+  if (named == 0) return "names no node (set one of id, leader, follower, name)";
+  if (named > 1) return "names more than one node (set one of id, leader, follower, name)";
+  return "";
+}
+
+std::string RequestProblem(const pb::Request& r) {
+  const std::string op = pb::Request::Op_Name(r.op());
+  if (!pb::Request::Op_IsValid(r.op())) return absl::StrCat("unknown request op ", r.op());
+  if (!r.lease().empty() && !UsesLease(r.op())) {
+    return absl::StrCat("lease '", r.lease(), "' given to ", op, ", which takes no lease");
+  }
+  if (r.lease().empty() && UsesLease(r.op()) && r.op() != pb::Request::LOCK) {
+    return absl::StrCat(op, " needs a lease");
+  }
+  if (!r.remember().empty() && r.op() != pb::Request::MEMBER_ADD_VOTER &&
+      r.op() != pb::Request::MEMBER_ADD_LEARNER && r.op() != pb::Request::LEASE_GRANT) {
+    return absl::StrCat("remember '", r.remember(), "' given to ", op,
+                        ", which has nothing to remember (only member adds and lease grants do)");
+  }
+  if (!r.expect_value().empty()) {
+    if (!IsGet(r.op())) return absl::StrCat("expect_value given to ", op, ", which is no GET");
+    if (!r.expect_code().empty() && r.expect_code() != "OK") {
+      return absl::StrCat("expect_value needs the GET to succeed, but expect_code is ",
+                          r.expect_code());
+    }
+  }
+  for (const std::string& code : r.also_accept()) {
+    if (!IsOutcomeName(code)) return absl::StrCat("also_accept: unknown outcome '", code, "'");
+  }
+  if (!r.expect_code().empty() && !IsOutcomeName(r.expect_code())) {
+    return absl::StrCat("expect_code: unknown outcome '", r.expect_code(), "'");
+  }
+  if (Goal(r).empty() && r.also_accept_size() > 0) {
+    return "also_accept without expect_code: every outcome is accepted already";
+  }
+  if (Goal(r).empty() && r.retry_until_expected()) {
+    return "retry_until_expected without expect_code: nothing to retry for";
+  }
+  return "";
+}
+
+std::string ExpectProblem(const pb::Expect& e) {
+  // A boolean check set to false would read as a check yet check nothing.
+  bool flag = true;
+  switch (e.check_case()) {
+    case pb::Expect::CHECK_NOT_SET:
+      return "expect without a check";
+    case pb::Expect::kNoLeader:
+      flag = e.no_leader();
+      break;
+    case pb::Expect::kAllAcknowledgedWritesPresent:
+      flag = e.all_acknowledged_writes_present();
+      break;
+    case pb::Expect::kHashesEqual:
+      flag = e.hashes_equal();
+      break;
+    case pb::Expect::kVotedNever:
+      flag = e.voted_never();
+      break;
+    case pb::Expect::kRefusedToStart:
+      flag = e.refused_to_start();
+      break;
+    case pb::Expect::kStoppedOnStorageFailure:
+      flag = e.stopped_on_storage_failure();
+      break;
+    case pb::Expect::kLeaderIn:
+      if (e.leader_in().nodes().empty()) return "leader_in names no node";
+      break;
+    case pb::Expect::kTermAtMost:
+      if (e.term_at_most().empty()) return "term_at_most names no remembered term";
+      break;
+    case pb::Expect::kRevisionAtLeast:
+      if (e.revision_at_least().empty()) return "revision_at_least names no remembered revision";
+      break;
+    default:
+      break;
+  }
+  if (!flag) return "a check set to false checks nothing: leave the expectation out";
+  return "";
+}
+
+std::string StepProblem(const pb::Step& step) {
+  if (step.action_case() == pb::Step::ACTION_NOT_SET) return "step without an action";
+  for (const RefField& field : NodeRefsOf(step)) {
+    if (std::string problem = RefProblem(*field.ref); !problem.empty()) {
+      return absl::StrCat(field.field, " ", problem);
+    }
+  }
+  const bool remembers =
+      step.has_remember_node() || step.has_remember_term() || step.has_remember_revision();
+  if (remembers && step.name().empty()) return "remember_* needs a `name` to remember under";
+  if (!remembers && !step.name().empty()) {
+    return absl::StrCat("`name: \"", step.name(), "\"` is only for remember_* steps");
+  }
+  if (step.has_request()) return RequestProblem(step.request());
+  if (step.has_expect()) return ExpectProblem(step.expect());
+  if (step.has_disk_fault() && step.disk_fault().best_effort() &&
+      step.disk_fault().kind() != pb::DiskFault::CORRUPT_RECORD) {
+    return "disk_fault.best_effort applies only to CORRUPT_RECORD";
+  }
+  return "";
+}
+
 class Runner {
  public:
   Runner(const pb::Scenario& scenario, const RunOptions& options)
@@ -49,12 +344,18 @@ class Runner {
   RunResult Run();
 
  private:
+  // The node `ref` names now: kNoNode when its role has no holder (no leader, too few
+  // followers). Names are bound: RunStep checks that first.
   NodeId Resolve(const pb::NodeRef& ref);
   void Fail(size_t step, const std::string& what) {
     result_.failures.push_back(absl::StrCat("step ", step, ": ", what));
   }
   void RunStep(size_t index, const pb::Step& step);
-  void RunRequest(size_t index, const pb::Request& request);
+  // Both append what happened to the step's transcript `line`.
+  void RunAction(size_t index, const pb::Step& step, std::string* line);
+  // `unbound`: why the request cannot be sent (UnboundName), or empty.
+  void RunRequest(size_t index, const pb::Request& request, const std::string& unbound,
+                  std::string* line);
   void RunExpect(size_t index, const pb::Expect& expect);
   std::vector<NodeId> ResolveGroup(const pb::Group& group) {
     std::vector<NodeId> ids;
@@ -63,16 +364,81 @@ class Runner {
   }
   std::vector<NodeId> Voters();
   void CheckHistory();
+  // The server request `r` stands for; nullopt (and a failure) for an op the runner lacks.
+  std::optional<server::Request> BuildRequest(size_t index, const pb::Request& r);
+  // The lease `r` names (bound: RunStep checks), or 0 for none.
+  int64_t LeaseOf(const pb::Request& r) { return r.lease().empty() ? 0 : leases_.at(r.lease()); }
+
+  // Remembered values. A name the scenario declares (validation saw a step remember it) may
+  // still be unbound when a step reads it: the step that remembers it did not succeed.
+  void Bind(const NameUse& name, int64_t value);
+  void Unbind(size_t index, const NameUse& name);
+  std::map<std::string, int64_t>& Values(NameKind kind);
+  // Why `step` cannot run as written (a name it reads is unbound), or empty.
+  std::string UnboundName(const pb::Step& step);
+  // For an expectation about one node: that node, or a failure when there is none.
+  std::optional<NodeId> ExpectedNode(size_t index, const pb::NodeRef& ref);
 
   const pb::Scenario& scenario_;
   RunOptions options_;
   Simulation sim_;
   RunResult result_;
-  std::map<std::string, NodeId> names_;
-  std::map<std::string, int64_t> leases_;
-  std::map<std::string, int64_t> numbers_;           // remembered terms and revisions
+  std::map<std::string, int64_t> nodes_;             // NodeId values
+  std::map<std::string, int64_t> leases_;            // lease ids
+  std::map<std::string, int64_t> terms_;             // Raft terms
+  std::map<std::string, int64_t> revisions_;         // store revisions
+  std::map<std::string, size_t> unbound_at_;         // name -> the step whose remembering failed
   std::map<std::string, std::string> acknowledged_;  // key -> last acknowledged PUT value
 };
+
+std::map<std::string, int64_t>& Runner::Values(NameKind kind) {
+  switch (kind) {
+    case NameKind::kNode:
+      return nodes_;
+    case NameKind::kLease:
+      return leases_;
+    case NameKind::kTerm:
+      return terms_;
+    case NameKind::kRevision:
+      break;
+  }
+  return revisions_;
+}
+
+void Runner::Bind(const NameUse& name, int64_t value) {
+  Values(name.kind)[name.name] = value;
+  unbound_at_.erase(name.name);
+}
+
+void Runner::Unbind(size_t index, const NameUse& name) {
+  Values(name.kind).erase(name.name);
+  unbound_at_[name.name] = index;
+}
+
+std::string Runner::UnboundName(const pb::Step& step) {
+  for (const NameUse& use : NameUsesOf(step)) {
+    if (Values(use.kind).count(use.name) > 0) continue;
+    auto failed = unbound_at_.find(use.name);
+    return absl::StrCat("the ", KindName(use.kind), " name '", use.name, "' is unbound: step ",
+                        failed == unbound_at_.end() ? 0 : failed->second,
+                        ", which remembers it, did not succeed");
+  }
+  return "";
+}
+
+std::optional<NodeId> Runner::ExpectedNode(size_t index, const pb::NodeRef& ref) {
+  const NodeId id = Resolve(ref);
+  if (id == raft::kNoNode) {
+    Fail(index, "the expectation's node does not exist now (no leader, or too few followers)");
+    return std::nullopt;
+  }
+  const std::vector<NodeId> ids = sim_.node_ids();
+  if (std::find(ids.begin(), ids.end(), id) == ids.end()) {
+    Fail(index, absl::StrCat("n", id, " is not a node of this cluster"));
+    return std::nullopt;
+  }
+  return id;
+}
 
 std::vector<NodeId> Runner::Voters() {
   for (NodeId id : sim_.node_ids()) {
@@ -87,8 +453,8 @@ NodeId Runner::Resolve(const pb::NodeRef& ref) {
   if (ref.id() != 0) return ref.id();
   if (ref.leader()) return sim_.Leader();
   if (!ref.name().empty()) {
-    auto it = names_.find(ref.name());
-    return it == names_.end() ? raft::kNoNode : it->second;
+    auto it = nodes_.find(ref.name());
+    return it == nodes_.end() ? raft::kNoNode : static_cast<NodeId>(it->second);
   }
   if (ref.follower() > 0) {
     const NodeId leader = sim_.Leader();
@@ -163,6 +529,23 @@ void Runner::RunStep(size_t index, const pb::Step& step) {
   std::string line = absl::StrCat("@", sim_.now_ms(), "ms step ", index, ": ",
                                   step.note().empty() ? "" : step.note());
   const size_t failures_before = result_.failures.size();
+  const std::string unbound = UnboundName(step);
+  if (step.has_request()) {
+    RunRequest(index, step.request(), unbound, &line);
+  } else if (!unbound.empty()) {
+    Fail(index, absl::StrCat("not run: ", unbound));
+  } else {
+    RunAction(index, step, &line);
+  }
+  absl::StrAppend(&line, result_.failures.size() == failures_before ? " ok" : " FAILED");
+  for (size_t i = failures_before; i < result_.failures.size(); ++i) {
+    absl::StrAppend(&line, "\n    ", result_.failures[i]);
+  }
+  result_.transcript.push_back(std::move(line));
+}
+
+void Runner::RunAction(size_t index, const pb::Step& step, std::string* transcript_line) {
+  std::string& line = *transcript_line;
   switch (step.action_case()) {
     case pb::Step::kRunMs:
       sim_.RunFor(step.run_ms());
@@ -213,9 +596,6 @@ void Runner::RunStep(size_t index, const pb::Step& step) {
     case pb::Step::kStopWorkload:
       sim_.StopWorkload();
       break;
-    case pb::Step::kRequest:
-      RunRequest(index, step.request());
-      break;
     case pb::Step::kExpect:
       RunExpect(index, step.expect());
       break;
@@ -251,27 +631,39 @@ void Runner::RunStep(size_t index, const pb::Step& step) {
     }
     case pb::Step::kRememberNode: {
       const NodeId id = Resolve(step.remember_node());
-      names_[step.name()] = id;
+      if (id == raft::kNoNode) {
+        Unbind(index, *NameBoundBy(step));
+        Fail(index, absl::StrCat("no node to remember as ", step.name()));
+        break;
+      }
+      Bind(*NameBoundBy(step), static_cast<int64_t>(id));
       absl::StrAppend(&line, " [", step.name(), " = n", id, "]");
-      if (id == raft::kNoNode) Fail(index, absl::StrCat("no node to remember as ", step.name()));
       break;
     }
     case pb::Step::kRememberTerm: {
       const NodeId id = Resolve(step.remember_term());
       server::Server* server = sim_.server(id);
-      numbers_[step.name()] = server == nullptr ? 0 : server->RaftStatus().hard_state.term;
-      absl::StrAppend(&line, " [", step.name(), " = term ", numbers_[step.name()], " of n", id,
-                      "]");
-      if (server == nullptr) Fail(index, absl::StrCat("n", id, " is down"));
+      if (server == nullptr) {
+        Unbind(index, *NameBoundBy(step));
+        Fail(index, absl::StrCat("n", id, " is down: no term to remember as ", step.name()));
+        break;
+      }
+      const raft::Term term = server->RaftStatus().hard_state.term;
+      Bind(*NameBoundBy(step), static_cast<int64_t>(term));
+      absl::StrAppend(&line, " [", step.name(), " = term ", term, " of n", id, "]");
       break;
     }
     case pb::Step::kRememberRevision: {
       const NodeId id = Resolve(step.remember_revision());
       server::Server* server = sim_.server(id);
-      numbers_[step.name()] = server == nullptr ? 0 : server->store().current_revision();
-      absl::StrAppend(&line, " [", step.name(), " = revision ", numbers_[step.name()], " of n", id,
-                      "]");
-      if (server == nullptr) Fail(index, absl::StrCat("n", id, " is down"));
+      if (server == nullptr) {
+        Unbind(index, *NameBoundBy(step));
+        Fail(index, absl::StrCat("n", id, " is down: no revision to remember as ", step.name()));
+        break;
+      }
+      const mvcc::Revision revision = server->store().current_revision();
+      Bind(*NameBoundBy(step), revision);
+      absl::StrAppend(&line, " [", step.name(), " = revision ", revision, " of n", id, "]");
       break;
     }
     case pb::Step::kWatch: {
@@ -338,18 +730,14 @@ void Runner::RunStep(size_t index, const pb::Step& step) {
       }
       break;
     }
+    case pb::Step::kRequest:
     case pb::Step::ACTION_NOT_SET:
       Fail(index, "step without an action");
       break;
   }
-  absl::StrAppend(&line, result_.failures.size() == failures_before ? " ok" : " FAILED");
-  for (size_t i = failures_before; i < result_.failures.size(); ++i) {
-    absl::StrAppend(&line, "\n    ", result_.failures[i]);
-  }
-  result_.transcript.push_back(std::move(line));
 }
 
-void Runner::RunRequest(size_t index, const pb::Request& r) {
+std::optional<server::Request> Runner::BuildRequest(size_t index, const pb::Request& r) {
   server::Request request;
   const NodeId target = Resolve(r.target());
   switch (r.op()) {
@@ -358,7 +746,7 @@ void Runner::RunRequest(size_t index, const pb::Request& r) {
       request.type = server::RequestType::kPut;
       request.put.key = r.key();
       request.put.value = r.value();
-      if (r.op() == pb::Request::PUT_WITH_LEASE) request.put.lease = leases_[r.lease()];
+      if (r.op() == pb::Request::PUT_WITH_LEASE) request.put.lease = LeaseOf(r);
       break;
     case pb::Request::GET:
     case pb::Request::GET_SERIALIZABLE:
@@ -400,7 +788,7 @@ void Runner::RunRequest(size_t index, const pb::Request& r) {
       break;
     case pb::Request::LEASE_KEEPALIVE:
       request.type = server::RequestType::kLeaseKeepAlive;
-      request.lease_id = leases_[r.lease()];
+      request.lease_id = LeaseOf(r);
       break;
     case pb::Request::LOCK: {
       request.type = server::RequestType::kTxn;
@@ -413,50 +801,79 @@ void Runner::RunRequest(size_t index, const pb::Request& r) {
       take.kind = mvcc::RequestOp::Kind::kPut;
       take.put.key = r.key();
       take.put.value = r.value();
-      take.put.lease = leases_[r.lease()];
+      take.put.lease = LeaseOf(r);
       request.txn.success.push_back(take);
       break;
     }
     default:
       Fail(index, absl::StrCat("unknown request op ", r.op()));
-      return;
+      return std::nullopt;
   }
-  const int64_t timeout = r.timeout_ms() > 0 ? r.timeout_ms() : 3000;
-  const int64_t deadline = sim_.now_ms() + timeout;
+  return request;
+}
+
+void Runner::RunRequest(size_t index, const pb::Request& r, const std::string& unbound,
+                        std::string* line) {
+  std::optional<NameUse> remembers;
+  if (!r.remember().empty()) {
+    remembers = NameUse{r.op() == pb::Request::LEASE_GRANT ? NameKind::kLease : NameKind::kNode,
+                        r.remember()};
+  }
+  const std::string goal = Goal(r);
   std::string outcome;
   std::optional<server::Response> response;
-  for (;;) {
-    const NodeId node = Resolve(r.node());
-    if (node == raft::kNoNode || !sim_.up(node)) {
-      outcome = "UNAVAILABLE";
-      response.reset();
-      sim_.RunFor(50);
-    } else {
-      if (request.type == server::RequestType::kCompact && request.revision == 0) {
-        request.revision = sim_.server(node)->store().current_revision();
-      }
-      response = sim_.Call(node, request, std::max<int64_t>(1, deadline - sim_.now_ms()));
-      if (!response.has_value()) {
-        outcome = "TIMEOUT";
+  if (!unbound.empty()) {
+    outcome = std::string(kUnbound);
+    absl::StrAppend(line, " [not sent: ", unbound, "]");
+  } else {
+    std::optional<server::Request> request = BuildRequest(index, r);
+    if (!request.has_value()) return;
+    const int64_t timeout = r.timeout_ms() > 0 ? r.timeout_ms() : 3000;
+    const int64_t deadline = sim_.now_ms() + timeout;
+    for (;;) {
+      const NodeId node = Resolve(r.node());
+      if (node == raft::kNoNode || !sim_.up(node)) {
+        outcome = std::string(kUnavailable);
+        response.reset();
+        sim_.RunFor(50);
       } else {
-        outcome = std::string(ErrorCodeName(CodeOf(response->status)));
-        if (r.op() == pb::Request::LOCK && response->status.ok() && !response->txn.succeeded) {
-          outcome = "LOCKED";
+        if (request->type == server::RequestType::kCompact && request->revision == 0) {
+          request->revision = sim_.server(node)->store().current_revision();
+        }
+        response = sim_.Call(node, *request, std::max<int64_t>(1, deadline - sim_.now_ms()));
+        if (!response.has_value()) {
+          outcome = "TIMEOUT";
+        } else {
+          outcome = std::string(ErrorCodeName(CodeOf(response->status)));
+          if (r.op() == pb::Request::LOCK && response->status.ok() && !response->txn.succeeded) {
+            outcome = std::string(kLocked);
+          }
         }
       }
+      if (!r.retry_until_expected() || outcome == goal || sim_.now_ms() >= deadline) break;
+      sim_.RunFor(50);
     }
-    if (!r.retry_until_expected() || outcome == r.expect_code() || sim_.now_ms() >= deadline) {
-      break;
-    }
-    sim_.RunFor(50);
   }
-  if (!r.expect_code().empty() && outcome != r.expect_code() && !r.best_effort()) {
-    Fail(index, absl::StrCat("expected ", r.expect_code(), ", got ", outcome,
+  absl::StrAppend(line, " [", outcome, "]");
+  const bool accepted =
+      goal.empty() || outcome == goal ||
+      std::find(r.also_accept().begin(), r.also_accept().end(), outcome) != r.also_accept().end();
+  if (!accepted) {
+    Fail(index, absl::StrCat("expected ", goal,
+                             r.also_accept().empty()
+                                 ? ""
+                                 : absl::StrCat(" (or ", absl::StrJoin(r.also_accept(), ", "), ")"),
+                             ", got ", outcome,
                              response.has_value() && !response->status.ok()
                                  ? absl::StrCat(" (", response->status.message(), ")")
                                  : ""));
   }
-  if (!response.has_value() || !response->status.ok()) return;
+  if (!response.has_value() || !response->status.ok()) {
+    if (remembers.has_value()) Unbind(index, *remembers);
+    // An accepted failure of a GET that expects a value: the step says it may fail.
+    if (accepted && !r.expect_value().empty()) absl::StrAppend(line, " (no value to check)");
+    return;
+  }
   switch (r.op()) {
     case pb::Request::PUT:
       acknowledged_[r.key()] = r.value();
@@ -479,13 +896,13 @@ void Runner::RunRequest(size_t index, const pb::Request& r) {
     case pb::Request::MEMBER_ADD_VOTER:
     case pb::Request::MEMBER_ADD_LEARNER: {
       const NodeId id = response->member.id;
-      if (!r.remember().empty()) names_[r.remember()] = id;
+      if (remembers.has_value()) Bind(*remembers, static_cast<int64_t>(id));
       // A member whose URL is wrong never gets a process: the cluster waits for it in vain.
       if (r.peer_url().rfind("bad://", 0) != 0) sim_.StartJoiner(id);
       break;
     }
     case pb::Request::LEASE_GRANT:
-      if (!r.remember().empty()) leases_[r.remember()] = response->lease.id;
+      if (remembers.has_value()) Bind(*remembers, response->lease.id);
       break;
     default:
       break;
@@ -527,11 +944,16 @@ void Runner::RunExpect(size_t index, const pb::Expect& expect) {
       break;
     }
     case pb::Expect::kTermOfNodeAtMost: {
-      const NodeId id = Resolve(expect.node());
-      server::Server* server = sim_.server(id);
-      const raft::Term term = server == nullptr ? 0 : server->RaftStatus().hard_state.term;
+      const std::optional<NodeId> id = ExpectedNode(index, expect.node());
+      if (!id.has_value()) break;
+      server::Server* server = sim_.server(*id);
+      if (server == nullptr) {
+        Fail(index, absl::StrCat("n", *id, " is down: its term cannot be read"));
+        break;
+      }
+      const raft::Term term = server->RaftStatus().hard_state.term;
       if (term > expect.term_of_node_at_most()) {
-        Fail(index, absl::StrCat("n", id, " is at term ", term, ", expected at most ",
+        Fail(index, absl::StrCat("n", *id, " is at term ", term, ", expected at most ",
                                  expect.term_of_node_at_most()));
       }
       break;
@@ -543,46 +965,61 @@ void Runner::RunExpect(size_t index, const pb::Expect& expect) {
       break;
     }
     case pb::Expect::kVotedNever: {
-      const NodeId id = Resolve(expect.node());
-      server::Server* server = sim_.server(id);
-      if (server != nullptr && server->RaftStatus().hard_state.vote != raft::kNoNode) {
-        Fail(index, absl::StrCat("n", id, " voted for n", server->RaftStatus().hard_state.vote));
+      // Any vote in any term and incarnation counts, also while the node is down: the
+      // simulation keeps each node's first vote.
+      const std::optional<NodeId> id = ExpectedNode(index, expect.node());
+      if (!id.has_value()) break;
+      if (const auto vote = sim_.FirstVote(*id); vote.has_value()) {
+        Fail(index, absl::StrCat("n", *id, " voted for n", vote->second, " in term ", vote->first));
       }
       break;
     }
     case pb::Expect::kTermAtMost: {
-      const NodeId id = Resolve(expect.node());
-      server::Server* server = sim_.server(id);
-      const uint64_t term = server == nullptr ? 0 : server->RaftStatus().hard_state.term;
-      if (term > numbers_[expect.term_at_most()]) {
-        Fail(index, absl::StrCat("n", id, " is at term ", term, ", above ", expect.term_at_most(),
-                                 " = ", numbers_[expect.term_at_most()]));
+      const std::optional<NodeId> id = ExpectedNode(index, expect.node());
+      if (!id.has_value()) break;
+      server::Server* server = sim_.server(*id);
+      if (server == nullptr) {
+        Fail(index, absl::StrCat("n", *id, " is down: its term cannot be read"));
+        break;
+      }
+      const int64_t bound = terms_.at(expect.term_at_most());
+      const raft::Term term = server->RaftStatus().hard_state.term;
+      if (static_cast<int64_t>(term) > bound) {
+        Fail(index, absl::StrCat("n", *id, " is at term ", term, ", above ", expect.term_at_most(),
+                                 " = ", bound));
       }
       break;
     }
     case pb::Expect::kRevisionAtLeast: {
-      const NodeId id = Resolve(expect.node());
-      server::Server* server = sim_.server(id);
-      const int64_t revision = server == nullptr ? 0 : server->store().current_revision();
-      if (revision < numbers_[expect.revision_at_least()]) {
-        Fail(index,
-             absl::StrCat("n", id, " is at revision ", revision, ", below ",
-                          expect.revision_at_least(), " = ", numbers_[expect.revision_at_least()]));
+      const std::optional<NodeId> id = ExpectedNode(index, expect.node());
+      if (!id.has_value()) break;
+      server::Server* server = sim_.server(*id);
+      if (server == nullptr) {
+        Fail(index, absl::StrCat("n", *id, " is down: its revision cannot be read"));
+        break;
+      }
+      const int64_t bound = revisions_.at(expect.revision_at_least());
+      const mvcc::Revision revision = server->store().current_revision();
+      if (revision < bound) {
+        Fail(index, absl::StrCat("n", *id, " is at revision ", revision, ", below ",
+                                 expect.revision_at_least(), " = ", bound));
       }
       break;
     }
     case pb::Expect::kRefusedToStart: {
-      const NodeId id = Resolve(expect.node());
-      if (!sim_.refused_to_start(id)) {
-        Fail(index, absl::StrCat("n", id, sim_.up(id) ? " started" : " is down",
+      const std::optional<NodeId> id = ExpectedNode(index, expect.node());
+      if (!id.has_value()) break;
+      if (!sim_.refused_to_start(*id)) {
+        Fail(index, absl::StrCat("n", *id, sim_.up(*id) ? " started" : " is down",
                                  " but did not detect corruption"));
       }
       break;
     }
     case pb::Expect::kStoppedOnStorageFailure: {
-      const NodeId id = Resolve(expect.node());
-      if (!sim_.stopped_on_storage_failure(id)) {
-        Fail(index, absl::StrCat("n", id, sim_.up(id) ? " is up" : " is down",
+      const std::optional<NodeId> id = ExpectedNode(index, expect.node());
+      if (!id.has_value()) break;
+      if (!sim_.stopped_on_storage_failure(*id)) {
+        Fail(index, absl::StrCat("n", *id, sim_.up(*id) ? " is up" : " is down",
                                  " but its member did not stop on a storage failure"));
       }
       break;
@@ -595,7 +1032,55 @@ void Runner::RunExpect(size_t index, const pb::Expect& expect) {
 
 }  // namespace
 
+absl::Status ValidateScenario(const pb::Scenario& scenario) {
+  if (scenario.options().voters() < 0 || scenario.options().voters() > 9) {
+    return absl::InvalidArgumentError("voters must be in [1, 9]");
+  }
+  // Name -> its kind and the first step that remembers it.
+  std::map<std::string, std::pair<NameKind, int>> remembered;
+  for (int i = 0; i < scenario.steps_size(); ++i) {
+    const pb::Step& step = scenario.steps(i);
+    const auto refuse = [i](absl::string_view why) {
+      return absl::InvalidArgumentError(absl::StrCat("step ", i + 1, ": ", why));
+    };
+    if (std::string problem = StepProblem(step); !problem.empty()) return refuse(problem);
+    for (const NameUse& use : NameUsesOf(step)) {
+      auto it = remembered.find(use.name);
+      if (it == remembered.end()) {
+        std::vector<std::string> known;
+        for (const auto& [name, kind_step] : remembered) {
+          if (kind_step.first == use.kind) known.push_back(absl::StrCat("'", name, "'"));
+        }
+        return refuse(absl::StrCat("uses the ", KindName(use.kind), " name '", use.name,
+                                   "' before any step remembers it (", KindName(use.kind),
+                                   " names remembered so far: ",
+                                   known.empty() ? "none" : absl::StrJoin(known, ", "), ")"));
+      }
+      if (it->second.first != use.kind) {
+        return refuse(absl::StrCat("uses '", use.name, "' as a ", KindName(use.kind), ", but step ",
+                                   it->second.second, " remembers a ", KindName(it->second.first),
+                                   " under it"));
+      }
+    }
+    if (const std::optional<NameUse> bound = NameBoundBy(step); bound.has_value()) {
+      auto [it, inserted] = remembered.emplace(bound->name, std::make_pair(bound->kind, i + 1));
+      if (!inserted && it->second.first != bound->kind) {
+        return refuse(absl::StrCat("remembers a ", KindName(bound->kind), " under '", bound->name,
+                                   "', but step ", it->second.second, " remembers a ",
+                                   KindName(it->second.first), " under it"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 RunResult RunScenario(const pb::Scenario& scenario, const RunOptions& options) {
+  if (absl::Status valid = ValidateScenario(scenario); !valid.ok()) {
+    RunResult refused;
+    refused.passed = false;
+    refused.failures.push_back(absl::StrCat("scenario refused: ", valid.message()));
+    return refused;
+  }
   Runner runner(scenario, options);
   return runner.Run();
 }
@@ -613,8 +1098,8 @@ absl::StatusOr<pb::Scenario> ParseScenario(const std::string& text, const std::s
   if (!parser.ParseFromString(text, &scenario)) {
     return absl::InvalidArgumentError(absl::StrCat(origin, ": ", collector.errors));
   }
-  if (scenario.options().voters() < 0 || scenario.options().voters() > 9) {
-    return absl::InvalidArgumentError(absl::StrCat(origin, ": voters must be in [1, 9]"));
+  if (absl::Status valid = ValidateScenario(scenario); !valid.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(origin, ": ", valid.message()));
   }
   return scenario;
 }

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "sim/history.h"
 #include "sim/scenario.pb.h"
@@ -38,9 +39,17 @@ struct RunOptions {
   uint64_t linearizability_budget_steps = 5'000'000;
 };
 
+// Refuses a scenario that cannot say what it means, naming the step: a remembered name read
+// before any step remembers it (or as another kind of value), a node reference that names no node
+// or several, an unknown outcome name, an expectation without the node it needs, a field the
+// step's op does not use (see sim/scenario.proto).
+absl::Status ValidateScenario(const pb::Scenario& scenario);
+
+// Runs a scenario; an invalid one (ValidateScenario) fails without running.
 RunResult RunScenario(const pb::Scenario& scenario, const RunOptions& options = {});
 
-// Parses a text-format scenario; errors name the file and the parser's complaint.
+// Parses and validates a text-format scenario; errors name the file and the parser's or the
+// validation's complaint.
 absl::StatusOr<pb::Scenario> ParseScenario(const std::string& text, const std::string& origin);
 absl::StatusOr<pb::Scenario> LoadScenario(const std::string& path);
 std::string FormatScenario(const pb::Scenario& scenario);

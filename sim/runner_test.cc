@@ -6,7 +6,9 @@
 #include <string>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "gtest/gtest.h"
 
 namespace kvstore::sim {
@@ -46,6 +48,229 @@ TEST(RunnerTest, LinearizabilitySearchOutOfBudgetFailsTheRun) {
   EXPECT_TRUE(FailsWith(unknown, "linearizability: the check gave up"))
       << absl::StrJoin(unknown.failures, "\n");
   EXPECT_EQ(unknown.trace_hash, proven.trace_hash) << "the same run, only its check starved";
+}
+
+// The refusal of `text` at load time, or "" if it loads.
+std::string Refusal(const std::string& text) {
+  absl::StatusOr<pb::Scenario> scenario = ParseScenario(text, "test");
+  return scenario.ok() ? "" : std::string(scenario.status().message());
+}
+
+TEST(ValidateScenarioTest, NameReadBeforeAnyStepRemembersItIsRefusedNamingTheStep) {
+  const std::string refusal = Refusal(R"pb(
+    steps { wait_for_leader { within_ms: 5000 } }
+    steps {
+      remember_node { leader: true }
+      name: "leader"
+    }
+    steps { crash { name: "leadr" } }
+  )pb");
+  EXPECT_TRUE(absl::StrContains(refusal,
+                                "step 3: uses the node name 'leadr' before any step "
+                                "remembers it (node names remembered so far: 'leader')"))
+      << refusal;
+  EXPECT_TRUE(
+      absl::StrContains(Refusal(R"pb(
+                          steps {
+                            remember_node { leader: true }
+                            name: "n"
+                          }
+                          steps {
+                            expect {
+                              term_at_most: "n"
+                              node { leader: true }
+                            }
+                          }
+                        )pb"),
+                        "step 2: uses 'n' as a term, but step 1 remembers a node under it"));
+  EXPECT_TRUE(absl::StrContains(Refusal(R"pb(
+                                  steps {
+                                    request {
+                                      node { leader: true }
+                                      op: PUT_WITH_LEASE
+                                      key: "k"
+                                      lease: "l"
+                                    }
+                                  }
+                                  steps {
+                                    request {
+                                      node { leader: true }
+                                      op: LEASE_GRANT
+                                      ttl_seconds: 5
+                                      remember: "l"
+                                    }
+                                  }
+                                )pb"),
+                                "step 1: uses the lease name 'l' before any step remembers it"));
+}
+
+TEST(ValidateScenarioTest, StepsThatCannotSayWhatTheyMeanAreRefused) {
+  const struct {
+    const char* step;
+    const char* refusal;
+  } cases[] = {
+      {"crash {}", "crash names no node"},
+      {"crash { id: 1 leader: true }", "crash names more than one node"},
+      {"expect { voted_never: false node { id: 1 } }", "a check set to false checks nothing"},
+      {"expect { voted_never: true }", "expect.node names no node"},
+      {"expect { }", "expect without a check"},
+      {"request { node { id: 1 } op: PUT key: \"k\" expect_code: \"OKK\" }",
+       "expect_code: unknown outcome 'OKK'"},
+      {"request { node { id: 1 } op: PUT key: \"k\" also_accept: \"TIMEOUT\" }",
+       "also_accept without expect_code"},
+      {"request { node { id: 1 } op: PUT key: \"k\" expect_value: \"v\" }",
+       "expect_value given to PUT"},
+      {"request { node { id: 1 } op: GET key: \"k\" expect_code: \"TIMEOUT\" expect_value: \"v\" }",
+       "expect_value needs the GET to succeed"},
+      {"request { node { id: 1 } op: MEMBER_PROMOTE }", "request.target names no node"},
+      {"request { node { id: 1 } op: PUT key: \"k\" remember: \"x\" }",
+       "remember 'x' given to PUT, which has nothing to remember"},
+      {"remember_node { leader: true }", "remember_* needs a `name`"},
+      {"run_ms: 10 name: \"x\"", "`name: \"x\"` is only for remember_* steps"},
+      {"", "step without an action"},
+  };
+  for (const auto& c : cases) {
+    const std::string refusal = Refusal(absl::StrCat("steps { ", c.step, " }"));
+    EXPECT_TRUE(absl::StrContains(refusal, absl::StrCat("step 1: ", c.refusal)))
+        << c.step << " gave: " << refusal;
+  }
+  EXPECT_EQ(Refusal(kWorkload), "");
+}
+
+TEST(ValidateScenarioTest, RunScenarioRefusesAnInvalidScenarioWithoutRunningIt) {
+  pb::Scenario scenario = Parse(kWorkload);
+  scenario.add_steps()->mutable_crash()->set_name("nobody");
+  const RunResult result = RunScenario(scenario);
+  EXPECT_FALSE(result.passed);
+  EXPECT_TRUE(FailsWith(result, "scenario refused: step 4: uses the node name 'nobody'"))
+      << absl::StrJoin(result.failures, "\n");
+  EXPECT_EQ(result.events, 0u);
+}
+
+// One node of three, so that crashing it leaves nobody to answer.
+constexpr char kOneOfThreeDown[] = R"pb(
+  options { seed: 2 voters: 3 }
+  steps { wait_for_leader { within_ms: 5000 } }
+  steps { crash { id: 3 } }
+)pb";
+
+TEST(RunnerTest, ExpectedCodeIsCheckedAndOtherOutcomesOnlyWhenListed) {
+  const std::string put = R"pb(
+    steps {
+      request {
+        node { id: 3 }
+        op: PUT
+        key: "k"
+        value: "v"
+        expect_code: "OK"
+        timeout_ms: 200 %s
+      }
+    }
+  )pb";
+  const RunResult strict =
+      RunScenario(Parse(absl::StrCat(kOneOfThreeDown, absl::StrReplaceAll(put, {{"%s", ""}}))));
+  EXPECT_TRUE(FailsWith(strict, "step 3: expected OK, got UNAVAILABLE"))
+      << absl::StrJoin(strict.failures, "\n");
+
+  const RunResult uncertain = RunScenario(Parse(absl::StrCat(
+      kOneOfThreeDown, absl::StrReplaceAll(put, {{"%s", "also_accept: \"UNAVAILABLE\""}}))));
+  EXPECT_TRUE(uncertain.passed) << absl::StrJoin(uncertain.failures, "\n");
+  EXPECT_TRUE(absl::StrContains(uncertain.transcript[2], "[UNAVAILABLE] ok"))
+      << "the outcome is recorded: " << uncertain.transcript[2];
+
+  const RunResult other = RunScenario(Parse(absl::StrCat(
+      kOneOfThreeDown, absl::StrReplaceAll(put, {{"%s", "also_accept: \"TIMEOUT\""}}))));
+  EXPECT_TRUE(FailsWith(other, "step 3: expected OK (or TIMEOUT), got UNAVAILABLE"))
+      << absl::StrJoin(other.failures, "\n");
+}
+
+TEST(RunnerTest, GetThatExpectsAValueFailsWhenTheGetFails) {
+  const RunResult result = RunScenario(Parse(absl::StrCat(kOneOfThreeDown, R"pb(
+    steps {
+      request {
+        node { id: 3 }
+        op: GET
+        key: "k"
+        expect_value: "nil"
+        timeout_ms: 200
+      }
+    }
+  )pb")));
+  EXPECT_TRUE(FailsWith(result, "step 3: expected OK, got UNAVAILABLE"))
+      << absl::StrJoin(result.failures, "\n");
+}
+
+TEST(RunnerTest, StepsReadingANameWhoseRememberingFailedDoNotRun) {
+  const RunResult result = RunScenario(Parse(absl::StrCat(kOneOfThreeDown, R"pb(
+    steps {
+      request {
+        node { id: 3 }
+        op: LEASE_GRANT
+        ttl_seconds: 5
+        remember: "l"
+        timeout_ms: 200
+      }
+    }
+    steps {
+      request {
+        node { leader: true }
+        op: PUT_WITH_LEASE
+        key: "k"
+        value: "v"
+        lease: "l"
+        expect_code: "OK"
+      }
+    }
+    steps {
+      remember_term { id: 3 }
+      name: "t"
+    }
+    steps {
+      expect {
+        term_at_most: "t"
+        node { id: 1 }
+      }
+    }
+  )pb")));
+  EXPECT_TRUE(FailsWith(result, "step 4: expected OK, got UNBOUND"))
+      << absl::StrJoin(result.failures, "\n");
+  EXPECT_TRUE(absl::StrContains(result.transcript[3],
+                                "[not sent: the lease name 'l' is unbound: step 3, which "
+                                "remembers it, did not succeed]"))
+      << result.transcript[3];
+  EXPECT_TRUE(FailsWith(result, "step 5: n3 is down: no term to remember as t"));
+  EXPECT_TRUE(FailsWith(result, "step 6: not run: the term name 't' is unbound: step 5"))
+      << absl::StrJoin(result.failures, "\n");
+}
+
+TEST(RunnerTest, VotedNeverSeesEveryVoteAlsoWhileTheNodeIsDown) {
+  // The leader voted for itself; after a crash and a new election it is down and its current
+  // vote is gone from view, but the vote happened.
+  const RunResult result = RunScenario(Parse(R"pb(
+    options { seed: 3 voters: 3 }
+    steps { wait_for_leader { within_ms: 5000 } }
+    steps {
+      remember_node { leader: true }
+      name: "first"
+    }
+    steps { crash { name: "first" } }
+    steps { wait_for_leader { within_ms: 5000 } }
+    steps {
+      expect {
+        voted_never: true
+        node { name: "first" }
+      }
+    }
+    steps {
+      expect {
+        voted_never: true
+        node { id: 7 }
+      }
+    }
+  )pb"));
+  EXPECT_TRUE(FailsWith(result, "step 5: n")) << absl::StrJoin(result.failures, "\n");
+  EXPECT_TRUE(FailsWith(result, " voted for n")) << absl::StrJoin(result.failures, "\n");
+  EXPECT_TRUE(FailsWith(result, "step 6: n7 is not a node of this cluster"));
 }
 
 }  // namespace

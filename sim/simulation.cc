@@ -85,6 +85,8 @@ struct Simulation::Node : public node::PeerTransport,
   raft::HardState last_hard_state;
   raft::Term vote_term = 0;
   NodeId vote_in_term = raft::kNoNode;
+  // The first vote of any incarnation (a learner never votes: scenario expectations ask).
+  std::optional<std::pair<raft::Term, NodeId>> first_vote;
   raft::Term led_term = 0;  // the term it led at the last check; 0 when it did not lead
   // The Raft configuration at the last check, and whether a Ready since then applied a conf
   // change entry or installed a snapshot (the only ways it may change).
@@ -654,6 +656,7 @@ void Simulation::CheckNode(Node& node) {
     }
     node.vote_term = hs.term;
     node.vote_in_term = hs.vote;
+    if (!node.first_vote.has_value()) node.first_vote = std::make_pair(hs.term, hs.vote);
   }
   node.last_hard_state = hs;
 }
@@ -1359,6 +1362,11 @@ std::vector<NodeId> Simulation::node_ids() const {
   std::vector<NodeId> ids;
   for (const auto& [id, node] : nodes_) ids.push_back(id);
   return ids;
+}
+
+std::optional<std::pair<raft::Term, NodeId>> Simulation::FirstVote(NodeId id) const {
+  auto it = nodes_.find(id);
+  return it == nodes_.end() ? std::nullopt : it->second->first_vote;
 }
 
 bool Simulation::up(NodeId id) const {

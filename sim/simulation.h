@@ -38,6 +38,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
@@ -162,6 +163,9 @@ class Simulation {
   // --- Observation ---
   NodeId Leader() const;  // a live node that believes it leads (the highest term), or kNoNode
   std::vector<NodeId> node_ids() const;
+  // The first vote `id` ever recorded, as (term, candidate), in any incarnation; nullopt if it
+  // never voted. Known while the node is down too.
+  std::optional<std::pair<raft::Term, NodeId>> FirstVote(NodeId id) const;
   bool up(NodeId id) const;
   server::Server* server(NodeId id);  // nullptr when down
   // The linearizable clients' history (serializable reads stay out of it).
