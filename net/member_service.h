@@ -58,6 +58,8 @@ class MemberService {
   virtual uint64_t cluster_id() const = 0;
   // A message from a peer (snapshot data attached, if any).
   virtual void Step(raft::Message message) = 0;
+  // The members as this member knows them (Peer.members).
+  virtual std::vector<server::Member> Members() = 0;
 };
 
 }  // namespace kvstore::net

@@ -57,4 +57,14 @@ interface Peer {
   send @0 (clusterId :UInt64, messages :List(Message)) -> ();
   # Starts a snapshot transfer: the kSnap message (metadata only), then its data through `sink`.
   sendSnapshot @1 (clusterId :UInt64, message :Message) -> (sink :SnapshotSink);
+  # The cluster's members as this member knows them: a member joining an existing cluster
+  # (--initial-cluster-state=existing) finds the id the cluster gave it by its peer URLs.
+  members @2 (clusterId :UInt64) -> (members :List(PeerMember));
+}
+
+struct PeerMember {
+  id @0 :UInt64;
+  name @1 :Text;
+  peerUrls @2 :List(Text);
+  isLearner @3 :Bool;
 }

@@ -91,6 +91,7 @@ class Runtime : public net::MemberService,
   absl::StatusOr<std::string> SnapshotData() override;
   uint64_t cluster_id() const override { return options_.cluster_id; }
   void Step(raft::Message message) override;
+  std::vector<server::Member> Members() override { return member_->server().Members(); }
 
   // PeerTransport, SyncExecutor, ClientSink (the member's callbacks).
   void Send(const raft::Message& message) override;
