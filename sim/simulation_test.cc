@@ -1,9 +1,11 @@
 // The simulation itself: a healthy cluster elects a leader and serves a workload without
-// violations; the same seed gives the same trace hash; faults do not break safety.
+// violations; the same seed gives the same trace hash; faults break neither safety nor
+// linearizability.
 
 #include "sim/simulation.h"
 
 #include "gtest/gtest.h"
+#include "sim/linearizability.h"
 
 namespace kvstore::sim {
 namespace {
@@ -49,7 +51,8 @@ TEST(SimulationTest, SameSeedSameTrace) {
   EXPECT_NE(run(7), run(8));
 }
 
-TEST(SimulationTest, FaultsKeepSafety) {
+// Faults break no standing checker, and the clients' history stays linearizable.
+TEST(SimulationTest, FaultsKeepSafetyAndLinearizability) {
   for (uint64_t seed = 1; seed <= 5; ++seed) {
     SimOptions options = Options(seed);
     options.voters = 5;
@@ -66,7 +69,17 @@ TEST(SimulationTest, FaultsKeepSafety) {
     sim.Heal();
     sim.Restart(3);
     sim.RunFor(3000);
+    sim.StopWorkload();
+    sim.RunFor(1000);  // outstanding requests complete, so the history ends with their outcomes
     EXPECT_TRUE(sim.violations().empty()) << "seed " << seed << ": " << sim.violations().front();
+    const History history = sim.TakeHistory();
+    size_t ok = 0;
+    for (const Event& e : history.events()) ok += e.type == EventType::kOk ? 1 : 0;
+    EXPECT_GT(ok, 100u) << "seed " << seed << ": too little was checked";
+    const absl::StatusOr<CheckResult> check = CheckLinearizability(history);
+    ASSERT_TRUE(check.ok()) << check.status();
+    EXPECT_EQ(check->verdict, Verdict::kLinearizable)
+        << "seed " << seed << ": " << check->Describe();
   }
 }
 
