@@ -10,8 +10,11 @@
 //   sim replay --seed=S [--nodes=K] [--duration-ms=D] [--trace-out=FILE] [--print-trace]
 //   sim replay --trace=FILE         re-execute a recorded trace; report the first divergence
 //   sim shrink --seed=S [--nodes=K] [--duration-ms=D] [--out=FILE]
-//                                   a shorter failing schedule, written as a scenario file
-//   sim check-history FILE [--model=register|kv]
+//                                   a shorter schedule failing like the seed, written as a
+//                                   scenario file (a seed that passes: says so, writes nothing)
+//   sim check-history FILE [--model=register|kv] [--no-shrink] [--shrink-steps=N]
+//                                   the verdict on a history; a violation is shrunk to a small
+//                                   window within N search steps, or not at all
 //
 // Everything is deterministic: the same command gives the same output, bit for bit.
 
@@ -54,7 +57,8 @@ int Usage(const std::string& problem) {
                "[--print-trace] [--history-out=FILE]\n"
                "  sim replay --trace=FILE\n"
                "  sim shrink --seed=S [--nodes=K] [--duration-ms=D] [--out=FILE]\n"
-               "  sim check-history FILE [--model=register|kv]\n",
+               "  sim check-history FILE [--model=register|kv] [--no-shrink] "
+               "[--shrink-steps=N]\n",
                problem.c_str());
   return kExitUsage;
 }
@@ -448,9 +452,12 @@ int Shrink(const Args& args) {
   // Every run in a child process: the failure may be an aborting core assertion.
   const std::string target = ShrinkTarget(RunInChild(scenario));
   if (target.empty()) {
-    std::fprintf(stderr, "sim: seed %llu passes; nothing to shrink\n",
-                 static_cast<unsigned long long>(seed));
-    return 1;
+    // Not an error: the question "what is the smallest schedule failing like this seed?" has the
+    // answer "none, it passes". Exit 0 like any command that did its job; the message says no
+    // file was written.
+    std::printf("seed %llu passes (%s): nothing to shrink, no file written\n",
+                static_cast<unsigned long long>(seed), ReplayCommand(seed, options).c_str());
+    return 0;
   }
   std::printf("shrinking while it fails like: %s\n", target.c_str());
   // A candidate that lost the step remembering a name it still reads is refused, not run.
@@ -487,6 +494,15 @@ int CheckHistoryFile(const Args& args) {
     return kExitUsage;
   }
   CheckOptions options;
+  options.minimize = args.flags.count("no-shrink") == 0;
+  std::string error;
+  if (!Number(args, "shrink-steps", kDefaultMaxMinimizeSteps, &options.max_minimize_steps,
+              &error)) {
+    return Usage(error);
+  }
+  if (!options.minimize && args.flags.count("shrink-steps")) {
+    return Usage("--no-shrink and --shrink-steps exclude each other");
+  }
   const std::string model = args.flags.count("model") ? args.flags.at("model") : "kv";
   if (model == "register") {
     options.model = Model::kRegister;
@@ -498,7 +514,23 @@ int CheckHistoryFile(const Args& args) {
     std::fprintf(stderr, "sim: %s\n", result.status().ToString().c_str());
     return kExitUsage;
   }
-  std::printf("%s\n", result->Describe().c_str());
+  if (result->verdict == Verdict::kNotLinearizable && !options.minimize) {
+    // The verdict alone: the unshrunk window would be the key's whole sub-history.
+    std::printf(
+        "not linearizable: %zu operations on %zu keys, %llu search steps; key %s (%zu "
+        "operations) has no linearization (not shrunk: --no-shrink)\n",
+        result->operations, result->keys, static_cast<unsigned long long>(result->search_steps),
+        result->key.c_str(), result->key_operations);
+  } else {
+    std::printf("%s", result->Describe().c_str());
+    if (result->verdict == Verdict::kNotLinearizable &&
+        result->minimize_steps >= options.max_minimize_steps) {
+      std::printf(
+          "(shrinking stopped at its budget of %llu steps: the window still fails but "
+          "may not be the smallest; raise --shrink-steps for a smaller one)\n",
+          static_cast<unsigned long long>(options.max_minimize_steps));
+    }
+  }
   switch (result->verdict) {
     case Verdict::kLinearizable:
       return 0;
@@ -531,7 +563,7 @@ int main(int argc, char** argv) {
       {"replay",
        {"seed", "nodes", "duration-ms", "trace-out", "print-trace", "history-out", "trace"}},
       {"shrink", {"seed", "nodes", "duration-ms", "out"}},
-      {"check-history", {"model"}},
+      {"check-history", {"model", "no-shrink", "shrink-steps"}},
   };
   auto allowed = kFlags.find(command);
   if (allowed == kFlags.end()) return Usage(absl::StrCat("unknown command '", command, "'"));
