@@ -18,6 +18,30 @@ packages=(
   g++
 )
 
+# The project builds with Bazel 4 (.bazelversion; Debian 12's bazel-bootstrap is 4.2.3). Debian's
+# build of Bazel reports no version ("bazel no_version"), so for it the version of the Debian
+# package that owns the binary stands in.
+check_bazel() {
+  local path version owner
+  if ! path=$(command -v bazel); then
+    echo "setup: no bazel on PATH; Debian's bazel-bootstrap package provides Bazel 4.2.3" >&2
+    return 1
+  fi
+  version=$(bazel --version 2>/dev/null | sed -n 's/^bazel //p' | head -n 1 || true)
+  if [ "$version" = "no_version" ] || [ -z "$version" ]; then
+    owner=$(dpkg-query -S "$(readlink -f "$path")" 2>/dev/null | cut -d: -f1 || true)
+    if [ -n "$owner" ]; then
+      version=$(dpkg-query -W -f='${Version}' "$owner" 2>/dev/null || true)
+    fi
+  fi
+  if [[ "$version" != 4.* ]]; then
+    echo "setup: this project needs Bazel 4.x (tested with 4.2.3, see .bazelversion), but the" \
+      "bazel on PATH ($path) is version '${version:-unknown}'. Install Debian's" \
+      "bazel-bootstrap (Bazel 4.2.3) and put /usr/bin/bazel first on PATH." >&2
+    return 1
+  fi
+}
+
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
@@ -26,6 +50,7 @@ for package in "${packages[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
+  check_bazel
   echo "setup: all ${#packages[@]} packages present"
   exit 0
 fi
@@ -56,4 +81,5 @@ if ! "${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]
   echo "setup: apt-get install failed for: ${missing[*]}" >&2
   exit 1
 fi
+check_bazel
 echo "setup: done"
