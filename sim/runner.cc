@@ -419,6 +419,7 @@ std::string Runner::UnboundName(const pb::Step& step) {
   for (const NameUse& use : NameUsesOf(step)) {
     if (Values(use.kind).count(use.name) > 0) continue;
     auto failed = unbound_at_.find(use.name);
+    // Validation saw an earlier step remember it; that step failed and unbound it.
     return absl::StrCat("the ", KindName(use.kind), " name '", use.name, "' is unbound: step ",
                         failed == unbound_at_.end() ? 0 : failed->second,
                         ", which remembers it, did not succeed");
@@ -534,6 +535,7 @@ void Runner::RunStep(size_t index, const pb::Step& step) {
     RunRequest(index, step.request(), unbound, &line);
   } else if (!unbound.empty()) {
     Fail(index, absl::StrCat("not run: ", unbound));
+    if (const std::optional<NameUse> bound = NameBoundBy(step)) Unbind(index, *bound);
   } else {
     RunAction(index, step, &line);
   }

@@ -231,6 +231,24 @@ TEST(RunnerTest, StepsReadingANameWhoseRememberingFailedDoNotRun) {
         node { id: 1 }
       }
     }
+    steps {
+      request {
+        node { id: 3 }
+        op: MEMBER_ADD_LEARNER
+        remember: "j"
+        timeout_ms: 200
+      }
+    }
+    steps {
+      remember_term { name: "j" }
+      name: "u"
+    }
+    steps {
+      expect {
+        term_at_most: "u"
+        node { id: 1 }
+      }
+    }
   )pb")));
   EXPECT_TRUE(FailsWith(result, "step 4: expected OK, got UNBOUND"))
       << absl::StrJoin(result.failures, "\n");
@@ -240,6 +258,11 @@ TEST(RunnerTest, StepsReadingANameWhoseRememberingFailedDoNotRun) {
       << result.transcript[3];
   EXPECT_TRUE(FailsWith(result, "step 5: n3 is down: no term to remember as t"));
   EXPECT_TRUE(FailsWith(result, "step 6: not run: the term name 't' is unbound: step 5"))
+      << absl::StrJoin(result.failures, "\n");
+  // A remembering step that does not run binds nothing either.
+  EXPECT_FALSE(FailsWith(result, "step 7:")) << "a member add without expect_code may fail";
+  EXPECT_TRUE(FailsWith(result, "step 8: not run: the node name 'j' is unbound: step 7"));
+  EXPECT_TRUE(FailsWith(result, "step 9: not run: the term name 'u' is unbound: step 8"))
       << absl::StrJoin(result.failures, "\n");
 }
 
