@@ -1,0 +1,183 @@
+// kvnode: one member of the key-value store, with etcd's flags (node/config.h).
+//
+//   kvnode                       one member on 127.0.0.1 (clients 2379, peers 2380), data in
+//                                ./default.kvnode: etcd's embedded default
+//   kvnode --name n1 --initial-cluster n1=http://127.0.0.1:2380,... --listen-client-urls ...
+//
+// Exit codes: 0 after a clean stop (SIGTERM or SIGINT; a leader hands leadership over first),
+// 1 when the member cannot start (its data dir is in use, corrupt, or a port is taken) or stops
+// on a storage failure, 2 for bad flags.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "kj/async-io.h"
+#include "kj/async-unix.h"
+#include "net/client_service.h"
+#include "net/peer_service.h"
+#include "node/config.h"
+#include "node/log.h"
+#include "node/runtime.h"
+
+extern char** environ;
+
+namespace kvstore::node {
+namespace {
+
+constexpr char kVersion[] = "kvnode 0.1.0 (etcd v3 API 3.4 semantics)";
+
+// Sends Raft messages to the peers the member knows, one PeerClient per peer, created when a
+// peer is first addressed (members added later included).
+class Router : public PeerRouter {
+ public:
+  Router(kj::AsyncIoContext& io, Runtime& runtime, uint64_t cluster_id, Logger& log)
+      : io_(io), runtime_(runtime), cluster_id_(cluster_id), log_(log) {}
+
+  void Send(const raft::Message& message) override {
+    net::PeerClient* peer = Find(message.to);
+    if (peer == nullptr) {
+      runtime_.ReportUnreachable(message.to);
+      return;
+    }
+    peer->Send(message);
+  }
+
+ private:
+  net::PeerClient* Find(raft::NodeId id) {
+    if (auto it = peers_.find(id); it != peers_.end()) return it->second.get();
+    for (const server::Member& member : runtime_.Members()) {
+      if (member.id != id || member.peer_urls.empty()) continue;
+      auto url = ParseUrl(member.peer_urls.front());
+      if (!url.ok()) {
+        log_.Warn("peer has an unusable URL", {{"peer", absl::StrCat(absl::Hex(id))},
+                                               {"error", std::string(url.status().message())}});
+        return nullptr;
+      }
+      net::PeerClientOptions options;
+      options.peer_id = id;
+      options.address = url->HostPort();
+      options.cluster_id = cluster_id_;
+      net::PeerClientCallbacks callbacks;
+      callbacks.on_unreachable = [this](raft::NodeId peer) { runtime_.ReportUnreachable(peer); };
+      callbacks.on_snapshot_status = [this](raft::NodeId peer, bool ok) {
+        runtime_.ReportSnapshot(peer, ok);
+      };
+      callbacks.on_error = [this](raft::NodeId peer, const absl::Status& why) {
+        log_.Debug("peer connection failed", {{"peer", absl::StrCat(absl::Hex(peer))},
+                                              {"error", std::string(why.message())}});
+      };
+      auto client = std::make_unique<net::PeerClient>(
+          io_.provider->getNetwork(), io_.provider->getTimer(), options, std::move(callbacks));
+      net::PeerClient* raw = client.get();
+      peers_[id] = std::move(client);
+      return raw;
+    }
+    return nullptr;
+  }
+
+  kj::AsyncIoContext& io_;
+  Runtime& runtime_;
+  uint64_t cluster_id_;
+  Logger& log_;
+  std::map<raft::NodeId, std::unique_ptr<net::PeerClient>> peers_;
+};
+
+int Run(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (const std::string& arg : args) {
+    if (arg == "--help" || arg == "-h" || arg == "-help") {
+      std::fputs(Usage().c_str(), stdout);
+      return 0;
+    }
+    if (arg == "--version" || arg == "-version") {
+      std::printf("%s\n", kVersion);
+      return 0;
+    }
+  }
+  std::vector<std::string> environment;
+  for (char** e = environ; *e != nullptr; ++e) environment.emplace_back(*e);
+  auto config = ParseConfig(args, environment);
+  if (!config.ok()) {
+    std::fprintf(stderr, "kvnode: %s\n", std::string(config.status().message()).c_str());
+    return 2;
+  }
+  auto options = ToRuntimeOptions(*config);
+  if (!options.ok()) {
+    std::fprintf(stderr, "kvnode: %s\n", std::string(options.status().message()).c_str());
+    return 2;
+  }
+  Logger log(config->log_level);
+  log.Info("starting", {{"version", kVersion},
+                        {"name", config->name},
+                        {"data-dir", config->data_dir},
+                        {"member-id", absl::StrCat(absl::Hex(options->id))},
+                        {"cluster-id", absl::StrCat(absl::Hex(options->cluster_id))},
+                        {"from-environment", absl::StrJoin(config->from_environment, ",")}});
+  if (!config->initial_cluster_state_new) {
+    // Joining needs the id the cluster gave this member (Peer.members); an empty data dir with
+    // --initial-cluster-state=existing is refused until then rather than guessing an id.
+    log.Info("joining an existing cluster");
+  }
+
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  // Before any thread starts, so every thread inherits the blocked mask.
+  kj::UnixEventPort::captureSignal(SIGTERM);
+  kj::UnixEventPort::captureSignal(SIGINT);
+  auto runtime = Runtime::Create(*options, io, &log);
+  if (!runtime.ok()) {
+    log.Error("cannot start", {{"error", std::string(runtime.status().message())}});
+    std::fprintf(stderr, "kvnode: %s\n", std::string(runtime.status().message()).c_str());
+    return 1;
+  }
+  Router router(io, **runtime, options->cluster_id, log);
+  (*runtime)->set_router(&router);
+
+  std::vector<kj::Own<net::PeerServer>> peer_servers;
+  std::vector<kj::Own<net::ClientServer>> client_servers;
+  try {
+    for (const Url& url : config->listen_peer_urls) {
+      peer_servers.push_back(net::PeerServer::Listen(io.provider->getNetwork(),
+                                                     io.provider->getTimer(), url.HostPort(),
+                                                     **runtime)
+                                 .wait(io.waitScope));
+      log.Info("serving peer traffic", {{"address", url.text}});
+    }
+    net::ClientServiceOptions client_options;
+    client_options.max_request_bytes = config->max_request_bytes;
+    for (const Url& url : config->listen_client_urls) {
+      client_servers.push_back(net::ClientServer::Listen(io.provider->getNetwork(),
+                                                         io.provider->getTimer(), url.HostPort(),
+                                                         **runtime, client_options)
+                                   .wait(io.waitScope));
+      log.Info("ready to serve client requests", {{"address", url.text}});
+    }
+  } catch (const kj::Exception& e) {
+    log.Error("cannot listen", {{"error", e.getDescription().cStr()}});
+    std::fprintf(stderr, "kvnode: cannot listen: %s\n", e.getDescription().cStr());
+    return 1;
+  }
+
+  // Runs until a signal (clean stop, exit 0) or a storage failure (exit 1).
+  auto signal = io.unixEventPort.onSignal(SIGTERM)
+                    .exclusiveJoin(io.unixEventPort.onSignal(SIGINT))
+                    .then([&](siginfo_t info) {
+                      log.Info("received signal", {{"signal", strsignal(info.si_signo)}});
+                      return (*runtime)->Shutdown().then([]() { return 0; });
+                    });
+  auto stopped = (*runtime)->Stopped().then([](absl::Status) { return 1; });
+  const int code = signal.exclusiveJoin(kj::mv(stopped)).wait(io.waitScope);
+  return code;
+}
+
+}  // namespace
+}  // namespace kvstore::node
+
+int main(int argc, char** argv) { return kvstore::node::Run(argc, argv); }
