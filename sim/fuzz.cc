@@ -48,7 +48,7 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
   std::string last_joiner;
   bool corrupted = false;
   while (elapsed < options.duration_ms) {
-    switch (rng.Uniform(19)) {
+    switch (rng.Uniform(16)) {
       case 0: {  // a random split into two groups
         pb::Step* s = step("partition");
         pb::Group* a = s->mutable_partition()->add_groups();
@@ -176,31 +176,41 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
         delay->set_both_ways(rng.Uniform(2) == 0);
         break;
       }
-      case 14: {  // fsyncgate: the member must stop rather than retry
-        pb::Step* s = step("WAL fsync fails (EIO)");
-        *s->mutable_disk_fault()->mutable_node() = Node(1 + rng.Uniform(n));
-        s->mutable_disk_fault()->set_kind(pb::DiskFault::FSYNC_EIO);
-        break;
-      }
-      case 15: {
-        pb::Step* s = step("WAL write fails (EIO)");
-        *s->mutable_disk_fault()->mutable_node() = Node(1 + rng.Uniform(n));
-        s->mutable_disk_fault()->set_kind(pb::DiskFault::WRITE_EIO);
-        break;
-      }
-      case 16: {  // latent corruption; the node refuses its next restart, so one per run
-        if (corrupted) break;
-        corrupted = true;
-        pb::Step* s = step("a WAL record rots (latent corruption)");
-        *s->mutable_disk_fault()->mutable_node() = Node(1 + rng.Uniform(n));
-        s->mutable_disk_fault()->set_kind(pb::DiskFault::CORRUPT_RECORD);
-        s->mutable_disk_fault()->set_best_effort(true);
-        break;
-      }
-      case 17: {  // the disk fills up until the end of the faulty phase
-        pb::Step* s = step("disk full");
-        *s->mutable_disk_fault()->mutable_node() = Node(1 + rng.Uniform(n));
-        s->mutable_disk_fault()->set_kind(pb::DiskFault::DISK_FULL);
+      case 14: {  // a storage fault (one kind per roll: they stop members, so keep them rare)
+        const uint64_t node = 1 + rng.Uniform(n);
+        pb::Step* s = step("storage fault");
+        *s->mutable_disk_fault()->mutable_node() = Node(node);
+        switch (rng.Uniform(4)) {
+          case 0:  // fsyncgate: the member must stop rather than retry
+            s->set_note("WAL fsync fails (EIO)");
+            s->mutable_disk_fault()->set_kind(pb::DiskFault::FSYNC_EIO);
+            break;
+          case 1:
+            s->set_note("WAL write fails (EIO)");
+            s->mutable_disk_fault()->set_kind(pb::DiskFault::WRITE_EIO);
+            break;
+          case 2:  // latent corruption: the node refuses its next restart, so one per run
+            if (corrupted) {
+              s->set_note("WAL fsync fails (EIO)");
+              s->mutable_disk_fault()->set_kind(pb::DiskFault::FSYNC_EIO);
+              break;
+            }
+            corrupted = true;
+            s->set_note("a WAL record rots (latent corruption)");
+            s->mutable_disk_fault()->set_kind(pb::DiskFault::CORRUPT_RECORD);
+            s->mutable_disk_fault()->set_best_effort(true);
+            break;
+          default: {  // the disk fills up for a while, then the operator frees space
+            s->set_note("disk full");
+            s->mutable_disk_fault()->set_kind(pb::DiskFault::DISK_FULL);
+            step("run")->set_run_ms(500 + static_cast<int64_t>(rng.Uniform(2000)));
+            pb::Step* free = step("disk space freed");
+            *free->mutable_disk_fault()->mutable_node() = Node(node);
+            free->mutable_disk_fault()->set_kind(pb::DiskFault::DISK_SPACE_FREED);
+            *step("restart")->mutable_restart() = Node(node);
+            break;
+          }
+        }
         break;
       }
       default:
