@@ -17,18 +17,6 @@
 namespace kvstore::node {
 namespace {
 
-// Logs and drops errors of background tasks: they are bugs, never expected control flow.
-class TaskErrors : public kj::TaskSet::ErrorHandler {
- public:
-  explicit TaskErrors(Logger* log) : log_(log) {}
-  void taskFailed(kj::Exception&& exception) override {
-    log_->Error("background task failed", {{"error", exception.getDescription().cStr()}});
-  }
-
- private:
-  Logger* log_;
-};
-
 server::Response ErrorResponse(server::RequestType type, absl::Status status) {
   server::Response response;
   response.type = type;
@@ -55,8 +43,7 @@ Runtime::Runtime(const RuntimeOptions& options, kj::AsyncIoContext& io, Logger* 
     : options_(options),
       io_(io),
       log_(log),
-      error_handler_(new TaskErrors(log)),
-      tasks_(kj::heap<kj::TaskSet>(*error_handler_)),
+      tasks_(kj::heap<kj::TaskSet>(*this)),
       stopped_(nullptr) {
   auto paf = kj::newPromiseAndFulfiller<absl::Status>();
   stopped_fulfiller_ = std::move(paf.fulfiller);
@@ -73,7 +60,11 @@ Runtime::~Runtime() noexcept {
   tasks_ = nullptr;
   member_.reset();
   backend_.reset();
-  delete error_handler_;
+}
+
+// Errors of background tasks are bugs, never expected control flow: logged, not rethrown.
+void Runtime::taskFailed(kj::Exception&& exception) {
+  log_->Error("background task failed", {{"error", exception.getDescription().cStr()}});
 }
 
 absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& options,

@@ -61,7 +61,8 @@ class PeerRouter {
 class Runtime : public net::MemberService,
                 public PeerTransport,
                 public SyncExecutor,
-                public ClientSink {
+                public ClientSink,
+                private kj::TaskSet::ErrorHandler {
  public:
   // Locks the data directory, opens the backend and the WAL, starts the member, its tick and
   // flush timers and its sync thread. `router` may be set later (set_router) but before the
@@ -116,7 +117,8 @@ class Runtime : public net::MemberService,
   std::unique_ptr<store::LmdbBackend> backend_;
   std::unique_ptr<Member> member_;
   PeerRouter* router_ = nullptr;
-  kj::TaskSet::ErrorHandler* error_handler_;
+  // Background tasks (timers, sync completions); their errors are logged (taskFailed).
+  void taskFailed(kj::Exception&& exception) override;
   kj::Own<kj::TaskSet> tasks_;
 
   std::map<server::RequestId, kj::Own<kj::PromiseFulfiller<server::Response>>> pending_;
