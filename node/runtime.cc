@@ -43,7 +43,7 @@ Runtime::Runtime(const RuntimeOptions& options, kj::AsyncIoContext& io, Logger* 
     : options_(options),
       io_(io),
       log_(log),
-      tasks_(kj::heap<kj::TaskSet>(*this)),
+      tasks_(kj::heap<kj::TaskSet>(static_cast<kj::TaskSet::ErrorHandler&>(*this))),
       stopped_(nullptr) {
   auto paf = kj::newPromiseAndFulfiller<absl::Status>();
   stopped_fulfiller_ = std::move(paf.fulfiller);
