@@ -173,6 +173,25 @@ absl::Status CheckIntervals(const std::vector<RequestOp>& ops, WriteSet* seen) {
   return absl::OkStatus();
 }
 
+// A key-bucket record decoded in place: views into the backend's bytes, valid while the visitor
+// that got them runs. Decoding touches only the fields before the value, so a scan that needs
+// no value (Restore) never reads or copies one.
+struct RecordView {
+  absl::string_view key;
+  uint64_t create_revision = 0;
+  uint64_t mod_revision = 0;
+  uint64_t version = 0;
+  uint64_t lease = 0;
+  absl::string_view value;
+};
+
+bool DecodeRecordView(absl::string_view data, RecordView* record) {
+  return GetLengthPrefixed(&data, &record->key) && GetVarint(&data, &record->create_revision) &&
+         GetVarint(&data, &record->mod_revision) && GetVarint(&data, &record->version) &&
+         GetVarint(&data, &record->lease) && GetLengthPrefixed(&data, &record->value) &&
+         data.empty();
+}
+
 }  // namespace
 
 std::string PrefixEnd(const std::string& prefix) {
@@ -211,19 +230,14 @@ std::string EncodeKeyValue(const KeyValue& kv) {
 }
 
 bool DecodeKeyValue(absl::string_view data, KeyValue* kv) {
-  absl::string_view key, value;
-  uint64_t create = 0, mod = 0, version = 0, lease = 0;
-  if (!GetLengthPrefixed(&data, &key) || !GetVarint(&data, &create) || !GetVarint(&data, &mod) ||
-      !GetVarint(&data, &version) || !GetVarint(&data, &lease) ||
-      !GetLengthPrefixed(&data, &value) || !data.empty()) {
-    return false;
-  }
-  kv->key = std::string(key);
-  kv->create_revision = static_cast<Revision>(create);
-  kv->mod_revision = static_cast<Revision>(mod);
-  kv->version = static_cast<int64_t>(version);
-  kv->lease = static_cast<LeaseId>(lease);
-  kv->value = std::string(value);
+  RecordView record;
+  if (!DecodeRecordView(data, &record)) return false;
+  kv->key = std::string(record.key);
+  kv->create_revision = static_cast<Revision>(record.create_revision);
+  kv->mod_revision = static_cast<Revision>(record.mod_revision);
+  kv->version = static_cast<int64_t>(record.version);
+  kv->lease = static_cast<LeaseId>(record.lease);
+  kv->value = std::string(record.value);
   return true;
 }
 
@@ -306,24 +320,35 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(Backend* backend) {
 absl::Status Store::Restore() {
   absl::Status corrupt;
   Revision last_main = 1;
+  restored_leases_.clear();
   backend_->Range(Bucket::kKey, "", "", [&](absl::string_view key, absl::string_view value) {
     RevisionPair rev;
     bool tombstone = false;
-    KeyValue kv;
-    if (!ParseRevisionKey(key, &rev, &tombstone) || !DecodeKeyValue(value, &kv)) {
+    RecordView record;
+    if (!ParseRevisionKey(key, &rev, &tombstone) || !DecodeRecordView(value, &record)) {
       corrupt = absl::DataLossError(
           absl::StrCat("mvcc: corrupt record in key bucket at key of ", key.size(), " bytes"));
       return false;
     }
     last_main = std::max(last_main, rev.main);
-    auto it = index_.find(kv.key);
+    auto it = index_.find(record.key);
     if (it == index_.end()) {
       if (tombstone) return true;  // nothing visible survives of this generation
-      index_[kv.key].Restore(RevisionPair{kv.create_revision, 0}, rev, kv.version);
+      it = index_.try_emplace(std::string(record.key)).first;
+      it->second.Restore(RevisionPair{static_cast<Revision>(record.create_revision), 0}, rev,
+                         static_cast<int64_t>(record.version));
     } else if (tombstone) {
       it->second.Tombstone(rev);
     } else {
       it->second.Put(rev);
+    }
+    // Records come in revision order: the key's newest one so far decides its lease.
+    if (tombstone || record.lease == static_cast<uint64_t>(kNoLease)) {
+      if (auto lease = restored_leases_.find(record.key); lease != restored_leases_.end()) {
+        restored_leases_.erase(lease);
+      }
+    } else {
+      restored_leases_.insert_or_assign(it->first, static_cast<LeaseId>(record.lease));
     }
     return true;
   });
@@ -341,6 +366,12 @@ absl::Status Store::Restore() {
     if (!result.ok()) return result.status();
   }
   return absl::OkStatus();
+}
+
+absl::btree_map<std::string, LeaseId> Store::TakeRestoredLeases() {
+  absl::btree_map<std::string, LeaseId> leases;
+  leases.swap(restored_leases_);
+  return leases;
 }
 
 absl::Status Store::Reload() {

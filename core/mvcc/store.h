@@ -42,6 +42,11 @@ class Store {
   // snapshot was installed). Pending events are dropped.
   absl::Status Reload();
 
+  // The lease of every live key that has one, as the last Open or Reload found them: the
+  // lessor re-attaches keys from these (etcd's restoreChunk keyToLease), so a start reads no
+  // value, only each record's header. Moved out: empty until the next Reload.
+  absl::btree_map<std::string, LeaseId> TakeRestoredLeases();
+
   Revision current_revision() const { return current_revision_; }
   Revision compact_revision() const { return compact_revision_; }
   // The Raft index of the last entry whose effects were committed to the backend.
@@ -87,6 +92,8 @@ class Store {
   Revision compact_revision_ = 0;
   uint64_t consistent_index_ = 0;
   std::vector<Event> events_;
+  // Filled by Restore, taken by TakeRestoredLeases.
+  absl::btree_map<std::string, LeaseId> restored_leases_;
 };
 
 // Backend key of a revision (etcd's revision bytes: main, '_', sub, big-endian; 't' marks a

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/btree_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/base/errors.h"
@@ -977,6 +978,33 @@ TEST_F(StoreTest, ReopenAfterCompactionKeepsKeyHistories) {
   EXPECT_EQ(hash_after->hash, hash_before->hash);
   Put("a", "4");  // 8
   EXPECT_EQ(Get("a"), Kv("a", 2, 8, 4, "4"));
+}
+
+// etcd restoreChunk: rebuilding the index notes the lease of every live key that has one, from
+// its newest record, so the lessor re-attaches keys without reading a value. Deleted keys, and
+// keys a later put took off their lease, are not listed; a recreated key has its new lease.
+TEST_F(StoreTest, ReopenListsTheLeasesOfLiveKeys) {
+  Put("a", "1", 7);  // 2
+  Put("b", "1", 7);  // 3
+  Put("b", "2");     // 4: off its lease
+  Put("c", "1", 8);  // 5
+  Delete("c");       // 6
+  Put("d", "1");     // 7
+  Put("d", "2", 9);  // 8: on a lease
+  Put("e", "1", 8);  // 9
+  Delete("e");       // 10
+  Put("e", "2", 7);  // 11: recreated on another lease
+  ASSERT_TRUE(store_->Compact(5).ok());
+  using Leases = absl::btree_map<std::string, LeaseId>;
+  const Leases expected = {{"a", 7}, {"d", 9}, {"e", 7}};
+  Reopen();
+  EXPECT_EQ(store_->TakeRestoredLeases(), expected);
+  EXPECT_TRUE(store_->TakeRestoredLeases().empty());  // moved out
+  Put("f", "1", 7);
+  ASSERT_TRUE(store_->Reload().ok());
+  Leases with_f = expected;
+  with_f["f"] = 7;
+  EXPECT_EQ(store_->TakeRestoredLeases(), with_f);
 }
 
 // ---------------------------------------------------------------------------------------------

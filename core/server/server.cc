@@ -258,6 +258,9 @@ class Server::Impl {
           absl::Status(status.code(), absl::StrCat("backend commit failed: ", status.message()));
     }
   }
+  // Reads back what the backend holds besides the store (leases with their keys, members,
+  // alarms, the dedup window). Only right after the store's Open or Reload: the keys' leases
+  // come from that restore.
   absl::Status LoadLocalState();
   std::string DumpBackend() const;
   // A snapshot at the applied index (index, term, configuration), without data.
@@ -388,15 +391,9 @@ absl::Status Server::Impl::Init(raft::RestartState raft_state, std::vector<Membe
 
 absl::Status Server::Impl::LoadLocalState() {
   if (auto s = lessor_.Restore(); !s.ok()) return s;
-  // Re-attach keys to their leases from the store's current state.
-  mvcc::RangeRequest all;
-  all.key = std::string(1, '\0');
-  all.range_end = std::string(1, '\0');
-  auto kvs = store_->Range(all);
-  if (!kvs.ok()) return kvs.status();
-  for (const mvcc::KeyValue& kv : kvs->kvs) {
-    if (kv.lease != lease::kNoLease) (void)lessor_.Attach(kv.lease, kv.key);
-  }
+  // Re-attach keys to their leases as the store found them while it rebuilt its index (it was
+  // just opened or reloaded): ranging every key would read every value, the whole database.
+  for (const auto& [key, lease] : store_->TakeRestoredLeases()) (void)lessor_.Attach(lease, key);
   members_.clear();
   alarms_.clear();
   absl::Status corrupt;
