@@ -4,6 +4,7 @@
 #include "store/wal.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -332,6 +333,116 @@ TEST_F(WalTest, CorruptionOfAnOldSegmentRefusesToStart) {
   auto wal = Wal::Open(&fs_, dir_, options);
   ASSERT_FALSE(wal.ok());
   EXPECT_TRUE(absl::StrContains(wal.status().message(), first_segment)) << wal.status();
+}
+
+// Recovery reads a segment a chunk (1 MiB) at a time: records that straddle chunks, one larger
+// than a chunk, and the zero tail after them read back exactly.
+TEST_F(WalTest, RecordsAcrossRecoveryReadChunksReplayExactly) {
+  std::vector<raft::Entry> entries;
+  for (raft::Index i = 1; i <= 3000; ++i) {
+    entries.push_back(MakeEntry(i, 1, std::string(700 + i % 613, static_cast<char>('a' + i % 26))));
+  }
+  entries.push_back(MakeEntry(3001, 1, std::string(size_t{3} << 19, 'z')));  // 1.5 MiB
+  entries.push_back(MakeEntry(3002, 1, "last"));
+  {
+    auto wal = OpenWal();
+    raft::PersistRequest request;
+    request.id = 1;
+    request.entries = entries;
+    request.hard_state = raft::HardState{1, 1, 3002};
+    ASSERT_TRUE(wal->AppendAndSync(request).ok());
+    ASSERT_EQ(wal->segment_count(), 1u);
+  }
+  auto wal = OpenWal();
+  const raft::RestartState& state = wal->recovery().state;
+  ASSERT_EQ(state.entries.size(), entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    EXPECT_EQ(state.entries[i].index, entries[i].index);
+    EXPECT_EQ(state.entries[i].data.view(), entries[i].data.view()) << "entry " << i + 1;
+  }
+  EXPECT_EQ(state.hard_state.commit, 3002u);
+  EXPECT_TRUE(wal->recovery().torn_file.empty());
+}
+
+// Megabytes into a segment: a torn last record is cut as anywhere else; a stray byte far past
+// the records, or a record whose garbled length spans the valid records after it, is
+// corruption (the reader has slid past them to check the zeros, and must look back).
+class WalLargeSegmentTest : public WalTest {
+ protected:
+  static constexpr int kEntries = 30;
+  static constexpr size_t kEntryBytes = 100 << 10;  // 3 MiB of records in all
+
+  // Writes the entries, one sync each; returns the segment.
+  std::string WriteLarge() {
+    auto wal = OpenWal();
+    for (raft::Index i = 1; i <= kEntries; ++i) {
+      const std::vector<raft::Entry> entries = {
+          MakeEntry(i, 1, std::string(kEntryBytes, static_cast<char>('a' + i)))};
+      raft::PersistRequest request;
+      request.id = i;
+      request.entries = entries;  // a span
+      EXPECT_TRUE(wal->AppendAndSync(request).ok());
+    }
+    EXPECT_EQ(wal->segment_count(), 1u);
+    return wal->SegmentPaths().back();
+  }
+
+  void Damage(const std::string& segment, uint64_t offset, const std::string& bytes) {
+    auto file = fs_.Open(segment, OpenMode::kReadWrite);
+    ASSERT_TRUE(file.ok());
+    ASSERT_TRUE((*file)->WriteAt(offset, bytes).ok());
+  }
+
+  // Where the records end.
+  uint64_t RecordsEnd() {
+    auto records = ScanWal(&fs_, dir_);
+    EXPECT_TRUE(records.ok()) << records.status();
+    return records->back().offset + records->back().bytes;
+  }
+
+  void ExpectCorruption(const std::string& segment, absl::string_view reason) {
+    auto wal = Wal::Open(&fs_, dir_);
+    ASSERT_FALSE(wal.ok());
+    EXPECT_EQ(wal.status().code(), absl::StatusCode::kDataLoss) << wal.status();
+    EXPECT_TRUE(absl::StrContains(wal.status().message(), segment)) << wal.status();
+    EXPECT_TRUE(absl::StrContains(wal.status().message(), reason)) << wal.status();
+  }
+};
+
+TEST_F(WalLargeSegmentTest, TornLastRecordIsCut) {
+  const std::string segment = WriteLarge();
+  Damage(segment, RecordsEnd() - 3, "XYZ");
+  auto wal = OpenWal();
+  EXPECT_EQ(wal->recovery().torn_file, segment);
+  // The last entry's record was the torn write.
+  ASSERT_EQ(wal->recovery().state.entries.size(), static_cast<size_t>(kEntries - 1));
+  EXPECT_EQ(wal->recovery().state.entries.back().data.view(),
+            std::string(kEntryBytes, static_cast<char>('a' + kEntries - 1)));
+}
+
+TEST_F(WalLargeSegmentTest, AByteFarPastTheRecordsIsCorruption) {
+  const std::string segment = WriteLarge();
+  Damage(segment, uint64_t{40} << 20, "\x01");
+  ExpectCorruption(segment, "zero header");
+}
+
+TEST_F(WalLargeSegmentTest, ALengthSpanningTheRecordsAfterItIsCorruption) {
+  const std::string segment = WriteLarge();
+  auto records = ScanWal(&fs_, dir_);
+  ASSERT_TRUE(records.ok());
+  const WalRecordLocation* fifth_entry = nullptr;
+  int seen = 0;
+  for (const WalRecordLocation& record : *records) {
+    if (record.type == RecordType::kEntry && ++seen == 5) fifth_entry = &record;
+  }
+  ASSERT_NE(fifth_entry, nullptr);
+  // Its claimed end lies past every record: only zeros follow it, but valid records start
+  // inside it.
+  const uint32_t length = static_cast<uint32_t>(RecordsEnd() - fifth_entry->offset + 4096);
+  std::string bytes(4, '\0');
+  std::memcpy(bytes.data(), &length, 4);
+  Damage(segment, fifth_entry->offset, bytes);
+  ExpectCorruption(segment, "expected crc");
 }
 
 TEST_F(WalTest, SnapshotFileDamageIsDetectedBeforeUse) {
