@@ -76,6 +76,8 @@ class ReadyObserver {
 };
 
 struct MemberOptions {
+  // The server core's settings. Its max_committed_size_per_ready_bytes also bounds each backend
+  // batch the member carries out: a restart replays its log in many bounded batches, not one.
   server::ServerConfig server;
   store::WalOptions wal;
   // Applied entries between two WAL compaction markers (etcd's --snapshot-count).

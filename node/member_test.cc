@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "gtest/gtest.h"
 #include "store/posix_file_system.h"
 
@@ -17,7 +18,7 @@ namespace kvstore::node {
 namespace {
 
 // One member on a loop the test turns by hand: syncs queue until RunSyncs.
-class Harness : public PeerTransport, public SyncExecutor, public ClientSink {
+class Harness : public PeerTransport, public SyncExecutor, public ClientSink, public ReadyObserver {
  public:
   explicit Harness(uint64_t backend_commits_per_flush) : backend_(backend_commits_per_flush) {
     const char* tmp = std::getenv("TEST_TMPDIR");
@@ -27,17 +28,21 @@ class Harness : public PeerTransport, public SyncExecutor, public ClientSink {
     EXPECT_EQ(std::system(absl::StrCat("rm -rf '", dir_, "'").c_str()), 0);
   }
 
-  void Boot(uint64_t wal_compact_entries = 10000) {
+  void Boot(
+      uint64_t wal_compact_entries = 10000,
+      uint64_t max_committed_size_per_ready_bytes = server::kDefaultMaxCommittedSizePerReadyBytes) {
     MemberOptions options;
     options.server.id = 1;
     options.server.election_tick = 10;
     options.server.heartbeat_tick = 1;
+    options.server.max_committed_size_per_ready_bytes = max_committed_size_per_ready_bytes;
     options.wal.segment_bytes = 8192;
     options.wal_compact_entries = wal_compact_entries;
     MemberIo io;
     io.transport = this;
     io.sync = this;
     io.sink = this;
+    io.observer = this;
     std::vector<server::Member> founding = {server::Member{1, "one", {"http://127.0.0.1:2380"}}};
     auto member = Member::Open(options, &fs_, dir_, &backend_, io, founding);
     ASSERT_TRUE(member.ok()) << member.status();
@@ -102,6 +107,20 @@ class Harness : public PeerTransport, public SyncExecutor, public ClientSink {
   }
   void OnWatchResponse(const mvcc::WatchResponse&) override {}
   void OnStop(const absl::Status& why) override { stop_ = why; }
+  void OnReady(const server::Ready& ready) override {
+    const absl::Span<const raft::Entry> entries = ready.raft->committed_entries;
+    if (entries.empty()) return;
+    uint64_t bytes = 0;
+    for (const raft::Entry& entry : entries) bytes += raft::EntrySizeBytes(entry);
+    applied_batches_.push_back(AppliedBatch{entries.size(), bytes});
+  }
+  void OnRecovered(const raft::RestartState&) override {}
+
+  // The committed entries of one Ready: what the member applies as one backend batch.
+  struct AppliedBatch {
+    size_t entries = 0;
+    uint64_t bytes = 0;  // raft::EntrySizeBytes
+  };
 
   store::PosixFileSystem fs_;
   std::string dir_;
@@ -110,6 +129,7 @@ class Harness : public PeerTransport, public SyncExecutor, public ClientSink {
   std::deque<store::Wal::SyncBatch*> pending_syncs_;
   std::map<server::RequestId, server::Response> responses_;
   absl::Status stop_;
+  std::vector<AppliedBatch> applied_batches_;
 };
 
 // etcd #14370: a single member must not answer a write before its entry is durable.
@@ -151,6 +171,36 @@ TEST(MemberTest, CrashThatTakesBackendBatchesReplaysTheWalExactlyOnce) {
   EXPECT_EQ(h.Get("last"), "x");
   // Replayed once: the revision continues where it was, with no write applied twice.
   EXPECT_EQ(h.member_->server().store().current_revision(), revision);
+}
+
+// A restart replays what the backend lost in backend batches of at most
+// max_committed_size_per_ready_bytes (a single larger entry alone), not in one batch as large as
+// the log.
+TEST(MemberTest, ARestartReplaysItsLogInBoundedBatches) {
+  constexpr uint64_t kMaxBatchBytes = 4096;
+  Harness h(/*backend_commits_per_flush=*/1000);  // the backend never flushes on its own
+  h.Boot(/*wal_compact_entries=*/10000, kMaxBatchBytes);
+  for (int i = 0; i < 200; ++i) {
+    auto response = h.Put(absl::StrCat("key", i), std::string(100, 'a' + i % 26));
+    ASSERT_TRUE(response.has_value() && response->status.ok());
+  }
+  auto big = h.Put("big", std::string(2 * kMaxBatchBytes, 'z'));
+  ASSERT_TRUE(big.has_value() && big->status.ok());
+  const mvcc::Revision revision = h.member_->server().store().current_revision();
+  h.Crash();
+  h.applied_batches_.clear();
+  h.Boot(/*wal_compact_entries=*/10000, kMaxBatchBytes);
+  size_t replayed = 0;
+  for (const Harness::AppliedBatch& batch : h.applied_batches_) {
+    replayed += batch.entries;
+    if (batch.entries > 1) {
+      EXPECT_LE(batch.bytes, kMaxBatchBytes);
+    }
+  }
+  EXPECT_GT(replayed, 201u);
+  EXPECT_EQ(h.member_->server().store().current_revision(), revision);
+  EXPECT_EQ(h.Get("key199"), std::string(100, 'a' + 199 % 26));
+  EXPECT_EQ(h.Get("big"), std::string(2 * kMaxBatchBytes, 'z'));
 }
 
 TEST(MemberTest, CompactionDropsSegmentsAndARestartNeedsNothingItDropped) {

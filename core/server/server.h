@@ -53,6 +53,12 @@ inline constexpr size_t kDefaultMaxLearners = 1;
 inline constexpr uint64_t kMaxKeyBytes = 1 << 16;  // larger keys are refused (KEY_TOO_LARGE)
 // A learner may be promoted once its match index is at least this fraction of the leader's.
 inline constexpr double kLearnerReadyRatio = 0.9;
+// Bytes of committed entries one Ready applies at most (etcd's effective bound: its raft
+// defaults MaxCommittedSizePerReady to MaxSizePerMsg, 1 MiB). Each Ready's entries are one
+// backend batch, whose cost grows with it (the LMDB backend keeps an undo record per write
+// until the batch commits): unbounded, a restart replaying 100,000 entries applied them all in
+// one batch.
+inline constexpr uint64_t kDefaultMaxCommittedSizePerReadyBytes = 1 << 20;
 
 // Identity, limits and Raft settings of one member.
 struct ServerConfig {
@@ -75,6 +81,8 @@ struct ServerConfig {
   // backend at the leader's applied index when it is sent (etcd's merged snapshot).
   uint64_t snapshot_every_entries = 10000;
   uint64_t snapshot_catch_up_entries = 5000;
+  // raft::Config::max_committed_size_per_ready_bytes: at least one entry per Ready.
+  uint64_t max_committed_size_per_ready_bytes = kDefaultMaxCommittedSizePerReadyBytes;
 };
 
 // A member of the cluster as membership requests list it.
