@@ -22,18 +22,19 @@
 // fdatasyncs the copy and, for --cache=cold, evicts it from the page cache (posix_fadvise
 // DONTNEED on those files only; a virtual disk may still be cached by its host). Then a fresh
 // process of this binary times, with the options a node would use:
-//   LmdbBackend::Open; Member::Open; the first Drain, which replays the entries (and, past
-//   wal_compact_entries of them, flushes the backend for the WAL's first compaction); a
+//   LmdbBackend::Open; Member::Open; the first Drain, which replays the entries, at most
+//   ServerConfig::max_committed_size_per_ready_bytes of them per Ready and backend batch (and,
+//   past wal_compact_entries of them, flushes the backend for the WAL's first compaction); a
 //   serializable get of the last small key, whose value only the replay can have put back
 //   (checked, as are the applied indexes before and after the Drain).
 // Member::Open is split into phases by the backend calls that begin them (Phase, below), which a
 // decorator of the backend timestamps, so nothing of core/ changes. Each phase also reports its
 // page faults: they are what fresh memory and a newly mapped file cost, and on this machine
 // (a virtual machine whose page faults are slow; the parent prints their price) they dominate.
+// The process's resident memory at the end is split into anonymous memory (what start-up
+// allocated) and file pages (data.mdb as mapped: the kernel maps pages around each one read).
 //
-// Before each restart, another fresh process times what two proposed changes to the start-up
-// would cost instead (RunWhatIf). Each child prints one RESULT line; the parent prints min /
-// median / max of every figure.
+// Each child prints one RESULT line; the parent prints min / median / max of every figure.
 
 #include <fcntl.h>
 #include <spawn.h>
@@ -61,18 +62,18 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
-#include "core/base/encoding.h"
 #include "core/mvcc/backend.h"
 #include "core/mvcc/store.h"
 #include "core/server/server.h"
 #include "node/member.h"
-#include "store/crc32c.h"
 #include "store/file_system.h"
 #include "store/lmdb_backend.h"
 #include "store/posix_file_system.h"
@@ -84,7 +85,6 @@ ABSL_FLAG(int, runs, 5, "measured restarts per cache state");
 ABSL_FLAG(std::string, cache, "both", "page cache before each restart: warm, cold or both");
 ABSL_FLAG(bool, rebuild, false, "rebuild pristine/ even if its LAYOUT matches");
 ABSL_FLAG(std::string, child, "", "internal: restart the member in this directory and report");
-ABSL_FLAG(std::string, whatif, "", "internal: time the proposed start-up steps in this directory");
 
 namespace kvstore::node {
 namespace {
@@ -407,15 +407,35 @@ uint64_t PageFaults() {
   return static_cast<uint64_t>(usage.ru_minflt + usage.ru_majflt);
 }
 
+// A resident-memory field of /proc/self/status ("RssAnon", "RssFile"), in MiB.
+double ResidentMib(absl::string_view field) {
+  std::FILE* status = std::fopen("/proc/self/status", "r");
+  if (status == nullptr) Fail("open /proc/self/status");
+  double mib = -1;
+  char line[256];
+  while (mib < 0 && std::fgets(line, sizeof(line), status) != nullptr) {
+    absl::string_view rest = line;
+    uint64_t kib = 0;
+    if (absl::ConsumePrefix(&rest, field) && absl::ConsumePrefix(&rest, ":") &&
+        absl::ConsumeSuffix(&rest, " kB\n") &&
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(rest), &kib)) {
+      mib = kib / 1024.0;
+    }
+  }
+  std::fclose(status);
+  if (mib < 0) Fail(absl::StrCat("no ", field, " in /proc/self/status"));
+  return mib;
+}
+
 // The phases of Member::Open, in order, each begun by the first backend call of a kind
 // (core/server/server.cc, Server::Impl::Init and LoadLocalState).
 enum class Phase {
   kWalRecovery,  // until the first backend call
   kStoreOpen,    // mvcc::Store::Open, until the lessor's first lease-bucket call
-  kLoadRange,    // LoadLocalState: the lessor, then a Range of every key, until the
-                 // first meta-bucket Range (the member records)
-  kLoadRest,     // the rest of LoadLocalState (and freeing its range), until Init's
-                 // first meta-bucket Get (the request epoch)
+  kLoadLeases,   // LoadLocalState: the lessor's leases, and the keys the store's restore
+                 // found on them, until the first meta-bucket Range (the member records)
+  kLoadRest,     // the rest of LoadLocalState, until Init's first meta-bucket Get (the
+                 // request epoch)
   kInitRest,     // request epoch, commit, RawNode::Create, until Member::Open's Flush
   kFlush,        // the durable LMDB commit of Member::Open
   kDone,
@@ -423,14 +443,14 @@ enum class Phase {
 constexpr int kPhaseCount = static_cast<int>(Phase::kDone) + 1;
 constexpr const char* kPhaseNames[kPhaseCount] = {"open.wal_recovery",
                                                   "open.store_open",
-                                                  "open.load_local_state_range",
+                                                  "open.load_local_state_leases",
                                                   "open.load_local_state_rest",
                                                   "open.init_rest",
                                                   "open.flush",
                                                   ""};
 
 // Forwards to the LMDB backend, timestamps the calls that begin the phases of Member::Open, and
-// counts the value bytes each phase reads and what commits cost.
+// measures what commits and flushes cost.
 class PhaseClock : public mvcc::Backend {
  public:
   explicit PhaseClock(mvcc::Backend* inner) : inner_(inner) {}
@@ -442,11 +462,7 @@ class PhaseClock : public mvcc::Backend {
   void Range(mvcc::Bucket bucket, absl::string_view start, absl::string_view end,
              Visitor visit) const override {
     Saw(bucket, Call::kRange);
-    uint64_t& bytes = value_bytes_[static_cast<int>(phase_)];
-    inner_->Range(bucket, start, end, [&](absl::string_view key, absl::string_view value) {
-      bytes += value.size();
-      return visit(key, value);
-    });
+    inner_->Range(bucket, start, end, visit);
   }
   void Put(mvcc::Bucket bucket, absl::string_view key, absl::string_view value) override {
     Saw(bucket, Call::kWrite);
@@ -490,7 +506,6 @@ class PhaseClock : public mvcc::Backend {
     Began(phase);
     return faults_[static_cast<int>(phase)];
   }
-  uint64_t value_bytes(Phase phase) const { return value_bytes_[static_cast<int>(phase)]; }
   double commit_ms() const { return commit_ms_; }
   uint64_t commits() const { return commits_; }
   double flush_ms() const { return flush_ms_; }
@@ -505,9 +520,9 @@ class PhaseClock : public mvcc::Backend {
         Enter(Phase::kStoreOpen);
         break;
       case Phase::kStoreOpen:
-        if (bucket == mvcc::Bucket::kLease) Enter(Phase::kLoadRange);
+        if (bucket == mvcc::Bucket::kLease) Enter(Phase::kLoadLeases);
         break;
-      case Phase::kLoadRange:
+      case Phase::kLoadLeases:
         if (bucket == mvcc::Bucket::kMeta && call == Call::kRange) Enter(Phase::kLoadRest);
         break;
       case Phase::kLoadRest:
@@ -527,7 +542,6 @@ class PhaseClock : public mvcc::Backend {
   mutable Phase phase_ = Phase::kDone;  // kDone until Start: calls before it are not timed
   mutable std::optional<Clock::time_point> began_[kPhaseCount];
   mutable uint64_t faults_[kPhaseCount] = {};  // PageFaults() when each phase began
-  mutable uint64_t value_bytes_[kPhaseCount] = {};
   double commit_ms_ = 0;
   uint64_t commits_ = 0;
   double flush_ms_ = 0;
@@ -616,7 +630,6 @@ int RunChild(const std::string& dir) {
                          static_cast<double>(end_faults - clock.faults_at(phase)));
   }
   const store::WalRecovery& recovery = member->wal().recovery();
-  constexpr double kMiB = 1 << 20;
   figures.insert(
       figures.end(),
       {
@@ -630,84 +643,16 @@ int RunChild(const std::string& dir) {
           {"first_get.ms", MillisBetween(drained, served)},
           {"wal.segments", static_cast<double>(recovery.segments)},
           {"wal.records", static_cast<double>(recovery.records)},
-          {"store_open.value_mib_read", clock.value_bytes(Phase::kStoreOpen) / kMiB},
-          {"load_range.value_mib_read", clock.value_bytes(Phase::kLoadRange) / kMiB},
           {"process.cpu_ms", cpu_ms},
           {"process.minor_faults", static_cast<double>(after.ru_minflt - before.ru_minflt)},
           {"process.major_faults", static_cast<double>(after.ru_majflt - before.ru_majflt)},
           {"process.max_rss_mib", after.ru_maxrss / 1024.0},
+          {"process.end_rss_anon_mib", ResidentMib("RssAnon")},
+          {"process.end_rss_file_mib", ResidentMib("RssFile")},
       });
   PrintResult(figures);
   // The copy is thrown away: skip the destructor's flush of the replayed batches.
   backend->AbandonForTest();
-  return 0;
-}
-
-// What two proposed changes to the start-up would cost instead, on the same files in a fresh
-// process (the gain is the difference to the phases they replace):
-//   header_scan  a Store::Restore that decodes each key-bucket record's header in place (key,
-//                revisions, lease: what the index and the lessor need) without copying its
-//                value, and collects each live key's lease, so that LoadLocalState need not
-//                range every key with its value (replaces store_open + load_local_state_range);
-//   wal_stream   reading each WAL segment through one reused 1 MiB buffer, CRC-32C over all of
-//                it, instead of into one string as large as the preallocated segment (the record
-//                decoding, which recovery keeps, is not included).
-constexpr size_t kStreamChunkBytes = 1 << 20;
-
-int RunWhatIf(const std::string& dir) {
-  const Clock::time_point start = Clock::now();
-  auto backend = OpenBackend(store::JoinPath(dir, kBackendDir), store::LmdbOptions{});
-  const Clock::time_point opened = Clock::now();
-  const uint64_t faults_opened = PageFaults();
-  std::map<std::string, uint64_t> lease_of_key;
-  uint64_t records = 0;
-  bool corrupt = false;
-  backend->Range(mvcc::Bucket::kKey, "", "", [&](absl::string_view, absl::string_view data) {
-    absl::string_view key, value;
-    uint64_t create = 0, mod = 0, version = 0, lease = 0;
-    if (!GetLengthPrefixed(&data, &key) || !GetVarint(&data, &create) || !GetVarint(&data, &mod) ||
-        !GetVarint(&data, &version) || !GetVarint(&data, &lease) ||
-        !GetLengthPrefixed(&data, &value) || !data.empty()) {
-      corrupt = true;
-      return false;
-    }
-    ++records;
-    lease_of_key[std::string(key)] = lease;
-    return true;
-  });
-  if (corrupt) Fail("a key-bucket record did not decode");
-  const Clock::time_point scanned = Clock::now();
-  const uint64_t faults_scanned = PageFaults();
-
-  store::PosixFileSystem fs;
-  const std::string wal_dir = store::JoinPath(dir, kWalDir);
-  auto names = fs.List(wal_dir);
-  Check(names.status(), "list the WAL");
-  std::string chunk;
-  chunk.reserve(kStreamChunkBytes);
-  uint32_t crc = 0;  // a real recovery compares it; here it only has to be computed
-  uint64_t wal_bytes = 0;
-  for (const std::string& name : *names) {
-    auto file = fs.Open(store::JoinPath(wal_dir, name), store::OpenMode::kRead);
-    Check(file.status(), "open a WAL segment");
-    auto size = (*file)->Size();
-    Check(size.status(), "size of a WAL segment");
-    for (uint64_t offset = 0; offset < *size; offset += kStreamChunkBytes) {
-      Check((*file)->ReadAt(offset, kStreamChunkBytes, &chunk), "read a WAL segment");
-      crc = store::Crc32c(chunk, crc);
-      wal_bytes += chunk.size();
-    }
-  }
-  const Clock::time_point streamed = Clock::now();
-  PrintResult({
-      {"whatif.backend_open.ms", MillisBetween(start, opened)},
-      {"whatif.header_scan.ms", MillisBetween(opened, scanned)},
-      {"whatif.header_scan.faults", static_cast<double>(faults_scanned - faults_opened)},
-      {"whatif.header_scan.records", static_cast<double>(records)},
-      {"whatif.wal_stream.ms", MillisBetween(scanned, streamed)},
-      {"whatif.wal_stream.faults", static_cast<double>(PageFaults() - faults_scanned)},
-      {"whatif.wal_stream.mib", wal_bytes / double{1 << 20}},
-  });
   return 0;
 }
 
@@ -822,10 +767,6 @@ void Measure(const std::string& root, bool cold, int runs) {
         figures[name].push_back(value);
       }
     };
-    // The what-if process first: it only reads, so the restart then finds the files as built
-    // (the restart writes: the replayed batches are flushed at its first WAL compaction).
-    record(SpawnChild("--whatif", run));
-    Settle(run, cold);
     record(SpawnChild("--child", run));
     absl::PrintF("  %s run %d: %.0f ms\n", cold ? "cold" : "warm", r + 1,
                  figures["total.ms"].back());
@@ -840,8 +781,6 @@ void Measure(const std::string& root, bool cold, int runs) {
 int Main() {
   const std::string child = absl::GetFlag(FLAGS_child);
   if (!child.empty()) return RunChild(child);
-  const std::string whatif = absl::GetFlag(FLAGS_whatif);
-  if (!whatif.empty()) return RunWhatIf(whatif);
   const std::string root = absl::GetFlag(FLAGS_dir);
   const int runs = absl::GetFlag(FLAGS_runs);
   const std::string cache = absl::GetFlag(FLAGS_cache);
