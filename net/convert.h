@@ -63,6 +63,11 @@ inline constexpr int kNestingLimit = 64;
 static_assert(kNestingLimit >= 2 * (server::kMaxTxnDepth + 1) + 8,
               "a txn the core accepts must not hit Cap'n Proto's nesting limit");
 
+// One snapshot chunk, both for a client's download (SnapshotStream.next) and between peers
+// (SnapshotSink.write): small enough to interleave with other calls, large enough that per-call
+// costs vanish.
+inline constexpr uint64_t kSnapshotChunkBytes = 1 << 20;
+
 // Reader options of a member's client connections: a request may be max_request_bytes plus the
 // envelope (the core refuses anything above max_request_bytes with REQUEST_TOO_LARGE).
 capnp::ReaderOptions RequestReaderOptions(

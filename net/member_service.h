@@ -44,7 +44,11 @@ class MemberService {
   // A client request; resolves with its response (errors are in Response::status). Never
   // rejects except when the member shuts down.
   virtual kj::Promise<server::Response> Call(server::Request request) = 0;
-  // Opens a watch whose responses go to `sink` until it is canceled (the sink must outlive it).
+  // Opens a watch whose responses go to `sink` until it ends: either the member ends it (a
+  // response with `canceled` set, say for a compacted revision, is the sink's last) or
+  // CancelWatch returns, after which the sink is never called again, so its owner may destroy
+  // it. Responses may arrive before Watch returns, and the canceled notice during CancelWatch.
+  // The sink must not call back into the member from Deliver.
   virtual absl::StatusOr<mvcc::WatchId> Watch(const mvcc::WatchRequest& request,
                                               WatchSink* sink) = 0;
   virtual absl::Status CancelWatch(mvcc::WatchId id) = 0;

@@ -1,0 +1,413 @@
+#include "net/client_service.h"
+
+#include <algorithm>
+#include <deque>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/base/errors.h"
+#include "core/raft/check.h"
+#include "net/convert.h"
+#include "store/crc32c.h"
+
+namespace kvstore::net {
+namespace {
+
+// Serves one client method: params -> request -> member -> results. A malformed request is
+// answered at once and never reaches the member.
+template <typename Context>
+kj::Promise<void> Serve(MemberService& member, Context context) {
+  absl::StatusOr<server::Request> request = ToRequest(context.getParams());
+  context.releaseParams();
+  if (!request.ok()) {
+    server::Response refused;
+    refused.status = request.status();
+    FillResults(refused, context.getResults());
+    return kj::READY_NOW;
+  }
+  return member.Call(std::move(*request)).then([context](server::Response response) mutable {
+    FillResults(response, context.getResults());
+  });
+}
+
+class KvImpl final : public rpc::Kv::Server {
+ public:
+  explicit KvImpl(MemberService& member) : member_(member) {}
+
+  kj::Promise<void> range(RangeContext context) override { return Serve(member_, context); }
+  kj::Promise<void> put(PutContext context) override { return Serve(member_, context); }
+  kj::Promise<void> deleteRange(DeleteRangeContext context) override {
+    return Serve(member_, context);
+  }
+  kj::Promise<void> txn(TxnContext context) override { return Serve(member_, context); }
+  kj::Promise<void> compact(CompactContext context) override { return Serve(member_, context); }
+
+ private:
+  MemberService& member_;
+};
+
+// One watch: the member's sink, the queue of responses the watcher has not taken, and the
+// delivery of one response at a time (see the file comment of client_service.h).
+class WatchStream final : public WatchSink, private kj::TaskSet::ErrorHandler {
+ public:
+  WatchStream(MemberService& member, rpc::Watcher::Client watcher, size_t queue_limit)
+      : member_(member), watcher_(kj::mv(watcher)), queue_limit_(queue_limit), tasks_(*this) {
+    RAFT_CHECK(queue_limit_ > 0) << "a watch queue must hold at least one response";
+  }
+
+  ~WatchStream() noexcept override {
+    ended_ = true;  // the member may deliver the canceled notice while we cancel
+    EndMemberWatch();
+  }
+
+  absl::Status Open(const mvcc::WatchRequest& request) {
+    member_watch_open_ = true;  // responses may arrive before Watch returns
+    absl::StatusOr<mvcc::WatchId> id = member_.Watch(request, this);
+    if (!id.ok()) {
+      member_watch_open_ = false;
+      return id.status();
+    }
+    id_ = *id;
+    return absl::OkStatus();
+  }
+
+  // The client's cancel: nothing more is delivered, queued responses included.
+  absl::Status Cancel() {
+    if (ended_) {
+      EndMemberWatch();
+      return Error(ErrorCode::kWatchNotFound,
+                   absl::StrCat("watch ", id_, " already ended: ", end_reason_));
+    }
+    ended_ = true;
+    end_reason_ = "canceled by the client";
+    queue_.clear();
+    member_watch_open_ = false;
+    return member_.CancelWatch(id_);
+  }
+
+  void RequestProgress() { member_.RequestWatchProgress(); }
+
+  void Deliver(const mvcc::WatchResponse& response) override {
+    if (ended_) return;
+    if (response.canceled) {
+      // The member ended the watch; this notice is its last call.
+      ended_ = true;
+      member_watch_open_ = false;
+      end_reason_ =
+          response.cancel_reason.empty() ? "canceled by the member" : response.cancel_reason;
+      queue_.push_back(response);
+    } else if (queue_.size() >= queue_limit_) {
+      CancelSlowWatcher(response);
+    } else {
+      queue_.push_back(response);
+    }
+    SendNext();
+  }
+
+ private:
+  // etcd cancels a watcher that cannot keep up rather than buffer without bound. What is queued
+  // still goes, then the notice (one past the limit: it must get through). The member's watch
+  // is canceled on the next loop turn: this runs inside the member's callback, which must not
+  // call back into it.
+  void CancelSlowWatcher(const mvcc::WatchResponse& rejected) {
+    ended_ = true;
+    end_reason_ = absl::StrCat("watcher too slow: ", queue_.size(), " responses waiting (limit ",
+                               queue_limit_, ")");
+    mvcc::WatchResponse notice;
+    notice.watch_id = rejected.watch_id;
+    notice.header_revision =
+        queue_.empty() ? rejected.header_revision : queue_.back().header_revision;
+    notice.canceled = true;
+    notice.cancel_reason = end_reason_;
+    queue_.push_back(std::move(notice));
+    tasks_.add(kj::evalLater([this] { EndMemberWatch(); }));
+  }
+
+  void SendNext() {
+    if (sending_ || queue_.empty()) return;
+    sending_ = true;
+    auto request = watcher_.deliverRequest();
+    ToCapnp(queue_.front(), request.initResponse());
+    queue_.pop_front();
+    tasks_.add(request.send().then(
+        [this] {
+          sending_ = false;
+          SendNext();
+        },
+        [this](kj::Exception&& exception) {
+          // The watcher is gone (its connection broke): stop watching for it.
+          sending_ = false;
+          queue_.clear();
+          if (!ended_) {
+            ended_ = true;
+            end_reason_ = absl::StrCat("delivery failed: ", exception.getDescription().cStr());
+          }
+          EndMemberWatch();
+        }));
+  }
+
+  void EndMemberWatch() {
+    if (!member_watch_open_) return;
+    member_watch_open_ = false;
+    // WATCH_NOT_FOUND means the member ended it meanwhile: gone either way.
+    (void)member_.CancelWatch(id_);
+  }
+
+  // Every task handles its own failure (see SendNext); nothing reaches here.
+  void taskFailed(kj::Exception&& exception) override {
+    RAFT_CHECK(false) << "watch task failed: " << exception.getDescription().cStr();
+  }
+
+  MemberService& member_;
+  rpc::Watcher::Client watcher_;
+  const size_t queue_limit_;
+  mvcc::WatchId id_ = 0;
+  bool member_watch_open_ = false;  // the member may still call Deliver
+  bool ended_ = false;              // no more responses are taken
+  std::string end_reason_;
+  std::deque<mvcc::WatchResponse> queue_;
+  bool sending_ = false;  // a deliver call is outstanding
+  kj::TaskSet tasks_;     // last: destroyed first, so no task outlives the state it uses
+};
+
+class WatchHandleImpl final : public rpc::WatchHandle::Server {
+ public:
+  explicit WatchHandleImpl(kj::Own<WatchStream> stream) : stream_(kj::mv(stream)) {}
+
+  kj::Promise<void> cancel(CancelContext context) override {
+    ToCapnp(stream_->Cancel(), context.getResults().initStatus());
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> requestProgress(RequestProgressContext) override {
+    stream_->RequestProgress();
+    return kj::READY_NOW;
+  }
+
+ private:
+  // Released with the handle (the client canceled, dropped it or went away): the member's
+  // watch is canceled with it.
+  kj::Own<WatchStream> stream_;
+};
+
+class WatchImpl final : public rpc::Watch::Server {
+ public:
+  WatchImpl(MemberService& member, size_t queue_limit)
+      : member_(member), queue_limit_(queue_limit) {}
+
+  kj::Promise<void> watch(WatchContext context) override {
+    auto params = context.getParams();
+    absl::StatusOr<mvcc::WatchRequest> request = FromCapnp(params.getRequest());
+    rpc::Watcher::Client watcher = params.getWatcher();
+    context.releaseParams();
+    auto results = context.getResults();
+    if (!request.ok()) {
+      ToCapnp(request.status(), results.initStatus());
+      return kj::READY_NOW;
+    }
+    auto stream = kj::heap<WatchStream>(member_, kj::mv(watcher), queue_limit_);
+    absl::Status opened = stream->Open(*request);
+    ToCapnp(opened, results.initStatus());
+    if (opened.ok()) results.setHandle(kj::heap<WatchHandleImpl>(kj::mv(stream)));
+    return kj::READY_NOW;
+  }
+
+ private:
+  MemberService& member_;
+  const size_t queue_limit_;
+};
+
+class KeepAliveImpl final : public rpc::KeepAlive::Server {
+ public:
+  KeepAliveImpl(MemberService& member, lease::LeaseId id) : member_(member), id_(id) {}
+
+  kj::Promise<void> keepAlive(KeepAliveContext context) override {
+    server::Request request;
+    request.type = server::RequestType::kLeaseKeepAlive;
+    request.lease_id = id_;
+    return member_.Call(std::move(request)).then([context](server::Response response) mutable {
+      FillResults(response, context.getResults());
+    });
+  }
+
+ private:
+  MemberService& member_;
+  const lease::LeaseId id_;
+};
+
+class LeaseImpl final : public rpc::Lease::Server {
+ public:
+  explicit LeaseImpl(MemberService& member) : member_(member) {}
+
+  kj::Promise<void> grant(GrantContext context) override { return Serve(member_, context); }
+  kj::Promise<void> revoke(RevokeContext context) override { return Serve(member_, context); }
+  kj::Promise<void> keepAlive(KeepAliveContext context) override {
+    absl::StatusOr<server::Request> request = ToRequest(context.getParams());
+    auto results = context.getResults();
+    ToCapnp(request.status(), results.initStatus());
+    if (request.ok()) results.setStream(kj::heap<KeepAliveImpl>(member_, request->lease_id));
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> timeToLive(TimeToLiveContext context) override {
+    const bool keys = context.getParams().getKeys();
+    absl::StatusOr<server::Request> request = ToRequest(context.getParams());
+    context.releaseParams();
+    if (!request.ok()) {
+      server::Response refused;
+      refused.status = request.status();
+      FillResults(refused, context.getResults());
+      return kj::READY_NOW;
+    }
+    return member_.Call(std::move(*request))
+        .then([context, keys](server::Response response) mutable {
+          if (!keys) response.lease.keys.clear();
+          FillResults(response, context.getResults());
+        });
+  }
+  kj::Promise<void> leases(LeasesContext context) override { return Serve(member_, context); }
+
+ private:
+  MemberService& member_;
+};
+
+class ClusterImpl final : public rpc::Cluster::Server {
+ public:
+  explicit ClusterImpl(MemberService& member) : member_(member) {}
+
+  kj::Promise<void> memberList(MemberListContext context) override {
+    return Serve(member_, context);
+  }
+  kj::Promise<void> memberAdd(MemberAddContext context) override { return Serve(member_, context); }
+  kj::Promise<void> memberRemove(MemberRemoveContext context) override {
+    return Serve(member_, context);
+  }
+  kj::Promise<void> memberPromote(MemberPromoteContext context) override {
+    return Serve(member_, context);
+  }
+
+ private:
+  MemberService& member_;
+};
+
+// One snapshot download: a consistent copy taken when it starts, sent in chunks.
+class SnapshotStreamImpl final : public rpc::SnapshotStream::Server {
+ public:
+  SnapshotStreamImpl(std::string data, uint64_t chunk_bytes)
+      : data_(std::move(data)), chunk_bytes_(chunk_bytes) {
+    RAFT_CHECK(chunk_bytes_ > 0) << "snapshot chunks must not be empty";
+  }
+
+  kj::Promise<void> next(NextContext context) override {
+    auto results = context.getResults();
+    if (offset_ == data_.size()) {
+      results.setDone(true);
+      results.setCrc32c(crc_);
+      return kj::READY_NOW;
+    }
+    const absl::string_view chunk = absl::string_view(data_).substr(offset_, chunk_bytes_);
+    offset_ += chunk.size();
+    crc_ = store::Crc32c(chunk, crc_);
+    results.setChunk(
+        capnp::Data::Reader(reinterpret_cast<const kj::byte*>(chunk.data()), chunk.size()));
+    return kj::READY_NOW;
+  }
+
+ private:
+  const std::string data_;
+  const uint64_t chunk_bytes_;
+  size_t offset_ = 0;
+  uint32_t crc_ = 0;  // of data_[0, offset_)
+};
+
+class MaintenanceImpl final : public rpc::Maintenance::Server {
+ public:
+  MaintenanceImpl(MemberService& member, uint64_t snapshot_chunk_bytes)
+      : member_(member), snapshot_chunk_bytes_(snapshot_chunk_bytes) {}
+
+  kj::Promise<void> status(StatusContext context) override {
+    FillResults(member_.Status(), kServerVersion, context.getResults());
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> hash(HashContext context) override { return Serve(member_, context); }
+  kj::Promise<void> defragment(DefragmentContext context) override {
+    return Serve(member_, context);
+  }
+  kj::Promise<void> alarmList(AlarmListContext context) override { return Serve(member_, context); }
+  kj::Promise<void> alarmDisarm(AlarmDisarmContext context) override {
+    return Serve(member_, context);
+  }
+  kj::Promise<void> snapshot(SnapshotContext context) override {
+    absl::StatusOr<std::string> data = member_.SnapshotData();
+    auto results = context.getResults();
+    ToCapnp(data.status(), results.initStatus());
+    if (data.ok()) {
+      results.setStream(kj::heap<SnapshotStreamImpl>(std::move(*data), snapshot_chunk_bytes_));
+    }
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> moveLeader(MoveLeaderContext context) override {
+    return Serve(member_, context);
+  }
+
+ private:
+  MemberService& member_;
+  const uint64_t snapshot_chunk_bytes_;
+};
+
+class EndpointImpl final : public rpc::Endpoint::Server {
+ public:
+  EndpointImpl(MemberService& member, const ClientServiceOptions& options)
+      : kv_(kj::heap<KvImpl>(member)),
+        watch_(kj::heap<WatchImpl>(member, options.watch_queue_limit_responses)),
+        lease_(kj::heap<LeaseImpl>(member)),
+        cluster_(kj::heap<ClusterImpl>(member)),
+        maintenance_(kj::heap<MaintenanceImpl>(member, options.snapshot_chunk_bytes)) {}
+
+  kj::Promise<void> kv(KvContext context) override {
+    context.getResults().setKv(kv_);
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> watch(WatchContext context) override {
+    context.getResults().setWatch(watch_);
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> lease(LeaseContext context) override {
+    context.getResults().setLease(lease_);
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> cluster(ClusterContext context) override {
+    context.getResults().setCluster(cluster_);
+    return kj::READY_NOW;
+  }
+  kj::Promise<void> maintenance(MaintenanceContext context) override {
+    context.getResults().setMaintenance(maintenance_);
+    return kj::READY_NOW;
+  }
+
+ private:
+  rpc::Kv::Client kv_;
+  rpc::Watch::Client watch_;
+  rpc::Lease::Client lease_;
+  rpc::Cluster::Client cluster_;
+  rpc::Maintenance::Client maintenance_;
+};
+
+}  // namespace
+
+rpc::Endpoint::Client NewEndpoint(MemberService& member, const ClientServiceOptions& options) {
+  return kj::heap<EndpointImpl>(member, options);
+}
+
+ClientServer::ClientServer(MemberService& member, const ClientServiceOptions& options)
+    : listener_(NewEndpoint(member, options), RequestReaderOptions(options.max_request_bytes)) {}
+
+kj::Promise<kj::Own<ClientServer>> ClientServer::Listen(kj::Network& network, kj::Timer& timer,
+                                                        std::string address, MemberService& member,
+                                                        const ClientServiceOptions& options) {
+  auto server = kj::heap<ClientServer>(member, options);
+  kj::Promise<void> bound = server->listener_.Listen(network, timer, std::move(address));
+  return bound.then([server = kj::mv(server)]() mutable { return kj::mv(server); });
+}
+
+}  // namespace kvstore::net

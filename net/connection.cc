@@ -1,0 +1,100 @@
+#include "net/connection.h"
+
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "core/base/errors.h"
+#include "core/raft/check.h"
+
+namespace kvstore::net {
+
+absl::StatusOr<std::string> NetworkAddressOf(absl::string_view url) {
+  absl::string_view address = url;
+  if (absl::StartsWith(address, "https://")) {
+    return Error(ErrorCode::kInvalidArgument,
+                 absl::StrCat("URL ", url, ": https is not supported (no TLS)"));
+  }
+  absl::ConsumePrefix(&address, "http://");
+  absl::ConsumeSuffix(&address, "/");
+  if (address.empty() || (absl::StrContains(address, "/") && !absl::StartsWith(address, "unix:"))) {
+    return Error(ErrorCode::kInvalidArgument,
+                 absl::StrCat("URL ", url, ": expected http://host:port, host:port or unix:/path"));
+  }
+  return std::string(address);
+}
+
+kj::Promise<kj::Own<kj::AsyncIoStream>> ConnectWithin(kj::Network& network, kj::Timer& timer,
+                                                      std::string address, kj::Duration timeout) {
+  kj::Promise<kj::Own<kj::AsyncIoStream>> connect =
+      network.parseAddress(kj::StringPtr(address.c_str(), address.size()))
+          .then([](kj::Own<kj::NetworkAddress> parsed) {
+            return parsed->connect().attach(kj::mv(parsed));
+          });
+  return timer.afterDelay(timeout)
+      .then([address = std::move(address), timeout]() -> kj::Promise<kj::Own<kj::AsyncIoStream>> {
+        return KJ_EXCEPTION(DISCONNECTED, "connect timed out", address.c_str(),
+                            timeout / kj::MILLISECONDS);
+      })
+      .exclusiveJoin(kj::mv(connect));
+}
+
+RpcConnection::RpcConnection(kj::Own<kj::AsyncIoStream> stream, capnp::ReaderOptions options)
+    : stream_(kj::mv(stream)),
+      network_(*stream_, capnp::rpc::twoparty::Side::CLIENT, options),
+      rpc_system_(capnp::makeRpcClient(network_)) {}
+
+RpcConnection::RpcConnection(kj::Own<kj::AsyncIoStream> stream, capnp::ReaderOptions options,
+                             capnp::Capability::Client bootstrap)
+    : stream_(kj::mv(stream)),
+      network_(*stream_, capnp::rpc::twoparty::Side::SERVER, options),
+      rpc_system_(capnp::makeRpcServer(network_, kj::mv(bootstrap))) {
+  rpc_system_.setFlowLimit(kMaxInflightCallBytesPerConnection / sizeof(capnp::word));
+}
+
+capnp::Capability::Client RpcConnection::BootstrapCapability() {
+  capnp::word scratch[4] = {};
+  capnp::MallocMessageBuilder message(scratch);
+  auto vat_id = message.getRoot<capnp::rpc::twoparty::VatId>();
+  vat_id.setSide(capnp::rpc::twoparty::Side::SERVER);
+  return rpc_system_.bootstrap(vat_id);
+}
+
+RpcListener::RpcListener(capnp::Capability::Client bootstrap, capnp::ReaderOptions options)
+    : bootstrap_(kj::mv(bootstrap)), options_(options), connections_(*this) {}
+
+kj::Promise<void> RpcListener::Listen(kj::Network& network, kj::Timer& timer, std::string address) {
+  RAFT_CHECK(receiver_.get() == nullptr) << "RpcListener::Listen called twice";
+  timer_ = &timer;
+  return network.parseAddress(kj::StringPtr(address.c_str(), address.size()))
+      .then([this](kj::Own<kj::NetworkAddress> parsed) {
+        receiver_ = parsed->listen();
+        port_ = receiver_->getPort();
+        accepting_ = AcceptLoop().eagerlyEvaluate(nullptr);
+      });
+}
+
+RpcListener::~RpcListener() = default;
+
+void RpcListener::Accept(kj::Own<kj::AsyncIoStream> stream) {
+  auto connection = kj::heap<RpcConnection>(kj::mv(stream), options_, bootstrap_);
+  kj::Promise<void> ended = connection->OnDisconnect();
+  connections_.add(ended.attach(kj::mv(connection)));
+}
+
+kj::Promise<void> RpcListener::AcceptLoop() {
+  return receiver_->accept().then(
+      [this](kj::Own<kj::AsyncIoStream> stream) {
+        Accept(kj::mv(stream));
+        return AcceptLoop();
+      },
+      [this](kj::Exception&&) {
+        return timer_->afterDelay(kAcceptRetryDelay).then([this] { return AcceptLoop(); });
+      });
+}
+
+// A connection that ends with an error is over all the same; its peer sees the break.
+void RpcListener::taskFailed(kj::Exception&&) {}
+
+}  // namespace kvstore::net

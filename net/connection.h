@@ -1,0 +1,96 @@
+#ifndef KVSTORE_NET_CONNECTION_H_
+#define KVSTORE_NET_CONNECTION_H_
+
+// Two-party Cap'n Proto connections that read with the limits of convert.h, and a listener that
+// serves one bootstrap capability on each connection it accepts. capnp::TwoPartyServer and
+// TwoPartyClient read with Cap'n Proto's defaults (64 MiB messages, no flow limit); these are the
+// same few lines with our limits, shared by the client and peer servers and clients.
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "capnp/rpc-twoparty.h"
+#include "kj/async-io.h"
+#include "kj/timer.h"
+
+namespace kvstore::net {
+
+// A member stops reading a client's or peer's calls while this many bytes of its calls are
+// unanswered (capnp::RpcSystem::setFlowLimit), so one connection cannot fill the member's
+// memory with requests (say, puts waiting for a leader).
+inline constexpr uint64_t kMaxInflightCallBytesPerConnection = uint64_t{64} << 20;
+// After a failed accept (out of file descriptors, say), the listener tries again this much later
+// rather than giving up or spinning (Go's net/http backs off the same way).
+inline constexpr kj::Duration kAcceptRetryDelay = 100 * kj::MILLISECONDS;
+
+// etcd's URL flags ("http://127.0.0.1:2380", with or without a trailing '/') to the address
+// kj::Network::parseAddress takes ("127.0.0.1:2380"); "host:port" and "unix:/path" pass through.
+// https:// is refused: there is no TLS here yet.
+absl::StatusOr<std::string> NetworkAddressOf(absl::string_view url);
+
+// Connects to `address` (NetworkAddressOf's form); rejects after `timeout`, so an address that
+// black-holes SYNs costs at most that.
+kj::Promise<kj::Own<kj::AsyncIoStream>> ConnectWithin(kj::Network& network, kj::Timer& timer,
+                                                      std::string address, kj::Duration timeout);
+
+// One two-party connection over a byte stream. Destroying it closes the connection; every
+// capability obtained through it breaks (calls reject with DISCONNECTED).
+class RpcConnection {
+ public:
+  // The connecting side: Bootstrap() is the other side's capability.
+  RpcConnection(kj::Own<kj::AsyncIoStream> stream, capnp::ReaderOptions options);
+  // The accepting side: serves `bootstrap`, with the per-connection flow limit above.
+  RpcConnection(kj::Own<kj::AsyncIoStream> stream, capnp::ReaderOptions options,
+                capnp::Capability::Client bootstrap);
+
+  template <typename Interface>
+  typename Interface::Client Bootstrap() {
+    return BootstrapCapability().castAs<Interface>();
+  }
+  // Resolves when the connection ends (closed by the other side, or a read or write failed,
+  // including a message over the reader's limits).
+  kj::Promise<void> OnDisconnect() { return network_.onDisconnect(); }
+
+ private:
+  capnp::Capability::Client BootstrapCapability();
+
+  kj::Own<kj::AsyncIoStream> stream_;
+  capnp::TwoPartyVatNetwork network_;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc_system_;
+};
+
+// Serves `bootstrap` on every connection accepted, each read with `options`. Connections end
+// when their peer leaves or the listener is destroyed.
+class RpcListener final : private kj::TaskSet::ErrorHandler {
+ public:
+  // Connections come through Accept, or from a socket once Listen is called.
+  RpcListener(capnp::Capability::Client bootstrap, capnp::ReaderOptions options);
+  ~RpcListener();
+
+  // Listens on `address` ("host:port"; port 0 picks a free one, see port()); resolves once the
+  // socket is bound, then accepts until the listener is destroyed. At most once.
+  kj::Promise<void> Listen(kj::Network& network, kj::Timer& timer, std::string address);
+
+  // Serves one more connection.
+  void Accept(kj::Own<kj::AsyncIoStream> stream);
+  // The port listened on; 0 without a socket.
+  uint port() const { return port_; }
+
+ private:
+  kj::Promise<void> AcceptLoop();
+  void taskFailed(kj::Exception&& exception) override;
+
+  capnp::Capability::Client bootstrap_;
+  capnp::ReaderOptions options_;
+  kj::TaskSet connections_;
+  kj::Timer* timer_ = nullptr;
+  kj::Own<kj::ConnectionReceiver> receiver_;
+  uint port_ = 0;
+  kj::Promise<void> accepting_ = nullptr;
+};
+
+}  // namespace kvstore::net
+
+#endif  // KVSTORE_NET_CONNECTION_H_

@@ -1,0 +1,404 @@
+#include "net/peer_service.h"
+
+#include <algorithm>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/raft/check.h"
+#include "net/convert.h"
+#include "store/crc32c.h"
+
+namespace kvstore::net {
+namespace {
+
+kj::Exception ClusterMismatch(uint64_t theirs, uint64_t ours) {
+  return KJ_EXCEPTION(FAILED, "refused: the sender belongs to another cluster", theirs, ours);
+}
+
+absl::string_view View(capnp::Data::Reader data) {
+  return absl::string_view(reinterpret_cast<const char*>(data.begin()), data.size());
+}
+
+// Bytes a message costs against the batch limit: its payloads plus an estimate of the fixed
+// fields and pointers.
+uint64_t WireBytes(const raft::Message& m) {
+  uint64_t bytes = 128 + m.context.size();
+  for (const raft::Entry& e : m.entries) bytes += raft::EntrySizeBytes(e) + 16;
+  return bytes;
+}
+
+// Collects one snapshot's data; `done` verifies and steps it.
+class SnapshotSinkImpl final : public rpc::SnapshotSink::Server {
+ public:
+  SnapshotSinkImpl(MemberService& member, raft::Message message, uint64_t max_bytes)
+      : member_(member), message_(std::move(message)), max_bytes_(max_bytes) {}
+
+  kj::Promise<void> write(WriteContext context) override {
+    if (finished_) return KJ_EXCEPTION(FAILED, "snapshot chunk after done");
+    const absl::string_view chunk = View(context.getParams().getChunk());
+    if (data_.size() + chunk.size() > max_bytes_) {
+      finished_ = true;
+      data_.clear();
+      return KJ_EXCEPTION(FAILED, "refused: snapshot larger than the limit", max_bytes_);
+    }
+    data_.append(chunk.data(), chunk.size());
+    crc_ = store::Crc32c(chunk, crc_);
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> done(DoneContext context) override {
+    if (finished_) return KJ_EXCEPTION(FAILED, "snapshot already finished or refused");
+    finished_ = true;
+    auto params = context.getParams();
+    if (params.getBytes() != data_.size() || params.getCrc32c() != crc_) {
+      return KJ_EXCEPTION(FAILED, "refused: snapshot data corrupted in transit (bytes, crc32c)",
+                          params.getBytes(), data_.size(), params.getCrc32c(), crc_);
+    }
+    auto snapshot = std::make_shared<raft::Snapshot>();
+    snapshot->metadata = message_.snapshot->metadata;
+    snapshot->data = raft::Bytes(data_);
+    data_ = std::string();
+    message_.snapshot = std::move(snapshot);
+    member_.Step(std::move(message_));
+    return kj::READY_NOW;
+  }
+
+ private:
+  MemberService& member_;
+  raft::Message message_;  // kSnap, metadata only until done
+  const uint64_t max_bytes_;
+  std::string data_;
+  uint32_t crc_ = 0;  // of data_
+  bool finished_ = false;
+};
+
+class PeerImpl final : public rpc::Peer::Server {
+ public:
+  PeerImpl(MemberService& member, const PeerServiceOptions& options)
+      : member_(member), options_(options) {}
+
+  kj::Promise<void> send(SendContext context) override {
+    auto params = context.getParams();
+    if (params.getClusterId() != member_.cluster_id()) {
+      return ClusterMismatch(params.getClusterId(), member_.cluster_id());
+    }
+    auto list = params.getMessages();
+    std::vector<raft::Message> messages;
+    messages.reserve(list.size());
+    for (size_t i = 0; i < list.size(); ++i) {
+      absl::StatusOr<raft::Message> m = FromCapnp(list[i]);
+      if (!m.ok()) {
+        return KJ_EXCEPTION(FAILED, "refused: malformed raft message", i,
+                            std::string(m.status().message()).c_str());
+      }
+      if (m->type == raft::MessageType::kSnap) {
+        // Without its data a snapshot would install an empty state machine.
+        return KJ_EXCEPTION(FAILED, "refused: kSnap travels through sendSnapshot", i);
+      }
+      messages.push_back(std::move(*m));
+    }
+    context.releaseParams();
+    for (raft::Message& m : messages) member_.Step(std::move(m));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> sendSnapshot(SendSnapshotContext context) override {
+    auto params = context.getParams();
+    if (params.getClusterId() != member_.cluster_id()) {
+      return ClusterMismatch(params.getClusterId(), member_.cluster_id());
+    }
+    absl::StatusOr<raft::Message> m = FromCapnp(params.getMessage());
+    if (!m.ok()) {
+      return KJ_EXCEPTION(FAILED, "refused: malformed snapshot message",
+                          std::string(m.status().message()).c_str());
+    }
+    if (m->type != raft::MessageType::kSnap) {
+      return KJ_EXCEPTION(FAILED, "refused: sendSnapshot needs a kSnap message",
+                          raft::MessageTypeName(m->type));
+    }
+    context.releaseParams();
+    context.getResults().setSink(
+        kj::heap<SnapshotSinkImpl>(member_, std::move(*m), options_.max_snapshot_bytes));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> members(MembersContext context) override {
+    const uint64_t cluster_id = context.getParams().getClusterId();
+    if (cluster_id != member_.cluster_id()) {
+      return ClusterMismatch(cluster_id, member_.cluster_id());
+    }
+    const std::vector<server::Member> members = member_.Members();
+    auto list = context.getResults().initMembers(members.size());
+    for (size_t i = 0; i < members.size(); ++i) ToCapnp(members[i], list[i]);
+    return kj::READY_NOW;
+  }
+
+ private:
+  MemberService& member_;
+  const PeerServiceOptions options_;
+};
+
+absl::Status Unavailable(raft::NodeId peer, const std::string& address, absl::string_view why) {
+  return absl::UnavailableError(absl::StrCat("peer ", peer, " at ", address, ": ", why));
+}
+
+}  // namespace
+
+rpc::Peer::Client NewPeerService(MemberService& member, const PeerServiceOptions& options) {
+  return kj::heap<PeerImpl>(member, options);
+}
+
+PeerServer::PeerServer(MemberService& member, const PeerServiceOptions& options)
+    : listener_(NewPeerService(member, options), PeerReaderOptions()) {}
+
+kj::Promise<kj::Own<PeerServer>> PeerServer::Listen(kj::Network& network, kj::Timer& timer,
+                                                    std::string address, MemberService& member,
+                                                    const PeerServiceOptions& options) {
+  auto server = kj::heap<PeerServer>(member, options);
+  kj::Promise<void> bound = server->listener_.Listen(network, timer, std::move(address));
+  return bound.then([server = kj::mv(server)]() mutable { return kj::mv(server); });
+}
+
+// --- PeerClient ---------------------------------------------------------------------------------
+
+PeerClient::PeerClient(kj::Network& network, kj::Timer& timer, PeerClientOptions options,
+                       PeerClientCallbacks callbacks)
+    : network_(network),
+      timer_(timer),
+      options_(std::move(options)),
+      callbacks_(std::move(callbacks)),
+      backoff_(options_.reconnect_backoff_min),
+      tasks_(*this) {
+  RAFT_CHECK(options_.peer_id != raft::kNoNode) << "PeerClient without a peer id";
+  RAFT_CHECK(callbacks_.on_unreachable && callbacks_.on_snapshot_status)
+      << "PeerClient " << options_.peer_id << " without its callbacks";
+  RAFT_CHECK(options_.queue_limit_messages > 0 && options_.snapshot_chunk_bytes > 0)
+      << "PeerClient " << options_.peer_id << " with an empty queue or chunk";
+}
+
+PeerClient::~PeerClient() = default;
+
+void PeerClient::Send(raft::Message message) {
+  if (message.type == raft::MessageType::kSnap) {
+    StartSnapshot(std::move(message));
+    return;
+  }
+  if (state_ == State::kBackoff || queue_.size() >= options_.queue_limit_messages) {
+    ReportUnreachable();
+    return;
+  }
+  queue_.push_back(std::move(message));
+  if (state_ == State::kIdle) {
+    Connect();
+  } else if (state_ == State::kConnected) {
+    ScheduleFlush();
+  }
+}
+
+void PeerClient::Connect() {
+  state_ = State::kConnecting;
+  const uint64_t generation = generation_;
+  tasks_.add(ConnectWithin(network_, timer_, options_.address, options_.connect_timeout)
+                 .then(
+                     [this, generation](kj::Own<kj::AsyncIoStream> stream) {
+                       if (generation != generation_) return;
+                       connection_ = kj::heap<RpcConnection>(kj::mv(stream), PeerReaderOptions());
+                       peer_ = connection_->Bootstrap<rpc::Peer>();
+                       state_ = State::kConnected;
+                       tasks_.add(connection_->OnDisconnect().then(
+                           [this, generation] {
+                             Fail(generation, Unavailable(options_.peer_id, options_.address,
+                                                          "connection closed"));
+                           },
+                           [this, generation](kj::Exception&& e) {
+                             Fail(generation, Unavailable(options_.peer_id, options_.address,
+                                                          e.getDescription().cStr()));
+                           }));
+                       Flush();
+                     },
+                     [this, generation](kj::Exception&& e) {
+                       Fail(generation, Unavailable(options_.peer_id, options_.address,
+                                                    e.getDescription().cStr()));
+                     }));
+}
+
+void PeerClient::ScheduleFlush() {
+  if (flush_scheduled_) return;
+  flush_scheduled_ = true;
+  // After the current turn: every message the member sends in this turn joins the batch.
+  tasks_.add(kj::evalLater([this] {
+    flush_scheduled_ = false;
+    Flush();
+  }));
+}
+
+void PeerClient::Flush() {
+  while (state_ == State::kConnected && !queue_.empty() &&
+         inflight_calls_ < kMaxInflightSendCalls) {
+    size_t count = 0;
+    uint64_t bytes = 0;
+    while (count < queue_.size()) {
+      const uint64_t next = WireBytes(queue_[count]);
+      if (count > 0 && bytes + next > options_.batch_limit_bytes) break;
+      bytes += next;
+      ++count;
+    }
+    auto request = peer_.sendRequest();
+    request.setClusterId(options_.cluster_id);
+    auto messages = request.initMessages(count);
+    for (size_t i = 0; i < count; ++i) {
+      ToCapnp(queue_.front(), messages[i]);
+      queue_.pop_front();
+    }
+    ++inflight_calls_;
+    const uint64_t generation = generation_;
+    tasks_.add(timer_.timeoutAfter(options_.send_timeout, request.send().ignoreResult())
+                   .then(
+                       [this, generation] {
+                         if (generation != generation_) return;
+                         --inflight_calls_;
+                         backoff_ = options_.reconnect_backoff_min;
+                         Flush();
+                       },
+                       [this, generation](kj::Exception&& e) {
+                         Fail(generation, Unavailable(options_.peer_id, options_.address,
+                                                      e.getDescription().cStr()));
+                       }));
+  }
+}
+
+void PeerClient::Fail(uint64_t generation, const absl::Status& why) {
+  if (generation != generation_) return;
+  ++generation_;
+  // Destroyed on the next turn: this may run inside a continuation of the connection's own.
+  tasks_.add(kj::evalLater([connection = kj::mv(connection_)] {}));
+  peer_ = nullptr;
+  inflight_calls_ = 0;
+  queue_.clear();
+  state_ = State::kBackoff;
+  ReportUnreachable();
+  ReportError(why);
+  tasks_.add(timer_.afterDelay(backoff_).then([this] { state_ = State::kIdle; }));
+  backoff_ = std::min(backoff_ * 2, options_.reconnect_backoff_max);
+}
+
+void PeerClient::ReportUnreachable() {
+  if (unreachable_pending_) return;
+  unreachable_pending_ = true;
+  tasks_.add(kj::evalLater([this] {
+    unreachable_pending_ = false;
+    callbacks_.on_unreachable(options_.peer_id);
+  }));
+}
+
+void PeerClient::ReportError(const absl::Status& why) {
+  if (!callbacks_.on_error) return;
+  tasks_.add(kj::evalLater([this, why] { callbacks_.on_error(options_.peer_id, why); }));
+}
+
+void PeerClient::StartSnapshot(raft::Message message) {
+  if (snapshot_in_flight_ || message.snapshot == nullptr) {
+    ReportError(Unavailable(options_.peer_id, options_.address,
+                            snapshot_in_flight_ ? "a snapshot transfer is already in flight"
+                                                : "kSnap message without its snapshot"));
+    tasks_.add(kj::evalLater([this] { callbacks_.on_snapshot_status(options_.peer_id, false); }));
+    return;
+  }
+  snapshot_in_flight_ = true;
+  tasks_.add(SendSnapshot(std::move(message))
+                 .then(
+                     [this] {
+                       snapshot_in_flight_ = false;
+                       callbacks_.on_snapshot_status(options_.peer_id, true);
+                     },
+                     [this](kj::Exception&& e) {
+                       snapshot_in_flight_ = false;
+                       if (callbacks_.on_error) {
+                         callbacks_.on_error(options_.peer_id,
+                                             Unavailable(options_.peer_id, options_.address,
+                                                         absl::StrCat("snapshot transfer failed: ",
+                                                                      e.getDescription().cStr())));
+                       }
+                       callbacks_.on_snapshot_status(options_.peer_id, false);
+                     }));
+}
+
+kj::Promise<void> PeerClient::SendSnapshot(raft::Message message) {
+  return ConnectWithin(network_, timer_, options_.address, options_.connect_timeout)
+      .then([this, message = std::move(message)](kj::Own<kj::AsyncIoStream> stream) mutable {
+        auto connection = kj::heap<RpcConnection>(kj::mv(stream), PeerReaderOptions());
+        auto request = connection->Bootstrap<rpc::Peer>().sendSnapshotRequest();
+        request.setClusterId(options_.cluster_id);
+        ToCapnp(message, request.initMessage());
+        rpc::SnapshotSink::Client sink = request.send().getSink();
+        return WriteChunks(kj::mv(sink), message.snapshot, 0, 0).attach(kj::mv(connection));
+      });
+}
+
+kj::Promise<void> PeerClient::WriteChunks(rpc::SnapshotSink::Client sink,
+                                          std::shared_ptr<const raft::Snapshot> snapshot,
+                                          uint64_t offset, uint32_t crc) {
+  const absl::string_view data = snapshot->data.view();
+  if (offset == data.size()) {
+    auto done = sink.doneRequest();
+    done.setCrc32c(crc);
+    done.setBytes(data.size());
+    return timer_.timeoutAfter(options_.snapshot_stall_timeout, done.send().ignoreResult());
+  }
+  const absl::string_view chunk = data.substr(offset, options_.snapshot_chunk_bytes);
+  auto write = sink.writeRequest();
+  write.setChunk(
+      capnp::Data::Reader(reinterpret_cast<const kj::byte*>(chunk.data()), chunk.size()));
+  // `send` resolves when the stream's flow control lets the next chunk go, not when this one
+  // is processed; errors surface at a later write or at done.
+  return timer_.timeoutAfter(options_.snapshot_stall_timeout, write.send())
+      .then([this, sink = kj::mv(sink), snapshot = std::move(snapshot), offset, chunk,
+             crc]() mutable {
+        return WriteChunks(kj::mv(sink), std::move(snapshot), offset + chunk.size(),
+                           store::Crc32c(chunk, crc));
+      });
+}
+
+// Every task handles its own failure; nothing reaches here.
+void PeerClient::taskFailed(kj::Exception&& exception) {
+  RAFT_CHECK(false) << "PeerClient " << options_.peer_id
+                    << " task failed: " << exception.getDescription().cStr();
+}
+
+// --- FetchMembers -------------------------------------------------------------------------------
+
+kj::Promise<absl::StatusOr<std::vector<server::Member>>> FetchMembers(kj::Network& network,
+                                                                      kj::Timer& timer,
+                                                                      std::string address,
+                                                                      uint64_t cluster_id,
+                                                                      kj::Duration timeout) {
+  using Result = absl::StatusOr<std::vector<server::Member>>;
+  auto failed = [address](absl::string_view why) -> Result {
+    return absl::UnavailableError(absl::StrCat("members from ", address, ": ", why));
+  };
+  kj::Promise<Result> fetch =
+      ConnectWithin(network, timer, address, timeout)
+          .then([cluster_id](kj::Own<kj::AsyncIoStream> stream) {
+            auto connection = kj::heap<RpcConnection>(kj::mv(stream), PeerReaderOptions());
+            auto request = connection->Bootstrap<rpc::Peer>().membersRequest();
+            request.setClusterId(cluster_id);
+            return request.send()
+                .then([](capnp::Response<rpc::Peer::MembersResults> response) -> Result {
+                  std::vector<server::Member> members;
+                  for (auto m : response.getMembers()) {
+                    absl::StatusOr<server::Member> member = FromCapnp(m);
+                    if (!member.ok()) return member.status();
+                    members.push_back(std::move(*member));
+                  }
+                  return members;
+                })
+                .attach(kj::mv(connection));
+          })
+          .catch_([failed](kj::Exception&& e) { return failed(e.getDescription().cStr()); });
+  return timer.afterDelay(timeout)
+      .then([failed] { return failed("timed out"); })
+      .exclusiveJoin(kj::mv(fetch));
+}
+
+}  // namespace kvstore::net

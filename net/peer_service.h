@@ -1,0 +1,187 @@
+#ifndef KVSTORE_NET_PEER_SERVICE_H_
+#define KVSTORE_NET_PEER_SERVICE_H_
+
+// The peer transport over Cap'n Proto (peer.capnp): the receiving side (the Peer service and
+// PeerServer, which listens on a peer URL) and the sending side (one PeerClient per remote
+// member).
+//
+// Receiving. Peer.send decodes a batch (convert.h validates every message) and Steps its
+// messages in order; a batch with a malformed message is refused whole, before any is stepped.
+// Peer.sendSnapshot takes the kSnap message (metadata only) and returns a SnapshotSink that
+// collects the data, at most max_snapshot_bytes; `done` checks the byte count and the CRC-32C,
+// attaches the data and Steps the message. Every call carries the sender's cluster id; a
+// mismatch (a member of another cluster, a misconfigured URL) is refused with an exception
+// naming both ids, and nothing is stepped. The peer API has no Status: refusals are exceptions.
+//
+// Sending (PeerClient). Never blocks the loop and never calls back into the member from Send:
+//   - lazy connection: the first Send connects (at most connect_timeout); a failed connection
+//     or call is retried after a backoff that doubles from reconnect_backoff_min up to
+//     reconnect_backoff_max, and resets once a call succeeds;
+//   - batching: messages sent during one loop turn go in one Peer.send call (split at
+//     batch_limit_bytes), at most kMaxInflightSendCalls calls outstanding; a call unanswered
+//     after send_timeout fails the connection (a peer that accepted but stopped reading);
+//   - bounded queue: at most queue_limit_messages wait; a message beyond it, or sent while the
+//     peer is in backoff, is dropped, and so is the queue when the connection fails. Drops are
+//     reported through on_unreachable (on the next loop turn), so the runtime calls Raft's
+//     ReportUnreachable and Raft probes the peer instead of streaming into the void;
+//   - snapshots: a kSnap message goes through Peer.sendSnapshot on a connection of its own, in
+//     chunks of snapshot_chunk_bytes with `-> stream` flow control, so it never delays the
+//     messages behind it (heartbeats keep flowing); its outcome is reported through
+//     on_snapshot_status (Raft's ReportSnapshot). One snapshot at a time: another kSnap while
+//     one is in flight is reported failed at once (Raft sends the next when told).
+// Callbacks run on the loop, never inside Send, and never after the PeerClient is destroyed.
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/raft/types.h"
+#include "core/server/server.h"
+#include "kj/async-io.h"
+#include "kj/timer.h"
+#include "net/connection.h"
+#include "net/convert.h"
+#include "net/member_service.h"
+#include "net/peer.capnp.h"
+
+namespace kvstore::net {
+
+// The largest snapshot a member accepts: etcd's largest suggested backend quota (8 GiB). The
+// whole snapshot is held in memory before it is stepped (raft::Snapshot carries its data).
+inline constexpr uint64_t kDefaultMaxSnapshotBytes = uint64_t{8} << 30;
+// A Peer.send batch stops growing past this (a single larger message still goes alone); see
+// kMaxPeerMessageBytes, which must exceed it plus one message.
+inline constexpr uint64_t kPeerBatchBytes = 4 << 20;
+// Messages waiting for one peer (etcd's streamBufSize).
+inline constexpr size_t kDefaultPeerQueueLimitMessages = 4096;
+// Peer.send calls outstanding on one connection: enough to keep a link busy across a round
+// trip, few enough that a stalled peer is noticed by its queue filling.
+inline constexpr size_t kMaxInflightSendCalls = 8;
+// etcd's peer dial timeout.
+inline constexpr kj::Duration kPeerConnectTimeout = 1 * kj::SECONDS;
+// A Peer.send call unanswered this long fails its connection: several election timeouts.
+inline constexpr kj::Duration kPeerSendTimeout = 5 * kj::SECONDS;
+inline constexpr kj::Duration kPeerReconnectBackoffMin = 100 * kj::MILLISECONDS;
+inline constexpr kj::Duration kPeerReconnectBackoffMax = 5 * kj::SECONDS;
+// A snapshot chunk (or the final `done`) that makes no progress this long fails the transfer.
+inline constexpr kj::Duration kSnapshotStallTimeout = 30 * kj::SECONDS;
+
+// --- Receiving ----------------------------------------------------------------------------------
+
+struct PeerServiceOptions {
+  uint64_t max_snapshot_bytes = kDefaultMaxSnapshotBytes;
+};
+
+// The Peer capability serving `member` (not owned; it must outlive every capability served).
+rpc::Peer::Client NewPeerService(MemberService& member, const PeerServiceOptions& options = {});
+
+// Serves Peer on a peer URL: every accepted connection reads with PeerReaderOptions.
+class PeerServer {
+ public:
+  // Listens on `address` ("host:port", NetworkAddressOf's form; port 0 picks a free port).
+  static kj::Promise<kj::Own<PeerServer>> Listen(kj::Network& network, kj::Timer& timer,
+                                                 std::string address, MemberService& member,
+                                                 const PeerServiceOptions& options = {});
+  // Without a socket: connections come through Accept (in-process tests).
+  PeerServer(MemberService& member, const PeerServiceOptions& options = {});
+
+  void Accept(kj::Own<kj::AsyncIoStream> stream) { listener_.Accept(kj::mv(stream)); }
+  uint port() const { return listener_.port(); }
+
+ private:
+  RpcListener listener_;
+};
+
+// --- Sending ------------------------------------------------------------------------------------
+
+struct PeerClientOptions {
+  raft::NodeId peer_id = raft::kNoNode;
+  std::string address;  // the peer's listener, NetworkAddressOf's form
+  uint64_t cluster_id = 0;
+  size_t queue_limit_messages = kDefaultPeerQueueLimitMessages;
+  uint64_t batch_limit_bytes = kPeerBatchBytes;
+  uint64_t snapshot_chunk_bytes = kSnapshotChunkBytes;
+  kj::Duration connect_timeout = kPeerConnectTimeout;
+  kj::Duration send_timeout = kPeerSendTimeout;
+  kj::Duration reconnect_backoff_min = kPeerReconnectBackoffMin;
+  kj::Duration reconnect_backoff_max = kPeerReconnectBackoffMax;
+  kj::Duration snapshot_stall_timeout = kSnapshotStallTimeout;
+};
+
+struct PeerClientCallbacks {
+  // Messages to the peer were dropped (Raft's ReportUnreachable). Required.
+  std::function<void(raft::NodeId peer)> on_unreachable;
+  // A snapshot transfer ended (Raft's ReportSnapshot). Required.
+  std::function<void(raft::NodeId peer, bool succeeded)> on_snapshot_status;
+  // Why a connection or a snapshot transfer failed, for the log. Optional.
+  std::function<void(raft::NodeId peer, const absl::Status& why)> on_error;
+};
+
+class PeerClient final : private kj::TaskSet::ErrorHandler {
+ public:
+  // `network` and `timer` (the loop's) must outlive the client.
+  PeerClient(kj::Network& network, kj::Timer& timer, PeerClientOptions options,
+             PeerClientCallbacks callbacks);
+  ~PeerClient();
+
+  // Queues `message` for the peer (see the file comment); a kSnap message must carry its
+  // snapshot data.
+  void Send(raft::Message message);
+
+  raft::NodeId peer_id() const { return options_.peer_id; }
+  bool connected() const { return state_ == State::kConnected; }
+  size_t queued_messages() const { return queue_.size(); }
+
+ private:
+  enum class State { kIdle, kConnecting, kConnected, kBackoff };
+
+  void Connect();
+  void ScheduleFlush();
+  void Flush();
+  // The connection of `generation` failed: drop it and the queue, back off, report.
+  void Fail(uint64_t generation, const absl::Status& why);
+  void ReportUnreachable();
+  void ReportError(const absl::Status& why);
+  void StartSnapshot(raft::Message message);
+  kj::Promise<void> SendSnapshot(raft::Message message);
+  kj::Promise<void> WriteChunks(rpc::SnapshotSink::Client sink,
+                                std::shared_ptr<const raft::Snapshot> snapshot, uint64_t offset,
+                                uint32_t crc);
+  void taskFailed(kj::Exception&& exception) override;
+
+  kj::Network& network_;
+  kj::Timer& timer_;
+  const PeerClientOptions options_;
+  const PeerClientCallbacks callbacks_;
+
+  State state_ = State::kIdle;
+  // Counts connections; a late event of an earlier one (a reply, a disconnect) is ignored.
+  uint64_t generation_ = 0;
+  kj::Own<RpcConnection> connection_;
+  rpc::Peer::Client peer_ = nullptr;
+  std::deque<raft::Message> queue_;
+  size_t inflight_calls_ = 0;
+  bool flush_scheduled_ = false;
+  bool unreachable_pending_ = false;
+  kj::Duration backoff_;
+  bool snapshot_in_flight_ = false;
+  kj::TaskSet tasks_;  // last: destroyed first, so no task outlives the state it uses
+};
+
+// For a member joining an existing cluster (--initial-cluster-state=existing): the members as
+// the member at `address` knows them (Peer.members), within `timeout`. An error names the
+// address and the reason (unreachable, another cluster).
+kj::Promise<absl::StatusOr<std::vector<server::Member>>> FetchMembers(kj::Network& network,
+                                                                      kj::Timer& timer,
+                                                                      std::string address,
+                                                                      uint64_t cluster_id,
+                                                                      kj::Duration timeout);
+
+}  // namespace kvstore::net
+
+#endif  // KVSTORE_NET_PEER_SERVICE_H_

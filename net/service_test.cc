@@ -1,0 +1,840 @@
+// The member's services over real Cap'n Proto connections (a socketpair, or loopback TCP where
+// the code under test dials): every client method against a fake member, watches (order,
+// cancel, release, a slow watcher canceled at its queue limit), snapshot streaming with its
+// CRC, the receive limit, and the peer transport (batching, cluster id, unreachable peers, a
+// bounded queue, snapshots in chunks, joining).
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/base/errors.h"
+#include "gtest/gtest.h"
+#include "net/client_service.h"
+#include "net/connection.h"
+#include "net/convert.h"
+#include "net/peer_service.h"
+#include "net/testing/fake_member.h"
+#include "store/crc32c.h"
+
+namespace kvstore::net {
+namespace {
+
+using testing::FakeMember;
+using testing::RunFor;
+using testing::RunUntil;
+
+std::string Pattern(size_t bytes) {
+  std::string data(bytes, '\0');
+  uint32_t x = 12345;
+  for (char& c : data) {
+    x = x * 1103515245 + 12345;
+    c = static_cast<char>(x >> 24);
+  }
+  return data;
+}
+
+// --- Client services ----------------------------------------------------------------------------
+
+struct WatcherLog {
+  std::vector<mvcc::WatchResponse> responses;
+  bool hold = false;  // deliveries do not return until Release
+  std::vector<kj::Own<kj::PromiseFulfiller<void>>> held;
+
+  void Release() {
+    hold = false;
+    for (auto& fulfiller : held) fulfiller->fulfill();
+    held.clear();
+  }
+};
+
+class TestWatcher final : public rpc::Watcher::Server {
+ public:
+  explicit TestWatcher(WatcherLog& log) : log_(log) {}
+
+  kj::Promise<void> deliver(DeliverContext context) override {
+    absl::StatusOr<mvcc::WatchResponse> response = FromCapnp(context.getParams().getResponse());
+    EXPECT_TRUE(response.ok()) << response.status();
+    log_.responses.push_back(*response);
+    if (!log_.hold) return kj::READY_NOW;
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    log_.held.push_back(kj::mv(paf.fulfiller));
+    return kj::mv(paf.promise);
+  }
+
+ private:
+  WatcherLog& log_;
+};
+
+class ClientServiceTest : public ::testing::Test {
+ protected:
+  ~ClientServiceTest() noexcept override {}
+
+  void Connect() {
+    if (server_ == nullptr) server_ = std::make_unique<ClientServer>(member_, options_);
+    auto pipe = io_.provider->newTwoWayPipe();
+    server_->Accept(kj::mv(pipe.ends[0]));
+    connection_ = std::make_unique<RpcConnection>(kj::mv(pipe.ends[1]), ResponseReaderOptions());
+    endpoint_ = connection_->Bootstrap<rpc::Endpoint>();
+  }
+
+  template <typename Params, typename Results>
+  server::Response Call(capnp::Request<Params, Results> request, const server::Request& in) {
+    FillParams(in, request);
+    return Send(kj::mv(request));
+  }
+  template <typename Params, typename Results>
+  server::Response Send(capnp::Request<Params, Results> request) {
+    absl::StatusOr<server::Response> out = ToResponse(request.send().wait(ws_));
+    EXPECT_TRUE(out.ok()) << out.status();
+    return out.ok() ? *out : server::Response();
+  }
+
+  rpc::Kv::Client Kv() { return endpoint_.kvRequest().send().getKv(); }
+  rpc::Lease::Client Lease() { return endpoint_.leaseRequest().send().getLease(); }
+  rpc::Cluster::Client Cluster() { return endpoint_.clusterRequest().send().getCluster(); }
+  rpc::Maintenance::Client Maintenance() {
+    return endpoint_.maintenanceRequest().send().getMaintenance();
+  }
+
+  server::Response Put(const std::string& key, const std::string& value,
+                       lease::LeaseId lease = lease::kNoLease) {
+    server::Request put;
+    put.type = server::RequestType::kPut;
+    put.put.key = key;
+    put.put.value = value;
+    put.put.lease = lease;
+    put.put.prev_kv = true;
+    return Call(Kv().putRequest(), put);
+  }
+
+  // Opens a watch on `key` whose responses go to `log`; the watch id is the created response's.
+  rpc::WatchHandle::Client StartWatch(const std::string& key, WatcherLog& log,
+                                      bool progress_notify = false) {
+    auto call = endpoint_.watchRequest().send().getWatch().watchRequest();
+    mvcc::WatchRequest request;
+    request.key = key;
+    ToCapnp(request, call.initRequest());
+    call.getRequest().setProgressNotify(progress_notify);
+    call.setWatcher(kj::heap<TestWatcher>(log));
+    auto results = call.send().wait(ws_);
+    last_watch_status_ = StatusFromCapnp(results.getStatus());
+    return results.getHandle();
+  }
+
+  kj::AsyncIoContext io_ = kj::setupAsyncIo();
+  kj::WaitScope& ws_ = io_.waitScope;
+  kj::Timer& timer_ = io_.provider->getTimer();
+  FakeMember member_;
+  ClientServiceOptions options_;
+  std::unique_ptr<ClientServer> server_;
+  std::unique_ptr<RpcConnection> connection_;
+  rpc::Endpoint::Client endpoint_ = nullptr;
+  absl::Status last_watch_status_;
+};
+
+TEST_F(ClientServiceTest, KvMethodsReachTheMemberAndAnswer) {
+  Connect();
+  server::Response put = Put("a", "1");
+  EXPECT_TRUE(put.status.ok()) << put.status;
+  EXPECT_EQ(put.header.member_id, 1u);
+  EXPECT_EQ(put.put.revision, 2);
+  EXPECT_FALSE(put.put.prev_kv.has_value());
+  put = Put("a", "2");
+  ASSERT_TRUE(put.put.prev_kv.has_value());
+  EXPECT_EQ(put.put.prev_kv->value, "1");
+
+  server::Request range;
+  range.type = server::RequestType::kRange;
+  range.range.key = "a";
+  server::Response got = Call(Kv().rangeRequest(), range);
+  ASSERT_EQ(got.range.kvs.size(), 1u);
+  EXPECT_EQ(got.range.kvs[0].value, "2");
+  EXPECT_EQ(got.range.kvs[0].version, 2);
+  EXPECT_EQ(got.range.revision, 3);
+
+  server::Request txn;
+  txn.type = server::RequestType::kTxn;
+  mvcc::Compare compare;
+  compare.key = "a";
+  compare.value = "2";
+  txn.txn.compare = {compare};
+  mvcc::RequestOp op;
+  op.kind = mvcc::RequestOp::Kind::kPut;
+  op.put.key = "b";
+  op.put.value = "x";
+  txn.txn.success = {op};
+  got = Call(Kv().txnRequest(), txn);
+  EXPECT_TRUE(got.txn.succeeded);
+  ASSERT_EQ(got.txn.responses.size(), 1u);
+  EXPECT_EQ(got.txn.responses[0].kind, mvcc::RequestOp::Kind::kPut);
+
+  server::Request del;
+  del.type = server::RequestType::kDeleteRange;
+  del.delete_range.key = "a";
+  del.delete_range.range_end = std::string(1, '\0');
+  del.delete_range.prev_kv = true;
+  got = Call(Kv().deleteRangeRequest(), del);
+  EXPECT_EQ(got.delete_range.deleted, 2);
+  EXPECT_EQ(got.delete_range.prev_kvs.size(), 2u);
+
+  server::Request compact;
+  compact.type = server::RequestType::kCompact;
+  compact.revision = 3;
+  got = Call(Kv().compactRequest(), compact);
+  EXPECT_TRUE(got.status.ok()) << got.status;
+  EXPECT_EQ(member_.calls.size(), 6u);
+}
+
+TEST_F(ClientServiceTest, AMalformedRequestIsAnsweredWithoutReachingTheMember) {
+  Connect();
+  auto request = Kv().rangeRequest();
+  request.initRequest().setSortOrder(9);
+  server::Response got = Send(kj::mv(request));
+  EXPECT_EQ(CodeOf(got.status), ErrorCode::kInvalidArgument);
+  EXPECT_NE(got.status.message().find("sort order 9"), std::string::npos) << got.status;
+  EXPECT_TRUE(member_.calls.empty());
+}
+
+TEST_F(ClientServiceTest, LeaseMethods) {
+  Connect();
+  server::Request grant;
+  grant.type = server::RequestType::kLeaseGrant;
+  grant.lease_id = 7;
+  grant.ttl_seconds = 60;
+  server::Response got = Call(Lease().grantRequest(), grant);
+  EXPECT_EQ(got.lease.id, 7);
+  EXPECT_EQ(got.lease.granted_ttl_seconds, 60);
+  Put("k", "v", 7);
+
+  auto ttl = Lease().timeToLiveRequest();
+  ttl.setId(7);
+  ttl.setKeys(false);
+  got = Send(kj::mv(ttl));
+  EXPECT_EQ(got.lease.remaining_ttl_seconds, 60);
+  EXPECT_TRUE(got.lease.keys.empty());
+  ttl = Lease().timeToLiveRequest();
+  ttl.setId(7);
+  ttl.setKeys(true);
+  got = Send(kj::mv(ttl));
+  EXPECT_EQ(got.lease.keys, std::vector<std::string>{"k"});
+
+  got = Send(Lease().leasesRequest());
+  EXPECT_EQ(got.leases, std::vector<lease::LeaseId>{7});
+
+  auto open = Lease().keepAliveRequest();
+  open.setId(7);
+  auto opened = open.send().wait(ws_);
+  EXPECT_TRUE(StatusFromCapnp(opened.getStatus()).ok());
+  rpc::KeepAlive::Client stream = opened.getStream();
+  for (int i = 0; i < 2; ++i) {
+    auto renewed = stream.keepAliveRequest().send().wait(ws_);
+    EXPECT_TRUE(StatusFromCapnp(renewed.getStatus()).ok());
+    EXPECT_EQ(renewed.getTtlSeconds(), 60);
+  }
+
+  server::Request revoke;
+  revoke.type = server::RequestType::kLeaseRevoke;
+  revoke.lease_id = 7;
+  EXPECT_TRUE(Call(Lease().revokeRequest(), revoke).status.ok());
+  auto gone = stream.keepAliveRequest().send().wait(ws_);
+  EXPECT_EQ(CodeOf(StatusFromCapnp(gone.getStatus())), ErrorCode::kLeaseNotFound);
+  EXPECT_EQ(gone.getTtlSeconds(), 0);
+
+  auto zero = Lease().keepAliveRequest();
+  zero.setId(0);
+  EXPECT_EQ(CodeOf(StatusFromCapnp(zero.send().wait(ws_).getStatus())),
+            ErrorCode::kInvalidArgument);
+}
+
+TEST_F(ClientServiceTest, ClusterMethods) {
+  Connect();
+  server::Response got = Send(Cluster().memberListRequest());
+  ASSERT_EQ(got.members.size(), 1u);
+  EXPECT_EQ(got.members[0].id, 1u);
+
+  server::Request add;
+  add.type = server::RequestType::kMemberAdd;
+  add.member.peer_urls = {"http://127.0.0.1:3380"};
+  add.member.is_learner = true;
+  got = Call(Cluster().memberAddRequest(), add);
+  EXPECT_TRUE(got.member.is_learner);
+  EXPECT_EQ(got.member.peer_urls, add.member.peer_urls);
+  EXPECT_EQ(got.members.size(), 2u);
+  const raft::NodeId added = got.member.id;
+
+  server::Request promote;
+  promote.type = server::RequestType::kMemberPromote;
+  promote.member.id = added;
+  got = Call(Cluster().memberPromoteRequest(), promote);
+  EXPECT_FALSE(got.members.back().is_learner);
+
+  server::Request remove;
+  remove.type = server::RequestType::kMemberRemove;
+  remove.member.id = added;
+  EXPECT_EQ(Call(Cluster().memberRemoveRequest(), remove).members.size(), 1u);
+  EXPECT_EQ(CodeOf(Call(Cluster().memberRemoveRequest(), remove).status),
+            ErrorCode::kMemberNotFound);
+}
+
+TEST_F(ClientServiceTest, MaintenanceMethods) {
+  Connect();
+  auto status = ToMemberStatus(Maintenance().statusRequest().send().wait(ws_));
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->version, kServerVersion);
+  EXPECT_EQ(status->member.id, 1u);
+  EXPECT_EQ(status->member.leader, 1u);
+  EXPECT_EQ(status->member.commit_index, 10u);
+  EXPECT_EQ(status->member.db_size_bytes, 4096u);
+
+  server::Request hash;
+  hash.type = server::RequestType::kHash;
+  EXPECT_EQ(Call(Maintenance().hashRequest(), hash).hash.hash, 0xabc0001u);
+  EXPECT_TRUE(Send(Maintenance().defragmentRequest()).status.ok());
+  EXPECT_TRUE(Send(Maintenance().alarmListRequest()).alarms.empty());
+  EXPECT_TRUE(Send(Maintenance().alarmDisarmRequest()).status.ok());
+  server::Request move;
+  move.type = server::RequestType::kMoveLeader;
+  move.member.id = 1;
+  EXPECT_TRUE(Call(Maintenance().moveLeaderRequest(), move).status.ok());
+  move.member.id = 5;
+  EXPECT_EQ(CodeOf(Call(Maintenance().moveLeaderRequest(), move).status),
+            ErrorCode::kMemberNotFound);
+}
+
+TEST_F(ClientServiceTest, SnapshotStreamsInChunksEndingWithItsCrc) {
+  options_.snapshot_chunk_bytes = 1 << 20;
+  member_.snapshot_data = Pattern((5 << 20) / 2);
+  Connect();
+  auto opened = Maintenance().snapshotRequest().send().wait(ws_);
+  ASSERT_TRUE(StatusFromCapnp(opened.getStatus()).ok());
+  rpc::SnapshotStream::Client stream = opened.getStream();
+  std::string received;
+  int chunks = 0;
+  while (true) {
+    auto next = stream.nextRequest().send().wait(ws_);
+    if (next.getDone()) {
+      EXPECT_EQ(next.getCrc32c(), store::Crc32c(member_.snapshot_data));
+      break;
+    }
+    auto chunk = next.getChunk();
+    EXPECT_LE(chunk.size(), options_.snapshot_chunk_bytes);
+    received.append(reinterpret_cast<const char*>(chunk.begin()), chunk.size());
+    ++chunks;
+  }
+  EXPECT_EQ(chunks, 3);
+  EXPECT_EQ(received, member_.snapshot_data);
+}
+
+TEST_F(ClientServiceTest, AnEmptySnapshotIsDoneAtOnce) {
+  Connect();
+  auto stream = Maintenance().snapshotRequest().send().getStream();
+  auto next = stream.nextRequest().send().wait(ws_);
+  EXPECT_TRUE(next.getDone());
+  EXPECT_EQ(next.getCrc32c(), 0u);
+}
+
+TEST_F(ClientServiceTest, WatchDeliversInOrderThenCancels) {
+  Connect();
+  WatcherLog log;
+  rpc::WatchHandle::Client handle = StartWatch("k", log);
+  ASSERT_TRUE(last_watch_status_.ok()) << last_watch_status_;
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return log.responses.size() == 1; }));
+  EXPECT_TRUE(log.responses[0].created);
+  const mvcc::WatchId id = log.responses[0].watch_id;
+
+  for (int i = 1; i <= 3; ++i) Put("k", absl::StrCat("v", i));
+  Put("other", "x");
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return log.responses.size() == 4; }));
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_EQ(log.responses[i].events.size(), 1u);
+    EXPECT_EQ(log.responses[i].events[0].kv.value, absl::StrCat("v", i));
+  }
+
+  handle.requestProgressRequest().send().wait(ws_);
+  EXPECT_EQ(member_.progress_requests, 1);
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return log.responses.size() == 5; }));
+  EXPECT_TRUE(log.responses[4].progress);
+
+  auto canceled = handle.cancelRequest().send().wait(ws_);
+  EXPECT_TRUE(StatusFromCapnp(canceled.getStatus()).ok());
+  EXPECT_EQ(member_.canceled_watches, std::vector<mvcc::WatchId>{id});
+  Put("k", "after");
+  RunFor(ws_, timer_, 20 * kj::MILLISECONDS);
+  EXPECT_EQ(log.responses.size(), 5u);
+  auto again = handle.cancelRequest().send().wait(ws_);
+  EXPECT_EQ(CodeOf(StatusFromCapnp(again.getStatus())), ErrorCode::kWatchNotFound);
+}
+
+TEST_F(ClientServiceTest, ReleasingTheHandleCancelsTheWatch) {
+  Connect();
+  WatcherLog log;
+  {
+    rpc::WatchHandle::Client handle = StartWatch("k", log);
+    EXPECT_EQ(member_.open_watches(), 1u);
+  }
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.open_watches() == 0; }));
+  EXPECT_EQ(member_.canceled_watches.size(), 1u);
+}
+
+TEST_F(ClientServiceTest, AWatcherThatGoesAwayEndsItsWatch) {
+  Connect();
+  WatcherLog log;
+  rpc::WatchHandle::Client handle = StartWatch("k", log);
+  EXPECT_EQ(member_.open_watches(), 1u);
+  handle = nullptr;
+  endpoint_ = nullptr;
+  connection_.reset();
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.open_watches() == 0; }));
+}
+
+TEST_F(ClientServiceTest, AWatchTheMemberEndsIsForwardedAndNotCanceledAgain) {
+  Connect();
+  WatcherLog log;
+  rpc::WatchHandle::Client handle = StartWatch("k", log);
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return log.responses.size() == 1; }));
+  mvcc::WatchResponse compacted;
+  compacted.watch_id = log.responses[0].watch_id;
+  compacted.canceled = true;
+  compacted.compact_revision = 5;
+  compacted.cancel_reason = "compacted";
+  member_.DeliverTo(compacted.watch_id, compacted);
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return log.responses.size() == 2; }));
+  EXPECT_TRUE(log.responses[1].canceled);
+  EXPECT_EQ(log.responses[1].compact_revision, 5);
+  handle = nullptr;
+  RunFor(ws_, timer_, 20 * kj::MILLISECONDS);
+  EXPECT_TRUE(member_.canceled_watches.empty());
+}
+
+TEST_F(ClientServiceTest, ProgressNotifyIsRefused) {
+  Connect();
+  WatcherLog log;
+  StartWatch("k", log, /*progress_notify=*/true);
+  EXPECT_EQ(CodeOf(last_watch_status_), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(member_.open_watches(), 0u);
+}
+
+// A watcher that stops taking responses: Cap'n Proto's flow control fills, then the queue, and
+// the watch is canceled with a reason; what was queued still arrives, in order, without gaps.
+TEST_F(ClientServiceTest, ASlowWatcherIsCanceledAtTheQueueLimit) {
+  options_.watch_queue_limit_responses = 4;
+  Connect();
+  WatcherLog log;
+  log.hold = true;
+  rpc::WatchHandle::Client handle = StartWatch("k", log);
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return log.responses.size() == 1; }));
+  const mvcc::WatchId id = log.responses[0].watch_id;
+
+  const std::string value(64 << 10, 'v');
+  int delivered = 0;
+  while (member_.open_watches() == 1 && delivered < 1000) {
+    Put("k", value);
+    ++delivered;
+    RunFor(ws_, timer_, 1 * kj::MILLISECONDS);
+  }
+  EXPECT_EQ(member_.open_watches(), 0u);
+  EXPECT_EQ(member_.canceled_watches, std::vector<mvcc::WatchId>{id});
+  EXPECT_LT(delivered, 100) << "flow control should hold back a watcher that takes nothing";
+
+  log.Release();
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] {
+    log.Release();
+    return !log.responses.empty() && log.responses.back().canceled;
+  }));
+  const mvcc::WatchResponse& last = log.responses.back();
+  EXPECT_NE(last.cancel_reason.find("watcher too slow"), std::string::npos) << last.cancel_reason;
+  EXPECT_NE(last.cancel_reason.find("limit 4"), std::string::npos) << last.cancel_reason;
+  // The events that arrived are the first ones, in order.
+  mvcc::Revision expected = 2;
+  for (size_t i = 1; i + 1 < log.responses.size(); ++i) {
+    ASSERT_EQ(log.responses[i].events.size(), 1u);
+    EXPECT_EQ(log.responses[i].events[0].kv.mod_revision, expected++);
+  }
+  EXPECT_LT(log.responses.size(), static_cast<size_t>(delivered) + 2);
+  RunFor(ws_, timer_, 20 * kj::MILLISECONDS);
+  EXPECT_TRUE(log.responses.back().canceled);
+}
+
+TEST_F(ClientServiceTest, AMessageBeyondTheLimitBreaksItsConnectionNotTheServer) {
+  Connect();
+  server::Request put;
+  put.type = server::RequestType::kPut;
+  put.put.key = "big";
+  put.put.value = std::string(server::kDefaultMaxRequestBytes + kRequestEnvelopeBytes, 'x');
+  auto request = Kv().putRequest();
+  FillParams(put, request);
+  bool failed = false;
+  request.send()
+      .then([](capnp::Response<rpc::Kv::PutResults>) {},
+            [&failed](kj::Exception&& e) { failed = true; })
+      .wait(ws_);
+  EXPECT_TRUE(failed);
+  EXPECT_TRUE(member_.calls.empty());
+  // Another connection to the same server is served.
+  Connect();
+  EXPECT_TRUE(Put("small", "ok").status.ok());
+}
+
+// --- Peer services ------------------------------------------------------------------------------
+
+raft::Message Heartbeat(raft::NodeId to, raft::Index commit) {
+  raft::Message m;
+  m.type = raft::MessageType::kHeartbeat;
+  m.from = 1;
+  m.to = to;
+  m.term = 3;
+  m.commit = commit;
+  return m;
+}
+
+raft::Message Snap(raft::NodeId to, std::string data) {
+  raft::Message m;
+  m.type = raft::MessageType::kSnap;
+  m.from = 1;
+  m.to = to;
+  m.term = 3;
+  auto snapshot = std::make_shared<raft::Snapshot>();
+  snapshot->metadata.index = 50;
+  snapshot->metadata.term = 3;
+  snapshot->metadata.conf_state.voters = {1, 2};
+  snapshot->data = raft::Bytes(data);
+  m.snapshot = snapshot;
+  return m;
+}
+
+class RecordingPeer final : public rpc::Peer::Server {
+ public:
+  int send_calls = 0;
+  std::vector<raft::Message> messages;
+
+  kj::Promise<void> send(SendContext context) override {
+    ++send_calls;
+    for (auto m : context.getParams().getMessages()) {
+      absl::StatusOr<raft::Message> message = FromCapnp(m);
+      EXPECT_TRUE(message.ok()) << message.status();
+      messages.push_back(*message);
+    }
+    return kj::READY_NOW;
+  }
+};
+
+class PeerTest : public ::testing::Test {
+ protected:
+  PeerTest() : member_(2, 42) {}
+  ~PeerTest() noexcept override {}
+
+  // A PeerServer for member_ on loopback; returns its address.
+  std::string ListenPeer(const PeerServiceOptions& options = {}) {
+    peer_server_ =
+        PeerServer::Listen(io_.provider->getNetwork(), timer_, "127.0.0.1:0", member_, options)
+            .wait(ws_);
+    return absl::StrCat("127.0.0.1:", peer_server_->port());
+  }
+
+  std::unique_ptr<PeerClient> NewClient(PeerClientOptions options) {
+    if (options.peer_id == raft::kNoNode) options.peer_id = 2;
+    if (options.cluster_id == 0) options.cluster_id = 42;
+    PeerClientCallbacks callbacks;
+    callbacks.on_unreachable = [this](raft::NodeId peer) {
+      EXPECT_EQ(peer, 2u);
+      ++unreachable_;
+    };
+    callbacks.on_snapshot_status = [this](raft::NodeId, bool succeeded) {
+      snapshot_status_.push_back(succeeded);
+    };
+    callbacks.on_error = [this](raft::NodeId, const absl::Status& why) {
+      errors_.push_back(std::string(why.message()));
+    };
+    return std::make_unique<PeerClient>(io_.provider->getNetwork(), timer_, std::move(options),
+                                        std::move(callbacks));
+  }
+
+  bool ErrorMentions(const std::string& text) const {
+    for (const std::string& e : errors_) {
+      if (e.find(text) != std::string::npos) return true;
+    }
+    return false;
+  }
+
+  // A Peer capability over a socketpair to a PeerServer for member_.
+  rpc::Peer::Client PeerOverPipe(const PeerServiceOptions& options = {}) {
+    pipe_server_ = std::make_unique<PeerServer>(member_, options);
+    auto pipe = io_.provider->newTwoWayPipe();
+    pipe_server_->Accept(kj::mv(pipe.ends[0]));
+    pipe_connection_ = std::make_unique<RpcConnection>(kj::mv(pipe.ends[1]), PeerReaderOptions());
+    return pipe_connection_->Bootstrap<rpc::Peer>();
+  }
+
+  // Whether `promise` rejected, with a description containing `text`.
+  bool Refused(kj::Promise<void> promise, const std::string& text) {
+    std::string description;
+    bool refused = false;
+    promise
+        .then([] {},
+              [&](kj::Exception&& e) {
+                refused = true;
+                description = e.getDescription().cStr();
+              })
+        .wait(ws_);
+    EXPECT_NE(description.find(text), std::string::npos) << description;
+    return refused;
+  }
+
+  kj::AsyncIoContext io_ = kj::setupAsyncIo();
+  kj::WaitScope& ws_ = io_.waitScope;
+  kj::Timer& timer_ = io_.provider->getTimer();
+  FakeMember member_;
+  kj::Own<PeerServer> peer_server_;
+  std::unique_ptr<PeerServer> pipe_server_;
+  std::unique_ptr<RpcConnection> pipe_connection_;
+  int unreachable_ = 0;
+  std::vector<bool> snapshot_status_;
+  std::vector<std::string> errors_;
+};
+
+TEST_F(PeerTest, MessagesOfOneTurnTravelInOneCall) {
+  auto recorder = kj::heap<RecordingPeer>();
+  RecordingPeer& peer = *recorder;
+  RpcListener listener(rpc::Peer::Client(kj::mv(recorder)), PeerReaderOptions());
+  listener.Listen(io_.provider->getNetwork(), timer_, "127.0.0.1:0").wait(ws_);
+  PeerClientOptions options;
+  options.address = absl::StrCat("127.0.0.1:", listener.port());
+  auto client = NewClient(options);
+
+  for (int i = 1; i <= 5; ++i) client->Send(Heartbeat(2, i));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return peer.messages.size() == 5; }));
+  EXPECT_EQ(peer.send_calls, 1);
+  EXPECT_TRUE(client->connected());
+  for (int i = 1; i <= 3; ++i) client->Send(Heartbeat(2, 10 + i));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return peer.messages.size() == 8; }));
+  EXPECT_EQ(peer.send_calls, 2);
+  for (size_t i = 0; i < 5; ++i) EXPECT_EQ(peer.messages[i].commit, i + 1);
+  EXPECT_EQ(unreachable_, 0);
+}
+
+TEST_F(PeerTest, ABatchStopsAtItsByteLimit) {
+  auto recorder = kj::heap<RecordingPeer>();
+  RecordingPeer& peer = *recorder;
+  RpcListener listener(rpc::Peer::Client(kj::mv(recorder)), PeerReaderOptions());
+  listener.Listen(io_.provider->getNetwork(), timer_, "127.0.0.1:0").wait(ws_);
+  PeerClientOptions options;
+  options.address = absl::StrCat("127.0.0.1:", listener.port());
+  options.batch_limit_bytes = 100 << 10;
+  auto client = NewClient(options);
+  for (int i = 0; i < 4; ++i) {
+    raft::Message m;
+    m.type = raft::MessageType::kProp;
+    m.from = 1;
+    m.to = 2;
+    m.entries.push_back(
+        raft::Entry{0, 0, raft::EntryType::kNormal, raft::Bytes(std::string(60 << 10, 'e'))});
+    client->Send(m);
+  }
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return peer.messages.size() == 4; }));
+  EXPECT_EQ(peer.send_calls, 4);
+}
+
+TEST_F(PeerTest, MessagesAreSteppedInOrderWithEveryField) {
+  PeerClientOptions options;
+  options.address = ListenPeer();
+  auto client = NewClient(options);
+  raft::Message app;
+  app.type = raft::MessageType::kApp;
+  app.from = 1;
+  app.to = 2;
+  app.term = 3;
+  app.log_term = 3;
+  app.index = 7;
+  app.commit = 6;
+  app.entries.push_back(raft::Entry{3, 8, raft::EntryType::kNormal, raft::Bytes("e8")});
+  client->Send(Heartbeat(2, 1));
+  client->Send(app);
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 2; }));
+  EXPECT_EQ(raft::DescribeMessage(member_.stepped[0]), raft::DescribeMessage(Heartbeat(2, 1)));
+  EXPECT_EQ(raft::DescribeMessage(member_.stepped[1]), raft::DescribeMessage(app));
+}
+
+TEST_F(PeerTest, AnotherClustersMemberIsRefused) {
+  PeerClientOptions options;
+  options.address = ListenPeer();
+  options.cluster_id = 7;
+  auto client = NewClient(options);
+  client->Send(Heartbeat(2, 1));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return !errors_.empty(); }));
+  EXPECT_TRUE(ErrorMentions("another cluster")) << errors_[0];
+  EXPECT_TRUE(RunUntil(ws_, timer_, [&] { return unreachable_ > 0; }));
+  EXPECT_TRUE(member_.stepped.empty());
+}
+
+TEST_F(PeerTest, AnUnreachablePeerIsReportedAndBackedOff) {
+  PeerClientOptions options;
+  options.address = testing::ClosedAddress(io_.provider->getNetwork(), ws_);
+  options.reconnect_backoff_min = 200 * kj::MILLISECONDS;
+  auto client = NewClient(options);
+  client->Send(Heartbeat(2, 1));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return unreachable_ == 1; }));
+  EXPECT_FALSE(client->connected());
+  EXPECT_EQ(client->queued_messages(), 0u);
+  // In backoff: dropped at once, reported (once per turn), not queued.
+  client->Send(Heartbeat(2, 2));
+  client->Send(Heartbeat(2, 3));
+  EXPECT_EQ(client->queued_messages(), 0u);
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return unreachable_ == 2; }));
+  RunFor(ws_, timer_, 10 * kj::MILLISECONDS);
+  EXPECT_EQ(unreachable_, 2);
+}
+
+TEST_F(PeerTest, TheQueueIsBoundedAndOverflowIsReported) {
+  testing::SilentListener silent(io_.provider->getNetwork(), ws_);
+  PeerClientOptions options;
+  options.address = silent.address();
+  options.queue_limit_messages = 8;
+  auto client = NewClient(options);
+  for (int i = 0; i < 20; ++i) client->Send(Heartbeat(2, i));
+  EXPECT_EQ(client->queued_messages(), 8u);
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return unreachable_ == 1; }));
+}
+
+TEST_F(PeerTest, APeerThatStopsAnsweringFailsItsConnection) {
+  testing::SilentListener silent(io_.provider->getNetwork(), ws_);
+  PeerClientOptions options;
+  options.address = silent.address();
+  options.send_timeout = 200 * kj::MILLISECONDS;
+  auto client = NewClient(options);
+  client->Send(Heartbeat(2, 1));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return client->connected(); }));
+  ASSERT_TRUE(RunUntil(
+      ws_, timer_, [&] { return unreachable_ == 1; }, 2 * kj::SECONDS));
+  EXPECT_FALSE(client->connected());
+  EXPECT_TRUE(RunUntil(ws_, timer_, [&] { return !errors_.empty(); }));
+}
+
+TEST_F(PeerTest, ASnapshotStreamsInChunksWhileMessagesKeepFlowing) {
+  PeerClientOptions options;
+  options.address = ListenPeer();
+  options.snapshot_chunk_bytes = 64 << 10;
+  auto client = NewClient(options);
+  const std::string data = Pattern((3 << 20) + 17);
+  client->Send(Snap(2, data));
+  client->Send(Heartbeat(2, 1));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return !snapshot_status_.empty(); }));
+  EXPECT_EQ(snapshot_status_, std::vector<bool>{true});
+  ASSERT_EQ(member_.stepped.size(), 2u);
+  // The heartbeat did not wait for the snapshot's 49 chunks.
+  EXPECT_EQ(member_.stepped[0].type, raft::MessageType::kHeartbeat);
+  const raft::Message& snap = member_.stepped[1];
+  ASSERT_EQ(snap.type, raft::MessageType::kSnap);
+  ASSERT_NE(snap.snapshot, nullptr);
+  EXPECT_EQ(snap.snapshot->metadata.index, 50u);
+  EXPECT_TRUE(snap.snapshot->data.view() == data);
+}
+
+TEST_F(PeerTest, OneSnapshotAtATime) {
+  PeerClientOptions options;
+  options.address = ListenPeer();
+  auto client = NewClient(options);
+  client->Send(Snap(2, Pattern(1 << 20)));
+  client->Send(Snap(2, Pattern(10)));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return snapshot_status_.size() == 2; }));
+  EXPECT_EQ(snapshot_status_, (std::vector<bool>{false, true}));
+  EXPECT_TRUE(ErrorMentions("already in flight"));
+}
+
+TEST_F(PeerTest, ASnapshotToAnUnreachablePeerFails) {
+  PeerClientOptions options;
+  options.address = testing::ClosedAddress(io_.provider->getNetwork(), ws_);
+  auto client = NewClient(options);
+  client->Send(Snap(2, "data"));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return !snapshot_status_.empty(); }));
+  EXPECT_EQ(snapshot_status_, std::vector<bool>{false});
+}
+
+TEST_F(PeerTest, TheSnapshotSinkChecksSizeAndCrc) {
+  rpc::Peer::Client peer = PeerOverPipe();
+  auto start = peer.sendSnapshotRequest();
+  start.setClusterId(42);
+  ToCapnp(Snap(2, ""), start.initMessage());
+  rpc::SnapshotSink::Client sink = start.send().getSink();
+  auto write = sink.writeRequest();
+  write.setChunk(capnp::Data::Reader(reinterpret_cast<const kj::byte*>("abc"), 3));
+  write.send().wait(ws_);
+  auto done = sink.doneRequest();
+  done.setBytes(3);
+  done.setCrc32c(store::Crc32c("abd"));
+  EXPECT_TRUE(Refused(done.send().ignoreResult(), "corrupted in transit"));
+  EXPECT_TRUE(member_.stepped.empty());
+
+  PeerServiceOptions small;
+  small.max_snapshot_bytes = 4;
+  peer = PeerOverPipe(small);
+  start = peer.sendSnapshotRequest();
+  start.setClusterId(42);
+  ToCapnp(Snap(2, ""), start.initMessage());
+  sink = start.send().getSink();
+  write = sink.writeRequest();
+  write.setChunk(capnp::Data::Reader(reinterpret_cast<const kj::byte*>("abcdef"), 6));
+  write.send().wait(ws_);
+  done = sink.doneRequest();
+  done.setBytes(6);
+  done.setCrc32c(store::Crc32c("abcdef"));
+  EXPECT_TRUE(Refused(done.send().ignoreResult(), "larger than the limit"));
+  EXPECT_TRUE(member_.stepped.empty());
+}
+
+TEST_F(PeerTest, SendRefusesMalformedMessagesAndSnapshotsWhole) {
+  rpc::Peer::Client peer = PeerOverPipe();
+  auto send = peer.sendRequest();
+  send.setClusterId(42);
+  auto messages = send.initMessages(2);
+  ToCapnp(Heartbeat(2, 1), messages[0]);
+  ToCapnp(Heartbeat(2, 2), messages[1]);
+  messages[1].setType(99);
+  EXPECT_TRUE(Refused(send.send().ignoreResult(), "raft message type 99"));
+
+  send = peer.sendRequest();
+  send.setClusterId(42);
+  ToCapnp(Snap(2, "x"), send.initMessages(1)[0]);
+  EXPECT_TRUE(Refused(send.send().ignoreResult(), "kSnap travels through sendSnapshot"));
+
+  auto snapshot = peer.sendSnapshotRequest();
+  snapshot.setClusterId(42);
+  ToCapnp(Heartbeat(2, 1), snapshot.initMessage());
+  EXPECT_TRUE(Refused(snapshot.send().ignoreResult(), "needs a kSnap message"));
+
+  snapshot = peer.sendSnapshotRequest();
+  snapshot.setClusterId(9);
+  ToCapnp(Snap(2, "x"), snapshot.initMessage());
+  EXPECT_TRUE(Refused(snapshot.send().ignoreResult(), "another cluster"));
+  EXPECT_TRUE(member_.stepped.empty());
+}
+
+TEST_F(PeerTest, AJoiningMemberFetchesTheMembers) {
+  member_.members.push_back(server::Member{3, "m3", {"http://127.0.0.1:4380"}, true});
+  const std::string address = ListenPeer();
+  kj::Network& network = io_.provider->getNetwork();
+  auto members = FetchMembers(network, timer_, address, 42, 1 * kj::SECONDS).wait(ws_);
+  ASSERT_TRUE(members.ok()) << members.status();
+  ASSERT_EQ(members->size(), 2u);
+  EXPECT_EQ((*members)[1].id, 3u);
+  EXPECT_EQ((*members)[1].peer_urls, std::vector<std::string>{"http://127.0.0.1:4380"});
+  EXPECT_TRUE((*members)[1].is_learner);
+
+  auto refused = FetchMembers(network, timer_, address, 7, 1 * kj::SECONDS).wait(ws_);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("another cluster"), std::string::npos)
+      << refused.status();
+  auto down =
+      FetchMembers(network, timer_, testing::ClosedAddress(network, ws_), 42, 1 * kj::SECONDS)
+          .wait(ws_);
+  EXPECT_FALSE(down.ok());
+  testing::SilentListener silent(network, ws_);
+  auto silent_members =
+      FetchMembers(network, timer_, silent.address(), 42, 200 * kj::MILLISECONDS).wait(ws_);
+  ASSERT_FALSE(silent_members.ok());
+  EXPECT_NE(silent_members.status().message().find("timed out"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kvstore::net
