@@ -62,6 +62,7 @@ rpc::Endpoint::Client NewEndpoint(MemberService& member, const ClientServiceOpti
 class ClientServer {
  public:
   // Listens on `address` ("host:port", NetworkAddressOf's form; port 0 picks a free port).
+  // Rejects with a kj exception when it cannot be resolved or bound (the port is taken).
   static kj::Promise<kj::Own<ClientServer>> Listen(kj::Network& network, kj::Timer& timer,
                                                    std::string address, MemberService& member,
                                                    const ClientServiceOptions& options = {});

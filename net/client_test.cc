@@ -83,6 +83,15 @@ TEST_F(ClientTest, CreateRefusesBadEndpoints) {
   EXPECT_NE(refused.status().message().find("https is not supported"), std::string::npos);
 }
 
+TEST_F(ClientTest, ListeningOnATakenPortRejects) {
+  const std::string address = Serve(a_);
+  bool refused = false;
+  ClientServer::Listen(network_, timer_, address, b_)
+      .then([](kj::Own<ClientServer>) {}, [&](kj::Exception&&) { refused = true; })
+      .wait(ws_);
+  EXPECT_TRUE(refused);
+}
+
 TEST_F(ClientTest, RequestsAndTheMembersErrors) {
   auto client = NewClient({absl::StrCat("http://", Serve(a_), "/")});
   auto put = client->Call(Put("k", "v"), ws_);

@@ -84,6 +84,7 @@ rpc::Peer::Client NewPeerService(MemberService& member, const PeerServiceOptions
 class PeerServer {
  public:
   // Listens on `address` ("host:port", NetworkAddressOf's form; port 0 picks a free port).
+  // Rejects with a kj exception when it cannot be resolved or bound (the port is taken).
   static kj::Promise<kj::Own<PeerServer>> Listen(kj::Network& network, kj::Timer& timer,
                                                  std::string address, MemberService& member,
                                                  const PeerServiceOptions& options = {});
