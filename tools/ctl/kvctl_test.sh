@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# kvctl and kvbench against a real kvnode on free loopback ports: every kvctl verb the README
+# shows, checked against etcdctl's output shapes (golden text where it is stable, one regular
+# expression per line where ids, terms and timings vary), then a short kvbench run. The node is
+# killed at the end whatever happens (trap).
+set -uo pipefail
+root="$TEST_SRCDIR/$TEST_WORKSPACE"
+kvnode="$root/node/kvnode"
+kvctl="$root/tools/ctl/kvctl"
+kvbench="$root/tools/bench/kvbench"
+dir="${TEST_TMPDIR:-$(mktemp -d)}"
+failures=0
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port_pair() {  # two consecutive free ports: client, peer
+  local port
+  while :; do
+    port=$((20000 + RANDOM % 40000))
+    if ! port_in_use "$port" && ! port_in_use $((port + 1)); then
+      echo "$port"
+      return
+    fi
+  done
+}
+client_port=$(free_port_pair)
+peer_port=$((client_port + 1))
+endpoint="127.0.0.1:$client_port"
+peer_url="http://127.0.0.1:$peer_port"
+
+"$kvnode" --name n1 --data-dir "$dir/data" \
+  --listen-client-urls "http://$endpoint" --advertise-client-urls "http://$endpoint" \
+  --listen-peer-urls "$peer_url" --initial-advertise-peer-urls "$peer_url" \
+  --initial-cluster "n1=$peer_url" >"$dir/node.log" 2>&1 &
+node=$!
+background=()
+cleanup() {
+  for pid in "${background[@]}" "$node"; do kill "$pid" 2>/dev/null; done
+  wait 2>/dev/null
+}
+trap cleanup EXIT
+
+ctl() { "$kvctl" --endpoints "$endpoint" --dial-timeout 1s --command-timeout 3s "$@"; }
+
+for _ in $(seq 100); do
+  ctl endpoint health >/dev/null 2>&1 && break
+  sleep 0.1
+done
+if ! ctl endpoint health >/dev/null 2>&1; then
+  echo "FAIL: kvnode did not serve within 10 s:"
+  sed 's/^/    /' "$dir/node.log"
+  exit 1
+fi
+
+fail() {  # fail NAME WANT GOT RC WANT_RC
+  echo "FAIL: $1: exit $4 (wanted $5)"
+  diff <(printf '%s\n' "$2") <(printf '%s\n' "$3") | sed 's/^/    /'
+  failures=$((failures + 1))
+}
+
+# check NAME WANT_EXIT -- COMMAND...: stdout and stderr together equal the text on stdin.
+check() {
+  local name="$1" want_rc="$2" want got rc
+  shift 3
+  want=$(cat)
+  got=$("$@" 2>&1)
+  rc=$?
+  if [ "$rc" != "$want_rc" ] || [ "$got" != "$want" ]; then
+    fail "$name" "$want" "$got" "$rc" "$want_rc"
+  fi
+}
+
+# check_re NAME WANT_EXIT -- COMMAND...: as many output lines as stdin has, each matching its
+# line of stdin as a whole (an extended regular expression).
+check_re() {
+  local name="$1" want_rc="$2" want got rc ok=1 i
+  shift 3
+  want=$(cat)
+  got=$("$@" 2>&1)
+  rc=$?
+  mapfile -t want_lines <<<"$want"
+  mapfile -t got_lines <<<"$got"
+  if [ "$rc" != "$want_rc" ] || [ ${#want_lines[@]} != ${#got_lines[@]} ]; then
+    ok=0
+  else
+    for i in "${!want_lines[@]}"; do
+      [[ "${got_lines[$i]}" =~ ^${want_lines[$i]}$ ]] || ok=0
+    done
+  fi
+  [ $ok = 1 ] || fail "$name" "$want" "$got" "$rc" "$want_rc"
+}
+
+member_id=$(ctl member list | cut -d, -f1)
+
+# --- put and get ---------------------------------------------------------------------------------
+check "put" 0 -- ctl put foo bar <<<"OK"
+check "put --prev-kv" 0 -- ctl put foo baz --prev-kv <<'EOF'
+OK
+foo
+bar
+EOF
+check "put from stdin" 0 -- sh -c "printf v1 | \"$kvctl\" --endpoints $endpoint put a" <<<"OK"
+check "put b" 0 -- ctl put b 2 <<<"OK"
+check "get" 0 -- ctl get foo <<<$'foo\nbaz'
+check "get --prefix --keys-only" 0 -- ctl get "" --prefix --keys-only <<<$'a\n\nb\n\nfoo'
+check "get --print-value-only" 0 -- ctl get a --print-value-only <<<"v1"
+check "get --count-only" 0 -- ctl get "" --from-key --count-only <<<"3"
+check "get --sort-by --order --limit" 0 -- \
+  ctl get "" --prefix --sort-by=VALUE --order=DESCEND --limit 2 <<<$'a\nv1\nfoo\nbaz'
+check "get a range" 0 -- ctl get a c <<<$'a\nv1\nb\n2'
+check "get --rev" 0 -- ctl get foo --rev 2 <<<$'foo\nbar'
+check_re "get -w json" 0 -- ctl get foo -w json <<EOF
+\{"header":\{"member_id":[0-9]+,"revision":5,"raft_term":[0-9]+\},"kvs":\[\{"key":"Zm9v","create_revision":2,"mod_revision":3,"version":2,"value":"YmF6"\}\],"count":1\}
+EOF
+check "get -w table" 1 -- ctl get foo -w table <<<"Error: table not supported as output format"
+# Usage errors: the message, then the command's usage (first_line keeps the message).
+first_line() {
+  "$@" 2>&1 | head -1
+  return "${PIPESTATUS[0]}"
+}
+check "get without a key" 1 -- first_line ctl get \
+  <<<"Error: get command needs one argument as key and an optional argument as range_end"
+check "unknown flag" 1 -- first_line ctl get foo --bogus <<<"Error: unknown flag: --bogus"
+
+# --- del and txn ---------------------------------------------------------------------------------
+check "del --prev-kv" 0 -- ctl del a --prev-kv <<<$'1\na\nv1'
+check "del of nothing" 0 -- ctl del zz <<<"0"
+check "txn from stdin" 0 -- sh -c "printf '%s\n' 'mod(\"foo\") > \"0\"' 'value(\"b\") = \"2\"' '' \
+  'put x y' 'get b' 'del b' '' 'put z w' '' | \"$kvctl\" --endpoints $endpoint txn" <<'EOF'
+SUCCESS
+
+OK
+
+b
+2
+
+1
+EOF
+check "txn failure branch" 0 -- sh -c "printf '%s\n' 'version(\"foo\") = \"9\"' '' 'put x y' '' \
+  'put z w' 'get --prefix \"\"' | \"$kvctl\" --endpoints $endpoint txn" <<'EOF'
+FAILURE
+
+OK
+
+foo
+baz
+x
+y
+z
+w
+EOF
+check "txn malformed compare" 1 -- sh -c "printf 'bad\n\n\n' | \"$kvctl\" --endpoints $endpoint txn" \
+  <<<"Error: malformed comparison: bad"
+
+# --- leases --------------------------------------------------------------------------------------
+lease=$(ctl lease grant 60 | sed -n 's/^lease \([0-9a-f]\{16\}\) granted with TTL(60s)$/\1/p')
+if [ -z "$lease" ]; then
+  echo "FAIL: lease grant printed no lease id"
+  failures=$((failures + 1))
+fi
+check "put --lease" 0 -- ctl put held v --lease "$lease" <<<"OK"
+check_re "lease timetolive --keys" 0 -- ctl lease timetolive "$lease" --keys <<EOF
+lease $lease granted with TTL\(60s\), remaining\([0-9]+s\), attached keys\(\[held\]\)
+EOF
+check "lease list" 0 -- ctl lease list <<<$'found 1 leases\n'"$lease"
+check "lease keep-alive --once" 0 -- ctl lease keep-alive --once "$lease" \
+  <<<"lease $lease keepalived with TTL(60)"
+check "lease revoke" 0 -- ctl lease revoke "$lease" <<<"lease $lease revoked"
+check "the lease's key went with it" 0 -- ctl get held </dev/null
+check "lease timetolive of a revoked lease" 0 -- ctl lease timetolive "$lease" \
+  <<<"lease $lease already expired"
+
+# --- cluster and maintenance ---------------------------------------------------------------------
+check "member list" 0 -- ctl member list <<<"$member_id, started, n1, $peer_url, , false"
+check_re "member list -w table" 0 -- ctl member list -w table <<EOF
+\+-+\+---------\+------\+-+\+--------------\+------------\+
+\| +ID +\| STATUS  \| NAME \| +PEER ADDRS +\| CLIENT ADDRS \| IS LEARNER \|
+\+-+\+---------\+------\+-+\+--------------\+------------\+
+\| +$member_id \| started \|   n1 \| $peer_url \|              \|      false \|
+\+-+\+---------\+------\+-+\+--------------\+------------\+
+EOF
+check_re "member update is refused" 1 -- ctl member update "$member_id" --peer-urls "$peer_url" <<'EOF'
+Error: member update is not supported: .*
+EOF
+check_re "endpoint status -w table" 0 -- ctl endpoint status -w table <<EOF
+\+-+\+-+\+-+\+-+\+-+\+-+\+-+\+-+\+-+\+-+\+
+\| +ENDPOINT +\| +ID +\| VERSION \| DB SIZE \| IS LEADER \| IS LEARNER \| RAFT TERM \| RAFT INDEX \| RAFT APPLIED INDEX \| ERRORS \|
+\+-+\+-+\+-+\+-+\+-+\+-+\+-+\+-+\+-+\+-+\+
+\| $endpoint \| +$member_id \| +[0-9.]+ \| +[0-9.]+ [kMG]?B \| +true \| +false \| +[0-9]+ \| +[0-9]+ \| +[0-9]+ \| +\|
+\+-+\+-+\+-+\+-+\+-+\+-+\+-+\+-+\+-+\+-+\+
+EOF
+check_re "endpoint health -w table" 0 -- ctl endpoint health -w table <<EOF
+\+-+\+--------\+-+\+-------\+
+\| +ENDPOINT +\| HEALTH \| +TOOK +\| ERROR \|
+\+-+\+--------\+-+\+-------\+
+\| $endpoint \|   true \| +[0-9.]+(ns|µs|ms|s) \|       \|
+\+-+\+--------\+-+\+-------\+
+EOF
+check_re "endpoint health" 0 -- ctl endpoint health <<EOF
+$endpoint is healthy: successfully committed proposal: took = [0-9.]+(ns|µs|ms|s)
+EOF
+# A member that is down costs its own row and the exit code, not the others' answers.
+dead_port=$(free_port_pair)
+check_re "endpoint health with a member down" 1 -- \
+  "$kvctl" --endpoints "$endpoint,127.0.0.1:$dead_port" endpoint health -w table <<EOF
+\+-+\+--------\+-+\+-+\+
+\| +ENDPOINT +\| HEALTH \| +TOOK +\| +ERROR +\|
+\+-+\+--------\+-+\+-+\+
+\| +$endpoint \|   true \| +[0-9.]+(ns|µs|ms|s) \| +\|
+\| +127.0.0.1:$dead_port \|  false \| +[0-9.]+(ns|µs|ms|s) \| .*Connection refused \|
+\+-+\+--------\+-+\+-+\+
+Error: unhealthy cluster
+EOF
+check "compaction" 0 -- ctl compaction 3 <<<"compacted revision 3"
+check_re "compaction again" 1 -- ctl compaction 3 <<<"Error: COMPACTED: .*"
+check "compaction --physical" 0 -- ctl compaction --physical 4 <<<"compacted revision 4"
+check "defrag" 0 -- ctl defrag <<<"Finished defragmenting etcd member[$endpoint]"
+check "alarm list" 0 -- ctl alarm list </dev/null
+check "snapshot save" 0 -- ctl snapshot save "$dir/snapshot.db" <<<"Snapshot saved at $dir/snapshot.db"
+if [ ! -s "$dir/snapshot.db" ] || [ -e "$dir/snapshot.db.part" ]; then
+  echo "FAIL: snapshot save left no snapshot, or its .part file"
+  failures=$((failures + 1))
+fi
+check "move-leader to itself" 0 -- ctl move-leader "$member_id" \
+  <<<"Leadership transferred from $member_id to $member_id"
+
+# --- watch ---------------------------------------------------------------------------------------
+# History is replayed from --rev, so this output does not depend on timing; SIGTERM ends it
+# cleanly (exit 0).
+rev=$(ctl put w 1 -w json | sed 's/.*"revision":\([0-9]*\).*/\1/')
+ctl put w 2 >/dev/null
+check "watch --rev --prev-kv" 0 -- timeout --preserve-status -s TERM 1 \
+  "$kvctl" --endpoints "$endpoint" watch w --rev "$rev" --prev-kv <<'EOF'
+PUT
+w
+1
+PUT
+w
+1
+w
+2
+EOF
+# A live watch on a prefix sees a put made after it started.
+"$kvctl" --endpoints "$endpoint" watch --prefix live >"$dir/watch.out" 2>&1 &
+watcher=$!
+background+=("$watcher")
+sleep 0.5
+ctl put live/1 x >/dev/null
+sleep 0.3
+kill -TERM "$watcher"
+wait "$watcher"
+check "watch --prefix" 0 -- cat "$dir/watch.out" <<<$'PUT\nlive/1\nx'
+
+# --- lock and elect ------------------------------------------------------------------------------
+check_re "lock with a command" 0 -- ctl lock job sh -c 'echo "$ETCD_LOCK_KEY $ETCD_LOCK_REV"' <<'EOF'
+job/[0-9a-f]+ [0-9]+
+EOF
+# The second holder waits for the first and gets a larger create revision: the fencing token.
+"$kvctl" --endpoints "$endpoint" lock mutex >"$dir/first.out" 2>&1 &
+first=$!
+background+=("$first")
+sleep 0.5
+"$kvctl" --endpoints "$endpoint" lock mutex >"$dir/second.out" 2>&1 &
+second=$!
+background+=("$second")
+sleep 0.5
+if [ -s "$dir/second.out" ]; then
+  echo "FAIL: lock: the second holder got the lock while the first held it"
+  failures=$((failures + 1))
+fi
+kill -TERM "$first"
+wait "$first"
+for _ in $(seq 30); do
+  [ "$(wc -l <"$dir/second.out")" -ge 2 ] && break
+  sleep 0.1
+done
+kill -TERM "$second"
+wait "$second"
+first_rev=$(sed -n 2p "$dir/first.out")
+second_rev=$(sed -n 2p "$dir/second.out")
+if ! [[ "$(head -1 "$dir/first.out")" =~ ^mutex/[0-9a-f]+$ ]] ||
+  ! [[ "$first_rev" =~ ^[0-9]+$ && "$second_rev" =~ ^[0-9]+$ ]] ||
+  [ "$second_rev" -le "$first_rev" ]; then
+  echo "FAIL: lock: fencing tokens not increasing:"
+  sed 's/^/    first: /' "$dir/first.out"
+  sed 's/^/    second: /' "$dir/second.out"
+  failures=$((failures + 1))
+fi
+check "locks are released" 0 -- ctl get --prefix mutex/ </dev/null
+check_re "elect" 0 -- timeout --preserve-status -s TERM 1 \
+  "$kvctl" --endpoints "$endpoint" elect ballot proposal-1 <<'EOF'
+ballot/[0-9a-f]+
+proposal-1
+[0-9]+
+EOF
+
+# --- kvbench -------------------------------------------------------------------------------------
+check_re "kvbench put" 0 -- sh -c "\"$kvbench\" --endpoints $endpoint --conns 2 --clients 4 \
+  --total 200 --val-size 64 put 2>/dev/null | grep -E '^(Summary|  Requests/sec|  99% in)'" <<'EOF'
+Summary:
+  Requests/sec:	[0-9.]+
+  99% in [0-9.]+ secs.
+EOF
+check_re "kvbench range" 0 -- sh -c "\"$kvbench\" --endpoints $endpoint --clients 4 --total 200 \
+  range foo --consistency l 2>/dev/null | grep -E '^(  Requests/sec|  50% in|Error)'" <<'EOF'
+  Requests/sec:	[0-9.]+
+  50% in [0-9.]+ secs.
+EOF
+
+if [ "$failures" -gt 0 ]; then
+  echo "$failures checks failed; kvnode's log:"
+  sed 's/^/    /' "$dir/node.log"
+  exit 1
+fi
+echo "all kvctl checks passed"
