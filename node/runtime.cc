@@ -17,6 +17,9 @@
 namespace kvstore::node {
 namespace {
 
+// How long a request may wait to apply before it answers TIMEOUT (etcd's 5 s request timeout).
+constexpr int64_t kRequestTimeoutMs = 5000;
+
 server::Response ErrorResponse(server::RequestType type, absl::Status status) {
   server::Response response;
   response.type = type;
@@ -110,10 +113,11 @@ absl::Status Runtime::Open() {
   config.max_request_bytes = options_.max_request_bytes;
   config.snapshot_every_entries = options_.snapshot_count;
   config.snapshot_catch_up_entries = std::min<uint64_t>(5000, options_.snapshot_count / 2 + 1);
-  // A request that neither applies nor fails within etcd's request timeout (5 s + 2 election
-  // timeouts) answers TIMEOUT.
+  // A request that neither applies nor fails within 5 s answers TIMEOUT, before a client's try
+  // gives up on it (net::kDefaultPerTryTimeout, 6 s): the client then hears the member's own
+  // verdict instead of a lost answer.
   config.request_timeout_ticks =
-      static_cast<int>((5000 + 2 * options_.election_timeout_ms) / options_.heartbeat_interval_ms);
+      static_cast<int>(std::max<int64_t>(1, kRequestTimeoutMs / options_.heartbeat_interval_ms));
   member.wal_compact_entries = options_.snapshot_count;
   MemberIo io;
   io.transport = this;
