@@ -97,7 +97,7 @@ class ClusterTest : public ::testing::Test {
     for (size_t i = 0; i < members_.size(); ++i) StartMember(i);
   }
 
-  void StartMember(size_t i) {
+  void StartMember(size_t i, bool join_existing = false) {
     Member& m = members_[i];
     SpawnOptions options;
     options.args = {"--name",
@@ -120,6 +120,10 @@ class ClusterTest : public ::testing::Test {
                     absl::StrCat(kElectionMs),
                     "--log-level",
                     "error"};
+    if (join_existing) {
+      options.args.push_back("--initial-cluster-state");
+      options.args.push_back("existing");
+    }
     auto child = ChildProcess::Spawn(KvnodePath(), options);
     ASSERT_TRUE(child.ok()) << child.status();
     m.process = std::move(*child);
@@ -279,6 +283,103 @@ TEST_F(ClusterTest, KillingLeaderAndFollowerUnderLoadKeepsTheHistoryLinearizable
   std::printf("cluster_test: %llu ok, %llu unknown, %llu failed operations; %s\n",
               static_cast<unsigned long long>(ok_ops), static_cast<unsigned long long>(info_ops),
               static_cast<unsigned long long>(fail_ops), verdict->Describe().c_str());
+}
+
+// Membership with real processes: a member added as a learner starts with
+// --initial-cluster-state=existing and finds its id through Peer.members, catches up, is
+// promoted (refused while it is behind), and a founding member is removed; the cluster serves
+// throughout.
+TEST_F(ClusterTest, LearnerJoinsIsPromotedAndAFoundingMemberIsRemoved) {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  kj::Timer& timer = io.provider->getTimer();
+  net::ClientOptions options;
+  options.endpoints = endpoints_;
+  options.per_try_timeout = 2 * kj::SECONDS;
+  options.endpoint_backoff_min = 200 * kj::MILLISECONDS;
+  auto client = net::Client::Create(io.provider->getNetwork(), timer, options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  auto call_until_ok = [&](const server::Request& request) {
+    absl::StatusOr<server::Response> response = absl::UnavailableError("not tried");
+    for (int attempt = 0; attempt < 100 && !response.ok(); ++attempt) {
+      response = (*client)->Call(request, io.waitScope);
+      if (!response.ok()) timer.afterDelay(100 * kj::MILLISECONDS).wait(io.waitScope);
+    }
+    return response;
+  };
+  for (int i = 0; i < 50; ++i) {
+    server::Request put;
+    put.type = server::RequestType::kPut;
+    put.put.key = absl::StrCat("before-", i);
+    put.put.value = "v";
+    ASSERT_TRUE(call_until_ok(put).ok());
+  }
+
+  // Add n4 as a learner, then start it to join the running cluster.
+  Member joiner;
+  joiner.name = "n4";
+  joiner.client_port = FreePort();
+  joiner.peer_port = FreePort();
+  joiner.dir = absl::StrCat(members_[0].dir, "-joiner-n4");
+  const std::string joiner_peer_url = absl::StrCat("http://127.0.0.1:", joiner.peer_port);
+  server::Request add;
+  add.type = server::RequestType::kMemberAdd;
+  add.member.name = "n4";
+  add.member.peer_urls = {joiner_peer_url};
+  add.member.is_learner = true;
+  auto added = call_until_ok(add);
+  ASSERT_TRUE(added.ok()) << added.status();
+  const raft::NodeId joiner_id = added->member.id;
+  ASSERT_NE(joiner_id, raft::kNoNode);
+  members_.push_back(std::move(joiner));
+  initial_cluster_ = absl::StrCat(initial_cluster_, ",n4=", joiner_peer_url);
+  StartMember(members_.size() - 1, /*join_existing=*/true);
+
+  // Promotion succeeds once the learner has caught up (LEARNER_NOT_READY until then).
+  server::Request promote;
+  promote.type = server::RequestType::kMemberPromote;
+  promote.member.id = joiner_id;
+  auto promoted = call_until_ok(promote);
+  ASSERT_TRUE(promoted.ok()) << promoted.status();
+
+  // Remove founding member n1.
+  server::Request list;
+  list.type = server::RequestType::kMemberList;
+  auto members = call_until_ok(list);
+  ASSERT_TRUE(members.ok()) << members.status();
+  raft::NodeId n1 = raft::kNoNode;
+  for (const server::Member& m : members->members) {
+    EXPECT_FALSE(m.is_learner) << m.name;
+    if (m.name == "n1") n1 = m.id;
+  }
+  EXPECT_EQ(members->members.size(), 4u);
+  ASSERT_NE(n1, raft::kNoNode);
+  server::Request remove;
+  remove.type = server::RequestType::kMemberRemove;
+  remove.member.id = n1;
+  auto removed = call_until_ok(remove);
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  KillMember(0);
+  members = call_until_ok(list);
+  ASSERT_TRUE(members.ok()) << members.status();
+  EXPECT_EQ(members->members.size(), 3u);
+
+  // The new member serves what was written before it joined.
+  net::ClientOptions only_joiner;
+  only_joiner.endpoints = {absl::StrCat("127.0.0.1:", members_.back().client_port)};
+  only_joiner.per_try_timeout = 2 * kj::SECONDS;
+  auto joiner_client = net::Client::Create(io.provider->getNetwork(), timer, only_joiner);
+  ASSERT_TRUE(joiner_client.ok());
+  server::Request get;
+  get.type = server::RequestType::kRange;
+  get.range.key = "before-49";
+  absl::StatusOr<server::Response> got = absl::UnavailableError("not tried");
+  for (int attempt = 0; attempt < 50 && !(got.ok() && !got->range.kvs.empty()); ++attempt) {
+    got = (*joiner_client)->Call(get, io.waitScope);
+    if (!got.ok()) timer.afterDelay(100 * kj::MILLISECONDS).wait(io.waitScope);
+  }
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->range.kvs.size(), 1u);
+  EXPECT_EQ(got->range.kvs[0].value, "v");
 }
 
 }  // namespace

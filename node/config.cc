@@ -285,7 +285,9 @@ absl::StatusOr<RuntimeOptions> ToRuntimeOptions(const NodeConfig& config) {
     if (name == config.name) options.id = member.id;
     if (config.initial_cluster_state_new) options.founding.push_back(std::move(member));
   }
-  options.cluster_id = ClusterIdOf(ids, config.initial_cluster_token);
+  options.cluster_id = ClusterIdOf(config.initial_cluster_token);
+  // A member joining an existing cluster learns its id from the cluster (kvnode: Peer.members).
+  if (!config.initial_cluster_state_new) options.id = raft::kNoNode;
   return options;
 }
 

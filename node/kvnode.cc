@@ -11,12 +11,15 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "kj/async-io.h"
@@ -26,6 +29,8 @@
 #include "node/config.h"
 #include "node/log.h"
 #include "node/runtime.h"
+#include "store/file_system.h"
+#include "store/posix_file_system.h"
 
 extern char** environ;
 
@@ -38,8 +43,11 @@ constexpr char kVersion[] = "kvnode 0.1.0 (etcd v3 API 3.4 semantics)";
 // peer is first addressed (members added later included).
 class Router : public PeerRouter {
  public:
-  Router(kj::AsyncIoContext& io, Runtime& runtime, uint64_t cluster_id, Logger& log)
-      : io_(io), runtime_(runtime), cluster_id_(cluster_id), log_(log) {}
+  // `known`: members this member may have to reach before its own log lists them (a joiner
+  // answers the leader before it has applied the configuration entries that name it).
+  Router(kj::AsyncIoContext& io, Runtime& runtime, uint64_t cluster_id, Logger& log,
+         std::vector<server::Member> known)
+      : io_(io), runtime_(runtime), cluster_id_(cluster_id), log_(log), known_(std::move(known)) {}
 
   void Send(const raft::Message& message) override {
     net::PeerClient* peer = Find(message.to);
@@ -53,7 +61,9 @@ class Router : public PeerRouter {
  private:
   net::PeerClient* Find(raft::NodeId id) {
     if (auto it = peers_.find(id); it != peers_.end()) return it->second.get();
-    for (const server::Member& member : runtime_.Members()) {
+    std::vector<server::Member> members = runtime_.Members();
+    members.insert(members.end(), known_.begin(), known_.end());
+    for (const server::Member& member : members) {
       if (member.id != id || member.peer_urls.empty()) continue;
       auto url = ParseUrl(member.peer_urls.front());
       if (!url.ok()) {
@@ -87,8 +97,78 @@ class Router : public PeerRouter {
   Runtime& runtime_;
   uint64_t cluster_id_;
   Logger& log_;
+  std::vector<server::Member> known_;
   std::map<raft::NodeId, std::unique_ptr<net::PeerClient>> peers_;
 };
+
+// A member joining an existing cluster (--initial-cluster-state=existing) runs under the id the
+// cluster gave it when it was added (kvctl member add): found once through a member's
+// Peer.members by this member's peer URLs, then kept in <data-dir>/member/id (written
+// atomically) for its restarts, as etcd keeps it in its WAL metadata.
+absl::StatusOr<raft::NodeId> JoinedMemberId(const NodeConfig& config, uint64_t cluster_id,
+                                            kj::AsyncIoContext& io, Logger& log,
+                                            std::vector<server::Member>* cluster) {
+  store::PosixFileSystem fs;
+  const std::string member_dir = store::JoinPath(config.data_dir, "member");
+  const std::string id_path = store::JoinPath(member_dir, "id");
+  // The members as --initial-cluster names them: founding members' ids follow from their URLs.
+  for (const auto& [name, urls] : config.initial_cluster) {
+    cluster->push_back(server::Member{MemberIdOf(urls, config.initial_cluster_token), name, urls});
+  }
+  if (fs.Exists(id_path)) {
+    auto file = fs.Open(id_path, store::OpenMode::kRead);
+    if (!file.ok()) return file.status();
+    std::string text;
+    if (absl::Status s = (*file)->ReadAt(0, 64, &text); !s.ok()) return s;
+    uint64_t id = 0;
+    if (!absl::SimpleHexAtoi(absl::StripAsciiWhitespace(text), &id) || id == raft::kNoNode) {
+      return absl::DataLossError(absl::StrCat(id_path, " does not hold a member id"));
+    }
+    return id;
+  }
+  std::vector<std::string> mine;
+  for (const Url& url : config.initial_advertise_peer_urls) mine.push_back(url.text);
+  std::string tried;
+  for (const auto& [name, urls] : config.initial_cluster) {
+    if (name == config.name) continue;
+    for (const std::string& text : urls) {
+      auto url = ParseUrl(text);
+      if (!url.ok()) continue;
+      auto members = net::FetchMembers(io.provider->getNetwork(), io.provider->getTimer(),
+                                       url->HostPort(), cluster_id, 2 * kj::SECONDS)
+                         .wait(io.waitScope);
+      if (!members.ok()) {
+        absl::StrAppend(&tried, " ", text, ": ", members.status().message(), ";");
+        continue;
+      }
+      *cluster = *members;
+      for (const server::Member& member : *members) {
+        for (const std::string& peer_url : member.peer_urls) {
+          if (std::find(mine.begin(), mine.end(), peer_url) == mine.end()) continue;
+          if (absl::Status s = store::CreateDirDurably(&fs, member_dir); !s.ok()) return s;
+          const std::string temp = id_path + ".tmp";
+          auto out = fs.Open(temp, store::OpenMode::kCreateTruncate);
+          if (!out.ok()) return out.status();
+          if (absl::Status s = (*out)->Append(absl::StrCat(absl::Hex(member.id), "\n")); !s.ok()) {
+            return s;
+          }
+          if (absl::Status s = (*out)->Sync(); !s.ok()) return s;
+          out->reset();
+          if (absl::Status s = fs.Rename(temp, id_path); !s.ok()) return s;
+          if (absl::Status s = fs.SyncDir(member_dir); !s.ok()) return s;
+          log.Info("joining an existing cluster",
+                   {{"member-id", absl::StrCat(absl::Hex(member.id))}, {"asked", text}});
+          return member.id;
+        }
+      }
+      absl::StrAppend(&tried, " ", text, ": not a member with this member's peer URLs;");
+    }
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("no member of the cluster lists this member's peer URLs (",
+                   absl::StrJoin(mine, ","), "): add it first (kvctl member add ", config.name,
+                   " --peer-urls=", absl::StrJoin(mine, ","), ");", tried));
+}
 
 int Run(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -121,23 +201,27 @@ int Run(int argc, char** argv) {
                         {"member-id", absl::StrCat(absl::Hex(options->id))},
                         {"cluster-id", absl::StrCat(absl::Hex(options->cluster_id))},
                         {"from-environment", absl::StrJoin(config->from_environment, ",")}});
-  if (!config->initial_cluster_state_new) {
-    // Joining needs the id the cluster gave this member (Peer.members); an empty data dir with
-    // --initial-cluster-state=existing is refused until then rather than guessing an id.
-    log.Info("joining an existing cluster");
-  }
-
   kj::AsyncIoContext io = kj::setupAsyncIo();
   // Before any thread starts, so every thread inherits the blocked mask.
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
+  std::vector<server::Member> known;
+  if (options->id == raft::kNoNode) {
+    auto id = JoinedMemberId(*config, options->cluster_id, io, log, &known);
+    if (!id.ok()) {
+      log.Error("cannot join", {{"error", std::string(id.status().message())}});
+      std::fprintf(stderr, "kvnode: %s\n", std::string(id.status().message()).c_str());
+      return 1;
+    }
+    options->id = *id;
+  }
   auto runtime = Runtime::Create(*options, io, &log);
   if (!runtime.ok()) {
     log.Error("cannot start", {{"error", std::string(runtime.status().message())}});
     std::fprintf(stderr, "kvnode: %s\n", std::string(runtime.status().message()).c_str());
     return 1;
   }
-  Router router(io, **runtime, options->cluster_id, log);
+  Router router(io, **runtime, options->cluster_id, log, std::move(known));
   (*runtime)->set_router(&router);
 
   std::vector<kj::Own<net::PeerServer>> peer_servers;

@@ -36,11 +36,7 @@ raft::NodeId MemberIdOf(const std::vector<std::string>& peer_urls, const std::st
   return id == raft::kNoNode ? 1 : id;
 }
 
-uint64_t ClusterIdOf(const std::vector<raft::NodeId>& founding, const std::string& token) {
-  std::vector<raft::NodeId> sorted = founding;
-  std::sort(sorted.begin(), sorted.end());
-  return Fnv1a64(absl::StrCat(absl::StrJoin(sorted, ","), "\n", token));
-}
+uint64_t ClusterIdOf(const std::string& token) { return Fnv1a64(absl::StrCat("cluster\n", token)); }
 
 Runtime::Runtime(const RuntimeOptions& options, kj::AsyncIoContext& io, Logger* log)
     : options_(options),

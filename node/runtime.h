@@ -139,7 +139,9 @@ class Runtime : public net::MemberService,
 // The member id of a founding member, as etcd derives it: from its peer URLs and the cluster
 // token (never 0).
 raft::NodeId MemberIdOf(const std::vector<std::string>& peer_urls, const std::string& token);
-uint64_t ClusterIdOf(const std::vector<raft::NodeId>& founding, const std::string& token);
+// The cluster id: from the cluster token alone, so a member joining later (which cannot know the
+// founding members) derives the same one. Clusters must have distinct tokens, as etcd asks.
+uint64_t ClusterIdOf(const std::string& token);
 
 }  // namespace kvstore::node
 
