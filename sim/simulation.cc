@@ -73,8 +73,8 @@ struct Simulation::Node : public node::PeerTransport,
   double tick_rate = 1.0;
   store::SimFileSystem fs;  // the machine's disk: outlives the process
   mvcc::MemoryBackend backend;
-  std::unique_ptr<node::Member> member;   // the process; null while down
-  server::Server* server = nullptr;       // member->server() while up
+  std::unique_ptr<node::Member> member;  // the process; null while down
+  server::Server* server() const { return member != nullptr ? &member->server() : nullptr; }
   store::Wal::SyncBatch* sync = nullptr;  // the WAL sync in flight
   // The durable log as of the last crash, for checkers asking about a member that is down and
   // for the storage checker at its restart.
@@ -295,7 +295,6 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
                                    std::move(founding));
   if (!member.ok()) {
     node.up = false;
-    node.server = nullptr;
     if (member.status().code() == absl::StatusCode::kDataLoss) {
       // The store found corruption it cannot repair: the member refuses to serve it.
       Trace(absl::StrCat("n", id, " refuses to start: ", member.status().message()));
@@ -324,20 +323,19 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
     Trace(absl::StrCat("n", id, " cut a torn tail of ", recovery.torn_bytes, " bytes at offset ",
                        recovery.torn_offset, " of ", recovery.torn_file));
   }
-  node.server = &node.member->server();
   node.last_hard_state = raft::HardState{};
   node.vote_term = 0;
   node.vote_in_term = raft::kNoNode;
   node.led_term = 0;
-  node.conf_state = node.server->RaftConfState();
+  node.conf_state = node.server()->RaftConfState();
   node.conf_may_change = true;
-  node.applied_high = node.server->store().consistent_index();
+  node.applied_high = node.server()->store().consistent_index();
   // Every node watches every key from the first revision it does not hold in history.
   mvcc::WatchRequest watch;
   watch.key = std::string(1, '\0');
   watch.range_end = std::string(1, '\0');
-  watch.start_revision = node.server->store().compact_revision() + 1;
-  auto watch_id = node.server->Watch(watch);
+  watch.start_revision = node.server()->store().compact_revision() + 1;
+  auto watch_id = node.server()->Watch(watch);
   node.watch_id = watch_id.ok() ? *watch_id : 0;
   // Revision 1 is the empty store: the first event any watcher can see is at revision 2.
   node.watch_next_revision = std::max<mvcc::Revision>(watch.start_revision, 2);
@@ -405,7 +403,7 @@ void Simulation::AfterMemberCall(Node& node) {
 }
 
 void Simulation::CheckReady(Node& node, const server::Ready& ready) {
-  server::Server& server = *node.server;
+  server::Server& server = *node.server();
   const raft::Ready& rr = *ready.raft;
   // Election safety (Raft §5.2): one leader per term.
   if (rr.soft_state.has_value() && rr.soft_state->role == raft::Role::kLeader) {
@@ -604,9 +602,9 @@ void Simulation::FreeDisk(NodeId id) {
 
 void Simulation::CheckNode(Node& node) {
   if (!node.up) return;
-  const raft::HardState hs = node.server->hard_state();
-  const raft::Index last_index = node.server->last_index();
-  const bool leader = node.server->is_leader();
+  const raft::HardState hs = node.server()->hard_state();
+  const raft::Index last_index = node.server()->last_index();
+  const bool leader = node.server()->is_leader();
   const raft::HardState& prev = node.last_hard_state;
   // Per-step invariants, in the spirit of LogCabin's: checked on every event.
   if (hs.term < prev.term) {
@@ -620,12 +618,13 @@ void Simulation::CheckNode(Node& node) {
   }
   // The configuration is copied only when it changed: copying it on every event cost 6% of a run.
   std::optional<raft::ConfState> changed_conf;
-  if (!node.server->RaftConfStateIs(node.conf_state)) changed_conf = node.server->RaftConfState();
+  if (!node.server()->RaftConfStateIs(node.conf_state))
+    changed_conf = node.server()->RaftConfState();
   const raft::ConfState& conf_state = changed_conf.has_value() ? *changed_conf : node.conf_state;
   if (leader && node.led_term == hs.term && hs.commit > prev.commit) {
     // Raft §5.4.2: a leader commits by counting replicas only entries of its own term, so every
     // advance of its commit index lands on an entry of its term (Figure 8).
-    const std::optional<raft::Term> term = node.server->LogTerm(hs.commit);
+    const std::optional<raft::Term> term = node.server()->LogTerm(hs.commit);
     if (term.has_value() && *term != hs.term) {
       Violation(absl::StrCat("n", node.id, " leader of term ", hs.term, " advanced commit to ",
                              hs.commit, ", an entry of term ", *term));
@@ -704,17 +703,17 @@ void Simulation::CheckLeaderCompleteness(Node& node) {
   // applied, except what it compacted into its snapshot.
   if (applied_entries_.empty()) return;
   const raft::Index highest = applied_entries_.rbegin()->first;
-  if (node.server->last_index() < highest) {
-    Violation(absl::StrCat("n", node.id, " leads term ", node.server->hard_state().term,
-                           " with last index ", node.server->last_index(), " but index ", highest,
+  if (node.server()->last_index() < highest) {
+    Violation(absl::StrCat("n", node.id, " leads term ", node.server()->hard_state().term,
+                           " with last index ", node.server()->last_index(), " but index ", highest,
                            " was applied"));
     return;
   }
-  const raft::Index first = node.server->RaftStatus().first_index;
+  const raft::Index first = node.server()->RaftStatus().first_index;
   for (auto it = applied_entries_.lower_bound(first); it != applied_entries_.end(); ++it) {
-    const std::optional<raft::Term> term = node.server->LogTerm(it->first);
+    const std::optional<raft::Term> term = node.server()->LogTerm(it->first);
     if (term.has_value() && *term != it->second.first) {
-      Violation(absl::StrCat("n", node.id, " leads term ", node.server->hard_state().term,
+      Violation(absl::StrCat("n", node.id, " leads term ", node.server()->hard_state().term,
                              " holding term ", *term, " at index ", it->first,
                              " where an entry of term ", it->second.first, " was applied"));
       return;
@@ -730,7 +729,7 @@ void Simulation::CheckAcknowledgedWrite(NodeId id, const std::string& key, const
   // found by position instead of by request identity) fails here.
   auto it = nodes_.find(id);
   if (it == nodes_.end() || !it->second->up) return;
-  auto history = it->second->server->store().History(revision, revision, key, "", false, 0);
+  auto history = it->second->server()->store().History(revision, revision, key, "", false, 0);
   if (!history.ok()) return;  // compacted since: nothing left to compare
   for (const mvcc::Event& event : *history) {
     if (event.type == mvcc::Event::Type::kPut && event.kv.value == value) return;
@@ -784,8 +783,8 @@ void Simulation::CheckWatch(Node& node, const mvcc::WatchResponse& response) {
     }
   }
   if (!all_checked) {
-    auto history = node.server->store().History(first, last, std::string(1, '\0'),
-                                                std::string(1, '\0'), false, 0);
+    auto history = node.server()->store().History(first, last, std::string(1, '\0'),
+                                                  std::string(1, '\0'), false, 0);
     if (history.ok()) {
       bool same = history->size() == response.events.size();
       for (size_t i = 0; same && i < history->size(); ++i) {
@@ -811,7 +810,7 @@ absl::Status Simulation::AddWatch(NodeId id, const mvcc::WatchRequest& request) 
     return absl::UnavailableError(absl::StrCat("n", id, " is down"));
   }
   Node& node = *it->second;
-  auto watch = node.server->Watch(request);
+  auto watch = node.server()->Watch(request);
   if (!watch.ok()) return watch.status();
   node.scenario_watches[*watch] = {request.start_revision, 0};
   Trace(
@@ -854,15 +853,15 @@ void Simulation::CheckHashes() {
   auto hash = [&](size_t i, mvcc::Revision revision) -> const absl::StatusOr<mvcc::HashResponse>& {
     auto it = hashes.find({i, revision});
     if (it == hashes.end()) {
-      it = hashes.emplace(std::make_pair(i, revision), live[i]->server->store().Hash(revision))
+      it = hashes.emplace(std::make_pair(i, revision), live[i]->server()->store().Hash(revision))
                .first;
     }
     return it->second;
   };
   for (size_t i = 0; i + 1 < live.size(); ++i) {
     for (size_t j = i + 1; j < live.size(); ++j) {
-      const mvcc::Store& a = live[i]->server->store();
-      const mvcc::Store& b = live[j]->server->store();
+      const mvcc::Store& a = live[i]->server()->store();
+      const mvcc::Store& b = live[j]->server()->store();
       const mvcc::Revision revision = std::min(a.current_revision(), b.current_revision());
       if (revision < std::max(a.compact_revision(), b.compact_revision())) continue;
       const auto& ha = hash(i, revision);
@@ -906,9 +905,9 @@ void Simulation::Process(Event& event) {
     case Event::Kind::kTick:
       if (node == nullptr || !node->up || node->incarnation != event.incarnation) return;
       if (node->paused_until_ms <= now_ms_) {
-        node->server->Tick();
+        node->server()->Tick();
         // Watchers ask for progress now and then (etcd clients do; #20221 hid there).
-        if (++node->ticks % 16 == 0) node->server->RequestWatchProgress();
+        if (++node->ticks % 16 == 0) node->server()->RequestWatchProgress();
         Drain(*node);
       }
       ScheduleTick(*node);
@@ -916,7 +915,7 @@ void Simulation::Process(Event& event) {
     case Event::Kind::kDeliver:
       if (node == nullptr || !node->up || node->paused_until_ms > now_ms_) return;
       if (options_.record_trace) Trace(absl::StrCat("deliver ", DescribeMessage(event.message)));
-      (void)node->server->Step(std::move(event.message));
+      (void)node->server()->Step(std::move(event.message));
       Drain(*node);
       return;
     case Event::Kind::kFsync:
@@ -1029,7 +1028,6 @@ void Simulation::Crash(NodeId id) {
   node.up = false;
   node.durable_when_down = node.member->wal().durable();
   node.crashed_once = true;
-  node.server = nullptr;
   node.sync = nullptr;
   node.member.reset();
   // Power loss: the disk keeps what was synced and a seeded part of the rest (torn, perhaps);
@@ -1216,7 +1214,7 @@ void Simulation::ClientInvoke(Client& client) {
   if (!client.serializable) Record(client, EventType::kInvoke);
   client.busy = true;
   ++client.attempt;
-  client.request = node->server->Submit(std::move(request));
+  client.request = node->server()->Submit(std::move(request));
   if (options_.record_trace) {
     Trace(absl::StrCat("client p", client.process, " -> n", node->id, " ",
                        FunctionName(client.function), " ", client.key, " ", ValueText(client),
@@ -1332,7 +1330,7 @@ std::optional<server::Response> Simulation::Call(NodeId id, server::Request requ
   auto it = nodes_.find(id);
   if (it == nodes_.end() || !it->second->up) return std::nullopt;
   Node& node = *it->second;
-  const server::RequestId request_id = node.server->Submit(std::move(request));
+  const server::RequestId request_id = node.server()->Submit(std::move(request));
   node.waiting[request_id] = kCallSlot;
   Drain(node);
   RunUntil([&] { return call_results_.count(request_id) > 0 || !node.up; }, timeout_ms);
@@ -1348,8 +1346,8 @@ NodeId Simulation::Leader() const {
   NodeId leader = raft::kNoNode;
   raft::Term best = 0;
   for (const auto& [id, node] : nodes_) {
-    if (!node->up || !node->server->is_leader()) continue;
-    const raft::Term term = node->server->hard_state().term;
+    if (!node->up || !node->server()->is_leader()) continue;
+    const raft::Term term = node->server()->hard_state().term;
     if (term >= best) {
       best = term;
       leader = id;
@@ -1376,7 +1374,7 @@ bool Simulation::up(NodeId id) const {
 
 server::Server* Simulation::server(NodeId id) {
   auto it = nodes_.find(id);
-  return it == nodes_.end() || !it->second->up ? nullptr : it->second->server;
+  return it == nodes_.end() || !it->second->up ? nullptr : it->second->server();
 }
 
 }  // namespace kvstore::sim
