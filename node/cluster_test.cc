@@ -44,13 +44,6 @@ constexpr int64_t kFaultyPhaseMs = 8000;
 constexpr int64_t kHeartbeatMs = 50;
 constexpr int64_t kElectionMs = 500;
 
-std::string KvnodePath() {
-  const char* srcdir = std::getenv("TEST_SRCDIR");
-  const char* workspace = std::getenv("TEST_WORKSPACE");
-  return absl::StrCat(srcdir != nullptr ? srcdir : ".", "/",
-                      workspace != nullptr ? workspace : "kvstore", "/node/kvnode");
-}
-
 // A port nobody listens on now (the kernel's choice for port 0).
 uint16_t FreePort() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -124,7 +117,7 @@ class ClusterTest : public ::testing::Test {
       options.args.push_back("--initial-cluster-state");
       options.args.push_back("existing");
     }
-    auto child = ChildProcess::Spawn(KvnodePath(), options);
+    auto child = ChildProcess::Spawn(crash::RunfilePath("node/kvnode"), options);
     ASSERT_TRUE(child.ok()) << child.status();
     m.process = std::move(*child);
   }

@@ -37,12 +37,14 @@ absl::Status ErrnoError(const std::string& what) {
 
 }  // namespace
 
-std::string CrashChildPath() {
+std::string RunfilePath(const std::string& workspace_path) {
   const char* srcdir = std::getenv("TEST_SRCDIR");
   const char* workspace = std::getenv("TEST_WORKSPACE");
   return absl::StrCat(srcdir != nullptr ? srcdir : ".", "/",
-                      workspace != nullptr ? workspace : "kvstore", "/node/crash_child");
+                      workspace != nullptr ? workspace : "kvstore", "/", workspace_path);
 }
+
+std::string CrashChildPath() { return RunfilePath("node/crash_child"); }
 
 std::string FreshTestDir(const std::string& name) {
   const char* tmp = std::getenv("TEST_TMPDIR");

@@ -22,7 +22,9 @@ namespace kvstore::node::crash {
 
 using Clock = std::chrono::steady_clock;
 
-// The crash_child binary in the test's runfiles (a data dependency of the test).
+// A file of the test's runfiles by its workspace path ("node/kvnode"; a data dependency).
+std::string RunfilePath(const std::string& workspace_path);
+// The crash_child binary in the test's runfiles.
 std::string CrashChildPath();
 
 // A fresh, empty directory named `name` under TEST_TMPDIR.
