@@ -146,16 +146,11 @@ absl::StatusOr<raft::NodeId> JoinedMemberId(const NodeConfig& config, uint64_t c
         for (const std::string& peer_url : member.peer_urls) {
           if (std::find(mine.begin(), mine.end(), peer_url) == mine.end()) continue;
           if (absl::Status s = store::CreateDirDurably(&fs, member_dir); !s.ok()) return s;
-          const std::string temp = id_path + ".tmp";
-          auto out = fs.Open(temp, store::OpenMode::kCreateTruncate);
-          if (!out.ok()) return out.status();
-          if (absl::Status s = (*out)->Append(absl::StrCat(absl::Hex(member.id), "\n")); !s.ok()) {
+          if (absl::Status s = store::WriteFileDurably(&fs, member_dir, "id",
+                                                       absl::StrCat(absl::Hex(member.id), "\n"));
+              !s.ok()) {
             return s;
           }
-          if (absl::Status s = (*out)->Sync(); !s.ok()) return s;
-          out->reset();
-          if (absl::Status s = fs.Rename(temp, id_path); !s.ok()) return s;
-          if (absl::Status s = fs.SyncDir(member_dir); !s.ok()) return s;
           log.Info("joining an existing cluster",
                    {{"member-id", absl::StrCat(absl::Hex(member.id))}, {"asked", text}});
           return member.id;

@@ -91,6 +91,11 @@ std::string JoinPath(absl::string_view dir, absl::string_view name);
 // power loss (a new directory's name is only as durable as its parent's entries).
 absl::Status CreateDirDurably(FileSystem* fs, const std::string& dir);
 
+// Replaces `dir`/`name` with `data` atomically and durably: a temporary file (`name` + ".tmp"),
+// fsynced, renamed into place, then the directory fsynced (a rename is volatile until then).
+absl::Status WriteFileDurably(FileSystem* fs, const std::string& dir, const std::string& name,
+                              absl::string_view data);
+
 }  // namespace kvstore::store
 
 #endif  // KVSTORE_STORE_FILE_SYSTEM_H_

@@ -47,15 +47,7 @@ absl::Status SaveSnapshotFile(FileSystem* fs, const std::string& dir,
   file.append(crc_bytes, 4);
   file.append(body);
 
-  const std::string name = SnapshotFileName(metadata.term, metadata.index);
-  const std::string temp = JoinPath(dir, name + ".tmp");
-  auto out = fs->Open(temp, OpenMode::kCreateTruncate);
-  if (!out.ok()) return out.status();
-  if (absl::Status s = (*out)->Append(file); !s.ok()) return s;
-  if (absl::Status s = (*out)->Sync(); !s.ok()) return s;
-  out->reset();
-  if (absl::Status s = fs->Rename(temp, JoinPath(dir, name)); !s.ok()) return s;
-  return fs->SyncDir(dir);
+  return WriteFileDurably(fs, dir, SnapshotFileName(metadata.term, metadata.index), file);
 }
 
 absl::StatusOr<raft::Snapshot> LoadSnapshotFile(FileSystem* fs, const std::string& dir,
