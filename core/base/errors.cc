@@ -43,6 +43,48 @@ constexpr CodeInfo kCodes[] = {
     {ErrorCode::kLearnerNotPromotable, "LEARNER_NOT_PROMOTABLE",
      absl::StatusCode::kFailedPrecondition},
     {ErrorCode::kStopped, "STOPPED", absl::StatusCode::kUnavailable},
+    {ErrorCode::kUserEmpty, "USER_EMPTY", absl::StatusCode::kInvalidArgument},
+    {ErrorCode::kUserNotFound, "USER_NOT_FOUND", absl::StatusCode::kFailedPrecondition},
+    {ErrorCode::kUserExists, "USER_EXISTS", absl::StatusCode::kFailedPrecondition},
+    {ErrorCode::kRoleEmpty, "ROLE_EMPTY", absl::StatusCode::kInvalidArgument},
+    {ErrorCode::kRoleNotFound, "ROLE_NOT_FOUND", absl::StatusCode::kFailedPrecondition},
+    {ErrorCode::kRoleExists, "ROLE_EXISTS", absl::StatusCode::kFailedPrecondition},
+    {ErrorCode::kAuthFailed, "AUTH_FAILED", absl::StatusCode::kInvalidArgument},
+    {ErrorCode::kPermissionDenied, "PERMISSION_DENIED", absl::StatusCode::kPermissionDenied},
+    {ErrorCode::kRoleNotGranted, "ROLE_NOT_GRANTED", absl::StatusCode::kFailedPrecondition},
+    {ErrorCode::kPermissionNotGranted, "PERMISSION_NOT_GRANTED",
+     absl::StatusCode::kFailedPrecondition},
+    {ErrorCode::kAuthNotEnabled, "AUTH_NOT_ENABLED", absl::StatusCode::kFailedPrecondition},
+    {ErrorCode::kInvalidAuthToken, "INVALID_AUTH_TOKEN", absl::StatusCode::kUnauthenticated},
+    {ErrorCode::kInvalidAuthMgmt, "INVALID_AUTH_MGMT", absl::StatusCode::kFailedPrecondition},
+    {ErrorCode::kAuthOldRevision, "AUTH_OLD_REVISION", absl::StatusCode::kInvalidArgument},
+    {ErrorCode::kRootUserNotExist, "ROOT_USER_NOT_EXIST", absl::StatusCode::kFailedPrecondition},
+    {ErrorCode::kRootRoleNotExist, "ROOT_ROLE_NOT_EXIST", absl::StatusCode::kFailedPrecondition},
+};
+
+// etcd v3.4 etcdserver/api/v3rpc/rpctypes/error.go, word for word.
+struct AuthMessage {
+  ErrorCode code;
+  absl::string_view message;
+};
+
+constexpr AuthMessage kAuthMessages[] = {
+    {ErrorCode::kUserEmpty, "etcdserver: user name is empty"},
+    {ErrorCode::kUserNotFound, "etcdserver: user name not found"},
+    {ErrorCode::kUserExists, "etcdserver: user name already exists"},
+    {ErrorCode::kRoleEmpty, "etcdserver: role name is empty"},
+    {ErrorCode::kRoleNotFound, "etcdserver: role name not found"},
+    {ErrorCode::kRoleExists, "etcdserver: role name already exists"},
+    {ErrorCode::kAuthFailed, "etcdserver: authentication failed, invalid user ID or password"},
+    {ErrorCode::kPermissionDenied, "etcdserver: permission denied"},
+    {ErrorCode::kRoleNotGranted, "etcdserver: role is not granted to the user"},
+    {ErrorCode::kPermissionNotGranted, "etcdserver: permission is not granted to the role"},
+    {ErrorCode::kAuthNotEnabled, "etcdserver: authentication is not enabled"},
+    {ErrorCode::kInvalidAuthToken, "etcdserver: invalid auth token"},
+    {ErrorCode::kInvalidAuthMgmt, "etcdserver: invalid auth management"},
+    {ErrorCode::kAuthOldRevision, "etcdserver: revision of auth store is old"},
+    {ErrorCode::kRootUserNotExist, "etcdserver: root user does not exist"},
+    {ErrorCode::kRootRoleNotExist, "etcdserver: root user does not have root role"},
 };
 
 const CodeInfo* Find(ErrorCode code) {
@@ -53,6 +95,15 @@ const CodeInfo* Find(ErrorCode code) {
 }
 
 }  // namespace
+
+absl::string_view EtcdAuthMessage(ErrorCode code) {
+  for (const AuthMessage& entry : kAuthMessages) {
+    if (entry.code == code) return entry.message;
+  }
+  return "";
+}
+
+absl::Status AuthError(ErrorCode code) { return Error(code, EtcdAuthMessage(code)); }
 
 absl::string_view ErrorCodeName(ErrorCode code) {
   const CodeInfo* info = Find(code);

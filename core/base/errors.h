@@ -42,6 +42,24 @@ enum class ErrorCode : uint16_t {
   kConfChangePending = 24,
   kLearnerNotPromotable = 25,
   kStopped = 26,  // the member stopped (etcd's ErrStopped); another member may serve
+  // Authentication and role-based access (etcd's auth errors, rpctypes): the message of each is
+  // etcd's, e.g. "etcdserver: permission denied".
+  kUserEmpty = 27,
+  kUserNotFound = 28,
+  kUserExists = 29,
+  kRoleEmpty = 30,
+  kRoleNotFound = 31,
+  kRoleExists = 32,
+  kAuthFailed = 33,
+  kPermissionDenied = 34,
+  kRoleNotGranted = 35,
+  kPermissionNotGranted = 36,
+  kAuthNotEnabled = 37,
+  kInvalidAuthToken = 38,
+  kInvalidAuthMgmt = 39,
+  kAuthOldRevision = 40,
+  kRootUserNotExist = 41,
+  kRootRoleNotExist = 42,
 };
 
 // "kCompacted" -> "COMPACTED": the stable wire name.
@@ -54,6 +72,11 @@ ErrorCode ErrorCodeFromName(absl::string_view name);
 absl::Status Error(ErrorCode code, absl::string_view message);
 // The attached code; kOk for an OK status, kInvalidArgument for a status without one.
 ErrorCode CodeOf(const absl::Status& status);
+
+// etcd's message for an auth error code ("etcdserver: permission denied"); empty for others.
+absl::string_view EtcdAuthMessage(ErrorCode code);
+// Error(code, EtcdAuthMessage(code)): an auth refusal exactly as etcd words it.
+absl::Status AuthError(ErrorCode code);
 
 }  // namespace kvstore
 
