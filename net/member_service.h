@@ -32,6 +32,8 @@ struct MemberStatusInfo {
   raft::Term term = 0;
   raft::Index commit_index = 0;
   raft::Index applied_index = 0;
+  mvcc::Revision revision = 0;          // the store's current revision
+  mvcc::Revision compact_revision = 0;  // the store's compaction revision
   uint64_t db_size_bytes = 0;
   bool is_learner = false;
   std::vector<std::string> errors;

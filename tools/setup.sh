@@ -14,6 +14,10 @@ packages=(
   capnproto
   libcapnp-dev
   liblmdb-dev
+  libgrpc++-dev
+  protobuf-compiler-grpc
+  etcd-server
+  etcd-client
   clang-format
   g++
 )

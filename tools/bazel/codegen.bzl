@@ -55,3 +55,27 @@ def cc_capnp(name, src, deps = [], visibility = None):
         deps = deps + ["//tools/third_party:capnp_rpc"],
         visibility = visibility,
     )
+
+def cc_grpc(name, src, deps = [], visibility = None):
+    """A cc_library for one .proto file with services: messages and gRPC stubs.
+
+    deps: cc_proto or cc_grpc targets of the files it imports.
+    """
+    stem = _stem(src, ".proto")
+    outs = [stem + ".pb.h", stem + ".pb.cc", stem + ".grpc.pb.h", stem + ".grpc.pb.cc"]
+    native.genrule(
+        name = name + "_gen",
+        srcs = [src] + [d + "_srcs" for d in deps],
+        outs = outs,
+        cmd = ("protoc --proto_path=. --cpp_out=$(GENDIR) --grpc_out=$(GENDIR) " +
+               "--plugin=protoc-gen-grpc=$$(command -v grpc_cpp_plugin) $(location %s)") % src,
+        message = "protoc (gRPC) %s" % src,
+    )
+    native.filegroup(name = name + "_srcs", srcs = [src], visibility = visibility)
+    native.cc_library(
+        name = name,
+        srcs = [outs[1], outs[3]],
+        hdrs = [outs[0], outs[2]],
+        deps = deps + ["//tools/third_party:grpc", "//tools/third_party:protobuf"],
+        visibility = visibility,
+    )

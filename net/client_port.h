@@ -1,0 +1,68 @@
+#ifndef KVSTORE_NET_CLIENT_PORT_H_
+#define KVSTORE_NET_CLIENT_PORT_H_
+
+// One client URL, every client protocol, as etcd serves gRPC and HTTP on one port: the first
+// bytes of each accepted connection decide where it goes, without consuming them.
+//
+//   "PRI * HTTP/2.0..."           gRPC (HTTP/2's connection preface): etcd's v3 API
+//   "GET ", "POST", "PUT ", ...   HTTP/1.1: the JSON gateway, /metrics, /health, the status page
+//   anything else                 Cap'n Proto (a message starts with its segment count, a small
+//                                 little-endian number): the native API
+//
+// Bytes are looked at with recv(MSG_PEEK), so each protocol's server reads the connection from
+// its first byte. A connection that sends fewer than four bytes within the sniff timeout, or
+// closes first, is dropped.
+
+#include <functional>
+#include <string>
+
+#include "kj/async-io.h"
+#include "kj/async-unix.h"
+#include "kj/timer.h"
+
+namespace kvstore::net {
+
+struct ClientPortHandlers {
+  // Cap'n Proto connections (ClientServer::Accept). Required.
+  std::function<void(kj::Own<kj::AsyncIoStream>)> capnp;
+  // gRPC connections: a connected socket the callee now owns (grpc::AddInsecureChannelFromFd).
+  // Empty: such connections are closed.
+  std::function<void(int fd)> grpc;
+  // HTTP/1.1 connections. Empty: such connections are closed.
+  std::function<void(kj::Own<kj::AsyncIoStream>)> http;
+};
+
+// Which protocol a connection speaks, from its first bytes (at most four are needed).
+enum class ClientProtocol { kUndecided, kCapnp, kGrpc, kHttp };
+ClientProtocol SniffClientProtocol(const char* bytes, size_t size);
+
+class ClientPort : private kj::TaskSet::ErrorHandler {
+ public:
+  // Listens on `address` ("host:port"; port 0 picks a free port). Rejects when it cannot bind.
+  static kj::Promise<kj::Own<ClientPort>> Listen(kj::Network& network, kj::Timer& timer,
+                                                 kj::UnixEventPort& event_port, std::string address,
+                                                 ClientPortHandlers handlers);
+
+  ClientPort(kj::Own<kj::ConnectionReceiver> receiver, kj::Timer& timer,
+             kj::UnixEventPort& event_port, ClientPortHandlers handlers);
+
+  uint port() { return receiver_->getPort(); }
+
+ private:
+  class Sniffer;
+  kj::Promise<void> AcceptLoop();
+  kj::Promise<void> Dispatch(kj::Own<kj::AsyncIoStream> stream);
+  // A failed connection concerns only its client, never the listener.
+  void taskFailed(kj::Exception&&) override {}
+
+  kj::Own<kj::ConnectionReceiver> receiver_;
+  kj::Timer& timer_;
+  kj::UnixEventPort& event_port_;
+  ClientPortHandlers handlers_;
+  kj::Own<kj::TaskSet> tasks_;
+  kj::Promise<void> accepting_ = nullptr;
+};
+
+}  // namespace kvstore::net
+
+#endif  // KVSTORE_NET_CLIENT_PORT_H_

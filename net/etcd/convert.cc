@@ -1,0 +1,638 @@
+#include "net/etcd/convert.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/base/errors.h"
+#include "core/server/codec.h"
+
+namespace kvstore::net::etcd {
+namespace {
+
+using etcdserverpb::Compare;
+using etcdserverpb::RangeRequest;
+using etcdserverpb::RequestOp;
+
+// etcd's rpctypes: the gRPC code and exact message etcd answers each error with.
+struct EtcdError {
+  ErrorCode code;
+  grpc::StatusCode grpc_code;
+  const char* message;  // nullptr: keep the core's message
+};
+
+constexpr EtcdError kErrors[] = {
+    {ErrorCode::kEmptyKey, grpc::StatusCode::INVALID_ARGUMENT, "etcdserver: key is not provided"},
+    {ErrorCode::kKeyTooLarge, grpc::StatusCode::INVALID_ARGUMENT,
+     "etcdserver: request is too large"},
+    {ErrorCode::kValueTooLarge, grpc::StatusCode::INVALID_ARGUMENT,
+     "etcdserver: request is too large"},
+    {ErrorCode::kRequestTooLarge, grpc::StatusCode::INVALID_ARGUMENT,
+     "etcdserver: request is too large"},
+    {ErrorCode::kTooManyOps, grpc::StatusCode::INVALID_ARGUMENT,
+     "etcdserver: too many operations in txn request"},
+    {ErrorCode::kDuplicateKey, grpc::StatusCode::INVALID_ARGUMENT,
+     "etcdserver: duplicate key given in txn request"},
+    {ErrorCode::kLeaseNotFound, grpc::StatusCode::NOT_FOUND,
+     "etcdserver: requested lease not found"},
+    {ErrorCode::kLeaseExists, grpc::StatusCode::FAILED_PRECONDITION,
+     "etcdserver: lease already exists"},
+    {ErrorCode::kLeaseTtlTooLarge, grpc::StatusCode::OUT_OF_RANGE,
+     "etcdserver: too large lease TTL"},
+    {ErrorCode::kCompacted, grpc::StatusCode::OUT_OF_RANGE,
+     "etcdserver: mvcc: required revision has been compacted"},
+    {ErrorCode::kFutureRevision, grpc::StatusCode::OUT_OF_RANGE,
+     "etcdserver: mvcc: required revision is a future revision"},
+    {ErrorCode::kKeyNotFound, grpc::StatusCode::INVALID_ARGUMENT, "etcdserver: key not found"},
+    {ErrorCode::kNoLeader, grpc::StatusCode::UNAVAILABLE, "etcdserver: no leader"},
+    {ErrorCode::kNotLeader, grpc::StatusCode::FAILED_PRECONDITION, "etcdserver: not leader"},
+    {ErrorCode::kLearnerNotReady, grpc::StatusCode::FAILED_PRECONDITION,
+     "etcdserver: can only promote a learner member which is in sync with leader"},
+    {ErrorCode::kTooManyLearners, grpc::StatusCode::FAILED_PRECONDITION,
+     "etcdserver: too many learner members in cluster"},
+    {ErrorCode::kMemberNotFound, grpc::StatusCode::NOT_FOUND, "etcdserver: member not found"},
+    {ErrorCode::kMemberExists, grpc::StatusCode::FAILED_PRECONDITION,
+     "etcdserver: Peer URLs already exists"},
+    {ErrorCode::kNoSpace, grpc::StatusCode::RESOURCE_EXHAUSTED,
+     "etcdserver: mvcc: database space exceeded"},
+    {ErrorCode::kTimeout, grpc::StatusCode::UNAVAILABLE, "etcdserver: request timed out"},
+    {ErrorCode::kLeadershipChanged, grpc::StatusCode::UNAVAILABLE, "etcdserver: leader changed"},
+    {ErrorCode::kInvalidArgument, grpc::StatusCode::INVALID_ARGUMENT, nullptr},
+    {ErrorCode::kWatchNotFound, grpc::StatusCode::NOT_FOUND, nullptr},
+    {ErrorCode::kConfChangePending, grpc::StatusCode::FAILED_PRECONDITION, nullptr},
+    {ErrorCode::kLearnerNotPromotable, grpc::StatusCode::FAILED_PRECONDITION,
+     "etcdserver: can only promote a learner member"},
+    {ErrorCode::kStopped, grpc::StatusCode::UNAVAILABLE, "etcdserver: server stopped"},
+};
+
+// grpc-gateway's HTTP status for a gRPC code (runtime.HTTPStatusFromCode).
+int HttpStatusOf(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK:
+      return 200;
+    case grpc::StatusCode::CANCELLED:
+      return 408;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return 400;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return 504;
+    case grpc::StatusCode::NOT_FOUND:
+      return 404;
+    case grpc::StatusCode::ALREADY_EXISTS:
+    case grpc::StatusCode::ABORTED:
+      return 409;
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return 403;
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return 401;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return 429;
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return 501;
+    case grpc::StatusCode::UNAVAILABLE:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+absl::Status Malformed(absl::string_view what) {
+  return Error(ErrorCode::kInvalidArgument, absl::StrCat("malformed request: ", what));
+}
+
+absl::Status ConvertRange(const RangeRequest& in, mvcc::RangeRequest* out) {
+  if (!RangeRequest::SortOrder_IsValid(in.sort_order())) {
+    return Malformed(absl::StrCat("sort order ", in.sort_order()));
+  }
+  if (!RangeRequest::SortTarget_IsValid(in.sort_target())) {
+    return Malformed(absl::StrCat("sort target ", in.sort_target()));
+  }
+  out->key = in.key();
+  out->range_end = in.range_end();
+  out->limit = in.limit();
+  out->revision = in.revision();
+  out->sort_order = static_cast<mvcc::SortOrder>(in.sort_order());
+  out->sort_target = static_cast<mvcc::SortTarget>(in.sort_target());
+  out->serializable = in.serializable();
+  out->keys_only = in.keys_only();
+  out->count_only = in.count_only();
+  out->min_mod_revision = in.min_mod_revision();
+  out->max_mod_revision = in.max_mod_revision();
+  out->min_create_revision = in.min_create_revision();
+  out->max_create_revision = in.max_create_revision();
+  return absl::OkStatus();
+}
+
+void ConvertPut(const etcdserverpb::PutRequest& in, mvcc::PutRequest* out) {
+  out->key = in.key();
+  out->value = in.value();
+  out->lease = in.lease();
+  out->prev_kv = in.prev_kv();
+  out->ignore_value = in.ignore_value();
+  out->ignore_lease = in.ignore_lease();
+}
+
+void ConvertDelete(const etcdserverpb::DeleteRangeRequest& in, mvcc::DeleteRangeRequest* out) {
+  out->key = in.key();
+  out->range_end = in.range_end();
+  out->prev_kv = in.prev_kv();
+}
+
+absl::Status ConvertCompare(const Compare& in, mvcc::Compare* out) {
+  if (!Compare::CompareResult_IsValid(in.result())) {
+    return Malformed(absl::StrCat("compare result ", in.result()));
+  }
+  if (!Compare::CompareTarget_IsValid(in.target())) {
+    return Malformed(absl::StrCat("compare target ", in.target()));
+  }
+  out->result = static_cast<mvcc::Compare::Result>(in.result());
+  out->target = static_cast<mvcc::Compare::Target>(in.target());
+  out->key = in.key();
+  out->range_end = in.range_end();
+  // etcd reads the union member the target names; an unset member compares against zero.
+  switch (in.target()) {
+    case Compare::VERSION:
+      out->number = in.version();
+      break;
+    case Compare::CREATE:
+      out->number = in.create_revision();
+      break;
+    case Compare::MOD:
+      out->number = in.mod_revision();
+      break;
+    case Compare::VALUE:
+      out->value = in.value();
+      break;
+    case Compare::LEASE:
+      out->number = in.lease();
+      break;
+    default:
+      break;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ConvertTxn(const etcdserverpb::TxnRequest& in, int depth, mvcc::TxnRequest* out);
+
+absl::Status ConvertOps(const google::protobuf::RepeatedPtrField<RequestOp>& in, int depth,
+                        std::vector<mvcc::RequestOp>* out) {
+  out->reserve(in.size());
+  for (const RequestOp& op : in) {
+    mvcc::RequestOp converted;
+    switch (op.request_case()) {
+      case RequestOp::kRequestRange:
+        converted.kind = mvcc::RequestOp::Kind::kRange;
+        if (absl::Status s = ConvertRange(op.request_range(), &converted.range); !s.ok()) return s;
+        break;
+      case RequestOp::kRequestPut:
+        converted.kind = mvcc::RequestOp::Kind::kPut;
+        ConvertPut(op.request_put(), &converted.put);
+        break;
+      case RequestOp::kRequestDeleteRange:
+        converted.kind = mvcc::RequestOp::Kind::kDeleteRange;
+        ConvertDelete(op.request_delete_range(), &converted.delete_range);
+        break;
+      case RequestOp::kRequestTxn: {
+        converted.kind = mvcc::RequestOp::Kind::kTxn;
+        auto nested = std::make_shared<mvcc::TxnRequest>();
+        if (absl::Status s = ConvertTxn(op.request_txn(), depth + 1, nested.get()); !s.ok()) {
+          return s;
+        }
+        converted.txn = std::move(nested);
+        break;
+      }
+      default:
+        // etcd refuses an empty operation when it checks the txn.
+        return Malformed("txn operation holds no request");
+    }
+    out->push_back(std::move(converted));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ConvertTxn(const etcdserverpb::TxnRequest& in, int depth, mvcc::TxnRequest* out) {
+  if (depth > server::kMaxTxnDepth) {
+    return Malformed(absl::StrCat("txn nested deeper than ", server::kMaxTxnDepth));
+  }
+  out->compare.reserve(in.compare_size());
+  for (const Compare& compare : in.compare()) {
+    mvcc::Compare converted;
+    if (absl::Status s = ConvertCompare(compare, &converted); !s.ok()) return s;
+    out->compare.push_back(std::move(converted));
+  }
+  if (absl::Status s = ConvertOps(in.success(), depth, &out->success); !s.ok()) return s;
+  return ConvertOps(in.failure(), depth, &out->failure);
+}
+
+void Fill(const mvcc::RangeResponse& in, etcdserverpb::RangeResponse* out) {
+  out->mutable_kvs()->Reserve(in.kvs.size());
+  for (const mvcc::KeyValue& kv : in.kvs) ToProto(kv, out->add_kvs());
+  out->set_more(in.more);
+  out->set_count(in.count);
+}
+
+void Fill(const mvcc::PutResponse& in, etcdserverpb::PutResponse* out) {
+  if (in.prev_kv.has_value()) ToProto(*in.prev_kv, out->mutable_prev_kv());
+}
+
+void Fill(const mvcc::DeleteRangeResponse& in, etcdserverpb::DeleteRangeResponse* out) {
+  out->set_deleted(in.deleted);
+  for (const mvcc::KeyValue& kv : in.prev_kvs) ToProto(kv, out->add_prev_kvs());
+}
+
+// Operations inside a txn carry the txn's header (etcd fills each one's header too).
+void Fill(const mvcc::TxnResponse& in, const etcdserverpb::ResponseHeader& header,
+          etcdserverpb::TxnResponse* out) {
+  out->set_succeeded(in.succeeded);
+  for (const mvcc::ResponseOp& op : in.responses) {
+    etcdserverpb::ResponseOp* converted = out->add_responses();
+    switch (op.kind) {
+      case mvcc::RequestOp::Kind::kRange: {
+        auto* range = converted->mutable_response_range();
+        *range->mutable_header() = header;
+        Fill(op.range, range);
+        break;
+      }
+      case mvcc::RequestOp::Kind::kPut: {
+        auto* put = converted->mutable_response_put();
+        *put->mutable_header() = header;
+        Fill(op.put, put);
+        break;
+      }
+      case mvcc::RequestOp::Kind::kDeleteRange: {
+        auto* del = converted->mutable_response_delete_range();
+        *del->mutable_header() = header;
+        Fill(op.delete_range, del);
+        break;
+      }
+      case mvcc::RequestOp::Kind::kTxn: {
+        auto* txn = converted->mutable_response_txn();
+        *txn->mutable_header() = header;
+        if (op.txn != nullptr) Fill(*op.txn, header, txn);
+        break;
+      }
+    }
+  }
+}
+
+void ToProto(const server::Member& in, etcdserverpb::Member* out) {
+  out->set_id(in.id);
+  out->set_name(in.name);
+  for (const std::string& url : in.peer_urls) out->add_peerurls(url);
+  out->set_islearner(in.is_learner);
+}
+
+template <typename Out>
+void FillMembers(const std::vector<server::Member>& in, Out* out) {
+  for (const server::Member& member : in) ToProto(member, out->add_members());
+}
+
+server::Request RequestOf(server::RequestType type) {
+  server::Request r;
+  r.type = type;
+  return r;
+}
+
+}  // namespace
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  const ErrorCode code = CodeOf(status);
+  for (const EtcdError& e : kErrors) {
+    if (e.code != code) continue;
+    return grpc::Status(e.grpc_code,
+                        e.message != nullptr ? e.message : std::string(status.message()));
+  }
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+GatewayError ToGatewayError(const absl::Status& status) {
+  const grpc::Status converted = ToGrpcStatus(status);
+  GatewayError error;
+  error.grpc_code = static_cast<int>(converted.error_code());
+  error.message = converted.error_message();
+  error.http_status = HttpStatusOf(converted.error_code());
+  return error;
+}
+
+absl::Status ToRequest(const etcdserverpb::RangeRequest& in, server::Request* out) {
+  *out = RequestOf(server::RequestType::kRange);
+  return ConvertRange(in, &out->range);
+}
+
+absl::Status ToRequest(const etcdserverpb::PutRequest& in, server::Request* out) {
+  *out = RequestOf(server::RequestType::kPut);
+  ConvertPut(in, &out->put);
+  return absl::OkStatus();
+}
+
+absl::Status ToRequest(const etcdserverpb::DeleteRangeRequest& in, server::Request* out) {
+  *out = RequestOf(server::RequestType::kDeleteRange);
+  ConvertDelete(in, &out->delete_range);
+  return absl::OkStatus();
+}
+
+absl::Status ToRequest(const etcdserverpb::TxnRequest& in, server::Request* out) {
+  *out = RequestOf(server::RequestType::kTxn);
+  return ConvertTxn(in, 1, &out->txn);
+}
+
+absl::Status ToRequest(const etcdserverpb::CompactionRequest& in, server::Request* out) {
+  *out = RequestOf(server::RequestType::kCompact);
+  out->revision = in.revision();
+  return absl::OkStatus();
+}
+
+absl::Status ToRequest(const etcdserverpb::LeaseGrantRequest& in, server::Request* out) {
+  *out = RequestOf(server::RequestType::kLeaseGrant);
+  out->ttl_seconds = in.ttl();
+  out->lease_id = in.id();
+  return absl::OkStatus();
+}
+
+absl::Status ToRequest(const etcdserverpb::LeaseRevokeRequest& in, server::Request* out) {
+  *out = RequestOf(server::RequestType::kLeaseRevoke);
+  out->lease_id = in.id();
+  return absl::OkStatus();
+}
+
+absl::Status ToRequest(const etcdserverpb::LeaseKeepAliveRequest& in, server::Request* out) {
+  *out = RequestOf(server::RequestType::kLeaseKeepAlive);
+  out->lease_id = in.id();
+  return absl::OkStatus();
+}
+
+absl::Status ToRequest(const etcdserverpb::LeaseTimeToLiveRequest& in, server::Request* out) {
+  *out = RequestOf(server::RequestType::kLeaseTimeToLive);
+  out->lease_id = in.id();
+  return absl::OkStatus();
+}
+
+absl::Status ToRequest(const etcdserverpb::LeaseLeasesRequest&, server::Request* out) {
+  *out = RequestOf(server::RequestType::kLeaseLeases);
+  return absl::OkStatus();
+}
+
+absl::Status ToRequest(const etcdserverpb::MemberAddRequest& in, server::Request* out) {
+  *out = RequestOf(server::RequestType::kMemberAdd);
+  out->member.peer_urls.assign(in.peerurls().begin(), in.peerurls().end());
+  out->member.is_learner = in.islearner();
+  return absl::OkStatus();
+}
+
+absl::Status ToRequest(const etcdserverpb::MemberRemoveRequest& in, server::Request* out) {
+  *out = RequestOf(server::RequestType::kMemberRemove);
+  out->member.id = in.id();
+  return absl::OkStatus();
+}
+
+absl::Status ToRequest(const etcdserverpb::MemberListRequest&, server::Request* out) {
+  *out = RequestOf(server::RequestType::kMemberList);
+  return absl::OkStatus();
+}
+
+absl::Status ToRequest(const etcdserverpb::MemberPromoteRequest& in, server::Request* out) {
+  *out = RequestOf(server::RequestType::kMemberPromote);
+  out->member.id = in.id();
+  return absl::OkStatus();
+}
+
+absl::Status ToRequest(const etcdserverpb::AlarmRequest& in, server::Request* out) {
+  if (!etcdserverpb::AlarmRequest::AlarmAction_IsValid(in.action())) {
+    return Malformed(absl::StrCat("alarm action ", in.action()));
+  }
+  if (!etcdserverpb::AlarmType_IsValid(in.alarm())) {
+    return Malformed(absl::StrCat("alarm type ", in.alarm()));
+  }
+  switch (in.action()) {
+    case etcdserverpb::AlarmRequest::GET:
+      *out = RequestOf(server::RequestType::kAlarmList);
+      return absl::OkStatus();
+    case etcdserverpb::AlarmRequest::DEACTIVATE:
+      // The core's only alarm is NOSPACE; disarming it clears it on every member. etcd's
+      // etcdctl disarms each listed alarm in turn, which comes to the same.
+      *out = RequestOf(server::RequestType::kAlarmDisarm);
+      return absl::OkStatus();
+    default:
+      return Error(ErrorCode::kInvalidArgument,
+                   "alarm activate: alarms are raised by the members themselves");
+  }
+}
+
+absl::Status ToRequest(const etcdserverpb::DefragmentRequest&, server::Request* out) {
+  *out = RequestOf(server::RequestType::kDefragment);
+  return absl::OkStatus();
+}
+
+absl::Status ToRequest(const etcdserverpb::HashKVRequest& in, server::Request* out) {
+  *out = RequestOf(server::RequestType::kHash);
+  out->revision = in.revision();
+  return absl::OkStatus();
+}
+
+absl::Status ToRequest(const etcdserverpb::HashRequest&, server::Request* out) {
+  *out = RequestOf(server::RequestType::kHash);
+  return absl::OkStatus();
+}
+
+absl::Status ToRequest(const etcdserverpb::MoveLeaderRequest& in, server::Request* out) {
+  *out = RequestOf(server::RequestType::kMoveLeader);
+  out->member.id = in.targetid();
+  return absl::OkStatus();
+}
+
+absl::Status ToWatchRequest(const etcdserverpb::WatchCreateRequest& in, mvcc::WatchRequest* out) {
+  out->key = in.key();
+  out->range_end = in.range_end();
+  out->start_revision = in.start_revision();
+  out->prev_kv = in.prev_kv();
+  for (int filter : in.filters()) {
+    switch (filter) {
+      case etcdserverpb::WatchCreateRequest::NOPUT:
+        out->no_put = true;
+        break;
+      case etcdserverpb::WatchCreateRequest::NODELETE:
+        out->no_delete = true;
+        break;
+      default:
+        return Malformed(absl::StrCat("watch filter ", filter));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void ToHeader(const server::ResponseHeader& in, uint64_t cluster_id,
+              etcdserverpb::ResponseHeader* out) {
+  out->set_cluster_id(cluster_id);
+  out->set_member_id(in.member_id);
+  out->set_revision(in.revision);
+  out->set_raft_term(in.raft_term);
+}
+
+void ToProto(const mvcc::KeyValue& in, mvccpb::KeyValue* out) {
+  out->set_key(in.key);
+  out->set_create_revision(in.create_revision);
+  out->set_mod_revision(in.mod_revision);
+  out->set_version(in.version);
+  out->set_value(in.value);
+  out->set_lease(in.lease);
+}
+
+void ToProto(const server::Response& in, uint64_t cluster_id, etcdserverpb::RangeResponse* out) {
+  ToHeader(in.header, cluster_id, out->mutable_header());
+  Fill(in.range, out);
+}
+
+void ToProto(const server::Response& in, uint64_t cluster_id, etcdserverpb::PutResponse* out) {
+  ToHeader(in.header, cluster_id, out->mutable_header());
+  Fill(in.put, out);
+}
+
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::DeleteRangeResponse* out) {
+  ToHeader(in.header, cluster_id, out->mutable_header());
+  Fill(in.delete_range, out);
+}
+
+void ToProto(const server::Response& in, uint64_t cluster_id, etcdserverpb::TxnResponse* out) {
+  ToHeader(in.header, cluster_id, out->mutable_header());
+  Fill(in.txn, out->header(), out);
+}
+
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::CompactionResponse* out) {
+  ToHeader(in.header, cluster_id, out->mutable_header());
+}
+
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::LeaseGrantResponse* out) {
+  ToHeader(in.header, cluster_id, out->mutable_header());
+  out->set_id(in.lease.id);
+  out->set_ttl(in.lease.granted_ttl_seconds);
+}
+
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::LeaseRevokeResponse* out) {
+  ToHeader(in.header, cluster_id, out->mutable_header());
+}
+
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::LeaseKeepAliveResponse* out) {
+  ToHeader(in.header, cluster_id, out->mutable_header());
+  out->set_id(in.lease.id);
+  out->set_ttl(in.lease.remaining_ttl_seconds);
+}
+
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::LeaseTimeToLiveResponse* out) {
+  ToHeader(in.header, cluster_id, out->mutable_header());
+  out->set_id(in.lease.id);
+  out->set_ttl(in.lease.remaining_ttl_seconds);
+  out->set_grantedttl(in.lease.granted_ttl_seconds);
+  for (const std::string& key : in.lease.keys) out->add_keys(key);
+}
+
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::LeaseLeasesResponse* out) {
+  ToHeader(in.header, cluster_id, out->mutable_header());
+  for (lease::LeaseId id : in.leases) out->add_leases()->set_id(id);
+}
+
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::MemberAddResponse* out) {
+  ToHeader(in.header, cluster_id, out->mutable_header());
+  ToProto(in.member, out->mutable_member());
+  FillMembers(in.members, out);
+}
+
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::MemberRemoveResponse* out) {
+  ToHeader(in.header, cluster_id, out->mutable_header());
+  FillMembers(in.members, out);
+}
+
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::MemberListResponse* out) {
+  ToHeader(in.header, cluster_id, out->mutable_header());
+  FillMembers(in.members, out);
+}
+
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::MemberPromoteResponse* out) {
+  ToHeader(in.header, cluster_id, out->mutable_header());
+  FillMembers(in.members, out);
+}
+
+void ToProto(const server::Response& in, uint64_t cluster_id, etcdserverpb::AlarmResponse* out) {
+  ToHeader(in.header, cluster_id, out->mutable_header());
+  for (const server::Alarm& alarm : in.alarms) {
+    etcdserverpb::AlarmMember* converted = out->add_alarms();
+    converted->set_memberid(alarm.member_id);
+    converted->set_alarm(alarm.type == server::AlarmType::kNoSpace ? etcdserverpb::NOSPACE
+                                                                   : etcdserverpb::NONE);
+  }
+}
+
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::DefragmentResponse* out) {
+  ToHeader(in.header, cluster_id, out->mutable_header());
+}
+
+void ToProto(const server::Response& in, uint64_t cluster_id, etcdserverpb::HashKVResponse* out) {
+  ToHeader(in.header, cluster_id, out->mutable_header());
+  // etcd's hash is a CRC-32; the core's is 64 bits wide: the low half goes on the wire, which
+  // still agrees between members exactly when the stores agree.
+  out->set_hash(static_cast<uint32_t>(in.hash.hash));
+  out->set_compact_revision(in.hash.compact_revision);
+}
+
+void ToProto(const server::Response& in, uint64_t cluster_id, etcdserverpb::HashResponse* out) {
+  ToHeader(in.header, cluster_id, out->mutable_header());
+  out->set_hash(static_cast<uint32_t>(in.hash.hash));
+}
+
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::MoveLeaderResponse* out) {
+  ToHeader(in.header, cluster_id, out->mutable_header());
+}
+
+void ToProto(const MemberStatusInfo& in, uint64_t cluster_id, etcdserverpb::StatusResponse* out) {
+  server::ResponseHeader header;
+  header.member_id = in.id;
+  header.revision = in.revision;
+  header.raft_term = in.term;
+  ToHeader(header, cluster_id, out->mutable_header());
+  out->set_version(kApiVersion);
+  out->set_dbsize(static_cast<int64_t>(in.db_size_bytes));
+  out->set_dbsizeinuse(static_cast<int64_t>(in.db_size_bytes));
+  out->set_leader(in.leader);
+  out->set_raftindex(in.commit_index);
+  out->set_raftterm(in.term);
+  out->set_raftappliedindex(in.applied_index);
+  for (const std::string& error : in.errors) out->add_errors(error);
+  out->set_islearner(in.is_learner);
+}
+
+void ToProto(const mvcc::WatchResponse& in, uint64_t cluster_id, raft::NodeId member_id,
+             raft::Term term, etcdserverpb::WatchResponse* out) {
+  server::ResponseHeader header;
+  header.member_id = member_id;
+  header.revision = in.header_revision;
+  header.raft_term = term;
+  ToHeader(header, cluster_id, out->mutable_header());
+  out->set_watch_id(in.watch_id);
+  out->set_created(in.created);
+  out->set_canceled(in.canceled);
+  out->set_compact_revision(in.compact_revision);
+  out->set_cancel_reason(in.cancel_reason);
+  for (const mvcc::Event& event : in.events) {
+    mvccpb::Event* converted = out->add_events();
+    converted->set_type(event.type == mvcc::Event::Type::kPut ? mvccpb::Event::PUT
+                                                              : mvccpb::Event::DELETE);
+    ToProto(event.kv, converted->mutable_kv());
+    if (event.prev_kv.has_value()) ToProto(*event.prev_kv, converted->mutable_prev_kv());
+  }
+}
+
+}  // namespace kvstore::net::etcd

@@ -1,0 +1,113 @@
+#ifndef KVSTORE_NET_ETCD_CONVERT_H_
+#define KVSTORE_NET_ETCD_CONVERT_H_
+
+// The one place where etcd's v3 API (net/etcd/rpc.proto, protobuf) meets the core's structs:
+// requests in, responses and errors out. The gRPC services (service.h) and the JSON gateway
+// (gateway.h) convert only through these functions, so both protocols answer alike.
+//
+// Requests are validated while converted: enums out of range and transactions nested deeper
+// than server::kMaxTxnDepth are refused with INVALID_ARGUMENT before they reach the member.
+// Sizes the core limits by configuration (key, value, request bytes, txn ops) are left to the
+// core.
+//
+// Errors carry etcd's gRPC codes and exact messages (etcd's rpctypes, "etcdserver: ..."), so
+// etcdctl and etcd's client libraries recognise them: ErrCompacted, ErrLeaseNotFound, ErrNoSpace
+// and the rest. A core code without an etcd counterpart keeps the core's message.
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "core/mvcc/types.h"
+#include "core/mvcc/watch.h"
+#include "core/server/server.h"
+#include "grpcpp/support/status.h"
+#include "net/etcd/rpc.pb.h"
+#include "net/member_service.h"
+
+namespace kvstore::net::etcd {
+
+// The version Maintenance.Status reports: the etcd API level kvnode speaks. Clients use it to
+// decide which features the server has (etcd's own clients check it), so it names etcd's.
+inline constexpr char kApiVersion[] = "3.4.23";
+
+// --- Errors ---------------------------------------------------------------------------------
+
+// A core status as etcd's gRPC error (code and message). OK stays OK.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+// The gRPC code as an integer and the message: what the JSON gateway answers with.
+struct GatewayError {
+  int grpc_code = 0;
+  std::string message;
+  int http_status = 200;  // grpc-gateway's mapping of the gRPC code
+};
+GatewayError ToGatewayError(const absl::Status& status);
+
+// --- Requests -------------------------------------------------------------------------------
+
+absl::Status ToRequest(const etcdserverpb::RangeRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::PutRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::DeleteRangeRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::TxnRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::CompactionRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::LeaseGrantRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::LeaseRevokeRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::LeaseKeepAliveRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::LeaseTimeToLiveRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::LeaseLeasesRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::MemberAddRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::MemberRemoveRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::MemberListRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::MemberPromoteRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::AlarmRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::DefragmentRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::HashKVRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::HashRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::MoveLeaderRequest& in, server::Request* out);
+// A watch creation (the stream-local watch id and progress_notify are the stream's business).
+absl::Status ToWatchRequest(const etcdserverpb::WatchCreateRequest& in, mvcc::WatchRequest* out);
+
+// --- Responses ------------------------------------------------------------------------------
+// Each fills the header (with `cluster_id`) and the method's fields from an OK response.
+
+void ToHeader(const server::ResponseHeader& in, uint64_t cluster_id,
+              etcdserverpb::ResponseHeader* out);
+void ToProto(const mvcc::KeyValue& in, mvccpb::KeyValue* out);
+void ToProto(const server::Response& in, uint64_t cluster_id, etcdserverpb::RangeResponse* out);
+void ToProto(const server::Response& in, uint64_t cluster_id, etcdserverpb::PutResponse* out);
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::DeleteRangeResponse* out);
+void ToProto(const server::Response& in, uint64_t cluster_id, etcdserverpb::TxnResponse* out);
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::CompactionResponse* out);
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::LeaseGrantResponse* out);
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::LeaseRevokeResponse* out);
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::LeaseKeepAliveResponse* out);
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::LeaseTimeToLiveResponse* out);
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::LeaseLeasesResponse* out);
+void ToProto(const server::Response& in, uint64_t cluster_id, etcdserverpb::MemberAddResponse* out);
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::MemberRemoveResponse* out);
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::MemberListResponse* out);
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::MemberPromoteResponse* out);
+void ToProto(const server::Response& in, uint64_t cluster_id, etcdserverpb::AlarmResponse* out);
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::DefragmentResponse* out);
+void ToProto(const server::Response& in, uint64_t cluster_id, etcdserverpb::HashKVResponse* out);
+void ToProto(const server::Response& in, uint64_t cluster_id, etcdserverpb::HashResponse* out);
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::MoveLeaderResponse* out);
+void ToProto(const MemberStatusInfo& in, uint64_t cluster_id, etcdserverpb::StatusResponse* out);
+void ToProto(const mvcc::WatchResponse& in, uint64_t cluster_id, raft::NodeId member_id,
+             raft::Term term, etcdserverpb::WatchResponse* out);
+
+}  // namespace kvstore::net::etcd
+
+#endif  // KVSTORE_NET_ETCD_CONVERT_H_

@@ -1,0 +1,549 @@
+#include "net/etcd/service.h"
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/base/errors.h"
+#include "net/etcd/convert.h"
+#include "net/etcd/rpc.grpc.pb.h"
+
+namespace kvstore::net::etcd {
+namespace {
+
+using grpc::ServerContext;
+
+absl::Status Stopped() { return Error(ErrorCode::kStopped, "the member's event loop has stopped"); }
+
+// The member's loop, seen from gRPC's threads.
+class Loop {
+ public:
+  Loop(MemberService& member, const kj::Executor& executor)
+      : member_(member), executor_(executor.addRef()), cluster_id_(member.cluster_id()) {}
+
+  MemberService& member() const { return member_; }
+  uint64_t cluster_id() const { return cluster_id_; }
+
+  // Runs `f` on the loop and waits for its result (a promise's, if it returns one). Fails with
+  // kStopped when the loop is gone.
+  template <typename F>
+  absl::Status Run(F&& f) const {
+    try {
+      executor_->executeSync(std::forward<F>(f));
+      return absl::OkStatus();
+    } catch (const kj::Exception& e) {
+      return Stopped();
+    }
+  }
+
+  server::Response Call(server::Request request) const {
+    server::Response response;
+    absl::Status ran = Run([&]() {
+      return member_.Call(std::move(request)).then([&](server::Response r) {
+        response = std::move(r);
+      });
+    });
+    if (!ran.ok()) response.status = ran;
+    return response;
+  }
+
+  absl::StatusOr<MemberStatusInfo> Status() const {
+    MemberStatusInfo info;
+    absl::Status ran = Run([&]() { info = member_.Status(); });
+    if (!ran.ok()) return ran;
+    return info;
+  }
+
+ private:
+  MemberService& member_;
+  kj::Own<const kj::Executor> executor_;
+  const uint64_t cluster_id_;
+};
+
+// One unary method: request -> member -> response, or etcd's error.
+template <typename Req, typename Resp>
+grpc::Status Unary(const Loop& loop, const Req& request, Resp* response) {
+  server::Request converted;
+  if (absl::Status s = ToRequest(request, &converted); !s.ok()) return ToGrpcStatus(s);
+  server::Response answer = loop.Call(std::move(converted));
+  if (!answer.status.ok()) return ToGrpcStatus(answer.status);
+  ToProto(answer, loop.cluster_id(), response);
+  return grpc::Status::OK;
+}
+
+class KvService final : public etcdserverpb::KV::Service {
+ public:
+  explicit KvService(const Loop& loop) : loop_(loop) {}
+
+  grpc::Status Range(ServerContext*, const etcdserverpb::RangeRequest* request,
+                     etcdserverpb::RangeResponse* response) override {
+    return Unary(loop_, *request, response);
+  }
+  grpc::Status Put(ServerContext*, const etcdserverpb::PutRequest* request,
+                   etcdserverpb::PutResponse* response) override {
+    return Unary(loop_, *request, response);
+  }
+  grpc::Status DeleteRange(ServerContext*, const etcdserverpb::DeleteRangeRequest* request,
+                           etcdserverpb::DeleteRangeResponse* response) override {
+    return Unary(loop_, *request, response);
+  }
+  grpc::Status Txn(ServerContext*, const etcdserverpb::TxnRequest* request,
+                   etcdserverpb::TxnResponse* response) override {
+    return Unary(loop_, *request, response);
+  }
+  grpc::Status Compact(ServerContext*, const etcdserverpb::CompactionRequest* request,
+                       etcdserverpb::CompactionResponse* response) override {
+    return Unary(loop_, *request, response);
+  }
+
+ private:
+  const Loop& loop_;
+};
+
+// One Watch stream: its watchers, the queue of responses not yet written, and the writer thread
+// that writes them in order (see the file comment of service.h).
+class WatchSession {
+ public:
+  using Stream = grpc::ServerReaderWriter<etcdserverpb::WatchResponse, etcdserverpb::WatchRequest>;
+
+  WatchSession(const Loop& loop, Stream* stream, size_t queue_limit)
+      : loop_(loop), stream_(stream), queue_limit_(queue_limit) {
+    writer_ = std::thread([this] { WriteLoop(); });
+  }
+
+  ~WatchSession() { Close(); }
+
+  void Handle(const etcdserverpb::WatchRequest& request) {
+    switch (request.request_union_case()) {
+      case etcdserverpb::WatchRequest::kCreateRequest:
+        Create(request.create_request());
+        break;
+      case etcdserverpb::WatchRequest::kCancelRequest:
+        Cancel(request.cancel_request().watch_id());
+        break;
+      case etcdserverpb::WatchRequest::kProgressRequest:
+        (void)loop_.Run([&]() { loop_.member().RequestWatchProgress(); });
+        break;
+      default:
+        break;  // etcd ignores an empty request
+    }
+  }
+
+  // Ends every watch of the stream and the writer. Idempotent.
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    (void)loop_.Run([&]() {
+      for (auto& [local_id, watch] : watches_) {
+        if (watch->member_open) (void)loop_.member().CancelWatch(watch->member_id);
+        watch->member_open = false;
+      }
+    });
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    if (writer_.joinable()) writer_.join();
+  }
+
+ private:
+  // The member's sink for one watch; Deliver runs on the loop thread.
+  struct Watch final : public WatchSink {
+    WatchSession* session = nullptr;
+    int64_t local_id = 0;
+    mvcc::WatchId member_id = 0;
+    bool member_open = false;  // loop thread only
+    bool ended = false;        // under the session's mutex: nothing more is queued
+
+    void Deliver(const mvcc::WatchResponse& response) override {
+      if (response.canceled) member_open = false;
+      session->Enqueue(this, response);
+    }
+  };
+
+  struct Queued {
+    Watch* watch = nullptr;  // nullptr: not for a member watch
+    etcdserverpb::WatchResponse response;
+    bool cancel_member_watch = false;  // a slow watcher's end: cancel it once written
+  };
+
+  // Loop thread (from Deliver) or the reader thread (responses it makes itself).
+  void Enqueue(Watch* watch, const mvcc::WatchResponse& response) {
+    Queued item;
+    item.watch = watch;
+    ToProto(response, loop_.cluster_id(), member_id_, term_, &item.response);
+    item.response.set_watch_id(watch->local_id);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (watch->ended) return;
+      if (response.canceled) {
+        watch->ended = true;
+      } else if (queue_.size() >= queue_limit_) {
+        // etcd cancels a watcher that cannot keep up rather than buffer without bound.
+        watch->ended = true;
+        item.response.Clear();
+        ToProto(mvcc::WatchResponse{}, loop_.cluster_id(), member_id_, term_, &item.response);
+        item.response.mutable_header()->set_revision(response.header_revision);
+        item.response.set_watch_id(watch->local_id);
+        item.response.set_canceled(true);
+        item.response.set_cancel_reason(absl::StrCat(
+            "watcher too slow: ", queue_.size(), " responses waiting (limit ", queue_limit_, ")"));
+        item.cancel_member_watch = true;
+      }
+      queue_.push_back(std::move(item));
+    }
+    wake_.notify_one();
+  }
+
+  void EnqueueLocal(etcdserverpb::WatchResponse response) {
+    Queued item;
+    item.response = std::move(response);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(std::move(item));
+    }
+    wake_.notify_one();
+  }
+
+  void Create(const etcdserverpb::WatchCreateRequest& request) {
+    auto status = loop_.Status();
+    if (status.ok()) {
+      member_id_ = status->id;
+      term_ = status->term;
+    }
+    int64_t local_id = request.watch_id();
+    bool in_use = false;
+    if (local_id == 0) {
+      while (watches_.count(next_id_) > 0) ++next_id_;
+      local_id = next_id_++;
+    } else {
+      in_use = watches_.count(local_id) > 0;
+    }
+    mvcc::WatchRequest converted;
+    absl::Status valid = ToWatchRequest(request, &converted);
+    if (in_use || !valid.ok()) {
+      // etcd answers a refused creation with watch id -1, created and canceled.
+      etcdserverpb::WatchResponse refused;
+      server::ResponseHeader header;
+      header.member_id = member_id_;
+      header.raft_term = term_;
+      header.revision = status.ok() ? status->revision : 0;
+      ToHeader(header, loop_.cluster_id(), refused.mutable_header());
+      refused.set_watch_id(-1);
+      refused.set_created(true);
+      refused.set_canceled(true);
+      refused.set_cancel_reason(in_use ? "mvcc: duplicate watch ID provided on the WatchStream"
+                                       : std::string(valid.message()));
+      EnqueueLocal(std::move(refused));
+      return;
+    }
+    auto watch = std::make_unique<Watch>();
+    watch->session = this;
+    watch->local_id = local_id;
+    absl::Status opened;
+    absl::Status ran = loop_.Run([&]() {
+      watch->member_open = true;  // responses may arrive before Watch returns
+      absl::StatusOr<mvcc::WatchId> id = loop_.member().Watch(converted, watch.get());
+      if (!id.ok()) {
+        watch->member_open = false;
+        opened = id.status();
+        return;
+      }
+      watch->member_id = *id;
+    });
+    if (!ran.ok()) opened = ran;
+    if (!opened.ok()) {
+      // etcd creates the watcher, then cancels it with the compaction revision.
+      MemberStatusInfo info = status.ok() ? *status : MemberStatusInfo{};
+      mvcc::WatchResponse created;
+      created.header_revision = info.revision;
+      created.created = true;
+      mvcc::WatchResponse canceled;
+      canceled.header_revision = info.revision;
+      canceled.canceled = true;
+      if (CodeOf(opened) == ErrorCode::kCompacted) {
+        auto now = loop_.Status();
+        canceled.compact_revision = now.ok() ? now->compact_revision : info.compact_revision;
+      } else {
+        canceled.cancel_reason = std::string(opened.message());
+      }
+      Enqueue(watch.get(), created);
+      Enqueue(watch.get(), canceled);
+    }
+    watches_[local_id] = std::move(watch);
+  }
+
+  void Cancel(int64_t local_id) {
+    auto it = watches_.find(local_id);
+    if (it == watches_.end()) return;  // etcd ignores an unknown id
+    Watch* watch = it->second.get();
+    (void)loop_.Run([&]() {
+      if (watch->member_open) {
+        // The member delivers the canceled notice during CancelWatch.
+        (void)loop_.member().CancelWatch(watch->member_id);
+        watch->member_open = false;
+      }
+    });
+    // Kept until the session ends: the writer may still hold queued responses for it.
+  }
+
+  void WriteLoop() {
+    for (;;) {
+      Queued item;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (stopping_) return;
+        item = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      if (!stream_->Write(item.response)) {
+        // The client went away; the reader sees the end of the stream and closes the session.
+        std::lock_guard<std::mutex> lock(mu_);
+        queue_.clear();
+        continue;
+      }
+      if (item.cancel_member_watch && item.watch != nullptr) {
+        Watch* watch = item.watch;
+        (void)loop_.Run([&]() {
+          if (watch->member_open) (void)loop_.member().CancelWatch(watch->member_id);
+          watch->member_open = false;
+        });
+      }
+    }
+  }
+
+  const Loop& loop_;
+  Stream* stream_;
+  const size_t queue_limit_;
+  raft::NodeId member_id_ = 0;
+  raft::Term term_ = 0;
+  int64_t next_id_ = 0;
+  std::map<int64_t, std::unique_ptr<Watch>> watches_;  // reader thread
+  bool closed_ = false;
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<Queued> queue_;
+  bool stopping_ = false;
+  std::thread writer_;
+};
+
+class WatchService final : public etcdserverpb::Watch::Service {
+ public:
+  WatchService(const Loop& loop, size_t queue_limit) : loop_(loop), queue_limit_(queue_limit) {}
+
+  grpc::Status Watch(ServerContext*, WatchSession::Stream* stream) override {
+    WatchSession session(loop_, stream, queue_limit_);
+    etcdserverpb::WatchRequest request;
+    while (stream->Read(&request)) session.Handle(request);
+    session.Close();
+    return grpc::Status::OK;
+  }
+
+ private:
+  const Loop& loop_;
+  const size_t queue_limit_;
+};
+
+class LeaseService final : public etcdserverpb::Lease::Service {
+ public:
+  explicit LeaseService(const Loop& loop) : loop_(loop) {}
+
+  grpc::Status LeaseGrant(ServerContext*, const etcdserverpb::LeaseGrantRequest* request,
+                          etcdserverpb::LeaseGrantResponse* response) override {
+    return Unary(loop_, *request, response);
+  }
+  grpc::Status LeaseRevoke(ServerContext*, const etcdserverpb::LeaseRevokeRequest* request,
+                           etcdserverpb::LeaseRevokeResponse* response) override {
+    return Unary(loop_, *request, response);
+  }
+  grpc::Status LeaseKeepAlive(
+      ServerContext*,
+      grpc::ServerReaderWriter<etcdserverpb::LeaseKeepAliveResponse,
+                               etcdserverpb::LeaseKeepAliveRequest>* stream) override {
+    etcdserverpb::LeaseKeepAliveRequest request;
+    while (stream->Read(&request)) {
+      server::Request converted;
+      (void)ToRequest(request, &converted);
+      server::Response answer = loop_.Call(std::move(converted));
+      etcdserverpb::LeaseKeepAliveResponse response;
+      if (CodeOf(answer.status) == ErrorCode::kLeaseNotFound) {
+        // etcd answers a keep-alive of a missing lease with TTL 0, not an error.
+        answer.status = absl::OkStatus();
+        answer.lease.id = request.id();
+        answer.lease.remaining_ttl_seconds = 0;
+      }
+      if (!answer.status.ok()) return ToGrpcStatus(answer.status);
+      ToProto(answer, loop_.cluster_id(), &response);
+      if (!stream->Write(response)) break;
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status LeaseTimeToLive(ServerContext*, const etcdserverpb::LeaseTimeToLiveRequest* request,
+                               etcdserverpb::LeaseTimeToLiveResponse* response) override {
+    server::Request converted;
+    (void)ToRequest(*request, &converted);
+    server::Response answer = loop_.Call(std::move(converted));
+    if (CodeOf(answer.status) == ErrorCode::kLeaseNotFound) {
+      // etcd answers TTL -1 for a lease that does not exist (etcdctl: "already expired").
+      response->mutable_header()->set_cluster_id(loop_.cluster_id());
+      response->set_id(request->id());
+      response->set_ttl(-1);
+      return grpc::Status::OK;
+    }
+    if (!answer.status.ok()) return ToGrpcStatus(answer.status);
+    if (!request->keys()) answer.lease.keys.clear();
+    ToProto(answer, loop_.cluster_id(), response);
+    return grpc::Status::OK;
+  }
+  grpc::Status LeaseLeases(ServerContext*, const etcdserverpb::LeaseLeasesRequest* request,
+                           etcdserverpb::LeaseLeasesResponse* response) override {
+    return Unary(loop_, *request, response);
+  }
+
+ private:
+  const Loop& loop_;
+};
+
+class ClusterService final : public etcdserverpb::Cluster::Service {
+ public:
+  explicit ClusterService(const Loop& loop) : loop_(loop) {}
+
+  grpc::Status MemberAdd(ServerContext*, const etcdserverpb::MemberAddRequest* request,
+                         etcdserverpb::MemberAddResponse* response) override {
+    return Unary(loop_, *request, response);
+  }
+  grpc::Status MemberRemove(ServerContext*, const etcdserverpb::MemberRemoveRequest* request,
+                            etcdserverpb::MemberRemoveResponse* response) override {
+    return Unary(loop_, *request, response);
+  }
+  grpc::Status MemberUpdate(ServerContext*, const etcdserverpb::MemberUpdateRequest*,
+                            etcdserverpb::MemberUpdateResponse*) override {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "member update: changing a member's peer URLs is not supported; add a "
+                        "member with the new URLs and remove the old one");
+  }
+  grpc::Status MemberList(ServerContext*, const etcdserverpb::MemberListRequest* request,
+                          etcdserverpb::MemberListResponse* response) override {
+    return Unary(loop_, *request, response);
+  }
+  grpc::Status MemberPromote(ServerContext*, const etcdserverpb::MemberPromoteRequest* request,
+                             etcdserverpb::MemberPromoteResponse* response) override {
+    return Unary(loop_, *request, response);
+  }
+
+ private:
+  const Loop& loop_;
+};
+
+class MaintenanceService final : public etcdserverpb::Maintenance::Service {
+ public:
+  MaintenanceService(const Loop& loop, size_t chunk_bytes)
+      : loop_(loop), chunk_bytes_(chunk_bytes) {}
+
+  grpc::Status Alarm(ServerContext*, const etcdserverpb::AlarmRequest* request,
+                     etcdserverpb::AlarmResponse* response) override {
+    return Unary(loop_, *request, response);
+  }
+  grpc::Status Status(ServerContext*, const etcdserverpb::StatusRequest*,
+                      etcdserverpb::StatusResponse* response) override {
+    auto info = loop_.Status();
+    if (!info.ok()) return ToGrpcStatus(info.status());
+    ToProto(*info, loop_.cluster_id(), response);
+    return grpc::Status::OK;
+  }
+  grpc::Status Defragment(ServerContext*, const etcdserverpb::DefragmentRequest* request,
+                          etcdserverpb::DefragmentResponse* response) override {
+    return Unary(loop_, *request, response);
+  }
+  grpc::Status Hash(ServerContext*, const etcdserverpb::HashRequest* request,
+                    etcdserverpb::HashResponse* response) override {
+    return Unary(loop_, *request, response);
+  }
+  grpc::Status HashKV(ServerContext*, const etcdserverpb::HashKVRequest* request,
+                      etcdserverpb::HashKVResponse* response) override {
+    return Unary(loop_, *request, response);
+  }
+  grpc::Status Snapshot(ServerContext*, const etcdserverpb::SnapshotRequest*,
+                        grpc::ServerWriter<etcdserverpb::SnapshotResponse>* writer) override {
+    absl::StatusOr<std::string> data = Stopped();
+    MemberStatusInfo info;
+    (void)loop_.Run([&]() {
+      info = loop_.member().Status();
+      data = loop_.member().SnapshotData();
+    });
+    if (!data.ok()) return ToGrpcStatus(data.status());
+    server::ResponseHeader header;
+    header.member_id = info.id;
+    header.revision = info.revision;
+    header.raft_term = info.term;
+    size_t offset = 0;
+    do {
+      const size_t n = std::min(chunk_bytes_, data->size() - offset);
+      etcdserverpb::SnapshotResponse response;
+      ToHeader(header, loop_.cluster_id(), response.mutable_header());
+      response.set_blob(data->substr(offset, n));
+      offset += n;
+      response.set_remaining_bytes(data->size() - offset);
+      if (!writer->Write(response)) {
+        return grpc::Status(grpc::StatusCode::CANCELLED, "snapshot: the client went away");
+      }
+    } while (offset < data->size());
+    return grpc::Status::OK;
+  }
+  grpc::Status MoveLeader(ServerContext*, const etcdserverpb::MoveLeaderRequest* request,
+                          etcdserverpb::MoveLeaderResponse* response) override {
+    return Unary(loop_, *request, response);
+  }
+
+ private:
+  const Loop& loop_;
+  const size_t chunk_bytes_;
+};
+
+}  // namespace
+
+struct Services::Impl {
+  Impl(MemberService& member, const kj::Executor& executor, const ServiceOptions& options)
+      : loop(member, executor),
+        kv(loop),
+        watch(loop, options.watch_queue_limit_responses),
+        lease(loop),
+        cluster(loop),
+        maintenance(loop, options.snapshot_chunk_bytes) {}
+
+  Loop loop;
+  KvService kv;
+  WatchService watch;
+  LeaseService lease;
+  ClusterService cluster;
+  MaintenanceService maintenance;
+};
+
+Services::Services(MemberService& member, const kj::Executor& loop, const ServiceOptions& options)
+    : impl_(std::make_unique<Impl>(member, loop, options)) {}
+
+Services::~Services() = default;
+
+void Services::RegisterWith(grpc::ServerBuilder& builder) {
+  builder.RegisterService(&impl_->kv);
+  builder.RegisterService(&impl_->watch);
+  builder.RegisterService(&impl_->lease);
+  builder.RegisterService(&impl_->cluster);
+  builder.RegisterService(&impl_->maintenance);
+}
+
+server::Response Services::Call(server::Request request) {
+  return impl_->loop.Call(std::move(request));
+}
+
+uint64_t Services::cluster_id() const { return impl_->loop.cluster_id(); }
+
+}  // namespace kvstore::net::etcd
