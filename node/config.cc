@@ -148,6 +148,7 @@ absl::StatusOr<NodeConfig> ParseConfig(const std::vector<std::string>& args,
       {"listen-peer-urls", urls_flag("listen-peer-urls", &config.listen_peer_urls)},
       {"initial-advertise-peer-urls",
        urls_flag("initial-advertise-peer-urls", &config.initial_advertise_peer_urls)},
+      {"listen-metrics-urls", urls_flag("listen-metrics-urls", &config.listen_metrics_urls)},
       {"initial-cluster",
        [&](const std::string& v) {
          initial_cluster = v;
@@ -305,6 +306,7 @@ variables (a flag given on the command line wins). With no flags: one member "de
   --listen-peer-urls URLS              peer listeners (default http://127.0.0.1:2380)
   --initial-advertise-peer-urls URLS   this member's peer URLs (default: the peer listeners)
   --initial-cluster NAME=URL,...       the founding members (default NAME=peer URLs)
+  --listen-metrics-urls URLS           listeners for /metrics, /health and the status page /
   --initial-cluster-state new|existing new: found a cluster; existing: join one (default new)
   --initial-cluster-token TOKEN        tells clusters apart (default "etcd-cluster")
   --snapshot-count N                   applied entries between log compactions (default 100000)

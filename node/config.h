@@ -37,6 +37,9 @@ struct NodeConfig {
   std::vector<Url> advertise_client_urls;
   std::vector<Url> listen_peer_urls;
   std::vector<Url> initial_advertise_peer_urls;
+  // Extra listeners for /metrics, /health and the status page (etcd's --listen-metrics-urls);
+  // empty: none.
+  std::vector<Url> listen_metrics_urls;
   // name -> peer URLs.
   std::map<std::string, std::vector<std::string>> initial_cluster;
   bool initial_cluster_state_new = true;

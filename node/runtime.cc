@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <random>
 #include <utility>
 
@@ -27,7 +28,237 @@ server::Response ErrorResponse(server::RequestType type, absl::Status status) {
   return response;
 }
 
+int64_t SteadyNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// etcd's bucket layouts (etcd 3.4: wal/metrics.go, mvcc/backend/metrics.go,
+// etcdserver/api/rafthttp/metrics.go).
+std::vector<double> DiskBuckets() { return ExponentialBuckets(0.001, 2, 14); }
+std::vector<double> PeerRttBuckets() { return ExponentialBuckets(0.0001, 2, 16); }
+
+bool TxnReadOnly(const mvcc::TxnRequest& txn) {
+  for (const auto* branch : {&txn.success, &txn.failure}) {
+    for (const mvcc::RequestOp& op : *branch) {
+      if (op.kind != mvcc::RequestOp::Kind::kRange) return false;
+    }
+  }
+  return true;
+}
+
+// Requests that etcd proposes through the log as internal Raft requests (what its
+// proposals_pending and proposals_failed_total count): writes, compaction, lease grant and
+// revoke, alarm changes. Reads (a read-only txn too) use ReadIndex; membership changes and
+// leader moves take their own paths.
+bool IsProposal(const server::Request& request) {
+  switch (request.type) {
+    case server::RequestType::kPut:
+    case server::RequestType::kDeleteRange:
+    case server::RequestType::kCompact:
+    case server::RequestType::kLeaseGrant:
+    case server::RequestType::kLeaseRevoke:
+    case server::RequestType::kAlarmDisarm:
+      return true;
+    case server::RequestType::kTxn:
+      return !TxnReadOnly(request.txn);
+    default:
+      return false;
+  }
+}
+
+// A proposal that failed to commit (etcd counts a dropped proposal and a timeout), not one that
+// applied with an error of its own (a compacted revision, a missing lease).
+bool ProposalFailed(const absl::Status& status) {
+  switch (CodeOf(status)) {
+    case ErrorCode::kTimeout:
+    case ErrorCode::kNoLeader:
+    case ErrorCode::kNotLeader:
+    case ErrorCode::kLeadershipChanged:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// etcd's v3 API method that serves each request type, for the grpc_server_* labels. nullptr
+// for a stream (LeaseKeepAlive: a gRPC stream counts once when it ends, not per message) and for
+// request types this table does not name yet (they are not counted).
+struct ApiMethod {
+  const char* service;
+  const char* method;
+};
+const ApiMethod* ServiceMethod(server::RequestType type) {
+  using T = server::RequestType;
+  static constexpr ApiMethod kRange{"etcdserverpb.KV", "Range"}, kPut{"etcdserverpb.KV", "Put"},
+      kDeleteRange{"etcdserverpb.KV", "DeleteRange"}, kTxn{"etcdserverpb.KV", "Txn"},
+      kCompact{"etcdserverpb.KV", "Compact"}, kLeaseGrant{"etcdserverpb.Lease", "LeaseGrant"},
+      kLeaseRevoke{"etcdserverpb.Lease", "LeaseRevoke"},
+      kLeaseTimeToLive{"etcdserverpb.Lease", "LeaseTimeToLive"},
+      kLeaseLeases{"etcdserverpb.Lease", "LeaseLeases"},
+      kMemberList{"etcdserverpb.Cluster", "MemberList"},
+      kMemberAdd{"etcdserverpb.Cluster", "MemberAdd"},
+      kMemberPromote{"etcdserverpb.Cluster", "MemberPromote"},
+      kMemberRemove{"etcdserverpb.Cluster", "MemberRemove"},
+      kAlarm{"etcdserverpb.Maintenance", "Alarm"}, kHashKV{"etcdserverpb.Maintenance", "HashKV"},
+      kDefragment{"etcdserverpb.Maintenance", "Defragment"},
+      kMoveLeader{"etcdserverpb.Maintenance", "MoveLeader"};
+  switch (type) {
+    case T::kRange:
+      return &kRange;
+    case T::kPut:
+      return &kPut;
+    case T::kDeleteRange:
+      return &kDeleteRange;
+    case T::kTxn:
+      return &kTxn;
+    case T::kCompact:
+      return &kCompact;
+    case T::kLeaseGrant:
+      return &kLeaseGrant;
+    case T::kLeaseRevoke:
+      return &kLeaseRevoke;
+    case T::kLeaseTimeToLive:
+      return &kLeaseTimeToLive;
+    case T::kLeaseLeases:
+      return &kLeaseLeases;
+    case T::kMemberList:
+      return &kMemberList;
+    case T::kMemberAdd:
+      return &kMemberAdd;
+    case T::kMemberPromote:
+      return &kMemberPromote;
+    case T::kMemberRemove:
+      return &kMemberRemove;
+    case T::kAlarmList:
+    case T::kAlarmDisarm:
+      return &kAlarm;
+    case T::kHash:
+      return &kHashKV;
+    case T::kDefragment:
+      return &kDefragment;
+    case T::kMoveLeader:
+      return &kMoveLeader;
+    default:
+      return nullptr;
+  }
+}
+
+// gRPC's code names as go-grpc-prometheus prints them (absl's codes are gRPC's codes).
+const char* GrpcCodeName(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kOk:
+      return "OK";
+    case absl::StatusCode::kCancelled:
+      return "Canceled";
+    case absl::StatusCode::kInvalidArgument:
+      return "InvalidArgument";
+    case absl::StatusCode::kDeadlineExceeded:
+      return "DeadlineExceeded";
+    case absl::StatusCode::kNotFound:
+      return "NotFound";
+    case absl::StatusCode::kAlreadyExists:
+      return "AlreadyExists";
+    case absl::StatusCode::kPermissionDenied:
+      return "PermissionDenied";
+    case absl::StatusCode::kResourceExhausted:
+      return "ResourceExhausted";
+    case absl::StatusCode::kFailedPrecondition:
+      return "FailedPrecondition";
+    case absl::StatusCode::kAborted:
+      return "Aborted";
+    case absl::StatusCode::kOutOfRange:
+      return "OutOfRange";
+    case absl::StatusCode::kUnimplemented:
+      return "Unimplemented";
+    case absl::StatusCode::kInternal:
+      return "Internal";
+    case absl::StatusCode::kUnavailable:
+      return "Unavailable";
+    case absl::StatusCode::kDataLoss:
+      return "DataLoss";
+    case absl::StatusCode::kUnauthenticated:
+      return "Unauthenticated";
+    default:
+      return "Unknown";
+  }
+}
+
 }  // namespace
+
+// The LMDB backend as the member sees it, timing its durable commits for
+// etcd_disk_backend_commit_duration_seconds. LmdbBackend commits durably inside Commit() when
+// batch_limit_commits batches are pending or batch_interval_ms passed since the first one
+// (store/lmdb_backend.h), and in Flush() when any batch is pending. It reads the clock through
+// LmdbOptions::now_ms exactly once per Commit() that ends a batch; this wrapper hands it that
+// clock, so it sees the same times and applies the same rule to know which calls committed.
+class CommitTimingBackend : public mvcc::Backend {
+ public:
+  CommitTimingBackend(Histogram* commit_seconds, int64_t batch_interval_ms,
+                      int64_t batch_limit_commits)
+      : commit_seconds_(commit_seconds),
+        batch_interval_ms_(batch_interval_ms),
+        batch_limit_commits_(batch_limit_commits) {}
+  void set_inner(store::LmdbBackend* inner) { inner_ = inner; }
+  // LmdbOptions::now_ms.
+  int64_t NowMs() {
+    clock_read_ = true;
+    last_now_ms_ = SteadyNowNs() / 1'000'000;
+    return last_now_ms_;
+  }
+
+  std::optional<std::string> Get(mvcc::Bucket bucket, absl::string_view key) const override {
+    return inner_->Get(bucket, key);
+  }
+  void Range(mvcc::Bucket bucket, absl::string_view start, absl::string_view end,
+             Visitor visit) const override {
+    inner_->Range(bucket, start, end, visit);
+  }
+  void Put(mvcc::Bucket bucket, absl::string_view key, absl::string_view value) override {
+    inner_->Put(bucket, key, value);
+  }
+  void Delete(mvcc::Bucket bucket, absl::string_view key) override { inner_->Delete(bucket, key); }
+  absl::Status Commit() override {
+    clock_read_ = false;
+    const int64_t start_ns = SteadyNowNs();
+    absl::Status status = inner_->Commit();
+    if (clock_read_ && status.ok()) {
+      if (pending_batches_++ == 0) first_pending_ms_ = last_now_ms_;
+      if (pending_batches_ >= batch_limit_commits_ ||
+          last_now_ms_ - first_pending_ms_ >= batch_interval_ms_) {
+        Committed(start_ns);
+      }
+    }
+    return status;
+  }
+  absl::Status Flush() override {
+    const int64_t start_ns = SteadyNowNs();
+    absl::Status status = inner_->Flush();
+    if (pending_batches_ > 0 && status.ok()) Committed(start_ns);
+    return status;
+  }
+  uint64_t SizeBytes() const override { return inner_->SizeBytes(); }
+  absl::Status Defragment() override {
+    pending_batches_ = 0;  // defragmentation commits first; etcd times it apart (defrag metric)
+    return inner_->Defragment();
+  }
+
+ private:
+  void Committed(int64_t start_ns) {
+    commit_seconds_->Observe(static_cast<double>(SteadyNowNs() - start_ns) / 1e9);
+    pending_batches_ = 0;
+  }
+
+  Histogram* commit_seconds_;
+  const int64_t batch_interval_ms_;
+  const int64_t batch_limit_commits_;
+  store::LmdbBackend* inner_ = nullptr;
+  bool clock_read_ = false;
+  int64_t last_now_ms_ = 0;
+  int64_t pending_batches_ = 0;
+  int64_t first_pending_ms_ = 0;
+};
 
 raft::NodeId MemberIdOf(const std::vector<std::string>& peer_urls, const std::string& token) {
   std::vector<std::string> sorted = peer_urls;
@@ -47,6 +278,79 @@ Runtime::Runtime(const RuntimeOptions& options, kj::AsyncIoContext& io, Logger* 
   auto paf = kj::newPromiseAndFulfiller<absl::Status>();
   stopped_fulfiller_ = std::move(paf.fulfiller);
   stopped_ = paf.promise.fork();
+  RegisterMetrics();
+}
+
+// etcd's metric names and help texts (etcd 3.4), where kvnode's meaning is the same.
+void Runtime::RegisterMetrics() {
+  metric_.has_leader = &metrics_.GetGauge(
+      "etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.");
+  metric_.is_leader = &metrics_.GetGauge(
+      "etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.");
+  metric_.leader_changes = &metrics_.GetCounter("etcd_server_leader_changes_seen_total",
+                                                "The number of leader changes seen.");
+  // etcd declares these two gauges despite their _total suffix (they are the commit and
+  // applied indexes); kept as etcd has them, so its dashboards and alerts read them unchanged.
+  metric_.proposals_committed =
+      &metrics_.GetGauge("etcd_server_proposals_committed_total",
+                         "The total number of consensus proposals committed.");
+  metric_.proposals_applied = &metrics_.GetGauge(
+      "etcd_server_proposals_applied_total", "The total number of consensus proposals applied.");
+  metric_.proposals_pending = &metrics_.GetGauge(
+      "etcd_server_proposals_pending", "The current number of pending proposals to commit.");
+  metric_.proposals_failed = &metrics_.GetCounter("etcd_server_proposals_failed_total",
+                                                  "The total number of failed proposals seen.");
+  metric_.wal_fsync =
+      &metrics_.GetHistogram("etcd_disk_wal_fsync_duration_seconds",
+                             "The latency distributions of fsync called by WAL.", DiskBuckets());
+  metric_.backend_commit = &metrics_.GetHistogram(
+      "etcd_disk_backend_commit_duration_seconds",
+      "The latency distributions of commit called by backend.", DiskBuckets());
+  metric_.db_size =
+      &metrics_.GetGauge("etcd_mvcc_db_total_size_in_bytes",
+                         "Total size of the underlying database physically allocated in bytes.");
+  metrics_
+      .GetGauge("etcd_server_id",
+                "Server or member ID in hexadecimal format. 1 for 'server_id' label with current "
+                "ID.",
+                {{"server_id", absl::StrCat(absl::Hex(options_.id))}})
+      .Set(1);
+  // The API version kvnode answers as (kvnode's --version names it).
+  metrics_
+      .GetGauge("etcd_cluster_version",
+                "Which version is running. 1 for 'cluster_version' label with current cluster "
+                "version",
+                {{"cluster_version", "3.4"}})
+      .Set(1);
+  metrics_.AddCollector([this] { CollectMetrics(); });
+  AddProcessMetrics(metrics_);
+}
+
+void Runtime::CollectMetrics() {
+  if (member_ == nullptr) return;
+  const server::Server& server = member_->server();
+  const raft::Status raft = server.RaftStatus();
+  metric_.has_leader->Set(raft.soft_state.leader != raft::kNoNode ? 1 : 0);
+  metric_.is_leader->Set(raft.soft_state.role == raft::Role::kLeader ? 1 : 0);
+  metric_.proposals_committed->Set(static_cast<double>(raft.hard_state.commit));
+  metric_.proposals_applied->Set(static_cast<double>(server.applied_index()));
+  metric_.proposals_pending->Set(static_cast<double>(pending_proposals_));
+  metric_.db_size->Set(static_cast<double>(backend_->SizeBytes()));
+}
+
+Counter& Runtime::HandledCounter(server::RequestType type, absl::StatusCode code) {
+  Counter*& counter = handled_counters_[{type, code}];
+  if (counter == nullptr) {
+    const ApiMethod* method = ServiceMethod(type);
+    counter = &metrics_.GetCounter(
+        "grpc_server_handled_total",
+        "Total number of RPCs completed on the server, regardless of success or failure.",
+        {{"grpc_code", GrpcCodeName(code)},
+         {"grpc_method", method->method},
+         {"grpc_service", method->service},
+         {"grpc_type", "unary"}});
+  }
+  return *counter;
 }
 
 Runtime::~Runtime() noexcept {
@@ -93,9 +397,13 @@ absl::Status Runtime::Open() {
   store::LmdbOptions lmdb;
   lmdb.batch_interval_ms = options_.backend_batch_interval_ms;
   lmdb.batch_limit_commits = static_cast<int64_t>(options_.backend_batch_limit);
+  timed_backend_ = std::make_unique<CommitTimingBackend>(
+      metric_.backend_commit, lmdb.batch_interval_ms, lmdb.batch_limit_commits);
+  lmdb.now_ms = [timed = timed_backend_.get()] { return timed->NowMs(); };
   auto backend = store::LmdbBackend::Open(store::JoinPath(member_dir, "db"), lmdb);
   if (!backend.ok()) return backend.status();
   backend_ = std::move(*backend);
+  timed_backend_->set_inner(backend_.get());
 
   MemberOptions member;
   server::ServerConfig& config = member.server;
@@ -120,8 +428,8 @@ absl::Status Runtime::Open() {
   io.sync = this;
   io.sink = this;
   sync_thread_ = std::thread([this] { SyncThreadLoop(); });
-  auto opened = Member::Open(member, &fs_, store::JoinPath(member_dir, "wal"), backend_.get(), io,
-                             options_.founding);
+  auto opened = Member::Open(member, &fs_, store::JoinPath(member_dir, "wal"), timed_backend_.get(),
+                             io, options_.founding);
   if (!opened.ok()) return opened.status();
   member_ = std::move(*opened);
   const store::WalRecovery& recovery = member_->wal().recovery();
@@ -175,6 +483,8 @@ kj::Promise<void> Runtime::FlushLoop() {
 void Runtime::LogLeaderChanges() {
   const raft::NodeId leader = member_->server().RaftStatus().soft_state.leader;
   if (leader == last_leader_) return;
+  // As etcd counts: every change to a known leader (the first election included).
+  if (leader != raft::kNoNode) metric_.leader_changes->Inc();
   if (leader == raft::kNoNode) {
     log_->Warn("lost the leader", {{"term", absl::StrCat(member_->server().hard_state().term)}});
   } else {
@@ -210,7 +520,9 @@ void Runtime::SyncThreadLoop() {
     kj::Own<kj::CrossThreadPromiseFulfiller<absl::Status>> done = std::move(sync_done_);
     sync_batch_ = nullptr;
     lock.unlock();
+    const int64_t start_ns = SteadyNowNs();
     absl::Status result = batch->Run();  // the fdatasyncs, off the loop
+    metric_.wal_fsync->Observe(static_cast<double>(SteadyNowNs() - start_ns) / 1e9);
     done->fulfill(std::move(result));
     lock.lock();
   }
@@ -219,15 +531,28 @@ void Runtime::SyncThreadLoop() {
 // --- The member's callbacks ---------------------------------------------------------------------
 
 void Runtime::Send(const raft::Message& message) {
+  if (message.type == raft::MessageType::kHeartbeat) {
+    // A heartbeat unanswered for an election timeout was lost: time the next one instead.
+    const kj::TimePoint now = io_.provider->getTimer().now();
+    auto [it, inserted] = heartbeat_sent_.try_emplace(message.to, now);
+    if (!inserted && now - it->second > options_.election_timeout_ms * kj::MILLISECONDS) {
+      it->second = now;
+    }
+  }
   if (router_ != nullptr) router_->Send(message);
 }
 
 void Runtime::OnResponse(const server::Response& response) {
   auto it = pending_.find(response.request_id);
   if (it == pending_.end()) return;
-  kj::Own<kj::PromiseFulfiller<server::Response>> fulfiller = std::move(it->second);
+  PendingCall call = std::move(it->second);
   pending_.erase(it);
-  fulfiller->fulfill(server::Response(response));
+  if (call.proposal) {
+    --pending_proposals_;
+    if (ProposalFailed(response.status)) metric_.proposals_failed->Inc();
+  }
+  if (call.counted) HandledCounter(call.type, response.status.code()).Inc();
+  call.fulfiller->fulfill(server::Response(response));
 }
 
 void Runtime::OnWatchResponse(const mvcc::WatchResponse& response) {
@@ -239,11 +564,13 @@ void Runtime::OnWatchResponse(const mvcc::WatchResponse& response) {
 
 void Runtime::OnStop(const absl::Status& why) {
   log_->Error("member stopped", {{"error", std::string(why.message())}});
-  for (auto& [id, fulfiller] : pending_) {
-    fulfiller->fulfill(
-        ErrorResponse(server::RequestType::kRange, Error(ErrorCode::kStopped, "member stopped")));
+  for (auto& [id, call] : pending_) {
+    absl::Status stopped = Error(ErrorCode::kStopped, "member stopped");
+    if (call.counted) HandledCounter(call.type, stopped.code()).Inc();
+    call.fulfiller->fulfill(ErrorResponse(call.type, std::move(stopped)));
   }
   pending_.clear();
+  pending_proposals_ = 0;
   if (stopped_fulfiller_->isWaiting()) stopped_fulfiller_->fulfill(absl::Status(why));
 }
 
@@ -252,12 +579,34 @@ kj::Promise<absl::Status> Runtime::Stopped() { return stopped_.addBranch(); }
 // --- net::MemberService -------------------------------------------------------------------------
 
 kj::Promise<server::Response> Runtime::Call(server::Request request) {
-  if (member_->stopped()) {
-    return ErrorResponse(request.type, Error(ErrorCode::kStopped, "member stopped"));
+  return Submit(std::move(request), /*counted=*/true);
+}
+
+kj::Promise<server::Response> Runtime::Submit(server::Request request, bool counted) {
+  const server::RequestType type = request.type;
+  const ApiMethod* method = counted ? ServiceMethod(type) : nullptr;
+  counted = method != nullptr;
+  if (counted) {
+    Counter*& started = started_counters_[type];
+    if (started == nullptr) {
+      started = &metrics_.GetCounter("grpc_server_started_total",
+                                     "Total number of RPCs started on the server.",
+                                     {{"grpc_method", method->method},
+                                      {"grpc_service", method->service},
+                                      {"grpc_type", "unary"}});
+    }
+    started->Inc();
   }
+  if (member_->stopped()) {
+    absl::Status stopped = Error(ErrorCode::kStopped, "member stopped");
+    if (counted) HandledCounter(type, stopped.code()).Inc();
+    return ErrorResponse(type, std::move(stopped));
+  }
+  const bool proposal = IsProposal(request);
   auto paf = kj::newPromiseAndFulfiller<server::Response>();
   const server::RequestId id = member_->server().Submit(std::move(request));
-  pending_[id] = std::move(paf.fulfiller);
+  pending_[id] = PendingCall{std::move(paf.fulfiller), type, proposal, counted};
+  if (proposal) ++pending_proposals_;
   member_->Drain();
   return std::move(paf.promise);
 }
@@ -292,6 +641,8 @@ net::MemberStatusInfo Runtime::Status() {
   info.term = raft.hard_state.term;
   info.commit_index = raft.hard_state.commit;
   info.applied_index = member_->server().applied_index();
+  info.revision = member_->server().store().current_revision();
+  info.compact_revision = member_->server().store().compact_revision();
   info.db_size_bytes = backend_->SizeBytes();
   const auto& learners = raft.conf_state.learners;
   info.is_learner = std::find(learners.begin(), learners.end(), options_.id) != learners.end();
@@ -323,6 +674,18 @@ absl::StatusOr<std::string> Runtime::SnapshotData() {
 
 void Runtime::Step(raft::Message message) {
   if (member_->stopped()) return;
+  if (message.type == raft::MessageType::kHeartbeatResp) {
+    // etcd measures peer round trips with a prober of its own; kvnode times its heartbeats.
+    if (auto it = heartbeat_sent_.find(message.from); it != heartbeat_sent_.end()) {
+      const kj::Duration rtt = io_.provider->getTimer().now() - it->second;
+      heartbeat_sent_.erase(it);
+      metrics_
+          .GetHistogram("etcd_network_peer_round_trip_time_seconds",
+                        "Round-Trip-Time histogram between peers", PeerRttBuckets(),
+                        {{"To", absl::StrCat(absl::Hex(message.from))}})
+          .Observe(static_cast<double>(rtt / kj::NANOSECONDS) / 1e9);
+    }
+  }
   (void)member_->Step(std::move(message));
 }
 
@@ -360,7 +723,7 @@ kj::Promise<void> Runtime::Shutdown() {
     server::Request move;
     move.type = server::RequestType::kMoveLeader;
     move.member.id = target;
-    handed_over = Call(std::move(move))
+    handed_over = Submit(std::move(move), /*counted=*/false)
                       .then([this](server::Response response) {
                         if (!response.status.ok()) {
                           log_->Warn("leadership transfer failed",

@@ -27,9 +27,11 @@
 #include "core/server/server.h"
 #include "kj/async-io.h"
 #include "kj/async.h"
+#include "kj/time.h"
 #include "net/member_service.h"
 #include "node/log.h"
 #include "node/member.h"
+#include "node/metrics.h"
 #include "store/lmdb_backend.h"
 #include "store/posix_file_system.h"
 
@@ -58,6 +60,8 @@ class PeerRouter {
   virtual void Send(const raft::Message& message) = 0;
 };
 
+class CommitTimingBackend;  // runtime.cc: times the LMDB backend's durable commits
+
 class Runtime : public net::MemberService,
                 public PeerTransport,
                 public SyncExecutor,
@@ -81,6 +85,13 @@ class Runtime : public net::MemberService,
   void ReportSnapshot(raft::NodeId peer, bool succeeded);
   void ReportUnreachable(raft::NodeId peer);
   server::Server& server() { return member_->server(); }
+  // The member's metrics, with etcd's names (runtime.cc lists them). Read on the loop thread.
+  Metrics& metrics() { return metrics_; }
+  // A request of the node's own (the /health probe): served as Call serves a client's, but not
+  // counted as a client request.
+  kj::Promise<server::Response> CallInternal(server::Request request) {
+    return Submit(std::move(request), /*counted=*/false);
+  }
 
   // net::MemberService.
   kj::Promise<server::Response> Call(server::Request request) override;
@@ -108,20 +119,54 @@ class Runtime : public net::MemberService,
   kj::Promise<void> FlushLoop();
   void SyncThreadLoop();
   void LogLeaderChanges();
+  void RegisterMetrics();
+  void CollectMetrics();
+  // Call without counting it as a client request (the runtime's own requests).
+  kj::Promise<server::Response> Submit(server::Request request, bool counted);
+  // grpc_server_handled_total's child for (request type, code), created on first use.
+  Counter& HandledCounter(server::RequestType type, absl::StatusCode code);
 
   RuntimeOptions options_;
+  // First, so it outlives everything that updates it (the sync thread observes fsyncs).
+  Metrics metrics_;
+  struct MetricRefs {
+    Gauge* has_leader = nullptr;
+    Gauge* is_leader = nullptr;
+    Counter* leader_changes = nullptr;
+    Gauge* proposals_committed = nullptr;
+    Gauge* proposals_applied = nullptr;
+    Gauge* proposals_pending = nullptr;
+    Counter* proposals_failed = nullptr;
+    Histogram* wal_fsync = nullptr;  // observed on the sync thread
+    Histogram* backend_commit = nullptr;
+    Gauge* db_size = nullptr;
+  } metric_;
   kj::AsyncIoContext& io_;
   Logger* log_;
   store::PosixFileSystem fs_;
   std::unique_ptr<store::FileLock> lock_;
   std::unique_ptr<store::LmdbBackend> backend_;
+  std::unique_ptr<CommitTimingBackend> timed_backend_;  // backend_ as the member sees it
   std::unique_ptr<Member> member_;
   PeerRouter* router_ = nullptr;
   // Background tasks (timers, sync completions); their errors are logged (taskFailed).
   void taskFailed(kj::Exception&& exception) override;
   kj::Own<kj::TaskSet> tasks_;
 
-  std::map<server::RequestId, kj::Own<kj::PromiseFulfiller<server::Response>>> pending_;
+  struct PendingCall {
+    kj::Own<kj::PromiseFulfiller<server::Response>> fulfiller;
+    server::RequestType type;
+    bool proposal;  // goes through the log (etcd's proposals_pending counts these)
+    bool counted;   // a client request (grpc_server_handled_total counts these)
+  };
+  std::map<server::RequestId, PendingCall> pending_;
+  int64_t pending_proposals_ = 0;
+  // The grpc_server_* children by label values, so a request allocates no labels.
+  std::map<server::RequestType, Counter*> started_counters_;
+  std::map<std::pair<server::RequestType, absl::StatusCode>, Counter*> handled_counters_;
+  // Peer round-trip times from Raft heartbeats: when the oldest unanswered heartbeat to each
+  // peer left.
+  std::map<raft::NodeId, kj::TimePoint> heartbeat_sent_;
   std::map<mvcc::WatchId, net::WatchSink*> watches_;
   kj::Own<kj::PromiseFulfiller<absl::Status>> stopped_fulfiller_;
   kj::ForkedPromise<absl::Status> stopped_;
