@@ -41,6 +41,9 @@ class ClientPort::Sniffer {
         observer_(kj::heap<kj::UnixEventPort::FdObserver>(
             event_port, dup_, kj::UnixEventPort::FdObserver::OBSERVE_READ)) {}
   ~Sniffer() {
+    // Out of epoll before the close: epoll keys its entry on the open socket, which the stream
+    // keeps open, so an entry left behind would fire into a destroyed observer.
+    observer_ = nullptr;
     if (dup_ >= 0) ::close(dup_);
   }
 

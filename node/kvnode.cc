@@ -12,21 +12,33 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "grpcpp/server_posix.h"
 #include "kj/async-io.h"
 #include "kj/async-unix.h"
+#include "kj/compat/http.h"
+#include "net/client_port.h"
 #include "net/client_service.h"
+#include "net/convert.h"
+#include "net/etcd/gateway.h"
+#include "net/etcd/service.h"
 #include "net/peer_service.h"
 #include "node/config.h"
+#include "node/http_service.h"
 #include "node/log.h"
 #include "node/runtime.h"
 #include "store/file_system.h"
@@ -99,6 +111,38 @@ class Router : public PeerRouter {
   Logger& log_;
   std::vector<server::Member> known_;
   std::map<raft::NodeId, std::unique_ptr<net::PeerClient>> peers_;
+};
+
+// gRPC connections arrive as sockets from the client URLs (net/client_port.h), so the server
+// listens on no port of its own.
+std::unique_ptr<grpc::Server> StartGrpcServer(net::etcd::Services& services,
+                                              const NodeConfig& config) {
+  grpc::ServerBuilder builder;
+  services.RegisterWith(builder);
+  // etcd's limit: --max-request-bytes plus the envelope (its grpcOverheadBytes).
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(config.max_request_bytes + net::kRequestEnvelopeBytes));
+  builder.SetMaxSendMessageSize(std::numeric_limits<int>::max());
+  return builder.BuildAndStart();
+}
+
+// gRPC's handlers wait on the member's loop, which is this thread: the server is shut down from
+// another thread while this one keeps the loop turning, so every handler can finish.
+void StopGrpcServer(grpc::Server& server, kj::WaitScope& wait_scope) {
+  auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+  kj::CrossThreadPromiseFulfiller<void>* done = paf.fulfiller.get();  // destroyed here, after join
+  std::thread stopper([&server, done]() {
+    server.Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    done->fulfill();
+  });
+  paf.promise.wait(wait_scope);
+  stopper.join();
+}
+
+class IgnoreFailures final : public kj::TaskSet::ErrorHandler {
+ public:
+  // A failed HTTP connection concerns only its client.
+  void taskFailed(kj::Exception&&) override {}
 };
 
 // A member joining an existing cluster (--initial-cluster-state=existing) runs under the id the
@@ -220,7 +264,32 @@ int Run(int argc, char** argv) {
   (*runtime)->set_router(&router);
 
   std::vector<kj::Own<net::PeerServer>> peer_servers;
-  std::vector<kj::Own<net::ClientServer>> client_servers;
+  // Client URLs serve etcd's gRPC API, HTTP (the JSON gateway, /metrics, /health, the status
+  // page) and the native Cap'n Proto API on one port each (net/client_port.h).
+  net::ClientServiceOptions client_options;
+  client_options.max_request_bytes = config->max_request_bytes;
+  net::ClientServer capnp_server(**runtime, client_options);
+  net::etcd::Services etcd_services(**runtime, kj::getCurrentThreadExecutor());
+  std::unique_ptr<grpc::Server> grpc_server = StartGrpcServer(etcd_services, *config);
+  std::vector<kj::Own<net::ClientPort>> client_ports;
+  kj::HttpHeaderTable http_headers;
+  StatusHttpOptions status_options;
+  status_options.name = config->name;
+  kj::Own<kj::HttpService> status_service = NewStatusHttpService(
+      **runtime, (*runtime)->metrics(), io.provider->getTimer(), log, status_options);
+  net::etcd::Gateway gateway(**runtime, http_headers, *status_service, config->max_request_bytes);
+  kj::HttpServer http_server(io.provider->getTimer(), http_headers, gateway);
+  IgnoreFailures ignore_failures;
+  kj::TaskSet http_connections(ignore_failures);  // after the server its connections use
+  net::ClientPortHandlers client_handlers;
+  client_handlers.capnp = [&](kj::Own<kj::AsyncIoStream> stream) {
+    capnp_server.Accept(kj::mv(stream));
+  };
+  client_handlers.grpc = [&](int fd) { grpc::AddInsecureChannelFromFd(grpc_server.get(), fd); };
+  client_handlers.http = [&](kj::Own<kj::AsyncIoStream> stream) {
+    http_connections.add(http_server.listenHttp(kj::mv(stream)));
+  };
+  std::vector<kj::Own<HttpListener>> metrics_listeners;
   try {
     for (const Url& url : config->listen_peer_urls) {
       peer_servers.push_back(net::PeerServer::Listen(io.provider->getNetwork(),
@@ -229,14 +298,20 @@ int Run(int argc, char** argv) {
                                  .wait(io.waitScope));
       log.Info("serving peer traffic", {{"address", url.text}});
     }
-    net::ClientServiceOptions client_options;
-    client_options.max_request_bytes = config->max_request_bytes;
     for (const Url& url : config->listen_client_urls) {
-      client_servers.push_back(net::ClientServer::Listen(io.provider->getNetwork(),
-                                                         io.provider->getTimer(), url.HostPort(),
-                                                         **runtime, client_options)
-                                   .wait(io.waitScope));
-      log.Info("ready to serve client requests", {{"address", url.text}});
+      client_ports.push_back(net::ClientPort::Listen(io.provider->getNetwork(),
+                                                     io.provider->getTimer(), io.unixEventPort,
+                                                     url.HostPort(), client_handlers)
+                                 .wait(io.waitScope));
+      log.Info("ready to serve client requests (gRPC, HTTP and Cap'n Proto)",
+               {{"address", url.text}});
+    }
+    for (const Url& url : config->listen_metrics_urls) {
+      metrics_listeners.push_back(HttpListener::Listen(io.provider->getNetwork(),
+                                                       io.provider->getTimer(), url.HostPort(),
+                                                       *status_service)
+                                      .wait(io.waitScope));
+      log.Info("serving /metrics, /health and the status page", {{"address", url.text}});
     }
   } catch (const kj::Exception& e) {
     log.Error("cannot listen", {{"error", e.getDescription().cStr()}});
@@ -253,6 +328,7 @@ int Run(int argc, char** argv) {
                     });
   auto stopped = (*runtime)->Stopped().then([](absl::Status) { return 1; });
   const int code = signal.exclusiveJoin(kj::mv(stopped)).wait(io.waitScope);
+  StopGrpcServer(*grpc_server, io.waitScope);
   return code;
 }
 

@@ -635,4 +635,31 @@ void ToProto(const mvcc::WatchResponse& in, uint64_t cluster_id, raft::NodeId me
   }
 }
 
+absl::Status ToTimeToLiveResponse(const etcdserverpb::LeaseTimeToLiveRequest& request,
+                                  server::Response answer, uint64_t cluster_id,
+                                  etcdserverpb::LeaseTimeToLiveResponse* out) {
+  if (CodeOf(answer.status) == ErrorCode::kLeaseNotFound) {
+    out->mutable_header()->set_cluster_id(cluster_id);
+    out->set_id(request.id());
+    out->set_ttl(-1);
+    return absl::OkStatus();
+  }
+  if (!answer.status.ok()) return answer.status;
+  if (!request.keys()) answer.lease.keys.clear();
+  ToProto(answer, cluster_id, out);
+  return absl::OkStatus();
+}
+
+absl::Status ToKeepAliveResponse(int64_t lease_id, server::Response answer, uint64_t cluster_id,
+                                 etcdserverpb::LeaseKeepAliveResponse* out) {
+  if (CodeOf(answer.status) == ErrorCode::kLeaseNotFound) {
+    answer.status = absl::OkStatus();
+    answer.lease.id = lease_id;
+    answer.lease.remaining_ttl_seconds = 0;
+  }
+  if (!answer.status.ok()) return answer.status;
+  ToProto(answer, cluster_id, out);
+  return absl::OkStatus();
+}
+
 }  // namespace kvstore::net::etcd

@@ -108,6 +108,15 @@ void ToProto(const MemberStatusInfo& in, uint64_t cluster_id, etcdserverpb::Stat
 void ToProto(const mvcc::WatchResponse& in, uint64_t cluster_id, raft::NodeId member_id,
              raft::Term term, etcdserverpb::WatchResponse* out);
 
+// Lease answers as etcd gives them, for both protocols. TimeToLive: a lease that does not exist
+// is TTL -1 (etcdctl: "already expired"), not an error; keys only when asked for. KeepAlive: a
+// lease that does not exist is TTL 0 (etcdctl: "expired or revoked"). Other errors are returned.
+absl::Status ToTimeToLiveResponse(const etcdserverpb::LeaseTimeToLiveRequest& request,
+                                  server::Response answer, uint64_t cluster_id,
+                                  etcdserverpb::LeaseTimeToLiveResponse* out);
+absl::Status ToKeepAliveResponse(int64_t lease_id, server::Response answer, uint64_t cluster_id,
+                                 etcdserverpb::LeaseKeepAliveResponse* out);
+
 }  // namespace kvstore::net::etcd
 
 #endif  // KVSTORE_NET_ETCD_CONVERT_H_

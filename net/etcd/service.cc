@@ -372,16 +372,10 @@ class LeaseService final : public etcdserverpb::Lease::Service {
     while (stream->Read(&request)) {
       server::Request converted;
       (void)ToRequest(request, &converted);
-      server::Response answer = loop_.Call(std::move(converted));
       etcdserverpb::LeaseKeepAliveResponse response;
-      if (CodeOf(answer.status) == ErrorCode::kLeaseNotFound) {
-        // etcd answers a keep-alive of a missing lease with TTL 0, not an error.
-        answer.status = absl::OkStatus();
-        answer.lease.id = request.id();
-        answer.lease.remaining_ttl_seconds = 0;
-      }
-      if (!answer.status.ok()) return ToGrpcStatus(answer.status);
-      ToProto(answer, loop_.cluster_id(), &response);
+      absl::Status answered = ToKeepAliveResponse(request.id(), loop_.Call(std::move(converted)),
+                                                  loop_.cluster_id(), &response);
+      if (!answered.ok()) return ToGrpcStatus(answered);
       if (!stream->Write(response)) break;
     }
     return grpc::Status::OK;
@@ -390,18 +384,8 @@ class LeaseService final : public etcdserverpb::Lease::Service {
                                etcdserverpb::LeaseTimeToLiveResponse* response) override {
     server::Request converted;
     (void)ToRequest(*request, &converted);
-    server::Response answer = loop_.Call(std::move(converted));
-    if (CodeOf(answer.status) == ErrorCode::kLeaseNotFound) {
-      // etcd answers TTL -1 for a lease that does not exist (etcdctl: "already expired").
-      response->mutable_header()->set_cluster_id(loop_.cluster_id());
-      response->set_id(request->id());
-      response->set_ttl(-1);
-      return grpc::Status::OK;
-    }
-    if (!answer.status.ok()) return ToGrpcStatus(answer.status);
-    if (!request->keys()) answer.lease.keys.clear();
-    ToProto(answer, loop_.cluster_id(), response);
-    return grpc::Status::OK;
+    return ToGrpcStatus(ToTimeToLiveResponse(*request, loop_.Call(std::move(converted)),
+                                             loop_.cluster_id(), response));
   }
   grpc::Status LeaseLeases(ServerContext*, const etcdserverpb::LeaseLeasesRequest* request,
                            etcdserverpb::LeaseLeasesResponse* response) override {

@@ -1,0 +1,445 @@
+#include "net/etcd/gateway.h"
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/base/errors.h"
+#include "google/protobuf/util/json_util.h"
+#include "net/etcd/convert.h"
+#include "net/etcd/rpc.pb.h"
+#include "net/member_service.h"
+
+namespace kvstore::net::etcd {
+namespace {
+
+using Response = kj::HttpService::Response;
+
+// Responses one /v3/watch stream may hold for a client that does not read them.
+constexpr size_t kWatchQueueLimitResponses = 1024;
+// Bytes of snapshot per streamed message (etcd sends 32 KiB).
+constexpr size_t kSnapshotChunkBytes = 32 << 10;
+
+std::string JsonEscape(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 2);
+  for (char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          absl::StrAppend(&out, "\\u00", absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out;
+}
+
+std::string ErrorBody(absl::string_view message, int grpc_code) {
+  const std::string escaped = JsonEscape(message);
+  return absl::StrCat("{\"error\":\"", escaped, "\",\"code\":", grpc_code, ",\"message\":\"",
+                      escaped, "\"}");
+}
+
+std::string ToJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;  // grpc-gateway's OrigName, as etcd configures it
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  return json;
+}
+
+std::string ResultLine(const google::protobuf::Message& message) {
+  return absl::StrCat("{\"result\":", ToJson(message), "}\n");
+}
+
+const char* StatusText(uint status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 413:
+      return "Payload Too Large";
+    case 429:
+      return "Too Many Requests";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return "Internal Server Error";
+  }
+}
+
+}  // namespace
+
+// The handlers, one per endpoint; each owns nothing beyond its call.
+class Gateway::Impl {
+ public:
+  explicit Impl(Gateway& gateway) : g_(gateway) {}
+
+  kj::Promise<void> Send(Response& response, uint status, std::string body) {
+    kj::HttpHeaders headers(g_.headers_);
+    headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
+    auto owned = kj::heap<std::string>(std::move(body));
+    auto out = response.send(status, StatusText(status), headers, owned->size());
+    auto written = out->write(owned->data(), owned->size());
+    return written.attach(kj::mv(owned), kj::mv(out));
+  }
+
+  kj::Promise<void> SendError(Response& response, const absl::Status& status) {
+    const GatewayError error = ToGatewayError(status);
+    return Send(response, error.http_status, ErrorBody(error.message, error.grpc_code));
+  }
+
+  template <typename Req>
+  bool Parse(const std::string& body, Req* request, absl::Status* error) {
+    google::protobuf::util::JsonParseOptions options;
+    options.ignore_unknown_fields = false;
+    auto parsed =
+        google::protobuf::util::JsonStringToMessage(body.empty() ? "{}" : body, request, options);
+    if (parsed.ok()) return true;
+    *error = Error(ErrorCode::kInvalidArgument,
+                   absl::StrCat("malformed JSON request: ", std::string(parsed.message())));
+    return false;
+  }
+
+  template <typename Req, typename Resp>
+  kj::Promise<void> Unary(const std::string& body, Response& response) {
+    Req request;
+    absl::Status error;
+    if (!Parse(body, &request, &error)) return SendError(response, error);
+    server::Request converted;
+    if (absl::Status s = ToRequest(request, &converted); !s.ok()) return SendError(response, s);
+    return g_.member_.Call(std::move(converted))
+        .then([this, &response](server::Response answer) -> kj::Promise<void> {
+          if (!answer.status.ok()) return SendError(response, answer.status);
+          Resp out;
+          ToProto(answer, g_.member_.cluster_id(), &out);
+          return Send(response, 200, ToJson(out));
+        });
+  }
+
+  kj::Promise<void> TimeToLive(const std::string& body, Response& response) {
+    etcdserverpb::LeaseTimeToLiveRequest request;
+    absl::Status error;
+    if (!Parse(body, &request, &error)) return SendError(response, error);
+    server::Request converted;
+    (void)ToRequest(request, &converted);
+    return g_.member_.Call(std::move(converted))
+        .then([this, &response, request](server::Response answer) -> kj::Promise<void> {
+          etcdserverpb::LeaseTimeToLiveResponse out;
+          absl::Status s =
+              ToTimeToLiveResponse(request, std::move(answer), g_.member_.cluster_id(), &out);
+          if (!s.ok()) return SendError(response, s);
+          return Send(response, 200, ToJson(out));
+        });
+  }
+
+  kj::Promise<void> KeepAlive(const std::string& body, Response& response) {
+    etcdserverpb::LeaseKeepAliveRequest request;
+    absl::Status error;
+    if (!Parse(body, &request, &error)) return SendError(response, error);
+    server::Request converted;
+    (void)ToRequest(request, &converted);
+    const int64_t id = request.id();
+    return g_.member_.Call(std::move(converted))
+        .then([this, &response, id](server::Response answer) -> kj::Promise<void> {
+          etcdserverpb::LeaseKeepAliveResponse out;
+          absl::Status s =
+              ToKeepAliveResponse(id, std::move(answer), g_.member_.cluster_id(), &out);
+          if (!s.ok()) return SendError(response, s);
+          return Send(response, 200, ResultLine(out));
+        });
+  }
+
+  kj::Promise<void> Status(Response& response) {
+    etcdserverpb::StatusResponse out;
+    ToProto(g_.member_.Status(), g_.member_.cluster_id(), &out);
+    return Send(response, 200, ToJson(out));
+  }
+
+  kj::Promise<void> Snapshot(Response& response) {
+    const MemberStatusInfo info = g_.member_.Status();
+    absl::StatusOr<std::string> data = g_.member_.SnapshotData();
+    if (!data.ok()) return SendError(response, data.status());
+    server::ResponseHeader header;
+    header.member_id = info.id;
+    header.revision = info.revision;
+    header.raft_term = info.term;
+    std::string lines;
+    size_t offset = 0;
+    do {
+      const size_t n = std::min(kSnapshotChunkBytes, data->size() - offset);
+      etcdserverpb::SnapshotResponse chunk;
+      ToHeader(header, g_.member_.cluster_id(), chunk.mutable_header());
+      chunk.set_blob(data->substr(offset, n));
+      offset += n;
+      chunk.set_remaining_bytes(data->size() - offset);
+      lines += ResultLine(chunk);
+    } while (offset < data->size());
+    return Send(response, 200, std::move(lines));
+  }
+
+  kj::Promise<void> Watch(const std::string& body, Response& response);
+
+  kj::Promise<void> Dispatch(const std::string& api, const std::string& body, Response& response) {
+    using namespace etcdserverpb;  // NOLINT: the table reads better with the bare names
+    if (api == "/kv/range") return Unary<RangeRequest, RangeResponse>(body, response);
+    if (api == "/kv/put") return Unary<PutRequest, PutResponse>(body, response);
+    if (api == "/kv/deleterange") {
+      return Unary<DeleteRangeRequest, DeleteRangeResponse>(body, response);
+    }
+    if (api == "/kv/txn") return Unary<TxnRequest, TxnResponse>(body, response);
+    if (api == "/kv/compaction")
+      return Unary<CompactionRequest, CompactionResponse>(body, response);
+    if (api == "/watch") return Watch(body, response);
+    if (api == "/lease/grant") return Unary<LeaseGrantRequest, LeaseGrantResponse>(body, response);
+    if (api == "/lease/revoke" || api == "/kv/lease/revoke") {
+      return Unary<LeaseRevokeRequest, LeaseRevokeResponse>(body, response);
+    }
+    if (api == "/lease/keepalive") return KeepAlive(body, response);
+    if (api == "/lease/timetolive" || api == "/kv/lease/timetolive") {
+      return TimeToLive(body, response);
+    }
+    if (api == "/lease/leases" || api == "/kv/lease/leases") {
+      return Unary<LeaseLeasesRequest, LeaseLeasesResponse>(body, response);
+    }
+    if (api == "/cluster/member/add") {
+      return Unary<MemberAddRequest, MemberAddResponse>(body, response);
+    }
+    if (api == "/cluster/member/remove") {
+      return Unary<MemberRemoveRequest, MemberRemoveResponse>(body, response);
+    }
+    if (api == "/cluster/member/list") {
+      return Unary<MemberListRequest, MemberListResponse>(body, response);
+    }
+    if (api == "/cluster/member/promote") {
+      return Unary<MemberPromoteRequest, MemberPromoteResponse>(body, response);
+    }
+    if (api == "/maintenance/alarm") return Unary<AlarmRequest, AlarmResponse>(body, response);
+    if (api == "/maintenance/status") return Status(response);
+    if (api == "/maintenance/defragment") {
+      return Unary<DefragmentRequest, DefragmentResponse>(body, response);
+    }
+    if (api == "/maintenance/hash") return Unary<HashKVRequest, HashKVResponse>(body, response);
+    if (api == "/maintenance/snapshot") return Snapshot(response);
+    if (api == "/maintenance/transfer-leadership") {
+      return Unary<MoveLeaderRequest, MoveLeaderResponse>(body, response);
+    }
+    return Send(response, 404, ErrorBody("Not Found", 5));
+  }
+
+ private:
+  Gateway& g_;
+};
+
+namespace {
+
+// One /v3/watch stream: the member's responses written in order as result lines. The request's
+// promise stays pending until the watch ends; dropping it (the client went away) cancels the
+// member's watch.
+class HttpWatch final : public WatchSink {
+ public:
+  HttpWatch(MemberService& member, kj::Own<kj::AsyncOutputStream> out)
+      : member_(member), out_(kj::mv(out)) {
+    auto paf = kj::newPromiseAndFulfiller<void>();
+    done_ = kj::mv(paf.promise);
+    done_fulfiller_ = kj::mv(paf.fulfiller);
+    const MemberStatusInfo info = member_.Status();
+    member_id_ = info.id;
+    term_ = info.term;
+  }
+
+  ~HttpWatch() noexcept override {
+    if (member_open_) (void)member_.CancelWatch(id_);
+  }
+
+  // Resolves when the watch has ended and its last response is written (or the client left).
+  kj::Promise<void> Run(const mvcc::WatchRequest& request) {
+    member_open_ = true;  // responses may arrive before Watch returns
+    absl::StatusOr<mvcc::WatchId> id = member_.Watch(request, this);
+    if (!id.ok()) {
+      member_open_ = false;
+      // etcd creates the watcher, then cancels it (with the compaction revision if compacted).
+      const MemberStatusInfo info = member_.Status();
+      mvcc::WatchResponse created;
+      created.header_revision = info.revision;
+      created.created = true;
+      mvcc::WatchResponse canceled = created;
+      canceled.created = false;
+      canceled.canceled = true;
+      if (CodeOf(id.status()) == ErrorCode::kCompacted) {
+        canceled.compact_revision = info.compact_revision;
+      } else {
+        canceled.cancel_reason = std::string(id.status().message());
+      }
+      Deliver(created);
+      Deliver(canceled);
+    } else {
+      id_ = *id;
+    }
+    return kj::mv(done_);
+  }
+
+  void Deliver(const mvcc::WatchResponse& response) override {
+    if (ended_) return;
+    etcdserverpb::WatchResponse converted;
+    ToProto(response, member_.cluster_id(), member_id_, term_, &converted);
+    converted.set_watch_id(0);  // one watch per HTTP stream: etcd numbers a stream's from 0
+    if (response.canceled) {
+      member_open_ = false;
+      ended_ = true;
+    } else if (queue_.size() >= kWatchQueueLimitResponses) {
+      ended_ = true;
+      cancel_after_write_ = true;
+      converted.clear_events();
+      converted.set_canceled(true);
+      converted.set_cancel_reason(absl::StrCat("watcher too slow: ", queue_.size(),
+                                               " responses waiting (limit ",
+                                               kWatchQueueLimitResponses, ")"));
+    }
+    queue_.push_back(ResultLine(converted));
+    Pump();
+  }
+
+ private:
+  void Pump() {
+    if (writing_) return;
+    if (queue_.empty()) {
+      if (ended_) Finish();
+      return;
+    }
+    writing_ = true;
+    auto line = kj::heap<std::string>(std::move(queue_.front()));
+    queue_.pop_front();
+    auto write = out_->write(line->data(), line->size()).attach(kj::mv(line));
+    writes_ = write
+                  .then(
+                      [this]() {
+                        writing_ = false;
+                        if (cancel_after_write_ && queue_.empty() && member_open_) {
+                          member_open_ = false;
+                          (void)member_.CancelWatch(id_);
+                        }
+                        Pump();
+                      },
+                      [this](kj::Exception&&) {
+                        // The client went away.
+                        writing_ = false;
+                        queue_.clear();
+                        ended_ = true;
+                        Finish();
+                      })
+                  .eagerlyEvaluate(nullptr);
+  }
+
+  void Finish() {
+    if (done_fulfiller_->isWaiting()) done_fulfiller_->fulfill();
+  }
+
+  MemberService& member_;
+  kj::Own<kj::AsyncOutputStream> out_;
+  raft::NodeId member_id_ = 0;
+  raft::Term term_ = 0;
+  mvcc::WatchId id_ = 0;
+  bool member_open_ = false;
+  bool ended_ = false;
+  bool cancel_after_write_ = false;
+  bool writing_ = false;
+  std::deque<std::string> queue_;
+  kj::Promise<void> done_ = nullptr;
+  kj::Own<kj::PromiseFulfiller<void>> done_fulfiller_;
+  kj::Promise<void> writes_ = nullptr;  // last: dropped first
+};
+
+}  // namespace
+
+kj::Promise<void> Gateway::Impl::Watch(const std::string& body, Response& response) {
+  // The body holds one WatchRequest (etcd's curl examples send a create_request).
+  etcdserverpb::WatchRequest request;
+  absl::Status error;
+  if (!Parse(body, &request, &error)) return SendError(response, error);
+  if (!request.has_create_request()) {
+    return SendError(response, Error(ErrorCode::kInvalidArgument,
+                                     "watch: the request body must hold a create_request"));
+  }
+  mvcc::WatchRequest converted;
+  if (absl::Status s = ToWatchRequest(request.create_request(), &converted); !s.ok()) {
+    return SendError(response, s);
+  }
+  kj::HttpHeaders headers(g_.headers_);
+  headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
+  auto watch = kj::heap<HttpWatch>(g_.member_, response.send(200, "OK", headers));
+  auto ran = watch->Run(converted);
+  return ran.attach(kj::mv(watch));
+}
+
+Gateway::Gateway(MemberService& member, const kj::HttpHeaderTable& headers,
+                 kj::HttpService& fallback, uint64_t max_request_bytes)
+    : member_(member),
+      headers_(headers),
+      fallback_(fallback),
+      max_body_bytes_(max_request_bytes + (512 << 10)) {}
+
+kj::Promise<void> Gateway::request(kj::HttpMethod method, kj::StringPtr url,
+                                   const kj::HttpHeaders& headers, kj::AsyncInputStream& body,
+                                   Response& response) {
+  std::string path(url.cStr());
+  if (size_t query = path.find('?'); query != std::string::npos) path.resize(query);
+  std::string api;
+  for (absl::string_view prefix : {"/v3beta", "/v3"}) {
+    if (absl::StartsWith(path, absl::StrCat(prefix, "/"))) {
+      api = path.substr(prefix.size());
+      break;
+    }
+  }
+  if (api.empty()) return fallback_.request(method, url, headers, body, response);
+  auto impl = kj::heap<Impl>(*this);
+  if (method != kj::HttpMethod::POST) {
+    return impl->Send(response, 405, ErrorBody("Method Not Allowed", 12)).attach(kj::mv(impl));
+  }
+  Impl& handlers = *impl;
+  return body.readAllText(max_body_bytes_)
+      .then(
+          [&handlers, api, &response](kj::String text) {
+            return handlers.Dispatch(api, std::string(text.cStr(), text.size()), response);
+          },
+          [&handlers, &response](kj::Exception&& e) {
+            return handlers.SendError(
+                response, Error(ErrorCode::kRequestTooLarge,
+                                absl::StrCat("request body: ", e.getDescription().cStr())));
+          })
+      .attach(kj::mv(impl));
+}
+
+}  // namespace kvstore::net::etcd

@@ -1,0 +1,49 @@
+#ifndef KVSTORE_NET_ETCD_GATEWAY_H_
+#define KVSTORE_NET_ETCD_GATEWAY_H_
+
+// etcd's JSON gateway: the /v3/* endpoints as etcd 3.4's grpc-gateway maps the v3 API, served on
+// the client URL beside gRPC and Cap'n Proto (net/client_port.h). A POST with a request message
+// as JSON in the body answers with the response message as JSON: protobuf's JSON mapping with
+// the .proto field names, bytes in base64, 64-bit integers as strings, fields at their default
+// left out. /v3beta/* is the same API under the older prefix, which etcd 3.4 still serves.
+//
+// Streams: /v3/watch takes a create request in the body and keeps the response open, writing
+// each watch response as {"result":{...}} on its own line until the client goes away or the
+// member ends the watch; /v3/lease/keepalive answers one keep-alive the same way;
+// /v3/maintenance/snapshot streams the snapshot's chunks.
+//
+// Errors are etcd's (convert.h) with grpc-gateway's HTTP status and body:
+// {"error":"etcdserver: ...","code":<gRPC code>,"message":"etcdserver: ..."}. Anything not under
+// /v3 or /v3beta goes to `fallback` (/metrics, /health, the status page).
+//
+// Everything runs on the member's loop thread: the gateway calls the MemberService directly.
+
+#include <cstdint>
+
+#include "kj/compat/http.h"
+#include "net/member_service.h"
+
+namespace kvstore::net::etcd {
+
+class Gateway final : public kj::HttpService {
+ public:
+  // `member`, `headers` and `fallback` must outlive the gateway. Bodies above
+  // `max_request_bytes` (plus etcd's envelope) are refused with 413.
+  Gateway(MemberService& member, const kj::HttpHeaderTable& headers, kj::HttpService& fallback,
+          uint64_t max_request_bytes);
+
+  kj::Promise<void> request(kj::HttpMethod method, kj::StringPtr url,
+                            const kj::HttpHeaders& headers, kj::AsyncInputStream& body,
+                            Response& response) override;
+
+ private:
+  class Impl;
+  MemberService& member_;
+  const kj::HttpHeaderTable& headers_;
+  kj::HttpService& fallback_;
+  const uint64_t max_body_bytes_;
+};
+
+}  // namespace kvstore::net::etcd
+
+#endif  // KVSTORE_NET_ETCD_GATEWAY_H_
