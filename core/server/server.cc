@@ -9,6 +9,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/auth/password.h"
+#include "core/auth/tokens.h"
 #include "core/base/encoding.h"
 #include "core/base/errors.h"
 #include "core/raft/check.h"
@@ -30,6 +32,45 @@ constexpr int32_t kAlarmActivate = 1;
 constexpr int32_t kAlarmDeactivate = 2;
 // Expired leases proposed for revocation per tick (etcd rate-limits revocations too).
 constexpr size_t kMaxLeaseRevocationsPerTick = 16;
+// Expired simple tokens forgotten per tick (the rest go on later ticks or when looked up).
+constexpr size_t kMaxTokenExpiriesPerTick = 64;
+
+bool IsAuthRequest(RequestType type) {
+  return type >= RequestType::kAuthEnable && type <= RequestType::kRoleList;
+}
+
+// etcd's needAdminPermission (apply_auth.go): auth management needs the root role. kUserGet and
+// kRoleGet also allow the caller's own user and roles; kAuthenticate needs nobody.
+bool NeedsAdmin(RequestType type) {
+  return IsAuthRequest(type) && type != RequestType::kAuthenticate &&
+         type != RequestType::kUserGet && type != RequestType::kRoleGet;
+}
+
+// Member and maintenance operations: root only (etcd's authMaintenanceServer and
+// checkMembershipOperationPermission).
+bool IsMemberOrMaintenance(RequestType type) {
+  switch (type) {
+    case RequestType::kMemberAdd:
+    case RequestType::kMemberPromote:
+    case RequestType::kMemberRemove:
+    case RequestType::kAlarmList:
+    case RequestType::kAlarmDisarm:
+    case RequestType::kHash:
+    case RequestType::kDefragment:
+    case RequestType::kMoveLeader:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// SplitMix64: the seeded source of salts and token letters when the driver supplies none.
+uint64_t SplitMix64(uint64_t* state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
 
 std::string Fixed64(uint64_t value) {
   std::string out;
@@ -165,13 +206,21 @@ class Server::Impl {
   Impl(const ServerConfig& config, mvcc::Backend* backend)
       : config_(config),
         backend_(backend),
-        lessor_(lease::LessorConfig{config.min_lease_ttl_seconds}, backend) {}
+        lessor_(lease::LessorConfig{config.min_lease_ttl_seconds}, backend),
+        auth_(backend),
+        tokens_(static_cast<uint64_t>(std::max<int64_t>(
+            1, config.auth_token_ttl_seconds * 1000 / std::max<int64_t>(1, config.tick_ms)))) {}
 
   absl::Status Init(raft::RestartState raft_state, std::vector<Member> founding);
   raft::RawNode& raft() { return *raft_; }
 
   RequestId Submit(Request request);
-  absl::StatusOr<mvcc::WatchId> Watch(const mvcc::WatchRequest& request) {
+  absl::StatusOr<mvcc::WatchId> Watch(const mvcc::WatchRequest& request, const std::string& token) {
+    if (auth_.enabled()) {
+      auto who = Identify(token);
+      if (!who.ok()) return who.status();
+      if (auto s = auth_.IsRangePermitted(*who, request.key, request.range_end); !s.ok()) return s;
+    }
     return hub_->Watch(request);
   }
   absl::Status CancelWatch(mvcc::WatchId id) { return hub_->Cancel(id); }
@@ -188,6 +237,7 @@ class Server::Impl {
   bool is_leader() const { return raft_->IsLeader(); }
   const mvcc::Store& store() const { return *store_; }
   const lease::Lessor& lessor() const { return lessor_; }
+  const auth::AuthStore& auth_store() const { return auth_; }
   std::vector<Member> Members() const;
   std::vector<Alarm> Alarms() const;
   raft::Index applied_index() const { return applied_index_; }
@@ -238,6 +288,22 @@ class Server::Impl {
   void ServeLocal(RequestId id, const Request& request);
   void FailPending(RequestId id, absl::Status status);
 
+  // Auth. The caller's identity from its token: none for an empty token or while auth is
+  // disabled; INVALID_AUTH_TOKEN for a token this member does not know (expired, or issued
+  // before it restarted). The revision is the store's now (a simple token, as in etcd).
+  absl::StatusOr<auth::AuthInfo> Identify(const std::string& token);
+  // Random bytes for a salt or a token: the request's, or derived from the seed.
+  std::string Entropy(const Request& request, RequestId id) const;
+  absl::Status BuildAuthProposal(RequestId id, const Request& request, pb::AuthRequest* out);
+  // May `who` do what `internal` asks, against the auth state in force now (at apply)?
+  absl::Status CheckPermitted(const pb::InternalRequest& internal, const auth::AuthInfo& who) const;
+  // etcd checkTxnReqsPermission, recursive: every compare's range is read; every operation of
+  // both branches is checked as the request it stands for, nested txns included.
+  absl::Status CheckTxn(const pb::TxnRequest& txn, const auth::AuthInfo& who) const;
+  // etcd checkLeasePuts: writing to (or revoking) a lease needs write permission on its keys.
+  absl::Status CheckLeaseKeys(lease::LeaseId id, const auth::AuthInfo& who) const;
+  absl::Status ApplyAuth(const pb::AuthRequest& request, Response* response);
+
   // Apply paths (deterministic on every replica).
   void Apply(const raft::Entry& entry);
   void ApplyConfChange(const raft::Entry& entry);
@@ -278,6 +344,8 @@ class Server::Impl {
   std::unique_ptr<mvcc::Store> store_;
   std::unique_ptr<mvcc::WatchHub> hub_;
   lease::Lessor lessor_;
+  auth::AuthStore auth_;
+  auth::SimpleTokens tokens_;  // member-local, in memory (etcd's simple tokens)
   std::unique_ptr<raft::RawNode> raft_;
 
   absl::btree_map<raft::NodeId, Member> members_;
@@ -392,6 +460,8 @@ absl::Status Server::Impl::Init(raft::RestartState raft_state, std::vector<Membe
 
 absl::Status Server::Impl::LoadLocalState() {
   if (auto s = lessor_.Restore(); !s.ok()) return s;
+  if (auto s = auth_.Restore(); !s.ok()) return s;
+  if (!auth_.enabled()) tokens_.Clear();
   // Re-attach keys to their leases as the store found them while it rebuilt its index (it was
   // just opened or reloaded): ranging every key would read every value, the whole database.
   for (const auto& [key, lease] : store_->TakeRestoredLeases()) (void)lessor_.Attach(lease, key);
@@ -558,7 +628,21 @@ RequestId Server::Impl::Submit(Request request) {
     Respond(id, request.type, std::move(status));
     return id;
   }
+  auto who = Identify(request.token);
+  if (!who.ok()) {
+    Respond(id, request.type, who.status());
+    return id;
+  }
+  if (IsMemberOrMaintenance(request.type)) {
+    if (absl::Status refused = auth_.IsAdminPermitted(*who); !refused.ok()) {
+      Respond(id, request.type, std::move(refused));
+      return id;
+    }
+  }
   pb::InternalRequest internal;
+  // Writes are checked when they apply, against the auth state then (etcd's authApplierV3).
+  internal.set_auth_user(who->user);
+  internal.set_auth_revision(who->revision);
   switch (request.type) {
     case RequestType::kRange:
       if (request.range.serializable) {
@@ -700,6 +784,14 @@ RequestId Server::Impl::Submit(Request request) {
       return id;
     }
     default:
+      if (IsAuthRequest(request.type)) {
+        if (absl::Status refused = BuildAuthProposal(id, request, internal.mutable_auth());
+            !refused.ok()) {
+          Respond(id, request.type, std::move(refused));
+          return id;
+        }
+        break;
+      }
       ServeLocal(id, request);
       return id;
   }
@@ -773,6 +865,26 @@ void Server::Impl::ServeRead(RequestId id, const Request& request) {
   Response response;
   response.request_id = id;
   response.type = request.type;
+  // Reads are checked when served, against this member's auth state then (etcd checks a range
+  // after its read index, with the token's user at that moment).
+  if (auth_.enabled()) {
+    absl::Status refused;
+    auto who = Identify(request.token);
+    if (!who.ok()) {
+      refused = who.status();
+    } else if (request.type == RequestType::kRange) {
+      refused = auth_.IsRangePermitted(*who, request.range.key, request.range.range_end);
+    } else {
+      pb::TxnRequest txn;
+      ToProto(request.txn, &txn);
+      refused = CheckTxn(txn, *who);
+    }
+    if (!refused.ok()) {
+      response.status = std::move(refused);
+      Respond(std::move(response));
+      return;
+    }
+  }
   if (request.type == RequestType::kRange) {
     auto range = store_->Range(request.range);
     if (range.ok()) {
@@ -1127,6 +1239,8 @@ absl::Status Server::Impl::ApplyWrite(const pb::InternalRequest& internal, Respo
       response->alarms = Alarms();
       return absl::OkStatus();
     }
+    case pb::InternalRequest::kAuth:
+      return ApplyAuth(internal.auth(), response);
     case pb::InternalRequest::REQUEST_NOT_SET:
       break;
   }
@@ -1135,6 +1249,14 @@ absl::Status Server::Impl::ApplyWrite(const pb::InternalRequest& internal, Respo
 
 void Server::Impl::ApplyInternal(raft::Index, const pb::InternalRequest& internal,
                                  Response* response) {
+  if (!internal.system()) {
+    absl::Status refused =
+        CheckPermitted(internal, auth::AuthInfo{internal.auth_user(), internal.auth_revision()});
+    if (!refused.ok()) {
+      response->status = std::move(refused);
+      return;
+    }
+  }
   response->status = ApplyWrite(internal, response);
   std::vector<mvcc::Event> events = store_->TakeEvents();
   TrackLeases(events);
@@ -1152,6 +1274,240 @@ void Server::Impl::TrackLeases(const std::vector<mvcc::Event>& events) {
       lessor_.Detach(previous, event.kv.key);
     }
     if (event.kv.lease != lease::kNoLease) (void)lessor_.Attach(event.kv.lease, event.kv.key);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Auth
+
+absl::StatusOr<auth::AuthInfo> Server::Impl::Identify(const std::string& token) {
+  if (!auth_.enabled() || token.empty()) return auth::AuthInfo{};
+  std::optional<std::string> user = tokens_.Lookup(token, ticks_);
+  if (!user.has_value()) return AuthError(ErrorCode::kInvalidAuthToken);
+  return auth::AuthInfo{std::move(*user), auth_.revision()};
+}
+
+std::string Server::Impl::Entropy(const Request& request, RequestId id) const {
+  if (request.auth.entropy.size() >= auth::kSaltBytes) return request.auth.entropy;
+  uint64_t state = config_.random_seed ^ Fnv1a64(RequestTag(id));
+  std::string out;
+  while (out.size() < auth::kSaltBytes) PutFixed64BigEndian(&out, SplitMix64(&state));
+  return out;
+}
+
+absl::Status Server::Impl::BuildAuthProposal(RequestId id, const Request& request,
+                                             pb::AuthRequest* out) {
+  const AuthRequest& in = request.auth;
+  out->set_op(static_cast<int32_t>(request.type));
+  out->set_name(in.name);
+  out->set_role(in.role);
+  out->set_perm_type(static_cast<int32_t>(in.permission.type));
+  out->set_key(in.permission.key);
+  out->set_range_end(in.permission.range_end);
+  switch (request.type) {
+    case RequestType::kUserAdd:
+    case RequestType::kUserChangePassword: {
+      if (in.name.empty()) return AuthError(ErrorCode::kUserEmpty);
+      auto hash = auth::HashPassword(in.password, Entropy(request, id), config_.password_hash_cost);
+      if (!hash.ok()) return Error(ErrorCode::kInvalidArgument, hash.status().message());
+      out->set_password_hash(std::move(*hash));
+      return absl::OkStatus();
+    }
+    case RequestType::kAuthenticate: {
+      // etcd checks the password before proposing (bcrypt is slow; the log carries no
+      // password), then every member assigns the proposer's token when the entry applies.
+      if (!auth_.enabled()) return AuthError(ErrorCode::kAuthNotEnabled);
+      if (absl::Status failed = auth_.CheckPassword(in.name, in.password); !failed.ok()) {
+        return failed;
+      }
+      out->set_token(auth::SimpleTokenString(Entropy(request, id), request_counter_));
+      out->set_checked_revision(auth_.revision());
+      return absl::OkStatus();
+    }
+    case RequestType::kRoleAdd:
+      if (in.role.empty()) return AuthError(ErrorCode::kRoleEmpty);
+      return absl::OkStatus();
+    default:
+      return absl::OkStatus();
+  }
+}
+
+absl::Status Server::Impl::CheckLeaseKeys(lease::LeaseId id, const auth::AuthInfo& who) const {
+  if (!auth_.enabled() || id == lease::kNoLease) return absl::OkStatus();
+  auto info = lessor_.TimeToLive(id, now_ms());
+  if (!info.ok()) return absl::OkStatus();  // an unknown lease is refused by the apply itself
+  for (const std::string& key : info->keys) {
+    if (absl::Status refused = auth_.IsPutPermitted(who, key); !refused.ok()) return refused;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Server::Impl::CheckTxn(const pb::TxnRequest& txn, const auth::AuthInfo& who) const {
+  for (const pb::Compare& compare : txn.compare()) {
+    if (absl::Status refused = auth_.IsRangePermitted(who, compare.key(), compare.range_end());
+        !refused.ok()) {
+      return refused;
+    }
+  }
+  for (const auto* branch : {&txn.success(), &txn.failure()}) {
+    for (const pb::RequestOp& op : *branch) {
+      absl::Status refused;
+      switch (op.request_case()) {
+        case pb::RequestOp::kRange:
+          refused = auth_.IsRangePermitted(who, op.range().key(), op.range().range_end());
+          break;
+        case pb::RequestOp::kPut:
+          refused = auth_.IsPutPermitted(who, op.put().key());
+          if (refused.ok() && op.put().prev_kv()) {
+            refused = auth_.IsRangePermitted(who, op.put().key(), "");
+          }
+          if (refused.ok()) refused = CheckLeaseKeys(op.put().lease(), who);
+          break;
+        case pb::RequestOp::kDeleteRange:
+          refused = auth_.IsDeleteRangePermitted(who, op.delete_range().key(),
+                                                 op.delete_range().range_end());
+          if (refused.ok() && op.delete_range().prev_kv()) {
+            refused =
+                auth_.IsRangePermitted(who, op.delete_range().key(), op.delete_range().range_end());
+          }
+          break;
+        case pb::RequestOp::kTxn:
+          refused = CheckTxn(op.txn(), who);
+          break;
+        case pb::RequestOp::REQUEST_NOT_SET:
+          break;
+      }
+      if (!refused.ok()) return refused;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Server::Impl::CheckPermitted(const pb::InternalRequest& internal,
+                                          const auth::AuthInfo& who) const {
+  if (!auth_.enabled()) return absl::OkStatus();
+  switch (internal.request_case()) {
+    case pb::InternalRequest::kPut: {
+      const pb::PutRequest& put = internal.put();
+      if (absl::Status refused = auth_.IsPutPermitted(who, put.key()); !refused.ok()) {
+        return refused;
+      }
+      if (put.prev_kv()) {
+        if (absl::Status refused = auth_.IsRangePermitted(who, put.key(), ""); !refused.ok()) {
+          return refused;
+        }
+      }
+      return CheckLeaseKeys(put.lease(), who);
+    }
+    case pb::InternalRequest::kDeleteRange: {
+      const pb::DeleteRangeRequest& del = internal.delete_range();
+      if (del.prev_kv()) {
+        if (absl::Status refused = auth_.IsRangePermitted(who, del.key(), del.range_end());
+            !refused.ok()) {
+          return refused;
+        }
+      }
+      return auth_.IsDeleteRangePermitted(who, del.key(), del.range_end());
+    }
+    case pb::InternalRequest::kTxn:
+      return CheckTxn(internal.txn(), who);
+    case pb::InternalRequest::kLeaseRevoke:
+      return CheckLeaseKeys(internal.lease_revoke().id(), who);
+    case pb::InternalRequest::kAuth: {
+      const RequestType op = static_cast<RequestType>(internal.auth().op());
+      if (NeedsAdmin(op)) return auth_.IsAdminPermitted(who);
+      absl::Status admin = auth_.IsAdminPermitted(who);
+      // etcd's authApplierV3.UserGet / RoleGet: one's own user and roles need no root.
+      if (op == RequestType::kUserGet && !admin.ok() && internal.auth().name() != who.user) {
+        return AuthError(ErrorCode::kPermissionDenied);
+      }
+      if (op == RequestType::kRoleGet && !admin.ok() &&
+          !auth_.HasRole(who.user, internal.auth().role())) {
+        return AuthError(ErrorCode::kPermissionDenied);
+      }
+      return absl::OkStatus();
+    }
+    default:
+      // Compaction, lease grants and alarms: etcd checks none at apply (alarms are checked as
+      // maintenance operations when submitted).
+      return absl::OkStatus();
+  }
+}
+
+absl::Status Server::Impl::ApplyAuth(const pb::AuthRequest& r, Response* response) {
+  const int32_t op = r.op();
+  if (op < static_cast<int32_t>(RequestType::kAuthEnable) ||
+      op > static_cast<int32_t>(RequestType::kRoleList)) {
+    return Error(ErrorCode::kInvalidArgument, absl::StrCat("unknown auth operation ", op));
+  }
+  if (r.perm_type() < 0 || r.perm_type() > static_cast<int32_t>(auth::PermissionType::kReadWrite)) {
+    return Error(ErrorCode::kInvalidArgument,
+                 absl::StrCat("unknown permission type ", r.perm_type()));
+  }
+  switch (static_cast<RequestType>(op)) {
+    case RequestType::kAuthEnable:
+      return auth_.Enable();
+    case RequestType::kAuthDisable: {
+      absl::Status status = auth_.Disable();
+      if (status.ok()) tokens_.Clear();
+      return status;
+    }
+    case RequestType::kAuthenticate: {
+      if (!auth_.enabled()) return AuthError(ErrorCode::kAuthNotEnabled);
+      // The password was checked at checked_revision: a change since (the password, the user)
+      // makes that check stale.
+      if (r.checked_revision() < auth_.revision()) return AuthError(ErrorCode::kAuthOldRevision);
+      if (!auth_.GetUser(r.name()).ok()) return AuthError(ErrorCode::kAuthFailed);
+      tokens_.Assign(r.token(), r.name(), ticks_);
+      response->token = r.token();
+      return absl::OkStatus();
+    }
+    case RequestType::kUserAdd:
+      return auth_.UserAdd(r.name(), r.password_hash());
+    case RequestType::kUserDelete: {
+      absl::Status status = auth_.UserDelete(r.name());
+      if (status.ok()) tokens_.InvalidateUser(r.name());
+      return status;
+    }
+    case RequestType::kUserChangePassword: {
+      absl::Status status = auth_.UserChangePassword(r.name(), r.password_hash());
+      if (status.ok()) tokens_.InvalidateUser(r.name());
+      return status;
+    }
+    case RequestType::kUserGrantRole:
+      return auth_.UserGrantRole(r.name(), r.role());
+    case RequestType::kUserRevokeRole:
+      return auth_.UserRevokeRole(r.name(), r.role());
+    case RequestType::kUserGet: {
+      auto user = auth_.GetUser(r.name());
+      if (!user.ok()) return user.status();
+      response->user = std::move(*user);
+      return absl::OkStatus();
+    }
+    case RequestType::kUserList:
+      response->names = auth_.UserNames();
+      return absl::OkStatus();
+    case RequestType::kRoleAdd:
+      return auth_.RoleAdd(r.role());
+    case RequestType::kRoleDelete:
+      return auth_.RoleDelete(r.role());
+    case RequestType::kRoleGrantPermission:
+      return auth_.RoleGrantPermission(
+          r.role(), auth::Permission{static_cast<auth::PermissionType>(r.perm_type()), r.key(),
+                                     r.range_end()});
+    case RequestType::kRoleRevokePermission:
+      return auth_.RoleRevokePermission(r.role(), r.key(), r.range_end());
+    case RequestType::kRoleGet: {
+      auto role = auth_.GetRole(r.role());
+      if (!role.ok()) return role.status();
+      response->role = std::move(*role);
+      return absl::OkStatus();
+    }
+    case RequestType::kRoleList:
+      response->names = auth_.RoleNames();
+      return absl::OkStatus();
+    default:
+      return Error(ErrorCode::kInvalidArgument, absl::StrCat("unknown auth operation ", op));
   }
 }
 
@@ -1293,6 +1649,7 @@ void Server::Impl::Tick() {
   for (RequestId id : expired) {
     FailPending(id, Error(ErrorCode::kTimeout, "request timed out; its outcome is unknown"));
   }
+  tokens_.Expire(ticks_, kMaxTokenExpiriesPerTick);
   if (!raft_->IsLeader()) return;
   for (lease::LeaseId id : lessor_.Expired(now_ms(), kMaxLeaseRevocationsPerTick)) {
     auto it = revoking_.find(id);
@@ -1300,6 +1657,7 @@ void Server::Impl::Tick() {
     pb::InternalRequest internal;
     internal.mutable_lease_revoke()->set_id(id);
     internal.set_proposed_at_ms(now_ms());
+    internal.set_system(true);
     if (raft_->Propose(raft::Bytes(internal.SerializeAsString())).ok()) {
       revoking_[id] = ticks_ + config_.request_timeout_ticks;
     }
@@ -1387,6 +1745,7 @@ void Server::Impl::Advance() {
   // member checks its own (etcd). Proposals from followers are forwarded.
   if (!AlarmActive() && !alarm_proposed_ && backend_->SizeBytes() > config_.quota_bytes) {
     pb::InternalRequest internal;
+    internal.set_system(true);
     internal.mutable_alarm()->set_action(kAlarmActivate);
     internal.mutable_alarm()->set_member_id(config_.id);
     internal.mutable_alarm()->set_alarm(static_cast<int32_t>(AlarmType::kNoSpace));
@@ -1468,8 +1827,9 @@ Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Server::~Server() = default;
 
 RequestId Server::Submit(Request request) { return impl_->Submit(std::move(request)); }
-absl::StatusOr<mvcc::WatchId> Server::Watch(const mvcc::WatchRequest& request) {
-  return impl_->Watch(request);
+absl::StatusOr<mvcc::WatchId> Server::Watch(const mvcc::WatchRequest& request,
+                                            const std::string& token) {
+  return impl_->Watch(request, token);
 }
 absl::Status Server::CancelWatch(mvcc::WatchId id) { return impl_->CancelWatch(id); }
 void Server::RequestWatchProgress() { impl_->RequestWatchProgress(); }
@@ -1488,6 +1848,7 @@ raft::NodeId Server::id() const { return impl_->id(); }
 bool Server::is_leader() const { return impl_->is_leader(); }
 const mvcc::Store& Server::store() const { return impl_->store(); }
 const lease::Lessor& Server::lessor() const { return impl_->lessor(); }
+const auth::AuthStore& Server::auth_store() const { return impl_->auth_store(); }
 std::vector<Member> Server::Members() const { return impl_->Members(); }
 std::vector<Alarm> Server::Alarms() const { return impl_->Alarms(); }
 raft::Index Server::applied_index() const { return impl_->applied_index(); }

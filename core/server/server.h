@@ -25,6 +25,11 @@
 // Quota: past quota_bytes a NOSPACE alarm is raised through the log; writes that would add data
 // (puts, txns with puts, lease grants) are refused while it is active; reads, deletes and
 // compaction still work; AlarmDisarm after compaction and defragmentation restores writes.
+// Auth (etcd's, core/auth): users, roles and permissions change through the log and live in the
+// backend. While enabled, a request's token names its user: reads are checked when served,
+// writes when their entry applies (against the auth state at that point of the log; a request
+// whose token was resolved at an older auth revision is refused, ErrAuthOldRevision), watches
+// when created, member and maintenance operations need the root role.
 
 #include <cstdint>
 #include <memory>
@@ -35,6 +40,7 @@
 #include "absl/container/btree_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/auth/auth_store.h"
 #include "core/lease/lessor.h"
 #include "core/mvcc/backend.h"
 #include "core/mvcc/store.h"
@@ -83,6 +89,10 @@ struct ServerConfig {
   uint64_t snapshot_catch_up_entries = 5000;
   // raft::Config::max_committed_size_per_ready_bytes: at least one entry per Ready.
   uint64_t max_committed_size_per_ready_bytes = kDefaultMaxCommittedSizePerReadyBytes;
+  // Auth: bcrypt cost of the password hashes this member makes (etcd: 10; tests use 4), and
+  // the TTL of simple tokens (etcd --auth-token-ttl, 300 s), in seconds of logical time.
+  int password_hash_cost = 10;
+  int64_t auth_token_ttl_seconds = 300;
 };
 
 // A member of the cluster as membership requests list it.
@@ -122,6 +132,36 @@ enum class RequestType : uint8_t {
   kHash,         // hash of the store at `revision` (0: current), served locally
   kDefragment,   // local: returns free space to the backend
   kMoveLeader,   // member.id: hand leadership to this voter (leader only; etcd MoveLeader)
+  // Auth (etcd's Auth service), all through the log. Admin (root role) only, except
+  // kAuthenticate, and kUserGet / kRoleGet of the caller's own user / roles.
+  kAuthEnable,
+  kAuthDisable,
+  kAuthenticate,          // auth.name, auth.password -> Response::token
+  kUserAdd,               // auth.name, auth.password
+  kUserDelete,            // auth.name
+  kUserChangePassword,    // auth.name, auth.password
+  kUserGrantRole,         // auth.name, auth.role
+  kUserRevokeRole,        // auth.name, auth.role
+  kUserGet,               // auth.name -> Response::user
+  kUserList,              // -> Response::names
+  kRoleAdd,               // auth.role
+  kRoleDelete,            // auth.role
+  kRoleGrantPermission,   // auth.role, auth.permission
+  kRoleRevokePermission,  // auth.role, auth.permission.key / range_end
+  kRoleGet,               // auth.role -> Response::role
+  kRoleList,              // -> Response::names
+};
+
+// The fields of auth requests.
+struct AuthRequest {
+  std::string name;      // user
+  std::string password;  // hashed by the proposing member; only the hash enters the log
+  std::string role;
+  auth::Permission permission;
+  // Random bytes from the driver (at least auth::kSaltBytes) for the password's salt and the
+  // token's letters. Empty: derived from the member's seed and the request id, deterministic
+  // (tests, the simulator); a production node supplies them from the system's random source.
+  std::string entropy;
 };
 
 // A client request. Only the fields its type names are read.
@@ -135,6 +175,11 @@ struct Request {
   lease::LeaseId lease_id = lease::kNoLease;
   int64_t ttl_seconds = 0;
   Member member;
+  AuthRequest auth;
+  // The caller's token from kAuthenticate (empty: none). While auth is enabled every request is
+  // checked against the token's user (see AuthStore); a token that is unknown or expired is
+  // refused (INVALID_AUTH_TOKEN).
+  std::string token;
 };
 
 // Where and when a response was produced (etcd ResponseHeader).
@@ -161,6 +206,10 @@ struct Response {
   Member member;
   std::vector<Member> members;
   std::vector<Alarm> alarms;
+  std::string token;               // kAuthenticate
+  auth::User user;                 // kUserGet (no password hash)
+  auth::Role role;                 // kRoleGet
+  std::vector<std::string> names;  // kUserList, kRoleList
 };
 
 // Everything the driver must do after an event: Raft's effects, client responses and watch
@@ -196,8 +245,10 @@ class Server {
   ~Server();
 
   RequestId Submit(Request request);
-  // Watches are local to the member serving them (as in etcd).
-  absl::StatusOr<mvcc::WatchId> Watch(const mvcc::WatchRequest& request);
+  // Watches are local to the member serving them (as in etcd). While auth is enabled a watch is
+  // checked when it is created, against the user of `token` (read permission on its range).
+  absl::StatusOr<mvcc::WatchId> Watch(const mvcc::WatchRequest& request,
+                                      const std::string& token = "");
   absl::Status CancelWatch(mvcc::WatchId id);
   void RequestWatchProgress();
 
@@ -219,6 +270,7 @@ class Server {
   bool is_leader() const;
   const mvcc::Store& store() const;
   const lease::Lessor& lessor() const;
+  const auth::AuthStore& auth_store() const;
   std::vector<Member> Members() const;
   std::vector<Alarm> Alarms() const;
   raft::Index applied_index() const;
