@@ -18,6 +18,10 @@ packages=(
   protobuf-compiler-grpc
   etcd-server
   etcd-client
+  # promtool checks /metrics (node:http_service_test); headless Chromium loads the status page
+  # (node:status_page_test)
+  prometheus
+  chromium
   clang-format
   g++
 )
