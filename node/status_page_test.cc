@@ -250,6 +250,18 @@ TEST_F(StatusPageTest, ShowsTheClustersMembersLeaderAndIndexes) {
         << row;
   }
 
+  // The leader times its heartbeats to each follower (etcd_network_peer_round_trip_time_seconds).
+  auto metrics = testing::HttpGet(leader.metrics_port, "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  for (const server::Member& m : listed->members) {
+    if (m.id == lead.id) continue;
+    auto round_trips = testing::SampleValue(
+        metrics->body, absl::StrCat("etcd_network_peer_round_trip_time_seconds_count{To=\"",
+                                    absl::Hex(m.id), "\"}"));
+    ASSERT_TRUE(round_trips.ok()) << round_trips.status() << "\n" << metrics->body;
+    EXPECT_GT(*round_trips, 0);
+  }
+
   // A follower's page names the same leader; lags are the leader's knowledge.
   const size_t follower_index = (*leader_index + 1) % members_.size();
   const std::string follower_dom =
