@@ -32,8 +32,10 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -45,9 +47,12 @@
 #include "absl/time/time.h"
 #include "core/mvcc/types.h"
 #include "core/server/server.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
 #include "kj/async-io.h"
 #include "kj/vector.h"
 #include "net/client.h"
+#include "net/etcd/rpc.grpc.pb.h"
 #include "tools/ctl/flags.h"
 
 namespace kvstore::bench {
@@ -224,6 +229,7 @@ class Progress {
 struct Bench {
   kj::AsyncIoContext* io = nullptr;
   std::vector<std::unique_ptr<net::Client>> conns;
+  std::vector<std::shared_ptr<grpc::Channel>> channels;  // --protocol=grpc
   int64_t clients = 1;
   int64_t total = 0;
   Clock::time_point deadline;
@@ -250,7 +256,10 @@ kj::Promise<void> ClientLoop(Bench& bench, net::Client& conn,
       });
 }
 
+double RunRequestsGrpc(Bench& bench, const std::function<Request(int64_t)>& make);
+
 double RunRequests(Bench& bench, const std::function<Request(int64_t)>& make) {
+  if (!bench.channels.empty()) return RunRequestsGrpc(bench, make);
   Progress progress(bench.io->provider->getTimer(), bench.total, bench.report);
   kj::Promise<void> drawing = progress.Run();
   const Clock::time_point start = Clock::now();
@@ -263,6 +272,76 @@ double RunRequests(Bench& bench, const std::function<Request(int64_t)>& make) {
   drawing = nullptr;
   progress.Finish();
   return elapsed;
+}
+
+// --protocol=grpc: etcd's v3 API, so one client drives etcd and kvnode alike. A thread per
+// client with a blocking stub over one of --conns channels; requests are made under a lock (the
+// key and value generators are shared), answered without it.
+grpc::Status CallEtcd(etcdserverpb::KV::Stub& kv, const Request& request) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  switch (request.type) {
+    case RequestType::kPut: {
+      etcdserverpb::PutRequest put;
+      put.set_key(request.put.key);
+      put.set_value(request.put.value);
+      etcdserverpb::PutResponse response;
+      return kv.Put(&context, put, &response);
+    }
+    case RequestType::kRange: {
+      etcdserverpb::RangeRequest range;
+      range.set_key(request.range.key);
+      range.set_range_end(request.range.range_end);
+      range.set_serializable(request.range.serializable);
+      etcdserverpb::RangeResponse response;
+      return kv.Range(&context, range, &response);
+    }
+    case RequestType::kTxn: {
+      etcdserverpb::TxnRequest txn;
+      for (const mvcc::RequestOp& op : request.txn.success) {
+        etcdserverpb::PutRequest* put = txn.add_success()->mutable_request_put();
+        put->set_key(op.put.key);
+        put->set_value(op.put.value);
+      }
+      etcdserverpb::TxnResponse response;
+      return kv.Txn(&context, txn, &response);
+    }
+    default:
+      return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                          "kvbench: no gRPC form for this request");
+  }
+}
+
+double RunRequestsGrpc(Bench& bench, const std::function<Request(int64_t)>& make) {
+  std::vector<std::unique_ptr<etcdserverpb::KV::Stub>> stubs;
+  for (const auto& channel : bench.channels) stubs.push_back(etcdserverpb::KV::NewStub(channel));
+  std::mutex mu;
+  const Clock::time_point start = Clock::now();
+  std::vector<std::thread> threads;
+  for (int64_t i = 0; i < bench.clients; ++i) {
+    etcdserverpb::KV::Stub* stub = stubs[i % stubs.size()].get();
+    threads.emplace_back([&bench, &make, &mu, stub]() {
+      for (;;) {
+        Request request;
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          if (!bench.CanIssue()) return;
+          request = make(bench.issued++);
+        }
+        const Clock::time_point begun = Clock::now();
+        grpc::Status status = CallEtcd(*stub, request);
+        const double seconds = SecondsSince(begun);
+        std::lock_guard<std::mutex> lock(mu);
+        if (status.ok()) {
+          bench.report.Add(seconds);
+        } else {
+          bench.report.AddError(absl::UnknownError(status.error_message()));
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  return SecondsSince(start);
 }
 
 std::string RandomBytes(int64_t size, std::mt19937_64& random) {
@@ -471,6 +550,8 @@ void AddFlags(ctl::FlagSet& f) {
   f.AddInt("clients", 0, 1, "Total number of gRPC clients", kGlobal);
   f.AddDuration("dial-timeout", absl::Nanoseconds(net::kDefaultPerTryTimeout / kj::NANOSECONDS),
                 "bound of each try of a request (connecting and answering)", kGlobal);
+  f.AddString("protocol", 0, "capnp",
+              "capnp (kvnode's native API) or grpc (etcd's v3 API: kvnode or etcd)", kGlobal);
   f.AddDuration("max-duration", kDefaultMaxDuration,
                 "no request starts after this long; the report covers what was answered", kGlobal);
   f.AddBool("help", 'h', "help for kvbench", kGlobal);
@@ -538,7 +619,29 @@ int Run(int argc, char** argv) {
   bench.clients = f.GetInt("clients");
   bench.total = f.GetInt("total");
   bench.deadline = Clock::now() + absl::ToChronoNanoseconds(f.GetDuration("max-duration"));
-  for (int64_t i = 0; i < f.GetInt("conns"); ++i) {
+  const std::string& protocol = f.GetString("protocol");
+  if (protocol != "capnp" && protocol != "grpc") {
+    std::fprintf(stderr, "Error: --protocol must be capnp or grpc\n");
+    return kExitError;
+  }
+  if (options.endpoints.empty()) {
+    std::fprintf(stderr, "Error: --endpoints names no endpoint\n");
+    return kExitError;
+  }
+  if (protocol == "grpc") {
+    if (workload == "watch-latency") {
+      std::fprintf(stderr, "Error: watch-latency runs over --protocol=capnp only\n");
+      return kExitError;
+    }
+    for (int64_t i = 0; i < f.GetInt("conns"); ++i) {
+      const std::string& target = options.endpoints[i % options.endpoints.size()];
+      grpc::ChannelArguments arguments;
+      arguments.SetInt("grpc.use_local_subchannel_pool", 1);  // one connection per channel
+      bench.channels.push_back(
+          grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), arguments));
+    }
+  }
+  for (int64_t i = 0; protocol == "capnp" && i < f.GetInt("conns"); ++i) {
     absl::StatusOr<std::unique_ptr<net::Client>> client =
         net::Client::Create(io.provider->getNetwork(), io.provider->getTimer(), options);
     if (!client.ok()) {
