@@ -50,8 +50,8 @@ bool TxnReadOnly(const mvcc::TxnRequest& txn) {
 
 // Requests that etcd proposes through the log as internal Raft requests (what its
 // proposals_pending and proposals_failed_total count): writes, compaction, lease grant and
-// revoke, alarm changes. Reads (a read-only txn too) use ReadIndex; membership changes and
-// leader moves take their own paths.
+// revoke, alarm changes, every auth request. Reads (a read-only txn too) use ReadIndex;
+// membership changes and leader moves take their own paths.
 bool IsProposal(const server::Request& request) {
   switch (request.type) {
     case server::RequestType::kPut:
@@ -60,6 +60,22 @@ bool IsProposal(const server::Request& request) {
     case server::RequestType::kLeaseGrant:
     case server::RequestType::kLeaseRevoke:
     case server::RequestType::kAlarmDisarm:
+    case server::RequestType::kAuthEnable:
+    case server::RequestType::kAuthDisable:
+    case server::RequestType::kAuthenticate:
+    case server::RequestType::kUserAdd:
+    case server::RequestType::kUserDelete:
+    case server::RequestType::kUserChangePassword:
+    case server::RequestType::kUserGrantRole:
+    case server::RequestType::kUserRevokeRole:
+    case server::RequestType::kUserGet:
+    case server::RequestType::kUserList:
+    case server::RequestType::kRoleAdd:
+    case server::RequestType::kRoleDelete:
+    case server::RequestType::kRoleGrantPermission:
+    case server::RequestType::kRoleRevokePermission:
+    case server::RequestType::kRoleGet:
+    case server::RequestType::kRoleList:
       return true;
     case server::RequestType::kTxn:
       return !TxnReadOnly(request.txn);
@@ -83,8 +99,8 @@ bool ProposalFailed(const absl::Status& status) {
 }
 
 // etcd's v3 API method that serves each request type, for the grpc_server_* labels. nullptr
-// for a stream (LeaseKeepAlive: a gRPC stream counts once when it ends, not per message) and for
-// request types this table does not name yet (they are not counted).
+// for a stream (LeaseKeepAlive: a gRPC stream counts once when it ends, not per message). No
+// default: a new request type must be given its method here (-Wswitch says so).
 struct ApiMethod {
   const char* service;
   const char* method;
@@ -103,7 +119,19 @@ const ApiMethod* ServiceMethod(server::RequestType type) {
       kMemberRemove{"etcdserverpb.Cluster", "MemberRemove"},
       kAlarm{"etcdserverpb.Maintenance", "Alarm"}, kHashKV{"etcdserverpb.Maintenance", "HashKV"},
       kDefragment{"etcdserverpb.Maintenance", "Defragment"},
-      kMoveLeader{"etcdserverpb.Maintenance", "MoveLeader"};
+      kMoveLeader{"etcdserverpb.Maintenance", "MoveLeader"},
+      kAuthEnable{"etcdserverpb.Auth", "AuthEnable"},
+      kAuthDisable{"etcdserverpb.Auth", "AuthDisable"},
+      kAuthenticate{"etcdserverpb.Auth", "Authenticate"}, kUserAdd{"etcdserverpb.Auth", "UserAdd"},
+      kUserDelete{"etcdserverpb.Auth", "UserDelete"},
+      kUserChangePassword{"etcdserverpb.Auth", "UserChangePassword"},
+      kUserGrantRole{"etcdserverpb.Auth", "UserGrantRole"},
+      kUserRevokeRole{"etcdserverpb.Auth", "UserRevokeRole"},
+      kUserGet{"etcdserverpb.Auth", "UserGet"}, kUserList{"etcdserverpb.Auth", "UserList"},
+      kRoleAdd{"etcdserverpb.Auth", "RoleAdd"}, kRoleDelete{"etcdserverpb.Auth", "RoleDelete"},
+      kRoleGrantPermission{"etcdserverpb.Auth", "RoleGrantPermission"},
+      kRoleRevokePermission{"etcdserverpb.Auth", "RoleRevokePermission"},
+      kRoleGet{"etcdserverpb.Auth", "RoleGet"}, kRoleList{"etcdserverpb.Auth", "RoleList"};
   switch (type) {
     case T::kRange:
       return &kRange;
@@ -140,9 +168,42 @@ const ApiMethod* ServiceMethod(server::RequestType type) {
       return &kDefragment;
     case T::kMoveLeader:
       return &kMoveLeader;
-    default:
+    case T::kAuthEnable:
+      return &kAuthEnable;
+    case T::kAuthDisable:
+      return &kAuthDisable;
+    case T::kAuthenticate:
+      return &kAuthenticate;
+    case T::kUserAdd:
+      return &kUserAdd;
+    case T::kUserDelete:
+      return &kUserDelete;
+    case T::kUserChangePassword:
+      return &kUserChangePassword;
+    case T::kUserGrantRole:
+      return &kUserGrantRole;
+    case T::kUserRevokeRole:
+      return &kUserRevokeRole;
+    case T::kUserGet:
+      return &kUserGet;
+    case T::kUserList:
+      return &kUserList;
+    case T::kRoleAdd:
+      return &kRoleAdd;
+    case T::kRoleDelete:
+      return &kRoleDelete;
+    case T::kRoleGrantPermission:
+      return &kRoleGrantPermission;
+    case T::kRoleRevokePermission:
+      return &kRoleRevokePermission;
+    case T::kRoleGet:
+      return &kRoleGet;
+    case T::kRoleList:
+      return &kRoleList;
+    case T::kLeaseKeepAlive:
       return nullptr;
   }
+  return nullptr;  // not a RequestType value
 }
 
 // gRPC's code names as go-grpc-prometheus prints them (absl's codes are gRPC's codes).
