@@ -73,6 +73,10 @@ inline constexpr kj::Duration kSnapshotStallTimeout = 30 * kj::SECONDS;
 
 // --- Receiving ----------------------------------------------------------------------------------
 
+// Decodes one Peer.send batch as the Peer service does: every message valid (convert.h) and none a
+// kSnap (its data travels through sendSnapshot), or an error naming the first that is not.
+absl::StatusOr<std::vector<raft::Message>> DecodeSendBatch(capnp::List<rpc::Message>::Reader list);
+
 struct PeerServiceOptions {
   uint64_t max_snapshot_bytes = kDefaultMaxSnapshotBytes;
 };

@@ -18,12 +18,16 @@ packages=(
   protobuf-compiler-grpc
   etcd-server
   etcd-client
+  curl
   # promtool checks /metrics (node:http_service_test); headless Chromium loads the status page
   # (node:status_page_test)
   prometheus
   chromium
   clang-format
   g++
+  # libFuzzer and the sanitizer runtimes for tools/fuzz.sh (Debian's clang 14)
+  clang
+  libclang-rt-14-dev
 )
 
 # The project builds with Bazel 4 (.bazelversion; Debian 12's bazel-bootstrap is 4.2.3). Debian's

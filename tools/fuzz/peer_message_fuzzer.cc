@@ -1,7 +1,7 @@
 // Fuzzes the decoding of peer messages (net/peer.capnp through net/convert.h), with the peer
 // connections' reader limits (PeerReaderOptions). The first byte picks what the bytes after it
 // are, as a member receives them:
-//   0: Peer.send's params (a batch of Raft messages, each decoded as PeerImpl::send does)
+//   0: Peer.send's params (a batch of Raft messages, decoded by the service's DecodeSendBatch)
 //   1: Peer.sendSnapshot's params (one kSnap message)
 //   2: Peer.members' results (the member list a joining member reads)
 //
@@ -10,10 +10,12 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/raft/types.h"
 #include "net/convert.h"
 #include "net/peer.capnp.h"
+#include "net/peer_service.h"
 #include "tools/fuzz/capnp_util.h"
 #include "tools/fuzz/fuzz_util.h"
 
@@ -46,9 +48,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] { list = params.getMessages(); })) {
         return 0;  // the service reads the list outside the decoder: the call fails
       }
-      for (auto message : *list) {
-        absl::StatusOr<raft::Message> decoded = net::FromCapnp(message);
-        if (decoded.ok()) CheckRoundTrip(*decoded);
+      absl::StatusOr<std::vector<raft::Message>> batch = net::DecodeSendBatch(*list);
+      if (batch.ok()) {
+        for (const raft::Message& message : *batch) CheckRoundTrip(message);
       }
       break;
     }
