@@ -241,9 +241,12 @@ void Fill(const mvcc::DeleteRangeResponse& in, etcdserverpb::DeleteRangeResponse
   for (const mvcc::KeyValue& kv : in.prev_kvs) ToProto(kv, out->add_prev_kvs());
 }
 
-// Operations inside a txn carry the txn's header (etcd fills each one's header too).
-void Fill(const mvcc::TxnResponse& in, const etcdserverpb::ResponseHeader& header,
+// Operations inside a txn carry a header with the txn's revision alone, as etcd's applier fills
+// them (cluster, member and term only on the outer header).
+void Fill(const mvcc::TxnResponse& in, const etcdserverpb::ResponseHeader& txn_header,
           etcdserverpb::TxnResponse* out) {
+  etcdserverpb::ResponseHeader header;
+  header.set_revision(txn_header.revision());
   out->set_succeeded(in.succeeded);
   for (const mvcc::ResponseOp& op : in.responses) {
     etcdserverpb::ResponseOp* converted = out->add_responses();
@@ -294,6 +297,14 @@ server::Request RequestOf(server::RequestType type) {
   return r;
 }
 
+// The Cluster service's header: etcd's cluster server fills cluster, member and term, but no
+// revision (membership is not in the key space).
+void ToClusterHeader(const server::ResponseHeader& in, uint64_t cluster_id,
+                     etcdserverpb::ResponseHeader* out) {
+  ToHeader(in, cluster_id, out);
+  out->clear_revision();
+}
+
 }  // namespace
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
@@ -305,6 +316,13 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
                         e.message != nullptr ? e.message : std::string(status.message()));
   }
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+grpc::Status ToMoveLeaderStatus(const absl::Status& status) {
+  if (!status.ok() && CodeOf(status) == ErrorCode::kMemberNotFound) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "etcdserver: bad leader transferee");
+  }
+  return ToGrpcStatus(status);
 }
 
 GatewayError ToGatewayError(const absl::Status& status) {
@@ -541,26 +559,26 @@ void ToProto(const server::Response& in, uint64_t cluster_id,
 
 void ToProto(const server::Response& in, uint64_t cluster_id,
              etcdserverpb::MemberAddResponse* out) {
-  ToHeader(in.header, cluster_id, out->mutable_header());
+  ToClusterHeader(in.header, cluster_id, out->mutable_header());
   ToProto(in.member, out->mutable_member());
   FillMembers(in.members, out);
 }
 
 void ToProto(const server::Response& in, uint64_t cluster_id,
              etcdserverpb::MemberRemoveResponse* out) {
-  ToHeader(in.header, cluster_id, out->mutable_header());
+  ToClusterHeader(in.header, cluster_id, out->mutable_header());
   FillMembers(in.members, out);
 }
 
 void ToProto(const server::Response& in, uint64_t cluster_id,
              etcdserverpb::MemberListResponse* out) {
-  ToHeader(in.header, cluster_id, out->mutable_header());
+  ToClusterHeader(in.header, cluster_id, out->mutable_header());
   FillMembers(in.members, out);
 }
 
 void ToProto(const server::Response& in, uint64_t cluster_id,
              etcdserverpb::MemberPromoteResponse* out) {
-  ToHeader(in.header, cluster_id, out->mutable_header());
+  ToClusterHeader(in.header, cluster_id, out->mutable_header());
   FillMembers(in.members, out);
 }
 

@@ -42,6 +42,9 @@ struct GatewayError {
   int http_status = 200;  // grpc-gateway's mapping of the gRPC code
 };
 GatewayError ToGatewayError(const absl::Status& status);
+// MoveLeader's error: etcd refuses a transferee that is not a voting member with
+// ErrBadLeaderTransferee, where the core says the member is not found.
+grpc::Status ToMoveLeaderStatus(const absl::Status& status);
 
 // --- Requests -------------------------------------------------------------------------------
 

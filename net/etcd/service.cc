@@ -12,6 +12,7 @@
 #include "core/base/errors.h"
 #include "net/etcd/convert.h"
 #include "net/etcd/rpc.grpc.pb.h"
+#include "openssl/sha.h"
 
 namespace kvstore::net::etcd {
 namespace {
@@ -67,11 +68,12 @@ class Loop {
 
 // One unary method: request -> member -> response, or etcd's error.
 template <typename Req, typename Resp>
-grpc::Status Unary(const Loop& loop, const Req& request, Resp* response) {
+grpc::Status Unary(const Loop& loop, const Req& request, Resp* response,
+                   grpc::Status (*to_status)(const absl::Status&) = ToGrpcStatus) {
   server::Request converted;
   if (absl::Status s = ToRequest(request, &converted); !s.ok()) return ToGrpcStatus(s);
   server::Response answer = loop.Call(std::move(converted));
-  if (!answer.status.ok()) return ToGrpcStatus(answer.status);
+  if (!answer.status.ok()) return to_status(answer.status);
   ToProto(answer, loop.cluster_id(), response);
   return grpc::Status::OK;
 }
@@ -434,7 +436,24 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
 
   grpc::Status Alarm(ServerContext*, const etcdserverpb::AlarmRequest* request,
                      etcdserverpb::AlarmResponse* response) override {
-    return Unary(loop_, *request, response);
+    if (request->action() != etcdserverpb::AlarmRequest::DEACTIVATE) {
+      return Unary(loop_, *request, response);
+    }
+    // etcd answers a disarm with the alarms it deactivated (etcdctl alarm disarm prints them);
+    // the core answers with the alarms left. The deactivated ones are those of the request's
+    // member and type that were active just before.
+    etcdserverpb::AlarmRequest list;
+    list.set_action(etcdserverpb::AlarmRequest::GET);
+    etcdserverpb::AlarmResponse before;
+    if (grpc::Status s = Unary(loop_, list, &before); !s.ok()) return s;
+    if (grpc::Status s = Unary(loop_, *request, response); !s.ok()) return s;
+    response->clear_alarms();
+    for (const etcdserverpb::AlarmMember& alarm : before.alarms()) {
+      if (alarm.memberid() == request->memberid() && alarm.alarm() == request->alarm()) {
+        *response->add_alarms() = alarm;
+      }
+    }
+    return grpc::Status::OK;
   }
   grpc::Status Status(ServerContext*, const etcdserverpb::StatusRequest*,
                       etcdserverpb::StatusResponse* response) override {
@@ -464,6 +483,11 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
       data = loop_.member().SnapshotData();
     });
     if (!data.ok()) return ToGrpcStatus(data.status());
+    // etcd ends the stream with the SHA-256 of the database: etcdctl's snapshot save refuses a
+    // stream without it and snapshot restore checks it.
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(data->data()), data->size(), digest);
+    data->append(reinterpret_cast<const char*>(digest), sizeof(digest));
     server::ResponseHeader header;
     header.member_id = info.id;
     header.revision = info.revision;
@@ -484,7 +508,7 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
   }
   grpc::Status MoveLeader(ServerContext*, const etcdserverpb::MoveLeaderRequest* request,
                           etcdserverpb::MoveLeaderResponse* response) override {
-    return Unary(loop_, *request, response);
+    return Unary(loop_, *request, response, ToMoveLeaderStatus);
   }
 
  private:
