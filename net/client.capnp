@@ -113,12 +113,12 @@ struct TxnResponse {
 }
 
 interface Kv {
-  range @0 (request :RangeRequest) -> (status :Status, header :Header, response :RangeResponse);
-  put @1 (request :PutRequest) -> (status :Status, header :Header, response :PutResponse);
-  deleteRange @2 (request :DeleteRangeRequest)
+  range @0 (request :RangeRequest, token :Text) -> (status :Status, header :Header, response :RangeResponse);
+  put @1 (request :PutRequest, token :Text) -> (status :Status, header :Header, response :PutResponse);
+  deleteRange @2 (request :DeleteRangeRequest, token :Text)
       -> (status :Status, header :Header, response :DeleteRangeResponse);
-  txn @3 (request :TxnRequest) -> (status :Status, header :Header, response :TxnResponse);
-  compact @4 (revision :Int64) -> (status :Status, header :Header);
+  txn @3 (request :TxnRequest, token :Text) -> (status :Status, header :Header, response :TxnResponse);
+  compact @4 (revision :Int64, token :Text) -> (status :Status, header :Header);
 }
 
 struct Event {
@@ -178,11 +178,11 @@ interface KeepAlive {
 }
 
 interface Lease {
-  grant @0 (ttlSeconds :Int64, id :Int64) -> (status :Status, header :Header, lease :LeaseInfo);
-  revoke @1 (id :Int64) -> (status :Status, header :Header);
+  grant @0 (ttlSeconds :Int64, id :Int64, token :Text) -> (status :Status, header :Header, lease :LeaseInfo);
+  revoke @1 (id :Int64, token :Text) -> (status :Status, header :Header);
   keepAlive @2 (id :Int64) -> (status :Status, stream :KeepAlive);
-  timeToLive @3 (id :Int64, keys :Bool) -> (status :Status, header :Header, lease :LeaseInfo);
-  leases @4 () -> (status :Status, header :Header, ids :List(Int64));
+  timeToLive @3 (id :Int64, keys :Bool, token :Text) -> (status :Status, header :Header, lease :LeaseInfo);
+  leases @4 (token :Text) -> (status :Status, header :Header, ids :List(Int64));
 }
 
 struct Member {
@@ -194,11 +194,11 @@ struct Member {
 }
 
 interface Cluster {
-  memberList @0 () -> (status :Status, header :Header, members :List(Member));
-  memberAdd @1 (peerUrls :List(Text), isLearner :Bool)
+  memberList @0 (token :Text) -> (status :Status, header :Header, members :List(Member));
+  memberAdd @1 (peerUrls :List(Text), isLearner :Bool, token :Text)
       -> (status :Status, header :Header, member :Member, members :List(Member));
-  memberRemove @2 (id :UInt64) -> (status :Status, header :Header, members :List(Member));
-  memberPromote @3 (id :UInt64) -> (status :Status, header :Header, members :List(Member));
+  memberRemove @2 (id :UInt64, token :Text) -> (status :Status, header :Header, members :List(Member));
+  memberPromote @3 (id :UInt64, token :Text) -> (status :Status, header :Header, members :List(Member));
 }
 
 struct Alarm {
@@ -224,13 +224,44 @@ interface SnapshotStream {
 
 interface Maintenance {
   status @0 () -> (status :Status, header :Header, member :MemberStatus);
-  hash @1 (revision :Int64)
+  hash @1 (revision :Int64, token :Text)
       -> (status :Status, header :Header, hash :UInt64, compactRevision :Int64);
-  defragment @2 () -> (status :Status, header :Header);
-  alarmList @3 () -> (status :Status, header :Header, alarms :List(Alarm));
-  alarmDisarm @4 () -> (status :Status, header :Header, alarms :List(Alarm));
+  defragment @2 (token :Text) -> (status :Status, header :Header);
+  alarmList @3 (token :Text) -> (status :Status, header :Header, alarms :List(Alarm));
+  alarmDisarm @4 (token :Text) -> (status :Status, header :Header, alarms :List(Alarm));
   snapshot @5 () -> (status :Status, stream :SnapshotStream);
-  moveLeader @6 (targetId :UInt64) -> (status :Status, header :Header);
+  moveLeader @6 (targetId :UInt64, token :Text) -> (status :Status, header :Header);
+}
+
+# Auth (etcd's Auth service). `token` (every method's last parameter above too) is what
+# authenticate returned; empty: none. While auth is enabled the member checks every request
+# against the token's user.
+struct Permission {
+  permType @0 :UInt8;    # auth::PermissionType: 0 read, 1 write, 2 readwrite
+  key @1 :Data;
+  rangeEnd @2 :Data;
+}
+
+struct AuthRequest {
+  type @0 :UInt8;        # server::RequestType, kAuthEnable .. kRoleList
+  name @1 :Text;         # user
+  password @2 :Text;
+  role @3 :Text;
+  permission @4 :Permission;
+}
+
+struct AuthResponse {
+  token @0 :Text;                     # authenticate
+  roles @1 :List(Text);               # userGet: the user's roles
+  permissions @2 :List(Permission);   # roleGet
+  names @3 :List(Text);               # userList, roleList
+  user @4 :Text;                      # userGet
+  role @5 :Text;                      # roleGet
+}
+
+interface Auth {
+  call @0 (request :AuthRequest, token :Text)
+      -> (status :Status, header :Header, response :AuthResponse);
 }
 
 # What a client connection bootstraps: every service of the member (its client URL).
@@ -240,4 +271,5 @@ interface Endpoint {
   lease @2 () -> (lease :Lease);
   cluster @3 () -> (cluster :Cluster);
   maintenance @4 () -> (maintenance :Maintenance);
+  auth @5 () -> (auth :Auth);
 }

@@ -59,7 +59,10 @@ const char* RequestName(RequestType type) {
       return "defragment";
     case RequestType::kMoveLeader:
       return "move-leader";
+    default:
+      break;
   }
+  if (type >= RequestType::kAuthEnable && type <= RequestType::kRoleList) return "auth";
   return "request";
 }
 
@@ -118,10 +121,14 @@ kj::Promise<absl::StatusOr<server::Response>> Invoke(capnp::Request<Params, Resu
       [](capnp::Response<Results> response) { return Fold(ToResponse(response)); });
 }
 
+// Fills the method's parameters and the caller's token (every method but keep-alive has one).
 template <typename Params, typename Results>
 kj::Promise<absl::StatusOr<server::Response>> Invoke(capnp::Request<Params, Results> request,
                                                      const server::Request& in) {
-  FillParams(in, request);
+  if constexpr (requires { FillParams(in, request); }) FillParams(in, request);
+  if constexpr (requires { request.setToken(""); }) {
+    request.setToken(capnp::Text::Reader(in.token.c_str(), in.token.size()));
+  }
   return Invoke(kj::mv(request));
 }
 
@@ -135,7 +142,8 @@ struct Conn : public kj::Refcounted {
         watch(endpoint.watchRequest().send().getWatch()),
         lease(endpoint.leaseRequest().send().getLease()),
         cluster(endpoint.clusterRequest().send().getCluster()),
-        maintenance(endpoint.maintenanceRequest().send().getMaintenance()) {}
+        maintenance(endpoint.maintenanceRequest().send().getMaintenance()),
+        auth(endpoint.authRequest().send().getAuth()) {}
 
   const uint64_t id;  // unique per client
   const std::string address;
@@ -146,6 +154,7 @@ struct Conn : public kj::Refcounted {
   rpc::Lease::Client lease;
   rpc::Cluster::Client cluster;
   rpc::Maintenance::Client maintenance;
+  rpc::Auth::Client auth;
 };
 
 // A connection being made, and the tries waiting for it.
@@ -326,9 +335,9 @@ class Client::Impl final : private kj::TaskSet::ErrorHandler {
       case RequestType::kLeaseTimeToLive:
         return Invoke(c.lease.timeToLiveRequest(), r);
       case RequestType::kLeaseLeases:
-        return Invoke(c.lease.leasesRequest());
+        return Invoke(c.lease.leasesRequest(), r);
       case RequestType::kMemberList:
-        return Invoke(c.cluster.memberListRequest());
+        return Invoke(c.cluster.memberListRequest(), r);
       case RequestType::kMemberAdd:
         return Invoke(c.cluster.memberAddRequest(), r);
       case RequestType::kMemberPromote:
@@ -336,15 +345,20 @@ class Client::Impl final : private kj::TaskSet::ErrorHandler {
       case RequestType::kMemberRemove:
         return Invoke(c.cluster.memberRemoveRequest(), r);
       case RequestType::kAlarmList:
-        return Invoke(c.maintenance.alarmListRequest());
+        return Invoke(c.maintenance.alarmListRequest(), r);
       case RequestType::kAlarmDisarm:
-        return Invoke(c.maintenance.alarmDisarmRequest());
+        return Invoke(c.maintenance.alarmDisarmRequest(), r);
       case RequestType::kHash:
         return Invoke(c.maintenance.hashRequest(), r);
       case RequestType::kDefragment:
-        return Invoke(c.maintenance.defragmentRequest());
+        return Invoke(c.maintenance.defragmentRequest(), r);
       case RequestType::kMoveLeader:
         return Invoke(c.maintenance.moveLeaderRequest(), r);
+      default:
+        if (r.type >= RequestType::kAuthEnable && r.type <= RequestType::kRoleList) {
+          return Invoke(c.auth.callRequest(), r);
+        }
+        break;
     }
     return absl::StatusOr<server::Response>(
         Error(ErrorCode::kInvalidArgument, "unknown request type"));

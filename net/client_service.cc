@@ -1,12 +1,16 @@
 #include "net/client_service.h"
 
+#include <sys/random.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <deque>
 #include <memory>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/auth/password.h"
 #include "core/base/errors.h"
 #include "core/raft/check.h"
 #include "net/convert.h"
@@ -15,11 +19,36 @@
 namespace kvstore::net {
 namespace {
 
+// Random bytes from the system for password salts and tokens: the core takes them as data (it
+// is pure), so they are drawn here, where the request enters the member.
+std::string AuthEntropy() {
+  std::string bytes(auth::kSaltBytes, '\0');
+  size_t filled = 0;
+  while (filled < bytes.size()) {
+    const ssize_t n = getrandom(bytes.data() + filled, bytes.size() - filled, 0);
+    RAFT_CHECK(n > 0 || errno == EINTR) << "getrandom failed: errno " << errno;
+    if (n > 0) filled += static_cast<size_t>(n);
+  }
+  return bytes;
+}
+
 // Serves one client method: params -> request -> member -> results. A malformed request is
-// answered at once and never reaches the member.
+// answered at once and never reaches the member. The caller's token (every method's `token`
+// parameter) travels with the request; the member checks it.
 template <typename Context>
 kj::Promise<void> Serve(MemberService& member, Context context) {
   absl::StatusOr<server::Request> request = ToRequest(context.getParams());
+  if (request.ok()) {
+    if constexpr (requires { context.getParams().getToken(); }) {
+      auto token = context.getParams().getToken();
+      request->token.assign(token.cStr(), token.size());
+    }
+    if (request->type == server::RequestType::kUserAdd ||
+        request->type == server::RequestType::kUserChangePassword ||
+        request->type == server::RequestType::kAuthenticate) {
+      request->auth.entropy = AuthEntropy();
+    }
+  }
   context.releaseParams();
   if (!request.ok()) {
     server::Response refused;
@@ -355,6 +384,15 @@ class MaintenanceImpl final : public rpc::Maintenance::Server {
   const uint64_t snapshot_chunk_bytes_;
 };
 
+class AuthImpl final : public rpc::Auth::Server {
+ public:
+  explicit AuthImpl(MemberService& member) : member_(member) {}
+  kj::Promise<void> call(CallContext context) override { return Serve(member_, context); }
+
+ private:
+  MemberService& member_;
+};
+
 class EndpointImpl final : public rpc::Endpoint::Server {
  public:
   EndpointImpl(MemberService& member, const ClientServiceOptions& options)
@@ -362,7 +400,8 @@ class EndpointImpl final : public rpc::Endpoint::Server {
         watch_(kj::heap<WatchImpl>(member, options.watch_queue_limit_responses)),
         lease_(kj::heap<LeaseImpl>(member)),
         cluster_(kj::heap<ClusterImpl>(member)),
-        maintenance_(kj::heap<MaintenanceImpl>(member, options.snapshot_chunk_bytes)) {}
+        maintenance_(kj::heap<MaintenanceImpl>(member, options.snapshot_chunk_bytes)),
+        auth_(kj::heap<AuthImpl>(member)) {}
 
   kj::Promise<void> kv(KvContext context) override {
     context.getResults().setKv(kv_);
@@ -384,6 +423,10 @@ class EndpointImpl final : public rpc::Endpoint::Server {
     context.getResults().setMaintenance(maintenance_);
     return kj::READY_NOW;
   }
+  kj::Promise<void> auth(AuthContext context) override {
+    context.getResults().setAuth(auth_);
+    return kj::READY_NOW;
+  }
 
  private:
   rpc::Kv::Client kv_;
@@ -391,6 +434,7 @@ class EndpointImpl final : public rpc::Endpoint::Server {
   rpc::Lease::Client lease_;
   rpc::Cluster::Client cluster_;
   rpc::Maintenance::Client maintenance_;
+  rpc::Auth::Client auth_;
 };
 
 }  // namespace

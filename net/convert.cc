@@ -1290,4 +1290,88 @@ absl::StatusOr<MemberStatusReply> ToMemberStatus(rpc::Maintenance::StatusResults
 
 #undef NET_ASSIGN_OR_RETURN
 
+// ---------------------------------------------------------------------------------------------
+// Auth
+
+namespace {
+
+void PermissionToCapnp(const auth::Permission& in, rpc::Permission::Builder out) {
+  out.setPermType(static_cast<uint8_t>(in.type));
+  out.setKey(AsData(in.key));
+  out.setRangeEnd(AsData(in.range_end));
+}
+
+absl::StatusOr<auth::Permission> DecodePermission(rpc::Permission::Reader in) {
+  auto type = EnumFrom(in.getPermType(), auth::PermissionType::kReadWrite, "permission type");
+  if (!type.ok()) return type.status();
+  return auth::Permission{*type, ToString(in.getKey()), ToString(in.getRangeEnd())};
+}
+
+}  // namespace
+
+absl::StatusOr<server::Request> ToRequest(rpc::Auth::CallParams::Reader in) {
+  return Guarded<server::Request>([&]() -> absl::StatusOr<server::Request> {
+    auto request = in.getRequest();
+    const uint8_t type = request.getType();
+    if (type < static_cast<uint8_t>(server::RequestType::kAuthEnable) ||
+        type > static_cast<uint8_t>(server::RequestType::kRoleList)) {
+      return Malformed(absl::StrCat("auth request type ", type));
+    }
+    server::Request r = RequestOf(static_cast<server::RequestType>(type));
+    r.auth.name = ToString(request.getName());
+    r.auth.password = ToString(request.getPassword());
+    r.auth.role = ToString(request.getRole());
+    auto permission = DecodePermission(request.getPermission());
+    if (!permission.ok()) return permission.status();
+    r.auth.permission = std::move(*permission);
+    r.token = ToString(in.getToken());
+    return r;
+  });
+}
+
+void FillResults(const server::Response& in, rpc::Auth::CallResults::Builder out) {
+  if (!FillStatusAndHeader(in, out)) return;
+  auto response = out.initResponse();
+  response.setToken(AsText(in.token));
+  response.setUser(AsText(in.user.name));
+  auto roles = response.initRoles(in.user.roles.size());
+  for (size_t i = 0; i < in.user.roles.size(); ++i) roles.set(i, AsText(in.user.roles[i]));
+  response.setRole(AsText(in.role.name));
+  auto permissions = response.initPermissions(in.role.permissions.size());
+  for (size_t i = 0; i < in.role.permissions.size(); ++i) {
+    PermissionToCapnp(in.role.permissions[i], permissions[i]);
+  }
+  auto names = response.initNames(in.names.size());
+  for (size_t i = 0; i < in.names.size(); ++i) names.set(i, AsText(in.names[i]));
+}
+
+void FillParams(const server::Request& in, rpc::Auth::CallParams::Builder out) {
+  auto request = out.initRequest();
+  request.setType(static_cast<uint8_t>(in.type));
+  request.setName(AsText(in.auth.name));
+  request.setPassword(AsText(in.auth.password));
+  request.setRole(AsText(in.auth.role));
+  PermissionToCapnp(in.auth.permission, request.initPermission());
+  out.setToken(AsText(in.token));
+}
+
+absl::StatusOr<server::Response> ToResponse(rpc::Auth::CallResults::Reader in) {
+  return Guarded<server::Response>([&]() -> absl::StatusOr<server::Response> {
+    server::Response r = DecodeStatusAndHeader(in, server::RequestType::kAuthEnable);
+    if (!r.status.ok()) return r;
+    auto response = in.getResponse();
+    r.token = ToString(response.getToken());
+    r.user.name = ToString(response.getUser());
+    for (auto role : response.getRoles()) r.user.roles.push_back(ToString(role));
+    r.role.name = ToString(response.getRole());
+    for (auto p : response.getPermissions()) {
+      auto permission = DecodePermission(p);
+      if (!permission.ok()) return permission.status();
+      r.role.permissions.push_back(std::move(*permission));
+    }
+    for (auto name : response.getNames()) r.names.push_back(ToString(name));
+    return r;
+  });
+}
+
 }  // namespace kvstore::net

@@ -164,6 +164,8 @@ absl::StatusOr<server::Request> ToRequest(rpc::Maintenance::DefragmentParams::Re
 absl::StatusOr<server::Request> ToRequest(rpc::Maintenance::AlarmListParams::Reader in);
 absl::StatusOr<server::Request> ToRequest(rpc::Maintenance::AlarmDisarmParams::Reader in);
 absl::StatusOr<server::Request> ToRequest(rpc::Maintenance::MoveLeaderParams::Reader in);
+// Auth: the type must be one of kAuthEnable .. kRoleList (INVALID_ARGUMENT otherwise).
+absl::StatusOr<server::Request> ToRequest(rpc::Auth::CallParams::Reader in);
 
 void FillResults(const server::Response& in, rpc::Kv::RangeResults::Builder out);
 void FillResults(const server::Response& in, rpc::Kv::PutResults::Builder out);
@@ -185,6 +187,7 @@ void FillResults(const server::Response& in, rpc::Maintenance::DefragmentResults
 void FillResults(const server::Response& in, rpc::Maintenance::AlarmListResults::Builder out);
 void FillResults(const server::Response& in, rpc::Maintenance::AlarmDisarmResults::Builder out);
 void FillResults(const server::Response& in, rpc::Maintenance::MoveLeaderResults::Builder out);
+void FillResults(const server::Response& in, rpc::Auth::CallResults::Builder out);
 // Maintenance.status is not a core request: it reports the member's MemberStatusInfo, with
 // `version` (the server's software version).
 void FillResults(const MemberStatusInfo& in, const std::string& version,
@@ -204,6 +207,7 @@ void FillParams(const server::Request& in, rpc::Cluster::MemberRemoveParams::Bui
 void FillParams(const server::Request& in, rpc::Cluster::MemberPromoteParams::Builder out);
 void FillParams(const server::Request& in, rpc::Maintenance::HashParams::Builder out);
 void FillParams(const server::Request& in, rpc::Maintenance::MoveLeaderParams::Builder out);
+void FillParams(const server::Request& in, rpc::Auth::CallParams::Builder out);
 
 absl::StatusOr<server::Response> ToResponse(rpc::Kv::RangeResults::Reader in);
 absl::StatusOr<server::Response> ToResponse(rpc::Kv::PutResults::Reader in);
@@ -226,6 +230,7 @@ absl::StatusOr<server::Response> ToResponse(rpc::Maintenance::DefragmentResults:
 absl::StatusOr<server::Response> ToResponse(rpc::Maintenance::AlarmListResults::Reader in);
 absl::StatusOr<server::Response> ToResponse(rpc::Maintenance::AlarmDisarmResults::Reader in);
 absl::StatusOr<server::Response> ToResponse(rpc::Maintenance::MoveLeaderResults::Reader in);
+absl::StatusOr<server::Response> ToResponse(rpc::Auth::CallResults::Reader in);
 
 // What Maintenance.status reports, decoded (the member's id comes from the header).
 struct MemberStatusReply {

@@ -22,6 +22,10 @@
 //   - endpoint status and health list every endpoint, an unreachable one with its error.
 //   - --cluster is refused: members do not publish their client URLs in the member list.
 //   - usage after a usage error goes to stderr, so stdout only ever carries results.
+//   - user add / user passwd / --user without a password read it from a line of stdin, never a
+//     terminal prompt (etcdctl's --interactive=false).
+//   - --user authenticates once per command; requests made to one endpoint each (endpoint
+//     status and health, hashkv, defrag, snapshot save) carry no token yet.
 
 #include <fcntl.h>
 #include <signal.h>
@@ -74,6 +78,7 @@ constexpr char kVersion[] = "0.1.0";
 constexpr char kApiVersion[] = "3.4";
 constexpr int kExitSuccess = 0;
 constexpr int kExitError = 1;
+constexpr int kExitBadConnection = 2;  // etcdctl's, also for a failed --user authentication
 constexpr char kDefaultEndpoints[] = "127.0.0.1:2379";
 constexpr absl::Duration kDefaultDialTimeout = absl::Seconds(2);
 constexpr absl::Duration kDefaultCommandTimeout = absl::Seconds(5);
@@ -106,9 +111,11 @@ struct Context {
   bool hex = false;
   kj::AsyncIoContext* io = nullptr;
   std::unique_ptr<net::Client> client;
+  std::string token;  // from --user: sent with every request
 
   kj::WaitScope& wait_scope() { return io->waitScope; }
   absl::StatusOr<Response> Call(Request request) {
+    if (request.token.empty()) request.token = token;
     return client->Call(std::move(request), wait_scope());
   }
 };
@@ -132,7 +139,11 @@ int Fail(absl::string_view message) {
   std::fprintf(stderr, "Error: %.*s\n", static_cast<int>(message.size()), message.data());
   return kExitError;
 }
-int Fail(const absl::Status& status) { return Fail(status.message()); }
+// Auth refusals read as etcdctl prints them ("etcdserver: permission denied"), without the code.
+int Fail(const absl::Status& status) {
+  const absl::string_view etcd = EtcdAuthMessage(CodeOf(status));
+  return Fail(etcd.empty() ? status.message() : etcd);
+}
 
 std::string CommandUsage(const Command& command, const FlagSet& flags) {
   return absl::StrCat("NAME:\n\t", command.name, " - ", command.summary, "\n\nUSAGE:\n\tkvctl ",
@@ -1726,6 +1737,247 @@ int RunVersion(Context&) {
 
 // --- The command table and main -----------------------------------------------------------------
 
+// --- Auth (etcdctl 3.4's user, role and auth commands) ------------------------------------------
+
+Request AuthOf(RequestType type) {
+  Request r;
+  r.type = type;
+  return r;
+}
+
+// A password from "name:password", else a line of stdin (etcdctl --interactive=false).
+std::string PasswordFrom(const std::string& given) {
+  if (!given.empty()) return given;
+  std::string line;
+  std::getline(std::cin, line);
+  return line;
+}
+
+int RunAuthRequest(Context& c, Request request, size_t args,
+                   const std::function<void(const Response&)>& print) {
+  if (c.args.size() != args) {
+    return UsageError(c, absl::StrCat(c.command->name, " takes ", args, " argument(s)"));
+  }
+  if (c.format != Format::kSimple) return Fail("kvctl prints auth results in simple format only");
+  absl::StatusOr<Response> response = c.Call(std::move(request));
+  if (!response.ok()) return Fail(response.status());
+  print(*response);
+  return kExitSuccess;
+}
+
+// etcdctl's printRoleGet / permission lines.
+std::string PermissionLine(const auth::Permission& p) {
+  if (p.range_end.empty()) return absl::StrCat("\t", p.key, "\n");
+  if (p.range_end == std::string(1, '\0')) return absl::StrCat("\t[", p.key, ", <open ended>\n");
+  std::string line = absl::StrCat("\t[", p.key, ", ", p.range_end, ")");
+  if (mvcc::PrefixEnd(p.key) == p.range_end) absl::StrAppend(&line, " (prefix ", p.key, ")");
+  return line + "\n";
+}
+
+std::string RoleText(const auth::Role& role) {
+  std::string out = absl::StrCat("Role ", role.name, "\nKV Read:\n");
+  for (const auth::Permission& p : role.permissions) {
+    if (p.type != auth::PermissionType::kWrite) out += PermissionLine(p);
+  }
+  out += "KV Write:\n";
+  for (const auth::Permission& p : role.permissions) {
+    if (p.type != auth::PermissionType::kRead) out += PermissionLine(p);
+  }
+  return out;
+}
+
+void PrintNames(const Response& r) {
+  for (const std::string& name : r.names) Out(name + "\n");
+}
+
+int RunUserAdd(Context& c) {
+  if (c.args.size() != 1)
+    return UsageError(c, "user add command requires user name as its argument");
+  Request r = AuthOf(RequestType::kUserAdd);
+  const size_t colon = c.args[0].find(':');
+  r.auth.name = c.args[0].substr(0, colon);
+  r.auth.password = PasswordFrom(colon == std::string::npos ? c.flags.GetString("new-user-password")
+                                                            : c.args[0].substr(colon + 1));
+  const std::string name = r.auth.name;
+  return RunAuthRequest(c, std::move(r), 1,
+                        [&](const Response&) { Out(absl::StrCat("User ", name, " created\n")); });
+}
+
+int RunUserGet(Context& c) {
+  if (c.args.size() != 1)
+    return UsageError(c, "user get command requires user name as its argument");
+  Request r = AuthOf(RequestType::kUserGet);
+  r.auth.name = c.args[0];
+  const bool detail = c.flags.GetBool("detail");
+  std::vector<auth::Role> roles;
+  auto print = [&](const Response& response) {
+    if (!detail) {
+      Out(absl::StrCat("User: ", response.user.name,
+                       "\nRoles: ", absl::StrJoin(response.user.roles, " "), "\n"));
+      return;
+    }
+    Out(absl::StrCat("User: ", response.user.name, "\n"));
+    for (const std::string& role : response.user.roles) {
+      Request get = AuthOf(RequestType::kRoleGet);
+      get.auth.role = role;
+      absl::StatusOr<Response> role_response = c.Call(std::move(get));
+      if (role_response.ok()) Out("\n" + RoleText(role_response->role));
+    }
+  };
+  return RunAuthRequest(c, std::move(r), 1, print);
+}
+
+int RunUserPasswd(Context& c) {
+  if (c.args.size() != 1)
+    return UsageError(c, "user passwd command requires user name as its argument");
+  Request r = AuthOf(RequestType::kUserChangePassword);
+  r.auth.name = c.args[0];
+  r.auth.password = PasswordFrom("");
+  return RunAuthRequest(c, std::move(r), 1, [](const Response&) { Out("Password updated\n"); });
+}
+
+int RunUserRole(Context& c, RequestType type) {
+  if (c.args.size() != 2) {
+    return UsageError(c, absl::StrCat(c.command->name,
+                                      " command requires user name and role name as its argument"));
+  }
+  Request r = AuthOf(type);
+  r.auth.name = c.args[0];
+  r.auth.role = c.args[1];
+  const std::string user = c.args[0], role = c.args[1];
+  return RunAuthRequest(c, std::move(r), 2, [&](const Response&) {
+    Out(absl::StrCat("Role ", role, " is ",
+                     type == RequestType::kUserGrantRole ? "granted to" : "revoked from", " user ",
+                     user, "\n"));
+  });
+}
+
+int RunNamed(Context& c, RequestType type, const char* noun, const char* done) {
+  if (c.args.size() != 1) {
+    return UsageError(
+        c, absl::StrCat(c.command->name, " command requires ", noun, " name as its argument"));
+  }
+  Request r = AuthOf(type);
+  (std::string(noun) == "user" ? r.auth.name : r.auth.role) = c.args[0];
+  const std::string name = c.args[0];
+  return RunAuthRequest(c, std::move(r), 1, [&](const Response&) {
+    Out(absl::StrCat(noun[0] == 'u' ? "User " : "Role ", name, " ", done, "\n"));
+  });
+}
+
+// [key, range_end) from <key> [endkey], --prefix and --from-key, as etcdctl's permRange.
+absl::Status PermissionRange(Context& c, size_t first, auth::Permission* p) {
+  p->key = c.args[first];
+  const bool prefix = c.flags.GetBool("prefix"), from_key = c.flags.GetBool("from-key");
+  const bool has_end = c.args.size() > first + 1;
+  if ((prefix && from_key) || ((prefix || from_key) && has_end)) {
+    return absl::InvalidArgumentError("--prefix and --from-key cannot be used with an end key");
+  }
+  if (has_end) p->range_end = c.args[first + 1];
+  if (prefix) p->range_end = mvcc::PrefixEnd(p->key);
+  if (from_key) p->range_end = std::string(1, '\0');
+  return absl::OkStatus();
+}
+
+int RunRoleGrantPermission(Context& c) {
+  if (c.args.size() < 3 || c.args.size() > 4) {
+    return UsageError(c,
+                      "role grant-permission command requires role name, permission type, and "
+                      "key [endkey] as its argument");
+  }
+  Request r = AuthOf(RequestType::kRoleGrantPermission);
+  r.auth.role = c.args[0];
+  const std::string type = absl::AsciiStrToLower(c.args[1]);
+  if (type == "read") {
+    r.auth.permission.type = auth::PermissionType::kRead;
+  } else if (type == "write") {
+    r.auth.permission.type = auth::PermissionType::kWrite;
+  } else if (type == "readwrite") {
+    r.auth.permission.type = auth::PermissionType::kReadWrite;
+  } else {
+    return Fail(absl::StrCat("invalid permission type ", c.args[1]));
+  }
+  if (absl::Status s = PermissionRange(c, 2, &r.auth.permission); !s.ok()) {
+    return UsageError(c, s.message());
+  }
+  const std::string role = c.args[0];
+  return RunAuthRequest(c, std::move(r), c.args.size(),
+                        [&](const Response&) { Out(absl::StrCat("Role ", role, " updated\n")); });
+}
+
+int RunRoleRevokePermission(Context& c) {
+  if (c.args.size() < 2 || c.args.size() > 3) {
+    return UsageError(c,
+                      "role revoke-permission command requires role name and key [endkey] as "
+                      "its argument");
+  }
+  Request r = AuthOf(RequestType::kRoleRevokePermission);
+  r.auth.role = c.args[0];
+  if (absl::Status s = PermissionRange(c, 1, &r.auth.permission); !s.ok()) {
+    return UsageError(c, s.message());
+  }
+  const std::string role = c.args[0];
+  const auth::Permission p = r.auth.permission;
+  return RunAuthRequest(c, std::move(r), c.args.size(), [&](const Response&) {
+    if (p.range_end.empty()) {
+      Out(absl::StrCat("Permission of key ", p.key, " is revoked from role ", role, "\n"));
+    } else if (p.range_end == std::string(1, '\0')) {
+      Out(absl::StrCat("Permission of range [", p.key, ", <open ended> is revoked from role ", role,
+                       "\n"));
+    } else {
+      Out(absl::StrCat("Permission of range [", p.key, ", ", p.range_end, ") is revoked from role ",
+                       role, "\n"));
+    }
+  });
+}
+
+// etcdctl 3.4's auth enable: when user root lacks role root, it adds role root, grants it, and
+// tries again.
+int RunAuthEnable(Context& c) {
+  if (!c.args.empty()) return UsageError(c, "auth enable command does not accept any arguments");
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    absl::StatusOr<Response> response = c.Call(AuthOf(RequestType::kAuthEnable));
+    if (response.ok()) {
+      Out("Authentication Enabled\n");
+      return kExitSuccess;
+    }
+    if (CodeOf(response.status()) != ErrorCode::kRootRoleNotExist || attempt > 0) {
+      return Fail(response.status());
+    }
+    Request add = AuthOf(RequestType::kRoleAdd);
+    add.auth.role = "root";
+    absl::StatusOr<Response> added = c.Call(std::move(add));
+    if (!added.ok() && CodeOf(added.status()) != ErrorCode::kRoleExists) {
+      return Fail(added.status());
+    }
+    Request grant = AuthOf(RequestType::kUserGrantRole);
+    grant.auth.name = "root";
+    grant.auth.role = "root";
+    if (absl::StatusOr<Response> granted = c.Call(std::move(grant)); !granted.ok()) {
+      return Fail(granted.status());
+    }
+  }
+  return kExitError;
+}
+
+// --user name[:password] (and --password): authenticates once; the token goes with every call.
+int Authenticate(Context& c) {
+  const std::string user = c.flags.GetString("user");
+  if (user.empty()) return kExitSuccess;
+  Request r = AuthOf(RequestType::kAuthenticate);
+  const size_t colon = user.find(':');
+  r.auth.name = user.substr(0, colon);
+  r.auth.password = colon != std::string::npos ? user.substr(colon + 1)
+                                               : PasswordFrom(c.flags.GetString("password"));
+  absl::StatusOr<Response> response = c.Call(std::move(r));
+  if (!response.ok()) {
+    Fail(response.status());
+    return kExitBadConnection;
+  }
+  c.token = response->token;
+  return kExitSuccess;
+}
+
 void AddGlobalFlags(FlagSet& f) {
   constexpr bool kGlobal = true;
   f.AddString("endpoints", 0, kDefaultEndpoints, "gRPC endpoints", kGlobal);
@@ -1736,6 +1988,13 @@ void AddGlobalFlags(FlagSet& f) {
   f.AddString("write-out", 'w', "simple", "set the output format (json, simple, table)", kGlobal);
   f.AddBool("hex", 0, "print byte strings as hex encoded strings", kGlobal);
   f.AddBool("help", 'h', "help for kvctl", kGlobal);
+  f.AddString("user", 0, "",
+              "username[:password] for authentication (prompt if password is not supplied)",
+              kGlobal);
+  f.AddString("password", 0, "",
+              "password for authentication (if this option is used, --user option shouldn't "
+              "include password)",
+              kGlobal);
 }
 
 const std::vector<Command>& Commands() {
@@ -1815,6 +2074,71 @@ const std::vector<Command>& Commands() {
        [](FlagSet& f) { AddClusterFlag(f); }, RunDefrag},
       {"snapshot save", "snapshot save <filename>",
        "Stores an etcd node backend snapshot to a given file", nullptr, RunSnapshotSave},
+      {"user add", "user add <user name or user:password> [options]", "Adds a new user",
+       [](FlagSet& f) {
+         f.AddString("new-user-password", 0, "", "Supply password from the command line flag");
+         f.AddBool("interactive", 0, "Read password from stdin instead of interactive terminal");
+       },
+       RunUserAdd},
+      {"user delete", "user delete <user name>", "Deletes a user", nullptr,
+       [](Context& c) { return RunNamed(c, RequestType::kUserDelete, "user", "deleted"); }},
+      {"user get", "user get <user name> [options]", "Gets detailed information of a user",
+       [](FlagSet& f) { f.AddBool("detail", 0, "Show permissions of roles granted to the user"); },
+       RunUserGet},
+      {"user list", "user list", "Lists all users", nullptr,
+       [](Context& c) { return RunAuthRequest(c, AuthOf(RequestType::kUserList), 0, PrintNames); }},
+      {"user passwd", "user passwd <user name> [options]", "Changes password of user",
+       [](FlagSet& f) {
+         f.AddBool("interactive", 0,
+                   "If true, read password from stdin instead of interactive "
+                   "terminal");
+       },
+       RunUserPasswd},
+      {"user grant-role", "user grant-role <user name> <role name>", "Grants a role to a user",
+       nullptr, [](Context& c) { return RunUserRole(c, RequestType::kUserGrantRole); }},
+      {"user revoke-role", "user revoke-role <user name> <role name>", "Revokes a role from a user",
+       nullptr, [](Context& c) { return RunUserRole(c, RequestType::kUserRevokeRole); }},
+      {"role add", "role add <role name>", "Adds a new role", nullptr,
+       [](Context& c) { return RunNamed(c, RequestType::kRoleAdd, "role", "created"); }},
+      {"role delete", "role delete <role name>", "Deletes a role", nullptr,
+       [](Context& c) { return RunNamed(c, RequestType::kRoleDelete, "role", "deleted"); }},
+      {"role get", "role get <role name>", "Gets detailed information of a role", nullptr,
+       [](Context& c) {
+         if (c.args.size() != 1) {
+           return UsageError(c, "role get command requires role name as its argument");
+         }
+         Request r = AuthOf(RequestType::kRoleGet);
+         r.auth.role = c.args[0];
+         return RunAuthRequest(c, std::move(r), 1,
+                               [](const Response& response) { Out(RoleText(response.role)); });
+       }},
+      {"role list", "role list", "Lists all roles", nullptr,
+       [](Context& c) { return RunAuthRequest(c, AuthOf(RequestType::kRoleList), 0, PrintNames); }},
+      {"role grant-permission",
+       "role grant-permission [options] <role name> <permission type> <key> [endkey]",
+       "Grants a key to a role",
+       [](FlagSet& f) {
+         f.AddBool("prefix", 0, "grant a prefix permission");
+         f.AddBool("from-key", 0,
+                   "grant a permission of keys that are greater than or equal to "
+                   "the given key using byte compare");
+       },
+       RunRoleGrantPermission},
+      {"role revoke-permission", "role revoke-permission <role name> <key> [endkey]",
+       "Revokes a key from a role",
+       [](FlagSet& f) {
+         f.AddBool("prefix", 0, "revoke a prefix permission");
+         f.AddBool("from-key", 0,
+                   "revoke a permission of keys that are greater than or equal to "
+                   "the given key using byte compare");
+       },
+       RunRoleRevokePermission},
+      {"auth enable", "auth enable", "Enables authentication", nullptr, RunAuthEnable},
+      {"auth disable", "auth disable", "Disables authentication", nullptr,
+       [](Context& c) {
+         return RunAuthRequest(c, AuthOf(RequestType::kAuthDisable), 0,
+                               [](const Response&) { Out("Authentication Disabled\n"); });
+       }},
       {"move-leader", "move-leader <transferee-member-id>",
        "Transfers leadership to another etcd cluster member.", nullptr, RunMoveLeader},
       {"lock", "lock <lockname> [exec-command arg1 arg2 ...]",
@@ -1962,7 +2286,8 @@ int Run(int argc, char** argv) {
       net::Client::Create(io.provider->getNetwork(), io.provider->getTimer(), options);
   if (!client.ok()) return Fail(client.status());
   c.client = std::move(*client);
-  const int code = command->run(c);
+  int code = Authenticate(c);
+  if (code == kExitSuccess) code = command->run(c);
   std::fflush(stdout);
   // The client's connections live on the event loop: they go before it does.
   c.client.reset();

@@ -293,6 +293,63 @@ proposal-1
 [0-9]+
 EOF
 
+# --- user, role, auth: etcdctl 3.4.23's output against etcd 3.4, word for word ------------------
+check "user add" 0 -- ctl user add root:rootpw <<<"User root created"
+check "user add taken" 1 -- ctl user add root:x <<<"Error: etcdserver: user name already exists"
+check "role add" 0 -- ctl role add r1 <<<"Role r1 created"
+check "role add taken" 1 -- ctl role add r1 <<<"Error: etcdserver: role name already exists"
+check "auth enable adds role root" 0 -- ctl auth enable <<<"Authentication Enabled"
+check "no user" 1 -- ctl get k1 <<<"Error: etcdserver: user name is empty"
+root=(--user root:rootpw)
+check "grant read" 0 -- ctl "${root[@]}" role grant-permission r1 read k1 <<<"Role r1 updated"
+check "grant --prefix" 0 -- ctl "${root[@]}" role grant-permission r1 --prefix readwrite p/ \
+  <<<"Role r1 updated"
+check "grant --from-key" 0 -- ctl "${root[@]}" role grant-permission r1 --from-key write z \
+  <<<"Role r1 updated"
+check "grant range" 0 -- ctl "${root[@]}" role grant-permission r1 write a c <<<"Role r1 updated"
+check "role get" 0 -- ctl "${root[@]}" role get r1 <<'EOF'
+Role r1
+KV Read:
+	k1
+	[p/, p0) (prefix p/)
+KV Write:
+	[a, c)
+	[p/, p0) (prefix p/)
+	[z, <open ended>
+EOF
+check "role list" 0 -- ctl "${root[@]}" role list <<<$'r1\nroot'
+check "user add as root" 0 -- ctl "${root[@]}" user add u:upw <<<"User u created"
+check "grant-role" 0 -- ctl "${root[@]}" user grant-role u r1 <<<"Role r1 is granted to user u"
+check "user get" 0 -- ctl "${root[@]}" user get u <<<$'User: u\nRoles: r1'
+check "user list" 0 -- ctl "${root[@]}" user list <<<$'root\nu'
+check "denied" 1 -- ctl --user u:upw put k1 v <<<"Error: etcdserver: permission denied"
+check "bad password" 2 -- ctl --user u:bad get k1 \
+  <<<"Error: etcdserver: authentication failed, invalid user ID or password"
+check "permitted write" 0 -- ctl --user u:upw put p/x 1 <<<"OK"
+check "permitted read" 0 -- ctl --user u:upw get p/x <<<$'p/x\n1'
+check "maintenance is root only" 1 -- ctl --user u:upw alarm list \
+  <<<"Error: etcdserver: permission denied"
+check "revoke key" 0 -- ctl "${root[@]}" role revoke-permission r1 k1 \
+  <<<"Permission of key k1 is revoked from role r1"
+check "revoke again" 1 -- ctl "${root[@]}" role revoke-permission r1 k1 \
+  <<<"Error: etcdserver: permission is not granted to the role"
+check "revoke prefix" 0 -- ctl "${root[@]}" role revoke-permission r1 p/ --prefix \
+  <<<"Permission of range [p/, p0) is revoked from role r1"
+check "revoked at once" 1 -- ctl --user u:upw get p/x <<<"Error: etcdserver: permission denied"
+check "revoke-role" 0 -- ctl "${root[@]}" user revoke-role u r1 <<<"Role r1 is revoked from user u"
+check "passwd" 0 -- sh -c "echo newpw | \"$kvctl\" --endpoints $endpoint --user root:rootpw \
+  user passwd u --interactive=false" <<<"Password updated"
+check "new password (authenticated, no roles left)" 1 -- ctl --user u:newpw get k1 \
+  <<<"Error: etcdserver: permission denied"
+check "user delete" 0 -- ctl "${root[@]}" user delete u <<<"User u deleted"
+check "user delete again" 1 -- ctl "${root[@]}" user delete u \
+  <<<"Error: etcdserver: user name not found"
+check "role delete" 0 -- ctl "${root[@]}" role delete r1 <<<"Role r1 deleted"
+check "root stays" 1 -- ctl "${root[@]}" user delete root \
+  <<<"Error: etcdserver: invalid auth management"
+check "auth disable" 0 -- ctl "${root[@]}" auth disable <<<"Authentication Disabled"
+check "open again" 0 -- ctl get p/x <<<$'p/x\n1'
+
 # --- kvbench -------------------------------------------------------------------------------------
 check_re "kvbench put" 0 -- sh -c "\"$kvbench\" --endpoints $endpoint --conns 2 --clients 4 \
   --total 200 --val-size 64 put 2>/dev/null | grep -E '^(Summary|  Requests/sec|  99% in)'" <<'EOF'
