@@ -4,7 +4,11 @@
 # transcripts (each command's stdout, stderr and exit code) must be identical once
 # normalize.pl has replaced what differs by nature (random ids and the rest it lists).
 #
-#   etcdctl_compat_test.sh KVNODE SCRIPT NORMALIZE RECONCILE EXPECTED
+#   etcdctl_compat_test.sh KVNODE SCRIPT NORMALIZE RECONCILE EXPECTED GOLDEN
+#
+# GOLDEN (etcdctl.golden) is etcd's normalised transcript, kept so that a reviewer reads what
+# etcdctl answers and notices when Debian's etcd answers otherwise. Regenerate it with
+#   REWRITE=1 bazel run //tools/compat:etcdctl_compat_test
 #
 # Where kvnode answers otherwise for a reason the gRPC layer cannot fix (the core lacks
 # something), the answer of both servers is written down in EXPECTED (expected_differences.txt)
@@ -25,6 +29,8 @@ script=$(realpath "$2")
 normalize=$(realpath "$3")
 reconcile=$(realpath "$4")
 expected=$(realpath "$5")
+golden_path=$6
+golden=$(realpath "$6")
 etcd_bin=${ETCD:-etcd}
 etcdctl_bin=${ETCDCTL:-etcdctl}
 export ETCDCTL_API=3
@@ -175,6 +181,13 @@ cd "$tmp" || exit 1
 run_script etcd "$etcd_bin"
 run_script kvnode "$kvnode"
 commands=$(grep -c '^\$ ' "$out_dir/etcd.transcript")
+if [[ ${REWRITE:-} == 1 && -n ${BUILD_WORKSPACE_DIRECTORY:-} ]]; then
+  cp "$out_dir/etcd.normalized" "$BUILD_WORKSPACE_DIRECTORY/$golden_path"
+  echo "wrote $golden_path"
+elif ! diff -u "$golden" "$out_dir/etcd.normalized"; then
+  echo "FAIL: etcd no longer answers as $golden_path says (-); see REWRITE=1 above" >&2
+  exit 1
+fi
 perl "$reconcile" "$expected" "$out_dir/etcd.normalized" "$out_dir/kvnode.normalized" \
   >"$out_dir/kvnode.reconciled" || exit 1
 if diff -u "$out_dir/etcd.normalized" "$out_dir/kvnode.reconciled"; then
