@@ -2,11 +2,13 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/base/errors.h"
@@ -78,33 +80,125 @@ grpc::Status Unary(const Loop& loop, const Req& request, Resp* response,
   return grpc::Status::OK;
 }
 
-class KvService final : public etcdserverpb::KV::Service {
+// Work for the member's loop from gRPC's threads without blocking them: jobs queue under a mutex
+// and one cross-thread wake-up makes the loop run every job queued meanwhile. Created, drained
+// and destroyed on the loop's thread; Post from any thread.
+class Inbox : private kj::TaskSet::ErrorHandler {
  public:
-  explicit KvService(const Loop& loop) : loop_(loop) {}
+  Inbox() : tasks_(static_cast<kj::TaskSet::ErrorHandler&>(*this)) {
+    draining_ = Drain().eagerlyEvaluate(nullptr);
+  }
+  ~Inbox() noexcept(false) {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    wake_ = nullptr;
+  }
 
-  grpc::Status Range(ServerContext*, const etcdserverpb::RangeRequest* request,
-                     etcdserverpb::RangeResponse* response) override {
-    return Unary(loop_, *request, response);
+  // False when the loop has gone: the job will never run.
+  bool Post(std::function<void(kj::TaskSet&)> job) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return false;
+    jobs_.push_back(std::move(job));
+    if (wake_.get() != nullptr && wake_->isWaiting()) wake_->fulfill();
+    return true;
   }
-  grpc::Status Put(ServerContext*, const etcdserverpb::PutRequest* request,
-                   etcdserverpb::PutResponse* response) override {
-    return Unary(loop_, *request, response);
+
+ private:
+  kj::Promise<void> Drain() {
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      wake_ = kj::mv(paf.fulfiller);
+      if (!jobs_.empty()) wake_->fulfill();
+    }
+    return paf.promise.then([this]() {
+      std::vector<std::function<void(kj::TaskSet&)>> jobs;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        jobs.swap(jobs_);
+        wake_ = nullptr;
+      }
+      for (auto& job : jobs) job(tasks_);
+      return Drain();
+    });
   }
-  grpc::Status DeleteRange(ServerContext*, const etcdserverpb::DeleteRangeRequest* request,
-                           etcdserverpb::DeleteRangeResponse* response) override {
-    return Unary(loop_, *request, response);
+
+  // Every job's promise handles its own failure.
+  void taskFailed(kj::Exception&&) override {}
+
+  std::mutex mu_;
+  std::vector<std::function<void(kj::TaskSet&)>> jobs_;
+  kj::Own<kj::CrossThreadPromiseFulfiller<void>> wake_;
+  bool closed_ = false;
+  kj::TaskSet tasks_;
+  kj::Promise<void> draining_ = nullptr;
+};
+
+// One unary method without blocking a gRPC thread: the request goes to the member through the
+// inbox, and the member's answer finishes the call from the loop.
+template <typename Req, typename Resp>
+grpc::ServerUnaryReactor* UnaryAsync(const Loop& loop, Inbox& inbox,
+                                     grpc::CallbackServerContext* context, const Req* request,
+                                     Resp* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  server::Request converted;
+  if (absl::Status s = ToRequest(*request, &converted); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
   }
-  grpc::Status Txn(ServerContext*, const etcdserverpb::TxnRequest* request,
-                   etcdserverpb::TxnResponse* response) override {
-    return Unary(loop_, *request, response);
+  const bool posted = inbox.Post([&loop, reactor, response,
+                                  converted = std::move(converted)](kj::TaskSet& tasks) mutable {
+    tasks.add(loop.member()
+                  .Call(std::move(converted))
+                  .then(
+                      [&loop, reactor, response](server::Response answer) {
+                        if (!answer.status.ok()) {
+                          reactor->Finish(ToGrpcStatus(answer.status));
+                          return;
+                        }
+                        ToProto(answer, loop.cluster_id(), response);
+                        reactor->Finish(grpc::Status::OK);
+                      },
+                      [reactor](kj::Exception&&) { reactor->Finish(ToGrpcStatus(Stopped())); }));
+  });
+  if (!posted) reactor->Finish(ToGrpcStatus(Stopped()));
+  return reactor;
+}
+
+// The hot path (every read and write) runs on gRPC's callback API: no thread waits per call.
+class KvService final : public etcdserverpb::KV::CallbackService {
+ public:
+  KvService(const Loop& loop, Inbox& inbox) : loop_(loop), inbox_(inbox) {}
+
+  grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext* context,
+                                  const etcdserverpb::RangeRequest* request,
+                                  etcdserverpb::RangeResponse* response) override {
+    return UnaryAsync(loop_, inbox_, context, request, response);
   }
-  grpc::Status Compact(ServerContext*, const etcdserverpb::CompactionRequest* request,
-                       etcdserverpb::CompactionResponse* response) override {
-    return Unary(loop_, *request, response);
+  grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext* context,
+                                const etcdserverpb::PutRequest* request,
+                                etcdserverpb::PutResponse* response) override {
+    return UnaryAsync(loop_, inbox_, context, request, response);
+  }
+  grpc::ServerUnaryReactor* DeleteRange(grpc::CallbackServerContext* context,
+                                        const etcdserverpb::DeleteRangeRequest* request,
+                                        etcdserverpb::DeleteRangeResponse* response) override {
+    return UnaryAsync(loop_, inbox_, context, request, response);
+  }
+  grpc::ServerUnaryReactor* Txn(grpc::CallbackServerContext* context,
+                                const etcdserverpb::TxnRequest* request,
+                                etcdserverpb::TxnResponse* response) override {
+    return UnaryAsync(loop_, inbox_, context, request, response);
+  }
+  grpc::ServerUnaryReactor* Compact(grpc::CallbackServerContext* context,
+                                    const etcdserverpb::CompactionRequest* request,
+                                    etcdserverpb::CompactionResponse* response) override {
+    return UnaryAsync(loop_, inbox_, context, request, response);
   }
 
  private:
   const Loop& loop_;
+  Inbox& inbox_;
 };
 
 // One Watch stream: its watchers, the queue of responses not yet written, and the writer thread
@@ -521,13 +615,14 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
 struct Services::Impl {
   Impl(MemberService& member, const kj::Executor& executor, const ServiceOptions& options)
       : loop(member, executor),
-        kv(loop),
+        kv(loop, inbox),
         watch(loop, options.watch_queue_limit_responses),
         lease(loop),
         cluster(loop),
         maintenance(loop, options.snapshot_chunk_bytes) {}
 
   Loop loop;
+  Inbox inbox;
   KvService kv;
   WatchService watch;
   LeaseService lease;
