@@ -1,0 +1,50 @@
+#ifndef KVSTORE_NET_CONCURRENCY_TESTING_KVNODE_CLUSTER_H_
+#define KVSTORE_NET_CONCURRENCY_TESTING_KVNODE_CLUSTER_H_
+
+// Real kvnode processes on loopback ports picked by the kernel, for tests of client-side
+// libraries (this package, tools/failover). The tests that depend on it list //node:kvnode as
+// data. A member still running when the cluster goes is killed and reaped.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "node/crash_process.h"
+
+namespace kvstore::net::concurrency::testing {
+
+// A port nobody listens on now (the kernel's choice for port 0).
+uint16_t FreePort();
+
+struct KvnodeClusterOptions {
+  int members = 1;
+  std::string name = "cluster";  // the data directories' folder under TEST_TMPDIR
+  int64_t heartbeat_ms = 50;
+  int64_t election_ms = 500;
+};
+
+class KvnodeCluster {
+ public:
+  // Starts the members and waits (at most `ready_timeout_ms`) until a put succeeds.
+  static absl::StatusOr<std::unique_ptr<KvnodeCluster>> Start(KvnodeClusterOptions options,
+                                                              int64_t ready_timeout_ms = 20000);
+  ~KvnodeCluster();
+
+  // "127.0.0.1:port" of each member's client URL.
+  const std::vector<std::string>& endpoints() const { return endpoints_; }
+  std::string EndpointsFlag() const;  // comma-separated
+
+ private:
+  KvnodeCluster() = default;
+  absl::Status WaitUntilServing(int64_t timeout_ms);
+
+  std::vector<std::unique_ptr<node::crash::ChildProcess>> processes_;
+  std::vector<std::string> endpoints_;
+};
+
+}  // namespace kvstore::net::concurrency::testing
+
+#endif  // KVSTORE_NET_CONCURRENCY_TESTING_KVNODE_CLUSTER_H_
