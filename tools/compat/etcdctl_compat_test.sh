@@ -34,7 +34,10 @@ golden=$(realpath "$6")
 etcd_bin=${ETCD:-etcd}
 etcdctl_bin=${ETCDCTL:-etcdctl}
 export ETCDCTL_API=3
-tmp=$(mktemp -d "${TEST_TMPDIR:-/tmp}/compat.XXXXXX")
+# Under bazel run (BUILD_WORKSPACE_DIRECTORY set) the TEST_* directories lie in the output
+# base's _tmp, which the next Bazel command of anyone sharing the server empties: use /tmp.
+if [[ -n ${BUILD_WORKSPACE_DIRECTORY:-} ]]; then unset TEST_TMPDIR TEST_UNDECLARED_OUTPUTS_DIR; fi
+tmp=$(mktemp -d "${TEST_TMPDIR:-/tmp}/compat.XXXXXX") || exit 1
 out_dir=${TEST_UNDECLARED_OUTPUTS_DIR:-$tmp}
 # Every wait is bounded: a command by kCommandSeconds, a member's start by kStartSeconds.
 readonly kCommandSeconds=30
@@ -48,6 +51,7 @@ stop_all() {
   pids=()
 }
 trap stop_all EXIT
+trap 'exit 143' TERM INT  # so that a timed-out test still kills its members on the way out
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # Four ports (two members, client and peer each) nobody listens on now, picked at random; both
