@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/auth/password.h"
 #include "core/base/encoding.h"
 #include "core/base/errors.h"
 #include "sim/check.h"
@@ -280,6 +281,9 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
   config.request_timeout_ticks = static_cast<int>(options_.client_timeout_ms / options_.tick_ms);
   config.snapshot_every_entries = options_.snapshot_every_entries;
   config.snapshot_catch_up_entries = options_.snapshot_catch_up_entries;
+  // bcrypt's least cost: the auth workload hashes and verifies passwords, and real cost (10)
+  // would spend ~50 ms of wall time on each.
+  config.password_hash_cost = auth::kMinBcryptCost;
   options.wal.segment_bytes = options_.wal_segment_bytes;
   options.wal_compact_entries = options_.snapshot_every_entries;
   node::MemberIo io;
@@ -463,7 +467,7 @@ void Simulation::OnResponse(Node& node, const server::Response& response) {
   const size_t client = it->second;
   node.waiting.erase(it);
   if (client == kCallSlot) {
-    call_results_[response.request_id] = response;
+    call_results_[{node.id, response.request_id}] = response;
   } else {
     ClientComplete(*clients_[client], node.id, response);
   }
@@ -1333,9 +1337,23 @@ std::optional<server::Response> Simulation::Call(NodeId id, server::Request requ
   const server::RequestId request_id = node.server()->Submit(std::move(request));
   node.waiting[request_id] = kCallSlot;
   Drain(node);
-  RunUntil([&] { return call_results_.count(request_id) > 0 || !node.up; }, timeout_ms);
+  RunUntil([&] { return call_results_.count({id, request_id}) > 0 || !node.up; }, timeout_ms);
   node.waiting.erase(request_id);
-  auto result = call_results_.find(request_id);
+  return TakeResponse(id, request_id);
+}
+
+server::RequestId Simulation::Submit(NodeId id, server::Request request) {
+  auto it = nodes_.find(id);
+  if (it == nodes_.end() || !it->second->up) return 0;
+  Node& node = *it->second;
+  const server::RequestId request_id = node.server()->Submit(std::move(request));
+  node.waiting[request_id] = kCallSlot;
+  Drain(node);
+  return request_id;
+}
+
+std::optional<server::Response> Simulation::TakeResponse(NodeId id, server::RequestId request_id) {
+  auto result = call_results_.find({id, request_id});
   if (result == call_results_.end()) return std::nullopt;
   server::Response response = std::move(result->second);
   call_results_.erase(result);

@@ -154,6 +154,11 @@ class Simulation {
   // when the node is down.
   std::optional<server::Response> Call(NodeId node, server::Request request,
                                        int64_t timeout_ms = 2000);
+  // Submits on `node` without running the simulation: several requests may be outstanding at
+  // once (the auth workload's concurrent clients). 0 when the node is down. TakeResponse gives
+  // the response once it has come (nullopt until then, or forever if the node went down).
+  server::RequestId Submit(NodeId node, server::Request request);
+  std::optional<server::Response> TakeResponse(NodeId node, server::RequestId id);
   // Opens a watch on `node` that the standing checker follows (start revision, order,
   // progress notifications). kUnavailable when the node is down.
   absl::Status AddWatch(NodeId node, const mvcc::WatchRequest& request);
@@ -300,7 +305,8 @@ class Simulation {
   std::vector<std::unique_ptr<Client>> clients_;
   // Responses to Call(), by request id (kCallSlot marks them in Node::waiting).
   static constexpr size_t kCallSlot = SIZE_MAX;
-  std::map<server::RequestId, server::Response> call_results_;
+  // Request ids are unique per member only: keyed by (member, request id).
+  std::map<std::pair<NodeId, server::RequestId>, server::Response> call_results_;
   bool workload_running_ = false;
 
   // Checker state.

@@ -511,6 +511,7 @@ ResponseHeader Server::Impl::Header() const {
   header.member_id = config_.id;
   header.revision = store_->current_revision();
   header.raft_term = raft_ != nullptr ? raft_->CurrentTerm() : 0;
+  header.auth_revision = auth_.revision();
   return header;
 }
 

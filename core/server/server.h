@@ -187,6 +187,10 @@ struct ResponseHeader {
   raft::NodeId member_id = raft::kNoNode;
   mvcc::Revision revision = 0;
   raft::Term raft_term = 0;
+  // The auth revision when the response was produced: for a request that was checked, the auth
+  // state it was checked against (a write: at its apply; a read: when served). Not in etcd's
+  // header; the simulator's auth checker reads it.
+  uint64_t auth_revision = 0;
 };
 
 // The answer to one Request: a status and the fields its type fills.
