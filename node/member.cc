@@ -55,6 +55,7 @@ absl::StatusOr<std::unique_ptr<Member>> Member::Open(const MemberOptions& option
   // serves anything.
   if (absl::Status s = backend->Flush(); !s.ok()) return s;
   member->compacted_index_ = member->server_->applied_index();
+  member->appended_hard_state_ = member->server_->hard_state();
   return member;
 }
 
@@ -89,9 +90,23 @@ void Member::Drain() {
     if (io_.observer != nullptr) io_.observer->OnReady(ready);
     const raft::Ready& rr = *ready.raft;
     if (rr.persist.id != 0) {
-      if (absl::Status s = wal_->Append(rr.persist); !s.ok()) {
+      // A write that only moves the commit index, with every earlier write acknowledged, is
+      // acknowledged at once and rides along with the next sync (etcd's MustSync): otherwise
+      // each commit would cost a second fsync that the next proposal waits behind.
+      const raft::PersistRequest& persist = rr.persist;
+      const bool commit_only =
+          persist.entries.empty() && persist.snapshot == nullptr &&
+          persist.hard_state.has_value() && persist.hard_state->term == appended_hard_state_.term &&
+          persist.hard_state->vote == appended_hard_state_.vote && persisted_id_ == appended_id_;
+      if (absl::Status s = wal_->Append(persist, /*needs_sync=*/!commit_only); !s.ok()) {
         Stop(s);
         break;
+      }
+      appended_id_ = persist.id;
+      if (persist.hard_state.has_value()) appended_hard_state_ = *persist.hard_state;
+      if (commit_only) {
+        persisted_id_ = persist.id;
+        server_->OnPersisted(persisted_id_);
       }
     }
     for (const raft::Message& message : rr.messages) io_.transport->Send(message);

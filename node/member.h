@@ -134,6 +134,9 @@ class Member {
   std::unique_ptr<server::Server> server_;
   std::unique_ptr<store::Wal::SyncBatch> sync_;  // in flight
   uint64_t persisted_id_ = 0;
+  uint64_t appended_id_ = 0;  // the last persist id appended to the WAL
+  // The term and vote last appended: a hard state that changes neither needs no sync.
+  raft::HardState appended_hard_state_;
   raft::Index compacted_index_ = 0;
   absl::Status failure_;
   bool draining_ = false;

@@ -639,7 +639,7 @@ absl::Status Wal::MaybeCutSegment(size_t next_record_bytes) {
   return absl::OkStatus();
 }
 
-absl::Status Wal::Append(const raft::PersistRequest& request) {
+absl::Status Wal::Append(const raft::PersistRequest& request, bool needs_sync) {
   if (!failure_.ok()) return failure_;
   if (options_.read_only) return absl::FailedPreconditionError("wal: opened read-only");
   if (request.snapshot != nullptr) {
@@ -668,7 +668,7 @@ absl::Status Wal::Append(const raft::PersistRequest& request) {
     AppendHardState(*request.hard_state);
   }
   if (request.id != 0) last_persist_id_ = request.id;
-  has_unsynced_ = true;
+  if (needs_sync) has_unsynced_ = true;
   if (buffer_.size() >= options_.write_buffer_bytes) return WriteBuffer();
   return absl::OkStatus();
 }

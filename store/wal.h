@@ -120,8 +120,12 @@ class Wal {
   absl::StatusOr<raft::Bytes> ReadSnapshotData(const raft::SnapshotMetadata& marker) const;
 
   // Appends the records of one Raft persist request, in Raft's order: the snapshot (its data
-  // saved to a snapshot file first, durably), the entries, the hard state.
-  absl::Status Append(const raft::PersistRequest& request);
+  // saved to a snapshot file first, durably), the entries, the hard state. With `needs_sync`
+  // false the records wait in the buffer for the next sync something else needs (etcd's
+  // MustSync: a hard state that only moves the commit index need not be durable, since a
+  // commit index recovered lower is raised again by the leader and by the backend's consistent
+  // index); HasUnsynced does not count them.
+  absl::Status Append(const raft::PersistRequest& request, bool needs_sync = true);
   // Records a compaction point: entries up to mark.index are no longer needed (the state machine
   // holds them durably: the caller flushed its backend first). Once the marker is durable,
   // segments holding only entries at or before it are removed.

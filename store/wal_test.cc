@@ -216,6 +216,33 @@ TEST_F(WalTest, GroupCommitTakesEveryAppendMadeWhileASyncRuns) {
   EXPECT_EQ(wal->durable_last_index(), 4u);
 }
 
+TEST_F(WalTest, ACommitOnlyHardStateWaitsForTheNextSyncAnotherWriteNeeds) {
+  auto wal = OpenWal();
+  Write(*wal, 1, 1, 1, /*id=*/1);
+  raft::PersistRequest commit;
+  commit.id = 2;
+  commit.hard_state = raft::HardState{1, 1, 1};
+  ASSERT_TRUE(wal->Append(commit, /*needs_sync=*/false).ok());
+  EXPECT_FALSE(wal->HasUnsynced());  // nothing asks for a sync
+  auto none = wal->StartSync();
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, nullptr);
+  // The next write that needs a sync carries the commit-only record with it.
+  std::vector<raft::Entry> next = {MakeEntry(2, 1)};
+  raft::PersistRequest append;
+  append.id = 3;
+  append.entries = next;
+  ASSERT_TRUE(wal->Append(append).ok());
+  EXPECT_TRUE(wal->HasUnsynced());
+  auto batch = wal->StartSync();
+  ASSERT_TRUE(batch.ok() && *batch != nullptr);
+  EXPECT_EQ((*batch)->persist_id(), 3u);
+  ASSERT_TRUE(wal->FinishSync(**batch, (*batch)->Run()).ok());
+  wal.reset();
+  auto reopened = OpenWal();
+  EXPECT_EQ(Describe(reopened->recovery().state), "1/1 2/1 hs=1,1,1");
+}
+
 TEST_F(WalTest, AFailedSyncFailsTheLogForGood) {
   auto wal = OpenWal();
   std::vector<raft::Entry> entries = {MakeEntry(1, 1)};
