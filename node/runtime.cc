@@ -711,7 +711,7 @@ net::MemberStatusInfo Runtime::Status() {
   for (const server::Alarm& alarm : member_->server().Alarms()) {
     if (alarm.type == server::AlarmType::kNoSpace) {
       info.errors.push_back(
-          absl::StrCat("memberID:", absl::Hex(alarm.member_id), " alarm:NOSPACE"));
+          absl::StrCat("memberID:", alarm.member_id, " alarm:NOSPACE "));
     }
   }
   return info;

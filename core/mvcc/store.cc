@@ -478,8 +478,13 @@ absl::StatusOr<RangeResponse> Store::RangeAt(const RangeRequest& r, Revision cur
       }
       return false;
     };
-    std::stable_sort(response.kvs.begin(), response.kvs.end(), less);
-    if (order == SortOrder::kDescend) std::reverse(response.kvs.begin(), response.kvs.end());
+    // Ties keep key order both ways, as etcd's (stable for small results) sort does.
+    if (order == SortOrder::kDescend) {
+      std::stable_sort(response.kvs.begin(), response.kvs.end(),
+                       [&](const KeyValue& a, const KeyValue& b) { return less(b, a); });
+    } else {
+      std::stable_sort(response.kvs.begin(), response.kvs.end(), less);
+    }
   }
   if (r.limit > 0 && response.kvs.size() > static_cast<size_t>(r.limit)) {
     response.kvs.resize(static_cast<size_t>(r.limit));
