@@ -12,6 +12,9 @@
 #   3. run the scenario suite (testdata/scenarios/*.textproto) once, for reference,
 #   4. revert the patch.
 # A control run first checks that the unmutated tree passes the very same seeds and scenarios.
+# A patch whose header says "# Judged by: //pkg:test" plants a bug `sim fuzz` does not exercise
+# (the auth workload runs apart): it is caught when that test fails in the mutated tree (its
+# seeds are its own; the table's seed column says which test).
 #
 # A seed catches the mutant when `sim fuzz` exits 1 (a checker reported it) or aborts (a
 # RAFT_CHECK invariant inside the core fired). A seed that runs past --seed-timeout (a livelock,
@@ -259,8 +262,27 @@ for patch in "${patches[@]}"; do
     all_caught=0
     continue
   fi
+  judge=$(sed -n 's|^# Judged by: \(//[^ ]*\).*|\1|p' "$patch" | head -n 1)
   log "$name: building"
-  if ! build; then
+  if [ -n "$judge" ]; then
+    out="$work/judge.out"
+    if (cd "$tree" && bazel --output_base="$output_base" test "$judge" --test_output=errors) \
+      >"$out" 2>&1; then
+      log "$name: NOT caught by $judge"
+      rows+=("| $name | no | $judge passes | - | - | - |")
+      all_caught=0
+    elif grep -q '^seed [0-9]* (' "$out"; then
+      first=$(grep -m1 -o 'auth checker: .*' "$out" || grep -m1 '^seed [0-9]* (' "$out")
+      seed=$(grep -m1 -o '^seed [0-9]* ([0-9] nodes)' "$out")
+      log "$name: caught by $judge at $seed: $first"
+      rows+=("| $name | yes | $seed, $judge | auth checker | - | $(shorten "$first") |")
+    else
+      tail -n 20 "$out" >&2
+      log "$name: $judge does not build or fails otherwise"
+      rows+=("| $name | does not build | - | - | - | - |")
+      all_caught=0
+    fi
+  elif ! build; then
     tail -n 20 "$work/build.log" >&2
     log "$name: does not build"
     rows+=("| $name | does not build | - | - | - | - |")
