@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -88,6 +89,14 @@ KvnodeCluster::~KvnodeCluster() {
 std::string KvnodeCluster::EndpointsFlag() const { return absl::StrJoin(endpoints_, ","); }
 
 absl::Status KvnodeCluster::WaitUntilServing(int64_t timeout_ms) {
+  // On a thread of its own: the caller's thread may already have its event loop.
+  absl::Status result;
+  std::thread waiter([&] { result = PutUntilServing(timeout_ms); });
+  waiter.join();
+  return result;
+}
+
+absl::Status KvnodeCluster::PutUntilServing(int64_t timeout_ms) {
   kj::AsyncIoContext io = kj::setupAsyncIo();
   ClientOptions options;
   options.endpoints = endpoints_;

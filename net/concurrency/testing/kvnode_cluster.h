@@ -28,7 +28,8 @@ struct KvnodeClusterOptions {
 
 class KvnodeCluster {
  public:
-  // Starts the members and waits (at most `ready_timeout_ms`) until a put succeeds.
+  // Starts the members and waits (at most `ready_timeout_ms`) until a put succeeds. Callable
+  // from a thread that has its event loop (the wait runs on a thread of its own).
   static absl::StatusOr<std::unique_ptr<KvnodeCluster>> Start(KvnodeClusterOptions options,
                                                               int64_t ready_timeout_ms = 20000);
   ~KvnodeCluster();
@@ -40,6 +41,7 @@ class KvnodeCluster {
  private:
   KvnodeCluster() = default;
   absl::Status WaitUntilServing(int64_t timeout_ms);
+  absl::Status PutUntilServing(int64_t timeout_ms);
 
   std::vector<std::unique_ptr<node::crash::ChildProcess>> processes_;
   std::vector<std::string> endpoints_;
