@@ -265,6 +265,7 @@ absl::StatusOr<NodeConfig> ParseConfig(const std::vector<std::string>& args,
 absl::StatusOr<RuntimeOptions> ToRuntimeOptions(const NodeConfig& config) {
   RuntimeOptions options;
   options.name = config.name;
+  for (const Url& url : config.advertise_client_urls) options.client_urls.push_back(url.text);
   options.data_dir = config.data_dir;
   options.heartbeat_interval_ms = config.heartbeat_interval_ms;
   options.election_timeout_ms = config.election_timeout_ms;

@@ -75,7 +75,29 @@ absl::Status Member::Step(raft::Message message) {
 void Member::Tick() {
   if (stopped()) return;
   server_->Tick();
+  MaybePublish();
   Drain();
+}
+
+void Member::MaybePublish() {
+  if (options_.name.empty() || publish_id_ != 0) return;
+  if (publish_backoff_ticks_ > 0) {
+    --publish_backoff_ticks_;
+    return;
+  }
+  if (server_->RaftStatus().soft_state.leader == raft::kNoNode) return;
+  for (const server::Member& member : server_->Members()) {
+    if (member.id != options_.server.id) continue;
+    if (member.name == options_.name && member.client_urls == options_.client_urls) return;
+    server::Request request;
+    request.type = server::RequestType::kMemberPublish;
+    request.member.id = member.id;
+    request.member.name = options_.name;
+    request.member.client_urls = options_.client_urls;
+    publish_id_ = server_->Submit(std::move(request));
+    return;
+  }
+  // Not (yet) a member as this member's log tells: nothing to publish to.
 }
 
 void Member::Drain() {
@@ -110,7 +132,15 @@ void Member::Drain() {
       }
     }
     for (const raft::Message& message : rr.messages) io_.transport->Send(message);
-    for (const server::Response& response : ready.responses) io_.sink->OnResponse(response);
+    for (const server::Response& response : ready.responses) {
+      if (publish_id_ != 0 && response.request_id == publish_id_) {
+        // The member's own request: a failure (no leader, a timeout) is tried again later.
+        publish_id_ = 0;
+        if (!response.status.ok()) publish_backoff_ticks_ = 10;
+        continue;
+      }
+      io_.sink->OnResponse(response);
+    }
     for (const mvcc::WatchResponse& response : ready.watch_responses) {
       io_.sink->OnWatchResponse(response);
     }

@@ -82,6 +82,11 @@ struct MemberOptions {
   store::WalOptions wal;
   // Applied entries between two WAL compaction markers (etcd's --snapshot-count).
   uint64_t wal_compact_entries = 10000;
+  // This member's attributes, published through the log once a leader is known and whenever
+  // the cluster's record of them differs (etcd's publish): its name (--name) and the URLs
+  // clients reach it at (--advertise-client-urls). Empty name: nothing is published.
+  std::string name;
+  std::vector<std::string> client_urls;
 };
 
 struct MemberIo {
@@ -124,6 +129,7 @@ class Member {
  private:
   Member(const MemberOptions& options, mvcc::Backend* backend, const MemberIo& io);
   void MaybeStartSync();
+  void MaybePublish();
   void MaybeCompact();
   void Stop(absl::Status why);
 
@@ -135,6 +141,9 @@ class Member {
   std::unique_ptr<store::Wal::SyncBatch> sync_;  // in flight
   uint64_t persisted_id_ = 0;
   uint64_t appended_id_ = 0;  // the last persist id appended to the WAL
+  // The publish request in flight (0: none), and ticks to wait before the next try.
+  server::RequestId publish_id_ = 0;
+  int publish_backoff_ticks_ = 0;
   // The term and vote last appended: a hard state that changes neither needs no sync.
   raft::HardState appended_hard_state_;
   raft::Index compacted_index_ = 0;

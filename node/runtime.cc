@@ -484,6 +484,8 @@ absl::Status Runtime::Open() {
   config.request_timeout_ticks =
       static_cast<int>(std::max<int64_t>(1, kRequestTimeoutMs / options_.heartbeat_interval_ms));
   member.wal_compact_entries = options_.snapshot_count;
+  member.name = options_.name;
+  member.client_urls = options_.client_urls;
   MemberIo io;
   io.transport = this;
   io.sync = this;
@@ -710,8 +712,7 @@ net::MemberStatusInfo Runtime::Status() {
   if (member_->stopped()) info.errors.push_back(std::string(member_->failure().message()));
   for (const server::Alarm& alarm : member_->server().Alarms()) {
     if (alarm.type == server::AlarmType::kNoSpace) {
-      info.errors.push_back(
-          absl::StrCat("memberID:", alarm.member_id, " alarm:NOSPACE "));
+      info.errors.push_back(absl::StrCat("memberID:", alarm.member_id, " alarm:NOSPACE "));
     }
   }
   return info;

@@ -40,6 +40,8 @@ namespace kvstore::node {
 struct RuntimeOptions {
   raft::NodeId id = raft::kNoNode;
   std::string name;
+  // The URLs clients reach this member at (--advertise-client-urls), published with its name.
+  std::vector<std::string> client_urls;
   std::string data_dir;
   uint64_t cluster_id = 0;
   // Founding members (an empty WAL with these bootstraps a new cluster); empty to join.

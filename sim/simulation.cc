@@ -286,6 +286,9 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
   config.password_hash_cost = auth::kMinBcryptCost;
   options.wal.segment_bytes = options_.wal_segment_bytes;
   options.wal_compact_entries = options_.snapshot_every_entries;
+  // Members publish their attributes through the log, as kvnode's do.
+  options.name = absl::StrCat("n", id);
+  options.client_urls = {absl::StrCat("sim://n", id)};
   node::MemberIo io;
   io.transport = &node;
   io.sync = &node;
@@ -909,7 +912,7 @@ void Simulation::Process(Event& event) {
     case Event::Kind::kTick:
       if (node == nullptr || !node->up || node->incarnation != event.incarnation) return;
       if (node->paused_until_ms <= now_ms_) {
-        node->server()->Tick();
+        node->member->Tick();  // the member library's tick: the core's, and its publishing
         // Watchers ask for progress now and then (etcd clients do; #20221 hid there).
         if (++node->ticks % 16 == 0) node->server()->RequestWatchProgress();
         Drain(*node);

@@ -89,6 +89,7 @@ void ToProto(const Member& in, pb::Member* out) {
   out->set_name(in.name);
   for (const std::string& url : in.peer_urls) out->add_peer_urls(url);
   out->set_is_learner(in.is_learner);
+  for (const std::string& url : in.client_urls) out->add_client_urls(url);
 }
 
 Member FromProto(const pb::Member& in) {
@@ -97,6 +98,7 @@ Member FromProto(const pb::Member& in) {
   out.name = in.name();
   out.peer_urls.assign(in.peer_urls().begin(), in.peer_urls().end());
   out.is_learner = in.is_learner();
+  out.client_urls.assign(in.client_urls().begin(), in.client_urls().end());
   return out;
 }
 
@@ -770,6 +772,14 @@ RequestId Server::Impl::Submit(Request request) {
                           member);
       return id;
     }
+    case RequestType::kMemberPublish: {
+      internal.set_system(true);  // the member's own request, not a user's
+      pb::MemberAttributes* attributes = internal.mutable_member_attributes();
+      attributes->set_id(request.member.id);
+      attributes->set_name(request.member.name);
+      for (const std::string& url : request.member.client_urls) attributes->add_client_urls(url);
+      break;
+    }
     case RequestType::kMemberRemove: {
       auto it = members_.find(request.member.id);
       if (it == members_.end()) {
@@ -1242,6 +1252,23 @@ absl::Status Server::Impl::ApplyWrite(const pb::InternalRequest& internal, Respo
     }
     case pb::InternalRequest::kAuth:
       return ApplyAuth(internal.auth(), response);
+    case pb::InternalRequest::kMemberAttributes: {
+      const pb::MemberAttributes& attributes = internal.member_attributes();
+      auto it = members_.find(attributes.id());
+      if (it == members_.end()) {
+        // Removed meanwhile: nothing to publish to.
+        return Error(ErrorCode::kMemberNotFound,
+                     absl::StrCat("member publish: no member ", attributes.id()));
+      }
+      it->second.name = attributes.name();
+      it->second.client_urls.assign(attributes.client_urls().begin(),
+                                    attributes.client_urls().end());
+      pb::Member record;
+      ToProto(it->second, &record);
+      backend_->Put(mvcc::Bucket::kMeta, MemberKey(it->first), record.SerializeAsString());
+      response->member = it->second;
+      return absl::OkStatus();
+    }
     case pb::InternalRequest::REQUEST_NOT_SET:
       break;
   }

@@ -101,6 +101,9 @@ struct Member {
   std::string name;
   std::vector<std::string> peer_urls;
   bool is_learner = false;
+  // Published by the member itself once it runs (kMemberPublish); empty until then, and a
+  // member without a name is "unstarted" to etcdctl.
+  std::vector<std::string> client_urls;
 };
 
 // Alarms are replicated state: raised and cleared through the log (etcd AlarmMember).
@@ -150,6 +153,9 @@ enum class RequestType : uint8_t {
   kRoleRevokePermission,  // auth.role, auth.permission.key / range_end
   kRoleGet,               // auth.role -> Response::role
   kRoleList,              // -> Response::names
+  // member.id, member.name, member.client_urls: a member publishes its own attributes through
+  // the log (the member library does it once a leader is known; not a client request).
+  kMemberPublish,
 };
 
 // The fields of auth requests.

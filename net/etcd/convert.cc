@@ -283,6 +283,7 @@ void ToProto(const server::Member& in, etcdserverpb::Member* out) {
   out->set_id(in.id);
   out->set_name(in.name);
   for (const std::string& url : in.peer_urls) out->add_peerurls(url);
+  for (const std::string& url : in.client_urls) out->add_clienturls(url);
   out->set_islearner(in.is_learner);
 }
 
