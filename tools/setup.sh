@@ -19,6 +19,9 @@ packages=(
   etcd-server
   etcd-client
   curl
+  # bcrypt for core/auth (libxcrypt's crypt_r), SHA-256 for etcd's snapshot stream (net/etcd)
+  libcrypt-dev
+  libssl-dev
   # promtool checks /metrics (node:http_service_test); headless Chromium loads the status page
   # (node:status_page_test)
   prometheus
