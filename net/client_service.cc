@@ -1,7 +1,5 @@
 #include "net/client_service.h"
 
-#include <sys/random.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <deque>
@@ -14,23 +12,11 @@
 #include "core/base/errors.h"
 #include "core/raft/check.h"
 #include "net/convert.h"
+#include "net/entropy.h"
 #include "store/crc32c.h"
 
 namespace kvstore::net {
 namespace {
-
-// Random bytes from the system for password salts and tokens: the core takes them as data (it
-// is pure), so they are drawn here, where the request enters the member.
-std::string AuthEntropy() {
-  std::string bytes(auth::kSaltBytes, '\0');
-  size_t filled = 0;
-  while (filled < bytes.size()) {
-    const ssize_t n = getrandom(bytes.data() + filled, bytes.size() - filled, 0);
-    RAFT_CHECK(n > 0 || errno == EINTR) << "getrandom failed: errno " << errno;
-    if (n > 0) filled += static_cast<size_t>(n);
-  }
-  return bytes;
-}
 
 // Serves one client method: params -> request -> member -> results. A malformed request is
 // answered at once and never reaches the member. The caller's token (every method's `token`
@@ -43,11 +29,7 @@ kj::Promise<void> Serve(MemberService& member, Context context) {
       auto token = context.getParams().getToken();
       request->token.assign(token.cStr(), token.size());
     }
-    if (request->type == server::RequestType::kUserAdd ||
-        request->type == server::RequestType::kUserChangePassword ||
-        request->type == server::RequestType::kAuthenticate) {
-      request->auth.entropy = AuthEntropy();
-    }
+    AddAuthEntropy(&*request);
   }
   context.releaseParams();
   if (!request.ok()) {

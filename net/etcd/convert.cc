@@ -1,5 +1,6 @@
 #include "net/etcd/convert.h"
 
+#include <type_traits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -311,6 +312,10 @@ void ToClusterHeader(const server::ResponseHeader& in, uint64_t cluster_id,
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   const ErrorCode code = CodeOf(status);
+  // Auth errors carry etcd's gRPC code (the canonical one) and message (core/base/errors.h).
+  if (absl::string_view auth = EtcdAuthMessage(code); !auth.empty()) {
+    return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(auth));
+  }
   for (const EtcdError& e : kErrors) {
     if (e.code != code) continue;
     return grpc::Status(e.grpc_code,
@@ -680,5 +685,137 @@ absl::Status ToKeepAliveResponse(int64_t lease_id, server::Response answer, uint
   ToProto(answer, cluster_id, out);
   return absl::OkStatus();
 }
+
+namespace {
+
+server::Request AuthRequestOf(server::RequestType type, std::string name = "",
+                              std::string password = "", std::string role = "") {
+  server::Request r = RequestOf(type);
+  r.auth.name = std::move(name);
+  r.auth.password = std::move(password);
+  r.auth.role = std::move(role);
+  return r;
+}
+
+}  // namespace
+
+absl::Status ToRequest(const etcdserverpb::AuthEnableRequest&, server::Request* out) {
+  *out = AuthRequestOf(server::RequestType::kAuthEnable);
+  return absl::OkStatus();
+}
+absl::Status ToRequest(const etcdserverpb::AuthDisableRequest&, server::Request* out) {
+  *out = AuthRequestOf(server::RequestType::kAuthDisable);
+  return absl::OkStatus();
+}
+absl::Status ToRequest(const etcdserverpb::AuthenticateRequest& in, server::Request* out) {
+  *out = AuthRequestOf(server::RequestType::kAuthenticate, in.name(), in.password());
+  return absl::OkStatus();
+}
+absl::Status ToRequest(const etcdserverpb::AuthUserAddRequest& in, server::Request* out) {
+  *out = AuthRequestOf(server::RequestType::kUserAdd, in.name(), in.password());
+  return absl::OkStatus();
+}
+absl::Status ToRequest(const etcdserverpb::AuthUserGetRequest& in, server::Request* out) {
+  *out = AuthRequestOf(server::RequestType::kUserGet, in.name());
+  return absl::OkStatus();
+}
+absl::Status ToRequest(const etcdserverpb::AuthUserListRequest&, server::Request* out) {
+  *out = AuthRequestOf(server::RequestType::kUserList);
+  return absl::OkStatus();
+}
+absl::Status ToRequest(const etcdserverpb::AuthUserDeleteRequest& in, server::Request* out) {
+  *out = AuthRequestOf(server::RequestType::kUserDelete, in.name());
+  return absl::OkStatus();
+}
+absl::Status ToRequest(const etcdserverpb::AuthUserChangePasswordRequest& in,
+                       server::Request* out) {
+  *out = AuthRequestOf(server::RequestType::kUserChangePassword, in.name(), in.password());
+  return absl::OkStatus();
+}
+absl::Status ToRequest(const etcdserverpb::AuthUserGrantRoleRequest& in, server::Request* out) {
+  *out = AuthRequestOf(server::RequestType::kUserGrantRole, in.user(), "", in.role());
+  return absl::OkStatus();
+}
+absl::Status ToRequest(const etcdserverpb::AuthUserRevokeRoleRequest& in, server::Request* out) {
+  *out = AuthRequestOf(server::RequestType::kUserRevokeRole, in.name(), "", in.role());
+  return absl::OkStatus();
+}
+absl::Status ToRequest(const etcdserverpb::AuthRoleAddRequest& in, server::Request* out) {
+  *out = AuthRequestOf(server::RequestType::kRoleAdd, "", "", in.name());
+  return absl::OkStatus();
+}
+absl::Status ToRequest(const etcdserverpb::AuthRoleGetRequest& in, server::Request* out) {
+  *out = AuthRequestOf(server::RequestType::kRoleGet, "", "", in.role());
+  return absl::OkStatus();
+}
+absl::Status ToRequest(const etcdserverpb::AuthRoleListRequest&, server::Request* out) {
+  *out = AuthRequestOf(server::RequestType::kRoleList);
+  return absl::OkStatus();
+}
+absl::Status ToRequest(const etcdserverpb::AuthRoleDeleteRequest& in, server::Request* out) {
+  *out = AuthRequestOf(server::RequestType::kRoleDelete, "", "", in.role());
+  return absl::OkStatus();
+}
+absl::Status ToRequest(const etcdserverpb::AuthRoleGrantPermissionRequest& in,
+                       server::Request* out) {
+  if (!authpb::Permission::Type_IsValid(in.perm().permtype())) {
+    return Malformed(absl::StrCat("permission type ", in.perm().permtype()));
+  }
+  *out = AuthRequestOf(server::RequestType::kRoleGrantPermission, "", "", in.name());
+  out->auth.permission.type = static_cast<auth::PermissionType>(in.perm().permtype());
+  out->auth.permission.key = in.perm().key();
+  out->auth.permission.range_end = in.perm().range_end();
+  return absl::OkStatus();
+}
+absl::Status ToRequest(const etcdserverpb::AuthRoleRevokePermissionRequest& in,
+                       server::Request* out) {
+  *out = AuthRequestOf(server::RequestType::kRoleRevokePermission, "", "", in.role());
+  out->auth.permission.key = in.key();
+  out->auth.permission.range_end = in.range_end();
+  return absl::OkStatus();
+}
+
+template <typename Resp>
+void ToAuthProto(const server::Response& in, uint64_t cluster_id, Resp* out) {
+  ToHeader(in.header, cluster_id, out->mutable_header());
+  if constexpr (std::is_same_v<Resp, etcdserverpb::AuthenticateResponse>) {
+    out->set_token(in.token);
+  } else if constexpr (std::is_same_v<Resp, etcdserverpb::AuthUserGetResponse>) {
+    for (const std::string& role : in.user.roles) out->add_roles(role);
+  } else if constexpr (std::is_same_v<Resp, etcdserverpb::AuthUserListResponse>) {
+    for (const std::string& name : in.names) out->add_users(name);
+  } else if constexpr (std::is_same_v<Resp, etcdserverpb::AuthRoleListResponse>) {
+    for (const std::string& name : in.names) out->add_roles(name);
+  } else if constexpr (std::is_same_v<Resp, etcdserverpb::AuthRoleGetResponse>) {
+    for (const auth::Permission& permission : in.role.permissions) {
+      authpb::Permission* converted = out->add_perm();
+      converted->set_permtype(static_cast<authpb::Permission::Type>(permission.type));
+      converted->set_key(permission.key);
+      converted->set_range_end(permission.range_end);
+    }
+  }
+}
+
+template void ToAuthProto(const server::Response&, uint64_t, etcdserverpb::AuthEnableResponse*);
+template void ToAuthProto(const server::Response&, uint64_t, etcdserverpb::AuthDisableResponse*);
+template void ToAuthProto(const server::Response&, uint64_t, etcdserverpb::AuthenticateResponse*);
+template void ToAuthProto(const server::Response&, uint64_t, etcdserverpb::AuthUserAddResponse*);
+template void ToAuthProto(const server::Response&, uint64_t, etcdserverpb::AuthUserGetResponse*);
+template void ToAuthProto(const server::Response&, uint64_t, etcdserverpb::AuthUserListResponse*);
+template void ToAuthProto(const server::Response&, uint64_t, etcdserverpb::AuthUserDeleteResponse*);
+template void ToAuthProto(const server::Response&, uint64_t,
+                          etcdserverpb::AuthUserChangePasswordResponse*);
+template void ToAuthProto(const server::Response&, uint64_t,
+                          etcdserverpb::AuthUserGrantRoleResponse*);
+template void ToAuthProto(const server::Response&, uint64_t,
+                          etcdserverpb::AuthUserRevokeRoleResponse*);
+template void ToAuthProto(const server::Response&, uint64_t, etcdserverpb::AuthRoleAddResponse*);
+template void ToAuthProto(const server::Response&, uint64_t, etcdserverpb::AuthRoleGetResponse*);
+template void ToAuthProto(const server::Response&, uint64_t, etcdserverpb::AuthRoleListResponse*);
+template void ToAuthProto(const server::Response&, uint64_t, etcdserverpb::AuthRoleDeleteResponse*);
+template void ToAuthProto(const server::Response&, uint64_t,
+                          etcdserverpb::AuthRoleGrantPermissionResponse*);
+template void ToAuthProto(const server::Response&, uint64_t,
+                          etcdserverpb::AuthRoleRevokePermissionResponse*);
 
 }  // namespace kvstore::net::etcd

@@ -70,6 +70,26 @@ absl::Status ToRequest(const etcdserverpb::MoveLeaderRequest& in, server::Reques
 // A watch creation (the stream-local watch id and progress_notify are the stream's business).
 absl::Status ToWatchRequest(const etcdserverpb::WatchCreateRequest& in, mvcc::WatchRequest* out);
 
+// Auth (etcd's Auth service). A password's salt comes from the caller (net/entropy.h).
+absl::Status ToRequest(const etcdserverpb::AuthEnableRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::AuthDisableRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::AuthenticateRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::AuthUserAddRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::AuthUserGetRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::AuthUserListRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::AuthUserDeleteRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::AuthUserChangePasswordRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::AuthUserGrantRoleRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::AuthUserRevokeRoleRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::AuthRoleAddRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::AuthRoleGetRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::AuthRoleListRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::AuthRoleDeleteRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::AuthRoleGrantPermissionRequest& in,
+                       server::Request* out);
+absl::Status ToRequest(const etcdserverpb::AuthRoleRevokePermissionRequest& in,
+                       server::Request* out);
+
 // --- Responses ------------------------------------------------------------------------------
 // Each fills the header (with `cluster_id`) and the method's fields from an OK response.
 
@@ -110,6 +130,10 @@ void ToProto(const server::Response& in, uint64_t cluster_id,
 void ToProto(const MemberStatusInfo& in, uint64_t cluster_id, etcdserverpb::StatusResponse* out);
 void ToProto(const mvcc::WatchResponse& in, uint64_t cluster_id, raft::NodeId member_id,
              raft::Term term, etcdserverpb::WatchResponse* out);
+
+// Auth responses: the header, and the token, roles, users or permissions asked for.
+template <typename Resp>
+void ToAuthProto(const server::Response& in, uint64_t cluster_id, Resp* out);
 
 // Lease answers as etcd gives them, for both protocols. TimeToLive: a lease that does not exist
 // is TTL -1 (etcdctl: "already expired"), not an error; keys only when asked for. KeepAlive: a

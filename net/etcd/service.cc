@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/errors.h"
+#include "net/entropy.h"
 #include "net/etcd/convert.h"
 #include "net/etcd/rpc.grpc.pb.h"
 #include "openssl/sha.h"
@@ -68,12 +69,20 @@ class Loop {
   const uint64_t cluster_id_;
 };
 
+// The caller's auth token: etcd's clients send it as the "token" metadata of every call.
+std::string TokenOf(const grpc::ServerContextBase* context) {
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find("token");
+  return it == metadata.end() ? std::string() : std::string(it->second.data(), it->second.size());
+}
+
 // One unary method: request -> member -> response, or etcd's error.
 template <typename Req, typename Resp>
-grpc::Status Unary(const Loop& loop, const Req& request, Resp* response,
-                   grpc::Status (*to_status)(const absl::Status&) = ToGrpcStatus) {
+grpc::Status Unary(const Loop& loop, const grpc::ServerContext* context, const Req& request,
+                   Resp* response, grpc::Status (*to_status)(const absl::Status&) = ToGrpcStatus) {
   server::Request converted;
   if (absl::Status s = ToRequest(request, &converted); !s.ok()) return ToGrpcStatus(s);
+  converted.token = TokenOf(context);
   server::Response answer = loop.Call(std::move(converted));
   if (!answer.status.ok()) return to_status(answer.status);
   ToProto(answer, loop.cluster_id(), response);
@@ -146,6 +155,7 @@ grpc::ServerUnaryReactor* UnaryAsync(const Loop& loop, Inbox& inbox,
     reactor->Finish(ToGrpcStatus(s));
     return reactor;
   }
+  converted.token = TokenOf(context);
   const bool posted = inbox.Post([&loop, reactor, response,
                                   converted = std::move(converted)](kj::TaskSet& tasks) mutable {
     tasks.add(loop.member()
@@ -435,7 +445,7 @@ class WatchService final : public etcdserverpb::Watch::Service {
  public:
   WatchService(const Loop& loop, size_t queue_limit) : loop_(loop), queue_limit_(queue_limit) {}
 
-  grpc::Status Watch(ServerContext*, WatchSession::Stream* stream) override {
+  grpc::Status Watch(ServerContext* context, WatchSession::Stream* stream) override {
     WatchSession session(loop_, stream, queue_limit_);
     etcdserverpb::WatchRequest request;
     while (stream->Read(&request)) session.Handle(request);
@@ -452,13 +462,13 @@ class LeaseService final : public etcdserverpb::Lease::Service {
  public:
   explicit LeaseService(const Loop& loop) : loop_(loop) {}
 
-  grpc::Status LeaseGrant(ServerContext*, const etcdserverpb::LeaseGrantRequest* request,
+  grpc::Status LeaseGrant(ServerContext* context, const etcdserverpb::LeaseGrantRequest* request,
                           etcdserverpb::LeaseGrantResponse* response) override {
-    return Unary(loop_, *request, response);
+    return Unary(loop_, context, *request, response);
   }
-  grpc::Status LeaseRevoke(ServerContext*, const etcdserverpb::LeaseRevokeRequest* request,
+  grpc::Status LeaseRevoke(ServerContext* context, const etcdserverpb::LeaseRevokeRequest* request,
                            etcdserverpb::LeaseRevokeResponse* response) override {
-    return Unary(loop_, *request, response);
+    return Unary(loop_, context, *request, response);
   }
   grpc::Status LeaseKeepAlive(
       ServerContext*,
@@ -476,16 +486,17 @@ class LeaseService final : public etcdserverpb::Lease::Service {
     }
     return grpc::Status::OK;
   }
-  grpc::Status LeaseTimeToLive(ServerContext*, const etcdserverpb::LeaseTimeToLiveRequest* request,
+  grpc::Status LeaseTimeToLive(ServerContext* context,
+                               const etcdserverpb::LeaseTimeToLiveRequest* request,
                                etcdserverpb::LeaseTimeToLiveResponse* response) override {
     server::Request converted;
     (void)ToRequest(*request, &converted);
     return ToGrpcStatus(ToTimeToLiveResponse(*request, loop_.Call(std::move(converted)),
                                              loop_.cluster_id(), response));
   }
-  grpc::Status LeaseLeases(ServerContext*, const etcdserverpb::LeaseLeasesRequest* request,
+  grpc::Status LeaseLeases(ServerContext* context, const etcdserverpb::LeaseLeasesRequest* request,
                            etcdserverpb::LeaseLeasesResponse* response) override {
-    return Unary(loop_, *request, response);
+    return Unary(loop_, context, *request, response);
   }
 
  private:
@@ -496,27 +507,29 @@ class ClusterService final : public etcdserverpb::Cluster::Service {
  public:
   explicit ClusterService(const Loop& loop) : loop_(loop) {}
 
-  grpc::Status MemberAdd(ServerContext*, const etcdserverpb::MemberAddRequest* request,
+  grpc::Status MemberAdd(ServerContext* context, const etcdserverpb::MemberAddRequest* request,
                          etcdserverpb::MemberAddResponse* response) override {
-    return Unary(loop_, *request, response);
+    return Unary(loop_, context, *request, response);
   }
-  grpc::Status MemberRemove(ServerContext*, const etcdserverpb::MemberRemoveRequest* request,
+  grpc::Status MemberRemove(ServerContext* context,
+                            const etcdserverpb::MemberRemoveRequest* request,
                             etcdserverpb::MemberRemoveResponse* response) override {
-    return Unary(loop_, *request, response);
+    return Unary(loop_, context, *request, response);
   }
-  grpc::Status MemberUpdate(ServerContext*, const etcdserverpb::MemberUpdateRequest*,
+  grpc::Status MemberUpdate(ServerContext* context, const etcdserverpb::MemberUpdateRequest*,
                             etcdserverpb::MemberUpdateResponse*) override {
     return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                         "member update: changing a member's peer URLs is not supported; add a "
                         "member with the new URLs and remove the old one");
   }
-  grpc::Status MemberList(ServerContext*, const etcdserverpb::MemberListRequest* request,
+  grpc::Status MemberList(ServerContext* context, const etcdserverpb::MemberListRequest* request,
                           etcdserverpb::MemberListResponse* response) override {
-    return Unary(loop_, *request, response);
+    return Unary(loop_, context, *request, response);
   }
-  grpc::Status MemberPromote(ServerContext*, const etcdserverpb::MemberPromoteRequest* request,
+  grpc::Status MemberPromote(ServerContext* context,
+                             const etcdserverpb::MemberPromoteRequest* request,
                              etcdserverpb::MemberPromoteResponse* response) override {
-    return Unary(loop_, *request, response);
+    return Unary(loop_, context, *request, response);
   }
 
  private:
@@ -528,10 +541,10 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
   MaintenanceService(const Loop& loop, size_t chunk_bytes)
       : loop_(loop), chunk_bytes_(chunk_bytes) {}
 
-  grpc::Status Alarm(ServerContext*, const etcdserverpb::AlarmRequest* request,
+  grpc::Status Alarm(ServerContext* context, const etcdserverpb::AlarmRequest* request,
                      etcdserverpb::AlarmResponse* response) override {
     if (request->action() != etcdserverpb::AlarmRequest::DEACTIVATE) {
-      return Unary(loop_, *request, response);
+      return Unary(loop_, context, *request, response);
     }
     // etcd answers a disarm with the alarms it deactivated (etcdctl alarm disarm prints them);
     // the core answers with the alarms left. The deactivated ones are those of the request's
@@ -539,8 +552,8 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
     etcdserverpb::AlarmRequest list;
     list.set_action(etcdserverpb::AlarmRequest::GET);
     etcdserverpb::AlarmResponse before;
-    if (grpc::Status s = Unary(loop_, list, &before); !s.ok()) return s;
-    if (grpc::Status s = Unary(loop_, *request, response); !s.ok()) return s;
+    if (grpc::Status s = Unary(loop_, context, list, &before); !s.ok()) return s;
+    if (grpc::Status s = Unary(loop_, context, *request, response); !s.ok()) return s;
     response->clear_alarms();
     for (const etcdserverpb::AlarmMember& alarm : before.alarms()) {
       if (alarm.memberid() == request->memberid() && alarm.alarm() == request->alarm()) {
@@ -549,26 +562,26 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
     }
     return grpc::Status::OK;
   }
-  grpc::Status Status(ServerContext*, const etcdserverpb::StatusRequest*,
+  grpc::Status Status(ServerContext* context, const etcdserverpb::StatusRequest*,
                       etcdserverpb::StatusResponse* response) override {
     auto info = loop_.Status();
     if (!info.ok()) return ToGrpcStatus(info.status());
     ToProto(*info, loop_.cluster_id(), response);
     return grpc::Status::OK;
   }
-  grpc::Status Defragment(ServerContext*, const etcdserverpb::DefragmentRequest* request,
+  grpc::Status Defragment(ServerContext* context, const etcdserverpb::DefragmentRequest* request,
                           etcdserverpb::DefragmentResponse* response) override {
-    return Unary(loop_, *request, response);
+    return Unary(loop_, context, *request, response);
   }
-  grpc::Status Hash(ServerContext*, const etcdserverpb::HashRequest* request,
+  grpc::Status Hash(ServerContext* context, const etcdserverpb::HashRequest* request,
                     etcdserverpb::HashResponse* response) override {
-    return Unary(loop_, *request, response);
+    return Unary(loop_, context, *request, response);
   }
-  grpc::Status HashKV(ServerContext*, const etcdserverpb::HashKVRequest* request,
+  grpc::Status HashKV(ServerContext* context, const etcdserverpb::HashKVRequest* request,
                       etcdserverpb::HashKVResponse* response) override {
-    return Unary(loop_, *request, response);
+    return Unary(loop_, context, *request, response);
   }
-  grpc::Status Snapshot(ServerContext*, const etcdserverpb::SnapshotRequest*,
+  grpc::Status Snapshot(ServerContext* context, const etcdserverpb::SnapshotRequest*,
                         grpc::ServerWriter<etcdserverpb::SnapshotResponse>* writer) override {
     absl::StatusOr<std::string> data = Stopped();
     MemberStatusInfo info;
@@ -600,14 +613,110 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
     } while (offset < data->size());
     return grpc::Status::OK;
   }
-  grpc::Status MoveLeader(ServerContext*, const etcdserverpb::MoveLeaderRequest* request,
+  grpc::Status MoveLeader(ServerContext* context, const etcdserverpb::MoveLeaderRequest* request,
                           etcdserverpb::MoveLeaderResponse* response) override {
-    return Unary(loop_, *request, response, ToMoveLeaderStatus);
+    return Unary(loop_, context, *request, response, ToMoveLeaderStatus);
   }
 
  private:
   const Loop& loop_;
   const size_t chunk_bytes_;
+};
+
+// etcd's Auth service: every call goes through the member's log; passwords are hashed by the
+// member with a salt drawn here (net/entropy.h), and the caller's token travels with the call.
+template <typename Req, typename Resp>
+grpc::Status AuthUnary(const Loop& loop, const grpc::ServerContext* context, const Req& request,
+                       Resp* response) {
+  server::Request converted;
+  if (absl::Status s = ToRequest(request, &converted); !s.ok()) return ToGrpcStatus(s);
+  converted.token = TokenOf(context);
+  AddAuthEntropy(&converted);
+  server::Response answer = loop.Call(std::move(converted));
+  if (!answer.status.ok()) return ToGrpcStatus(answer.status);
+  ToAuthProto(answer, loop.cluster_id(), response);
+  return grpc::Status::OK;
+}
+
+class AuthService final : public etcdserverpb::Auth::Service {
+ public:
+  explicit AuthService(const Loop& loop) : loop_(loop) {}
+
+  grpc::Status AuthEnable(ServerContext* context, const etcdserverpb::AuthEnableRequest* request,
+                          etcdserverpb::AuthEnableResponse* response) override {
+    return AuthUnary(loop_, context, *request, response);
+  }
+  grpc::Status AuthDisable(ServerContext* context, const etcdserverpb::AuthDisableRequest* request,
+                           etcdserverpb::AuthDisableResponse* response) override {
+    return AuthUnary(loop_, context, *request, response);
+  }
+  grpc::Status Authenticate(ServerContext* context,
+                            const etcdserverpb::AuthenticateRequest* request,
+                            etcdserverpb::AuthenticateResponse* response) override {
+    return AuthUnary(loop_, context, *request, response);
+  }
+  grpc::Status UserAdd(ServerContext* context, const etcdserverpb::AuthUserAddRequest* request,
+                       etcdserverpb::AuthUserAddResponse* response) override {
+    return AuthUnary(loop_, context, *request, response);
+  }
+  grpc::Status UserGet(ServerContext* context, const etcdserverpb::AuthUserGetRequest* request,
+                       etcdserverpb::AuthUserGetResponse* response) override {
+    return AuthUnary(loop_, context, *request, response);
+  }
+  grpc::Status UserList(ServerContext* context, const etcdserverpb::AuthUserListRequest* request,
+                        etcdserverpb::AuthUserListResponse* response) override {
+    return AuthUnary(loop_, context, *request, response);
+  }
+  grpc::Status UserDelete(ServerContext* context,
+                          const etcdserverpb::AuthUserDeleteRequest* request,
+                          etcdserverpb::AuthUserDeleteResponse* response) override {
+    return AuthUnary(loop_, context, *request, response);
+  }
+  grpc::Status UserChangePassword(ServerContext* context,
+                                  const etcdserverpb::AuthUserChangePasswordRequest* request,
+                                  etcdserverpb::AuthUserChangePasswordResponse* response) override {
+    return AuthUnary(loop_, context, *request, response);
+  }
+  grpc::Status UserGrantRole(ServerContext* context,
+                             const etcdserverpb::AuthUserGrantRoleRequest* request,
+                             etcdserverpb::AuthUserGrantRoleResponse* response) override {
+    return AuthUnary(loop_, context, *request, response);
+  }
+  grpc::Status UserRevokeRole(ServerContext* context,
+                              const etcdserverpb::AuthUserRevokeRoleRequest* request,
+                              etcdserverpb::AuthUserRevokeRoleResponse* response) override {
+    return AuthUnary(loop_, context, *request, response);
+  }
+  grpc::Status RoleAdd(ServerContext* context, const etcdserverpb::AuthRoleAddRequest* request,
+                       etcdserverpb::AuthRoleAddResponse* response) override {
+    return AuthUnary(loop_, context, *request, response);
+  }
+  grpc::Status RoleGet(ServerContext* context, const etcdserverpb::AuthRoleGetRequest* request,
+                       etcdserverpb::AuthRoleGetResponse* response) override {
+    return AuthUnary(loop_, context, *request, response);
+  }
+  grpc::Status RoleList(ServerContext* context, const etcdserverpb::AuthRoleListRequest* request,
+                        etcdserverpb::AuthRoleListResponse* response) override {
+    return AuthUnary(loop_, context, *request, response);
+  }
+  grpc::Status RoleDelete(ServerContext* context,
+                          const etcdserverpb::AuthRoleDeleteRequest* request,
+                          etcdserverpb::AuthRoleDeleteResponse* response) override {
+    return AuthUnary(loop_, context, *request, response);
+  }
+  grpc::Status RoleGrantPermission(
+      ServerContext* context, const etcdserverpb::AuthRoleGrantPermissionRequest* request,
+      etcdserverpb::AuthRoleGrantPermissionResponse* response) override {
+    return AuthUnary(loop_, context, *request, response);
+  }
+  grpc::Status RoleRevokePermission(
+      ServerContext* context, const etcdserverpb::AuthRoleRevokePermissionRequest* request,
+      etcdserverpb::AuthRoleRevokePermissionResponse* response) override {
+    return AuthUnary(loop_, context, *request, response);
+  }
+
+ private:
+  const Loop& loop_;
 };
 
 }  // namespace
@@ -619,7 +728,8 @@ struct Services::Impl {
         watch(loop, options.watch_queue_limit_responses),
         lease(loop),
         cluster(loop),
-        maintenance(loop, options.snapshot_chunk_bytes) {}
+        maintenance(loop, options.snapshot_chunk_bytes),
+        auth(loop) {}
 
   Loop loop;
   Inbox inbox;
@@ -628,6 +738,7 @@ struct Services::Impl {
   LeaseService lease;
   ClusterService cluster;
   MaintenanceService maintenance;
+  AuthService auth;
 };
 
 Services::Services(MemberService& member, const kj::Executor& loop, const ServiceOptions& options)
@@ -641,6 +752,7 @@ void Services::RegisterWith(grpc::ServerBuilder& builder) {
   builder.RegisterService(&impl_->lease);
   builder.RegisterService(&impl_->cluster);
   builder.RegisterService(&impl_->maintenance);
+  builder.RegisterService(&impl_->auth);
 }
 
 server::Response Services::Call(server::Request request) {

@@ -2,7 +2,8 @@
 #define KVSTORE_NET_ETCD_SERVICE_H_
 
 // etcd's v3 gRPC API (net/etcd/rpc.proto) over a MemberService: the services KV, Watch, Lease,
-// Cluster and Maintenance, so etcdctl and etcd's client libraries work against kvnode unchanged.
+// Cluster, Maintenance and Auth, so etcdctl and etcd's client libraries work against kvnode
+// unchanged. A call's auth token is its "token" metadata, as etcd's clients send it.
 //
 // Threads. gRPC calls its handlers on its own threads; the member lives on a kj event loop.
 // Every handler converts its request (convert.h), hands it to the member's loop through the
@@ -43,7 +44,7 @@ class Services {
   Services(MemberService& member, const kj::Executor& loop, const ServiceOptions& options = {});
   ~Services();
 
-  // Registers KV, Watch, Lease, Cluster and Maintenance.
+  // Registers KV, Watch, Lease, Cluster, Maintenance and Auth.
   void RegisterWith(grpc::ServerBuilder& builder);
 
   // For the JSON gateway: one unary call on the member's loop (blocks the calling thread, which

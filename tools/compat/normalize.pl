@@ -65,7 +65,8 @@ while (my $line = <STDIN>) {
   $line =~ s/(127\.0\.0\.1:)(\d+)\b/$1 . ($ports{$2} \/\/ $2)/ge;
   $line =~ s/("cluster_id":)\d+/$1<cluster>/g;                                         # 2
   $line =~ s/("ClusterID" : )\d+/$1<cluster>/g;
-  $line =~ s/((?:in|to|from) cluster )[0-9a-f]+/$1<cluster>/g;
+  # etcdctl prints the id with %16x: a shorter one is padded with spaces.
+  $line =~ s/((?:in|to|from) cluster) +[0-9a-f]+/$1 <cluster>/g;
   $line =~ s/("member_id":)\d+/$1<member>/g;                                           # 3
   $line =~ s/("MemberID" : )\d+/$1<member>/g;
   $line =~ s{\b((?:lock|election)[\w-]*/)[0-9a-f]+\b}{$1<lease>}g;                     # 4
