@@ -31,6 +31,8 @@
 # 11. Members are listed in id order by both servers, and ids are random: consecutive member
 #     list lines, the members of member list -w json, and those of member add's
 #     ETCD_INITIAL_CLUSTER are sorted.
+# 12. A lease's attached keys (lease timetolive --keys) are sorted: etcd lists them in its map's
+#     random order.
 use strict;
 use warnings;
 use bigint;
@@ -65,6 +67,8 @@ while (my $line = <STDIN>) {
   $line =~ s/(127\.0\.0\.1:)(\d+)\b/$1 . ($ports{$2} \/\/ $2)/ge;
   $line =~ s/("cluster_id":)\d+/$1<cluster>/g;                                         # 2
   $line =~ s/("ClusterID" : )\d+/$1<cluster>/g;
+  # etcd lists a lease's attached keys in its map's random order; kvnode sorts them.
+  $line =~ s/(attached keys\(\[)([^\]]*)(\]\))/$1 . join(' ', sort split(\/ \/, $2)) . $3/e;
   # etcdctl prints the id with %16x: a shorter one is padded with spaces.
   $line =~ s/((?:in|to|from) cluster) +[0-9a-f]+/$1 <cluster>/g;
   $line =~ s/("member_id":)\d+/$1<member>/g;                                           # 3
