@@ -153,6 +153,29 @@ TEST_F(KvnodeHttpTest, MetricsPassPromtoolAndMoveWithAPut) {
       GetUntil(
           "/health", [](const HttpAnswer& a) { return a.status == 200; }, std::chrono::seconds(20))
           .ok());
+  // Settled: the leader change counted (once per tick) and the member's own proposals after
+  // its election (its publish of its name and client URLs) applied: the counts stay put for
+  // half a second.
+  double last_committed = -1;
+  auto last_change = std::chrono::steady_clock::now();
+  auto settled = GetUntil(
+      "/metrics",
+      [&](const HttpAnswer& a) {
+        auto changes = SampleValue(a.body, "etcd_server_leader_changes_seen_total");
+        auto committed = SampleValue(a.body, "etcd_server_proposals_committed_total");
+        auto applied = SampleValue(a.body, "etcd_server_proposals_applied_total");
+        if (!changes.ok() || !committed.ok() || !applied.ok()) return false;
+        const auto now = std::chrono::steady_clock::now();
+        if (*committed != last_committed) {
+          last_committed = *committed;
+          last_change = now;
+          return false;
+        }
+        return *changes >= 1 && *applied == *committed &&
+               now - last_change >= std::chrono::milliseconds(500);
+      },
+      std::chrono::seconds(10));
+  ASSERT_TRUE(settled.ok()) << settled.status();
   const std::string before = Scrape();
   EXPECT_EQ(PromtoolProblems(before, "before"), "");
   EXPECT_EQ(Value(before, "etcd_server_has_leader"), 1);
