@@ -54,17 +54,20 @@ trap stop_all EXIT
 trap 'exit 143' TERM INT  # so that a timed-out test still kills its members on the way out
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-# Four ports (two members, client and peer each) nobody listens on now, picked at random; both
-# clusters use the same ones, so addresses need no normalisation.
+# Eight ports nobody listens on now, picked at random: four per flavour (two members, client and
+# peer each), since both flavours run at once. normalize.pl names them, so the transcripts agree.
 ports=()
-while ((${#ports[@]} < 4)); do
+while ((${#ports[@]} < 8)); do
   p=$((20000 + RANDOM % 30000))
   if ! port_in_use "$p" && [[ " ${ports[*]} " != *" $p "* ]]; then ports+=("$p"); fi
 done
-C1=${ports[0]} P1=${ports[1]} C2=${ports[2]} P2=${ports[3]}
-EP1=127.0.0.1:$C1
-EP2=127.0.0.1:$C2
-EP=$EP1
+# use_ports FIRST: this flavour's four ports from ports[FIRST..FIRST+3].
+use_ports() {
+  C1=${ports[$1]} P1=${ports[$1 + 1]} C2=${ports[$1 + 2]} P2=${ports[$1 + 3]}
+  EP1=127.0.0.1:$C1
+  EP2=127.0.0.1:$C2
+  EP=$EP1
+}
 
 # etcdctl against $EP, every call bounded.
 ctl() {
@@ -181,9 +184,27 @@ run_script() {
   perl "$normalize" "$ids" <"$transcript" >"$out_dir/$flavour.normalized"
 }
 
-cd "$tmp" || exit 1
-run_script etcd "$etcd_bin"
-run_script kvnode "$kvnode"
+# The two flavours run at once, each in a subshell of its own with its own ports, directory and
+# members (a subshell's EXIT trap kills its members; the parent's kills the subshells).
+run_flavour() {
+  local first=$1 flavour=$2 binary=$3
+  (
+    pids=()
+    trap stop_all EXIT
+    trap 'exit 143' TERM INT
+    use_ports "$first"
+    mkdir -p "$tmp/$flavour" && cd "$tmp/$flavour" || exit 1
+    run_script "$flavour" "$binary"
+  ) &
+  flavours+=($!)
+}
+flavours=()
+trap 'kill "${flavours[@]}" 2>/dev/null; wait' EXIT
+run_flavour 0 etcd "$etcd_bin"
+run_flavour 4 kvnode "$kvnode"
+for pid in "${flavours[@]}"; do
+  wait "$pid" || { echo "FAIL: a flavour's run stopped early (its log above)" >&2; exit 1; }
+done
 commands=$(grep -c '^\$ ' "$out_dir/etcd.transcript")
 if [[ ${REWRITE:-} == 1 && -n ${BUILD_WORKSPACE_DIRECTORY:-} ]]; then
   cp "$out_dir/etcd.normalized" "$BUILD_WORKSPACE_DIRECTORY/$golden_path"
