@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "core/base/encoding.h"
 #include "core/base/errors.h"
 
 namespace kvstore::node {
@@ -15,31 +16,6 @@ namespace {
 constexpr char kJsonContentType[] = "application/json";
 // What Go's http.Error and sniffing give etcd's /health answers.
 constexpr char kPlainContentType[] = "text/plain; charset=utf-8";
-
-std::string JsonString(absl::string_view text) {
-  std::string out = "\"";
-  for (unsigned char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (c < 0x20) {
-          absl::StrAppend(&out, "\\u00", absl::Hex(c, absl::kZeroPad2));
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += "\"";
-  return out;
-}
 
 std::string HexId(raft::NodeId id) {
   return id == raft::kNoNode ? "" : absl::StrCat(absl::Hex(id));
@@ -246,17 +222,17 @@ class StatusHttpService final : public kj::HttpService {
     }
     std::vector<std::string> alarms;
     for (const server::Alarm& alarm : runtime_.server().Alarms()) {
-      alarms.push_back(JsonString(absl::StrCat(
+      alarms.push_back(JsonQuote(absl::StrCat(
           "memberID:", absl::Hex(alarm.member_id),
           " alarm:", alarm.type == server::AlarmType::kNoSpace ? "NOSPACE" : "UNKNOWN")));
     }
     std::vector<std::string> errors;
-    for (const std::string& error : status.errors) errors.push_back(JsonString(error));
+    for (const std::string& error : status.errors) errors.push_back(JsonQuote(error));
     const bool is_leader = raft.soft_state.role == raft::Role::kLeader;
     std::vector<std::string> rows;
     for (const server::Member& m : members) {
       std::vector<std::string> urls;
-      for (const std::string& url : m.peer_urls) urls.push_back(JsonString(url));
+      for (const std::string& url : m.peer_urls) urls.push_back(JsonQuote(url));
       // The leader tracks every follower's match index (Raft §5.3); lag is how many entries
       // of the leader's log a follower has yet to store.
       std::string match = "null", lag = "null";
@@ -268,14 +244,14 @@ class StatusHttpService final : public kj::HttpService {
         }
       }
       rows.push_back(absl::StrCat(
-          "{\"id\":", JsonString(HexId(m.id)), ",\"name\":", JsonString(m.name), ",\"peer_urls\":[",
+          "{\"id\":", JsonQuote(HexId(m.id)), ",\"name\":", JsonQuote(m.name), ",\"peer_urls\":[",
           absl::StrJoin(urls, ","), "],\"is_learner\":", m.is_learner ? "true" : "false",
           ",\"match_index\":", match, ",\"lag\":", lag, "}"));
     }
     return absl::StrCat(
-        "{\"name\":", JsonString(options_.name), ",\"id\":", JsonString(HexId(status.id)),
-        ",\"leader\":", JsonString(HexId(status.leader)),
-        ",\"leader_name\":", JsonString(leader_name),
+        "{\"name\":", JsonQuote(options_.name), ",\"id\":", JsonQuote(HexId(status.id)),
+        ",\"leader\":", JsonQuote(HexId(status.leader)),
+        ",\"leader_name\":", JsonQuote(leader_name),
         ",\"is_leader\":", is_leader ? "true" : "false", ",\"term\":", status.term,
         ",\"commit_index\":", status.commit_index, ",\"applied_index\":", status.applied_index,
         ",\"last_index\":", raft.last_index, ",\"db_size_bytes\":", status.db_size_bytes,

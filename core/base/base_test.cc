@@ -72,5 +72,12 @@ TEST(Encoding, Fnv1aIsStable) {
   EXPECT_EQ(Fnv1a64("a"), 0xaf63dc4c8601ec8cull);
 }
 
+TEST(JsonQuote, EscapesQuotesBackslashesAndControlCharacters) {
+  EXPECT_EQ(JsonQuote(""), "\"\"");
+  EXPECT_EQ(JsonQuote("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
+  EXPECT_EQ(JsonQuote(std::string("\x01\x1f", 2)), "\"\\u0001\\u001f\"");
+  EXPECT_EQ(JsonQuote("caf\xc3\xa9"), "\"caf\xc3\xa9\"");  // UTF-8 passes through
+}
+
 }  // namespace
 }  // namespace kvstore

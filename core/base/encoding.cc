@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
+
 namespace kvstore {
 
 void PutVarint(std::string* out, uint64_t value) {
@@ -74,6 +76,32 @@ uint64_t Fnv1a64(absl::string_view bytes, uint64_t seed) {
     hash *= 0x100000001b3ull;
   }
   return hash;
+}
+
+std::string JsonQuote(absl::string_view text) {
+  std::string out = "\"";
+  out.reserve(text.size() + 2);
+  for (unsigned char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        if (c < 0x20) {
+          absl::StrAppend(&out, "\\u00", absl::Hex(c, absl::kZeroPad2));
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+  return out;
 }
 
 }  // namespace kvstore

@@ -26,6 +26,11 @@ bool GetLengthPrefixed(absl::string_view* in, absl::string_view* bytes);
 // FNV-1a, 64 bit: a stable hash (std::hash is not stable across platforms or runs).
 uint64_t Fnv1a64(absl::string_view bytes, uint64_t seed = 0xcbf29ce484222325ull);
 
+// `text` as a JSON string literal, quotes included (RFC 8259 §7: '"', '\\' and control
+// characters escaped; other bytes, UTF-8 included, pass through). For the hand-written JSON of
+// the HTTP endpoints and error bodies.
+std::string JsonQuote(absl::string_view text);
+
 }  // namespace kvstore
 
 #endif  // KVSTORE_CORE_BASE_ENCODING_H_

@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/base/encoding.h"
 #include "core/base/errors.h"
 #include "google/protobuf/util/json_util.h"
 #include "net/etcd/convert.h"
@@ -24,35 +25,9 @@ constexpr size_t kWatchQueueLimitResponses = 1024;
 // Bytes of snapshot per streamed message (etcd sends 32 KiB).
 constexpr size_t kSnapshotChunkBytes = 32 << 10;
 
-std::string JsonEscape(absl::string_view text) {
-  std::string out;
-  out.reserve(text.size() + 2);
-  for (char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          absl::StrAppend(&out, "\\u00", absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
-}
-
 std::string ErrorBody(absl::string_view message, int grpc_code) {
-  const std::string escaped = JsonEscape(message);
-  return absl::StrCat("{\"error\":\"", escaped, "\",\"code\":", grpc_code, ",\"message\":\"",
-                      escaped, "\"}");
+  const std::string quoted = JsonQuote(message);
+  return absl::StrCat("{\"error\":", quoted, ",\"code\":", grpc_code, ",\"message\":", quoted, "}");
 }
 
 std::string ToJson(const google::protobuf::Message& message) {
