@@ -53,6 +53,8 @@ bool IsMemberOrMaintenance(RequestType type) {
     case RequestType::kMemberAdd:
     case RequestType::kMemberPromote:
     case RequestType::kMemberRemove:
+    case RequestType::kMemberReplace:
+    case RequestType::kMemberUpdate:
     case RequestType::kAlarmList:
     case RequestType::kAlarmDisarm:
     case RequestType::kHash:
@@ -283,8 +285,14 @@ class Server::Impl {
   absl::Status ValidatePut(const mvcc::PutRequest& put) const;
   absl::Status ValidateTxn(const mvcc::TxnRequest& txn) const;
   void Propose(RequestId id, RequestType type, pb::InternalRequest& internal);
-  void ProposeMemberChange(RequestId id, RequestType type, raft::ConfChangeSingle change,
+  void ProposeMemberChange(RequestId id, RequestType type, raft::ConfChange change,
                            const Member& member);
+  // A new member's id: deterministic from its identity and the request, unused.
+  raft::NodeId NewMemberId(const Member& member, RequestId id) const;
+  // kMemberReplace and kMemberUpdate, checked against this member's list (again at apply).
+  void SubmitMemberReplace(RequestId id, const Request& request);
+  absl::Status CheckMemberUpdate(raft::NodeId member_id,
+                                 const std::vector<std::string>& peer_urls) const;
   void StartRead(RequestId id, Request&& request);
   void ServeRead(RequestId id, const Request& request);
   void ServeLocal(RequestId id, const Request& request);
@@ -312,9 +320,14 @@ class Server::Impl {
   absl::Status ValidateMemberChange(const raft::ConfChange& change,
                                     const pb::MemberChange* context) const;
   // The rules a new member must meet on the current member list: no peer URL already in use,
-  // and room for one more learner. `note` is appended to the message.
+  // and room for one more learner (`leaving`, replaced by it, not counted). `note` is appended
+  // to the message, which starts with `what`.
   absl::Status CheckNewMember(const std::vector<std::string>& peer_urls, bool is_learner,
-                              absl::string_view note) const;
+                              absl::string_view note, raft::NodeId leaving = raft::kNoNode,
+                              absl::string_view what = "member add") const;
+  // No member but `except` uses any of `peer_urls` (etcd's ErrPeerURLexists).
+  absl::Status CheckPeerUrlsFree(const std::vector<std::string>& peer_urls, raft::NodeId except,
+                                 absl::string_view what, absl::string_view note) const;
   bool IsDuplicate(const pb::InternalRequest& internal);
   void ApplyInternal(raft::Index index, const pb::InternalRequest& internal, Response* response);
   absl::Status ApplyWrite(const pb::InternalRequest& internal, Response* response);
@@ -351,6 +364,8 @@ class Server::Impl {
   std::unique_ptr<raft::RawNode> raft_;
 
   absl::btree_map<raft::NodeId, Member> members_;
+  // A replace of this member's that entered a joint configuration: answered when it is left.
+  std::optional<std::pair<RequestId, Member>> awaiting_leave_;
   std::set<std::pair<raft::NodeId, AlarmType>> alarms_;
   raft::ConfState conf_state_;
 
@@ -715,17 +730,12 @@ RequestId Server::Impl::Submit(Request request) {
         return id;
       }
       Member member = request.member;
-      // A deterministic id from the member's identity and this request.
-      uint64_t hash = Fnv1a64(absl::StrCat(member.name, "|", absl::StrJoin(member.peer_urls, ","),
-                                           "|", RequestTag(id)));
-      member.id = hash & 0x7FFFFFFFFFFFFFFFull;
-      while (member.id == raft::kNoNode || members_.count(member.id) > 0) ++member.id;
-      ProposeMemberChange(
-          id, request.type,
-          raft::ConfChangeSingle{member.is_learner ? raft::ConfChangeType::kAddLearner
-                                                   : raft::ConfChangeType::kAddVoter,
-                                 member.id},
-          member);
+      member.id = NewMemberId(member, id);
+      raft::ConfChange change;
+      change.changes.push_back(
+          {member.is_learner ? raft::ConfChangeType::kAddLearner : raft::ConfChangeType::kAddVoter,
+           member.id});
+      ProposeMemberChange(id, request.type, std::move(change), member);
       return id;
     }
     case RequestType::kMemberPromote: {
@@ -767,9 +777,9 @@ RequestId Server::Impl::Submit(Request request) {
       }
       Member member = it->second;
       member.is_learner = false;
-      ProposeMemberChange(id, request.type,
-                          raft::ConfChangeSingle{raft::ConfChangeType::kAddVoter, member.id},
-                          member);
+      raft::ConfChange change;
+      change.changes.push_back({raft::ConfChangeType::kAddVoter, member.id});
+      ProposeMemberChange(id, request.type, std::move(change), member);
       return id;
     }
     case RequestType::kMemberPublish: {
@@ -789,10 +799,24 @@ RequestId Server::Impl::Submit(Request request) {
         return id;
       }
       Member member = it->second;
-      ProposeMemberChange(id, request.type,
-                          raft::ConfChangeSingle{raft::ConfChangeType::kRemoveNode, member.id},
-                          member);
+      raft::ConfChange change;
+      change.changes.push_back({raft::ConfChangeType::kRemoveNode, member.id});
+      ProposeMemberChange(id, request.type, std::move(change), member);
       return id;
+    }
+    case RequestType::kMemberReplace:
+      SubmitMemberReplace(id, request);
+      return id;
+    case RequestType::kMemberUpdate: {
+      if (absl::Status refused = CheckMemberUpdate(request.member.id, request.member.peer_urls);
+          !refused.ok()) {
+        Respond(id, request.type, std::move(refused));
+        return id;
+      }
+      pb::MemberPeerUrls* update = internal.mutable_member_peer_urls();
+      update->set_id(request.member.id);
+      for (const std::string& url : request.member.peer_urls) update->add_peer_urls(url);
+      break;
     }
     default:
       if (IsAuthRequest(request.type)) {
@@ -839,14 +863,65 @@ void Server::Impl::Propose(RequestId id, RequestType type, pb::InternalRequest& 
   pending_.emplace(id, std::move(pending));
 }
 
-void Server::Impl::ProposeMemberChange(RequestId id, RequestType type,
-                                       raft::ConfChangeSingle change, const Member& member) {
+raft::NodeId Server::Impl::NewMemberId(const Member& member, RequestId id) const {
+  const uint64_t hash = Fnv1a64(
+      absl::StrCat(member.name, "|", absl::StrJoin(member.peer_urls, ","), "|", RequestTag(id)));
+  raft::NodeId out = hash & 0x7FFFFFFFFFFFFFFFull;
+  while (out == raft::kNoNode || members_.count(out) > 0) ++out;
+  return out;
+}
+
+void Server::Impl::SubmitMemberReplace(RequestId id, const Request& request) {
+  auto old = members_.find(request.member.id);
+  if (old == members_.end()) {
+    Respond(id, request.type,
+            Error(ErrorCode::kMemberNotFound,
+                  absl::StrCat("member replace: no member ", request.member.id)));
+    return;
+  }
+  if (request.member.peer_urls.empty()) {
+    Respond(id, request.type,
+            Error(ErrorCode::kInvalidArgument, "member replace: no peer URLs given"));
+    return;
+  }
+  Member member;
+  member.name = request.member.name;
+  member.peer_urls = request.member.peer_urls;
+  member.is_learner = old->second.is_learner;  // the new member takes the old one's role
+  if (absl::Status refused =
+          CheckNewMember(member.peer_urls, member.is_learner, "", old->first, "member replace");
+      !refused.ok()) {
+    Respond(id, request.type, std::move(refused));
+    return;
+  }
+  member.id = NewMemberId(member, id);
+  // Always joint (even for a learner, which moves no voter), left automatically by the leader.
+  raft::ConfChange change;
+  change.transition = raft::ConfChangeTransition::kJointImplicit;
+  change.changes.push_back(
+      {member.is_learner ? raft::ConfChangeType::kAddLearner : raft::ConfChangeType::kAddVoter,
+       member.id});
+  change.changes.push_back({raft::ConfChangeType::kRemoveNode, old->first});
+  ProposeMemberChange(id, request.type, std::move(change), member);
+}
+
+absl::Status Server::Impl::CheckMemberUpdate(raft::NodeId member_id,
+                                             const std::vector<std::string>& peer_urls) const {
+  if (members_.count(member_id) == 0) {
+    return Error(ErrorCode::kMemberNotFound, absl::StrCat("member update: no member ", member_id));
+  }
+  if (peer_urls.empty()) {
+    return Error(ErrorCode::kInvalidArgument, "member update: no peer URLs given");
+  }
+  return CheckPeerUrlsFree(peer_urls, member_id, "member update", "");
+}
+
+void Server::Impl::ProposeMemberChange(RequestId id, RequestType type, raft::ConfChange cc,
+                                       const Member& member) {
   pb::MemberChange context;
   context.set_request_id(id);
   context.set_member_id(config_.id);
   ToProto(member, context.mutable_member());
-  raft::ConfChange cc;
-  cc.changes.push_back(change);
   cc.context = context.SerializeAsString();
   absl::Status status = raft_->ProposeConfChange(cc);
   if (!status.ok()) {
@@ -1064,8 +1139,17 @@ void Server::Impl::Apply(const raft::Entry& entry) {
 
 absl::Status Server::Impl::ValidateMemberChange(const raft::ConfChange& change,
                                                 const pb::MemberChange* context) const {
-  if (change.changes.size() != 1) return absl::OkStatus();  // joint transitions, leave joint
+  if (change.changes.empty()) return absl::OkStatus();  // leaving a joint configuration
+  // A single change, or a replace: one member in (first), one out.
   const raft::ConfChangeSingle& single = change.changes.front();
+  raft::NodeId leaving = raft::kNoNode;
+  if (change.changes.size() == 2) {
+    leaving = change.changes[1].node_id;
+    if (members_.count(leaving) == 0) {
+      return Error(ErrorCode::kMemberNotFound,
+                   absl::StrCat("member replace: no member ", leaving, " (removed meanwhile)"));
+    }
+  }
   if (single.type == raft::ConfChangeType::kRemoveNode || members_.count(single.node_id) > 0) {
     return absl::OkStatus();  // removals, promotions and re-adds change no count or URL
   }
@@ -1074,25 +1158,42 @@ absl::Status Server::Impl::ValidateMemberChange(const raft::ConfChange& change,
     peer_urls.assign(context->member().peer_urls().begin(), context->member().peer_urls().end());
   }
   return CheckNewMember(peer_urls, single.type == raft::ConfChangeType::kAddLearner,
-                        " (added meanwhile)");
+                        " (added meanwhile)", leaving,
+                        leaving == raft::kNoNode ? "member add" : "member replace");
 }
 
-absl::Status Server::Impl::CheckNewMember(const std::vector<std::string>& peer_urls,
-                                          bool is_learner, absl::string_view note) const {
+absl::Status Server::Impl::CheckPeerUrlsFree(const std::vector<std::string>& peer_urls,
+                                             raft::NodeId except, absl::string_view what,
+                                             absl::string_view note) const {
   for (const auto& [member_id, member] : members_) {
+    if (member_id == except) continue;
     for (const std::string& url : member.peer_urls) {
       if (std::find(peer_urls.begin(), peer_urls.end(), url) != peer_urls.end()) {
         return Error(ErrorCode::kMemberExists,
-                     absl::StrCat("member add: peer URL ", url, " is member ", member_id, note));
+                     absl::StrCat(what, ": peer URL ", url, " is member ", member_id, note));
       }
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status Server::Impl::CheckNewMember(const std::vector<std::string>& peer_urls,
+                                          bool is_learner, absl::string_view note,
+                                          raft::NodeId leaving, absl::string_view what) const {
+  // A replaced member's URLs are refused too: its process may still run while the joint
+  // configuration lasts, and two members must never answer at one address.
+  if (absl::Status refused = CheckPeerUrlsFree(peer_urls, raft::kNoNode, what, note);
+      !refused.ok()) {
+    return refused;
+  }
   if (is_learner) {
     size_t learners = 0;
-    for (const auto& [member_id, member] : members_) learners += member.is_learner ? 1 : 0;
+    for (const auto& [member_id, member] : members_) {
+      learners += member.is_learner && member_id != leaving ? 1 : 0;
+    }
     if (learners >= config_.max_learners) {
       return Error(ErrorCode::kTooManyLearners,
-                   absl::StrCat("member add: ", learners, " learners", note, ", the limit is ",
+                   absl::StrCat(what, ": ", learners, " learners", note, ", the limit is ",
                                 config_.max_learners));
     }
   }
@@ -1137,14 +1238,43 @@ void Server::Impl::ApplyConfChange(const raft::Entry& entry) {
         break;
       }
       case raft::ConfChangeType::kRemoveNode:
-        members_.erase(single.node_id);
-        backend_->Delete(mvcc::Bucket::kMeta, MemberKey(single.node_id));
-        break;
+        break;  // below, once it has left the configuration
     }
+  }
+  // A member leaves the list when it leaves the configuration: a removed one at once, a
+  // replaced voter (an outgoing voter of the joint configuration) when the joint one is left.
+  for (auto it = members_.begin(); it != members_.end();) {
+    const raft::NodeId member_id = it->first;
+    auto in = [member_id](const std::vector<raft::NodeId>& ids) {
+      return std::binary_search(ids.begin(), ids.end(), member_id);
+    };
+    if (in(conf_state_.voters) || in(conf_state_.voters_outgoing) || in(conf_state_.learners) ||
+        in(conf_state_.learners_next)) {
+      ++it;
+      continue;
+    }
+    backend_->Delete(mvcc::Bucket::kMeta, MemberKey(member_id));
+    it = members_.erase(it);
+  }
+  if (change->IsLeaveJoint() && awaiting_leave_.has_value()) {
+    auto it = pending_.find(awaiting_leave_->first);
+    if (it != pending_.end()) {
+      Response response;
+      response.request_id = it->first;
+      response.type = it->second.type;
+      response.member = std::move(awaiting_leave_->second);
+      response.members = Members();
+      pending_.erase(it);
+      Respond(std::move(response));
+    }
+    awaiting_leave_.reset();
   }
   if (has_context && context.request_id() != 0 && context.member_id() == config_.id) {
     auto it = pending_.find(context.request_id());
-    if (it != pending_.end()) {
+    if (it != pending_.end() && !conf_state_.voters_outgoing.empty()) {
+      // Entered a joint configuration: answered once it is left (the leader leaves it next).
+      awaiting_leave_.emplace(context.request_id(), FromProto(context.member()));
+    } else if (it != pending_.end()) {
       Response response;
       response.request_id = it->first;
       response.type = it->second.type;
@@ -1267,6 +1397,21 @@ absl::Status Server::Impl::ApplyWrite(const pb::InternalRequest& internal, Respo
       ToProto(it->second, &record);
       backend_->Put(mvcc::Bucket::kMeta, MemberKey(it->first), record.SerializeAsString());
       response->member = it->second;
+      return absl::OkStatus();
+    }
+    case pb::InternalRequest::kMemberPeerUrls: {
+      const pb::MemberPeerUrls& update = internal.member_peer_urls();
+      std::vector<std::string> urls(update.peer_urls().begin(), update.peer_urls().end());
+      if (absl::Status refused = CheckMemberUpdate(update.id(), urls); !refused.ok()) {
+        return refused;
+      }
+      Member& member = members_.at(update.id());
+      member.peer_urls = std::move(urls);
+      pb::Member record;
+      ToProto(member, &record);
+      backend_->Put(mvcc::Bucket::kMeta, MemberKey(member.id), record.SerializeAsString());
+      response->member = member;
+      response->members = Members();
       return absl::OkStatus();
     }
     case pb::InternalRequest::REQUEST_NOT_SET:

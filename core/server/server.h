@@ -21,7 +21,10 @@
 // Leases: grants and revocations go through the log; the leader expires leases from its ticks
 // and proposes their revocation; keep-alives are served by the leader only.
 // Membership: add voter / learner, promote (refused until the learner has 90% of the leader's
-// log), remove, list; at most max_learners learners.
+// log), remove, replace (one joint change: the new member in, the old one out), update a
+// member's peer URLs, list; at most max_learners learners. A member leaves the list when it
+// leaves the Raft configuration: one replaced stays (an outgoing voter) until the joint
+// configuration is left.
 // Quota: past quota_bytes a NOSPACE alarm is raised through the log; writes that would add data
 // (puts, txns with puts, lease grants) are refused while it is active; reads, deletes and
 // compaction still work; AlarmDisarm after compaction and defragmentation restores writes.
@@ -156,6 +159,11 @@ enum class RequestType : uint8_t {
   // member.id, member.name, member.client_urls: a member publishes its own attributes through
   // the log (the member library does it once a leader is known; not a client request).
   kMemberPublish,
+  // member.id: the member to replace; member.name, member.peer_urls: the new member, which takes
+  // the old one's role (voter or learner) and gets an id chosen by the server. One joint
+  // configuration change (Raft thesis §4.3) with automatic leave: answered once it is left.
+  kMemberReplace,
+  kMemberUpdate,  // member.id, member.peer_urls (etcd MemberUpdate)
 };
 
 // The fields of auth requests.
