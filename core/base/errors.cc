@@ -60,6 +60,7 @@ constexpr CodeInfo kCodes[] = {
     {ErrorCode::kAuthOldRevision, "AUTH_OLD_REVISION", absl::StatusCode::kInvalidArgument},
     {ErrorCode::kRootUserNotExist, "ROOT_USER_NOT_EXIST", absl::StatusCode::kFailedPrecondition},
     {ErrorCode::kRootRoleNotExist, "ROOT_ROLE_NOT_EXIST", absl::StatusCode::kFailedPrecondition},
+    {ErrorCode::kTooManyRequests, "TOO_MANY_REQUESTS", absl::StatusCode::kResourceExhausted},
 };
 
 // etcd v3.4 etcdserver/api/v3rpc/rpctypes/error.go, word for word.

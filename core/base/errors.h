@@ -60,6 +60,9 @@ enum class ErrorCode : uint16_t {
   kAuthOldRevision = 40,
   kRootUserNotExist = 41,
   kRootRoleNotExist = 42,
+  // A proposal refused while the applied index lags the committed index by more than
+  // server::kMaxAppliedLagEntries (etcd's ErrTooManyRequests): the member is overloaded.
+  kTooManyRequests = 43,
 };
 
 // "kCompacted" -> "COMPACTED": the stable wire name.

@@ -835,6 +835,17 @@ RequestId Server::Impl::Submit(Request request) {
 }
 
 void Server::Impl::Propose(RequestId id, RequestType type, pb::InternalRequest& internal) {
+  // etcd's processInternalRaftRequestOnce: a member whose apply lags its commit this far is
+  // overloaded; more proposals would only lengthen the queue every later request waits behind.
+  const raft::Index committed = raft_->GetHardState().commit;
+  if (committed > applied_index_ + kMaxAppliedLagEntries) {
+    Respond(id, type,
+            Error(ErrorCode::kTooManyRequests,
+                  absl::StrCat("too many requests: ", committed - applied_index_,
+                               " committed entries wait to apply (limit ", kMaxAppliedLagEntries,
+                               ")")));
+    return;
+  }
   internal.set_id(id);
   internal.set_member_id(config_.id);
   internal.set_proposed_at_ms(now_ms());

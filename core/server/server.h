@@ -68,6 +68,9 @@ inline constexpr double kLearnerReadyRatio = 0.9;
 // until the batch commits): unbounded, a restart replaying 100,000 entries applied them all in
 // one batch.
 inline constexpr uint64_t kDefaultMaxCommittedSizePerReadyBytes = 1 << 20;
+// Committed entries that may wait to apply before proposals are refused TOO_MANY_REQUESTS
+// (etcd's maxGapBetweenApplyAndCommitIndex).
+inline constexpr uint64_t kMaxAppliedLagEntries = 5000;
 
 // Identity, limits and Raft settings of one member.
 struct ServerConfig {

@@ -1011,6 +1011,47 @@ TEST(ServerTest, QuotaRaisesNoSpaceAlarmUntilCompactDefragDisarm) {
   CallOk(cluster, follower, LeaseGrant(60));
 }
 
+// etcd's processInternalRaftRequestOnce: a proposal is refused "too many requests" while the
+// applied index lags the committed index by more than 5,000 entries; reads are still served and
+// proposals are accepted again once apply catches up.
+TEST(ServerTest, ProposalsRefusedTooManyRequestsWhileApplyLagsCommit) {
+  // One entry applied per Ready, so commit can run far ahead of apply.
+  ServerCluster cluster({1}, [](ServerConfig& c) { c.max_committed_size_per_ready_bytes = 1; });
+  ASSERT_EQ(cluster.WaitForLeader(), 1u);
+  CallOk(cluster, 1, PutRequest("before", "v"));
+  Server& server = cluster.server(1);
+  constexpr uint64_t kBacklog = kMaxAppliedLagEntries + 100;
+  for (uint64_t i = 0; i < kBacklog; ++i) server.Submit(PutRequest("k", std::to_string(i)));
+  // The first Ready persists the backlog, which commits it (one voter); each Ready after
+  // applies one entry.
+  for (int i = 0; i < 4; ++i) cluster.ProcessReadyOnce(1);
+  const uint64_t committed = server.hard_state().commit;
+  ASSERT_GT(committed, server.applied_index() + kMaxAppliedLagEntries);
+
+  const RequestId put = server.Submit(PutRequest("refused", "v"));
+  const RequestId txn = server.Submit(Txn({}, {PutOp("refused", "v")}));
+  const RequestId read = server.Submit(GetRequest("before", /*serializable=*/true));
+  cluster.ProcessReadyOnce(1);
+  testing::MemberRecord& record = cluster.member(1);
+  for (RequestId id : {put, txn}) {
+    ASSERT_EQ(record.responses.count(id), 1u);
+    const absl::Status& status = record.responses.at(id).status;
+    EXPECT_EQ(CodeOf(status), ErrorCode::kTooManyRequests) << status;
+    EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
+    EXPECT_NE(status.message().find(std::to_string(kMaxAppliedLagEntries)), std::string::npos)
+        << status;
+  }
+  ASSERT_EQ(record.responses.count(read), 1u);
+  EXPECT_TRUE(record.responses.at(read).status.ok());
+
+  cluster.Stabilize();
+  EXPECT_EQ(server.applied_index(), server.hard_state().commit);
+  EXPECT_EQ(CallOk(cluster, 1, GetRequest("k")).range.kvs.at(0).value,
+            std::to_string(kBacklog - 1));
+  CallOk(cluster, 1, PutRequest("after", "v"));
+  EXPECT_TRUE(CallOk(cluster, 1, GetRequest("refused")).range.kvs.empty());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Replicated determinism
 

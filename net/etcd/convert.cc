@@ -63,6 +63,8 @@ constexpr EtcdError kErrors[] = {
     {ErrorCode::kLearnerNotPromotable, grpc::StatusCode::FAILED_PRECONDITION,
      "etcdserver: can only promote a learner member"},
     {ErrorCode::kStopped, grpc::StatusCode::UNAVAILABLE, "etcdserver: server stopped"},
+    {ErrorCode::kTooManyRequests, grpc::StatusCode::RESOURCE_EXHAUSTED,
+     "etcdserver: too many requests"},
 };
 
 // grpc-gateway's HTTP status for a gRPC code (runtime.HTTPStatusFromCode).
