@@ -4,6 +4,8 @@
 #   bash tools/fuzz.sh                          every target 10 minutes (a campaign)
 #   bash tools/fuzz.sh --campaign 3600 wal      the named targets, an hour each
 #   bash tools/fuzz.sh --build                  build only
+#   bash tools/fuzz.sh --test //core/... -//x:y  run these tests in the same build (CI's sanitized
+#                                               pass: clang, ASan+UBSan, sharing the fuzzers' objects)
 #
 # The fuzzers are built in an output base of their own ($KVSTORE_FUZZ_OUTPUT_BASE, default
 # ~/.cache/kvstore-fuzz) with CC=clang: Bazel picks its C++ toolchain per output base, so this
@@ -20,18 +22,21 @@ cd "$(dirname "$0")/.."
 targets_all=(client_message codec config history peer_message scenario snapshot_file wal)
 seconds=600
 build_only=0
+test_mode=0
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --brief) seconds=${KVSTORE_FUZZ_BRIEF_SECONDS:-25} ;;
     --campaign) seconds="$2"; shift ;;
     --build) build_only=1 ;;
-    -*) echo "usage: tools/fuzz.sh [--brief | --campaign SECONDS | --build] [target...]" >&2; exit 2 ;;
+    --test) test_mode=1 ;;
+    -/*) [ "$test_mode" -eq 1 ] && targets+=("$1") || { echo "fuzz: $1 needs --test" >&2; exit 2; } ;;
+    -*) echo "usage: tools/fuzz.sh [--brief | --campaign SECONDS | --build | --test PATTERN...] [target...]" >&2; exit 2 ;;
     *) targets+=("$1") ;;
   esac
   shift
 done
-[ ${#targets[@]} -gt 0 ] || targets=("${targets_all[@]}")
+[ ${#targets[@]} -gt 0 ] || [ "$test_mode" -eq 1 ] || targets=("${targets_all[@]}")
 
 # Bounds every input must respect (README.md in tools/fuzz/): time per input and bytes per
 # allocation; past them libFuzzer reports the input as a failure.
@@ -46,11 +51,19 @@ if ! command -v clang >/dev/null 2>&1; then
   exit 1
 fi
 
-labels=()
-for target in "${targets[@]}"; do labels+=("//tools/fuzz:${target}_fuzzer"); done
 # --symlink_prefix=/: no bazel-* links, which would otherwise point the checkout's bazel-bin at
 # this output base (and make the gcc build's //... walk into it).
 fuzz_bazel() { CC=clang bazel --output_base="$output_base" "$@"; }
+if [ "$test_mode" -eq 1 ]; then
+  # The sanitized test pass: the same compile flags as the fuzzers (--config=fuzz: ASan, UBSan,
+  # coverage instrumentation that the tests' ASan runtime answers), so the two share objects.
+  [ ${#targets[@]} -gt 0 ] || { echo "fuzz: --test needs target patterns" >&2; exit 2; }
+  exec env CC=clang bazel --output_base="$output_base" test --config=fuzz --symlink_prefix=/ \
+    -- "${targets[@]}"
+fi
+
+labels=()
+for target in "${targets[@]}"; do labels+=("//tools/fuzz:${target}_fuzzer"); done
 if ! fuzz_bazel build --config=fuzz --symlink_prefix=/ "${labels[@]}"; then
   echo "fuzz: build failed" >&2
   for label in "${labels[@]}"; do echo "$label FAILED (build)"; done
