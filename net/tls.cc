@@ -287,13 +287,13 @@ int SelectAlpn(SSL*, const unsigned char** out, unsigned char* out_size, const u
 }
 
 absl::StatusOr<SSL_CTX*> NewContext(const TlsFiles& files, bool server) {
-  if (server && (files.cert_file.empty() || files.key_file.empty())) {
-    return absl::InvalidArgumentError("a TLS server needs a certificate and a key file");
-  }
   if (files.cert_file.empty() != files.key_file.empty()) {
     return absl::InvalidArgumentError(files.cert_file.empty()
                                           ? "a key file needs its certificate file"
                                           : "a certificate file needs its key file");
+  }
+  if (server && (files.cert_file.empty() || files.key_file.empty())) {
+    return absl::InvalidArgumentError("a TLS server needs a certificate and a key file");
   }
   if (server && files.client_cert_auth && files.trusted_ca_file.empty()) {
     return absl::InvalidArgumentError("client certificate authentication needs a trusted CA file");

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -41,6 +42,45 @@ absl::Status ParseNumber(const std::string& flag, const std::string& value, T mi
   return absl::OkStatus();
 }
 
+// etcd's boolean flags: given alone they mean true, and never take the next argument.
+const std::set<std::string>& BoolFlags() {
+  static const std::set<std::string> flags = {"client-cert-auth", "peer-client-cert-auth"};
+  return flags;
+}
+
+bool AnyTls(const std::vector<Url>& urls) {
+  return std::any_of(urls.begin(), urls.end(), [](const Url& url) { return url.tls(); });
+}
+
+// Loads the TLS files of one kind (client or peer) when a URL of that kind needs them, or when
+// they are given, so a bad file is refused at start rather than at the first connection.
+absl::Status CheckTls(const char* kind, const char* flag_prefix, const net::TlsFiles& files,
+                      const std::vector<Url>& listen_urls, bool dials_tls) {
+  const bool given = !files.cert_file.empty() || !files.key_file.empty() ||
+                     !files.trusted_ca_file.empty() || files.client_cert_auth;
+  for (const Url& url : listen_urls) {
+    if (url.tls() && (files.cert_file.empty() || files.key_file.empty())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "TLS key/cert (--", flag_prefix, "cert-file, --", flag_prefix,
+          "key-file) must be provided for ", kind, " url ", url.text, " with HTTPS scheme"));
+    }
+  }
+  if (AnyTls(listen_urls) || (given && !files.cert_file.empty())) {
+    if (auto server = net::TlsContext::NewServer(files); !server.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(kind, " TLS: ", server.status().message()));
+    }
+  } else if (files.client_cert_auth && files.trusted_ca_file.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag_prefix, "client-cert-auth needs --",
+                                                   flag_prefix, "trusted-ca-file"));
+  }
+  if (dials_tls || given) {
+    if (auto client = net::TlsContext::NewClient(files); !client.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(kind, " TLS: ", client.status().message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::vector<std::string> Texts(const std::vector<Url>& urls) {
   std::vector<std::string> out;
   for (const Url& url : urls) out.push_back(url.text);
@@ -60,13 +100,9 @@ absl::StatusOr<Url> ParseUrl(const std::string& text) {
         absl::StrCat("URL \"", text, "\" has no scheme (want http://host:port)"));
   }
   url.scheme = absl::AsciiStrToLower(text.substr(0, colon));
-  if (url.scheme == "https" || url.scheme == "unixs") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "URL \"", text, "\": TLS (https) is not supported by this build; use http://"));
-  }
-  if (url.scheme != "http") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("URL \"", text, "\": unknown scheme \"", url.scheme, "\" (want http)"));
+  if (url.scheme != "http" && url.scheme != "https") {
+    return absl::InvalidArgumentError(absl::StrCat("URL \"", text, "\": unknown scheme \"",
+                                                   url.scheme, "\" (want http or https)"));
   }
   std::string rest = text.substr(colon + 3);
   if (!rest.empty() && rest.back() == '/') rest.pop_back();
@@ -101,6 +137,8 @@ absl::StatusOr<NodeConfig> ParseConfig(const std::vector<std::string>& args,
     if (const size_t eq = flag.find('='); eq != std::string::npos) {
       value = flag.substr(eq + 1);
       flag = flag.substr(0, eq);
+    } else if (BoolFlags().count(flag) > 0) {
+      value = "true";
     } else if (i + 1 < args.size()) {
       value = args[++i];
     } else {
@@ -129,8 +167,36 @@ absl::StatusOr<NodeConfig> ParseConfig(const std::vector<std::string>& args,
       return absl::OkStatus();
     };
   };
+  auto file_flag = [](std::string* out) -> Setter {
+    return [out](const std::string& v) {
+      *out = v;
+      return absl::OkStatus();
+    };
+  };
+  auto bool_flag = [](const char* name, bool* out) -> Setter {
+    return [name, out](const std::string& v) -> absl::Status {
+      const std::string lower = absl::AsciiStrToLower(v);
+      if (lower == "true" || lower == "1") {
+        *out = true;
+      } else if (lower == "false" || lower == "0") {
+        *out = false;
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat("--", name, "=", v, ": want true or false"));
+      }
+      return absl::OkStatus();
+    };
+  };
   std::string initial_cluster;
   const std::map<std::string, Setter> setters = {
+      {"cert-file", file_flag(&config.client_tls.cert_file)},
+      {"key-file", file_flag(&config.client_tls.key_file)},
+      {"trusted-ca-file", file_flag(&config.client_tls.trusted_ca_file)},
+      {"client-cert-auth", bool_flag("client-cert-auth", &config.client_tls.client_cert_auth)},
+      {"peer-cert-file", file_flag(&config.peer_tls.cert_file)},
+      {"peer-key-file", file_flag(&config.peer_tls.key_file)},
+      {"peer-trusted-ca-file", file_flag(&config.peer_tls.trusted_ca_file)},
+      {"peer-client-cert-auth",
+       bool_flag("peer-client-cert-auth", &config.peer_tls.client_cert_auth)},
       {"name",
        [&](const std::string& v) -> absl::Status {
          if (v.empty()) return absl::InvalidArgumentError("--name is empty");
@@ -235,6 +301,21 @@ absl::StatusOr<NodeConfig> ParseConfig(const std::vector<std::string>& args,
     }
     config.initial_cluster[std::string(part.substr(0, eq))].push_back(url->text);
   }
+  bool dials_tls_peer = AnyTls(config.initial_advertise_peer_urls);
+  for (const auto& [name, urls] : config.initial_cluster) {
+    for (const std::string& text : urls)
+      dials_tls_peer |= absl::StartsWithIgnoreCase(text, "https://");
+  }
+  if (absl::Status s = CheckTls("client", "", config.client_tls, config.listen_client_urls,
+                                /*dials_tls=*/false);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          CheckTls("peer", "peer-", config.peer_tls, config.listen_peer_urls, dials_tls_peer);
+      !s.ok()) {
+    return s;
+  }
   if (config.election_timeout_ms < 5 * config.heartbeat_interval_ms) {
     return absl::InvalidArgumentError(
         absl::StrCat("--election-timeout[", config.election_timeout_ms,
@@ -308,6 +389,13 @@ variables (a flag given on the command line wins). With no flags: one member "de
   --initial-advertise-peer-urls URLS   this member's peer URLs (default: the peer listeners)
   --initial-cluster NAME=URL,...       the founding members (default NAME=peer URLs)
   --listen-metrics-urls URLS           listeners for /metrics, /health and the status page /
+  --cert-file, --key-file FILE         PEM certificate and key of https:// client URLs
+  --trusted-ca-file FILE               CA of client certificates
+  --client-cert-auth                   require a client certificate from that CA; its CN is
+                                       the user of requests without a token
+  --peer-cert-file, --peer-key-file    the same for https:// peer URLs (also presented as
+  --peer-trusted-ca-file FILE          this member's client certificate to its peers)
+  --peer-client-cert-auth
   --initial-cluster-state new|existing new: found a cluster; existing: join one (default new)
   --initial-cluster-token TOKEN        tells clusters apart (default "etcd-cluster")
   --snapshot-count N                   applied entries between log compactions (default 100000)

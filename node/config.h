@@ -14,19 +14,21 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "net/tls.h"
 #include "node/log.h"
 #include "node/runtime.h"
 
 namespace kvstore::node {
 
-// A URL of a listener or peer: http://host:port. https:// (TLS) is refused with a clear error
-// until the security issue adds it.
+// A URL of a listener or peer: http://host:port, or https://host:port for TLS (the cert and key
+// flags of its kind are then required).
 struct Url {
   std::string scheme;
   std::string host;
   uint16_t port = 0;
   std::string text;  // as given
   std::string HostPort() const;
+  bool tls() const { return scheme == "https"; }
 };
 absl::StatusOr<Url> ParseUrl(const std::string& text);
 
@@ -40,6 +42,12 @@ struct NodeConfig {
   // Extra listeners for /metrics, /health and the status page (etcd's --listen-metrics-urls);
   // empty: none.
   std::vector<Url> listen_metrics_urls;
+  // TLS of https:// client URLs (--cert-file, --key-file, --client-cert-auth,
+  // --trusted-ca-file) and peer URLs (--peer-cert-file, --peer-key-file,
+  // --peer-client-cert-auth, --peer-trusted-ca-file; the peer certificate is also the client
+  // certificate this member presents to https:// peers). The files are checked when parsed.
+  net::TlsFiles client_tls;
+  net::TlsFiles peer_tls;
   // name -> peer URLs.
   std::map<std::string, std::vector<std::string>> initial_cluster;
   bool initial_cluster_state_new = true;

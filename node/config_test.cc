@@ -2,7 +2,12 @@
 
 #include "node/config.h"
 
+#include <cstdlib>
+#include <string>
+#include <vector>
+
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace kvstore::node {
@@ -69,7 +74,10 @@ TEST(ConfigTest, BadFlagsAreClearErrors) {
   expect_error({"--heartbeat-interval=abc"}, "--heartbeat-interval=abc");
   expect_error({"--heartbeat-interval=300"}, "at least 5 times");
   expect_error({"--listen-client-urls=127.0.0.1:2379"}, "no scheme");
-  expect_error({"--listen-client-urls=https://127.0.0.1:2379"}, "TLS");
+  expect_error({"--listen-client-urls=https://127.0.0.1:2379"},
+               "TLS key/cert (--cert-file, --key-file) must be provided for client url "
+               "https://127.0.0.1:2379 with HTTPS scheme");
+  expect_error({"--listen-client-urls=ftp://127.0.0.1:2379"}, "want http or https");
   expect_error({"--initial-cluster-state=maybe"}, "new");
   expect_error({"--name=a", "--initial-cluster=b=http://127.0.0.1:2380"}, "no member named");
   expect_error({"--initial-cluster=default=http://127.0.0.1:9999"}, "initial-advertise-peer-urls");
@@ -77,6 +85,77 @@ TEST(ConfigTest, BadFlagsAreClearErrors) {
   expect_error({"--log-level=loud"}, "unknown log level");
   expect_error({"--name"}, "needs a value");
   expect_error({"stray"}, "unexpected argument");
+}
+
+// Certificates made at test time (net/testing/make_certs.sh), once per test binary.
+std::string CertDir() {
+  static const std::string dir = [] {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    std::string d = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/config_test_certs");
+    EXPECT_EQ(
+        std::system(absl::StrCat("bash net/testing/make_certs.sh ", d, " >/dev/null 2>&1").c_str()),
+        0);
+    return d;
+  }();
+  return dir;
+}
+
+TEST(ConfigTest, TlsFlagsWithEtcdsNamesAndEnvironment) {
+  const std::string d = CertDir();
+  const std::vector<std::string> args = {"--listen-client-urls=https://127.0.0.1:2379",
+                                         "--cert-file=" + d + "/server.crt",
+                                         "--key-file",
+                                         d + "/server.key",
+                                         "--client-cert-auth",  // a bare boolean takes no value
+                                         "--trusted-ca-file=" + d + "/ca.crt",
+                                         "--listen-peer-urls=https://127.0.0.1:2380",
+                                         "--initial-advertise-peer-urls=https://127.0.0.1:2380"};
+  const std::vector<std::string> env = {
+      "ETCD_PEER_CERT_FILE=" + d + "/server.crt", "ETCD_PEER_KEY_FILE=" + d + "/server.key",
+      "ETCD_PEER_TRUSTED_CA_FILE=" + d + "/ca.crt", "ETCD_PEER_CLIENT_CERT_AUTH=true"};
+  auto config = ParseConfig(args, env);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->listen_client_urls[0].tls());
+  EXPECT_EQ(config->client_tls.cert_file, d + "/server.crt");
+  EXPECT_EQ(config->client_tls.key_file, d + "/server.key");
+  EXPECT_EQ(config->client_tls.trusted_ca_file, d + "/ca.crt");
+  EXPECT_TRUE(config->client_tls.client_cert_auth);
+  EXPECT_EQ(config->peer_tls.cert_file, d + "/server.crt");
+  EXPECT_TRUE(config->peer_tls.client_cert_auth);
+  EXPECT_EQ(config->initial_cluster.at("default"),
+            std::vector<std::string>{"https://127.0.0.1:2380"});
+  auto off = ParseConfig({"--client-cert-auth=false"}, {});
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_FALSE(off->client_tls.client_cert_auth);
+}
+
+TEST(ConfigTest, BadTlsFlagsAreClearErrors) {
+  const std::string d = CertDir();
+  auto expect_error = [](std::vector<std::string> args, const std::string& needle) {
+    auto config = ParseConfig(args, {});
+    ASSERT_FALSE(config.ok()) << needle;
+    EXPECT_TRUE(absl::StrContains(config.status().message(), needle)) << config.status();
+  };
+  const std::string https = "--listen-client-urls=https://127.0.0.1:2379";
+  expect_error({https, "--cert-file=" + d + "/server.crt"}, "must be provided");
+  expect_error({https, "--cert-file=/nonexistent/server.crt", "--key-file=" + d + "/server.key"},
+               "client TLS: cannot read certificate file \"/nonexistent/server.crt\": No such "
+               "file or directory");
+  expect_error({https, "--cert-file=" + d + "/server.crt", "--key-file=" + d + "/ca.crt"},
+               "client TLS: key file \"" + d + "/ca.crt\" holds no unencrypted PEM private key");
+  expect_error({https, "--cert-file=" + d + "/server.key", "--key-file=" + d + "/server.key"},
+               "holds no PEM certificate");
+  expect_error({https, "--cert-file=" + d + "/server.crt", "--key-file=" + d + "/expired.key"},
+               "does not match certificate file");
+  expect_error({https, "--cert-file=" + d + "/server.crt", "--key-file=" + d + "/server.key",
+                "--client-cert-auth"},
+               "client TLS: client certificate authentication needs a trusted CA file");
+  expect_error({"--client-cert-auth=maybe"}, "--client-cert-auth=maybe: want true or false");
+  expect_error({"--listen-peer-urls=https://127.0.0.1:2380"},
+               "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url "
+               "https://127.0.0.1:2380 with HTTPS scheme");
+  expect_error({"--peer-cert-file=" + d + "/server.crt"},
+               "peer TLS: a certificate file needs its key file");
 }
 
 }  // namespace
