@@ -20,6 +20,13 @@ namespace {
 
 // How long a request may wait to apply before it answers TIMEOUT (etcd's 5 s request timeout).
 constexpr int64_t kRequestTimeoutMs = 5000;
+// Applied entries between compactions of the in-memory Raft log. Here a compaction only marks
+// (index, term, configuration), since the backend is the durable state, so it is cheap; etcd
+// keeps --snapshot-count entries (100,000) in memory because its snapshots copy state. With at
+// most this many plus the 5,000 catch-up entries in memory, 100,000 puts of 256 B leave about
+// 30 MB less resident. --snapshot-count keeps etcd's meaning for the WAL: segments are dropped
+// after that many applied entries.
+constexpr uint64_t kRaftLogCompactEntriesMax = 10000;
 
 server::Response ErrorResponse(server::RequestType type, absl::Status status) {
   server::Response response;
@@ -476,7 +483,7 @@ absl::Status Runtime::Open() {
   config.random_seed = std::random_device{}() ^ (options_.id * 0x9E3779B97F4A7C15ull);
   config.quota_bytes = options_.quota_backend_bytes;
   config.max_request_bytes = options_.max_request_bytes;
-  config.snapshot_every_entries = options_.snapshot_count;
+  config.snapshot_every_entries = std::min(options_.snapshot_count, kRaftLogCompactEntriesMax);
   config.snapshot_catch_up_entries = std::min<uint64_t>(5000, options_.snapshot_count / 2 + 1);
   // A request that neither applies nor fails within 5 s answers TIMEOUT, before a client's try
   // gives up on it (net::kDefaultPerTryTimeout, 6 s): the client then hears the member's own
