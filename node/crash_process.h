@@ -82,6 +82,7 @@ class ChildProcess {
   const std::vector<OutputLine>& lines() const { return lines_; }
   const std::string& stderr_text() const { return stderr_; }
   Clock::time_point started_at() const { return started_at_; }
+  pid_t pid() const { return pid_; }
 
  private:
   ChildProcess(pid_t pid, int stdout_fd, int stderr_fd);

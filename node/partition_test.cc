@@ -1,0 +1,675 @@
+// The seed's partition and membership cases on real kvnode processes (issue 13 §6): every peer
+// link goes through the test's LinkProxy (node/testing/link_proxy.h), so a partition is a cut of
+// chosen directions of chosen links, not a killed process. Clients run the HistoryWorkload
+// throughout, and the simulator's linearizability checker judges its history. The same cases
+// run in the simulator as testdata/scenarios/{split_2_2, add_member_during_2_1_partition,
+// misconfigured_member}.textproto.
+//
+// Bounded: every wait has a deadline, every request a per-try timeout; each test takes well
+// under 25 s.
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/base/errors.h"
+#include "gtest/gtest.h"
+#include "kj/async-io.h"
+#include "kj/debug.h"
+#include "net/client.h"
+#include "node/testing/cluster.h"
+#include "node/testing/history_workload.h"
+#include "sim/history.h"
+
+namespace kvstore::node {
+namespace {
+
+using testing::Cluster;
+using testing::ClusterOptions;
+using testing::HistoryWorkload;
+using testing::LinkFault;
+
+constexpr int64_t kHeartbeatMs = 50;
+constexpr int64_t kElectionMs = 500;
+// Well past an election timeout: check-quorum has deposed a leader without a quorum by then.
+constexpr int64_t kDeposeMs = 3 * kElectionMs;
+
+// One member's view, from Maintenance.status.
+struct View {
+  raft::NodeId id = raft::kNoNode;
+  raft::NodeId leader = raft::kNoNode;
+  raft::Term term = 0;
+  bool is_leader() const { return id != raft::kNoNode && leader == id; }
+};
+
+class PartitionTest : public ::testing::Test {
+ protected:
+  void StartCluster(int members, const std::string& name) {
+    ClusterOptions options;
+    options.members = members;
+    options.name = name;
+    options.heartbeat_ms = kHeartbeatMs;
+    options.election_ms = kElectionMs;
+    options.proxied = true;
+    auto cluster = Cluster::Create(options);
+    ASSERT_TRUE(cluster.ok()) << cluster.status();
+    cluster_ = std::move(*cluster);
+    ASSERT_TRUE(cluster_->StartAll().ok());
+    client_ = NewClient(cluster_->Endpoints(), 1 * kj::SECONDS);
+  }
+
+  void TearDown() override {
+    if (HasFailure() && cluster_ != nullptr && cluster_->proxy() != nullptr) {
+      std::printf("links:\n%s", cluster_->proxy()->Describe().c_str());
+      for (size_t i = 0; i < cluster_->size(); ++i) {
+        const auto& m = cluster_->member(i);
+        if (m.running())
+          std::printf("%s stderr:\n%s\n", m.name.c_str(), m.process->stderr_text().c_str());
+      }
+    }
+    workload_.reset();
+    client_.reset();
+    cluster_.reset();
+  }
+
+  std::unique_ptr<net::Client> NewClient(std::vector<std::string> endpoints, kj::Duration per_try) {
+    net::ClientOptions options;
+    options.endpoints = std::move(endpoints);
+    options.per_try_timeout = per_try;
+    options.endpoint_backoff_min = 100 * kj::MILLISECONDS;
+    options.endpoint_backoff_max = 500 * kj::MILLISECONDS;
+    auto client = net::Client::Create(io().provider->getNetwork(), timer(), options);
+    KJ_ASSERT(client.ok(), client.status().ToString());
+    return std::move(*client);
+  }
+
+  kj::AsyncIoContext& io() { return loop_->io; }
+  kj::Timer& timer() { return io().provider->getTimer(); }
+  kj::TimePoint Now() { return timer().now(); }
+  void Pause(int64_t ms) { timer().afterDelay(ms * kj::MILLISECONDS).wait(io().waitScope); }
+
+  // Calls until the request succeeds or `within_ms` passes; the last answer.
+  absl::StatusOr<server::Response> CallUntilOk(net::Client& client, const server::Request& request,
+                                               int64_t within_ms = 10000) {
+    const kj::TimePoint deadline = Now() + within_ms * kj::MILLISECONDS;
+    absl::StatusOr<server::Response> response = absl::UnavailableError("not tried");
+    while (Now() < deadline) {
+      response = client.Call(request, io().waitScope);
+      if (response.ok()) break;
+      Pause(100);
+    }
+    return response;
+  }
+  absl::StatusOr<server::Response> CallUntilOk(const server::Request& request,
+                                               int64_t within_ms = 10000) {
+    return CallUntilOk(*client_, request, within_ms);
+  }
+
+  static server::Request Put(const std::string& key, const std::string& value) {
+    server::Request put;
+    put.type = server::RequestType::kPut;
+    put.put.key = key;
+    put.put.value = value;
+    return put;
+  }
+  static server::Request Get(const std::string& key) {
+    server::Request get;
+    get.type = server::RequestType::kRange;
+    get.range.key = key;
+    return get;
+  }
+
+  // Every running member's view (nullopt: it did not answer within 500 ms). Every answer also
+  // goes into the election record: two leaders of one term would be a split brain.
+  std::vector<std::optional<View>> Views() {
+    auto client = NewClient(cluster_->Endpoints(), 500 * kj::MILLISECONDS);
+    std::vector<std::optional<View>> views(cluster_->size());
+    for (size_t i = 0; i < cluster_->size(); ++i) {
+      if (!cluster_->member(i).running()) continue;
+      auto status = client->StatusAsync(i).wait(io().waitScope);
+      if (!status.ok()) continue;
+      View view{status->member.id, status->member.leader, status->member.term};
+      views[i] = view;
+      if (view.is_leader()) {
+        auto [it, inserted] = leader_of_term_.emplace(view.term, view.id);
+        EXPECT_EQ(it->second, view.id) << "two leaders in term " << view.term;
+      }
+    }
+    return views;
+  }
+  std::optional<size_t> Leader() {
+    auto views = Views();
+    for (size_t i = 0; i < views.size(); ++i) {
+      if (views[i].has_value() && views[i]->is_leader()) return i;
+    }
+    return std::nullopt;
+  }
+  // The leader once one is found within `within_ms`.
+  std::optional<size_t> WaitForLeader(int64_t within_ms) {
+    const kj::TimePoint deadline = Now() + within_ms * kj::MILLISECONDS;
+    while (true) {
+      if (auto leader = Leader()) return leader;
+      if (Now() >= deadline) return std::nullopt;
+      Pause(50);
+    }
+  }
+  // Samples the members for `ms`: true if none of them was ever leader.
+  bool NoLeaderFor(int64_t ms) {
+    const kj::TimePoint deadline = Now() + ms * kj::MILLISECONDS;
+    bool none = true;
+    while (Now() < deadline) {
+      if (auto leader = Leader()) {
+        ADD_FAILURE() << cluster_->member(*leader).name << " leads while no quorum can talk";
+        none = false;
+      }
+      Pause(200);
+    }
+    return none;
+  }
+
+  // The test's name of a listed member, found by its peer URL (a member that has not started
+  // yet has no name in the list, as in etcd); "<name or id>@<url>" when no member of the test
+  // has that URL.
+  std::string NameOf(const server::Member& listed) const {
+    for (size_t i = 0; i < cluster_->size(); ++i) {
+      if (!listed.peer_urls.empty() && listed.peer_urls.front() == cluster_->member(i).peer_url()) {
+        return cluster_->member(i).name;
+      }
+    }
+    return absl::StrCat(listed.name.empty() ? absl::StrCat(absl::Hex(listed.id)) : listed.name, "@",
+                        listed.peer_urls.empty() ? "" : listed.peer_urls.front());
+  }
+
+  // The member list as member i has applied it ("name:voter|learner", sorted), or an error.
+  absl::StatusOr<std::set<std::string>> MembersAt(size_t i) {
+    auto client = NewClient({cluster_->member(i).endpoint()}, 1 * kj::SECONDS);
+    server::Request list;
+    list.type = server::RequestType::kMemberList;
+    auto response = client->CallEndpointAsync(0, list).wait(io().waitScope);
+    if (!response.ok()) return response.status();
+    std::set<std::string> members;
+    for (const server::Member& m : response->members) {
+      members.insert(absl::StrCat(NameOf(m), ":", m.is_learner ? "learner" : "voter"));
+    }
+    return members;
+  }
+  // Waits (at most `within_ms`) until every member in `at` lists `expected`; describes each
+  // member's list when they do not.
+  ::testing::AssertionResult MembershipConverges(const std::vector<size_t>& at,
+                                                 const std::set<std::string>& expected,
+                                                 int64_t within_ms = 5000) {
+    const kj::TimePoint deadline = Now() + within_ms * kj::MILLISECONDS;
+    std::string seen;
+    while (true) {
+      seen.clear();
+      bool all = true;
+      for (size_t i : at) {
+        auto members = MembersAt(i);
+        const std::string text =
+            members.ok() ? absl::StrJoin(*members, ",") : members.status().ToString();
+        absl::StrAppend(&seen, " ", cluster_->member(i).name, "={", text, "}");
+        if (!members.ok() || *members != expected) all = false;
+      }
+      if (all) return ::testing::AssertionSuccess();
+      if (Now() >= deadline) break;
+      Pause(100);
+    }
+    return ::testing::AssertionFailure()
+           << "expected {" << absl::StrJoin(expected, ",") << "} everywhere, have" << seen;
+  }
+
+  // Waits until the members in `at` have applied the same revision, then compares their stores'
+  // hashes at it.
+  ::testing::AssertionResult ReplicasAgree(const std::vector<size_t>& at,
+                                           int64_t within_ms = 5000) {
+    auto client = NewClient(cluster_->Endpoints(), 1 * kj::SECONDS);
+    const kj::TimePoint deadline = Now() + within_ms * kj::MILLISECONDS;
+    std::string seen;
+    while (true) {
+      seen.clear();
+      std::set<mvcc::Revision> revisions;
+      std::set<uint64_t> hashes;
+      for (size_t i : at) {
+        server::Request read = Get("k0");
+        read.range.serializable = true;  // this member's own revision
+        auto response = client->CallEndpointAsync(i, read).wait(io().waitScope);
+        revisions.insert(response.ok() ? response->header.revision : -1);
+        absl::StrAppend(
+            &seen, " ", cluster_->member(i).name, "@",
+            response.ok() ? absl::StrCat(response->header.revision) : response.status().ToString());
+      }
+      if (revisions.size() == 1 && *revisions.begin() > 0) {
+        for (size_t i : at) {
+          server::Request hash;
+          hash.type = server::RequestType::kHash;
+          hash.revision = *revisions.begin();
+          auto response = client->CallEndpointAsync(i, hash).wait(io().waitScope);
+          if (!response.ok()) return ::testing::AssertionFailure() << response.status();
+          hashes.insert(response->hash.hash);
+        }
+      }
+      if (revisions.size() == 1 && *revisions.begin() > 0) {
+        if (hashes.size() == 1) return ::testing::AssertionSuccess();
+        return ::testing::AssertionFailure() << "stores differ at revision " << *revisions.begin();
+      }
+      if (Now() >= deadline) break;
+      Pause(100);
+    }
+    return ::testing::AssertionFailure() << "revisions never met:" << seen;
+  }
+
+  // Starts the workload after a put the cluster acknowledged.
+  void StartWorkload() {
+    auto warmup = CallUntilOk(Put("k0", "initial"));
+    ASSERT_TRUE(warmup.ok()) << warmup.status();
+    workload_ = std::make_unique<HistoryWorkload>(*client_, timer());
+    ASSERT_TRUE(workload_->RecordAcknowledgedWrite("k0", "initial").ok());
+    workload_->Start();
+  }
+  void StopWorkloadAndCheck() {
+    workload_->Stop(io().waitScope);
+    auto verdict = workload_->Check();
+    ASSERT_TRUE(verdict.ok()) << verdict.status();
+    EXPECT_EQ(verdict->verdict, sim::Verdict::kLinearizable) << verdict->Describe();
+    std::printf("%s: %s; %s\n", ::testing::UnitTest::GetInstance()->current_test_info()->name(),
+                workload_->Summary().c_str(), verdict->Describe().c_str());
+  }
+
+  // Every member's peer traffic went through the proxy, attributed to it: each sent bytes on
+  // its links, and no connection came from an unknown process. (Only links to and from the
+  // leader carry traffic in a steady state.)
+  void ExpectProxiedAndAttributed(const std::vector<int>& members) {
+    for (int from : members) {
+      uint64_t sent = 0;
+      for (int to : members) {
+        if (from != to) sent += cluster_->proxy()->Stats(from, to).bytes_forwarded;
+      }
+      EXPECT_GT(sent, 0u) << "n" << from + 1 << " sent nothing through the proxy";
+      EXPECT_EQ(cluster_->proxy()->Stats(testing::kUnknownMember, from).connections, 0u)
+          << "a connection to n" << from + 1 << " came from an unknown process";
+    }
+  }
+
+  // kj's objects have throwing destructors, which a gtest fixture's members may not have.
+  struct Loop {
+    kj::AsyncIoContext io = kj::setupAsyncIo();
+  };
+  std::unique_ptr<Loop> loop_ = std::make_unique<Loop>();
+  std::unique_ptr<Cluster> cluster_;
+  std::unique_ptr<net::Client> client_;
+  std::unique_ptr<HistoryWorkload> workload_;
+  std::map<raft::Term, raft::NodeId> leader_of_term_;
+};
+
+// The seed's 2+2 split: 4 voters, two on each side, neither with a quorum (3 of 4). The leader is
+// deposed by check-quorum, no side elects one, no write or linearizable read succeeds while the
+// split lasts, and after healing a leader emerges and writes commit again.
+TEST_F(PartitionTest, TwoPlusTwoSplitCommitsNothingAndRecoversAfterHealing) {
+  StartCluster(4, "split_2_2");
+  StartWorkload();
+  Pause(1000);
+  ExpectProxiedAndAttributed({0, 1, 2, 3});
+  ASSERT_TRUE(CallUntilOk(Put("before-split", "v1")).ok());
+
+  cluster_->proxy()->Cut({0, 1}, {2, 3});
+  const kj::TimePoint split = Now();
+  Pause(kDeposeMs);
+  EXPECT_TRUE(NoLeaderFor(1500));
+  // A put to a member of each side is refused: there is no leader to take it.
+  for (size_t side : {0, 2}) {
+    auto one = NewClient({cluster_->member(side).endpoint()}, 2 * kj::SECONDS);
+    auto put = one->CallEndpointAsync(0, Put("during-split", "x")).wait(io().waitScope);
+    EXPECT_FALSE(put.ok()) << cluster_->member(side).name << " took a write during the split";
+    if (!put.ok()) {
+      EXPECT_EQ(CodeOf(put.status()), ErrorCode::kNoLeader) << put.status();
+    }
+  }
+  Pause(1000);
+  EXPECT_TRUE(NoLeaderFor(500));
+  const kj::TimePoint heal = Now();
+  cluster_->proxy()->HealAll();
+
+  auto leader = WaitForLeader(3000);
+  ASSERT_TRUE(leader.has_value()) << "no leader within 3 s of healing";
+  const kj::Duration to_leader = Now() - heal;
+  Pause(1500);
+  // Once check-quorum had time to act (an election timeout after the cut, plus the answers
+  // already on their way), nothing completed: no quorum, no write, no linearizable read.
+  const kj::TimePoint settled = split + (kElectionMs + 200) * kj::MILLISECONDS;
+  EXPECT_EQ(workload_->Count(sim::Function::kWrite, sim::EventType::kOk, settled, heal), 0u);
+  EXPECT_EQ(workload_->Count(sim::Function::kRead, sim::EventType::kOk, settled, heal), 0u);
+  EXPECT_GT(workload_->Count(sim::Function::kWrite, sim::EventType::kOk, heal, Now()), 0u)
+      << "no write committed after healing";
+  StopWorkloadAndCheck();
+
+  auto during = CallUntilOk(Get("during-split"));
+  ASSERT_TRUE(during.ok()) << during.status();
+  EXPECT_TRUE(during->range.kvs.empty()) << "a write refused during the split is present";
+  EXPECT_TRUE(ReplicasAgree({0, 1, 2, 3}));
+  std::printf("leader %lld ms after healing\n",
+              static_cast<long long>(to_leader / kj::MILLISECONDS));
+}
+
+// The seed's "add a member during a 2+1 partition": the majority side adds a voter, whose
+// process sits in the minority. The quorum becomes 3 of 4 while only 2 can talk, so the cluster
+// loses its leader (as the simulator's scenario shows, the reason to add learners first); the new
+// member cannot join while it reaches only a member that has not heard of it, and says so; after
+// healing the cluster elects a leader, the member joins, and every member agrees on the
+// membership. No term ever has two leaders.
+TEST_F(PartitionTest, MemberAddedDuringTwoPlusOnePartitionJoinsAfterHealing) {
+  StartCluster(3, "add_during_2_1");
+  StartWorkload();
+  auto leader = WaitForLeader(5000);
+  ASSERT_TRUE(leader.has_value());
+  const int l = static_cast<int>(*leader), f1 = (l + 1) % 3, f2 = (l + 2) % 3;
+  Pause(300);
+  ExpectProxiedAndAttributed({0, 1, 2});
+  cluster_->proxy()->Cut({l, f1}, {f2});
+  auto majority =
+      NewClient({cluster_->member(l).endpoint(), cluster_->member(f1).endpoint()}, 2 * kj::SECONDS);
+  ASSERT_TRUE(CallUntilOk(*majority, Put("a", "1"), 5000).ok()) << "the majority commits";
+
+  auto added_index = cluster_->AddMember();
+  ASSERT_TRUE(added_index.ok()) << added_index.status();
+  const int n = static_cast<int>(*added_index);
+  server::Request add;
+  add.type = server::RequestType::kMemberAdd;
+  add.member.name = cluster_->member(n).name;
+  add.member.peer_urls = {cluster_->member(n).peer_url()};
+  auto added = majority->Call(add, io().waitScope);
+  ASSERT_TRUE(added.ok()) << "the old quorum (2 of 3) commits the add: " << added.status();
+
+  // The new member's process is in the minority, with f2, which has not heard of it.
+  cluster_->proxy()->Cut({l, f1}, {n});
+  ASSERT_TRUE(cluster_->Start(n).ok());
+  auto exit = cluster_->member(n).process->Wait(crash::Clock::now() + std::chrono::seconds(10));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_TRUE(exit->Exited(1)) << exit->Describe();
+  EXPECT_NE(cluster_->member(n).process->stderr_text().find(
+                "no member of the cluster lists this member's peer URLs"),
+            std::string::npos)
+      << cluster_->member(n).process->stderr_text();
+  cluster_->Kill(n);
+
+  // Quorum is 3 of 4 and only l and f1 talk: no leader, no write.
+  const kj::TimePoint quorum_lost = Now();
+  Pause(kDeposeMs);
+  EXPECT_TRUE(NoLeaderFor(1000));
+  auto refused = majority->CallEndpointAsync(0, Put("a", "2")).wait(io().waitScope);
+  ASSERT_FALSE(refused.ok()) << "a write committed without a quorum";
+  EXPECT_EQ(CodeOf(refused.status()), ErrorCode::kNoLeader) << refused.status();
+
+  const kj::TimePoint heal = Now();
+  cluster_->proxy()->HealAll();
+  ASSERT_TRUE(WaitForLeader(3000).has_value()) << "no leader within 3 s of healing";
+  // The join completes: the new member finds its id, catches up and serves what was written.
+  ASSERT_TRUE(cluster_->Start(n).ok());
+  auto only_new = NewClient({cluster_->member(n).endpoint()}, 2 * kj::SECONDS);
+  absl::StatusOr<server::Response> read = absl::UnavailableError("not tried");
+  const kj::TimePoint deadline = Now() + 8 * kj::SECONDS;
+  while (Now() < deadline) {
+    read = only_new->Call(Get("a"), io().waitScope);
+    if (read.ok() && !read->range.kvs.empty()) break;
+    Pause(100);
+  }
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_EQ(read->range.kvs.size(), 1u);
+  EXPECT_EQ(read->range.kvs[0].value, "1");
+  EXPECT_TRUE(MembershipConverges({0, 1, 2, 3}, {"n1:voter", "n2:voter", "n3:voter", "n4:voter"}));
+
+  const kj::TimePoint settled = quorum_lost + (kElectionMs + 200) * kj::MILLISECONDS;
+  EXPECT_EQ(workload_->Count(sim::Function::kWrite, sim::EventType::kOk, settled, heal), 0u);
+  EXPECT_GT(workload_->Count(sim::Function::kWrite, sim::EventType::kOk, heal, Now()), 0u);
+  StopWorkloadAndCheck();
+  EXPECT_TRUE(ReplicasAgree({0, 1, 2, 3}));
+}
+
+// Misconfigured member URLs (the seed's ghost member, and flags that disagree with the cluster):
+// each is refused or fails with a clear message, and the cluster keeps serving a linearizable
+// history throughout.
+TEST_F(PartitionTest, MisconfiguredMemberUrlsAreRefusedAndTheClusterStaysAvailable) {
+  StartCluster(3, "misconfigured");
+  StartWorkload();
+
+  // A voter added with a URL nobody listens on: it never starts. Three of four run, so writes
+  // commit, but one more failure stops them; removing the ghost restores the margin.
+  server::Request add_ghost;
+  add_ghost.type = server::RequestType::kMemberAdd;
+  add_ghost.member.name = "ghost";
+  add_ghost.member.peer_urls = {absl::StrCat("http://127.0.0.1:", testing::FreePort())};
+  auto ghost = CallUntilOk(add_ghost, 5000);
+  ASSERT_TRUE(ghost.ok()) << ghost.status();
+  ASSERT_TRUE(CallUntilOk(Put("x", "with-ghost"), 3000).ok()) << "3 of 4 commit";
+  auto leader = WaitForLeader(3000);
+  ASSERT_TRUE(leader.has_value());
+  const size_t follower = (*leader + 1) % 3;
+  cluster_->Kill(follower);
+  Pause(kDeposeMs);
+  EXPECT_TRUE(NoLeaderFor(500)) << "2 of 4 cannot elect";
+  ASSERT_TRUE(cluster_->Start(follower).ok());
+  ASSERT_TRUE(WaitForLeader(5000).has_value());
+  server::Request remove_ghost;
+  remove_ghost.type = server::RequestType::kMemberRemove;
+  remove_ghost.member.id = ghost->member.id;
+  ASSERT_TRUE(CallUntilOk(remove_ghost, 5000).ok());
+  EXPECT_TRUE(MembershipConverges({0, 1, 2}, {"n1:voter", "n2:voter", "n3:voter"}));
+  cluster_->Kill(follower);
+  EXPECT_TRUE(CallUntilOk(Put("x", "without-ghost"), 5000).ok()) << "2 of 3 commit";
+  ASSERT_TRUE(cluster_->Start(follower).ok());
+
+  // A member whose advertised peer URL is not its --initial-cluster entry: exit 2, naming both.
+  auto slot = cluster_->AddMember();
+  ASSERT_TRUE(slot.ok()) << slot.status();
+  const size_t n4 = *slot;
+  const std::string wrong_url = absl::StrCat("http://127.0.0.1:", testing::FreePort());
+  std::vector<std::string> args = cluster_->Args(n4);
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == "--initial-advertise-peer-urls") args[i + 1] = wrong_url;
+  }
+  ASSERT_TRUE(cluster_->StartWithArgs(n4, args).ok());
+  auto exit = cluster_->member(n4).process->Wait(crash::Clock::now() + std::chrono::seconds(5));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_TRUE(exit->Exited(2)) << exit->Describe();
+  EXPECT_NE(cluster_->member(n4).process->stderr_text().find(
+                "but --initial-advertise-peer-urls is " + wrong_url),
+            std::string::npos)
+      << cluster_->member(n4).process->stderr_text();
+  cluster_->Kill(n4);
+
+  // A joiner that advertises a URL other than the one it was added with (consistently in its
+  // own flags): no member lists it, so it refuses to start (exit 1) instead of taking an id.
+  server::Request add;
+  add.type = server::RequestType::kMemberAdd;
+  add.member.name = cluster_->member(n4).name;
+  add.member.peer_urls = {cluster_->member(n4).peer_url()};
+  add.member.is_learner = true;
+  ASSERT_TRUE(CallUntilOk(add, 5000).ok());
+  args = cluster_->Args(n4);
+  for (std::string& arg : args) {
+    if (arg == cluster_->member(n4).peer_url()) arg = wrong_url;
+    const std::string entry = absl::StrCat("n4=", cluster_->member(n4).peer_url());
+    if (size_t at = arg.find(entry); at != std::string::npos) {
+      arg.replace(at, entry.size(), absl::StrCat("n4=", wrong_url));
+    }
+  }
+  ASSERT_TRUE(cluster_->StartWithArgs(n4, args).ok());
+  exit = cluster_->member(n4).process->Wait(crash::Clock::now() + std::chrono::seconds(10));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_TRUE(exit->Exited(1)) << exit->Describe();
+  EXPECT_NE(cluster_->member(n4).process->stderr_text().find(
+                "no member of the cluster lists this member's peer URLs (" + wrong_url + ")"),
+            std::string::npos)
+      << cluster_->member(n4).process->stderr_text();
+  cluster_->Kill(n4);
+  // Started as it was added, it joins as the learner it is.
+  ASSERT_TRUE(cluster_->Start(n4).ok());
+  EXPECT_TRUE(
+      MembershipConverges({0, 1, 2, 3}, {"n1:voter", "n2:voter", "n3:voter", "n4:learner"}, 8000));
+
+  EXPECT_TRUE(CallUntilOk(Put("x", "after"), 3000).ok());
+  StopWorkloadAndCheck();
+  EXPECT_TRUE(ReplicasAgree({0, 1, 2, 3}));
+}
+
+// kill -9 right after a membership change is proposed: of the leader after an add, of a follower
+// after a promotion, of the leader after a removal. Each time the member is restarted, and every
+// member converges on one membership (the change either happened everywhere or nowhere; it is
+// then made again), and the clients' history stays linearizable.
+TEST_F(PartitionTest, KillDashNineRightAfterMembershipChangesConverges) {
+  StartCluster(3, "membership_kill");
+  StartWorkload();
+  auto propose_then_kill = [&](const server::Request& change, size_t to, size_t victim) {
+    auto one = NewClient({cluster_->member(to).endpoint()}, 2 * kj::SECONDS);
+    auto pending = one->CallEndpointAsync(0, change);
+    Pause(5);  // the request is on its way (or in the leader's log)
+    cluster_->Kill(victim);
+    auto outcome = pending.wait(io().waitScope);
+    std::printf("change %d, %s killed: %s\n", static_cast<int>(change.type),
+                cluster_->member(victim).name.c_str(),
+                outcome.ok() ? "ok" : outcome.status().ToString().c_str());
+    Pause(300);
+    EXPECT_TRUE(cluster_->Start(victim).ok());
+    EXPECT_TRUE(WaitForLeader(5000).has_value());
+  };
+  // Makes `change` again when a kill lost it, until every member in `at` lists `expected`.
+  auto converge = [&](const std::vector<size_t>& at, const std::set<std::string>& expected,
+                      const server::Request& change) {
+    if (MembershipConverges(at, expected, 3000)) return;
+    auto again = CallUntilOk(change, 5000);
+    EXPECT_TRUE(again.ok()) << again.status();
+    EXPECT_TRUE(MembershipConverges(at, expected));
+  };
+
+  // An add, then kill -9 of the leader.
+  auto slot = cluster_->AddMember();
+  ASSERT_TRUE(slot.ok());
+  const size_t n4 = *slot;
+  server::Request add;
+  add.type = server::RequestType::kMemberAdd;
+  add.member.name = "n4";
+  add.member.peer_urls = {cluster_->member(n4).peer_url()};
+  add.member.is_learner = true;
+  auto leader = WaitForLeader(5000);
+  ASSERT_TRUE(leader.has_value());
+  propose_then_kill(add, *leader, *leader);
+  converge({0, 1, 2}, {"n1:voter", "n2:voter", "n3:voter", "n4:learner"}, add);
+  ASSERT_TRUE(cluster_->Start(n4).ok());
+
+  // A promotion, then kill -9 of a follower. The learner must have caught up first.
+  leader = WaitForLeader(5000);
+  ASSERT_TRUE(leader.has_value());
+  server::Request promote;
+  promote.type = server::RequestType::kMemberPromote;
+  promote.member.id = raft::kNoNode;
+  auto list = CallUntilOk([] {
+    server::Request r;
+    r.type = server::RequestType::kMemberList;
+    return r;
+  }());
+  ASSERT_TRUE(list.ok());
+  for (const server::Member& m : list->members) {
+    if (NameOf(m) == "n4") promote.member.id = m.id;
+  }
+  ASSERT_NE(promote.member.id, raft::kNoNode);
+  const kj::TimePoint deadline = Now() + 8 * kj::SECONDS;
+  while (Now() < deadline) {
+    auto status = client_->StatusAsync(*leader).wait(io().waitScope);
+    auto joined = NewClient({cluster_->member(n4).endpoint()}, 500 * kj::MILLISECONDS);
+    auto mine = joined->StatusAsync(0).wait(io().waitScope);
+    if (status.ok() && mine.ok() &&
+        mine->member.applied_index + 10 >= status->member.commit_index) {
+      break;
+    }
+    Pause(100);
+  }
+  const size_t follower = (*leader + 1) % 3;
+  propose_then_kill(promote, *leader, follower);
+  converge({0, 1, 2, 3}, {"n1:voter", "n2:voter", "n3:voter", "n4:voter"}, promote);
+
+  // A removal of a founding follower, then kill -9 of the leader.
+  leader = WaitForLeader(5000);
+  ASSERT_TRUE(leader.has_value());
+  const size_t removed = *leader == 0 ? 1 : 0;
+  server::Request remove;
+  remove.type = server::RequestType::kMemberRemove;
+  for (const server::Member& m : list->members) {
+    if (NameOf(m) == cluster_->member(removed).name) remove.member.id = m.id;
+  }
+  propose_then_kill(remove, *leader, *leader);
+  std::vector<size_t> remaining;
+  std::set<std::string> expected;
+  for (size_t i = 0; i < 4; ++i) {
+    if (i == removed) continue;
+    remaining.push_back(i);
+    expected.insert(absl::StrCat(cluster_->member(i).name, ":voter"));
+  }
+  converge(remaining, expected, remove);
+  cluster_->Kill(removed);
+
+  EXPECT_TRUE(CallUntilOk(Put("x", "after"), 5000).ok());
+  StopWorkloadAndCheck();
+  EXPECT_TRUE(ReplicasAgree(remaining));
+}
+
+// A founding member started with a wrong --initial-cluster entry for another member derives other
+// member ids, so its bootstrap configuration entries (indexes 1..3 of term 1) differ from its
+// peers' at the same index and term, which Raft's log matching cannot notice. etcd refuses such a
+// member: its cluster id is a hash of the member ids, and peers refuse messages of another
+// cluster. kvnode derives the cluster id from --initial-cluster-token alone, so today the member
+// is taken in with a diverged log, stops applying, and lists a member that does not exist.
+// Disabled until the cluster id covers the founding members; run it with
+// --gtest_also_run_disabled_tests.
+TEST_F(PartitionTest, DISABLED_FoundingMemberWithAWrongInitialClusterEntryIsRefused) {
+  ClusterOptions options;
+  options.members = 3;
+  options.name = "wrong_initial_cluster";
+  options.heartbeat_ms = kHeartbeatMs;
+  options.election_ms = kElectionMs;
+  options.proxied = true;
+  auto cluster = Cluster::Create(options);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  cluster_ = std::move(*cluster);
+  ASSERT_TRUE(cluster_->Start(0).ok());
+  ASSERT_TRUE(cluster_->Start(1).ok());
+  std::vector<std::string> args = cluster_->Args(2);
+  const std::string right = absl::StrCat("n1=", cluster_->member(0).peer_url());
+  const std::string wrong = absl::StrCat("n1=http://127.0.0.1:", testing::FreePort());
+  for (std::string& arg : args) {
+    if (size_t at = arg.find(right); at != std::string::npos) arg.replace(at, right.size(), wrong);
+  }
+  ASSERT_TRUE(cluster_->StartWithArgs(2, args).ok());
+  client_ =
+      NewClient({cluster_->member(0).endpoint(), cluster_->member(1).endpoint()}, 1 * kj::SECONDS);
+  ASSERT_TRUE(CallUntilOk(Put("x", "1")).ok()) << "n1 and n2 are a quorum";
+  Pause(2000);
+  // Refused clearly: the member stopped with an error, or it reports one in its status (etcd's
+  // "request cluster ID mismatch"), rather than serving with a member list of its own.
+  auto status = NewClient({cluster_->member(2).endpoint()}, 1 * kj::SECONDS)
+                    ->StatusAsync(0)
+                    .wait(io().waitScope);
+  if (status.ok()) {
+    auto members = MembersAt(2);
+    auto truth = MembersAt(0);
+    EXPECT_FALSE(status->member.errors.empty())
+        << "n3 serves silently, with members {"
+        << (members.ok() ? absl::StrJoin(*members, ",") : members.status().ToString())
+        << "} where the cluster has {"
+        << (truth.ok() ? absl::StrJoin(*truth, ",") : truth.status().ToString()) << "}";
+  } else {
+    auto exit = cluster_->member(2).process->Wait(crash::Clock::now() + std::chrono::seconds(2));
+    ASSERT_TRUE(exit.ok()) << exit.status();
+    EXPECT_FALSE(exit->Exited(0)) << exit->Describe();
+    EXPECT_FALSE(cluster_->member(2).process->stderr_text().empty());
+    cluster_->Kill(2);
+  }
+  EXPECT_TRUE(CallUntilOk(Put("x", "2"), 3000).ok()) << "n1 and n2 still serve";
+}
+
+}  // namespace
+}  // namespace kvstore::node
