@@ -1,22 +1,6 @@
-// sim: the simulator's command line.
-//
-//   sim run FILE... [--history-out=FILE]
-//                                   run scenario files; exit 0 only if all pass
-//   sim fuzz --seed=S --count=N [--nodes=K] [--duration-ms=D] [--isolate]
-//                                   random fault schedules with a workload; every failure
-//                                   prints the command that replays it (--isolate: each seed
-//                                   in a child process, so the campaign goes on past a seed
-//                                   that aborts on a core assertion)
-//   sim replay --seed=S [--nodes=K] [--duration-ms=D] [--trace-out=FILE] [--print-trace]
-//   sim replay --trace=FILE         re-execute a recorded trace; report the first divergence
-//   sim shrink --seed=S [--nodes=K] [--duration-ms=D] [--out=FILE]
-//                                   a shorter schedule failing like the seed, written as a
-//                                   scenario file (a seed that passes: says so, writes nothing)
-//   sim check-history FILE [--model=register|kv] [--no-shrink] [--shrink-steps=N]
-//                                   the verdict on a history; a violation is shrunk to a small
-//                                   window within N search steps, or not at all
-//
-// Everything is deterministic: the same command gives the same output, bit for bit.
+// sim: the simulator's command line. `sim help` prints the usage of every command (kUsage
+// below). Everything but a campaign's wall-time bound is deterministic: the same command gives
+// the same output, bit for bit.
 
 #include <malloc.h>
 #include <sys/resource.h>
@@ -24,19 +8,26 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
+#include <limits>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "sim/campaign.h"
 #include "sim/fuzz.h"
 #include "sim/history.h"
 #include "sim/linearizability.h"
@@ -47,20 +38,56 @@ namespace {
 
 constexpr int kExitUsage = 2;
 
+constexpr char kUsage[] =
+    R"(usage: sim COMMAND [FLAGS]
+
+  sim run FILE... [--seed=S] [--verbose] [--print-trace] [--history-out=FILE]
+      Run scenario files (testdata/scenarios/); exit 0 only if all pass. --seed overrides
+      their seeds; a failure prints the command that runs it again verbosely.
+
+  sim fuzz [--seed=S] [--count=N] [--minutes=M] [--nodes=K[,K...]] [--duration-ms=D]
+           [--shard=I/N] [--summary=FILE] [--isolate]
+      A campaign of random fault schedules with a workload: seeds S, S+1, ... (S: 1), N of
+      them, or as many as M minutes of wall time allow (both: whichever ends first; neither:
+      N=10). Each seed runs on one of the node counts K (5), picked by a hash of the seed, with
+      D ms of virtual faults (60000). --shard=I/N runs only the seeds s with s % N == I, so N
+      shards of one campaign run each seed once; --summary writes a JSON summary of the run
+      for `sim merge`. --isolate runs each seed in a child process, so that a seed aborting on
+      an assertion inside the core is reported like any failure and the campaign goes on.
+      Progress on stderr; a report at the end (seeds, failures, per node count CPU per seed).
+      Every failure prints its replay command. Exit 1 if a seed failed (130: interrupted).
+
+  sim merge SUMMARY...
+      Combine the summaries of a campaign's shards into one report: totals, failures with
+      replay commands, shards missing or present twice. Exit 1 if a seed failed, 3 if the
+      summaries do not make one complete campaign, 0 otherwise.
+
+  sim replay --seed=S [--nodes=K] [--duration-ms=D] [--trace-out=FILE] [--print-trace]
+             [--history-out=FILE]
+      Run one fuzz seed again, verbosely; --trace-out records its trace.
+  sim replay --trace=FILE
+      Re-execute a recorded trace; report the first divergence.
+
+  sim shrink --seed=S [--nodes=K] [--duration-ms=D] [--out=FILE]
+      A shorter schedule failing like the seed, written as a scenario file (a seed that
+      passes: says so, writes nothing, exits 0).
+
+  sim check-history FILE [--model=register|kv] [--no-shrink] [--shrink-steps=N]
+      The verdict on a history file (sim/history.h); a violation is shrunk to a small window
+      within N search steps, or not at all. Exit 0 linearizable, 1 not, 3 unknown.
+
+  sim help, sim --help, sim COMMAND --help
+      This text.
+)";
+
 int Usage(const std::string& problem) {
-  std::fprintf(stderr,
-               "sim: %s\n"
-               "usage:\n"
-               "  sim run FILE... [--seed=S] [--verbose] [--print-trace] [--history-out=FILE]\n"
-               "  sim fuzz --seed=S --count=N [--nodes=K] [--duration-ms=D] [--isolate]\n"
-               "  sim replay --seed=S [--nodes=K] [--duration-ms=D] [--trace-out=FILE] "
-               "[--print-trace] [--history-out=FILE]\n"
-               "  sim replay --trace=FILE\n"
-               "  sim shrink --seed=S [--nodes=K] [--duration-ms=D] [--out=FILE]\n"
-               "  sim check-history FILE [--model=register|kv] [--no-shrink] "
-               "[--shrink-steps=N]\n",
-               problem.c_str());
+  std::fprintf(stderr, "sim: %s\n%s", problem.c_str(), kUsage);
   return kExitUsage;
+}
+
+int Help() {
+  std::printf("%s", kUsage);
+  return 0;
 }
 
 struct Args {
@@ -191,11 +218,6 @@ bool FuzzOptionsFrom(const Args& args, FuzzOptions* options, std::string* error)
   return true;
 }
 
-std::string ReplayCommand(uint64_t seed, const FuzzOptions& options) {
-  return absl::StrCat("sim replay --seed=", seed, " --nodes=", options.nodes,
-                      " --duration-ms=", options.duration_ms);
-}
-
 // An invariant assertion inside the core (RAFT_CHECK) aborts the process. So that the campaign
 // still names the seed that did it, the replay command of the running seed waits in a buffer
 // that the SIGABRT handler writes out (write(2) is async-signal-safe; formatting is not).
@@ -219,61 +241,192 @@ void NoteRunningSeed(uint64_t seed, const std::string& replay) {
   abort_note_size = size < 0 ? 0 : std::min(static_cast<size_t>(size), sizeof(abort_note) - 1);
 }
 
-int Fuzz(const Args& args) {
+// SIGINT ends a campaign after the running seed, with its report and summary.
+volatile std::sig_atomic_t interrupted = 0;
+
+void OnInterrupt(int) { interrupted = 1; }
+
+// The campaign's progress line on stderr: rewritten in place on a terminal, otherwise one line
+// every few seconds (a CI log).
+class Progress {
+ public:
+  Progress(std::string label, std::optional<uint64_t> seeds_total, double seconds_total)
+      : label_(std::move(label)),
+        seeds_total_(seeds_total),
+        seconds_total_(seconds_total),
+        terminal_(isatty(STDERR_FILENO) != 0) {}
+
+  void Update(const pb::CampaignSummary& summary, double elapsed_seconds) {
+    if (elapsed_seconds - last_seconds_ < (terminal_ ? 0.2 : kLogIntervalSeconds)) return;
+    last_seconds_ = elapsed_seconds;
+    std::string line = absl::StrCat(label_, summary.seeds_run());
+    if (seeds_total_.has_value()) absl::StrAppend(&line, "/", *seeds_total_);
+    absl::StrAppendFormat(
+        &line, " seeds, %d failed, %.2f seeds/s, %.0f", summary.failures_size(),
+        elapsed_seconds > 0 ? static_cast<double>(summary.seeds_run()) / elapsed_seconds : 0.0,
+        elapsed_seconds);
+    if (seconds_total_ > 0) absl::StrAppendFormat(&line, "/%.0f", seconds_total_);
+    absl::StrAppend(&line, " s");
+    std::fprintf(stderr, terminal_ ? "\r\033[K%s" : "%s\n", line.c_str());
+    shown_ = terminal_;
+    std::fflush(stderr);
+  }
+
+  // Takes the line off a terminal before other output.
+  void Clear() {
+    if (!shown_) return;
+    std::fprintf(stderr, "\r\033[K");
+    std::fflush(stderr);
+    shown_ = false;
+  }
+
+ private:
+  static constexpr double kLogIntervalSeconds = 5;
+  const std::string label_;
+  const std::optional<uint64_t> seeds_total_;
+  const double seconds_total_;
+  const bool terminal_;
+  double last_seconds_ = 0;
+  bool shown_ = false;
+};
+
+int Fuzz(const Args& args, const std::string& command_line) {
   std::string error;
-  uint64_t seed = 0, count = 0;
+  uint64_t first_seed = 0, count = 0;
   FuzzOptions options;
-  if (!Number(args, "seed", 1, &seed, &error) || !Number(args, "count", 10, &count, &error) ||
-      !FuzzOptionsFrom(args, &options, &error)) {
+  uint64_t duration_ms = 0;
+  if (!Number(args, "seed", 1, &first_seed, &error) || !Number(args, "count", 10, &count, &error) ||
+      !Number(args, "duration-ms", 60'000, &duration_ms, &error)) {
     return Usage(error);
   }
+  options.duration_ms = static_cast<int64_t>(duration_ms);
+  auto node_counts = ParseNodeCounts(args.flags.count("nodes") ? args.flags.at("nodes") : "5");
+  if (!node_counts.ok()) return Usage(absl::StrCat("--nodes: ", node_counts.status().message()));
+  double minutes = 0;
+  if (args.flags.count("minutes") && (!absl::SimpleAtod(args.flags.at("minutes"), &minutes) ||
+                                      !std::isfinite(minutes) || minutes <= 0)) {
+    return Usage(
+        absl::StrCat("--minutes must be a positive number, got '", args.flags.at("minutes"), "'"));
+  }
+  // Bounded by time alone unless --count is given too.
+  const bool by_count = args.flags.count("count") > 0 || minutes == 0;
+  if (by_count && count > std::numeric_limits<uint64_t>::max() - first_seed) {
+    return Usage("--seed plus --count runs past the largest seed");
+  }
+  Shard shard;
+  if (args.flags.count("shard")) {
+    auto parsed = ParseShard(args.flags.at("shard"));
+    if (!parsed.ok()) return Usage(absl::StrCat("--shard: ", parsed.status().message()));
+    shard = *parsed;
+  }
   const bool isolate = args.flags.count("isolate") > 0;
-  int failed = 0;
-  double cpu_total = 0;
-  // The most search steps a seed's linearizability check took, against the budget whose
-  // exhaustion fails a seed: how close the campaign came to it.
-  uint64_t most_search_steps = 0;
-  uint64_t most_search_steps_seed = seed;
+
+  pb::CampaignSummary summary;
+  summary.set_command_line(command_line);
+  summary.set_first_seed(first_seed);
+  summary.set_seed_count(by_count ? count : 0);
+  summary.set_minutes(minutes);
+  summary.set_shard_index(shard.index);
+  summary.set_shard_count(shard.count);
+  for (int nodes : *node_counts) summary.add_nodes(nodes);
+  summary.set_duration_ms(options.duration_ms);
+  summary.set_search_steps_budget(RunOptions().linearizability_budget_steps);
+
+  const std::optional<uint64_t> shard_seeds =
+      by_count ? std::optional<uint64_t>(SeedsInShard(first_seed, count, shard)) : std::nullopt;
+  Progress progress(
+      shard.count > 1 ? absl::StrCat("fuzz shard ", shard.ToString(), ": ") : std::string("fuzz: "),
+      shard_seeds, minutes * 60);
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  const auto elapsed = [&start] {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+  };
   if (!isolate) std::signal(SIGABRT, OnAbort);
-  for (uint64_t i = 0; i < count; ++i) {
-    const uint64_t s = seed + i;
+  std::signal(SIGINT, OnInterrupt);
+  SeedSequence seeds(first_seed, by_count ? std::optional<uint64_t>(count) : std::nullopt, shard);
+  while (interrupted == 0 && (minutes == 0 || elapsed() < minutes * 60)) {
+    const std::optional<uint64_t> s = seeds.Next();
+    if (!s.has_value()) break;
+    options.nodes = NodesForSeed(*s, *node_counts);
     std::fflush(stdout);
-    NoteRunningSeed(s, ReplayCommand(s, options));
+    NoteRunningSeed(*s, ReplayCommand(*s, options.nodes, options.duration_ms));
     const auto cpu_now = [isolate] { return isolate ? ChildCpuSeconds() : CpuSeconds(); };
-    const double start = cpu_now();
-    const pb::Scenario scenario = RandomScenario(s, options);
+    const double cpu_start = cpu_now();
+    const pb::Scenario scenario = RandomScenario(*s, options);
     const RunResult result = isolate ? RunInChild(scenario) : RunScenario(scenario);
-    const double cpu = cpu_now() - start;
-    cpu_total += cpu;
-    if (result.linearizability_search_steps > most_search_steps) {
-      most_search_steps = result.linearizability_search_steps;
-      most_search_steps_seed = s;
+    const double cpu = cpu_now() - cpu_start;
+    // A child killed by the same Ctrl-C is no finding.
+    if (isolate && interrupted != 0 && !result.passed) break;
+    if (result.linearizability_search_steps > summary.most_search_steps()) {
+      summary.set_most_search_steps(result.linearizability_search_steps);
+      summary.set_most_search_steps_seed(*s);
     }
+    RecordSeed(*s, options.nodes, result.passed, result.failures, cpu, options.duration_ms,
+               &summary);
     if (!result.passed) {
-      ++failed;
-      std::printf("[%llu/%llu] seed %llu FAILED\n", static_cast<unsigned long long>(i + 1),
-                  static_cast<unsigned long long>(count), static_cast<unsigned long long>(s));
+      progress.Clear();
+      std::printf("[%llu%s] seed %llu FAILED\n",
+                  static_cast<unsigned long long>(summary.seeds_run()),
+                  shard_seeds.has_value() ? absl::StrCat("/", *shard_seeds).c_str() : "",
+                  static_cast<unsigned long long>(*s));
       for (const std::string& failure : result.failures) {
         std::printf("  %s\n", failure.c_str());
       }
-      std::printf("  replay: %s\n", ReplayCommand(s, options).c_str());
-    } else if ((i + 1) % 10 == 0 || i + 1 == count) {
-      std::printf("[%llu/%llu] seed %llu ok (%llu events, %.0f ms cpu)\n",
-                  static_cast<unsigned long long>(i + 1), static_cast<unsigned long long>(count),
-                  static_cast<unsigned long long>(s),
-                  static_cast<unsigned long long>(result.events), cpu * 1000);
+      std::printf("  replay: %s\n", ReplayCommand(*s, options.nodes, options.duration_ms).c_str());
+      std::fflush(stdout);
     }
-    std::fflush(stdout);
+    progress.Update(summary, elapsed());
   }
+  progress.Clear();
   abort_note_size = 0;
-  std::printf("%llu seeds, %d failed, %.1f ms cpu per seed\n",
-              static_cast<unsigned long long>(count), failed,
-              count == 0 ? 0.0 : cpu_total * 1000 / static_cast<double>(count));
-  std::printf("linearizability: at most %llu search steps (seed %llu) of a budget of %llu\n",
-              static_cast<unsigned long long>(most_search_steps),
-              static_cast<unsigned long long>(most_search_steps_seed),
-              static_cast<unsigned long long>(RunOptions().linearizability_budget_steps));
-  return failed == 0 ? 0 : 1;
+  std::signal(SIGINT, SIG_DFL);
+  summary.set_wall_seconds(elapsed());
+  summary.set_interrupted(interrupted != 0);
+  std::printf("%s", FormatReport(summary).c_str());
+  if (args.flags.count("summary")) {
+    const std::string path = InWorkspace(args.flags.at("summary"));
+    if (!WriteFile(path, SummaryToJson(summary))) {
+      std::fprintf(stderr, "sim: cannot write %s\n", path.c_str());
+      return 1;
+    }
+    std::printf("summary written to %s\n", path.c_str());
+  }
+  if (summary.failures_size() > 0) return 1;
+  return interrupted != 0 ? 130 : 0;
+}
+
+int Merge(const Args& args) {
+  if (args.positional.empty()) return Usage("merge needs at least one SUMMARY file");
+  std::vector<NamedSummary> shards;
+  for (const std::string& file : args.positional) {
+    std::ifstream in(InWorkspace(file));
+    if (!in) return Usage(absl::StrCat("cannot read summary file ", file));
+    std::stringstream text;
+    text << in.rdbuf();
+    auto summary = SummaryFromJson(text.str());
+    if (!summary.ok()) {
+      std::fprintf(stderr, "sim: %s: %s\n", file.c_str(),
+                   std::string(summary.status().message()).c_str());
+      return kExitUsage;
+    }
+    shards.push_back({file, *std::move(summary)});
+  }
+  const MergeOutcome outcome = MergeSummaries(shards);
+  std::vector<std::string> names;
+  for (const NamedSummary& shard : shards) {
+    names.push_back(absl::StrCat(shard.name, " (shard ", shard.summary.shard_index(), "/",
+                                 shard.summary.shard_count(), ", ", shard.summary.seeds_run(),
+                                 " seeds)"));
+  }
+  std::printf("merged %zu summaries: %s\n", shards.size(), absl::StrJoin(names, ", ").c_str());
+  std::printf("%s", FormatReport(outcome.merged).c_str());
+  for (const std::string& note : outcome.notes) std::printf("coverage: %s\n", note.c_str());
+  for (const std::string& problem : outcome.problems) {
+    std::printf("INCOMPLETE: %s\n", problem.c_str());
+  }
+  if (outcome.merged.failures_size() > 0) return 1;
+  return outcome.problems.empty() ? 0 : 3;
 }
 
 std::string TraceFile(uint64_t seed, const FuzzOptions& options, const RunResult& result) {
@@ -456,7 +609,8 @@ int Shrink(const Args& args) {
     // answer "none, it passes". Exit 0 like any command that did its job; the message says no
     // file was written.
     std::printf("seed %llu passes (%s): nothing to shrink, no file written\n",
-                static_cast<unsigned long long>(seed), ReplayCommand(seed, options).c_str());
+                static_cast<unsigned long long>(seed),
+                ReplayCommand(seed, options.nodes, options.duration_ms).c_str());
     return 0;
   }
   std::printf("shrinking while it fails like: %s\n", target.c_str());
@@ -470,9 +624,10 @@ int Shrink(const Args& args) {
       InWorkspace(args.flags.count("out") ? args.flags.at("out")
                                           : absl::StrCat("fuzz_seed_", seed, ".textproto"));
   if (!WriteFile(
-          path, absl::StrCat("# Shrunk from `", ReplayCommand(seed, options),
-                             "`: ", scenario.steps_size(), " -> ", shrunk.steps_size(),
-                             " steps, failing like\n#   ", target, "\n", FormatScenario(shrunk)))) {
+          path,
+          absl::StrCat("# Shrunk from `", ReplayCommand(seed, options.nodes, options.duration_ms),
+                       "`: ", scenario.steps_size(), " -> ", shrunk.steps_size(),
+                       " steps, failing like\n#   ", target, "\n", FormatScenario(shrunk)))) {
     std::fprintf(stderr, "sim: cannot write %s\n", path.c_str());
     return 1;
   }
@@ -556,10 +711,15 @@ int main(int argc, char** argv) {
   mallopt(M_TOP_PAD, 64 << 20);
   if (argc < 2) return Usage("no command");
   const std::string command = argv[1];
+  if (command == "help" || command == "--help" || command == "-h") return Help();
   const Args args = Parse(argc, argv, 2);
+  if (args.flags.count("help")) return Help();
+  std::vector<std::string> words(argv + 1, argv + argc);
+  const std::string command_line = absl::StrCat("sim ", absl::StrJoin(words, " "));
   static const std::map<std::string, std::vector<std::string>> kFlags = {
       {"run", {"seed", "verbose", "print-trace", "history-out"}},
-      {"fuzz", {"seed", "count", "nodes", "duration-ms", "isolate"}},
+      {"fuzz", {"seed", "count", "minutes", "nodes", "duration-ms", "shard", "summary", "isolate"}},
+      {"merge", {}},
       {"replay",
        {"seed", "nodes", "duration-ms", "trace-out", "print-trace", "history-out", "trace"}},
       {"shrink", {"seed", "nodes", "duration-ms", "out"}},
@@ -572,12 +732,14 @@ int main(int argc, char** argv) {
       return Usage(absl::StrCat("unknown flag --", flag, " for '", command, "'"));
     }
   }
-  if (command != "run" && command != "check-history" && !args.positional.empty()) {
+  if (command != "run" && command != "check-history" && command != "merge" &&
+      !args.positional.empty()) {
     return Usage(
         absl::StrCat("unexpected argument '", args.positional[0], "' for '", command, "'"));
   }
   if (command == "run") return Run(args);
-  if (command == "fuzz") return Fuzz(args);
+  if (command == "fuzz") return Fuzz(args, command_line);
+  if (command == "merge") return Merge(args);
   if (command == "replay") return Replay(args);
   if (command == "shrink") return Shrink(args);
   if (command == "check-history") return CheckHistoryFile(args);
