@@ -1,6 +1,8 @@
-// The CI fuzz campaign: a fixed set of random fault schedules, each run twice. Every run must
-// pass its checkers, and both runs of a seed must give the same trace hash (determinism); on a
-// divergence the first differing trace line is printed. Longer campaigns: `sim fuzz`.
+// A few fixed random fault schedules, each run twice in one process: every run must pass its
+// checkers, and both runs of a seed must give the same trace hash (no state leaks from one run
+// into the next); on a divergence the first differing trace line is printed. The bulk of CI's
+// fuzzing is the campaign .ci/run starts from a seed derived from the commit
+// (//tools/sim:fuzz_campaign); longer campaigns: `sim fuzz --minutes=M`.
 
 #include <string>
 #include <vector>
@@ -46,9 +48,9 @@ void RunCampaign(const Campaign& campaign) {
   }
 }
 
-TEST(FuzzCampaignTest, ThreeNodes) { RunCampaign({3, 1, 10, 15'000}); }
+TEST(FuzzCampaignTest, ThreeNodeSeedsPassAndRepeat) { RunCampaign({3, 1, 2, 15'000}); }
 
-TEST(FuzzCampaignTest, FiveNodes) { RunCampaign({5, 100, 4, 20'000}); }
+TEST(FuzzCampaignTest, FiveNodeSeedPassesAndRepeats) { RunCampaign({5, 100, 1, 20'000}); }
 
 }  // namespace
 }  // namespace kvstore::sim
