@@ -244,6 +244,14 @@ absl::StatusOr<NodeConfig> ParseConfig(const std::vector<std::string>& args,
        number_flag("quota-backend-bytes", &config.quota_backend_bytes, uint64_t{0})},
       {"max-request-bytes",
        number_flag("max-request-bytes", &config.max_request_bytes, uint64_t{1})},
+      {"auth-token",
+       [&](const std::string& v) -> absl::Status {
+         auto options = net::ParseAuthTokenOptions(v);
+         if (!options.ok()) return options.status();
+         config.auth_token = std::move(*options);
+         return absl::OkStatus();
+       }},
+      {"auth-token-ttl", number_flag("auth-token-ttl", &config.auth_token_ttl_seconds, int64_t{1})},
       {"log-level",
        [&](const std::string& v) -> absl::Status {
          auto level = ParseLogLevel(v);
@@ -353,6 +361,7 @@ absl::StatusOr<RuntimeOptions> ToRuntimeOptions(const NodeConfig& config) {
   options.snapshot_count = config.snapshot_count;
   options.quota_backend_bytes = config.quota_backend_bytes;
   options.max_request_bytes = config.max_request_bytes;
+  options.auth_token_ttl_seconds = config.auth_token_ttl_seconds;
   std::vector<raft::NodeId> ids;
   std::set<raft::NodeId> seen;
   for (const auto& [name, urls] : config.initial_cluster) {
@@ -403,6 +412,10 @@ variables (a flag given on the command line wins). With no flags: one member "de
   --election-timeout MS                at least 5 heartbeats (default 1000)
   --quota-backend-bytes N              NOSPACE alarm above this (default 2 GiB, at most 8 GiB)
   --max-request-bytes N                largest client request (default 1572864)
+  --auth-token simple|jwt,OPTIONS      auth tokens (default simple); jwt takes
+                                       priv-key=FILE,pub-key=FILE,sign-method=RS256|RS384|
+                                       RS512|PS256|...|ES256|ES384|ES512|HS256|...,ttl=5m
+  --auth-token-ttl SECONDS             simple tokens' TTL (default 300)
   --log-level debug|info|warn|error    (default info)
   --help, --version
 )";

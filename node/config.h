@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "net/jwt.h"
 #include "net/tls.h"
 #include "node/log.h"
 #include "node/runtime.h"
@@ -57,6 +58,10 @@ struct NodeConfig {
   int64_t election_timeout_ms = 1000;
   uint64_t quota_backend_bytes = server::kDefaultQuotaBytes;
   uint64_t max_request_bytes = server::kDefaultMaxRequestBytes;
+  // --auth-token: "simple" (the default) or "jwt,pub-key=,priv-key=,sign-method=,ttl=" (key
+  // files are read when the node starts); --auth-token-ttl: simple tokens' TTL.
+  net::AuthTokenOptions auth_token;
+  int64_t auth_token_ttl_seconds = 300;
   LogLevel log_level = LogLevel::kInfo;
 
   // Flags that came from the environment, for the start-up log.

@@ -36,6 +36,7 @@
 #include "net/convert.h"
 #include "net/etcd/gateway.h"
 #include "net/etcd/service.h"
+#include "net/jwt.h"
 #include "net/peer_service.h"
 #include "node/config.h"
 #include "node/http_service.h"
@@ -232,6 +233,15 @@ int Run(int argc, char** argv) {
   if (!options.ok()) {
     std::fprintf(stderr, "kvnode: %s\n", std::string(options.status().message()).c_str());
     return 2;
+  }
+  if (config->auth_token.jwt) {
+    // The key files are read once, here: a missing or unusable key is a bad flag.
+    auto provider = net::JwtProvider::Create(config->auth_token);
+    if (!provider.ok()) {
+      std::fprintf(stderr, "kvnode: %s\n", std::string(provider.status().message()).c_str());
+      return 2;
+    }
+    options->token_provider = std::move(*provider);
   }
   Logger log(config->log_level);
   log.Info("starting", {{"version", kVersion},

@@ -51,6 +51,10 @@ struct RuntimeOptions {
   uint64_t snapshot_count = 100000;  // applied entries between WAL compactions (etcd's default)
   uint64_t quota_backend_bytes = server::kDefaultQuotaBytes;
   uint64_t max_request_bytes = server::kDefaultMaxRequestBytes;
+  // Auth tokens: a JWT provider (--auth-token=jwt,...; null: simple tokens) and the simple
+  // tokens' TTL (--auth-token-ttl).
+  std::shared_ptr<auth::TokenProvider> token_provider;
+  int64_t auth_token_ttl_seconds = 300;
   int64_t backend_batch_interval_ms = 100;  // etcd's --backend-batch-interval
   uint64_t backend_batch_limit = 10000;     // etcd's --backend-batch-limit
 };

@@ -8,11 +8,10 @@
 // Tokens live in memory on each member, as in etcd: a restarted member forgets them and a
 // client authenticates again ("invalid auth token"). Time is ticks.
 //
-// JWT (etcd's --auth-token=jwt) is not implemented: a JWT carries the user and the auth
-// revision at issue, signed (RS256/ES256 with the key from --auth-token's priv-key option via
-// OpenSSL), so any member verifies it without shared state. It would plug in beside this keeper
-// outside core/ (verification needs the key file), handing the core a verified (user, revision)
-// pair; the core's revision check (ErrAuthOldRevision) already treats that pair as etcd does.
+// JWT (etcd's --auth-token=jwt) is a TokenProvider the driver hands the server core instead:
+// a signed token carrying the user and the auth revision at issue, which any member verifies
+// without shared state. Signing and verifying need a key file and a clock, so the provider lives
+// outside core/ (net/jwt.h); the core only calls the interface below.
 
 #include <cstdint>
 #include <optional>
@@ -21,7 +20,9 @@
 #include <utility>
 
 #include "absl/container/btree_map.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/auth/auth_store.h"
 
 namespace kvstore::auth {
 
@@ -33,6 +34,21 @@ inline constexpr size_t kSimpleTokenLetters = 16;
 // The token string etcd's simple token provider would make: 16 letters from `random_bytes`
 // (at least 16 bytes), ".", and `counter` (etcd: the Raft index).
 std::string SimpleTokenString(absl::string_view random_bytes, uint64_t counter);
+
+// A stateless token provider (etcd's TokenProvider for "jwt"): used by the server core in place
+// of SimpleTokens when the driver supplies one. Called on the member's thread.
+class TokenProvider {
+ public:
+  virtual ~TokenProvider() = default;
+  // A token naming `user` at auth revision `revision` (etcd tokenJWT.assign: the revision is
+  // the store's when the Authenticate entry applies). Fails only when the provider cannot sign
+  // (a verify-only key).
+  virtual absl::StatusOr<std::string> Assign(const std::string& user, uint64_t revision) = 0;
+  // The user and auth revision a valid token carries (etcd tokenJWT.info); nullopt for a token
+  // that is malformed, wrongly signed or expired ("invalid auth token"). The core refuses one
+  // whose revision is older than the store's (ErrAuthOldRevision).
+  virtual std::optional<AuthInfo> Info(absl::string_view token) = 0;
+};
 
 class SimpleTokens {
  public:

@@ -313,6 +313,9 @@ class Server::Impl {
   // etcd checkLeasePuts: writing to (or revoking) a lease needs write permission on its keys.
   absl::Status CheckLeaseKeys(lease::LeaseId id, const auth::AuthInfo& who) const;
   absl::Status ApplyAuth(const pb::AuthRequest& request, Response* response);
+  // An applied Authenticate answered here: with a token provider, its token for the user at
+  // the auth revision now (etcd signs a JWT when the entry applies; only the answer needs it).
+  void IssueToken(Response* response);
 
   // Apply paths (deterministic on every replica).
   void Apply(const raft::Entry& entry);
@@ -1130,6 +1133,7 @@ void Server::Impl::Apply(const raft::Entry& entry) {
       response.type = it->second.type;
       if (it->second.index != 0) pending_by_index_.erase(it->second.index);
       pending_.erase(it);
+      if (response.type == RequestType::kAuthenticate) IssueToken(&response);
       Respond(std::move(response));
     }
   }
@@ -1466,9 +1470,27 @@ void Server::Impl::TrackLeases(const std::vector<mvcc::Event>& events) {
 
 absl::StatusOr<auth::AuthInfo> Server::Impl::Identify(const std::string& token) {
   if (!auth_.enabled() || token.empty()) return auth::AuthInfo{};
+  if (config_.token_provider != nullptr) {
+    // A JWT carries its own revision: one issued before an auth change is refused as old
+    // (etcd's ErrAuthOldRevision) by the checks, not here.
+    std::optional<auth::AuthInfo> info = config_.token_provider->Info(token);
+    if (!info.has_value()) return AuthError(ErrorCode::kInvalidAuthToken);
+    return *std::move(info);
+  }
   std::optional<std::string> user = tokens_.Lookup(token, ticks_);
   if (!user.has_value()) return AuthError(ErrorCode::kInvalidAuthToken);
   return auth::AuthInfo{std::move(*user), auth_.revision()};
+}
+
+void Server::Impl::IssueToken(Response* response) {
+  if (config_.token_provider == nullptr || !response->status.ok()) return;
+  auto token = config_.token_provider->Assign(response->user.name, auth_.revision());
+  if (!token.ok()) {
+    response->status = Error(ErrorCode::kInvalidArgument, token.status().message());
+    return;
+  }
+  response->token = *std::move(token);
+  response->user = auth::User{};
 }
 
 std::string Server::Impl::Entropy(const Request& request, RequestId id) const {
@@ -1504,7 +1526,9 @@ absl::Status Server::Impl::BuildAuthProposal(RequestId id, const Request& reques
       if (absl::Status failed = auth_.CheckPassword(in.name, in.password); !failed.ok()) {
         return failed;
       }
-      out->set_token(auth::SimpleTokenString(Entropy(request, id), request_counter_));
+      if (config_.token_provider == nullptr) {
+        out->set_token(auth::SimpleTokenString(Entropy(request, id), request_counter_));
+      }
       out->set_checked_revision(auth_.revision());
       return absl::OkStatus();
     }
@@ -1642,6 +1666,11 @@ absl::Status Server::Impl::ApplyAuth(const pb::AuthRequest& r, Response* respons
       // makes that check stale.
       if (r.checked_revision() < auth_.revision()) return AuthError(ErrorCode::kAuthOldRevision);
       if (!auth_.GetUser(r.name()).ok()) return AuthError(ErrorCode::kAuthFailed);
+      if (config_.token_provider != nullptr) {
+        // Signed by the member that answers (IssueToken), at this revision.
+        response->user.name = r.name();
+        return absl::OkStatus();
+      }
       tokens_.Assign(r.token(), r.name(), ticks_);
       response->token = r.token();
       return absl::OkStatus();

@@ -44,6 +44,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/auth/auth_store.h"
+#include "core/auth/tokens.h"
 #include "core/lease/lessor.h"
 #include "core/mvcc/backend.h"
 #include "core/mvcc/store.h"
@@ -99,6 +100,9 @@ struct ServerConfig {
   // the TTL of simple tokens (etcd --auth-token-ttl, 300 s), in seconds of logical time.
   int password_hash_cost = 10;
   int64_t auth_token_ttl_seconds = 300;
+  // etcd's --auth-token=jwt: a stateless provider (net/jwt.h) issues and verifies tokens in
+  // place of the simple tokens; null: simple tokens. Shared by copies of this config.
+  std::shared_ptr<auth::TokenProvider> token_provider;
 };
 
 // A member of the cluster as membership requests list it.

@@ -1,0 +1,264 @@
+// kvnode with etcd's --auth-token=jwt: etcdctl 3.4.23 --user works against it, the tokens are
+// JWTs (three dot-separated parts, etcd's claims), a token one member issued is accepted by the
+// others (JWT is stateless, unlike simple tokens), a tampered token is "invalid auth token" and
+// one issued before an auth change "revision of auth store is old". Keys are generated here.
+// Flag errors (a missing key file, bad options) stop kvnode at start with exit 2.
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "net/etcd/rpc.grpc.pb.h"
+#include "node/crash_process.h"
+#include "node/http_testing.h"
+
+namespace kvstore::node {
+namespace {
+
+using crash::ChildProcess;
+using crash::Clock;
+using crash::SpawnOptions;
+
+constexpr char kEtcdctl[] = "/usr/bin/etcdctl";
+
+// An RSA key pair as PEM files in `dir`: priv.pem, pub.pem.
+void WriteRsaKeys(const std::string& dir) {
+  EVP_PKEY* key = EVP_RSA_gen(2048);
+  ASSERT_NE(key, nullptr);
+  FILE* priv = std::fopen((dir + "/priv.pem").c_str(), "w");
+  FILE* pub = std::fopen((dir + "/pub.pem").c_str(), "w");
+  ASSERT_TRUE(priv != nullptr && pub != nullptr);
+  EXPECT_EQ(PEM_write_PrivateKey(priv, key, nullptr, nullptr, 0, nullptr, nullptr), 1);
+  EXPECT_EQ(PEM_write_PUBKEY(pub, key), 1);
+  std::fclose(priv);
+  std::fclose(pub);
+  EVP_PKEY_free(key);
+}
+
+std::string JwtFlag(const std::string& dir) {
+  return absl::StrCat("jwt,pub-key=", dir, "/pub.pem,priv-key=", dir,
+                      "/priv.pem,sign-method=RS256,ttl=5m");
+}
+
+struct Member {
+  std::string name;
+  uint16_t client_port = 0;
+  uint16_t peer_port = 0;
+  std::unique_ptr<ChildProcess> process;
+  std::string endpoint() const { return absl::StrCat("127.0.0.1:", client_port); }
+};
+
+class JwtClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "/jwt_auth_test";
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    ASSERT_NO_FATAL_FAILURE(WriteRsaKeys(dir_));
+    std::vector<std::string> cluster;
+    for (int i = 1; i <= 3; ++i) {
+      Member m;
+      m.name = absl::StrCat("n", i);
+      m.client_port = testing::FreeLoopbackPort();
+      m.peer_port = testing::FreeLoopbackPort();
+      cluster.push_back(absl::StrCat(m.name, "=http://127.0.0.1:", m.peer_port));
+      members_.push_back(std::move(m));
+    }
+    for (Member& m : members_) {
+      const std::string client_url = absl::StrCat("http://", m.endpoint());
+      const std::string peer_url = absl::StrCat("http://127.0.0.1:", m.peer_port);
+      SpawnOptions options;
+      options.args = {"--name",
+                      m.name,
+                      "--data-dir",
+                      absl::StrCat(dir_, "/", m.name),
+                      "--listen-client-urls",
+                      client_url,
+                      "--advertise-client-urls",
+                      client_url,
+                      "--listen-peer-urls",
+                      peer_url,
+                      "--initial-advertise-peer-urls",
+                      peer_url,
+                      "--initial-cluster",
+                      absl::StrJoin(cluster, ","),
+                      "--initial-cluster-token",
+                      "jwt-test",
+                      "--heartbeat-interval",
+                      "50",
+                      "--election-timeout",
+                      "500",
+                      "--auth-token",
+                      JwtFlag(dir_),
+                      "--log-level",
+                      "error"};
+      auto child = ChildProcess::Spawn(crash::RunfilePath("node/kvnode"), options);
+      ASSERT_TRUE(child.ok()) << child.status();
+      m.process = std::move(*child);
+    }
+  }
+
+  // etcdctl against one member; its output (stdout and stderr) and exit code.
+  testing::CommandResult Etcdctl(const Member& m, std::vector<std::string> args) {
+    std::vector<std::string> argv = {kEtcdctl, "--endpoints=" + m.endpoint(), "--dial-timeout=2s",
+                                     "--command-timeout=5s"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto result = testing::RunCommand(argv, "", 15000);
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? *result : testing::CommandResult{};
+  }
+
+  std::unique_ptr<etcdserverpb::KV::Stub> Kv(const Member& m) {
+    return etcdserverpb::KV::NewStub(
+        grpc::CreateChannel(m.endpoint(), grpc::InsecureChannelCredentials()));
+  }
+
+  grpc::Status Range(const Member& m, const std::string& token, const std::string& key,
+                     etcdserverpb::RangeResponse* response) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    if (!token.empty()) context.AddMetadata("token", token);
+    etcdserverpb::RangeRequest request;
+    request.set_key(key);
+    return Kv(m)->Range(&context, request, response);
+  }
+
+  std::string Authenticate(const Member& m, const std::string& name, const std::string& password) {
+    auto auth = etcdserverpb::Auth::NewStub(
+        grpc::CreateChannel(m.endpoint(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    etcdserverpb::AuthenticateRequest request;
+    request.set_name(name);
+    request.set_password(password);
+    etcdserverpb::AuthenticateResponse response;
+    grpc::Status status = auth->Authenticate(&context, request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response.token();
+  }
+
+  std::string dir_;
+  std::vector<Member> members_;
+};
+
+TEST_F(JwtClusterTest, EtcdctlUserWorksAndAnyMemberAcceptsAnotherMembersToken) {
+  // The cluster serves (a leader is elected) before auth is turned on.
+  const Clock::time_point deadline = Clock::now() + std::chrono::seconds(15);
+  testing::CommandResult put;
+  do {
+    put = Etcdctl(members_[0], {"put", "k", "v"});
+  } while (put.exit_code != 0 && Clock::now() < deadline);
+  ASSERT_EQ(put.exit_code, 0) << put.output;
+
+  auto root = Etcdctl(members_[0], {"user", "add", "root", "--new-user-password=rootpw"});
+  ASSERT_EQ(root.exit_code, 0) << root.output;
+  auto enable = Etcdctl(members_[0], {"auth", "enable"});
+  ASSERT_EQ(enable.exit_code, 0) << enable.output;
+  // etcdctl grants root the root role and tries again (a warning line before).
+  EXPECT_TRUE(absl::EndsWith(enable.output, "Authentication Enabled\n")) << enable.output;
+
+  // etcdctl --user authenticates (a JWT comes back) and uses the token on every member.
+  for (const Member& m : members_) {
+    auto get = Etcdctl(m, {"--user=root:rootpw", "get", "k"});
+    EXPECT_EQ(get.exit_code, 0) << m.name << ": " << get.output;
+    EXPECT_EQ(get.output, "k\nv\n") << m.name;
+  }
+  auto put_as_root = Etcdctl(members_[1], {"--user=root:rootpw", "put", "k2", "v2"});
+  EXPECT_EQ(put_as_root.output, "OK\n");
+  auto wrong = Etcdctl(members_[2], {"--user=root:wrong", "get", "k"});
+  EXPECT_NE(wrong.exit_code, 0);
+  EXPECT_NE(wrong.output.find("etcdserver: authentication failed, invalid user ID or password"),
+            std::string::npos)
+      << wrong.output;
+  auto anonymous = Etcdctl(members_[2], {"get", "k"});
+  EXPECT_NE(anonymous.exit_code, 0);
+  EXPECT_NE(anonymous.output.find("etcdserver: user name is empty"), std::string::npos)
+      << anonymous.output;
+
+  // The token is a JWT with etcd's claims.
+  const std::string token = Authenticate(members_[0], "root", "rootpw");
+  const std::vector<std::string> parts = absl::StrSplit(token, '.');
+  ASSERT_EQ(parts.size(), 3u) << token;
+  std::string header;
+  std::string claims;
+  ASSERT_TRUE(absl::WebSafeBase64Unescape(parts[0], &header));
+  ASSERT_TRUE(absl::WebSafeBase64Unescape(parts[1], &claims));
+  EXPECT_EQ(header, "{\"alg\":\"RS256\",\"typ\":\"JWT\"}");
+  EXPECT_NE(claims.find("\"username\":\"root\""), std::string::npos) << claims;
+  EXPECT_NE(claims.find("\"revision\":"), std::string::npos) << claims;
+  EXPECT_NE(claims.find("\"exp\":"), std::string::npos) << claims;
+
+  // Issued by n1, accepted by n2 and n3: no member holds token state.
+  for (const Member& m : members_) {
+    etcdserverpb::RangeResponse response;
+    grpc::Status status = Range(m, token, "k", &response);
+    ASSERT_TRUE(status.ok()) << m.name << ": " << status.error_message();
+    ASSERT_EQ(response.kvs_size(), 1);
+    EXPECT_EQ(response.kvs(0).value(), "v");
+  }
+
+  // A tampered signature, or no token.
+  std::string tampered = token;
+  tampered[tampered.size() - 5] = tampered[tampered.size() - 5] == 'A' ? 'B' : 'A';
+  etcdserverpb::RangeResponse ignored;
+  grpc::Status refused = Range(members_[1], tampered, "k", &ignored);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(refused.error_message(), "etcdserver: invalid auth token");
+  refused = Range(members_[1], "not.a.jwt", "k", &ignored);
+  EXPECT_EQ(refused.error_message(), "etcdserver: invalid auth token");
+
+  // Any auth change makes older tokens old (their revision), on every member, as in etcd.
+  auto alice = Etcdctl(
+      members_[0], {"--user=root:rootpw", "user", "add", "alice", "--new-user-password=alicepw"});
+  ASSERT_EQ(alice.exit_code, 0) << alice.output;
+  refused = Range(members_[2], token, "k", &ignored);
+  EXPECT_EQ(refused.error_message(), "etcdserver: revision of auth store is old");
+  const std::string fresh = Authenticate(members_[2], "root", "rootpw");
+  EXPECT_TRUE(Range(members_[0], fresh, "k", &ignored).ok());
+}
+
+// `args` given to kvnode: it exits 2 at once, saying `why`.
+void ExpectFlagError(std::vector<std::string> args, const std::string& why) {
+  SpawnOptions options;
+  options.args = std::move(args);
+  auto child = ChildProcess::Spawn(crash::RunfilePath("node/kvnode"), options);
+  ASSERT_TRUE(child.ok()) << child.status();
+  auto exit = (*child)->Wait(Clock::now() + std::chrono::seconds(10));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_TRUE(exit->Exited(2)) << exit->Describe();
+  EXPECT_NE((*child)->stderr_text().find(why), std::string::npos) << (*child)->stderr_text();
+}
+
+TEST(JwtFlagTest, MissingKeyFilesAndBadOptionsStopKvnodeWithExitTwo) {
+  const std::string dir = ::testing::TempDir() + "/jwt_flags";
+  const std::string data = dir + "/data";
+  std::filesystem::create_directories(dir);
+  ExpectFlagError({"--data-dir", data, "--auth-token",
+                   "jwt,priv-key=" + dir + "/missing.pem,sign-method=RS256"},
+                  "missing.pem: cannot read: No such file or directory");
+  std::ofstream(dir + "/garbage.pem") << "not a key\n";
+  ExpectFlagError({"--data-dir", data, "--auth-token",
+                   "jwt,priv-key=" + dir + "/garbage.pem,sign-method=RS256"},
+                  "priv-key: not a PEM private key");
+  ExpectFlagError({"--data-dir", data, "--auth-token", "jwt,priv-key=/x,sign-method=RS1"},
+                  "invalid auth options: unknown sign-method \"RS1\"");
+  ExpectFlagError({"--data-dir", data, "--auth-token", "opaque"},
+                  "invalid auth options: unknown token type \"opaque\"");
+}
+
+}  // namespace
+}  // namespace kvstore::node
