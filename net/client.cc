@@ -165,7 +165,8 @@ struct Connecting {
 
 struct EndpointState {
   std::string address;
-  kj::Own<Conn> connection;  // answered once, not known broken
+  TlsContext* tls = nullptr;  // null: plain text
+  kj::Own<Conn> connection;   // answered once, not known broken
   kj::Own<Connecting> connecting;
   kj::TimePoint skip_until = kj::origin<kj::TimePoint>();
   kj::Duration backoff;
@@ -261,11 +262,21 @@ class WatcherImpl final : public rpc::Watcher::Server {
 class Client::Impl final : private kj::TaskSet::ErrorHandler {
  public:
   Impl(kj::Network& network, kj::Timer& timer, ClientOptions options,
-       std::vector<std::string> addresses)
-      : network_(network), timer_(timer), options_(std::move(options)), tasks_(*this) {
-    for (std::string& address : addresses) {
+       std::vector<std::string> addresses, std::unique_ptr<TlsContext> default_tls)
+      : network_(network),
+        timer_(timer),
+        options_(std::move(options)),
+        default_tls_(std::move(default_tls)),
+        tasks_(*this) {
+    for (size_t i = 0; i < addresses.size(); ++i) {
       EndpointState endpoint;
-      endpoint.address = std::move(address);
+      endpoint.address = std::move(addresses[i]);
+      const std::string& url = options_.endpoints[i];
+      if (IsTlsUrl(url)) {
+        endpoint.tls = options_.tls != nullptr ? options_.tls : default_tls_.get();
+      } else if (url.find("://") == std::string::npos) {
+        endpoint.tls = options_.tls;
+      }
       endpoint.backoff = options_.endpoint_backoff_min;
       endpoints_.push_back(std::move(endpoint));
     }
@@ -490,7 +501,7 @@ class Client::Impl final : private kj::TaskSet::ErrorHandler {
   kj::Promise<kj::Own<Conn>> Connect(size_t i) {
     const uint64_t id = ++connection_count_;
     const std::string& address = endpoints_[i].address;
-    return ConnectWithin(network_, timer_, address, options_.per_try_timeout)
+    return ConnectWithin(network_, timer_, address, options_.per_try_timeout, endpoints_[i].tls)
         .then([id, address](kj::Own<kj::AsyncIoStream> stream) {
           auto c = kj::refcounted<Conn>(kj::mv(stream), id, address);
           auto probe = c->endpoint.kvRequest().send();
@@ -536,6 +547,8 @@ class Client::Impl final : private kj::TaskSet::ErrorHandler {
   kj::Network& network_;
   kj::Timer& timer_;
   const ClientOptions options_;
+  // For https:// endpoints when the options name no TLS context: the system's trust store.
+  std::unique_ptr<TlsContext> default_tls_;
   std::vector<EndpointState> endpoints_;
   size_t preferred_ = 0;    // the endpoint that last answered
   size_t leader_hint_ = 0;  // the endpoint that last served a leader-only request
@@ -676,13 +689,19 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(kj::Network& network, kj:
     return Error(ErrorCode::kInvalidArgument, "client: no endpoints");
   }
   std::vector<std::string> addresses;
+  std::unique_ptr<TlsContext> default_tls;
   for (const std::string& url : options.endpoints) {
     absl::StatusOr<std::string> address = NetworkAddressOf(url);
     if (!address.ok()) return address.status();
     addresses.push_back(std::move(*address));
+    if (IsTlsUrl(url) && options.tls == nullptr && default_tls == nullptr) {
+      auto tls = TlsContext::NewClient(TlsFiles{});
+      if (!tls.ok()) return tls.status();
+      default_tls = std::move(*tls);
+    }
   }
-  return std::unique_ptr<Client>(
-      new Client(std::make_unique<Impl>(network, timer, std::move(options), std::move(addresses))));
+  return std::unique_ptr<Client>(new Client(std::make_unique<Impl>(
+      network, timer, std::move(options), std::move(addresses), std::move(default_tls))));
 }
 
 Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -57,6 +57,7 @@
 #include "kj/async-io.h"
 #include "kj/timer.h"
 #include "net/member_service.h"
+#include "net/tls.h"
 
 namespace kvstore::net {
 
@@ -67,8 +68,12 @@ inline constexpr kj::Duration kEndpointBackoffMin = 1 * kj::SECONDS;
 inline constexpr kj::Duration kEndpointBackoffMax = 30 * kj::SECONDS;
 
 struct ClientOptions {
-  // "host:port" or "http://host:port" (NetworkAddressOf), at least one.
+  // "host:port", "http://host:port" or "https://host:port" (NetworkAddressOf), at least one.
   std::vector<std::string> endpoints;
+  // TLS (a client context, outliving the client): used for https:// endpoints, and, as etcdctl
+  // does when given TLS flags, for endpoints without a scheme. Null: https:// endpoints verify
+  // the server against the system's trust store, the others are plain text.
+  TlsContext* tls = nullptr;
   kj::Duration per_try_timeout = kDefaultPerTryTimeout;
   kj::Duration endpoint_backoff_min = kEndpointBackoffMin;
   kj::Duration endpoint_backoff_max = kEndpointBackoffMax;

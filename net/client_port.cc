@@ -3,8 +3,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string>
+
+#include "absl/strings/str_cat.h"
 
 namespace kvstore::net {
 namespace {
@@ -14,6 +18,104 @@ constexpr kj::Duration kSniffTimeout = 10 * kj::SECONDS;
 
 bool StartsWith(const char* bytes, size_t size, const char* prefix) {
   return size >= 4 && std::memcmp(bytes, prefix, 4) == 0;
+}
+
+// A TLS connection starts with a handshake record (content type 22).
+constexpr char kTlsHandshakeRecord = 0x16;
+
+// What Go's net/http (and so etcd) answers a plain HTTP request on a TLS port.
+constexpr char kHttpToHttpsAnswer[] =
+    "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+const char* ProtocolName(ClientProtocol protocol) {
+  switch (protocol) {
+    case ClientProtocol::kGrpc:
+      return "gRPC";
+    case ClientProtocol::kHttp:
+      return "HTTP/1.1";
+    case ClientProtocol::kCapnp:
+      return "Cap'n Proto";
+    case ClientProtocol::kUndecided:
+      break;
+  }
+  return "nothing";
+}
+
+// A stream whose first bytes were already read (to sniff the protocol): they are read again
+// first.
+class PrefixedStream final : public kj::AsyncIoStream {
+ public:
+  PrefixedStream(kj::Own<kj::AsyncIoStream> inner, std::string prefix)
+      : inner_(kj::mv(inner)), prefix_(std::move(prefix)) {}
+
+  kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override {
+    if (offset_ == prefix_.size()) return inner_->tryRead(buffer, min_bytes, max_bytes);
+    const size_t n = std::min(max_bytes, prefix_.size() - offset_);
+    std::memcpy(buffer, prefix_.data() + offset_, n);
+    offset_ += n;
+    if (n >= min_bytes) return n;
+    return inner_->tryRead(static_cast<char*>(buffer) + n, min_bytes - n, max_bytes - n)
+        .then([n](size_t more) { return n + more; });
+  }
+  kj::Promise<void> write(const void* buffer, size_t size) override {
+    return inner_->write(buffer, size);
+  }
+  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
+    return inner_->write(pieces);
+  }
+  kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
+  void shutdownWrite() override { inner_->shutdownWrite(); }
+  void abortRead() override { inner_->abortRead(); }
+  void getsockopt(int level, int option, void* value, uint* length) override {
+    inner_->getsockopt(level, option, value, length);
+  }
+  void setsockopt(int level, int option, const void* value, uint length) override {
+    inner_->setsockopt(level, option, value, length);
+  }
+  void getsockname(struct sockaddr* addr, uint* length) override {
+    inner_->getsockname(addr, length);
+  }
+  void getpeername(struct sockaddr* addr, uint* length) override {
+    inner_->getpeername(addr, length);
+  }
+
+ private:
+  kj::Own<kj::AsyncIoStream> inner_;
+  std::string prefix_;
+  size_t offset_ = 0;
+};
+
+// Reads a decrypted stream's first bytes until they tell its protocol.
+struct DecryptedSniff {
+  kj::Own<kj::AsyncIoStream> stream;
+  char bytes[4] = {};
+  size_t size = 0;
+
+  kj::Promise<ClientProtocol> Sniff() {
+    return stream->tryRead(bytes + size, 1, sizeof(bytes) - size)
+        .then([this](size_t n) -> kj::Promise<ClientProtocol> {
+          if (n == 0) return ClientProtocol::kUndecided;  // closed before saying anything
+          size += n;
+          const ClientProtocol protocol = SniffClientProtocol(bytes, size);
+          if (protocol != ClientProtocol::kUndecided) return protocol;
+          return Sniff();
+        });
+  }
+};
+
+// Relays bytes both ways between a TLS stream and the local end of gRPC's socketpair, until
+// both directions have ended; an end in one direction is passed on as a half-close.
+kj::Promise<void> Relay(kj::Own<kj::AsyncIoStream> tls, kj::Own<kj::AsyncIoStream> local) {
+  kj::AsyncIoStream& a = *tls;
+  kj::AsyncIoStream& b = *local;
+  auto up = a.pumpTo(b).then([&b](uint64_t) { b.shutdownWrite(); },
+                             [&b](kj::Exception&&) { b.shutdownWrite(); });
+  auto down = b.pumpTo(a).then([&a](uint64_t) { a.shutdownWrite(); },
+                               [&a](kj::Exception&&) { a.shutdownWrite(); });
+  auto both = kj::heapArrayBuilder<kj::Promise<void>>(2);
+  both.add(kj::mv(up));
+  both.add(kj::mv(down));
+  return kj::joinPromises(both.finish()).attach(kj::mv(tls), kj::mv(local));
 }
 
 }  // namespace
@@ -55,6 +157,7 @@ class ClientPort::Sniffer {
       return ClientProtocol::kUndecided;
     }
     if (n > 0) {
+      first_byte_ = bytes[0];
       const ClientProtocol protocol = SniffClientProtocol(bytes, static_cast<size_t>(n));
       if (protocol != ClientProtocol::kUndecided) return protocol;
     }
@@ -62,6 +165,8 @@ class ClientPort::Sniffer {
   }
 
   // Hands the duplicate over (gRPC takes a descriptor it owns).
+  char first_byte() const { return first_byte_; }
+
   int Release() {
     observer_ = nullptr;  // out of the event port before another owner may close it
     const int fd = dup_;
@@ -72,24 +177,29 @@ class ClientPort::Sniffer {
  private:
   int dup_;
   kj::Own<kj::UnixEventPort::FdObserver> observer_;
+  char first_byte_ = 0;
 };
 
 kj::Promise<kj::Own<ClientPort>> ClientPort::Listen(kj::Network& network, kj::Timer& timer,
                                                     kj::UnixEventPort& event_port,
                                                     std::string address,
-                                                    ClientPortHandlers handlers) {
+                                                    ClientPortHandlers handlers,
+                                                    ClientPortTls tls) {
   return network.parseAddress(address).then(
-      [&timer, &event_port, handlers = std::move(handlers)](kj::Own<kj::NetworkAddress> addr) {
-        return kj::heap<ClientPort>(addr->listen(), timer, event_port, handlers);
+      [&timer, &event_port, handlers = std::move(handlers),
+       tls = std::move(tls)](kj::Own<kj::NetworkAddress> addr) {
+        return kj::heap<ClientPort>(addr->listen(), timer, event_port, handlers, tls);
       });
 }
 
 ClientPort::ClientPort(kj::Own<kj::ConnectionReceiver> receiver, kj::Timer& timer,
-                       kj::UnixEventPort& event_port, ClientPortHandlers handlers)
+                       kj::UnixEventPort& event_port, ClientPortHandlers handlers,
+                       ClientPortTls tls)
     : receiver_(kj::mv(receiver)),
       timer_(timer),
       event_port_(event_port),
       handlers_(std::move(handlers)),
+      tls_(std::move(tls)),
       tasks_(kj::heap<kj::TaskSet>(static_cast<kj::TaskSet::ErrorHandler&>(*this))) {
   accepting_ = AcceptLoop().eagerlyEvaluate(nullptr);
 }
@@ -106,6 +216,11 @@ kj::Promise<void> ClientPort::Dispatch(kj::Own<kj::AsyncIoStream> stream) {
   KJ_IF_MAYBE (got, stream->getFd()) {
     fd = *got;
   }
+  if (fd < 0 && tls_.context != nullptr) {
+    return tls_.context->Accept(kj::mv(stream)).then([this](TlsAccepted accepted) {
+      return DispatchDecrypted(kj::mv(accepted), "unknown");
+    });
+  }
   if (fd < 0) {
     // Not a socket (cannot happen for accepted connections): the native API is the default.
     handlers_.capnp(kj::mv(stream));
@@ -113,22 +228,79 @@ kj::Promise<void> ClientPort::Dispatch(kj::Own<kj::AsyncIoStream> stream) {
   }
   auto sniffer = kj::heap<Sniffer>(event_port_, fd);
   auto decided = timer_.timeoutAfter(kSniffTimeout, sniffer->Sniff());
-  return decided.then(
-      [this, stream = kj::mv(stream), sniffer = kj::mv(sniffer)](ClientProtocol protocol) mutable {
+  return decided.then([this, stream = kj::mv(stream), sniffer = kj::mv(sniffer)](
+                          ClientProtocol protocol) mutable -> kj::Promise<void> {
+    if (tls_.context != nullptr && protocol != ClientProtocol::kUndecided) {
+      const std::string remote = RemoteAddressOf(*stream);
+      if (sniffer->first_byte() != kTlsHandshakeRecord) {
+        Reject(remote, absl::StrCat("not a TLS client (plain text on a TLS port): it speaks ",
+                                    ProtocolName(protocol)));
+        if (protocol != ClientProtocol::kHttp) return kj::READY_NOW;
+        auto& raw = *stream;
+        return raw.write(kHttpToHttpsAnswer, sizeof(kHttpToHttpsAnswer) - 1).attach(kj::mv(stream));
+      }
+      sniffer = nullptr;  // out of the event port before the stream reads
+      return timer_.timeoutAfter(kTlsHandshakeTimeout, tls_.context->Accept(kj::mv(stream)))
+          .then([this, remote](
+                    TlsAccepted accepted) { return DispatchDecrypted(kj::mv(accepted), remote); },
+                [this, remote](kj::Exception&& e) { Reject(remote, e.getDescription().cStr()); });
+    }
+    switch (protocol) {
+      case ClientProtocol::kCapnp:
+        handlers_.capnp(kj::mv(stream));
+        break;
+      case ClientProtocol::kGrpc:
+        if (handlers_.grpc) handlers_.grpc(sniffer->Release());
+        break;  // the kj stream closes its own descriptor; gRPC keeps the duplicate
+      case ClientProtocol::kHttp:
+        if (handlers_.http) handlers_.http(kj::mv(stream));
+        break;
+      case ClientProtocol::kUndecided:
+        break;  // closed before saying anything
+    }
+    return kj::READY_NOW;
+  });
+}
+
+kj::Promise<void> ClientPort::DispatchDecrypted(TlsAccepted accepted, std::string remote) {
+  auto sniff = kj::heap<DecryptedSniff>();
+  sniff->stream = kj::mv(accepted.stream);
+  DecryptedSniff& state = *sniff;
+  return timer_.timeoutAfter(kSniffTimeout, state.Sniff())
+      .then([this, sniff = kj::mv(sniff),
+             remote](ClientProtocol protocol) mutable -> kj::Promise<void> {
+        auto stream =
+            kj::heap<PrefixedStream>(kj::mv(sniff->stream), std::string(sniff->bytes, sniff->size));
         switch (protocol) {
           case ClientProtocol::kCapnp:
             handlers_.capnp(kj::mv(stream));
             break;
-          case ClientProtocol::kGrpc:
-            if (handlers_.grpc) handlers_.grpc(sniffer->Release());
-            break;  // the kj stream closes its own descriptor; gRPC keeps the duplicate
           case ClientProtocol::kHttp:
             if (handlers_.http) handlers_.http(kj::mv(stream));
             break;
+          case ClientProtocol::kGrpc: {
+            if (!handlers_.grpc || tls_.low_level == nullptr) break;
+            int fds[2];
+            if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) != 0) {
+              Reject(remote, absl::StrCat("socketpair for gRPC: ", std::strerror(errno)));
+              break;
+            }
+            auto local = tls_.low_level->wrapSocketFd(
+                fds[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP |
+                            kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC |
+                            kj::LowLevelAsyncIoProvider::ALREADY_NONBLOCK);
+            handlers_.grpc(fds[1]);  // gRPC owns its end from here
+            return Relay(kj::mv(stream), kj::mv(local));
+          }
           case ClientProtocol::kUndecided:
-            break;  // closed before saying anything
+            break;
         }
+        return kj::READY_NOW;
       });
+}
+
+void ClientPort::Reject(const std::string& remote, const std::string& why) {
+  if (tls_.on_rejected) tls_.on_rejected(remote, why);
 }
 
 }  // namespace kvstore::net

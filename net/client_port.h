@@ -12,6 +12,13 @@
 // Bytes are looked at with recv(MSG_PEEK), so each protocol's server reads the connection from
 // its first byte. A connection that sends fewer than four bytes within the sniff timeout, or
 // closes first, is dropped.
+//
+// An https:// client URL (ClientPortTls) terminates TLS first and sniffs the decrypted stream.
+// A connection whose first byte is not a TLS handshake record (a plain-text client on a TLS
+// port) and a failed handshake (an untrusted or expired client certificate) are refused through
+// on_rejected, which names the remote address and why; the port keeps serving everyone else.
+// gRPC, which takes a socket it owns, gets one end of a socketpair; the decrypted bytes are
+// relayed between it and the TLS stream on the loop.
 
 #include <functional>
 #include <string>
@@ -19,6 +26,7 @@
 #include "kj/async-io.h"
 #include "kj/async-unix.h"
 #include "kj/timer.h"
+#include "net/tls.h"
 
 namespace kvstore::net {
 
@@ -32,6 +40,15 @@ struct ClientPortHandlers {
   std::function<void(kj::Own<kj::AsyncIoStream>)> http;
 };
 
+// TLS on a client URL (https://).
+struct ClientPortTls {
+  TlsContext* context = nullptr;  // a server context; null: plain text
+  // For the gRPC relay's socketpair.
+  kj::LowLevelAsyncIoProvider* low_level = nullptr;
+  // A refused connection: its remote address and why. Optional.
+  std::function<void(const std::string& remote, const std::string& why)> on_rejected;
+};
+
 // Which protocol a connection speaks, from its first bytes (at most four are needed).
 enum class ClientProtocol { kUndecided, kCapnp, kGrpc, kHttp };
 ClientProtocol SniffClientProtocol(const char* bytes, size_t size);
@@ -41,10 +58,11 @@ class ClientPort : private kj::TaskSet::ErrorHandler {
   // Listens on `address` ("host:port"; port 0 picks a free port). Rejects when it cannot bind.
   static kj::Promise<kj::Own<ClientPort>> Listen(kj::Network& network, kj::Timer& timer,
                                                  kj::UnixEventPort& event_port, std::string address,
-                                                 ClientPortHandlers handlers);
+                                                 ClientPortHandlers handlers,
+                                                 ClientPortTls tls = {});
 
   ClientPort(kj::Own<kj::ConnectionReceiver> receiver, kj::Timer& timer,
-             kj::UnixEventPort& event_port, ClientPortHandlers handlers);
+             kj::UnixEventPort& event_port, ClientPortHandlers handlers, ClientPortTls tls = {});
 
   uint port() { return receiver_->getPort(); }
 
@@ -52,6 +70,9 @@ class ClientPort : private kj::TaskSet::ErrorHandler {
   class Sniffer;
   kj::Promise<void> AcceptLoop();
   kj::Promise<void> Dispatch(kj::Own<kj::AsyncIoStream> stream);
+  // An https:// port's connection after its handshake: sniff the decrypted stream, hand over.
+  kj::Promise<void> DispatchDecrypted(TlsAccepted accepted, std::string remote);
+  void Reject(const std::string& remote, const std::string& why);
   // A failed connection concerns only its client, never the listener.
   void taskFailed(kj::Exception&&) override {}
 
@@ -59,6 +80,7 @@ class ClientPort : private kj::TaskSet::ErrorHandler {
   kj::Timer& timer_;
   kj::UnixEventPort& event_port_;
   ClientPortHandlers handlers_;
+  ClientPortTls tls_;
   kj::Own<kj::TaskSet> tasks_;
   kj::Promise<void> accepting_ = nullptr;
 };

@@ -12,11 +12,7 @@ namespace kvstore::net {
 
 absl::StatusOr<std::string> NetworkAddressOf(absl::string_view url) {
   absl::string_view address = url;
-  if (absl::StartsWith(address, "https://")) {
-    return Error(ErrorCode::kInvalidArgument,
-                 absl::StrCat("URL ", url, ": https is not supported (no TLS)"));
-  }
-  absl::ConsumePrefix(&address, "http://");
+  if (!absl::ConsumePrefix(&address, "https://")) absl::ConsumePrefix(&address, "http://");
   absl::ConsumeSuffix(&address, "/");
   if (address.empty() || (absl::StrContains(address, "/") && !absl::StartsWith(address, "unix:"))) {
     return Error(ErrorCode::kInvalidArgument,
@@ -25,13 +21,21 @@ absl::StatusOr<std::string> NetworkAddressOf(absl::string_view url) {
   return std::string(address);
 }
 
+bool IsTlsUrl(absl::string_view url) { return absl::StartsWith(url, "https://"); }
+
 kj::Promise<kj::Own<kj::AsyncIoStream>> ConnectWithin(kj::Network& network, kj::Timer& timer,
-                                                      std::string address, kj::Duration timeout) {
+                                                      std::string address, kj::Duration timeout,
+                                                      TlsContext* tls) {
   kj::Promise<kj::Own<kj::AsyncIoStream>> connect =
       network.parseAddress(kj::StringPtr(address.c_str(), address.size()))
           .then([](kj::Own<kj::NetworkAddress> parsed) {
             return parsed->connect().attach(kj::mv(parsed));
           });
+  if (tls != nullptr) {
+    connect = connect.then([tls, host = HostOf(address)](kj::Own<kj::AsyncIoStream> stream) {
+      return tls->Connect(kj::mv(stream), host);
+    });
+  }
   return timer.afterDelay(timeout)
       .then([address = std::move(address), timeout]() -> kj::Promise<kj::Own<kj::AsyncIoStream>> {
         return KJ_EXCEPTION(DISCONNECTED, "connect timed out", address.c_str(),

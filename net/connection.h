@@ -14,6 +14,7 @@
 #include "capnp/rpc-twoparty.h"
 #include "kj/async-io.h"
 #include "kj/timer.h"
+#include "net/tls.h"
 
 namespace kvstore::net {
 
@@ -25,15 +26,18 @@ inline constexpr uint64_t kMaxInflightCallBytesPerConnection = uint64_t{64} << 2
 // rather than giving up or spinning (Go's net/http backs off the same way).
 inline constexpr kj::Duration kAcceptRetryDelay = 100 * kj::MILLISECONDS;
 
-// etcd's URL flags ("http://127.0.0.1:2380", with or without a trailing '/') to the address
-// kj::Network::parseAddress takes ("127.0.0.1:2380"); "host:port" and "unix:/path" pass through.
-// https:// is refused: there is no TLS here yet.
+// etcd's URL flags ("http://127.0.0.1:2380" or "https://...", with or without a trailing '/') to
+// the address kj::Network::parseAddress takes ("127.0.0.1:2380"); "host:port" and "unix:/path"
+// pass through. Whether the URL asks for TLS is IsTlsUrl's.
 absl::StatusOr<std::string> NetworkAddressOf(absl::string_view url);
+bool IsTlsUrl(absl::string_view url);
 
 // Connects to `address` (NetworkAddressOf's form); rejects after `timeout`, so an address that
-// black-holes SYNs costs at most that.
+// black-holes SYNs costs at most that. With `tls` (a client context) the TLS handshake, which
+// checks the server's certificate against the address's host, is inside the same timeout.
 kj::Promise<kj::Own<kj::AsyncIoStream>> ConnectWithin(kj::Network& network, kj::Timer& timer,
-                                                      std::string address, kj::Duration timeout);
+                                                      std::string address, kj::Duration timeout,
+                                                      TlsContext* tls = nullptr);
 
 // One two-party connection over a byte stream. Destroying it closes the connection; every
 // capability obtained through it breaks (calls reject with DISCONNECTED).

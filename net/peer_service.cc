@@ -215,28 +215,29 @@ void PeerClient::Send(raft::Message message) {
 void PeerClient::Connect() {
   state_ = State::kConnecting;
   const uint64_t generation = generation_;
-  tasks_.add(ConnectWithin(network_, timer_, options_.address, options_.connect_timeout)
-                 .then(
-                     [this, generation](kj::Own<kj::AsyncIoStream> stream) {
-                       if (generation != generation_) return;
-                       connection_ = kj::heap<RpcConnection>(kj::mv(stream), PeerReaderOptions());
-                       peer_ = connection_->Bootstrap<rpc::Peer>();
-                       state_ = State::kConnected;
-                       tasks_.add(connection_->OnDisconnect().then(
-                           [this, generation] {
-                             Fail(generation, Unavailable(options_.peer_id, options_.address,
-                                                          "connection closed"));
-                           },
-                           [this, generation](kj::Exception&& e) {
-                             Fail(generation, Unavailable(options_.peer_id, options_.address,
-                                                          e.getDescription().cStr()));
-                           }));
-                       Flush();
-                     },
-                     [this, generation](kj::Exception&& e) {
-                       Fail(generation, Unavailable(options_.peer_id, options_.address,
-                                                    e.getDescription().cStr()));
-                     }));
+  tasks_.add(
+      ConnectWithin(network_, timer_, options_.address, options_.connect_timeout, options_.tls)
+          .then(
+              [this, generation](kj::Own<kj::AsyncIoStream> stream) {
+                if (generation != generation_) return;
+                connection_ = kj::heap<RpcConnection>(kj::mv(stream), PeerReaderOptions());
+                peer_ = connection_->Bootstrap<rpc::Peer>();
+                state_ = State::kConnected;
+                tasks_.add(connection_->OnDisconnect().then(
+                    [this, generation] {
+                      Fail(generation,
+                           Unavailable(options_.peer_id, options_.address, "connection closed"));
+                    },
+                    [this, generation](kj::Exception&& e) {
+                      Fail(generation, Unavailable(options_.peer_id, options_.address,
+                                                   e.getDescription().cStr()));
+                    }));
+                Flush();
+              },
+              [this, generation](kj::Exception&& e) {
+                Fail(generation,
+                     Unavailable(options_.peer_id, options_.address, e.getDescription().cStr()));
+              }));
 }
 
 void PeerClient::ScheduleFlush() {
@@ -341,7 +342,7 @@ void PeerClient::StartSnapshot(raft::Message message) {
 }
 
 kj::Promise<void> PeerClient::SendSnapshot(raft::Message message) {
-  return ConnectWithin(network_, timer_, options_.address, options_.connect_timeout)
+  return ConnectWithin(network_, timer_, options_.address, options_.connect_timeout, options_.tls)
       .then([this, message = std::move(message)](kj::Own<kj::AsyncIoStream> stream) mutable {
         auto connection = kj::heap<RpcConnection>(kj::mv(stream), PeerReaderOptions());
         auto request = connection->Bootstrap<rpc::Peer>().sendSnapshotRequest();
@@ -384,17 +385,15 @@ void PeerClient::taskFailed(kj::Exception&& exception) {
 
 // --- FetchMembers -------------------------------------------------------------------------------
 
-kj::Promise<absl::StatusOr<std::vector<server::Member>>> FetchMembers(kj::Network& network,
-                                                                      kj::Timer& timer,
-                                                                      std::string address,
-                                                                      uint64_t cluster_id,
-                                                                      kj::Duration timeout) {
+kj::Promise<absl::StatusOr<std::vector<server::Member>>> FetchMembers(
+    kj::Network& network, kj::Timer& timer, std::string address, uint64_t cluster_id,
+    kj::Duration timeout, TlsContext* tls) {
   using Result = absl::StatusOr<std::vector<server::Member>>;
   auto failed = [address](absl::string_view why) -> Result {
     return absl::UnavailableError(absl::StrCat("members from ", address, ": ", why));
   };
   kj::Promise<Result> fetch =
-      ConnectWithin(network, timer, address, timeout)
+      ConnectWithin(network, timer, address, timeout, tls)
           .then([cluster_id](kj::Own<kj::AsyncIoStream> stream) {
             auto connection = kj::heap<RpcConnection>(kj::mv(stream), PeerReaderOptions());
             auto request = connection->Bootstrap<rpc::Peer>().membersRequest();

@@ -108,6 +108,8 @@ struct PeerClientOptions {
   raft::NodeId peer_id = raft::kNoNode;
   std::string address;  // the peer's listener, NetworkAddressOf's form
   uint64_t cluster_id = 0;
+  // A client TLS context for an https:// peer URL (outliving the client); null: plain text.
+  TlsContext* tls = nullptr;
   size_t queue_limit_messages = kDefaultPeerQueueLimitMessages;
   uint64_t batch_limit_bytes = kPeerBatchBytes;
   uint64_t snapshot_chunk_bytes = kSnapshotChunkBytes;
@@ -181,11 +183,9 @@ class PeerClient final : private kj::TaskSet::ErrorHandler {
 // For a member joining an existing cluster (--initial-cluster-state=existing): the members as
 // the member at `address` knows them (Peer.members), within `timeout`. An error names the
 // address and the reason (unreachable, another cluster).
-kj::Promise<absl::StatusOr<std::vector<server::Member>>> FetchMembers(kj::Network& network,
-                                                                      kj::Timer& timer,
-                                                                      std::string address,
-                                                                      uint64_t cluster_id,
-                                                                      kj::Duration timeout);
+kj::Promise<absl::StatusOr<std::vector<server::Member>>> FetchMembers(
+    kj::Network& network, kj::Timer& timer, std::string address, uint64_t cluster_id,
+    kj::Duration timeout, TlsContext* tls = nullptr);
 
 }  // namespace kvstore::net
 

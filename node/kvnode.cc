@@ -38,6 +38,7 @@
 #include "net/etcd/service.h"
 #include "net/jwt.h"
 #include "net/peer_service.h"
+#include "net/tls.h"
 #include "node/config.h"
 #include "node/http_service.h"
 #include "node/log.h"
@@ -51,6 +52,38 @@ namespace kvstore::node {
 namespace {
 
 constexpr char kVersion[] = "kvnode 0.1.0 (etcd v3 API 3.4 semantics)";
+
+// TLS contexts from the TLS flags (node/config.h), made once at start.
+struct NodeTls {
+  std::unique_ptr<net::TlsContext> client_server;  // https:// client URLs
+  std::unique_ptr<net::TlsContext> peer_server;    // https:// peer URLs
+  // Dialling https:// peers: the peer CA, and the peer certificate as the client's.
+  std::unique_ptr<net::TlsContext> peer_client;
+
+  static absl::StatusOr<NodeTls> Create(const NodeConfig& config) {
+    NodeTls tls;
+    auto any_tls = [](const std::vector<Url>& urls) {
+      return std::any_of(urls.begin(), urls.end(), [](const Url& url) { return url.tls(); });
+    };
+    if (any_tls(config.listen_client_urls)) {
+      auto context = net::TlsContext::NewServer(config.client_tls);
+      if (!context.ok()) return context.status();
+      tls.client_server = std::move(*context);
+    }
+    if (any_tls(config.listen_peer_urls)) {
+      auto context = net::TlsContext::NewServer(config.peer_tls);
+      if (!context.ok()) return context.status();
+      tls.peer_server = std::move(*context);
+    }
+    auto context = net::TlsContext::NewClient(config.peer_tls);
+    if (!context.ok()) return context.status();
+    tls.peer_client = std::move(*context);
+    return tls;
+  }
+  net::TlsContext* PeerClientFor(const Url& url) const {
+    return url.tls() ? peer_client.get() : nullptr;
+  }
+};
 
 // Sends Raft messages to the peers the member knows, one PeerClient per peer, created when a
 // peer is first addressed (members added later included).
@@ -88,6 +121,7 @@ class Router : public PeerRouter {
       options.peer_id = id;
       options.address = url->HostPort();
       options.cluster_id = cluster_id_;
+      if (tls_ != nullptr) options.tls = tls_->PeerClientFor(*url);
       net::PeerClientCallbacks callbacks;
       callbacks.on_unreachable = [this](raft::NodeId peer) { runtime_.ReportUnreachable(peer); };
       callbacks.on_snapshot_status = [this](raft::NodeId peer, bool ok) {
@@ -110,6 +144,12 @@ class Router : public PeerRouter {
   Runtime& runtime_;
   uint64_t cluster_id_;
   Logger& log_;
+  const NodeTls* tls_ = nullptr;
+
+ public:
+  void set_tls(const NodeTls* tls) { tls_ = tls; }
+
+ private:
   std::vector<server::Member> known_;
   std::map<raft::NodeId, std::unique_ptr<net::PeerClient>> peers_;
 };
@@ -152,7 +192,8 @@ class IgnoreFailures final : public kj::TaskSet::ErrorHandler {
 // atomically) for its restarts, as etcd keeps it in its WAL metadata.
 absl::StatusOr<raft::NodeId> JoinedMemberId(const NodeConfig& config, uint64_t cluster_id,
                                             kj::AsyncIoContext& io, Logger& log,
-                                            std::vector<server::Member>* cluster) {
+                                            std::vector<server::Member>* cluster,
+                                            const NodeTls& tls) {
   store::PosixFileSystem fs;
   const std::string member_dir = store::JoinPath(config.data_dir, "member");
   const std::string id_path = store::JoinPath(member_dir, "id");
@@ -179,9 +220,11 @@ absl::StatusOr<raft::NodeId> JoinedMemberId(const NodeConfig& config, uint64_t c
     for (const std::string& text : urls) {
       auto url = ParseUrl(text);
       if (!url.ok()) continue;
-      auto members = net::FetchMembers(io.provider->getNetwork(), io.provider->getTimer(),
-                                       url->HostPort(), cluster_id, 2 * kj::SECONDS)
-                         .wait(io.waitScope);
+      auto members =
+          net::FetchMembers(io.provider->getNetwork(), io.provider->getTimer(), url->HostPort(),
+                            cluster_id, 2 * kj::SECONDS, tls.PeerClientFor(*url))
+              .wait(io.waitScope);
+
       if (!members.ok()) {
         absl::StrAppend(&tried, " ", text, ": ", members.status().message(), ";");
         continue;
@@ -243,6 +286,11 @@ int Run(int argc, char** argv) {
     }
     options->token_provider = std::move(*provider);
   }
+  auto tls = NodeTls::Create(*config);
+  if (!tls.ok()) {
+    std::fprintf(stderr, "kvnode: %s\n", std::string(tls.status().message()).c_str());
+    return 2;
+  }
   Logger log(config->log_level);
   log.Info("starting", {{"version", kVersion},
                         {"name", config->name},
@@ -256,7 +304,7 @@ int Run(int argc, char** argv) {
   kj::UnixEventPort::captureSignal(SIGINT);
   std::vector<server::Member> known;
   if (options->id == raft::kNoNode) {
-    auto id = JoinedMemberId(*config, options->cluster_id, io, log, &known);
+    auto id = JoinedMemberId(*config, options->cluster_id, io, log, &known, *tls);
     if (!id.ok()) {
       log.Error("cannot join", {{"error", std::string(id.status().message())}});
       std::fprintf(stderr, "kvnode: %s\n", std::string(id.status().message()).c_str());
@@ -271,9 +319,11 @@ int Run(int argc, char** argv) {
     return 1;
   }
   Router router(io, **runtime, options->cluster_id, log, std::move(known));
+  router.set_tls(&*tls);
   (*runtime)->set_router(&router);
 
   std::vector<kj::Own<net::PeerServer>> peer_servers;
+  std::vector<kj::Own<net::TlsListener>> peer_tls_listeners;  // after the servers they feed
   // Client URLs serve etcd's gRPC API, HTTP (the JSON gateway, /metrics, /health, the status
   // page) and the native Cap'n Proto API on one port each (net/client_port.h).
   net::ClientServiceOptions client_options;
@@ -302,6 +352,25 @@ int Run(int argc, char** argv) {
   std::vector<kj::Own<HttpListener>> metrics_listeners;
   try {
     for (const Url& url : config->listen_peer_urls) {
+      if (url.tls()) {
+        auto server = kj::heap<net::PeerServer>(**runtime);
+        net::PeerServer& accepting = *server;
+        peer_tls_listeners.push_back(
+            net::TlsListener::Listen(
+                io.provider->getNetwork(), io.provider->getTimer(), url.HostPort(),
+                *tls->peer_server,
+                [&accepting](net::TlsAccepted accepted) {
+                  accepting.Accept(kj::mv(accepted.stream));
+                },
+                [&log](const std::string& remote, const std::string& why) {
+                  log.Warn("rejected connection",
+                           {{"listener", "peer"}, {"remote-addr", remote}, {"error", why}});
+                })
+                .wait(io.waitScope));
+        peer_servers.push_back(kj::mv(server));
+        log.Info("serving peer traffic over TLS", {{"address", url.text}});
+        continue;
+      }
       peer_servers.push_back(net::PeerServer::Listen(io.provider->getNetwork(),
                                                      io.provider->getTimer(), url.HostPort(),
                                                      **runtime)
@@ -309,10 +378,20 @@ int Run(int argc, char** argv) {
       log.Info("serving peer traffic", {{"address", url.text}});
     }
     for (const Url& url : config->listen_client_urls) {
+      net::ClientPortTls port_tls;
+      if (url.tls()) {
+        port_tls.context = tls->client_server.get();
+        port_tls.low_level = io.lowLevelProvider.get();
+        port_tls.on_rejected = [&log](const std::string& remote, const std::string& why) {
+          log.Warn("rejected connection",
+                   {{"listener", "client"}, {"remote-addr", remote}, {"error", why}});
+        };
+      }
       client_ports.push_back(net::ClientPort::Listen(io.provider->getNetwork(),
                                                      io.provider->getTimer(), io.unixEventPort,
-                                                     url.HostPort(), client_handlers)
+                                                     url.HostPort(), client_handlers, port_tls)
                                  .wait(io.waitScope));
+
       log.Info("ready to serve client requests (gRPC, HTTP and Cap'n Proto)",
                {{"address", url.text}});
     }
