@@ -61,9 +61,9 @@
 #include "kj/async-unix.h"
 #include "kj/vector.h"
 #include "net/client.h"
-#include "net/tls.h"
 #include "tools/ctl/flags.h"
 #include "tools/ctl/format.h"
+#include "tools/ctl/mirror.h"
 #include "tools/ctl/txn_syntax.h"
 
 extern char** environ;
@@ -1979,6 +1979,302 @@ int Authenticate(Context& c) {
   return kExitSuccess;
 }
 
+// --- member migrate ------------------------------------------------------------------------------
+
+constexpr absl::Duration kDefaultMigrateWaitTimeout = absl::Minutes(2);
+// A promotion refused while the learner catches up is asked again this often; the refusal is
+// printed when it changes, and at least this often.
+constexpr absl::Duration kMigrateRetryInterval = absl::Milliseconds(500);
+constexpr absl::Duration kMigrateReportInterval = absl::Seconds(5);
+
+// Whether a membership request that failed may be sent again: it was not applied (no leader,
+// or the previous change still pending), or its outcome is unknown (a timeout): the caller
+// checks after a retry whether the first try took effect.
+bool MembershipRetriable(const absl::Status& status) {
+  switch (CodeOf(status)) {
+    case ErrorCode::kNoLeader:
+    case ErrorCode::kNotLeader:
+    case ErrorCode::kTimeout:
+    case ErrorCode::kLeadershipChanged:
+    case ErrorCode::kConfChangePending:
+    case ErrorCode::kStopped:
+      return true;
+    default:
+      return absl::IsUnavailable(status);
+  }
+}
+
+// The command line that starts the learner: it joins the running cluster (etcd's variables,
+// as member add prints them, then kvnode's flags).
+void PrintJoinInstructions(const std::string& name, const std::vector<std::string>& peer_urls,
+                           const server::Member& added,
+                           const std::vector<server::Member>& members) {
+  std::vector<std::string> cluster;
+  for (const server::Member& m : members) {
+    const std::string member_name = m.id == added.id ? name : m.name;
+    for (const std::string& url : m.peer_urls) {
+      cluster.push_back(absl::StrCat(member_name, "=", url));
+    }
+  }
+  const std::string initial_cluster = absl::StrJoin(cluster, ",");
+  const std::string urls = absl::StrJoin(peer_urls, ",");
+  Out(absl::StrCat("\nETCD_NAME=", GoQuote(name), "\nETCD_INITIAL_CLUSTER=",
+                   GoQuote(initial_cluster), "\nETCD_INITIAL_ADVERTISE_PEER_URLS=", GoQuote(urls),
+                   "\nETCD_INITIAL_CLUSTER_STATE=\"existing\"\n\nStart the new member now:\n"
+                   "  kvnode --name ",
+                   name, " --initial-cluster ", initial_cluster,
+                   " --initial-cluster-state existing --initial-advertise-peer-urls ", urls,
+                   " --listen-peer-urls ", urls,
+                   " --listen-client-urls <its client URLs> --advertise-client-urls <its client "
+                   "URLs> --data-dir <an empty directory>\n"));
+}
+
+// member migrate OLD NEW --peer-urls=URLS: replaces a voting member by a new one without ever
+// lowering the number of voters that are caught up: NEW joins as a learner (it does not count
+// towards the quorum while it catches up), is promoted once the leader judges it caught up
+// (etcd's rule: it holds 90% of the leader's log; LEARNER_NOT_READY until then), and only then
+// is OLD removed. Each step says what it did on a line of its own; run again after a failure
+// or an interruption, it resumes: a learner with NEW's peer URLs is reused, and a promotion or
+// a removal that already happened counts as done.
+int RunMemberMigrate(Context& c) {
+  if (c.args.size() != 2) {
+    return UsageError(c, "member migrate takes the old member's ID and the new member's name");
+  }
+  uint64_t old_id = 0;
+  if (!absl::SimpleHexAtoi(c.args[0], &old_id)) {
+    return UsageError(
+        c, absl::StrCat("bad member ID arg (", GoQuote(c.args[0]), "), expecting ID in Hex"));
+  }
+  const std::string& name = c.args[1];
+  const std::vector<std::string> peer_urls =
+      absl::StrSplit(c.flags.GetString("peer-urls"), ',', absl::SkipEmpty());
+  if (peer_urls.empty()) return UsageError(c, "member peer urls not provided");
+  const absl::Duration wait_timeout = c.flags.GetDuration("wait-timeout");
+  if (wait_timeout <= absl::ZeroDuration()) {
+    return UsageError(c, "--wait-timeout must be positive");
+  }
+  if (c.format != Format::kSimple) return Fail("member migrate writes its progress as text only");
+  const absl::Time deadline = absl::Now() + wait_timeout;
+  kj::Timer& timer = c.io->provider->getTimer();
+
+  // A membership request, sent again while the cluster cannot take it yet.
+  auto call = [&](Request request) -> absl::StatusOr<Response> {
+    while (true) {
+      absl::StatusOr<Response> response = c.Call(request);
+      if (response.ok() || !MembershipRetriable(response.status()) || absl::Now() >= deadline) {
+        return response;
+      }
+      timer.afterDelay(ToKj(kMigrateRetryInterval)).wait(c.wait_scope());
+    }
+  };
+
+  // 1. The old member is a voter; the new one is added as a learner, unless it already is.
+  Request list;
+  list.type = RequestType::kMemberList;
+  absl::StatusOr<Response> members = call(list);
+  if (!members.ok()) return Fail(members.status());
+  const server::Member* old_member = nullptr;
+  const server::Member* existing = nullptr;
+  for (const server::Member& m : members->members) {
+    if (m.id == old_id) old_member = &m;
+    if (m.peer_urls == peer_urls) existing = &m;
+  }
+  if (old_member == nullptr) {
+    return Fail(absl::StrFormat("member %x is not in the cluster", old_id));
+  }
+  if (old_member->is_learner) {
+    return Fail(absl::StrFormat(
+        "member %x is a learner: nothing to migrate (member remove it instead)", old_id));
+  }
+  if (existing != nullptr && existing->id == old_id) {
+    return Fail(absl::StrFormat("member %x already has peer URLs %s", old_id,
+                                absl::StrJoin(peer_urls, ",")));
+  }
+  server::Member learner;
+  if (existing != nullptr) {
+    learner = *existing;
+    Out(absl::StrFormat("Member %16x with peer URLs %s is already in the cluster%s: resuming\n",
+                        learner.id, absl::StrJoin(peer_urls, ","),
+                        learner.is_learner ? " as learner" : ""));
+  } else {
+    Request add;
+    add.type = RequestType::kMemberAdd;
+    add.member.name = name;
+    add.member.peer_urls = peer_urls;
+    add.member.is_learner = true;
+    absl::StatusOr<Response> added = call(add);
+    std::vector<server::Member> now = added.ok() ? added->members : std::vector<server::Member>();
+    if (added.ok()) {
+      learner = added->member;
+    } else if (CodeOf(added.status()) == ErrorCode::kMemberExists) {
+      // After a retry: the first try, whose outcome was unknown, added it.
+      members = call(list);
+      if (!members.ok()) return Fail(members.status());
+      for (const server::Member& m : members->members) {
+        if (m.peer_urls == peer_urls) learner = m;
+      }
+      if (learner.id == raft::kNoNode) return Fail(added.status());
+      now = members->members;
+    } else {
+      return Fail(added.status());
+    }
+    Out(absl::StrFormat("Member %16x added as learner to cluster\n", learner.id));
+    PrintJoinInstructions(name, peer_urls, learner, now);
+  }
+  std::fflush(stdout);
+
+  // 2. Promotion, retried until the leader judges the learner caught up.
+  if (learner.is_learner) {
+    Out(absl::StrFormat("Waiting for member %x to catch up (at most %s)\n", learner.id,
+                        absl::FormatDuration(wait_timeout)));
+    std::fflush(stdout);
+    std::string last_report;
+    absl::Time last_report_time = absl::InfinitePast();
+    while (true) {
+      Request promote;
+      promote.type = RequestType::kMemberPromote;
+      promote.member.id = learner.id;
+      absl::StatusOr<Response> promoted = c.Call(promote);
+      // A promotion whose outcome was unknown may have happened: then it is no learner now.
+      if (promoted.ok() || CodeOf(promoted.status()) == ErrorCode::kLearnerNotPromotable) break;
+      const bool waiting = CodeOf(promoted.status()) == ErrorCode::kLearnerNotReady ||
+                           MembershipRetriable(promoted.status());
+      if (!waiting) return Fail(promoted.status());
+      if (absl::Now() >= deadline) {
+        return Fail(absl::StrFormat(
+            "member %x did not catch up within %s (%s); it stays a learner: run member migrate "
+            "again to go on waiting, or member remove %x to give up",
+            learner.id, absl::FormatDuration(wait_timeout), promoted.status().message(),
+            learner.id));
+      }
+      // Progress: each new answer, and the same one again now and then.
+      const std::string report(promoted.status().message());
+      if (report != last_report || absl::Now() - last_report_time >= kMigrateReportInterval) {
+        Out(absl::StrCat("  ", report, "\n"));
+        std::fflush(stdout);
+        last_report = report;
+        last_report_time = absl::Now();
+      }
+      timer.afterDelay(ToKj(kMigrateRetryInterval)).wait(c.wait_scope());
+    }
+    Out(absl::StrFormat("Member %16x promoted in cluster\n", learner.id));
+    std::fflush(stdout);
+  }
+
+  // 3. The old member goes; a removal whose outcome was unknown may have happened already.
+  Request remove;
+  remove.type = RequestType::kMemberRemove;
+  remove.member.id = old_id;
+  absl::StatusOr<Response> removed = call(remove);
+  if (!removed.ok() && CodeOf(removed.status()) != ErrorCode::kMemberNotFound) {
+    return Fail(removed.status());
+  }
+  Out(absl::StrFormat("Member %16x removed from cluster\n", old_id));
+  Out(absl::StrFormat(
+      "Migrated: member %x replaced member %x; stop the old member's kvnode and point clients "
+      "at the new member's client URLs\n",
+      learner.id, old_id));
+  return kExitSuccess;
+}
+
+// --- make-mirror ---------------------------------------------------------------------------------
+
+// Authenticates --dest-user (and --dest-password) at the destination: its token, or "" when
+// no user is given.
+absl::StatusOr<std::string> DestinationToken(Context& c, net::Client& destination) {
+  const std::string user = c.flags.GetString("dest-user");
+  if (user.empty()) return std::string();
+  Request r = AuthOf(RequestType::kAuthenticate);
+  const size_t colon = user.find(':');
+  r.auth.name = user.substr(0, colon);
+  r.auth.password = colon != std::string::npos ? user.substr(colon + 1)
+                                               : PasswordFrom(c.flags.GetString("dest-password"));
+  absl::StatusOr<Response> response = destination.Call(std::move(r), c.wait_scope());
+  if (!response.ok()) return response.status();
+  return response->token;
+}
+
+int RunMakeMirror(Context& c) {
+  if (c.args.size() != 1) return Fail("make-mirror takes one destination argument");
+  std::string dest_prefix = c.flags.GetString("dest-prefix");
+  const bool no_dest_prefix = c.flags.GetBool("no-dest-prefix");
+  if (no_dest_prefix && !dest_prefix.empty()) {
+    return Fail(
+        "`--dest-prefix` and `--no-dest-prefix` cannot be set at the same time, choose one");
+  }
+  for (const char* flag : {"dest-cacert", "dest-cert", "dest-key"}) {
+    if (!c.flags.GetString(flag).empty()) {
+      return Fail(absl::StrCat("--", flag,
+                               " is not supported: kvctl reaches the destination over plain TCP"));
+    }
+  }
+  if (c.flags.Changed("dest-insecure-transport") && !c.flags.GetBool("dest-insecure-transport")) {
+    return Fail(
+        "--dest-insecure-transport=false is not supported: kvctl reaches the destination over "
+        "plain TCP");
+  }
+  const absl::Duration progress_interval = c.flags.GetDuration("progress-interval");
+  if (progress_interval <= absl::ZeroDuration()) {
+    return UsageError(c, "--progress-interval must be positive");
+  }
+  MirrorOptions options;
+  options.prefix = c.flags.GetString("prefix");
+  // etcdctl: without either flag, keys keep their prefix at the destination.
+  options.dest_prefix = no_dest_prefix ? "" : dest_prefix.empty() ? options.prefix : dest_prefix;
+  options.source_token = c.token;
+  options.progress_interval = progress_interval;
+
+  net::ClientOptions destination_options;
+  for (absl::string_view endpoint : absl::StrSplit(c.args[0], ',')) {
+    endpoint = absl::StripAsciiWhitespace(endpoint);
+    if (!endpoint.empty()) destination_options.endpoints.emplace_back(endpoint);
+  }
+  destination_options.per_try_timeout =
+      ToKj(c.flags.GetDuration("dial-timeout") + c.flags.GetDuration("command-timeout"));
+  absl::StatusOr<std::unique_ptr<net::Client>> destination = net::Client::Create(
+      c.io->provider->getNetwork(), c.io->provider->getTimer(), destination_options);
+  if (!destination.ok()) return Fail(destination.status());
+  absl::StatusOr<std::string> token = DestinationToken(c, **destination);
+  if (!token.ok()) {
+    Fail(token.status());
+    return kExitBadConnection;
+  }
+  options.destination_token = *token;
+
+  Mirror mirror(*c.io, *c.client, **destination, std::move(options), [](int64_t mirrored) {
+    Out(absl::StrCat(mirrored, "\n"));
+    std::fflush(stdout);
+  });
+  const absl::Status result = mirror.Run(Interrupted(c));
+  return result.ok() ? kExitSuccess : Fail(result);
+}
+
+void AddMakeMirrorFlags(FlagSet& f) {
+  f.AddString("prefix", 0, "", "Key-value prefix to mirror");
+  f.AddString("dest-prefix", 0, "",
+              "destination prefix to mirror a prefix to a different prefix in the destination "
+              "cluster");
+  f.AddBool("no-dest-prefix", 0, "mirror key-values to the root of the destination cluster");
+  f.AddString("dest-cacert", 0, "",
+              "Verify certificates of TLS enabled secure servers using this CA bundle (not "
+              "supported)");
+  f.AddString("dest-cert", 0, "",
+              "Identify secure client using this TLS certificate file for the destination "
+              "cluster (not supported)");
+  f.AddString("dest-key", 0, "", "Identify secure client using this TLS key file (not supported)");
+  // etcdctl's default is true; only =false (TLS, not supported) changes anything.
+  f.AddBool("dest-insecure-transport", 0,
+            "Disable transport security for client connections (kvctl: always)");
+  f.AddString("dest-user", 0, "",
+              "Destination username[:password] for authentication (prompt if password is not "
+              "supplied)");
+  f.AddString("dest-password", 0, "",
+              "Destination password for authentication (if this option is used, --dest-user "
+              "option shouldn't include password)");
+  f.AddDuration("progress-interval", absl::Seconds(30),
+                "how often the count of mirrored keys is printed (etcdctl: every 30s)");
+}
+
 void AddGlobalFlags(FlagSet& f) {
   constexpr bool kGlobal = true;
   f.AddString("endpoints", 0, kDefaultEndpoints, "gRPC endpoints", kGlobal);
@@ -1996,14 +2292,6 @@ void AddGlobalFlags(FlagSet& f) {
               "password for authentication (if this option is used, --user option shouldn't "
               "include password)",
               kGlobal);
-  f.AddString("cacert", 0, "",
-              "verify certificates of TLS-enabled secure servers using this CA bundle", kGlobal);
-  f.AddString("cert", 0, "", "identify secure client using this TLS certificate file", kGlobal);
-  f.AddString("key", 0, "", "identify secure client using this TLS key file", kGlobal);
-  f.AddBool("insecure-skip-tls-verify", 0,
-            "skip server certificate verification (CAUTION: this option should be enabled only "
-            "for testing purposes)",
-            kGlobal);
 }
 
 const std::vector<Command>& Commands() {
@@ -2158,6 +2446,17 @@ const std::vector<Command>& Commands() {
        "Observes and participates in leader election; prints the leader key, proposal and create "
        "revision",
        [](FlagSet& f) { f.AddBool("listen", 'l', "observation mode"); }, RunElect},
+      {"member migrate", "member migrate <old memberID> <new memberName> --peer-urls=<urls>",
+       "Replaces a member: adds the new one as learner, promotes it once caught up, removes the "
+       "old one",
+       [](FlagSet& f) {
+         f.AddString("peer-urls", 0, "", "comma separated peer URLs for the new member.");
+         f.AddDuration("wait-timeout", kDefaultMigrateWaitTimeout,
+                       "how long to wait for the learner to catch up");
+       },
+       RunMemberMigrate},
+      {"make-mirror", "make-mirror [options] <destination>",
+       "Makes a mirror at the destination etcd cluster", AddMakeMirrorFlags, RunMakeMirror},
       {"version", "version", "Prints the version of kvctl", nullptr, RunVersion},
   };
   return commands;
@@ -2291,20 +2590,6 @@ int Run(int argc, char** argv) {
   // One try covers connecting and answering: etcdctl's dial timeout plus its command timeout.
   options.per_try_timeout =
       ToKj(c.flags.GetDuration("dial-timeout") + c.flags.GetDuration("command-timeout"));
-  // etcdctl's TLS flags: any of them makes endpoints without a scheme use TLS too.
-  std::unique_ptr<net::TlsContext> tls;
-  if (c.flags.Changed("cacert") || c.flags.Changed("cert") || c.flags.Changed("key") ||
-      c.flags.GetBool("insecure-skip-tls-verify")) {
-    net::TlsFiles files;
-    files.trusted_ca_file = c.flags.GetString("cacert");
-    files.cert_file = c.flags.GetString("cert");
-    files.key_file = c.flags.GetString("key");
-    files.insecure_skip_verify = c.flags.GetBool("insecure-skip-tls-verify");
-    absl::StatusOr<std::unique_ptr<net::TlsContext>> context = net::TlsContext::NewClient(files);
-    if (!context.ok()) return Fail(context.status());
-    tls = std::move(*context);
-    options.tls = tls.get();
-  }
   absl::StatusOr<std::unique_ptr<net::Client>> client =
       net::Client::Create(io.provider->getNetwork(), io.provider->getTimer(), options);
   if (!client.ok()) return Fail(client.status());
