@@ -61,6 +61,7 @@
 #include "kj/async-unix.h"
 #include "kj/vector.h"
 #include "net/client.h"
+#include "net/tls.h"
 #include "tools/ctl/flags.h"
 #include "tools/ctl/format.h"
 #include "tools/ctl/mirror.h"
@@ -2292,6 +2293,14 @@ void AddGlobalFlags(FlagSet& f) {
               "password for authentication (if this option is used, --user option shouldn't "
               "include password)",
               kGlobal);
+  f.AddString("cacert", 0, "",
+              "verify certificates of TLS-enabled secure servers using this CA bundle", kGlobal);
+  f.AddString("cert", 0, "", "identify secure client using this TLS certificate file", kGlobal);
+  f.AddString("key", 0, "", "identify secure client using this TLS key file", kGlobal);
+  f.AddBool("insecure-skip-tls-verify", 0,
+            "skip server certificate verification (CAUTION: this option should be enabled only "
+            "for testing purposes)",
+            kGlobal);
 }
 
 const std::vector<Command>& Commands() {
@@ -2590,6 +2599,20 @@ int Run(int argc, char** argv) {
   // One try covers connecting and answering: etcdctl's dial timeout plus its command timeout.
   options.per_try_timeout =
       ToKj(c.flags.GetDuration("dial-timeout") + c.flags.GetDuration("command-timeout"));
+  // etcdctl's TLS flags: any of them makes endpoints without a scheme use TLS too.
+  std::unique_ptr<net::TlsContext> tls;
+  if (c.flags.Changed("cacert") || c.flags.Changed("cert") || c.flags.Changed("key") ||
+      c.flags.GetBool("insecure-skip-tls-verify")) {
+    net::TlsFiles files;
+    files.trusted_ca_file = c.flags.GetString("cacert");
+    files.cert_file = c.flags.GetString("cert");
+    files.key_file = c.flags.GetString("key");
+    files.insecure_skip_verify = c.flags.GetBool("insecure-skip-tls-verify");
+    absl::StatusOr<std::unique_ptr<net::TlsContext>> context = net::TlsContext::NewClient(files);
+    if (!context.ok()) return Fail(context.status());
+    tls = std::move(*context);
+    options.tls = tls.get();
+  }
   absl::StatusOr<std::unique_ptr<net::Client>> client =
       net::Client::Create(io.provider->getNetwork(), io.provider->getTimer(), options);
   if (!client.ok()) return Fail(client.status());
