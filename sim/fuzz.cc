@@ -48,7 +48,7 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
   std::string last_joiner;
   bool corrupted = false;
   while (elapsed < options.duration_ms) {
-    switch (rng.Uniform(16)) {
+    switch (rng.Uniform(18)) {
       case 0: {  // a random split into two groups
         pb::Step* s = step("partition");
         pb::Group* a = s->mutable_partition()->add_groups();
@@ -213,6 +213,42 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
         }
         break;
       }
+      case 16: {  // a voter (or the latest joiner) replaced in one joint configuration change
+        const std::string name = absl::StrCat("replacement", scenario.steps_size());
+        pb::Request* replace = step("replace a member")->mutable_request();
+        replace->mutable_node()->set_leader(true);
+        replace->set_op(pb::Request::MEMBER_REPLACE);
+        replace->set_remember(name);
+        replace->set_timeout_ms(1500);
+        const uint64_t pick = rng.Uniform(4);
+        if (pick == 0 || (pick == 1 && last_joiner.empty())) {
+          replace->mutable_target()->set_leader(true);
+        } else if (pick == 1) {
+          replace->mutable_target()->set_name(last_joiner);
+          last_joiner = name;
+        } else if (pick == 2) {
+          replace->mutable_target()->set_follower(1);
+        } else {
+          *replace->mutable_target() = Node(1 + rng.Uniform(n));
+        }
+        replace->set_expect_code("OK");
+        // As for a promotion, faults may keep it from happening; and the target may be gone
+        // already (replaced or removed by an earlier step whose answer was lost).
+        for (const char* uncertain :
+             {"TIMEOUT", "UNAVAILABLE", "UNBOUND", "NO_LEADER", "NOT_LEADER", "LEADERSHIP_CHANGED",
+              "CONF_CHANGE_PENDING", "MEMBER_NOT_FOUND"}) {
+          replace->add_also_accept(uncertain);
+        }
+        break;
+      }
+      case 17: {  // leadership handed to a follower (etcd's move-leader)
+        pb::Request* transfer = step("transfer leadership")->mutable_request();
+        transfer->mutable_node()->set_leader(true);
+        transfer->set_op(pb::Request::TRANSFER_LEADER);
+        transfer->mutable_target()->set_follower(1 + static_cast<int>(rng.Uniform(2)));
+        transfer->set_timeout_ms(500);
+        break;
+      }
       default:
         step("heal")->set_heal(true);
         break;
@@ -244,6 +280,9 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
   step("stop the workload")->set_stop_workload(true);
   step("settle")->set_run_ms(2000);
   step("replicas agree")->mutable_expect()->set_hashes_equal(true);
+  step("no member stays in a joint configuration")
+      ->mutable_expect()
+      ->set_no_joint_configuration(true);
   step("acknowledged writes survive")->mutable_expect()->set_all_acknowledged_writes_present(true);
   return scenario;
 }

@@ -76,7 +76,7 @@ struct RefField {
 
 bool NeedsTarget(pb::Request::Op op) {
   return op == pb::Request::MEMBER_PROMOTE || op == pb::Request::MEMBER_REMOVE ||
-         op == pb::Request::TRANSFER_LEADER;
+         op == pb::Request::TRANSFER_LEADER || op == pb::Request::MEMBER_REPLACE;
 }
 
 bool IsGet(pb::Request::Op op) {
@@ -135,6 +135,7 @@ std::vector<RefField> NodeRefsOf(const pb::Step& step) {
       break;
     case pb::Step::kExpect:
       group("expect.leader_in", step.expect().leader_in());
+      group("expect.voters_are", step.expect().voters_are());
       if (NeedsNode(step.expect()) || step.expect().has_node()) {
         refs.push_back({"expect.node", &step.expect().node()});
       }
@@ -245,9 +246,14 @@ std::string RequestProblem(const pb::Request& r) {
     return absl::StrCat(op, " needs a lease");
   }
   if (!r.remember().empty() && r.op() != pb::Request::MEMBER_ADD_VOTER &&
-      r.op() != pb::Request::MEMBER_ADD_LEARNER && r.op() != pb::Request::LEASE_GRANT) {
-    return absl::StrCat("remember '", r.remember(), "' given to ", op,
-                        ", which has nothing to remember (only member adds and lease grants do)");
+      r.op() != pb::Request::MEMBER_ADD_LEARNER && r.op() != pb::Request::MEMBER_REPLACE &&
+      r.op() != pb::Request::LEASE_GRANT) {
+    return absl::StrCat(
+        "remember '", r.remember(), "' given to ", op,
+        ", which has nothing to remember (only member adds and replaces and lease grants do)");
+  }
+  if (r.op() == pb::Request::MEMBER_REPLACE && r.remember().empty()) {
+    return "MEMBER_REPLACE needs `remember`: the new member's name";
   }
   if (!r.expect_value().empty()) {
     if (!IsGet(r.op())) return absl::StrCat("expect_value given to ", op, ", which is no GET");
@@ -294,6 +300,15 @@ std::string ExpectProblem(const pb::Expect& e) {
       break;
     case pb::Expect::kStoppedOnStorageFailure:
       flag = e.stopped_on_storage_failure();
+      break;
+    case pb::Expect::kNoJointConfiguration:
+      flag = e.no_joint_configuration();
+      break;
+    case pb::Expect::kJointConfigurationsAtLeast:
+      if (e.joint_configurations_at_least() == 0) return "joint_configurations_at_least 0";
+      break;
+    case pb::Expect::kVotersAre:
+      if (e.voters_are().nodes().empty()) return "voters_are names no node";
       break;
     case pb::Expect::kLeaderIn:
       if (e.leader_in().nodes().empty()) return "leader_in names no node";
@@ -491,6 +506,8 @@ RunResult Runner::Run() {
   result_.trace = sim_.trace();
   result_.events = sim_.events_processed();
   result_.virtual_ms = sim_.now_ms();
+  result_.joint_configs_entered = sim_.joint_configs_entered();
+  result_.joint_configs_left = sim_.joint_configs_left();
   return std::move(result_);
 }
 
@@ -776,6 +793,13 @@ std::optional<server::Request> Runner::BuildRequest(size_t index, const pb::Requ
       request.type = server::RequestType::kMemberRemove;
       request.member.id = target;
       break;
+    case pb::Request::MEMBER_REPLACE:
+      request.type = server::RequestType::kMemberReplace;
+      request.member.id = target;
+      request.member.name = r.remember();
+      request.member.peer_urls = {r.peer_url().empty() ? absl::StrCat("sim://", r.remember())
+                                                       : r.peer_url()};
+      break;
     case pb::Request::TRANSFER_LEADER:
       request.type = server::RequestType::kMoveLeader;
       request.member.id = target;
@@ -896,7 +920,8 @@ void Runner::RunRequest(size_t index, const pb::Request& r, const std::string& u
       break;
     }
     case pb::Request::MEMBER_ADD_VOTER:
-    case pb::Request::MEMBER_ADD_LEARNER: {
+    case pb::Request::MEMBER_ADD_LEARNER:
+    case pb::Request::MEMBER_REPLACE: {
       const NodeId id = response->member.id;
       if (remembers.has_value()) Bind(*remembers, static_cast<int64_t>(id));
       // A member whose URL is wrong never gets a process: the cluster waits for it in vain.
@@ -913,6 +938,41 @@ void Runner::RunRequest(size_t index, const pb::Request& r, const std::string& u
 
 void Runner::RunExpect(size_t index, const pb::Expect& expect) {
   switch (expect.check_case()) {
+    case pb::Expect::kNoJointConfiguration: {
+      const std::vector<NodeId> joint = sim_.NodesInJointConfig();
+      if (!joint.empty()) {
+        Fail(index,
+             absl::StrCat("n", absl::StrJoin(joint, ",n"), " still in a joint configuration"));
+      }
+      break;
+    }
+    case pb::Expect::kJointConfigurationsAtLeast: {
+      const uint64_t entered = sim_.joint_configs_entered();
+      const uint64_t left = sim_.joint_configs_left();
+      if (entered < expect.joint_configurations_at_least() ||
+          left < expect.joint_configurations_at_least()) {
+        Fail(index,
+             absl::StrCat(entered, " joint configurations entered and ", left,
+                          " left; expected at least ", expect.joint_configurations_at_least()));
+      }
+      break;
+    }
+    case pb::Expect::kVotersAre: {
+      std::vector<NodeId> want = ResolveGroup(expect.voters_are());
+      std::sort(want.begin(), want.end());
+      const NodeId leader = sim_.Leader();
+      if (leader == raft::kNoNode) {
+        Fail(index, "no leader: its configuration cannot be read");
+        break;
+      }
+      const raft::ConfState conf = sim_.server(leader)->RaftConfState();
+      if (conf.voters != want || !conf.voters_outgoing.empty()) {
+        Fail(index,
+             absl::StrCat("leader n", leader, " has configuration ", raft::DescribeConfState(conf),
+                          ", expected voters n", absl::StrJoin(want, ",n")));
+      }
+      break;
+    }
     case pb::Expect::kNoLeader:
       if (sim_.Leader() != raft::kNoNode) {
         Fail(index, absl::StrCat("expected no leader, but n", sim_.Leader(), " leads"));

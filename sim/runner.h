@@ -28,6 +28,9 @@ struct RunResult {
   int64_t virtual_ms = 0;
   // Steps the linearizability search took (0 when it did not run), to compare with its budget.
   uint64_t linearizability_search_steps = 0;
+  // Joint configurations (member replace) entered and left, counted per node that applied them.
+  uint64_t joint_configs_entered = 0;
+  uint64_t joint_configs_left = 0;
   History history;  // the linearizable clients' history (FormatHistory writes the file format)
 };
 

@@ -5,6 +5,7 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/auth/password.h"
@@ -352,8 +353,48 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
 }
 
 void Simulation::StartJoiner(NodeId id) {
-  if (nodes_.count(id) == 0) nodes_[id] = NewNode(id);
+  if (nodes_.count(id) > 0) return;
+  nodes_[id] = NewNode(id);
   StartNode(id, {});
+}
+
+void Simulation::StartDueJoiners() {
+  const std::set<NodeId> due = std::move(joiners_due_);
+  joiners_due_.clear();
+  for (NodeId id : due) {
+    if (nodes_.count(id) > 0) continue;
+    for (const auto& [other, node] : nodes_) {
+      if (!node->up) continue;
+      bool started = false;
+      for (const server::Member& member : node->server()->Members()) {
+        if (member.id != id) continue;
+        if (!member.peer_urls.empty() && absl::StartsWith(member.peer_urls.front(), "sim://")) {
+          Trace(absl::StrCat("n", id, " is named by an applied configuration: its process starts"));
+          StartJoiner(id);
+          started = true;
+        }
+        break;
+      }
+      if (started || nodes_.count(id) > 0) break;
+    }
+  }
+}
+
+std::vector<NodeId> Simulation::NodesInJointConfig() const {
+  std::vector<NodeId> out;
+  const NodeId leader = Leader();
+  if (leader == raft::kNoNode) return out;
+  const raft::ConfState conf = nodes_.at(leader)->server()->RaftConfState();
+  for (const auto& [id, node] : nodes_) {
+    const bool member =
+        std::count(conf.voters.begin(), conf.voters.end(), id) > 0 ||
+        std::count(conf.voters_outgoing.begin(), conf.voters_outgoing.end(), id) > 0 ||
+        std::count(conf.learners.begin(), conf.learners.end(), id) > 0;
+    if (member && node->up && !node->server()->RaftConfState().voters_outgoing.empty()) {
+      out.push_back(id);
+    }
+  }
+  return out;
 }
 
 void Simulation::ScheduleTick(Node& node) {
@@ -643,6 +684,15 @@ void Simulation::CheckNode(Node& node) {
   // applied (or a snapshot installed), never at proposal or append. (Raft thesis §4.1 uses it
   // from append instead, which is safe only with a rollback when the entry is truncated.)
   if (changed_conf.has_value()) {
+    const bool was_joint = !node.conf_state.voters_outgoing.empty();
+    const bool joint = !changed_conf->voters_outgoing.empty();
+    if (joint && !was_joint) ++joint_entered_;
+    if (was_joint && !joint) ++joint_left_;
+    for (const auto* ids : {&changed_conf->voters, &changed_conf->learners}) {
+      for (NodeId id : *ids) {
+        if (nodes_.count(id) == 0) joiners_due_.insert(id);
+      }
+    }
     if (!node.conf_may_change) {
       Violation(absl::StrCat("n", node.id, " changed its configuration from ",
                              raft::DescribeConfState(node.conf_state), " to ",
@@ -976,6 +1026,7 @@ bool Simulation::RunUntil(const std::function<bool()>& done, int64_t max_ms) {
     now_ms_ = event->time_ms;
     Process(*event);
     RecycleEvent(std::move(event));
+    if (!joiners_due_.empty()) StartDueJoiners();
     if (done()) return true;
   }
   now_ms_ = std::max(now_ms_, end);

@@ -162,7 +162,10 @@ class Simulation {
   // Opens a watch on `node` that the standing checker follows (start revision, order,
   // progress notifications). kUnavailable when the node is down.
   absl::Status AddWatch(NodeId node, const mvcc::WatchRequest& request);
-  // Starts a process for a member the cluster added (it joins empty).
+  // Starts a process for a member the cluster added (it joins empty); nothing if it has one.
+  // Members added with a "sim://" peer URL are also started once a configuration that names
+  // them applies on any node (an operator starts the process after member add or replace, also
+  // when the answer was lost); other URLs ("bad://") never get a process.
   void StartJoiner(NodeId id);
 
   // --- Observation ---
@@ -181,6 +184,11 @@ class Simulation {
   const std::vector<std::string>& violations() const { return violations_; }
   uint64_t violations_not_kept() const { return violations_not_kept_; }
   static constexpr size_t kMaxViolationsKept = 100;
+  // Joint configurations (Raft thesis §4.3) entered and left, counted per node that applies them.
+  uint64_t joint_configs_entered() const { return joint_entered_; }
+  uint64_t joint_configs_left() const { return joint_left_; }
+  // Live nodes that the leader's configuration names and that are in a joint configuration.
+  std::vector<NodeId> NodesInJointConfig() const;
   uint64_t trace_hash() const { return trace_hash_; }
   const std::vector<std::string>& trace() const { return trace_; }
   uint64_t events_processed() const { return events_processed_; }
@@ -254,6 +262,7 @@ class Simulation {
   // Starts the member process of `id` from its disk (bootstrapping with `founding` when empty).
   void StartNode(NodeId id, std::vector<server::Member> founding);
   void ScheduleTick(Node& node);
+  void StartDueJoiners();
   // Carries out the member's pending Readies, then checks it.
   void Drain(Node& node);
   // After any call into a member: a member that stopped on a storage failure goes down.
@@ -325,6 +334,9 @@ class Simulation {
   uint64_t events_processed_ = 0;
   bool event_budget_exhausted_ = false;
   uint64_t members_stopped_ = 0;  // on storage failures
+  uint64_t joint_entered_ = 0;
+  uint64_t joint_left_ = 0;
+  std::set<NodeId> joiners_due_;  // named by an applied configuration, started after the event
 };
 
 }  // namespace kvstore::sim

@@ -364,6 +364,12 @@ int Fuzz(const Args& args, const std::string& command_line) {
     }
     RecordSeed(*s, options.nodes, result.passed, result.failures, cpu, options.duration_ms,
                &summary);
+    // Joint consensus, which only member replaces reach: entered and left, per applying node.
+    for (const auto& [probe, hits] :
+         {std::pair{"joint configuration entered", result.joint_configs_entered},
+          std::pair{"joint configuration left", result.joint_configs_left}}) {
+      if (hits > 0) (*summary.mutable_probe_hits())[probe] += hits;
+    }
     if (!result.passed) {
       progress.Clear();
       std::printf("[%llu%s] seed %llu FAILED\n",
