@@ -356,6 +356,50 @@ TEST_F(PartitionTest, TwoPlusTwoSplitCommitsNothingAndRecoversAfterHealing) {
               static_cast<long long>(to_leader / kj::MILLISECONDS));
 }
 
+// Each direction of a link is its own: with 20 ms on every link, the links INTO the leader are
+// cut while its own messages still go out. It hears no acknowledgement, so check-quorum deposes
+// it; the followers, no longer hearing a leader, elect another within a few election timeouts,
+// and writes commit again. The old leader's pre-votes still arrive but cannot disturb them. No
+// term has two leaders, and after healing the stores agree.
+TEST_F(PartitionTest, OneWayCutIntoTheLeaderElectsAnotherAndLosesNothing) {
+  StartCluster(3, "one_way");
+  for (int from = 0; from < 3; ++from) {
+    for (int to = 0; to < 3; ++to) {
+      if (from != to) cluster_->proxy()->SetFault(from, to, LinkFault::Delayed(20));
+    }
+  }
+  StartWorkload();
+  auto leader = WaitForLeader(5000);
+  ASSERT_TRUE(leader.has_value());
+  const int l = static_cast<int>(*leader);
+  Pause(500);
+  for (int from = 0; from < 3; ++from) {
+    if (from != l) cluster_->proxy()->SetFault(from, l, LinkFault::Refused());
+  }
+  const kj::TimePoint cut = Now();
+  std::optional<size_t> next;
+  const kj::TimePoint deadline = cut + 5 * kj::SECONDS;
+  while (Now() < deadline) {
+    next = Leader();
+    if (next.has_value() && *next != *leader) break;
+    Pause(100);
+  }
+  ASSERT_TRUE(next.has_value() && *next != *leader)
+      << "the followers did not elect another leader within 5 s";
+  const kj::TimePoint elected = Now();
+  std::printf("another leader %lld ms after the one-way cut\n",
+              static_cast<long long>((elected - cut) / kj::MILLISECONDS));
+  Pause(1500);
+  EXPECT_GT(workload_->Count(sim::Function::kWrite, sim::EventType::kOk, elected, Now()), 0u)
+      << "no write committed under the new leader";
+  EXPECT_GT(cluster_->proxy()->Stats(l, static_cast<int>(*next)).bytes_forwarded, 0u)
+      << "the old leader's own direction carried nothing";
+  cluster_->proxy()->HealAll();
+  Pause(1000);
+  StopWorkloadAndCheck();
+  EXPECT_TRUE(ReplicasAgree({0, 1, 2}));
+}
+
 // The seed's "add a member during a 2+1 partition": the majority side adds a voter, whose
 // process sits in the minority. The quorum becomes 3 of 4 while only 2 can talk, so the cluster
 // loses its leader (as the simulator's scenario shows, the reason to add learners first); the new
