@@ -2203,16 +2203,22 @@ int RunMakeMirror(Context& c) {
     return Fail(
         "`--dest-prefix` and `--no-dest-prefix` cannot be set at the same time, choose one");
   }
-  for (const char* flag : {"dest-cacert", "dest-cert", "dest-key"}) {
-    if (!c.flags.GetString(flag).empty()) {
-      return Fail(absl::StrCat("--", flag,
-                               " is not supported: kvctl reaches the destination over plain TCP"));
-    }
-  }
-  if (c.flags.Changed("dest-insecure-transport") && !c.flags.GetBool("dest-insecure-transport")) {
+  // etcdctl's destination TLS flags: any of them makes a destination without a scheme use TLS.
+  std::unique_ptr<net::TlsContext> destination_tls;
+  if (c.flags.Changed("dest-cacert") || c.flags.Changed("dest-cert") ||
+      c.flags.Changed("dest-key")) {
+    net::TlsFiles files;
+    files.trusted_ca_file = c.flags.GetString("dest-cacert");
+    files.cert_file = c.flags.GetString("dest-cert");
+    files.key_file = c.flags.GetString("dest-key");
+    absl::StatusOr<std::unique_ptr<net::TlsContext>> context = net::TlsContext::NewClient(files);
+    if (!context.ok()) return Fail(context.status());
+    destination_tls = std::move(*context);
+  } else if (c.flags.Changed("dest-insecure-transport") &&
+             !c.flags.GetBool("dest-insecure-transport") && c.args[0].rfind("https://", 0) != 0) {
     return Fail(
-        "--dest-insecure-transport=false is not supported: kvctl reaches the destination over "
-        "plain TCP");
+        "--dest-insecure-transport=false needs --dest-cacert (or an https:// destination, "
+        "checked against the system's trust store)");
   }
   const absl::Duration progress_interval = c.flags.GetDuration("progress-interval");
   if (progress_interval <= absl::ZeroDuration()) {
@@ -2230,6 +2236,7 @@ int RunMakeMirror(Context& c) {
     endpoint = absl::StripAsciiWhitespace(endpoint);
     if (!endpoint.empty()) destination_options.endpoints.emplace_back(endpoint);
   }
+  destination_options.tls = destination_tls.get();
   destination_options.per_try_timeout =
       ToKj(c.flags.GetDuration("dial-timeout") + c.flags.GetDuration("command-timeout"));
   absl::StatusOr<std::unique_ptr<net::Client>> destination = net::Client::Create(
@@ -2257,15 +2264,14 @@ void AddMakeMirrorFlags(FlagSet& f) {
               "cluster");
   f.AddBool("no-dest-prefix", 0, "mirror key-values to the root of the destination cluster");
   f.AddString("dest-cacert", 0, "",
-              "Verify certificates of TLS enabled secure servers using this CA bundle (not "
-              "supported)");
+              "Verify certificates of TLS enabled secure servers using this CA bundle");
   f.AddString("dest-cert", 0, "",
               "Identify secure client using this TLS certificate file for the destination "
-              "cluster (not supported)");
-  f.AddString("dest-key", 0, "", "Identify secure client using this TLS key file (not supported)");
-  // etcdctl's default is true; only =false (TLS, not supported) changes anything.
+              "cluster");
+  f.AddString("dest-key", 0, "", "Identify secure client using this TLS key file");
+  // etcdctl's default is true: plain text unless a --dest-cacert/cert/key or https:// says TLS.
   f.AddBool("dest-insecure-transport", 0,
-            "Disable transport security for client connections (kvctl: always)");
+            "Disable transport security for client connections (default true)");
   f.AddString("dest-user", 0, "",
               "Destination username[:password] for authentication (prompt if password is not "
               "supplied)");

@@ -91,8 +91,11 @@ out=$(src make-mirror --dest-prefix=/x --no-dest-prefix "$dest" 2>&1)
 [ $? = 1 ] &&
   [ "$out" = 'Error: `--dest-prefix` and `--no-dest-prefix` cannot be set at the same time, choose one' ] ||
   fail "both prefixes: $out"
-out=$(src make-mirror --dest-cacert=/ca.pem "$dest" 2>&1)
-[ $? = 1 ] && [[ "$out" == "Error: --dest-cacert is not supported"* ]] || fail "--dest-cacert: $out"
+out=$(src make-mirror --dest-cacert=/nonexistent/ca.pem "$dest" 2>&1)
+[ $? = 1 ] && [[ "$out" == "Error: "*"/nonexistent/ca.pem"* ]] || fail "--dest-cacert: $out"
+out=$(src make-mirror --dest-insecure-transport=false "$dest" 2>&1)
+[ $? = 1 ] && [[ "$out" == "Error: --dest-insecure-transport=false needs --dest-cacert"* ]] ||
+  fail "--dest-insecure-transport=false: $out"
 
 # --- kvctl make-mirror ---------------------------------------------------------------------------
 for i in $(seq 1 20); do src put "/p/k$i" "v$i" >/dev/null; done
