@@ -2,8 +2,9 @@
 #define KVSTORE_NET_CONCURRENCY_TESTING_KVNODE_CLUSTER_H_
 
 // Real kvnode processes on loopback ports picked by the kernel, for tests of client-side
-// libraries (this package, tools/failover). The tests that depend on it list //node:kvnode as
-// data. A member still running when the cluster goes is killed and reaped.
+// libraries (this package, tools/failover): the real-process harness (node/testing/cluster.h),
+// started and waited for until it serves a put. The tests that depend on it list //node:kvnode
+// as data. A member still running when the cluster goes is killed and reaped.
 
 #include <cstdint>
 #include <memory>
@@ -12,12 +13,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "node/crash_process.h"
+#include "node/testing/cluster.h"
 
 namespace kvstore::net::concurrency::testing {
 
-// A port nobody listens on now (the kernel's choice for port 0).
-uint16_t FreePort();
+using node::testing::FreePort;
 
 struct KvnodeClusterOptions {
   int members = 1;
@@ -32,7 +32,6 @@ class KvnodeCluster {
   // from a thread that has its event loop (the wait runs on a thread of its own).
   static absl::StatusOr<std::unique_ptr<KvnodeCluster>> Start(KvnodeClusterOptions options,
                                                               int64_t ready_timeout_ms = 20000);
-  ~KvnodeCluster();
 
   // "127.0.0.1:port" of each member's client URL.
   const std::vector<std::string>& endpoints() const { return endpoints_; }
@@ -43,7 +42,7 @@ class KvnodeCluster {
   absl::Status WaitUntilServing(int64_t timeout_ms);
   absl::Status PutUntilServing(int64_t timeout_ms);
 
-  std::vector<std::unique_ptr<node::crash::ChildProcess>> processes_;
+  std::unique_ptr<node::testing::Cluster> cluster_;
   std::vector<std::string> endpoints_;
 };
 
