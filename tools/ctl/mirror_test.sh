@@ -3,8 +3,8 @@
 # copy, puts, deletes and a txn of several keys followed by the watch (the txn lands in one
 # destination revision), the destination equal to the source under the new prefix, progress
 # lines, a clean stop on SIGTERM, a compacted source revision refused with a clear error, and
-# etcdctl's make-mirror against the same kvnodes (kvnode speaks etcd's gRPC API). Every node is
-# killed at the end whatever happens (trap).
+# etcdctl's make-mirror against the same kvnodes (kvnode speaks etcd's gRPC API), and a
+# destination reached over TLS (--dest-cacert). Every node is killed at the end (trap).
 set -uo pipefail
 root="$TEST_SRCDIR/$TEST_WORKSPACE"
 kvnode="$root/node/kvnode"
@@ -191,6 +191,37 @@ if command -v etcdctl >/dev/null; then
 else
   echo "etcdctl not found: its make-mirror not checked"
 fi
+
+# --- a TLS destination (--dest-cacert) -----------------------------------------------------------
+bash "$root/net/testing/make_certs.sh" "$dir/certs"
+tls_port=$(free_port_pair)
+while [ "$tls_port" = "$source_port" ] || [ "$tls_port" = "$dest_port" ]; do
+  tls_port=$(free_port_pair)
+done
+tls_peer="http://127.0.0.1:$((tls_port + 1))"
+"$kvnode" --name tls --data-dir "$dir/tls" \
+  --listen-client-urls "https://127.0.0.1:$tls_port" \
+  --advertise-client-urls "https://127.0.0.1:$tls_port" \
+  --cert-file "$dir/certs/server.crt" --key-file "$dir/certs/server.key" \
+  --listen-peer-urls "$tls_peer" --initial-advertise-peer-urls "$tls_peer" \
+  --initial-cluster "tls=$tls_peer" >"$dir/tls.log" 2>&1 &
+pids+=($!)
+tls_dst() {
+  "$kvctl" --endpoints "127.0.0.1:$tls_port" --cacert "$dir/certs/ca.crt" --dial-timeout 1s \
+    --command-timeout 2s "$@"
+}
+wait_until 10 tls_dst endpoint health >/dev/null 2>&1 || fail "the TLS kvnode did not serve"
+mirror_to make-mirror --prefix=/p/ --dest-prefix=/tls/ --dest-cacert="$dir/certs/ca.crt" \
+  "127.0.0.1:$tls_port" >/dev/null 2>"$dir/tls-mirror.err" &
+mirror=$!
+pids+=("$mirror")
+src put /p/over-tls 1 >/dev/null
+tls_converged() {
+  [ "$(src get /p/ --prefix | sed 's|^/p/|/tls/|')" = "$(tls_dst get /tls/ --prefix)" ]
+}
+wait_until 10 tls_converged || fail "TLS destination not converged: $(cat "$dir/tls-mirror.err")"
+kill -TERM "$mirror"
+wait "$mirror" || fail "make-mirror to the TLS destination: $(cat "$dir/tls-mirror.err")"
 
 if [ $failures -gt 0 ]; then
   echo "$failures failures; logs:"
