@@ -103,6 +103,18 @@ struct DecryptedSniff {
   }
 };
 
+// Reads and discards until the end of the stream.
+kj::Promise<void> Drain(kj::AsyncIoStream& stream) {
+  auto buffer = kj::heapArray<kj::byte>(4096);
+  auto& bytes = *buffer.begin();
+  return stream.tryRead(&bytes, 1, buffer.size())
+      .then([&stream](size_t n) -> kj::Promise<void> {
+        if (n == 0) return kj::READY_NOW;
+        return Drain(stream);
+      })
+      .attach(kj::mv(buffer));
+}
+
 // Relays bytes both ways between a TLS stream and the local end of gRPC's socketpair, until
 // both directions have ended; an end in one direction is passed on as a half-close.
 kj::Promise<void> Relay(kj::Own<kj::AsyncIoStream> tls, kj::Own<kj::AsyncIoStream> local) {
@@ -236,8 +248,18 @@ kj::Promise<void> ClientPort::Dispatch(kj::Own<kj::AsyncIoStream> stream) {
         Reject(remote, absl::StrCat("not a TLS client (plain text on a TLS port): it speaks ",
                                     ProtocolName(protocol)));
         if (protocol != ClientProtocol::kHttp) return kj::READY_NOW;
+        // Answer, half-close, and read what the client sent until it closes (a close with
+        // unread bytes would reset the connection before the client reads the answer).
+        sniffer = nullptr;
         auto& raw = *stream;
-        return raw.write(kHttpToHttpsAnswer, sizeof(kHttpToHttpsAnswer) - 1).attach(kj::mv(stream));
+        return timer_
+            .timeoutAfter(
+                kSniffTimeout,
+                raw.write(kHttpToHttpsAnswer, sizeof(kHttpToHttpsAnswer) - 1).then([&raw]() {
+                  raw.shutdownWrite();
+                  return Drain(raw);
+                }))
+            .attach(kj::mv(stream));
       }
       sniffer = nullptr;  // out of the event port before the stream reads
       return timer_.timeoutAfter(kTlsHandshakeTimeout, tls_.context->Accept(kj::mv(stream)))

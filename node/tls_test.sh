@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# A three-member kvnode cluster with TLS on its client and peer URLs (client and peer
+# certificates required), certificates made at test time (net/testing/make_certs.sh):
+#   - puts and gets through kvctl (Cap'n Proto), etcdctl 3.4 (gRPC) and curl (the JSON gateway);
+#   - a client trusting another CA, an expired client certificate, a client certificate from an
+#     untrusted CA, and plain-text kvctl, etcdctl and curl on the TLS port: each refused, with a
+#     'rejected connection' log line that says why, while the member keeps serving the others.
+set -uo pipefail
+root="$TEST_SRCDIR/$TEST_WORKSPACE"
+kvnode="$root/node/kvnode"
+kvctl="$root/tools/ctl/kvctl"
+dir="${TEST_TMPDIR:-$(mktemp -d)}"
+certs="$dir/certs"
+failures=0
+export ETCDCTL_API=3
+
+bash "$root/net/testing/make_certs.sh" "$certs" alice || {
+  echo "FAIL: making certificates"
+  exit 1
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port_pair() { # two consecutive free ports: client, peer
+  local port
+  while :; do
+    port=$((20000 + RANDOM % 40000))
+    if ! port_in_use "$port" && ! port_in_use $((port + 1)); then
+      echo "$port"
+      return
+    fi
+  done
+}
+declare -a client peer pids
+cluster=""
+for i in 1 2 3; do
+  client[$i]=$(free_port_pair)
+  peer[$i]=$((client[$i] + 1))
+  cluster+="${cluster:+,}n$i=https://127.0.0.1:${peer[$i]}"
+done
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+  wait 2>/dev/null
+}
+trap cleanup EXIT
+for i in 1 2 3; do
+  "$kvnode" --name "n$i" --data-dir "$dir/n$i" --initial-cluster "$cluster" \
+    --listen-client-urls "https://127.0.0.1:${client[$i]}" \
+    --listen-peer-urls "https://127.0.0.1:${peer[$i]}" \
+    --initial-advertise-peer-urls "https://127.0.0.1:${peer[$i]}" \
+    --cert-file "$certs/server.crt" --key-file "$certs/server.key" \
+    --trusted-ca-file "$certs/ca.crt" --client-cert-auth \
+    --peer-cert-file "$certs/server.crt" --peer-key-file "$certs/server.key" \
+    --peer-trusted-ca-file "$certs/ca.crt" --peer-client-cert-auth \
+    >"$dir/n$i.log" 2>&1 &
+  pids+=($!)
+done
+
+tls=(--cacert "$certs/ca.crt" --cert "$certs/client-alice.crt" --key "$certs/client-alice.key")
+ctl() { # ctl MEMBER ARGS...
+  local i=$1
+  shift
+  "$kvctl" --endpoints "https://127.0.0.1:${client[$i]}" --dial-timeout 1s --command-timeout 3s \
+    "$@"
+}
+etcdctl_at() { # etcdctl_at MEMBER ARGS...
+  local i=$1
+  shift
+  timeout 10 etcdctl --endpoints "https://127.0.0.1:${client[$i]}" --dial-timeout 2s \
+    --command-timeout 3s "$@"
+}
+
+# The cluster is up once a write commits (its peers talk TLS to each other).
+for _ in $(seq 100); do
+  ctl 1 "${tls[@]}" put ready yes >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+expect() { # expect NAME WANT GOT
+  if [[ "$2" != "$3" ]]; then
+    echo "FAIL: $1"
+    diff <(printf '%s\n' "$2") <(printf '%s\n' "$3") | sed 's/^/    /'
+    failures=$((failures + 1))
+  else
+    echo "ok: $1"
+  fi
+}
+expect_fails() { # expect_fails NAME NEEDLE COMMAND...: the command fails, its output has NEEDLE
+  local name=$1 needle=$2 out rc
+  shift 2
+  out=$("$@" 2>&1)
+  rc=$?
+  if [[ $rc -eq 0 || "$out" != *"$needle"* ]]; then
+    echo "FAIL: $name: exit $rc, wanted a failure mentioning '$needle':"
+    printf '%s\n' "$out" | sed 's/^/    /'
+    failures=$((failures + 1))
+  else
+    echo "ok: $name"
+  fi
+}
+expect_log() { # expect_log NAME MEMBER NEEDLE: the member logged a rejected connection with NEEDLE
+  local name=$1 i=$2 needle=$3
+  for _ in $(seq 50); do
+    grep '"msg":"rejected connection"' "$dir/n$i.log" | grep -qF -- "$needle" && {
+      echo "ok: $name logged"
+      return
+    }
+    sleep 0.1
+  done
+  echo "FAIL: $name: n$i logged no rejected connection with '$needle':"
+  grep rejected "$dir/n$i.log" | sed 's/^/    /'
+  failures=$((failures + 1))
+}
+
+expect "kvctl put over TLS" "OK" "$(ctl 1 "${tls[@]}" put greeting hello 2>&1)"
+expect "kvctl get from another member" $'greeting\nhello' "$(ctl 2 "${tls[@]}" get greeting 2>&1)"
+expect "etcdctl put over TLS (gRPC)" "OK" "$(etcdctl_at 3 "${tls[@]}" put tool etcdctl 2>&1)"
+expect "etcdctl get over TLS (gRPC)" $'tool\netcdctl' "$(etcdctl_at 2 "${tls[@]}" get tool 2>&1)"
+expect "kvctl reads etcdctl's write" $'tool\netcdctl' "$(ctl 1 "${tls[@]}" get tool 2>&1)"
+got=$(curl -sS --max-time 5 "${tls[@]}" "https://127.0.0.1:${client[3]}/v3/kv/range" \
+  -X POST -d '{"key":"Z3JlZXRpbmc="}' 2>&1)
+expect "curl range over TLS (JSON gateway)" "aGVsbG8=" \
+  "$(printf '%s' "$got" | sed -n 's/.*"value":"\([^"]*\)".*/\1/p')"
+expect "member list over TLS" "3" "$(ctl 1 "${tls[@]}" member list 2>&1 | grep -c https://)"
+
+# Refusals, each on member 1, which must keep serving.
+expect_fails "kvctl trusting another CA" "server certificate refused" \
+  ctl 1 --cacert "$certs/other-ca.crt" --cert "$certs/client-alice.crt" \
+  --key "$certs/client-alice.key" get greeting
+expect_log "a client refusing the server's certificate" 1 "TLS handshake failed"
+expect_fails "kvctl with an expired client certificate" "certificate expired" \
+  ctl 1 --cacert "$certs/ca.crt" --cert "$certs/expired.crt" --key "$certs/expired.key" \
+  get greeting
+expect_log "an expired client certificate" 1 "client certificate refused: certificate has expired"
+expect_fails "etcdctl with a certificate from an untrusted CA" "context deadline exceeded" \
+  etcdctl_at 1 --cacert "$certs/ca.crt" --cert "$certs/untrusted.crt" \
+  --key "$certs/untrusted.key" get greeting
+expect_log "an untrusted client certificate" 1 \
+  "client certificate refused: unable to get local issuer certificate"
+expect_fails "kvctl without a client certificate" "Error" \
+  ctl 1 --cacert "$certs/ca.crt" get greeting
+expect_log "no client certificate" 1 "peer did not return a certificate"
+expect_fails "plain-text kvctl on the TLS port" "Error" \
+  "$kvctl" --endpoints "http://127.0.0.1:${client[1]}" --dial-timeout 1s --command-timeout 1s \
+  get greeting
+expect_log "plain-text Cap'n Proto" 1 "not a TLS client (plain text on a TLS port): it speaks Cap'n Proto"
+expect_fails "plain-text etcdctl on the TLS port" "context deadline exceeded" \
+  timeout 10 etcdctl --endpoints "http://127.0.0.1:${client[1]}" --dial-timeout 2s \
+  --command-timeout 2s get greeting
+expect_log "plain-text gRPC" 1 "not a TLS client (plain text on a TLS port): it speaks gRPC"
+expect "plain-text curl on the TLS port" "Client sent an HTTP request to an HTTPS server." \
+  "$(curl -sS --max-time 5 "http://127.0.0.1:${client[1]}/health" 2>&1)"
+expect_log "plain-text HTTP" 1 "not a TLS client (plain text on a TLS port): it speaks HTTP/1.1"
+
+expect "member 1 still serves kvctl" "OK" "$(ctl 1 "${tls[@]}" put after refusals 2>&1)"
+expect "member 1 still serves etcdctl" $'after\nrefusals' \
+  "$(etcdctl_at 1 "${tls[@]}" get after 2>&1)"
+
+if ((failures > 0)); then
+  echo "$failures failures; member logs:"
+  for i in 1 2 3; do sed "s/^/    n$i: /" "$dir/n$i.log" | tail -20; done
+  exit 1
+fi
+echo PASS
