@@ -384,10 +384,6 @@ absl::StatusOr<mvcc::TxnResponse> DecodeTxnResponse(rpc::TxnResponse::Reader in,
 }
 
 absl::StatusOr<mvcc::WatchRequest> DecodeWatchRequest(rpc::WatchRequest::Reader in) {
-  if (in.getProgressNotify()) {
-    return Error(ErrorCode::kInvalidArgument,
-                 "watch: progressNotify is not supported (use WatchHandle.requestProgress)");
-  }
   mvcc::WatchRequest w;
   w.key = ToString(in.getKey());
   w.range_end = ToString(in.getRangeEnd());
@@ -395,6 +391,7 @@ absl::StatusOr<mvcc::WatchRequest> DecodeWatchRequest(rpc::WatchRequest::Reader 
   w.no_put = in.getNoPut();
   w.no_delete = in.getNoDelete();
   w.prev_kv = in.getPrevKv();
+  w.progress_notify = in.getProgressNotify();
   return w;
 }
 
@@ -591,6 +588,10 @@ void ToCapnp(const server::Member& in, rpc::PeerMember::Builder out) {
   auto urls = out.initPeerUrls(in.peer_urls.size());
   for (size_t i = 0; i < in.peer_urls.size(); ++i) urls.set(i, AsText(in.peer_urls[i]));
   out.setIsLearner(in.is_learner);
+  auto client_urls = out.initClientUrls(in.client_urls.size());
+  for (size_t i = 0; i < in.client_urls.size(); ++i) {
+    client_urls.set(i, AsText(in.client_urls[i]));
+  }
 }
 
 absl::StatusOr<server::Member> FromCapnp(rpc::PeerMember::Reader in) {
@@ -601,7 +602,89 @@ absl::StatusOr<server::Member> FromCapnp(rpc::PeerMember::Reader in) {
     m.name = ToString(in.getName());
     for (auto url : in.getPeerUrls()) m.peer_urls.push_back(ToString(url));
     m.is_learner = in.getIsLearner();
+    for (auto url : in.getClientUrls()) m.client_urls.push_back(ToString(url));
     return m;
+  });
+}
+
+bool IsForwardable(server::RequestType type) {
+  return type == server::RequestType::kLeaseKeepAlive ||
+         type == server::RequestType::kLeaseTimeToLive ||
+         type == server::RequestType::kMemberPromote;
+}
+
+void ToCapnp(const server::Request& in, rpc::ForwardRequest::Builder out) {
+  out.setType(static_cast<uint8_t>(in.type));
+  out.setToken(AsText(in.token));
+  out.setLeaseId(in.lease_id);
+  out.setMemberId(in.member.id);
+}
+
+absl::StatusOr<server::Request> FromCapnp(rpc::ForwardRequest::Reader in) {
+  return Guarded<server::Request>([&]() -> absl::StatusOr<server::Request> {
+    const auto type = static_cast<server::RequestType>(in.getType());
+    if (!IsForwardable(type)) {
+      return Malformed(absl::StrCat("forwarded request of type ", in.getType(),
+                                    ", which only the leader's own clients may send"));
+    }
+    server::Request r;
+    r.type = type;
+    r.token = ToString(in.getToken());
+    if (type == server::RequestType::kMemberPromote) {
+      r.member.id = in.getMemberId();
+      if (r.member.id == raft::kNoNode) return Malformed("forwarded member promote of member 0");
+    } else {
+      r.lease_id = in.getLeaseId();
+      if (r.lease_id == lease::kNoLease) return Malformed("forwarded lease request of lease 0");
+    }
+    return r;
+  });
+}
+
+void ToCapnp(const server::Response& in, rpc::ForwardResponse::Builder out) {
+  const std::string code(ErrorCodeName(CodeOf(in.status)));
+  out.setCode(AsText(code));
+  out.setMessage(AsText(std::string(in.status.message())));
+  out.setLeaseId(in.lease.id);
+  out.setGrantedTtlSeconds(in.lease.granted_ttl_seconds);
+  out.setRemainingTtlSeconds(in.lease.remaining_ttl_seconds);
+  auto keys = out.initKeys(in.lease.keys.size());
+  for (size_t i = 0; i < in.lease.keys.size(); ++i) {
+    keys.set(i, AsData(in.lease.keys[i]));
+  }
+  auto members = out.initMembers(in.members.size());
+  for (size_t i = 0; i < in.members.size(); ++i) ToCapnp(in.members[i], members[i]);
+}
+
+absl::StatusOr<server::Response> FromCapnp(rpc::ForwardResponse::Reader in,
+                                           server::RequestType type) {
+  return Guarded<server::Response>([&]() -> absl::StatusOr<server::Response> {
+    server::Response r;
+    r.type = type;
+    const std::string name = ToString(in.getCode());
+    const ErrorCode code = ErrorCodeFromName(name);
+    if (ErrorCodeName(code) != name) {
+      return Malformed(absl::StrCat("forwarded response with unknown code ", name));
+    }
+    if (code != ErrorCode::kOk) {
+      // The message is the leader's whole status text ("CODE: message"): keep it as it was.
+      std::string message = ToString(in.getMessage());
+      const std::string prefix = absl::StrCat(name, ": ");
+      if (absl::StartsWith(message, prefix)) message = message.substr(prefix.size());
+      r.status = Error(code, message);
+      return r;
+    }
+    r.lease.id = in.getLeaseId();
+    r.lease.granted_ttl_seconds = in.getGrantedTtlSeconds();
+    r.lease.remaining_ttl_seconds = in.getRemainingTtlSeconds();
+    for (auto key : in.getKeys()) r.lease.keys.push_back(ToString(key));
+    RequireSizedElements(in.getMembers());
+    for (auto m : in.getMembers()) {
+      absl::StatusOr<server::Member> member = FromCapnp(m);
+      if (!member.ok()) return member.status();
+      r.members.push_back(std::move(*member));
+    }
+    return r;
   });
 }
 
@@ -764,6 +847,7 @@ void ToCapnp(const mvcc::WatchRequest& in, rpc::WatchRequest::Builder out) {
   out.setNoPut(in.no_put);
   out.setNoDelete(in.no_delete);
   out.setPrevKv(in.prev_kv);
+  out.setProgressNotify(in.progress_notify);
 }
 
 void ToCapnp(const mvcc::WatchResponse& in, rpc::WatchResponse::Builder out) {

@@ -91,6 +91,17 @@ absl::StatusOr<raft::Message> FromCapnp(rpc::Message::Reader in);
 void ToCapnp(const server::Member& in, rpc::PeerMember::Builder out);
 absl::StatusOr<server::Member> FromCapnp(rpc::PeerMember::Reader in);
 
+// A leader-only client request a follower forwards (Peer.forward): lease keep-alive, lease
+// time-to-live or member promote. Decoding refuses any other type, and a lease or member id 0.
+bool IsForwardable(server::RequestType type);
+void ToCapnp(const server::Request& in, rpc::ForwardRequest::Builder out);
+absl::StatusOr<server::Request> FromCapnp(rpc::ForwardRequest::Reader in);
+// The leader's answer: its status and the fields of the request's type (the header is the
+// forwarding member's own, as etcd fills it).
+void ToCapnp(const server::Response& in, rpc::ForwardResponse::Builder out);
+absl::StatusOr<server::Response> FromCapnp(rpc::ForwardResponse::Reader in,
+                                           server::RequestType type);
+
 // --- Values of the client API (client.capnp) ----------------------------------------------------
 
 void ToCapnp(const absl::Status& in, rpc::Status::Builder out);
@@ -126,8 +137,8 @@ absl::StatusOr<mvcc::PutResponse> FromCapnp(rpc::PutResponse::Reader in, mvcc::R
 absl::StatusOr<mvcc::DeleteRangeResponse> FromCapnp(rpc::DeleteRangeResponse::Reader in,
                                                     mvcc::Revision revision);
 absl::StatusOr<mvcc::TxnResponse> FromCapnp(rpc::TxnResponse::Reader in, mvcc::Revision revision);
-// progressNotify (etcd's periodic notifications) is refused: the core has no timer per watch;
-// clients ask with WatchHandle.requestProgress.
+// progressNotify asks for etcd's periodic progress notifications (the member sends them every
+// --experimental-watch-progress-notify-interval); WatchHandle.requestProgress asks for one now.
 absl::StatusOr<mvcc::WatchRequest> FromCapnp(rpc::WatchRequest::Reader in);
 absl::StatusOr<mvcc::WatchResponse> FromCapnp(rpc::WatchResponse::Reader in);
 // server::Member has no client URLs: clientUrls is left empty and ignored.

@@ -598,12 +598,18 @@ TEST(ConvertValueTest, BadEnumsAreRefusedNamingTheField) {
     a.setType(0);
     refused(FromCapnp(wire.Read<rpc::Alarm>(ResponseReaderOptions())).status(), "alarm type 0");
   }
-  {
-    Wire wire;
-    wire.Init<rpc::WatchRequest>().setProgressNotify(true);
-    refused(FromCapnp(wire.Read<rpc::WatchRequest>(RequestReaderOptions())).status(),
-            "progressNotify is not supported");
-  }
+}
+
+TEST(ConvertValueTest, WatchRequestCarriesProgressNotify) {
+  Wire wire;
+  mvcc::WatchRequest in;
+  in.key = "k";
+  in.progress_notify = true;
+  ToCapnp(in, wire.Init<rpc::WatchRequest>());
+  auto out = FromCapnp(wire.Read<rpc::WatchRequest>(RequestReaderOptions()));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->key, "k");
+  EXPECT_TRUE(out->progress_notify);
 }
 
 TEST(ConvertLimitsTest, ReaderOptionsFollowTheNamedLimits) {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -46,6 +47,12 @@ class MemberService {
   // A client request; resolves with its response (errors are in Response::status). Never
   // rejects except when the member shuts down.
   virtual kj::Promise<server::Response> Call(server::Request request) = 0;
+  // A leader-only request another member forwarded (Peer.forward): served here and never
+  // forwarded again, so a member that lost the leadership answers NOT_LEADER and the sender
+  // retries with the leader it learns of next.
+  virtual kj::Promise<server::Response> CallForwarded(server::Request request) {
+    return Call(std::move(request));
+  }
   // Opens a watch whose responses go to `sink` until it ends: either the member ends it (a
   // response with `canceled` set, say for a compacted revision, is the sink's last) or
   // CancelWatch returns, after which the sink is never called again, so its owner may destroy

@@ -60,6 +60,11 @@ interface Peer {
   # The cluster's members as this member knows them: a member joining an existing cluster
   # (--initial-cluster-state=existing) finds the id the cluster gave it by its peer URLs.
   members @2 (clusterId :UInt64) -> (members :List(PeerMember));
+  # A client request that only the leader serves, forwarded by a follower that received it (etcd
+  # forwards lease keep-alive and time-to-live, and member promote, to its leader). The receiver
+  # serves it without forwarding it again: a member that is no longer the leader answers
+  # NOT_LEADER and the sender tries the leader it learns of next.
+  forward @3 (clusterId :UInt64, request :ForwardRequest) -> (response :ForwardResponse);
 }
 
 struct PeerMember {
@@ -67,4 +72,22 @@ struct PeerMember {
   name @1 :Text;
   peerUrls @2 :List(Text);
   isLearner @3 :Bool;
+  clientUrls @4 :List(Text);
+}
+
+struct ForwardRequest {
+  type @0 :UInt8;       # server::RequestType: kLeaseKeepAlive, kLeaseTimeToLive or kMemberPromote
+  token @1 :Text;       # the caller's auth token, checked by the leader
+  leaseId @2 :Int64;    # the lease requests
+  memberId @3 :UInt64;  # member promote
+}
+
+struct ForwardResponse {
+  code @0 :Text;        # the stable name of core/base/errors.h ("OK", "LEASE_NOT_FOUND", ...)
+  message @1 :Text;
+  leaseId @2 :Int64;
+  grantedTtlSeconds @3 :Int64;
+  remainingTtlSeconds @4 :Int64;
+  keys @5 :List(Data);
+  members @6 :List(PeerMember);  # member promote: the members after it
 }

@@ -150,6 +150,22 @@ class PeerImpl final : public rpc::Peer::Server {
     return kj::READY_NOW;
   }
 
+  kj::Promise<void> forward(ForwardContext context) override {
+    auto params = context.getParams();
+    if (params.getClusterId() != member_.cluster_id()) {
+      return ClusterMismatch(params.getClusterId(), member_.cluster_id());
+    }
+    absl::StatusOr<server::Request> request = FromCapnp(params.getRequest());
+    if (!request.ok()) {
+      return KJ_EXCEPTION(FAILED, "refused", std::string(request.status().message()).c_str());
+    }
+    context.releaseParams();
+    return member_.CallForwarded(std::move(*request))
+        .then([context](server::Response response) mutable {
+          ToCapnp(response, context.getResults().initResponse());
+        });
+  }
+
  private:
   MemberService& member_;
   const PeerServiceOptions options_;
@@ -381,6 +397,90 @@ kj::Promise<void> PeerClient::WriteChunks(rpc::SnapshotSink::Client sink,
 void PeerClient::taskFailed(kj::Exception&& exception) {
   RAFT_CHECK(false) << "PeerClient " << options_.peer_id
                     << " task failed: " << exception.getDescription().cStr();
+}
+
+// --- PeerForwarder ------------------------------------------------------------------------------
+
+PeerForwarder::PeerForwarder(kj::Network& network, kj::Timer& timer, uint64_t cluster_id)
+    : network_(network), timer_(timer), cluster_id_(cluster_id), tasks_(*this) {}
+
+PeerForwarder::~PeerForwarder() noexcept {}
+
+kj::Promise<absl::StatusOr<server::Response>> PeerForwarder::Forward(raft::NodeId peer,
+                                                                     std::string address,
+                                                                     server::Request request,
+                                                                     kj::Duration timeout,
+                                                                     TlsContext* tls) {
+  using Result = absl::StatusOr<server::Response>;
+  const server::RequestType type = request.type;
+  auto failed = [peer, address](absl::string_view why) -> Result {
+    return Unavailable(peer, address, absl::StrCat("forward: ", why));
+  };
+  kj::Promise<Result> call =
+      Connected(peer, address, timeout, tls)
+          .then([this, request = std::move(request)](rpc::Peer::Client client) {
+            auto call = client.forwardRequest();
+            call.setClusterId(cluster_id_);
+            ToCapnp(request, call.initRequest());
+            return call.send();
+          })
+          .then([type](capnp::Response<rpc::Peer::ForwardResults> results) -> Result {
+            return FromCapnp(results.getResponse(), type);
+          })
+          .catch_([this, peer, failed](kj::Exception&& e) {
+            // A broken connection is dropped; the next forward connects afresh.
+            if (e.getType() == kj::Exception::Type::DISCONNECTED) Drop(peer);
+            return failed(e.getDescription().cStr());
+          });
+  return timer_.afterDelay(timeout)
+      .then([failed] { return failed("no answer in time"); })
+      .exclusiveJoin(kj::mv(call));
+}
+
+kj::Promise<rpc::Peer::Client> PeerForwarder::Connected(raft::NodeId peer,
+                                                        const std::string& address,
+                                                        kj::Duration timeout, TlsContext* tls) {
+  Link& link = links_[peer];
+  if (link.address != address) {
+    Drop(peer);  // the member moved (member update)
+    links_[peer].address = address;
+  }
+  if (links_[peer].connection.get() != nullptr) return links_[peer].peer;
+  return ConnectWithin(network_, timer_, address, std::min(timeout, kPeerConnectTimeout), tls)
+      .then([this, peer, address](kj::Own<kj::AsyncIoStream> stream) -> rpc::Peer::Client {
+        Link& link = links_[peer];
+        // Another forward may have connected meanwhile: use its connection, close this one.
+        if (link.connection.get() != nullptr || link.address != address) return link.peer;
+        link.connection = kj::heap<RpcConnection>(kj::mv(stream), PeerReaderOptions());
+        link.peer = link.connection->Bootstrap<rpc::Peer>();
+        const uint64_t generation = ++link.generation;
+        tasks_.add(link.connection->OnDisconnect().then(
+            [this, peer, generation] { DropIf(peer, generation); },
+            [this, peer, generation](kj::Exception&&) { DropIf(peer, generation); }));
+        return link.peer;
+      });
+}
+
+void PeerForwarder::DropIf(raft::NodeId peer, uint64_t generation) {
+  auto it = links_.find(peer);
+  if (it != links_.end() && it->second.generation == generation) Drop(peer);
+}
+
+void PeerForwarder::Drop(raft::NodeId peer) {
+  auto it = links_.find(peer);
+  if (it == links_.end()) return;
+  Link& link = it->second;
+  ++link.generation;
+  link.peer = nullptr;
+  // Destroyed on the next turn: this may run inside a continuation of the connection's own.
+  if (link.connection.get() != nullptr) {
+    tasks_.add(kj::evalLater([connection = kj::mv(link.connection)] {}));
+  }
+}
+
+// Every task handles its own failure; nothing reaches here.
+void PeerForwarder::taskFailed(kj::Exception&& exception) {
+  RAFT_CHECK(false) << "PeerForwarder task failed: " << exception.getDescription().cStr();
 }
 
 // --- FetchMembers -------------------------------------------------------------------------------

@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -177,6 +178,48 @@ class PeerClient final : private kj::TaskSet::ErrorHandler {
   bool unreachable_pending_ = false;
   kj::Duration backoff_;
   bool snapshot_in_flight_ = false;
+  kj::TaskSet tasks_;  // last: destroyed first, so no task outlives the state it uses
+};
+
+// --- Forwarding ---------------------------------------------------------------------------------
+
+// Forwards leader-only client requests (IsForwardable in convert.h) to the leader over
+// Peer.forward, on one connection per peer of its own, so a forward never waits behind a batch
+// of Raft messages or a snapshot. A connection is opened on first use and kept; a broken one is
+// dropped and the next forward connects afresh. Whether and when to retry is the caller's.
+class PeerForwarder final : private kj::TaskSet::ErrorHandler {
+ public:
+  // `network` and `timer` (the loop's) must outlive the forwarder.
+  PeerForwarder(kj::Network& network, kj::Timer& timer, uint64_t cluster_id);
+  ~PeerForwarder() noexcept;
+
+  // The member `peer` at `address` serves `request`; resolves with its response (its status
+  // may be an error of its own, NOT_LEADER included), or with an Unavailable error naming the
+  // peer when it could not be reached or did not answer within `timeout`. `tls`: the client
+  // context for an https:// peer URL (nullptr: plain TCP).
+  kj::Promise<absl::StatusOr<server::Response>> Forward(raft::NodeId peer, std::string address,
+                                                        server::Request request,
+                                                        kj::Duration timeout,
+                                                        TlsContext* tls = nullptr);
+
+ private:
+  struct Link {
+    std::string address;
+    kj::Own<RpcConnection> connection;
+    rpc::Peer::Client peer = nullptr;
+    uint64_t generation = 0;  // counts connections; a late disconnect of an old one is ignored
+  };
+
+  kj::Promise<rpc::Peer::Client> Connected(raft::NodeId peer, const std::string& address,
+                                           kj::Duration timeout, TlsContext* tls);
+  void Drop(raft::NodeId peer);
+  void DropIf(raft::NodeId peer, uint64_t generation);
+  void taskFailed(kj::Exception&& exception) override;
+
+  kj::Network& network_;
+  kj::Timer& timer_;
+  const uint64_t cluster_id_;
+  std::map<raft::NodeId, Link> links_;
   kj::TaskSet tasks_;  // last: destroyed first, so no task outlives the state it uses
 };
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 
 namespace kvstore::node {
 namespace {
@@ -240,6 +241,17 @@ absl::StatusOr<NodeConfig> ParseConfig(const std::vector<std::string>& args,
        number_flag("heartbeat-interval", &config.heartbeat_interval_ms, int64_t{1})},
       {"election-timeout",
        number_flag("election-timeout", &config.election_timeout_ms, int64_t{1})},
+      {"experimental-watch-progress-notify-interval",
+       [&](const std::string& v) -> absl::Status {
+         absl::Duration interval;
+         if (!absl::ParseDuration(v, &interval) || interval < absl::Milliseconds(1)) {
+           return absl::InvalidArgumentError(
+               absl::StrCat("--experimental-watch-progress-notify-interval=", v,
+                            ": want a duration of at least 1ms (\"10m0s\", \"500ms\")"));
+         }
+         config.watch_progress_notify_interval_ms = absl::ToInt64Milliseconds(interval);
+         return absl::OkStatus();
+       }},
       {"quota-backend-bytes",
        number_flag("quota-backend-bytes", &config.quota_backend_bytes, uint64_t{0})},
       {"max-request-bytes",
@@ -357,6 +369,7 @@ absl::StatusOr<RuntimeOptions> ToRuntimeOptions(const NodeConfig& config) {
   for (const Url& url : config.advertise_client_urls) options.client_urls.push_back(url.text);
   options.data_dir = config.data_dir;
   options.heartbeat_interval_ms = config.heartbeat_interval_ms;
+  options.watch_progress_notify_interval_ms = config.watch_progress_notify_interval_ms;
   options.election_timeout_ms = config.election_timeout_ms;
   options.snapshot_count = config.snapshot_count;
   options.quota_backend_bytes = config.quota_backend_bytes;
@@ -410,6 +423,9 @@ variables (a flag given on the command line wins). With no flags: one member "de
   --snapshot-count N                   applied entries between log compactions (default 100000)
   --heartbeat-interval MS              a Raft tick (default 100)
   --election-timeout MS                at least 5 heartbeats (default 1000)
+  --experimental-watch-progress-notify-interval DURATION
+                                       progress notifications to progress_notify watchers
+                                       (default 10m0s)
   --quota-backend-bytes N              NOSPACE alarm above this (default 2 GiB, at most 8 GiB)
   --max-request-bytes N                largest client request (default 1572864)
   --auth-token simple|jwt,OPTIONS      auth tokens (default simple); jwt takes

@@ -56,6 +56,9 @@ struct NodeConfig {
   uint64_t snapshot_count = 100000;
   int64_t heartbeat_interval_ms = 100;
   int64_t election_timeout_ms = 1000;
+  // etcd's --experimental-watch-progress-notify-interval (a Go duration, "10m0s"): how often
+  // watchers created with progress_notify get a progress notification.
+  int64_t watch_progress_notify_interval_ms = 10 * 60 * 1000;
   uint64_t quota_backend_bytes = server::kDefaultQuotaBytes;
   uint64_t max_request_bytes = server::kDefaultMaxRequestBytes;
   // --auth-token: "simple" (the default) or "jwt,pub-key=,priv-key=,sign-method=,ttl=" (key

@@ -93,7 +93,26 @@ class Router : public PeerRouter {
   // answers the leader before it has applied the configuration entries that name it).
   Router(kj::AsyncIoContext& io, Runtime& runtime, uint64_t cluster_id, Logger& log,
          std::vector<server::Member> known)
-      : io_(io), runtime_(runtime), cluster_id_(cluster_id), log_(log), known_(std::move(known)) {}
+      : io_(io),
+        runtime_(runtime),
+        cluster_id_(cluster_id),
+        log_(log),
+        known_(std::move(known)),
+        forwarder_(io.provider->getNetwork(), io.provider->getTimer(), cluster_id) {}
+
+  kj::Promise<absl::StatusOr<server::Response>> Forward(raft::NodeId leader,
+                                                        server::Request request,
+                                                        kj::Duration timeout) override {
+    for (const server::Member& member : runtime_.Members()) {
+      if (member.id != leader || member.peer_urls.empty()) continue;
+      auto url = ParseUrl(member.peer_urls.front());
+      if (!url.ok()) return absl::StatusOr<server::Response>(url.status());
+      return forwarder_.Forward(leader, url->HostPort(), std::move(request), timeout,
+                                tls_ != nullptr ? tls_->PeerClientFor(*url) : nullptr);
+    }
+    return absl::StatusOr<server::Response>(
+        absl::UnavailableError(absl::StrCat("leader ", absl::Hex(leader), " has no peer URL")));
+  }
 
   void Send(const raft::Message& message) override {
     net::PeerClient* peer = Find(message.to);
@@ -152,6 +171,7 @@ class Router : public PeerRouter {
  private:
   std::vector<server::Member> known_;
   std::map<raft::NodeId, std::unique_ptr<net::PeerClient>> peers_;
+  net::PeerForwarder forwarder_;
 };
 
 // gRPC connections arrive as sockets from the client URLs (net/client_port.h), so the server

@@ -55,6 +55,17 @@ bool TxnReadOnly(const mvcc::TxnRequest& txn) {
   return true;
 }
 
+// Between two tries of a forward to the leader (etcd's throttle in LeaseRenew).
+constexpr int64_t kForwardRetryDelayMs = 50;
+
+// Requests only the leader serves, which a follower forwards to it (etcd forwards lease renewal
+// and time-to-live over its peer API, and member promote; see Runtime::Call).
+bool LeaderOnly(server::RequestType type) {
+  return type == server::RequestType::kLeaseKeepAlive ||
+         type == server::RequestType::kLeaseTimeToLive ||
+         type == server::RequestType::kMemberPromote;
+}
+
 // Requests that etcd proposes through the log as internal Raft requests (what its
 // proposals_pending and proposals_failed_total count): writes, compaction, lease grant and
 // revoke, alarm changes, every auth request. Reads (a read-only txn too) use ReadIndex;
@@ -521,6 +532,7 @@ absl::Status Runtime::Open() {
   for (int i = 1; i < config.election_tick; ++i) member_->Tick();
   tasks_->add(TickLoop());
   tasks_->add(FlushLoop());
+  tasks_->add(ProgressNotifyLoop());
   return absl::OkStatus();
 }
 
@@ -547,6 +559,17 @@ kj::Promise<void> Runtime::FlushLoop() {
           return kj::READY_NOW;
         }
         return FlushLoop();
+      });
+}
+
+kj::Promise<void> Runtime::ProgressNotifyLoop() {
+  return io_.provider->getTimer()
+      .afterDelay(options_.watch_progress_notify_interval_ms * kj::MILLISECONDS)
+      .then([this]() -> kj::Promise<void> {
+        if (member_->stopped()) return kj::READY_NOW;
+        member_->server().NotifyWatchProgress();
+        member_->Drain();
+        return ProgressNotifyLoop();
       });
 }
 
@@ -649,24 +672,98 @@ kj::Promise<absl::Status> Runtime::Stopped() { return stopped_.addBranch(); }
 // --- net::MemberService -------------------------------------------------------------------------
 
 kj::Promise<server::Response> Runtime::Call(server::Request request) {
-  return Submit(std::move(request), /*counted=*/true);
+  if (!LeaderOnly(request.type)) return Submit(std::move(request), /*counted=*/true);
+  // Counted once, with the answer the client gets (not a NOT_LEADER that was forwarded).
+  const server::RequestType type = request.type;
+  const bool counted = CountStarted(type);
+  server::Request copy = request;
+  const kj::TimePoint deadline =
+      io_.provider->getTimer().now() +
+      (kRequestTimeoutMs + 2 * options_.election_timeout_ms) * kj::MILLISECONDS;
+  return Submit(std::move(request), /*counted=*/false)
+      .then([this, copy = std::move(copy),
+             deadline](server::Response response) mutable -> kj::Promise<server::Response> {
+        if (CodeOf(response.status) != ErrorCode::kNotLeader) return std::move(response);
+        return ServeAtLeader(std::move(copy), deadline);
+      })
+      .then([this, type, counted](server::Response response) {
+        if (counted) HandledCounter(type, response.status.code()).Inc();
+        return response;
+      });
+}
+
+kj::Promise<server::Response> Runtime::CallForwarded(server::Request request) {
+  // The forwarding member counted it; etcd's leader serves it over its peer API, uncounted.
+  return Submit(std::move(request), /*counted=*/false);
+}
+
+kj::Promise<server::Response> Runtime::ServeAtLeader(server::Request request,
+                                                     kj::TimePoint deadline) {
+  kj::Timer& timer = io_.provider->getTimer();
+  const server::RequestType type = request.type;
+  if (member_->stopped()) return ErrorResponse(type, Error(ErrorCode::kStopped, "member stopped"));
+  const kj::TimePoint now = timer.now();
+  const raft::NodeId leader = member_->server().RaftStatus().soft_state.leader;
+  if (now >= deadline) {
+    // etcd's answers at its deadline: ErrNoLeader while waiting for a leader, ErrTimeout while
+    // the leader it forwards to does not answer.
+    return ErrorResponse(
+        type, leader == raft::kNoNode
+                  ? Error(ErrorCode::kNoLeader, "no leader")
+                  : Error(ErrorCode::kTimeout, "request timed out forwarding to the leader"));
+  }
+  auto retry_after = [this, request, deadline](kj::Duration delay) mutable {
+    return io_.provider->getTimer().afterDelay(delay).then(
+        [this, request = std::move(request), deadline]() mutable {
+          return ServeAtLeader(std::move(request), deadline);
+        });
+  };
+  if (leader == raft::kNoNode || router_ == nullptr) {
+    // etcd's waitLeader: wait for an election.
+    return retry_after(options_.heartbeat_interval_ms * kj::MILLISECONDS);
+  }
+  if (leader == options_.id) {
+    // Elected meanwhile: serve it here (NOT_LEADER again if the lessor is not primary yet).
+    return Submit(request, /*counted=*/false)
+        .then([retry_after = std::move(retry_after)](
+                  server::Response response) mutable -> kj::Promise<server::Response> {
+          if (CodeOf(response.status) != ErrorCode::kNotLeader) return std::move(response);
+          return retry_after(kForwardRetryDelayMs * kj::MILLISECONDS);
+        });
+  }
+  return router_->Forward(leader, request, deadline - now)
+      .then([this, retry_after = std::move(retry_after)](
+                absl::StatusOr<server::Response> answer) mutable -> kj::Promise<server::Response> {
+        if (answer.ok() && CodeOf(answer->status) != ErrorCode::kNotLeader) {
+          // The header is this member's, as etcd fills it for a forwarded request.
+          answer->header.member_id = options_.id;
+          answer->header.revision = member_->server().store().current_revision();
+          answer->header.raft_term = member_->server().hard_state().term;
+          return std::move(*answer);
+        }
+        // Unreachable, or no longer the leader: try the leader known next (etcd's throttle).
+        return retry_after(kForwardRetryDelayMs * kj::MILLISECONDS);
+      });
+}
+
+bool Runtime::CountStarted(server::RequestType type) {
+  const ApiMethod* method = ServiceMethod(type);
+  if (method == nullptr) return false;
+  Counter*& started = started_counters_[type];
+  if (started == nullptr) {
+    started = &metrics_.GetCounter("grpc_server_started_total",
+                                   "Total number of RPCs started on the server.",
+                                   {{"grpc_method", method->method},
+                                    {"grpc_service", method->service},
+                                    {"grpc_type", "unary"}});
+  }
+  started->Inc();
+  return true;
 }
 
 kj::Promise<server::Response> Runtime::Submit(server::Request request, bool counted) {
   const server::RequestType type = request.type;
-  const ApiMethod* method = counted ? ServiceMethod(type) : nullptr;
-  counted = method != nullptr;
-  if (counted) {
-    Counter*& started = started_counters_[type];
-    if (started == nullptr) {
-      started = &metrics_.GetCounter("grpc_server_started_total",
-                                     "Total number of RPCs started on the server.",
-                                     {{"grpc_method", method->method},
-                                      {"grpc_service", method->service},
-                                      {"grpc_type", "unary"}});
-    }
-    started->Inc();
-  }
+  counted = counted && CountStarted(type);
   if (member_->stopped()) {
     absl::Status stopped = Error(ErrorCode::kStopped, "member stopped");
     if (counted) HandledCounter(type, stopped.code()).Inc();

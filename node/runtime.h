@@ -48,6 +48,9 @@ struct RuntimeOptions {
   std::vector<server::Member> founding;
   int64_t heartbeat_interval_ms = 100;  // one Raft tick
   int64_t election_timeout_ms = 1000;
+  // Progress notifications to watchers created with progress_notify (etcd's
+  // --experimental-watch-progress-notify-interval, 10 minutes by default).
+  int64_t watch_progress_notify_interval_ms = 10 * 60 * 1000;
   uint64_t snapshot_count = 100000;  // applied entries between WAL compactions (etcd's default)
   uint64_t quota_backend_bytes = server::kDefaultQuotaBytes;
   uint64_t max_request_bytes = server::kDefaultMaxRequestBytes;
@@ -64,6 +67,14 @@ class PeerRouter {
  public:
   virtual ~PeerRouter() = default;
   virtual void Send(const raft::Message& message) = 0;
+  // Forwards a leader-only request to `leader` (net::PeerForwarder in the node); resolves with
+  // the leader's response or an error when it could not be reached within `timeout`.
+  virtual kj::Promise<absl::StatusOr<server::Response>> Forward(raft::NodeId leader,
+                                                                server::Request request,
+                                                                kj::Duration timeout) {
+    return absl::StatusOr<server::Response>(
+        absl::UnavailableError("this member forwards no requests"));
+  }
 };
 
 class CommitTimingBackend;  // runtime.cc: times the LMDB backend's durable commits
@@ -99,8 +110,13 @@ class Runtime : public net::MemberService,
     return Submit(std::move(request), /*counted=*/false);
   }
 
-  // net::MemberService.
+  // net::MemberService. A request only the leader serves (lease keep-alive and time-to-live,
+  // member promote) that this member answers NOT_LEADER goes to the leader through the router,
+  // as etcd forwards it: while there is no leader it waits for one, and it gives up after etcd's
+  // request timeout (5 s plus two election timeouts) with NO_LEADER if no leader was known, or
+  // TIMEOUT if the leader could not be reached.
   kj::Promise<server::Response> Call(server::Request request) override;
+  kj::Promise<server::Response> CallForwarded(server::Request request) override;
   absl::StatusOr<mvcc::WatchId> Watch(const mvcc::WatchRequest& request,
                                       net::WatchSink* sink) override;
   absl::Status CancelWatch(mvcc::WatchId id) override;
@@ -123,12 +139,19 @@ class Runtime : public net::MemberService,
   absl::Status Open();
   kj::Promise<void> TickLoop();
   kj::Promise<void> FlushLoop();
+  kj::Promise<void> ProgressNotifyLoop();
   void SyncThreadLoop();
   void LogLeaderChanges();
   void RegisterMetrics();
   void CollectMetrics();
   // Call without counting it as a client request (the runtime's own requests).
   kj::Promise<server::Response> Submit(server::Request request, bool counted);
+  // Serves a leader-only request at the leader, this member or another, until `deadline`
+  // (see Call).
+  kj::Promise<server::Response> ServeAtLeader(server::Request request, kj::TimePoint deadline);
+  // Counts a client request of `type` started (grpc_server_started_total); false for a type
+  // that is not counted (a stream's).
+  bool CountStarted(server::RequestType type);
   // grpc_server_handled_total's child for (request type, code), created on first use.
   Counter& HandledCounter(server::RequestType type, absl::StatusCode code);
 

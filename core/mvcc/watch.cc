@@ -29,6 +29,7 @@ absl::StatusOr<WatchId> WatchHub::Watch(const WatchRequest& request) {
   } else {
     range_watchers_.insert(id);
   }
+  if (request.progress_notify) progress_notify_.insert(id);
   // A start in the past replays history; now or later is live (a future start simply filters
   // out earlier revisions: etcd #20221).
   SetLagging(id, watcher, start <= current);
@@ -70,6 +71,7 @@ void WatchHub::CancelInternal(WatchId id, Watcher& watcher, Revision compact_rev
     with_pending_.erase(std::find(with_pending_.begin(), with_pending_.end(), id));
   }
   lagging_.erase(id);
+  progress_notify_.erase(id);
   watchers_.erase(id);
 }
 
@@ -109,6 +111,7 @@ void WatchHub::Deliver(WatchId id, Watcher& watcher, std::vector<Event> events) 
     for (Event& event : events) event.prev_kv.reset();
   }
   watcher.buffered_events += events.size();
+  watcher.events_since_notify = true;
   WatchResponse response;
   response.watch_id = id;
   response.header_revision = store_->current_revision();
@@ -250,6 +253,20 @@ void WatchHub::RequestProgress() {
     if (watcher.buffered_events > 0) continue;
     // A watch still waiting for a future start revision gets none: a client resuming from the
     // header revision would receive events from before its start (etcd #20221, fixed by #20229).
+    if (watcher.next_revision > current + 1) continue;
+    QueueProgress(id, watcher);
+  }
+}
+
+void WatchHub::NotifyProgress() {
+  const Revision current = store_->current_revision();
+  for (WatchId id : progress_notify_) {
+    Watcher& watcher = watchers_.at(id);
+    // etcd's watch stream skips one report after sending events (they told the revision).
+    const bool had_events = watcher.events_since_notify;
+    watcher.events_since_notify = false;
+    if (had_events || watcher.lagging || watcher.buffered_events > 0) continue;
+    // As in RequestProgress: none before a future start revision.
     if (watcher.next_revision > current + 1) continue;
     QueueProgress(id, watcher);
   }

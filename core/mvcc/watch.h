@@ -44,6 +44,9 @@ struct WatchRequest {
   bool no_put = false;
   bool no_delete = false;
   bool prev_kv = false;
+  // etcd's progress_notify: NotifyProgress sends this watcher a progress notification when it
+  // received no events since the previous call.
+  bool progress_notify = false;
 };
 
 // One delivery to a watcher: events of whole revisions, or a created / canceled / progress
@@ -84,6 +87,10 @@ class WatchHub {
   // RequestProgress); lagging watchers get theirs once caught up, and a watcher whose start
   // revision is still in the future gets none until the store reaches the revision before it.
   void RequestProgress();
+  // etcd's periodic progress report (every --experimental-watch-progress-notify-interval): a
+  // progress notification to every watcher created with progress_notify that received no events
+  // since the previous call and is synced (a lagging watcher gets none; etcd's neither).
+  void NotifyProgress();
   // Responses to deliver, oldest first, per watcher in id order.
   std::vector<WatchResponse> TakeResponses();
 
@@ -100,8 +107,9 @@ class WatchHub {
     // everything through notified_through_ (see Synced()).
     Revision next_revision = 0;
     bool lagging = false;
-    bool queued = false;              // listed in with_pending_
-    bool progress_requested = false;  // RequestProgress while lagging: answer once synced
+    bool queued = false;               // listed in with_pending_
+    bool progress_requested = false;   // RequestProgress while lagging: answer once synced
+    bool events_since_notify = false;  // progress_notify: events since the last NotifyProgress
     size_t buffered_events = 0;
     std::deque<WatchResponse> pending;
   };
@@ -130,6 +138,7 @@ class WatchHub {
   absl::btree_set<WatchId> range_watchers_;
   std::vector<WatchId> with_pending_;  // each once (Watcher::queued); sorted when taken
   absl::btree_set<WatchId> lagging_;
+  absl::btree_set<WatchId> progress_notify_;  // watchers created with progress_notify
   Revision notified_through_ = 0;  // the newest revision Notify delivered to synced watchers
 };
 

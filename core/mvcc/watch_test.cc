@@ -520,6 +520,68 @@ TEST(WatchTest, RequestProgressToLaggingWatcherIsAnsweredOnceSynced) {
   EXPECT_FALSE(responses[0].progress);
 }
 
+// etcd's progress_notify: at each report, a watcher created with it that received no events
+// since the previous report gets a progress notification at the current revision; one that
+// received events skips that report; a watcher without the flag never gets one.
+TEST(WatchTest, NotifyProgressReportsToQuietProgressNotifyWatchers) {
+  Fixture f;
+  WatchRequest notified = WatchOf("a");
+  notified.progress_notify = true;
+  const WatchId quiet = f.Watch(notified);
+  notified.key = "b";
+  const WatchId busy = f.Watch(notified);
+  f.Watch(WatchOf("c"));  // no progress_notify
+  f.Take();
+  f.Put("b", "v");  // 2
+  f.Take();
+  f.hub().NotifyProgress();
+  std::vector<WatchResponse> responses = f.Take();
+  ASSERT_EQ(responses.size(), 1u);
+  EXPECT_EQ(responses[0].watch_id, quiet);
+  EXPECT_TRUE(responses[0].progress);
+  EXPECT_TRUE(responses[0].events.empty());
+  EXPECT_EQ(responses[0].header_revision, 2);
+  f.Put("c", "v");  // 3
+  f.Take();
+  f.hub().NotifyProgress();  // `busy` was quiet since the previous report too
+  responses = f.Take();
+  ASSERT_EQ(responses.size(), 2u);
+  EXPECT_EQ(responses[0].watch_id, quiet);
+  EXPECT_EQ(responses[1].watch_id, busy);
+  for (const WatchResponse& response : responses) {
+    EXPECT_TRUE(response.progress);
+    EXPECT_EQ(response.header_revision, 3);
+  }
+  ASSERT_TRUE(f.hub().Cancel(quiet).ok());
+  f.Take();
+  f.hub().NotifyProgress();
+  responses = f.Take();
+  ASSERT_EQ(responses.size(), 1u);
+  EXPECT_EQ(responses[0].watch_id, busy);
+}
+
+// A lagging progress_notify watcher gets no report (it has not delivered what the revision
+// claims); once synced it gets the next one.
+TEST(WatchTest, NotifyProgressSkipsLaggingWatchers) {
+  Fixture f;
+  f.Put("k", "v");  // 2
+  WatchRequest request = WatchOf("k", "", 2);
+  request.progress_notify = true;
+  const WatchId id = f.Watch(request);
+  f.Take();
+  ASSERT_TRUE(f.hub().HasLagging());
+  f.hub().NotifyProgress();
+  EXPECT_TRUE(f.Take().empty());
+  f.Drain();  // replays revision 2: events, so the next report is skipped
+  f.hub().NotifyProgress();
+  EXPECT_TRUE(f.Take().empty());
+  f.hub().NotifyProgress();
+  std::vector<WatchResponse> responses = f.Take();
+  ASSERT_EQ(responses.size(), 1u);
+  EXPECT_EQ(responses[0].watch_id, id);
+  EXPECT_TRUE(responses[0].progress);
+}
+
 // etcd WatchCancelRequest: the client gets a canceled response and no event after it; an
 // unknown id is an error.
 TEST(WatchTest, CancelStopsEventsAndRejectsUnknownId) {

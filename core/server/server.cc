@@ -229,6 +229,7 @@ class Server::Impl {
   }
   absl::Status CancelWatch(mvcc::WatchId id) { return hub_->Cancel(id); }
   void RequestWatchProgress() { hub_->RequestProgress(); }
+  void NotifyWatchProgress() { hub_->NotifyProgress(); }
   absl::Status Step(raft::Message&& message) { return raft_->Step(std::move(message)); }
   void Tick();
   bool HasReady() const;
@@ -2046,6 +2047,7 @@ absl::StatusOr<mvcc::WatchId> Server::Watch(const mvcc::WatchRequest& request,
 }
 absl::Status Server::CancelWatch(mvcc::WatchId id) { return impl_->CancelWatch(id); }
 void Server::RequestWatchProgress() { impl_->RequestWatchProgress(); }
+void Server::NotifyWatchProgress() { impl_->NotifyWatchProgress(); }
 absl::Status Server::Step(raft::Message message) { return impl_->Step(std::move(message)); }
 void Server::Tick() { impl_->Tick(); }
 void Server::ReportSnapshot(raft::NodeId peer, bool succeeded) {

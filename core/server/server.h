@@ -276,6 +276,10 @@ class Server {
                                       const std::string& token = "");
   absl::Status CancelWatch(mvcc::WatchId id);
   void RequestWatchProgress();
+  // etcd's periodic progress report to watchers created with progress_notify
+  // (mvcc::WatchHub::NotifyProgress); the driver calls it every
+  // --experimental-watch-progress-notify-interval.
+  void NotifyWatchProgress();
 
   absl::Status Step(raft::Message message);
   void Tick();

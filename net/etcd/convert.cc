@@ -473,6 +473,7 @@ absl::Status ToWatchRequest(const etcdserverpb::WatchCreateRequest& in, mvcc::Wa
   out->range_end = in.range_end();
   out->start_revision = in.start_revision();
   out->prev_kv = in.prev_kv();
+  out->progress_notify = in.progress_notify();
   for (int filter : in.filters()) {
     switch (filter) {
       case etcdserverpb::WatchCreateRequest::NOPUT:

@@ -233,7 +233,7 @@ class WatchSession {
         Cancel(request.cancel_request().watch_id());
         break;
       case etcdserverpb::WatchRequest::kProgressRequest:
-        (void)loop_.Run([&]() { loop_.member().RequestWatchProgress(); });
+        Progress();
         break;
       default:
         break;  // etcd ignores an empty request
@@ -383,6 +383,23 @@ class WatchSession {
       Enqueue(watch.get(), canceled);
     }
     watches_[local_id] = std::move(watch);
+  }
+
+  // etcd 3.4's answer to a WatchProgressRequest: one response at once, for the whole stream
+  // (watch id -1, which clients hand to every watcher of the stream), at the member's current
+  // revision. The revision is read on the loop, after every event it covers has been queued
+  // here for the stream's synced watchers.
+  void Progress() {
+    auto status = loop_.Status();
+    if (!status.ok()) return;  // the member stopped: the stream ends with it
+    etcdserverpb::WatchResponse progress;
+    server::ResponseHeader header;
+    header.member_id = status->id;
+    header.raft_term = status->term;
+    header.revision = status->revision;
+    ToHeader(header, loop_.cluster_id(), progress.mutable_header());
+    progress.set_watch_id(-1);
+    EnqueueLocal(std::move(progress));
   }
 
   void Cancel(int64_t local_id) {
