@@ -63,14 +63,21 @@ class KvImpl final : public rpc::Kv::Server {
 // delivery of one response at a time (see the file comment of client_service.h).
 class WatchStream final : public WatchSink, private kj::TaskSet::ErrorHandler {
  public:
-  WatchStream(MemberService& member, rpc::Watcher::Client watcher, size_t queue_limit)
-      : member_(member), watcher_(kj::mv(watcher)), queue_limit_(queue_limit), tasks_(*this) {
+  WatchStream(MemberService& member, rpc::Watcher::Client watcher, size_t queue_limit,
+              std::shared_ptr<size_t> open_on_connection)
+      : member_(member),
+        watcher_(kj::mv(watcher)),
+        queue_limit_(queue_limit),
+        open_on_connection_(std::move(open_on_connection)),
+        tasks_(*this) {
     RAFT_CHECK(queue_limit_ > 0) << "a watch queue must hold at least one response";
+    ++*open_on_connection_;
   }
 
   ~WatchStream() noexcept override {
     ended_ = true;  // the member may deliver the canceled notice while we cancel
     EndMemberWatch();
+    --*open_on_connection_;
   }
 
   absl::Status Open(const mvcc::WatchRequest& request) {
@@ -174,6 +181,7 @@ class WatchStream final : public WatchSink, private kj::TaskSet::ErrorHandler {
   MemberService& member_;
   rpc::Watcher::Client watcher_;
   const size_t queue_limit_;
+  std::shared_ptr<size_t> open_on_connection_;
   mvcc::WatchId id_ = 0;
   bool member_watch_open_ = false;  // the member may still call Deliver
   bool ended_ = false;              // no more responses are taken
@@ -204,8 +212,11 @@ class WatchHandleImpl final : public rpc::WatchHandle::Server {
 
 class WatchImpl final : public rpc::Watch::Server {
  public:
-  WatchImpl(MemberService& member, size_t queue_limit)
-      : member_(member), queue_limit_(queue_limit) {}
+  WatchImpl(MemberService& member, size_t queue_limit, size_t max_watches)
+      : member_(member),
+        queue_limit_(queue_limit),
+        max_watches_(max_watches),
+        open_watches_(std::make_shared<size_t>(0)) {}
 
   kj::Promise<void> watch(WatchContext context) override {
     auto params = context.getParams();
@@ -217,7 +228,14 @@ class WatchImpl final : public rpc::Watch::Server {
       ToCapnp(request.status(), results.initStatus());
       return kj::READY_NOW;
     }
-    auto stream = kj::heap<WatchStream>(member_, kj::mv(watcher), queue_limit_);
+    if (*open_watches_ >= max_watches_) {
+      ToCapnp(Error(ErrorCode::kTooManyRequests,
+                    absl::StrCat("too many watches on this connection (limit ", max_watches_,
+                                 "); cancel some or open another connection")),
+              results.initStatus());
+      return kj::READY_NOW;
+    }
+    auto stream = kj::heap<WatchStream>(member_, kj::mv(watcher), queue_limit_, open_watches_);
     absl::Status opened = stream->Open(*request);
     ToCapnp(opened, results.initStatus());
     if (opened.ok()) results.setHandle(kj::heap<WatchHandleImpl>(kj::mv(stream)));
@@ -227,6 +245,9 @@ class WatchImpl final : public rpc::Watch::Server {
  private:
   MemberService& member_;
   const size_t queue_limit_;
+  const size_t max_watches_;
+  // Streams alive on this connection; shared with them, since they may outlive this service.
+  std::shared_ptr<size_t> open_watches_;
 };
 
 class KeepAliveImpl final : public rpc::KeepAlive::Server {
@@ -379,7 +400,8 @@ class EndpointImpl final : public rpc::Endpoint::Server {
  public:
   EndpointImpl(MemberService& member, const ClientServiceOptions& options)
       : kv_(kj::heap<KvImpl>(member)),
-        watch_(kj::heap<WatchImpl>(member, options.watch_queue_limit_responses)),
+        watch_(kj::heap<WatchImpl>(member, options.watch_queue_limit_responses,
+                                   options.max_watches_per_connection)),
         lease_(kj::heap<LeaseImpl>(member)),
         cluster_(kj::heap<ClusterImpl>(member)),
         maintenance_(kj::heap<MaintenanceImpl>(member, options.snapshot_chunk_bytes)),
@@ -426,7 +448,9 @@ rpc::Endpoint::Client NewEndpoint(MemberService& member, const ClientServiceOpti
 }
 
 ClientServer::ClientServer(MemberService& member, const ClientServiceOptions& options)
-    : listener_(NewEndpoint(member, options), RequestReaderOptions(options.max_request_bytes)) {}
+    : listener_([&member,
+                 options]() -> capnp::Capability::Client { return NewEndpoint(member, options); },
+                RequestReaderOptions(options.max_request_bytes)) {}
 
 kj::Promise<kj::Own<ClientServer>> ClientServer::Listen(kj::Network& network, kj::Timer& timer,
                                                         std::string address, MemberService& member,

@@ -47,15 +47,21 @@ inline constexpr char kServerVersion[] = "0.1.0";
 // bounds a watcher's memory to a few hundred revisions' worth.
 inline constexpr size_t kDefaultWatchQueueLimitResponses = 256;
 
+// Watches one client connection may hold open at once (a WatchHandle not yet released). One past
+// it is refused TOO_MANY_REQUESTS, so one connection cannot hold the member's watcher memory.
+inline constexpr size_t kMaxWatchesPerConnection = 10000;
+
 struct ClientServiceOptions {
   size_t watch_queue_limit_responses = kDefaultWatchQueueLimitResponses;
   uint64_t snapshot_chunk_bytes = kSnapshotChunkBytes;
   // The member's --max-request-bytes: requests above it plus kRequestEnvelopeBytes are refused
   // before decoding (RequestReaderOptions).
   uint64_t max_request_bytes = server::kDefaultMaxRequestBytes;
+  size_t max_watches_per_connection = kMaxWatchesPerConnection;
 };
 
-// The Endpoint a client connection bootstraps, serving `member` (not owned).
+// The Endpoint a client connection bootstraps, serving `member` (not owned). ClientServer makes
+// one per connection, so the per-connection limits hold.
 rpc::Endpoint::Client NewEndpoint(MemberService& member, const ClientServiceOptions& options = {});
 
 // Serves Endpoint on a client URL: every accepted connection reads with RequestReaderOptions.

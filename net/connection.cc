@@ -68,6 +68,13 @@ capnp::Capability::Client RpcConnection::BootstrapCapability() {
 RpcListener::RpcListener(capnp::Capability::Client bootstrap, capnp::ReaderOptions options)
     : bootstrap_(kj::mv(bootstrap)), options_(options), connections_(*this) {}
 
+RpcListener::RpcListener(std::function<capnp::Capability::Client()> make_bootstrap,
+                         capnp::ReaderOptions options)
+    : bootstrap_(nullptr),
+      make_bootstrap_(std::move(make_bootstrap)),
+      options_(options),
+      connections_(*this) {}
+
 kj::Promise<void> RpcListener::Listen(kj::Network& network, kj::Timer& timer, std::string address) {
   RAFT_CHECK(receiver_.get() == nullptr) << "RpcListener::Listen called twice";
   timer_ = &timer;
@@ -82,7 +89,8 @@ kj::Promise<void> RpcListener::Listen(kj::Network& network, kj::Timer& timer, st
 RpcListener::~RpcListener() = default;
 
 void RpcListener::Accept(kj::Own<kj::AsyncIoStream> stream) {
-  auto connection = kj::heap<RpcConnection>(kj::mv(stream), options_, bootstrap_);
+  auto connection = kj::heap<RpcConnection>(kj::mv(stream), options_,
+                                            make_bootstrap_ ? make_bootstrap_() : bootstrap_);
   kj::Promise<void> ended = connection->OnDisconnect();
   connections_.add(ended.attach(kj::mv(connection)));
 }

@@ -7,6 +7,7 @@
 // same few lines with our limits, shared by the client and peer servers and clients.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -71,6 +72,9 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
  public:
   // Connections come through Accept, or from a socket once Listen is called.
   RpcListener(capnp::Capability::Client bootstrap, capnp::ReaderOptions options);
+  // A bootstrap capability of its own for each connection (per-connection state and limits).
+  RpcListener(std::function<capnp::Capability::Client()> make_bootstrap,
+              capnp::ReaderOptions options);
   ~RpcListener();
 
   // Listens on `address` ("host:port"; port 0 picks a free one, see port()); resolves once the
@@ -87,6 +91,7 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
   void taskFailed(kj::Exception&& exception) override;
 
   capnp::Capability::Client bootstrap_;
+  std::function<capnp::Capability::Client()> make_bootstrap_;  // empty: bootstrap_ for all
   capnp::ReaderOptions options_;
   kj::TaskSet connections_;
   kj::Timer* timer_ = nullptr;

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -597,6 +598,71 @@ TEST(ConvertValueTest, BadEnumsAreRefusedNamingTheField) {
     auto a = wire.Init<rpc::Alarm>();
     a.setType(0);
     refused(FromCapnp(wire.Read<rpc::Alarm>(ResponseReaderOptions())).status(), "alarm type 0");
+  }
+}
+
+// Peer.forward: a leader-only request and the leader's answer survive; anything else, or a
+// lease or member id 0, is refused; an error keeps its code and message.
+TEST(ConvertPeerTest, ForwardedRequestsAndAnswersSurvive) {
+  {
+    Wire wire;
+    server::Request in;
+    in.type = server::RequestType::kLeaseTimeToLive;
+    in.lease_id = 42;
+    in.token = "t";
+    ToCapnp(in, wire.Init<rpc::ForwardRequest>());
+    auto out = FromCapnp(wire.Read<rpc::ForwardRequest>(PeerReaderOptions()));
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(out->type, server::RequestType::kLeaseTimeToLive);
+    EXPECT_EQ(out->lease_id, 42);
+    EXPECT_EQ(out->token, "t");
+  }
+  for (auto [type, lease, member] :
+       {std::tuple{server::RequestType::kPut, int64_t{1}, uint64_t{1}},
+        std::tuple{server::RequestType::kLeaseKeepAlive, int64_t{0}, uint64_t{1}},
+        std::tuple{server::RequestType::kMemberPromote, int64_t{1}, uint64_t{0}}}) {
+    Wire wire;
+    server::Request in;
+    in.type = type;
+    in.lease_id = lease;
+    in.member.id = member;
+    ToCapnp(in, wire.Init<rpc::ForwardRequest>());
+    EXPECT_EQ(CodeOf(FromCapnp(wire.Read<rpc::ForwardRequest>(PeerReaderOptions())).status()),
+              ErrorCode::kInvalidArgument);
+  }
+  {
+    Wire wire;
+    server::Response in;
+    in.lease.id = 42;
+    in.lease.granted_ttl_seconds = 100;
+    in.lease.remaining_ttl_seconds = 99;
+    in.lease.keys = {"a", "b"};
+    server::Member m;
+    m.id = 7;
+    m.name = "n7";
+    m.peer_urls = {"http://127.0.0.1:2380"};
+    m.client_urls = {"http://127.0.0.1:2379"};
+    in.members = {m};
+    ToCapnp(in, wire.Init<rpc::ForwardResponse>());
+    auto out = FromCapnp(wire.Read<rpc::ForwardResponse>(PeerReaderOptions()),
+                         server::RequestType::kLeaseTimeToLive);
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_TRUE(out->status.ok());
+    EXPECT_EQ(out->lease.remaining_ttl_seconds, 99);
+    EXPECT_EQ(out->lease.keys, (std::vector<std::string>{"a", "b"}));
+    ASSERT_EQ(out->members.size(), 1u);
+    EXPECT_EQ(out->members[0].client_urls, m.client_urls);
+  }
+  {
+    Wire wire;
+    server::Response in;
+    in.status = Error(ErrorCode::kLeaseNotFound, "lease 5 not found");
+    ToCapnp(in, wire.Init<rpc::ForwardResponse>());
+    auto out = FromCapnp(wire.Read<rpc::ForwardResponse>(PeerReaderOptions()),
+                         server::RequestType::kLeaseKeepAlive);
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(CodeOf(out->status), ErrorCode::kLeaseNotFound);
+    EXPECT_EQ(out->status, Error(ErrorCode::kLeaseNotFound, "lease 5 not found"));
   }
 }
 

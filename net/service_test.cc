@@ -378,6 +378,43 @@ TEST_F(ClientServiceTest, ReleasingTheHandleCancelsTheWatch) {
   EXPECT_EQ(member_.canceled_watches.size(), 1u);
 }
 
+// The watches one connection may hold are bounded; another connection has its own allowance,
+// and releasing a handle makes room.
+TEST_F(ClientServiceTest, WatchesPerConnectionAreBounded) {
+  options_.max_watches_per_connection = 3;
+  Connect();
+  WatcherLog log;
+  std::vector<rpc::WatchHandle::Client> handles;
+  for (int i = 0; i < 3; ++i) {
+    handles.push_back(StartWatch(absl::StrCat("k", i), log));
+    ASSERT_TRUE(last_watch_status_.ok()) << last_watch_status_;
+  }
+  (void)StartWatch("k3", log);
+  EXPECT_EQ(CodeOf(last_watch_status_), ErrorCode::kTooManyRequests);
+  EXPECT_NE(last_watch_status_.message().find("too many watches on this connection (limit 3)"),
+            std::string::npos)
+      << last_watch_status_;
+  EXPECT_EQ(member_.open_watches(), 3u);
+
+  // A second connection, the first still open.
+  auto pipe = io_.provider->newTwoWayPipe();
+  server_->Accept(kj::mv(pipe.ends[0]));
+  RpcConnection other(kj::mv(pipe.ends[1]), ResponseReaderOptions());
+  auto call = other.Bootstrap<rpc::Endpoint>().watchRequest().send().getWatch().watchRequest();
+  mvcc::WatchRequest request;
+  request.key = "elsewhere";
+  ToCapnp(request, call.initRequest());
+  call.setWatcher(kj::heap<TestWatcher>(log));
+  auto results = call.send().wait(ws_);
+  EXPECT_TRUE(StatusFromCapnp(results.getStatus()).ok());
+  EXPECT_EQ(member_.open_watches(), 4u);
+
+  handles.pop_back();
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.open_watches() == 3; }));
+  handles.push_back(StartWatch("k3", log));
+  EXPECT_TRUE(last_watch_status_.ok()) << last_watch_status_;
+}
+
 TEST_F(ClientServiceTest, AWatcherThatGoesAwayEndsItsWatch) {
   Connect();
   WatcherLog log;

@@ -264,6 +264,8 @@ absl::StatusOr<NodeConfig> ParseConfig(const std::vector<std::string>& args,
          return absl::OkStatus();
        }},
       {"auth-token-ttl", number_flag("auth-token-ttl", &config.auth_token_ttl_seconds, int64_t{1})},
+      {"max-concurrent-streams",
+       number_flag("max-concurrent-streams", &config.max_concurrent_streams, uint64_t{1})},
       {"log-level",
        [&](const std::string& v) -> absl::Status {
          auto level = ParseLogLevel(v);
@@ -432,6 +434,7 @@ variables (a flag given on the command line wins). With no flags: one member "de
                                        priv-key=FILE,pub-key=FILE,sign-method=RS256|RS384|
                                        RS512|PS256|...|ES256|ES384|ES512|HS256|...,ttl=5m
   --auth-token-ttl SECONDS             simple tokens' TTL (default 300)
+  --max-concurrent-streams N           gRPC streams per client connection (default 1000)
   --log-level debug|info|warn|error    (default info)
   --help, --version
 )";

@@ -33,6 +33,11 @@ struct Url {
 };
 absl::StatusOr<Url> ParseUrl(const std::string& text);
 
+// etcd's default is unlimited (2^32-1); a bound keeps one connection from holding a stream
+// per watch or call without end, and is far above what a client library opens (etcdctl: a few;
+// etcd's benchmark: one per client sharing the connection).
+inline constexpr uint64_t kDefaultMaxConcurrentStreams = 1000;
+
 struct NodeConfig {
   std::string name = "default";
   std::string data_dir;  // default: <name>.kvnode
@@ -65,6 +70,9 @@ struct NodeConfig {
   // files are read when the node starts); --auth-token-ttl: simple tokens' TTL.
   net::AuthTokenOptions auth_token;
   int64_t auth_token_ttl_seconds = 300;
+  // gRPC streams (calls in flight, watch streams) one client connection may have open at once
+  // (etcd's --max-concurrent-streams); the client queues more until one ends.
+  uint64_t max_concurrent_streams = kDefaultMaxConcurrentStreams;
   LogLevel log_level = LogLevel::kInfo;
 
   // Flags that came from the environment, for the start-up log.

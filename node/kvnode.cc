@@ -184,6 +184,9 @@ std::unique_ptr<grpc::Server> StartGrpcServer(net::etcd::Services& services,
   builder.SetMaxReceiveMessageSize(
       static_cast<int>(config.max_request_bytes + net::kRequestEnvelopeBytes));
   builder.SetMaxSendMessageSize(std::numeric_limits<int>::max());
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(std::min<uint64_t>(config.max_concurrent_streams,
+                                                                 std::numeric_limits<int>::max())));
   return builder.BuildAndStart();
 }
 

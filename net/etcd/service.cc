@@ -333,6 +333,11 @@ class WatchSession {
     }
     mvcc::WatchRequest converted;
     absl::Status valid = ToWatchRequest(request, &converted);
+    if (valid.ok() && OpenWatchers() >= kMaxWatchersPerStream) {
+      valid = absl::ResourceExhaustedError(absl::StrCat("too many watchers on this stream (limit ",
+                                                        kMaxWatchersPerStream,
+                                                        "); cancel some or open another stream"));
+    }
     if (in_use || !valid.ok()) {
       // etcd answers a refused creation with watch id -1, created and canceled.
       etcdserverpb::WatchResponse refused;
@@ -383,6 +388,14 @@ class WatchSession {
       Enqueue(watch.get(), canceled);
     }
     watches_[local_id] = std::move(watch);
+  }
+
+  // Watchers of this stream that have not ended (reader thread).
+  size_t OpenWatchers() {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t open = 0;
+    for (const auto& [local_id, watch] : watches_) open += watch->ended ? 0 : 1;
+    return open;
   }
 
   // etcd 3.4's answer to a WatchProgressRequest: one response at once, for the whole stream

@@ -30,6 +30,11 @@
 
 namespace kvstore::net::etcd {
 
+// Watchers open at once on one Watch stream (etcd sets no limit). A creation past it is refused
+// (created and canceled, with a reason naming the limit), so one stream cannot hold the member's
+// watcher memory; the client cancels some or opens another stream.
+inline constexpr size_t kMaxWatchersPerStream = 10000;
+
 struct ServiceOptions {
   // Responses one Watch stream may hold for a client that does not read them.
   size_t watch_queue_limit_responses = 1024;
