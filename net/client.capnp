@@ -199,6 +199,13 @@ interface Cluster {
       -> (status :Status, header :Header, member :Member, members :List(Member));
   memberRemove @2 (id :UInt64, token :Text) -> (status :Status, header :Header, members :List(Member));
   memberPromote @3 (id :UInt64, token :Text) -> (status :Status, header :Header, members :List(Member));
+  # Not in etcd: member `id` out and a new member with `peerUrls` in, in one joint configuration
+  # change (answered once it is left); `member` is the new one, unnamed until it publishes.
+  memberReplace @4 (id :UInt64, peerUrls :List(Text), token :Text)
+      -> (status :Status, header :Header, member :Member, members :List(Member));
+  # etcd's MemberUpdate: new peer URLs for member `id`.
+  memberUpdate @5 (id :UInt64, peerUrls :List(Text), token :Text)
+      -> (status :Status, header :Header, members :List(Member));
 }
 
 struct Alarm {

@@ -49,6 +49,10 @@ const char* RequestName(RequestType type) {
       return "member promote";
     case RequestType::kMemberRemove:
       return "member remove";
+    case RequestType::kMemberReplace:
+      return "member replace";
+    case RequestType::kMemberUpdate:
+      return "member update";
     case RequestType::kAlarmList:
       return "alarm list";
     case RequestType::kAlarmDisarm:
@@ -355,6 +359,10 @@ class Client::Impl final : private kj::TaskSet::ErrorHandler {
         return Invoke(c.cluster.memberPromoteRequest(), r);
       case RequestType::kMemberRemove:
         return Invoke(c.cluster.memberRemoveRequest(), r);
+      case RequestType::kMemberReplace:
+        return Invoke(c.cluster.memberReplaceRequest(), r);
+      case RequestType::kMemberUpdate:
+        return Invoke(c.cluster.memberUpdateRequest(), r);
       case RequestType::kAlarmList:
         return Invoke(c.maintenance.alarmListRequest(), r);
       case RequestType::kAlarmDisarm:

@@ -317,6 +317,12 @@ class ClusterImpl final : public rpc::Cluster::Server {
   kj::Promise<void> memberPromote(MemberPromoteContext context) override {
     return Serve(member_, context);
   }
+  kj::Promise<void> memberReplace(MemberReplaceContext context) override {
+    return Serve(member_, context);
+  }
+  kj::Promise<void> memberUpdate(MemberUpdateContext context) override {
+    return Serve(member_, context);
+  }
 
  private:
   MemberService& member_;

@@ -1053,6 +1053,24 @@ absl::StatusOr<server::Request> ToRequest(rpc::Cluster::MemberPromoteParams::Rea
   });
 }
 
+absl::StatusOr<server::Request> ToRequest(rpc::Cluster::MemberReplaceParams::Reader in) {
+  return Guarded<server::Request>([&]() -> absl::StatusOr<server::Request> {
+    server::Request r = RequestOf(server::RequestType::kMemberReplace);
+    r.member.id = in.getId();
+    for (auto url : in.getPeerUrls()) r.member.peer_urls.push_back(ToString(url));
+    return r;
+  });
+}
+
+absl::StatusOr<server::Request> ToRequest(rpc::Cluster::MemberUpdateParams::Reader in) {
+  return Guarded<server::Request>([&]() -> absl::StatusOr<server::Request> {
+    server::Request r = RequestOf(server::RequestType::kMemberUpdate);
+    r.member.id = in.getId();
+    for (auto url : in.getPeerUrls()) r.member.peer_urls.push_back(ToString(url));
+    return r;
+  });
+}
+
 absl::StatusOr<server::Request> ToRequest(rpc::Maintenance::HashParams::Reader in) {
   return Guarded<server::Request>([&]() -> absl::StatusOr<server::Request> {
     server::Request r = RequestOf(server::RequestType::kHash);
@@ -1125,6 +1143,14 @@ void FillResults(const server::Response& in, rpc::Cluster::MemberRemoveResults::
   if (FillStatusAndHeader(in, out)) MembersToCapnp(in.members, out.initMembers(in.members.size()));
 }
 void FillResults(const server::Response& in, rpc::Cluster::MemberPromoteResults::Builder out) {
+  if (FillStatusAndHeader(in, out)) MembersToCapnp(in.members, out.initMembers(in.members.size()));
+}
+void FillResults(const server::Response& in, rpc::Cluster::MemberReplaceResults::Builder out) {
+  if (!FillStatusAndHeader(in, out)) return;
+  ToCapnp(in.member, out.initMember());
+  MembersToCapnp(in.members, out.initMembers(in.members.size()));
+}
+void FillResults(const server::Response& in, rpc::Cluster::MemberUpdateResults::Builder out) {
   if (FillStatusAndHeader(in, out)) MembersToCapnp(in.members, out.initMembers(in.members.size()));
 }
 void FillResults(const server::Response& in, rpc::Maintenance::HashResults::Builder out) {
@@ -1206,6 +1232,20 @@ void FillParams(const server::Request& in, rpc::Cluster::MemberRemoveParams::Bui
 }
 void FillParams(const server::Request& in, rpc::Cluster::MemberPromoteParams::Builder out) {
   out.setId(in.member.id);
+}
+void FillParams(const server::Request& in, rpc::Cluster::MemberReplaceParams::Builder out) {
+  out.setId(in.member.id);
+  auto urls = out.initPeerUrls(in.member.peer_urls.size());
+  for (size_t i = 0; i < in.member.peer_urls.size(); ++i) {
+    urls.set(i, AsText(in.member.peer_urls[i]));
+  }
+}
+void FillParams(const server::Request& in, rpc::Cluster::MemberUpdateParams::Builder out) {
+  out.setId(in.member.id);
+  auto urls = out.initPeerUrls(in.member.peer_urls.size());
+  for (size_t i = 0; i < in.member.peer_urls.size(); ++i) {
+    urls.set(i, AsText(in.member.peer_urls[i]));
+  }
 }
 void FillParams(const server::Request& in, rpc::Maintenance::HashParams::Builder out) {
   out.setRevision(in.revision);
@@ -1323,6 +1363,21 @@ absl::StatusOr<server::Response> ToResponse(rpc::Cluster::MemberRemoveResults::R
 
 absl::StatusOr<server::Response> ToResponse(rpc::Cluster::MemberPromoteResults::Reader in) {
   return DecodeMembersReply(in, server::RequestType::kMemberPromote);
+}
+
+absl::StatusOr<server::Response> ToResponse(rpc::Cluster::MemberReplaceResults::Reader in) {
+  return Guarded<server::Response>([&]() -> absl::StatusOr<server::Response> {
+    server::Response r = DecodeStatusAndHeader(in, server::RequestType::kMemberReplace);
+    if (r.status.ok()) {
+      r.member = DecodeMember(in.getMember());
+      r.members = DecodeMembers(in.getMembers());
+    }
+    return r;
+  });
+}
+
+absl::StatusOr<server::Response> ToResponse(rpc::Cluster::MemberUpdateResults::Reader in) {
+  return DecodeMembersReply(in, server::RequestType::kMemberUpdate);
 }
 
 absl::StatusOr<server::Response> ToResponse(rpc::Maintenance::HashResults::Reader in) {

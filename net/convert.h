@@ -170,6 +170,8 @@ absl::StatusOr<server::Request> ToRequest(rpc::Cluster::MemberListParams::Reader
 absl::StatusOr<server::Request> ToRequest(rpc::Cluster::MemberAddParams::Reader in);
 absl::StatusOr<server::Request> ToRequest(rpc::Cluster::MemberRemoveParams::Reader in);
 absl::StatusOr<server::Request> ToRequest(rpc::Cluster::MemberPromoteParams::Reader in);
+absl::StatusOr<server::Request> ToRequest(rpc::Cluster::MemberReplaceParams::Reader in);
+absl::StatusOr<server::Request> ToRequest(rpc::Cluster::MemberUpdateParams::Reader in);
 absl::StatusOr<server::Request> ToRequest(rpc::Maintenance::HashParams::Reader in);
 absl::StatusOr<server::Request> ToRequest(rpc::Maintenance::DefragmentParams::Reader in);
 absl::StatusOr<server::Request> ToRequest(rpc::Maintenance::AlarmListParams::Reader in);
@@ -193,6 +195,8 @@ void FillResults(const server::Response& in, rpc::Cluster::MemberListResults::Bu
 void FillResults(const server::Response& in, rpc::Cluster::MemberAddResults::Builder out);
 void FillResults(const server::Response& in, rpc::Cluster::MemberRemoveResults::Builder out);
 void FillResults(const server::Response& in, rpc::Cluster::MemberPromoteResults::Builder out);
+void FillResults(const server::Response& in, rpc::Cluster::MemberReplaceResults::Builder out);
+void FillResults(const server::Response& in, rpc::Cluster::MemberUpdateResults::Builder out);
 void FillResults(const server::Response& in, rpc::Maintenance::HashResults::Builder out);
 void FillResults(const server::Response& in, rpc::Maintenance::DefragmentResults::Builder out);
 void FillResults(const server::Response& in, rpc::Maintenance::AlarmListResults::Builder out);
@@ -216,6 +220,8 @@ void FillParams(const server::Request& in, rpc::Lease::TimeToLiveParams::Builder
 void FillParams(const server::Request& in, rpc::Cluster::MemberAddParams::Builder out);
 void FillParams(const server::Request& in, rpc::Cluster::MemberRemoveParams::Builder out);
 void FillParams(const server::Request& in, rpc::Cluster::MemberPromoteParams::Builder out);
+void FillParams(const server::Request& in, rpc::Cluster::MemberReplaceParams::Builder out);
+void FillParams(const server::Request& in, rpc::Cluster::MemberUpdateParams::Builder out);
 void FillParams(const server::Request& in, rpc::Maintenance::HashParams::Builder out);
 void FillParams(const server::Request& in, rpc::Maintenance::MoveLeaderParams::Builder out);
 void FillParams(const server::Request& in, rpc::Auth::CallParams::Builder out);
@@ -236,6 +242,8 @@ absl::StatusOr<server::Response> ToResponse(rpc::Cluster::MemberListResults::Rea
 absl::StatusOr<server::Response> ToResponse(rpc::Cluster::MemberAddResults::Reader in);
 absl::StatusOr<server::Response> ToResponse(rpc::Cluster::MemberRemoveResults::Reader in);
 absl::StatusOr<server::Response> ToResponse(rpc::Cluster::MemberPromoteResults::Reader in);
+absl::StatusOr<server::Response> ToResponse(rpc::Cluster::MemberReplaceResults::Reader in);
+absl::StatusOr<server::Response> ToResponse(rpc::Cluster::MemberUpdateResults::Reader in);
 absl::StatusOr<server::Response> ToResponse(rpc::Maintenance::HashResults::Reader in);
 absl::StatusOr<server::Response> ToResponse(rpc::Maintenance::DefragmentResults::Reader in);
 absl::StatusOr<server::Response> ToResponse(rpc::Maintenance::AlarmListResults::Reader in);

@@ -115,6 +115,7 @@ class Router : public PeerRouter {
   }
 
   void Send(const raft::Message& message) override {
+    ForgetStalePeers();
     net::PeerClient* peer = Find(message.to);
     if (peer == nullptr) {
       runtime_.ReportUnreachable(message.to);
@@ -154,9 +155,38 @@ class Router : public PeerRouter {
           io_.provider->getNetwork(), io_.provider->getTimer(), options, std::move(callbacks));
       net::PeerClient* raw = client.get();
       peers_[id] = std::move(client);
+      addresses_[id] = member.peer_urls.front();
       return raw;
     }
     return nullptr;
+  }
+
+  // The membership as carried out on the transport: a peer that left the member list (removed,
+  // or replaced once the joint configuration is left) loses its connection, and one whose peer
+  // URL changed (member update) gets a new one at the next message. Checked once a second; the
+  // connections dropped are destroyed at the next check, never inside one of their callbacks.
+  void ForgetStalePeers() {
+    const kj::TimePoint now = io_.provider->getTimer().now();
+    if (now < next_membership_check_) return;
+    next_membership_check_ = now + kj::SECONDS;
+    retired_.clear();
+    const std::vector<server::Member> members = runtime_.Members();
+    if (members.empty()) return;  // a joiner that has applied nothing yet
+    for (auto it = peers_.begin(); it != peers_.end();) {
+      const auto member = std::find_if(members.begin(), members.end(), [&](const auto& m) {
+        return m.id == it->first && !m.peer_urls.empty();
+      });
+      if (member != members.end() && member->peer_urls.front() == addresses_[it->first]) {
+        ++it;
+        continue;
+      }
+      log_.Info(member == members.end() ? "peer left the cluster: connection closed"
+                                        : "peer URL changed: reconnecting",
+                {{"peer", absl::StrCat(absl::Hex(it->first))}, {"url", addresses_[it->first]}});
+      addresses_.erase(it->first);
+      retired_.push_back(std::move(it->second));
+      it = peers_.erase(it);
+    }
   }
 
   kj::AsyncIoContext& io_;
@@ -171,6 +201,9 @@ class Router : public PeerRouter {
  private:
   std::vector<server::Member> known_;
   std::map<raft::NodeId, std::unique_ptr<net::PeerClient>> peers_;
+  std::map<raft::NodeId, std::string> addresses_;  // the peer URL each connection dials
+  std::vector<std::unique_ptr<net::PeerClient>> retired_;
+  kj::TimePoint next_membership_check_ = kj::origin<kj::TimePoint>();
   net::PeerForwarder forwarder_;
 };
 

@@ -413,6 +413,13 @@ absl::Status ToRequest(const etcdserverpb::MemberRemoveRequest& in, server::Requ
   return absl::OkStatus();
 }
 
+absl::Status ToRequest(const etcdserverpb::MemberUpdateRequest& in, server::Request* out) {
+  *out = RequestOf(server::RequestType::kMemberUpdate);
+  out->member.id = in.id();
+  out->member.peer_urls.assign(in.peerurls().begin(), in.peerurls().end());
+  return absl::OkStatus();
+}
+
 absl::Status ToRequest(const etcdserverpb::MemberListRequest&, server::Request* out) {
   *out = RequestOf(server::RequestType::kMemberList);
   return absl::OkStatus();
@@ -575,6 +582,12 @@ void ToProto(const server::Response& in, uint64_t cluster_id,
 
 void ToProto(const server::Response& in, uint64_t cluster_id,
              etcdserverpb::MemberRemoveResponse* out) {
+  ToClusterHeader(in.header, cluster_id, out->mutable_header());
+  FillMembers(in.members, out);
+}
+
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::MemberUpdateResponse* out) {
   ToClusterHeader(in.header, cluster_id, out->mutable_header());
   FillMembers(in.members, out);
 }

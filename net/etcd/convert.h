@@ -61,6 +61,7 @@ absl::Status ToRequest(const etcdserverpb::LeaseLeasesRequest& in, server::Reque
 absl::Status ToRequest(const etcdserverpb::MemberAddRequest& in, server::Request* out);
 absl::Status ToRequest(const etcdserverpb::MemberRemoveRequest& in, server::Request* out);
 absl::Status ToRequest(const etcdserverpb::MemberListRequest& in, server::Request* out);
+absl::Status ToRequest(const etcdserverpb::MemberUpdateRequest& in, server::Request* out);
 absl::Status ToRequest(const etcdserverpb::MemberPromoteRequest& in, server::Request* out);
 absl::Status ToRequest(const etcdserverpb::AlarmRequest& in, server::Request* out);
 absl::Status ToRequest(const etcdserverpb::DefragmentRequest& in, server::Request* out);
@@ -118,6 +119,8 @@ void ToProto(const server::Response& in, uint64_t cluster_id,
              etcdserverpb::MemberRemoveResponse* out);
 void ToProto(const server::Response& in, uint64_t cluster_id,
              etcdserverpb::MemberListResponse* out);
+void ToProto(const server::Response& in, uint64_t cluster_id,
+             etcdserverpb::MemberUpdateResponse* out);
 void ToProto(const server::Response& in, uint64_t cluster_id,
              etcdserverpb::MemberPromoteResponse* out);
 void ToProto(const server::Response& in, uint64_t cluster_id, etcdserverpb::AlarmResponse* out);

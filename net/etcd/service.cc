@@ -546,11 +546,10 @@ class ClusterService final : public etcdserverpb::Cluster::Service {
                             etcdserverpb::MemberRemoveResponse* response) override {
     return Unary(loop_, context, *request, response);
   }
-  grpc::Status MemberUpdate(ServerContext* context, const etcdserverpb::MemberUpdateRequest*,
-                            etcdserverpb::MemberUpdateResponse*) override {
-    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                        "member update: changing a member's peer URLs is not supported; add a "
-                        "member with the new URLs and remove the old one");
+  grpc::Status MemberUpdate(ServerContext* context,
+                            const etcdserverpb::MemberUpdateRequest* request,
+                            etcdserverpb::MemberUpdateResponse* response) override {
+    return Unary(loop_, context, *request, response);
   }
   grpc::Status MemberList(ServerContext* context, const etcdserverpb::MemberListRequest* request,
                           etcdserverpb::MemberListResponse* response) override {

@@ -18,7 +18,12 @@
 //     prints the key and its (empty) value; elect prints the key, the proposal and the create
 //     revision. With a command, ETCD_LOCK_REV is that create revision.
 //   - member add says "added to cluster" without a cluster id: the client API carries none.
-//   - member update exits 1: the server core has no request that changes a member's URLs.
+//   - member update says "updated in cluster" without a cluster id, as member add.
+//   - member replace <oldMemberID> --peer-urls=URLS [--name=NAME] is kvctl's own: the old member
+//     out and a new one in, in one joint configuration change (etcd has no such request: it
+//     takes a remove and an add, and the cluster is one member short between them). It prints
+//     "Member <old> replaced by <new> in cluster", and with --name the new member's join
+//     variables, as member add does.
 //   - endpoint status and health list every endpoint, an unreachable one with its error.
 //   - --cluster is refused: members do not publish their client URLs in the member list.
 //   - usage after a usage error goes to stderr, so stdout only ever carries results.
@@ -1356,10 +1361,71 @@ int RunMemberChange(Context& c, RequestType type, const char* verb) {
   return kExitSuccess;
 }
 
+// member update and member replace: a member id and --peer-urls.
+absl::StatusOr<Request> MemberUrlsRequest(Context& c, RequestType type) {
+  absl::StatusOr<raft::NodeId> id = MemberArg(c);
+  if (!id.ok()) return id.status();
+  const std::string& peer_urls = c.flags.GetString("peer-urls");
+  if (peer_urls.empty()) return absl::InvalidArgumentError("member peer urls not provided");
+  Request request;
+  request.type = type;
+  request.member.id = *id;
+  request.member.peer_urls = absl::StrSplit(peer_urls, ',', absl::SkipEmpty());
+  return request;
+}
+
 int RunMemberUpdate(Context& c) {
-  return Fail(
-      "member update is not supported: the server core has no request that changes a member's "
-      "peer URLs (remove the member and add it again)");
+  absl::StatusOr<Request> request = MemberUrlsRequest(c, RequestType::kMemberUpdate);
+  if (!request.ok()) return UsageError(c, request.status().message());
+  if (c.format == Format::kTable) return TableUnsupported();
+  const raft::NodeId id = request->member.id;
+  absl::StatusOr<Response> response = c.Call(*std::move(request));
+  if (!response.ok()) return Fail(response.status());
+  if (c.format == Format::kJson) {
+    Out(JsonObject()
+            .Raw("header", HeaderJson(response->header))
+            .Raw("members", MembersJson(response->members))
+            .Build() +
+        "\n");
+  } else {
+    Out(absl::StrFormat("Member %16x updated in cluster\n", id));
+  }
+  return kExitSuccess;
+}
+
+int RunMemberReplace(Context& c) {
+  absl::StatusOr<Request> request = MemberUrlsRequest(c, RequestType::kMemberReplace);
+  if (!request.ok()) return UsageError(c, request.status().message());
+  if (c.format == Format::kTable) return TableUnsupported();
+  const raft::NodeId old_id = request->member.id;
+  const std::vector<std::string> peer_urls = request->member.peer_urls;
+  absl::StatusOr<Response> response = c.Call(*std::move(request));
+  if (!response.ok()) return Fail(response.status());
+  const server::Member& added = response->member;
+  if (c.format == Format::kJson) {
+    Out(JsonObject()
+            .Raw("header", HeaderJson(response->header))
+            .Raw("member", MemberJson(added))
+            .Raw("members", MembersJson(response->members))
+            .Build() +
+        "\n");
+    return kExitSuccess;
+  }
+  Out(absl::StrFormat("Member %16x replaced by member %16x in cluster\n", old_id, added.id));
+  const std::string& name = c.flags.GetString("name");
+  if (name.empty()) return kExitSuccess;
+  std::vector<std::string> cluster;
+  for (const server::Member& m : response->members) {
+    const std::string member_name = m.id == added.id ? name : m.name;
+    for (const std::string& url : m.peer_urls) {
+      cluster.push_back(absl::StrCat(member_name, "=", url));
+    }
+  }
+  Out(absl::StrCat("\nETCD_NAME=", GoQuote(name),
+                   "\nETCD_INITIAL_CLUSTER=", GoQuote(absl::StrJoin(cluster, ",")),
+                   "\nETCD_INITIAL_ADVERTISE_PEER_URLS=", GoQuote(absl::StrJoin(peer_urls, ",")),
+                   "\nETCD_INITIAL_CLUSTER_STATE=\"existing\"\n"));
+  return kExitSuccess;
 }
 
 // --- endpoint -----------------------------------------------------------------------------------
@@ -2355,12 +2421,18 @@ const std::vector<Command>& Commands() {
        RunMemberAdd},
       {"member remove", "member remove <memberID>", "Removes a member from the cluster", nullptr,
        [](Context& c) { return RunMemberChange(c, RequestType::kMemberRemove, "removed from"); }},
-      {"member update", "member update <memberID> [options]",
-       "Updates a member in the cluster (not supported)",
+      {"member update", "member update <memberID> [options]", "Updates a member in the cluster",
        [](FlagSet& f) {
          f.AddString("peer-urls", 0, "", "comma separated peer URLs for the updated member.");
        },
        RunMemberUpdate},
+      {"member replace", "member replace <memberID> [options]",
+       "Replaces a member by a new one in one joint configuration change (not in etcdctl)",
+       [](FlagSet& f) {
+         f.AddString("peer-urls", 0, "", "comma separated peer URLs for the new member.");
+         f.AddString("name", 0, "", "the new member's name, for the join variables printed.");
+       },
+       RunMemberReplace},
       {"member list", "member list", "Lists all members in the cluster", nullptr, RunMemberList},
       {"member promote", "member promote <memberID>", "Promotes a non-voting member in the cluster",
        nullptr,

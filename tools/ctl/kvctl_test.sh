@@ -178,8 +178,15 @@ check_re "member list -w table" 0 -- ctl member list -w table <<EOF
 \| +$member_id \| started \|   n1 \| $peer_url \|              \|      false \|
 \+-+\+---------\+------\+-+\+--------------\+------------\+
 EOF
-check_re "member update is refused" 1 -- ctl member update "$member_id" --peer-urls "$peer_url" <<'EOF'
-Error: member update is not supported: .*
+check "member update" 0 -- ctl member update "$member_id" --peer-urls "$peer_url" \
+  <<<"Member $member_id updated in cluster"
+check_re "member update of an unknown member" 1 -- ctl member update 1234 \
+  --peer-urls http://127.0.0.1:1 <<'EOF'
+Error: .*member update: no member 4660.*
+EOF
+check_re "member replace by a URL in use" 1 -- ctl member replace "$member_id" \
+  --peer-urls "$peer_url" <<EOF
+Error: .*peer URL $peer_url is member .*
 EOF
 check_re "endpoint status -w table" 0 -- ctl endpoint status -w table <<EOF
 \+-+\+-+\+-+\+-+\+-+\+-+\+-+\+-+\+-+\+-+\+
