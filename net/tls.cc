@@ -159,6 +159,15 @@ class TlsStream final : public kj::AsyncIoStream {
         }
       }
     }
+    for (int reason : handshake_reasons_) {
+      if (reason == SSL_R_TLSV1_ALERT_UNKNOWN_CA || reason == SSL_R_SSLV3_ALERT_BAD_CERTIFICATE ||
+          reason == SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN ||
+          reason == SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED ||
+          reason == SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE) {
+        return absl::StrCat("the ", server ? "client" : "server",
+                            " refused this side's certificate: ", why);
+      }
+    }
     return absl::StrCat("TLS handshake failed: ", why);
   }
 
