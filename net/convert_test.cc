@@ -789,6 +789,14 @@ TEST(ConvertMethodTest, EveryRequestSurvives) {
   r = RequestOf(RequestType::kMemberPromote);
   r.member.id = 8;
   EXPECT_EQ(Describe(RequestRoundTrip<rpc::Cluster::MemberPromoteParams>(r)), Describe(r));
+  r = RequestOf(RequestType::kMemberReplace);
+  r.member.id = 8;
+  r.member.peer_urls = {"http://c:2380"};
+  EXPECT_EQ(Describe(RequestRoundTrip<rpc::Cluster::MemberReplaceParams>(r)), Describe(r));
+  r = RequestOf(RequestType::kMemberUpdate);
+  r.member.id = 8;
+  r.member.peer_urls = {"http://c:2380", "http://d:2380"};
+  EXPECT_EQ(Describe(RequestRoundTrip<rpc::Cluster::MemberUpdateParams>(r)), Describe(r));
   r = RequestOf(RequestType::kHash);
   r.revision = 17;
   EXPECT_EQ(Describe(RequestRoundTrip<rpc::Maintenance::HashParams>(r)), Describe(r));
@@ -889,6 +897,13 @@ TEST(ConvertMethodTest, EveryResponseSurvives) {
   r = ResponseOf(RequestType::kMemberPromote);
   r.members = members;
   EXPECT_EQ(Describe(ResponseRoundTrip<rpc::Cluster::MemberPromoteResults>(r)), Describe(r));
+  r = ResponseOf(RequestType::kMemberReplace);
+  r.member = members.back();
+  r.members = members;
+  EXPECT_EQ(Describe(ResponseRoundTrip<rpc::Cluster::MemberReplaceResults>(r)), Describe(r));
+  r = ResponseOf(RequestType::kMemberUpdate);
+  r.members = members;
+  EXPECT_EQ(Describe(ResponseRoundTrip<rpc::Cluster::MemberUpdateResults>(r)), Describe(r));
 
   r = ResponseOf(RequestType::kHash);
   r.hash = {0xdeadbeefcafe, 12, 4};
