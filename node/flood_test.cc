@@ -59,9 +59,6 @@ std::shared_ptr<grpc::Channel> Channel(const std::string& endpoint) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetMaxSendMessageSize(8 << 20);
-  // Reconnect soon while kvnode starts (gRPC's default backoff starts at 1 s and grows).
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 200);
   return grpc::CreateCustomChannel(endpoint, grpc::InsecureChannelCredentials(), args);
 }
 
@@ -88,6 +85,18 @@ grpc::Status Get(etcdserverpb::KV::Stub& kv, const std::string& key, std::string
   grpc::Status status = kv.Range(Context(timeout_ms).get(), request, &response);
   if (status.ok() && response.kvs_size() == 1) *value = response.kvs(0).value();
   return status;
+}
+
+// Whether something accepts TCP connections on 127.0.0.1:`port`.
+bool Listening(uint16_t port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool connected = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+  close(fd);
+  return connected;
 }
 
 // One HTTP/1.1 POST of `body` to the gateway; the status line of the answer and its body.
@@ -161,13 +170,19 @@ class FloodTest : public ::testing::Test {
     auto child = ChildProcess::Spawn(crash::RunfilePath("node/kvnode"), options);
     ASSERT_TRUE(child.ok()) << child.status();
     node_ = std::move(*child);
-    normal_ = etcdserverpb::KV::NewStub(Channel(endpoint_));
+    // gRPC backs off for seconds after a refused connection: connect once the port listens.
     const Clock::time_point deadline = Clock::now() + std::chrono::seconds(10);
+    while (!Listening(client_port_) && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    normal_ = etcdserverpb::KV::NewStub(Channel(endpoint_));
     grpc::Status status;
     do {
       status = Put(*normal_, "normal", "0", 1000);
     } while (!status.ok() && Clock::now() < deadline);
-    ASSERT_TRUE(status.ok()) << status.error_message();
+    if (!status.ok())
+      node_->ReadUntil(Clock::now() + std::chrono::seconds(1), [] { return false; });
+    ASSERT_TRUE(status.ok()) << status.error_message() << "; kvnode: " << node_->stderr_text();
     std::printf("kvnode served after %.1f s\n",
                 std::chrono::duration<double>(Clock::now() - node_->started_at()).count());
   }
