@@ -125,8 +125,10 @@ expect "kvctl lease timetolive --keys at a follower" 0 \
 
 # Member promote: a learner that never started is behind, which only the leader can tell.
 learner_port=$(free_port)
-learner=$("$etcdctl" --endpoints="127.0.0.1:${client[$leader]}" member add learner --learner \
-  --peer-urls="http://127.0.0.1:$learner_port" | sed -n 's/^Member \([0-9a-f]*\) added.*/\1/p')
+added=$("$etcdctl" --endpoints="127.0.0.1:${client[$leader]}" member add learner --learner \
+  --peer-urls="http://127.0.0.1:$learner_port" 2>&1 || true)
+learner=$(sed -n 's/^Member *\([0-9a-f]*\) added.*/\1/p' <<<"$added")
+[ -n "$learner" ] || fail "member add --learner" "$added"
 expect "etcdctl member promote at a follower reaches the leader" 1 \
   "etcdserver: can only promote a learner member which is in sync with leader" \
   "$etcdctl" --endpoints="$at_follower" member promote "$learner"
