@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A three-member kvnode cluster with TLS on its client and peer URLs (client and peer
 # certificates required), certificates made at test time (net/testing/make_certs.sh):
-#   - puts and gets through kvctl (Cap'n Proto), etcdctl 3.4 (gRPC) and curl (the JSON gateway);
+#   - puts and gets through kvctl (Cap'n Proto), etcdctl 3.4 (gRPC) and curl (the JSON gateway),
+#     and kvbench over both of its protocols;
 #   - a client trusting another CA, an expired client certificate, a client certificate from an
 #     untrusted CA, and plain-text kvctl, etcdctl and curl on the TLS port: each refused, with a
 #     'rejected connection' log line that says why, while the member keeps serving the others.
@@ -9,6 +10,7 @@ set -uo pipefail
 root="$TEST_SRCDIR/$TEST_WORKSPACE"
 kvnode="$root/node/kvnode"
 kvctl="$root/tools/ctl/kvctl"
+kvbench="$root/tools/bench/kvbench"
 dir="${TEST_TMPDIR:-$(mktemp -d)}"
 certs="$dir/certs"
 failures=0
@@ -120,6 +122,17 @@ got=$(curl -sS --max-time 5 "${tls[@]}" "https://127.0.0.1:${client[3]}/v3/kv/ra
   -X POST -d '{"key":"Z3JlZXRpbmc="}' 2>&1)
 expect "curl range over TLS (JSON gateway)" "aGVsbG8=" \
   "$(printf '%s' "$got" | sed -n 's/.*"value":"\([^"]*\)".*/\1/p')"
+for protocol in capnp grpc; do
+  if out=$("$kvbench" --endpoints "https://127.0.0.1:${client[1]},https://127.0.0.1:${client[2]}" \
+    "${tls[@]}" --protocol "$protocol" --conns 2 --clients 4 --total 200 put 2>&1) &&
+    [[ "$out" == *"Total"* ]]; then
+    echo "ok: kvbench --protocol $protocol over TLS"
+  else
+    echo "FAIL: kvbench --protocol $protocol over TLS:"
+    printf '%s\n' "$out" | tail -5 | sed 's/^/    /'
+    failures=$((failures + 1))
+  fi
+done
 expect "member list over TLS" "3" "$(ctl 1 "${tls[@]}" member list 2>&1 | grep -c https://)"
 
 # Refusals, each on member 1, which must keep serving.

@@ -26,10 +26,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <memory>
@@ -37,14 +39,17 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "core/mvcc/types.h"
 #include "core/server/server.h"
@@ -54,6 +59,7 @@
 #include "kj/vector.h"
 #include "net/client.h"
 #include "net/etcd/rpc.grpc.pb.h"
+#include "net/tls.h"
 #include "tools/ctl/flags.h"
 
 namespace kvstore::bench {
@@ -226,11 +232,35 @@ class Progress {
   const bool terminal_;
 };
 
+// A gRPC target from an endpoint URL: its host:port.
+std::string GrpcTarget(const std::string& endpoint) {
+  absl::string_view target = endpoint;
+  if (!absl::ConsumePrefix(&target, "https://")) absl::ConsumePrefix(&target, "http://");
+  absl::ConsumeSuffix(&target, "/");
+  return std::string(target);
+}
+
+absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& path) {
+  if (path.empty()) return std::string();
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, "=", path, ": ", std::strerror(errno)));
+  }
+  std::string text;
+  char buffer[4096];
+  for (size_t n; (n = std::fread(buffer, 1, sizeof(buffer), file)) > 0;) text.append(buffer, n);
+  std::fclose(file);
+  return text;
+}
+
 // What every workload shares: the connections, the bounds, the report.
 struct Bench {
   kj::AsyncIoContext* io = nullptr;
   std::vector<std::unique_ptr<net::Client>> conns;
   std::vector<std::shared_ptr<grpc::Channel>> channels;  // --protocol=grpc
+  // --protocol=grpc: TLS with --cacert/--cert/--key or https:// endpoints, else plain text.
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
   std::vector<std::string> endpoints;
   int64_t clients = 1;
   int64_t total = 0;
@@ -491,7 +521,7 @@ int RunWatchLatencyGrpc(Bench& bench, const std::string& key, const std::string&
     watchers.push_back(std::move(watcher));
   }
   auto putter = etcdserverpb::KV::NewStub(
-      grpc::CreateChannel(bench.endpoints.front(), grpc::InsecureChannelCredentials()));
+      grpc::CreateChannel(GrpcTarget(bench.endpoints.front()), bench.credentials));
   const Clock::time_point start = Clock::now();
   const auto interval = std::chrono::nanoseconds(1'000'000'000 / put_rate);
   for (int64_t i = 0; i < put_total && Clock::now() < bench.deadline; ++i) {
@@ -640,6 +670,10 @@ void AddFlags(ctl::FlagSet& f) {
   f.AddDuration("max-duration", kDefaultMaxDuration,
                 "no request starts after this long; the report covers what was answered", kGlobal);
   f.AddBool("help", 'h', "help for kvbench", kGlobal);
+  f.AddString("cacert", 0, "",
+              "verify certificates of TLS-enabled secure servers using this CA bundle", kGlobal);
+  f.AddString("cert", 0, "", "identify secure client using this TLS certificate file", kGlobal);
+  f.AddString("key", 0, "", "identify secure client using this TLS key file", kGlobal);
   f.AddInt("total", 0, kDefaultTotal, "Total number of requests (put, range, txn-put)");
   f.AddInt("key-size", 0, 8, "Key size of put request");
   f.AddInt("val-size", 0, 8, "Value size of put request");
@@ -714,13 +748,42 @@ int Run(int argc, char** argv) {
     return kExitError;
   }
   bench.endpoints = options.endpoints;
+  // etcd benchmark's TLS flags: any of them, or an https:// endpoint, means TLS.
+  std::unique_ptr<net::TlsContext> tls;
+  const bool https =
+      std::any_of(options.endpoints.begin(), options.endpoints.end(),
+                  [](const std::string& e) { return absl::StartsWith(e, "https://"); });
+  if (f.Changed("cacert") || f.Changed("cert") || f.Changed("key") || https) {
+    net::TlsFiles files;
+    files.trusted_ca_file = f.GetString("cacert");
+    files.cert_file = f.GetString("cert");
+    files.key_file = f.GetString("key");
+    absl::StatusOr<std::unique_ptr<net::TlsContext>> context = net::TlsContext::NewClient(files);
+    if (!context.ok()) {
+      std::fprintf(stderr, "Error: %s\n", std::string(context.status().message()).c_str());
+      return kExitError;
+    }
+    tls = std::move(*context);
+    options.tls = tls.get();
+    grpc::SslCredentialsOptions ssl;
+    for (auto [flag, path, out] : {std::tuple{"cacert", files.trusted_ca_file, &ssl.pem_root_certs},
+                                   std::tuple{"cert", files.cert_file, &ssl.pem_cert_chain},
+                                   std::tuple{"key", files.key_file, &ssl.pem_private_key}}) {
+      absl::StatusOr<std::string> pem = ReadPem(flag, path);
+      if (!pem.ok()) {
+        std::fprintf(stderr, "Error: %s\n", std::string(pem.status().message()).c_str());
+        return kExitError;
+      }
+      *out = std::move(*pem);
+    }
+    bench.credentials = grpc::SslCredentials(ssl);
+  }
   if (protocol == "grpc") {
     for (int64_t i = 0; i < f.GetInt("conns"); ++i) {
-      const std::string& target = options.endpoints[i % options.endpoints.size()];
+      const std::string target = GrpcTarget(options.endpoints[i % options.endpoints.size()]);
       grpc::ChannelArguments arguments;
       arguments.SetInt("grpc.use_local_subchannel_pool", 1);  // one connection per channel
-      bench.channels.push_back(
-          grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), arguments));
+      bench.channels.push_back(grpc::CreateCustomChannel(target, bench.credentials, arguments));
     }
   }
   for (int64_t i = 0; protocol == "capnp" && i < f.GetInt("conns"); ++i) {
