@@ -22,6 +22,8 @@ packages=(
   # bcrypt for core/auth (libxcrypt's crypt_r), SHA-256 for etcd's snapshot stream (net/etcd)
   libcrypt-dev
   libssl-dev
+  # the openssl command makes the TLS tests' certificates at test time (net/testing/make_certs.sh)
+  openssl
   # promtool checks /metrics (node:http_service_test); headless Chromium loads the status page
   # (node:status_page_test)
   prometheus
