@@ -494,6 +494,8 @@ absl::Status Runtime::Open() {
   config.random_seed = std::random_device{}() ^ (options_.id * 0x9E3779B97F4A7C15ull);
   config.quota_bytes = options_.quota_backend_bytes;
   config.max_request_bytes = options_.max_request_bytes;
+  config.token_provider = options_.token_provider;
+  config.auth_token_ttl_seconds = options_.auth_token_ttl_seconds;
   config.snapshot_every_entries = std::min(options_.snapshot_count, kRaftLogCompactEntriesMax);
   config.snapshot_catch_up_entries = std::min<uint64_t>(5000, options_.snapshot_count / 2 + 1);
   // A request that neither applies nor fails within 5 s answers TIMEOUT, before a client's try
