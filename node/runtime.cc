@@ -733,18 +733,42 @@ kj::Promise<server::Response> Runtime::ServeAtLeader(server::Request request,
           return retry_after(kForwardRetryDelayMs * kj::MILLISECONDS);
         });
   }
+  const raft::NodeId promoted =
+      type == server::RequestType::kMemberPromote ? request.member.id : raft::kNoNode;
   return router_->Forward(leader, request, deadline - now)
-      .then([this, retry_after = std::move(retry_after)](
+      .then([this, retry_after = std::move(retry_after), promoted, deadline](
                 absl::StatusOr<server::Response> answer) mutable -> kj::Promise<server::Response> {
         if (answer.ok() && CodeOf(answer->status) != ErrorCode::kNotLeader) {
-          // The header is this member's, as etcd fills it for a forwarded request.
-          answer->header.member_id = options_.id;
-          answer->header.revision = member_->server().store().current_revision();
-          answer->header.raft_term = member_->server().hard_state().term;
-          return std::move(*answer);
+          if (promoted != raft::kNoNode && answer->status.ok()) {
+            return AwaitPromotionApplied(std::move(*answer), promoted, deadline);
+          }
+          return WithLocalHeader(std::move(*answer));
         }
         // Unreachable, or no longer the leader: try the leader known next (etcd's throttle).
         return retry_after(kForwardRetryDelayMs * kj::MILLISECONDS);
+      });
+}
+
+server::Response Runtime::WithLocalHeader(server::Response response) {
+  // The header is this member's, as etcd fills it for a forwarded request.
+  response.header.member_id = options_.id;
+  response.header.revision = member_->server().store().current_revision();
+  response.header.raft_term = member_->server().hard_state().term;
+  return response;
+}
+
+kj::Promise<server::Response> Runtime::AwaitPromotionApplied(server::Response response,
+                                                             raft::NodeId id,
+                                                             kj::TimePoint deadline) {
+  kj::Timer& timer = io_.provider->getTimer();
+  bool applied = member_->stopped() || timer.now() >= deadline;
+  for (const server::Member& member : member_->server().Members()) {
+    if (member.id == id && !member.is_learner) applied = true;
+  }
+  if (applied) return WithLocalHeader(std::move(response));
+  return timer.afterDelay(options_.heartbeat_interval_ms * kj::MILLISECONDS)
+      .then([this, response = std::move(response), id, deadline]() mutable {
+        return AwaitPromotionApplied(std::move(response), id, deadline);
       });
 }
 

@@ -149,6 +149,12 @@ class Runtime : public net::MemberService,
   // Serves a leader-only request at the leader, this member or another, until `deadline`
   // (see Call).
   kj::Promise<server::Response> ServeAtLeader(server::Request request, kj::TimePoint deadline);
+  // A promotion the leader committed is answered once this member has applied it too (or at
+  // `deadline`), so the client's next member list here shows it.
+  kj::Promise<server::Response> AwaitPromotionApplied(server::Response response, raft::NodeId id,
+                                                      kj::TimePoint deadline);
+  // A forwarded answer with this member's header, as etcd fills it.
+  server::Response WithLocalHeader(server::Response response);
   // Counts a client request of `type` started (grpc_server_started_total); false for a type
   // that is not counted (a stream's).
   bool CountStarted(server::RequestType type);
