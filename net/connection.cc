@@ -1,5 +1,6 @@
 #include "net/connection.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -44,15 +45,30 @@ kj::Promise<kj::Own<kj::AsyncIoStream>> ConnectWithin(kj::Network& network, kj::
       .exclusiveJoin(kj::mv(connect));
 }
 
+namespace {
+
+// What the two-party network is told its receive limit is: it reads through ReadLimitedStream
+// (the real limit) and only uses this to refuse sending a larger message.
+capnp::ReaderOptions SendOptions(capnp::ReaderOptions read_options) {
+  capnp::ReaderOptions options = read_options;
+  options.traversalLimitInWords =
+      std::max<uint64_t>(read_options.traversalLimitInWords, kMaxSendBytes / sizeof(capnp::word));
+  return options;
+}
+
+}  // namespace
+
 RpcConnection::RpcConnection(kj::Own<kj::AsyncIoStream> stream, capnp::ReaderOptions options)
     : stream_(kj::mv(stream)),
-      network_(*stream_, capnp::rpc::twoparty::Side::CLIENT, options),
+      messages_(*stream_, options),
+      network_(messages_, capnp::rpc::twoparty::Side::CLIENT, SendOptions(options)),
       rpc_system_(capnp::makeRpcClient(network_)) {}
 
 RpcConnection::RpcConnection(kj::Own<kj::AsyncIoStream> stream, capnp::ReaderOptions options,
                              capnp::Capability::Client bootstrap)
     : stream_(kj::mv(stream)),
-      network_(*stream_, capnp::rpc::twoparty::Side::SERVER, options),
+      messages_(*stream_, options),
+      network_(messages_, capnp::rpc::twoparty::Side::SERVER, SendOptions(options)),
       rpc_system_(capnp::makeRpcServer(network_, kj::mv(bootstrap))) {
   rpc_system_.setFlowLimit(kMaxInflightCallBytesPerConnection / sizeof(capnp::word));
 }

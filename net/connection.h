@@ -23,6 +23,10 @@ namespace kvstore::net {
 // unanswered (capnp::RpcSystem::setFlowLimit), so one connection cannot fill the member's
 // memory with requests (say, puts waiting for a leader).
 inline constexpr uint64_t kMaxInflightCallBytesPerConnection = uint64_t{64} << 20;
+// The largest message either side of a connection sends (a reply to a client: a range, a batch
+// of watch events). What a side reads is bounded by the ReaderOptions it is given, which may be
+// smaller (a member's client connections read at most a request's limit).
+inline constexpr uint64_t kMaxSendBytes = uint64_t{256} << 20;
 // After a failed accept (out of file descriptors, say), the listener tries again this much later
 // rather than giving up or spinning (Go's net/http backs off the same way).
 inline constexpr kj::Duration kAcceptRetryDelay = 100 * kj::MILLISECONDS;
@@ -61,7 +65,37 @@ class RpcConnection {
  private:
   capnp::Capability::Client BootstrapCapability();
 
+  // Reads with the connection's own limits while Cap'n Proto's send check (which compares an
+  // outgoing message with the receive limit it was given) is handed kMaxResponseBytes, so a
+  // member answers a range or watch larger than its request limit instead of refusing to send.
+  class ReadLimitedStream final : public capnp::MessageStream {
+   public:
+    ReadLimitedStream(kj::AsyncIoStream& stream, capnp::ReaderOptions read_options)
+        : inner_(stream), read_options_(read_options) {}
+    kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> tryReadMessage(
+        kj::ArrayPtr<kj::AutoCloseFd> fd_space, capnp::ReaderOptions,
+        kj::ArrayPtr<capnp::word> scratch) override {
+      return inner_.tryReadMessage(fd_space, read_options_, scratch);
+    }
+    kj::Promise<void> writeMessage(
+        kj::ArrayPtr<const int> fds,
+        kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) override {
+      return inner_.writeMessage(fds, segments);
+    }
+    kj::Promise<void> writeMessages(
+        kj::ArrayPtr<kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>>> messages) override {
+      return inner_.writeMessages(messages);
+    }
+    kj::Maybe<int> getSendBufferSize() override { return inner_.getSendBufferSize(); }
+    kj::Promise<void> end() override { return inner_.end(); }
+
+   private:
+    capnp::AsyncIoMessageStream inner_;
+    capnp::ReaderOptions read_options_;
+  };
+
   kj::Own<kj::AsyncIoStream> stream_;
+  ReadLimitedStream messages_;
   capnp::TwoPartyVatNetwork network_;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc_system_;
 };

@@ -39,6 +39,7 @@
 #include "core/server/codec.h"
 #include "core/server/server.h"
 #include "net/client.capnp.h"
+#include "net/connection.h"
 #include "net/member_service.h"
 #include "net/peer.capnp.h"
 
@@ -51,7 +52,7 @@ namespace kvstore::net {
 inline constexpr uint64_t kRequestEnvelopeBytes = 512 << 10;
 // The largest reply a client accepts. The core bounds a range by count, not bytes, so this is
 // generous; a larger range must be paged with `limit`.
-inline constexpr uint64_t kMaxResponseBytes = uint64_t{256} << 20;
+inline constexpr uint64_t kMaxResponseBytes = kMaxSendBytes;
 // The largest peer message (one `send` batch, one snapshot chunk). It must exceed a sender's
 // batch limit (kPeerBatchBytes) plus one Raft message at its largest: max_size_per_msg (1 MiB)
 // plus one entry, itself at most max request bytes (1.5 MiB by default).

@@ -357,6 +357,19 @@ check "root stays" 1 -- ctl "${root[@]}" user delete root \
 check "auth disable" 0 -- ctl "${root[@]}" auth disable <<<"Authentication Disabled"
 check "open again" 0 -- ctl get p/x <<<$'p/x\n1'
 
+# --- replies larger than a request may be -------------------------------------------------------
+# Two 1 MiB values: a range and a watch's catch-up over both (2 MiB) exceed the member's request
+# limit (1.5 MiB plus envelope), which bounds what it reads, not what it answers.
+big=$(head -c 1048576 /dev/zero | tr '\0' x)
+base_rev=$(ctl get "" --from-key --count-only -w json | sed -n 's/.*"revision":\([0-9]*\).*/\1/p')
+printf '%s' "$big" | ctl put /big/1 >/dev/null
+printf '%s' "$big" | ctl put /big/2 >/dev/null
+check "get of 2 MiB" 0 -- sh -c "\"$kvctl\" --endpoints $endpoint get /big/ --prefix | wc -c" \
+  <<<"$(((7 + 1048577) * 2))"
+check "watch catching up on 2 MiB" 0 -- sh -c "timeout 5 \"$kvctl\" --endpoints $endpoint watch \
+  /big/ --prefix --rev $((base_rev + 1)) | grep -c '^PUT\$'; true" <<<"2"
+ctl del /big/ --prefix >/dev/null
+
 # --- kvbench -------------------------------------------------------------------------------------
 check_re "kvbench put" 0 -- sh -c "\"$kvbench\" --endpoints $endpoint --conns 2 --clients 4 \
   --total 200 --val-size 64 put 2>/dev/null | grep -E '^(Summary|  Requests/sec|  99% in)'" <<'EOF'
