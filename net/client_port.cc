@@ -88,6 +88,7 @@ class PrefixedStream final : public kj::AsyncIoStream {
 // Reads a decrypted stream's first bytes until they tell its protocol.
 struct DecryptedSniff {
   kj::Own<kj::AsyncIoStream> stream;
+  std::string common_name;  // of the client's verified certificate
   char bytes[4] = {};
   size_t size = 0;
 
@@ -287,6 +288,7 @@ kj::Promise<void> ClientPort::Dispatch(kj::Own<kj::AsyncIoStream> stream) {
 kj::Promise<void> ClientPort::DispatchDecrypted(TlsAccepted accepted, std::string remote) {
   auto sniff = kj::heap<DecryptedSniff>();
   sniff->stream = kj::mv(accepted.stream);
+  sniff->common_name = std::move(accepted.common_name);
   DecryptedSniff& state = *sniff;
   return timer_.timeoutAfter(kSniffTimeout, state.Sniff())
       .then([this, sniff = kj::mv(sniff),
@@ -301,7 +303,7 @@ kj::Promise<void> ClientPort::DispatchDecrypted(TlsAccepted accepted, std::strin
             if (handlers_.http) handlers_.http(kj::mv(stream));
             break;
           case ClientProtocol::kGrpc: {
-            if (!handlers_.grpc || tls_.low_level == nullptr) break;
+            if ((!handlers_.grpc && !handlers_.grpc_tls) || tls_.low_level == nullptr) break;
             int fds[2];
             if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) != 0) {
               Reject(remote, absl::StrCat("socketpair for gRPC: ", std::strerror(errno)));
@@ -311,7 +313,12 @@ kj::Promise<void> ClientPort::DispatchDecrypted(TlsAccepted accepted, std::strin
                 fds[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP |
                             kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC |
                             kj::LowLevelAsyncIoProvider::ALREADY_NONBLOCK);
-            handlers_.grpc(fds[1]);  // gRPC owns its end from here
+            // gRPC owns its end from here.
+            if (handlers_.grpc_tls) {
+              handlers_.grpc_tls(fds[1], sniff->common_name);
+            } else {
+              handlers_.grpc(fds[1]);
+            }
             return Relay(kj::mv(stream), kj::mv(local));
           }
           case ClientProtocol::kUndecided:

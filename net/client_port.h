@@ -36,6 +36,9 @@ struct ClientPortHandlers {
   // gRPC connections: a connected socket the callee now owns (grpc::AddInsecureChannelFromFd).
   // Empty: such connections are closed.
   std::function<void(int fd)> grpc;
+  // gRPC connections from an https:// port: the socket, and the common name of the client's
+  // verified certificate ("" without one). Empty: `grpc` takes them.
+  std::function<void(int fd, const std::string& common_name)> grpc_tls;
   // HTTP/1.1 connections. Empty: such connections are closed.
   std::function<void(kj::Own<kj::AsyncIoStream>)> http;
 };

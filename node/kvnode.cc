@@ -385,7 +385,11 @@ int Run(int argc, char** argv) {
   net::ClientServiceOptions client_options;
   client_options.max_request_bytes = config->max_request_bytes;
   net::ClientServer capnp_server(**runtime, client_options);
-  net::etcd::Services etcd_services(**runtime, kj::getCurrentThreadExecutor());
+  // With --client-cert-auth, a gRPC call without a token runs as its certificate's CN (etcd's).
+  net::etcd::CertUsers cert_users;
+  net::etcd::ServiceOptions etcd_options;
+  etcd_options.cert_users = &cert_users;
+  net::etcd::Services etcd_services(**runtime, kj::getCurrentThreadExecutor(), etcd_options);
   std::unique_ptr<grpc::Server> grpc_server = StartGrpcServer(etcd_services, *config);
   std::vector<kj::Own<net::ClientPort>> client_ports;
   kj::HttpHeaderTable http_headers;
@@ -401,7 +405,14 @@ int Run(int argc, char** argv) {
   client_handlers.capnp = [&](kj::Own<kj::AsyncIoStream> stream) {
     capnp_server.Accept(kj::mv(stream));
   };
-  client_handlers.grpc = [&](int fd) { grpc::AddInsecureChannelFromFd(grpc_server.get(), fd); };
+  client_handlers.grpc = [&](int fd) {
+    cert_users.Set(fd, "");
+    grpc::AddInsecureChannelFromFd(grpc_server.get(), fd);
+  };
+  client_handlers.grpc_tls = [&](int fd, const std::string& common_name) {
+    cert_users.Set(fd, config->client_tls.client_cert_auth ? common_name : "");
+    grpc::AddInsecureChannelFromFd(grpc_server.get(), fd);
+  };
   client_handlers.http = [&](kj::Own<kj::AsyncIoStream> stream) {
     http_connections.add(http_server.listenHttp(kj::mv(stream)));
   };

@@ -5,7 +5,9 @@
 #     and kvbench over both of its protocols;
 #   - a client trusting another CA, an expired client certificate, a client certificate from an
 #     untrusted CA, and plain-text kvctl, etcdctl and curl on the TLS port: each refused, with a
-#     'rejected connection' log line that says why, while the member keeps serving the others.
+#     'rejected connection' log line that says why, while the member keeps serving the others;
+#   - with auth enabled, a gRPC call without a token runs as its client certificate's CN (etcd's
+#     --client-cert-auth): alice writes her prefix; bob, and alice outside it, are refused.
 set -uo pipefail
 root="$TEST_SRCDIR/$TEST_WORKSPACE"
 kvnode="$root/node/kvnode"
@@ -16,7 +18,7 @@ certs="$dir/certs"
 failures=0
 export ETCDCTL_API=3
 
-bash "$root/net/testing/make_certs.sh" "$certs" alice || {
+bash "$root/net/testing/make_certs.sh" "$certs" alice bob root || {
   echo "FAIL: making certificates"
   exit 1
 }
@@ -167,6 +169,33 @@ expect_log "plain-text HTTP" 1 "not a TLS client (plain text on a TLS port): it 
 expect "member 1 still serves kvctl" "OK" "$(ctl 1 "${tls[@]}" put after refusals 2>&1)"
 expect "member 1 still serves etcdctl" $'after\nrefusals' \
   "$(etcdctl_at 1 "${tls[@]}" get after 2>&1)"
+
+# The client certificate's CN is the user of a call without a token (etcdctl, gRPC).
+as() { # as CN ARGS...: etcdctl on member 1 with CN's certificate
+  local cn=$1
+  shift
+  etcdctl_at 1 --cacert "$certs/ca.crt" --cert "$certs/client-$cn.crt" --key "$certs/client-$cn.key" "$@"
+}
+for command in "user add root --new-user-password=r" "user add alice --new-user-password=a" \
+  "user add bob --new-user-password=b" "role add alice-role" \
+  "role grant-permission alice-role readwrite /alice/ --prefix=true" \
+  "user grant-role alice alice-role" "auth enable"; do
+  # shellcheck disable=SC2086
+  as root $command >"$dir/auth_setup.log" 2>&1 || {
+    echo "FAIL: etcdctl $command:"
+    sed 's/^/    /' "$dir/auth_setup.log"
+    failures=$((failures + 1))
+  }
+done
+expect "CN alice writes her prefix" "OK" "$(as alice put /alice/x 1 2>/dev/null)"
+expect_fails "CN alice outside her prefix" "Error: etcdserver: permission denied" \
+  as alice put /other 1
+expect_fails "CN bob in alice's prefix" "Error: etcdserver: permission denied" \
+  as bob put /alice/y 2
+expect "CN root writes anywhere" "OK" "$(as root put /other 3 2>/dev/null)"
+expect "CN alice reads her prefix" $'/alice/x\n1' "$(as alice get /alice/x 2>/dev/null)"
+expect_fails "a token wins over the certificate" "Error: etcdserver: permission denied" \
+  as alice --user bob:b put /alice/z 1
 
 if ((failures > 0)); then
   echo "$failures failures; member logs:"

@@ -302,7 +302,8 @@ class Server::Impl {
   // Auth. The caller's identity from its token: none for an empty token or while auth is
   // disabled; INVALID_AUTH_TOKEN for a token this member does not know (expired, or issued
   // before it restarted). The revision is the store's now (a simple token, as in etcd).
-  absl::StatusOr<auth::AuthInfo> Identify(const std::string& token);
+  absl::StatusOr<auth::AuthInfo> Identify(const std::string& token,
+                                          const std::string& cert_user = "");
   // Random bytes for a salt or a token: the request's, or derived from the seed.
   std::string Entropy(const Request& request, RequestId id) const;
   absl::Status BuildAuthProposal(RequestId id, const Request& request, pb::AuthRequest* out);
@@ -650,7 +651,7 @@ RequestId Server::Impl::Submit(Request request) {
     Respond(id, request.type, std::move(status));
     return id;
   }
-  auto who = Identify(request.token);
+  auto who = Identify(request.token, request.cert_user);
   if (!who.ok()) {
     Respond(id, request.type, who.status());
     return id;
@@ -970,7 +971,7 @@ void Server::Impl::ServeRead(RequestId id, const Request& request) {
   // after its read index, with the token's user at that moment).
   if (auth_.enabled()) {
     absl::Status refused;
-    auto who = Identify(request.token);
+    auto who = Identify(request.token, request.cert_user);
     if (!who.ok()) {
       refused = who.status();
     } else if (request.type == RequestType::kRange) {
@@ -1469,8 +1470,13 @@ void Server::Impl::TrackLeases(const std::vector<mvcc::Event>& events) {
 // ---------------------------------------------------------------------------------------------
 // Auth
 
-absl::StatusOr<auth::AuthInfo> Server::Impl::Identify(const std::string& token) {
-  if (!auth_.enabled() || token.empty()) return auth::AuthInfo{};
+absl::StatusOr<auth::AuthInfo> Server::Impl::Identify(const std::string& token,
+                                                      const std::string& cert_user) {
+  if (!auth_.enabled()) return auth::AuthInfo{};
+  // A client certificate's CN names the user of a call without a token (etcd's AuthInfoFromTLS),
+  // at the auth store's revision now.
+  if (token.empty() && !cert_user.empty()) return auth::AuthInfo{cert_user, auth_.revision()};
+  if (token.empty()) return auth::AuthInfo{};
   if (config_.token_provider != nullptr) {
     // A JWT carries its own revision: one issued before an auth change is refused as old
     // (etcd's ErrAuthOldRevision) by the checks, not here.

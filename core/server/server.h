@@ -201,6 +201,9 @@ struct Request {
   // checked against the token's user (see AuthStore); a token that is unknown or expired is
   // refused (INVALID_AUTH_TOKEN).
   std::string token;
+  // The user a transport authenticated by a verified client certificate (its common name), used
+  // when `token` is empty, as etcd's AuthInfoFromTLS does under --client-cert-auth. Empty: none.
+  std::string cert_user;
 };
 
 // Where and when a response was produced (etcd ResponseHeader).

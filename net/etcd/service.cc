@@ -32,6 +32,11 @@ class Loop {
 
   MemberService& member() const { return member_; }
   uint64_t cluster_id() const { return cluster_id_; }
+  void set_cert_users(const CertUsers* users) { cert_users_ = users; }
+  // The user of the call's client certificate (CertUsers), or "".
+  std::string CertUserOf(const grpc::ServerContextBase* context) const {
+    return cert_users_ == nullptr ? std::string() : cert_users_->Lookup(context->peer());
+  }
 
   // Runs `f` on the loop and waits for its result (a promise's, if it returns one). Fails with
   // kStopped when the loop is gone.
@@ -67,6 +72,7 @@ class Loop {
   MemberService& member_;
   kj::Own<const kj::Executor> executor_;
   const uint64_t cluster_id_;
+  const CertUsers* cert_users_ = nullptr;
 };
 
 // The caller's auth token: etcd's clients send it as the "token" metadata of every call.
@@ -83,6 +89,7 @@ grpc::Status Unary(const Loop& loop, const grpc::ServerContext* context, const R
   server::Request converted;
   if (absl::Status s = ToRequest(request, &converted); !s.ok()) return ToGrpcStatus(s);
   converted.token = TokenOf(context);
+  converted.cert_user = loop.CertUserOf(context);
   server::Response answer = loop.Call(std::move(converted));
   if (!answer.status.ok()) return to_status(answer.status);
   ToProto(answer, loop.cluster_id(), response);
@@ -156,6 +163,7 @@ grpc::ServerUnaryReactor* UnaryAsync(const Loop& loop, Inbox& inbox,
     return reactor;
   }
   converted.token = TokenOf(context);
+  converted.cert_user = loop.CertUserOf(context);
   const bool posted = inbox.Post([&loop, reactor, response,
                                   converted = std::move(converted)](kj::TaskSet& tasks) mutable {
     tasks.add(loop.member()
@@ -660,6 +668,7 @@ grpc::Status AuthUnary(const Loop& loop, const grpc::ServerContext* context, con
   server::Request converted;
   if (absl::Status s = ToRequest(request, &converted); !s.ok()) return ToGrpcStatus(s);
   converted.token = TokenOf(context);
+  converted.cert_user = loop.CertUserOf(context);
   AddAuthEntropy(&converted);
   server::Response answer = loop.Call(std::move(converted));
   if (!answer.status.ok()) return ToGrpcStatus(answer.status);
@@ -758,7 +767,9 @@ struct Services::Impl {
         lease(loop),
         cluster(loop),
         maintenance(loop, options.snapshot_chunk_bytes),
-        auth(loop) {}
+        auth(loop) {
+    loop.set_cert_users(options.cert_users);
+  }
 
   Loop loop;
   Inbox inbox;
@@ -769,6 +780,17 @@ struct Services::Impl {
   MaintenanceService maintenance;
   AuthService auth;
 };
+
+void CertUsers::Set(int fd, std::string user) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  users_[absl::StrCat("fd:", fd)] = std::move(user);
+}
+
+std::string CertUsers::Lookup(const std::string& grpc_peer) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = users_.find(grpc_peer);
+  return it == users_.end() ? std::string() : it->second;
+}
 
 Services::Services(MemberService& member, const kj::Executor& loop, const ServiceOptions& options)
     : impl_(std::make_unique<Impl>(member, loop, options)) {}

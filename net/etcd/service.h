@@ -22,7 +22,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <string>
 
 #include "grpcpp/server_builder.h"
 #include "kj/async.h"
@@ -35,11 +38,28 @@ namespace kvstore::net::etcd {
 // watcher memory; the client cancels some or opens another stream.
 inline constexpr size_t kMaxWatchersPerStream = 10000;
 
+// Users authenticated by client certificates, by the socket kvnode hands gRPC for each TLS
+// connection: etcd takes a verified certificate's common name as the user of a call that carries
+// no token. Every socket handed to gRPC gets its entry set first (empty: no user), so a reused
+// descriptor never inherits an earlier connection's user. Thread-safe.
+class CertUsers {
+ public:
+  void Set(int fd, std::string user);
+  // The user of a call whose ServerContext::peer() is `grpc_peer` ("fd:N"); empty: none.
+  std::string Lookup(const std::string& grpc_peer) const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, std::string> users_;  // "fd:N" -> user
+};
+
 struct ServiceOptions {
   // Responses one Watch stream may hold for a client that does not read them.
   size_t watch_queue_limit_responses = 1024;
   // Bytes per SnapshotResponse (etcd sends 32 KiB).
   size_t snapshot_chunk_bytes = 32 << 10;
+  // Client certificates' users (outliving the services); null: none.
+  const CertUsers* cert_users = nullptr;
 };
 
 class Services {
