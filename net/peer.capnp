@@ -57,9 +57,11 @@ interface Peer {
   send @0 (clusterId :UInt64, messages :List(Message)) -> ();
   # Starts a snapshot transfer: the kSnap message (metadata only), then its data through `sink`.
   sendSnapshot @1 (clusterId :UInt64, message :Message) -> (sink :SnapshotSink);
-  # The cluster's members as this member knows them: a member joining an existing cluster
-  # (--initial-cluster-state=existing) finds the id the cluster gave it by its peer URLs.
-  members @2 (clusterId :UInt64) -> (members :List(PeerMember));
+  # The cluster's members as this member knows them, and the cluster id: a member joining an
+  # existing cluster (--initial-cluster-state=existing) finds the id the cluster gave it by its
+  # peer URLs, and learns the cluster id. `clusterId` 0 means "unknown, answer with yours"
+  # (a cluster id is never 0); another cluster's id is refused.
+  members @2 (clusterId :UInt64) -> (members :List(PeerMember), clusterId :UInt64);
   # A client request that only the leader serves, forwarded by a follower that received it (etcd
   # forwards lease keep-alive and time-to-live, and member promote, to its leader). The receiver
   # serves it without forwarding it again: a member that is no longer the leader answers

@@ -4,6 +4,7 @@
 #include <memory>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/raft/check.h"
 #include "net/convert.h"
@@ -13,7 +14,10 @@ namespace kvstore::net {
 namespace {
 
 kj::Exception ClusterMismatch(uint64_t theirs, uint64_t ours) {
-  return KJ_EXCEPTION(FAILED, "refused: the sender belongs to another cluster", theirs, ours);
+  // The sender finds the receiver's id in the text (ClusterMismatchOf).
+  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                       kj::str("refused: the sender belongs to another cluster: ",
+                               ClusterMismatchText(ours, theirs).c_str()));
 }
 
 absl::string_view View(capnp::Data::Reader data) {
@@ -141,12 +145,14 @@ class PeerImpl final : public rpc::Peer::Server {
 
   kj::Promise<void> members(MembersContext context) override {
     const uint64_t cluster_id = context.getParams().getClusterId();
-    if (cluster_id != member_.cluster_id()) {
+    if (cluster_id != 0 && cluster_id != member_.cluster_id()) {
       return ClusterMismatch(cluster_id, member_.cluster_id());
     }
     const std::vector<server::Member> members = member_.Members();
-    auto list = context.getResults().initMembers(members.size());
+    auto results = context.getResults();
+    auto list = results.initMembers(members.size());
     for (size_t i = 0; i < members.size(); ++i) ToCapnp(members[i], list[i]);
+    results.setClusterId(member_.cluster_id());
     return kj::READY_NOW;
   }
 
@@ -488,7 +494,18 @@ void PeerForwarder::taskFailed(kj::Exception&& exception) {
 kj::Promise<absl::StatusOr<std::vector<server::Member>>> FetchMembers(
     kj::Network& network, kj::Timer& timer, std::string address, uint64_t cluster_id,
     kj::Duration timeout, TlsContext* tls) {
-  using Result = absl::StatusOr<std::vector<server::Member>>;
+  return FetchCluster(network, timer, std::move(address), cluster_id, timeout, tls)
+      .then([](absl::StatusOr<FetchedCluster> cluster)
+                -> absl::StatusOr<std::vector<server::Member>> {
+        if (!cluster.ok()) return cluster.status();
+        return std::move(cluster->members);
+      });
+}
+
+kj::Promise<absl::StatusOr<FetchedCluster>> FetchCluster(kj::Network& network, kj::Timer& timer,
+                                                         std::string address, uint64_t cluster_id,
+                                                         kj::Duration timeout, TlsContext* tls) {
+  using Result = absl::StatusOr<FetchedCluster>;
   auto failed = [address](absl::string_view why) -> Result {
     return absl::UnavailableError(absl::StrCat("members from ", address, ": ", why));
   };
@@ -500,13 +517,14 @@ kj::Promise<absl::StatusOr<std::vector<server::Member>>> FetchMembers(
             request.setClusterId(cluster_id);
             return request.send()
                 .then([](capnp::Response<rpc::Peer::MembersResults> response) -> Result {
-                  std::vector<server::Member> members;
+                  FetchedCluster cluster;
+                  cluster.cluster_id = response.getClusterId();
                   for (auto m : response.getMembers()) {
                     absl::StatusOr<server::Member> member = FromCapnp(m);
                     if (!member.ok()) return member.status();
-                    members.push_back(std::move(*member));
+                    cluster.members.push_back(std::move(*member));
                   }
-                  return members;
+                  return cluster;
                 })
                 .attach(kj::mv(connection));
           })
@@ -514,6 +532,25 @@ kj::Promise<absl::StatusOr<std::vector<server::Member>>> FetchMembers(
   return timer.afterDelay(timeout)
       .then([failed] { return failed("timed out"); })
       .exclusiveJoin(kj::mv(fetch));
+}
+
+// --- Cluster id mismatch ------------------------------------------------------------------------
+
+std::string ClusterMismatchText(uint64_t local, uint64_t remote) {
+  return absl::StrCat("cluster id mismatch: local ", absl::Hex(local), ", remote ",
+                      absl::Hex(remote));
+}
+
+std::optional<uint64_t> ClusterMismatchOf(const absl::Status& refusal) {
+  static constexpr absl::string_view kMarker = "cluster id mismatch: local ";
+  const absl::string_view text = refusal.message();
+  const size_t at = text.find(kMarker);
+  if (at == absl::string_view::npos) return std::nullopt;
+  absl::string_view rest = text.substr(at + kMarker.size());
+  rest = rest.substr(0, rest.find(','));
+  uint64_t id = 0;
+  if (!absl::SimpleHexAtoi(rest, &id)) return std::nullopt;
+  return id;
 }
 
 }  // namespace kvstore::net

@@ -36,6 +36,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -229,6 +230,23 @@ class PeerForwarder final : private kj::TaskSet::ErrorHandler {
 kj::Promise<absl::StatusOr<std::vector<server::Member>>> FetchMembers(
     kj::Network& network, kj::Timer& timer, std::string address, uint64_t cluster_id,
     kj::Duration timeout, TlsContext* tls = nullptr);
+
+struct FetchedCluster {
+  uint64_t cluster_id = 0;  // the answering member's
+  std::vector<server::Member> members;
+};
+// FetchMembers, with the cluster id of the member asked: `cluster_id` 0 asks without knowing it
+// (a joining member learns it so).
+kj::Promise<absl::StatusOr<FetchedCluster>> FetchCluster(kj::Network& network, kj::Timer& timer,
+                                                         std::string address, uint64_t cluster_id,
+                                                         kj::Duration timeout,
+                                                         TlsContext* tls = nullptr);
+
+// A refusal for another cluster's id names both: "cluster id mismatch: local L, remote R" (hex),
+// L the refusing member's. ClusterMismatchOf finds L in a refusal (a failed call's status, as
+// PeerClientCallbacks::on_error reports it), or nullopt when it is no such refusal.
+std::string ClusterMismatchText(uint64_t local, uint64_t remote);
+std::optional<uint64_t> ClusterMismatchOf(const absl::Status& refusal);
 
 }  // namespace kvstore::net
 

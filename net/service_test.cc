@@ -5,6 +5,7 @@
 // bounded queue, snapshots in chunks, joining).
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -862,6 +863,18 @@ TEST_F(PeerTest, AJoiningMemberFetchesTheMembers) {
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("another cluster"), std::string::npos)
       << refused.status();
+  // Both ids named, the refusing member's first, and found again by the member refused.
+  EXPECT_NE(refused.status().message().find("cluster id mismatch: local 2a, remote 7"),
+            std::string::npos)
+      << refused.status();
+  EXPECT_EQ(ClusterMismatchOf(refused.status()), std::optional<uint64_t>(42));
+  EXPECT_EQ(ClusterMismatchOf(absl::UnavailableError("connection closed")), std::nullopt);
+
+  // A joining member asks with cluster id 0 ("unknown") and learns it.
+  auto cluster = FetchCluster(network, timer_, address, 0, 1 * kj::SECONDS).wait(ws_);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  EXPECT_EQ(cluster->cluster_id, 42u);
+  EXPECT_EQ(cluster->members.size(), 2u);
   auto down =
       FetchMembers(network, timer_, testing::ClosedAddress(network, ws_), 42, 1 * kj::SECONDS)
           .wait(ws_);

@@ -392,9 +392,15 @@ absl::StatusOr<RuntimeOptions> ToRuntimeOptions(const NodeConfig& config) {
     if (name == config.name) options.id = member.id;
     if (config.initial_cluster_state_new) options.founding.push_back(std::move(member));
   }
-  options.cluster_id = ClusterIdOf(config.initial_cluster_token);
-  // A member joining an existing cluster learns its id from the cluster (kvnode: Peer.members).
-  if (!config.initial_cluster_state_new) options.id = raft::kNoNode;
+  // Derived from the founding members' ids, as etcd does; kvnode keeps it in the data directory
+  // at the first boot, and the stored one wins at restarts.
+  options.cluster_id = ClusterIdOf(ids);
+  // A member joining an existing cluster learns its id and the cluster id from the cluster
+  // (kvnode: Peer.members).
+  if (!config.initial_cluster_state_new) {
+    options.id = raft::kNoNode;
+    options.cluster_id = 0;
+  }
   return options;
 }
 

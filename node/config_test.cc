@@ -62,6 +62,33 @@ TEST(ConfigTest, ThreeMemberClusterFromFlagsAndEnvironment) {
   ASSERT_TRUE(other_options.ok());
   EXPECT_EQ(other_options->cluster_id, options->cluster_id);
   EXPECT_NE(other_options->id, options->id);
+  EXPECT_NE(options->cluster_id, 0u);
+  // The cluster id covers the founding members, as etcd's does: a member given a wrong URL for
+  // another member, or another token, derives another cluster id (and its peers refuse it).
+  auto wrong = ParseConfig(
+      {"--name=n1", "--initial-advertise-peer-urls=http://127.0.0.1:11380", "--initial-cluster",
+       "n1=http://127.0.0.1:11380,n2=http://127.0.0.1:12381,"
+       "n3=http://127.0.0.1:13380"},
+      {"ETCD_INITIAL_CLUSTER_TOKEN=tok"});
+  ASSERT_TRUE(wrong.ok()) << wrong.status();
+  auto wrong_options = ToRuntimeOptions(*wrong);
+  ASSERT_TRUE(wrong_options.ok());
+  EXPECT_NE(wrong_options->cluster_id, options->cluster_id);
+  EXPECT_EQ(wrong_options->id, other_options->id);
+  auto other_token = ParseConfig(
+      {"--name=n1", "--initial-advertise-peer-urls=http://127.0.0.1:11380", "--initial-cluster",
+       "n1=http://127.0.0.1:11380,n2=http://127.0.0.1:12380,"
+       "n3=http://127.0.0.1:13380"},
+      {"ETCD_INITIAL_CLUSTER_TOKEN=tok2"});
+  ASSERT_TRUE(other_token.ok()) << other_token.status();
+  EXPECT_NE(ToRuntimeOptions(*other_token)->cluster_id, options->cluster_id);
+  // A joiner learns the cluster id from the cluster (kvnode): unknown here.
+  auto joiner = ParseConfig(
+      {"--name=n4", "--initial-advertise-peer-urls=http://127.0.0.1:14380", "--initial-cluster",
+       "n1=http://127.0.0.1:11380,n4=http://127.0.0.1:14380", "--initial-cluster-state=existing"},
+      {});
+  ASSERT_TRUE(joiner.ok()) << joiner.status();
+  EXPECT_EQ(ToRuntimeOptions(*joiner)->cluster_id, 0u);
 }
 
 TEST(ConfigTest, BadFlagsAreClearErrors) {

@@ -17,6 +17,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -148,6 +149,15 @@ class Router : public PeerRouter {
         runtime_.ReportSnapshot(peer, ok);
       };
       callbacks.on_error = [this](raft::NodeId peer, const absl::Status& why) {
+        if (std::optional<uint64_t> theirs = net::ClusterMismatchOf(why)) {
+          // A peer of another cluster (a wrong --initial-cluster here or there): it refuses
+          // every message, so say so loudly, and in the member's status.
+          const std::string mismatch = net::ClusterMismatchText(cluster_id_, *theirs);
+          log_.Warn(mismatch, {{"peer", absl::StrCat(absl::Hex(peer))},
+                               {"error", std::string(why.message())}});
+          runtime_.ReportPeerRefusal(peer, mismatch);
+          return;
+        }
         log_.Debug("peer connection failed", {{"peer", absl::StrCat(absl::Hex(peer))},
                                               {"error", std::string(why.message())}});
       };
@@ -242,32 +252,77 @@ class IgnoreFailures final : public kj::TaskSet::ErrorHandler {
   void taskFailed(kj::Exception&&) override {}
 };
 
+// A hex id kept in <data-dir>/member/`name` (written atomically and durably), or 0 when the file
+// does not exist.
+absl::StatusOr<uint64_t> ReadStoredId(const std::string& data_dir, const std::string& name) {
+  store::PosixFileSystem fs;
+  const std::string path = store::JoinPath(store::JoinPath(data_dir, "member"), name);
+  if (!fs.Exists(path)) return 0;
+  auto file = fs.Open(path, store::OpenMode::kRead);
+  if (!file.ok()) return file.status();
+  std::string text;
+  if (absl::Status s = (*file)->ReadAt(0, 64, &text); !s.ok()) return s;
+  uint64_t id = 0;
+  if (!absl::SimpleHexAtoi(absl::StripAsciiWhitespace(text), &id) || id == 0) {
+    return absl::DataLossError(absl::StrCat(path, " does not hold a ", name, " (a hex number)"));
+  }
+  return id;
+}
+
+absl::Status WriteStoredId(const std::string& data_dir, const std::string& name, uint64_t id) {
+  store::PosixFileSystem fs;
+  const std::string member_dir = store::JoinPath(data_dir, "member");
+  if (absl::Status s = store::CreateDirDurably(&fs, member_dir); !s.ok()) return s;
+  return store::WriteFileDurably(&fs, member_dir, name, absl::StrCat(absl::Hex(id), "\n"));
+}
+
+// A founding member's cluster id (--initial-cluster-state=new): the one its data directory keeps
+// (<data-dir>/member/cluster_id), or, at the first boot, the one --initial-cluster gives
+// (ClusterIdOf), stored then. As in etcd, the flags' cluster is ignored after the first boot: a
+// stored id that disagrees with them wins, with a warning. A data directory written before the
+// cluster id was stored (there was no deployed user) gets the one the flags give at its next boot.
+absl::StatusOr<uint64_t> FoundingClusterId(const NodeConfig& config, uint64_t from_flags,
+                                           Logger& log) {
+  auto stored = ReadStoredId(config.data_dir, "cluster_id");
+  if (!stored.ok()) return stored.status();
+  if (*stored == 0) {
+    if (absl::Status s = WriteStoredId(config.data_dir, "cluster_id", from_flags); !s.ok()) {
+      return s;
+    }
+    return from_flags;
+  }
+  if (*stored != from_flags) {
+    log.Warn(
+        "the data directory's cluster id differs from the one --initial-cluster gives; "
+        "the data directory's wins (the flags' cluster is ignored after the first boot)",
+        {{"stored-cluster-id", absl::StrCat(absl::Hex(*stored))},
+         {"flags-cluster-id", absl::StrCat(absl::Hex(from_flags))}});
+  }
+  return *stored;
+}
+
 // A member joining an existing cluster (--initial-cluster-state=existing) runs under the id the
 // cluster gave it when it was added (kvctl member add): found once through a member's
 // Peer.members by this member's peer URLs, then kept in <data-dir>/member/id (written
-// atomically) for its restarts, as etcd keeps it in its WAL metadata.
-absl::StatusOr<raft::NodeId> JoinedMemberId(const NodeConfig& config, uint64_t cluster_id,
+// atomically) for its restarts, as etcd keeps it in its WAL metadata. The cluster id comes the
+// same way (Peer.members asked with cluster id 0 answers with it), kept in
+// <data-dir>/member/cluster_id, written before the member id.
+absl::StatusOr<raft::NodeId> JoinedMemberId(const NodeConfig& config, uint64_t* cluster_id,
                                             kj::AsyncIoContext& io, Logger& log,
                                             std::vector<server::Member>* cluster,
                                             const NodeTls& tls) {
   store::PosixFileSystem fs;
   const std::string member_dir = store::JoinPath(config.data_dir, "member");
-  const std::string id_path = store::JoinPath(member_dir, "id");
   // The members as --initial-cluster names them: founding members' ids follow from their URLs.
   for (const auto& [name, urls] : config.initial_cluster) {
     cluster->push_back(server::Member{MemberIdOf(urls, config.initial_cluster_token), name, urls});
   }
-  if (fs.Exists(id_path)) {
-    auto file = fs.Open(id_path, store::OpenMode::kRead);
-    if (!file.ok()) return file.status();
-    std::string text;
-    if (absl::Status s = (*file)->ReadAt(0, 64, &text); !s.ok()) return s;
-    uint64_t id = 0;
-    if (!absl::SimpleHexAtoi(absl::StripAsciiWhitespace(text), &id) || id == raft::kNoNode) {
-      return absl::DataLossError(absl::StrCat(id_path, " does not hold a member id"));
-    }
-    return id;
-  }
+  auto stored_id = ReadStoredId(config.data_dir, "id");
+  if (!stored_id.ok()) return stored_id.status();
+  auto stored_cluster_id = ReadStoredId(config.data_dir, "cluster_id");
+  if (!stored_cluster_id.ok()) return stored_cluster_id.status();
+  *cluster_id = *stored_cluster_id;
+  if (*stored_id != raft::kNoNode && *cluster_id != 0) return *stored_id;
   std::vector<std::string> mine;
   for (const Url& url : config.initial_advertise_peer_urls) mine.push_back(url.text);
   std::string tried;
@@ -276,15 +331,26 @@ absl::StatusOr<raft::NodeId> JoinedMemberId(const NodeConfig& config, uint64_t c
     for (const std::string& text : urls) {
       auto url = ParseUrl(text);
       if (!url.ok()) continue;
-      auto members =
-          net::FetchMembers(io.provider->getNetwork(), io.provider->getTimer(), url->HostPort(),
-                            cluster_id, 2 * kj::SECONDS, tls.PeerClientFor(*url))
+      auto fetched =
+          net::FetchCluster(io.provider->getNetwork(), io.provider->getTimer(), url->HostPort(),
+                            *cluster_id, 2 * kj::SECONDS, tls.PeerClientFor(*url))
               .wait(io.waitScope);
-
-      if (!members.ok()) {
-        absl::StrAppend(&tried, " ", text, ": ", members.status().message(), ";");
+      if (!fetched.ok()) {
+        absl::StrAppend(&tried, " ", text, ": ", fetched.status().message(), ";");
         continue;
       }
+      if (*cluster_id == 0) {
+        if (fetched->cluster_id == 0) {
+          absl::StrAppend(&tried, " ", text, ": answered no cluster id;");
+          continue;
+        }
+        *cluster_id = fetched->cluster_id;
+        if (absl::Status s = WriteStoredId(config.data_dir, "cluster_id", *cluster_id); !s.ok()) {
+          return s;
+        }
+      }
+      if (*stored_id != raft::kNoNode) return *stored_id;
+      const std::vector<server::Member>* members = &fetched->members;
       *cluster = *members;
       for (const server::Member& member : *members) {
         for (const std::string& peer_url : member.peer_urls) {
@@ -296,7 +362,9 @@ absl::StatusOr<raft::NodeId> JoinedMemberId(const NodeConfig& config, uint64_t c
             return s;
           }
           log.Info("joining an existing cluster",
-                   {{"member-id", absl::StrCat(absl::Hex(member.id))}, {"asked", text}});
+                   {{"member-id", absl::StrCat(absl::Hex(member.id))},
+                    {"cluster-id", absl::StrCat(absl::Hex(*cluster_id))},
+                    {"asked", text}});
           return member.id;
         }
       }
@@ -352,15 +420,22 @@ int Run(int argc, char** argv) {
                         {"name", config->name},
                         {"data-dir", config->data_dir},
                         {"member-id", absl::StrCat(absl::Hex(options->id))},
-                        {"cluster-id", absl::StrCat(absl::Hex(options->cluster_id))},
                         {"from-environment", absl::StrJoin(config->from_environment, ",")}});
   kj::AsyncIoContext io = kj::setupAsyncIo();
   // Before any thread starts, so every thread inherits the blocked mask.
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
   std::vector<server::Member> known;
-  if (options->id == raft::kNoNode) {
-    auto id = JoinedMemberId(*config, options->cluster_id, io, log, &known, *tls);
+  if (options->id != raft::kNoNode) {
+    auto cluster_id = FoundingClusterId(*config, options->cluster_id, log);
+    if (!cluster_id.ok()) {
+      log.Error("cannot start", {{"error", std::string(cluster_id.status().message())}});
+      std::fprintf(stderr, "kvnode: %s\n", std::string(cluster_id.status().message()).c_str());
+      return 1;
+    }
+    options->cluster_id = *cluster_id;
+  } else {
+    auto id = JoinedMemberId(*config, &options->cluster_id, io, log, &known, *tls);
     if (!id.ok()) {
       log.Error("cannot join", {{"error", std::string(id.status().message())}});
       std::fprintf(stderr, "kvnode: %s\n", std::string(id.status().message()).c_str());
@@ -368,6 +443,8 @@ int Run(int argc, char** argv) {
     }
     options->id = *id;
   }
+  log.Info("member of cluster", {{"member-id", absl::StrCat(absl::Hex(options->id))},
+                                 {"cluster-id", absl::StrCat(absl::Hex(options->cluster_id))}});
   auto runtime = Runtime::Create(*options, io, &log);
   if (!runtime.ok()) {
     log.Error("cannot start", {{"error", std::string(runtime.status().message())}});
@@ -458,7 +535,6 @@ int Run(int argc, char** argv) {
                                                      io.provider->getTimer(), io.unixEventPort,
                                                      url.HostPort(), client_handlers, port_tls)
                                  .wait(io.waitScope));
-
       log.Info("ready to serve client requests (gRPC, HTTP and Cap'n Proto)",
                {{"address", url.text}});
     }

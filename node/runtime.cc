@@ -346,7 +346,13 @@ raft::NodeId MemberIdOf(const std::vector<std::string>& peer_urls, const std::st
   return id == raft::kNoNode ? 1 : id;
 }
 
-uint64_t ClusterIdOf(const std::string& token) { return Fnv1a64(absl::StrCat("cluster\n", token)); }
+uint64_t ClusterIdOf(std::vector<raft::NodeId> founding_ids) {
+  std::sort(founding_ids.begin(), founding_ids.end());
+  std::string text = "cluster";
+  for (raft::NodeId id : founding_ids) absl::StrAppend(&text, "\n", absl::Hex(id));
+  const uint64_t id = Fnv1a64(text);
+  return id == 0 ? 1 : id;  // 0 asks Peer.members for the cluster id (peer.capnp)
+}
 
 Runtime::Runtime(const RuntimeOptions& options, kj::AsyncIoContext& io, Logger* log)
     : options_(options),
@@ -840,6 +846,12 @@ net::MemberStatusInfo Runtime::Status() {
   const auto& learners = raft.conf_state.learners;
   info.is_learner = std::find(learners.begin(), learners.end(), options_.id) != learners.end();
   if (member_->stopped()) info.errors.push_back(std::string(member_->failure().message()));
+  const kj::TimePoint now = io_.provider->getTimer().now();
+  for (const auto& [peer, refusal] : peer_refusals_) {
+    if (now - refusal.second > kPeerRefusalMemory) continue;
+    info.errors.push_back(
+        absl::StrCat("peer ", absl::Hex(peer), " refused this member: ", refusal.first));
+  }
   for (const server::Alarm& alarm : member_->server().Alarms()) {
     if (alarm.type == server::AlarmType::kNoSpace) {
       info.errors.push_back(absl::StrCat("memberID:", alarm.member_id, " alarm:NOSPACE "));
@@ -885,6 +897,10 @@ void Runtime::ReportSnapshot(raft::NodeId peer, bool succeeded) {
   if (member_->stopped()) return;
   member_->server().ReportSnapshot(peer, succeeded);
   member_->Drain();
+}
+
+void Runtime::ReportPeerRefusal(raft::NodeId peer, const std::string& why) {
+  peer_refusals_.insert_or_assign(peer, std::make_pair(why, io_.provider->getTimer().now()));
 }
 
 void Runtime::ReportUnreachable(raft::NodeId peer) {

@@ -101,6 +101,12 @@ class Runtime : public net::MemberService,
   // The Raft snapshot send to `peer` succeeded or failed (from the peer transport).
   void ReportSnapshot(raft::NodeId peer, bool succeeded);
   void ReportUnreachable(raft::NodeId peer);
+  // `peer` refused this member's messages because it belongs to another cluster (`why` names
+  // both cluster ids): Status lists it among its errors while it keeps happening (it was reported
+  // within kPeerRefusalMemory), as a misconfigured member must not serve silently.
+  void ReportPeerRefusal(raft::NodeId peer, const std::string& why);
+  // Three times the peer transport's longest reconnection backoff: a refusal repeats within it.
+  static constexpr kj::Duration kPeerRefusalMemory = 15 * kj::SECONDS;
   server::Server& server() { return member_->server(); }
   // The member's metrics, with etcd's names (runtime.cc lists them). Read on the loop thread.
   Metrics& metrics() { return metrics_; }
@@ -202,6 +208,8 @@ class Runtime : public net::MemberService,
   // Peer round-trip times from Raft heartbeats: when the oldest unanswered heartbeat to each
   // peer left.
   std::map<raft::NodeId, kj::TimePoint> heartbeat_sent_;
+  // ReportPeerRefusal: why each peer last refused this member, and when.
+  std::map<raft::NodeId, std::pair<std::string, kj::TimePoint>> peer_refusals_;
   std::map<mvcc::WatchId, net::WatchSink*> watches_;
   kj::Own<kj::PromiseFulfiller<absl::Status>> stopped_fulfiller_;
   kj::ForkedPromise<absl::Status> stopped_;
@@ -219,9 +227,12 @@ class Runtime : public net::MemberService,
 // The member id of a founding member, as etcd derives it: from its peer URLs and the cluster
 // token (never 0).
 raft::NodeId MemberIdOf(const std::vector<std::string>& peer_urls, const std::string& token);
-// The cluster id: from the cluster token alone, so a member joining later (which cannot know the
-// founding members) derives the same one. Clusters must have distinct tokens, as etcd asks.
-uint64_t ClusterIdOf(const std::string& token);
+// The cluster id of a new cluster, as etcd derives it: from the sorted ids of its founding
+// members (which already include the token), never 0. A founding member given a wrong
+// --initial-cluster entry derives another id, so its peers refuse it (net/peer_service.h). A member
+// joining later learns the id from the cluster (kvnode: Peer.members); every member keeps it in
+// its data directory (kvnode: <data-dir>/member/cluster_id).
+uint64_t ClusterIdOf(std::vector<raft::NodeId> founding_ids);
 
 }  // namespace kvstore::node
 
