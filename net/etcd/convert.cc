@@ -834,4 +834,29 @@ template void ToAuthProto(const server::Response&, uint64_t,
 template void ToAuthProto(const server::Response&, uint64_t,
                           etcdserverpb::AuthRoleRevokePermissionResponse*);
 
+RefusedWatch RefusedWatchResponses(const absl::Status& refused, int64_t revision,
+                                   int64_t compact_revision) {
+  RefusedWatch out;
+  out.created.header_revision = revision;
+  out.created.created = true;
+  out.canceled.header_revision = revision;
+  out.canceled.canceled = true;
+  if (CodeOf(refused) == ErrorCode::kCompacted) {
+    out.canceled.compact_revision = compact_revision;
+  } else {
+    out.canceled.cancel_reason = std::string(refused.message());
+  }
+  return out;
+}
+
+void ToSlowWatcherCancel(size_t waiting_responses, size_t limit_responses,
+                         etcdserverpb::WatchResponse* response) {
+  response->clear_events();
+  response->set_created(false);
+  response->set_canceled(true);
+  response->set_compact_revision(0);
+  response->set_cancel_reason(absl::StrCat("watcher too slow: ", waiting_responses,
+                                           " responses waiting (limit ", limit_responses, ")"));
+}
+
 }  // namespace kvstore::net::etcd

@@ -133,6 +133,20 @@ void ToProto(const server::Response& in, uint64_t cluster_id,
 void ToProto(const MemberStatusInfo& in, uint64_t cluster_id, etcdserverpb::StatusResponse* out);
 void ToProto(const mvcc::WatchResponse& in, uint64_t cluster_id, raft::NodeId member_id,
              raft::Term term, etcdserverpb::WatchResponse* out);
+// etcd's answer to a watch the member refused to open: the watcher is created, then canceled,
+// with the compaction revision when the start revision was compacted and the reason otherwise.
+// `revision` is the member's current revision, `compact_revision` its compaction revision.
+struct RefusedWatch {
+  mvcc::WatchResponse created;
+  mvcc::WatchResponse canceled;
+};
+RefusedWatch RefusedWatchResponses(const absl::Status& refused, int64_t revision,
+                                   int64_t compact_revision);
+// Turns `response` into the cancel notice of a watcher that did not read fast enough (etcd
+// cancels a slow watcher rather than buffer without bound): no events, and a reason naming the
+// responses waiting and the limit.
+void ToSlowWatcherCancel(size_t waiting_responses, size_t limit_responses,
+                         etcdserverpb::WatchResponse* response);
 
 // Auth responses: the header, and the token, roles, users or permissions asked for.
 template <typename Resp>

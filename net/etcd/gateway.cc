@@ -265,21 +265,11 @@ class HttpWatch final : public WatchSink {
     absl::StatusOr<mvcc::WatchId> id = member_.Watch(request, this);
     if (!id.ok()) {
       member_open_ = false;
-      // etcd creates the watcher, then cancels it (with the compaction revision if compacted).
       const MemberStatusInfo info = member_.Status();
-      mvcc::WatchResponse created;
-      created.header_revision = info.revision;
-      created.created = true;
-      mvcc::WatchResponse canceled = created;
-      canceled.created = false;
-      canceled.canceled = true;
-      if (CodeOf(id.status()) == ErrorCode::kCompacted) {
-        canceled.compact_revision = info.compact_revision;
-      } else {
-        canceled.cancel_reason = std::string(id.status().message());
-      }
-      Deliver(created);
-      Deliver(canceled);
+      const RefusedWatch refused =
+          RefusedWatchResponses(id.status(), info.revision, info.compact_revision);
+      Deliver(refused.created);
+      Deliver(refused.canceled);
     } else {
       id_ = *id;
     }
@@ -297,11 +287,7 @@ class HttpWatch final : public WatchSink {
     } else if (queue_.size() >= kWatchQueueLimitResponses) {
       ended_ = true;
       cancel_after_write_ = true;
-      converted.clear_events();
-      converted.set_canceled(true);
-      converted.set_cancel_reason(absl::StrCat("watcher too slow: ", queue_.size(),
-                                               " responses waiting (limit ",
-                                               kWatchQueueLimitResponses, ")"));
+      ToSlowWatcherCancel(queue_.size(), kWatchQueueLimitResponses, &converted);
     }
     queue_.push_back(ResultLine(converted));
     Pump();

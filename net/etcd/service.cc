@@ -301,13 +301,7 @@ class WatchSession {
       } else if (queue_.size() >= queue_limit_) {
         // etcd cancels a watcher that cannot keep up rather than buffer without bound.
         watch->ended = true;
-        item.response.Clear();
-        ToProto(mvcc::WatchResponse{}, loop_.cluster_id(), member_id_, term_, &item.response);
-        item.response.mutable_header()->set_revision(response.header_revision);
-        item.response.set_watch_id(watch->local_id);
-        item.response.set_canceled(true);
-        item.response.set_cancel_reason(absl::StrCat(
-            "watcher too slow: ", queue_.size(), " responses waiting (limit ", queue_limit_, ")"));
+        ToSlowWatcherCancel(queue_.size(), queue_limit_, &item.response);
         item.cancel_member_watch = true;
       }
       queue_.push_back(std::move(item));
@@ -378,22 +372,15 @@ class WatchSession {
     });
     if (!ran.ok()) opened = ran;
     if (!opened.ok()) {
-      // etcd creates the watcher, then cancels it with the compaction revision.
       MemberStatusInfo info = status.ok() ? *status : MemberStatusInfo{};
-      mvcc::WatchResponse created;
-      created.header_revision = info.revision;
-      created.created = true;
-      mvcc::WatchResponse canceled;
-      canceled.header_revision = info.revision;
-      canceled.canceled = true;
       if (CodeOf(opened) == ErrorCode::kCompacted) {
-        auto now = loop_.Status();
-        canceled.compact_revision = now.ok() ? now->compact_revision : info.compact_revision;
-      } else {
-        canceled.cancel_reason = std::string(opened.message());
+        // The refusal may come from a compaction applied since `status` was read.
+        if (auto now = loop_.Status(); now.ok()) info.compact_revision = now->compact_revision;
       }
-      Enqueue(watch.get(), created);
-      Enqueue(watch.get(), canceled);
+      const RefusedWatch refused =
+          RefusedWatchResponses(opened, info.revision, info.compact_revision);
+      Enqueue(watch.get(), refused.created);
+      Enqueue(watch.get(), refused.canceled);
     }
     watches_[local_id] = std::move(watch);
   }
