@@ -297,10 +297,18 @@ kj::Promise<void> ClientPort::DispatchDecrypted(TlsAccepted accepted, std::strin
             kj::heap<PrefixedStream>(kj::mv(sniff->stream), std::string(sniff->bytes, sniff->size));
         switch (protocol) {
           case ClientProtocol::kCapnp:
-            handlers_.capnp(kj::mv(stream));
+            if (handlers_.capnp_tls) {
+              handlers_.capnp_tls(kj::mv(stream), sniff->common_name);
+            } else {
+              handlers_.capnp(kj::mv(stream));
+            }
             break;
           case ClientProtocol::kHttp:
-            if (handlers_.http) handlers_.http(kj::mv(stream));
+            if (handlers_.http_tls) {
+              handlers_.http_tls(kj::mv(stream), sniff->common_name);
+            } else if (handlers_.http) {
+              handlers_.http(kj::mv(stream));
+            }
             break;
           case ClientProtocol::kGrpc: {
             if ((!handlers_.grpc && !handlers_.grpc_tls) || tls_.low_level == nullptr) break;

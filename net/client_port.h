@@ -41,6 +41,10 @@ struct ClientPortHandlers {
   std::function<void(int fd, const std::string& common_name)> grpc_tls;
   // HTTP/1.1 connections. Empty: such connections are closed.
   std::function<void(kj::Own<kj::AsyncIoStream>)> http;
+  // Cap'n Proto and HTTP/1.1 connections from an https:// port, with the common name of the
+  // client's verified certificate ("" without one). Empty: `capnp` and `http` take them.
+  std::function<void(kj::Own<kj::AsyncIoStream>, const std::string& common_name)> capnp_tls;
+  std::function<void(kj::Own<kj::AsyncIoStream>, const std::string& common_name)> http_tls;
 };
 
 // TLS on a client URL (https://).

@@ -20,15 +20,18 @@ namespace {
 
 // Serves one client method: params -> request -> member -> results. A malformed request is
 // answered at once and never reaches the member. The caller's token (every method's `token`
-// parameter) travels with the request; the member checks it.
+// parameter) travels with the request; the member checks it. `cert_user`: the CN of the
+// connection's verified client certificate under --client-cert-auth, the user of a request
+// without a token (etcd's AuthInfoFromTLS); "" for none.
 template <typename Context>
-kj::Promise<void> Serve(MemberService& member, Context context) {
+kj::Promise<void> Serve(MemberService& member, Context context, const std::string& cert_user) {
   absl::StatusOr<server::Request> request = ToRequest(context.getParams());
   if (request.ok()) {
     if constexpr (requires { context.getParams().getToken(); }) {
       auto token = context.getParams().getToken();
       request->token.assign(token.cStr(), token.size());
     }
+    request->cert_user = cert_user;
     AddAuthEntropy(&*request);
   }
   context.releaseParams();
@@ -45,18 +48,24 @@ kj::Promise<void> Serve(MemberService& member, Context context) {
 
 class KvImpl final : public rpc::Kv::Server {
  public:
-  explicit KvImpl(MemberService& member) : member_(member) {}
+  KvImpl(MemberService& member, std::string cert_user)
+      : member_(member), cert_user_(std::move(cert_user)) {}
 
-  kj::Promise<void> range(RangeContext context) override { return Serve(member_, context); }
-  kj::Promise<void> put(PutContext context) override { return Serve(member_, context); }
-  kj::Promise<void> deleteRange(DeleteRangeContext context) override {
-    return Serve(member_, context);
+  kj::Promise<void> range(RangeContext context) override {
+    return Serve(member_, context, cert_user_);
   }
-  kj::Promise<void> txn(TxnContext context) override { return Serve(member_, context); }
-  kj::Promise<void> compact(CompactContext context) override { return Serve(member_, context); }
+  kj::Promise<void> put(PutContext context) override { return Serve(member_, context, cert_user_); }
+  kj::Promise<void> deleteRange(DeleteRangeContext context) override {
+    return Serve(member_, context, cert_user_);
+  }
+  kj::Promise<void> txn(TxnContext context) override { return Serve(member_, context, cert_user_); }
+  kj::Promise<void> compact(CompactContext context) override {
+    return Serve(member_, context, cert_user_);
+  }
 
  private:
   MemberService& member_;
+  const std::string cert_user_;
 };
 
 // One watch: the member's sink, the queue of responses the watcher has not taken, and the
@@ -252,12 +261,14 @@ class WatchImpl final : public rpc::Watch::Server {
 
 class KeepAliveImpl final : public rpc::KeepAlive::Server {
  public:
-  KeepAliveImpl(MemberService& member, lease::LeaseId id) : member_(member), id_(id) {}
+  KeepAliveImpl(MemberService& member, lease::LeaseId id, std::string cert_user)
+      : member_(member), id_(id), cert_user_(std::move(cert_user)) {}
 
   kj::Promise<void> keepAlive(KeepAliveContext context) override {
     server::Request request;
     request.type = server::RequestType::kLeaseKeepAlive;
     request.lease_id = id_;
+    request.cert_user = cert_user_;
     return member_.Call(std::move(request)).then([context](server::Response response) mutable {
       FillResults(response, context.getResults());
     });
@@ -266,19 +277,27 @@ class KeepAliveImpl final : public rpc::KeepAlive::Server {
  private:
   MemberService& member_;
   const lease::LeaseId id_;
+  const std::string cert_user_;
 };
 
 class LeaseImpl final : public rpc::Lease::Server {
  public:
-  explicit LeaseImpl(MemberService& member) : member_(member) {}
+  LeaseImpl(MemberService& member, std::string cert_user)
+      : member_(member), cert_user_(std::move(cert_user)) {}
 
-  kj::Promise<void> grant(GrantContext context) override { return Serve(member_, context); }
-  kj::Promise<void> revoke(RevokeContext context) override { return Serve(member_, context); }
+  kj::Promise<void> grant(GrantContext context) override {
+    return Serve(member_, context, cert_user_);
+  }
+  kj::Promise<void> revoke(RevokeContext context) override {
+    return Serve(member_, context, cert_user_);
+  }
   kj::Promise<void> keepAlive(KeepAliveContext context) override {
     absl::StatusOr<server::Request> request = ToRequest(context.getParams());
     auto results = context.getResults();
     ToCapnp(request.status(), results.initStatus());
-    if (request.ok()) results.setStream(kj::heap<KeepAliveImpl>(member_, request->lease_id));
+    if (request.ok()) {
+      results.setStream(kj::heap<KeepAliveImpl>(member_, request->lease_id, cert_user_));
+    }
     return kj::READY_NOW;
   }
   kj::Promise<void> timeToLive(TimeToLiveContext context) override {
@@ -291,41 +310,49 @@ class LeaseImpl final : public rpc::Lease::Server {
       FillResults(refused, context.getResults());
       return kj::READY_NOW;
     }
+    request->cert_user = cert_user_;
     return member_.Call(std::move(*request))
         .then([context, keys](server::Response response) mutable {
           if (!keys) response.lease.keys.clear();
           FillResults(response, context.getResults());
         });
   }
-  kj::Promise<void> leases(LeasesContext context) override { return Serve(member_, context); }
+  kj::Promise<void> leases(LeasesContext context) override {
+    return Serve(member_, context, cert_user_);
+  }
 
  private:
   MemberService& member_;
+  const std::string cert_user_;
 };
 
 class ClusterImpl final : public rpc::Cluster::Server {
  public:
-  explicit ClusterImpl(MemberService& member) : member_(member) {}
+  ClusterImpl(MemberService& member, std::string cert_user)
+      : member_(member), cert_user_(std::move(cert_user)) {}
 
   kj::Promise<void> memberList(MemberListContext context) override {
-    return Serve(member_, context);
+    return Serve(member_, context, cert_user_);
   }
-  kj::Promise<void> memberAdd(MemberAddContext context) override { return Serve(member_, context); }
+  kj::Promise<void> memberAdd(MemberAddContext context) override {
+    return Serve(member_, context, cert_user_);
+  }
   kj::Promise<void> memberRemove(MemberRemoveContext context) override {
-    return Serve(member_, context);
+    return Serve(member_, context, cert_user_);
   }
   kj::Promise<void> memberPromote(MemberPromoteContext context) override {
-    return Serve(member_, context);
+    return Serve(member_, context, cert_user_);
   }
   kj::Promise<void> memberReplace(MemberReplaceContext context) override {
-    return Serve(member_, context);
+    return Serve(member_, context, cert_user_);
   }
   kj::Promise<void> memberUpdate(MemberUpdateContext context) override {
-    return Serve(member_, context);
+    return Serve(member_, context, cert_user_);
   }
 
  private:
   MemberService& member_;
+  const std::string cert_user_;
 };
 
 // One snapshot download: a consistent copy taken when it starts, sent in chunks.
@@ -360,20 +387,26 @@ class SnapshotStreamImpl final : public rpc::SnapshotStream::Server {
 
 class MaintenanceImpl final : public rpc::Maintenance::Server {
  public:
-  MaintenanceImpl(MemberService& member, uint64_t snapshot_chunk_bytes)
-      : member_(member), snapshot_chunk_bytes_(snapshot_chunk_bytes) {}
+  MaintenanceImpl(MemberService& member, uint64_t snapshot_chunk_bytes, std::string cert_user)
+      : member_(member),
+        snapshot_chunk_bytes_(snapshot_chunk_bytes),
+        cert_user_(std::move(cert_user)) {}
 
   kj::Promise<void> status(StatusContext context) override {
     FillResults(member_.Status(), kServerVersion, context.getResults());
     return kj::READY_NOW;
   }
-  kj::Promise<void> hash(HashContext context) override { return Serve(member_, context); }
-  kj::Promise<void> defragment(DefragmentContext context) override {
-    return Serve(member_, context);
+  kj::Promise<void> hash(HashContext context) override {
+    return Serve(member_, context, cert_user_);
   }
-  kj::Promise<void> alarmList(AlarmListContext context) override { return Serve(member_, context); }
+  kj::Promise<void> defragment(DefragmentContext context) override {
+    return Serve(member_, context, cert_user_);
+  }
+  kj::Promise<void> alarmList(AlarmListContext context) override {
+    return Serve(member_, context, cert_user_);
+  }
   kj::Promise<void> alarmDisarm(AlarmDisarmContext context) override {
-    return Serve(member_, context);
+    return Serve(member_, context, cert_user_);
   }
   kj::Promise<void> snapshot(SnapshotContext context) override {
     absl::StatusOr<std::string> data = member_.SnapshotData();
@@ -385,33 +418,39 @@ class MaintenanceImpl final : public rpc::Maintenance::Server {
     return kj::READY_NOW;
   }
   kj::Promise<void> moveLeader(MoveLeaderContext context) override {
-    return Serve(member_, context);
+    return Serve(member_, context, cert_user_);
   }
 
  private:
   MemberService& member_;
   const uint64_t snapshot_chunk_bytes_;
+  const std::string cert_user_;
 };
 
 class AuthImpl final : public rpc::Auth::Server {
  public:
-  explicit AuthImpl(MemberService& member) : member_(member) {}
-  kj::Promise<void> call(CallContext context) override { return Serve(member_, context); }
+  AuthImpl(MemberService& member, std::string cert_user)
+      : member_(member), cert_user_(std::move(cert_user)) {}
+  kj::Promise<void> call(CallContext context) override {
+    return Serve(member_, context, cert_user_);
+  }
 
  private:
   MemberService& member_;
+  const std::string cert_user_;
 };
 
 class EndpointImpl final : public rpc::Endpoint::Server {
  public:
-  EndpointImpl(MemberService& member, const ClientServiceOptions& options)
-      : kv_(kj::heap<KvImpl>(member)),
+  EndpointImpl(MemberService& member, const ClientServiceOptions& options,
+               const std::string& cert_user)
+      : kv_(kj::heap<KvImpl>(member, cert_user)),
         watch_(kj::heap<WatchImpl>(member, options.watch_queue_limit_responses,
                                    options.max_watches_per_connection)),
-        lease_(kj::heap<LeaseImpl>(member)),
-        cluster_(kj::heap<ClusterImpl>(member)),
-        maintenance_(kj::heap<MaintenanceImpl>(member, options.snapshot_chunk_bytes)),
-        auth_(kj::heap<AuthImpl>(member)) {}
+        lease_(kj::heap<LeaseImpl>(member, cert_user)),
+        cluster_(kj::heap<ClusterImpl>(member, cert_user)),
+        maintenance_(kj::heap<MaintenanceImpl>(member, options.snapshot_chunk_bytes, cert_user)),
+        auth_(kj::heap<AuthImpl>(member, cert_user)) {}
 
   kj::Promise<void> kv(KvContext context) override {
     context.getResults().setKv(kv_);
@@ -449,12 +488,15 @@ class EndpointImpl final : public rpc::Endpoint::Server {
 
 }  // namespace
 
-rpc::Endpoint::Client NewEndpoint(MemberService& member, const ClientServiceOptions& options) {
-  return kj::heap<EndpointImpl>(member, options);
+rpc::Endpoint::Client NewEndpoint(MemberService& member, const ClientServiceOptions& options,
+                                  const std::string& cert_user) {
+  return kj::heap<EndpointImpl>(member, options, cert_user);
 }
 
 ClientServer::ClientServer(MemberService& member, const ClientServiceOptions& options)
-    : listener_([&member,
+    : member_(member),
+      options_(options),
+      listener_([&member,
                  options]() -> capnp::Capability::Client { return NewEndpoint(member, options); },
                 RequestReaderOptions(options.max_request_bytes)) {}
 
@@ -464,6 +506,10 @@ kj::Promise<kj::Own<ClientServer>> ClientServer::Listen(kj::Network& network, kj
   auto server = kj::heap<ClientServer>(member, options);
   kj::Promise<void> bound = server->listener_.Listen(network, timer, std::move(address));
   return bound.then([server = kj::mv(server)]() mutable { return kj::mv(server); });
+}
+
+void ClientServer::Accept(kj::Own<kj::AsyncIoStream> stream, const std::string& cert_user) {
+  listener_.Accept(kj::mv(stream), NewEndpoint(member_, options_, cert_user));
 }
 
 }  // namespace kvstore::net

@@ -62,7 +62,10 @@ struct ClientServiceOptions {
 
 // The Endpoint a client connection bootstraps, serving `member` (not owned). ClientServer makes
 // one per connection, so the per-connection limits hold.
-rpc::Endpoint::Client NewEndpoint(MemberService& member, const ClientServiceOptions& options = {});
+// `cert_user`: the user of the connection's requests that carry no token (the CN of its verified
+// client certificate under --client-cert-auth, as etcd's AuthInfoFromTLS); "" for none.
+rpc::Endpoint::Client NewEndpoint(MemberService& member, const ClientServiceOptions& options = {},
+                                  const std::string& cert_user = "");
 
 // Serves Endpoint on a client URL: every accepted connection reads with RequestReaderOptions.
 class ClientServer {
@@ -77,10 +80,14 @@ class ClientServer {
 
   // Serves one connection (say, one end of kj::newTwoWayPipe()).
   void Accept(kj::Own<kj::AsyncIoStream> stream) { listener_.Accept(kj::mv(stream)); }
+  // Serves one connection whose requests without a token run as `cert_user` (NewEndpoint).
+  void Accept(kj::Own<kj::AsyncIoStream> stream, const std::string& cert_user);
   // The port listened on (0 without a socket).
   uint port() const { return listener_.port(); }
 
  private:
+  MemberService& member_;
+  const ClientServiceOptions options_;
   RpcListener listener_;
 };
 

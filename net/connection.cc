@@ -105,8 +105,11 @@ kj::Promise<void> RpcListener::Listen(kj::Network& network, kj::Timer& timer, st
 RpcListener::~RpcListener() = default;
 
 void RpcListener::Accept(kj::Own<kj::AsyncIoStream> stream) {
-  auto connection = kj::heap<RpcConnection>(kj::mv(stream), options_,
-                                            make_bootstrap_ ? make_bootstrap_() : bootstrap_);
+  Accept(kj::mv(stream), make_bootstrap_ ? make_bootstrap_() : bootstrap_);
+}
+
+void RpcListener::Accept(kj::Own<kj::AsyncIoStream> stream, capnp::Capability::Client bootstrap) {
+  auto connection = kj::heap<RpcConnection>(kj::mv(stream), options_, kj::mv(bootstrap));
   kj::Promise<void> ended = connection->OnDisconnect();
   connections_.add(ended.attach(kj::mv(connection)));
 }

@@ -117,6 +117,8 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
 
   // Serves one more connection.
   void Accept(kj::Own<kj::AsyncIoStream> stream);
+  // Serves one more connection with a bootstrap capability of its own.
+  void Accept(kj::Own<kj::AsyncIoStream> stream, capnp::Capability::Client bootstrap);
   // The port listened on; 0 without a socket.
   uint port() const { return port_; }
 

@@ -618,6 +618,7 @@ void ToCapnp(const server::Request& in, rpc::ForwardRequest::Builder out) {
   out.setToken(AsText(in.token));
   out.setLeaseId(in.lease_id);
   out.setMemberId(in.member.id);
+  out.setCertUser(AsText(in.cert_user));
 }
 
 absl::StatusOr<server::Request> FromCapnp(rpc::ForwardRequest::Reader in) {
@@ -630,6 +631,7 @@ absl::StatusOr<server::Request> FromCapnp(rpc::ForwardRequest::Reader in) {
     server::Request r;
     r.type = type;
     r.token = ToString(in.getToken());
+    r.cert_user = ToString(in.getCertUser());
     if (type == server::RequestType::kMemberPromote) {
       r.member.id = in.getMemberId();
       if (r.member.id == raft::kNoNode) return Malformed("forwarded member promote of member 0");

@@ -82,6 +82,8 @@ struct ForwardRequest {
   token @1 :Text;       # the caller's auth token, checked by the leader
   leaseId @2 :Int64;    # the lease requests
   memberId @3 :UInt64;  # member promote
+  certUser @4 :Text;    # the user the follower took from the caller's client certificate
+                        # (--client-cert-auth), used by the leader when `token` is empty
 }
 
 struct ForwardResponse {

@@ -493,6 +493,24 @@ int Run(int argc, char** argv) {
   client_handlers.http = [&](kj::Own<kj::AsyncIoStream> stream) {
     http_connections.add(http_server.listenHttp(kj::mv(stream)));
   };
+  // With --client-cert-auth, Cap'n Proto and JSON gateway calls without a token run as the
+  // certificate's CN too (a connection of its own bootstrap, an HTTP server of its own).
+  client_handlers.capnp_tls = [&](kj::Own<kj::AsyncIoStream> stream,
+                                  const std::string& common_name) {
+    capnp_server.Accept(kj::mv(stream),
+                        config->client_tls.client_cert_auth ? common_name : std::string());
+  };
+  client_handlers.http_tls = [&](kj::Own<kj::AsyncIoStream> stream,
+                                 const std::string& common_name) {
+    if (!config->client_tls.client_cert_auth || common_name.empty()) {
+      http_connections.add(http_server.listenHttp(kj::mv(stream)));
+      return;
+    }
+    auto service = gateway.ForCertUser(common_name);
+    auto server = kj::heap<kj::HttpServer>(io.provider->getTimer(), http_headers, *service);
+    auto served = server->listenHttp(kj::mv(stream));
+    http_connections.add(served.attach(kj::mv(server), kj::mv(service)));
+  };
   std::vector<kj::Own<HttpListener>> metrics_listeners;
   try {
     for (const Url& url : config->listen_peer_urls) {

@@ -7,7 +7,10 @@
 #     untrusted CA, and plain-text kvctl, etcdctl and curl on the TLS port: each refused, with a
 #     'rejected connection' log line that says why, while the member keeps serving the others;
 #   - with auth enabled, a gRPC call without a token runs as its client certificate's CN (etcd's
-#     --client-cert-auth): alice writes her prefix; bob, and alice outside it, are refused.
+#     --client-cert-auth): alice writes her prefix; bob, and alice outside it, are refused; the
+#     same through kvctl (Cap'n Proto) and curl (the JSON gateway);
+#   - lease keep-alive, time-to-live and member promote at every member: the followers forward
+#     them to the leader over the TLS peer URLs with the caller's certificate user.
 set -uo pipefail
 root="$TEST_SRCDIR/$TEST_WORKSPACE"
 kvnode="$root/node/kvnode"
@@ -196,6 +199,61 @@ expect "CN root writes anywhere" "OK" "$(as root put /other 3 2>/dev/null)"
 expect "CN alice reads her prefix" $'/alice/x\n1' "$(as alice get /alice/x 2>/dev/null)"
 expect_fails "a token wins over the certificate" "Error: etcdserver: permission denied" \
   as alice --user bob:b put /alice/z 1
+
+# The same through kvctl (Cap'n Proto) and curl (the JSON gateway) on the TLS client URL.
+kvctl_as() { # kvctl_as CN ARGS...: kvctl on member 1 with CN's certificate
+  local cn=$1
+  shift
+  ctl 1 --cacert "$certs/ca.crt" --cert "$certs/client-$cn.crt" --key "$certs/client-$cn.key" "$@"
+}
+expect "kvctl: CN alice writes her prefix" "OK" "$(kvctl_as alice put /alice/k 1 2>&1)"
+expect_fails "kvctl: CN alice outside her prefix" "permission denied" kvctl_as alice put /other 1
+expect_fails "kvctl: CN bob in alice's prefix" "permission denied" kvctl_as bob put /alice/k 2
+expect "kvctl: CN root writes anywhere" "OK" "$(kvctl_as root put /other 4 2>&1)"
+expect "kvctl: CN alice reads her prefix" $'/alice/k\n1' "$(kvctl_as alice get /alice/k 2>&1)"
+expect_fails "kvctl: a token wins over the certificate" "permission denied" \
+  kvctl_as alice --user bob:b put /alice/k 3
+curl_as() { # curl_as CN API BODY: the gateway on member 1 with CN's certificate
+  curl -sS --max-time 5 --cacert "$certs/ca.crt" --cert "$certs/client-$1.crt" \
+    --key "$certs/client-$1.key" "https://127.0.0.1:${client[1]}/v3/$2" -X POST -d "$3" 2>&1
+}
+got=$(curl_as alice kv/put '{"key":"L2FsaWNlL2M=","value":"dg=="}')
+expect "curl: CN alice writes her prefix" "yes" "$([[ "$got" == *'"header"'* && "$got" != *error* ]] && echo yes || echo "$got")"
+got=$(curl_as alice kv/put '{"key":"L290aGVy","value":"dg=="}')
+expect "curl: CN alice outside her prefix" "yes" "$([[ "$got" == *'permission denied'* ]] && echo yes || echo "$got")"
+got=$(curl_as bob kv/range '{"key":"L2FsaWNlL2M="}')
+expect "curl: CN bob in alice's prefix" "yes" "$([[ "$got" == *'permission denied'* ]] && echo yes || echo "$got")"
+got=$(curl_as alice kv/range '{"key":"L2FsaWNlL2M="}')
+expect "curl: CN alice reads her prefix" "dg==" "$(printf '%s' "$got" | sed -n 's/.*"value":"\([^"]*\)".*/\1/p')"
+
+# Lease keep-alive and time-to-live at each member: the followers forward them to the leader over
+# the TLS peer URLs, with the caller's certificate user (root here; the leader checks it).
+lease=$(as root lease grant 100 2>&1 | sed -n 's/^lease \([0-9a-f]*\) granted.*/\1/p')
+for i in 1 2 3; do
+  got=$(etcdctl_at "$i" --cacert "$certs/ca.crt" --cert "$certs/client-root.crt" \
+    --key "$certs/client-root.key" lease keep-alive --once "$lease" 2>&1)
+  expect "lease keep-alive --once at member $i" "yes" \
+    "$([[ -n "$lease" && "$got" == *"keepalived with TTL(100)"* ]] && echo yes || echo "$got")"
+  got=$(etcdctl_at "$i" --cacert "$certs/ca.crt" --cert "$certs/client-root.crt" \
+    --key "$certs/client-root.key" lease timetolive "$lease" 2>&1)
+  expect "lease timetolive at member $i" "yes" \
+    "$([[ -n "$lease" && "$got" == *"granted with TTL(100s)"* ]] && echo yes || echo "$got")"
+done
+# Member promote (root only) of a learner that never started, at each member: the followers
+# forward it with the caller's certificate user, so the leader refuses bob and checks root's
+# request as root's (the learner is not in sync: the leader's own answer).
+learner=$(as root member add learner --learner --peer-urls "https://127.0.0.1:1" 2>&1 |
+  sed -n 's/^Member \([0-9a-f]*\) added.*/\1/p')
+for i in 1 2 3; do
+  for cn in bob root; do
+    got=$(etcdctl_at "$i" --cacert "$certs/ca.crt" --cert "$certs/client-$cn.crt" \
+      --key "$certs/client-$cn.key" member promote "$learner" 2>&1)
+    want="permission denied"
+    [[ $cn == root ]] && want="can only promote a learner member which is in sync with leader"
+    expect "member promote as $cn at member $i" "yes" \
+      "$([[ -n "$learner" && "$got" == *"$want"* ]] && echo yes || echo "$got")"
+  done
+done
 
 if ((failures > 0)); then
   echo "$failures failures; member logs:"

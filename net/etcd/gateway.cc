@@ -80,7 +80,8 @@ const char* StatusText(uint status) {
 // The handlers, one per endpoint; each owns nothing beyond its call.
 class Gateway::Impl {
  public:
-  explicit Impl(Gateway& gateway) : g_(gateway) {}
+  // `cert_user`: the user of requests (they carry no token), "" for none.
+  Impl(Gateway& gateway, std::string cert_user) : g_(gateway), cert_user_(std::move(cert_user)) {}
 
   kj::Promise<void> Send(Response& response, uint status, std::string body) {
     kj::HttpHeaders headers(g_.headers_);
@@ -115,6 +116,7 @@ class Gateway::Impl {
     if (!Parse(body, &request, &error)) return SendError(response, error);
     server::Request converted;
     if (absl::Status s = ToRequest(request, &converted); !s.ok()) return SendError(response, s);
+    converted.cert_user = cert_user_;
     return g_.member_.Call(std::move(converted))
         .then([this, &response](server::Response answer) -> kj::Promise<void> {
           if (!answer.status.ok()) return SendError(response, answer.status);
@@ -130,6 +132,7 @@ class Gateway::Impl {
     if (!Parse(body, &request, &error)) return SendError(response, error);
     server::Request converted;
     (void)ToRequest(request, &converted);
+    converted.cert_user = cert_user_;
     return g_.member_.Call(std::move(converted))
         .then([this, &response, request](server::Response answer) -> kj::Promise<void> {
           etcdserverpb::LeaseTimeToLiveResponse out;
@@ -147,6 +150,7 @@ class Gateway::Impl {
     server::Request converted;
     (void)ToRequest(request, &converted);
     const int64_t id = request.id();
+    converted.cert_user = cert_user_;
     return g_.member_.Call(std::move(converted))
         .then([this, &response, id](server::Response answer) -> kj::Promise<void> {
           etcdserverpb::LeaseKeepAliveResponse out;
@@ -236,6 +240,7 @@ class Gateway::Impl {
 
  private:
   Gateway& g_;
+  const std::string cert_user_;
 };
 
 namespace {
@@ -375,6 +380,36 @@ Gateway::Gateway(MemberService& member, const kj::HttpHeaderTable& headers,
 kj::Promise<void> Gateway::request(kj::HttpMethod method, kj::StringPtr url,
                                    const kj::HttpHeaders& headers, kj::AsyncInputStream& body,
                                    Response& response) {
+  return Serve(method, url, headers, body, response, "");
+}
+
+namespace {
+
+// The gateway for one TLS connection whose requests run as its client certificate's CN.
+class CertUserGateway final : public kj::HttpService {
+ public:
+  CertUserGateway(Gateway& gateway, std::string cert_user)
+      : gateway_(gateway), cert_user_(std::move(cert_user)) {}
+  kj::Promise<void> request(kj::HttpMethod method, kj::StringPtr url,
+                            const kj::HttpHeaders& headers, kj::AsyncInputStream& body,
+                            Response& response) override {
+    return gateway_.Serve(method, url, headers, body, response, cert_user_);
+  }
+
+ private:
+  Gateway& gateway_;
+  const std::string cert_user_;
+};
+
+}  // namespace
+
+kj::Own<kj::HttpService> Gateway::ForCertUser(std::string cert_user) {
+  return kj::heap<CertUserGateway>(*this, std::move(cert_user));
+}
+
+kj::Promise<void> Gateway::Serve(kj::HttpMethod method, kj::StringPtr url,
+                                 const kj::HttpHeaders& headers, kj::AsyncInputStream& body,
+                                 Response& response, const std::string& cert_user) {
   std::string path(url.cStr());
   if (size_t query = path.find('?'); query != std::string::npos) path.resize(query);
   std::string api;
@@ -385,7 +420,7 @@ kj::Promise<void> Gateway::request(kj::HttpMethod method, kj::StringPtr url,
     }
   }
   if (api.empty()) return fallback_.request(method, url, headers, body, response);
-  auto impl = kj::heap<Impl>(*this);
+  auto impl = kj::heap<Impl>(*this, cert_user);
   if (method != kj::HttpMethod::POST) {
     return impl->Send(response, 405, ErrorBody("Method Not Allowed", 12)).attach(kj::mv(impl));
   }

@@ -19,6 +19,7 @@
 // Everything runs on the member's loop thread: the gateway calls the MemberService directly.
 
 #include <cstdint>
+#include <string>
 
 #include "kj/compat/http.h"
 #include "net/member_service.h"
@@ -35,6 +36,13 @@ class Gateway final : public kj::HttpService {
   kj::Promise<void> request(kj::HttpMethod method, kj::StringPtr url,
                             const kj::HttpHeaders& headers, kj::AsyncInputStream& body,
                             Response& response) override;
+  // A request whose calls run as `cert_user` (the CN of the connection's verified client
+  // certificate under --client-cert-auth, as etcd's AuthInfoFromTLS); "" for none.
+  kj::Promise<void> Serve(kj::HttpMethod method, kj::StringPtr url, const kj::HttpHeaders& headers,
+                          kj::AsyncInputStream& body, Response& response,
+                          const std::string& cert_user);
+  // This gateway for one connection whose calls run as `cert_user` (Serve); outlived by it.
+  kj::Own<kj::HttpService> ForCertUser(std::string cert_user);
 
  private:
   class Impl;
