@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/base/errors.h"
 #include "core/server/codec.h"
+#include "google/protobuf/util/json_util.h"
 
 namespace kvstore::net::etcd {
 namespace {
@@ -473,6 +474,17 @@ absl::Status ToRequest(const etcdserverpb::MoveLeaderRequest& in, server::Reques
   *out = RequestOf(server::RequestType::kMoveLeader);
   out->member.id = in.targetid();
   return absl::OkStatus();
+}
+
+absl::Status ParseGatewayJson(absl::string_view body, google::protobuf::Message* request) {
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  if (body.empty()) body = "{}";
+  auto parsed = google::protobuf::util::JsonStringToMessage(
+      google::protobuf::StringPiece(body.data(), body.size()), request, options);
+  if (parsed.ok()) return absl::OkStatus();
+  return Error(ErrorCode::kInvalidArgument,
+               absl::StrCat("malformed JSON request: ", std::string(parsed.message())));
 }
 
 absl::Status ToWatchRequest(const etcdserverpb::WatchCreateRequest& in, mvcc::WatchRequest* out) {

@@ -18,9 +18,11 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "core/mvcc/types.h"
 #include "core/mvcc/watch.h"
 #include "core/server/server.h"
+#include "google/protobuf/message.h"
 #include "grpcpp/support/status.h"
 #include "net/etcd/rpc.pb.h"
 #include "net/member_service.h"
@@ -70,6 +72,10 @@ absl::Status ToRequest(const etcdserverpb::HashRequest& in, server::Request* out
 absl::Status ToRequest(const etcdserverpb::MoveLeaderRequest& in, server::Request* out);
 // A watch creation (the stream-local watch id and progress_notify are the stream's business).
 absl::Status ToWatchRequest(const etcdserverpb::WatchCreateRequest& in, mvcc::WatchRequest* out);
+// The JSON gateway's body of a /v3/* call as `request` (protobuf's JSON mapping, unknown fields
+// refused; an empty body is `{}`): INVALID_ARGUMENT "malformed JSON request: ..." when it does not
+// parse. The gateway parses only through this, and so does its fuzz target.
+absl::Status ParseGatewayJson(absl::string_view body, google::protobuf::Message* request);
 
 // Auth (etcd's Auth service). A password's salt comes from the caller (net/entropy.h).
 absl::Status ToRequest(const etcdserverpb::AuthEnableRequest& in, server::Request* out);

@@ -99,14 +99,8 @@ class Gateway::Impl {
 
   template <typename Req>
   bool Parse(const std::string& body, Req* request, absl::Status* error) {
-    google::protobuf::util::JsonParseOptions options;
-    options.ignore_unknown_fields = false;
-    auto parsed =
-        google::protobuf::util::JsonStringToMessage(body.empty() ? "{}" : body, request, options);
-    if (parsed.ok()) return true;
-    *error = Error(ErrorCode::kInvalidArgument,
-                   absl::StrCat("malformed JSON request: ", std::string(parsed.message())));
-    return false;
+    *error = ParseGatewayJson(body, request);
+    return error->ok();
   }
 
   template <typename Req, typename Resp>
