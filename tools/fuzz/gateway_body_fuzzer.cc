@@ -6,8 +6,8 @@
 //
 // Properties: no crash, no unbounded recursion (protobuf's JSON parser stops at its nesting
 // limit, ToRequest refuses txns deeper than server::kMaxTxnDepth), no allocation past the fuzz
-// bounds; a refused body is INVALID_ARGUMENT with the gateway's message. Conversion errors are
-// answers, not findings.
+// bounds; a refused body answers as the gateway does: HTTP 400, gRPC INVALID_ARGUMENT,
+// "malformed JSON request: ...". Conversion errors are answers, not findings.
 
 #include <cstddef>
 #include <cstdint>
@@ -26,17 +26,21 @@
 namespace {
 
 namespace pb = etcdserverpb;
+using kvstore::net::etcd::GatewayError;
 using kvstore::net::etcd::ParseGatewayJson;
+using kvstore::net::etcd::ToGatewayError;
 using kvstore::net::etcd::ToRequest;
 using kvstore::net::etcd::ToWatchRequest;
 
 bool Parse(absl::string_view body, google::protobuf::Message* request) {
   const absl::Status parsed = ParseGatewayJson(body, request);
   if (parsed.ok()) return true;
-  FUZZ_CHECK(parsed.code() == absl::StatusCode::kInvalidArgument &&
-                 absl::StartsWith(parsed.message(), "malformed JSON request: "),
-             "a refused body is not INVALID_ARGUMENT with the gateway's message: %s",
-             parsed.ToString().c_str());
+  // What the client gets: 400 with gRPC's INVALID_ARGUMENT (3) and the gateway's message.
+  const GatewayError error = ToGatewayError(parsed);
+  FUZZ_CHECK(error.grpc_code == 3 && error.http_status == 400 &&
+                 absl::StrContains(error.message, "malformed JSON request: "),
+             "a refused body answers %d (gRPC %d) \"%s\", not 400 INVALID_ARGUMENT",
+             error.http_status, error.grpc_code, error.message.c_str());
   return false;
 }
 
