@@ -24,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "core/base/encoding.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -159,29 +160,6 @@ absl::StatusOr<std::string> ReadKeyFile(absl::string_view option, const std::str
 }
 
 std::string Base64Url(absl::string_view bytes) { return absl::WebSafeBase64Escape(bytes); }
-
-// A JSON string literal.
-std::string Quote(absl::string_view text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          absl::StrAppend(&out, "\\u00", absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
 
 absl::StatusOr<google::protobuf::Struct> ParseJsonObject(absl::string_view part,
                                                          absl::string_view what) {
@@ -348,7 +326,7 @@ absl::StatusOr<std::string> JwtProvider::Assign(const std::string& user, uint64_
   // jwt-go marshals the claims map with sorted keys.
   const std::string claims =
       absl::StrCat("{\"exp\":", now_() + ttl_seconds_, ",\"revision\":", revision,
-                   ",\"username\":", Quote(user), "}");
+                   ",\"username\":", JsonQuote(user), "}");
   std::string token = absl::StrCat(Base64Url(header), ".", Base64Url(claims));
   std::string signature;
   if (method.family == Family::kHmac) {
