@@ -486,7 +486,7 @@ TEST_F(PartitionTest, MisconfiguredMemberUrlsAreRefusedAndTheClusterStaysAvailab
   server::Request add_ghost;
   add_ghost.type = server::RequestType::kMemberAdd;
   add_ghost.member.name = "ghost";
-  add_ghost.member.peer_urls = {absl::StrCat("http://127.0.0.1:", testing::FreePort())};
+  add_ghost.member.peer_urls = {absl::StrCat("http://127.0.0.1:", testing::FreeLoopbackPort())};
   auto ghost = CallUntilOk(add_ghost, 5000);
   ASSERT_TRUE(ghost.ok()) << ghost.status();
   ASSERT_TRUE(CallUntilOk(Put("x", "with-ghost"), 3000).ok()) << "3 of 4 commit";
@@ -511,7 +511,7 @@ TEST_F(PartitionTest, MisconfiguredMemberUrlsAreRefusedAndTheClusterStaysAvailab
   auto slot = cluster_->AddMember();
   ASSERT_TRUE(slot.ok()) << slot.status();
   const size_t n4 = *slot;
-  const std::string wrong_url = absl::StrCat("http://127.0.0.1:", testing::FreePort());
+  const std::string wrong_url = absl::StrCat("http://127.0.0.1:", testing::FreeLoopbackPort());
   std::vector<std::string> args = cluster_->Args(n4);
   for (size_t i = 0; i + 1 < args.size(); ++i) {
     if (args[i] == "--initial-advertise-peer-urls") args[i + 1] = wrong_url;
@@ -681,7 +681,7 @@ TEST_F(PartitionTest, FoundingMemberWithAWrongInitialClusterEntryIsRefused) {
   ASSERT_TRUE(cluster_->Start(1).ok());
   std::vector<std::string> args = cluster_->Args(2);
   const std::string right = absl::StrCat("n1=", cluster_->member(0).peer_url());
-  const std::string wrong = absl::StrCat("n1=http://127.0.0.1:", testing::FreePort());
+  const std::string wrong = absl::StrCat("n1=http://127.0.0.1:", testing::FreeLoopbackPort());
   for (size_t i = 0; i < args.size(); ++i) {
     std::string& arg = args[i];
     if (size_t at = arg.find(right); at != std::string::npos) arg.replace(at, right.size(), wrong);

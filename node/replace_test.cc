@@ -223,7 +223,7 @@ TEST(ReplaceTest, AMemberMovesToANewPeerUrl) {
   EXPECT_EQ(CodeOf(refused.ok() ? refused->status : refused.status()), ErrorCode::kMemberExists);
 
   cluster->Kill(*joiner);
-  const uint16_t port = testing::FreePort();
+  const uint16_t port = testing::FreeLoopbackPort();
   update.member.peer_urls = {absl::StrCat("http://127.0.0.1:", port)};
   auto updated = call(**client, update);
   ASSERT_TRUE(updated.ok()) << updated.status();

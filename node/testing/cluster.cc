@@ -1,8 +1,5 @@
 #include "node/testing/cluster.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -12,22 +9,6 @@
 #include "absl/strings/str_join.h"
 
 namespace kvstore::node::testing {
-
-uint16_t FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    close(fd);
-    return 0;
-  }
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 std::string ClusterMember::peer_url() const { return absl::StrCat("http://127.0.0.1:", peer_port); }
 
@@ -57,8 +38,8 @@ absl::Status Cluster::NewMember(const std::string& root) {
   ClusterMember m;
   const size_t index = members_.size();
   m.name = absl::StrCat("n", index + 1);
-  m.client_port = FreePort();
-  m.listen_peer_port = FreePort();
+  m.client_port = FreeLoopbackPort();
+  m.listen_peer_port = FreeLoopbackPort();
   if (m.client_port == 0 || m.listen_peer_port == 0) return absl::UnavailableError("no free port");
   m.peer_port = m.listen_peer_port;
   if (proxy_ != nullptr) {

@@ -25,12 +25,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "node/crash_process.h"
+#include "node/http_testing.h"
 #include "node/testing/link_proxy.h"
 
 namespace kvstore::node::testing {
-
-// A port nobody listens on now (the kernel's choice for port 0).
-uint16_t FreePort();
 
 struct ClusterOptions {
   int members = 3;

@@ -17,8 +17,6 @@
 
 namespace kvstore::net::concurrency::testing {
 
-using node::testing::FreePort;
-
 struct KvnodeClusterOptions {
   int members = 1;
   std::string name = "cluster";  // the data directories' folder under TEST_TMPDIR
