@@ -1,8 +1,10 @@
 #include "core/raft/raft.h"
 
 #include <algorithm>
+#include <string>
 #include <utility>
 
+#include "absl/container/btree_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "core/raft/check.h"
@@ -44,6 +46,26 @@ namespace {
 // Marks a vote request caused by a leadership transfer: it bypasses the follower's leader lease
 // (Raft thesis §3.10 / §4.2.3).
 constexpr absl::string_view kCampaignTransfer = "CampaignTransfer";
+
+// With lease reads, a heartbeat that carries no read request carries the leader's tick at its
+// sending, which the follower echoes: the lease runs from that tick. Its length (prefix and 8
+// bytes) differs from the server's read contexts (16 bytes).
+constexpr absl::string_view kLeaseProbePrefix = "lease:";
+constexpr size_t kLeaseProbeBytes = kLeaseProbePrefix.size() + 8;
+
+std::string EncodeLeaseProbe(uint64_t tick) {
+  std::string out(kLeaseProbePrefix);
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((tick >> (8 * i)) & 0xff));
+  return out;
+}
+
+uint64_t DecodeLeaseProbe(absl::string_view probe) {
+  uint64_t tick = 0;
+  for (int i = 7; i >= 0; --i) {
+    tick = (tick << 8) | static_cast<uint8_t>(probe[kLeaseProbePrefix.size() + i]);
+  }
+  return tick;
+}
 
 enum class CampaignType { kPreElection, kElection, kTransfer };
 
@@ -121,6 +143,7 @@ class RaftState {
     NodeId from = kNoNode;
     Bytes context;
     VoteMap acks;
+    uint64_t tick = 0;  // ticks_ when it was made: its heartbeats left no earlier
   };
 
   // Roles (Raft §5.2).
@@ -174,6 +197,16 @@ class RaftState {
   void RespondToReadIndex(NodeId from, Index index, Bytes context);
   void ReleasePendingReadIndexMessages();
   void AckRead(NodeId from, const Bytes& context);
+  // Leader leases (ReadOnlyOption::kLeaseBased).
+  bool LeaseReads() const { return config_.read_only_option == ReadOnlyOption::kLeaseBased; }
+  // Whether a quorum acknowledged heartbeats sent within LeaseTicks of now, so no other leader
+  // can have been elected yet (see LeaseTicks in raft.h).
+  bool LeaseValid() const;
+  void NoteLeaseAck(NodeId from, uint64_t sent_tick);
+  // A node refuses votes while it heard from a leader within an election timeout, and, with
+  // lease reads, during its first election timeout after a start (it may have promised a leader
+  // its lease before a crash, and remembers nothing of it).
+  bool InLease() const;
 
   void SwitchToConfig(TrackerConfig config, ProgressMap progress);
   void ReleaseMessages(std::vector<Message>& messages);
@@ -202,6 +235,14 @@ class RaftState {
   int heartbeat_elapsed_ = 0;
   int randomized_election_timeout_ = 0;
   NodeId lead_transferee_ = kNoNode;
+  // Ticks since this node started (never reset): the leader's clock for its lease.
+  uint64_t ticks_ = 0;
+  // Per voter, the latest tick at which the leader sent a heartbeat that voter acknowledged,
+  // this term.
+  absl::btree_map<NodeId, uint64_t> lease_acked_tick_;
+  // This term's leader sent TimeoutNow: its transferee campaigns ignoring every lease, so no
+  // lease holds for the rest of the term.
+  bool lease_given_away_ = false;
   // Index of the latest conf change proposed by this leader: another waits until it applies.
   Index pending_conf_index_ = 0;
 
@@ -338,6 +379,8 @@ void RaftState::Reset(Term term) {
   pending_conf_index_ = 0;
   read_requests_.clear();
   pending_read_index_messages_.clear();
+  lease_acked_tick_.clear();
+  lease_given_away_ = false;
 }
 
 void RaftState::BecomeFollower(Term term, NodeId lead) {
@@ -472,11 +515,9 @@ absl::Status RaftState::StepInternal(Message&& m) {
   } else if (m.term > term_) {
     if (IsVoteRequest(m.type)) {
       const bool force = m.context.view() == kCampaignTransfer;
-      const bool in_lease =
-          config_.check_quorum && lead_ != kNoNode && election_elapsed_ < config_.election_tick;
       // Raft thesis §4.2.3: a node that heard from a leader within the minimum election timeout
       // ignores vote requests, so a removed or partitioned node cannot disrupt the cluster.
-      if (!force && in_lease) return absl::OkStatus();
+      if (!force && InLease()) return absl::OkStatus();
     }
     if (m.type == MessageType::kPreVote) {
       // Never change term in response to a pre-vote.
@@ -783,9 +824,13 @@ void RaftState::HandleHeartbeatResponse(const Message& m, Progress& pr) {
   // replication resumes.
   if (pr.state == ProgressState::kReplicate && pr.inflights.Full()) pr.inflights.FreeFirstOne();
   if (pr.match < log_.last_index()) SendAppend(m.from);
-  if (config_.read_only_option == ReadOnlyOption::kSafe && !m.context.empty()) {
-    AckRead(m.from, m.context);
+  if (m.context.empty()) return;
+  if (LeaseReads() && m.context.size() == kLeaseProbeBytes &&
+      m.context.view().substr(0, kLeaseProbePrefix.size()) == kLeaseProbePrefix) {
+    NoteLeaseAck(m.from, DecodeLeaseProbe(m.context.view()));
+    return;
   }
+  AckRead(m.from, m.context);
 }
 
 void RaftState::HandleTransferLeader(NodeId transferee) {
@@ -902,7 +947,11 @@ bool RaftState::NeedsEmptyAppend(const Progress& pr) const {
 
 void RaftState::BcastHeartbeat() {
   Bytes context;
-  if (!read_requests_.empty()) context = read_requests_.back().context;
+  if (!read_requests_.empty()) {
+    context = read_requests_.back().context;
+  } else if (LeaseReads()) {
+    context = Bytes(EncodeLeaseProbe(ticks_));  // its echo renews the lease
+  }
   for (auto& [id, pr] : tracker_.progress) {
     if (id != id_) SendHeartbeat(id, context);
   }
@@ -975,6 +1024,7 @@ void RaftState::SendHeartbeat(NodeId to, const Bytes& context) {
 }
 
 void RaftState::SendTimeoutNow(NodeId to) {
+  lease_given_away_ = true;
   Message m;
   m.type = MessageType::kTimeoutNow;
   m.to = to;
@@ -1020,10 +1070,11 @@ void RaftState::HandleReadIndex(Message& m) {
 }
 
 void RaftState::AnswerReadIndex(const Message& m) {
-  if (config_.read_only_option == ReadOnlyOption::kLeaseBased) {
+  if (LeaseReads() && LeaseValid()) {
     RespondToReadIndex(m.from, log_.committed(), m.context);
     return;
   }
+  // Without a lease (or without lease reads), leadership is confirmed by a heartbeat round.
   for (const ReadRequest& request : read_requests_) {
     if (request.context == m.context) return;  // already waiting for a quorum
   }
@@ -1031,6 +1082,7 @@ void RaftState::AnswerReadIndex(const Message& m) {
   request.index = log_.committed();
   request.from = m.from;
   request.context = m.context;
+  request.tick = ticks_;
   read_requests_.push_back(std::move(request));
   AckRead(id_, m.context);
   BcastHeartbeat();
@@ -1045,6 +1097,7 @@ void RaftState::AckRead(NodeId from, const Bytes& context) {
     }
   }
   if (found == read_requests_.size()) return;
+  if (LeaseReads()) NoteLeaseAck(from, read_requests_[found].tick);
   read_requests_[found].acks[from] = true;
   if (tracker_.Tally(read_requests_[found].acks) != VoteResult::kWon) return;
   // Leadership is confirmed as of this heartbeat round: every earlier request is too.
@@ -1054,6 +1107,30 @@ void RaftState::AckRead(NodeId from, const Bytes& context) {
   for (ReadRequest& request : done) {
     RespondToReadIndex(request.from, request.index, std::move(request.context));
   }
+}
+
+bool RaftState::LeaseValid() const {
+  if (lease_given_away_) return false;
+  const int lease_ticks = LeaseTicks(config_.election_tick);
+  if (lease_ticks <= 0) return false;
+  VoteMap acks;
+  acks[id_] = true;
+  for (const auto& [id, tick] : lease_acked_tick_) {
+    acks[id] = ticks_ - tick <= static_cast<uint64_t>(lease_ticks);
+  }
+  return tracker_.Tally(acks) == VoteResult::kWon;
+}
+
+void RaftState::NoteLeaseAck(NodeId from, uint64_t sent_tick) {
+  if (sent_tick > ticks_) return;  // not ours: a heartbeat of an earlier incarnation
+  uint64_t& acked = lease_acked_tick_[from];
+  acked = std::max(acked, sent_tick);
+}
+
+bool RaftState::InLease() const {
+  if (!config_.check_quorum) return false;
+  if (lead_ != kNoNode && election_elapsed_ < config_.election_tick) return true;
+  return LeaseReads() && ticks_ < static_cast<uint64_t>(config_.election_tick);
 }
 
 void RaftState::RespondToReadIndex(NodeId from, Index index, Bytes context) {
@@ -1080,6 +1157,7 @@ void RaftState::ReleasePendingReadIndexMessages() {
 // Public operations
 
 void RaftState::Tick() {
+  ++ticks_;
   if (role_ != Role::kLeader) {
     ++election_elapsed_;
     if (Promotable() && election_elapsed_ >= randomized_election_timeout_) {

@@ -45,10 +45,26 @@ const char* RoleName(Role role);
 enum class ReadOnlyOption : uint8_t {
   // ReadIndex confirms leadership with a heartbeat round to a quorum (Raft thesis §6.4).
   kSafe,
-  // The leader trusts its lease: no round trip. Requires check_quorum; relies on bounded clock
-  // drift between nodes (Raft thesis §6.4.1).
+  // The leader trusts its lease: no round trip while it holds one. Requires check_quorum; relies
+  // on bounded clock drift between nodes (Raft thesis §6.4.1): see LeaseTicks.
   kLeaseBased,
 };
+
+// Lease-based reads are linearizable only while no node's ticks come more than this factor
+// faster than another's (tick-rate skew, clock drift). A process pause stops a node's clock for
+// the pause's length and exceeds any bound: lease reads assume no pauses longer than a tick.
+inline constexpr double kLeaseMaxTickRateRatio = 1.25;
+
+// How many of its own ticks a leader's lease lasts after it sent a heartbeat that a quorum
+// acknowledged. A follower that hears from the leader refuses votes (and does not campaign) for
+// election_tick of its ticks, that is for more than (election_tick - 1) of its tick periods; a
+// read at most LeaseTicks ticks after the heartbeat's send is less than LeaseTicks + 1 leader
+// tick periods later. With periods within kLeaseMaxTickRateRatio of each other,
+// (LeaseTicks + 1) * ratio <= election_tick - 1 keeps every lease read before any vote for a
+// new leader. Not positive: no lease (every read takes the ReadIndex round).
+inline constexpr int LeaseTicks(int election_tick) {
+  return static_cast<int>(static_cast<double>(election_tick - 1) / kLeaseMaxTickRateRatio) - 1;
+}
 
 // Named limits and defaults. Each is overridable in Config.
 inline constexpr uint64_t kDefaultMaxSizePerMsgBytes = 1 << 20;

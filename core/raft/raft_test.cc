@@ -1460,12 +1460,24 @@ TEST(ReadIndexTest, LeaderAnswersAfterHeartbeatQuorum) {
   EXPECT_EQ(c.record(1).read_states.size(), 1u) << "answered without a quorum";
 }
 
+// With lease reads a node refuses votes during its first election timeout after a start (it may
+// have promised its lease to a leader before a crash): lets it pass with every message lost, so
+// at most pre-votes went out, which change no term.
+void TickPastStartup(Cluster& c, std::initializer_list<NodeId> ids) {
+  for (NodeId id : ids) c.Isolate(id);
+  for (NodeId id : ids) c.Tick(id, c.config(id).election_tick);
+  c.Stabilize();
+  c.Heal();
+  c.DropInFlight();
+}
+
 // Thesis §6.4 step 1: a new leader answers reads only once an entry of its own term is
 // committed (before that its commit index may be stale), whether it confirms leadership by a
 // heartbeat round or by its lease.
 void ExpectReadWaitsForOwnTermCommit(ReadOnlyOption option) {
   Cluster c({1, 2, 3}, {}, [option](Config& config) { config.read_only_option = option; });
   auto drop_app_resp = [](Message& m) { return m.type != MessageType::kAppResp; };
+  TickPastStartup(c, {1, 2, 3});
   ASSERT_TRUE(c.node(1).Campaign().ok());
   StabilizeWith(c, drop_app_resp);
   ASSERT_EQ(RoleOf(c, 1), Role::kLeader);
@@ -1506,16 +1518,88 @@ TEST(ReadIndexTest, FollowerForwardsAndReceivesReadState) {
   EXPECT_THAT(c.record(1).read_states, IsEmpty());
 }
 
-// Thesis §6.4.1: with lease-based reads the leader answers from its lease, no round trip.
+Cluster LeaseCluster() {
+  return Cluster({1, 2, 3}, {},
+                 [](Config& config) { config.read_only_option = ReadOnlyOption::kLeaseBased; });
+}
+
+bool SendsHeartbeat(Cluster& c) {
+  for (const Message& m : c.in_flight()) {
+    if (m.type == MessageType::kHeartbeat) return true;
+  }
+  return false;
+}
+
+// Thesis §6.4.1: with lease-based reads the leader answers from its lease, no round trip, once
+// a quorum acknowledged a heartbeat of its term.
 TEST(ReadIndexTest, LeaseBasedAnswersWithoutRoundTrip) {
-  Cluster c({1, 2, 3}, {},
-            [](Config& config) { config.read_only_option = ReadOnlyOption::kLeaseBased; });
+  Cluster c = LeaseCluster();
+  TickPastStartup(c, {1, 2, 3});
   c.ElectLeader(1);
+  HeartbeatRounds(c, 1, 1);  // acknowledged: the lease holds
   ASSERT_TRUE(c.node(1).ReadIndex(Bytes("l")).ok());
   ASSERT_TRUE(c.ProcessReady(1));
+  EXPECT_FALSE(SendsHeartbeat(c)) << "a read on a lease needs no heartbeat round";
   ASSERT_EQ(c.record(1).read_states.size(), 1u);
   EXPECT_EQ(c.record(1).read_states[0].index, CommitOf(c, 1));
   EXPECT_EQ(c.record(1).read_states[0].context.view(), "l");
+}
+
+// The lease runs LeaseTicks from the sending of the last heartbeat a quorum acknowledged: later
+// the leader confirms its leadership by a heartbeat round, as without leases.
+TEST(ReadIndexTest, LeaseExpiresWithoutAcknowledgements) {
+  Cluster c = LeaseCluster();
+  TickPastStartup(c, {1, 2, 3});
+  c.ElectLeader(1);
+  HeartbeatRounds(c, 1, 1);
+  auto drop_heartbeat_resp = [](Message& m) { return m.type != MessageType::kHeartbeatResp; };
+  const int lease_ticks = LeaseTicks(c.config(1).election_tick);
+  ASSERT_GT(lease_ticks, 0);
+  for (int tick = 0; tick <= lease_ticks; ++tick) {
+    c.Tick(1);
+    StabilizeWith(c, drop_heartbeat_resp);
+  }
+  ASSERT_EQ(RoleOf(c, 1), Role::kLeader);
+  ASSERT_TRUE(c.node(1).ReadIndex(Bytes("late")).ok());
+  ASSERT_TRUE(c.ProcessReady(1));
+  EXPECT_TRUE(SendsHeartbeat(c)) << "an expired lease needs a heartbeat round";
+  EXPECT_THAT(c.record(1).read_states, IsEmpty());
+  c.Stabilize();
+  ASSERT_EQ(c.record(1).read_states.size(), 1u);
+  EXPECT_EQ(c.record(1).read_states[0].context.view(), "late");
+}
+
+// A leader that sent TimeoutNow gave its lease away (the transferee's campaign ignores every
+// follower's lease): reads take a heartbeat round for the rest of its term.
+TEST(ReadIndexTest, LeaseGivenAwayByTransfer) {
+  Cluster c = LeaseCluster();
+  TickPastStartup(c, {1, 2, 3});
+  c.ElectLeader(1);
+  HeartbeatRounds(c, 1, 1);
+  ASSERT_TRUE(c.node(1).TransferLeader(2).ok());
+  // The TimeoutNow is lost, so the transferee never campaigns and node 1 stays leader.
+  StabilizeWith(c, [](Message& m) { return m.type != MessageType::kTimeoutNow; });
+  ASSERT_EQ(RoleOf(c, 1), Role::kLeader);
+  HeartbeatRounds(c, 1, 1);
+  ASSERT_TRUE(c.node(1).ReadIndex(Bytes("t")).ok());
+  ASSERT_TRUE(c.ProcessReady(1));
+  EXPECT_TRUE(SendsHeartbeat(c)) << "no lease after TimeoutNow";
+}
+
+// A node with lease reads refuses votes during its first election timeout after a start: before
+// a crash it may have acknowledged a leader's heartbeat, whose lease still runs. Without lease
+// reads it votes at once (etcd).
+TEST(ReadIndexTest, LeaseReadsRefuseVotesRightAfterStart) {
+  for (const bool lease : {true, false}) {
+    SCOPED_TRACE(lease);
+    Cluster c({1, 2, 3}, {}, [lease](Config& config) {
+      config.pre_vote = false;
+      if (lease) config.read_only_option = ReadOnlyOption::kLeaseBased;
+    });
+    ASSERT_TRUE(c.node(1).Campaign().ok());
+    c.Stabilize();
+    EXPECT_EQ(RoleOf(c, 1), lease ? Role::kCandidate : Role::kLeader);
+  }
 }
 
 // The lease does not excuse a new leader from first committing an entry of its own term.

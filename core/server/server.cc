@@ -464,6 +464,7 @@ absl::Status Server::Impl::Init(raft::RestartState raft_state, std::vector<Membe
   rc.random_seed = config_.random_seed;
   rc.pre_vote = config_.pre_vote;
   rc.check_quorum = config_.check_quorum;
+  if (config_.lease_reads) rc.read_only_option = raft::ReadOnlyOption::kLeaseBased;
   rc.max_committed_size_per_ready_bytes = config_.max_committed_size_per_ready_bytes;
   auto node = raft::RawNode::Create(rc, std::move(raft_state));
   if (!node.ok()) return node.status();

@@ -82,6 +82,12 @@ struct ServerConfig {
   uint64_t random_seed = 0;
   bool pre_vote = true;
   bool check_quorum = true;
+  // Linearizable reads on the leader's lease instead of a heartbeat round per read
+  // (raft::ReadOnlyOption::kLeaseBased; etcd's default is off, and so is ours). Correct only
+  // while every member has it, check_quorum is on, tick rates stay within
+  // raft::kLeaseMaxTickRateRatio of each other and no process pauses; otherwise reads may be
+  // stale.
+  bool lease_reads = false;
   uint64_t quota_bytes = kDefaultQuotaBytes;
   uint64_t max_request_bytes = kDefaultMaxRequestBytes;
   size_t max_txn_ops = kDefaultMaxTxnOps;
