@@ -72,6 +72,7 @@ void WatchHub::CancelInternal(WatchId id, Watcher& watcher, Revision compact_rev
   }
   lagging_.erase(id);
   progress_notify_.erase(id);
+  if (!watcher.reading) --not_reading_;
   watchers_.erase(id);
 }
 
@@ -279,15 +280,54 @@ std::vector<WatchResponse> WatchHub::TakeResponses() {
   if (!std::is_sorted(with_pending_.begin(), with_pending_.end())) {
     std::sort(with_pending_.begin(), with_pending_.end());
   }
+  std::vector<WatchId> held;  // watchers whose reader is not reading keep theirs
   for (WatchId id : with_pending_) {
     Watcher& watcher = watchers_.at(id);
+    if (!watcher.reading) {
+      held.push_back(id);
+      continue;
+    }
     for (WatchResponse& response : watcher.pending) out.push_back(std::move(response));
     watcher.pending.clear();
     watcher.buffered_events = 0;
     watcher.queued = false;
   }
-  with_pending_.clear();
+  with_pending_ = std::move(held);
   return out;
+}
+
+absl::Status WatchHub::SetReading(WatchId id, bool reading) {
+  auto it = watchers_.find(id);
+  if (it == watchers_.end()) {
+    return Error(ErrorCode::kWatchNotFound, absl::StrCat("no watch with id ", id));
+  }
+  if (it->second.reading != reading) {
+    it->second.reading = reading;
+    if (reading) {
+      --not_reading_;
+    } else {
+      ++not_reading_;
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool WatchHub::HasResponses() const {
+  if (!finished_.empty()) return true;
+  if (not_reading_ == 0) return !with_pending_.empty();
+  for (WatchId id : with_pending_) {
+    if (watchers_.at(id).reading) return true;
+  }
+  return false;
+}
+
+bool WatchHub::HasLagging() const {
+  if (not_reading_ == 0) return !lagging_.empty();
+  for (WatchId id : lagging_) {
+    const Watcher& watcher = watchers_.at(id);
+    if (watcher.reading || watcher.buffered_events < max_buffered_events_) return true;
+  }
+  return false;
 }
 
 }  // namespace kvstore::mvcc

@@ -91,11 +91,18 @@ class WatchHub {
   // progress notification to every watcher created with progress_notify that received no events
   // since the previous call and is synced (a lagging watcher gets none; etcd's neither).
   void NotifyProgress();
-  // Responses to deliver, oldest first, per watcher in id order.
+  // Responses to deliver, oldest first, per watcher in id order. A watcher whose reader is not
+  // reading (SetReading) keeps its responses: they count against its buffer until it reads.
   std::vector<WatchResponse> TakeResponses();
+  // Flow control from the watcher's client: while it does not read, its responses stay
+  // buffered (at most max_buffered_events; then it lags, and catches up from history once it
+  // reads again). kWatchNotFound if unknown.
+  absl::Status SetReading(WatchId id, bool reading);
 
-  bool HasResponses() const { return !finished_.empty() || !with_pending_.empty(); }
-  bool HasLagging() const { return !lagging_.empty(); }
+  // Responses TakeResponses would hand out now.
+  bool HasResponses() const;
+  // Lagging watchers that CatchUp can move (not those waiting for their reader).
+  bool HasLagging() const;
   size_t watcher_count() const { return watchers_.size(); }
   Revision compact_revision() const { return store_->compact_revision(); }
 
@@ -110,6 +117,7 @@ class WatchHub {
     bool queued = false;               // listed in with_pending_
     bool progress_requested = false;   // RequestProgress while lagging: answer once synced
     bool events_since_notify = false;  // progress_notify: events since the last NotifyProgress
+    bool reading = true;               // SetReading: its client takes its responses
     size_t buffered_events = 0;
     std::deque<WatchResponse> pending;
   };
@@ -137,6 +145,7 @@ class WatchHub {
   absl::btree_map<std::string, absl::btree_set<WatchId>> key_watchers_;
   absl::btree_set<WatchId> range_watchers_;
   std::vector<WatchId> with_pending_;  // each once (Watcher::queued); sorted when taken
+  size_t not_reading_ = 0;             // watchers whose reader does not read (SetReading)
   absl::btree_set<WatchId> lagging_;
   absl::btree_set<WatchId> progress_notify_;  // watchers created with progress_notify
   Revision notified_through_ = 0;  // the newest revision Notify delivered to synced watchers

@@ -436,6 +436,38 @@ TEST(WatchTest, SlowWatcherLagsThenCatchesUpExactlyOnce) {
   EXPECT_EQ(RevisionsOf(EventsOf(f.Take())), (std::vector<Revision>{22}));
 }
 
+// A client that stops reading (SetReading false): its responses stay buffered while other
+// watchers' go out, the hub reports nothing it could hand out or catch up for it once its buffer
+// is full (a driver looping on HasResponses/HasLagging would spin forever), and when it reads
+// again it gets every revision once, in order, from the buffer and then from history.
+TEST(WatchTest, WatcherNotReadingKeepsItsBufferThenCatchesUpWhenItReads) {
+  Fixture f(/*max_buffered_events=*/3, /*catch_up_events=*/2);
+  const WatchId slow = f.Watch(WatchOf("k", PrefixEnd("k")));
+  const WatchId fast = f.Watch(WatchOf("k", PrefixEnd("k")));
+  f.Take();  // both "created"
+  ASSERT_TRUE(f.hub().SetReading(slow, false).ok());
+  std::vector<WatchResponse> taken;  // the fast reader takes its responses after every write
+  for (int i = 0; i < 10; ++i) {
+    f.Put("k" + std::to_string(i % 2), std::to_string(i));  // revisions 2..11
+    for (WatchResponse& response : f.Take()) taken.push_back(std::move(response));
+  }
+  for (const WatchResponse& response : taken) EXPECT_EQ(response.watch_id, fast);
+  EXPECT_EQ(RevisionsOf(EventsOf(taken)), Consecutive(2, 11));
+  // The slow watcher holds its full buffer and lags: nothing for a driver to do for it.
+  EXPECT_FALSE(f.hub().HasResponses());
+  EXPECT_FALSE(f.hub().HasLagging());
+  f.hub().CatchUp(2);
+  EXPECT_TRUE(f.Take().empty());
+  ASSERT_TRUE(f.hub().SetReading(slow, true).ok());
+  EXPECT_TRUE(f.hub().HasResponses());
+  std::vector<WatchResponse> caught_up = f.Drain();
+  for (const WatchResponse& response : caught_up) EXPECT_EQ(response.watch_id, slow);
+  EXPECT_EQ(RevisionsOf(EventsOf(caught_up)), Consecutive(2, 11));
+  f.Put("k0", "live");
+  EXPECT_EQ(RevisionsOf(EventsOf(f.Take())), (std::vector<Revision>{12, 12}));
+  EXPECT_EQ(CodeOf(f.hub().SetReading(999, false)), ErrorCode::kWatchNotFound);
+}
+
 // etcd #17529: a lagging watcher whose next revision gets compacted is canceled with the
 // compact revision; the events it missed are reported lost, never silently skipped.
 TEST(WatchTest, LaggingWatcherCanceledWhenItsNextRevisionIsCompacted) {

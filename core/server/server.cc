@@ -228,6 +228,9 @@ class Server::Impl {
     return hub_->Watch(request);
   }
   absl::Status CancelWatch(mvcc::WatchId id) { return hub_->Cancel(id); }
+  absl::Status SetWatchReading(mvcc::WatchId id, bool reading) {
+    return hub_->SetReading(id, reading);
+  }
   void RequestWatchProgress() { hub_->RequestProgress(); }
   void NotifyWatchProgress() { hub_->NotifyProgress(); }
   absl::Status Step(raft::Message&& message) { return raft_->Step(std::move(message)); }
@@ -405,7 +408,7 @@ absl::Status Server::Impl::Init(raft::RestartState raft_state, std::vector<Membe
   auto store = mvcc::Store::Open(backend_);
   if (!store.ok()) return store.status();
   store_ = std::move(*store);
-  hub_ = std::make_unique<mvcc::WatchHub>(store_.get());
+  hub_ = std::make_unique<mvcc::WatchHub>(store_.get(), config_.watch_max_buffered_events);
   if (raft_state.snapshot != nullptr &&
       raft_state.snapshot->metadata.index > store_->consistent_index()) {
     // The member crashed after persisting an installed snapshot but before applying it to the
@@ -466,6 +469,8 @@ absl::Status Server::Impl::Init(raft::RestartState raft_state, std::vector<Membe
   rc.check_quorum = config_.check_quorum;
   if (config_.lease_reads) rc.read_only_option = raft::ReadOnlyOption::kLeaseBased;
   rc.max_committed_size_per_ready_bytes = config_.max_committed_size_per_ready_bytes;
+  rc.max_size_per_msg_bytes = config_.max_size_per_msg_bytes;
+  rc.max_inflight_msgs = config_.max_inflight_msgs;
   auto node = raft::RawNode::Create(rc, std::move(raft_state));
   if (!node.ok()) return node.status();
   raft_ = std::move(*node);
@@ -1946,7 +1951,7 @@ const Ready& Server::Impl::GetReady() {
     RAFT_CHECK(status.ok()) << "server " << config_.id << ": snapshot at applied index "
                             << applied_index_ << ": " << status.message();
   }
-  hub_->CatchUp();
+  hub_->CatchUp(config_.watch_catch_up_batch_events);
   ready_.raft = &rr;
   ready_.storage_failure = storage_failure_;
   ready_.responses = std::move(responses_);
@@ -2053,6 +2058,9 @@ absl::StatusOr<mvcc::WatchId> Server::Watch(const mvcc::WatchRequest& request,
   return impl_->Watch(request, token);
 }
 absl::Status Server::CancelWatch(mvcc::WatchId id) { return impl_->CancelWatch(id); }
+absl::Status Server::SetWatchReading(mvcc::WatchId id, bool reading) {
+  return impl_->SetWatchReading(id, reading);
+}
 void Server::RequestWatchProgress() { impl_->RequestWatchProgress(); }
 void Server::NotifyWatchProgress() { impl_->NotifyWatchProgress(); }
 absl::Status Server::Step(raft::Message message) { return impl_->Step(std::move(message)); }

@@ -102,6 +102,13 @@ struct ServerConfig {
   uint64_t snapshot_catch_up_entries = 5000;
   // raft::Config::max_committed_size_per_ready_bytes: at least one entry per Ready.
   uint64_t max_committed_size_per_ready_bytes = kDefaultMaxCommittedSizePerReadyBytes;
+  // raft::Config's flow control: largest append payload, appends in flight per follower.
+  uint64_t max_size_per_msg_bytes = raft::kDefaultMaxSizePerMsgBytes;
+  uint64_t max_inflight_msgs = raft::kDefaultMaxInflightMsgs;
+  // The watch hub (mvcc::WatchHub): events buffered for a watcher whose reader is not taking
+  // them before it turns lagging, and events one catch-up pass replays.
+  size_t watch_max_buffered_events = mvcc::kDefaultMaxBufferedEventsPerWatcher;
+  size_t watch_catch_up_batch_events = mvcc::kDefaultCatchUpBatchEvents;
   // Auth: bcrypt cost of the password hashes this member makes (etcd: 10; tests use 4), and
   // the TTL of simple tokens (etcd --auth-token-ttl, 300 s), in seconds of logical time.
   int password_hash_cost = 10;
@@ -284,6 +291,10 @@ class Server {
   absl::StatusOr<mvcc::WatchId> Watch(const mvcc::WatchRequest& request,
                                       const std::string& token = "");
   absl::Status CancelWatch(mvcc::WatchId id);
+  // Flow control from a watch's client (mvcc::WatchHub::SetReading): while it does not read,
+  // its responses stay buffered in the hub, up to the watch buffer, after which it lags and
+  // later catches up from history (or is canceled if that was compacted).
+  absl::Status SetWatchReading(mvcc::WatchId id, bool reading);
   void RequestWatchProgress();
   // etcd's periodic progress report to watchers created with progress_notify
   // (mvcc::WatchHub::NotifyProgress); the driver calls it every
