@@ -142,6 +142,7 @@ checker_of() {
     *"changed its configuration"*) echo "configuration on apply" ;;
     *" applies index "*" again "*) echo "exactly-once apply" ;;
     *"but its store holds no such write"*) echo "write provenance" ;;
+    list-append:*) echo "Elle (list-append)" ;;
     *watch*) echo "watch checker" ;;
     linearizability:*) echo "linearizability" ;;
     *"acknowledged write"*) echo "acknowledged writes survive" ;;
@@ -272,10 +273,15 @@ for patch in "${patches[@]}"; do
       rows+=("| $name | no | $judge passes | - | - | - |")
       all_caught=0
     elif grep -q '^seed [0-9]* (' "$out"; then
-      first=$(grep -m1 -o 'auth checker: .*' "$out" || grep -m1 '^seed [0-9]* (' "$out")
+      first=$(grep -m1 -o -e 'auth checker: .*' -e 'list-append: .*' "$out" ||
+        grep -m1 '^seed [0-9]* (' "$out")
       seed=$(grep -m1 -o '^seed [0-9]* ([0-9] nodes)' "$out")
+      case "$first" in
+        "list-append: "*) judged_by="Elle (list-append)" ;;
+        *) judged_by="auth checker" ;;
+      esac
       log "$name: caught by $judge at $seed: $first"
-      rows+=("| $name | yes | $seed, $judge | auth checker | - | $(shorten "$first") |")
+      rows+=("| $name | yes | $seed, $judge | $judged_by | - | $(shorten "$first") |")
     else
       tail -n 20 "$out" >&2
       log "$name: $judge does not build or fails otherwise"
