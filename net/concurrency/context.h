@@ -7,6 +7,11 @@
 // progress while the caller waits for a lock or a read. The three references must outlive every
 // object made with the context.
 
+#include <string>
+#include <utility>
+
+#include "absl/status/statusor.h"
+#include "core/server/server.h"
 #include "kj/async.h"
 #include "kj/timer.h"
 #include "net/client.h"
@@ -17,6 +22,15 @@ struct ClientContext {
   Client& client;
   kj::Timer& timer;
   kj::WaitScope& wait_scope;
+  // Sent with every request that carries none (an auth token, as etcd's client sends the one it
+  // got from its user); "" for none.
+  std::string token = {};
+
+  // One request through the client, waiting on the loop.
+  absl::StatusOr<server::Response> Call(server::Request request) {
+    if (request.token.empty()) request.token = token;
+    return client.Call(std::move(request), wait_scope);
+  }
 };
 
 }  // namespace kvstore::net::concurrency

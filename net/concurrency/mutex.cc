@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_format.h"
 #include "core/server/server.h"
+#include "net/concurrency/queue.h"
 
 namespace kvstore::net::concurrency {
 
@@ -47,18 +48,13 @@ absl::StatusOr<bool> Mutex::TryAcquire() {
   put.put.key = key_;
   put.put.lease = session_.lease();
   // The queue's head, so the uncontended path costs one request.
-  mvcc::RangeRequest head;
-  head.key = prefix_;
-  head.range_end = mvcc::PrefixEnd(prefix_);
-  head.sort_target = mvcc::SortTarget::kCreate;
-  head.sort_order = mvcc::SortOrder::kAscend;
-  head.limit = 1;
+  mvcc::RangeRequest head = FirstCreated(prefix_);
   mvcc::RangeRequest mine;
   mine.key = key_;
   txn.txn.success = {put, RangeOp(head)};
   // The key exists: this session already queued (a retried Lock); reuse it.
   txn.txn.failure = {RangeOp(mine), RangeOp(head)};
-  absl::StatusOr<server::Response> response = context_.client.Call(txn, context_.wait_scope);
+  absl::StatusOr<server::Response> response = context_.Call(txn);
   if (!response.ok()) return response.status();
   const std::vector<mvcc::ResponseOp>& ops = response->txn.responses;
   if (ops.size() != 2) {
@@ -76,55 +72,6 @@ absl::StatusOr<bool> Mutex::TryAcquire() {
   return first.empty() || first[0].create_revision == token_;
 }
 
-absl::StatusOr<bool> Mutex::WaitDelete(const std::string& key, mvcc::Revision revision,
-                                       kj::Promise<void> stop) {
-  auto deleted = kj::newPromiseAndFulfiller<bool>();
-  kj::PromiseFulfiller<bool>* fulfiller = deleted.fulfiller.get();
-  mvcc::WatchRequest watch;
-  watch.key = key;
-  watch.start_revision = revision;
-  absl::StatusOr<std::unique_ptr<Client::Watch>> opened =
-      context_.client
-          .WatchAsync(watch,
-                      [fulfiller](const mvcc::WatchResponse& response) {
-                        if (!fulfiller->isWaiting()) return;
-                        for (const mvcc::Event& event : response.events) {
-                          if (event.type == mvcc::Event::Type::kDelete) {
-                            fulfiller->fulfill(true);
-                            return;
-                          }
-                        }
-                        // The watch ended (a broken connection, a compaction): look again.
-                        if (response.canceled) fulfiller->fulfill(true);
-                      })
-          .wait(context_.wait_scope);
-  if (!opened.ok()) return opened.status();
-  const bool happened =
-      deleted.promise.exclusiveJoin(stop.then([] { return false; })).wait(context_.wait_scope);
-  (*opened)->Cancel().wait(context_.wait_scope).IgnoreError();
-  return happened;
-}
-
-absl::StatusOr<bool> Mutex::WaitForPredecessors(kj::ForkedPromise<void>& stop) {
-  while (true) {
-    // The last key created before ours (etcd's waitDeletes: WithLastCreate, WithMaxCreateRev).
-    server::Request last;
-    last.type = server::RequestType::kRange;
-    last.range.key = prefix_;
-    last.range.range_end = mvcc::PrefixEnd(prefix_);
-    last.range.max_create_revision = token_ - 1;
-    last.range.sort_target = mvcc::SortTarget::kCreate;
-    last.range.sort_order = mvcc::SortOrder::kDescend;
-    last.range.limit = 1;
-    absl::StatusOr<server::Response> response = context_.client.Call(last, context_.wait_scope);
-    if (!response.ok()) return response.status();
-    if (response->range.kvs.empty()) return true;
-    absl::StatusOr<bool> deleted =
-        WaitDelete(response->range.kvs[0].key, response->header.revision, stop.addBranch());
-    if (!deleted.ok() || !*deleted) return deleted;
-  }
-}
-
 absl::Status Mutex::Lock(kj::Maybe<kj::Promise<void>> cancel) {
   if (session_.lost()) return absl::AbortedError("mutex: the session is lost");
   absl::StatusOr<bool> first = TryAcquire();
@@ -136,7 +83,7 @@ absl::Status Mutex::Lock(kj::Maybe<kj::Promise<void>> cancel) {
     stop_promise = stop_promise.exclusiveJoin(kj::mv(*c));
   }
   kj::ForkedPromise<void> stop = stop_promise.fork();
-  absl::StatusOr<bool> waited = WaitForPredecessors(stop);
+  absl::StatusOr<bool> waited = WaitDeletes(context_, prefix_, token_ - 1, stop);
   if (!waited.ok() || !*waited) {
     Unlock().IgnoreError();
     if (!waited.ok()) return waited.status();
@@ -147,7 +94,7 @@ absl::Status Mutex::Lock(kj::Maybe<kj::Promise<void>> cancel) {
   server::Request mine;
   mine.type = server::RequestType::kRange;
   mine.range.key = key_;
-  absl::StatusOr<server::Response> response = context_.client.Call(mine, context_.wait_scope);
+  absl::StatusOr<server::Response> response = context_.Call(mine);
   if (!response.ok()) {
     Unlock().IgnoreError();
     return response.status();
@@ -173,7 +120,7 @@ absl::Status Mutex::Unlock() {
   server::Request del;
   del.type = server::RequestType::kDeleteRange;
   del.delete_range.key = key_;
-  absl::StatusOr<server::Response> response = context_.client.Call(del, context_.wait_scope);
+  absl::StatusOr<server::Response> response = context_.Call(del);
   if (!response.ok()) return response.status();
   key_.clear();
   token_ = 0;

@@ -53,11 +53,6 @@ class Mutex {
  private:
   // Creates or finds the key; whether it is the first of the queue.
   absl::StatusOr<bool> TryAcquire();
-  // Waits until no key of the prefix created before ours remains; false if stopped first.
-  absl::StatusOr<bool> WaitForPredecessors(kj::ForkedPromise<void>& stop);
-  // Waits for a delete of `key` from `revision` on; false if stopped first.
-  absl::StatusOr<bool> WaitDelete(const std::string& key, mvcc::Revision revision,
-                                  kj::Promise<void> stop);
 
   Session& session_;
   ClientContext context_;

@@ -18,7 +18,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(ClientContext context,
   server::Request grant;
   grant.type = server::RequestType::kLeaseGrant;
   grant.ttl_seconds = options.ttl_seconds;
-  absl::StatusOr<server::Response> granted = context.client.Call(grant, context.wait_scope);
+  absl::StatusOr<server::Response> granted = context.Call(grant);
   if (!granted.ok()) return granted.status();
   std::unique_ptr<Session> session(
       new Session(context, granted->lease.id, granted->lease.granted_ttl_seconds));
@@ -89,7 +89,7 @@ absl::Status Session::Close() {
   server::Request revoke;
   revoke.type = server::RequestType::kLeaseRevoke;
   revoke.lease_id = lease_;
-  absl::StatusOr<server::Response> revoked = context_.client.Call(revoke, context_.wait_scope);
+  absl::StatusOr<server::Response> revoked = context_.Call(revoke);
   MarkLost();
   if (!revoked.ok() && CodeOf(revoked.status()) != ErrorCode::kLeaseNotFound) {
     return revoked.status();

@@ -60,7 +60,7 @@ const Stm::Read* Stm::Fetch(const std::string& key) {
   } else {
     range.range.serializable = true;
   }
-  absl::StatusOr<server::Response> response = context_.client.Call(range, context_.wait_scope);
+  absl::StatusOr<server::Response> response = context_.Call(range);
   if (!response.ok()) {
     read_status_ = response.status();
     return nullptr;
@@ -139,7 +139,7 @@ absl::StatusOr<Stm::Commit> Stm::TryCommit() {
       reread.push_back(key);
     }
   }
-  absl::StatusOr<server::Response> response = context_.client.Call(request, context_.wait_scope);
+  absl::StatusOr<server::Response> response = context_.Call(request);
   if (!response.ok()) return response.status();
   if (response->txn.succeeded) return Commit{true, response->header.revision};
   if (response->txn.responses.size() != reread.size()) {
