@@ -127,11 +127,14 @@ class JwtClusterTest : public ::testing::Test {
         grpc::CreateChannel(m.endpoint(), grpc::InsecureChannelCredentials()));
   }
 
+  // A range as the user of `token`, sent as the call's "token" metadata (etcd's clients) and/or
+  // its "authorization" metadata (what etcd's JSON gateway makes of an Authorization header).
   grpc::Status Range(const Member& m, const std::string& token, const std::string& key,
-                     etcdserverpb::RangeResponse* response) {
+                     etcdserverpb::RangeResponse* response, const std::string& authorization = "") {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     if (!token.empty()) context.AddMetadata("token", token);
+    if (!authorization.empty()) context.AddMetadata("authorization", authorization);
     etcdserverpb::RangeRequest request;
     request.set_key(key);
     return Kv(m)->Range(&context, request, response);
@@ -229,6 +232,14 @@ TEST_F(JwtClusterTest, EtcdctlUserWorksAndAnyMemberAcceptsAnotherMembersToken) {
   EXPECT_EQ(refused.error_message(), "etcdserver: revision of auth store is old");
   const std::string fresh = Authenticate(members_[2], "root", "rootpw");
   EXPECT_TRUE(Range(members_[0], fresh, "k", &ignored).ok());
+
+  // etcd's AuthInfoFromCtx takes "authorization" when there is no "token"; "token" wins.
+  EXPECT_TRUE(Range(members_[1], "", "k", &ignored, fresh).ok());
+  refused = Range(members_[1], "", "k", &ignored, tampered);
+  EXPECT_EQ(refused.error_message(), "etcdserver: invalid auth token");
+  EXPECT_TRUE(Range(members_[1], fresh, "k", &ignored, tampered).ok());
+  refused = Range(members_[1], tampered, "k", &ignored, fresh);
+  EXPECT_EQ(refused.error_message(), "etcdserver: invalid auth token");
 }
 
 // `args` given to kvnode: it exits 2 at once, saying `why`.

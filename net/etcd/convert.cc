@@ -76,9 +76,10 @@ int HttpStatusOf(grpc::StatusCode code) {
     case grpc::StatusCode::CANCELLED:
       return 408;
     case grpc::StatusCode::INVALID_ARGUMENT:
-    case grpc::StatusCode::FAILED_PRECONDITION:
     case grpc::StatusCode::OUT_OF_RANGE:
       return 400;
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return 412;  // grpc-gateway v1 (etcd 3.4's): "user name not found" answers 412
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       return 504;
     case grpc::StatusCode::NOT_FOUND:

@@ -11,6 +11,7 @@
 #include "core/base/encoding.h"
 #include "core/base/errors.h"
 #include "google/protobuf/util/json_util.h"
+#include "net/entropy.h"
 #include "net/etcd/convert.h"
 #include "net/etcd/rpc.pb.h"
 #include "net/member_service.h"
@@ -25,9 +26,10 @@ constexpr size_t kWatchQueueLimitResponses = 1024;
 // Bytes of snapshot per streamed message (etcd sends 32 KiB).
 constexpr size_t kSnapshotChunkBytes = 32 << 10;
 
+// grpc-gateway v1's error body, its fields in the order etcd 3.4.23 writes them.
 std::string ErrorBody(absl::string_view message, int grpc_code) {
   const std::string quoted = JsonQuote(message);
-  return absl::StrCat("{\"error\":", quoted, ",\"code\":", grpc_code, ",\"message\":", quoted, "}");
+  return absl::StrCat("{\"error\":", quoted, ",\"message\":", quoted, ",\"code\":", grpc_code, "}");
 }
 
 std::string ToJson(const google::protobuf::Message& message) {
@@ -80,8 +82,10 @@ const char* StatusText(uint status) {
 // The handlers, one per endpoint; each owns nothing beyond its call.
 class Gateway::Impl {
  public:
-  // `cert_user`: the user of requests (they carry no token), "" for none.
-  Impl(Gateway& gateway, std::string cert_user) : g_(gateway), cert_user_(std::move(cert_user)) {}
+  // `token`: the caller's auth token from the request's headers (TokenOfHeaders), "" for none;
+  // `cert_user`: the user of requests without a token, "" for none.
+  Impl(Gateway& gateway, std::string token, std::string cert_user)
+      : g_(gateway), token_(std::move(token)), cert_user_(std::move(cert_user)) {}
 
   kj::Promise<void> Send(Response& response, uint status, std::string body) {
     kj::HttpHeaders headers(g_.headers_);
@@ -110,12 +114,32 @@ class Gateway::Impl {
     if (!Parse(body, &request, &error)) return SendError(response, error);
     server::Request converted;
     if (absl::Status s = ToRequest(request, &converted); !s.ok()) return SendError(response, s);
-    converted.cert_user = cert_user_;
+    Identify(&converted);
     return g_.member_.Call(std::move(converted))
         .then([this, &response](server::Response answer) -> kj::Promise<void> {
           if (!answer.status.ok()) return SendError(response, answer.status);
           Resp out;
           ToProto(answer, g_.member_.cluster_id(), &out);
+          return Send(response, 200, ToJson(out));
+        });
+  }
+
+  // etcd's Auth service (/v3/auth/*): as the gRPC one, a salt drawn here for the requests that
+  // hash a password or make a token.
+  template <typename Req, typename Resp>
+  kj::Promise<void> AuthUnary(const std::string& body, Response& response) {
+    Req request;
+    absl::Status error;
+    if (!Parse(body, &request, &error)) return SendError(response, error);
+    server::Request converted;
+    if (absl::Status s = ToRequest(request, &converted); !s.ok()) return SendError(response, s);
+    Identify(&converted);
+    AddAuthEntropy(&converted);
+    return g_.member_.Call(std::move(converted))
+        .then([this, &response](server::Response answer) -> kj::Promise<void> {
+          if (!answer.status.ok()) return SendError(response, answer.status);
+          Resp out;
+          ToAuthProto(answer, g_.member_.cluster_id(), &out);
           return Send(response, 200, ToJson(out));
         });
   }
@@ -126,7 +150,7 @@ class Gateway::Impl {
     if (!Parse(body, &request, &error)) return SendError(response, error);
     server::Request converted;
     (void)ToRequest(request, &converted);
-    converted.cert_user = cert_user_;
+    Identify(&converted);
     return g_.member_.Call(std::move(converted))
         .then([this, &response, request](server::Response answer) -> kj::Promise<void> {
           etcdserverpb::LeaseTimeToLiveResponse out;
@@ -144,7 +168,7 @@ class Gateway::Impl {
     server::Request converted;
     (void)ToRequest(request, &converted);
     const int64_t id = request.id();
-    converted.cert_user = cert_user_;
+    Identify(&converted);
     return g_.member_.Call(std::move(converted))
         .then([this, &response, id](server::Response answer) -> kj::Promise<void> {
           etcdserverpb::LeaseKeepAliveResponse out;
@@ -229,11 +253,76 @@ class Gateway::Impl {
     if (api == "/maintenance/transfer-leadership") {
       return Unary<MoveLeaderRequest, MoveLeaderResponse>(body, response);
     }
+    if (absl::StartsWith(api, "/auth/")) return DispatchAuth(api, body, response);
+    return Send(response, 404, ErrorBody("Not Found", 5));
+  }
+
+  // etcd 3.4's paths of the Auth service (rpc.proto's google.api.http options).
+  kj::Promise<void> DispatchAuth(const std::string& api, const std::string& body,
+                                 Response& response) {
+    using namespace etcdserverpb;  // NOLINT: the table reads better with the bare names
+    if (api == "/auth/enable")
+      return AuthUnary<AuthEnableRequest, AuthEnableResponse>(body, response);
+    if (api == "/auth/disable") {
+      return AuthUnary<AuthDisableRequest, AuthDisableResponse>(body, response);
+    }
+    if (api == "/auth/authenticate") {
+      return AuthUnary<AuthenticateRequest, AuthenticateResponse>(body, response);
+    }
+    if (api == "/auth/user/add") {
+      return AuthUnary<AuthUserAddRequest, AuthUserAddResponse>(body, response);
+    }
+    if (api == "/auth/user/get") {
+      return AuthUnary<AuthUserGetRequest, AuthUserGetResponse>(body, response);
+    }
+    if (api == "/auth/user/list") {
+      return AuthUnary<AuthUserListRequest, AuthUserListResponse>(body, response);
+    }
+    if (api == "/auth/user/delete") {
+      return AuthUnary<AuthUserDeleteRequest, AuthUserDeleteResponse>(body, response);
+    }
+    if (api == "/auth/user/changepw") {
+      return AuthUnary<AuthUserChangePasswordRequest, AuthUserChangePasswordResponse>(body,
+                                                                                      response);
+    }
+    if (api == "/auth/user/grant") {
+      return AuthUnary<AuthUserGrantRoleRequest, AuthUserGrantRoleResponse>(body, response);
+    }
+    if (api == "/auth/user/revoke") {
+      return AuthUnary<AuthUserRevokeRoleRequest, AuthUserRevokeRoleResponse>(body, response);
+    }
+    if (api == "/auth/role/add") {
+      return AuthUnary<AuthRoleAddRequest, AuthRoleAddResponse>(body, response);
+    }
+    if (api == "/auth/role/get") {
+      return AuthUnary<AuthRoleGetRequest, AuthRoleGetResponse>(body, response);
+    }
+    if (api == "/auth/role/list") {
+      return AuthUnary<AuthRoleListRequest, AuthRoleListResponse>(body, response);
+    }
+    if (api == "/auth/role/delete") {
+      return AuthUnary<AuthRoleDeleteRequest, AuthRoleDeleteResponse>(body, response);
+    }
+    if (api == "/auth/role/grant") {
+      return AuthUnary<AuthRoleGrantPermissionRequest, AuthRoleGrantPermissionResponse>(body,
+                                                                                        response);
+    }
+    if (api == "/auth/role/revoke") {
+      return AuthUnary<AuthRoleRevokePermissionRequest, AuthRoleRevokePermissionResponse>(body,
+                                                                                          response);
+    }
     return Send(response, 404, ErrorBody("Not Found", 5));
   }
 
  private:
+  // Who a request runs as: its token, else the connection's certificate user.
+  void Identify(server::Request* request) const {
+    request->token = token_;
+    request->cert_user = cert_user_;
+  }
+
   Gateway& g_;
+  const std::string token_;
   const std::string cert_user_;
 };
 
@@ -397,6 +486,28 @@ class CertUserGateway final : public kj::HttpService {
 
 }  // namespace
 
+std::string TokenOfHeaders(const kj::HttpHeaders& headers) {
+  // grpc-gateway (v1, etcd 3.4's) passes "Authorization" on as the call's "authorization"
+  // metadata and "Grpc-Metadata-<Name>" as "<name>"; etcd's AuthInfoFromCtx takes the "token"
+  // metadata first, then "authorization", each's first value, the whole value as the token (no
+  // "Bearer" scheme).
+  std::string token, authorization;
+  bool has_token = false, has_authorization = false;
+  headers.forEach([&](kj::StringPtr name, kj::StringPtr value) {
+    const absl::string_view header(name.cStr(), name.size());
+    if (!has_token && absl::EqualsIgnoreCase(header, "Grpc-Metadata-Token")) {
+      token = std::string(value.cStr(), value.size());
+      has_token = true;
+    } else if (!has_authorization &&
+               (absl::EqualsIgnoreCase(header, "Authorization") ||
+                absl::EqualsIgnoreCase(header, "Grpc-Metadata-Authorization"))) {
+      authorization = std::string(value.cStr(), value.size());
+      has_authorization = true;
+    }
+  });
+  return has_token ? token : authorization;
+}
+
 kj::Own<kj::HttpService> Gateway::ForCertUser(std::string cert_user) {
   return kj::heap<CertUserGateway>(*this, std::move(cert_user));
 }
@@ -414,7 +525,7 @@ kj::Promise<void> Gateway::Serve(kj::HttpMethod method, kj::StringPtr url,
     }
   }
   if (api.empty()) return fallback_.request(method, url, headers, body, response);
-  auto impl = kj::heap<Impl>(*this, cert_user);
+  auto impl = kj::heap<Impl>(*this, TokenOfHeaders(headers), cert_user);
   if (method != kj::HttpMethod::POST) {
     return impl->Send(response, 405, ErrorBody("Method Not Allowed", 12)).attach(kj::mv(impl));
   }

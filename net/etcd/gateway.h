@@ -16,6 +16,11 @@
 // {"error":"etcdserver: ...","code":<gRPC code>,"message":"etcdserver: ..."}. Anything not under
 // /v3 or /v3beta goes to `fallback` (/metrics, /health, the status page).
 //
+// Auth: /v3/auth/* are etcd's Auth service. A call runs as the token of its "Authorization"
+// header (the whole value, as curl -H "Authorization: <token>" after /v3/auth/authenticate) or
+// of "Grpc-Metadata-Token", which wins, as grpc-gateway and etcd's AuthInfoFromCtx take them;
+// without either, as the connection's client certificate CN (ForCertUser), else as nobody.
+//
 // Everything runs on the member's loop thread: the gateway calls the MemberService directly.
 
 #include <cstdint>
@@ -25,6 +30,9 @@
 #include "net/member_service.h"
 
 namespace kvstore::net::etcd {
+
+// The auth token a request's headers carry ("" for none): see above.
+std::string TokenOfHeaders(const kj::HttpHeaders& headers);
 
 class Gateway final : public kj::HttpService {
  public:

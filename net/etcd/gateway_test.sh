@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The JSON gateway of a real kvnode, driven with the curl examples of etcd's documentation
-# (dev-guide/api_grpc_gateway.md): put, range, watch stream, lease grant, txn, plus etcd's
-# errors as grpc-gateway renders them. As in etcd, the responses inside a txn carry only the
-# revision in their headers. Bodies are compared whole, with the member and cluster
-# ids (random per cluster) replaced by ID.
+# (dev-guide/api_grpc_gateway.md): put, range, watch stream, lease grant, txn, auth with the
+# Authorization header, plus etcd's errors as grpc-gateway renders them. As in etcd, the
+# responses inside a txn carry only the revision in their headers. Bodies are compared whole,
+# with the member and cluster ids (random per cluster) replaced by ID.
 set -euo pipefail
 
 kvnode=${1:?usage: gateway_test.sh path/to/kvnode}
@@ -91,15 +91,15 @@ expect delete 200 "{$H,\"revision\":\"4\",\"raft_term\":\"2\"},\"deleted\":\"1\"
   -L "$url/v3/kv/deleterange" -X POST -d '{"key": "Zm9v"}'
 
 # etcd's errors, as grpc-gateway renders them.
-expect future-revision 400 '{"error":"etcdserver: mvcc: required revision is a future revision","code":11,"message":"etcdserver: mvcc: required revision is a future revision"}' \
+expect future-revision 400 '{"error":"etcdserver: mvcc: required revision is a future revision","message":"etcdserver: mvcc: required revision is a future revision","code":11}' \
   -L "$url/v3/kv/range" -X POST -d '{"key": "Zm9v", "revision": 100}'
-expect missing-lease 404 '{"error":"etcdserver: requested lease not found","code":5,"message":"etcdserver: requested lease not found"}' \
+expect missing-lease 404 '{"error":"etcdserver: requested lease not found","message":"etcdserver: requested lease not found","code":5}' \
   -L "$url/v3/lease/revoke" -X POST -d '{"ID": 1234}'
-expect empty-key 400 '{"error":"etcdserver: key is not provided","code":3,"message":"etcdserver: key is not provided"}' \
+expect empty-key 400 '{"error":"etcdserver: key is not provided","message":"etcdserver: key is not provided","code":3}' \
   -L "$url/v3/kv/put" -X POST -d '{"value": "YmFy"}'
-expect unknown-path 404 '{"error":"Not Found","code":5,"message":"Not Found"}' \
+expect unknown-path 404 '{"error":"Not Found","message":"Not Found","code":5}' \
   -L "$url/v3/kv/nothing" -X POST -d '{}'
-expect get-method 405 '{"error":"Method Not Allowed","code":12,"message":"Method Not Allowed"}' \
+expect get-method 405 '{"error":"Method Not Allowed","message":"Method Not Allowed","code":12}' \
   -L "$url/v3/kv/range"
 out=$(curl -s --max-time 5 -w '\n%{http_code}' "$url/v3/kv/put" -X POST -d '{"key": 5')
 if [ "${out##*$'\n'}" = 400 ] && [[ "$out" == *'"code":3'* ]] && [[ "$out" == *malformed* ]]; then
@@ -128,6 +128,71 @@ else
   diff <(echo "$want_watch") <(echo "$got_watch") || true
   failures=$((failures + 1))
 fi
+
+# Auth through the gateway, as etcd 3.4 answers it (each body below is etcd 3.4.23's for the
+# same calls, at its revisions): /v3/auth/* set up users and roles and enable auth, and a call
+# runs as the token of its Authorization header, the whole value (no "Bearer" scheme), or of
+# Grpc-Metadata-Token, which wins.
+R='"header":{"cluster_id":"ID","member_id":"ID","revision":"4","raft_term":"2"}'
+expect auth-user-add 200 "{$R}" "$url/v3/auth/user/add" -X POST -d '{"name": "root", "password": "pass"}'
+expect auth-role-add 200 "{$R}" "$url/v3/auth/role/add" -X POST -d '{"name": "root"}'
+expect auth-user-grant 200 "{$R}" "$url/v3/auth/user/grant" -X POST -d '{"user": "root", "role": "root"}'
+expect auth-user-add-alice 200 "{$R}" \
+  "$url/v3/auth/user/add" -X POST -d '{"name": "alice", "password": "alicepw"}'
+expect auth-role-add-a 200 "{$R}" "$url/v3/auth/role/add" -X POST -d '{"name": "a"}'
+expect auth-role-grant 200 "{$R}" "$url/v3/auth/role/grant" -X POST \
+  -d '{"name": "a", "perm": {"permType": "READWRITE", "key": "L2Ev", "range_end": "L2Ew"}}'
+expect auth-user-grant-alice 200 "{$R}" "$url/v3/auth/user/grant" -X POST -d '{"user": "alice", "role": "a"}'
+expect auth-enable 200 "{$R}" "$url/v3/auth/enable" -X POST -d '{}'
+expect auth-wrong-password 400 '{"error":"etcdserver: authentication failed, invalid user ID or password","message":"etcdserver: authentication failed, invalid user ID or password","code":3}' \
+  "$url/v3/auth/authenticate" -X POST -d '{"name": "alice", "password": "wrong"}'
+token_of() {
+  curl -s --max-time 5 "$url/v3/auth/authenticate" -X POST -d "{\"name\": \"$1\", \"password\": \"$2\"}" |
+    sed -nE 's/.*"token":"([^"]+)".*/\1/p'
+}
+alice=$(token_of alice alicepw)
+root=$(token_of root pass)
+if [ -z "$alice" ] || [ -z "$root" ]; then
+  echo "FAIL auth-authenticate: no token"
+  failures=$((failures + 1))
+fi
+R5='"header":{"cluster_id":"ID","member_id":"ID","revision":"5","raft_term":"2"}'
+denied='{"error":"etcdserver: permission denied","message":"etcdserver: permission denied","code":7}'
+invalid='{"error":"etcdserver: invalid auth token","message":"etcdserver: invalid auth token","code":16}'
+expect auth-put 200 "{$R5}" \
+  "$url/v3/kv/put" -H "Authorization: $alice" -X POST -d '{"key": "L2EveA==", "value": "MQ=="}'
+expect auth-range 200 "{$R5,\"kvs\":[{\"key\":\"L2EveA==\",\"create_revision\":\"5\",\"mod_revision\":\"5\",\"version\":\"1\",\"value\":\"MQ==\"}],\"count\":\"1\"}" \
+  "$url/v3/kv/range" -H "Authorization: $alice" -X POST -d '{"key": "L2EveA=="}'
+expect auth-range-denied 403 "$denied" \
+  "$url/v3/kv/range" -H "Authorization: $alice" -X POST -d '{"key": "Yg=="}'
+expect auth-no-token 400 '{"error":"etcdserver: user name is empty","message":"etcdserver: user name is empty","code":3}' \
+  "$url/v3/kv/range" -X POST -d '{"key": "L2EveA=="}'
+expect auth-bogus-token 401 "$invalid" \
+  "$url/v3/kv/range" -H "Authorization: bogus" -X POST -d '{"key": "L2EveA=="}'
+expect auth-bearer 401 "$invalid" \
+  "$url/v3/kv/range" -H "Authorization: Bearer $alice" -X POST -d '{"key": "L2EveA=="}'
+expect auth-metadata-token-wins 200 "{$R5,\"count\":\"1\"}" "$url/v3/kv/range" \
+  -H "Grpc-Metadata-Token: $alice" -H "Authorization: bogus" -X POST -d '{"key": "L2EveA==", "count_only": true}'
+expect auth-metadata-token-wins-bogus 401 "$invalid" "$url/v3/kv/range" \
+  -H "Grpc-Metadata-Token: bogus" -H "Authorization: $alice" -X POST -d '{"key": "L2EveA==", "count_only": true}'
+expect auth-txn-denied 403 "$denied" "$url/v3/kv/txn" -H "Authorization: $alice" -X POST \
+  -d '{"success":[{"requestPut":{"key":"Yg==","value":"MQ=="}}]}'
+expect auth-lease-grant 200 "{$R5,\"ID\":\"ID\",\"TTL\":\"30\"}" \
+  "$url/v3/lease/grant" -H "Authorization: $alice" -X POST -d '{"TTL": 30, "ID": 7}'
+expect auth-user-list-denied 403 "$denied" \
+  "$url/v3/auth/user/list" -H "Authorization: $alice" -X POST -d '{}'
+expect auth-user-list 200 "{$R5,\"users\":[\"alice\",\"root\"]}" \
+  "$url/v3/auth/user/list" -H "Authorization: $root" -X POST -d '{}'
+expect auth-user-get-missing 412 '{"error":"etcdserver: user name not found","message":"etcdserver: user name not found","code":9}' \
+  "$url/v3/auth/user/get" -H "Authorization: $root" -X POST -d '{"name": "nobody"}'
+expect auth-user-get 200 "{$R5,\"roles\":[\"a\"]}" \
+  "$url/v3/auth/user/get" -H "Authorization: $root" -X POST -d '{"name": "alice"}'
+expect auth-role-get 200 "{$R5,\"perm\":[{\"permType\":\"READWRITE\",\"key\":\"L2Ev\",\"range_end\":\"L2Ew\"}]}" \
+  "$url/v3/auth/role/get" -H "Authorization: $root" -X POST -d '{"role": "a"}'
+expect auth-disable-denied 403 "$denied" "$url/v3/auth/disable" -H "Authorization: $alice" -X POST -d '{}'
+expect auth-disable 200 "{$R5}" "$url/v3/auth/disable" -H "Authorization: $root" -X POST -d '{}'
+expect auth-disabled-range 200 "{$R5,\"count\":\"1\"}" \
+  "$url/v3/kv/range" -X POST -d '{"key": "L2EveA==", "count_only": true}'
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures failed; kvnode's log:"

@@ -75,10 +75,13 @@ class Loop {
   const CertUsers* cert_users_ = nullptr;
 };
 
-// The caller's auth token: etcd's clients send it as the "token" metadata of every call.
+// The caller's auth token: etcd's clients send it as the "token" metadata of every call; etcd's
+// AuthInfoFromCtx also takes "authorization" (what its JSON gateway makes of an Authorization
+// header) when there is no "token".
 std::string TokenOf(const grpc::ServerContextBase* context) {
   const auto& metadata = context->client_metadata();
   auto it = metadata.find("token");
+  if (it == metadata.end()) it = metadata.find("authorization");
   return it == metadata.end() ? std::string() : std::string(it->second.data(), it->second.size());
 }
 
