@@ -7,11 +7,14 @@
 #include <cstdlib>
 #include <deque>
 #include <map>
+#include <set>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
+#include "core/base/errors.h"
 #include "gtest/gtest.h"
+#include "net/etcd/convert.h"
 #include "store/posix_file_system.h"
 
 namespace kvstore::node {
@@ -220,6 +223,187 @@ TEST(MemberTest, CompactionDropsSegmentsAndARestartNeedsNothingItDropped) {
   h.Boot(/*wal_compact_entries=*/100);
   EXPECT_EQ(h.member_->server().store().current_revision(), revision);
   EXPECT_EQ(h.Get("key49"), std::string(100, 'a' + 599 % 26));
+}
+
+// Three members on one loop the test turns by hand: messages are delivered in the order sent,
+// a member can be cut off (every message to or from it dropped), and a member's disk can stall
+// (its WAL syncs wait, as behind a slow fsync, until the stall is lifted).
+class ThreeMembers {
+ public:
+  struct Node final : PeerTransport, SyncExecutor, ClientSink {
+    ThreeMembers* cluster = nullptr;
+    raft::NodeId id = 0;
+    mvcc::MemoryBackend backend{1};
+    std::unique_ptr<Member> member;
+    std::deque<store::Wal::SyncBatch*> syncs;
+    std::map<server::RequestId, server::Response> responses;
+    bool disk_stalled = false;
+
+    void Send(const raft::Message& message) override { cluster->messages_.push_back(message); }
+    void Start(store::Wal::SyncBatch* batch) override { syncs.push_back(batch); }
+    void OnResponse(const server::Response& response) override {
+      responses[response.request_id] = response;
+    }
+    void OnWatchResponse(const mvcc::WatchResponse&) override {}
+    void OnStop(const absl::Status&) override {}
+  };
+
+  ThreeMembers() {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    const std::string dir = store::JoinPath(
+        tmp != nullptr ? tmp : "/tmp",
+        absl::StrCat("members_", ::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    EXPECT_EQ(std::system(absl::StrCat("rm -rf '", dir, "'").c_str()), 0);
+    std::vector<server::Member> founding;
+    for (raft::NodeId id = 1; id <= 3; ++id) {
+      founding.push_back(server::Member{
+          id, absl::StrCat("n", id), {absl::StrCat("http://127.0.0.1:", 2380 + id)}});
+    }
+    for (raft::NodeId id = 1; id <= 3; ++id) {
+      Node& node = nodes_[id];
+      node.cluster = this;
+      node.id = id;
+      MemberOptions options;
+      options.server.id = id;
+      options.server.random_seed = id;
+      options.server.election_tick = 10;
+      options.server.heartbeat_tick = 1;
+      MemberIo io;
+      io.transport = &node;
+      io.sync = &node;
+      io.sink = &node;
+      auto member = Member::Open(options, &fs_, store::JoinPath(dir, absl::StrCat("n", id)),
+                                 &node.backend, io, founding);
+      EXPECT_TRUE(member.ok()) << member.status();
+      node.member = std::move(*member);
+    }
+    for (auto& [id, node] : nodes_) node.member->Drain();
+  }
+
+  Node& node(raft::NodeId id) { return nodes_.at(id); }
+
+  // Delivers messages and runs the syncs of disks that are not stalled until nothing moves
+  // (bounded: a livelock fails the test instead of hanging it).
+  void Settle() {
+    for (int round = 0; round < 100000; ++round) {
+      bool moved = false;
+      std::deque<raft::Message> messages;
+      messages.swap(messages_);
+      for (raft::Message& message : messages) {
+        if (cut_.count(message.from) > 0 || cut_.count(message.to) > 0) continue;
+        (void)nodes_.at(message.to).member->Step(std::move(message));
+        moved = true;
+      }
+      for (auto& [id, node] : nodes_) {
+        while (!node.disk_stalled && !node.syncs.empty()) {
+          store::Wal::SyncBatch* batch = node.syncs.front();
+          node.syncs.pop_front();
+          node.member->OnSyncDone(batch->Run());
+          moved = true;
+        }
+      }
+      if (!moved) return;
+    }
+    ADD_FAILURE() << "the members never settled";
+  }
+
+  void Tick() {
+    for (auto& [id, node] : nodes_) node.member->Tick();
+    Settle();
+  }
+
+  raft::NodeId WaitForLeader() {
+    for (int i = 0; i < 200; ++i) {
+      for (auto& [id, node] : nodes_) {
+        if (node.member->server().is_leader()) return id;
+      }
+      Tick();
+    }
+    return 0;
+  }
+
+  void Cut(raft::NodeId id) { cut_.insert(id); }
+  void Heal() { cut_.clear(); }
+
+ private:
+  store::PosixFileSystem fs_;
+  std::map<raft::NodeId, Node> nodes_;
+  std::deque<raft::Message> messages_;
+  std::set<raft::NodeId> cut_;
+};
+
+server::Request PutRequest(const std::string& key, const std::string& value) {
+  server::Request request;
+  request.type = server::RequestType::kPut;
+  request.put.key = key;
+  request.put.value = value;
+  return request;
+}
+
+// etcd's processInternalRaftRequestOnce through the member library: a follower whose disk
+// stalls while it catches up learns a commit index far past what it can apply (it applies only
+// what its own WAL holds durably). Past 5,000 entries of lag it refuses proposals with "too many
+// requests" (gRPC RESOURCE_EXHAUSTED, "etcdserver: too many requests", as etcd 3.4 answers)
+// instead of queueing them behind the backlog; serializable reads are still served; once the
+// disk catches up it takes proposals again.
+TEST(MemberTest, AFollowerWhoseApplyLagsCommitRefusesProposalsWithTooManyRequests) {
+  ThreeMembers cluster;
+  const raft::NodeId leader = cluster.WaitForLeader();
+  ASSERT_NE(leader, 0u);
+  const raft::NodeId slow = leader == 3 ? 2 : 3;
+  Member& leader_member = *cluster.node(leader).member;
+  Member& slow_member = *cluster.node(slow).member;
+  ThreeMembers::Node& slow_node = cluster.node(slow);
+
+  // The slow follower is cut off while the other two commit a backlog larger than the limit.
+  const uint64_t backlog_entries = server::kMaxAppliedLagEntries + 200;
+  cluster.Cut(slow);
+  for (uint64_t i = 0; i < backlog_entries; ++i) {
+    leader_member.Submit(PutRequest(absl::StrCat("k", i % 16), absl::StrCat(i)));
+  }
+  cluster.Settle();
+  ASSERT_GE(leader_member.server().applied_index(), backlog_entries);
+
+  // It comes back with a stalled disk: the leader's catch-up append tells it the commit index,
+  // but nothing it appends becomes durable, so nothing past what it had applies.
+  slow_node.disk_stalled = true;
+  cluster.Heal();
+  for (int i = 0; i < 100; ++i) {
+    if (slow_member.server().hard_state().commit >
+        slow_member.server().applied_index() + server::kMaxAppliedLagEntries) {
+      break;
+    }
+    cluster.Tick();
+  }
+  const raft::Index commit = slow_member.server().hard_state().commit;
+  const raft::Index applied = slow_member.server().applied_index();
+  ASSERT_GT(commit, applied + server::kMaxAppliedLagEntries)
+      << "commit " << commit << " applied " << applied;
+
+  const server::RequestId put = slow_member.Submit(PutRequest("refused", "v"));
+  server::Request read;
+  read.type = server::RequestType::kRange;
+  read.range.key = "k0";
+  read.range.serializable = true;
+  const server::RequestId get = slow_member.Submit(std::move(read));
+  ASSERT_EQ(slow_node.responses.count(put), 1u) << "a refusal is answered at once";
+  const absl::Status& refused = slow_node.responses.at(put).status;
+  EXPECT_EQ(CodeOf(refused), ErrorCode::kTooManyRequests) << refused;
+  const grpc::Status on_the_wire = net::etcd::ToGrpcStatus(refused);
+  EXPECT_EQ(on_the_wire.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(on_the_wire.error_message(), "etcdserver: too many requests");
+  ASSERT_EQ(slow_node.responses.count(get), 1u);
+  EXPECT_TRUE(slow_node.responses.at(get).status.ok()) << slow_node.responses.at(get).status;
+
+  // The disk catches up: the follower applies the backlog and takes proposals again.
+  slow_node.disk_stalled = false;
+  cluster.Settle();
+  EXPECT_EQ(slow_member.server().applied_index(), slow_member.server().hard_state().commit);
+  const server::RequestId accepted = slow_member.Submit(PutRequest("accepted", "v"));
+  for (int i = 0; i < 50 && slow_node.responses.count(accepted) == 0; ++i) cluster.Tick();
+  ASSERT_EQ(slow_node.responses.count(accepted), 1u);
+  EXPECT_TRUE(slow_node.responses.at(accepted).status.ok())
+      << slow_node.responses.at(accepted).status;
 }
 
 }  // namespace
