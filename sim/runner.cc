@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -16,6 +17,7 @@
 #include "google/protobuf/text_format.h"
 #include "sim/history.h"
 #include "sim/linearizability.h"
+#include "sim/list_append_workload.h"
 #include "sim/simulation.h"
 
 namespace kvstore::sim {
@@ -404,6 +406,8 @@ class Runner {
   std::map<std::string, int64_t> revisions_;         // store revisions
   std::map<std::string, size_t> unbound_at_;         // name -> the step whose remembering failed
   std::map<std::string, std::string> acknowledged_;  // key -> last acknowledged PUT value
+  // Jepsen's list-append clients, from a list_append step on (stepped through run_ms steps).
+  std::unique_ptr<ListAppendClients> list_append_;
 };
 
 std::map<std::string, int64_t>& Runner::Values(NameKind kind) {
@@ -487,6 +491,19 @@ RunResult Runner::Run() {
   for (size_t i = 0; i < static_cast<size_t>(scenario_.steps_size()); ++i) {
     RunStep(i + 1, scenario_.steps(static_cast<int>(i)));
   }
+  if (list_append_ != nullptr) {
+    // The transactions in flight end (or time out), the final reads run, then the history
+    // is judged for strict serializability.
+    list_append_->Finish();
+    const elle::CheckResult check = list_append_->Check();
+    for (const elle::Finding& finding : check.findings) {
+      result_.failures.push_back(absl::StrCat("list-append: ", finding.description));
+    }
+    if (check.findings_not_kept > 0) {
+      result_.failures.push_back(
+          absl::StrCat("list-append: ", check.findings_not_kept, " more anomalies"));
+    }
+  }
   sim_.StopWorkload();
   // Let outstanding requests finish so the history ends cleanly, then check the standing
   // properties.
@@ -567,7 +584,11 @@ void Runner::RunAction(size_t index, const pb::Step& step, std::string* transcri
   std::string& line = *transcript_line;
   switch (step.action_case()) {
     case pb::Step::kRunMs:
-      sim_.RunFor(step.run_ms());
+      if (list_append_ != nullptr) {
+        list_append_->RunFor(step.run_ms());
+      } else {
+        sim_.RunFor(step.run_ms());
+      }
       break;
     case pb::Step::kWaitForLeader: {
       const auto& wait = step.wait_for_leader();
@@ -747,6 +768,16 @@ void Runner::RunAction(size_t index, const pb::Step& step, std::string* transcri
           Fail(index, absl::StrCat("unknown disk fault ", step.disk_fault().kind()));
           break;
       }
+      break;
+    }
+    case pb::Step::kListAppend: {
+      if (list_append_ != nullptr) break;  // already running
+      Simulation& simulation = sim_;
+      ListAppendOptions clients;
+      if (step.list_append().clients() > 0) clients.clients = step.list_append().clients();
+      if (step.list_append().keys() > 0) clients.keys = step.list_append().keys();
+      list_append_ = std::make_unique<ListAppendClients>(
+          simulation, options_.seed.value_or(scenario_.options().seed()), clients);
       break;
     }
     case pb::Step::kRequest:
