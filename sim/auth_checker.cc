@@ -51,10 +51,6 @@ std::string Describe(const std::string& key, const std::string& range_end) {
   return absl::StrCat("range [", absl::CHexEscape(key), ", ", absl::CHexEscape(range_end), ")");
 }
 
-const char* TypeName(auth::PermissionType type) {
-  return type == auth::PermissionType::kRead ? "read" : "write";
-}
-
 }  // namespace
 
 void AuthChecker::Record(uint64_t revision, const AuthModel& model) {

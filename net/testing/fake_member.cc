@@ -128,6 +128,13 @@ server::Response FakeMember::Serve(const server::Request& request) {
         r.status = Error(ErrorCode::kMemberNotFound, absl::StrCat("member ", request.member.id));
       }
       break;
+    default:
+      // The fake serves what the client tests use; anything else is refused, never answered
+      // with an empty success.
+      r.status = Error(ErrorCode::kInvalidArgument,
+                       absl::StrCat("fake member: request type ", static_cast<int>(request.type),
+                                    " is not served"));
+      break;
   }
   return r;
 }
