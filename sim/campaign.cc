@@ -5,6 +5,7 @@
 #include <limits>
 #include <map>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -202,11 +203,21 @@ std::string FormatReport(const pb::CampaignSummary& s) {
   if (s.probe_hits().empty()) {
     absl::StrAppend(&out, "probes: none reported by the simulator\n");
   } else {
-    // Sorted by name: protobuf maps iterate in no fixed order.
-    const std::map<std::string, uint64_t> hits(s.probe_hits().begin(), s.probe_hits().end());
-    std::vector<std::string> parts;
-    for (const auto& [name, count] : hits) parts.push_back(absl::StrCat(name, "=", count));
-    absl::StrAppend(&out, "probes: ", absl::StrJoin(parts, ", "), "\n");
+    // The list's order (by layer), then any name the list lacks (a summary of another build).
+    std::map<std::string, uint64_t> hits(s.probe_hits().begin(), s.probe_hits().end());
+    std::vector<std::pair<std::string, uint64_t>> rows;
+    for (const probe::Info& info : probe::All()) {
+      auto it = hits.find(std::string(info.name));
+      rows.emplace_back(std::string(info.name), it == hits.end() ? 0 : it->second);
+      if (it != hits.end()) hits.erase(it);
+    }
+    for (const auto& [name, count] : hits) rows.emplace_back(name, count);
+    size_t hit = 0;
+    for (const auto& row : rows) hit += row.second > 0 ? 1 : 0;
+    absl::StrAppend(&out, "probes: ", hit, " of ", rows.size(), " hit\n");
+    for (const auto& [name, count] : rows) {
+      absl::StrAppendFormat(&out, "probe %-44s %10d\n", name, count);
+    }
   }
   for (const pb::CampaignFailure& f : s.failures()) {
     absl::StrAppend(&out, "FAILED seed ", f.seed(), " (", f.nodes(), " nodes): ",
@@ -216,6 +227,55 @@ std::string FormatReport(const pb::CampaignSummary& s) {
                     "\nreplay: ", f.replay(), "\n");
   }
   return out;
+}
+
+void AddProbeHits(const probe::Counts& hits, pb::CampaignSummary* summary) {
+  auto& map = *summary->mutable_probe_hits();
+  for (size_t i = 0; i < probe::kCount; ++i) map[std::string(probe::All()[i].name)] += hits[i];
+}
+
+absl::StatusOr<std::map<std::string, std::string>> ParseExpectedRareProbes(
+    absl::string_view text, absl::string_view origin) {
+  std::map<std::string, std::string> listed;
+  int line_number = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_number;
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line.front() == '#') continue;
+    const size_t space = line.find_first_of(" \t");
+    const std::string name(line.substr(0, space));
+    const absl::string_view reason =
+        space == absl::string_view::npos ? "" : absl::StripAsciiWhitespace(line.substr(space));
+    const auto where = [&] { return absl::StrCat(origin, ":", line_number, ": "); };
+    bool known = false;
+    for (const probe::Info& info : probe::All()) known = known || info.name == name;
+    if (!known) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where(), "'", name, "' is no code probe (core/base/probe.h lists them)"));
+    }
+    if (reason.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where(), "probe ", name, " is listed without a reason"));
+    }
+    if (!listed.emplace(name, std::string(reason)).second) {
+      return absl::InvalidArgumentError(absl::StrCat(where(), "probe ", name, " is listed twice"));
+    }
+  }
+  return listed;
+}
+
+std::vector<std::string> UnhitProbes(const pb::CampaignSummary& summary,
+                                     const std::map<std::string, std::string>& expected_rare) {
+  std::vector<std::string> unhit;
+  for (const probe::Info& info : probe::All()) {
+    const std::string name(info.name);
+    auto it = summary.probe_hits().find(name);
+    if ((it != summary.probe_hits().end() && it->second > 0) || expected_rare.count(name) > 0) {
+      continue;
+    }
+    unhit.push_back(absl::StrCat(name, " (", info.file, ": ", info.what, ")"));
+  }
+  return unhit;
 }
 
 std::string SummaryToJson(const pb::CampaignSummary& summary) {

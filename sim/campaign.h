@@ -11,12 +11,14 @@
 // the scheduler has (sim/README.md: GNU parallel over ssh, a Kubernetes indexed Job).
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/base/probe.h"
 #include "sim/campaign.pb.h"
 
 namespace kvstore::sim {
@@ -64,6 +66,22 @@ std::string ReplayCommand(uint64_t seed, int nodes, int64_t duration_ms);
 // Adds one seed's outcome to `summary` (seeds_run, passed, failures, per-node figures).
 void RecordSeed(uint64_t seed, int nodes, bool passed, const std::vector<std::string>& failures,
                 double cpu_seconds, int64_t duration_ms, pb::CampaignSummary* summary);
+
+// Adds one seed's code probe hits (core/base/probe.h) to `summary`. Every probe of the list gets
+// an entry, zero included, so a summary names the probes never hit.
+void AddProbeHits(const probe::Counts& hits, pb::CampaignSummary* summary);
+
+// Probes a campaign may leave unhit, each with the reason (testdata/sim/expected_rare_probes.txt):
+// one probe per line, its name and then the reason; '#' starts a comment line. Refused, naming
+// the file and line: a name that is no probe of the list, a probe without a reason, a probe
+// listed twice.
+absl::StatusOr<std::map<std::string, std::string>> ParseExpectedRareProbes(
+    absl::string_view text, absl::string_view origin);
+
+// The probes of the list that `summary` shows never hit and `expected_rare` does not excuse, as
+// one line each: the probe's name, its file and what reaching it means.
+std::vector<std::string> UnhitProbes(const pb::CampaignSummary& summary,
+                                     const std::map<std::string, std::string>& expected_rare);
 
 // The human-readable report: the campaign, the seeds run, a table per node count (seeds,
 // passed, failed, CPU per seed: median, p90, max), the linearizability search's peak, the probe

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 
@@ -183,12 +184,89 @@ TEST(SummaryTest, ReportListsFailuresWithReplayAndIndentsNothing) {
   EXPECT_TRUE(absl::StrContains(report, "8 passed, 2 failed")) << report;
   EXPECT_TRUE(absl::StrContains(report, "FAILED seed 43 (")) << report;
   EXPECT_TRUE(absl::StrContains(report, "replay: sim replay --seed=47 --nodes=")) << report;
-  EXPECT_TRUE(absl::StrContains(report, "probes: raft.truncate_conflict=3")) << report;
+  EXPECT_TRUE(absl::StrContains(report, absl::StrCat("probes: 1 of ", probe::kCount, " hit\n")))
+      << report;
+  EXPECT_TRUE(absl::StrContains(report, "\nprobe raft.truncate_conflict ")) << report;
+  // Every probe of the list has a row, the unhit ones with 0.
+  EXPECT_TRUE(absl::StrContains(report, "\nprobe lease.revoke_with_keys ")) << report;
   EXPECT_TRUE(absl::StrContains(report, "\nall ")) << "a total row below the node counts\n"
                                                    << report;
   for (absl::string_view line : absl::StrSplit(report, '\n')) {
     EXPECT_FALSE(absl::StartsWith(line, " ")) << line;
   }
+}
+
+TEST(ProbeTest, HitsAddUpOverSeedsAndShardsAndListEveryProbe) {
+  pb::CampaignSummary shard0, shard1;
+  AddProbeHits(probe::Counts{}, &shard0);
+  EXPECT_EQ(shard0.probe_hits_size(), static_cast<int>(probe::kCount));
+  probe::Counts hits{};
+  hits[static_cast<size_t>(probe::Id::raft_truncate_conflict)] = 2;
+  AddProbeHits(hits, &shard0);
+  AddProbeHits(hits, &shard0);
+  hits[static_cast<size_t>(probe::Id::raft_joint_entered)] = 5;
+  AddProbeHits(hits, &shard1);
+  EXPECT_EQ(shard0.probe_hits().at("raft.truncate_conflict"), 4u);
+  EXPECT_EQ(shard0.probe_hits().at("raft.joint_entered"), 0u);
+  shard0.set_shard_index(0);
+  shard0.set_shard_count(2);
+  shard1.set_shard_index(1);
+  shard1.set_shard_count(2);
+  const MergeOutcome outcome =
+      MergeSummaries({ThroughJson("s0.json", shard0), ThroughJson("s1.json", shard1)});
+  EXPECT_EQ(outcome.merged.probe_hits().at("raft.truncate_conflict"), 6u);
+  EXPECT_EQ(outcome.merged.probe_hits().at("raft.joint_entered"), 5u);
+  EXPECT_EQ(outcome.merged.probe_hits().at("lease.revoke_with_keys"), 0u);
+}
+
+// A summary in which every probe was hit once, but `unhit`.
+pb::CampaignSummary AllHitBut(const std::vector<probe::Id>& unhit) {
+  probe::Counts hits;
+  hits.fill(1);
+  for (probe::Id id : unhit) hits[static_cast<size_t>(id)] = 0;
+  pb::CampaignSummary summary;
+  AddProbeHits(hits, &summary);
+  return summary;
+}
+
+TEST(ProbeTest, AnUnhitProbeFailsUnlessListedAsRareWithAReason) {
+  EXPECT_TRUE(UnhitProbes(AllHitBut({}), {}).empty());
+  const pb::CampaignSummary summary =
+      AllHitBut({probe::Id::raft_truncate_conflict, probe::Id::lease_revoke_with_keys});
+  const std::vector<std::string> unhit = UnhitProbes(summary, {});
+  ASSERT_EQ(unhit.size(), 2u);
+  EXPECT_TRUE(absl::StartsWith(unhit[0], "raft.truncate_conflict (core/raft/log.cc: ")) << unhit[0];
+  EXPECT_TRUE(absl::StartsWith(unhit[1], "lease.revoke_with_keys (core/server/server.cc: "))
+      << unhit[1];
+
+  auto listed = ParseExpectedRareProbes(
+      "# comment\n\nlease.revoke_with_keys   no workload attaches keys to leases yet\n",
+      "rare.txt");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->at("lease.revoke_with_keys"), "no workload attaches keys to leases yet");
+  const std::vector<std::string> still = UnhitProbes(summary, *listed);
+  ASSERT_EQ(still.size(), 1u);
+  EXPECT_TRUE(absl::StartsWith(still[0], "raft.truncate_conflict ")) << still[0];
+
+  // A summary without probe figures (an older sim) leaves every probe unhit.
+  EXPECT_EQ(UnhitProbes(pb::CampaignSummary(), {}).size(), probe::kCount);
+}
+
+TEST(ProbeTest, ExpectedRareFileRefusesUnknownUnexplainedAndRepeatedProbes) {
+  const auto unknown = ParseExpectedRareProbes("raft.no_such_probe because\n", "rare.txt");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_TRUE(absl::StrContains(unknown.status().message(), "rare.txt:1: 'raft.no_such_probe'"))
+      << unknown.status();
+  const auto unexplained = ParseExpectedRareProbes("# x\nraft.truncate_conflict\n", "rare.txt");
+  ASSERT_FALSE(unexplained.ok());
+  EXPECT_TRUE(absl::StrContains(unexplained.status().message(), "rare.txt:2: "))
+      << unexplained.status();
+  EXPECT_TRUE(absl::StrContains(unexplained.status().message(), "without a reason"))
+      << unexplained.status();
+  const auto twice =
+      ParseExpectedRareProbes("raft.truncate_conflict a\nraft.truncate_conflict b\n", "rare.txt");
+  ASSERT_FALSE(twice.ok());
+  EXPECT_TRUE(absl::StrContains(twice.status().message(), "listed twice")) << twice.status();
 }
 
 TEST(MergeTest, TwoShardsWithAPlantedFailure) {

@@ -1174,8 +1174,12 @@ RunResult RunScenario(const pb::Scenario& scenario, const RunOptions& options) {
     refused.failures.push_back(absl::StrCat("scenario refused: ", valid.message()));
     return refused;
   }
+  // The core's probe counters are process-wide: this run's hits are what they gained meanwhile.
+  const probe::Counts before = probe::Snapshot();
   Runner runner(scenario, options);
-  return runner.Run();
+  RunResult result = runner.Run();
+  result.probe_hits = probe::Since(before);
+  return result;
 }
 
 absl::StatusOr<pb::Scenario> ParseScenario(const std::string& text, const std::string& origin) {

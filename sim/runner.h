@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/base/probe.h"
 #include "sim/history.h"
 #include "sim/scenario.pb.h"
 
@@ -31,6 +32,8 @@ struct RunResult {
   // Joint configurations (member replace) entered and left, counted per node that applied them.
   uint64_t joint_configs_entered = 0;
   uint64_t joint_configs_left = 0;
+  // Hits of each code probe (core/base/probe.h) during this run, by probe id.
+  probe::Counts probe_hits{};
   History history;  // the linearizable clients' history (FormatHistory writes the file format)
 };
 

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/base/encoding.h"
 #include "core/base/errors.h"
+#include "core/base/probe.h"
 
 namespace kvstore::lease {
 namespace {
@@ -106,7 +107,10 @@ absl::StatusOr<int64_t> Lessor::Renew(LeaseId id, int64_t now_ms) {
   auto it = leases_.find(id);
   if (it == leases_.end()) return Error(ErrorCode::kLeaseNotFound, NotFound(id));
   // An expired lease awaiting its revocation through the log cannot be revived (etcd).
-  if (it->second.expiry_ms <= now_ms) return Error(ErrorCode::kLeaseNotFound, NotFound(id));
+  if (it->second.expiry_ms <= now_ms) {
+    CODE_PROBE(lease, renew_after_expiry_refused);
+    return Error(ErrorCode::kLeaseNotFound, NotFound(id));
+  }
   it->second.expiry_ms = now_ms + it->second.ttl_seconds * 1000;
   return it->second.ttl_seconds;
 }

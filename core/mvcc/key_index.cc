@@ -1,5 +1,7 @@
 #include "core/mvcc/key_index.h"
 
+#include "core/base/probe.h"
+
 namespace kvstore::mvcc {
 
 void KeyIndex::Put(RevisionPair rev) {
@@ -67,12 +69,16 @@ bool KeyIndex::Compact(Revision at, std::set<RevisionPair>* keep) {
       }
     }
     if (newest_visible != g.revs.size()) {
+      // The key was written again after the compaction point: a read at `at` must still see
+      // the revision kept here, and a read at a later revision the later one.
+      if (newest_visible + 1 < g.revs.size()) CODE_PROBE(mvcc, compact_below_later_writes);
       keep->insert(g.revs[newest_visible]);
       g.revs.erase(g.revs.begin(), g.revs.begin() + newest_visible);
     }
   }
   // Generations that ended at or before `at`, tombstone included, are invisible to every read
   // the store still serves.
+  if (first > 0) CODE_PROBE(mvcc, compact_drops_generation);
   generations_.erase(generations_.begin(), generations_.begin() + first);
   return !(generations_.size() == 1 && generations_.front().revs.empty());
 }

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/base/encoding.h"
 #include "core/base/errors.h"
+#include "core/base/probe.h"
 
 namespace kvstore::mvcc {
 namespace {
@@ -423,6 +424,7 @@ absl::StatusOr<RangeResponse> Store::RangeAt(const RangeRequest& r, Revision cur
                  absl::StrCat("revision ", rev, " is beyond the current revision ", current));
   }
   if (rev < compact_revision_) {
+    CODE_PROBE(mvcc, range_compacted);
     return Error(ErrorCode::kCompacted, absl::StrCat("revision ", rev,
                                                      " is below the compacted "
                                                      "revision ",
@@ -603,6 +605,7 @@ absl::StatusOr<TxnResponse> Store::RunTxn(const TxnRequest& request, WriteTxn& t
       break;
     }
   }
+  if (!response.succeeded) CODE_PROBE(mvcc, txn_failure_branch);
   const std::vector<RequestOp>& ops = response.succeeded ? request.success : request.failure;
   for (const RequestOp& op : ops) {
     ResponseOp out;

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/errors.h"
+#include "core/base/probe.h"
 
 namespace kvstore::mvcc {
 
@@ -16,6 +17,7 @@ absl::StatusOr<WatchId> WatchHub::Watch(const WatchRequest& request) {
   const Revision current = store_->current_revision();
   const Revision start = request.start_revision <= 0 ? current + 1 : request.start_revision;
   if (start <= store_->compact_revision()) {
+    CODE_PROBE(mvcc, watch_compacted);
     return Error(ErrorCode::kCompacted,
                  absl::StrCat("watch from revision ", start, " refused: compacted revision ",
                               store_->compact_revision()));
@@ -156,6 +158,7 @@ void WatchHub::Notify(const std::vector<Event>& events) {
     if (watcher.buffered_events + mine.size() > max_buffered_events_ && !mine.empty()) {
       // Nobody is taking this watcher's responses: stop feeding it live and let CatchUp replay
       // from its next revision later. The write itself proceeds.
+      CODE_PROBE(mvcc, watch_slow_consumer);
       SetLagging(id, watcher, true);
       continue;
     }
@@ -189,6 +192,8 @@ void WatchHub::CatchUp(size_t max_events) {
     auto history = store_->History(watcher.next_revision, current, watcher.request.key,
                                    watcher.request.range_end, watcher.request.prev_kv, room + 1);
     if (!history.ok()) {
+      // Compacted past the lagging watcher's next revision: it can never catch up.
+      CODE_PROBE(mvcc, watch_lagging_compacted);
       canceled.push_back(id);
       continue;
     }
@@ -197,6 +202,7 @@ void WatchHub::CatchUp(size_t max_events) {
       // Cut at a revision boundary so a revision is never split; a single revision larger than
       // the room is delivered whole, read again without the limit (the batch holds only part
       // of it).
+      CODE_PROBE(mvcc, watch_catch_up_cut);
       const Revision cut = (*history)[room].kv.mod_revision;
       size_t keep = room;
       while (keep > 0 && (*history)[keep - 1].kv.mod_revision == cut) --keep;

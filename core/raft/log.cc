@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/base/probe.h"
 #include "core/raft/check.h"
 
 namespace kvstore::raft {
@@ -60,7 +61,13 @@ bool RaftLog::MaybeAppend(Index index, Term log_term, Index leader_commit,
     RAFT_CHECK(conflict > committed_)
         << "node " << node_ << ": entry " << conflict << " (term " << entries[from].term
         << ") conflicts with committed entry, commit " << committed_;
+    if (conflict <= last_index()) CODE_PROBE(raft, truncate_conflict);
     TruncateAndAppend(entries, from);
+  }
+  // A short (or delayed) append proves our log only up to last_new: entries beyond it may be
+  // of a stale term, so the leader's commit applies no further (etcd-io/raft's lastnewi).
+  if (last_new < last_index() && leader_commit > last_new) {
+    CODE_PROBE(raft, append_short_commit_beyond);
   }
   CommitTo(std::min(leader_commit, last_new));
   *last_new_index = last_new;
@@ -145,7 +152,10 @@ absl::Span<const Entry> RaftLog::TakeUnoffered() {
 
 void RaftLog::PersistedTo(Index index, Term term) {
   if (index <= persisted_) return;
-  if (index > offered_) return;  // replaced by a later, shorter write
+  if (index > offered_) {
+    CODE_PROBE(raft, persisted_write_replaced);
+    return;  // replaced by a later, shorter write
+  }
   if (!MatchTerm(index, term)) return;
   persisted_ = index;
 }

@@ -7,6 +7,7 @@
 #include "absl/container/btree_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
+#include "core/base/probe.h"
 #include "core/raft/check.h"
 #include "core/raft/log.h"
 #include "core/raft/progress.h"
@@ -440,7 +441,10 @@ void RaftState::Hup(CampaignType type) {
   if (role_ == Role::kLeader || !Promotable()) return;
   // Raft thesis §4.1: a node must not campaign with a committed configuration it has not
   // applied; it might count the wrong voters.
-  if (HasUnappliedConfChanges()) return;
+  if (HasUnappliedConfChanges()) {
+    CODE_PROBE(raft, campaign_waits_for_conf_apply);
+    return;
+  }
   if (type != CampaignType::kTransfer) {
     type = config_.pre_vote ? CampaignType::kPreElection : CampaignType::kElection;
   }
@@ -517,7 +521,10 @@ absl::Status RaftState::StepInternal(Message&& m) {
       const bool force = m.context.view() == kCampaignTransfer;
       // Raft thesis §4.2.3: a node that heard from a leader within the minimum election timeout
       // ignores vote requests, so a removed or partitioned node cannot disrupt the cluster.
-      if (!force && InLease()) return absl::OkStatus();
+      if (!force && InLease()) {
+        CODE_PROBE(raft, vote_ignored_in_lease);
+        return absl::OkStatus();
+      }
     }
     if (m.type == MessageType::kPreVote) {
       // Never change term in response to a pre-vote.
@@ -534,6 +541,7 @@ absl::Status RaftState::StepInternal(Message&& m) {
         (m.type == MessageType::kHeartbeat || m.type == MessageType::kApp)) {
       // A stale leader cut off by a partition learns the new term from this and steps down;
       // with pre-vote the new leader may otherwise never reach it (etcd #5451 rationale).
+      CODE_PROBE(raft, stale_leader_told_term);
       Message resp;
       resp.type = MessageType::kAppResp;
       resp.to = m.from;
@@ -653,6 +661,7 @@ void RaftState::StepCandidate(Message& m) {
       break;
     case VoteResult::kLost:
       // A pre-candidate returns to follower in its old term; a candidate stays in the new one.
+      if (role_ == Role::kPreCandidate) CODE_PROBE(raft, pre_vote_lost);
       BecomeFollower(term_, kNoNode);
       break;
     case VoteResult::kPending:
@@ -706,6 +715,7 @@ void RaftState::HandleAppend(Message& m) {
   resp.type = MessageType::kAppResp;
   resp.to = m.from;
   if (m.index < log_.committed()) {
+    CODE_PROBE(raft, append_below_commit);
     resp.index = log_.committed();
     Send(std::move(resp));
     return;
@@ -746,7 +756,10 @@ void RaftState::HandleSnapshot(const Message& m) {
 
 bool RaftState::Restore(const std::shared_ptr<const Snapshot>& snapshot) {
   const SnapshotMetadata& meta = snapshot->metadata;
-  if (meta.index <= log_.committed()) return false;
+  if (meta.index <= log_.committed()) {
+    CODE_PROBE(raft, snapshot_stale);
+    return false;
+  }
   RAFT_CHECK(role_ == Role::kFollower) << Describe() << ": snapshot restore outside follower";
   const ConfState& cs = meta.conf_state;
   auto has = [&](const std::vector<NodeId>& ids) {
@@ -758,9 +771,12 @@ bool RaftState::Restore(const std::shared_ptr<const Snapshot>& snapshot) {
   }
   if (log_.MatchTerm(meta.index, meta.term)) {
     // We hold the snapshot's last entry: fast-forward commit instead of discarding the log.
+    CODE_PROBE(raft, snapshot_fast_forward);
     log_.CommitTo(meta.index);
     return false;
   }
+  // Our entries beyond the snapshot conflict with it (else MatchTerm held): all of them go.
+  if (log_.last_index() > meta.index) CODE_PROBE(raft, snapshot_over_longer_log);
   log_.RestoreSnapshot(meta.index, meta.term);
   incoming_snapshot_ = snapshot;
   auto status = RestoreConfState(tracker_, cs, log_.last_index());
@@ -779,6 +795,7 @@ void RaftState::HandleAppendResponse(const Message& m, Progress& pr) {
       // Skip our entries whose term is above the follower's term at the hint (etcd's
       // two-sided back-off): one round trip per term, not per entry.
       next_probe = log_.FindConflictByTerm(m.reject_hint, m.log_term).first;
+      if (next_probe < m.reject_hint) CODE_PROBE(raft, reject_hint_skips_term);
     }
     if (pr.MaybeDecrTo(m.index, next_probe)) {
       if (pr.state == ProgressState::kReplicate) pr.BecomeProbe();
@@ -814,7 +831,10 @@ void RaftState::HandleAppendResponse(const Message& m, Progress& pr) {
   // Stream what remains while the window allows.
   while (MaybeSendAppend(m.from, false)) {
   }
-  if (m.from == lead_transferee_ && pr.match == log_.last_index()) SendTimeoutNow(m.from);
+  if (m.from == lead_transferee_ && pr.match == log_.last_index()) {
+    CODE_PROBE(raft, transfer_catches_up_first);
+    SendTimeoutNow(m.from);
+  }
 }
 
 void RaftState::HandleHeartbeatResponse(const Message& m, Progress& pr) {
@@ -822,7 +842,10 @@ void RaftState::HandleHeartbeatResponse(const Message& m, Progress& pr) {
   pr.msg_app_flow_paused = false;
   // A full window with a live follower means acknowledgements were lost: free one slot so
   // replication resumes.
-  if (pr.state == ProgressState::kReplicate && pr.inflights.Full()) pr.inflights.FreeFirstOne();
+  if (pr.state == ProgressState::kReplicate && pr.inflights.Full()) {
+    CODE_PROBE(raft, heartbeat_freed_inflight);
+    pr.inflights.FreeFirstOne();
+  }
   if (pr.match < log_.last_index()) SendAppend(m.from);
   if (m.context.empty()) return;
   if (LeaseReads() && m.context.size() == kLeaseProbeBytes &&
@@ -861,6 +884,7 @@ absl::Status RaftState::CheckConfChangeProposal(const Entry& entry) const {
   const bool already_joint = tracker_.config.Joint();
   const bool wants_leave = change->changes.empty();
   if (already_pending) {
+    CODE_PROBE(raft, conf_change_refused_pending);
     return absl::FailedPreconditionError(
         absl::StrCat("conf change refused: the change at index ", pending_conf_index_,
                      " is not applied yet (applied ", log_.applied(), ")"));
@@ -897,6 +921,7 @@ absl::Status RaftState::ProposeEntries(absl::Span<Entry> entries) {
     return absl::AbortedError("proposal dropped: this leader was removed from the configuration");
   }
   if (lead_transferee_ != kNoNode) {
+    CODE_PROBE(raft, proposal_refused_during_transfer);
     return absl::AbortedError(absl::StrCat("proposal dropped: leadership transfer to ",
                                            lead_transferee_, " in progress"));
   }
@@ -1148,6 +1173,7 @@ void RaftState::RespondToReadIndex(NodeId from, Index index, Bytes context) {
 
 void RaftState::ReleasePendingReadIndexMessages() {
   if (pending_read_index_messages_.empty() || !CommittedEntryInCurrentTerm()) return;
+  CODE_PROBE(raft, read_index_after_leader_change);
   std::vector<Message> pending = std::move(pending_read_index_messages_);
   pending_read_index_messages_.clear();
   for (const Message& m : pending) AnswerReadIndex(m);
@@ -1174,6 +1200,7 @@ void RaftState::Tick() {
       // Raft thesis §6.2: a leader that cannot reach a quorum steps down, so clients look
       // elsewhere instead of waiting on a leader that cannot commit.
       if (!tracker_.QuorumActive()) {
+        CODE_PROBE(raft, check_quorum_step_down);
         BecomeFollower(term_, kNoNode);
         return;
       }
@@ -1185,10 +1212,12 @@ void RaftState::Tick() {
     // two election timeouts without an answer, probe again, which resends it if still needed.
     for (auto& [id, pr] : tracker_.progress) {
       if (pr.state == ProgressState::kSnapshot && ++pr.snapshot_timeouts >= 2) {
+        CODE_PROBE(raft, snapshot_resent_after_timeout);
         pr.pending_snapshot = 0;
         pr.BecomeProbe();
       }
     }
+    if (lead_transferee_ != kNoNode) CODE_PROBE(raft, transfer_aborted_by_timeout);
     AbortLeaderTransfer();  // not done within an election timeout
   }
   if (heartbeat_elapsed_ >= config_.heartbeat_tick) {
@@ -1247,6 +1276,11 @@ ConfState RaftState::ApplyConfChange(const ConfChange& change) {
   RAFT_CHECK(result.ok()) << Describe() << ": committed conf change cannot apply to "
                           << DescribeConfState(tracker_.config.ToConfState()) << ": "
                           << result.status().message();
+  if (change.IsLeaveJoint()) {
+    CODE_PROBE(raft, joint_left);
+  } else if (result->config.Joint()) {
+    CODE_PROBE(raft, joint_entered);
+  }
   SwitchToConfig(std::move(result->config), std::move(result->progress));
   return tracker_.config.ToConfState();
 }
@@ -1259,7 +1293,10 @@ void RaftState::SwitchToConfig(TrackerConfig config, ProgressMap progress) {
   if ((self == nullptr || is_learner_) && role_ == Role::kLeader) {
     // Raft thesis §4.2.2: a leader that is no longer a voter steps down once the change that
     // removed it applies; the remaining voters elect a successor.
-    if (config_.step_down_on_removal) BecomeFollower(term_, kNoNode);
+    if (config_.step_down_on_removal) {
+      CODE_PROBE(raft, leader_removed_steps_down);
+      BecomeFollower(term_, kNoNode);
+    }
     return;
   }
   if (role_ != Role::kLeader || tracker_.config.voters.incoming.empty()) return;
@@ -1559,6 +1596,7 @@ void RaftState::Advance() {
       log_.applied() >= pending_conf_index_) {
     Entry leave{0, 0, EntryType::kConfChange, Bytes(EncodeConfChange(ConfChange{}))};
     auto status = ProposeEntries(absl::MakeSpan(&leave, 1));
+    if (status.ok()) CODE_PROBE(raft, joint_auto_leave_proposed);
     RAFT_CHECK(status.ok() || lead_transferee_ != kNoNode)
         << Describe() << ": cannot leave joint configuration: " << status.message();
   }
@@ -1592,6 +1630,8 @@ void RaftState::OnPersisted(uint64_t id) {
       if (log_.offset() == meta.index && log_.MatchTerm(meta.index, meta.term)) {
         log_.PersistedTo(meta.index, meta.term);
         snapshot_to_apply_ = std::move(pending.snapshot);
+      } else {
+        CODE_PROBE(raft, persist_snapshot_superseded);
       }
       pending.snapshot = nullptr;
     }

@@ -13,6 +13,7 @@
 #include "core/auth/tokens.h"
 #include "core/base/encoding.h"
 #include "core/base/errors.h"
+#include "core/base/probe.h"
 #include "core/raft/check.h"
 #include "core/server/codec.h"
 #include "core/server/requests.pb.h"
@@ -779,6 +780,7 @@ RequestId Server::Impl::Submit(Request request) {
       // etcd's rule: the learner must hold at least 90% of the leader's log.
       if (static_cast<double>(learner_match) <
           static_cast<double>(leader_match) * kLearnerReadyRatio) {
+        CODE_PROBE(server, promotion_refused);
         Respond(id, request.type,
                 Error(ErrorCode::kLearnerNotReady,
                       absl::StrCat("member promote: learner ", request.member.id, " has ",
@@ -1129,6 +1131,7 @@ void Server::Impl::Apply(const raft::Entry& entry) {
     } else if (IsDuplicate(internal)) {
       // The same proposal appended twice (a forwarded proposal the network duplicated): it
       // took effect the first time; applying it again would be a phantom write.
+      CODE_PROBE(server, duplicate_proposal_skipped);
       return;
     } else {
       ApplyInternal(entry.index, internal, &response);
@@ -1154,6 +1157,7 @@ void Server::Impl::Apply(const raft::Entry& entry) {
     auto p = pending_.find(id);
     if (p == pending_.end()) continue;
     p->second.index = 0;
+    CODE_PROBE(server, proposal_replaced);
     FailPending(id, Error(ErrorCode::kLeadershipChanged,
                           absl::StrCat("proposal at index ", entry.index,
                                        " was replaced after a leader change")));
@@ -1236,6 +1240,7 @@ void Server::Impl::ApplyConfChange(const raft::Entry& entry) {
   // list; a refused change leaves the configuration as it is and its proposer gets the error.
   if (absl::Status refused = ValidateMemberChange(*change, has_context ? &context : nullptr);
       !refused.ok()) {
+    CODE_PROBE(server, member_change_refused_at_apply);
     if (has_context && context.request_id() != 0 && context.member_id() == config_.id) {
       FailPending(context.request_id(), refused);
     }
@@ -1282,6 +1287,7 @@ void Server::Impl::ApplyConfChange(const raft::Entry& entry) {
   if (change->IsLeaveJoint() && awaiting_leave_.has_value()) {
     auto it = pending_.find(awaiting_leave_->first);
     if (it != pending_.end()) {
+      CODE_PROBE(server, joint_answered_on_leave);
       Response response;
       response.request_id = it->first;
       response.type = it->second.type;
@@ -1374,6 +1380,7 @@ absl::Status Server::Impl::ApplyWrite(const pb::InternalRequest& internal, Respo
         deletes.success.push_back(std::move(op));
       }
       if (!deletes.success.empty()) {
+        CODE_PROBE(lease, revoke_with_keys);
         auto result = store_->Txn(deletes);
         if (!result.ok()) return result.status();
       }
@@ -1765,6 +1772,7 @@ void Server::Impl::RestoreSnapshot(const raft::Snapshot& snapshot) {
   // bucket at least. An empty one would be a compaction mark that escaped, and wipe the store.
   RAFT_CHECK(!snapshot.data.empty()) << "server " << config_.id << ": snapshot at "
                                      << snapshot.metadata.index << " carries no state";
+  CODE_PROBE(server, snapshot_restored);
   // Replace the backend's contents with the snapshot's, then rebuild every view of it. The
   // snapshot lists (bucket, key, value) in order, as DumpBackend walks the backend; a member
   // catching up usually holds most of it already, so only what differs is written.
@@ -1834,6 +1842,7 @@ void Server::Impl::RestoreSnapshot(const raft::Snapshot& snapshot) {
     const RequestId id = it->second;
     it = pending_by_index_.erase(it);
     if (auto p = pending_.find(id); p != pending_.end()) p->second.index = 0;
+    CODE_PROBE(server, snapshot_outcome_unknown);
     FailPending(id, Error(ErrorCode::kTimeout,
                           absl::StrCat("outcome unknown: this member caught up by a snapshot at ",
                                        snapshot.metadata.index)));
@@ -1857,6 +1866,7 @@ void Server::Impl::OnLeadershipChange(bool leader) {
     if (pending.is_read() && !pending.has_read_index) reads.push_back(id);
   }
   for (RequestId id : reads) {
+    CODE_PROBE(server, read_failed_by_leader_change);
     FailPending(id, Error(ErrorCode::kLeadershipChanged, "leader changed during a read"));
   }
 }
@@ -1885,6 +1895,7 @@ void Server::Impl::Tick() {
     internal.set_proposed_at_ms(now_ms());
     internal.set_system(true);
     if (raft_->Propose(raft::Bytes(internal.SerializeAsString())).ok()) {
+      CODE_PROBE(lease, expiry_revoke_proposed);
       revoking_[id] = ticks_ + config_.request_timeout_ticks;
     }
   }

@@ -6,11 +6,13 @@
 # reported.
 #
 #   bazel run //tools/sim:fuzz_campaign -- [--seed=S] [--minutes=M] [--shards=N] [--nodes=3,5]
-#                                           [--duration-ms=D]
+#                                           [--duration-ms=D] [--expected-rare=FILE]
 #
 # Defaults: seed 1, 0.75 minutes, one shard per core, 3 or 5 nodes, 15000 ms of faults per seed.
 # CI passes a first seed derived from the commit hash, so every commit explores new schedules;
 # a failing seed prints its replay command (`sim replay --seed=... --nodes=... --duration-ms=...`).
+# The merged report counts the hits of each code probe (core/base/probe.h); a probe never hit
+# fails the campaign unless FILE (testdata/sim/expected_rare_probes.txt) lists it with a reason.
 set -uo pipefail
 
 seed=1
@@ -18,6 +20,7 @@ minutes=0.75
 shards=$(nproc 2>/dev/null || echo 1)
 nodes=3,5
 duration_ms=15000
+expected_rare=testdata/sim/expected_rare_probes.txt
 for arg in "$@"; do
   case "$arg" in
     --seed=*) seed=${arg#*=} ;;
@@ -25,6 +28,7 @@ for arg in "$@"; do
     --shards=*) shards=${arg#*=} ;;
     --nodes=*) nodes=${arg#*=} ;;
     --duration-ms=*) duration_ms=${arg#*=} ;;
+    --expected-rare=*) expected_rare=${arg#*=} ;;
     *)
       echo "fuzz_campaign: unknown argument '$arg' (see the top of tools/sim/fuzz_campaign.sh)" >&2
       exit 2
@@ -80,7 +84,7 @@ for ((i = 0; i < shards; i++)); do
 done
 merge_rc=1
 if [ "${#summaries[@]}" -gt 0 ]; then
-  "$sim" merge "${summaries[@]}"
+  "$sim" merge --expected-rare="$expected_rare" "${summaries[@]}"
   merge_rc=$?
 fi
 seconds=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
