@@ -17,7 +17,50 @@ pb::NodeRef Node(uint64_t id) {
   return ref;
 }
 
+template <typename T, size_t N>
+T Pick(raft::SplitMix64& rng, const T (&choices)[N]) {
+  return choices[rng.Uniform(N)];
+}
+
 }  // namespace
+
+void RandomKnobs(uint64_t seed, pb::Options* options) {
+  // A stream of its own, so the fault schedule a seed draws does not depend on the knobs.
+  raft::SplitMix64 rng(seed ^ 0x6B6E6F6273ull);
+  pb::Knobs& k = *options->mutable_knobs();
+  const int election = 5 + static_cast<int>(rng.Uniform(16));  // 50-200 ms at 10 ms a tick
+  k.set_election_tick(election);
+  k.set_heartbeat_tick(1 + static_cast<int>(rng.Uniform(std::max(1, election / 3))));
+  const uint64_t snapshot_every = Pick(rng, {50, 100, 200, 500, 1000});
+  options->set_snapshot_every_entries(snapshot_every);
+  k.set_snapshot_catch_up_entries(std::max<uint64_t>(1, snapshot_every / (2 + rng.Uniform(9))));
+  k.set_max_inflight_msgs(Pick(rng, {1, 2, 4, 16, 256}));
+  k.set_max_size_per_msg_bytes(Pick(rng, {256, 1024, 4096, 65536, 1 << 20}));
+  k.set_max_committed_size_per_ready_bytes(Pick(rng, {256, 4096, 65536, 1 << 20}));
+  k.set_backend_commits_per_flush_max(1 + rng.Uniform(16));
+  k.set_wal_segment_bytes(Pick(rng, {8 << 10, 16 << 10, 64 << 10}));
+  // Both are safe to turn off (they serve availability, not safety): a seed without them shows
+  // what they protect against (a rejoining member disrupting a healthy leader).
+  k.set_disable_pre_vote(rng.Uniform(4) == 0);
+  k.set_disable_check_quorum(rng.Uniform(4) == 0);
+  k.set_watch_max_buffered_events(Pick(rng, {8, 64, 256, 1024}));
+  k.set_watch_catch_up_batch_events(Pick(rng, {4, 64, 1024}));
+}
+
+std::string DescribeKnobs(const pb::Options& options) {
+  const pb::Knobs& k = options.knobs();
+  return absl::StrCat(
+      "election_tick=", k.election_tick(), " heartbeat_tick=", k.heartbeat_tick(),
+      " snapshot_every=", options.snapshot_every_entries(),
+      " catch_up=", k.snapshot_catch_up_entries(), " inflight=", k.max_inflight_msgs(),
+      " msg_bytes=", k.max_size_per_msg_bytes(),
+      " ready_bytes=", k.max_committed_size_per_ready_bytes(),
+      " flush_every<=", k.backend_commits_per_flush_max(), " wal_segment=", k.wal_segment_bytes(),
+      " pre_vote=", k.disable_pre_vote() ? "off" : "on",
+      " check_quorum=", k.disable_check_quorum() ? "off" : "on",
+      " watch_buffer=", k.watch_max_buffered_events(),
+      " watch_catch_up=", k.watch_catch_up_batch_events());
+}
 
 pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
   raft::SplitMix64 rng(seed ^ 0xF00DFACEull);
@@ -35,6 +78,7 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
   o->mutable_network()->set_loss(static_cast<double>(rng.Uniform(6)) / 100.0);
   o->mutable_network()->set_duplicate(static_cast<double>(rng.Uniform(6)) / 100.0);
   o->set_fsync_max_ms(1 + static_cast<int64_t>(rng.Uniform(10)));
+  RandomKnobs(seed, o);
 
   auto step = [&](const std::string& note) {
     pb::Step* s = scenario.add_steps();
@@ -43,17 +87,12 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
   };
   step("elect a leader")->mutable_wait_for_leader()->set_within_ms(10'000);
   step("start the workload")->set_start_workload(true);
-  // Seeds 0 and 5 modulo 8 (a quarter, both cluster sizes of the mutation harness, which runs
-  // odd seeds on 3 nodes) also run Jepsen's list-append transactions through the schedule.
-  if (seed % 8 == 0 || seed % 8 == 5) {
-    step("list-append transactions")->mutable_list_append();
-  }
   const auto n = static_cast<uint64_t>(options.nodes);
   int64_t elapsed = 0;
   std::string last_joiner;
   bool corrupted = false;
   while (elapsed < options.duration_ms) {
-    switch (rng.Uniform(18)) {
+    switch (rng.Uniform(23)) {
       case 0: {  // a random split into two groups
         pb::Step* s = step("partition");
         pb::Group* a = s->mutable_partition()->add_groups();
@@ -254,6 +293,59 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
         transfer->set_timeout_ms(500);
         break;
       }
+      case 15: {  // a record rots, and the node's restart finds it: it refuses to start
+        if (corrupted) break;
+        corrupted = true;
+        const uint64_t node = 1 + rng.Uniform(n);
+        pb::Step* s = step("a WAL record rots (latent corruption)");
+        *s->mutable_disk_fault()->mutable_node() = Node(node);
+        s->mutable_disk_fault()->set_kind(pb::DiskFault::CORRUPT_RECORD);
+        s->mutable_disk_fault()->set_best_effort(true);
+        *step("crash")->mutable_crash() = Node(node);
+        step("run")->set_run_ms(static_cast<int64_t>(rng.Uniform(500)));
+        // It stays down (refused_to_start) until the operator's repair at the end.
+        *step("restart: it refuses a corrupt log")->mutable_restart() = Node(node);
+        break;
+      }
+      case 18: {  // a stopped process (SIGSTOP): what is sent to it waits for it
+        pb::Step* s = step("pause, buffering");
+        *s->mutable_pause()->mutable_node() = Node(1 + rng.Uniform(n));
+        s->mutable_pause()->set_ms(100 + static_cast<int64_t>(rng.Uniform(3000)));
+        s->mutable_pause()->set_buffer(true);
+        break;
+      }
+      case 19: {  // FoundationDB's clogging: a link holds its messages back, then lets them go
+        pb::Clog* clog = step("clogged link")->mutable_clog();
+        *clog->mutable_from() = Node(1 + rng.Uniform(n));
+        *clog->mutable_to() = Node(1 + rng.Uniform(n));
+        clog->set_ms(50 + static_cast<int64_t>(rng.Uniform(2000)));
+        clog->set_both_ways(rng.Uniform(2) == 0);
+        break;
+      }
+      case 20: {  // the clock stops, then the missed ticks come at once
+        pb::ClockStop* stop = step("clock stops, then bursts")->mutable_clock_stop();
+        *stop->mutable_node() = Node(1 + rng.Uniform(n));
+        stop->set_ms(50 + static_cast<int64_t>(rng.Uniform(3000)));
+        break;
+      }
+      case 21: {  // a slow disk for a while
+        const uint64_t node = 1 + rng.Uniform(n);
+        pb::Step* s = step("slow disk");
+        *s->mutable_disk_fault()->mutable_node() = Node(node);
+        s->mutable_disk_fault()->set_kind(pb::DiskFault::SLOW_DISK);
+        s->mutable_disk_fault()->set_latency_ms(5 + static_cast<int64_t>(rng.Uniform(300)));
+        step("run")->set_run_ms(500 + static_cast<int64_t>(rng.Uniform(4000)));
+        pb::Step* heal = step("disk fast again");
+        *heal->mutable_disk_fault()->mutable_node() = Node(node);
+        heal->mutable_disk_fault()->set_kind(pb::DiskFault::DISK_HEALED);
+        break;
+      }
+      case 22: {  // a watch client that reads late
+        pb::SlowWatcher* slow = step("slow watch reader")->mutable_slow_watcher();
+        *slow->mutable_node() = Node(1 + rng.Uniform(n));
+        slow->set_ms(100 + static_cast<int64_t>(rng.Uniform(5000)));
+        break;
+      }
       default:
         step("heal")->set_heal(true);
         break;
@@ -282,6 +374,8 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
   put->mutable_request()->set_expect_code("OK");
   put->mutable_request()->set_retry_until_expected(true);
   put->mutable_request()->set_timeout_ms(10'000);
+  // The operator replaces a member that refused its corrupt disk (wipe, then add it anew).
+  step("repair members that refused to start")->mutable_repair_refused()->set_timeout_ms(10'000);
   step("stop the workload")->set_stop_workload(true);
   step("settle")->set_run_ms(2000);
   step("replicas agree")->mutable_expect()->set_hashes_equal(true);

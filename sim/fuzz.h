@@ -22,6 +22,15 @@ struct FuzzOptions {
 
 pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options);
 
+// The configuration a seed draws (FoundationDB's randomised knobs): election and heartbeat
+// ticks, snapshot and catch-up intervals, inflight and message-size limits, apply batches,
+// backend flush cadence, WAL segments, pre-vote and check-quorum, watch buffers. Written into
+// the scenario's options (options.knobs, snapshot_every_entries), so replays and shrunk
+// regression files keep them. From a stream of its own: the fault schedule does not depend on it.
+void RandomKnobs(uint64_t seed, pb::Options* options);
+// One line naming the knobs of `options`, for reports.
+std::string DescribeKnobs(const pb::Options& options);
+
 // Removes steps (delta debugging, one at a time then in chunks) while `fails` still holds;
 // returns the smallest failing scenario found. `fails` must hold for the input.
 pb::Scenario ShrinkScenario(const pb::Scenario& scenario,

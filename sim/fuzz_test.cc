@@ -59,5 +59,36 @@ TEST(ShrinkScenarioTest, KeepsOnlyTheStepsTheFailureNeeds) {
   EXPECT_EQ(shrunk.steps(1).run_ms(), 31);
 }
 
+// Each seed draws its own knobs, from a stream of its own, within the ranges the server accepts;
+// the scenario (and so a replay or a shrunk file) carries them.
+TEST(RandomKnobsTest, DrawnPerSeedValidAndReproducible) {
+  int no_pre_vote = 0, no_check_quorum = 0, one_inflight = 0;
+  for (uint64_t seed = 1; seed <= 200; ++seed) {
+    FuzzOptions options;
+    options.duration_ms = 2000;
+    const pb::Scenario scenario = RandomScenario(seed, options);
+    const pb::Knobs& k = scenario.options().knobs();
+    EXPECT_TRUE(ValidateScenario(scenario).ok()) << ValidateScenario(scenario);
+    EXPECT_GE(k.election_tick(), 5);
+    EXPECT_LE(k.election_tick(), 20);
+    EXPECT_GE(k.heartbeat_tick(), 1);
+    EXPECT_LT(k.heartbeat_tick(), k.election_tick());
+    EXPECT_GT(k.max_inflight_msgs(), 0u);
+    EXPECT_GT(k.max_size_per_msg_bytes(), 0u);
+    EXPECT_GT(k.max_committed_size_per_ready_bytes(), 0u);
+    EXPECT_GE(k.wal_segment_bytes(), 8u << 10);
+    EXPECT_GT(k.snapshot_catch_up_entries(), 0u);
+    EXPECT_LT(k.snapshot_catch_up_entries(), scenario.options().snapshot_every_entries());
+    no_pre_vote += k.disable_pre_vote() ? 1 : 0;
+    no_check_quorum += k.disable_check_quorum() ? 1 : 0;
+    one_inflight += k.max_inflight_msgs() == 1 ? 1 : 0;
+    EXPECT_EQ(RandomScenario(seed, options).DebugString(), scenario.DebugString());
+    EXPECT_FALSE(DescribeKnobs(scenario.options()).empty());
+  }
+  EXPECT_GT(no_pre_vote, 20);
+  EXPECT_GT(no_check_quorum, 20);
+  EXPECT_GT(one_inflight, 10);
+}
+
 }  // namespace
 }  // namespace kvstore::sim

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <fstream>
 #include <map>
-#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -17,7 +16,6 @@
 #include "google/protobuf/text_format.h"
 #include "sim/history.h"
 #include "sim/linearizability.h"
-#include "sim/list_append_workload.h"
 #include "sim/simulation.h"
 
 namespace kvstore::sim {
@@ -42,6 +40,29 @@ SimOptions ToSimOptions(const pb::Options& o, uint64_t seed, bool record_trace) 
   if (o.delete_fraction() > 0) options.delete_fraction = o.delete_fraction();
   if (o.fsync_max_ms() > 0) options.fsync_max_ms = o.fsync_max_ms();
   if (o.snapshot_every_entries() > 0) options.snapshot_every_entries = o.snapshot_every_entries();
+  const pb::Knobs& k = o.knobs();
+  if (k.election_tick() > 0) options.election_tick = k.election_tick();
+  if (k.heartbeat_tick() > 0) options.heartbeat_tick = k.heartbeat_tick();
+  if (k.snapshot_catch_up_entries() > 0) {
+    options.snapshot_catch_up_entries = k.snapshot_catch_up_entries();
+  }
+  if (k.max_inflight_msgs() > 0) options.max_inflight_msgs = k.max_inflight_msgs();
+  if (k.max_size_per_msg_bytes() > 0) options.max_size_per_msg_bytes = k.max_size_per_msg_bytes();
+  if (k.max_committed_size_per_ready_bytes() > 0) {
+    options.max_committed_size_per_ready_bytes = k.max_committed_size_per_ready_bytes();
+  }
+  if (k.backend_commits_per_flush_max() > 0) {
+    options.backend_commits_per_flush_max = k.backend_commits_per_flush_max();
+  }
+  if (k.wal_segment_bytes() > 0) options.wal_segment_bytes = k.wal_segment_bytes();
+  options.pre_vote = !k.disable_pre_vote();
+  options.check_quorum = !k.disable_check_quorum();
+  if (k.watch_max_buffered_events() > 0) {
+    options.watch_max_buffered_events = k.watch_max_buffered_events();
+  }
+  if (k.watch_catch_up_batch_events() > 0) {
+    options.watch_catch_up_batch_events = k.watch_catch_up_batch_events();
+  }
   return options;
 }
 
@@ -128,6 +149,16 @@ std::vector<RefField> NodeRefsOf(const pb::Step& step) {
       break;
     case pb::Step::kPause:
       refs.push_back({"pause.node", &step.pause().node()});
+      break;
+    case pb::Step::kClog:
+      refs.push_back({"clog.from", &step.clog().from()});
+      refs.push_back({"clog.to", &step.clog().to()});
+      break;
+    case pb::Step::kClockStop:
+      refs.push_back({"clock_stop.node", &step.clock_stop().node()});
+      break;
+    case pb::Step::kSlowWatcher:
+      refs.push_back({"slow_watcher.node", &step.slow_watcher().node()});
       break;
     case pb::Step::kRequest:
       refs.push_back({"request.node", &step.request().node()});
@@ -347,6 +378,28 @@ std::string StepProblem(const pb::Step& step) {
       step.disk_fault().kind() != pb::DiskFault::CORRUPT_RECORD) {
     return "disk_fault.best_effort applies only to CORRUPT_RECORD";
   }
+  if (step.has_disk_fault() && (step.disk_fault().kind() == pb::DiskFault::SLOW_DISK) !=
+                                   (step.disk_fault().latency_ms() > 0)) {
+    return "disk_fault.latency_ms (positive) goes with SLOW_DISK, and only with it";
+  }
+  for (const int64_t ms :
+       {step.clog().ms(), step.clock_stop().ms(), step.slow_watcher().ms(), step.pause().ms()}) {
+    if (ms < 0) return absl::StrCat("a negative duration: ", ms, " ms");
+  }
+  return "";
+}
+
+// Why the knobs describe no configuration the server accepts, or empty (0 is the default).
+std::string KnobsProblem(const pb::Knobs& k) {
+  const int election = k.election_tick() > 0 ? k.election_tick() : SimOptions().election_tick;
+  const int heartbeat = k.heartbeat_tick() > 0 ? k.heartbeat_tick() : SimOptions().heartbeat_tick;
+  if (k.election_tick() < 0 || k.heartbeat_tick() < 0) return "ticks must be positive";
+  if (heartbeat >= election) {
+    return absl::StrCat("heartbeat_tick ", heartbeat, " must be below election_tick ", election);
+  }
+  if (k.wal_segment_bytes() > 0 && k.wal_segment_bytes() < (8u << 10)) {
+    return absl::StrCat("wal_segment_bytes ", k.wal_segment_bytes(), " is below 8 KiB");
+  }
   return "";
 }
 
@@ -374,6 +427,8 @@ class Runner {
   void RunRequest(size_t index, const pb::Request& request, const std::string& unbound,
                   std::string* line);
   void RunExpect(size_t index, const pb::Expect& expect);
+  // Replaces every member whose restart refused a corrupt disk (pb::RepairRefused).
+  void RepairRefused(size_t index, const pb::RepairRefused& repair, std::string* line);
   std::vector<NodeId> ResolveGroup(const pb::Group& group) {
     std::vector<NodeId> ids;
     for (const pb::NodeRef& ref : group.nodes()) ids.push_back(Resolve(ref));
@@ -406,8 +461,6 @@ class Runner {
   std::map<std::string, int64_t> revisions_;         // store revisions
   std::map<std::string, size_t> unbound_at_;         // name -> the step whose remembering failed
   std::map<std::string, std::string> acknowledged_;  // key -> last acknowledged PUT value
-  // Jepsen's list-append clients, from a list_append step on (stepped through run_ms steps).
-  std::unique_ptr<ListAppendClients> list_append_;
 };
 
 std::map<std::string, int64_t>& Runner::Values(NameKind kind) {
@@ -491,19 +544,6 @@ RunResult Runner::Run() {
   for (size_t i = 0; i < static_cast<size_t>(scenario_.steps_size()); ++i) {
     RunStep(i + 1, scenario_.steps(static_cast<int>(i)));
   }
-  if (list_append_ != nullptr) {
-    // The transactions in flight end (or time out), the final reads run, then the history
-    // is judged for strict serializability.
-    list_append_->Finish();
-    const elle::CheckResult check = list_append_->Check();
-    for (const elle::Finding& finding : check.findings) {
-      result_.failures.push_back(absl::StrCat("list-append: ", finding.description));
-    }
-    if (check.findings_not_kept > 0) {
-      result_.failures.push_back(
-          absl::StrCat("list-append: ", check.findings_not_kept, " more anomalies"));
-    }
-  }
   sim_.StopWorkload();
   // Let outstanding requests finish so the history ends cleanly, then check the standing
   // properties.
@@ -584,11 +624,7 @@ void Runner::RunAction(size_t index, const pb::Step& step, std::string* transcri
   std::string& line = *transcript_line;
   switch (step.action_case()) {
     case pb::Step::kRunMs:
-      if (list_append_ != nullptr) {
-        list_append_->RunFor(step.run_ms());
-      } else {
-        sim_.RunFor(step.run_ms());
-      }
+      sim_.RunFor(step.run_ms());
       break;
     case pb::Step::kWaitForLeader: {
       const auto& wait = step.wait_for_leader();
@@ -628,7 +664,27 @@ void Runner::RunAction(size_t index, const pb::Step& step, std::string* transcri
       sim_.Restart(Resolve(step.restart()));
       break;
     case pb::Step::kPause:
-      sim_.Pause(Resolve(step.pause().node()), step.pause().ms());
+      if (step.pause().buffer()) {
+        sim_.Pause(Resolve(step.pause().node()), step.pause().ms(), /*buffer=*/true);
+      } else {
+        sim_.Pause(Resolve(step.pause().node()), step.pause().ms());
+      }
+      break;
+    case pb::Step::kClog: {
+      const NodeId from = Resolve(step.clog().from());
+      const NodeId to = Resolve(step.clog().to());
+      sim_.Clog(from, to, step.clog().ms());
+      if (step.clog().both_ways()) sim_.Clog(to, from, step.clog().ms());
+      break;
+    }
+    case pb::Step::kClockStop:
+      sim_.StopClock(Resolve(step.clock_stop().node()), step.clock_stop().ms());
+      break;
+    case pb::Step::kSlowWatcher:
+      sim_.SlowWatchReader(Resolve(step.slow_watcher().node()), step.slow_watcher().ms());
+      break;
+    case pb::Step::kRepairRefused:
+      RepairRefused(index, step.repair_refused(), &line);
       break;
     case pb::Step::kStartWorkload:
       sim_.StartWorkload();
@@ -764,20 +820,14 @@ void Runner::RunAction(size_t index, const pb::Step& step, std::string* transcri
         case pb::DiskFault::DISK_HEALED:
           sim_.HealDisk(id);
           break;
+        case pb::DiskFault::SLOW_DISK:
+          sim_.SetDiskLatency(id, step.disk_fault().latency_ms() / 2,
+                              step.disk_fault().latency_ms());
+          break;
         default:
           Fail(index, absl::StrCat("unknown disk fault ", step.disk_fault().kind()));
           break;
       }
-      break;
-    }
-    case pb::Step::kListAppend: {
-      if (list_append_ != nullptr) break;  // already running
-      Simulation& simulation = sim_;
-      ListAppendOptions clients;
-      if (step.list_append().clients() > 0) clients.clients = step.list_append().clients();
-      if (step.list_append().keys() > 0) clients.keys = step.list_append().keys();
-      list_append_ = std::make_unique<ListAppendClients>(
-          simulation, options_.seed.value_or(scenario_.options().seed()), clients);
       break;
     }
     case pb::Step::kRequest:
@@ -967,6 +1017,43 @@ void Runner::RunRequest(size_t index, const pb::Request& r, const std::string& u
   }
 }
 
+void Runner::RepairRefused(size_t index, const pb::RepairRefused& repair, std::string* line) {
+  const int64_t timeout = repair.timeout_ms() > 0 ? repair.timeout_ms() : 10'000;
+  for (NodeId id : sim_.node_ids()) {
+    if (!sim_.refused_to_start(id) || sim_.up(id)) continue;
+    sim_.RunUntil([&] { return sim_.Leader() != raft::kNoNode; }, timeout);
+    const NodeId leader = sim_.Leader();
+    if (leader == raft::kNoNode) {
+      Fail(index, absl::StrCat("no leader to replace n", id, " through"));
+      continue;
+    }
+    server::Server* leader_server = sim_.server(leader);
+    if (leader_server == nullptr) continue;
+    const raft::ConfState conf = leader_server->RaftConfState();
+    const bool member = std::count(conf.voters.begin(), conf.voters.end(), id) > 0 ||
+                        std::count(conf.learners.begin(), conf.learners.end(), id) > 0;
+    if (!member) {
+      absl::StrAppend(line, " [n", id, " is no member any more]");
+      continue;
+    }
+    // The operator wipes its disk and adds it again as a new member in its place (a member id
+    // never comes back with less than it had made durable).
+    pb::Request replace;
+    replace.mutable_node()->set_leader(true);
+    replace.set_op(pb::Request::MEMBER_REPLACE);
+    replace.mutable_target()->set_id(id);
+    replace.set_remember(absl::StrCat("repaired-n", id, "-step", index));
+    replace.set_expect_code("OK");
+    replace.set_retry_until_expected(true);
+    replace.set_timeout_ms(timeout);
+    // An attempt whose answer was lost may have replaced it already.
+    replace.add_also_accept("MEMBER_NOT_FOUND");
+    absl::StrAppend(line, " [replace n", id);
+    RunRequest(index, replace, "", line);
+    absl::StrAppend(line, "]");
+  }
+}
+
 void Runner::RunExpect(size_t index, const pb::Expect& expect) {
   switch (expect.check_case()) {
     case pb::Expect::kNoJointConfiguration: {
@@ -1129,6 +1216,9 @@ absl::Status ValidateScenario(const pb::Scenario& scenario) {
   if (scenario.options().voters() < 0 || scenario.options().voters() > 9) {
     return absl::InvalidArgumentError("voters must be in [1, 9]");
   }
+  if (std::string problem = KnobsProblem(scenario.options().knobs()); !problem.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("options.knobs: ", problem));
+  }
   // Name -> its kind and the first step that remembers it.
   std::map<std::string, std::pair<NameKind, int>> remembered;
   for (int i = 0; i < scenario.steps_size(); ++i) {
@@ -1174,12 +1264,8 @@ RunResult RunScenario(const pb::Scenario& scenario, const RunOptions& options) {
     refused.failures.push_back(absl::StrCat("scenario refused: ", valid.message()));
     return refused;
   }
-  // The core's probe counters are process-wide: this run's hits are what they gained meanwhile.
-  const probe::Counts before = probe::Snapshot();
   Runner runner(scenario, options);
-  RunResult result = runner.Run();
-  result.probe_hits = probe::Since(before);
-  return result;
+  return runner.Run();
 }
 
 absl::StatusOr<pb::Scenario> ParseScenario(const std::string& text, const std::string& origin) {

@@ -296,5 +296,129 @@ TEST(RunnerTest, VotedNeverSeesEveryVoteAlsoWhileTheNodeIsDown) {
   EXPECT_TRUE(FailsWith(result, "step 6: n7 is not a node of this cluster"));
 }
 
+// Randomised knobs live in the scenario's options: ones the server would refuse are refused at
+// load time, and a scenario's text keeps them (a shrunk regression file replays with them).
+TEST(ValidateScenarioTest, KnobsTheServerWouldRefuseAreRefused) {
+  EXPECT_TRUE(
+      absl::StrContains(Refusal(R"pb(options { knobs { election_tick: 5 heartbeat_tick: 5 } })pb"),
+                        "heartbeat_tick 5 must be below election_tick 5"));
+  EXPECT_TRUE(absl::StrContains(Refusal(R"pb(options { knobs { heartbeat_tick: 12 } })pb"),
+                                "must be below election_tick 10"));
+  EXPECT_TRUE(absl::StrContains(Refusal(R"pb(options { knobs { wal_segment_bytes: 4096 } })pb"),
+                                "below 8 KiB"));
+  EXPECT_EQ(Refusal(R"pb(options { knobs { election_tick: 6 heartbeat_tick: 2 } })pb"), "");
+}
+
+TEST(ValidateScenarioTest, NewFaultStepsNeedTheirFields) {
+  EXPECT_TRUE(absl::StrContains(Refusal(R"pb(steps {
+                                               disk_fault {
+                                                 node { id: 1 }
+                                                 kind: SLOW_DISK
+                                               }
+                                             })pb"),
+                                "latency_ms"));
+  EXPECT_TRUE(absl::StrContains(Refusal(R"pb(steps {
+                                               disk_fault {
+                                                 node { id: 1 }
+                                                 kind: DISK_FULL
+                                                 latency_ms: 5
+                                               }
+                                             })pb"),
+                                "latency_ms"));
+  EXPECT_TRUE(absl::StrContains(Refusal(R"pb(steps {
+                                               clog {
+                                                 from { id: 1 }
+                                                 ms: 5
+                                               }
+                                             })pb"),
+                                "clog.to names no node"));
+  EXPECT_TRUE(absl::StrContains(Refusal(R"pb(steps {
+                                               clock_stop {
+                                                 node { id: 1 }
+                                                 ms: -5
+                                               }
+                                             })pb"),
+                                "negative duration"));
+}
+
+// The new faults run in a scenario, with a workload, and break no checker; the knobs reach the
+// cluster (a seed's run differs with them).
+TEST(RunnerTest, NewFaultsAndKnobsRun) {
+  const std::string steps = R"pb(
+    steps { wait_for_leader { within_ms: 5000 } }
+    steps { start_workload: true }
+    steps {
+      pause {
+        node { follower: 1 }
+        ms: 400
+        buffer: true
+      }
+    }
+    steps {
+      clog {
+        from { leader: true }
+        to { follower: 2 }
+        ms: 300
+        both_ways: true
+      }
+    }
+    steps { run_ms: 500 }
+    steps {
+      clock_stop {
+        node { leader: true }
+        ms: 300
+      }
+    }
+    steps {
+      disk_fault {
+        node { id: 2 }
+        kind: SLOW_DISK
+        latency_ms: 50
+      }
+    }
+    steps {
+      slow_watcher {
+        node { id: 3 }
+        ms: 800
+      }
+    }
+    steps { run_ms: 1500 }
+    steps { heal: true }
+    steps {
+      disk_fault {
+        node { id: 2 }
+        kind: DISK_HEALED
+      }
+    }
+    steps { wait_for_leader { within_ms: 5000 } }
+    steps { stop_workload: true }
+    steps { run_ms: 1000 }
+    steps { expect { hashes_equal: true } }
+  )pb";
+  const RunResult plain =
+      RunScenario(Parse(absl::StrCat(R"pb(options { seed: 5 voters: 3 })pb", steps)));
+  EXPECT_TRUE(plain.passed) << absl::StrJoin(plain.failures, "\n");
+  const pb::Scenario knobbed = Parse(absl::StrCat(
+      R"pb(options {
+             seed: 5
+             voters: 3
+             knobs {
+               election_tick: 7
+               heartbeat_tick: 1
+               max_inflight_msgs: 1
+               max_size_per_msg_bytes: 256
+               disable_pre_vote: true
+               watch_max_buffered_events: 8
+               watch_catch_up_batch_events: 4
+             }
+           })pb",
+      steps));
+  const RunResult with_knobs = RunScenario(knobbed);
+  EXPECT_TRUE(with_knobs.passed) << absl::StrJoin(with_knobs.failures, "\n");
+  EXPECT_NE(with_knobs.trace_hash, plain.trace_hash) << "the knobs did not reach the cluster";
+  // The scenario's text keeps the knobs.
+  EXPECT_EQ(Parse(FormatScenario(knobbed)).DebugString(), knobbed.DebugString());
+}
+
 }  // namespace
 }  // namespace kvstore::sim

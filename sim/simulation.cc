@@ -72,6 +72,12 @@ struct Simulation::Node : public node::PeerTransport,
   uint64_t incarnation = 0;
   uint64_t ticks = 0;
   int64_t paused_until_ms = 0;
+  bool pause_buffers = false;       // the pause holds messages instead of dropping them
+  std::vector<raft::Message> held;  // messages a buffering pause holds, in arrival order
+  int64_t clock_stopped_until_ms = 0;
+  uint64_t missed_ticks = 0;  // ticks that did not come while its clock stood still
+  int64_t disk_min_ms = 0;    // a slow disk: extra latency of each WAL fsync
+  int64_t disk_max_ms = 0;
   double tick_rate = 1.0;
   store::SimFileSystem fs;  // the machine's disk: outlives the process
   mvcc::MemoryBackend backend;
@@ -99,6 +105,7 @@ struct Simulation::Node : public node::PeerTransport,
   raft::Index applied_high = 0;
   mvcc::WatchId watch_id = 0;
   mvcc::Revision watch_next_revision = 0;
+  mvcc::Revision reopen_watch_from = 0;  // its watch was canceled: watch again from here
   // Scenario watches: id -> (start revision, last revision delivered).
   std::map<mvcc::WatchId, std::pair<mvcc::Revision, mvcc::Revision>> scenario_watches;
   // Client requests outstanding on this node: request id -> client index.
@@ -128,6 +135,7 @@ struct Simulation::Event {
     kClientNext,
     kClientTimeout,
     kResume,
+    kWatchRead,  // a slow watch reader reads again
   };
   int64_t time_ms = 0;
   uint64_t seq = 0;
@@ -282,6 +290,13 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
   config.request_timeout_ticks = static_cast<int>(options_.client_timeout_ms / options_.tick_ms);
   config.snapshot_every_entries = options_.snapshot_every_entries;
   config.snapshot_catch_up_entries = options_.snapshot_catch_up_entries;
+  config.max_inflight_msgs = options_.max_inflight_msgs;
+  config.max_size_per_msg_bytes = options_.max_size_per_msg_bytes;
+  config.max_committed_size_per_ready_bytes = options_.max_committed_size_per_ready_bytes;
+  config.pre_vote = options_.pre_vote;
+  config.check_quorum = options_.check_quorum;
+  config.watch_max_buffered_events = options_.watch_max_buffered_events;
+  config.watch_catch_up_batch_events = options_.watch_catch_up_batch_events;
   // bcrypt's least cost: the auth workload hashes and verifies passwords, and real cost (10)
   // would spend ~50 ms of wall time on each.
   config.password_hash_cost = auth::kMinBcryptCost;
@@ -345,6 +360,7 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
   watch.start_revision = node.server()->store().compact_revision() + 1;
   auto watch_id = node.server()->Watch(watch);
   node.watch_id = watch_id.ok() ? *watch_id : 0;
+  node.reopen_watch_from = 0;
   // Revision 1 is the empty store: the first event any watcher can see is at revision 2.
   node.watch_next_revision = std::max<mvcc::Revision>(watch.start_revision, 2);
   Trace(absl::StrCat("start n", id, " incarnation ", node.incarnation));
@@ -430,13 +446,41 @@ void Simulation::SendMessage(const raft::Message& message) {
       }
     }
     const int64_t spread = std::max<int64_t>(0, max_ms - min_ms);
-    Schedule(now_ms_ + min_ms + static_cast<int64_t>(rng_.Uniform(spread + 1)), std::move(event));
+    int64_t from_ms = now_ms_;
+    if (!clogged_until_.empty()) {
+      // A clogged link holds the message back until the clog ends.
+      if (auto it = clogged_until_.find({message.from, message.to}); it != clogged_until_.end()) {
+        if (it->second > now_ms_) {
+          from_ms = it->second;
+        } else {
+          clogged_until_.erase(it);
+        }
+      }
+    }
+    Schedule(from_ms + min_ms + static_cast<int64_t>(rng_.Uniform(spread + 1)), std::move(event));
   }
 }
 
 void Simulation::Drain(Node& node) {
   if (!node.up) return;
   node.member->Drain();
+  if (node.reopen_watch_from > 0 && !node.member->stopped()) {
+    // Its all-keys watch was canceled: the client watches again from where it can.
+    mvcc::WatchRequest watch;
+    watch.key = std::string(1, '\0');
+    watch.range_end = std::string(1, '\0');
+    watch.start_revision = node.reopen_watch_from;
+    node.reopen_watch_from = 0;
+    auto watch_id = node.server()->Watch(watch);
+    if (watch_id.ok()) {
+      node.watch_id = *watch_id;
+      node.watch_next_revision = watch.start_revision;
+    } else {
+      Violation(absl::StrCat("n", node.id, " refused a watch from revision ", watch.start_revision,
+                             " after canceling one for compaction: ", watch_id.status().message()));
+    }
+    node.member->Drain();
+  }
   AfterMemberCall(node);
 }
 
@@ -524,7 +568,12 @@ void Simulation::StartSync(Node& node, store::Wal::SyncBatch* batch) {
   event->node = node.id;
   event->incarnation = node.incarnation;
   const int64_t spread = options_.fsync_max_ms - options_.fsync_min_ms;
-  const int64_t disk_ms = static_cast<int64_t>(node.fs.TakeLatencyMicros() / 1000);
+  int64_t disk_ms = static_cast<int64_t>(node.fs.TakeLatencyMicros() / 1000);
+  if (node.disk_max_ms > 0) {
+    disk_ms += node.disk_min_ms +
+               static_cast<int64_t>(
+                   rng_.Uniform(static_cast<uint64_t>(node.disk_max_ms - node.disk_min_ms) + 1));
+  }
   Schedule(now_ms_ + options_.fsync_min_ms + disk_ms +
                static_cast<int64_t>(rng_.Uniform(static_cast<uint64_t>(spread) + 1)),
            std::move(event));
@@ -638,6 +687,8 @@ void Simulation::FillDisk(NodeId id) {
 void Simulation::HealDisk(NodeId id) {
   FreeDisk(id);
   nodes_.at(id)->fs.ClearArmedFailures();
+  nodes_.at(id)->disk_min_ms = 0;
+  nodes_.at(id)->disk_max_ms = 0;
 }
 
 void Simulation::FreeDisk(NodeId id) {
@@ -796,7 +847,24 @@ void Simulation::CheckAcknowledgedWrite(NodeId id, const std::string& key, const
 }
 
 void Simulation::CheckWatch(Node& node, const mvcc::WatchResponse& response) {
-  if (response.watch_id != node.watch_id || response.events.empty()) return;
+  if (response.watch_id != node.watch_id) return;
+  if (response.canceled) {
+    // The server cancels a watch only when the revisions it still needs were compacted while it
+    // lagged (a slow reader): then its client opens a new one after the compaction (etcd's
+    // clients do), and the checker follows that one from there.
+    if (response.compact_revision < node.watch_next_revision) {
+      Violation(absl::StrCat("n", node.id, " canceled its all-keys watch at revision ",
+                             node.watch_next_revision, " (compact revision ",
+                             response.compact_revision, "): ", response.cancel_reason));
+    } else {
+      ++watches_canceled_compacted_;
+      Trace(absl::StrCat("n", node.id, " watch canceled: ", response.cancel_reason));
+    }
+    node.watch_id = 0;
+    node.reopen_watch_from = std::max(node.watch_next_revision, response.compact_revision + 1);
+    return;
+  }
+  if (response.events.empty()) return;
   // The node's watcher covers every key, and every revision is a write: revisions must arrive
   // consecutively, each exactly as the store recorded it (no gap, no duplicate, no reorder).
   const mvcc::Revision first = response.events.front().kv.mod_revision;
@@ -962,15 +1030,32 @@ void Simulation::Process(Event& event) {
     case Event::Kind::kTick:
       if (node == nullptr || !node->up || node->incarnation != event.incarnation) return;
       if (node->paused_until_ms <= now_ms_) {
-        node->member->Tick();  // the member library's tick: the core's, and its publishing
-        // Watchers ask for progress now and then (etcd clients do; #20221 hid there).
-        if (++node->ticks % 16 == 0) node->server()->RequestWatchProgress();
-        Drain(*node);
+        if (node->clock_stopped_until_ms > now_ms_) {
+          ++node->missed_ticks;  // its clock stands still: the tick comes later, in a burst
+        } else {
+          if (node->missed_ticks > 0) {
+            Trace(absl::StrCat("n", node->id, " clock runs again: ", node->missed_ticks,
+                               " missed ticks at once"));
+          }
+          for (uint64_t burst = node->missed_ticks + 1; burst > 0 && node->up; --burst) {
+            node->member->Tick();  // the member library's tick: the core's, and its publishing
+            // Watchers ask for progress now and then (etcd clients do; #20221 hid there).
+            if (++node->ticks % 16 == 0) node->server()->RequestWatchProgress();
+            Drain(*node);
+          }
+          node->missed_ticks = 0;
+        }
       }
+      if (!node->up) return;
       ScheduleTick(*node);
       return;
     case Event::Kind::kDeliver:
-      if (node == nullptr || !node->up || node->paused_until_ms > now_ms_) return;
+      if (node == nullptr || !node->up) return;
+      if (node->paused_until_ms > now_ms_) {
+        // A stopped process: its kernel keeps what arrives (buffering pause), or it is lost.
+        if (node->pause_buffers) node->held.push_back(std::move(event.message));
+        return;
+      }
       if (options_.record_trace) Trace(absl::StrCat("deliver ", DescribeMessage(event.message)));
       (void)node->server()->Step(std::move(event.message));
       Drain(*node);
@@ -995,10 +1080,24 @@ void Simulation::Process(Event& event) {
       ClientTimeout(*clients_[event.client], event.attempt);
       return;
     case Event::Kind::kResume:
-      if (node != nullptr && node->up) {
-        Trace(absl::StrCat("resume n", node->id));
-        Drain(*node);
+      if (node != nullptr && node->up && node->paused_until_ms <= now_ms_) {
+        std::vector<raft::Message> held;
+        held.swap(node->held);
+        Trace(absl::StrCat("resume n", node->id,
+                           held.empty() ? "" : absl::StrCat(": ", held.size(), " held messages")));
+        for (raft::Message& message : held) {
+          if (!node->up) break;
+          (void)node->server()->Step(std::move(message));
+          Drain(*node);
+        }
+        if (node->up) Drain(*node);
       }
+      return;
+    case Event::Kind::kWatchRead:
+      if (node == nullptr || !node->up || node->incarnation != event.incarnation) return;
+      Trace(absl::StrCat("n", node->id, " watch reader reads again"));
+      (void)node->server()->SetWatchReading(node->watch_id, true);
+      Drain(*node);
       return;
   }
 }
@@ -1068,6 +1167,7 @@ void Simulation::SetLinkDelay(NodeId from, NodeId to, int64_t min_ms, int64_t ma
 void Simulation::Heal() {
   blocked_.clear();
   link_delays_.clear();
+  clogged_until_.clear();
   Trace("heal");
 }
 
@@ -1087,6 +1187,7 @@ void Simulation::Crash(NodeId id) {
   node.durable_when_down = node.member->wal().durable();
   node.crashed_once = true;
   node.sync = nullptr;
+  node.held.clear();  // what the kernel held for the process is gone with it
   node.member.reset();
   // Power loss: the disk keeps what was synced and a seeded part of the rest (torn, perhaps);
   // the MVCC backend keeps its durable batches.
@@ -1162,14 +1263,54 @@ bool Simulation::CorruptRecord(NodeId id, bool oldest_segment) {
   return true;
 }
 
-void Simulation::Pause(NodeId id, int64_t ms) {
+void Simulation::Pause(NodeId id, int64_t ms, bool buffer) {
+  if (nodes_.count(id) == 0) return;  // a role nobody holds now (no leader): nothing to pause
   Node& node = *nodes_.at(id);
   node.paused_until_ms = now_ms_ + ms;
+  node.pause_buffers = buffer;
+  if (!buffer) node.held.clear();
   auto event = NewEvent();
   event->kind = Event::Kind::kResume;
   event->node = id;
   Schedule(node.paused_until_ms, std::move(event));
-  Trace(absl::StrCat("pause n", id, " for ", ms, "ms"));
+  Trace(absl::StrCat("pause n", id, " for ", ms, "ms", buffer ? " (buffering)" : ""));
+}
+
+void Simulation::Clog(NodeId from, NodeId to, int64_t ms) {
+  if (nodes_.count(from) == 0 || nodes_.count(to) == 0) return;
+  int64_t& until = clogged_until_[{from, to}];
+  until = std::max(until, now_ms_ + ms);
+  Trace(absl::StrCat("clog ", from, "->", to, " for ", ms, "ms"));
+}
+
+void Simulation::StopClock(NodeId id, int64_t ms) {
+  if (nodes_.count(id) == 0) return;
+  Node& node = *nodes_.at(id);
+  node.clock_stopped_until_ms = std::max(node.clock_stopped_until_ms, now_ms_ + ms);
+  Trace(absl::StrCat("n", id, " clock stops for ", ms, "ms"));
+}
+
+void Simulation::SetDiskLatency(NodeId id, int64_t min_ms, int64_t max_ms) {
+  if (nodes_.count(id) == 0) return;
+  Node& node = *nodes_.at(id);
+  node.disk_min_ms = std::max<int64_t>(0, min_ms);
+  node.disk_max_ms = std::max(node.disk_min_ms, max_ms);
+  Trace(
+      absl::StrCat("n", id, " slow disk: fsync +", node.disk_min_ms, "..", node.disk_max_ms, "ms"));
+}
+
+void Simulation::SlowWatchReader(NodeId id, int64_t ms) {
+  auto it = nodes_.find(id);
+  if (it == nodes_.end() || !it->second->up || it->second->watch_id == 0) return;
+  Node& node = *it->second;
+  if (!node.server()->SetWatchReading(node.watch_id, false).ok()) return;
+  ++slow_watch_readers_;
+  Trace(absl::StrCat("n", id, " watch reader stops reading for ", ms, "ms"));
+  auto event = NewEvent();
+  event->kind = Event::Kind::kWatchRead;
+  event->node = id;
+  event->incarnation = node.incarnation;
+  Schedule(now_ms_ + ms, std::move(event));
 }
 
 void Simulation::SetTickRate(NodeId id, double rate) {

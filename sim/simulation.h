@@ -97,6 +97,15 @@ struct SimOptions {
   // Each member's backend makes its batches durable every 1..this many commits (seeded), as
   // etcd's batch transaction does; a crash takes the rest, which the WAL replays.
   uint64_t backend_commits_per_flush_max = 4;
+  // Raft flow control and apply batches (raft::Config), pre-vote and check-quorum, and the
+  // watch hub's buffers (server::ServerConfig): the fuzzer draws them per seed (pb::Knobs).
+  uint64_t max_inflight_msgs = raft::kDefaultMaxInflightMsgs;
+  uint64_t max_size_per_msg_bytes = raft::kDefaultMaxSizePerMsgBytes;
+  uint64_t max_committed_size_per_ready_bytes = server::kDefaultMaxCommittedSizePerReadyBytes;
+  bool pre_vote = true;
+  bool check_quorum = true;
+  uint64_t watch_max_buffered_events = mvcc::kDefaultMaxBufferedEventsPerWatcher;
+  uint64_t watch_catch_up_batch_events = mvcc::kDefaultCatchUpBatchEvents;
 };
 
 class Simulation {
@@ -122,7 +131,26 @@ class Simulation {
   void SetNetwork(const NetworkOptions& network) { options_.network = network; }
   void Crash(NodeId id);
   void Restart(NodeId id);
-  void Pause(NodeId id, int64_t ms);
+  // Stops the node's process for `ms` (no ticks, no fsyncs, no deliveries). The messages sent to
+  // it meanwhile are dropped, or with `buffer` (a SIGSTOPped process: the kernel keeps
+  // receiving) held and delivered in order when it resumes.
+  void Pause(NodeId id, int64_t ms, bool buffer = false);
+  // FoundationDB's clogging: messages sent from `from` to `to` in the next `ms` are held back
+  // and delivered after it (with the usual delay). Heal unclogs.
+  void Clog(NodeId from, NodeId to, int64_t ms);
+  // The node's clock stops for `ms` (its ticks do not come), then the ticks it missed arrive
+  // at once.
+  void StopClock(NodeId id, int64_t ms);
+  // A slow disk: each WAL fsync of the node takes [min_ms, max_ms] more. HealDisk resets it.
+  void SetDiskLatency(NodeId id, int64_t min_ms, int64_t max_ms);
+  // The client of the node's checked all-keys watch stops reading for `ms` (the server buffers,
+  // then lets the watch lag and catch up from history; server::Server::SetWatchReading).
+  void SlowWatchReader(NodeId id, int64_t ms);
+  // The five above do nothing for a node that does not exist (a role nobody holds now).
+  // Slow-watcher outcomes seen by the standing watch checker: watches that stopped reading,
+  // and those the server canceled because their revisions were compacted while they lagged.
+  uint64_t slow_watch_readers() const { return slow_watch_readers_; }
+  uint64_t watches_canceled_compacted() const { return watches_canceled_compacted_; }
   // Disk faults. The next crash of `id` tears the write in flight (its last record reaches the
   // disk garbled); CorruptRecord garbles a durable record in the middle of the log (false if
   // the log is too short). Restart verifies records: a torn tail is dropped, a corrupt record
@@ -309,6 +337,9 @@ class Simulation {
   std::map<NodeId, std::unique_ptr<Node>> nodes_;
   std::set<std::pair<NodeId, NodeId>> blocked_;
   std::map<std::pair<NodeId, NodeId>, std::pair<int64_t, int64_t>> link_delays_;  // min, max ms
+  std::map<std::pair<NodeId, NodeId>, int64_t> clogged_until_;  // link -> end of its clog (ms)
+  uint64_t slow_watch_readers_ = 0;
+  uint64_t watches_canceled_compacted_ = 0;
   std::set<NodeId> refused_;  // nodes whose restart found a corrupt record
   std::set<NodeId> stopped_;  // nodes whose member stopped on a storage failure
   std::vector<std::unique_ptr<Client>> clients_;

@@ -4,6 +4,8 @@
 
 #include "sim/simulation.h"
 
+#include <string>
+
 #include "gtest/gtest.h"
 #include "sim/linearizability.h"
 
@@ -81,6 +83,154 @@ TEST(SimulationTest, FaultsKeepSafetyAndLinearizability) {
     EXPECT_EQ(check->verdict, Verdict::kLinearizable)
         << "seed " << seed << ": " << check->Describe();
   }
+}
+
+// Counts the recorded trace lines that contain `text`.
+size_t TraceLines(const Simulation& sim, const std::string& text) {
+  size_t n = 0;
+  for (const std::string& line : sim.trace()) n += line.find(text) != std::string::npos ? 1 : 0;
+  return n;
+}
+
+// A commit index the node holds now (0 when down).
+raft::Index CommitOf(Simulation& sim, NodeId id) {
+  server::Server* server = sim.server(id);
+  return server == nullptr ? 0 : server->hard_state().commit;
+}
+
+server::Request Put(const std::string& key, const std::string& value) {
+  server::Request request;
+  request.type = server::RequestType::kPut;
+  request.put.key = key;
+  request.put.value = value;
+  return request;
+}
+
+NodeId AFollower(Simulation& sim) {
+  for (NodeId id : sim.node_ids()) {
+    if (id != sim.Leader()) return id;
+  }
+  return raft::kNoNode;
+}
+
+// A buffering pause (SIGSTOP) holds what is sent to the node and delivers it on resume; the
+// dropping pause loses it.
+TEST(SimulationTest, BufferingPauseDeliversHeldMessagesOnResume) {
+  for (const bool buffer : {false, true}) {
+    SimOptions options = Options(3);
+    options.record_trace = true;
+    Simulation sim(options);
+    ASSERT_TRUE(sim.RunUntil([&] { return sim.Leader() != raft::kNoNode; }, 5000));
+    const NodeId follower = AFollower(sim);
+    sim.Pause(follower, 500, buffer);
+    const raft::Index before = CommitOf(sim, follower);
+    ASSERT_TRUE(sim.Call(sim.Leader(), Put("k", "v")).has_value());
+    sim.RunFor(100);
+    EXPECT_EQ(CommitOf(sim, follower), before) << "a paused node advanced";
+    sim.RunFor(400);
+    EXPECT_EQ(TraceLines(sim, "held messages") > 0, buffer);
+    sim.RunFor(1000);
+    EXPECT_GT(CommitOf(sim, follower), before);
+    EXPECT_TRUE(sim.violations().empty()) << sim.violations().front();
+  }
+}
+
+// A clogged link holds its messages back for the clog and then delivers them (no loss): the
+// follower's commit index stands still, then catches up.
+TEST(SimulationTest, ClogHoldsMessagesBackThenDeliversThem) {
+  Simulation sim(Options(4));
+  ASSERT_TRUE(sim.RunUntil([&] { return sim.Leader() != raft::kNoNode; }, 5000));
+  const NodeId leader = sim.Leader();
+  const NodeId follower = AFollower(sim);
+  sim.RunFor(200);
+  sim.Clog(leader, follower, 1000);
+  const raft::Index before = CommitOf(sim, follower);
+  ASSERT_TRUE(sim.Call(leader, Put("k", "v")).has_value());  // the third member acknowledges
+  sim.RunFor(500);
+  EXPECT_EQ(CommitOf(sim, follower), before);
+  sim.RunFor(1000);
+  EXPECT_GE(CommitOf(sim, follower), CommitOf(sim, leader) - 1);
+  EXPECT_GT(CommitOf(sim, follower), before);
+  EXPECT_TRUE(sim.violations().empty()) << sim.violations().front();
+}
+
+// A stopped clock: the node gets no ticks, then all it missed at once.
+TEST(SimulationTest, StoppedClockBurstsItsMissedTicks) {
+  SimOptions options = Options(5);
+  options.record_trace = true;
+  Simulation sim(options);
+  ASSERT_TRUE(sim.RunUntil([&] { return sim.Leader() != raft::kNoNode; }, 5000));
+  sim.StartWorkload();
+  sim.StopClock(AFollower(sim), 1000);
+  sim.StopClock(sim.Leader(), 300);
+  sim.RunFor(2000);
+  sim.StopWorkload();
+  sim.RunFor(500);
+  // 1000 ms at 10 ms a tick: about 100 ticks come at once.
+  EXPECT_EQ(TraceLines(sim, "missed ticks at once"), 2u);
+  EXPECT_GE(TraceLines(sim, "clock runs again: 99 missed") +
+                TraceLines(sim, "clock runs again: 100 missed"),
+            1u);
+  EXPECT_TRUE(sim.violations().empty()) << sim.violations().front();
+  const absl::StatusOr<CheckResult> check = CheckLinearizability(sim.TakeHistory());
+  ASSERT_TRUE(check.ok()) << check.status();
+  EXPECT_EQ(check->verdict, Verdict::kLinearizable) << check->Describe();
+}
+
+// A slow disk slows commits that need its fsync: with every disk slow, a write takes the
+// latency.
+TEST(SimulationTest, SlowDiskDelaysCommits) {
+  Simulation sim(Options(6));
+  ASSERT_TRUE(sim.RunUntil([&] { return sim.Leader() != raft::kNoNode; }, 5000));
+  auto put_ms = [&](const std::string& value) {
+    const int64_t start = sim.now_ms();
+    const auto response = sim.Call(sim.Leader(), Put("k", value));
+    EXPECT_TRUE(response.has_value() && response->status.ok());
+    return sim.now_ms() - start;
+  };
+  EXPECT_LT(put_ms("fast"), 100);
+  for (NodeId id : sim.node_ids()) sim.SetDiskLatency(id, 200, 300);
+  sim.RunFor(500);
+  EXPECT_GE(put_ms("slow"), 200);
+  for (NodeId id : sim.node_ids()) sim.HealDisk(id);
+  sim.RunFor(1000);
+  EXPECT_LT(put_ms("fast again"), 100);
+  EXPECT_TRUE(sim.violations().empty()) << sim.violations().front();
+}
+
+// Slow watch readers: the server buffers a watch's events up to its buffer, lets it lag, and
+// replays history once it reads again; a lagging watch whose history is compacted meanwhile is
+// canceled and watched again after the compaction. The watch checker judges every event.
+TEST(SimulationTest, SlowWatchReadersLagCatchUpOrAreCanceledByCompaction) {
+  SimOptions options = Options(7);
+  options.watch_max_buffered_events = 8;
+  options.watch_catch_up_batch_events = 4;
+  options.record_trace = true;
+  Simulation sim(options);
+  ASSERT_TRUE(sim.RunUntil([&] { return sim.Leader() != raft::kNoNode; }, 5000));
+  sim.StartWorkload();
+  for (NodeId id : sim.node_ids()) sim.SlowWatchReader(id, 1000);
+  sim.RunFor(1500);
+  // Slow again, and this time the leader compacts everything while they lag.
+  for (NodeId id : sim.node_ids()) sim.SlowWatchReader(id, 1500);
+  sim.RunFor(700);
+  server::Request compact;
+  compact.type = server::RequestType::kCompact;
+  compact.revision = sim.server(sim.Leader())->store().current_revision();
+  const auto compacted = sim.Call(sim.Leader(), compact);
+  ASSERT_TRUE(compacted.has_value() && compacted->status.ok());
+  sim.RunFor(2000);
+  sim.StopWorkload();
+  sim.RunFor(500);
+  EXPECT_EQ(sim.slow_watch_readers(), 6u);
+  EXPECT_GE(sim.watches_canceled_compacted(), 1u);
+  EXPECT_TRUE(sim.violations().empty()) << sim.violations().front();
+  // Every node's watch caught up with its store: one more write reaches each, in order.
+  sim.StartWorkload();
+  sim.RunFor(500);
+  sim.StopWorkload();
+  sim.RunFor(500);
+  EXPECT_TRUE(sim.violations().empty()) << sim.violations().front();
 }
 
 }  // namespace
