@@ -1,5 +1,6 @@
 #include "net/etcd/service.h"
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -294,7 +295,8 @@ class WatchSession {
   void Enqueue(Watch* watch, const mvcc::WatchResponse& response) {
     Queued item;
     item.watch = watch;
-    ToProto(response, loop_.cluster_id(), member_id_, term_, &item.response);
+    ToProto(response, loop_.cluster_id(), member_id_.load(std::memory_order_relaxed),
+            term_.load(std::memory_order_relaxed), &item.response);
     item.response.set_watch_id(watch->local_id);
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -325,8 +327,8 @@ class WatchSession {
   void Create(const etcdserverpb::WatchCreateRequest& request) {
     auto status = loop_.Status();
     if (status.ok()) {
-      member_id_ = status->id;
-      term_ = status->term;
+      member_id_.store(status->id, std::memory_order_relaxed);
+      term_.store(status->term, std::memory_order_relaxed);
     }
     int64_t local_id = request.watch_id();
     bool in_use = false;
@@ -347,8 +349,8 @@ class WatchSession {
       // etcd answers a refused creation with watch id -1, created and canceled.
       etcdserverpb::WatchResponse refused;
       server::ResponseHeader header;
-      header.member_id = member_id_;
-      header.raft_term = term_;
+      header.member_id = member_id_.load(std::memory_order_relaxed);
+      header.raft_term = term_.load(std::memory_order_relaxed);
       header.revision = status.ok() ? status->revision : 0;
       ToHeader(header, loop_.cluster_id(), refused.mutable_header());
       refused.set_watch_id(-1);
@@ -456,8 +458,10 @@ class WatchSession {
   const Loop& loop_;
   Stream* stream_;
   const size_t queue_limit_;
-  raft::NodeId member_id_ = 0;
-  raft::Term term_ = 0;
+  // The member and term the stream's responses report: written by the reader thread at each
+  // creation, read by the loop thread as it delivers events to the stream's earlier watches.
+  std::atomic<raft::NodeId> member_id_{0};
+  std::atomic<raft::Term> term_{0};
   int64_t next_id_ = 0;
   std::map<int64_t, std::unique_ptr<Watch>> watches_;  // reader thread
   bool closed_ = false;
