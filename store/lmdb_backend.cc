@@ -2,11 +2,16 @@
 
 #include <fcntl.h>
 #include <lmdb.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <utility>
 
@@ -146,7 +151,8 @@ absl::Status LmdbBackend::OpenEnvironment() {
   // with the data instead of being sized to the map.
   if ((rc = mdb_env_set_mapsize(env_, kMapSizeBytes)) != MDB_SUCCESS ||
       (rc = mdb_env_set_maxdbs(env_, kBucketCount)) != MDB_SUCCESS ||
-      (rc = mdb_env_open(env_, dir_.c_str(), MDB_NOTLS, kFileMode)) != MDB_SUCCESS) {
+      (rc = mdb_env_open(env_, dir_.c_str(), MDB_NOTLS | MDB_NORDAHEAD | MDB_NOMETASYNC,
+                         kFileMode)) != MDB_SUCCESS) {
     CloseEnvironment();
     return LmdbError("mdb_env_open", rc);
   }
@@ -192,6 +198,7 @@ absl::Status LmdbBackend::OpenEnvironment() {
     CloseEnvironment();
     return status;
   }
+  FindMap();
   return absl::OkStatus();
 }
 
@@ -205,6 +212,8 @@ void LmdbBackend::CloseEnvironment() {
   read_txn_ = nullptr;
   if (env_ != nullptr) mdb_env_close(env_);
   env_ = nullptr;
+  map_address_ = nullptr;  // unmapped by the close: another mapping may take the address
+  map_bytes_ = 0;
 }
 
 std::optional<std::string> LmdbBackend::Get(Bucket bucket, absl::string_view key) const {
@@ -307,18 +316,18 @@ absl::Status LmdbBackend::Commit() {
   if (pending_batches_++ == 0) first_pending_ms_ = now_ms;
   if (pending_batches_ >= options_.batch_limit_commits ||
       now_ms - first_pending_ms_ >= options_.batch_interval_ms) {
-    return CommitTransaction();
+    return CommitTransaction(/*durable=*/false);
   }
   return absl::OkStatus();
 }
 
 absl::Status LmdbBackend::Flush() {
   if (!status_.ok()) return status_;
-  if (pending_batches_ == 0) return absl::OkStatus();
-  if (undo_.empty()) return CommitTransaction();
+  if (pending_batches_ == 0) return meta_unsynced_ ? SyncMeta() : absl::OkStatus();
+  if (undo_.empty()) return CommitTransaction(/*durable=*/true);
   absl::StatusOr<std::vector<SetAside>> outstanding = SetAsideOutstanding();
   if (!outstanding.ok()) return outstanding.status();
-  if (absl::Status status = CommitTransaction(); !status.ok()) return status;
+  if (absl::Status status = CommitTransaction(/*durable=*/true); !status.ok()) return status;
   Reapply(*outstanding);
   return status_;
 }
@@ -330,7 +339,7 @@ absl::Status LmdbBackend::Defragment() {
   absl::StatusOr<std::vector<SetAside>> outstanding = SetAsideOutstanding();
   if (!outstanding.ok()) return outstanding.status();
   if (write_txn_ != nullptr) {
-    if (absl::Status status = CommitTransaction(); !status.ok()) return status;
+    if (absl::Status status = CommitTransaction(/*durable=*/true); !status.ok()) return status;
   }
 
   // The copy: until the rename, data.mdb is untouched and a failure changes nothing.
@@ -472,7 +481,7 @@ void LmdbBackend::Reapply(const std::vector<SetAside>& writes) {
   }
 }
 
-absl::Status LmdbBackend::CommitTransaction() {
+absl::Status LmdbBackend::CommitTransaction(bool durable) {
   RAFT_CHECK(write_txn_ != nullptr && read_depth_ == 0)
       << "LMDB backend in " << dir_ << ": commit without a write transaction, or inside a read";
   MDB_txn* const txn = std::exchange(write_txn_, nullptr);
@@ -483,7 +492,64 @@ absl::Status LmdbBackend::CommitTransaction() {
         absl::StrCat("LMDB backend in ", dir_, ": mdb_txn_commit failed: ", mdb_strerror(rc),
                      "; the batches since the last durable commit are lost")));
   }
-  return UpdateSize();
+  meta_unsynced_ = true;
+  if (durable) {
+    if (absl::Status synced = SyncMeta(); !synced.ok()) return synced;
+  }
+  absl::Status sized = UpdateSize();
+  if (sized.ok() && ++commits_since_release_ >= kReleaseMapEveryCommits) ReleaseMap();
+  return sized;
+}
+
+absl::Status LmdbBackend::SyncMeta() {
+  if (const int rc = mdb_env_sync(env_, /*force=*/1); rc != MDB_SUCCESS) {
+    return Fail(absl::DataLossError(absl::StrCat("LMDB backend in ", dir_,
+                                                 ": mdb_env_sync failed: ", mdb_strerror(rc),
+                                                 "; the last commit may not be durable")));
+  }
+  meta_unsynced_ = false;
+  return absl::OkStatus();
+}
+
+void LmdbBackend::FindMap() {
+  map_address_ = nullptr;
+  map_bytes_ = 0;
+  // LMDB does not tell where it mapped the file (MDB_envinfo::me_mapaddr is set only with
+  // MDB_FIXEDMAP): the process's map of data.mdb's inode from offset 0, map-sized, is it.
+  int fd = -1;
+  struct stat st;
+  MDB_envinfo info;
+  if (mdb_env_get_fd(env_, &fd) != MDB_SUCCESS || fstat(fd, &st) != 0 ||
+      mdb_env_info(env_, &info) != MDB_SUCCESS) {
+    return;
+  }
+  FILE* maps = std::fopen("/proc/self/maps", "re");
+  if (maps == nullptr) return;
+  char line[4096];
+  while (std::fgets(line, sizeof(line), maps) != nullptr) {
+    unsigned long long start = 0, end = 0, offset = 0, inode = 0;
+    unsigned int dev_major = 0, dev_minor = 0;
+    if (std::sscanf(line, "%llx-%llx %*s %llx %x:%x %llu", &start, &end, &offset, &dev_major,
+                    &dev_minor, &inode) == 6 &&
+        inode == static_cast<unsigned long long>(st.st_ino) && dev_major == major(st.st_dev) &&
+        dev_minor == minor(st.st_dev) && offset == 0 && end - start == info.me_mapsize) {
+      map_address_ = reinterpret_cast<void*>(static_cast<uintptr_t>(start));
+      map_bytes_ = static_cast<size_t>(end - start);
+      break;
+    }
+  }
+  std::fclose(maps);
+}
+
+void LmdbBackend::ReleaseMap() {
+  commits_since_release_ = 0;
+  if (map_address_ == nullptr) return;
+  // Only what the file holds is ever mapped in; the rest of the 8 GiB map is address space.
+  const size_t page_bytes = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t mapped_bytes =
+      (std::min<size_t>(size_bytes_ + page_bytes, map_bytes_) / page_bytes) * page_bytes;
+  // Advice only: a failure leaves the pages mapped, which costs memory, never correctness.
+  (void)madvise(map_address_, mapped_bytes, MADV_DONTNEED);
 }
 
 absl::Status LmdbBackend::UpdateSize() {
