@@ -536,8 +536,20 @@ absl::Status Runtime::Open() {
   member_->Drain();
   if (member_->stopped()) return member_->failure();
   // etcd's advanceTicksForElection: start one tick short of an election timeout, so a fresh
-  // member (a single one above all) elects within a tick instead of a whole timeout.
-  for (int i = 1; i < config.election_tick; ++i) member_->Tick();
+  // member elects within a tick instead of a whole timeout. A lone voter has nobody to disrupt
+  // and nobody to wait for: it ticks on through its randomized timeout (below two election
+  // timeouts) until it campaigns, so a single member serves right after it starts instead of
+  // up to a second later.
+  const raft::ConfState conf = member_->server().RaftConfState();
+  const bool lone_voter =
+      conf.voters.size() == 1 && conf.voters.front() == options_.id && conf.voters_outgoing.empty();
+  const int advance_ticks = lone_voter ? 2 * config.election_tick : config.election_tick - 1;
+  for (int i = 0; i < advance_ticks; ++i) {
+    if (lone_voter && member_->server().RaftStatus().soft_state.role != raft::Role::kFollower) {
+      break;
+    }
+    member_->Tick();
+  }
   tasks_->add(TickLoop());
   tasks_->add(FlushLoop());
   tasks_->add(ProgressNotifyLoop());
