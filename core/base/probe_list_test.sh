@@ -8,12 +8,14 @@ root=$(dirname "$(readlink -f "$0")")/../..
 header="$root/core/base/probe.h"
 entries=$(grep -oE '^ *X\([a-z_]+, [a-z_]+, "[^"]+"' "$header" | sed -E 's/^ *X\(//; s/[",]//g')
 [ -n "$entries" ] || { echo "probe_list_test: no entries found in $header" >&2; exit 1; }
+# Every use in core/ at once (one pass over the tree), as "path:line:text".
+all_uses=$(grep -rnE --include='*.cc' --include='*.h' --exclude='*_test.cc' 'CODE_PROBE\(' \
+  "$root/core" | grep -v '^[^:]*core/base/probe\.h:' | sed "s|^$root/||")
 failures=0
 count=0
 while read -r group name file; do
   count=$((count + 1))
-  uses=$(grep -rnE --include='*.cc' --include='*.h' --exclude='*_test.cc' "CODE_PROBE\($group, $name\)" "$root/core" |
-    grep -v '^[^:]*core/base/probe\.h:' | sed "s|^$root/||")
+  uses=$(grep -E "CODE_PROBE\($group, $name\)" <<<"$all_uses")
   n=$(printf '%s' "$uses" | grep -c . || true)
   if [ "$n" -ne 1 ]; then
     echo "probe $group.$name: used $n times (want exactly 1)${uses:+: }$(echo $uses)"
