@@ -350,6 +350,10 @@ absl::StatusOr<NodeConfig> ParseConfig(const std::vector<std::string>& args,
                      kMaxQuotaBackendBytes, " (8 GiB)"));
   }
   if (config.quota_backend_bytes == 0) config.quota_backend_bytes = server::kDefaultQuotaBytes;
+  return config;
+}
+
+absl::Status VerifyBootstrap(const NodeConfig& config) {
   auto it = config.initial_cluster.find(config.name);
   if (it == config.initial_cluster.end()) {
     return absl::InvalidArgumentError(
@@ -362,7 +366,7 @@ absl::StatusOr<NodeConfig> ParseConfig(const std::vector<std::string>& args,
         absl::StrCat("--initial-cluster has ", config.name, "=", absl::StrJoin(it->second, ","),
                      " but --initial-advertise-peer-urls is ", absl::StrJoin(advertised, ",")));
   }
-  return config;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<RuntimeOptions> ToRuntimeOptions(const NodeConfig& config) {

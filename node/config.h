@@ -85,8 +85,15 @@ struct NodeConfig {
 absl::StatusOr<NodeConfig> ParseConfig(const std::vector<std::string>& args,
                                        const std::vector<std::string>& environment);
 
+// etcd's VerifyBootstrap: --initial-cluster names this member (--name) with the peer URLs it
+// advertises (--initial-advertise-peer-urls). Checked at a member's first boot only: a restart
+// takes its identity and membership from its data directory, and then --initial-cluster may
+// have changed or be gone, as in etcd.
+absl::Status VerifyBootstrap(const NodeConfig& config);
+
 // The member's identity and cluster from the configuration: this member's id, the founding
-// members (for --initial-cluster-state=new) and the cluster id.
+// members (for --initial-cluster-state=new) and the cluster id. Meaningful at the first boot
+// (after VerifyBootstrap); kvnode keeps both ids in the data directory for its restarts.
 absl::StatusOr<RuntimeOptions> ToRuntimeOptions(const NodeConfig& config);
 
 // The usage text of kvnode --help.

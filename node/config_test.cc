@@ -106,12 +106,28 @@ TEST(ConfigTest, BadFlagsAreClearErrors) {
                "https://127.0.0.1:2379 with HTTPS scheme");
   expect_error({"--listen-client-urls=ftp://127.0.0.1:2379"}, "want http or https");
   expect_error({"--initial-cluster-state=maybe"}, "new");
-  expect_error({"--name=a", "--initial-cluster=b=http://127.0.0.1:2380"}, "no member named");
-  expect_error({"--initial-cluster=default=http://127.0.0.1:9999"}, "initial-advertise-peer-urls");
   expect_error({"--quota-backend-bytes=9000000000"}, "8 GiB");
   expect_error({"--log-level=loud"}, "unknown log level");
   expect_error({"--name"}, "needs a value");
   expect_error({"stray"}, "unexpected argument");
+}
+
+// --initial-cluster must name this member with its advertised peer URLs at the first boot only
+// (VerifyBootstrap, as etcd's): parsing accepts any well-formed --initial-cluster, since a
+// restart ignores it (node:restart_identity_test runs both with real processes).
+TEST(ConfigTest, BootstrapChecksAreSeparateFromParsing) {
+  auto verify_error = [](std::vector<std::string> args, const std::string& needle) {
+    auto config = ParseConfig(args, {});
+    ASSERT_TRUE(config.ok()) << config.status();
+    absl::Status verified = VerifyBootstrap(*config);
+    ASSERT_FALSE(verified.ok()) << needle;
+    EXPECT_TRUE(absl::StrContains(verified.message(), needle)) << verified;
+  };
+  verify_error({"--name=a", "--initial-cluster=b=http://127.0.0.1:2380"}, "no member named");
+  verify_error({"--initial-cluster=default=http://127.0.0.1:9999"}, "initial-advertise-peer-urls");
+  auto config = ParseConfig({}, {});
+  ASSERT_TRUE(config.ok());
+  EXPECT_TRUE(VerifyBootstrap(*config).ok());
 }
 
 // Certificates made at test time (net/testing/make_certs.sh), once per test binary.

@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -277,6 +278,22 @@ absl::Status WriteStoredId(const std::string& data_dir, const std::string& name,
   return store::WriteFileDurably(&fs, member_dir, name, absl::StrCat(absl::Hex(id), "\n"));
 }
 
+// What a data directory records of its member once it has booted: its member id
+// (<data-dir>/member/id) and its cluster id (<data-dir>/member/cluster_id); nullopt before the
+// first boot completed (or for a founding member's data directory written before kvnode kept
+// its id, which then boots from its flags once more and keeps it).
+absl::StatusOr<std::optional<std::pair<raft::NodeId, uint64_t>>> StoredIdentity(
+    const std::string& data_dir) {
+  auto id = ReadStoredId(data_dir, "id");
+  if (!id.ok()) return id.status();
+  auto cluster_id = ReadStoredId(data_dir, "cluster_id");
+  if (!cluster_id.ok()) return cluster_id.status();
+  if (*id == raft::kNoNode || *cluster_id == 0) {
+    return std::optional<std::pair<raft::NodeId, uint64_t>>();
+  }
+  return std::optional<std::pair<raft::NodeId, uint64_t>>(std::make_pair(*id, *cluster_id));
+}
+
 // A founding member's cluster id (--initial-cluster-state=new): the one its data directory keeps
 // (<data-dir>/member/cluster_id), or, at the first boot, the one --initial-cluster gives
 // (ClusterIdOf), stored then. As in etcd, the flags' cluster is ignored after the first boot: a
@@ -424,14 +441,39 @@ int Run(int argc, char** argv) {
   log.Info("starting", {{"version", kVersion},
                         {"name", config->name},
                         {"data-dir", config->data_dir},
-                        {"member-id", absl::StrCat(absl::Hex(options->id))},
                         {"from-environment", absl::StrJoin(config->from_environment, ",")}});
   kj::AsyncIoContext io = kj::setupAsyncIo();
   // Before any thread starts, so every thread inherits the blocked mask.
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
   std::vector<server::Member> known;
-  if (options->id != raft::kNoNode) {
+  auto stored = StoredIdentity(config->data_dir);
+  if (!stored.ok()) {
+    log.Error("cannot start", {{"error", std::string(stored.status().message())}});
+    std::fprintf(stderr, "kvnode: %s\n", std::string(stored.status().message()).c_str());
+    return 1;
+  }
+  // A founding member's first boot: its id is stored once its bootstrap entries are durable.
+  bool store_founding_id = false;
+  if (stored->has_value()) {
+    // A restart: the identity and the cluster are the data directory's, as etcd takes them from
+    // its WAL; --initial-cluster, --initial-cluster-state and --initial-cluster-token no longer
+    // count (the membership is the log's). Its members stay a fallback address book.
+    options->id = (*stored)->first;
+    options->cluster_id = (*stored)->second;
+    options->founding.clear();
+    for (const auto& [name, urls] : config->initial_cluster) {
+      known.push_back(server::Member{MemberIdOf(urls, config->initial_cluster_token), name, urls});
+    }
+    log.Info("restarting as the member the data directory records",
+             {{"member-id", absl::StrCat(absl::Hex(options->id))},
+              {"cluster-id", absl::StrCat(absl::Hex(options->cluster_id))},
+              {"initial-cluster", "ignored after the first boot, as etcd's"}});
+  } else if (config->initial_cluster_state_new) {
+    if (absl::Status s = VerifyBootstrap(*config); !s.ok()) {
+      std::fprintf(stderr, "kvnode: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
     auto cluster_id = FoundingClusterId(*config, options->cluster_id, log);
     if (!cluster_id.ok()) {
       log.Error("cannot start", {{"error", std::string(cluster_id.status().message())}});
@@ -439,7 +481,12 @@ int Run(int argc, char** argv) {
       return 1;
     }
     options->cluster_id = *cluster_id;
+    store_founding_id = true;
   } else {
+    if (absl::Status s = VerifyBootstrap(*config); !s.ok()) {
+      std::fprintf(stderr, "kvnode: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
     auto id = JoinedMemberId(*config, &options->cluster_id, io, log, &known, *tls);
     if (!id.ok()) {
       log.Error("cannot join", {{"error", std::string(id.status().message())}});
@@ -455,6 +502,13 @@ int Run(int argc, char** argv) {
     log.Error("cannot start", {{"error", std::string(runtime.status().message())}});
     std::fprintf(stderr, "kvnode: %s\n", std::string(runtime.status().message()).c_str());
     return 1;
+  }
+  if (store_founding_id) {
+    if (absl::Status s = WriteStoredId(config->data_dir, "id", options->id); !s.ok()) {
+      log.Error("cannot start", {{"error", std::string(s.message())}});
+      std::fprintf(stderr, "kvnode: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
   }
   Router router(io, **runtime, options->cluster_id, log, std::move(known));
   router.set_tls(&*tls);
