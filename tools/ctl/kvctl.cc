@@ -66,6 +66,9 @@
 #include "kj/async-unix.h"
 #include "kj/vector.h"
 #include "net/client.h"
+#include "net/concurrency/election.h"
+#include "net/concurrency/mutex.h"
+#include "net/concurrency/session.h"
 #include "net/tls.h"
 #include "tools/ctl/flags.h"
 #include "tools/ctl/format.h"
@@ -91,7 +94,7 @@ constexpr absl::Duration kDefaultDialTimeout = absl::Seconds(2);
 constexpr absl::Duration kDefaultCommandTimeout = absl::Seconds(5);
 // etcdctl lock's --ttl default; elect uses the concurrency package's default session TTL.
 constexpr int64_t kDefaultLockTtlSeconds = 10;
-constexpr int64_t kElectTtlSeconds = 60;
+constexpr int64_t kElectTtlSeconds = net::concurrency::kDefaultSessionTtlSeconds;
 // A session renews its lease three times per TTL (clientv3's cadence), so one lost renewal
 // never expires it; never more often than this.
 constexpr int kRenewalsPerTtl = 3;
@@ -629,174 +632,9 @@ kj::Promise<void> Interrupted(Context& c) {
       .ignoreResult();
 }
 
-// A lease kept alive in the background while the command waits (etcd's concurrency.Session).
-// `lost` resolves if the lease cannot be renewed any more (expired, revoked).
-class Session {
- public:
-  static absl::StatusOr<std::unique_ptr<Session>> Create(Context& c, int64_t ttl_seconds) {
-    Request grant;
-    grant.type = RequestType::kLeaseGrant;
-    grant.ttl_seconds = ttl_seconds;
-    absl::StatusOr<Response> response = c.Call(std::move(grant));
-    if (!response.ok()) return response.status();
-    return std::unique_ptr<Session>(new Session(c, response->lease.id, ttl_seconds));
-  }
-
-  lease::LeaseId lease() const { return lease_; }
-  kj::Promise<void> Lost() { return lost_.addBranch(); }
-
-  // Revokes the lease: whatever is attached to it is deleted at once.
-  absl::Status Close() {
-    renewals_ = nullptr;
-    Request revoke;
-    revoke.type = RequestType::kLeaseRevoke;
-    revoke.lease_id = lease_;
-    return c_.Call(std::move(revoke)).status();
-  }
-
- private:
-  Session(Context& c, lease::LeaseId lease, int64_t ttl_seconds)
-      : c_(c), lease_(lease), keep_alive_(c.client->NewKeepAlive(lease)), lost_(nullptr) {
-    const absl::Duration interval =
-        std::max(absl::Seconds(ttl_seconds) / kRenewalsPerTtl, kMinRenewInterval);
-    auto paf = kj::newPromiseAndFulfiller<void>();
-    lost_ = paf.promise.fork();
-    renewals_ = Renew(ToKj(interval), kj::mv(paf.fulfiller)).eagerlyEvaluate(nullptr);
-  }
-
-  kj::Promise<void> Renew(kj::Duration interval, kj::Own<kj::PromiseFulfiller<void>> lost) {
-    return c_.io->provider->getTimer()
-        .afterDelay(interval)
-        .then([this] { return keep_alive_->Renew(); })
-        .then([this, interval,
-               lost = kj::mv(lost)](absl::StatusOr<int64_t> ttl) mutable -> kj::Promise<void> {
-          if (!ttl.ok() && CodeOf(ttl.status()) == ErrorCode::kLeaseNotFound) {
-            lost->fulfill();
-            return kj::READY_NOW;
-          }
-          // Any other failure (no endpoint answered) is retried soon: the lease may still live.
-          const kj::Duration next = ttl.ok() ? interval : ToKj(kRenewRetryInterval);
-          return Renew(next, kj::mv(lost));
-        });
-  }
-
-  Context& c_;
-  const lease::LeaseId lease_;
-  std::unique_ptr<net::Client::KeepAlive> keep_alive_;
-  kj::ForkedPromise<void> lost_;
-  kj::Promise<void> renewals_ = nullptr;
-};
-
-// Waits for a DELETE of `key` from `revision` on (etcd's waitDelete). Resolves to false if
-// `stop` resolves first.
-absl::StatusOr<bool> WaitDelete(Context& c, const std::string& key, mvcc::Revision revision,
-                                kj::Promise<void> stop) {
-  auto deleted = kj::newPromiseAndFulfiller<bool>();
-  kj::PromiseFulfiller<bool>* fulfiller = deleted.fulfiller.get();
-  mvcc::WatchRequest watch;
-  watch.key = key;
-  watch.start_revision = revision;
-  absl::StatusOr<std::unique_ptr<net::Client::Watch>> opened =
-      c.client
-          ->WatchAsync(watch,
-                       [fulfiller](const mvcc::WatchResponse& response) {
-                         if (!fulfiller->isWaiting()) return;
-                         for (const mvcc::Event& event : response.events) {
-                           if (event.type == mvcc::Event::Type::kDelete) {
-                             fulfiller->fulfill(true);
-                             return;
-                           }
-                         }
-                         // A canceled watch (the connection broke): look again.
-                         if (response.canceled) fulfiller->fulfill(true);
-                       })
-          .wait(c.wait_scope());
-  if (!opened.ok()) return opened.status();
-  const bool happened =
-      deleted.promise.exclusiveJoin(stop.then([] { return false; })).wait(c.wait_scope());
-  (*opened)->Cancel().wait(c.wait_scope()).IgnoreError();
-  return happened;
-}
-
-// Waits until no key under `prefix` was created at or before `max_create_revision` (etcd's
-// waitDeletes): the keys ahead in the queue. False if `stop` resolved first.
-absl::StatusOr<bool> WaitDeletes(Context& c, const std::string& prefix,
-                                 mvcc::Revision max_create_revision,
-                                 kj::ForkedPromise<void>& stop) {
-  while (true) {
-    Request last;
-    last.type = RequestType::kRange;
-    last.range.key = prefix;
-    last.range.range_end = mvcc::PrefixEnd(prefix);
-    last.range.max_create_revision = max_create_revision;
-    last.range.sort_target = mvcc::SortTarget::kCreate;
-    last.range.sort_order = mvcc::SortOrder::kDescend;
-    last.range.limit = 1;
-    absl::StatusOr<Response> response = c.Call(std::move(last));
-    if (!response.ok()) return response.status();
-    if (response->range.kvs.empty()) return true;
-    absl::StatusOr<bool> deleted =
-        WaitDelete(c, response->range.kvs[0].key, response->header.revision, stop.addBranch());
-    if (!deleted.ok() || !*deleted) return deleted;
-  }
-}
-
-// A key under `prefix` attached to the session's lease, and its place in the queue: the keys
-// of the prefix in create-revision order (etcd's Mutex and Election share this).
-struct Candidate {
-  std::string key;
-  mvcc::Revision create_revision = 0;
-};
-
-// Creates (or finds, after a retry) the session's key under `prefix` with `value`, then waits
-// until every key created before it is gone: then it holds the lock or leads. Its create
-// revision is the fencing token: later holders always have a larger one.
-absl::StatusOr<std::optional<Candidate>> Enqueue(Context& c, Session& session,
-                                                 const std::string& prefix,
-                                                 const std::string& value,
-                                                 kj::ForkedPromise<void>& stop) {
-  Candidate me;
-  me.key = absl::StrFormat("%s%x", prefix, static_cast<uint64_t>(session.lease()));
-  Request txn;
-  txn.type = RequestType::kTxn;
-  mvcc::Compare absent;
-  absent.key = me.key;
-  absent.target = mvcc::Compare::Target::kCreate;
-  absent.result = mvcc::Compare::Result::kEqual;
-  absent.number = 0;
-  txn.txn.compare.push_back(absent);
-  mvcc::RequestOp put;
-  put.kind = mvcc::RequestOp::Kind::kPut;
-  put.put.key = me.key;
-  put.put.value = value;
-  put.put.lease = session.lease();
-  txn.txn.success.push_back(put);
-  mvcc::RequestOp get;
-  get.kind = mvcc::RequestOp::Kind::kRange;
-  get.range.key = me.key;
-  txn.txn.failure.push_back(get);
-  absl::StatusOr<Response> response = c.Call(std::move(txn));
-  if (!response.ok()) return response.status();
-  if (response->txn.succeeded) {
-    me.create_revision = response->header.revision;
-  } else {
-    const auto& responses = response->txn.responses;
-    if (responses.empty() || responses[0].range.kvs.empty()) {
-      return absl::InternalError("the session's key vanished while it was created");
-    }
-    me.create_revision = responses[0].range.kvs[0].create_revision;
-  }
-  absl::StatusOr<bool> first = WaitDeletes(c, prefix, me.create_revision - 1, stop);
-  if (!first.ok()) return first.status();
-  if (!*first) return std::optional<Candidate>();
-  return std::optional<Candidate>(me);
-}
-
-absl::Status DeleteKey(Context& c, const std::string& key) {
-  Request del;
-  del.type = RequestType::kDeleteRange;
-  del.delete_range.key = key;
-  return c.Call(std::move(del)).status();
+// The concurrency package's view of the command's client: its loop, and --user's token.
+net::concurrency::ClientContext ConcurrencyContext(Context& c) {
+  return {*c.client, c.io->provider->getTimer(), c.wait_scope(), c.token};
 }
 
 // Runs `argv` with `environment` added, keeping the event loop (and so the session's
@@ -858,6 +696,7 @@ std::string HolderJson(const std::string& key, const std::string& value,
   return JsonObject().Raw("kvs", KvsJson({kv})).Int("count", 1).Build();
 }
 
+// lock: etcd's concurrency.Mutex (net/concurrency/mutex.h) on a session of --ttl.
 int RunLock(Context& c) {
   if (c.args.empty())
     return UsageError(c, "lock takes a lock name argument and an optional command to execute.");
@@ -865,93 +704,42 @@ int RunLock(Context& c) {
   const int64_t ttl = c.flags.GetInt("ttl");
   if (ttl <= 0) return UsageError(c, "--ttl must be positive");
   kj::ForkedPromise<void> stop = Interrupted(c).fork();
-  absl::StatusOr<std::unique_ptr<Session>> session = Session::Create(c, ttl);
+  absl::StatusOr<std::unique_ptr<net::concurrency::Session>> session =
+      net::concurrency::Session::Create(ConcurrencyContext(c), {.ttl_seconds = ttl});
   if (!session.ok()) return Fail(session.status());
-  kj::ForkedPromise<void> stop_or_lost = stop.addBranch().exclusiveJoin((*session)->Lost()).fork();
-  const std::string prefix = c.args[0] + "/";
-  absl::StatusOr<std::optional<Candidate>> held = Enqueue(c, **session, prefix, "", stop_or_lost);
-  if (!held.ok() || !held->has_value()) {
+  net::concurrency::Mutex mutex(**session, c.args[0]);
+  if (absl::Status locked = mutex.Lock(stop.addBranch()); !locked.ok()) {
     (*session)->Close().IgnoreError();
-    return held.ok() ? kExitSuccess : Fail(held.status());
+    // Interrupted while waiting: nothing held, nothing to report.
+    return absl::IsCancelled(locked) ? kExitSuccess : Fail(locked);
   }
-  const Candidate& lock = **held;
   absl::Status result;
   if (c.args.size() > 1) {
     const std::vector<std::string> argv(c.args.begin() + 1, c.args.end());
     absl::StatusOr<int> status = RunChild(
-        c, argv,
-        {"ETCD_LOCK_KEY=" + lock.key, absl::StrCat("ETCD_LOCK_REV=", lock.create_revision)});
+        c, argv, {"ETCD_LOCK_KEY=" + mutex.key(), absl::StrCat("ETCD_LOCK_REV=", mutex.token())});
     result = status.ok() ? ChildStatus(*status) : status.status();
   } else {
     if (c.format == Format::kJson) {
-      Out(HolderJson(lock.key, "", lock.create_revision, (*session)->lease()) + "\n");
+      Out(HolderJson(mutex.key(), "", mutex.token(), (*session)->lease()) + "\n");
     } else {
-      Out(absl::StrCat(Bytes(c, lock.key), "\n", lock.create_revision, "\n"));
+      Out(absl::StrCat(Bytes(c, mutex.key()), "\n", mutex.token(), "\n"));
     }
     std::fflush(stdout);
-    const bool lost = stop.addBranch()
-                          .then([] { return false; })
-                          .exclusiveJoin((*session)->Lost().then([] { return true; }))
-                          .wait(c.wait_scope());
-    if (lost) result = absl::AbortedError("session expired");
+    stop.addBranch().exclusiveJoin((*session)->Done()).wait(c.wait_scope());
+    if ((*session)->lost()) result = absl::AbortedError("session expired");
   }
-  absl::Status unlocked = DeleteKey(c, lock.key);
-  absl::Status closed = (*session)->Close();
+  absl::Status unlocked = mutex.Unlock();
+  (*session)->Close().IgnoreError();
   if (!result.ok()) return Fail(result);
   if (!unlocked.ok()) return Fail(unlocked);
   return kExitSuccess;
 }
 
-// elect -l: prints the leader (its key and proposal) each time it changes.
-int Observe(Context& c, const std::string& prefix, kj::ForkedPromise<void>& stop) {
-  std::string shown;
-  while (true) {
-    Request first;
-    first.type = RequestType::kRange;
-    first.range.key = prefix;
-    first.range.range_end = mvcc::PrefixEnd(prefix);
-    first.range.sort_target = mvcc::SortTarget::kCreate;
-    first.range.sort_order = mvcc::SortOrder::kAscend;
-    first.range.limit = 1;
-    absl::StatusOr<Response> response = c.Call(std::move(first));
-    if (!response.ok()) return Fail(response.status());
-    if (!response->range.kvs.empty()) {
-      const mvcc::KeyValue& leader = response->range.kvs[0];
-      const std::string identity = absl::StrCat(leader.key, "\n", leader.value);
-      if (identity != shown) {
-        if (c.format == Format::kJson) {
-          Out(RangeJson(response->header, response->range) + "\n");
-        } else {
-          PrintKv(c, leader, false);
-        }
-        std::fflush(stdout);
-        shown = identity;
-      }
-    }
-    // Any change under the prefix may change the leader: look again after it.
-    auto changed = kj::newPromiseAndFulfiller<bool>();
-    kj::PromiseFulfiller<bool>* fulfiller = changed.fulfiller.get();
-    mvcc::WatchRequest watch;
-    watch.key = prefix;
-    watch.range_end = mvcc::PrefixEnd(prefix);
-    watch.start_revision = response->header.revision + 1;
-    absl::StatusOr<std::unique_ptr<net::Client::Watch>> opened =
-        c.client
-            ->WatchAsync(watch,
-                         [fulfiller](const mvcc::WatchResponse& r) {
-                           if (fulfiller->isWaiting() && (!r.events.empty() || r.canceled)) {
-                             fulfiller->fulfill(true);
-                           }
-                         })
-            .wait(c.wait_scope());
-    if (!opened.ok()) return Fail(opened.status());
-    const bool again = changed.promise.exclusiveJoin(stop.addBranch().then([] { return false; }))
-                           .wait(c.wait_scope());
-    (*opened)->Cancel().wait(c.wait_scope()).IgnoreError();
-    if (!again) return kExitSuccess;
-  }
-}
-
+// elect: etcd's concurrency.Election (net/concurrency/election.h). With -l, prints the leader
+// and then every new leader or proclamation (Observe); otherwise campaigns with the proposal,
+// prints the key, the proposal and the key's create revision once elected, and resigns on
+// SIGINT or SIGTERM.
 int RunElect(Context& c) {
   const bool listen = c.flags.GetBool("listen");
   if (c.args.size() != 1 && c.args.size() != 2) {
@@ -959,34 +747,48 @@ int RunElect(Context& c) {
                       "elect takes one election name argument and an optional proposal argument.");
   }
   if (c.format == Format::kTable) return TableUnsupported();
-  const std::string prefix = c.args[0] + "/";
   kj::ForkedPromise<void> stop = Interrupted(c).fork();
-  if (listen) return Observe(c, prefix, stop);
+  if (listen) {
+    net::concurrency::Election observer(ConcurrencyContext(c), c.args[0]);
+    absl::Status observed = observer.Observe(
+        [&](const net::concurrency::LeaderValue& leader) {
+          if (c.format == Format::kJson) {
+            server::ResponseHeader header;
+            header.revision = leader.header_revision;
+            mvcc::RangeResponse range;
+            range.kvs.push_back(leader.kv);
+            range.count = 1;
+            Out(RangeJson(header, range) + "\n");
+          } else {
+            PrintKv(c, leader.kv, false);
+          }
+          std::fflush(stdout);
+          return true;
+        },
+        stop.addBranch());
+    return observed.ok() ? kExitSuccess : Fail(observed);
+  }
   if (c.args.size() != 2) return UsageError(c, "no proposal argument but -l not set");
   const std::string& proposal = c.args[1];
-  absl::StatusOr<std::unique_ptr<Session>> session = Session::Create(c, kElectTtlSeconds);
+  absl::StatusOr<std::unique_ptr<net::concurrency::Session>> session =
+      net::concurrency::Session::Create(ConcurrencyContext(c), {.ttl_seconds = kElectTtlSeconds});
   if (!session.ok()) return Fail(session.status());
-  kj::ForkedPromise<void> stop_or_lost = stop.addBranch().exclusiveJoin((*session)->Lost()).fork();
-  absl::StatusOr<std::optional<Candidate>> led =
-      Enqueue(c, **session, prefix, proposal, stop_or_lost);
-  if (!led.ok() || !led->has_value()) {
+  net::concurrency::Election election(**session, c.args[0]);
+  if (absl::Status led = election.Campaign(proposal, stop.addBranch()); !led.ok()) {
     (*session)->Close().IgnoreError();
-    return led.ok() ? kExitSuccess : Fail(led.status());
+    return absl::IsCancelled(led) ? kExitSuccess : Fail(led);
   }
-  const Candidate& leader = **led;
   if (c.format == Format::kJson) {
-    Out(HolderJson(leader.key, proposal, leader.create_revision, (*session)->lease()) + "\n");
+    Out(HolderJson(election.key(), proposal, election.rev(), (*session)->lease()) + "\n");
   } else {
-    Out(absl::StrCat(Bytes(c, leader.key), "\n", Bytes(c, proposal), "\n", leader.create_revision,
+    Out(absl::StrCat(Bytes(c, election.key()), "\n", Bytes(c, proposal), "\n", election.rev(),
                      "\n"));
   }
   std::fflush(stdout);
-  const bool lost = stop.addBranch()
-                        .then([] { return false; })
-                        .exclusiveJoin((*session)->Lost().then([] { return true; }))
-                        .wait(c.wait_scope());
+  stop.addBranch().exclusiveJoin((*session)->Done()).wait(c.wait_scope());
+  const bool lost = (*session)->lost();
   // Resigning deletes the key, so the next candidate leads at once rather than after the TTL.
-  absl::Status resigned = DeleteKey(c, leader.key);
+  absl::Status resigned = election.Resign();
   (*session)->Close().IgnoreError();
   if (lost) return Fail("elect: session expired");
   if (!resigned.ok()) return Fail(resigned);

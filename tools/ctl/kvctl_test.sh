@@ -299,6 +299,23 @@ ballot/[0-9a-f]+
 proposal-1
 [0-9]+
 EOF
+# An observer (elect -l) started with no candidate waits for the first and prints it.
+"$kvctl" --endpoints "$endpoint" elect -l ballot >"$dir/observe.out" 2>&1 &
+observer=$!
+background+=("$observer")
+sleep 0.3
+timeout --preserve-status -s TERM 1 "$kvctl" --endpoints "$endpoint" elect ballot proposal-2 \
+  >/dev/null 2>&1
+for _ in $(seq 30); do
+  [ "$(wc -l <"$dir/observe.out")" -ge 2 ] && break
+  sleep 0.1
+done
+kill -TERM "$observer"
+wait "$observer"
+check_re "elect -l" 0 -- cat "$dir/observe.out" <<'EOF'
+ballot/[0-9a-f]+
+proposal-2
+EOF
 
 # --- user, role, auth: etcdctl 3.4.23's output against etcd 3.4, word for word ------------------
 check "user add" 0 -- ctl user add root:rootpw <<<"User root created"
