@@ -200,6 +200,19 @@ std::string FormatReport(const pb::CampaignSummary& s) {
                     " search steps (seed ", s.most_search_steps_seed(), ") of a budget of ",
                     s.search_steps_budget(), "\n");
   }
+  if (s.calm_windows() > 0) {
+    absl::StrAppendFormat(
+        &out,
+        "availability: %d calm windows (healed faults), %d settled on a stable leader after "
+        "%.2f elections on average, at most %d (seed %d); %d leader transfers judged, %d "
+        "proposals refused during one\n",
+        s.calm_windows(), s.calm_windows_settled(),
+        s.calm_windows_settled() > 0 ? static_cast<double>(s.elections_after_heal()) /
+                                           static_cast<double>(s.calm_windows_settled())
+                                     : 0.0,
+        s.most_elections_after_heal(), s.most_elections_after_heal_seed(), s.transfers_checked(),
+        s.proposals_refused_in_transfer());
+  }
   if (s.probe_hits().empty()) {
     absl::StrAppend(&out, "probes: none reported by the simulator\n");
   } else {
@@ -227,6 +240,20 @@ std::string FormatReport(const pb::CampaignSummary& s) {
                     "\nreplay: ", f.replay(), "\n");
   }
   return out;
+}
+
+void AddAvailability(const AvailabilityFigures& figures, uint64_t seed,
+                     pb::CampaignSummary* summary) {
+  summary->set_calm_windows(summary->calm_windows() + figures.calm_windows);
+  summary->set_calm_windows_settled(summary->calm_windows_settled() + figures.settled);
+  summary->set_elections_after_heal(summary->elections_after_heal() + figures.elections_after_heal);
+  if (figures.most_elections_after_heal > summary->most_elections_after_heal()) {
+    summary->set_most_elections_after_heal(figures.most_elections_after_heal);
+    summary->set_most_elections_after_heal_seed(seed);
+  }
+  summary->set_transfers_checked(summary->transfers_checked() + figures.transfers_checked);
+  summary->set_proposals_refused_in_transfer(summary->proposals_refused_in_transfer() +
+                                             figures.proposals_refused_in_transfer);
 }
 
 void AddProbeHits(const probe::Counts& hits, pb::CampaignSummary* summary) {
@@ -375,6 +402,16 @@ MergeOutcome MergeSummaries(const std::vector<NamedSummary>& shards) {
       merged.set_most_search_steps_seed(s.most_search_steps_seed());
     }
     merged.set_search_steps_budget(std::max(merged.search_steps_budget(), s.search_steps_budget()));
+    merged.set_calm_windows(merged.calm_windows() + s.calm_windows());
+    merged.set_calm_windows_settled(merged.calm_windows_settled() + s.calm_windows_settled());
+    merged.set_elections_after_heal(merged.elections_after_heal() + s.elections_after_heal());
+    if (s.most_elections_after_heal() > merged.most_elections_after_heal()) {
+      merged.set_most_elections_after_heal(s.most_elections_after_heal());
+      merged.set_most_elections_after_heal_seed(s.most_elections_after_heal_seed());
+    }
+    merged.set_transfers_checked(merged.transfers_checked() + s.transfers_checked());
+    merged.set_proposals_refused_in_transfer(merged.proposals_refused_in_transfer() +
+                                             s.proposals_refused_in_transfer());
     if (s.interrupted()) {
       merged.set_interrupted(true);
       outcome.problems.push_back(absl::StrCat("shard ", s.shard_index(), "/", s.shard_count(), " (",

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/base/probe.h"
+#include "sim/availability.h"
 #include "sim/campaign.pb.h"
 
 namespace kvstore::sim {
@@ -70,6 +71,10 @@ void RecordSeed(uint64_t seed, int nodes, bool passed, const std::vector<std::st
 // Adds one seed's code probe hits (core/base/probe.h) to `summary`. Every probe of the list gets
 // an entry, zero included, so a summary names the probes never hit.
 void AddProbeHits(const probe::Counts& hits, pb::CampaignSummary* summary);
+
+// Adds one seed's availability figures (sim/availability.h) to `summary`.
+void AddAvailability(const AvailabilityFigures& figures, uint64_t seed,
+                     pb::CampaignSummary* summary);
 
 // Probes a campaign may leave unhit, each with the reason (testdata/sim/expected_rare_probes.txt):
 // one probe per line, its name and then the reason; '#' starts a comment line. Refused, naming

@@ -1,6 +1,8 @@
 #include "sim/fuzz.h"
 
 #include <algorithm>
+#include <cmath>
+#include <string>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -20,6 +22,28 @@ pb::NodeRef Node(uint64_t id) {
 template <typename T, size_t N>
 T Pick(raft::SplitMix64& rng, const T (&choices)[N]) {
   return choices[rng.Uniform(N)];
+}
+
+// One seed in four reads on the leader's lease (with check-quorum on), inside the lease's
+// clock-drift bound (raft::kLeaseMaxTickRateRatio): skewed tick rates become 0.8-1.0 (tick
+// periods within 1.25 of each other, truncation included), and pauses and stopped clocks, which
+// stop a node's clock outright, are left out. A stream of its own: the other seeds keep their
+// schedules.
+void MaybeLeaseReads(uint64_t seed, pb::Scenario* scenario) {
+  raft::SplitMix64 rng(seed ^ 0x4C65617365ull);
+  if (rng.Uniform(4) != 0 || scenario->options().knobs().disable_check_quorum()) return;
+  scenario->mutable_options()->set_lease_reads(true);
+  for (pb::Step& step : *scenario->mutable_steps()) {
+    if (step.has_tick_rate() && step.tick_rate().rate() != 1.0) {
+      const double rate = std::clamp(step.tick_rate().rate(), 0.5, 2.0);
+      step.mutable_tick_rate()->set_rate(0.8 + 0.05 * std::floor((rate - 0.5) / 1.5 * 4.999));
+    } else if (step.has_pause() || step.has_clock_stop()) {
+      const std::string note = absl::StrCat(step.note(), ": left out, lease reads assume none");
+      step.Clear();
+      step.set_note(note);
+      step.set_run_ms(0);
+    }
+  }
 }
 
 }  // namespace
@@ -59,7 +83,8 @@ std::string DescribeKnobs(const pb::Options& options) {
       " pre_vote=", k.disable_pre_vote() ? "off" : "on",
       " check_quorum=", k.disable_check_quorum() ? "off" : "on",
       " watch_buffer=", k.watch_max_buffered_events(),
-      " watch_catch_up=", k.watch_catch_up_batch_events());
+      " watch_catch_up=", k.watch_catch_up_batch_events(),
+      " lease_reads=", options.lease_reads() ? "on" : "off");
 }
 
 pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
@@ -383,6 +408,7 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
       ->mutable_expect()
       ->set_no_joint_configuration(true);
   step("acknowledged writes survive")->mutable_expect()->set_all_acknowledged_writes_present(true);
+  MaybeLeaseReads(seed, &scenario);
   return scenario;
 }
 

@@ -1,6 +1,7 @@
 #include "sim/runner.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -40,6 +41,7 @@ SimOptions ToSimOptions(const pb::Options& o, uint64_t seed, bool record_trace) 
   if (o.delete_fraction() > 0) options.delete_fraction = o.delete_fraction();
   if (o.fsync_max_ms() > 0) options.fsync_max_ms = o.fsync_max_ms();
   if (o.snapshot_every_entries() > 0) options.snapshot_every_entries = o.snapshot_every_entries();
+  options.lease_reads = o.lease_reads();
   const pb::Knobs& k = o.knobs();
   if (k.election_tick() > 0) options.election_tick = k.election_tick();
   if (k.heartbeat_tick() > 0) options.heartbeat_tick = k.heartbeat_tick();
@@ -436,6 +438,10 @@ class Runner {
   }
   std::vector<NodeId> Voters();
   void CheckHistory();
+  // Scenario::expect_failure: the run must have failed that way; that failure then passes.
+  void CheckExpectedFailure();
+  // Where CheckHistory put its not-linearizable failure, if it found the history so.
+  std::optional<size_t> not_linearizable_at_;
   // The server request `r` stands for; nullopt (and a failure) for an op the runner lacks.
   std::optional<server::Request> BuildRequest(size_t index, const pb::Request& r);
   // The lease `r` names (bound: RunStep checks), or 0 for none.
@@ -558,6 +564,7 @@ RunResult Runner::Run() {
   }
   result_.history = sim_.TakeHistory();
   if (!scenario_.skip_linearizability()) CheckHistory();
+  if (scenario_.has_expect_failure()) CheckExpectedFailure();
   result_.passed = result_.failures.empty();
   result_.trace_hash = sim_.trace_hash();
   result_.trace = sim_.trace();
@@ -565,7 +572,24 @@ RunResult Runner::Run() {
   result_.virtual_ms = sim_.now_ms();
   result_.joint_configs_entered = sim_.joint_configs_entered();
   result_.joint_configs_left = sim_.joint_configs_left();
+  result_.availability = sim_.availability();
   return std::move(result_);
+}
+
+void Runner::CheckExpectedFailure() {
+  const pb::ExpectedFailure& expected = scenario_.expect_failure();
+  if (!not_linearizable_at_.has_value()) {
+    result_.failures.push_back(absl::StrCat(
+        "expected failure did not happen: the scenario demonstrates a hazard (", expected.why(),
+        ") and must fail with a linearizability violation, but ", "the checker found none"));
+    return;
+  }
+  // The demonstrated failure is the scenario's success; every other failure still fails it.
+  const std::string found = result_.failures[*not_linearizable_at_];
+  result_.failures.erase(result_.failures.begin() +
+                         static_cast<std::ptrdiff_t>(*not_linearizable_at_));
+  result_.transcript.push_back(
+      absl::StrCat("expected failure (", expected.why(), ") happened: ", found));
 }
 
 void Runner::CheckHistory() {
@@ -585,6 +609,7 @@ void Runner::CheckHistory() {
       result_.transcript.push_back(absl::StrCat("linearizability: ", described));
       break;
     case Verdict::kNotLinearizable:
+      not_linearizable_at_ = result_.failures.size();
       result_.failures.push_back(absl::StrCat("linearizability: ", described));
       break;
     case Verdict::kUnknown:
@@ -1218,6 +1243,24 @@ absl::Status ValidateScenario(const pb::Scenario& scenario) {
   }
   if (std::string problem = KnobsProblem(scenario.options().knobs()); !problem.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("options.knobs: ", problem));
+  }
+  if (scenario.options().lease_reads() && scenario.options().knobs().disable_check_quorum()) {
+    return absl::InvalidArgumentError(
+        "options.lease_reads needs check-quorum (knobs.disable_check_quorum is set)");
+  }
+  if (scenario.has_expect_failure()) {
+    const pb::ExpectedFailure& expected = scenario.expect_failure();
+    if (expected.kind() == pb::ExpectedFailure::NONE) {
+      return absl::InvalidArgumentError("expect_failure must name its kind");
+    }
+    if (expected.why().empty()) {
+      return absl::InvalidArgumentError("expect_failure must say why (the hazard it shows)");
+    }
+    if (scenario.skip_linearizability()) {
+      return absl::InvalidArgumentError(
+          "expect_failure NOT_LINEARIZABLE with skip_linearizability: the failure it expects "
+          "could never be found");
+    }
   }
   // Name -> its kind and the first step that remembers it.
   std::map<std::string, std::pair<NameKind, int>> remembered;

@@ -296,6 +296,37 @@ TEST(RunnerTest, VotedNeverSeesEveryVoteAlsoWhileTheNodeIsDown) {
   EXPECT_TRUE(FailsWith(result, "step 6: n7 is not a node of this cluster"));
 }
 
+// A scenario that demonstrates a hazard passes only when the failure it expects happens: a
+// healthy run (linearizable) fails it, and so does a starved search (it proves nothing).
+TEST(RunnerTest, ExpectedFailureMustHappen) {
+  pb::Scenario scenario = Parse(kWorkload);
+  scenario.mutable_expect_failure()->set_kind(pb::ExpectedFailure::NOT_LINEARIZABLE);
+  scenario.mutable_expect_failure()->set_why("a test");
+  const RunResult healthy = RunScenario(scenario);
+  EXPECT_FALSE(healthy.passed);
+  EXPECT_TRUE(FailsWith(healthy, "expected failure did not happen"))
+      << absl::StrJoin(healthy.failures, "\n");
+
+  RunOptions starved;
+  starved.linearizability_budget_steps = 1;
+  const RunResult unknown = RunScenario(scenario, starved);
+  EXPECT_FALSE(unknown.passed);
+  EXPECT_TRUE(FailsWith(unknown, "the check gave up"));
+  EXPECT_TRUE(FailsWith(unknown, "expected failure did not happen"));
+}
+
+TEST(ValidateScenarioTest, ExpectedFailureMustSayWhatAndWhy) {
+  const std::string base(kWorkload);
+  EXPECT_TRUE(absl::StrContains(Refusal(base + "expect_failure { why: \"x\" }"), "its kind"));
+  EXPECT_TRUE(
+      absl::StrContains(Refusal(base + "expect_failure { kind: NOT_LINEARIZABLE }"), "say why"));
+  EXPECT_TRUE(
+      absl::StrContains(Refusal(base + "skip_linearizability: true "
+                                       "expect_failure { kind: NOT_LINEARIZABLE why: \"x\" }"),
+                        "could never be found"));
+  EXPECT_EQ(Refusal(base + "expect_failure { kind: NOT_LINEARIZABLE why: \"x\" }"), "");
+}
+
 // Randomised knobs live in the scenario's options: ones the server would refuse are refused at
 // load time, and a scenario's text keeps them (a shrunk regression file replays with them).
 TEST(ValidateScenarioTest, KnobsTheServerWouldRefuseAreRefused) {

@@ -206,7 +206,14 @@ void Simulation::EventQueue::Clear() {
   far_.clear();
 }
 
-Simulation::Simulation(const SimOptions& options) : options_(options), rng_(options.seed) {
+Simulation::Simulation(const SimOptions& options)
+    : options_(options),
+      rng_(options.seed),
+      availability_(
+          options.pre_vote && options.check_quorum, options.election_tick * options.tick_ms,
+          // A transfer's deadline allows for its round trips (catch-up append,
+          // TimeoutNow, votes with their fsyncs) on top of the election timeout.
+          4 * options.network.max_delay_ms + 2 * options.fsync_max_ms + 2 * options.tick_ms) {
   std::vector<NodeId> voters;
   std::vector<server::Member> founding;
   for (int i = 1; i <= options.voters; ++i) {
@@ -295,6 +302,7 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
   config.max_committed_size_per_ready_bytes = options_.max_committed_size_per_ready_bytes;
   config.pre_vote = options_.pre_vote;
   config.check_quorum = options_.check_quorum;
+  config.lease_reads = options_.lease_reads;
   config.watch_max_buffered_events = options_.watch_max_buffered_events;
   config.watch_catch_up_batch_events = options_.watch_catch_up_batch_events;
   // bcrypt's least cost: the auth workload hashes and verifies passwords, and real cost (10)
@@ -550,6 +558,12 @@ void Simulation::CheckReady(Node& node, const server::Ready& ready) {
 }
 
 void Simulation::OnResponse(Node& node, const server::Response& response) {
+  if (!proposals_in_transfer_.empty() &&
+      proposals_in_transfer_.erase({node.id, response.request_id}) > 0) {
+    availability_.ProposalAnsweredInTransfer(node.id,
+                                             std::string(ErrorCodeName(CodeOf(response.status))),
+                                             std::string(response.status.message()));
+  }
   auto it = node.waiting.find(response.request_id);
   if (it == node.waiting.end()) return;
   const size_t client = it->second;
@@ -588,6 +602,7 @@ void Simulation::Fsync(Node& node) {
 }
 
 void Simulation::OnMemberStop(Node& node, const absl::Status& why) {
+  availability_.NodeDown(node.id);
   Trace(absl::StrCat("n", node.id, " stops: ", why.message()));
   stopped_.insert(node.id);
   ++members_stopped_;
@@ -1047,6 +1062,7 @@ void Simulation::Process(Event& event) {
         }
       }
       if (!node->up) return;
+      if (availability_.enabled()) ObserveAvailability();
       ScheduleTick(*node);
       return;
     case Event::Kind::kDeliver:
@@ -1183,6 +1199,7 @@ void Simulation::Isolate(NodeId id) {
 void Simulation::Crash(NodeId id) {
   Node& node = *nodes_.at(id);
   if (!node.up) return;
+  availability_.NodeDown(id);
   node.up = false;
   node.durable_when_down = node.member->wal().durable();
   node.crashed_once = true;
@@ -1264,6 +1281,7 @@ bool Simulation::CorruptRecord(NodeId id, bool oldest_segment) {
 }
 
 void Simulation::Pause(NodeId id, int64_t ms, bool buffer) {
+  availability_.NodeDown(id);
   if (nodes_.count(id) == 0) return;  // a role nobody holds now (no leader): nothing to pause
   Node& node = *nodes_.at(id);
   node.paused_until_ms = now_ms_ + ms;
@@ -1285,6 +1303,7 @@ void Simulation::Clog(NodeId from, NodeId to, int64_t ms) {
 
 void Simulation::StopClock(NodeId id, int64_t ms) {
   if (nodes_.count(id) == 0) return;
+  availability_.NodeDown(id);
   Node& node = *nodes_.at(id);
   node.clock_stopped_until_ms = std::max(node.clock_stopped_until_ms, now_ms_ + ms);
   Trace(absl::StrCat("n", id, " clock stops for ", ms, "ms"));
@@ -1413,7 +1432,12 @@ void Simulation::ClientInvoke(Client& client) {
   if (!client.serializable) Record(client, EventType::kInvoke);
   client.busy = true;
   ++client.attempt;
+  // A proposal to a leader handing over leadership must be refused (the availability checker).
+  const bool in_transfer = availability_.enabled() && client.function != Function::kRead &&
+                           node->server()->is_leader() &&
+                           node->server()->RaftStatus().lead_transferee != raft::kNoNode;
   client.request = node->server()->Submit(std::move(request));
+  if (in_transfer) proposals_in_transfer_.insert({node->id, client.request});
   if (options_.record_trace) {
     Trace(absl::StrCat("client p", client.process, " -> n", node->id, " ",
                        FunctionName(client.function), " ", client.key, " ", ValueText(client),
@@ -1529,6 +1553,9 @@ std::optional<server::Response> Simulation::Call(NodeId id, server::Request requ
   auto it = nodes_.find(id);
   if (it == nodes_.end() || !it->second->up) return std::nullopt;
   Node& node = *it->second;
+  if (request.type == server::RequestType::kMoveLeader) {
+    availability_.TransferRequested(now_ms_, request.member.id);
+  }
   const server::RequestId request_id = node.server()->Submit(std::move(request));
   node.waiting[request_id] = kCallSlot;
   Drain(node);
@@ -1541,6 +1568,9 @@ server::RequestId Simulation::Submit(NodeId id, server::Request request) {
   auto it = nodes_.find(id);
   if (it == nodes_.end() || !it->second->up) return 0;
   Node& node = *it->second;
+  if (request.type == server::RequestType::kMoveLeader) {
+    availability_.TransferRequested(now_ms_, request.member.id);
+  }
   const server::RequestId request_id = node.server()->Submit(std::move(request));
   node.waiting[request_id] = kCallSlot;
   Drain(node);
@@ -1553,6 +1583,85 @@ std::optional<server::Response> Simulation::TakeResponse(NodeId id, server::Requ
   server::Response response = std::move(result->second);
   call_results_.erase(result);
   return response;
+}
+
+void Simulation::ObserveAvailability() {
+  // Once per tick period is enough: terms and leaders change on message deliveries, and the
+  // checker compares what it sees now with what it saw last.
+  static constexpr int64_t kNever = -1;
+  if (last_availability_ms_ != kNever && now_ms_ < last_availability_ms_ + options_.tick_ms) {
+    return;
+  }
+  last_availability_ms_ = now_ms_;
+  AvailabilityChecker::View view;
+  view.now_ms = now_ms_;
+  view.leader = Leader();
+  const NetworkOptions& net = options_.network;
+  // Heartbeats must arrive well within an election timeout, and rarely be lost.
+  bool calm = blocked_.empty() && link_delays_.empty() && clogged_until_.empty() &&
+              net.loss <= 0.01 &&
+              2 * (options_.heartbeat_tick * options_.tick_ms + 2 * net.max_delay_ms) <=
+                  options_.election_tick * options_.tick_ms;
+  // The members: the leader's configuration, else that of the live node of the highest term.
+  NodeId judge = view.leader;
+  raft::Term judge_term = 0;
+  for (const auto& [id, node] : nodes_) {
+    if (!node->up) continue;
+    const raft::Term term = node->server()->hard_state().term;
+    view.highest_term = std::max(view.highest_term, term);
+    if (view.leader == raft::kNoNode && (judge == raft::kNoNode || term > judge_term)) {
+      judge = id;
+      judge_term = term;
+    }
+  }
+  if (judge == raft::kNoNode) {  // every node is down
+    view.calm = false;
+    availability_.Observe(view);
+    return;
+  }
+  const raft::ConfState conf = nodes_.at(judge)->server()->RaftConfState();
+  if (view.leader != raft::kNoNode) {
+    view.leader_term = nodes_.at(view.leader)->server()->hard_state().term;
+  }
+  const auto members = {&conf.voters, &conf.voters_outgoing, &conf.learners, &conf.learners_next};
+  for (const std::vector<NodeId>* ids : members) {
+    for (NodeId id : *ids) {
+      auto it = nodes_.find(id);
+      const Node* node = it == nodes_.end() ? nullptr : it->second.get();
+      if (node == nullptr || !node->up || node->paused_until_ms > now_ms_ ||
+          node->clock_stopped_until_ms > now_ms_ || node->tick_rate != 1.0) {
+        calm = false;
+      }
+    }
+  }
+  view.calm = calm;
+  if (view.leader != raft::kNoNode) {
+    const auto is = [&](const std::vector<NodeId>& ids) {
+      return std::find(ids.begin(), ids.end(), view.leader) != ids.end();
+    };
+    view.leader_transferee = nodes_.at(view.leader)->server()->RaftStatus().lead_transferee;
+    view.leader_is_voter =
+        is(conf.voters) && (conf.voters_outgoing.empty() || is(conf.voters_outgoing));
+    // A quorum of each half of its configuration follows it in its term.
+    const auto follows = [&](const std::vector<NodeId>& ids) {
+      size_t following = 0;
+      for (NodeId id : ids) {
+        auto it = nodes_.find(id);
+        if (it == nodes_.end() || !it->second->up) continue;
+        const server::Server& server = *it->second->server();
+        if (id == view.leader) {
+          ++following;
+        } else if (server.hard_state().term == view.leader_term) {
+          const raft::SoftState soft = server.RaftStatus().soft_state;
+          if (soft.role == raft::Role::kFollower && soft.leader == view.leader) ++following;
+        }
+      }
+      return ids.empty() || following > ids.size() / 2;
+    };
+    view.quorum_follows = follows(conf.voters) && follows(conf.voters_outgoing);
+  }
+  availability_.Observe(view);
+  for (std::string& violation : availability_.TakeViolations()) Violation(std::move(violation));
 }
 
 NodeId Simulation::Leader() const {

@@ -48,6 +48,7 @@
 #include "core/raft/testing/cluster.h"
 #include "core/server/server.h"
 #include "node/member.h"
+#include "sim/availability.h"
 #include "sim/history.h"
 #include "store/sim_file_system.h"
 #include "store/wal.h"
@@ -97,6 +98,10 @@ struct SimOptions {
   // Each member's backend makes its batches durable every 1..this many commits (seeded), as
   // etcd's batch transaction does; a crash takes the rest, which the WAL replays.
   uint64_t backend_commits_per_flush_max = 4;
+  // Linearizable reads on the leader's lease (server::ServerConfig::lease_reads; off as in
+  // etcd). Correct only within raft::kLeaseMaxTickRateRatio of tick-rate skew and without
+  // pauses or stopped clocks: the fuzzer keeps its lease seeds inside that bound.
+  bool lease_reads = false;
   // Raft flow control and apply batches (raft::Config), pre-vote and check-quorum, and the
   // watch hub's buffers (server::ServerConfig): the fuzzer draws them per seed (pb::Knobs).
   uint64_t max_inflight_msgs = raft::kDefaultMaxInflightMsgs;
@@ -218,6 +223,9 @@ class Simulation {
   // Live nodes that the leader's configuration names and that are in a joint configuration.
   std::vector<NodeId> NodesInJointConfig() const;
   uint64_t trace_hash() const { return trace_hash_; }
+  // The availability checker's figures (sim/availability.h): calm windows, elections per healed
+  // fault, transfers judged.
+  const AvailabilityFigures& availability() const { return availability_.figures(); }
   const std::vector<std::string>& trace() const { return trace_; }
   uint64_t events_processed() const { return events_processed_; }
   // Records a violation found by a caller (scenario expectations).
@@ -306,6 +314,11 @@ class Simulation {
   bool LinkBlocked(NodeId from, NodeId to) const;
   void Fsync(Node& node);
   void CheckNode(Node& node);
+  // Feeds the availability checker what it sees now (after a tick).
+  void ObserveAvailability();
+  // Client proposals submitted to a leader during its leader transfer: (node, request id).
+  std::set<std::pair<NodeId, server::RequestId>> proposals_in_transfer_;
+  int64_t last_availability_ms_ = -1;  // when ObserveAvailability last looked
   void CheckWatch(Node& node, const mvcc::WatchResponse& response);
   void CheckScenarioWatch(Node& node, const mvcc::WatchResponse& response);
   void CheckLeaderCompleteness(Node& node);
@@ -356,6 +369,7 @@ class Simulation {
   std::map<mvcc::Revision, std::pair<uint64_t, NodeId>> watch_digests_;
   std::vector<std::string> violations_;
   uint64_t violations_not_kept_ = 0;
+  AvailabilityChecker availability_;
   History history_;
   // Every value a write or cas tried to store (membership only: never iterated).
   absl::flat_hash_set<std::string> written_values_;

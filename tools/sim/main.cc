@@ -364,6 +364,7 @@ int Fuzz(const Args& args, const std::string& command_line) {
     }
     RecordSeed(*s, options.nodes, result.passed, result.failures, cpu, options.duration_ms,
                &summary);
+    AddAvailability(result.availability, *s, &summary);
     // Joint consensus, which only member replaces reach: entered and left, per applying node.
     for (const auto& [probe, hits] :
          {std::pair{"joint configuration entered", result.joint_configs_entered},

@@ -1,0 +1,134 @@
+#include "sim/availability.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace kvstore::sim {
+
+void AvailabilityChecker::Observe(const View& view) {
+  if (!enabled_) return;
+  const bool leads_with_quorum = view.leader != raft::kNoNode && view.quorum_follows &&
+                                 view.leader_is_voter && view.leader_transferee == raft::kNoNode;
+  if (!view.calm) {
+    if (calm_) EndWindow();
+    // Outside calm, remember the leader a quorum follows: it must survive the heal (a member
+    // cut off meanwhile rejoins, which is what pre-vote is for).
+    if (leads_with_quorum) {
+      stable_ = Stable{view.leader, view.leader_term};
+    } else {
+      stable_.reset();
+    }
+    return;
+  }
+  if (!calm_) {
+    calm_ = true;
+    ++figures_.calm_windows;
+    elections_ = 0;
+    window_term_ = view.highest_term;
+    if (stable_.has_value() && !(leads_with_quorum && view.leader == stable_->leader &&
+                                 view.leader_term == stable_->term)) {
+      stable_.reset();
+    }
+  }
+  // A transfer under way (however it was asked for) changes the leader on purpose.
+  if (stable_.has_value() && view.leader == stable_->leader &&
+      view.leader_transferee != raft::kNoNode) {
+    if (!transfer_.has_value()) {
+      transfer_ = Transfer{view.leader_transferee, stable_->term,
+                           view.now_ms + election_timeout_ms_ + slack_ms_};
+    }
+    stable_.reset();
+  }
+  if (transfer_.has_value()) {
+    if (view.leader == transfer_->transferee && view.leader_term > transfer_->from_term) {
+      ++figures_.transfers_checked;
+      transfer_.reset();
+    } else if (view.now_ms > transfer_->deadline_ms) {
+      violations_.push_back(absl::StrCat(
+          "availability: the leader transfer to n", transfer_->transferee,
+          " did not complete within an election timeout (", election_timeout_ms_,
+          " ms) in a calm cluster (leader now n", view.leader, " in term ", view.leader_term, ")"));
+      ++figures_.transfers_checked;
+      transfer_.reset();
+    }
+  }
+  if (stable_.has_value() && !transfer_.has_value()) {
+    if (view.leader != stable_->leader || view.leader_term != stable_->term) {
+      violations_.push_back(absl::StrCat(
+          "availability: stable leader n", stable_->leader, " of term ", stable_->term,
+          " was deposed in a calm cluster (leader now ",
+          view.leader == raft::kNoNode ? "none" : absl::StrCat("n", view.leader), ", term ",
+          view.highest_term, "): a member disrupted a leader that a quorum follows"));
+      stable_.reset();
+    } else if (!view.leader_is_voter) {
+      stable_.reset();  // removed or demoted: it steps down by design
+    }
+  }
+  if (view.highest_term > window_term_) {
+    if (elections_.has_value()) *elections_ += view.highest_term - window_term_;
+    window_term_ = view.highest_term;
+  }
+  if (!stable_.has_value() && !transfer_.has_value() && leads_with_quorum &&
+      view.highest_term == view.leader_term) {
+    stable_ = Stable{view.leader, view.leader_term};
+    if (elections_.has_value()) {
+      ++figures_.settled;
+      figures_.elections_after_heal += *elections_;
+      figures_.most_elections_after_heal =
+          std::max(figures_.most_elections_after_heal, *elections_);
+      elections_.reset();
+    }
+  }
+  if (elections_.has_value() && *elections_ > kMaxElectionsPerHeal) {
+    violations_.push_back(absl::StrCat("availability: ", *elections_,
+                                       " elections since the faults healed and no stable leader "
+                                       "(at most ",
+                                       kMaxElectionsPerHeal, " expected)"));
+    figures_.most_elections_after_heal = std::max(figures_.most_elections_after_heal, *elections_);
+    elections_.reset();
+  }
+}
+
+void AvailabilityChecker::EndWindow() {
+  calm_ = false;
+  elections_.reset();
+  transfer_.reset();
+}
+
+void AvailabilityChecker::TransferRequested(int64_t now_ms, raft::NodeId transferee) {
+  if (!enabled_ || !stable_.has_value() || transferee == stable_->leader) return;
+  // The leader changes on purpose; the transfer is judged only when asked for in calm.
+  if (calm_) {
+    transfer_ = Transfer{transferee, stable_->term, now_ms + election_timeout_ms_ + slack_ms_};
+  }
+  stable_.reset();
+}
+
+void AvailabilityChecker::NodeDown(raft::NodeId id) {
+  if (stable_.has_value() && stable_->leader == id) stable_.reset();
+  if (transfer_.has_value() && transfer_->transferee == id) transfer_.reset();
+}
+
+void AvailabilityChecker::ProposalAnsweredInTransfer(raft::NodeId node, const std::string& code,
+                                                     const std::string& message) {
+  if (!enabled_) return;
+  if (code == "OK") {
+    violations_.push_back(absl::StrCat("availability: n", node,
+                                       " accepted a proposal during its leader transfer (etcd "
+                                       "drops it: ErrProposalDropped)"));
+  } else if (code == "NO_LEADER") {
+    ++figures_.proposals_refused_in_transfer;
+  } else {
+    violations_.push_back(absl::StrCat("availability: n", node,
+                                       " answered a proposal during its leader transfer with ",
+                                       code, " (", message, "), not NO_LEADER (proposal dropped)"));
+  }
+}
+
+std::vector<std::string> AvailabilityChecker::TakeViolations() {
+  return std::exchange(violations_, {});
+}
+
+}  // namespace kvstore::sim

@@ -1,0 +1,146 @@
+#include "sim/availability.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace kvstore::sim {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using View = AvailabilityChecker::View;
+
+constexpr int64_t kElectionMs = 100;
+constexpr int64_t kSlackMs = 50;
+
+View Led(int64_t now_ms, bool calm, raft::NodeId leader, raft::Term term) {
+  View view;
+  view.now_ms = now_ms;
+  view.calm = calm;
+  view.leader = leader;
+  view.leader_term = term;
+  view.leader_is_voter = true;
+  view.quorum_follows = true;
+  view.highest_term = term;
+  return view;
+}
+
+View Leaderless(int64_t now_ms, bool calm, raft::Term highest_term) {
+  View view;
+  view.now_ms = now_ms;
+  view.calm = calm;
+  view.highest_term = highest_term;
+  return view;
+}
+
+TEST(AvailabilityTest, StableLeaderKeepsLeadingInCalm) {
+  AvailabilityChecker checker(true, kElectionMs, kSlackMs);
+  for (int64_t t = 0; t < 1000; t += 10) checker.Observe(Led(t, true, 1, 2));
+  EXPECT_THAT(checker.TakeViolations(), IsEmpty());
+  EXPECT_EQ(checker.figures().calm_windows, 1u);
+  EXPECT_EQ(checker.figures().settled, 1u);
+  EXPECT_EQ(checker.figures().elections_after_heal, 0u);
+}
+
+// The rejoin: a leader that a quorum followed while a member was cut off must survive the heal.
+TEST(AvailabilityTest, LeaderDeposedWhenACutOffMemberRejoins) {
+  AvailabilityChecker checker(true, kElectionMs, kSlackMs);
+  checker.Observe(Led(0, false, 1, 2));   // a follower is cut off; the leader keeps its quorum
+  checker.Observe(Led(100, false, 1, 2));
+  View rejoined = Led(110, true, 1, 2);  // healed
+  rejoined.highest_term = 5;             // the member raised its term meanwhile (no pre-vote)
+  checker.Observe(rejoined);
+  checker.Observe(Leaderless(120, true, 5));  // its answer deposes the leader
+  const std::vector<std::string> violations = checker.TakeViolations();
+  ASSERT_EQ(violations.size(), 1u);
+  EXPECT_THAT(violations[0], HasSubstr("stable leader n1 of term 2 was deposed"));
+}
+
+// Faults may depose a leader: only calm windows are judged.
+TEST(AvailabilityTest, FaultsMayDeposeLeaders) {
+  AvailabilityChecker checker(true, kElectionMs, kSlackMs);
+  checker.Observe(Led(0, false, 1, 2));
+  checker.Observe(Leaderless(10, false, 3));
+  checker.Observe(Led(20, false, 2, 3));
+  checker.Observe(Leaderless(30, true, 4));  // healed without a leader: elections are counted
+  checker.Observe(Leaderless(40, true, 5));
+  checker.Observe(Led(50, true, 3, 5));
+  EXPECT_THAT(checker.TakeViolations(), IsEmpty());
+  EXPECT_EQ(checker.figures().settled, 1u);
+  EXPECT_EQ(checker.figures().elections_after_heal, 1u);  // terms 4 -> 5
+  EXPECT_EQ(checker.figures().most_elections_after_heal, 1u);
+}
+
+TEST(AvailabilityTest, TooManyElectionsAfterAHeal) {
+  AvailabilityChecker checker(true, kElectionMs, kSlackMs);
+  raft::Term term = 2;
+  checker.Observe(Leaderless(0, true, term));
+  for (uint64_t i = 0; i <= AvailabilityChecker::kMaxElectionsPerHeal; ++i) {
+    checker.Observe(Leaderless(10 * static_cast<int64_t>(i + 1), true, ++term));
+  }
+  const std::vector<std::string> violations = checker.TakeViolations();
+  ASSERT_EQ(violations.size(), 1u);
+  EXPECT_THAT(violations[0], HasSubstr("elections since the faults healed and no stable leader"));
+}
+
+TEST(AvailabilityTest, TransferCompletesWithinAnElectionTimeout) {
+  AvailabilityChecker checker(true, kElectionMs, kSlackMs);
+  checker.Observe(Led(0, true, 1, 2));
+  checker.TransferRequested(10, 2);
+  checker.Observe(Led(20, true, 1, 2));
+  checker.Observe(Leaderless(30, true, 3));
+  checker.Observe(Led(40, true, 2, 3));
+  checker.Observe(Led(500, true, 2, 3));
+  EXPECT_THAT(checker.TakeViolations(), IsEmpty());
+  EXPECT_EQ(checker.figures().transfers_checked, 1u);
+}
+
+TEST(AvailabilityTest, TransferThatNeverCompletes) {
+  AvailabilityChecker checker(true, kElectionMs, kSlackMs);
+  checker.Observe(Led(0, true, 1, 2));
+  checker.TransferRequested(10, 2);
+  for (int64_t t = 20; t <= 10 + kElectionMs + kSlackMs + 10; t += 10) {
+    checker.Observe(Led(t, true, 1, 2));
+  }
+  const std::vector<std::string> violations = checker.TakeViolations();
+  ASSERT_EQ(violations.size(), 1u);
+  EXPECT_THAT(violations[0], HasSubstr("leader transfer to n2 did not complete"));
+}
+
+TEST(AvailabilityTest, ProposalsDuringATransferAreRefused) {
+  AvailabilityChecker checker(true, kElectionMs, kSlackMs);
+  checker.ProposalAnsweredInTransfer(1, "NO_LEADER", "proposal dropped");
+  EXPECT_THAT(checker.TakeViolations(), IsEmpty());
+  EXPECT_EQ(checker.figures().proposals_refused_in_transfer, 1u);
+  checker.ProposalAnsweredInTransfer(1, "OK", "");
+  EXPECT_THAT(checker.TakeViolations(),
+              ElementsAre(HasSubstr("accepted a proposal during its leader transfer")));
+}
+
+// A leader that crashes (or pauses) is succeeded, not disrupted, also when the checker sees
+// the crash only after the restart.
+TEST(AvailabilityTest, LeaderThatWentDownIsNoDisruption) {
+  AvailabilityChecker checker(true, kElectionMs, kSlackMs);
+  checker.Observe(Led(0, true, 1, 2));
+  checker.NodeDown(1);
+  checker.Observe(Leaderless(10, true, 2));
+  checker.Observe(Led(20, true, 2, 3));
+  EXPECT_THAT(checker.TakeViolations(), IsEmpty());
+}
+
+// Without pre-vote and check-quorum a rejoining member may depose a leader by design.
+TEST(AvailabilityTest, DisabledJudgesNothing) {
+  AvailabilityChecker checker(false, kElectionMs, kSlackMs);
+  checker.Observe(Led(0, true, 1, 2));
+  checker.Observe(Leaderless(10, true, 3));
+  checker.ProposalAnsweredInTransfer(1, "OK", "");
+  EXPECT_THAT(checker.TakeViolations(), IsEmpty());
+  EXPECT_EQ(checker.figures().calm_windows, 0u);
+}
+
+}  // namespace
+}  // namespace kvstore::sim
