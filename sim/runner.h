@@ -14,9 +14,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/base/probe.h"
-#include "sim/availability.h"
 #include "sim/history.h"
 #include "sim/scenario.pb.h"
+#include "sim/world.h"
 
 namespace kvstore::sim {
 
@@ -33,11 +33,17 @@ struct RunResult {
   // Joint configurations (member replace) entered and left, counted per node that applied them.
   uint64_t joint_configs_entered = 0;
   uint64_t joint_configs_left = 0;
-  // The availability checker's figures (sim/availability.h); zero outside the simulator.
-  AvailabilityFigures availability;
   // Hits of each code probe (core/base/probe.h) during this run, by probe id.
   probe::Counts probe_hits{};
   History history;  // the linearizable clients' history (FormatHistory writes the file format)
+  // Steps the world could not carry out (sim/world.h: CannotRun), one line each: "step N
+  // (<kind>): <reason>". The simulation skips none.
+  std::vector<std::string> skipped;
+  // Checks (expectations, leader waits, requests expecting an outcome, linearizability of a
+  // non-empty history) run and skipped. A run whose checks were all skipped fails: it proved
+  // nothing.
+  int checks_run = 0;
+  int checks_skipped = 0;
 };
 
 struct RunOptions {
@@ -54,8 +60,13 @@ struct RunOptions {
 // step's op does not use (see sim/scenario.proto).
 absl::Status ValidateScenario(const pb::Scenario& scenario);
 
-// Runs a scenario; an invalid one (ValidateScenario) fails without running.
+// Runs a scenario in a simulation; an invalid one (ValidateScenario) fails without running.
 RunResult RunScenario(const pb::Scenario& scenario, const RunOptions& options = {});
+// Runs a scenario in `world` (a real cluster: node/testing/real_world.h). The scenario's
+// options the world was made with are its own business; `options.seed` and
+// `options.record_trace` concern only the simulation.
+RunResult RunScenarioIn(ScenarioWorld& world, const pb::Scenario& scenario,
+                        const RunOptions& options = {});
 
 // Parses and validates a text-format scenario; errors name the file and the parser's or the
 // validation's complaint.
