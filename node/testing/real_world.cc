@@ -1,0 +1,578 @@
+#include "node/testing/real_world.h"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/descriptor.h"
+#include "kj/debug.h"
+#include "sim/runner.h"
+
+namespace kvstore::node::testing {
+namespace {
+
+using sim::pb::DiskFault;
+using sim::pb::Expect;
+using sim::pb::Step;
+
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Whether `pid` has exited (a zombie not yet reaped by its ChildProcess counts as exited).
+bool Exited(pid_t pid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const size_t paren = text.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= text.size()) return true;
+  const char state = text[paren + 2];
+  return state == 'Z' || state == 'X';
+}
+
+// Why a real cluster cannot carry out a disk fault.
+std::string DiskFaultReason(DiskFault::Kind kind) {
+  switch (kind) {
+    case DiskFault::TORN_WRITE_CRASH:
+      return "a real disk cannot be made to tear the write in flight at a kill";
+    case DiskFault::CORRUPT_RECORD:
+    case DiskFault::CORRUPT_OLD_SEGMENT:
+      return "a record of a running member's WAL is not rotted from outside (a corrupt data dir "
+             "refused at start is node:crash_files_test's)";
+    case DiskFault::FSYNC_EIO:
+    case DiskFault::WRITE_EIO:
+      return "a real kernel cannot be told to fail one WAL write or fsync";
+    case DiskFault::DISK_FULL:
+    case DiskFault::DISK_SPACE_FREED:
+    case DiskFault::DISK_HEALED:
+      return "no disk quota or injected error sits under a real member's file system";
+    default:
+      return "a real disk cannot be slowed or faulted from the test";
+  }
+}
+
+// The same, for an expectation this world cannot judge; empty when it can.
+std::string ExpectReason(const Expect& expect) {
+  switch (expect.check_case()) {
+    case Expect::kNoLeader:
+    case Expect::kLeaderIn:
+    case Expect::kAllAcknowledgedWritesPresent:
+    case Expect::kTermOfNodeAtMost:
+    case Expect::kTermAtMost:
+    case Expect::kRevisionAtLeast:
+    case Expect::kHashesEqual:
+    case Expect::kVotersAre:
+      return "";
+    case Expect::kVotedNever:
+      return "a real member's votes in earlier incarnations are not observable";
+    case Expect::kRefusedToStart:
+      return "only a corrupted record makes a member refuse to start, and none is corrupted here";
+    case Expect::kStoppedOnStorageFailure:
+      return "no storage failure is injected into a real member";
+    case Expect::kNoJointConfiguration:
+    case Expect::kJointConfigurationsAtLeast:
+      return "a real member does not report its joint configurations";
+    default:
+      return "not implemented for a real cluster";
+  }
+}
+
+}  // namespace
+
+RealWorld::RealWorld(const sim::pb::Options& options, RealWorldOptions real)
+    : io_(std::make_unique<Loop>()), real_(std::move(real)), options_(options) {}
+
+absl::StatusOr<std::unique_ptr<RealWorld>> RealWorld::Start(const sim::pb::Options& options,
+                                                            RealWorldOptions real) {
+  std::unique_ptr<RealWorld> world(new RealWorld(options, std::move(real)));
+  ClusterOptions cluster;
+  cluster.members = std::max(1, options.voters() > 0 ? options.voters() : 3);
+  cluster.name = world->real_.name;
+  cluster.heartbeat_ms = world->real_.heartbeat_ms;
+  cluster.election_ms = world->real_.election_ms;
+  cluster.proxied = true;
+  cluster.proxy_seed = options.seed() == 0 ? 1 : options.seed();
+  auto made = Cluster::Create(cluster);
+  if (!made.ok()) return made.status();
+  world->cluster_ = std::move(*made);
+  if (absl::Status s = world->cluster_->StartAll(); !s.ok()) return s;
+  world->started_at_ms_ = SteadyMs();
+  for (NodeId id = 1; id <= world->cluster_->size(); ++id) {
+    if (!world->RunUntil([&] { return world->Status(id).has_value(); },
+                         world->real_.start_timeout_ms)) {
+      return absl::DeadlineExceededError(absl::StrCat("n", id, " did not answer within ",
+                                                      world->real_.start_timeout_ms,
+                                                      " ms of starting:\n", world->MemberLogs()));
+    }
+  }
+  return world;
+}
+
+RealWorld::~RealWorld() {
+  for (const auto& [id, pid] : paused_) ::kill(pid, SIGCONT);
+}
+
+std::string RealWorld::CannotRun(const Step& step) {
+  switch (step.action_case()) {
+    case Step::kRunMs:
+    case Step::kWaitForLeader:
+    case Step::kPartition:
+    case Step::kHeal:
+    case Step::kIsolate:
+    case Step::kCrash:
+    case Step::kRestart:
+    case Step::kPause:
+    case Step::kStartWorkload:
+    case Step::kStopWorkload:
+    case Step::kRequest:
+    case Step::kBlock:
+    case Step::kLinkDelay:
+    case Step::kRememberNode:
+    case Step::kRememberTerm:
+    case Step::kRememberRevision:
+      return "";
+    case Step::kExpect:
+      return ExpectReason(step.expect());
+    case Step::kDiskFault:
+      return DiskFaultReason(step.disk_fault().kind());
+    case Step::kTickRate:
+      return "a real member ticks on the machine's clock: its rate cannot be skewed from outside";
+    case Step::kNetwork:
+      return "the link proxy has no cluster-wide delay, loss or duplication knob";
+    case Step::kWatch:
+      return "scenario watches are judged by the simulation's watch checker only";
+    default:
+      return "not implemented for a real cluster";
+  }
+}
+
+int64_t RealWorld::now_ms() {
+  return static_cast<int64_t>((SteadyMs() - started_at_ms_) / real_.time_scale);
+}
+
+void RealWorld::Sleep(int64_t real_ms) {
+  timer().afterDelay(std::max<int64_t>(real_ms, 0) * kj::MILLISECONDS).wait(wait_scope());
+}
+
+void RealWorld::RunFor(int64_t ms) { Sleep(static_cast<int64_t>(ms * real_.time_scale)); }
+
+bool RealWorld::RunUntil(const std::function<bool()>& done, int64_t max_ms) {
+  const int64_t deadline =
+      SteadyMs() + static_cast<int64_t>(max_ms * real_.time_scale * real_.wait_slack);
+  while (true) {
+    if (done()) return true;
+    if (SteadyMs() >= deadline) return false;
+    Sleep(20);
+  }
+}
+
+void RealWorld::ApplyLinks() {
+  for (NodeId from = 1; from <= cluster_->size(); ++from) {
+    for (NodeId to = 1; to <= cluster_->size(); ++to) {
+      if (from == to) continue;
+      LinkFault fault = LinkFault::Healthy();
+      if (blocked_.count({from, to}) > 0) {
+        fault = LinkFault::Refused();
+      } else if (auto it = delays_ms_.find({from, to}); it != delays_ms_.end()) {
+        fault = LinkFault::Delayed(it->second);
+      }
+      cluster_->proxy()->SetFault(static_cast<int>(IndexOf(from)), static_cast<int>(IndexOf(to)),
+                                  fault);
+    }
+  }
+}
+
+void RealWorld::Partition(const std::vector<std::vector<NodeId>>& groups) {
+  blocked_.clear();
+  std::map<NodeId, size_t> group_of;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    for (NodeId id : groups[g]) group_of[id] = g + 1;
+  }
+  for (NodeId a = 1; a <= cluster_->size(); ++a) {
+    for (NodeId b = 1; b <= cluster_->size(); ++b) {
+      if (a == b) continue;
+      const size_t ga = group_of.count(a) ? group_of[a] : 0;
+      const size_t gb = group_of.count(b) ? group_of[b] : 0;
+      if (ga == 0 || ga != gb) blocked_.insert({a, b});
+    }
+  }
+  ApplyLinks();
+}
+
+void RealWorld::BlockLink(NodeId from, NodeId to) {
+  if (!Known(from) || !Known(to)) return;
+  blocked_.insert({from, to});
+  ApplyLinks();
+}
+
+void RealWorld::SetLinkDelay(NodeId from, NodeId to, int64_t min_ms, int64_t max_ms) {
+  if (!Known(from) || !Known(to)) return;
+  // The proxy delays a link by a fixed latency: the middle of the scenario's range.
+  delays_ms_[{from, to}] =
+      static_cast<int64_t>((min_ms + std::max(min_ms, max_ms)) / 2 * real_.time_scale);
+  ApplyLinks();
+}
+
+void RealWorld::Heal() {
+  blocked_.clear();
+  delays_ms_.clear();
+  cluster_->proxy()->HealAll();
+}
+
+void RealWorld::Isolate(NodeId id) {
+  if (!Known(id)) return;
+  for (NodeId other = 1; other <= cluster_->size(); ++other) {
+    if (other == id) continue;
+    blocked_.insert({id, other});
+    blocked_.insert({other, id});
+  }
+  ApplyLinks();
+}
+
+void RealWorld::Crash(NodeId id) {
+  if (!Known(id)) return;
+  paused_.erase(id);
+  cluster_->Kill(IndexOf(id));
+}
+
+void RealWorld::Restart(NodeId id) {
+  if (!Known(id) || never_started_.count(id) > 0 || up(id)) return;
+  if (cluster_->member(IndexOf(id)).running()) cluster_->Kill(IndexOf(id));  // reap the exited
+  if (absl::Status s = cluster_->Start(IndexOf(id)); !s.ok()) {
+    violations_.push_back(absl::StrCat("n", id, " could not be restarted: ", s.ToString()));
+    return;
+  }
+  // The simulation's restart recovers at once; a real member is waited for until it serves (or
+  // exits).
+  (void)RunUntil([&] { return !up(id) || Status(id).has_value(); },
+                 static_cast<int64_t>(real_.start_timeout_ms / real_.wait_slack));
+}
+
+void RealWorld::Pause(NodeId id, int64_t ms) {
+  if (!up(id) || Paused(id)) return;
+  const pid_t pid = cluster_->member(IndexOf(id)).process->pid();
+  ::kill(pid, SIGSTOP);
+  const int64_t real_ms = static_cast<int64_t>(ms * real_.time_scale);
+  paused_[id] = pid;
+  io_->resumes.add(timer()
+                       .afterDelay(real_ms * kj::MILLISECONDS)
+                       .then([this, id, pid]() {
+                         auto it = paused_.find(id);
+                         if (it == paused_.end() || it->second != pid) return;
+                         ::kill(pid, SIGCONT);
+                         paused_.erase(it);
+                       })
+                       .eagerlyEvaluate(nullptr));
+}
+
+bool RealWorld::Paused(NodeId id) { return paused_.count(id) > 0; }
+
+void RealWorld::StartWorkload() {
+  if (workload_ != nullptr) return;
+  net::ClientOptions client;
+  client.endpoints = cluster_->Endpoints();
+  client.per_try_timeout = 1 * kj::SECONDS;
+  client.endpoint_backoff_min = 100 * kj::MILLISECONDS;
+  client.endpoint_backoff_max = 500 * kj::MILLISECONDS;
+  auto made = net::Client::Create(io_->io.provider->getNetwork(), timer(), client);
+  KJ_ASSERT(made.ok(), made.status().ToString());
+  workload_client_ = std::move(*made);
+  WorkloadOptions workload;
+  if (options_.clients() > 0) workload.clients = options_.clients();
+  if (options_.keys() > 0) workload.keys = options_.keys();
+  if (options_.seed() != 0) workload.seed = options_.seed();
+  workload_ = std::make_unique<HistoryWorkload>(*workload_client_, timer(), workload);
+  workload_->Start();
+}
+
+void RealWorld::StopWorkload() {
+  if (workload_ == nullptr || workload_stopped_) return;
+  workload_stopped_ = true;
+  workload_->Stop(wait_scope());
+}
+
+net::Client& RealWorld::ClientOf(NodeId id) {
+  auto it = clients_.find(id);
+  if (it != clients_.end()) return *it->second;
+  net::ClientOptions options;
+  options.endpoints = {cluster_->member(IndexOf(id)).endpoint()};
+  // Every wait is bounded here, by the caller's timeout.
+  options.per_try_timeout = 30 * kj::SECONDS;
+  options.endpoint_backoff_min = 10 * kj::MILLISECONDS;
+  options.endpoint_backoff_max = 10 * kj::MILLISECONDS;
+  auto made = net::Client::Create(io_->io.provider->getNetwork(), timer(), options);
+  KJ_ASSERT(made.ok(), made.status().ToString());
+  return *clients_.emplace(id, std::move(*made)).first->second;
+}
+
+std::optional<net::MemberStatusInfo> RealWorld::Status(NodeId id) {
+  if (!up(id) || Paused(id)) return std::nullopt;
+  auto status = ClientOf(id)
+                    .StatusAsync(0)
+                    .exclusiveJoin(timer()
+                                       .afterDelay(real_.status_timeout_ms * kj::MILLISECONDS)
+                                       .then([]() -> absl::StatusOr<net::EndpointStatus> {
+                                         return absl::DeadlineExceededError("no status in time");
+                                       }))
+                    .wait(wait_scope());
+  if (!status.ok()) return std::nullopt;
+  const net::MemberStatusInfo& member = status->member;
+  real_ids_[id] = member.id;
+  if (member.id != raft::kNoNode && member.leader == member.id) {
+    auto [it, inserted] = leader_of_term_.emplace(member.term, member.id);
+    if (it->second != member.id) {
+      violations_.push_back(absl::StrCat("two leaders in term ", member.term, ": ",
+                                         absl::Hex(it->second), " and ", absl::Hex(member.id),
+                                         " (n", id, ")"));
+    }
+  }
+  return member;
+}
+
+raft::NodeId RealWorld::IdOfUrl(const std::vector<std::string>& peer_urls) const {
+  if (peer_urls.empty()) return raft::kNoNode;
+  for (size_t i = 0; i < cluster_->size(); ++i) {
+    if (cluster_->member(i).peer_url() == peer_urls.front()) return i + 1;
+  }
+  return raft::kNoNode;
+}
+
+absl::StatusOr<std::vector<std::pair<raft::NodeId, server::Member>>> RealWorld::MembersAt(
+    NodeId id) {
+  if (!up(id) || Paused(id)) return absl::UnavailableError(absl::StrCat("n", id, " is down"));
+  server::Request list;
+  list.type = server::RequestType::kMemberList;
+  auto response =
+      ClientOf(id)
+          .CallEndpointAsync(0, list)
+          .exclusiveJoin(timer()
+                             .afterDelay(real_.status_timeout_ms * kj::MILLISECONDS)
+                             .then([]() -> absl::StatusOr<server::Response> {
+                               return absl::DeadlineExceededError("no member list in time");
+                             }))
+          .wait(wait_scope());
+  if (!response.ok()) return response.status();
+  std::vector<std::pair<NodeId, server::Member>> members;
+  for (const server::Member& m : response->members) {
+    const NodeId sid = IdOfUrl(m.peer_urls);
+    if (sid != raft::kNoNode) real_ids_[sid] = m.id;
+    members.emplace_back(sid, m);
+  }
+  return members;
+}
+
+raft::NodeId RealWorld::RealId(NodeId id) {
+  if (auto it = real_ids_.find(id); it != real_ids_.end()) return it->second;
+  for (NodeId at : node_ids()) {
+    if (MembersAt(at).ok()) break;
+  }
+  auto it = real_ids_.find(id);
+  return it == real_ids_.end() ? raft::kNoNode : it->second;
+}
+
+std::optional<server::Response> RealWorld::Call(NodeId node, server::Request request,
+                                                int64_t timeout_ms) {
+  if (!up(node)) return std::nullopt;
+  const bool adds = request.type == server::RequestType::kMemberAdd ||
+                    request.type == server::RequestType::kMemberReplace;
+  if (request.member.id != raft::kNoNode) {
+    // Scenario ids out, real member ids in (an id no member has stays unknown to the cluster).
+    const raft::NodeId real = RealId(request.member.id);
+    request.member.id = real == raft::kNoNode ? request.member.id : real;
+  }
+  if (adds) {
+    const NodeId sid = IdOfUrl(request.member.peer_urls);
+    if (sid != raft::kNoNode) request.member.name = cluster_->member(IndexOf(sid)).name;
+  }
+  const int64_t real_ms =
+      std::max<int64_t>(1, static_cast<int64_t>(timeout_ms * real_.time_scale * real_.wait_slack));
+  bool timed_out = false;
+  auto response = ClientOf(node)
+                      .CallEndpointAsync(0, std::move(request))
+                      .exclusiveJoin(timer().afterDelay(real_ms * kj::MILLISECONDS).then([&]() {
+                        timed_out = true;
+                        return absl::StatusOr<server::Response>(
+                            absl::DeadlineExceededError("no answer in time"));
+                      }))
+                      .wait(wait_scope());
+  if (timed_out) return std::nullopt;
+  server::Response out;
+  if (!response.ok()) {
+    out.status = response.status();
+    return out;
+  }
+  out = std::move(*response);
+  if (out.member.id != raft::kNoNode) {
+    NodeId sid = IdOfUrl(out.member.peer_urls);
+    for (const auto& [scenario_id, real] : real_ids_) {
+      if (sid == raft::kNoNode && real == out.member.id) sid = scenario_id;
+    }
+    if (sid != raft::kNoNode) {
+      real_ids_[sid] = out.member.id;
+      out.member.id = sid;
+    }
+  }
+  return out;
+}
+
+std::string RealWorld::PeerUrlFor(const std::string& name, const std::string& requested) {
+  // A slot of the cluster: ports, data directory, a proxy destination. A misconfigured member's
+  // slot is never started, so nothing ever listens at its peer URL.
+  auto index = cluster_->AddMember();
+  KJ_ASSERT(index.ok(), index.status().ToString(), name);
+  if (absl::StartsWith(requested, "bad://")) never_started_.insert(*index + 1);
+  ApplyLinks();
+  return cluster_->member(*index).peer_url();
+}
+
+void RealWorld::StartJoiner(NodeId id) {
+  if (!Known(id) || never_started_.count(id) > 0 || cluster_->member(IndexOf(id)).running()) {
+    return;
+  }
+  if (absl::Status s = cluster_->Start(IndexOf(id)); !s.ok()) {
+    violations_.push_back(absl::StrCat("n", id, " could not be started: ", s.ToString()));
+  }
+}
+
+raft::NodeId RealWorld::Leader() {
+  NodeId leader = raft::kNoNode;
+  raft::Term best = 0;
+  for (NodeId id : node_ids()) {
+    std::optional<net::MemberStatusInfo> status = Status(id);
+    if (!status.has_value() || status->leader != status->id) continue;
+    if (status->term >= best) {
+      best = status->term;
+      leader = id;
+    }
+  }
+  return leader;
+}
+
+std::vector<raft::NodeId> RealWorld::node_ids() {
+  std::vector<NodeId> ids;
+  for (NodeId id = 1; id <= cluster_->size(); ++id) ids.push_back(id);
+  return ids;
+}
+
+bool RealWorld::up(NodeId id) {
+  if (!Known(id)) return false;
+  const ClusterMember& member = cluster_->member(IndexOf(id));
+  return member.running() && !Exited(member.process->pid());
+}
+
+std::optional<raft::Term> RealWorld::Term(NodeId id) {
+  std::optional<net::MemberStatusInfo> status = Status(id);
+  if (!status.has_value()) return std::nullopt;
+  return status->term;
+}
+
+std::optional<int64_t> RealWorld::Revision(NodeId id) {
+  // A serializable read answers with the member's own store revision.
+  if (!up(id) || Paused(id)) return std::nullopt;
+  server::Request read;
+  read.type = server::RequestType::kRange;
+  read.range.key = "k0";
+  read.range.serializable = true;
+  auto response = Call(id, read, static_cast<int64_t>(real_.status_timeout_ms / real_.wait_slack));
+  if (!response.has_value() || !response->status.ok()) return std::nullopt;
+  return response->header.revision;
+}
+
+std::vector<raft::NodeId> RealWorld::Voters() {
+  for (NodeId id : node_ids()) {
+    std::optional<raft::ConfState> conf = ConfState(id);
+    if (conf.has_value()) return conf->voters;
+  }
+  return {};
+}
+
+std::optional<raft::ConfState> RealWorld::ConfState(NodeId id) {
+  auto members = MembersAt(id);
+  if (!members.ok()) return std::nullopt;
+  raft::ConfState conf;
+  for (const auto& [sid, member] : *members) {
+    if (sid == raft::kNoNode) continue;
+    (member.is_learner ? conf.learners : conf.voters).push_back(sid);
+  }
+  std::sort(conf.voters.begin(), conf.voters.end());
+  std::sort(conf.learners.begin(), conf.learners.end());
+  return conf;
+}
+
+std::string RealWorld::CheckHashes() {
+  // As the simulation: the live members' stores at one revision. Members are waited for until
+  // they have applied the same revision (each answers a serializable read with its own).
+  std::vector<NodeId> live;
+  for (NodeId id : node_ids()) {
+    if (up(id) && !Paused(id)) live.push_back(id);
+  }
+  if (live.size() < 2) return "";
+  std::string seen;
+  int64_t revision = 0;
+  const bool met = RunUntil(
+      [&] {
+        seen.clear();
+        std::set<int64_t> revisions;
+        for (NodeId id : live) {
+          const int64_t at = Revision(id).value_or(-1);
+          revisions.insert(at);
+          absl::StrAppend(&seen, " n", id, "@", at);
+        }
+        revision = *revisions.begin();
+        return revisions.size() == 1 && revision > 0;
+      },
+      5000);
+  if (!met) return absl::StrCat("the live members' revisions never met:", seen);
+  std::map<uint64_t, std::vector<NodeId>> by_hash;
+  for (NodeId id : live) {
+    server::Request hash;
+    hash.type = server::RequestType::kHash;
+    hash.revision = revision;
+    auto response = Call(id, hash, 1000);
+    if (!response.has_value() || !response->status.ok()) {
+      return absl::StrCat("n", id, " did not hash revision ", revision, ": ",
+                          response.has_value() ? response->status.ToString() : "no answer");
+    }
+    by_hash[response->hash.hash].push_back(id);
+  }
+  if (by_hash.size() == 1) return "";
+  std::vector<std::string> groups;
+  for (const auto& [hash, ids] : by_hash) {
+    groups.push_back(absl::StrCat(absl::Hex(hash), " at n", absl::StrJoin(ids, ",n")));
+  }
+  return absl::StrCat("store hashes differ at revision ", revision, ": ",
+                      absl::StrJoin(groups, "; "));
+}
+
+std::vector<std::string> RealWorld::TakeViolations() { return std::move(violations_); }
+
+sim::History RealWorld::TakeHistory() {
+  return workload_ == nullptr ? sim::History() : workload_->history();
+}
+
+void RealWorld::Describe(sim::RunResult& result) {
+  result.virtual_ms = now_ms();
+  if (workload_ != nullptr) {
+    result.transcript.push_back(absl::StrCat("workload: ", workload_->Summary()));
+  }
+}
+
+std::string RealWorld::MemberLogs() const {
+  std::string logs;
+  for (size_t i = 0; i < cluster_->size(); ++i) {
+    const ClusterMember& m = cluster_->member(i);
+    if (m.running() && !m.process->stderr_text().empty()) {
+      absl::StrAppend(&logs, m.name, " stderr:\n", m.process->stderr_text(), "\n");
+    }
+  }
+  return logs;
+}
+
+}  // namespace kvstore::node::testing

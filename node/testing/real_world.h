@@ -1,0 +1,161 @@
+#ifndef KVSTORE_NODE_TESTING_REAL_WORLD_H_
+#define KVSTORE_NODE_TESTING_REAL_WORLD_H_
+
+// A cluster of real kvnode processes on loopback as a world a scenario runs in (sim/world.h), so
+// the scenario files of testdata/scenarios run through the simulator's own runner
+// (sim::RunScenarioIn) against real members (issue 13 §6).
+//
+// What each step becomes:
+//   - crash: kill -9 (Cluster::Kill); restart: the member's process again on its data directory,
+//     waited for until it answers Maintenance.status (the simulation's restart is instant);
+//   - pause: SIGSTOP, and SIGCONT after the pause (messages to it wait in the kernel's buffers);
+//   - partition, isolate, block, link_delay, heal: faults of the per-link proxy (link_proxy.h):
+//     a cut is a refused link (connections reset), a delay the middle of the scenario's range;
+//   - start_workload / stop_workload: the HistoryWorkload's clients (puts and linearizable gets
+//     with failover), whose history the runner's linearizability check judges;
+//   - request: one call to the member's own client URL (followers forward leader-only requests);
+//     member adds get a member slot of the Cluster, whose process StartJoiner starts, and a
+//     "bad://" URL a slot that is never started (nothing listens at its peer URL);
+//   - observation: Maintenance.status of each running member (leader, term, revision), the
+//     member list (voters), and store hashes compared at one revision (hashes_equal).
+// Steps a real cluster cannot do (tearing a write, corrupting a record in place, failing one
+// fsync, filling the disk, skewing a member's tick rate, the simulation's network knobs, its watch
+// checker, votes over incarnations, joint-configuration counts) are refused in CannotRun, which
+// the runner reports as skipped by name.
+//
+// Standing checker: every status answer goes into an election record; two leaders of one term
+// are a violation.
+//
+// Time: real milliseconds. A fixed wait (run_ms, a pause) lasts time_scale times the scenario's
+// milliseconds; a wait for something (a leader, a request's answer) may take wait_slack times
+// as long, since it ends as soon as it is met and real members are slower than virtual ones.
+//
+// Threads: everything runs on the calling thread's kj event loop (which the world creates), and
+// the proxy on its own thread.
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kj/async-io.h"
+#include "net/client.h"
+#include "node/testing/cluster.h"
+#include "node/testing/history_workload.h"
+#include "sim/scenario.pb.h"
+#include "sim/world.h"
+
+namespace kvstore::node::testing {
+
+struct RealWorldOptions {
+  std::string name = "scenario";  // the data directories' folder and the cluster token
+  int64_t heartbeat_ms = 50;
+  int64_t election_ms = 400;
+  double time_scale = 1.0;
+  double wait_slack = 3.0;
+  // Bounds of one status poll and of a restarted member's start.
+  int64_t status_timeout_ms = 500;
+  int64_t start_timeout_ms = 10000;
+};
+
+class RealWorld : public sim::ScenarioWorld {
+ public:
+  // Starts options.voters() members (at least 1), proxied, and waits until each answers.
+  static absl::StatusOr<std::unique_ptr<RealWorld>> Start(const sim::pb::Options& options,
+                                                          RealWorldOptions real);
+  ~RealWorld() override;
+
+  std::string CannotRun(const sim::pb::Step& step) override;
+
+  int64_t now_ms() override;
+  void RunFor(int64_t ms) override;
+  bool RunUntil(const std::function<bool()>& done, int64_t max_ms) override;
+
+  void Partition(const std::vector<std::vector<NodeId>>& groups) override;
+  void BlockLink(NodeId from, NodeId to) override;
+  void SetLinkDelay(NodeId from, NodeId to, int64_t min_ms, int64_t max_ms) override;
+  void Heal() override;
+  void Isolate(NodeId id) override;
+  void Crash(NodeId id) override;
+  void Restart(NodeId id) override;
+  void Pause(NodeId id, int64_t ms) override;
+
+  void StartWorkload() override;
+  void StopWorkload() override;
+  std::optional<server::Response> Call(NodeId node, server::Request request,
+                                       int64_t timeout_ms) override;
+  std::string PeerUrlFor(const std::string& name, const std::string& requested) override;
+  void StartJoiner(NodeId id) override;
+
+  NodeId Leader() override;
+  std::vector<NodeId> node_ids() override;
+  bool up(NodeId id) override;
+  std::optional<raft::Term> Term(NodeId id) override;
+  std::optional<int64_t> Revision(NodeId id) override;
+  std::vector<NodeId> Voters() override;
+  std::optional<raft::ConfState> ConfState(NodeId id) override;
+  std::string CheckHashes() override;
+
+  std::vector<std::string> TakeViolations() override;
+  sim::History TakeHistory() override;
+  void Describe(sim::RunResult& result) override;
+
+  Cluster& cluster() { return *cluster_; }
+  // Each running member's stderr, for a failure message.
+  std::string MemberLogs() const;
+
+ private:
+  RealWorld(const sim::pb::Options& options, RealWorldOptions real);
+  // Scenario ids are member indexes + 1.
+  static size_t IndexOf(NodeId id) { return static_cast<size_t>(id - 1); }
+  bool Known(NodeId id) const { return id >= 1 && id <= cluster_->size(); }
+  bool Paused(NodeId id);
+  kj::WaitScope& wait_scope() { return io_->io.waitScope; }
+  kj::Timer& timer() { return io_->io.provider->getTimer(); }
+  void Sleep(int64_t real_ms);
+  // The client of member `id`'s own endpoint (made on first use).
+  net::Client& ClientOf(NodeId id);
+  // Maintenance.status of member `id` within the status timeout; records leaders by term.
+  std::optional<net::MemberStatusInfo> Status(NodeId id);
+  // The member list at `id`, with scenario ids (0 for a peer URL no member slot has).
+  absl::StatusOr<std::vector<std::pair<NodeId, server::Member>>> MembersAt(NodeId id);
+  NodeId IdOfUrl(const std::vector<std::string>& peer_urls) const;
+  // The real member id of scenario id `id` (0 if no member list knows it yet).
+  raft::NodeId RealId(NodeId id);
+  // Re-applies the link faults: blocked links refused, delayed links delayed.
+  void ApplyLinks();
+
+  // kj's objects have throwing destructors: kept behind a pointer, destroyed last.
+  struct Loop {
+    kj::AsyncIoContext io = kj::setupAsyncIo();
+    kj::Vector<kj::Promise<void>> resumes;  // SIGCONTs of paused members, due
+  };
+  std::unique_ptr<Loop> io_;
+  RealWorldOptions real_;
+  sim::pb::Options options_;
+  int64_t started_at_ms_ = 0;  // steady clock
+  std::unique_ptr<Cluster> cluster_;
+  std::map<NodeId, std::unique_ptr<net::Client>> clients_;
+  std::unique_ptr<net::Client> workload_client_;
+  std::unique_ptr<HistoryWorkload> workload_;
+  bool workload_stopped_ = false;
+  std::set<std::pair<NodeId, NodeId>> blocked_;
+  std::map<std::pair<NodeId, NodeId>, int64_t> delays_ms_;
+  // Paused members: the process stopped.
+  std::map<NodeId, pid_t> paused_;
+  std::map<NodeId, raft::NodeId> real_ids_;
+  std::set<NodeId> never_started_;  // "bad://" members
+  std::map<raft::Term, raft::NodeId> leader_of_term_;
+  std::vector<std::string> violations_;
+};
+
+}  // namespace kvstore::node::testing
+
+#endif  // KVSTORE_NODE_TESTING_REAL_WORLD_H_
