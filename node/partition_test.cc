@@ -474,6 +474,96 @@ TEST_F(PartitionTest, MemberAddedDuringTwoPlusOnePartitionJoinsAfterHealing) {
   EXPECT_TRUE(ReplicasAgree({0, 1, 2, 3}));
 }
 
+// The learner half of the same case (the simulator's scenario runs both halves): the majority
+// side adds a learner, whose process sits in the minority. A learner never counts toward the
+// quorum, so the leader stays and writes commit throughout, where the voter above cost the
+// cluster its leader. The learner cannot join while it reaches only a member that has not heard
+// of it; a promotion is refused while it lags ("can only promote a learner member which is in
+// sync with leader"); after healing it joins and catches up, and the promotion succeeds only
+// then: the promoted member holds the writes made while it was cut off.
+TEST_F(PartitionTest, LearnerAddedDuringTwoPlusOnePartitionIsPromotedOnceCaughtUp) {
+  StartCluster(3, "learner_during_2_1");
+  StartWorkload();
+  auto leader = WaitForLeader(5000);
+  ASSERT_TRUE(leader.has_value());
+  const int l = static_cast<int>(*leader), f1 = (l + 1) % 3, f2 = (l + 2) % 3;
+  Pause(300);
+  cluster_->proxy()->Cut({l, f1}, {f2});
+  auto majority =
+      NewClient({cluster_->member(l).endpoint(), cluster_->member(f1).endpoint()}, 2 * kj::SECONDS);
+  ASSERT_TRUE(CallUntilOk(*majority, Put("a", "1"), 5000).ok()) << "the majority commits";
+
+  auto added_index = cluster_->AddMember();
+  ASSERT_TRUE(added_index.ok()) << added_index.status();
+  const int n = static_cast<int>(*added_index);
+  server::Request add;
+  add.type = server::RequestType::kMemberAdd;
+  add.member.name = cluster_->member(n).name;
+  add.member.peer_urls = {cluster_->member(n).peer_url()};
+  add.member.is_learner = true;
+  auto added = majority->Call(add, io().waitScope);
+  ASSERT_TRUE(added.ok()) << "the majority commits the add: " << added.status();
+  const raft::NodeId learner = added->member.id;
+
+  // The learner's process is in the minority, with f2, which has not heard of it.
+  cluster_->proxy()->Cut({l, f1}, {n});
+  ASSERT_TRUE(cluster_->Start(n).ok());
+  auto exit = cluster_->member(n).process->Wait(crash::Clock::now() + std::chrono::seconds(10));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_TRUE(exit->Exited(1)) << exit->Describe();
+  cluster_->Kill(n);
+
+  // Availability kept: the leader of the majority stays, and writes commit.
+  Pause(kDeposeMs);
+  auto still = Leader();
+  ASSERT_TRUE(still.has_value()) << "the learner cost the cluster its leader";
+  EXPECT_TRUE(*still == static_cast<size_t>(l) || *still == static_cast<size_t>(f1));
+  // (The workload's clients may be stuck on f2, which has no leader: the majority's own.)
+  for (int i = 0; i < 5; ++i) {
+    auto put = majority->Call(Put("a", absl::StrCat("during-", i)), io().waitScope);
+    ASSERT_TRUE(put.ok()) << "a write failed while the learner was cut off: " << put.status();
+  }
+  ASSERT_TRUE(majority->Call(Put("a", "2"), io().waitScope).ok()) << "a write failed";
+
+  // Not caught up (it has nothing): the promotion is refused, and the learner stays one.
+  server::Request promote;
+  promote.type = server::RequestType::kMemberPromote;
+  promote.member.id = learner;
+  auto refused = majority->Call(promote, io().waitScope);
+  ASSERT_FALSE(refused.ok()) << "a learner that has nothing was promoted";
+  EXPECT_EQ(CodeOf(refused.status()), ErrorCode::kLearnerNotReady) << refused.status();
+  EXPECT_TRUE(MembershipConverges({static_cast<size_t>(l), static_cast<size_t>(f1)},
+                                  {"n1:voter", "n2:voter", "n3:voter", "n4:learner"}));
+
+  // Healed, the learner joins and catches up; the promotion goes through once it has.
+  cluster_->proxy()->HealAll();
+  ASSERT_TRUE(cluster_->Start(n).ok());
+  int refusals = 0;
+  absl::StatusOr<server::Response> promoted = absl::UnavailableError("not tried");
+  const kj::TimePoint deadline = Now() + 10 * kj::SECONDS;
+  while (Now() < deadline) {
+    // Through l and f1: f2 may not have applied the add yet (it would answer MEMBER_NOT_FOUND).
+    promoted = majority->Call(promote, io().waitScope);
+    if (promoted.ok()) break;
+    EXPECT_EQ(CodeOf(promoted.status()), ErrorCode::kLearnerNotReady) << promoted.status();
+    ++refusals;
+    Pause(50);
+  }
+  ASSERT_TRUE(promoted.ok()) << "not promoted within 10 s of healing: " << promoted.status();
+  // It was caught up: its own store (a serializable read) has the writes of the partition.
+  auto only_new = NewClient({cluster_->member(n).endpoint()}, 2 * kj::SECONDS);
+  server::Request own = Get("a");
+  own.range.serializable = true;
+  auto read = CallUntilOk(*only_new, own, 3000);
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_EQ(read->range.kvs.size(), 1u);
+  EXPECT_EQ(read->range.kvs[0].value, "2");
+  EXPECT_TRUE(MembershipConverges({0, 1, 2, 3}, {"n1:voter", "n2:voter", "n3:voter", "n4:voter"}));
+  std::printf("promotion refused %d times after healing, then accepted\n", refusals);
+  StopWorkloadAndCheck();
+  EXPECT_TRUE(ReplicasAgree({0, 1, 2, 3}));
+}
+
 // Misconfigured member URLs (the seed's ghost member, and flags that disagree with the cluster):
 // each is refused or fails with a clear message, and the cluster keeps serving a linearizable
 // history throughout.
