@@ -162,7 +162,8 @@ interface WatchHandle {
 }
 
 interface Watch {
-  watch @0 (request :WatchRequest, watcher :Watcher) -> (status :Status, handle :WatchHandle);
+  # `token`: the caller's, as every other method's; the watch is checked when it is created.
+  watch @0 (request :WatchRequest, watcher :Watcher, token :Text) -> (status :Status, handle :WatchHandle);
 }
 
 struct LeaseInfo {

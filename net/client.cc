@@ -780,18 +780,20 @@ kj::Promise<absl::StatusOr<EndpointStatus>> Client::StatusAsync(size_t endpoint)
 }
 
 kj::Promise<absl::StatusOr<std::unique_ptr<Client::Watch>>> Client::WatchAsync(
-    mvcc::WatchRequest request, std::function<void(const mvcc::WatchResponse&)> on_response) {
+    mvcc::WatchRequest request, std::function<void(const mvcc::WatchResponse&)> on_response,
+    std::string token) {
   using Result = absl::StatusOr<std::unique_ptr<Watch>>;
   Policy policy;
   policy.idempotent = true;  // a watch that failed to open is released with its connection
   policy.what = "watch";
   Impl* impl = impl_.get();
   Attempt<std::unique_ptr<Watch>> attempt =
-      [impl, request = std::move(request),
-       on_response = std::move(on_response)](Conn& c) -> kj::Promise<Result> {
+      [impl, request = std::move(request), on_response = std::move(on_response),
+       token = std::move(token)](Conn& c) -> kj::Promise<Result> {
     auto state = std::make_shared<WatchState>(on_response);
     auto call = c.watch.watchRequest();
     ToCapnp(request, call.initRequest());
+    call.setToken(capnp::Text::Reader(token.c_str(), token.size()));
     call.setWatcher(kj::heap<WatcherImpl>(state));
     return call.send()
         .then([impl, state, conn = kj::addRef(c)](

@@ -131,9 +131,12 @@ class Client {
   kj::Promise<absl::StatusOr<EndpointStatus>> StatusAsync(size_t endpoint);
 
   // Opens a watch (with failover, as a read). Responses that arrive before the member has
-  // confirmed the watch are held, then delivered in order once the promise resolves.
+  // confirmed the watch are held, then delivered in order once the promise resolves. `token`:
+  // the caller's auth token, as Request::token (while auth is enabled the member checks read
+  // permission on the watched range when the watch is created).
   kj::Promise<absl::StatusOr<std::unique_ptr<Watch>>> WatchAsync(
-      mvcc::WatchRequest request, std::function<void(const mvcc::WatchResponse&)> on_response);
+      mvcc::WatchRequest request, std::function<void(const mvcc::WatchResponse&)> on_response,
+      std::string token = {});
   // A keep-alive for lease `id` (non-zero); nothing is sent before the first Renew.
   std::unique_ptr<KeepAlive> NewKeepAlive(lease::LeaseId id);
   // Downloads one endpoint's backend snapshot, chunk by chunk, each within the per-try

@@ -89,9 +89,9 @@ class WatchStream final : public WatchSink, private kj::TaskSet::ErrorHandler {
     --*open_on_connection_;
   }
 
-  absl::Status Open(const mvcc::WatchRequest& request) {
+  absl::Status Open(const mvcc::WatchRequest& request, const WatchCaller& caller) {
     member_watch_open_ = true;  // responses may arrive before Watch returns
-    absl::StatusOr<mvcc::WatchId> id = member_.Watch(request, this);
+    absl::StatusOr<mvcc::WatchId> id = member_.Watch(request, caller, this);
     if (!id.ok()) {
       member_watch_open_ = false;
       return id.status();
@@ -221,8 +221,9 @@ class WatchHandleImpl final : public rpc::WatchHandle::Server {
 
 class WatchImpl final : public rpc::Watch::Server {
  public:
-  WatchImpl(MemberService& member, size_t queue_limit, size_t max_watches)
+  WatchImpl(MemberService& member, size_t queue_limit, size_t max_watches, std::string cert_user)
       : member_(member),
+        cert_user_(std::move(cert_user)),
         queue_limit_(queue_limit),
         max_watches_(max_watches),
         open_watches_(std::make_shared<size_t>(0)) {}
@@ -231,6 +232,9 @@ class WatchImpl final : public rpc::Watch::Server {
     auto params = context.getParams();
     absl::StatusOr<mvcc::WatchRequest> request = FromCapnp(params.getRequest());
     rpc::Watcher::Client watcher = params.getWatcher();
+    WatchCaller caller;
+    if (params.hasToken()) caller.token.assign(params.getToken().cStr(), params.getToken().size());
+    caller.cert_user = cert_user_;
     context.releaseParams();
     auto results = context.getResults();
     if (!request.ok()) {
@@ -245,7 +249,7 @@ class WatchImpl final : public rpc::Watch::Server {
       return kj::READY_NOW;
     }
     auto stream = kj::heap<WatchStream>(member_, kj::mv(watcher), queue_limit_, open_watches_);
-    absl::Status opened = stream->Open(*request);
+    absl::Status opened = stream->Open(*request, caller);
     ToCapnp(opened, results.initStatus());
     if (opened.ok()) results.setHandle(kj::heap<WatchHandleImpl>(kj::mv(stream)));
     return kj::READY_NOW;
@@ -253,6 +257,7 @@ class WatchImpl final : public rpc::Watch::Server {
 
  private:
   MemberService& member_;
+  const std::string cert_user_;
   const size_t queue_limit_;
   const size_t max_watches_;
   // Streams alive on this connection; shared with them, since they may outlive this service.
@@ -446,7 +451,7 @@ class EndpointImpl final : public rpc::Endpoint::Server {
                const std::string& cert_user)
       : kv_(kj::heap<KvImpl>(member, cert_user)),
         watch_(kj::heap<WatchImpl>(member, options.watch_queue_limit_responses,
-                                   options.max_watches_per_connection)),
+                                   options.max_watches_per_connection, cert_user)),
         lease_(kj::heap<LeaseImpl>(member, cert_user)),
         cluster_(kj::heap<ClusterImpl>(member, cert_user)),
         maintenance_(kj::heap<MaintenanceImpl>(member, options.snapshot_chunk_bytes, cert_user)),

@@ -20,6 +20,14 @@
 namespace kvstore::net {
 
 // Receives one watch's responses, in order.
+// Who a watch runs as: its token, else the user of the connection's verified client
+// certificate (server::Request's `token` and `cert_user`). Both empty: nobody, which auth
+// refuses while it is enabled.
+struct WatchCaller {
+  std::string token;
+  std::string cert_user;
+};
+
 class WatchSink {
  public:
   virtual ~WatchSink() = default;
@@ -57,9 +65,10 @@ class MemberService {
   // response with `canceled` set, say for a compacted revision, is the sink's last) or
   // CancelWatch returns, after which the sink is never called again, so its owner may destroy
   // it. Responses may arrive before Watch returns, and the canceled notice during CancelWatch.
-  // The sink must not call back into the member from Deliver.
+  // The sink must not call back into the member from Deliver. While auth is enabled the watch
+  // is checked when it is created, as `caller` (read permission on its range).
   virtual absl::StatusOr<mvcc::WatchId> Watch(const mvcc::WatchRequest& request,
-                                              WatchSink* sink) = 0;
+                                              const WatchCaller& caller, WatchSink* sink) = 0;
   virtual absl::Status CancelWatch(mvcc::WatchId id) = 0;
   virtual void RequestWatchProgress() = 0;
   virtual MemberStatusInfo Status() = 0;

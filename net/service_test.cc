@@ -112,11 +112,12 @@ class ClientServiceTest : public ::testing::Test {
 
   // Opens a watch on `key` whose responses go to `log`; the watch id is the created response's.
   rpc::WatchHandle::Client StartWatch(const std::string& key, WatcherLog& log,
-                                      bool progress_notify = false) {
+                                      bool progress_notify = false, const std::string& token = "") {
     auto call = endpoint_.watchRequest().send().getWatch().watchRequest();
     mvcc::WatchRequest request;
     request.key = key;
     ToCapnp(request, call.initRequest());
+    call.setToken(token);
     call.getRequest().setProgressNotify(progress_notify);
     call.setWatcher(kj::heap<TestWatcher>(log));
     auto results = call.send().wait(ws_);
@@ -334,6 +335,18 @@ TEST_F(ClientServiceTest, AnEmptySnapshotIsDoneAtOnce) {
   auto next = stream.nextRequest().send().wait(ws_);
   EXPECT_TRUE(next.getDone());
   EXPECT_EQ(next.getCrc32c(), 0u);
+}
+
+// A watch runs as its caller: the call's token reaches the member, which checks it (the core's
+// auth; node:jwt_auth_test shows a refusal end to end).
+TEST_F(ClientServiceTest, AWatchCarriesItsCallersToken) {
+  Connect();
+  WatcherLog log;
+  rpc::WatchHandle::Client handle = StartWatch("k", log, false, "alices-token");
+  ASSERT_TRUE(last_watch_status_.ok()) << last_watch_status_;
+  ASSERT_EQ(member_.watch_callers.size(), 1u);
+  EXPECT_EQ(member_.watch_callers[0].token, "alices-token");
+  EXPECT_EQ(member_.watch_callers[0].cert_user, "");
 }
 
 TEST_F(ClientServiceTest, WatchDeliversInOrderThenCancels) {

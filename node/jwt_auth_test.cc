@@ -140,6 +140,41 @@ class JwtClusterTest : public ::testing::Test {
     return Kv(m)->Range(&context, request, response);
   }
 
+  // Opens a Watch stream as the user of `token` (its "token" metadata) and asks for a watch on
+  // `key`: its responses up to the one that cancels it or carries events. Once it is created,
+  // a put of `key` as the user of `put_token` (if given) makes the event.
+  std::vector<etcdserverpb::WatchResponse> WatchAs(const Member& m, const std::string& token,
+                                                   const std::string& key,
+                                                   const std::string& put_token = "") {
+    auto stub = etcdserverpb::Watch::NewStub(
+        grpc::CreateChannel(m.endpoint(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    if (!token.empty()) context.AddMetadata("token", token);
+    auto stream = stub->Watch(&context);
+    etcdserverpb::WatchRequest request;
+    request.mutable_create_request()->set_key(key);
+    std::vector<etcdserverpb::WatchResponse> responses;
+    EXPECT_TRUE(stream->Write(request));
+    etcdserverpb::WatchResponse response;
+    while (stream->Read(&response)) {  // bounded by the call's deadline
+      responses.push_back(response);
+      if (response.canceled() || response.events_size() > 0) break;
+      if (!response.created() || put_token.empty()) continue;
+      grpc::ClientContext put_context;
+      put_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      put_context.AddMetadata("token", put_token);
+      etcdserverpb::PutRequest put;
+      put.set_key(key);
+      put.set_value("watched");
+      etcdserverpb::PutResponse put_response;
+      grpc::Status put_status = Kv(m)->Put(&put_context, put, &put_response);
+      EXPECT_TRUE(put_status.ok()) << put_status.error_message();
+    }
+    context.TryCancel();
+    return responses;
+  }
+
   std::string Authenticate(const Member& m, const std::string& name, const std::string& password) {
     auto auth = etcdserverpb::Auth::NewStub(
         grpc::CreateChannel(m.endpoint(), grpc::InsecureChannelCredentials()));
@@ -240,6 +275,26 @@ TEST_F(JwtClusterTest, EtcdctlUserWorksAndAnyMemberAcceptsAnotherMembersToken) {
   EXPECT_TRUE(Range(members_[1], fresh, "k", &ignored, tampered).ok());
   refused = Range(members_[1], tampered, "k", &ignored, fresh);
   EXPECT_EQ(refused.error_message(), "etcdserver: invalid auth token");
+
+  // A watch is checked when it is created, as its stream's user: alice holds no role, so hers
+  // is created and canceled at once with etcd's reason; root's sees the next put. Without a
+  // token the stream's watch is refused too.
+  const std::string alice_token = Authenticate(members_[1], "alice", "alicepw");
+  for (const std::string& as : {alice_token, std::string()}) {
+    std::vector<etcdserverpb::WatchResponse> denied = WatchAs(members_[1], as, "k");
+    ASSERT_FALSE(denied.empty());
+    EXPECT_TRUE(denied.back().canceled()) << denied.back().DebugString();
+    EXPECT_EQ(denied.back().events_size(), 0);
+  }
+  std::vector<etcdserverpb::WatchResponse> denied = WatchAs(members_[1], alice_token, "k");
+  ASSERT_FALSE(denied.empty());
+  EXPECT_EQ(denied.back().cancel_reason(), "etcdserver: permission denied");
+  std::vector<etcdserverpb::WatchResponse> allowed = WatchAs(members_[1], fresh, "k", fresh);
+  ASSERT_EQ(allowed.size(), 2u);
+  EXPECT_TRUE(allowed[0].created());
+  EXPECT_FALSE(allowed[0].canceled());
+  ASSERT_EQ(allowed[1].events_size(), 1) << allowed[1].DebugString();
+  EXPECT_EQ(allowed[1].events(0).kv().value(), "watched");
 }
 
 // `args` given to kvnode: it exits 2 at once, saying `why`.

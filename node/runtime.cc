@@ -823,9 +823,9 @@ kj::Promise<server::Response> Runtime::Submit(server::Request request, bool coun
 }
 
 absl::StatusOr<mvcc::WatchId> Runtime::Watch(const mvcc::WatchRequest& request,
-                                             net::WatchSink* sink) {
+                                             const net::WatchCaller& caller, net::WatchSink* sink) {
   if (member_->stopped()) return Error(ErrorCode::kStopped, "member stopped");
-  auto id = member_->server().Watch(request);
+  auto id = member_->server().Watch(request, caller.token, caller.cert_user);
   if (!id.ok()) return id.status();
   watches_[*id] = sink;
   member_->Drain();

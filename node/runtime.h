@@ -124,6 +124,7 @@ class Runtime : public net::MemberService,
   kj::Promise<server::Response> Call(server::Request request) override;
   kj::Promise<server::Response> CallForwarded(server::Request request) override;
   absl::StatusOr<mvcc::WatchId> Watch(const mvcc::WatchRequest& request,
+                                      const net::WatchCaller& caller,
                                       net::WatchSink* sink) override;
   absl::Status CancelWatch(mvcc::WatchId id) override;
   void RequestWatchProgress() override;

@@ -220,9 +220,10 @@ class Server::Impl {
   raft::RawNode& raft() { return *raft_; }
 
   RequestId Submit(Request request);
-  absl::StatusOr<mvcc::WatchId> Watch(const mvcc::WatchRequest& request, const std::string& token) {
+  absl::StatusOr<mvcc::WatchId> Watch(const mvcc::WatchRequest& request, const std::string& token,
+                                      const std::string& cert_user) {
     if (auth_.enabled()) {
-      auto who = Identify(token);
+      auto who = Identify(token, cert_user);
       if (!who.ok()) return who.status();
       if (auto s = auth_.IsRangePermitted(*who, request.key, request.range_end); !s.ok()) return s;
     }
@@ -2065,8 +2066,9 @@ Server::~Server() = default;
 
 RequestId Server::Submit(Request request) { return impl_->Submit(std::move(request)); }
 absl::StatusOr<mvcc::WatchId> Server::Watch(const mvcc::WatchRequest& request,
-                                            const std::string& token) {
-  return impl_->Watch(request, token);
+                                            const std::string& token,
+                                            const std::string& cert_user) {
+  return impl_->Watch(request, token, cert_user);
 }
 absl::Status Server::CancelWatch(mvcc::WatchId id) { return impl_->CancelWatch(id); }
 absl::Status Server::SetWatchReading(mvcc::WatchId id, bool reading) {

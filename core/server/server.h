@@ -287,9 +287,11 @@ class Server {
 
   RequestId Submit(Request request);
   // Watches are local to the member serving them (as in etcd). While auth is enabled a watch is
-  // checked when it is created, against the user of `token` (read permission on its range).
+  // checked when it is created, against the user of `token`, else `cert_user` (as Request's
+  // fields of those names): read permission on its range.
   absl::StatusOr<mvcc::WatchId> Watch(const mvcc::WatchRequest& request,
-                                      const std::string& token = "");
+                                      const std::string& token = "",
+                                      const std::string& cert_user = "");
   absl::Status CancelWatch(mvcc::WatchId id);
   // Flow control from a watch's client (mvcc::WatchHub::SetReading): while it does not read,
   // its responses stay buffered in the hub, up to the watch buffer, after which it lags and

@@ -195,15 +195,17 @@ absl::Status Election::Observe(const std::function<bool(const LeaderValue&)>& on
     kj::PromiseFulfiller<WatchEnd>* fulfiller = ended.fulfiller.get();
     absl::StatusOr<std::unique_ptr<Client::Watch>> opened =
         context_.client
-            .WatchAsync(request,
-                        [fulfiller, &on_response](const mvcc::WatchResponse& response) {
-                          if (!fulfiller->isWaiting()) return;
-                          on_response(response, *fulfiller);
-                          // A watch that ended (a broken connection, a compaction): read again.
-                          if (fulfiller->isWaiting() && response.canceled) {
-                            fulfiller->fulfill(WatchEnd::kAgain);
-                          }
-                        })
+            .WatchAsync(
+                request,
+                [fulfiller, &on_response](const mvcc::WatchResponse& response) {
+                  if (!fulfiller->isWaiting()) return;
+                  on_response(response, *fulfiller);
+                  // A watch that ended (a broken connection, a compaction): read again.
+                  if (fulfiller->isWaiting() && response.canceled) {
+                    fulfiller->fulfill(WatchEnd::kAgain);
+                  }
+                },
+                context_.token)
             .wait(context_.wait_scope);
     if (!opened.ok()) return opened.status();
     const WatchEnd end =

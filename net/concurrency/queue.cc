@@ -25,18 +25,20 @@ absl::StatusOr<bool> WaitDelete(ClientContext& context, const std::string& key,
   watch.start_revision = revision;
   absl::StatusOr<std::unique_ptr<Client::Watch>> opened =
       context.client
-          .WatchAsync(watch,
-                      [fulfiller](const mvcc::WatchResponse& response) {
-                        if (!fulfiller->isWaiting()) return;
-                        for (const mvcc::Event& event : response.events) {
-                          if (event.type == mvcc::Event::Type::kDelete) {
-                            fulfiller->fulfill(true);
-                            return;
-                          }
-                        }
-                        // The watch ended (a broken connection, a compaction): look again.
-                        if (response.canceled) fulfiller->fulfill(true);
-                      })
+          .WatchAsync(
+              watch,
+              [fulfiller](const mvcc::WatchResponse& response) {
+                if (!fulfiller->isWaiting()) return;
+                for (const mvcc::Event& event : response.events) {
+                  if (event.type == mvcc::Event::Type::kDelete) {
+                    fulfiller->fulfill(true);
+                    return;
+                  }
+                }
+                // The watch ended (a broken connection, a compaction): look again.
+                if (response.canceled) fulfiller->fulfill(true);
+              },
+              context.token)
           .wait(context.wait_scope);
   if (!opened.ok()) return opened.status();
   const bool happened =

@@ -857,7 +857,8 @@ RefusedWatch RefusedWatchResponses(const absl::Status& refused, int64_t revision
   if (CodeOf(refused) == ErrorCode::kCompacted) {
     out.canceled.compact_revision = compact_revision;
   } else {
-    out.canceled.cancel_reason = std::string(refused.message());
+    // etcd's words for the refusal ("etcdserver: permission denied"), not the core's detail.
+    out.canceled.cancel_reason = ToGrpcStatus(refused).error_message();
   }
   return out;
 }

@@ -348,9 +348,9 @@ class HttpWatch final : public WatchSink {
   }
 
   // Resolves when the watch has ended and its last response is written (or the client left).
-  kj::Promise<void> Run(const mvcc::WatchRequest& request) {
+  kj::Promise<void> Run(const mvcc::WatchRequest& request, const WatchCaller& caller) {
     member_open_ = true;  // responses may arrive before Watch returns
-    absl::StatusOr<mvcc::WatchId> id = member_.Watch(request, this);
+    absl::StatusOr<mvcc::WatchId> id = member_.Watch(request, caller, this);
     if (!id.ok()) {
       member_open_ = false;
       const MemberStatusInfo info = member_.Status();
@@ -449,7 +449,7 @@ kj::Promise<void> Gateway::Impl::Watch(const std::string& body, Response& respon
   kj::HttpHeaders headers(g_.headers_);
   headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
   auto watch = kj::heap<HttpWatch>(g_.member_, response.send(200, "OK", headers));
-  auto ran = watch->Run(converted);
+  auto ran = watch->Run(converted, WatchCaller{token_, cert_user_});
   return ran.attach(kj::mv(watch));
 }
 

@@ -229,8 +229,10 @@ class WatchSession {
  public:
   using Stream = grpc::ServerReaderWriter<etcdserverpb::WatchResponse, etcdserverpb::WatchRequest>;
 
-  WatchSession(const Loop& loop, Stream* stream, size_t queue_limit)
-      : loop_(loop), stream_(stream), queue_limit_(queue_limit) {
+  // `caller`: who the stream's watches run as (its call's token metadata, else the client
+  // certificate's user), checked as each watch is created.
+  WatchSession(const Loop& loop, Stream* stream, size_t queue_limit, WatchCaller caller)
+      : loop_(loop), stream_(stream), queue_limit_(queue_limit), caller_(std::move(caller)) {
     writer_ = std::thread([this] { WriteLoop(); });
   }
 
@@ -367,7 +369,7 @@ class WatchSession {
     absl::Status opened;
     absl::Status ran = loop_.Run([&]() {
       watch->member_open = true;  // responses may arrive before Watch returns
-      absl::StatusOr<mvcc::WatchId> id = loop_.member().Watch(converted, watch.get());
+      absl::StatusOr<mvcc::WatchId> id = loop_.member().Watch(converted, caller_, watch.get());
       if (!id.ok()) {
         watch->member_open = false;
         opened = id.status();
@@ -458,6 +460,7 @@ class WatchSession {
   const Loop& loop_;
   Stream* stream_;
   const size_t queue_limit_;
+  const WatchCaller caller_;
   // The member and term the stream's responses report: written by the reader thread at each
   // creation, read by the loop thread as it delivers events to the stream's earlier watches.
   std::atomic<raft::NodeId> member_id_{0};
@@ -478,7 +481,8 @@ class WatchService final : public etcdserverpb::Watch::Service {
   WatchService(const Loop& loop, size_t queue_limit) : loop_(loop), queue_limit_(queue_limit) {}
 
   grpc::Status Watch(ServerContext* context, WatchSession::Stream* stream) override {
-    WatchSession session(loop_, stream, queue_limit_);
+    WatchSession session(loop_, stream, queue_limit_,
+                         WatchCaller{TokenOf(context), loop_.CertUserOf(context)});
     etcdserverpb::WatchRequest request;
     while (stream->Read(&request)) session.Handle(request);
     session.Close();

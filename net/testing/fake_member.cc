@@ -253,7 +253,8 @@ void FakeMember::DeliverTo(mvcc::WatchId id, const mvcc::WatchResponse& response
 }
 
 absl::StatusOr<mvcc::WatchId> FakeMember::Watch(const mvcc::WatchRequest& request,
-                                                WatchSink* sink) {
+                                                const WatchCaller& caller, WatchSink* sink) {
+  watch_callers.push_back(caller);
   if (!answer_all_with.ok()) return answer_all_with;
   const mvcc::WatchId id = next_watch_id_++;
   watches_[id] = WatchEntry{request, sink};

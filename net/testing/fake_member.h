@@ -34,6 +34,7 @@ class FakeMember final : public MemberService {
   std::vector<server::RequestType> calls;
   std::vector<raft::Message> stepped;
   std::vector<mvcc::WatchId> canceled_watches;
+  std::vector<WatchCaller> watch_callers;  // of every Watch call, in order
   int progress_requests = 0;
 
   size_t open_watches() const { return watches_.size(); }
@@ -42,7 +43,8 @@ class FakeMember final : public MemberService {
   void DeliverTo(mvcc::WatchId id, const mvcc::WatchResponse& response);
 
   kj::Promise<server::Response> Call(server::Request request) override;
-  absl::StatusOr<mvcc::WatchId> Watch(const mvcc::WatchRequest& request, WatchSink* sink) override;
+  absl::StatusOr<mvcc::WatchId> Watch(const mvcc::WatchRequest& request, const WatchCaller& caller,
+                                      WatchSink* sink) override;
   absl::Status CancelWatch(mvcc::WatchId id) override;
   void RequestWatchProgress() override;
   MemberStatusInfo Status() override;

@@ -862,7 +862,7 @@ int RunWatch(Context& c) {
     }
   };
   absl::StatusOr<std::unique_ptr<net::Client::Watch>> watch =
-      c.client->WatchAsync(request, on_response).wait(c.wait_scope());
+      c.client->WatchAsync(request, on_response, c.token).wait(c.wait_scope());
   if (!watch.ok()) return Fail(watch.status());
   absl::Status result =
       ended.promise.exclusiveJoin(interrupted.then([] { return absl::OkStatus(); }))

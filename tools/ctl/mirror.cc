@@ -271,7 +271,7 @@ absl::Status Mirror::FollowUpdates() {
       Wake();
     };
     absl::StatusOr<std::unique_ptr<net::Client::Watch>> watch =
-        source_.WatchAsync(request, on_response).wait(io_.waitScope);
+        source_.WatchAsync(request, on_response, options_.source_token).wait(io_.waitScope);
     if (!watch.ok()) {
       if (CodeOf(watch.status()) == ErrorCode::kCompacted) return Compacted(watch.status());
       return Prefixed("source watch", watch.status());
