@@ -36,10 +36,11 @@ TEST(ListAppendWorkloadTest, TransactionsAreStrictlySerializableUnderFaults) {
     failed += result.failed;
     indeterminate += result.indeterminate;
   }
-  // The workload is not vacuous: most transactions commit, conflicts abort some, and faults
+  // The workload is not vacuous: over a hundred transactions commit per seed on average (about
+  // 200 did at 90e132c, with the per-seed knobs; conflicts abort about as many), and faults
   // leave some indeterminate.
   const uint64_t seeds = last - first + 1;
-  EXPECT_GT(ok, 200u * seeds);
+  EXPECT_GT(ok, 100u * seeds);
   EXPECT_GT(failed, 0u);
   if (seeds == kSeeds) {
     EXPECT_GT(indeterminate, 0u);

@@ -1,8 +1,10 @@
 #include "sim/runner.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -17,6 +19,7 @@
 #include "google/protobuf/text_format.h"
 #include "sim/history.h"
 #include "sim/linearizability.h"
+#include "sim/list_append_workload.h"
 #include "sim/simulation.h"
 #include "sim/simulation_world.h"
 #include "sim/world.h"
@@ -43,6 +46,7 @@ SimOptions ToSimOptions(const pb::Options& o, uint64_t seed, bool record_trace) 
   if (o.delete_fraction() > 0) options.delete_fraction = o.delete_fraction();
   if (o.fsync_max_ms() > 0) options.fsync_max_ms = o.fsync_max_ms();
   if (o.snapshot_every_entries() > 0) options.snapshot_every_entries = o.snapshot_every_entries();
+  options.lease_reads = o.lease_reads();
   const pb::Knobs& k = o.knobs();
   if (k.election_tick() > 0) options.election_tick = k.election_tick();
   if (k.heartbeat_tick() > 0) options.heartbeat_tick = k.heartbeat_tick();
@@ -392,20 +396,6 @@ std::string StepProblem(const pb::Step& step) {
   return "";
 }
 
-// Why the knobs describe no configuration the server accepts, or empty (0 is the default).
-std::string KnobsProblem(const pb::Knobs& k) {
-  const int election = k.election_tick() > 0 ? k.election_tick() : SimOptions().election_tick;
-  const int heartbeat = k.heartbeat_tick() > 0 ? k.heartbeat_tick() : SimOptions().heartbeat_tick;
-  if (k.election_tick() < 0 || k.heartbeat_tick() < 0) return "ticks must be positive";
-  if (heartbeat >= election) {
-    return absl::StrCat("heartbeat_tick ", heartbeat, " must be below election_tick ", election);
-  }
-  if (k.wal_segment_bytes() > 0 && k.wal_segment_bytes() < (8u << 10)) {
-    return absl::StrCat("wal_segment_bytes ", k.wal_segment_bytes(), " is below 8 KiB");
-  }
-  return "";
-}
-
 // The step's kind as the scenario file names it ("disk_fault TORN_WRITE_CRASH", "expect
 // hashes_equal", "request PUT"), for reports of skipped steps.
 std::string StepKind(const pb::Step& step) {
@@ -429,6 +419,20 @@ std::string StepKind(const pb::Step& step) {
 bool IsCheck(const pb::Step& step) {
   return step.has_expect() || step.has_wait_for_leader() ||
          (step.has_request() && !Goal(step.request()).empty());
+}
+
+// Why the knobs describe no configuration the server accepts, or empty (0 is the default).
+std::string KnobsProblem(const pb::Knobs& k) {
+  const int election = k.election_tick() > 0 ? k.election_tick() : SimOptions().election_tick;
+  const int heartbeat = k.heartbeat_tick() > 0 ? k.heartbeat_tick() : SimOptions().heartbeat_tick;
+  if (k.election_tick() < 0 || k.heartbeat_tick() < 0) return "ticks must be positive";
+  if (heartbeat >= election) {
+    return absl::StrCat("heartbeat_tick ", heartbeat, " must be below election_tick ", election);
+  }
+  if (k.wal_segment_bytes() > 0 && k.wal_segment_bytes() < (8u << 10)) {
+    return absl::StrCat("wal_segment_bytes ", k.wal_segment_bytes(), " is below 8 KiB");
+  }
+  return "";
 }
 
 class Runner {
@@ -461,6 +465,10 @@ class Runner {
   }
   std::vector<NodeId> Voters();
   void CheckHistory();
+  // Scenario::expect_failure: the run must have failed that way; that failure then passes.
+  void CheckExpectedFailure();
+  // Where CheckHistory put its not-linearizable failure, if it found the history so.
+  std::optional<size_t> not_linearizable_at_;
   // The server request `r` stands for; nullopt (and a failure) for an op the runner lacks.
   std::optional<server::Request> BuildRequest(size_t index, const pb::Request& r);
   // The lease `r` names (bound: RunStep checks), or 0 for none.
@@ -486,6 +494,8 @@ class Runner {
   std::map<std::string, int64_t> revisions_;         // store revisions
   std::map<std::string, size_t> unbound_at_;         // name -> the step whose remembering failed
   std::map<std::string, std::string> acknowledged_;  // key -> last acknowledged PUT value
+  // Jepsen's list-append clients, from a list_append step on (stepped through run_ms steps).
+  std::unique_ptr<ListAppendClients> list_append_;
 };
 
 std::map<std::string, int64_t>& Runner::Values(NameKind kind) {
@@ -562,6 +572,19 @@ RunResult Runner::Run() {
   for (size_t i = 0; i < static_cast<size_t>(scenario_.steps_size()); ++i) {
     RunStep(i + 1, scenario_.steps(static_cast<int>(i)));
   }
+  if (list_append_ != nullptr) {
+    // The transactions in flight end (or time out), the final reads run, then the history
+    // is judged for strict serializability.
+    list_append_->Finish();
+    const elle::CheckResult check = list_append_->Check();
+    for (const elle::Finding& finding : check.findings) {
+      result_.failures.push_back(absl::StrCat("list-append: ", finding.description));
+    }
+    if (check.findings_not_kept > 0) {
+      result_.failures.push_back(
+          absl::StrCat("list-append: ", check.findings_not_kept, " more anomalies"));
+    }
+  }
   world_.StopWorkload();
   // Let outstanding requests finish so the history ends cleanly, then check the standing
   // properties.
@@ -571,6 +594,7 @@ RunResult Runner::Run() {
   }
   result_.history = world_.TakeHistory();
   if (!scenario_.skip_linearizability()) CheckHistory();
+  if (scenario_.has_expect_failure()) CheckExpectedFailure();
   if (result_.checks_run == 0 && result_.checks_skipped > 0) {
     result_.failures.push_back(absl::StrCat("every check was skipped (", result_.checks_skipped,
                                             " skipped, none run): the run proved nothing"));
@@ -578,6 +602,22 @@ RunResult Runner::Run() {
   result_.passed = result_.failures.empty();
   world_.Describe(result_);
   return std::move(result_);
+}
+
+void Runner::CheckExpectedFailure() {
+  const pb::ExpectedFailure& expected = scenario_.expect_failure();
+  if (!not_linearizable_at_.has_value()) {
+    result_.failures.push_back(absl::StrCat(
+        "expected failure did not happen: the scenario demonstrates a hazard (", expected.why(),
+        ") and must fail with a linearizability violation, but ", "the checker found none"));
+    return;
+  }
+  // The demonstrated failure is the scenario's success; every other failure still fails it.
+  const std::string found = result_.failures[*not_linearizable_at_];
+  result_.failures.erase(result_.failures.begin() +
+                         static_cast<std::ptrdiff_t>(*not_linearizable_at_));
+  result_.transcript.push_back(
+      absl::StrCat("expected failure (", expected.why(), ") happened: ", found));
 }
 
 void Runner::CheckHistory() {
@@ -598,6 +638,7 @@ void Runner::CheckHistory() {
       result_.transcript.push_back(absl::StrCat("linearizability: ", described));
       break;
     case Verdict::kNotLinearizable:
+      not_linearizable_at_ = result_.failures.size();
       result_.failures.push_back(absl::StrCat("linearizability: ", described));
       break;
     case Verdict::kUnknown:
@@ -646,7 +687,11 @@ void Runner::RunAction(size_t index, const pb::Step& step, std::string* transcri
   std::string& line = *transcript_line;
   switch (step.action_case()) {
     case pb::Step::kRunMs:
-      world_.RunFor(step.run_ms());
+      if (list_append_ != nullptr) {
+        list_append_->RunFor(step.run_ms());
+      } else {
+        world_.RunFor(step.run_ms());
+      }
       break;
     case pb::Step::kWaitForLeader: {
       const auto& wait = step.wait_for_leader();
@@ -844,6 +889,21 @@ void Runner::RunAction(size_t index, const pb::Step& step, std::string* transcri
           Fail(index, absl::StrCat("unknown disk fault ", step.disk_fault().kind()));
           break;
       }
+      break;
+    }
+    case pb::Step::kListAppend: {
+      if (list_append_ != nullptr) break;  // already running
+      auto* world = dynamic_cast<SimulationWorld*>(&world_);
+      if (world == nullptr) {
+        Fail(index, "list-append clients run only in the simulation");
+        break;
+      }
+      Simulation& simulation = world->simulation();
+      ListAppendOptions clients;
+      if (step.list_append().clients() > 0) clients.clients = step.list_append().clients();
+      if (step.list_append().keys() > 0) clients.keys = step.list_append().keys();
+      list_append_ = std::make_unique<ListAppendClients>(
+          simulation, options_.seed.value_or(scenario_.options().seed()), clients);
       break;
     }
     case pb::Step::kRequest:
@@ -1238,6 +1298,24 @@ absl::Status ValidateScenario(const pb::Scenario& scenario) {
   if (std::string problem = KnobsProblem(scenario.options().knobs()); !problem.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("options.knobs: ", problem));
   }
+  if (scenario.options().lease_reads() && scenario.options().knobs().disable_check_quorum()) {
+    return absl::InvalidArgumentError(
+        "options.lease_reads needs check-quorum (knobs.disable_check_quorum is set)");
+  }
+  if (scenario.has_expect_failure()) {
+    const pb::ExpectedFailure& expected = scenario.expect_failure();
+    if (expected.kind() == pb::ExpectedFailure::NONE) {
+      return absl::InvalidArgumentError("expect_failure must name its kind");
+    }
+    if (expected.why().empty()) {
+      return absl::InvalidArgumentError("expect_failure must say why (the hazard it shows)");
+    }
+    if (scenario.skip_linearizability()) {
+      return absl::InvalidArgumentError(
+          "expect_failure NOT_LINEARIZABLE with skip_linearizability: the failure it expects "
+          "could never be found");
+    }
+  }
   // Name -> its kind and the first step that remembers it.
   std::map<std::string, std::pair<NameKind, int>> remembered;
   for (int i = 0; i < scenario.steps_size(); ++i) {
@@ -1296,8 +1374,12 @@ RunResult RunScenarioIn(ScenarioWorld& world, const pb::Scenario& scenario,
     refused.failures.push_back(absl::StrCat("scenario refused: ", valid.message()));
     return refused;
   }
+  // The core's probe counters are process-wide: this run's hits are what they gained meanwhile.
+  const probe::Counts before = probe::Snapshot();
   Runner runner(scenario, options, world);
-  return runner.Run();
+  RunResult result = runner.Run();
+  result.probe_hits = probe::Since(before);
+  return result;
 }
 
 absl::StatusOr<pb::Scenario> ParseScenario(const std::string& text, const std::string& origin) {

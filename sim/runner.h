@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/base/probe.h"
+#include "sim/availability.h"
 #include "sim/history.h"
 #include "sim/scenario.pb.h"
 #include "sim/world.h"
@@ -33,6 +34,8 @@ struct RunResult {
   // Joint configurations (member replace) entered and left, counted per node that applied them.
   uint64_t joint_configs_entered = 0;
   uint64_t joint_configs_left = 0;
+  // The availability checker's figures (sim/availability.h); zero outside the simulator.
+  AvailabilityFigures availability;
   // Hits of each code probe (core/base/probe.h) during this run, by probe id.
   probe::Counts probe_hits{};
   History history;  // the linearizable clients' history (FormatHistory writes the file format)

@@ -70,6 +70,7 @@ void SimulationWorld::Describe(RunResult& result) {
   result.virtual_ms = sim_.now_ms();
   result.joint_configs_entered = sim_.joint_configs_entered();
   result.joint_configs_left = sim_.joint_configs_left();
+  result.availability = sim_.availability();
 }
 
 }  // namespace kvstore::sim

@@ -37,6 +37,7 @@ namespace kvstore::sim {
 namespace {
 
 constexpr int kExitUsage = 2;
+constexpr int kExitUnhitProbe = 4;  // a code probe the campaign never hit, not listed as rare
 
 constexpr char kUsage[] =
     R"(usage: sim COMMAND [FLAGS]
@@ -46,7 +47,7 @@ constexpr char kUsage[] =
       their seeds; a failure prints the command that runs it again verbosely.
 
   sim fuzz [--seed=S] [--count=N] [--minutes=M] [--nodes=K[,K...]] [--duration-ms=D]
-           [--shard=I/N] [--summary=FILE] [--isolate]
+           [--shard=I/N] [--summary=FILE] [--isolate] [--expected-rare=FILE]
       A campaign of random fault schedules with a workload: seeds S, S+1, ... (S: 1), N of
       them, or as many as M minutes of wall time allow (both: whichever ends first; neither:
       N=10). Each seed runs on one of the node counts K (5), picked by a hash of the seed, with
@@ -55,12 +56,16 @@ constexpr char kUsage[] =
       for `sim merge`. --isolate runs each seed in a child process, so that a seed aborting on
       an assertion inside the core is reported like any failure and the campaign goes on.
       Progress on stderr; a report at the end (seeds, failures, per node count CPU per seed).
-      Every failure prints its replay command. Exit 1 if a seed failed (130: interrupted).
+      Every failure prints its replay command. The report counts the hits of each code probe
+      (core/base/probe.h); with --expected-rare, a probe never hit that FILE does not list
+      (testdata/sim/expected_rare_probes.txt: name and reason per line) fails the campaign.
+      Exit 1 if a seed failed (130: interrupted), 4 if a probe went unhit.
 
-  sim merge SUMMARY...
-      Combine the summaries of a campaign's shards into one report: totals, failures with
-      replay commands, shards missing or present twice. Exit 1 if a seed failed, 3 if the
-      summaries do not make one complete campaign, 0 otherwise.
+  sim merge SUMMARY... [--expected-rare=FILE]
+      Combine the summaries of a campaign's shards into one report: totals, probe hits,
+      failures with replay commands, shards missing or present twice. Exit 1 if a seed failed,
+      3 if the summaries do not make one complete campaign, 4 if a probe that FILE does not
+      list was never hit, 0 otherwise.
 
   sim replay --seed=S [--nodes=K] [--duration-ms=D] [--trace-out=FILE] [--print-trace]
              [--history-out=FILE]
@@ -138,6 +143,9 @@ double ChildCpuSeconds() {
 }
 
 RunResult RunInChild(const pb::Scenario& scenario);
+bool LoadExpectedRare(const Args& args, std::map<std::string, std::string>* expected_rare);
+bool ReportUnhitProbes(const Args& args, const pb::CampaignSummary& summary,
+                       const std::map<std::string, std::string>& expected_rare);
 
 void PrintResult(const std::string& name, const RunResult& result, bool verbose) {
   std::printf("%s %s  (%llu events, %lld virtual ms, trace hash %016llx)\n",
@@ -331,6 +339,9 @@ int Fuzz(const Args& args, const std::string& command_line) {
   for (int nodes : *node_counts) summary.add_nodes(nodes);
   summary.set_duration_ms(options.duration_ms);
   summary.set_search_steps_budget(RunOptions().linearizability_budget_steps);
+  AddProbeHits(probe::Counts{}, &summary);  // every probe listed, the unhit ones as 0
+  std::map<std::string, std::string> expected_rare;
+  if (!LoadExpectedRare(args, &expected_rare)) return kExitUsage;
 
   const std::optional<uint64_t> shard_seeds =
       by_count ? std::optional<uint64_t>(SeedsInShard(first_seed, count, shard)) : std::nullopt;
@@ -364,13 +375,8 @@ int Fuzz(const Args& args, const std::string& command_line) {
     }
     RecordSeed(*s, options.nodes, result.passed, result.failures, cpu, options.duration_ms,
                &summary);
+    AddProbeHits(result.probe_hits, &summary);
     AddAvailability(result.availability, *s, &summary);
-    // Joint consensus, which only member replaces reach: entered and left, per applying node.
-    for (const auto& [probe, hits] :
-         {std::pair{"joint configuration entered", result.joint_configs_entered},
-          std::pair{"joint configuration left", result.joint_configs_left}}) {
-      if (hits > 0) (*summary.mutable_probe_hits())[probe] += hits;
-    }
     if (!result.passed) {
       progress.Clear();
       std::printf("[%llu%s] seed %llu FAILED\n",
@@ -401,11 +407,54 @@ int Fuzz(const Args& args, const std::string& command_line) {
     std::printf("summary written to %s\n", path.c_str());
   }
   if (summary.failures_size() > 0) return 1;
-  return interrupted != 0 ? 130 : 0;
+  if (interrupted != 0) return 130;
+  return ReportUnhitProbes(args, summary, expected_rare) ? kExitUnhitProbe : 0;
+}
+
+// --expected-rare=FILE: the probes a campaign may leave unhit. False (after saying why) when the
+// file cannot be read or is malformed; an empty map without the flag.
+bool LoadExpectedRare(const Args& args, std::map<std::string, std::string>* expected_rare) {
+  if (!args.flags.count("expected-rare")) return true;
+  const std::string file = args.flags.at("expected-rare");
+  std::ifstream in(InWorkspace(file));
+  if (!in) {
+    std::fprintf(stderr, "sim: cannot read --expected-rare file %s\n", file.c_str());
+    return false;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  auto parsed = ParseExpectedRareProbes(text.str(), file);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "sim: %s\n", std::string(parsed.status().message()).c_str());
+    return false;
+  }
+  *expected_rare = *std::move(parsed);
+  return true;
+}
+
+// With --expected-rare: prints each probe of the list that the campaign never hit and the file
+// does not excuse; true if there is any.
+bool ReportUnhitProbes(const Args& args, const pb::CampaignSummary& summary,
+                       const std::map<std::string, std::string>& expected_rare) {
+  if (!args.flags.count("expected-rare")) return false;
+  const std::vector<std::string> unhit = UnhitProbes(summary, expected_rare);
+  for (const std::string& line : unhit) {
+    std::printf("UNHIT PROBE: %s: never hit in this campaign and not listed in %s\n", line.c_str(),
+                args.flags.at("expected-rare").c_str());
+  }
+  if (!unhit.empty()) {
+    std::printf(
+        "%zu code probe(s) never hit: make the fuzzer reach them (sim/fuzz.cc), or list "
+        "each in %s with the reason it is rare\n",
+        unhit.size(), args.flags.at("expected-rare").c_str());
+  }
+  return !unhit.empty();
 }
 
 int Merge(const Args& args) {
   if (args.positional.empty()) return Usage("merge needs at least one SUMMARY file");
+  std::map<std::string, std::string> expected_rare;
+  if (!LoadExpectedRare(args, &expected_rare)) return kExitUsage;
   std::vector<NamedSummary> shards;
   for (const std::string& file : args.positional) {
     std::ifstream in(InWorkspace(file));
@@ -434,7 +483,8 @@ int Merge(const Args& args) {
     std::printf("INCOMPLETE: %s\n", problem.c_str());
   }
   if (outcome.merged.failures_size() > 0) return 1;
-  return outcome.problems.empty() ? 0 : 3;
+  if (!outcome.problems.empty()) return 3;
+  return ReportUnhitProbes(args, outcome.merged, expected_rare) ? kExitUnhitProbe : 0;
 }
 
 std::string TraceFile(uint64_t seed, const FuzzOptions& options, const RunResult& result) {
@@ -551,6 +601,11 @@ RunResult RunInChild(const pb::Scenario& scenario) {
     std::fprintf(out, "%d %llu %llu\n", run.passed ? 1 : 0,
                  static_cast<unsigned long long>(run.events),
                  static_cast<unsigned long long>(run.linearizability_search_steps));
+    // The code probes' hits, one number per probe in the list's order.
+    for (uint64_t hits : run.probe_hits) {
+      std::fprintf(out, "%llu ", static_cast<unsigned long long>(hits));
+    }
+    std::fprintf(out, "\n");
     for (const std::string& failure : run.failures) {
       std::fprintf(out, "%zu\n", failure.size());
       std::fwrite(failure.data(), 1, failure.size(), out);
@@ -594,6 +649,11 @@ RunResult RunInChild(const pb::Scenario& scenario) {
   result.passed = !header.empty() && header[0] == "1";
   if (header.size() > 1) (void)absl::SimpleAtoi(header[1], &result.events);
   if (header.size() > 2) (void)absl::SimpleAtoi(header[2], &result.linearizability_search_steps);
+  const std::vector<absl::string_view> hits =
+      absl::StrSplit(next_line(), ' ', absl::SkipWhitespace());
+  for (size_t i = 0; i < hits.size() && i < result.probe_hits.size(); ++i) {
+    (void)absl::SimpleAtoi(hits[i], &result.probe_hits[i]);
+  }
   while (!in.empty()) {
     size_t size = 0;
     if (!absl::SimpleAtoi(next_line(), &size) || size > in.size()) break;
@@ -728,8 +788,10 @@ int main(int argc, char** argv) {
   const std::string command_line = absl::StrCat("sim ", absl::StrJoin(words, " "));
   static const std::map<std::string, std::vector<std::string>> kFlags = {
       {"run", {"seed", "verbose", "print-trace", "history-out"}},
-      {"fuzz", {"seed", "count", "minutes", "nodes", "duration-ms", "shard", "summary", "isolate"}},
-      {"merge", {}},
+      {"fuzz",
+       {"seed", "count", "minutes", "nodes", "duration-ms", "shard", "summary", "isolate",
+        "expected-rare"}},
+      {"merge", {"expected-rare"}},
       {"replay",
        {"seed", "nodes", "duration-ms", "trace-out", "print-trace", "history-out", "trace"}},
       {"shrink", {"seed", "nodes", "duration-ms", "out"}},
