@@ -23,6 +23,7 @@
 #include "kj/async-io.h"
 #include "net/client.h"
 #include "net/concurrency/session.h"
+#include "net/concurrency/testing/client_loop.h"
 #include "net/concurrency/testing/kvnode_cluster.h"
 
 namespace kvstore::net::concurrency {
@@ -31,37 +32,8 @@ namespace {
 using testing::KvnodeCluster;
 
 // A thread's event loop and one client on it.
-struct Loop {
-  explicit Loop(const std::vector<std::string>& endpoints) : io(kj::setupAsyncIo()) {
-    ClientOptions options;
-    options.endpoints = endpoints;
-    options.per_try_timeout = 2 * kj::SECONDS;
-    options.endpoint_backoff_min = 100 * kj::MILLISECONDS;
-    auto created = Client::Create(io.provider->getNetwork(), io.provider->getTimer(), options);
-    EXPECT_TRUE(created.ok()) << created.status();
-    client = std::move(*created);
-  }
-  ClientContext context() { return {*client, io.provider->getTimer(), io.waitScope}; }
-  absl::StatusOr<server::Response> Call(server::Request request) {
-    return client->Call(std::move(request), io.waitScope);
-  }
-  std::unique_ptr<Session> NewSession(int64_t ttl_seconds) {
-    auto session = Session::Create(context(), {.ttl_seconds = ttl_seconds});
-    EXPECT_TRUE(session.ok()) << session.status();
-    return session.ok() ? std::move(*session) : nullptr;
-  }
-  void Sleep(kj::Duration duration) {
-    io.provider->getTimer().afterDelay(duration).wait(io.waitScope);
-  }
-  // Runs the loop until `done` holds or `within` passes; whether it held.
-  bool WaitFor(const std::function<bool()>& done, kj::Duration within = 5 * kj::SECONDS) {
-    const kj::TimePoint deadline = io.provider->getTimer().now() + within;
-    while (!done()) {
-      if (io.provider->getTimer().now() >= deadline) return false;
-      Sleep(20 * kj::MILLISECONDS);
-    }
-    return true;
-  }
+struct Loop : testing::ClientLoop {
+  using ClientLoop::ClientLoop;
   // How many candidates' keys are under `prefix` + "/".
   size_t Keys(const std::string& prefix) {
     server::Request keys;
@@ -72,9 +44,6 @@ struct Loop {
     EXPECT_TRUE(response.ok()) << response.status();
     return response.ok() ? response->range.kvs.size() : 0;
   }
-
-  kj::AsyncIoContext io;
-  std::unique_ptr<Client> client;
 };
 
 class ElectionTest : public ::testing::Test {

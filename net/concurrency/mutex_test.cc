@@ -20,6 +20,7 @@
 #include "kj/async-io.h"
 #include "net/client.h"
 #include "net/concurrency/session.h"
+#include "net/concurrency/testing/client_loop.h"
 #include "net/concurrency/testing/kvnode_cluster.h"
 
 namespace kvstore::net::concurrency {
@@ -27,33 +28,7 @@ namespace {
 
 using testing::KvnodeCluster;
 
-// A thread's event loop and one client on it.
-struct Loop {
-  explicit Loop(const std::vector<std::string>& endpoints) : io(kj::setupAsyncIo()) {
-    ClientOptions options;
-    options.endpoints = endpoints;
-    options.per_try_timeout = 2 * kj::SECONDS;
-    options.endpoint_backoff_min = 100 * kj::MILLISECONDS;
-    auto created = Client::Create(io.provider->getNetwork(), io.provider->getTimer(), options);
-    EXPECT_TRUE(created.ok()) << created.status();
-    client = std::move(*created);
-  }
-  ClientContext context() { return {*client, io.provider->getTimer(), io.waitScope}; }
-  absl::StatusOr<server::Response> Call(server::Request request) {
-    return client->Call(std::move(request), io.waitScope);
-  }
-  std::unique_ptr<Session> NewSession(int64_t ttl_seconds) {
-    auto session = Session::Create(context(), {.ttl_seconds = ttl_seconds});
-    EXPECT_TRUE(session.ok()) << session.status();
-    return session.ok() ? std::move(*session) : nullptr;
-  }
-  void Sleep(kj::Duration duration) {
-    io.provider->getTimer().afterDelay(duration).wait(io.waitScope);
-  }
-
-  kj::AsyncIoContext io;
-  std::unique_ptr<Client> client;
-};
+using Loop = testing::ClientLoop;
 
 class MutexTest : public ::testing::Test {
  protected:
