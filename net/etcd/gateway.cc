@@ -107,7 +107,10 @@ class Gateway::Impl {
     return error->ok();
   }
 
-  template <typename Req, typename Resp>
+  // One unary call: the body parsed and converted, run as its caller, the answer in JSON.
+  // etcd's Auth service (/v3/auth/*, kAuth), as the gRPC one, draws a salt here for the
+  // requests that hash a password or make a token, and answers with its own header shape.
+  template <typename Req, typename Resp, bool kAuth = false>
   kj::Promise<void> Unary(const std::string& body, Response& response) {
     Req request;
     absl::Status error;
@@ -115,33 +118,22 @@ class Gateway::Impl {
     server::Request converted;
     if (absl::Status s = ToRequest(request, &converted); !s.ok()) return SendError(response, s);
     Identify(&converted);
+    if constexpr (kAuth) AddAuthEntropy(&converted);
     return g_.member_.Call(std::move(converted))
         .then([this, &response](server::Response answer) -> kj::Promise<void> {
           if (!answer.status.ok()) return SendError(response, answer.status);
           Resp out;
-          ToProto(answer, g_.member_.cluster_id(), &out);
+          if constexpr (kAuth) {
+            ToAuthProto(answer, g_.member_.cluster_id(), &out);
+          } else {
+            ToProto(answer, g_.member_.cluster_id(), &out);
+          }
           return Send(response, 200, ToJson(out));
         });
   }
-
-  // etcd's Auth service (/v3/auth/*): as the gRPC one, a salt drawn here for the requests that
-  // hash a password or make a token.
   template <typename Req, typename Resp>
   kj::Promise<void> AuthUnary(const std::string& body, Response& response) {
-    Req request;
-    absl::Status error;
-    if (!Parse(body, &request, &error)) return SendError(response, error);
-    server::Request converted;
-    if (absl::Status s = ToRequest(request, &converted); !s.ok()) return SendError(response, s);
-    Identify(&converted);
-    AddAuthEntropy(&converted);
-    return g_.member_.Call(std::move(converted))
-        .then([this, &response](server::Response answer) -> kj::Promise<void> {
-          if (!answer.status.ok()) return SendError(response, answer.status);
-          Resp out;
-          ToAuthProto(answer, g_.member_.cluster_id(), &out);
-          return Send(response, 200, ToJson(out));
-        });
+    return Unary<Req, Resp, /*kAuth=*/true>(body, response);
   }
 
   kj::Promise<void> TimeToLive(const std::string& body, Response& response) {
