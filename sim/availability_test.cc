@@ -49,7 +49,7 @@ TEST(AvailabilityTest, StableLeaderKeepsLeadingInCalm) {
 // The rejoin: a leader that a quorum followed while a member was cut off must survive the heal.
 TEST(AvailabilityTest, LeaderDeposedWhenACutOffMemberRejoins) {
   AvailabilityChecker checker(true, kElectionMs, kSlackMs);
-  checker.Observe(Led(0, false, 1, 2));   // a follower is cut off; the leader keeps its quorum
+  checker.Observe(Led(0, false, 1, 2));  // a follower is cut off; the leader keeps its quorum
   checker.Observe(Led(100, false, 1, 2));
   View rejoined = Led(110, true, 1, 2);  // healed
   rejoined.highest_term = 5;             // the member raised its term meanwhile (no pre-vote)
