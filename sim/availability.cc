@@ -24,6 +24,7 @@ void AvailabilityChecker::Observe(const View& view) {
   }
   if (!calm_) {
     calm_ = true;
+    calm_since_ms_ = view.now_ms;
     ++figures_.calm_windows;
     elections_ = 0;
     window_term_ = view.highest_term;
@@ -55,7 +56,17 @@ void AvailabilityChecker::Observe(const View& view) {
     }
   }
   if (stable_.has_value() && !transfer_.has_value()) {
-    if (view.leader != stable_->leader || view.leader_term != stable_->term) {
+    // Check-quorum's step-down (no leader, no new term) in the first two election timeouts of
+    // calm judges the activity of the faulty stretch before it: a leader cut off until the heal
+    // has not heard from a quorum for that long, though its followers had not yet timed out.
+    // Not a disruption (CI seed 144026774800170: n3 isolated 220 ms, healed, stepped down 25 ms
+    // later). A member that disrupts a leader raises the term, which stays a violation.
+    const bool quorum_check_of_the_fault = view.leader == raft::kNoNode &&
+                                           view.highest_term == stable_->term &&
+                                           view.now_ms < calm_since_ms_ + 2 * election_timeout_ms_;
+    if (quorum_check_of_the_fault) {
+      stable_.reset();
+    } else if (view.leader != stable_->leader || view.leader_term != stable_->term) {
       violations_.push_back(absl::StrCat(
           "availability: stable leader n", stable_->leader, " of term ", stable_->term,
           " was deposed in a calm cluster (leader now ",

@@ -97,6 +97,7 @@ class AvailabilityChecker {
   const int64_t election_timeout_ms_;
   const int64_t slack_ms_;
   bool calm_ = false;
+  int64_t calm_since_ms_ = 0;         // when the current calm window began
   std::optional<Stable> stable_;      // the leader that must not be deposed
   std::optional<Transfer> transfer_;  // a transfer under judgement
   // Elections counted in this window until its stable leader (nullopt: it has one).

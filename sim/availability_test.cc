@@ -46,6 +46,20 @@ TEST(AvailabilityTest, StableLeaderKeepsLeadingInCalm) {
   EXPECT_EQ(checker.figures().elections_after_heal, 0u);
 }
 
+// A leader cut off until the heal steps down by check-quorum soon after it (no new term): the
+// fault's consequence, judged in the first two election timeouts of calm, not a disruption.
+// Later, or with a new term, the same step-down is one.
+TEST(AvailabilityTest, CheckQuorumStepDownRightAfterTheHealIsTheFaults) {
+  AvailabilityChecker checker(true, kElectionMs, kSlackMs);
+  checker.Observe(Led(0, false, 3, 4));       // the leader is isolated; followers still follow
+  checker.Observe(Led(100, true, 3, 4));      // healed
+  checker.Observe(Leaderless(125, true, 4));  // check-quorum: no quorum heard for a while
+  checker.Observe(Led(400, true, 1, 5));      // a new leader, stable from here
+  EXPECT_THAT(checker.TakeViolations(), IsEmpty());
+  checker.Observe(Leaderless(400 + 3 * kElectionMs, true, 5));  // deep in calm: a disruption
+  EXPECT_THAT(checker.TakeViolations(), ElementsAre(HasSubstr("stable leader n1 of term 5")));
+}
+
 // The rejoin: a leader that a quorum followed while a member was cut off must survive the heal.
 TEST(AvailabilityTest, LeaderDeposedWhenACutOffMemberRejoins) {
   AvailabilityChecker checker(true, kElectionMs, kSlackMs);
