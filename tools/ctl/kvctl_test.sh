@@ -178,8 +178,9 @@ check_re "member list -w table" 0 -- ctl member list -w table <<EOF
 \| +$member_id \| started \|   n1 \| $peer_url \|              \|      false \|
 \+-+\+---------\+------\+-+\+--------------\+------------\+
 EOF
+# etcdctl's "Member %16x": an id of fewer than 16 hex digits (1 in 16) is padded with spaces.
 check "member update" 0 -- ctl member update "$member_id" --peer-urls "$peer_url" \
-  <<<"Member $member_id updated in cluster"
+  <<<"$(printf 'Member %16s updated in cluster' "$member_id")"
 check_re "member update of an unknown member" 1 -- ctl member update 1234 \
   --peer-urls http://127.0.0.1:1 <<'EOF'
 Error: .*member update: no member 4660.*
