@@ -81,7 +81,7 @@ void AvailabilityChecker::Observe(const View& view) {
     if (elections_.has_value()) *elections_ += view.highest_term - window_term_;
     window_term_ = view.highest_term;
   }
-  if (!stable_.has_value() && !transfer_.has_value() && leads_with_quorum &&
+  if (!stable_.has_value() && !transfer_.has_value() && leads_with_quorum && !view.campaigning &&
       view.highest_term == view.leader_term) {
     stable_ = Stable{view.leader, view.leader_term};
     if (elections_.has_value()) {

@@ -12,7 +12,9 @@
 //     when calm begins (a member that was cut off rejoins, a crashed one restarts), or that
 //     becomes so during calm, keeps leading in that term as long as calm lasts (Raft thesis §9.6:
 //     pre-vote keeps a rejoining member from raising its term; §4.2.3: check-quorum's lease keeps
-//     the followers from granting it votes). Exceptions, which end the leader's stability:
+//     the followers from granting it votes). A leader becomes stable during calm only while no
+//     voter campaigns: a campaign begun in the fault may hold grants of members whose lease
+//     expired then, and win. Exceptions, which end the leader's stability:
 //     a leader transfer asked for, a configuration that no longer has the leader as a voter.
 //   - A leader transfer asked for in calm completes within an election timeout (thesis §3.10;
 //     etcd aborts it after one): the transferee leads in a higher term by then. Proposals made
@@ -56,8 +58,10 @@ class AvailabilityChecker {
     raft::NodeId leader = raft::kNoNode;  // the live leader of the highest term, if any
     raft::Term leader_term = 0;
     bool leader_is_voter = false;  // the leader's configuration has it as a voter
-    bool quorum_follows = false;   // a quorum of its voters are live followers in its term
-    raft::Term highest_term = 0;   // among live members
+    // A quorum of its voters are live followers in its term, within their check-quorum lease.
+    bool quorum_follows = false;
+    bool campaigning = false;     // a live voter is a pre-candidate or a candidate
+    raft::Term highest_term = 0;  // among live members
     raft::NodeId leader_transferee = raft::kNoNode;  // the leader's transfer under way, if any
   };
 

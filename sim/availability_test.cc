@@ -60,6 +60,23 @@ TEST(AvailabilityTest, CheckQuorumStepDownRightAfterTheHealIsTheFaults) {
   EXPECT_THAT(checker.TakeViolations(), ElementsAre(HasSubstr("stable leader n1 of term 5")));
 }
 
+// A leader paused past an election timeout resumes while a follower campaigns with the grants
+// of members whose lease expired in the pause (CI seed 117084090533394): the campaign may win,
+// so the leader is not stable until no voter campaigns. Once it is, the same deposal is one.
+TEST(AvailabilityTest, NoLeaderBecomesStableWhileAVoterCampaigns) {
+  AvailabilityChecker checker(true, kElectionMs, kSlackMs);
+  checker.Observe(Led(0, false, 3, 2));
+  checker.NodeDown(3);  // paused
+  View resumed = Led(356, true, 3, 2);
+  resumed.campaigning = true;  // n4 pre-votes, granted by members out of lease
+  checker.Observe(resumed);
+  checker.Observe(Leaderless(400, true, 3));  // n4 campaigns in term 3: the pause's doing
+  checker.Observe(Led(420, true, 4, 3));      // and leads, stable from here
+  EXPECT_THAT(checker.TakeViolations(), IsEmpty());
+  checker.Observe(Leaderless(430, true, 4));
+  EXPECT_THAT(checker.TakeViolations(), ElementsAre(HasSubstr("stable leader n4 of term 3")));
+}
+
 // The rejoin: a leader that a quorum followed while a member was cut off must survive the heal.
 TEST(AvailabilityTest, LeaderDeposedWhenACutOffMemberRejoins) {
   AvailabilityChecker checker(true, kElectionMs, kSlackMs);

@@ -79,6 +79,11 @@ struct Simulation::Node : public node::PeerTransport,
   int64_t disk_min_ms = 0;    // a slow disk: extra latency of each WAL fsync
   int64_t disk_max_ms = 0;
   double tick_rate = 1.0;
+  // The last leader message (append, heartbeat, snapshot) this process took: whose, in which
+  // term, when. The availability checker's follower lease (sim/availability.h).
+  NodeId heard_leader = raft::kNoNode;
+  raft::Term heard_term = 0;
+  int64_t heard_ms = 0;
   store::SimFileSystem fs;  // the machine's disk: outlives the process
   mvcc::MemoryBackend backend;
   std::unique_ptr<node::Member> member;  // the process; null while down
@@ -322,6 +327,7 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
   // The process starts: its incarnation fences the events of the one before.
   ++node.incarnation;
   node.up = true;
+  node.heard_leader = raft::kNoNode;  // a new process knows no leader yet
   auto member = node::Member::Open(options, &node.fs, std::string(kWalDir), &node.backend, io,
                                    std::move(founding));
   if (!member.ok()) {
@@ -1073,6 +1079,7 @@ void Simulation::Process(Event& event) {
         return;
       }
       if (options_.record_trace) Trace(absl::StrCat("deliver ", DescribeMessage(event.message)));
+      NoteLeaderMessage(*node, event.message);
       (void)node->server()->Step(std::move(event.message));
       Drain(*node);
       return;
@@ -1103,6 +1110,7 @@ void Simulation::Process(Event& event) {
                            held.empty() ? "" : absl::StrCat(": ", held.size(), " held messages")));
         for (raft::Message& message : held) {
           if (!node->up) break;
+          NoteLeaderMessage(*node, message);
           (void)node->server()->Step(std::move(message));
           Drain(*node);
         }
@@ -1585,6 +1593,15 @@ std::optional<server::Response> Simulation::TakeResponse(NodeId id, server::Requ
   return response;
 }
 
+void Simulation::NoteLeaderMessage(Node& node, const raft::Message& message) {
+  if (message.type == raft::MessageType::kApp || message.type == raft::MessageType::kHeartbeat ||
+      message.type == raft::MessageType::kSnap) {
+    node.heard_leader = message.from;
+    node.heard_term = message.term;
+    node.heard_ms = now_ms_;
+  }
+}
+
 void Simulation::ObserveAvailability() {
   // Once per tick period is enough: terms and leaders change on message deliveries, and the
   // checker compares what it sees now with what it saw last.
@@ -1642,7 +1659,18 @@ void Simulation::ObserveAvailability() {
     view.leader_transferee = nodes_.at(view.leader)->server()->RaftStatus().lead_transferee;
     view.leader_is_voter =
         is(conf.voters) && (conf.voters_outgoing.empty() || is(conf.voters_outgoing));
-    // A quorum of each half of its configuration follows it in its term.
+    // A quorum of each half of its configuration follows it in its term, each within its
+    // check-quorum lease: it took a message of the leader less than an election timeout ago, so
+    // it grants no pre-vote (a follower out of lease grants them, and a campaign of the fault,
+    // CI seed 117084090533394, wins with them). Judged in the member's own ticks, rounded so
+    // that the checker never counts a member in lease that its Raft counts out.
+    const int64_t election_ms = options_.election_tick * options_.tick_ms;
+    const auto in_lease = [&](const Node& node) {
+      const double elapsed_ms =
+          static_cast<double>(now_ms_ - node.heard_ms) * std::max(1.0, node.tick_rate);
+      return node.heard_leader == view.leader && node.heard_term == view.leader_term &&
+             elapsed_ms + static_cast<double>(options_.tick_ms) < static_cast<double>(election_ms);
+    };
     const auto follows = [&](const std::vector<NodeId>& ids) {
       size_t following = 0;
       for (NodeId id : ids) {
@@ -1651,7 +1679,7 @@ void Simulation::ObserveAvailability() {
         const server::Server& server = *it->second->server();
         if (id == view.leader) {
           ++following;
-        } else if (server.hard_state().term == view.leader_term) {
+        } else if (server.hard_state().term == view.leader_term && in_lease(*it->second)) {
           const raft::SoftState soft = server.RaftStatus().soft_state;
           if (soft.role == raft::Role::kFollower && soft.leader == view.leader) ++following;
         }
@@ -1659,6 +1687,18 @@ void Simulation::ObserveAvailability() {
       return ids.empty() || following > ids.size() / 2;
     };
     view.quorum_follows = follows(conf.voters) && follows(conf.voters_outgoing);
+  }
+  // A voter campaigning (pre-candidate or candidate) may already hold the grants of members
+  // whose lease the fault let expire.
+  for (const std::vector<NodeId>* ids : {&conf.voters, &conf.voters_outgoing}) {
+    for (NodeId id : *ids) {
+      auto it = nodes_.find(id);
+      if (it == nodes_.end() || !it->second->up) continue;
+      const raft::Role role = it->second->server()->RaftStatus().soft_state.role;
+      if (role == raft::Role::kPreCandidate || role == raft::Role::kCandidate) {
+        view.campaigning = true;
+      }
+    }
   }
   availability_.Observe(view);
   for (std::string& violation : availability_.TakeViolations()) Violation(std::move(violation));

@@ -316,6 +316,8 @@ class Simulation {
   void CheckNode(Node& node);
   // Feeds the availability checker what it sees now (after a tick).
   void ObserveAvailability();
+  // A leader's message delivered to `node`: its follower lease (ObserveAvailability).
+  void NoteLeaderMessage(Node& node, const raft::Message& message);
   // Client proposals submitted to a leader during its leader transfer: (node, request id).
   std::set<std::pair<NodeId, server::RequestId>> proposals_in_transfer_;
   int64_t last_availability_ms_ = -1;  // when ObserveAvailability last looked
