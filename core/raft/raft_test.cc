@@ -1500,6 +1500,57 @@ TEST(ReadIndexTest, NotAnsweredBeforeLeaderCommitsInItsTerm) {
   ExpectReadWaitsForOwnTermCommit(ReadOnlyOption::kSafe);
 }
 
+// Thesis §6.4 step 1 holds for a sole voter too. Its own copy counts only once durable, so after
+// a restart its commit index lags entries of the earlier term that were committed (and
+// acknowledged to clients) before the crash: here the persisted commit is 1 while entries 2 and
+// 3 of term 1 may have been committed. A read answered from that commit index misses them; it
+// must wait until the new term's first entry (index 4) is durable and so committed.
+TEST(ReadIndexTest, SoleVoterAfterRestartWaitsForOwnTermCommit) {
+  HardState hard_state;
+  hard_state.term = 1;
+  hard_state.vote = 1;
+  hard_state.commit = 1;
+  std::unique_ptr<RawNode> node = NewNode(1, {1}, hard_state, EntriesWithTerms({1, 1, 1}));
+  ASSERT_NE(node, nullptr);
+  ASSERT_TRUE(node->Campaign().ok());
+
+  // Carries out the Readies without acknowledging any write (the test acknowledges them).
+  std::vector<ReadState> read_states;
+  std::vector<uint64_t> unacknowledged;
+  auto process_readies = [&] {
+    for (int i = 0; i < 100 && node->HasReady(); ++i) {
+      const Ready& ready = node->GetReady();
+      read_states.insert(read_states.end(), ready.read_states.begin(), ready.read_states.end());
+      if (ready.persist.id != 0) unacknowledged.push_back(ready.persist.id);
+      node->Advance();
+    }
+  };
+  process_readies();
+  // The vote for itself counts once durable; then it leads and appends its term's first entry,
+  // which is left not durable.
+  ASSERT_FALSE(unacknowledged.empty());
+  node->OnPersisted(unacknowledged.back());
+  process_readies();
+  const Status leader = node->GetStatus();
+  ASSERT_EQ(leader.soft_state.role, Role::kLeader);
+  ASSERT_EQ(leader.hard_state.term, 2u);
+  ASSERT_EQ(leader.last_index, 4u);
+  ASSERT_EQ(leader.hard_state.commit, 1u) << "the earlier term's entries are not known committed";
+
+  ASSERT_TRUE(node->ReadIndex(Bytes("r")).ok());
+  process_readies();
+  EXPECT_THAT(read_states, IsEmpty()) << "answered from a commit index that lags the log";
+
+  ASSERT_FALSE(unacknowledged.empty());
+  node->OnPersisted(unacknowledged.back());
+  process_readies();
+  ASSERT_EQ(node->GetStatus().hard_state.commit, 4u);
+  ASSERT_EQ(read_states.size(), 1u);
+  EXPECT_GE(read_states[0].index, 3u) << "the read must cover the earlier term's entries";
+  EXPECT_EQ(read_states[0].index, 4u);
+  EXPECT_EQ(read_states[0].context.view(), "r");
+}
+
 // etcd: a follower forwards ReadIndex to the leader and receives the read state back.
 TEST(ReadIndexTest, FollowerForwardsAndReceivesReadState) {
   Cluster c({1, 2, 3});
