@@ -24,12 +24,11 @@
 #include "net/client.h"
 #include "net/concurrency/session.h"
 #include "net/concurrency/testing/client_loop.h"
+#include "net/concurrency/testing/cluster_fixture.h"
 #include "net/concurrency/testing/kvnode_cluster.h"
 
 namespace kvstore::net::concurrency {
 namespace {
-
-using testing::KvnodeCluster;
 
 // A thread's event loop and one client on it.
 struct Loop : testing::ClientLoop {
@@ -46,23 +45,7 @@ struct Loop : testing::ClientLoop {
   }
 };
 
-class ElectionTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    auto started = KvnodeCluster::Start({.members = 3, .name = "election"});
-    ASSERT_TRUE(started.ok()) << started.status();
-    cluster_ = started->release();
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-  }
-  void SetUp() override { ASSERT_NE(cluster_, nullptr); }
-
-  static KvnodeCluster* cluster_;
-};
-
-KvnodeCluster* ElectionTest::cluster_ = nullptr;
+using ElectionTest = testing::ClusterTest;
 
 // A candidate on a thread of its own: campaigns, records when it leads, and then holds until
 // told to step down, by resigning or by losing its session (a revoked lease).

@@ -21,32 +21,15 @@
 #include "net/client.h"
 #include "net/concurrency/session.h"
 #include "net/concurrency/testing/client_loop.h"
+#include "net/concurrency/testing/cluster_fixture.h"
 #include "net/concurrency/testing/kvnode_cluster.h"
 
 namespace kvstore::net::concurrency {
 namespace {
 
-using testing::KvnodeCluster;
-
 using Loop = testing::ClientLoop;
 
-class MutexTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    auto started = KvnodeCluster::Start({.members = 3, .name = "mutex"});
-    ASSERT_TRUE(started.ok()) << started.status();
-    cluster_ = started->release();
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-  }
-  void SetUp() override { ASSERT_NE(cluster_, nullptr); }
-
-  static KvnodeCluster* cluster_;
-};
-
-KvnodeCluster* MutexTest::cluster_ = nullptr;
+using MutexTest = testing::ClusterTest;
 
 constexpr int kLockers = 4;
 constexpr int kIncrementsPerLocker = 15;

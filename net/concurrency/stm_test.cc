@@ -17,12 +17,11 @@
 #include "gtest/gtest.h"
 #include "kj/async-io.h"
 #include "net/client.h"
+#include "net/concurrency/testing/cluster_fixture.h"
 #include "net/concurrency/testing/kvnode_cluster.h"
 
 namespace kvstore::net::concurrency {
 namespace {
-
-using testing::KvnodeCluster;
 
 // A client and the event loop it runs on: its thread's own, or that of `share` (a thread has
 // one event loop; two clients on it interleave their requests).
@@ -77,26 +76,14 @@ class Loop {
   std::unique_ptr<Client> client_;
 };
 
-class StmTest : public ::testing::Test {
+class StmTest : public testing::ClusterTest {
  protected:
-  static void SetUpTestSuite() {
-    testing::KvnodeClusterOptions options;
-    options.members = 3;
-    options.name = "stm";
-    auto started = KvnodeCluster::Start(options);
-    ASSERT_TRUE(started.ok()) << started.status();
-    cluster_ = started->release();
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-  }
   void SetUp() override {
-    ASSERT_NE(cluster_, nullptr);
+    ClusterTest::SetUp();
+    if (HasFatalFailure()) return;
     loop_ = std::make_unique<Loop>(cluster_->endpoints());
     other_ = std::make_unique<Loop>(cluster_->endpoints(), loop_.get());
-    const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    prefix_ = absl::StrCat(info->test_suite_name(), "/", info->name(), "/");
+    prefix_ = TestKeyPrefix();
   }
   // `other_` shares the thread (and so the event loop) of `loop_`: a second client interleaving
   // writes inside an STM's apply.
@@ -105,13 +92,10 @@ class StmTest : public ::testing::Test {
     loop_.reset();
   }
 
-  static KvnodeCluster* cluster_;
   std::unique_ptr<Loop> loop_;
   std::unique_ptr<Loop> other_;
   std::string prefix_;
 };
-
-KvnodeCluster* StmTest::cluster_ = nullptr;
 
 int64_t Number(const std::string& text) {
   int64_t n = 0;
