@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -60,8 +61,13 @@ constexpr char kVersion[] = "kvnode 0.1.0 (etcd v3 API 3.4 semantics)";
 struct NodeTls {
   std::unique_ptr<net::TlsContext> client_server;  // https:// client URLs
   std::unique_ptr<net::TlsContext> peer_server;    // https:// peer URLs
-  // Dialling https:// peers: the peer CA, and the peer certificate as the client's.
-  std::unique_ptr<net::TlsContext> peer_client;
+  // Dialling https:// peers: the peer CA, and the peer certificate as the client's. Made at
+  // start when TLS flags or https:// peer URLs are given (a bad file is refused there, as a bad
+  // flag); otherwise only when a peer with an https:// URL is first dialled, because a client
+  // context without a CA file loads the system trust store: parsing its ~140 certificates took
+  // 50-150 ms of every plain-HTTP start here (perf: libcrypto, a third of the start's CPU).
+  mutable std::unique_ptr<net::TlsContext> peer_client;
+  net::TlsFiles peer_files;
 
   static absl::StatusOr<NodeTls> Create(const NodeConfig& config) {
     NodeTls tls;
@@ -78,13 +84,33 @@ struct NodeTls {
       if (!context.ok()) return context.status();
       tls.peer_server = std::move(*context);
     }
-    auto context = net::TlsContext::NewClient(config.peer_tls);
-    if (!context.ok()) return context.status();
-    tls.peer_client = std::move(*context);
+    tls.peer_files = config.peer_tls;
+    const net::TlsFiles& files = config.peer_tls;
+    bool tls_peers = any_tls(config.listen_peer_urls) ||
+                     any_tls(config.initial_advertise_peer_urls) || !files.cert_file.empty() ||
+                     !files.key_file.empty() || !files.trusted_ca_file.empty();
+    for (const auto& [name, urls] : config.initial_cluster) {
+      for (const std::string& text : urls)
+        tls_peers = tls_peers || absl::StartsWith(text, "https://");
+    }
+    if (tls_peers) {
+      auto context = net::TlsContext::NewClient(config.peer_tls);
+      if (!context.ok()) return context.status();
+      tls.peer_client = std::move(*context);
+    }
     return tls;
   }
   net::TlsContext* PeerClientFor(const Url& url) const {
-    return url.tls() ? peer_client.get() : nullptr;
+    if (!url.tls()) return nullptr;
+    if (peer_client == nullptr) {
+      // No files to refuse here (they would have been loaded at start): only OpenSSL itself
+      // can fail, and a peer with an https:// URL must never be dialled in plain text.
+      auto context = net::TlsContext::NewClient(peer_files);
+      KJ_REQUIRE(context.ok(), "cannot make a TLS client context for https:// peers",
+                 std::string(context.status().message()));
+      peer_client = std::move(*context);
+    }
+    return peer_client.get();
   }
 };
 
