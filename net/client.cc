@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -193,7 +194,19 @@ struct TryOutcome {
   absl::StatusOr<T> answer = absl::UnknownError("no answer");
   std::string failure;  // when !answered
   bool sent = false;    // the request left before the failure
+  // The member refused the request and closed its connection (a message over its reader's
+  // limit): answered, and the connection (this id) is forgotten without skipping the member.
+  uint64_t refused_connection = 0;
 };
+
+// The status for a call that failed with the reason a member closes a connection with when a
+// message is over its reader's limit (connection.h), or nullopt for any other failure.
+std::optional<absl::Status> RequestTooLarge(const kj::Exception& e) {
+  absl::string_view description(e.getDescription().cStr(), e.getDescription().size());
+  const size_t at = description.find(kRequestTooLargeReason);
+  if (at == absl::string_view::npos) return std::nullopt;
+  return Error(ErrorCode::kRequestTooLarge, description.substr(at));
+}
 
 // A watch's responses on their way to the caller's callback (shared with the Watcher server).
 struct WatchState {
@@ -449,6 +462,11 @@ class Client::Impl final : private kj::TaskSet::ErrorHandler {
                             TryOutcome<T> outcome) mutable -> kj::Promise<absl::StatusOr<T>> {
       const std::string& address = endpoints_[i].address;
       if (outcome.answered) {
+        EndpointState& endpoint = endpoints_[i];
+        if (outcome.refused_connection != 0 && endpoint.connection.get() != nullptr &&
+            endpoint.connection->id == outcome.refused_connection) {
+          endpoint.connection = nullptr;
+        }
         const bool moves_on = !outcome.answer.ok() &&
                               RetryableAnswer(outcome.answer.status(), state->policy.idempotent);
         if (!moves_on) {
@@ -476,25 +494,34 @@ class Client::Impl final : private kj::TaskSet::ErrorHandler {
   template <typename T>
   kj::Promise<TryOutcome<T>> Try(size_t i, const Attempt<T>& attempt) {
     auto sent = std::make_shared<bool>(false);
-    kj::Promise<TryOutcome<T>> work = Get(i)
-                                          .then([sent, attempt](kj::Own<Conn> conn) {
-                                            *sent = true;
-                                            Conn& c = *conn;
-                                            return attempt(c).attach(kj::mv(conn));
-                                          })
-                                          .then(
-                                              [](absl::StatusOr<T> answer) {
-                                                TryOutcome<T> outcome;
-                                                outcome.answered = true;
-                                                outcome.answer = std::move(answer);
-                                                return outcome;
-                                              },
-                                              [sent](kj::Exception&& e) {
-                                                TryOutcome<T> outcome;
-                                                outcome.failure = e.getDescription().cStr();
-                                                outcome.sent = *sent;
-                                                return outcome;
-                                              });
+    auto conn_id = std::make_shared<uint64_t>(0);
+    kj::Promise<TryOutcome<T>> work =
+        Get(i)
+            .then([sent, conn_id, attempt](kj::Own<Conn> conn) {
+              *sent = true;
+              *conn_id = conn->id;
+              Conn& c = *conn;
+              return attempt(c).attach(kj::mv(conn));
+            })
+            .then(
+                [](absl::StatusOr<T> answer) {
+                  TryOutcome<T> outcome;
+                  outcome.answered = true;
+                  outcome.answer = std::move(answer);
+                  return outcome;
+                },
+                [sent, conn_id](kj::Exception&& e) {
+                  TryOutcome<T> outcome;
+                  if (std::optional<absl::Status> refused = RequestTooLarge(e)) {
+                    outcome.answered = true;
+                    outcome.answer = *std::move(refused);
+                    outcome.refused_connection = *conn_id;
+                    return outcome;
+                  }
+                  outcome.failure = e.getDescription().cStr();
+                  outcome.sent = *sent;
+                  return outcome;
+                });
     kj::Promise<TryOutcome<T>> timeout =
         timer_.afterDelay(options_.per_try_timeout).then([this, sent] {
           TryOutcome<T> outcome;

@@ -13,6 +13,7 @@
 #include "core/base/errors.h"
 #include "gtest/gtest.h"
 #include "net/client_service.h"
+#include "net/convert.h"
 #include "net/testing/fake_member.h"
 
 namespace kvstore::net {
@@ -164,6 +165,29 @@ TEST_F(ClientTest, AWriteThatMayHaveAppliedIsNotRetried) {
       << put.status();
   EXPECT_EQ(a_.CallsOf(server::RequestType::kPut), 1u);
   EXPECT_EQ(b_.CallsOf(server::RequestType::kPut), 0u);
+}
+
+// A request over the member's reader limit (--max-request-bytes plus the envelope) ends its
+// connection, but with a reason: the caller gets etcd's "request is too large" naming the
+// sizes, not a broken pipe; the request is not sent elsewhere and the client keeps working.
+TEST_F(ClientTest, ARequestOverTheMembersLimitIsRefusedAsTooLarge) {
+  auto client = NewClient({Serve(a_), Serve(b_)}, 2000 * kj::MILLISECONDS);
+  const std::string big(server::kDefaultMaxRequestBytes + kRequestEnvelopeBytes, 'x');
+  auto put = client->Call(Put("big", big), ws_);
+  ASSERT_FALSE(put.ok());
+  EXPECT_EQ(CodeOf(put.status()), ErrorCode::kRequestTooLarge) << put.status();
+  EXPECT_NE(put.status().message().find("etcdserver: request is too large (a message of "),
+            std::string::npos)
+      << put.status();
+  EXPECT_NE(
+      put.status().message().find(absl::StrCat(
+          "this member reads at most ", server::kDefaultMaxRequestBytes + kRequestEnvelopeBytes)),
+      std::string::npos)
+      << put.status();
+  EXPECT_EQ(a_.CallsOf(server::RequestType::kPut) + b_.CallsOf(server::RequestType::kPut), 0u);
+  // The next request gets a new connection and is served.
+  auto small = client->Call(Put("small", "ok"), ws_);
+  EXPECT_TRUE(small.ok()) << small.status();
 }
 
 TEST_F(ClientTest, AReadWithoutAnAnswerIsRetried) {

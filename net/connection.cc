@@ -1,11 +1,14 @@
 #include "net/connection.h"
 
 #include <algorithm>
+#include <cstring>
+#include <string>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "capnp/serialize-async.h"
 #include "core/base/errors.h"
 #include "core/raft/check.h"
 
@@ -56,18 +59,112 @@ capnp::ReaderOptions SendOptions(capnp::ReaderOptions read_options) {
   return options;
 }
 
+// Replays bytes already read from a stream, then reads on from it.
+class PrefixedInput final : public kj::AsyncInputStream {
+ public:
+  PrefixedInput(kj::Array<kj::byte> prefix, kj::AsyncInputStream& inner)
+      : prefix_(kj::mv(prefix)), inner_(inner) {}
+
+  kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override {
+    const size_t n = std::min(max_bytes, prefix_.size() - offset_);
+    if (n > 0) memcpy(buffer, prefix_.begin() + offset_, n);
+    offset_ += n;
+    if (n >= min_bytes) return n;
+    return inner_.tryRead(static_cast<kj::byte*>(buffer) + n, min_bytes - n, max_bytes - n)
+        .then([n](size_t more) { return n + more; });
+  }
+
+ private:
+  kj::Array<kj::byte> prefix_;
+  size_t offset_ = 0;
+  kj::AsyncInputStream& inner_;
+};
+
+uint32_t LittleEndian32(const kj::byte* p) {
+  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
+}
+
+// Reads and drops `bytes` from `input`, a 64 KiB buffer at a time.
+kj::Promise<void> Discard(kj::AsyncInputStream& input, uint64_t bytes) {
+  if (bytes == 0) return kj::READY_NOW;
+  auto buffer = kj::heapArray<kj::byte>(std::min<uint64_t>(bytes, 64 << 10));
+  const size_t n = buffer.size();
+  kj::Promise<void> read = input.read(buffer.begin(), n);
+  return read.attach(kj::mv(buffer)).then([&input, bytes, n] { return Discard(input, bytes - n); });
+}
+
+// Cap'n Proto's own bound on a message's segment count (serialize.c++).
+constexpr uint32_t kMaxSegments = 512;
+
 }  // namespace
+
+kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> RpcConnection::ReadLimitedStream::tryReadMessage(
+    kj::ArrayPtr<kj::AutoCloseFd> fd_space, capnp::ReaderOptions,
+    kj::ArrayPtr<capnp::word> scratch) {
+  if (!explain_oversize_) return inner_.tryReadMessage(fd_space, read_options_, scratch);
+  using Result = kj::Maybe<capnp::MessageReaderAndFds>;
+  // The segment table: a word holding the segment count - 1 and the first segment's size, then
+  // the other sizes, padded to a word. Cap'n Proto reads it again from PrefixedInput.
+  auto first = kj::heapArray<kj::byte>(8);
+  kj::byte* first_ptr = first.begin();
+  return stream_.tryRead(first_ptr, 8, 8)
+      .then([this, first = kj::mv(first)](size_t n) mutable -> kj::Promise<kj::Array<kj::byte>> {
+        if (n == 0) return kj::Array<kj::byte>(nullptr);
+        if (n < 8) return KJ_EXCEPTION(DISCONNECTED, "premature EOF in a message's segment table");
+        const uint32_t segments = LittleEndian32(first.begin()) + 1;
+        if (segments == 0 || segments > kMaxSegments) return kj::mv(first);  // capnp refuses it
+        auto table = kj::heapArray<kj::byte>(8 + (segments / 2) * 8);
+        memcpy(table.begin(), first.begin(), 8);
+        if (table.size() == 8) return kj::mv(table);
+        kj::Promise<void> rest = stream_.read(table.begin() + 8, table.size() - 8);
+        return rest.then([table = kj::mv(table)]() mutable { return kj::mv(table); });
+      })
+      .then([this, scratch](kj::Array<kj::byte> table) -> kj::Promise<Result> {
+        if (table.size() == 0) return Result(nullptr);  // a clean end between messages
+        const uint32_t segments = LittleEndian32(table.begin()) + 1;
+        uint64_t words = 0;
+        if (segments != 0 && segments <= kMaxSegments) {
+          for (uint32_t i = 0; i < segments; ++i)
+            words += LittleEndian32(table.begin() + 4 + 4 * i);
+        }
+        const uint64_t limit = read_options_.traversalLimitInWords;
+        if (words <= limit) {
+          auto input = kj::heap<PrefixedInput>(kj::mv(table), stream_);
+          kj::Promise<kj::Maybe<kj::Own<capnp::MessageReader>>> read =
+              capnp::tryReadMessage(*input, read_options_, scratch);
+          return read.attach(kj::mv(input))
+              .then([](kj::Maybe<kj::Own<capnp::MessageReader>> reader) -> Result {
+                KJ_IF_MAYBE (r, reader) {
+                  return capnp::MessageReaderAndFds{kj::mv(*r), nullptr};
+                }
+                return nullptr;
+              });
+        }
+        const uint64_t bytes = words * sizeof(capnp::word);
+        const std::string reason =
+            absl::StrCat(kRequestTooLargeReason, " (a message of ", bytes,
+                         " bytes; this member reads at most ", limit * sizeof(capnp::word), ")");
+        kj::Exception refused(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                              kj::heapString(reason.data(), reason.size()));
+        // Read the body through, so the caller finishes writing and then reads the reason;
+        // a body larger than anything a member sends is not worth the wait.
+        if (bytes > kMaxSendBytes) return kj::mv(refused);
+        return Discard(stream_, bytes).then([refused = kj::mv(refused)]() mutable -> Result {
+          kj::throwFatalException(kj::mv(refused));
+        });
+      });
+}
 
 RpcConnection::RpcConnection(kj::Own<kj::AsyncIoStream> stream, capnp::ReaderOptions options)
     : stream_(kj::mv(stream)),
-      messages_(*stream_, options),
+      messages_(*stream_, options, /*explain_oversize=*/false),
       network_(messages_, capnp::rpc::twoparty::Side::CLIENT, SendOptions(options)),
       rpc_system_(capnp::makeRpcClient(network_)) {}
 
 RpcConnection::RpcConnection(kj::Own<kj::AsyncIoStream> stream, capnp::ReaderOptions options,
                              capnp::Capability::Client bootstrap)
     : stream_(kj::mv(stream)),
-      messages_(*stream_, options),
+      messages_(*stream_, options, /*explain_oversize=*/true),
       network_(messages_, capnp::rpc::twoparty::Side::SERVER, SendOptions(options)),
       rpc_system_(capnp::makeRpcServer(network_, kj::mv(bootstrap))) {
   rpc_system_.setFlowLimit(kMaxInflightCallBytesPerConnection / sizeof(capnp::word));

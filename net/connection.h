@@ -27,6 +27,9 @@ inline constexpr uint64_t kMaxInflightCallBytesPerConnection = uint64_t{64} << 2
 // of watch events). What a side reads is bounded by the ReaderOptions it is given, which may be
 // smaller (a member's client connections read at most a request's limit).
 inline constexpr uint64_t kMaxSendBytes = uint64_t{256} << 20;
+// How a member refuses a Cap'n Proto message over its reader's limit (etcd's words for a request
+// over --max-request-bytes): the start of the reason its callers' calls fail with.
+inline constexpr char kRequestTooLargeReason[] = "etcdserver: request is too large";
 // After a failed accept (out of file descriptors, say), the listener tries again this much later
 // rather than giving up or spinning (Go's net/http backs off the same way).
 inline constexpr kj::Duration kAcceptRetryDelay = 100 * kj::MILLISECONDS;
@@ -68,15 +71,24 @@ class RpcConnection {
   // Reads with the connection's own limits while Cap'n Proto's send check (which compares an
   // outgoing message with the receive limit it was given) is handed kMaxResponseBytes, so a
   // member answers a range or watch larger than its request limit instead of refusing to send.
+  //
+  // On the accepting side a message over the limit is refused with a reason the caller can
+  // read: the stream reads the message's segment table first, and for a message too large it
+  // discards the body (up to kMaxSendBytes, never buffering it) and then fails the read with
+  // "etcdserver: request is too large (...)", which the RPC system sends to the caller as its
+  // Abort reason before closing. Without this the member closed the connection while the caller
+  // was still writing, and the caller saw only "Broken pipe".
   class ReadLimitedStream final : public capnp::MessageStream {
    public:
-    ReadLimitedStream(kj::AsyncIoStream& stream, capnp::ReaderOptions read_options)
-        : inner_(stream), read_options_(read_options) {}
+    ReadLimitedStream(kj::AsyncIoStream& stream, capnp::ReaderOptions read_options,
+                      bool explain_oversize)
+        : stream_(stream),
+          inner_(stream),
+          read_options_(read_options),
+          explain_oversize_(explain_oversize) {}
     kj::Promise<kj::Maybe<capnp::MessageReaderAndFds>> tryReadMessage(
         kj::ArrayPtr<kj::AutoCloseFd> fd_space, capnp::ReaderOptions,
-        kj::ArrayPtr<capnp::word> scratch) override {
-      return inner_.tryReadMessage(fd_space, read_options_, scratch);
-    }
+        kj::ArrayPtr<capnp::word> scratch) override;
     kj::Promise<void> writeMessage(
         kj::ArrayPtr<const int> fds,
         kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) override {
@@ -90,8 +102,10 @@ class RpcConnection {
     kj::Promise<void> end() override { return inner_.end(); }
 
    private:
+    kj::AsyncIoStream& stream_;
     capnp::AsyncIoMessageStream inner_;
     capnp::ReaderOptions read_options_;
+    bool explain_oversize_;
   };
 
   kj::Own<kj::AsyncIoStream> stream_;

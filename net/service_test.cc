@@ -517,11 +517,18 @@ TEST_F(ClientServiceTest, AMessageBeyondTheLimitBreaksItsConnectionNotTheServer)
   auto request = Kv().putRequest();
   FillParams(put, request);
   bool failed = false;
+  std::string reason;
   request.send()
       .then([](capnp::Response<rpc::Kv::PutResults>) {},
-            [&failed](kj::Exception&& e) { failed = true; })
+            [&failed, &reason](kj::Exception&& e) {
+              failed = true;
+              reason = e.getDescription().cStr();
+            })
       .wait(ws_);
   EXPECT_TRUE(failed);
+  // The member reads the message through and says why it closes the connection.
+  EXPECT_NE(reason.find("etcdserver: request is too large (a message of "), std::string::npos)
+      << reason;
   EXPECT_TRUE(member_.calls.empty());
   // Another connection to the same server is served.
   Connect();

@@ -387,6 +387,15 @@ check "get of 2 MiB" 0 -- sh -c "\"$kvctl\" --endpoints $endpoint get /big/ --pr
 check "watch catching up on 2 MiB" 0 -- sh -c "timeout 5 \"$kvctl\" --endpoints $endpoint watch \
   /big/ --prefix --rev $((base_rev + 1)) | grep -c '^PUT\$'; true" <<<"2"
 ctl del /big/ --prefix >/dev/null
+# A put over the member's reader limit (--max-request-bytes 1.5 MiB plus 512 KiB of envelope)
+# is refused with etcd's words and the sizes, not a broken pipe; the next request is served.
+head -c 3145728 /dev/zero | tr '\0' x >"$dir/huge"
+check_re "put over the request limit" 1 -- sh -c "\"$kvctl\" --endpoints $endpoint put /big/huge \
+  <\"$dir/huge\"" <<'EOF'
+Error: REQUEST_TOO_LARGE: etcdserver: request is too large \(a message of [0-9]+ bytes; this member reads at most 2097152\)
+EOF
+check "put after the refusal" 0 -- ctl put /big/after ok <<<"OK"
+ctl del /big/ --prefix >/dev/null
 
 # --- kvbench -------------------------------------------------------------------------------------
 check_re "kvbench put" 0 -- sh -c "\"$kvbench\" --endpoints $endpoint --conns 2 --clients 4 \
