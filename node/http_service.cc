@@ -133,17 +133,23 @@ class StatusHttpService final : public kj::HttpService {
     if (const size_t query = path.find('?'); query != absl::string_view::npos) {
       path = path.substr(0, query);
     }
+    // Go's http.NotFound and http.Error as etcd 3.4.23 answers them: plain text, nosniff.
     if (path != "/metrics" && path != "/health" && path != "/" && path != "/status.json") {
-      return Send(response, 404, "Not Found", kPlainContentType, "404 page not found\n");
+      kj::HttpHeaders out(table_);
+      out.add("X-Content-Type-Options", "nosniff");
+      return Send(response, 404, "Not Found", kPlainContentType, "404 page not found\n",
+                  std::move(out));
+    }
+    // etcd's /metrics (promhttp) answers whatever the method; /health 405s all but GET.
+    if (path == "/metrics") {
+      return Send(response, 200, "OK", kPrometheusTextContentType, metrics_.Render());
     }
     if (method != kj::HttpMethod::GET) {
       kj::HttpHeaders out(table_);
       out.add("Allow", "GET");
+      out.add("X-Content-Type-Options", "nosniff");
       return Send(response, 405, "Method Not Allowed", kPlainContentType, "Method Not Allowed\n",
                   std::move(out));
-    }
-    if (path == "/metrics") {
-      return Send(response, 200, "OK", kPrometheusTextContentType, metrics_.Render());
     }
     if (path == "/health") return Health(response);
     if (path == "/status.json") return Send(response, 200, "OK", kJsonContentType, StatusJson());

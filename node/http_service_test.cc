@@ -249,10 +249,20 @@ TEST_F(KvnodeHttpTest, HealthAnswersAsEtcdWithALeader) {
   EXPECT_EQ(post->status, 405);
   EXPECT_EQ(post->headers["allow"], "GET");
   EXPECT_EQ(post->body, "Method Not Allowed\n");
+  EXPECT_EQ(post->headers["content-type"], "text/plain; charset=utf-8");
+  EXPECT_EQ(post->headers["x-content-type-options"], "nosniff");
 
+  // As etcd 3.4.23: Go's plain-text 404, and /metrics answers any method.
   auto missing = HttpGet(metrics_port_, "/no-such-page");
   ASSERT_TRUE(missing.ok()) << missing.status();
   EXPECT_EQ(missing->status, 404);
+  EXPECT_EQ(missing->body, "404 page not found\n");
+  EXPECT_EQ(missing->headers["content-type"], "text/plain; charset=utf-8");
+  EXPECT_EQ(missing->headers["x-content-type-options"], "nosniff");
+  auto posted_metrics = testing::HttpRequest(metrics_port_, "POST", "/metrics");
+  ASSERT_TRUE(posted_metrics.ok()) << posted_metrics.status();
+  EXPECT_EQ(posted_metrics->status, 200);
+  EXPECT_NE(posted_metrics->body.find("etcd_server_health_success"), std::string::npos);
 
   const std::string metrics = Scrape();
   EXPECT_GE(Value(metrics, "etcd_server_health_success"), 1);

@@ -1,6 +1,8 @@
 #include "net/etcd/gateway.h"
 
+#include <algorithm>
 #include <deque>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <string>
@@ -77,6 +79,55 @@ const char* StatusText(uint status) {
   }
 }
 
+// Every path Dispatch serves (after /v3 or /v3beta): a request for any other answers 404
+// whatever its method, one for these with a method but POST 405, as grpc-gateway's mux does.
+bool IsGatewayPath(absl::string_view api) {
+  static constexpr absl::string_view kPaths[] = {
+      "/kv/range",
+      "/kv/put",
+      "/kv/deleterange",
+      "/kv/txn",
+      "/kv/compaction",
+      "/watch",
+      "/lease/grant",
+      "/lease/revoke",
+      "/kv/lease/revoke",
+      "/lease/keepalive",
+      "/lease/timetolive",
+      "/kv/lease/timetolive",
+      "/lease/leases",
+      "/kv/lease/leases",
+      "/cluster/member/add",
+      "/cluster/member/remove",
+      "/cluster/member/update",
+      "/cluster/member/list",
+      "/cluster/member/promote",
+      "/maintenance/alarm",
+      "/maintenance/status",
+      "/maintenance/defragment",
+      "/maintenance/hash",
+      "/maintenance/snapshot",
+      "/maintenance/transfer-leadership",
+      "/auth/enable",
+      "/auth/disable",
+      "/auth/authenticate",
+      "/auth/user/add",
+      "/auth/user/get",
+      "/auth/user/list",
+      "/auth/user/delete",
+      "/auth/user/changepw",
+      "/auth/user/grant",
+      "/auth/user/revoke",
+      "/auth/role/add",
+      "/auth/role/get",
+      "/auth/role/list",
+      "/auth/role/delete",
+      "/auth/role/grant",
+      "/auth/role/revoke",
+  };
+  return std::find(std::begin(kPaths), std::end(kPaths), api) != std::end(kPaths);
+}
+
 }  // namespace
 
 // The handlers, one per endpoint; each owns nothing beyond its call.
@@ -91,6 +142,18 @@ class Gateway::Impl {
     kj::HttpHeaders headers(g_.headers_);
     headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
     auto owned = kj::heap<std::string>(std::move(body));
+    auto out = response.send(status, StatusText(status), headers, owned->size());
+    auto written = out->write(owned->data(), owned->size());
+    return written.attach(kj::mv(owned), kj::mv(out));
+  }
+
+  // grpc-gateway's answer for a path or method it does not route: Go's http.Error, plain text
+  // (etcd 3.4.23: 404 "Not Found\n", 405 "Method Not Allowed\n").
+  kj::Promise<void> SendPlain(Response& response, uint status) {
+    kj::HttpHeaders headers(g_.headers_);
+    headers.set(kj::HttpHeaderId::CONTENT_TYPE, "text/plain; charset=utf-8");
+    headers.add("X-Content-Type-Options", "nosniff");
+    auto owned = kj::heap<std::string>(absl::StrCat(StatusText(status), "\n"));
     auto out = response.send(status, StatusText(status), headers, owned->size());
     auto written = out->write(owned->data(), owned->size());
     return written.attach(kj::mv(owned), kj::mv(out));
@@ -229,6 +292,9 @@ class Gateway::Impl {
     if (api == "/cluster/member/remove") {
       return Unary<MemberRemoveRequest, MemberRemoveResponse>(body, response);
     }
+    if (api == "/cluster/member/update") {
+      return Unary<MemberUpdateRequest, MemberUpdateResponse>(body, response);
+    }
     if (api == "/cluster/member/list") {
       return Unary<MemberListRequest, MemberListResponse>(body, response);
     }
@@ -246,7 +312,7 @@ class Gateway::Impl {
       return Unary<MoveLeaderRequest, MoveLeaderResponse>(body, response);
     }
     if (absl::StartsWith(api, "/auth/")) return DispatchAuth(api, body, response);
-    return Send(response, 404, ErrorBody("Not Found", 5));
+    return SendPlain(response, 404);
   }
 
   // etcd 3.4's paths of the Auth service (rpc.proto's google.api.http options).
@@ -303,7 +369,7 @@ class Gateway::Impl {
       return AuthUnary<AuthRoleRevokePermissionRequest, AuthRoleRevokePermissionResponse>(body,
                                                                                           response);
     }
-    return Send(response, 404, ErrorBody("Not Found", 5));
+    return SendPlain(response, 404);
   }
 
  private:
@@ -518,9 +584,8 @@ kj::Promise<void> Gateway::Serve(kj::HttpMethod method, kj::StringPtr url,
   }
   if (api.empty()) return fallback_.request(method, url, headers, body, response);
   auto impl = kj::heap<Impl>(*this, TokenOfHeaders(headers), cert_user);
-  if (method != kj::HttpMethod::POST) {
-    return impl->Send(response, 405, ErrorBody("Method Not Allowed", 12)).attach(kj::mv(impl));
-  }
+  if (!IsGatewayPath(api)) return impl->SendPlain(response, 404).attach(kj::mv(impl));
+  if (method != kj::HttpMethod::POST) return impl->SendPlain(response, 405).attach(kj::mv(impl));
   Impl& handlers = *impl;
   return body.readAllText(max_body_bytes_)
       .then(

@@ -97,10 +97,31 @@ expect missing-lease 404 '{"error":"etcdserver: requested lease not found","mess
   -L "$url/v3/lease/revoke" -X POST -d '{"ID": 1234}'
 expect empty-key 400 '{"error":"etcdserver: key is not provided","message":"etcdserver: key is not provided","code":3}' \
   -L "$url/v3/kv/put" -X POST -d '{"value": "YmFy"}'
-expect unknown-path 404 '{"error":"Not Found","message":"Not Found","code":5}' \
-  -L "$url/v3/kv/nothing" -X POST -d '{}'
-expect get-method 405 '{"error":"Method Not Allowed","message":"Method Not Allowed","code":12}' \
-  -L "$url/v3/kv/range"
+expect member-update-unknown 404 '{"error":"etcdserver: member not found","message":"etcdserver: member not found","code":5}' \
+  -L "$url/v3/cluster/member/update" -X POST -d '{"ID":"1234","peerURLs":["http://127.0.0.1:1"]}'
+# Paths and methods grpc-gateway does not route: Go's http.Error, plain text, the path checked
+# before the method (etcd 3.4.23's answers).
+expect unknown-path 404 'Not Found' -L "$url/v3/kv/nothing" -X POST -d '{}'
+expect unknown-path-get 404 'Not Found' -L "$url/v3/kv/nothing"
+expect v3-root 404 'Not Found' -L "$url/v3/" -X POST -d '{}'
+expect get-method 405 'Method Not Allowed' -L "$url/v3/kv/range"
+expect put-method 405 'Method Not Allowed' -L "$url/v3beta/watch" -X PUT -d '{}'
+for what in "404 kv/nothing Not Found" "405 kv/range Method Not Allowed"; do
+  read -r code path text <<<"$what"
+  got=$(curl -s --max-time 5 -D - "$url/v3/$path" | tr -d '\r' |
+    grep -i -E '^(HTTP|content-type|content-length|x-content-type-options)|^(Not Found|Method Not Allowed)$' | sort)
+  want=$(printf '%s\n' "Content-Length: $(( ${#text} + 1 ))" \
+    "Content-Type: text/plain; charset=utf-8" "HTTP/1.1 $code $text" "$text" \
+    "X-Content-Type-Options: nosniff" | sort)
+  if [ "$got" = "$want" ]; then
+    echo "ok   plain-$code"
+  else
+    echo "FAIL plain-$code"
+    echo "  want $want"
+    echo "  got  $got"
+    failures=$((failures + 1))
+  fi
+done
 out=$(curl -s --max-time 5 -w '\n%{http_code}' "$url/v3/kv/put" -X POST -d '{"key": 5')
 if [ "${out##*$'\n'}" = 400 ] && [[ "$out" == *'"code":3'* ]] && [[ "$out" == *malformed* ]]; then
   echo "ok   malformed-json"
