@@ -18,7 +18,9 @@
 # After the workloads, each member's resident memory (VmRSS) is printed, the largest in the
 # table. Per request, the members' CPU time and voluntary context switches (all threads of the
 # three members, summed) are printed too: on a shared machine they compare the two systems'
-# cost more steadily than the throughput does.
+# cost more steadily than the throughput does. So is the client's (kvbench's) CPU time per
+# request: the client shares the machine's cores with the members, so when the cores are busy
+# its cost bounds the ratio of the two systems' throughputs (both pay it).
 #
 # Environment: KVNODE, KVBENCH (default: the -c opt build under bazel-out/k8-opt/bin), ETCD,
 # ETCDCTL, PORT_BASE (default 47000; members use PORT_BASE+10*i+{1,2}), KEEP=1 keeps the data.
@@ -125,7 +127,9 @@ bench() {
   shift 3
   local out=$WORK/$system-$workload.out before after
   before=$(cluster_cost)
-  "$KVBENCH" --protocol=grpc --endpoints "$endpoint" "$@" >"$out" 2>/dev/null
+  # kvbench's own user + system seconds (bash's time keyword, which times only the child).
+  local TIMEFORMAT='%U %S'
+  { time "$KVBENCH" --protocol=grpc --endpoints "$endpoint" "$@" >"$out" 2>/dev/null; } 2>"$out.time"
   after=$(cluster_cost)
   local rps p99 errors done cpu switches
   rps=$(awk '/Requests\/sec:/ {printf "%d", $2}' "$out")
@@ -134,9 +138,11 @@ bench() {
   done=$(awk '/Requests\/sec:/ {r = $2} /Total:/ {t = $2} END {printf "%.0f", r * t}' "$out")
   read -r cpu switches < <(echo "$before $after" | awk -v n="$done" -v hz="$(getconf CLK_TCK)" \
     '{printf "%.3f %.1f\n", n ? ($3 - $1) * 1000 / hz / n : 0, n ? ($4 - $2) / n : 0}')
+  local client_cpu
+  client_cpu=$(awk -v n="$done" '{printf "%.3f", n ? ($1 + $2) * 1000 / n : 0}' "$out.time")
   echo "$system $workload: $rps req/s, p99 $p99 ms, errors $errors," \
-    "members' CPU $cpu ms and $switches context switches per request" >&2
-  RESULTS+=("$system|$workload|$rps|$p99|$cpu|$switches")
+    "members' CPU $cpu ms and $switches context switches per request, client CPU $client_cpu ms" >&2
+  RESULTS+=("$system|$workload|$rps|$p99|$cpu|$switches|$client_cpu")
 }
 
 rss_mb() {
@@ -208,9 +214,9 @@ for system in $SYSTEMS; do
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
-echo "| system | workload | req/s (start: ms, rss: MB) | p99 ms | CPU ms/req | switches/req |"
-echo "|---|---|---:|---:|---:|---:|"
+echo "| system | workload | req/s (start: ms, rss: MB) | p99 ms | CPU ms/req | switches/req | client CPU ms/req |"
+echo "|---|---|---:|---:|---:|---:|---:|"
 for r in "${RESULTS[@]}"; do
-  IFS='|' read -r system workload value p99 cpu switches <<<"$r"
-  echo "| $system | $workload | $value | $p99 | $cpu | $switches |"
+  IFS='|' read -r system workload value p99 cpu switches client_cpu <<<"$r"
+  echo "| $system | $workload | $value | $p99 | $cpu | $switches | $client_cpu |"
 done
