@@ -24,6 +24,12 @@ void KeyIndex::Restore(RevisionPair created, RevisionPair modified, int64_t vers
   generations_.push_back(Generation{version, created, {modified}});
 }
 
+void KeyIndex::RestoreTombstone(RevisionPair tombstone) {
+  generations_.clear();
+  generations_.push_back(Generation{1, RevisionPair{}, {tombstone}});
+  generations_.emplace_back();
+}
+
 bool KeyIndex::Live() const { return !generations_.empty() && !generations_.back().revs.empty(); }
 
 const KeyIndex::Generation* KeyIndex::FindGeneration(Revision at) const {
@@ -52,10 +58,13 @@ bool KeyIndex::Get(Revision at, Found* found) const {
 }
 
 bool KeyIndex::Compact(Revision at, std::set<RevisionPair>* keep) {
-  // Skip whole generations that ended (tombstone) at or before the compaction point.
+  // Skip whole generations that ended (tombstone) before the compaction point. A tombstone at
+  // exactly `at` stays, in the index and the backend, until a later compaction: a watch from
+  // the compact revision must still deliver that revision's delete (etcd #18089, fixed by
+  // etcd #18274: compaction keeps a tombstone whose revision equals the compact revision).
   size_t first = 0;
   while (first + 1 < generations_.size() && !generations_[first].revs.empty() &&
-         generations_[first].revs.back().main <= at) {
+         generations_[first].revs.back().main < at) {
     ++first;
   }
   Generation& g = generations_[first];
@@ -76,8 +85,8 @@ bool KeyIndex::Compact(Revision at, std::set<RevisionPair>* keep) {
       g.revs.erase(g.revs.begin(), g.revs.begin() + newest_visible);
     }
   }
-  // Generations that ended at or before `at`, tombstone included, are invisible to every read
-  // the store still serves.
+  // Generations that ended before `at`, tombstone included, are invisible to every read the
+  // store still serves and to every watch it still accepts.
   if (first > 0) CODE_PROBE(mvcc, compact_drops_generation);
   generations_.erase(generations_.begin(), generations_.begin() + first);
   return !(generations_.size() == 1 && generations_.front().revs.empty());

@@ -48,14 +48,18 @@ class KeyIndex {
   // Starts the index from the oldest surviving record of a key when rebuilding from the
   // backend: compaction may have removed the generation's earlier revisions.
   void Restore(RevisionPair created, RevisionPair modified, int64_t version);
+  // Starts the index from a tombstone that is a key's only surviving record (compaction at
+  // exactly its revision kept it, the generation's puts are gone): a closed generation holding
+  // it, so a later compaction finds it (etcd #19179, fixed by etcd #19188's restoreTombstone).
+  void RestoreTombstone(RevisionPair tombstone);
   // Ends the live generation; false if the key is not live.
   bool Tombstone(RevisionPair rev);
   // The state visible at `at` (main revision), if the key was live then.
   bool Get(Revision at, Found* found) const;
   // Whether the key is live at the newest revision.
   bool Live() const;
-  // Drops what reads at >= `at` cannot see; adds the revisions that must stay in the backend
-  // to `keep`. Returns false when nothing is left (the index entry can go).
+  // Drops what reads at >= `at` and watches from `at` cannot see; adds the revisions that must
+  // stay in the backend to `keep`. Returns false when nothing is left (the index entry can go).
   bool Compact(Revision at, std::set<RevisionPair>* keep);
   const std::vector<Generation>& generations() const { return generations_; }
 

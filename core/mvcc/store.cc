@@ -334,10 +334,15 @@ absl::Status Store::Restore() {
     last_main = std::max(last_main, rev.main);
     auto it = index_.find(record.key);
     if (it == index_.end()) {
-      if (tombstone) return true;  // nothing visible survives of this generation
       it = index_.try_emplace(std::string(record.key)).first;
-      it->second.Restore(RevisionPair{static_cast<Revision>(record.create_revision), 0}, rev,
-                         static_cast<int64_t>(record.version));
+      if (tombstone) {
+        // Compaction at exactly this delete's revision kept it for watches from the compact
+        // revision (etcd #19179): index it, so it lives until a later compaction drops it.
+        it->second.RestoreTombstone(rev);
+      } else {
+        it->second.Restore(RevisionPair{static_cast<Revision>(record.create_revision), 0}, rev,
+                           static_cast<int64_t>(record.version));
+      }
     } else if (tombstone) {
       it->second.Tombstone(rev);
     } else {
@@ -754,7 +759,8 @@ absl::StatusOr<std::vector<Event>> Store::History(Revision start, Revision end,
                                                   const std::string& key,
                                                   const std::string& range_end, bool with_prev_kv,
                                                   size_t limit) const {
-  if (start <= compact_revision_) {
+  // The compact revision itself is still whole: compaction keeps every record written at it.
+  if (start < compact_revision_) {
     return Error(ErrorCode::kCompacted,
                  absl::StrCat("history from revision ", start, " is compacted (compacted revision ",
                               compact_revision_, ")"));

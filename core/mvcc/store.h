@@ -67,7 +67,8 @@ class Store {
   std::vector<Event> TakeEvents();
   // History for watchers catching up: events with revisions in [start, end] whose key lies in
   // the range (etcd semantics for key/range_end), at most `limit` (0: all), in order. prev_kv is
-  // filled when asked. kCompacted when start is at or below the compaction.
+  // filled when asked. kCompacted when start is below the compaction (etcd: a watch from the
+  // compact revision itself is served, #18089).
   absl::StatusOr<std::vector<Event>> History(Revision start, Revision end, const std::string& key,
                                              const std::string& range_end, bool with_prev_kv,
                                              size_t limit) const;

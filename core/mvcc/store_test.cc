@@ -919,8 +919,9 @@ TEST_F(StoreTest, CompactionTwiceOrIntoTheFutureFails) {
   EXPECT_EQ(Get("a"), Kv("a", 2, 3, 2, "2"));
 }
 
-// etcd keyIndex.compact: a key whose last generation ended (tombstone) at or before the
-// compaction point disappears from the index and the backend entirely.
+// etcd keyIndex.compact: a key whose last generation ended (tombstone) before the compaction
+// point disappears from the index and the backend entirely; a tombstone at exactly the
+// compaction point stays until the next compaction (etcd #18274).
 TEST_F(StoreTest, CompactionRemovesKeysDeletedBeforeIt) {
   Put("a", "1");                       // 2
   Put("b", "1");                       // 3
@@ -934,24 +935,67 @@ TEST_F(StoreTest, CompactionRemovesKeysDeletedBeforeIt) {
   EXPECT_FALSE(backend_.Get(Bucket::kKey, RevisionKey({2, 0}, false)).has_value());
   EXPECT_FALSE(backend_.Get(Bucket::kKey, RevisionKey({4, 0}, true)).has_value());
   ASSERT_TRUE(store_->Compact(6).ok());
-  EXPECT_EQ(store_->key_count(), 1u);
+  // c's tombstone is at the compaction point: kept for a watch from revision 6.
+  EXPECT_EQ(store_->key_count(), 2u);
+  EXPECT_FALSE(backend_.Get(Bucket::kKey, RevisionKey({5, 0}, false)).has_value());
+  EXPECT_TRUE(backend_.Get(Bucket::kKey, RevisionKey({6, 0}, true)).has_value());
   EXPECT_THAT(RangeKeys("", std::string(1, '\0')), ElementsAre("b"));
   // A recreated key starts a fresh generation.
   Put("a", "2");  // 7
   EXPECT_EQ(Get("a"), Kv("a", 7, 7, 1, "2"));
+  ASSERT_TRUE(store_->Compact(7).ok());
+  EXPECT_EQ(store_->key_count(), 2u);  // a and b; c's tombstone went with this compaction
+  EXPECT_FALSE(backend_.Get(Bucket::kKey, RevisionKey({6, 0}, true)).has_value());
 }
 
-// etcd #17780: compacting at a delete's revision removes the tombstone, yet the revision must
-// never go backwards when the store is reopened.
-TEST_F(StoreTest, RevisionNeverDecreasesAfterCompactionAndReopen) {
+// etcd #18089: compacting at a delete's revision keeps its tombstone, so history from the
+// compact revision holds the delete; the revision never goes backwards on reopen (etcd #17780).
+TEST_F(StoreTest, CompactionAtADeleteKeepsItsTombstone) {
   Put("a", "1");  // 2
   Delete("a");    // 3
   ASSERT_TRUE(store_->Compact(3).ok());
-  EXPECT_EQ(store_->key_count(), 0u);
+  auto history = store_->History(3, 3, "a", "", false, 0);
+  ASSERT_TRUE(history.ok()) << history.status();
+  ASSERT_EQ(history->size(), 1u);
+  EXPECT_EQ((*history)[0].type, Event::Type::kDelete);
+  EXPECT_EQ((*history)[0].kv.mod_revision, 3);
+  EXPECT_EQ(Get("a"), std::nullopt);
   Reopen();
   EXPECT_EQ(store_->current_revision(), 3);
   EXPECT_EQ(store_->compact_revision(), 3);
   EXPECT_EQ(Put("b", "1").revision, 4);
+}
+
+// etcd #19179: after a reopen, a tombstone that is its key's only surviving record (compaction
+// at exactly its revision removed the puts before it) is indexed again: still in history from
+// the compact revision, dropped by the next compaction as on a member that never restarted,
+// and a recreated key starts a fresh generation.
+TEST_F(StoreTest, ReopenKeepsATombstoneAtTheCompactRevision) {
+  Put("a", "1");  // 2
+  Put("a", "2");  // 3
+  Delete("a");    // 4
+  Put("b", "1");  // 5
+  ASSERT_TRUE(store_->Compact(4).ok());
+  auto hash_before = store_->Hash(0);
+  ASSERT_TRUE(hash_before.ok());
+  Reopen();
+  EXPECT_EQ(store_->key_count(), 2u);
+  auto hash_after = store_->Hash(0);
+  ASSERT_TRUE(hash_after.ok());
+  EXPECT_EQ(hash_after->hash, hash_before->hash);
+  auto history = store_->History(4, 5, "", std::string(1, '\0'), false, 0);
+  ASSERT_TRUE(history.ok()) << history.status();
+  ASSERT_EQ(history->size(), 2u);
+  EXPECT_EQ((*history)[0].type, Event::Type::kDelete);
+  EXPECT_EQ((*history)[0].kv.key, "a");
+  EXPECT_EQ((*history)[0].kv.mod_revision, 4);
+  EXPECT_EQ(Get("a", 4), std::nullopt);
+  Put("a", "3");  // 6
+  EXPECT_EQ(Get("a"), Kv("a", 6, 6, 1, "3"));
+  ASSERT_TRUE(store_->Compact(5).ok());
+  EXPECT_FALSE(backend_.Get(Bucket::kKey, RevisionKey({4, 0}, true)).has_value());
+  EXPECT_EQ(store_->key_count(), 2u);
+  EXPECT_EQ(Get("a"), Kv("a", 6, 6, 1, "3"));
 }
 
 // etcd restore: reopening after a compaction rebuilds each key's history from the surviving
@@ -1196,17 +1240,20 @@ TEST_F(StoreTest, HistoryReplaysEventsInRevisionOrder) {
   EXPECT_EQ(prefix->size(), 2u);
 }
 
-// etcd watch: catching up from a revision at or below the compaction is ErrCompacted.
-TEST_F(StoreTest, HistoryAtOrBelowCompactionIsCompacted) {
+// etcd watch: catching up from a revision below the compaction is ErrCompacted; from the
+// compaction revision itself it is served.
+TEST_F(StoreTest, HistoryBelowCompactionIsCompacted) {
   Put("a", "1");  // 2
   Put("a", "2");  // 3
   Put("a", "3");  // 4
   ASSERT_TRUE(store_->Compact(3).ok());
-  for (Revision start : {2, 3}) {
-    auto history = store_->History(start, 4, "a", "", false, 0);
-    ASSERT_FALSE(history.ok());
-    EXPECT_EQ(CodeOf(history.status()), ErrorCode::kCompacted);
-  }
+  auto below = store_->History(2, 4, "a", "", false, 0);
+  ASSERT_FALSE(below.ok());
+  EXPECT_EQ(CodeOf(below.status()), ErrorCode::kCompacted);
+  auto at = store_->History(3, 4, "a", "", false, 0);
+  ASSERT_TRUE(at.ok()) << at.status();
+  ASSERT_EQ(at->size(), 2u);
+  EXPECT_EQ((*at)[0].kv, Kv("a", 2, 3, 2, "2"));
   auto history = store_->History(4, 4, "a", "", true, 0);
   ASSERT_TRUE(history.ok());
   ASSERT_EQ(history->size(), 1u);

@@ -16,7 +16,9 @@ WatchHub::WatchHub(const Store* store, size_t max_buffered_events)
 absl::StatusOr<WatchId> WatchHub::Watch(const WatchRequest& request) {
   const Revision current = store_->current_revision();
   const Revision start = request.start_revision <= 0 ? current + 1 : request.start_revision;
-  if (start <= store_->compact_revision()) {
+  // etcd refuses only a start below the compact revision: the compact revision's own events
+  // (a delete's tombstone included) are still in the store (etcd #18089, #19179).
+  if (start < store_->compact_revision()) {
     CODE_PROBE(mvcc, watch_compacted);
     return Error(ErrorCode::kCompacted,
                  absl::StrCat("watch from revision ", start, " refused: compacted revision ",

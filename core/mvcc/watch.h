@@ -13,7 +13,7 @@
 //            It receives nothing live; CatchUp replays the store's history into it, a bounded
 //            batch at a time, until it is synced again.
 // So a slow watcher costs memory bounded by max_buffered_events and never blocks a write.
-// A lagging watcher whose next revision gets compacted is canceled with the compact revision.
+// A lagging watcher whose next revision falls below the compact revision is canceled with it.
 
 #include <cstdint>
 #include <deque>
@@ -39,7 +39,8 @@ struct WatchRequest {
   std::string key;
   std::string range_end;  // as in RangeRequest: empty = one key, "\0" = from key on
   // First revision to deliver; 0 = the next revision (events after now). A revision in the
-  // future waits for it; a past one replays history; a compacted one is refused.
+  // future waits for it; a past one replays history, from the compact revision on; one below
+  // the compact revision is refused (etcd's ErrCompacted).
   Revision start_revision = 0;
   bool no_put = false;
   bool no_delete = false;
@@ -71,7 +72,8 @@ class WatchHub {
                     size_t max_buffered_events = kDefaultMaxBufferedEventsPerWatcher);
 
   // Creates a watcher and queues its "created" response. kCompacted (the message names the
-  // compact revision, also in compact_revision()) if start_revision is compacted.
+  // compact revision, also in compact_revision()) if start_revision is below the compact
+  // revision.
   absl::StatusOr<WatchId> Watch(const WatchRequest& request);
   // Cancels a watcher, queueing its "canceled" response; kWatchNotFound if unknown.
   absl::Status Cancel(WatchId id);

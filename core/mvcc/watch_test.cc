@@ -312,24 +312,68 @@ TEST(WatchTest, PastRevisionReplaysThenContinuesLive) {
   EXPECT_EQ(RevisionsOf(EventsOf(responses)), Consecutive(3, 22));
 }
 
-// etcd: a watch whose start revision is compacted is refused with ErrCompacted, and the client
-// learns the compact revision so it can re-list (the message names it).
-TEST(WatchTest, WatchFromCompactedRevisionIsRefused) {
+// etcd: a watch whose start revision is below the compact revision is refused with
+// ErrCompacted, and the client learns the compact revision so it can re-list (the message
+// names it). The compact revision itself is still served.
+TEST(WatchTest, WatchBelowCompactRevisionIsRefused) {
   Fixture f;
   for (int i = 0; i < 5; ++i) f.Put("k", std::to_string(i));  // 2..6
   ASSERT_TRUE(f.store().Compact(4).ok());
-  absl::StatusOr<WatchId> refused = f.hub().Watch(WatchOf("k", "", 1));
-  ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(CodeOf(refused.status()), ErrorCode::kCompacted);
-  EXPECT_NE(refused.status().message().find("revision 4"), absl::string_view::npos)
-      << refused.status().message();
+  for (Revision start : {1, 3}) {
+    absl::StatusOr<WatchId> refused = f.hub().Watch(WatchOf("k", "", start));
+    ASSERT_FALSE(refused.ok()) << start;
+    EXPECT_EQ(CodeOf(refused.status()), ErrorCode::kCompacted);
+    EXPECT_NE(refused.status().message().find("revision 4"), absl::string_view::npos)
+        << refused.status().message();
+  }
   EXPECT_EQ(f.hub().compact_revision(), 4);
   EXPECT_EQ(f.hub().watcher_count(), 0u);
   EXPECT_FALSE(f.hub().HasResponses());
-  // The first revision after the compaction is still served.
-  f.Watch(WatchOf("k", "", 5));
+  // From the compact revision on, everything is served.
+  f.Watch(WatchOf("k", "", 4));
   f.Apply();
-  EXPECT_EQ(RevisionsOf(EventsOf(f.Drain())), (std::vector<Revision>{5, 6}));
+  EXPECT_EQ(RevisionsOf(EventsOf(f.Drain())), (std::vector<Revision>{4, 5, 6}));
+}
+
+// etcd #18089: compacting at a delete's revision, then watching from the compact revision,
+// must deliver that delete before the events after it (etcd dropped the tombstone, so the
+// watch began with the next put).
+TEST(WatchTest, WatchFromCompactRevisionDeliversItsDelete) {
+  Fixture f;
+  f.Put("k", "v2");                        // 2
+  f.Put("k", "v3");                        // 3
+  f.Put("k", "v4");                        // 4
+  const Revision deleted = f.Delete("k");  // 5
+  f.Put("k", "v6");                        // 6
+  f.Drain();
+  ASSERT_TRUE(f.store().Compact(deleted).ok());
+  f.Watch(WatchOf("k", "", deleted));
+  f.Apply();
+  std::vector<Event> events = EventsOf(f.Drain());
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].type, Event::Type::kDelete);
+  EXPECT_EQ(events[0].kv.key, "k");
+  EXPECT_EQ(events[0].kv.mod_revision, deleted);
+  EXPECT_EQ(events[1].type, Event::Type::kPut);
+  EXPECT_EQ(events[1].kv, Kv("k", 6, 6, 1, "v6"));
+}
+
+// etcd #17529 with the compact revision: a lagging watcher whose next revision is exactly the
+// compact revision catches up from it (etcd cancels only below it).
+TEST(WatchTest, LaggingWatcherAtTheCompactRevisionCatchesUp) {
+  Fixture f(/*max_buffered_events=*/2);
+  const WatchId id = f.Watch(WatchOf("k"));
+  ASSERT_TRUE(f.hub().SetReading(id, false).ok());
+  f.Put("k", "a");  // 2
+  f.Put("k", "b");  // 3: the buffer is full
+  f.Put("k", "c");  // 4: the watcher lags from here
+  f.Put("k", "d");  // 5
+  f.Put("k", "e");  // 6
+  ASSERT_TRUE(f.store().Compact(4).ok());
+  ASSERT_TRUE(f.hub().SetReading(id, true).ok());
+  std::vector<WatchResponse> responses = f.Drain();
+  for (const WatchResponse& response : responses) EXPECT_FALSE(response.canceled);
+  EXPECT_EQ(RevisionsOf(EventsOf(responses)), Consecutive(2, 6));
 }
 
 // etcd #20221: a watch on a future revision delivers nothing before that revision, then
