@@ -33,6 +33,12 @@ namespace kvstore::net::etcd {
 // decide which features the server has (etcd's own clients check it), so it names etcd's.
 inline constexpr char kApiVersion[] = "3.4.23";
 
+// What a call carries as its token when the caller sent an empty one (a "token" metadata or an
+// Authorization header with no value). etcd's AuthInfoFromCtx looks an empty token up like any
+// other and refuses it ("etcdserver: invalid auth token"), while an empty Request::token means
+// "no token": this is a token no member issues, so the core refuses it the same way.
+inline constexpr char kEmptyTokenSent[] = " ";
+
 // --- Errors ---------------------------------------------------------------------------------
 
 // A core status as etcd's gRPC error (code and message). OK stays OK.

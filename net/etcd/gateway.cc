@@ -563,7 +563,9 @@ std::string TokenOfHeaders(const kj::HttpHeaders& headers) {
       has_authorization = true;
     }
   });
-  return has_token ? token : authorization;
+  if (!has_token && !has_authorization) return std::string();
+  const std::string& sent = has_token ? token : authorization;
+  return sent.empty() ? std::string(kEmptyTokenSent) : sent;
 }
 
 kj::Own<kj::HttpService> Gateway::ForCertUser(std::string cert_user) {

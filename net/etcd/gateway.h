@@ -31,7 +31,8 @@
 
 namespace kvstore::net::etcd {
 
-// The auth token a request's headers carry ("" for none): see above.
+// The auth token a request's headers carry ("" for none, kEmptyTokenSent for an empty one): see
+// above.
 std::string TokenOfHeaders(const kj::HttpHeaders& headers);
 
 class Gateway final : public kj::HttpService {

@@ -190,6 +190,8 @@ expect auth-no-token 400 '{"error":"etcdserver: user name is empty","message":"e
   "$url/v3/kv/range" -X POST -d '{"key": "L2EveA=="}'
 expect auth-bogus-token 401 "$invalid" \
   "$url/v3/kv/range" -H "Authorization: bogus" -X POST -d '{"key": "L2EveA=="}'
+expect auth-empty-token 401 "$invalid" \
+  "$url/v3/kv/range" -H "Authorization;" -X POST -d '{"key": "L2EveA=="}'
 expect auth-bearer 401 "$invalid" \
   "$url/v3/kv/range" -H "Authorization: Bearer $alice" -X POST -d '{"key": "L2EveA=="}'
 expect auth-metadata-token-wins 200 "{$R5,\"count\":\"1\"}" "$url/v3/kv/range" \
@@ -214,6 +216,14 @@ expect auth-disable-denied 403 "$denied" "$url/v3/auth/disable" -H "Authorizatio
 expect auth-disable 200 "{$R5}" "$url/v3/auth/disable" -H "Authorization: $root" -X POST -d '{}'
 expect auth-disabled-range 200 "{$R5,\"count\":\"1\"}" \
   "$url/v3/kv/range" -X POST -d '{"key": "L2EveA==", "count_only": true}'
+# A token is checked with auth off too, as etcd's AuthInfoFromCtx does (etcd 3.4.23 answers
+# these three alike): disabling auth dropped alice's; an empty one is looked up and refused.
+expect auth-off-dropped-token 401 "$invalid" \
+  "$url/v3/kv/range" -H "Authorization: $alice" -X POST -d '{"key": "L2EveA==", "count_only": true}'
+expect auth-off-bogus-token 401 "$invalid" \
+  "$url/v3/kv/put" -H "Grpc-Metadata-Token: bogus" -X POST -d '{"key": "L2EveA==", "value": "Mg=="}'
+expect auth-off-empty-token 401 "$invalid" \
+  "$url/v3/kv/put" -H "Authorization;" -X POST -d '{"key": "L2EveA==", "value": "Mg=="}'
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures failed; kvnode's log:"

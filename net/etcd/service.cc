@@ -83,7 +83,9 @@ std::string TokenOf(const grpc::ServerContextBase* context) {
   const auto& metadata = context->client_metadata();
   auto it = metadata.find("token");
   if (it == metadata.end()) it = metadata.find("authorization");
-  return it == metadata.end() ? std::string() : std::string(it->second.data(), it->second.size());
+  if (it == metadata.end()) return std::string();
+  if (it->second.empty()) return std::string(kEmptyTokenSent);
+  return std::string(it->second.data(), it->second.size());
 }
 
 // One unary method: request -> member -> response, or etcd's error.
