@@ -236,7 +236,6 @@ class Server::Impl {
   }
   void RequestWatchProgress() { hub_->RequestProgress(); }
   void NotifyWatchProgress() { hub_->NotifyProgress(); }
-  void IssueReadIndex();
   absl::Status Step(raft::Message&& message) { return raft_->Step(std::move(message)); }
   void Tick();
   bool HasReady() const;
@@ -388,10 +387,6 @@ class Server::Impl {
   // Pending reads whose read index has arrived: the only ones that can become servable, so
   // HasReady and GetReady look through pending_ only while there are some.
   size_t indexed_reads_ = 0;
-  // batch_read_index: reads waiting for IssueReadIndex, and the reads of each read-index
-  // request issued for more than one, by the id its context carries (the batch's last read).
-  std::vector<RequestId> unissued_reads_;
-  absl::btree_map<RequestId, std::vector<RequestId>> read_batches_;
   absl::btree_map<raft::Index, RequestId> pending_by_index_;
   absl::btree_map<lease::LeaseId, uint64_t> revoking_;  // lease -> tick to retry after
   bool alarm_proposed_ = false;
@@ -966,15 +961,6 @@ void Server::Impl::ProposeMemberChange(RequestId id, RequestType type, raft::Con
 }
 
 void Server::Impl::StartRead(RequestId id, Request&& request) {
-  if (config_.batch_read_index) {
-    Pending pending;
-    pending.type = request.type;
-    pending.read = std::make_unique<Request>(std::move(request));
-    pending.deadline_tick = ticks_ + config_.request_timeout_ticks;
-    pending_.emplace(id, std::move(pending));
-    unissued_reads_.push_back(id);
-    return;
-  }
   absl::Status status = raft_->ReadIndex(raft::Bytes(RequestTag(id)));
   if (!status.ok()) {
     Respond(id, request.type, FromRaftStatus(status));
@@ -985,25 +971,6 @@ void Server::Impl::StartRead(RequestId id, Request&& request) {
   pending.read = std::make_unique<Request>(std::move(request));
   pending.deadline_tick = ticks_ + config_.request_timeout_ticks;
   pending_.emplace(id, std::move(pending));
-}
-
-void Server::Impl::IssueReadIndex() {
-  std::vector<RequestId> batch;
-  for (RequestId id : unissued_reads_) {
-    auto it = pending_.find(id);  // gone: timed out, or failed by a change of leader
-    if (it != pending_.end() && it->second.is_read() && !it->second.has_read_index) {
-      batch.push_back(id);
-    }
-  }
-  unissued_reads_.clear();
-  if (batch.empty()) return;
-  const RequestId tag = batch.back();
-  absl::Status status = raft_->ReadIndex(raft::Bytes(RequestTag(tag)));
-  if (!status.ok()) {
-    for (RequestId id : batch) FailPending(id, FromRaftStatus(status));
-    return;
-  }
-  if (batch.size() > 1) read_batches_[tag] = std::move(batch);
 }
 
 void Server::Impl::ServeRead(RequestId id, const Request& request) {
@@ -1914,7 +1881,6 @@ void Server::Impl::OnLeadershipChange(bool leader) {
     CODE_PROBE(server, read_failed_by_leader_change);
     FailPending(id, Error(ErrorCode::kLeadershipChanged, "leader changed during a read"));
   }
-  read_batches_.clear();  // their reads just failed
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1930,16 +1896,6 @@ void Server::Impl::Tick() {
   }
   for (RequestId id : expired) {
     FailPending(id, Error(ErrorCode::kTimeout, "request timed out; its outcome is unknown"));
-  }
-  if (config_.batch_read_index) {
-    IssueReadIndex();
-    // A batch whose read index never came (its request lost on the way to the leader) is
-    // forgotten once all its reads have timed out.
-    for (auto it = read_batches_.begin(); it != read_batches_.end();) {
-      const bool live = std::any_of(it->second.begin(), it->second.end(),
-                                    [this](RequestId id) { return pending_.count(id) > 0; });
-      it = live ? std::next(it) : read_batches_.erase(it);
-    }
   }
   tokens_.Expire(ticks_, kMaxTokenExpiriesPerTick);
   if (!raft_->IsLeader()) return;
@@ -1991,18 +1947,11 @@ const Ready& Server::Impl::GetReady() {
         member != config_.id) {
       continue;
     }
-    std::vector<RequestId> ids{id};
-    if (auto batch = read_batches_.find(id); batch != read_batches_.end()) {
-      ids = std::move(batch->second);
-      read_batches_.erase(batch);
-    }
-    for (RequestId read_id : ids) {
-      auto it = pending_.find(read_id);
-      if (it == pending_.end() || !it->second.is_read()) continue;
-      if (!it->second.has_read_index) ++indexed_reads_;
-      it->second.has_read_index = true;
-      it->second.read_index = read.index;
-    }
+    auto it = pending_.find(id);
+    if (it == pending_.end() || !it->second.is_read()) continue;
+    if (!it->second.has_read_index) ++indexed_reads_;
+    it->second.has_read_index = true;
+    it->second.read_index = read.index;
   }
   std::vector<RequestId> ready_reads;
   for (auto it = pending_.begin(); indexed_reads_ > ready_reads.size() && it != pending_.end();
@@ -2138,7 +2087,6 @@ absl::Status Server::SetWatchReading(mvcc::WatchId id, bool reading) {
 }
 void Server::RequestWatchProgress() { impl_->RequestWatchProgress(); }
 void Server::NotifyWatchProgress() { impl_->NotifyWatchProgress(); }
-void Server::IssueReadIndex() { impl_->IssueReadIndex(); }
 absl::Status Server::Step(raft::Message message) { return impl_->Step(std::move(message)); }
 void Server::Tick() { impl_->Tick(); }
 void Server::ReportSnapshot(raft::NodeId peer, bool succeeded) {
