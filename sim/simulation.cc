@@ -367,11 +367,15 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
   node.conf_state = node.server()->RaftConfState();
   node.conf_may_change = true;
   node.applied_high = node.server()->store().consistent_index();
-  // Every node watches every key from the first revision it does not hold in history.
+  // A scenario's watches died with the previous process; the new one numbers its watches anew.
+  node.scenario_watches.clear();
+  // Every node watches every key from the oldest revision it holds in history: the compact
+  // revision, whose events (a delete's tombstone included) compaction keeps (etcd #18089,
+  // #19179).
   mvcc::WatchRequest watch;
   watch.key = std::string(1, '\0');
   watch.range_end = std::string(1, '\0');
-  watch.start_revision = node.server()->store().compact_revision() + 1;
+  watch.start_revision = std::max<mvcc::Revision>(node.server()->store().compact_revision(), 1);
   auto watch_id = node.server()->Watch(watch);
   node.watch_id = watch_id.ok() ? *watch_id : 0;
   node.reopen_watch_from = 0;
@@ -870,10 +874,10 @@ void Simulation::CheckAcknowledgedWrite(NodeId id, const std::string& key, const
 void Simulation::CheckWatch(Node& node, const mvcc::WatchResponse& response) {
   if (response.watch_id != node.watch_id) return;
   if (response.canceled) {
-    // The server cancels a watch only when the revisions it still needs were compacted while it
-    // lagged (a slow reader): then its client opens a new one after the compaction (etcd's
-    // clients do), and the checker follows that one from there.
-    if (response.compact_revision < node.watch_next_revision) {
+    // The server cancels a watch only when the revisions it still needs fell below the compact
+    // revision while it lagged (a slow reader): then its client opens a new one from the
+    // compact revision (etcd's clients do), and the checker follows that one from there.
+    if (response.compact_revision <= node.watch_next_revision) {
       Violation(absl::StrCat("n", node.id, " canceled its all-keys watch at revision ",
                              node.watch_next_revision, " (compact revision ",
                              response.compact_revision, "): ", response.cancel_reason));
@@ -882,7 +886,7 @@ void Simulation::CheckWatch(Node& node, const mvcc::WatchResponse& response) {
       Trace(absl::StrCat("n", node.id, " watch canceled: ", response.cancel_reason));
     }
     node.watch_id = 0;
-    node.reopen_watch_from = std::max(node.watch_next_revision, response.compact_revision + 1);
+    node.reopen_watch_from = std::max(node.watch_next_revision, response.compact_revision);
     return;
   }
   if (response.events.empty()) return;
