@@ -151,6 +151,7 @@ checker_of() {
       *" recovered term "* | *" recovered entry "* | *"recovered a log starting"*)
       echo "storage checker" ;;
     *"cannot start"*) echo "restart check" ;;
+    *" is at revision "*", below "*) echo "revision never decreases (expect step)" ;;
     *"no leader"* | *"expected "*", got "*) echo "recovery after heal" ;;
     *) echo "other" ;;
   esac
