@@ -1,5 +1,7 @@
 #include "net/etcd/convert.h"
 
+#include <iterator>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -857,10 +859,27 @@ RefusedWatch RefusedWatchResponses(const absl::Status& refused, int64_t revision
   if (CodeOf(refused) == ErrorCode::kCompacted) {
     out.canceled.compact_revision = compact_revision;
   } else {
-    // etcd's words for the refusal ("etcdserver: permission denied"), not the core's detail.
-    out.canceled.cancel_reason = ToGrpcStatus(refused).error_message();
+    // etcd's words for the refusal, not the core's detail.
+    out.one_response = true;
+    out.created.canceled = true;
+    out.created.cancel_reason = GoRpcErrorText(refused);
   }
   return out;
+}
+
+std::string GoRpcErrorText(const absl::Status& status) {
+  // google.golang.org/grpc/codes' String().
+  static constexpr const char* kNames[] = {
+      "OK",       "Canceled",       "Unknown",          "InvalidArgument",   "DeadlineExceeded",
+      "NotFound", "AlreadyExists",  "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+      "Aborted",  "OutOfRange",     "Unimplemented",    "Internal",          "Unavailable",
+      "DataLoss", "Unauthenticated"};
+  const grpc::Status converted = ToGrpcStatus(status);
+  const int code = static_cast<int>(converted.error_code());
+  const std::string name = code >= 0 && code < static_cast<int>(std::size(kNames))
+                               ? kNames[code]
+                               : absl::StrCat("Code(", code, ")");
+  return absl::StrCat("rpc error: code = ", name, " desc = ", converted.error_message());
 }
 
 void ToSlowWatcherCancel(size_t waiting_responses, size_t limit_responses,

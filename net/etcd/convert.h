@@ -145,13 +145,20 @@ void ToProto(const server::Response& in, uint64_t cluster_id,
 void ToProto(const MemberStatusInfo& in, uint64_t cluster_id, etcdserverpb::StatusResponse* out);
 void ToProto(const mvcc::WatchResponse& in, uint64_t cluster_id, raft::NodeId member_id,
              raft::Term term, etcdserverpb::WatchResponse* out);
-// etcd's answer to a watch the member refused to open: the watcher is created, then canceled,
-// with the compaction revision when the start revision was compacted and the reason otherwise.
+// etcd's answer to a watch the member refused to open. When the start revision was compacted,
+// the watcher is created, then canceled with the compaction revision (two responses). Any other
+// refusal (auth) is etcd 3.4.23's isWatchPermitted answer: one response, `created` only, both
+// created and canceled, sent with watch id -1, its reason the gRPC error's Go text
+// ("rpc error: code = PermissionDenied desc = etcdserver: permission denied").
 // `revision` is the member's current revision, `compact_revision` its compaction revision.
 struct RefusedWatch {
   mvcc::WatchResponse created;
   mvcc::WatchResponse canceled;
+  bool one_response = false;  // send `created` alone, with watch id -1
 };
+// Go's grpc status error text for `status` as etcd's clients see it: "rpc error: code = <Code>
+// desc = <etcd's message>".
+std::string GoRpcErrorText(const absl::Status& status);
 RefusedWatch RefusedWatchResponses(const absl::Status& refused, int64_t revision,
                                    int64_t compact_revision);
 // Turns `response` into the cancel notice of a watcher that did not read fast enough (etcd

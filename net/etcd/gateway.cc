@@ -414,19 +414,27 @@ class HttpWatch final : public WatchSink {
       const MemberStatusInfo info = member_.Status();
       const RefusedWatch refused =
           RefusedWatchResponses(id.status(), info.revision, info.compact_revision);
-      Deliver(refused.created);
-      Deliver(refused.canceled);
+      if (refused.one_response) {
+        Deliver(refused.created, /*watch_id=*/-1);
+      } else {
+        Deliver(refused.created);
+        Deliver(refused.canceled);
+      }
     } else {
       id_ = *id;
     }
     return kj::mv(done_);
   }
 
-  void Deliver(const mvcc::WatchResponse& response) override {
+  void Deliver(const mvcc::WatchResponse& response) override { Deliver(response, 0); }
+
+  // `watch_id`: 0, as etcd numbers a stream's watches from 0 and an HTTP stream has one; -1 for
+  // a watch refused at creation.
+  void Deliver(const mvcc::WatchResponse& response, int64_t watch_id) {
     if (ended_) return;
     etcdserverpb::WatchResponse converted;
     ToProto(response, member_.cluster_id(), member_id_, term_, &converted);
-    converted.set_watch_id(0);  // one watch per HTTP stream: etcd numbers a stream's from 0
+    converted.set_watch_id(watch_id);
     if (response.canceled) {
       member_open_ = false;
       ended_ = true;

@@ -198,6 +198,11 @@ expect auth-metadata-token-wins 200 "{$R5,\"count\":\"1\"}" "$url/v3/kv/range" \
   -H "Grpc-Metadata-Token: $alice" -H "Authorization: bogus" -X POST -d '{"key": "L2EveA==", "count_only": true}'
 expect auth-metadata-token-wins-bogus 401 "$invalid" "$url/v3/kv/range" \
   -H "Grpc-Metadata-Token: bogus" -H "Authorization: $alice" -X POST -d '{"key": "L2EveA==", "count_only": true}'
+# A watch refused at creation: etcd 3.4.23's one response, watch id -1, Go's error text.
+expect auth-watch-invalid-token 200 "{\"result\":{$R5,\"watch_id\":\"-1\",\"created\":true,\"canceled\":true,\"cancel_reason\":\"rpc error: code = Unauthenticated desc = etcdserver: invalid auth token\"}}" \
+  "$url/v3/watch" -H "Authorization: bogus" -X POST -d '{"create_request": {"key": "L2EveA=="}}'
+expect auth-watch-denied 200 "{\"result\":{$R5,\"watch_id\":\"-1\",\"created\":true,\"canceled\":true,\"cancel_reason\":\"rpc error: code = PermissionDenied desc = etcdserver: permission denied\"}}" \
+  "$url/v3/watch" -H "Authorization: $alice" -X POST -d '{"create_request": {"key": "Yg=="}}'
 expect auth-txn-denied 403 "$denied" "$url/v3/kv/txn" -H "Authorization: $alice" -X POST \
   -d '{"success":[{"requestPut":{"key":"Yg==","value":"MQ=="}}]}'
 expect auth-lease-grant 200 "{$R5,\"ID\":\"ID\",\"TTL\":\"30\"}" \

@@ -388,6 +388,15 @@ class WatchSession {
       }
       const RefusedWatch refused =
           RefusedWatchResponses(opened, info.revision, info.compact_revision);
+      if (refused.one_response) {
+        // Never opened: one response with watch id -1, and nothing kept for the id.
+        etcdserverpb::WatchResponse single;
+        ToProto(refused.created, loop_.cluster_id(), member_id_.load(std::memory_order_relaxed),
+                term_.load(std::memory_order_relaxed), &single);
+        single.set_watch_id(-1);
+        EnqueueLocal(std::move(single));
+        return;
+      }
       Enqueue(watch.get(), refused.created);
       Enqueue(watch.get(), refused.canceled);
     }
