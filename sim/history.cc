@@ -92,8 +92,9 @@ absl::StatusOr<EventType> ParseEventType(absl::string_view token) {
   if (token == "ok") return EventType::kOk;
   if (token == "fail") return EventType::kFail;
   if (token == "info") return EventType::kInfo;
+  if (token == "refused") return EventType::kRefused;
   return absl::InvalidArgumentError(
-      absl::StrCat("bad type ", Quote(token), ": want invoke, ok, fail or info"));
+      absl::StrCat("bad type ", Quote(token), ": want invoke, ok, fail, refused or info"));
 }
 
 absl::StatusOr<Function> ParseFunction(absl::string_view token) {
@@ -175,6 +176,8 @@ absl::string_view EventTypeName(EventType type) {
       return "fail";
     case EventType::kInfo:
       return "info";
+    case EventType::kRefused:
+      return "refused";
   }
   return "?";
 }
@@ -247,11 +250,17 @@ absl::Status History::Append(Event event) {
                        process(), " does not match its outstanding ",
                        FunctionName(operation.function), " ", operation.key));
     }
+    if (event.type == EventType::kRefused && operation.function != Function::kCas) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("refused completion of a ", FunctionName(operation.function), " on ",
+                       process(), ": only a cas is refused (use fail)"));
+    }
     const bool is_read = operation.function == Function::kRead;
     const bool carries_result = is_read && event.type == EventType::kOk;
-    // A fail or info completion may leave the value out (nil); otherwise it repeats it.
-    const bool may_omit =
-        event.type != EventType::kOk && !event.value.has_value() && !event.new_value.has_value();
+    // A fail or info completion may leave the value out (nil); otherwise it repeats it (a
+    // refused cas always: its expected value is what it observed the value differ from).
+    const bool may_omit = (event.type == EventType::kFail || event.type == EventType::kInfo) &&
+                          !event.value.has_value() && !event.new_value.has_value();
     const bool repeats = event.value == operation.value && event.new_value == operation.new_value;
     if (!carries_result && !may_omit && !repeats) {
       const auto format = [](const Value& value, const Value& new_value, Function function) {
@@ -275,6 +284,9 @@ absl::Status History::Append(Event event) {
         break;
       case EventType::kInfo:
         operation.outcome = Outcome::kUnknown;
+        break;
+      case EventType::kRefused:
+        operation.outcome = Outcome::kRefused;
         break;
       case EventType::kInvoke:
         break;

@@ -14,13 +14,19 @@
 //               (an event on an earlier line happened before one on a later line).
 //   <process>   non-negative integer naming a client. A process has at most one operation
 //               outstanding: it invokes, then completes that operation, then may invoke again.
-//   <type>      invoke | ok | fail | info
-//                 ok    the operation took effect (for a read: returned the value on the line)
-//                 fail  the operation certainly did not take effect (a cas whose expected value
-//                       did not match, a request rejected before it reached the log, ...)
-//                 info  outcome unknown (timeout, crash, lost connection): it may have taken
-//                       effect at any moment after its invocation, or never. An invocation that
-//                       is never completed means the same.
+//   <type>      invoke | ok | fail | refused | info
+//                 ok       the operation took effect (for a read: returned the value on the line)
+//                 fail     the operation certainly did not take effect (a request rejected before
+//                          it reached the log, a cas refused for a reason the client does not
+//                          know, ...)
+//                 refused  cas only: it did not take effect because the key's value was not the
+//                          expected <old> (a txn whose compare failed). Besides "nothing
+//                          changed" that is an observation: at some moment between invocation
+//                          and completion the value differed from <old>. The checker takes it
+//                          as a read that saw some value other than <old>.
+//                 info     outcome unknown (timeout, crash, lost connection): it may have taken
+//                          effect at any moment after its invocation, or never. An invocation
+//                          that is never completed means the same.
 //   <function>  read (alias get) | write (alias put) | cas | append | delete
 //                 read    value: nil on the invocation; on an ok completion the value read
 //                 write   value: the value written (never nil; use delete)
@@ -30,8 +36,9 @@
 //                 delete  value: nil; the key becomes absent
 //   <key>       a token
 //   <value>     a token, or nil for "absent". A completion repeats its invocation's function, key
-//               and value, except a read's ok completion (the value read); a fail or info
-//               completion may also write nil.
+//               and value (a refused cas too: <old> is what it saw the value differ from), except
+//               a read's ok completion (the value read); a fail or info completion may also
+//               write nil.
 //
 // A token is a non-empty run of characters without whitespace that does not start with '#' and is
 // not the word nil (which always means "absent"); a cas's <old> must not contain "->". A field
@@ -44,9 +51,13 @@
 //   @12 0 ok     write x 1
 //   @14 1 ok     read  x 1
 //   @15 0 invoke cas   x 1->2
-//   @19 0 fail   cas   x 1->2     # rejected: nothing changed
-//   @20 1 invoke append x ab
-//   @25 1 info   append x ab      # timed out: may or may not have happened
+//   @19 0 ok     cas   x 1->2
+//   @20 0 invoke cas   x 1->3
+//   @22 0 refused cas  x 1->3     # x was not 1 (it was 2): nothing changed
+//   @23 1 invoke append x ab
+//   @24 0 invoke cas   x 2->4
+//   @25 0 fail   cas   x 2->4     # rejected (no leader): nothing changed, nothing observed
+//   @28 1 info   append x ab      # timed out: may or may not have happened
 //
 // FormatHistory writes canonical lines (no comments, aliases spelled read/write) that parse back
 // to an equal History.
@@ -68,7 +79,7 @@ namespace kvstore::sim {
 // its memory grows with the operations per key; far beyond any simulation run we intend.
 inline constexpr size_t kMaxHistoryEvents = size_t{1} << 24;
 
-enum class EventType : uint8_t { kInvoke, kOk, kFail, kInfo };
+enum class EventType : uint8_t { kInvoke, kOk, kFail, kInfo, kRefused };
 enum class Function : uint8_t { kRead, kWrite, kCas, kAppend, kDelete };
 
 // The canonical spelling in the file format: "invoke", "read", ...
@@ -98,6 +109,7 @@ enum class Outcome : uint8_t {
   kOk,       // took effect (completed with ok)
   kFail,     // certainly did not take effect
   kUnknown,  // completed with info, or still outstanding
+  kRefused,  // a cas that did not take effect because the value differed from its expected one
 };
 
 // An invocation paired with its completion, if any.

@@ -25,14 +25,18 @@ constexpr char kHeaderExample[] = R"(
   @12 0 ok     write x 1
   @14 1 ok     read  x 1
   @15 0 invoke cas   x 1->2
-  @19 0 fail   cas   x 1->2     # rejected: nothing changed
-  @20 1 invoke append x ab
-  @25 1 info   append x ab      # timed out: may or may not have happened
+  @19 0 ok     cas   x 1->2
+  @20 0 invoke cas   x 1->3
+  @22 0 refused cas  x 1->3     # x was not 1 (it was 2): nothing changed
+  @23 1 invoke append x ab
+  @24 0 invoke cas   x 2->4
+  @25 0 fail   cas   x 2->4     # rejected (no leader): nothing changed, nothing observed
+  @28 1 info   append x ab      # timed out: may or may not have happened
 )";
 
 TEST(History, ParsesTheHeaderExample) {
   const History history = MustParse(kHeaderExample);
-  ASSERT_EQ(history.events().size(), 8u);
+  ASSERT_EQ(history.events().size(), 12u);
   const Event& read = history.events()[3];
   EXPECT_EQ(read.time_ticks, 14);
   EXPECT_EQ(read.process, 1);
@@ -44,15 +48,21 @@ TEST(History, ParsesTheHeaderExample) {
   EXPECT_EQ(cas.value, "1");
   EXPECT_EQ(cas.new_value, "2");
 
-  ASSERT_EQ(history.operations().size(), 4u);
+  EXPECT_EQ(history.events()[7].type, EventType::kRefused);
+
+  ASSERT_EQ(history.operations().size(), 6u);
   EXPECT_EQ(history.operations()[0].outcome, Outcome::kOk);
   EXPECT_EQ(history.operations()[1].outcome, Outcome::kOk);
   EXPECT_EQ(history.operations()[1].read_value, "1");
   EXPECT_EQ(history.operations()[1].invoke_event, 1u);
   EXPECT_EQ(history.operations()[1].complete_event, 3u);
-  EXPECT_EQ(history.operations()[2].outcome, Outcome::kFail);
-  EXPECT_EQ(history.operations()[3].outcome, Outcome::kUnknown);
-  EXPECT_EQ(history.operations()[3].function, Function::kAppend);
+  EXPECT_EQ(history.operations()[2].outcome, Outcome::kOk);
+  EXPECT_EQ(history.operations()[3].outcome, Outcome::kRefused);
+  EXPECT_EQ(history.operations()[3].value, "1");
+  EXPECT_EQ(history.operations()[3].new_value, "3");
+  EXPECT_EQ(history.operations()[4].outcome, Outcome::kUnknown);
+  EXPECT_EQ(history.operations()[4].function, Function::kAppend);
+  EXPECT_EQ(history.operations()[5].outcome, Outcome::kFail);
 }
 
 TEST(History, PrintsCanonicalLinesThatParseBack) {
@@ -63,9 +73,13 @@ TEST(History, PrintsCanonicalLinesThatParseBack) {
             "@12 0 ok write x 1\n"
             "@14 1 ok read x 1\n"
             "@15 0 invoke cas x 1->2\n"
-            "@19 0 fail cas x 1->2\n"
-            "@20 1 invoke append x ab\n"
-            "@25 1 info append x ab\n");
+            "@19 0 ok cas x 1->2\n"
+            "@20 0 invoke cas x 1->3\n"
+            "@22 0 refused cas x 1->3\n"
+            "@23 1 invoke append x ab\n"
+            "@24 0 invoke cas x 2->4\n"
+            "@25 0 fail cas x 2->4\n"
+            "@28 1 info append x ab\n");
   EXPECT_EQ(MustParse(FormatHistory(history)), history);
 }
 
@@ -147,7 +161,13 @@ TEST(History, ParseErrorsNameTheLineAndTheProblem) {
       {"0 invoke write x", "line 1: expected 5 fields"},
       {"0 invoke write x 1 2", "line 1: expected 5 fields"},
       {"@3", "line 1: expected 5 fields"},
-      {"0 done write x 1", "line 1: bad type `done`: want invoke, ok, fail or info"},
+      {"0 done write x 1", "line 1: bad type `done`: want invoke, ok, fail, refused or info"},
+      {"0 invoke write x 1\n0 refused write x 1",
+       "line 2: refused completion of a write on process 0: only a cas is refused (use fail)"},
+      {"0 invoke read x nil\n0 refused read x nil", "line 2: refused completion of a read"},
+      // What a refused cas saw the value differ from is its expected value: never left out.
+      {"0 invoke cas x 1->2\n0 refused cas x nil->nil",
+       "line 2: completion value `nil->nil` differs from the invocation's `1->2`"},
       {"0 invoke inc x 1", "line 1: bad function `inc`"},
       {"p invoke write x 1", "line 1: bad process `p`: want a non-negative integer"},
       {"-1 invoke write x 1", "line 1: bad process `-1`"},

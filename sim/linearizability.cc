@@ -64,9 +64,11 @@ class ValueTable {
 
 struct SearchOp {
   Function function = Function::kRead;
-  // Completed ok inside the window: must be linearized. Otherwise the outcome is unknown and
-  // the search may leave it out.
+  // Completed ok (or, a cas, refused) inside the window: must be linearized. Otherwise the
+  // outcome is unknown and the search may leave it out.
   bool known = false;
+  // A cas refused because the value differed: legal in any state but `value`, changes nothing.
+  bool refused = false;
   ValueId value = kNil;      // write/append: argument; cas: expected; read: the value read
   ValueId new_value = kNil;  // cas: the value set
   size_t call_event = 0;     // event indexes in the full history: real-time order
@@ -81,18 +83,32 @@ struct Window {
   size_t event_limit = 0;
 };
 
+// Must the search linearize the operation inside a window cut at `event_limit`? It completed
+// before the cut, with ok, or refused: a refused cas observed a value other than its expected
+// one at some moment between invocation and completion.
+bool Known(const Operation& operation, size_t event_limit) {
+  return (operation.outcome == Outcome::kOk || operation.outcome == Outcome::kRefused) &&
+         *operation.complete_event < event_limit;
+}
+
 // Does the operation take part in the search at all? Failed operations did not take effect; a
-// read whose result is unknown constrains nothing.
+// read whose result is unknown constrains nothing, nor does a refused cas whose refusal lies
+// beyond the cut (it certainly changed nothing, and what it saw is not in the window).
 bool Relevant(const Operation& operation, size_t event_limit) {
   if (operation.invoke_event >= event_limit) return false;
   if (operation.outcome == Outcome::kFail) return false;
-  const bool known = operation.outcome == Outcome::kOk && *operation.complete_event < event_limit;
+  const bool known = Known(operation, event_limit);
+  if (operation.outcome == Outcome::kRefused) return known;
   return known || operation.function != Function::kRead;
 }
 
-bool IsMutation(Function function) { return function != Function::kRead; }
+// Whether the operation may change the state: not a read, not a refused cas.
+bool IsMutation(const Operation& operation) {
+  return operation.function != Function::kRead && operation.outcome != Outcome::kRefused;
+}
 
-// The values a set of operations observes: what reads returned and what cas operations expected.
+// The values a set of operations observes: what reads returned and what cas operations expected;
+// and the values refused cas operations saw the state differ from.
 //
 // Why it matters: let o be a mutation and S a legal sequential order of the set with o in it. The
 // operations after o up to the next write or delete see the state o left, extended by any appends
@@ -102,18 +118,26 @@ bool IsMutation(Function function) { return function != Function::kRead; }
 //   * after a write or cas leaving v: is v, or with appends on the key starts with v;
 //   * after a delete: is nil, or with appends any value at all;
 //   * after an append of x: contains x.
+// A refused cas expecting v sees such a state s only if s != v: without appends on the key the
+// stretch holds exactly the value the mutation left, so it observes the effect of a write or cas
+// leaving w exactly when w != v (of a delete when v is not nil); with appends, or of an append,
+// it may observe any.
 class Observations {
  public:
   explicit Observations(bool has_appends) : has_appends_(has_appends) {}
 
   void AddOperation(const Operation& operation, int delta) {
+    if (operation.outcome == Outcome::kRefused) {
+      CountRefusal(operation.value, delta);
+      return;
+    }
     if (operation.function == Function::kRead) Count(operation.read_value, delta);
     if (operation.function == Function::kCas) Count(operation.value, delta);
   }
 
   // Could an operation of the set have seen a state that `mutation` made?
   bool ObservesEffectOf(const Operation& mutation) const {
-    SIM_CHECK(IsMutation(mutation.function)) << FunctionName(mutation.function);
+    SIM_CHECK(IsMutation(mutation)) << FunctionName(mutation.function);
     switch (mutation.function) {
       case Function::kWrite:
         return ObservesStateFrom(mutation.value);
@@ -122,6 +146,7 @@ class Observations {
       case Function::kDelete:
         return ObservesStateFrom(std::nullopt);
       case Function::kAppend:
+        if (refused_count_ > 0) return true;
         for (const auto& [value, count] : counts_) {
           if (absl::StrContains(value, *mutation.value)) return true;
         }
@@ -134,6 +159,7 @@ class Observations {
 
  private:
   bool ObservesStateFrom(const Value& result) const {
+    if (RefusalObserves(result)) return true;
     if (!result.has_value()) return absent_count_ > 0 || (has_appends_ && !counts_.empty());
     if (!has_appends_) return counts_.contains(*result);
     auto first = counts_.lower_bound(*result);  // strings starting with *result follow it
@@ -152,9 +178,28 @@ class Observations {
     if (count == 0) counts_.erase(*value);
   }
 
+  // Could a refused cas have seen the stretch after a mutation that left `result`?
+  bool RefusalObserves(const Value& result) const {
+    if (refused_count_ == 0) return false;
+    if (has_appends_) return true;
+    auto same = refused_expected_.find(result);
+    return refused_count_ - (same == refused_expected_.end() ? 0 : same->second) > 0;
+  }
+
+  void CountRefusal(const Value& expected, int delta) {
+    refused_count_ += delta;
+    int& count = refused_expected_[expected];
+    count += delta;
+    SIM_CHECK(count >= 0 && refused_count_ >= 0) << "refusal removed twice";
+    if (count == 0) refused_expected_.erase(expected);
+  }
+
   const bool has_appends_;
   int absent_count_ = 0;
   absl::btree_map<std::string, int> counts_;  // ordered: prefix queries
+  // Refused cas operations: how many, and how many expected each value (nil included).
+  int refused_count_ = 0;
+  absl::btree_map<Value, int> refused_expected_;
 };
 
 bool HasAppends(const History& history, const std::vector<size_t>& operations) {
@@ -178,9 +223,7 @@ void DropUnobservedUnknownMutations(const History& history, size_t event_limit,
     changed = false;
     for (size_t i = 0; i < operations->size(); ++i) {
       const Operation& operation = history.operations()[(*operations)[i]];
-      const bool known =
-          operation.outcome == Outcome::kOk && *operation.complete_event < event_limit;
-      if (dropped[i] || known || !IsMutation(operation.function)) continue;
+      if (dropped[i] || Known(operation, event_limit) || !IsMutation(operation)) continue;
       if (observations.ObservesEffectOf(operation)) continue;
       dropped[i] = true;
       changed = true;
@@ -208,7 +251,8 @@ std::vector<SearchOp> PrepareSearch(const History& history, const Window& window
     const Operation& operation = history.operations()[index];
     SearchOp& op = ops.emplace_back();
     op.function = operation.function;
-    op.known = operation.outcome == Outcome::kOk && *operation.complete_event < window.event_limit;
+    op.known = Known(operation, window.event_limit);
+    op.refused = operation.outcome == Outcome::kRefused;
     op.value = values->InternValue(op.function == Function::kRead ? operation.read_value
                                                                   : operation.value);
     op.new_value = values->InternValue(operation.new_value);
@@ -341,6 +385,10 @@ bool Apply(const SearchOp& op, ValueId state, ValueTable* values, std::string* s
       *next = op.value;
       return true;
     case Function::kCas:
+      if (op.refused) {  // it saw another value than the expected one, and changed nothing
+        *next = state;
+        return op.value != state;
+      }
       *next = op.new_value;
       return op.value == state;
     case Function::kDelete:
@@ -385,7 +433,8 @@ class Search {
     // returns the entry to try next, or 0 when there is nothing left to undo.
     //
     // Why skip the state-preserving ones: let p leave every state it is legal in unchanged (a
-    // read, a cas whose old and new values are equal). If p is legal in configuration C, C has
+    // read, a refused cas, a cas whose old and new values are equal). If p is legal in
+    // configuration C, C has
     // a completion iff C+p has one: a completion of C can do p first instead (p is legal now,
     // changes nothing, and taking it out of its later place changes no state after it; real
     // time allows it, as every operation that returned before p's invocation is in C). So once
@@ -427,8 +476,9 @@ class Search {
         entry = next_[entry];
         continue;
       }
-      const bool state_preserving = op.function == Function::kRead ||
-                                    (op.function == Function::kCas && op.value == op.new_value);
+      const bool state_preserving =
+          op.function == Function::kRead ||
+          (op.function == Function::kCas && (op.refused || op.value == op.new_value));
       FlipBit(current.op, &bits_hash);
       const MemoTable::Insertion insertion =
           memo.Insert(bits_, bits_hash ^ StateHash(next_state), next_state, values_->bytes());
@@ -492,8 +542,9 @@ class Search {
   }
 
   // A read returns the state it is linearized in, and a cas expects it: both observe `value`.
+  // A refused cas observes only that the state is not `value`: no state it waits for.
   static bool ObservesState(const SearchOp& op) {
-    return op.function == Function::kRead || op.function == Function::kCas;
+    return op.function == Function::kRead || (op.function == Function::kCas && !op.refused);
   }
   static size_t Slot(ValueId value) { return static_cast<size_t>(value + 1); }
 
@@ -524,6 +575,7 @@ class Search {
           ++set_makers[op.value];
           break;
         case Function::kCas:
+          if (op.refused) break;  // makes nothing
           if (op.new_value == kNil) {
             ++nil_makers;
           } else {
@@ -724,7 +776,7 @@ class Minimizer {
     for (bool changed = true; changed && steps_left_ > 0;) {
       changed = false;
       for (size_t i = window.operations.size(); i-- > 0;) {
-        if (FunctionOf(window.operations[i]) != Function::kRead) continue;
+        if (IsMutation(history_.operations()[window.operations[i]])) continue;
         changed |= TryRemove(&window, i);
       }
       for (size_t i = window.operations.size(); i-- > 0;) {
@@ -738,8 +790,6 @@ class Minimizer {
   uint64_t steps() const { return options_.max_minimize_steps - steps_left_; }
 
  private:
-  Function FunctionOf(size_t index) const { return history_.operations()[index].function; }
-
   bool Fails(const Window& window) {
     if (steps_left_ == 0) return false;
     uint64_t steps = 0;
@@ -762,7 +812,7 @@ class Minimizer {
   // cannot make a linearizable window fail.
   bool Unobserved(const Window& window, size_t i) const {
     const Operation& candidate = history_.operations()[window.operations[i]];
-    if (!IsMutation(candidate.function)) return false;
+    if (!IsMutation(candidate)) return false;
     Observations observations(HasAppends(history_, window.operations));
     for (size_t j = 0; j < window.operations.size(); ++j) {
       if (j != i) observations.AddOperation(history_.operations()[window.operations[j]], +1);

@@ -6,9 +6,12 @@
 // A history is linearizable when every operation that completed ok can be given a point in time
 // between its invocation and its completion such that, taken in the order of those points, the
 // operations are a legal sequential run of the model (Herlihy & Wing 1990). Operations that
-// failed are dropped: they certainly did not take effect. Operations with an unknown outcome
-// (info, or never completed) may take effect at any point after their invocation, or never: their
-// completion is treated as at +infinity and the search may leave them out.
+// failed are dropped: they certainly did not take effect. A cas refused because the value
+// differed (`refused` in the history) took no effect either, but it observed something: it gets
+// a point like a read, where the value must differ from the cas's expected one, and changes
+// nothing. Operations with an unknown outcome (info, or never completed) may take effect at any
+// point after their invocation, or never: their completion is treated as at +infinity and the
+// search may leave them out.
 //
 // The search is Wing & Gong's (1993): walk the history's call and return entries in real-time
 // order, linearizing any call whose operation the model accepts in the current state, and
@@ -22,7 +25,8 @@
 //     is linearizable iff each key's sub-history is. Keys are checked separately, in key order.
 //   * An unknown-outcome mutation whose effect no operation of the key can have observed is
 //     dropped: no read returned and no cas expected the value a write or cas left (with appends
-//     on the key: any value starting with it), or any value containing an append's argument.
+//     on the key: any value starting with it), or any value containing an append's argument,
+//     and no refused cas expected a value other than the one left (with appends: none is).
 //     The operations after it up to the next write then hold only appends, so removing it from
 //     any linearization keeps that legal, and it never decides the verdict.
 //   * A read (or a cas whose old and new values are equal) legal in a configuration C is as good
@@ -45,8 +49,9 @@
 //   1. the shortest prefix of the key's events that fails (found by bisection: a prefix of a
 //      linearizable history is linearizable, so failure is monotone in the prefix length; an
 //      operation invoked but not completed inside the prefix counts as unknown-outcome);
-//   2. then greedily, until nothing changes: drop each read whose removal keeps the window
-//      failing (a read changes no state, so removing one never makes a history fail), then each
+//   2. then greedily, until nothing changes: drop each read or refused cas whose removal keeps
+//      the window failing (neither changes the state, so removing one never makes a history
+//      fail), then each
 //      mutation whose effect nothing in the window can have observed (same argument as the
 //      pruning above).
 

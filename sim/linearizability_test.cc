@@ -11,6 +11,7 @@
 #include "absl/container/btree_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "core/raft/rand.h"
 #include "gtest/gtest.h"
 #include "sim/history.h"
@@ -241,8 +242,102 @@ TEST(Linearizable, FailedOperationsAreDropped) {
             Verdict::kLinearizable);
 }
 
+// A refused cas saw a value other than its expected one at some point of its window: here a
+// concurrent write of 3 explains it (and the write of 1 before it completed after the cas began,
+// so the refusal may also come before it, at nil).
+TEST(Linearizable, RefusedCasSawAConcurrentValue) {
+  EXPECT_EQ(VerdictOf(R"(
+    0 invoke write x 1
+    0 ok write x 1
+    1 invoke cas x 1->2
+    0 invoke write x 3
+    0 ok write x 3
+    1 refused cas x 1->2
+    1 invoke read x nil
+    1 ok read x 3
+  )"),
+            Verdict::kLinearizable);
+  EXPECT_EQ(VerdictOf(R"(
+    0 invoke write x 1
+    1 invoke cas x 1->2
+    0 ok write x 1
+    1 refused cas x 1->2
+  )"),
+            Verdict::kLinearizable);
+  // Refused while the key was absent: it expected a value, or (nil) expected absence.
+  EXPECT_EQ(VerdictOf(R"(
+    1 invoke cas x 1->2
+    1 refused cas x 1->2
+    0 invoke write x 1
+    0 ok write x 1
+    1 invoke cas x nil->2
+    1 refused cas x nil->2
+  )"),
+            Verdict::kLinearizable);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Violations.
+
+// The value was 1 during the whole of the cas's window, so it cannot have been refused for a
+// value other than 1. As `fail` (did not happen, nothing observed) the same history is fine.
+TEST(NotLinearizable, RefusedCasWhileTheValueCertainlyMatched) {
+  const std::string history = R"(
+    @1 0 invoke write x 1
+    @2 0 ok write x 1
+    @3 1 invoke cas x 1->2
+    @4 0 invoke read x nil
+    @5 0 ok read x 1
+    @6 1 %s cas x 1->2
+    @7 0 invoke write x 3
+    @8 0 ok write x 3
+  )";
+  EXPECT_EQ(VerdictOf(absl::StrFormat(history, "fail")), Verdict::kLinearizable);
+  const CheckResult result = MustCheck(absl::StrFormat(history, "refused"));
+  EXPECT_EQ(result.verdict, Verdict::kNotLinearizable);
+  EXPECT_EQ(result.key, "x");
+  // The read is not needed to prove it, and nothing after the refusal is.
+  EXPECT_EQ(FormatHistory(result.window),
+            "@1 0 invoke write x 1\n"
+            "@2 0 ok write x 1\n"
+            "@3 1 invoke cas x 1->2\n"
+            "@6 1 refused cas x 1->2\n");
+  CheckOptions options;
+  options.model = Model::kRegister;
+  EXPECT_EQ(MustCheck(absl::StrFormat(history, "refused"), options).verdict,
+            Verdict::kNotLinearizable);
+  // A cas expecting absence is refused only while the key is present.
+  EXPECT_EQ(VerdictOf(R"(
+    0 invoke cas x nil->2
+    0 refused cas x nil->2
+  )"),
+            Verdict::kNotLinearizable);
+}
+
+// A refused cas observes the value a write with unknown outcome left (it differs from the
+// expected one), so that write must not be pruned as unobserved: without it the refusal has no
+// explanation, with it (taking effect before the refusal) the history is fine.
+TEST(Linearizable, RefusedCasExplainedOnlyByAnUnknownWrite) {
+  EXPECT_EQ(VerdictOf(R"(
+    0 invoke write x 1
+    0 ok write x 1
+    2 invoke write x 5
+    1 invoke cas x 1->2
+    1 refused cas x 1->2
+    2 info write x 5
+  )"),
+            Verdict::kLinearizable);
+  // And when the unknown write is of the expected value itself, it explains nothing.
+  EXPECT_EQ(VerdictOf(R"(
+    0 invoke write x 1
+    0 ok write x 1
+    2 invoke write x 1
+    1 invoke cas x 1->2
+    1 refused cas x 1->2
+    2 info write x 1
+  )"),
+            Verdict::kNotLinearizable);
+}
 
 TEST(NotLinearizable, StaleReadAfterCompletedWrite) {
   const CheckResult result = MustCheck(R"(
@@ -561,17 +656,20 @@ bool BruteForceLinearizable(const History& history) {
   struct Op {
     Function function;
     bool known;
+    bool refused;  // a cas that saw a value other than `value` and changed nothing
     Value value, new_value, read_value;
     size_t invoke, complete;
   };
   absl::btree_map<std::string, std::vector<Op>> by_key;
   for (const Operation& operation : history.operations()) {
     if (operation.outcome == Outcome::kFail) continue;
-    const bool known = operation.outcome == Outcome::kOk;
+    const bool refused = operation.outcome == Outcome::kRefused;
+    const bool known = operation.outcome == Outcome::kOk || refused;
     if (!known && operation.function == Function::kRead) continue;
-    by_key[operation.key].push_back(
-        Op{operation.function, known, operation.value, operation.new_value, operation.read_value,
-           operation.invoke_event, known ? *operation.complete_event : SIZE_MAX});
+    by_key[operation.key].push_back(Op{operation.function, known, refused, operation.value,
+                                       operation.new_value, operation.read_value,
+                                       operation.invoke_event,
+                                       known ? *operation.complete_event : SIZE_MAX});
   }
   for (const auto& [key, ops] : by_key) {
     std::vector<bool> placed(ops.size(), false);
@@ -595,6 +693,10 @@ bool BruteForceLinearizable(const History& history) {
             next = op.value;
             break;
           case Function::kCas:
+            if (op.refused) {
+              if (op.value == state) continue;
+              break;
+            }
             if (op.value != state) continue;
             next = op.new_value;
             break;
@@ -689,6 +791,10 @@ History RandomSmallHistory(uint64_t seed, Values values = Values::kFew) {
         continue;
       }
       event.type = roll < 78 ? EventType::kOk : (roll < 89 ? EventType::kFail : EventType::kInfo);
+      // Half the failed cas operations were refused for a value that differed (an observation).
+      if (event.function == Function::kCas && event.type == EventType::kFail && roll % 2 == 0) {
+        event.type = EventType::kRefused;
+      }
       if (event.function == Function::kRead && event.type == EventType::kOk) {
         event.value = some_read(event.key);
       }

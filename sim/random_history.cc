@@ -182,7 +182,9 @@ class Simulation {
         SIM_CHECK(request.applied) << "completing an unapplied request: " << FormatEvent(event);
         event.type = EventType::kOk;
         if (event.function == Function::kRead) event.value = request.read_value;
-        if (event.function == Function::kCas && !request.cas_matched) event.type = EventType::kFail;
+        if (event.function == Function::kCas && !request.cas_matched) {
+          event.type = EventType::kRefused;
+        }
         break;
       case Fate::kRejected:
         event.type = EventType::kFail;

@@ -5,7 +5,8 @@
 // simulation of clients talking to a map of registers that is linearizable by definition (each
 // operation takes effect atomically at one chosen tick between its invocation and its
 // completion). Some requests time out (info: took effect or not, possibly after the client gave
-// up), some are rejected (fail: no effect), and a cas whose expected value does not match fails.
+// up), some are rejected (fail: no effect), and a cas whose expected value does not match is
+// refused.
 
 #include <cstddef>
 #include <cstdint>

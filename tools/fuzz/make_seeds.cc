@@ -438,6 +438,9 @@ void TextSeeds() {
         "@19 0 fail   cas   x 1->2\n"
         "@20 1 invoke append x ab\n"
         "@25 1 info   append x ab\n");
+  Write("history", "refused",
+        "0 invoke write x 1\n0 ok write x 1\n1 invoke cas x 1->2\n2 invoke write x 3\n"
+        "2 ok write x 3\n1 refused cas x 1->2\n3 invoke cas x nil->4\n3 refused cas x nil->4\n");
   Write("history", "not_linearizable",
         "0 invoke write k a\n0 ok write k a\n1 invoke read k nil\n1 ok read k b\n"
         "2 invoke delete k nil\n2 ok delete k nil\n3 invoke get k nil\n");
