@@ -1514,7 +1514,9 @@ void Simulation::ClientComplete(Client& client, NodeId node, const server::Respo
         if (response.txn.succeeded) {
           CheckAcknowledgedWrite(node, client.key, client.value, response.header.revision);
         }
-        type = response.txn.succeeded ? EventType::kOk : EventType::kFail;
+        // The compare failed: the value was not the expected one when the txn ran (refused, an
+        // observation the checker uses; fail would say only that nothing changed).
+        type = response.txn.succeeded ? EventType::kOk : EventType::kRefused;
         break;
       case Function::kDelete:
       case Function::kAppend:
