@@ -98,6 +98,9 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
   o->set_voters(options.nodes);
   o->set_clients(3 + static_cast<int>(rng.Uniform(4)));
   o->set_keys(2 + static_cast<int>(rng.Uniform(5)));
+  // One client of the reference model's workload (leases, txns on every compare target, ranges
+  // at past revisions, compaction under load), judged by sim/reference_model.h.
+  o->set_model_clients(1);
   o->mutable_network()->set_min_delay_ms(1);
   o->mutable_network()->set_max_delay_ms(2 + static_cast<int64_t>(rng.Uniform(40)));
   o->mutable_network()->set_loss(static_cast<double>(rng.Uniform(6)) / 100.0);

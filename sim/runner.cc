@@ -39,6 +39,7 @@ SimOptions ToSimOptions(const pb::Options& o, uint64_t seed, bool record_trace) 
     options.network.duplicate = o.network().duplicate();
   }
   if (o.clients() > 0) options.clients = o.clients();
+  options.model_clients = o.model_clients();
   if (o.keys() > 0) options.keys = o.keys();
   if (o.client_timeout_ms() > 0) options.client_timeout_ms = o.client_timeout_ms();
   if (o.read_fraction() > 0) options.read_fraction = o.read_fraction();

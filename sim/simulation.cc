@@ -43,6 +43,28 @@ uint64_t Digest(absl::string_view bytes, uint64_t seed) {
   return raft::SplitMix64::Mix(h ^ tail ^ 0xFF);
 }
 
+// The reference model workload's operations, as traces name them.
+const char* ModelOpName(server::RequestType type) {
+  switch (type) {
+    case server::RequestType::kPut:
+      return "put";
+    case server::RequestType::kTxn:
+      return "txn";
+    case server::RequestType::kDeleteRange:
+      return "delete";
+    case server::RequestType::kRange:
+      return "range";
+    case server::RequestType::kLeaseGrant:
+      return "lease-grant";
+    case server::RequestType::kLeaseRevoke:
+      return "lease-revoke";
+    case server::RequestType::kCompact:
+      return "compact";
+    default:
+      return "request";
+  }
+}
+
 }  // namespace
 
 // One member process and its machine. The process is the member library (node/member.h), the
@@ -130,6 +152,11 @@ struct Simulation::Client {
   server::RequestId request = 0;
   uint64_t writes = 0;
   bool serializable = false;
+  // The reference model's workload (SimOptions::model_clients) instead of the linearizable one.
+  bool model = false;
+  server::Request sent;  // the request in flight, whose answer the reference model judges
+  std::vector<mvcc::LeaseId> leases;  // model clients: leases granted (some may have expired)
+  mvcc::Revision seen_revision = 1;   // model clients: the highest revision answered
 };
 
 struct Simulation::Event {
@@ -234,6 +261,14 @@ Simulation::Simulation(const SimOptions& options)
     auto client = std::make_unique<Client>();
     client->index = clients_.size();
     client->process = i;
+    client->node = static_cast<NodeId>(1 + rng_.Uniform(options.voters));
+    clients_.push_back(std::move(client));
+  }
+  for (int i = 0; i < options.model_clients; ++i) {
+    auto client = std::make_unique<Client>();
+    client->index = clients_.size();
+    client->process = options.clients + i;
+    client->model = true;
     client->node = static_cast<NodeId>(1 + rng_.Uniform(options.voters));
     clients_.push_back(std::move(client));
   }
@@ -541,6 +576,10 @@ void Simulation::CheckReady(Node& node, const server::Ready& ready) {
     node.applied_high = std::max(node.applied_high, entry.index);
     const uint64_t digest = Digest(entry.data.view(), entry.term * 31 + entry.index);
     auto [it, inserted] = applied_entries_.emplace(entry.index, std::make_pair(entry.term, digest));
+    // The reference model replays the committed log once, at each index's first apply.
+    if (inserted) {
+      model_.Apply(entry.index, entry.type == raft::EntryType::kConfChange, entry.data.view());
+    }
     if (!inserted && it->second != std::make_pair(entry.term, digest)) {
       Violation(absl::StrCat("n", node.id, " applied a different entry at index ", entry.index,
                              " (term ", entry.term, " vs ", it->second.first, ")"));
@@ -579,6 +618,9 @@ void Simulation::OnResponse(Node& node, const server::Response& response) {
   const size_t client = it->second;
   node.waiting.erase(it);
   if (client == kCallSlot) {
+    auto sent = call_requests_.find({node.id, response.request_id});
+    JudgeByModel(node.id, sent != call_requests_.end() ? &sent->second : nullptr, response);
+    if (sent != call_requests_.end()) call_requests_.erase(sent);
     call_results_[{node.id, response.request_id}] = response;
   } else {
     ClientComplete(*clients_[client], node.id, response);
@@ -933,6 +975,23 @@ void Simulation::CheckWatch(Node& node, const mvcc::WatchResponse& response) {
     }
   }
   if (!all_checked) {
+    // The reference model judges each revision's events at their first delivery (later ones
+    // must match its digest).
+    size_t begin = 0;
+    while (begin < response.events.size()) {
+      const mvcc::Revision revision = response.events[begin].kv.mod_revision;
+      size_t end = begin;
+      while (end < response.events.size() && response.events[end].kv.mod_revision == revision) {
+        ++end;
+      }
+      if (watch_digests_.count(revision) == 0) {
+        const absl::Span<const mvcc::Event> events(&response.events[begin], end - begin);
+        if (auto diff = model_.JudgeWatch(revision, events); diff.has_value()) {
+          Violation(absl::StrCat("reference model: n", node.id, " ", *diff));
+        }
+      }
+      begin = end;
+    }
     auto history = node.server()->store().History(first, last, std::string(1, '\0'),
                                                   std::string(1, '\0'), false, 0);
     if (history.ok()) {
@@ -1388,6 +1447,10 @@ void Simulation::ClientInvoke(Client& client) {
     ClientRetryElsewhere(client);
     return;
   }
+  if (client.model) {
+    ModelInvoke(client, *node);
+    return;
+  }
   const uint64_t roll = rng_.Uniform(1000);
   client.key = absl::StrCat("k", rng_.Uniform(static_cast<uint64_t>(options_.keys)));
   client.serializable = false;
@@ -1448,6 +1511,7 @@ void Simulation::ClientInvoke(Client& client) {
   const bool in_transfer = availability_.enabled() && client.function != Function::kRead &&
                            node->server()->is_leader() &&
                            node->server()->RaftStatus().lead_transferee != raft::kNoNode;
+  client.sent = request;
   client.request = node->server()->Submit(std::move(request));
   if (in_transfer) proposals_in_transfer_.insert({node->id, client.request});
   if (options_.record_trace) {
@@ -1490,6 +1554,11 @@ std::string Simulation::ValueText(const Client& client) {
 void Simulation::ClientComplete(Client& client, NodeId node, const server::Response& response) {
   // A late answer to an attempt the client gave up on (timed out, moved on) is not this one's.
   if (!client.busy || client.request != response.request_id || client.node != node) return;
+  JudgeByModel(node, &client.sent, response);
+  if (client.model) {
+    ModelComplete(client, node, response);
+    return;
+  }
   EventType type = EventType::kOk;
   std::string read;  // a read's value ("": absent)
   const ErrorCode code = CodeOf(response.status);
@@ -1546,8 +1615,10 @@ void Simulation::ClientComplete(Client& client, NodeId node, const server::Respo
 
 void Simulation::ClientTimeout(Client& client, uint64_t attempt) {
   if (!client.busy || client.attempt != attempt) return;
+  // Its effect, if it had one, is in the log the reference model replays.
+  if (client.sent.type != server::RequestType::kRange) model_.NoteUnknownOutcome();
   // A read that timed out changed nothing: it failed, whatever happened to it.
-  if (!client.serializable) {
+  if (!client.serializable && !client.model) {
     Record(client, client.function == Function::kRead ? EventType::kFail : EventType::kInfo);
   }
   client.busy = false;
@@ -1556,6 +1627,168 @@ void Simulation::ClientTimeout(Client& client, uint64_t attempt) {
   // A timed-out process is replaced by a fresh one, as in Jepsen: the old one may still act.
   client.process += static_cast<int>(clients_.size());
   client.node = static_cast<NodeId>(1 + rng_.Uniform(nodes_.size()));
+  if (workload_running_) ClientNext(client);
+}
+
+void Simulation::JudgeByModel(NodeId node, const server::Request* request,
+                              const server::Response& response) {
+  if (auto diff = model_.Judge(node, request, response); diff.has_value()) {
+    Violation(absl::StrCat("reference model: n", node, " answered ", *diff));
+  }
+}
+
+void Simulation::ModelInvoke(Client& client, Node& node) {
+  // Keys m0..m4, which only these clients write. Compare constants come from the model's
+  // current state (a test driver may know it), so that compares hold about as often as not.
+  constexpr uint64_t kKeys = 5;
+  auto key = [&] { return absl::StrCat("m", rng_.Uniform(kKeys)); };
+  auto value = [&] { return absl::StrCat("v", client.process, "-", ++client.writes); };
+  auto lease = [&]() -> mvcc::LeaseId {
+    if (client.leases.empty() || rng_.Uniform(2) == 0) return mvcc::kNoLease;
+    return client.leases[rng_.Uniform(client.leases.size())];
+  };
+  auto past = [&](uint64_t back) {
+    return std::max<mvcc::Revision>(
+        1, client.seen_revision - static_cast<mvcc::Revision>(rng_.Uniform(back + 1)));
+  };
+  auto put_op = [&](const std::string& k) {
+    mvcc::RequestOp op;
+    op.kind = mvcc::RequestOp::Kind::kPut;
+    op.put.key = k;
+    op.put.value = value();
+    op.put.lease = lease();
+    op.put.prev_kv = rng_.Uniform(2) == 0;
+    return op;
+  };
+  auto range_op = [&](bool prefix) {
+    mvcc::RequestOp op;
+    op.kind = mvcc::RequestOp::Kind::kRange;
+    op.range.key = prefix ? "m" : key();
+    if (prefix) op.range.range_end = "n";
+    return op;
+  };
+  server::Request request;
+  const uint64_t roll = rng_.Uniform(100);
+  if (roll < 22) {
+    request.type = server::RequestType::kPut;
+    request.put = put_op(key()).put;
+    request.put.prev_kv = true;
+  } else if (roll < 55) {
+    // A txn: 1-3 compares on any target, a success branch of puts on distinct keys then a read
+    // of them all, a failure branch that deletes one key and puts another.
+    request.type = server::RequestType::kTxn;
+    const uint64_t compares = 1 + rng_.Uniform(3);
+    for (uint64_t i = 0; i < compares; ++i) {
+      mvcc::Compare c;
+      c.key = key();
+      c.target = static_cast<mvcc::Compare::Target>(rng_.Uniform(5));
+      c.result = static_cast<mvcc::Compare::Result>(rng_.Uniform(4));
+      const std::optional<mvcc::KeyValue> now = model_.Get(c.key, model_.revision());
+      const mvcc::KeyValue kv = now.value_or(mvcc::KeyValue{});
+      const int64_t nudge = static_cast<int64_t>(rng_.Uniform(3)) - 1;  // -1, 0, 1
+      switch (c.target) {
+        case mvcc::Compare::Target::kVersion:
+          c.number = kv.version + nudge;
+          break;
+        case mvcc::Compare::Target::kCreate:
+          c.number = kv.create_revision + nudge;
+          break;
+        case mvcc::Compare::Target::kMod:
+          c.number = kv.mod_revision + nudge;
+          break;
+        case mvcc::Compare::Target::kLease:
+          c.number = rng_.Uniform(2) == 0 ? kv.lease : lease();
+          break;
+        case mvcc::Compare::Target::kValue:
+          c.value = rng_.Uniform(3) > 0 ? kv.value : absl::StrCat("v", rng_.Uniform(9));
+          break;
+      }
+      request.txn.compare.push_back(std::move(c));
+    }
+    const uint64_t first = rng_.Uniform(kKeys);
+    const uint64_t second = (first + 1 + rng_.Uniform(kKeys - 1)) % kKeys;
+    request.txn.success.push_back(put_op(absl::StrCat("m", first)));
+    if (rng_.Uniform(2) == 0) request.txn.success.push_back(put_op(absl::StrCat("m", second)));
+    request.txn.success.push_back(range_op(true));
+    mvcc::RequestOp del;
+    del.kind = mvcc::RequestOp::Kind::kDeleteRange;
+    del.delete_range.key = absl::StrCat("m", first);
+    del.delete_range.prev_kv = true;
+    request.txn.failure.push_back(std::move(del));
+    if (rng_.Uniform(2) == 0) request.txn.failure.push_back(put_op(absl::StrCat("m", second)));
+    request.txn.failure.push_back(range_op(false));
+  } else if (roll < 62) {
+    request.type = server::RequestType::kDeleteRange;
+    request.delete_range.key = key();
+    if (rng_.Uniform(3) == 0) {
+      request.delete_range.key = "m";
+      request.delete_range.range_end = "n";
+    }
+    request.delete_range.prev_kv = rng_.Uniform(2) == 0;
+  } else if (roll < 82) {
+    // A range, often at a past revision (some below the compaction).
+    request.type = server::RequestType::kRange;
+    request.range = range_op(rng_.Uniform(2) == 0).range;
+    if (rng_.Uniform(3) > 0) request.range.revision = past(40);
+    if (rng_.Uniform(4) == 0) request.range.limit = 2;
+    request.range.serializable = rng_.Uniform(4) == 0;
+  } else if (roll < 89) {
+    request.type = server::RequestType::kLeaseGrant;
+    request.ttl_seconds = 1 + static_cast<int64_t>(rng_.Uniform(3));
+  } else if (roll < 95) {
+    request.type = server::RequestType::kLeaseRevoke;
+    request.lease_id = lease();
+    if (request.lease_id == mvcc::kNoLease) request.lease_id = 1 + rng_.Uniform(1 << 20);
+  } else {
+    request.type = server::RequestType::kCompact;
+    request.revision = past(60);
+  }
+  client.busy = true;
+  ++client.attempt;
+  const bool in_transfer = availability_.enabled() && request.type != server::RequestType::kRange &&
+                           node.server()->is_leader() &&
+                           node.server()->RaftStatus().lead_transferee != raft::kNoNode;
+  client.sent = request;
+  client.request = node.server()->Submit(std::move(request));
+  if (in_transfer) proposals_in_transfer_.insert({node.id, client.request});
+  if (options_.record_trace) {
+    Trace(absl::StrCat("client p", client.process, " -> n", node.id, " model ",
+                       ModelOpName(client.sent.type), " (request ", client.request, ")"));
+  }
+  node.waiting[client.request] = client.index;
+  auto timeout = NewEvent();
+  timeout->kind = Event::Kind::kClientTimeout;
+  timeout->client = client.index;
+  timeout->attempt = client.attempt;
+  Schedule(now_ms_ + options_.client_timeout_ms, std::move(timeout));
+  Drain(node);
+}
+
+void Simulation::ModelComplete(Client& client, NodeId node, const server::Response& response) {
+  const ErrorCode code = CodeOf(response.status);
+  if (response.status.ok()) {
+    client.seen_revision = std::max(client.seen_revision, response.header.revision);
+    if (client.sent.type == server::RequestType::kLeaseGrant) {
+      if (client.leases.size() >= 4) client.leases.erase(client.leases.begin());
+      client.leases.push_back(response.lease.id);
+    }
+  }
+  if (client.sent.type == server::RequestType::kLeaseRevoke &&
+      (response.status.ok() || code == ErrorCode::kLeaseNotFound)) {
+    client.leases.erase(
+        std::remove(client.leases.begin(), client.leases.end(), client.sent.lease_id),
+        client.leases.end());
+  }
+  if (code == ErrorCode::kNoLeader || code == ErrorCode::kTimeout ||
+      code == ErrorCode::kLeadershipChanged) {
+    client.node = static_cast<NodeId>(1 + rng_.Uniform(nodes_.size()));
+  }
+  if (options_.record_trace) {
+    Trace(absl::StrCat("client p", client.process, " <- model ", ModelOpName(client.sent.type),
+                       " (", response.status.ok() ? "OK" : response.status.ToString(),
+                       ", revision ", response.header.revision, ", member n", node, ")"));
+  }
+  client.busy = false;
   if (workload_running_) ClientNext(client);
 }
 
@@ -1570,11 +1803,17 @@ std::optional<server::Response> Simulation::Call(NodeId id, server::Request requ
   if (request.type == server::RequestType::kMoveLeader) {
     availability_.TransferRequested(now_ms_, request.member.id);
   }
+  const bool read =
+      request.type == server::RequestType::kRange || request.type == server::RequestType::kTxn;
+  std::optional<server::Request> sent;
+  if (read) sent = request;
   const server::RequestId request_id = node.server()->Submit(std::move(request));
+  if (sent.has_value()) call_requests_[{id, request_id}] = std::move(*sent);
   node.waiting[request_id] = kCallSlot;
   Drain(node);
   RunUntil([&] { return call_results_.count({id, request_id}) > 0 || !node.up; }, timeout_ms);
   node.waiting.erase(request_id);
+  call_requests_.erase({id, request_id});
   return TakeResponse(id, request_id);
 }
 
@@ -1585,7 +1824,12 @@ server::RequestId Simulation::Submit(NodeId id, server::Request request) {
   if (request.type == server::RequestType::kMoveLeader) {
     availability_.TransferRequested(now_ms_, request.member.id);
   }
+  std::optional<server::Request> sent;
+  if (request.type == server::RequestType::kRange || request.type == server::RequestType::kTxn) {
+    sent = request;
+  }
   const server::RequestId request_id = node.server()->Submit(std::move(request));
+  if (sent.has_value()) call_requests_[{id, request_id}] = std::move(*sent);
   node.waiting[request_id] = kCallSlot;
   Drain(node);
   return request_id;

@@ -50,6 +50,7 @@
 #include "node/member.h"
 #include "sim/availability.h"
 #include "sim/history.h"
+#include "sim/reference_model.h"
 #include "store/sim_file_system.h"
 #include "store/wal.h"
 
@@ -85,6 +86,10 @@ struct SimOptions {
   uint64_t serializable_read_percent = 20;  // of reads
   double cas_fraction = 0.2;
   double delete_fraction = 0.05;
+  // Clients of the KV reference model's workload (sim/reference_model.h), beside the
+  // linearizable ones: puts with prev_kv and leases, multi-key txns comparing every target,
+  // deletes, ranges at past revisions, lease grants and revocations, compaction.
+  int model_clients = 0;
   // A run that processes more events than this is stopped and reported (a livelock, such as a
   // message storm, must fail with a replay command rather than hang).
   uint64_t max_events = 20'000'000;
@@ -232,6 +237,9 @@ class Simulation {
   void Violation(std::string what);
   // Compares every pair of live nodes' store hashes at the highest revision both have.
   void CheckHashes();
+  // The reference model of etcd's KV semantics: it replays the committed log and judges every
+  // KV answer and watch event (its counts say what it judged and what it could not).
+  const ReferenceModel& reference_model() const { return model_; }
 
  private:
   struct Node;
@@ -335,6 +343,11 @@ class Simulation {
   // Moves `client` to a random member and schedules its next request after the backoff.
   void ClientRetryElsewhere(Client& client);
   void ClientInvoke(Client& client);
+  // The reference model's workload: builds and submits `client`'s next request.
+  void ModelInvoke(Client& client, Node& node);
+  void ModelComplete(Client& client, NodeId node, const server::Response& response);
+  // Judges an answer of `node` (to `request`, when known) with the reference model.
+  void JudgeByModel(NodeId node, const server::Request* request, const server::Response& response);
   void ClientComplete(Client& client, NodeId node, const server::Response& response);
   // Appends `client`'s current operation to the history: its invocation or a completion (`read`:
   // what an ok read returned).
@@ -362,6 +375,9 @@ class Simulation {
   static constexpr size_t kCallSlot = SIZE_MAX;
   // Request ids are unique per member only: keyed by (member, request id).
   std::map<std::pair<NodeId, server::RequestId>, server::Response> call_results_;
+  // Reads submitted by Call() and Submit() (ranges, txns), for the reference model to judge
+  // their answers; erased when answered.
+  std::map<std::pair<NodeId, server::RequestId>, server::Request> call_requests_;
   bool workload_running_ = false;
 
   // Checker state.
@@ -375,6 +391,7 @@ class Simulation {
   History history_;
   // Every value a write or cas tried to store (membership only: never iterated).
   absl::flat_hash_set<std::string> written_values_;
+  ReferenceModel model_;
 
   uint64_t trace_hash_ = 0xcbf29ce484222325ull;
   std::vector<std::string> trace_;

@@ -71,6 +71,8 @@ void SimulationWorld::Describe(RunResult& result) {
   result.joint_configs_entered = sim_.joint_configs_entered();
   result.joint_configs_left = sim_.joint_configs_left();
   result.availability = sim_.availability();
+  // What the KV reference model judged, and what it could not.
+  result.transcript.push_back(sim_.reference_model().Summary());
 }
 
 }  // namespace kvstore::sim
