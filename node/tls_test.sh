@@ -243,7 +243,7 @@ done
 # forward it with the caller's certificate user, so the leader refuses bob and checks root's
 # request as root's (the learner is not in sync: the leader's own answer).
 learner=$(as root member add learner --learner --peer-urls "https://127.0.0.1:1" 2>&1 |
-  sed -n 's/^Member \([0-9a-f]*\) added.*/\1/p')
+  sed -n 's/^Member *\([0-9a-f]*\) added.*/\1/p')
 for i in 1 2 3; do
   for cn in bob root; do
     got=$(etcdctl_at "$i" --cacert "$certs/ca.crt" --cert "$certs/client-$cn.crt" \
