@@ -55,7 +55,9 @@ void RandomKnobs(uint64_t seed, pb::Options* options) {
   const int election = 5 + static_cast<int>(rng.Uniform(16));  // 50-200 ms at 10 ms a tick
   k.set_election_tick(election);
   k.set_heartbeat_tick(1 + static_cast<int>(rng.Uniform(std::max(1, election / 3))));
-  const uint64_t snapshot_every = Pick(rng, {50, 100, 200, 500, 1000});
+  // Down to a snapshot every few entries: logs are compacted often enough that a lagging or
+  // divergent follower is caught up by a snapshot, not by appends, in a short run.
+  const uint64_t snapshot_every = Pick(rng, {10, 10, 25, 50, 100, 200, 500, 1000});
   options->set_snapshot_every_entries(snapshot_every);
   k.set_snapshot_catch_up_entries(std::max<uint64_t>(1, snapshot_every / (2 + rng.Uniform(9))));
   k.set_max_inflight_msgs(Pick(rng, {1, 2, 4, 16, 256}));
@@ -120,6 +122,33 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
   if (seed % 8 == 0 || seed % 8 == 5) {
     step("list-append transactions")->mutable_list_append();
   }
+  // A client session's lease with a key attached, whose client then goes away: the leader
+  // expires it (after the 5 s minimum TTL) and deletes the key, under whatever faults run then.
+  auto lease_with_key = [&](const std::string& lease, const std::string& note) {
+    pb::Request* grant = step(absl::StrCat("grant a lease (", note, ")"))->mutable_request();
+    grant->mutable_node()->set_leader(true);
+    grant->set_op(pb::Request::LEASE_GRANT);
+    grant->set_ttl_seconds(5);
+    grant->set_remember(lease);
+    grant->set_timeout_ms(500);
+    pb::Request* put = step("attach a key")->mutable_request();
+    put->mutable_node()->set_leader(true);
+    put->set_op(pb::Request::PUT_WITH_LEASE);
+    put->set_key(absl::StrCat("leased-", lease));
+    put->set_value("1");
+    put->set_lease(lease);
+    put->set_timeout_ms(500);
+  };
+  lease_with_key("session", "a session whose client goes away");
+  auto compact = [&] {
+    pb::Request* r = step("compact")->mutable_request();
+    r->mutable_node()->set_leader(true);
+    r->set_op(pb::Request::COMPACT);
+    // Half at the current revision, half some way back (below keys' later writes, as a
+    // periodic compactor that keeps some history does).
+    if (rng.Uniform(2) == 0) r->set_revision(-1 - static_cast<int64_t>(rng.Uniform(200)));
+    r->set_timeout_ms(500);
+  };
   const auto n = static_cast<uint64_t>(options.nodes);
   // Every founding member holds a watch on a revision the run never reaches: whatever its store
   // goes through (a snapshot restore moves every watcher to catch-up, etcd #20221), it must
@@ -135,7 +164,8 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
   std::string last_joiner;
   bool corrupted = false;
   while (elapsed < options.duration_ms) {
-    switch (rng.Uniform(23)) {
+    // Kinds 28-31 draw again some that need a second fault or an earlier step to matter.
+    switch (rng.Uniform(32)) {
       case 0: {  // a random split into two groups
         pb::Step* s = step("partition");
         pb::Group* a = s->mutable_partition()->add_groups();
@@ -176,37 +206,18 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
         *s->mutable_block()->mutable_to() = Node(1 + rng.Uniform(n));
         break;
       }
-      case 7: {
-        pb::Step* s = step("compact");
-        pb::Request* r = s->mutable_request();
-        r->mutable_node()->set_leader(true);
-        r->set_op(pb::Request::COMPACT);
-        r->set_timeout_ms(500);
+      case 7:
+        compact();
         break;
-      }
       case 8: {
         pb::Step* s = step("crash mid-write (torn record)");
         *s->mutable_disk_fault()->mutable_node() = Node(1 + rng.Uniform(n));
         s->mutable_disk_fault()->set_kind(pb::DiskFault::TORN_WRITE_CRASH);
         break;
       }
-      case 9: {  // a lease with a key; never kept alive, so the leader must expire it
-        const std::string lease = absl::StrCat("lease", scenario.steps_size());
-        pb::Request* grant = step("grant a lease")->mutable_request();
-        grant->mutable_node()->set_leader(true);
-        grant->set_op(pb::Request::LEASE_GRANT);
-        grant->set_ttl_seconds(5);
-        grant->set_remember(lease);
-        grant->set_timeout_ms(500);
-        pb::Request* put = step("attach a key")->mutable_request();
-        put->mutable_node()->set_leader(true);
-        put->set_op(pb::Request::PUT_WITH_LEASE);
-        put->set_key(absl::StrCat("leased-", lease));
-        put->set_value("1");
-        put->set_lease(lease);
-        put->set_timeout_ms(500);
+      case 9:  // a lease with a key; never kept alive, so the leader must expire it
+        lease_with_key(absl::StrCat("lease", scenario.steps_size()), "never kept alive");
         break;
-      }
       case 10: {  // a member joins as a learner and is promoted once caught up
         const std::string name = absl::StrCat("joiner", scenario.steps_size());
         pb::Request* add = step("add a learner")->mutable_request();
@@ -214,7 +225,8 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
         add->set_op(pb::Request::MEMBER_ADD_LEARNER);
         add->set_remember(name);
         add->set_timeout_ms(1000);
-        step("let it catch up")->set_run_ms(500);
+        // An operator who promotes at once is refused while the learner lags (and retries).
+        step("let it catch up")->set_run_ms(Pick(rng, {0, 20, 500}));
         pb::Request* promote = step("promote it")->mutable_request();
         promote->mutable_node()->set_leader(true);
         promote->set_op(pb::Request::MEMBER_PROMOTE);
@@ -261,6 +273,13 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
         delay->set_min_delay_ms(20 + static_cast<int64_t>(rng.Uniform(100)));
         delay->set_max_delay_ms(delay->min_delay_ms() + static_cast<int64_t>(rng.Uniform(200)));
         delay->set_both_ways(rng.Uniform(2) == 0);
+        if (rng.Uniform(3) == 0) {  // leadership moved onto the distant peer: it may not make it
+          pb::Request* transfer = step("transfer leadership to it")->mutable_request();
+          transfer->mutable_node()->set_leader(true);
+          transfer->set_op(pb::Request::TRANSFER_LEADER);
+          *transfer->mutable_target() = delay->to();
+          transfer->set_timeout_ms(500);
+        }
         break;
       }
       case 14: {  // a storage fault (one kind per roll: they stop members, so keep them rare)
@@ -300,20 +319,21 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
         }
         break;
       }
-      case 16: {  // a voter (or the latest joiner) replaced in one joint configuration change
+      case 16:
+      case 31: {  // a voter (or the latest joiner) replaced in one joint configuration change
         const std::string name = absl::StrCat("replacement", scenario.steps_size());
         pb::Request* replace = step("replace a member")->mutable_request();
         replace->mutable_node()->set_leader(true);
         replace->set_op(pb::Request::MEMBER_REPLACE);
         replace->set_remember(name);
         replace->set_timeout_ms(1500);
-        const uint64_t pick = rng.Uniform(4);
-        if (pick == 0 || (pick == 1 && last_joiner.empty())) {
+        const uint64_t pick = rng.Uniform(5);
+        if (pick <= 1 || (pick == 2 && last_joiner.empty())) {
           replace->mutable_target()->set_leader(true);
-        } else if (pick == 1) {
+        } else if (pick == 2) {
           replace->mutable_target()->set_name(last_joiner);
           last_joiner = name;
-        } else if (pick == 2) {
+        } else if (pick == 3) {
           replace->mutable_target()->set_follower(1);
         } else {
           *replace->mutable_target() = Node(1 + rng.Uniform(n));
@@ -328,7 +348,8 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
         }
         break;
       }
-      case 17: {  // leadership handed to a follower (etcd's move-leader)
+      case 17:
+      case 27: {  // leadership handed to a follower (etcd's move-leader)
         pb::Request* transfer = step("transfer leadership")->mutable_request();
         transfer->mutable_node()->set_leader(true);
         transfer->set_op(pb::Request::TRANSFER_LEADER);
@@ -371,12 +392,34 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
         stop->set_ms(50 + static_cast<int64_t>(rng.Uniform(3000)));
         break;
       }
-      case 21: {  // a slow disk for a while
+      case 21:
+      case 30: {  // a slow disk for a while
         const uint64_t node = 1 + rng.Uniform(n);
+        const bool on_leader = rng.Uniform(3) == 0;
         pb::Step* s = step("slow disk");
-        *s->mutable_disk_fault()->mutable_node() = Node(node);
+        if (on_leader) {
+          s->mutable_disk_fault()->mutable_node()->set_leader(true);
+        } else {
+          *s->mutable_disk_fault()->mutable_node() = Node(node);
+        }
         s->mutable_disk_fault()->set_kind(pb::DiskFault::SLOW_DISK);
         s->mutable_disk_fault()->set_latency_ms(5 + static_cast<int64_t>(rng.Uniform(300)));
+        step("run")->set_run_ms(static_cast<int64_t>(rng.Uniform(500)));
+        if (on_leader) {
+          // The leader is cut off while its writes sit on the slow disk: a new leader's log
+          // replaces them. Its disk stays slow until the final heal.
+          step("isolate the leader")->mutable_isolate()->set_leader(true);
+          step("run")->set_run_ms(100 + static_cast<int64_t>(rng.Uniform(500)));
+          step("heal")->set_heal(true);
+          break;
+        }
+        if (rng.Uniform(2) == 0) {  // an operator moves leadership onto it: the transfer waits
+          pb::Request* transfer = step("transfer leadership to it")->mutable_request();
+          transfer->mutable_node()->set_leader(true);
+          transfer->set_op(pb::Request::TRANSFER_LEADER);
+          *transfer->mutable_target() = Node(node);
+          transfer->set_timeout_ms(500);
+        }
         step("run")->set_run_ms(500 + static_cast<int64_t>(rng.Uniform(4000)));
         pb::Step* heal = step("disk fast again");
         *heal->mutable_disk_fault()->mutable_node() = Node(node);
@@ -389,11 +432,76 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
         slow->set_ms(100 + static_cast<int64_t>(rng.Uniform(5000)));
         break;
       }
+      case 23: {  // a lease's owner comes back late, while its leader is cut off from its peers
+        const std::string lease = absl::StrCat("late", scenario.steps_size());
+        lease_with_key(lease, "kept alive late");
+        // The lease expires 5 s after its grant; a leader cut off from its peers cannot commit
+        // the revocation, and refuses keep-alives meanwhile (etcd: an expired lease stays
+        // dead). A new leader elected meanwhile extends the lease instead.
+        step("run")->set_run_ms(4800 + static_cast<int64_t>(rng.Uniform(150)));
+        step("isolate the leader")->mutable_isolate()->set_leader(true);
+        step("run")->set_run_ms(150 + static_cast<int64_t>(rng.Uniform(50)));
+        for (int i = 0; i < 4; ++i) {
+          pb::Request* keep = step("keep-alive, late")->mutable_request();
+          keep->mutable_node()->set_leader(true);
+          keep->set_op(pb::Request::LEASE_KEEPALIVE);
+          keep->set_lease(lease);
+          keep->set_timeout_ms(100);
+          step("run")->set_run_ms(10 + static_cast<int64_t>(rng.Uniform(40)));
+        }
+        step("heal")->set_heal(true);
+        break;
+      }
+      case 24:
+      case 28: {  // two operators add a member at once (the first one's client gives up)
+        const std::string url = absl::StrCat("sim://twice", scenario.steps_size());
+        const std::string name = absl::StrCat("twice", scenario.steps_size());
+        pb::Request* first = step("add a learner")->mutable_request();
+        first->mutable_node()->set_leader(true);
+        first->set_op(pb::Request::MEMBER_ADD_LEARNER);
+        first->set_remember(name);
+        first->set_peer_url(url);
+        first->set_timeout_ms(1 + static_cast<int64_t>(rng.Uniform(30)));
+        pb::Request* second = step("the same learner again, elsewhere")->mutable_request();
+        if (rng.Uniform(2) == 0) {
+          second->mutable_node()->set_leader(true);
+        } else {
+          second->mutable_node()->set_follower(1);
+        }
+        second->set_op(pb::Request::MEMBER_ADD_LEARNER);
+        second->set_remember(absl::StrCat(name, "b"));
+        second->set_peer_url(url);
+        second->set_timeout_ms(1000);
+        last_joiner = name;
+        break;
+      }
+      case 25: {  // an audit reads a key as it was some revisions ago (maybe compacted away)
+        if (rng.Uniform(2) == 0) compact();
+        pb::Request* get = step("read at a past revision")->mutable_request();
+        *get->mutable_node() = Node(1 + rng.Uniform(n));
+        get->set_op(pb::Request::GET_SERIALIZABLE);
+        get->set_key(absl::StrCat("k", rng.Uniform(static_cast<uint64_t>(o->keys()))));
+        // Recent, or long ago (the first revisions: compacted away once any compaction ran).
+        get->set_revision(-1 - static_cast<int64_t>(rng.Uniform(rng.Uniform(2) ? 300 : 100'000)));
+        get->set_timeout_ms(500);
+        break;
+      }
+      case 26:
+      case 29: {  // a watch resumed from a past revision (maybe compacted away: refused)
+        if (rng.Uniform(2) == 0) compact();
+        pb::Watch* watch = step("watch from a past revision")->mutable_watch();
+        *watch->mutable_node() = Node(1 + rng.Uniform(n));
+        watch->set_key(std::string(1, '\0'));
+        watch->set_range_end(std::string(1, '\0'));
+        watch->set_start_ahead(-static_cast<int64_t>(rng.Uniform(rng.Uniform(2) ? 300 : 100'000)));
+        watch->set_may_be_refused(true);
+        break;
+      }
       default:
         step("heal")->set_heal(true);
         break;
     }
-    const int64_t pause = 200 + static_cast<int64_t>(rng.Uniform(3000));
+    const int64_t pause = 150 + static_cast<int64_t>(rng.Uniform(2000));
     step("run")->set_run_ms(pause);
     elapsed += pause;
   }

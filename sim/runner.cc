@@ -828,16 +828,26 @@ void Runner::RunAction(size_t index, const pb::Step& step, std::string* transcri
       const NodeId id = Resolve(step.watch().node());
       const std::optional<int64_t> revision = world_.Revision(id);
       if (!revision.has_value()) {
-        Fail(index, absl::StrCat("n", id, " is down"));
+        if (step.watch().may_be_refused()) {
+          absl::StrAppend(&line, " [n", id, " is down: UNAVAILABLE]");
+        } else {
+          Fail(index, absl::StrCat("n", id, " is down"));
+        }
         break;
       }
       mvcc::WatchRequest watch;
       watch.key = step.watch().key();
       watch.range_end = step.watch().range_end();
-      watch.start_revision = *revision + step.watch().start_ahead();
+      // From the past: never before the first revision (a start of 0 or below means "now").
+      watch.start_revision = std::max<int64_t>(step.watch().start_ahead() < 0 ? 1 : 0,
+                                               *revision + step.watch().start_ahead());
       absl::StrAppend(&line, " [n", id, " from revision ", watch.start_revision, "]");
       if (absl::Status status = world_.AddWatch(id, watch); !status.ok()) {
-        Fail(index, status.ToString());
+        if (step.watch().may_be_refused() && CodeOf(status) == ErrorCode::kCompacted) {
+          absl::StrAppend(&line, " [COMPACTED]");
+        } else {
+          Fail(index, status.ToString());
+        }
       }
       break;
     }
@@ -930,6 +940,7 @@ std::optional<server::Request> Runner::BuildRequest(size_t index, const pb::Requ
       request.type = server::RequestType::kRange;
       request.range.key = r.key();
       request.range.serializable = r.op() == pb::Request::GET_SERIALIZABLE;
+      request.range.revision = r.revision();  // < 0: relative, resolved when it is sent
       break;
     case pb::Request::DELETE:
       request.type = server::RequestType::kDeleteRange;
@@ -1019,8 +1030,14 @@ void Runner::RunRequest(size_t index, const pb::Request& r, const std::string& u
         response.reset();
         world_.RunFor(50);
       } else {
-        if (request->type == server::RequestType::kCompact && request->revision == 0) {
-          request->revision = world_.Revision(node).value_or(0);
+        // Revisions relative to the node's current one (a compaction at 0 or below, a read
+        // below 0), never below the first revision.
+        if (request->type == server::RequestType::kCompact && r.revision() <= 0) {
+          request->revision =
+              std::max<int64_t>(1, world_.Revision(node).value_or(0) + r.revision());
+        } else if (request->type == server::RequestType::kRange && r.revision() < 0) {
+          request->range.revision =
+              std::max<int64_t>(1, world_.Revision(node).value_or(0) + r.revision());
         }
         response = world_.Call(node, *request, std::max<int64_t>(1, deadline - world_.now_ms()));
         if (!response.has_value()) {

@@ -1896,7 +1896,8 @@ void Simulation::ObserveAvailability() {
       auto it = nodes_.find(id);
       const Node* node = it == nodes_.end() ? nullptr : it->second.get();
       if (node == nullptr || !node->up || node->paused_until_ms > now_ms_ ||
-          node->clock_stopped_until_ms > now_ms_ || node->tick_rate != 1.0) {
+          node->clock_stopped_until_ms > now_ms_ || node->tick_rate != 1.0 ||
+          node->disk_max_ms > 0) {  // a slow disk is a fault: commits and transfers wait on it
         calm = false;
       }
     }
