@@ -175,6 +175,9 @@ std::optional<std::string> DiffAnswer(const server::Response& want, const server
                         ")");
   }
   if (!want.status.ok()) return std::nullopt;
+  if (want.type == server::RequestType::kTxn && want.txn.succeeded != got.txn.succeeded) {
+    return DiffTxn(want.txn, got.txn);  // the wrong branch, before its revision
+  }
   if (want.header.revision != got.header.revision) {
     return absl::StrCat("header revision ", got.header.revision, ", the model's ",
                         want.header.revision);
