@@ -525,6 +525,13 @@ void Simulation::Drain(Node& node) {
     watch.start_revision = node.reopen_watch_from;
     node.reopen_watch_from = 0;
     auto watch_id = node.server()->Watch(watch);
+    if (!watch_id.ok() && CodeOf(watch_id.status()) == ErrorCode::kCompacted) {
+      // Compacted further meanwhile (a restarted member caught up past another compaction, as
+      // compaction under load makes likely): the client retries from there, as etcd's do.
+      ++watches_canceled_compacted_;
+      watch.start_revision = node.server()->store().compact_revision() + 1;
+      watch_id = node.server()->Watch(watch);
+    }
     if (watch_id.ok()) {
       node.watch_id = *watch_id;
       node.watch_next_revision = watch.start_revision;
