@@ -11,7 +11,7 @@
 #include "absl/container/btree_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "core/raft/rand.h"
 #include "gtest/gtest.h"
 #include "sim/history.h"
@@ -292,8 +292,8 @@ TEST(NotLinearizable, RefusedCasWhileTheValueCertainlyMatched) {
     @7 0 invoke write x 3
     @8 0 ok write x 3
   )";
-  EXPECT_EQ(VerdictOf(absl::StrFormat(history, "fail")), Verdict::kLinearizable);
-  const CheckResult result = MustCheck(absl::StrFormat(history, "refused"));
+  EXPECT_EQ(VerdictOf(absl::StrReplaceAll(history, {{"%s", "fail"}})), Verdict::kLinearizable);
+  const CheckResult result = MustCheck(absl::StrReplaceAll(history, {{"%s", "refused"}}));
   EXPECT_EQ(result.verdict, Verdict::kNotLinearizable);
   EXPECT_EQ(result.key, "x");
   // The read is not needed to prove it, and nothing after the refusal is.
@@ -304,7 +304,7 @@ TEST(NotLinearizable, RefusedCasWhileTheValueCertainlyMatched) {
             "@6 1 refused cas x 1->2\n");
   CheckOptions options;
   options.model = Model::kRegister;
-  EXPECT_EQ(MustCheck(absl::StrFormat(history, "refused"), options).verdict,
+  EXPECT_EQ(MustCheck(absl::StrReplaceAll(history, {{"%s", "refused"}}), options).verdict,
             Verdict::kNotLinearizable);
   // A cas expecting absence is refused only while the key is present.
   EXPECT_EQ(VerdictOf(R"(
