@@ -155,7 +155,8 @@ wait "$mirror"
 
 # --- a compacted source revision -----------------------------------------------------------------
 # The destination is frozen so the mirror waits after reading its base at revision R; the
-# source then writes and compacts past R, so the watch from R+1 is refused.
+# source then writes twice and compacts at R+2, past R+1, so the watch from R+1 is refused (a
+# watch from exactly the compact revision is served, as etcd serves it).
 src put /c/early 1 >/dev/null
 kill -STOP "${pids[1]}"
 mirror_to make-mirror --prefix=/c --dial-timeout=1s --command-timeout=1s "$dest" \
@@ -168,12 +169,13 @@ connected() {  # a TCP connection to the destination's port is established (/pro
 }
 wait_until 10 connected || fail "the mirror did not reach the destination"
 src put /c/late 1 >/dev/null
-revision=$(src get /c/late -w json | grep -o '"revision":[0-9]*' | cut -d: -f2)
+src put /c/later 1 >/dev/null
+revision=$(src get /c/later -w json | grep -o '"revision":[0-9]*' | cut -d: -f2)
 src compaction "$revision" >/dev/null
 kill -CONT "${pids[1]}"
 wait "$mirror"
 rc=$?
-[ $rc = 1 ] && grep -q "^Error: etcdserver: mvcc: required revision has been compacted: the source compacted revision $revision before the mirror read it" "$dir/compacted.err" ||
+[ $rc = 1 ] && grep -q "^Error: etcdserver: mvcc: required revision has been compacted: the source compacted revision $((revision - 1)) before the mirror read it" "$dir/compacted.err" ||
   fail "compacted: exit $rc: $(cat "$dir/compacted.err")"
 
 # --- etcdctl make-mirror against kvnode ----------------------------------------------------------
