@@ -1205,15 +1205,29 @@ void Runner::RunExpect(size_t index, const pb::Expect& expect) {
     case pb::Expect::kAllAcknowledgedWritesPresent: {
       world_.RunUntil([&] { return world_.Leader() != raft::kNoNode; }, 5000);
       for (const auto& [key, value] : acknowledged_) {
-        const NodeId leader = world_.Leader();
         server::Request get;
         get.type = server::RequestType::kRange;
         get.range.key = key;
-        auto response = leader == raft::kNoNode ? std::nullopt : world_.Call(leader, get, 3000);
-        const std::string got = !response.has_value()         ? "no answer"
-                                : !response->status.ok()      ? response->status.ToString()
-                                : response->range.kvs.empty() ? "nil"
-                                                              : response->range.kvs.front().value;
+        // A read that meets a leader change (LEADERSHIP_CHANGED, NO_LEADER) or no answer says
+        // nothing of the write: ask again, a few times, once a leader is known (CI seed
+        // 7968950868704 met a leader change during its read). A value, or an error on every
+        // attempt, is the verdict.
+        std::string got;
+        for (int attempt = 0; attempt < 5; ++attempt) {
+          if (attempt > 0) {
+            world_.RunUntil([&] { return world_.Leader() != raft::kNoNode; }, 2000);
+          }
+          const NodeId leader = world_.Leader();
+          auto response = leader == raft::kNoNode ? std::nullopt : world_.Call(leader, get, 3000);
+          got = !response.has_value()         ? "no answer"
+                : !response->status.ok()      ? response->status.ToString()
+                : response->range.kvs.empty() ? "nil"
+                                              : response->range.kvs.front().value;
+          const bool retry = !response.has_value() ||
+                             response->status.code() == absl::StatusCode::kUnavailable ||
+                             response->status.code() == absl::StatusCode::kDeadlineExceeded;
+          if (!retry) break;
+        }
         if (got != value) {
           Fail(index, absl::StrCat("acknowledged write ", key, "=", value, " reads as ", got));
         }
