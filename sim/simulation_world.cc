@@ -33,12 +33,6 @@ std::optional<int64_t> SimulationWorld::Revision(NodeId id) {
 }
 
 std::vector<raft::NodeId> SimulationWorld::Voters() {
-  // The leader's configuration: a member removed while it was down or cut off still runs with
-  // the configuration that named it (fuzz seeds 75 and 83 picked such a process as `follower:
-  // 1`, and it never learned the commits it had applied before its restart).
-  if (server::Server* leader = sim_.server(Leader())) {
-    return leader->RaftStatus().conf_state.voters;
-  }
   for (NodeId id : sim_.node_ids()) {
     if (server::Server* server = sim_.server(id)) {
       return server->RaftStatus().conf_state.voters;

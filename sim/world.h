@@ -105,7 +105,8 @@ class ScenarioWorld {
   // A live node's term and store revision; nullopt when it is down.
   virtual std::optional<raft::Term> Term(NodeId id) = 0;
   virtual std::optional<int64_t> Revision(NodeId id) = 0;
-  // The voters of the configuration a live node holds (the runner's `follower: N`).
+  // The voters of the configuration a live node holds (the runner's `follower: N` when no
+  // leader is known).
   virtual std::vector<NodeId> Voters() = 0;
   // The configuration of live node `id` (expect voters_are); nullopt when it is down.
   virtual std::optional<raft::ConfState> ConfState(NodeId id) = 0;

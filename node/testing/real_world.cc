@@ -486,11 +486,6 @@ std::optional<int64_t> RealWorld::Revision(NodeId id) {
 }
 
 std::vector<raft::NodeId> RealWorld::Voters() {
-  // The leader's configuration first: a removed member may still run with an older one.
-  if (const NodeId leader = Leader(); leader != raft::kNoNode) {
-    std::optional<raft::ConfState> conf = ConfState(leader);
-    if (conf.has_value()) return conf->voters;
-  }
   for (NodeId id : node_ids()) {
     std::optional<raft::ConfState> conf = ConfState(id);
     if (conf.has_value()) return conf->voters;
