@@ -90,7 +90,9 @@
   X(raft, joint_auto_leave_proposed, "core/raft/raft.cc",                                         \
     "a leader proposed leaving a joint configuration by itself once it applied")                  \
   X(raft, leader_removed_steps_down, "core/raft/raft.cc",                                         \
-    "a leader applied a configuration without it as a voter and stepped down")                    \
+    "a leader removed from the configuration stepped down once a quorum knew the change")         \
+  X(raft, leader_removed_waits_for_commit_news, "core/raft/raft.cc",                              \
+    "a leader applied its removal before a quorum of the new configuration knew it committed")    \
   /* MVCC */                                                                                      \
   X(mvcc, compact_below_later_writes, "core/mvcc/key_index.cc",                                   \
     "a compaction kept a key's revision at the compaction point beside its later writes")         \

@@ -75,6 +75,9 @@ class Progress {
   // The highest commit index an append to this peer carried (bounded by its entries): an empty
   // append is worth sending only when it would tell the peer a higher commit.
   Index sent_commit = 0;
+  // The highest commit index the peer reported in a response this term: a leader removed from
+  // the configuration leads until a quorum of the new one knows the change committed.
+  Index acked_commit = 0;
   // kSnapshot: election timeouts passed without the snapshot being acknowledged.
   int snapshot_timeouts = 0;
   Inflights inflights;

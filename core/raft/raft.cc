@@ -210,6 +210,9 @@ class RaftState {
   bool InLease() const;
 
   void SwitchToConfig(TrackerConfig config, ProgressMap progress);
+  // A leader that applied its own removal steps down once a quorum of the new configuration
+  // reported a commit index at or beyond retire_index_.
+  void MaybeFinishRetirement();
   void ReleaseMessages(std::vector<Message>& messages);
   PendingPersist& PushPendingPersist();
   // The ring position `offset` slots after the head (offset < size): no division on the hot path.
@@ -246,6 +249,10 @@ class RaftState {
   bool lease_given_away_ = false;
   // Index of the latest conf change proposed by this leader: another waits until it applies.
   Index pending_conf_index_ = 0;
+  // Leader only, nonzero once it applied a configuration without it as a voter: the commit
+  // index at that moment, which a quorum of the new configuration must learn before it steps
+  // down (see SwitchToConfig).
+  Index retire_index_ = 0;
 
   std::vector<ReadRequest> read_requests_;            // safe reads awaiting a heartbeat quorum
   std::vector<Message> pending_read_index_messages_;  // reads before this term's first commit
@@ -378,6 +385,7 @@ void RaftState::Reset(Term term) {
     if (id == id_) pr.match = log_.persisted();
   }
   pending_conf_index_ = 0;
+  retire_index_ = 0;
   read_requests_.clear();
   pending_read_index_messages_.clear();
   lease_acked_tick_.clear();
@@ -717,12 +725,14 @@ void RaftState::HandleAppend(Message& m) {
   if (m.index < log_.committed()) {
     CODE_PROBE(raft, append_below_commit);
     resp.index = log_.committed();
+    resp.commit = log_.committed();
     Send(std::move(resp));
     return;
   }
   Index last_new = 0;
   if (log_.MaybeAppend(m.index, m.log_term, m.commit, m.entries, &last_new)) {
     resp.index = last_new;
+    resp.commit = log_.committed();
     Send(std::move(resp));
     return;
   }
@@ -731,6 +741,7 @@ void RaftState::HandleAppend(Message& m) {
   const auto [hint_index, hint_term] =
       log_.FindConflictByTerm(std::min(m.index, log_.last_index()), m.log_term);
   resp.index = m.index;
+  resp.commit = log_.committed();
   resp.reject = true;
   resp.reject_hint = hint_index;
   resp.log_term = hint_term;
@@ -742,6 +753,7 @@ void RaftState::HandleHeartbeat(const Message& m) {
   Message resp;
   resp.type = MessageType::kHeartbeatResp;
   resp.to = m.from;
+  resp.commit = log_.committed();  // tells a removed leader when it may step down
   resp.context = m.context;
   Send(std::move(resp));
 }
@@ -751,6 +763,7 @@ void RaftState::HandleSnapshot(const Message& m) {
   resp.type = MessageType::kAppResp;
   resp.to = m.from;
   resp.index = Restore(m.snapshot) ? log_.last_index() : log_.committed();
+  resp.commit = log_.committed();
   Send(std::move(resp));
 }
 
@@ -789,6 +802,13 @@ bool RaftState::Restore(const std::shared_ptr<const Snapshot>& snapshot) {
 
 void RaftState::HandleAppendResponse(const Message& m, Progress& pr) {
   pr.recent_active = true;
+  if (m.commit > pr.acked_commit) {
+    pr.acked_commit = m.commit;
+    if (retire_index_ != 0) {
+      MaybeFinishRetirement();
+      if (role_ != Role::kLeader) return;
+    }
+  }
   if (m.reject) {
     Index next_probe = m.reject_hint;
     if (m.log_term > 0) {
@@ -839,6 +859,13 @@ void RaftState::HandleAppendResponse(const Message& m, Progress& pr) {
 
 void RaftState::HandleHeartbeatResponse(const Message& m, Progress& pr) {
   pr.recent_active = true;
+  if (m.commit > pr.acked_commit) {
+    pr.acked_commit = m.commit;
+    if (retire_index_ != 0) {
+      MaybeFinishRetirement();
+      if (role_ != Role::kLeader) return;
+    }
+  }
   pr.msg_app_flow_paused = false;
   // A full window with a live follower means acknowledgements were lost: free one slot so
   // replication resumes.
@@ -917,8 +944,11 @@ absl::Status RaftState::CheckConfChangeProposal(const Entry& entry) const {
 
 absl::Status RaftState::ProposeEntries(absl::Span<Entry> entries) {
   if (entries.empty()) return absl::InvalidArgumentError("proposal without entries");
-  if (tracker_.Get(id_) == nullptr) {
-    return absl::AbortedError("proposal dropped: this leader was removed from the configuration");
+  if (const Progress* self = tracker_.Get(id_); self == nullptr || self->is_learner) {
+    return absl::AbortedError(
+        absl::StrCat("proposal dropped: this leader was ",
+                     self == nullptr ? "removed from the configuration" : "demoted to a learner",
+                     " and steps down once the change is known committed"));
   }
   if (lead_transferee_ != kNoNode) {
     CODE_PROBE(raft, proposal_refused_during_transfer);
@@ -1296,10 +1326,23 @@ void RaftState::SwitchToConfig(TrackerConfig config, ProgressMap progress) {
   is_learner_ = self != nullptr && self->is_learner;
   if ((self == nullptr || is_learner_) && role_ == Role::kLeader) {
     // Raft thesis §4.2.2: a leader that is no longer a voter steps down once the change that
-    // removed it applies; the remaining voters elect a successor.
+    // removed it applies; the remaining voters elect a successor. Not at once: followers learn
+    // that the change committed only from the leader (a heartbeat's commit is capped by the
+    // follower's match), and until they do they keep the configuration before it, whose quorum
+    // may need this node's vote, which its longer log withholds from them; a new member that
+    // has not learned the change is not even a voter yet. With one more member down nobody
+    // could be elected again (fuzz seed 373, 3 nodes, at 57ac8e7: n3 replaced itself by a joint
+    // change and stepped down before its followers knew the leave committed; then n2 died).
+    // So it keeps leading, refusing proposals, until a quorum of the new configuration reports
+    // a commit index at or beyond this one; check-quorum or a higher term end it earlier.
     if (config_.step_down_on_removal) {
-      CODE_PROBE(raft, leader_removed_steps_down);
-      BecomeFollower(term_, kNoNode);
+      retire_index_ = log_.committed();
+      MaybeFinishRetirement();
+      if (role_ != Role::kLeader) return;
+      CODE_PROBE(raft, leader_removed_waits_for_commit_news);
+      for (auto& [id, pr] : tracker_.progress) {
+        if (id != id_) MaybeSendAppend(id, NeedsEmptyAppend(pr));
+      }
     }
     return;
   }
@@ -1313,6 +1356,17 @@ void RaftState::SwitchToConfig(TrackerConfig config, ProgressMap progress) {
     }
   }
   if (lead_transferee_ != kNoNode && !tracker_.IsVoter(lead_transferee_)) AbortLeaderTransfer();
+}
+
+void RaftState::MaybeFinishRetirement() {
+  if (retire_index_ == 0 || role_ != Role::kLeader) return;
+  VoteMap acks;
+  for (const auto& [id, pr] : tracker_.progress) {
+    if (id != id_) acks[id] = pr.acked_commit >= retire_index_;
+  }
+  if (tracker_.Tally(acks) != VoteResult::kWon) return;
+  CODE_PROBE(raft, leader_removed_steps_down);
+  BecomeFollower(term_, kNoNode);
 }
 
 absl::Status RaftState::TransferLeader(NodeId transferee) {

@@ -1230,6 +1230,57 @@ TEST(MembershipTest, JointChangeRemovingLeaderStepsDownAfterLeaving) {
   EXPECT_THAT(AppliedData(c, 4), ElementsAre("after"));
 }
 
+// Fuzz seed 373 (3 nodes, at 57ac8e7), reduced: a leader that replaces itself must not step
+// down before a quorum of the new configuration knows the change committed. Here 3 and 4 never
+// hear a commit beyond the one before the change, 3 misses the leave entry, then 2 dies.
+// Stepping down at once (the old rule) left 3 in the old configuration, needing 1's vote, which
+// 1's longer log withholds, and 4 a learner in its own view: no leader, ever. The removed leader
+// now leads on until 3 and 4 report the leave committed, then steps down, and they elect.
+TEST(MembershipTest, RemovedLeaderLeadsUntilTheNewConfigurationKnowsTheChangeCommitted) {
+  Cluster c({1, 2, 3}, {4});
+  c.ElectLeader(1);
+  ASSERT_TRUE(c.ProposeAndStabilize(1, "before").ok());
+  const Index before_change = CommitOf(c, 1);
+  ASSERT_TRUE(c.node(1)
+                  .ProposeConfChange(
+                      Change(ConfChangeTransition::kAuto,
+                             {{ConfChangeType::kAddVoter, 4}, {ConfChangeType::kRemoveNode, 1}}))
+                  .ok());
+  const Index joint = before_change + 1;  // the leave follows at joint + 1
+  auto commit_news_lost = [&](Message& m) {
+    if (m.from == 1 && (m.to == 3 || m.to == 4) &&
+        (m.type == MessageType::kApp || m.type == MessageType::kHeartbeat)) {
+      m.commit = std::min(m.commit, before_change);
+      if (m.to == 3) {
+        while (!m.entries.empty() && m.entries.back().index > joint) m.entries.pop_back();
+      }
+    }
+    return true;
+  };
+  StabilizeWith(c, commit_news_lost);
+  EXPECT_EQ(c.record(1).conf_state, Conf({2, 3, 4})) << "1 applied its removal";
+  EXPECT_EQ(c.record(2).conf_state, Conf({2, 3, 4}));
+  EXPECT_EQ(CommitOf(c, 3), before_change);
+  EXPECT_EQ(CommitOf(c, 4), before_change);
+  EXPECT_EQ(RoleOf(c, 1), Role::kLeader) << "3 and 4 do not know the leave committed";
+  EXPECT_EQ(c.node(1).Propose(Bytes("refused")).code(), absl::StatusCode::kAborted);
+
+  c.Isolate(2);
+  NodeId successor = kNoNode;
+  for (int i = 0; i < 20 * kElectionTick && successor == kNoNode; ++i) {
+    for (NodeId id : {1, 3, 4}) c.Tick(id);
+    c.Stabilize();
+    for (NodeId id : {3, 4}) {
+      if (RoleOf(c, id) == Role::kLeader) successor = id;
+    }
+  }
+  ASSERT_NE(successor, kNoNode) << "no leader after 2 died";
+  EXPECT_NE(RoleOf(c, 1), Role::kLeader);
+  ASSERT_TRUE(c.ProposeAndStabilize(successor, "after").ok());
+  EXPECT_THAT(AppliedData(c, 3), ElementsAre("before", "after"));
+  EXPECT_THAT(AppliedData(c, 4), ElementsAre("before", "after"));
+}
+
 // etcd confchange (learners_next): a voter demoted to learner through a joint configuration
 // stays a voter of the outgoing half until the leave, then becomes a learner.
 TEST(MembershipTest, DemotionThroughJointUsesLearnersNext) {
