@@ -82,6 +82,16 @@ expect "--nodes takes a list" 2 "node count '12' in '3,12'" -- "$sim" fuzz --nod
 expect "fuzz --minutes" 0 "seeds from 7 for 0.005 minutes, 3 nodes" -- \
   "$sim" fuzz --seed=7 --minutes=0.005 --nodes=3 --duration-ms=500
 
+# --isolate (each seed in a child process) reports the same figures as a run in-process,
+# availability included.
+in_process=$("$sim" fuzz --seed=5 --count=3 --nodes=3 --duration-ms=4000 | grep '^availability:')
+isolated=$("$sim" fuzz --seed=5 --count=3 --nodes=3 --duration-ms=4000 --isolate |
+  grep '^availability:')
+if [ -z "$in_process" ] || [ "$in_process" != "$isolated" ]; then
+  echo "FAIL: fuzz --isolate reported '$isolated', in-process '$in_process'"
+  failures=$((failures + 1))
+fi
+
 # Two shards of one range, merged: every seed once. Then shard 0 with a planted failing shard 1,
 # and shard 0 alone.
 for shard in 0 1; do

@@ -598,9 +598,21 @@ RunResult RunInChild(const pb::Scenario& scenario) {
     std::signal(SIGABRT, SIG_DFL);
     const RunResult run = RunScenario(scenario);
     // One failure per record: its length, a newline, its bytes (failures span lines).
-    std::fprintf(out, "%d %llu %llu\n", run.passed ? 1 : 0,
-                 static_cast<unsigned long long>(run.events),
-                 static_cast<unsigned long long>(run.linearizability_search_steps));
+    // The availability figures and the joint-configuration counts travel too: the campaign's
+    // summary reports them for isolated runs as for in-process ones.
+    const AvailabilityFigures& a = run.availability;
+    std::fprintf(out, "%d %llu %llu %lld %llu %llu %llu %llu %llu %llu %llu %llu\n",
+                 run.passed ? 1 : 0, static_cast<unsigned long long>(run.events),
+                 static_cast<unsigned long long>(run.linearizability_search_steps),
+                 static_cast<long long>(run.virtual_ms),
+                 static_cast<unsigned long long>(run.joint_configs_entered),
+                 static_cast<unsigned long long>(run.joint_configs_left),
+                 static_cast<unsigned long long>(a.calm_windows),
+                 static_cast<unsigned long long>(a.settled),
+                 static_cast<unsigned long long>(a.elections_after_heal),
+                 static_cast<unsigned long long>(a.most_elections_after_heal),
+                 static_cast<unsigned long long>(a.transfers_checked),
+                 static_cast<unsigned long long>(a.proposals_refused_in_transfer));
     // The code probes' hits, one number per probe in the list's order.
     for (uint64_t hits : run.probe_hits) {
       std::fprintf(out, "%llu ", static_cast<unsigned long long>(hits));
@@ -649,6 +661,18 @@ RunResult RunInChild(const pb::Scenario& scenario) {
   result.passed = !header.empty() && header[0] == "1";
   if (header.size() > 1) (void)absl::SimpleAtoi(header[1], &result.events);
   if (header.size() > 2) (void)absl::SimpleAtoi(header[2], &result.linearizability_search_steps);
+  if (header.size() > 11) {
+    AvailabilityFigures& a = result.availability;
+    (void)absl::SimpleAtoi(header[3], &result.virtual_ms);
+    (void)absl::SimpleAtoi(header[4], &result.joint_configs_entered);
+    (void)absl::SimpleAtoi(header[5], &result.joint_configs_left);
+    (void)absl::SimpleAtoi(header[6], &a.calm_windows);
+    (void)absl::SimpleAtoi(header[7], &a.settled);
+    (void)absl::SimpleAtoi(header[8], &a.elections_after_heal);
+    (void)absl::SimpleAtoi(header[9], &a.most_elections_after_heal);
+    (void)absl::SimpleAtoi(header[10], &a.transfers_checked);
+    (void)absl::SimpleAtoi(header[11], &a.proposals_refused_in_transfer);
+  }
   const std::vector<absl::string_view> hits =
       absl::StrSplit(next_line(), ' ', absl::SkipWhitespace());
   for (size_t i = 0; i < hits.size() && i < result.probe_hits.size(); ++i) {
