@@ -85,19 +85,19 @@ void Member::MaybePublish() {
     --publish_backoff_ticks_;
     return;
   }
-  if (server_->RaftStatus().soft_state.leader == raft::kNoNode) return;
-  for (const server::Member& member : server_->Members()) {
-    if (member.id != options_.server.id) continue;
-    if (member.name == options_.name && member.client_urls == options_.client_urls) return;
-    server::Request request;
-    request.type = server::RequestType::kMemberPublish;
-    request.member.id = member.id;
-    request.member.name = options_.name;
-    request.member.client_urls = options_.client_urls;
-    publish_id_ = server_->Submit(std::move(request));
-    return;
-  }
+  // Runs every tick once published: the cheap accessors, not RaftStatus() and Members(), which
+  // copy every peer's progress and every member (they were 15% of a simulated seed's CPU).
+  if (server_->soft_state().leader == raft::kNoNode) return;
+  const server::Member* member = server_->FindMember(options_.server.id);
   // Not (yet) a member as this member's log tells: nothing to publish to.
+  if (member == nullptr) return;
+  if (member->name == options_.name && member->client_urls == options_.client_urls) return;
+  server::Request request;
+  request.type = server::RequestType::kMemberPublish;
+  request.member.id = member->id;
+  request.member.name = options_.name;
+  request.member.client_urls = options_.client_urls;
+  publish_id_ = server_->Submit(std::move(request));
 }
 
 void Member::Drain() {

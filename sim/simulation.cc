@@ -1517,7 +1517,7 @@ void Simulation::ClientInvoke(Client& client) {
   // A proposal to a leader handing over leadership must be refused (the availability checker).
   const bool in_transfer = availability_.enabled() && client.function != Function::kRead &&
                            node->server()->is_leader() &&
-                           node->server()->RaftStatus().lead_transferee != raft::kNoNode;
+                           node->server()->lead_transferee() != raft::kNoNode;
   client.sent = request;
   client.request = node->server()->Submit(std::move(request));
   if (in_transfer) proposals_in_transfer_.insert({node->id, client.request});
@@ -1754,7 +1754,7 @@ void Simulation::ModelInvoke(Client& client, Node& node) {
   ++client.attempt;
   const bool in_transfer = availability_.enabled() && request.type != server::RequestType::kRange &&
                            node.server()->is_leader() &&
-                           node.server()->RaftStatus().lead_transferee != raft::kNoNode;
+                           node.server()->lead_transferee() != raft::kNoNode;
   client.sent = request;
   client.request = node.server()->Submit(std::move(request));
   if (in_transfer) proposals_in_transfer_.insert({node.id, client.request});
@@ -1914,7 +1914,7 @@ void Simulation::ObserveAvailability() {
     const auto is = [&](const std::vector<NodeId>& ids) {
       return std::find(ids.begin(), ids.end(), view.leader) != ids.end();
     };
-    view.leader_transferee = nodes_.at(view.leader)->server()->RaftStatus().lead_transferee;
+    view.leader_transferee = nodes_.at(view.leader)->server()->lead_transferee();
     view.leader_is_voter =
         is(conf.voters) && (conf.voters_outgoing.empty() || is(conf.voters_outgoing));
     // A quorum of each half of its configuration follows it in its term, each within its
@@ -1938,7 +1938,7 @@ void Simulation::ObserveAvailability() {
         if (id == view.leader) {
           ++following;
         } else if (server.hard_state().term == view.leader_term && in_lease(*it->second)) {
-          const raft::SoftState soft = server.RaftStatus().soft_state;
+          const raft::SoftState soft = server.soft_state();
           if (soft.role == raft::Role::kFollower && soft.leader == view.leader) ++following;
         }
       }
@@ -1952,7 +1952,7 @@ void Simulation::ObserveAvailability() {
     for (NodeId id : *ids) {
       auto it = nodes_.find(id);
       if (it == nodes_.end() || !it->second->up) continue;
-      const raft::Role role = it->second->server()->RaftStatus().soft_state.role;
+      const raft::Role role = it->second->server()->soft_state().role;
       if (role == raft::Role::kPreCandidate || role == raft::Role::kCandidate) {
         view.campaigning = true;
       }

@@ -124,6 +124,8 @@ class RaftState {
   Term term() const { return term_; }
   bool is_leader() const { return role_ == Role::kLeader; }
   HardState hard_state() const { return CurrentHardState(); }
+  SoftState soft_state() const { return SoftState{lead_, role_}; }
+  NodeId lead_transferee() const { return lead_transferee_; }
   // Events may change the log that an outstanding Ready's spans point into: the driver must
   // Advance first. Only OnPersisted and ApplyConfChange (during apply) are allowed meanwhile.
   void CheckNoReadyOutstanding() const {
@@ -1853,5 +1855,7 @@ absl::Status RawNode::ReplaceOutgoingSnapshots(std::shared_ptr<const Snapshot> s
 bool RawNode::SendsSnapshot() const { return state_->SendsSnapshot(); }
 bool RawNode::IsLeader() const { return state_->is_leader(); }
 HardState RawNode::GetHardState() const { return state_->hard_state(); }
+SoftState RawNode::GetSoftState() const { return state_->soft_state(); }
+NodeId RawNode::LeadTransferee() const { return state_->lead_transferee(); }
 
 }  // namespace kvstore::raft

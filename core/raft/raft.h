@@ -270,6 +270,10 @@ class RawNode {
   bool ConfStateIs(const ConfState& cs) const;
   bool IsLeader() const;
   HardState GetHardState() const;
+  // GetStatus().soft_state and .lead_transferee without building the rest of the status:
+  // drivers and checkers ask for them every tick or event.
+  SoftState GetSoftState() const;
+  NodeId LeadTransferee() const;
 
  private:
   explicit RawNode(std::unique_ptr<RaftState> state);

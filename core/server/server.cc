@@ -244,12 +244,18 @@ class Server::Impl {
   void OnPersisted(uint64_t id) { raft_->OnPersisted(id); }
 
   raft::Status RaftStatus() const { return raft_->GetStatus(); }
+  raft::SoftState raft_soft_state() const { return raft_->GetSoftState(); }
+  raft::NodeId lead_transferee() const { return raft_->LeadTransferee(); }
   raft::NodeId id() const { return config_.id; }
   bool is_leader() const { return raft_->IsLeader(); }
   const mvcc::Store& store() const { return *store_; }
   const lease::Lessor& lessor() const { return lessor_; }
   const auth::AuthStore& auth_store() const { return auth_; }
   std::vector<Member> Members() const;
+  const Member* FindMember(raft::NodeId id) const {
+    auto it = members_.find(id);
+    return it == members_.end() ? nullptr : &it->second;
+  }
   std::vector<Alarm> Alarms() const;
   raft::Index applied_index() const { return applied_index_; }
   raft::HardState hard_state() const { return raft_->GetHardState(); }
@@ -2111,5 +2117,8 @@ raft::Index Server::last_index() const { return impl_->last_index(); }
 std::optional<raft::Term> Server::LogTerm(raft::Index index) const { return impl_->LogTerm(index); }
 raft::ConfState Server::RaftConfState() const { return impl_->RaftConfState(); }
 bool Server::RaftConfStateIs(const raft::ConfState& cs) const { return impl_->RaftConfStateIs(cs); }
+raft::SoftState Server::soft_state() const { return impl_->raft_soft_state(); }
+raft::NodeId Server::lead_transferee() const { return impl_->lead_transferee(); }
+const Member* Server::FindMember(raft::NodeId id) const { return impl_->FindMember(id); }
 
 }  // namespace kvstore::server

@@ -333,6 +333,12 @@ class Server {
   // The Raft configuration in force (RaftStatus().conf_state, cheaper).
   raft::ConfState RaftConfState() const;
   bool RaftConfStateIs(const raft::ConfState& cs) const;  // RaftConfState() == cs, cheaply
+  // RaftStatus().soft_state and .lead_transferee, cheaply (drivers ask every tick).
+  raft::SoftState soft_state() const;
+  raft::NodeId lead_transferee() const;
+  // Member `id` as Members() lists it, or nullptr, without copying every member; valid until
+  // the next call that is not const.
+  const Member* FindMember(raft::NodeId id) const;
 
  private:
   class Impl;
