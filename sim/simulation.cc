@@ -28,21 +28,6 @@ bool DefinitelyNotApplied(ErrorCode code) {
   }
 }
 
-// A digest of an entry's bytes for equality checks within a run (never printed or hashed
-// into the trace): eight bytes per mix, where byte-wise FNV-1a cost 2% of a fuzz run.
-uint64_t Digest(absl::string_view bytes, uint64_t seed) {
-  uint64_t h = raft::SplitMix64::Mix(seed ^ bytes.size());
-  size_t i = 0;
-  for (; i + 8 <= bytes.size(); i += 8) {
-    uint64_t word;
-    std::memcpy(&word, bytes.data() + i, 8);
-    h = raft::SplitMix64::Mix(h ^ word);
-  }
-  uint64_t tail = 0;
-  if (i < bytes.size()) std::memcpy(&tail, bytes.data() + i, bytes.size() - i);
-  return raft::SplitMix64::Mix(h ^ tail ^ 0xFF);
-}
-
 // The reference model workload's operations, as traces name them.
 const char* ModelOpName(server::RequestType type) {
   switch (type) {
@@ -85,8 +70,8 @@ struct Simulation::Node : public node::PeerTransport,
     sim->CheckScenarioWatch(*this, response);
   }
   void OnStop(const absl::Status& why) override { sim->OnMemberStop(*this, why); }
-  void OnReady(const server::Ready& ready) override { sim->CheckReady(*this, ready); }
-  void OnRecovered(const raft::RestartState& state) override { sim->CheckRecovered(*this, state); }
+  void OnReady(const server::Ready& ready) override { sim->OnReady(*this, ready); }
+  void OnRecovered(const raft::RestartState& state) override { sim->OnRecovered(*this, state); }
 
   Simulation* sim;
   NodeId id = raft::kNoNode;
@@ -116,20 +101,7 @@ struct Simulation::Node : public node::PeerTransport,
   store::Wal::LogIndex durable_when_down;
   bool crashed_once = false;
   bool corruption_injected = false;  // a record was corrupted on purpose (sticky)
-  // Per-incarnation checker state.
-  raft::HardState last_hard_state;
-  raft::Term vote_term = 0;
-  NodeId vote_in_term = raft::kNoNode;
-  // The first vote of any incarnation (a learner never votes: scenario expectations ask).
-  std::optional<std::pair<raft::Term, NodeId>> first_vote;
-  raft::Term led_term = 0;  // the term it led at the last check; 0 when it did not lead
-  // The Raft configuration at the last check, and whether a Ready since then applied a conf
-  // change entry or installed a snapshot (the only ways it may change).
-  raft::ConfState conf_state;
-  bool conf_may_change = false;
-  // The highest log index handed to this node's state machine; starts at what its durable
-  // backend had applied (its consistent index) when the node started.
-  raft::Index applied_high = 0;
+  RaftCheckers::NodeState* checks = nullptr;  // its state in the Raft checkers
   mvcc::WatchId watch_id = 0;
   mvcc::Revision watch_next_revision = 0;
   mvcc::Revision reopen_watch_from = 0;  // its watch was canceled: watch again from here
@@ -241,6 +213,7 @@ void Simulation::EventQueue::Clear() {
 Simulation::Simulation(const SimOptions& options)
     : options_(options),
       rng_(options.seed),
+      raft_checkers_(&checker_view_, &model_, std::string(kWalDir), options.wal_segment_bytes),
       availability_(
           options.pre_vote && options.check_quorum, options.election_tick * options.tick_ms,
           // A transfer's deadline allows for its round trips (catch-up append,
@@ -322,7 +295,16 @@ void Simulation::Schedule(int64_t at_ms, std::unique_ptr<Event> event) {
 std::unique_ptr<Simulation::Node> Simulation::NewNode(NodeId id) {
   const uint64_t disk_seed = rng_.Next();
   const uint64_t commits_per_flush = 1 + rng_.Uniform(options_.backend_commits_per_flush_max);
-  return std::make_unique<Node>(this, id, disk_seed, commits_per_flush);
+  auto node = std::make_unique<Node>(this, id, disk_seed, commits_per_flush);
+  node->checks = &raft_checkers_.Track(id);
+  return node;
+}
+
+const store::Wal::LogIndex* Simulation::CheckerView::DurableLog(NodeId id) const {
+  auto it = sim_->nodes_.find(id);
+  if (it == sim_->nodes_.end()) return nullptr;  // a member that never started
+  const Node& node = *it->second;
+  return node.up ? &node.member->wal().durable() : &node.durable_when_down;
 }
 
 void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
@@ -395,13 +377,7 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
     Trace(absl::StrCat("n", id, " cut a torn tail of ", recovery.torn_bytes, " bytes at offset ",
                        recovery.torn_offset, " of ", recovery.torn_file));
   }
-  node.last_hard_state = raft::HardState{};
-  node.vote_term = 0;
-  node.vote_in_term = raft::kNoNode;
-  node.led_term = 0;
-  node.conf_state = node.server()->RaftConfState();
-  node.conf_may_change = true;
-  node.applied_high = node.server()->store().consistent_index();
+  raft_checkers_.OnStart(*node.checks, *node.server());
   // A scenario's watches died with the previous process; the new one numbers its watches anew.
   node.scenario_watches.clear();
   // Every node watches every key from the oldest revision it holds in history: the compact
@@ -554,63 +530,8 @@ void Simulation::AfterMemberCall(Node& node) {
   CheckNode(node);
 }
 
-void Simulation::CheckReady(Node& node, const server::Ready& ready) {
-  server::Server& server = *node.server();
-  const raft::Ready& rr = *ready.raft;
-  // Election safety (Raft §5.2): one leader per term.
-  if (rr.soft_state.has_value() && rr.soft_state->role == raft::Role::kLeader) {
-    const raft::Term term = server.hard_state().term;
-    auto [it, inserted] = leaders_by_term_.emplace(term, node.id);
-    if (!inserted && it->second != node.id) {
-      Violation(absl::StrCat("two leaders in term ", term, ": n", it->second, " and n", node.id));
-    }
-    Trace(absl::StrCat("n", node.id, " leads term ", term));
-    CheckLeaderCompleteness(node);
-  }
-  if (rr.persist.snapshot != nullptr || rr.apply_snapshot != nullptr) node.conf_may_change = true;
-  if (rr.apply_snapshot != nullptr) {
-    node.applied_high = std::max(node.applied_high, rr.apply_snapshot->metadata.index);
-  }
-  // State machine safety: every node applies the same entry at an index.
-  for (const raft::Entry& entry : rr.committed_entries) {
-    if (entry.type == raft::EntryType::kConfChange) node.conf_may_change = true;
-    // Exactly-once application: an entry the state machine holds already (also across a
-    // crash, through the backend's consistent index) is never handed to it again.
-    if (entry.index <= node.applied_high) {
-      Violation(absl::StrCat("n", node.id, " applies index ", entry.index, " again (applied ",
-                             "through ", node.applied_high, ")"));
-    }
-    node.applied_high = std::max(node.applied_high, entry.index);
-    const uint64_t digest = Digest(entry.data.view(), entry.term * 31 + entry.index);
-    auto [it, inserted] = applied_entries_.emplace(entry.index, std::make_pair(entry.term, digest));
-    // The reference model replays the committed log once, at each index's first apply.
-    if (inserted) {
-      model_.Apply(entry.index, entry.type == raft::EntryType::kConfChange, entry.data.view());
-    }
-    if (!inserted && it->second != std::make_pair(entry.term, digest)) {
-      Violation(absl::StrCat("n", node.id, " applied a different entry at index ", entry.index,
-                             " (term ", entry.term, " vs ", it->second.first, ")"));
-    }
-  }
-  // Raft §5.1: a vote is granted, and an append acknowledged, only once what it promises is
-  // durable. Checked against what the WAL made durable on the simulated disk, so a core or a
-  // driver that released the reply early is caught even if no crash hits the window.
-  const store::Wal& wal = node.member->wal();
-  const raft::HardState& durable = wal.durable_hard_state();
-  const raft::Index durable_last_index = wal.durable_last_index();
-  for (const raft::Message& m : rr.messages) {
-    if (m.to == node.id || m.reject) continue;
-    if (m.type == raft::MessageType::kVoteResp &&
-        (durable.term < m.term || (durable.term == m.term && durable.vote != m.to))) {
-      Violation(absl::StrCat("n", node.id, " granted n", m.to, " its vote in term ", m.term,
-                             " before the vote was durable"));
-    }
-    if (m.type == raft::MessageType::kAppResp && m.index > durable_last_index) {
-      Violation(absl::StrCat("n", node.id, " acknowledged index ", m.index, " to n", m.to,
-                             " in term ", m.term, " but its durable log ends at ",
-                             durable_last_index));
-    }
-  }
+void Simulation::OnReady(Node& node, const server::Ready& ready) {
+  raft_checkers_.OnReady(*node.checks, *node.server(), ready, node.member->wal());
 }
 
 void Simulation::OnResponse(Node& node, const server::Response& response) {
@@ -667,75 +588,9 @@ void Simulation::OnMemberStop(Node& node, const absl::Status& why) {
   ++members_stopped_;
 }
 
-void Simulation::CheckRecovered(Node& node, const raft::RestartState& state) {
-  // Recovery leaves the disk in a state that recovers to the same log: a second recovery (read
-  // only) of what the first one left, e.g. after cutting a torn tail, finds the same records.
-  store::WalOptions read_only;
-  read_only.segment_bytes = options_.wal_segment_bytes;
-  read_only.read_only = true;
-  auto again = store::Wal::Open(&node.fs, std::string(kWalDir), read_only);
-  if (!again.ok()) {
-    Violation(absl::StrCat("n", node.id, " recovered its WAL, but a second recovery of what it ",
-                           "left on disk fails: ", again.status().message()));
-  } else {
-    const raft::RestartState& second = (*again)->recovery().state;
-    auto last = [](const raft::RestartState& st) {
-      return !st.entries.empty() ? st.entries.back().index
-                                 : (st.snapshot != nullptr ? st.snapshot->metadata.index : 0);
-    };
-    if (second.hard_state != state.hard_state || last(second) != last(state) ||
-        second.entries.size() != state.entries.size()) {
-      Violation(
-          absl::StrCat("n", node.id, " recovered last index ", last(state), " hard state term ",
-                       state.hard_state.term, " commit ", state.hard_state.commit,
-                       ", but what recovery left on disk recovers to last index ", last(second),
-                       " term ", second.hard_state.term, " commit ", second.hard_state.commit));
-    }
-  }
-  if (!node.crashed_once) return;
-  const store::Wal::LogIndex& durable = node.durable_when_down;
-  const raft::HardState& hs = state.hard_state;
-  if (hs.term < durable.hard_state.term ||
-      (hs.term == durable.hard_state.term && durable.hard_state.vote != raft::kNoNode &&
-       hs.vote != durable.hard_state.vote)) {
-    Violation(absl::StrCat("n", node.id, " recovered term ", hs.term, " vote ", hs.vote,
-                           " but had made term ", durable.hard_state.term, " vote ",
-                           durable.hard_state.vote, " durable"));
-  }
-  const raft::Index snapshot_index = state.snapshot != nullptr ? state.snapshot->metadata.index : 0;
-  const raft::Index first = state.entries.empty() ? snapshot_index + 1 : state.entries[0].index;
-  if (snapshot_index < durable.snapshot_index && first > durable.snapshot_index + 1) {
-    Violation(absl::StrCat("n", node.id, " recovered a log starting after ", first - 1,
-                           " but its durable snapshot marker was at ", durable.snapshot_index));
-  }
-  // Every durable entry is recovered (or covered by the recovered snapshot marker), unless
-  // records written after the durable point also reached the disk and replaced it: a new
-  // leader's entry of a higher term at its index or before, truncating the rest (Raft §5.3).
-  for (raft::Index index = std::max(durable.snapshot_index, snapshot_index) + 1;
-       index <= durable.LastIndex(); ++index) {
-    const raft::Term want = *durable.TermOf(index);
-    const bool present = index >= first && index - first < state.entries.size();
-    const raft::Term found = present ? state.entries[index - first].term : 0;
-    if (found > want) break;  // replaced from here on by a later record
-    if (found < want) {
-      Violation(absl::StrCat("n", node.id, " lost durable entry ", index, " (term ", want,
-                             ") in its restart: the WAL recovered ",
-                             present ? absl::StrCat("term ", found, " there") : "up to ",
-                             present ? "" : absl::StrCat(first + state.entries.size() - 1)));
-      break;
-    }
-  }
-  // What was recovered is what was written: an entry agrees with the one applied cluster-wide
-  // at its index and term (Log Matching), byte for byte.
-  for (const raft::Entry& entry : state.entries) {
-    auto it = applied_entries_.find(entry.index);
-    if (it == applied_entries_.end() || it->second.first != entry.term) continue;
-    if (it->second.second != Digest(entry.data.view(), entry.term * 31 + entry.index)) {
-      Violation(absl::StrCat("n", node.id, " recovered entry ", entry.index, " (term ", entry.term,
-                             ") with bytes that differ from what was applied"));
-      break;
-    }
-  }
+void Simulation::OnRecovered(Node& node, const raft::RestartState& state) {
+  raft_checkers_.OnRecovered(*node.checks, state, &node.fs,
+                             node.crashed_once ? &node.durable_when_down : nullptr);
 }
 
 void Simulation::FailNextWalSync(NodeId id) {
@@ -775,133 +630,17 @@ void Simulation::FreeDisk(NodeId id) {
 
 void Simulation::CheckNode(Node& node) {
   if (!node.up) return;
-  const raft::HardState hs = node.server()->hard_state();
-  const raft::Index last_index = node.server()->last_index();
-  const bool leader = node.server()->is_leader();
-  const raft::HardState& prev = node.last_hard_state;
-  // Per-step invariants, in the spirit of LogCabin's: checked on every event.
-  if (hs.term < prev.term) {
-    Violation(absl::StrCat("n", node.id, " term decreased ", prev.term, " -> ", hs.term));
-  }
-  if (hs.commit < prev.commit) {
-    Violation(absl::StrCat("n", node.id, " commit decreased ", prev.commit, " -> ", hs.commit));
-  }
-  if (hs.commit > last_index) {
-    Violation(absl::StrCat("n", node.id, " commit ", hs.commit, " beyond last index ", last_index));
-  }
-  // The configuration is copied only when it changed: copying it on every event cost 6% of a run.
-  std::optional<raft::ConfState> changed_conf;
-  if (!node.server()->RaftConfStateIs(node.conf_state))
-    changed_conf = node.server()->RaftConfState();
-  const raft::ConfState& conf_state = changed_conf.has_value() ? *changed_conf : node.conf_state;
-  if (leader && node.led_term == hs.term && hs.commit > prev.commit) {
-    // Raft §5.4.2: a leader commits by counting replicas only entries of its own term, so every
-    // advance of its commit index lands on an entry of its term (Figure 8).
-    const std::optional<raft::Term> term = node.server()->LogTerm(hs.commit);
-    if (term.has_value() && *term != hs.term) {
-      Violation(absl::StrCat("n", node.id, " leader of term ", hs.term, " advanced commit to ",
-                             hs.commit, ", an entry of term ", *term));
+  const raft::ConfState* changed = raft_checkers_.OnStep(*node.checks, *node.server());
+  if (changed == nullptr) return;
+  // A member that an applied configuration names gets its process (as an operator starts it).
+  for (const auto* ids : {&changed->voters, &changed->learners}) {
+    for (NodeId id : *ids) {
+      if (nodes_.count(id) == 0) joiners_due_.insert(id);
     }
-    CheckCommitDurable(node, conf_state, hs.commit, hs.term);
-  }
-  node.led_term = leader ? hs.term : 0;
-  // The core follows etcd-io/raft: a configuration takes effect when its conf change entry is
-  // applied (or a snapshot installed), never at proposal or append. (Raft thesis §4.1 uses it
-  // from append instead, which is safe only with a rollback when the entry is truncated.)
-  if (changed_conf.has_value()) {
-    const bool was_joint = !node.conf_state.voters_outgoing.empty();
-    const bool joint = !changed_conf->voters_outgoing.empty();
-    if (joint && !was_joint) ++joint_entered_;
-    if (was_joint && !joint) ++joint_left_;
-    for (const auto* ids : {&changed_conf->voters, &changed_conf->learners}) {
-      for (NodeId id : *ids) {
-        if (nodes_.count(id) == 0) joiners_due_.insert(id);
-      }
-    }
-    if (!node.conf_may_change) {
-      Violation(absl::StrCat("n", node.id, " changed its configuration from ",
-                             raft::DescribeConfState(node.conf_state), " to ",
-                             raft::DescribeConfState(*changed_conf),
-                             " without applying a conf change or a snapshot"));
-    }
-    node.conf_state = std::move(*changed_conf);
-  }
-  node.conf_may_change = false;
-  if (leader && hs.vote != node.id) {
-    Violation(absl::StrCat("n", node.id, " leads term ", hs.term, " without voting for itself"));
-  }
-  if (hs.vote != raft::kNoNode) {
-    if (node.vote_term == hs.term && node.vote_in_term != hs.vote) {
-      Violation(absl::StrCat("n", node.id, " voted twice in term ", hs.term, ": n",
-                             node.vote_in_term, " and n", hs.vote));
-    }
-    node.vote_term = hs.term;
-    node.vote_in_term = hs.vote;
-    if (!node.first_vote.has_value()) node.first_vote = std::make_pair(hs.term, hs.vote);
-  }
-  node.last_hard_state = hs;
-}
-
-void Simulation::CheckCommitDurable(Node& leader, const raft::ConfState& conf, raft::Index commit,
-                                    raft::Term term) {
-  // Raft §5.3/§5.4: an entry is committed once it is stored on a majority of the voters (of
-  // both halves of a joint configuration); "stored" means durable, or a crash could lose it.
-  // Checked against the simulated disks, which is what survives a crash.
-  auto durably_holds = [&](NodeId id) {
-    auto it = nodes_.find(id);
-    if (it == nodes_.end()) return false;  // a member that never started
-    const Node& node = *it->second;
-    const store::Wal::LogIndex& log =
-        node.up ? node.member->wal().durable() : node.durable_when_down;
-    if (log.snapshot_index >= commit) return true;
-    return log.TermOf(commit) == term;
-  };
-  std::string holders;
-  auto majority_holds = [&](const std::vector<NodeId>& voters) {
-    size_t holding = 0;
-    for (NodeId id : voters) {
-      const bool holds = durably_holds(id);
-      holding += holds ? 1 : 0;
-      if (holds) absl::StrAppend(&holders, holders.empty() ? "" : ",", id);
-    }
-    return voters.empty() || holding > voters.size() / 2;
-  };
-  // The commit was decided under the configuration of the last check (leader.conf_state): a
-  // conf change entry it committed may have been applied since, in the same Ready (`conf`).
-  auto quorum_holds = [&](const raft::ConfState& conf) {
-    holders.clear();
-    const bool incoming = majority_holds(conf.voters);
-    return majority_holds(conf.voters_outgoing) && incoming;
-  };
-  if (!quorum_holds(leader.conf_state) && !quorum_holds(conf)) {
-    Violation(absl::StrCat("n", leader.id, " leader of term ", term, " committed index ", commit,
-                           " which no majority of ", raft::DescribeConfState(leader.conf_state),
-                           " holds durably (held by: ", holders.empty() ? "none" : holders, ")"));
   }
 }
 
-void Simulation::CheckLeaderCompleteness(Node& node) {
-  // Raft §5.4 (Leader Completeness): a new leader's log holds every entry that any node has
-  // applied, except what it compacted into its snapshot.
-  if (applied_entries_.empty()) return;
-  const raft::Index highest = applied_entries_.rbegin()->first;
-  if (node.server()->last_index() < highest) {
-    Violation(absl::StrCat("n", node.id, " leads term ", node.server()->hard_state().term,
-                           " with last index ", node.server()->last_index(), " but index ", highest,
-                           " was applied"));
-    return;
-  }
-  const raft::Index first = node.server()->RaftStatus().first_index;
-  for (auto it = applied_entries_.lower_bound(first); it != applied_entries_.end(); ++it) {
-    const std::optional<raft::Term> term = node.server()->LogTerm(it->first);
-    if (term.has_value() && *term != it->second.first) {
-      Violation(absl::StrCat("n", node.id, " leads term ", node.server()->hard_state().term,
-                             " holding term ", *term, " at index ", it->first,
-                             " where an entry of term ", it->second.first, " was applied"));
-      return;
-    }
-  }
-}
+
 
 void Simulation::CheckAcknowledgedWrite(NodeId id, const std::string& key, const std::string& value,
                                         mvcc::Revision revision) {
@@ -1983,8 +1722,8 @@ std::vector<NodeId> Simulation::node_ids() const {
 }
 
 std::optional<std::pair<raft::Term, NodeId>> Simulation::FirstVote(NodeId id) const {
-  auto it = nodes_.find(id);
-  return it == nodes_.end() ? std::nullopt : it->second->first_vote;
+  const RaftCheckers::NodeState* checks = raft_checkers_.Find(id);
+  return checks == nullptr ? std::nullopt : checks->first_vote;
 }
 
 bool Simulation::up(NodeId id) const {

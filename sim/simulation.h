@@ -49,6 +49,7 @@
 #include "core/server/server.h"
 #include "node/member.h"
 #include "sim/availability.h"
+#include "sim/checkers.h"
 #include "sim/history.h"
 #include "sim/reference_model.h"
 #include "store/sim_file_system.h"
@@ -223,8 +224,8 @@ class Simulation {
   uint64_t violations_not_kept() const { return violations_not_kept_; }
   static constexpr size_t kMaxViolationsKept = 100;
   // Joint configurations (Raft thesis §4.3) entered and left, counted per node that applies them.
-  uint64_t joint_configs_entered() const { return joint_entered_; }
-  uint64_t joint_configs_left() const { return joint_left_; }
+  uint64_t joint_configs_entered() const { return raft_checkers_.joint_entered(); }
+  uint64_t joint_configs_left() const { return raft_checkers_.joint_left(); }
   // Live nodes that the leader's configuration names and that are in a joint configuration.
   std::vector<NodeId> NodesInJointConfig() const;
   uint64_t trace_hash() const { return trace_hash_; }
@@ -245,6 +246,17 @@ class Simulation {
   struct Node;
   struct Client;
   struct Event;
+  // What the checkers (sim/checkers.h) may ask of this world.
+  class CheckerView : public CheckedWorld {
+   public:
+    explicit CheckerView(Simulation* sim) : sim_(sim) {}
+    void Violation(std::string what) override { sim_->Violation(std::move(what)); }
+    void Trace(const std::string& line) override { sim_->Trace(line); }
+    const store::Wal::LogIndex* DurableLog(NodeId id) const override;
+
+   private:
+    Simulation* sim_;
+  };
   // A heap entry keeps the event's order key beside the pointer: the heap compares without
   // touching the events themselves.
   struct Queued {
@@ -311,16 +323,17 @@ class Simulation {
   void Drain(Node& node);
   // After any call into a member: a member that stopped on a storage failure goes down.
   void AfterMemberCall(Node& node);
-  // The member's callbacks (node/member.h), as its Node forwards them.
-  void CheckReady(Node& node, const server::Ready& ready);
-  // Storage checker: a restarted member's WAL holds everything it had made durable.
-  void CheckRecovered(Node& node, const raft::RestartState& state);
+  // The member's callbacks (node/member.h), as its Node forwards them: to the checkers.
+  void OnReady(Node& node, const server::Ready& ready);
+  void OnRecovered(Node& node, const raft::RestartState& state);
   void OnResponse(Node& node, const server::Response& response);
   void StartSync(Node& node, store::Wal::SyncBatch* batch);
   void OnMemberStop(Node& node, const absl::Status& why);
   void SendMessage(const raft::Message& message);
   bool LinkBlocked(NodeId from, NodeId to) const;
   void Fsync(Node& node);
+  // After a call into a running member: its checkers' step, and the members its changed
+  // configuration names.
   void CheckNode(Node& node);
   // Feeds the availability checker what it sees now (after a tick).
   void ObserveAvailability();
@@ -331,9 +344,6 @@ class Simulation {
   int64_t last_availability_ms_ = -1;  // when ObserveAvailability last looked
   void CheckWatch(Node& node, const mvcc::WatchResponse& response);
   void CheckScenarioWatch(Node& node, const mvcc::WatchResponse& response);
-  void CheckLeaderCompleteness(Node& node);
-  void CheckCommitDurable(Node& leader, const raft::ConfState& conf, raft::Index commit,
-                          raft::Term term);
   void CheckAcknowledgedWrite(NodeId id, const std::string& key, const std::string& value,
                               mvcc::Revision revision);
 
@@ -381,8 +391,9 @@ class Simulation {
   bool workload_running_ = false;
 
   // Checker state.
-  std::map<raft::Term, NodeId> leaders_by_term_;
-  std::map<raft::Index, std::pair<raft::Term, uint64_t>> applied_entries_;  // index -> term, hash
+  ReferenceModel model_;  // before raft_checkers_, which feeds it
+  CheckerView checker_view_{this};
+  RaftCheckers raft_checkers_;
   // Revision -> digest of its watch events, and the node whose store confirmed them.
   std::map<mvcc::Revision, std::pair<uint64_t, NodeId>> watch_digests_;
   std::vector<std::string> violations_;
@@ -391,15 +402,12 @@ class Simulation {
   History history_;
   // Every value a write or cas tried to store (membership only: never iterated).
   absl::flat_hash_set<std::string> written_values_;
-  ReferenceModel model_;
 
   uint64_t trace_hash_ = 0xcbf29ce484222325ull;
   std::vector<std::string> trace_;
   uint64_t events_processed_ = 0;
   bool event_budget_exhausted_ = false;
   uint64_t members_stopped_ = 0;  // on storage failures
-  uint64_t joint_entered_ = 0;
-  uint64_t joint_left_ = 0;
   std::set<NodeId> joiners_due_;  // named by an applied configuration, started after the event
 };
 
