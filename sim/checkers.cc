@@ -5,16 +5,19 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/base/errors.h"
 
 namespace kvstore::sim {
 
-RaftCheckers::RaftCheckers(CheckedWorld *world, ReferenceModel *model,
-                           std::string wal_dir, uint64_t wal_segment_bytes)
-    : world_(world), model_(model), wal_dir_(std::move(wal_dir)),
+RaftCheckers::RaftCheckers(CheckedWorld* world, ReferenceModel* model, std::string wal_dir,
+                           uint64_t wal_segment_bytes)
+    : world_(world),
+      model_(model),
+      wal_dir_(std::move(wal_dir)),
       wal_segment_bytes_(wal_segment_bytes) {}
 
-RaftCheckers::NodeState &RaftCheckers::Track(raft::NodeId id) {
-  std::unique_ptr<NodeState> &node = nodes_[id];
+RaftCheckers::NodeState& RaftCheckers::Track(raft::NodeId id) {
+  std::unique_ptr<NodeState>& node = nodes_[id];
   if (node == nullptr) {
     node = std::make_unique<NodeState>();
     node->id = id;
@@ -22,12 +25,12 @@ RaftCheckers::NodeState &RaftCheckers::Track(raft::NodeId id) {
   return *node;
 }
 
-const RaftCheckers::NodeState *RaftCheckers::Find(raft::NodeId id) const {
+const RaftCheckers::NodeState* RaftCheckers::Find(raft::NodeId id) const {
   auto it = nodes_.find(id);
   return it == nodes_.end() ? nullptr : it->second.get();
 }
 
-void RaftCheckers::OnStart(NodeState &node, const server::Server &server) {
+void RaftCheckers::OnStart(NodeState& node, const server::Server& server) {
   node.last_hard_state = raft::HardState{};
   node.vote_term = 0;
   node.vote_in_term = raft::kNoNode;
@@ -37,321 +40,363 @@ void RaftCheckers::OnStart(NodeState &node, const server::Server &server) {
   node.applied_high = server.store().consistent_index();
 }
 
-void RaftCheckers::OnReady(NodeState &node, const server::Server &server,
-                           const server::Ready &ready, const store::Wal &wal) {
-  const raft::Ready &rr = *ready.raft;
+void RaftCheckers::OnReady(NodeState& node, const server::Server& server,
+                           const server::Ready& ready, const store::Wal& wal) {
+  const raft::Ready& rr = *ready.raft;
   // Election safety (Raft §5.2): one leader per term.
   if (rr.soft_state.has_value() && rr.soft_state->role == raft::Role::kLeader) {
     const raft::Term term = server.hard_state().term;
     auto [it, inserted] = leaders_by_term_.emplace(term, node.id);
     if (!inserted && it->second != node.id) {
-      world_->Violation(absl::StrCat("two leaders in term ", term, ": n",
-                                     it->second, " and n", node.id));
+      world_->Violation(
+          absl::StrCat("two leaders in term ", term, ": n", it->second, " and n", node.id));
     }
     world_->Trace(absl::StrCat("n", node.id, " leads term ", term));
     CheckLeaderCompleteness(node, server);
   }
-  if (rr.persist.snapshot != nullptr || rr.apply_snapshot != nullptr)
-    node.conf_may_change = true;
+  if (rr.persist.snapshot != nullptr || rr.apply_snapshot != nullptr) node.conf_may_change = true;
   if (rr.apply_snapshot != nullptr) {
-    node.applied_high =
-        std::max(node.applied_high, rr.apply_snapshot->metadata.index);
+    node.applied_high = std::max(node.applied_high, rr.apply_snapshot->metadata.index);
   }
   // State machine safety: every node applies the same entry at an index.
-  for (const raft::Entry &entry : rr.committed_entries) {
-    if (entry.type == raft::EntryType::kConfChange)
-      node.conf_may_change = true;
-    // Exactly-once application: an entry the state machine holds already (also
-    // across a crash, through the backend's consistent index) is never handed
-    // to it again.
+  for (const raft::Entry& entry : rr.committed_entries) {
+    if (entry.type == raft::EntryType::kConfChange) node.conf_may_change = true;
+    // Exactly-once application: an entry the state machine holds already (also across a
+    // crash, through the backend's consistent index) is never handed to it again.
     if (entry.index <= node.applied_high) {
-      world_->Violation(absl::StrCat("n", node.id, " applies index ",
-                                     entry.index, " again (applied ",
-                                     "through ", node.applied_high, ")"));
+      world_->Violation(absl::StrCat("n", node.id, " applies index ", entry.index,
+                                     " again (applied ", "through ", node.applied_high, ")"));
     }
     node.applied_high = std::max(node.applied_high, entry.index);
-    const uint64_t digest =
-        Digest(entry.data.view(), entry.term * 31 + entry.index);
-    auto [it, inserted] = applied_entries_.emplace(
-        entry.index, std::make_pair(entry.term, digest));
-    // The reference model replays the committed log once, at each index's first
-    // apply.
+    const uint64_t digest = Digest(entry.data.view(), entry.term * 31 + entry.index);
+    auto [it, inserted] = applied_entries_.emplace(entry.index, std::make_pair(entry.term, digest));
+    // The reference model replays the committed log once, at each index's first apply.
     if (inserted) {
-      model_->Apply(entry.index, entry.type == raft::EntryType::kConfChange,
-                    entry.data.view());
+      model_->Apply(entry.index, entry.type == raft::EntryType::kConfChange, entry.data.view());
+      if (rules_ != nullptr) rules_->OnFirstApply(entry);
     }
     if (!inserted && it->second != std::make_pair(entry.term, digest)) {
-      world_->Violation(absl::StrCat(
-          "n", node.id, " applied a different entry at index ", entry.index,
-          " (term ", entry.term, " vs ", it->second.first, ")"));
+      world_->Violation(absl::StrCat("n", node.id, " applied a different entry at index ",
+                                     entry.index, " (term ", entry.term, " vs ", it->second.first,
+                                     ")"));
     }
   }
-  // Raft §5.1: a vote is granted, and an append acknowledged, only once what it
-  // promises is durable. Checked against what the WAL made durable on the
-  // simulated disk, so a core or a driver that released the reply early is
-  // caught even if no crash hits the window.
-  const raft::HardState &durable = wal.durable_hard_state();
+  // Raft §5.1: a vote is granted, and an append acknowledged, only once what it promises is
+  // durable. Checked against what the WAL made durable on the simulated disk, so a core or a
+  // driver that released the reply early is caught even if no crash hits the window.
+  const raft::HardState& durable = wal.durable_hard_state();
   const raft::Index durable_last_index = wal.durable_last_index();
-  for (const raft::Message &m : rr.messages) {
-    if (m.to == node.id || m.reject)
-      continue;
+  for (const raft::Message& m : rr.messages) {
+    if (m.to == node.id || m.reject) continue;
     if (m.type == raft::MessageType::kVoteResp &&
-        (durable.term < m.term ||
-         (durable.term == m.term && durable.vote != m.to))) {
-      world_->Violation(absl::StrCat("n", node.id, " granted n", m.to,
-                                     " its vote in term ", m.term,
+        (durable.term < m.term || (durable.term == m.term && durable.vote != m.to))) {
+      world_->Violation(absl::StrCat("n", node.id, " granted n", m.to, " its vote in term ", m.term,
                                      " before the vote was durable"));
     }
     if (m.type == raft::MessageType::kAppResp && m.index > durable_last_index) {
-      world_->Violation(absl::StrCat("n", node.id, " acknowledged index ",
-                                     m.index, " to n", m.to, " in term ",
-                                     m.term, " but its durable log ends at ",
+      world_->Violation(absl::StrCat("n", node.id, " acknowledged index ", m.index, " to n", m.to,
+                                     " in term ", m.term, " but its durable log ends at ",
                                      durable_last_index));
     }
   }
 }
 
-void RaftCheckers::OnRecovered(NodeState &node, const raft::RestartState &state,
-                               store::FileSystem *fs,
-                               const store::Wal::LogIndex *durable_before) {
-  // Recovery leaves the disk in a state that recovers to the same log: a second
-  // recovery (read only) of what the first one left, e.g. after cutting a torn
-  // tail, finds the same records.
+void RaftCheckers::OnRecovered(NodeState& node, const raft::RestartState& state,
+                               store::FileSystem* fs, const store::Wal::LogIndex* durable_before) {
+  // Recovery leaves the disk in a state that recovers to the same log: a second recovery (read
+  // only) of what the first one left, e.g. after cutting a torn tail, finds the same records.
   store::WalOptions read_only;
   read_only.segment_bytes = wal_segment_bytes_;
   read_only.read_only = true;
   auto again = store::Wal::Open(fs, wal_dir_, read_only);
   if (!again.ok()) {
-    world_->Violation(absl::StrCat(
-        "n", node.id, " recovered its WAL, but a second recovery of ",
-        "what it left on disk fails: ", again.status().message()));
+    world_->Violation(absl::StrCat("n", node.id, " recovered its WAL, but a second recovery of ",
+                                   "what it left on disk fails: ", again.status().message()));
   } else {
-    const raft::RestartState &second = (*again)->recovery().state;
-    auto last = [](const raft::RestartState &st) {
-      return !st.entries.empty()
-                 ? st.entries.back().index
-                 : (st.snapshot != nullptr ? st.snapshot->metadata.index : 0);
+    const raft::RestartState& second = (*again)->recovery().state;
+    auto last = [](const raft::RestartState& st) {
+      return !st.entries.empty() ? st.entries.back().index
+                                 : (st.snapshot != nullptr ? st.snapshot->metadata.index : 0);
     };
     if (second.hard_state != state.hard_state || last(second) != last(state) ||
         second.entries.size() != state.entries.size()) {
-      world_->Violation(absl::StrCat(
-          "n", node.id, " recovered last index ", last(state),
-          " hard state term ", state.hard_state.term, " commit ",
-          state.hard_state.commit,
-          ", but what recovery left on disk recovers to last index ",
-          last(second), " term ", second.hard_state.term, " commit ",
-          second.hard_state.commit));
+      world_->Violation(
+          absl::StrCat("n", node.id, " recovered last index ", last(state), " hard state term ",
+                       state.hard_state.term, " commit ", state.hard_state.commit,
+                       ", but what recovery left on disk recovers to last index ", last(second),
+                       " term ", second.hard_state.term, " commit ", second.hard_state.commit));
     }
   }
-  if (durable_before == nullptr)
-    return;
-  const store::Wal::LogIndex &durable = *durable_before;
-  const raft::HardState &hs = state.hard_state;
+  if (durable_before == nullptr) return;
+  const store::Wal::LogIndex& durable = *durable_before;
+  const raft::HardState& hs = state.hard_state;
   if (hs.term < durable.hard_state.term ||
-      (hs.term == durable.hard_state.term &&
-       durable.hard_state.vote != raft::kNoNode &&
+      (hs.term == durable.hard_state.term && durable.hard_state.vote != raft::kNoNode &&
        hs.vote != durable.hard_state.vote)) {
-    world_->Violation(absl::StrCat("n", node.id, " recovered term ", hs.term,
-                                   " vote ", hs.vote, " but had made term ",
-                                   durable.hard_state.term, " vote ",
+    world_->Violation(absl::StrCat("n", node.id, " recovered term ", hs.term, " vote ", hs.vote,
+                                   " but had made term ", durable.hard_state.term, " vote ",
                                    durable.hard_state.vote, " durable"));
   }
-  const raft::Index snapshot_index =
-      state.snapshot != nullptr ? state.snapshot->metadata.index : 0;
-  const raft::Index first =
-      state.entries.empty() ? snapshot_index + 1 : state.entries[0].index;
-  if (snapshot_index < durable.snapshot_index &&
-      first > durable.snapshot_index + 1) {
-    world_->Violation(absl::StrCat(
-        "n", node.id, " recovered a log starting after ", first - 1,
-        " but its durable snapshot marker was at ", durable.snapshot_index));
+  const raft::Index snapshot_index = state.snapshot != nullptr ? state.snapshot->metadata.index : 0;
+  const raft::Index first = state.entries.empty() ? snapshot_index + 1 : state.entries[0].index;
+  if (snapshot_index < durable.snapshot_index && first > durable.snapshot_index + 1) {
+    world_->Violation(absl::StrCat("n", node.id, " recovered a log starting after ", first - 1,
+                                   " but its durable snapshot marker was at ",
+                                   durable.snapshot_index));
   }
-  // Every durable entry is recovered (or covered by the recovered snapshot
-  // marker), unless records written after the durable point also reached the
-  // disk and replaced it: a new leader's entry of a higher term at its index or
-  // before, truncating the rest (Raft §5.3).
+  // Every durable entry is recovered (or covered by the recovered snapshot marker), unless
+  // records written after the durable point also reached the disk and replaced it: a new
+  // leader's entry of a higher term at its index or before, truncating the rest (Raft §5.3).
   for (raft::Index index = std::max(durable.snapshot_index, snapshot_index) + 1;
        index <= durable.LastIndex(); ++index) {
     const raft::Term want = *durable.TermOf(index);
     const bool present = index >= first && index - first < state.entries.size();
     const raft::Term found = present ? state.entries[index - first].term : 0;
-    if (found > want)
-      break; // replaced from here on by a later record
+    if (found > want) break;  // replaced from here on by a later record
     if (found < want) {
-      world_->Violation(absl::StrCat(
-          "n", node.id, " lost durable entry ", index, " (term ", want,
-          ") in its restart: the WAL recovered ",
-          present ? absl::StrCat("term ", found, " there") : "up to ",
-          present ? "" : absl::StrCat(first + state.entries.size() - 1)));
+      world_->Violation(
+          absl::StrCat("n", node.id, " lost durable entry ", index, " (term ", want,
+                       ") in its restart: the WAL recovered ",
+                       present ? absl::StrCat("term ", found, " there") : "up to ",
+                       present ? "" : absl::StrCat(first + state.entries.size() - 1)));
       break;
     }
   }
-  // What was recovered is what was written: an entry agrees with the one
-  // applied cluster-wide at its index and term (Log Matching), byte for byte.
-  for (const raft::Entry &entry : state.entries) {
+  // What was recovered is what was written: an entry agrees with the one applied cluster-wide
+  // at its index and term (Log Matching), byte for byte.
+  for (const raft::Entry& entry : state.entries) {
     auto it = applied_entries_.find(entry.index);
-    if (it == applied_entries_.end() || it->second.first != entry.term)
-      continue;
-    if (it->second.second !=
-        Digest(entry.data.view(), entry.term * 31 + entry.index)) {
-      world_->Violation(absl::StrCat(
-          "n", node.id, " recovered entry ", entry.index, " (term ", entry.term,
-          ") with bytes that differ from what was applied"));
+    if (it == applied_entries_.end() || it->second.first != entry.term) continue;
+    if (it->second.second != Digest(entry.data.view(), entry.term * 31 + entry.index)) {
+      world_->Violation(absl::StrCat("n", node.id, " recovered entry ", entry.index, " (term ",
+                                     entry.term, ") with bytes that differ from what was applied"));
       break;
     }
   }
 }
 
-const raft::ConfState *RaftCheckers::OnStep(NodeState &node,
-                                            const server::Server &server) {
+const raft::ConfState* RaftCheckers::OnStep(NodeState& node, const server::Server& server) {
   const raft::HardState hs = server.hard_state();
   const raft::Index last_index = server.last_index();
   const bool leader = server.is_leader();
-  const raft::HardState &prev = node.last_hard_state;
+  const raft::HardState& prev = node.last_hard_state;
   // Per-step invariants, in the spirit of LogCabin's: checked on every event.
   if (hs.term < prev.term) {
-    world_->Violation(absl::StrCat("n", node.id, " term decreased ", prev.term,
-                                   " -> ", hs.term));
+    world_->Violation(absl::StrCat("n", node.id, " term decreased ", prev.term, " -> ", hs.term));
   }
   if (hs.commit < prev.commit) {
-    world_->Violation(absl::StrCat("n", node.id, " commit decreased ",
-                                   prev.commit, " -> ", hs.commit));
+    world_->Violation(
+        absl::StrCat("n", node.id, " commit decreased ", prev.commit, " -> ", hs.commit));
   }
   if (hs.commit > last_index) {
-    world_->Violation(absl::StrCat("n", node.id, " commit ", hs.commit,
-                                   " beyond last index ", last_index));
+    world_->Violation(
+        absl::StrCat("n", node.id, " commit ", hs.commit, " beyond last index ", last_index));
   }
-  // The configuration is copied only when it changed: copying it on every event
-  // cost 6% of a run.
+  // The configuration is copied only when it changed: copying it on every event cost 6% of a run.
   std::optional<raft::ConfState> changed_conf;
-  if (!server.RaftConfStateIs(node.conf_state))
-    changed_conf = server.RaftConfState();
-  const raft::ConfState &conf_state =
-      changed_conf.has_value() ? *changed_conf : node.conf_state;
+  if (!server.RaftConfStateIs(node.conf_state)) changed_conf = server.RaftConfState();
+  const raft::ConfState& conf_state = changed_conf.has_value() ? *changed_conf : node.conf_state;
   if (leader && node.led_term == hs.term && hs.commit > prev.commit) {
-    // Raft §5.4.2: a leader commits by counting replicas only entries of its
-    // own term, so every advance of its commit index lands on an entry of its
-    // term (Figure 8).
+    // Raft §5.4.2: a leader commits by counting replicas only entries of its own term, so every
+    // advance of its commit index lands on an entry of its term (Figure 8).
     const std::optional<raft::Term> term = server.LogTerm(hs.commit);
     if (term.has_value() && *term != hs.term) {
       world_->Violation(absl::StrCat("n", node.id, " leader of term ", hs.term,
-                                     " advanced commit to ", hs.commit,
-                                     ", an entry of term ", *term));
+                                     " advanced commit to ", hs.commit, ", an entry of term ",
+                                     *term));
     }
     CheckCommitDurable(node, conf_state, hs.commit, hs.term);
   }
   node.led_term = leader ? hs.term : 0;
-  // The core follows etcd-io/raft: a configuration takes effect when its conf
-  // change entry is applied (or a snapshot installed), never at proposal or
-  // append. (Raft thesis §4.1 uses it from append instead, which is safe only
-  // with a rollback when the entry is truncated.)
-  const raft::ConfState *changed = nullptr;
+  // The core follows etcd-io/raft: a configuration takes effect when its conf change entry is
+  // applied (or a snapshot installed), never at proposal or append. (Raft thesis §4.1 uses it
+  // from append instead, which is safe only with a rollback when the entry is truncated.)
+  const raft::ConfState* changed = nullptr;
   if (changed_conf.has_value()) {
     const bool was_joint = !node.conf_state.voters_outgoing.empty();
     const bool joint = !changed_conf->voters_outgoing.empty();
-    if (joint && !was_joint)
-      ++joint_entered_;
-    if (was_joint && !joint)
-      ++joint_left_;
+    if (joint && !was_joint) ++joint_entered_;
+    if (was_joint && !joint) ++joint_left_;
+    if (rules_ != nullptr) rules_->OnConfChanged(node.id, node.conf_state, *changed_conf);
     if (!node.conf_may_change) {
-      world_->Violation(
-          absl::StrCat("n", node.id, " changed its configuration from ",
-                       raft::DescribeConfState(node.conf_state), " to ",
-                       raft::DescribeConfState(*changed_conf),
-                       " without applying a conf change or a snapshot"));
+      world_->Violation(absl::StrCat("n", node.id, " changed its configuration from ",
+                                     raft::DescribeConfState(node.conf_state), " to ",
+                                     raft::DescribeConfState(*changed_conf),
+                                     " without applying a conf change or a snapshot"));
     }
     node.conf_state = std::move(*changed_conf);
     changed = &node.conf_state;
   }
   node.conf_may_change = false;
   if (leader && hs.vote != node.id) {
-    world_->Violation(absl::StrCat("n", node.id, " leads term ", hs.term,
-                                   " without voting for itself"));
+    world_->Violation(
+        absl::StrCat("n", node.id, " leads term ", hs.term, " without voting for itself"));
   }
   if (hs.vote != raft::kNoNode) {
     if (node.vote_term == hs.term && node.vote_in_term != hs.vote) {
-      world_->Violation(absl::StrCat("n", node.id, " voted twice in term ",
-                                     hs.term, ": n", node.vote_in_term,
-                                     " and n", hs.vote));
+      world_->Violation(absl::StrCat("n", node.id, " voted twice in term ", hs.term, ": n",
+                                     node.vote_in_term, " and n", hs.vote));
     }
     node.vote_term = hs.term;
     node.vote_in_term = hs.vote;
-    if (!node.first_vote.has_value())
-      node.first_vote = std::make_pair(hs.term, hs.vote);
+    if (!node.first_vote.has_value()) node.first_vote = std::make_pair(hs.term, hs.vote);
   }
   node.last_hard_state = hs;
   return changed;
 }
 
-void RaftCheckers::CheckCommitDurable(const NodeState &leader,
-                                      const raft::ConfState &conf,
+void RaftCheckers::CheckCommitDurable(const NodeState& leader, const raft::ConfState& conf,
                                       raft::Index commit, raft::Term term) {
-  // Raft §5.3/§5.4: an entry is committed once it is stored on a majority of
-  // the voters (of both halves of a joint configuration); "stored" means
-  // durable, or a crash could lose it. Checked against the simulated disks,
-  // which is what survives a crash.
+  // Raft §5.3/§5.4: an entry is committed once it is stored on a majority of the voters (of
+  // both halves of a joint configuration); "stored" means durable, or a crash could lose it.
+  // Checked against the simulated disks, which is what survives a crash.
   auto durably_holds = [&](raft::NodeId id) {
-    const store::Wal::LogIndex *log = world_->DurableLog(id);
-    if (log == nullptr)
-      return false; // a member that never started
-    if (log->snapshot_index >= commit)
-      return true;
+    const store::Wal::LogIndex* log = world_->DurableLog(id);
+    if (log == nullptr) return false;  // a member that never started
+    if (log->snapshot_index >= commit) return true;
     return log->TermOf(commit) == term;
   };
   std::string holders;
-  auto majority_holds = [&](const std::vector<raft::NodeId> &voters) {
+  auto majority_holds = [&](const std::vector<raft::NodeId>& voters) {
     size_t holding = 0;
     for (raft::NodeId id : voters) {
       const bool holds = durably_holds(id);
       holding += holds ? 1 : 0;
-      if (holds)
-        absl::StrAppend(&holders, holders.empty() ? "" : ",", id);
+      if (holds) absl::StrAppend(&holders, holders.empty() ? "" : ",", id);
     }
     return voters.empty() || holding > voters.size() / 2;
   };
-  // The commit was decided under the configuration of the last check
-  // (leader.conf_state): a conf change entry it committed may have been applied
-  // since, in the same Ready (`conf`).
-  auto quorum_holds = [&](const raft::ConfState &conf) {
+  // The commit was decided under the configuration of the last check (leader.conf_state): a
+  // conf change entry it committed may have been applied since, in the same Ready (`conf`).
+  auto quorum_holds = [&](const raft::ConfState& conf) {
     holders.clear();
     const bool incoming = majority_holds(conf.voters);
     return majority_holds(conf.voters_outgoing) && incoming;
   };
   if (!quorum_holds(leader.conf_state) && !quorum_holds(conf)) {
-    world_->Violation(absl::StrCat(
-        "n", leader.id, " leader of term ", term, " committed index ", commit,
-        " which no majority of ", raft::DescribeConfState(leader.conf_state),
-        " holds durably ", "(held by: ", holders.empty() ? "none" : holders,
-        ")"));
+    world_->Violation(absl::StrCat("n", leader.id, " leader of term ", term, " committed index ",
+                                   commit, " which no majority of ",
+                                   raft::DescribeConfState(leader.conf_state), " holds durably ",
+                                   "(held by: ", holders.empty() ? "none" : holders, ")"));
   }
 }
 
-void RaftCheckers::CheckLeaderCompleteness(const NodeState &node,
-                                           const server::Server &server) {
-  // Raft §5.4 (Leader Completeness): a new leader's log holds every entry that
-  // any node has applied, except what it compacted into its snapshot.
-  if (applied_entries_.empty())
-    return;
+void RaftCheckers::CheckLeaderCompleteness(const NodeState& node, const server::Server& server) {
+  // Raft §5.4 (Leader Completeness): a new leader's log holds every entry that any node has
+  // applied, except what it compacted into its snapshot.
+  if (applied_entries_.empty()) return;
   const raft::Index highest = applied_entries_.rbegin()->first;
   if (server.last_index() < highest) {
-    world_->Violation(absl::StrCat("n", node.id, " leads term ",
-                                   server.hard_state().term,
-                                   " with last index ", server.last_index(),
-                                   " but index ", highest, " was applied"));
+    world_->Violation(absl::StrCat("n", node.id, " leads term ", server.hard_state().term,
+                                   " with last index ", server.last_index(), " but index ", highest,
+                                   " was applied"));
     return;
   }
   const raft::Index first = server.RaftStatus().first_index;
-  for (auto it = applied_entries_.lower_bound(first);
-       it != applied_entries_.end(); ++it) {
+  for (auto it = applied_entries_.lower_bound(first); it != applied_entries_.end(); ++it) {
     const std::optional<raft::Term> term = server.LogTerm(it->first);
     if (term.has_value() && *term != it->second.first) {
-      world_->Violation(absl::StrCat(
-          "n", node.id, " leads term ", server.hard_state().term,
-          " holding term ", *term, " at index ", it->first,
-          " where an entry of term ", it->second.first, " was applied"));
+      world_->Violation(absl::StrCat("n", node.id, " leads term ", server.hard_state().term,
+                                     " holding term ", *term, " at index ", it->first,
+                                     " where an entry of term ", it->second.first, " was applied"));
       return;
     }
   }
 }
 
-} // namespace kvstore::sim
+// --------------------------------------------------------------------------------------------
+// The server's rules
+
+void ServerRuleCheckers::OnPromoteSubmitted(raft::NodeId node, server::RequestId request,
+                                            raft::NodeId learner, raft::Index leader_match) {
+  ++counts_.promotions_submitted;
+  promotions_[{node, request}] = {learner, leader_match};
+}
+
+void ServerRuleCheckers::OnAnswer(raft::NodeId node, const server::Response& response) {
+  if (promotions_.empty() || response.status.ok()) return;
+  // A refused promotion applies nothing. (A TIMEOUT may still apply: it stays.)
+  if (CodeOf(response.status) == ErrorCode::kTimeout) return;
+  promotions_.erase({node, response.request_id});
+}
+
+void ServerRuleCheckers::OnConfChanged(raft::NodeId node, const raft::ConfState& before,
+                                       const raft::ConfState& after) {
+  ++counts_.configurations_judged;
+  const size_t learners = after.learners.size() + after.learners_next.size();
+  if (learners > limits_.max_learners) {
+    world_->Violation(absl::StrCat("n", node, " applied a configuration with ", learners,
+                                   " learners, beyond the limit of ", limits_.max_learners, ": ",
+                                   raft::DescribeConfState(after)));
+  }
+  if (learners == limits_.max_learners) ++counts_.configurations_at_learner_limit;
+  for (raft::NodeId learner : before.learners) {
+    if (std::find(after.voters.begin(), after.voters.end(), learner) == after.voters.end()) {
+      continue;
+    }
+    // A promotion applies on `node`. Any of the promote requests leaders took for this learner
+    // may be the one applied: the rule must hold for the least demanding of them.
+    std::optional<raft::Index> leader_match;
+    for (const auto& [request, promotion] : promotions_) {
+      if (promotion.first != learner) continue;
+      if (!leader_match.has_value() || promotion.second < *leader_match) {
+        leader_match = promotion.second;
+      }
+    }
+    if (!leader_match.has_value()) {
+      ++counts_.promotions_unjudged;
+      continue;
+    }
+    ++counts_.promotions_judged;
+    const store::Wal::LogIndex* log = world_->DurableLog(learner);
+    const raft::Index durable = log == nullptr ? 0 : log->LastIndex();
+    if (static_cast<double>(durable) <
+        static_cast<double>(*leader_match) * server::kLearnerReadyRatio) {
+      world_->Violation(absl::StrCat("n", node, " applied the promotion of learner n", learner,
+                                     " whose durable log ends at ", durable, ", below ",
+                                     server::kLearnerReadyRatio * 100, "% of the ", *leader_match,
+                                     " entries the leader held when it took the promote request"));
+    }
+  }
+}
+
+void ServerRuleCheckers::OnFirstApply(const raft::Entry& entry) {
+  if (entry.type != raft::EntryType::kNormal || entry.data.empty()) return;
+  ++counts_.entries_judged;
+  if (entry.data.size() > limits_.max_request_bytes) {
+    world_->Violation(absl::StrCat("index ", entry.index, " applied a request of ",
+                                   entry.data.size(), " bytes, beyond the limit of ",
+                                   limits_.max_request_bytes, " bytes"));
+    return;
+  }
+  // Each compare or operation takes at least two bytes (a tag and a length): an entry smaller
+  // than that for max_txn_ops + 1 of them cannot break the ops limit, and is not parsed.
+  if (entry.data.size() < 2 * (limits_.max_txn_ops + 1)) return;
+  server::pb::InternalRequest internal;
+  if (!internal.ParseFromArray(entry.data.data(), static_cast<int>(entry.data.size())) ||
+      !internal.has_txn()) {
+    return;
+  }
+  ++counts_.txns_judged;
+  CheckTxn(entry.index, internal.txn(), 0);
+}
+
+void ServerRuleCheckers::CheckTxn(raft::Index index, const server::pb::TxnRequest& txn, int depth) {
+  const size_t limit = limits_.max_txn_ops;
+  if (static_cast<size_t>(txn.compare_size()) > limit ||
+      static_cast<size_t>(txn.success_size()) > limit ||
+      static_cast<size_t>(txn.failure_size()) > limit) {
+    world_->Violation(
+        absl::StrCat("index ", index, " applied a txn", depth > 0 ? " nesting one" : "", " of ",
+                     txn.compare_size(), " compares, ", txn.success_size(), " success and ",
+                     txn.failure_size(), " failure operations; the limit is ", limit, " each"));
+    return;
+  }
+  for (const auto* branch : {&txn.success(), &txn.failure()}) {
+    for (const server::pb::RequestOp& op : *branch) {
+      if (op.has_txn()) CheckTxn(index, op.txn(), depth + 1);
+    }
+  }
+}
+
+}  // namespace kvstore::sim

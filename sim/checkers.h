@@ -1,20 +1,18 @@
 #ifndef KVSTORE_SIM_CHECKERS_H_
 #define KVSTORE_SIM_CHECKERS_H_
 
-// The simulator's standing checkers, apart from the driver that carries out
-// what members do (LogCabin keeps its invariants in one file too). A checker
-// observes; it never acts on the world: the driver (sim/simulation.cc) calls
-// its hooks at the moments named below, and the checker reads what it needs
-// through CheckedWorld and the read-only views the hooks pass. So a different
-// driver (the member library of a real node, a test feeding events by hand) can
-// drive the same checkers.
+// The simulator's standing checkers, apart from the driver that carries out what members do
+// (LogCabin keeps its invariants in one file too). A checker observes; it never acts on the
+// world: the driver (sim/simulation.cc) calls its hooks at the moments named below, and the
+// checker reads what it needs through CheckedWorld and the read-only views the hooks pass. So a
+// different driver (the member library of a real node, a test feeding events by hand) can drive
+// the same checkers.
 //
 // Hooks, in the order the driver calls them for a member:
-//   OnStart      a member process started (a new incarnation), its state
-//   recovered OnRecovered  what its WAL recovered, before the server core
-//   starts from it OnReady      the member is about to carry out a Ready
-//   (persist, send, apply) OnStep       after every call into a member (tick,
-//   delivery, fsync, request, drain)
+//   OnStart      a member process started (a new incarnation), its state recovered
+//   OnRecovered  what its WAL recovered, before the server core starts from it
+//   OnReady      the member is about to carry out a Ready (persist, send, apply)
+//   OnStep       after every call into a member (tick, delivery, fsync, request, drain)
 
 #include <cstdint>
 #include <cstring>
@@ -27,6 +25,7 @@
 #include "absl/strings/string_view.h"
 #include "core/raft/rand.h"
 #include "core/raft/types.h"
+#include "core/server/requests.pb.h"
 #include "core/server/server.h"
 #include "sim/reference_model.h"
 #include "store/file_system.h"
@@ -34,9 +33,8 @@
 
 namespace kvstore::sim {
 
-// A digest of bytes for equality checks within a run (never printed or hashed
-// into the trace): eight bytes per mix, where byte-wise FNV-1a cost 2% of a
-// fuzz run.
+// A digest of bytes for equality checks within a run (never printed or hashed into the trace):
+// eight bytes per mix, where byte-wise FNV-1a cost 2% of a fuzz run.
 inline uint64_t Digest(absl::string_view bytes, uint64_t seed) {
   uint64_t h = raft::SplitMix64::Mix(seed ^ bytes.size());
   size_t i = 0;
@@ -46,108 +44,155 @@ inline uint64_t Digest(absl::string_view bytes, uint64_t seed) {
     h = raft::SplitMix64::Mix(h ^ word);
   }
   uint64_t tail = 0;
-  if (i < bytes.size())
-    std::memcpy(&tail, bytes.data() + i, bytes.size() - i);
+  if (i < bytes.size()) std::memcpy(&tail, bytes.data() + i, bytes.size() - i);
   return raft::SplitMix64::Mix(h ^ tail ^ 0xFF);
 }
 
-// What a checker may ask of the world it observes. The simulation implements
-// it; a unit test implements it with a few maps.
+// What a checker may ask of the world it observes. The simulation implements it; a unit test
+// implements it with a few maps.
 class CheckedWorld {
-public:
+ public:
   virtual ~CheckedWorld() = default;
   // Records a violation (it fails the run).
   virtual void Violation(std::string what) = 0;
   // Adds a line to the run's trace (and its hash).
-  virtual void Trace(const std::string &line) = 0;
-  // The log member `id` has made durable on its disk: the WAL's while it runs,
-  // as of its last crash while it is down; nullptr for a member that never
-  // started.
-  virtual const store::Wal::LogIndex *DurableLog(raft::NodeId id) const = 0;
+  virtual void Trace(const std::string& line) = 0;
+  // The log member `id` has made durable on its disk: the WAL's while it runs, as of its last
+  // crash while it is down; nullptr for a member that never started.
+  virtual const store::Wal::LogIndex* DurableLog(raft::NodeId id) const = 0;
 };
 
-// The Raft and storage checkers: election safety, per-node invariants (term and
-// commit never decrease within an incarnation, commit <= last index, a leader
-// voted for itself, one vote per term), the commit rule (§5.4.2) and commit
-// quorum on the disks, configuration changes only on apply, leader
-// completeness, state machine safety, exactly-once apply, durable before reply,
-// and recovery of everything a WAL made durable. It feeds the reference model
-// the committed log (each index at its first apply).
+// The Raft and storage checkers: election safety, per-node invariants (term and commit never
+// decrease within an incarnation, commit <= last index, a leader voted for itself, one vote per
+// term), the commit rule (§5.4.2) and commit quorum on the disks, configuration changes only on
+// apply, leader completeness, state machine safety, exactly-once apply, durable before reply,
+// and recovery of everything a WAL made durable. It feeds the reference model the committed log
+// (each index at its first apply).
+class ServerRuleCheckers;
+
 class RaftCheckers {
-public:
-  // The per-incarnation state of one member (the driver keeps the handle Track
-  // gives).
+ public:
+  // The per-incarnation state of one member (the driver keeps the handle Track gives).
   struct NodeState {
     raft::NodeId id = raft::kNoNode;
     raft::HardState last_hard_state;
     raft::Term vote_term = 0;
     raft::NodeId vote_in_term = raft::kNoNode;
-    // The first vote of any incarnation (a learner never votes: scenario
-    // expectations ask).
+    // The first vote of any incarnation (a learner never votes: scenario expectations ask).
     std::optional<std::pair<raft::Term, raft::NodeId>> first_vote;
-    raft::Term led_term =
-        0; // the term it led at the last check; 0 when it did not lead
-    // The Raft configuration at the last check, and whether a Ready since then
-    // applied a conf change entry or installed a snapshot (the only ways it may
-    // change).
+    raft::Term led_term = 0;  // the term it led at the last check; 0 when it did not lead
+    // The Raft configuration at the last check, and whether a Ready since then applied a conf
+    // change entry or installed a snapshot (the only ways it may change).
     raft::ConfState conf_state;
     bool conf_may_change = false;
-    // The highest log index handed to this node's state machine; starts at what
-    // its durable backend had applied (its consistent index) when the node
-    // started.
+    // The highest log index handed to this node's state machine; starts at what its durable
+    // backend had applied (its consistent index) when the node started.
     raft::Index applied_high = 0;
   };
 
-  // `model` (not owned) is fed each committed index at its first apply.
-  // Recovery is checked by opening the WAL again, read-only, in `wal_dir` with
-  // `wal_segment_bytes`.
-  RaftCheckers(CheckedWorld *world, ReferenceModel *model, std::string wal_dir,
+  // `model` (not owned) is fed each committed index at its first apply. Recovery is checked by
+  // opening the WAL again, read-only, in `wal_dir` with `wal_segment_bytes`.
+  RaftCheckers(CheckedWorld* world, ReferenceModel* model, std::string wal_dir,
                uint64_t wal_segment_bytes);
+  // Also feeds `rules` (not owned) what it observes: configuration changes and first applies.
+  void set_rules(ServerRuleCheckers* rules) { rules_ = rules; }
 
-  // The checker state of member `id`, created on first use; the reference stays
-  // valid.
-  NodeState &Track(raft::NodeId id);
-  const NodeState *Find(raft::NodeId id) const;
+  // The checker state of member `id`, created on first use; the reference stays valid.
+  NodeState& Track(raft::NodeId id);
+  const NodeState* Find(raft::NodeId id) const;
 
   // A new incarnation of the member started from its disk.
-  void OnStart(NodeState &node, const server::Server &server);
-  // What its WAL recovered (`fs`: its disk). `durable_before`: the log it had
-  // made durable as of its last crash, nullptr if it never crashed.
-  void OnRecovered(NodeState &node, const raft::RestartState &state,
-                   store::FileSystem *fs,
-                   const store::Wal::LogIndex *durable_before);
-  // The member is about to carry out `ready`; `wal` is its log (what is durable
-  // so far).
-  void OnReady(NodeState &node, const server::Server &server,
-               const server::Ready &ready, const store::Wal &wal);
-  // After every call into a running member. Returns the member's configuration
-  // when it changed since the last step (the driver starts the processes of
-  // members it names), else nullptr.
-  const raft::ConfState *OnStep(NodeState &node, const server::Server &server);
+  void OnStart(NodeState& node, const server::Server& server);
+  // What its WAL recovered (`fs`: its disk). `durable_before`: the log it had made durable as of
+  // its last crash, nullptr if it never crashed.
+  void OnRecovered(NodeState& node, const raft::RestartState& state, store::FileSystem* fs,
+                   const store::Wal::LogIndex* durable_before);
+  // The member is about to carry out `ready`; `wal` is its log (what is durable so far).
+  void OnReady(NodeState& node, const server::Server& server, const server::Ready& ready,
+               const store::Wal& wal);
+  // After every call into a running member. Returns the member's configuration when it changed
+  // since the last step (the driver starts the processes of members it names), else nullptr.
+  const raft::ConfState* OnStep(NodeState& node, const server::Server& server);
 
-  // Joint configurations (Raft thesis §4.3) entered and left, counted per node
-  // that applies them.
+  // Joint configurations (Raft thesis §4.3) entered and left, counted per node that applies them.
   uint64_t joint_entered() const { return joint_entered_; }
   uint64_t joint_left() const { return joint_left_; }
 
-private:
-  void CheckLeaderCompleteness(const NodeState &node,
-                               const server::Server &server);
-  void CheckCommitDurable(const NodeState &leader, const raft::ConfState &conf,
-                          raft::Index commit, raft::Term term);
+ private:
+  void CheckLeaderCompleteness(const NodeState& node, const server::Server& server);
+  void CheckCommitDurable(const NodeState& leader, const raft::ConfState& conf, raft::Index commit,
+                          raft::Term term);
 
-  CheckedWorld *world_;
-  ReferenceModel *model_;
+  CheckedWorld* world_;
+  ReferenceModel* model_;
+  ServerRuleCheckers* rules_ = nullptr;
   std::string wal_dir_;
   uint64_t wal_segment_bytes_;
   std::map<raft::NodeId, std::unique_ptr<NodeState>> nodes_;
   std::map<raft::Term, raft::NodeId> leaders_by_term_;
-  std::map<raft::Index, std::pair<raft::Term, uint64_t>>
-      applied_entries_; // index -> term, hash
+  std::map<raft::Index, std::pair<raft::Term, uint64_t>> applied_entries_;  // index -> term, hash
   uint64_t joint_entered_ = 0;
   uint64_t joint_left_ = 0;
 };
 
-} // namespace kvstore::sim
+// The server's own rules (core/server/server.h), each verified from outside at the moment it
+// applies, as the commit-rule checker verifies Raft's:
+//   - promotion: when a node applies a configuration that makes a learner a voter, the
+//     learner's durable log (on its simulated disk) holds at least kLearnerReadyRatio of the
+//     entries the leader held when it accepted the promote request (the server's readiness
+//     rule judges the learner's acknowledged match index, which is never beyond its durable log;
+//     the leader's own match index is read when the request is submitted);
+//   - max learners: no configuration any node applies has more than max_learners learners;
+//   - request limits: no entry applied holds more than max_request_bytes, nor a txn (nested ones
+//     included) of more than max_txn_ops compares or operations per branch.
+// The NOSPACE alarm's refusals at apply are judged by the reference model (reference_model.h),
+// which replays the alarms of the log.
+class ServerRuleCheckers {
+ public:
+  struct Limits {
+    size_t max_learners = server::kDefaultMaxLearners;
+    uint64_t max_request_bytes = server::kDefaultMaxRequestBytes;
+    size_t max_txn_ops = server::kDefaultMaxTxnOps;
+  };
+  // How often each rule was judged (a rule never judged in a campaign is not tested by it).
+  struct Counts {
+    uint64_t promotions_submitted = 0;  // promote requests a leader took
+    uint64_t promotions_judged = 0;     // promotions applied, judged against the learner's disk
+    uint64_t promotions_unjudged = 0;   // applied with no promote request seen (none refused)
+    uint64_t configurations_judged = 0;
+    uint64_t configurations_at_learner_limit = 0;
+    uint64_t entries_judged = 0;
+    uint64_t txns_judged = 0;  // entries large enough to hold a txn over the ops limit, parsed
+  };
 
-#endif // KVSTORE_SIM_CHECKERS_H_
+  ServerRuleCheckers(CheckedWorld* world, Limits limits) : world_(world), limits_(limits) {}
+
+  // Leader `node` took a promote request (`request`) for `learner` while its own match index
+  // was `leader_match`.
+  void OnPromoteSubmitted(raft::NodeId node, server::RequestId request, raft::NodeId learner,
+                          raft::Index leader_match);
+  // `node` answered its request `response.request_id`.
+  void OnAnswer(raft::NodeId node, const server::Response& response);
+  // `node`'s configuration changed from `before` to `after` (a conf change entry or a snapshot
+  // applied).
+  void OnConfChanged(raft::NodeId node, const raft::ConfState& before,
+                     const raft::ConfState& after);
+  // An entry applied for the first time anywhere.
+  void OnFirstApply(const raft::Entry& entry);
+
+  const Counts& counts() const { return counts_; }
+
+ private:
+  void CheckTxn(raft::Index index, const server::pb::TxnRequest& txn, int depth);
+
+  CheckedWorld* world_;
+  Limits limits_;
+  Counts counts_;
+  // Promote requests not refused (yet): (leader, request id) -> (learner, leader's match).
+  std::map<std::pair<raft::NodeId, server::RequestId>, std::pair<raft::NodeId, raft::Index>>
+      promotions_;
+};
+
+}  // namespace kvstore::sim
+
+#endif  // KVSTORE_SIM_CHECKERS_H_

@@ -219,6 +219,7 @@ Simulation::Simulation(const SimOptions& options)
           // A transfer's deadline allows for its round trips (catch-up append,
           // TimeoutNow, votes with their fsyncs) on top of the election timeout.
           4 * options.network.max_delay_ms + 2 * options.fsync_max_ms + 2 * options.tick_ms) {
+  raft_checkers_.set_rules(&server_rules_);
   std::vector<NodeId> voters;
   std::vector<server::Member> founding;
   for (int i = 1; i <= options.voters; ++i) {
@@ -534,7 +535,22 @@ void Simulation::OnReady(Node& node, const server::Ready& ready) {
   raft_checkers_.OnReady(*node.checks, *node.server(), ready, node.member->wal());
 }
 
+server::RequestId Simulation::SubmitObserved(Node& node, server::Request request) {
+  if (request.type != server::RequestType::kMemberPromote || !node.server()->is_leader()) {
+    return node.server()->Submit(std::move(request));
+  }
+  // The promotion's readiness rule compares the learner with the leader's own match index now.
+  const raft::Status status = node.server()->RaftStatus();
+  auto self = status.progress.find(node.id);
+  const raft::Index leader_match = self == status.progress.end() ? 0 : self->second.match;
+  const NodeId learner = request.member.id;
+  const server::RequestId request_id = node.server()->Submit(std::move(request));
+  server_rules_.OnPromoteSubmitted(node.id, request_id, learner, leader_match);
+  return request_id;
+}
+
 void Simulation::OnResponse(Node& node, const server::Response& response) {
+  server_rules_.OnAnswer(node.id, response);
   if (!proposals_in_transfer_.empty() &&
       proposals_in_transfer_.erase({node.id, response.request_id}) > 0) {
     availability_.ProposalAnsweredInTransfer(node.id,
@@ -1553,7 +1569,7 @@ std::optional<server::Response> Simulation::Call(NodeId id, server::Request requ
       request.type == server::RequestType::kRange || request.type == server::RequestType::kTxn;
   std::optional<server::Request> sent;
   if (read) sent = request;
-  const server::RequestId request_id = node.server()->Submit(std::move(request));
+  const server::RequestId request_id = SubmitObserved(node, std::move(request));
   if (sent.has_value()) call_requests_[{id, request_id}] = std::move(*sent);
   node.waiting[request_id] = kCallSlot;
   Drain(node);
@@ -1574,7 +1590,7 @@ server::RequestId Simulation::Submit(NodeId id, server::Request request) {
   if (request.type == server::RequestType::kRange || request.type == server::RequestType::kTxn) {
     sent = request;
   }
-  const server::RequestId request_id = node.server()->Submit(std::move(request));
+  const server::RequestId request_id = SubmitObserved(node, std::move(request));
   if (sent.has_value()) call_requests_[{id, request_id}] = std::move(*sent);
   node.waiting[request_id] = kCallSlot;
   Drain(node);

@@ -241,6 +241,8 @@ class Simulation {
   // The reference model of etcd's KV semantics: it replays the committed log and judges every
   // KV answer and watch event (its counts say what it judged and what it could not).
   const ReferenceModel& reference_model() const { return model_; }
+  // The server-rule checkers' counts: how often each rule was judged.
+  const ServerRuleCheckers::Counts& server_rule_counts() const { return server_rules_.counts(); }
 
  private:
   struct Node;
@@ -327,6 +329,8 @@ class Simulation {
   void OnReady(Node& node, const server::Ready& ready);
   void OnRecovered(Node& node, const raft::RestartState& state);
   void OnResponse(Node& node, const server::Response& response);
+  // Submits `request` on the running `node`, telling the checkers what they observe of it.
+  server::RequestId SubmitObserved(Node& node, server::Request request);
   void StartSync(Node& node, store::Wal::SyncBatch* batch);
   void OnMemberStop(Node& node, const absl::Status& why);
   void SendMessage(const raft::Message& message);
@@ -394,6 +398,7 @@ class Simulation {
   ReferenceModel model_;  // before raft_checkers_, which feeds it
   CheckerView checker_view_{this};
   RaftCheckers raft_checkers_;
+  ServerRuleCheckers server_rules_{&checker_view_, ServerRuleCheckers::Limits{}};
   // Revision -> digest of its watch events, and the node whose store confirmed them.
   std::map<mvcc::Revision, std::pair<uint64_t, NodeId>> watch_digests_;
   std::vector<std::string> violations_;
