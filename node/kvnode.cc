@@ -39,6 +39,7 @@
 #include "net/client_service.h"
 #include "net/convert.h"
 #include "net/etcd/gateway.h"
+#include "net/etcd/http_guard.h"
 #include "net/etcd/service.h"
 #include "net/jwt.h"
 #include "net/peer_service.h"
@@ -575,8 +576,11 @@ int Run(int argc, char** argv) {
     cert_users.Set(fd, config->client_tls.client_cert_auth ? common_name : "");
     grpc::AddInsecureChannelFromFd(grpc_server.get(), fd);
   };
+  // Each request head is checked as etcd's Go net/http checks it before kj-http reads it
+  // (net/etcd/http_guard.h).
   client_handlers.http = [&](kj::Own<kj::AsyncIoStream> stream) {
-    http_connections.add(http_server.listenHttp(kj::mv(stream)));
+    http_connections.add(
+        net::etcd::ServeCheckedHttp(http_server, io.provider->getTimer(), kj::mv(stream)));
   };
   // With --client-cert-auth, Cap'n Proto and JSON gateway calls without a token run as the
   // certificate's CN too (a connection of its own bootstrap, an HTTP server of its own).
@@ -588,12 +592,13 @@ int Run(int argc, char** argv) {
   client_handlers.http_tls = [&](kj::Own<kj::AsyncIoStream> stream,
                                  const std::string& common_name) {
     if (!config->client_tls.client_cert_auth || common_name.empty()) {
-      http_connections.add(http_server.listenHttp(kj::mv(stream)));
+      http_connections.add(
+          net::etcd::ServeCheckedHttp(http_server, io.provider->getTimer(), kj::mv(stream)));
       return;
     }
     auto service = gateway.ForCertUser(common_name);
     auto server = kj::heap<kj::HttpServer>(io.provider->getTimer(), http_headers, *service);
-    auto served = server->listenHttp(kj::mv(stream));
+    auto served = net::etcd::ServeCheckedHttp(*server, io.provider->getTimer(), kj::mv(stream));
     http_connections.add(served.attach(kj::mv(server), kj::mv(service)));
   };
   std::vector<kj::Own<HttpListener>> metrics_listeners;

@@ -79,6 +79,70 @@ const char* StatusText(uint status) {
   }
 }
 
+// etcd's access controller (embed/serve.go) writes these on every answer of a client URL, as
+// --cors allows (its default "*": every origin).
+void AddCorsHeaders(kj::HttpHeaders& headers) {
+  headers.add("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE");
+  headers.add("Access-Control-Allow-Origin", "*");
+  headers.add("Access-Control-Allow-Headers", "accept, content-type, authorization");
+}
+
+// A response whose every answer carries the CORS headers.
+class CorsResponse final : public kj::HttpService::Response {
+ public:
+  explicit CorsResponse(kj::HttpService::Response& inner) : inner_(inner) {}
+
+  kj::Own<kj::AsyncOutputStream> send(uint status, kj::StringPtr status_text,
+                                      const kj::HttpHeaders& headers,
+                                      kj::Maybe<uint64_t> expected_body_size) override {
+    kj::HttpHeaders with_cors = headers.clone();
+    AddCorsHeaders(with_cors);
+    return inner_.send(status, status_text, with_cors, expected_body_size);
+  }
+  kj::Own<kj::WebSocket> acceptWebSocket(const kj::HttpHeaders& headers) override {
+    return inner_.acceptWebSocket(headers);
+  }
+
+ private:
+  kj::HttpService::Response& inner_;
+};
+
+// Go's net/http htmlEscape (used by http.Redirect).
+std::string HtmlEscape(absl::string_view text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+// Sends `body` with `headers` (which must outlive the promise).
+kj::Promise<void> SendBody(Response& response, uint status, kj::StringPtr status_text,
+                           const kj::HttpHeaders& headers, std::string body) {
+  auto owned = kj::heap<std::string>(std::move(body));
+  auto out = response.send(status, status_text, headers, owned->size());
+  auto written = out->write(owned->data(), owned->size());
+  return written.attach(kj::mv(owned), kj::mv(out));
+}
+
 // Every path Dispatch serves (after /v3 or /v3beta): a request for any other answers 404
 // whatever its method, one for these with a method but POST 405, as grpc-gateway's mux does.
 bool IsGatewayPath(absl::string_view api) {
@@ -141,6 +205,9 @@ class Gateway::Impl {
   kj::Promise<void> Send(Response& response, uint status, std::string body) {
     kj::HttpHeaders headers(g_.headers_);
     headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
+    // grpc-gateway passes the call's response metadata on; etcd's errors carry it as a trailer
+    // instead (Grpc-Trailer-Content-Type), which kj-http cannot send.
+    if (status == 200) headers.add("Grpc-Metadata-Content-Type", "application/grpc");
     auto owned = kj::heap<std::string>(std::move(body));
     auto out = response.send(status, StatusText(status), headers, owned->size());
     auto written = out->write(owned->data(), owned->size());
@@ -514,6 +581,7 @@ kj::Promise<void> Gateway::Impl::Watch(const std::string& body, Response& respon
   }
   kj::HttpHeaders headers(g_.headers_);
   headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
+  headers.add("Grpc-Metadata-Content-Type", "application/grpc");
   auto watch = kj::heap<HttpWatch>(g_.member_, response.send(200, "OK", headers));
   auto ran = watch->Run(converted, WatchCaller{token_, cert_user_});
   return ran.attach(kj::mv(watch));
@@ -583,8 +651,41 @@ kj::Own<kj::HttpService> Gateway::ForCertUser(std::string cert_user) {
 kj::Promise<void> Gateway::Serve(kj::HttpMethod method, kj::StringPtr url,
                                  const kj::HttpHeaders& headers, kj::AsyncInputStream& body,
                                  Response& response, const std::string& cert_user) {
+  // etcd's access controller first: the CORS headers on every answer, and OPTIONS (a CORS
+  // preflight, or anything else) answered 200 with no body, whatever the path.
+  auto cors = kj::heap<CorsResponse>(response);
+  if (method == kj::HttpMethod::OPTIONS) {
+    auto empty = kj::heap<kj::HttpHeaders>(headers_);
+    auto sent = SendBody(*cors, 200, "OK", *empty, "");
+    return sent.attach(kj::mv(empty), kj::mv(cors));
+  }
+  auto served = ServeApi(method, url, headers, body, *cors, cert_user);
+  return served.attach(kj::mv(cors));
+}
+
+kj::Promise<void> Gateway::ServeApi(kj::HttpMethod method, kj::StringPtr url,
+                                    const kj::HttpHeaders& headers, kj::AsyncInputStream& body,
+                                    Response& response, const std::string& cert_user) {
   std::string path(url.cStr());
-  if (size_t query = path.find('?'); query != std::string::npos) path.resize(query);
+  std::string query;
+  if (size_t at = path.find('?'); at != std::string::npos) {
+    query = path.substr(at);
+    path.resize(at);
+  }
+  if (path == "/v3") {
+    // Go's ServeMux sends a subtree's root without its slash to the root with it (etcd 3.4.23:
+    // 301 to /v3/, the query kept; a body for GET and HEAD only).
+    auto redirect = kj::heap<kj::HttpHeaders>(headers_);
+    const std::string location = absl::StrCat("/v3/", query);
+    redirect->add("Location", kj::heapString(location.data(), location.size()));
+    std::string text;
+    if (method == kj::HttpMethod::GET || method == kj::HttpMethod::HEAD) {
+      redirect->set(kj::HttpHeaderId::CONTENT_TYPE, "text/html; charset=utf-8");
+      text = absl::StrCat("<a href=\"", HtmlEscape(location), "\">Moved Permanently</a>.\n\n");
+    }
+    auto sent = SendBody(response, 301, "Moved Permanently", *redirect, std::move(text));
+    return sent.attach(kj::mv(redirect));
+  }
   std::string api;
   for (absl::string_view prefix : {"/v3beta", "/v3"}) {
     if (absl::StartsWith(path, absl::StrCat(prefix, "/"))) {

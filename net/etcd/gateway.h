@@ -12,6 +12,11 @@
 // member ends the watch; /v3/lease/keepalive answers one keep-alive the same way;
 // /v3/maintenance/snapshot streams the snapshot's chunks.
 //
+// In front of all of it, as etcd 3.4.23's access controller and mux: every answer carries
+// etcd's CORS headers (Access-Control-Allow-Origin "*", its methods and headers; --cors' default),
+// OPTIONS is answered 200 with no body on any path (a CORS preflight), and the bare /v3 is
+// redirected (301) to /v3/.
+//
 // Errors are etcd's (convert.h) with grpc-gateway's HTTP status and body:
 // {"error":"etcdserver: ...","code":<gRPC code>,"message":"etcdserver: ..."}. Anything not under
 // /v3 or /v3beta goes to `fallback` (/metrics, /health, the status page).
@@ -55,6 +60,10 @@ class Gateway final : public kj::HttpService {
 
  private:
   class Impl;
+  // Serve without the CORS wrapping.
+  kj::Promise<void> ServeApi(kj::HttpMethod method, kj::StringPtr url,
+                             const kj::HttpHeaders& headers, kj::AsyncInputStream& body,
+                             Response& response, const std::string& cert_user);
   MemberService& member_;
   const kj::HttpHeaderTable& headers_;
   kj::HttpService& fallback_;

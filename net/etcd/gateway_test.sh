@@ -122,6 +122,94 @@ for what in "404 kv/nothing Not Found" "405 kv/range Method Not Allowed"; do
     failures=$((failures + 1))
   fi
 done
+# etcd's access controller (etcd 3.4.23's answers, taken with these curl lines): CORS headers on
+# every answer, OPTIONS answered 200 with no body on any path, the bare /v3 redirected to /v3/.
+# headers_of CURL_ARGS...: the status line, the headers that matter and the body, sorted.
+headers_of() {
+  curl -s --max-time 5 -D - "$@" | tr -d '\r' |
+    grep -v -i -E '^(date|content-length|x-content-type-options):|^$' | normalise | sort
+}
+cors=$'Access-Control-Allow-Headers: accept, content-type, authorization\nAccess-Control-Allow-Methods: POST, GET, OPTIONS, PUT, DELETE\nAccess-Control-Allow-Origin: *'
+# expect_headers NAME WANT CURL_ARGS...
+expect_headers() {
+  local name=$1 want
+  want=$(printf '%s\n' "$2" | sort)
+  shift 2
+  local got
+  got=$(headers_of "$@")
+  if [ "$got" = "$want" ]; then
+    echo "ok   $name"
+  else
+    echo "FAIL $name"
+    diff <(echo "$want") <(echo "$got") || true
+    failures=$((failures + 1))
+  fi
+}
+expect_headers cors-preflight "HTTP/1.1 200 OK"$'\n'"$cors" -X OPTIONS -H 'Origin: http://x' \
+  -H 'Access-Control-Request-Method: POST' "$url/v3/kv/put"
+expect_headers cors-options-any-path "HTTP/1.1 200 OK"$'\n'"$cors" -X OPTIONS "$url/nothing"
+expect_headers cors-post "HTTP/1.1 200 OK"$'\n'"$cors"$'\nContent-Type: application/json\nGrpc-Metadata-Content-Type: application/grpc\n'"{$H,\"revision\":\"4\",\"raft_term\":\"2\"}}" \
+  -H 'Origin: http://x' "$url/v3/kv/range" -X POST -d '{"key": "Zm9v", "count_only": true}'
+expect_headers cors-404 "HTTP/1.1 404 Not Found"$'\n'"$cors"$'\nContent-Type: text/plain; charset=utf-8\nNot Found' \
+  "$url/v3/kv/nothing"
+expect_headers cors-health "HTTP/1.1 200 OK"$'\n'"$cors"$'\nContent-Type: text/plain; charset=utf-8\n{"health":"true"}' \
+  "$url/health"
+expect_headers v3-redirect-get "HTTP/1.1 301 Moved Permanently"$'\n'"$cors"$'\nContent-Type: text/html; charset=utf-8\nLocation: /v3/?a=b\n<a href="/v3/?a=b">Moved Permanently</a>.' \
+  "$url/v3?a=b"
+expect_headers v3-redirect-post "HTTP/1.1 301 Moved Permanently"$'\n'"$cors"$'\nLocation: /v3/' \
+  -X POST -d '{}' "$url/v3"
+got_length=$(curl -s --max-time 5 -D - "$url/v3" -o /dev/null | tr -d '\r' | sed -n 's/^Content-Length: //p')
+if [ "$got_length" = 39 ]; then echo "ok   v3-redirect-length"; else
+  echo "FAIL v3-redirect-length: $got_length"
+  failures=$((failures + 1))
+fi
+
+# Malformed requests, answered as etcd 3.4.23's Go net/http answers them (raw bytes, since curl
+# sends only well-formed ones), and the member keeps serving.
+# raw BYTES: sends them (printf format) on a new connection and prints the whole answer.
+raw() {
+  local answer
+  exec 3<>"/dev/tcp/127.0.0.1/$client"
+  printf "$1" >&3 2>/dev/null || true
+  answer=$(timeout 5 cat <&3 2>/dev/null | tr -d '\r' || true)
+  exec 3<&-
+  printf '%s' "$answer"
+}
+go_error() { printf 'HTTP/1.1 %s\nContent-Type: text/plain; charset=utf-8\nConnection: close\n\n%s' "$1" "$2"; }
+# expect_raw NAME WANT BYTES
+expect_raw() {
+  local got
+  got=$(raw "$3")
+  if [ "$got" = "$2" ]; then
+    echo "ok   $1"
+  else
+    echo "FAIL $1"
+    echo "  want $2"
+    echo "  got  ${got:0:300}"
+    failures=$((failures + 1))
+  fi
+}
+bad_name=$(go_error "400 Bad Request: invalid header name" "400 Bad Request: invalid header name")
+expect_raw space-before-colon "$bad_name" \
+  'POST /v3/kv/range HTTP/1.1\r\nHost: x\r\nAuthorization : x\r\nContent-Length: 2\r\n\r\n{}'
+expect_raw tab-before-colon "$bad_name" 'GET /health HTTP/1.1\r\nHost: x\r\nFoo\t: x\r\n\r\n'
+expect_raw nul-in-name "$bad_name" 'GET /health HTTP/1.1\r\nHost: x\r\nF\0o: x\r\n\r\n'
+expect_raw nul-in-value "$(go_error "400 Bad Request: invalid header value" "400 Bad Request: invalid header value")" \
+  'GET /health HTTP/1.1\r\nHost: x\r\nFoo: a\0b\r\n\r\n'
+expect_raw no-host "$(go_error "400 Bad Request: missing required Host header" "400 Bad Request: missing required Host header")" \
+  'GET /health HTTP/1.1\r\n\r\n'
+expect_raw no-colon "$(go_error "400 Bad Request" "400 Bad Request")" 'GET /health HTTP/1.1\r\nHost: x\r\nFoo\r\n\r\n'
+expect_raw request-line-garbage "$(go_error "400 Bad Request" "400 Bad Request")" 'GET /health\r\n\r\n'
+# Not an HTTP method and a space: not HTTP to the port's sniffer (Cap'n Proto, which drops it),
+# as etcd's cmux closes a connection whose first line is not HTTP/1.x without an answer.
+expect_raw not-http '' 'GET\r\n\r\n'
+expect_raw bad-version "$(go_error "505 HTTP Version Not Supported: unsupported protocol version" "505 HTTP Version Not Supported: unsupported protocol version")" \
+  'GET /health HTTP/9.9\r\nHost: x\r\n\r\n'
+overlong=$(head -c 200000 /dev/zero | tr '\0' a)
+expect_raw overlong-head "$(go_error "431 Request Header Fields Too Large" "431 Request Header Fields Too Large")" \
+  "GET /health HTTP/1.1\r\nHost: x\r\nFoo: $overlong\r\n\r\n"
+expect still-serving 200 '{"health":"true"}' "$url/health"
+
 out=$(curl -s --max-time 5 -w '\n%{http_code}' "$url/v3/kv/put" -X POST -d '{"key": 5')
 if [ "${out##*$'\n'}" = 400 ] && [[ "$out" == *'"code":3'* ]] && [[ "$out" == *malformed* ]]; then
   echo "ok   malformed-json"
