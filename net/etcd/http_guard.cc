@@ -271,7 +271,9 @@ CheckedHead CheckRequestHead(absl::string_view head) {
       length_written = true;
       continue;
     }
-    absl::StrAppend(&checked.normal, f.key, ": ", f.value, "\r\n");
+    // A value ending in white space (a continuation line that was blank) reads the same without
+    // it: a line's trailing white space is no part of its value to any reader, kj included.
+    absl::StrAppend(&checked.normal, f.key, ": ", Trim(f.value), "\r\n");
   }
   absl::StrAppend(&checked.normal, "\r\n");
   if (connect || !values_of("Upgrade").empty()) checked.body = CheckedHead::Body::kOpaque;
