@@ -305,6 +305,65 @@ void RaftCheckers::CheckLeaderCompleteness(const NodeState& node, const server::
 }
 
 // --------------------------------------------------------------------------------------------
+// What clients are told
+
+void AnswerCheckers::OnAcknowledgedWrite(raft::NodeId id, const server::Server* server,
+                                         const std::string& key, const std::string& value,
+                                         mvcc::Revision revision) {
+  // Write provenance: an "ok" to a put (or a successful cas) is given by the member that applied
+  // the client's own entry, so its store's history at the response's revision holds that key
+  // with that value. A member that answered for another entry at the same log index (a waiter
+  // found by position instead of by request identity) fails here.
+  if (server == nullptr) return;
+  auto history = server->store().History(revision, revision, key, "", false, 0);
+  if (!history.ok()) return;  // compacted since: nothing left to compare
+  for (const mvcc::Event& event : *history) {
+    if (event.type == mvcc::Event::Type::kPut && event.kv.value == value) return;
+  }
+  world_->Violation(absl::StrCat("n", id, " acknowledged ", key, "=", value, " at revision ",
+                                 revision, " but its store holds no such write there"));
+}
+
+void AnswerCheckers::OnSerializableRead(raft::NodeId id, const std::string& key,
+                                        const std::string& value) {
+  // A serializable read may be stale but never invented: it returns nil or a written value.
+  if (written_values_.count(value) == 0) {
+    world_->Violation(absl::StrCat("n", id, " served a serializable read of ", key,
+                                   " with a value nobody wrote: ", value));
+  }
+}
+
+void AnswerCheckers::CheckHashes(
+    const std::vector<std::pair<raft::NodeId, const server::Server*>>& live) {
+  // A hash walks the whole store; most pairs ask for the same revision (every live node has
+  // caught up), so each node hashes each revision once.
+  std::map<std::pair<size_t, mvcc::Revision>, absl::StatusOr<mvcc::HashResponse>> hashes;
+  auto hash = [&](size_t i, mvcc::Revision revision) -> const absl::StatusOr<mvcc::HashResponse>& {
+    auto it = hashes.find({i, revision});
+    if (it == hashes.end()) {
+      it =
+          hashes.emplace(std::make_pair(i, revision), live[i].second->store().Hash(revision)).first;
+    }
+    return it->second;
+  };
+  for (size_t i = 0; i + 1 < live.size(); ++i) {
+    for (size_t j = i + 1; j < live.size(); ++j) {
+      const mvcc::Store& a = live[i].second->store();
+      const mvcc::Store& b = live[j].second->store();
+      const mvcc::Revision revision = std::min(a.current_revision(), b.current_revision());
+      if (revision < std::max(a.compact_revision(), b.compact_revision())) continue;
+      const auto& ha = hash(i, revision);
+      const auto& hb = hash(j, revision);
+      if (!ha.ok() || !hb.ok() || ha->compact_revision != hb->compact_revision) continue;
+      if (ha->hash != hb->hash) {
+        world_->Violation(absl::StrCat("n", live[i].first, " and n", live[j].first,
+                                       " disagree on the store hash at revision ", revision));
+      }
+    }
+  }
+}
+
+// --------------------------------------------------------------------------------------------
 // The server's rules
 
 void ServerRuleCheckers::OnPromoteSubmitted(raft::NodeId node, server::RequestId request,

@@ -21,7 +21,9 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
 #include "core/raft/rand.h"
 #include "core/raft/types.h"
@@ -133,6 +135,31 @@ class RaftCheckers {
   std::map<raft::Index, std::pair<raft::Term, uint64_t>> applied_entries_;  // index -> term, hash
   uint64_t joint_entered_ = 0;
   uint64_t joint_left_ = 0;
+};
+
+// The checkers of what clients are told: write provenance (an "ok" to a put or a cas comes from
+// a member whose store holds that key and value at the response's revision), serializable reads
+// (never a value nobody wrote), and store hash agreement between members at equal revisions.
+class AnswerCheckers {
+ public:
+  explicit AnswerCheckers(CheckedWorld* world) : world_(world) {}
+
+  // A client is about to write `value` (a put, or a cas's new value).
+  void NoteWritten(const std::string& value) { written_values_.insert(value); }
+  // Member `id` acknowledged `key`=`value` at `revision`; `server` is its server, nullptr when
+  // it is down by now.
+  void OnAcknowledgedWrite(raft::NodeId id, const server::Server* server, const std::string& key,
+                           const std::string& value, mvcc::Revision revision);
+  // Member `id` answered a serializable read of `key` with `value` (present).
+  void OnSerializableRead(raft::NodeId id, const std::string& key, const std::string& value);
+  // Compares every pair of live members' store hashes at the highest revision both have.
+  // `live`: each running member and its server, in id order.
+  void CheckHashes(const std::vector<std::pair<raft::NodeId, const server::Server*>>& live);
+
+ private:
+  CheckedWorld* world_;
+  // Every value a write or cas tried to store (membership only: never iterated).
+  absl::flat_hash_set<std::string> written_values_;
 };
 
 // The server's own rules (core/server/server.h), each verified from outside at the moment it

@@ -100,7 +100,7 @@ struct Simulation::Node : public node::PeerTransport,
   // for the storage checker at its restart.
   store::Wal::LogIndex durable_when_down;
   bool crashed_once = false;
-  bool corruption_injected = false;  // a record was corrupted on purpose (sticky)
+  bool corruption_injected = false;           // a record was corrupted on purpose (sticky)
   RaftCheckers::NodeState* checks = nullptr;  // its state in the Raft checkers
   mvcc::WatchId watch_id = 0;
   mvcc::Revision watch_next_revision = 0;
@@ -656,23 +656,12 @@ void Simulation::CheckNode(Node& node) {
   }
 }
 
-
-
 void Simulation::CheckAcknowledgedWrite(NodeId id, const std::string& key, const std::string& value,
                                         mvcc::Revision revision) {
-  // Write provenance: an "ok" to a put (or a successful cas) is given by the member that applied
-  // the client's own entry, so its store's history at the response's revision holds that key
-  // with that value. A member that answered for another entry at the same log index (a waiter
-  // found by position instead of by request identity) fails here.
   auto it = nodes_.find(id);
-  if (it == nodes_.end() || !it->second->up) return;
-  auto history = it->second->server()->store().History(revision, revision, key, "", false, 0);
-  if (!history.ok()) return;  // compacted since: nothing left to compare
-  for (const mvcc::Event& event : *history) {
-    if (event.type == mvcc::Event::Type::kPut && event.kv.value == value) return;
-  }
-  Violation(absl::StrCat("n", id, " acknowledged ", key, "=", value, " at revision ", revision,
-                         " but its store holds no such write there"));
+  answer_checkers_.OnAcknowledgedWrite(
+      id, it == nodes_.end() || !it->second->up ? nullptr : it->second->server(), key, value,
+      revision);
 }
 
 void Simulation::CheckWatch(Node& node, const mvcc::WatchResponse& response) {
@@ -814,36 +803,11 @@ void Simulation::CheckScenarioWatch(Node& node, const mvcc::WatchResponse& respo
 }
 
 void Simulation::CheckHashes() {
-  std::vector<Node*> live;
+  std::vector<std::pair<NodeId, const server::Server*>> live;
   for (auto& [id, node] : nodes_) {
-    if (node->up) live.push_back(node.get());
+    if (node->up) live.emplace_back(id, node->server());
   }
-  // A hash walks the whole store; most pairs ask for the same revision (every live node has
-  // caught up), so each node hashes each revision once.
-  std::map<std::pair<size_t, mvcc::Revision>, absl::StatusOr<mvcc::HashResponse>> hashes;
-  auto hash = [&](size_t i, mvcc::Revision revision) -> const absl::StatusOr<mvcc::HashResponse>& {
-    auto it = hashes.find({i, revision});
-    if (it == hashes.end()) {
-      it = hashes.emplace(std::make_pair(i, revision), live[i]->server()->store().Hash(revision))
-               .first;
-    }
-    return it->second;
-  };
-  for (size_t i = 0; i + 1 < live.size(); ++i) {
-    for (size_t j = i + 1; j < live.size(); ++j) {
-      const mvcc::Store& a = live[i]->server()->store();
-      const mvcc::Store& b = live[j]->server()->store();
-      const mvcc::Revision revision = std::min(a.current_revision(), b.current_revision());
-      if (revision < std::max(a.compact_revision(), b.compact_revision())) continue;
-      const auto& ha = hash(i, revision);
-      const auto& hb = hash(j, revision);
-      if (!ha.ok() || !hb.ok() || ha->compact_revision != hb->compact_revision) continue;
-      if (ha->hash != hb->hash) {
-        Violation(absl::StrCat("n", live[i]->id, " and n", live[j]->id,
-                               " disagree on the store hash at revision ", revision));
-      }
-    }
-  }
+  answer_checkers_.CheckHashes(live);
 }
 
 // --------------------------------------------------------------------------------------------
@@ -1264,7 +1228,7 @@ void Simulation::ClientInvoke(Client& client) {
     request.put.value = client.value;
   }
   if (client.function == Function::kWrite || client.function == Function::kCas) {
-    written_values_.insert(client.value);
+    answer_checkers_.NoteWritten(client.value);
   }
   if (!client.serializable) Record(client, EventType::kInvoke);
   client.busy = true;
@@ -1356,11 +1320,7 @@ void Simulation::ClientComplete(Client& client, NodeId node, const server::Respo
   }
   const bool read_ok = client.function == Function::kRead && type == EventType::kOk;
   if (client.serializable) {
-    // A serializable read may be stale but never invented: it returns nil or a written value.
-    if (read_ok && !read.empty() && written_values_.count(read) == 0) {
-      Violation(absl::StrCat("n", node, " served a serializable read of ", client.key,
-                             " with a value nobody wrote: ", read));
-    }
+    if (read_ok && !read.empty()) answer_checkers_.OnSerializableRead(node, client.key, read);
   } else {
     Record(client, type, read.empty() ? Value() : Value(read));
   }

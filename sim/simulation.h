@@ -399,14 +399,13 @@ class Simulation {
   CheckerView checker_view_{this};
   RaftCheckers raft_checkers_;
   ServerRuleCheckers server_rules_{&checker_view_, ServerRuleCheckers::Limits{}};
+  AnswerCheckers answer_checkers_{&checker_view_};
   // Revision -> digest of its watch events, and the node whose store confirmed them.
   std::map<mvcc::Revision, std::pair<uint64_t, NodeId>> watch_digests_;
   std::vector<std::string> violations_;
   uint64_t violations_not_kept_ = 0;
   AvailabilityChecker availability_;
   History history_;
-  // Every value a write or cas tried to store (membership only: never iterated).
-  absl::flat_hash_set<std::string> written_values_;
 
   uint64_t trace_hash_ = 0xcbf29ce484222325ull;
   std::vector<std::string> trace_;
