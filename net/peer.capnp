@@ -1,7 +1,8 @@
 @0xb56b9ac805729b90;
 # The peer transport: Raft messages between members (net/README.md). One Peer capability per
-# member; a sender batches the messages of one loop turn into one call. Snapshots travel apart,
-# in chunks with flow control (a stream), so a snapshot send never delays heartbeats.
+# member; a sender batches the messages of one loop turn into one RaftBatch of a Raft stream
+# (below). Snapshots travel apart, in chunks with flow control (a stream), so a snapshot send
+# never delays heartbeats.
 
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("kvstore::net::rpc");
@@ -53,7 +54,8 @@ interface SnapshotSink {
 
 interface Peer {
   # Messages of one sender's loop turn, in order. `clusterId` guards against a member of another
-  # cluster (a misconfigured URL); a mismatch is refused.
+  # cluster (a misconfigured URL); a mismatch is refused. Still served, but PeerClient sends over
+  # a Raft stream (RaftBatch), which costs one message per batch instead of three.
   send @0 (clusterId :UInt64, messages :List(Message)) -> ();
   # Starts a snapshot transfer: the kSnap message (metadata only), then its data through `sink`.
   sendSnapshot @1 (clusterId :UInt64, message :Message) -> (sink :SnapshotSink);
@@ -67,6 +69,23 @@ interface Peer {
   # serves it without forwarding it again: a member that is no longer the leader answers
   # NOT_LEADER and the sender tries the leader it learns of next.
   forward @3 (clusterId :UInt64, request :ForwardRequest) -> (response :ForwardResponse);
+}
+
+# The Raft stream: how a PeerClient sends Raft messages (net/peer_service.h). A connection to a
+# peer URL that starts with the 8 bytes of kRaftStreamMagic (peer_service.h) carries no RPC: the
+# sender writes RaftBatch frames (Cap'n Proto's stream framing, one message each) and the receiver
+# steps them in order, answering with a RaftAck frame only to a batch that asks for one (about
+# one in 50 ms) and with a refusal before it closes the connection. So a batch costs one message
+# each way at most, where Peer.send costs a Call, a Return and a Finish.
+struct RaftBatch {
+  clusterId @0 :UInt64;
+  messages @1 :List(Message);
+  ackWanted @2 :Bool;
+}
+
+struct RaftAck {
+  batches @0 :UInt64;  # batches received on this connection so far
+  refusal @1 :Text;    # non-empty: why the receiver refused the stream; it closes it next
 }
 
 struct PeerMember {

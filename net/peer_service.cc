@@ -1,11 +1,14 @@
 #include "net/peer_service.h"
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "capnp/serialize-async.h"
 #include "core/raft/check.h"
 #include "net/convert.h"
 #include "store/crc32c.h"
@@ -187,15 +190,278 @@ rpc::Peer::Client NewPeerService(MemberService& member, const PeerServiceOptions
   return kj::heap<PeerImpl>(member, options);
 }
 
+// --- Raft streams -------------------------------------------------------------------------------
+
+class FrameReader {
+ public:
+  FrameReader(kj::AsyncInputStream& in, uint64_t max_bytes, capnp::ReaderOptions options)
+      : in_(in),
+        max_bytes_(max_bytes),
+        options_(options),
+        buffer_(kj::heapArray<capnp::word>(8192)) {}
+
+  // The next frame's message, valid until the next call; nullptr when the stream ends between
+  // two frames. Rejects on a frame over max_bytes or with more than 512 segments, and on an end
+  // inside a frame.
+  kj::Promise<capnp::MessageReader*> Next() {
+    reader_.reset();
+    begin_ += consumed_;
+    consumed_ = 0;
+    if (begin_ == end_) begin_ = end_ = 0;
+    // A read can fail at once (a connection reset before it): a rejection, not a throw.
+    return kj::evalNow([this] { return Parse(); });
+  }
+
+ private:
+  static uint32_t U32(const kj::byte* p) {
+    return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
+  }
+  kj::byte* bytes() { return reinterpret_cast<kj::byte*>(buffer_.begin()); }
+  size_t capacity() const { return buffer_.size() * sizeof(capnp::word); }
+
+  kj::Promise<capnp::MessageReader*> Parse() {
+    const size_t available = end_ - begin_;
+    const kj::byte* p = bytes() + begin_;
+    size_t need = 8;
+    if (available >= 8) {
+      const uint64_t count = uint64_t{U32(p)} + 1;
+      if (count > 512) return KJ_EXCEPTION(FAILED, "a frame of too many segments", count);
+      const size_t header = (4 + 4 * count + 7) & ~size_t{7};
+      need = header;
+      if (available >= header) {
+        uint64_t words = 0;
+        for (size_t i = 0; i < count; ++i) words += U32(p + 4 + 4 * i);
+        const uint64_t total = header + words * sizeof(capnp::word);
+        if (total > max_bytes_) {
+          return KJ_EXCEPTION(FAILED, "a frame over the limit", total, max_bytes_);
+        }
+        need = total;
+        if (available >= total) {
+          segments_.clear();
+          const capnp::word* segment = reinterpret_cast<const capnp::word*>(p + header);
+          for (size_t i = 0; i < count; ++i) {
+            const size_t size = U32(p + 4 + 4 * i);
+            segments_.add(segment, size);
+            segment += size;
+          }
+          reader_.emplace(segments_.asPtr(), options_);
+          consumed_ = total;
+          return &*reader_;
+        }
+      }
+    }
+    // Make room for the rest of the frame at least, then read as much as has arrived.
+    if (need > capacity()) {
+      auto bigger =
+          kj::heapArray<capnp::word>(std::max(need, 2 * capacity()) / sizeof(capnp::word));
+      std::memcpy(bigger.begin(), p, available);
+      buffer_ = kj::mv(bigger);
+      begin_ = 0;
+      end_ = available;
+    } else if (begin_ + need > capacity()) {
+      std::memmove(bytes(), p, available);
+      begin_ = 0;
+      end_ = available;
+    }
+    const size_t missing = need - available;
+    return in_.tryRead(bytes() + end_, missing, capacity() - end_)
+        .then([this, missing, available](size_t n) -> kj::Promise<capnp::MessageReader*> {
+          if (n < missing) {
+            if (available + n == 0) return static_cast<capnp::MessageReader*>(nullptr);
+            return KJ_EXCEPTION(DISCONNECTED, "the stream ended inside a frame");
+          }
+          end_ += n;
+          return Parse();
+        });
+  }
+
+  kj::AsyncInputStream& in_;
+  const uint64_t max_bytes_;
+  const capnp::ReaderOptions options_;
+  kj::Array<capnp::word> buffer_;
+  size_t begin_ = 0;  // bytes: the unread data is [begin_, end_), begin_ a multiple of 8
+  size_t end_ = 0;
+  size_t consumed_ = 0;  // the frame last returned, dropped at the next call
+  kj::Vector<kj::ArrayPtr<const capnp::word>> segments_;
+  std::optional<capnp::SegmentArrayMessageReader> reader_;
+};
+
+namespace {
+
+// The receiving end of one Raft stream: steps every batch, acknowledges those that ask, and
+// refuses (a RaftAck with the reason, then the end of its writes) another cluster's batch or a
+// malformed one.
+class RaftStreamReceiver {
+ public:
+  RaftStreamReceiver(MemberService& member, kj::Own<kj::AsyncIoStream> stream, uint64_t& batches)
+      : member_(member),
+        stream_(kj::mv(stream)),
+        reader_(*stream_, kMaxPeerMessageBytes, PeerReaderOptions()),
+        batches_(batches) {}
+
+  kj::Promise<void> Run() { return ReadLoop(); }
+
+ private:
+  kj::Promise<void> ReadLoop() {
+    return reader_.Next().then([this](capnp::MessageReader* message) -> kj::Promise<void> {
+      if (message == nullptr) return kj::READY_NOW;  // the sender closed the stream
+      auto batch = message->getRoot<rpc::RaftBatch>();
+      if (batch.getClusterId() != member_.cluster_id()) {
+        return Refuse(
+            absl::StrCat("refused: the sender belongs to another cluster: ",
+                         ClusterMismatchText(member_.cluster_id(), batch.getClusterId())));
+      }
+      absl::StatusOr<std::vector<raft::Message>> messages = DecodeSendBatch(batch.getMessages());
+      if (!messages.ok()) return Refuse(absl::StrCat("refused: ", messages.status().message()));
+      const bool ack_wanted = batch.getAckWanted();
+      ++received_;
+      ++batches_;
+      for (raft::Message& m : *messages) member_.Step(std::move(m));
+      if (ack_wanted) Write(received_, "");
+      return ReadLoop();
+    });
+  }
+
+  void Write(uint64_t batches, const std::string& refusal) {
+    auto builder = kj::heap<capnp::MallocMessageBuilder>(64);
+    auto ack = builder->initRoot<rpc::RaftAck>();
+    ack.setBatches(batches);
+    if (!refusal.empty()) ack.setRefusal(refusal);
+    writes_ = writes_
+                  .then([this, builder = kj::mv(builder)]() mutable {
+                    capnp::MallocMessageBuilder& frame = *builder;
+                    return capnp::writeMessage(*stream_, frame).attach(kj::mv(builder));
+                  })
+                  .eagerlyEvaluate([](kj::Exception&&) {});  // the read side sees the break
+  }
+
+  // Tells the sender why, then reads (and drops) what it still sends until it closes, so the
+  // reason reaches it before the connection ends.
+  kj::Promise<void> Refuse(std::string why) {
+    Write(received_, why);
+    kj::Promise<void> written = kj::mv(writes_);
+    writes_ = kj::READY_NOW;
+    return written.then([this] {
+      stream_->shutdownWrite();
+      return Discard();
+    });
+  }
+
+  kj::Promise<void> Discard() {
+    return stream_->tryRead(scratch_, 1, sizeof(scratch_))
+        .then([this](size_t n) -> kj::Promise<void> {
+          if (n == 0) return kj::READY_NOW;
+          return Discard();
+        });
+  }
+
+  MemberService& member_;
+  kj::Own<kj::AsyncIoStream> stream_;
+  FrameReader reader_;
+  uint64_t& batches_;
+  uint64_t received_ = 0;
+  kj::Promise<void> writes_ = kj::READY_NOW;
+  kj::byte scratch_[4096];
+};
+
+// A stream whose first bytes were already read (to tell a Raft stream from RPC): they are read
+// again first.
+class PrefixedStream final : public kj::AsyncIoStream {
+ public:
+  PrefixedStream(kj::Own<kj::AsyncIoStream> inner, kj::Array<kj::byte> prefix)
+      : inner_(kj::mv(inner)), prefix_(kj::mv(prefix)) {}
+
+  kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override {
+    if (offset_ == prefix_.size()) return inner_->tryRead(buffer, min_bytes, max_bytes);
+    const size_t n = std::min(max_bytes, prefix_.size() - offset_);
+    std::memcpy(buffer, prefix_.begin() + offset_, n);
+    offset_ += n;
+    if (n >= min_bytes) return n;
+    return inner_->tryRead(static_cast<char*>(buffer) + n, min_bytes - n, max_bytes - n)
+        .then([n](size_t more) { return n + more; });
+  }
+  kj::Promise<void> write(const void* buffer, size_t size) override {
+    return inner_->write(buffer, size);
+  }
+  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
+    return inner_->write(pieces);
+  }
+  kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
+  void shutdownWrite() override { inner_->shutdownWrite(); }
+  void abortRead() override { inner_->abortRead(); }
+  void getsockopt(int level, int option, void* value, uint* length) override {
+    inner_->getsockopt(level, option, value, length);
+  }
+  void setsockopt(int level, int option, const void* value, uint length) override {
+    inner_->setsockopt(level, option, value, length);
+  }
+  void getsockname(struct sockaddr* addr, uint* length) override {
+    inner_->getsockname(addr, length);
+  }
+  void getpeername(struct sockaddr* addr, uint* length) override {
+    inner_->getpeername(addr, length);
+  }
+
+ private:
+  kj::Own<kj::AsyncIoStream> inner_;
+  kj::Array<kj::byte> prefix_;
+  size_t offset_ = 0;
+};
+
+}  // namespace
+
 PeerServer::PeerServer(MemberService& member, const PeerServiceOptions& options)
-    : listener_(NewPeerService(member, options), PeerReaderOptions()) {}
+    : member_(member),
+      listener_(NewPeerService(member, options), PeerReaderOptions()),
+      streams_(*this) {}
+
+PeerServer::~PeerServer() noexcept {}
 
 kj::Promise<kj::Own<PeerServer>> PeerServer::Listen(kj::Network& network, kj::Timer& timer,
                                                     std::string address, MemberService& member,
                                                     const PeerServiceOptions& options) {
   auto server = kj::heap<PeerServer>(member, options);
-  kj::Promise<void> bound = server->listener_.Listen(network, timer, std::move(address));
-  return bound.then([server = kj::mv(server)]() mutable { return kj::mv(server); });
+  server->timer_ = &timer;
+  PeerServer& listening = *server;
+  return network.parseAddress(kj::StringPtr(address.c_str(), address.size()))
+      .then([&listening](kj::Own<kj::NetworkAddress> parsed) {
+        listening.receiver_ = parsed->listen();
+        listening.port_ = listening.receiver_->getPort();
+        listening.accepting_ = listening.AcceptLoop().eagerlyEvaluate(nullptr);
+      })
+      .then([server = kj::mv(server)]() mutable { return kj::mv(server); });
+}
+
+kj::Promise<void> PeerServer::AcceptLoop() {
+  return receiver_->accept().then(
+      [this](kj::Own<kj::AsyncIoStream> stream) {
+        Accept(kj::mv(stream));
+        return AcceptLoop();
+      },
+      [this](kj::Exception&&) {
+        return timer_->afterDelay(kAcceptRetryDelay).then([this] { return AcceptLoop(); });
+      });
+}
+
+void PeerServer::Accept(kj::Own<kj::AsyncIoStream> stream) { streams_.add(Serve(kj::mv(stream))); }
+
+kj::Promise<void> PeerServer::Serve(kj::Own<kj::AsyncIoStream> stream) {
+  auto first = kj::heapArray<kj::byte>(sizeof(kRaftStreamMagic));
+  kj::AsyncIoStream& reading = *stream;
+  kj::byte* into = first.begin();
+  // evalNow: a read that fails at once (a connection reset already) rejects instead of throwing.
+  return kj::evalNow([&reading, into] { return reading.tryRead(into, 8, 8); })
+      .then([this, stream = kj::mv(stream),
+             first = kj::mv(first)](size_t n) mutable -> kj::Promise<void> {
+        if (n < first.size()) return kj::READY_NOW;  // closed before a message
+        if (std::memcmp(first.begin(), kRaftStreamMagic, first.size()) != 0) {
+          listener_.Accept(kj::heap<PrefixedStream>(kj::mv(stream), kj::mv(first)));
+          return kj::READY_NOW;
+        }
+        auto receiver = kj::heap<RaftStreamReceiver>(member_, kj::mv(stream), raft_batches_);
+        kj::Promise<void> run = receiver->Run();
+        return run.attach(kj::mv(receiver));
+      });
 }
 
 // --- PeerClient ---------------------------------------------------------------------------------
@@ -242,19 +508,31 @@ void PeerClient::Connect() {
           .then(
               [this, generation](kj::Own<kj::AsyncIoStream> stream) {
                 if (generation != generation_) return;
-                connection_ = kj::heap<RpcConnection>(kj::mv(stream), PeerReaderOptions());
-                peer_ = connection_->Bootstrap<rpc::Peer>();
+                stream_ = kj::mv(stream);
+                acks_ = kj::heap<FrameReader>(*stream_, kMaxPeerMessageBytes, PeerReaderOptions());
+                link_tasks_ = kj::heap<kj::TaskSet>(static_cast<kj::TaskSet::ErrorHandler&>(*this));
                 state_ = State::kConnected;
-                tasks_.add(connection_->OnDisconnect().then(
-                    [this, generation] {
-                      Fail(generation,
-                           Unavailable(options_.peer_id, options_.address, "connection closed"));
-                    },
-                    [this, generation](kj::Exception&& e) {
-                      Fail(generation, Unavailable(options_.peer_id, options_.address,
-                                                   e.getDescription().cStr()));
-                    }));
-                Flush();
+                ack_outstanding_ = false;
+                ack_asked_at_ = timer_.now() - kPeerAckInterval;
+                link_tasks_->add(ReadAcks(generation));
+                // The magic first; batches queue behind it.
+                writing_ = true;
+                link_tasks_->add(
+                    timer_
+                        .timeoutAfter(options_.send_timeout, kj::evalNow([this] {
+                                        return stream_->write(kRaftStreamMagic,
+                                                              sizeof(kRaftStreamMagic));
+                                      }))
+                        .then(
+                            [this, generation] {
+                              if (generation != generation_) return;
+                              writing_ = false;
+                              Flush();
+                            },
+                            [this, generation](kj::Exception&& e) {
+                              Fail(generation, Unavailable(options_.peer_id, options_.address,
+                                                           e.getDescription().cStr()));
+                            }));
               },
               [this, generation](kj::Exception&& e) {
                 Fail(generation,
@@ -273,47 +551,98 @@ void PeerClient::ScheduleFlush() {
 }
 
 void PeerClient::Flush() {
-  while (state_ == State::kConnected && !queue_.empty() &&
-         inflight_calls_ < kMaxInflightSendCalls) {
-    size_t count = 0;
-    uint64_t bytes = 0;
-    while (count < queue_.size()) {
-      const uint64_t next = WireBytes(queue_[count]);
-      if (count > 0 && bytes + next > options_.batch_limit_bytes) break;
-      bytes += next;
-      ++count;
-    }
-    auto request = peer_.sendRequest();
-    request.setClusterId(options_.cluster_id);
-    auto messages = request.initMessages(count);
-    for (size_t i = 0; i < count; ++i) {
-      ToCapnp(queue_.front(), messages[i]);
-      queue_.pop_front();
-    }
-    ++inflight_calls_;
-    const uint64_t generation = generation_;
-    tasks_.add(timer_.timeoutAfter(options_.send_timeout, request.send().ignoreResult())
-                   .then(
-                       [this, generation] {
-                         if (generation != generation_) return;
-                         --inflight_calls_;
-                         backoff_ = options_.reconnect_backoff_min;
-                         Flush();
-                       },
-                       [this, generation](kj::Exception&& e) {
-                         Fail(generation, Unavailable(options_.peer_id, options_.address,
-                                                      e.getDescription().cStr()));
-                       }));
+  if (state_ != State::kConnected || writing_ || queue_.empty()) return;
+  size_t count = 0;
+  uint64_t bytes = 0;
+  while (count < queue_.size()) {
+    const uint64_t next = WireBytes(queue_[count]);
+    if (count > 0 && bytes + next > options_.batch_limit_bytes) break;
+    bytes += next;
+    ++count;
   }
+  auto builder = kj::heap<capnp::MallocMessageBuilder>(
+      std::min<uint64_t>(bytes / sizeof(capnp::word) + 64, 1 << 17));
+  auto batch = builder->initRoot<rpc::RaftBatch>();
+  batch.setClusterId(options_.cluster_id);
+  auto messages = batch.initMessages(count);
+  for (size_t i = 0; i < count; ++i) {
+    ToCapnp(queue_.front(), messages[i]);
+    queue_.pop_front();
+  }
+  const uint64_t generation = generation_;
+  const kj::TimePoint now = timer_.now();
+  if (!ack_outstanding_ && now - ack_asked_at_ >= kPeerAckInterval) {
+    batch.setAckWanted(true);
+    ack_outstanding_ = true;
+    ack_asked_at_ = now;
+    WatchAck(generation, ++ack_seq_);
+  }
+  writing_ = true;
+  // Through evalNow, as every call on the stream here: a write to a connection already reset
+  // fails at once, and must reject rather than throw out of Flush.
+  capnp::MallocMessageBuilder& frame = *builder;
+  link_tasks_->add(
+      timer_
+          .timeoutAfter(options_.send_timeout, kj::evalNow([this, &frame] {
+                                                 return capnp::writeMessage(*stream_, frame);
+                                               }).attach(kj::mv(builder)))
+          .then(
+              [this, generation] {
+                if (generation != generation_) return;
+                writing_ = false;
+                Flush();
+              },
+              [this, generation](kj::Exception&& e) {
+                Fail(generation,
+                     Unavailable(options_.peer_id, options_.address, e.getDescription().cStr()));
+              }));
+}
+
+kj::Promise<void> PeerClient::ReadAcks(uint64_t generation) {
+  return acks_->Next().then(
+      [this, generation](capnp::MessageReader* message) -> kj::Promise<void> {
+        if (generation != generation_) return kj::READY_NOW;
+        if (message == nullptr) {
+          Fail(generation, Unavailable(options_.peer_id, options_.address, "connection closed"));
+          return kj::READY_NOW;
+        }
+        auto ack = message->getRoot<rpc::RaftAck>();
+        if (ack.hasRefusal() && ack.getRefusal().size() > 0) {
+          Fail(generation,
+               Unavailable(options_.peer_id, options_.address, ack.getRefusal().cStr()));
+          return kj::READY_NOW;
+        }
+        ack_outstanding_ = false;
+        backoff_ = options_.reconnect_backoff_min;
+        return ReadAcks(generation);
+      },
+      [this, generation](kj::Exception&& e) {
+        Fail(generation,
+             Unavailable(options_.peer_id, options_.address, e.getDescription().cStr()));
+      });
+}
+
+void PeerClient::WatchAck(uint64_t generation, uint64_t seq) {
+  tasks_.add(timer_.afterDelay(options_.send_timeout).then([this, generation, seq] {
+    if (generation != generation_ || !ack_outstanding_ || ack_seq_ != seq) return;
+    Fail(generation, Unavailable(options_.peer_id, options_.address,
+                                 "no acknowledgement within the send timeout"));
+  }));
 }
 
 void PeerClient::Fail(uint64_t generation, const absl::Status& why) {
   if (generation != generation_) return;
   ++generation_;
-  // Destroyed on the next turn: this may run inside a continuation of the connection's own.
-  tasks_.add(kj::evalLater([connection = kj::mv(connection_)] {}));
-  peer_ = nullptr;
-  inflight_calls_ = 0;
+  // Destroyed on the next turn, the connection's reads and writes before its stream: this may run
+  // inside a continuation of theirs.
+  tasks_.add(kj::evalLater(
+      [link_tasks = kj::mv(link_tasks_), acks = kj::mv(acks_), stream = kj::mv(stream_)]() mutable {
+        link_tasks = nullptr;
+        acks = nullptr;
+        stream = nullptr;
+      }));
+  writing_ = false;
+  ack_outstanding_ = false;
   queue_.clear();
   state_ = State::kBackoff;
   ReportUnreachable();

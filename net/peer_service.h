@@ -5,8 +5,11 @@
 // PeerServer, which listens on a peer URL) and the sending side (one PeerClient per remote
 // member).
 //
-// Receiving. Peer.send decodes a batch (convert.h validates every message) and Steps its
-// messages in order; a batch with a malformed message is refused whole, before any is stepped.
+// Receiving. A connection to the peer URL is either Cap'n Proto RPC (the Peer service) or, when
+// its first 8 bytes are kRaftStreamMagic, a Raft stream (peer.capnp's RaftBatch frames, no RPC).
+// A RaftBatch, like a Peer.send call, is decoded (convert.h validates every message) and its
+// messages Stepped in order; a batch with a malformed message is refused whole, before any is
+// stepped (the stream gets a RaftAck with the refusal, then closes).
 // Peer.sendSnapshot takes the kSnap message (metadata only) and returns a SnapshotSink that
 // collects the data, at most max_snapshot_bytes; `done` checks the byte count and the CRC-32C,
 // attaches the data and Steps the message. Every call carries the sender's cluster id; a
@@ -17,9 +20,13 @@
 //   - lazy connection: the first Send connects (at most connect_timeout); a failed connection
 //     or call is retried after a backoff that doubles from reconnect_backoff_min up to
 //     reconnect_backoff_max, and resets once a call succeeds;
-//   - batching: messages sent during one loop turn go in one Peer.send call (split at
-//     batch_limit_bytes), at most kMaxInflightSendCalls calls outstanding; a call unanswered
-//     after send_timeout fails the connection (a peer that accepted but stopped reading);
+//   - batching: messages go over a Raft stream, one write at a time: those sent during one loop
+//     turn, and any queued while the previous write was in the kernel's hands, go in one
+//     RaftBatch frame (split at batch_limit_bytes). Frames are not answered one by one (a
+//     Peer.send call cost a Call, a Return and a Finish, each a message and a system call or
+//     more): a frame asks for an acknowledgement when none is outstanding and kPeerAckInterval
+//     has passed since the last one, and an acknowledgement, or a write, that does not come
+//     within send_timeout fails the connection (a peer that accepted but stopped reading);
 //   - bounded queue: at most queue_limit_messages wait; a message beyond it, or sent while the
 //     peer is in backoff, is dropped, and so is the queue when the connection fails. Drops are
 //     reported through on_unreachable (on the next loop turn), so the runtime calls Raft's
@@ -61,12 +68,17 @@ inline constexpr uint64_t kDefaultMaxSnapshotBytes = uint64_t{8} << 30;
 inline constexpr uint64_t kPeerBatchBytes = 4 << 20;
 // Messages waiting for one peer (etcd's streamBufSize).
 inline constexpr size_t kDefaultPeerQueueLimitMessages = 4096;
-// Peer.send calls outstanding on one connection: enough to keep a link busy across a round
-// trip, few enough that a stalled peer is noticed by its queue filling.
-inline constexpr size_t kMaxInflightSendCalls = 8;
+// The first 8 bytes of a Raft stream connection. As a Cap'n Proto frame header it would claim
+// 2^32 segments, which no RPC message has, so the receiver tells the two kinds apart by them.
+inline constexpr char kRaftStreamMagic[8] = {'\xff', '\xff', '\xff', '\xff', 'K', 'V', 'R', 'S'};
+// A Raft stream's sender asks for an acknowledgement at most this often (and only with none
+// outstanding): a stalled peer is still noticed within send_timeout, at a few small frames a
+// second instead of an answer per batch.
+inline constexpr kj::Duration kPeerAckInterval = 50 * kj::MILLISECONDS;
 // etcd's peer dial timeout.
 inline constexpr kj::Duration kPeerConnectTimeout = 1 * kj::SECONDS;
-// A Peer.send call unanswered this long fails its connection: several election timeouts.
+// A Raft stream write, or an acknowledgement asked for, unanswered this long fails its
+// connection: several election timeouts.
 inline constexpr kj::Duration kPeerSendTimeout = 5 * kj::SECONDS;
 inline constexpr kj::Duration kPeerReconnectBackoffMin = 100 * kj::MILLISECONDS;
 inline constexpr kj::Duration kPeerReconnectBackoffMax = 5 * kj::SECONDS;
@@ -86,8 +98,9 @@ struct PeerServiceOptions {
 // The Peer capability serving `member` (not owned; it must outlive every capability served).
 rpc::Peer::Client NewPeerService(MemberService& member, const PeerServiceOptions& options = {});
 
-// Serves Peer on a peer URL: every accepted connection reads with PeerReaderOptions.
-class PeerServer {
+// Serves Peer on a peer URL: every accepted connection reads with PeerReaderOptions; a
+// connection that starts with kRaftStreamMagic is served as a Raft stream instead.
+class PeerServer final : private kj::TaskSet::ErrorHandler {
  public:
   // Listens on `address` ("host:port", NetworkAddressOf's form; port 0 picks a free port).
   // Rejects with a kj exception when it cannot be resolved or bound (the port is taken).
@@ -97,12 +110,34 @@ class PeerServer {
   // Without a socket: connections come through Accept (in-process tests).
   PeerServer(MemberService& member, const PeerServiceOptions& options = {});
 
-  void Accept(kj::Own<kj::AsyncIoStream> stream) { listener_.Accept(kj::mv(stream)); }
-  uint port() const { return listener_.port(); }
+  ~PeerServer() noexcept;
+
+  void Accept(kj::Own<kj::AsyncIoStream> stream);
+  uint port() const { return port_; }
+  // Raft stream batches received and stepped, over every connection (for tests).
+  uint64_t raft_batches() const { return raft_batches_; }
 
  private:
+  kj::Promise<void> AcceptLoop();
+  // Serves one connection once its first bytes tell which kind it is.
+  kj::Promise<void> Serve(kj::Own<kj::AsyncIoStream> stream);
+  // A connection that ends with an error is over all the same; its peer sees the break.
+  void taskFailed(kj::Exception&&) override {}
+
+  MemberService& member_;
   RpcListener listener_;
+  uint64_t raft_batches_ = 0;
+  kj::Timer* timer_ = nullptr;
+  kj::Own<kj::ConnectionReceiver> receiver_;
+  uint port_ = 0;
+  kj::TaskSet streams_;
+  kj::Promise<void> accepting_ = nullptr;
 };
+
+// Reads Cap'n Proto frames (the stream framing of serialize-async.h) from a byte stream through a
+// buffer of its own, so a frame costs one read when it has arrived whole, where
+// capnp::tryReadMessage reads its segment table and its body apart.
+class FrameReader;
 
 // --- Sending ------------------------------------------------------------------------------------
 
@@ -152,6 +187,10 @@ class PeerClient final : private kj::TaskSet::ErrorHandler {
   void Connect();
   void ScheduleFlush();
   void Flush();
+  // Reads the acknowledgements (and a refusal) of the connection of `generation`.
+  kj::Promise<void> ReadAcks(uint64_t generation);
+  // Fails the connection of `generation` unless the acknowledgement asked for as `seq` came.
+  void WatchAck(uint64_t generation, uint64_t seq);
   // The connection of `generation` failed: drop it and the queue, back off, report.
   void Fail(uint64_t generation, const absl::Status& why);
   void ReportUnreachable();
@@ -171,10 +210,16 @@ class PeerClient final : private kj::TaskSet::ErrorHandler {
   State state_ = State::kIdle;
   // Counts connections; a late event of an earlier one (a reply, a disconnect) is ignored.
   uint64_t generation_ = 0;
-  kj::Own<RpcConnection> connection_;
-  rpc::Peer::Client peer_ = nullptr;
+  kj::Own<kj::AsyncIoStream> stream_;  // the Raft stream
+  kj::Own<FrameReader> acks_;
+  kj::Own<kj::TaskSet> link_tasks_;  // the stream's reads and writes
   std::deque<raft::Message> queue_;
-  size_t inflight_calls_ = 0;
+  bool writing_ = false;  // one write at a time: a batch grows while the previous one goes
+  // Acknowledgements asked for (numbered), whether the last has yet to come, and when it was
+  // asked for.
+  uint64_t ack_seq_ = 0;
+  bool ack_outstanding_ = false;
+  kj::TimePoint ack_asked_at_ = kj::origin<kj::TimePoint>();
   bool flush_scheduled_ = false;
   bool unreachable_pending_ = false;
   kj::Duration backoff_;

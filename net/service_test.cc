@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "capnp/message.h"
+#include "capnp/serialize-async.h"
 #include "core/base/errors.h"
 #include "gtest/gtest.h"
 #include "net/client_service.h"
@@ -562,22 +564,6 @@ raft::Message Snap(raft::NodeId to, std::string data) {
   return m;
 }
 
-class RecordingPeer final : public rpc::Peer::Server {
- public:
-  int send_calls = 0;
-  std::vector<raft::Message> messages;
-
-  kj::Promise<void> send(SendContext context) override {
-    ++send_calls;
-    for (auto m : context.getParams().getMessages()) {
-      absl::StatusOr<raft::Message> message = FromCapnp(m);
-      EXPECT_TRUE(message.ok()) << message.status();
-      messages.push_back(*message);
-    }
-    return kj::READY_NOW;
-  }
-};
-
 class PeerTest : public ::testing::Test {
  protected:
   PeerTest() : member_(2, 42) {}
@@ -652,33 +638,35 @@ class PeerTest : public ::testing::Test {
   std::vector<std::string> errors_;
 };
 
-TEST_F(PeerTest, MessagesOfOneTurnTravelInOneCall) {
-  auto recorder = kj::heap<RecordingPeer>();
-  RecordingPeer& peer = *recorder;
-  RpcListener listener(rpc::Peer::Client(kj::mv(recorder)), PeerReaderOptions());
-  listener.Listen(io_.provider->getNetwork(), timer_, "127.0.0.1:0").wait(ws_);
+TEST_F(PeerTest, MessagesOfOneTurnTravelInOneBatch) {
   PeerClientOptions options;
-  options.address = absl::StrCat("127.0.0.1:", listener.port());
+  options.address = ListenPeer();
   auto client = NewClient(options);
 
   for (int i = 1; i <= 5; ++i) client->Send(Heartbeat(2, i));
-  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return peer.messages.size() == 5; }));
-  EXPECT_EQ(peer.send_calls, 1);
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 5; }));
+  EXPECT_EQ(peer_server_->raft_batches(), 1u);
   EXPECT_TRUE(client->connected());
   for (int i = 1; i <= 3; ++i) client->Send(Heartbeat(2, 10 + i));
-  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return peer.messages.size() == 8; }));
-  EXPECT_EQ(peer.send_calls, 2);
-  for (size_t i = 0; i < 5; ++i) EXPECT_EQ(peer.messages[i].commit, i + 1);
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 8; }));
+  EXPECT_EQ(peer_server_->raft_batches(), 2u);
+  for (size_t i = 0; i < 5; ++i) EXPECT_EQ(member_.stepped[i].commit, i + 1);
+  // Batches that ask for no acknowledgement get none, and the connection stays up past the
+  // send timeout: acknowledgements are asked for now and then (kPeerAckInterval), not per batch.
+  RunFor(ws_, timer_, 20 * kj::MILLISECONDS);
+  for (int i = 0; i < 3; ++i) {
+    client->Send(Heartbeat(2, 20 + i));
+    RunFor(ws_, timer_, 30 * kj::MILLISECONDS);
+  }
+  EXPECT_EQ(member_.stepped.size(), 11u);
+  EXPECT_TRUE(client->connected());
   EXPECT_EQ(unreachable_, 0);
+  EXPECT_TRUE(errors_.empty());
 }
 
 TEST_F(PeerTest, ABatchStopsAtItsByteLimit) {
-  auto recorder = kj::heap<RecordingPeer>();
-  RecordingPeer& peer = *recorder;
-  RpcListener listener(rpc::Peer::Client(kj::mv(recorder)), PeerReaderOptions());
-  listener.Listen(io_.provider->getNetwork(), timer_, "127.0.0.1:0").wait(ws_);
   PeerClientOptions options;
-  options.address = absl::StrCat("127.0.0.1:", listener.port());
+  options.address = ListenPeer();
   options.batch_limit_bytes = 100 << 10;
   auto client = NewClient(options);
   for (int i = 0; i < 4; ++i) {
@@ -690,8 +678,59 @@ TEST_F(PeerTest, ABatchStopsAtItsByteLimit) {
         raft::Entry{0, 0, raft::EntryType::kNormal, raft::Bytes(std::string(60 << 10, 'e'))});
     client->Send(m);
   }
-  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return peer.messages.size() == 4; }));
-  EXPECT_EQ(peer.send_calls, 4);
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 4; }));
+  EXPECT_EQ(peer_server_->raft_batches(), 4u);
+}
+
+// The receiving end of a Raft stream, driven by hand: the magic, then RaftBatch frames.
+TEST_F(PeerTest, ARaftStreamAcknowledgesWhenAskedAndRefusesWhole) {
+  const std::string address = ListenPeer();
+  kj::Network& network = io_.provider->getNetwork();
+  auto open = [&] {
+    kj::Own<kj::AsyncIoStream> stream =
+        ConnectWithin(network, timer_, address, 1 * kj::SECONDS).wait(ws_);
+    stream->write(kRaftStreamMagic, sizeof(kRaftStreamMagic)).wait(ws_);
+    return stream;
+  };
+  auto write = [&](kj::AsyncIoStream& stream, uint64_t cluster_id,
+                   const std::vector<raft::Message>& messages, bool ack, int bad_type = 0) {
+    capnp::MallocMessageBuilder builder;
+    auto batch = builder.initRoot<rpc::RaftBatch>();
+    batch.setClusterId(cluster_id);
+    batch.setAckWanted(ack);
+    auto list = batch.initMessages(messages.size());
+    for (size_t i = 0; i < messages.size(); ++i) ToCapnp(messages[i], list[i]);
+    if (bad_type != 0) list[messages.size() - 1].setType(bad_type);
+    capnp::writeMessage(stream, builder).wait(ws_);
+  };
+  auto read_ack = [&](kj::AsyncIoStream& stream) {
+    auto reader = capnp::readMessage(stream, PeerReaderOptions()).wait(ws_);
+    auto ack = reader->getRoot<rpc::RaftAck>();
+    return std::make_pair(ack.getBatches(), std::string(ack.getRefusal().cStr()));
+  };
+
+  kj::Own<kj::AsyncIoStream> stream = open();
+  write(*stream, 42, {Heartbeat(2, 1), Heartbeat(2, 2)}, /*ack=*/false);
+  write(*stream, 42, {Heartbeat(2, 3)}, /*ack=*/true);
+  EXPECT_EQ(read_ack(*stream), std::make_pair(uint64_t{2}, std::string()));
+  ASSERT_EQ(member_.stepped.size(), 3u);
+  EXPECT_EQ(member_.stepped[2].commit, 3u);
+
+  // A malformed message refuses its batch whole, with the reason, and ends the stream.
+  write(*stream, 42, {Heartbeat(2, 4), Heartbeat(2, 5)}, /*ack=*/false, /*bad_type=*/99);
+  auto refused = read_ack(*stream);
+  EXPECT_NE(refused.second.find("raft message type 99"), std::string::npos) << refused.second;
+  EXPECT_EQ(member_.stepped.size(), 3u);
+  stream = nullptr;
+
+  stream = open();
+  write(*stream, 7, {Heartbeat(2, 6)}, /*ack=*/true);
+  refused = read_ack(*stream);
+  EXPECT_NE(refused.second.find("cluster id mismatch: local 2a, remote 7"), std::string::npos)
+      << refused.second;
+  EXPECT_EQ(ClusterMismatchOf(absl::UnavailableError(refused.second)), std::optional<uint64_t>(42));
+  EXPECT_EQ(member_.stepped.size(), 3u);
+  EXPECT_EQ(peer_server_->raft_batches(), 2u);
 }
 
 TEST_F(PeerTest, MessagesAreSteppedInOrderWithEveryField) {
