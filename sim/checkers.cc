@@ -373,7 +373,10 @@ void ServerRuleCheckers::OnPromoteSubmitted(raft::NodeId node, server::RequestId
 }
 
 void ServerRuleCheckers::OnAnswer(raft::NodeId node, const server::Response& response) {
-  if (promotions_.empty() || response.status.ok()) return;
+  if (promotions_.empty() || response.status.ok() ||
+      response.type != server::RequestType::kMemberPromote) {
+    return;
+  }
   // A refused promotion applies nothing. (A TIMEOUT may still apply: it stays.)
   if (CodeOf(response.status) == ErrorCode::kTimeout) return;
   promotions_.erase({node, response.request_id});

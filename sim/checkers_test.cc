@@ -101,6 +101,22 @@ TEST(ServerRuleCheckersTest, PromotionIsJudgedByItsLeastDemandingRequest) {
   EXPECT_THAT(world.violations, IsEmpty());
 }
 
+TEST(ServerRuleCheckersTest, OnlyARefusedPromoteAnswerForgetsItsRequest) {
+  FakeWorld world;
+  ServerRuleCheckers rules(&world, {});
+  world.SetDurable(4, 10);
+  rules.OnPromoteSubmitted(1, 7, 4, 300);
+  // Another request of the same member with the same id (a restarted member numbers anew).
+  server::Response other;
+  other.request_id = 7;
+  other.type = server::RequestType::kPut;
+  other.status = Error(ErrorCode::kNoLeader, "no leader");
+  rules.OnAnswer(1, other);
+  rules.OnConfChanged(1, Conf({1, 2, 3}, {4}), Conf({1, 2, 3, 4}, {}));
+  ASSERT_EQ(world.violations.size(), 1u);
+  EXPECT_THAT(world.violations[0], HasSubstr("whose durable log ends at 10"));
+}
+
 TEST(ServerRuleCheckersTest, PromotionWithoutAnyRequestIsCountedUnjudged) {
   FakeWorld world;
   ServerRuleCheckers rules(&world, {});
