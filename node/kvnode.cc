@@ -301,7 +301,7 @@ absl::StatusOr<uint64_t> ReadStoredId(const std::string& data_dir, const std::st
 absl::Status WriteStoredId(const std::string& data_dir, const std::string& name, uint64_t id) {
   store::PosixFileSystem fs;
   const std::string member_dir = store::JoinPath(data_dir, "member");
-  if (absl::Status s = store::CreateDirDurably(&fs, member_dir); !s.ok()) return s;
+  if (absl::Status s = store::MakeDirDurable(&fs, member_dir); !s.ok()) return s;
   return store::WriteFileDurably(&fs, member_dir, name, absl::StrCat(absl::Hex(id), "\n"));
 }
 
@@ -400,7 +400,7 @@ absl::StatusOr<raft::NodeId> JoinedMemberId(const NodeConfig& config, uint64_t* 
       for (const server::Member& member : *members) {
         for (const std::string& peer_url : member.peer_urls) {
           if (std::find(mine.begin(), mine.end(), peer_url) == mine.end()) continue;
-          if (absl::Status s = store::CreateDirDurably(&fs, member_dir); !s.ok()) return s;
+          if (absl::Status s = store::MakeDirDurable(&fs, member_dir); !s.ok()) return s;
           if (absl::Status s = store::WriteFileDurably(&fs, member_dir, "id",
                                                        absl::StrCat(absl::Hex(member.id), "\n"));
               !s.ok()) {

@@ -471,7 +471,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& o
 
 absl::Status Runtime::Open() {
   const std::string member_dir = store::JoinPath(options_.data_dir, "member");
-  if (absl::Status s = store::CreateDirDurably(&fs_, member_dir); !s.ok()) return s;
+  if (absl::Status s = store::MakeDirDurable(&fs_, member_dir); !s.ok()) return s;
   auto lock = fs_.Lock(store::JoinPath(member_dir, "lock"));
   if (!lock.ok()) {
     return absl::FailedPreconditionError(absl::StrCat("data dir ", options_.data_dir,
@@ -485,6 +485,9 @@ absl::Status Runtime::Open() {
   timed_backend_ = std::make_unique<CommitTimingBackend>(
       metric_.backend_commit, lmdb.batch_interval_ms, lmdb.batch_limit_commits);
   lmdb.now_ms = [timed = timed_backend_.get()] { return timed->NowMs(); };
+  // The backend makes its directory (member/db) and fsyncs it; its entry in member/ is made
+  // durable by the WAL's MakeDirDurable below, which fsyncs member/ whether it creates member/wal
+  // (a first boot) or finds it (a restart), before anything is acknowledged.
   auto backend = store::LmdbBackend::Open(store::JoinPath(member_dir, "db"), lmdb);
   if (!backend.ok()) return backend.status();
   backend_ = std::move(*backend);
@@ -510,6 +513,7 @@ absl::Status Runtime::Open() {
   config.request_timeout_ticks =
       static_cast<int>(std::max<int64_t>(1, kRequestTimeoutMs / options_.heartbeat_interval_ms));
   member.wal_compact_entries = options_.snapshot_count;
+  member.wal.minimal_dir_syncs = true;
   member.name = options_.name;
   member.client_urls = options_.client_urls;
   MemberIo io;

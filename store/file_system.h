@@ -91,6 +91,26 @@ std::string JoinPath(absl::string_view dir, absl::string_view name);
 // power loss (a new directory's name is only as durable as its parent's entries).
 absl::Status CreateDirDurably(FileSystem* fs, const std::string& dir);
 
+// Creates `dir` (and its missing ancestors) so that it survives a power loss, fsyncing only the
+// directories whose entries this call changes, plus one for a directory an earlier, crashed call
+// may have left behind. A fresh data directory costs (new directories + 2) fsyncs, an existing
+// one 1, where CreateDirDurably fsyncs every ancestor up to / on every call (the node calls it
+// for the same directory several times while it starts).
+//
+// Why that is enough. Missing directories are made top-down, and each one's entry is fsynced in
+// its parent before its child is made, so this holds whenever a directory made here exists, even
+// after a crash at any point: the entries of all its ancestors are durable, and only its own entry
+// in its parent may not be (a crash between its mkdir and that fsync). Hence:
+//   - the deepest existing ancestor-or-self E of `dir` gets its parent fsynced first: if an
+//     earlier call made E and crashed before E's entry was durable, it is now (if E was never ours,
+//     the fsync is merely one too many);
+//   - each directory made here: mkdir, then fsync of its parent (its entry);
+//   - `dir` itself, when made here: fsync (its own "." and "..", for file systems without a
+//     journal, where the parent's fsync does not write the child's inode).
+// Files then created in `dir` need their own fsync and one of `dir` (WriteFileDurably does both).
+// `dir` may be relative ("." is the parent of a name without a slash).
+absl::Status MakeDirDurable(FileSystem* fs, const std::string& dir);
+
 // Replaces `dir`/`name` with `data` atomically and durably: a temporary file (`name` + ".tmp"),
 // fsynced, renamed into place, then the directory fsynced (a rename is volatile until then).
 absl::Status WriteFileDurably(FileSystem* fs, const std::string& dir, const std::string& name,

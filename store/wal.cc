@@ -288,7 +288,9 @@ absl::StatusOr<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, const std::string
   std::unique_ptr<Wal> wal(new Wal(fs, dir, options));
   if (options.read_only) {
     if (!fs->Exists(dir)) return absl::NotFoundError(absl::StrCat("wal: no directory ", dir));
-  } else if (absl::Status s = CreateDirDurably(fs, dir); !s.ok()) {
+  } else if (absl::Status s =
+                 options.minimal_dir_syncs ? MakeDirDurable(fs, dir) : CreateDirDurably(fs, dir);
+             !s.ok()) {
     return s;
   }
   if (absl::Status s = wal->Recover(); !s.ok()) return s;
