@@ -77,7 +77,9 @@ class AvailabilityChecker {
   // Node `id` crashed, stopped, paused or had its clock stopped: if it led, its successor is no
   // disruption (the checker may not see the moment between two observations).
   void NodeDown(raft::NodeId id);
-  // A proposal submitted to a leader whose transfer was under way got `code` back.
+  // A proposal submitted to a leader whose transfer was under way got `code` back. A request the
+  // leader refuses by validating it against its own state before proposing (a missing lease, a
+  // key too large, no permission) never became a proposal, and is not judged.
   void ProposalAnsweredInTransfer(raft::NodeId node, const std::string& code,
                                   const std::string& message);
 

@@ -150,6 +150,15 @@ TEST(AvailabilityTest, ProposalsDuringATransferAreRefused) {
   checker.ProposalAnsweredInTransfer(1, "OK", "");
   EXPECT_THAT(checker.TakeViolations(),
               ElementsAre(HasSubstr("accepted a proposal during its leader transfer")));
+  // Refused by the leader's validation before it proposes (fuzz seed 888): not a proposal.
+  checker.ProposalAnsweredInTransfer(1, "LEASE_NOT_FOUND", "put: lease 7 not found");
+  EXPECT_THAT(checker.TakeViolations(), IsEmpty());
+  EXPECT_EQ(checker.figures().proposals_refused_in_transfer, 1u);
+  // A proposal that timed out was taken, not refused.
+  checker.ProposalAnsweredInTransfer(1, "TIMEOUT", "request timed out");
+  EXPECT_THAT(
+      checker.TakeViolations(),
+      ElementsAre(HasSubstr("answered a proposal during its leader transfer with TIMEOUT")));
 }
 
 // A leader that crashes (or pauses) is succeeded, not disrupted, also when the checker sees

@@ -205,7 +205,9 @@ std::vector<RefField> NodeRefsOf(const pb::Step& step) {
       refs.push_back({"watch.node", &step.watch().node()});
       break;
     case pb::Step::kDiskFault:
-      refs.push_back({"disk_fault.node", &step.disk_fault().node()});
+      if (!step.disk_fault().every_node()) {
+        refs.push_back({"disk_fault.node", &step.disk_fault().node()});
+      }
       break;
     default:
       break;
@@ -385,6 +387,10 @@ std::string StepProblem(const pb::Step& step) {
   if (step.has_disk_fault() && step.disk_fault().best_effort() &&
       step.disk_fault().kind() != pb::DiskFault::CORRUPT_RECORD) {
     return "disk_fault.best_effort applies only to CORRUPT_RECORD";
+  }
+  if (step.has_disk_fault() && step.disk_fault().every_node() &&
+      (step.disk_fault().kind() != pb::DiskFault::DISK_HEALED || step.disk_fault().has_node())) {
+    return "disk_fault.every_node goes with DISK_HEALED, and without a node";
   }
   if (step.has_disk_fault() && (step.disk_fault().kind() == pb::DiskFault::SLOW_DISK) !=
                                    (step.disk_fault().latency_ms() > 0)) {
@@ -860,6 +866,11 @@ void Runner::RunAction(size_t index, const pb::Step& step, std::string* transcri
       break;
     }
     case pb::Step::kDiskFault: {
+      if (step.disk_fault().every_node()) {
+        absl::StrAppend(&line, " [every node]");
+        for (NodeId id : world_.node_ids()) world_.HealDisk(id);
+        break;
+      }
       const NodeId id = Resolve(step.disk_fault().node());
       absl::StrAppend(&line, " [n", id, "]");
       switch (step.disk_fault().kind()) {
