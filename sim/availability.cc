@@ -109,10 +109,11 @@ void AvailabilityChecker::EndWindow() {
   transfer_.reset();
 }
 
-void AvailabilityChecker::TransferRequested(int64_t now_ms, raft::NodeId transferee) {
+void AvailabilityChecker::TransferRequested(int64_t now_ms, raft::NodeId transferee,
+                                            bool lossless) {
   if (!enabled_ || !stable_.has_value() || transferee == stable_->leader) return;
   // The leader changes on purpose; the transfer is judged only when asked for in calm.
-  if (calm_) {
+  if (calm_ && lossless) {
     transfer_ = Transfer{transferee, stable_->term, now_ms + election_timeout_ms_ + slack_ms_};
   }
   stable_.reset();

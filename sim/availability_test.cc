@@ -142,6 +142,19 @@ TEST(AvailabilityTest, TransferThatNeverCompletes) {
   EXPECT_THAT(violations[0], HasSubstr("leader transfer to n2 did not complete"));
 }
 
+// Raft sends TimeoutNow once: on a network that may lose messages (up to 1% counts as calm) a
+// transfer may not complete, and is not judged (fuzz seed 1309).
+TEST(AvailabilityTest, TransferOnALossyNetworkIsNotJudged) {
+  AvailabilityChecker checker(true, kElectionMs, kSlackMs);
+  checker.Observe(Led(0, true, 1, 2));
+  checker.TransferRequested(10, 2, /*lossless=*/false);
+  for (int64_t t = 20; t <= 10 + kElectionMs + kSlackMs + 10; t += 10) {
+    checker.Observe(Led(t, true, 1, 2));
+  }
+  EXPECT_THAT(checker.TakeViolations(), IsEmpty());
+  EXPECT_EQ(checker.figures().transfers_checked, 0u);
+}
+
 TEST(AvailabilityTest, ProposalsDuringATransferAreRefused) {
   AvailabilityChecker checker(true, kElectionMs, kSlackMs);
   checker.ProposalAnsweredInTransfer(1, "NO_LEADER", "proposal dropped");

@@ -1523,7 +1523,7 @@ std::optional<server::Response> Simulation::Call(NodeId id, server::Request requ
   if (it == nodes_.end() || !it->second->up) return std::nullopt;
   Node& node = *it->second;
   if (request.type == server::RequestType::kMoveLeader) {
-    availability_.TransferRequested(now_ms_, request.member.id);
+    availability_.TransferRequested(now_ms_, request.member.id, options_.network.loss <= 0);
   }
   const bool read =
       request.type == server::RequestType::kRange || request.type == server::RequestType::kTxn;
@@ -1544,7 +1544,7 @@ server::RequestId Simulation::Submit(NodeId id, server::Request request) {
   if (it == nodes_.end() || !it->second->up) return 0;
   Node& node = *it->second;
   if (request.type == server::RequestType::kMoveLeader) {
-    availability_.TransferRequested(now_ms_, request.member.id);
+    availability_.TransferRequested(now_ms_, request.member.id, options_.network.loss <= 0);
   }
   std::optional<server::Request> sent;
   if (request.type == server::RequestType::kRange || request.type == server::RequestType::kTxn) {
