@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "net/prefixed_stream.h"
 
 namespace kvstore::net {
 namespace {
@@ -40,50 +41,6 @@ const char* ProtocolName(ClientProtocol protocol) {
   }
   return "nothing";
 }
-
-// A stream whose first bytes were already read (to sniff the protocol): they are read again
-// first.
-class PrefixedStream final : public kj::AsyncIoStream {
- public:
-  PrefixedStream(kj::Own<kj::AsyncIoStream> inner, std::string prefix)
-      : inner_(kj::mv(inner)), prefix_(std::move(prefix)) {}
-
-  kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override {
-    if (offset_ == prefix_.size()) return inner_->tryRead(buffer, min_bytes, max_bytes);
-    const size_t n = std::min(max_bytes, prefix_.size() - offset_);
-    std::memcpy(buffer, prefix_.data() + offset_, n);
-    offset_ += n;
-    if (n >= min_bytes) return n;
-    return inner_->tryRead(static_cast<char*>(buffer) + n, min_bytes - n, max_bytes - n)
-        .then([n](size_t more) { return n + more; });
-  }
-  kj::Promise<void> write(const void* buffer, size_t size) override {
-    return inner_->write(buffer, size);
-  }
-  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
-    return inner_->write(pieces);
-  }
-  kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
-  void shutdownWrite() override { inner_->shutdownWrite(); }
-  void abortRead() override { inner_->abortRead(); }
-  void getsockopt(int level, int option, void* value, uint* length) override {
-    inner_->getsockopt(level, option, value, length);
-  }
-  void setsockopt(int level, int option, const void* value, uint length) override {
-    inner_->setsockopt(level, option, value, length);
-  }
-  void getsockname(struct sockaddr* addr, uint* length) override {
-    inner_->getsockname(addr, length);
-  }
-  void getpeername(struct sockaddr* addr, uint* length) override {
-    inner_->getpeername(addr, length);
-  }
-
- private:
-  kj::Own<kj::AsyncIoStream> inner_;
-  std::string prefix_;
-  size_t offset_ = 0;
-};
 
 // Reads a decrypted stream's first bytes until they tell its protocol.
 struct DecryptedSniff {
@@ -293,8 +250,9 @@ kj::Promise<void> ClientPort::DispatchDecrypted(TlsAccepted accepted, std::strin
   return timer_.timeoutAfter(kSniffTimeout, state.Sniff())
       .then([this, sniff = kj::mv(sniff),
              remote](ClientProtocol protocol) mutable -> kj::Promise<void> {
-        auto stream =
-            kj::heap<PrefixedStream>(kj::mv(sniff->stream), std::string(sniff->bytes, sniff->size));
+        auto stream = kj::heap<PrefixedStream>(
+            kj::mv(sniff->stream),
+            kj::heapArray<kj::byte>(reinterpret_cast<const kj::byte*>(sniff->bytes), sniff->size));
         switch (protocol) {
           case ClientProtocol::kCapnp:
             if (handlers_.capnp_tls) {
