@@ -473,23 +473,9 @@ void PeerClient::Connect() {
                 ack_asked_at_ = timer_.now() - kPeerAckInterval;
                 link_tasks_->add(ReadAcks(generation));
                 // The magic first; batches queue behind it.
-                writing_ = true;
-                link_tasks_->add(
-                    timer_
-                        .timeoutAfter(options_.send_timeout, kj::evalNow([this] {
-                                        return stream_->write(kRaftStreamMagic,
-                                                              sizeof(kRaftStreamMagic));
-                                      }))
-                        .then(
-                            [this, generation] {
-                              if (generation != generation_) return;
-                              writing_ = false;
-                              Flush();
-                            },
-                            [this, generation](kj::Exception&& e) {
-                              Fail(generation, Unavailable(options_.peer_id, options_.address,
-                                                           e.getDescription().cStr()));
-                            }));
+                Write(generation, kj::evalNow([this] {
+                        return stream_->write(kRaftStreamMagic, sizeof(kRaftStreamMagic));
+                      }));
               },
               [this, generation](kj::Exception&& e) {
                 Fail(generation,
@@ -534,25 +520,27 @@ void PeerClient::Flush() {
     ack_asked_at_ = now;
     WatchAck(generation, ++ack_seq_);
   }
-  writing_ = true;
   // Through evalNow, as every call on the stream here: a write to a connection already reset
   // fails at once, and must reject rather than throw out of Flush.
   capnp::MallocMessageBuilder& frame = *builder;
-  link_tasks_->add(
-      timer_
-          .timeoutAfter(options_.send_timeout, kj::evalNow([this, &frame] {
-                                                 return capnp::writeMessage(*stream_, frame);
-                                               }).attach(kj::mv(builder)))
-          .then(
-              [this, generation] {
-                if (generation != generation_) return;
-                writing_ = false;
-                Flush();
-              },
-              [this, generation](kj::Exception&& e) {
-                Fail(generation,
-                     Unavailable(options_.peer_id, options_.address, e.getDescription().cStr()));
-              }));
+  Write(generation, kj::evalNow([this, &frame] {
+                      return capnp::writeMessage(*stream_, frame);
+                    }).attach(kj::mv(builder)));
+}
+
+void PeerClient::Write(uint64_t generation, kj::Promise<void> write) {
+  writing_ = true;
+  link_tasks_->add(timer_.timeoutAfter(options_.send_timeout, kj::mv(write))
+                       .then(
+                           [this, generation] {
+                             if (generation != generation_) return;
+                             writing_ = false;
+                             Flush();
+                           },
+                           [this, generation](kj::Exception&& e) {
+                             Fail(generation, Unavailable(options_.peer_id, options_.address,
+                                                          e.getDescription().cStr()));
+                           }));
 }
 
 kj::Promise<void> PeerClient::ReadAcks(uint64_t generation) {

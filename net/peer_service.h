@@ -187,6 +187,9 @@ class PeerClient final : private kj::TaskSet::ErrorHandler {
   void Connect();
   void ScheduleFlush();
   void Flush();
+  // Runs one write on the stream within the send timeout; when it is done the next batch goes
+  // out, and a failure ends the link (of that generation only).
+  void Write(uint64_t generation, kj::Promise<void> write);
   // Reads the acknowledgements (and a refusal) of the connection of `generation`.
   kj::Promise<void> ReadAcks(uint64_t generation);
   // Fails the connection of `generation` unless the acknowledgement asked for as `seq` came.
