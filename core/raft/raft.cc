@@ -215,6 +215,9 @@ class RaftState {
   // A leader that applied its own removal steps down once a quorum of the new configuration
   // reported a commit index at or beyond retire_index_.
   void MaybeFinishRetirement();
+  // Records the commit index a follower's response reports; false when that made this
+  // (removed) leader step down.
+  bool NoteAckedCommit(Progress& pr, Index commit);
   void ReleaseMessages(std::vector<Message>& messages);
   PendingPersist& PushPendingPersist();
   // The ring position `offset` slots after the head (offset < size): no division on the hot path.
@@ -804,13 +807,7 @@ bool RaftState::Restore(const std::shared_ptr<const Snapshot>& snapshot) {
 
 void RaftState::HandleAppendResponse(const Message& m, Progress& pr) {
   pr.recent_active = true;
-  if (m.commit > pr.acked_commit) {
-    pr.acked_commit = m.commit;
-    if (retire_index_ != 0) {
-      MaybeFinishRetirement();
-      if (role_ != Role::kLeader) return;
-    }
-  }
+  if (!NoteAckedCommit(pr, m.commit)) return;  // the removed leader stepped down
   if (m.reject) {
     Index next_probe = m.reject_hint;
     if (m.log_term > 0) {
@@ -861,13 +858,7 @@ void RaftState::HandleAppendResponse(const Message& m, Progress& pr) {
 
 void RaftState::HandleHeartbeatResponse(const Message& m, Progress& pr) {
   pr.recent_active = true;
-  if (m.commit > pr.acked_commit) {
-    pr.acked_commit = m.commit;
-    if (retire_index_ != 0) {
-      MaybeFinishRetirement();
-      if (role_ != Role::kLeader) return;
-    }
-  }
+  if (!NoteAckedCommit(pr, m.commit)) return;  // the removed leader stepped down
   pr.msg_app_flow_paused = false;
   // A full window with a live follower means acknowledgements were lost: free one slot so
   // replication resumes.
@@ -1358,6 +1349,14 @@ void RaftState::SwitchToConfig(TrackerConfig config, ProgressMap progress) {
     }
   }
   if (lead_transferee_ != kNoNode && !tracker_.IsVoter(lead_transferee_)) AbortLeaderTransfer();
+}
+
+bool RaftState::NoteAckedCommit(Progress& pr, Index commit) {
+  if (commit <= pr.acked_commit) return true;
+  pr.acked_commit = commit;
+  if (retire_index_ == 0) return true;
+  MaybeFinishRetirement();
+  return role_ == Role::kLeader;
 }
 
 void RaftState::MaybeFinishRetirement() {
