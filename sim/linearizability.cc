@@ -122,33 +122,65 @@ bool IsMutation(const Operation& operation) {
 // stretch holds exactly the value the mutation left, so it observes the effect of a write or cas
 // leaving w exactly when w != v (of a delete when v is not nil); with appends, or of an append,
 // it may observe any.
+//
+// Two refinements keep a busy key's refusals from making every mutation observed:
+//   * Real time: an operation in o's stretch comes after o, so it was linearized after o's
+//     invocation and completed after it. An observer that completed before o was invoked is in
+//     no stretch of o.
+//   * A refused cas placed in o's stretch sees, once o is removed, the state before o instead.
+//     Without appends on the key that state is nil or a value some other mutation of the set
+//     leaves. So a refusal expecting v != nil that no mutation of the set can leave (no write of
+//     v, no cas to v) stays legal wherever it lands: it observes nothing that matters.
 class Observations {
  public:
   explicit Observations(bool has_appends) : has_appends_(has_appends) {}
 
   void AddOperation(const Operation& operation, int delta) {
+    // An unknown outcome (info, or never completed) may take effect at any time after.
+    const bool completed_known =
+        operation.outcome == Outcome::kOk || operation.outcome == Outcome::kRefused;
+    const size_t completed = completed_known ? operation.complete_event.value_or(kNever) : kNever;
     if (operation.outcome == Outcome::kRefused) {
-      CountRefusal(operation.value, delta);
+      Count(&refusals_, operation.value, completed, delta);
       return;
     }
-    if (operation.function == Function::kRead) Count(operation.read_value, delta);
-    if (operation.function == Function::kCas) Count(operation.value, delta);
+    switch (operation.function) {
+      case Function::kRead:
+        if (operation.outcome == Outcome::kOk) {
+          Count(&observed_, operation.read_value, completed, delta);
+        }
+        break;
+      case Function::kCas:
+        Count(&observed_, operation.value, completed, delta);
+        CountMaker(operation.new_value, delta);
+        break;
+      case Function::kWrite:
+        CountMaker(operation.value, delta);
+        break;
+      case Function::kDelete:
+      case Function::kAppend:
+        break;
+    }
   }
 
   // Could an operation of the set have seen a state that `mutation` made?
   bool ObservesEffectOf(const Operation& mutation) const {
     SIM_CHECK(IsMutation(mutation)) << FunctionName(mutation.function);
+    const size_t after = mutation.invoke_event;
     switch (mutation.function) {
       case Function::kWrite:
-        return ObservesStateFrom(mutation.value);
+        return ObservesStateFrom(mutation.value, after);
       case Function::kCas:
-        return ObservesStateFrom(mutation.new_value);
+        return ObservesStateFrom(mutation.new_value, after);
       case Function::kDelete:
-        return ObservesStateFrom(std::nullopt);
+        return ObservesStateFrom(std::nullopt, after);
       case Function::kAppend:
-        if (refused_count_ > 0) return true;
-        for (const auto& [value, count] : counts_) {
-          if (absl::StrContains(value, *mutation.value)) return true;
+        if (AnyRefusalAfter(after, [](const Value&) { return true; })) return true;
+        for (const auto& [value, completions] : observed_) {
+          if (value.has_value() && absl::StrContains(*value, *mutation.value) &&
+              Latest(completions) > after) {
+            return true;
+          }
         }
         return false;
       case Function::kRead:
@@ -158,48 +190,76 @@ class Observations {
   }
 
  private:
-  bool ObservesStateFrom(const Value& result) const {
-    if (RefusalObserves(result)) return true;
-    if (!result.has_value()) return absent_count_ > 0 || (has_appends_ && !counts_.empty());
-    if (!has_appends_) return counts_.contains(*result);
-    auto first = counts_.lower_bound(*result);  // strings starting with *result follow it
-    return first != counts_.end() && absl::StartsWith(first->first, *result);
+  static constexpr size_t kNever = std::numeric_limits<size_t>::max();
+  // By value: how many observers completed at each event (kNever: not completed).
+  using Completions = absl::btree_map<size_t, int>;
+  using ByValue = absl::btree_map<Value, Completions>;  // nil first, then strings in order
+
+  static size_t Latest(const Completions& completions) {
+    return completions.empty() ? 0 : completions.rbegin()->first;
   }
 
-  void Count(const Value& value, int delta) {
-    if (!value.has_value()) {
-      absent_count_ += delta;
-      SIM_CHECK(absent_count_ >= 0) << "observation of nil removed twice";
-      return;
+  bool ObservesStateFrom(const Value& result, size_t after) const {
+    if (AnyRefusalAfter(after, [&](const Value& expected) { return expected != result; })) {
+      return true;
     }
-    int& count = counts_[*value];
-    count += delta;
-    SIM_CHECK(count >= 0) << "observation of " << *value << " removed twice";
-    if (count == 0) counts_.erase(*value);
+    if (!result.has_value()) {
+      if (has_appends_) {
+        for (const auto& [value, completions] : observed_) {
+          if (Latest(completions) > after) return true;
+        }
+        return false;
+      }
+      auto nil = observed_.find(std::nullopt);
+      return nil != observed_.end() && Latest(nil->second) > after;
+    }
+    if (!has_appends_) {
+      auto same = observed_.find(result);
+      return same != observed_.end() && Latest(same->second) > after;
+    }
+    // With appends, any observed value starting with the result (they follow it in order).
+    for (auto it = observed_.lower_bound(result);
+         it != observed_.end() && it->first.has_value() && absl::StartsWith(*it->first, *result);
+         ++it) {
+      if (Latest(it->second) > after) return true;
+    }
+    return false;
   }
 
-  // Could a refused cas have seen the stretch after a mutation that left `result`?
-  bool RefusalObserves(const Value& result) const {
-    if (refused_count_ == 0) return false;
-    if (has_appends_) return true;
-    auto same = refused_expected_.find(result);
-    return refused_count_ - (same == refused_expected_.end() ? 0 : same->second) > 0;
+  // Is there a refusal completed after `after` whose expected value passes `sees` and can
+  // matter (see the class comment)?
+  template <typename Sees>
+  bool AnyRefusalAfter(size_t after, Sees sees) const {
+    for (const auto& [expected, completions] : refusals_) {
+      if (Latest(completions) <= after || !sees(expected)) continue;
+      if (has_appends_ || !expected.has_value()) return true;
+      auto makers = makers_.find(*expected);
+      if (makers != makers_.end()) return true;
+    }
+    return false;
   }
 
-  void CountRefusal(const Value& expected, int delta) {
-    refused_count_ += delta;
-    int& count = refused_expected_[expected];
+  static void Count(ByValue* by_value, const Value& value, size_t completed, int delta) {
+    Completions& completions = (*by_value)[value];
+    int& count = completions[completed];
     count += delta;
-    SIM_CHECK(count >= 0 && refused_count_ >= 0) << "refusal removed twice";
-    if (count == 0) refused_expected_.erase(expected);
+    SIM_CHECK(count >= 0) << "observation removed twice";
+    if (count == 0) completions.erase(completed);
+    if (completions.empty()) by_value->erase(value);
+  }
+
+  void CountMaker(const Value& value, int delta) {
+    if (!value.has_value()) return;  // nil is the initial state anyway
+    int& count = makers_[*value];
+    count += delta;
+    SIM_CHECK(count >= 0) << "mutation removed twice";
+    if (count == 0) makers_.erase(*value);
   }
 
   const bool has_appends_;
-  int absent_count_ = 0;
-  absl::btree_map<std::string, int> counts_;  // ordered: prefix queries
-  // Refused cas operations: how many, and how many expected each value (nil included).
-  int refused_count_ = 0;
-  absl::btree_map<Value, int> refused_expected_;
+  ByValue observed_;  // reads that returned ok, and cas operations: the value they observed
+  ByValue refusals_;  // refused cas operations: the value they saw the state differ from
+  absl::flat_hash_map<std::string, int> makers_;  // writes and cas (not refused) by value left
 };
 
 bool HasAppends(const History& history, const std::vector<size_t>& operations) {

@@ -28,7 +28,12 @@
 //     on the key: any value starting with it), or any value containing an append's argument,
 //     and no refused cas expected a value other than the one left (with appends: none is).
 //     The operations after it up to the next write then hold only appends, so removing it from
-//     any linearization keeps that legal, and it never decides the verdict.
+//     any linearization keeps that legal, and it never decides the verdict. An operation that
+//     completed before the mutation was invoked observes none of its effects, and (without
+//     appends on the key) a refused cas whose expected value no mutation of the key can leave
+//     is legal wherever it lands: neither keeps a mutation in the search. On busy keys with
+//     many unknown writes beside refusals, that is the difference between hundreds of steps
+//     and tens of millions.
 //   * A read (or a cas whose old and new values are equal) legal in a configuration C is as good
 //     there as anywhere later: C has a completion iff C plus the read has one. So when the
 //     search backtracks out of C plus a read, it backtracks out of C as well.
