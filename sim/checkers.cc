@@ -372,14 +372,200 @@ void ServerRuleCheckers::OnPromoteSubmitted(raft::NodeId node, server::RequestId
   promotions_[{node, request}] = {learner, leader_match};
 }
 
+namespace {
+
+bool IsLimitCode(ErrorCode code) {
+  return code == ErrorCode::kValueTooLarge || code == ErrorCode::kRequestTooLarge ||
+         code == ErrorCode::kTooManyOps;
+}
+
+// Bounds of the bytes a request's entry takes: `low` counts only the keys and values it carries
+// (its entry holds at least those), `high` adds room for every field's tag and length and for
+// the entry's own fields (proposer, request id, time, user).
+struct Bytes {
+  uint64_t low = 0;
+  uint64_t high = 160;
+  void Add(const std::string& s) {
+    low += s.size();
+    high += s.size() + 12;
+  }
+};
+
+void MeasureTxn(const mvcc::TxnRequest& txn, Bytes* bytes, size_t* most_ops) {
+  *most_ops = std::max({*most_ops, txn.compare.size(), txn.success.size(), txn.failure.size()});
+  for (const mvcc::Compare& c : txn.compare) {
+    bytes->Add(c.key);
+    bytes->Add(c.range_end);
+    bytes->Add(c.value);
+    bytes->high += 24;
+  }
+  for (const auto* branch : {&txn.success, &txn.failure}) {
+    for (const mvcc::RequestOp& op : *branch) {
+      bytes->high += 32;
+      switch (op.kind) {
+        case mvcc::RequestOp::Kind::kRange:
+          bytes->Add(op.range.key);
+          bytes->Add(op.range.range_end);
+          break;
+        case mvcc::RequestOp::Kind::kPut:
+          bytes->Add(op.put.key);
+          bytes->Add(op.put.value);
+          break;
+        case mvcc::RequestOp::Kind::kDeleteRange:
+          bytes->Add(op.delete_range.key);
+          bytes->Add(op.delete_range.range_end);
+          break;
+        case mvcc::RequestOp::Kind::kTxn:
+          if (op.txn != nullptr) MeasureTxn(*op.txn, bytes, most_ops);
+          break;
+      }
+    }
+  }
+}
+
+// The limit refusal a txn's validation owes, in the server's order (etcd checkTxnRequest): its
+// own counts, then each operation of the success and the failure branch (a put's value, a
+// nested txn). nullopt: none of the value and ops limits.
+std::optional<ErrorCode> TxnRefusal(const mvcc::TxnRequest& txn, uint64_t max_bytes,
+                                    size_t max_ops) {
+  if (txn.compare.size() > max_ops || txn.success.size() > max_ops ||
+      txn.failure.size() > max_ops) {
+    return ErrorCode::kTooManyOps;
+  }
+  for (const auto* branch : {&txn.success, &txn.failure}) {
+    for (const mvcc::RequestOp& op : *branch) {
+      if (op.kind == mvcc::RequestOp::Kind::kPut && op.put.value.size() > max_bytes) {
+        return ErrorCode::kValueTooLarge;
+      }
+      if (op.kind == mvcc::RequestOp::Kind::kTxn && op.txn != nullptr) {
+        if (auto owed = TxnRefusal(*op.txn, max_bytes, max_ops)) return owed;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+// Whether an applied txn holds a put in either branch (nested ones included): etcd's capped
+// applier refuses it while the NOSPACE alarm is active, whichever branch would run.
+bool TxnPuts(const server::pb::TxnRequest& txn) {
+  for (const auto* branch : {&txn.success(), &txn.failure()}) {
+    for (const server::pb::RequestOp& op : *branch) {
+      if (op.has_put()) return true;
+      if (op.has_txn() && TxnPuts(op.txn())) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+ServerRuleCheckers::Measured ServerRuleCheckers::Measure(const server::Request& request) const {
+  Measured measured;
+  Bytes bytes;
+  size_t most_ops = 0;
+  switch (request.type) {
+    case server::RequestType::kPut:
+      if (request.put.value.size() > limits_.max_request_bytes) {
+        measured.owed = ErrorCode::kValueTooLarge;
+      }
+      bytes.Add(request.put.key);
+      bytes.Add(request.put.value);
+      break;
+    case server::RequestType::kTxn:
+      measured.owed = TxnRefusal(request.txn, limits_.max_request_bytes, limits_.max_txn_ops);
+      MeasureTxn(request.txn, &bytes, &most_ops);
+      break;
+    case server::RequestType::kDeleteRange:
+      bytes.Add(request.delete_range.key);
+      bytes.Add(request.delete_range.range_end);
+      break;
+    case server::RequestType::kRange:
+      // Served, not proposed (a linearizable read waits for a ReadIndex): no entry to size.
+      bytes = Bytes{0, 0};
+      break;
+    default:
+      // Membership, lease, alarm and maintenance requests: small, or refused for other reasons.
+      for (const std::string& url : request.member.peer_urls) bytes.Add(url);
+      break;
+  }
+  if (!measured.owed.has_value() && bytes.low > limits_.max_request_bytes) {
+    measured.owed = ErrorCode::kRequestTooLarge;
+  }
+  measured.within = !measured.owed.has_value() && bytes.high <= limits_.max_request_bytes &&
+                    most_ops <= limits_.max_txn_ops;
+  return measured;
+}
+
+void ServerRuleCheckers::OnSubmit(raft::NodeId node, server::RequestId id,
+                                  const Measured& measured) {
+  if (measured.owed.has_value()) {
+    ++counts_.over_limit_submitted;
+    over_limit_[{node, id}] = *measured.owed;
+  } else if (measured.within) {
+    ++counts_.within_limits_submitted;
+    if (within_.emplace(ProposalKey{node, id}, true).second) within_order_.push_back({node, id});
+    ForgetOldest(&within_, &within_order_);
+  }
+}
+
+void ServerRuleCheckers::ForgetOldest(std::map<ProposalKey, bool>* awaited,
+                                      std::deque<ProposalKey>* order) {
+  // The order may name requests answered since: they are gone from the map already.
+  while (order->size() > kMaxAwaited) {
+    awaited->erase(order->front());
+    order->pop_front();
+  }
+}
+
 void ServerRuleCheckers::OnAnswer(raft::NodeId node, const server::Response& response) {
+  const ProposalKey key{node, response.request_id};
+  const ErrorCode code = CodeOf(response.status);
+  // Request limits.
+  if (auto it = over_limit_.find(key); it != over_limit_.end()) {
+    if (code != it->second) {
+      world_->Violation(
+          absl::StrCat("n", node, " answered request ", response.request_id,
+                       ", over a limit (owed ", ErrorCodeName(it->second), "), with ",
+                       response.status.ok() ? "OK" : std::string(ErrorCodeName(code)),
+                       response.status.ok() ? "" : absl::StrCat(": ", response.status.message())));
+    } else {
+      ++counts_.over_limit_refused;
+    }
+  } else if (auto within = within_.find(key); within != within_.end()) {
+    within_.erase(within);
+    if (IsLimitCode(code)) {
+      world_->Violation(absl::StrCat("n", node, " refused request ", response.request_id,
+                                     ", well within the limits (max_request_bytes ",
+                                     limits_.max_request_bytes, ", max_txn_ops ",
+                                     limits_.max_txn_ops, "): ", response.status.ToString()));
+    }
+  } else if (IsLimitCode(code)) {
+    ++counts_.limit_refusals_unjudged;  // near a limit, or a request the driver did not measure
+  }
+  // Quota.
+  if (auto it = data_writes_.find(key); it != data_writes_.end()) {
+    const bool in_alarm = it->second;
+    data_writes_.erase(it);
+    ++counts_.quota_answers_judged;
+    if (in_alarm && response.status.ok()) {
+      world_->Violation(absl::StrCat("n", node, " answered OK to request ", response.request_id,
+                                     ", whose entry adds data and applied while the NOSPACE "
+                                     "alarm was active: it must be refused"));
+    } else if (!in_alarm && code == ErrorCode::kNoSpace) {
+      world_->Violation(absl::StrCat("n", node, " refused request ", response.request_id,
+                                     " NOSPACE, whose entry applied while no NOSPACE alarm was "
+                                     "active: ",
+                                     response.status.message()));
+    }
+  }
+  // Promotions.
   if (promotions_.empty() || response.status.ok() ||
       response.type != server::RequestType::kMemberPromote) {
     return;
   }
   // A refused promotion applies nothing. (A TIMEOUT may still apply: it stays.)
-  if (CodeOf(response.status) == ErrorCode::kTimeout) return;
-  promotions_.erase({node, response.request_id});
+  if (code == ErrorCode::kTimeout) return;
+  promotions_.erase(key);
 }
 
 void ServerRuleCheckers::OnConfChanged(raft::NodeId node, const raft::ConfState& before,
@@ -431,16 +617,49 @@ void ServerRuleCheckers::OnFirstApply(const raft::Entry& entry) {
                                    limits_.max_request_bytes, " bytes"));
     return;
   }
-  // Each compare or operation takes at least two bytes (a tag and a length): an entry smaller
-  // than that for max_txn_ops + 1 of them cannot break the ops limit, and is not parsed.
-  if (entry.data.size() < 2 * (limits_.max_txn_ops + 1)) return;
   server::pb::InternalRequest internal;
-  if (!internal.ParseFromArray(entry.data.data(), static_cast<int>(entry.data.size())) ||
-      !internal.has_txn()) {
+  if (!internal.ParseFromArray(entry.data.data(), static_cast<int>(entry.data.size()))) return;
+  const ProposalKey key{internal.member_id(), internal.id()};
+  if (internal.id() != 0 && !over_limit_.empty()) {
+    if (auto it = over_limit_.find(key); it != over_limit_.end()) {
+      world_->Violation(absl::StrCat("index ", entry.index, " applied request ", internal.id(),
+                                     " of n", internal.member_id(), ", over a limit (owed ",
+                                     ErrorCodeName(it->second), ")"));
+    }
+  }
+  // Each compare or operation takes at least two bytes (a tag and a length): an entry smaller
+  // than that for max_txn_ops + 1 of them cannot break the ops limit.
+  if (internal.has_txn() && entry.data.size() >= 2 * (limits_.max_txn_ops + 1)) {
+    ++counts_.txns_judged;
+    CheckTxn(entry.index, internal.txn(), 0);
+  }
+  // The NOSPACE alarm, in log order (every member applies the same log).
+  if (internal.has_alarm()) {
+    if (internal.alarm().alarm() != static_cast<int32_t>(server::AlarmType::kNoSpace)) return;
+    if (internal.alarm().action() == 1) {  // activate
+      if (alarms_.empty()) {
+        ++counts_.nospace_alarms_raised;
+        world_->Trace(absl::StrCat("index ", entry.index, " raises the NOSPACE alarm of n",
+                                   internal.alarm().member_id()));
+      }
+      alarms_.insert(internal.alarm().member_id());
+    } else {
+      if (!alarms_.empty()) {
+        ++counts_.nospace_alarms_disarmed;
+        world_->Trace(absl::StrCat("index ", entry.index, " disarms the NOSPACE alarm"));
+      }
+      alarms_.clear();
+    }
     return;
   }
-  ++counts_.txns_judged;
-  CheckTxn(entry.index, internal.txn(), 0);
+  const bool adds_data = internal.has_put() || internal.has_lease_grant() ||
+                         (internal.has_txn() && TxnPuts(internal.txn()));
+  if (!adds_data || internal.id() == 0) return;
+  const bool in_alarm = !alarms_.empty();
+  ++(in_alarm ? counts_.writes_applied_in_alarm : counts_.writes_applied_outside_alarm);
+  // The first copy of a proposal decides (a duplicate is skipped when it applies).
+  if (data_writes_.emplace(key, in_alarm).second) data_writes_order_.push_back(key);
+  ForgetOldest(&data_writes_, &data_writes_order_);
 }
 
 void ServerRuleCheckers::CheckTxn(raft::Index index, const server::pb::TxnRequest& txn, int depth) {

@@ -16,15 +16,18 @@
 
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
+#include "core/base/errors.h"
 #include "core/raft/rand.h"
 #include "core/raft/types.h"
 #include "core/server/requests.pb.h"
@@ -171,9 +174,18 @@ class AnswerCheckers {
 //     the leader's own match index is read when the request is submitted);
 //   - max learners: no configuration any node applies has more than max_learners learners;
 //   - request limits: no entry applied holds more than max_request_bytes, nor a txn (nested ones
-//     included) of more than max_txn_ops compares or operations per branch.
-// The NOSPACE alarm's refusals at apply are judged by the reference model (reference_model.h),
-// which replays the alarms of the log.
+//     included) of more than max_txn_ops compares or operations per branch; every request the
+//     driver submits is measured: one over a limit (a put's value above max_request_bytes, a txn
+//     beyond max_txn_ops, a request whose bytes alone pass max_request_bytes) is answered with
+//     the limit's refusal (VALUE_TOO_LARGE, TOO_MANY_OPS, REQUEST_TOO_LARGE, in the order the
+//     server validates) and never applies; one well within the limits is never refused for one;
+//   - quota: the checker follows the NOSPACE alarm through the applied log (raised by an alarm
+//     entry, cleared by a disarm). An entry that adds data (a put, a txn with a put in either
+//     branch, nested ones included, a lease grant) applied while the alarm is active must be
+//     refused: its proposer never answers it OK. One applied while no alarm is active is never
+//     refused NOSPACE (after a disarm writes resume). What such a refused entry would have
+//     written is judged by the reference model, whose watch events would show it.
+// The reference model (reference_model.h) replays the same alarms and judges every answer too.
 class ServerRuleCheckers {
  public:
   struct Limits {
@@ -190,6 +202,27 @@ class ServerRuleCheckers {
     uint64_t configurations_at_learner_limit = 0;
     uint64_t entries_judged = 0;
     uint64_t txns_judged = 0;  // entries large enough to hold a txn over the ops limit, parsed
+    // Request limits: requests measured over a limit, and their refusals judged (right code);
+    // refusals for a limit of requests measured well within the limits (each a violation);
+    // answers near a limit (or of requests not seen) that the measure cannot judge.
+    uint64_t over_limit_submitted = 0;
+    uint64_t over_limit_refused = 0;
+    uint64_t within_limits_submitted = 0;
+    uint64_t limit_refusals_unjudged = 0;
+    // Quota: alarms raised and cleared in the applied log; entries adding data applied while
+    // the alarm was active (must be refused) and outside it (must not be refused NOSPACE);
+    // their proposers' answers judged.
+    uint64_t nospace_alarms_raised = 0;
+    uint64_t nospace_alarms_disarmed = 0;
+    uint64_t writes_applied_in_alarm = 0;
+    uint64_t writes_applied_outside_alarm = 0;
+    uint64_t quota_answers_judged = 0;
+  };
+  // What Measure finds of a request: the refusal the server owes it (an over-limit request),
+  // or whether it is well within every limit.
+  struct Measured {
+    std::optional<ErrorCode> owed;  // VALUE_TOO_LARGE, TOO_MANY_OPS or REQUEST_TOO_LARGE
+    bool within = false;            // no limit may refuse it
   };
 
   ServerRuleCheckers(CheckedWorld* world, Limits limits) : world_(world), limits_(limits) {}
@@ -198,6 +231,10 @@ class ServerRuleCheckers {
   // was `leader_match`.
   void OnPromoteSubmitted(raft::NodeId node, server::RequestId request, raft::NodeId learner,
                           raft::Index leader_match);
+  // Measures `request` against the limits (before the driver submits it).
+  Measured Measure(const server::Request& request) const;
+  // `node` took `request` (measured by Measure) as its request `id`.
+  void OnSubmit(raft::NodeId node, server::RequestId id, const Measured& measured);
   // `node` answered its request `response.request_id`.
   void OnAnswer(raft::NodeId node, const server::Response& response);
   // `node`'s configuration changed from `before` to `after` (a conf change entry or a snapshot
@@ -208,9 +245,15 @@ class ServerRuleCheckers {
   void OnFirstApply(const raft::Entry& entry);
 
   const Counts& counts() const { return counts_; }
+  bool nospace_alarm_active() const { return !alarms_.empty(); }
 
  private:
+  using ProposalKey = std::pair<raft::NodeId, server::RequestId>;  // (proposer, request id)
+  // Answers awaited are kept for this many requests at most (one never answered, its member
+  // crashed, is forgotten in time).
+  static constexpr size_t kMaxAwaited = 1 << 14;
   void CheckTxn(raft::Index index, const server::pb::TxnRequest& txn, int depth);
+  void ForgetOldest(std::map<ProposalKey, bool>* awaited, std::deque<ProposalKey>* order);
 
   CheckedWorld* world_;
   Limits limits_;
@@ -218,6 +261,17 @@ class ServerRuleCheckers {
   // Promote requests not refused (yet): (leader, request id) -> (learner, leader's match).
   std::map<std::pair<raft::NodeId, server::RequestId>, std::pair<raft::NodeId, raft::Index>>
       promotions_;
+  // Requests measured over a limit: the refusal owed (kept after the answer: it must never
+  // apply either). Few: the workload sends one now and then.
+  std::map<ProposalKey, ErrorCode> over_limit_;
+  // Requests measured within the limits, until answered: true.
+  std::map<ProposalKey, bool> within_;
+  std::deque<ProposalKey> within_order_;
+  // Members whose NOSPACE alarm is active, as the applied log says.
+  std::set<raft::NodeId> alarms_;
+  // Entries adding data, applied, until their proposer answers: whether the alarm was active.
+  std::map<ProposalKey, bool> data_writes_;
+  std::deque<ProposalKey> data_writes_order_;
 };
 
 }  // namespace kvstore::sim

@@ -171,5 +171,112 @@ TEST(ServerRuleCheckersTest, TxnBeyondTheOpsLimitFailsAlsoWhenNested) {
   EXPECT_THAT(world.violations[1], HasSubstr("index 7 applied a txn nesting one of 5 compares"));
 }
 
+// An alarm entry of the applied log: raise (`activate`) or disarm the NOSPACE alarm.
+raft::Entry AlarmEntry(raft::Index index, bool activate, raft::NodeId member) {
+  server::pb::InternalRequest internal;
+  internal.set_system(true);
+  internal.mutable_alarm()->set_action(activate ? 1 : 2);
+  internal.mutable_alarm()->set_member_id(member);
+  internal.mutable_alarm()->set_alarm(static_cast<int32_t>(server::AlarmType::kNoSpace));
+  return NormalEntry(index, internal.SerializeAsString());
+}
+
+server::Response Answer(server::RequestId id, absl::Status status) {
+  server::Response response;
+  response.request_id = id;
+  response.type = server::RequestType::kPut;
+  response.status = std::move(status);
+  return response;
+}
+
+TEST(ServerRuleCheckersTest, WriteAppliedDuringTheNoSpaceAlarmMustBeRefusedAndAfterItMustNot) {
+  FakeWorld world;
+  ServerRuleCheckers rules(&world, {});
+  auto entry = [](raft::Index index, server::RequestId id, int kind) {
+    server::pb::InternalRequest internal;
+    internal.set_id(id);
+    internal.set_member_id(2);
+    if (kind == 0) internal.mutable_put()->set_key("k");
+    if (kind == 1) internal.mutable_lease_grant()->set_id(5);
+    if (kind == 2) internal.mutable_txn()->add_failure()->mutable_put()->set_key("k");
+    if (kind == 3) internal.mutable_delete_range()->set_key("k");
+    return NormalEntry(index, internal.SerializeAsString());
+  };
+  const absl::Status nospace = Error(ErrorCode::kNoSpace, "put refused: NOSPACE alarm");
+  rules.OnFirstApply(AlarmEntry(10, true, 3));
+  EXPECT_TRUE(rules.nospace_alarm_active());
+  rules.OnFirstApply(entry(11, 7, 0));  // a put
+  rules.OnFirstApply(entry(12, 8, 1));  // a lease grant
+  rules.OnFirstApply(entry(13, 9, 2));  // a txn whose failure branch puts
+  rules.OnFirstApply(entry(14, 6, 3));  // a delete: allowed
+  rules.OnAnswer(2, Answer(7, nospace));
+  rules.OnAnswer(2, Answer(8, nospace));
+  rules.OnAnswer(2, Answer(6, absl::OkStatus()));
+  EXPECT_THAT(world.violations, IsEmpty());
+  rules.OnAnswer(2, Answer(9, absl::OkStatus()));
+  ASSERT_EQ(world.violations.size(), 1u);
+  EXPECT_THAT(world.violations[0], HasSubstr("n2 answered OK to request 9, whose entry adds data "
+                                             "and applied while the NOSPACE alarm was active"));
+  rules.OnFirstApply(AlarmEntry(15, false, 0));
+  EXPECT_FALSE(rules.nospace_alarm_active());
+  rules.OnFirstApply(entry(16, 11, 0));
+  rules.OnFirstApply(entry(17, 12, 0));
+  rules.OnAnswer(2, Answer(11, absl::OkStatus()));
+  rules.OnAnswer(2, Answer(12, nospace));
+  ASSERT_EQ(world.violations.size(), 2u);
+  EXPECT_THAT(world.violations[1], HasSubstr("n2 refused request 12 NOSPACE, whose entry applied "
+                                             "while no NOSPACE alarm was active"));
+  EXPECT_EQ(rules.counts().nospace_alarms_raised, 1u);
+  EXPECT_EQ(rules.counts().nospace_alarms_disarmed, 1u);
+  EXPECT_EQ(rules.counts().writes_applied_in_alarm, 3u);
+  EXPECT_EQ(rules.counts().writes_applied_outside_alarm, 2u);
+  EXPECT_EQ(rules.counts().quota_answers_judged, 5u);
+}
+
+TEST(ServerRuleCheckersTest, RequestsOverALimitAreRefusedWithItsCodeAndNeverApply) {
+  FakeWorld world;
+  ServerRuleCheckers::Limits limits;
+  limits.max_request_bytes = 1024;
+  limits.max_txn_ops = 4;
+  ServerRuleCheckers rules(&world, limits);
+  server::Request big_put;
+  big_put.type = server::RequestType::kPut;
+  big_put.put.key = "k";
+  big_put.put.value = std::string(1025, 'v');
+  server::Request wide_txn;
+  wide_txn.type = server::RequestType::kTxn;
+  wide_txn.txn.compare.resize(5);
+  server::Request small_put = big_put;
+  small_put.put.value = "v";
+  server::Request txn_at_limit = wide_txn;
+  txn_at_limit.txn.compare.resize(4);
+  EXPECT_EQ(rules.Measure(big_put).owed, ErrorCode::kValueTooLarge);
+  EXPECT_EQ(rules.Measure(wide_txn).owed, ErrorCode::kTooManyOps);
+  EXPECT_TRUE(rules.Measure(small_put).within);
+  EXPECT_TRUE(rules.Measure(txn_at_limit).within);
+  rules.OnSubmit(1, 20, rules.Measure(big_put));
+  rules.OnSubmit(1, 21, rules.Measure(wide_txn));
+  rules.OnSubmit(1, 22, rules.Measure(small_put));
+  rules.OnSubmit(1, 23, rules.Measure(big_put));
+  rules.OnSubmit(1, 24, rules.Measure(txn_at_limit));
+  rules.OnAnswer(1, Answer(20, Error(ErrorCode::kValueTooLarge, "put: value too large")));
+  rules.OnAnswer(1, Answer(21, Error(ErrorCode::kTooManyOps, "txn: too many")));
+  rules.OnAnswer(1, Answer(22, absl::OkStatus()));
+  EXPECT_THAT(world.violations, IsEmpty());
+  EXPECT_EQ(rules.counts().over_limit_refused, 2u);
+  rules.OnAnswer(1, Answer(23, absl::OkStatus()));
+  rules.OnAnswer(1, Answer(24, Error(ErrorCode::kTooManyOps, "txn: too many")));
+  server::pb::InternalRequest internal;
+  internal.set_id(20);
+  internal.set_member_id(1);
+  internal.mutable_put()->set_key("k");
+  rules.OnFirstApply(NormalEntry(30, internal.SerializeAsString()));
+  ASSERT_EQ(world.violations.size(), 3u);
+  EXPECT_THAT(world.violations[0], HasSubstr("n1 answered request 23, over a limit (owed "
+                                             "VALUE_TOO_LARGE), with OK"));
+  EXPECT_THAT(world.violations[1], HasSubstr("n1 refused request 24, well within the limits"));
+  EXPECT_THAT(world.violations[2], HasSubstr("index 30 applied request 20 of n1, over a limit"));
+}
+
 }  // namespace
 }  // namespace kvstore::sim

@@ -46,6 +46,10 @@ void MaybeLeaseReads(uint64_t seed, pb::Scenario* scenario) {
   }
 }
 
+// Seeds 0 and 5 modulo 8 (a quarter, both cluster sizes of the mutation harness, which runs
+// odd seeds on 3 nodes) also run Jepsen's list-append transactions through the schedule.
+bool ListAppendSeed(uint64_t seed) { return seed % 8 == 0 || seed % 8 == 5; }
+
 }  // namespace
 
 void RandomKnobs(uint64_t seed, pb::Options* options) {
@@ -71,6 +75,22 @@ void RandomKnobs(uint64_t seed, pb::Options* options) {
   k.set_disable_check_quorum(rng.Uniform(4) == 0);
   k.set_watch_max_buffered_events(Pick(rng, {8, 64, 256, 1024}));
   k.set_watch_catch_up_batch_events(Pick(rng, {4, 64, 1024}));
+  // The server's quota and request limits, small in a sixth of the seeds each (etcd's defaults,
+  // 2 GiB and 1.5 MiB, are never reached by a short run): the NOSPACE alarm is raised, the
+  // operator's runbook (compact, defragment, disarm) clears it and writes resume, and the model
+  // client sends requests over and just within the limits. Not with list-append, whose lists
+  // grow without bound: its live data would outgrow a small quota or request limit.
+  if (!ListAppendSeed(seed)) {
+    // Above what a run's data needs once compacted: the server's own dedup records (16 bytes
+    // per applied request, ~50 KiB in a 15 s run) and the model client's live keys, of which it
+    // writes bulky values (1/40 of the quota) on these seeds, so the quota is passed every few
+    // seconds (RandomScenario scales it with a longer run).
+    if (rng.Uniform(6) == 0) k.set_quota_bytes(Pick(rng, {128 << 10, 192 << 10, 256 << 10}));
+    if (rng.Uniform(6) == 0) {
+      k.set_max_request_bytes(Pick(rng, {2 << 10, 8 << 10, 32 << 10}));
+      k.set_max_txn_ops(Pick(rng, {4, 8, 16}));
+    }
+  }
 }
 
 std::string DescribeKnobs(const pb::Options& options) {
@@ -86,7 +106,10 @@ std::string DescribeKnobs(const pb::Options& options) {
       " check_quorum=", k.disable_check_quorum() ? "off" : "on",
       " watch_buffer=", k.watch_max_buffered_events(),
       " watch_catch_up=", k.watch_catch_up_batch_events(),
-      " lease_reads=", options.lease_reads() ? "on" : "off");
+      " lease_reads=", options.lease_reads() ? "on" : "off",
+      k.quota_bytes() > 0 ? absl::StrCat(" quota=", k.quota_bytes()) : "",
+      k.max_request_bytes() > 0 ? absl::StrCat(" max_request_bytes=", k.max_request_bytes()) : "",
+      k.max_txn_ops() > 0 ? absl::StrCat(" max_txn_ops=", k.max_txn_ops()) : "");
 }
 
 pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
@@ -109,6 +132,11 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
   o->mutable_network()->set_duplicate(static_cast<double>(rng.Uniform(6)) / 100.0);
   o->set_fsync_max_ms(1 + static_cast<int64_t>(rng.Uniform(10)));
   RandomKnobs(seed, o);
+  if (o->knobs().quota_bytes() > 0 && options.duration_ms > 15'000) {
+    // The dedup records grow with the run's length: a longer run gets a larger quota.
+    const auto scale = static_cast<uint64_t>((options.duration_ms + 14'999) / 15'000);
+    o->mutable_knobs()->set_quota_bytes(o->knobs().quota_bytes() * scale);
+  }
 
   auto step = [&](const std::string& note) {
     pb::Step* s = scenario.add_steps();
@@ -117,9 +145,7 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
   };
   step("elect a leader")->mutable_wait_for_leader()->set_within_ms(10'000);
   step("start the workload")->set_start_workload(true);
-  // Seeds 0 and 5 modulo 8 (a quarter, both cluster sizes of the mutation harness, which runs
-  // odd seeds on 3 nodes) also run Jepsen's list-append transactions through the schedule.
-  if (seed % 8 == 0 || seed % 8 == 5) {
+  if (ListAppendSeed(seed)) {
     step("list-append transactions")->mutable_list_append();
   }
   // A client session's lease with a key attached, whose client then goes away: the leader

@@ -71,6 +71,9 @@ SimOptions ToSimOptions(const pb::Options& o, uint64_t seed, bool record_trace) 
   if (k.watch_catch_up_batch_events() > 0) {
     options.watch_catch_up_batch_events = k.watch_catch_up_batch_events();
   }
+  if (k.quota_bytes() > 0) options.quota_bytes = k.quota_bytes();
+  if (k.max_request_bytes() > 0) options.max_request_bytes = k.max_request_bytes();
+  if (k.max_txn_ops() > 0) options.max_txn_ops = static_cast<size_t>(k.max_txn_ops());
   return options;
 }
 
@@ -438,6 +441,13 @@ std::string KnobsProblem(const pb::Knobs& k) {
   }
   if (k.wal_segment_bytes() > 0 && k.wal_segment_bytes() < (8u << 10)) {
     return absl::StrCat("wal_segment_bytes ", k.wal_segment_bytes(), " is below 8 KiB");
+  }
+  // Membership and lease requests, the scenario steps' puts and the workloads' txns must fit.
+  if (k.max_request_bytes() > 0 && k.max_request_bytes() < 1024) {
+    return absl::StrCat("max_request_bytes ", k.max_request_bytes(), " is below 1 KiB");
+  }
+  if (k.max_txn_ops() > 0 && k.max_txn_ops() < 4) {
+    return absl::StrCat("max_txn_ops ", k.max_txn_ops(), " is below 4");
   }
   return "";
 }

@@ -140,6 +140,7 @@ struct Simulation::Event {
     kClientTimeout,
     kResume,
     kWatchRead,  // a slow watch reader reads again
+    kOperator,   // the next step of the operator's NOSPACE runbook (`attempt`: its phase)
   };
   int64_t time_ms = 0;
   uint64_t seq = 0;
@@ -328,6 +329,9 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
   config.lease_reads = options_.lease_reads;
   config.watch_max_buffered_events = options_.watch_max_buffered_events;
   config.watch_catch_up_batch_events = options_.watch_catch_up_batch_events;
+  config.quota_bytes = options_.quota_bytes;
+  config.max_request_bytes = options_.max_request_bytes;
+  config.max_txn_ops = options_.max_txn_ops;
   // bcrypt's least cost: the auth workload hashes and verifies passwords, and real cost (10)
   // would spend ~50 ms of wall time on each.
   config.password_hash_cost = auth::kMinBcryptCost;
@@ -536,8 +540,11 @@ void Simulation::OnReady(Node& node, const server::Ready& ready) {
 }
 
 server::RequestId Simulation::SubmitObserved(Node& node, server::Request request) {
+  const ServerRuleCheckers::Measured measured = server_rules_.Measure(request);
   if (request.type != server::RequestType::kMemberPromote || !node.server()->is_leader()) {
-    return node.server()->Submit(std::move(request));
+    const server::RequestId request_id = node.server()->Submit(std::move(request));
+    server_rules_.OnSubmit(node.id, request_id, measured);
+    return request_id;
   }
   // The promotion's readiness rule compares the learner with the leader's own match index now.
   const raft::Status status = node.server()->RaftStatus();
@@ -545,12 +552,14 @@ server::RequestId Simulation::SubmitObserved(Node& node, server::Request request
   const raft::Index leader_match = self == status.progress.end() ? 0 : self->second.match;
   const NodeId learner = request.member.id;
   const server::RequestId request_id = node.server()->Submit(std::move(request));
+  server_rules_.OnSubmit(node.id, request_id, measured);
   server_rules_.OnPromoteSubmitted(node.id, request_id, learner, leader_match);
   return request_id;
 }
 
 void Simulation::OnResponse(Node& node, const server::Response& response) {
   server_rules_.OnAnswer(node.id, response);
+  if (CodeOf(response.status) == ErrorCode::kNoSpace) NoteNoSpace();
   if (!proposals_in_transfer_.empty() &&
       proposals_in_transfer_.erase({node.id, response.request_id}) > 0) {
     availability_.ProposalAnsweredInTransfer(node.id,
@@ -912,6 +921,9 @@ void Simulation::Process(Event& event) {
       (void)node->server()->SetWatchReading(node->watch_id, true);
       Drain(*node);
       return;
+    case Event::Kind::kOperator:
+      OperatorStep(event.attempt);
+      return;
   }
 }
 
@@ -1238,7 +1250,7 @@ void Simulation::ClientInvoke(Client& client) {
                            node->server()->is_leader() &&
                            node->server()->lead_transferee() != raft::kNoNode;
   client.sent = request;
-  client.request = node->server()->Submit(std::move(request));
+  client.request = SubmitObserved(*node, std::move(request));
   if (in_transfer) proposals_in_transfer_.insert({node->id, client.request});
   if (options_.record_trace) {
     Trace(absl::StrCat("client p", client.process, " -> n", node->id, " ",
@@ -1390,11 +1402,47 @@ void Simulation::ModelInvoke(Client& client, Node& node) {
     return op;
   };
   server::Request request;
-  const uint64_t roll = rng_.Uniform(100);
-  if (roll < 22) {
+  // On seeds with small request limits, now and then a request at a limit: over it (a put's
+  // value past max_request_bytes, a txn of more than max_txn_ops compares), which must be
+  // refused with the limit's code, or just within it, which must not be.
+  const bool small_limits = options_.max_request_bytes < server::kDefaultMaxRequestBytes ||
+                            options_.max_txn_ops < server::kDefaultMaxTxnOps;
+  const uint64_t at_limit = small_limits && rng_.Uniform(25) == 0 ? 1 + rng_.Uniform(4) : 0;
+  const uint64_t roll = at_limit > 0 ? 100 : rng_.Uniform(100);
+  if (at_limit == 1 || at_limit == 2) {
+    request.type = server::RequestType::kPut;
+    request.put.key = key();
+    // Well within: room for the entry's own fields; kept small beside a small quota, which
+    // the live data must stay well below once compacted.
+    uint64_t bytes = options_.max_request_bytes + 1 + rng_.Uniform(64);
+    if (at_limit == 2) {
+      bytes =
+          std::min(options_.max_request_bytes - 256 - rng_.Uniform(256), options_.quota_bytes / 32);
+    }
+    request.put.value = std::string(bytes, static_cast<char>('a' + rng_.Uniform(26)));
+  } else if (at_limit == 3 || at_limit == 4) {
+    // A txn of compares (read-only: served, not proposed, but validated all the same).
+    request.type = server::RequestType::kTxn;
+    const size_t compares = options_.max_txn_ops + (at_limit == 3 ? 1 + rng_.Uniform(3) : 0);
+    for (size_t i = 0; i < compares; ++i) {
+      mvcc::Compare c;
+      c.key = key();
+      c.target = mvcc::Compare::Target::kVersion;
+      c.result = mvcc::Compare::Result::kGreater;
+      c.number = -1;
+      request.txn.compare.push_back(std::move(c));
+    }
+    request.txn.success.push_back(range_op(true));
+  } else if (roll < 22) {
     request.type = server::RequestType::kPut;
     request.put = put_op(key()).put;
     request.put.prev_kv = true;
+    // Beside a small quota, half the puts are bulky (1/40 of the quota, within the request
+    // limit): the backend passes the quota every few seconds, and compaction frees it.
+    if (options_.quota_bytes < server::kDefaultQuotaBytes && rng_.Uniform(2) == 0) {
+      const uint64_t bytes = std::min(options_.quota_bytes / 40, options_.max_request_bytes - 512);
+      request.put.value.resize(std::max<uint64_t>(bytes, request.put.value.size()), '.');
+    }
   } else if (roll < 55) {
     // A txn: 1-3 compares on any target, a success branch of puts on distinct keys then a read
     // of them all, a failure branch that deletes one key and puts another.
@@ -1461,7 +1509,7 @@ void Simulation::ModelInvoke(Client& client, Node& node) {
     request.type = server::RequestType::kLeaseRevoke;
     request.lease_id = lease();
     if (request.lease_id == mvcc::kNoLease) request.lease_id = 1 + rng_.Uniform(1 << 20);
-  } else {
+  } else if (roll < 100) {
     request.type = server::RequestType::kCompact;
     request.revision = past(60);
   }
@@ -1471,7 +1519,7 @@ void Simulation::ModelInvoke(Client& client, Node& node) {
                            node.server()->is_leader() &&
                            node.server()->lead_transferee() != raft::kNoNode;
   client.sent = request;
-  client.request = node.server()->Submit(std::move(request));
+  client.request = SubmitObserved(node, std::move(request));
   if (in_transfer) proposals_in_transfer_.insert({node.id, client.request});
   if (options_.record_trace) {
     Trace(absl::StrCat("client p", client.process, " -> n", node.id, " model ",
@@ -1512,6 +1560,72 @@ void Simulation::ModelComplete(Client& client, NodeId node, const server::Respon
   }
   client.busy = false;
   if (workload_running_) ClientNext(client);
+}
+
+void Simulation::NoteNoSpace() {
+  if (operator_busy_) return;
+  operator_busy_ = true;
+  ++operator_runs_;
+  auto event = NewEvent();
+  event->kind = Event::Kind::kOperator;
+  event->attempt = 1;
+  Schedule(now_ms_ + 100 + static_cast<int64_t>(rng_.Uniform(200)), std::move(event));
+}
+
+void Simulation::OperatorStep(uint64_t phase) {
+  auto next = [&](uint64_t next_phase, int64_t min_ms, int64_t spread_ms) {
+    auto event = NewEvent();
+    event->kind = Event::Kind::kOperator;
+    event->attempt = next_phase;
+    Schedule(now_ms_ + min_ms + static_cast<int64_t>(rng_.Uniform(spread_ms)), std::move(event));
+  };
+  auto reachable = [&](NodeId id) -> Node* {
+    auto it = nodes_.find(id);
+    if (it == nodes_.end() || !it->second->up || it->second->paused_until_ms > now_ms_) {
+      return nullptr;
+    }
+    return it->second.get();
+  };
+  Node* leader = reachable(Leader());
+  if (phase != 2 && leader == nullptr) {
+    next(phase, 100, 100);  // etcdctl finds no leader: the operator tries again
+    return;
+  }
+  server::Request request;
+  switch (phase) {
+    case 1: {  // etcdctl compact $(current revision)
+      request.type = server::RequestType::kCompact;
+      request.revision = leader->server()->store().current_revision();
+      Trace(absl::StrCat("operator: NOSPACE, compact at revision ", request.revision, " on n",
+                         leader->id));
+      (void)SubmitObserved(*leader, std::move(request));
+      Drain(*leader);
+      next(2, 200, 200);
+      return;
+    }
+    case 2: {  // etcdctl defrag, member by member
+      for (NodeId id : node_ids()) {
+        Node* node = reachable(id);
+        if (node == nullptr) continue;
+        request.type = server::RequestType::kDefragment;
+        const uint64_t before = node->backend.SizeBytes();
+        (void)SubmitObserved(*node, request);
+        Drain(*node);
+        Trace(absl::StrCat("operator: defragment n", id, ": ", before, " -> ",
+                           node->backend.SizeBytes(), " bytes"));
+      }
+      next(3, 20, 30);
+      return;
+    }
+    default: {  // etcdctl alarm disarm
+      request.type = server::RequestType::kAlarmDisarm;
+      Trace(absl::StrCat("operator: disarm the NOSPACE alarm on n", leader->id));
+      (void)SubmitObserved(*leader, std::move(request));
+      Drain(*leader);
+      operator_busy_ = false;
+      return;
+    }
+  }
 }
 
 // --------------------------------------------------------------------------------------------

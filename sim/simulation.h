@@ -117,6 +117,11 @@ struct SimOptions {
   bool check_quorum = true;
   uint64_t watch_max_buffered_events = mvcc::kDefaultMaxBufferedEventsPerWatcher;
   uint64_t watch_catch_up_batch_events = mvcc::kDefaultCatchUpBatchEvents;
+  // The server's quota and request limits (server::ServerConfig; etcd's defaults). The fuzzer
+  // draws small ones on some seeds, so the NOSPACE alarm and the limits' refusals are reached.
+  uint64_t quota_bytes = server::kDefaultQuotaBytes;
+  uint64_t max_request_bytes = server::kDefaultMaxRequestBytes;
+  size_t max_txn_ops = server::kDefaultMaxTxnOps;
 };
 
 class Simulation {
@@ -243,6 +248,8 @@ class Simulation {
   const ReferenceModel& reference_model() const { return model_; }
   // The server-rule checkers' counts: how often each rule was judged.
   const ServerRuleCheckers::Counts& server_rule_counts() const { return server_rules_.counts(); }
+  // Runs of the operator's NOSPACE runbook (compact, defragment, disarm) the run started.
+  uint64_t operator_runs() const { return operator_runs_; }
 
  private:
   struct Node;
@@ -369,6 +376,13 @@ class Simulation {
   // The operation's value as traces show it: the value written, or <old>-><new> for a cas.
   static std::string ValueText(const Client& client);
   void ClientTimeout(Client& client, uint64_t attempt);
+  // The operator's NOSPACE runbook (etcd's documented recovery), started by a NOSPACE answer:
+  // compact at the leader's revision, defragment every running member once the compaction
+  // had time to apply, then disarm the alarm. One run at a time; `phase` 1-3.
+  void NoteNoSpace();
+  void OperatorStep(uint64_t phase);
+  bool operator_busy_ = false;
+  uint64_t operator_runs_ = 0;
 
   SimOptions options_;
   raft::SplitMix64 rng_;
@@ -398,7 +412,9 @@ class Simulation {
   ReferenceModel model_;  // before raft_checkers_, which feeds it
   CheckerView checker_view_{this};
   RaftCheckers raft_checkers_;
-  ServerRuleCheckers server_rules_{&checker_view_, ServerRuleCheckers::Limits{}};
+  ServerRuleCheckers server_rules_{
+      &checker_view_, ServerRuleCheckers::Limits{server::kDefaultMaxLearners,
+                                                 options_.max_request_bytes, options_.max_txn_ops}};
   AnswerCheckers answer_checkers_{&checker_view_};
   // Revision -> digest of its watch events, and the node whose store confirmed them.
   std::map<mvcc::Revision, std::pair<uint64_t, NodeId>> watch_digests_;

@@ -153,6 +153,8 @@ checker_of() {
     *"cannot start"*) echo "restart check" ;;
     *" is at revision "*", below "*) echo "revision never decreases (expect step)" ;;
     *"no leader"* | *"expected "*", got "*) echo "recovery after heal" ;;
+    *"the NOSPACE alarm was active"* | *"while no NOSPACE alarm was active"*) echo "quota checker" ;;
+    *"over a limit"* | *"well within the limits"*) echo "request limits checker" ;;
     *) echo "other" ;;
   esac
 }

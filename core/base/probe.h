@@ -133,7 +133,17 @@
   X(server, snapshot_outcome_unknown, "core/server/server.cc",                                    \
     "a proposal at or below a restored snapshot's index was answered: outcome unknown")           \
   X(server, duplicate_proposal_skipped, "core/server/server.cc",                                  \
-    "the same proposal applied twice (a duplicated message) was skipped the second time")
+    "the same proposal applied twice (a duplicated message) was skipped the second time")          \
+  X(server, nospace_alarm_raised, "core/server/server.cc",                                        \
+    "a NOSPACE alarm applied: a member's backend passed quota_bytes")                             \
+  X(server, nospace_alarm_disarmed, "core/server/server.cc",                                      \
+    "an alarm disarm applied while a NOSPACE alarm was active: writes resume")                    \
+  X(server, nospace_refused_at_apply, "core/server/server.cc",                                    \
+    "a write proposed before the NOSPACE alarm applied was refused when it applied after it")     \
+  X(server, put_value_too_large, "core/server/server.cc",                                         \
+    "a put's value (alone or in a txn) was refused for max_request_bytes")                        \
+  X(server, txn_too_many_ops, "core/server/server.cc",                                            \
+    "a txn was refused for max_txn_ops (compares or operations of a branch)")
 // clang-format on
 
 namespace kvstore::probe {

@@ -617,6 +617,7 @@ absl::Status Server::Impl::Validate(const Request& r) const {
 absl::Status Server::Impl::ValidatePut(const mvcc::PutRequest& put) const {
   if (auto s = ValidateKey(put.key, "put"); !s.ok()) return s;
   if (put.value.size() > config_.max_request_bytes) {
+    CODE_PROBE(server, put_value_too_large);
     return Error(ErrorCode::kValueTooLarge, absl::StrCat("put: value of ", put.value.size(),
                                                          " bytes exceeds the request limit of ",
                                                          config_.max_request_bytes, " bytes"));
@@ -629,6 +630,7 @@ absl::Status Server::Impl::ValidatePut(const mvcc::PutRequest& put) const {
 absl::Status Server::Impl::ValidateTxn(const mvcc::TxnRequest& txn) const {
   const size_t limit = config_.max_txn_ops;
   if (txn.compare.size() > limit || txn.success.size() > limit || txn.failure.size() > limit) {
+    CODE_PROBE(server, txn_too_many_ops);
     return Error(ErrorCode::kTooManyOps,
                  absl::StrCat("txn: ", txn.compare.size(), " compares, ", txn.success.size(),
                               " success and ", txn.failure.size(),
@@ -1324,9 +1326,14 @@ void Server::Impl::ApplyConfChange(const raft::Entry& entry) {
 }
 
 absl::Status Server::Impl::ApplyWrite(const pb::InternalRequest& internal, Response* response) {
+  // A write proposed before the alarm applied (the proposer checked it then) meets it here.
+  auto refused_at_apply = [this](absl::string_view what) {
+    CODE_PROBE(server, nospace_refused_at_apply);
+    return NoSpace(what);
+  };
   switch (internal.request_case()) {
     case pb::InternalRequest::kPut: {
-      if (AlarmActive()) return NoSpace("put");
+      if (AlarmActive()) return refused_at_apply("put");
       mvcc::PutRequest put = FromProto(internal.put());
       if (put.lease != lease::kNoLease && !lessor_.Exists(put.lease)) {
         return Error(ErrorCode::kLeaseNotFound, absl::StrCat("lease ", put.lease, " not found"));
@@ -1346,7 +1353,7 @@ absl::Status Server::Impl::ApplyWrite(const pb::InternalRequest& internal, Respo
       auto txn = FromProto(internal.txn());
       if (!txn.ok()) return txn.status();
       if (AlarmActive() && TxnPuts(*txn)) {
-        return NoSpace("txn");
+        return refused_at_apply("txn");
       }
       std::set<lease::LeaseId> leases;
       TxnLeases(*txn, &leases);
@@ -1367,7 +1374,7 @@ absl::Status Server::Impl::ApplyWrite(const pb::InternalRequest& internal, Respo
       return absl::OkStatus();
     }
     case pb::InternalRequest::kLeaseGrant: {
-      if (AlarmActive()) return NoSpace("lease grant");
+      if (AlarmActive()) return refused_at_apply("lease grant");
       auto info = lessor_.ApplyGrant(internal.lease_grant().id(),
                                      internal.lease_grant().ttl_seconds(), now_ms());
       if (!info.ok()) return info.status();
@@ -1402,9 +1409,11 @@ absl::Status Server::Impl::ApplyWrite(const pb::InternalRequest& internal, Respo
                      absl::StrCat("unknown alarm ", internal.alarm().alarm()));
       }
       if (internal.alarm().action() == kAlarmActivate) {
+        if (!AlarmActive()) CODE_PROBE(server, nospace_alarm_raised);
         alarms_.insert({internal.alarm().member_id(), type});
         backend_->Put(mvcc::Bucket::kMeta, AlarmKey(internal.alarm().member_id(), type), "");
       } else {
+        if (AlarmActive()) CODE_PROBE(server, nospace_alarm_disarmed);
         for (auto it = alarms_.begin(); it != alarms_.end();) {
           if (it->second == type) {
             backend_->Delete(mvcc::Bucket::kMeta, AlarmKey(it->first, it->second));
