@@ -83,29 +83,6 @@ class SnapshotSinkImpl final : public rpc::SnapshotSink::Server {
 
 }  // namespace
 
-absl::StatusOr<std::vector<raft::Message>> DecodeSendBatch(capnp::List<rpc::Message>::Reader list) {
-  std::vector<raft::Message> messages;
-  // list.size() is the sender's claim, not what it sent: Cap'n Proto charges an element of a
-  // zero-size struct list one word of the traversal limit, so a 41-byte call could claim 4 million
-  // messages and make this reserve 544 MB (tools/fuzz, testdata/fuzz/peer_message/). No sender
-  // batches more than its queue holds.
-  messages.reserve(std::min<size_t>(list.size(), kDefaultPeerQueueLimitMessages));
-  for (size_t i = 0; i < list.size(); ++i) {
-    absl::StatusOr<raft::Message> m = FromCapnp(list[i]);
-    if (!m.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("malformed raft message ", i, ": ", m.status().message()));
-    }
-    if (m->type == raft::MessageType::kSnap) {
-      // Without its data a snapshot would install an empty state machine.
-      return absl::InvalidArgumentError(
-          absl::StrCat("raft message ", i, ": kSnap travels through sendSnapshot"));
-    }
-    messages.push_back(std::move(*m));
-  }
-  return messages;
-}
-
 namespace {
 
 class PeerImpl final : public rpc::Peer::Server {
@@ -193,133 +170,63 @@ rpc::Peer::Client NewPeerService(MemberService& member, const PeerServiceOptions
 
 // --- Raft streams -------------------------------------------------------------------------------
 
-class FrameReader {
- public:
-  FrameReader(kj::AsyncInputStream& in, uint64_t max_bytes, capnp::ReaderOptions options)
-      : in_(in),
-        max_bytes_(max_bytes),
-        options_(options),
-        buffer_(kj::heapArray<capnp::word>(8192)) {}
-
-  // The next frame's message, valid until the next call; nullptr when the stream ends between
-  // two frames. Rejects on a frame over max_bytes or with more than 512 segments, and on an end
-  // inside a frame.
-  kj::Promise<capnp::MessageReader*> Next() {
-    reader_.reset();
-    begin_ += consumed_;
-    consumed_ = 0;
-    if (begin_ == end_) begin_ = end_ = 0;
-    // A read can fail at once (a connection reset before it): a rejection, not a throw.
-    return kj::evalNow([this] { return Parse(); });
-  }
-
- private:
-  static uint32_t U32(const kj::byte* p) {
-    return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
-  }
-  kj::byte* bytes() { return reinterpret_cast<kj::byte*>(buffer_.begin()); }
-  size_t capacity() const { return buffer_.size() * sizeof(capnp::word); }
-
-  kj::Promise<capnp::MessageReader*> Parse() {
-    const size_t available = end_ - begin_;
-    const kj::byte* p = bytes() + begin_;
-    size_t need = 8;
-    if (available >= 8) {
-      const uint64_t count = uint64_t{U32(p)} + 1;
-      if (count > 512) return KJ_EXCEPTION(FAILED, "a frame of too many segments", count);
-      const size_t header = (4 + 4 * count + 7) & ~size_t{7};
-      need = header;
-      if (available >= header) {
-        uint64_t words = 0;
-        for (size_t i = 0; i < count; ++i) words += U32(p + 4 + 4 * i);
-        const uint64_t total = header + words * sizeof(capnp::word);
-        if (total > max_bytes_) {
-          return KJ_EXCEPTION(FAILED, "a frame over the limit", total, max_bytes_);
-        }
-        need = total;
-        if (available >= total) {
-          segments_.clear();
-          const capnp::word* segment = reinterpret_cast<const capnp::word*>(p + header);
-          for (size_t i = 0; i < count; ++i) {
-            const size_t size = U32(p + 4 + 4 * i);
-            segments_.add(segment, size);
-            segment += size;
-          }
-          reader_.emplace(segments_.asPtr(), options_);
-          consumed_ = total;
-          return &*reader_;
-        }
-      }
-    }
-    // Make room for the rest of the frame at least, then read as much as has arrived.
-    if (need > capacity()) {
-      auto bigger =
-          kj::heapArray<capnp::word>(std::max(need, 2 * capacity()) / sizeof(capnp::word));
-      std::memcpy(bigger.begin(), p, available);
-      buffer_ = kj::mv(bigger);
-      begin_ = 0;
-      end_ = available;
-    } else if (begin_ + need > capacity()) {
-      std::memmove(bytes(), p, available);
-      begin_ = 0;
-      end_ = available;
-    }
-    const size_t missing = need - available;
-    return in_.tryRead(bytes() + end_, missing, capacity() - end_)
-        .then([this, missing, available](size_t n) -> kj::Promise<capnp::MessageReader*> {
-          if (n < missing) {
-            if (available + n == 0) return static_cast<capnp::MessageReader*>(nullptr);
-            return KJ_EXCEPTION(DISCONNECTED, "the stream ended inside a frame");
-          }
-          end_ += n;
-          return Parse();
-        });
-  }
-
-  kj::AsyncInputStream& in_;
-  const uint64_t max_bytes_;
-  const capnp::ReaderOptions options_;
-  kj::Array<capnp::word> buffer_;
-  size_t begin_ = 0;  // bytes: the unread data is [begin_, end_), begin_ a multiple of 8
-  size_t end_ = 0;
-  size_t consumed_ = 0;  // the frame last returned, dropped at the next call
-  kj::Vector<kj::ArrayPtr<const capnp::word>> segments_;
-  std::optional<capnp::SegmentArrayMessageReader> reader_;
-};
-
 namespace {
 
+// Reads what has arrived of `in` into `decoder` (a FrameDecoder or RaftStreamDecoder): at least
+// what its next frame is missing, as much as its buffer takes. Resolves false when the stream
+// ended (what came before the end is in the decoder: its End() says whether that was inside a
+// frame). Through evalNow: a read on a connection already reset fails at once, and must reject
+// rather than throw.
+template <typename Decoder>
+kj::Promise<bool> ReadInto(kj::AsyncInputStream& in, Decoder& decoder) {
+  kj::ArrayPtr<kj::byte> space = decoder.Space();
+  if (space.size() == 0) return KJ_EXCEPTION(FAILED, "a frame decoder without room");
+  const size_t min_bytes = std::max<size_t>(1, std::min(decoder.missing(), space.size()));
+  kj::byte* into = space.begin();
+  const size_t room = space.size();
+  return kj::evalNow([&in, into, min_bytes, room] { return in.tryRead(into, min_bytes, room); })
+      .then([&decoder, min_bytes](size_t n) {
+        decoder.Commit(n);
+        return n >= min_bytes;
+      });
+}
+
+// After a refusal, what the sender still sends is read and dropped until it closes, so the
+// reason reaches it (a close with unread bytes would reset the connection first); at most this
+// much, then the connection is closed all the same.
+constexpr uint64_t kRefusedStreamDrainBytes = kMaxPeerMessageBytes;
+
 // The receiving end of one Raft stream: steps every batch, acknowledges those that ask, and
-// refuses (a RaftAck with the reason, then the end of its writes) another cluster's batch or a
-// malformed one.
+// refuses what RaftStreamDecoder refuses (a RaftAck with the reason, then the end of its writes).
 class RaftStreamReceiver {
  public:
-  RaftStreamReceiver(MemberService& member, kj::Own<kj::AsyncIoStream> stream, uint64_t& batches)
-      : member_(member),
-        stream_(kj::mv(stream)),
-        reader_(*stream_, kMaxPeerMessageBytes, PeerReaderOptions()),
-        batches_(batches) {}
+  // `first`: the bytes already read off the stream (its magic).
+  RaftStreamReceiver(MemberService& member, kj::Own<kj::AsyncIoStream> stream, uint64_t& batches,
+                     kj::ArrayPtr<const kj::byte> first)
+      : member_(member), stream_(kj::mv(stream)), batches_(batches) {
+    decoder_.Append(absl::string_view(reinterpret_cast<const char*>(first.begin()), first.size()));
+  }
 
   kj::Promise<void> Run() { return ReadLoop(); }
 
  private:
   kj::Promise<void> ReadLoop() {
-    return reader_.Next().then([this](capnp::MessageReader* message) -> kj::Promise<void> {
-      if (message == nullptr) return kj::READY_NOW;  // the sender closed the stream
-      auto batch = message->getRoot<rpc::RaftBatch>();
-      if (batch.getClusterId() != member_.cluster_id()) {
-        return Refuse(
-            absl::StrCat("refused: the sender belongs to another cluster: ",
-                         ClusterMismatchText(member_.cluster_id(), batch.getClusterId())));
-      }
-      absl::StatusOr<std::vector<raft::Message>> messages = DecodeSendBatch(batch.getMessages());
-      if (!messages.ok()) return Refuse(absl::StrCat("refused: ", messages.status().message()));
-      const bool ack_wanted = batch.getAckWanted();
+    // Every whole batch read so far, in order; then read on.
+    for (;;) {
+      absl::StatusOr<std::optional<RaftStreamBatch>> next = decoder_.Next(member_.cluster_id());
+      if (!next.ok()) return Refuse(absl::StrCat("refused: ", next.status().message()));
+      if (!next->has_value()) break;
+      RaftStreamBatch& batch = **next;
       ++received_;
       ++batches_;
-      for (raft::Message& m : *messages) member_.Step(std::move(m));
-      if (ack_wanted) Write(received_, "");
-      return ReadLoop();
+      for (raft::Message& m : batch.messages) member_.Step(std::move(m));
+      if (batch.ack_wanted) Write(received_, "");
+    }
+    return ReadInto(*stream_, decoder_).then([this](bool more) -> kj::Promise<void> {
+      if (more) return ReadLoop();
+      const absl::Status end = decoder_.End();
+      if (!end.ok()) return Refuse(absl::StrCat("refused: ", end.message()));
+      return kj::READY_NOW;  // the sender closed the stream between two frames
     });
   }
 
@@ -349,18 +256,21 @@ class RaftStreamReceiver {
   }
 
   kj::Promise<void> Discard() {
+    if (discarded_ >= kRefusedStreamDrainBytes) return kj::READY_NOW;
     return stream_->tryRead(scratch_, 1, sizeof(scratch_))
         .then([this](size_t n) -> kj::Promise<void> {
           if (n == 0) return kj::READY_NOW;
+          discarded_ += n;
           return Discard();
         });
   }
 
   MemberService& member_;
   kj::Own<kj::AsyncIoStream> stream_;
-  FrameReader reader_;
+  RaftStreamDecoder decoder_;
   uint64_t& batches_;
   uint64_t received_ = 0;
+  uint64_t discarded_ = 0;
   kj::Promise<void> writes_ = kj::READY_NOW;
   kj::byte scratch_[4096];
 };
@@ -415,7 +325,8 @@ kj::Promise<void> PeerServer::Serve(kj::Own<kj::AsyncIoStream> stream) {
           listener_.Accept(kj::heap<PrefixedStream>(kj::mv(stream), kj::mv(first)));
           return kj::READY_NOW;
         }
-        auto receiver = kj::heap<RaftStreamReceiver>(member_, kj::mv(stream), raft_batches_);
+        auto receiver =
+            kj::heap<RaftStreamReceiver>(member_, kj::mv(stream), raft_batches_, first.asPtr());
         kj::Promise<void> run = receiver->Run();
         return run.attach(kj::mv(receiver));
       });
@@ -466,7 +377,7 @@ void PeerClient::Connect() {
               [this, generation](kj::Own<kj::AsyncIoStream> stream) {
                 if (generation != generation_) return;
                 stream_ = kj::mv(stream);
-                acks_ = kj::heap<FrameReader>(*stream_, kMaxPeerMessageBytes, PeerReaderOptions());
+                acks_ = kj::heap<FrameDecoder>(kMaxPeerMessageBytes, PeerReaderOptions());
                 link_tasks_ = kj::heap<kj::TaskSet>(static_cast<kj::TaskSet::ErrorHandler&>(*this));
                 state_ = State::kConnected;
                 ack_outstanding_ = false;
@@ -544,27 +455,45 @@ void PeerClient::Write(uint64_t generation, kj::Promise<void> write) {
 }
 
 kj::Promise<void> PeerClient::ReadAcks(uint64_t generation) {
-  return acks_->Next().then(
-      [this, generation](capnp::MessageReader* message) -> kj::Promise<void> {
-        if (generation != generation_) return kj::READY_NOW;
-        if (message == nullptr) {
-          Fail(generation, Unavailable(options_.peer_id, options_.address, "connection closed"));
-          return kj::READY_NOW;
-        }
-        auto ack = message->getRoot<rpc::RaftAck>();
-        if (ack.hasRefusal() && ack.getRefusal().size() > 0) {
-          Fail(generation,
-               Unavailable(options_.peer_id, options_.address, ack.getRefusal().cStr()));
-          return kj::READY_NOW;
-        }
-        ack_outstanding_ = false;
-        backoff_ = options_.reconnect_backoff_min;
-        return ReadAcks(generation);
-      },
-      [this, generation](kj::Exception&& e) {
-        Fail(generation,
-             Unavailable(options_.peer_id, options_.address, e.getDescription().cStr()));
-      });
+  // Every whole acknowledgement read so far; a malformed one (or a refusal) ends the link.
+  for (;;) {
+    absl::StatusOr<capnp::MessageReader*> frame = acks_->Next();
+    if (!frame.ok()) {
+      Fail(generation, Unavailable(options_.peer_id, options_.address,
+                                   absl::StrCat("acknowledgements: ", frame.status().message())));
+      return kj::READY_NOW;
+    }
+    if (*frame == nullptr) break;
+    absl::StatusOr<RaftStreamAck> ack = DecodeRaftAck(**frame);
+    if (!ack.ok()) {
+      Fail(generation, Unavailable(options_.peer_id, options_.address, ack.status().message()));
+      return kj::READY_NOW;
+    }
+    if (!ack->refusal.empty()) {
+      Fail(generation, Unavailable(options_.peer_id, options_.address, ack->refusal));
+      return kj::READY_NOW;
+    }
+    ack_outstanding_ = false;
+    backoff_ = options_.reconnect_backoff_min;
+  }
+  return ReadInto(*stream_, *acks_)
+      .then(
+          [this, generation](bool more) -> kj::Promise<void> {
+            if (generation != generation_) return kj::READY_NOW;
+            if (!more) {
+              const absl::Status end = acks_->End();
+              Fail(generation,
+                   Unavailable(options_.peer_id, options_.address,
+                               end.ok() ? "connection closed"
+                                        : absl::StrCat("connection closed: ", end.message())));
+              return kj::READY_NOW;
+            }
+            return ReadAcks(generation);
+          },
+          [this, generation](kj::Exception&& e) {
+            Fail(generation,
+                 Unavailable(options_.peer_id, options_.address, e.getDescription().cStr()));
+          });
 }
 
 void PeerClient::WatchAck(uint64_t generation, uint64_t seq) {
@@ -809,11 +738,6 @@ kj::Promise<absl::StatusOr<FetchedCluster>> FetchCluster(kj::Network& network, k
 }
 
 // --- Cluster id mismatch ------------------------------------------------------------------------
-
-std::string ClusterMismatchText(uint64_t local, uint64_t remote) {
-  return absl::StrCat("cluster id mismatch: local ", absl::Hex(local), ", remote ",
-                      absl::Hex(remote));
-}
 
 std::optional<uint64_t> ClusterMismatchOf(const absl::Status& refusal) {
   static constexpr absl::string_view kMarker = "cluster id mismatch: local ";

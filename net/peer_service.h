@@ -6,7 +6,11 @@
 // member).
 //
 // Receiving. A connection to the peer URL is either Cap'n Proto RPC (the Peer service) or, when
-// its first 8 bytes are kRaftStreamMagic, a Raft stream (peer.capnp's RaftBatch frames, no RPC).
+// its first 8 bytes are kRaftStreamMagic, a Raft stream (peer.capnp's RaftBatch frames, no RPC),
+// decoded by raft_stream.h's RaftStreamDecoder (framing limits, then every batch validated); a
+// stream it refuses (bad framing, a frame over kMaxPeerMessageBytes, bytes ending inside a
+// frame, another cluster, a malformed message) gets a RaftAck with the reason and is closed,
+// that connection only.
 // A RaftBatch, like a Peer.send call, is decoded (convert.h validates every message) and its
 // messages Stepped in order; a batch with a malformed message is refused whole, before any is
 // stepped (the stream gets a RaftAck with the refusal, then closes).
@@ -57,6 +61,7 @@
 #include "net/convert.h"
 #include "net/member_service.h"
 #include "net/peer.capnp.h"
+#include "net/raft_stream.h"
 
 namespace kvstore::net {
 
@@ -66,11 +71,6 @@ inline constexpr uint64_t kDefaultMaxSnapshotBytes = uint64_t{8} << 30;
 // A Peer.send batch stops growing past this (a single larger message still goes alone); see
 // kMaxPeerMessageBytes, which must exceed it plus one message.
 inline constexpr uint64_t kPeerBatchBytes = 4 << 20;
-// Messages waiting for one peer (etcd's streamBufSize).
-inline constexpr size_t kDefaultPeerQueueLimitMessages = 4096;
-// The first 8 bytes of a Raft stream connection. As a Cap'n Proto frame header it would claim
-// 2^32 segments, which no RPC message has, so the receiver tells the two kinds apart by them.
-inline constexpr char kRaftStreamMagic[8] = {'\xff', '\xff', '\xff', '\xff', 'K', 'V', 'R', 'S'};
 // A Raft stream's sender asks for an acknowledgement at most this often (and only with none
 // outstanding): a stalled peer is still noticed within send_timeout, at a few small frames a
 // second instead of an answer per batch.
@@ -86,10 +86,6 @@ inline constexpr kj::Duration kPeerReconnectBackoffMax = 5 * kj::SECONDS;
 inline constexpr kj::Duration kSnapshotStallTimeout = 30 * kj::SECONDS;
 
 // --- Receiving ----------------------------------------------------------------------------------
-
-// Decodes one Peer.send batch as the Peer service does: every message valid (convert.h) and none a
-// kSnap (its data travels through sendSnapshot), or an error naming the first that is not.
-absl::StatusOr<std::vector<raft::Message>> DecodeSendBatch(capnp::List<rpc::Message>::Reader list);
 
 struct PeerServiceOptions {
   uint64_t max_snapshot_bytes = kDefaultMaxSnapshotBytes;
@@ -133,11 +129,6 @@ class PeerServer final : private kj::TaskSet::ErrorHandler {
   kj::TaskSet streams_;
   kj::Promise<void> accepting_ = nullptr;
 };
-
-// Reads Cap'n Proto frames (the stream framing of serialize-async.h) from a byte stream through a
-// buffer of its own, so a frame costs one read when it has arrived whole, where
-// capnp::tryReadMessage reads its segment table and its body apart.
-class FrameReader;
 
 // --- Sending ------------------------------------------------------------------------------------
 
@@ -214,8 +205,8 @@ class PeerClient final : private kj::TaskSet::ErrorHandler {
   // Counts connections; a late event of an earlier one (a reply, a disconnect) is ignored.
   uint64_t generation_ = 0;
   kj::Own<kj::AsyncIoStream> stream_;  // the Raft stream
-  kj::Own<FrameReader> acks_;
-  kj::Own<kj::TaskSet> link_tasks_;  // the stream's reads and writes
+  kj::Own<FrameDecoder> acks_;         // what the receiver answers (raft_stream.h)
+  kj::Own<kj::TaskSet> link_tasks_;    // the stream's reads and writes
   std::deque<raft::Message> queue_;
   bool writing_ = false;  // one write at a time: a batch grows while the previous one goes
   // Acknowledgements asked for (numbered), whether the last has yet to come, and when it was
@@ -290,10 +281,9 @@ kj::Promise<absl::StatusOr<FetchedCluster>> FetchCluster(kj::Network& network, k
                                                          kj::Duration timeout,
                                                          TlsContext* tls = nullptr);
 
-// A refusal for another cluster's id names both: "cluster id mismatch: local L, remote R" (hex),
-// L the refusing member's. ClusterMismatchOf finds L in a refusal (a failed call's status, as
-// PeerClientCallbacks::on_error reports it), or nullopt when it is no such refusal.
-std::string ClusterMismatchText(uint64_t local, uint64_t remote);
+// A refusal for another cluster's id names both (ClusterMismatchText, raft_stream.h).
+// ClusterMismatchOf finds L in a refusal (a failed call's status, as PeerClientCallbacks::on_error
+// reports it), or nullopt when it is no such refusal.
 std::optional<uint64_t> ClusterMismatchOf(const absl::Status& refusal);
 
 }  // namespace kvstore::net

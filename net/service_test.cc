@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "capnp/message.h"
 #include "capnp/serialize-async.h"
+#include "capnp/serialize.h"
 #include "core/base/errors.h"
 #include "gtest/gtest.h"
 #include "net/client_service.h"
@@ -731,6 +732,109 @@ TEST_F(PeerTest, ARaftStreamAcknowledgesWhenAskedAndRefusesWhole) {
   EXPECT_EQ(ClusterMismatchOf(absl::UnavailableError(refused.second)), std::optional<uint64_t>(42));
   EXPECT_EQ(member_.stepped.size(), 3u);
   EXPECT_EQ(peer_server_->raft_batches(), 2u);
+}
+
+// Hostile Raft stream bytes (raft_stream_test has every case against the decoder alone): each
+// gets a refusal naming the fault and its connection closed, and the member keeps serving other
+// links.
+TEST_F(PeerTest, AHostileRaftStreamIsRefusedAndClosedAlone) {
+  const std::string address = ListenPeer();
+  kj::Network& network = io_.provider->getNetwork();
+  auto open = [&](const std::string& first) {
+    kj::Own<kj::AsyncIoStream> stream =
+        ConnectWithin(network, timer_, address, 1 * kj::SECONDS).wait(ws_);
+    stream->write(first.data(), first.size()).wait(ws_);
+    return stream;
+  };
+  auto frame = [&](const std::vector<raft::Message>& messages) {
+    capnp::MallocMessageBuilder builder;
+    auto batch = builder.initRoot<rpc::RaftBatch>();
+    batch.setClusterId(42);
+    auto list = batch.initMessages(messages.size());
+    for (size_t i = 0; i < messages.size(); ++i) ToCapnp(messages[i], list[i]);
+    kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
+    return std::string(reinterpret_cast<const char*>(words.begin()),
+                       words.size() * sizeof(capnp::word));
+  };
+  // The refusal, then the end of the stream.
+  auto refusal = [&](kj::AsyncIoStream& stream) {
+    auto reader = capnp::readMessage(stream, PeerReaderOptions()).wait(ws_);
+    std::string why = reader->getRoot<rpc::RaftAck>().getRefusal().cStr();
+    char byte;
+    EXPECT_EQ(stream.tryRead(&byte, 1, 1).wait(ws_), 0u);
+    return why;
+  };
+  const std::string magic(kRaftStreamMagic, sizeof(kRaftStreamMagic));
+  std::string huge(8, '\0');
+  for (int i = 4; i < 8; ++i) huge[i] = '\xff';  // one segment of 2^32 - 1 words
+
+  // A length prefix over the limit, refused from its header (nothing of the 32 GiB is awaited).
+  auto stream = open(magic + frame({Heartbeat(2, 1)}) + huge);
+  EXPECT_NE(refusal(*stream).find("over the limit of 33554432 bytes"), std::string::npos);
+  ASSERT_EQ(member_.stepped.size(), 1u);  // the valid frame before it was stepped
+
+  // Garbage after a valid frame.
+  stream = open(magic + frame({Heartbeat(2, 2)}) + std::string(8, '\x7f'));
+  EXPECT_NE(refusal(*stream).find("segments (at most 512)"), std::string::npos);
+  EXPECT_EQ(member_.stepped.size(), 2u);
+
+  // A zero-length frame.
+  stream = open(magic + std::string(8, '\0'));
+  EXPECT_NE(refusal(*stream).find("malformed RaftBatch frame"), std::string::npos);
+
+  // A truncated frame: the sender stops writing inside it.
+  const std::string cut = frame({Heartbeat(2, 3)});
+  stream = open(magic + cut.substr(0, cut.size() - 5));
+  stream->shutdownWrite();
+  EXPECT_NE(refusal(*stream).find("the stream ended inside a frame"), std::string::npos);
+  EXPECT_EQ(member_.stepped.size(), 2u);
+
+  // Bad magic: not a Raft stream, so Cap'n Proto RPC, which refuses it as a message of 2^32
+  // segments (an Abort message) and closes.
+  std::string bad = magic;
+  bad[7] = 'X';
+  stream = open(bad + frame({Heartbeat(2, 4)}));
+  char answer[4096];
+  size_t answered = 0;
+  for (size_t n = 1; n > 0 && answered < sizeof(answer);) {
+    n = stream->tryRead(answer + answered, 1, sizeof(answer) - answered).wait(ws_);
+    answered += n;
+  }
+  EXPECT_LT(answered, sizeof(answer));  // it ended
+  EXPECT_EQ(member_.stepped.size(), 2u);
+
+  // The member still serves a well-behaved sender.
+  PeerClientOptions options;
+  options.address = address;
+  auto client = NewClient(options);
+  client->Send(Heartbeat(2, 5));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 3; }));
+  EXPECT_EQ(member_.stepped[2].commit, 5u);
+}
+
+// A peer URL that answers a Raft stream with bytes that are no acknowledgement (a hostile or
+// confused listener): the sender fails that link with the reason, never the member. Reading a
+// RaftAck whose root did not decode used to throw out of PeerClient's read loop into its task
+// set, whose error handler aborts the process.
+TEST_F(PeerTest, MalformedAcknowledgementsFailTheLinkWithTheReason) {
+  for (const std::string& answer :
+       {std::string(8, '\0'), std::string("\0\0\0\0\xff\xff\xff\xff", 8),
+        std::string("\0\0\0\0\2\0\0\0", 8) + std::string(16, '\x5a')}) {
+    auto listener = io_.provider->getNetwork().parseAddress("127.0.0.1:0").wait(ws_)->listen();
+    PeerClientOptions options;
+    options.address = absl::StrCat("127.0.0.1:", listener->getPort());
+    auto client = NewClient(options);
+    errors_.clear();
+    client->Send(Heartbeat(2, 1));
+    kj::Own<kj::AsyncIoStream> accepted = listener->accept().wait(ws_);
+    char magic[sizeof(kRaftStreamMagic)];
+    accepted->read(magic, sizeof(magic)).wait(ws_);
+    accepted->write(answer.data(), answer.size()).wait(ws_);
+    ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return !errors_.empty(); }));
+    EXPECT_FALSE(client->connected());
+    EXPECT_TRUE(ErrorMentions("malformed RaftAck frame") || ErrorMentions("over the limit"))
+        << errors_[0];
+  }
 }
 
 TEST_F(PeerTest, MessagesAreSteppedInOrderWithEveryField) {
