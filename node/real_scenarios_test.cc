@@ -11,14 +11,17 @@
 // world (16 s more), and is left out to keep the test's wall time bounded (real time: their waits
 // are the scenarios' milliseconds; waits for a leader or an answer end as soon as they are met).
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "node/testing/real_world.h"
 #include "sim/runner.h"
@@ -146,6 +149,39 @@ TEST(RealScenarioRules, AllChecksSkippedIsNoPass) {
       << result.skipped[1];
   EXPECT_TRUE(absl::StrContains(absl::StrJoin(result.failures, "\n"), "every check was skipped"))
       << absl::StrJoin(result.failures, "\n");
+}
+
+// By hand: every scenario file (or a comma-separated list of names) in the real world, one line
+// each with its skipped steps, e.g.
+//   bazel test //node:real_scenarios_test --test_filter='RealScenarioSweep.*' \
+//     --test_env=KVSTORE_REAL_SCENARIOS=all --test_output=all
+// Without the variable it does nothing: the cases above are the ones CI runs.
+TEST(RealScenarioSweep, Listed) {
+  const char* listed = std::getenv("KVSTORE_REAL_SCENARIOS");
+  if (listed == nullptr) GTEST_SKIP() << "KVSTORE_REAL_SCENARIOS is not set";
+  std::vector<std::string> names;
+  if (std::string(listed) == "all") {
+    const std::filesystem::path directory = std::filesystem::path(ScenarioPath("x")).parent_path();
+    for (const auto& file : std::filesystem::directory_iterator(directory)) {
+      if (file.path().extension() == ".textproto") names.push_back(file.path().stem().string());
+    }
+    std::sort(names.begin(), names.end());
+  } else {
+    names = absl::StrSplit(listed, ',', absl::SkipEmpty());
+  }
+  for (const std::string& name : names) {
+    auto scenario = sim::LoadScenario(ScenarioPath(name));
+    ASSERT_TRUE(scenario.ok()) << scenario.status();
+    std::string logs;
+    const sim::RunResult result = RunReal(*scenario, &logs);
+    std::printf("SWEEP %s: %s, %d checks run, %zu skipped%s%s\n", name.c_str(),
+                result.passed ? "passed" : "FAILED", result.checks_run, result.skipped.size(),
+                result.failures.empty() ? "" : ": ", absl::StrJoin(result.failures, " | ").c_str());
+    for (const std::string& skipped : result.skipped)
+      std::printf("  skipped %s\n", skipped.c_str());
+    std::fflush(stdout);
+    EXPECT_TRUE(result.passed) << name;
+  }
 }
 
 }  // namespace

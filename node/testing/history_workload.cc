@@ -97,7 +97,10 @@ kj::Promise<void> HistoryWorkload::Loop(Process& p) {
         KJ_ASSERT(appended.ok(), appended.ToString());
         completions_.push_back(Completion{timer_.now(), invoke.function, done.type});
         if (done.type == sim::EventType::kInfo) p.id = next_process_++;
-        return Loop(p);
+        if (done.type == sim::EventType::kOk) return Loop(p);
+        return timer_.afterDelay(options_.backoff_ms * kj::MILLISECONDS).then([this, &p]() {
+          return Loop(p);
+        });
       });
 }
 
