@@ -5,7 +5,8 @@
 #   bash tools/fuzz.sh --campaign 3600 wal      the named targets, an hour each
 #   bash tools/fuzz.sh --build                  build only
 #   bash tools/fuzz.sh --test //core/... -//x:y  run these tests in the same build (CI's sanitized
-#                                               pass: clang, ASan+UBSan, sharing the fuzzers' objects)
+#                                               pass: clang, ASan+UBSan, sharing the fuzzers' objects);
+#                                               --flag=value arguments go to bazel test
 #
 # The fuzzers are built in an output base of their own ($KVSTORE_FUZZ_OUTPUT_BASE, default
 # ~/.cache/kvstore-fuzz) with CC=clang: Bazel picks its C++ toolchain per output base, so this
@@ -24,6 +25,7 @@ seconds=600
 build_only=0
 test_mode=0
 targets=()
+test_flags=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --brief) seconds=${KVSTORE_FUZZ_BRIEF_SECONDS:-25} ;;
@@ -31,6 +33,7 @@ while [ $# -gt 0 ]; do
     --build) build_only=1 ;;
     --test) test_mode=1 ;;
     -/*) [ "$test_mode" -eq 1 ] && targets+=("$1") || { echo "fuzz: $1 needs --test" >&2; exit 2; } ;;
+    --*=*) [ "$test_mode" -eq 1 ] && test_flags+=("$1") || { echo "fuzz: $1 needs --test" >&2; exit 2; } ;;
     -*) echo "usage: tools/fuzz.sh [--brief | --campaign SECONDS | --build | --test PATTERN...] [target...]" >&2; exit 2 ;;
     *) targets+=("$1") ;;
   esac
@@ -57,9 +60,12 @@ fuzz_bazel() { CC=clang bazel --output_base="$output_base" "$@"; }
 if [ "$test_mode" -eq 1 ]; then
   # The sanitized test pass: the same compile flags as the fuzzers (--config=fuzz: ASan, UBSan,
   # coverage instrumentation that the tests' ASan runtime answers), so the two share objects.
+  # KVSTORE_SANITIZED=1 tells the tests that loop over many seeds to run a fraction of them
+  # (each check unchanged; the plain pass, tools/test.sh, runs the full counts):
+  # tools/fuzz/README.md lists which.
   [ ${#targets[@]} -gt 0 ] || { echo "fuzz: --test needs target patterns" >&2; exit 2; }
   exec env CC=clang bazel --output_base="$output_base" test --config=fuzz --symlink_prefix=/ \
-    -- "${targets[@]}"
+    --test_env=KVSTORE_SANITIZED=1 "${test_flags[@]}" -- "${targets[@]}"
 fi
 
 labels=()
