@@ -680,4 +680,138 @@ void ServerRuleCheckers::CheckTxn(raft::Index index, const server::pb::TxnReques
   }
 }
 
+// --------------------------------------------------------------------------------------------
+// Watches
+
+void WatchCheckers::OnWatchResponse(NodeWatches& node, const server::Server& server,
+                                    const mvcc::WatchResponse& response) {
+  CheckAllKeys(node, server, response);
+  CheckScenario(node, response);
+}
+
+void WatchCheckers::CheckAllKeys(NodeWatches& node, const server::Server& server,
+                                 const mvcc::WatchResponse& response) {
+  if (response.watch_id != node.watch_id) return;
+  if (response.canceled) {
+    // The server cancels a watch only when the revisions it still needs fell below the compact
+    // revision while it lagged (a slow reader): then its client opens a new one from the
+    // compact revision (etcd's clients do), and the checker follows that one from there.
+    if (response.compact_revision <= node.next_revision) {
+      world_->Violation(absl::StrCat("n", node.id, " canceled its all-keys watch at revision ",
+                                     node.next_revision, " (compact revision ",
+                                     response.compact_revision, "): ", response.cancel_reason));
+    } else {
+      ++canceled_compacted_;
+      world_->Trace(absl::StrCat("n", node.id, " watch canceled: ", response.cancel_reason));
+    }
+    node.watch_id = 0;
+    node.reopen_from = std::max(node.next_revision, response.compact_revision);
+    return;
+  }
+  if (response.events.empty()) return;
+  // The node's watcher covers every key, and every revision is a write: revisions must arrive
+  // consecutively, each exactly as the store recorded it (no gap, no duplicate, no reorder).
+  const mvcc::Revision first = response.events.front().kv.mod_revision;
+  const mvcc::Revision last = response.events.back().kv.mod_revision;
+  if (first != node.next_revision) {
+    world_->Violation(absl::StrCat("n", node.id, " watch expected revision ", node.next_revision,
+                                   " but got ", first));
+  }
+  mvcc::Revision previous = first;
+  for (const mvcc::Event& event : response.events) {
+    if (event.kv.mod_revision < previous || event.kv.mod_revision > previous + 1) {
+      world_->Violation(absl::StrCat("n", node.id, " watch revisions out of order: ", previous,
+                                     " then ", event.kv.mod_revision));
+    }
+    previous = event.kv.mod_revision;
+  }
+  // A revision's events are the same on every node (the hub never splits a revision). The first
+  // node to deliver a revision has it checked against its store's history; every later delivery
+  // must match that one's digest, which spares each node a read of its store per response.
+  std::vector<std::pair<mvcc::Revision, uint64_t>> digests;  // per revision, in order
+  for (const mvcc::Event& event : response.events) {
+    const mvcc::KeyValue& kv = event.kv;
+    if (digests.empty() || digests.back().first != kv.mod_revision) {
+      digests.emplace_back(kv.mod_revision, 0);
+    }
+    uint64_t& d = digests.back().second;
+    d = Digest(kv.key, d ^ (event.type == mvcc::Event::Type::kDelete ? 1 : 2));
+    d = Digest(kv.value, d ^ static_cast<uint64_t>(kv.create_revision));
+    d = raft::SplitMix64::Mix(d ^ static_cast<uint64_t>(kv.version) ^
+                              (static_cast<uint64_t>(kv.lease) * 0x9E3779B97F4A7C15ull));
+  }
+  bool all_checked = true;
+  for (const auto& [revision, digest] : digests) {
+    auto it = digests_.find(revision);
+    if (it == digests_.end()) {
+      all_checked = false;
+    } else if (it->second.first != digest) {
+      world_->Violation(absl::StrCat("n", node.id, " watch events for revision ", revision,
+                                     " differ from those n", it->second.second,
+                                     " delivered (checked against its store)"));
+    }
+  }
+  if (!all_checked) {
+    // The reference model judges each revision's events at their first delivery (later ones
+    // must match its digest).
+    size_t begin = 0;
+    while (begin < response.events.size()) {
+      const mvcc::Revision revision = response.events[begin].kv.mod_revision;
+      size_t end = begin;
+      while (end < response.events.size() && response.events[end].kv.mod_revision == revision) {
+        ++end;
+      }
+      if (digests_.count(revision) == 0) {
+        const absl::Span<const mvcc::Event> events(&response.events[begin], end - begin);
+        if (auto diff = model_->JudgeWatch(revision, events); diff.has_value()) {
+          world_->Violation(absl::StrCat("reference model: n", node.id, " ", *diff));
+        }
+      }
+      begin = end;
+    }
+    auto history =
+        server.store().History(first, last, std::string(1, '\0'), std::string(1, '\0'), false, 0);
+    if (history.ok()) {
+      bool same = history->size() == response.events.size();
+      for (size_t i = 0; same && i < history->size(); ++i) {
+        same = (*history)[i].type == response.events[i].type &&
+               (*history)[i].kv == response.events[i].kv;
+      }
+      if (!same) {
+        world_->Violation(absl::StrCat("n", node.id, " watch events for revisions ", first, "..",
+                                       last, " differ from the store's history"));
+      } else {
+        for (const auto& [revision, digest] : digests) {
+          digests_.emplace(revision, std::make_pair(digest, node.id));
+        }
+      }
+    }
+  }
+  node.next_revision = last + 1;
+}
+
+void WatchCheckers::CheckScenario(NodeWatches& node, const mvcc::WatchResponse& response) {
+  auto it = node.scenario.find(response.watch_id);
+  if (it == node.scenario.end()) return;
+  auto& [start, last] = it->second;
+  // etcd #20221: a watch on a future revision must not deliver anything before it, nor a
+  // progress notification whose revision would let a client resume from before it.
+  if (response.progress && response.header_revision + 1 < start) {
+    world_->Violation(absl::StrCat("n", node.id, " watch ", response.watch_id, " from revision ",
+                                   start, " got a progress notification at ",
+                                   response.header_revision));
+  }
+  for (const mvcc::Event& event : response.events) {
+    if (event.kv.mod_revision < start) {
+      world_->Violation(absl::StrCat("n", node.id, " watch ", response.watch_id, " from revision ",
+                                     start, " got an event at revision ", event.kv.mod_revision));
+    }
+    if (event.kv.mod_revision < last) {
+      world_->Violation(absl::StrCat("n", node.id, " watch ", response.watch_id, " went back from ",
+                                     last, " to ", event.kv.mod_revision));
+    }
+    last = event.kv.mod_revision;
+  }
+}
+
 }  // namespace kvstore::sim

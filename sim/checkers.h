@@ -13,6 +13,8 @@
 //   OnRecovered  what its WAL recovered, before the server core starts from it
 //   OnReady      the member is about to carry out a Ready (persist, send, apply)
 //   OnStep       after every call into a member (tick, delivery, fsync, request, drain)
+// and, as they happen: OnSubmit / OnAnswer (a request taken and answered), OnWatchResponse (a
+// watch delivered).
 
 #include <cstdint>
 #include <cstring>
@@ -272,6 +274,65 @@ class ServerRuleCheckers {
   // Entries adding data, applied, until their proposer answers: whether the alarm was active.
   std::map<ProposalKey, bool> data_writes_;
   std::deque<ProposalKey> data_writes_order_;
+};
+
+// The watch checkers. Every member's all-keys watch (the driver opens it at each start of the
+// process, from the compact revision, and again after the server canceled it) delivers
+// consecutive revisions, each exactly as the member's store recorded it, as the reference model
+// replays the log (judged at a revision's first delivery) and as every other member delivered
+// it; the server cancels it only when the revisions it still needs were compacted while it
+// lagged. A scenario's watch never goes back, never delivers an event before its start
+// revision, nor a progress notification that would let a client resume before it (etcd #20221).
+class WatchCheckers {
+ public:
+  // The watches of one member that the checker follows; the driver keeps one per member, opens
+  // the watches and tells the checker (a new process starts with none).
+  struct NodeWatches {
+    raft::NodeId id = raft::kNoNode;
+    mvcc::WatchId watch_id = 0;        // the all-keys watch; 0: none open
+    mvcc::Revision next_revision = 0;  // the revision it must deliver next
+    // Canceled for compaction: the client watches again from here (0: nothing to reopen).
+    mvcc::Revision reopen_from = 0;
+    // Scenario watches: id -> (start revision, last revision delivered).
+    std::map<mvcc::WatchId, std::pair<mvcc::Revision, mvcc::Revision>> scenario;
+  };
+
+  // `model` (not owned) judges each revision's events at their first delivery.
+  WatchCheckers(CheckedWorld* world, ReferenceModel* model) : world_(world), model_(model) {}
+
+  // A new process of member `node.id` started: its scenario watches died with the old one.
+  void OnStart(NodeWatches& node) { node.scenario.clear(); }
+  // The driver opened the member's all-keys watch `id` (0: refused), whose first delivery must
+  // be `next_revision`.
+  void OnAllKeysWatch(NodeWatches& node, mvcc::WatchId id, mvcc::Revision next_revision) {
+    node.watch_id = id;
+    node.next_revision = next_revision;
+    node.reopen_from = 0;
+  }
+  // A scenario opened watch `id` from `start`.
+  void OnScenarioWatch(NodeWatches& node, mvcc::WatchId id, mvcc::Revision start) {
+    node.scenario[id] = {start, 0};
+  }
+  // The driver's reopening of a canceled watch found its start compacted meanwhile too.
+  void NoteReopenCompacted() { ++canceled_compacted_; }
+  // The member delivered `response`; `server` is its server (its store's history is read).
+  void OnWatchResponse(NodeWatches& node, const server::Server& server,
+                       const mvcc::WatchResponse& response);
+
+  // All-keys watches the server canceled because what they needed was compacted while they
+  // lagged (and reopenings that met a compaction again).
+  uint64_t canceled_compacted() const { return canceled_compacted_; }
+
+ private:
+  void CheckAllKeys(NodeWatches& node, const server::Server& server,
+                    const mvcc::WatchResponse& response);
+  void CheckScenario(NodeWatches& node, const mvcc::WatchResponse& response);
+
+  CheckedWorld* world_;
+  ReferenceModel* model_;
+  // Revision -> digest of its watch events, and the node whose store confirmed them.
+  std::map<mvcc::Revision, std::pair<uint64_t, raft::NodeId>> digests_;
+  uint64_t canceled_compacted_ = 0;
 };
 
 }  // namespace kvstore::sim

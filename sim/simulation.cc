@@ -66,8 +66,7 @@ struct Simulation::Node : public node::PeerTransport,
   void Start(store::Wal::SyncBatch* batch) override { sim->StartSync(*this, batch); }
   void OnResponse(const server::Response& response) override { sim->OnResponse(*this, response); }
   void OnWatchResponse(const mvcc::WatchResponse& response) override {
-    sim->CheckWatch(*this, response);
-    sim->CheckScenarioWatch(*this, response);
+    sim->watch_checkers_.OnWatchResponse(watches, *server(), response);
   }
   void OnStop(const absl::Status& why) override { sim->OnMemberStop(*this, why); }
   void OnReady(const server::Ready& ready) override { sim->OnReady(*this, ready); }
@@ -102,11 +101,8 @@ struct Simulation::Node : public node::PeerTransport,
   bool crashed_once = false;
   bool corruption_injected = false;           // a record was corrupted on purpose (sticky)
   RaftCheckers::NodeState* checks = nullptr;  // its state in the Raft checkers
-  mvcc::WatchId watch_id = 0;
-  mvcc::Revision watch_next_revision = 0;
-  mvcc::Revision reopen_watch_from = 0;  // its watch was canceled: watch again from here
-  // Scenario watches: id -> (start revision, last revision delivered).
-  std::map<mvcc::WatchId, std::pair<mvcc::Revision, mvcc::Revision>> scenario_watches;
+  // Its all-keys watch and its scenario watches, as the watch checkers follow them.
+  WatchCheckers::NodeWatches watches;
   // Client requests outstanding on this node: request id -> client index.
   std::map<server::RequestId, size_t> waiting;
 };
@@ -299,6 +295,7 @@ std::unique_ptr<Simulation::Node> Simulation::NewNode(NodeId id) {
   const uint64_t commits_per_flush = 1 + rng_.Uniform(options_.backend_commits_per_flush_max);
   auto node = std::make_unique<Node>(this, id, disk_seed, commits_per_flush);
   node->checks = &raft_checkers_.Track(id);
+  node->watches.id = id;
   return node;
 }
 
@@ -384,7 +381,7 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
   }
   raft_checkers_.OnStart(*node.checks, *node.server());
   // A scenario's watches died with the previous process; the new one numbers its watches anew.
-  node.scenario_watches.clear();
+  watch_checkers_.OnStart(node.watches);
   // Every node watches every key from the oldest revision it holds in history: the compact
   // revision, whose events (a delete's tombstone included) compaction keeps (etcd #18089,
   // #19179).
@@ -393,10 +390,9 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
   watch.range_end = std::string(1, '\0');
   watch.start_revision = std::max<mvcc::Revision>(node.server()->store().compact_revision(), 1);
   auto watch_id = node.server()->Watch(watch);
-  node.watch_id = watch_id.ok() ? *watch_id : 0;
-  node.reopen_watch_from = 0;
   // Revision 1 is the empty store: the first event any watcher can see is at revision 2.
-  node.watch_next_revision = std::max<mvcc::Revision>(watch.start_revision, 2);
+  watch_checkers_.OnAllKeysWatch(node.watches, watch_id.ok() ? *watch_id : 0,
+                                 std::max<mvcc::Revision>(watch.start_revision, 2));
   Trace(absl::StrCat("start n", id, " incarnation ", node.incarnation));
   ScheduleTick(node);
   Drain(node);
@@ -498,24 +494,23 @@ void Simulation::SendMessage(const raft::Message& message) {
 void Simulation::Drain(Node& node) {
   if (!node.up) return;
   node.member->Drain();
-  if (node.reopen_watch_from > 0 && !node.member->stopped()) {
+  if (node.watches.reopen_from > 0 && !node.member->stopped()) {
     // Its all-keys watch was canceled: the client watches again from where it can.
     mvcc::WatchRequest watch;
     watch.key = std::string(1, '\0');
     watch.range_end = std::string(1, '\0');
-    watch.start_revision = node.reopen_watch_from;
-    node.reopen_watch_from = 0;
+    watch.start_revision = node.watches.reopen_from;
+    node.watches.reopen_from = 0;
     auto watch_id = node.server()->Watch(watch);
     if (!watch_id.ok() && CodeOf(watch_id.status()) == ErrorCode::kCompacted) {
       // Compacted further meanwhile (a restarted member caught up past another compaction, as
       // compaction under load makes likely): the client retries from there, as etcd's do.
-      ++watches_canceled_compacted_;
+      watch_checkers_.NoteReopenCompacted();
       watch.start_revision = node.server()->store().compact_revision() + 1;
       watch_id = node.server()->Watch(watch);
     }
     if (watch_id.ok()) {
-      node.watch_id = *watch_id;
-      node.watch_next_revision = watch.start_revision;
+      watch_checkers_.OnAllKeysWatch(node.watches, *watch_id, watch.start_revision);
     } else {
       Violation(absl::StrCat("n", node.id, " refused a watch from revision ", watch.start_revision,
                              " after canceling one for compaction: ", watch_id.status().message()));
@@ -673,106 +668,6 @@ void Simulation::CheckAcknowledgedWrite(NodeId id, const std::string& key, const
       revision);
 }
 
-void Simulation::CheckWatch(Node& node, const mvcc::WatchResponse& response) {
-  if (response.watch_id != node.watch_id) return;
-  if (response.canceled) {
-    // The server cancels a watch only when the revisions it still needs fell below the compact
-    // revision while it lagged (a slow reader): then its client opens a new one from the
-    // compact revision (etcd's clients do), and the checker follows that one from there.
-    if (response.compact_revision <= node.watch_next_revision) {
-      Violation(absl::StrCat("n", node.id, " canceled its all-keys watch at revision ",
-                             node.watch_next_revision, " (compact revision ",
-                             response.compact_revision, "): ", response.cancel_reason));
-    } else {
-      ++watches_canceled_compacted_;
-      Trace(absl::StrCat("n", node.id, " watch canceled: ", response.cancel_reason));
-    }
-    node.watch_id = 0;
-    node.reopen_watch_from = std::max(node.watch_next_revision, response.compact_revision);
-    return;
-  }
-  if (response.events.empty()) return;
-  // The node's watcher covers every key, and every revision is a write: revisions must arrive
-  // consecutively, each exactly as the store recorded it (no gap, no duplicate, no reorder).
-  const mvcc::Revision first = response.events.front().kv.mod_revision;
-  const mvcc::Revision last = response.events.back().kv.mod_revision;
-  if (first != node.watch_next_revision) {
-    Violation(absl::StrCat("n", node.id, " watch expected revision ", node.watch_next_revision,
-                           " but got ", first));
-  }
-  mvcc::Revision previous = first;
-  for (const mvcc::Event& event : response.events) {
-    if (event.kv.mod_revision < previous || event.kv.mod_revision > previous + 1) {
-      Violation(absl::StrCat("n", node.id, " watch revisions out of order: ", previous, " then ",
-                             event.kv.mod_revision));
-    }
-    previous = event.kv.mod_revision;
-  }
-  // A revision's events are the same on every node (the hub never splits a revision). The first
-  // node to deliver a revision has it checked against its store's history; every later delivery
-  // must match that one's digest, which spares each node a read of its store per response.
-  std::vector<std::pair<mvcc::Revision, uint64_t>> digests;  // per revision, in order
-  for (const mvcc::Event& event : response.events) {
-    const mvcc::KeyValue& kv = event.kv;
-    if (digests.empty() || digests.back().first != kv.mod_revision) {
-      digests.emplace_back(kv.mod_revision, 0);
-    }
-    uint64_t& d = digests.back().second;
-    d = Digest(kv.key, d ^ (event.type == mvcc::Event::Type::kDelete ? 1 : 2));
-    d = Digest(kv.value, d ^ static_cast<uint64_t>(kv.create_revision));
-    d = raft::SplitMix64::Mix(d ^ static_cast<uint64_t>(kv.version) ^
-                              (static_cast<uint64_t>(kv.lease) * 0x9E3779B97F4A7C15ull));
-  }
-  bool all_checked = true;
-  for (const auto& [revision, digest] : digests) {
-    auto it = watch_digests_.find(revision);
-    if (it == watch_digests_.end()) {
-      all_checked = false;
-    } else if (it->second.first != digest) {
-      Violation(absl::StrCat("n", node.id, " watch events for revision ", revision,
-                             " differ from those n", it->second.second,
-                             " delivered (checked against its store)"));
-    }
-  }
-  if (!all_checked) {
-    // The reference model judges each revision's events at their first delivery (later ones
-    // must match its digest).
-    size_t begin = 0;
-    while (begin < response.events.size()) {
-      const mvcc::Revision revision = response.events[begin].kv.mod_revision;
-      size_t end = begin;
-      while (end < response.events.size() && response.events[end].kv.mod_revision == revision) {
-        ++end;
-      }
-      if (watch_digests_.count(revision) == 0) {
-        const absl::Span<const mvcc::Event> events(&response.events[begin], end - begin);
-        if (auto diff = model_.JudgeWatch(revision, events); diff.has_value()) {
-          Violation(absl::StrCat("reference model: n", node.id, " ", *diff));
-        }
-      }
-      begin = end;
-    }
-    auto history = node.server()->store().History(first, last, std::string(1, '\0'),
-                                                  std::string(1, '\0'), false, 0);
-    if (history.ok()) {
-      bool same = history->size() == response.events.size();
-      for (size_t i = 0; same && i < history->size(); ++i) {
-        same = (*history)[i].type == response.events[i].type &&
-               (*history)[i].kv == response.events[i].kv;
-      }
-      if (!same) {
-        Violation(absl::StrCat("n", node.id, " watch events for revisions ", first, "..", last,
-                               " differ from the store's history"));
-      } else {
-        for (const auto& [revision, digest] : digests) {
-          watch_digests_.emplace(revision, std::make_pair(digest, node.id));
-        }
-      }
-    }
-  }
-  node.watch_next_revision = last + 1;
-}
-
 absl::Status Simulation::AddWatch(NodeId id, const mvcc::WatchRequest& request) {
   auto it = nodes_.find(id);
   if (it == nodes_.end() || !it->second->up) {
@@ -781,34 +676,11 @@ absl::Status Simulation::AddWatch(NodeId id, const mvcc::WatchRequest& request) 
   Node& node = *it->second;
   auto watch = node.server()->Watch(request);
   if (!watch.ok()) return watch.status();
-  node.scenario_watches[*watch] = {request.start_revision, 0};
+  watch_checkers_.OnScenarioWatch(node.watches, *watch, request.start_revision);
   Trace(
       absl::StrCat("watch n", id, " from revision ", request.start_revision, " (id ", *watch, ")"));
   Drain(node);
   return absl::OkStatus();
-}
-
-void Simulation::CheckScenarioWatch(Node& node, const mvcc::WatchResponse& response) {
-  auto it = node.scenario_watches.find(response.watch_id);
-  if (it == node.scenario_watches.end()) return;
-  auto& [start, last] = it->second;
-  // etcd #20221: a watch on a future revision must not deliver anything before it, nor a
-  // progress notification whose revision would let a client resume from before it.
-  if (response.progress && response.header_revision + 1 < start) {
-    Violation(absl::StrCat("n", node.id, " watch ", response.watch_id, " from revision ", start,
-                           " got a progress notification at ", response.header_revision));
-  }
-  for (const mvcc::Event& event : response.events) {
-    if (event.kv.mod_revision < start) {
-      Violation(absl::StrCat("n", node.id, " watch ", response.watch_id, " from revision ", start,
-                             " got an event at revision ", event.kv.mod_revision));
-    }
-    if (event.kv.mod_revision < last) {
-      Violation(absl::StrCat("n", node.id, " watch ", response.watch_id, " went back from ", last,
-                             " to ", event.kv.mod_revision));
-    }
-    last = event.kv.mod_revision;
-  }
 }
 
 void Simulation::CheckHashes() {
@@ -918,7 +790,7 @@ void Simulation::Process(Event& event) {
     case Event::Kind::kWatchRead:
       if (node == nullptr || !node->up || node->incarnation != event.incarnation) return;
       Trace(absl::StrCat("n", node->id, " watch reader reads again"));
-      (void)node->server()->SetWatchReading(node->watch_id, true);
+      (void)node->server()->SetWatchReading(node->watches.watch_id, true);
       Drain(*node);
       return;
     case Event::Kind::kOperator:
@@ -1129,9 +1001,9 @@ void Simulation::SetDiskLatency(NodeId id, int64_t min_ms, int64_t max_ms) {
 
 void Simulation::SlowWatchReader(NodeId id, int64_t ms) {
   auto it = nodes_.find(id);
-  if (it == nodes_.end() || !it->second->up || it->second->watch_id == 0) return;
+  if (it == nodes_.end() || !it->second->up || it->second->watches.watch_id == 0) return;
   Node& node = *it->second;
-  if (!node.server()->SetWatchReading(node.watch_id, false).ok()) return;
+  if (!node.server()->SetWatchReading(node.watches.watch_id, false).ok()) return;
   ++slow_watch_readers_;
   Trace(absl::StrCat("n", id, " watch reader stops reading for ", ms, "ms"));
   auto event = NewEvent();

@@ -166,7 +166,7 @@ class Simulation {
   // Slow-watcher outcomes seen by the standing watch checker: watches that stopped reading,
   // and those the server canceled because their revisions were compacted while they lagged.
   uint64_t slow_watch_readers() const { return slow_watch_readers_; }
-  uint64_t watches_canceled_compacted() const { return watches_canceled_compacted_; }
+  uint64_t watches_canceled_compacted() const { return watch_checkers_.canceled_compacted(); }
   // Disk faults. The next crash of `id` tears the write in flight (its last record reaches the
   // disk garbled); CorruptRecord garbles a durable record in the middle of the log (false if
   // the log is too short). Restart verifies records: a torn tail is dropped, a corrupt record
@@ -353,8 +353,6 @@ class Simulation {
   // Client proposals submitted to a leader during its leader transfer: (node, request id).
   std::set<std::pair<NodeId, server::RequestId>> proposals_in_transfer_;
   int64_t last_availability_ms_ = -1;  // when ObserveAvailability last looked
-  void CheckWatch(Node& node, const mvcc::WatchResponse& response);
-  void CheckScenarioWatch(Node& node, const mvcc::WatchResponse& response);
   void CheckAcknowledgedWrite(NodeId id, const std::string& key, const std::string& value,
                               mvcc::Revision revision);
 
@@ -395,7 +393,6 @@ class Simulation {
   std::map<std::pair<NodeId, NodeId>, std::pair<int64_t, int64_t>> link_delays_;  // min, max ms
   std::map<std::pair<NodeId, NodeId>, int64_t> clogged_until_;  // link -> end of its clog (ms)
   uint64_t slow_watch_readers_ = 0;
-  uint64_t watches_canceled_compacted_ = 0;
   std::set<NodeId> refused_;  // nodes whose restart found a corrupt record
   std::set<NodeId> stopped_;  // nodes whose member stopped on a storage failure
   std::vector<std::unique_ptr<Client>> clients_;
@@ -416,8 +413,7 @@ class Simulation {
       &checker_view_, ServerRuleCheckers::Limits{server::kDefaultMaxLearners,
                                                  options_.max_request_bytes, options_.max_txn_ops}};
   AnswerCheckers answer_checkers_{&checker_view_};
-  // Revision -> digest of its watch events, and the node whose store confirmed them.
-  std::map<mvcc::Revision, std::pair<uint64_t, NodeId>> watch_digests_;
+  WatchCheckers watch_checkers_{&checker_view_, &model_};
   std::vector<std::string> violations_;
   uint64_t violations_not_kept_ = 0;
   AvailabilityChecker availability_;
