@@ -20,7 +20,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-targets_all=(client_message codec config etcd_request gateway_body history http_head peer_message scenario snapshot_file wal)
+targets_all=(client_message codec config etcd_request gateway_body history http_head peer_message peer_stream scenario snapshot_file wal)
 seconds=600
 build_only=0
 test_mode=0

@@ -30,6 +30,7 @@
 #include "net/client.capnp.h"
 #include "net/convert.h"
 #include "net/peer.capnp.h"
+#include "net/raft_stream.h"
 #include "store/sim_file_system.h"
 #include "store/snapshot_file.h"
 #include "store/wal.h"
@@ -280,6 +281,48 @@ std::string Capnp(char selector, F&& build) {
          std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
 }
 
+// --- peer_stream ---------------------------------------------------------------------------------
+
+std::string RaftBatchFrame(const std::vector<raft::Message>& messages, bool ack) {
+  capnp::MallocMessageBuilder builder;
+  auto batch = builder.initRoot<rpc::RaftBatch>();
+  batch.setClusterId(77);
+  batch.setAckWanted(ack);
+  auto list = batch.initMessages(messages.size());
+  for (size_t i = 0; i < messages.size(); ++i) net::ToCapnp(messages[i], list[i]);
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
+  auto bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+std::string RaftAckFrame(uint64_t batches, const std::string& refusal) {
+  capnp::MallocMessageBuilder builder;
+  auto ack = builder.initRoot<rpc::RaftAck>();
+  ack.setBatches(batches);
+  if (!refusal.empty()) ack.setRefusal(refusal);
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
+  auto bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+// The first byte is peer_stream_fuzzer.cc's mode: bit 0 acknowledgements, bit 1 the magic added,
+// bit 2 the small limit, bits 3-7 the read size's cube root.
+void PeerStreamSeeds(const std::vector<raft::Message>& messages) {
+  const std::string magic(net::kRaftStreamMagic, sizeof(net::kRaftStreamMagic));
+  const std::string frames = RaftBatchFrame({messages[0], messages[1]}, false) +
+                             RaftBatchFrame({messages[2], messages[3]}, true) +
+                             RaftBatchFrame({}, true);
+  Write("peer_stream", "stream", std::string(1, '\0') + magic + frames);
+  Write("peer_stream", "frames_read_by_8",
+        std::string(1, static_cast<char>(2 | (2 << 3))) + frames);
+  Write("peer_stream", "frames_small_limit",
+        std::string(1, static_cast<char>(2 | 4 | (5 << 3))) + frames);
+  Write("peer_stream", "acks",
+        std::string(1, static_cast<char>(1 | (3 << 3))) + RaftAckFrame(1, "") +
+            RaftAckFrame(2, "") +
+            RaftAckFrame(2, "refused: cluster id mismatch: local 4d, remote 7"));
+}
+
 void PeerSeeds() {
   raft::Message app;
   app.type = raft::MessageType::kApp;
@@ -319,6 +362,7 @@ void PeerSeeds() {
           net::ToCapnp(vote, list[2]);
           net::ToCapnp(reject, list[3]);
         }));
+  PeerStreamSeeds({app, heartbeat, vote, reject});
   raft::Message snap;
   snap.type = raft::MessageType::kSnap;
   snap.to = 2;
