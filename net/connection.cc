@@ -50,6 +50,31 @@ kj::Promise<kj::Own<kj::AsyncIoStream>> ConnectWithin(kj::Network& network, kj::
 
 namespace {
 
+kj::Promise<void> AcceptLoop(kj::ConnectionReceiver* receiver, kj::Timer* timer,
+                             std::function<void(kj::Own<kj::AsyncIoStream>)>* accept) {
+  return receiver->accept().then(
+      [receiver, timer, accept](kj::Own<kj::AsyncIoStream> stream) {
+        (*accept)(kj::mv(stream));
+        return AcceptLoop(receiver, timer, accept);
+      },
+      [receiver, timer, accept](kj::Exception&&) {
+        return timer->afterDelay(kAcceptRetryDelay).then([receiver, timer, accept] {
+          return AcceptLoop(receiver, timer, accept);
+        });
+      });
+}
+
+}  // namespace
+
+kj::Promise<void> AcceptEach(kj::ConnectionReceiver& receiver, kj::Timer& timer,
+                             std::function<void(kj::Own<kj::AsyncIoStream>)> accept) {
+  auto owned = kj::heap<std::function<void(kj::Own<kj::AsyncIoStream>)>>(std::move(accept));
+  auto* each = owned.get();
+  return AcceptLoop(&receiver, &timer, each).attach(kj::mv(owned));
+}
+
+namespace {
+
 // What the two-party network is told its receive limit is: it reads through ReadLimitedStream
 // (the real limit) and only uses this to refuse sending a larger message.
 capnp::ReaderOptions SendOptions(capnp::ReaderOptions read_options) {
@@ -190,12 +215,13 @@ RpcListener::RpcListener(std::function<capnp::Capability::Client()> make_bootstr
 
 kj::Promise<void> RpcListener::Listen(kj::Network& network, kj::Timer& timer, std::string address) {
   RAFT_CHECK(receiver_.get() == nullptr) << "RpcListener::Listen called twice";
-  timer_ = &timer;
   return network.parseAddress(kj::StringPtr(address.c_str(), address.size()))
-      .then([this](kj::Own<kj::NetworkAddress> parsed) {
+      .then([this, &timer](kj::Own<kj::NetworkAddress> parsed) {
         receiver_ = parsed->listen();
         port_ = receiver_->getPort();
-        accepting_ = AcceptLoop().eagerlyEvaluate(nullptr);
+        accepting_ = AcceptEach(*receiver_, timer, [this](kj::Own<kj::AsyncIoStream> stream) {
+                       Accept(kj::mv(stream));
+                     }).eagerlyEvaluate(nullptr);
       });
 }
 
@@ -209,17 +235,6 @@ void RpcListener::Accept(kj::Own<kj::AsyncIoStream> stream, capnp::Capability::C
   auto connection = kj::heap<RpcConnection>(kj::mv(stream), options_, kj::mv(bootstrap));
   kj::Promise<void> ended = connection->OnDisconnect();
   connections_.add(ended.attach(kj::mv(connection)));
-}
-
-kj::Promise<void> RpcListener::AcceptLoop() {
-  return receiver_->accept().then(
-      [this](kj::Own<kj::AsyncIoStream> stream) {
-        Accept(kj::mv(stream));
-        return AcceptLoop();
-      },
-      [this](kj::Exception&&) {
-        return timer_->afterDelay(kAcceptRetryDelay).then([this] { return AcceptLoop(); });
-      });
 }
 
 // A connection that ends with an error is over all the same; its peer sees the break.

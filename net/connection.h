@@ -47,6 +47,13 @@ kj::Promise<kj::Own<kj::AsyncIoStream>> ConnectWithin(kj::Network& network, kj::
                                                       std::string address, kj::Duration timeout,
                                                       TlsContext* tls = nullptr);
 
+// Accepts connections from `receiver` until the promise is dropped, handing each to `accept`;
+// a failed accept (out of file descriptors, say) is tried again kAcceptRetryDelay later. The
+// listeners' one accept loop (RpcListener, PeerServer). `receiver` and `timer` must outlive the
+// promise.
+kj::Promise<void> AcceptEach(kj::ConnectionReceiver& receiver, kj::Timer& timer,
+                             std::function<void(kj::Own<kj::AsyncIoStream>)> accept);
+
 // One two-party connection over a byte stream. Destroying it closes the connection; every
 // capability obtained through it breaks (calls reject with DISCONNECTED).
 class RpcConnection {
@@ -137,14 +144,12 @@ class RpcListener final : private kj::TaskSet::ErrorHandler {
   uint port() const { return port_; }
 
  private:
-  kj::Promise<void> AcceptLoop();
   void taskFailed(kj::Exception&& exception) override;
 
   capnp::Capability::Client bootstrap_;
   std::function<capnp::Capability::Client()> make_bootstrap_;  // empty: bootstrap_ for all
   capnp::ReaderOptions options_;
   kj::TaskSet connections_;
-  kj::Timer* timer_ = nullptr;
   kj::Own<kj::ConnectionReceiver> receiver_;
   uint port_ = 0;
   kj::Promise<void> accepting_ = nullptr;

@@ -288,26 +288,18 @@ kj::Promise<kj::Own<PeerServer>> PeerServer::Listen(kj::Network& network, kj::Ti
                                                     std::string address, MemberService& member,
                                                     const PeerServiceOptions& options) {
   auto server = kj::heap<PeerServer>(member, options);
-  server->timer_ = &timer;
   PeerServer& listening = *server;
   return network.parseAddress(kj::StringPtr(address.c_str(), address.size()))
-      .then([&listening](kj::Own<kj::NetworkAddress> parsed) {
+      .then([&listening, &timer](kj::Own<kj::NetworkAddress> parsed) {
         listening.receiver_ = parsed->listen();
         listening.port_ = listening.receiver_->getPort();
-        listening.accepting_ = listening.AcceptLoop().eagerlyEvaluate(nullptr);
+        listening.accepting_ = AcceptEach(*listening.receiver_, timer,
+                                          [&listening](kj::Own<kj::AsyncIoStream> stream) {
+                                            listening.Accept(kj::mv(stream));
+                                          })
+                                   .eagerlyEvaluate(nullptr);
       })
       .then([server = kj::mv(server)]() mutable { return kj::mv(server); });
-}
-
-kj::Promise<void> PeerServer::AcceptLoop() {
-  return receiver_->accept().then(
-      [this](kj::Own<kj::AsyncIoStream> stream) {
-        Accept(kj::mv(stream));
-        return AcceptLoop();
-      },
-      [this](kj::Exception&&) {
-        return timer_->afterDelay(kAcceptRetryDelay).then([this] { return AcceptLoop(); });
-      });
 }
 
 void PeerServer::Accept(kj::Own<kj::AsyncIoStream> stream) { streams_.add(Serve(kj::mv(stream))); }

@@ -114,7 +114,6 @@ class PeerServer final : private kj::TaskSet::ErrorHandler {
   uint64_t raft_batches() const { return raft_batches_; }
 
  private:
-  kj::Promise<void> AcceptLoop();
   // Serves one connection once its first bytes tell which kind it is.
   kj::Promise<void> Serve(kj::Own<kj::AsyncIoStream> stream);
   // A connection that ends with an error is over all the same; its peer sees the break.
@@ -123,7 +122,6 @@ class PeerServer final : private kj::TaskSet::ErrorHandler {
   MemberService& member_;
   RpcListener listener_;
   uint64_t raft_batches_ = 0;
-  kj::Timer* timer_ = nullptr;
   kj::Own<kj::ConnectionReceiver> receiver_;
   uint port_ = 0;
   kj::TaskSet streams_;
