@@ -321,6 +321,15 @@ void PeerStreamSeeds(const std::vector<raft::Message>& messages) {
         std::string(1, static_cast<char>(1 | (3 << 3))) + RaftAckFrame(1, "") +
             RaftAckFrame(2, "") +
             RaftAckFrame(2, "refused: cluster id mismatch: local 4d, remote 7"));
+  // The hostile shapes raft_stream_test names, each after a valid frame.
+  const std::string valid = RaftBatchFrame({messages[1]}, false);
+  const std::string huge("\0\0\0\0\xff\xff\xff\xff", 8);  // one segment of 2^32 - 1 words
+  Write("peer_stream", "huge_length_prefix", std::string(1, '\2') + valid + huge);
+  Write("peer_stream", "zero_length_frame", std::string(1, '\2') + valid + std::string(8, '\0'));
+  Write("peer_stream", "truncated_frame",
+        std::string(1, '\2') + valid + valid.substr(0, valid.size() - 3));
+  Write("peer_stream", "garbage_after_frame",
+        std::string(1, '\2') + valid + std::string(8, '\x7f') + "garbage");
 }
 
 void PeerSeeds() {
