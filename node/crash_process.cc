@@ -170,6 +170,22 @@ bool ChildProcess::ReadUntil(Clock::time_point deadline, const std::function<boo
   return true;
 }
 
+void ChildProcess::ReadAvailable() {
+  // Bounded: a child writing without pause cannot keep the caller here.
+  for (int i = 0; i < 256; ++i) {
+    pollfd fds[2];
+    int count = 0;
+    if (stdout_fd_ >= 0) fds[count++] = pollfd{stdout_fd_, POLLIN, 0};
+    if (stderr_fd_ >= 0) fds[count++] = pollfd{stderr_fd_, POLLIN, 0};
+    if (count == 0 || poll(fds, count, 0) <= 0) break;
+    if (!ReadSome(0)) break;
+  }
+  constexpr size_t kMaxKeptStderrBytes = 4 << 20;
+  if (stderr_.size() > kMaxKeptStderrBytes) {
+    stderr_.erase(0, stderr_.size() - kMaxKeptStderrBytes / 2);
+  }
+}
+
 void ChildProcess::Kill() {
   if (!reaped_) kill(pid_, SIGKILL);
 }

@@ -72,6 +72,9 @@ class ChildProcess {
   // Reads the child's output until `done()` holds (checked after every read), both pipes close,
   // or `deadline` passes; true if `done()` held.
   bool ReadUntil(Clock::time_point deadline, const std::function<bool()>& done);
+  // Reads what the child has written so far without waiting, so that a long-running child never
+  // blocks on a full pipe. Of stderr beyond 4 MiB, the newest 2 MiB are kept.
+  void ReadAvailable();
   // SIGKILL.
   void Kill();
   // Reads everything left, then reaps the child. A child that has not ended by `deadline` is

@@ -179,8 +179,11 @@ TEST(RealScenarioSweep, Listed) {
                 result.failures.empty() ? "" : ": ", absl::StrJoin(result.failures, " | ").c_str());
     for (const std::string& skipped : result.skipped)
       std::printf("  skipped %s\n", skipped.c_str());
+    if (!result.passed) {
+      for (const std::string& line : result.transcript) std::printf("    %s\n", line.c_str());
+    }
     std::fflush(stdout);
-    EXPECT_TRUE(result.passed) << name;
+    EXPECT_TRUE(result.passed) << name << "\n" << logs;
   }
 }
 

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -64,6 +65,13 @@ absl::Status Cluster::StartAll() {
   return absl::OkStatus();
 }
 
+// The members' --log-level: "error", or KVSTORE_TEST_LOG_LEVEL (say "info", to see why a member
+// did what it did when a test fails).
+static std::string LogLevel() {
+  const char* level = std::getenv("KVSTORE_TEST_LOG_LEVEL");
+  return level == nullptr || *level == '\0' ? "error" : level;
+}
+
 std::vector<std::string> Cluster::Args(size_t i) const {
   const ClusterMember& m = members_[i];
   std::vector<std::string> args = {"--name",
@@ -85,7 +93,7 @@ std::vector<std::string> Cluster::Args(size_t i) const {
                                    "--election-timeout",
                                    absl::StrCat(options_.election_ms),
                                    "--log-level",
-                                   "error"};
+                                   LogLevel()};
   if (m.joins_existing) {
     args.push_back("--initial-cluster-state");
     args.push_back("existing");

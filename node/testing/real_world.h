@@ -109,7 +109,7 @@ class RealWorld : public sim::ScenarioWorld {
 
   Cluster& cluster() { return *cluster_; }
   // Each running member's stderr, for a failure message.
-  std::string MemberLogs() const;
+  std::string MemberLogs();
 
  private:
   RealWorld(const sim::pb::Options& options, RealWorldOptions real);
@@ -120,6 +120,8 @@ class RealWorld : public sim::ScenarioWorld {
   kj::WaitScope& wait_scope() { return io_->io.waitScope; }
   kj::Timer& timer() { return io_->io.provider->getTimer(); }
   void Sleep(int64_t real_ms);
+  // Reads what the members wrote (ChildProcess::ReadAvailable).
+  void ReadMemberOutput();
   // The client of member `id`'s own endpoint (made on first use).
   net::Client& ClientOf(NodeId id);
   // Maintenance.status of member `id` within the status timeout; records leaders by term.
