@@ -522,7 +522,14 @@ void ServerRuleCheckers::OnAnswer(raft::NodeId node, const server::Response& res
   const ErrorCode code = CodeOf(response.status);
   // Request limits.
   if (auto it = over_limit_.find(key); it != over_limit_.end()) {
-    if (code != it->second) {
+    // VALUE_TOO_LARGE and TOO_MANY_OPS come from validating the request, before anything else;
+    // REQUEST_TOO_LARGE from sizing its entry when it is proposed, after the checks a proposal
+    // passes first (leader, NOSPACE alarm, load, as etcd's quota interceptor precedes its size
+    // check): any refusal will do, as long as it is one.
+    const bool refused = it->second == ErrorCode::kRequestTooLarge
+                             ? !response.status.ok() && code != ErrorCode::kTimeout
+                             : code == it->second;
+    if (!refused) {
       world_->Violation(
           absl::StrCat("n", node, " answered request ", response.request_id,
                        ", over a limit (owed ", ErrorCodeName(it->second), "), with ",

@@ -179,8 +179,10 @@ class AnswerCheckers {
 //     included) of more than max_txn_ops compares or operations per branch; every request the
 //     driver submits is measured: one over a limit (a put's value above max_request_bytes, a txn
 //     beyond max_txn_ops, a request whose bytes alone pass max_request_bytes) is answered with
-//     the limit's refusal (VALUE_TOO_LARGE, TOO_MANY_OPS, REQUEST_TOO_LARGE, in the order the
-//     server validates) and never applies; one well within the limits is never refused for one;
+//     the limit's refusal (VALUE_TOO_LARGE, TOO_MANY_OPS, in the order the server validates; a
+//     request too large only as a whole is refused when proposed, REQUEST_TOO_LARGE or a refusal
+//     a proposal meets before, such as NOSPACE) and never applies; one well within the limits is
+//     never refused for one;
 //   - quota: the checker follows the NOSPACE alarm through the applied log (raised by an alarm
 //     entry, cleared by a disarm). An entry that adds data (a put, a txn with a put in either
 //     branch, nested ones included, a lease grant) applied while the alarm is active must be

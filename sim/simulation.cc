@@ -1309,10 +1309,10 @@ void Simulation::ModelInvoke(Client& client, Node& node) {
     request.type = server::RequestType::kPut;
     request.put = put_op(key()).put;
     request.put.prev_kv = true;
-    // Beside a small quota, half the puts are bulky (1/40 of the quota, within the request
+    // Beside a small quota, half the puts are bulky (1/20 of the quota, within the request
     // limit): the backend passes the quota every few seconds, and compaction frees it.
     if (options_.quota_bytes < server::kDefaultQuotaBytes && rng_.Uniform(2) == 0) {
-      const uint64_t bytes = std::min(options_.quota_bytes / 40, options_.max_request_bytes - 512);
+      const uint64_t bytes = std::min(options_.quota_bytes / 20, options_.max_request_bytes - 512);
       request.put.value.resize(std::max<uint64_t>(bytes, request.put.value.size()), '.');
     }
   } else if (roll < 55) {
@@ -1387,8 +1387,9 @@ void Simulation::ModelInvoke(Client& client, Node& node) {
   }
   client.busy = true;
   ++client.attempt;
+  // A proposal: not a read (a range, or the read-only txn of compares at the ops limit).
   const bool in_transfer = availability_.enabled() && request.type != server::RequestType::kRange &&
-                           node.server()->is_leader() &&
+                           at_limit < 3 && node.server()->is_leader() &&
                            node.server()->lead_transferee() != raft::kNoNode;
   client.sent = request;
   client.request = SubmitObserved(node, std::move(request));
