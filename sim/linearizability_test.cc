@@ -675,7 +675,10 @@ bool BruteForceLinearizable(const History& history) {
                                        operation.invoke_event,
                                        known ? *operation.complete_event : SIZE_MAX});
   }
-  for (const auto& [key, ops] : by_key) {
+  for (const auto& entry : by_key) {
+    // A reference, not a structured binding: clang 14 (the sanitized build's compiler) refuses
+    // a lambda's capture of a structured binding, which C++20 allows and gcc accepts.
+    const std::vector<Op>& ops = entry.second;
     std::vector<bool> placed(ops.size(), false);
     std::function<bool(const Value&, size_t)> extend = [&](const Value& state,
                                                            size_t known_left) -> bool {
