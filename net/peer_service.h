@@ -81,7 +81,11 @@ inline constexpr kj::Duration kPeerConnectTimeout = 1 * kj::SECONDS;
 // connection: several election timeouts.
 inline constexpr kj::Duration kPeerSendTimeout = 5 * kj::SECONDS;
 inline constexpr kj::Duration kPeerReconnectBackoffMin = 100 * kj::MILLISECONDS;
-inline constexpr kj::Duration kPeerReconnectBackoffMax = 5 * kj::SECONDS;
+// etcd's peer streams redial every 100 ms (rafthttp's DialRetryFrequency). A cap beyond an
+// election timeout made a healed member rejoin late: with 5 s, a leader transfer asked for right
+// after a partition healed aborted before the link came back (the real-world leader_transfer
+// scenario). A refused connect on a live network costs microseconds.
+inline constexpr kj::Duration kPeerReconnectBackoffMax = 200 * kj::MILLISECONDS;
 // A snapshot chunk (or the final `done`) that makes no progress this long fails the transfer.
 inline constexpr kj::Duration kSnapshotStallTimeout = 30 * kj::SECONDS;
 

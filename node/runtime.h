@@ -105,7 +105,8 @@ class Runtime : public net::MemberService,
   // both cluster ids): Status lists it among its errors while it keeps happening (it was reported
   // within kPeerRefusalMemory), as a misconfigured member must not serve silently.
   void ReportPeerRefusal(raft::NodeId peer, const std::string& why);
-  // Three times the peer transport's longest reconnection backoff: a refusal repeats within it.
+  // Long beyond the peer transport's longest reconnection backoff (a refusal repeats within
+  // that), and beyond a status poller's interval.
   static constexpr kj::Duration kPeerRefusalMemory = 15 * kj::SECONDS;
   server::Server& server() { return member_->server(); }
   // The member's metrics, with etcd's names (runtime.cc lists them). Read on the loop thread.

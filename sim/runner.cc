@@ -635,9 +635,11 @@ void Runner::CheckExpectedFailure() {
     // A world that could not carry out some steps (a real cluster cannot skew a member's clock)
     // may not be able to make the hazard: the expectation is skipped by name, not failed, and
     // not passed either.
-    result_.skipped.push_back(absl::StrCat("expected failure (", expected.why(),
-                                           "): not shown, since ", result_.skipped.size(),
-                                           " of the scenario's steps could not be carried out"));
+    result_.skipped.push_back(absl::StrCat(
+        "the expected failure (expect_failure): not shown, since ", result_.skipped.size(),
+        " of the scenario's steps could not be carried out; "
+        "the hazard: ",
+        expected.why()));
     ++result_.checks_skipped;
     return;
   }
