@@ -80,8 +80,22 @@ void Report(const std::string& name, const sim::RunResult& result) {
 
 class RealScenarioTest : public ::testing::TestWithParam<Case> {};
 
+// CI's sanitized pass (tools/fuzz.sh --test sets KVSTORE_SANITIZED) runs these five, as it did
+// before every file ran: members under ASan are several times slower on CI's two cores, and the
+// scenarios' deadlines are real milliseconds. The plain pass runs every file.
+bool RunsSanitized(const std::string& scenario) {
+  for (const char* name : {"split_2_2", "single_member_crash", "revision_after_compaction_crash",
+                           "stale_read_after_pause", "wal_torn_batch"}) {
+    if (scenario == name) return true;
+  }
+  return false;
+}
+
 TEST_P(RealScenarioTest, Passes) {
   const Case& c = GetParam();
+  if (std::getenv("KVSTORE_SANITIZED") != nullptr && !RunsSanitized(c.scenario)) {
+    GTEST_SKIP() << c.scenario << " runs in the plain pass only (KVSTORE_SANITIZED is set)";
+  }
   auto scenario = sim::LoadScenario(ScenarioPath(c.scenario));
   ASSERT_TRUE(scenario.ok()) << scenario.status();
   std::string logs;
