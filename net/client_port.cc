@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "net/connection.h"
 #include "net/prefixed_stream.h"
 
 namespace kvstore::net {
@@ -171,14 +172,11 @@ ClientPort::ClientPort(kj::Own<kj::ConnectionReceiver> receiver, kj::Timer& time
       handlers_(std::move(handlers)),
       tls_(std::move(tls)),
       tasks_(kj::heap<kj::TaskSet>(static_cast<kj::TaskSet::ErrorHandler&>(*this))) {
-  accepting_ = AcceptLoop().eagerlyEvaluate(nullptr);
-}
-
-kj::Promise<void> ClientPort::AcceptLoop() {
-  return receiver_->accept().then([this](kj::Own<kj::AsyncIoStream> stream) {
-    tasks_->add(Dispatch(kj::mv(stream)));
-    return AcceptLoop();
-  });
+  // The listeners' accept loop: a failed accept (out of file descriptors, say) is tried again
+  // later instead of ending the port's accepting for good.
+  accepting_ = AcceptEach(*receiver_, timer_, [this](kj::Own<kj::AsyncIoStream> stream) {
+                 tasks_->add(Dispatch(kj::mv(stream)));
+               }).eagerlyEvaluate(nullptr);
 }
 
 kj::Promise<void> ClientPort::Dispatch(kj::Own<kj::AsyncIoStream> stream) {

@@ -75,7 +75,6 @@ class ClientPort : private kj::TaskSet::ErrorHandler {
 
  private:
   class Sniffer;
-  kj::Promise<void> AcceptLoop();
   kj::Promise<void> Dispatch(kj::Own<kj::AsyncIoStream> stream);
   // An https:// port's connection after its handshake: sniff the decrypted stream, hand over.
   kj::Promise<void> DispatchDecrypted(TlsAccepted accepted, std::string remote);
