@@ -159,6 +159,32 @@ struct BadRecord {
   std::string reason;
 };
 
+// Whether the record at `at` is the first after the segment's preamble: from the start of the
+// file, valid records of a fresh segment only (its header, then the latest snapshot marker and
+// hard state, as Wal::CreateSegment writes them), the last ending at `at`.
+bool FollowsSegmentPreamble(SegmentReader& reader, uint64_t at) {
+  uint64_t offset = 0;
+  for (int i = 0; i < 3 && offset < at; ++i) {
+    const absl::string_view header = reader.View(offset, kRecordHeaderBytes);
+    if (header.size() < kRecordHeaderBytes) return false;
+    const uint64_t length = ReadFixed32(header.data());
+    const uint32_t expected_crc = ReadFixed32(header.data() + 4);
+    const uint8_t type = static_cast<uint8_t>(header[8]);
+    const bool preamble = i == 0 ? type == static_cast<uint8_t>(RecordType::kSegmentHeader)
+                                 : type == static_cast<uint8_t>(RecordType::kSnapshot) ||
+                                       type == static_cast<uint8_t>(RecordType::kHardState);
+    if (!preamble || offset + kRecordHeaderBytes + length > at) return false;
+    // `header` is invalid from here.
+    const absl::string_view bytes = reader.View(offset, kRecordHeaderBytes + length);
+    if (bytes.size() < kRecordHeaderBytes + length) return false;
+    if (Crc32c(bytes.substr(kRecordHeaderBytes), Crc32c(bytes.substr(8, 1))) != expected_crc) {
+      return false;
+    }
+    offset += kRecordHeaderBytes + length;
+  }
+  return offset == at;
+}
+
 // Reads the record at `*offset` of the file: true and advances on a valid record; false at the
 // end of the records (`bad` empty) or at a bad record (`bad` set), or on a read error
 // (reader.status()).
@@ -184,8 +210,14 @@ bool ReadRecord(SegmentReader& reader, uint64_t preallocated_bytes, uint64_t* of
   const uint8_t type = static_cast<uint8_t>(header[8]);
   if (length > kMaxRecordBytes || at + kRecordHeaderBytes + length > size) {
     // In a file shorter than its preallocated size, a record cut by the end of the file is a
-    // write the crash cut short. In a full-size file the length itself is garbage.
-    const bool cut_short = length <= kMaxRecordBytes && size < preallocated_bytes;
+    // write the crash cut short. In a full-size file the length itself is garbage, with one
+    // exception: a record too long for a whole segment is written into a fresh one right after
+    // its preamble (Wal::MaybeCutSegment) and extends the file; cut short, the file ends anywhere
+    // before the record's end, below, at or beyond the preallocated size.
+    const bool oversized_alone =
+        at + kRecordHeaderBytes + length > preallocated_bytes && FollowsSegmentPreamble(reader, at);
+    const bool cut_short =
+        length <= kMaxRecordBytes && (size < preallocated_bytes || oversized_alone);
     *bad = BadRecord{at, cut_short ? size : at + kRecordHeaderBytes,
                      absl::StrCat("record length ", length, " runs past the end of the file")};
     return false;

@@ -312,6 +312,46 @@ TEST_F(WalTest, FileCutShortInARecordIsATornTail) {
   EXPECT_EQ(Describe(wal->recovery().state), "1/1 2/1 hs=0,0,0");
 }
 
+// A record longer than a whole segment goes alone into a fresh segment and extends the file past
+// its preallocated size. A crash in its write leaves the file anywhere short of the record's end:
+// below the preallocated size (the rest still zeros), at it, or beyond it. Each is a torn tail,
+// not corruption (fuzz seed 69595561373521: 8 KiB segments, a 13 KiB put, "record length 13147
+// runs past the end of the file" refused a member that had only crashed).
+TEST_F(WalTest, AnOversizedRecordCutShortAnywhereIsATornTail) {
+  WalOptions options;
+  options.segment_bytes = 8192;
+  const std::string big(20000, 'v');
+  for (const uint64_t keep : {uint64_t{600}, uint64_t{8192}, uint64_t{12000}, uint64_t{20000}}) {
+    SCOPED_TRACE(absl::StrCat("file cut to ", keep, " bytes"));
+    ASSERT_EQ(std::system(absl::StrCat("rm -rf '", dir_, "'").c_str()), 0);
+    std::string segment;
+    {
+      auto wal = OpenWal(options);
+      ASSERT_NE(wal, nullptr);
+      Write(*wal, 1, 2, 1, 1);
+      raft::PersistRequest request;
+      request.id = 2;
+      request.entries = {MakeEntry(3, 1, big)};
+      ASSERT_TRUE(wal->AppendAndSync(request).ok());
+      segment = wal->SegmentPaths().back();
+    }
+    auto file = fs_.Open(segment, OpenMode::kReadWrite);
+    ASSERT_TRUE(file.ok());
+    auto size = (*file)->Size();
+    ASSERT_TRUE(size.ok());
+    ASSERT_GT(*size, options.segment_bytes);  // the record extended its segment
+    ASSERT_LT(keep, *size);
+    // What a torn write leaves: a prefix of the record, zeros up to the preallocated size.
+    ASSERT_TRUE((*file)->Truncate(keep).ok());
+    if (keep < options.segment_bytes) ASSERT_TRUE((*file)->Truncate(options.segment_bytes).ok());
+    file->reset();
+    auto wal = OpenWal(options);
+    ASSERT_NE(wal, nullptr);
+    EXPECT_EQ(wal->recovery().torn_file, segment);
+    EXPECT_EQ(Describe(wal->recovery().state), "1/1 2/1 hs=1,1,0");
+  }
+}
+
 TEST_F(WalTest, CorruptionBeforeTheTailRefusesToStartNamingFileOffsetAndChecksums) {
   std::string segment;
   {
