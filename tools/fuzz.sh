@@ -64,6 +64,19 @@ if [ "$test_mode" -eq 1 ]; then
   # (each check unchanged; the plain pass, tools/test.sh, runs the full counts):
   # tools/fuzz/README.md lists which.
   [ ${#targets[@]} -gt 0 ] || { echo "fuzz: --test needs target patterns" >&2; exit 2; }
+  # `//...` would also walk the checkout's bazel-<folder> link (the plain build's output base,
+  # which this Bazel does not know as its own) and fail loading the external packages in it: it
+  # stands for every real top-level folder with packages instead (links are not folders to
+  # find -type d).
+  patterns=()
+  for target in "${targets[@]}"; do
+    if [ "$target" != "//..." ]; then patterns+=("$target"); continue; fi
+    while IFS= read -r folder; do
+      # Only folders with packages (a kvnode data directory is none).
+      [ -n "$(find "$folder" -name BUILD.bazel -print -quit)" ] && patterns+=("//${folder#./}/...")
+    done < <(find . -mindepth 1 -maxdepth 1 -type d ! -name '.*' | sort)
+  done
+  targets=("${patterns[@]}")
   exec env CC=clang bazel --output_base="$output_base" test --config=fuzz --symlink_prefix=/ \
     --test_env=KVSTORE_SANITIZED=1 "${test_flags[@]}" -- "${targets[@]}"
 fi
