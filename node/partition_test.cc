@@ -8,6 +8,7 @@
 // Bounded: every wait has a deadline, every request a per-try timeout; each test takes well
 // under 25 s.
 
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <optional>
@@ -47,6 +48,14 @@ struct View {
   raft::Term term = 0;
   bool is_leader() const { return id != raft::kNoNode && leader == id; }
 };
+
+// CI's sanitized pass (tools/fuzz.sh --test sets KVSTORE_SANITIZED) skips the three membership
+// cases whose deadlines are real seconds: three ASan kvnodes and the test on two loaded cores
+// missed them in every sanitized run measured (tools/fuzz/README.md), with no sanitizer report.
+// The plain pass runs every case; the sanitized pass still runs the partition cases.
+bool Sanitized() { return std::getenv("KVSTORE_SANITIZED") != nullptr; }
+constexpr char kPlainPassOnly[] =
+    "runs in the plain pass only: its deadlines are real seconds (KVSTORE_SANITIZED is set)";
 
 class PartitionTest : public ::testing::Test {
  protected:
@@ -482,6 +491,7 @@ TEST_F(PartitionTest, MemberAddedDuringTwoPlusOnePartitionJoinsAfterHealing) {
 // sync with leader"); after healing it joins and catches up, and the promotion succeeds only
 // then: the promoted member holds the writes made while it was cut off.
 TEST_F(PartitionTest, LearnerAddedDuringTwoPlusOnePartitionIsPromotedOnceCaughtUp) {
+  if (Sanitized()) GTEST_SKIP() << kPlainPassOnly;
   StartCluster(3, "learner_during_2_1");
   StartWorkload();
   auto leader = WaitForLeader(5000);
@@ -568,6 +578,7 @@ TEST_F(PartitionTest, LearnerAddedDuringTwoPlusOnePartitionIsPromotedOnceCaughtU
 // each is refused or fails with a clear message, and the cluster keeps serving a linearizable
 // history throughout.
 TEST_F(PartitionTest, MisconfiguredMemberUrlsAreRefusedAndTheClusterStaysAvailable) {
+  if (Sanitized()) GTEST_SKIP() << kPlainPassOnly;
   StartCluster(3, "misconfigured");
   StartWorkload();
 
@@ -660,6 +671,7 @@ TEST_F(PartitionTest, MisconfiguredMemberUrlsAreRefusedAndTheClusterStaysAvailab
 // member converges on one membership (the change either happened everywhere or nowhere; it is
 // then made again), and the clients' history stays linearizable.
 TEST_F(PartitionTest, KillDashNineRightAfterMembershipChangesConverges) {
+  if (Sanitized()) GTEST_SKIP() << kPlainPassOnly;
   StartCluster(3, "membership_kill");
   StartWorkload();
   auto propose_then_kill = [&](const server::Request& change, size_t to, size_t victim) {
