@@ -329,9 +329,10 @@ TEST_F(WalTest, AnOversizedRecordCutShortAnywhereIsATornTail) {
       auto wal = OpenWal(options);
       ASSERT_NE(wal, nullptr);
       Write(*wal, 1, 2, 1, 1);
+      const std::vector<raft::Entry> entries = {MakeEntry(3, 1, big)};
       raft::PersistRequest request;
       request.id = 2;
-      request.entries = {MakeEntry(3, 1, big)};
+      request.entries = entries;  // a span: the vector outlives the append
       ASSERT_TRUE(wal->AppendAndSync(request).ok());
       segment = wal->SegmentPaths().back();
     }
