@@ -45,6 +45,17 @@ std::string ScenarioPath(const std::string& name) {
                       "/testdata/scenarios/", name, ".textproto");
 }
 
+// The names of every scenario file under testdata/scenarios (not its regressions/), sorted.
+std::vector<std::string> ScenarioFiles() {
+  const std::filesystem::path directory = std::filesystem::path(ScenarioPath("x")).parent_path();
+  std::vector<std::string> names;
+  for (const auto& file : std::filesystem::directory_iterator(directory)) {
+    if (file.path().extension() == ".textproto") names.push_back(file.path().stem().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 // "step 7 (disk_fault TORN_WRITE_CRASH): reason" -> "disk_fault TORN_WRITE_CRASH".
 std::string KindOf(const std::string& skipped) {
   const size_t open = skipped.find('(');
@@ -175,12 +186,7 @@ INSTANTIATE_TEST_SUITE_P(Scenarios, RealScenarioTest, ::testing::ValuesIn(AllCas
 
 // A new scenario file runs in the real world too: it must be listed above.
 TEST(RealScenarioRules, EveryScenarioFileIsListed) {
-  const std::filesystem::path directory = std::filesystem::path(ScenarioPath("x")).parent_path();
-  std::vector<std::string> files;
-  for (const auto& file : std::filesystem::directory_iterator(directory)) {
-    if (file.path().extension() == ".textproto") files.push_back(file.path().stem().string());
-  }
-  std::sort(files.begin(), files.end());
+  const std::vector<std::string> files = ScenarioFiles();
   std::vector<std::string> listed;
   for (const Case& c : AllCases()) listed.push_back(c.scenario);
   std::sort(listed.begin(), listed.end());
@@ -235,11 +241,7 @@ TEST(RealScenarioSweep, Listed) {
   if (listed == nullptr) GTEST_SKIP() << "KVSTORE_REAL_SCENARIOS is not set";
   std::vector<std::string> names;
   if (std::string(listed) == "all") {
-    const std::filesystem::path directory = std::filesystem::path(ScenarioPath("x")).parent_path();
-    for (const auto& file : std::filesystem::directory_iterator(directory)) {
-      if (file.path().extension() == ".textproto") names.push_back(file.path().stem().string());
-    }
-    std::sort(names.begin(), names.end());
+    names = ScenarioFiles();
   } else {
     names = absl::StrSplit(listed, ',', absl::SkipEmpty());
   }
