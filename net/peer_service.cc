@@ -200,16 +200,35 @@ constexpr uint64_t kRefusedStreamDrainBytes = kMaxPeerMessageBytes;
 // refuses what RaftStreamDecoder refuses (a RaftAck with the reason, then the end of its writes).
 class RaftStreamReceiver {
  public:
-  // `first`: the bytes already read off the stream (its magic).
-  RaftStreamReceiver(MemberService& member, kj::Own<kj::AsyncIoStream> stream, uint64_t& batches,
-                     kj::ArrayPtr<const kj::byte> first)
-      : member_(member), stream_(kj::mv(stream)), batches_(batches) {
+  // `first`: the bytes already read off the stream (its magic). `on_idle` is told when the
+  // stream is closed for completing no frame within `idle_timeout`.
+  RaftStreamReceiver(MemberService& member, kj::Timer& timer, kj::Duration idle_timeout,
+                     kj::Own<kj::AsyncIoStream> stream, uint64_t& batches,
+                     kj::ArrayPtr<const kj::byte> first, std::function<void()> on_idle)
+      : member_(member),
+        timer_(timer),
+        idle_timeout_(idle_timeout),
+        stream_(kj::mv(stream)),
+        batches_(batches),
+        on_idle_(std::move(on_idle)),
+        last_frame_at_(timer.now()) {
     decoder_.Append(absl::string_view(reinterpret_cast<const char*>(first.begin()), first.size()));
   }
 
-  kj::Promise<void> Run() { return ReadLoop(); }
+  // Ends when the sender closes the stream, after a refusal, or when it falls silent.
+  kj::Promise<void> Run() { return ReadLoop().exclusiveJoin(IdleWatch()); }
 
  private:
+  // Resolves (ending Run, which closes the stream) once no frame has come for idle_timeout_;
+  // what a refused stream still sends (Discard) is no frame either.
+  kj::Promise<void> IdleWatch() {
+    return timer_.atTime(last_frame_at_ + idle_timeout_).then([this]() -> kj::Promise<void> {
+      if (timer_.now() - last_frame_at_ < idle_timeout_) return IdleWatch();
+      on_idle_();
+      return kj::READY_NOW;
+    });
+  }
+
   kj::Promise<void> ReadLoop() {
     // Every whole batch read so far, in order; then read on.
     for (;;) {
@@ -217,8 +236,9 @@ class RaftStreamReceiver {
       if (!next.ok()) return Refuse(absl::StrCat("refused: ", next.status().message()));
       if (!next->has_value()) break;
       RaftStreamBatch& batch = **next;
+      last_frame_at_ = timer_.now();
       ++received_;
-      ++batches_;
+      if (!batch.messages.empty()) ++batches_;  // an empty one is a keep-alive
       for (raft::Message& m : batch.messages) member_.Step(std::move(m));
       if (batch.ack_wanted) Write(received_, "");
     }
@@ -266,19 +286,29 @@ class RaftStreamReceiver {
   }
 
   MemberService& member_;
+  kj::Timer& timer_;
+  const kj::Duration idle_timeout_;
   kj::Own<kj::AsyncIoStream> stream_;
   RaftStreamDecoder decoder_;
   uint64_t& batches_;
+  const std::function<void()> on_idle_;
+  kj::TimePoint last_frame_at_;
   uint64_t received_ = 0;
   uint64_t discarded_ = 0;
   kj::Promise<void> writes_ = kj::READY_NOW;
   kj::byte scratch_[4096];
 };
 
+std::string Millis(kj::Duration d) { return absl::StrCat(d / kj::MILLISECONDS, " ms"); }
+
 }  // namespace
 
-PeerServer::PeerServer(MemberService& member, const PeerServiceOptions& options)
+PeerServer::PeerServer(MemberService& member, kj::Timer& timer, const PeerServiceOptions& options)
     : member_(member),
+      timer_(timer),
+      idle_timeout_(options.stream_idle_timeout),
+      max_connections_(options.max_connections),
+      on_closed_(options.on_closed),
       listener_(NewPeerService(member, options), PeerReaderOptions()),
       streams_(*this) {}
 
@@ -287,7 +317,7 @@ PeerServer::~PeerServer() noexcept {}
 kj::Promise<kj::Own<PeerServer>> PeerServer::Listen(kj::Network& network, kj::Timer& timer,
                                                     std::string address, MemberService& member,
                                                     const PeerServiceOptions& options) {
-  auto server = kj::heap<PeerServer>(member, options);
+  auto server = kj::heap<PeerServer>(member, timer, options);
   PeerServer& listening = *server;
   return network.parseAddress(kj::StringPtr(address.c_str(), address.size()))
       .then([&listening, &timer](kj::Own<kj::NetworkAddress> parsed) {
@@ -302,23 +332,52 @@ kj::Promise<kj::Own<PeerServer>> PeerServer::Listen(kj::Network& network, kj::Ti
       .then([server = kj::mv(server)]() mutable { return kj::mv(server); });
 }
 
-void PeerServer::Accept(kj::Own<kj::AsyncIoStream> stream) { streams_.add(Serve(kj::mv(stream))); }
+void PeerServer::Accept(kj::Own<kj::AsyncIoStream> stream) {
+  std::string remote = RemoteAddressOf(*stream);
+  if (connections_ >= max_connections_) {
+    Closed(remote, absl::StrCat("too many peer connections: ", connections_,
+                                " open (the limit); refused at once"));
+    return;  // `stream` closes here
+  }
+  ++connections_;
+  // Counted out when the stream goes, whichever kind of connection it turned out to be.
+  stream = stream.attach(kj::defer([this] { --connections_; }));
+  streams_.add(Serve(kj::mv(stream), std::move(remote)));
+}
 
-kj::Promise<void> PeerServer::Serve(kj::Own<kj::AsyncIoStream> stream) {
+void PeerServer::Closed(const std::string& remote, const std::string& why) {
+  if (on_closed_) on_closed_(remote, why);
+}
+
+kj::Promise<void> PeerServer::Serve(kj::Own<kj::AsyncIoStream> stream, std::string remote) {
+  // What a read returns when the connection said nothing within the idle bound.
+  static constexpr size_t kSilent = ~size_t{0};
   auto first = kj::heapArray<kj::byte>(sizeof(kRaftStreamMagic));
   kj::AsyncIoStream& reading = *stream;
   kj::byte* into = first.begin();
   // evalNow: a read that fails at once (a connection reset already) rejects instead of throwing.
-  return kj::evalNow([&reading, into] { return reading.tryRead(into, 8, 8); })
-      .then([this, stream = kj::mv(stream),
-             first = kj::mv(first)](size_t n) mutable -> kj::Promise<void> {
+  return timer_.afterDelay(idle_timeout_)
+      .then([] { return kSilent; })
+      .exclusiveJoin(kj::evalNow([&reading, into] { return reading.tryRead(into, 8, 8); }))
+      .then([this, stream = kj::mv(stream), first = kj::mv(first),
+             remote = std::move(remote)](size_t n) mutable -> kj::Promise<void> {
+        if (n == kSilent) {
+          Closed(remote, absl::StrCat("closed a peer connection that sent nothing for ",
+                                      Millis(idle_timeout_), " (the idle bound)"));
+          return kj::READY_NOW;
+        }
         if (n < first.size()) return kj::READY_NOW;  // closed before a message
         if (std::memcmp(first.begin(), kRaftStreamMagic, first.size()) != 0) {
           listener_.Accept(kj::heap<PrefixedStream>(kj::mv(stream), kj::mv(first)));
           return kj::READY_NOW;
         }
-        auto receiver =
-            kj::heap<RaftStreamReceiver>(member_, kj::mv(stream), raft_batches_, first.asPtr());
+        auto receiver = kj::heap<RaftStreamReceiver>(
+            member_, timer_, idle_timeout_, kj::mv(stream), raft_batches_, first.asPtr(),
+            [this, remote] {
+              Closed(remote, absl::StrCat("closed a Raft stream that delivered no frame (not even "
+                                          "a keep-alive) for ",
+                                          Millis(idle_timeout_), " (the idle bound)"));
+            });
         kj::Promise<void> run = receiver->Run();
         return run.attach(kj::mv(receiver));
       });
@@ -375,6 +434,7 @@ void PeerClient::Connect() {
                 ack_outstanding_ = false;
                 ack_asked_at_ = timer_.now() - kPeerAckInterval;
                 link_tasks_->add(ReadAcks(generation));
+                link_tasks_->add(KeepAlive(generation));
                 // The magic first; batches queue behind it.
                 Write(generation, kj::evalNow([this] {
                         return stream_->write(kRaftStreamMagic, sizeof(kRaftStreamMagic));
@@ -397,7 +457,8 @@ void PeerClient::ScheduleFlush() {
 }
 
 void PeerClient::Flush() {
-  if (state_ != State::kConnected || writing_ || queue_.empty()) return;
+  if (state_ != State::kConnected || writing_ || (queue_.empty() && !keepalive_due_)) return;
+  keepalive_due_ = false;
   size_t count = 0;
   uint64_t bytes = 0;
   while (count < queue_.size()) {
@@ -433,6 +494,7 @@ void PeerClient::Flush() {
 
 void PeerClient::Write(uint64_t generation, kj::Promise<void> write) {
   writing_ = true;
+  last_write_at_ = timer_.now();
   link_tasks_->add(timer_.timeoutAfter(options_.send_timeout, kj::mv(write))
                        .then(
                            [this, generation] {
@@ -496,6 +558,25 @@ void PeerClient::WatchAck(uint64_t generation, uint64_t seq) {
   }));
 }
 
+kj::Promise<void> PeerClient::KeepAlive(uint64_t generation) {
+  return timer_.atTime(last_write_at_ + options_.keepalive_interval)
+      .then([this, generation]() -> kj::Promise<void> {
+        if (generation != generation_) return kj::READY_NOW;
+        // A write still in the kernel's hands is the send timeout's to judge.
+        if (!writing_ && timer_.now() - last_write_at_ >= options_.keepalive_interval) {
+          keepalive_due_ = true;
+          Flush();
+        }
+        // Past a write that has not ended yet: look again an interval later.
+        if (timer_.now() - last_write_at_ >= options_.keepalive_interval) {
+          return timer_.afterDelay(options_.keepalive_interval).then([this, generation] {
+            return KeepAlive(generation);
+          });
+        }
+        return KeepAlive(generation);
+      });
+}
+
 void PeerClient::Fail(uint64_t generation, const absl::Status& why) {
   if (generation != generation_) return;
   ++generation_;
@@ -508,6 +589,7 @@ void PeerClient::Fail(uint64_t generation, const absl::Status& why) {
         stream = nullptr;
       }));
   writing_ = false;
+  keepalive_due_ = false;
   ack_outstanding_ = false;
   queue_.clear();
   state_ = State::kBackoff;

@@ -10,7 +10,10 @@
 // decoded by raft_stream.h's RaftStreamDecoder (framing limits, then every batch validated); a
 // stream it refuses (bad framing, a frame over kMaxPeerMessageBytes, bytes ending inside a
 // frame, another cluster, a malformed message) gets a RaftAck with the reason and is closed,
-// that connection only.
+// that connection only. A stream that completes no frame (keep-alives count) for
+// stream_idle_timeout is closed, and so is a connection that does not send its first 8 bytes
+// within it; at most max_connections are served at once, and one accepted beyond them is closed
+// at once. Both closes go to on_closed, for the log.
 // A RaftBatch, like a Peer.send call, is decoded (convert.h validates every message) and its
 // messages Stepped in order; a batch with a malformed message is refused whole, before any is
 // stepped (the stream gets a RaftAck with the refusal, then closes).
@@ -35,6 +38,9 @@
 //     peer is in backoff, is dropped, and so is the queue when the connection fails. Drops are
 //     reported through on_unreachable (on the next loop turn), so the runtime calls Raft's
 //     ReportUnreachable and Raft probes the peer instead of streaming into the void;
+//   - keep-alives: a connection on which nothing was written for keepalive_interval gets an
+//     empty RaftBatch, so the receiver, which closes a stream silent for its idle bound, tells an
+//     idle link from a dead one;
 //   - snapshots: a kSnap message goes through Peer.sendSnapshot on a connection of its own, in
 //     chunks of snapshot_chunk_bytes with `-> stream` flow control, so it never delays the
 //     messages behind it (heartbeats keep flowing); its outcome is reported through
@@ -88,11 +94,44 @@ inline constexpr kj::Duration kPeerReconnectBackoffMin = 100 * kj::MILLISECONDS;
 inline constexpr kj::Duration kPeerReconnectBackoffMax = 200 * kj::MILLISECONDS;
 // A snapshot chunk (or the final `done`) that makes no progress this long fails the transfer.
 inline constexpr kj::Duration kSnapshotStallTimeout = 30 * kj::SECONDS;
+// A receiving Raft stream that completes no frame for this many election timeouts is closed, and
+// so is a connection that has not sent its first 8 bytes by then (at least
+// kMinPeerStreamIdleTimeout). 5 election timeouts of etcd's default (1 s) is etcd's own
+// ConnReadTimeout (rafthttp: 5 s).
+inline constexpr int64_t kPeerStreamIdleElectionTimeouts = 5;
+inline constexpr kj::Duration kMinPeerStreamIdleTimeout = 1 * kj::SECONDS;
+inline constexpr kj::Duration kPeerStreamIdleTimeout = 5 * kj::SECONDS;  // at etcd's defaults
+inline kj::Duration PeerStreamIdleTimeout(kj::Duration election_timeout) {
+  return kj::max(kMinPeerStreamIdleTimeout, kPeerStreamIdleElectionTimeouts * election_timeout);
+}
+// A sender with nothing to say for this long writes an empty RaftBatch (a keep-alive frame), so
+// an idle link (follower to follower) is not taken for a dead one: a fifth of the receiver's
+// idle bound (etcd's stream writer sends its link heartbeat every third of ConnReadTimeout).
+inline constexpr kj::Duration kPeerKeepaliveInterval = kPeerStreamIdleTimeout / 5;
+inline kj::Duration PeerKeepaliveInterval(kj::Duration election_timeout) {
+  return PeerStreamIdleTimeout(election_timeout) / 5;
+}
+// Inbound peer connections served at once (Raft streams and RPC: snapshots, forwards, member
+// lists); an accepted connection beyond it is closed at once. A member has about two per peer
+// (its Raft stream and its forwarding link) plus a snapshot now and then: 128 is far beyond any
+// real cluster's need, and bounds what a flood of connections costs.
+inline constexpr size_t kMaxPeerConnections = 128;
 
 // --- Receiving ----------------------------------------------------------------------------------
 
 struct PeerServiceOptions {
   uint64_t max_snapshot_bytes = kDefaultMaxSnapshotBytes;
+  // PeerServer: a Raft stream that completes no frame (batches and keep-alives alike) this long
+  // is closed, and so is a connection that does not send its first 8 bytes within it
+  // (PeerStreamIdleTimeout of the member's election timeout). RPC connections are not bounded
+  // so: a forwarding link is legitimately idle.
+  kj::Duration stream_idle_timeout = kPeerStreamIdleTimeout;
+  // PeerServer: inbound connections served at once (every kind); one accepted beyond it is closed
+  // at once.
+  size_t max_connections = kMaxPeerConnections;
+  // PeerServer: a connection closed by one of the two limits above, with the remote address and
+  // why, for the log. Optional.
+  std::function<void(const std::string& remote, const std::string& why)> on_closed;
 };
 
 // The Peer capability serving `member` (not owned; it must outlive every capability served).
@@ -107,23 +146,36 @@ class PeerServer final : private kj::TaskSet::ErrorHandler {
   static kj::Promise<kj::Own<PeerServer>> Listen(kj::Network& network, kj::Timer& timer,
                                                  std::string address, MemberService& member,
                                                  const PeerServiceOptions& options = {});
-  // Without a socket: connections come through Accept (in-process tests).
-  PeerServer(MemberService& member, const PeerServiceOptions& options = {});
+  // Without a socket: connections come through Accept (a TLS listener's, in-process tests).
+  // `timer` (the loop's) bounds idle streams and must outlive the server.
+  PeerServer(MemberService& member, kj::Timer& timer, const PeerServiceOptions& options = {});
 
   ~PeerServer() noexcept;
 
+  // Serves one more connection, or closes it at once when max_connections are open.
   void Accept(kj::Own<kj::AsyncIoStream> stream);
   uint port() const { return port_; }
-  // Raft stream batches received and stepped, over every connection (for tests).
+  // Raft stream batches received and stepped (keep-alive frames not counted), over every
+  // connection (for tests).
   uint64_t raft_batches() const { return raft_batches_; }
+  // Connections open now (for tests).
+  size_t connections() const { return connections_; }
 
  private:
   // Serves one connection once its first bytes tell which kind it is.
-  kj::Promise<void> Serve(kj::Own<kj::AsyncIoStream> stream);
+  kj::Promise<void> Serve(kj::Own<kj::AsyncIoStream> stream, std::string remote);
+  void Closed(const std::string& remote, const std::string& why);
   // A connection that ends with an error is over all the same; its peer sees the break.
   void taskFailed(kj::Exception&&) override {}
 
+  // First: a connection's stream counts itself out when destroyed, which may be as late as the
+  // destruction of the members below.
+  size_t connections_ = 0;
   MemberService& member_;
+  kj::Timer& timer_;
+  const kj::Duration idle_timeout_;
+  const size_t max_connections_;
+  const std::function<void(const std::string&, const std::string&)> on_closed_;
   RpcListener listener_;
   uint64_t raft_batches_ = 0;
   kj::Own<kj::ConnectionReceiver> receiver_;
@@ -148,6 +200,9 @@ struct PeerClientOptions {
   kj::Duration reconnect_backoff_min = kPeerReconnectBackoffMin;
   kj::Duration reconnect_backoff_max = kPeerReconnectBackoffMax;
   kj::Duration snapshot_stall_timeout = kSnapshotStallTimeout;
+  // With nothing written for this long, a keep-alive frame (an empty RaftBatch) goes out
+  // (PeerKeepaliveInterval of the member's election timeout: a fifth of the receiver's idle bound).
+  kj::Duration keepalive_interval = kPeerKeepaliveInterval;
 };
 
 struct PeerClientCallbacks {
@@ -187,6 +242,9 @@ class PeerClient final : private kj::TaskSet::ErrorHandler {
   kj::Promise<void> ReadAcks(uint64_t generation);
   // Fails the connection of `generation` unless the acknowledgement asked for as `seq` came.
   void WatchAck(uint64_t generation, uint64_t seq);
+  // Writes a keep-alive frame on the connection of `generation` whenever nothing was written
+  // for keepalive_interval.
+  kj::Promise<void> KeepAlive(uint64_t generation);
   // The connection of `generation` failed: drop it and the queue, back off, report.
   void Fail(uint64_t generation, const absl::Status& why);
   void ReportUnreachable();
@@ -211,6 +269,8 @@ class PeerClient final : private kj::TaskSet::ErrorHandler {
   kj::Own<kj::TaskSet> link_tasks_;    // the stream's reads and writes
   std::deque<raft::Message> queue_;
   bool writing_ = false;  // one write at a time: a batch grows while the previous one goes
+  kj::TimePoint last_write_at_ = kj::origin<kj::TimePoint>();  // when the last write started
+  bool keepalive_due_ = false;  // the next Flush writes a frame even with nothing queued
   // Acknowledgements asked for (numbered), whether the last has yet to come, and when it was
   // asked for.
   uint64_t ack_seq_ = 0;

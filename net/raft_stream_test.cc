@@ -8,9 +8,13 @@
 #include "core/raft/types.h"
 #include "gtest/gtest.h"
 #include "net/convert.h"
+#include "net/testing/raft_frames.h"
 
 namespace kvstore::net {
 namespace {
+
+using testing::FrameBytes;
+using testing::RaftBatchFrame;
 
 constexpr uint64_t kCluster = 42;
 
@@ -26,23 +30,10 @@ raft::Message Heartbeat(uint64_t commit) {
 
 std::string Magic() { return std::string(kRaftStreamMagic, sizeof(kRaftStreamMagic)); }
 
-std::string Bytes(capnp::MessageBuilder& builder) {
-  kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
-  return std::string(reinterpret_cast<const char*>(words.begin()),
-                     words.size() * sizeof(capnp::word));
-}
-
 // One RaftBatch frame, as PeerClient writes it; `bad_type` overwrites the last message's type.
 std::string Frame(const std::vector<raft::Message>& messages, uint64_t cluster_id = kCluster,
                   bool ack = false, int bad_type = 0) {
-  capnp::MallocMessageBuilder builder;
-  auto batch = builder.initRoot<rpc::RaftBatch>();
-  batch.setClusterId(cluster_id);
-  batch.setAckWanted(ack);
-  auto list = batch.initMessages(messages.size());
-  for (size_t i = 0; i < messages.size(); ++i) ToCapnp(messages[i], list[i]);
-  if (bad_type != 0) list[messages.size() - 1].setType(bad_type);
-  return Bytes(builder);
+  return RaftBatchFrame(messages, cluster_id, ack, bad_type);
 }
 
 // A frame header (one segment) claiming `words` words.
@@ -275,7 +266,7 @@ TEST(RaftStreamTest, AcknowledgementsDecodeOrAreRefusedWithoutThrowing) {
   ack.setBatches(5);
   ack.setRefusal("refused: why");
   FrameDecoder decoder(kMaxPeerMessageBytes, PeerReaderOptions());
-  decoder.Append(Bytes(builder) + Header(0));
+  decoder.Append(FrameBytes(builder) + Header(0));
   absl::StatusOr<capnp::MessageReader*> frame = decoder.Next();
   ASSERT_TRUE(frame.ok() && *frame != nullptr);
   absl::StatusOr<RaftStreamAck> decoded = DecodeRaftAck(**frame);

@@ -20,12 +20,14 @@
 #include "net/convert.h"
 #include "net/peer_service.h"
 #include "net/testing/fake_member.h"
+#include "net/testing/raft_frames.h"
 #include "store/crc32c.h"
 
 namespace kvstore::net {
 namespace {
 
 using testing::FakeMember;
+using testing::RaftBatchFrame;
 using testing::RunFor;
 using testing::RunUntil;
 
@@ -605,7 +607,7 @@ class PeerTest : public ::testing::Test {
 
   // A Peer capability over a socketpair to a PeerServer for member_.
   rpc::Peer::Client PeerOverPipe(const PeerServiceOptions& options = {}) {
-    pipe_server_ = std::make_unique<PeerServer>(member_, options);
+    pipe_server_ = std::make_unique<PeerServer>(member_, timer_, options);
     auto pipe = io_.provider->newTwoWayPipe();
     pipe_server_->Accept(kj::mv(pipe.ends[0]));
     pipe_connection_ = std::make_unique<RpcConnection>(kj::mv(pipe.ends[1]), PeerReaderOptions());
@@ -695,14 +697,8 @@ TEST_F(PeerTest, ARaftStreamAcknowledgesWhenAskedAndRefusesWhole) {
   };
   auto write = [&](kj::AsyncIoStream& stream, uint64_t cluster_id,
                    const std::vector<raft::Message>& messages, bool ack, int bad_type = 0) {
-    capnp::MallocMessageBuilder builder;
-    auto batch = builder.initRoot<rpc::RaftBatch>();
-    batch.setClusterId(cluster_id);
-    batch.setAckWanted(ack);
-    auto list = batch.initMessages(messages.size());
-    for (size_t i = 0; i < messages.size(); ++i) ToCapnp(messages[i], list[i]);
-    if (bad_type != 0) list[messages.size() - 1].setType(bad_type);
-    capnp::writeMessage(stream, builder).wait(ws_);
+    const std::string frame = RaftBatchFrame(messages, cluster_id, ack, bad_type);
+    stream.write(frame.data(), frame.size()).wait(ws_);
   };
   auto read_ack = [&](kj::AsyncIoStream& stream) {
     auto reader = capnp::readMessage(stream, PeerReaderOptions()).wait(ws_);
@@ -747,14 +743,7 @@ TEST_F(PeerTest, AHostileRaftStreamIsRefusedAndClosedAlone) {
     return stream;
   };
   auto frame = [&](const std::vector<raft::Message>& messages) {
-    capnp::MallocMessageBuilder builder;
-    auto batch = builder.initRoot<rpc::RaftBatch>();
-    batch.setClusterId(42);
-    auto list = batch.initMessages(messages.size());
-    for (size_t i = 0; i < messages.size(); ++i) ToCapnp(messages[i], list[i]);
-    kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
-    return std::string(reinterpret_cast<const char*>(words.begin()),
-                       words.size() * sizeof(capnp::word));
+    return RaftBatchFrame(messages, 42);
   };
   // The refusal, then the end of the stream.
   auto refusal = [&](kj::AsyncIoStream& stream) {
@@ -810,6 +799,126 @@ TEST_F(PeerTest, AHostileRaftStreamIsRefusedAndClosedAlone) {
   client->Send(Heartbeat(2, 5));
   ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 3; }));
   EXPECT_EQ(member_.stepped[2].commit, 5u);
+}
+
+// Whether `stream` ends (the other side closed it: end of file or a reset) within `max`.
+bool EndsWithin(kj::WaitScope& ws, kj::Timer& timer, kj::AsyncIoStream& stream, kj::Duration max) {
+  bool ended = false;
+  kj::byte byte;
+  kj::Promise<void> read =
+      kj::evalNow([&] { return stream.tryRead(&byte, 1, 1); })
+          .then([&](size_t n) { ended = n == 0; }, [&](kj::Exception&&) { ended = true; })
+          .eagerlyEvaluate(nullptr);
+  return RunUntil(
+      ws, timer, [&] { return ended; }, max);
+}
+
+// A connection that says nothing, and a Raft stream that falls silent (no frame, not even a
+// keep-alive), are closed once the idle bound has passed, each with a line for the log; a real
+// PeerClient's link stays up across several bounds without a message to send, on its
+// keep-alives.
+TEST_F(PeerTest, SilentPeerConnectionsAreClosedAfterTheIdleBound) {
+  std::vector<std::string> closed;
+  PeerServiceOptions options;
+  options.stream_idle_timeout = 300 * kj::MILLISECONDS;
+  options.on_closed = [&](const std::string& remote, const std::string& why) {
+    EXPECT_NE(remote.find("127.0.0.1:"), std::string::npos) << remote;
+    closed.push_back(why);
+  };
+  const std::string address = ListenPeer(options);
+  kj::Network& network = io_.provider->getNetwork();
+
+  // Not a byte.
+  const kj::TimePoint start = timer_.now();
+  kj::Own<kj::AsyncIoStream> silent =
+      ConnectWithin(network, timer_, address, kj::SECONDS).wait(ws_);
+  ASSERT_TRUE(EndsWithin(ws_, timer_, *silent, 5 * kj::SECONDS));
+  EXPECT_GE(timer_.now() - start, 300 * kj::MILLISECONDS);
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_NE(closed[0].find("sent nothing for 300 ms"), std::string::npos) << closed[0];
+
+  // The magic and a batch, then silence: the stream is closed an idle bound after the batch.
+  kj::Own<kj::AsyncIoStream> stream =
+      ConnectWithin(network, timer_, address, kj::SECONDS).wait(ws_);
+  const std::string frames = std::string(kRaftStreamMagic, sizeof(kRaftStreamMagic)) +
+                             RaftBatchFrame({Heartbeat(2, 1)}, 42);
+  stream->write(frames.data(), frames.size()).wait(ws_);
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 1; }));
+  const kj::TimePoint stepped = timer_.now();
+  ASSERT_TRUE(EndsWithin(ws_, timer_, *stream, 5 * kj::SECONDS));
+  EXPECT_GE(timer_.now() - stepped, 250 * kj::MILLISECONDS);
+  ASSERT_EQ(closed.size(), 2u);
+  EXPECT_NE(closed[1].find("closed a Raft stream that delivered no frame (not even a keep-alive) "
+                           "for 300 ms"),
+            std::string::npos)
+      << closed[1];
+  EXPECT_EQ(peer_server_->connections(), 0u);
+
+  // A real sender with nothing to say keeps its link alive: no close, no reconnect.
+  PeerClientOptions client_options;
+  client_options.address = address;
+  client_options.keepalive_interval = 60 * kj::MILLISECONDS;
+  auto client = NewClient(client_options);
+  client->Send(Heartbeat(2, 2));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 2; }));
+  RunFor(ws_, timer_, 1200 * kj::MILLISECONDS);  // four idle bounds
+  EXPECT_TRUE(client->connected());
+  EXPECT_EQ(closed.size(), 2u);
+  EXPECT_TRUE(errors_.empty()) << errors_.front();
+  EXPECT_EQ(peer_server_->raft_batches(), 2u);  // keep-alives are not batches
+  client->Send(Heartbeat(2, 3));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 3; }));
+  EXPECT_EQ(unreachable_, 0);
+}
+
+// Connections past the cap are closed at once, with a line for the log, while a real peer's
+// Raft stream keeps delivering; once one closes, a new connection is served again.
+TEST_F(PeerTest, ConnectionsPastTheCapAreRefusedAtOnce) {
+  std::vector<std::string> closed;
+  PeerServiceOptions options;
+  options.max_connections = 3;
+  options.on_closed = [&](const std::string&, const std::string& why) { closed.push_back(why); };
+  const std::string address = ListenPeer(options);
+  kj::Network& network = io_.provider->getNetwork();
+
+  PeerClientOptions client_options;
+  client_options.address = address;
+  auto client = NewClient(client_options);
+  client->Send(Heartbeat(2, 1));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 1; }));
+  ASSERT_EQ(peer_server_->connections(), 1u);
+
+  // Two more fill the cap; four past it are each closed at once.
+  std::vector<kj::Own<kj::AsyncIoStream>> held;
+  for (size_t i = 0; i < 2; ++i) {
+    held.push_back(ConnectWithin(network, timer_, address, kj::SECONDS).wait(ws_));
+    ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return peer_server_->connections() == 2 + i; }));
+  }
+  for (int i = 0; i < 4; ++i) {
+    kj::Own<kj::AsyncIoStream> excess =
+        ConnectWithin(network, timer_, address, kj::SECONDS).wait(ws_);
+    ASSERT_TRUE(EndsWithin(ws_, timer_, *excess, 2 * kj::SECONDS)) << i;
+  }
+  ASSERT_EQ(closed.size(), 4u);
+  EXPECT_NE(closed[0].find("too many peer connections: 3 open"), std::string::npos) << closed[0];
+  EXPECT_EQ(peer_server_->connections(), 3u);
+  for (kj::Own<kj::AsyncIoStream>& stream : held) {
+    EXPECT_FALSE(EndsWithin(ws_, timer_, *stream, 10 * kj::MILLISECONDS));
+  }
+
+  // The real peer's stream was never touched.
+  for (int i = 2; i <= 5; ++i) client->Send(Heartbeat(2, i));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 5; }));
+  EXPECT_TRUE(client->connected());
+  EXPECT_TRUE(errors_.empty()) << errors_.front();
+
+  // A held connection goes: its slot is free again.
+  held.pop_back();
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return peer_server_->connections() == 2; }));
+  held.push_back(ConnectWithin(network, timer_, address, kj::SECONDS).wait(ws_));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return peer_server_->connections() == 3; }));
+  EXPECT_FALSE(EndsWithin(ws_, timer_, *held.back(), 50 * kj::MILLISECONDS));
+  EXPECT_EQ(closed.size(), 4u);
 }
 
 // A peer URL that answers a Raft stream with bytes that are no acknowledgement (a hostile or

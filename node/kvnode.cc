@@ -172,6 +172,7 @@ class Router : public PeerRouter {
       options.address = url->HostPort();
       options.cluster_id = cluster_id_;
       if (tls_ != nullptr) options.tls = tls_->PeerClientFor(*url);
+      options.keepalive_interval = keepalive_;
       net::PeerClientCallbacks callbacks;
       callbacks.on_unreachable = [this](raft::NodeId peer) { runtime_.ReportUnreachable(peer); };
       callbacks.on_snapshot_status = [this](raft::NodeId peer, bool ok) {
@@ -233,9 +234,12 @@ class Router : public PeerRouter {
   uint64_t cluster_id_;
   Logger& log_;
   const NodeTls* tls_ = nullptr;
+  kj::Duration keepalive_ = net::kPeerKeepaliveInterval;
 
  public:
   void set_tls(const NodeTls* tls) { tls_ = tls; }
+  // How long an idle link waits before a keep-alive frame (net::PeerClientOptions).
+  void set_keepalive(kj::Duration interval) { keepalive_ = interval; }
 
  private:
   std::vector<server::Member> known_;
@@ -539,9 +543,19 @@ int Run(int argc, char** argv) {
   }
   Router router(io, **runtime, options->cluster_id, log, std::move(known));
   router.set_tls(&*tls);
+  router.set_keepalive(net::PeerKeepaliveInterval(config->election_timeout_ms * kj::MILLISECONDS));
   (*runtime)->set_router(&router);
 
   std::vector<kj::Own<net::PeerServer>> peer_servers;
+  // A Raft stream silent for 5 election timeouts is closed (senders keep idle links alive), and
+  // the peer listener serves at most net::kMaxPeerConnections connections at once.
+  net::PeerServiceOptions peer_options;
+  peer_options.stream_idle_timeout =
+      net::PeerStreamIdleTimeout(config->election_timeout_ms * kj::MILLISECONDS);
+  peer_options.on_closed = [&log](const std::string& remote, const std::string& why) {
+    log.Warn("closed peer connection",
+             {{"listener", "peer"}, {"remote-addr", remote}, {"error", why}});
+  };
   std::vector<kj::Own<net::TlsListener>> peer_tls_listeners;  // after the servers they feed
   // Client URLs serve etcd's gRPC API, HTTP (the JSON gateway, /metrics, /health, the status
   // page) and the native Cap'n Proto API on one port each (net/client_port.h).
@@ -605,7 +619,7 @@ int Run(int argc, char** argv) {
   try {
     for (const Url& url : config->listen_peer_urls) {
       if (url.tls()) {
-        auto server = kj::heap<net::PeerServer>(**runtime);
+        auto server = kj::heap<net::PeerServer>(**runtime, io.provider->getTimer(), peer_options);
         net::PeerServer& accepting = *server;
         peer_tls_listeners.push_back(
             net::TlsListener::Listen(
@@ -625,7 +639,7 @@ int Run(int argc, char** argv) {
       }
       peer_servers.push_back(net::PeerServer::Listen(io.provider->getNetwork(),
                                                      io.provider->getTimer(), url.HostPort(),
-                                                     **runtime)
+                                                     **runtime, peer_options)
                                  .wait(io.waitScope));
       log.Info("serving peer traffic", {{"address", url.text}});
     }
