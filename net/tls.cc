@@ -20,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "kj/compat/readiness-io.h"
 #include "kj/debug.h"
+#include "net/forwarding_stream.h"
 
 namespace kvstore::net {
 namespace {
@@ -52,10 +53,10 @@ bool IsIpAddress(const std::string& host) {
 // to kj's readiness adapters: a read that would block answers "retry" and the operation waits
 // for the adapter to have bytes (or room), then runs again with the same arguments, as
 // OpenSSL's non-blocking contract asks.
-class TlsStream final : public kj::AsyncIoStream {
+class TlsStream final : public ForwardingStream {
  public:
   TlsStream(kj::Own<kj::AsyncIoStream> inner, SSL* ssl)
-      : inner_(kj::mv(inner)), reader_(*inner_), writer_(*inner_), ssl_(ssl) {
+      : ForwardingStream(kj::mv(inner)), reader_(this->inner()), writer_(this->inner()), ssl_(ssl) {
     BIO* bio = BIO_new(BioMethod());
     KJ_ASSERT(bio != nullptr, "BIO_new failed");
     BIO_set_data(bio, this);
@@ -115,8 +116,6 @@ class TlsStream final : public kj::AsyncIoStream {
     return WriteAll(view).attach(kj::mv(joined));
   }
 
-  kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
-
   void shutdownWrite() override {
     if (shutdown_ != nullptr) return;
     shutdown_ = Call([this]() {
@@ -126,20 +125,6 @@ class TlsStream final : public kj::AsyncIoStream {
                 })
                     .ignoreResult()
                     .eagerlyEvaluate([](kj::Exception&&) {});
-  }
-
-  void abortRead() override { inner_->abortRead(); }
-  void getsockopt(int level, int option, void* value, uint* length) override {
-    inner_->getsockopt(level, option, value, length);
-  }
-  void setsockopt(int level, int option, const void* value, uint length) override {
-    inner_->setsockopt(level, option, value, length);
-  }
-  void getsockname(struct sockaddr* addr, uint* length) override {
-    inner_->getsockname(addr, length);
-  }
-  void getpeername(struct sockaddr* addr, uint* length) override {
-    inner_->getpeername(addr, length);
   }
 
  private:
@@ -259,7 +244,6 @@ class TlsStream final : public kj::AsyncIoStream {
     return method;
   }
 
-  kj::Own<kj::AsyncIoStream> inner_;
   kj::ReadyInputStreamWrapper reader_;
   kj::ReadyOutputStreamWrapper writer_;
   SSL* ssl_;
