@@ -18,22 +18,11 @@
 #include "net/peer_service.h"
 #include "tools/fuzz/capnp_util.h"
 #include "tools/fuzz/fuzz_util.h"
+#include "tools/fuzz/peer_round_trip.h"
 
 namespace {
 
 using namespace kvstore;
-
-void CheckRoundTrip(const raft::Message& decoded) {
-  auto words = fuzz::Serialize<net::rpc::Message>(
-      [&](net::rpc::Message::Builder out) { net::ToCapnp(decoded, out); });
-  capnp::FlatArrayMessageReader reader(words.asPtr(), net::PeerReaderOptions());
-  absl::StatusOr<raft::Message> again = net::FromCapnp(reader.getRoot<net::rpc::Message>());
-  FUZZ_CHECK(again.ok(), "a re-encoded message does not decode: %s",
-             std::string(again.status().message()).c_str());
-  FUZZ_CHECK(raft::DescribeMessage(*again) == raft::DescribeMessage(decoded),
-             "round trip changed %s into %s", raft::DescribeMessage(decoded).c_str(),
-             raft::DescribeMessage(*again).c_str());
-}
 
 }  // namespace
 
@@ -50,7 +39,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       absl::StatusOr<std::vector<raft::Message>> batch = net::DecodeSendBatch(*list);
       if (batch.ok()) {
-        for (const raft::Message& message : *batch) CheckRoundTrip(message);
+        for (const raft::Message& message : *batch) fuzz::CheckMessageRoundTrip(message);
       }
       break;
     }
@@ -62,7 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         return 0;
       }
       absl::StatusOr<raft::Message> decoded = net::FromCapnp(*message);
-      if (decoded.ok()) CheckRoundTrip(*decoded);
+      if (decoded.ok()) fuzz::CheckMessageRoundTrip(*decoded);
       break;
     }
     case 2: {

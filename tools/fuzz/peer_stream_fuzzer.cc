@@ -25,6 +25,7 @@
 #include "net/raft_stream.h"
 #include "tools/fuzz/capnp_util.h"
 #include "tools/fuzz/fuzz_util.h"
+#include "tools/fuzz/peer_round_trip.h"
 
 namespace {
 
@@ -41,18 +42,6 @@ std::string Describe(const net::DecodedRaftStream& decoded) {
     out += "\n";
   }
   return out + decoded.status.ToString();
-}
-
-void CheckRoundTrip(const raft::Message& decoded) {
-  auto words = fuzz::Serialize<net::rpc::Message>(
-      [&](net::rpc::Message::Builder out) { net::ToCapnp(decoded, out); });
-  capnp::FlatArrayMessageReader reader(words.asPtr(), net::PeerReaderOptions());
-  absl::StatusOr<raft::Message> again = net::FromCapnp(reader.getRoot<net::rpc::Message>());
-  FUZZ_CHECK(again.ok(), "a re-encoded message does not decode: %s",
-             std::string(again.status().message()).c_str());
-  FUZZ_CHECK(raft::DescribeMessage(*again) == raft::DescribeMessage(decoded),
-             "round trip changed %s into %s", raft::DescribeMessage(decoded).c_str(),
-             raft::DescribeMessage(*again).c_str());
 }
 
 void CheckCapacity(size_t capacity, size_t received, uint64_t limit) {
@@ -74,7 +63,7 @@ void Receive(absl::string_view bytes, uint64_t limit, size_t chunk) {
   for (const net::RaftStreamBatch& batch : whole.batches) {
     FUZZ_CHECK(batch.cluster_id == kCluster, "a batch of cluster %llu accepted",
                static_cast<unsigned long long>(batch.cluster_id));
-    for (const raft::Message& m : batch.messages) CheckRoundTrip(m);
+    for (const raft::Message& m : batch.messages) fuzz::CheckMessageRoundTrip(m);
   }
   if (chunk == 0) return;
   const net::DecodedRaftStream pieces = net::DecodeRaftStream(bytes, kCluster, limit, chunk);
