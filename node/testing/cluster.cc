@@ -94,6 +94,10 @@ std::vector<std::string> Cluster::Args(size_t i) const {
                                    absl::StrCat(options_.election_ms),
                                    "--log-level",
                                    LogLevel()};
+  if (options_.quota_backend_bytes > 0) {
+    args.push_back("--quota-backend-bytes");
+    args.push_back(absl::StrCat(options_.quota_backend_bytes));
+  }
   if (m.joins_existing) {
     args.push_back("--initial-cluster-state");
     args.push_back("existing");

@@ -39,6 +39,8 @@ struct ClusterOptions {
   // Peer traffic through a LinkProxy (Cluster::proxy()).
   bool proxied = false;
   uint64_t proxy_seed = 1;
+  // Every member's --quota-backend-bytes; 0: kvnode's default.
+  uint64_t quota_backend_bytes = 0;
 };
 
 struct ClusterMember {

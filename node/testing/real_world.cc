@@ -72,6 +72,8 @@ std::string ExpectReason(const Expect& expect) {
     case Expect::kRevisionAtLeast:
     case Expect::kHashesEqual:
     case Expect::kVotersAre:
+    case Expect::kNospaceAlarm:
+    case Expect::kNoAlarm:
       return "";
     case Expect::kVotedNever:
       return "a real member's votes in earlier incarnations are not observable";
@@ -102,6 +104,8 @@ absl::StatusOr<std::unique_ptr<RealWorld>> RealWorld::Start(const sim::pb::Optio
   cluster.election_ms = world->real_.election_ms;
   cluster.proxied = true;
   cluster.proxy_seed = options.seed() == 0 ? 1 : options.seed();
+  // The one knob a real member takes from the scenario: its quota (the NOSPACE scenarios').
+  cluster.quota_backend_bytes = options.knobs().quota_bytes();
   auto made = Cluster::Create(cluster);
   if (!made.ok()) return made.status();
   world->cluster_ = std::move(*made);
@@ -434,6 +438,15 @@ std::optional<server::Response> RealWorld::Call(NodeId node, server::Request req
     if (sid != raft::kNoNode) {
       real_ids_[sid] = out.member.id;
       out.member.id = sid;
+    }
+  }
+  for (server::Alarm& alarm : out.alarms) {
+    // The alarm's member by its scenario id (a real id no member slot has stays as it is).
+    for (NodeId sid : node_ids()) {
+      if (RealId(sid) == alarm.member_id) {
+        alarm.member_id = sid;
+        break;
+      }
     }
   }
   return out;

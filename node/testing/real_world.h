@@ -18,6 +18,8 @@
 //     "bad://" URL a slot that is never started (nothing listens at its peer URL);
 //   - observation: Maintenance.status of each running member (leader, term, revision), the
 //     member list (voters), and store hashes compared at one revision (hashes_equal).
+//   - options: knobs.quota_bytes becomes every member's --quota-backend-bytes (the NOSPACE
+//     runbook's scenario); the other knobs are the simulation's.
 // Steps a real cluster cannot do (tearing a write, corrupting a record in place, failing one
 // fsync, filling the disk, skewing a member's tick rate, the simulation's network knobs, its watch
 // checker, votes over incarnations, joint-configuration counts) are refused in CannotRun, which
