@@ -63,6 +63,9 @@ class AvailabilityChecker {
     bool campaigning = false;     // a live voter is a pre-candidate or a candidate
     raft::Term highest_term = 0;  // among live members
     raft::NodeId leader_transferee = raft::kNoNode;  // the leader's transfer under way, if any
+    // The voters of the configuration judged (the leader's, else that of the live member of the
+    // highest term; the incoming half when joint).
+    std::vector<raft::NodeId> voters;
   };
 
   // `election_timeout_ms`: election_tick ticks at the nominal rate; `slack_ms`: the longest

@@ -29,9 +29,13 @@ T Pick(raft::SplitMix64& rng, const T (&choices)[N]) {
 // periods within 1.25 of each other, truncation included), and pauses and stopped clocks, which
 // stop a node's clock outright, are left out. A stream of its own: the other seeds keep their
 // schedules.
-void MaybeLeaseReads(uint64_t seed, pb::Scenario* scenario) {
+bool LeaseReadSeed(uint64_t seed, const pb::Options& options) {
   raft::SplitMix64 rng(seed ^ 0x4C65617365ull);
-  if (rng.Uniform(4) != 0 || scenario->options().knobs().disable_check_quorum()) return;
+  return rng.Uniform(4) == 0 && !options.knobs().disable_check_quorum();
+}
+
+void MaybeLeaseReads(uint64_t seed, pb::Scenario* scenario) {
+  if (!LeaseReadSeed(seed, scenario->options())) return;
   scenario->mutable_options()->set_lease_reads(true);
   for (pb::Step& step : *scenario->mutable_steps()) {
     if (step.has_tick_rate() && step.tick_rate().rate() != 1.0) {
@@ -44,6 +48,82 @@ void MaybeLeaseReads(uint64_t seed, pb::Scenario* scenario) {
       step.set_run_ms(0);
     }
   }
+}
+
+// etcd #20418 ("stale reads caused by process pausing"), staged in one seed in eight (not on
+// lease reads, whose seeds have no pauses) at the start of the run, while the founding members
+// are all up and calm. A stream of its own, so its timing depends only on the seed and its
+// knobs, not on the other draws of the schedule; the other seeds keep their schedules.
+// The story: the clients talk to the leader L, so reads wait at L for a heartbeat round. The
+// return path from every follower to L then congests: what they send L arrives D ms late, in
+// the order sent (a fixed delay). Acknowledgements of L's heartbeats, which carry the newest
+// waiting read's context, are on the way when L stops (SIGSTOP, buffering) for longer than an
+// election timeout. The others elect and write. L resumes, still leading its own term, and the
+// clients, pointed at it again, send it reads. Then the late acknowledgements arrive, before
+// anything of the new term: they confirm L's leadership as of the heartbeats they answer, so
+// they may answer the reads that were waiting before those heartbeats went out, never the reads
+// L took after resuming (Raft thesis 6.4), which must wait for a round of their own (L then
+// learns it was deposed). A mutant that answers every waiting read (testdata/mutants/32) serves
+// those from L's stale state, and the linearizability checker sees them.
+// Timing: the acknowledgements reach L w ms after it resumes (D = r + pause + w, where r is how
+// long L runs with its return path congested before it stops). With check-quorum, L steps down
+// once it has heard from no quorum for an election timeout of its own ticks (which stop while
+// it is stopped), so then r + w stays below one election timeout.
+void MaybeStaleReadAfterPause(uint64_t seed, pb::Scenario* scenario) {
+  raft::SplitMix64 rng(seed ^ 0x3230343138ull);  // "20418"
+  const pb::Options& o = scenario->options();
+  if (rng.Uniform(8) != 0 || LeaseReadSeed(seed, o)) return;
+  auto step = [&](const std::string& note) {
+    pb::Step* s = scenario->add_steps();
+    s->set_note(absl::StrCat("etcd #20418: ", note));
+    return s;
+  };
+  const int64_t election_ms = 10 * std::max(1, o.knobs().election_tick());
+  int64_t run_ms = 0;   // r: L runs with its return path congested, reads waiting
+  int64_t late_ms = 0;  // w: the late acknowledgements reach L this long after it resumes
+  if (o.knobs().disable_check_quorum()) {
+    run_ms = 20 + static_cast<int64_t>(rng.Uniform(100));
+    late_ms = 60 + static_cast<int64_t>(rng.Uniform(140));
+  } else {
+    const int64_t budget = std::max<int64_t>(30, election_ms - 15);
+    run_ms = 5 + static_cast<int64_t>(rng.Uniform(static_cast<uint64_t>(budget / 3)));
+    late_ms = budget - run_ms;
+  }
+  // Longer than an election timeout and than the clients' 600 ms (requests L took before it
+  // stopped have timed out by the resume), with time for the new leader to take writes.
+  const int64_t pause_ms = 900 + static_cast<int64_t>(rng.Uniform(1000));
+  const int64_t delay_ms = run_ms + pause_ms + late_ms;
+  step("the clients talk to the leader")->mutable_clients_to()->set_leader(true);
+  step("its reads wait for heartbeat rounds")
+      ->set_run_ms(100 + static_cast<int64_t>(rng.Uniform(200)));
+  pb::Step* who = step("the leader");
+  who->mutable_remember_node()->set_leader(true);
+  who->set_name("stopped-leader");
+  for (int f = 1; f < o.voters(); ++f) {
+    pb::LinkDelay* delay =
+        step("a follower's answers reach the leader late, in order")->mutable_link_delay();
+    delay->mutable_from()->set_follower(f);
+    delay->mutable_to()->set_name("stopped-leader");
+    delay->set_min_delay_ms(delay_ms);
+    delay->set_max_delay_ms(delay_ms);
+  }
+  // An operator's read on the leader as well (the runner's own: unchecked, any outcome), so
+  // that some read surely waits there, whatever the clients send: its heartbeat round goes out
+  // at once. The runner gives up on it after r ms; the leader still holds it.
+  pb::Request* read = step("reads arrive, heartbeats carry them")->mutable_request();
+  read->mutable_node()->set_name("stopped-leader");
+  read->set_op(pb::Request::GET);
+  read->set_key("k0");
+  read->set_timeout_ms(run_ms);
+  pb::Step* stop = step("the leader stops (SIGSTOP), buffering");
+  stop->mutable_pause()->mutable_node()->set_name("stopped-leader");
+  stop->mutable_pause()->set_ms(pause_ms);
+  stop->mutable_pause()->set_buffer(true);
+  step("the others elect a leader and write")->set_run_ms(pause_ms + 1);
+  step("the clients talk to the resumed leader")->mutable_clients_to()->set_name("stopped-leader");
+  step("it takes reads, then the late acknowledgements arrive")->set_run_ms(late_ms + 100);
+  step("the return path recovers")->set_heal(true);
+  step("a leader")->mutable_wait_for_leader()->set_within_ms(10'000);
 }
 
 // Seeds 0 and 5 modulo 8 (a quarter, both cluster sizes of the mutation harness, which runs
@@ -187,6 +267,7 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
     watch->set_range_end(std::string(1, '\0'));
     watch->set_start_ahead(1'000'000);
   }
+  MaybeStaleReadAfterPause(seed, &scenario);
   int64_t elapsed = 0;
   std::string last_joiner;
   bool corrupted = false;
@@ -401,7 +482,8 @@ pb::Scenario RandomScenario(uint64_t seed, const FuzzOptions& options) {
       }
       case 18: {  // a stopped process (SIGSTOP): what is sent to it waits for it
         if (rng.Uniform(2) == 0) {
-          // etcd #20418: the leader's followers answer late (their acknowledgements held back
+          // etcd #20418 amid other faults (MaybeStaleReadAfterPause stages it with the timing
+          // it needs): the leader's followers answer late (their acknowledgements held back
           // on the way), reads pile up at the leader waiting for them, then the leader stops
           // for longer than an election timeout. The others elect and write; the old leader
           // resumes, still leading its own term, takes reads, and the late acknowledgements

@@ -125,6 +125,7 @@ struct Simulation::Client {
   server::Request sent;  // the request in flight, whose answer the reference model judges
   std::vector<mvcc::LeaseId> leases;  // model clients: leases granted (some may have expired)
   mvcc::Revision seen_revision = 1;   // model clients: the highest revision answered
+  NodeId point_to = raft::kNoNode;    // PointClients: the node of its next request
 };
 
 struct Simulation::Event {
@@ -1030,6 +1031,13 @@ void Simulation::StartWorkload() {
 
 void Simulation::StopWorkload() { workload_running_ = false; }
 
+void Simulation::PointClients(NodeId node) {
+  if (nodes_.count(node) == 0) return;
+  // Not the node of a request in flight: its answer would no longer be this client's.
+  for (auto& client : clients_) client->point_to = node;
+  Trace(absl::StrCat("clients -> n", node));
+}
+
 void Simulation::ClientAfter(Client& client, int64_t min_ms, int64_t max_ms) {
   auto event = NewEvent();
   event->kind = Event::Kind::kClientNext;
@@ -1049,6 +1057,10 @@ void Simulation::ClientRetryElsewhere(Client& client) {
 
 void Simulation::ClientInvoke(Client& client) {
   if (client.busy) return;
+  if (client.point_to != raft::kNoNode) {
+    client.node = client.point_to;
+    client.point_to = raft::kNoNode;
+  }
   auto node_it = nodes_.find(client.node);
   Node* node = node_it == nodes_.end() ? nullptr : node_it->second.get();
   if (node == nullptr || !node->up || node->paused_until_ms > now_ms_) {
@@ -1436,7 +1448,7 @@ void Simulation::ModelComplete(Client& client, NodeId node, const server::Respon
 }
 
 void Simulation::NoteNoSpace() {
-  if (!options_.nospace_operator || operator_busy_) return;
+  if (operator_busy_) return;
   operator_busy_ = true;
   ++operator_runs_;
   auto event = NewEvent();
@@ -1612,6 +1624,7 @@ void Simulation::ObserveAvailability() {
     }
   }
   view.calm = calm;
+  view.voters = conf.voters;
   if (view.leader != raft::kNoNode) {
     const auto is = [&](const std::vector<NodeId>& ids) {
       return std::find(ids.begin(), ids.end(), view.leader) != ids.end();

@@ -122,9 +122,6 @@ struct SimOptions {
   uint64_t quota_bytes = server::kDefaultQuotaBytes;
   uint64_t max_request_bytes = server::kDefaultMaxRequestBytes;
   size_t max_txn_ops = server::kDefaultMaxTxnOps;
-  // After the first NOSPACE answer an operator runs etcd's runbook (NoteNoSpace). Off: a
-  // scenario runs it in its own steps (pb::Options::no_nospace_operator).
-  bool nospace_operator = true;
 };
 
 class Simulation {
@@ -197,6 +194,10 @@ class Simulation {
   // --- Workload and requests ---
   void StartWorkload();
   void StopWorkload();
+  // Every workload client sends its next request to `node`, as an application whose clients
+  // were given that one endpoint (etcd #20418's reads on a resumed member); a busy one once its
+  // request in flight ends. Each still moves on by itself when a request fails or times out.
+  void PointClients(NodeId node);
   // Submits on `node` and runs until its response (or `timeout_ms`): nullopt on timeout or
   // when the node is down.
   std::optional<server::Response> Call(NodeId node, server::Request request,
