@@ -74,6 +74,7 @@ SimOptions ToSimOptions(const pb::Options& o, uint64_t seed, bool record_trace) 
   if (k.quota_bytes() > 0) options.quota_bytes = k.quota_bytes();
   if (k.max_request_bytes() > 0) options.max_request_bytes = k.max_request_bytes();
   if (k.max_txn_ops() > 0) options.max_txn_ops = static_cast<size_t>(k.max_txn_ops());
+  options.nospace_operator = !o.no_nospace_operator();
   return options;
 }
 
@@ -115,6 +116,20 @@ bool NeedsTarget(pb::Request::Op op) {
 
 bool IsGet(pb::Request::Op op) {
   return op == pb::Request::GET || op == pb::Request::GET_SERIALIZABLE;
+}
+
+bool IsPut(pb::Request::Op op) {
+  return op == pb::Request::PUT || op == pb::Request::PUT_WITH_LEASE;
+}
+
+// The value a PUT writes: `value`, or `value` repeated to value_bytes bytes.
+std::string ValueOf(const pb::Request& r) {
+  if (r.value_bytes() <= 0 || r.value().empty()) return r.value();
+  std::string value;
+  value.reserve(static_cast<size_t>(r.value_bytes()));
+  while (value.size() < static_cast<size_t>(r.value_bytes())) value += r.value();
+  value.resize(static_cast<size_t>(r.value_bytes()));
+  return value;
 }
 
 bool UsesLease(pb::Request::Op op) {
@@ -301,6 +316,15 @@ std::string RequestProblem(const pb::Request& r) {
         "remember '", r.remember(), "' given to ", op,
         ", which has nothing to remember (only member adds and replaces and lease grants do)");
   }
+  if (r.value_bytes() < 0) {
+    return absl::StrCat("value_bytes must not be negative, got ", r.value_bytes());
+  }
+  if (r.value_bytes() > 0 && !IsPut(r.op())) {
+    return absl::StrCat("value_bytes given to ", op, ", which writes no value");
+  }
+  if (r.value_bytes() > 0 && r.value().empty()) {
+    return "value_bytes needs a `value` to repeat";
+  }
   if (r.op() == pb::Request::MEMBER_REPLACE && r.remember().empty()) {
     return "MEMBER_REPLACE needs `remember`: the new member's name";
   }
@@ -352,6 +376,12 @@ std::string ExpectProblem(const pb::Expect& e) {
       break;
     case pb::Expect::kNoJointConfiguration:
       flag = e.no_joint_configuration();
+      break;
+    case pb::Expect::kNospaceAlarm:
+      flag = e.nospace_alarm();
+      break;
+    case pb::Expect::kNoAlarm:
+      flag = e.no_alarm();
       break;
     case pb::Expect::kJointConfigurationsAtLeast:
       if (e.joint_configurations_at_least() == 0) return "joint_configurations_at_least 0";
@@ -475,7 +505,10 @@ class Runner {
   // `unbound`: why the request cannot be sent (UnboundName), or empty.
   void RunRequest(size_t index, const pb::Request& request, const std::string& unbound,
                   std::string* line);
-  void RunExpect(size_t index, const pb::Expect& expect);
+  void RunExpect(size_t index, const pb::Expect& expect, std::string* line);
+  // Why member `id`'s alarm list is not what expect nospace_alarm (or no_alarm) wants, or empty;
+  // `listed` gets the alarms it lists.
+  std::string AlarmProblem(NodeId id, bool nospace, std::string* listed);
   // Replaces every member whose restart refused a corrupt disk (pb::RepairRefused).
   void RepairRefused(size_t index, const pb::RepairRefused& repair, std::string* line);
   std::vector<NodeId> ResolveGroup(const pb::Group& group) {
@@ -811,7 +844,7 @@ void Runner::RunAction(size_t index, const pb::Step& step, std::string* transcri
       world_.StopWorkload();
       break;
     case pb::Step::kExpect:
-      RunExpect(index, step.expect());
+      RunExpect(index, step.expect(), &line);
       break;
     case pb::Step::kBlock:
       world_.BlockLink(Resolve(step.block().from()), Resolve(step.block().to()));
@@ -987,7 +1020,7 @@ std::optional<server::Request> Runner::BuildRequest(size_t index, const pb::Requ
     case pb::Request::PUT_WITH_LEASE:
       request.type = server::RequestType::kPut;
       request.put.key = r.key();
-      request.put.value = r.value();
+      request.put.value = ValueOf(r);
       if (r.op() == pb::Request::PUT_WITH_LEASE) request.put.lease = LeaseOf(r);
       break;
     case pb::Request::GET:
@@ -1033,6 +1066,12 @@ std::optional<server::Request> Runner::BuildRequest(size_t index, const pb::Requ
     case pb::Request::LEASE_GRANT:
       request.type = server::RequestType::kLeaseGrant;
       request.ttl_seconds = r.ttl_seconds();
+      break;
+    case pb::Request::DEFRAGMENT:
+      request.type = server::RequestType::kDefragment;
+      break;
+    case pb::Request::ALARM_DISARM:
+      request.type = server::RequestType::kAlarmDisarm;
       break;
     case pb::Request::LEASE_KEEPALIVE:
       request.type = server::RequestType::kLeaseKeepAlive;
@@ -1130,7 +1169,7 @@ void Runner::RunRequest(size_t index, const pb::Request& r, const std::string& u
   }
   switch (r.op()) {
     case pb::Request::PUT:
-      acknowledged_[r.key()] = r.value();
+      acknowledged_[r.key()] = ValueOf(r);
       break;
     case pb::Request::PUT_WITH_LEASE:
       acknowledged_.erase(r.key());  // it lives only as long as its lease
@@ -1201,8 +1240,77 @@ void Runner::RepairRefused(size_t index, const pb::RepairRefused& repair, std::s
   }
 }
 
-void Runner::RunExpect(size_t index, const pb::Expect& expect) {
+std::string Runner::AlarmProblem(NodeId id, bool nospace, std::string* listed) {
+  server::Request list;
+  list.type = server::RequestType::kAlarmList;
+  const std::optional<server::Response> response = world_.Call(id, list, 1000);
+  if (!response.has_value()) return absl::StrCat("n", id, " did not answer its alarm list");
+  if (!response->status.ok()) {
+    return absl::StrCat("n", id, "'s alarm list: ", response->status.ToString());
+  }
+  const std::vector<NodeId> nodes = world_.node_ids();
+  std::vector<std::string> alarms;
+  std::string problem;
+  for (const server::Alarm& alarm : response->alarms) {
+    const bool nospace_alarm = alarm.type == server::AlarmType::kNoSpace;
+    alarms.push_back(absl::StrCat(nospace_alarm ? "NOSPACE" : "alarm type ",
+                                  nospace_alarm ? "" : absl::StrCat(static_cast<int>(alarm.type)),
+                                  " of n", alarm.member_id));
+    if (!nospace_alarm && problem.empty()) {
+      problem = absl::StrCat("n", id, " lists an alarm of type ", static_cast<int>(alarm.type));
+    }
+    if (std::find(nodes.begin(), nodes.end(), alarm.member_id) == nodes.end() && problem.empty()) {
+      problem = absl::StrCat("n", id, " lists an alarm of n", alarm.member_id,
+                             ", no member of this cluster");
+    }
+  }
+  *listed = alarms.empty() ? "none" : absl::StrJoin(alarms, ", ");
+  if (!problem.empty()) return problem;
+  if (nospace && alarms.empty()) return absl::StrCat("n", id, " lists no NOSPACE alarm");
+  if (!nospace && !alarms.empty()) {
+    return absl::StrCat("n", id, " lists alarms, expected none: ", *listed);
+  }
+  return "";
+}
+
+void Runner::RunExpect(size_t index, const pb::Expect& expect, std::string* line) {
   switch (expect.check_case()) {
+    case pb::Expect::kNospaceAlarm:
+    case pb::Expect::kNoAlarm: {
+      const bool nospace = expect.check_case() == pb::Expect::kNospaceAlarm;
+      std::vector<NodeId> asked;
+      if (expect.has_node()) {
+        const std::optional<NodeId> id = ExpectedNode(index, expect.node());
+        if (!id.has_value()) break;
+        asked.push_back(*id);
+      } else {
+        for (NodeId id : world_.node_ids()) {
+          if (world_.up(id)) asked.push_back(id);
+        }
+      }
+      if (asked.empty()) {
+        Fail(index, "no live member to ask for its alarm list");
+        break;
+      }
+      for (NodeId id : asked) {
+        // A member that has not yet applied the entry that raised (or disarmed) the alarm
+        // lists the state before it: it gets up to a second to catch up.
+        std::string problem;
+        std::string listed;
+        world_.RunUntil(
+            [&] {
+              problem = AlarmProblem(id, nospace, &listed);
+              return problem.empty();
+            },
+            1000);
+        if (!problem.empty()) {
+          Fail(index, problem);
+        } else {
+          absl::StrAppend(line, " [n", id, ": ", listed, "]");
+        }
+      }
+      break;
+    }
     case pb::Expect::kNoJointConfiguration: {
       const std::vector<NodeId> joint = world_.NodesInJointConfig();
       if (!joint.empty()) {

@@ -1448,7 +1448,7 @@ void Simulation::ModelComplete(Client& client, NodeId node, const server::Respon
 }
 
 void Simulation::NoteNoSpace() {
-  if (operator_busy_) return;
+  if (!options_.nospace_operator || operator_busy_) return;
   operator_busy_ = true;
   ++operator_runs_;
   auto event = NewEvent();

@@ -122,6 +122,9 @@ struct SimOptions {
   uint64_t quota_bytes = server::kDefaultQuotaBytes;
   uint64_t max_request_bytes = server::kDefaultMaxRequestBytes;
   size_t max_txn_ops = server::kDefaultMaxTxnOps;
+  // After the first NOSPACE answer an operator runs etcd's runbook (NoteNoSpace). Off: a
+  // scenario runs it in its own steps (pb::Options::no_nospace_operator).
+  bool nospace_operator = true;
 };
 
 class Simulation {
