@@ -137,6 +137,9 @@ const std::vector<Case>& AllCases() {
       Case{"list_append_under_faults", {"list_append"}},
       Case{"lock_failover", {}},
       Case{"misconfigured_member", {}},
+      // etcd's NOSPACE runbook at a small --quota-backend-bytes: alarm, refused puts, reads and
+      // deletes served, compact, defragment every member, disarm, puts again.
+      Case{"nospace_runbook", {}},
       Case{"replace_member_under_partition",
            {"expect no_joint_configuration", "expect joint_configurations_at_least",
             "expect no_joint_configuration", "expect joint_configurations_at_least"}},
