@@ -61,6 +61,7 @@ constexpr CodeInfo kCodes[] = {
     {ErrorCode::kRootUserNotExist, "ROOT_USER_NOT_EXIST", absl::StatusCode::kFailedPrecondition},
     {ErrorCode::kRootRoleNotExist, "ROOT_ROLE_NOT_EXIST", absl::StatusCode::kFailedPrecondition},
     {ErrorCode::kTooManyRequests, "TOO_MANY_REQUESTS", absl::StatusCode::kResourceExhausted},
+    {ErrorCode::kLeaderTransferTimeout, "LEADER_TRANSFER_TIMEOUT", absl::StatusCode::kUnavailable},
 };
 
 // etcd v3.4 etcdserver/api/v3rpc/rpctypes/error.go, word for word.

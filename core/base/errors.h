@@ -63,6 +63,9 @@ enum class ErrorCode : uint16_t {
   // A proposal refused while the applied index lags the committed index by more than
   // server::kMaxAppliedLagEntries (etcd's ErrTooManyRequests): the member is overloaded.
   kTooManyRequests = 43,
+  // A move-leader whose transferee did not become leader within the request timeout (etcd's
+  // ErrTimeoutLeaderTransfer): the transfer was aborted or is still under way.
+  kLeaderTransferTimeout = 44,
 };
 
 // "kCompacted" -> "COMPACTED": the stable wire name.

@@ -364,6 +364,8 @@ class Server::Impl {
   // A snapshot at the applied index (index, term, configuration), without data.
   std::shared_ptr<raft::Snapshot> SnapshotMark() const;
   void OnLeadershipChange(bool leader);
+  // Answers the waiting move-leaders whose transferee is `leader`, the leader this member sees.
+  void AnswerMoves(raft::NodeId leader);
   bool AlarmActive() const { return !alarms_.empty(); }
   absl::Status NoSpace(absl::string_view what) const {
     return Error(ErrorCode::kNoSpace,
@@ -394,6 +396,16 @@ class Server::Impl {
   // HasReady and GetReady look through pending_ only while there are some.
   size_t indexed_reads_ = 0;
   absl::btree_map<raft::Index, RequestId> pending_by_index_;
+  // Move-leaders waiting for their transferee to lead, by request. etcd's MoveLeader polls the
+  // leader it sees until it is the transferee or the request's context ends; here the deadline
+  // is the request timeout, in ticks. Raft itself gives up on a transfer after an election
+  // timeout (Raft thesis §3.10), so one that times out here has been aborted, or another
+  // member took over instead.
+  struct PendingMove {
+    raft::NodeId transferee = raft::kNoNode;
+    uint64_t deadline_tick = 0;
+  };
+  absl::btree_map<RequestId, PendingMove> moves_;
   absl::btree_map<lease::LeaseId, uint64_t> revoking_;  // lease -> tick to retry after
   bool alarm_proposed_ = false;
   // Request ids applied lately, per proposing member (duplicate proposals are skipped).
@@ -1081,16 +1093,29 @@ void Server::Impl::ServeLocal(RequestId id, const Request& request) {
     case RequestType::kDefragment:
       response.status = backend_->Defragment();
       break;
-    case RequestType::kMoveLeader:
+    case RequestType::kMoveLeader: {
+      // etcd's EtcdServer.MoveLeader: refuse a transferee that is not a voting member
+      // (ErrBadLeaderTransferee), start the transfer, then answer once this member sees the
+      // transferee lead, or at the deadline (ErrTimeoutLeaderTransfer).
+      const raft::NodeId transferee = request.member.id;
+      const Member* member = FindMember(transferee);
       if (!raft_->IsLeader()) {
         response.status = Error(ErrorCode::kNotLeader, "move-leader must be served by the leader");
-      } else if (absl::Status status = raft_->TransferLeader(request.member.id); !status.ok()) {
+      } else if (member == nullptr || member->is_learner) {
         response.status =
-            Error(status.code() == absl::StatusCode::kInvalidArgument ? ErrorCode::kMemberNotFound
-                                                                      : ErrorCode::kInvalidArgument,
-                  status.message());
+            Error(ErrorCode::kMemberNotFound,
+                  absl::StrCat("etcdserver: bad leader transferee: ", absl::Hex(transferee),
+                               member == nullptr ? " is not a member" : " is a learner"));
+      } else if (absl::Status status = raft_->TransferLeader(transferee); !status.ok()) {
+        response.status =
+            Error(ErrorCode::kMemberNotFound,
+                  absl::StrCat("etcdserver: bad leader transferee: ", status.message()));
+      } else if (raft_->GetSoftState().leader != transferee) {
+        moves_.emplace(id, PendingMove{transferee, ticks_ + config_.request_timeout_ticks});
+        return;
       }
       break;
+    }
     default:
       response.status = Error(ErrorCode::kInvalidArgument, "unsupported request type");
       break;
@@ -1898,6 +1923,17 @@ void Server::Impl::OnLeadershipChange(bool leader) {
   }
 }
 
+void Server::Impl::AnswerMoves(raft::NodeId leader) {
+  for (auto it = moves_.begin(); it != moves_.end();) {
+    if (it->second.transferee != leader) {
+      ++it;
+      continue;
+    }
+    Respond(it->first, RequestType::kMoveLeader, absl::OkStatus());
+    it = moves_.erase(it);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ticks and the Ready cycle
 
@@ -1911,6 +1947,18 @@ void Server::Impl::Tick() {
   }
   for (RequestId id : expired) {
     FailPending(id, Error(ErrorCode::kTimeout, "request timed out; its outcome is unknown"));
+  }
+  for (auto it = moves_.begin(); it != moves_.end();) {
+    if (it->second.deadline_tick > ticks_) {
+      ++it;
+      continue;
+    }
+    Respond(it->first, RequestType::kMoveLeader,
+            Error(ErrorCode::kLeaderTransferTimeout,
+                  absl::StrCat("etcdserver: request timed out, leader transfer took too long (",
+                               absl::Hex(it->second.transferee), " did not lead within ",
+                               config_.request_timeout_ticks, " ticks)")));
+    it = moves_.erase(it);
   }
   tokens_.Expire(ticks_, kMaxTokenExpiriesPerTick);
   if (!raft_->IsLeader()) return;
@@ -1948,6 +1996,7 @@ const Ready& Server::Impl::GetReady() {
     const bool leader = rr.soft_state->role == raft::Role::kLeader;
     if (leader != was_leader_ || !leader) OnLeadershipChange(leader);
     was_leader_ = leader;
+    if (!moves_.empty()) AnswerMoves(rr.soft_state->leader);
   }
   if (rr.apply_snapshot != nullptr) RestoreSnapshot(*rr.apply_snapshot);
   for (const raft::Entry& entry : rr.committed_entries) Apply(entry);

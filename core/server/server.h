@@ -157,7 +157,11 @@ enum class RequestType : uint8_t {
   kAlarmDisarm,  // clears the NOSPACE alarm (all members)
   kHash,         // hash of the store at `revision` (0: current), served locally
   kDefragment,   // local: returns free space to the backend
-  kMoveLeader,   // member.id: hand leadership to this voter (leader only; etcd MoveLeader)
+  // member.id: hand leadership to this voter (leader only; etcd MoveLeader). Answered once this
+  // member sees the transferee lead; LEADER_TRANSFER_TIMEOUT if it does not within
+  // request_timeout_ticks; MEMBER_NOT_FOUND (etcd's bad leader transferee) for a transferee that
+  // is not a voting member.
+  kMoveLeader,
   // Auth (etcd's Auth service), all through the log. Admin (root role) only, except
   // kAuthenticate, and kUserGet / kRoleGet of the caller's own user / roles.
   kAuthEnable,

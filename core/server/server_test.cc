@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/base/errors.h"
 #include "core/server/testing/server_cluster.h"
 #include "gtest/gtest.h"
@@ -606,6 +607,86 @@ TEST(ServerTest, NoLeaderNotLeaderMemberNotFound) {
   cluster.Heal();
   ASSERT_TRUE(WaitUntilFollowing(cluster, follower));
   EXPECT_TRUE(CallOk(cluster, follower, PutRequest("k", "v")).status.ok());
+}
+
+// etcd's MoveLeader: the answer comes once the old leader sees the transferee lead, not when
+// the transfer starts (so a client that then asks who leads hears the transferee), with a
+// header of the new term. A move to the leader itself is answered at once.
+TEST(ServerTest, MoveLeaderIsAnsweredOnceTheTransfereeLeads) {
+  ServerCluster cluster({1, 2, 3});
+  const raft::NodeId leader = cluster.WaitForLeader();
+  const raft::NodeId transferee = Follower(cluster, leader);
+  const raft::Term term = cluster.server(leader).hard_state().term;
+  EXPECT_TRUE(CallOk(cluster, leader, WithMember(RequestType::kMoveLeader, leader)).status.ok());
+  ASSERT_EQ(cluster.Leader(), leader);
+
+  const RequestId move =
+      cluster.server(leader).Submit(WithMember(RequestType::kMoveLeader, transferee));
+  ASSERT_TRUE(cluster.ProcessReadyOnce(leader)) << "the transfer starts";
+  EXPECT_EQ(cluster.member(leader).responses.count(move), 0u)
+      << "answered when the transfer started, before " << transferee << " leads";
+  EXPECT_EQ(cluster.server(leader).lead_transferee(), transferee);
+
+  cluster.Stabilize();
+  ASSERT_EQ(cluster.member(leader).responses.count(move), 1u);
+  const Response& answer = cluster.member(leader).responses.at(move);
+  EXPECT_TRUE(answer.status.ok()) << answer.status;
+  EXPECT_EQ(cluster.server(leader).soft_state().leader, transferee);
+  EXPECT_FALSE(cluster.server(leader).is_leader());
+  EXPECT_GT(answer.header.raft_term, term);
+  EXPECT_EQ(cluster.Leader(), transferee);
+}
+
+// etcd's ErrTimeoutLeaderTransfer: a transferee that cannot be reached never leads; Raft aborts
+// the transfer after an election timeout, and the move is answered LEADER_TRANSFER_TIMEOUT at
+// the request timeout (request_timeout_ticks, 50 here), once. Proposals are refused while the
+// transfer is under way (Raft thesis §3.10) and accepted again once it is aborted, with the move
+// still waiting.
+TEST(ServerTest, MoveLeaderToAnUnreachableTransfereeTimesOut) {
+  ServerCluster cluster({1, 2, 3});
+  const raft::NodeId leader = cluster.WaitForLeader();
+  const raft::NodeId transferee = Follower(cluster, leader);
+  cluster.Cut(leader, transferee);
+  const RequestId move =
+      cluster.server(leader).Submit(WithMember(RequestType::kMoveLeader, transferee));
+  cluster.Stabilize();
+  ASSERT_EQ(cluster.server(leader).lead_transferee(), transferee);
+  ExpectError(cluster.Call(leader, PutRequest("during", "v"), 0), ErrorCode::kNoLeader,
+              {"transfer"});
+
+  // Raft gives up after an election timeout (10 ticks); the leader takes proposals again.
+  EXPECT_FALSE(AwaitResponse(cluster, leader, move, 20).has_value());
+  EXPECT_EQ(cluster.server(leader).lead_transferee(), raft::kNoNode);
+  EXPECT_EQ(cluster.Leader(), leader);
+  CallOk(cluster, leader, PutRequest("after-abort", "v"));
+
+  const std::optional<Response> answer = AwaitResponse(cluster, leader, move, 40);
+  ExpectError(answer, ErrorCode::kLeaderTransferTimeout,
+              {"etcdserver: request timed out, leader transfer took too long",
+               absl::StrCat(absl::Hex(transferee)), "50 ticks"});
+  cluster.TickAll(60);
+  EXPECT_EQ(std::count(cluster.member(leader).response_log.begin(),
+                       cluster.member(leader).response_log.end(), move),
+            1);
+  EXPECT_EQ(cluster.Leader(), leader);
+}
+
+// etcd's MoveLeader refusals: a transferee that is not a member, or is a learner, is
+// ErrBadLeaderTransferee (MEMBER_NOT_FOUND here, with etcd's words and the id in hex); a member
+// that does not lead refuses (v3rpc's ErrGRPCNotLeader). None starts a transfer.
+TEST(ServerTest, MoveLeaderRefusesBadTransfereesAndNonLeaders) {
+  ServerCluster cluster({1, 2, 3}, nullptr, {4});
+  const raft::NodeId leader = cluster.WaitForLeader();
+  const raft::NodeId follower = Follower(cluster, leader, {4});
+  ExpectError(cluster.Call(leader, WithMember(RequestType::kMoveLeader, 0x99)),
+              ErrorCode::kMemberNotFound,
+              {"etcdserver: bad leader transferee", "99", "not a member"});
+  ExpectError(cluster.Call(leader, WithMember(RequestType::kMoveLeader, 4)),
+              ErrorCode::kMemberNotFound, {"etcdserver: bad leader transferee", "4", "learner"});
+  ExpectError(cluster.Call(follower, WithMember(RequestType::kMoveLeader, follower)),
+              ErrorCode::kNotLeader);
+  EXPECT_EQ(cluster.server(leader).lead_transferee(), raft::kNoNode);
+  EXPECT_EQ(cluster.Leader(), leader);
 }
 
 // etcd: ErrGRPCTimeout, answered once, for a proposal on the minority side of a partition.

@@ -68,6 +68,10 @@ constexpr EtcdError kErrors[] = {
     {ErrorCode::kStopped, grpc::StatusCode::UNAVAILABLE, "etcdserver: server stopped"},
     {ErrorCode::kTooManyRequests, grpc::StatusCode::RESOURCE_EXHAUSTED,
      "etcdserver: too many requests"},
+    // etcd 3.4 has no gRPC error for ErrTimeoutLeaderTransfer (rpctypes lacks one and v3rpc's
+    // toGRPCErrorMap has no entry), so togRPCError answers codes.Unknown with its text.
+    {ErrorCode::kLeaderTransferTimeout, grpc::StatusCode::UNKNOWN,
+     "etcdserver: request timed out, leader transfer took too long"},
 };
 
 // grpc-gateway's HTTP status for a gRPC code (runtime.HTTPStatusFromCode).
