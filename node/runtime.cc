@@ -928,34 +928,52 @@ void Runtime::ReportUnreachable(raft::NodeId peer) {
 kj::Promise<void> Runtime::Shutdown() {
   log_->Info("shutting down");
   const raft::Status raft = member_->stopped() ? raft::Status{} : member_->server().RaftStatus();
+  // etcd's TransferLeadership picks the voter connected longest; here, among the other voters,
+  // one heard from lately (Raft's recent_active) with the longest log, else the longest log.
   raft::NodeId target = raft::kNoNode;
-  raft::Index best = 0;
+  std::pair<bool, raft::Index> best{false, 0};
   if (raft.soft_state.role == raft::Role::kLeader) {
     for (const auto& [id, progress] : raft.progress) {
       if (id == options_.id || progress.is_learner) continue;
-      if (target == raft::kNoNode || progress.match > best) {
+      const std::pair<bool, raft::Index> rank{progress.recent_active, progress.match};
+      if (target == raft::kNoNode || rank > best) {
         target = id;
-        best = progress.match;
+        best = rank;
       }
     }
   }
   kj::Promise<void> handed_over = kj::READY_NOW;
   if (target != raft::kNoNode) {
-    // etcd hands leadership over before it stops, so clients see no election timeout.
-    log_->Info("transferring leadership before stopping",
-               {{"transferee", absl::StrCat(absl::Hex(target))}});
+    // etcd hands leadership over before it stops, so clients see no election timeout, and waits
+    // for the transferee to lead (its MoveLeader) at most its request timeout ReqTimeout(): 5 s
+    // plus two election timeouts. The core answers the move by then: once the transferee leads,
+    // or LEADER_TRANSFER_TIMEOUT after kRequestTimeoutMs.
+    const std::string transferee = absl::StrCat(absl::Hex(target));
+    log_->Info("transferring leadership before stopping", {{"transferee", transferee}});
+    const kj::TimePoint started = io_.provider->getTimer().now();
     server::Request move;
     move.type = server::RequestType::kMoveLeader;
     move.member.id = target;
-    handed_over = Submit(std::move(move), /*counted=*/false)
-                      .then([this](server::Response response) {
-                        if (!response.status.ok()) {
-                          log_->Warn("leadership transfer failed",
-                                     {{"error", std::string(response.status.message())}});
-                        }
-                      })
-                      .exclusiveJoin(io_.provider->getTimer().afterDelay(
-                          options_.election_timeout_ms * kj::MILLISECONDS));
+    handed_over =
+        Submit(std::move(move), /*counted=*/false)
+            .then([this, transferee, started](server::Response response) {
+              if (response.status.ok()) {
+                const kj::Duration took = io_.provider->getTimer().now() - started;
+                log_->Info("leadership transferred",
+                           {{"transferee", transferee},
+                            {"took_ms", absl::StrCat(took / kj::MILLISECONDS)}});
+              } else {
+                log_->Warn("leadership transfer failed",
+                           {{"error", std::string(response.status.message())}});
+              }
+            })
+            .exclusiveJoin(io_.provider->getTimer()
+                               .afterDelay((kRequestTimeoutMs + 2 * options_.election_timeout_ms) *
+                                           kj::MILLISECONDS)
+                               .then([this]() {
+                                 log_->Warn("leadership transfer failed",
+                                            {{"error", "no answer within the request timeout"}});
+                               }));
   }
   return handed_over.then([this]() {
     if (absl::Status s = backend_->Flush(); !s.ok()) {

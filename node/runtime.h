@@ -95,8 +95,9 @@ class Runtime : public net::MemberService,
   void set_router(PeerRouter* router) { router_ = router; }
   // Resolves when the member stops (a storage failure) with its reason.
   kj::Promise<absl::Status> Stopped();
-  // A clean stop: a leader first hands leadership to another voter (waiting at most an
-  // election timeout), then the backend is flushed.
+  // A clean stop: a leader first hands leadership to another voter and waits until that voter
+  // leads (at most etcd's request timeout: 5 s plus two election timeouts), then the backend is
+  // flushed.
   kj::Promise<void> Shutdown();
   // The Raft snapshot send to `peer` succeeded or failed (from the peer transport).
   void ReportSnapshot(raft::NodeId peer, bool succeeded);
