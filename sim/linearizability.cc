@@ -339,6 +339,14 @@ class MemoTable {
   MemoTable(const MemoTable&) = delete;
   MemoTable& operator=(const MemoTable&) = delete;
 
+  // Whether (bits, state) is in the table; `hash` as for Insert.
+  bool Contains(const std::vector<uint64_t>& bits, uint64_t hash, ValueId state) {
+    Encode(bits, &probe_);
+    probe_state_ = state;
+    probe_hash_ = hash;
+    return set_.contains(kProbe);
+  }
+
   // `hash` must be a function of (bits, state) alone.
   Insertion Insert(const std::vector<uint64_t>& bits, uint64_t hash, ValueId state,
                    uint64_t other_bytes) {
@@ -468,7 +476,17 @@ class Search {
   Search(std::vector<SearchOp> ops, ValueTable* values)
       : ops_(std::move(ops)), values_(values), bits_((ops_.size() + 63) / 64, 0) {
     BuildEntries();
+    // Before CountObservations sizes its tables, so that the garbage state has a slot there:
+    // single to no one, on no observer's chain.
+    garbage_ = values_->Intern(kGarbageBytes);
     CountObservations();
+    for (const SearchOp& op : ops_) {
+      has_appends_ |= op.function == Function::kAppend;
+      if ((op.function == Function::kRead || op.function == Function::kCas) && op.value != kNil) {
+        observed_.emplace_back(values_->Get(op.value));
+      }
+    }
+    std::sort(observed_.begin(), observed_.end());
   }
 
   SearchStatus Run(uint64_t max_steps, uint64_t max_memo_bytes, uint64_t* steps) {
@@ -486,6 +504,8 @@ class Search {
     };
     std::vector<Linearized> stack;
     stack.reserve(ops_.size());
+    // The unknown operations in `stack`, in the same order.
+    std::vector<int32_t> unknown_stack;
     std::string scratch;
     ValueId state = kNil;
     uint64_t bits_hash = 0;
@@ -499,7 +519,9 @@ class Search {
     // changes nothing, and taking it out of its later place changes no state after it; real
     // time allows it, as every operation that returned before p's invocation is in C). So once
     // C+p is known to fail, C fails too, and trying C's other entries is wasted work. A write
-    // of the current value does not qualify: later, in another state, it would change it.
+    // of the current value does not qualify: later, in another state, it would change it. Nor
+    // does an unknown operation: the pruning by fewer unknown operations (below) may leave C+p
+    // without a completion the search finds while C has one.
     const auto backtrack = [&]() -> int32_t {
       while (!stack.empty()) {
         const Linearized top = stack.back();
@@ -507,7 +529,11 @@ class Search {
         const int32_t op = entries_[top.call_entry].op;
         state = top.state_before;
         FlipBit(op, &bits_hash);
-        if (ops_[op].known) --known_linearized;
+        if (ops_[op].known) {
+          --known_linearized;
+        } else {
+          unknown_stack.pop_back();
+        }
         CountWaiting(ops_[op], +1);
         Unlift(top.call_entry);
         if (!top.state_preserving) return next_[top.call_entry];
@@ -531,21 +557,34 @@ class Search {
       }
       const SearchOp& op = ops_[current.op];
       ValueId next_state = kNil;
-      if (!Apply(op, state, values_, &scratch, &next_state) ||
-          Strands(current.op, state, next_state)) {
+      if (!Step(op, state, &scratch, &next_state) || Strands(current.op, state, next_state)) {
         entry = next_[entry];
         continue;
       }
       const bool state_preserving =
-          op.function == Function::kRead ||
-          (op.function == Function::kCas && (op.refused || op.value == op.new_value));
+          op.known && (op.function == Function::kRead ||
+                       (op.function == Function::kCas && (op.refused || op.value == op.new_value)));
       FlipBit(current.op, &bits_hash);
+      const uint64_t state_hash = StateHash(next_state);
       const MemoTable::Insertion insertion =
-          memo.Insert(bits_, bits_hash ^ StateHash(next_state), next_state, values_->bytes());
+          memo.Insert(bits_, bits_hash ^ state_hash, next_state, values_->bytes());
       if (insertion == MemoTable::Insertion::kFull) return SearchStatus::kOutOfMemory;
-      if (insertion == MemoTable::Insertion::kSeen) {
+      // Is the new configuration one explored before, or on the current path, but for one more
+      // unknown operation: this one (which may leave the state as it was), or the latest
+      // unknown one linearized? Then it is on no path of fewest unknown operations (see the
+      // header), and stays in the table as failed. Two lookups, not one per unknown operation
+      // linearized: on the histories measured the others never found one.
+      const auto covered = [&](int32_t unknown) {
+        FlipBit(unknown, &bits_hash);
+        const bool seen = memo.Contains(bits_, bits_hash ^ state_hash, next_state);
+        FlipBit(unknown, &bits_hash);
+        return seen;
+      };
+      if (insertion == MemoTable::Insertion::kSeen ||
+          (!op.known && (next_state == state || covered(current.op))) ||
+          (!unknown_stack.empty() && covered(unknown_stack.back()))) {
         // Seen before and not on the current path (its set is larger than every set on the
-        // path), so explored and failed.
+        // path), so explored and failed; or it is one with an unknown operation more.
         FlipBit(current.op, &bits_hash);
         if (!state_preserving) {
           entry = next_[entry];
@@ -556,6 +595,7 @@ class Search {
         continue;
       }
       stack.push_back(Linearized{entry, state, state_preserving});
+      if (!op.known) unknown_stack.push_back(current.op);
       CountWaiting(op, -1);
       state = next_state;
       Lift(entry);
@@ -565,6 +605,47 @@ class Search {
   }
 
  private:
+  // Unobserved states are one state.
+  //
+  // Call a state garbage when no operation of the search observes it, nor any state that
+  // appends can make from it: no read returned, and no cas (refused or not) expected, a value
+  // equal to it (with appends on the key: starting with it). Nil is never garbage. In a garbage
+  // state every read and every cas that is not refused is illegal, every refused cas legal, an
+  // append leads to another garbage state (its observers would start with the state too), and
+  // a write or delete does what it does anywhere. No observer chain holds a garbage state, so
+  // the stranded-observer pruning treats them all alike too. So all garbage states have the same
+  // futures, and the search keeps one for all of them (the memo table merges configurations that
+  // differ only there). Writes of values no one read, and unknown operations that would only
+  // move one such state to another, no longer multiply the configurations.
+  static constexpr absl::string_view kGarbageBytes = " garbage";  // no value holds whitespace
+
+  // Apply, with the garbage states merged.
+  bool Step(const SearchOp& op, ValueId state, std::string* scratch, ValueId* next) {
+    if (state == garbage_ && op.function == Function::kAppend) {
+      *next = garbage_;
+      return true;
+    }
+    if (!Apply(op, state, values_, scratch, next)) return false;
+    *next = Canonical(*next);
+    return true;
+  }
+
+  ValueId Canonical(ValueId value) {
+    if (value == kNil || value == garbage_) return value;
+    if (static_cast<size_t>(value) >= garbage_cache_.size()) {
+      garbage_cache_.resize(values_->size(), kUnclassified);
+    }
+    int8_t& cached = garbage_cache_[value];
+    if (cached == kUnclassified) {
+      const absl::string_view bytes = values_->Get(value);
+      auto it = std::lower_bound(observed_.begin(), observed_.end(), bytes);
+      const bool observed =
+          it != observed_.end() && (has_appends_ ? absl::StartsWith(*it, bytes) : *it == bytes);
+      cached = observed ? kObserved : kGarbage;
+    }
+    return cached == kGarbage ? garbage_ : value;
+  }
+
   // Entry 0 is the sentinel of a circular doubly linked list in real-time order.
   struct Entry {
     int32_t op = -1;
@@ -788,6 +869,13 @@ class Search {
   std::vector<ValueId> parent_;
   // By operation: for an append, the waited-on states that it alone makes.
   std::vector<std::vector<ValueId>> targets_;
+  // The state standing for every garbage state, whether the search has appends, the values
+  // reads and cas operations observe (sorted), and by value what Canonical found.
+  ValueId garbage_ = kNil;
+  bool has_appends_ = false;
+  std::vector<std::string> observed_;
+  static constexpr int8_t kUnclassified = -1, kObserved = 0, kGarbage = 1;
+  std::vector<int8_t> garbage_cache_;
 };
 
 SearchStatus CheckWindow(const History& history, const Window& window, uint64_t max_steps,

@@ -20,7 +20,7 @@
 // operations, model state), and never explores one twice, which turns the exponential search into
 // one bounded by the number of distinct configurations. A set is stored as its end and the holes
 // below it (the few operations in flight), ~40 bytes rather than a bit per operation of the key.
-// Four further prunings:
+// Six further prunings:
 //   * P-compositionality (Horn & Kroening 2015): every operation touches one key, so the history
 //     is linearizable iff each key's sub-history is. Keys are checked separately, in key order.
 //   * An unknown-outcome mutation whose effect no operation of the key can have observed is
@@ -43,6 +43,24 @@
 //     leaves such a state while a known operation still needs it (directly, or through the
 //     states its value must be built from) has no completion and is not tried. With unique
 //     values, the usual case, this settles the order of concurrent writes at their first step.
+//   * Unobserved states are one state: a value that no read returned and no cas (refused or
+//     not) expected, nor (with appends on the key) any value starting with it, behaves like
+//     every other such value in every future (reads and cas fail there, refusals pass, appends
+//     lead to another such value, writes leave it), so the search keeps one "garbage" state
+//     for all of them and the memo table merges configurations that differ only there.
+//   * Fewest unknown operations. If a history is linearizable, some linearization uses the
+//     fewest unknown-outcome operations; call a configuration optimal when it lies on one. The
+//     search may give up any configuration that is not optimal, and every pruning above keeps
+//     optimal configurations (an optimal configuration plus a read legal in it is optimal), so
+//     the search still finds a linearization. Not optimal: linearizing an unknown operation that
+//     leaves the state as it was (a delete of an absent key, a write into the garbage state), or
+//     reaching a configuration that one with the same state and one unknown operation fewer
+//     already reached (explored and failed, or on the path): any completion of the one is a
+//     completion of the other with that operation left out. Such a configuration stays in the
+//     memo table as failed. A read's shortcut above applies to known operations only: an
+//     unknown one is never on a path of fewest unknown operations.
+//     On fuzz seed 2487's busiest key (1,202 operations, 180 refusals, 35 unknown mutations
+//     kept) these two cut the search from 15.3 million steps to under 10,000.
 //
 // Cost is bounded by a budget of search steps (one step = one call or return entry visited),
 // not by wall-clock time, so a verdict is reproducible on any machine: when the budget runs out
