@@ -142,6 +142,96 @@ TEST(ValidateScenarioTest, StepsThatCannotSayWhatTheyMeanAreRefused) {
   EXPECT_EQ(Refusal(kWorkload), "");
 }
 
+TEST(ValidateScenarioTest, NospaceRunbookStepsNeedTheirFields) {
+  const struct {
+    const char* step;
+    const char* refusal;
+  } cases[] = {
+      {"request { node { id: 1 } op: GET key: \"k\" value: \"v\" value_bytes: 8 }",
+       "value_bytes given to GET, which writes no value"},
+      {"request { node { id: 1 } op: PUT key: \"k\" value_bytes: 8 }",
+       "value_bytes needs a `value` to repeat"},
+      {"request { node { id: 1 } op: PUT key: \"k\" value: \"v\" value_bytes: -1 }",
+       "value_bytes must not be negative"},
+      {"expect { nospace_alarm: false }", "a check set to false checks nothing"},
+      {"expect { no_alarm: false }", "a check set to false checks nothing"},
+      {"expect { no_alarm: true node { id: 1 leader: true } }",
+       "expect.node names more than one node"},
+  };
+  for (const auto& c : cases) {
+    const std::string refusal = Refusal(absl::StrCat("steps { ", c.step, " }"));
+    EXPECT_TRUE(absl::StrContains(refusal, absl::StrCat("step 1: ", c.refusal)))
+        << c.step << " gave: " << refusal;
+  }
+}
+
+// The alarm expectations read every member's alarm list and fail when it disagrees; a bulky put
+// writes `value` repeated to value_bytes.
+TEST(RunnerTest, AlarmExpectationsCheckEveryMembersAlarmList) {
+  const RunResult none = RunScenario(Parse(R"pb(
+    options { seed: 1 voters: 3 }
+    steps { wait_for_leader {} }
+    steps { expect { no_alarm: true } }
+    steps { expect { nospace_alarm: true } }
+  )pb"));
+  EXPECT_FALSE(none.passed);
+  ASSERT_EQ(none.failures.size(), 3u) << absl::StrJoin(none.failures, "\n");
+  EXPECT_TRUE(FailsWith(none, "step 3: n1 lists no NOSPACE alarm"))
+      << absl::StrJoin(none.failures, "\n");
+  EXPECT_TRUE(absl::StrContains(none.transcript[1], "[n1: none] [n2: none] [n3: none] ok"))
+      << none.transcript[1];
+
+  const RunResult full = RunScenario(Parse(R"pb(
+    options {
+      seed: 1
+      voters: 3
+      no_nospace_operator: true
+      knobs { quota_bytes: 65536 }
+    }
+    steps { wait_for_leader {} }
+    steps {
+      request {
+        node { leader: true }
+        op: PUT
+        key: "small"
+        value: "abc"
+        value_bytes: 8
+      }
+    }
+    steps {
+      request {
+        node { leader: true }
+        op: GET
+        key: "small"
+        expect_value: "abcabcab"
+      }
+    }
+    steps {
+      request {
+        node { leader: true }
+        op: PUT
+        key: "bulk"
+        value: "x"
+        value_bytes: 8192
+        expect_code: "NOSPACE"
+        retry_until_expected: true
+        timeout_ms: 10000
+      }
+    }
+    steps { expect { nospace_alarm: true } }
+    steps {
+      expect {
+        no_alarm: true
+        node { id: 2 }
+      }
+    }
+  )pb"));
+  EXPECT_FALSE(full.passed);
+  ASSERT_EQ(full.failures.size(), 1u) << absl::StrJoin(full.failures, "\n");
+  EXPECT_TRUE(FailsWith(full, "step 6: n2 lists alarms, expected none: NOSPACE of n"))
+      << absl::StrJoin(full.failures, "\n");
+}
+
 TEST(ValidateScenarioTest, RunScenarioRefusesAnInvalidScenarioWithoutRunningIt) {
   pb::Scenario scenario = Parse(kWorkload);
   scenario.add_steps()->mutable_crash()->set_name("nobody");
