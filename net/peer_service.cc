@@ -220,10 +220,18 @@ class RaftStreamReceiver {
 
  private:
   // Resolves (ending Run, which closes the stream) once no frame has come for idle_timeout_;
-  // what a refused stream still sends (Discard) is no frame either.
-  kj::Promise<void> IdleWatch() {
-    return timer_.atTime(last_frame_at_ + idle_timeout_).then([this]() -> kj::Promise<void> {
-      if (timer_.now() - last_frame_at_ < idle_timeout_) return IdleWatch();
+  // what a refused stream still sends (Discard) is no frame either. Woken well past the bound
+  // (more than a keep-alive interval late), it was this member's loop that stalled (a pause, a
+  // long turn), and frames the sender wrote meanwhile may be waiting unread: it reads them for
+  // a fifth of the bound more before it judges.
+  kj::Promise<void> IdleWatch(bool rechecked = false) {
+    const kj::TimePoint deadline = last_frame_at_ + idle_timeout_;
+    return timer_.atTime(deadline).then([this, deadline, rechecked]() -> kj::Promise<void> {
+      const kj::TimePoint now = timer_.now();
+      if (now - last_frame_at_ < idle_timeout_) return IdleWatch();
+      if (!rechecked && now - deadline > idle_timeout_ / 5) {
+        return timer_.afterDelay(idle_timeout_ / 5).then([this] { return IdleWatch(true); });
+      }
       on_idle_();
       return kj::READY_NOW;
     });

@@ -4,9 +4,11 @@
 // CRC, the receive limit, and the peer transport (batching, cluster id, unreachable peers, a
 // bounded queue, snapshots in chunks, joining).
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -854,20 +856,35 @@ TEST_F(PeerTest, SilentPeerConnectionsAreClosedAfterTheIdleBound) {
       << closed[1];
   EXPECT_EQ(peer_server_->connections(), 0u);
 
+  // This member's own loop stalls past the bound while a frame waits unread in the socket (a
+  // paused process): the frame is read and the stream kept, not taken for a silent one.
+  stream = ConnectWithin(network, timer_, address, kj::SECONDS).wait(ws_);
+  stream->write(frames.data(), frames.size()).wait(ws_);
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 2; }));
+  const std::string late = RaftBatchFrame({Heartbeat(2, 9)}, 42);
+  kj::Promise<void> written = stream->write(late.data(), late.size());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the stall itself
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 3; }));
+  written.wait(ws_);
+  EXPECT_FALSE(EndsWithin(ws_, timer_, *stream, 150 * kj::MILLISECONDS));
+  EXPECT_EQ(closed.size(), 2u);
+  stream = nullptr;
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return peer_server_->connections() == 0; }));
+
   // A real sender with nothing to say keeps its link alive: no close, no reconnect.
   PeerClientOptions client_options;
   client_options.address = address;
   client_options.keepalive_interval = 60 * kj::MILLISECONDS;
   auto client = NewClient(client_options);
   client->Send(Heartbeat(2, 2));
-  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 2; }));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 4; }));
   RunFor(ws_, timer_, 1200 * kj::MILLISECONDS);  // four idle bounds
   EXPECT_TRUE(client->connected());
   EXPECT_EQ(closed.size(), 2u);
   EXPECT_TRUE(errors_.empty()) << errors_.front();
-  EXPECT_EQ(peer_server_->raft_batches(), 2u);  // keep-alives are not batches
+  EXPECT_EQ(peer_server_->raft_batches(), 4u);  // keep-alives are not batches
   client->Send(Heartbeat(2, 3));
-  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 3; }));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 5; }));
   EXPECT_EQ(unreachable_, 0);
 }
 
