@@ -341,8 +341,9 @@ grpc::Status ToMoveLeaderStatus(const absl::Status& status) {
   return ToGrpcStatus(status);
 }
 
-GatewayError ToGatewayError(const absl::Status& status) {
-  const grpc::Status converted = ToGrpcStatus(status);
+GatewayError ToGatewayError(const absl::Status& status,
+                            grpc::Status (*to_grpc)(const absl::Status&)) {
+  const grpc::Status converted = to_grpc(status);
   GatewayError error;
   error.grpc_code = static_cast<int>(converted.error_code());
   error.message = converted.error_message();

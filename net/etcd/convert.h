@@ -49,10 +49,13 @@ struct GatewayError {
   std::string message;
   int http_status = 200;  // grpc-gateway's mapping of the gRPC code
 };
-GatewayError ToGatewayError(const absl::Status& status);
 // MoveLeader's error: etcd refuses a transferee that is not a voting member with
 // ErrBadLeaderTransferee, where the core says the member is not found.
 grpc::Status ToMoveLeaderStatus(const absl::Status& status);
+// `to_grpc`: the method's own mapping of core errors to etcd's (ToMoveLeaderStatus for
+// MoveLeader), the same for both protocols.
+GatewayError ToGatewayError(const absl::Status& status,
+                            grpc::Status (*to_grpc)(const absl::Status&) = ToGrpcStatus);
 
 // --- Requests -------------------------------------------------------------------------------
 

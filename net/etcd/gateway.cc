@@ -226,8 +226,9 @@ class Gateway::Impl {
     return written.attach(kj::mv(owned), kj::mv(out));
   }
 
-  kj::Promise<void> SendError(Response& response, const absl::Status& status) {
-    const GatewayError error = ToGatewayError(status);
+  kj::Promise<void> SendError(Response& response, const absl::Status& status,
+                              grpc::Status (*to_grpc)(const absl::Status&) = ToGrpcStatus) {
+    const GatewayError error = ToGatewayError(status, to_grpc);
     return Send(response, error.http_status, ErrorBody(error.message, error.grpc_code));
   }
 
@@ -240,8 +241,10 @@ class Gateway::Impl {
   // One unary call: the body parsed and converted, run as its caller, the answer in JSON.
   // etcd's Auth service (/v3/auth/*, kAuth), as the gRPC one, draws a salt here for the
   // requests that hash a password or make a token, and answers with its own header shape.
+  // `to_grpc` maps the core's refusal as the gRPC method does (ToMoveLeaderStatus).
   template <typename Req, typename Resp, bool kAuth = false>
-  kj::Promise<void> Unary(const std::string& body, Response& response) {
+  kj::Promise<void> Unary(const std::string& body, Response& response,
+                          grpc::Status (*to_grpc)(const absl::Status&) = ToGrpcStatus) {
     Req request;
     absl::Status error;
     if (!Parse(body, &request, &error)) return SendError(response, error);
@@ -250,8 +253,8 @@ class Gateway::Impl {
     Identify(&converted);
     if constexpr (kAuth) AddAuthEntropy(&converted);
     return g_.member_.Call(std::move(converted))
-        .then([this, &response](server::Response answer) -> kj::Promise<void> {
-          if (!answer.status.ok()) return SendError(response, answer.status);
+        .then([this, &response, to_grpc](server::Response answer) -> kj::Promise<void> {
+          if (!answer.status.ok()) return SendError(response, answer.status, to_grpc);
           Resp out;
           if constexpr (kAuth) {
             ToAuthProto(answer, g_.member_.cluster_id(), &out);
@@ -376,7 +379,7 @@ class Gateway::Impl {
     if (api == "/maintenance/hash") return Unary<HashKVRequest, HashKVResponse>(body, response);
     if (api == "/maintenance/snapshot") return Snapshot(response);
     if (api == "/maintenance/transfer-leadership") {
-      return Unary<MoveLeaderRequest, MoveLeaderResponse>(body, response);
+      return Unary<MoveLeaderRequest, MoveLeaderResponse>(body, response, ToMoveLeaderStatus);
     }
     if (absl::StartsWith(api, "/auth/")) return DispatchAuth(api, body, response);
     return SendPlain(response, 404);

@@ -99,6 +99,9 @@ expect empty-key 400 '{"error":"etcdserver: key is not provided","message":"etcd
   -L "$url/v3/kv/put" -X POST -d '{"value": "YmFy"}'
 expect member-update-unknown 404 '{"error":"etcdserver: member not found","message":"etcdserver: member not found","code":5}' \
   -L "$url/v3/cluster/member/update" -X POST -d '{"ID":"1234","peerURLs":["http://127.0.0.1:1"]}'
+# MoveLeader's own mapping (etcd's ErrGRPCBadLeaderTransferee), not the core's member not found.
+expect transfer-to-non-member 412 '{"error":"etcdserver: bad leader transferee","message":"etcdserver: bad leader transferee","code":9}' \
+  -L "$url/v3/maintenance/transfer-leadership" -X POST -d '{"targetID":"1234"}'
 # Paths and methods grpc-gateway does not route: Go's http.Error, plain text, the path checked
 # before the method (etcd 3.4.23's answers).
 expect unknown-path 404 'Not Found' -L "$url/v3/kv/nothing" -X POST -d '{}'
