@@ -14,45 +14,12 @@ export ETCDCTL_API=3
 tmp=${TEST_TMPDIR:-$(mktemp -d)}
 failures=0
 
-free_port() {
-  local port
-  for _ in $(seq 1 100); do
-    port=$((20000 + RANDOM % 30000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return
-    fi
-  done
-  echo "no free port" >&2
-  exit 1
-}
-
-declare -a client peer pid
-cluster=
+source "$(dirname "$0")/../tools/testing/cluster.sh"
+three_members f
+cleanup_extra() { [ -n "${watch_pid:-}" ] && kill "$watch_pid" 2>/dev/null || true; }
 for i in 1 2 3; do
-  client[$i]=$(free_port)
-  peer[$i]=$(free_port)
-  cluster+="${cluster:+,}f$i=http://127.0.0.1:${peer[$i]}"
+  start_member "$i" --experimental-watch-progress-notify-interval 300ms --log-level error
 done
-cleanup() {
-  for i in 1 2 3; do
-    [ -n "${pid[$i]:-}" ] && kill -9 "${pid[$i]}" 2>/dev/null || true
-  done
-  [ -n "${watch_pid:-}" ] && kill "$watch_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-for i in 1 2 3; do
-  "$kvnode" --name "f$i" --data-dir "$tmp/f$i" --initial-cluster "$cluster" \
-    --listen-client-urls "http://127.0.0.1:${client[$i]}" \
-    --listen-peer-urls "http://127.0.0.1:${peer[$i]}" \
-    --initial-advertise-peer-urls "http://127.0.0.1:${peer[$i]}" \
-    --heartbeat-interval 50 --election-timeout 500 \
-    --experimental-watch-progress-notify-interval 300ms \
-    --log-level error >"$tmp/f$i.log" 2>&1 &
-  pid[$i]=$!
-done
-all="127.0.0.1:${client[1]},127.0.0.1:${client[2]},127.0.0.1:${client[3]}"
 
 ok() { echo "ok   $1"; }
 fail() {

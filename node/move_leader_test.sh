@@ -14,42 +14,9 @@ export ETCDCTL_API=3
 tmp=${TEST_TMPDIR:-$(mktemp -d)}
 failures=0
 
-free_port() {
-  local port
-  for _ in $(seq 1 100); do
-    port=$((20000 + RANDOM % 30000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return
-    fi
-  done
-  echo "no free port" >&2
-  exit 1
-}
-
-declare -a client peer pid
-cluster=
-for i in 1 2 3; do
-  client[$i]=$(free_port)
-  peer[$i]=$(free_port)
-  cluster+="${cluster:+,}m$i=http://127.0.0.1:${peer[$i]}"
-done
-cleanup() {
-  for i in 1 2 3; do
-    [ -n "${pid[$i]:-}" ] && kill -9 "${pid[$i]}" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-start() {
-  local i=$1
-  "$kvnode" --name "m$i" --data-dir "$tmp/m$i" --initial-cluster "$cluster" \
-    --listen-client-urls "http://127.0.0.1:${client[$i]}" \
-    --listen-peer-urls "http://127.0.0.1:${peer[$i]}" \
-    --initial-advertise-peer-urls "http://127.0.0.1:${peer[$i]}" \
-    --heartbeat-interval 50 --election-timeout 500 --log-level info >>"$tmp/m$i.log" 2>&1 &
-  pid[$i]=$!
-}
+source "$(dirname "$0")/../tools/testing/cluster.sh"
+three_members m
+start() { start_member "$1" --log-level info; }
 for i in 1 2 3; do start "$i"; done
 
 ok() { echo "ok   $1"; }

@@ -10,18 +10,7 @@ kvnode=${1:?usage: gateway_test.sh path/to/kvnode}
 tmp=${TEST_TMPDIR:-$(mktemp -d)}
 failures=0
 
-free_port() {
-  local port
-  for _ in $(seq 1 100); do
-    port=$((20000 + RANDOM % 30000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return
-    fi
-  done
-  echo "no free port" >&2
-  exit 1
-}
+source "$(dirname "$0")/../../tools/testing/cluster.sh"
 
 client=$(free_port)
 peer=$(free_port)
