@@ -200,6 +200,64 @@ expect_raw bad-version "$(go_error "505 HTTP Version Not Supported: unsupported 
 overlong=$(head -c 200000 /dev/zero | tr '\0' a)
 expect_raw overlong-head "$(go_error "431 Request Header Fields Too Large" "431 Request Header Fields Too Large")" \
   "GET /health HTTP/1.1\r\nHost: x\r\nFoo: $overlong\r\n\r\n"
+
+# What follows an answer, as etcd 3.4.23's Go net/http decides it (taken with these requests
+# against Debian's etcd): "Connection: close" is answered with "Connection: close" and the
+# connection ends; HTTP/1.0 is answered in HTTP/1.0 and the connection ends unless the request
+# says "keep-alive" (then the answer says it too); HTTP/1.1 keep-alive answers every request on
+# one connection. conversation BYTES: sends them (Python string escapes) on one connection and
+# prints each answer (status line, headers but Date sorted, body), then EOF when the member
+# ended the connection within 1 s, else OPEN.
+conversation() {
+  python3 - "$client" "$1" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(1)
+s.sendall(sys.argv[2].encode().decode("unicode_escape").encode("latin-1"))
+data, end = b"", "OPEN"
+try:
+    while True:
+        d = s.recv(65536)
+        if not d:
+            end = "EOF"
+            break
+        data += d
+except socket.timeout:
+    pass
+while data:
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    fields = sorted(l for l in lines[1:] if not l.lower().startswith("date:"))
+    length = next(int(l.split(":")[1]) for l in fields if l.lower().startswith("content-length:"))
+    print("\n".join([lines[0]] + fields + [rest[:length].decode()]))
+    data = rest[length:]
+print(end)
+PY
+}
+# expect_conversation NAME WANT BYTES
+expect_conversation() {
+  local got
+  got=$(conversation "$3")
+  if [ "$got" = "$2" ]; then
+    echo "ok   $1"
+  else
+    echo "FAIL $1"
+    diff <(echo "$2") <(echo "$got") || true
+    failures=$((failures + 1))
+  fi
+}
+health() { # CONNECTION_FIELD_LINES: a /health answer's sorted fields, each line ending in \n
+  printf 'HTTP/%s 200 OK\n%s\n%sContent-Length: 17\nContent-Type: text/plain; charset=utf-8\n{"health":"true"}' "$1" "$cors" "$2"
+}
+expect_conversation connection-close "$(health 1.1 $'Connection: close\n')"$'\nEOF' \
+  'GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'
+expect_conversation connection-close-gateway-error "HTTP/1.1 404 Not Found"$'\n'"$cors"$'\nConnection: close\nContent-Length: 19\nContent-Type: text/plain; charset=utf-8\nX-Content-Type-Options: nosniff\n404 page not found\n\nEOF' \
+  'GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n'
+expect_conversation http10 "$(health 1.0 '')"$'\nEOF' 'GET /health HTTP/1.0\r\n\r\n'
+expect_conversation http10-keep-alive "$(health 1.0 $'Connection: keep-alive\n')"$'\n'"$(health 1.1 $'Connection: close\n')"$'\nEOF' \
+  'GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'
+expect_conversation keep-alive "$(health 1.1 '')"$'\n'"$(health 1.1 '')"$'\nOPEN' \
+  'GET /health HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n'
 expect still-serving 200 '{"health":"true"}' "$url/health"
 
 out=$(curl -s --max-time 5 -w '\n%{http_code}' "$url/v3/kv/put" -X POST -d '{"key": 5')

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <string>
 #include <utility>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 
 namespace kvstore::net::etcd {
@@ -276,11 +278,62 @@ CheckedHead CheckRequestHead(absl::string_view head) {
     absl::StrAppend(&checked.normal, f.key, ": ", Trim(f.value), "\r\n");
   }
   absl::StrAppend(&checked.normal, "\r\n");
-  if (connect || !values_of("Upgrade").empty()) checked.body = CheckedHead::Body::kOpaque;
+  if (connect || !values_of("Upgrade").empty()) {
+    checked.body = CheckedHead::Body::kOpaque;
+    return checked;
+  }
+  // Go's shouldClose: httpguts.HeaderValuesContainsToken over every Connection value.
+  const std::vector<absl::string_view> connection = values_of("Connection");
+  auto has_token = [&connection](absl::string_view token) {
+    for (absl::string_view value : connection) {
+      for (absl::string_view part : absl::StrSplit(value, ',')) {
+        if (absl::EqualsIgnoreCase(Trim(part), token)) return true;
+      }
+    }
+    return false;
+  };
+  const bool close = has_token("close");
+  if (major == 1 && minor == 0) {
+    checked.after = close || !has_token("keep-alive") ? CheckedHead::After::kClose10
+                                                      : CheckedHead::After::kKeepAlive10;
+  } else if (close) {
+    checked.after = CheckedHead::After::kClose;
+  }
   return checked;
 }
 
 namespace {
+
+// `head` with Go's Connection header for `after` added before its blank line (which starts at
+// `blank`), unless kj wrote one itself (its own error answers say "Connection: close").
+std::string EditAnswerHead(const std::string& head, size_t blank, CheckedHead::After after) {
+  const absl::string_view fields = absl::string_view(head).substr(0, blank);
+  auto has_field = [fields](absl::string_view name) {
+    for (absl::string_view line : absl::StrSplit(fields, "\r\n")) {
+      if (line.size() > name.size() && line[name.size()] == ':' &&
+          absl::EqualsIgnoreCase(line.substr(0, name.size()), name)) {
+        return true;
+      }
+    }
+    return false;
+  };
+  absl::string_view add;
+  if (!has_field("Connection")) {
+    if (after == CheckedHead::After::kClose) add = "Connection: close\r\n";
+    // Go keeps an HTTP/1.0 connection open only for an answer of known length.
+    if (after == CheckedHead::After::kKeepAlive10 && has_field("Content-Length")) {
+      add = "Connection: keep-alive\r\n";
+    }
+  }
+  // Go answers an HTTP/1.0 request in HTTP/1.0.
+  absl::string_view version;
+  if ((after == CheckedHead::After::kClose10 || after == CheckedHead::After::kKeepAlive10) &&
+      absl::StartsWith(fields, "HTTP/1.1 ")) {
+    version = "HTTP/1.0";
+  }
+  return absl::StrCat(version, fields.substr(version.size()), add,
+                      absl::string_view(head).substr(blank));
+}
 
 // One connection: what was read from the socket and not yet handed to kj, and where in the
 // request stream it is.
@@ -292,20 +345,34 @@ class GuardState {
   const std::string& refusal() const { return refusal_; }
 
   // kj's read: at least min_bytes unless the stream ended (or a head was refused, which kj
-  // sees as the client's close at a request boundary).
+  // sees as the client's close at a request boundary, or a request asked for the close and its
+  // message is done).
   kj::Promise<size_t> Read(kj::byte* buffer, size_t min_bytes, size_t max_bytes, size_t done) {
     while (true) {
-      const size_t take = std::min(max_bytes - done, out_.size() - out_offset_);
+      if (!marks_.empty() && out_offset_ == marks_.front().first && out_offset_ < out_.size()) {
+        // A head whose answer the guard edits: kj gets it in a read of its own, which it makes
+        // once it has answered everything before it, so the next response head answers it.
+        if (done > 0) return done;
+        answering_ = marks_.front().second;
+        marks_.pop_front();
+        answer_head_.clear();
+      }
+      const size_t limit = marks_.empty() ? out_.size() : marks_.front().first;
+      const size_t take = std::min(max_bytes - done, limit - out_offset_);
       std::memcpy(buffer + done, out_.data() + out_offset_, take);
       out_offset_ += take;
       done += take;
       if (out_offset_ == out_.size()) {
         out_.clear();
         out_offset_ = 0;
+        for (auto& mark : marks_) mark.first = 0;  // each was at the end
       }
       if (done >= min_bytes || done == max_bytes) return done;
+      if (!marks_.empty() && out_offset_ == marks_.front().first && out_offset_ < out_.size()) {
+        return done;
+      }
       if (!Advance()) {
-        if (!refusal_.empty() || eof_) return done;
+        if (!refusal_.empty() || eof_ || (closing_ && phase_ == Phase::kHead)) return done;
         if (chunk_.size() == 0) chunk_ = kj::heapArray<kj::byte>(kReadChunkBytes);
         return inner_->tryRead(chunk_.begin(), 1, chunk_.size())
             .then([this, buffer, min_bytes, max_bytes, done](size_t n) {
@@ -320,6 +387,23 @@ class GuardState {
     }
   }
 
+  // kj's writes. The response head that answers an edited request (above) is held until it is
+  // whole, then written with Go's Connection header; everything else passes straight through.
+  kj::Promise<void> Write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) {
+    if (answering_ == CheckedHead::After::kKeepAlive) return inner_->write(pieces);
+    for (auto piece : pieces) answer_head_.append(piece.asChars().begin(), piece.size());
+    const size_t end = answer_head_.find("\r\n\r\n");
+    if (end == std::string::npos) return kj::READY_NOW;
+    auto text = kj::heap<std::string>(EditAnswerHead(answer_head_, end + 2, answering_));
+    answering_ = CheckedHead::After::kKeepAlive;
+    answer_head_.clear();
+    auto written = inner_->write(text->data(), text->size());
+    return written.attach(kj::mv(text));
+  }
+
+  // True once a request asked for the close: the connection ends after its answer.
+  bool closing() const { return closing_; }
+
  private:
   enum class Phase { kHead, kBody, kChunkSize, kChunkData, kChunkDataEnd, kTrailer, kOpaque };
 
@@ -329,6 +413,7 @@ class GuardState {
     if (!refusal_.empty() || in_.empty()) return false;
     switch (phase_) {
       case Phase::kHead: {
+        if (closing_) return false;  // nothing after a request that asked for the close
         // Go's server skips up to four CR or LF bytes before a request (RFC 7230 §3.5).
         size_t skip = 0;
         while (skip < in_.size() && skip < 4 && (in_[skip] == '\r' || in_[skip] == '\n')) ++skip;
@@ -359,6 +444,11 @@ class GuardState {
           return false;
         }
         in_.erase(0, end);
+        if (checked.after != CheckedHead::After::kKeepAlive) {
+          marks_.emplace_back(out_.size(), checked.after);
+          closing_ = checked.after == CheckedHead::After::kClose ||
+                     checked.after == CheckedHead::After::kClose10;
+        }
         out_ += checked.normal;
         switch (checked.body) {
           case CheckedHead::Body::kNone:
@@ -444,6 +534,12 @@ class GuardState {
   uint64_t remaining_ = 0;
   bool eof_ = false;
   std::string refusal_;
+  // Where in out_ each head whose answer is edited starts, with its edit.
+  std::deque<std::pair<size_t, CheckedHead::After>> marks_;
+  // The edit for the next response head kj writes, and that head's bytes so far.
+  CheckedHead::After answering_ = CheckedHead::After::kKeepAlive;
+  std::string answer_head_;
+  bool closing_ = false;
 };
 
 // What kj reads and writes: reads through the guard, everything else straight to the socket.
@@ -455,10 +551,11 @@ class GuardedStream final : public kj::AsyncIoStream {
     return state_.Read(static_cast<kj::byte*>(buffer), min_bytes, max_bytes, 0);
   }
   kj::Promise<void> write(const void* buffer, size_t size) override {
-    return state_.inner().write(buffer, size);
+    const kj::ArrayPtr<const kj::byte> piece(static_cast<const kj::byte*>(buffer), size);
+    return state_.Write(kj::arrayPtr(&piece, 1));
   }
   kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
-    return state_.inner().write(pieces);
+    return state_.Write(pieces);
   }
   kj::Promise<void> whenWriteDisconnected() override {
     return state_.inner().whenWriteDisconnected();
@@ -504,8 +601,17 @@ kj::Promise<void> ServeCheckedHttp(kj::HttpServer& server, kj::Timer& timer,
   return server.listenHttp(kj::heap<GuardedStream>(s))
       .then([]() {}, [](kj::Exception&&) {})
       .then([&s, &timer]() -> kj::Promise<void> {
-        if (s.refusal().empty()) return kj::READY_NOW;
         kj::AsyncIoStream& socket = s.inner();
+        if (s.refusal().empty()) {
+          if (!s.closing()) return kj::READY_NOW;
+          // The answer to a request that asked for the close is out: the client reads the end
+          // of the stream, and the socket closes once it closes too (or after the drain
+          // timeout), so that bytes it sent after that request do not reset the answer away.
+          socket.shutdownWrite();
+          return timer
+              .timeoutAfter(kRefusedDrainTimeout, Discard(socket, kj::heapArray<kj::byte>(4096)))
+              .catch_([](kj::Exception&&) {});
+        }
         return timer
             .timeoutAfter(kRefusedDrainTimeout,
                           socket.write(s.refusal().data(), s.refusal().size()).then([&socket]() {

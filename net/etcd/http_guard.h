@@ -27,12 +27,21 @@
 // each with "Content-Type: text/plain; charset=utf-8", "Connection: close" and the status line's
 // text as the body, and the connection is closed; the member serves everyone else.
 //
+// kj-http (0.9) ignores a request's "Connection: close" and HTTP/1.0's close by default; Go
+// closes the connection after the answer. The guard does: the head of a request that asks for
+// the close reaches kj only after kj has answered everything before it (kj reads a next head
+// only when its last answer is out), the first response head kj writes after it gets Go's
+// "Connection: close" (HTTP/1.1; Go adds none for HTTP/1.0), and kj then reads the end of the
+// stream, so it finishes that answer, however long (a watch stream), and ends the connection.
+//
 // Where kvnode differs from etcd on purpose: etcd's connection multiplexer (cmux) closes a
 // connection whose request line is not HTTP/1.x without any answer; here a connection that
 // starts with an HTTP method gets Go's net/http answer (400 or 505). Go's head limit is 1 MiB +
 // 4 KiB; kj's buffer holds 128 KiB, so heads over kMaxRequestHeadBytes get 431 here. Where a
 // head has both a bad header name and a bad value in different headers, Go's answer depends on
-// its map order; here the first bad header in the head decides.
+// its map order; here the first bad header in the head decides. An answer of unknown length (the
+// gateway's watch stream) to an HTTP/1.0 request is still chunked by kj, where Go sends it
+// unframed and closes the connection after it.
 
 #include <cstdint>
 #include <string>
@@ -57,6 +66,12 @@ struct CheckedHead {
   // How the body that follows is delimited.
   enum class Body { kNone, kLength, kChunked, kOpaque } body = Body::kNone;
   uint64_t length = 0;  // kLength: the body's bytes
+  // What follows the answer, by Go's shouldClose (the Connection header's tokens): kClose for
+  // HTTP/1.1 with "close" (the answer says "Connection: close"); kClose10 for HTTP/1.0 without
+  // "keep-alive" (no header, as Go); kKeepAlive10 for HTTP/1.0 with it (the answer says
+  // "Connection: keep-alive" when it has a Content-Length). A closing request's answer is the
+  // connection's last: what the client sends after that request is not read.
+  enum class After { kKeepAlive, kClose, kClose10, kKeepAlive10 } after = After::kKeepAlive;
 };
 
 // Checks one request head: `head` runs from the request line to the end of the blank line that

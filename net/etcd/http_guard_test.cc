@@ -109,6 +109,17 @@ class GuardedServer : public kj::HttpService {
   kj::Promise<void> request(kj::HttpMethod method, kj::StringPtr url,
                             const kj::HttpHeaders& headers, kj::AsyncInputStream& body,
                             Response& response) override {
+    if (url == "/stream") {
+      // An answer of unknown length (kj sends it chunked), written in two pieces a moment
+      // apart, as the gateway's watch stream writes its events.
+      kj::HttpHeaders out(table_);
+      auto stream = response.send(200, "OK", out, nullptr);
+      auto& s = *stream;
+      return s.write("abc", 3)
+          .then([this]() { return io_.provider->getTimer().afterDelay(20 * kj::MILLISECONDS); })
+          .then([&s]() { return s.write("def", 3); })
+          .attach(kj::mv(stream));
+    }
     return body.readAllText().then([this, url, &headers, &response](kj::String text) {
       std::string echo = absl::StrCat(url.cStr(), " ", text.cStr());
       headers.forEach([&echo](kj::StringPtr name, kj::StringPtr value) {
@@ -120,6 +131,22 @@ class GuardedServer : public kj::HttpService {
       auto written = stream->write(owned->data(), owned->size());
       return written.attach(kj::mv(owned), kj::mv(stream));
     });
+  }
+
+  // Sends `bytes` and reads until the server ends the connection, with the client's side left
+  // open; "(still open)" when it does not within `wait`.
+  std::string ExchangeLeftOpen(const std::string& bytes, kj::Duration wait = 2 * kj::SECONDS) {
+    auto pipe = io_.provider->newTwoWayPipe();
+    auto served = ServeCheckedHttp(server_, io_.provider->getTimer(), kj::mv(pipe.ends[0]))
+                      .eagerlyEvaluate(nullptr);
+    auto& client = *pipe.ends[1];
+    client.write(bytes.data(), bytes.size()).wait(io_.waitScope);
+    auto answer = io_.provider->getTimer()
+                      .timeoutAfter(wait, client.readAllText())
+                      .then([](kj::String text) { return std::string(text.cStr(), text.size()); },
+                            [](kj::Exception&&) { return std::string("(still open)"); })
+                      .wait(io_.waitScope);
+    return answer;
   }
 
   // Sends `bytes`, half-closes, and reads the whole answer.
@@ -192,6 +219,89 @@ TEST(ServeCheckedHttp, AHeadCutShortGetsNoAnswer) {
   GuardedServer server;
   EXPECT_EQ(server.Exchange("GET / HTTP/1.1\r\nHost: x\r\n"), "");
   EXPECT_EQ(server.Exchange(""), "");
+}
+
+// Go's net/http (etcd 3.4.23, taken with raw requests against Debian's etcd): a request with
+// "Connection: close" is answered with "Connection: close" and the connection ends after the
+// answer; an HTTP/1.0 request without "keep-alive" gets an HTTP/1.0 answer without it and the
+// same end; with "keep-alive" it gets "Connection: keep-alive" and the connection stays open.
+TEST(CheckRequestHead, ConnectionTokensDecideWhatFollowsTheAnswer) {
+  using After = CheckedHead::After;
+  EXPECT_EQ(CheckRequestHead("GET / HTTP/1.1\r\nHost: x\r\n\r\n").after, After::kKeepAlive);
+  EXPECT_EQ(CheckRequestHead("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").after,
+            After::kClose);
+  EXPECT_EQ(CheckRequestHead("GET / HTTP/1.1\r\nHost: x\r\nConnection: te, CLOSE \r\n\r\n").after,
+            After::kClose);
+  EXPECT_EQ(CheckRequestHead("GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n").after,
+            After::kKeepAlive);
+  EXPECT_EQ(CheckRequestHead("GET / HTTP/1.0\r\n\r\n").after, After::kClose10);
+  EXPECT_EQ(CheckRequestHead("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").after,
+            After::kKeepAlive10);
+  EXPECT_EQ(CheckRequestHead("GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n").after,
+            After::kClose10);
+}
+
+TEST(ServeCheckedHttp, ConnectionCloseIsAnsweredAndTheConnectionEnds) {
+  GuardedServer server;
+  const std::string answer =
+      server.ExchangeLeftOpen("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(answer.substr(0, answer.find("\r\n\r\n") + 4),
+            "HTTP/1.1 200 OK\r\nContent-Length: 27\r\nConnection: close\r\n\r\n")
+      << answer;
+  EXPECT_NE(answer.find("/a  Connection=close Host=x"), std::string::npos) << answer;
+}
+
+TEST(ServeCheckedHttp, RequestsBeforeTheCloseAreAnsweredAndThoseAfterItAreNotRead) {
+  GuardedServer server;
+  const std::string answer = server.ExchangeLeftOpen(
+      "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
+      "POST /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\nho"
+      "GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+  const size_t second = answer.find("HTTP/1.1", 1);
+  ASSERT_NE(second, std::string::npos) << answer;
+  EXPECT_EQ(answer.substr(0, second).find("Connection"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("/a hi "), std::string::npos) << answer;
+  EXPECT_NE(answer.substr(second).find("Connection: close\r\n"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("/b ho "), std::string::npos) << answer;
+  EXPECT_EQ(answer.find("/c"), std::string::npos) << answer;
+}
+
+TEST(ServeCheckedHttp, AStreamedAnswerIsWholeBeforeTheClose) {
+  GuardedServer server;
+  EXPECT_EQ(server.ExchangeLeftOpen("GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            "3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n");
+}
+
+TEST(ServeCheckedHttp, Http10ClosesUnlessKeepAlive) {
+  GuardedServer server;
+  const std::string closed = server.ExchangeLeftOpen("GET /a HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(closed.substr(0, closed.find("\r\n\r\n") + 4),
+            "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n")
+      << closed;
+  // Kept open: both answered, and the connection is still there.
+  const std::string kept = server.ExchangeLeftOpen(
+      "GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+      "GET /b HTTP/1.1\r\nHost: x\r\n\r\n",
+      200 * kj::MILLISECONDS);
+  EXPECT_EQ(kept, "(still open)");
+}
+
+TEST(ServeCheckedHttp, KeepAliveAnswersEveryRequestOnOneConnection) {
+  GuardedServer server;
+  const std::string answer = server.Exchange(
+      "GET /a HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
+      "GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+      "GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_NE(answer.find("/a  Connection=keep-alive Host=x"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("HTTP/1.0 200 OK\r\nContent-Length: 25\r\nConnection: keep-alive\r\n\r\n"
+                        "/b  Connection=keep-alive"),
+            std::string::npos)
+      << answer;
+  EXPECT_NE(answer.find("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n/c  Host=x"),
+            std::string::npos)
+      << answer;
+  EXPECT_EQ(answer.find("close"), std::string::npos) << answer;
 }
 
 }  // namespace
