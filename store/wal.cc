@@ -363,6 +363,7 @@ absl::Status Wal::Recover() {
   bool have_marker = false;
   raft::Index unanchored_start = 0;  // the first entry, when the log does not start at 1
   bool awaiting_anchor = false;      // no marker has covered the entries before it yet
+  bool saw_entry = false;            // an entry record was replayed
   std::string window, chunk;         // the segment readers' buffers, reused
   for (size_t i = 0; i < found.size(); ++i) {
     Segment& segment = found[i];
@@ -416,8 +417,14 @@ absl::Status Wal::Recover() {
           // the marker that covers its first entries: the log starts at its first entry. Until a
           // marker covers that start, an entry below it rewrites the log from there (a new
           // leader's conflicting suffix), which moves the start down.
+          //
+          // The segments before the first entry may hold no entries at all (a member that only
+          // campaigned while isolated fills segments with hard states): compaction removed the
+          // segments oldest first, and a crash kept only a prefix of those removals, so the
+          // remaining run may begin with such segments, whose marker predates the log's start.
+          // The marker that covers the start then comes later (the check after the loop).
           const bool log_starts_here =
-              (i == 0 && written_.terms.empty() && entry.index > written_.LastIndex() + 1) ||
+              (!saw_entry && entry.index > written_.LastIndex() + 1) ||
               (awaiting_anchor && entry.index < unanchored_start && entry.index > marker.index);
           if (log_starts_here) {
             written_.terms.clear();
@@ -438,6 +445,7 @@ absl::Status Wal::Recover() {
           if (keep < state.entries.size()) state.entries.resize(keep);
           written_.AddEntry(entry.index, entry.term);
           state.entries.push_back(std::move(entry));
+          saw_entry = true;
           segment.last_entry = std::max(segment.last_entry, written_.LastIndex());
           break;
         }

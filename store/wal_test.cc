@@ -5,6 +5,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -159,6 +161,73 @@ TEST_F(WalTest, RewriteBelowTheFirstEntryOfTheOldestSegmentRecovers) {
   ASSERT_EQ(state.entries.size(), 2u);
   EXPECT_EQ(state.entries[0].index, last + 2);
   EXPECT_EQ(state.entries[1].term, 2u);
+}
+
+// Found by the simulator (fuzz seed 226): an isolated member campaigned for a long time and
+// filled whole segments with hard states alone, then took entries again; a compaction covered
+// every segment but the newest, and a crash kept only the first of the removals (names are
+// volatile until the directory is synced, and a crash keeps a prefix of their order). The
+// remaining run begins with segments holding no entries, whose marker predates the log's first
+// entry; the marker that covers the gap comes later. Recovery must start the log at its first
+// entry, not refuse with "entries are missing".
+TEST_F(WalTest, SegmentsWithoutEntriesBeforeTheLogStartRecoverAfterAPartialCompaction) {
+  WalOptions options;
+  options.segment_bytes = 4096;
+  auto wal = OpenWal(options);
+  Write(*wal, 1, 20, 1, 1);
+  raft::SnapshotMetadata mark;
+  mark.index = 10;
+  mark.term = 1;
+  ASSERT_TRUE(wal->Compact(mark).ok());
+  uint64_t id = 2;
+  raft::Term term = 1;
+  // Campaigns: hard states only, until two more segments hold nothing else.
+  const uint64_t before = wal->segment_count();
+  while (wal->segment_count() < before + 2) {
+    raft::PersistRequest request;
+    request.id = id++;
+    request.hard_state = raft::HardState{++term, 1, 20};
+    ASSERT_TRUE(wal->AppendAndSync(request).ok());
+  }
+  // Leader again: entries until a further segment holds two of them.
+  raft::Index last = 20;
+  raft::Index first_of_newest = 0;
+  const uint64_t campaign_segments = wal->segment_count();
+  while (first_of_newest == 0 || last < first_of_newest + 1) {
+    ++last;
+    Write(*wal, last, last, term, id++);
+    if (first_of_newest == 0 && wal->segment_count() > campaign_segments) first_of_newest = last;
+  }
+  const std::vector<std::string> paths = wal->SegmentPaths();
+  ASSERT_GE(paths.size(), 4u);
+  std::vector<std::string> contents;
+  for (const std::string& path : paths) {
+    std::ifstream in(path, std::ios::binary);
+    contents.emplace_back(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  mark.index = last - 1;
+  mark.term = term;
+  ASSERT_TRUE(wal->Compact(mark).ok());
+  auto batch = wal->StartSync();
+  ASSERT_TRUE(batch.ok() && *batch != nullptr);
+  ASSERT_TRUE(wal->FinishSync(**batch, (*batch)->Run()).ok());
+  ASSERT_EQ(wal->segment_count(), 1u);
+  wal.reset();
+  // The crash undid every removal but the first: the segment with entries 11..20 is gone.
+  for (size_t i = 1; i + 1 < paths.size(); ++i) {
+    std::ofstream out(paths[i], std::ios::binary | std::ios::trunc);
+    out.write(contents[i].data(), static_cast<std::streamsize>(contents[i].size()));
+    ASSERT_TRUE(out.good());
+  }
+  wal = OpenWal(options);
+  ASSERT_NE(wal, nullptr);
+  const raft::RestartState& state = wal->recovery().state;
+  ASSERT_NE(state.snapshot, nullptr);
+  EXPECT_EQ(state.snapshot->metadata.index, last - 1);
+  ASSERT_EQ(state.entries.size(), 1u);
+  EXPECT_EQ(state.entries[0].index, last);
+  EXPECT_EQ(state.hard_state.term, term);
+  EXPECT_EQ(wal->recovery().segments, paths.size() - 1);
 }
 
 TEST_F(WalTest, ReceivedSnapshotReplacesTheLogAndKeepsItsDataInAFile) {
