@@ -31,12 +31,23 @@ if [ "$mode" = fix ]; then
   exit 0
 fi
 
+# A file needs formatting when clang-format reports a violation in it. Any other failure (a
+# clang-format that could not run, say under memory pressure) is tried again and, if it
+# persists, reported as what it is rather than as a formatting fault.
 bad=()
 for file in "${files[@]}"; do
   [ -f "$file" ] || continue
-  if ! clang-format --dry-run --Werror "$file" >/dev/null 2>&1; then
-    bad+=("$file")
-  fi
+  for attempt in 1 2 3; do
+    if out=$(clang-format --dry-run --Werror "$file" 2>&1); then
+      break
+    elif grep -q 'clang-format-violations' <<<"$out"; then
+      bad+=("$file")
+      break
+    elif [ "$attempt" -eq 3 ]; then
+      echo "format: clang-format failed on $file: $out" >&2
+      bad+=("$file")
+    fi
+  done
 done
 if [ ${#bad[@]} -gt 0 ]; then
   echo "format: these files need tools/format.sh:" >&2
