@@ -94,11 +94,8 @@ ListAppendClients::ListAppendClients(Simulation& sim, uint64_t seed,
 ListAppendClients::~ListAppendClients() = default;
 
 raft::NodeId ListAppendClients::RandomLiveNode() {
-  std::vector<raft::NodeId> live;
-  for (raft::NodeId id : sim_.node_ids()) {
-    if (sim_.up(id)) live.push_back(id);
-  }
-  return live.empty() ? raft::kNoNode : live[rng_.Uniform(live.size())];
+  sim_.LiveNodeIds(&live_);
+  return live_.empty() ? raft::kNoNode : live_[rng_.Uniform(live_.size())];
 }
 
 void ListAppendClients::Step() {
@@ -213,7 +210,7 @@ void ListAppendClients::SendRead(Client& client) {
   }
   client.phase = Client::Phase::kRead;
   client.node = RandomLiveNode();
-  client.request = client.node == raft::kNoNode ? 0 : sim_.Submit(client.node, request);
+  client.request = client.node == raft::kNoNode ? 0 : sim_.Submit(client.node, std::move(request));
   client.sent_ms = sim_.now_ms();
   if (client.request == 0) End(client, elle::TxnType::kFail);  // nobody to ask: nothing done
 }
@@ -267,7 +264,7 @@ void ListAppendClients::SendWrite(Client& client, const Response& read) {
   }
   client.phase = Client::Phase::kWrite;
   client.node = RandomLiveNode();
-  client.request = client.node == raft::kNoNode ? 0 : sim_.Submit(client.node, request);
+  client.request = client.node == raft::kNoNode ? 0 : sim_.Submit(client.node, std::move(request));
   client.sent_ms = sim_.now_ms();
   if (client.request == 0) End(client, elle::TxnType::kFail);
 }

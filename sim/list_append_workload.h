@@ -81,6 +81,7 @@ class ListAppendClients {
   raft::SplitMix64 rng_;
   std::vector<std::unique_ptr<Client>> clients_;
   std::vector<int64_t> next_value_;  // per key: the next element to append (unique per key)
+  std::vector<raft::NodeId> live_;   // RandomLiveNode's scratch, kept to spare allocations
   std::vector<elle::Txn> history_;
   bool finishing_ = false;
   uint64_t ok_ = 0, failed_ = 0, indeterminate_ = 0;

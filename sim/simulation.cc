@@ -535,7 +535,7 @@ void Simulation::OnReady(Node& node, const server::Ready& ready) {
   raft_checkers_.OnReady(*node.checks, *node.server(), ready, node.member->wal());
 }
 
-server::RequestId Simulation::SubmitObserved(Node& node, server::Request request) {
+server::RequestId Simulation::SubmitObserved(Node& node, server::Request&& request) {
   const ServerRuleCheckers::Measured measured = server_rules_.Measure(request);
   if (request.type != server::RequestType::kMemberPromote || !node.server()->is_leader()) {
     const server::RequestId request_id = node.server()->Submit(std::move(request));
@@ -1494,7 +1494,7 @@ void Simulation::OperatorStep(uint64_t phase) {
         if (node == nullptr) continue;
         request.type = server::RequestType::kDefragment;
         const uint64_t before = node->backend.SizeBytes();
-        (void)SubmitObserved(*node, request);
+        (void)SubmitObserved(*node, server::Request(request));
         Drain(*node);
         Trace(absl::StrCat("operator: defragment n", id, ": ", before, " -> ",
                            node->backend.SizeBytes(), " bytes"));
@@ -1700,6 +1700,13 @@ std::vector<NodeId> Simulation::node_ids() const {
 std::optional<std::pair<raft::Term, NodeId>> Simulation::FirstVote(NodeId id) const {
   const RaftCheckers::NodeState* checks = raft_checkers_.Find(id);
   return checks == nullptr ? std::nullopt : checks->first_vote;
+}
+
+void Simulation::LiveNodeIds(std::vector<NodeId>* out) const {
+  out->clear();
+  for (const auto& [id, node] : nodes_) {
+    if (node->up) out->push_back(id);
+  }
 }
 
 bool Simulation::up(NodeId id) const {

@@ -222,6 +222,9 @@ class Simulation {
   // --- Observation ---
   NodeId Leader() const;  // a live node that believes it leads (the highest term), or kNoNode
   std::vector<NodeId> node_ids() const;
+  // The ids of the nodes that are up, in node_ids() order, into *out (cleared first): for
+  // workloads that pick a live member on every request without allocating.
+  void LiveNodeIds(std::vector<NodeId>* out) const;
   // The first vote `id` ever recorded, as (term, candidate), in any incarnation; nullopt if it
   // never voted. Known while the node is down too.
   std::optional<std::pair<raft::Term, NodeId>> FirstVote(NodeId id) const;
@@ -344,7 +347,7 @@ class Simulation {
   void OnRecovered(Node& node, const raft::RestartState& state);
   void OnResponse(Node& node, const server::Response& response);
   // Submits `request` on the running `node`, telling the checkers what they observe of it.
-  server::RequestId SubmitObserved(Node& node, server::Request request);
+  server::RequestId SubmitObserved(Node& node, server::Request&& request);
   void StartSync(Node& node, store::Wal::SyncBatch* batch);
   void OnMemberStop(Node& node, const absl::Status& why);
   void SendMessage(const raft::Message& message);
