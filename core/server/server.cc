@@ -219,7 +219,7 @@ class Server::Impl {
   absl::Status Init(raft::RestartState raft_state, std::vector<Member> founding);
   raft::RawNode& raft() { return *raft_; }
 
-  RequestId Submit(Request request);
+  RequestId Submit(Request&& request);
   absl::StatusOr<mvcc::WatchId> Watch(const mvcc::WatchRequest& request, const std::string& token,
                                       const std::string& cert_user) {
     // The token is checked with auth off too (Identify), as etcd's isWatchPermitted does.
@@ -672,7 +672,7 @@ absl::Status Server::Impl::ValidateTxn(const mvcc::TxnRequest& txn) const {
   return absl::OkStatus();
 }
 
-RequestId Server::Impl::Submit(Request request) {
+RequestId Server::Impl::Submit(Request&& request) {
   RAFT_CHECK(!ready_outstanding_) << "server " << config_.id << ": Submit between GetReady and "
                                   << "Advance";
   const RequestId id = NextRequestId();
