@@ -75,8 +75,9 @@ struct ListAppendClients::Client {
   std::vector<int> op_keys;  // the key of each micro-op
   std::vector<int> keys;     // its distinct keys, in order
   bool final_read = false;
-  bool done = false;      // made its final read
-  int64_t resume_ms = 0;  // after a transaction that did not commit, a short backoff
+  bool done = false;                   // made its final read
+  int64_t resume_ms = 0;               // after a transaction that did not commit, a short backoff
+  uint64_t answers_seen = UINT64_MAX;  // sim call_answers() at its last poll that found nothing
 };
 
 ListAppendClients::ListAppendClients(Simulation& sim, uint64_t seed,
@@ -138,14 +139,23 @@ elle::CheckResult ListAppendClients::Check() const { return elle::Check(history_
 
 void ListAppendClients::StepClient(Client& client) {
   if (client.phase != Client::Phase::kIdle) {
-    std::optional<Response> response = sim_.TakeResponse(client.node, client.request);
-    if (!response.has_value()) {
+    const auto no_answer = [&] {
       if (sim_.up(client.node) && sim_.now_ms() - client.sent_ms <= options_.request_timeout_ms) {
         return;  // still waiting
       }
       // No answer: a read changed nothing; a write may still apply.
       End(client,
           client.phase == Client::Phase::kRead ? elle::TxnType::kFail : elle::TxnType::kInfo);
+    };
+    // Polled every millisecond: the look-up is skipped while no answer arrived since the last miss.
+    if (client.answers_seen == sim_.call_answers()) {
+      no_answer();
+      return;
+    }
+    std::optional<Response> response = sim_.TakeResponse(client.node, client.request);
+    if (!response.has_value()) {
+      client.answers_seen = sim_.call_answers();
+      no_answer();
       return;
     }
     if (!response->status.ok()) {
@@ -209,6 +219,7 @@ void ListAppendClients::SendRead(Client& client) {
     request.txn.success.push_back(std::move(op));
   }
   client.phase = Client::Phase::kRead;
+  client.answers_seen = UINT64_MAX;
   client.node = RandomLiveNode();
   client.request = client.node == raft::kNoNode ? 0 : sim_.Submit(client.node, std::move(request));
   client.sent_ms = sim_.now_ms();
@@ -263,6 +274,7 @@ void ListAppendClients::SendWrite(Client& client, const Response& read) {
     request.txn.success.push_back(std::move(op));
   }
   client.phase = Client::Phase::kWrite;
+  client.answers_seen = UINT64_MAX;
   client.node = RandomLiveNode();
   client.request = client.node == raft::kNoNode ? 0 : sim_.Submit(client.node, std::move(request));
   client.sent_ms = sim_.now_ms();

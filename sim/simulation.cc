@@ -571,6 +571,7 @@ void Simulation::OnResponse(Node& node, const server::Response& response) {
     JudgeByModel(node.id, sent != call_requests_.end() ? &sent->second : nullptr, response);
     if (sent != call_requests_.end()) call_requests_.erase(sent);
     call_results_[{node.id, response.request_id}] = response;
+    ++call_answers_;
   } else {
     ClientComplete(*clients_[client], node.id, response);
   }

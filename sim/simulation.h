@@ -210,6 +210,9 @@ class Simulation {
   // the response once it has come (nullopt until then, or forever if the node went down).
   server::RequestId Submit(NodeId node, server::Request request);
   std::optional<server::Response> TakeResponse(NodeId node, server::RequestId id);
+  // How many answers to Submit() or Call() have arrived so far: TakeResponse finds nothing new
+  // while this is unchanged since it last found nothing, so a poller can skip the look-up.
+  uint64_t call_answers() const { return call_answers_; }
   // Opens a watch on `node` that the standing checker follows (start revision, order,
   // progress notifications). kUnavailable when the node is down.
   absl::Status AddWatch(NodeId node, const mvcc::WatchRequest& request);
@@ -410,6 +413,7 @@ class Simulation {
   static constexpr size_t kCallSlot = SIZE_MAX;
   // Request ids are unique per member only: keyed by (member, request id).
   std::map<std::pair<NodeId, server::RequestId>, server::Response> call_results_;
+  uint64_t call_answers_ = 0;  // insertions into call_results_
   // Reads submitted by Call() and Submit() (ranges, txns), for the reference model to judge
   // their answers; erased when answered.
   std::map<std::pair<NodeId, server::RequestId>, server::Request> call_requests_;
