@@ -21,25 +21,6 @@ for i in 1 2 3; do
   start_member "$i" --experimental-watch-progress-notify-interval 300ms --log-level error
 done
 
-ok() { echo "ok   $1"; }
-fail() {
-  echo "FAIL $1"
-  shift
-  printf '  %s\n' "$@"
-  failures=$((failures + 1))
-}
-# expect NAME WANT_EXIT WANT_OUTPUT_REGEX COMMAND...
-expect() {
-  local name=$1 want_exit=$2 want=$3
-  shift 3
-  local out code=0
-  out=$(timeout 30 "$@" 2>&1) || code=$?
-  if [ "$code" = "$want_exit" ] && [[ "$out" =~ $want ]]; then
-    ok "$name"
-  else
-    fail "$name" "want exit $want_exit and /$want/" "got exit $code: $out"
-  fi
-}
 
 # The leader and a follower, once every member agrees on a leader.
 leader=

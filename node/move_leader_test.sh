@@ -19,25 +19,6 @@ three_members m
 start() { start_member "$1" --log-level info; }
 for i in 1 2 3; do start "$i"; done
 
-ok() { echo "ok   $1"; }
-fail() {
-  echo "FAIL $1"
-  shift
-  printf '  %s\n' "$@"
-  failures=$((failures + 1))
-}
-# expect NAME WANT_EXIT WANT_OUTPUT_REGEX COMMAND...
-expect() {
-  local name=$1 want_exit=$2 want=$3
-  shift 3
-  local out code=0
-  out=$(timeout 30 "$@" 2>&1) || code=$?
-  if [ "$code" = "$want_exit" ] && [[ "$out" =~ $want ]]; then
-    ok "$name"
-  else
-    fail "$name" "want exit $want_exit and /$want/" "got exit $code: $out"
-  fi
-}
 # Member i's id and the leader it sees, in hex (etcdctl's -w json gives decimal).
 declare -a id lead
 status_of() {

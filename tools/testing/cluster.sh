@@ -52,3 +52,24 @@ start_member() {
     --heartbeat-interval 50 --election-timeout 500 "$@" >>"$tmp/$name.log" 2>&1 &
   pid[$i]=$!
 }
+
+# ok NAME, fail NAME DETAIL... (counted in `failures`), and expect NAME WANT_EXIT
+# WANT_OUTPUT_REGEX COMMAND...: a command's exit code and output checked (30 s at most).
+ok() { echo "ok   $1"; }
+fail() {
+  echo "FAIL $1"
+  shift
+  printf '  %s\n' "$@"
+  failures=$((failures + 1))
+}
+expect() {
+  local name=$1 want_exit=$2 want=$3
+  shift 3
+  local out code=0
+  out=$(timeout 30 "$@" 2>&1) || code=$?
+  if [ "$code" = "$want_exit" ] && [[ "$out" =~ $want ]]; then
+    ok "$name"
+  else
+    fail "$name" "want exit $want_exit and /$want/" "got exit $code: $out"
+  fi
+}
