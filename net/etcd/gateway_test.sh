@@ -122,20 +122,22 @@ headers_of() {
     grep -v -i -E '^(date|content-length|x-content-type-options):|^$' | normalise | sort
 }
 cors=$'Access-Control-Allow-Headers: accept, content-type, authorization\nAccess-Control-Allow-Methods: POST, GET, OPTIONS, PUT, DELETE\nAccess-Control-Allow-Origin: *'
+# same NAME WANT GOT: ok when GOT is WANT, else a diff of the two and a failure.
+same() {
+  if [ "$3" = "$2" ]; then
+    echo "ok   $1"
+  else
+    echo "FAIL $1"
+    diff <(echo "$2") <(echo "$3") || true
+    failures=$((failures + 1))
+  fi
+}
 # expect_headers NAME WANT CURL_ARGS...
 expect_headers() {
   local name=$1 want
   want=$(printf '%s\n' "$2" | sort)
   shift 2
-  local got
-  got=$(headers_of "$@")
-  if [ "$got" = "$want" ]; then
-    echo "ok   $name"
-  else
-    echo "FAIL $name"
-    diff <(echo "$want") <(echo "$got") || true
-    failures=$((failures + 1))
-  fi
+  same "$name" "$want" "$(headers_of "$@")"
 }
 expect_headers cors-preflight "HTTP/1.1 200 OK"$'\n'"$cors" -X OPTIONS -H 'Origin: http://x' \
   -H 'Access-Control-Request-Method: POST' "$url/v3/kv/put"
@@ -236,15 +238,7 @@ PY
 }
 # expect_conversation NAME WANT BYTES
 expect_conversation() {
-  local got
-  got=$(conversation "$3")
-  if [ "$got" = "$2" ]; then
-    echo "ok   $1"
-  else
-    echo "FAIL $1"
-    diff <(echo "$2") <(echo "$got") || true
-    failures=$((failures + 1))
-  fi
+  same "$1" "$2" "$(conversation "$3")"
 }
 health() { # CONNECTION_FIELD_LINES: a /health answer's sorted fields, each line ending in \n
   printf 'HTTP/%s 200 OK\n%s\n%sContent-Length: 17\nContent-Type: text/plain; charset=utf-8\n{"health":"true"}' "$1" "$cors" "$2"
