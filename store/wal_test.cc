@@ -54,6 +54,20 @@ class WalTest : public ::testing::Test {
     ASSERT_TRUE(wal.AppendAndSync(request).ok());
   }
 
+  // Compacts to `mark` and syncs, so the removals of covered segments are durable.
+  static ::testing::AssertionResult CompactDurably(Wal& wal, const raft::SnapshotMetadata& mark) {
+    if (absl::Status compacted = wal.Compact(mark); !compacted.ok()) {
+      return ::testing::AssertionFailure() << "compact: " << compacted;
+    }
+    auto batch = wal.StartSync();
+    if (!batch.ok()) return ::testing::AssertionFailure() << "start sync: " << batch.status();
+    if (*batch == nullptr) return ::testing::AssertionFailure() << "nothing to sync";
+    if (absl::Status synced = wal.FinishSync(**batch, (*batch)->Run()); !synced.ok()) {
+      return ::testing::AssertionFailure() << "finish sync: " << synced;
+    }
+    return ::testing::AssertionSuccess();
+  }
+
   static std::string Describe(const raft::RestartState& state) {
     std::string out;
     if (state.snapshot != nullptr) {
@@ -110,10 +124,7 @@ TEST_F(WalTest, SegmentsRollOverAndCompactionDropsWholeSegments) {
   mark.index = 150;
   mark.term = 1;
   mark.conf_state.voters = {1, 2, 3};
-  ASSERT_TRUE(wal->Compact(mark).ok());
-  auto batch = wal->StartSync();
-  ASSERT_TRUE(batch.ok() && *batch != nullptr);
-  ASSERT_TRUE(wal->FinishSync(**batch, (*batch)->Run()).ok());
+  ASSERT_TRUE(CompactDurably(*wal, mark));
   EXPECT_LT(wal->segment_count(), segments);
   EXPECT_EQ(wal->durable_snapshot_index(), 150u);
   wal.reset();
@@ -147,10 +158,7 @@ TEST_F(WalTest, RewriteBelowTheFirstEntryOfTheOldestSegmentRecovers) {
   raft::SnapshotMetadata mark;
   mark.index = last + 1;
   mark.term = 2;
-  ASSERT_TRUE(wal->Compact(mark).ok());
-  auto batch = wal->StartSync();
-  ASSERT_TRUE(batch.ok() && *batch != nullptr);
-  ASSERT_TRUE(wal->FinishSync(**batch, (*batch)->Run()).ok());
+  ASSERT_TRUE(CompactDurably(*wal, mark));
   ASSERT_EQ(wal->segment_count(), 1u);
   wal.reset();
   wal = OpenWal(options);
@@ -207,10 +215,7 @@ TEST_F(WalTest, SegmentsWithoutEntriesBeforeTheLogStartRecoverAfterAPartialCompa
   }
   mark.index = last - 1;
   mark.term = term;
-  ASSERT_TRUE(wal->Compact(mark).ok());
-  auto batch = wal->StartSync();
-  ASSERT_TRUE(batch.ok() && *batch != nullptr);
-  ASSERT_TRUE(wal->FinishSync(**batch, (*batch)->Run()).ok());
+  ASSERT_TRUE(CompactDurably(*wal, mark));
   ASSERT_EQ(wal->segment_count(), 1u);
   wal.reset();
   // The crash undid every removal but the first: the segment with entries 11..20 is gone.
