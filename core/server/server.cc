@@ -773,6 +773,17 @@ RequestId Server::Impl::Submit(Request&& request) {
       return id;
     }
     case RequestType::kMemberPromote: {
+      // The leader check comes first, as in etcd: only the leader knows whether the learner is
+      // ready, and a follower that has not yet applied the learner's addition must hand the
+      // promotion on (the node forwards kNotLeader) rather than refuse it from its own list.
+      if (!raft_->IsLeader()) {
+        Respond(
+            id, request.type,
+            Error(ErrorCode::kNotLeader, absl::StrCat("member promote must be served by the "
+                                                      "leader (",
+                                                      raft_->GetStatus().soft_state.leader, ")")));
+        return id;
+      }
       auto it = members_.find(request.member.id);
       if (it == members_.end()) {
         Respond(id, request.type,
@@ -784,14 +795,6 @@ RequestId Server::Impl::Submit(Request&& request) {
         Respond(id, request.type,
                 Error(ErrorCode::kLearnerNotPromotable,
                       absl::StrCat("member promote: ", request.member.id, " is not a learner")));
-        return id;
-      }
-      if (!raft_->IsLeader()) {
-        Respond(
-            id, request.type,
-            Error(ErrorCode::kNotLeader, absl::StrCat("member promote must be served by the "
-                                                      "leader (",
-                                                      raft_->GetStatus().soft_state.leader, ")")));
         return id;
       }
       const raft::Status status = raft_->GetStatus();

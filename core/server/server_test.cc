@@ -592,12 +592,19 @@ TEST(ServerTest, NoLeaderNotLeaderMemberNotFound) {
   // Remaining TTLs are tracked by the leader only; a follower does not make one up.
   ExpectError(cluster.Call(follower, WithLease(RequestType::kLeaseTimeToLive, lease_id)),
               ErrorCode::kNotLeader);
-  ExpectError(cluster.Call(follower, WithMember(RequestType::kMemberPromote, follower)),
+  ExpectError(cluster.Call(leader, WithMember(RequestType::kMemberPromote, follower)),
               ErrorCode::kLearnerNotPromotable, {std::to_string(follower)});
   ExpectError(cluster.Call(leader, WithMember(RequestType::kMemberRemove, 99)),
               ErrorCode::kMemberNotFound, {"99"});
-  ExpectError(cluster.Call(follower, WithMember(RequestType::kMemberPromote, 98)),
+  ExpectError(cluster.Call(leader, WithMember(RequestType::kMemberPromote, 98)),
               ErrorCode::kMemberNotFound, {"98"});
+  // A follower judges no promotion from its own member list, which may lag the leader's (a
+  // learner it has not applied yet): it answers kNotLeader, which the node forwards, as etcd's
+  // follower forwards the promotion to its leader.
+  ExpectError(cluster.Call(follower, WithMember(RequestType::kMemberPromote, 98)),
+              ErrorCode::kNotLeader);
+  ExpectError(cluster.Call(follower, WithMember(RequestType::kMemberPromote, follower)),
+              ErrorCode::kNotLeader);
   // Isolated long enough, the follower campaigns and forgets the leader.
   cluster.Isolate(follower);
   cluster.TickAll(50);

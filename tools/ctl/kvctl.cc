@@ -2006,11 +2006,7 @@ int RunMemberMigrate(Context& c) {
       absl::StatusOr<Response> promoted = c.Call(promote);
       // A promotion whose outcome was unknown may have happened: then it is no learner now.
       if (promoted.ok() || CodeOf(promoted.status()) == ErrorCode::kLearnerNotPromotable) break;
-      // A follower that has not yet applied the learner's addition answers "no member" from
-      // its own member list before it would forward the promotion to the leader: the learner
-      // this command added or found is then still on its way there.
       const bool waiting = CodeOf(promoted.status()) == ErrorCode::kLearnerNotReady ||
-                           CodeOf(promoted.status()) == ErrorCode::kMemberNotFound ||
                            MembershipRetriable(promoted.status());
       if (!waiting) return Fail(promoted.status());
       if (absl::Now() >= deadline) {
