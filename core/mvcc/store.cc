@@ -98,6 +98,42 @@ bool CompareKeyValue(const Compare& c, const KeyValue& kv) {
   return false;
 }
 
+// A key-bucket record decoded in place: views into the backend's bytes, valid while the visitor
+// that got them runs. Decoding touches only the fields before the value, so a scan that needs
+// no value (Restore) never reads or copies one.
+struct RecordView {
+  absl::string_view key;
+  uint64_t create_revision = 0;
+  uint64_t mod_revision = 0;
+  uint64_t version = 0;
+  uint64_t lease = 0;
+  absl::string_view value;
+};
+
+bool DecodeRecordView(absl::string_view data, RecordView* record) {
+  return GetLengthPrefixed(&data, &record->key) && GetVarint(&data, &record->create_revision) &&
+         GetVarint(&data, &record->mod_revision) && GetVarint(&data, &record->version) &&
+         GetVarint(&data, &record->lease) && GetLengthPrefixed(&data, &record->value) &&
+         data.empty();
+}
+
+// CompareKeyValue on a record decoded in place (its fields cast as DecodeKeyValue casts them).
+bool CompareRecord(const Compare& c, const RecordView& record) {
+  switch (c.target) {
+    case Compare::Target::kVersion:
+      return Matches(c.result, Three(static_cast<int64_t>(record.version), c.number));
+    case Compare::Target::kCreate:
+      return Matches(c.result, Three(static_cast<Revision>(record.create_revision), c.number));
+    case Compare::Target::kMod:
+      return Matches(c.result, Three(static_cast<Revision>(record.mod_revision), c.number));
+    case Compare::Target::kLease:
+      return Matches(c.result, Three(static_cast<LeaseId>(record.lease), c.number));
+    case Compare::Target::kValue:
+      return Matches(c.result, Three(record.value, absl::string_view(c.value)));
+  }
+  return false;
+}
+
 // Key intervals written by a txn branch, to refuse writing one key twice (etcd checkIntervals).
 struct Interval {
   std::string key;
@@ -172,25 +208,6 @@ absl::Status CheckIntervals(const std::vector<RequestOp>& ops, WriteSet* seen) {
     for (Interval& d : writes.deletes) seen->deletes.push_back(std::move(d));
   }
   return absl::OkStatus();
-}
-
-// A key-bucket record decoded in place: views into the backend's bytes, valid while the visitor
-// that got them runs. Decoding touches only the fields before the value, so a scan that needs
-// no value (Restore) never reads or copies one.
-struct RecordView {
-  absl::string_view key;
-  uint64_t create_revision = 0;
-  uint64_t mod_revision = 0;
-  uint64_t version = 0;
-  uint64_t lease = 0;
-  absl::string_view value;
-};
-
-bool DecodeRecordView(absl::string_view data, RecordView* record) {
-  return GetLengthPrefixed(&data, &record->key) && GetVarint(&data, &record->create_revision) &&
-         GetVarint(&data, &record->mod_revision) && GetVarint(&data, &record->version) &&
-         GetVarint(&data, &record->lease) && GetLengthPrefixed(&data, &record->value) &&
-         data.empty();
 }
 
 }  // namespace
@@ -533,10 +550,23 @@ bool Store::Evaluate(const Compare& c) const {
   VisitRange(c.key, c.range_end, [&](const std::string&, const KeyIndex& ki) {
     KeyIndex::Found found;
     if (!ki.Get(current_revision_, &found)) return true;
-    std::optional<KeyValue> kv = Fetch(found.modified, false);
-    if (!kv.has_value()) return true;
+    // The record is compared where the backend holds it, as Fetch finds it but without copying
+    // its key and value out (a mod-revision compare on a large value copied all of it).
+    RevisionKeyBuffer buffer;
+    const absl::string_view key = EncodeRevisionKey(found.modified, false, buffer);
+    bool present = false;
+    bool holds = false;
+    backend_->Range(Bucket::kKey, key, "", [&](absl::string_view k, absl::string_view value) {
+      RecordView record;
+      if (k == key && DecodeRecordView(value, &record)) {
+        present = true;
+        holds = CompareRecord(c, record);
+      }
+      return false;
+    });
+    if (!present) return true;
     any = true;
-    if (!CompareKeyValue(c, *kv)) {
+    if (!holds) {
       all = false;
       return false;
     }
@@ -549,10 +579,28 @@ bool Store::Evaluate(const Compare& c) const {
   return CompareKeyValue(c, KeyValue{});
 }
 
+namespace {
+
+// Whether CheckIntervals surely accepts `ops`: ranges and puts of distinct keys only (most txns).
+// Anything else (a delete, a nested txn, a key put twice) takes the full check.
+bool PlainDistinctPuts(const std::vector<RequestOp>& ops) {
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (ops[i].kind == RequestOp::Kind::kRange) continue;
+    if (ops[i].kind != RequestOp::Kind::kPut) return false;
+    for (size_t j = 0; j < i; ++j) {
+      if (ops[j].kind == RequestOp::Kind::kPut && ops[j].put.key == ops[i].put.key) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 absl::Status Store::CheckTxn(const TxnRequest& request, bool branch_success) const {
   // Before writing anything: one key written twice, or ignore_* on a missing key, refuses the
   // whole txn, so no half-applied transaction can exist.
   for (const std::vector<RequestOp>* branch : {&request.success, &request.failure}) {
+    if (PlainDistinctPuts(*branch)) continue;  // no sets to build: nothing can collide
     WriteSet writes;
     if (auto s = CheckIntervals(*branch, &writes); !s.ok()) return s;
   }
