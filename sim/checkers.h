@@ -40,18 +40,34 @@
 
 namespace kvstore::sim {
 
-// A digest of bytes for equality checks within a run (never printed or hashed into the trace):
-// eight bytes per mix, where byte-wise FNV-1a cost 2% of a fuzz run.
+// A digest of bytes for equality checks within a run (never printed or hashed into the trace).
+// Sixteen bytes per step: the two words, each offset by a constant, multiplied into 128 bits and
+// folded to 64, then mixed into the state by an odd multiply (one-to-one in the fold). That is
+// half the instructions of the splitmix finalizer per eight bytes it replaced (itself a quarter
+// of byte-wise FNV-1a's); entries and watch values are digested on every node that applies or
+// delivers them (3-4% of a fuzz seed with kilobyte values).
 inline uint64_t Digest(absl::string_view bytes, uint64_t seed) {
+  constexpr uint64_t kA = 0xA0761D6478BD642Full;
+  constexpr uint64_t kB = 0xE7037ED1A0B428DBull;
+  constexpr uint64_t kM = 0x9E3779B97F4A7C15ull;
   uint64_t h = raft::SplitMix64::Mix(seed ^ bytes.size());
+  const char* p = bytes.data();
   size_t i = 0;
-  for (; i + 8 <= bytes.size(); i += 8) {
+  for (; i + 16 <= bytes.size(); i += 16) {
+    uint64_t a, b;
+    std::memcpy(&a, p + i, 8);
+    std::memcpy(&b, p + i + 8, 8);
+    const unsigned __int128 m = static_cast<unsigned __int128>(a ^ kA) * (b ^ kB);
+    h = (h ^ static_cast<uint64_t>(m) ^ static_cast<uint64_t>(m >> 64)) * kM;
+  }
+  if (i + 8 <= bytes.size()) {
     uint64_t word;
-    std::memcpy(&word, bytes.data() + i, 8);
+    std::memcpy(&word, p + i, 8);
     h = raft::SplitMix64::Mix(h ^ word);
+    i += 8;
   }
   uint64_t tail = 0;
-  if (i < bytes.size()) std::memcpy(&tail, bytes.data() + i, bytes.size() - i);
+  if (i < bytes.size()) std::memcpy(&tail, p + i, bytes.size() - i);
   return raft::SplitMix64::Mix(h ^ tail ^ 0xFF);
 }
 
