@@ -72,8 +72,9 @@ void RaftCheckers::OnReady(NodeState& node, const server::Server& server,
     auto [it, inserted] = applied_entries_.emplace(entry.index, std::make_pair(entry.term, digest));
     // The reference model replays the committed log once, at each index's first apply.
     if (inserted) {
-      model_->Apply(entry.index, entry.type == raft::EntryType::kConfChange, entry.data.view());
-      if (rules_ != nullptr) rules_->OnFirstApply(entry);
+      decoded_.Reset(entry.data.view());
+      model_->Apply(entry.index, entry.type == raft::EntryType::kConfChange, &decoded_);
+      if (rules_ != nullptr) rules_->OnFirstApply(entry, &decoded_);
     }
     if (!inserted && it->second != std::make_pair(entry.term, digest)) {
       world_->Violation(absl::StrCat("n", node.id, " applied a different entry at index ",
@@ -616,6 +617,11 @@ void ServerRuleCheckers::OnConfChanged(raft::NodeId node, const raft::ConfState&
 }
 
 void ServerRuleCheckers::OnFirstApply(const raft::Entry& entry) {
+  DecodedEntry decoded(entry.data.view());
+  OnFirstApply(entry, &decoded);
+}
+
+void ServerRuleCheckers::OnFirstApply(const raft::Entry& entry, DecodedEntry* decoded) {
   if (entry.type != raft::EntryType::kNormal || entry.data.empty()) return;
   ++counts_.entries_judged;
   if (entry.data.size() > limits_.max_request_bytes) {
@@ -624,8 +630,9 @@ void ServerRuleCheckers::OnFirstApply(const raft::Entry& entry) {
                                    limits_.max_request_bytes, " bytes"));
     return;
   }
-  server::pb::InternalRequest internal;
-  if (!internal.ParseFromArray(entry.data.data(), static_cast<int>(entry.data.size()))) return;
+  const server::pb::InternalRequest* parsed = decoded->Get();
+  if (parsed == nullptr) return;
+  const server::pb::InternalRequest& internal = *parsed;
   const ProposalKey key{internal.member_id(), internal.id()};
   if (internal.id() != 0 && !over_limit_.empty()) {
     if (auto it = over_limit_.find(key); it != over_limit_.end()) {

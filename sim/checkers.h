@@ -154,6 +154,7 @@ class RaftCheckers {
   std::map<raft::NodeId, std::unique_ptr<NodeState>> nodes_;
   std::map<raft::Term, raft::NodeId> leaders_by_term_;
   std::map<raft::Index, std::pair<raft::Term, uint64_t>> applied_entries_;  // index -> term, hash
+  DecodedEntry decoded_;  // the first-applied entry's request, for the model and the rules
   uint64_t joint_entered_ = 0;
   uint64_t joint_left_ = 0;
 };
@@ -263,6 +264,8 @@ class ServerRuleCheckers {
                      const raft::ConfState& after);
   // An entry applied for the first time anywhere.
   void OnFirstApply(const raft::Entry& entry);
+  // The same, with the entry's decoding (of entry.data) shared with other checkers.
+  void OnFirstApply(const raft::Entry& entry, DecodedEntry* decoded);
 
   const Counts& counts() const { return counts_; }
   bool nospace_alarm_active() const { return !alarms_.empty(); }

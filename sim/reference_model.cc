@@ -261,6 +261,11 @@ std::optional<KeyValue> ReferenceModel::Get(const std::string& key, Revision rev
 }
 
 void ReferenceModel::Apply(uint64_t index, bool conf_change, absl::string_view data) {
+  DecodedEntry entry(data);
+  Apply(index, conf_change, &entry);
+}
+
+void ReferenceModel::Apply(uint64_t index, bool conf_change, DecodedEntry* entry) {
   if (index < next_index_ || blind()) return;
   if (index > next_index_) {
     GoBlind(absl::StrCat("it missed log index ", next_index_, " (the next came at ", index, ")"));
@@ -268,10 +273,11 @@ void ReferenceModel::Apply(uint64_t index, bool conf_change, absl::string_view d
   }
   ++next_index_;
   ++counts_.entries;
-  if (conf_change || data.empty()) return;
-  server::pb::InternalRequest internal;
+  if (conf_change || entry->data().empty()) return;
   // A malformed entry is skipped by every member (its proposer hears INVALID_ARGUMENT).
-  if (!internal.ParseFromArray(data.data(), static_cast<int>(data.size()))) return;
+  const server::pb::InternalRequest* parsed = entry->Get();
+  if (parsed == nullptr) return;
+  const server::pb::InternalRequest& internal = *parsed;
   if (internal.id() != 0 && internal.member_id() != 0) {
     // A proposal the log holds twice (a duplicated forward) takes effect once.
     std::set<uint64_t>& seen = applied_ids_[internal.member_id()];

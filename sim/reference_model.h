@@ -38,13 +38,42 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "core/mvcc/types.h"
+#include "core/server/requests.pb.h"
 #include "core/server/server.h"
 
-namespace kvstore::server::pb {
-class InternalRequest;
-}  // namespace kvstore::server::pb
-
 namespace kvstore::sim {
+
+// A committed entry's data, decoded at most once for the checkers that read it (the reference
+// model and the server-rule checkers each parsed every entry: one protobuf decode per checker
+// and entry). The first Get parses; a reused one keeps its message's storage between entries.
+class DecodedEntry {
+ public:
+  DecodedEntry() = default;
+  explicit DecodedEntry(absl::string_view data) : data_(data) {}
+  DecodedEntry(const DecodedEntry&) = delete;
+  DecodedEntry& operator=(const DecodedEntry&) = delete;
+
+  // Starts over on another entry's data.
+  void Reset(absl::string_view data) {
+    data_ = data;
+    parsed_ = false;
+  }
+  absl::string_view data() const { return data_; }
+  // The entry's request; nullptr when the data is not a server::pb::InternalRequest.
+  const server::pb::InternalRequest* Get() {
+    if (!parsed_) {
+      parsed_ = true;
+      ok_ = request_.ParseFromArray(data_.data(), static_cast<int>(data_.size()));
+    }
+    return ok_ ? &request_ : nullptr;
+  }
+
+ private:
+  absl::string_view data_;
+  bool parsed_ = false;
+  bool ok_ = false;
+  server::pb::InternalRequest request_;
+};
 
 class ReferenceModel {
  public:
@@ -68,6 +97,8 @@ class ReferenceModel {
   // pb::InternalRequest; conf changes and empty entries change no key). Entries come in index
   // order; a gap makes the model blind.
   void Apply(uint64_t index, bool conf_change, absl::string_view data);
+  // The same, with the entry's decoding shared with other checkers.
+  void Apply(uint64_t index, bool conf_change, DecodedEntry* entry);
 
   // Judges `response`, an answer of `member` to `request` (nullptr: unknown; then only answers
   // to logged requests can be judged). Returns what differs from the model, or nullopt.
