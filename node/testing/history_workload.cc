@@ -8,6 +8,18 @@
 #include "kj/debug.h"
 
 namespace kvstore::node::testing {
+namespace {
+
+// A write answered so may have been applied (net/client.h): TIMEOUT, and a member's
+// LEADERSHIP_CHANGED or STOPPED (a member that stops answers its pending proposals so, though
+// it may have forwarded them to the leader already).
+bool OutcomeUnknown(const absl::Status& status) {
+  const ErrorCode code = CodeOf(status);
+  return code == ErrorCode::kTimeout || code == ErrorCode::kLeadershipChanged ||
+         code == ErrorCode::kStopped;
+}
+
+}  // namespace
 
 // Process ids of the acknowledged writes recorded before Start: far from the workers' ids.
 constexpr int64_t kBeforeStartProcess = 1000000;
@@ -84,8 +96,7 @@ kj::Promise<void> HistoryWorkload::Loop(Process& p) {
                                                      : sim::Value(response->range.kvs[0].value);
           }
           ++ok_;
-        } else if (CodeOf(response.status()) == ErrorCode::kTimeout ||
-                   invoke.function == sim::Function::kRead) {
+        } else if (OutcomeUnknown(response.status()) || invoke.function == sim::Function::kRead) {
           done.type = sim::EventType::kInfo;
           done.value = invoke.value;
           ++info_;

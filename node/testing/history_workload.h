@@ -6,9 +6,10 @@
 // recording a history (sim/history.h) that the simulator's linearizability checker judges. The
 // workers run on the caller's kj event loop: they progress while the caller waits on it.
 //
-// Outcomes: ok; a put that failed with TIMEOUT (the client's "outcome unknown") and any failed
-// get are info (a get changes nothing, so an unknown get is left out of the model); any other
-// failed put is fail (it was refused before it reached the log). After an info the process is
+// Outcomes: ok; a put that failed with TIMEOUT (the client's "outcome unknown") or that a member
+// answered LEADERSHIP_CHANGED or STOPPED (it may have been applied: net/client.h), and any
+// failed get, are info (a get changes nothing, so an unknown get is left out of the model); any
+// other failed put is fail (it was refused before it reached the log). After an info the process is
 // replaced by a new one, as in Jepsen. Every completion is also kept with its time on the loop's
 // timer, so a test can ask what completed while a fault was in place.
 
