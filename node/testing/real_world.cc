@@ -1,21 +1,30 @@
 #include "node/testing/real_world.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <map>
 #include <optional>
+#include <random>
 #include <set>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "google/protobuf/descriptor.h"
 #include "kj/debug.h"
+#include "node/crash_process.h"
 #include "sim/runner.h"
+#include "store/posix_file_system.h"
+#include "store/wal.h"
 
 namespace kvstore::node::testing {
 namespace {
@@ -40,25 +49,46 @@ bool Exited(pid_t pid) {
   return state == 'Z' || state == 'X';
 }
 
-// Why a real cluster cannot carry out a disk fault.
+// Why a real cluster cannot carry out a disk fault; empty when it can.
 std::string DiskFaultReason(DiskFault::Kind kind) {
   switch (kind) {
     case DiskFault::TORN_WRITE_CRASH:
-      return "a real disk cannot be made to tear the write in flight at a kill";
     case DiskFault::CORRUPT_RECORD:
     case DiskFault::CORRUPT_OLD_SEGMENT:
-      return "a record of a running member's WAL is not rotted from outside (a corrupt data dir "
-             "refused at start is node:crash_files_test's)";
     case DiskFault::FSYNC_EIO:
     case DiskFault::WRITE_EIO:
-      return "a real kernel cannot be told to fail one WAL write or fsync";
     case DiskFault::DISK_FULL:
     case DiskFault::DISK_SPACE_FREED:
     case DiskFault::DISK_HEALED:
-      return "no disk quota or injected error sits under a real member's file system";
+      return "";
     default:
-      return "a real disk cannot be slowed or faulted from the test";
+      return "a real disk cannot be slowed from the test";
   }
+}
+
+// Reads a whole small file ("" when it cannot).
+std::string ReadSmallFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Writes `text` at `offset` of `path`; false on failure.
+bool WriteAt(const std::string& path, uint64_t offset, const std::string& text) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const ssize_t n = ::pwrite(fd, text.data(), text.size(), static_cast<off_t>(offset));
+  ::close(fd);
+  return n == static_cast<ssize_t>(text.size());
+}
+
+// The line of `text` holding `needle` ("" if none).
+std::string LineWith(const std::string& text, const std::string& needle) {
+  const size_t at = text.find(needle);
+  if (at == std::string::npos) return "";
+  const size_t begin = text.rfind('\n', at);
+  const size_t end = text.find('\n', at);
+  return text.substr(begin == std::string::npos ? 0 : begin + 1,
+                     end == std::string::npos ? std::string::npos : end - begin - 1);
 }
 
 // The same, for an expectation this world cannot judge; empty when it can.
@@ -78,9 +108,8 @@ std::string ExpectReason(const Expect& expect) {
     case Expect::kVotedNever:
       return "a real member's votes in earlier incarnations are not observable";
     case Expect::kRefusedToStart:
-      return "only a corrupted record makes a member refuse to start, and none is corrupted here";
     case Expect::kStoppedOnStorageFailure:
-      return "no storage failure is injected into a real member";
+      return "";
     case Expect::kNoJointConfiguration:
     case Expect::kJointConfigurationsAtLeast:
       return "a real member does not report its joint configurations";
@@ -106,9 +135,20 @@ absl::StatusOr<std::unique_ptr<RealWorld>> RealWorld::Start(const sim::pb::Optio
   cluster.proxy_seed = options.seed() == 0 ? 1 : options.seed();
   // The one knob a real member takes from the scenario: its quota (the NOSPACE scenarios').
   cluster.quota_backend_bytes = options.knobs().quota_bytes();
+  // Every member runs with the fault shim preloaded (inert until its control file arms a fault).
+  const std::string shim = crash::RunfilePath("node/libkvfault.so");
+  if (::access(shim.c_str(), R_OK) != 0) {
+    return absl::NotFoundError(absl::StrCat("no fault shim at ", shim));
+  }
+  ::setenv("LD_PRELOAD", shim.c_str(), 1);
+  if (const char* asan = std::getenv("ASAN_OPTIONS"); asan != nullptr) {
+    // The shim comes before the sanitizer's runtime in the members' library list.
+    ::setenv("ASAN_OPTIONS", absl::StrCat(asan, ":verify_asan_link_order=0").c_str(), 1);
+  }
   auto made = Cluster::Create(cluster);
   if (!made.ok()) return made.status();
   world->cluster_ = std::move(*made);
+  world->tear_rng_.seed(cluster.proxy_seed);
   if (absl::Status s = world->cluster_->StartAll(); !s.ok()) return s;
   world->started_at_ms_ = SteadyMs();
   for (NodeId id = 1; id <= world->cluster_->size(); ++id) {
@@ -146,9 +186,26 @@ std::string RealWorld::CannotRun(const Step& step) {
     case Step::kRememberRevision:
       return "";
     case Step::kExpect:
+      if (step.expect().check_case() == Expect::kRefusedToStart && corruption_skipped_) {
+        return "the corruption that would make it refuse was not placed (its step was skipped)";
+      }
       return ExpectReason(step.expect());
-    case Step::kDiskFault:
-      return DiskFaultReason(step.disk_fault().kind());
+    case Step::kDiskFault: {
+      std::string reason = DiskFaultReason(step.disk_fault().kind());
+      if (reason.empty() && step.disk_fault().kind() == DiskFault::CORRUPT_OLD_SEGMENT &&
+          !SomeLogHasSeveralSegments()) {
+        reason =
+            "no member's WAL has a second segment to corrupt (a real member's segments are "
+            "preallocated 64 MiB, which the scenario's writes do not fill)";
+      }
+      if (!reason.empty() && (step.disk_fault().kind() == DiskFault::CORRUPT_RECORD ||
+                              step.disk_fault().kind() == DiskFault::CORRUPT_OLD_SEGMENT)) {
+        corruption_skipped_ = true;
+      }
+      return reason;
+    }
+    case Step::kRepairRefused:
+      return "";
     case Step::kTickRate:
       return "a real member ticks on the machine's clock: its rate cannot be skewed from outside";
     case Step::kNetwork:
@@ -260,13 +317,12 @@ void RealWorld::Isolate(NodeId id) {
 void RealWorld::Crash(NodeId id) {
   if (!Known(id)) return;
   paused_.erase(id);
-  cluster_->Kill(IndexOf(id));
+  KillMember(id);
 }
 
 void RealWorld::Restart(NodeId id) {
   if (!Known(id) || never_started_.count(id) > 0 || up(id)) return;
-  if (cluster_->member(IndexOf(id)).running()) cluster_->Kill(IndexOf(id));  // reap the exited
-  if (absl::Status s = cluster_->Start(IndexOf(id)); !s.ok()) {
+  if (absl::Status s = StartMember(id); !s.ok()) {
     violations_.push_back(absl::StrCat("n", id, " could not be restarted: ", s.ToString()));
     return;
   }
@@ -274,6 +330,198 @@ void RealWorld::Restart(NodeId id) {
   // exits).
   (void)RunUntil([&] { return !up(id) || Status(id).has_value(); },
                  static_cast<int64_t>(real_.start_timeout_ms / real_.wait_slack));
+}
+
+absl::Status RealWorld::StartMember(NodeId id) {
+  KillMember(id);  // reaps an exited process, judging how it ended
+  // An injected error belongs to the process it was aimed at; a full disk stays full.
+  ArmFault(id, "");
+  refused_.erase(id);
+  stopped_.erase(id);
+  return cluster_->Start(IndexOf(id));
+}
+
+void RealWorld::KillMember(NodeId id) {
+  if (!Known(id)) return;
+  NoteExit(id);
+  cluster_->Kill(IndexOf(id));
+  exit_noted_.erase(id);
+}
+
+void RealWorld::NoteExit(NodeId id) {
+  if (!Known(id)) return;
+  ClusterMember& m = cluster_->member(IndexOf(id));
+  if (m.process == nullptr || exit_noted_.count(id) > 0 || !Exited(m.process->pid())) return;
+  exit_noted_.insert(id);
+  auto exit = m.process->Wait(crash::Clock::now() + std::chrono::seconds(5));
+  if (!exit.ok() || !exit->Exited(1)) return;
+  const std::string& err = m.process->stderr_text();
+  // The store's file-and-offset error (store/wal.h: Open refuses a corrupt record).
+  const std::string corrupt = LineWith(err, "wal: corrupt record in ");
+  if (absl::StrContains(corrupt, "cannot start") && absl::StrContains(corrupt, " at offset ")) {
+    refused_.insert(id);
+    notes_.push_back(absl::StrCat("n", id, " refused to start: ", corrupt));
+    // As in the simulation: torn writes and crashes alone must always recover.
+    if (corrupted_.count(id) == 0) {
+      violations_.push_back(
+          absl::StrCat("n", id, " refuses to start on a disk nothing corrupted: ", corrupt));
+    }
+    return;
+  }
+  for (const char* what : {"\"member stopped\"", "\"cannot start\""}) {
+    const std::string line = LineWith(err, what);
+    if (absl::StrContains(line, "Input/output error") ||
+        absl::StrContains(line, "No space left on device")) {
+      stopped_.insert(id);
+      notes_.push_back(absl::StrCat("n", id, " stopped on a storage failure: ", line));
+      return;
+    }
+  }
+}
+
+std::string RealWorld::WalDir(NodeId id) const {
+  return absl::StrCat(cluster_->member(IndexOf(id)).dir, "/member/wal");
+}
+
+void RealWorld::ArmFault(NodeId id, const std::string& kind) {
+  const std::string armed = kind.empty() && disk_full_.count(id) > 0 ? "full" : kind;
+  const std::string path = absl::StrCat(cluster_->member(IndexOf(id)).dir, ".faults");
+  if (armed.empty()) {
+    ::unlink(path.c_str());
+    return;
+  }
+  // Written whole, then renamed into place: the shim never reads half a line.
+  const std::string temporary = absl::StrCat(path, ".new");
+  {
+    std::ofstream out(temporary, std::ios::trunc);
+    out << armed << " " << ++fault_generation_ << "\n";
+  }
+  KJ_ASSERT(::rename(temporary.c_str(), path.c_str()) == 0, path);
+}
+
+bool RealWorld::SomeLogHasSeveralSegments() {
+  store::PosixFileSystem fs;
+  for (NodeId id : node_ids()) {
+    auto listed = fs.List(WalDir(id));
+    if (!listed.ok()) continue;
+    const auto segments = std::count_if(listed->begin(), listed->end(), [](const std::string& f) {
+      return absl::EndsWith(f, ".wal");
+    });
+    if (segments > 1) return true;
+  }
+  return false;
+}
+
+bool RealWorld::CorruptRecord(NodeId id, bool oldest_segment) {
+  if (!Known(id)) return false;
+  // As Simulation::CorruptRecord: a bit flipped in the payload of the middle entry of the log (of
+  // its oldest segment), so that records follow it and recovery cannot take it for a torn tail.
+  store::PosixFileSystem fs;
+  auto records = store::ScanWal(&fs, WalDir(id));
+  if (!records.ok() || records->empty()) return false;
+  const std::string& oldest = records->front().path;
+  const bool several_segments = records->back().path != oldest;
+  if (oldest_segment && !several_segments) return false;
+  std::vector<const store::WalRecordLocation*> entries;
+  for (const store::WalRecordLocation& record : *records) {
+    if (record.type != store::RecordType::kEntry) continue;
+    if (oldest_segment && record.path != oldest) continue;
+    entries.push_back(&record);
+  }
+  if (entries.size() < (oldest_segment ? 1u : 3u)) return false;
+  const store::WalRecordLocation& victim = *entries[entries.size() / 2];
+  const uint64_t offset = std::min(victim.offset + store::kRecordHeaderBytes + victim.bytes / 2,
+                                   victim.offset + victim.bytes - 1);
+  const int fd = ::open(victim.path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char byte = 0;
+  const ssize_t read = ::pread(fd, &byte, 1, static_cast<off_t>(offset));
+  ::close(fd);
+  if (read != 1) return false;
+  byte = static_cast<char>(byte ^ (1 << 3));
+  if (!WriteAt(victim.path, offset, std::string(1, byte))) return false;
+  corrupted_.insert(id);
+  notes_.push_back(absl::StrCat("n", id, ": bit 3 flipped at offset ", offset, " of ", victim.path,
+                                " (the entry at ", victim.offset, ")"));
+  return true;
+}
+
+bool RealWorld::CrashMidWrite(NodeId id, int64_t max_ms) {
+  if (!up(id) || Paused(id)) return false;
+  const std::string torn_path = absl::StrCat(cluster_->member(IndexOf(id)).dir, ".torn");
+  ::unlink(torn_path.c_str());
+  ArmFault(id, "tear");
+  // The shim kills the process at its next WAL fsync with a write not yet synced.
+  (void)RunUntil([&] { return !up(id); }, max_ms);
+  ArmFault(id, "");
+  const std::string torn = ReadSmallFile(torn_path);
+  if (torn.empty()) return false;  // none in flight: the runner crashes it plainly
+  // A process the shim fired in just as the wait ended dies now anyway.
+  paused_.erase(id);
+  KillMember(id);
+  ::unlink(torn_path.c_str());
+  // "<path> <offset> <bytes>": the write in flight. As SimFileSystem::TearFile: half its sectors
+  // (at least one) reach the disk, the last of them garbled; the rest of it never does.
+  std::vector<std::string> fields = absl::StrSplit(absl::StripAsciiWhitespace(torn), ' ');
+  uint64_t offset = 0;
+  uint64_t bytes = 0;
+  if (fields.size() != 3 || !absl::SimpleAtoi(fields[1], &offset) ||
+      !absl::SimpleAtoi(fields[2], &bytes) || bytes == 0) {
+    violations_.push_back(
+        absl::StrCat("n", id, ": the fault shim's torn write is unreadable: ", torn));
+    return true;
+  }
+  const std::string& path = fields[0];
+  const uint64_t sector = store::kSectorBytes;
+  const uint64_t first_sector = offset / sector;
+  const uint64_t end = offset + bytes;
+  const uint64_t sector_count = (end - 1) / sector - first_sector + 1;
+  const uint64_t reached_sectors = std::max<uint64_t>(1, sector_count / 2);
+  const uint64_t reached_end = std::min(end, (first_sector + reached_sectors) * sector);
+  const uint64_t garbled_begin = std::max(offset, (first_sector + reached_sectors - 1) * sector);
+  std::string garbled(reached_end - garbled_begin, '\0');
+  for (char& c : garbled) c = static_cast<char>(tear_rng_() | 1);
+  if (!WriteAt(path, garbled_begin, garbled) ||
+      !WriteAt(path, reached_end, std::string(end - reached_end, '\0'))) {
+    violations_.push_back(absl::StrCat("n", id, ": could not tear ", path));
+    return true;
+  }
+  notes_.push_back(absl::StrCat("n", id, " killed with a write in flight: ", bytes, " bytes at ",
+                                offset, " of ", path, ", torn to ", reached_end - offset,
+                                " bytes, the last ", garbled.size(), " garbled"));
+  return true;
+}
+
+void RealWorld::FailNextWalSync(NodeId id) {
+  if (up(id)) ArmFault(id, "fsync_eio");  // aimed at a running process
+}
+
+void RealWorld::FailNextWalWrite(NodeId id) {
+  if (up(id)) ArmFault(id, "write_eio");
+}
+
+void RealWorld::FillDisk(NodeId id) {
+  if (!Known(id)) return;
+  disk_full_.insert(id);
+  ArmFault(id, "");
+}
+
+void RealWorld::FreeDisk(NodeId id) {
+  if (!Known(id)) return;
+  disk_full_.erase(id);
+  ArmFault(id, "");
+}
+
+void RealWorld::HealDisk(NodeId id) { FreeDisk(id); }
+
+bool RealWorld::refused_to_start(NodeId id) {
+  NoteExit(id);
+  return refused_.count(id) > 0;
+}
+
+bool RealWorld::stopped_on_storage_failure(NodeId id) {
+  NoteExit(id);
+  return stopped_.count(id) > 0;
 }
 
 void RealWorld::Pause(NodeId id, int64_t ms) {
@@ -466,7 +714,7 @@ void RealWorld::StartJoiner(NodeId id) {
   if (!Known(id) || never_started_.count(id) > 0 || cluster_->member(IndexOf(id)).running()) {
     return;
   }
-  if (absl::Status s = cluster_->Start(IndexOf(id)); !s.ok()) {
+  if (absl::Status s = StartMember(id); !s.ok()) {
     violations_.push_back(absl::StrCat("n", id, " could not be started: ", s.ToString()));
     return;
   }
@@ -610,6 +858,8 @@ sim::History RealWorld::TakeHistory() {
 
 void RealWorld::Describe(sim::RunResult& result) {
   result.virtual_ms = now_ms();
+  for (NodeId id : node_ids()) NoteExit(id);
+  for (const std::string& note : notes_) result.transcript.push_back(absl::StrCat("disk: ", note));
   if (workload_ != nullptr) {
     result.transcript.push_back(absl::StrCat("workload: ", workload_->Summary()));
   }

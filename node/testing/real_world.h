@@ -20,10 +20,29 @@
 //     member list (voters), and store hashes compared at one revision (hashes_equal).
 //   - options: knobs.quota_bytes becomes every member's --quota-backend-bytes (the NOSPACE
 //     runbook's scenario); the other knobs are the simulation's.
-// Steps a real cluster cannot do (tearing a write, corrupting a record in place, failing one
-// fsync, filling the disk, skewing a member's tick rate, the simulation's network knobs, its watch
-// checker, votes over incarnations, joint-configuration counts) are refused in CannotRun, which
-// the runner reports as skipped by name.
+//   - storage faults, as the simulator's disk (store/sim_file_system.h) does them, on the
+//     member's real files. Every member runs with the fault shim preloaded (fault_shim.cc:
+//     LD_PRELOAD=libkvfault.so), which reads <data-dir>.faults:
+//       CORRUPT_RECORD / CORRUPT_OLD_SEGMENT: a bit flipped in the payload of the middle entry of
+//         the member's WAL (of its oldest segment), found with store::ScanWal, running or not;
+//       TORN_WRITE_CRASH: the shim kills the member (SIGKILL) at its next WAL fsync with a write
+//         not yet synced, and the world tears that write as SimFileSystem::TearFile does (half its
+//         sectors kept, the last of them garbled, the rest zeros); none in flight within the
+//         wait: not placed (the runner crashes it plainly);
+//       WRITE_EIO / FSYNC_EIO: the shim fails the process's next WAL write / fsync with EIO (an
+//         armed error belongs to the process: a crash or restart disarms it);
+//       DISK_FULL: the shim refuses with ENOSPC whatever grows a file of the data directory by
+//         more than 4 KiB in all (a real full disk: the WAL's preallocated segments take writes,
+//         the backend's growing file does not); DISK_SPACE_FREED and DISK_HEALED lift it.
+//     refused_to_start: the member's last start exited 1 with the store's corruption error
+//     ("wal: corrupt record in <file> at offset <n>") on stderr; stopped_on_storage_failure: the
+//     process started last exited 1 having logged "member stopped" (or "cannot start") with an
+//     I/O error (EIO or ENOSPC). As in the simulation, a refusal on a disk nothing corrupted on
+//     purpose (torn writes and crashes only) is a violation.
+// Steps a real cluster cannot do (corrupting an old segment of a log that has one, skewing a
+// member's tick rate, the simulation's network knobs, its watch checker, votes over
+// incarnations, joint-configuration counts) are refused in CannotRun, which the runner reports
+// as skipped by name.
 //
 // Standing checker: every status answer goes into an election record; two leaders of one term
 // are a violation.
@@ -41,6 +60,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <utility>
@@ -88,6 +108,13 @@ class RealWorld : public sim::ScenarioWorld {
   void Crash(NodeId id) override;
   void Restart(NodeId id) override;
   void Pause(NodeId id, int64_t ms) override;
+  bool CorruptRecord(NodeId id, bool oldest_segment) override;
+  bool CrashMidWrite(NodeId id, int64_t max_ms) override;
+  void FailNextWalSync(NodeId id) override;
+  void FailNextWalWrite(NodeId id) override;
+  void FillDisk(NodeId id) override;
+  void FreeDisk(NodeId id) override;
+  void HealDisk(NodeId id) override;
 
   void StartWorkload() override;
   void StopWorkload() override;
@@ -104,6 +131,8 @@ class RealWorld : public sim::ScenarioWorld {
   std::vector<NodeId> Voters() override;
   std::optional<raft::ConfState> ConfState(NodeId id) override;
   std::string CheckHashes() override;
+  bool refused_to_start(NodeId id) override;
+  bool stopped_on_storage_failure(NodeId id) override;
 
   std::vector<std::string> TakeViolations() override;
   sim::History TakeHistory() override;
@@ -135,6 +164,18 @@ class RealWorld : public sim::ScenarioWorld {
   raft::NodeId RealId(NodeId id);
   // Re-applies the link faults: blocked links refused, delayed links delayed.
   void ApplyLinks();
+  // Storage faults: member `id`'s WAL directory, and the shim's control file armed with `kind`
+  // ("" disarms; a full disk stays full until freed).
+  std::string WalDir(NodeId id) const;
+  void ArmFault(NodeId id, const std::string& kind);
+  // Starts member `id`'s process (its last start's outcome forgotten).
+  absl::Status StartMember(NodeId id);
+  // Reaps member `id`'s process if it has exited, and judges how it ended (refused_, stopped_).
+  void NoteExit(NodeId id);
+  // Kills (if running) and reaps member `id`'s process, noting how it ended first.
+  void KillMember(NodeId id);
+  // Whether some member's WAL has more than one segment (CORRUPT_OLD_SEGMENT needs one).
+  bool SomeLogHasSeveralSegments();
 
   // kj's objects have throwing destructors: kept behind a pointer, destroyed last.
   struct Loop {
@@ -158,6 +199,16 @@ class RealWorld : public sim::ScenarioWorld {
   std::set<NodeId> never_started_;  // "bad://" members
   std::map<raft::Term, raft::NodeId> leader_of_term_;
   std::vector<std::string> violations_;
+  // Storage faults.
+  int64_t fault_generation_ = 0;
+  std::set<NodeId> disk_full_;
+  std::set<NodeId> corrupted_;   // a record corrupted on purpose (a refusal is then expected)
+  std::set<NodeId> refused_;     // its last start refused a corrupt WAL
+  std::set<NodeId> stopped_;     // its last process stopped on a storage failure
+  std::set<NodeId> exit_noted_;  // its last process's end was judged
+  bool corruption_skipped_ = false;
+  std::mt19937_64 tear_rng_{1};     // the garbled bytes of a torn write
+  std::vector<std::string> notes_;  // what the storage faults did, for the transcript
 };
 
 }  // namespace kvstore::node::testing
