@@ -207,9 +207,12 @@ expect_raw overlong-head "$(go_error "431 Request Header Fields Too Large" "431 
 # against Debian's etcd): "Connection: close" is answered with "Connection: close" and the
 # connection ends; HTTP/1.0 is answered in HTTP/1.0 and the connection ends unless the request
 # says "keep-alive" (then the answer says it too); HTTP/1.1 keep-alive answers every request on
-# one connection. conversation BYTES: sends them (Python string escapes) on one connection and
-# prints each answer (status line, headers but Date sorted, body), then EOF when the member
-# ended the connection within 1 s, else OPEN.
+# one connection. An answer of unknown length (a watch stream) to HTTP/1.0 has no framing (no
+# Transfer-Encoding: HTTP/1.0 has no chunked coding): its body runs to the connection's end.
+# conversation BYTES: sends them (Python string escapes) on one connection and prints each
+# answer (status line, headers but Date sorted, body: by its Content-Length, or all that
+# follows when it has none), then EOF when the member ended the connection within 1 s, else
+# OPEN.
 conversation() {
   python3 - "$client" "$1" <<'PY'
 import socket, sys
@@ -230,7 +233,8 @@ while data:
     head, _, rest = data.partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
     fields = sorted(l for l in lines[1:] if not l.lower().startswith("date:"))
-    length = next(int(l.split(":")[1]) for l in fields if l.lower().startswith("content-length:"))
+    length = next((int(l.split(":")[1]) for l in fields
+                   if l.lower().startswith("content-length:")), len(rest))
     print("\n".join([lines[0]] + fields + [rest[:length].decode()]))
     data = rest[length:]
 print(end)
@@ -252,6 +256,14 @@ expect_conversation http10-keep-alive "$(health 1.0 $'Connection: keep-alive\n')
   'GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'
 expect_conversation keep-alive "$(health 1.1 '')"$'\n'"$(health 1.1 '')"$'\nOPEN' \
   'GET /health HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n'
+# A watch stream to HTTP/1.0, keep-alive or not: etcd 3.4.23 sends the events unframed, with no
+# Transfer-Encoding and no Connection header, and keeps the connection for the stream (the
+# /health after it is not read).
+watch10_answer="HTTP/1.0 200 OK"$'\n'"$cors"$'\nContent-Type: application/json\nGrpc-Metadata-Content-Type: application/grpc\n'"{\"result\":{$H,\"revision\":\"4\",\"raft_term\":\"2\"},\"created\":true}}"$'\n\nOPEN'
+watch10='POST /v3/watch HTTP/1.0\r\nContent-Length: 36\r\n\r\n{"create_request": {"key": "Zm9v"} }'
+same http10-watch "$watch10_answer" "$(conversation "$watch10" | normalise)"
+watch10_keep='POST /v3/watch HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 36\r\n\r\n{"create_request": {"key": "Zm9v"} }GET /health HTTP/1.1\r\nHost: x\r\n\r\n'
+same http10-keep-alive-watch "$watch10_answer" "$(conversation "$watch10_keep" | normalise)"
 expect still-serving 200 '{"health":"true"}' "$url/health"
 
 out=$(curl -s --max-time 5 -w '\n%{http_code}' "$url/v3/kv/put" -X POST -d '{"key": 5')

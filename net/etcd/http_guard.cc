@@ -304,36 +304,98 @@ CheckedHead CheckRequestHead(absl::string_view head) {
 
 namespace {
 
-// `head` with Go's Connection header for `after` added before its blank line (which starts at
-// `blank`), unless kj wrote one itself (its own error answers say "Connection: close").
-std::string EditAnswerHead(const std::string& head, size_t blank, CheckedHead::After after) {
-  const absl::string_view fields = absl::string_view(head).substr(0, blank);
-  auto has_field = [fields](absl::string_view name) {
-    for (absl::string_view line : absl::StrSplit(fields, "\r\n")) {
-      if (line.size() > name.size() && line[name.size()] == ':' &&
-          absl::EqualsIgnoreCase(line.substr(0, name.size()), name)) {
-        return true;
-      }
+// A response head as kj wrote it, made Go's answer to a request whose close rule is `after`.
+struct EditedHead {
+  std::string text;
+  // The answer's length is known only at its end (kj chunks it) and the request is HTTP/1.0,
+  // which has no chunked coding: its body goes out unframed and the connection ends after it.
+  bool unframed = false;
+};
+
+// `head` (its status line and fields, each with its line end, without the blank line) with Go's
+// Connection header for `after` added before its blank line, unless kj wrote one itself (its own
+// error answers say "Connection: close"). An HTTP/1.0 request's answer is in HTTP/1.0; when kj
+// chunks it, "Transfer-Encoding: chunked" is taken out (Go's net/http sends such an answer
+// unframed, ended by the connection's close).
+EditedHead EditAnswerHead(absl::string_view head, CheckedHead::After after) {
+  const bool http10 =
+      after == CheckedHead::After::kClose10 || after == CheckedHead::After::kKeepAlive10;
+  EditedHead edited;
+  bool has_connection = false, has_length = false;
+  for (absl::string_view line : absl::StrSplit(head, "\r\n", absl::SkipEmpty())) {
+    const size_t colon = line.find(':');
+    const absl::string_view name = colon == absl::string_view::npos
+                                       ? absl::string_view()
+                                       : absl::string_view(line).substr(0, colon);
+    if (http10 && absl::EqualsIgnoreCase(name, "Transfer-Encoding") &&
+        absl::EqualsIgnoreCase(Trim(line.substr(colon + 1)), "chunked")) {
+      edited.unframed = true;
+      continue;
     }
-    return false;
-  };
-  absl::string_view add;
-  if (!has_field("Connection")) {
-    if (after == CheckedHead::After::kClose) add = "Connection: close\r\n";
+    has_connection = has_connection || absl::EqualsIgnoreCase(name, "Connection");
+    has_length = has_length || absl::EqualsIgnoreCase(name, "Content-Length");
+    if (edited.text.empty() && http10 && absl::StartsWith(line, "HTTP/1.1 ")) {
+      // Go answers an HTTP/1.0 request in HTTP/1.0.
+      absl::StrAppend(&edited.text, "HTTP/1.0", line.substr(8), "\r\n");
+    } else {
+      absl::StrAppend(&edited.text, line, "\r\n");
+    }
+  }
+  if (!has_connection) {
+    if (after == CheckedHead::After::kClose) edited.text += "Connection: close\r\n";
     // Go keeps an HTTP/1.0 connection open only for an answer of known length.
-    if (after == CheckedHead::After::kKeepAlive10 && has_field("Content-Length")) {
-      add = "Connection: keep-alive\r\n";
+    if (after == CheckedHead::After::kKeepAlive10 && has_length) {
+      edited.text += "Connection: keep-alive\r\n";
     }
   }
-  // Go answers an HTTP/1.0 request in HTTP/1.0.
-  absl::string_view version;
-  if ((after == CheckedHead::After::kClose10 || after == CheckedHead::After::kKeepAlive10) &&
-      absl::StartsWith(fields, "HTTP/1.1 ")) {
-    version = "HTTP/1.0";
-  }
-  return absl::StrCat(version, fields.substr(version.size()), add,
-                      absl::string_view(head).substr(blank));
+  edited.text += "\r\n";
+  return edited;
 }
+
+// kj's chunked framing taken off an answer's body, as kj writes it ("<hex size>\r\n", the
+// data, "\r\n", ... "0\r\n\r\n"), in whatever pieces it writes it.
+class Unchunker {
+ public:
+  // The body bytes in `framed`; nothing after the last chunk.
+  std::string Take(absl::string_view framed) {
+    std::string data;
+    while (!framed.empty() && phase_ != Phase::kDone) {
+      if (phase_ == Phase::kData) {
+        const size_t n = std::min<uint64_t>(remaining_, framed.size());
+        data.append(framed.data(), n);
+        framed.remove_prefix(n);
+        remaining_ -= n;
+        if (remaining_ == 0) phase_ = Phase::kDataEnd;
+        continue;
+      }
+      // A line: a chunk's size, the line end after its data, or a trailer line.
+      const size_t nl = framed.find('\n');
+      line_.append(framed.data(), nl == absl::string_view::npos ? framed.size() : nl);
+      if (nl == absl::string_view::npos) break;
+      framed.remove_prefix(nl + 1);
+      absl::string_view line = line_;
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (phase_ == Phase::kSize) {
+        uint64_t size = 0;
+        absl::SimpleHexAtoi(std::string(line.substr(0, line.find(';'))), &size);
+        phase_ = size == 0 ? Phase::kTrailer : Phase::kData;
+        remaining_ = size;
+      } else if (phase_ == Phase::kDataEnd) {
+        phase_ = Phase::kSize;
+      } else if (line.empty()) {
+        phase_ = Phase::kDone;  // the end of the trailers (kj writes none)
+      }
+      line_.clear();
+    }
+    return data;
+  }
+
+ private:
+  enum class Phase { kSize, kData, kDataEnd, kTrailer, kDone };
+  Phase phase_ = Phase::kSize;
+  uint64_t remaining_ = 0;
+  std::string line_;  // a line's bytes so far
+};
 
 // One connection: what was read from the socket and not yet handed to kj, and where in the
 // request stream it is.
@@ -353,6 +415,9 @@ class GuardState {
         // A head whose answer the guard edits: kj gets it in a read of its own, which it makes
         // once it has answered everything before it, so the next response head answers it.
         if (done > 0) return done;
+        // After an unframed answer only the connection's end tells where it ends: kj sees the
+        // end of the stream instead of the request that follows.
+        if (unframed_) return done;
         answering_ = marks_.front().second;
         marks_.pop_front();
         answer_head_.clear();
@@ -390,15 +455,36 @@ class GuardState {
   // kj's writes. The response head that answers an edited request (above) is held until it is
   // whole, then written with Go's Connection header; everything else passes straight through.
   kj::Promise<void> Write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) {
-    if (answering_ == CheckedHead::After::kKeepAlive) return inner_->write(pieces);
-    for (auto piece : pieces) answer_head_.append(piece.asChars().begin(), piece.size());
-    const size_t end = answer_head_.find("\r\n\r\n");
-    if (end == std::string::npos) return kj::READY_NOW;
-    auto text = kj::heap<std::string>(EditAnswerHead(answer_head_, end + 2, answering_));
-    answering_ = CheckedHead::After::kKeepAlive;
-    answer_head_.clear();
-    auto written = inner_->write(text->data(), text->size());
-    return written.attach(kj::mv(text));
+    if (answering_ == CheckedHead::After::kKeepAlive && !unframed_) return inner_->write(pieces);
+    std::string text;
+    if (answering_ == CheckedHead::After::kKeepAlive) {
+      // The body of an unframed answer: kj's chunk framing comes off.
+      for (auto piece : pieces)
+        text += unchunker_.Take(absl::string_view(piece.asChars().begin(), piece.size()));
+    } else {
+      for (auto piece : pieces) answer_head_.append(piece.asChars().begin(), piece.size());
+      const size_t end = answer_head_.find("\r\n\r\n");
+      if (end == std::string::npos) return kj::READY_NOW;
+      EditedHead edited =
+          EditAnswerHead(absl::string_view(answer_head_).substr(0, end + 2), answering_);
+      text = std::move(edited.text);
+      const absl::string_view rest = absl::string_view(answer_head_).substr(end + 4);
+      if (edited.unframed) {
+        // Go's net/http: an answer of unknown length to HTTP/1.0 runs to the connection's end
+        // (keep-alive or not), and nothing after it is read.
+        unframed_ = true;
+        closing_ = true;
+        text += unchunker_.Take(rest);
+      } else {
+        text.append(rest.data(), rest.size());
+      }
+      answering_ = CheckedHead::After::kKeepAlive;
+      answer_head_.clear();
+    }
+    if (text.empty()) return kj::READY_NOW;
+    auto owned = kj::heap<std::string>(std::move(text));
+    auto written = inner_->write(owned->data(), owned->size());
+    return written.attach(kj::mv(owned));
   }
 
   // True once a request asked for the close: the connection ends after its answer.
@@ -444,11 +530,15 @@ class GuardState {
           return false;
         }
         in_.erase(0, end);
-        if (checked.after != CheckedHead::After::kKeepAlive) {
+        // A head after an HTTP/1.0 keep-alive request is marked too (with no edit), so that kj
+        // reads it only once that request's answer is out: it is not read at all when that
+        // answer turns out unframed.
+        if (checked.after != CheckedHead::After::kKeepAlive || after_keep_alive10_) {
           marks_.emplace_back(out_.size(), checked.after);
           closing_ = checked.after == CheckedHead::After::kClose ||
                      checked.after == CheckedHead::After::kClose10;
         }
+        after_keep_alive10_ = checked.after == CheckedHead::After::kKeepAlive10;
         out_ += checked.normal;
         switch (checked.body) {
           case CheckedHead::Body::kNone:
@@ -539,6 +629,11 @@ class GuardState {
   // The edit for the next response head kj writes, and that head's bytes so far.
   CheckedHead::After answering_ = CheckedHead::After::kKeepAlive;
   std::string answer_head_;
+  // True once an answer went out unframed (Write): the connection ends after it.
+  bool unframed_ = false;
+  Unchunker unchunker_;
+  // True when the last head read was an HTTP/1.0 keep-alive request's.
+  bool after_keep_alive10_ = false;
   bool closing_ = false;
 };
 

@@ -33,15 +33,17 @@
 // only when its last answer is out), the first response head kj writes after it gets Go's
 // "Connection: close" (HTTP/1.1; Go adds none for HTTP/1.0), and kj then reads the end of the
 // stream, so it finishes that answer, however long (a watch stream), and ends the connection.
+// An answer of unknown length (kj chunks it: the gateway's watch stream) to an HTTP/1.0 request
+// goes out as Go's net/http sends it: without "Transfer-Encoding: chunked" (HTTP/1.0 has no
+// chunked coding), the body unframed, and the connection's close as its end, with
+// "keep-alive" too (then the requests after it are not read).
 //
 // Where kvnode differs from etcd on purpose: etcd's connection multiplexer (cmux) closes a
 // connection whose request line is not HTTP/1.x without any answer; here a connection that
 // starts with an HTTP method gets Go's net/http answer (400 or 505). Go's head limit is 1 MiB +
 // 4 KiB; kj's buffer holds 128 KiB, so heads over kMaxRequestHeadBytes get 431 here. Where a
 // head has both a bad header name and a bad value in different headers, Go's answer depends on
-// its map order; here the first bad header in the head decides. An answer of unknown length (the
-// gateway's watch stream) to an HTTP/1.0 request is still chunked by kj, where Go sends it
-// unframed and closes the connection after it.
+// its map order; here the first bad header in the head decides.
 
 #include <cstdint>
 #include <string>

@@ -109,6 +109,7 @@ class GuardedServer : public kj::HttpService {
   kj::Promise<void> request(kj::HttpMethod method, kj::StringPtr url,
                             const kj::HttpHeaders& headers, kj::AsyncInputStream& body,
                             Response& response) override {
+    ++requests_;
     if (url == "/stream") {
       // An answer of unknown length (kj sends it chunked), written in two pieces a moment
       // apart, as the gateway's watch stream writes its events.
@@ -132,6 +133,9 @@ class GuardedServer : public kj::HttpService {
       return written.attach(kj::mv(owned), kj::mv(stream));
     });
   }
+
+  // How many requests reached the service.
+  int requests() const { return requests_; }
 
   // Sends `bytes` and reads until the server ends the connection, with the client's side left
   // open; "(still open)" when it does not within `wait`.
@@ -167,6 +171,7 @@ class GuardedServer : public kj::HttpService {
   kj::AsyncIoContext io_;
   kj::HttpHeaderTable table_;
   kj::HttpServer server_;
+  int requests_ = 0;
 };
 
 TEST(ServeCheckedHttp, SpaceBeforeColonGetsGosAnswerAfterTheRequestsBeforeIt) {
@@ -302,6 +307,45 @@ TEST(ServeCheckedHttp, KeepAliveAnswersEveryRequestOnOneConnection) {
             std::string::npos)
       << answer;
   EXPECT_EQ(answer.find("close"), std::string::npos) << answer;
+}
+
+// Go's net/http (etcd 3.4.23's gateway, taken with raw requests against Debian's etcd: an
+// HTTP/1.0 POST /v3/watch) sends an answer of unknown length to an HTTP/1.0 request unframed:
+// no Transfer-Encoding (HTTP/1.0 has no chunked coding), no Connection header, the body as
+// written, and the connection's close ends it.
+TEST(ServeCheckedHttp, Http10StreamedAnswerIsUnframedAndEndsTheConnection) {
+  GuardedServer server;
+  EXPECT_EQ(server.ExchangeLeftOpen("GET /stream HTTP/1.0\r\n\r\n"),
+            "HTTP/1.0 200 OK\r\n\r\nabcdef");
+  EXPECT_EQ(server.requests(), 1);
+}
+
+// With "keep-alive" too: Go cannot keep the connection for an unframed answer, so it closes it
+// after the answer and does not read the requests that follow.
+TEST(ServeCheckedHttp, Http10KeepAliveStreamedAnswerEndsTheConnectionAndNothingAfterIsRead) {
+  GuardedServer server;
+  EXPECT_EQ(server.ExchangeLeftOpen("GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                                    "GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                                    "POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"),
+            "HTTP/1.0 200 OK\r\nContent-Length: 25\r\nConnection: keep-alive\r\n\r\n"
+            "/a  Connection=keep-alive"
+            "HTTP/1.0 200 OK\r\n\r\nabcdef");
+  EXPECT_EQ(server.requests(), 2);  // /c was not served
+}
+
+// The requests after an HTTP/1.0 keep-alive request whose answer has a length are served as
+// before: only an unframed answer ends the connection.
+TEST(ServeCheckedHttp, Http10KeepAliveFramedAnswerLetsTheNextRequestIn) {
+  GuardedServer server;
+  const std::string answer = server.Exchange(
+      "GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+      "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(answer,
+            "HTTP/1.0 200 OK\r\nContent-Length: 25\r\nConnection: keep-alive\r\n\r\n"
+            "/a  Connection=keep-alive"
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n");
+  EXPECT_EQ(server.requests(), 2);
 }
 
 }  // namespace
