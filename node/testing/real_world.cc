@@ -141,9 +141,15 @@ absl::StatusOr<std::unique_ptr<RealWorld>> RealWorld::Start(const sim::pb::Optio
     return absl::NotFoundError(absl::StrCat("no fault shim at ", shim));
   }
   ::setenv("LD_PRELOAD", shim.c_str(), 1);
-  if (const char* asan = std::getenv("ASAN_OPTIONS"); asan != nullptr) {
-    // The shim comes before the sanitizer's runtime in the members' library list.
-    ::setenv("ASAN_OPTIONS", absl::StrCat(asan, ":verify_asan_link_order=0").c_str(), 1);
+  // The shim comes before a dynamically linked ASan runtime (gcc's) in the members' library
+  // list, which ASan refuses unless told not to check (ignored by other builds).
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  if (asan == nullptr || !absl::StrContains(asan, "verify_asan_link_order")) {
+    ::setenv("ASAN_OPTIONS",
+             absl::StrCat(asan == nullptr ? "" : asan, asan == nullptr ? "" : ":",
+                          "verify_asan_link_order=0")
+                 .c_str(),
+             1);
   }
   auto made = Cluster::Create(cluster);
   if (!made.ok()) return made.status();
