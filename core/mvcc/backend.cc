@@ -35,6 +35,24 @@ void MemoryBackend::Put(Bucket bucket, absl::string_view key, absl::string_view 
   live_bytes_ += value.size();
 }
 
+void MemoryBackend::PutValue(Bucket bucket, absl::string_view key, std::string&& value) {
+  // Put, moving the value in.
+  Tree& tree = trees_[static_cast<int>(bucket)];
+  auto it = tree.lower_bound(key);
+  const uint64_t size = value.size();
+  if (it != tree.end() && it->first == key) {
+    free_bytes_ += it->second.size();
+    live_bytes_ -= it->second.size();
+    RecordUndo(bucket, key, std::move(it->second));
+    it->second = std::move(value);
+  } else {
+    RecordUndo(bucket, key, std::nullopt);
+    tree.emplace_hint(it, std::string(key), std::move(value));
+    live_bytes_ += key.size();
+  }
+  live_bytes_ += size;
+}
+
 void MemoryBackend::Delete(Bucket bucket, absl::string_view key) {
   Tree& tree = trees_[static_cast<int>(bucket)];
   auto it = tree.find(key);

@@ -43,6 +43,11 @@ class Backend {
                      Visitor visit) const = 0;
 
   virtual void Put(Bucket bucket, absl::string_view key, absl::string_view value) = 0;
+  // Put, handing over the value: a backend that keeps values as strings takes it without a copy
+  // (the store's encoded records, a copy and an allocation each otherwise).
+  virtual void PutValue(Bucket bucket, absl::string_view key, std::string&& value) {
+    Put(bucket, key, value);
+  }
   virtual void Delete(Bucket bucket, absl::string_view key) = 0;
   // Ends a batch: every write since the last Commit becomes durable, atomically, either at once
   // or, in a batching backend (etcd's batch transaction), at the latest at the next Flush. A
@@ -71,6 +76,7 @@ class MemoryBackend : public Backend {
   void Range(Bucket bucket, absl::string_view start, absl::string_view end,
              Visitor visit) const override;
   void Put(Bucket bucket, absl::string_view key, absl::string_view value) override;
+  void PutValue(Bucket bucket, absl::string_view key, std::string&& value) override;
   void Delete(Bucket bucket, absl::string_view key) override;
   absl::Status Commit() override;
   absl::Status Flush() override;

@@ -267,20 +267,26 @@ class Store::WriteTxn {
   Revision revision() const { return revision_; }
   bool wrote() const { return sub_ > 0; }
 
-  PutResponse Put(const PutRequest& r) {
+  // `value` is r.value (a copy, or moved out of a request the store was handed).
+  PutResponse Put(const PutRequest& r, std::string value) {
     KeyIndex& ki = store_.index_[r.key];
     KeyIndex::Found found;
     std::optional<KeyValue> prev;
     if (ki.Get(revision_, &found)) prev = store_.Fetch(found.modified, false);
     KeyValue kv;
     kv.key = r.key;
-    kv.value = r.ignore_value && prev.has_value() ? prev->value : r.value;
+    if (r.ignore_value && prev.has_value()) {
+      kv.value = prev->value;
+    } else {
+      kv.value = std::move(value);
+    }
     kv.lease = r.ignore_lease && prev.has_value() ? prev->lease : r.lease;
     kv.mod_revision = revision_;
     kv.create_revision = prev.has_value() ? prev->create_revision : revision_;
     kv.version = prev.has_value() ? prev->version + 1 : 1;
     const RevisionPair rev{revision_, sub_++};
-    store_.backend_->Put(Bucket::kKey, RevisionKey(rev, false), EncodeKeyValue(kv));
+    RevisionKeyBuffer key;
+    store_.backend_->PutValue(Bucket::kKey, EncodeRevisionKey(rev, false, key), EncodeKeyValue(kv));
     ki.Put(rev);
     PutResponse response;
     response.revision = revision_;
@@ -307,7 +313,9 @@ class Store::WriteTxn {
       tombstone.key = key;
       tombstone.mod_revision = revision_;
       const RevisionPair rev{revision_, sub_++};
-      store_.backend_->Put(Bucket::kKey, RevisionKey(rev, true), EncodeKeyValue(tombstone));
+      RevisionKeyBuffer revision_key;
+      store_.backend_->PutValue(Bucket::kKey, EncodeRevisionKey(rev, true, revision_key),
+                                EncodeKeyValue(tombstone));
       ki.Tombstone(rev);
       ++response.deleted;
       if (r.prev_kv && prev.has_value()) response.prev_kvs.push_back(*prev);
@@ -521,6 +529,15 @@ absl::StatusOr<RangeResponse> Store::RangeAt(const RangeRequest& r, Revision cur
 }
 
 absl::StatusOr<PutResponse> Store::Put(const PutRequest& request) {
+  return PutImpl(request, request.value);
+}
+
+absl::StatusOr<PutResponse> Store::Put(PutRequest&& request) {
+  std::string value = std::move(request.value);
+  return PutImpl(request, std::move(value));
+}
+
+absl::StatusOr<PutResponse> Store::PutImpl(const PutRequest& request, std::string value) {
   if (request.ignore_value || request.ignore_lease) {
     KeyIndex::Found found;
     auto it = index_.find(request.key);
@@ -531,7 +548,7 @@ absl::StatusOr<PutResponse> Store::Put(const PutRequest& request) {
     }
   }
   WriteTxn txn(*this);
-  PutResponse response = txn.Put(request);
+  PutResponse response = txn.Put(request, std::move(value));
   txn.End();
   return response;
 }
@@ -649,7 +666,8 @@ absl::Status Store::CheckTxn(const TxnRequest& request, bool branch_success) con
   return walk(branch_success ? request.success : request.failure);
 }
 
-absl::StatusOr<TxnResponse> Store::RunTxn(const TxnRequest& request, WriteTxn& txn) {
+absl::StatusOr<TxnResponse> Store::RunTxn(const TxnRequest& request, WriteTxn& txn,
+                                          TxnRequest* movable) {
   TxnResponse response;
   response.succeeded = true;
   for (const Compare& c : request.compare) {
@@ -660,7 +678,10 @@ absl::StatusOr<TxnResponse> Store::RunTxn(const TxnRequest& request, WriteTxn& t
   }
   if (!response.succeeded) CODE_PROBE(mvcc, txn_failure_branch);
   const std::vector<RequestOp>& ops = response.succeeded ? request.success : request.failure;
-  for (const RequestOp& op : ops) {
+  std::vector<RequestOp>* movable_ops =
+      movable == nullptr ? nullptr : (response.succeeded ? &movable->success : &movable->failure);
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const RequestOp& op = ops[i];
     ResponseOp out;
     out.kind = op.kind;
     switch (op.kind) {
@@ -672,13 +693,14 @@ absl::StatusOr<TxnResponse> Store::RunTxn(const TxnRequest& request, WriteTxn& t
         break;
       }
       case RequestOp::Kind::kPut:
-        out.put = txn.Put(op.put);
+        out.put = txn.Put(
+            op.put, movable_ops != nullptr ? std::move((*movable_ops)[i].put.value) : op.put.value);
         break;
       case RequestOp::Kind::kDeleteRange:
         out.delete_range = txn.DeleteRange(op.delete_range);
         break;
       case RequestOp::Kind::kTxn: {
-        auto nested = RunTxn(*op.txn, txn);
+        auto nested = RunTxn(*op.txn, txn, nullptr);
         if (!nested.ok()) return nested.status();
         out.txn = std::make_shared<TxnResponse>(std::move(*nested));
         break;
@@ -690,11 +712,17 @@ absl::StatusOr<TxnResponse> Store::RunTxn(const TxnRequest& request, WriteTxn& t
 }
 
 absl::StatusOr<TxnResponse> Store::Txn(const TxnRequest& request) {
+  return TxnImpl(request, nullptr);
+}
+
+absl::StatusOr<TxnResponse> Store::Txn(TxnRequest&& request) { return TxnImpl(request, &request); }
+
+absl::StatusOr<TxnResponse> Store::TxnImpl(const TxnRequest& request, TxnRequest* movable) {
   bool succeeded = true;
   for (const Compare& c : request.compare) succeeded = succeeded && Evaluate(c);
   if (auto status = CheckTxn(request, succeeded); !status.ok()) return status;
   WriteTxn txn(*this);
-  auto response = RunTxn(request, txn);
+  auto response = RunTxn(request, txn, movable);
   // CheckTxn refused everything that can fail (ranges outside the history, duplicate writes,
   // ignore_* on missing keys) before the first write: the txn is all-or-nothing.
   txn.End();

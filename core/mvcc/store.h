@@ -57,6 +57,10 @@ class Store {
   absl::StatusOr<PutResponse> Put(const PutRequest& request);
   absl::StatusOr<DeleteRangeResponse> DeleteRange(const DeleteRangeRequest& request);
   absl::StatusOr<TxnResponse> Txn(const TxnRequest& request);
+  // The same, taking the request: the values it puts move into the store instead of being
+  // copied (the request's puts are left without their values; nested txns are copied).
+  absl::StatusOr<PutResponse> Put(PutRequest&& request);
+  absl::StatusOr<TxnResponse> Txn(TxnRequest&& request);
   absl::StatusOr<CompactResponse> Compact(Revision revision);
   absl::StatusOr<HashResponse> Hash(Revision revision) const;
 
@@ -81,7 +85,10 @@ class Store {
   absl::StatusOr<RangeResponse> RangeAt(const RangeRequest& request, Revision current) const;
   bool Evaluate(const Compare& compare) const;
   absl::Status CheckTxn(const TxnRequest& request, bool branch_success) const;
-  absl::StatusOr<TxnResponse> RunTxn(const TxnRequest& request, WriteTxn& txn);
+  // `movable`: the same request, whose top-level puts' values may be moved from, or null.
+  absl::StatusOr<TxnResponse> RunTxn(const TxnRequest& request, WriteTxn& txn, TxnRequest* movable);
+  absl::StatusOr<PutResponse> PutImpl(const PutRequest& request, std::string value);
+  absl::StatusOr<TxnResponse> TxnImpl(const TxnRequest& request, TxnRequest* movable);
   std::optional<KeyValue> Fetch(const RevisionPair& rev, bool tombstone) const;
   // Visits index entries of the range in key order until `visit` returns false.
   template <typename Visit>

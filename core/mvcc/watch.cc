@@ -124,7 +124,11 @@ void WatchHub::Deliver(WatchId id, Watcher& watcher, std::vector<Event> events) 
   Queue(id, watcher, std::move(response));
 }
 
-void WatchHub::Notify(const std::vector<Event>& events) {
+void WatchHub::Notify(const std::vector<Event>& events) { NotifyEvents(events, nullptr); }
+
+void WatchHub::Notify(std::vector<Event>&& events) { NotifyEvents(events, &events); }
+
+void WatchHub::NotifyEvents(const std::vector<Event>& events, std::vector<Event>* movable) {
   if (events.empty()) return;
   const Revision newest = events.back().kv.mod_revision;
   // The watchers these events may concern, in id order: those on the events' keys and every
@@ -142,16 +146,28 @@ void WatchHub::Notify(const std::vector<Event>& events) {
     std::sort(candidates.begin(), candidates.end());
     candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
   }
-  for (WatchId id : candidates) {
+  for (size_t c = 0; c < candidates.size(); ++c) {
+    const WatchId id = candidates[c];
     Watcher& watcher = watchers_.at(id);
     if (watcher.lagging) continue;
     CatchUpNextRevision(watcher);
+    // The last watcher may take the events themselves (each node's all-keys watch is usually
+    // the only one): no copy of their values.
+    const bool take = movable != nullptr && c + 1 == candidates.size();
     std::vector<Event> mine;
-    for (const Event& event : events) {
+    for (size_t e = 0; e < events.size(); ++e) {
+      const Event& event = events[e];
       if (!Wants(watcher, event)) continue;
       // Copy only what this watcher receives: a prev_kv it did not ask for would be a second
       // copy of a value per watcher, only to be dropped by Deliver.
-      if (watcher.request.prev_kv) {
+      if (take) {
+        Event& owned = (*movable)[e];
+        if (watcher.request.prev_kv) {
+          mine.push_back(std::move(owned));
+        } else {
+          mine.push_back(Event{owned.type, std::move(owned.kv), std::nullopt});
+        }
+      } else if (watcher.request.prev_kv) {
         mine.push_back(event);
       } else {
         mine.push_back(Event{event.type, event.kv, std::nullopt});

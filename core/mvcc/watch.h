@@ -79,6 +79,8 @@ class WatchHub {
   absl::Status Cancel(WatchId id);
   // Events the store produced by the writes just applied (Store::TakeEvents), in order.
   void Notify(const std::vector<Event>& events);
+  // The same, taking the events: the last watcher they concern gets them moved, not copied.
+  void Notify(std::vector<Event>&& events);
   // The store's contents were replaced (Store::Reload after a snapshot): every watcher turns
   // lagging and replays the new history from its next revision, or is canceled if that was
   // compacted away (etcd's watchableStore.Restore).
@@ -150,6 +152,8 @@ class WatchHub {
   size_t not_reading_ = 0;             // watchers whose reader does not read (SetReading)
   absl::btree_set<WatchId> lagging_;
   absl::btree_set<WatchId> progress_notify_;  // watchers created with progress_notify
+  // Notify's work; `movable` (the same vector, or null) may be moved from for the last watcher.
+  void NotifyEvents(const std::vector<Event>& events, std::vector<Event>* movable);
   Revision notified_through_ = 0;  // the newest revision Notify delivered to synced watchers
 };
 

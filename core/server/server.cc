@@ -1366,7 +1366,7 @@ absl::Status Server::Impl::ApplyWrite(const pb::InternalRequest& internal, Respo
       if (put.lease != lease::kNoLease && !lessor_.Exists(put.lease)) {
         return Error(ErrorCode::kLeaseNotFound, absl::StrCat("lease ", put.lease, " not found"));
       }
-      auto result = store_->Put(put);
+      auto result = store_->Put(std::move(put));  // its value moves into the store
       if (!result.ok()) return result.status();
       response->put = std::move(*result);
       return absl::OkStatus();
@@ -1390,7 +1390,7 @@ absl::Status Server::Impl::ApplyWrite(const pb::InternalRequest& internal, Respo
           return Error(ErrorCode::kLeaseNotFound, absl::StrCat("lease ", id, " not found"));
         }
       }
-      auto result = store_->Txn(*txn);
+      auto result = store_->Txn(std::move(*txn));  // its puts' values move into the store
       if (!result.ok()) return result.status();
       response->txn = std::move(*result);
       return absl::OkStatus();
@@ -1508,7 +1508,7 @@ void Server::Impl::ApplyInternal(raft::Index, const pb::InternalRequest& interna
   response->status = ApplyWrite(internal, response);
   std::vector<mvcc::Event> events = store_->TakeEvents();
   TrackLeases(events);
-  hub_->Notify(events);
+  hub_->Notify(std::move(events));  // the last watcher takes them: no copy of their values
 }
 
 void Server::Impl::TrackLeases(const std::vector<mvcc::Event>& events) {
