@@ -9,6 +9,8 @@
 #include "absl/strings/string_view.h"
 #include "core/base/encoding.h"
 #include "core/base/errors.h"
+#include "kj/debug.h"
+#include "net/etcd/http_guard.h"
 
 namespace kvstore::node {
 namespace {
@@ -285,9 +287,20 @@ kj::Own<kj::HttpService> NewStatusHttpService(Runtime& runtime, Metrics& metrics
 
 HttpListener::HttpListener(kj::Timer& timer, kj::Own<kj::ConnectionReceiver> receiver,
                            kj::HttpService& service)
-    : receiver_(kj::mv(receiver)),
+    : timer_(timer),
+      receiver_(kj::mv(receiver)),
       server_(timer, header_table_, service),
-      serving_(server_.listenHttp(*receiver_).eagerlyEvaluate(nullptr)) {}
+      connections_(*this),
+      serving_(AcceptLoop().eagerlyEvaluate(nullptr)) {}
+
+kj::Promise<void> HttpListener::AcceptLoop() {
+  return receiver_->accept().then([this](kj::Own<kj::AsyncIoStream> stream) {
+    connections_.add(net::etcd::ServeCheckedHttp(server_, timer_, kj::mv(stream)));
+    return AcceptLoop();
+  });
+}
+
+void HttpListener::taskFailed(kj::Exception&& exception) { KJ_LOG(ERROR, exception); }
 
 kj::Promise<kj::Own<HttpListener>> HttpListener::Listen(kj::Network& network, kj::Timer& timer,
                                                         kj::StringPtr address,

@@ -38,8 +38,11 @@ struct StatusHttpOptions {
 kj::Own<kj::HttpService> NewStatusHttpService(Runtime& runtime, Metrics& metrics, kj::Timer& timer,
                                               Logger& log, const StatusHttpOptions& options);
 
-// Serves an HttpService over HTTP/1.1 on one listening address until destroyed.
-class HttpListener {
+// Serves an HttpService over HTTP/1.1 on one listening address until destroyed, each connection
+// behind net/etcd's http_guard as on the client URLs: Go's net/http rules for request heads (its
+// 400/431/505 answers), "Connection: close" and HTTP/1.0 answered and closed as etcd 3.4.23's
+// metrics listener does.
+class HttpListener : private kj::TaskSet::ErrorHandler {
  public:
   // Binds `address` (host:port; port 0 picks one) and serves `service` (which must outlive the
   // listener) on every connection. Rejects when the address cannot be bound.
@@ -50,10 +53,16 @@ class HttpListener {
   uint port() { return receiver_->getPort(); }
 
  private:
-  // Errors of the accept loop are logged by kj; a failed connection does not stop it.
+  kj::Promise<void> AcceptLoop();
+  // A connection's promise never rejects (ServeCheckedHttp); kept for the TaskSet.
+  void taskFailed(kj::Exception&& exception) override;
+
+  kj::Timer& timer_;
   kj::HttpHeaderTable header_table_;
   kj::Own<kj::ConnectionReceiver> receiver_;
   kj::HttpServer server_;
+  kj::TaskSet connections_;  // before serving_: destroyed after it
+  // The accept loop; an accept error ends it (as kj's listenHttp).
   kj::Promise<void> serving_;
 };
 
