@@ -1,11 +1,12 @@
 #ifndef KVSTORE_NET_ETCD_HTTP_GUARD_H_
 #define KVSTORE_NET_ETCD_HTTP_GUARD_H_
 
-// Go's net/http rules for an HTTP/1.1 request head, in front of kj-http on a client URL, so that
-// a malformed request gets the answer etcd 3.4.23 (Go 1.19's net/http) gives it instead of
-// whatever kj-http does: kj drops a space before a header's colon ("Authorization : x" becomes
-// "Authorization: x"), accepts control characters in values and requests without Host, and
-// resets the connection without an answer when a head is over its 128 KiB buffer.
+// Go's net/http rules for an HTTP/1.1 request head, in front of kj-http on a client URL and on
+// the --listen-metrics-urls listener (node/http_service.h), so that a malformed request gets the
+// answer etcd 3.4.23 (Go 1.19's net/http) gives it instead of whatever kj-http does: kj drops a
+// space before a header's colon ("Authorization : x" becomes "Authorization: x"), accepts
+// control characters in values and requests without Host, and resets the connection without an
+// answer when a head is over its 128 KiB buffer.
 //
 // Each request head is read whole before kj sees a byte of it, checked, and handed on in a
 // normal form (one "Name: value" line per header, continuation lines joined, as Go reads them);
