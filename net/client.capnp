@@ -237,7 +237,8 @@ interface Maintenance {
   defragment @2 (token :Text) -> (status :Status, header :Header);
   alarmList @3 (token :Text) -> (status :Status, header :Header, alarms :List(Alarm));
   alarmDisarm @4 (token :Text) -> (status :Status, header :Header, alarms :List(Alarm));
-  snapshot @5 () -> (status :Status, stream :SnapshotStream);
+  snapshot @5 (token :Text) -> (status :Status, stream :SnapshotStream);
+  # `token`: root only while auth is enabled, as etcd's Snapshot (an admin operation).
   moveLeader @6 (targetId :UInt64, token :Text) -> (status :Status, header :Header);
 }
 

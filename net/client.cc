@@ -845,7 +845,8 @@ std::unique_ptr<Client::KeepAlive> Client::NewKeepAlive(lease::LeaseId id) {
 }
 
 kj::Promise<absl::Status> Client::SnapshotAsync(
-    size_t endpoint, std::function<absl::Status(absl::string_view chunk)> on_chunk) {
+    size_t endpoint, std::function<absl::Status(absl::string_view chunk)> on_chunk,
+    std::string token) {
   if (endpoint >= impl_->endpoint_count()) {
     return Error(ErrorCode::kInvalidArgument, absl::StrCat("client: no endpoint ", endpoint));
   }
@@ -853,9 +854,11 @@ kj::Promise<absl::Status> Client::SnapshotAsync(
   kj::Promise<kj::Own<Conn>> connected = impl->Get(endpoint);
   return impl->timer()
       .timeoutAfter(impl->options().per_try_timeout, kj::mv(connected))
-      .then([impl, on_chunk = std::move(on_chunk)](kj::Own<Conn> c) mutable {
-        kj::Promise<capnp::Response<rpc::Maintenance::SnapshotResults>> opened =
-            c->maintenance.snapshotRequest().send();
+      .then([impl, on_chunk = std::move(on_chunk),
+             token = std::move(token)](kj::Own<Conn> c) mutable {
+        auto request = c->maintenance.snapshotRequest();
+        request.setToken(capnp::Text::Reader(token.c_str(), token.size()));
+        kj::Promise<capnp::Response<rpc::Maintenance::SnapshotResults>> opened = request.send();
         return impl->timer()
             .timeoutAfter(impl->options().per_try_timeout, kj::mv(opened))
             .then([impl, on_chunk = std::move(on_chunk)](

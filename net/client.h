@@ -142,8 +142,10 @@ class Client {
   // Downloads one endpoint's backend snapshot, chunk by chunk, each within the per-try
   // timeout; the CRC-32C the member sends at the end is checked against the chunks received
   // (absl::StatusCode::kDataLoss when they differ). An error from `on_chunk` stops the download.
+  // `token`: the caller's (root only while auth is enabled, as etcd's snapshot).
   kj::Promise<absl::Status> SnapshotAsync(
-      size_t endpoint, std::function<absl::Status(absl::string_view chunk)> on_chunk);
+      size_t endpoint, std::function<absl::Status(absl::string_view chunk)> on_chunk,
+      std::string token = {});
 
   const std::vector<std::string>& endpoints() const;
   // Whether `endpoint` is in its backoff after a failure.

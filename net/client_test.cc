@@ -335,6 +335,28 @@ TEST_F(ClientTest, ASnapshotDownloadIsCheckedByItsCrc) {
   EXPECT_EQ(stopped.code(), absl::StatusCode::kCancelled);
 }
 
+// etcd's snapshot is an admin operation: the member asks its core whether the caller may (a
+// local alarm list, refused as an admin check is) before it copies anything.
+TEST_F(ClientTest, ASnapshotDownloadIsRefusedWhenTheCallerIsNotAnAdmin) {
+  a_.snapshot_data = "data";
+  a_.answer_all_with = Error(ErrorCode::kPermissionDenied, "etcdserver: permission denied");
+  auto client = NewClient({Serve(a_)});
+  int chunks = 0;
+  absl::Status status = client
+                            ->SnapshotAsync(
+                                0,
+                                [&](absl::string_view) {
+                                  ++chunks;
+                                  return absl::OkStatus();
+                                },
+                                "alice-token")
+                            .wait(ws_);
+  EXPECT_EQ(CodeOf(status), ErrorCode::kPermissionDenied) << status;
+  EXPECT_EQ(status.message(), "PERMISSION_DENIED: etcdserver: permission denied") << status;
+  EXPECT_EQ(chunks, 0);
+  EXPECT_EQ(a_.calls, std::vector<server::RequestType>{server::RequestType::kAlarmList});
+}
+
 TEST_F(ClientTest, StatusOfOneEndpoint) {
   const std::string b = Serve(b_);
   auto client = NewClient({Serve(a_), b});

@@ -300,6 +300,41 @@ TEST_F(JwtClusterTest, EtcdctlUserWorksAndAnyMemberAcceptsAnotherMembersToken) {
   EXPECT_FALSE(allowed[0].canceled());
   ASSERT_EQ(allowed[1].events_size(), 1) << allowed[1].DebugString();
   EXPECT_EQ(allowed[1].events(0).kv().value(), "watched");
+
+  // A snapshot download is root only (etcd's authMaintenanceServer.Snapshot): over gRPC
+  // (etcdctl snapshot save) and the JSON gateway (its Authorization header is the token).
+  const std::string denied_file = dir_ + "/alice.db";
+  auto alice_snapshot =
+      Etcdctl(members_[1], {"--user=alice:alicepw", "snapshot", "save", denied_file});
+  EXPECT_NE(alice_snapshot.exit_code, 0) << alice_snapshot.output;
+  EXPECT_NE(alice_snapshot.output.find("etcdserver: permission denied"), std::string::npos)
+      << alice_snapshot.output;
+  EXPECT_FALSE(std::filesystem::exists(denied_file));
+  auto anonymous_snapshot = Etcdctl(members_[1], {"snapshot", "save", denied_file});
+  EXPECT_NE(anonymous_snapshot.exit_code, 0) << anonymous_snapshot.output;
+  EXPECT_NE(anonymous_snapshot.output.find("etcdserver: user name is empty"), std::string::npos)
+      << anonymous_snapshot.output;
+  const std::string root_file = dir_ + "/root.db";
+  auto root_snapshot = Etcdctl(members_[1], {"--user=root:rootpw", "snapshot", "save", root_file});
+  EXPECT_EQ(root_snapshot.exit_code, 0) << root_snapshot.output;
+  EXPECT_NE(root_snapshot.output.find("Snapshot saved at " + root_file), std::string::npos)
+      << root_snapshot.output;
+  EXPECT_GT(std::filesystem::exists(root_file) ? std::filesystem::file_size(root_file) : 0, 0u);
+  auto gateway_snapshot = [&](const std::string& as) {
+    std::vector<std::string> argv = {"/usr/bin/curl", "-sS", "--max-time", "10", "-X",
+                                     "POST",          "-d",  "{}"};
+    if (!as.empty()) argv.insert(argv.end(), {"-H", "Authorization: " + as});
+    argv.push_back(absl::StrCat("http://", members_[2].endpoint(), "/v3/maintenance/snapshot"));
+    auto result = testing::RunCommand(argv, "", 15000);
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? result->output : std::string();
+  };
+  const std::string gateway_denied = gateway_snapshot(alice_token);
+  EXPECT_NE(gateway_denied.find("etcdserver: permission denied"), std::string::npos)
+      << gateway_denied.substr(0, 300);
+  EXPECT_EQ(gateway_denied.find("\"blob\""), std::string::npos) << gateway_denied.substr(0, 300);
+  const std::string gateway_root = gateway_snapshot(fresh);
+  EXPECT_NE(gateway_root.find("\"blob\""), std::string::npos) << gateway_root.substr(0, 300);
 }
 
 // `args` given to kvnode: it exits 2 at once, saying `why`.

@@ -29,8 +29,9 @@
 //   - usage after a usage error goes to stderr, so stdout only ever carries results.
 //   - user add / user passwd / --user without a password read it from a line of stdin, never a
 //     terminal prompt (etcdctl's --interactive=false).
-//   - --user authenticates once per command; requests made to one endpoint each (endpoint
-//     status and health, hashkv, defrag, snapshot save) carry no token yet.
+//   - --user authenticates once per command; the token (every member holds it: Authenticate is
+//     a log entry) goes with every request, those made to each endpoint (hashkv, defrag,
+//     snapshot save) included. endpoint status and health send none (etcd checks neither).
 
 #include <fcntl.h>
 #include <signal.h>
@@ -150,10 +151,11 @@ int Fail(absl::string_view message) {
   return kExitError;
 }
 // Auth refusals read as etcdctl prints them ("etcdserver: permission denied"), without the code.
-int Fail(const absl::Status& status) {
+absl::string_view ErrorText(const absl::Status& status) {
   const absl::string_view etcd = EtcdAuthMessage(CodeOf(status));
-  return Fail(etcd.empty() ? status.message() : etcd);
+  return etcd.empty() ? status.message() : etcd;
 }
+int Fail(const absl::Status& status) { return Fail(ErrorText(status)); }
 
 std::string CommandUsage(const Command& command, const FlagSet& flags) {
   return absl::StrCat("NAME:\n\t", command.name, " - ", command.summary, "\n\nUSAGE:\n\tkvctl ",
@@ -1402,6 +1404,7 @@ int RunEndpointHashKv(Context& c) {
     Request hash;
     hash.type = RequestType::kHash;
     hash.revision = revision;
+    hash.token = c.token;
     asks.add(c.client->CallEndpointAsync(i, std::move(hash)));
   }
   kj::Array<absl::StatusOr<Response>> results =
@@ -1413,7 +1416,7 @@ int RunEndpointHashKv(Context& c) {
     if (!results[i].ok()) {
       all_ok = false;
       std::fprintf(stderr, "Failed to get the hash of endpoint %s (%s)\n", endpoints[i].c_str(),
-                   std::string(results[i].status().message()).c_str());
+                   std::string(ErrorText(results[i].status())).c_str());
       continue;
     }
     const mvcc::HashResponse& h = results[i]->hash;
@@ -1468,6 +1471,7 @@ int RunDefrag(Context& c) {
   for (size_t i = 0; i < endpoints.size(); ++i) {
     Request request;
     request.type = RequestType::kDefragment;
+    request.token = c.token;
     absl::StatusOr<Response> response =
         c.client->CallEndpointAsync(i, std::move(request)).wait(c.wait_scope());
     if (response.ok()) {
@@ -1475,7 +1479,7 @@ int RunDefrag(Context& c) {
     } else {
       failed = true;
       std::fprintf(stderr, "Failed to defragment etcd member[%s] (%s)\n", endpoints[i].c_str(),
-                   std::string(response.status().message()).c_str());
+                   std::string(ErrorText(response.status())).c_str());
     }
   }
   return failed ? kExitError : kExitSuccess;
@@ -1525,25 +1529,20 @@ int RunSnapshotSave(Context& c) {
   const int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, kSnapshotFileMode);
   if (fd < 0) return Fail(absl::StrCat("could not open ", part, " (", std::strerror(errno), ")"));
   uint64_t bytes = 0;
-  absl::Status status =
-      c.client
-          ->SnapshotAsync(0,
-                          [fd, &part, &bytes](absl::string_view chunk) {
-                            size_t written = 0;
-                            while (written < chunk.size()) {
-                              const ssize_t n =
-                                  ::write(fd, chunk.data() + written, chunk.size() - written);
-                              if (n < 0 && errno == EINTR) continue;
-                              if (n < 0) {
-                                return absl::InternalError(
-                                    absl::StrCat("write ", part, ": ", std::strerror(errno)));
-                              }
-                              written += n;
-                            }
-                            bytes += chunk.size();
-                            return absl::OkStatus();
-                          })
-          .wait(c.wait_scope());
+  auto write_chunk = [fd, &part, &bytes](absl::string_view chunk) {
+    size_t written = 0;
+    while (written < chunk.size()) {
+      const ssize_t n = ::write(fd, chunk.data() + written, chunk.size() - written);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        return absl::InternalError(absl::StrCat("write ", part, ": ", std::strerror(errno)));
+      }
+      written += n;
+    }
+    bytes += chunk.size();
+    return absl::OkStatus();
+  };
+  absl::Status status = c.client->SnapshotAsync(0, write_chunk, c.token).wait(c.wait_scope());
   if (status.ok() && ::fsync(fd) != 0) {
     status = absl::InternalError(absl::StrCat("fsync ", part, ": ", std::strerror(errno)));
   }

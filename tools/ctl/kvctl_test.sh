@@ -354,6 +354,23 @@ check "permitted write" 0 -- ctl --user u:upw put p/x 1 <<<"OK"
 check "permitted read" 0 -- ctl --user u:upw get p/x <<<$'p/x\n1'
 check "maintenance is root only" 1 -- ctl --user u:upw alarm list \
   <<<"Error: etcdserver: permission denied"
+# The commands that ask each endpoint carry --user's token too; etcd's snapshot is root only.
+check "defrag is root only" 1 -- ctl --user u:upw defrag \
+  <<<"Failed to defragment etcd member[$endpoint] (etcdserver: permission denied)"
+check "defrag as root" 0 -- ctl "${root[@]}" defrag <<<"Finished defragmenting etcd member[$endpoint]"
+check "hashkv is root only" 1 -- ctl --user u:upw endpoint hashkv \
+  <<<"Failed to get the hash of endpoint $endpoint (etcdserver: permission denied)"
+check_re "hashkv as root" 0 -- ctl "${root[@]}" endpoint hashkv <<<"$endpoint, [0-9]+"
+check "snapshot save without a user" 1 -- ctl snapshot save "$dir/anonymous.db" \
+  <<<"Error: etcdserver: user name is empty"
+check "snapshot save is root only" 1 -- ctl --user u:upw snapshot save "$dir/denied.db" \
+  <<<"Error: etcdserver: permission denied"
+if [ -e "$dir/anonymous.db" ] || [ -e "$dir/denied.db" ] || [ -e "$dir/denied.db.part" ]; then
+  echo "FAIL: a refused snapshot save left a file"
+  failures=$((failures + 1))
+fi
+check "snapshot save as root" 0 -- ctl "${root[@]}" snapshot save "$dir/root.db" \
+  <<<"Snapshot saved at $dir/root.db"
 check "revoke key" 0 -- ctl "${root[@]}" role revoke-permission r1 k1 \
   <<<"Permission of key k1 is revoked from role r1"
 check "revoke again" 1 -- ctl "${root[@]}" role revoke-permission r1 k1 \
