@@ -15,7 +15,8 @@
 //   txn [cmp=K1,K2] [then=OP,...] [else=OP,...] [nested=then|else]
 //       OP: put:K:V, get:K, del:K; nested wraps the `then`/`else` ops in an inner txn
 //   watch KEY [END], lease-grant TTL id=ID, lease-revoke ID, compact REV
-//   member-list, member-add NAME URL, hash, alarm-list, defragment
+//   member-list, member-add NAME URL, member-remove|member-promote|move-leader ID,
+//   member-update ID URL, hash, alarm-list, alarm-disarm, defragment
 //   tick N, restart N (crash and restart member N)
 
 #include <map>
@@ -196,6 +197,17 @@ class Transcript {
       r.member.name = word(0);
       r.member.peer_urls = {word(1)};
       r.member.is_learner = true;
+    } else if (name == "member-remove" || name == "member-promote" || name == "move-leader") {
+      r.type = name == "member-remove"    ? RequestType::kMemberRemove
+               : name == "member-promote" ? RequestType::kMemberPromote
+                                          : RequestType::kMoveLeader;
+      r.member.id = std::stoull(word(0));
+    } else if (name == "member-update") {
+      r.type = RequestType::kMemberUpdate;
+      r.member.id = std::stoull(word(0));
+      r.member.peer_urls = {word(1)};
+    } else if (name == "alarm-disarm") {
+      r.type = RequestType::kAlarmDisarm;
     } else if (name == "hash") {
       r.type = RequestType::kHash;
     } else if (name == "alarm-list") {
