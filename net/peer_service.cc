@@ -1,5 +1,9 @@
 #include "net/peer_service.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -15,7 +19,83 @@
 #include "store/crc32c.h"
 
 namespace kvstore::net {
+
+TcpKeepalive PeerTcpKeepalive(kj::Duration election_timeout) {
+  const kj::Duration bound = PeerStreamIdleTimeout(election_timeout);
+  const int seconds = static_cast<int>((bound + kj::SECONDS - 1 * kj::NANOSECONDS) / kj::SECONDS);
+  TcpKeepalive keepalive;
+  keepalive.count = 3;
+  keepalive.interval_seconds = std::max(1, seconds / 5);
+  keepalive.idle_seconds = std::max(1, seconds - keepalive.count * keepalive.interval_seconds);
+  return keepalive;
+}
+
+bool EnableTcpKeepalive(kj::AsyncIoStream& stream, const TcpKeepalive& keepalive) {
+  // A stream without a socket throws (kj's "not a socket"), and so does a unix socket at the TCP
+  // options: keepalive is then nobody's business.
+  kj::Maybe<kj::Exception> failed = kj::runCatchingExceptions([&] {
+    const int on = 1;
+    stream.setsockopt(SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+    stream.setsockopt(IPPROTO_TCP, TCP_KEEPIDLE, &keepalive.idle_seconds,
+                      sizeof(keepalive.idle_seconds));
+    stream.setsockopt(IPPROTO_TCP, TCP_KEEPINTVL, &keepalive.interval_seconds,
+                      sizeof(keepalive.interval_seconds));
+    stream.setsockopt(IPPROTO_TCP, TCP_KEEPCNT, &keepalive.count, sizeof(keepalive.count));
+  });
+  return failed == nullptr;
+}
+
 namespace {
+
+std::string Millis(kj::Duration d) { return absl::StrCat(d / kj::MILLISECONDS, " ms"); }
+
+// Resolves once `last_activity()` is `bound` old. Woken well past the deadline (more than a
+// fifth of the bound late), it was this member's own loop that stalled (a pause, a long turn),
+// and what the other side sent meanwhile may be waiting unread: it gives that a fifth of the
+// bound more to be read before it judges. `last_activity` must outlive the promise.
+kj::Promise<void> UntilIdle(kj::Timer& timer, kj::Duration bound,
+                            std::function<kj::TimePoint()> last_activity, bool rechecked = false) {
+  const kj::TimePoint deadline = last_activity() + bound;
+  return timer.atTime(deadline).then(
+      [&timer, bound, deadline, rechecked,
+       last_activity = std::move(last_activity)]() mutable -> kj::Promise<void> {
+        const kj::TimePoint now = timer.now();
+        if (now - last_activity() < bound) return UntilIdle(timer, bound, std::move(last_activity));
+        if (!rechecked && now - deadline > bound / 5) {
+          return timer.afterDelay(bound / 5).then(
+              [&timer, bound, last_activity = std::move(last_activity)]() mutable {
+                return UntilIdle(timer, bound, std::move(last_activity), /*rechecked=*/true);
+              });
+        }
+        return kj::READY_NOW;
+      });
+}
+
+// What the Peer service of one connection PeerServer serves knows of it: a stalled snapshot
+// transfer closes it. Shared by the service and its sinks, which may outlive the connection.
+struct ServedConnection {
+  ServedConnection(kj::Timer& timer, kj::Duration idle_timeout, std::string remote,
+                   std::function<void(const std::string&, const std::string&)> on_closed,
+                   kj::Own<kj::PromiseFulfiller<void>> close)
+      : timer(timer),
+        idle_timeout(idle_timeout),
+        remote(std::move(remote)),
+        on_closed(std::move(on_closed)),
+        close(kj::mv(close)) {}
+
+  // Closes the connection (once; not after it ended), with `why` for the log.
+  void Close(const std::string& why) {
+    if (!close->isWaiting()) return;
+    close->fulfill();
+    if (on_closed) on_closed(remote, why);
+  }
+
+  kj::Timer& timer;
+  const kj::Duration idle_timeout;
+  const std::string remote;
+  const std::function<void(const std::string&, const std::string&)> on_closed;
+  kj::Own<kj::PromiseFulfiller<void>> close;  // fulfilled: PeerServer destroys the connection
+};
 
 kj::Exception ClusterMismatch(uint64_t theirs, uint64_t ours) {
   // The sender finds the receiver's id in the text (ClusterMismatchOf).
@@ -36,17 +116,39 @@ uint64_t WireBytes(const raft::Message& m) {
   return bytes;
 }
 
-// Collects one snapshot's data; `done` verifies and steps it.
+// Collects one snapshot's data; `done` verifies and steps it. On a connection PeerServer serves
+// (`connection` not null), a next chunk or `done` that does not come within its idle bound
+// aborts the transfer and closes the connection.
 class SnapshotSinkImpl final : public rpc::SnapshotSink::Server {
  public:
-  SnapshotSinkImpl(MemberService& member, raft::Message message, uint64_t max_bytes)
-      : member_(member), message_(std::move(message)), max_bytes_(max_bytes) {}
+  SnapshotSinkImpl(MemberService& member, raft::Message message, uint64_t max_bytes,
+                   std::shared_ptr<ServedConnection> connection)
+      : member_(member),
+        message_(std::move(message)),
+        max_bytes_(max_bytes),
+        connection_(std::move(connection)) {
+    if (connection_ == nullptr) return;
+    last_chunk_at_ = connection_->timer.now();
+    idle_ =
+        UntilIdle(connection_->timer, connection_->idle_timeout, [this] { return last_chunk_at_; })
+            .then([this] {
+              finished_ = true;
+              const uint64_t received = data_.size();
+              data_ = std::string();
+              connection_->Close(absl::StrCat(
+                  "closed a peer connection whose snapshot transfer delivered no chunk for ",
+                  Millis(connection_->idle_timeout), " (the idle bound) after ", received,
+                  " bytes; the snapshot is dropped and the sender will send it again"));
+            })
+            .eagerlyEvaluate(nullptr);
+  }
 
   kj::Promise<void> write(WriteContext context) override {
     if (finished_) return KJ_EXCEPTION(FAILED, "snapshot chunk after done");
+    if (connection_ != nullptr) last_chunk_at_ = connection_->timer.now();
     const absl::string_view chunk = View(context.getParams().getChunk());
     if (data_.size() + chunk.size() > max_bytes_) {
-      finished_ = true;
+      Finish();
       data_.clear();
       return KJ_EXCEPTION(FAILED, "refused: snapshot larger than the limit", max_bytes_);
     }
@@ -57,7 +159,7 @@ class SnapshotSinkImpl final : public rpc::SnapshotSink::Server {
 
   kj::Promise<void> done(DoneContext context) override {
     if (finished_) return KJ_EXCEPTION(FAILED, "snapshot already finished or refused");
-    finished_ = true;
+    Finish();
     auto params = context.getParams();
     if (params.getBytes() != data_.size() || params.getCrc32c() != crc_) {
       return KJ_EXCEPTION(FAILED, "refused: snapshot data corrupted in transit (bytes, crc32c)",
@@ -73,12 +175,21 @@ class SnapshotSinkImpl final : public rpc::SnapshotSink::Server {
   }
 
  private:
+  // The transfer is over (done, or refused): no idle bound any more.
+  void Finish() {
+    finished_ = true;
+    idle_ = kj::READY_NOW;
+  }
+
   MemberService& member_;
   raft::Message message_;  // kSnap, metadata only until done
   const uint64_t max_bytes_;
+  const std::shared_ptr<ServedConnection> connection_;
   std::string data_;
   uint32_t crc_ = 0;  // of data_
   bool finished_ = false;
+  kj::TimePoint last_chunk_at_ = kj::origin<kj::TimePoint>();
+  kj::Promise<void> idle_ = kj::READY_NOW;  // the idle bound's watch, while a transfer is open
 };
 
 }  // namespace
@@ -87,8 +198,10 @@ namespace {
 
 class PeerImpl final : public rpc::Peer::Server {
  public:
-  PeerImpl(MemberService& member, const PeerServiceOptions& options)
-      : member_(member), options_(options) {}
+  // `connection`: the connection PeerServer serves this on (null: no idle bound on snapshots).
+  PeerImpl(MemberService& member, const PeerServiceOptions& options,
+           std::shared_ptr<ServedConnection> connection = nullptr)
+      : member_(member), options_(options), connection_(std::move(connection)) {}
 
   kj::Promise<void> send(SendContext context) override {
     auto params = context.getParams();
@@ -119,8 +232,8 @@ class PeerImpl final : public rpc::Peer::Server {
                           raft::MessageTypeName(m->type));
     }
     context.releaseParams();
-    context.getResults().setSink(
-        kj::heap<SnapshotSinkImpl>(member_, std::move(*m), options_.max_snapshot_bytes));
+    context.getResults().setSink(kj::heap<SnapshotSinkImpl>(
+        member_, std::move(*m), options_.max_snapshot_bytes, connection_));
     return kj::READY_NOW;
   }
 
@@ -156,6 +269,7 @@ class PeerImpl final : public rpc::Peer::Server {
  private:
   MemberService& member_;
   const PeerServiceOptions options_;
+  const std::shared_ptr<ServedConnection> connection_;
 };
 
 absl::Status Unavailable(raft::NodeId peer, const std::string& address, absl::string_view why) {
@@ -223,17 +337,10 @@ class RaftStreamReceiver {
   // what a refused stream still sends (Discard) is no frame either. Woken well past the bound
   // (more than a keep-alive interval late), it was this member's loop that stalled (a pause, a
   // long turn), and frames the sender wrote meanwhile may be waiting unread: it reads them for
-  // a fifth of the bound more before it judges.
-  kj::Promise<void> IdleWatch(bool rechecked = false) {
-    const kj::TimePoint deadline = last_frame_at_ + idle_timeout_;
-    return timer_.atTime(deadline).then([this, deadline, rechecked]() -> kj::Promise<void> {
-      const kj::TimePoint now = timer_.now();
-      if (now - last_frame_at_ < idle_timeout_) return IdleWatch();
-      if (!rechecked && now - deadline > idle_timeout_ / 5) {
-        return timer_.afterDelay(idle_timeout_ / 5).then([this] { return IdleWatch(true); });
-      }
+  // a fifth of the bound more before it judges (UntilIdle).
+  kj::Promise<void> IdleWatch() {
+    return UntilIdle(timer_, idle_timeout_, [this] { return last_frame_at_; }).then([this] {
       on_idle_();
-      return kj::READY_NOW;
     });
   }
 
@@ -307,8 +414,6 @@ class RaftStreamReceiver {
   kj::byte scratch_[4096];
 };
 
-std::string Millis(kj::Duration d) { return absl::StrCat(d / kj::MILLISECONDS, " ms"); }
-
 }  // namespace
 
 PeerServer::PeerServer(MemberService& member, kj::Timer& timer, const PeerServiceOptions& options)
@@ -317,7 +422,7 @@ PeerServer::PeerServer(MemberService& member, kj::Timer& timer, const PeerServic
       idle_timeout_(options.stream_idle_timeout),
       max_connections_(options.max_connections),
       on_closed_(options.on_closed),
-      listener_(NewPeerService(member, options), PeerReaderOptions()),
+      options_(options),
       streams_(*this) {}
 
 PeerServer::~PeerServer() noexcept {}
@@ -348,6 +453,7 @@ void PeerServer::Accept(kj::Own<kj::AsyncIoStream> stream) {
     return;  // `stream` closes here
   }
   ++connections_;
+  EnableTcpKeepalive(*stream, options_.tcp_keepalive);
   // Counted out when the stream goes, whichever kind of connection it turned out to be.
   stream = stream.attach(kj::defer([this] { --connections_; }));
   streams_.add(Serve(kj::mv(stream), std::move(remote)));
@@ -376,8 +482,8 @@ kj::Promise<void> PeerServer::Serve(kj::Own<kj::AsyncIoStream> stream, std::stri
         }
         if (n < first.size()) return kj::READY_NOW;  // closed before a message
         if (std::memcmp(first.begin(), kRaftStreamMagic, first.size()) != 0) {
-          listener_.Accept(kj::heap<PrefixedStream>(kj::mv(stream), kj::mv(first)));
-          return kj::READY_NOW;
+          return ServeRpc(kj::heap<PrefixedStream>(kj::mv(stream), kj::mv(first)),
+                          std::move(remote));
         }
         auto receiver = kj::heap<RaftStreamReceiver>(
             member_, timer_, idle_timeout_, kj::mv(stream), raft_batches_, first.asPtr(),
@@ -389,6 +495,19 @@ kj::Promise<void> PeerServer::Serve(kj::Own<kj::AsyncIoStream> stream, std::stri
         kj::Promise<void> run = receiver->Run();
         return run.attach(kj::mv(receiver));
       });
+}
+
+kj::Promise<void> PeerServer::ServeRpc(kj::Own<kj::AsyncIoStream> stream, std::string remote) {
+  auto close = kj::newPromiseAndFulfiller<void>();
+  auto served = std::make_shared<ServedConnection>(timer_, idle_timeout_, std::move(remote),
+                                                   on_closed_, kj::mv(close.fulfiller));
+  auto connection = kj::heap<RpcConnection>(kj::mv(stream), PeerReaderOptions(),
+                                            kj::heap<PeerImpl>(member_, options_, served));
+  // Ends (destroying the connection, which closes its socket) when the peer leaves or a stalled
+  // snapshot transfer closes it (once it ended, `close` waits for nothing: a sink that outlives
+  // it closes nothing).
+  kj::Promise<void> ended = connection->OnDisconnect();
+  return ended.exclusiveJoin(kj::mv(close.promise)).attach(kj::mv(connection));
 }
 
 // --- PeerClient ---------------------------------------------------------------------------------
@@ -435,6 +554,7 @@ void PeerClient::Connect() {
           .then(
               [this, generation](kj::Own<kj::AsyncIoStream> stream) {
                 if (generation != generation_) return;
+                EnableTcpKeepalive(*stream, options_.tcp_keepalive);
                 stream_ = kj::mv(stream);
                 acks_ = kj::heap<FrameDecoder>(kMaxPeerMessageBytes, PeerReaderOptions());
                 link_tasks_ = kj::heap<kj::TaskSet>(static_cast<kj::TaskSet::ErrorHandler&>(*this));
@@ -639,10 +759,11 @@ void PeerClient::StartSnapshot(raft::Message message) {
                      [this](kj::Exception&& e) {
                        snapshot_in_flight_ = false;
                        if (callbacks_.on_error) {
-                         callbacks_.on_error(options_.peer_id,
-                                             Unavailable(options_.peer_id, options_.address,
-                                                         absl::StrCat("snapshot transfer failed: ",
-                                                                      e.getDescription().cStr())));
+                         callbacks_.on_error(
+                             options_.peer_id,
+                             absl::AbortedError(absl::StrCat(
+                                 "peer ", options_.peer_id, " at ", options_.address,
+                                 ": snapshot transfer failed: ", e.getDescription().cStr())));
                        }
                        callbacks_.on_snapshot_status(options_.peer_id, false);
                      }));
@@ -651,12 +772,25 @@ void PeerClient::StartSnapshot(raft::Message message) {
 kj::Promise<void> PeerClient::SendSnapshot(raft::Message message) {
   return ConnectWithin(network_, timer_, options_.address, options_.connect_timeout, options_.tls)
       .then([this, message = std::move(message)](kj::Own<kj::AsyncIoStream> stream) mutable {
+        EnableTcpKeepalive(*stream, options_.tcp_keepalive);
         auto connection = kj::heap<RpcConnection>(kj::mv(stream), PeerReaderOptions());
         auto request = connection->Bootstrap<rpc::Peer>().sendSnapshotRequest();
         request.setClusterId(options_.cluster_id);
         ToCapnp(message, request.initMessage());
         rpc::SnapshotSink::Client sink = request.send().getSink();
-        return WriteChunks(kj::mv(sink), message.snapshot, 0, 0).attach(kj::mv(connection));
+        snapshot_progress_at_ = timer_.now();
+        // Aborted (the connection destroyed with the promise) once no chunk has been let go, nor
+        // `done` answered, for the stall bound: a receiver that stopped reading or answering.
+        kj::Promise<void> stalled = UntilIdle(timer_, options_.snapshot_stall_timeout, [this] {
+                                      return snapshot_progress_at_;
+                                    }).then([this]() -> kj::Promise<void> {
+          return KJ_EXCEPTION(DISCONNECTED, kj::str("no snapshot chunk acknowledged for ",
+                                                    Millis(options_.snapshot_stall_timeout).c_str(),
+                                                    " (the idle bound); transfer aborted"));
+        });
+        return WriteChunks(kj::mv(sink), message.snapshot, 0, 0)
+            .exclusiveJoin(kj::mv(stalled))
+            .attach(kj::mv(connection));
       });
 }
 
@@ -668,17 +802,18 @@ kj::Promise<void> PeerClient::WriteChunks(rpc::SnapshotSink::Client sink,
     auto done = sink.doneRequest();
     done.setCrc32c(crc);
     done.setBytes(data.size());
-    return timer_.timeoutAfter(options_.snapshot_stall_timeout, done.send().ignoreResult());
+    return done.send().ignoreResult();
   }
   const absl::string_view chunk = data.substr(offset, options_.snapshot_chunk_bytes);
   auto write = sink.writeRequest();
   write.setChunk(
       capnp::Data::Reader(reinterpret_cast<const kj::byte*>(chunk.data()), chunk.size()));
-  // `send` resolves when the stream's flow control lets the next chunk go, not when this one
-  // is processed; errors surface at a later write or at done.
-  return timer_.timeoutAfter(options_.snapshot_stall_timeout, write.send())
-      .then([this, sink = kj::mv(sink), snapshot = std::move(snapshot), offset, chunk,
-             crc]() mutable {
+  // `send` resolves when the stream's flow control lets the next chunk go (the receiver has
+  // acknowledged enough of those before it), not when this one is processed; errors surface at
+  // a later write or at done.
+  return write.send().then(
+      [this, sink = kj::mv(sink), snapshot = std::move(snapshot), offset, chunk, crc]() mutable {
+        snapshot_progress_at_ = timer_.now();
         return WriteChunks(kj::mv(sink), std::move(snapshot), offset + chunk.size(),
                            store::Crc32c(chunk, crc));
       });
@@ -692,8 +827,15 @@ void PeerClient::taskFailed(kj::Exception&& exception) {
 
 // --- PeerForwarder ------------------------------------------------------------------------------
 
-PeerForwarder::PeerForwarder(kj::Network& network, kj::Timer& timer, uint64_t cluster_id)
-    : network_(network), timer_(timer), cluster_id_(cluster_id), tasks_(*this) {}
+PeerForwarder::PeerForwarder(kj::Network& network, kj::Timer& timer, uint64_t cluster_id,
+                             TcpKeepalive keepalive,
+                             std::function<void(raft::NodeId, const std::string&)> on_closed)
+    : network_(network),
+      timer_(timer),
+      cluster_id_(cluster_id),
+      keepalive_(keepalive),
+      on_closed_(std::move(on_closed)),
+      tasks_(*this) {}
 
 PeerForwarder::~PeerForwarder() noexcept {}
 
@@ -707,25 +849,65 @@ kj::Promise<absl::StatusOr<server::Response>> PeerForwarder::Forward(raft::NodeI
   auto failed = [peer, address](absl::string_view why) -> Result {
     return Unavailable(peer, address, absl::StrCat("forward: ", why));
   };
+  // The connection the call went out on, and how many calls it had answered then.
+  struct Sent {
+    bool sent = false;
+    uint64_t generation = 0;
+    uint64_t answers = 0;
+  };
+  auto sent = std::make_shared<Sent>();
+  // Any answer, a refusal included, shows the connection alive.
+  auto answered = [this, peer, sent] {
+    auto it = links_.find(peer);
+    if (sent->sent && it != links_.end() && it->second.generation == sent->generation) {
+      ++it->second.answers;
+    }
+  };
   kj::Promise<Result> call =
       Connected(peer, address, timeout, tls)
-          .then([this, request = std::move(request)](rpc::Peer::Client client) {
+          .then([this, peer, sent, request = std::move(request)](rpc::Peer::Client client) {
+            const Link& link = links_[peer];
+            *sent = Sent{true, link.generation, link.answers};
             auto call = client.forwardRequest();
             call.setClusterId(cluster_id_);
             ToCapnp(request, call.initRequest());
             return call.send();
           })
-          .then([type](capnp::Response<rpc::Peer::ForwardResults> results) -> Result {
+          .then([type, answered](capnp::Response<rpc::Peer::ForwardResults> results) -> Result {
+            answered();
             return FromCapnp(results.getResponse(), type);
           })
-          .catch_([this, peer, failed](kj::Exception&& e) {
+          .catch_([this, peer, failed, answered](kj::Exception&& e) {
             // A broken connection is dropped; the next forward connects afresh.
-            if (e.getType() == kj::Exception::Type::DISCONNECTED) Drop(peer);
+            if (e.getType() == kj::Exception::Type::DISCONNECTED) {
+              Drop(peer);
+            } else {
+              answered();
+            }
             return failed(e.getDescription().cStr());
           });
   return timer_.afterDelay(timeout)
-      .then([failed] { return failed("no answer in time"); })
+      .then([this, peer, sent, failed, timeout] {
+        if (sent->sent && DropIfSilent(peer, sent->generation, sent->answers)) {
+          if (on_closed_) {
+            on_closed_(peer, absl::StrCat("closed the forwarding connection: no answer for ",
+                                          Millis(timeout), " and none to any call since"));
+          }
+          return failed("no answer in time; the connection was closed");
+        }
+        return failed("no answer in time");
+      })
       .exclusiveJoin(kj::mv(call));
+}
+
+bool PeerForwarder::DropIfSilent(raft::NodeId peer, uint64_t generation, uint64_t answers) {
+  auto it = links_.find(peer);
+  if (it == links_.end() || it->second.connection.get() == nullptr ||
+      it->second.generation != generation || it->second.answers != answers) {
+    return false;
+  }
+  Drop(peer);
+  return true;
 }
 
 kj::Promise<rpc::Peer::Client> PeerForwarder::Connected(raft::NodeId peer,
@@ -742,6 +924,7 @@ kj::Promise<rpc::Peer::Client> PeerForwarder::Connected(raft::NodeId peer,
         Link& link = links_[peer];
         // Another forward may have connected meanwhile: use its connection, close this one.
         if (link.connection.get() != nullptr || link.address != address) return link.peer;
+        EnableTcpKeepalive(*stream, keepalive_);
         link.connection = kj::heap<RpcConnection>(kj::mv(stream), PeerReaderOptions());
         link.peer = link.connection->Bootstrap<rpc::Peer>();
         const uint64_t generation = ++link.generation;
@@ -797,6 +980,7 @@ kj::Promise<absl::StatusOr<FetchedCluster>> FetchCluster(kj::Network& network, k
   kj::Promise<Result> fetch =
       ConnectWithin(network, timer, address, timeout, tls)
           .then([cluster_id](kj::Own<kj::AsyncIoStream> stream) {
+            EnableTcpKeepalive(*stream, TcpKeepalive());
             auto connection = kj::heap<RpcConnection>(kj::mv(stream), PeerReaderOptions());
             auto request = connection->Bootstrap<rpc::Peer>().membersRequest();
             request.setClusterId(cluster_id);

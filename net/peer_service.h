@@ -14,12 +14,20 @@
 // stream_idle_timeout is closed, and so is a connection that does not send its first 8 bytes
 // within it; at most max_connections are served at once, and one accepted beyond them is closed
 // at once. Both closes go to on_closed, for the log.
+// Every accepted socket gets TCP keepalive (tcp_keepalive), as every socket a PeerClient,
+// PeerForwarder or FetchCluster dials does: a peer whose host or link died (not even its kernel
+// answers) fails its connections within about the stream idle bound, idle ones included (a
+// forwarding link, an RPC connection waiting for a call). A paused peer's kernel still answers
+// keepalive probes: the application-level bounds below are the ones that catch it.
 // A RaftBatch, like a Peer.send call, is decoded (convert.h validates every message) and its
 // messages Stepped in order; a batch with a malformed message is refused whole, before any is
 // stepped (the stream gets a RaftAck with the refusal, then closes).
 // Peer.sendSnapshot takes the kSnap message (metadata only) and returns a SnapshotSink that
 // collects the data, at most max_snapshot_bytes; `done` checks the byte count and the CRC-32C,
-// attaches the data and Steps the message. Every call carries the sender's cluster id; a
+// attaches the data and Steps the message. On a connection PeerServer serves, a transfer whose
+// next chunk (or `done`) does not arrive within stream_idle_timeout is aborted: its data is
+// dropped and its connection closed (on_closed has the line), so the sender reports the
+// snapshot failed and Raft sends it again later. Every call carries the sender's cluster id; a
 // mismatch (a member of another cluster, a misconfigured URL) is refused with an exception
 // naming both ids, and nothing is stepped. The peer API has no Status: refusals are exceptions.
 //
@@ -45,7 +53,11 @@
 //     chunks of snapshot_chunk_bytes with `-> stream` flow control, so it never delays the
 //     messages behind it (heartbeats keep flowing); its outcome is reported through
 //     on_snapshot_status (Raft's ReportSnapshot). One snapshot at a time: another kSnap while
-//     one is in flight is reported failed at once (Raft sends the next when told).
+//     one is in flight is reported failed at once (Raft sends the next when told). A transfer
+//     whose chunks (or `done`) go unacknowledged for snapshot_stall_timeout is aborted (its
+//     connection closed, on_error told with an absl::StatusCode::kAborted status, the snapshot
+//     reported failed);
+//   - TCP keepalive (tcp_keepalive) on both of its connections.
 // Callbacks run on the loop, never inside Send, and never after the PeerClient is destroyed.
 
 #include <cstddef>
@@ -92,8 +104,6 @@ inline constexpr kj::Duration kPeerReconnectBackoffMin = 100 * kj::MILLISECONDS;
 // after a partition healed aborted before the link came back (the real-world leader_transfer
 // scenario). A refused connect on a live network costs microseconds.
 inline constexpr kj::Duration kPeerReconnectBackoffMax = 200 * kj::MILLISECONDS;
-// A snapshot chunk (or the final `done`) that makes no progress this long fails the transfer.
-inline constexpr kj::Duration kSnapshotStallTimeout = 30 * kj::SECONDS;
 // A receiving Raft stream that completes no frame for this many election timeouts is closed, and
 // so is a connection that has not sent its first 8 bytes by then (at least
 // kMinPeerStreamIdleTimeout). 5 election timeouts of etcd's default (1 s) is etcd's own
@@ -111,6 +121,28 @@ inline constexpr kj::Duration kPeerKeepaliveInterval = kPeerStreamIdleTimeout / 
 inline kj::Duration PeerKeepaliveInterval(kj::Duration election_timeout) {
   return PeerStreamIdleTimeout(election_timeout) / 5;
 }
+// A snapshot transfer whose next chunk (or `done`) is not acknowledged (sender) or does not
+// arrive (receiver) within this is aborted, and Raft sends the snapshot again later: the
+// stream idle bound (PeerStreamIdleTimeout), judged per chunk as a Raft stream's is per frame.
+inline constexpr kj::Duration kSnapshotStallTimeout = kPeerStreamIdleTimeout;
+
+// TCP keepalive on a peer socket, in the kernel's units (whole seconds): after `idle_seconds`
+// with nothing received, a probe every `interval_seconds`; `count` unanswered probes fail the
+// connection (a read or write on it then fails). The defaults are PeerTcpKeepalive of etcd's
+// election timeout (1 s): a dead peer is noticed 2 + 3 x 1 = 5 s after it last spoke, the
+// stream idle bound.
+struct TcpKeepalive {
+  int idle_seconds = 2;      // TCP_KEEPIDLE
+  int interval_seconds = 1;  // TCP_KEEPINTVL
+  int count = 3;             // TCP_KEEPCNT
+};
+// Sized so idle + count x interval is about PeerStreamIdleTimeout(election_timeout), rounded up
+// to whole seconds (at least 1 + 3 x 1 = 4 s): count 3, an interval of a fifth of the bound.
+TcpKeepalive PeerTcpKeepalive(kj::Duration election_timeout);
+// Turns on SO_KEEPALIVE with `keepalive`'s TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT on the
+// socket under `stream` (through a TLS or prefixed stream). False when there is no TCP socket
+// to set them on (an in-process pipe, a unix socket): nothing is changed then.
+bool EnableTcpKeepalive(kj::AsyncIoStream& stream, const TcpKeepalive& keepalive);
 // Inbound peer connections served at once (Raft streams and RPC: snapshots, forwards, member
 // lists); an accepted connection beyond it is closed at once. A member has about two per peer
 // (its Raft stream and its forwarding link) plus a snapshot now and then: 128 is far beyond any
@@ -123,13 +155,16 @@ struct PeerServiceOptions {
   uint64_t max_snapshot_bytes = kDefaultMaxSnapshotBytes;
   // PeerServer: a Raft stream that completes no frame (batches and keep-alives alike) this long
   // is closed, and so is a connection that does not send its first 8 bytes within it
-  // (PeerStreamIdleTimeout of the member's election timeout). RPC connections are not bounded
-  // so: a forwarding link is legitimately idle.
+  // (PeerStreamIdleTimeout of the member's election timeout), and an RPC connection with a
+  // snapshot transfer whose next chunk (or `done`) does not come within it. RPC connections are
+  // otherwise not bounded so (a forwarding link is legitimately idle): TCP keepalive is theirs.
   kj::Duration stream_idle_timeout = kPeerStreamIdleTimeout;
+  // PeerServer: on every accepted socket (PeerTcpKeepalive of the member's election timeout).
+  TcpKeepalive tcp_keepalive;
   // PeerServer: inbound connections served at once (every kind); one accepted beyond it is closed
   // at once.
   size_t max_connections = kMaxPeerConnections;
-  // PeerServer: a connection closed by one of the two limits above, with the remote address and
+  // PeerServer: a connection closed by one of the limits above, with the remote address and
   // why, for the log. Optional.
   std::function<void(const std::string& remote, const std::string& why)> on_closed;
 };
@@ -164,6 +199,9 @@ class PeerServer final : private kj::TaskSet::ErrorHandler {
  private:
   // Serves one connection once its first bytes tell which kind it is.
   kj::Promise<void> Serve(kj::Own<kj::AsyncIoStream> stream, std::string remote);
+  // Serves Peer over an RPC connection until it ends, or until a stalled snapshot transfer on it
+  // closes it.
+  kj::Promise<void> ServeRpc(kj::Own<kj::AsyncIoStream> stream, std::string remote);
   void Closed(const std::string& remote, const std::string& why);
   // A connection that ends with an error is over all the same; its peer sees the break.
   void taskFailed(kj::Exception&&) override {}
@@ -176,7 +214,7 @@ class PeerServer final : private kj::TaskSet::ErrorHandler {
   const kj::Duration idle_timeout_;
   const size_t max_connections_;
   const std::function<void(const std::string&, const std::string&)> on_closed_;
-  RpcListener listener_;
+  const PeerServiceOptions options_;
   uint64_t raft_batches_ = 0;
   kj::Own<kj::ConnectionReceiver> receiver_;
   uint port_ = 0;
@@ -199,7 +237,11 @@ struct PeerClientOptions {
   kj::Duration send_timeout = kPeerSendTimeout;
   kj::Duration reconnect_backoff_min = kPeerReconnectBackoffMin;
   kj::Duration reconnect_backoff_max = kPeerReconnectBackoffMax;
+  // A snapshot chunk (or `done`) unacknowledged this long aborts the transfer
+  // (PeerStreamIdleTimeout of the member's election timeout).
   kj::Duration snapshot_stall_timeout = kSnapshotStallTimeout;
+  // On the Raft stream's and the snapshots' sockets (PeerTcpKeepalive of the election timeout).
+  TcpKeepalive tcp_keepalive;
   // With nothing written for this long, a keep-alive frame (an empty RaftBatch) goes out
   // (PeerKeepaliveInterval of the member's election timeout: a fifth of the receiver's idle bound).
   kj::Duration keepalive_interval = kPeerKeepaliveInterval;
@@ -210,7 +252,8 @@ struct PeerClientCallbacks {
   std::function<void(raft::NodeId peer)> on_unreachable;
   // A snapshot transfer ended (Raft's ReportSnapshot). Required.
   std::function<void(raft::NodeId peer, bool succeeded)> on_snapshot_status;
-  // Why a connection or a snapshot transfer failed, for the log. Optional.
+  // Why a connection or a snapshot transfer failed, for the log (a failed transfer's status is
+  // kAborted, a connection's kUnavailable). Optional.
   std::function<void(raft::NodeId peer, const absl::Status& why)> on_error;
 };
 
@@ -280,6 +323,8 @@ class PeerClient final : private kj::TaskSet::ErrorHandler {
   bool unreachable_pending_ = false;
   kj::Duration backoff_;
   bool snapshot_in_flight_ = false;
+  // When the transfer in flight last made progress (connected, a chunk let go).
+  kj::TimePoint snapshot_progress_at_ = kj::origin<kj::TimePoint>();
   kj::TaskSet tasks_;  // last: destroyed first, so no task outlives the state it uses
 };
 
@@ -287,18 +332,25 @@ class PeerClient final : private kj::TaskSet::ErrorHandler {
 
 // Forwards leader-only client requests (IsForwardable in convert.h) to the leader over
 // Peer.forward, on one connection per peer of its own, so a forward never waits behind a batch
-// of Raft messages or a snapshot. A connection is opened on first use and kept; a broken one is
-// dropped and the next forward connects afresh. Whether and when to retry is the caller's.
+// of Raft messages or a snapshot. A connection is opened on first use and kept, with TCP
+// keepalive (so an idle one to a dead peer fails); a broken one is dropped and the next forward
+// connects afresh. A forward that gets no answer within its timeout, on a connection that
+// answered nothing else since it was sent (a paused or black-holed leader), closes that
+// connection too (on_closed is told), so it holds no slot of the peer's connection cap and the
+// next forward does not queue behind it. Whether and when to retry is the caller's.
 class PeerForwarder final : private kj::TaskSet::ErrorHandler {
  public:
-  // `network` and `timer` (the loop's) must outlive the forwarder.
-  PeerForwarder(kj::Network& network, kj::Timer& timer, uint64_t cluster_id);
+  // `network` and `timer` (the loop's) must outlive the forwarder. `on_closed` (optional): a
+  // connection closed for a forward left unanswered, with the peer and why, for the log.
+  PeerForwarder(kj::Network& network, kj::Timer& timer, uint64_t cluster_id,
+                TcpKeepalive keepalive = {},
+                std::function<void(raft::NodeId peer, const std::string& why)> on_closed = {});
   ~PeerForwarder() noexcept;
 
   // The member `peer` at `address` serves `request`; resolves with its response (its status
   // may be an error of its own, NOT_LEADER included), or with an Unavailable error naming the
-  // peer when it could not be reached or did not answer within `timeout`. `tls`: the client
-  // context for an https:// peer URL (nullptr: plain TCP).
+  // peer when it could not be reached or did not answer within `timeout` ("no answer in
+  // time"). `tls`: the client context for an https:// peer URL (nullptr: plain TCP).
   kj::Promise<absl::StatusOr<server::Response>> Forward(raft::NodeId peer, std::string address,
                                                         server::Request request,
                                                         kj::Duration timeout,
@@ -310,17 +362,23 @@ class PeerForwarder final : private kj::TaskSet::ErrorHandler {
     kj::Own<RpcConnection> connection;
     rpc::Peer::Client peer = nullptr;
     uint64_t generation = 0;  // counts connections; a late disconnect of an old one is ignored
+    uint64_t answers = 0;     // calls answered on the connection (any answer, refusals too)
   };
 
   kj::Promise<rpc::Peer::Client> Connected(raft::NodeId peer, const std::string& address,
                                            kj::Duration timeout, TlsContext* tls);
   void Drop(raft::NodeId peer);
   void DropIf(raft::NodeId peer, uint64_t generation);
+  // A forward sent as the `answers`-th call of connection `generation` went unanswered: closes
+  // that connection unless it answered anything since. True when it did close it.
+  bool DropIfSilent(raft::NodeId peer, uint64_t generation, uint64_t answers);
   void taskFailed(kj::Exception&& exception) override;
 
   kj::Network& network_;
   kj::Timer& timer_;
   const uint64_t cluster_id_;
+  const TcpKeepalive keepalive_;
+  const std::function<void(raft::NodeId, const std::string&)> on_closed_;
   std::map<raft::NodeId, Link> links_;
   kj::TaskSet tasks_;  // last: destroyed first, so no task outlives the state it uses
 };

@@ -4,7 +4,15 @@
 // CRC, the receive limit, and the peer transport (batching, cluster id, unreachable peers, a
 // bounded queue, snapshots in chunks, joining).
 
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <array>
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <string>
@@ -1135,6 +1143,271 @@ TEST_F(PeerTest, SendRefusesMalformedMessagesAndSnapshotsWhole) {
   ToCapnp(Snap(2, "x"), snapshot.initMessage());
   EXPECT_TRUE(Refused(snapshot.send().ignoreResult(), "another cluster"));
   EXPECT_TRUE(member_.stepped.empty());
+}
+
+// The port of a stream's own end (`local`) or of the other one.
+uint PortOf(kj::AsyncIoStream& stream, bool local) {
+  struct sockaddr_in address = {};
+  uint length = sizeof(address);
+  if (local) {
+    stream.getsockname(reinterpret_cast<struct sockaddr*>(&address), &length);
+  } else {
+    stream.getpeername(reinterpret_cast<struct sockaddr*>(&address), &length);
+  }
+  return ntohs(address.sin_port);
+}
+
+// SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT of this process's loopback socket
+// from port `local` to port `remote`, found among its file descriptors (the code under test
+// made it); all -1 when there is no such socket.
+std::array<int, 4> KeepaliveOf(uint local, uint remote) {
+  std::array<int, 4> found = {-1, -1, -1, -1};
+  DIR* fds = opendir("/proc/self/fd");
+  if (fds == nullptr) return found;
+  while (struct dirent* entry = readdir(fds)) {
+    const int fd = std::atoi(entry->d_name);
+    if (fd <= 2 || fd == dirfd(fds)) continue;
+    struct sockaddr_in mine = {}, theirs = {};
+    socklen_t length = sizeof(mine);
+    if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&mine), &length) != 0 ||
+        mine.sin_family != AF_INET || ntohs(mine.sin_port) != local) {
+      continue;
+    }
+    length = sizeof(theirs);
+    if (getpeername(fd, reinterpret_cast<struct sockaddr*>(&theirs), &length) != 0 ||
+        ntohs(theirs.sin_port) != remote) {
+      continue;
+    }
+    const std::array<std::pair<int, int>, 4> options = {{{SOL_SOCKET, SO_KEEPALIVE},
+                                                         {IPPROTO_TCP, TCP_KEEPIDLE},
+                                                         {IPPROTO_TCP, TCP_KEEPINTVL},
+                                                         {IPPROTO_TCP, TCP_KEEPCNT}}};
+    for (size_t i = 0; i < options.size(); ++i) {
+      length = sizeof(found[i]);
+      getsockopt(fd, options[i].first, options[i].second, &found[i], &length);
+    }
+    break;
+  }
+  closedir(fds);
+  return found;
+}
+
+std::array<int, 4> KeepaliveOn(const TcpKeepalive& k) {
+  return {1, k.idle_seconds, k.interval_seconds, k.count};
+}
+
+// TCP keepalive sized from the election timeout is on every peer socket: the one PeerServer
+// accepts, a PeerClient's Raft stream and snapshot connections, a PeerForwarder's link.
+TEST_F(PeerTest, PeerSocketsHaveTcpKeepaliveSizedFromTheElectionTimeout) {
+  // idle + count x interval: about the stream idle bound, in whole seconds.
+  EXPECT_EQ(KeepaliveOn(PeerTcpKeepalive(kj::SECONDS)), (std::array<int, 4>{1, 2, 1, 3}));
+  EXPECT_EQ(KeepaliveOn(PeerTcpKeepalive(10 * kj::SECONDS)), (std::array<int, 4>{1, 20, 10, 3}));
+  EXPECT_EQ(KeepaliveOn(PeerTcpKeepalive(100 * kj::MILLISECONDS)),
+            (std::array<int, 4>{1, 1, 1, 3}));
+  EXPECT_EQ(KeepaliveOn(TcpKeepalive()), KeepaliveOn(PeerTcpKeepalive(kj::SECONDS)));
+  auto pipe = io_.provider->newTwoWayPipe();
+  EXPECT_FALSE(EnableTcpKeepalive(*pipe.ends[0], TcpKeepalive()));  // no socket: untouched
+  kj::Network& network = io_.provider->getNetwork();
+
+  // Accepted by PeerServer; the test's own end, which nothing set, has none.
+  PeerServiceOptions server_options;
+  server_options.tcp_keepalive = {7, 3, 4};
+  const std::string address = ListenPeer(server_options);
+  kj::Own<kj::AsyncIoStream> raw = ConnectWithin(network, timer_, address, kj::SECONDS).wait(ws_);
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return peer_server_->connections() == 1; }));
+  const uint raw_port = PortOf(*raw, /*local=*/true);
+  EXPECT_EQ(KeepaliveOf(peer_server_->port(), raw_port), (std::array<int, 4>{1, 7, 3, 4}));
+  EXPECT_EQ(KeepaliveOf(raw_port, peer_server_->port())[0], 0);
+
+  // Dialled by a PeerClient (its Raft stream, then a snapshot) and by a PeerForwarder.
+  auto listener = network.parseAddress("127.0.0.1:0").wait(ws_)->listen();
+  const uint listener_port = listener->getPort();
+  PeerClientOptions client_options;
+  client_options.address = absl::StrCat("127.0.0.1:", listener_port);
+  client_options.tcp_keepalive = {9, 2, 5};
+  auto client = NewClient(client_options);
+  client->Send(Heartbeat(2, 1));
+  kj::Own<kj::AsyncIoStream> stream = listener->accept().wait(ws_);
+  EXPECT_EQ(KeepaliveOf(PortOf(*stream, /*local=*/false), listener_port),
+            (std::array<int, 4>{1, 9, 2, 5}));
+  client->Send(Snap(2, "data"));
+  kj::Own<kj::AsyncIoStream> snapshot = listener->accept().wait(ws_);
+  EXPECT_EQ(KeepaliveOf(PortOf(*snapshot, /*local=*/false), listener_port),
+            (std::array<int, 4>{1, 9, 2, 5}));
+  PeerForwarder forwarder(network, timer_, 42, {8, 2, 6});
+  server::Request request;
+  request.type = server::RequestType::kLeaseKeepAlive;
+  kj::Promise<absl::StatusOr<server::Response>> forwarded =
+      forwarder.Forward(2, client_options.address, request, kj::SECONDS);
+  kj::Own<kj::AsyncIoStream> link = listener->accept().wait(ws_);
+  EXPECT_EQ(KeepaliveOf(PortOf(*link, /*local=*/false), listener_port),
+            (std::array<int, 4>{1, 8, 2, 6}));
+}
+
+// A snapshot transfer on a connection PeerServer serves is aborted once its next chunk has not
+// come for the idle bound: the data is dropped, the connection closed (its slot freed) with a
+// line for the log, and nothing stepped. A transfer whose chunks keep coming, slower than the
+// bound in all, is delivered.
+TEST_F(PeerTest, ASnapshotTransferWhoseChunksStopIsClosedAfterTheIdleBound) {
+  std::vector<std::string> closed;
+  PeerServiceOptions options;
+  options.stream_idle_timeout = 300 * kj::MILLISECONDS;
+  options.on_closed = [&](const std::string& remote, const std::string& why) {
+    EXPECT_NE(remote.find("127.0.0.1:"), std::string::npos) << remote;
+    closed.push_back(why);
+  };
+  const std::string address = ListenPeer(options);
+  kj::Network& network = io_.provider->getNetwork();
+  auto open = [&](std::unique_ptr<RpcConnection>& connection) {
+    connection = std::make_unique<RpcConnection>(
+        ConnectWithin(network, timer_, address, kj::SECONDS).wait(ws_), PeerReaderOptions());
+    auto start = connection->Bootstrap<rpc::Peer>().sendSnapshotRequest();
+    start.setClusterId(42);
+    ToCapnp(Snap(2, ""), start.initMessage());
+    return start.send().getSink();
+  };
+  auto write = [&](rpc::SnapshotSink::Client& sink, const std::string& chunk) {
+    auto request = sink.writeRequest();
+    request.setChunk(
+        capnp::Data::Reader(reinterpret_cast<const kj::byte*>(chunk.data()), chunk.size()));
+    return request.send();
+  };
+
+  // Six chunks 100 ms apart (two bounds in all), then done: delivered.
+  std::unique_ptr<RpcConnection> steady;
+  rpc::SnapshotSink::Client sink = open(steady);
+  std::string data;
+  for (int i = 0; i < 6; ++i) {
+    const std::string chunk = Pattern(1000 + i);
+    data += chunk;
+    write(sink, chunk).wait(ws_);
+    RunFor(ws_, timer_, 100 * kj::MILLISECONDS);
+  }
+  auto done = sink.doneRequest();
+  done.setBytes(data.size());
+  done.setCrc32c(store::Crc32c(data));
+  done.send().wait(ws_);
+  ASSERT_EQ(member_.stepped.size(), 1u);
+  EXPECT_TRUE(member_.stepped[0].snapshot->data.view() == data);
+  EXPECT_TRUE(closed.empty()) << closed.front();
+  steady.reset();
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return peer_server_->connections() == 0; }));
+
+  // One chunk, then nothing.
+  std::unique_ptr<RpcConnection> stalled;
+  sink = open(stalled);
+  write(sink, "abc").wait(ws_);
+  const kj::TimePoint written = timer_.now();
+  bool disconnected = false;
+  kj::Promise<void> ended =
+      stalled->OnDisconnect().then([&] { disconnected = true; }).eagerlyEvaluate(nullptr);
+  ASSERT_TRUE(RunUntil(
+      ws_, timer_, [&] { return disconnected; }, 5 * kj::SECONDS));
+  EXPECT_GE(timer_.now() - written, 250 * kj::MILLISECONDS);
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_NE(closed[0].find("closed a peer connection whose snapshot transfer delivered no chunk "
+                           "for 300 ms (the idle bound) after 3 bytes"),
+            std::string::npos)
+      << closed[0];
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return peer_server_->connections() == 0; }));
+  EXPECT_EQ(member_.stepped.size(), 1u);
+
+  // A connection without a transfer (a forwarding link) is not bounded so.
+  std::unique_ptr<RpcConnection> idle = std::make_unique<RpcConnection>(
+      ConnectWithin(network, timer_, address, kj::SECONDS).wait(ws_), PeerReaderOptions());
+  auto members = idle->Bootstrap<rpc::Peer>().membersRequest();
+  members.setClusterId(42);
+  members.send().wait(ws_);
+  RunFor(ws_, timer_, 900 * kj::MILLISECONDS);
+  EXPECT_EQ(peer_server_->connections(), 1u);
+  EXPECT_EQ(closed.size(), 1u);
+}
+
+// A sender whose chunks go unacknowledged for the stall bound (a receiver that stopped reading:
+// paused, or a black-holed link) aborts the transfer and reports the snapshot failed, with the
+// reason (a kAborted status, which kvnode logs as a warning).
+TEST_F(PeerTest, ASnapshotTheReceiverStopsAcknowledgingIsAbortedAfterTheStallBound) {
+  testing::SilentListener silent(io_.provider->getNetwork(), ws_);
+  PeerClientOptions options;
+  options.address = silent.address();
+  options.snapshot_stall_timeout = 300 * kj::MILLISECONDS;
+  PeerClientCallbacks callbacks;
+  std::vector<absl::Status> errors;
+  callbacks.on_unreachable = [](raft::NodeId) {};
+  callbacks.on_snapshot_status = [&](raft::NodeId, bool ok) { snapshot_status_.push_back(ok); };
+  callbacks.on_error = [&](raft::NodeId, const absl::Status& why) { errors.push_back(why); };
+  options.peer_id = 2;
+  options.cluster_id = 42;
+  PeerClient client(io_.provider->getNetwork(), timer_, options, std::move(callbacks));
+  const kj::TimePoint start = timer_.now();
+  client.Send(Snap(2, Pattern(16 << 20)));  // more than the kernel's buffers hold
+  ASSERT_TRUE(RunUntil(
+      ws_, timer_, [&] { return !snapshot_status_.empty(); }, 5 * kj::SECONDS));
+  EXPECT_GE(timer_.now() - start, 300 * kj::MILLISECONDS);
+  EXPECT_EQ(snapshot_status_, std::vector<bool>{false});
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_TRUE(absl::IsAborted(errors[0])) << errors[0];
+  EXPECT_NE(errors[0].message().find("no snapshot chunk acknowledged for 300 ms (the idle bound)"),
+            std::string::npos)
+      << errors[0];
+  // The next snapshot is not refused as "already in flight".
+  client.Send(Snap(2, "small"));
+  ASSERT_TRUE(RunUntil(
+      ws_, timer_, [&] { return snapshot_status_.size() == 2; }, 5 * kj::SECONDS));
+  EXPECT_EQ(errors.size(), 2u);
+  EXPECT_EQ(silent.accepted(), 2u);
+}
+
+// A forward the leader never answers gets its timeout error, and its connection is closed, so
+// the leader's slot for it is free; the next forward connects afresh. A forward unanswered on a
+// connection that answered another one meanwhile (a slow request, not a silent peer) keeps it.
+TEST_F(PeerTest, AForwardToAPeerThatNeverAnswersClosesItsConnection) {
+  const std::string address = ListenPeer();
+  std::vector<std::string> closed;
+  PeerForwarder forwarder(io_.provider->getNetwork(), timer_, 42, TcpKeepalive(),
+                          [&](raft::NodeId peer, const std::string& why) {
+                            EXPECT_EQ(peer, 2u);
+                            closed.push_back(why);
+                          });
+  server::Request request;
+  request.type = server::RequestType::kLeaseKeepAlive;
+  request.lease_id = 5;
+
+  member_.hold_calls = true;
+  const kj::TimePoint start = timer_.now();
+  absl::StatusOr<server::Response> answer =
+      forwarder.Forward(2, address, request, 300 * kj::MILLISECONDS).wait(ws_);
+  ASSERT_FALSE(answer.ok());
+  EXPECT_TRUE(absl::IsUnavailable(answer.status())) << answer.status();
+  EXPECT_NE(answer.status().message().find("no answer in time; the connection was closed"),
+            std::string::npos)
+      << answer.status();
+  EXPECT_GE(timer_.now() - start, 300 * kj::MILLISECONDS);
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_NE(closed[0].find("no answer for 300 ms"), std::string::npos) << closed[0];
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return peer_server_->connections() == 0; }));
+
+  member_.hold_calls = false;
+  answer = forwarder.Forward(2, address, request, 300 * kj::MILLISECONDS).wait(ws_);
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(member_.CallsOf(server::RequestType::kLeaseKeepAlive), 2u);
+  EXPECT_EQ(peer_server_->connections(), 1u);
+
+  member_.hold_calls = true;
+  kj::Promise<absl::StatusOr<server::Response>> slow =
+      forwarder.Forward(2, address, request, 300 * kj::MILLISECONDS);
+  RunFor(ws_, timer_, 100 * kj::MILLISECONDS);
+  member_.hold_calls = false;
+  answer = forwarder.Forward(2, address, request, 300 * kj::MILLISECONDS).wait(ws_);
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  answer = slow.wait(ws_);
+  ASSERT_FALSE(answer.ok());
+  EXPECT_NE(answer.status().message().find("no answer in time"), std::string::npos);
+  EXPECT_EQ(answer.status().message().find("closed"), std::string::npos) << answer.status();
+  EXPECT_EQ(closed.size(), 1u);
+  RunFor(ws_, timer_, 50 * kj::MILLISECONDS);
+  EXPECT_EQ(peer_server_->connections(), 1u);
+  EXPECT_EQ(member_.CallsOf(server::RequestType::kLeaseKeepAlive), 4u);
 }
 
 TEST_F(PeerTest, AJoiningMemberFetchesTheMembers) {

@@ -121,14 +121,23 @@ class Router : public PeerRouter {
  public:
   // `known`: members this member may have to reach before its own log lists them (a joiner
   // answers the leader before it has applied the configuration entries that name it).
+  // `election_timeout` sizes the peer links' bounds: keep-alive frames, snapshot stalls and TCP
+  // keepalive (net/peer_service.h).
   Router(kj::AsyncIoContext& io, Runtime& runtime, uint64_t cluster_id, Logger& log,
-         std::vector<server::Member> known)
+         std::vector<server::Member> known, kj::Duration election_timeout)
       : io_(io),
         runtime_(runtime),
         cluster_id_(cluster_id),
         log_(log),
+        keepalive_(net::PeerKeepaliveInterval(election_timeout)),
+        snapshot_stall_(net::PeerStreamIdleTimeout(election_timeout)),
+        tcp_keepalive_(net::PeerTcpKeepalive(election_timeout)),
         known_(std::move(known)),
-        forwarder_(io.provider->getNetwork(), io.provider->getTimer(), cluster_id) {}
+        forwarder_(io.provider->getNetwork(), io.provider->getTimer(), cluster_id, tcp_keepalive_,
+                   [this](raft::NodeId peer, const std::string& why) {
+                     log_.Warn("closed forwarding connection",
+                               {{"peer", absl::StrCat(absl::Hex(peer))}, {"error", why}});
+                   }) {}
 
   kj::Promise<absl::StatusOr<server::Response>> Forward(raft::NodeId leader,
                                                         server::Request request,
@@ -173,6 +182,8 @@ class Router : public PeerRouter {
       options.cluster_id = cluster_id_;
       if (tls_ != nullptr) options.tls = tls_->PeerClientFor(*url);
       options.keepalive_interval = keepalive_;
+      options.snapshot_stall_timeout = snapshot_stall_;
+      options.tcp_keepalive = tcp_keepalive_;
       net::PeerClientCallbacks callbacks;
       callbacks.on_unreachable = [this](raft::NodeId peer) { runtime_.ReportUnreachable(peer); };
       callbacks.on_snapshot_status = [this](raft::NodeId peer, bool ok) {
@@ -186,6 +197,11 @@ class Router : public PeerRouter {
           log_.Warn(mismatch, {{"peer", absl::StrCat(absl::Hex(peer))},
                                {"error", std::string(why.message())}});
           runtime_.ReportPeerRefusal(peer, mismatch);
+          return;
+        }
+        if (absl::IsAborted(why)) {  // a snapshot transfer; Raft sends it again later
+          log_.Warn("snapshot transfer aborted", {{"peer", absl::StrCat(absl::Hex(peer))},
+                                                  {"error", std::string(why.message())}});
           return;
         }
         log_.Debug("peer connection failed", {{"peer", absl::StrCat(absl::Hex(peer))},
@@ -234,12 +250,13 @@ class Router : public PeerRouter {
   uint64_t cluster_id_;
   Logger& log_;
   const NodeTls* tls_ = nullptr;
-  kj::Duration keepalive_ = net::kPeerKeepaliveInterval;
+  // net::PeerClientOptions' keepalive_interval, snapshot_stall_timeout and tcp_keepalive.
+  const kj::Duration keepalive_;
+  const kj::Duration snapshot_stall_;
+  const net::TcpKeepalive tcp_keepalive_;
 
  public:
   void set_tls(const NodeTls* tls) { tls_ = tls; }
-  // How long an idle link waits before a keep-alive frame (net::PeerClientOptions).
-  void set_keepalive(kj::Duration interval) { keepalive_ = interval; }
 
  private:
   std::vector<server::Member> known_;
@@ -541,17 +558,21 @@ int Run(int argc, char** argv) {
       return 1;
     }
   }
-  Router router(io, **runtime, options->cluster_id, log, std::move(known));
+  Router router(io, **runtime, options->cluster_id, log, std::move(known),
+                config->election_timeout_ms * kj::MILLISECONDS);
   router.set_tls(&*tls);
-  router.set_keepalive(net::PeerKeepaliveInterval(config->election_timeout_ms * kj::MILLISECONDS));
   (*runtime)->set_router(&router);
 
   std::vector<kj::Own<net::PeerServer>> peer_servers;
   // A Raft stream silent for 5 election timeouts is closed (senders keep idle links alive), and
-  // the peer listener serves at most net::kMaxPeerConnections connections at once.
+  // so is a snapshot transfer whose next chunk does not come within them; every peer socket has
+  // TCP keepalive of about that bound; the peer listener serves at most net::kMaxPeerConnections
+  // connections at once.
   net::PeerServiceOptions peer_options;
   peer_options.stream_idle_timeout =
       net::PeerStreamIdleTimeout(config->election_timeout_ms * kj::MILLISECONDS);
+  peer_options.tcp_keepalive =
+      net::PeerTcpKeepalive(config->election_timeout_ms * kj::MILLISECONDS);
   peer_options.on_closed = [&log](const std::string& remote, const std::string& why) {
     log.Warn("closed peer connection",
              {{"listener", "peer"}, {"remote-addr", remote}, {"error", why}});
