@@ -15,6 +15,7 @@
 #include "capnp/serialize-async.h"
 #include "core/raft/check.h"
 #include "net/convert.h"
+#include "net/forwarding_stream.h"
 #include "net/prefixed_stream.h"
 #include "store/crc32c.h"
 
@@ -95,6 +96,25 @@ struct ServedConnection {
   const std::string remote;
   const std::function<void(const std::string&, const std::string&)> on_closed;
   kj::Own<kj::PromiseFulfiller<void>> close;  // fulfilled: PeerServer destroys the connection
+};
+
+// A stream that notes when bytes last arrived on it: what a snapshot's receiver answers (its
+// acknowledgements of the chunks). `last_read` must outlive the stream.
+class ReadProgressStream final : public ForwardingStream {
+ public:
+  ReadProgressStream(kj::Own<kj::AsyncIoStream> inner, kj::Timer& timer, kj::TimePoint& last_read)
+      : ForwardingStream(kj::mv(inner)), timer_(timer), last_read_(last_read) {}
+
+  kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override {
+    return inner().tryRead(buffer, min_bytes, max_bytes).then([this](size_t n) {
+      if (n > 0) last_read_ = timer_.now();
+      return n;
+    });
+  }
+
+ private:
+  kj::Timer& timer_;
+  kj::TimePoint& last_read_;
 };
 
 kj::Exception ClusterMismatch(uint64_t theirs, uint64_t ours) {
@@ -773,14 +793,18 @@ kj::Promise<void> PeerClient::SendSnapshot(raft::Message message) {
   return ConnectWithin(network_, timer_, options_.address, options_.connect_timeout, options_.tls)
       .then([this, message = std::move(message)](kj::Own<kj::AsyncIoStream> stream) mutable {
         EnableTcpKeepalive(*stream, options_.tcp_keepalive);
-        auto connection = kj::heap<RpcConnection>(kj::mv(stream), PeerReaderOptions());
+        // Every answer the receiver sends (a chunk's acknowledgement, the return of `done`) is
+        // progress; the chunks the flow-control window lets go at once are not.
+        snapshot_progress_at_ = timer_.now();
+        auto connection = kj::heap<RpcConnection>(
+            kj::heap<ReadProgressStream>(kj::mv(stream), timer_, snapshot_progress_at_),
+            PeerReaderOptions());
         auto request = connection->Bootstrap<rpc::Peer>().sendSnapshotRequest();
         request.setClusterId(options_.cluster_id);
         ToCapnp(message, request.initMessage());
         rpc::SnapshotSink::Client sink = request.send().getSink();
-        snapshot_progress_at_ = timer_.now();
-        // Aborted (the connection destroyed with the promise) once no chunk has been let go, nor
-        // `done` answered, for the stall bound: a receiver that stopped reading or answering.
+        // Aborted (the connection destroyed with the promise) once the receiver has answered
+        // nothing for the stall bound: one that stopped reading or answering.
         kj::Promise<void> stalled = UntilIdle(timer_, options_.snapshot_stall_timeout, [this] {
                                       return snapshot_progress_at_;
                                     }).then([this]() -> kj::Promise<void> {
@@ -808,12 +832,10 @@ kj::Promise<void> PeerClient::WriteChunks(rpc::SnapshotSink::Client sink,
   auto write = sink.writeRequest();
   write.setChunk(
       capnp::Data::Reader(reinterpret_cast<const kj::byte*>(chunk.data()), chunk.size()));
-  // `send` resolves when the stream's flow control lets the next chunk go (the receiver has
-  // acknowledged enough of those before it), not when this one is processed; errors surface at
-  // a later write or at done.
+  // `send` resolves when the stream's flow control lets the next chunk go, not when this one
+  // is processed; errors surface at a later write or at done.
   return write.send().then(
       [this, sink = kj::mv(sink), snapshot = std::move(snapshot), offset, chunk, crc]() mutable {
-        snapshot_progress_at_ = timer_.now();
         return WriteChunks(kj::mv(sink), std::move(snapshot), offset + chunk.size(),
                            store::Crc32c(chunk, crc));
       });

@@ -54,7 +54,8 @@
 //     messages behind it (heartbeats keep flowing); its outcome is reported through
 //     on_snapshot_status (Raft's ReportSnapshot). One snapshot at a time: another kSnap while
 //     one is in flight is reported failed at once (Raft sends the next when told). A transfer
-//     whose chunks (or `done`) go unacknowledged for snapshot_stall_timeout is aborted (its
+//     whose receiver answers nothing (no chunk acknowledged, no `done`) for
+//     snapshot_stall_timeout is aborted (its
 //     connection closed, on_error told with an absl::StatusCode::kAborted status, the snapshot
 //     reported failed);
 //   - TCP keepalive (tcp_keepalive) on both of its connections.
@@ -323,7 +324,7 @@ class PeerClient final : private kj::TaskSet::ErrorHandler {
   bool unreachable_pending_ = false;
   kj::Duration backoff_;
   bool snapshot_in_flight_ = false;
-  // When the transfer in flight last made progress (connected, a chunk let go).
+  // When the transfer in flight last made progress (connected, or the receiver answered).
   kj::TimePoint snapshot_progress_at_ = kj::origin<kj::TimePoint>();
   kj::TaskSet tasks_;  // last: destroyed first, so no task outlives the state it uses
 };

@@ -1358,6 +1358,56 @@ TEST_F(PeerTest, ASnapshotTheReceiverStopsAcknowledgingIsAbortedAfterTheStallBou
   EXPECT_EQ(silent.accepted(), 2u);
 }
 
+// Copies `from` to `to`, a read of at most `buffer`'s size at a time, pausing `pause` after each
+// (a slow link); ends `to`'s writes at the end of `from`.
+kj::Promise<void> Pump(kj::AsyncIoStream& from, kj::AsyncIoStream& to, kj::Timer& timer,
+                       kj::Duration pause, kj::ArrayPtr<kj::byte> buffer) {
+  return from.tryRead(buffer.begin(), 1, buffer.size())
+      .then([&from, &to, &timer, pause, buffer](size_t n) -> kj::Promise<void> {
+        if (n == 0) {
+          to.shutdownWrite();
+          return kj::READY_NOW;
+        }
+        return to.write(buffer.begin(), n)
+            .then([&timer, pause] { return timer.afterDelay(pause); })
+            .then([&from, &to, &timer, pause, buffer] {
+              return Pump(from, to, timer, pause, buffer);
+            });
+      });
+}
+
+// A transfer that takes longer in all than the stall bound, over a slow link whose every chunk
+// is acknowledged in turn, is delivered: the bound is on acknowledgements, not on the whole
+// transfer, nor on the chunks the flow-control window lets go at once (here all of them).
+TEST_F(PeerTest, ASlowSnapshotWhoseChunksKeepBeingAcknowledgedIsDelivered) {
+  const std::string receiver = ListenPeer();
+  kj::Network& network = io_.provider->getNetwork();
+  auto listener = network.parseAddress("127.0.0.1:0").wait(ws_)->listen();
+  PeerClientOptions options;
+  options.address = absl::StrCat("127.0.0.1:", listener->getPort());
+  options.snapshot_chunk_bytes = 16 << 10;
+  options.snapshot_stall_timeout = 300 * kj::MILLISECONDS;
+  auto client = NewClient(options);
+  const std::string data = Pattern(1 << 20);
+  const kj::TimePoint start = timer_.now();
+  client->Send(Snap(2, data));
+  kj::Own<kj::AsyncIoStream> from = listener->accept().wait(ws_);
+  kj::Own<kj::AsyncIoStream> to = ConnectWithin(network, timer_, receiver, kj::SECONDS).wait(ws_);
+  // Toward the receiver 16 KiB every 20 ms (800 KB/s, 1.3 s in all); its answers at once.
+  auto up = kj::heapArray<kj::byte>(16 << 10);
+  auto down = kj::heapArray<kj::byte>(64 << 10);
+  kj::Promise<void> link = Pump(*from, *to, timer_, 20 * kj::MILLISECONDS, up)
+                               .exclusiveJoin(Pump(*to, *from, timer_, 0 * kj::SECONDS, down))
+                               .eagerlyEvaluate([](kj::Exception&&) {});
+  ASSERT_TRUE(RunUntil(
+      ws_, timer_, [&] { return !snapshot_status_.empty(); }, 10 * kj::SECONDS));
+  EXPECT_EQ(snapshot_status_, std::vector<bool>{true});
+  EXPECT_TRUE(errors_.empty()) << errors_.front();
+  EXPECT_GE(timer_.now() - start, 900 * kj::MILLISECONDS);
+  ASSERT_EQ(member_.stepped.size(), 1u);
+  EXPECT_TRUE(member_.stepped[0].snapshot->data.view() == data);
+}
+
 // A forward the leader never answers gets its timeout error, and its connection is closed, so
 // the leader's slot for it is free; the next forward connects afresh. A forward unanswered on a
 // connection that answered another one meanwhile (a slow request, not a silent peer) keeps it.
