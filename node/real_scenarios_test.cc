@@ -12,9 +12,11 @@
 // test is sharded so that the shards overlap with each other and with other tests.
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -284,10 +286,41 @@ TEST(RealWorldStorageFaults, FullDiskStopsTheMemberUntilFreed) {
   w.FreeDisk(1);
   w.Restart(1);
   w.RunFor(1000);
-  EXPECT_TRUE(w.up(1));
+  EXPECT_TRUE(w.up(1)) << w.MemberLogs();
   EXPECT_FALSE(w.stopped_on_storage_failure(1));
   EXPECT_TRUE(w.Term(1).has_value());
   w.StopWorkload();
+  EXPECT_TRUE(w.TakeViolations().empty());
+}
+
+// A slow disk (RealWorld::SetDiskLatency, the scenarios' SLOW_DISK): every WAL fsync takes the
+// latency more, so a one-member cluster's put does; a healed disk is fast again.
+TEST(RealWorldStorageFaults, SlowDiskDelaysEveryPut) {
+  sim::pb::Options options;
+  options.set_voters(1);
+  RealWorldOptions real;
+  real.name = "slow_disk";
+  auto world = RealWorld::Start(options, real);
+  ASSERT_TRUE(world.ok()) << world.status();
+  RealWorld& w = **world;
+  const auto put_ms = [&](const std::string& value) -> int64_t {
+    server::Request put;
+    put.type = server::RequestType::kPut;
+    put.put.key = "k";
+    put.put.value = value;
+    const auto start = std::chrono::steady_clock::now();
+    const std::optional<server::Response> response = w.Call(1, put, 5000);
+    EXPECT_TRUE(response.has_value() && response->status.ok()) << value;
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                 start)
+        .count();
+  };
+  put_ms("warm");
+  w.SetDiskLatency(1, 1000, 1000);
+  EXPECT_GE(put_ms("slow"), 1000);
+  w.HealDisk(1);
+  w.RunFor(1500);  // a slow fsync still in flight ends
+  EXPECT_LT(put_ms("healed"), 1000);
   EXPECT_TRUE(w.TakeViolations().empty());
 }
 

@@ -5,7 +5,7 @@
 // It intercepts write, pwrite, writev, pwritev, fallocate, ftruncate, fsync and fdatasync on files
 // under a member's data directory (a path holding "/member/"). For such a file at
 // <data-dir>/member/..., the control file <data-dir>.faults (beside the data directory, never in
-// it) says which fault is armed, as one line "<kind> <generation>":
+// it) says which faults are armed, one line "<kind> <generation> [<args>]" each:
 //
 //   write_eio N   the next write to a WAL segment (member/wal/*.wal) fails with EIO
 //   fsync_eio N   the next fsync or fdatasync of a WAL segment fails with EIO
@@ -17,10 +17,12 @@
 //                 data directory fails with ENOSPC once this process has grown them by 4 KiB
 //                 since the fault was armed (writes inside a file's size, like those into a
 //                 preallocated WAL segment, still succeed)
+//   slow N A B    a slow disk: each fsync or fdatasync of a WAL segment takes A to B ms more
 //
-// A one-shot kind fires once per generation in a process. No control file (or an empty one):
-// every call goes straight to libc. Without a member data directory in its path, a file is never
-// touched, and neither is any call of a process that has no control file.
+// The file holds one line per fault: at most one of the one-shot kinds (write_eio, fsync_eio,
+// tear), which fires once per generation in a process, and full and slow beside it. Without a
+// control file (or with an empty one) every call goes straight to libc, and a file without a
+// member data directory in its path is never touched.
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -29,11 +31,13 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -49,11 +53,15 @@ F Next(const char* name) {
   return reinterpret_cast<F>(dlsym(RTLD_NEXT, name));
 }
 
-enum class Kind { kNone, kWriteEio, kFsyncEio, kTear, kFull };
+enum class Kind { kNone, kWriteEio, kFsyncEio, kTear };
 
+// What the control file arms: at most one one-shot fault, a full disk, a slow disk.
 struct Control {
-  Kind kind = Kind::kNone;
-  long generation = 0;
+  Kind kind = Kind::kNone;  // the one-shot fault
+  long generation = 0;      // its generation
+  long full = -1;           // the full disk's generation; -1: not full
+  int64_t slow_min_ms = 0;  // each WAL fsync takes [slow_min_ms, slow_max_ms] more
+  int64_t slow_max_ms = 0;
 };
 
 // Where a file lives: its path, and the data directory it belongs to (empty: not a member's).
@@ -89,19 +97,36 @@ Control ReadControl(const Place& place) {
   SideFile(place, ".faults", path, sizeof(path));
   const int fd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC));
   if (fd < 0) return control;
-  char text[128];
+  char text[512];
   const ssize_t n = syscall(SYS_read, fd, text, sizeof(text) - 1);
   syscall(SYS_close, fd);
   if (n <= 0) return control;
   text[n] = '\0';
-  char kind[32];
-  long generation = 0;
-  if (sscanf(text, "%31s %ld", kind, &generation) != 2) return control;
-  control.generation = generation;
-  if (strcmp(kind, "write_eio") == 0) control.kind = Kind::kWriteEio;
-  if (strcmp(kind, "fsync_eio") == 0) control.kind = Kind::kFsyncEio;
-  if (strcmp(kind, "tear") == 0) control.kind = Kind::kTear;
-  if (strcmp(kind, "full") == 0) control.kind = Kind::kFull;
+  char* saved = nullptr;
+  for (char* line = strtok_r(text, "\n", &saved); line != nullptr;
+       line = strtok_r(nullptr, "\n", &saved)) {
+    char kind[32];
+    long generation = 0;
+    long long a = 0;
+    long long b = 0;
+    const int fields = sscanf(line, "%31s %ld %lld %lld", kind, &generation, &a, &b);
+    if (fields < 2) continue;
+    if (strcmp(kind, "full") == 0) {
+      control.full = generation;
+    } else if (strcmp(kind, "slow") == 0 && fields == 4) {
+      control.slow_min_ms = a;
+      control.slow_max_ms = b;
+    } else {
+      Kind one_shot = Kind::kNone;
+      if (strcmp(kind, "write_eio") == 0) one_shot = Kind::kWriteEio;
+      if (strcmp(kind, "fsync_eio") == 0) one_shot = Kind::kFsyncEio;
+      if (strcmp(kind, "tear") == 0) one_shot = Kind::kTear;
+      if (one_shot != Kind::kNone) {
+        control.kind = one_shot;
+        control.generation = generation;
+      }
+    }
+  }
   return control;
 }
 
@@ -126,15 +151,15 @@ bool FireOnce(long generation) {
 
 // Whether growing a file of `place` to `end` (from its size now) is refused for a full disk.
 bool NoRoom(int fd, const Control& control, int64_t offset, int64_t bytes) {
-  if (control.kind != Kind::kFull || bytes <= 0) return false;
+  if (control.full < 0 || bytes <= 0) return false;
   struct stat st;
   if (fstat(fd, &st) != 0) return false;
   const int64_t end = offset + bytes;
   if (end <= st.st_size) return false;
   const int64_t growth = end - (offset > st.st_size ? offset : st.st_size);
   std::lock_guard<std::mutex> lock(mu);
-  if (full_generation != control.generation) {
-    full_generation = control.generation;
+  if (full_generation != control.full) {
+    full_generation = control.full;
     grown = 0;
   }
   if (grown + growth > kFullRoomBytes) return true;
@@ -174,6 +199,16 @@ int BeforeSync(int fd) {
   Place place;
   if (!PlaceOf(fd, &place) || !place.wal) return 0;
   const Control control = ReadControl(place);
+  if (control.slow_max_ms > 0) {
+    // A slow disk: this fsync takes [min, max] ms more.
+    static thread_local unsigned seed = static_cast<unsigned>(syscall(SYS_gettid));
+    const int64_t span = control.slow_max_ms - control.slow_min_ms;
+    const int64_t ms = control.slow_min_ms + (span > 0 ? rand_r(&seed) % (span + 1) : 0);
+    struct timespec delay = {static_cast<time_t>(ms / 1000),
+                             static_cast<long>(ms % 1000) * 1000000};
+    while (nanosleep(&delay, &delay) != 0 && errno == EINTR) {
+    }
+  }
   if (control.kind == Kind::kFsyncEio && FireOnce(control.generation)) {
     errno = EIO;
     return -1;

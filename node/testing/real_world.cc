@@ -60,9 +60,10 @@ std::string DiskFaultReason(DiskFault::Kind kind) {
     case DiskFault::DISK_FULL:
     case DiskFault::DISK_SPACE_FREED:
     case DiskFault::DISK_HEALED:
+    case DiskFault::SLOW_DISK:
       return "";
     default:
-      return "a real disk cannot be slowed from the test";
+      return "not implemented for a real cluster";
   }
 }
 
@@ -390,17 +391,37 @@ std::string RealWorld::WalDir(NodeId id) const {
 }
 
 void RealWorld::ArmFault(NodeId id, const std::string& kind) {
-  const std::string armed = kind.empty() && disk_full_.count(id) > 0 ? "full" : kind;
+  if (kind.empty()) {
+    armed_.erase(id);
+  } else {
+    armed_[id] = {kind, ++fault_generation_};
+  }
+  WriteFaults(id);
+}
+
+void RealWorld::WriteFaults(NodeId id) {
+  // One line per fault (fault_shim.cc): the one-shot error, a full disk, a slow disk. Each keeps
+  // the generation it was armed with, so rewriting the file fires nothing again.
+  std::string lines;
+  if (auto it = armed_.find(id); it != armed_.end()) {
+    absl::StrAppend(&lines, it->second.first, " ", it->second.second, "\n");
+  }
+  if (auto it = disk_full_.find(id); it != disk_full_.end()) {
+    absl::StrAppend(&lines, "full ", it->second, "\n");
+  }
+  if (auto it = disk_latency_ms_.find(id); it != disk_latency_ms_.end()) {
+    absl::StrAppend(&lines, "slow 0 ", it->second.first, " ", it->second.second, "\n");
+  }
   const std::string path = absl::StrCat(cluster_->member(IndexOf(id)).dir, ".faults");
-  if (armed.empty()) {
+  if (lines.empty()) {
     ::unlink(path.c_str());
     return;
   }
-  // Written whole, then renamed into place: the shim never reads half a line.
+  // Written whole, then renamed into place: the shim never reads half a file.
   const std::string temporary = absl::StrCat(path, ".new");
   {
     std::ofstream out(temporary, std::ios::trunc);
-    out << armed << " " << ++fault_generation_ << "\n";
+    out << lines;
   }
   KJ_ASSERT(::rename(temporary.c_str(), path.c_str()) == 0, path);
 }
@@ -508,17 +529,32 @@ void RealWorld::FailNextWalWrite(NodeId id) {
 
 void RealWorld::FillDisk(NodeId id) {
   if (!Known(id)) return;
-  disk_full_.insert(id);
-  ArmFault(id, "");
+  disk_full_[id] = ++fault_generation_;
+  WriteFaults(id);
 }
 
 void RealWorld::FreeDisk(NodeId id) {
   if (!Known(id)) return;
   disk_full_.erase(id);
-  ArmFault(id, "");
+  WriteFaults(id);
 }
 
-void RealWorld::HealDisk(NodeId id) { FreeDisk(id); }
+void RealWorld::HealDisk(NodeId id) {
+  if (!Known(id)) return;
+  armed_.erase(id);
+  disk_full_.erase(id);
+  disk_latency_ms_.erase(id);
+  WriteFaults(id);
+}
+
+void RealWorld::SetDiskLatency(NodeId id, int64_t min_ms, int64_t max_ms) {
+  if (!Known(id)) return;
+  const auto scaled = [&](int64_t ms) {
+    return static_cast<int64_t>(std::max<int64_t>(0, ms) * real_.time_scale);
+  };
+  disk_latency_ms_[id] = {scaled(min_ms), std::max(scaled(min_ms), scaled(max_ms))};
+  WriteFaults(id);
+}
 
 bool RealWorld::refused_to_start(NodeId id) {
   NoteExit(id);

@@ -33,7 +33,9 @@
 //         armed error belongs to the process: a crash or restart disarms it);
 //       DISK_FULL: the shim refuses with ENOSPC whatever grows a file of the data directory by
 //         more than 4 KiB in all (a real full disk: the WAL's preallocated segments take writes,
-//         the backend's growing file does not); DISK_SPACE_FREED and DISK_HEALED lift it.
+//         the backend's growing file does not); DISK_SPACE_FREED lifts it;
+//       SLOW_DISK: the shim delays each WAL fsync by [latency/2, latency] (time_scale'd);
+//       DISK_HEALED: room, no slow disk, no armed error left.
 //     refused_to_start: the member's last start exited 1 with the store's corruption error
 //     ("wal: corrupt record in <file> at offset <n>") on stderr; stopped_on_storage_failure: the
 //     process started last exited 1 having logged "member stopped" (or "cannot start") with an
@@ -115,6 +117,7 @@ class RealWorld : public sim::ScenarioWorld {
   void FillDisk(NodeId id) override;
   void FreeDisk(NodeId id) override;
   void HealDisk(NodeId id) override;
+  void SetDiskLatency(NodeId id, int64_t min_ms, int64_t max_ms) override;
 
   void StartWorkload() override;
   void StopWorkload() override;
@@ -164,10 +167,12 @@ class RealWorld : public sim::ScenarioWorld {
   raft::NodeId RealId(NodeId id);
   // Re-applies the link faults: blocked links refused, delayed links delayed.
   void ApplyLinks();
-  // Storage faults: member `id`'s WAL directory, and the shim's control file armed with `kind`
-  // ("" disarms; a full disk stays full until freed).
+  // Storage faults: member `id`'s WAL directory, and its one-shot error `kind` armed ("" disarms
+  // it; a full or slow disk stays so).
   std::string WalDir(NodeId id) const;
   void ArmFault(NodeId id, const std::string& kind);
+  // Writes the shim's control file from the faults armed, full and slow disks.
+  void WriteFaults(NodeId id);
   // Starts member `id`'s process (its last start's outcome forgotten).
   absl::Status StartMember(NodeId id);
   // Reaps member `id`'s process if it has exited, and judges how it ended (refused_, stopped_).
@@ -201,7 +206,9 @@ class RealWorld : public sim::ScenarioWorld {
   std::vector<std::string> violations_;
   // Storage faults.
   int64_t fault_generation_ = 0;
-  std::set<NodeId> disk_full_;
+  std::map<NodeId, std::pair<std::string, int64_t>> armed_;        // one-shot kind, generation
+  std::map<NodeId, int64_t> disk_full_;                            // the fault's generation
+  std::map<NodeId, std::pair<int64_t, int64_t>> disk_latency_ms_;  // slow disks: [min, max] ms
   std::set<NodeId> corrupted_;   // a record corrupted on purpose (a refusal is then expected)
   std::set<NodeId> refused_;     // its last start refused a corrupt WAL
   std::set<NodeId> stopped_;     // its last process stopped on a storage failure
