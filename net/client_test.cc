@@ -335,6 +335,38 @@ TEST_F(ClientTest, ASnapshotDownloadIsCheckedByItsCrc) {
   EXPECT_EQ(stopped.code(), absl::StatusCode::kCancelled);
 }
 
+// A connection that pipelines requests the member does not answer (puts waiting for a leader)
+// is read only until kMaxInflightCallBytesPerConnection of them are unanswered: the member stops
+// reading it there (Cap'n Proto's flow limit), so its memory stays bounded, and it keeps serving
+// other connections.
+TEST_F(ClientTest, UnansweredCallsStopBeingReadAtTheConnectionsFlowLimit) {
+  a_.hold_calls = true;
+  const std::string endpoint = Serve(a_);
+  auto flooder = NewClient({endpoint}, 30 * kj::SECONDS);
+  constexpr size_t kValueBytes = 1 << 20;
+  const size_t kCalls = kMaxInflightCallBytesPerConnection / kValueBytes + 32;
+  std::vector<kj::Promise<absl::StatusOr<server::Response>>> calls;
+  for (size_t i = 0; i < kCalls; ++i) {
+    calls.push_back(
+        flooder->CallEndpointAsync(0, Put(absl::StrCat("k", i), std::string(kValueBytes, 'v'))));
+  }
+  const size_t at_limit = kMaxInflightCallBytesPerConnection / kValueBytes;
+  EXPECT_TRUE(RunUntil(
+      ws_, timer_, [&] { return a_.calls.size() >= at_limit; }, 10 * kj::SECONDS))
+      << a_.calls.size() << " calls read";
+  RunFor(ws_, timer_, 500 * kj::MILLISECONDS);
+  const size_t read = a_.calls.size();
+  EXPECT_GE(read, at_limit);
+  EXPECT_LE(read, at_limit + 2) << "read past the flow limit";
+  // Another connection is served meanwhile, and the flooding one still is not read.
+  a_.hold_calls = false;
+  auto other = NewClient({endpoint}, 5 * kj::SECONDS);
+  absl::StatusOr<server::Response> answered = other->Call(Range("k0"), ws_);
+  EXPECT_TRUE(answered.ok()) << answered.status();
+  RunFor(ws_, timer_, 200 * kj::MILLISECONDS);
+  EXPECT_EQ(a_.CallsOf(server::RequestType::kPut), read);
+}
+
 // etcd's snapshot is an admin operation: the member asks its core whether the caller may (a
 // local alarm list, refused as an admin check is) before it copies anything.
 TEST_F(ClientTest, ASnapshotDownloadIsRefusedWhenTheCallerIsNotAnAdmin) {
