@@ -166,6 +166,8 @@ const std::vector<Case>& AllCases() {
       // error, or stops with the storage error logged; the operator's repair replaces it.
       Case{"wal_corruption_repaired",
            {"expect joint_configurations_at_least", "expect no_joint_configuration"}},
+      // The real member stops on the backend's ENOSPC (its LMDB file grows), not on a new WAL
+      // segment as in the simulation: its 64 MiB segment is preallocated and never fills here.
       Case{"wal_disk_full", {}},
       Case{"wal_fsync_eio", {}},
       Case{"wal_latent_corruption", {}},

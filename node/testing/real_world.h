@@ -28,7 +28,8 @@
 //       TORN_WRITE_CRASH: the shim kills the member (SIGKILL) at its next WAL fsync with a write
 //         not yet synced, and the world tears that write as SimFileSystem::TearFile does (half its
 //         sectors kept, the last of them garbled, the rest zeros); none in flight within the
-//         wait: not placed (the runner crashes it plainly);
+//         wait: not placed (the runner crashes it plainly). Unlike the simulation's power loss,
+//         the kill keeps every other unsynced write (the page cache survives a process);
 //       WRITE_EIO / FSYNC_EIO: the shim fails the process's next WAL write / fsync with EIO (an
 //         armed error belongs to the process: a crash or restart disarms it);
 //       DISK_FULL: the shim refuses with ENOSPC whatever grows a file of the data directory by
@@ -41,10 +42,11 @@
 //     process started last exited 1 having logged "member stopped" (or "cannot start") with an
 //     I/O error (EIO or ENOSPC). As in the simulation, a refusal on a disk nothing corrupted on
 //     purpose (torn writes and crashes only) is a violation.
-// Steps a real cluster cannot do (corrupting an old segment of a log that has one, skewing a
-// member's tick rate, the simulation's network knobs, its watch checker, votes over
-// incarnations, joint-configuration counts) are refused in CannotRun, which the runner reports
-// as skipped by name.
+// Steps a real cluster cannot do (corrupting an old segment when every member's log has one
+// segment, as a real member's preallocated 64 MiB segments do for a scenario's writes, and then
+// the refusal it would cause; skewing a member's tick rate, the simulation's network knobs, its
+// watch checker, votes over incarnations, joint-configuration counts) are refused in CannotRun,
+// which the runner reports as skipped by name.
 //
 // Standing checker: every status answer goes into an election record; two leaders of one term
 // are a violation.
