@@ -248,16 +248,22 @@ void ReferenceModel::GoBlind(std::string why) {
 }
 
 std::optional<KeyValue> ReferenceModel::Get(const std::string& key, Revision revision) const {
+  const KeyValue* kv = Find(key, revision);
+  if (kv == nullptr) return std::nullopt;
+  return *kv;
+}
+
+const KeyValue* ReferenceModel::Find(const std::string& key, Revision revision) const {
   auto it = keys_.find(key);
-  if (it == keys_.end()) return std::nullopt;
+  if (it == keys_.end()) return nullptr;
   const std::vector<Version>& versions = it->second;
   auto v =
       std::upper_bound(versions.begin(), versions.end(), revision,
                        [](Revision r, const Version& version) { return r < version.revision; });
-  if (v == versions.begin()) return std::nullopt;
+  if (v == versions.begin()) return nullptr;
   --v;
-  if (v->tombstone) return std::nullopt;
-  return v->kv;
+  if (v->tombstone) return nullptr;
+  return &v->kv;
 }
 
 void ReferenceModel::Apply(uint64_t index, bool conf_change, absl::string_view data) {
@@ -311,7 +317,7 @@ server::Response ReferenceModel::ApplyRequest(const server::pb::InternalRequest&
         answer.status = Err(ErrorCode::kNoSpace, "put: database space exceeded");
       } else if (put.lease != mvcc::kNoLease && leases_.count(put.lease) == 0) {
         answer.status = Err(ErrorCode::kLeaseNotFound, "lease not found");
-      } else if ((put.ignore_value || put.ignore_lease) && !Get(put.key, revision_).has_value()) {
+      } else if ((put.ignore_value || put.ignore_lease) && Find(put.key, revision_) == nullptr) {
         answer.status = Err(ErrorCode::kKeyNotFound, "ignore_value/ignore_lease on a missing key");
       } else {
         const Revision at = revision_ + 1;
@@ -471,7 +477,7 @@ absl::Status ReferenceModel::ApplyTxn(const mvcc::TxnRequest& txn, mvcc::TxnResp
   const std::vector<RequestOp>& ops = out->succeeded ? txn.success : txn.failure;
   for (const RequestOp& op : ops) {
     if (op.kind == RequestOp::Kind::kPut && (op.put.ignore_value || op.put.ignore_lease) &&
-        !Get(op.put.key, revision_).has_value()) {
+        Find(op.put.key, revision_) == nullptr) {
       return Err(ErrorCode::kKeyNotFound, "ignore_value/ignore_lease on a missing key");
     }
   }
@@ -506,25 +512,28 @@ absl::Status ReferenceModel::ApplyTxn(const mvcc::TxnRequest& txn, mvcc::TxnResp
 }
 
 mvcc::PutResponse ReferenceModel::Put(const mvcc::PutRequest& put, Revision at) {
-  const std::optional<KeyValue> prev = Get(put.key, at);
+  // The previous version is read in place (a copy of its value only for a prev_kv answer or an
+  // ignore_value put), and used before keys_ grows.
+  const KeyValue* prev = Find(put.key, at);
+  mvcc::PutResponse response;
+  response.revision = at;
+  if (put.prev_kv && prev != nullptr) response.prev_kv = *prev;
   KeyValue kv;
   kv.key = put.key;
-  kv.value = put.ignore_value && prev.has_value() ? prev->value : put.value;
-  kv.lease = put.ignore_lease && prev.has_value() ? prev->lease : put.lease;
+  kv.value = put.ignore_value && prev != nullptr ? prev->value : put.value;
+  kv.lease = put.ignore_lease && prev != nullptr ? prev->lease : put.lease;
   kv.mod_revision = at;
-  kv.create_revision = prev.has_value() ? prev->create_revision : at;
-  kv.version = prev.has_value() ? prev->version + 1 : 1;
-  if (prev.has_value() && prev->lease != mvcc::kNoLease && prev->lease != kv.lease) {
+  kv.create_revision = prev != nullptr ? prev->create_revision : at;
+  kv.version = prev != nullptr ? prev->version + 1 : 1;
+  if (prev != nullptr && prev->lease != mvcc::kNoLease && prev->lease != kv.lease) {
     if (auto it = leases_.find(prev->lease); it != leases_.end()) it->second.erase(put.key);
   }
+  prev = nullptr;  // keys_ may move it
   if (kv.lease != mvcc::kNoLease) {
     if (auto it = leases_.find(kv.lease); it != leases_.end()) it->second.insert(put.key);
   }
-  keys_[put.key].push_back(Version{at, false, kv});
-  mvcc::PutResponse response;
-  response.revision = at;
-  if (put.prev_kv) response.prev_kv = prev;
-  pending_events_.push_back(mvcc::Event{mvcc::Event::Type::kPut, std::move(kv), std::nullopt});
+  pending_events_.push_back(mvcc::Event{mvcc::Event::Type::kPut, kv, std::nullopt});
+  keys_[put.key].push_back(Version{at, false, std::move(kv)});
   return response;
 }
 
@@ -563,8 +572,7 @@ bool ReferenceModel::Holds(const mvcc::Compare& c, Revision at) const {
   bool any = false;
   for (auto it = keys_.lower_bound(c.key);
        it != keys_.end() && mvcc::InRange(c.key, c.range_end, it->first); ++it) {
-    std::optional<KeyValue> kv = Get(it->first, at);
-    if (kv.has_value()) {
+    if (const KeyValue* kv = Find(it->first, at); kv != nullptr) {
       any = true;
       if (!CompareKeyValue(c, *kv)) return false;
     }

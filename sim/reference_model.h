@@ -120,6 +120,8 @@ class ReferenceModel {
 
   // The model's own reads, for tests: the key at `revision` (nullopt: absent).
   std::optional<mvcc::KeyValue> Get(const std::string& key, mvcc::Revision revision) const;
+  // The same, in place: null when absent; valid until the model's next write.
+  const mvcc::KeyValue* Find(const std::string& key, mvcc::Revision revision) const;
 
  private:
   struct Version {
