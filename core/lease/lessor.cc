@@ -65,6 +65,7 @@ absl::StatusOr<LeaseInfo> Lessor::ApplyGrant(LeaseId id, int64_t ttl_seconds, in
   Lease& lease = leases_[id];
   lease.ttl_seconds = std::max(ttl_seconds, config_.min_ttl_seconds);
   lease.expiry_ms = primary_ ? now_ms + lease.ttl_seconds * 1000 : kForever;
+  min_expiry_ms_ = std::min(min_expiry_ms_, lease.expiry_ms);
   Persist(id, lease);
   return Info(id, lease, now_ms);
 }
@@ -92,7 +93,10 @@ void Lessor::Detach(LeaseId id, const std::string& key) {
 
 void Lessor::Promote(int64_t now_ms, int64_t extend_ms) {
   primary_ = true;
-  for (auto& [id, lease] : leases_) lease.expiry_ms = now_ms + extend_ms + lease.ttl_seconds * 1000;
+  for (auto& [id, lease] : leases_) {
+    lease.expiry_ms = now_ms + extend_ms + lease.ttl_seconds * 1000;
+    min_expiry_ms_ = std::min(min_expiry_ms_, lease.expiry_ms);
+  }
 }
 
 void Lessor::Demote() {
@@ -112,15 +116,21 @@ absl::StatusOr<int64_t> Lessor::Renew(LeaseId id, int64_t now_ms) {
     return Error(ErrorCode::kLeaseNotFound, NotFound(id));
   }
   it->second.expiry_ms = now_ms + it->second.ttl_seconds * 1000;
+  min_expiry_ms_ = std::min(min_expiry_ms_, it->second.expiry_ms);
   return it->second.ttl_seconds;
 }
 
 std::vector<LeaseId> Lessor::Expired(int64_t now_ms, size_t limit) const {
   std::vector<std::pair<int64_t, LeaseId>> expired;
   if (!primary_) return {};
+  // The leader asks on every tick: none has expired before the lower bound of their expiries.
+  if (now_ms < min_expiry_ms_) return {};
+  int64_t lowest = kForever;
   for (const auto& [id, lease] : leases_) {
+    lowest = std::min(lowest, lease.expiry_ms);
     if (lease.expiry_ms <= now_ms) expired.emplace_back(lease.expiry_ms, id);
   }
+  min_expiry_ms_ = lowest;
   std::sort(expired.begin(), expired.end());
   std::vector<LeaseId> ids;
   for (size_t i = 0; i < expired.size() && i < limit; ++i) ids.push_back(expired[i].second);

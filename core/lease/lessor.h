@@ -101,6 +101,9 @@ class Lessor {
   mvcc::Backend* backend_;
   absl::btree_map<LeaseId, Lease> leases_;
   bool primary_ = false;
+  // At most the earliest expiry of any lease (lowered by every write of one, raised to the
+  // earliest by each scan): Expired skips its scan of every lease on a tick before it.
+  mutable int64_t min_expiry_ms_ = kForever;
 };
 
 }  // namespace kvstore::lease
