@@ -6,6 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/errors.h"
+#include "core/mvcc/backend.h"
+#include "core/mvcc/store.h"
 
 namespace kvstore::sim {
 
@@ -334,30 +336,55 @@ void AnswerCheckers::OnSerializableRead(raft::NodeId id, const std::string& key,
   }
 }
 
-void AnswerCheckers::CheckHashes(
-    const std::vector<std::pair<raft::NodeId, const server::Server*>>& live) {
-  // A hash walks the whole store; most pairs ask for the same revision (every live node has
-  // caught up), so each node hashes each revision once.
-  std::map<std::pair<size_t, mvcc::Revision>, absl::StatusOr<mvcc::HashResponse>> hashes;
-  auto hash = [&](size_t i, mvcc::Revision revision) -> const absl::StatusOr<mvcc::HashResponse>& {
-    auto it = hashes.find({i, revision});
-    if (it == hashes.end()) {
-      it =
-          hashes.emplace(std::make_pair(i, revision), live[i].second->store().Hash(revision)).first;
+namespace {
+
+// What Store::Hash(revision) covers (the compact revision and every record of the key bucket
+// below revision + 1), as a Digest: members' stores are only compared for equality here, and
+// Store::Hash's byte-wise FNV-1a over every record of every member was 1.6% of a fuzz seed.
+// nullopt where Store::Hash fails (a revision beyond the current one or below the compaction).
+std::optional<uint64_t> StoreDigest(const AnswerCheckers::LiveStore& live,
+                                    mvcc::Revision revision) {
+  const mvcc::Store& store = live.server->store();
+  if (revision > store.current_revision() || revision < store.compact_revision()) {
+    return std::nullopt;
+  }
+  uint64_t digest = raft::SplitMix64::Mix(static_cast<uint64_t>(store.compact_revision()));
+  const std::string end = mvcc::RevisionKey(mvcc::RevisionPair{revision + 1, 0}, false);
+  live.backend->Range(mvcc::Bucket::kKey, "", end,
+                      [&](absl::string_view key, absl::string_view value) {
+                        digest = Digest(key, digest);
+                        digest = Digest(value, digest ^ 0x9E3779B97F4A7C15ull);
+                        return true;
+                      });
+  return digest;
+}
+
+}  // namespace
+
+void AnswerCheckers::CheckHashes(const std::vector<LiveStore>& live) {
+  // A digest walks the whole store; most pairs ask for the same revision (every live node has
+  // caught up), so each node digests each revision once.
+  std::map<std::pair<size_t, mvcc::Revision>, std::optional<uint64_t>> digests;
+  auto digest = [&](size_t i, mvcc::Revision revision) -> const std::optional<uint64_t>& {
+    auto it = digests.find({i, revision});
+    if (it == digests.end()) {
+      it = digests.emplace(std::make_pair(i, revision), StoreDigest(live[i], revision)).first;
     }
     return it->second;
   };
   for (size_t i = 0; i + 1 < live.size(); ++i) {
     for (size_t j = i + 1; j < live.size(); ++j) {
-      const mvcc::Store& a = live[i].second->store();
-      const mvcc::Store& b = live[j].second->store();
+      const mvcc::Store& a = live[i].server->store();
+      const mvcc::Store& b = live[j].server->store();
       const mvcc::Revision revision = std::min(a.current_revision(), b.current_revision());
       if (revision < std::max(a.compact_revision(), b.compact_revision())) continue;
-      const auto& ha = hash(i, revision);
-      const auto& hb = hash(j, revision);
-      if (!ha.ok() || !hb.ok() || ha->compact_revision != hb->compact_revision) continue;
-      if (ha->hash != hb->hash) {
-        world_->Violation(absl::StrCat("n", live[i].first, " and n", live[j].first,
+      const std::optional<uint64_t>& da = digest(i, revision);
+      const std::optional<uint64_t>& db = digest(j, revision);
+      if (!da.has_value() || !db.has_value() || a.compact_revision() != b.compact_revision()) {
+        continue;
+      }
+      if (*da != *db) {
+        world_->Violation(absl::StrCat("n", live[i].id, " and n", live[j].id,
                                        " disagree on the store hash at revision ", revision));
       }
     }

@@ -174,9 +174,16 @@ class AnswerCheckers {
                            const std::string& value, mvcc::Revision revision);
   // Member `id` answered a serializable read of `key` with `value` (present).
   void OnSerializableRead(raft::NodeId id, const std::string& key, const std::string& value);
-  // Compares every pair of live members' store hashes at the highest revision both have.
-  // `live`: each running member and its server, in id order.
-  void CheckHashes(const std::vector<std::pair<raft::NodeId, const server::Server*>>& live);
+  // A running member: its id, its server, and the backend its store keeps its records in.
+  struct LiveStore {
+    raft::NodeId id = raft::kNoNode;
+    const server::Server* server = nullptr;
+    const mvcc::Backend* backend = nullptr;
+  };
+  // Compares every pair of live members' stores at the highest revision both have (what
+  // Store::Hash covers: the compact revision and every record through that revision).
+  // `live`: each running member, in id order.
+  void CheckHashes(const std::vector<LiveStore>& live);
 
  private:
   CheckedWorld* world_;

@@ -686,9 +686,9 @@ absl::Status Simulation::AddWatch(NodeId id, const mvcc::WatchRequest& request) 
 }
 
 void Simulation::CheckHashes() {
-  std::vector<std::pair<NodeId, const server::Server*>> live;
+  std::vector<AnswerCheckers::LiveStore> live;
   for (auto& [id, node] : nodes_) {
-    if (node->up) live.emplace_back(id, node->server());
+    if (node->up) live.push_back(AnswerCheckers::LiveStore{id, node->server(), &node->backend});
   }
   answer_checkers_.CheckHashes(live);
 }
