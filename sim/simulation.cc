@@ -162,6 +162,7 @@ void Simulation::EventQueue::Push(std::unique_ptr<Event> event) {
   if (time_ms < floor_ms_ + kWheelMs) {
     SlotOf(time_ms).events.push_back(std::move(event));
     ++wheel_count_;
+    scan_from_ms_ = std::min(scan_from_ms_, time_ms);
     return;
   }
   const uint64_t seq = event->seq;
@@ -171,14 +172,18 @@ void Simulation::EventQueue::Push(std::unique_ptr<Event> event) {
 
 int64_t Simulation::EventQueue::NextTime() {
   if (wheel_count_ == 0) return far_.front().time_ms;
-  for (int64_t t = floor_ms_;; ++t) {
+  for (int64_t t = std::max(floor_ms_, scan_from_ms_);; ++t) {
     const Slot& slot = SlotOf(t);
-    if (slot.head < slot.events.size()) return t;
+    if (slot.head < slot.events.size()) {
+      scan_from_ms_ = t;
+      return t;
+    }
   }
 }
 
-std::unique_ptr<Simulation::Event> Simulation::EventQueue::Pop() {
-  const int64_t time_ms = NextTime();
+std::unique_ptr<Simulation::Event> Simulation::EventQueue::Pop() { return PopAt(NextTime()); }
+
+std::unique_ptr<Simulation::Event> Simulation::EventQueue::PopAt(int64_t time_ms) {
   if (time_ms != floor_ms_) {
     floor_ms_ = time_ms;
     // The window moved: what the heap holds for it goes in first, in (time, sequence) order.
@@ -186,6 +191,7 @@ std::unique_ptr<Simulation::Event> Simulation::EventQueue::Pop() {
       std::pop_heap(far_.begin(), far_.end(), Later());
       SlotOf(far_.back().time_ms).events.push_back(std::move(far_.back().event));
       ++wheel_count_;
+      scan_from_ms_ = std::min(scan_from_ms_, far_.back().time_ms);
       far_.pop_back();
     }
   }
@@ -206,6 +212,7 @@ void Simulation::EventQueue::Clear() {
   }
   wheel_count_ = 0;
   far_.clear();
+  scan_from_ms_ = floor_ms_;
 }
 
 Simulation::Simulation(const SimOptions& options)
@@ -226,7 +233,7 @@ Simulation::Simulation(const SimOptions& options)
         static_cast<NodeId>(i), absl::StrCat("n", i), {absl::StrCat("sim://n", i)}, false});
   }
   for (NodeId id : voters) {
-    nodes_[id] = NewNode(id);
+    AddNode(id);
     StartNode(id, founding);
   }
   for (int i = 0; i < options.clients; ++i) {
@@ -300,10 +307,30 @@ std::unique_ptr<Simulation::Node> Simulation::NewNode(NodeId id) {
   return node;
 }
 
+void Simulation::AddNode(NodeId id) {
+  std::unique_ptr<Node>& slot = nodes_[id];
+  slot = NewNode(id);
+  if (id < kIndexedIds) {
+    if (node_index_.size() <= id) node_index_.resize(id + 1, nullptr);
+    node_index_[id] = slot.get();
+  } else {
+    other_nodes_.emplace_back(id, slot.get());
+  }
+}
+
+Simulation::Node* Simulation::FindNode(NodeId id) const {
+  if (id < node_index_.size()) return node_index_[id];
+  if (id < kIndexedIds) return nullptr;
+  for (const auto& [other, node] : other_nodes_) {
+    if (other == id) return node;
+  }
+  return nullptr;
+}
+
 const store::Wal::LogIndex* Simulation::CheckerView::DurableLog(NodeId id) const {
-  auto it = sim_->nodes_.find(id);
-  if (it == sim_->nodes_.end()) return nullptr;  // a member that never started
-  const Node& node = *it->second;
+  const Node* found = sim_->FindNode(id);
+  if (found == nullptr) return nullptr;  // a member that never started
+  const Node& node = *found;
   return node.up ? &node.member->wal().durable() : &node.durable_when_down;
 }
 
@@ -400,8 +427,8 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
 }
 
 void Simulation::StartJoiner(NodeId id) {
-  if (nodes_.count(id) > 0) return;
-  nodes_[id] = NewNode(id);
+  if (FindNode(id) != nullptr) return;
+  AddNode(id);
   StartNode(id, {});
 }
 
@@ -459,7 +486,7 @@ bool Simulation::LinkBlocked(NodeId from, NodeId to) const {
 }
 
 void Simulation::SendMessage(const raft::Message& message) {
-  if (LinkBlocked(message.from, message.to) || nodes_.count(message.to) == 0) return;
+  if (LinkBlocked(message.from, message.to) || FindNode(message.to) == nullptr) return;
   const NetworkOptions& net = options_.network;
   if (net.loss > 0 && static_cast<double>(rng_.Uniform(1000000)) < net.loss * 1e6) return;
   const int copies =
@@ -657,7 +684,7 @@ void Simulation::CheckNode(Node& node) {
   // A member that an applied configuration names gets its process (as an operator starts it).
   for (const auto* ids : {&changed->voters, &changed->learners}) {
     for (NodeId id : *ids) {
-      if (nodes_.count(id) == 0) joiners_due_.insert(id);
+      if (FindNode(id) == nullptr) joiners_due_.insert(id);
     }
   }
 }
@@ -717,8 +744,7 @@ void Simulation::HashEvent(const Event& event) {
 void Simulation::Process(Event& event) {
   ++events_processed_;
   HashEvent(event);
-  auto node_it = nodes_.find(event.node);
-  Node* node = node_it == nodes_.end() ? nullptr : node_it->second.get();
+  Node* node = FindNode(event.node);
   switch (event.kind) {
     case Event::Kind::kTick:
       if (node == nullptr || !node->up || node->incarnation != event.incarnation) return;
@@ -810,7 +836,8 @@ void Simulation::RunFor(int64_t ms) {
 bool Simulation::RunUntil(const std::function<bool()>& done, int64_t max_ms) {
   const int64_t end = now_ms_ + max_ms;
   if (done()) return true;
-  while (!queue_.empty() && queue_.NextTime() <= end) {
+  int64_t next_ms = 0;
+  while (!queue_.empty() && (next_ms = queue_.NextTime()) <= end) {
     if (events_processed_ >= options_.max_events) {
       if (!event_budget_exhausted_) {
         event_budget_exhausted_ = true;
@@ -820,7 +847,7 @@ bool Simulation::RunUntil(const std::function<bool()>& done, int64_t max_ms) {
       queue_.Clear();
       break;
     }
-    std::unique_ptr<Event> event = queue_.Pop();
+    std::unique_ptr<Event> event = queue_.PopAt(next_ms);
     now_ms_ = event->time_ms;
     Process(*event);
     RecycleEvent(std::move(event));
@@ -1062,8 +1089,7 @@ void Simulation::ClientInvoke(Client& client) {
     client.node = client.point_to;
     client.point_to = raft::kNoNode;
   }
-  auto node_it = nodes_.find(client.node);
-  Node* node = node_it == nodes_.end() ? nullptr : node_it->second.get();
+  Node* node = FindNode(client.node);
   if (node == nullptr || !node->up || node->paused_until_ms > now_ms_) {
     // Connection refused: no request reaches a server, so no operation is invoked (etcd's client
     // fails over to another endpoint); try another member after the backoff.
@@ -1608,15 +1634,14 @@ void Simulation::ObserveAvailability() {
     availability_.Observe(view);
     return;
   }
-  const raft::ConfState conf = nodes_.at(judge)->server()->RaftConfState();
+  const raft::ConfState conf = FindNode(judge)->server()->RaftConfState();
   if (view.leader != raft::kNoNode) {
-    view.leader_term = nodes_.at(view.leader)->server()->hard_state().term;
+    view.leader_term = FindNode(view.leader)->server()->hard_state().term;
   }
   const auto members = {&conf.voters, &conf.voters_outgoing, &conf.learners, &conf.learners_next};
   for (const std::vector<NodeId>* ids : members) {
     for (NodeId id : *ids) {
-      auto it = nodes_.find(id);
-      const Node* node = it == nodes_.end() ? nullptr : it->second.get();
+      const Node* node = FindNode(id);
       if (node == nullptr || !node->up || node->paused_until_ms > now_ms_ ||
           node->clock_stopped_until_ms > now_ms_ || node->tick_rate != 1.0 ||
           node->disk_max_ms > 0) {  // a slow disk is a fault: commits and transfers wait on it
@@ -1630,7 +1655,7 @@ void Simulation::ObserveAvailability() {
     const auto is = [&](const std::vector<NodeId>& ids) {
       return std::find(ids.begin(), ids.end(), view.leader) != ids.end();
     };
-    view.leader_transferee = nodes_.at(view.leader)->server()->lead_transferee();
+    view.leader_transferee = FindNode(view.leader)->server()->lead_transferee();
     view.leader_is_voter =
         is(conf.voters) && (conf.voters_outgoing.empty() || is(conf.voters_outgoing));
     // A quorum of each half of its configuration follows it in its term, each within its
@@ -1648,12 +1673,12 @@ void Simulation::ObserveAvailability() {
     const auto follows = [&](const std::vector<NodeId>& ids) {
       size_t following = 0;
       for (NodeId id : ids) {
-        auto it = nodes_.find(id);
-        if (it == nodes_.end() || !it->second->up) continue;
-        const server::Server& server = *it->second->server();
+        const Node* node = FindNode(id);
+        if (node == nullptr || !node->up) continue;
+        const server::Server& server = *node->server();
         if (id == view.leader) {
           ++following;
-        } else if (server.hard_state().term == view.leader_term && in_lease(*it->second)) {
+        } else if (server.hard_state().term == view.leader_term && in_lease(*node)) {
           const raft::SoftState soft = server.soft_state();
           if (soft.role == raft::Role::kFollower && soft.leader == view.leader) ++following;
         }
@@ -1666,9 +1691,9 @@ void Simulation::ObserveAvailability() {
   // whose lease the fault let expire.
   for (const std::vector<NodeId>* ids : {&conf.voters, &conf.voters_outgoing}) {
     for (NodeId id : *ids) {
-      auto it = nodes_.find(id);
-      if (it == nodes_.end() || !it->second->up) continue;
-      const raft::Role role = it->second->server()->soft_state().role;
+      const Node* node = FindNode(id);
+      if (node == nullptr || !node->up) continue;
+      const raft::Role role = node->server()->soft_state().role;
       if (role == raft::Role::kPreCandidate || role == raft::Role::kCandidate) {
         view.campaigning = true;
       }
@@ -1711,13 +1736,13 @@ void Simulation::LiveNodeIds(std::vector<NodeId>* out) const {
 }
 
 bool Simulation::up(NodeId id) const {
-  auto it = nodes_.find(id);
-  return it != nodes_.end() && it->second->up;
+  const Node* node = FindNode(id);
+  return node != nullptr && node->up;
 }
 
 server::Server* Simulation::server(NodeId id) {
-  auto it = nodes_.find(id);
-  return it == nodes_.end() || !it->second->up ? nullptr : it->second->server();
+  const Node* node = FindNode(id);
+  return node == nullptr || !node->up ? nullptr : node->server();
 }
 
 }  // namespace kvstore::sim

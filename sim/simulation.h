@@ -306,6 +306,8 @@ class Simulation {
     // The event's seq must exceed every earlier push's, its time be at least the last popped.
     void Push(std::unique_ptr<Event> event);
     std::unique_ptr<Event> Pop();  // the earliest; requires !empty()
+    // Pop, given the NextTime() the caller just asked for (nothing pushed since).
+    std::unique_ptr<Event> PopAt(int64_t time_ms);
     void Clear();
 
    private:
@@ -318,7 +320,11 @@ class Simulation {
 
     std::vector<Slot> wheel_;
     size_t wheel_count_ = 0;
-    int64_t floor_ms_ = 0;     // the last popped time: the wheel holds [floor, floor + kWheelMs)
+    int64_t floor_ms_ = 0;  // the last popped time: the wheel holds [floor, floor + kWheelMs)
+    // The slots in [floor_ms_, scan_from_ms_) are empty: NextTime starts there (the list-append
+    // clients run the simulation a millisecond at a time, and each run looked for the next
+    // event from the last one taken).
+    int64_t scan_from_ms_ = 0;
     std::vector<Queued> far_;  // a binary min-heap (Later) of times past the wheel
   };
 
@@ -402,6 +408,15 @@ class Simulation {
   EventQueue queue_;
   std::vector<std::unique_ptr<Event>> free_events_;
   std::map<NodeId, std::unique_ptr<Node>> nodes_;
+  // nodes_ by id, for the lookups of every event, message and polling client (the map's
+  // search was 1-2% of a seed): ids below node_index_'s size (founding members, ids 1..n) by
+  // position, null for an id nodes_ lacks; the others (joiners get large random ids) in a short
+  // list searched in order.
+  static constexpr NodeId kIndexedIds = 64;
+  std::vector<Node*> node_index_;
+  std::vector<std::pair<NodeId, Node*>> other_nodes_;
+  void AddNode(NodeId id);
+  Node* FindNode(NodeId id) const;
   std::set<std::pair<NodeId, NodeId>> blocked_;
   std::map<std::pair<NodeId, NodeId>, std::pair<int64_t, int64_t>> link_delays_;  // min, max ms
   std::map<std::pair<NodeId, NodeId>, int64_t> clogged_until_;  // link -> end of its clog (ms)
