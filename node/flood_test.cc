@@ -397,5 +397,45 @@ TEST_F(FloodTest, LimitsAnswerTheirErrorsAndTheMemberKeepsServingInBoundedMemory
   EXPECT_LT(Clock::now() - started, std::chrono::seconds(30));
 }
 
+// A client that creates and cancels watches on one long-lived stream (etcd's clientv3 keeps one
+// stream per context and multiplexes its watches on it) leaves only its open watches at the
+// member: a canceled watch is forgotten once its canceled notice is written, so its id is free
+// again (etcd's watch stream allows that) and the cycles accumulate nothing.
+TEST_F(FloodTest, WatchCreateCancelCyclesOnOneStreamAccumulateNothing) {
+  auto watch_stub = etcdserverpb::Watch::NewStub(Channel(endpoint_));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto stream = watch_stub->Watch(&context);
+  constexpr int64_t kId = 7;
+  constexpr int kCycles = 2000;
+  int cycles = 0;
+  std::string failure;
+  for (; cycles < kCycles && failure.empty(); ++cycles) {
+    etcdserverpb::WatchRequest create;
+    create.mutable_create_request()->set_key(absl::StrCat("cycle/", cycles));
+    create.mutable_create_request()->set_watch_id(kId);
+    etcdserverpb::WatchResponse response;
+    if (!stream->Write(create) || !stream->Read(&response)) {
+      failure = "the stream ended at a creation";
+    } else if (!response.created() || response.canceled() || response.watch_id() != kId) {
+      failure = absl::StrCat("creation answered: ", response.ShortDebugString());
+    } else {
+      etcdserverpb::WatchRequest cancel;
+      cancel.mutable_cancel_request()->set_watch_id(kId);
+      if (!stream->Write(cancel) || !stream->Read(&response)) {
+        failure = "the stream ended at a cancel";
+      } else if (!response.canceled() || response.watch_id() != kId) {
+        failure = absl::StrCat("cancel answered: ", response.ShortDebugString());
+      }
+    }
+  }
+  EXPECT_TRUE(failure.empty()) << "cycle " << cycles << ": " << failure;
+  EXPECT_EQ(cycles, kCycles);
+  stream->WritesDone();
+  context.TryCancel();
+  (void)stream->Finish();
+  ExpectNormalClientServed("after the create/cancel cycles");
+}
+
 }  // namespace
 }  // namespace kvstore::node

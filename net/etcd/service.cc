@@ -282,6 +282,7 @@ class WatchSession {
     mvcc::WatchId member_id = 0;
     bool member_open = false;  // loop thread only
     bool ended = false;        // under the session's mutex: nothing more is queued
+    size_t queued = 0;         // under the session's mutex: items in the queue that point here
 
     void Deliver(const mvcc::WatchResponse& response) override {
       if (response.canceled) member_open = false;
@@ -313,6 +314,7 @@ class WatchSession {
         ToSlowWatcherCancel(queue_.size(), queue_limit_, &item.response);
         item.cancel_member_watch = true;
       }
+      ++watch->queued;
       queue_.push_back(std::move(item));
     }
     wake_.notify_one();
@@ -329,6 +331,7 @@ class WatchSession {
   }
 
   void Create(const etcdserverpb::WatchCreateRequest& request) {
+    Reap();
     auto status = loop_.Status();
     if (status.ok()) {
       member_id_.store(status->id, std::memory_order_relaxed);
@@ -429,6 +432,7 @@ class WatchSession {
   }
 
   void Cancel(int64_t local_id) {
+    Reap();
     auto it = watches_.find(local_id);
     if (it == watches_.end()) return;  // etcd ignores an unknown id
     Watch* watch = it->second.get();
@@ -439,7 +443,21 @@ class WatchSession {
         watch->member_open = false;
       }
     });
-    // Kept until the session ends: the writer may still hold queued responses for it.
+    // Kept until its canceled notice is written (Reap): the writer may still hold responses
+    // for it.
+  }
+
+  // Forgets the watches that have ended and whose last response has been written (reader
+  // thread): the member calls an ended watch's sink no more, and the writer holds nothing of it.
+  // So a stream that creates and cancels watches for days holds only its open ones, and a
+  // canceled watch's id may be used again, as etcd's watch stream allows.
+  void Reap() {
+    std::vector<int64_t> done;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done.swap(reapable_);
+    }
+    for (int64_t local_id : done) watches_.erase(local_id);
   }
 
   void WriteLoop() {
@@ -451,6 +469,13 @@ class WatchSession {
         if (stopping_) return;
         item = std::move(queue_.front());
         queue_.pop_front();
+        // Only a slow watcher's cancel needs its watch after the write: any other item lets go
+        // of it now, so a watch canceled by its client is forgotten before the client can read
+        // the notice and use the id again.
+        if (!item.cancel_member_watch) {
+          ReleaseLocked(item.watch);
+          item.watch = nullptr;
+        }
       }
       if (!stream_->Write(item.response)) {
         // The client went away; the reader sees the end of the stream and closes the session.
@@ -465,7 +490,18 @@ class WatchSession {
           watch->member_open = false;
         });
       }
+      if (item.watch != nullptr) {
+        std::lock_guard<std::mutex> lock(mu_);
+        ReleaseLocked(item.watch);
+      }
     }
+  }
+
+  // The writer is done with one queued item of `watch` (under mu_): the watch may be forgotten
+  // once it has ended and nothing of it is queued (Reap).
+  void ReleaseLocked(Watch* watch) {
+    if (watch == nullptr) return;
+    if (--watch->queued == 0 && watch->ended) reapable_.push_back(watch->local_id);
   }
 
   const Loop& loop_;
@@ -483,6 +519,7 @@ class WatchSession {
   std::mutex mu_;
   std::condition_variable wake_;
   std::deque<Queued> queue_;
+  std::vector<int64_t> reapable_;  // local ids of ended watches the writer is done with
   bool stopping_ = false;
   std::thread writer_;
 };
