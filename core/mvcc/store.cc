@@ -272,7 +272,12 @@ class Store::WriteTxn {
     KeyIndex& ki = store_.index_[r.key];
     KeyIndex::Found found;
     std::optional<KeyValue> prev;
-    if (ki.Get(revision_, &found)) prev = store_.Fetch(found.modified, false);
+    if (ki.Get(revision_, &found)) {
+      // The previous value is read only if something takes it: the answer's prev_kv, an
+      // ignore_value put, or the event (for a watcher asking for prev_kv).
+      prev = store_.Fetch(found.modified, false,
+                          r.prev_kv || r.ignore_value || store_.prev_values_in_events_);
+    }
     KeyValue kv;
     kv.key = r.key;
     if (r.ignore_value && prev.has_value()) {
@@ -308,7 +313,8 @@ class Store::WriteTxn {
       KeyIndex& ki = store_.index_.at(key);
       KeyIndex::Found found;
       ki.Get(revision_, &found);
-      std::optional<KeyValue> prev = store_.Fetch(found.modified, false);
+      std::optional<KeyValue> prev =
+          store_.Fetch(found.modified, false, r.prev_kv || store_.prev_values_in_events_);
       KeyValue tombstone;
       tombstone.key = key;
       tombstone.mod_revision = revision_;
@@ -414,7 +420,8 @@ absl::Status Store::Reload() {
   return Restore();
 }
 
-std::optional<KeyValue> Store::Fetch(const RevisionPair& rev, bool tombstone) const {
+std::optional<KeyValue> Store::Fetch(const RevisionPair& rev, bool tombstone,
+                                     bool with_value) const {
   // Ranges, puts and compares fetch a record per key: build its key on the stack and decode
   // the record where the backend holds it (a one-record Range), rather than heap-allocate the
   // key and copy the record out with Get only to copy the value again when decoding it.
@@ -422,8 +429,16 @@ std::optional<KeyValue> Store::Fetch(const RevisionPair& rev, bool tombstone) co
   const absl::string_view key = EncodeRevisionKey(rev, tombstone, buffer);
   std::optional<KeyValue> kv;
   backend_->Range(Bucket::kKey, key, "", [&](absl::string_view found, absl::string_view value) {
-    KeyValue decoded;
-    if (found == key && DecodeKeyValue(value, &decoded)) kv = std::move(decoded);
+    RecordView record;
+    if (found != key || !DecodeRecordView(value, &record)) return false;
+    // The fields as DecodeKeyValue sets them.
+    KeyValue& decoded = kv.emplace();
+    decoded.key = std::string(record.key);
+    decoded.create_revision = static_cast<Revision>(record.create_revision);
+    decoded.mod_revision = static_cast<Revision>(record.mod_revision);
+    decoded.version = static_cast<int64_t>(record.version);
+    decoded.lease = static_cast<LeaseId>(record.lease);
+    if (with_value) decoded.value = std::string(record.value);
     return false;
   });
   return kv;

@@ -714,6 +714,61 @@ TEST_F(StoreTest, TxnIsOneRevisionWithIncreasingSubRevisions) {
   for (const Event& e : events) EXPECT_EQ(e.kv.mod_revision, 3);
 }
 
+// The events carry the previous value in prev_kv by default; with set_prev_values_in_events
+// off (no watcher asks for prev_kv) they carry its other fields only, while a put or delete
+// that asks for prev_kv still answers it whole, and an ignore_value put still keeps the value.
+TEST_F(StoreTest, EventsCarryPreviousValuesOnlyWhenAsked) {
+  Put("a", "one");  // 2
+  Put("b", "two");  // 3
+  store_->TakeEvents();
+  Put("a", "uno");  // 4
+  std::vector<Event> events = store_->TakeEvents();
+  ASSERT_EQ(events.size(), 1u);
+  ASSERT_TRUE(events[0].prev_kv.has_value());
+  EXPECT_EQ(*events[0].prev_kv, Kv("a", 2, 2, 1, "one"));
+
+  store_->set_prev_values_in_events(false);
+  Put("a", "eins");  // 5
+  events = store_->TakeEvents();
+  ASSERT_EQ(events.size(), 1u);
+  ASSERT_TRUE(events[0].prev_kv.has_value());
+  EXPECT_EQ(*events[0].prev_kv, Kv("a", 2, 4, 2, ""));
+  EXPECT_EQ(events[0].kv, Kv("a", 2, 5, 3, "eins"));
+
+  PutRequest put;
+  put.key = "a";
+  put.value = "ein";
+  put.prev_kv = true;
+  auto answered = store_->Put(std::move(put));  // 6
+  ASSERT_TRUE(answered.ok()) << answered.status();
+  ASSERT_TRUE(answered->prev_kv.has_value());
+  EXPECT_EQ(*answered->prev_kv, Kv("a", 2, 5, 3, "eins"));
+  PutRequest keep;
+  keep.key = "a";
+  keep.ignore_value = true;
+  keep.lease = 0;
+  ASSERT_TRUE(store_->Put(keep).ok());  // 7
+  EXPECT_EQ(Get("a"), Kv("a", 2, 7, 5, "ein"));
+
+  EXPECT_EQ(Delete("b").prev_kvs, std::vector<KeyValue>{Kv("b", 3, 3, 1, "two")});  // 8
+  events = store_->TakeEvents();
+  ASSERT_EQ(events.size(), 3u);
+  ASSERT_TRUE(events[2].prev_kv.has_value());
+  EXPECT_EQ(events[2].prev_kv->value, "two");  // asked for by the delete
+}
+
+// Txn(TxnRequest&&) moves the values of its puts into the store: the same effect as a copy.
+TEST_F(StoreTest, MovedTxnWritesTheSameValues) {
+  TxnRequest txn;
+  txn.success = {PutOp("a", "1"), PutOp("b", std::string(100, 'x')), RangeOp("b")};
+  auto response = store_->Txn(std::move(txn));
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_EQ(response->responses.size(), 3u);
+  EXPECT_THAT(response->responses[2].range.kvs,
+              ElementsAre(Kv("b", 2, 2, 1, std::string(100, 'x'))));
+  EXPECT_EQ(Get("a"), Kv("a", 2, 2, 1, "1"));
+}
+
 // etcd: reads inside a txn see the txn's own earlier writes.
 TEST_F(StoreTest, TxnReadsSeeEarlierWritesOfTheTxn) {
   Put("a", "old");  // 2

@@ -25,6 +25,7 @@ absl::StatusOr<WatchId> WatchHub::Watch(const WatchRequest& request) {
                               store_->compact_revision()));
   }
   const WatchId id = next_id_++;
+  if (request.prev_kv) prev_kv_requested_ = true;
   Watcher& watcher = watchers_[id];
   watcher.request = request;
   watcher.next_revision = start;

@@ -75,6 +75,9 @@ class WatchHub {
   // compact revision, also in compact_revision()) if start_revision is below the compact
   // revision.
   absl::StatusOr<WatchId> Watch(const WatchRequest& request);
+  // Whether any watcher was ever created asking for prev_kv (Store::set_prev_values_in_events:
+  // the store's events need the previous values only then).
+  bool prev_kv_requested() const { return prev_kv_requested_; }
   // Cancels a watcher, queueing its "canceled" response; kWatchNotFound if unknown.
   absl::Status Cancel(WatchId id);
   // Events the store produced by the writes just applied (Store::TakeEvents), in order.
@@ -154,6 +157,7 @@ class WatchHub {
   absl::btree_set<WatchId> progress_notify_;  // watchers created with progress_notify
   // Notify's work; `movable` (the same vector, or null) may be moved from for the last watcher.
   void NotifyEvents(const std::vector<Event>& events, std::vector<Event>* movable);
+  bool prev_kv_requested_ = false;
   Revision notified_through_ = 0;  // the newest revision Notify delivered to synced watchers
 };
 

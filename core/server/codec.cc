@@ -1,5 +1,7 @@
 #include "core/server/codec.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "core/base/errors.h"
 
@@ -107,6 +109,17 @@ mvcc::PutRequest FromProto(const pb::PutRequest& in) {
   mvcc::PutRequest out;
   out.key = in.key();
   out.value = in.value();
+  out.lease = in.lease();
+  out.prev_kv = in.prev_kv();
+  out.ignore_value = in.ignore_value();
+  out.ignore_lease = in.ignore_lease();
+  return out;
+}
+
+mvcc::PutRequest FromProto(pb::PutRequest&& in) {
+  mvcc::PutRequest out;
+  out.key = std::move(*in.mutable_key());
+  out.value = std::move(*in.mutable_value());
   out.lease = in.lease();
   out.prev_kv = in.prev_kv();
   out.ignore_value = in.ignore_value();

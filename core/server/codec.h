@@ -20,6 +20,8 @@ void ToProto(const mvcc::TxnRequest& in, pb::TxnRequest* out);
 
 absl::StatusOr<mvcc::RangeRequest> FromProto(const pb::RangeRequest& in);
 mvcc::PutRequest FromProto(const pb::PutRequest& in);
+// The same, moving the key and the value out of `in`.
+mvcc::PutRequest FromProto(pb::PutRequest&& in);
 mvcc::DeleteRangeRequest FromProto(const pb::DeleteRangeRequest& in);
 absl::StatusOr<mvcc::TxnRequest> FromProto(const pb::TxnRequest& in, int depth = 0);
 

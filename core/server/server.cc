@@ -326,6 +326,7 @@ class Server::Impl {
   absl::Status CheckTxn(const pb::TxnRequest& txn, const auth::AuthInfo& who) const;
   // etcd checkLeasePuts: writing to (or revoking) a lease needs write permission on its keys.
   absl::Status CheckLeaseKeys(lease::LeaseId id, const auth::AuthInfo& who) const;
+  absl::Status CheckLeaseTimeToLive(lease::LeaseId id, const auth::AuthInfo& who) const;
   absl::Status ApplyAuth(const pb::AuthRequest& request, Response* response);
   // An applied Authenticate answered here: with a token provider, its token for the user at
   // the auth revision now (etcd signs a JWT when the entry applies; only the answer needs it).
@@ -346,8 +347,9 @@ class Server::Impl {
   absl::Status CheckPeerUrlsFree(const std::vector<std::string>& peer_urls, raft::NodeId except,
                                  absl::string_view what, absl::string_view note) const;
   bool IsDuplicate(const pb::InternalRequest& internal);
-  void ApplyInternal(raft::Index index, const pb::InternalRequest& internal, Response* response);
-  absl::Status ApplyWrite(const pb::InternalRequest& internal, Response* response);
+  // Both may take the values a put carries out of `internal` (moved into the store).
+  void ApplyInternal(raft::Index index, pb::InternalRequest& internal, Response* response);
+  absl::Status ApplyWrite(pb::InternalRequest& internal, Response* response);
   void TrackLeases(const std::vector<mvcc::Event>& events);
   void RestoreSnapshot(const raft::Snapshot& snapshot);
   void StorageFailed(const absl::Status& status) {
@@ -844,6 +846,15 @@ RequestId Server::Impl::Submit(Request&& request) {
     }
     case RequestType::kMemberReplace:
       SubmitMemberReplace(id, request);
+      return id;
+    case RequestType::kLeaseTimeToLive:
+      // Checked on every member that is asked, the leader and a follower before it forwards (the
+      // forward carries the caller's token and certificate user), as etcd's LeaseTimeToLive.
+      if (absl::Status refused = CheckLeaseTimeToLive(request.lease_id, *who); !refused.ok()) {
+        Respond(id, request.type, std::move(refused));
+        return id;
+      }
+      ServeLocal(id, request);
       return id;
     case RequestType::kMemberUpdate: {
       if (absl::Status refused = CheckMemberUpdate(request.member.id, request.member.peer_urls);
@@ -1353,7 +1364,7 @@ void Server::Impl::ApplyConfChange(const raft::Entry& entry) {
   }
 }
 
-absl::Status Server::Impl::ApplyWrite(const pb::InternalRequest& internal, Response* response) {
+absl::Status Server::Impl::ApplyWrite(pb::InternalRequest& internal, Response* response) {
   // A write proposed before the alarm applied (the proposer checked it then) meets it here.
   auto refused_at_apply = [this](absl::string_view what) {
     CODE_PROBE(server, nospace_refused_at_apply);
@@ -1362,7 +1373,7 @@ absl::Status Server::Impl::ApplyWrite(const pb::InternalRequest& internal, Respo
   switch (internal.request_case()) {
     case pb::InternalRequest::kPut: {
       if (AlarmActive()) return refused_at_apply("put");
-      mvcc::PutRequest put = FromProto(internal.put());
+      mvcc::PutRequest put = FromProto(std::move(*internal.mutable_put()));  // takes its value
       if (put.lease != lease::kNoLease && !lessor_.Exists(put.lease)) {
         return Error(ErrorCode::kLeaseNotFound, absl::StrCat("lease ", put.lease, " not found"));
       }
@@ -1495,8 +1506,7 @@ absl::Status Server::Impl::ApplyWrite(const pb::InternalRequest& internal, Respo
   return Error(ErrorCode::kInvalidArgument, "entry holds no request");
 }
 
-void Server::Impl::ApplyInternal(raft::Index, const pb::InternalRequest& internal,
-                                 Response* response) {
+void Server::Impl::ApplyInternal(raft::Index, pb::InternalRequest& internal, Response* response) {
   if (!internal.system()) {
     absl::Status refused =
         CheckPermitted(internal, auth::AuthInfo{internal.auth_user(), internal.auth_revision()});
@@ -1505,6 +1515,8 @@ void Server::Impl::ApplyInternal(raft::Index, const pb::InternalRequest& interna
       return;
     }
   }
+  // The events' previous values only for a watcher that asks for them.
+  store_->set_prev_values_in_events(hub_->prev_kv_requested());
   response->status = ApplyWrite(internal, response);
   std::vector<mvcc::Event> events = store_->TakeEvents();
   TrackLeases(events);
@@ -1621,6 +1633,24 @@ absl::Status Server::Impl::CheckLeaseKeys(lease::LeaseId id, const auth::AuthInf
   if (!info.ok()) return absl::OkStatus();  // an unknown lease is refused by the apply itself
   for (const std::string& key : info->keys) {
     if (absl::Status refused = auth_.IsPutPermitted(who, key); !refused.ok()) return refused;
+  }
+  return absl::OkStatus();
+}
+
+// etcd's checkLeaseTimeToLive (3.4.26, CVE-2023-32082): with auth enabled a time-to-live needs a
+// user (ErrUserEmpty) and, if the lease exists, read permission on every key attached to it,
+// whether or not the caller asked for the keys: the answer names them. An unknown lease is
+// answered LEASE_NOT_FOUND by the lessor after this passes.
+absl::Status Server::Impl::CheckLeaseTimeToLive(lease::LeaseId id,
+                                                const auth::AuthInfo& who) const {
+  if (!auth_.enabled()) return absl::OkStatus();
+  if (who.user.empty()) return AuthError(ErrorCode::kUserEmpty);
+  auto info = lessor_.TimeToLive(id, now_ms());
+  if (!info.ok()) return absl::OkStatus();
+  for (const std::string& key : info->keys) {
+    if (absl::Status refused = auth_.IsRangePermitted(who, key, ""); !refused.ok()) {
+      return refused;
+    }
   }
   return absl::OkStatus();
 }

@@ -1422,6 +1422,44 @@ TEST(ServerTest, WatchOnOneMemberSeesWritesFromAnotherInOrder) {
   EXPECT_EQ(revisions, (std::vector<mvcc::Revision>{2, 4, 5, 5, 6, 6}));
 }
 
+// etcd: a watch asking for prev_kv gets each overwritten or deleted key's previous version,
+// value included, also when it is opened after writes the member applied without such a watch
+// (the store's events then leave the previous values out); one that does not ask gets none.
+TEST(ServerTest, WatchWithPrevKvGetsPreviousValues) {
+  ServerCluster cluster({1, 2, 3});
+  const raft::NodeId leader = cluster.WaitForLeader();
+  const raft::NodeId watcher = Follower(cluster, leader);
+  CallOk(cluster, leader, PutRequest("p/a", "1"));
+  CallOk(cluster, leader, PutRequest("p/a", "2"));
+  ASSERT_TRUE(WaitForCatchUp(cluster, cluster.ids()));
+  mvcc::WatchRequest request;
+  request.key = "p/";
+  request.range_end = "p0";
+  auto plain = cluster.server(watcher).Watch(request);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  request.prev_kv = true;
+  auto with_prev = cluster.server(watcher).Watch(request);
+  ASSERT_TRUE(with_prev.ok()) << with_prev.status();
+  CallOk(cluster, leader, PutRequest("p/a", "3"));
+  CallOk(cluster, leader, DeleteRequest("p/a", ""));
+  ASSERT_TRUE(WaitForCatchUp(cluster, cluster.ids()));
+  std::vector<std::string> previous;
+  size_t plain_events = 0;
+  for (const mvcc::WatchResponse& response : cluster.member(watcher).watch_responses) {
+    for (const mvcc::Event& event : response.events) {
+      if (response.watch_id == *plain) {
+        ++plain_events;
+        EXPECT_FALSE(event.prev_kv.has_value());
+      } else if (response.watch_id == *with_prev) {
+        ASSERT_TRUE(event.prev_kv.has_value());
+        previous.push_back(event.prev_kv->value);
+      }
+    }
+  }
+  EXPECT_EQ(plain_events, 2u);
+  EXPECT_EQ(previous, (std::vector<std::string>{"2", "3"}));
+}
+
 // etcd (watchableStore.Restore): watchers resync after a snapshot install and miss no event.
 TEST(ServerTest, WatchOnMemberCatchingUpBySnapshotMissesNoEvent) {
   ServerCluster cluster({1, 2, 3}, [](ServerConfig& c) {
