@@ -50,6 +50,40 @@ const char* ModelOpName(server::RequestType type) {
   }
 }
 
+// Runs `copy`, which copies `request` for judging its answer, with the values the request puts
+// taken out when they are large: the reference model (Judge, JudgeRead, Describe) and the model
+// clients read a request's type, keys, ranges, compares and lease, never the values it puts
+// (kilobytes on some seeds). The request keeps its values.
+template <typename Copy>
+void CopyForJudging(server::Request& request, Copy copy) {
+  constexpr size_t kLarge = 64;
+  bool large = request.put.value.size() > kLarge;
+  for (const auto* branch : {&request.txn.success, &request.txn.failure}) {
+    for (const mvcc::RequestOp& op : *branch) {
+      large = large || (op.kind == mvcc::RequestOp::Kind::kPut && op.put.value.size() > kLarge);
+    }
+  }
+  if (!large) {
+    copy();
+    return;
+  }
+  std::string put_value = std::move(request.put.value);
+  std::vector<std::string> txn_values;
+  for (auto* branch : {&request.txn.success, &request.txn.failure}) {
+    for (mvcc::RequestOp& op : *branch) {
+      if (op.kind == mvcc::RequestOp::Kind::kPut) txn_values.push_back(std::move(op.put.value));
+    }
+  }
+  copy();
+  request.put.value = std::move(put_value);
+  size_t next = 0;
+  for (auto* branch : {&request.txn.success, &request.txn.failure}) {
+    for (mvcc::RequestOp& op : *branch) {
+      if (op.kind == mvcc::RequestOp::Kind::kPut) op.put.value = std::move(txn_values[next++]);
+    }
+  }
+}
+
 }  // namespace
 
 // One member process and its machine. The process is the member library (node/member.h), the
@@ -1160,7 +1194,7 @@ void Simulation::ClientInvoke(Client& client) {
   const bool in_transfer = availability_.enabled() && client.function != Function::kRead &&
                            node->server()->is_leader() &&
                            node->server()->lead_transferee() != raft::kNoNode;
-  client.sent = request;
+  CopyForJudging(request, [&] { client.sent = request; });
   client.request = SubmitObserved(*node, std::move(request));
   if (in_transfer) proposals_in_transfer_.insert({node->id, client.request});
   if (options_.record_trace) {
@@ -1430,7 +1464,7 @@ void Simulation::ModelInvoke(Client& client, Node& node) {
   const bool in_transfer = availability_.enabled() && request.type != server::RequestType::kRange &&
                            at_limit < 3 && node.server()->is_leader() &&
                            node.server()->lead_transferee() != raft::kNoNode;
-  client.sent = request;
+  CopyForJudging(request, [&] { client.sent = request; });
   client.request = SubmitObserved(node, std::move(request));
   if (in_transfer) proposals_in_transfer_.insert({node.id, client.request});
   if (options_.record_trace) {
@@ -1554,7 +1588,7 @@ std::optional<server::Response> Simulation::Call(NodeId id, server::Request requ
   const bool read =
       request.type == server::RequestType::kRange || request.type == server::RequestType::kTxn;
   std::optional<server::Request> sent;
-  if (read) sent = request;
+  if (read) CopyForJudging(request, [&] { sent = request; });
   const server::RequestId request_id = SubmitObserved(node, std::move(request));
   if (sent.has_value()) call_requests_[{id, request_id}] = std::move(*sent);
   node.waiting[request_id] = kCallSlot;
@@ -1574,7 +1608,7 @@ server::RequestId Simulation::Submit(NodeId id, server::Request request) {
   }
   std::optional<server::Request> sent;
   if (request.type == server::RequestType::kRange || request.type == server::RequestType::kTxn) {
-    sent = request;
+    CopyForJudging(request, [&] { sent = request; });
   }
   const server::RequestId request_id = SubmitObserved(node, std::move(request));
   if (sent.has_value()) call_requests_[{id, request_id}] = std::move(*sent);
