@@ -1,5 +1,6 @@
 #include "core/server/codec.h"
 
+#include <type_traits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -135,11 +136,18 @@ mvcc::DeleteRangeRequest FromProto(const pb::DeleteRangeRequest& in) {
   return out;
 }
 
-absl::StatusOr<mvcc::TxnRequest> FromProto(const pb::TxnRequest& in, int depth) {
+namespace {
+
+// FromProto of a txn; from a mutable `in` (Txn = pb::TxnRequest) the top-level puts' keys and
+// values are moved out instead of copied.
+template <typename Txn>
+absl::StatusOr<mvcc::TxnRequest> TxnFromProto(Txn& in, int depth) {
+  constexpr bool kMove = !std::is_const_v<Txn>;
   if (depth > kMaxTxnDepth) {
     return Malformed(absl::StrCat("txn nested deeper than ", kMaxTxnDepth));
   }
   mvcc::TxnRequest out;
+  out.compare.reserve(static_cast<size_t>(in.compare_size()));
   for (const pb::Compare& pc : in.compare()) {
     if (pc.result() < 0 || pc.result() > static_cast<int>(mvcc::Compare::Result::kNotEqual)) {
       return Malformed(absl::StrCat("compare result ", pc.result()));
@@ -156,9 +164,9 @@ absl::StatusOr<mvcc::TxnRequest> FromProto(const pb::TxnRequest& in, int depth) 
     c.value = pc.value();
     out.compare.push_back(std::move(c));
   }
-  auto ops = [&](const google::protobuf::RepeatedPtrField<pb::RequestOp>& from,
-                 std::vector<mvcc::RequestOp>* to) -> absl::Status {
-    for (const pb::RequestOp& p : from) {
+  auto ops = [&](auto& from, std::vector<mvcc::RequestOp>* to) -> absl::Status {
+    to->reserve(static_cast<size_t>(from.size()));
+    for (auto& p : from) {
       mvcc::RequestOp op;
       switch (p.request_case()) {
         case pb::RequestOp::kRange: {
@@ -170,7 +178,11 @@ absl::StatusOr<mvcc::TxnRequest> FromProto(const pb::TxnRequest& in, int depth) 
         }
         case pb::RequestOp::kPut:
           op.kind = mvcc::RequestOp::Kind::kPut;
-          op.put = FromProto(p.put());
+          if constexpr (kMove) {
+            op.put = FromProto(std::move(*p.mutable_put()));
+          } else {
+            op.put = FromProto(p.put());
+          }
           break;
         case pb::RequestOp::kDeleteRange:
           op.kind = mvcc::RequestOp::Kind::kDeleteRange;
@@ -190,9 +202,24 @@ absl::StatusOr<mvcc::TxnRequest> FromProto(const pb::TxnRequest& in, int depth) 
     }
     return absl::OkStatus();
   };
-  if (auto s = ops(in.success(), &out.success); !s.ok()) return s;
-  if (auto s = ops(in.failure(), &out.failure); !s.ok()) return s;
+  if constexpr (kMove) {
+    if (auto s = ops(*in.mutable_success(), &out.success); !s.ok()) return s;
+    if (auto s = ops(*in.mutable_failure(), &out.failure); !s.ok()) return s;
+  } else {
+    if (auto s = ops(in.success(), &out.success); !s.ok()) return s;
+    if (auto s = ops(in.failure(), &out.failure); !s.ok()) return s;
+  }
   return out;
+}
+
+}  // namespace
+
+absl::StatusOr<mvcc::TxnRequest> FromProto(const pb::TxnRequest& in, int depth) {
+  return TxnFromProto(in, depth);
+}
+
+absl::StatusOr<mvcc::TxnRequest> FromProto(pb::TxnRequest&& in, int depth) {
+  return TxnFromProto(in, depth);
 }
 
 }  // namespace kvstore::server

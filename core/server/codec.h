@@ -24,6 +24,8 @@ mvcc::PutRequest FromProto(const pb::PutRequest& in);
 mvcc::PutRequest FromProto(pb::PutRequest&& in);
 mvcc::DeleteRangeRequest FromProto(const pb::DeleteRangeRequest& in);
 absl::StatusOr<mvcc::TxnRequest> FromProto(const pb::TxnRequest& in, int depth = 0);
+// The same, moving the keys and values of the txn's own puts out of `in`.
+absl::StatusOr<mvcc::TxnRequest> FromProto(pb::TxnRequest&& in, int depth = 0);
 
 }  // namespace kvstore::server
 

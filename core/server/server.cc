@@ -1379,7 +1379,7 @@ absl::Status Server::Impl::ApplyWrite(pb::InternalRequest& internal, Response* r
       return absl::OkStatus();
     }
     case pb::InternalRequest::kTxn: {
-      auto txn = FromProto(internal.txn());
+      auto txn = FromProto(std::move(*internal.mutable_txn()));  // takes its puts' values
       if (!txn.ok()) return txn.status();
       if (AlarmActive() && TxnPuts(*txn)) {
         return refused_at_apply("txn");
