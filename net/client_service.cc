@@ -308,6 +308,11 @@ class LeaseImpl final : public rpc::Lease::Server {
   kj::Promise<void> timeToLive(TimeToLiveContext context) override {
     const bool keys = context.getParams().getKeys();
     absl::StatusOr<server::Request> request = ToRequest(context.getParams());
+    if (request.ok()) {
+      // Checked as its caller (etcd's checkLeaseTimeToLive): the answer names the lease's keys.
+      auto token = context.getParams().getToken();
+      request->token.assign(token.cStr(), token.size());
+    }
     context.releaseParams();
     if (!request.ok()) {
       server::Response refused;
