@@ -14,7 +14,8 @@
 //   put KEY VALUE [lease=ID] [prev-kv], get KEY [END] [serializable], del KEY [END] [prev-kv]
 //   txn [cmp=K1,K2] [then=OP,...] [else=OP,...] [nested=then|else]
 //       OP: put:K:V, get:K, del:K; nested wraps the `then`/`else` ops in an inner txn
-//   watch KEY [END], lease-grant TTL id=ID, lease-revoke ID, compact REV
+//   watch KEY [END], lease-grant TTL id=ID, lease-revoke ID, lease-ttl ID (time-to-live with its
+//   keys), compact REV
 //   member-list, member-add NAME URL, member-remove|member-promote|move-leader ID,
 //   member-update ID URL, hash, alarm-list, alarm-disarm, defragment
 //   tick N, restart N (crash and restart member N)
@@ -187,6 +188,9 @@ class Transcript {
     } else if (name == "lease-revoke") {
       r.type = RequestType::kLeaseRevoke;
       r.lease_id = std::stoll(word(0));
+    } else if (name == "lease-ttl") {
+      r.type = RequestType::kLeaseTimeToLive;
+      r.lease_id = std::stoll(word(0));
     } else if (name == "compact") {
       r.type = RequestType::kCompact;
       r.revision = std::stoll(word(0));
@@ -342,6 +346,11 @@ class Transcript {
     }
     if (name == "txn") return absl::StrCat("ok succeeded=", response.txn.succeeded);
     if (name == "lease-grant") return absl::StrCat("ok lease=", response.lease.id);
+    if (name == "lease-ttl") {
+      return absl::StrCat("ok lease=", response.lease.id,
+                          " granted-ttl=", response.lease.granted_ttl_seconds,
+                          " keys=", absl::StrJoin(response.lease.keys, ","));
+    }
     if (name == "member-list") return absl::StrCat("ok members=", response.members.size());
     return "ok";
   }

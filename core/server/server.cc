@@ -326,6 +326,7 @@ class Server::Impl {
   absl::Status CheckTxn(const pb::TxnRequest& txn, const auth::AuthInfo& who) const;
   // etcd checkLeasePuts: writing to (or revoking) a lease needs write permission on its keys.
   absl::Status CheckLeaseKeys(lease::LeaseId id, const auth::AuthInfo& who) const;
+  absl::Status CheckLeaseTimeToLive(lease::LeaseId id, const auth::AuthInfo& who) const;
   absl::Status ApplyAuth(const pb::AuthRequest& request, Response* response);
   // An applied Authenticate answered here: with a token provider, its token for the user at
   // the auth revision now (etcd signs a JWT when the entry applies; only the answer needs it).
@@ -845,6 +846,15 @@ RequestId Server::Impl::Submit(Request&& request) {
     }
     case RequestType::kMemberReplace:
       SubmitMemberReplace(id, request);
+      return id;
+    case RequestType::kLeaseTimeToLive:
+      // Checked on every member that is asked, the leader and a follower before it forwards (the
+      // forward carries the caller's token and certificate user), as etcd's LeaseTimeToLive.
+      if (absl::Status refused = CheckLeaseTimeToLive(request.lease_id, *who); !refused.ok()) {
+        Respond(id, request.type, std::move(refused));
+        return id;
+      }
+      ServeLocal(id, request);
       return id;
     case RequestType::kMemberUpdate: {
       if (absl::Status refused = CheckMemberUpdate(request.member.id, request.member.peer_urls);
@@ -1623,6 +1633,24 @@ absl::Status Server::Impl::CheckLeaseKeys(lease::LeaseId id, const auth::AuthInf
   if (!info.ok()) return absl::OkStatus();  // an unknown lease is refused by the apply itself
   for (const std::string& key : info->keys) {
     if (absl::Status refused = auth_.IsPutPermitted(who, key); !refused.ok()) return refused;
+  }
+  return absl::OkStatus();
+}
+
+// etcd's checkLeaseTimeToLive (3.4.26, CVE-2023-32082): with auth enabled a time-to-live needs a
+// user (ErrUserEmpty) and, if the lease exists, read permission on every key attached to it,
+// whether or not the caller asked for the keys: the answer names them. An unknown lease is
+// answered LEASE_NOT_FOUND by the lessor after this passes.
+absl::Status Server::Impl::CheckLeaseTimeToLive(lease::LeaseId id,
+                                                const auth::AuthInfo& who) const {
+  if (!auth_.enabled()) return absl::OkStatus();
+  if (who.user.empty()) return AuthError(ErrorCode::kUserEmpty);
+  auto info = lessor_.TimeToLive(id, now_ms());
+  if (!info.ok()) return absl::OkStatus();
+  for (const std::string& key : info->keys) {
+    if (absl::Status refused = auth_.IsRangePermitted(who, key, ""); !refused.ok()) {
+      return refused;
+    }
   }
   return absl::OkStatus();
 }
