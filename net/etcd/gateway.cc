@@ -46,6 +46,197 @@ std::string ResultLine(const google::protobuf::Message& message) {
   return absl::StrCat("{\"result\":", ToJson(message), "}\n");
 }
 
+// A request stream's body as Go's json.Decoder reads it (grpc-gateway decodes a bidi-stream
+// endpoint's body so): top-level JSON values one after another, separated by optional white
+// space. The splitter only finds where each value ends (depth, strings and their escapes); the
+// protobuf parser checks the value itself. As etcd's gateway, a value that is not an object ends
+// the stream with Go's error text (null is an empty request).
+class JsonValueSplitter {
+ public:
+  enum class Result { kValue, kNeedMore, kEnd, kError };
+
+  explicit JsonValueSplitter(size_t max_value_bytes) : max_value_bytes_(max_value_bytes) {}
+
+  void Feed(const char* data, size_t size) {
+    if (pos_ > (64 << 10) && pos_ * 2 > buffer_.size()) {
+      buffer_.erase(0, pos_);
+      scan_ -= pos_;
+      pos_ = 0;
+    }
+    buffer_.append(data, size);
+  }
+
+  // The next value into `value`, or kNeedMore (feed more bytes), kEnd (`at_end`: no more bytes
+  // come, and none are left but white space) or kError (`error`: Go's text; `too_large`: a value
+  // past max_value_bytes).
+  Result Next(bool at_end, std::string* value, std::string* error, bool* too_large) {
+    if (!in_value_) {
+      while (pos_ < buffer_.size() && IsSpace(buffer_[pos_])) ++pos_;
+      if (pos_ == buffer_.size()) return at_end ? Result::kEnd : Result::kNeedMore;
+      const char c = buffer_[pos_];
+      if (c == 'n') return Null(at_end, value, error);
+      if (c != '{') {
+        *error = NotAnObject(c);
+        return Result::kError;
+      }
+      in_value_ = true;
+      scan_ = pos_;
+      depth_ = 0;
+      in_string_ = escaped_ = false;
+    }
+    for (; scan_ < buffer_.size(); ++scan_) {
+      const char c = buffer_[scan_];
+      if (in_string_) {
+        if (escaped_) {
+          escaped_ = false;
+        } else if (c == '\\') {
+          escaped_ = true;
+        } else if (c == '"') {
+          in_string_ = false;
+        }
+        continue;
+      }
+      if (c == '"') {
+        in_string_ = true;
+      } else if (c == '{' || c == '[') {
+        ++depth_;
+      } else if ((c == '}' || c == ']') && --depth_ == 0) {
+        value->assign(buffer_, pos_, scan_ + 1 - pos_);
+        pos_ = ++scan_;
+        in_value_ = false;
+        return Result::kValue;
+      }
+    }
+    if (scan_ - pos_ > max_value_bytes_) {
+      *too_large = true;
+      *error = absl::StrCat("a request stream's value is over ", max_value_bytes_, " bytes");
+      return Result::kError;
+    }
+    if (at_end) {
+      *error = "unexpected EOF";
+      return Result::kError;
+    }
+    return Result::kNeedMore;
+  }
+
+ private:
+  static bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+  // Go's quoteChar.
+  static std::string Quoted(char c) {
+    if (c == '\'') return "'\\''";
+    if (c == '"') return "'\"'";
+    if (c >= 0x20 && c < 0x7f) return absl::StrCat("'", std::string(1, c), "'");
+    static constexpr char kHex[] = "0123456789abcdef";
+    const unsigned char u = static_cast<unsigned char>(c);
+    return absl::StrCat("'\\x", std::string(1, kHex[u >> 4]), std::string(1, kHex[u & 15]), "'");
+  }
+
+  // Go's answer to a top-level value that is not an object (jsonpb reads it into a map first).
+  static std::string NotAnObject(char c) {
+    const char* kind = nullptr;
+    if (c == '[') {
+      kind = "array";
+    } else if (c == '"') {
+      kind = "string";
+    } else if (c == 't' || c == 'f') {
+      kind = "bool";
+    } else if (c == '-' || (c >= '0' && c <= '9')) {
+      kind = "number";
+    }
+    if (kind == nullptr)
+      return absl::StrCat("invalid character ", Quoted(c), " looking for beginning of value");
+    return absl::StrCat("json: cannot unmarshal ", kind,
+                        " into Go value of type map[string]json.RawMessage");
+  }
+
+  // `null`: an empty request, as jsonpb reads it.
+  Result Null(bool at_end, std::string* value, std::string* error) {
+    static constexpr absl::string_view kNull = "null";
+    for (size_t i = 1; i < kNull.size(); ++i) {
+      if (pos_ + i == buffer_.size()) {
+        if (!at_end) return Result::kNeedMore;
+        *error = "unexpected EOF";
+        return Result::kError;
+      }
+      if (buffer_[pos_ + i] != kNull[i]) {
+        *error = absl::StrCat("invalid character ", Quoted(buffer_[pos_ + i]),
+                              " in literal null (expecting ", Quoted(kNull[i]), ")");
+        return Result::kError;
+      }
+    }
+    pos_ += kNull.size();
+    *value = "{}";
+    return Result::kValue;
+  }
+
+  const size_t max_value_bytes_;
+  std::string buffer_;
+  size_t pos_ = 0;   // the start of the value being read, or of what follows the last one
+  size_t scan_ = 0;  // how far the value being read has been scanned
+  bool in_value_ = false;
+  int depth_ = 0;
+  bool in_string_ = false;
+  bool escaped_ = false;
+};
+
+// One value of a request stream's body, or its end.
+struct StreamItem {
+  enum Kind { kValue, kEnd, kError } kind = kEnd;
+  std::string text;   // kValue
+  std::string error;  // kError: Go's text
+  bool too_large = false;
+};
+
+// The values of a request stream's body, read as they arrive.
+class BodyValues {
+ public:
+  BodyValues(kj::AsyncInputStream& body, size_t max_value_bytes)
+      : body_(body), splitter_(max_value_bytes) {}
+
+  kj::Promise<StreamItem> Next() {
+    StreamItem item;
+    switch (splitter_.Next(at_end_, &item.text, &item.error, &item.too_large)) {
+      case JsonValueSplitter::Result::kValue:
+        item.kind = StreamItem::kValue;
+        return item;
+      case JsonValueSplitter::Result::kEnd:
+        item.kind = StreamItem::kEnd;
+        return item;
+      case JsonValueSplitter::Result::kError:
+        item.kind = StreamItem::kError;
+        return item;
+      case JsonValueSplitter::Result::kNeedMore:
+        break;
+    }
+    return body_.tryRead(buffer_, 1, sizeof(buffer_))
+        .then(
+            [this](size_t n) {
+              if (n == 0) {
+                at_end_ = true;
+              } else {
+                splitter_.Feed(buffer_, n);
+              }
+              return Next();
+            },
+            [this](kj::Exception&&) {
+              // The body broke off (the client went away mid-body).
+              at_end_ = broken_ = true;
+              return Next();
+            });
+  }
+
+  // The body ended before its end (its connection broke).
+  bool broken() const { return broken_; }
+
+ private:
+  kj::AsyncInputStream& body_;
+  JsonValueSplitter splitter_;
+  bool at_end_ = false;
+  bool broken_ = false;
+  char buffer_[16 << 10];
+};
+
 const char* StatusText(uint status) {
   switch (status) {
     case 200:
@@ -286,22 +477,94 @@ class Gateway::Impl {
         });
   }
 
-  kj::Promise<void> KeepAlive(const std::string& body, Response& response) {
-    etcdserverpb::LeaseKeepAliveRequest request;
-    absl::Status error;
-    if (!Parse(body, &request, &error)) return SendError(response, error);
-    server::Request converted;
-    (void)ToRequest(request, &converted);
-    const int64_t id = request.id();
-    Identify(&converted);
-    return g_.member_.Call(std::move(converted))
-        .then([this, &response, id](server::Response answer) -> kj::Promise<void> {
-          etcdserverpb::LeaseKeepAliveResponse out;
-          absl::Status s =
-              ToKeepAliveResponse(id, std::move(answer), g_.member_.cluster_id(), &out);
-          if (!s.ok()) return SendError(response, s);
-          return Send(response, 200, ResultLine(out));
-        });
+  // etcd's answer to a stream whose first value cannot be read (grpc-gateway fails the call
+  // before it opens the stream): HTTP 500, gRPC Unknown, Go's text; a value past the size limit
+  // is refused as any body over it is.
+  kj::Promise<void> RefuseFirstValue(Response& response, const StreamItem& item,
+                                     const absl::Status& parsed) {
+    if (item.too_large) {
+      return SendError(
+          response, Error(ErrorCode::kRequestTooLarge, absl::StrCat("request body: ", item.error)));
+    }
+    const std::string message =
+        item.kind == StreamItem::kError ? item.error : ToGatewayError(parsed).message;
+    return Send(response, 500, ErrorBody(message, /*grpc_code=*/2));
+  }
+
+  // The answer's headers once the stream has something to say; `metadata`: grpc-gateway's
+  // Grpc-Metadata-Content-Type, which etcd sends once the gRPC stream has answered.
+  kj::Own<kj::AsyncOutputStream> OpenStream(Response& response, uint status, bool metadata) {
+    kj::HttpHeaders headers(g_.headers_);
+    headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
+    if (metadata) headers.add("Grpc-Metadata-Content-Type", "application/grpc");
+    return response.send(status, StatusText(status), headers);
+  }
+
+  // /v3/lease/keepalive: each value of the body is one keep-alive, answered by one result line
+  // in order; the answer ends once the body has ended (or holds a value that cannot be read, as
+  // etcd's gateway stops reading there) and everything before is answered. Each answer is
+  // written before the next value is read, so a client that does not read holds nothing.
+  struct KeepAliveStream {
+    KeepAliveStream(kj::AsyncInputStream& body, size_t max_value_bytes)
+        : values(body, max_value_bytes) {}
+    BodyValues values;
+    kj::Own<kj::AsyncOutputStream> out;  // null until the first answer
+    bool first = true;
+  };
+
+  kj::Promise<void> KeepAlive(kj::AsyncInputStream& body, Response& response) {
+    auto stream = kj::heap<KeepAliveStream>(body, g_.max_body_bytes_);
+    auto next = KeepAliveNext(*stream, response);
+    return next.attach(kj::mv(stream));
+  }
+
+  kj::Promise<void> KeepAliveNext(KeepAliveStream& stream, Response& response) {
+    return stream.values.Next().then([this, &stream,
+                                      &response](StreamItem item) -> kj::Promise<void> {
+      etcdserverpb::LeaseKeepAliveRequest request;
+      absl::Status parsed;
+      if (item.kind == StreamItem::kValue) parsed = ParseGatewayJson(item.text, &request);
+      const bool readable = item.kind == StreamItem::kValue && parsed.ok();
+      if (item.kind == StreamItem::kEnd || (!stream.first && !readable)) {
+        // etcd: an empty body still answers 200 (without the gRPC metadata) and no lines.
+        if (stream.out.get() == nullptr) stream.out = OpenStream(response, 200, false);
+        stream.out = nullptr;  // the last chunk
+        return kj::READY_NOW;
+      }
+      if (!readable) return RefuseFirstValue(response, item, parsed);
+      stream.first = false;
+      server::Request converted;
+      (void)ToRequest(request, &converted);
+      const int64_t id = request.id();
+      Identify(&converted);
+      return g_.member_.Call(std::move(converted))
+          .then([this, &stream, &response, id](server::Response answer) -> kj::Promise<void> {
+            etcdserverpb::LeaseKeepAliveResponse out;
+            absl::Status s =
+                ToKeepAliveResponse(id, std::move(answer), g_.member_.cluster_id(), &out);
+            auto text = kj::heap<std::string>();
+            const GatewayError error = ToGatewayError(s);
+            if (s.ok()) {
+              *text = ResultLine(out);
+            } else {
+              // grpc-gateway ends a stream the gRPC call failed with its error object (no line
+              // feed), with the error's HTTP status when nothing was written before.
+              *text = absl::StrCat(
+                  "{\"error\":{\"grpc_code\":", error.grpc_code,
+                  ",\"http_code\":", error.http_status, ",\"message\":", JsonQuote(error.message),
+                  ",\"http_status\":", JsonQuote(StatusText(error.http_status)), "}}");
+            }
+            if (stream.out.get() == nullptr) {
+              stream.out = OpenStream(response, s.ok() ? 200 : error.http_status, true);
+            }
+            auto written = stream.out->write(text->data(), text->size()).attach(kj::mv(text));
+            if (!s.ok()) {
+              return written.then([&stream]() { stream.out = nullptr; });
+            }
+            return written.then(
+                [this, &stream, &response]() { return KeepAliveNext(stream, response); });
+          });
+    });
   }
 
   kj::Promise<void> Status(Response& response) {
@@ -345,7 +608,7 @@ class Gateway::Impl {
     return Send(response, 200, std::move(lines));
   }
 
-  kj::Promise<void> Watch(const std::string& body, Response& response);
+  kj::Promise<void> Watch(kj::AsyncInputStream& body, Response& response);
 
   kj::Promise<void> Dispatch(const std::string& api, const std::string& body, Response& response) {
     using namespace etcdserverpb;  // NOLINT: the table reads better with the bare names
@@ -357,12 +620,10 @@ class Gateway::Impl {
     if (api == "/kv/txn") return Unary<TxnRequest, TxnResponse>(body, response);
     if (api == "/kv/compaction")
       return Unary<CompactionRequest, CompactionResponse>(body, response);
-    if (api == "/watch") return Watch(body, response);
     if (api == "/lease/grant") return Unary<LeaseGrantRequest, LeaseGrantResponse>(body, response);
     if (api == "/lease/revoke" || api == "/kv/lease/revoke") {
       return Unary<LeaseRevokeRequest, LeaseRevokeResponse>(body, response);
     }
-    if (api == "/lease/keepalive") return KeepAlive(body, response);
     if (api == "/lease/timetolive" || api == "/kv/lease/timetolive") {
       return TimeToLive(body, response);
     }
@@ -469,138 +730,335 @@ class Gateway::Impl {
 
 namespace {
 
-// One /v3/watch stream: the member's responses written in order as result lines. The request's
-// promise stays pending until the watch ends; dropping it (the client went away) cancels the
-// member's watch.
-class HttpWatch final : public WatchSink {
+// Watchers open at once on one /v3/watch stream, as the gRPC Watch stream allows
+// (kMaxWatchersPerStream in service.h): a creation past it is refused with a reason.
+constexpr size_t kMaxWatchersPerHttpStream = 10000;
+
+// One /v3/watch stream, as etcd's gateway makes it of a gRPC Watch stream: each value of the
+// request body is a WatchRequest handed on as it arrives (create, cancel, progress), and every
+// response of the stream's watches is written in order as a result line. Watches are numbered
+// per stream as the gRPC Watch stream numbers them (0, 1, ... unless the create names its
+// watch_id; an id in use is refused as etcd refuses it). The body's end does not end the stream;
+// the client leaving (a failed write, or its body breaking off) cancels every watch of it.
+//
+// The answer's headers go out with the first line (etcd answers nothing for a body that opened
+// no watch and asked for no progress). A stream whose client does not read: its queue holds at
+// most kWatchQueueLimitResponses member responses (past it the watch is canceled as a slow
+// watcher, as the gRPC stream does), and the body is not read on while the queue is that long.
+class HttpWatchStream final : private kj::TaskSet::ErrorHandler {
  public:
-  HttpWatch(MemberService& member, kj::Own<kj::AsyncOutputStream> out)
-      : member_(member), out_(kj::mv(out)) {
+  HttpWatchStream(MemberService& member, const kj::HttpHeaderTable& table, Response& response,
+                  WatchCaller caller, kj::Own<BodyValues> values)
+      : member_(member),
+        table_(table),
+        response_(response),
+        caller_(std::move(caller)),
+        values_(kj::mv(values)),
+        tasks_(*this) {
     auto paf = kj::newPromiseAndFulfiller<void>();
     done_ = kj::mv(paf.promise);
     done_fulfiller_ = kj::mv(paf.fulfiller);
-    const MemberStatusInfo info = member_.Status();
-    member_id_ = info.id;
-    term_ = info.term;
   }
 
-  ~HttpWatch() noexcept override {
-    if (member_open_) (void)member_.CancelWatch(id_);
-  }
+  ~HttpWatchStream() noexcept { CancelAll(); }
 
-  // Resolves when the watch has ended and its last response is written (or the client left).
-  kj::Promise<void> Run(const mvcc::WatchRequest& request, const WatchCaller& caller) {
-    member_open_ = true;  // responses may arrive before Watch returns
-    absl::StatusOr<mvcc::WatchId> id = member_.Watch(request, caller, this);
-    if (!id.ok()) {
-      member_open_ = false;
-      const MemberStatusInfo info = member_.Status();
-      const RefusedWatch refused =
-          RefusedWatchResponses(id.status(), info.revision, info.compact_revision);
-      if (refused.one_response) {
-        Deliver(refused.created, /*watch_id=*/-1);
-      } else {
-        Deliver(refused.created);
-        Deliver(refused.canceled);
-      }
-    } else {
-      id_ = *id;
-    }
+  // Handles the body's first value, then reads the rest as it comes; resolves when the client
+  // has gone.
+  kj::Promise<void> Run(const etcdserverpb::WatchRequest& first) {
+    Handle(first);
+    tasks_.add(ReadOn());
     return kj::mv(done_);
   }
 
-  void Deliver(const mvcc::WatchResponse& response) override { Deliver(response, 0); }
+ private:
+  // The member's sink for one watch.
+  struct Watch final : public WatchSink {
+    HttpWatchStream* stream = nullptr;
+    int64_t local_id = 0;
+    mvcc::WatchId member_id = 0;
+    bool member_open = false;  // the member may still deliver to it
+    bool ended = false;        // its last response is queued: nothing more is
+    bool client_canceled = false;
 
-  // `watch_id`: 0, as etcd numbers a stream's watches from 0 and an HTTP stream has one; -1 for
-  // a watch refused at creation.
-  void Deliver(const mvcc::WatchResponse& response, int64_t watch_id) {
-    if (ended_) return;
+    void Deliver(const mvcc::WatchResponse& response) override { stream->Enqueue(this, response); }
+  };
+
+  struct Line {
+    std::string text;
+    int64_t local_id = 0;
+    bool cancel_member_watch = false;  // a slow watcher's end: cancel it once written
+  };
+
+  kj::Promise<void> ReadOn() {
+    if (gone_) return kj::READY_NOW;
+    if (queue_.size() >= kWatchQueueLimitResponses) {
+      auto paf = kj::newPromiseAndFulfiller<void>();
+      drained_ = kj::mv(paf.fulfiller);
+      return paf.promise.then([this]() { return ReadOn(); });
+    }
+    return values_->Next().then([this](StreamItem item) -> kj::Promise<void> {
+      if (item.kind != StreamItem::kValue) {
+        // etcd's gateway stops reading at the end or at a value it cannot read; the watches
+        // stay. A body that broke off is a client gone.
+        if (values_->broken()) ClientGone();
+        return kj::READY_NOW;
+      }
+      etcdserverpb::WatchRequest request;
+      if (!ParseGatewayJson(item.text, &request).ok()) return kj::READY_NOW;
+      Handle(request);
+      return ReadOn();
+    });
+  }
+
+  void Handle(const etcdserverpb::WatchRequest& request) {
+    if (gone_) return;
+    switch (request.request_union_case()) {
+      case etcdserverpb::WatchRequest::kCreateRequest:
+        Create(request.create_request());
+        break;
+      case etcdserverpb::WatchRequest::kCancelRequest:
+        Cancel(request.cancel_request().watch_id());
+        break;
+      case etcdserverpb::WatchRequest::kProgressRequest:
+        Progress();
+        break;
+      default:
+        break;  // etcd ignores an empty request
+    }
+  }
+
+  void Create(const etcdserverpb::WatchCreateRequest& request) {
+    Reap();
+    const MemberStatusInfo info = member_.Status();
+    member_id_ = info.id;
+    term_ = info.term;
+    // etcd's watch stream takes the next free id only for a watch it opens: a refused creation
+    // leaves it for the next.
+    int64_t local_id = request.watch_id();
+    const bool auto_id = local_id == 0;
+    bool in_use = false;
+    if (auto_id) {
+      while (watches_.count(next_id_) > 0) ++next_id_;
+      local_id = next_id_;
+    } else {
+      in_use = watches_.count(local_id) > 0;
+    }
+    mvcc::WatchRequest converted;
+    absl::Status valid = ToWatchRequest(request, &converted);
+    if (valid.ok() && watches_.size() >= kMaxWatchersPerHttpStream) {
+      valid = absl::ResourceExhaustedError(absl::StrCat("too many watchers on this stream (limit ",
+                                                        kMaxWatchersPerHttpStream,
+                                                        "); cancel some or open another stream"));
+    }
+    if (in_use || !valid.ok()) {
+      // etcd answers a refused creation with watch id -1, created and canceled.
+      etcdserverpb::WatchResponse refused;
+      ToHeader(StreamHeader(info), member_.cluster_id(), refused.mutable_header());
+      refused.set_watch_id(-1);
+      refused.set_created(true);
+      refused.set_canceled(true);
+      refused.set_cancel_reason(in_use ? "mvcc: duplicate watch ID provided on the WatchStream"
+                                       : std::string(valid.message()));
+      EnqueueLocal(refused);
+      return;
+    }
+    auto owned = std::make_unique<Watch>();
+    Watch* watch = owned.get();
+    watch->stream = this;
+    watch->local_id = local_id;
+    watches_[local_id] = std::move(owned);
+    watch->member_open = true;  // responses may arrive before Watch returns
+    absl::StatusOr<mvcc::WatchId> id = member_.Watch(converted, caller_, watch);
+    if (id.ok()) {
+      watch->member_id = *id;
+      if (auto_id) next_id_ = local_id + 1;
+      return;
+    }
+    watch->member_open = false;
+    const MemberStatusInfo now = member_.Status();
+    const RefusedWatch refused =
+        RefusedWatchResponses(id.status(), now.revision, now.compact_revision);
+    if (refused.one_response) {
+      // Never opened (auth): one response with watch id -1, and nothing kept for the id.
+      etcdserverpb::WatchResponse single;
+      ToProto(refused.created, member_.cluster_id(), member_id_, term_, &single);
+      single.set_watch_id(-1);
+      EnqueueLocal(single);
+      watches_.erase(local_id);
+      return;
+    }
+    // A compacted start: etcd opens the watch (its id taken), then cancels it.
+    if (auto_id) next_id_ = local_id + 1;
+    Enqueue(watch, refused.created);
+    Enqueue(watch, refused.canceled);
+  }
+
+  void Cancel(int64_t local_id) {
+    Reap();
+    auto it = watches_.find(local_id);
+    if (it == watches_.end()) return;  // etcd ignores an unknown id
+    Watch* watch = it->second.get();
+    if (watch->member_open) {
+      // The member delivers the canceled notice during CancelWatch.
+      watch->member_open = false;
+      watch->client_canceled = true;
+      (void)member_.CancelWatch(watch->member_id);
+    }
+  }
+
+  // etcd 3.4's answer to a WatchProgressRequest: one response for the whole stream (watch id
+  // -1) at the member's current revision.
+  void Progress() {
+    const MemberStatusInfo info = member_.Status();
+    etcdserverpb::WatchResponse progress;
+    ToHeader(StreamHeader(info), member_.cluster_id(), progress.mutable_header());
+    progress.set_watch_id(-1);
+    EnqueueLocal(progress);
+  }
+
+  static server::ResponseHeader StreamHeader(const MemberStatusInfo& info) {
+    server::ResponseHeader header;
+    header.member_id = info.id;
+    header.raft_term = info.term;
+    header.revision = info.revision;
+    return header;
+  }
+
+  // Forgets the watches that have ended and that the member no longer delivers to: a canceled
+  // watch's id may be used again, as etcd's watch stream allows.
+  void Reap() {
+    for (auto it = watches_.begin(); it != watches_.end();) {
+      if (it->second->ended && !it->second->member_open) {
+        it = watches_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  void Enqueue(Watch* watch, const mvcc::WatchResponse& response) {
+    if (watch->ended || gone_) return;
     etcdserverpb::WatchResponse converted;
     ToProto(response, member_.cluster_id(), member_id_, term_, &converted);
-    converted.set_watch_id(watch_id);
+    converted.set_watch_id(watch->local_id);
+    Line line;
+    line.local_id = watch->local_id;
     if (response.canceled) {
-      member_open_ = false;
-      ended_ = true;
+      watch->member_open = false;
+      watch->ended = true;
+      // etcd's notice of a cancel the client asked for gives no reason.
+      if (watch->client_canceled) converted.clear_cancel_reason();
     } else if (queue_.size() >= kWatchQueueLimitResponses) {
-      ended_ = true;
-      cancel_after_write_ = true;
+      // etcd cancels a watcher that cannot keep up rather than buffer without bound.
+      watch->ended = true;
+      line.cancel_member_watch = true;
       ToSlowWatcherCancel(queue_.size(), kWatchQueueLimitResponses, &converted);
     }
-    queue_.push_back(ResultLine(converted));
+    line.text = ResultLine(converted);
+    queue_.push_back(std::move(line));
     Pump();
   }
 
- private:
-  void Pump() {
-    if (writing_) return;
-    if (queue_.empty()) {
-      if (ended_) Finish();
-      return;
-    }
-    writing_ = true;
-    auto line = kj::heap<std::string>(std::move(queue_.front()));
-    queue_.pop_front();
-    auto write = out_->write(line->data(), line->size()).attach(kj::mv(line));
-    writes_ = write
-                  .then(
-                      [this]() {
-                        writing_ = false;
-                        if (cancel_after_write_ && queue_.empty() && member_open_) {
-                          member_open_ = false;
-                          (void)member_.CancelWatch(id_);
-                        }
-                        Pump();
-                      },
-                      [this](kj::Exception&&) {
-                        // The client went away.
-                        writing_ = false;
-                        queue_.clear();
-                        ended_ = true;
-                        Finish();
-                      })
-                  .eagerlyEvaluate(nullptr);
+  void EnqueueLocal(const etcdserverpb::WatchResponse& response) {
+    Line line;
+    line.text = ResultLine(response);
+    queue_.push_back(std::move(line));
+    Pump();
   }
 
-  void Finish() {
+  void Pump() {
+    if (writing_ || gone_) return;
+    if (queue_.empty()) {
+      if (drained_.get() != nullptr && drained_->isWaiting()) drained_->fulfill();
+      return;
+    }
+    if (out_.get() == nullptr) {
+      kj::HttpHeaders headers(table_);
+      headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
+      headers.add("Grpc-Metadata-Content-Type", "application/grpc");
+      out_ = response_.send(200, "OK", headers);
+    }
+    writing_ = true;
+    auto line = kj::heap<Line>(std::move(queue_.front()));
+    queue_.pop_front();
+    auto write = out_->write(line->text.data(), line->text.size());
+    tasks_.add(write.then([this, line = kj::mv(line)]() {
+      writing_ = false;
+      if (line->cancel_member_watch) {
+        auto it = watches_.find(line->local_id);
+        if (it != watches_.end() && it->second->member_open) {
+          it->second->member_open = false;
+          (void)member_.CancelWatch(it->second->member_id);
+        }
+      }
+      Pump();
+    }));
+  }
+
+  // A write failed: the client went away.
+  void taskFailed(kj::Exception&&) override { ClientGone(); }
+
+  void ClientGone() {
+    if (gone_) return;
+    gone_ = true;
+    queue_.clear();
+    CancelAll();
+    if (drained_.get() != nullptr && drained_->isWaiting()) drained_->fulfill();
     if (done_fulfiller_->isWaiting()) done_fulfiller_->fulfill();
   }
 
+  void CancelAll() {
+    for (auto& [local_id, watch] : watches_) {
+      if (watch->member_open) {
+        watch->member_open = false;
+        watch->ended = true;
+        (void)member_.CancelWatch(watch->member_id);
+      }
+    }
+  }
+
   MemberService& member_;
-  kj::Own<kj::AsyncOutputStream> out_;
+  const kj::HttpHeaderTable& table_;
+  Response& response_;
+  const WatchCaller caller_;
+  kj::Own<BodyValues> values_;
+  // The member and term the stream's responses report, as of the latest creation.
   raft::NodeId member_id_ = 0;
   raft::Term term_ = 0;
-  mvcc::WatchId id_ = 0;
-  bool member_open_ = false;
-  bool ended_ = false;
-  bool cancel_after_write_ = false;
+  int64_t next_id_ = 0;
+  std::map<int64_t, std::unique_ptr<Watch>> watches_;
+  std::deque<Line> queue_;
   bool writing_ = false;
-  std::deque<std::string> queue_;
+  bool gone_ = false;
+  kj::Own<kj::AsyncOutputStream> out_;  // null until the first line
+  kj::Own<kj::PromiseFulfiller<void>> drained_;
   kj::Promise<void> done_ = nullptr;
   kj::Own<kj::PromiseFulfiller<void>> done_fulfiller_;
-  kj::Promise<void> writes_ = nullptr;  // last: dropped first
+  kj::TaskSet tasks_;  // last: dropped first
 };
 
 }  // namespace
 
-kj::Promise<void> Gateway::Impl::Watch(const std::string& body, Response& response) {
-  // The body holds one WatchRequest (etcd's curl examples send a create_request).
-  etcdserverpb::WatchRequest request;
-  absl::Status error;
-  if (!Parse(body, &request, &error)) return SendError(response, error);
-  if (!request.has_create_request()) {
-    return SendError(response, Error(ErrorCode::kInvalidArgument,
-                                     "watch: the request body must hold a create_request"));
-  }
-  mvcc::WatchRequest converted;
-  if (absl::Status s = ToWatchRequest(request.create_request(), &converted); !s.ok()) {
-    return SendError(response, s);
-  }
-  kj::HttpHeaders headers(g_.headers_);
-  headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
-  headers.add("Grpc-Metadata-Content-Type", "application/grpc");
-  auto watch = kj::heap<HttpWatch>(g_.member_, response.send(200, "OK", headers));
-  auto ran = watch->Run(converted, WatchCaller{token_, cert_user_});
-  return ran.attach(kj::mv(watch));
+kj::Promise<void> Gateway::Impl::Watch(kj::AsyncInputStream& body, Response& response) {
+  auto values = kj::heap<BodyValues>(body, g_.max_body_bytes_);
+  BodyValues& first = *values;
+  return first.Next().then(
+      [this, &response, values = kj::mv(values)](StreamItem item) mutable -> kj::Promise<void> {
+        if (item.kind == StreamItem::kEnd) {
+          // etcd answers nothing: the gRPC stream is open and has said nothing.
+          return kj::NEVER_DONE;
+        }
+        etcdserverpb::WatchRequest request;
+        absl::Status parsed;
+        if (item.kind == StreamItem::kValue) parsed = ParseGatewayJson(item.text, &request);
+        if (item.kind != StreamItem::kValue || !parsed.ok()) {
+          return RefuseFirstValue(response, item, parsed);
+        }
+        auto stream = kj::heap<HttpWatchStream>(g_.member_, g_.headers_, response,
+                                                WatchCaller{token_, cert_user_}, kj::mv(values));
+        auto ran = stream->Run(request);
+        return ran.attach(kj::mv(stream));
+      });
 }
 
 Gateway::Gateway(MemberService& member, const kj::HttpHeaderTable& headers,
@@ -713,6 +1171,8 @@ kj::Promise<void> Gateway::ServeApi(kj::HttpMethod method, kj::StringPtr url,
   auto impl = kj::heap<Impl>(*this, TokenOfHeaders(headers), cert_user);
   if (!IsGatewayPath(api)) return impl->SendPlain(response, 404).attach(kj::mv(impl));
   if (method != kj::HttpMethod::POST) return impl->SendPlain(response, 405).attach(kj::mv(impl));
+  if (api == "/watch") return impl->Watch(body, response).attach(kj::mv(impl));
+  if (api == "/lease/keepalive") return impl->KeepAlive(body, response).attach(kj::mv(impl));
   Impl& handlers = *impl;
   return body.readAllText(max_body_bytes_)
       .then(

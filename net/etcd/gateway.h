@@ -7,9 +7,13 @@
 // the .proto field names, bytes in base64, 64-bit integers as strings, fields at their default
 // left out. /v3beta/* is the same API under the older prefix, which etcd 3.4 still serves.
 //
-// Streams: /v3/watch takes a create request in the body and keeps the response open, writing
-// each watch response as {"result":{...}} on its own line until the client goes away or the
-// member ends the watch; /v3/lease/keepalive answers one keep-alive the same way;
+// Streams: /v3/watch and /v3/lease/keepalive read their body as etcd's grpc-gateway reads a
+// bidi stream's (Go's json.Decoder): JSON values one after another, white space between them
+// optional, each handed on as it arrives, each answer written as {"result":{...}} on its own line
+// (chunked in HTTP/1.1). A watch stream carries many watches (create, cancel and progress
+// requests, numbered as the gRPC Watch stream numbers them) and stays open after the body's end,
+// until the client goes away; a keep-alive stream answers each value in order and ends after the
+// body. A first value that cannot be read answers 500 as etcd does; a later one ends the reading.
 // /v3/maintenance/snapshot streams the snapshot's chunks.
 //
 // In front of all of it, as etcd 3.4.23's access controller and mux: every answer carries

@@ -54,6 +54,25 @@ expect() {
 
 H='"header":{"cluster_id":"ID","member_id":"ID"'
 
+# expect_stream NAME HTTP_STATUS EXPECTED_BODY CURL_ARGS...: as expect, for an answer that stays
+# open (a watch stream, as etcd keeps it after the request body's end): what came within 1 s.
+expect_stream() {
+  local name=$1 want_status=$2 want_body=$3
+  shift 3
+  local out status body
+  out=$(curl -s --max-time 1 -w '\n%{http_code}' "$@" || true)
+  status=${out##*$'\n'}
+  body=$(printf '%s' "${out%$'\n'*}" | normalise)
+  if [ "$status" != "$want_status" ] || [ "$body" != "$want_body" ]; then
+    echo "FAIL $name"
+    echo "  want $want_status $want_body"
+    echo "  got  $status $body"
+    failures=$((failures + 1))
+  else
+    echo "ok   $name"
+  fi
+}
+
 # A watch from the documentation, started before the writes it must see.
 curl -s -N --max-time 20 "$url/v3/watch" -X POST -d '{"create_request": {"key":"Zm9v"} }' \
   >"$tmp/watch.out" &
@@ -342,11 +361,15 @@ expect auth-metadata-token-wins 200 "{$R5,\"count\":\"1\"}" "$url/v3/kv/range" \
   -H "Grpc-Metadata-Token: $alice" -H "Authorization: bogus" -X POST -d '{"key": "L2EveA==", "count_only": true}'
 expect auth-metadata-token-wins-bogus 401 "$invalid" "$url/v3/kv/range" \
   -H "Grpc-Metadata-Token: bogus" -H "Authorization: $alice" -X POST -d '{"key": "L2EveA==", "count_only": true}'
-# A watch refused at creation: etcd 3.4.23's one response, watch id -1, Go's error text.
-expect auth-watch-invalid-token 200 "{\"result\":{$R5,\"watch_id\":\"-1\",\"created\":true,\"canceled\":true,\"cancel_reason\":\"rpc error: code = Unauthenticated desc = etcdserver: invalid auth token\"}}" \
+# A watch refused at creation: etcd 3.4.23's one response, watch id -1, Go's error text; the
+# stream stays open for the body's other requests, and the refused creation takes no id (the
+# next watch is 0, its id left out).
+expect_stream auth-watch-invalid-token 200 "{\"result\":{$R5,\"watch_id\":\"-1\",\"created\":true,\"canceled\":true,\"cancel_reason\":\"rpc error: code = Unauthenticated desc = etcdserver: invalid auth token\"}}" \
   "$url/v3/watch" -H "Authorization: bogus" -X POST -d '{"create_request": {"key": "L2EveA=="}}'
-expect auth-watch-denied 200 "{\"result\":{$R5,\"watch_id\":\"-1\",\"created\":true,\"canceled\":true,\"cancel_reason\":\"rpc error: code = PermissionDenied desc = etcdserver: permission denied\"}}" \
-  "$url/v3/watch" -H "Authorization: $alice" -X POST -d '{"create_request": {"key": "Yg=="}}'
+denied_watch="{\"result\":{$R5,\"watch_id\":\"-1\",\"created\":true,\"canceled\":true,\"cancel_reason\":\"rpc error: code = PermissionDenied desc = etcdserver: permission denied\"}}"
+expect_stream auth-watch-denied 200 "$denied_watch"$'\n'"{\"result\":{$R5,\"created\":true}}"$'\n'"$denied_watch" \
+  "$url/v3/watch" -H "Authorization: $alice" -X POST \
+  -d '{"create_request": {"key": "Yg=="}}{"create_request": {"key": "L2EveA=="}}{"create_request": {"key": "Yg=="}}'
 expect auth-txn-denied 403 "$denied" "$url/v3/kv/txn" -H "Authorization: $alice" -X POST \
   -d '{"success":[{"requestPut":{"key":"Yg==","value":"MQ=="}}]}'
 expect auth-lease-grant 200 "{$R5,\"ID\":\"ID\",\"TTL\":\"30\"}" \
@@ -373,6 +396,162 @@ expect auth-off-bogus-token 401 "$invalid" \
   "$url/v3/kv/put" -H "Grpc-Metadata-Token: bogus" -X POST -d '{"key": "L2EveA==", "value": "Mg=="}'
 expect auth-off-empty-token 401 "$invalid" \
   "$url/v3/kv/put" -H "Authorization;" -X POST -d '{"key": "L2EveA==", "value": "Mg=="}'
+
+# The bidi-stream endpoints read their body as etcd 3.4.23's grpc-gateway does (Go's
+# json.Decoder): a stream of JSON values, white space between them optional, each handed to the
+# stream as it arrives. Every answer below is etcd 3.4.23's for the same body (taken with these
+# curl lines against Debian's etcd), ids and revisions aside.
+lease=$(curl -s --max-time 5 "$url/v3/lease/grant" -X POST -d '{"TTL": 30}' |
+  sed -nE 's/.*"ID":"([0-9]+)".*/\1/p')
+alive="{\"result\":{$R5,\"ID\":\"ID\",\"TTL\":\"30\"}}"
+# Keep-alive: one result line per value, in order; the answer ends with the body. An unknown
+# lease answers TTL 0 (left out) in its place; null is an empty request (ID 0).
+expect keepalive-two 200 "$alive"$'\n'"$alive" \
+  "$url/v3/lease/keepalive" -X POST -d "{\"ID\":$lease}{\"ID\":$lease}"
+expect keepalive-unknown-lease 200 "$alive"$'\n'"{\"result\":{$R5,\"ID\":\"ID\"}}"$'\n'"$alive" \
+  "$url/v3/lease/keepalive" -X POST -d "{\"ID\":$lease} {\"ID\":1234}"$'\n'"{\"ID\":$lease}"
+expect keepalive-null 200 "{\"result\":{$R5}}"$'\n'"$alive" \
+  "$url/v3/lease/keepalive" -X POST -d "null{\"ID\":$lease}"
+# A value that cannot be read after the first ends the stream there (etcd's gateway stops
+# reading and closes its side), what came before answered.
+for tail in '{bad' 'xyz' '5{"ID":1}' ']'; do
+  expect "keepalive-stops-at-$tail" 200 "$alive" \
+    "$url/v3/lease/keepalive" -X POST -d "{\"ID\":$lease}$tail"
+done
+# An empty body: 200 and nothing, without the gRPC metadata (the stream never answered).
+expect_headers keepalive-empty "HTTP/1.1 200 OK"$'\n'"$cors"$'\nContent-Type: application/json\nTransfer-Encoding: chunked' \
+  "$url/v3/lease/keepalive" -X POST -d '  '
+# A first value that cannot be read fails the call before the stream opens: HTTP 500, gRPC
+# Unknown, Go's words.
+go500() { printf '{"error":"%s","message":"%s","code":2}' "$1" "$1"; }
+not_map='into Go value of type map[string]json.RawMessage'
+for endpoint in lease/keepalive watch; do
+  expect "$endpoint-first-number" 500 "$(go500 "json: cannot unmarshal number $not_map")" \
+    "$url/v3/$endpoint" -X POST -d '5{"ID":1}'
+  expect "$endpoint-first-string" 500 "$(go500 "json: cannot unmarshal string $not_map")" \
+    "$url/v3/$endpoint" -X POST -d '"x"'
+  expect "$endpoint-first-bool" 500 "$(go500 "json: cannot unmarshal bool $not_map")" \
+    "$url/v3/$endpoint" -X POST -d 'true'
+  expect "$endpoint-first-array" 500 "$(go500 "json: cannot unmarshal array $not_map")" \
+    "$url/v3/$endpoint" -X POST -d '[]'
+  expect "$endpoint-first-garbage" 500 "$(go500 "invalid character 'x' looking for beginning of value")" \
+    "$url/v3/$endpoint" -X POST -d 'x'
+  expect "$endpoint-first-bad-null" 500 "$(go500 "invalid character 'x' in literal null (expecting 'l')")" \
+    "$url/v3/$endpoint" -X POST -d 'nulx'
+  expect "$endpoint-first-truncated" 500 "$(go500 "unexpected EOF")" \
+    "$url/v3/$endpoint" -X POST -d '{"create_request":{"key":"Zm9v"}'
+done
+
+# Watch: several watches on one stream, numbered 0, 1, ... unless the create names its id (a
+# named id in use refused as etcd refuses it); the body's end does not end the stream.
+created() { printf '{"result":{%s,"revision":"5","raft_term":"2"},%s"created":true}}' "$H" "$1"; }
+dup="{\"result\":{$R5,\"watch_id\":\"-1\",\"created\":true,\"canceled\":true,\"cancel_reason\":\"mvcc: duplicate watch ID provided on the WatchStream\"}}"
+expect_stream watch-two-creates 200 "$(created '')"$'\n'"$(created '"watch_id":"5",')" \
+  "$url/v3/watch" -X POST -d '{"create_request":{"key":"Zm9v"}}{"create_request":{"key":"YmFy","watch_id":5}}'
+expect_stream watch-numbering 200 "$(created '"watch_id":"2",')"$'\n'"$(created '')"$'\n'"$(created '"watch_id":"1",')"$'\n'"$(created '"watch_id":"3",')" \
+  "$url/v3/watch" -X POST -d '{"create_request":{"key":"Zm9v","watch_id":2}}{"create_request":{"key":"Zm9v"}}
+{"create_request":{"key":"Zm9v"}}  {"create_request":{"key":"Zm9v"}}'
+# Cancel frees the id (etcd's notice gives no reason); an unknown id is ignored; progress
+# answers once for the stream (watch id -1).
+expect_stream watch-cancel-progress 200 "$(created '"watch_id":"5",')"$'\n'"$dup"$'\n'"{\"result\":{$R5,\"watch_id\":\"5\",\"canceled\":true}}"$'\n'"$(created '"watch_id":"5",')"$'\n'"{\"result\":{$R5,\"watch_id\":\"-1\"}}" \
+  "$url/v3/watch" -X POST -d '{"create_request":{"key":"Zm9v","watch_id":5}}{"create_request":{"key":"Zm9v","watch_id":5}}{"cancel_request":{"watch_id":5}}{"cancel_request":{"watch_id":77}}{"create_request":{"key":"Zm9v","watch_id":5}}{"progress_request":{}}'
+# Reading stops at a value it cannot read; the watches stay.
+expect_stream watch-stops-at-bad 200 "$(created '')" \
+  "$url/v3/watch" -X POST -d '{"create_request":{"key":"Zm9v"}}5{"progress_request":{}}'
+# Nothing to say, nothing said: etcd sends not even the headers.
+for body in '' '{}' 'null' '{"cancel_request":{"watch_id":3}}'; do
+  expect_stream "watch-silent-$body" 000 '' "$url/v3/watch" -X POST -d "$body"
+done
+
+# One chunked body, written a request at a time while the answers are read: each request is
+# served as it arrives, and the stream outlives the body. (etcd 3.4.23 does not answer such a
+# body before its end: Go's HTTP/1 server reads the rest of an unread body, up to 256 KiB,
+# before it writes the first answer, and the requests that read takes never reach the watch
+# stream; kvnode serves them, as etcd serves the same requests on its gRPC Watch stream.)
+# chunked PATH STEP...: STEP "c:TEXT" sends TEXT as one chunk, "e" the last chunk, "p:KEY:VALUE"
+# puts (base64) on another connection, "w" prints the status line (first time) and the lines
+# that came within 1 s (the answer's last chunk as "<end of the answer>"), then "--". At the end
+# the client leaves.
+chunked() {
+  python3 - "$client" "$@" <<'PY'
+import socket, sys, time, urllib.request
+port, path = int(sys.argv[1]), sys.argv[2]
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+data, head_done = b"", False
+def read_for(secs):
+    global data
+    end = time.time() + secs
+    while time.time() < end:
+        s.settimeout(max(0.01, end - time.time()))
+        try:
+            d = s.recv(65536)
+        except socket.timeout:
+            break
+        if not d:
+            break
+        data += d
+for step in sys.argv[3:]:
+    if step.startswith("c:"):
+        t = step[2:].encode()
+        s.sendall(b"%x\r\n%s\r\n" % (len(t), t))
+    elif step == "e":
+        s.sendall(b"0\r\n\r\n")
+    elif step.startswith("p:"):
+        _, key, value = step.split(":")
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/v3/kv/put",
+                               ('{"key":"%s","value":"%s"}' % (key, value)).encode()).read()
+    elif step == "w":
+        read_for(1)
+        if not head_done and b"\r\n\r\n" in data:
+            head, _, data = data.partition(b"\r\n\r\n")
+            print(head.decode().split("\r\n")[0])
+            head_done = True
+        while True:  # whole chunks only
+            size, sep, rest = data.partition(b"\r\n")
+            if not sep or len(rest) < int(size, 16) + 2:
+                break
+            n = int(size, 16)
+            print(rest[:n].decode().rstrip("\n") if n else "<end of the answer>")
+            data = rest[n + 2:]
+        print("--")
+s.close()
+PY
+}
+R6='"header":{"cluster_id":"ID","member_id":"ID","revision":"6","raft_term":"2"}'
+R7='"header":{"cluster_id":"ID","member_id":"ID","revision":"7","raft_term":"2"}'
+want_chunked="HTTP/1.1 200 OK
+$(created '')
+--
+{\"result\":{$R5,\"watch_id\":\"-1\"}}
+--
+$(created '"watch_id":"5",')
+--
+{\"result\":{$R6,\"events\":[{\"kv\":{\"key\":\"Zm9v\",\"create_revision\":\"6\",\"mod_revision\":\"6\",\"version\":\"1\",\"value\":\"YQ==\"}}]}}
+--
+{\"result\":{$R6,\"canceled\":true}}
+--
+--
+{\"result\":{$R7,\"watch_id\":\"5\",\"events\":[{\"kv\":{\"key\":\"YmFy\",\"create_revision\":\"7\",\"mod_revision\":\"7\",\"version\":\"1\",\"value\":\"Yg==\"}}]}}
+--"
+same watch-chunked-conversation "$want_chunked" "$(chunked /v3/watch \
+  'c:{"create_request":{"key":"Zm9v"}}' w 'c:{"progress_request":{}}' w \
+  'c:{"create_request":{"key":"YmFy","watch_id":5}}' w p:Zm9v:YQ== w \
+  'c:{"cancel_request":{"watch_id":0}}' w e w p:YmFy:Yg== w | normalise)"
+# Keep-alive in a chunked body: each answered as it comes, the answer ended with the body.
+want_chunked_ka="HTTP/1.1 200 OK
+{\"result\":{$R7,\"ID\":\"ID\",\"TTL\":\"30\"}}
+--
+{\"result\":{$R7,\"ID\":\"ID\",\"TTL\":\"30\"}}
+--
+<end of the answer>
+--"
+same keepalive-chunked-conversation "$want_chunked_ka" "$(chunked /v3/lease/keepalive \
+  "c:{\"ID\":$lease}" w "c:{\"ID\":$lease}" w e w | normalise)"
+# A client that leaves in the middle of its body: its watches end, and the member serves on.
+chunked /v3/watch 'c:{"create_request":{"key":"Zm9v"}}' w >/dev/null
+expect_stream after-client-left 200 "{\"result\":{$R7,\"created\":true}}" \
+  "$url/v3/watch" -X POST -d '{"create_request":{"key":"Zm9v"}}'
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures failed; kvnode's log:"
