@@ -154,6 +154,13 @@ class RaftCheckers {
   std::map<raft::NodeId, std::unique_ptr<NodeState>> nodes_;
   std::map<raft::Term, raft::NodeId> leaders_by_term_;
   std::map<raft::Index, std::pair<raft::Term, uint64_t>> applied_entries_;  // index -> term, hash
+  // The data of the last first-applied entries (those of kFirstAppliedMinBytes or more), by
+  // increasing index: a later node applying the same buffer (entries reach followers in shared
+  // Bytes) is spared digesting it. Holding the buffers keeps their addresses from being reused.
+  static constexpr size_t kFirstAppliedKept = 1024;
+  static constexpr size_t kFirstAppliedMinBytes = 256;  // smaller ones are digested every time
+  std::deque<std::pair<raft::Index, raft::Bytes>> first_applied_;
+  bool SharesFirstApplied(const raft::Entry& entry) const;
   DecodedEntry decoded_;  // the first-applied entry's request, for the model and the rules
   uint64_t joint_entered_ = 0;
   uint64_t joint_left_ = 0;
