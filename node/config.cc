@@ -266,6 +266,9 @@ absl::StatusOr<NodeConfig> ParseConfig(const std::vector<std::string>& args,
       {"auth-token-ttl", number_flag("auth-token-ttl", &config.auth_token_ttl_seconds, int64_t{1})},
       {"max-concurrent-streams",
        number_flag("max-concurrent-streams", &config.max_concurrent_streams, uint64_t{1})},
+      {"max-watchers-per-connection",
+       number_flag("max-watchers-per-connection", &config.max_watchers_per_connection,
+                   uint64_t{1})},
       {"log-level",
        [&](const std::string& v) -> absl::Status {
          auto level = ParseLogLevel(v);
@@ -445,6 +448,8 @@ variables (a flag given on the command line wins). With no flags: one member "de
                                        RS512|PS256|...|ES256|ES384|ES512|HS256|...,ttl=5m
   --auth-token-ttl SECONDS             simple tokens' TTL (default 300)
   --max-concurrent-streams N           gRPC streams per client connection (default 1000)
+  --max-watchers-per-connection N      watchers per client connection, over all its watch
+                                       streams (default 100000; 10000 per gRPC stream)
   --log-level debug|info|warn|error    (default info)
   --help, --version
 )";

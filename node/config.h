@@ -37,6 +37,12 @@ absl::StatusOr<Url> ParseUrl(const std::string& text);
 // per watch or call without end, and is far above what a client library opens (etcdctl: a few;
 // etcd's benchmark: one per client sharing the connection).
 inline constexpr uint64_t kDefaultMaxConcurrentStreams = 1000;
+// Watchers one client connection may hold open at once, over every gRPC Watch stream of the
+// connection or every native watch (etcd has no such limit). Kubernetes' apiserver multiplexes
+// all its watches on a few connections: the default leaves it room, and still bounds what one
+// connection can make the member hold (--max-concurrent-streams times the 10,000 watchers of a
+// stream, otherwise).
+inline constexpr uint64_t kDefaultMaxWatchersPerConnection = 100000;
 
 struct NodeConfig {
   std::string name = "default";
@@ -73,6 +79,9 @@ struct NodeConfig {
   // gRPC streams (calls in flight, watch streams) one client connection may have open at once
   // (etcd's --max-concurrent-streams); the client queues more until one ends.
   uint64_t max_concurrent_streams = kDefaultMaxConcurrentStreams;
+  // --max-watchers-per-connection: a creation past it is refused (gRPC: created and canceled
+  // with a reason naming the limit; native: TOO_MANY_REQUESTS).
+  uint64_t max_watchers_per_connection = kDefaultMaxWatchersPerConnection;
   LogLevel log_level = LogLevel::kInfo;
 
   // Flags that came from the environment, for the start-up log.

@@ -112,6 +112,31 @@ TEST(ConfigTest, BadFlagsAreClearErrors) {
   expect_error({"stray"}, "unexpected argument");
 }
 
+// The per-connection stream and watcher limits: etcd's --max-concurrent-streams (kvnode's default
+// is bounded, etcd's is 2^32-1) and kvnode's --max-watchers-per-connection, from flags or the
+// environment, documented in --help; zero is refused.
+TEST(ConfigTest, PerConnectionLimits) {
+  auto defaults = ParseConfig({}, {});
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->max_concurrent_streams, 1000u);
+  EXPECT_EQ(defaults->max_watchers_per_connection, 100000u);
+  auto given = ParseConfig({"--max-concurrent-streams=8", "--max-watchers-per-connection", "5"},
+                           {"ETCD_MAX_WATCHERS_PER_CONNECTION=7"});
+  ASSERT_TRUE(given.ok()) << given.status();
+  EXPECT_EQ(given->max_concurrent_streams, 8u);
+  EXPECT_EQ(given->max_watchers_per_connection, 5u);  // the flag wins over the environment
+  auto from_env = ParseConfig({}, {"ETCD_MAX_WATCHERS_PER_CONNECTION=7"});
+  ASSERT_TRUE(from_env.ok()) << from_env.status();
+  EXPECT_EQ(from_env->max_watchers_per_connection, 7u);
+  auto zero = ParseConfig({"--max-watchers-per-connection=0"}, {});
+  ASSERT_FALSE(zero.ok());
+  EXPECT_TRUE(absl::StrContains(zero.status().message(),
+                                "--max-watchers-per-connection=0: want an integer of at least 1"))
+      << zero.status();
+  EXPECT_TRUE(absl::StrContains(Usage(), "--max-watchers-per-connection N"));
+  EXPECT_TRUE(absl::StrContains(Usage(), "--max-concurrent-streams N"));
+}
+
 // --initial-cluster must name this member with its advertised peer URLs at the first boot only
 // (VerifyBootstrap, as etcd's): parsing accepts any well-formed --initial-cluster, since a
 // restart ignores it (node:restart_identity_test runs both with real processes).
