@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -46,11 +47,264 @@ std::string ResultLine(const google::protobuf::Message& message) {
   return absl::StrCat("{\"result\":", ToJson(message), "}\n");
 }
 
+// Go's quoteChar (encoding/json): a byte as its syntax errors show it.
+std::string GoQuoteChar(char c) {
+  const unsigned char u = static_cast<unsigned char>(c);
+  static constexpr char kHex[] = "0123456789abcdef";
+  switch (c) {
+    case '\'':
+      return "'\\''";
+    case '"':
+      return "'\"'";
+    case '\\':
+      return "'\\\\'";
+    case '\a':
+      return "'\\a'";
+    case '\b':
+      return "'\\b'";
+    case '\f':
+      return "'\\f'";
+    case '\n':
+      return "'\\n'";
+    case '\r':
+      return "'\\r'";
+    case '\t':
+      return "'\\t'";
+    case '\v':
+      return "'\\v'";
+    default:
+      break;
+  }
+  if (u >= 0x20 && u < 0x7f) return absl::StrCat("'", std::string(1, c), "'");
+  if (u < 0x20 || u == 0x7f) {
+    return absl::StrCat("'\\x", std::string(1, kHex[u >> 4]), std::string(1, kHex[u & 15]), "'");
+  }
+  // Go quotes string(byte): the rune U+0080..U+00FF.
+  if (u < 0xa0 || u == 0xad) {
+    return absl::StrCat("'\\u00", std::string(1, kHex[u >> 4]), std::string(1, kHex[u & 15]), "'");
+  }
+  const char utf8[] = {static_cast<char>(0xc0 | (u >> 6)), static_cast<char>(0x80 | (u & 0x3f))};
+  return absl::StrCat("'", absl::string_view(utf8, 2), "'");
+}
+
+// The first syntax error of Go's encoding/json scanner in `text` (one JSON value), in its words
+// ("invalid character 'b' looking for beginning of object key string"); "" when there is none
+// before the value ends or the text runs out.
+std::string GoSyntaxError(absl::string_view text) {
+  enum class St {
+    kBeginValue,
+    kBeginValueOrEmpty,
+    kBeginStringOrEmpty,
+    kBeginString,
+    kEndValue,
+    kInString,
+    kInStringEsc,
+    kInStringEscU,
+    kNeg,
+    k1,
+    k0,
+    kDot,
+    kDot0,
+    kE,
+    kESign,
+    kE0,
+    kLiteral,
+  };
+  enum class Parse { kObjectKey, kObjectValue, kArrayValue };
+  std::vector<Parse> stack;
+  St st = St::kBeginValue;
+  int hex_left = 0;
+  absl::string_view literal, literal_name;  // the rest of true/false/null expected
+  auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  auto error = [](char c, absl::string_view context) {
+    return absl::StrCat("invalid character ", GoQuoteChar(c), " ", context);
+  };
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    bool again = true;
+    while (again) {
+      again = false;
+      switch (st) {
+        case St::kBeginValueOrEmpty:
+          if (is_space(c)) break;
+          if (c == ']') {
+            st = St::kEndValue;
+            again = true;  // the ']' ends the array there
+            break;
+          }
+          st = St::kBeginValue;
+          again = true;
+          break;
+        case St::kBeginValue:
+          if (is_space(c)) break;
+          if (c == '{') {
+            stack.push_back(Parse::kObjectKey);
+            st = St::kBeginStringOrEmpty;
+          } else if (c == '[') {
+            stack.push_back(Parse::kArrayValue);
+            st = St::kBeginValueOrEmpty;
+          } else if (c == '"') {
+            st = St::kInString;
+          } else if (c == '-') {
+            st = St::kNeg;
+          } else if (c == '0') {
+            st = St::k0;
+          } else if (c >= '1' && c <= '9') {
+            st = St::k1;
+          } else if (c == 't' || c == 'f' || c == 'n') {
+            literal_name = c == 't' ? "true" : c == 'f' ? "false" : "null";
+            literal = literal_name.substr(1);
+            st = St::kLiteral;
+          } else {
+            return error(c, "looking for beginning of value");
+          }
+          break;
+        case St::kBeginStringOrEmpty:
+          if (is_space(c)) break;
+          if (c == '}') {
+            stack.back() = Parse::kObjectValue;
+            st = St::kEndValue;
+            again = true;
+            break;
+          }
+          st = St::kBeginString;
+          again = true;
+          break;
+        case St::kBeginString:
+          if (is_space(c)) break;
+          if (c != '"') return error(c, "looking for beginning of object key string");
+          st = St::kInString;
+          break;
+        case St::kEndValue: {
+          if (stack.empty()) return "";  // the value is complete
+          if (is_space(c)) break;
+          Parse& top = stack.back();
+          if (top == Parse::kObjectKey) {
+            if (c != ':') return error(c, "after object key");
+            top = Parse::kObjectValue;
+            st = St::kBeginValue;
+          } else if (top == Parse::kObjectValue) {
+            if (c == ',') {
+              top = Parse::kObjectKey;
+              st = St::kBeginString;
+            } else if (c == '}') {
+              stack.pop_back();
+              if (stack.empty()) return "";
+            } else {
+              return error(c, "after object key:value pair");
+            }
+          } else {
+            if (c == ',') {
+              st = St::kBeginValue;
+            } else if (c == ']') {
+              stack.pop_back();
+              if (stack.empty()) return "";
+            } else {
+              return error(c, "after array element");
+            }
+          }
+          break;
+        }
+        case St::kInString:
+          if (c == '"') {
+            st = St::kEndValue;
+          } else if (c == '\\') {
+            st = St::kInStringEsc;
+          } else if (static_cast<unsigned char>(c) < 0x20) {
+            return error(c, "in string literal");
+          }
+          break;
+        case St::kInStringEsc:
+          if (c == 'u') {
+            st = St::kInStringEscU;
+            hex_left = 4;
+          } else if (absl::string_view("bfnrt\\/\"").find(c) != absl::string_view::npos) {
+            st = St::kInString;
+          } else {
+            return error(c, "in string escape code");
+          }
+          break;
+        case St::kInStringEscU:
+          if (!is_digit(c) && !((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+            return error(c, "in \\u hexadecimal character escape");
+          }
+          if (--hex_left == 0) st = St::kInString;
+          break;
+        case St::kNeg:
+          if (c == '0') {
+            st = St::k0;
+          } else if (c >= '1' && c <= '9') {
+            st = St::k1;
+          } else {
+            return error(c, "in numeric literal");
+          }
+          break;
+        case St::k1:
+          if (is_digit(c)) break;
+          st = St::k0;
+          again = true;
+          break;
+        case St::k0:
+          if (c == '.') {
+            st = St::kDot;
+          } else if (c == 'e' || c == 'E') {
+            st = St::kE;
+          } else {
+            st = St::kEndValue;
+            again = true;
+          }
+          break;
+        case St::kDot:
+          if (!is_digit(c)) return error(c, "after decimal point in numeric literal");
+          st = St::kDot0;
+          break;
+        case St::kDot0:
+          if (is_digit(c)) break;
+          if (c == 'e' || c == 'E') {
+            st = St::kE;
+          } else {
+            st = St::kEndValue;
+            again = true;
+          }
+          break;
+        case St::kE:
+          if (c == '+' || c == '-') {
+            st = St::kESign;
+            break;
+          }
+          st = St::kESign;
+          again = true;
+          break;
+        case St::kESign:
+          if (!is_digit(c)) return error(c, "in exponent of numeric literal");
+          st = St::kE0;
+          break;
+        case St::kE0:
+          if (is_digit(c)) break;
+          st = St::kEndValue;
+          again = true;
+          break;
+        case St::kLiteral:
+          if (c != literal[0]) {
+            return error(c, absl::StrCat("in literal ", literal_name, " (expecting ",
+                                         GoQuoteChar(literal[0]), ")"));
+          }
+          literal.remove_prefix(1);
+          if (literal.empty()) st = St::kEndValue;
+          break;
+      }
+    }
+  }
+  return "";
+}
+
 // A request stream's body as Go's json.Decoder reads it (grpc-gateway decodes a bidi-stream
 // endpoint's body so): top-level JSON values one after another, separated by optional white
-// space. The splitter only finds where each value ends (depth, strings and their escapes); the
-// protobuf parser checks the value itself. As etcd's gateway, a value that is not an object ends
-// the stream with Go's error text (null is an empty request).
+// space. The splitter finds where each value ends (depth, strings and their escapes) and checks
+// it with Go's scanner (GoSyntaxError), so a value is refused with Go's words; protobuf's parser
+// then maps it. As etcd's gateway, a value that is not an object is refused with Go's text too
+// (null is an empty request).
 class JsonValueSplitter {
  public:
   enum class Result { kValue, kNeedMore, kEnd, kError };
@@ -104,7 +358,9 @@ class JsonValueSplitter {
         value->assign(buffer_, pos_, scan_ + 1 - pos_);
         pos_ = ++scan_;
         in_value_ = false;
-        return Result::kValue;
+        // Go reads each value with its scanner, which refuses what protobuf's parser lets by.
+        *error = GoSyntaxError(*value);
+        return error->empty() ? Result::kValue : Result::kError;
       }
     }
     if (scan_ - pos_ > max_value_bytes_) {
@@ -113,7 +369,8 @@ class JsonValueSplitter {
       return Result::kError;
     }
     if (at_end) {
-      *error = "unexpected EOF";
+      *error = GoSyntaxError(absl::string_view(buffer_).substr(pos_));
+      if (error->empty()) *error = "unexpected EOF";
       return Result::kError;
     }
     return Result::kNeedMore;
@@ -121,16 +378,6 @@ class JsonValueSplitter {
 
  private:
   static bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
-  // Go's quoteChar.
-  static std::string Quoted(char c) {
-    if (c == '\'') return "'\\''";
-    if (c == '"') return "'\"'";
-    if (c >= 0x20 && c < 0x7f) return absl::StrCat("'", std::string(1, c), "'");
-    static constexpr char kHex[] = "0123456789abcdef";
-    const unsigned char u = static_cast<unsigned char>(c);
-    return absl::StrCat("'\\x", std::string(1, kHex[u >> 4]), std::string(1, kHex[u & 15]), "'");
-  }
 
   // Go's answer to a top-level value that is not an object (jsonpb reads it into a map first).
   static std::string NotAnObject(char c) {
@@ -145,7 +392,7 @@ class JsonValueSplitter {
       kind = "number";
     }
     if (kind == nullptr)
-      return absl::StrCat("invalid character ", Quoted(c), " looking for beginning of value");
+      return absl::StrCat("invalid character ", GoQuoteChar(c), " looking for beginning of value");
     return absl::StrCat("json: cannot unmarshal ", kind,
                         " into Go value of type map[string]json.RawMessage");
   }
@@ -160,8 +407,8 @@ class JsonValueSplitter {
         return Result::kError;
       }
       if (buffer_[pos_ + i] != kNull[i]) {
-        *error = absl::StrCat("invalid character ", Quoted(buffer_[pos_ + i]),
-                              " in literal null (expecting ", Quoted(kNull[i]), ")");
+        *error = absl::StrCat("invalid character ", GoQuoteChar(buffer_[pos_ + i]),
+                              " in literal null (expecting ", GoQuoteChar(kNull[i]), ")");
         return Result::kError;
       }
     }

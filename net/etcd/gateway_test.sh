@@ -441,6 +441,28 @@ for endpoint in lease/keepalive watch; do
   expect "$endpoint-first-truncated" 500 "$(go500 "unexpected EOF")" \
     "$url/v3/$endpoint" -X POST -d '{"create_request":{"key":"Zm9v"}'
 done
+# Syntax errors in Go's words (its scanner reads each value; some of these protobuf's parser
+# would let by).
+while IFS='|' read -r body message; do
+  expect "keepalive-syntax-$body" 500 "$(go500 "$message")" \
+    "$url/v3/lease/keepalive" -X POST -d "$body"
+done <<'CASES'
+{bad|invalid character 'b' looking for beginning of object key string
+{"ID":1,}|invalid character '}' looking for beginning of object key string
+{"ID" 1}|invalid character '1' after object key
+{"ID":1 "x"}|invalid character '\"' after object key:value pair
+{"ID":[1 2]}|invalid character '2' after array element
+{"ID":"a\q"}|invalid character 'q' in string escape code
+{"ID":"\u12x4"}|invalid character 'x' in \\u hexadecimal character escape
+{"ID":-x}|invalid character 'x' in numeric literal
+{"ID":1.x}|invalid character 'x' after decimal point in numeric literal
+{"ID":1ex}|invalid character 'x' in exponent of numeric literal
+{"ID":trux}|invalid character 'x' in literal true (expecting 'e')
+{"ID":01}|invalid character '1' after object key:value pair
+{"a":{"b":[1,2,{"c":x}]}}|invalid character 'x' looking for beginning of value
+CASES
+expect keepalive-stops-at-syntax 200 "$alive" \
+  "$url/v3/lease/keepalive" -X POST -d "{\"ID\":$lease}{\"ID\":1,}{\"ID\":$lease}"
 
 # Watch: several watches on one stream, numbered 0, 1, ... unless the create names its id (a
 # named id in use refused as etcd refuses it); the body's end does not end the stream.
