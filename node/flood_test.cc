@@ -3,6 +3,8 @@
 // --max-concurrent-streams, clients send a burst of requests just under and over
 // --max-request-bytes (gRPC and the JSON gateway). The member answers each limit with its error,
 // keeps serving a normal client throughout, and its resident memory stays under a stated bound.
+// With a small --max-watchers-per-connection, the watchers of all the Watch streams of one
+// connection (gRPC) or of one native connection are bounded together, and give their slots back.
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -20,8 +22,11 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "core/base/errors.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "kj/async-io.h"
+#include "net/client.h"
 #include "net/etcd/rpc.grpc.pb.h"
 #include "net/etcd/service.h"
 #include "node/crash_process.h"
@@ -171,6 +176,7 @@ class FloodTest : public ::testing::Test {
                     absl::StrCat(kMaxConcurrentStreams),
                     "--log-level",
                     "error"};
+    options.args.insert(options.args.end(), extra_args_.begin(), extra_args_.end());
     // Under AddressSanitizer (CI's sanitized pass) a freed block waits in a quarantine of
     // 256 MiB by default, which the member's peak RSS would count (375 MiB were measured): the
     // member gets a 16 MiB one, so the bound below measures its queues, not the sanitizer's
@@ -211,6 +217,7 @@ class FloodTest : public ::testing::Test {
     EXPECT_LT(Clock::now() - started, std::chrono::seconds(2)) << step;
   }
 
+  std::vector<std::string> extra_args_;  // more kvnode flags, set before SetUp
   uint16_t client_port_ = 0;
   std::string endpoint_;
   std::unique_ptr<ChildProcess> node_;
@@ -435,6 +442,250 @@ TEST_F(FloodTest, WatchCreateCancelCyclesOnOneStreamAccumulateNothing) {
   context.TryCancel();
   (void)stream->Finish();
   ExpectNormalClientServed("after the create/cancel cycles");
+}
+
+// A member with a small --max-watchers-per-connection.
+constexpr size_t kMaxWatchersPerConnection = 5;
+
+class WatchersPerConnectionTest : public FloodTest {
+ protected:
+  WatchersPerConnectionTest() {
+    extra_args_ = {"--max-watchers-per-connection", absl::StrCat(kMaxWatchersPerConnection)};
+  }
+};
+
+using WatchStream =
+    grpc::ClientReaderWriter<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>;
+
+// One Watch stream of a connection, with its context.
+struct OpenStream {
+  std::unique_ptr<grpc::ClientContext> context = std::make_unique<grpc::ClientContext>();
+  std::unique_ptr<WatchStream> stream;
+
+  explicit OpenStream(etcdserverpb::Watch::Stub& stub) {
+    context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    stream = stub.Watch(context.get());
+  }
+  ~OpenStream() {
+    context->TryCancel();
+    (void)stream->Finish();
+  }
+
+  // Creates a watch on `key`: the creation's answer (a refusal is created and canceled).
+  etcdserverpb::WatchResponse Create(const std::string& key) {
+    etcdserverpb::WatchRequest request;
+    request.mutable_create_request()->set_key(key);
+    etcdserverpb::WatchResponse response;
+    EXPECT_TRUE(stream->Write(request));
+    EXPECT_TRUE(stream->Read(&response));
+    EXPECT_TRUE(response.created()) << response.ShortDebugString();
+    return response;
+  }
+  bool Created(const std::string& key) {
+    etcdserverpb::WatchResponse response = Create(key);
+    return response.created() && !response.canceled() && response.watch_id() >= 0;
+  }
+  // Whether the creation was refused for the connection's limit, as etcd refuses a creation:
+  // watch id -1, created and canceled, with a reason naming the limit and its flag.
+  bool RefusedForTheConnection(const std::string& key) {
+    etcdserverpb::WatchResponse response = Create(key);
+    const std::string reason =
+        absl::StrCat("too many watchers on this connection (limit ", kMaxWatchersPerConnection,
+                     ", --max-watchers-per-connection)");
+    const bool refused = response.watch_id() == -1 && response.created() && response.canceled() &&
+                         response.cancel_reason().find(reason) != std::string::npos;
+    EXPECT_TRUE(refused) << response.ShortDebugString();
+    return refused;
+  }
+  void Cancel(int64_t watch_id) {
+    etcdserverpb::WatchRequest request;
+    request.mutable_cancel_request()->set_watch_id(watch_id);
+    etcdserverpb::WatchResponse response;
+    ASSERT_TRUE(stream->Write(request));
+    ASSERT_TRUE(stream->Read(&response));
+    EXPECT_TRUE(response.canceled()) << response.ShortDebugString();
+    EXPECT_EQ(response.watch_id(), watch_id);
+  }
+};
+
+// The watchers of every Watch stream of one gRPC connection count against one bound: the
+// creation past it is refused on whichever stream it comes; another connection has its own
+// allowance; a canceled watch and a closed stream give their slots back.
+TEST_F(WatchersPerConnectionTest, GrpcWatchersAreBoundedOverAllStreamsOfAConnection) {
+  auto channel = Channel(endpoint_);
+  auto stub = etcdserverpb::Watch::NewStub(channel);
+  auto s1 = std::make_unique<OpenStream>(*stub);
+  auto s2 = std::make_unique<OpenStream>(*stub);
+  auto s3 = std::make_unique<OpenStream>(*stub);
+  const etcdserverpb::WatchResponse first = s1->Create("a");
+  ASSERT_FALSE(first.canceled()) << first.ShortDebugString();
+  ASSERT_TRUE(s1->Created("b"));
+  ASSERT_TRUE(s2->Created("c"));
+  ASSERT_TRUE(s2->Created("d"));
+  ASSERT_TRUE(s3->Created("e"));
+  // The connection holds 5, no stream more than 2: the 6th is refused on every stream.
+  EXPECT_TRUE(s3->RefusedForTheConnection("f"));
+  EXPECT_TRUE(s1->RefusedForTheConnection("f"));
+  auto s4 = std::make_unique<OpenStream>(*stub);
+  EXPECT_TRUE(s4->RefusedForTheConnection("f"));
+
+  // The refused creations held nothing, and other connections are served: a second
+  // connection opens its own 5 (and no more), and a normal client reads and writes.
+  {
+    auto other_stub = etcdserverpb::Watch::NewStub(Channel(endpoint_));
+    OpenStream other(*other_stub);
+    for (size_t i = 0; i < kMaxWatchersPerConnection; ++i) {
+      EXPECT_TRUE(other.Created(absl::StrCat("other/", i))) << i;
+    }
+    EXPECT_TRUE(other.RefusedForTheConnection("other/more"));
+    ExpectNormalClientServed("with two connections at their watcher limit");
+  }
+
+  // A canceled watch gives its slot back, to any stream of the connection, once.
+  s1->Cancel(first.watch_id());
+  EXPECT_TRUE(s2->Created("g"));
+  EXPECT_TRUE(s4->RefusedForTheConnection("h"));
+
+  // A closed stream gives back the slots of its watches (s2's three), once the member has seen
+  // it end.
+  s2.reset();
+  const Clock::time_point deadline = Clock::now() + std::chrono::seconds(5);
+  bool created = false;
+  while (!created && Clock::now() < deadline) {
+    const etcdserverpb::WatchResponse response = s4->Create("i");
+    created = !response.canceled();
+    if (!created) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(created) << "the closed stream's slots did not come back";
+  EXPECT_TRUE(s4->Created("j"));
+  EXPECT_TRUE(s3->Created("k"));
+  EXPECT_TRUE(s1->RefusedForTheConnection("l"));  // 1 + 1 + 3: the limit again
+}
+
+// The native Cap'n Proto API has the same flag's bound per connection (one client, one
+// connection to its endpoint): the watch past it is refused TOO_MANY_REQUESTS, another
+// connection is served, and a canceled watch gives its slot back.
+TEST_F(WatchersPerConnectionTest, NativeWatchesAreBoundedPerConnection) {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  kj::Timer& timer = io.provider->getTimer();
+  net::ClientOptions options;
+  options.endpoints = {endpoint_};
+  auto client = net::Client::Create(io.provider->getNetwork(), timer, options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  auto watch = [&](net::Client& c, const std::string& key) {
+    mvcc::WatchRequest request;
+    request.key = key;
+    return c.WatchAsync(request, [](const mvcc::WatchResponse&) {}).wait(io.waitScope);
+  };
+  std::vector<std::unique_ptr<net::Client::Watch>> watches;
+  for (size_t i = 0; i < kMaxWatchersPerConnection; ++i) {
+    auto opened = watch(**client, absl::StrCat("native/", i));
+    ASSERT_TRUE(opened.ok()) << i << ": " << opened.status();
+    watches.push_back(std::move(*opened));
+  }
+  auto refused = watch(**client, "native/more");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(CodeOf(refused.status()), ErrorCode::kTooManyRequests) << refused.status();
+  EXPECT_NE(refused.status().message().find(absl::StrCat(
+                "too many watches on this connection (limit ", kMaxWatchersPerConnection, ")")),
+            std::string::npos)
+      << refused.status();
+
+  auto other = net::Client::Create(io.provider->getNetwork(), timer, options);
+  ASSERT_TRUE(other.ok()) << other.status();
+  auto elsewhere = watch(**other, "native/elsewhere");
+  EXPECT_TRUE(elsewhere.ok()) << elsewhere.status();
+
+  absl::Status canceled = watches.back()->Cancel().wait(io.waitScope);
+  EXPECT_TRUE(canceled.ok()) << canceled;
+  watches.pop_back();
+  auto again = watch(**client, "native/again");
+  EXPECT_TRUE(again.ok()) << again.status();
+  auto past = watch(**client, "native/past");
+  EXPECT_EQ(CodeOf(past.status()), ErrorCode::kTooManyRequests) << past.status();
+  if (elsewhere.ok()) elsewhere->reset();
+  if (again.ok()) again->reset();
+  watches.clear();
+}
+
+// A flood of watch creations on every stream one connection may open: the connection's bound
+// holds over all of them at once, exactly, and the member keeps serving in bounded memory.
+constexpr size_t kFloodWatchersPerConnection = 12000;
+
+class ConnectionWatcherFloodTest : public FloodTest {
+ protected:
+  ConnectionWatcherFloodTest() {
+    extra_args_ = {"--max-watchers-per-connection", absl::StrCat(kFloodWatchersPerConnection)};
+  }
+};
+
+TEST_F(ConnectionWatcherFloodTest, EveryStreamOfAConnectionFloodsAndTheBoundHolds) {
+  const auto started = Clock::now();
+  auto channel = Channel(endpoint_);
+  auto stub = etcdserverpb::Watch::NewStub(channel);
+  constexpr size_t kPerStream = 2000;  // under the stream's 10,000; 8 of them past 12,000
+  constexpr size_t kBatch = 250;       // well under the stream's response queue limit
+  std::atomic<size_t> created{0};
+  std::atomic<size_t> refused{0};
+  std::atomic<size_t> other{0};
+  std::vector<std::unique_ptr<OpenStream>> streams;
+  for (int i = 0; i < kMaxConcurrentStreams; ++i) {
+    streams.push_back(std::make_unique<OpenStream>(*stub));
+  }
+  const std::string reason =
+      absl::StrCat("too many watchers on this connection (limit ", kFloodWatchersPerConnection);
+  std::vector<std::thread> flooders;
+  for (int i = 0; i < kMaxConcurrentStreams; ++i) {
+    flooders.emplace_back([&, i] {
+      WatchStream& stream = *streams[i]->stream;
+      for (size_t sent = 0; sent < kPerStream; sent += kBatch) {
+        for (size_t k = 0; k < kBatch; ++k) {
+          etcdserverpb::WatchRequest request;
+          request.mutable_create_request()->set_key(absl::StrCat("flood/", i, "/", sent + k));
+          if (!stream.Write(request)) return;
+        }
+        // Each creation is answered once (no event comes: nothing is written under flood/).
+        for (size_t k = 0; k < kBatch; ++k) {
+          etcdserverpb::WatchResponse response;
+          if (!stream.Read(&response)) return;
+          if (response.created() && !response.canceled()) {
+            created.fetch_add(1);
+          } else if (response.created() && response.watch_id() == -1 &&
+                     response.cancel_reason().find(reason) != std::string::npos) {
+            refused.fetch_add(1);
+          } else {
+            other.fetch_add(1);
+          }
+        }
+      }
+    });
+  }
+  for (std::thread& t : flooders) t.join();
+  EXPECT_EQ(created.load(), kFloodWatchersPerConnection);
+  EXPECT_EQ(refused.load(), kMaxConcurrentStreams * kPerStream - kFloodWatchersPerConnection);
+  EXPECT_EQ(other.load(), 0u);
+  ExpectNormalClientServed("with a connection at its watcher bound");
+  {
+    auto other_stub = etcdserverpb::Watch::NewStub(Channel(endpoint_));
+    OpenStream elsewhere(*other_stub);
+    EXPECT_TRUE(elsewhere.Created("elsewhere"));
+  }
+  // Every stream closed: the connection's slots all come back (a new stream fills them again).
+  streams.clear();
+  OpenStream again(*stub);
+  const Clock::time_point deadline = Clock::now() + std::chrono::seconds(10);
+  bool served = false;
+  while (!served && Clock::now() < deadline) {
+    served = !again.Create("again").canceled();
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(served) << "the closed streams' slots did not come back";
+
+  const uint64_t rss_peak_kib = StatusKib(node_->pid(), "VmHWM");
+  std::printf("kvnode peak RSS %lu KiB (bound %lu KiB); %.1f s\n",
+              static_cast<unsigned long>(rss_peak_kib), static_cast<unsigned long>(kRssBoundKib),
+              std::chrono::duration<double>(Clock::now() - started).count());
+  EXPECT_LT(rss_peak_kib, kRssBoundKib);
 }
 
 }  // namespace

@@ -582,11 +582,15 @@ int Run(int argc, char** argv) {
   // page) and the native Cap'n Proto API on one port each (net/client_port.h).
   net::ClientServiceOptions client_options;
   client_options.max_request_bytes = config->max_request_bytes;
+  client_options.max_watches_per_connection =
+      static_cast<size_t>(config->max_watchers_per_connection);
   net::ClientServer capnp_server(**runtime, client_options);
   // With --client-cert-auth, a gRPC call without a token runs as its certificate's CN (etcd's).
   net::etcd::CertUsers cert_users;
   net::etcd::ServiceOptions etcd_options;
   etcd_options.cert_users = &cert_users;
+  etcd_options.max_watchers_per_connection =
+      static_cast<size_t>(config->max_watchers_per_connection);
   net::etcd::Services etcd_services(**runtime, kj::getCurrentThreadExecutor(), etcd_options);
   std::unique_ptr<grpc::Server> grpc_server = StartGrpcServer(etcd_services, *config);
   std::vector<kj::Own<net::ClientPort>> client_ports;

@@ -38,6 +38,10 @@ class Loop {
   std::string CertUserOf(const grpc::ServerContextBase* context) const {
     return cert_users_ == nullptr ? std::string() : cert_users_->Lookup(context->peer());
   }
+  // The client connection of the call (CertUsers::ConnectionOf), or its peer address.
+  std::string ConnectionOf(const grpc::ServerContextBase* context) const {
+    return cert_users_ == nullptr ? context->peer() : cert_users_->ConnectionOf(context->peer());
+  }
 
   // Runs `f` on the loop and waits for its result (a promise's, if it returns one). Fails with
   // kStopped when the loop is gone.
@@ -225,6 +229,35 @@ class KvService final : public etcdserverpb::KV::CallbackService {
   Inbox& inbox_;
 };
 
+// The watchers open on each client connection, over all its Watch streams (any thread).
+class ConnectionWatchers {
+ public:
+  explicit ConnectionWatchers(size_t limit) : limit_(limit) {}
+
+  size_t limit() const { return limit_; }
+
+  // Takes one of `connection`'s slots; false when it holds the limit already.
+  bool TryAcquire(const std::string& connection) {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t& open = open_[connection];
+    if (open >= limit_) return false;
+    ++open;
+    return true;
+  }
+
+  void Release(const std::string& connection) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = open_.find(connection);
+    if (it == open_.end()) return;
+    if (--it->second == 0) open_.erase(it);  // a closed connection leaves nothing behind
+  }
+
+ private:
+  const size_t limit_;
+  std::mutex mu_;
+  std::map<std::string, size_t> open_;  // connection -> watchers open; none: no entry
+};
+
 // One Watch stream: its watchers, the queue of responses not yet written, and the writer thread
 // that writes them in order (see the file comment of service.h).
 class WatchSession {
@@ -233,8 +266,16 @@ class WatchSession {
 
   // `caller`: who the stream's watches run as (its call's token metadata, else the client
   // certificate's user), checked as each watch is created.
-  WatchSession(const Loop& loop, Stream* stream, size_t queue_limit, WatchCaller caller)
-      : loop_(loop), stream_(stream), queue_limit_(queue_limit), caller_(std::move(caller)) {
+  // `connection` names the stream's client connection in `connection_watchers`, whose slots
+  // its open watchers hold.
+  WatchSession(const Loop& loop, Stream* stream, size_t queue_limit, WatchCaller caller,
+               ConnectionWatchers& connection_watchers, std::string connection)
+      : loop_(loop),
+        stream_(stream),
+        queue_limit_(queue_limit),
+        caller_(std::move(caller)),
+        connection_watchers_(connection_watchers),
+        connection_(std::move(connection)) {
     writer_ = std::thread([this] { WriteLoop(); });
   }
 
@@ -269,6 +310,8 @@ class WatchSession {
     {
       std::lock_guard<std::mutex> lock(mu_);
       stopping_ = true;
+      // Watches the member could not cancel (its loop has stopped) give their slots back too.
+      for (auto& [local_id, watch] : watches_) EndLocked(watch.get());
     }
     wake_.notify_all();
     if (writer_.joinable()) writer_.join();
@@ -282,6 +325,7 @@ class WatchSession {
     mvcc::WatchId member_id = 0;
     bool member_open = false;  // loop thread only
     bool ended = false;        // under the session's mutex: nothing more is queued
+    bool counted = false;      // under the session's mutex: holds a slot (open_, connection)
     size_t queued = 0;         // under the session's mutex: items in the queue that point here
 
     void Deliver(const mvcc::WatchResponse& response) override {
@@ -307,9 +351,11 @@ class WatchSession {
       std::lock_guard<std::mutex> lock(mu_);
       if (watch->ended) return;
       if (response.canceled) {
-        watch->ended = true;
+        EndLocked(watch);
       } else if (queue_.size() >= queue_limit_) {
-        // etcd cancels a watcher that cannot keep up rather than buffer without bound.
+        // etcd cancels a watcher that cannot keep up rather than buffer without bound. Its slots
+        // are kept until the member's watch is canceled, after the notice is written: a client
+        // that reads nothing cannot make the member hold more watches than the limits.
         watch->ended = true;
         ToSlowWatcherCancel(queue_.size(), queue_limit_, &item.response);
         item.cancel_member_watch = true;
@@ -347,10 +393,15 @@ class WatchSession {
     }
     mvcc::WatchRequest converted;
     absl::Status valid = ToWatchRequest(request, &converted);
-    if (valid.ok() && OpenWatchers() >= kMaxWatchersPerStream) {
+    if (valid.ok() && !in_use && OpenWatchers() >= kMaxWatchersPerStream) {
       valid = absl::ResourceExhaustedError(absl::StrCat("too many watchers on this stream (limit ",
                                                         kMaxWatchersPerStream,
                                                         "); cancel some or open another stream"));
+    }
+    if (valid.ok() && !in_use && !connection_watchers_.TryAcquire(connection_)) {
+      valid = absl::ResourceExhaustedError(
+          absl::StrCat("too many watchers on this connection (limit ", connection_watchers_.limit(),
+                       ", --max-watchers-per-connection); cancel some or open another connection"));
     }
     if (in_use || !valid.ok()) {
       // etcd answers a refused creation with watch id -1, created and canceled.
@@ -371,6 +422,12 @@ class WatchSession {
     auto watch = std::make_unique<Watch>();
     watch->session = this;
     watch->local_id = local_id;
+    {
+      // The connection's slot taken above, until the watch ends (EndLocked).
+      std::lock_guard<std::mutex> lock(mu_);
+      watch->counted = true;
+      ++open_;
+    }
     absl::Status opened;
     absl::Status ran = loop_.Run([&]() {
       watch->member_open = true;  // responses may arrive before Watch returns
@@ -393,6 +450,10 @@ class WatchSession {
           RefusedWatchResponses(opened, info.revision, info.compact_revision);
       if (refused.one_response) {
         // Never opened: one response with watch id -1, and nothing kept for the id.
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          EndLocked(watch.get());
+        }
         etcdserverpb::WatchResponse single;
         ToProto(refused.created, loop_.cluster_id(), member_id_.load(std::memory_order_relaxed),
                 term_.load(std::memory_order_relaxed), &single);
@@ -406,12 +467,20 @@ class WatchSession {
     watches_[local_id] = std::move(watch);
   }
 
-  // Watchers of this stream that have not ended (reader thread).
+  // Watchers of this stream that have not ended.
   size_t OpenWatchers() {
     std::lock_guard<std::mutex> lock(mu_);
-    size_t open = 0;
-    for (const auto& [local_id, watch] : watches_) open += watch->ended ? 0 : 1;
-    return open;
+    return open_;
+  }
+
+  // `watch` has ended (under mu_): nothing more is queued for it, and its slots of the stream
+  // and of the connection are given back.
+  void EndLocked(Watch* watch) {
+    watch->ended = true;
+    if (!watch->counted) return;
+    watch->counted = false;
+    --open_;
+    connection_watchers_.Release(connection_);
   }
 
   // etcd 3.4's answer to a WatchProgressRequest: one response at once, for the whole stream
@@ -492,6 +561,7 @@ class WatchSession {
       }
       if (item.watch != nullptr) {
         std::lock_guard<std::mutex> lock(mu_);
+        EndLocked(item.watch);
         ReleaseLocked(item.watch);
       }
     }
@@ -508,6 +578,8 @@ class WatchSession {
   Stream* stream_;
   const size_t queue_limit_;
   const WatchCaller caller_;
+  ConnectionWatchers& connection_watchers_;
+  const std::string connection_;
   // The member and term the stream's responses report: written by the reader thread at each
   // creation, read by the loop thread as it delivers events to the stream's earlier watches.
   std::atomic<raft::NodeId> member_id_{0};
@@ -520,17 +592,20 @@ class WatchSession {
   std::condition_variable wake_;
   std::deque<Queued> queue_;
   std::vector<int64_t> reapable_;  // local ids of ended watches the writer is done with
+  size_t open_ = 0;                // watches that hold a slot (not ended)
   bool stopping_ = false;
   std::thread writer_;
 };
 
 class WatchService final : public etcdserverpb::Watch::Service {
  public:
-  WatchService(const Loop& loop, size_t queue_limit) : loop_(loop), queue_limit_(queue_limit) {}
+  WatchService(const Loop& loop, size_t queue_limit, size_t max_watchers_per_connection)
+      : loop_(loop), queue_limit_(queue_limit), connection_watchers_(max_watchers_per_connection) {}
 
   grpc::Status Watch(ServerContext* context, WatchSession::Stream* stream) override {
     WatchSession session(loop_, stream, queue_limit_,
-                         WatchCaller{TokenOf(context), loop_.CertUserOf(context)});
+                         WatchCaller{TokenOf(context), loop_.CertUserOf(context)},
+                         connection_watchers_, loop_.ConnectionOf(context));
     etcdserverpb::WatchRequest request;
     while (stream->Read(&request)) session.Handle(request);
     session.Close();
@@ -540,6 +615,7 @@ class WatchService final : public etcdserverpb::Watch::Service {
  private:
   const Loop& loop_;
   const size_t queue_limit_;
+  ConnectionWatchers connection_watchers_;
 };
 
 class LeaseService final : public etcdserverpb::Lease::Service {
@@ -575,6 +651,9 @@ class LeaseService final : public etcdserverpb::Lease::Service {
                                etcdserverpb::LeaseTimeToLiveResponse* response) override {
     server::Request converted;
     (void)ToRequest(*request, &converted);
+    // Checked as its caller (etcd's checkLeaseTimeToLive): the answer names the lease's keys.
+    converted.token = TokenOf(context);
+    converted.cert_user = loop_.CertUserOf(context);
     return ToGrpcStatus(ToTimeToLiveResponse(*request, loop_.Call(std::move(converted)),
                                              loop_.cluster_id(), response));
   }
@@ -816,7 +895,7 @@ struct Services::Impl {
   Impl(MemberService& member, const kj::Executor& executor, const ServiceOptions& options)
       : loop(member, executor),
         kv(loop, inbox),
-        watch(loop, options.watch_queue_limit_responses),
+        watch(loop, options.watch_queue_limit_responses, options.max_watchers_per_connection),
         lease(loop),
         cluster(loop),
         maintenance(loop, options.snapshot_chunk_bytes),
@@ -836,13 +915,19 @@ struct Services::Impl {
 
 void CertUsers::Set(int fd, std::string user) {
   std::lock_guard<std::mutex> lock(mutex_);
-  users_[absl::StrCat("fd:", fd)] = std::move(user);
+  users_[absl::StrCat("fd:", fd)] = Entry{std::move(user), ++connections_};
 }
 
 std::string CertUsers::Lookup(const std::string& grpc_peer) const {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = users_.find(grpc_peer);
-  return it == users_.end() ? std::string() : it->second;
+  return it == users_.end() ? std::string() : it->second.user;
+}
+
+std::string CertUsers::ConnectionOf(const std::string& grpc_peer) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = users_.find(grpc_peer);
+  return it == users_.end() ? grpc_peer : absl::StrCat(grpc_peer, "#", it->second.connection);
 }
 
 Services::Services(MemberService& member, const kj::Executor& loop, const ServiceOptions& options)

@@ -15,7 +15,11 @@
 // 0 per stream, or takes the id the client asks for). The member's responses are queued per
 // stream and written by a writer thread in order; a stream whose client does not read fast
 // enough to keep the queue under watch_queue_limit_responses has the slow watch canceled with a
-// reason, as etcd cancels a slow watcher, so memory stays bounded.
+// reason, as etcd cancels a slow watcher, so memory stays bounded. Open watchers are bounded per
+// stream (kMaxWatchersPerStream) and over all the streams of one client connection
+// (ServiceOptions::max_watchers_per_connection); a creation past either is refused as etcd
+// refuses one (watch id -1, created and canceled, with a reason naming the limit), and a watch
+// gives its slots back when it ends (canceled by the client or the member, or its stream closed).
 //
 // Errors are etcd's (convert.h: gRPC code and "etcdserver: ..." message). When the member's loop
 // has stopped, calls fail with UNAVAILABLE "etcdserver: server stopped".
@@ -37,6 +41,11 @@ namespace kvstore::net::etcd {
 // (created and canceled, with a reason naming the limit), so one stream cannot hold the member's
 // watcher memory; the client cancels some or opens another stream.
 inline constexpr size_t kMaxWatchersPerStream = 10000;
+// Watchers open at once over every Watch stream of one client connection (kvnode's
+// --max-watchers-per-connection; etcd has no such limit). A creation past it is refused the same
+// way, with a reason naming this limit. One connection may open many streams
+// (--max-concurrent-streams), so the per-stream limit alone would not bound it.
+inline constexpr size_t kDefaultMaxWatchersPerConnection = 100000;
 
 // Users authenticated by client certificates, by the socket kvnode hands gRPC for each TLS
 // connection: etcd takes a verified certificate's common name as the user of a call that carries
@@ -47,10 +56,19 @@ class CertUsers {
   void Set(int fd, std::string user);
   // The user of a call whose ServerContext::peer() is `grpc_peer` ("fd:N"); empty: none.
   std::string Lookup(const std::string& grpc_peer) const;
+  // Which connection a call whose peer() is `grpc_peer` came on: "fd:N#K", where K counts the
+  // sockets handed over by Set, so a descriptor reused by a new connection (while the old one's
+  // streams are still ending) names another connection. `grpc_peer` itself when never Set.
+  std::string ConnectionOf(const std::string& grpc_peer) const;
 
  private:
+  struct Entry {
+    std::string user;
+    uint64_t connection = 0;
+  };
   mutable std::mutex mutex_;
-  std::map<std::string, std::string> users_;  // "fd:N" -> user
+  std::map<std::string, Entry> users_;  // "fd:N" -> the socket's user and connection number
+  uint64_t connections_ = 0;
 };
 
 struct ServiceOptions {
@@ -58,8 +76,11 @@ struct ServiceOptions {
   size_t watch_queue_limit_responses = 1024;
   // Bytes per SnapshotResponse (etcd sends 32 KiB).
   size_t snapshot_chunk_bytes = 32 << 10;
-  // Client certificates' users (outliving the services); null: none.
+  // Client certificates' users (outliving the services); null: none. Also tells the connections
+  // apart for max_watchers_per_connection (without it, a connection is its peer() address).
   const CertUsers* cert_users = nullptr;
+  // Watchers open at once over all the Watch streams of one client connection.
+  size_t max_watchers_per_connection = kDefaultMaxWatchersPerConnection;
 };
 
 class Services {
