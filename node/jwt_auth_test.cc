@@ -337,6 +337,77 @@ TEST_F(JwtClusterTest, EtcdctlUserWorksAndAnyMemberAcceptsAnotherMembersToken) {
   EXPECT_NE(gateway_root.find("\"blob\""), std::string::npos) << gateway_root.substr(0, 300);
 }
 
+// etcd's checkLeaseTimeToLive (3.4.26, CVE-2023-32082): with auth on, `lease timetolive` needs
+// a user and read permission on every key attached to the lease, with or without --keys, on the
+// leader and on a follower (which checks before it forwards; the leader checks the forwarded
+// token again). Before, anyone could list the keys of any lease.
+TEST_F(JwtClusterTest, LeaseTimeToLiveNeedsReadOnEveryAttachedKey) {
+  const Clock::time_point deadline = Clock::now() + std::chrono::seconds(15);
+  testing::CommandResult put;
+  do {
+    put = Etcdctl(members_[0], {"put", "k", "v"});
+  } while (put.exit_code != 0 && Clock::now() < deadline);
+  ASSERT_EQ(put.exit_code, 0) << put.output;
+  for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+           {"user", "add", "root", "--new-user-password=rootpw"},
+           {"user", "grant-role", "root", "root"},
+           {"user", "add", "alice", "--new-user-password=alicepw"},
+           {"role", "add", "reader"},
+           {"role", "grant-permission", "reader", "read", "app/", "--prefix=true"},
+           {"user", "grant-role", "alice", "reader"},
+       }) {
+    auto done = Etcdctl(members_[0], args);
+    ASSERT_EQ(done.exit_code, 0) << absl::StrJoin(args, " ") << ": " << done.output;
+  }
+  // Lease `mixed` holds app/x and secret; lease `readable` only app/y.
+  auto grant = [&]() {
+    auto granted = Etcdctl(members_[0], {"lease", "grant", "600"});
+    EXPECT_EQ(granted.exit_code, 0) << granted.output;
+    std::vector<std::string> words = absl::StrSplit(granted.output, ' ');
+    EXPECT_GE(words.size(), 2u) << granted.output;  // "lease ID granted with TTL(600s)"
+    return words.size() >= 2 ? words[1] : std::string();
+  };
+  const std::string mixed = grant();
+  const std::string readable = grant();
+  ASSERT_FALSE(mixed.empty());
+  ASSERT_FALSE(readable.empty());
+  for (auto [key, lease] : {std::pair{"app/x", mixed}, {"secret", mixed}, {"app/y", readable}}) {
+    auto attached = Etcdctl(members_[0], {"put", "--lease=" + lease, key, "v"});
+    ASSERT_EQ(attached.exit_code, 0) << attached.output;
+  }
+  auto open = Etcdctl(members_[1], {"lease", "timetolive", mixed, "--keys"});
+  ASSERT_EQ(open.exit_code, 0) << open.output;
+  EXPECT_NE(open.output.find("attached keys([app/x secret])"), std::string::npos) << open.output;
+  ASSERT_EQ(Etcdctl(members_[0], {"auth", "enable"}).exit_code, 0);
+
+  // Every member: the leader serves it, the followers check and forward.
+  for (const Member& m : members_) {
+    for (bool keys : {true, false}) {
+      std::vector<std::string> ttl = {"lease", "timetolive", mixed};
+      if (keys) ttl.push_back("--keys");
+      auto anonymous = Etcdctl(m, ttl);
+      EXPECT_NE(anonymous.exit_code, 0) << m.name << ": " << anonymous.output;
+      EXPECT_NE(anonymous.output.find("etcdserver: user name is empty"), std::string::npos)
+          << m.name << ": " << anonymous.output;
+      EXPECT_EQ(anonymous.output.find("secret"), std::string::npos) << anonymous.output;
+      ttl.insert(ttl.begin(), "--user=alice:alicepw");
+      auto alice = Etcdctl(m, ttl);
+      EXPECT_NE(alice.exit_code, 0) << m.name << ": " << alice.output;
+      EXPECT_NE(alice.output.find("etcdserver: permission denied"), std::string::npos)
+          << m.name << ": " << alice.output;
+      EXPECT_EQ(alice.output.find("secret"), std::string::npos) << alice.output;
+    }
+    auto alice = Etcdctl(m, {"--user=alice:alicepw", "lease", "timetolive", readable, "--keys"});
+    EXPECT_EQ(alice.exit_code, 0) << m.name << ": " << alice.output;
+    EXPECT_NE(alice.output.find("attached keys([app/y])"), std::string::npos)
+        << m.name << ": " << alice.output;
+    auto root = Etcdctl(m, {"--user=root:rootpw", "lease", "timetolive", mixed, "--keys"});
+    EXPECT_EQ(root.exit_code, 0) << m.name << ": " << root.output;
+    EXPECT_NE(root.output.find("attached keys([app/x secret])"), std::string::npos)
+        << m.name << ": " << root.output;
+  }
+}
+
 // `args` given to kvnode: it exits 2 at once, saying `why`.
 void ExpectFlagError(std::vector<std::string> args, const std::string& why) {
   SpawnOptions options;
