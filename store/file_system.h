@@ -38,6 +38,11 @@ class File {
   virtual absl::Status Append(absl::string_view data) = 0;
   // Writes `data` at `offset`, extending the file if needed.
   virtual absl::Status WriteAt(uint64_t offset, absl::string_view data) = 0;
+  // WriteAt of bytes the caller gives up: a file system that keeps a copy of what is written
+  // (the simulator's unsynced writes) takes them instead of copying.
+  virtual absl::Status WriteAtOwned(uint64_t offset, std::string data) {
+    return WriteAt(offset, data);
+  }
   // Reads up to `size` bytes at `offset` into `out` (resized to what was read: short at the end
   // of the file, empty past it).
   virtual absl::Status ReadAt(uint64_t offset, size_t size, std::string* out) const = 0;

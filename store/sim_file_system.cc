@@ -156,6 +156,11 @@ class SimFileSystem::SimFile : public File {
     return Write("pwrite", offset, data);
   }
 
+  absl::Status WriteAtOwned(uint64_t offset, std::string data) override {
+    if (stale()) return StaleError("pwrite");
+    return Write("pwrite", offset, data, &data);
+  }
+
   absl::Status ReadAt(uint64_t offset, size_t size, std::string* out) const override {
     if (stale()) return StaleError("pread");
     fs_->AddLatency();
@@ -204,7 +209,9 @@ class SimFileSystem::SimFile : public File {
                             operation, path_);
   }
 
-  absl::Status Write(absl::string_view operation, uint64_t offset, absl::string_view data) {
+  // `owned`, when given, holds `data` and is taken for the pending write instead of a copy.
+  absl::Status Write(absl::string_view operation, uint64_t offset, absl::string_view data,
+                     std::string* owned = nullptr) {
     fs_->AddLatency();
     absl::Status status = CheckWritable(operation);
     if (!status.ok()) return status;
@@ -214,7 +221,8 @@ class SimFileSystem::SimFile : public File {
     status = fs_->CheckCapacity(end > size_bytes ? end - size_bytes : 0, operation, path_);
     if (!status.ok() || data.empty()) return status;
     inode.current.Write(offset, data);
-    inode.pending.push_back({PendingWrite::Kind::kWrite, offset, std::string(data)});
+    inode.pending.push_back({PendingWrite::Kind::kWrite, offset,
+                             owned != nullptr ? std::move(*owned) : std::string(data)});
     return absl::OkStatus();
   }
 

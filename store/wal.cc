@@ -589,47 +589,55 @@ absl::Status Wal::CreateSegment(uint64_t sequence) {
   unsynced_files_.push_back(file_);
   new_segment_unsynced_ = true;
   // Every segment starts self-describing: its number, the latest marker, the latest hard state.
-  scratch_.clear();
-  PutFixed64(&scratch_, sequence);
-  EncodeRecord(RecordType::kSegmentHeader, scratch_);
+  const size_t header = BeginRecord(RecordType::kSegmentHeader, 8);
+  PutFixed64(&buffer_, sequence);
+  FinishRecord(header);
   if (marker_.index > 0) AppendMarker(marker_, marker_has_data_, /*replaces_log=*/false);
   AppendHardState(written_.hard_state);
   has_unsynced_ = true;
   return absl::OkStatus();
 }
 
-void Wal::EncodeRecord(RecordType type, absl::string_view payload) {
-  RAFT_CHECK(payload.size() <= kMaxRecordBytes) << "wal: record of " << payload.size() << " bytes";
-  const char type_byte = static_cast<char>(type);
-  const uint32_t length = static_cast<uint32_t>(payload.size());
-  const uint32_t crc = Crc32c(payload, Crc32c(absl::string_view(&type_byte, 1)));
-  char header[kRecordHeaderBytes];
-  std::memcpy(header, &length, 4);
-  std::memcpy(header + 4, &crc, 4);
-  header[8] = type_byte;
+size_t Wal::BeginRecord(RecordType type, size_t payload_bytes) {
+  // The payload is encoded straight after its header in the buffer, which FinishRecord then
+  // fills in: no copy of the payload is made on the way to the file.
+  const size_t start = buffer_.size();
+  buffer_.reserve(start + kRecordHeaderBytes + payload_bytes);
+  char header[kRecordHeaderBytes] = {};
+  header[8] = static_cast<char>(type);
   buffer_.append(header, kRecordHeaderBytes);
-  buffer_.append(payload.data(), payload.size());
+  return start;
+}
+
+void Wal::FinishRecord(size_t start) {
+  const size_t payload_start = start + kRecordHeaderBytes;
+  const absl::string_view payload(buffer_.data() + payload_start, buffer_.size() - payload_start);
+  RAFT_CHECK(payload.size() <= kMaxRecordBytes) << "wal: record of " << payload.size() << " bytes";
+  const uint32_t length = static_cast<uint32_t>(payload.size());
+  const uint32_t crc = Crc32c(payload, Crc32c(absl::string_view(&buffer_[start + 8], 1)));
+  std::memcpy(&buffer_[start], &length, 4);
+  std::memcpy(&buffer_[start + 4], &crc, 4);
 }
 
 void Wal::AppendEntry(const raft::Entry& entry) {
-  scratch_.clear();
-  PutFixed64(&scratch_, entry.term);
-  PutFixed64(&scratch_, entry.index);
-  scratch_.push_back(static_cast<char>(entry.type));
   const absl::string_view data = entry.data.view();
-  scratch_.append(data.data(), data.size());
-  EncodeRecord(RecordType::kEntry, scratch_);
+  const size_t header = BeginRecord(RecordType::kEntry, 17 + data.size());
+  PutFixed64(&buffer_, entry.term);
+  PutFixed64(&buffer_, entry.index);
+  buffer_.push_back(static_cast<char>(entry.type));
+  buffer_.append(data.data(), data.size());
+  FinishRecord(header);
   written_.AddEntry(entry.index, entry.term);
   segments_.back().last_entry = std::max(segments_.back().last_entry, entry.index);
   unsynced_records_.push_back(PendingRecord{RecordType::kEntry, entry.index, entry.term, {}});
 }
 
 void Wal::AppendHardState(const raft::HardState& hard_state) {
-  scratch_.clear();
-  PutFixed64(&scratch_, hard_state.term);
-  PutFixed64(&scratch_, hard_state.vote);
-  PutFixed64(&scratch_, hard_state.commit);
-  EncodeRecord(RecordType::kHardState, scratch_);
+  const size_t header = BeginRecord(RecordType::kHardState, 24);
+  PutFixed64(&buffer_, hard_state.term);
+  PutFixed64(&buffer_, hard_state.vote);
+  PutFixed64(&buffer_, hard_state.commit);
+  FinishRecord(header);
   written_.hard_state = hard_state;
   PendingRecord record{RecordType::kHardState};
   record.hard_state = hard_state;
@@ -637,13 +645,14 @@ void Wal::AppendHardState(const raft::HardState& hard_state) {
 }
 
 void Wal::AppendMarker(const raft::SnapshotMetadata& mark, bool has_data, bool replaces_log) {
-  scratch_.clear();
-  PutFixed64(&scratch_, mark.index);
-  PutFixed64(&scratch_, mark.term);
-  scratch_.push_back(
+  const std::string conf_state = raft::EncodeConfState(mark.conf_state);
+  const size_t header = BeginRecord(RecordType::kSnapshot, 17 + 10 + conf_state.size());
+  PutFixed64(&buffer_, mark.index);
+  PutFixed64(&buffer_, mark.term);
+  buffer_.push_back(
       static_cast<char>((has_data ? kMarkerHasData : 0) | (replaces_log ? kMarkerReplacesLog : 0)));
-  PutLengthPrefixed(&scratch_, raft::EncodeConfState(mark.conf_state));
-  EncodeRecord(RecordType::kSnapshot, scratch_);
+  PutLengthPrefixed(&buffer_, conf_state);
+  FinishRecord(header);
   written_.AddMarker(mark.index, mark.term, replaces_log);
   PendingRecord record{RecordType::kSnapshot, mark.index, mark.term, {}};
   record.replaces_log = replaces_log;
@@ -661,9 +670,15 @@ absl::Status Wal::Fail(absl::Status status) {
 
 absl::Status Wal::WriteBuffer() {
   if (buffer_.empty()) return absl::OkStatus();
-  if (absl::Status s = file_->WriteAt(file_offset_, buffer_); !s.ok()) return Fail(s);
-  file_offset_ += buffer_.size();
+  // The file takes the buffer (the simulator keeps it as the unsynced write, uncopied); the next
+  // one starts with room for as much.
+  const size_t size = buffer_.size();
+  if (absl::Status s = file_->WriteAtOwned(file_offset_, std::move(buffer_)); !s.ok()) {
+    return Fail(s);
+  }
+  file_offset_ += size;
   buffer_.clear();
+  buffer_.reserve(size);
   if (unsynced_files_.empty() || unsynced_files_.back() != file_) unsynced_files_.push_back(file_);
   return absl::OkStatus();
 }

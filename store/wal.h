@@ -200,7 +200,11 @@ class Wal {
   Wal(FileSystem* fs, std::string dir, const WalOptions& options);
   absl::Status Recover();
   absl::Status CreateSegment(uint64_t sequence);
-  void EncodeRecord(RecordType type, absl::string_view payload);
+  // Appends a record header for `type` to buffer_ (room reserved for `payload_bytes` more) and
+  // returns where it starts; the caller appends the payload, then FinishRecord fills in the
+  // header's length and CRC.
+  size_t BeginRecord(RecordType type, size_t payload_bytes);
+  void FinishRecord(size_t start);
   void AppendEntry(const raft::Entry& entry);
   void AppendHardState(const raft::HardState& hard_state);
   void AppendMarker(const raft::SnapshotMetadata& mark, bool has_data, bool replaces_log);
@@ -219,7 +223,6 @@ class Wal {
   std::shared_ptr<File> file_;                         // segments_.back()
   uint64_t file_offset_ = 0;                           // where the buffer goes in file_
   std::string buffer_;                                 // encoded records not yet written
-  std::string scratch_;                                // one record's payload
   std::vector<std::shared_ptr<File>> unsynced_files_;  // written since the last StartSync
   bool new_segment_unsynced_ = false;  // a segment was created since the last StartSync
 
