@@ -1001,24 +1001,12 @@ bool Simulation::CorruptRecord(NodeId id, bool oldest_segment) {
   Node& node = *nodes_.at(id);
   auto records =
       store::ScanWal(&node.fs, std::string(kWalDir), store::WalOptions{options_.wal_segment_bytes});
-  if (!records.ok() || records->empty()) return false;
-  const std::string& oldest = records->front().path;
-  const bool several_segments = records->back().path != oldest;
-  if (oldest_segment && !several_segments) return false;
-  std::vector<const store::WalRecordLocation*> entries;
-  for (const store::WalRecordLocation& record : *records) {
-    if (record.type != store::RecordType::kEntry) continue;
-    if (oldest_segment && record.path != oldest) continue;
-    entries.push_back(&record);
-  }
-  if (entries.size() < (oldest_segment ? 1u : 3u)) return false;
-  // A bit flipped in the payload of an entry in the middle of the log: records follow it, so
-  // recovery cannot take it for a torn tail.
-  const store::WalRecordLocation& victim = *entries[entries.size() / 2];
-  const uint64_t offset = victim.offset + store::kRecordHeaderBytes + victim.bytes / 2;
-  if (!node.fs.FlipBit(victim.path, std::min(offset, victim.offset + victim.bytes - 1), 3).ok()) {
-    return false;
-  }
+  if (!records.ok()) return false;
+  const std::optional<store::CorruptionSpot> spot =
+      store::PickCorruptionSpot(*records, oldest_segment);
+  if (!spot.has_value()) return false;
+  const store::WalRecordLocation& victim = *spot->record;
+  if (!node.fs.FlipBit(victim.path, spot->offset, 3).ok()) return false;
   node.corruption_injected = true;
   Trace(absl::StrCat("n", id, " corrupt record in ", victim.path, " at offset ", victim.offset));
   return true;

@@ -870,4 +870,22 @@ absl::StatusOr<std::vector<WalRecordLocation>> ScanWal(FileSystem* fs, const std
   return records;
 }
 
+std::optional<CorruptionSpot> PickCorruptionSpot(const std::vector<WalRecordLocation>& records,
+                                                 bool oldest_segment) {
+  if (records.empty()) return std::nullopt;
+  const std::string& oldest = records.front().path;
+  const bool several_segments = records.back().path != oldest;
+  if (oldest_segment && !several_segments) return std::nullopt;
+  std::vector<const WalRecordLocation*> entries;
+  for (const WalRecordLocation& record : records) {
+    if (record.type != RecordType::kEntry) continue;
+    if (oldest_segment && record.path != oldest) continue;
+    entries.push_back(&record);
+  }
+  if (entries.size() < (oldest_segment ? 1u : 3u)) return std::nullopt;
+  const WalRecordLocation& victim = *entries[entries.size() / 2];
+  return CorruptionSpot{&victim, std::min(victim.offset + kRecordHeaderBytes + victim.bytes / 2,
+                                          victim.offset + victim.bytes - 1)};
+}
+
 }  // namespace kvstore::store

@@ -250,6 +250,18 @@ struct WalRecordLocation {
 absl::StatusOr<std::vector<WalRecordLocation>> ScanWal(FileSystem* fs, const std::string& dir,
                                                        const WalOptions& options = {});
 
+// Where a CORRUPT_RECORD fault flips a bit, in the simulator and on a real member's files alike:
+// the middle of the middle entry record of `records` (a ScanWal answer), or of its oldest segment
+// when `oldest_segment`, so that records follow it and recovery cannot take it for a torn tail.
+// None when there is no such record: fewer than three entries in the log, or, for the oldest
+// segment, a log of one segment or an oldest segment without entries.
+struct CorruptionSpot {
+  const WalRecordLocation* record = nullptr;
+  uint64_t offset = 0;  // of the byte to flip, in record->path
+};
+std::optional<CorruptionSpot> PickCorruptionSpot(const std::vector<WalRecordLocation>& records,
+                                                 bool oldest_segment);
+
 }  // namespace kvstore::store
 
 #endif  // KVSTORE_STORE_WAL_H_

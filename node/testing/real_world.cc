@@ -445,20 +445,12 @@ bool RealWorld::CorruptRecord(NodeId id, bool oldest_segment) {
   // its oldest segment), so that records follow it and recovery cannot take it for a torn tail.
   store::PosixFileSystem fs;
   auto records = store::ScanWal(&fs, WalDir(id));
-  if (!records.ok() || records->empty()) return false;
-  const std::string& oldest = records->front().path;
-  const bool several_segments = records->back().path != oldest;
-  if (oldest_segment && !several_segments) return false;
-  std::vector<const store::WalRecordLocation*> entries;
-  for (const store::WalRecordLocation& record : *records) {
-    if (record.type != store::RecordType::kEntry) continue;
-    if (oldest_segment && record.path != oldest) continue;
-    entries.push_back(&record);
-  }
-  if (entries.size() < (oldest_segment ? 1u : 3u)) return false;
-  const store::WalRecordLocation& victim = *entries[entries.size() / 2];
-  const uint64_t offset = std::min(victim.offset + store::kRecordHeaderBytes + victim.bytes / 2,
-                                   victim.offset + victim.bytes - 1);
+  if (!records.ok()) return false;
+  const std::optional<store::CorruptionSpot> spot =
+      store::PickCorruptionSpot(*records, oldest_segment);
+  if (!spot.has_value()) return false;
+  const store::WalRecordLocation& victim = *spot->record;
+  const uint64_t offset = spot->offset;
   const int fd = ::open(victim.path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
   char byte = 0;
