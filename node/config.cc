@@ -256,6 +256,9 @@ absl::StatusOr<NodeConfig> ParseConfig(const std::vector<std::string>& args,
        number_flag("quota-backend-bytes", &config.quota_backend_bytes, uint64_t{0})},
       {"max-request-bytes",
        number_flag("max-request-bytes", &config.max_request_bytes, uint64_t{1})},
+      {"experimental-wal-segment-bytes",
+       number_flag("experimental-wal-segment-bytes", &config.wal_segment_bytes,
+                   kMinWalSegmentBytes)},
       {"auth-token",
        [&](const std::string& v) -> absl::Status {
          auto options = net::ParseAuthTokenOptions(v);
@@ -353,6 +356,20 @@ absl::StatusOr<NodeConfig> ParseConfig(const std::vector<std::string>& args,
                      kMaxQuotaBackendBytes, " (8 GiB)"));
   }
   if (config.quota_backend_bytes == 0) config.quota_backend_bytes = server::kDefaultQuotaBytes;
+  // Checked only when the segment size is given: the default (64 MiB) takes any sensible
+  // --max-request-bytes, and a larger one keeps working as before, one entry per segment.
+  const bool segment_given =
+      given.count("experimental-wal-segment-bytes") > 0 ||
+      std::count(config.from_environment.begin(), config.from_environment.end(),
+                 "experimental-wal-segment-bytes") > 0;
+  if (segment_given &&
+      config.wal_segment_bytes < config.max_request_bytes + kWalSegmentHeadroomBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--experimental-wal-segment-bytes=", config.wal_segment_bytes,
+                     " cannot hold the largest request: want at least --max-request-bytes (",
+                     config.max_request_bytes, ") + ", kWalSegmentHeadroomBytes, " = ",
+                     config.max_request_bytes + kWalSegmentHeadroomBytes));
+  }
   return config;
 }
 
@@ -383,6 +400,7 @@ absl::StatusOr<RuntimeOptions> ToRuntimeOptions(const NodeConfig& config) {
   options.snapshot_count = config.snapshot_count;
   options.quota_backend_bytes = config.quota_backend_bytes;
   options.max_request_bytes = config.max_request_bytes;
+  options.wal_segment_bytes = config.wal_segment_bytes;
   options.auth_token_ttl_seconds = config.auth_token_ttl_seconds;
   std::vector<raft::NodeId> ids;
   std::set<raft::NodeId> seen;
@@ -443,6 +461,9 @@ variables (a flag given on the command line wins). With no flags: one member "de
                                        (default 10m0s)
   --quota-backend-bytes N              NOSPACE alarm above this (default 2 GiB, at most 8 GiB)
   --max-request-bytes N                largest client request (default 1572864)
+  --experimental-wal-segment-bytes N   WAL segment size (default 67108864, etcd's 64 MiB);
+                                       at least 8192 and --max-request-bytes + 4096; keep it
+                                       across restarts
   --auth-token simple|jwt,OPTIONS      auth tokens (default simple); jwt takes
                                        priv-key=FILE,pub-key=FILE,sign-method=RS256|RS384|
                                        RS512|PS256|...|ES256|ES384|ES512|HS256|...,ttl=5m

@@ -18,6 +18,7 @@
 #include "net/tls.h"
 #include "node/log.h"
 #include "node/runtime.h"
+#include "store/wal.h"
 
 namespace kvstore::node {
 
@@ -43,6 +44,15 @@ inline constexpr uint64_t kDefaultMaxConcurrentStreams = 1000;
 // connection can make the member hold (--max-concurrent-streams times the 10,000 watchers of a
 // stream, otherwise).
 inline constexpr uint64_t kDefaultMaxWatchersPerConnection = 100000;
+// --experimental-wal-segment-bytes (etcd has no flag: its SegmentSizeBytes is a package variable,
+// 64 MiB, which is the default here too). Smaller segments roll over, and compaction drops them,
+// after fewer writes: the simulator runs with 16 KiB and refuses below 8 KiB, the floor here. A
+// segment given on the command line must also hold the largest request's entry with the records
+// around it (its header, the snapshot marker a new segment starts with): at least
+// --max-request-bytes plus kWalSegmentHeadroomBytes. (A record longer than a segment is still
+// written, into a fresh segment of its own that it extends; the bound keeps that the exception.)
+inline constexpr uint64_t kMinWalSegmentBytes = 8 << 10;
+inline constexpr uint64_t kWalSegmentHeadroomBytes = 4 << 10;
 
 struct NodeConfig {
   std::string name = "default";
@@ -72,6 +82,8 @@ struct NodeConfig {
   int64_t watch_progress_notify_interval_ms = 10 * 60 * 1000;
   uint64_t quota_backend_bytes = server::kDefaultQuotaBytes;
   uint64_t max_request_bytes = server::kDefaultMaxRequestBytes;
+  // --experimental-wal-segment-bytes: the size each WAL segment is preallocated to.
+  uint64_t wal_segment_bytes = store::kDefaultSegmentBytes;
   // --auth-token: "simple" (the default) or "jwt,pub-key=,priv-key=,sign-method=,ttl=" (key
   // files are read when the node starts); --auth-token-ttl: simple tokens' TTL.
   net::AuthTokenOptions auth_token;

@@ -137,6 +137,62 @@ TEST(ConfigTest, PerConnectionLimits) {
   EXPECT_TRUE(absl::StrContains(Usage(), "--max-concurrent-streams N"));
 }
 
+// --experimental-wal-segment-bytes (kvnode's, etcd has no flag): 64 MiB by default, from the flag
+// or ETCD_EXPERIMENTAL_WAL_SEGMENT_BYTES (the flag wins), handed to the runtime; below 8 KiB, not
+// a number, or, when given, too small for --max-request-bytes plus the headroom: refused with the
+// flag named (kvnode exits 2).
+TEST(ConfigTest, WalSegmentBytes) {
+  auto defaults = ParseConfig({}, {});
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->wal_segment_bytes, uint64_t{64} << 20);
+  EXPECT_EQ(ToRuntimeOptions(*defaults)->wal_segment_bytes, uint64_t{64} << 20);
+  // The default segment takes a --max-request-bytes above it: the bound is the given segment's.
+  EXPECT_TRUE(ParseConfig({"--max-request-bytes=100000000"}, {}).ok());
+
+  auto given =
+      ParseConfig({"--experimental-wal-segment-bytes", "65536", "--max-request-bytes=32768"},
+                  {"ETCD_EXPERIMENTAL_WAL_SEGMENT_BYTES=131072"});
+  ASSERT_TRUE(given.ok()) << given.status();
+  EXPECT_EQ(given->wal_segment_bytes, 65536u);  // the flag wins over the environment
+  auto runtime = ToRuntimeOptions(*given);
+  ASSERT_TRUE(runtime.ok()) << runtime.status();
+  EXPECT_EQ(runtime->wal_segment_bytes, 65536u);
+
+  auto from_env = ParseConfig(
+      {}, {"ETCD_EXPERIMENTAL_WAL_SEGMENT_BYTES=16384", "ETCD_MAX_REQUEST_BYTES=12288"});
+  ASSERT_TRUE(from_env.ok()) << from_env.status();
+  EXPECT_EQ(from_env->wal_segment_bytes, 16384u);
+  EXPECT_EQ(from_env->from_environment,
+            (std::vector<std::string>{"experimental-wal-segment-bytes", "max-request-bytes"}));
+  // Exactly the bound: --max-request-bytes + 4096.
+  EXPECT_TRUE(
+      ParseConfig({"--experimental-wal-segment-bytes=16384", "--max-request-bytes=12288"}, {})
+          .ok());
+
+  auto refused = [](std::vector<std::string> args, std::vector<std::string> env,
+                    const std::string& needle) {
+    auto config = ParseConfig(args, env);
+    ASSERT_FALSE(config.ok()) << needle;
+    EXPECT_TRUE(absl::StrContains(config.status().message(), needle)) << config.status();
+  };
+  refused({"--experimental-wal-segment-bytes=8191", "--max-request-bytes=1"}, {},
+          "--experimental-wal-segment-bytes=8191: want an integer of at least 8192");
+  refused({"--experimental-wal-segment-bytes=0"}, {}, "want an integer of at least 8192");
+  refused({"--experimental-wal-segment-bytes=-1"}, {}, "want an integer of at least 8192");
+  refused({"--experimental-wal-segment-bytes=64KiB"}, {}, "want an integer of at least 8192");
+  refused({"--experimental-wal-segment-bytes"}, {}, "needs a value");
+  refused({}, {"ETCD_EXPERIMENTAL_WAL_SEGMENT_BYTES=4096"},
+          "environment ETCD_experimental-wal-segment-bytes: --experimental-wal-segment-bytes=4096");
+  // With the default --max-request-bytes (1.5 MiB), a 1 MiB segment cannot hold a request.
+  refused({"--experimental-wal-segment-bytes=1048576"}, {},
+          "--experimental-wal-segment-bytes=1048576 cannot hold the largest request: want at "
+          "least --max-request-bytes (1572864) + 4096 = 1576960");
+  refused({"--experimental-wal-segment-bytes=16383", "--max-request-bytes=12288"}, {},
+          "want at least --max-request-bytes (12288) + 4096 = 16384");
+  refused({}, {"ETCD_EXPERIMENTAL_WAL_SEGMENT_BYTES=16384"}, "cannot hold the largest request");
+  EXPECT_TRUE(absl::StrContains(Usage(), "--experimental-wal-segment-bytes N"));
+}
+
 // --initial-cluster must name this member with its advertised peer URLs at the first boot only
 // (VerifyBootstrap, as etcd's): parsing accepts any well-formed --initial-cluster, since a
 // restart ignores it (node:restart_identity_test runs both with real processes).

@@ -489,6 +489,7 @@ int Run(int argc, char** argv) {
   log.Info("starting", {{"version", kVersion},
                         {"name", config->name},
                         {"data-dir", config->data_dir},
+                        {"wal-segment-bytes", absl::StrCat(config->wal_segment_bytes)},
                         {"from-environment", absl::StrJoin(config->from_environment, ",")}});
   kj::AsyncIoContext io = kj::setupAsyncIo();
   // Before any thread starts, so every thread inherits the blocked mask.

@@ -514,6 +514,7 @@ absl::Status Runtime::Open() {
       static_cast<int>(std::max<int64_t>(1, kRequestTimeoutMs / options_.heartbeat_interval_ms));
   member.wal_compact_entries = options_.snapshot_count;
   member.wal.minimal_dir_syncs = true;
+  member.wal.segment_bytes = options_.wal_segment_bytes;
   member.name = options_.name;
   member.client_urls = options_.client_urls;
   MemberIo io;

@@ -54,6 +54,8 @@ struct RuntimeOptions {
   uint64_t snapshot_count = 100000;  // applied entries between WAL compactions (etcd's default)
   uint64_t quota_backend_bytes = server::kDefaultQuotaBytes;
   uint64_t max_request_bytes = server::kDefaultMaxRequestBytes;
+  // The size each WAL segment is preallocated to (--experimental-wal-segment-bytes).
+  uint64_t wal_segment_bytes = store::kDefaultSegmentBytes;
   // Auth tokens: a JWT provider (--auth-token=jwt,...; null: simple tokens) and the simple
   // tokens' TTL (--auth-token-ttl).
   std::shared_ptr<auth::TokenProvider> token_provider;
