@@ -134,8 +134,24 @@ absl::StatusOr<std::unique_ptr<RealWorld>> RealWorld::Start(const sim::pb::Optio
   cluster.election_ms = world->real_.election_ms;
   cluster.proxied = true;
   cluster.proxy_seed = options.seed() == 0 ? 1 : options.seed();
-  // The one knob a real member takes from the scenario: its quota (the NOSPACE scenarios').
+  // The knobs a real member takes from the scenario: its quota (the NOSPACE scenarios') and its
+  // WAL segment size.
   cluster.quota_backend_bytes = options.knobs().quota_bytes();
+  world->wal_segment_bytes_ = options.knobs().wal_segment_bytes() > 0
+                                  ? options.knobs().wal_segment_bytes()
+                                  : world->real_.wal_segment_bytes;
+  // As flags' ETCD_* variables, which every member inherits (Cluster passes its own flags only);
+  // --max-request-bytes as large as kvnode takes with the segment (node/config.h:
+  // kWalSegmentHeadroomBytes).
+  constexpr uint64_t kWalSegmentHeadroomBytes = 4 << 10;
+  if (world->wal_segment_bytes_ < 2 * kWalSegmentHeadroomBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("wal_segment_bytes ", world->wal_segment_bytes_, " is below 8 KiB"));
+  }
+  ::setenv("ETCD_EXPERIMENTAL_WAL_SEGMENT_BYTES", absl::StrCat(world->wal_segment_bytes_).c_str(),
+           1);
+  ::setenv("ETCD_MAX_REQUEST_BYTES",
+           absl::StrCat(world->wal_segment_bytes_ - kWalSegmentHeadroomBytes).c_str(), 1);
   // Every member runs with the fault shim preloaded (inert until its control file arms a fault).
   const std::string shim = crash::RunfilePath("node/libkvfault.so");
   if (::access(shim.c_str(), R_OK) != 0) {
@@ -202,8 +218,8 @@ std::string RealWorld::CannotRun(const Step& step) {
       if (reason.empty() && step.disk_fault().kind() == DiskFault::CORRUPT_OLD_SEGMENT &&
           !SomeLogHasSeveralSegments()) {
         reason =
-            "no member's WAL has a second segment to corrupt (a real member's segments are "
-            "preallocated 64 MiB, which the scenario's writes do not fill)";
+            absl::StrCat("no member's WAL has a second segment to corrupt (the scenario's ",
+                         "writes have not filled a segment of ", wal_segment_bytes_, " bytes)");
       }
       if (!reason.empty() && (step.disk_fault().kind() == DiskFault::CORRUPT_RECORD ||
                               step.disk_fault().kind() == DiskFault::CORRUPT_OLD_SEGMENT)) {
@@ -372,6 +388,15 @@ void RealWorld::NoteExit(NodeId id) {
     if (corrupted_.count(id) == 0) {
       violations_.push_back(
           absl::StrCat("n", id, " refuses to start on a disk nothing corrupted: ", corrupt));
+      return;
+    }
+    // And the record it names is one the world corrupted (the store found that flip).
+    const std::set<std::string>& records = corrupted_records_[id];
+    if (std::none_of(records.begin(), records.end(), [&](const std::string& record) {
+          return absl::StrContains(corrupt, absl::StrCat("/", record, ":"));
+        })) {
+      violations_.push_back(absl::StrCat("n", id, " refuses to start naming a record other than ",
+                                         absl::StrJoin(records, ", "), ": ", corrupt));
     }
     return;
   }
@@ -444,7 +469,9 @@ bool RealWorld::CorruptRecord(NodeId id, bool oldest_segment) {
   // As Simulation::CorruptRecord: a bit flipped in the payload of the middle entry of the log (of
   // its oldest segment), so that records follow it and recovery cannot take it for a torn tail.
   store::PosixFileSystem fs;
-  auto records = store::ScanWal(&fs, WalDir(id));
+  store::WalOptions wal;
+  wal.segment_bytes = wal_segment_bytes_;
+  auto records = store::ScanWal(&fs, WalDir(id), wal);
   if (!records.ok()) return false;
   const std::optional<store::CorruptionSpot> spot =
       store::PickCorruptionSpot(*records, oldest_segment);
@@ -460,8 +487,16 @@ bool RealWorld::CorruptRecord(NodeId id, bool oldest_segment) {
   byte = static_cast<char>(byte ^ (1 << 3));
   if (!WriteAt(victim.path, offset, std::string(1, byte))) return false;
   corrupted_.insert(id);
+  // By the segment's file name: the member names it under its own spelling of the directory.
+  const size_t slash = victim.path.rfind('/');
+  corrupted_records_[id].insert(
+      absl::StrCat(slash == std::string::npos ? victim.path : victim.path.substr(slash + 1),
+                   " at offset ", victim.offset));
+  std::set<std::string> segments;
+  for (const store::WalRecordLocation& record : *records) segments.insert(record.path);
   notes_.push_back(absl::StrCat("n", id, ": bit 3 flipped at offset ", offset, " of ", victim.path,
-                                " (the entry at ", victim.offset, ")"));
+                                " (the entry at ", victim.offset, "; the log has ", segments.size(),
+                                " segments of ", wal_segment_bytes_, " bytes)"));
   return true;
 }
 

@@ -19,12 +19,16 @@
 //   - observation: Maintenance.status of each running member (leader, term, revision), the
 //     member list (voters), and store hashes compared at one revision (hashes_equal).
 //   - options: knobs.quota_bytes becomes every member's --quota-backend-bytes (the NOSPACE
-//     runbook's scenario); the other knobs are the simulation's.
+//     runbook's scenario), knobs.wal_segment_bytes (else RealWorldOptions::wal_segment_bytes,
+//     32 KiB) its --experimental-wal-segment-bytes, with --max-request-bytes 4 KiB below it
+//     (node/config.h's bound); the other knobs are the simulation's. Small segments, as in the
+//     simulation, so that a scenario's writes fill several and an old one can be corrupted.
 //   - storage faults, as the simulator's disk (store/sim_file_system.h) does them, on the
 //     member's real files. Every member runs with the fault shim preloaded (fault_shim.cc:
 //     LD_PRELOAD=libkvfault.so), which reads <data-dir>.faults:
 //       CORRUPT_RECORD / CORRUPT_OLD_SEGMENT: a bit flipped in the payload of the middle entry of
-//         the member's WAL (of its oldest segment), found with store::ScanWal, running or not;
+//         the member's WAL (of its oldest segment), found with store::ScanWal and chosen by
+//         store::PickCorruptionSpot as in the simulation, running or not;
 //       TORN_WRITE_CRASH: the shim kills the member (SIGKILL) at its next WAL fsync with a write
 //         not yet synced, and the world tears that write as SimFileSystem::TearFile does (half its
 //         sectors kept, the last of them garbled, the rest zeros); none in flight within the
@@ -33,20 +37,20 @@
 //       WRITE_EIO / FSYNC_EIO: the shim fails the process's next WAL write / fsync with EIO (an
 //         armed error belongs to the process: a crash or restart disarms it);
 //       DISK_FULL: the shim refuses with ENOSPC whatever grows a file of the data directory by
-//         more than 4 KiB in all (a real full disk: the WAL's preallocated segments take writes,
-//         the backend's growing file does not); DISK_SPACE_FREED lifts it;
+//         more than 4 KiB in all (a real full disk: the WAL's preallocated segment takes writes,
+//         the next segment and the backend's growing file do not); DISK_SPACE_FREED lifts it;
 //       SLOW_DISK: the shim delays each WAL fsync by [latency/2, latency] (time_scale'd);
 //       DISK_HEALED: room, no slow disk, no armed error left.
 //     refused_to_start: the member's last start exited 1 with the store's corruption error
-//     ("wal: corrupt record in <file> at offset <n>") on stderr; stopped_on_storage_failure: the
+//     ("wal: corrupt record in <file> at offset <n>") on stderr, naming a record the world
+//     corrupted (another one is a violation); stopped_on_storage_failure: the
 //     process started last exited 1 having logged "member stopped" (or "cannot start") with an
 //     I/O error (EIO or ENOSPC). As in the simulation, a refusal on a disk nothing corrupted on
 //     purpose (torn writes and crashes only) is a violation.
-// Steps a real cluster cannot do (corrupting an old segment when every member's log has one
-// segment, as a real member's preallocated 64 MiB segments do for a scenario's writes, and then
-// the refusal it would cause; skewing a member's tick rate, the simulation's network knobs, its
-// watch checker, votes over incarnations, joint-configuration counts) are refused in CannotRun,
-// which the runner reports as skipped by name.
+// Steps a real cluster cannot do (corrupting an old segment when every member's log still has
+// one segment, and then the refusal it would cause; skewing a member's tick rate, the
+// simulation's network knobs, its watch checker, votes over incarnations, joint-configuration
+// counts) are refused in CannotRun, which the runner reports as skipped by name.
 //
 // Standing checker: every status answer goes into an election record; two leaders of one term
 // are a violation.
@@ -89,6 +93,10 @@ struct RealWorldOptions {
   // Bounds of one status poll and of a restarted member's start.
   int64_t status_timeout_ms = 500;
   int64_t start_timeout_ms = 10000;
+  // Every member's --experimental-wal-segment-bytes when the scenario's knobs set none: twice
+  // the simulation's 16 KiB (sim/simulation.h), which would leave --max-request-bytes below the
+  // NOSPACE runbook's 16 KiB puts. wal_old_segment_corruption's 4 s of writes filled 8 here.
+  uint64_t wal_segment_bytes = 32 << 10;
 };
 
 class RealWorld : public sim::ScenarioWorld {
@@ -192,7 +200,8 @@ class RealWorld : public sim::ScenarioWorld {
   std::unique_ptr<Loop> io_;
   RealWorldOptions real_;
   sim::pb::Options options_;
-  int64_t started_at_ms_ = 0;  // steady clock
+  uint64_t wal_segment_bytes_ = 0;  // the members' --experimental-wal-segment-bytes
+  int64_t started_at_ms_ = 0;       // steady clock
   std::unique_ptr<Cluster> cluster_;
   std::map<NodeId, std::unique_ptr<net::Client>> clients_;
   std::unique_ptr<net::Client> workload_client_;
@@ -211,7 +220,10 @@ class RealWorld : public sim::ScenarioWorld {
   std::map<NodeId, std::pair<std::string, int64_t>> armed_;        // one-shot kind, generation
   std::map<NodeId, int64_t> disk_full_;                            // the fault's generation
   std::map<NodeId, std::pair<int64_t, int64_t>> disk_latency_ms_;  // slow disks: [min, max] ms
-  std::set<NodeId> corrupted_;   // a record corrupted on purpose (a refusal is then expected)
+  std::set<NodeId> corrupted_;  // a record corrupted on purpose (a refusal is then expected)
+  // The records corrupted, as the store's refusal names them: "<segment file name> at offset
+  // <n>".
+  std::map<NodeId, std::set<std::string>> corrupted_records_;
   std::set<NodeId> refused_;     // its last start refused a corrupt WAL
   std::set<NodeId> stopped_;     // its last process stopped on a storage failure
   std::set<NodeId> exit_noted_;  // its last process's end was judged
