@@ -1,6 +1,7 @@
 #include "store/sim_file_system.h"
 
 #include <algorithm>
+#include <cstring>
 #include <iterator>
 #include <utility>
 
@@ -38,55 +39,71 @@ enum class CutOutcome : uint8_t { kLost, kWhole, kTorn };
 
 // --- Content ---
 
-void SimFileSystem::Content::Write(uint64_t offset, absl::string_view data) {
-  if (data.empty()) return;
-  const uint64_t end = offset + data.size();
-  auto first = extents_.upper_bound(offset);
-  if (first != extents_.begin()) {
-    auto before = std::prev(first);
-    if (before->first + before->second.size() >= offset) first = before;
-  }
-  // An overwrite inside one extent (a WAL header, a rewritten sector): in place.
-  if (first != extents_.end() && first->first <= offset &&
-      first->first + first->second.size() >= end) {
-    first->second.replace(offset - first->first, data.size(), data.data(), data.size());
+void SimFileSystem::Content::Write(uint64_t offset, std::shared_ptr<const std::string> buffer) {
+  const uint64_t size = buffer->size();
+  WritePiece(offset, Piece{offset, std::move(buffer), 0, size});
+}
+
+void SimFileSystem::Content::Write(uint64_t offset, std::string bytes) {
+  Write(offset, std::make_shared<const std::string>(std::move(bytes)));
+}
+
+size_t SimFileSystem::Content::FirstEndingAfter(uint64_t offset) const {
+  // Pieces never overlap, so their ends are in order too.
+  return std::partition_point(
+             pieces_.begin(), pieces_.end(),
+             [&](const Piece& piece) { return piece.offset + piece.size <= offset; }) -
+         pieces_.begin();
+}
+
+void SimFileSystem::Content::WritePiece(uint64_t offset, Piece piece) {
+  if (piece.size == 0) return;
+  const uint64_t end = offset + piece.size;
+  size_bytes_ = std::max(size_bytes_, end);
+  // An append (the common case): past every piece.
+  if (pieces_.empty() || pieces_.back().offset + pieces_.back().size <= offset) {
+    pieces_.push_back(std::move(piece));
     return;
   }
-  // Otherwise merge every extent that overlaps or touches [offset, end) into one: appends grow
-  // the extent before them, so a sequentially written file stays one extent.
-  auto last = first;
-  std::string tail;  // bytes of the last merged extent past `end`
-  while (last != extents_.end() && last->first <= end) {
-    const uint64_t last_end = last->first + last->second.size();
-    if (last_end > end) tail = last->second.substr(end - last->first);
-    ++last;
+  // Pieces [first, last) overlap [offset, end): replaced by the head of the first before
+  // `offset`, the new piece, and the tail of the last past `end`.
+  const size_t first = FirstEndingAfter(offset);
+  size_t last = first;
+  while (last < pieces_.size() && pieces_[last].offset < end) ++last;
+  std::vector<Piece> replacement;
+  if (first < last && pieces_[first].offset < offset) {
+    Piece head = pieces_[first];
+    head.size = offset - head.offset;
+    replacement.push_back(std::move(head));
   }
-  if (first != last && first->first <= offset) {
-    std::string& bytes = first->second;
-    bytes.resize(offset - first->first);
-    bytes.append(data.data(), data.size());
-    bytes.append(tail);
-    extents_.erase(std::next(first), last);
-  } else {
-    std::string bytes(data);
-    bytes.append(tail);
-    extents_.erase(first, last);
-    extents_.emplace(offset, std::move(bytes));
+  replacement.push_back(std::move(piece));
+  if (first < last) {
+    const Piece& before_tail = pieces_[last - 1];
+    const uint64_t tail_end = before_tail.offset + before_tail.size;
+    if (tail_end > end) {
+      Piece tail = before_tail;
+      tail.begin += end - tail.offset;
+      tail.size = tail_end - end;
+      tail.offset = end;
+      replacement.push_back(std::move(tail));
+    }
   }
-  size_bytes_ = std::max(size_bytes_, end);
+  pieces_.erase(pieces_.begin() + first, pieces_.begin() + last);
+  pieces_.insert(pieces_.begin() + first, std::make_move_iterator(replacement.begin()),
+                 std::make_move_iterator(replacement.end()));
 }
 
 std::string SimFileSystem::Content::Read(uint64_t offset, uint64_t size) const {
   if (offset >= size_bytes_) return "";
   const uint64_t end = offset + std::min(size, size_bytes_ - offset);
   std::string out(end - offset, '\0');
-  auto it = extents_.upper_bound(offset);
-  if (it != extents_.begin()) --it;
-  for (; it != extents_.end() && it->first < end; ++it) {
-    const uint64_t copy_begin = std::max(offset, it->first);
-    const uint64_t copy_end = std::min(end, it->first + it->second.size());
+  for (size_t i = FirstEndingAfter(offset); i < pieces_.size() && pieces_[i].offset < end; ++i) {
+    const Piece& piece = pieces_[i];
+    const uint64_t copy_begin = std::max(offset, piece.offset);
+    const uint64_t copy_end = std::min(end, piece.offset + piece.size);
     if (copy_begin >= copy_end) continue;
-    out.replace(copy_begin - offset, copy_end - copy_begin, it->second, copy_begin - it->first,
+    std::memcpy(out.data() + (copy_begin - offset),
+                piece.buffer->data() + piece.begin + (copy_begin - piece.offset),
                 copy_end - copy_begin);
   }
   return out;
@@ -94,10 +111,10 @@ std::string SimFileSystem::Content::Read(uint64_t offset, uint64_t size) const {
 
 void SimFileSystem::Content::Resize(uint64_t size_bytes) {
   if (size_bytes < size_bytes_) {
-    extents_.erase(extents_.lower_bound(size_bytes), extents_.end());
-    if (!extents_.empty()) {
-      auto& [start, bytes] = *extents_.rbegin();
-      if (start + bytes.size() > size_bytes) bytes.resize(size_bytes - start);
+    while (!pieces_.empty() && pieces_.back().offset >= size_bytes) pieces_.pop_back();
+    if (!pieces_.empty()) {
+      Piece& piece = pieces_.back();
+      if (piece.offset + piece.size > size_bytes) piece.size = size_bytes - piece.offset;
     }
   }
   size_bytes_ = size_bytes;
@@ -105,13 +122,15 @@ void SimFileSystem::Content::Resize(uint64_t size_bytes) {
 
 void SimFileSystem::Content::FlipBit(uint64_t offset, int bit) {
   RAFT_CHECK(offset < size_bytes_) << "flip at " << offset << " of " << size_bytes_ << " bytes";
-  auto it = extents_.upper_bound(offset);
-  if (it != extents_.begin()) {
-    --it;
-    if (offset < it->first + it->second.size()) {
-      it->second[offset - it->first] ^= static_cast<char>(1 << bit);
-      return;
-    }
+  const size_t i = FirstEndingAfter(offset);
+  if (i < pieces_.size() && pieces_[i].offset <= offset) {
+    // The buffer may be shared with other versions of the file: this one gets its own copy.
+    Piece& piece = pieces_[i];
+    std::string bytes(piece.view());
+    bytes[offset - piece.offset] ^= static_cast<char>(1 << bit);
+    piece.buffer = std::make_shared<const std::string>(std::move(bytes));
+    piece.begin = 0;
+    return;
   }
   // An implied zero byte: it becomes a written byte with only that bit set.
   Write(offset, std::string(1, static_cast<char>(1 << bit)));
@@ -119,7 +138,7 @@ void SimFileSystem::Content::FlipBit(uint64_t offset, int bit) {
 
 uint64_t SimFileSystem::Content::stored_bytes() const {
   uint64_t total = 0;
-  for (const auto& [start, bytes] : extents_) total += bytes.size();
+  for (const Piece& piece : pieces_) total += piece.size;
   return total;
 }
 
@@ -181,7 +200,7 @@ class SimFileSystem::SimFile : public File {
     status = fs_->CheckCapacity(size > size_bytes ? size - size_bytes : 0, "ftruncate", path_);
     if (!status.ok()) return status;
     inode.current.Resize(size);
-    inode.pending.push_back({PendingWrite::Kind::kTruncate, size, ""});
+    inode.pending.push_back({PendingWrite::Kind::kTruncate, size, nullptr});
     return absl::OkStatus();
   }
 
@@ -220,9 +239,11 @@ class SimFileSystem::SimFile : public File {
     const uint64_t size_bytes = inode.current.size_bytes();
     status = fs_->CheckCapacity(end > size_bytes ? end - size_bytes : 0, operation, path_);
     if (!status.ok() || data.empty()) return status;
-    inode.current.Write(offset, data);
-    inode.pending.push_back({PendingWrite::Kind::kWrite, offset,
-                             owned != nullptr ? std::move(*owned) : std::string(data)});
+    // One buffer for the current view, the pending write and, once synced, the durable bytes.
+    auto buffer = std::make_shared<const std::string>(owned != nullptr ? std::move(*owned)
+                                                                       : std::string(data));
+    inode.current.Write(offset, buffer);
+    inode.pending.push_back({PendingWrite::Kind::kWrite, offset, std::move(buffer)});
     return absl::OkStatus();
   }
 
@@ -388,7 +409,7 @@ void SimFileSystem::RecordDirOp(DirOp op) {
 void SimFileSystem::ApplyWrite(const PendingWrite& write, Content* content) {
   switch (write.kind) {
     case PendingWrite::Kind::kWrite:
-      content->Write(write.offset, write.data);
+      content->Write(write.offset, write.data);  // shares the buffer
       break;
     case PendingWrite::Kind::kTruncate:
       content->Resize(write.offset);
@@ -419,7 +440,7 @@ absl::StatusOr<std::unique_ptr<File>> SimFileSystem::Open(const std::string& pat
       if (exists) {
         Inode& inode = inodes_.at(it->second.inode_id);
         inode.current.Resize(0);
-        inode.pending.push_back({PendingWrite::Kind::kTruncate, 0, ""});
+        inode.pending.push_back({PendingWrite::Kind::kTruncate, 0, nullptr});
       }
       break;
   }
@@ -629,11 +650,11 @@ void SimFileSystem::CrashFile(Inode* inode) {
   // A prefix of the write's sectors (at least one) reaches the disk, the last of them possibly
   // garbled: the drive lost power while writing it.
   const uint64_t first_sector = write.offset / kSectorBytes;
-  const uint64_t end = write.offset + write.data.size();
+  const uint64_t end = write.offset + write.size();
   const uint64_t sector_count = (end - 1) / kSectorBytes - first_sector + 1;
   const uint64_t reached_sectors = 1 + crash_rng_.Uniform(sector_count);
   const uint64_t reached_end = std::min(end, (first_sector + reached_sectors) * kSectorBytes);
-  std::string bytes = write.data.substr(0, reached_end - write.offset);
+  std::string bytes = write.data->substr(0, reached_end - write.offset);
   if (crash_rng_.Percent(50)) {
     const uint64_t garbled_begin =
         std::max(write.offset, (first_sector + reached_sectors - 1) * kSectorBytes);
@@ -641,7 +662,7 @@ void SimFileSystem::CrashFile(Inode* inode) {
       bytes[i] = static_cast<char>(crash_rng_.Next());
     }
   }
-  inode->durable.Write(write.offset, bytes);
+  inode->durable.Write(write.offset, std::move(bytes));
 }
 
 void SimFileSystem::TearFile(Inode* inode) {
@@ -652,17 +673,17 @@ void SimFileSystem::TearFile(Inode* inode) {
   const PendingWrite& write = inode->pending[last - 1];
   // Half its sectors (at least one) reach the disk, the last of them garbled.
   const uint64_t first_sector = write.offset / kSectorBytes;
-  const uint64_t end = write.offset + write.data.size();
+  const uint64_t end = write.offset + write.size();
   const uint64_t sector_count = (end - 1) / kSectorBytes - first_sector + 1;
   const uint64_t reached_sectors = std::max<uint64_t>(1, sector_count / 2);
   const uint64_t reached_end = std::min(end, (first_sector + reached_sectors) * kSectorBytes);
-  std::string bytes = write.data.substr(0, reached_end - write.offset);
+  std::string bytes = write.data->substr(0, reached_end - write.offset);
   const uint64_t garbled_begin =
       std::max(write.offset, (first_sector + reached_sectors - 1) * kSectorBytes);
   for (uint64_t i = garbled_begin - write.offset; i < bytes.size(); ++i) {
     bytes[i] = static_cast<char>(crash_rng_.Next() | 1);
   }
-  inode->durable.Write(write.offset, bytes);
+  inode->durable.Write(write.offset, std::move(bytes));
 }
 
 void SimFileSystem::CollectGarbage() {
@@ -772,7 +793,7 @@ uint64_t SimFileSystem::stored_bytes() const {
   uint64_t total = 0;
   for (const auto& [id, inode] : inodes_) {
     total += inode.durable.stored_bytes() + inode.current.stored_bytes();
-    for (const PendingWrite& write : inode.pending) total += write.data.size();
+    for (const PendingWrite& write : inode.pending) total += write.size();
   }
   return total;
 }

@@ -141,11 +141,22 @@ class SimFileSystem : public FileSystem {
   class SimFile;
   class SimFileLock;
 
-  // The bytes of one version of a file: the logical size and the byte ranges written, as extents
-  // that never overlap; bytes below the size outside every extent are zeros.
+  // The bytes of one version of a file: the logical size and the byte ranges written, as pieces
+  // that never overlap; bytes below the size outside every piece are zeros. A piece is a range
+  // of a shared, immutable buffer, so the current view, the pending write and (once synced) the
+  // durable bytes hold one buffer of a write between them instead of a copy each.
   class Content {
    public:
-    void Write(uint64_t offset, absl::string_view data);
+    struct Piece {
+      uint64_t offset = 0;  // in the file
+      std::shared_ptr<const std::string> buffer;
+      uint64_t begin = 0;  // in `buffer`
+      uint64_t size = 0;
+      absl::string_view view() const { return absl::string_view(*buffer).substr(begin, size); }
+    };
+    // Writes all of `buffer` at `offset`.
+    void Write(uint64_t offset, std::shared_ptr<const std::string> buffer);
+    void Write(uint64_t offset, std::string bytes);
     // Up to `size` bytes at `offset`: short at the end, empty past it.
     std::string Read(uint64_t offset, uint64_t size) const;
     // Cuts or extends (with implied zeros) to `size_bytes`.
@@ -156,16 +167,22 @@ class SimFileSystem : public FileSystem {
     uint64_t stored_bytes() const;
 
    private:
-    std::map<uint64_t, std::string> extents_;  // by offset
+    void WritePiece(uint64_t offset, Piece piece);
+
+    // Index of the first piece that ends after `offset`.
+    size_t FirstEndingAfter(uint64_t offset) const;
+
+    std::vector<Piece> pieces_;  // by offset; a file is mostly appended to, at the back
     uint64_t size_bytes_ = 0;
   };
 
-  // A write not yet synced: `data` at `offset`, or a Truncate to `offset` bytes.
+  // A write not yet synced: `data` at `offset`, or a Truncate to `offset` bytes (no data).
   struct PendingWrite {
     enum class Kind : uint8_t { kWrite, kTruncate };
     Kind kind;
     uint64_t offset;
-    std::string data;
+    std::shared_ptr<const std::string> data;
+    uint64_t size() const { return data == nullptr ? 0 : data->size(); }
   };
 
   struct Inode {
