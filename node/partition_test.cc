@@ -59,8 +59,11 @@ constexpr char kPlainPassOnly[] =
 
 class PartitionTest : public ::testing::Test {
  protected:
-  void StartCluster(int members, const std::string& name) {
+  // With `tls`, every client and peer URL is https:// (the harness's TLS mode); the proxy
+  // forwards the TLS bytes as it forwards plain ones.
+  void StartCluster(int members, const std::string& name, bool tls = false) {
     ClusterOptions options;
+    options.tls = tls;
     options.members = members;
     options.name = name;
     options.heartbeat_ms = kHeartbeatMs;
@@ -90,6 +93,7 @@ class PartitionTest : public ::testing::Test {
   std::unique_ptr<net::Client> NewClient(std::vector<std::string> endpoints, kj::Duration per_try) {
     net::ClientOptions options;
     options.endpoints = std::move(endpoints);
+    options.tls = cluster_->client_tls();  // null for a plain-text cluster
     options.per_try_timeout = per_try;
     options.endpoint_backoff_min = 100 * kj::MILLISECONDS;
     options.endpoint_backoff_max = 500 * kj::MILLISECONDS;
@@ -370,8 +374,16 @@ TEST_F(PartitionTest, TwoPlusTwoSplitCommitsNothingAndRecoversAfterHealing) {
 // it; the followers, no longer hearing a leader, elect another within a few election timeouts,
 // and writes commit again. The old leader's pre-votes still arrive but cannot disturb them. No
 // term has two leaders, and after healing the stores agree.
-TEST_F(PartitionTest, OneWayCutIntoTheLeaderElectsAnotherAndLosesNothing) {
-  StartCluster(3, "one_way");
+// Run with plain-text URLs and with TLS on every client and peer URL.
+class PartitionModeTest : public PartitionTest, public ::testing::WithParamInterface<bool> {};
+
+INSTANTIATE_TEST_SUITE_P(PlainAndTls, PartitionModeTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Tls" : "Plain";
+                         });
+
+TEST_P(PartitionModeTest, OneWayCutIntoTheLeaderElectsAnotherAndLosesNothing) {
+  StartCluster(3, GetParam() ? "one_way_tls" : "one_way", GetParam());
   for (int from = 0; from < 3; ++from) {
     for (int to = 0; to < 3; ++to) {
       if (from != to) cluster_->proxy()->SetFault(from, to, LinkFault::Delayed(20));

@@ -223,7 +223,9 @@ TEST(ReplaceTest, AMemberMovesToANewPeerUrl) {
   EXPECT_EQ(CodeOf(refused.ok() ? refused->status : refused.status()), ErrorCode::kMemberExists);
 
   cluster->Kill(*joiner);
-  const uint16_t port = testing::FreeLoopbackPort();
+  auto reserved = cluster->ReservePort();
+  ASSERT_TRUE(reserved.ok()) << reserved.status();
+  const uint16_t port = *reserved;
   update.member.peer_urls = {absl::StrCat("http://127.0.0.1:", port)};
   auto updated = call(**client, update);
   ASSERT_TRUE(updated.ok()) << updated.status();

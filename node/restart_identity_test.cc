@@ -218,7 +218,9 @@ TEST_F(RestartIdentityTest, RestartsKeepTheirIdentityWhateverTheInitialClusterFl
 
   // A founding member moves: member update to a new peer URL, then a restart listening there.
   // Its flags now name the new URL everywhere, from which a first boot would derive another id.
-  const uint16_t new_port = testing::FreeLoopbackPort();
+  auto reserved = cluster_->ReservePort();
+  ASSERT_TRUE(reserved.ok()) << reserved.status();
+  const uint16_t new_port = *reserved;
   const std::string old_url = cluster_->member(2).peer_url();
   const std::string new_url = absl::StrCat("http://127.0.0.1:", new_port);
   server::Request update;

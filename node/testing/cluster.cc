@@ -1,23 +1,131 @@
 #include "node/testing/cluster.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 
 namespace kvstore::node::testing {
+namespace {
 
-std::string ClusterMember::peer_url() const { return absl::StrCat("http://127.0.0.1:", peer_port); }
+// Where ReservePort picks (see cluster.h).
+constexpr uint16_t kPortLow = 10000;
+constexpr uint16_t kPortHigh = 20000;
+
+// The low end of the kernel's ephemeral port range (32768 without /proc).
+uint16_t EphemeralLow() {
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 0;
+  if (range >> low && low > 0 && low < 65536) return static_cast<uint16_t>(low);
+  return 32768;
+}
+
+// Holds the abstract Unix socket that reserves `port` among harnesses; -1 if another holds it.
+int HoldPortLock(uint16_t port) {
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string name = absl::StrCat("kvstore-test-port-", port);
+  std::memcpy(addr.sun_path + 1, name.data(), name.size());  // sun_path[0] == 0: abstract
+  const socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Whether 127.0.0.1:port can be bound now (nobody listens on it or holds it).
+bool CanBind(uint16_t port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+// Runs `script` with /bin/sh to its end (within 30 s); an error says how it failed and what it
+// wrote on stderr.
+absl::Status RunShell(const std::string& script) {
+  crash::SpawnOptions spawn;
+  spawn.args = {"-c", script};
+  auto child = crash::ChildProcess::Spawn("/bin/sh", spawn);
+  if (!child.ok()) return child.status();
+  auto exit = (*child)->Wait(crash::Clock::now() + std::chrono::seconds(30));
+  if (!exit.ok()) return exit.status();
+  if (!exit->Exited(0)) {
+    return absl::InternalError(
+        absl::StrCat("`", script, "`: ", exit->Describe(), ": ", (*child)->stderr_text()));
+  }
+  return absl::OkStatus();
+}
+
+// A P-256 key DIR/NAME.key and its certificate DIR/NAME.crt with common name `cn`, signed by the
+// CA DIR/ca (self-signed when NAME is "ca"), valid two days, with subjectAltName `san` if given.
+absl::Status MakeCertificate(const std::string& dir, const std::string& name, const std::string& cn,
+                             const std::string& san) {
+  static std::mt19937_64 serials(std::random_device{}());
+  const std::string base = absl::StrCat(dir, "/", name);
+  std::string script =
+      absl::StrCat("set -e; mkdir -p '", dir, "'; openssl genpkey -algorithm EC -pkeyopt ",
+                   "ec_paramgen_curve:P-256 -out '", base, ".key'; ");
+  if (name == "ca") {
+    absl::StrAppend(&script, "openssl req -x509 -new -key '", base, ".key' -subj '/CN=", cn,
+                    "' -days 2 -out '", base, ".crt'");
+    return RunShell(script);
+  }
+  absl::StrAppend(&script, "openssl req -new -key '", base, ".key' -subj '/CN=", cn, "' -out '",
+                  base, ".csr'; ");
+  std::string extensions;
+  if (!san.empty()) {
+    absl::StrAppend(&script, "printf 'subjectAltName=%s\n' '", san, "' >'", base, ".ext'; ");
+    extensions = absl::StrCat(" -extfile '", base, ".ext'");
+  }
+  absl::StrAppend(&script, "openssl x509 -req -in '", base, ".csr' -CA '", dir, "/ca.crt' -CAkey '",
+                  dir, "/ca.key' -set_serial 0x", absl::StrFormat("%016x", serials() >> 1),
+                  " -days 2", extensions, " -out '", base, ".crt'; rm -f '", base, ".csr' '", base,
+                  ".ext'");
+  return RunShell(script);
+}
+
+}  // namespace
+
+std::string ClusterMember::peer_url() const {
+  return absl::StrCat(tls ? "https" : "http", "://127.0.0.1:", peer_port);
+}
+
+std::string ClusterMember::client_url() const {
+  return absl::StrCat(tls ? "https" : "http", "://127.0.0.1:", client_port);
+}
 
 std::string ClusterMember::endpoint() const { return absl::StrCat("127.0.0.1:", client_port); }
 
 absl::StatusOr<std::unique_ptr<Cluster>> Cluster::Create(ClusterOptions options) {
   std::unique_ptr<Cluster> cluster(new Cluster(std::move(options)));
   cluster->root_ = crash::FreshTestDir(cluster->options_.name);
+  if (cluster->options_.tls) {
+    if (absl::Status s = cluster->MakeCertificates(); !s.ok()) return s;
+  }
   if (cluster->options_.proxied) {
     auto proxy = LinkProxy::Start(cluster->options_.proxy_seed);
     if (!proxy.ok()) return proxy.status();
@@ -39,10 +147,22 @@ absl::Status Cluster::NewMember(const std::string& root) {
   ClusterMember m;
   const size_t index = members_.size();
   m.name = absl::StrCat("n", index + 1);
-  m.client_port = FreeLoopbackPort();
-  m.listen_peer_port = FreeLoopbackPort();
-  if (m.client_port == 0 || m.listen_peer_port == 0) return absl::UnavailableError("no free port");
+  auto client_port = ReservePort();
+  if (!client_port.ok()) return client_port.status();
+  auto peer_port = ReservePort();
+  if (!peer_port.ok()) return peer_port.status();
+  m.client_port = *client_port;
+  m.listen_peer_port = *peer_port;
   m.peer_port = m.listen_peer_port;
+  if (options_.tls) {
+    // Its own certificate, for clients and peers (and as a client of its peers).
+    if (absl::Status s = MakeCertificate(certs_dir(), m.name, m.name, "IP:127.0.0.1"); !s.ok()) {
+      return s;
+    }
+    m.tls = true;
+    m.cert_file = absl::StrCat(certs_dir(), "/", m.name, ".crt");
+    m.key_file = absl::StrCat(certs_dir(), "/", m.name, ".key");
+  }
   if (proxy_ != nullptr) {
     auto port = proxy_->AddDestination(static_cast<int>(index), m.listen_peer_port);
     if (!port.ok()) return port.status();
@@ -53,9 +173,54 @@ absl::Status Cluster::NewMember(const std::string& root) {
   return absl::OkStatus();
 }
 
+absl::Status Cluster::MakeCertificates() {
+  if (absl::Status s = MakeCertificate(certs_dir(), "ca", "kvstore test CA", ""); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = MakeCertificate(certs_dir(), "client", "root", ""); !s.ok()) return s;
+  net::TlsFiles files;
+  files.cert_file = client_cert_file();
+  files.key_file = client_key_file();
+  files.trusted_ca_file = ca_file();
+  auto context = net::TlsContext::NewClient(files);
+  if (!context.ok()) return context.status();
+  client_tls_ = std::move(*context);
+  return absl::OkStatus();
+}
+
+std::string Cluster::ca_file() const { return certs_dir() + "/ca.crt"; }
+std::string Cluster::client_cert_file() const { return certs_dir() + "/client.crt"; }
+std::string Cluster::client_key_file() const { return certs_dir() + "/client.key"; }
+
+absl::StatusOr<uint16_t> Cluster::ReservePort() {
+  static std::mt19937 random(std::random_device{}());
+  const uint16_t high = std::min(kPortHigh, EphemeralLow());
+  if (high <= kPortLow) {
+    // An unusual ephemeral range: no port is safe from the kernel; the old way.
+    const uint16_t port = FreeLoopbackPort();
+    if (port == 0) return absl::UnavailableError("no free port");
+    return port;
+  }
+  std::uniform_int_distribution<int> pick(kPortLow, high - 1);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const uint16_t port = static_cast<uint16_t>(pick(random));
+    const int lock = HoldPortLock(port);
+    if (lock < 0) continue;  // another harness's (or this one's)
+    if (!CanBind(port)) {
+      close(lock);
+      continue;
+    }
+    reservations_.push_back(lock);
+    return port;
+  }
+  return absl::UnavailableError(
+      absl::StrCat("no free port in [", kPortLow, ", ", high, ") after 1000 picks"));
+}
+
 Cluster::~Cluster() {
   for (size_t i = 0; i < members_.size(); ++i) Kill(i);
   proxy_.reset();
+  for (int fd : reservations_) close(fd);
 }
 
 absl::Status Cluster::StartAll() {
@@ -74,29 +239,38 @@ static std::string LogLevel() {
 
 std::vector<std::string> Cluster::Args(size_t i) const {
   const ClusterMember& m = members_[i];
-  std::vector<std::string> args = {"--name",
-                                   m.name,
-                                   "--data-dir",
-                                   m.dir,
-                                   "--listen-client-urls",
-                                   absl::StrCat("http://127.0.0.1:", m.client_port),
-                                   "--listen-peer-urls",
-                                   absl::StrCat("http://127.0.0.1:", m.listen_peer_port),
-                                   "--initial-advertise-peer-urls",
-                                   m.peer_url(),
-                                   "--initial-cluster",
-                                   m.initial_cluster,
-                                   "--initial-cluster-token",
-                                   options_.name,
-                                   "--heartbeat-interval",
-                                   absl::StrCat(options_.heartbeat_ms),
-                                   "--election-timeout",
-                                   absl::StrCat(options_.election_ms),
-                                   "--log-level",
-                                   LogLevel()};
+  std::vector<std::string> args = {
+      "--name",
+      m.name,
+      "--data-dir",
+      m.dir,
+      "--listen-client-urls",
+      m.client_url(),
+      "--listen-peer-urls",
+      absl::StrCat(m.tls ? "https" : "http", "://127.0.0.1:", m.listen_peer_port),
+      "--initial-advertise-peer-urls",
+      m.peer_url(),
+      "--initial-cluster",
+      m.initial_cluster,
+      "--initial-cluster-token",
+      options_.name,
+      "--heartbeat-interval",
+      absl::StrCat(options_.heartbeat_ms),
+      "--election-timeout",
+      absl::StrCat(options_.election_ms),
+      "--log-level",
+      LogLevel()};
   if (options_.quota_backend_bytes > 0) {
     args.push_back("--quota-backend-bytes");
     args.push_back(absl::StrCat(options_.quota_backend_bytes));
+  }
+  if (m.tls) {
+    for (const char* prefix : {"", "peer-"}) {
+      args.insert(args.end(), {absl::StrCat("--", prefix, "cert-file"), m.cert_file,
+                               absl::StrCat("--", prefix, "key-file"), m.key_file,
+                               absl::StrCat("--", prefix, "trusted-ca-file"), ca_file(),
+                               absl::StrCat("--", prefix, "client-cert-auth")});
+    }
   }
   if (m.joins_existing) {
     args.push_back("--initial-cluster-state");

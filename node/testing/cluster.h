@@ -14,6 +14,18 @@
 // Proxied, member i listens for peers on its own port and advertises the proxy's port for it
 // (--initial-advertise-peer-urls and --initial-cluster), so every peer connection to it goes
 // through the proxy, which learns the member's process at every start.
+//
+// With ClusterOptions::tls, every client and peer URL is https:// and requires a client
+// certificate (kvnode's --client-cert-auth and --peer-client-cert-auth), with certificates made
+// at test time by the `openssl` command into the cluster's directory (<root>/certs), never
+// committed: a CA, one certificate per member (CN its name, SAN IP:127.0.0.1) that it serves
+// clients and peers with and presents to its peers, and a client certificate (CN root) with
+// which the harness's own clients connect (client_tls()). A proxied TLS cluster works as a plain
+// one: the proxy forwards bytes, and the member's certificate names the proxy's address too.
+//
+// Ports: each member's ports are picked below the kernel's ephemeral range and reserved for the
+// cluster's lifetime against other harnesses (ReservePort), so that a port is never taken
+// between its pick and kvnode's bind (issue 13's "Address already in use" flake).
 
 #include <sys/types.h>
 
@@ -24,6 +36,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "net/tls.h"
 #include "node/crash_process.h"
 #include "node/http_testing.h"
 #include "node/testing/link_proxy.h"
@@ -41,6 +54,8 @@ struct ClusterOptions {
   uint64_t proxy_seed = 1;
   // Every member's --quota-backend-bytes; 0: kvnode's default.
   uint64_t quota_backend_bytes = 0;
+  // https:// client and peer URLs with client certificates required (see above).
+  bool tls = false;
 };
 
 struct ClusterMember {
@@ -51,10 +66,15 @@ struct ClusterMember {
   std::string dir;
   bool joins_existing = false;
   std::string initial_cluster;  // its --initial-cluster
+  bool tls = false;
+  std::string cert_file;  // TLS: its certificate and key (client and peer)
+  std::string key_file;
   std::unique_ptr<crash::ChildProcess> process;
 
   std::string peer_url() const;  // the advertised one
   std::string endpoint() const;  // "127.0.0.1:<client port>"
+  // "http://127.0.0.1:<client port>", https:// in TLS mode.
+  std::string client_url() const;
   bool running() const { return process != nullptr; }
 };
 
@@ -90,12 +110,36 @@ class Cluster {
   // The proxy of a proxied cluster; null otherwise.
   LinkProxy* proxy() { return proxy_.get(); }
 
+  // TLS mode: the context of the harness's clients (net::ClientOptions::tls), whose certificate
+  // (CN root) the members accept and which trusts the cluster's CA; null without TLS.
+  net::TlsContext* client_tls() const { return client_tls_.get(); }
+  // TLS mode: the files of that client (kvctl's --cacert, --cert, --key).
+  std::string ca_file() const;
+  std::string client_cert_file() const;
+  std::string client_key_file() const;
+
+  // A loopback port no other process holds, reserved for this cluster's lifetime (a test that
+  // moves a member to a new port takes it here). Picked at random in [10000, 20000) below the
+  // kernel's ephemeral range: the kernel never hands such a port out, neither as an outgoing
+  // connection's source port nor to a bind of port 0 (FreeLoopbackPort's ports, and what any
+  // client connection takes, are in that range, and one taken between the pick and kvnode's
+  // bind failed a start with "Address already in use"); the repo's shell tests pick at 20000 and
+  // up. Two harnesses running at once (shards, parallel tests) never pick the same port: each
+  // holds the abstract Unix socket "kvstore-test-port-<port>" for its ports, which lives in the
+  // same network namespace as the TCP port and is released when the holder exits, even by
+  // kill -9. A port some other program is bound to fails the bind check and is skipped.
+  absl::StatusOr<uint16_t> ReservePort();
+
  private:
   explicit Cluster(ClusterOptions options) : options_(std::move(options)) {}
   absl::Status NewMember(const std::string& root);
+  absl::Status MakeCertificates();
+  std::string certs_dir() const { return root_ + "/certs"; }
 
   ClusterOptions options_;
   std::string root_;
+  std::unique_ptr<net::TlsContext> client_tls_;
+  std::vector<int> reservations_;  // the abstract Unix sockets of ReservePort
   std::unique_ptr<LinkProxy> proxy_;
   std::vector<ClusterMember> members_;
   std::string initial_cluster_;
