@@ -121,18 +121,27 @@ absl::StatusOr<int64_t> Lessor::Renew(LeaseId id, int64_t now_ms) {
 }
 
 std::vector<LeaseId> Lessor::Expired(int64_t now_ms, size_t limit) const {
-  std::vector<std::pair<int64_t, LeaseId>> expired;
   if (!primary_) return {};
   // The leader asks on every tick: none has expired before the lower bound of their expiries.
   if (now_ms < min_expiry_ms_) return {};
+  // Counted first, so that each vector is allocated once (expired leases awaiting their
+  // revocation are found on tick after tick).
   int64_t lowest = kForever;
+  size_t count = 0;
   for (const auto& [id, lease] : leases_) {
     lowest = std::min(lowest, lease.expiry_ms);
-    if (lease.expiry_ms <= now_ms) expired.emplace_back(lease.expiry_ms, id);
+    if (lease.expiry_ms <= now_ms) ++count;
   }
   min_expiry_ms_ = lowest;
+  if (count == 0) return {};
+  std::vector<std::pair<int64_t, LeaseId>> expired;
+  expired.reserve(count);
+  for (const auto& [id, lease] : leases_) {
+    if (lease.expiry_ms <= now_ms) expired.emplace_back(lease.expiry_ms, id);
+  }
   std::sort(expired.begin(), expired.end());
   std::vector<LeaseId> ids;
+  ids.reserve(std::min(expired.size(), limit));
   for (size_t i = 0; i < expired.size() && i < limit; ++i) ids.push_back(expired[i].second);
   return ids;
 }
