@@ -1146,9 +1146,9 @@ bool Server::Impl::IsDuplicate(const pb::InternalRequest& internal) {
   // alike. Ids grow per member; one below a full window is older than any proposal still
   // pending (its proposer has answered TIMEOUT long ago), so it is treated as seen.
   absl::btree_set<RequestId>& seen = applied_requests_[internal.member_id()];
-  if (seen.count(internal.id()) > 0) return true;
+  // Below a full window: seen (it is not in the set, so asking the set first answers alike).
   if (seen.size() >= kDedupWindowPerMember && internal.id() < *seen.begin()) return true;
-  seen.insert(internal.id());
+  if (!seen.insert(internal.id()).second) return true;  // one search to find or insert
   backend_->Put(mvcc::Bucket::kDedup, DedupKey(internal.member_id(), internal.id()).view(), "");
   if (seen.size() > kDedupWindowPerMember) {
     backend_->Delete(mvcc::Bucket::kDedup, DedupKey(internal.member_id(), *seen.begin()).view());
