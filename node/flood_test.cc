@@ -177,6 +177,15 @@ class FloodTest : public ::testing::Test {
                     "--log-level",
                     "error"};
     options.args.insert(options.args.end(), extra_args_.begin(), extra_args_.end());
+    // The tests of etcd's answers run against etcd itself when FLOOD_TEST_ETCD names its binary
+    // (by hand: bazel-bin/node/flood_test with FLOOD_TEST_ETCD=/usr/bin/etcd), to pin them.
+    std::string program = crash::RunfilePath("node/kvnode");
+    if (const char* etcd = std::getenv("FLOOD_TEST_ETCD"); etcd != nullptr && etcd_may_serve_) {
+      program = etcd;
+      options.args.insert(options.args.end(), {"--initial-cluster",
+                                               absl::StrCat("default=http://127.0.0.1:", peer_port),
+                                               "--logger", "zap"});
+    }
     // Under AddressSanitizer (CI's sanitized pass) a freed block waits in a quarantine of
     // 256 MiB by default, which the member's peak RSS would count (375 MiB were measured): the
     // member gets a 16 MiB one, so the bound below measures its queues, not the sanitizer's
@@ -184,7 +193,7 @@ class FloodTest : public ::testing::Test {
     if (const char* asan = std::getenv("ASAN_OPTIONS"); asan != nullptr) {
       setenv("ASAN_OPTIONS", absl::StrCat(asan, ":quarantine_size_mb=16").c_str(), 1);
     }
-    auto child = ChildProcess::Spawn(crash::RunfilePath("node/kvnode"), options);
+    auto child = ChildProcess::Spawn(program, options);
     ASSERT_TRUE(child.ok()) << child.status();
     node_ = std::move(*child);
     // gRPC backs off for seconds after a refused connection: connect once the port listens.
@@ -218,6 +227,7 @@ class FloodTest : public ::testing::Test {
   }
 
   std::vector<std::string> extra_args_;  // more kvnode flags, set before SetUp
+  bool etcd_may_serve_ = false;          // FLOOD_TEST_ETCD may replace kvnode (set before SetUp)
   uint16_t client_port_ = 0;
   std::string endpoint_;
   std::unique_ptr<ChildProcess> node_;
@@ -507,6 +517,120 @@ struct OpenStream {
     EXPECT_EQ(response.watch_id(), watch_id);
   }
 };
+
+// Writes `request` on `stream` and reads the next response (an empty one if the stream ended).
+etcdserverpb::WatchResponse Exchange(WatchStream& stream,
+                                     const etcdserverpb::WatchRequest& request) {
+  etcdserverpb::WatchResponse response;
+  EXPECT_TRUE(stream.Write(request));
+  EXPECT_TRUE(stream.Read(&response));
+  return response;
+}
+
+etcdserverpb::WatchRequest CreateRequest(const std::string& key, int64_t watch_id = 0,
+                                         const std::string& range_end = "",
+                                         int64_t start_revision = 0) {
+  etcdserverpb::WatchRequest request;
+  request.mutable_create_request()->set_key(key);
+  request.mutable_create_request()->set_range_end(range_end);
+  request.mutable_create_request()->set_watch_id(watch_id);
+  request.mutable_create_request()->set_start_revision(start_revision);
+  return request;
+}
+
+etcdserverpb::WatchRequest CancelRequest(int64_t watch_id) {
+  etcdserverpb::WatchRequest request;
+  request.mutable_cancel_request()->set_watch_id(watch_id);
+  return request;
+}
+
+etcdserverpb::WatchRequest ProgressRequest() {
+  etcdserverpb::WatchRequest request;
+  request.mutable_progress_request();
+  return request;
+}
+
+// etcd's answers on the Watch stream, pinned against etcd 3.4.23 itself (FLOOD_TEST_ETCD).
+class WatchAnswersTest : public FloodTest {
+ protected:
+  WatchAnswersTest() { etcd_may_serve_ = true; }
+};
+
+// etcd 3.4's recvLoop answers a WatchCancelRequest for an open watch with {header, watch_id,
+// canceled} and nothing else, no cancel_reason; a cancel of an unknown id is not answered.
+TEST_F(WatchAnswersTest, AClientsCancelIsAnsweredWithoutAReason) {
+  auto stub = etcdserverpb::Watch::NewStub(Channel(endpoint_));
+  OpenStream s(*stub);
+  const etcdserverpb::WatchResponse created = s.Create("cancel/a");
+  ASSERT_FALSE(created.canceled()) << created.ShortDebugString();
+  etcdserverpb::WatchResponse answer = Exchange(*s.stream, CancelRequest(created.watch_id()));
+  std::printf("cancel answered: %s\n", answer.ShortDebugString().c_str());
+  EXPECT_EQ(answer.watch_id(), created.watch_id());
+  EXPECT_TRUE(answer.canceled());
+  EXPECT_FALSE(answer.created());
+  EXPECT_EQ(answer.cancel_reason(), "");
+  EXPECT_EQ(answer.compact_revision(), 0);
+  EXPECT_EQ(answer.events_size(), 0);
+  EXPECT_EQ(answer.header().revision(), created.header().revision());
+  // Unknown ids (the one just canceled, one never used): no answer, so the next response is the
+  // progress request's (etcd 3.4: watch id -1, for the whole stream).
+  ASSERT_TRUE(s.stream->Write(CancelRequest(created.watch_id())));
+  ASSERT_TRUE(s.stream->Write(CancelRequest(12345)));
+  answer = Exchange(*s.stream, ProgressRequest());
+  EXPECT_EQ(answer.watch_id(), -1) << answer.ShortDebugString();
+  EXPECT_FALSE(answer.canceled()) << answer.ShortDebugString();
+  EXPECT_FALSE(answer.created()) << answer.ShortDebugString();
+}
+
+// etcd's mvcc watchStream.Watch takes an automatic id (nextID++) only past its checks: a refused
+// creation (a duplicate explicit id, an empty key range) leaves the next automatic id as it was.
+// A compacted start revision is not refused there: the watch opens (its id is taken) and is
+// canceled with the compact revision.
+TEST_F(WatchAnswersTest, RefusedCreationsTakeNoAutomaticId) {
+  auto stub = etcdserverpb::Watch::NewStub(Channel(endpoint_));
+  OpenStream s(*stub);
+  auto expect_created = [&](const etcdserverpb::WatchResponse& r, int64_t id) {
+    EXPECT_TRUE(r.created()) << r.ShortDebugString();
+    EXPECT_FALSE(r.canceled()) << r.ShortDebugString();
+    EXPECT_EQ(r.watch_id(), id) << r.ShortDebugString();
+  };
+  auto expect_refused = [&](const etcdserverpb::WatchResponse& r, const std::string& reason) {
+    std::printf("refused: %s\n", r.ShortDebugString().c_str());
+    EXPECT_TRUE(r.created()) << r.ShortDebugString();
+    EXPECT_TRUE(r.canceled()) << r.ShortDebugString();
+    EXPECT_EQ(r.watch_id(), -1) << r.ShortDebugString();
+    EXPECT_EQ(r.cancel_reason(), reason) << r.ShortDebugString();
+  };
+  expect_created(Exchange(*s.stream, CreateRequest("ids/a")), 0);
+  expect_created(Exchange(*s.stream, CreateRequest("ids/b", 5)), 5);
+  expect_refused(Exchange(*s.stream, CreateRequest("ids/c", 5)),
+                 "mvcc: duplicate watch ID provided on the WatchStream");
+  expect_created(Exchange(*s.stream, CreateRequest("ids/d")), 1);
+  expect_refused(Exchange(*s.stream, CreateRequest("ids/f", 0, "ids/e")),
+                 "mvcc: watcher range is empty");
+  expect_created(Exchange(*s.stream, CreateRequest("ids/g")), 2);
+
+  // A compacted start revision takes its id.
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Put(*normal_, "ids/h", absl::StrCat(i)).ok());
+  auto kv = etcdserverpb::KV::NewStub(Channel(endpoint_));
+  etcdserverpb::RangeRequest range;
+  range.set_key("ids/h");
+  etcdserverpb::RangeResponse ranged;
+  ASSERT_TRUE(kv->Range(Context().get(), range, &ranged).ok());
+  etcdserverpb::CompactionRequest compact;
+  compact.set_revision(ranged.header().revision());
+  etcdserverpb::CompactionResponse compacted;
+  ASSERT_TRUE(kv->Compact(Context().get(), compact, &compacted).ok());
+  etcdserverpb::WatchResponse answer = Exchange(*s.stream, CreateRequest("ids/h", 0, "", 1));
+  std::printf("compacted: %s\n", answer.ShortDebugString().c_str());
+  EXPECT_EQ(answer.watch_id(), 3) << answer.ShortDebugString();
+  while (answer.watch_id() == 3 && !answer.canceled() && s.stream->Read(&answer)) {
+    std::printf("compacted: %s\n", answer.ShortDebugString().c_str());
+  }
+  EXPECT_TRUE(answer.canceled()) << answer.ShortDebugString();
+  EXPECT_EQ(answer.compact_revision(), ranged.header().revision()) << answer.ShortDebugString();
+  expect_created(Exchange(*s.stream, CreateRequest("ids/i")), 4);
+}
 
 // The watchers of every Watch stream of one gRPC connection count against one bound: the
 // creation past it is refused on whichever stream it comes; another connection has its own

@@ -496,6 +496,12 @@ absl::Status ParseGatewayJson(absl::string_view body, google::protobuf::Message*
 }
 
 absl::Status ToWatchRequest(const etcdserverpb::WatchCreateRequest& in, mvcc::WatchRequest* out) {
+  // etcd's mvcc watchStream.Watch refuses a range that holds no key (key >= range_end; "\0", from
+  // the key on, is not one) before it takes an id.
+  if (!in.range_end().empty() && in.range_end() != std::string(1, '\0') &&
+      in.key() >= in.range_end()) {
+    return absl::InvalidArgumentError("mvcc: watcher range is empty");
+  }
   out->key = in.key();
   out->range_end = in.range_end();
   out->start_revision = in.start_revision();

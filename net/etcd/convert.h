@@ -80,6 +80,7 @@ absl::Status ToRequest(const etcdserverpb::HashKVRequest& in, server::Request* o
 absl::Status ToRequest(const etcdserverpb::HashRequest& in, server::Request* out);
 absl::Status ToRequest(const etcdserverpb::MoveLeaderRequest& in, server::Request* out);
 // A watch creation (the stream-local watch id and progress_notify are the stream's business).
+// An empty key range (key >= range_end) is refused with etcd's "mvcc: watcher range is empty".
 absl::Status ToWatchRequest(const etcdserverpb::WatchCreateRequest& in, mvcc::WatchRequest* out);
 // The JSON gateway's body of a /v3/* call as `request` (protobuf's JSON mapping, unknown fields
 // refused; an empty body is `{}`): INVALID_ARGUMENT "malformed JSON request: ..." when it does not

@@ -323,14 +323,15 @@ class WatchSession {
     WatchSession* session = nullptr;
     int64_t local_id = 0;
     mvcc::WatchId member_id = 0;
-    bool member_open = false;  // loop thread only
-    bool ended = false;        // under the session's mutex: nothing more is queued
-    bool counted = false;      // under the session's mutex: holds a slot (open_, connection)
-    size_t queued = 0;         // under the session's mutex: items in the queue that point here
+    bool member_open = false;    // loop thread only
+    bool ended = false;          // under the session's mutex: nothing more is queued
+    bool counted = false;        // under the session's mutex: holds a slot (open_, connection)
+    size_t queued = 0;           // under the session's mutex: items in the queue that point here
+    bool client_cancel = false;  // loop thread: the member is canceling it for its client
 
     void Deliver(const mvcc::WatchResponse& response) override {
       if (response.canceled) member_open = false;
-      session->Enqueue(this, response);
+      session->Enqueue(this, response, response.canceled && client_cancel);
     }
   };
 
@@ -341,12 +342,15 @@ class WatchSession {
   };
 
   // Loop thread (from Deliver) or the reader thread (responses it makes itself).
-  void Enqueue(Watch* watch, const mvcc::WatchResponse& response) {
+  // `client_cancel`: the canceled notice of a watch its client canceled, which etcd 3.4 answers
+  // {watch_id, canceled} with no reason (its recvLoop's answer to a WatchCancelRequest).
+  void Enqueue(Watch* watch, const mvcc::WatchResponse& response, bool client_cancel = false) {
     Queued item;
     item.watch = watch;
     ToProto(response, loop_.cluster_id(), member_id_.load(std::memory_order_relaxed),
             term_.load(std::memory_order_relaxed), &item.response);
     item.response.set_watch_id(watch->local_id);
+    if (client_cancel) item.response.clear_cancel_reason();
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (watch->ended) return;
@@ -383,11 +387,15 @@ class WatchSession {
       member_id_.store(status->id, std::memory_order_relaxed);
       term_.store(status->term, std::memory_order_relaxed);
     }
+    // An automatic id is taken (next_id_ moves past it) only by a watch that opens, as etcd's
+    // mvcc watchStream.Watch increments nextID only past its checks: a refused creation leaves
+    // the next automatic id as it was.
     int64_t local_id = request.watch_id();
+    const bool automatic = local_id == 0;
     bool in_use = false;
-    if (local_id == 0) {
+    if (automatic) {
       while (watches_.count(next_id_) > 0) ++next_id_;
-      local_id = next_id_++;
+      local_id = next_id_;
     } else {
       in_use = watches_.count(local_id) > 0;
     }
@@ -461,9 +469,11 @@ class WatchSession {
         EnqueueLocal(std::move(single));
         return;
       }
+      // A compacted start revision: etcd opens the watch (its id is taken), then cancels it.
       Enqueue(watch.get(), refused.created);
       Enqueue(watch.get(), refused.canceled);
     }
+    if (automatic) ++next_id_;
     watches_[local_id] = std::move(watch);
   }
 
@@ -508,7 +518,9 @@ class WatchSession {
     (void)loop_.Run([&]() {
       if (watch->member_open) {
         // The member delivers the canceled notice during CancelWatch.
+        watch->client_cancel = true;
         (void)loop_.member().CancelWatch(watch->member_id);
+        watch->client_cancel = false;
         watch->member_open = false;
       }
     });
