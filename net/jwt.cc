@@ -25,8 +25,8 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/base/encoding.h"
-#include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "net/jwt.pb.h"
 
 namespace kvstore::net {
 namespace {
@@ -161,14 +161,17 @@ absl::StatusOr<std::string> ReadKeyFile(absl::string_view option, const std::str
 
 std::string Base64Url(absl::string_view bytes) { return absl::WebSafeBase64Escape(bytes); }
 
-absl::StatusOr<google::protobuf::Struct> ParseJsonObject(absl::string_view part,
-                                                         absl::string_view what) {
+// A base64url JSON object into `message`'s members (others are ignored).
+template <typename Message>
+absl::StatusOr<Message> ParseJsonObject(absl::string_view part, absl::string_view what) {
   std::string json;
   if (!absl::WebSafeBase64Unescape(part, &json)) {
     return absl::InvalidArgumentError(absl::StrCat(what, " is not base64url"));
   }
-  google::protobuf::Struct object;
-  if (!google::protobuf::util::JsonStringToMessage(json, &object).ok()) {
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  Message object;
+  if (!google::protobuf::util::JsonStringToMessage(json, &object, options).ok()) {
     return absl::InvalidArgumentError(absl::StrCat(what, " is not a JSON object"));
   }
   return object;
@@ -393,10 +396,9 @@ absl::StatusOr<auth::AuthInfo> JwtProvider::Verify(absl::string_view token) cons
   }
   const std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
   if (parts.size() != 3) return absl::InvalidArgumentError("not three dot-separated parts");
-  auto header = ParseJsonObject(parts[0], "header");
+  auto header = ParseJsonObject<jwt::Header>(parts[0], "header");
   if (!header.ok()) return header.status();
-  auto alg = header->fields().find("alg");
-  if (alg == header->fields().end() || alg->second.string_value() != method.name) {
+  if (!header->has_alg() || header->alg().string_value() != method.name) {
     // etcd: a token signed with another method is refused, whatever its signature.
     return absl::InvalidArgumentError(absl::StrCat("signing method is not ", method.name));
   }
@@ -451,35 +453,33 @@ absl::StatusOr<auth::AuthInfo> JwtProvider::Verify(absl::string_view token) cons
   }
   if (!valid) return absl::InvalidArgumentError("signature does not verify");
 
-  auto claims = ParseJsonObject(parts[1], "claims");
+  auto claims = ParseJsonObject<jwt::Claims>(parts[1], "claims");
   if (!claims.ok()) return claims.status();
-  const auto& fields = claims->fields();
-  auto number = [&](const char* name) -> std::optional<double> {
-    auto it = fields.find(name);
-    if (it == fields.end() || !it->second.has_number_value()) return std::nullopt;
-    const double value = it->second.number_value();
+  auto number = [](const google::protobuf::Value& field) -> std::optional<double> {
+    if (!field.has_number_value()) return std::nullopt;
+    const double value = field.number_value();
     if (!std::isfinite(value) || value < 0 || value > 9007199254740992.0) return std::nullopt;
     return value;
   };
-  auto user = fields.find("username");
-  if (user == fields.end() || !user->second.has_string_value()) {
+  if (!claims->has_username() || !claims->username().has_string_value()) {
     return absl::InvalidArgumentError("claims lack a username");
   }
-  const std::optional<double> revision = number("revision");
+  const std::optional<double> revision =
+      claims->has_revision() ? number(claims->revision()) : std::nullopt;
   if (!revision.has_value()) return absl::InvalidArgumentError("claims lack a revision");
   // jwt-go's MapClaims.Valid: exp (and nbf) are checked when present.
-  if (fields.count("exp") > 0) {
-    const std::optional<double> exp = number("exp");
+  if (claims->has_exp()) {
+    const std::optional<double> exp = number(claims->exp());
     if (!exp.has_value()) return absl::InvalidArgumentError("exp is not a time");
     if (static_cast<double>(now_()) > *exp) return absl::InvalidArgumentError("token is expired");
   }
-  if (fields.count("nbf") > 0) {
-    const std::optional<double> nbf = number("nbf");
+  if (claims->has_nbf()) {
+    const std::optional<double> nbf = number(claims->nbf());
     if (!nbf.has_value() || static_cast<double>(now_()) < *nbf) {
       return absl::InvalidArgumentError("token is not valid yet");
     }
   }
-  return auth::AuthInfo{user->second.string_value(), static_cast<uint64_t>(*revision)};
+  return auth::AuthInfo{claims->username().string_value(), static_cast<uint64_t>(*revision)};
 }
 
 }  // namespace kvstore::net

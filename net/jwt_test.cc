@@ -4,6 +4,7 @@
 #include "net/jwt.h"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 
 #include <cstdio>
@@ -156,6 +157,70 @@ TEST(JwtTest, ExpiredTamperedForeignAndMalformedTokensAreRefused) {
         std::string(kMaxJwtBytes + 1, 'a')}) {
     EXPECT_FALSE(provider->Info(bad).has_value()) << bad.substr(0, 40);
   }
+}
+
+// Tokens signed here with an HS256 secret, so that their claims can be anything: each claim is
+// read by its JSON type, unknown members are ignored, and a claim of the wrong type is refused.
+TEST(JwtTest, ClaimsAreReadByTheirJsonType) {
+  int64_t now = 1'000;
+  const std::string secret = "a shared secret";
+  auto provider = Provider("HS256", secret, "", &now);
+  ASSERT_NE(provider, nullptr);
+  auto sign = [&](const std::string& header, const std::string& claims) {
+    std::string token =
+        absl::StrCat(absl::WebSafeBase64Escape(header), ".", absl::WebSafeBase64Escape(claims));
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_len = 0;
+    HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+         reinterpret_cast<const unsigned char*>(token.data()), token.size(), mac, &mac_len);
+    absl::StrAppend(
+        &token, ".",
+        absl::WebSafeBase64Escape(absl::string_view(reinterpret_cast<const char*>(mac), mac_len)));
+    return token;
+  };
+  const std::string header = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+
+  // Accepted: extra members in both parts, no exp (jwt-go checks exp only when present), nbf
+  // reached.
+  auto info = provider->Verify(sign("{\"typ\":\"JWT\",\"kid\":\"k1\",\"alg\":\"HS256\"}",
+                                    "{\"iss\":\"etcd\",\"revision\":9,\"username\":\"bob\","
+                                    "\"aud\":[\"a\",{\"b\":1}],\"nbf\":1000}"));
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->user, "bob");
+  EXPECT_EQ(info->revision, 9u);
+
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {"{\"typ\":\"JWT\"}", "{\"revision\":9,\"username\":\"bob\"}"},
+      {"{\"alg\":null}", "{\"revision\":9,\"username\":\"bob\"}"},
+      {"{\"alg\":[\"HS256\"]}", "{\"revision\":9,\"username\":\"bob\"}"},
+      {"[\"HS256\"]", "{\"revision\":9,\"username\":\"bob\"}"},
+      {header, "{\"revision\":9}"},
+      {header, "{\"revision\":9,\"username\":7}"},
+      {header, "{\"revision\":9,\"username\":null}"},
+      {header, "{\"username\":\"bob\"}"},
+      {header, "{\"revision\":\"9\",\"username\":\"bob\"}"},
+      {header, "{\"revision\":-1,\"username\":\"bob\"}"},
+      {header, "{\"revision\":9,\"username\":\"bob\",\"exp\":null}"},
+      {header, "{\"revision\":9,\"username\":\"bob\",\"exp\":\"2000\"}"},
+      {header, "{\"revision\":9,\"username\":\"bob\",\"exp\":999}"},
+      {header, "{\"revision\":9,\"username\":\"bob\",\"nbf\":1001}"},
+      {header, "{\"revision\":9,\"username\":\"bob\",\"nbf\":true}"},
+      {header, "[1,2]"},
+      {header, "not json"},
+  };
+  for (const auto& [h, claims] : refused) {
+    EXPECT_FALSE(provider->Verify(sign(h, claims)).ok()) << h << " " << claims;
+  }
+  EXPECT_NE(provider->Verify(sign(header, "{\"revision\":9,\"username\":7}"))
+                .status()
+                .message()
+                .find("username"),
+            std::string::npos);
+  EXPECT_NE(provider->Verify(sign(header, "{\"revision\":9,\"username\":\"b\",\"exp\":null}"))
+                .status()
+                .message()
+                .find("exp is not a time"),
+            std::string::npos);
 }
 
 TEST(JwtTest, KeysThatDoNotFitTheMethodAreRefused) {
