@@ -14,8 +14,10 @@
 #include "core/base/encoding.h"
 #include "core/base/errors.h"
 #include "google/protobuf/util/json_util.h"
+#include "kj/debug.h"
 #include "net/entropy.h"
 #include "net/etcd/convert.h"
+#include "net/etcd/go_json.h"
 #include "net/etcd/rpc.pb.h"
 #include "net/member_service.h"
 
@@ -47,264 +49,12 @@ std::string ResultLine(const google::protobuf::Message& message) {
   return absl::StrCat("{\"result\":", ToJson(message), "}\n");
 }
 
-// Go's quoteChar (encoding/json): a byte as its syntax errors show it.
-std::string GoQuoteChar(char c) {
-  const unsigned char u = static_cast<unsigned char>(c);
-  static constexpr char kHex[] = "0123456789abcdef";
-  switch (c) {
-    case '\'':
-      return "'\\''";
-    case '"':
-      return "'\"'";
-    case '\\':
-      return "'\\\\'";
-    case '\a':
-      return "'\\a'";
-    case '\b':
-      return "'\\b'";
-    case '\f':
-      return "'\\f'";
-    case '\n':
-      return "'\\n'";
-    case '\r':
-      return "'\\r'";
-    case '\t':
-      return "'\\t'";
-    case '\v':
-      return "'\\v'";
-    default:
-      break;
-  }
-  if (u >= 0x20 && u < 0x7f) return absl::StrCat("'", std::string(1, c), "'");
-  if (u < 0x20 || u == 0x7f) {
-    return absl::StrCat("'\\x", std::string(1, kHex[u >> 4]), std::string(1, kHex[u & 15]), "'");
-  }
-  // Go quotes string(byte): the rune U+0080..U+00FF.
-  if (u < 0xa0 || u == 0xad) {
-    return absl::StrCat("'\\u00", std::string(1, kHex[u >> 4]), std::string(1, kHex[u & 15]), "'");
-  }
-  const char utf8[] = {static_cast<char>(0xc0 | (u >> 6)), static_cast<char>(0x80 | (u & 0x3f))};
-  return absl::StrCat("'", absl::string_view(utf8, 2), "'");
-}
-
-// The first syntax error of Go's encoding/json scanner in `text` (one JSON value), in its words
-// ("invalid character 'b' looking for beginning of object key string"); "" when there is none
-// before the value ends or the text runs out.
-std::string GoSyntaxError(absl::string_view text) {
-  enum class St {
-    kBeginValue,
-    kBeginValueOrEmpty,
-    kBeginStringOrEmpty,
-    kBeginString,
-    kEndValue,
-    kInString,
-    kInStringEsc,
-    kInStringEscU,
-    kNeg,
-    k1,
-    k0,
-    kDot,
-    kDot0,
-    kE,
-    kESign,
-    kE0,
-    kLiteral,
-  };
-  enum class Parse { kObjectKey, kObjectValue, kArrayValue };
-  std::vector<Parse> stack;
-  St st = St::kBeginValue;
-  int hex_left = 0;
-  absl::string_view literal, literal_name;  // the rest of true/false/null expected
-  auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
-  auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
-  auto error = [](char c, absl::string_view context) {
-    return absl::StrCat("invalid character ", GoQuoteChar(c), " ", context);
-  };
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    bool again = true;
-    while (again) {
-      again = false;
-      switch (st) {
-        case St::kBeginValueOrEmpty:
-          if (is_space(c)) break;
-          if (c == ']') {
-            st = St::kEndValue;
-            again = true;  // the ']' ends the array there
-            break;
-          }
-          st = St::kBeginValue;
-          again = true;
-          break;
-        case St::kBeginValue:
-          if (is_space(c)) break;
-          if (c == '{') {
-            stack.push_back(Parse::kObjectKey);
-            st = St::kBeginStringOrEmpty;
-          } else if (c == '[') {
-            stack.push_back(Parse::kArrayValue);
-            st = St::kBeginValueOrEmpty;
-          } else if (c == '"') {
-            st = St::kInString;
-          } else if (c == '-') {
-            st = St::kNeg;
-          } else if (c == '0') {
-            st = St::k0;
-          } else if (c >= '1' && c <= '9') {
-            st = St::k1;
-          } else if (c == 't' || c == 'f' || c == 'n') {
-            literal_name = c == 't' ? "true" : c == 'f' ? "false" : "null";
-            literal = literal_name.substr(1);
-            st = St::kLiteral;
-          } else {
-            return error(c, "looking for beginning of value");
-          }
-          break;
-        case St::kBeginStringOrEmpty:
-          if (is_space(c)) break;
-          if (c == '}') {
-            stack.back() = Parse::kObjectValue;
-            st = St::kEndValue;
-            again = true;
-            break;
-          }
-          st = St::kBeginString;
-          again = true;
-          break;
-        case St::kBeginString:
-          if (is_space(c)) break;
-          if (c != '"') return error(c, "looking for beginning of object key string");
-          st = St::kInString;
-          break;
-        case St::kEndValue: {
-          if (stack.empty()) return "";  // the value is complete
-          if (is_space(c)) break;
-          Parse& top = stack.back();
-          if (top == Parse::kObjectKey) {
-            if (c != ':') return error(c, "after object key");
-            top = Parse::kObjectValue;
-            st = St::kBeginValue;
-          } else if (top == Parse::kObjectValue) {
-            if (c == ',') {
-              top = Parse::kObjectKey;
-              st = St::kBeginString;
-            } else if (c == '}') {
-              stack.pop_back();
-              if (stack.empty()) return "";
-            } else {
-              return error(c, "after object key:value pair");
-            }
-          } else {
-            if (c == ',') {
-              st = St::kBeginValue;
-            } else if (c == ']') {
-              stack.pop_back();
-              if (stack.empty()) return "";
-            } else {
-              return error(c, "after array element");
-            }
-          }
-          break;
-        }
-        case St::kInString:
-          if (c == '"') {
-            st = St::kEndValue;
-          } else if (c == '\\') {
-            st = St::kInStringEsc;
-          } else if (static_cast<unsigned char>(c) < 0x20) {
-            return error(c, "in string literal");
-          }
-          break;
-        case St::kInStringEsc:
-          if (c == 'u') {
-            st = St::kInStringEscU;
-            hex_left = 4;
-          } else if (absl::string_view("bfnrt\\/\"").find(c) != absl::string_view::npos) {
-            st = St::kInString;
-          } else {
-            return error(c, "in string escape code");
-          }
-          break;
-        case St::kInStringEscU:
-          if (!is_digit(c) && !((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
-            return error(c, "in \\u hexadecimal character escape");
-          }
-          if (--hex_left == 0) st = St::kInString;
-          break;
-        case St::kNeg:
-          if (c == '0') {
-            st = St::k0;
-          } else if (c >= '1' && c <= '9') {
-            st = St::k1;
-          } else {
-            return error(c, "in numeric literal");
-          }
-          break;
-        case St::k1:
-          if (is_digit(c)) break;
-          st = St::k0;
-          again = true;
-          break;
-        case St::k0:
-          if (c == '.') {
-            st = St::kDot;
-          } else if (c == 'e' || c == 'E') {
-            st = St::kE;
-          } else {
-            st = St::kEndValue;
-            again = true;
-          }
-          break;
-        case St::kDot:
-          if (!is_digit(c)) return error(c, "after decimal point in numeric literal");
-          st = St::kDot0;
-          break;
-        case St::kDot0:
-          if (is_digit(c)) break;
-          if (c == 'e' || c == 'E') {
-            st = St::kE;
-          } else {
-            st = St::kEndValue;
-            again = true;
-          }
-          break;
-        case St::kE:
-          if (c == '+' || c == '-') {
-            st = St::kESign;
-            break;
-          }
-          st = St::kESign;
-          again = true;
-          break;
-        case St::kESign:
-          if (!is_digit(c)) return error(c, "in exponent of numeric literal");
-          st = St::kE0;
-          break;
-        case St::kE0:
-          if (is_digit(c)) break;
-          st = St::kEndValue;
-          again = true;
-          break;
-        case St::kLiteral:
-          if (c != literal[0]) {
-            return error(c, absl::StrCat("in literal ", literal_name, " (expecting ",
-                                         GoQuoteChar(literal[0]), ")"));
-          }
-          literal.remove_prefix(1);
-          if (literal.empty()) st = St::kEndValue;
-          break;
-      }
-    }
-  }
-  return "";
-}
-
 // A request stream's body as Go's json.Decoder reads it (grpc-gateway decodes a bidi-stream
 // endpoint's body so): top-level JSON values one after another, separated by optional white
 // space. The splitter finds where each value ends (depth, strings and their escapes) and checks
-// it with Go's scanner (GoSyntaxError), so a value is refused with Go's words; protobuf's parser
-// then maps it. As etcd's gateway, a value that is not an object is refused with Go's text too
-// (null is an empty request).
+// it with Go's scanner (GoSyntaxError), so a value is refused with Go's words; jsonpb's port
+// (GoUnmarshalJsonpb) then maps it. As etcd's gateway, a value that is not an object is refused
+// with Go's text too (null is an empty request).
 class JsonValueSplitter {
  public:
   enum class Result { kValue, kNeedMore, kEnd, kError };
@@ -670,10 +420,23 @@ class Gateway::Impl {
     return Send(response, error.http_status, ErrorBody(error.message, error.grpc_code));
   }
 
-  template <typename Req>
-  bool Parse(const std::string& body, Req* request, absl::Status* error) {
-    *error = ParseGatewayJson(body, request);
-    return error->ok();
+  // A call's body read into `request` as etcd's gateway reads it (go_json.h); false when it
+  // does not read, with `refused` the answer: grpc-gateway fails the call with InvalidArgument
+  // and Go's text, or (a null element of a repeated message) etcd drops the connection.
+  bool Parse(const std::string& body, google::protobuf::Message* request, Response& response,
+             kj::Promise<void>* refused) {
+    std::string error;
+    switch (GoDecodeRequest(body, request, &error)) {
+      case GoJsonResult::kOk:
+        return true;
+      case GoJsonResult::kRefused:
+        *refused = Send(response, 400, ErrorBody(error, /*grpc_code=*/3));
+        return false;
+      case GoJsonResult::kPanics:
+        *refused = KJ_EXCEPTION(DISCONNECTED, "etcd's gateway panics on this request");
+        return false;
+    }
+    return true;
   }
 
   // One unary call: the body parsed and converted, run as its caller, the answer in JSON.
@@ -684,8 +447,8 @@ class Gateway::Impl {
   kj::Promise<void> Unary(const std::string& body, Response& response,
                           grpc::Status (*to_grpc)(const absl::Status&) = ToGrpcStatus) {
     Req request;
-    absl::Status error;
-    if (!Parse(body, &request, &error)) return SendError(response, error);
+    kj::Promise<void> refused = nullptr;
+    if (!Parse(body, &request, response, &refused)) return refused;
     server::Request converted;
     if (absl::Status s = ToRequest(request, &converted); !s.ok()) return SendError(response, s);
     Identify(&converted);
@@ -709,8 +472,8 @@ class Gateway::Impl {
 
   kj::Promise<void> TimeToLive(const std::string& body, Response& response) {
     etcdserverpb::LeaseTimeToLiveRequest request;
-    absl::Status error;
-    if (!Parse(body, &request, &error)) return SendError(response, error);
+    kj::Promise<void> refused = nullptr;
+    if (!Parse(body, &request, response, &refused)) return refused;
     server::Request converted;
     (void)ToRequest(request, &converted);
     Identify(&converted);
@@ -728,13 +491,12 @@ class Gateway::Impl {
   // before it opens the stream): HTTP 500, gRPC Unknown, Go's text; a value past the size limit
   // is refused as any body over it is.
   kj::Promise<void> RefuseFirstValue(Response& response, const StreamItem& item,
-                                     const absl::Status& parsed) {
+                                     const std::string& parsed) {
     if (item.too_large) {
       return SendError(
           response, Error(ErrorCode::kRequestTooLarge, absl::StrCat("request body: ", item.error)));
     }
-    const std::string message =
-        item.kind == StreamItem::kError ? item.error : ToGatewayError(parsed).message;
+    const std::string& message = item.kind == StreamItem::kError ? item.error : parsed;
     return Send(response, 500, ErrorBody(message, /*grpc_code=*/2));
   }
 
@@ -769,9 +531,10 @@ class Gateway::Impl {
     return stream.values.Next().then([this, &stream,
                                       &response](StreamItem item) -> kj::Promise<void> {
       etcdserverpb::LeaseKeepAliveRequest request;
-      absl::Status parsed;
-      if (item.kind == StreamItem::kValue) parsed = ParseGatewayJson(item.text, &request);
-      const bool readable = item.kind == StreamItem::kValue && parsed.ok();
+      std::string parsed;
+      const bool readable =
+          item.kind == StreamItem::kValue &&
+          GoUnmarshalJsonpb(item.text, &request, &parsed) != GoJsonResult::kRefused;
       if (item.kind == StreamItem::kEnd || (!stream.first && !readable)) {
         // etcd: an empty body still answers 200 (without the gRPC metadata) and no lines.
         if (stream.out.get() == nullptr) stream.out = OpenStream(response, 200, false);
@@ -814,7 +577,10 @@ class Gateway::Impl {
     });
   }
 
-  kj::Promise<void> Status(Response& response) {
+  kj::Promise<void> Status(const std::string& body, Response& response) {
+    etcdserverpb::StatusRequest request;
+    kj::Promise<void> refused = nullptr;
+    if (!Parse(body, &request, response, &refused)) return refused;
     etcdserverpb::StatusResponse out;
     ToProto(g_.member_.Status(), g_.member_.cluster_id(), &out);
     return Send(response, 200, ToJson(out));
@@ -822,7 +588,10 @@ class Gateway::Impl {
 
   // etcd's authMaintenanceServer.Snapshot: root only while auth is enabled. A local alarm list
   // asks the member that question (served without the log, refused as an admin check is).
-  kj::Promise<void> Snapshot(Response& response) {
+  kj::Promise<void> Snapshot(const std::string& body, Response& response) {
+    etcdserverpb::SnapshotRequest request;
+    kj::Promise<void> refused = nullptr;
+    if (!Parse(body, &request, response, &refused)) return refused;
     server::Request admin_check;
     admin_check.type = server::RequestType::kAlarmList;
     Identify(&admin_check);
@@ -893,12 +662,14 @@ class Gateway::Impl {
       return Unary<MemberPromoteRequest, MemberPromoteResponse>(body, response);
     }
     if (api == "/maintenance/alarm") return Unary<AlarmRequest, AlarmResponse>(body, response);
-    if (api == "/maintenance/status") return Status(response);
+    if (api == "/maintenance/status") return Status(body, response);
     if (api == "/maintenance/defragment") {
       return Unary<DefragmentRequest, DefragmentResponse>(body, response);
     }
-    if (api == "/maintenance/hash") return Unary<HashKVRequest, HashKVResponse>(body, response);
-    if (api == "/maintenance/snapshot") return Snapshot(response);
+    // etcd 3.4 routes Hash and HashKV both here; its mux serves Hash (the body's revision is
+    // not read).
+    if (api == "/maintenance/hash") return Unary<HashRequest, HashResponse>(body, response);
+    if (api == "/maintenance/snapshot") return Snapshot(body, response);
     if (api == "/maintenance/transfer-leadership") {
       return Unary<MoveLeaderRequest, MoveLeaderResponse>(body, response, ToMoveLeaderStatus);
     }
@@ -1051,7 +822,10 @@ class HttpWatchStream final : private kj::TaskSet::ErrorHandler {
         return kj::READY_NOW;
       }
       etcdserverpb::WatchRequest request;
-      if (!ParseGatewayJson(item.text, &request).ok()) return kj::READY_NOW;
+      std::string error;
+      if (GoUnmarshalJsonpb(item.text, &request, &error) == GoJsonResult::kRefused) {
+        return kj::READY_NOW;
+      }
       Handle(request);
       return ReadOn();
     });
@@ -1296,9 +1070,9 @@ kj::Promise<void> Gateway::Impl::Watch(kj::AsyncInputStream& body, Response& res
           return kj::NEVER_DONE;
         }
         etcdserverpb::WatchRequest request;
-        absl::Status parsed;
-        if (item.kind == StreamItem::kValue) parsed = ParseGatewayJson(item.text, &request);
-        if (item.kind != StreamItem::kValue || !parsed.ok()) {
+        std::string parsed;
+        if (item.kind != StreamItem::kValue ||
+            GoUnmarshalJsonpb(item.text, &request, &parsed) == GoJsonResult::kRefused) {
           return RefuseFirstValue(response, item, parsed);
         }
         auto stream = kj::heap<HttpWatchStream>(g_.member_, g_.headers_, response,
