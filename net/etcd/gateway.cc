@@ -19,6 +19,7 @@
 #include "net/etcd/convert.h"
 #include "net/etcd/go_json.h"
 #include "net/etcd/rpc.pb.h"
+#include "net/etcd/watch_request.h"
 #include "net/member_service.h"
 
 namespace kvstore::net::etcd {
@@ -833,19 +834,9 @@ class HttpWatchStream final : private kj::TaskSet::ErrorHandler {
 
   void Handle(const etcdserverpb::WatchRequest& request) {
     if (gone_) return;
-    switch (request.request_union_case()) {
-      case etcdserverpb::WatchRequest::kCreateRequest:
-        Create(request.create_request());
-        break;
-      case etcdserverpb::WatchRequest::kCancelRequest:
-        Cancel(request.cancel_request().watch_id());
-        break;
-      case etcdserverpb::WatchRequest::kProgressRequest:
-        Progress();
-        break;
-      default:
-        break;  // etcd ignores an empty request
-    }
+    DispatchWatchRequest(
+        request, [this](const etcdserverpb::WatchCreateRequest& create) { Create(create); },
+        [this](int64_t watch_id) { Cancel(watch_id); }, [this]() { Progress(); });
   }
 
   void Create(const etcdserverpb::WatchCreateRequest& request) {
