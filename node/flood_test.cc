@@ -45,6 +45,12 @@ constexpr int kMaxConcurrentStreams = 8;
 // 30 MiB; the watchers and the data written account for a few tens more). The peak (VmHWM),
 // not the memory left afterwards, is what shows the flood's queues stayed bounded.
 constexpr uint64_t kRssBoundKib = 256 << 10;
+// What one Watch stream whose client floods requests and reads nothing may add to the member's
+// resident memory: at most 16 answers of its own and 1024 in all wait to be written, and gRPC
+// buffers the requests its HTTP/2 receive window lets in (BDP probing grows it to a few MiB;
+// 7 MiB in all were measured). Unheld, the test's 144,000 requests queue their answers:
+// 23 MiB more for 90,000 were measured.
+constexpr uint64_t kHeldStreamGrowthKib = 20 << 10;
 
 // A "<field>:  N kB" line of /proc/<pid>/status: VmRSS (resident now), VmHWM (resident peak).
 uint64_t StatusKib(pid_t pid, const std::string& field) {
@@ -630,6 +636,93 @@ TEST_F(WatchAnswersTest, RefusedCreationsTakeNoAutomaticId) {
   EXPECT_TRUE(answer.canceled()) << answer.ShortDebugString();
   EXPECT_EQ(answer.compact_revision(), ranged.header().revision()) << answer.ShortDebugString();
   expect_created(Exchange(*s.stream, CreateRequest("ids/i")), 4);
+}
+
+// A client that floods one Watch stream with progress, create and cancel requests and never
+// reads an answer: the member stops reading its requests once kMaxQueuedControlResponses answers
+// wait to be written (etcd 3.4's recvLoop blocks on its ctrlStream), so HTTP/2 flow control holds
+// the client back; the member's memory does not grow with the flood, and it serves everyone else.
+TEST_F(FloodTest, AControlRequestFloodFromAClientThatNeverReadsIsHeldBack) {
+  const auto started = Clock::now();
+  const uint64_t rss_before_kib = StatusKib(node_->pid(), "VmRSS");
+  // The client's receive window stays at 64 KiB (no BDP probing grows it): once that much of
+  // the answers is unread, the member can write no more of them.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 10);
+  auto stub = etcdserverpb::Watch::NewStub(
+      grpc::CreateCustomChannel(endpoint_, grpc::InsecureChannelCredentials(), args));
+  grpc::ClientContext context;
+  auto stream = stub->Watch(&context);
+  // Each round: kProgressPerRound progress requests (9 bytes each, an answer each), then a create
+  // with a large key (8 KiB, so the requests outgrow what HTTP/2's windows let gRPC buffer) and
+  // its cancel.
+  constexpr int kRounds = 8000;
+  constexpr int kProgressPerRound = 16;
+  constexpr int kRequests = (kProgressPerRound + 2) * kRounds;  // 144,000 requests, 64 MiB
+  std::atomic<int> sent{0};
+  std::thread flooder([&] {
+    const etcdserverpb::WatchRequest progress = ProgressRequest();
+    const etcdserverpb::WatchRequest create =
+        CreateRequest(absl::StrCat("held/", std::string(8 << 10, 'k')), 1);
+    const etcdserverpb::WatchRequest cancel = CancelRequest(1);
+    for (int i = 0; i < kRounds; ++i) {
+      for (int p = 0; p < kProgressPerRound; ++p) {
+        if (!stream->Write(progress)) return;
+        sent.fetch_add(1);
+      }
+      if (!stream->Write(create)) return;
+      sent.fetch_add(1);
+      if (!stream->Write(cancel)) return;
+      sent.fetch_add(1);
+    }
+  });
+  // Until the flooder is held back (no request sent for a second) or done.
+  const Clock::time_point deadline = Clock::now() + std::chrono::seconds(15);
+  int last = -1;
+  Clock::time_point last_moved = Clock::now();
+  while (Clock::now() < deadline && sent.load() < kRequests) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const int now = sent.load();
+    if (now != last) {
+      last = now;
+      last_moved = Clock::now();
+    } else if (Clock::now() - last_moved > std::chrono::seconds(1)) {
+      break;
+    }
+  }
+  const int sent_when_held = sent.load();
+  const uint64_t rss_held_kib = StatusKib(node_->pid(), "VmRSS");
+  std::printf(
+      "the flooder sent %d of %d requests before it was held back; kvnode RSS %lu KiB "
+      "before, %lu KiB while held (%.1f s)\n",
+      sent_when_held, kRequests, static_cast<unsigned long>(rss_before_kib),
+      static_cast<unsigned long>(rss_held_kib),
+      std::chrono::duration<double>(Clock::now() - started).count());
+  EXPECT_LT(sent_when_held, kRequests) << "the member read every request of a client that reads "
+                                          "no answer: its answers were queued without bound";
+  EXPECT_LT(rss_held_kib, rss_before_kib + kHeldStreamGrowthKib);
+
+  // Everyone else is served meanwhile: a normal client, and a watcher on another connection.
+  ExpectNormalClientServed("with a flooding stream held back");
+  {
+    auto other_stub = etcdserverpb::Watch::NewStub(Channel(endpoint_));
+    OpenStream other(*other_stub);
+    const etcdserverpb::WatchResponse created = other.Create("held/other");
+    ASSERT_FALSE(created.canceled()) << created.ShortDebugString();
+    ASSERT_TRUE(Put(*normal_, "held/other", "v").ok());
+    etcdserverpb::WatchResponse event;
+    ASSERT_TRUE(other.stream->Read(&event));
+    ASSERT_EQ(event.events_size(), 1) << event.ShortDebugString();
+    EXPECT_EQ(event.events(0).kv().key(), "held/other");
+  }
+  // The flooder's stream ends when its client cancels it, though the member waits on it.
+  context.TryCancel();
+  flooder.join();
+  (void)stream->Finish();
+  ExpectNormalClientServed("after the flooding stream was canceled");
+  EXPECT_LT(Clock::now() - started, std::chrono::seconds(30));
 }
 
 // The watchers of every Watch stream of one gRPC connection count against one bound: the

@@ -1,6 +1,7 @@
 #include "net/etcd/service.h"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -268,9 +269,10 @@ class WatchSession {
   // certificate's user), checked as each watch is created.
   // `connection` names the stream's client connection in `connection_watchers`, whose slots
   // its open watchers hold.
-  WatchSession(const Loop& loop, Stream* stream, size_t queue_limit, WatchCaller caller,
-               ConnectionWatchers& connection_watchers, std::string connection)
+  WatchSession(const Loop& loop, ServerContext* context, Stream* stream, size_t queue_limit,
+               WatchCaller caller, ConnectionWatchers& connection_watchers, std::string connection)
       : loop_(loop),
+        context_(context),
         stream_(stream),
         queue_limit_(queue_limit),
         caller_(std::move(caller)),
@@ -281,7 +283,9 @@ class WatchSession {
 
   ~WatchSession() { Close(); }
 
-  void Handle(const etcdserverpb::WatchRequest& request) {
+  // False when the stream ended (or was canceled) while the request waited for room.
+  bool Handle(const etcdserverpb::WatchRequest& request) {
+    if (!WaitForRoom()) return false;
     switch (request.request_union_case()) {
       case etcdserverpb::WatchRequest::kCreateRequest:
         Create(request.create_request());
@@ -295,6 +299,7 @@ class WatchSession {
       default:
         break;  // etcd ignores an empty request
     }
+    return true;
   }
 
   // Ends every watch of the stream and the writer. Idempotent.
@@ -339,6 +344,7 @@ class WatchSession {
     Watch* watch = nullptr;  // nullptr: not for a member watch
     etcdserverpb::WatchResponse response;
     bool cancel_member_watch = false;  // a slow watcher's end: cancel it once written
+    bool control = false;              // made by the reader thread (EnqueueLocal)
   };
 
   // Loop thread (from Deliver) or the reader thread (responses it makes itself).
@@ -370,14 +376,33 @@ class WatchSession {
     wake_.notify_one();
   }
 
+  // Reader thread, after WaitForRoom: at most kMaxQueuedControlResponses of these are queued.
   void EnqueueLocal(etcdserverpb::WatchResponse response) {
     Queued item;
     item.response = std::move(response);
+    item.control = true;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      ++control_queued_;
       queue_.push_back(std::move(item));
     }
     wake_.notify_one();
+  }
+
+  // Reader thread, before each request: waits, holding no lock the writer or the member's loop
+  // needs, until the writer has room for what the request may queue (fewer than
+  // kMaxQueuedControlResponses of the reader's own responses, and the queue under its limit).
+  // etcd 3.4's recvLoop blocks the same way on its ctrlStream channel (16 responses): the
+  // server stops reading the client's requests, and HTTP/2 flow control pushes back on a
+  // client that sends requests and never reads the answers. False when the stream was canceled
+  // meanwhile (a failed write empties the queue, so a client gone away wakes it too).
+  bool WaitForRoom() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (control_queued_ >= kMaxQueuedControlResponses || queue_.size() >= queue_limit_) {
+      if (stopping_ || context_->IsCancelled()) return false;
+      room_.wait_for(lock, std::chrono::milliseconds(100));
+    }
+    return !stopping_;
   }
 
   void Create(const etcdserverpb::WatchCreateRequest& request) {
@@ -550,6 +575,7 @@ class WatchSession {
         if (stopping_) return;
         item = std::move(queue_.front());
         queue_.pop_front();
+        if (item.control) --control_queued_;
         // Only a slow watcher's cancel needs its watch after the write: any other item lets go
         // of it now, so a watch canceled by its client is forgotten before the client can read
         // the notice and use the id again.
@@ -560,10 +586,15 @@ class WatchSession {
       }
       if (!stream_->Write(item.response)) {
         // The client went away; the reader sees the end of the stream and closes the session.
-        std::lock_guard<std::mutex> lock(mu_);
-        queue_.clear();
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          queue_.clear();
+          control_queued_ = 0;
+        }
+        room_.notify_all();
         continue;
       }
+      room_.notify_all();
       if (item.cancel_member_watch && item.watch != nullptr) {
         Watch* watch = item.watch;
         (void)loop_.Run([&]() {
@@ -587,6 +618,7 @@ class WatchSession {
   }
 
   const Loop& loop_;
+  ServerContext* const context_;
   Stream* stream_;
   const size_t queue_limit_;
   const WatchCaller caller_;
@@ -601,8 +633,10 @@ class WatchSession {
   bool closed_ = false;
 
   std::mutex mu_;
-  std::condition_variable wake_;
+  std::condition_variable wake_;  // the writer's: something to write, or stopping
+  std::condition_variable room_;  // the reader's: the writer took an item out of the queue
   std::deque<Queued> queue_;
+  size_t control_queued_ = 0;      // items of queue_ made by the reader thread (EnqueueLocal)
   std::vector<int64_t> reapable_;  // local ids of ended watches the writer is done with
   size_t open_ = 0;                // watches that hold a slot (not ended)
   bool stopping_ = false;
@@ -615,11 +649,12 @@ class WatchService final : public etcdserverpb::Watch::Service {
       : loop_(loop), queue_limit_(queue_limit), connection_watchers_(max_watchers_per_connection) {}
 
   grpc::Status Watch(ServerContext* context, WatchSession::Stream* stream) override {
-    WatchSession session(loop_, stream, queue_limit_,
+    WatchSession session(loop_, context, stream, queue_limit_,
                          WatchCaller{TokenOf(context), loop_.CertUserOf(context)},
                          connection_watchers_, loop_.ConnectionOf(context));
     etcdserverpb::WatchRequest request;
-    while (stream->Read(&request)) session.Handle(request);
+    while (stream->Read(&request) && session.Handle(request)) {
+    }
     session.Close();
     return grpc::Status::OK;
   }

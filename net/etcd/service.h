@@ -15,11 +15,31 @@
 // 0 per stream, or takes the id the client asks for). The member's responses are queued per
 // stream and written by a writer thread in order; a stream whose client does not read fast
 // enough to keep the queue under watch_queue_limit_responses has the slow watch canceled with a
-// reason, as etcd cancels a slow watcher, so memory stays bounded. Open watchers are bounded per
-// stream (kMaxWatchersPerStream) and over all the streams of one client connection
-// (ServiceOptions::max_watchers_per_connection); a creation past either is refused as etcd
-// refuses one (watch id -1, created and canceled, with a reason naming the limit), and a watch
-// gives its slots back when it ends (canceled by the client or the member, or its stream closed).
+// reason, as etcd cancels a slow watcher, so memory stays bounded. The responses the stream's
+// reader makes itself (answers to create, cancel and progress requests) never cancel anything:
+// the reader waits before each request while kMaxQueuedControlResponses of them, or
+// watch_queue_limit_responses items in all, wait to be written, as etcd 3.4's recvLoop blocks on
+// its ctrlStream; so a client that floods requests and never reads is held back by HTTP/2 flow
+// control instead of growing the queue.
+//
+// Memory of one stream whose client never reads: at most watch_queue_limit_responses responses
+// queued, plus one cancel notice per slow watcher, plus what gRPC buffers within the HTTP/2
+// flow-control windows. In bytes: a control response is a header and at most a cancel reason
+// (under 300 bytes); a member's event response holds at most kDefaultMaxBufferedEventsPerWatcher
+// events (mvcc's per-watcher buffer), or one revision's events where a catch-up cuts there, and
+// each put event's key and value came in one request of at most --max-request-bytes (twice that
+// with prev_kv). Nothing bounds one revision's events further: a DeleteRange over many keys is
+// one revision, and etcd too sends it in one response unless the client asked for `fragment`
+// (split at max-request-bytes; kvnode does not fragment). So the byte bound is the response
+// bound times the largest response the stored data allows (with 1 KiB values and the defaults,
+// 1024 responses of at most 1024 events: about 1 GiB at the very worst). A client that only
+// sends requests, and watches nothing written to, holds at most 1024 small answers (~300 KiB).
+//
+// Open watchers are bounded per stream (kMaxWatchersPerStream) and over all the streams of one
+// client connection (ServiceOptions::max_watchers_per_connection); a creation past either is
+// refused as etcd refuses one (watch id -1, created and canceled, with a reason naming the
+// limit), and a watch gives its slots back when it ends (canceled by the client or the member,
+// or its stream closed).
 //
 // Errors are etcd's (convert.h: gRPC code and "etcdserver: ..." message). When the member's loop
 // has stopped, calls fail with UNAVAILABLE "etcdserver: server stopped".
@@ -41,6 +61,10 @@ namespace kvstore::net::etcd {
 // (created and canceled, with a reason naming the limit), so one stream cannot hold the member's
 // watcher memory; the client cancels some or opens another stream.
 inline constexpr size_t kMaxWatchersPerStream = 10000;
+// Responses the reader of one Watch stream makes itself (created or refused answers, progress
+// answers, cancel answers) that may wait to be written: etcd 3.4's ctrlStream buffer. Past it the
+// reader stops reading the stream's requests until the writer has written some (see "Watches").
+inline constexpr size_t kMaxQueuedControlResponses = 16;
 // Watchers open at once over every Watch stream of one client connection (kvnode's
 // --max-watchers-per-connection; etcd has no such limit). A creation past it is refused the same
 // way, with a reason naming this limit. One connection may open many streams
