@@ -17,6 +17,7 @@
 #include "net/entropy.h"
 #include "net/etcd/convert.h"
 #include "net/etcd/rpc.grpc.pb.h"
+#include "net/etcd/watch_request.h"
 #include "openssl/sha.h"
 
 namespace kvstore::net::etcd {
@@ -286,19 +287,9 @@ class WatchSession {
   // False when the stream ended (or was canceled) while the request waited for room.
   bool Handle(const etcdserverpb::WatchRequest& request) {
     if (!WaitForRoom()) return false;
-    switch (request.request_union_case()) {
-      case etcdserverpb::WatchRequest::kCreateRequest:
-        Create(request.create_request());
-        break;
-      case etcdserverpb::WatchRequest::kCancelRequest:
-        Cancel(request.cancel_request().watch_id());
-        break;
-      case etcdserverpb::WatchRequest::kProgressRequest:
-        Progress();
-        break;
-      default:
-        break;  // etcd ignores an empty request
-    }
+    DispatchWatchRequest(
+        request, [this](const etcdserverpb::WatchCreateRequest& create) { Create(create); },
+        [this](int64_t watch_id) { Cancel(watch_id); }, [this] { Progress(); });
     return true;
   }
 
