@@ -15,6 +15,11 @@
 #   grpc::internal::BlockingUnaryCallImpl: a blocking client call's method path, built by the
 #     calling thread in gRPC's header code and read by libgrpc's poller thread (clients only: no
 #     server handler of ours runs under it).
+#   absl Status::UnrefNonInlined, status_internal::Payload: an absl::Status's rep (message and
+#     payloads) is freed by whichever thread drops the last reference, after an acq_rel decrement
+#     inside Debian's uninstrumented libabsl_status, which TSan cannot see: the free looked
+#     unordered with the thread that built the rep (gRPC's threads hand statuses with payloads to
+#     each other; node:watch_progress_test). Both frames are inside libabsl_status only.
 
 set -euo pipefail
 suppressions="${TEST_TMPDIR:-/tmp}/tsan.supp"
@@ -25,6 +30,8 @@ race:absl::*synchronization_internal::
 race:grpc_tcp_create
 race:grpc_core::ResourceQuota::Default
 race:grpc::internal::BlockingUnaryCallImpl
+race:absl::*Status::UnrefNonInlined
+race:absl::*status_internal::Payload
 SUPPRESSIONS
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$suppressions"
 exec "$@"
