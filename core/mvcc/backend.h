@@ -6,6 +6,7 @@
 // in-memory implementation here serves the simulator and tests; store/ provides LMDB.
 
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <optional>
 #include <string>
@@ -90,9 +91,25 @@ class MemoryBackend : public Backend {
   uint64_t free_bytes() const { return free_bytes_; }
 
  private:
+  // Bytewise key order (std::string's), deciding most comparisons on the first eight bytes as
+  // one big-endian word: revision and dedup keys start with eight big-endian bytes, and a
+  // lookup compares a key at every step of the tree.
+  struct KeyLess {
+    using is_transparent = void;
+    bool operator()(absl::string_view a, absl::string_view b) const {
+      if (a.size() >= 8 && b.size() >= 8) {
+        uint64_t x;
+        uint64_t y;
+        std::memcpy(&x, a.data(), 8);
+        std::memcpy(&y, b.data(), 8);
+        if (x != y) return __builtin_bswap64(x) < __builtin_bswap64(y);
+      }
+      return a < b;
+    }
+  };
   // A B-tree, like the file-backed backends: a node holds many records, so a lookup touches a
   // few cache lines instead of one per level, and an insert rarely allocates a node.
-  using Tree = absl::btree_map<std::string, std::string>;
+  using Tree = absl::btree_map<std::string, std::string, KeyLess>;
   // Undo record of one uncommitted write: the key (a slice of undo_keys_) and the value it had
   // before (nullopt: absent).
   struct Undo {
