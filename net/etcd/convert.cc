@@ -1,5 +1,6 @@
 #include "net/etcd/convert.h"
 
+#include <algorithm>
 #include <iterator>
 #include <string>
 #include <type_traits>
@@ -8,7 +9,6 @@
 #include "absl/strings/str_cat.h"
 #include "core/base/errors.h"
 #include "core/server/codec.h"
-#include "google/protobuf/util/json_util.h"
 
 namespace kvstore::net::etcd {
 namespace {
@@ -113,18 +113,25 @@ absl::Status Malformed(absl::string_view what) {
 }
 
 absl::Status ConvertRange(const RangeRequest& in, mvcc::RangeRequest* out) {
-  if (!RangeRequest::SortOrder_IsValid(in.sort_order())) {
-    return Malformed(absl::StrCat("sort order ", in.sort_order()));
-  }
-  if (!RangeRequest::SortTarget_IsValid(in.sort_target())) {
-    return Malformed(absl::StrCat("sort target ", in.sort_target()));
+  if (RangeRequest::SortOrder_IsValid(in.sort_order())) {
+    // etcd 3.4.23 crashes sorting by a target it does not know (a nil sorter; NONE sorts too
+    // when the target is not KEY): refused here instead.
+    if (!RangeRequest::SortTarget_IsValid(in.sort_target())) {
+      return Malformed(absl::StrCat("sort target ", in.sort_target()));
+    }
+    out->sort_order = static_cast<mvcc::SortOrder>(in.sort_order());
+    out->sort_target = static_cast<mvcc::SortTarget>(in.sort_target());
+  } else {
+    // An order etcd does not know: its applier sorts only for ASCEND and DESCEND (and turns only
+    // NONE into ASCEND), so the keys come in key order whatever the target, all of them read
+    // before the limit cuts them (the same answer as no sort).
+    out->sort_order = mvcc::SortOrder::kNone;
+    out->sort_target = mvcc::SortTarget::kKey;
   }
   out->key = in.key();
   out->range_end = in.range_end();
   out->limit = in.limit();
   out->revision = in.revision();
-  out->sort_order = static_cast<mvcc::SortOrder>(in.sort_order());
-  out->sort_target = static_cast<mvcc::SortTarget>(in.sort_target());
   out->serializable = in.serializable();
   out->keys_only = in.keys_only();
   out->count_only = in.count_only();
@@ -214,8 +221,10 @@ absl::Status ConvertOps(const google::protobuf::RepeatedPtrField<RequestOp>& in,
         break;
       }
       default:
-        // etcd refuses an empty operation when it checks the txn.
-        return Malformed("txn operation holds no request");
+        // etcd's checkRequestOp answers an operation with no request (an empty RequestOp, or
+        // {"request_put":null} through the gateway) with ErrGRPCKeyNotFound, in whichever branch
+        // (EtcdCheckTxn has found it first).
+        return Error(ErrorCode::kKeyNotFound, "txn operation holds no request");
     }
     out->push_back(std::move(converted));
   }
@@ -234,6 +243,60 @@ absl::Status ConvertTxn(const etcdserverpb::TxnRequest& in, int depth, mvcc::Txn
   }
   if (absl::Status s = ConvertOps(in.success(), depth, &out->success); !s.ok()) return s;
   return ConvertOps(in.failure(), depth, &out->failure);
+}
+
+// Does the txn (its nested ones included) hold what etcd's checkTxnRequest refuses and the core
+// does not check: a compare with no key, or an operation with no request?
+bool HoldsEtcdOnlyFault(const etcdserverpb::TxnRequest& in, int depth) {
+  if (depth > server::kMaxTxnDepth) return false;  // ConvertTxn refuses it
+  for (const Compare& compare : in.compare()) {
+    if (compare.key().empty()) return true;
+  }
+  for (const auto* branch : {&in.success(), &in.failure()}) {
+    for (const RequestOp& op : *branch) {
+      if (op.request_case() == RequestOp::REQUEST_NOT_SET) return true;
+      if (op.has_request_txn() && HoldsEtcdOnlyFault(op.request_txn(), depth + 1)) return true;
+    }
+  }
+  return false;
+}
+
+// The first refusal of etcd's checkTxnRequest (past its count of operations), in its order: the
+// compares' keys (ErrGRPCEmptyKey), then each operation of success, then of failure: no request
+// (ErrGRPCKeyNotFound), no key (ErrGRPCEmptyKey, as the core would answer), a nested txn checked
+// alike where it stands.
+absl::Status EtcdCheckTxn(const etcdserverpb::TxnRequest& in, int depth) {
+  if (depth > server::kMaxTxnDepth) return absl::OkStatus();  // ConvertTxn refuses it
+  for (const Compare& compare : in.compare()) {
+    if (compare.key().empty()) return Error(ErrorCode::kEmptyKey, "txn compare: key is empty");
+  }
+  for (const auto* branch : {&in.success(), &in.failure()}) {
+    for (const RequestOp& op : *branch) {
+      switch (op.request_case()) {
+        case RequestOp::kRequestRange:
+          if (op.request_range().key().empty()) {
+            return Error(ErrorCode::kEmptyKey, "txn range: key is empty");
+          }
+          break;
+        case RequestOp::kRequestPut:
+          if (op.request_put().key().empty()) {
+            return Error(ErrorCode::kEmptyKey, "put: key is empty");
+          }
+          break;
+        case RequestOp::kRequestDeleteRange:
+          if (op.request_delete_range().key().empty()) {
+            return Error(ErrorCode::kEmptyKey, "txn delete: key is empty");
+          }
+          break;
+        case RequestOp::kRequestTxn:
+          if (absl::Status s = EtcdCheckTxn(op.request_txn(), depth + 1); !s.ok()) return s;
+          break;
+        default:
+          return Error(ErrorCode::kKeyNotFound, "txn operation holds no request");
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 void Fill(const mvcc::RangeResponse& in, etcdserverpb::RangeResponse* out) {
@@ -370,6 +433,11 @@ absl::Status ToRequest(const etcdserverpb::DeleteRangeRequest& in, server::Reque
 
 absl::Status ToRequest(const etcdserverpb::TxnRequest& in, server::Request* out) {
   *out = RequestOf(server::RequestType::kTxn);
+  // What only etcd checks is checked in etcd's order with the keys it checks alike; a txn without
+  // it is left to the core's checks (its count of operations first, as etcd's).
+  if (HoldsEtcdOnlyFault(in, 1)) {
+    if (absl::Status s = EtcdCheckTxn(in, 1); !s.ok()) return s;
+  }
   return ConvertTxn(in, 1, &out->txn);
 }
 
@@ -381,7 +449,9 @@ absl::Status ToRequest(const etcdserverpb::CompactionRequest& in, server::Reques
 
 absl::Status ToRequest(const etcdserverpb::LeaseGrantRequest& in, server::Request* out) {
   *out = RequestOf(server::RequestType::kLeaseGrant);
-  out->ttl_seconds = in.ttl();
+  // etcd's lessor raises any TTL below its minimum (zero and negative ones too) to it; the
+  // core's does so for positive ones.
+  out->ttl_seconds = std::max<int64_t>(in.ttl(), 1);
   out->lease_id = in.id();
   return absl::OkStatus();
 }
@@ -444,17 +514,17 @@ absl::Status ToRequest(const etcdserverpb::AlarmRequest& in, server::Request* ou
   if (!etcdserverpb::AlarmRequest::AlarmAction_IsValid(in.action())) {
     return Malformed(absl::StrCat("alarm action ", in.action()));
   }
-  if (!etcdserverpb::AlarmType_IsValid(in.alarm())) {
-    return Malformed(absl::StrCat("alarm type ", in.alarm()));
-  }
+  // Any alarm type is taken, as etcd takes it (an AlarmType it does not know is just a number).
   switch (in.action()) {
     case etcdserverpb::AlarmRequest::GET:
       *out = RequestOf(server::RequestType::kAlarmList);
       return absl::OkStatus();
     case etcdserverpb::AlarmRequest::DEACTIVATE:
       // The core's only alarm is NOSPACE; disarming it clears it on every member. etcd's
-      // etcdctl disarms each listed alarm in turn, which comes to the same.
-      *out = RequestOf(server::RequestType::kAlarmDisarm);
+      // etcdctl disarms each listed alarm in turn, which comes to the same. Another type has
+      // nothing to deactivate: the alarms are only listed (with the same permission check).
+      *out = RequestOf(in.alarm() == etcdserverpb::NOSPACE ? server::RequestType::kAlarmDisarm
+                                                           : server::RequestType::kAlarmList);
       return absl::OkStatus();
     default:
       return Error(ErrorCode::kInvalidArgument,
@@ -482,17 +552,6 @@ absl::Status ToRequest(const etcdserverpb::MoveLeaderRequest& in, server::Reques
   *out = RequestOf(server::RequestType::kMoveLeader);
   out->member.id = in.targetid();
   return absl::OkStatus();
-}
-
-absl::Status ParseGatewayJson(absl::string_view body, google::protobuf::Message* request) {
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = false;
-  if (body.empty()) body = "{}";
-  auto parsed = google::protobuf::util::JsonStringToMessage(
-      google::protobuf::StringPiece(body.data(), body.size()), request, options);
-  if (parsed.ok()) return absl::OkStatus();
-  return Error(ErrorCode::kInvalidArgument,
-               absl::StrCat("malformed JSON request: ", std::string(parsed.message())));
 }
 
 absl::Status ToWatchRequest(const etcdserverpb::WatchCreateRequest& in, mvcc::WatchRequest* out) {
@@ -630,8 +689,9 @@ void ToProto(const server::Response& in, uint64_t cluster_id,
   FillMembers(in.members, out);
 }
 
-void ToProto(const server::Response& in, uint64_t cluster_id, etcdserverpb::AlarmResponse* out) {
-  ToHeader(in.header, cluster_id, out->mutable_header());
+void ToProto(const server::Response& in, uint64_t, etcdserverpb::AlarmResponse* out) {
+  // etcd 3.4's maintenanceServer.Alarm hands on the applier's response, which has no header (3.5
+  // fills one): etcd answers {} when there is no alarm.
   for (const server::Alarm& alarm : in.alarms) {
     etcdserverpb::AlarmMember* converted = out->add_alarms();
     converted->set_memberid(alarm.member_id);

@@ -6,7 +6,10 @@
 // (gateway.h) convert only through these functions, so both protocols answer alike.
 //
 // Requests are validated while converted: enums out of range and transactions nested deeper
-// than server::kMaxTxnDepth are refused with INVALID_ARGUMENT before they reach the member.
+// than server::kMaxTxnDepth are refused with INVALID_ARGUMENT before they reach the member, but
+// where etcd 3.4.23 takes a number its enum does not name: a range's unknown sort order reads
+// in key order (as etcd's applier, which sorts only for ASCEND and DESCEND), an alarm request
+// takes any alarm type. (The JSON gateway reads its bodies with go_json.h before converting.)
 // Sizes the core limits by configuration (key, value, request bytes, txn ops) are left to the
 // core.
 //
@@ -18,11 +21,9 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "absl/strings/string_view.h"
 #include "core/mvcc/types.h"
 #include "core/mvcc/watch.h"
 #include "core/server/server.h"
-#include "google/protobuf/message.h"
 #include "grpcpp/support/status.h"
 #include "net/etcd/rpc.pb.h"
 #include "net/member_service.h"
@@ -82,10 +83,6 @@ absl::Status ToRequest(const etcdserverpb::MoveLeaderRequest& in, server::Reques
 // A watch creation (the stream-local watch id and progress_notify are the stream's business).
 // An empty key range (key >= range_end) is refused with etcd's "mvcc: watcher range is empty".
 absl::Status ToWatchRequest(const etcdserverpb::WatchCreateRequest& in, mvcc::WatchRequest* out);
-// The JSON gateway's body of a /v3/* call as `request` (protobuf's JSON mapping, unknown fields
-// refused; an empty body is `{}`): INVALID_ARGUMENT "malformed JSON request: ..." when it does not
-// parse. The gateway parses only through this, and so does its fuzz target.
-absl::Status ParseGatewayJson(absl::string_view body, google::protobuf::Message* request);
 
 // Auth (etcd's Auth service). A password's salt comes from the caller (net/entropy.h).
 absl::Status ToRequest(const etcdserverpb::AuthEnableRequest& in, server::Request* out);
