@@ -38,6 +38,7 @@ void RaftCheckers::OnStart(NodeState& node, const server::Server& server) {
   node.vote_in_term = raft::kNoNode;
   node.led_term = 0;
   node.conf_state = server.RaftConfState();
+  node.conf_epoch = server.RaftConfigEpoch();
   node.conf_may_change = true;
   node.applied_high = server.store().consistent_index();
 }
@@ -219,8 +220,13 @@ const raft::ConfState* RaftCheckers::OnStep(NodeState& node, const server::Serve
         absl::StrCat("n", node.id, " commit ", hs.commit, " beyond last index ", last_index));
   }
   // The configuration is copied only when it changed: copying it on every event cost 6% of a run.
+  // It can change only where the core writes it, which moves its epoch.
   std::optional<raft::ConfState> changed_conf;
-  if (!server.RaftConfStateIs(node.conf_state)) changed_conf = server.RaftConfState();
+  const uint64_t conf_epoch = server.RaftConfigEpoch();
+  if (conf_epoch != node.conf_epoch) {
+    node.conf_epoch = conf_epoch;
+    if (!server.RaftConfStateIs(node.conf_state)) changed_conf = server.RaftConfState();
+  }
   const raft::ConfState& conf_state = changed_conf.has_value() ? *changed_conf : node.conf_state;
   if (leader && node.led_term == hs.term && hs.commit > prev.commit) {
     // Raft §5.4.2: a leader commits by counting replicas only entries of its own term, so every

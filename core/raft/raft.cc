@@ -116,6 +116,7 @@ class RaftState {
   Index last_index() const { return log_.last_index(); }
   ConfState conf_state() const { return tracker_.config.ToConfState(); }
   bool conf_state_is(const ConfState& cs) const { return tracker_.config.Matches(cs); }
+  uint64_t config_epoch() const { return config_epoch_; }
   std::optional<Term> log_term(Index index) const {
     Term term = 0;
     if (!log_.TermAt(index, &term)) return std::nullopt;
@@ -238,6 +239,8 @@ class RaftState {
   bool is_learner_ = false;
   RaftLog log_;
   ProgressTracker tracker_;
+  // Counts the writes of tracker_.config (SwitchToConfig and RestoreConfState, the only ones).
+  uint64_t config_epoch_ = 0;
   SplitMix64 rng_;
 
   int election_elapsed_ = 0;
@@ -342,6 +345,7 @@ absl::Status RaftState::Init(RestartState& restart) {
   }
   log_.Restart(snapshot_index, snapshot_term, std::move(restart.entries), commit,
                std::max(restart.applied, snapshot_index));
+  ++config_epoch_;
   if (auto s = RestoreConfState(tracker_, conf_state, log_.last_index()); !s.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("invalid configuration ", DescribeConfState(conf_state), ": ", s.message()));
@@ -797,6 +801,7 @@ bool RaftState::Restore(const std::shared_ptr<const Snapshot>& snapshot) {
   if (log_.last_index() > meta.index) CODE_PROBE(raft, snapshot_over_longer_log);
   log_.RestoreSnapshot(meta.index, meta.term);
   incoming_snapshot_ = snapshot;
+  ++config_epoch_;
   auto status = RestoreConfState(tracker_, cs, log_.last_index());
   RAFT_CHECK(status.ok()) << Describe() << ": leader sent an invalid configuration "
                           << DescribeConfState(cs) << ": " << status.message();
@@ -1313,6 +1318,7 @@ ConfState RaftState::ApplyConfChange(const ConfChange& change) {
 }
 
 void RaftState::SwitchToConfig(TrackerConfig config, ProgressMap progress) {
+  ++config_epoch_;
   tracker_.config = std::move(config);
   tracker_.progress = std::move(progress);
   const Progress* self = tracker_.Get(id_);
@@ -1848,6 +1854,7 @@ Term RawNode::CurrentTerm() const { return state_->term(); }
 std::optional<Term> RawNode::LogTerm(Index index) const { return state_->log_term(index); }
 ConfState RawNode::GetConfState() const { return state_->conf_state(); }
 bool RawNode::ConfStateIs(const ConfState& cs) const { return state_->conf_state_is(cs); }
+uint64_t RawNode::ConfigEpoch() const { return state_->config_epoch(); }
 absl::Status RawNode::ReplaceOutgoingSnapshots(std::shared_ptr<const Snapshot> snapshot) {
   return state_->ReplaceOutgoingSnapshots(std::move(snapshot));
 }

@@ -268,6 +268,9 @@ class RawNode {
   ConfState GetConfState() const;
   // GetConfState() == cs, without copying it.
   bool ConfStateIs(const ConfState& cs) const;
+  // Changes whenever the configuration may have changed (counts its writes): drivers compare it
+  // before ConfStateIs.
+  uint64_t ConfigEpoch() const;
   bool IsLeader() const;
   HardState GetHardState() const;
   // GetStatus().soft_state and .lead_transferee without building the rest of the status:

@@ -263,6 +263,7 @@ class Server::Impl {
   std::optional<raft::Term> LogTerm(raft::Index index) const { return raft_->LogTerm(index); }
   raft::ConfState RaftConfState() const { return raft_->GetConfState(); }
   bool RaftConfStateIs(const raft::ConfState& cs) const { return raft_->ConfStateIs(cs); }
+  uint64_t RaftConfigEpoch() const { return raft_->ConfigEpoch(); }
 
  private:
   // A request waiting for its entry to apply or its read index. A write's answer needs only its
@@ -2208,6 +2209,7 @@ raft::Index Server::last_index() const { return impl_->last_index(); }
 std::optional<raft::Term> Server::LogTerm(raft::Index index) const { return impl_->LogTerm(index); }
 raft::ConfState Server::RaftConfState() const { return impl_->RaftConfState(); }
 bool Server::RaftConfStateIs(const raft::ConfState& cs) const { return impl_->RaftConfStateIs(cs); }
+uint64_t Server::RaftConfigEpoch() const { return impl_->RaftConfigEpoch(); }
 raft::SoftState Server::soft_state() const { return impl_->raft_soft_state(); }
 raft::NodeId Server::lead_transferee() const { return impl_->lead_transferee(); }
 const Member* Server::FindMember(raft::NodeId id) const { return impl_->FindMember(id); }

@@ -337,6 +337,8 @@ class Server {
   // The Raft configuration in force (RaftStatus().conf_state, cheaper).
   raft::ConfState RaftConfState() const;
   bool RaftConfStateIs(const raft::ConfState& cs) const;  // RaftConfState() == cs, cheaply
+  // Changes whenever the Raft configuration may have changed (raft::RawNode::ConfigEpoch).
+  uint64_t RaftConfigEpoch() const;
   // RaftStatus().soft_state and .lead_transferee, cheaply (drivers ask every tick).
   raft::SoftState soft_state() const;
   raft::NodeId lead_transferee() const;
