@@ -18,6 +18,7 @@
 #include "net/entropy.h"
 #include "net/etcd/convert.h"
 #include "net/etcd/go_json.h"
+#include "net/etcd/go_quote.h"
 #include "net/etcd/rpc.pb.h"
 #include "net/etcd/watch_request.h"
 #include "net/member_service.h"

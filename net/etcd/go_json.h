@@ -15,9 +15,6 @@
 
 namespace kvstore::net::etcd {
 
-// Go's quoteChar (encoding/json): a byte as its syntax errors show it ('x', '\n', '\x01').
-std::string GoQuoteChar(char c);
-
 // The first syntax error of Go's encoding/json scanner in `text` (one JSON value), in its words
 // ("invalid character 'b' looking for beginning of object key string"); "" when there is none
 // before the value ends or the text runs out.

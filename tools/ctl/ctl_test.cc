@@ -63,6 +63,9 @@ TEST(HumanizeBytes, MatchesGoHumanize) {
 TEST(GoQuote, EscapesLikeGo) {
   EXPECT_EQ(GoQuote("n2=http://a:1"), "\"n2=http://a:1\"");
   EXPECT_EQ(GoQuote("a\"b\\c\n\x01"), "\"a\\\"b\\\\c\\n\\x01\"");
+  // As Go's %q: printable UTF-8 is kept, a byte that is not UTF-8 is \xNN, DEL and C1 escaped.
+  EXPECT_EQ(GoQuote("caf\xc3\xa9 \xe2\x82\xac"), "\"caf\xc3\xa9 \xe2\x82\xac\"");
+  EXPECT_EQ(GoQuote("\xff\x7f\xc2\x85\t"), "\"\\xff\\x7f\\u0085\\t\"");
 }
 
 TEST(Json, BuildsInOrderWithBase64Bytes) {

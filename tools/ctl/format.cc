@@ -101,36 +101,6 @@ std::string HumanizeBytes(uint64_t bytes) {
                     : absl::StrFormat("%.0f %s", value, suffix);
 }
 
-std::string GoQuote(absl::string_view text) {
-  std::string out = "\"";
-  for (unsigned char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        if (c < 0x20 || c >= 0x7f) {
-          absl::StrAppendFormat(&out, "\\x%02x", c);
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
-
 std::string GoStringList(const std::vector<std::string>& items) {
   return absl::StrCat("[", absl::StrJoin(items, " "), "]");
 }

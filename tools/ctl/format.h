@@ -11,6 +11,7 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "net/etcd/go_quote.h"
 
 namespace kvstore::ctl {
 
@@ -25,9 +26,8 @@ std::string GoDuration(absl::Duration duration);
 // go-humanize's Bytes(): SI units, "9 B", "20 kB", "1.2 MB".
 std::string HumanizeBytes(uint64_t bytes);
 
-// Go's %q of a string: double-quoted, with Go's escapes for quotes, backslashes and bytes that
-// are not printable ASCII.
-std::string GoQuote(absl::string_view text);
+// Go's %q of a string (strconv.Quote), shared with the JSON gateway's error texts.
+using net::etcd::GoQuote;
 
 // Go's %v of a []string: "[a b c]".
 std::string GoStringList(const std::vector<std::string>& items);
