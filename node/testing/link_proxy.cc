@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "kj/async-io.h"
 #include "kj/timer.h"
+#include "net/cross_thread.h"
 
 namespace kvstore::node::testing {
 namespace {
@@ -102,13 +103,13 @@ class LinkProxy::Impl final : public kj::TaskSet::ErrorHandler {
   }
 
   void StopThread() {
-    executor_->executeSync([this]() { stop_->fulfill(); });
+    net::ExecuteSync(*executor_, [this]() { stop_->fulfill(); });
     thread_.join();
   }
 
   template <typename Func>
   auto OnLoop(Func&& func) {
-    return executor_->executeSync(kj::fwd<Func>(func));
+    return net::ExecuteSync(*executor_, kj::fwd<Func>(func));
   }
 
   // --- On the proxy's thread ---------------------------------------------------------------
