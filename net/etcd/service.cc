@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/base/errors.h"
+#include "net/cross_thread.h"
 #include "net/entropy.h"
 #include "net/etcd/convert.h"
 #include "net/etcd/rpc.grpc.pb.h"
@@ -45,12 +46,13 @@ class Loop {
     return cert_users_ == nullptr ? context->peer() : cert_users_->ConnectionOf(context->peer());
   }
 
-  // Runs `f` on the loop and waits for its result (a promise's, if it returns one). Fails with
-  // kStopped when the loop is gone.
+  // Runs `f` on the loop and waits for its result (a promise's, if it returns one), through
+  // net::ExecuteSync so ThreadSanitizer sees the handoff. Fails with kStopped when the loop is
+  // gone.
   template <typename F>
   absl::Status Run(F&& f) const {
     try {
-      executor_->executeSync(std::forward<F>(f));
+      net::ExecuteSync(*executor_, std::forward<F>(f));
       return absl::OkStatus();
     } catch (const kj::Exception& e) {
       return Stopped();
