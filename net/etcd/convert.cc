@@ -700,6 +700,21 @@ void ToProto(const server::Response& in, uint64_t, etcdserverpb::AlarmResponse* 
   }
 }
 
+void KeepAnsweredAlarms(const etcdserverpb::AlarmRequest& request,
+                        etcdserverpb::AlarmResponse* alarms) {
+  const bool deactivate = request.action() == etcdserverpb::AlarmRequest::DEACTIVATE;
+  auto answered = [&](const etcdserverpb::AlarmMember& alarm) {
+    if (deactivate)
+      return alarm.memberid() == request.memberid() && alarm.alarm() == request.alarm();
+    return request.alarm() == etcdserverpb::NONE || alarm.alarm() == request.alarm();
+  };
+  google::protobuf::RepeatedPtrField<etcdserverpb::AlarmMember>* list = alarms->mutable_alarms();
+  list->erase(
+      std::remove_if(list->begin(), list->end(),
+                     [&](const etcdserverpb::AlarmMember& alarm) { return !answered(alarm); }),
+      list->end());
+}
+
 void ToProto(const server::Response& in, uint64_t cluster_id,
              etcdserverpb::DefragmentResponse* out) {
   ToHeader(in.header, cluster_id, out->mutable_header());

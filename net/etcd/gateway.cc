@@ -588,6 +588,48 @@ class Gateway::Impl {
     return Send(response, 200, ToJson(out));
   }
 
+  // etcd answers from its alarm store (KeepAnsweredAlarms): a GET with the alarms of the
+  // request's type, a disarm with the alarm it deactivated (as the gRPC service does). The core
+  // answers a disarm with the alarms left: the deactivated one is that of the request's member
+  // and type active just before; if none is, etcd deactivates nothing (the list already checked
+  // the permission a disarm needs).
+  kj::Promise<void> Alarm(const std::string& body, Response& response) {
+    etcdserverpb::AlarmRequest request;
+    kj::Promise<void> refused = nullptr;
+    if (!Parse(body, &request, response, &refused)) return refused;
+    server::Request converted;
+    if (absl::Status s = ToRequest(request, &converted); !s.ok()) return SendError(response, s);
+    Identify(&converted);
+    if (request.action() != etcdserverpb::AlarmRequest::DEACTIVATE) {
+      return g_.member_.Call(std::move(converted))
+          .then([this, &response, request](server::Response answer) -> kj::Promise<void> {
+            if (!answer.status.ok()) return SendError(response, answer.status);
+            etcdserverpb::AlarmResponse out;
+            ToProto(answer, g_.member_.cluster_id(), &out);
+            KeepAnsweredAlarms(request, &out);
+            return Send(response, 200, ToJson(out));
+          });
+    }
+    server::Request list;
+    list.type = server::RequestType::kAlarmList;
+    Identify(&list);
+    return g_.member_.Call(std::move(list))
+        .then([this, &response, request, converted = std::move(converted)](
+                  server::Response answer) mutable -> kj::Promise<void> {
+          if (!answer.status.ok()) return SendError(response, answer.status);
+          etcdserverpb::AlarmResponse before;
+          ToProto(answer, g_.member_.cluster_id(), &before);
+          KeepAnsweredAlarms(request, &before);
+          if (before.alarms().empty()) return Send(response, 200, ToJson(before));
+          return g_.member_.Call(std::move(converted))
+              .then([this, &response,
+                     before = std::move(before)](server::Response answer) -> kj::Promise<void> {
+                if (!answer.status.ok()) return SendError(response, answer.status);
+                return Send(response, 200, ToJson(before));
+              });
+        });
+  }
+
   // etcd's authMaintenanceServer.Snapshot: root only while auth is enabled. A local alarm list
   // asks the member that question (served without the log, refused as an admin check is).
   kj::Promise<void> Snapshot(const std::string& body, Response& response) {
@@ -663,7 +705,7 @@ class Gateway::Impl {
     if (api == "/cluster/member/promote") {
       return Unary<MemberPromoteRequest, MemberPromoteResponse>(body, response);
     }
-    if (api == "/maintenance/alarm") return Unary<AlarmRequest, AlarmResponse>(body, response);
+    if (api == "/maintenance/alarm") return Alarm(body, response);
     if (api == "/maintenance/status") return Status(body, response);
     if (api == "/maintenance/defragment") {
       return Unary<DefragmentRequest, DefragmentResponse>(body, response);

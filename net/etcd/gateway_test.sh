@@ -20,8 +20,10 @@ url=http://127.0.0.1:$client
   --listen-peer-urls "http://127.0.0.1:$peer" >"$tmp/kvnode.log" 2>&1 &
 node_pid=$!
 watch_pid=
+full_pid=
 cleanup() {
   [ -n "$watch_pid" ] && kill "$watch_pid" 2>/dev/null || true
+  [ -n "$full_pid" ] && kill "$full_pid" 2>/dev/null || true
   kill "$node_pid" 2>/dev/null || true
   wait "$node_pid" 2>/dev/null || true
 }
@@ -772,6 +774,49 @@ done <<'CASES'
 {"action":"DEACTIVATE","alarm":7,"memberID":"1"}
 {"action":"DEACTIVATE","alarm":"NOSPACE","memberID":"1"}
 CASES
+
+# With an alarm active (a member with a small quota, filled until NOSPACE): etcd's applier
+# answers from its alarm store: a GET lists the alarms of the request's type (every alarm for
+# NONE, the default), a DEACTIVATE answers with the alarm it deactivated, that of the request's
+# member and type, and deactivates nothing else.
+full_client=$(free_port)
+full_peer=$(free_port)
+full=http://127.0.0.1:$full_client
+"$kvnode" --name full --data-dir "$tmp/full" --quota-backend-bytes 200000 \
+  --listen-client-urls "$full" --advertise-client-urls "$full" \
+  --listen-peer-urls "http://127.0.0.1:$full_peer" >"$tmp/full.log" 2>&1 &
+full_pid=$!
+for _ in $(seq 1 100); do
+  if [ "$(curl -s --max-time 1 "$full/health" || true)" = '{"health":"true"}' ]; then break; fi
+  sleep 0.1
+done
+big=$(head -c 6000 /dev/zero | base64 -w0)
+for i in $(seq 1 200); do
+  put=$(curl -s --max-time 5 "$full/v3/kv/put" -X POST -d "{\"key\":\"$(printf 'fill%03d' "$i" | base64)\",\"value\":\"$big\"}")
+  [[ "$put" == *'"code":8'* ]] && break
+done
+expect "put-over-quota" 429 \
+  '{"error":"etcdserver: mvcc: database space exceeded","message":"etcdserver: mvcc: database space exceeded","code":8}' \
+  "$full/v3/kv/put" -X POST -d '{"key":"Zm9v","value":"YmFy"}'
+full_member=$(curl -s --max-time 5 "$full/v3/maintenance/alarm" -X POST -d '{}' |
+  sed -nE 's/.*"memberID":"([0-9]+)".*/\1/p')
+nospace="{\"alarms\":[{\"memberID\":\"$full_member\",\"alarm\":\"NOSPACE\"}]}"
+while IFS='|' read -r body want; do
+  [ "$want" = NOSPACE ] && want=$nospace
+  expect "active-alarm-$body" 200 "$want" "$full/v3/maintenance/alarm" -X POST \
+    -d "${body//MEMBER/$full_member}"
+done <<'CASES'
+{}|NOSPACE
+{"action":"GET","alarm":"NOSPACE"}|NOSPACE
+{"action":"GET","alarm":"CORRUPT"}|{}
+{"action":"GET","alarm":7}|{}
+{"action":"DEACTIVATE","alarm":"NOSPACE","memberID":"1"}|{}
+{"action":"DEACTIVATE","alarm":"CORRUPT","memberID":"MEMBER"}|{}
+{"action":"GET"}|NOSPACE
+{"action":"DEACTIVATE","alarm":"NOSPACE","memberID":"MEMBER"}|NOSPACE
+CASES
+kill "$full_pid" 2>/dev/null || true
+wait "$full_pid" 2>/dev/null || true
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures failed; kvnode's log:"

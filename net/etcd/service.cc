@@ -745,23 +745,24 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
 
   grpc::Status Alarm(ServerContext* context, const etcdserverpb::AlarmRequest* request,
                      etcdserverpb::AlarmResponse* response) override {
+    // etcd answers from its alarm store (KeepAnsweredAlarms): a GET with the alarms of the
+    // request's type, a disarm with the alarm it deactivated, which etcdctl alarm disarm prints.
     if (request->action() != etcdserverpb::AlarmRequest::DEACTIVATE) {
-      return Unary(loop_, context, *request, response);
+      if (grpc::Status s = Unary(loop_, context, *request, response); !s.ok()) return s;
+      KeepAnsweredAlarms(*request, response);
+      return grpc::Status::OK;
     }
-    // etcd answers a disarm with the alarms it deactivated (etcdctl alarm disarm prints them);
-    // the core answers with the alarms left. The deactivated ones are those of the request's
-    // member and type that were active just before.
+    // The core answers a disarm with the alarms left: the deactivated one is that of the
+    // request's member and type active just before. If none is, etcd deactivates nothing (the
+    // list already checked the permission a disarm needs).
     etcdserverpb::AlarmRequest list;
     list.set_action(etcdserverpb::AlarmRequest::GET);
     etcdserverpb::AlarmResponse before;
     if (grpc::Status s = Unary(loop_, context, list, &before); !s.ok()) return s;
+    KeepAnsweredAlarms(*request, &before);
+    if (before.alarms().empty()) return grpc::Status::OK;
     if (grpc::Status s = Unary(loop_, context, *request, response); !s.ok()) return s;
-    response->clear_alarms();
-    for (const etcdserverpb::AlarmMember& alarm : before.alarms()) {
-      if (alarm.memberid() == request->memberid() && alarm.alarm() == request->alarm()) {
-        *response->add_alarms() = alarm;
-      }
-    }
+    *response = std::move(before);
     return grpc::Status::OK;
   }
   grpc::Status Status(ServerContext* context, const etcdserverpb::StatusRequest*,
