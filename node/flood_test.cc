@@ -682,9 +682,10 @@ TEST_F(ConversionAnswersTest, UnnamedEnumNumbersAndEmptyTxnOperations) {
     EXPECT_TRUE(status.ok()) << "TTL " << ttl << ": " << status.error_message();
     return response.ttl();
   };
+  // etcd's minimum: ceil((3 * electionTicks / 2) * heartbeat) = 2 s at the defaults (100 ms,
+  // 1000 ms); LeaseMinimumFollowsTheTicks below pins it at other flags.
   const int64_t min_ttl = granted_ttl(1);
-  std::printf("minimum TTL: %lld s\n", static_cast<long long>(min_ttl));
-  EXPECT_GE(min_ttl, 1);
+  EXPECT_EQ(min_ttl, 2);
   EXPECT_EQ(granted_ttl(0), min_ttl);
   EXPECT_EQ(granted_ttl(-5), min_ttl);
 
@@ -723,6 +724,41 @@ TEST_F(ConversionAnswersTest, UnnamedEnumNumbersAndEmptyTxnOperations) {
     EXPECT_FALSE(response.has_header()) << response.ShortDebugString();
     EXPECT_EQ(response.alarms_size(), 0) << response.ShortDebugString();
   }
+}
+
+// etcd 3.4's server.go: its lessor's minimum TTL is (3 * electionTicks / 2) heartbeats in whole
+// ticks, rounded up to seconds: 7 s at --heartbeat-interval 1000 and --election-timeout 5000
+// (8 s if the ticks were not whole: 1.5 * 5 s). A TTL below it, 0 or below is granted with it,
+// and lease timetolive reports it as the granted TTL.
+class LeaseMinimumTest : public ConversionAnswersTest {
+ protected:
+  LeaseMinimumTest() {
+    extra_args_ = {"--heartbeat-interval", "1000", "--election-timeout", "5000"};
+  }
+};
+
+TEST_F(LeaseMinimumTest, LeaseMinimumFollowsTheTicks) {
+  auto lease = etcdserverpb::Lease::NewStub(Channel(endpoint_));
+  for (int64_t ttl : {1, 6, 0, -1}) {
+    etcdserverpb::LeaseGrantRequest request;
+    request.set_ttl(ttl);
+    etcdserverpb::LeaseGrantResponse granted;
+    const grpc::Status status = lease->LeaseGrant(Context().get(), request, &granted);
+    ASSERT_TRUE(status.ok()) << "TTL " << ttl << ": " << status.error_message();
+    EXPECT_EQ(granted.ttl(), 7) << "TTL " << ttl;
+    etcdserverpb::LeaseTimeToLiveRequest asked;
+    asked.set_id(granted.id());
+    etcdserverpb::LeaseTimeToLiveResponse lives;
+    ASSERT_TRUE(lease->LeaseTimeToLive(Context().get(), asked, &lives).ok());
+    EXPECT_EQ(lives.grantedttl(), 7) << "TTL " << ttl;
+    EXPECT_GT(lives.ttl(), 4) << "TTL " << ttl;
+    EXPECT_LE(lives.ttl(), 7) << "TTL " << ttl;
+  }
+  etcdserverpb::LeaseGrantRequest request;
+  request.set_ttl(8);  // above the minimum: kept
+  etcdserverpb::LeaseGrantResponse granted;
+  ASSERT_TRUE(lease->LeaseGrant(Context().get(), request, &granted).ok());
+  EXPECT_EQ(granted.ttl(), 8);
 }
 
 // etcd's applier answers an AlarmRequest from its alarm store: a GET lists the alarms of the

@@ -354,6 +354,12 @@ uint64_t ClusterIdOf(std::vector<raft::NodeId> founding_ids) {
   return id == 0 ? 1 : id;  // 0 asks Peer.members for the cluster id (peer.capnp)
 }
 
+int64_t MinLeaseTtlSeconds(int64_t heartbeat_interval_ms, int64_t election_timeout_ms) {
+  const int64_t election_ticks = election_timeout_ms / heartbeat_interval_ms;
+  const int64_t min_ttl_ms = (3 * election_ticks / 2) * heartbeat_interval_ms;
+  return (min_ttl_ms + 999) / 1000;  // etcd: math.Ceil(minTTL.Seconds())
+}
+
 Runtime::Runtime(const RuntimeOptions& options, kj::AsyncIoContext& io, Logger* log)
     : options_(options),
       io_(io),
@@ -500,6 +506,8 @@ absl::Status Runtime::Open() {
   config.heartbeat_tick = 1;
   config.election_tick =
       static_cast<int>(options_.election_timeout_ms / options_.heartbeat_interval_ms);
+  config.min_lease_ttl_seconds =
+      MinLeaseTtlSeconds(options_.heartbeat_interval_ms, options_.election_timeout_ms);
   config.random_seed = std::random_device{}() ^ (options_.id * 0x9E3779B97F4A7C15ull);
   config.quota_bytes = options_.quota_backend_bytes;
   config.max_request_bytes = options_.max_request_bytes;

@@ -238,6 +238,11 @@ raft::NodeId MemberIdOf(const std::vector<std::string>& peer_urls, const std::st
 // joining later learns the id from the cluster (kvnode: Peer.members); every member keeps it in
 // its data directory (kvnode: <data-dir>/member/cluster_id).
 uint64_t ClusterIdOf(std::vector<raft::NodeId> founding_ids);
+// The shortest lease TTL a member grants, as etcd 3.4's server.go derives its lessor's
+// MinLeaseTTL: (3 * electionTicks / 2) heartbeats (integer ticks, electionTicks = election
+// timeout / heartbeat interval), rounded up to whole seconds: 2 s at the defaults (100 ms,
+// 1000 ms), 7 s at 1000 ms and 5000 ms. A lease cannot expire before a new leader could be elected.
+int64_t MinLeaseTtlSeconds(int64_t heartbeat_interval_ms, int64_t election_timeout_ms);
 
 }  // namespace kvstore::node
 
