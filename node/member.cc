@@ -174,6 +174,14 @@ void Member::OnSyncDone(absl::Status result) {
   MaybeStartSync();
 }
 
+absl::Status Member::FlushBackend() {
+  if (stopped()) return failure_;
+  if (absl::Status s = backend_->Flush(); !s.ok()) {
+    Stop(absl::Status(s.code(), absl::StrCat("backend flush failed: ", s.message())));
+  }
+  return failure_;
+}
+
 void Member::MaybeCompact() {
   const raft::Index applied = server_->applied_index();
   if (applied < compacted_index_ + options_.wal_compact_entries) return;

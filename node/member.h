@@ -117,6 +117,12 @@ class Member {
   void Drain();
   // The sync handed to SyncExecutor::Start finished with `result`.
   void OnSyncDone(absl::Status result);
+  // Makes the backend's pending batches durable (the host's idle flush). A failure stops the
+  // member at once, as a failed commit in the apply path does: the backend has lost the batches
+  // since its last durable commit and reads its last durable state, while the core's key index
+  // still holds their revisions, so a read served now would miss keys written in them (an empty
+  // answer for a key that exists). The restart replays them from the WAL. Returns failure().
+  absl::Status FlushBackend();
 
   bool stopped() const { return !failure_.ok(); }
   const absl::Status& failure() const { return failure_; }

@@ -20,6 +20,19 @@
 namespace kvstore::node {
 namespace {
 
+// A MemoryBackend whose Flush fails once armed as LMDB's does on a full disk (mdb_txn_commit:
+// ENOSPC): the batches since the last durable commit are lost, and reads see the durable state.
+class FlushFailingBackend : public mvcc::MemoryBackend {
+ public:
+  using MemoryBackend::MemoryBackend;
+  absl::Status Flush() override {
+    if (!fail_flush) return MemoryBackend::Flush();
+    Crash();
+    return absl::DataLossError("mdb_txn_commit failed: No space left on device");
+  }
+  bool fail_flush = false;
+};
+
 // One member on a loop the test turns by hand: syncs queue until RunSyncs.
 class Harness : public PeerTransport, public SyncExecutor, public ClientSink, public ReadyObserver {
  public:
@@ -127,13 +140,43 @@ class Harness : public PeerTransport, public SyncExecutor, public ClientSink, pu
 
   store::PosixFileSystem fs_;
   std::string dir_;
-  mvcc::MemoryBackend backend_;
+  FlushFailingBackend backend_;
   std::unique_ptr<Member> member_;
   std::deque<store::Wal::SyncBatch*> pending_syncs_;
   std::map<server::RequestId, server::Response> responses_;
   absl::Status stop_;
   std::vector<AppliedBatch> applied_batches_;
 };
+
+// The real wal_disk_full once read nothing for a key written long before: a member whose idle
+// backend flush failed on a full disk went on serving until its process exited, its key index
+// naming revisions its rolled-back backend no longer held.
+TEST(MemberTest, AFailedBackendFlushStopsTheMemberBeforeItServesAnotherRead) {
+  Harness h(/*backend_commits_per_flush=*/1000);
+  h.Boot();
+  ASSERT_TRUE(h.Put("k", "v1").has_value());
+  ASSERT_EQ(h.Get("k"), "v1");
+  h.backend_.fail_flush = true;
+  const absl::Status flushed = h.member_->FlushBackend();
+  EXPECT_EQ(flushed.code(), absl::StatusCode::kDataLoss) << flushed;
+  EXPECT_TRUE(h.member_->stopped());
+  EXPECT_EQ(h.stop_, flushed);
+  EXPECT_NE(h.stop_.message().find("backend flush failed"), std::string::npos) << h.stop_;
+  // No answer at all, where a member left serving answered an empty range.
+  server::Request read;
+  read.type = server::RequestType::kRange;
+  read.range.key = "k";
+  read.range.serializable = true;
+  const server::RequestId id = h.member_->Submit(std::move(read));
+  h.RunSyncs();
+  EXPECT_EQ(h.Take(id), std::nullopt);
+  // The restart replays the lost batch from the WAL.
+  h.member_.reset();
+  h.pending_syncs_.clear();
+  h.backend_.fail_flush = false;
+  h.Boot();
+  EXPECT_EQ(h.Get("k"), "v1");
+}
 
 // etcd #14370: a single member must not answer a write before its entry is durable.
 TEST(MemberTest, SingleMemberAnswersAWriteOnlyOnceItsEntryIsDurable) {

@@ -587,10 +587,10 @@ kj::Promise<void> Runtime::FlushLoop() {
       .afterDelay(options_.backend_batch_interval_ms * kj::MILLISECONDS)
       .then([this]() -> kj::Promise<void> {
         if (member_->stopped()) return kj::READY_NOW;
-        if (absl::Status s = backend_->Flush(); !s.ok()) {
-          OnStop(absl::Status(s.code(), absl::StrCat("backend flush failed: ", s.message())));
-          return kj::READY_NOW;
-        }
+        // A failure stops the member itself (it told OnStop), not only the process: until the
+        // process exits its loop still runs, and a member left serving would answer reads from
+        // a backend that lost its latest batches.
+        if (!member_->FlushBackend().ok()) return kj::READY_NOW;
         return FlushLoop();
       });
 }
