@@ -13,7 +13,19 @@
 
 namespace kvstore::node::testing {
 
-// A loopback port nobody listens on now (the kernel's choice for port 0).
+// A port on 127.0.0.1 for a test's server that nothing takes before the server binds it. Picked
+// at random in [10000, 20000), below the kernel's ephemeral range: the kernel never hands such a
+// port out, neither as an outgoing connection's source port nor to a bind of port 0 (a port once
+// picked that way was taken between the pick and kvnode's bind: "Address already in use"); the
+// repo's shell tests pick at 20000 and up. Two test processes running at once (shards, parallel
+// tests) never pick the same port: the picker holds the abstract Unix socket
+// "kvstore-test-port-<port>", which lives in the same network namespace as the TCP port and is
+// released when its holder closes it or exits, even by kill -9. A port some other program is
+// bound to fails a bind check and is skipped. `*lock` receives that socket (-1 if the kernel's
+// range leaves no room below it and the kernel picked the port); close it to release the port.
+absl::StatusOr<uint16_t> ReserveLoopbackPort(int* lock);
+
+// ReserveLoopbackPort's port, reserved until the process exits; 0 if none could be found.
 uint16_t FreeLoopbackPort();
 
 struct HttpAnswer {

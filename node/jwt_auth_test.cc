@@ -194,8 +194,9 @@ class JwtClusterTest : public ::testing::Test {
 };
 
 TEST_F(JwtClusterTest, EtcdctlUserWorksAndAnyMemberAcceptsAnotherMembersToken) {
-  // The cluster serves (a leader is elected) before auth is turned on.
-  const Clock::time_point deadline = Clock::now() + std::chrono::seconds(15);
+  // The cluster serves (a leader is elected) before auth is turned on. The loop ends at the first
+  // success; 30 s because three ASan-built members beside CI's compiles once took more than 15.
+  const Clock::time_point deadline = Clock::now() + std::chrono::seconds(30);
   testing::CommandResult put;
   do {
     put = Etcdctl(members_[0], {"put", "k", "v"});
@@ -342,7 +343,7 @@ TEST_F(JwtClusterTest, EtcdctlUserWorksAndAnyMemberAcceptsAnotherMembersToken) {
 // leader and on a follower (which checks before it forwards; the leader checks the forwarded
 // token again). Before, anyone could list the keys of any lease.
 TEST_F(JwtClusterTest, LeaseTimeToLiveNeedsReadOnEveryAttachedKey) {
-  const Clock::time_point deadline = Clock::now() + std::chrono::seconds(15);
+  const Clock::time_point deadline = Clock::now() + std::chrono::seconds(30);  // as above
   testing::CommandResult put;
   do {
     put = Etcdctl(members_[0], {"put", "k", "v"});

@@ -23,47 +23,6 @@
 namespace kvstore::node::testing {
 namespace {
 
-// Where ReservePort picks (see cluster.h).
-constexpr uint16_t kPortLow = 10000;
-constexpr uint16_t kPortHigh = 20000;
-
-// The low end of the kernel's ephemeral port range (32768 without /proc).
-uint16_t EphemeralLow() {
-  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
-  int low = 0;
-  if (range >> low && low > 0 && low < 65536) return static_cast<uint16_t>(low);
-  return 32768;
-}
-
-// Holds the abstract Unix socket that reserves `port` among harnesses; -1 if another holds it.
-int HoldPortLock(uint16_t port) {
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  const std::string name = absl::StrCat("kvstore-test-port-", port);
-  std::memcpy(addr.sun_path + 1, name.data(), name.size());  // sun_path[0] == 0: abstract
-  const socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-// Whether 127.0.0.1:port can be bound now (nobody listens on it or holds it).
-bool CanBind(uint16_t port) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  close(fd);
-  return ok;
-}
-
 // Runs `script` with /bin/sh to its end (within 30 s); an error says how it failed and what it
 // wrote on stderr.
 absl::Status RunShell(const std::string& script) {
@@ -193,28 +152,10 @@ std::string Cluster::client_cert_file() const { return certs_dir() + "/client.cr
 std::string Cluster::client_key_file() const { return certs_dir() + "/client.key"; }
 
 absl::StatusOr<uint16_t> Cluster::ReservePort() {
-  static std::mt19937 random(std::random_device{}());
-  const uint16_t high = std::min(kPortHigh, EphemeralLow());
-  if (high <= kPortLow) {
-    // An unusual ephemeral range: no port is safe from the kernel; the old way.
-    const uint16_t port = FreeLoopbackPort();
-    if (port == 0) return absl::UnavailableError("no free port");
-    return port;
-  }
-  std::uniform_int_distribution<int> pick(kPortLow, high - 1);
-  for (int attempt = 0; attempt < 1000; ++attempt) {
-    const uint16_t port = static_cast<uint16_t>(pick(random));
-    const int lock = HoldPortLock(port);
-    if (lock < 0) continue;  // another harness's (or this one's)
-    if (!CanBind(port)) {
-      close(lock);
-      continue;
-    }
-    reservations_.push_back(lock);
-    return port;
-  }
-  return absl::UnavailableError(
-      absl::StrCat("no free port in [", kPortLow, ", ", high, ") after 1000 picks"));
+  int lock = -1;
+  auto port = ReserveLoopbackPort(&lock);
+  if (port.ok() && lock >= 0) reservations_.push_back(lock);
+  return port;
 }
 
 Cluster::~Cluster() {

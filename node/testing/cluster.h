@@ -119,15 +119,8 @@ class Cluster {
   std::string client_key_file() const;
 
   // A loopback port no other process holds, reserved for this cluster's lifetime (a test that
-  // moves a member to a new port takes it here). Picked at random in [10000, 20000) below the
-  // kernel's ephemeral range: the kernel never hands such a port out, neither as an outgoing
-  // connection's source port nor to a bind of port 0 (FreeLoopbackPort's ports, and what any
-  // client connection takes, are in that range, and one taken between the pick and kvnode's
-  // bind failed a start with "Address already in use"); the repo's shell tests pick at 20000 and
-  // up. Two harnesses running at once (shards, parallel tests) never pick the same port: each
-  // holds the abstract Unix socket "kvstore-test-port-<port>" for its ports, which lives in the
-  // same network namespace as the TCP port and is released when the holder exits, even by
-  // kill -9. A port some other program is bound to fails the bind check and is skipped.
+  // moves a member to a new port takes it here): ReserveLoopbackPort (http_testing.h), whose
+  // reservation the cluster releases when it is destroyed.
   absl::StatusOr<uint16_t> ReservePort();
 
  private:
