@@ -14,6 +14,8 @@ packages=(
   capnproto
   libcapnp-dev
   liblmdb-dev
+  # the simulator command line's allocator (tools/third_party:fast_malloc)
+  libmimalloc-dev
   libgrpc++-dev
   protobuf-compiler-grpc
   etcd-server
