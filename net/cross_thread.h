@@ -24,7 +24,21 @@
 // Exceptions (thrown by `func`, a rejected promise) travel in the Handoff too and are rethrown on
 // the calling thread, as executeSync does. The same code runs in every build; only the
 // annotations compile away.
+//
+// NewPromiseAndCrossThreadFulfiller<T>(): kj::newPromiseAndCrossThreadFulfiller<T>, same types, for
+// a loop that waits on work another thread finishes (the WAL's sync thread, gRPC's threads
+// posting to kvnode's loop). libkj hands the fulfilled value over with the same uninstrumented
+// futex, so TSan saw the other thread's write of the result (an ExceptionOr<T> in the promise
+// node) and the loop's read unordered. Here both sides share a token (a small heap block that
+// the promise's continuation and the fulfiller each own):
+//   fulfilling thread: fulfill, reject and the fulfiller's destruction (which rejects a promise
+//     still waiting) release the token first, so the loop sees everything the thread did before
+//     (the value's contents), then run kj's header code that moves the value into the node
+//     unchecked (__tsan_ignore_thread_begin/end), as ExecuteSync does for the caller's side;
+//   loop thread: the returned promise acquires the token first thing when the node hands its
+//     value or exception on, before any code of ours sees it.
 
+#include <memory>
 #include <optional>
 #include <type_traits>
 #include <utility>
@@ -172,6 +186,78 @@ auto ExecuteSync(const kj::Executor& executor, Func&& func) {
   } else {
     return handoff->Take();
   }
+}
+
+namespace cross_thread_internal {
+
+// Unchecked accesses for the life of the scope.
+struct IgnoreScope {
+  IgnoreScope() { IgnoreBegin(); }
+  ~IgnoreScope() { IgnoreEnd(); }
+  IgnoreScope(const IgnoreScope&) = delete;
+  IgnoreScope& operator=(const IgnoreScope&) = delete;
+};
+
+using Token = std::shared_ptr<const char>;
+
+// kj's fulfiller, wrapped: each call releases the token, then runs kj's unchecked.
+template <typename T>
+class TokenFulfiller final : public kj::CrossThreadPromiseFulfiller<T> {
+ public:
+  TokenFulfiller(kj::Own<kj::CrossThreadPromiseFulfiller<T>> inner, Token token)
+      : inner_(kj::mv(inner)), token_(kj::mv(token)) {}
+  ~TokenFulfiller() noexcept(false) {
+    Release(token_.get());
+    IgnoreScope unchecked;
+    inner_ = nullptr;
+  }
+
+  void fulfill(kj::_::FixVoid<T>&& value) const override {
+    Release(token_.get());
+    IgnoreScope unchecked;
+    inner_->fulfill(kj::mv(value));
+  }
+  void reject(kj::Exception&& exception) const override {
+    Release(token_.get());
+    IgnoreScope unchecked;
+    inner_->reject(kj::mv(exception));
+  }
+  bool isWaiting() const override { return inner_->isWaiting(); }
+
+ private:
+  kj::Own<kj::CrossThreadPromiseFulfiller<T>> inner_;
+  Token token_;
+};
+
+}  // namespace cross_thread_internal
+
+template <typename T>
+kj::PromiseCrossThreadFulfillerPair<T> NewPromiseAndCrossThreadFulfiller() {
+  static_assert(std::is_same_v<kj::_::ReducePromises<T>, kj::Promise<T>>,
+                "a promise for a promise is not supported here");
+  using namespace cross_thread_internal;
+  auto paf = kj::newPromiseAndCrossThreadFulfiller<T>();
+  Token token = std::make_shared<const char>('\0');
+  kj::Promise<T> promise = [&]() {
+    if constexpr (std::is_void_v<T>) {
+      return paf.promise.then([token]() { Acquire(token.get()); },
+                              [token](kj::Exception&& exception) {
+                                Acquire(token.get());
+                                kj::throwFatalException(kj::mv(exception));
+                              });
+    } else {
+      return paf.promise.then(
+          [token](T value) {
+            Acquire(token.get());
+            return value;
+          },
+          [token](kj::Exception&& exception) -> T {
+            Acquire(token.get());
+            kj::throwFatalException(kj::mv(exception));
+          });
+    }
+  }();
+  return {kj::mv(promise), kj::heap<TokenFulfiller<T>>(kj::mv(paf.fulfiller), kj::mv(token))};
 }
 
 }  // namespace kvstore::net
