@@ -565,6 +565,100 @@ void ServerRuleCheckers::OnSubmit(raft::NodeId node, server::RequestId id,
   }
 }
 
+// etcd 3.4's backendQuota.Cost (server/etcdserver/quota.go): a put costs its key and value and
+// 256 bytes of overhead, a txn its larger branch's top-level puts (nested txns count nothing),
+// a lease grant 64 bytes, anything else nothing.
+uint64_t ServerRuleCheckers::QuotaCost(const server::Request& request) {
+  constexpr uint64_t kKvOverhead = 256, kLeaseOverhead = 64;
+  auto branch = [&](const std::vector<mvcc::RequestOp>& ops) {
+    uint64_t cost = 0;
+    for (const mvcc::RequestOp& op : ops) {
+      if (op.kind == mvcc::RequestOp::Kind::kPut) {
+        cost += kKvOverhead + op.put.key.size() + op.put.value.size();
+      }
+    }
+    return cost;
+  };
+  switch (request.type) {
+    case server::RequestType::kPut:
+      return kKvOverhead + request.put.key.size() + request.put.value.size();
+    case server::RequestType::kTxn:
+      return std::max(branch(request.txn.success), branch(request.txn.failure));
+    case server::RequestType::kLeaseGrant:
+      return kLeaseOverhead;
+    default:
+      return 0;
+  }
+}
+
+uint64_t ServerRuleCheckers::QuotaCost(const server::pb::InternalRequest& internal) {
+  constexpr uint64_t kKvOverhead = 256, kLeaseOverhead = 64;
+  auto branch = [&](const auto& ops) {
+    uint64_t cost = 0;
+    for (const server::pb::RequestOp& op : ops) {
+      if (op.has_put()) cost += kKvOverhead + op.put().key().size() + op.put().value().size();
+    }
+    return cost;
+  };
+  if (internal.has_put()) {
+    return kKvOverhead + internal.put().key().size() + internal.put().value().size();
+  }
+  if (internal.has_txn()) {
+    return std::max(branch(internal.txn().success()), branch(internal.txn().failure()));
+  }
+  if (internal.has_lease_grant()) return kLeaseOverhead;
+  return 0;
+}
+
+ServerRuleCheckers::QuotaAtSubmit ServerRuleCheckers::MeasureQuota(const server::Request& request,
+                                                                   uint64_t backend_bytes,
+                                                                   bool alarm_listed,
+                                                                   bool own_alarm_listed) const {
+  QuotaAtSubmit quota;
+  const uint64_t cost = QuotaCost(request);
+  if (cost == 0) return quota;
+  quota.full = backend_bytes + cost >= limits_.quota_bytes;
+  quota.alarm_listed = alarm_listed;
+  quota.own_alarm_listed = own_alarm_listed;
+  return quota;
+}
+
+void ServerRuleCheckers::OnQuotaSubmitted(raft::NodeId node, server::RequestId id,
+                                          const QuotaAtSubmit& quota) {
+  if (!quota.full && !quota.alarm_listed) return;
+  if (quota.full) {
+    ++counts_.quota_full_submitted;
+    // The member refuses it and proposes its alarm, unless it has it already.
+    if (!quota.own_alarm_listed) ++alarm_reasons_[node];
+  }
+  if (quota_submits_.emplace(ProposalKey{node, id}, quota.full).second) {
+    quota_submits_order_.push_back({node, id});
+  }
+  ForgetOldest(&quota_submits_, &quota_submits_order_);
+}
+
+void ServerRuleCheckers::OnApplied(raft::NodeId node, const server::Ready& ready,
+                                   uint64_t backend_bytes, bool alarm_listed) {
+  // After the Ready the member proposes its alarm only if it lists none.
+  if (alarm_listed || ready.raft == nullptr || ready.raft->committed_entries.empty()) return;
+  // No entry can cost more than its bytes plus the overhead of max_txn_ops puts: most Readies
+  // of most runs (etcd's 2 GiB default quota) end here.
+  const uint64_t most_overhead = 256 * (limits_.max_txn_ops + 1);
+  for (const raft::Entry& entry : ready.raft->committed_entries) {
+    if (entry.type != raft::EntryType::kNormal || entry.data.empty()) continue;
+    if (backend_bytes + entry.data.size() + most_overhead < limits_.quota_bytes) continue;
+    server::pb::InternalRequest internal;
+    if (!internal.ParseFromArray(entry.data.data(), static_cast<int>(entry.data.size()))) {
+      continue;
+    }
+    const uint64_t cost = QuotaCost(internal);
+    if (cost > 0 && backend_bytes + cost >= limits_.quota_bytes) {
+      ++alarm_reasons_[node];  // at most one alarm proposal per Ready
+      return;
+    }
+  }
+}
+
 void ServerRuleCheckers::ForgetOldest(std::map<ProposalKey, bool>* awaited,
                                       std::deque<ProposalKey>* order) {
   // The order may name requests answered since: they are gone from the map already.
@@ -605,6 +699,31 @@ void ServerRuleCheckers::OnAnswer(raft::NodeId node, const server::Response& res
     }
   } else if (IsLimitCode(code)) {
     ++counts_.limit_refusals_unjudged;  // near a limit, or a request the driver did not measure
+  }
+  // The raising rule: a request submitted past the quota is refused, and a NOSPACE answer has a
+  // reason (an entry applied in the alarm is judged below).
+  if (auto it = quota_submits_.find(key);
+      it != quota_submits_.end() || code == ErrorCode::kNoSpace) {
+    const bool known = it != quota_submits_.end();
+    const bool full = known && it->second;
+    const bool alarm_listed = known && !it->second;
+    if (known) quota_submits_.erase(it);
+    if (full && response.status.ok()) {
+      world_->Violation(absl::StrCat("n", node, " answered OK to request ", response.request_id,
+                                     ", submitted when its backend's size plus the request's "
+                                     "cost reached the quota of ",
+                                     limits_.quota_bytes, " bytes: it must be refused NOSPACE"));
+    }
+    if (code == ErrorCode::kNoSpace && data_writes_.count(key) == 0) {
+      ++counts_.nospace_answers_judged;
+      if (!full && !alarm_listed) {
+        world_->Violation(absl::StrCat(
+            "n", node, " refused request ", response.request_id,
+            " NOSPACE when it was submitted, though the request fit its quota and it listed no "
+            "alarm: ",
+            response.status.message()));
+      }
+    }
   }
   // Quota.
   if (auto it = data_writes_.find(key); it != data_writes_.end()) {
@@ -707,6 +826,24 @@ void ServerRuleCheckers::OnFirstApply(const raft::Entry& entry, DecodedEntry* de
   if (internal.has_alarm()) {
     if (internal.alarm().alarm() != static_cast<int32_t>(server::AlarmType::kNoSpace)) return;
     if (internal.alarm().action() == 1) {  // activate
+      // An alarm a member raises itself (a system entry) stands for one quota refusal or one
+      // over-quota Ready of that member; its duplicates are skipped, as the server skips them.
+      // (The server gives each a request id; one without can only be judged as it comes.)
+      if (internal.system() &&
+          (internal.id() == 0 || member_alarms_seen_.emplace(key, true).second)) {
+        if (internal.id() != 0) member_alarms_order_.push_back(key);
+        ForgetOldest(&member_alarms_seen_, &member_alarms_order_);
+        ++counts_.member_alarms_judged;
+        uint64_t& reasons = alarm_reasons_[internal.alarm().member_id()];
+        if (reasons == 0) {
+          world_->Violation(absl::StrCat(
+              "index ", entry.index, " raises the NOSPACE alarm of n", internal.alarm().member_id(),
+              ", which neither refused a write for its quota nor applied one past it since the "
+              "alarms it raised before"));
+        } else {
+          --reasons;
+        }
+      }
       if (alarms_.empty()) {
         ++counts_.nospace_alarms_raised;
         world_->Trace(absl::StrCat("index ", entry.index, " raises the NOSPACE alarm of n",
@@ -714,11 +851,16 @@ void ServerRuleCheckers::OnFirstApply(const raft::Entry& entry, DecodedEntry* de
       }
       alarms_.insert(internal.alarm().member_id());
     } else {
-      if (!alarms_.empty()) {
+      const bool was_active = !alarms_.empty();
+      if (internal.alarm().only_member()) {
+        alarms_.erase(internal.alarm().member_id());  // etcd: that member's alarm only
+      } else {
+        alarms_.clear();
+      }
+      if (was_active && alarms_.empty()) {
         ++counts_.nospace_alarms_disarmed;
         world_->Trace(absl::StrCat("index ", entry.index, " disarms the NOSPACE alarm"));
       }
-      alarms_.clear();
     }
     return;
   }

@@ -218,11 +218,21 @@ class AnswerCheckers {
 //     a proposal meets before, such as NOSPACE) and never applies; one well within the limits is
 //     never refused for one;
 //   - quota: the checker follows the NOSPACE alarm through the applied log (raised by an alarm
-//     entry, cleared by a disarm). An entry that adds data (a put, a txn with a put in either
-//     branch, nested ones included, a lease grant) applied while the alarm is active must be
-//     refused: its proposer never answers it OK. One applied while no alarm is active is never
-//     refused NOSPACE (after a disarm writes resume). What such a refused entry would have
-//     written is judged by the reference model, whose watch events would show it.
+//     entry, cleared by a disarm: of every member, or of the one member a disarm names). An
+//     entry that adds data (a put, a txn with a put in either branch, nested ones included, a
+//     lease grant) applied while the alarm is active must be refused: its proposer never
+//     answers it OK. One applied while no alarm is active is never refused NOSPACE (after a
+//     disarm writes resume). What such a refused entry would have written is judged by the
+//     reference model, whose watch events would show it. etcd 3.4's raising rule, judged when
+//     it applies: a request submitted to a member whose backend size plus the request's cost
+//     (etcd's backendQuota.Cost, QuotaCost below) reaches the quota is never answered OK; a
+//     NOSPACE answer needs a reason (that quota refusal, an alarm the member listed when the
+//     request was submitted, or its entry applied in the alarm); and each alarm a member raises
+//     itself (a system entry, one per proposal: duplicates are skipped) stands for one write it
+//     refused for its quota while it listed no alarm of its own, or for one Ready of that
+//     member that applied a write past its quota and after which it listed no alarm (the
+//     backend never shrinks within a Ready, so a write that did not fit before it applied does
+//     not fit the size after the Ready either). Reasons whose proposal was lost stay counted.
 // The reference model (reference_model.h) replays the same alarms and judges every answer too.
 class ServerRuleCheckers {
  public:
@@ -230,6 +240,7 @@ class ServerRuleCheckers {
     size_t max_learners = server::kDefaultMaxLearners;
     uint64_t max_request_bytes = server::kDefaultMaxRequestBytes;
     size_t max_txn_ops = server::kDefaultMaxTxnOps;
+    uint64_t quota_bytes = server::kDefaultQuotaBytes;
   };
   // How often each rule was judged (a rule never judged in a campaign is not tested by it).
   struct Counts {
@@ -255,6 +266,12 @@ class ServerRuleCheckers {
     uint64_t writes_applied_in_alarm = 0;
     uint64_t writes_applied_outside_alarm = 0;
     uint64_t quota_answers_judged = 0;
+    // The raising rule: requests submitted past the quota (must be refused), NOSPACE answers
+    // whose reason was checked, alarms raised by members themselves, judged against the
+    // refusals and over-quota applies seen on that member.
+    uint64_t quota_full_submitted = 0;
+    uint64_t nospace_answers_judged = 0;
+    uint64_t member_alarms_judged = 0;
   };
   // What Measure finds of a request: the refusal the server owes it (an over-limit request),
   // or whether it is well within every limit.
@@ -273,6 +290,23 @@ class ServerRuleCheckers {
   Measured Measure(const server::Request& request) const;
   // `node` took `request` (measured by Measure) as its request `id`.
   void OnSubmit(raft::NodeId node, server::RequestId id, const Measured& measured);
+  // Before `node` takes `request`: its backend's size and whether it lists any alarm. Call
+  // OnQuotaSubmitted with the result and the request id once it is taken.
+  struct QuotaAtSubmit {
+    bool full = false;              // size + QuotaCost(request) reaches the quota (cost > 0)
+    bool alarm_listed = false;      // the member lists a NOSPACE alarm
+    bool own_alarm_listed = false;  // ... its own (it raises no other)
+  };
+  QuotaAtSubmit MeasureQuota(const server::Request& request, uint64_t backend_bytes,
+                             bool alarm_listed, bool own_alarm_listed) const;
+  void OnQuotaSubmitted(raft::NodeId node, server::RequestId id, const QuotaAtSubmit& quota);
+  // `node` handed out a Ready (its committed entries applied by then), its backend now holds
+  // `backend_bytes` and it lists an alarm or not.
+  void OnApplied(raft::NodeId node, const server::Ready& ready, uint64_t backend_bytes,
+                 bool alarm_listed);
+  // etcd 3.4's backendQuota.Cost of a request, and of an applied entry's request.
+  static uint64_t QuotaCost(const server::Request& request);
+  static uint64_t QuotaCost(const server::pb::InternalRequest& internal);
   // `node` answered its request `response.request_id`.
   void OnAnswer(raft::NodeId node, const server::Response& response);
   // `node`'s configuration changed from `before` to `after` (a conf change entry or a snapshot
@@ -312,6 +346,15 @@ class ServerRuleCheckers {
   // Entries adding data, applied, until their proposer answers: whether the alarm was active.
   std::map<ProposalKey, bool> data_writes_;
   std::deque<ProposalKey> data_writes_order_;
+  // Requests submitted, until answered: true if past the quota, false if only the member's
+  // alarm was listed (requests with neither are not kept).
+  std::map<ProposalKey, bool> quota_submits_;
+  std::deque<ProposalKey> quota_submits_order_;
+  // Per member: quota refusals and over-quota Readies not yet matched by an alarm it raised.
+  std::map<raft::NodeId, uint64_t> alarm_reasons_;
+  // Alarm entries raised by members (proposer, request id) already applied (duplicates skip).
+  std::map<ProposalKey, bool> member_alarms_seen_;
+  std::deque<ProposalKey> member_alarms_order_;
 };
 
 // The watch checkers. Every member's all-keys watch (the driver opens it at each start of the

@@ -171,10 +171,12 @@ TEST(ServerRuleCheckersTest, TxnBeyondTheOpsLimitFailsAlsoWhenNested) {
   EXPECT_THAT(world.violations[1], HasSubstr("index 7 applied a txn nesting one of 5 compares"));
 }
 
-// An alarm entry of the applied log: raise (`activate`) or disarm the NOSPACE alarm.
+// An alarm entry of the applied log: raise (`activate`, as an operator's ACTIVATE request does)
+// or disarm the NOSPACE alarm.
 raft::Entry AlarmEntry(raft::Index index, bool activate, raft::NodeId member) {
   server::pb::InternalRequest internal;
-  internal.set_system(true);
+  internal.set_id(1000 + index);
+  internal.set_member_id(9);
   internal.mutable_alarm()->set_action(activate ? 1 : 2);
   internal.mutable_alarm()->set_member_id(member);
   internal.mutable_alarm()->set_alarm(static_cast<int32_t>(server::AlarmType::kNoSpace));
@@ -231,6 +233,118 @@ TEST(ServerRuleCheckersTest, WriteAppliedDuringTheNoSpaceAlarmMustBeRefusedAndAf
   EXPECT_EQ(rules.counts().writes_applied_in_alarm, 3u);
   EXPECT_EQ(rules.counts().writes_applied_outside_alarm, 2u);
   EXPECT_EQ(rules.counts().quota_answers_judged, 5u);
+}
+
+// etcd 3.4's raising rule: a request submitted past the quota is refused; a NOSPACE answer
+// needs a reason; each alarm a member raises itself stands for one quota refusal or one
+// over-quota Ready of that member (a duplicated alarm entry is skipped).
+TEST(ServerRuleCheckersTest, NoSpaceIsRaisedOnlyByAWriteThatDoesNotFitTheQuota) {
+  FakeWorld world;
+  ServerRuleCheckers::Limits limits;
+  limits.quota_bytes = 1000;
+  ServerRuleCheckers rules(&world, limits);
+  const absl::Status nospace = Error(ErrorCode::kNoSpace, "put refused: NOSPACE");
+  auto put = [](std::string value) {
+    server::Request request;
+    request.type = server::RequestType::kPut;
+    request.put.key = "k";
+    request.put.value = std::move(value);
+    return request;
+  };
+  auto member_alarm = [](raft::Index index, raft::NodeId member, server::RequestId id) {
+    server::pb::InternalRequest internal;
+    internal.set_system(true);
+    internal.set_id(id);
+    internal.set_member_id(member);
+    internal.mutable_alarm()->set_action(1);
+    internal.mutable_alarm()->set_member_id(member);
+    internal.mutable_alarm()->set_alarm(static_cast<int32_t>(server::AlarmType::kNoSpace));
+    return NormalEntry(index, internal.SerializeAsString());
+  };
+  // A put costs 256 bytes plus its key and value: 743 + 257 reaches 1000, 742 + 257 does not.
+  EXPECT_EQ(ServerRuleCheckers::QuotaCost(put("")), 257u);
+  EXPECT_TRUE(rules.MeasureQuota(put(""), 743, false, false).full);
+  EXPECT_FALSE(rules.MeasureQuota(put(""), 742, false, false).full);
+  server::Request read;
+  read.type = server::RequestType::kRange;
+  EXPECT_FALSE(rules.MeasureQuota(read, 5000, false, false).full);  // cost 0 always passes
+  // n1 takes two puts past its quota: refusing them is right, answering one OK is not.
+  rules.OnQuotaSubmitted(1, 5, rules.MeasureQuota(put("v"), 900, false, false));
+  rules.OnQuotaSubmitted(1, 6, rules.MeasureQuota(put("v"), 900, false, false));
+  rules.OnAnswer(1, Answer(5, nospace));
+  EXPECT_THAT(world.violations, IsEmpty());
+  rules.OnAnswer(1, Answer(6, absl::OkStatus()));
+  ASSERT_EQ(world.violations.size(), 1u);
+  EXPECT_THAT(world.violations[0], HasSubstr("n1 answered OK to request 6, submitted when its "
+                                             "backend's size plus the request's cost reached"));
+  // n2 refuses NOSPACE a put that fit while listing no alarm: no reason.
+  rules.OnQuotaSubmitted(2, 7, rules.MeasureQuota(put("v"), 100, false, false));
+  rules.OnAnswer(2, Answer(7, nospace));
+  ASSERT_EQ(world.violations.size(), 2u);
+  EXPECT_THAT(world.violations[1], HasSubstr("n2 refused request 7 NOSPACE when it was submitted"));
+  // ... unless it listed an alarm then.
+  rules.OnQuotaSubmitted(2, 8, rules.MeasureQuota(put("v"), 100, true, false));
+  rules.OnAnswer(2, Answer(8, nospace));
+  ASSERT_EQ(world.violations.size(), 2u);
+  // n1's two refusals justify two alarms of its own; a copy of one is skipped; a third is not
+  // justified.
+  rules.OnFirstApply(member_alarm(20, 1, 100));
+  rules.OnFirstApply(member_alarm(21, 1, 100));  // the network's duplicate
+  rules.OnFirstApply(member_alarm(22, 1, 101));
+  EXPECT_EQ(world.violations.size(), 2u);
+  rules.OnFirstApply(member_alarm(23, 1, 102));
+  ASSERT_EQ(world.violations.size(), 3u);
+  EXPECT_THAT(world.violations[2], HasSubstr("index 23 raises the NOSPACE alarm of n1, which "
+                                             "neither refused a write for its quota"));
+  // n3 applies a put that does not fit the size its backend has after the Ready: one alarm.
+  server::pb::InternalRequest internal;
+  internal.set_id(9);
+  internal.set_member_id(2);
+  internal.mutable_put()->set_key("k");
+  internal.mutable_put()->set_value(std::string(100, 'v'));
+  const std::vector<raft::Entry> entries{NormalEntry(30, internal.SerializeAsString())};
+  raft::Ready raft_ready;
+  raft_ready.committed_entries = entries;
+  server::Ready ready;
+  ready.raft = &raft_ready;
+  rules.OnApplied(3, ready, 500, false);  // 500 + 357 < 1000: fits
+  rules.OnFirstApply(member_alarm(31, 3, 200));
+  ASSERT_EQ(world.violations.size(), 4u);
+  rules.OnApplied(3, ready, 700, true);  // past it, but n3 lists an alarm: it raises none
+  rules.OnFirstApply(member_alarm(32, 3, 201));
+  ASSERT_EQ(world.violations.size(), 5u);
+  rules.OnApplied(3, ready, 700, false);  // 700 + 357 >= 1000
+  rules.OnFirstApply(member_alarm(33, 3, 202));
+  EXPECT_EQ(world.violations.size(), 5u);
+  // A refusal while n1 lists its own alarm raises nothing either.
+  rules.OnQuotaSubmitted(1, 40, rules.MeasureQuota(put("v"), 900, true, true));
+  rules.OnFirstApply(member_alarm(41, 1, 103));
+  EXPECT_EQ(world.violations.size(), 6u);
+  EXPECT_EQ(rules.counts().member_alarms_judged, 7u);
+  EXPECT_EQ(rules.counts().quota_full_submitted, 3u);
+}
+
+// A disarm that names a member clears that member's alarm only (etcd's alarmStore.Deactivate).
+TEST(ServerRuleCheckersTest, DisarmOfOneMemberLeavesTheOthersAlarm) {
+  FakeWorld world;
+  ServerRuleCheckers rules(&world, {});
+  rules.OnFirstApply(AlarmEntry(10, true, 1));
+  rules.OnFirstApply(AlarmEntry(11, true, 2));
+  server::pb::InternalRequest disarm;
+  disarm.set_id(3);
+  disarm.set_member_id(1);
+  disarm.mutable_alarm()->set_action(2);
+  disarm.mutable_alarm()->set_member_id(1);
+  disarm.mutable_alarm()->set_alarm(static_cast<int32_t>(server::AlarmType::kNoSpace));
+  disarm.mutable_alarm()->set_only_member(true);
+  rules.OnFirstApply(NormalEntry(12, disarm.SerializeAsString()));
+  EXPECT_TRUE(rules.nospace_alarm_active());
+  EXPECT_EQ(rules.counts().nospace_alarms_disarmed, 0u);
+  disarm.mutable_alarm()->set_member_id(2);
+  rules.OnFirstApply(NormalEntry(13, disarm.SerializeAsString()));
+  EXPECT_FALSE(rules.nospace_alarm_active());
+  EXPECT_EQ(rules.counts().nospace_alarms_disarmed, 1u);
+  EXPECT_THAT(world.violations, IsEmpty());
 }
 
 TEST(ServerRuleCheckersTest, RequestsOverALimitAreRefusedWithItsCodeAndNeverApply) {

@@ -402,6 +402,8 @@ server::Response ReferenceModel::ApplyRequest(const server::pb::InternalRequest&
       if (internal.alarm().alarm() != static_cast<int32_t>(server::AlarmType::kNoSpace)) break;
       if (internal.alarm().action() == 1) {
         nospace_alarms_.insert(internal.alarm().member_id());
+      } else if (internal.alarm().only_member()) {
+        nospace_alarms_.erase(internal.alarm().member_id());  // etcd: that member's alarm only
       } else {
         nospace_alarms_.clear();
       }

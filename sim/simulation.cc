@@ -594,13 +594,24 @@ void Simulation::AfterMemberCall(Node& node) {
 
 void Simulation::OnReady(Node& node, const server::Ready& ready) {
   raft_checkers_.OnReady(*node.checks, *node.server(), ready, node.member->wal());
+  server_rules_.OnApplied(node.id, ready, node.backend.SizeBytes(),
+                          !node.server()->Alarms().empty());
 }
 
 server::RequestId Simulation::SubmitObserved(Node& node, server::Request&& request) {
   const ServerRuleCheckers::Measured measured = server_rules_.Measure(request);
+  // The quota as the member sees it when it takes the request.
+  ServerRuleCheckers::QuotaAtSubmit quota;
+  if (ServerRuleCheckers::QuotaCost(request) > 0) {
+    bool own = false;
+    const std::vector<server::Alarm> alarms = node.server()->Alarms();
+    for (const server::Alarm& alarm : alarms) own = own || alarm.member_id == node.id;
+    quota = server_rules_.MeasureQuota(request, node.backend.SizeBytes(), !alarms.empty(), own);
+  }
   if (request.type != server::RequestType::kMemberPromote || !node.server()->is_leader()) {
     const server::RequestId request_id = node.server()->Submit(std::move(request));
     server_rules_.OnSubmit(node.id, request_id, measured);
+    server_rules_.OnQuotaSubmitted(node.id, request_id, quota);
     return request_id;
   }
   // The promotion's readiness rule compares the learner with the leader's own match index now.

@@ -439,8 +439,9 @@ class Simulation {
   CheckerView checker_view_{this};
   RaftCheckers raft_checkers_;
   ServerRuleCheckers server_rules_{
-      &checker_view_, ServerRuleCheckers::Limits{server::kDefaultMaxLearners,
-                                                 options_.max_request_bytes, options_.max_txn_ops}};
+      &checker_view_,
+      ServerRuleCheckers::Limits{server::kDefaultMaxLearners, options_.max_request_bytes,
+                                 options_.max_txn_ops, options_.quota_bytes}};
   AnswerCheckers answer_checkers_{&checker_view_};
   WatchCheckers watch_checkers_{&checker_view_, &model_};
   std::vector<std::string> violations_;

@@ -152,7 +152,11 @@ LeaseInfo Lessor::Info(LeaseId id, const Lease& lease, int64_t now_ms) const {
   info.granted_ttl_seconds = lease.ttl_seconds;
   if (primary_ && lease.expiry_ms != kForever) {
     const int64_t left_ms = std::max<int64_t>(0, lease.expiry_ms - now_ms);
-    info.remaining_ttl_seconds = (left_ms + 999) / 1000;
+    // etcd 3.4 answers int64(l.Remaining().Seconds()): its wall clock's remaining time,
+    // truncated. Time here moves in ticks, and some has always passed since the last one, so
+    // the remaining time is just below left_ms: a lease of 10 s asked at once has 9 s left (as
+    // etcd 3.4.23 answers `etcdctl lease timetolive` right after `lease grant 10`).
+    info.remaining_ttl_seconds = left_ms > 0 ? (left_ms - 1) / 1000 : 0;
   } else {
     info.remaining_ttl_seconds = lease.ttl_seconds;
   }

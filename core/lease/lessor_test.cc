@@ -215,19 +215,23 @@ TEST(LessorTest, NewLeaderExtendsRemainingTtlToFullTtl) {
   Grant(new_leader, 1, 10, 0);  // the same log entry, applied on a follower
   absl::StatusOr<LeaseInfo> nearly_due = old_leader.TimeToLive(1, 9000);
   ASSERT_TRUE(nearly_due.ok());
-  EXPECT_EQ(nearly_due->remaining_ttl_seconds, 1);
+  EXPECT_EQ(nearly_due->remaining_ttl_seconds, 0);  // just below 1 s (whole seconds, truncated)
   old_leader.Demote();
   new_leader.Promote(/*now_ms=*/9000, /*extend_ms=*/0);
   absl::StatusOr<LeaseInfo> extended = new_leader.TimeToLive(1, 9000);
   ASSERT_TRUE(extended.ok());
-  EXPECT_EQ(extended->remaining_ttl_seconds, 10);
+  EXPECT_EQ(extended->remaining_ttl_seconds, 9);  // just below the full 10 s
   EXPECT_TRUE(new_leader.Expired(18'999, 10).empty());
   EXPECT_EQ(new_leader.Expired(19'000, 10), (std::vector<LeaseId>{1}));
 }
 
-// etcd LeaseTimeToLive: remaining TTL in whole seconds, rounded up (a lease with 0.5s left is
-// not reported as 0), with the attached keys; a follower reports the granted TTL.
-TEST(LessorTest, TimeToLiveRoundsUpAndListsKeys) {
+// etcd 3.4 LeaseTimeToLive: remaining TTL in whole seconds, truncated as
+// int64(l.Remaining().Seconds()) is from etcd's wall clock. Time here moves in ticks and some
+// has always passed since the last one, so the remaining time is just below what the ticks
+// say: a lease of 10 s asked at once has 9 s left (etcd 3.4.23 answers `etcdctl lease
+// timetolive` right after `lease grant 10` with remaining(9s)). With the attached keys; a
+// follower reports the granted TTL.
+TEST(LessorTest, TimeToLiveTruncatesAndListsKeys) {
   mvcc::MemoryBackend backend;
   Lessor lessor(Config(), &backend);
   Grant(lessor, 1, 10, 0);
@@ -241,8 +245,9 @@ TEST(LessorTest, TimeToLiveRoundsUpAndListsKeys) {
     int64_t now_ms;
     int64_t remaining_seconds;
   };
-  for (const Case& c : {Case{0, 10}, Case{1, 10}, Case{999, 10}, Case{1000, 9}, Case{9001, 1},
-                        Case{9999, 1}, Case{10'000, 0}, Case{20'000, 0}}) {
+  for (const Case& c :
+       {Case{0, 9}, Case{1, 9}, Case{999, 9}, Case{1000, 8}, Case{1001, 8}, Case{8999, 1},
+        Case{9000, 0}, Case{9999, 0}, Case{10'000, 0}, Case{20'000, 0}}) {
     absl::StatusOr<LeaseInfo> info = lessor.TimeToLive(1, c.now_ms);
     ASSERT_TRUE(info.ok());
     EXPECT_EQ(info->id, 1);

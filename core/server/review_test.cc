@@ -497,13 +497,12 @@ bool CarriesAlarm(const Message& m) {
   return false;
 }
 
-// A leader whose backend passes the quota proposes the NOSPACE alarm once (alarm_proposed_ latches
-// until the alarm applies). The proposal can be lost: the leader is deposed before it commits and
-// its uncommitted tail is overwritten. A latch that stayed set would keep that member, leading
-// again past the quota, from ever raising the alarm, and writes would go on being accepted (here
-// the interim leader's backend is under the quota after a defragment, so no one else raises it;
-// etcd checks the quota on every member for every write). So a leadership change clears the
-// latch. server.cc Server::Impl::OnLeadershipChange.
+// A leader that refuses a write for its quota proposes its NOSPACE alarm (etcd's quotaAlarmer).
+// The proposal can be lost: the leader is deposed before it commits and its uncommitted tail is
+// overwritten. Nothing latches the proposal (an earlier version latched it until a leadership
+// change, and a latch that stayed set kept the member from ever raising the alarm): the next
+// refused write proposes it again, as etcd's quotaAlarmer does for every refused write (here the
+// interim leader's backend is under the quota after a defragment, so no one else raises it).
 TEST(ReviewServerTest, LeaderPastQuotaRaisesAlarmAgainAfterItsProposalWasLost) {
   constexpr uint64_t kQuota = 120000;
   Net net({1, 2, 3}, [](ServerConfig& c) { c.quota_bytes = kQuota; });
@@ -525,16 +524,18 @@ TEST(ReviewServerTest, LeaderPastQuotaRaisesAlarmAgainAfterItsProposalWasLost) {
   ASSERT_TRUE(net.Call(b, defragment)->status.ok());
   ASSERT_LT(net.peer(leader).backend.SizeBytes(), kQuota);
 
-  // 30 kB more puts the leader (only) past the quota; its alarm proposal is lost.
+  // 30 kB more would put the leader (only) past the quota: refused, and its alarm proposal is lost.
   int alarms_dropped = 0;
   net.drop = [&](const Message& m) {
     if (m.from != leader || !CarriesAlarm(m)) return false;
     ++alarms_dropped;
     return true;
   };
-  ASSERT_TRUE(net.Call(leader, PutRequest("medium", std::string(30000, 'y')))->status.ok());
+  auto refused = net.Call(leader, PutRequest("medium", std::string(30000, 'y')));
+  ASSERT_TRUE(refused.has_value());
+  ASSERT_EQ(CodeOf(refused->status), ErrorCode::kNoSpace) << refused->status;
+  net.TickAll(3);
   ASSERT_GT(alarms_dropped, 0);
-  ASSERT_GT(net.peer(leader).backend.SizeBytes(), kQuota);
   ASSERT_LT(net.peer(a).backend.SizeBytes(), kQuota);
   ASSERT_LT(net.peer(b).backend.SizeBytes(), kQuota);
 
@@ -546,20 +547,24 @@ TEST(ReviewServerTest, LeaderPastQuotaRaisesAlarmAgainAfterItsProposalWasLost) {
   net.Heal();
   net.TickAll(20);
 
-  // Leadership comes back to the member whose backend is past the quota.
+  // Leadership comes back to the member whose backend is nearly full.
   Request move;
   move.type = RequestType::kMoveLeader;
   move.member.id = leader;
   ASSERT_TRUE(net.Call(interim, move)->status.ok());
   net.TickAll(10);
   ASSERT_EQ(net.Leader(), leader);
-  ASSERT_GT(net.peer(leader).backend.SizeBytes(), kQuota);
-  EXPECT_FALSE(net.server(leader).Alarms().empty())
-      << "leader " << leader << " is past the quota (" << net.peer(leader).backend.SizeBytes()
-      << " > " << kQuota << " bytes) but NOSPACE was never raised";
-  auto put = net.Call(leader, PutRequest("more", std::string(1000, 'z')));
+  ASSERT_TRUE(net.server(leader).Alarms().empty()) << "the lost alarm entry applied";
+  // The next write that does not fit is refused and raises the alarm again.
+  auto put = net.Call(leader, PutRequest("more", std::string(30000, 'z')));
   ASSERT_TRUE(put.has_value());
   EXPECT_EQ(CodeOf(put->status), ErrorCode::kNoSpace) << put->status;
+  net.TickAll(3);
+  for (NodeId id : {leader, a, b}) {
+    EXPECT_FALSE(net.server(id).Alarms().empty())
+        << "member " << id << ": leader " << leader << " refused a write for its quota but "
+        << "NOSPACE was never raised";
+  }
 }
 
 // A member added after the leader's latest snapshot must be able to join once the log before the

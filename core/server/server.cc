@@ -58,6 +58,7 @@ bool IsMemberOrMaintenance(RequestType type) {
     case RequestType::kMemberUpdate:
     case RequestType::kAlarmList:
     case RequestType::kAlarmDisarm:
+    case RequestType::kAlarmActivate:
     case RequestType::kHash:
     case RequestType::kDefragment:
     case RequestType::kMoveLeader:
@@ -139,6 +140,22 @@ bool TxnWrites(const mvcc::TxnRequest& txn) {
     }
   }
   return false;
+}
+
+uint64_t PutCost(const mvcc::PutRequest& put) {
+  return kQuotaKvOverheadBytes + put.key.size() + put.value.size();
+}
+
+// etcd's costTxn: the larger branch, top-level puts only.
+uint64_t TxnCost(const mvcc::TxnRequest& txn) {
+  uint64_t success = 0, failure = 0;
+  for (const mvcc::RequestOp& op : txn.success) {
+    if (op.kind == mvcc::RequestOp::Kind::kPut) success += PutCost(op.put);
+  }
+  for (const mvcc::RequestOp& op : txn.failure) {
+    if (op.kind == mvcc::RequestOp::Kind::kPut) failure += PutCost(op.put);
+  }
+  return std::max(success, failure);
 }
 
 bool TxnPuts(const mvcc::TxnRequest& txn) {
@@ -375,6 +392,39 @@ class Server::Impl {
                  absl::StrCat(what, " refused: NOSPACE alarm (the backend passed the quota of ",
                               config_.quota_bytes, " bytes)"));
   }
+  // etcd's backendQuota.Available: whether a write of `cost` bytes fits this member's quota.
+  bool QuotaAvailable(uint64_t cost) const {
+    return cost == 0 || backend_->SizeBytes() + cost < config_.quota_bytes;
+  }
+  // etcd's quotaAlarmer: a write that does not fit is refused and this member's NOSPACE alarm
+  // is raised through the log (forwarded by a follower), unless it is active already.
+  absl::Status QuotaRefusal(absl::string_view what, uint64_t cost) {
+    ProposeNoSpaceAlarm();
+    return Error(ErrorCode::kNoSpace,
+                 absl::StrCat(what, " refused: NOSPACE (the backend's ", backend_->SizeBytes(),
+                              " bytes and the request's cost of ", cost,
+                              " bytes reach the quota of ", config_.quota_bytes, " bytes)"));
+  }
+  // After a write applied: one that did not fit raises the alarm, unless one is active (etcd's
+  // quotaApplierV3 answers it NOSPACE though it applied; here its proposer is answered OK, the
+  // truth, and only the alarm follows).
+  void NoteQuotaAtApply(bool fits) {
+    if (fits || AlarmActive()) return;
+    nospace_at_apply_ = true;
+  }
+  void ProposeNoSpaceAlarm() {
+    if (alarms_.count({config_.id, AlarmType::kNoSpace}) > 0) return;
+    pb::InternalRequest internal;
+    internal.set_system(true);
+    // A request id of its own: a copy the network duplicated is skipped when it applies, so
+    // each alarm entry stands for one refusal (the simulator's quota checker counts them).
+    internal.set_id(NextRequestId());
+    internal.set_member_id(config_.id);
+    internal.mutable_alarm()->set_action(kAlarmActivate);
+    internal.mutable_alarm()->set_member_id(config_.id);
+    internal.mutable_alarm()->set_alarm(static_cast<int32_t>(AlarmType::kNoSpace));
+    (void)raft_->Propose(raft::Bytes(internal.SerializeAsString()));
+  }
 
   ServerConfig config_;
   mvcc::Backend* backend_;
@@ -410,7 +460,9 @@ class Server::Impl {
   };
   absl::btree_map<RequestId, PendingMove> moves_;
   absl::btree_map<lease::LeaseId, uint64_t> revoking_;  // lease -> tick to retry after
-  bool alarm_proposed_ = false;
+  // A write applied while it did not fit this member's quota and no NOSPACE alarm was active:
+  // Advance raises this member's alarm (etcd's applyEntryNormal).
+  bool nospace_at_apply_ = false;
   // Request ids applied lately, per proposing member (duplicate proposals are skipped).
   static constexpr size_t kDedupWindowPerMember = 4096;
   absl::btree_map<raft::NodeId, absl::btree_set<RequestId>> applied_requests_;
@@ -715,6 +767,10 @@ RequestId Server::Impl::Submit(Request&& request) {
         }
         return id;
       }
+      if (const uint64_t cost = TxnCost(request.txn); !QuotaAvailable(cost)) {
+        Respond(id, request.type, QuotaRefusal("txn", cost));
+        return id;
+      }
       if (AlarmActive() && TxnPuts(request.txn)) {
         Respond(id, request.type, NoSpace("txn"));
         return id;
@@ -722,6 +778,10 @@ RequestId Server::Impl::Submit(Request&& request) {
       ToProto(request.txn, internal.mutable_txn());
       break;
     case RequestType::kPut:
+      if (const uint64_t cost = PutCost(request.put); !QuotaAvailable(cost)) {
+        Respond(id, request.type, QuotaRefusal("put", cost));
+        return id;
+      }
       if (AlarmActive()) {
         Respond(id, request.type, NoSpace("put"));
         return id;
@@ -736,6 +796,10 @@ RequestId Server::Impl::Submit(Request&& request) {
       break;
     case RequestType::kLeaseGrant: {
       // etcd's applierV3Capped: a grant adds data too.
+      if (!QuotaAvailable(kQuotaLeaseOverheadBytes)) {
+        Respond(id, request.type, QuotaRefusal("lease grant", kQuotaLeaseOverheadBytes));
+        return id;
+      }
       if (AlarmActive()) {
         Respond(id, request.type, NoSpace("lease grant"));
         return id;
@@ -753,6 +817,15 @@ RequestId Server::Impl::Submit(Request&& request) {
     case RequestType::kAlarmDisarm:
       internal.mutable_alarm()->set_action(kAlarmDeactivate);
       internal.mutable_alarm()->set_alarm(static_cast<int32_t>(AlarmType::kNoSpace));
+      if (request.alarm_member.has_value()) {
+        internal.mutable_alarm()->set_member_id(*request.alarm_member);
+        internal.mutable_alarm()->set_only_member(true);
+      }
+      break;
+    case RequestType::kAlarmActivate:
+      internal.mutable_alarm()->set_action(kAlarmActivate);
+      internal.mutable_alarm()->set_alarm(static_cast<int32_t>(AlarmType::kNoSpace));
+      internal.mutable_alarm()->set_member_id(request.alarm_member.value_or(config_.id));
       break;
     case RequestType::kMemberAdd: {
       if (request.member.peer_urls.empty()) {
@@ -1378,8 +1451,10 @@ absl::Status Server::Impl::ApplyWrite(pb::InternalRequest& internal, Response* r
       if (put.lease != lease::kNoLease && !lessor_.Exists(put.lease)) {
         return Error(ErrorCode::kLeaseNotFound, absl::StrCat("lease ", put.lease, " not found"));
       }
+      const bool fits = QuotaAvailable(PutCost(put));
       auto result = store_->Put(std::move(put));  // its value moves into the store
       if (!result.ok()) return result.status();
+      NoteQuotaAtApply(fits);
       response->put = std::move(*result);
       return absl::OkStatus();
     }
@@ -1402,8 +1477,10 @@ absl::Status Server::Impl::ApplyWrite(pb::InternalRequest& internal, Response* r
           return Error(ErrorCode::kLeaseNotFound, absl::StrCat("lease ", id, " not found"));
         }
       }
+      const bool fits = QuotaAvailable(TxnCost(*txn));
       auto result = store_->Txn(std::move(*txn));  // its puts' values move into the store
       if (!result.ok()) return result.status();
+      NoteQuotaAtApply(fits);
       response->txn = std::move(*result);
       return absl::OkStatus();
     }
@@ -1415,9 +1492,11 @@ absl::Status Server::Impl::ApplyWrite(pb::InternalRequest& internal, Response* r
     }
     case pb::InternalRequest::kLeaseGrant: {
       if (AlarmActive()) return refused_at_apply("lease grant");
+      const bool fits = QuotaAvailable(kQuotaLeaseOverheadBytes);
       auto info = lessor_.ApplyGrant(internal.lease_grant().id(),
                                      internal.lease_grant().ttl_seconds(), now_ms());
       if (!info.ok()) return info.status();
+      NoteQuotaAtApply(fits);
       response->lease = std::move(*info);
       return absl::OkStatus();
     }
@@ -1454,15 +1533,15 @@ absl::Status Server::Impl::ApplyWrite(pb::InternalRequest& internal, Response* r
         backend_->Put(mvcc::Bucket::kMeta, AlarmKey(internal.alarm().member_id(), type), "");
       } else {
         if (AlarmActive()) CODE_PROBE(server, nospace_alarm_disarmed);
+        const bool only_member = internal.alarm().only_member();
         for (auto it = alarms_.begin(); it != alarms_.end();) {
-          if (it->second == type) {
+          if (it->second == type && (!only_member || it->first == internal.alarm().member_id())) {
             backend_->Delete(mvcc::Bucket::kMeta, AlarmKey(it->first, it->second));
             it = alarms_.erase(it);
           } else {
             ++it;
           }
         }
-        alarm_proposed_ = false;
       }
       response->alarms = Alarms();
       return absl::OkStatus();
@@ -1936,8 +2015,6 @@ void Server::Impl::RestoreSnapshot(const raft::Snapshot& snapshot) {
 }
 
 void Server::Impl::OnLeadershipChange(bool leader) {
-  // An alarm proposal may have been lost with the old leadership: raise it again if needed.
-  alarm_proposed_ = false;
   if (leader) {
     // etcd: a new leader restarts every lease's TTL from now, plus an election timeout, so the
     // change of leader never expires a lease early.
@@ -2088,15 +2165,11 @@ void Server::Impl::Advance() {
   ready_.raft = nullptr;
   ready_.responses.clear();
   ready_.watch_responses.clear();
-  // Raise the NOSPACE alarm through the log once this member's backend passes the quota; every
-  // member checks its own (etcd). Proposals from followers are forwarded.
-  if (!AlarmActive() && !alarm_proposed_ && backend_->SizeBytes() > config_.quota_bytes) {
-    pb::InternalRequest internal;
-    internal.set_system(true);
-    internal.mutable_alarm()->set_action(kAlarmActivate);
-    internal.mutable_alarm()->set_member_id(config_.id);
-    internal.mutable_alarm()->set_alarm(static_cast<int32_t>(AlarmType::kNoSpace));
-    alarm_proposed_ = raft_->Propose(raft::Bytes(internal.SerializeAsString())).ok();
+  // A write applied past this member's quota raises its NOSPACE alarm (etcd's
+  // applyEntryNormal); proposals from followers are forwarded.
+  if (nospace_at_apply_) {
+    nospace_at_apply_ = false;
+    if (!AlarmActive()) ProposeNoSpaceAlarm();
   }
   // Snapshot and compact the Raft log every snapshot_every_entries applied entries, and after
   // every membership change so a new member is sent a snapshot that lists it. The snapshot is
@@ -2122,6 +2195,19 @@ std::vector<Member> Server::Impl::Members() const {
   std::vector<Member> out;
   for (const auto& [id, member] : members_) out.push_back(member);
   return out;
+}
+
+uint64_t QuotaCostBytes(const Request& request) {
+  switch (request.type) {
+    case RequestType::kPut:
+      return PutCost(request.put);
+    case RequestType::kTxn:
+      return TxnCost(request.txn);
+    case RequestType::kLeaseGrant:
+      return kQuotaLeaseOverheadBytes;
+    default:
+      return 0;
+  }
 }
 
 std::vector<Alarm> Server::Impl::Alarms() const {

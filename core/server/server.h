@@ -25,8 +25,14 @@
 // member's peer URLs, list; at most max_learners learners. A member leaves the list when it
 // leaves the Raft configuration: one replaced stays (an outgoing voter) until the joint
 // configuration is left.
-// Quota: past quota_bytes a NOSPACE alarm is raised through the log; writes that would add data
-// (puts, txns with puts, lease grants) are refused while it is active; reads, deletes and
+// Quota (etcd 3.4's backendQuota): a write that adds data (a put, a txn with puts, a lease grant)
+// is refused NOSPACE when this member's backend size plus the write's cost (QuotaCostBytes)
+// reaches quota_bytes, and the member raises its NOSPACE alarm through the log (etcd's
+// quotaAlarmer). A write that passed that check but no longer fits when it applies is applied
+// (every member applies the same log) and the applying member raises its alarm then (etcd's
+// quotaApplierV3 and applyEntryNormal), unless a NOSPACE alarm is active already. Nothing else
+// raises it: after a disarm the alarm stays clear until a write is refused again. While any
+// member's NOSPACE alarm is active, writes that would add data are refused; reads, deletes and
 // compaction still work; AlarmDisarm after compaction and defragmentation restores writes.
 // Auth (etcd's, core/auth): users, roles and permissions change through the log and live in the
 // backend. While enabled, a request's token names its user: reads are checked when served,
@@ -154,7 +160,7 @@ enum class RequestType : uint8_t {
   kMemberPromote,  // member.id
   kMemberRemove,   // member.id
   kAlarmList,
-  kAlarmDisarm,  // clears the NOSPACE alarm (all members)
+  kAlarmDisarm,  // clears the NOSPACE alarm of alarm_member (unset: of every member)
   kHash,         // hash of the store at `revision` (0: current), served locally
   kDefragment,   // local: returns free space to the backend
   // member.id: hand leadership to this voter (leader only; etcd MoveLeader). Answered once this
@@ -188,6 +194,9 @@ enum class RequestType : uint8_t {
   // configuration change (Raft thesis §4.3) with automatic leave: answered once it is left.
   kMemberReplace,
   kMemberUpdate,  // member.id, member.peer_urls (etcd MemberUpdate)
+  // Raises the NOSPACE alarm of alarm_member (unset: this member) through the log, as etcd's
+  // Maintenance.Alarm ACTIVATE does; answered with that alarm. Admin only.
+  kAlarmActivate,
 };
 
 // The fields of auth requests.
@@ -221,7 +230,18 @@ struct Request {
   // The user a transport authenticated by a verified client certificate (its common name), used
   // when `token` is empty, as etcd's AuthInfoFromTLS does under --client-cert-auth. Empty: none.
   std::string cert_user;
+  // kAlarmActivate, kAlarmDisarm: the member whose alarm is raised or cleared (etcd's
+  // AlarmRequest.MemberID; any id, 0 included, as etcd takes it).
+  std::optional<raft::NodeId> alarm_member;
 };
+
+// etcd 3.4's backendQuota.Cost: what a request is expected to add to the backend. A put costs
+// kQuotaKvOverheadBytes plus its key and value; a txn the larger of its branches' top-level puts
+// (nested txns count nothing, as in etcd); a lease grant kQuotaLeaseOverheadBytes; anything
+// else 0. A request of cost 0 always passes the quota check.
+inline constexpr uint64_t kQuotaKvOverheadBytes = 256;
+inline constexpr uint64_t kQuotaLeaseOverheadBytes = 64;
+uint64_t QuotaCostBytes(const Request& request);
 
 // Where and when a response was produced (etcd ResponseHeader).
 struct ResponseHeader {

@@ -849,8 +849,9 @@ TEST(ServerTest, LeaderChangeDoesNotExpireLeasesEarly) {
   auto ttl = cluster.Call(new_leader, WithLease(RequestType::kLeaseTimeToLive, id));
   ASSERT_TRUE(ttl.has_value());
   ASSERT_TRUE(ttl->status.ok()) << ttl->status;
+  // Alive (its keys still there); its remaining TTL (whole seconds, truncated) is below 5 s.
   EXPECT_EQ(ttl->lease.keys, std::vector<std::string>{"x"});
-  EXPECT_GT(ttl->lease.remaining_ttl_seconds, 0);
+  EXPECT_LT(ttl->lease.remaining_ttl_seconds, 5);
   EXPECT_EQ(LocalValue(cluster, new_leader, "x"), "1");
   // Not renewed, it does expire under the new leader.
   cluster.TickAll(20);
@@ -1097,6 +1098,132 @@ TEST(ServerTest, QuotaRaisesNoSpaceAlarmUntilCompactDefragDisarm) {
   }
   CallOk(cluster, leader, Txn({}, {PutOp("t", "v")}));
   CallOk(cluster, follower, LeaseGrant(60));
+}
+
+// The NOSPACE alarms each member lists, as (member, type) pairs, sorted.
+std::vector<std::pair<raft::NodeId, AlarmType>> AlarmPairs(ServerCluster& cluster,
+                                                           raft::NodeId id) {
+  std::vector<std::pair<raft::NodeId, AlarmType>> pairs;
+  for (const Alarm& alarm : CallOk(cluster, id, Typed(RequestType::kAlarmList)).alarms) {
+    pairs.emplace_back(alarm.member_id, alarm.type);
+  }
+  std::sort(pairs.begin(), pairs.end());
+  return pairs;
+}
+
+// etcd 3.4 raises NOSPACE only when a write is refused for lack of quota (v3rpc's quotaAlarmer):
+// a member whose backend is past the quota after a disarm lists no alarm until the next write
+// that adds data, which is refused NOSPACE and raises this member's alarm again. Reads, deletes
+// and txns that add nothing (cost 0) pass the quota check and raise nothing.
+TEST(ServerTest, NoSpaceIsRaisedAgainOnlyByTheNextRefusedWriteAfterADisarm) {
+  constexpr uint64_t kQuotaBytes = 1;  // `--quota-backend-bytes=1`: every write is refused
+  ServerCluster cluster({1}, [](ServerConfig& c) { c.quota_bytes = kQuotaBytes; });
+  ASSERT_EQ(cluster.WaitForLeader(), 1u);
+  EXPECT_TRUE(AlarmPairs(cluster, 1).empty());
+  // Cost 0: a read-only txn, a delete, a delete-only txn pass and raise nothing.
+  CallOk(cluster, 1, GetRequest("k"));
+  CallOk(cluster, 1, Txn({}, {RangeOp("k")}));
+  CallOk(cluster, 1, DeleteRequest("k"));
+  CallOk(cluster, 1, Txn({}, {DeleteOp("k")}));
+  cluster.TickAll(10);
+  EXPECT_TRUE(AlarmPairs(cluster, 1).empty()) << "raised without a refused write";
+  // The first put is refused for the quota itself, and raises the alarm.
+  ExpectError(cluster.Call(1, PutRequest("k", "v")), ErrorCode::kNoSpace, {"quota"});
+  cluster.TickAll(2);
+  EXPECT_EQ(AlarmPairs(cluster, 1),
+            (std::vector<std::pair<raft::NodeId, AlarmType>>{{1, AlarmType::kNoSpace}}));
+  // Disarmed: it stays clear however long the member runs past the quota.
+  CallOk(cluster, 1, Typed(RequestType::kAlarmDisarm));
+  cluster.TickAll(10);
+  EXPECT_TRUE(AlarmPairs(cluster, 1).empty()) << "raised again without a refused write";
+  // The next write adding data (a txn with a put, a lease grant) is refused and raises it.
+  ExpectError(cluster.Call(1, Txn({}, {PutOp("k", "v")})), ErrorCode::kNoSpace, {"quota"});
+  cluster.TickAll(2);
+  EXPECT_EQ(AlarmPairs(cluster, 1),
+            (std::vector<std::pair<raft::NodeId, AlarmType>>{{1, AlarmType::kNoSpace}}));
+  CallOk(cluster, 1, Typed(RequestType::kAlarmDisarm));
+  ExpectError(cluster.Call(1, LeaseGrant(100)), ErrorCode::kNoSpace, {"quota"});
+  cluster.TickAll(2);
+  EXPECT_EQ(AlarmPairs(cluster, 1).size(), 1u);
+}
+
+// etcd's quotaApplierV3: a write that passed its proposer's quota check but no longer fits when
+// it applies (another write applied first) still applies, on every member alike, and raises the
+// applying member's alarm (applyEntryNormal). Here its proposer answers it OK: it did apply.
+TEST(ServerTest, AWriteThatNoLongerFitsWhenItAppliesRaisesTheAlarm) {
+  ServerCluster probe({1});
+  ASSERT_EQ(probe.WaitForLeader(), 1u);
+  const uint64_t empty = probe.member(1).backend.SizeBytes();
+  // Each put fits alone (size + 256 + 1 + 4000 < quota), not after the other one applied.
+  const uint64_t quota = empty + 6000;
+  ServerCluster cluster({1}, [&](ServerConfig& c) { c.quota_bytes = quota; });
+  ASSERT_EQ(cluster.WaitForLeader(), 1u);
+  ASSERT_LE(cluster.member(1).backend.SizeBytes(), empty + 500);
+  Server& server = cluster.server(1);
+  const RequestId a = server.Submit(PutRequest("a", std::string(4000, 'a')));
+  const RequestId b = server.Submit(PutRequest("b", std::string(4000, 'b')));
+  cluster.TickAll(3);
+  ASSERT_EQ(cluster.member(1).responses.count(a), 1u);
+  ASSERT_EQ(cluster.member(1).responses.count(b), 1u);
+  EXPECT_TRUE(cluster.member(1).responses[a].status.ok()) << cluster.member(1).responses[a].status;
+  EXPECT_TRUE(cluster.member(1).responses[b].status.ok()) << cluster.member(1).responses[b].status;
+  EXPECT_EQ(CallOk(cluster, 1, GetRequest("b")).range.kvs.size(), 1u);
+  EXPECT_EQ(AlarmPairs(cluster, 1),
+            (std::vector<std::pair<raft::NodeId, AlarmType>>{{1, AlarmType::kNoSpace}}));
+}
+
+// etcd's Maintenance.Alarm: ACTIVATE raises the alarm of the member id given (any id) through
+// the log; DEACTIVATE clears only the (member, alarm) pair given (alarmStore.Deactivate), so
+// writes stay refused while another member's NOSPACE is active. The native disarm (no member)
+// clears every member's.
+TEST(ServerTest, AlarmActivateAndDisarmOneMemberAtATime) {
+  ServerCluster cluster({1, 2, 3});
+  const raft::NodeId leader = cluster.WaitForLeader();
+  const raft::NodeId follower = Follower(cluster, leader);
+  using Pairs = std::vector<std::pair<raft::NodeId, AlarmType>>;
+  auto activate = [&](raft::NodeId on, raft::NodeId member) {
+    Request request = Typed(RequestType::kAlarmActivate);
+    request.alarm_member = member;
+    return CallOk(cluster, on, request);
+  };
+  auto disarm = [&](raft::NodeId on, raft::NodeId member) {
+    Request request = Typed(RequestType::kAlarmDisarm);
+    request.alarm_member = member;
+    return CallOk(cluster, on, request);
+  };
+  activate(follower, 123);
+  activate(leader, 2);
+  ASSERT_TRUE(WaitForCatchUp(cluster, cluster.ids()));
+  for (raft::NodeId id : cluster.ids()) {
+    EXPECT_EQ(AlarmPairs(cluster, id),
+              (Pairs{{2, AlarmType::kNoSpace}, {123, AlarmType::kNoSpace}}))
+        << "member " << id;
+    ExpectError(cluster.Call(id, PutRequest("k", "v")), ErrorCode::kNoSpace);
+  }
+  // Clearing one member's alarm leaves the other's: writes stay refused.
+  disarm(follower, 123);
+  ASSERT_TRUE(WaitForCatchUp(cluster, cluster.ids()));
+  for (raft::NodeId id : cluster.ids()) {
+    EXPECT_EQ(AlarmPairs(cluster, id), (Pairs{{2, AlarmType::kNoSpace}})) << "member " << id;
+    ExpectError(cluster.Call(id, PutRequest("k", "v")), ErrorCode::kNoSpace);
+  }
+  // A pair not listed: nothing changes.
+  disarm(leader, 3);
+  EXPECT_EQ(AlarmPairs(cluster, leader), (Pairs{{2, AlarmType::kNoSpace}}));
+  disarm(leader, 2);
+  ASSERT_TRUE(WaitForCatchUp(cluster, cluster.ids()));
+  for (raft::NodeId id : cluster.ids()) {
+    EXPECT_TRUE(AlarmPairs(cluster, id).empty()) << "member " << id;
+    CallOk(cluster, id, PutRequest("k", "v"));
+  }
+  // Member id 0 is an id like any other; the disarm without a member clears them all.
+  activate(leader, 0);
+  activate(leader, 1);
+  EXPECT_EQ(AlarmPairs(cluster, follower).size(), 2u);
+  CallOk(cluster, follower, Typed(RequestType::kAlarmDisarm));
+  ASSERT_TRUE(WaitForCatchUp(cluster, cluster.ids()));
+  EXPECT_TRUE(AlarmPairs(cluster, leader).empty());
+  CallOk(cluster, leader, PutRequest("k", "w"));
 }
 
 // etcd's processInternalRaftRequestOnce: a proposal is refused "too many requests" while the

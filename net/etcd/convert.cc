@@ -520,15 +520,31 @@ absl::Status ToRequest(const etcdserverpb::AlarmRequest& in, server::Request* ou
       *out = RequestOf(server::RequestType::kAlarmList);
       return absl::OkStatus();
     case etcdserverpb::AlarmRequest::DEACTIVATE:
-      // The core's only alarm is NOSPACE; disarming it clears it on every member. etcd's
-      // etcdctl disarms each listed alarm in turn, which comes to the same. Another type has
-      // nothing to deactivate: the alarms are only listed (with the same permission check).
-      *out = RequestOf(in.alarm() == etcdserverpb::NOSPACE ? server::RequestType::kAlarmDisarm
-                                                           : server::RequestType::kAlarmList);
+      // etcd's alarmStore.Deactivate clears the (member, alarm) pair given, and no other
+      // (etcdctl alarm disarm lists the alarms and disarms each in turn). The core's only alarm
+      // is NOSPACE: another type has nothing to deactivate, and the alarms are only listed
+      // (with the same permission check).
+      if (in.alarm() != etcdserverpb::NOSPACE) {
+        *out = RequestOf(server::RequestType::kAlarmList);
+        return absl::OkStatus();
+      }
+      *out = RequestOf(server::RequestType::kAlarmDisarm);
+      out->alarm_member = in.memberid();
       return absl::OkStatus();
     default:
-      return Error(ErrorCode::kInvalidArgument,
-                   "alarm activate: alarms are raised by the members themselves");
+      // etcd raises the alarm of the member id given through the log, whatever the id (0 too).
+      // kvnode's core knows NOSPACE only: CORRUPT (which would stop every write "corrupt
+      // cluster"), NONE or a number are refused rather than listed with no effect.
+      if (in.alarm() != etcdserverpb::NOSPACE) {
+        return Error(ErrorCode::kInvalidArgument,
+                     absl::StrCat("alarm activate: kvnode raises NOSPACE alarms only, not ",
+                                  etcdserverpb::AlarmType_IsValid(in.alarm())
+                                      ? etcdserverpb::AlarmType_Name(in.alarm())
+                                      : absl::StrCat(static_cast<int>(in.alarm()))));
+      }
+      *out = RequestOf(server::RequestType::kAlarmActivate);
+      out->alarm_member = in.memberid();
+      return absl::OkStatus();
   }
 }
 
@@ -702,10 +718,10 @@ void ToProto(const server::Response& in, uint64_t, etcdserverpb::AlarmResponse* 
 
 void KeepAnsweredAlarms(const etcdserverpb::AlarmRequest& request,
                         etcdserverpb::AlarmResponse* alarms) {
-  const bool deactivate = request.action() == etcdserverpb::AlarmRequest::DEACTIVATE;
+  // An activation or a deactivation answers with the (member, alarm) pair it changed.
+  const bool pair = request.action() != etcdserverpb::AlarmRequest::GET;
   auto answered = [&](const etcdserverpb::AlarmMember& alarm) {
-    if (deactivate)
-      return alarm.memberid() == request.memberid() && alarm.alarm() == request.alarm();
+    if (pair) return alarm.memberid() == request.memberid() && alarm.alarm() == request.alarm();
     return request.alarm() == etcdserverpb::NONE || alarm.alarm() == request.alarm();
   };
   google::protobuf::RepeatedPtrField<etcdserverpb::AlarmMember>* list = alarms->mutable_alarms();

@@ -138,8 +138,9 @@ void ToProto(const server::Response& in, uint64_t cluster_id,
              etcdserverpb::MemberPromoteResponse* out);
 void ToProto(const server::Response& in, uint64_t cluster_id, etcdserverpb::AlarmResponse* out);
 // etcd's applier answers an AlarmRequest from its alarm store: a GET with the alarms of the
-// request's type (alarmStore.Get, every alarm for NONE), a DEACTIVATE with the alarm it
-// deactivated (of the request's member and type; none if that one was not active). The core
+// request's type (alarmStore.Get, every alarm for NONE), an ACTIVATE with the alarm it raised,
+// a DEACTIVATE with the alarm it deactivated (of the request's member and type; none if that one
+// was not active). The core
 // lists every alarm, and answers a disarm with the alarms left: `alarms`, the conversion of the
 // core's list (for a DEACTIVATE, as it was before the disarm), keeps the ones etcd answers with.
 void KeepAnsweredAlarms(const etcdserverpb::AlarmRequest& request,
