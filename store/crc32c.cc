@@ -4,6 +4,7 @@
 #include <cstring>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <nmmintrin.h>
 #endif
 
@@ -50,7 +51,10 @@ __attribute__((target("sse4.2"))) uint32_t Crc32cHardware(absl::string_view data
 
 bool DetectAcceleration() {
 #if defined(__x86_64__)
-  return __builtin_cpu_supports("sse4.2");
+  // CPUID leaf 1, ECX bit 20 (bit_SSE4_2): read directly rather than through
+  // __builtin_cpu_supports, whose libgcc table a link-time-optimized link did not resolve.
+  unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_SSE4_2) != 0;
 #else
   return false;
 #endif

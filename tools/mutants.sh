@@ -120,7 +120,7 @@ git -C "$tree" checkout -q --detach "$commit"
 log "scratch copy of ${commit:0:12} in $tree (Bazel output base $output_base)"
 
 build() {
-  (cd "$tree" && bazel --output_base="$output_base" build -c opt //tools/sim:sim) \
+  (cd "$tree" && bazel --output_base="$output_base" build -c opt --define=lto=off //tools/sim:sim) \
     >"$work/build.log" 2>&1
 }
 # The checker a failure line came from.
