@@ -485,17 +485,16 @@ void MeasureTxn(const mvcc::TxnRequest& txn, Bytes* bytes, size_t* most_ops) {
 // nested txn). nullopt: none of the value and ops limits.
 std::optional<ErrorCode> TxnRefusal(const mvcc::TxnRequest& txn, uint64_t max_bytes,
                                     size_t max_ops) {
-  if (txn.compare.size() > max_ops || txn.success.size() > max_ops ||
-      txn.failure.size() > max_ops) {
-    return ErrorCode::kTooManyOps;
-  }
+  const size_t count = std::max({txn.compare.size(), txn.success.size(), txn.failure.size()});
+  if (count > max_ops) return ErrorCode::kTooManyOps;
   for (const auto* branch : {&txn.success, &txn.failure}) {
     for (const mvcc::RequestOp& op : *branch) {
       if (op.kind == mvcc::RequestOp::Kind::kPut && op.put.value.size() > max_bytes) {
         return ErrorCode::kValueTooLarge;
       }
+      // A nested txn's limit is its holder's less the holder's count (etcd's checkTxnRequest).
       if (op.kind == mvcc::RequestOp::Kind::kTxn && op.txn != nullptr) {
-        if (auto owed = TxnRefusal(*op.txn, max_bytes, max_ops)) return owed;
+        if (auto owed = TxnRefusal(*op.txn, max_bytes, max_ops - count)) return owed;
       }
     }
   }
@@ -820,7 +819,7 @@ void ServerRuleCheckers::OnFirstApply(const raft::Entry& entry, DecodedEntry* de
   // than that for max_txn_ops + 1 of them cannot break the ops limit.
   if (internal.has_txn() && entry.data.size() >= 2 * (limits_.max_txn_ops + 1)) {
     ++counts_.txns_judged;
-    CheckTxn(entry.index, internal.txn(), 0);
+    CheckTxn(entry.index, internal.txn(), 0, limits_.max_txn_ops);
   }
   // The NOSPACE alarm, in log order (every member applies the same log).
   if (internal.has_alarm()) {
@@ -874,20 +873,22 @@ void ServerRuleCheckers::OnFirstApply(const raft::Entry& entry, DecodedEntry* de
   ForgetOldest(&data_writes_, &data_writes_order_);
 }
 
-void ServerRuleCheckers::CheckTxn(raft::Index index, const server::pb::TxnRequest& txn, int depth) {
-  const size_t limit = limits_.max_txn_ops;
-  if (static_cast<size_t>(txn.compare_size()) > limit ||
-      static_cast<size_t>(txn.success_size()) > limit ||
-      static_cast<size_t>(txn.failure_size()) > limit) {
+void ServerRuleCheckers::CheckTxn(raft::Index index, const server::pb::TxnRequest& txn, int depth,
+                                  size_t limit) {
+  const size_t count =
+      std::max({static_cast<size_t>(txn.compare_size()), static_cast<size_t>(txn.success_size()),
+                static_cast<size_t>(txn.failure_size())});
+  if (count > limit) {
     world_->Violation(
         absl::StrCat("index ", index, " applied a txn", depth > 0 ? " nesting one" : "", " of ",
                      txn.compare_size(), " compares, ", txn.success_size(), " success and ",
                      txn.failure_size(), " failure operations; the limit is ", limit, " each"));
     return;
   }
+  // etcd's checkTxnRequest: a nested txn's limit is its holder's less the holder's count.
   for (const auto* branch : {&txn.success(), &txn.failure()}) {
     for (const server::pb::RequestOp& op : *branch) {
-      if (op.has_txn()) CheckTxn(index, op.txn(), depth + 1);
+      if (op.has_txn()) CheckTxn(index, op.txn(), depth + 1, limit - count);
     }
   }
 }

@@ -209,8 +209,9 @@ class AnswerCheckers {
 //     rule judges the learner's acknowledged match index, which is never beyond its durable log;
 //     the leader's own match index is read when the request is submitted);
 //   - max learners: no configuration any node applies has more than max_learners learners;
-//   - request limits: no entry applied holds more than max_request_bytes, nor a txn (nested ones
-//     included) of more than max_txn_ops compares or operations per branch; every request the
+//   - request limits: no entry applied holds more than max_request_bytes, nor a txn of more than
+//     max_txn_ops compares or operations per branch (a nested txn: max_txn_ops less its holder's
+//     largest count, as etcd's checkTxnRequest); every request the
 //     driver submits is measured: one over a limit (a put's value above max_request_bytes, a txn
 //     beyond max_txn_ops, a request whose bytes alone pass max_request_bytes) is answered with
 //     the limit's refusal (VALUE_TOO_LARGE, TOO_MANY_OPS, in the order the server validates; a
@@ -326,7 +327,7 @@ class ServerRuleCheckers {
   // Answers awaited are kept for this many requests at most (one never answered, its member
   // crashed, is forgotten in time).
   static constexpr size_t kMaxAwaited = 1 << 14;
-  void CheckTxn(raft::Index index, const server::pb::TxnRequest& txn, int depth);
+  void CheckTxn(raft::Index index, const server::pb::TxnRequest& txn, int depth, size_t limit);
   void ForgetOldest(std::map<ProposalKey, bool>* awaited, std::deque<ProposalKey>* order);
 
   CheckedWorld* world_;

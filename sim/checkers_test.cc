@@ -169,6 +169,19 @@ TEST(ServerRuleCheckersTest, TxnBeyondTheOpsLimitFailsAlsoWhenNested) {
   ASSERT_EQ(world.violations.size(), 2u);
   EXPECT_THAT(world.violations[0], HasSubstr("index 6 applied a txn of 5 compares"));
   EXPECT_THAT(world.violations[1], HasSubstr("index 7 applied a txn nesting one of 5 compares"));
+  // etcd's checkTxnRequest: a nested txn's limit is 4 less its holder's count (here 1).
+  rules.OnFirstApply(txn_entry(8, 3, true));
+  EXPECT_EQ(world.violations.size(), 2u);
+  server::pb::InternalRequest two_compares;
+  two_compares.set_id(1);
+  two_compares.mutable_txn()->add_compare()->set_key("a");
+  two_compares.mutable_txn()->add_compare()->set_key("b");
+  server::pb::TxnRequest* inner = two_compares.mutable_txn()->add_success()->mutable_txn();
+  for (int i = 0; i < 3; ++i) inner->add_compare()->set_key("key");
+  rules.OnFirstApply(NormalEntry(9, two_compares.SerializeAsString()));
+  ASSERT_EQ(world.violations.size(), 3u);
+  EXPECT_THAT(world.violations[2], HasSubstr("index 9 applied a txn nesting one of 3 compares, 0 "
+                                             "success and 0 failure operations; the limit is 2"));
 }
 
 // An alarm entry of the applied log: raise (`activate`, as an operator's ACTIVATE request does)

@@ -62,6 +62,8 @@ constexpr CodeInfo kCodes[] = {
     {ErrorCode::kRootRoleNotExist, "ROOT_ROLE_NOT_EXIST", absl::StatusCode::kFailedPrecondition},
     {ErrorCode::kTooManyRequests, "TOO_MANY_REQUESTS", absl::StatusCode::kResourceExhausted},
     {ErrorCode::kLeaderTransferTimeout, "LEADER_TRANSFER_TIMEOUT", absl::StatusCode::kUnavailable},
+    {ErrorCode::kValueProvided, "VALUE_PROVIDED", absl::StatusCode::kInvalidArgument},
+    {ErrorCode::kLeaseProvided, "LEASE_PROVIDED", absl::StatusCode::kInvalidArgument},
 };
 
 // etcd v3.4 etcdserver/api/v3rpc/rpctypes/error.go, word for word.

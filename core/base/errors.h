@@ -66,6 +66,10 @@ enum class ErrorCode : uint16_t {
   // A move-leader whose transferee did not become leader within the request timeout (etcd's
   // ErrTimeoutLeaderTransfer): the transfer was aborted or is still under way.
   kLeaderTransferTimeout = 44,
+  // A put with ignore_value and a value, or ignore_lease and a lease (etcd's checkPutRequest:
+  // ErrGRPCValueProvided, ErrGRPCLeaseProvided).
+  kValueProvided = 45,
+  kLeaseProvided = 46,
 };
 
 // "kCompacted" -> "COMPACTED": the stable wire name.

@@ -212,6 +212,14 @@ absl::Status CheckIntervals(const std::vector<RequestOp>& ops, WriteSet* seen) {
 
 }  // namespace
 
+absl::Status CheckTxnIntervals(const TxnRequest& txn) {
+  for (const std::vector<RequestOp>* branch : {&txn.success, &txn.failure}) {
+    WriteSet writes;
+    if (auto s = CheckIntervals(*branch, &writes); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 std::string PrefixEnd(const std::string& prefix) {
   std::string end = prefix;
   while (!end.empty()) {

@@ -31,6 +31,12 @@
 
 namespace kvstore::mvcc {
 
+// etcd's checkIntervals on a txn's success branch, then its failure branch (v3rpc, before the
+// txn is proposed): within one branch no key may be put twice or put inside a range it deletes
+// (nested txns included, both of their branches); DUPLICATE_KEY otherwise. Data-independent:
+// the server core checks it before proposing, and Store::Txn again when it applies.
+absl::Status CheckTxnIntervals(const TxnRequest& txn);
+
 // etcd v3's multi-version store over a Backend: every write is a new revision, history is kept
 // until compacted, and reads can be served at any kept revision.
 class Store {

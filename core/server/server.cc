@@ -315,6 +315,8 @@ class Server::Impl {
   absl::Status Validate(const Request& request) const;
   absl::Status ValidatePut(const mvcc::PutRequest& put) const;
   absl::Status ValidateTxn(const mvcc::TxnRequest& txn) const;
+  // etcd checkTxnRequest with `limit` operations per branch (nested txns: less their holder's).
+  absl::Status ValidateTxnOps(const mvcc::TxnRequest& txn, size_t limit) const;
   void Propose(RequestId id, RequestType type, pb::InternalRequest& internal);
   void ProposeMemberChange(RequestId id, RequestType type, raft::ConfChange change,
                            const Member& member);
@@ -689,19 +691,37 @@ absl::Status Server::Impl::ValidatePut(const mvcc::PutRequest& put) const {
                                                          " bytes exceeds the request limit of ",
                                                          config_.max_request_bytes, " bytes"));
   }
+  // etcd's checkPutRequest.
+  if (put.ignore_value && !put.value.empty()) {
+    return Error(ErrorCode::kValueProvided, "put: ignore_value with a value");
+  }
+  if (put.ignore_lease && put.lease != lease::kNoLease) {
+    return Error(ErrorCode::kLeaseProvided, "put: ignore_lease with a lease");
+  }
   return absl::OkStatus();
 }
 
-// etcd checkTxnRequest: the operations of a txn, nested ones included, are checked like the
-// requests they stand for.
+// etcd's v3rpc order: checkTxnRequest (the count of compares and of each branch's operations
+// first; then the compares' keys; then each operation of success, then of failure, checked like
+// the request it stands for, a nested txn with the limit less the count of the txn holding it),
+// then checkIntervals (a key written twice: DUPLICATE_KEY). All before the txn is proposed, so a
+// txn breaking two rules is refused for the one etcd finds first.
 absl::Status Server::Impl::ValidateTxn(const mvcc::TxnRequest& txn) const {
-  const size_t limit = config_.max_txn_ops;
-  if (txn.compare.size() > limit || txn.success.size() > limit || txn.failure.size() > limit) {
+  if (auto s = ValidateTxnOps(txn, config_.max_txn_ops); !s.ok()) return s;
+  return mvcc::CheckTxnIntervals(txn);
+}
+
+absl::Status Server::Impl::ValidateTxnOps(const mvcc::TxnRequest& txn, size_t limit) const {
+  const size_t count = std::max({txn.compare.size(), txn.success.size(), txn.failure.size()});
+  if (count > limit) {
     CODE_PROBE(server, txn_too_many_ops);
     return Error(ErrorCode::kTooManyOps,
                  absl::StrCat("txn: ", txn.compare.size(), " compares, ", txn.success.size(),
                               " success and ", txn.failure.size(),
                               " failure operations; the limit is ", limit, " each"));
+  }
+  for (const mvcc::Compare& compare : txn.compare) {
+    if (compare.key.empty()) return Error(ErrorCode::kEmptyKey, "txn compare: key is empty");
   }
   for (const auto* branch : {&txn.success, &txn.failure}) {
     for (const mvcc::RequestOp& op : *branch) {
@@ -718,7 +738,7 @@ absl::Status Server::Impl::ValidateTxn(const mvcc::TxnRequest& txn) const {
           break;
         case mvcc::RequestOp::Kind::kTxn:
           status = op.txn == nullptr ? Error(ErrorCode::kInvalidArgument, "txn: nested txn missing")
-                                     : ValidateTxn(*op.txn);
+                                     : ValidateTxnOps(*op.txn, limit - count);
           break;
       }
       if (!status.ok()) return status;

@@ -556,6 +556,69 @@ TEST(ServerTest, DuplicateKeyAndLeaseNotFound) {
   EXPECT_EQ(CallOk(cluster, leader, GetRequest("dup")).header.revision, 1);
 }
 
+// etcd 3.4's v3rpc checks a txn before proposing it, in this order: its count of operations
+// (a nested txn's limit is the limit less its holder's count), the compares' keys, each
+// operation (a put's checkPutRequest: empty key, value provided, lease provided), then duplicate
+// keys; a missing lease is found when the txn applies. A txn breaking two rules is refused for
+// the first, as Debian's etcd 3.4.23 answered each case below.
+TEST(ServerTest, TxnValidationFollowsEtcdsOrder) {
+  ServerCluster cluster({1, 2, 3}, [](ServerConfig& c) { c.max_txn_ops = 8; });
+  const raft::NodeId leader = cluster.WaitForLeader();
+  const raft::NodeId follower = Follower(cluster, leader);
+  auto ops = [](int n, bool distinct) {
+    std::vector<mvcc::RequestOp> out;
+    for (int i = 0; i < n; ++i) out.push_back(PutOp(distinct ? "n" + std::to_string(i) : "k", ""));
+    return out;
+  };
+  mvcc::RequestOp ignore_value = PutOp("k", "v");
+  ignore_value.put.ignore_value = true;
+  mvcc::RequestOp ignore_lease = PutOp("k", "", 5);
+  ignore_lease.put.ignore_lease = true;
+  auto nested = [](std::vector<mvcc::RequestOp> success,
+                   std::vector<mvcc::RequestOp> failure = {}) {
+    auto txn = std::make_shared<mvcc::TxnRequest>();
+    txn->success = std::move(success);
+    txn->failure = std::move(failure);
+    mvcc::RequestOp op;
+    op.kind = mvcc::RequestOp::Kind::kTxn;
+    op.txn = std::move(txn);
+    return op;
+  };
+  std::vector<mvcc::Compare> three(3, VersionEquals("c", 0));
+  mvcc::Compare no_key = VersionEquals("", 0);
+  for (raft::NodeId id : {leader, follower}) {
+    // Too many operations before a duplicate key.
+    ExpectError(cluster.Call(id, Txn({}, ops(9, false))), ErrorCode::kTooManyOps);
+    // ... and before a compare without a key.
+    ExpectError(cluster.Call(id, Txn({no_key}, ops(9, true))), ErrorCode::kTooManyOps);
+    // A nested txn's limit: 8 less its holder's 3 compares, so 6 operations are too many
+    // (the limit alone would take them), duplicates or not.
+    ExpectError(cluster.Call(id, Txn(three, {nested(ops(6, true))})), ErrorCode::kTooManyOps);
+    ExpectError(cluster.Call(id, Txn(three, {nested(ops(6, false))})), ErrorCode::kTooManyOps);
+    // A compare without a key before a duplicate.
+    ExpectError(cluster.Call(id, Txn({no_key}, ops(2, false))), ErrorCode::kEmptyKey);
+    // A put's own checks before a duplicate, wherever the put stands.
+    ExpectError(cluster.Call(id, Txn({}, {PutOp("k", ""), ignore_value})),
+                ErrorCode::kValueProvided);
+    ExpectError(cluster.Call(id, Txn({}, {PutOp("k", ""), PutOp("k", "")}, {ignore_lease})),
+                ErrorCode::kLeaseProvided);
+    ExpectError(cluster.Call(id, Txn({}, {PutOp("k", ""), PutOp("k", ""), PutOp("", "")})),
+                ErrorCode::kEmptyKey);
+    // A duplicate key before a missing lease (found only when the txn applies).
+    ExpectError(cluster.Call(id, Txn({}, {PutOp("k", "", 12345), PutOp("k", "")})),
+                ErrorCode::kDuplicateKey);
+    // A put alone: its checks come before the missing key that ignore_value would meet.
+    Request put = PutRequest("missing", "v");
+    put.put.ignore_value = true;
+    ExpectError(cluster.Call(id, put), ErrorCode::kValueProvided);
+  }
+  // Within the limits: 5 nested operations under 3 compares, one key in both branches of a
+  // nested txn (they exclude each other).
+  EXPECT_TRUE(CallOk(cluster, leader, Txn(three, {nested(ops(5, true))})).txn.succeeded);
+  CallOk(cluster, leader, Txn({}, {nested({PutOp("k", "1")}, {PutOp("k", "2")})}));
+  EXPECT_EQ(CallOk(cluster, leader, GetRequest("k")).range.kvs.size(), 1u);
+}
+
 // etcd: ErrCompacted / ErrFutureRev for reads, compactions and hashes outside the history.
 TEST(ServerTest, CompactedAndFutureRevisions) {
   ServerCluster cluster({1, 2, 3});

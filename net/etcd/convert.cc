@@ -72,6 +72,10 @@ constexpr EtcdError kErrors[] = {
     // toGRPCErrorMap has no entry), so togRPCError answers codes.Unknown with its text.
     {ErrorCode::kLeaderTransferTimeout, grpc::StatusCode::UNKNOWN,
      "etcdserver: request timed out, leader transfer took too long"},
+    {ErrorCode::kValueProvided, grpc::StatusCode::INVALID_ARGUMENT,
+     "etcdserver: value is provided"},
+    {ErrorCode::kLeaseProvided, grpc::StatusCode::INVALID_ARGUMENT,
+     "etcdserver: lease is provided"},
 };
 
 // grpc-gateway's HTTP status for a gRPC code (runtime.HTTPStatusFromCode).
@@ -246,12 +250,10 @@ absl::Status ConvertTxn(const etcdserverpb::TxnRequest& in, int depth, mvcc::Txn
 }
 
 // Does the txn (its nested ones included) hold what etcd's checkTxnRequest refuses and the core
-// does not check: a compare with no key, or an operation with no request?
+// cannot see: an operation with no request? (The core checks the rest in etcd's order, its
+// count of operations first; a txn with such an operation is checked here without the count.)
 bool HoldsEtcdOnlyFault(const etcdserverpb::TxnRequest& in, int depth) {
   if (depth > server::kMaxTxnDepth) return false;  // ConvertTxn refuses it
-  for (const Compare& compare : in.compare()) {
-    if (compare.key().empty()) return true;
-  }
   for (const auto* branch : {&in.success(), &in.failure()}) {
     for (const RequestOp& op : *branch) {
       if (op.request_case() == RequestOp::REQUEST_NOT_SET) return true;
@@ -281,6 +283,12 @@ absl::Status EtcdCheckTxn(const etcdserverpb::TxnRequest& in, int depth) {
         case RequestOp::kRequestPut:
           if (op.request_put().key().empty()) {
             return Error(ErrorCode::kEmptyKey, "put: key is empty");
+          }
+          if (op.request_put().ignore_value() && !op.request_put().value().empty()) {
+            return Error(ErrorCode::kValueProvided, "put: ignore_value with a value");
+          }
+          if (op.request_put().ignore_lease() && op.request_put().lease() != 0) {
+            return Error(ErrorCode::kLeaseProvided, "put: ignore_lease with a lease");
           }
           break;
         case RequestOp::kRequestDeleteRange:
@@ -344,8 +352,11 @@ void Fill(const mvcc::TxnResponse& in, const etcdserverpb::ResponseHeader& txn_h
         break;
       }
       case mvcc::RequestOp::Kind::kTxn: {
+        // etcd 3.4's applier gives a nested txn's response an empty header (newTxnResp), while
+        // the operations inside it carry the revision (Debian's etcd 3.4.23:
+        // "response_txn":{"header":{},...,"responses":[{"response_put":{"header":{"revision":..}}}]}).
         auto* txn = converted->mutable_response_txn();
-        *txn->mutable_header() = header;
+        txn->mutable_header();
         if (op.txn != nullptr) Fill(*op.txn, header, txn);
         break;
       }

@@ -762,6 +762,41 @@ done <<'CASES'
 {"compare":[{"key":"c29ydGE="},{"target":"VALUE"}]}
 {"success":[{"request_txn":{"compare":[{"key":""}]}},{}]}
 CASES
+# A txn breaking two rules is refused for the one etcd's v3rpc finds first: its count of
+# operations (a nested txn's limit is 128 less its holder's count), the compares' keys, each
+# operation's own checks (a put's value or lease provided with ignore_*), then duplicate keys,
+# and a missing lease only when the txn applies. Debian's etcd 3.4.23 answered each body alike.
+etcd_error() { echo "{\"error\":\"etcdserver: $1\",\"message\":\"etcdserver: $1\",\"code\":$2}"; }
+put_k='{"requestPut":{"key":"aw=="}}'
+puts129=$(printf "$put_k,%.0s" $(seq 129)); puts129=${puts129%,}
+compares40=$(for i in $(seq 40); do printf '{"key":"YyVk","target":"VERSION","version":"0"},' "$i"; done)
+compares40=${compares40%,}
+nested100=$(for i in $(seq 100); do printf '{"requestPut":{"key":"%s"}},' "$(printf 'n%03d' "$i" | base64)"; done)
+nested100=${nested100%,}
+while IFS='|' read -r name want body; do
+  expect "txn-order-$name" 400 "$want" "$url/v3/kv/txn" -X POST -d "$body"
+done <<CASES
+ops-before-duplicate|$(etcd_error "too many operations in txn request" 3)|{"success":[$puts129]}
+ops-before-compare-key|$(etcd_error "too many operations in txn request" 3)|{"compare":[{"target":"VERSION"}],"success":[$puts129]}
+nested-limit-less-holder|$(etcd_error "too many operations in txn request" 3)|{"compare":[$compares40],"success":[{"requestTxn":{"success":[$nested100]}}]}
+compare-key-before-duplicate|$(etcd_error "key is not provided" 3)|{"compare":[{"target":"VERSION"}],"success":[$put_k,$put_k]}
+value-provided-before-duplicate|$(etcd_error "value is provided" 3)|{"success":[$put_k,{"requestPut":{"key":"aw==","value":"dg==","ignore_value":true}}]}
+lease-provided-before-duplicate|$(etcd_error "lease is provided" 3)|{"success":[$put_k,$put_k],"failure":[{"requestPut":{"key":"aw==","lease":"5","ignore_lease":true}}]}
+duplicate-before-missing-lease|$(etcd_error "duplicate key given in txn request" 3)|{"success":[{"requestPut":{"key":"aw==","lease":"12345"}},$put_k]}
+CASES
+# A nested txn's response has an empty header (etcd 3.4's newTxnResp); its operations carry
+# the revision.
+nested_answer=$(curl -s --max-time 5 "$url/v3/kv/txn" -X POST \
+  -d '{"success":[{"requestTxn":{"success":[{"requestPut":{"key":"bmVzdGVk"}}]}}]}')
+if [[ "$nested_answer" == *'"succeeded":true,"responses":[{"response_txn":{"header":{},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"'[0-9]*'"}}}]}}]}' ]]; then
+  echo "ok   txn-nested-header-empty"
+else
+  echo "FAIL txn-nested-header-empty: $nested_answer"
+  failures=$((failures + 1))
+fi
+expect "put-value-provided" 400 "$(etcd_error "value is provided" 3)" "$url/v3/kv/put" -X POST \
+  -d '{"key":"bWlzc2luZw==","value":"dg==","ignore_value":true}'
+
 # Alarms: any alarm type is taken (etcd lists or deactivates those of that type, none here), and
 # etcd 3.4's AlarmResponse has no header: {} when there is no alarm.
 while IFS= read -r body; do
