@@ -35,6 +35,8 @@
 //     still waiting) release the token first, so the loop sees everything the thread did before
 //     (the value's contents), then run kj's header code that moves the value into the node
 //     unchecked (__tsan_ignore_thread_begin/end), as ExecuteSync does for the caller's side;
+//     isWaiting's read of the node is unchecked too (the loop frees the node in kj's code, before
+//     the promise's acquire, and kj orders that with its own atomics);
 //   loop thread: the returned promise acquires the token first thing when the node hands its
 //     value or exception on, before any code of ours sees it.
 
@@ -222,7 +224,12 @@ class TokenFulfiller final : public kj::CrossThreadPromiseFulfiller<T> {
     IgnoreScope unchecked;
     inner_->reject(kj::mv(exception));
   }
-  bool isWaiting() const override { return inner_->isWaiting(); }
+  // kj's atomic read of the promise node's state: unchecked too, as the loop frees the node
+  // right after taking the value, before the promise's acquire.
+  bool isWaiting() const override {
+    IgnoreScope unchecked;
+    return inner_->isWaiting();
+  }
 
  private:
   kj::Own<kj::CrossThreadPromiseFulfiller<T>> inner_;
