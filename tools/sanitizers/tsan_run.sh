@@ -20,24 +20,32 @@
 #     frees and memcpys these libraries make are ignored, the code of ours around them is not.
 #   libabsl_graphcycles_internal.so: absl::Mutex's deadlock-detection graph, which it moves under
 #     its own uninstrumented spinlock (seen in the gRPC clients of flood_test and jwt_auth_test).
-#   race:libgrpc.so (a frame in the module): libgrpc.so's calls into libstdc++'s string
-#     templates bind to the instrumented copies our binaries export, so its copy of a string
-#     another thread built is checked with libgrpc's own ordering unseen (a client stream's
-#     initial metadata, node:flood_test). Our handlers are not called from libgrpc.so (libgrpc++
-#     calls them, and is not matched by this name), so no stack of ours carries this frame.
-#   grpc_tcp_create: libgrpc (uninstrumented) copies the endpoint name that the caller's thread
-#     built into its poller thread's string through inlined libstdc++/Abseil code, which
-#     called_from_lib cannot match (node:flood_test's gRPC client, etcd's Put stub).
-#   grpc_core::ResourceQuota::Default: the same copy of the default quota's name, made on the
-#     first channel's thread and read by gRPC's executor thread (node:flood_test).
-#   grpc::internal::BlockingUnaryCallImpl: a blocking client call's method path, built by the
-#     calling thread in gRPC's header code and read by libgrpc's poller thread (clients only: no
-#     server handler of ours runs under it).
+#   libabsl_random_internal_pool_urbg.so: Abseil's shared pool of random generators, whose
+#     entries one thread allocates and others copy under Abseil's SpinLock (libabsl_base,
+#     uninstrumented); gRPC's client header code draws from it (kvbench's gRPC threads in
+#     node:tls_test). Only the library's own new[] and memcpy are ignored.
+#   libssl.so, libcrypto.so: Debian's OpenSSL 3. kvbench's gRPC client over TLS (node:tls_test,
+#     3 runs of 5 before this line): one client thread, polling the channel for everyone,
+#     decrypts a response into a slice gRPC allocated (libssl's memcpy); another client thread
+#     parses it (our generated PutResponse code) after its Pluck returns. gRPC hands the slice
+#     between the two through libgrpc's lock-free closures, which nothing can show to TSan from
+#     outside. libcrypto: OPENSSL_sk_dup (fourth pass, kvbench's TLS client; not seen again in
+#     the fifth) copies lists of the SSL_CTX that gRPC's handshakes on several threads share, an
+#     OpenSSL-internal copy ordered by OpenSSL's and libgrpc's uninstrumented atomics. kvbench's
+#     only TLS code builds the credentials on the main thread before any client thread starts.
+#     What these ignore: the copies, allocations and frees the two libraries make themselves
+#     (also on buffers our code hands to SSL_read/SSL_write through kj-tls); our own accesses to
+#     those buffers are still checked.
 #   absl Status::UnrefNonInlined, status_internal::Payload: an absl::Status's rep (message and
 #     payloads) is freed by whichever thread drops the last reference, after an acq_rel decrement
 #     inside Debian's uninstrumented libabsl_status, which TSan cannot see: the free looked
 #     unordered with the thread that built the rep (gRPC's threads hand statuses with payloads to
 #     each other; node:watch_progress_test). Both frames are inside libabsl_status only.
+# Not suppressed any more (fifth pass, tools/fuzz/README.md): race:libgrpc.so,
+# race:grpc_tcp_create, race:grpc_core::ResourceQuota::Default and
+# race:grpc::internal::BlockingUnaryCallImpl. Every binary now tells TSan about gRPC's locks and
+# its completion queue's hand-off of a tag (tools/sanitizers/tsan_absl_mutex.cc and
+# tsan_grpc_cq.cc, linked under --config=tsan only), which is what those lines stood in for.
 
 set -euo pipefail
 suppressions="${TEST_TMPDIR:-/tmp}/tsan.supp"
@@ -50,11 +58,10 @@ called_from_lib:libabsl_cord.so
 called_from_lib:libabsl_cord_internal.so
 called_from_lib:libabsl_strings.so
 called_from_lib:libabsl_graphcycles_internal.so
+called_from_lib:libabsl_random_internal_pool_urbg.so
+called_from_lib:libssl.so
+called_from_lib:libcrypto.so
 race:absl::*synchronization_internal::
-race:libgrpc.so
-race:grpc_tcp_create
-race:grpc_core::ResourceQuota::Default
-race:grpc::internal::BlockingUnaryCallImpl
 race:absl::*Status::UnrefNonInlined
 race:absl::*status_internal::Payload
 SUPPRESSIONS
