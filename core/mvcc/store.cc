@@ -5,6 +5,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/base/encoding.h"
 #include "core/base/errors.h"
@@ -491,15 +492,26 @@ absl::StatusOr<RangeResponse> Store::RangeAt(const RangeRequest& r, Revision cur
                          r.min_create_revision != 0 || r.max_create_revision != 0;
   const size_t fetch_limit =
       fetch_all || r.limit <= 0 ? SIZE_MAX : static_cast<size_t>(r.limit) + 1;
-  VisitRange(r.key, r.range_end, [&](const std::string&, const KeyIndex& ki) {
+  absl::Status lost;
+  VisitRange(r.key, r.range_end, [&](const std::string& key, const KeyIndex& ki) {
     KeyIndex::Found found;
     if (!ki.Get(rev, &found)) return true;
     ++response.count;
     if (r.count_only || response.kvs.size() >= fetch_limit) return true;
     std::optional<KeyValue> kv = Fetch(found.modified, false);
-    if (kv.has_value()) response.kvs.push_back(std::move(*kv));
+    if (!kv.has_value()) {
+      // The index names a revision the backend does not hold: the backend lost a write the
+      // store made. etcd panics ("range cannot find rev"); answering without the key would be
+      // a silently short read. The server core stops the member (kDataLoss).
+      lost = absl::DataLossError(absl::StrCat("range cannot find rev (", found.modified.main, ",",
+                                              found.modified.sub, ") of key \"",
+                                              absl::CHexEscape(key), "\" in the backend"));
+      return false;
+    }
+    response.kvs.push_back(std::move(*kv));
     return true;
   });
+  if (!lost.ok()) return lost;
   auto drop = [&](auto predicate) {
     response.kvs.erase(std::remove_if(response.kvs.begin(), response.kvs.end(), predicate),
                        response.kvs.end());

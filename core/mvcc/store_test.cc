@@ -180,6 +180,28 @@ TEST_F(StoreTest, EmptyStoreIsRevisionOne) {
   EXPECT_EQ(all.count, 0);
 }
 
+// etcd panics ("range cannot find rev") when the index names a revision the backend does not
+// hold: a range, in a txn too, answers kDataLoss rather than leave the key out (count 1, no
+// kvs); a count-only range and the other keys are unaffected.
+TEST_F(StoreTest, RangeOfARecordTheBackendLostIsDataLoss) {
+  Put("a", "1");  // 2
+  Put("b", "1");  // 3
+  backend_.Delete(Bucket::kKey, RevisionKey({2, 0}, false));
+  auto lost = store_->Range(RangeOf("a", ""));
+  ASSERT_FALSE(lost.ok());
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(lost.status().message()),
+              ::testing::HasSubstr("range cannot find rev (2,0) of key \"a\""));
+  EXPECT_EQ(store_->Range(RangeOf("a", "c")).status().code(), absl::StatusCode::kDataLoss);
+  TxnRequest txn;
+  txn.success = {RangeOp("a")};
+  EXPECT_EQ(store_->Txn(txn).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(MustRange(RangeOf("b", "")).kvs.size(), 1u);
+  RangeRequest count = RangeOf("a", "c");
+  count.count_only = true;
+  EXPECT_EQ(MustRange(count).count, 2);
+}
+
 // etcd: every write transaction (put, delete of something, txn with writes) is exactly one
 // revision, however many keys it touches.
 TEST_F(StoreTest, EachWriteIsExactlyOneRevision) {

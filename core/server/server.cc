@@ -378,6 +378,15 @@ class Server::Impl {
           absl::Status(status.code(), absl::StrCat("backend commit failed: ", status.message()));
     }
   }
+  // A store answer that found the backend without a record its index names (kDataLoss: the
+  // store's "range cannot find rev", where etcd panics) stops the member as a failed commit
+  // does: the Ready that carries it is not carried out, so the short answer is never sent.
+  void CheckBackendIntact(const absl::Status& status) {
+    if (status.code() != absl::StatusCode::kDataLoss || backend_lost_) return;
+    backend_lost_ = true;
+    storage_failure_ = absl::DataLossError(
+        absl::StrCat("backend lost a record its index names: ", status.message()));
+  }
   // Reads back what the backend holds besides the store (leases with their keys, members,
   // alarms, the dedup window). Only right after the store's Open or Reload: the keys' leases
   // come from that restore.
@@ -479,6 +488,8 @@ class Server::Impl {
   Ready ready_;
   // The first failed backend commit: the member must stop (see Ready::storage_failure).
   absl::Status storage_failure_;
+  // The backend lacks a record the store's index names (CheckBackendIntact).
+  bool backend_lost_ = false;
   bool ready_outstanding_ = false;
 };
 
@@ -1141,6 +1152,7 @@ void Server::Impl::ServeRead(RequestId id, const Request& request) {
       response.status = txn.status();
     }
   }
+  CheckBackendIntact(response.status);
   Respond(std::move(response));
 }
 
@@ -1618,6 +1630,7 @@ void Server::Impl::ApplyInternal(raft::Index, pb::InternalRequest& internal, Res
   // The events' previous values only for a watcher that asks for them.
   store_->set_prev_values_in_events(hub_->prev_kv_requested());
   response->status = ApplyWrite(internal, response);
+  CheckBackendIntact(response->status);
   std::vector<mvcc::Event> events = store_->TakeEvents();
   TrackLeases(events);
   hub_->Notify(std::move(events));  // the last watcher takes them: no copy of their values
@@ -2130,8 +2143,12 @@ const Ready& Server::Impl::GetReady() {
     if (!moves_.empty()) AnswerMoves(rr.soft_state->leader);
   }
   if (rr.apply_snapshot != nullptr) RestoreSnapshot(*rr.apply_snapshot);
-  for (const raft::Entry& entry : rr.committed_entries) Apply(entry);
-  if (!rr.committed_entries.empty()) {
+  for (const raft::Entry& entry : rr.committed_entries) {
+    // A backend found to have lost a record: apply and commit nothing more (the member stops).
+    if (backend_lost_) break;
+    Apply(entry);
+  }
+  if (!rr.committed_entries.empty() && !backend_lost_) {
     auto status = store_->Commit(applied_index_);
     if (!status.ok()) StorageFailed(status);
   }

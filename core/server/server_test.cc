@@ -619,6 +619,48 @@ TEST(ServerTest, TxnValidationFollowsEtcdsOrder) {
   EXPECT_EQ(CallOk(cluster, leader, GetRequest("k")).range.kvs.size(), 1u);
 }
 
+// etcd panics ("range cannot find rev") when its key index names a revision its backend does
+// not hold. Here the Ready carries a storage failure (kDataLoss), which the driver stops the
+// member on without carrying the Ready out: the read is never answered short (count 1, no kvs).
+TEST(ServerTest, ARangeWhoseRecordTheBackendLostStopsTheMember) {
+  ServerCluster cluster({1});
+  ASSERT_EQ(cluster.WaitForLeader(), 1u);
+  CallOk(cluster, 1, PutRequest("k", "v"));
+  CallOk(cluster, 1, PutRequest("other", "v"));
+  // The backend loses k's record; the store's index still names it.
+  mvcc::MemoryBackend& backend = cluster.member(1).backend;
+  std::vector<std::string> records;
+  backend.Range(mvcc::Bucket::kKey, "", "", [&](absl::string_view key, absl::string_view) {
+    records.emplace_back(key);
+    return true;
+  });
+  ASSERT_EQ(records.size(), 2u);
+  backend.Delete(mvcc::Bucket::kKey, records.front());  // revision 2: k
+  Server& server = cluster.server(1);
+  ASSERT_FALSE(server.HasReady());
+  // A read of another key is answered; k's is not.
+  const RequestId fine = server.Submit(GetRequest("other", /*serializable=*/true));
+  ASSERT_TRUE(server.HasReady());
+  const Ready& first = server.GetReady();
+  EXPECT_TRUE(first.storage_failure.ok()) << first.storage_failure;
+  ASSERT_EQ(first.responses.size(), 1u);
+  EXPECT_EQ(first.responses[0].request_id, fine);
+  EXPECT_EQ(first.responses[0].range.kvs.size(), 1u);
+  server.Advance();
+  const RequestId lost = server.Submit(GetRequest("k", /*serializable=*/true));
+  ASSERT_TRUE(server.HasReady());
+  const Ready& ready = server.GetReady();
+  EXPECT_EQ(ready.storage_failure.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(ready.storage_failure.message().find("range cannot find rev (2,0) of key \"k\""),
+            absl::string_view::npos)
+      << ready.storage_failure;
+  // What the Ready holds for the read (never sent) is a refusal, not a short answer.
+  ASSERT_EQ(ready.responses.size(), 1u);
+  EXPECT_EQ(ready.responses[0].request_id, lost);
+  EXPECT_FALSE(ready.responses[0].status.ok());
+  EXPECT_TRUE(ready.responses[0].range.kvs.empty());
+}
+
 // etcd: ErrCompacted / ErrFutureRev for reads, compactions and hashes outside the history.
 TEST(ServerTest, CompactedAndFutureRevisions) {
   ServerCluster cluster({1, 2, 3});
