@@ -79,6 +79,7 @@ bool IsProposal(const server::Request& request) {
     case server::RequestType::kLeaseGrant:
     case server::RequestType::kLeaseRevoke:
     case server::RequestType::kAlarmDisarm:
+    case server::RequestType::kAlarmActivate:
     case server::RequestType::kAuthEnable:
     case server::RequestType::kAuthDisable:
     case server::RequestType::kAuthenticate:
@@ -180,6 +181,7 @@ const ApiMethod* ServiceMethod(server::RequestType type) {
       return &kMemberRemove;
     case T::kAlarmList:
     case T::kAlarmDisarm:
+    case T::kAlarmActivate:
       return &kAlarm;
     case T::kHash:
       return &kHashKV;
