@@ -373,6 +373,10 @@ class WatchCheckers {
     raft::NodeId id = raft::kNoNode;
     mvcc::WatchId watch_id = 0;        // the all-keys watch; 0: none open
     mvcc::Revision next_revision = 0;  // the revision it must deliver next
+    // The start revision the watch asked for, until its first event arrives (0 after it). It
+    // may be below next_revision: a watch from revision 1 (the empty store) can first deliver
+    // revision 2, but the server holds it at 1 until then.
+    mvcc::Revision requested_from = 0;
     // Canceled for compaction: the client watches again from here (0: nothing to reopen).
     mvcc::Revision reopen_from = 0;
     // Scenario watches: id -> (start revision, last revision delivered).
@@ -384,11 +388,13 @@ class WatchCheckers {
 
   // A new process of member `node.id` started: its scenario watches died with the old one.
   void OnStart(NodeWatches& node) { node.scenario.clear(); }
-  // The driver opened the member's all-keys watch `id` (0: refused), whose first delivery must
-  // be `next_revision`.
-  void OnAllKeysWatch(NodeWatches& node, mvcc::WatchId id, mvcc::Revision next_revision) {
+  // The driver opened the member's all-keys watch `id` (0: refused) from `requested_from`; its
+  // first delivery must be `next_revision`.
+  void OnAllKeysWatch(NodeWatches& node, mvcc::WatchId id, mvcc::Revision requested_from,
+                      mvcc::Revision next_revision) {
     node.watch_id = id;
     node.next_revision = next_revision;
+    node.requested_from = requested_from;
     node.reopen_from = 0;
   }
   // A scenario opened watch `id` from `start`.
