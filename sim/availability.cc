@@ -126,6 +126,10 @@ void AvailabilityChecker::TransferRequested(int64_t now_ms, raft::NodeId transfe
   stable_.reset();
 }
 
+void AvailabilityChecker::TransferRefused(raft::NodeId transferee) {
+  if (transfer_.has_value() && transfer_->transferee == transferee) transfer_.reset();
+}
+
 void AvailabilityChecker::NodeDown(raft::NodeId id) {
   if (stable_.has_value() && stable_->leader == id) stable_.reset();
   if (transfer_.has_value() && transfer_->transferee == id) transfer_.reset();

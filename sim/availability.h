@@ -80,6 +80,12 @@ class AvailabilityChecker {
   // and a calm network may still lose up to 1% of messages (fuzz seed 1309, 5 nodes, at
   // 149b7fc: the transfer's one TimeoutNow was lost).
   void TransferRequested(int64_t now_ms, raft::NodeId transferee, bool lossless = true);
+  // The move-leader request for `transferee` was refused before any transfer began (the member
+  // asked does not lead, or the transferee is not a voter: etcd's ErrNotLeader and
+  // ErrBadLeaderTransferee), so there is no transfer to judge (fuzz seed 502831, 3 nodes: a
+  // move to the member a replace had just removed). A transfer that began and then timed out is
+  // still judged.
+  void TransferRefused(raft::NodeId transferee);
   // Node `id` crashed, stopped, paused or had its clock stopped: if it led, its successor is no
   // disruption (the checker may not see the moment between two observations).
   void NodeDown(raft::NodeId id);

@@ -116,5 +116,23 @@ TEST(FuzzRegressionTest, Seed500915AWatchFromRevisionOneLagsBelowAReplayedCompac
   EXPECT_EQ(canceled, 2);  // at each of n2's two restarts
 }
 
+// Regression from the same campaign: seed 502831 on 3 nodes failed with "availability: the
+// leader transfer to n1 did not complete within an election timeout". A replace had just removed
+// n1, and the move-leader request to it was refused (MEMBER_NOT_FOUND, etcd's
+// ErrBadLeaderTransferee); the availability checker had started judging a transfer at the
+// request and never learned that none began.
+TEST(FuzzRegressionTest, Seed502831AMoveLeaderRefusedBeforeItBeginsIsNotJudged) {
+  FuzzOptions options;
+  options.nodes = 3;
+  const RunResult result = RunScenario(RandomScenario(502831, options));
+  EXPECT_TRUE(result.passed) << absl::StrJoin(result.failures, "\n");
+  bool refused = false;
+  for (const std::string& line : result.transcript) {
+    refused = refused || (line.find("transfer leadership") != std::string::npos &&
+                          line.find("MEMBER_NOT_FOUND") != std::string::npos);
+  }
+  EXPECT_TRUE(refused);
+}
+
 }  // namespace
 }  // namespace kvstore::sim

@@ -635,6 +635,15 @@ void Simulation::OnResponse(Node& node, const server::Response& response) {
                                              std::string(ErrorCodeName(CodeOf(response.status))),
                                              std::string(response.status.message()));
   }
+  if (!moves_asked_.empty()) {
+    if (auto move = moves_asked_.find({node.id, response.request_id}); move != moves_asked_.end()) {
+      const ErrorCode code = CodeOf(response.status);
+      if (code == ErrorCode::kNotLeader || code == ErrorCode::kMemberNotFound) {
+        availability_.TransferRefused(move->second);
+      }
+      moves_asked_.erase(move);
+    }
+  }
   auto it = node.waiting.find(response.request_id);
   if (it == node.waiting.end()) return;
   const size_t client = it->second;
@@ -1577,19 +1586,24 @@ void Simulation::OperatorStep(uint64_t phase) {
 // --------------------------------------------------------------------------------------------
 // Requests and observation
 
+std::optional<NodeId> Simulation::NoteMoveLeader(const server::Request& request) {
+  if (request.type != server::RequestType::kMoveLeader) return std::nullopt;
+  availability_.TransferRequested(now_ms_, request.member.id, options_.network.loss <= 0);
+  return request.member.id;
+}
+
 std::optional<server::Response> Simulation::Call(NodeId id, server::Request request,
                                                  int64_t timeout_ms) {
   auto it = nodes_.find(id);
   if (it == nodes_.end() || !it->second->up) return std::nullopt;
   Node& node = *it->second;
-  if (request.type == server::RequestType::kMoveLeader) {
-    availability_.TransferRequested(now_ms_, request.member.id, options_.network.loss <= 0);
-  }
+  const std::optional<NodeId> transferee = NoteMoveLeader(request);
   const bool read =
       request.type == server::RequestType::kRange || request.type == server::RequestType::kTxn;
   std::optional<server::Request> sent;
   if (read) CopyForJudging(request, [&] { sent = request; });
   const server::RequestId request_id = SubmitObserved(node, std::move(request));
+  if (transferee.has_value()) moves_asked_[{id, request_id}] = *transferee;
   if (sent.has_value()) call_requests_[{id, request_id}] = std::move(*sent);
   node.waiting[request_id] = kCallSlot;
   Drain(node);
@@ -1603,14 +1617,13 @@ server::RequestId Simulation::Submit(NodeId id, server::Request request) {
   auto it = nodes_.find(id);
   if (it == nodes_.end() || !it->second->up) return 0;
   Node& node = *it->second;
-  if (request.type == server::RequestType::kMoveLeader) {
-    availability_.TransferRequested(now_ms_, request.member.id, options_.network.loss <= 0);
-  }
+  const std::optional<NodeId> transferee = NoteMoveLeader(request);
   std::optional<server::Request> sent;
   if (request.type == server::RequestType::kRange || request.type == server::RequestType::kTxn) {
     CopyForJudging(request, [&] { sent = request; });
   }
   const server::RequestId request_id = SubmitObserved(node, std::move(request));
+  if (transferee.has_value()) moves_asked_[{id, request_id}] = *transferee;
   if (sent.has_value()) call_requests_[{id, request_id}] = std::move(*sent);
   node.waiting[request_id] = kCallSlot;
   Drain(node);

@@ -357,6 +357,8 @@ class Simulation {
   void OnResponse(Node& node, const server::Response& response);
   // Submits `request` on the running `node`, telling the checkers what they observe of it.
   server::RequestId SubmitObserved(Node& node, server::Request&& request);
+  // A move-leader request: tells the availability checker and returns its transferee.
+  std::optional<NodeId> NoteMoveLeader(const server::Request& request);
   void StartSync(Node& node, store::Wal::SyncBatch* batch);
   void OnMemberStop(Node& node, const absl::Status& why);
   void SendMessage(const raft::Message& message);
@@ -371,6 +373,8 @@ class Simulation {
   void NoteLeaderMessage(Node& node, const raft::Message& message);
   // Client proposals submitted to a leader during its leader transfer: (node, request id).
   std::set<std::pair<NodeId, server::RequestId>> proposals_in_transfer_;
+  // Move-leader requests awaiting their answer: (member asked, request) -> transferee.
+  std::map<std::pair<NodeId, server::RequestId>, NodeId> moves_asked_;
   int64_t last_availability_ms_ = -1;  // when ObserveAvailability last looked
   void CheckAcknowledgedWrite(NodeId id, const std::string& key, const std::string& value,
                               mvcc::Revision revision);
