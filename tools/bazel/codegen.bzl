@@ -14,7 +14,7 @@ def _stem(src, suffix):
         fail("%s must end with %s" % (src, suffix))
     return src[:-len(suffix)]
 
-def cc_proto(name, src, deps = [], visibility = None, copts = []):
+def cc_proto(name, src, deps = [], visibility = None):
     """A cc_library for one .proto file (deps: other cc_proto targets it imports)."""
     stem = _stem(src, ".proto")
     header = stem + ".pb.h"
@@ -31,7 +31,6 @@ def cc_proto(name, src, deps = [], visibility = None, copts = []):
         name = name,
         srcs = [source],
         hdrs = [header],
-        copts = copts,
         deps = deps + ["//tools/third_party:protobuf"],
         visibility = visibility,
     )
