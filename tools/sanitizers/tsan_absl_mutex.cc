@@ -23,33 +23,17 @@
 // Not covered: Abseil's SpinLock (libabsl_base) and gRPC's lock-free atomics inside libgrpc.so;
 // what they order is still invisible (tsan_run.sh suppresses those libraries' own accesses).
 
-#include <dlfcn.h>
 #include <sanitizer/tsan_interface.h>
 
 #include <atomic>
-#include <cstdio>
-#include <cstdlib>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "tools/sanitizers/interpose.h"
 
 namespace {
 
-// The real member, looked up on first use (gRPC's static initialisers lock mutexes before ours
-// would run).
-template <typename Fn>
-Fn Real(std::atomic<Fn>& slot, const char* name) {
-  Fn fn = slot.load(std::memory_order_acquire);
-  if (fn == nullptr) {
-    fn = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name));
-    if (fn == nullptr) {
-      std::fprintf(stderr, "tsan_absl_mutex: %s not found after the executable\n", name);
-      std::abort();
-    }
-    slot.store(fn, std::memory_order_release);
-  }
-  return fn;
-}
+using kvstore::sanitizers::Real;
 
 // Calls counted for tools/sanitizers:tsan_absl_mutex_test (it checks that libgrpc's locks reach
 // this file).

@@ -11,14 +11,7 @@
 #include "grpc/support/sync.h"
 #include "grpc/support/time.h"
 #include "gtest/gtest.h"
-
-#if defined(__SANITIZE_THREAD__)
-#define KVSTORE_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define KVSTORE_TSAN 1
-#endif
-#endif
+#include "tools/sanitizers/interpose.h"
 
 #ifdef KVSTORE_TSAN
 extern "C" long kvstore_tsan_absl_mutex_calls();

@@ -24,30 +24,16 @@
 // server: its callbacks come through libgrpc++'s next-polling threads), and libgrpc's internal
 // ordering of its own memory (tsan_run.sh ignores libgrpc.so's own accesses).
 
-#include <dlfcn.h>
 #include <sanitizer/tsan_interface.h>
 
 #include <atomic>
-#include <cstdio>
-#include <cstdlib>
 
 #include "grpc/grpc.h"
+#include "tools/sanitizers/interpose.h"
 
 namespace {
 
-template <typename Fn>
-Fn Real(std::atomic<Fn>& slot, const char* name) {
-  Fn fn = slot.load(std::memory_order_acquire);
-  if (fn == nullptr) {
-    fn = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name));
-    if (fn == nullptr) {
-      std::fprintf(stderr, "tsan_grpc_cq: %s not found after the executable\n", name);
-      std::abort();
-    }
-    slot.store(fn, std::memory_order_release);
-  }
-  return fn;
-}
+using kvstore::sanitizers::Real;
 
 // For tools/sanitizers:tsan_grpc_cq_test.
 std::atomic<long> g_releases{0};
