@@ -16,6 +16,7 @@
 // and, as they happen: OnSubmit / OnAnswer (a request taken and answered), OnWatchResponse (a
 // watch delivered).
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <deque>
@@ -388,13 +389,12 @@ class WatchCheckers {
 
   // A new process of member `node.id` started: its scenario watches died with the old one.
   void OnStart(NodeWatches& node) { node.scenario.clear(); }
-  // The driver opened the member's all-keys watch `id` (0: refused) from `requested_from`; its
-  // first delivery must be `next_revision`.
-  void OnAllKeysWatch(NodeWatches& node, mvcc::WatchId id, mvcc::Revision requested_from,
-                      mvcc::Revision next_revision) {
+  // The driver opened the member's all-keys watch `id` (0: refused) from `start`. Revision 1 is
+  // the empty store: its first delivery must be max(start, 2).
+  void OnAllKeysWatch(NodeWatches& node, mvcc::WatchId id, mvcc::Revision start) {
     node.watch_id = id;
-    node.next_revision = next_revision;
-    node.requested_from = requested_from;
+    node.next_revision = std::max<mvcc::Revision>(start, 2);
+    node.requested_from = start;
     node.reopen_from = 0;
   }
   // A scenario opened watch `id` from `start`.

@@ -452,9 +452,7 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
   watch.range_end = std::string(1, '\0');
   watch.start_revision = std::max<mvcc::Revision>(node.server()->store().compact_revision(), 1);
   auto watch_id = node.server()->Watch(watch);
-  // Revision 1 is the empty store: the first event any watcher can see is at revision 2.
-  watch_checkers_.OnAllKeysWatch(node.watches, watch_id.ok() ? *watch_id : 0, watch.start_revision,
-                                 std::max<mvcc::Revision>(watch.start_revision, 2));
+  watch_checkers_.OnAllKeysWatch(node.watches, watch_id.ok() ? *watch_id : 0, watch.start_revision);
   Trace(absl::StrCat("start n", id, " incarnation ", node.incarnation));
   ScheduleTick(node);
   Drain(node);
@@ -572,8 +570,7 @@ void Simulation::Drain(Node& node) {
       watch_id = node.server()->Watch(watch);
     }
     if (watch_id.ok()) {
-      watch_checkers_.OnAllKeysWatch(node.watches, *watch_id, watch.start_revision,
-                                     watch.start_revision);
+      watch_checkers_.OnAllKeysWatch(node.watches, *watch_id, watch.start_revision);
     } else {
       Violation(absl::StrCat("n", node.id, " refused a watch from revision ", watch.start_revision,
                              " after canceling one for compaction: ", watch_id.status().message()));
