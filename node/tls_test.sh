@@ -26,17 +26,7 @@ bash "$root/net/testing/make_certs.sh" "$certs" alice bob root || {
   exit 1
 }
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port_pair() { # two consecutive free ports: client, peer
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 40000))
-    if ! port_in_use "$port" && ! port_in_use $((port + 1)); then
-      echo "$port"
-      return
-    fi
-  done
-}
+source "$root/tools/testing/ports.sh"
 declare -a client peer pids
 cluster=""
 for i in 1 2 3; do

@@ -53,14 +53,14 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 143' TERM INT  # so that a timed-out test still kills its members on the way out
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-# Eight ports nobody listens on now, picked at random: four per flavour (two members, client and
-# peer each), since both flavours run at once. normalize.pl names them, so the transcripts agree.
+# Eight ports nobody listens on now (tools/testing/ports.sh, found from the runfiles root, the
+# working directory under both bazel test and bazel run): four per flavour (two members, client
+# and peer each), since both flavours run at once. normalize.pl names them, so the transcripts
+# agree.
+ports_taken_file="$tmp/ports_taken"
+source tools/testing/ports.sh || exit 1
 ports=()
-while ((${#ports[@]} < 8)); do
-  p=$((20000 + RANDOM % 30000))
-  if ! port_in_use "$p" && [[ " ${ports[*]} " != *" $p "* ]]; then ports+=("$p"); fi
-done
+while ((${#ports[@]} < 8)); do ports+=("$(free_port)") || exit 1; done
 # use_ports FIRST: this flavour's four ports from ports[FIRST..FIRST+3].
 use_ports() {
   C1=${ports[$1]} P1=${ports[$1 + 1]} C2=${ports[$1 + 2]} P2=${ports[$1 + 3]}

@@ -11,17 +11,7 @@ kvbench="$root/tools/bench/kvbench"
 dir="${TEST_TMPDIR:-$(mktemp -d)}"
 failures=0
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port_pair() {  # two consecutive free ports: client, peer
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 40000))
-    if ! port_in_use "$port" && ! port_in_use $((port + 1)); then
-      echo "$port"
-      return
-    fi
-  done
-}
+source "$root/tools/testing/ports.sh"
 client_port=$(free_port_pair)
 peer_port=$((client_port + 1))
 endpoint="127.0.0.1:$client_port"

@@ -11,21 +11,7 @@ kvctl="$root/tools/ctl/kvctl"
 dir="${TEST_TMPDIR:-$(mktemp -d)}"
 failures=0
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-declare -A taken
-free_port_pair() {  # two consecutive free ports, not handed out before: client, peer
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 40000))
-    if [ -z "${taken[$port]:-}" ] && [ -z "${taken[$((port + 1))]:-}" ] &&
-      ! port_in_use "$port" && ! port_in_use $((port + 1)); then
-      taken[$port]=1
-      taken[$((port + 1))]=1
-      echo "$port"
-      return
-    fi
-  done
-}
+source "$root/tools/testing/ports.sh"
 
 declare -A pid client_port
 cleanup() {

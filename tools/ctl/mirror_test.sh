@@ -12,17 +12,7 @@ kvctl="$root/tools/ctl/kvctl"
 dir="${TEST_TMPDIR:-$(mktemp -d)}"
 failures=0
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port_pair() {  # two consecutive free ports: client, peer
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 40000))
-    if ! port_in_use "$port" && ! port_in_use $((port + 1)); then
-      echo "$port"
-      return
-    fi
-  done
-}
+source "$root/tools/testing/ports.sh"
 
 pids=()
 cleanup() {
@@ -42,7 +32,6 @@ start_node() {  # start_node NAME CLIENT_PORT: one single-member cluster
 source_port=$(free_port_pair)
 start_node source "$source_port"
 dest_port=$(free_port_pair)
-while [ "$dest_port" = "$source_port" ]; do dest_port=$(free_port_pair); done
 start_node dest "$dest_port"
 source="127.0.0.1:$source_port"
 dest="127.0.0.1:$dest_port"
@@ -197,9 +186,6 @@ fi
 # --- a TLS destination (--dest-cacert) -----------------------------------------------------------
 bash "$root/net/testing/make_certs.sh" "$dir/certs"
 tls_port=$(free_port_pair)
-while [ "$tls_port" = "$source_port" ] || [ "$tls_port" = "$dest_port" ]; do
-  tls_port=$(free_port_pair)
-done
 tls_peer="http://127.0.0.1:$((tls_port + 1))"
 "$kvnode" --name tls --data-dir "$dir/tls" \
   --listen-client-urls "https://127.0.0.1:$tls_port" \

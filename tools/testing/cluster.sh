@@ -1,19 +1,7 @@
 # Sourced by the multi-process shell tests (node/forward_test.sh, node/move_leader_test.sh,
-# net/etcd/gateway_test.sh): free ports on loopback and a three-member kvnode cluster.
+# net/etcd/gateway_test.sh): a three-member kvnode cluster on free loopback ports (ports.sh).
 
-# Prints a TCP port on 127.0.0.1 that nothing listens on now.
-free_port() {
-  local port
-  for _ in $(seq 1 100); do
-    port=$((20000 + RANDOM % 30000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return
-    fi
-  done
-  echo "no free port" >&2
-  exit 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/ports.sh"
 
 # three_members PREFIX: picks the ports of members PREFIX1..PREFIX3 (client[i], peer[i]), sets
 # `cluster` (their --initial-cluster) and `all` (their client endpoints), and traps EXIT to kill
