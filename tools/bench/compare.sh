@@ -23,7 +23,8 @@
 # its cost bounds the ratio of the two systems' throughputs (both pay it).
 #
 # Environment: KVNODE, KVBENCH (default: the -c opt build under bazel-out/k8-opt/bin), ETCD,
-# ETCDCTL, PORT_BASE (default 47000; members use PORT_BASE+10*i+{1,2}), KEEP=1 keeps the data.
+# ETCDCTL, PORT_BASE (default 27000, below the kernel's ephemeral ports, which outgoing
+# connections may hold; members use PORT_BASE+10*i+{1,2}), KEEP=1 keeps the data.
 # Needs: bazel build -c opt //node:kvnode //tools/bench:kvbench; Debian's etcd-server, etcd-client.
 set -euo pipefail
 
@@ -32,7 +33,7 @@ KVNODE=${KVNODE:-bazel-out/k8-opt/bin/node/kvnode}
 KVBENCH=${KVBENCH:-bazel-out/k8-opt/bin/tools/bench/kvbench}
 ETCD=${ETCD:-etcd}
 ETCDCTL=${ETCDCTL:-etcdctl}
-PORT_BASE=${PORT_BASE:-47000}
+PORT_BASE=${PORT_BASE:-27000}
 WORKLOADS=${WORKLOADS:-"put1 put64 rangel ranges"}
 SYSTEMS=${SYSTEMS:-"kvnode etcd"}
 PUT1_TOTAL=${PUT1_TOTAL:-3000}
