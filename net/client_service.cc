@@ -419,11 +419,12 @@ class MaintenanceImpl final : public rpc::Maintenance::Server {
     return Serve(member_, context, cert_user_);
   }
   // Root only while auth is enabled (etcd's authMaintenanceServer.Snapshot). A local alarm list
-  // asks the member that question: it is served without the log and refused exactly as an admin
-  // check is (no user, invalid token, permission denied).
+  // marked require_admin asks the member that question: it is served without the log and refused
+  // exactly as an admin check is (no user, invalid token, permission denied).
   kj::Promise<void> snapshot(SnapshotContext context) override {
     server::Request admin_check;
     admin_check.type = server::RequestType::kAlarmList;
+    admin_check.require_admin = true;
     auto token = context.getParams().getToken();
     admin_check.token.assign(token.cStr(), token.size());
     admin_check.cert_user = cert_user_;

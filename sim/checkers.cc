@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/base/errors.h"
 #include "core/mvcc/backend.h"
@@ -638,11 +639,12 @@ void ServerRuleCheckers::OnQuotaSubmitted(raft::NodeId node, server::RequestId i
 
 void ServerRuleCheckers::OnApplied(raft::NodeId node, const server::Ready& ready,
                                    uint64_t backend_bytes, bool alarm_listed) {
-  // After the Ready the member proposes its alarm only if it lists none.
-  if (alarm_listed || ready.raft == nullptr || ready.raft->committed_entries.empty()) return;
+  if (ready.raft == nullptr || ready.raft->committed_entries.empty()) return;
   // No entry can cost more than its bytes plus the overhead of max_txn_ops puts: most Readies
   // of most runs (etcd's 2 GiB default quota) end here.
   const uint64_t most_overhead = 256 * (limits_.max_txn_ops + 1);
+  // After the Ready the member proposes its alarm only if it lists none, at most once.
+  bool alarm_reason = alarm_listed;
   for (const raft::Entry& entry : ready.raft->committed_entries) {
     if (entry.type != raft::EntryType::kNormal || entry.data.empty()) continue;
     if (backend_bytes + entry.data.size() + most_overhead < limits_.quota_bytes) continue;
@@ -651,9 +653,17 @@ void ServerRuleCheckers::OnApplied(raft::NodeId node, const server::Ready& ready
       continue;
     }
     const uint64_t cost = QuotaCost(internal);
-    if (cost > 0 && backend_bytes + cost >= limits_.quota_bytes) {
-      ++alarm_reasons_[node];  // at most one alarm proposal per Ready
-      return;
+    if (cost == 0 || backend_bytes + cost < limits_.quota_bytes) continue;
+    // The backend only grew within the Ready: unless it reaches the quota with this entry's
+    // cost now, it did not when the entry applied.
+    if (internal.member_id() == node && internal.id() != 0 && !internal.system()) {
+      const ProposalKey key{node, internal.id()};
+      if (past_quota_.emplace(key, true).second) past_quota_order_.push_back(key);
+      ForgetOldest(&past_quota_, &past_quota_order_);
+    }
+    if (!alarm_reason) {
+      ++alarm_reasons_[node];
+      alarm_reason = true;
     }
   }
 }
@@ -672,13 +682,17 @@ void ServerRuleCheckers::OnAnswer(raft::NodeId node, const server::Response& res
   const ErrorCode code = CodeOf(response.status);
   // Request limits.
   if (auto it = over_limit_.find(key); it != over_limit_.end()) {
-    // VALUE_TOO_LARGE and TOO_MANY_OPS come from validating the request, before anything else;
-    // REQUEST_TOO_LARGE from sizing its entry when it is proposed, after the checks a proposal
-    // passes first (leader, NOSPACE alarm, load, as etcd's quota interceptor precedes its size
-    // check): any refusal will do, as long as it is one.
-    const bool refused = it->second == ErrorCode::kRequestTooLarge
-                             ? !response.status.ok() && code != ErrorCode::kTimeout
-                             : code == it->second;
+    // VALUE_TOO_LARGE and TOO_MANY_OPS come from validating the request, before anything but
+    // the quota (etcd's quotaKVServer checks it first: NOSPACE for a request submitted past
+    // it); REQUEST_TOO_LARGE from sizing its entry when it is proposed, after the checks a
+    // proposal passes first (leader, NOSPACE alarm, load, as etcd's quota interceptor precedes
+    // its size check): any refusal will do, as long as it is one.
+    const auto quota = quota_submits_.find(key);
+    const bool submitted_past_quota = quota != quota_submits_.end() && quota->second;
+    const bool refused =
+        it->second == ErrorCode::kRequestTooLarge
+            ? !response.status.ok() && code != ErrorCode::kTimeout
+            : code == it->second || (code == ErrorCode::kNoSpace && submitted_past_quota);
     if (!refused) {
       world_->Violation(
           absl::StrCat("n", node, " answered request ", response.request_id,
@@ -725,19 +739,37 @@ void ServerRuleCheckers::OnAnswer(raft::NodeId node, const server::Response& res
     }
   }
   // Quota.
+  bool past_quota = false;
+  if (auto it = past_quota_.find(key); it != past_quota_.end()) {
+    past_quota = true;
+    past_quota_.erase(it);
+  }
   if (auto it = data_writes_.find(key); it != data_writes_.end()) {
     const bool in_alarm = it->second;
     data_writes_.erase(it);
     ++counts_.quota_answers_judged;
+    const bool applied_past_quota =
+        code == ErrorCode::kNoSpace &&
+        absl::StrContains(response.status.message(), server::kAppliedPastQuota);
     if (in_alarm && response.status.ok()) {
       world_->Violation(absl::StrCat("n", node, " answered OK to request ", response.request_id,
                                      ", whose entry adds data and applied while the NOSPACE "
                                      "alarm was active: it must be refused"));
-    } else if (!in_alarm && code == ErrorCode::kNoSpace) {
+    } else if (!in_alarm && code == ErrorCode::kNoSpace && !applied_past_quota) {
       world_->Violation(absl::StrCat("n", node, " refused request ", response.request_id,
                                      " NOSPACE, whose entry applied while no NOSPACE alarm was "
                                      "active: ",
                                      response.status.message()));
+    } else if (applied_past_quota && (in_alarm || !past_quota)) {
+      world_->Violation(absl::StrCat(
+          "n", node, " answered request ", response.request_id, " NOSPACE as applied past the ",
+          "quota, though ",
+          in_alarm ? "the NOSPACE alarm was active when it applied (it must be refused)"
+                   : absl::StrCat("its backend and the write's cost stay under the quota of ",
+                                  limits_.quota_bytes, " bytes"),
+          ": ", response.status.message()));
+    } else if (applied_past_quota) {
+      ++counts_.applied_past_quota_answers;
     }
   }
   // Promotions.

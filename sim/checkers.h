@@ -268,6 +268,7 @@ class ServerRuleCheckers {
     uint64_t writes_applied_in_alarm = 0;
     uint64_t writes_applied_outside_alarm = 0;
     uint64_t quota_answers_judged = 0;
+    uint64_t applied_past_quota_answers = 0;  // of those, NOSPACE for a write applied past it
     // The raising rule: requests submitted past the quota (must be refused), NOSPACE answers
     // whose reason was checked, alarms raised by members themselves, judged against the
     // refusals and over-quota applies seen on that member.
@@ -303,7 +304,9 @@ class ServerRuleCheckers {
                              bool alarm_listed, bool own_alarm_listed) const;
   void OnQuotaSubmitted(raft::NodeId node, server::RequestId id, const QuotaAtSubmit& quota);
   // `node` handed out a Ready (its committed entries applied by then), its backend now holds
-  // `backend_bytes` and it lists an alarm or not.
+  // `backend_bytes` and it lists an alarm or not. Its own writes that may have applied past
+  // its quota (the backend now plus their cost reaches it) may be answered NOSPACE though they
+  // applied (etcd's quotaApplierV3).
   void OnApplied(raft::NodeId node, const server::Ready& ready, uint64_t backend_bytes,
                  bool alarm_listed);
   // etcd 3.4's backendQuota.Cost of a request, and of an applied entry's request.
@@ -348,6 +351,10 @@ class ServerRuleCheckers {
   // Entries adding data, applied, until their proposer answers: whether the alarm was active.
   std::map<ProposalKey, bool> data_writes_;
   std::deque<ProposalKey> data_writes_order_;
+  // Writes whose proposer applied them when its backend may have been past its quota (set by
+  // OnApplied before the Ready's answers), until answered: a NOSPACE answer is allowed.
+  std::map<ProposalKey, bool> past_quota_;
+  std::deque<ProposalKey> past_quota_order_;
   // Requests submitted, until answered: true if past the quota, false if only the member's
   // alarm was listed (requests with neither are not kept).
   std::map<ProposalKey, bool> quota_submits_;

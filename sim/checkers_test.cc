@@ -337,6 +337,55 @@ TEST(ServerRuleCheckersTest, NoSpaceIsRaisedOnlyByAWriteThatDoesNotFitTheQuota) 
   EXPECT_EQ(rules.counts().quota_full_submitted, 3u);
 }
 
+// etcd's quotaApplierV3: a write that no longer fits its proposer's quota when it applies is
+// applied and answered NOSPACE. Such an answer needs the proposer's backend past the quota with
+// the write's cost after the Ready that applied it, and no alarm active then.
+TEST(ServerRuleCheckersTest, AWriteAnsweredNoSpaceAsAppliedPastTheQuotaMustNotHaveFit) {
+  FakeWorld world;
+  ServerRuleCheckers::Limits limits;
+  limits.quota_bytes = 1000;
+  ServerRuleCheckers rules(&world, limits);
+  const absl::Status past = Error(
+      ErrorCode::kNoSpace, absl::StrCat("put ", server::kAppliedPastQuota, ": NOSPACE (...)"));
+  // `node` applies request `id` of `proposer` (default: its own).
+  auto apply = [&](raft::NodeId node, server::RequestId id, uint64_t backend_bytes,
+                   raft::NodeId proposer = 0) {
+    server::pb::InternalRequest internal;
+    internal.set_id(id);
+    internal.set_member_id(proposer != 0 ? proposer : node);
+    internal.mutable_put()->set_key("k");
+    internal.mutable_put()->set_value(std::string(100, 'v'));  // costs 357
+    const std::vector<raft::Entry> entries{NormalEntry(id, internal.SerializeAsString())};
+    rules.OnFirstApply(entries[0]);
+    raft::Ready raft_ready;
+    raft_ready.committed_entries = entries;
+    server::Ready ready;
+    ready.raft = &raft_ready;
+    rules.OnApplied(node, ready, backend_bytes, false);
+  };
+  apply(1, 5, 700);  // 700 + 357 reaches 1000
+  rules.OnAnswer(1, Answer(5, past));
+  EXPECT_THAT(world.violations, IsEmpty());
+  EXPECT_EQ(rules.counts().applied_past_quota_answers, 1u);
+  apply(1, 6, 600);  // 600 + 357 does not
+  rules.OnAnswer(1, Answer(6, past));
+  ASSERT_EQ(world.violations.size(), 1u);
+  EXPECT_THAT(world.violations[0],
+              HasSubstr("n1 answered request 6 NOSPACE as applied past the quota, though its "
+                        "backend and the write's cost stay under the quota of 1000 bytes"));
+  // Another member's backend says nothing of the proposer's.
+  apply(2, 7, 900, /*proposer=*/1);
+  rules.OnAnswer(1, Answer(7, past));
+  ASSERT_EQ(world.violations.size(), 2u);
+  EXPECT_THAT(world.violations[1], HasSubstr("n1 answered request 7 NOSPACE as applied past"));
+  // In the alarm the write is refused, not applied.
+  rules.OnFirstApply(AlarmEntry(20, true, 3));
+  apply(1, 8, 900);
+  rules.OnAnswer(1, Answer(8, past));
+  ASSERT_EQ(world.violations.size(), 3u);
+  EXPECT_THAT(world.violations[2], HasSubstr("the NOSPACE alarm was active when it applied"));
+}
+
 // A disarm that names a member clears that member's alarm only (etcd's alarmStore.Deactivate).
 TEST(ServerRuleCheckersTest, DisarmOfOneMemberLeavesTheOthersAlarm) {
   FakeWorld world;
@@ -403,6 +452,18 @@ TEST(ServerRuleCheckersTest, RequestsOverALimitAreRefusedWithItsCodeAndNeverAppl
                                              "VALUE_TOO_LARGE), with OK"));
   EXPECT_THAT(world.violations[1], HasSubstr("n1 refused request 24, well within the limits"));
   EXPECT_THAT(world.violations[2], HasSubstr("index 30 applied request 20 of n1, over a limit"));
+  // The quota comes first (etcd's quotaKVServer): a put over the limit submitted past the quota
+  // may be refused NOSPACE; one that fit the quota may not.
+  rules.OnSubmit(1, 25, rules.Measure(big_put));
+  rules.OnQuotaSubmitted(1, 25, rules.MeasureQuota(big_put, limits.quota_bytes, false, false));
+  rules.OnAnswer(1, Answer(25, Error(ErrorCode::kNoSpace, "put refused: NOSPACE")));
+  EXPECT_EQ(world.violations.size(), 3u);
+  rules.OnSubmit(1, 26, rules.Measure(big_put));
+  rules.OnQuotaSubmitted(1, 26, rules.MeasureQuota(big_put, 0, true, false));
+  rules.OnAnswer(1, Answer(26, Error(ErrorCode::kNoSpace, "put refused: NOSPACE alarm")));
+  ASSERT_EQ(world.violations.size(), 4u);
+  EXPECT_THAT(world.violations[3], HasSubstr("n1 answered request 26, over a limit (owed "
+                                             "VALUE_TOO_LARGE), with NOSPACE"));
 }
 
 }  // namespace

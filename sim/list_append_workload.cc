@@ -7,6 +7,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/base/errors.h"
@@ -74,8 +75,15 @@ std::vector<int64_t> DecodeList(const std::string& value) {
   return list;
 }
 
-// The simulator's rule (sim/simulation.cc): every refusal but a timeout means not applied.
-bool DefinitelyNotApplied(ErrorCode code) { return code != ErrorCode::kTimeout; }
+// The simulator's rule (sim/simulation.cc): every refusal but a timeout, and a write answered
+// NOSPACE though it applied past the quota, means not applied.
+bool DefinitelyNotApplied(const absl::Status& status) {
+  const ErrorCode code = CodeOf(status);
+  if (code == ErrorCode::kNoSpace) {
+    return !absl::StrContains(status.message(), server::kAppliedPastQuota);
+  }
+  return code != ErrorCode::kTimeout;
+}
 
 }  // namespace
 
@@ -174,7 +182,7 @@ void ListAppendClients::StepClient(Client& client) {
     }
     if (!response->status.ok()) {
       const bool not_applied =
-          client.phase == Client::Phase::kRead || DefinitelyNotApplied(CodeOf(response->status));
+          client.phase == Client::Phase::kRead || DefinitelyNotApplied(response->status);
       End(client, not_applied ? elle::TxnType::kFail : elle::TxnType::kInfo);
       return;
     }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/base/errors.h"
@@ -710,7 +711,13 @@ std::optional<std::string> ReferenceModel::Judge(uint64_t member, const server::
   }
   if (auto it = answers_.find({member, response.request_id}); it != answers_.end()) {
     ++counts_.writes_judged;
-    diff = DiffAnswer(it->second, response);
+    // A write that applied past its member's quota is answered NOSPACE (etcd's quotaApplierV3):
+    // the model applied it as the log says; whether the member was past its quota is the quota
+    // checker's to judge (ServerRuleCheckers).
+    const bool applied_past_quota =
+        it->second.status.ok() && CodeOf(response.status) == ErrorCode::kNoSpace &&
+        absl::StrContains(response.status.message(), server::kAppliedPastQuota);
+    if (!applied_past_quota) diff = DiffAnswer(it->second, response);
     answers_.erase(it);
   } else if (read && request != nullptr) {
     diff = JudgeRead(*request, response);

@@ -18,11 +18,14 @@ namespace kvstore::sim {
 
 namespace {
 
-// Errors after which the request certainly did not take effect.
-bool DefinitelyNotApplied(ErrorCode code) {
-  switch (code) {
+// Errors after which the request certainly did not take effect: all but a timeout and a write
+// answered NOSPACE though it applied past the quota (as etcd's quotaApplierV3 answers it).
+bool DefinitelyNotApplied(const absl::Status& status) {
+  switch (CodeOf(status)) {
     case ErrorCode::kTimeout:
       return false;
+    case ErrorCode::kNoSpace:
+      return !absl::StrContains(status.message(), server::kAppliedPastQuota);
     default:
       return true;
   }
@@ -1252,7 +1255,7 @@ void Simulation::ClientComplete(Client& client, NodeId node, const server::Respo
   std::string read;  // a read's value ("": absent)
   const ErrorCode code = CodeOf(response.status);
   if (!response.status.ok()) {
-    type = DefinitelyNotApplied(code) ? EventType::kFail : EventType::kInfo;
+    type = DefinitelyNotApplied(response.status) ? EventType::kFail : EventType::kInfo;
     // Look for a leader elsewhere. At once, without the backoff: clients that keep probing while
     // leadership moves are what expose stale reads (a leader serving reads locally is caught
     // 2.5 times as often as with a 25-50 ms backoff here).

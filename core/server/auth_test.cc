@@ -18,6 +18,7 @@
 //   keys), compact REV
 //   member-list, member-add NAME URL, member-remove|member-promote|move-leader ID,
 //   member-update ID URL, hash, alarm-list, alarm-disarm, defragment
+//   (any KV, member or maintenance request: [require-admin] sets Request::require_admin)
 //   tick N, restart N (crash and restart member N)
 
 #include <map>
@@ -221,6 +222,7 @@ class Transcript {
     } else {
       return absl::StrCat("unknown command ", name);
     }
+    r.require_admin = c.Find("require-admin") != nullptr;
     auto response = Call(on, std::move(r));
     if (!response.ok()) return absl::StrCat("error: ", response.status().message());
     return PrintKv(name, *response);

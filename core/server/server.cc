@@ -48,7 +48,8 @@ bool NeedsAdmin(RequestType type) {
 }
 
 // Member and maintenance operations: root only (etcd's authMaintenanceServer and
-// checkMembershipOperationPermission).
+// checkMembershipOperationPermission). Not the alarm requests: etcd 3.4's Alarm checks nobody's
+// rights (a valid token or none, any user).
 bool IsMemberOrMaintenance(RequestType type) {
   switch (type) {
     case RequestType::kMemberAdd:
@@ -56,9 +57,6 @@ bool IsMemberOrMaintenance(RequestType type) {
     case RequestType::kMemberRemove:
     case RequestType::kMemberReplace:
     case RequestType::kMemberUpdate:
-    case RequestType::kAlarmList:
-    case RequestType::kAlarmDisarm:
-    case RequestType::kAlarmActivate:
     case RequestType::kHash:
     case RequestType::kDefragment:
     case RequestType::kMoveLeader:
@@ -156,6 +154,20 @@ uint64_t TxnCost(const mvcc::TxnRequest& txn) {
     if (op.kind == mvcc::RequestOp::Kind::kPut) failure += PutCost(op.put);
   }
   return std::max(success, failure);
+}
+
+// How a quota refusal names the request (those QuotaCostBytes charges).
+const char* QuotaWhat(RequestType type) {
+  switch (type) {
+    case RequestType::kPut:
+      return "put";
+    case RequestType::kTxn:
+      return "txn";
+    case RequestType::kLeaseGrant:
+      return "lease grant";
+    default:
+      return "request";
+  }
 }
 
 bool TxnPuts(const mvcc::TxnRequest& txn) {
@@ -408,20 +420,26 @@ class Server::Impl {
     return cost == 0 || backend_->SizeBytes() + cost < config_.quota_bytes;
   }
   // etcd's quotaAlarmer: a write that does not fit is refused and this member's NOSPACE alarm
-  // is raised through the log (forwarded by a follower), unless it is active already.
-  absl::Status QuotaRefusal(absl::string_view what, uint64_t cost) {
-    ProposeNoSpaceAlarm();
+  // is raised through the log (forwarded by a follower), unless it is active already. etcd
+  // raises it through its Alarm call with the request's context: a token it cannot identify
+  // fails that call, and the write is refused all the same with no alarm raised.
+  absl::Status QuotaRefusal(absl::string_view what, uint64_t cost, bool raise_alarm) {
+    if (raise_alarm) ProposeNoSpaceAlarm();
     return Error(ErrorCode::kNoSpace,
                  absl::StrCat(what, " refused: NOSPACE (the backend's ", backend_->SizeBytes(),
                               " bytes and the request's cost of ", cost,
                               " bytes reach the quota of ", config_.quota_bytes, " bytes)"));
   }
-  // After a write applied: one that did not fit raises the alarm, unless one is active (etcd's
-  // quotaApplierV3 answers it NOSPACE though it applied; here its proposer is answered OK, the
-  // truth, and only the alarm follows).
-  void NoteQuotaAtApply(bool fits) {
-    if (fits || AlarmActive()) return;
-    nospace_at_apply_ = true;
+  // After a write applied: one that did not fit when it applied (it fit when its proposer took
+  // it) is answered NOSPACE though it applied, as etcd's quotaApplierV3 answers it, and this
+  // member raises its alarm after the Ready (etcd's applyEntryNormal), unless one is active.
+  absl::Status QuotaAtApply(bool fits, absl::string_view what) {
+    if (fits) return absl::OkStatus();
+    if (!AlarmActive()) nospace_at_apply_ = true;
+    return Error(ErrorCode::kNoSpace,
+                 absl::StrCat(what, " ", kAppliedPastQuota, ": NOSPACE (the backend's ",
+                              backend_->SizeBytes(), " bytes reach the quota of ",
+                              config_.quota_bytes, " bytes)"));
   }
   void ProposeNoSpaceAlarm() {
     if (alarms_.count({config_.id, AlarmType::kNoSpace}) > 0) return;
@@ -748,8 +766,11 @@ absl::Status Server::Impl::ValidateTxnOps(const mvcc::TxnRequest& txn, size_t li
           status = ValidateKey(op.delete_range.key, "txn delete");
           break;
         case mvcc::RequestOp::Kind::kTxn:
-          status = op.txn == nullptr ? Error(ErrorCode::kInvalidArgument, "txn: nested txn missing")
-                                     : ValidateTxnOps(*op.txn, limit - count);
+          // An operation holding no request comes as a nested txn without one: etcd's
+          // checkRequestOp answers it ErrGRPCKeyNotFound where it stands.
+          status = op.txn == nullptr
+                       ? Error(ErrorCode::kKeyNotFound, "txn: an operation holds no request")
+                       : ValidateTxnOps(*op.txn, limit - count);
           break;
       }
       if (!status.ok()) return status;
@@ -762,16 +783,25 @@ RequestId Server::Impl::Submit(Request&& request) {
   RAFT_CHECK(!ready_outstanding_) << "server " << config_.id << ": Submit between GetReady and "
                                   << "Advance";
   const RequestId id = NextRequestId();
+  // etcd's quotaKVServer and quotaLeaseServer check the quota before the request is looked at
+  // (validation, auth): a write that does not fit is refused NOSPACE whatever else is wrong
+  // with it. Its alarm is raised through etcd's Alarm call, which the caller's token must pass.
+  if (const uint64_t cost = QuotaCostBytes(request); !QuotaAvailable(cost)) {
+    const bool identified = Identify(request.token, request.cert_user).ok();
+    Respond(id, request.type, QuotaRefusal(QuotaWhat(request.type), cost, identified));
+    return id;
+  }
   if (auto status = Validate(request); !status.ok()) {
     Respond(id, request.type, std::move(status));
     return id;
   }
+  // A token is looked up (and a simple token's TTL renewed) only for a valid request, as etcd.
   auto who = Identify(request.token, request.cert_user);
   if (!who.ok()) {
     Respond(id, request.type, who.status());
     return id;
   }
-  if (IsMemberOrMaintenance(request.type)) {
+  if (IsMemberOrMaintenance(request.type) || request.require_admin) {
     if (absl::Status refused = auth_.IsAdminPermitted(*who); !refused.ok()) {
       Respond(id, request.type, std::move(refused));
       return id;
@@ -798,10 +828,6 @@ RequestId Server::Impl::Submit(Request&& request) {
         }
         return id;
       }
-      if (const uint64_t cost = TxnCost(request.txn); !QuotaAvailable(cost)) {
-        Respond(id, request.type, QuotaRefusal("txn", cost));
-        return id;
-      }
       if (AlarmActive() && TxnPuts(request.txn)) {
         Respond(id, request.type, NoSpace("txn"));
         return id;
@@ -809,10 +835,6 @@ RequestId Server::Impl::Submit(Request&& request) {
       ToProto(request.txn, internal.mutable_txn());
       break;
     case RequestType::kPut:
-      if (const uint64_t cost = PutCost(request.put); !QuotaAvailable(cost)) {
-        Respond(id, request.type, QuotaRefusal("put", cost));
-        return id;
-      }
       if (AlarmActive()) {
         Respond(id, request.type, NoSpace("put"));
         return id;
@@ -827,10 +849,6 @@ RequestId Server::Impl::Submit(Request&& request) {
       break;
     case RequestType::kLeaseGrant: {
       // etcd's applierV3Capped: a grant adds data too.
-      if (!QuotaAvailable(kQuotaLeaseOverheadBytes)) {
-        Respond(id, request.type, QuotaRefusal("lease grant", kQuotaLeaseOverheadBytes));
-        return id;
-      }
       if (AlarmActive()) {
         Respond(id, request.type, NoSpace("lease grant"));
         return id;
@@ -1486,9 +1504,8 @@ absl::Status Server::Impl::ApplyWrite(pb::InternalRequest& internal, Response* r
       const bool fits = QuotaAvailable(PutCost(put));
       auto result = store_->Put(std::move(put));  // its value moves into the store
       if (!result.ok()) return result.status();
-      NoteQuotaAtApply(fits);
       response->put = std::move(*result);
-      return absl::OkStatus();
+      return QuotaAtApply(fits, "put");
     }
     case pb::InternalRequest::kDeleteRange: {
       auto result = store_->DeleteRange(FromProto(internal.delete_range()));
@@ -1512,9 +1529,8 @@ absl::Status Server::Impl::ApplyWrite(pb::InternalRequest& internal, Response* r
       const bool fits = QuotaAvailable(TxnCost(*txn));
       auto result = store_->Txn(std::move(*txn));  // its puts' values move into the store
       if (!result.ok()) return result.status();
-      NoteQuotaAtApply(fits);
       response->txn = std::move(*result);
-      return absl::OkStatus();
+      return QuotaAtApply(fits, "txn");
     }
     case pb::InternalRequest::kCompaction: {
       auto result = store_->Compact(internal.compaction().revision());
@@ -1528,9 +1544,8 @@ absl::Status Server::Impl::ApplyWrite(pb::InternalRequest& internal, Response* r
       auto info = lessor_.ApplyGrant(internal.lease_grant().id(),
                                      internal.lease_grant().ttl_seconds(), now_ms());
       if (!info.ok()) return info.status();
-      NoteQuotaAtApply(fits);
       response->lease = std::move(*info);
-      return absl::OkStatus();
+      return QuotaAtApply(fits, "lease grant");
     }
     case pb::InternalRequest::kLeaseRevoke: {
       const lease::LeaseId id = internal.lease_revoke().id();

@@ -27,10 +27,12 @@
 // configuration is left.
 // Quota (etcd 3.4's backendQuota): a write that adds data (a put, a txn with puts, a lease grant)
 // is refused NOSPACE when this member's backend size plus the write's cost (QuotaCostBytes)
-// reaches quota_bytes, and the member raises its NOSPACE alarm through the log (etcd's
-// quotaAlarmer). A write that passed that check but no longer fits when it applies is applied
-// (every member applies the same log) and the applying member raises its alarm then (etcd's
-// quotaApplierV3 and applyEntryNormal), unless a NOSPACE alarm is active already. Nothing else
+// reaches quota_bytes, before any other check of the request (etcd's quotaKVServer), and the
+// member raises its NOSPACE alarm through the log (etcd's quotaAlarmer; not for a request whose
+// token is refused). A write that passed that check but no longer fits when it applies is
+// applied (every member applies the same log) yet answered NOSPACE, and the applying member
+// raises its alarm then (etcd's quotaApplierV3 and applyEntryNormal), unless a NOSPACE alarm is
+// active already: a NOSPACE answer does not say that nothing was written. Nothing else
 // raises it: after a disarm the alarm stays clear until a write is refused again. While any
 // member's NOSPACE alarm is active, writes that would add data are refused; reads, deletes and
 // compaction still work; AlarmDisarm after compaction and defragmentation restores writes.
@@ -38,7 +40,8 @@
 // backend. While enabled, a request's token names its user: reads are checked when served,
 // writes when their entry applies (against the auth state at that point of the log; a request
 // whose token was resolved at an older auth revision is refused, ErrAuthOldRevision), watches
-// when created, member and maintenance operations need the root role.
+// when created, member and maintenance operations need the root role (not the alarm requests,
+// open to any caller as in etcd 3.4).
 
 #include <cstdint>
 #include <memory>
@@ -195,7 +198,8 @@ enum class RequestType : uint8_t {
   kMemberReplace,
   kMemberUpdate,  // member.id, member.peer_urls (etcd MemberUpdate)
   // Raises the NOSPACE alarm of alarm_member (unset: this member) through the log, as etcd's
-  // Maintenance.Alarm ACTIVATE does; answered with that alarm. Admin only.
+  // Maintenance.Alarm ACTIVATE does; answered with that alarm. Open to every caller whose token
+  // is valid, as etcd 3.4's Alarm (list and disarm too): no admin check.
   kAlarmActivate,
 };
 
@@ -230,6 +234,11 @@ struct Request {
   // The user a transport authenticated by a verified client certificate (its common name), used
   // when `token` is empty, as etcd's AuthInfoFromTLS does under --client-cert-auth. Empty: none.
   std::string cert_user;
+  // Refused unless the caller may do admin operations (the root role while auth is enabled;
+  // etcd's IsAdminPermitted), whatever the type. A transport sets it on a local request (an
+  // alarm list) to check the right to something the core does not serve, such as etcd's
+  // Maintenance.Snapshot.
+  bool require_admin = false;
   // kAlarmActivate, kAlarmDisarm: the member whose alarm is raised or cleared (etcd's
   // AlarmRequest.MemberID; any id, 0 included, as etcd takes it).
   std::optional<raft::NodeId> alarm_member;
@@ -239,6 +248,10 @@ struct Request {
 // kQuotaKvOverheadBytes plus its key and value; a txn the larger of its branches' top-level puts
 // (nested txns count nothing, as in etcd); a lease grant kQuotaLeaseOverheadBytes; anything
 // else 0. A request of cost 0 always passes the quota check.
+// What the message of a NOSPACE answer holds when the write applied past the quota (etcd
+// answers it NOSPACE all the same), against a refusal that wrote nothing. etcd's clients cannot
+// tell them apart; a driver that must know what was written (the simulator's histories) can.
+inline constexpr char kAppliedPastQuota[] = "applied past the quota";
 inline constexpr uint64_t kQuotaKvOverheadBytes = 256;
 inline constexpr uint64_t kQuotaLeaseOverheadBytes = 64;
 uint64_t QuotaCostBytes(const Request& request);

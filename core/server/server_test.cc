@@ -611,6 +611,24 @@ TEST(ServerTest, TxnValidationFollowsEtcdsOrder) {
     Request put = PutRequest("missing", "v");
     put.put.ignore_value = true;
     ExpectError(cluster.Call(id, put), ErrorCode::kValueProvided);
+    // An operation holding no request (net/etcd sends etcd's empty RequestOp as a nested txn
+    // without one): KEY_NOT_FOUND where checkRequestOp meets it, after the count of operations
+    // (nested too), after the compares' keys and the operations before it, before those after.
+    mvcc::RequestOp empty;
+    empty.kind = mvcc::RequestOp::Kind::kTxn;  // its txn stays null
+    ExpectError(cluster.Call(id, Txn({}, {empty})), ErrorCode::kKeyNotFound, {"no request"});
+    std::vector<mvcc::RequestOp> many = ops(8, true);
+    many.insert(many.begin(), empty);
+    ExpectError(cluster.Call(id, Txn({}, many)), ErrorCode::kTooManyOps);
+    ExpectError(
+        cluster.Call(id, Txn(three, {nested({empty, PutOp("a", ""), PutOp("b", ""), PutOp("c", ""),
+                                             PutOp("d", ""), PutOp("e", "")})})),
+        ErrorCode::kTooManyOps);
+    ExpectError(cluster.Call(id, Txn({no_key}, {empty})), ErrorCode::kEmptyKey);
+    ExpectError(cluster.Call(id, Txn({}, {PutOp("", "")}, {empty})), ErrorCode::kEmptyKey);
+    ExpectError(cluster.Call(id, Txn({}, {empty}, {PutOp("", "")})), ErrorCode::kKeyNotFound);
+    ExpectError(cluster.Call(id, Txn({}, {nested({RangeOp("k"), empty})})),
+                ErrorCode::kKeyNotFound);
   }
   // Within the limits: 5 nested operations under 3 compares, one key in both branches of a
   // nested txn (they exclude each other).
@@ -1252,10 +1270,54 @@ TEST(ServerTest, NoSpaceIsRaisedAgainOnlyByTheNextRefusedWriteAfterADisarm) {
   EXPECT_EQ(AlarmPairs(cluster, 1).size(), 1u);
 }
 
+// etcd's quotaKVServer and quotaLeaseServer check the quota before the request is looked at:
+// past the quota a write is refused NOSPACE whatever else is wrong with it (as Debian's etcd
+// 3.4.23 answered each case below), and its alarm is raised, unless the caller's token is
+// refused (etcd raises it through its Alarm call, which checks the token). A write that costs
+// nothing (a read-only txn) is checked as usual.
+TEST(ServerTest, TheQuotaIsCheckedBeforeTheRequest) {
+  ServerCluster cluster({1}, [](ServerConfig& c) {
+    c.quota_bytes = 1;
+    c.max_txn_ops = 2;
+  });
+  ASSERT_EQ(cluster.WaitForLeader(), 1u);
+  auto refused_for_quota = [&](Request request, const char* what) {
+    ExpectError(cluster.Call(1, std::move(request)), ErrorCode::kNoSpace, {"quota"});
+    cluster.TickAll(2);
+    EXPECT_EQ(AlarmPairs(cluster, 1),
+              (std::vector<std::pair<raft::NodeId, AlarmType>>{{1, AlarmType::kNoSpace}}))
+        << what;
+    CallOk(cluster, 1, Typed(RequestType::kAlarmDisarm));
+  };
+  refused_for_quota(PutRequest("", "v"), "a put without a key");
+  Request ignore_value = PutRequest("k", "v");
+  ignore_value.put.ignore_value = true;
+  refused_for_quota(ignore_value, "a put with ignore_value and a value");
+  Request unknown_lease = PutRequest("k", "v");
+  unknown_lease.put.lease = 12345;
+  refused_for_quota(unknown_lease, "a put with a lease that does not exist");
+  refused_for_quota(PutRequest("k", std::string(kDefaultMaxRequestBytes + 1, 'v')),
+                    "a put over the request limit");
+  refused_for_quota(Txn({}, {PutOp("a", ""), PutOp("b", ""), PutOp("c", "")}),
+                    "a txn with too many operations");
+  refused_for_quota(LeaseGrant(lease::kMaxTtlSeconds + 1), "a lease grant with too long a TTL");
+  // A token the member does not know: refused NOSPACE all the same, no alarm raised.
+  Request bad_token = PutRequest("", "v");
+  bad_token.token = "no-such-token";
+  ExpectError(cluster.Call(1, bad_token), ErrorCode::kNoSpace, {"quota"});
+  cluster.TickAll(5);
+  EXPECT_TRUE(AlarmPairs(cluster, 1).empty());
+  // Cost 0: checked as usual.
+  ExpectError(cluster.Call(1, Txn({}, {RangeOp("a"), RangeOp("b"), RangeOp("c")})),
+              ErrorCode::kTooManyOps);
+  ExpectError(cluster.Call(1, Txn({}, {RangeOp("")})), ErrorCode::kEmptyKey);
+  EXPECT_TRUE(AlarmPairs(cluster, 1).empty());
+}
+
 // etcd's quotaApplierV3: a write that passed its proposer's quota check but no longer fits when
-// it applies (another write applied first) still applies, on every member alike, and raises the
-// applying member's alarm (applyEntryNormal). Here its proposer answers it OK: it did apply.
-TEST(ServerTest, AWriteThatNoLongerFitsWhenItAppliesRaisesTheAlarm) {
+// it applies (another write applied first) still applies, on every member alike, yet is
+// answered NOSPACE, and raises the applying member's alarm (applyEntryNormal).
+TEST(ServerTest, AWriteThatNoLongerFitsWhenItAppliesIsAnsweredNoSpaceAndRaisesTheAlarm) {
   ServerCluster probe({1});
   ASSERT_EQ(probe.WaitForLeader(), 1u);
   const uint64_t empty = probe.member(1).backend.SizeBytes();
@@ -1271,7 +1333,7 @@ TEST(ServerTest, AWriteThatNoLongerFitsWhenItAppliesRaisesTheAlarm) {
   ASSERT_EQ(cluster.member(1).responses.count(a), 1u);
   ASSERT_EQ(cluster.member(1).responses.count(b), 1u);
   EXPECT_TRUE(cluster.member(1).responses[a].status.ok()) << cluster.member(1).responses[a].status;
-  EXPECT_TRUE(cluster.member(1).responses[b].status.ok()) << cluster.member(1).responses[b].status;
+  ExpectError(cluster.member(1).responses[b], ErrorCode::kNoSpace, {"applied past the quota"});
   EXPECT_EQ(CallOk(cluster, 1, GetRequest("b")).range.kvs.size(), 1u);
   EXPECT_EQ(AlarmPairs(cluster, 1),
             (std::vector<std::pair<raft::NodeId, AlarmType>>{{1, AlarmType::kNoSpace}}));

@@ -225,10 +225,12 @@ absl::Status ConvertOps(const google::protobuf::RepeatedPtrField<RequestOp>& in,
         break;
       }
       default:
-        // etcd's checkRequestOp answers an operation with no request (an empty RequestOp, or
-        // {"request_put":null} through the gateway) with ErrGRPCKeyNotFound, in whichever branch
-        // (EtcdCheckTxn has found it first).
-        return Error(ErrorCode::kKeyNotFound, "txn operation holds no request");
+        // An operation with no request (an empty RequestOp, or {"request_put":null} through the
+        // gateway) goes to the core as a nested txn without one, which its checks answer as
+        // etcd's checkRequestOp does (ErrGRPCKeyNotFound) where etcd finds it: past the count of
+        // operations and whatever stands before it.
+        converted.kind = mvcc::RequestOp::Kind::kTxn;
+        break;
     }
     out->push_back(std::move(converted));
   }
@@ -247,64 +249,6 @@ absl::Status ConvertTxn(const etcdserverpb::TxnRequest& in, int depth, mvcc::Txn
   }
   if (absl::Status s = ConvertOps(in.success(), depth, &out->success); !s.ok()) return s;
   return ConvertOps(in.failure(), depth, &out->failure);
-}
-
-// Does the txn (its nested ones included) hold what etcd's checkTxnRequest refuses and the core
-// cannot see: an operation with no request? (The core checks the rest in etcd's order, its
-// count of operations first; a txn with such an operation is checked here without the count.)
-bool HoldsEtcdOnlyFault(const etcdserverpb::TxnRequest& in, int depth) {
-  if (depth > server::kMaxTxnDepth) return false;  // ConvertTxn refuses it
-  for (const auto* branch : {&in.success(), &in.failure()}) {
-    for (const RequestOp& op : *branch) {
-      if (op.request_case() == RequestOp::REQUEST_NOT_SET) return true;
-      if (op.has_request_txn() && HoldsEtcdOnlyFault(op.request_txn(), depth + 1)) return true;
-    }
-  }
-  return false;
-}
-
-// The first refusal of etcd's checkTxnRequest (past its count of operations), in its order: the
-// compares' keys (ErrGRPCEmptyKey), then each operation of success, then of failure: no request
-// (ErrGRPCKeyNotFound), no key (ErrGRPCEmptyKey, as the core would answer), a nested txn checked
-// alike where it stands.
-absl::Status EtcdCheckTxn(const etcdserverpb::TxnRequest& in, int depth) {
-  if (depth > server::kMaxTxnDepth) return absl::OkStatus();  // ConvertTxn refuses it
-  for (const Compare& compare : in.compare()) {
-    if (compare.key().empty()) return Error(ErrorCode::kEmptyKey, "txn compare: key is empty");
-  }
-  for (const auto* branch : {&in.success(), &in.failure()}) {
-    for (const RequestOp& op : *branch) {
-      switch (op.request_case()) {
-        case RequestOp::kRequestRange:
-          if (op.request_range().key().empty()) {
-            return Error(ErrorCode::kEmptyKey, "txn range: key is empty");
-          }
-          break;
-        case RequestOp::kRequestPut:
-          if (op.request_put().key().empty()) {
-            return Error(ErrorCode::kEmptyKey, "put: key is empty");
-          }
-          if (op.request_put().ignore_value() && !op.request_put().value().empty()) {
-            return Error(ErrorCode::kValueProvided, "put: ignore_value with a value");
-          }
-          if (op.request_put().ignore_lease() && op.request_put().lease() != 0) {
-            return Error(ErrorCode::kLeaseProvided, "put: ignore_lease with a lease");
-          }
-          break;
-        case RequestOp::kRequestDeleteRange:
-          if (op.request_delete_range().key().empty()) {
-            return Error(ErrorCode::kEmptyKey, "txn delete: key is empty");
-          }
-          break;
-        case RequestOp::kRequestTxn:
-          if (absl::Status s = EtcdCheckTxn(op.request_txn(), depth + 1); !s.ok()) return s;
-          break;
-        default:
-          return Error(ErrorCode::kKeyNotFound, "txn operation holds no request");
-      }
-    }
-  }
-  return absl::OkStatus();
 }
 
 void Fill(const mvcc::RangeResponse& in, etcdserverpb::RangeResponse* out) {
@@ -415,6 +359,23 @@ grpc::Status ToMoveLeaderStatus(const absl::Status& status) {
   return ToGrpcStatus(status);
 }
 
+grpc::Status ToRawAuthStatus(const absl::Status& status) {
+  // etcd 3.4's auth package errors (auth/store.go) that a token check or IsAdminPermitted
+  // returns.
+  static constexpr std::pair<ErrorCode, const char*> kRaw[] = {
+      {ErrorCode::kInvalidAuthToken, "auth: invalid auth token"},
+      {ErrorCode::kUserEmpty, "auth: user name is empty"},
+      {ErrorCode::kUserNotFound, "auth: user not found"},
+      {ErrorCode::kPermissionDenied, "auth: permission denied"},
+      {ErrorCode::kAuthOldRevision, "auth: revision in header is old"},
+  };
+  const ErrorCode code = CodeOf(status);
+  for (const auto& [raw_code, message] : kRaw) {
+    if (raw_code == code) return grpc::Status(grpc::StatusCode::UNKNOWN, message);
+  }
+  return ToGrpcStatus(status);
+}
+
 GatewayError ToGatewayError(const absl::Status& status,
                             grpc::Status (*to_grpc)(const absl::Status&)) {
   const grpc::Status converted = to_grpc(status);
@@ -444,11 +405,6 @@ absl::Status ToRequest(const etcdserverpb::DeleteRangeRequest& in, server::Reque
 
 absl::Status ToRequest(const etcdserverpb::TxnRequest& in, server::Request* out) {
   *out = RequestOf(server::RequestType::kTxn);
-  // What only etcd checks is checked in etcd's order with the keys it checks alike; a txn without
-  // it is left to the core's checks (its count of operations first, as etcd's).
-  if (HoldsEtcdOnlyFault(in, 1)) {
-    if (absl::Status s = EtcdCheckTxn(in, 1); !s.ok()) return s;
-  }
   return ConvertTxn(in, 1, &out->txn);
 }
 

@@ -53,6 +53,11 @@ struct GatewayError {
 // MoveLeader's error: etcd refuses a transferee that is not a voting member with
 // ErrBadLeaderTransferee, where the core says the member is not found.
 grpc::Status ToMoveLeaderStatus(const absl::Status& status);
+// The error of etcd's Maintenance.Alarm and of its authMaintenanceServer's admin check
+// (Snapshot): etcd returns the auth store's error unconverted, so a refused token or user is
+// gRPC code Unknown with the auth package's text ("auth: permission denied"). Other refusals as
+// ToGrpcStatus.
+grpc::Status ToRawAuthStatus(const absl::Status& status);
 // `to_grpc`: the method's own mapping of core errors to etcd's (ToMoveLeaderStatus for
 // MoveLeader), the same for both protocols.
 GatewayError ToGatewayError(const absl::Status& status,

@@ -269,6 +269,14 @@ const char* StatusText(uint status) {
   }
 }
 
+// grpc-gateway ends a stream the gRPC call failed with its error object (no line feed).
+std::string StreamErrorLine(const GatewayError& error) {
+  return absl::StrCat("{\"error\":{\"grpc_code\":", error.grpc_code,
+                      ",\"http_code\":", error.http_status,
+                      ",\"message\":", JsonQuote(error.message),
+                      ",\"http_status\":", JsonQuote(StatusText(error.http_status)), "}}");
+}
+
 // etcd's access controller (embed/serve.go) writes these on every answer of a client URL, as
 // --cors allows (its default "*": every origin).
 void AddCorsHeaders(kj::HttpHeaders& headers) {
@@ -603,7 +611,7 @@ class Gateway::Impl {
     if (request.action() != etcdserverpb::AlarmRequest::DEACTIVATE) {
       return g_.member_.Call(std::move(converted))
           .then([this, &response, request](server::Response answer) -> kj::Promise<void> {
-            if (!answer.status.ok()) return SendError(response, answer.status);
+            if (!answer.status.ok()) return SendError(response, answer.status, ToRawAuthStatus);
             etcdserverpb::AlarmResponse out;
             ToProto(answer, g_.member_.cluster_id(), &out);
             KeepAnsweredAlarms(request, &out);
@@ -616,7 +624,7 @@ class Gateway::Impl {
     return g_.member_.Call(std::move(list))
         .then([this, &response, request, converted = std::move(converted)](
                   server::Response answer) mutable -> kj::Promise<void> {
-          if (!answer.status.ok()) return SendError(response, answer.status);
+          if (!answer.status.ok()) return SendError(response, answer.status, ToRawAuthStatus);
           etcdserverpb::AlarmResponse before;
           ToProto(answer, g_.member_.cluster_id(), &before);
           KeepAnsweredAlarms(request, &before);
@@ -624,26 +632,36 @@ class Gateway::Impl {
           return g_.member_.Call(std::move(converted))
               .then([this, &response,
                      before = std::move(before)](server::Response answer) -> kj::Promise<void> {
-                if (!answer.status.ok()) return SendError(response, answer.status);
+                if (!answer.status.ok()) return SendError(response, answer.status, ToRawAuthStatus);
                 return Send(response, 200, ToJson(before));
               });
         });
   }
 
   // etcd's authMaintenanceServer.Snapshot: root only while auth is enabled. A local alarm list
-  // asks the member that question (served without the log, refused as an admin check is).
+  // marked require_admin asks the member that question (served without the log, refused as an
+  // admin check is; an alarm list alone is open to every caller).
   kj::Promise<void> Snapshot(const std::string& body, Response& response) {
     etcdserverpb::SnapshotRequest request;
     kj::Promise<void> refused = nullptr;
     if (!Parse(body, &request, response, &refused)) return refused;
     server::Request admin_check;
     admin_check.type = server::RequestType::kAlarmList;
+    admin_check.require_admin = true;
     Identify(&admin_check);
     return g_.member_.Call(std::move(admin_check))
         .then([this, &response](server::Response answer) -> kj::Promise<void> {
-          if (!answer.status.ok()) return SendError(response, answer.status);
+          if (!answer.status.ok()) return SendStreamError(response, answer.status);
           return SendSnapshot(response);
         });
+  }
+
+  // A snapshot stream refused before its first chunk: grpc-gateway ends a stream the gRPC call
+  // failed with its error object, with the error's HTTP status (etcd's admin check answers
+  // ToRawAuthStatus's errors: code Unknown, 500).
+  kj::Promise<void> SendStreamError(Response& response, const absl::Status& status) {
+    const GatewayError error = ToGatewayError(status, ToRawAuthStatus);
+    return Send(response, error.http_status, StreamErrorLine(error));
   }
 
   kj::Promise<void> SendSnapshot(Response& response) {

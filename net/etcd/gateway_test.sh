@@ -366,6 +366,26 @@ expect_stream auth-watch-denied 200 "$denied_watch"$'\n'"{\"result\":{$R5,\"crea
   -d '{"create_request": {"key": "Yg=="}}{"create_request": {"key": "L2EveA=="}}{"create_request": {"key": "Yg=="}}'
 expect auth-txn-denied 403 "$denied" "$url/v3/kv/txn" -H "Authorization: $alice" -X POST \
   -d '{"success":[{"requestPut":{"key":"Yg==","value":"MQ=="}}]}'
+# etcd 3.4's Alarm checks no one's rights (any user, or none), and answers a refused token with
+# the auth store's own error (code Unknown); Snapshot is root only, refused the same way.
+# Debian's etcd 3.4.23 answered these alike.
+raw_error() { echo "{\"error\":\"auth: $1\",\"message\":\"auth: $1\",\"code\":2}"; }
+raw_stream_error() {
+  echo "{\"error\":{\"grpc_code\":2,\"http_code\":500,\"message\":\"auth: $1\",\"http_status\":\"Internal Server Error\"}}"
+}
+expect auth-alarm-list-any-user 200 '{}' \
+  "$url/v3/maintenance/alarm" -H "Authorization: $alice" -X POST -d '{"action":"GET"}'
+expect auth-alarm-list-no-user 200 '{}' "$url/v3/maintenance/alarm" -X POST -d '{"action":"GET"}'
+expect auth-alarm-disarm-any-user 200 '{}' "$url/v3/maintenance/alarm" \
+  -H "Authorization: $alice" -X POST -d '{"action":"DEACTIVATE","memberID":"1","alarm":"NOSPACE"}'
+expect auth-alarm-bogus-token 500 "$(raw_error "invalid auth token")" \
+  "$url/v3/maintenance/alarm" -H "Authorization: bogus" -X POST -d '{"action":"GET"}'
+expect auth-snapshot-not-root 500 "$(raw_stream_error "permission denied")" \
+  "$url/v3/maintenance/snapshot" -H "Authorization: $alice" -X POST -d '{}'
+expect auth-snapshot-no-user 500 "$(raw_stream_error "user name is empty")" \
+  "$url/v3/maintenance/snapshot" -X POST -d '{}'
+expect auth-snapshot-bogus-token 500 "$(raw_stream_error "invalid auth token")" \
+  "$url/v3/maintenance/snapshot" -H "Authorization: bogus" -X POST -d '{}'
 expect auth-lease-grant 200 "{$R5,\"ID\":\"ID\",\"TTL\":\"30\"}" \
   "$url/v3/lease/grant" -H "Authorization: $alice" -X POST -d '{"TTL": 30, "ID": 7}'
 expect auth-user-list-denied 403 "$denied" \
@@ -763,7 +783,8 @@ done <<'CASES'
 {"success":[{"request_txn":{"compare":[{"key":""}]}},{}]}
 CASES
 # A txn breaking two rules is refused for the one etcd's v3rpc finds first: its count of
-# operations (a nested txn's limit is 128 less its holder's count), the compares' keys, each
+# operations (a nested txn's limit is 128 less its holder's count; an operation with no request
+# counts too), the compares' keys, each
 # operation's own checks (a put's value or lease provided with ignore_*), then duplicate keys,
 # and a missing lease only when the txn applies. Debian's etcd 3.4.23 answered each body alike.
 etcd_error() { echo "{\"error\":\"etcdserver: $1\",\"message\":\"etcdserver: $1\",\"code\":$2}"; }
@@ -777,6 +798,8 @@ while IFS='|' read -r name want body; do
   expect "txn-order-$name" 400 "$want" "$url/v3/kv/txn" -X POST -d "$body"
 done <<CASES
 ops-before-duplicate|$(etcd_error "too many operations in txn request" 3)|{"success":[$puts129]}
+ops-before-no-request|$(etcd_error "too many operations in txn request" 3)|{"success":[{},$puts129]}
+nested-ops-before-no-request|$(etcd_error "too many operations in txn request" 3)|{"compare":[$compares40],"success":[{"requestTxn":{"success":[{},$nested100]}}]}
 ops-before-compare-key|$(etcd_error "too many operations in txn request" 3)|{"compare":[{"target":"VERSION"}],"success":[$puts129]}
 nested-limit-less-holder|$(etcd_error "too many operations in txn request" 3)|{"compare":[$compares40],"success":[{"requestTxn":{"success":[$nested100]}}]}
 compare-key-before-duplicate|$(etcd_error "key is not provided" 3)|{"compare":[{"target":"VERSION"}],"success":[$put_k,$put_k]}

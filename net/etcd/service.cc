@@ -748,8 +748,11 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
                      etcdserverpb::AlarmResponse* response) override {
     // etcd answers from its alarm store (KeepAnsweredAlarms): a GET with the alarms of the
     // request's type, a disarm with the alarm it deactivated, which etcdctl alarm disarm prints.
+    // Its refusals are etcd's unconverted errors (ToRawAuthStatus).
     if (request->action() != etcdserverpb::AlarmRequest::DEACTIVATE) {
-      if (grpc::Status s = Unary(loop_, context, *request, response); !s.ok()) return s;
+      if (grpc::Status s = Unary(loop_, context, *request, response, ToRawAuthStatus); !s.ok()) {
+        return s;
+      }
       KeepAnsweredAlarms(*request, response);
       return grpc::Status::OK;
     }
@@ -759,10 +762,12 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
     etcdserverpb::AlarmRequest list;
     list.set_action(etcdserverpb::AlarmRequest::GET);
     etcdserverpb::AlarmResponse before;
-    if (grpc::Status s = Unary(loop_, context, list, &before); !s.ok()) return s;
+    if (grpc::Status s = Unary(loop_, context, list, &before, ToRawAuthStatus); !s.ok()) return s;
     KeepAnsweredAlarms(*request, &before);
     if (before.alarms().empty()) return grpc::Status::OK;
-    if (grpc::Status s = Unary(loop_, context, *request, response); !s.ok()) return s;
+    if (grpc::Status s = Unary(loop_, context, *request, response, ToRawAuthStatus); !s.ok()) {
+      return s;
+    }
     *response = std::move(before);
     return grpc::Status::OK;
   }
@@ -788,12 +793,17 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
   grpc::Status Snapshot(ServerContext* context, const etcdserverpb::SnapshotRequest*,
                         grpc::ServerWriter<etcdserverpb::SnapshotResponse>* writer) override {
     // etcd's authMaintenanceServer.Snapshot: root only while auth is enabled (IsAdminPermitted).
-    // The member answers that question for a local alarm list, which it serves without the log
-    // and refuses exactly as an admin check does (no user, invalid token, permission denied).
-    etcdserverpb::AlarmRequest admin_check;
-    admin_check.set_action(etcdserverpb::AlarmRequest::GET);
-    etcdserverpb::AlarmResponse ignored;
-    if (grpc::Status s = Unary(loop_, context, admin_check, &ignored); !s.ok()) return s;
+    // The member answers that question for a local alarm list marked require_admin (an alarm
+    // list alone is open to every caller), which it serves without the log and refuses exactly
+    // as an admin check does (no user, invalid token, permission denied).
+    server::Request admin_check;
+    admin_check.type = server::RequestType::kAlarmList;
+    admin_check.require_admin = true;
+    admin_check.token = TokenOf(context);
+    admin_check.cert_user = loop_.CertUserOf(context);
+    if (server::Response answer = loop_.Call(std::move(admin_check)); !answer.status.ok()) {
+      return ToRawAuthStatus(answer.status);
+    }
     absl::StatusOr<std::string> data = Stopped();
     MemberStatusInfo info;
     (void)loop_.Run([&]() {
