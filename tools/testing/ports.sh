@@ -5,12 +5,14 @@
 # outgoing connection (another test's client, a member dialling its peers); the probe below does
 # not see such a port, since nothing listens on it, and the server's bind then fails with
 # EADDRINUSE. That is how migrate_test's fourth member once never started (stop 24's CI).
+# The C++ tests' harness (node/http_testing.h, ReserveLoopbackPort) takes its ports from
+# 10000-19999, so these come from 20000 up: the two never hand out the same port.
 # Ports handed out are remembered in a file, so that two calls never return the same port even
-# from command substitutions (subshells), and nothing else in the test run picks it either.
+# from command substitutions (subshells).
 
 ports_taken_file="${ports_taken_file:-${TEST_TMPDIR:-/tmp}/ports_taken.$$}"
 # The range [ports_low, ports_high] the ports come from.
-ports_low=10000
+ports_low=20000
 ports_high=32000
 if read -r _eph_low _eph_high </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null; then
   if ((_eph_low > ports_low + 2000)); then
