@@ -54,7 +54,8 @@ struct GatewayError {
 // ErrBadLeaderTransferee, where the core says the member is not found.
 grpc::Status ToMoveLeaderStatus(const absl::Status& status);
 // The error of etcd's Maintenance.Alarm and of its authMaintenanceServer's admin check
-// (Snapshot): etcd returns the auth store's error unconverted, so a refused token or user is
+// (Snapshot, Defragment, Hash, HashKV): etcd returns the auth store's error unconverted, so a
+// refused token or user is
 // gRPC code Unknown with the auth package's text ("auth: permission denied"). Other refusals as
 // ToGrpcStatus.
 grpc::Status ToRawAuthStatus(const absl::Status& status);

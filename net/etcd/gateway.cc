@@ -725,12 +725,15 @@ class Gateway::Impl {
     }
     if (api == "/maintenance/alarm") return Alarm(body, response);
     if (api == "/maintenance/status") return Status(body, response);
+    // Defragment and Hash are root only, refused with the auth store's own errors (as Snapshot).
     if (api == "/maintenance/defragment") {
-      return Unary<DefragmentRequest, DefragmentResponse>(body, response);
+      return Unary<DefragmentRequest, DefragmentResponse>(body, response, ToRawAuthStatus);
     }
     // etcd 3.4 routes Hash and HashKV both here; its mux serves Hash (the body's revision is
     // not read).
-    if (api == "/maintenance/hash") return Unary<HashRequest, HashResponse>(body, response);
+    if (api == "/maintenance/hash") {
+      return Unary<HashRequest, HashResponse>(body, response, ToRawAuthStatus);
+    }
     if (api == "/maintenance/snapshot") return Snapshot(body, response);
     if (api == "/maintenance/transfer-leadership") {
       return Unary<MoveLeaderRequest, MoveLeaderResponse>(body, response, ToMoveLeaderStatus);

@@ -367,7 +367,8 @@ expect_stream auth-watch-denied 200 "$denied_watch"$'\n'"{\"result\":{$R5,\"crea
 expect auth-txn-denied 403 "$denied" "$url/v3/kv/txn" -H "Authorization: $alice" -X POST \
   -d '{"success":[{"requestPut":{"key":"Yg==","value":"MQ=="}}]}'
 # etcd 3.4's Alarm checks no one's rights (any user, or none), and answers a refused token with
-# the auth store's own error (code Unknown); Snapshot is root only, refused the same way.
+# the auth store's own error (code Unknown); Snapshot, Hash and Defragment are root only,
+# refused the same way.
 # Debian's etcd 3.4.23 answered these alike.
 raw_error() { echo "{\"error\":\"auth: $1\",\"message\":\"auth: $1\",\"code\":2}"; }
 raw_stream_error() {
@@ -386,6 +387,14 @@ expect auth-snapshot-no-user 500 "$(raw_stream_error "user name is empty")" \
   "$url/v3/maintenance/snapshot" -X POST -d '{}'
 expect auth-snapshot-bogus-token 500 "$(raw_stream_error "invalid auth token")" \
   "$url/v3/maintenance/snapshot" -H "Authorization: bogus" -X POST -d '{}'
+expect auth-hash-not-root 500 "$(raw_error "permission denied")" \
+  "$url/v3/maintenance/hash" -H "Authorization: $alice" -X POST -d '{}'
+expect auth-hash-no-user 500 "$(raw_error "user name is empty")" \
+  "$url/v3/maintenance/hash" -X POST -d '{}'
+expect auth-defragment-not-root 500 "$(raw_error "permission denied")" \
+  "$url/v3/maintenance/defragment" -H "Authorization: $alice" -X POST -d '{}'
+expect auth-defragment-bogus-token 500 "$(raw_error "invalid auth token")" \
+  "$url/v3/maintenance/defragment" -H "Authorization: bogus" -X POST -d '{}'
 expect auth-lease-grant 200 "{$R5,\"ID\":\"ID\",\"TTL\":\"30\"}" \
   "$url/v3/lease/grant" -H "Authorization: $alice" -X POST -d '{"TTL": 30, "ID": 7}'
 expect auth-user-list-denied 403 "$denied" \

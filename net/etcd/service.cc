@@ -778,17 +778,19 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
     ToProto(*info, loop_.cluster_id(), response);
     return grpc::Status::OK;
   }
+  // Root only while auth is enabled: etcd's authMaintenanceServer refuses with the auth store's
+  // own errors (ToRawAuthStatus), as it does Snapshot.
   grpc::Status Defragment(ServerContext* context, const etcdserverpb::DefragmentRequest* request,
                           etcdserverpb::DefragmentResponse* response) override {
-    return Unary(loop_, context, *request, response);
+    return Unary(loop_, context, *request, response, ToRawAuthStatus);
   }
   grpc::Status Hash(ServerContext* context, const etcdserverpb::HashRequest* request,
                     etcdserverpb::HashResponse* response) override {
-    return Unary(loop_, context, *request, response);
+    return Unary(loop_, context, *request, response, ToRawAuthStatus);
   }
   grpc::Status HashKV(ServerContext* context, const etcdserverpb::HashKVRequest* request,
                       etcdserverpb::HashKVResponse* response) override {
-    return Unary(loop_, context, *request, response);
+    return Unary(loop_, context, *request, response, ToRawAuthStatus);
   }
   grpc::Status Snapshot(ServerContext* context, const etcdserverpb::SnapshotRequest*,
                         grpc::ServerWriter<etcdserverpb::SnapshotResponse>* writer) override {
