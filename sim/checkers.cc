@@ -220,6 +220,10 @@ const raft::ConfState* RaftCheckers::OnStep(NodeState& node, const server::Serve
     world_->Violation(
         absl::StrCat("n", node.id, " commit ", hs.commit, " beyond last index ", last_index));
   }
+  if (hs.commit != prev.commit || hs.term != prev.term) {
+    raft::Index& committed = committed_in_term_[hs.term];
+    committed = std::max(committed, hs.commit);
+  }
   // The configuration is copied only when it changed: copying it on every event cost 6% of a run.
   // It can change only where the core writes it, which moves its epoch.
   std::optional<raft::ConfState> changed_conf;
@@ -315,23 +319,35 @@ void RaftCheckers::CheckCommitDurable(const NodeState& leader, const raft::ConfS
 }
 
 void RaftCheckers::CheckLeaderCompleteness(const NodeState& node, const server::Server& server) {
-  // Raft §5.4 (Leader Completeness): a new leader's log holds every entry that any node has
-  // applied, except what it compacted into its snapshot.
-  if (applied_entries_.empty()) return;
-  const raft::Index highest = applied_entries_.rbegin()->first;
-  if (server.last_index() < highest) {
-    world_->Violation(absl::StrCat("n", node.id, " leads term ", server.hard_state().term,
-                                   " with last index ", server.last_index(), " but index ", highest,
-                                   " was applied"));
+  // Raft §5.4 (Leader Completeness): a leader's log holds every entry committed in an earlier
+  // term, except what it compacted into its snapshot. Not what a later term committed: a
+  // candidate whose vote replies were held (a paused member, a slow link) can win its term after
+  // a leader of a higher term committed more, and its log need not hold that.
+  const raft::Term term = server.hard_state().term;
+  raft::Term committed_term = 0;
+  raft::Index committed = 0;  // the highest index committed in a term before `term`
+  for (auto it = committed_in_term_.begin(); it != committed_in_term_.end() && it->first < term;
+       ++it) {
+    if (it->second > committed) {
+      committed = it->second;
+      committed_term = it->first;
+    }
+  }
+  if (committed == 0) return;
+  if (server.last_index() < committed) {
+    world_->Violation(absl::StrCat("n", node.id, " leads term ", term, " with last index ",
+                                   server.last_index(), " but index ", committed,
+                                   " was committed by term ", committed_term));
     return;
   }
   const raft::Index first = server.RaftStatus().first_index;
-  for (auto it = applied_entries_.lower_bound(first); it != applied_entries_.end(); ++it) {
-    const std::optional<raft::Term> term = server.LogTerm(it->first);
-    if (term.has_value() && *term != it->second.first) {
-      world_->Violation(absl::StrCat("n", node.id, " leads term ", server.hard_state().term,
-                                     " holding term ", *term, " at index ", it->first,
-                                     " where an entry of term ", it->second.first, " was applied"));
+  for (auto it = applied_entries_.lower_bound(first);
+       it != applied_entries_.end() && it->first <= committed; ++it) {
+    const std::optional<raft::Term> log_term = server.LogTerm(it->first);
+    if (log_term.has_value() && *log_term != it->second.first) {
+      world_->Violation(absl::StrCat("n", node.id, " leads term ", term, " holding term ",
+                                     *log_term, " at index ", it->first, " where an entry of term ",
+                                     it->second.first, " was applied"));
       return;
     }
   }

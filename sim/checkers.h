@@ -157,6 +157,11 @@ class RaftCheckers {
   uint64_t wal_segment_bytes_;
   std::map<raft::NodeId, std::unique_ptr<NodeState>> nodes_;
   std::map<raft::Term, raft::NodeId> leaders_by_term_;
+  // The highest commit index any member held while in each term. A member learns a commit only
+  // from a leader of its term or an earlier one (or recovers it from its WAL), so every index up
+  // to committed_in_term_[t] was committed by a leader of term t or before: Leader Completeness
+  // holds it against every leader of a later term, and only against those.
+  std::map<raft::Term, raft::Index> committed_in_term_;
   std::map<raft::Index, std::pair<raft::Term, uint64_t>> applied_entries_;  // index -> term, hash
   // The data of the last first-applied entries (those of kFirstAppliedMinBytes or more), by
   // increasing index: a later node applying the same buffer (entries reach followers in shared
