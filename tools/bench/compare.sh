@@ -13,6 +13,10 @@
 #   put64   64 clients over 8 connections, PUT64_TOTAL puts (100,000: the RSS target's load)
 #   rangel  linearizable ranges of one key, 64 clients over 8 connections, RANGE_TOTAL
 #   ranges  serializable ranges, the same
+#   watch   watch latency: WATCH_CLIENTS (64) watchers of one key over 8 connections (one Watch
+#           stream each), WATCH_PUTS puts to it at
+#           100/s; a latency runs from sending a put to a watcher reading its event (kvbench
+#           watch-latency); the table's value column is the average latency in ms
 #   start   a single member on an empty data dir: milliseconds from exec to its first answered
 #           /health (kvnode) or endpoint health (etcd), START_RUNS runs, median printed
 # After the workloads, each member's resident memory (VmRSS) is printed, the largest in the
@@ -34,11 +38,12 @@ KVBENCH=${KVBENCH:-bazel-out/k8-opt/bin/tools/bench/kvbench}
 ETCD=${ETCD:-etcd}
 ETCDCTL=${ETCDCTL:-etcdctl}
 PORT_BASE=${PORT_BASE:-27000}
-WORKLOADS=${WORKLOADS:-"put1 put64 rangel ranges"}
+WORKLOADS=${WORKLOADS:-"put1 put64 rangel ranges watch"}
 SYSTEMS=${SYSTEMS:-"kvnode etcd"}
 PUT1_TOTAL=${PUT1_TOTAL:-3000}
 PUT64_TOTAL=${PUT64_TOTAL:-100000}
 RANGE_TOTAL=${RANGE_TOTAL:-50000}
+WATCH_PUTS=${WATCH_PUTS:-500}
 START_RUNS=${START_RUNS:-5}
 MEMBERS=3
 
@@ -134,6 +139,8 @@ bench() {
   after=$(cluster_cost)
   local rps p99 errors done cpu switches
   rps=$(awk '/Requests\/sec:/ {printf "%d", $2}' "$out")
+  # watch: the average latency (ms) instead, each event counting as a request.
+  [[ $workload == watch ]] && rps=$(awk '/Average:/ {printf "%.2f", $2 * 1000}' "$out")
   p99=$(awk '$1 == "99%" {printf "%.1f", $3 * 1000}' "$out")
   errors=$(awk '/^Error distribution/ {e = 1; next} e && /\[/ {gsub(/[\[\]]/, "", $1); n += $1} END {print n + 0}' "$out")
   done=$(awk '/Requests\/sec:/ {r = $2} /Total:/ {t = $2} END {printf "%.0f", r * t}' "$out")
@@ -203,6 +210,8 @@ for system in $SYSTEMS; do
         --consistency=l --total="$RANGE_TOTAL" ;;
       ranges) bench "$system" ranges "$leader" --conns=8 --clients=64 range foo \
         --consistency=s --total="$RANGE_TOTAL" ;;
+      watch) bench "$system" watch "$leader" --conns=8 --clients="${WATCH_CLIENTS:-64}" watch-latency \
+        --put-total="$WATCH_PUTS" --put-rate=100 ;;
       start) ;;
       *) echo "unknown workload $workload" >&2; exit 2 ;;
     esac
@@ -215,7 +224,7 @@ for system in $SYSTEMS; do
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
-echo "| system | workload | req/s (start: ms, rss: MB) | p99 ms | CPU ms/req | switches/req | client CPU ms/req |"
+echo "| system | workload | req/s (start: ms, rss: MB, watch: average ms) | p99 ms | CPU ms/req | switches/req | client CPU ms/req |"
 echo "|---|---|---:|---:|---:|---:|---:|"
 for r in "${RESULTS[@]}"; do
   IFS='|' read -r system workload value p99 cpu switches client_cpu <<<"$r"
