@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_join.h"
+#include "core/base/probe.h"
 #include "gtest/gtest.h"
 #include "sim/runner.h"
 
@@ -138,20 +139,6 @@ TEST(FuzzRegressionTest, Seed502831AMoveLeaderRefusedBeforeItBeginsIsNotJudged) 
   EXPECT_TRUE(refused);
 }
 
-// A leader elected in a term lower than one already led: its vote replies were held (a paused
-// member's buffered traffic) while a higher term elected a leader.
-bool LedAnOlderTermLate(const std::vector<std::string>& trace) {
-  uint64_t highest = 0;
-  for (const std::string& line : trace) {
-    const size_t at = line.find(" leads term ");
-    if (at == std::string::npos) continue;
-    const uint64_t term = std::strtoull(line.c_str() + at + 12, nullptr, 10);
-    if (term < highest) return true;
-    highest = std::max(highest, term);
-  }
-  return false;
-}
-
 // Regressions: seed 121833 on 3 nodes failed with "n3 leads term 4 with last index 458 but index
 // 485 was applied", seed 91864 on 5 nodes with "n2 leads term 7 with last index 642 but index
 // 676 was applied". A candidate sent its votes, was granted them by voters whose logs were no
@@ -160,24 +147,38 @@ bool LedAnOlderTermLate(const std::vector<std::string>& trace) {
 // older term, whose log need not hold what the later term committed (Raft §5.4 is about earlier
 // terms). The leader completeness checker demanded every applied index of any new leader.
 // Shrunk schedules: testdata/scenarios/regressions/seed_*_held_votes_elect_an_older_term.
+// Since members drop the messages of removed ids (seed 120619 below) these schedules diverge
+// after the replace (the replaced member's traffic is dropped) and no longer elect a leader of
+// an older term late (nor did about 3,500 3-node and 2,350 5-node seeds scanned then): they
+// stay as seeds that must pass.
 TEST(FuzzRegressionTest, Seed121833HeldVotesElectALeaderOfAnOlderTerm) {
   FuzzOptions options;
   options.nodes = 3;
-  RunOptions run;
-  run.record_trace = true;
-  const RunResult result = RunScenario(RandomScenario(121833, options), run);
+  const RunResult result = RunScenario(RandomScenario(121833, options), RunOptions{});
   EXPECT_TRUE(result.passed) << absl::StrJoin(result.failures, "\n");
-  EXPECT_TRUE(LedAnOlderTermLate(result.trace));
 }
 
 TEST(FuzzRegressionTest, Seed91864HeldVotesElectALeaderOfAnOlderTerm) {
   FuzzOptions options;
   options.nodes = 5;
-  RunOptions run;
-  run.record_trace = true;
-  const RunResult result = RunScenario(RandomScenario(91864, options), run);
+  const RunResult result = RunScenario(RandomScenario(91864, options), RunOptions{});
   EXPECT_TRUE(result.passed) << absl::StrJoin(result.failures, "\n");
-  EXPECT_TRUE(LedAnOlderTermLate(result.trace));
+}
+
+// Regression: seed 120619 on 5 nodes (pre-vote and check-quorum off) failed with "step 189:
+// expected OK (or MEMBER_NOT_FOUND), got UNAVAILABLE". n1 was replaced while it was down;
+// restarted, it still took itself for a voter and campaigned at ever higher terms, each plain
+// vote deposing the leader (Raft's disruptive removed server), so no replace could commit. The
+// members now drop every message of a removed id (etcd's 410 Gone); the run must show them doing
+// so. Shrunk schedule: testdata/scenarios/regressions/seed_120619_removed_member_deposes_leaders.
+TEST(FuzzRegressionTest, Seed120619ARemovedMemberDoesNotDeposeLeaders) {
+  FuzzOptions options;
+  options.nodes = 5;
+  const probe::Counts before = probe::Snapshot();
+  const RunResult result = RunScenario(RandomScenario(120619, options), RunOptions{});
+  EXPECT_TRUE(result.passed) << absl::StrJoin(result.failures, "\n");
+  const probe::Counts hits = probe::Since(before);
+  EXPECT_GT(hits[static_cast<size_t>(probe::Id::server_removed_member_message_dropped)], 0u);
 }
 
 }  // namespace

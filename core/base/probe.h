@@ -132,6 +132,8 @@
     "a member replaced its state with a snapshot sent by the leader")                             \
   X(server, snapshot_outcome_unknown, "core/server/server.cc",                                    \
     "a proposal at or below a restored snapshot's index was answered: outcome unknown")           \
+  X(server, removed_member_message_dropped, "core/server/server.cc",                              \
+    "a Raft message from a member removed from the cluster was dropped (etcd's 410 Gone)")        \
   X(server, duplicate_proposal_skipped, "core/server/server.cc",                                  \
     "the same proposal applied twice (a duplicated message) was skipped the second time")          \
   X(server, nospace_alarm_raised, "core/server/server.cc",                                        \

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/base/errors.h"
+#include "core/base/probe.h"
 #include "core/server/testing/server_cluster.h"
 #include "gtest/gtest.h"
 
@@ -287,6 +288,104 @@ TEST(MembershipTest, UpdateChangesPeerUrlsEverywhere) {
   ASSERT_TRUE(CaughtUp(cluster, cluster.ids()));
   for (const Member& m : cluster.server(follower).Members()) {
     if (m.id == follower) EXPECT_EQ(m.peer_urls.size(), 2u);
+  }
+}
+
+// Raft's disruptive removed server (fuzz seed 120619): a member removed while it was down
+// restarts believing it is a voter and campaigns at ever higher terms. With pre-vote and
+// check-quorum off nothing in Raft stops its votes from deposing the leader; the members
+// remember removed ids durably (in the backend, carried by snapshots) and drop their messages,
+// as etcd's rafthttp answers a removed member 410 Gone.
+TEST(MembershipTest, ARemovedMemberCannotDeposeTheLeader) {
+  ServerCluster cluster({1, 2, 3, 4, 5}, [](ServerConfig& config) {
+    config.pre_vote = false;
+    config.check_quorum = false;
+    config.snapshot_every_entries = 10;
+    config.snapshot_catch_up_entries = 5;
+  });
+  const raft::NodeId leader = cluster.WaitForLeader();
+  ASSERT_NE(leader, raft::kNoNode);
+  std::vector<raft::NodeId> followers;
+  for (raft::NodeId id : cluster.ids()) {
+    if (id != leader) followers.push_back(id);
+  }
+  const raft::NodeId removed = followers[0];
+  const raft::NodeId behind = followers[1];  // catches up by a snapshot after the removal
+  cluster.Crash(removed);
+  cluster.Crash(behind);
+  Request remove = Typed(RequestType::kMemberRemove);
+  remove.member.id = removed;
+  CallOk(cluster, leader, remove);
+  for (raft::NodeId id : {leader, followers[2], followers[3]}) {
+    EXPECT_TRUE(cluster.server(id).IsMemberRemoved(removed)) << "member " << id;
+    EXPECT_FALSE(cluster.server(id).IsMemberRemoved(behind)) << "member " << id;
+  }
+  for (int i = 0; i < 40; ++i) CallOk(cluster, leader, PutRequest("k" + std::to_string(i), "v"));
+
+  // `behind` never applies the removal's entry (compacted): the snapshot tells it.
+  const probe::Counts before_restore = probe::Snapshot();
+  cluster.Restart(behind);
+  ASSERT_TRUE(CaughtUp(cluster, {behind}));
+  EXPECT_GT(probe::Since(before_restore)[static_cast<size_t>(probe::Id::server_snapshot_restored)],
+            0u);
+  EXPECT_TRUE(cluster.server(behind).IsMemberRemoved(removed));
+
+  // A removed member's vote of a much higher term, straight to the leader: dropped.
+  const raft::Term term = cluster.server(leader).hard_state().term;
+  raft::Message vote;
+  vote.type = raft::MessageType::kVote;
+  vote.from = removed;
+  vote.to = leader;
+  vote.term = term + 100;
+  vote.log_term = term + 99;
+  vote.index = cluster.server(leader).last_index() + 100;
+  const probe::Counts before_vote = probe::Snapshot();
+  EXPECT_TRUE(cluster.server(leader).Step(vote).ok());
+  EXPECT_EQ(probe::Since(
+                before_vote)[static_cast<size_t>(probe::Id::server_removed_member_message_dropped)],
+            1u);
+  EXPECT_TRUE(cluster.server(leader).is_leader());
+  EXPECT_EQ(cluster.server(leader).hard_state().term, term);
+
+  // The removed member itself restarts, still a voter in its own eyes, and campaigns for many
+  // election timeouts: the leader keeps its term and leadership and serves writes.
+  cluster.Restart(removed);
+  const probe::Counts before_campaigns = probe::Snapshot();
+  cluster.TickAll(200);
+  EXPECT_GT(cluster.server(removed).hard_state().term, term + 3);  // it did campaign
+  EXPECT_GT(
+      probe::Since(
+          before_campaigns)[static_cast<size_t>(probe::Id::server_removed_member_message_dropped)],
+      0u);
+  EXPECT_EQ(cluster.Leader(), leader);
+  for (raft::NodeId id : {leader, behind, followers[2], followers[3]}) {
+    EXPECT_EQ(cluster.server(id).hard_state().term, term) << "member " << id;
+  }
+  CallOk(cluster, leader, PutRequest("after", "v"));
+
+  // The removed set is durable: a restarted member still knows it.
+  const raft::NodeId restarted = followers[2];
+  cluster.Crash(restarted);
+  cluster.Restart(restarted);
+  EXPECT_TRUE(cluster.server(restarted).IsMemberRemoved(removed));
+  EXPECT_FALSE(cluster.server(restarted).IsMemberRemoved(leader));
+  cluster.TickAll(50);
+  EXPECT_EQ(cluster.Leader(), leader);
+  EXPECT_EQ(cluster.server(restarted).hard_state().term, term);
+}
+
+// A replaced member is removed once the joint configuration is left, on every member.
+TEST(MembershipTest, AReplacedMemberIsRemovedWhenTheJointConfigurationIsLeft) {
+  ServerCluster cluster({1, 2, 3});
+  const raft::NodeId leader = cluster.WaitForLeader();
+  const raft::NodeId old_id = FollowerOf(cluster, leader);
+  const Response response = CallOk(cluster, leader, Replace(old_id, "m4", {"mem://4"}));
+  cluster.StartJoiner(response.member.id);
+  ASSERT_TRUE(CaughtUp(cluster, {response.member.id}));
+  for (raft::NodeId id : cluster.ids()) {
+    if (id == old_id) continue;
+    EXPECT_TRUE(cluster.server(id).IsMemberRemoved(old_id)) << "member " << id;
+    EXPECT_FALSE(cluster.server(id).IsMemberRemoved(response.member.id)) << "member " << id;
   }
 }
 

@@ -24,6 +24,9 @@ namespace {
 
 constexpr absl::string_view kMetaMemberPrefix = "member/";
 constexpr absl::string_view kMetaAlarmPrefix = "alarm/";
+// Ids of members that left the Raft configuration (etcd's members_removed bucket): replicated
+// state, in snapshots, so every member knows them after a restart or a snapshot restore.
+constexpr absl::string_view kMetaRemovedMemberPrefix = "removed_member/";
 // Member-local: never sent in a snapshot nor replaced by one, or ids could repeat after a
 // restart.
 constexpr absl::string_view kMetaRequestEpoch = "request_epoch";
@@ -81,6 +84,10 @@ std::string Fixed64(uint64_t value) {
 }
 
 std::string MemberKey(raft::NodeId id) { return absl::StrCat(kMetaMemberPrefix, Fixed64(id)); }
+
+std::string RemovedMemberKey(raft::NodeId id) {
+  return absl::StrCat(kMetaRemovedMemberPrefix, Fixed64(id));
+}
 
 std::string AlarmKey(raft::NodeId member, AlarmType type) {
   return absl::StrCat(kMetaAlarmPrefix, Fixed64(member), std::string(1, static_cast<char>(type)));
@@ -265,7 +272,17 @@ class Server::Impl {
   }
   void RequestWatchProgress() { hub_->RequestProgress(); }
   void NotifyWatchProgress() { hub_->NotifyProgress(); }
-  absl::Status Step(raft::Message&& message) { return raft_->Step(std::move(message)); }
+  absl::Status Step(raft::Message&& message) {
+    // Raft's disruptive removed server (thesis §4.2.3): a member removed while it was down or
+    // cut off does not learn it, and campaigns at ever higher terms, deposing every leader
+    // (with pre-vote and check-quorum off nothing else stops it). As etcd's rafthttp refuses a
+    // removed member's messages (410 Gone), its messages are dropped here.
+    if (message.from != config_.id && removed_members_.count(message.from) > 0) {
+      CODE_PROBE(server, removed_member_message_dropped);
+      return absl::OkStatus();
+    }
+    return raft_->Step(std::move(message));
+  }
   void Tick();
   bool HasReady() const;
   const Ready& GetReady();
@@ -281,6 +298,7 @@ class Server::Impl {
   const lease::Lessor& lessor() const { return lessor_; }
   const auth::AuthStore& auth_store() const { return auth_; }
   std::vector<Member> Members() const;
+  bool IsMemberRemoved(raft::NodeId id) const { return removed_members_.count(id) > 0; }
   const Member* FindMember(raft::NodeId id) const {
     auto it = members_.find(id);
     return it == members_.end() ? nullptr : &it->second;
@@ -465,6 +483,8 @@ class Server::Impl {
   std::unique_ptr<raft::RawNode> raft_;
 
   absl::btree_map<raft::NodeId, Member> members_;
+  // Members that left the configuration (kMetaRemovedMemberPrefix); never reused as ids.
+  absl::btree_set<raft::NodeId> removed_members_;
   // A replace of this member's that entered a joint configuration: answered when it is left.
   std::optional<std::pair<RequestId, Member>> awaiting_leave_;
   std::set<std::pair<raft::NodeId, AlarmType>> alarms_;
@@ -601,8 +621,22 @@ absl::Status Server::Impl::LoadLocalState() {
   // just opened or reloaded): ranging every key would read every value, the whole database.
   for (const auto& [key, lease] : store_->TakeRestoredLeases()) (void)lessor_.Attach(lease, key);
   members_.clear();
+  removed_members_.clear();
   alarms_.clear();
   absl::Status corrupt;
+  const std::string removed_end = mvcc::PrefixEnd(std::string(kMetaRemovedMemberPrefix));
+  backend_->Range(mvcc::Bucket::kMeta, kMetaRemovedMemberPrefix, removed_end,
+                  [&](absl::string_view key, absl::string_view) {
+                    key.remove_prefix(kMetaRemovedMemberPrefix.size());
+                    uint64_t member = 0;
+                    if (!GetFixed64BigEndian(&key, &member) || !key.empty()) {
+                      corrupt = absl::DataLossError("server: corrupt removed member record");
+                      return false;
+                    }
+                    removed_members_.insert(member);
+                    return true;
+                  });
+  if (!corrupt.ok()) return corrupt;
   const std::string member_end = mvcc::PrefixEnd(std::string(kMetaMemberPrefix));
   backend_->Range(mvcc::Bucket::kMeta, kMetaMemberPrefix, member_end,
                   [&](absl::string_view, absl::string_view value) {
@@ -1050,7 +1084,7 @@ raft::NodeId Server::Impl::NewMemberId(const Member& member, RequestId id) const
   const uint64_t hash = Fnv1a64(
       absl::StrCat(member.name, "|", absl::StrJoin(member.peer_urls, ","), "|", RequestTag(id)));
   raft::NodeId out = hash & 0x7FFFFFFFFFFFFFFFull;
-  while (out == raft::kNoNode || members_.count(out) > 0) ++out;
+  while (out == raft::kNoNode || members_.count(out) > 0 || removed_members_.count(out) > 0) ++out;
   return out;
 }
 
@@ -1350,6 +1384,12 @@ absl::Status Server::Impl::ValidateMemberChange(const raft::ConfChange& change,
                    absl::StrCat("member replace: no member ", leaving, " (removed meanwhile)"));
     }
   }
+  if (single.type != raft::ConfChangeType::kRemoveNode &&
+      removed_members_.count(single.node_id) > 0) {
+    // etcd's ErrIDRemoved: a removed id never comes back (its messages are dropped).
+    return Error(ErrorCode::kMemberNotFound,
+                 absl::StrCat("member add: id ", single.node_id, " was removed"));
+  }
   if (single.type == raft::ConfChangeType::kRemoveNode || members_.count(single.node_id) > 0) {
     return absl::OkStatus();  // removals, promotions and re-adds change no count or URL
   }
@@ -1419,9 +1459,25 @@ void Server::Impl::ApplyConfChange(const raft::Entry& entry) {
     }
     return;
   }
+  const raft::ConfState before = conf_state_;
   conf_state_ = raft_->ApplyConfChange(*change);
   conf_changed_since_snapshot_ = true;
   backend_->Put(mvcc::Bucket::kMeta, kMetaConfState, raft::EncodeConfState(conf_state_));
+  // Who left the configuration is removed for good: a removed member at once, a replaced one
+  // when the joint configuration is left (until then it is an outgoing voter).
+  auto in_config = [](const raft::ConfState& cs, raft::NodeId id) {
+    auto in = [id](const std::vector<raft::NodeId>& ids) {
+      return std::find(ids.begin(), ids.end(), id) != ids.end();
+    };
+    return in(cs.voters) || in(cs.voters_outgoing) || in(cs.learners) || in(cs.learners_next);
+  };
+  for (const std::vector<raft::NodeId>* ids :
+       {&before.voters, &before.voters_outgoing, &before.learners, &before.learners_next}) {
+    for (raft::NodeId id : *ids) {
+      if (in_config(conf_state_, id) || !removed_members_.insert(id).second) continue;
+      backend_->Put(mvcc::Bucket::kMeta, RemovedMemberKey(id), "");
+    }
+  }
   for (const raft::ConfChangeSingle& single : change->changes) {
     auto it = members_.find(single.node_id);
     switch (single.type) {
@@ -2351,5 +2407,6 @@ uint64_t Server::RaftConfigEpoch() const { return impl_->RaftConfigEpoch(); }
 raft::SoftState Server::soft_state() const { return impl_->raft_soft_state(); }
 raft::NodeId Server::lead_transferee() const { return impl_->lead_transferee(); }
 const Member* Server::FindMember(raft::NodeId id) const { return impl_->FindMember(id); }
+bool Server::IsMemberRemoved(raft::NodeId id) const { return impl_->IsMemberRemoved(id); }
 
 }  // namespace kvstore::server

@@ -378,6 +378,10 @@ class Server {
   // Member `id` as Members() lists it, or nullptr, without copying every member; valid until
   // the next call that is not const.
   const Member* FindMember(raft::NodeId id) const;
+  // Whether `id` left the Raft configuration (removed, or replaced and the joint configuration
+  // left). Remembered durably and carried by snapshots; Step drops every message from such an
+  // id (etcd's IsIDRemoved and rafthttp's 410 Gone), and it is never given to a new member.
+  bool IsMemberRemoved(raft::NodeId id) const;
 
  private:
   class Impl;
