@@ -795,7 +795,14 @@ TEST_F(AlarmAnswersTest, GetListsTheRequestedTypeAndDeactivateAnswersWithTheDeac
   };
   constexpr auto kGet = etcdserverpb::AlarmRequest::GET;
   constexpr auto kDeactivate = etcdserverpb::AlarmRequest::DEACTIVATE;
-  const auto [member, all] = alarm(kGet, etcdserverpb::NONE, 0);
+  // kvnode answers the refused put at once and raises the alarm through the log right after
+  // (etcd waits for the alarm to apply first): wait until it is listed, at most 5 s.
+  std::pair<uint64_t, std::string> listed = alarm(kGet, etcdserverpb::NONE, 0);
+  for (int i = 0; i < 100 && listed.second.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    listed = alarm(kGet, etcdserverpb::NONE, 0);
+  }
+  const auto [member, all] = listed;
   EXPECT_EQ(all, "member:NOSPACE ");
   ASSERT_NE(member, 0u);
   EXPECT_EQ(alarm(kGet, etcdserverpb::NOSPACE, 0).second, "member:NOSPACE ");
