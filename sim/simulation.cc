@@ -1023,8 +1023,40 @@ bool Simulation::CorruptRecord(NodeId id, bool oldest_segment) {
   auto records =
       store::ScanWal(&node.fs, std::string(kWalDir), store::WalOptions{options_.wal_segment_bytes});
   if (!records.ok()) return false;
+  // Latent corruption rots what the disk holds: only records already durable. ScanWal reads the
+  // current view, whose tail may not be synced yet; a crash may lose that tail, and a rotten record
+  // that then ends the newest segment is, to recovery, a torn tail (never acknowledged) that it
+  // cuts, losing an entry the node acknowledged as durable (fuzz seed 131418, 5 nodes).
+  std::vector<store::WalRecordLocation> durable;
+  std::string path;
+  bool all_synced = false;
+  std::optional<std::string> durable_bytes;  // of `path`, when some of it is not synced
+  std::unique_ptr<store::File> file;         // `path` as reads see it now
+  for (const store::WalRecordLocation& record : *records) {
+    if (record.path != path) {
+      path = record.path;
+      all_synced = !node.fs.HasUnsynced(path);
+      durable_bytes.reset();
+      file.reset();
+      if (!all_synced) {
+        durable_bytes = node.fs.DurableContent(path);  // none: its name is not durable yet
+        if (durable_bytes.has_value()) {
+          auto opened = node.fs.Open(path, store::OpenMode::kRead);
+          if (!opened.ok()) return false;
+          file = std::move(*opened);
+        }
+      }
+    }
+    if (!all_synced) {
+      if (file == nullptr || durable_bytes->size() < record.offset + record.bytes) continue;
+      std::string bytes;
+      if (!file->ReadAt(record.offset, record.bytes, &bytes).ok()) return false;
+      if (durable_bytes->compare(record.offset, record.bytes, bytes) != 0) continue;
+    }
+    durable.push_back(record);
+  }
   const std::optional<store::CorruptionSpot> spot =
-      store::PickCorruptionSpot(*records, oldest_segment);
+      store::PickCorruptionSpot(durable, oldest_segment);
   if (!spot.has_value()) return false;
   const store::WalRecordLocation& victim = *spot->record;
   if (!node.fs.FlipBit(victim.path, spot->offset, 3).ok()) return false;
