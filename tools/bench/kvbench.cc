@@ -311,35 +311,48 @@ double RunRequests(Bench& bench, const std::function<Request(int64_t)>& make) {
 // call is asynchronous on one completion queue that the calling thread drives: a client issues
 // its next request when its previous one is answered. (A thread per client with a blocking stub
 // cost kvbench twice the CPU per request, mostly thread switches; on a two-core machine that
-// CPU is taken from the members under test.) CallEtcd is the blocking form (watch-latency).
+// CPU is taken from the members under test.)
+
+// etcd's form of kvbench's requests.
+etcdserverpb::PutRequest EtcdPut(const Request& request) {
+  etcdserverpb::PutRequest put;
+  put.set_key(request.put.key);
+  put.set_value(request.put.value);
+  return put;
+}
+etcdserverpb::RangeRequest EtcdRange(const Request& request) {
+  etcdserverpb::RangeRequest range;
+  range.set_key(request.range.key);
+  range.set_range_end(request.range.range_end);
+  range.set_serializable(request.range.serializable);
+  return range;
+}
+etcdserverpb::TxnRequest EtcdTxn(const Request& request) {
+  etcdserverpb::TxnRequest txn;
+  for (const mvcc::RequestOp& op : request.txn.success) {
+    etcdserverpb::PutRequest* put = txn.add_success()->mutable_request_put();
+    put->set_key(op.put.key);
+    put->set_value(op.put.value);
+  }
+  return txn;
+}
+
+// A blocking call (watch-latency's puts).
 grpc::Status CallEtcd(etcdserverpb::KV::Stub& kv, const Request& request) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   switch (request.type) {
     case RequestType::kPut: {
-      etcdserverpb::PutRequest put;
-      put.set_key(request.put.key);
-      put.set_value(request.put.value);
       etcdserverpb::PutResponse response;
-      return kv.Put(&context, put, &response);
+      return kv.Put(&context, EtcdPut(request), &response);
     }
     case RequestType::kRange: {
-      etcdserverpb::RangeRequest range;
-      range.set_key(request.range.key);
-      range.set_range_end(request.range.range_end);
-      range.set_serializable(request.range.serializable);
       etcdserverpb::RangeResponse response;
-      return kv.Range(&context, range, &response);
+      return kv.Range(&context, EtcdRange(request), &response);
     }
     case RequestType::kTxn: {
-      etcdserverpb::TxnRequest txn;
-      for (const mvcc::RequestOp& op : request.txn.success) {
-        etcdserverpb::PutRequest* put = txn.add_success()->mutable_request_put();
-        put->set_key(op.put.key);
-        put->set_value(op.put.value);
-      }
       etcdserverpb::TxnResponse response;
-      return kv.Txn(&context, txn, &response);
+      return kv.Txn(&context, EtcdTxn(request), &response);
     }
     default:
       return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
@@ -367,34 +380,18 @@ bool StartEtcdCall(GrpcCall& call, const Request& request, grpc::CompletionQueue
   call.context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   call.begun = Clock::now();
   switch (request.type) {
-    case RequestType::kPut: {
-      etcdserverpb::PutRequest put;
-      put.set_key(request.put.key);
-      put.set_value(request.put.value);
-      call.put_reader = call.stub->AsyncPut(call.context.get(), put, queue);
+    case RequestType::kPut:
+      call.put_reader = call.stub->AsyncPut(call.context.get(), EtcdPut(request), queue);
       call.put_reader->Finish(&call.put, &call.status, &call);
       return true;
-    }
-    case RequestType::kRange: {
-      etcdserverpb::RangeRequest range;
-      range.set_key(request.range.key);
-      range.set_range_end(request.range.range_end);
-      range.set_serializable(request.range.serializable);
-      call.range_reader = call.stub->AsyncRange(call.context.get(), range, queue);
+    case RequestType::kRange:
+      call.range_reader = call.stub->AsyncRange(call.context.get(), EtcdRange(request), queue);
       call.range_reader->Finish(&call.range, &call.status, &call);
       return true;
-    }
-    case RequestType::kTxn: {
-      etcdserverpb::TxnRequest txn;
-      for (const mvcc::RequestOp& op : request.txn.success) {
-        etcdserverpb::PutRequest* put = txn.add_success()->mutable_request_put();
-        put->set_key(op.put.key);
-        put->set_value(op.put.value);
-      }
-      call.txn_reader = call.stub->AsyncTxn(call.context.get(), txn, queue);
+    case RequestType::kTxn:
+      call.txn_reader = call.stub->AsyncTxn(call.context.get(), EtcdTxn(request), queue);
       call.txn_reader->Finish(&call.txn, &call.status, &call);
       return true;
-    }
     default:
       return false;
   }
