@@ -47,14 +47,7 @@
 
 #include "kj/async.h"
 #include "kj/debug.h"
-
-#if defined(__SANITIZE_THREAD__)
-#define KVSTORE_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define KVSTORE_TSAN 1
-#endif
-#endif
+#include "net/tsan_build.h"
 
 #ifdef KVSTORE_TSAN
 extern "C" {

@@ -9,14 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-// Defined in a translation unit built with ThreadSanitizer (GCC or clang).
-#if defined(__SANITIZE_THREAD__)
-#define KVSTORE_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define KVSTORE_TSAN 1
-#endif
-#endif
+#include "net/tsan_build.h"  // KVSTORE_TSAN
 
 namespace kvstore::sanitizers {
 
