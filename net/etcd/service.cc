@@ -1,14 +1,10 @@
 #include "net/etcd/service.h"
 
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -263,74 +259,61 @@ class ConnectionWatchers {
   std::map<std::string, size_t> open_;  // connection -> watchers open; none: no entry
 };
 
-// One Watch stream: its watchers, the queue of responses not yet written, and the writer thread
-// that writes them in order (see the file comment of service.h).
-class WatchSession {
- public:
-  using Stream = grpc::ServerReaderWriter<etcdserverpb::WatchResponse, etcdserverpb::WatchRequest>;
+// One Watch stream on gRPC's callback API: no thread waits for it. Its state lives in a
+// WatchStreamState shared by the stream's reactor (gRPC's threads) and the jobs it posts to the
+// member's loop (the Inbox), so a job that runs after the stream has ended still finds it.
+//  - The member side (the watchers, their ids, creation, cancel and progress) is touched only
+//    on the loop's thread, by jobs the reactor posts; the member delivers there too.
+//  - The responses not yet written queue under `mu`; at most one write is outstanding, started
+//    by whoever queues the first response while none is, then by OnWriteDone for the next.
+//  - Requests are read one at a time: the next read starts once the loop has handled the last
+//    request and there is room (fewer than kMaxQueuedControlResponses control responses, and
+//    the queue under its limit); otherwise OnWriteDone starts it when a write makes room. So a
+//    client that floods requests and never reads is held back by HTTP/2 flow control, as
+//    etcd 3.4's recvLoop blocks on its ctrlStream.
+//  - The stream ends on the client's half-close or cancel, or a failed write: a job cancels
+//    every member watch and gives the slots back, then the stream finishes with OK once no
+//    write is outstanding. No reactor method is called after Finish (`finished`), and OnDone
+//    deletes the reactor.
+class WatchReactor;
 
+class WatchStreamState : public std::enable_shared_from_this<WatchStreamState> {
+ public:
   // `caller`: who the stream's watches run as (its call's token metadata, else the client
   // certificate's user), checked as each watch is created.
   // `connection` names the stream's client connection in `connection_watchers`, whose slots
   // its open watchers hold.
-  WatchSession(const Loop& loop, ServerContext* context, Stream* stream, size_t queue_limit,
-               WatchCaller caller, ConnectionWatchers& connection_watchers, std::string connection)
+  WatchStreamState(const Loop& loop, Inbox& inbox, size_t queue_limit, WatchCaller caller,
+                   ConnectionWatchers& connection_watchers, std::string connection)
       : loop_(loop),
-        context_(context),
-        stream_(stream),
+        inbox_(inbox),
         queue_limit_(queue_limit),
         caller_(std::move(caller)),
         connection_watchers_(connection_watchers),
-        connection_(std::move(connection)) {
-    writer_ = std::thread([this] { WriteLoop(); });
-  }
+        connection_(std::move(connection)) {}
 
-  ~WatchSession() { Close(); }
-
-  // False when the stream ended (or was canceled) while the request waited for room.
-  bool Handle(const etcdserverpb::WatchRequest& request) {
-    if (!WaitForRoom()) return false;
-    DispatchWatchRequest(
-        request, [this](const etcdserverpb::WatchCreateRequest& create) { Create(create); },
-        [this](int64_t watch_id) { Cancel(watch_id); }, [this] { Progress(); });
-    return true;
-  }
-
-  // Ends every watch of the stream and the writer. Idempotent.
-  void Close() {
-    if (closed_) return;
-    closed_ = true;
-    (void)loop_.Run([&]() {
-      for (auto& [local_id, watch] : watches_) {
-        if (watch->member_open) (void)loop_.member().CancelWatch(watch->member_id);
-        watch->member_open = false;
-      }
-    });
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-      // Watches the member could not cancel (its loop has stopped) give their slots back too.
-      for (auto& [local_id, watch] : watches_) EndLocked(watch.get());
-    }
-    wake_.notify_all();
-    if (writer_.joinable()) writer_.join();
-  }
+  // Binds the reactor (before its first read) and starts reading.
+  void Start(WatchReactor* reactor);
+  // gRPC's threads: one request read (posted to the loop), a write done, the stream ending.
+  void OnRequest(etcdserverpb::WatchRequest request);
+  void OnWriteDone(bool ok);
+  void BeginClose();
 
  private:
   // The member's sink for one watch; Deliver runs on the loop thread.
   struct Watch final : public WatchSink {
-    WatchSession* session = nullptr;
+    WatchStreamState* state = nullptr;
     int64_t local_id = 0;
     mvcc::WatchId member_id = 0;
     bool member_open = false;    // loop thread only
-    bool ended = false;          // under the session's mutex: nothing more is queued
-    bool counted = false;        // under the session's mutex: holds a slot (open_, connection)
-    size_t queued = 0;           // under the session's mutex: items in the queue that point here
+    bool ended = false;          // under mu_: nothing more is queued
+    bool counted = false;        // under mu_: holds a slot (open_, connection)
+    size_t queued = 0;           // under mu_: items in the queue (or being written) that point here
     bool client_cancel = false;  // loop thread: the member is canceling it for its client
 
     void Deliver(const mvcc::WatchResponse& response) override {
       if (response.canceled) member_open = false;
-      session->Enqueue(this, response, response.canceled && client_cancel);
+      state->Enqueue(this, response, response.canceled && client_cancel);
     }
   };
 
@@ -338,74 +321,116 @@ class WatchSession {
     Watch* watch = nullptr;  // nullptr: not for a member watch
     etcdserverpb::WatchResponse response;
     bool cancel_member_watch = false;  // a slow watcher's end: cancel it once written
-    bool control = false;              // made by the reader thread (EnqueueLocal)
+    bool control = false;              // an answer to a request (EnqueueControl)
   };
 
-  // Loop thread (from Deliver) or the reader thread (responses it makes itself).
-  // `client_cancel`: the canceled notice of a watch its client canceled, which etcd 3.4 answers
-  // {watch_id, canceled} with no reason (its recvLoop's answer to a WatchCancelRequest).
+  enum class Reading { kHeld, kReading, kHandling };
+
+  // Runs `job` on the loop (with the state kept alive); false when the loop has gone. A job's
+  // failure is caught so the inbox keeps draining.
+  bool PostToLoop(std::function<void()> job) {
+    return inbox_.Post([self = shared_from_this(), job = std::move(job)](kj::TaskSet&) {
+      try {
+        job();
+      } catch (const kj::Exception&) {
+      }
+    });
+  }
+
+  // Loop thread: the request read last; then the next read may start.
+  void Handle(const etcdserverpb::WatchRequest& request) {
+    if (!closed_on_loop_) {
+      DispatchWatchRequest(
+          request, [this](const etcdserverpb::WatchCreateRequest& create) { Create(create); },
+          [this](int64_t watch_id) { Cancel(watch_id); }, [this] { Progress(); });
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    reading_ = Reading::kHeld;
+    MaybeReadLocked();
+  }
+
+  // Loop thread: the stream has ended; ends every member watch and gives the slots back.
+  void CloseOnLoop() {
+    closed_on_loop_ = true;
+    for (auto& [local_id, watch] : watches_) {
+      if (watch->member_open) (void)loop_.member().CancelWatch(watch->member_id);
+      watch->member_open = false;
+    }
+    WatchReactor* finish = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& [local_id, watch] : watches_) EndLocked(watch.get());
+      close_done_ = true;
+      finish = TakeFinishLocked();
+    }
+    Finish(finish);
+  }
+
+  // The reactor to finish, when the stream has ended, its watches are closed and no write is
+  // outstanding (under mu_); null otherwise. Called once it is not null.
+  WatchReactor* TakeFinishLocked() {
+    if (!closing_ || !close_done_ || writing_ || finished_) return nullptr;
+    finished_ = true;
+    return reactor_;
+  }
+  // Outside mu_: gRPC may run OnDone (which drops the reactor's reference) before it returns.
+  static void Finish(WatchReactor* reactor);
+
+  // Loop thread (from Deliver or a creation). `client_cancel`: the canceled notice of a watch
+  // its client canceled, which etcd 3.4 answers {watch_id, canceled} with no reason (its
+  // recvLoop's answer to a WatchCancelRequest).
   void Enqueue(Watch* watch, const mvcc::WatchResponse& response, bool client_cancel = false) {
     Queued item;
     item.watch = watch;
-    ToProto(response, loop_.cluster_id(), member_id_.load(std::memory_order_relaxed),
-            term_.load(std::memory_order_relaxed), &item.response);
+    ToProto(response, loop_.cluster_id(), member_id_, term_, &item.response);
     item.response.set_watch_id(watch->local_id);
     if (client_cancel) item.response.clear_cancel_reason();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (watch->ended) return;
-      if (response.canceled) {
-        EndLocked(watch);
-      } else if (queue_.size() >= queue_limit_) {
-        // etcd cancels a watcher that cannot keep up rather than buffer without bound. Its slots
-        // are kept until the member's watch is canceled, after the notice is written: a client
-        // that reads nothing cannot make the member hold more watches than the limits.
-        watch->ended = true;
-        ToSlowWatcherCancel(queue_.size(), queue_limit_, &item.response);
-        item.cancel_member_watch = true;
-      }
-      ++watch->queued;
-      queue_.push_back(std::move(item));
+    std::lock_guard<std::mutex> lock(mu_);
+    if (watch->ended) return;
+    if (closing_) {
+      if (response.canceled) EndLocked(watch);
+      return;  // nothing more is written
     }
-    wake_.notify_one();
+    if (response.canceled) {
+      EndLocked(watch);
+    } else if (queue_.size() >= queue_limit_) {
+      // etcd cancels a watcher that cannot keep up rather than buffer without bound. Its slots
+      // are kept until the member's watch is canceled, after the notice is written: a client
+      // that reads nothing cannot make the member hold more watches than the limits.
+      watch->ended = true;
+      ToSlowWatcherCancel(queue_.size(), queue_limit_, &item.response);
+      item.cancel_member_watch = true;
+    }
+    ++watch->queued;
+    queue_.push_back(std::move(item));
+    MaybeWriteLocked();
   }
 
-  // Reader thread, after WaitForRoom: at most kMaxQueuedControlResponses of these are queued.
-  void EnqueueLocal(etcdserverpb::WatchResponse response) {
+  // Loop thread, handling a request (the read waits for room before each one): at most
+  // kMaxQueuedControlResponses of these are queued.
+  void EnqueueControl(etcdserverpb::WatchResponse response) {
     Queued item;
     item.response = std::move(response);
     item.control = true;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ++control_queued_;
-      queue_.push_back(std::move(item));
-    }
-    wake_.notify_one();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closing_) return;
+    ++control_queued_;
+    queue_.push_back(std::move(item));
+    MaybeWriteLocked();
   }
 
-  // Reader thread, before each request: waits, holding no lock the writer or the member's loop
-  // needs, until the writer has room for what the request may queue (fewer than
-  // kMaxQueuedControlResponses of the reader's own responses, and the queue under its limit).
-  // etcd 3.4's recvLoop blocks the same way on its ctrlStream channel (16 responses): the
-  // server stops reading the client's requests, and HTTP/2 flow control pushes back on a
-  // client that sends requests and never reads the answers. False when the stream was canceled
-  // meanwhile (a failed write empties the queue, so a client gone away wakes it too).
-  bool WaitForRoom() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (control_queued_ >= kMaxQueuedControlResponses || queue_.size() >= queue_limit_) {
-      if (stopping_ || context_->IsCancelled()) return false;
-      room_.wait_for(lock, std::chrono::milliseconds(100));
-    }
-    return !stopping_;
-  }
+  // Under mu_: starts writing the queue's front when no write is outstanding.
+  void MaybeWriteLocked();
+  // Under mu_: starts reading the next request when none is being read or handled and the
+  // queue has room for what it may add. etcd 3.4's recvLoop blocks the same way on its
+  // ctrlStream channel (16 responses).
+  void MaybeReadLocked();
 
   void Create(const etcdserverpb::WatchCreateRequest& request) {
     Reap();
-    auto status = loop_.Status();
-    if (status.ok()) {
-      member_id_.store(status->id, std::memory_order_relaxed);
-      term_.store(status->term, std::memory_order_relaxed);
-    }
+    const MemberStatusInfo status = loop_.member().Status();
+    member_id_ = status.id;
+    term_ = status.term;
     // An automatic id is taken (next_id_ moves past it) only by a watch that opens, as etcd's
     // mvcc watchStream.Watch increments nextID only past its checks: a refused creation leaves
     // the next automatic id as it was.
@@ -434,20 +459,20 @@ class WatchSession {
       // etcd answers a refused creation with watch id -1, created and canceled.
       etcdserverpb::WatchResponse refused;
       server::ResponseHeader header;
-      header.member_id = member_id_.load(std::memory_order_relaxed);
-      header.raft_term = term_.load(std::memory_order_relaxed);
-      header.revision = status.ok() ? status->revision : 0;
+      header.member_id = member_id_;
+      header.raft_term = term_;
+      header.revision = status.revision;
       ToHeader(header, loop_.cluster_id(), refused.mutable_header());
       refused.set_watch_id(-1);
       refused.set_created(true);
       refused.set_canceled(true);
       refused.set_cancel_reason(in_use ? "mvcc: duplicate watch ID provided on the WatchStream"
                                        : std::string(valid.message()));
-      EnqueueLocal(std::move(refused));
+      EnqueueControl(std::move(refused));
       return;
     }
     auto watch = std::make_unique<Watch>();
-    watch->session = this;
+    watch->state = this;
     watch->local_id = local_id;
     {
       // The connection's slot taken above, until the watch ends (EndLocked).
@@ -456,22 +481,19 @@ class WatchSession {
       ++open_;
     }
     absl::Status opened;
-    absl::Status ran = loop_.Run([&]() {
-      watch->member_open = true;  // responses may arrive before Watch returns
-      absl::StatusOr<mvcc::WatchId> id = loop_.member().Watch(converted, caller_, watch.get());
-      if (!id.ok()) {
-        watch->member_open = false;
-        opened = id.status();
-        return;
-      }
+    watch->member_open = true;  // responses may arrive before Watch returns
+    absl::StatusOr<mvcc::WatchId> id = loop_.member().Watch(converted, caller_, watch.get());
+    if (id.ok()) {
       watch->member_id = *id;
-    });
-    if (!ran.ok()) opened = ran;
+    } else {
+      watch->member_open = false;
+      opened = id.status();
+    }
     if (!opened.ok()) {
-      MemberStatusInfo info = status.ok() ? *status : MemberStatusInfo{};
+      MemberStatusInfo info = status;
       if (CodeOf(opened) == ErrorCode::kCompacted) {
         // The refusal may come from a compaction applied since `status` was read.
-        if (auto now = loop_.Status(); now.ok()) info.compact_revision = now->compact_revision;
+        info.compact_revision = loop_.member().Status().compact_revision;
       }
       const RefusedWatch refused =
           RefusedWatchResponses(opened, info.revision, info.compact_revision);
@@ -482,10 +504,9 @@ class WatchSession {
           EndLocked(watch.get());
         }
         etcdserverpb::WatchResponse single;
-        ToProto(refused.created, loop_.cluster_id(), member_id_.load(std::memory_order_relaxed),
-                term_.load(std::memory_order_relaxed), &single);
+        ToProto(refused.created, loop_.cluster_id(), member_id_, term_, &single);
         single.set_watch_id(-1);
-        EnqueueLocal(std::move(single));
+        EnqueueControl(std::move(single));
         return;
       }
       // A compacted start revision: etcd opens the watch (its id is taken), then cancels it.
@@ -514,19 +535,18 @@ class WatchSession {
 
   // etcd 3.4's answer to a WatchProgressRequest: one response at once, for the whole stream
   // (watch id -1, which clients hand to every watcher of the stream), at the member's current
-  // revision. The revision is read on the loop, after every event it covers has been queued
-  // here for the stream's synced watchers.
+  // revision. Read on the loop, after every event it covers has been queued here for the
+  // stream's synced watchers.
   void Progress() {
-    auto status = loop_.Status();
-    if (!status.ok()) return;  // the member stopped: the stream ends with it
+    const MemberStatusInfo status = loop_.member().Status();
     etcdserverpb::WatchResponse progress;
     server::ResponseHeader header;
-    header.member_id = status->id;
-    header.raft_term = status->term;
-    header.revision = status->revision;
+    header.member_id = status.id;
+    header.raft_term = status.term;
+    header.revision = status.revision;
     ToHeader(header, loop_.cluster_id(), progress.mutable_header());
     progress.set_watch_id(-1);
-    EnqueueLocal(std::move(progress));
+    EnqueueControl(std::move(progress));
   }
 
   void Cancel(int64_t local_id) {
@@ -534,21 +554,27 @@ class WatchSession {
     auto it = watches_.find(local_id);
     if (it == watches_.end()) return;  // etcd ignores an unknown id
     Watch* watch = it->second.get();
-    (void)loop_.Run([&]() {
-      if (watch->member_open) {
-        // The member delivers the canceled notice during CancelWatch.
-        watch->client_cancel = true;
-        (void)loop_.member().CancelWatch(watch->member_id);
-        watch->client_cancel = false;
-        watch->member_open = false;
-      }
-    });
-    // Kept until its canceled notice is written (Reap): the writer may still hold responses
-    // for it.
+    if (watch->member_open) {
+      // The member delivers the canceled notice during CancelWatch.
+      watch->client_cancel = true;
+      (void)loop_.member().CancelWatch(watch->member_id);
+      watch->client_cancel = false;
+      watch->member_open = false;
+    }
+    // Kept until its canceled notice is written (Reap): a write may still hold it.
   }
 
-  // Forgets the watches that have ended and whose last response has been written (reader
-  // thread): the member calls an ended watch's sink no more, and the writer holds nothing of it.
+  // Loop thread: a slow watcher's cancel notice has been written; its member watch ends now.
+  void CancelSlowWatcher(Watch* watch) {
+    if (watch->member_open) (void)loop_.member().CancelWatch(watch->member_id);
+    watch->member_open = false;
+    std::lock_guard<std::mutex> lock(mu_);
+    EndLocked(watch);
+    ReleaseLocked(watch);
+  }
+
+  // Forgets the watches that have ended and whose last response has been written (loop
+  // thread): the member calls an ended watch's sink no more, and no write holds anything of it.
   // So a stream that creates and cancels watches for days holds only its open ones, and a
   // canceled watch's id may be used again, as etcd's watch stream allows.
   void Reap() {
@@ -560,51 +586,7 @@ class WatchSession {
     for (int64_t local_id : done) watches_.erase(local_id);
   }
 
-  void WriteLoop() {
-    for (;;) {
-      Queued item;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        if (stopping_) return;
-        item = std::move(queue_.front());
-        queue_.pop_front();
-        if (item.control) --control_queued_;
-        // Only a slow watcher's cancel needs its watch after the write: any other item lets go
-        // of it now, so a watch canceled by its client is forgotten before the client can read
-        // the notice and use the id again.
-        if (!item.cancel_member_watch) {
-          ReleaseLocked(item.watch);
-          item.watch = nullptr;
-        }
-      }
-      if (!stream_->Write(item.response)) {
-        // The client went away; the reader sees the end of the stream and closes the session.
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          queue_.clear();
-          control_queued_ = 0;
-        }
-        room_.notify_all();
-        continue;
-      }
-      room_.notify_all();
-      if (item.cancel_member_watch && item.watch != nullptr) {
-        Watch* watch = item.watch;
-        (void)loop_.Run([&]() {
-          if (watch->member_open) (void)loop_.member().CancelWatch(watch->member_id);
-          watch->member_open = false;
-        });
-      }
-      if (item.watch != nullptr) {
-        std::lock_guard<std::mutex> lock(mu_);
-        EndLocked(item.watch);
-        ReleaseLocked(item.watch);
-      }
-    }
-  }
-
-  // The writer is done with one queued item of `watch` (under mu_): the watch may be forgotten
+  // A write is done with one queued item of `watch` (under mu_): the watch may be forgotten
   // once it has ended and nothing of it is queued (Reap).
   void ReleaseLocked(Watch* watch) {
     if (watch == nullptr) return;
@@ -612,56 +594,246 @@ class WatchSession {
   }
 
   const Loop& loop_;
-  ServerContext* const context_;
-  Stream* stream_;
+  Inbox& inbox_;
   const size_t queue_limit_;
   const WatchCaller caller_;
   ConnectionWatchers& connection_watchers_;
   const std::string connection_;
-  // The member and term the stream's responses report: written by the reader thread at each
-  // creation, read by the loop thread as it delivers events to the stream's earlier watches.
-  std::atomic<raft::NodeId> member_id_{0};
-  std::atomic<raft::Term> term_{0};
+
+  // Loop thread only.
+  raft::NodeId member_id_ = 0;  // the member and term the stream's responses report
+  raft::Term term_ = 0;
   int64_t next_id_ = 0;
-  std::map<int64_t, std::unique_ptr<Watch>> watches_;  // reader thread
-  bool closed_ = false;
+  std::map<int64_t, std::unique_ptr<Watch>> watches_;
+  bool closed_on_loop_ = false;
 
   std::mutex mu_;
-  std::condition_variable wake_;  // the writer's: something to write, or stopping
-  std::condition_variable room_;  // the reader's: the writer took an item out of the queue
+  WatchReactor* reactor_ = nullptr;  // valid until finished_ (OnDone follows Finish)
   std::deque<Queued> queue_;
-  size_t control_queued_ = 0;      // items of queue_ made by the reader thread (EnqueueLocal)
-  std::vector<int64_t> reapable_;  // local ids of ended watches the writer is done with
+  size_t control_queued_ = 0;      // control items of queue_ (EnqueueControl)
+  std::vector<int64_t> reapable_;  // local ids of ended watches no write holds any more
   size_t open_ = 0;                // watches that hold a slot (not ended)
-  bool stopping_ = false;
-  std::thread writer_;
+  Queued writing_item_;            // the response being written (while writing_)
+  bool writing_ = false;           // one StartWrite outstanding
+  Reading reading_ = Reading::kHeld;
+  bool closing_ = false;     // the stream has ended: nothing more is read or written
+  bool close_done_ = false;  // CloseOnLoop has run (or the loop has gone)
+  bool finished_ = false;    // Finish has been called: no reactor method any more
 };
 
-class WatchService final : public etcdserverpb::Watch::Service {
+class WatchReactor final
+    : public grpc::ServerBidiReactor<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse> {
  public:
-  WatchService(const Loop& loop, size_t queue_limit, size_t max_watchers_per_connection)
-      : loop_(loop), queue_limit_(queue_limit), connection_watchers_(max_watchers_per_connection) {}
+  explicit WatchReactor(std::shared_ptr<WatchStreamState> state) : state_(std::move(state)) {
+    state_->Start(this);
+  }
 
-  grpc::Status Watch(ServerContext* context, WatchSession::Stream* stream) override {
-    WatchSession session(loop_, context, stream, queue_limit_,
-                         WatchCaller{TokenOf(context), loop_.CertUserOf(context)},
-                         connection_watchers_, loop_.ConnectionOf(context));
-    etcdserverpb::WatchRequest request;
-    while (stream->Read(&request) && session.Handle(request)) {
+  void OnReadDone(bool ok) override {
+    if (ok) {
+      state_->OnRequest(std::move(request_));
+    } else {
+      state_->BeginClose();  // the client half-closed, or the stream broke
     }
-    session.Close();
-    return grpc::Status::OK;
+  }
+  void OnWriteDone(bool ok) override { state_->OnWriteDone(ok); }
+  void OnCancel() override { state_->BeginClose(); }
+  void OnDone() override { delete this; }
+
+  etcdserverpb::WatchRequest* request() { return &request_; }
+
+ private:
+  std::shared_ptr<WatchStreamState> state_;
+  etcdserverpb::WatchRequest request_;  // the read outstanding's
+};
+
+void WatchStreamState::Start(WatchReactor* reactor) {
+  std::lock_guard<std::mutex> lock(mu_);
+  reactor_ = reactor;
+  MaybeReadLocked();
+}
+
+void WatchStreamState::Finish(WatchReactor* reactor) {
+  if (reactor != nullptr) reactor->Finish(grpc::Status::OK);
+}
+
+void WatchStreamState::MaybeReadLocked() {
+  if (closing_ || finished_ || reading_ != Reading::kHeld) return;
+  if (control_queued_ >= kMaxQueuedControlResponses || queue_.size() >= queue_limit_) return;
+  reading_ = Reading::kReading;
+  reactor_->StartRead(reactor_->request());  // its reaction is never run inline
+}
+
+void WatchStreamState::MaybeWriteLocked() {
+  if (writing_ || closing_ || finished_ || queue_.empty()) return;
+  writing_item_ = std::move(queue_.front());
+  queue_.pop_front();
+  if (writing_item_.control) --control_queued_;
+  // Only a slow watcher's cancel needs its watch after the write: any other item lets go of
+  // it now, so a watch canceled by its client is forgotten before the client can read the
+  // notice and use the id again.
+  if (!writing_item_.cancel_member_watch) {
+    ReleaseLocked(writing_item_.watch);
+    writing_item_.watch = nullptr;
+  }
+  writing_ = true;
+  reactor_->StartWrite(&writing_item_.response);  // its reaction is never run inline
+}
+
+void WatchStreamState::OnRequest(etcdserverpb::WatchRequest request) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closing_) return;
+    reading_ = Reading::kHandling;
+  }
+  auto shared = std::make_shared<etcdserverpb::WatchRequest>(std::move(request));
+  if (!PostToLoop([this, shared] { Handle(*shared); })) BeginClose();
+}
+
+void WatchStreamState::OnWriteDone(bool ok) {
+  Watch* slow = nullptr;
+  WatchReactor* finish = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    writing_ = false;
+    if (ok && writing_item_.cancel_member_watch) slow = writing_item_.watch;
+    writing_item_ = Queued();
+    if (ok) {
+      MaybeWriteLocked();
+      MaybeReadLocked();
+    }
+    finish = TakeFinishLocked();
+  }
+  if (!ok) {
+    BeginClose();  // the client went away
+    Finish(finish);
+    return;
+  }
+  if (slow != nullptr && !PostToLoop([this, slow] { CancelSlowWatcher(slow); })) {
+    std::lock_guard<std::mutex> lock(mu_);
+    EndLocked(slow);
+    ReleaseLocked(slow);
+  }
+  Finish(finish);
+}
+
+void WatchStreamState::BeginClose() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closing_) return;
+    closing_ = true;
+    queue_.clear();
+    control_queued_ = 0;
+  }
+  if (PostToLoop([this] { CloseOnLoop(); })) return;
+  // The loop has gone, and no job of this stream will run: its watches give their slots back
+  // here.
+  WatchReactor* finish = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [local_id, watch] : watches_) EndLocked(watch.get());
+    close_done_ = true;
+    finish = TakeFinishLocked();
+  }
+  Finish(finish);
+}
+
+class WatchService final : public etcdserverpb::Watch::CallbackService {
+ public:
+  WatchService(const Loop& loop, Inbox& inbox, size_t queue_limit,
+               size_t max_watchers_per_connection)
+      : loop_(loop),
+        inbox_(inbox),
+        queue_limit_(queue_limit),
+        connection_watchers_(max_watchers_per_connection) {}
+
+  grpc::ServerBidiReactor<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>* Watch(
+      grpc::CallbackServerContext* context) override {
+    return new WatchReactor(std::make_shared<WatchStreamState>(
+        loop_, inbox_, queue_limit_, WatchCaller{TokenOf(context), loop_.CertUserOf(context)},
+        connection_watchers_, loop_.ConnectionOf(context)));
   }
 
  private:
   const Loop& loop_;
+  Inbox& inbox_;
   const size_t queue_limit_;
   ConnectionWatchers connection_watchers_;
 };
 
-class LeaseService final : public etcdserverpb::Lease::Service {
+// One LeaseKeepAlive stream on gRPC's callback API: read a request, renew the lease on the
+// member's loop (through the inbox), write the answer, read the next. One step at a time, so the
+// reactor is alive for every step: it finishes only with no step outstanding (a client that
+// cancels while a renewal is on the loop fails the answer's write, which finishes the stream).
+// A refused renewal ends the stream with its status, as etcd's does.
+class KeepAliveReactor final
+    : public grpc::ServerBidiReactor<etcdserverpb::LeaseKeepAliveRequest,
+                                     etcdserverpb::LeaseKeepAliveResponse> {
  public:
-  explicit LeaseService(const Loop& loop) : loop_(loop) {}
+  KeepAliveReactor(const Loop& loop, Inbox& inbox) : loop_(loop), inbox_(inbox) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status::OK);  // the client half-closed, or went away
+      return;
+    }
+    server::Request converted;
+    (void)ToRequest(request_, &converted);
+    const int64_t lease_id = request_.id();
+    const bool posted = inbox_.Post([this, lease_id,
+                                     converted = std::move(converted)](kj::TaskSet& tasks) mutable {
+      tasks.add(loop_.member()
+                    .Call(std::move(converted))
+                    .then([this, lease_id](
+                              server::Response answer) { Answered(lease_id, std::move(answer)); },
+                          [this, lease_id](kj::Exception&&) {
+                            server::Response stopped;
+                            stopped.status = Stopped();
+                            Answered(lease_id, std::move(stopped));
+                          }));
+    });
+    if (!posted) {
+      server::Response stopped;
+      stopped.status = Stopped();
+      Answered(lease_id, std::move(stopped));
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status::OK);  // the client went away
+      return;
+    }
+    StartRead(&request_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  // The member's answer (loop thread, or gRPC's when the loop has gone).
+  void Answered(int64_t lease_id, server::Response answer) {
+    absl::Status answered =
+        ToKeepAliveResponse(lease_id, std::move(answer), loop_.cluster_id(), &response_);
+    if (!answered.ok()) {
+      Finish(ToGrpcStatus(answered));
+      return;
+    }
+    StartWrite(&response_);  // fails at once on a canceled stream; OnWriteDone finishes it
+  }
+
+  const Loop& loop_;
+  Inbox& inbox_;
+  etcdserverpb::LeaseKeepAliveRequest request_;
+  etcdserverpb::LeaseKeepAliveResponse response_;
+};
+
+// The unary methods wait on the loop (a synchronous gRPC thread each); the keep-alive stream
+// holds no thread (KeepAliveReactor).
+class LeaseService final
+    : public etcdserverpb::Lease::WithCallbackMethod_LeaseKeepAlive<etcdserverpb::Lease::Service> {
+ public:
+  LeaseService(const Loop& loop, Inbox& inbox) : loop_(loop), inbox_(inbox) {}
 
   grpc::Status LeaseGrant(ServerContext* context, const etcdserverpb::LeaseGrantRequest* request,
                           etcdserverpb::LeaseGrantResponse* response) override {
@@ -671,21 +843,10 @@ class LeaseService final : public etcdserverpb::Lease::Service {
                            etcdserverpb::LeaseRevokeResponse* response) override {
     return Unary(loop_, context, *request, response);
   }
-  grpc::Status LeaseKeepAlive(
-      ServerContext*,
-      grpc::ServerReaderWriter<etcdserverpb::LeaseKeepAliveResponse,
-                               etcdserverpb::LeaseKeepAliveRequest>* stream) override {
-    etcdserverpb::LeaseKeepAliveRequest request;
-    while (stream->Read(&request)) {
-      server::Request converted;
-      (void)ToRequest(request, &converted);
-      etcdserverpb::LeaseKeepAliveResponse response;
-      absl::Status answered = ToKeepAliveResponse(request.id(), loop_.Call(std::move(converted)),
-                                                  loop_.cluster_id(), &response);
-      if (!answered.ok()) return ToGrpcStatus(answered);
-      if (!stream->Write(response)) break;
-    }
-    return grpc::Status::OK;
+  grpc::ServerBidiReactor<etcdserverpb::LeaseKeepAliveRequest,
+                          etcdserverpb::LeaseKeepAliveResponse>*
+  LeaseKeepAlive(grpc::CallbackServerContext*) override {
+    return new KeepAliveReactor(loop_, inbox_);
   }
   grpc::Status LeaseTimeToLive(ServerContext* context,
                                const etcdserverpb::LeaseTimeToLiveRequest* request,
@@ -705,6 +866,7 @@ class LeaseService final : public etcdserverpb::Lease::Service {
 
  private:
   const Loop& loop_;
+  Inbox& inbox_;
 };
 
 class ClusterService final : public etcdserverpb::Cluster::Service {
@@ -949,8 +1111,9 @@ struct Services::Impl {
   Impl(MemberService& member, const kj::Executor& executor, const ServiceOptions& options)
       : loop(member, executor),
         kv(loop, inbox),
-        watch(loop, options.watch_queue_limit_responses, options.max_watchers_per_connection),
-        lease(loop),
+        watch(loop, inbox, options.watch_queue_limit_responses,
+              options.max_watchers_per_connection),
+        lease(loop, inbox),
         cluster(loop),
         maintenance(loop, options.snapshot_chunk_bytes),
         auth(loop) {

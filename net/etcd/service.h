@@ -5,22 +5,24 @@
 // Cluster, Maintenance and Auth, so etcdctl and etcd's client libraries work against kvnode
 // unchanged. A call's auth token is its "token" metadata, as etcd's clients send it.
 //
-// Threads. gRPC calls its handlers on its own threads; the member lives on a kj event loop.
-// Every handler converts its request (convert.h), hands it to the member's loop through the
-// loop's kj::Executor and waits for the answer there, so the member is only ever touched on its
-// own thread, exactly as the Cap'n Proto services touch it. A handler blocks one gRPC thread per
-// outstanding call; gRPC's synchronous server grows its pool with the calls in flight.
+// Threads. gRPC calls its handlers on its own threads; the member lives on a kj event loop, and
+// is only ever touched on its own thread, exactly as the Cap'n Proto services touch it. KV,
+// Watch and LeaseKeepAlive run on gRPC's callback API: a handler converts its request
+// (convert.h) and posts it to the loop without waiting, and the loop's answer finishes the call
+// or writes the stream's response, so no thread waits per call or per stream. The other
+// methods are synchronous: a handler hands its request to the loop and blocks one gRPC thread
+// until the answer; gRPC's synchronous server grows its pool with the calls in flight.
 //
 // Watches. One Watch stream carries many watchers under stream-local ids (etcd numbers them from
 // 0 per stream, or takes the id the client asks for). The member's responses are queued per
-// stream and written by a writer thread in order; a stream whose client does not read fast
-// enough to keep the queue under watch_queue_limit_responses has the slow watch canceled with a
-// reason, as etcd cancels a slow watcher, so memory stays bounded. The responses the stream's
-// reader makes itself (answers to create, cancel and progress requests) never cancel anything:
-// the reader waits before each request while kMaxQueuedControlResponses of them, or
-// watch_queue_limit_responses items in all, wait to be written, as etcd 3.4's recvLoop blocks on
-// its ctrlStream; so a client that floods requests and never reads is held back by HTTP/2 flow
-// control instead of growing the queue.
+// stream and written in order, one write outstanding at a time; a stream whose client does not
+// read fast enough to keep the queue under watch_queue_limit_responses has the slow watch
+// canceled with a reason, as etcd cancels a slow watcher, so memory stays bounded. The
+// responses a stream makes itself (answers to create, cancel and progress requests) never
+// cancel anything: the stream reads its next request only while fewer than
+// kMaxQueuedControlResponses of them, and fewer than watch_queue_limit_responses items in all,
+// wait to be written, as etcd 3.4's recvLoop blocks on its ctrlStream; so a client that floods
+// requests and never reads is held back by HTTP/2 flow control instead of growing the queue.
 //
 // Memory of one stream whose client never reads: at most watch_queue_limit_responses responses
 // queued, plus one cancel notice per slow watcher, plus what gRPC buffers within the HTTP/2
@@ -61,9 +63,9 @@ namespace kvstore::net::etcd {
 // (created and canceled, with a reason naming the limit), so one stream cannot hold the member's
 // watcher memory; the client cancels some or opens another stream.
 inline constexpr size_t kMaxWatchersPerStream = 10000;
-// Responses the reader of one Watch stream makes itself (created or refused answers, progress
-// answers, cancel answers) that may wait to be written: etcd 3.4's ctrlStream buffer. Past it the
-// reader stops reading the stream's requests until the writer has written some (see "Watches").
+// Responses one Watch stream makes itself (created or refused answers, progress
+// answers, cancel answers) that may wait to be written: etcd 3.4's ctrlStream buffer. At it the
+// stream stops reading its requests until some have been written (see "Watches").
 inline constexpr size_t kMaxQueuedControlResponses = 16;
 // Watchers open at once over every Watch stream of one client connection (kvnode's
 // --max-watchers-per-connection; etcd has no such limit). A creation past it is refused the same
