@@ -78,8 +78,10 @@ class MemberService {
   // The cluster this member belongs to (from --initial-cluster-token and the founding members);
   // peers of another cluster are refused.
   virtual uint64_t cluster_id() const = 0;
-  // A message from a peer (snapshot data attached, if any).
-  virtual void Step(raft::Message message) = 0;
+  // A message from a peer (snapshot data attached, if any). kMemberRemoved: the sender was
+  // removed from the cluster and its message dropped; the peer server refuses it (etcd's
+  // rafthttp answers 410 Gone), so the sender stops (MemberRemovedOf).
+  virtual absl::Status Step(raft::Message message) = 0;
   // The members as this member knows them (Peer.members).
   virtual std::vector<server::Member> Members() = 0;
 };

@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "capnp/serialize-async.h"
+#include "core/base/errors.h"
 #include "core/raft/check.h"
 #include "net/convert.h"
 #include "net/forwarding_stream.h"
@@ -190,7 +191,7 @@ class SnapshotSinkImpl final : public rpc::SnapshotSink::Server {
     snapshot->data = raft::Bytes(data_);
     data_ = std::string();
     message_.snapshot = std::move(snapshot);
-    member_.Step(std::move(message_));
+    (void)member_.Step(std::move(message_));  // a removed sender hears it on its Raft stream
     return kj::READY_NOW;
   }
 
@@ -233,7 +234,13 @@ class PeerImpl final : public rpc::Peer::Server {
       return KJ_EXCEPTION(FAILED, "refused", std::string(messages.status().message()).c_str());
     }
     context.releaseParams();
-    for (raft::Message& m : *messages) member_.Step(std::move(m));
+    for (raft::Message& m : *messages) {
+      const raft::NodeId from = m.from;
+      if (CodeOf(member_.Step(std::move(m))) == ErrorCode::kMemberRemoved) {
+        return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                             kj::str(MemberRemovedText(from).c_str()));
+      }
+    }
     return kj::READY_NOW;
   }
 
@@ -374,7 +381,12 @@ class RaftStreamReceiver {
       last_frame_at_ = timer_.now();
       ++received_;
       if (!batch.messages.empty()) ++batches_;  // an empty one is a keep-alive
-      for (raft::Message& m : batch.messages) member_.Step(std::move(m));
+      for (raft::Message& m : batch.messages) {
+        const raft::NodeId from = m.from;
+        if (CodeOf(member_.Step(std::move(m))) == ErrorCode::kMemberRemoved) {
+          return Refuse(MemberRemovedText(from));
+        }
+      }
       if (batch.ack_wanted) Write(received_, "");
     }
     return ReadInto(*stream_, decoder_).then([this](bool more) -> kj::Promise<void> {
@@ -1026,6 +1038,26 @@ kj::Promise<absl::StatusOr<FetchedCluster>> FetchCluster(kj::Network& network, k
 }
 
 // --- Cluster id mismatch ------------------------------------------------------------------------
+
+namespace {
+constexpr absl::string_view kRemovedMarker = "refused: removed member ";
+}  // namespace
+
+std::string MemberRemovedText(raft::NodeId id) {
+  return absl::StrCat(kRemovedMarker, absl::Hex(id),
+                      ": the member has been permanently removed from the cluster");
+}
+
+std::optional<raft::NodeId> MemberRemovedOf(const absl::Status& refusal) {
+  const absl::string_view text = refusal.message();
+  const size_t at = text.find(kRemovedMarker);
+  if (at == absl::string_view::npos) return std::nullopt;
+  absl::string_view rest = text.substr(at + kRemovedMarker.size());
+  rest = rest.substr(0, rest.find(':'));
+  uint64_t id = 0;
+  if (!absl::SimpleHexAtoi(rest, &id)) return std::nullopt;
+  return id;
+}
 
 std::optional<uint64_t> ClusterMismatchOf(const absl::Status& refusal) {
   static constexpr absl::string_view kMarker = "cluster id mismatch: local ";

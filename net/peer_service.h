@@ -407,6 +407,13 @@ kj::Promise<absl::StatusOr<FetchedCluster>> FetchCluster(kj::Network& network, k
 // reports it), or nullopt when it is no such refusal.
 std::optional<uint64_t> ClusterMismatchOf(const absl::Status& refusal);
 
+// A refusal of a removed member's messages (MemberService::Step answered kMemberRemoved: etcd's
+// rafthttp answers such a peer 410 Gone) names the removed id: MemberRemovedText(id). The
+// sender finds the id in it with MemberRemovedOf (nullopt when it is no such refusal) and, when
+// the id is its own, stops (node::Member::StopRemoved).
+std::string MemberRemovedText(raft::NodeId id);
+std::optional<raft::NodeId> MemberRemovedOf(const absl::Status& refusal);
+
 }  // namespace kvstore::net
 
 #endif  // KVSTORE_NET_PEER_SERVICE_H_

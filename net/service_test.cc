@@ -1003,6 +1003,26 @@ TEST_F(PeerTest, AnotherClustersMemberIsRefused) {
   EXPECT_TRUE(member_.stepped.empty());
 }
 
+// etcd's rafthttp answers a removed member 410 Gone: here the receiver refuses the Raft stream
+// of a sender the member answers kMemberRemoved for, naming the sender, which finds its own id
+// in the refusal (MemberRemovedOf) and stops. Nothing of the batch is stepped after it.
+TEST_F(PeerTest, ARemovedMembersStreamIsRefusedNamingIt) {
+  member_.removed_senders.insert(1);
+  PeerClientOptions options;
+  options.address = ListenPeer();
+  options.cluster_id = 42;
+  auto client = NewClient(options);
+  client->Send(Heartbeat(2, 1));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return !errors_.empty(); }));
+  EXPECT_TRUE(ErrorMentions("permanently removed from the cluster")) << errors_[0];
+  EXPECT_EQ(MemberRemovedOf(absl::UnavailableError(errors_[0])), std::optional<raft::NodeId>(1));
+  EXPECT_TRUE(member_.stepped.empty());
+  // Another refusal, or none, names no removed member.
+  EXPECT_EQ(MemberRemovedOf(absl::UnavailableError(MemberRemovedText(0xabc))),
+            std::optional<raft::NodeId>(0xabc));
+  EXPECT_EQ(MemberRemovedOf(absl::UnavailableError("refused: cluster id mismatch")), std::nullopt);
+}
+
 TEST_F(PeerTest, AnUnreachablePeerIsReportedAndBackedOff) {
   PeerClientOptions options;
   options.address = testing::ClosedAddress(io_.provider->getNetwork(), ws_);

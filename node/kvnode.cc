@@ -4,9 +4,10 @@
 //                                ./default.kvnode: etcd's embedded default
 //   kvnode --name n1 --initial-cluster n1=http://127.0.0.1:2380,... --listen-client-urls ...
 //
-// Exit codes: 0 after a clean stop (SIGTERM or SIGINT; a leader hands leadership over first),
-// 1 when the member cannot start (its data dir is in use, corrupt, or a port is taken) or stops
-// on a storage failure, 2 for bad flags.
+// Exit codes: 0 after a clean stop (SIGTERM or SIGINT; a leader hands leadership over first) and
+// when the member stops because it was removed from the cluster (as etcd's does), 1 when the
+// member cannot start (its data dir is in use, corrupt, a removed member's, or a port is taken)
+// or stops on a storage failure, 2 for bad flags.
 
 #include <signal.h>
 #include <unistd.h>
@@ -29,6 +30,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "core/base/errors.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "grpcpp/server_posix.h"
@@ -190,6 +192,12 @@ class Router : public PeerRouter {
         runtime_.ReportSnapshot(peer, ok);
       };
       callbacks.on_error = [this](raft::NodeId peer, const absl::Status& why) {
+        if (std::optional<raft::NodeId> removed = net::MemberRemovedOf(why);
+            removed.has_value() && *removed == runtime_.server().id()) {
+          // etcd's rafthttp 410 Gone: this member was removed while it was down or cut off.
+          runtime_.ReportRemovedByPeer(peer, std::string(why.message()));
+          return;
+        }
         if (std::optional<uint64_t> theirs = net::ClusterMismatchOf(why)) {
           // A peer of another cluster (a wrong --initial-cluster here or there): it refuses
           // every message, so say so loudly, and in the member's status.
@@ -699,14 +707,21 @@ int Run(int argc, char** argv) {
     return 1;
   }
 
-  // Runs until a signal (clean stop, exit 0) or a storage failure (exit 1).
+  // Runs until a signal (clean stop, exit 0), the member's removal from the cluster (exit 0, as
+  // etcd's removed member stops), or a storage failure (exit 1).
   auto signal = io.unixEventPort.onSignal(SIGTERM)
                     .exclusiveJoin(io.unixEventPort.onSignal(SIGINT))
                     .then([&](siginfo_t info) {
                       log.Info("received signal", {{"signal", strsignal(info.si_signo)}});
                       return (*runtime)->Shutdown().then([]() { return 0; });
                     });
-  auto stopped = (*runtime)->Stopped().then([](absl::Status) { return 1; });
+  auto stopped = (*runtime)->Stopped().then([&log](absl::Status why) {
+    if (CodeOf(why) != ErrorCode::kMemberRemoved) return 1;
+    log.Warn("the member has been permanently removed from the cluster",
+             {{"error", std::string(why.message())}});
+    log.Warn("the data-dir used by this member must be removed");
+    return 0;
+  });
   const int code = signal.exclusiveJoin(kj::mv(stopped)).wait(io.waitScope);
   StopGrpcServer(*grpc_server, io.waitScope);
   return code;

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/base/errors.h"
 #include "core/raft/check.h"
 
 namespace kvstore::node {
@@ -51,6 +52,13 @@ absl::StatusOr<std::unique_ptr<Member>> Member::Open(const MemberOptions& option
       server::Server::Create(options.server, backend, std::move(restart), std::move(founding));
   if (!server.ok()) return server.status();
   member->server_ = std::move(*server);
+  if (member->server_->IsMemberRemoved(options.server.id)) {
+    // etcd's removed member finds out from its peers' 410 Gone and stops; its data dir must go.
+    return Error(ErrorCode::kMemberRemoved,
+                 absl::StrCat("member ", absl::Hex(options.server.id),
+                              " has been permanently removed from the cluster; its data dir "
+                              "must be removed before it joins again (as a new member)"));
+  }
   // What the core wrote while starting (its members, its request epoch) is durable before it
   // serves anything.
   if (absl::Status s = backend->Flush(); !s.ok()) return s;
@@ -66,7 +74,8 @@ server::RequestId Member::Submit(server::Request request) {
 }
 
 absl::Status Member::Step(raft::Message message) {
-  if (stopped()) return failure_;
+  // kStopped, whatever stopped it: kMemberRemoved answers only for the sender's removal.
+  if (stopped()) return Error(ErrorCode::kStopped, failure_.message());
   absl::Status status = server_->Step(std::move(message));
   Drain();
   return status;
@@ -148,8 +157,28 @@ void Member::Drain() {
   }
   draining_ = false;
   if (stopped()) return;
+  MaybeStopRemoved();
+  if (stopped()) return;
   MaybeCompact();
   MaybeStartSync();
+}
+
+void Member::MaybeStopRemoved() {
+  // A removed leader keeps leading until the remaining voters know the change committed (raft's
+  // retirement, RaftState::MaybeFinishRetirement); then it is a follower like any other.
+  if (!server_->IsMemberRemoved(options_.server.id) || server_->is_leader()) return;
+  StopRemoved(
+      Error(ErrorCode::kMemberRemoved, "the member has been permanently removed from the cluster"));
+}
+
+void Member::StopRemoved(const absl::Status& why) {
+  if (stopped()) return;
+  // The removal it applied is made durable, so the data dir is refused at the next start (a
+  // removal learned from a peer may not be in it; the peers refuse that member again).
+  if (absl::Status s = backend_->Flush(); !s.ok()) {
+    return Stop(absl::Status(s.code(), absl::StrCat("backend flush failed: ", s.message())));
+  }
+  Stop(why.message().empty() ? Error(ErrorCode::kMemberRemoved, "removed from the cluster") : why);
 }
 
 void Member::MaybeStartSync() {
@@ -201,6 +230,10 @@ void Member::Stop(absl::Status why) {
   if (stopped()) return;
   failure_ = absl::Status(why.code(),
                           absl::StrCat("member ", options_.server.id, " stopped: ", why.message()));
+  // The error code (CodeOf) stays: hosts tell a removal (kMemberRemoved) from a failure.
+  why.ForEachPayload([this](absl::string_view type_url, const absl::Cord& payload) {
+    failure_.SetPayload(type_url, payload);
+  });
   io_.sink->OnStop(failure_);
 }
 

@@ -24,6 +24,12 @@
 // A storage failure (a failed write or fsync) stops the member for good: it takes no more events
 // and tells its host, which exits (the node) or marks it down (the simulator). It never retries
 // a failed fsync as if it had worked.
+// Removal stops it too, as etcd stops a removed member ("the member has been permanently removed
+// from the cluster", kMemberRemoved): once it has applied its own removal (a removed leader once
+// it has handed over, raft's retirement), or when a peer refuses its messages as a removed
+// member's (StopRemoved: etcd's rafthttp answers 410 Gone to a member removed while it was down
+// or cut off). Its backend is flushed first, so its data dir, which records the removal, is
+// refused at the next Open: a removed id never serves again.
 //
 // Single-threaded: every call, and every callback, on the host's one loop thread.
 
@@ -62,7 +68,7 @@ class ClientSink {
   virtual ~ClientSink() = default;
   virtual void OnResponse(const server::Response& response) = 0;
   virtual void OnWatchResponse(const mvcc::WatchResponse& response) = 0;
-  // The member stopped on a storage failure and takes no more events.
+  // The member stopped (a storage failure, or kMemberRemoved) and takes no more events.
   virtual void OnStop(const absl::Status& why) = 0;
 };
 
@@ -101,6 +107,7 @@ class Member {
   // Opens the WAL in `wal_dir` on `fs` and starts the server core over `backend` (not owned).
   // With `founding` members and an empty WAL, bootstraps a new cluster (the bootstrap entries
   // are made durable first); with an empty WAL and no founding members, starts empty, to join.
+  // Refuses (kMemberRemoved) the data of a member that was removed from its cluster.
   // The host then calls Drain, once it can take the member's callbacks.
   static absl::StatusOr<std::unique_ptr<Member>> Open(const MemberOptions& options,
                                                       store::FileSystem* fs,
@@ -123,6 +130,9 @@ class Member {
   // still holds their revisions, so a read served now would miss keys written in them (an empty
   // answer for a key that exists). The restart replays them from the WAL. Returns failure().
   absl::Status FlushBackend();
+  // A peer refused this member's messages as a removed member's (Server::Step's kMemberRemoved
+  // at the peer; `why` is its answer): the member stops as if it had applied its removal.
+  void StopRemoved(const absl::Status& why);
 
   bool stopped() const { return !failure_.ok(); }
   const absl::Status& failure() const { return failure_; }
@@ -137,6 +147,8 @@ class Member {
   void MaybeStartSync();
   void MaybePublish();
   void MaybeCompact();
+  // Stops the member once it has applied its own removal and leads no more.
+  void MaybeStopRemoved();
   void Stop(absl::Status why);
 
   MemberOptions options_;

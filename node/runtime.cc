@@ -693,7 +693,11 @@ void Runtime::OnWatchResponse(const mvcc::WatchResponse& response) {
 }
 
 void Runtime::OnStop(const absl::Status& why) {
-  log_->Error("member stopped", {{"error", std::string(why.message())}});
+  if (CodeOf(why) == ErrorCode::kMemberRemoved) {
+    log_->Warn("member stopped", {{"error", std::string(why.message())}});
+  } else {
+    log_->Error("member stopped", {{"error", std::string(why.message())}});
+  }
   for (auto& [id, call] : pending_) {
     absl::Status stopped = Error(ErrorCode::kStopped, "member stopped");
     if (call.counted) HandledCounter(call.type, stopped.code()).Inc();
@@ -905,8 +909,10 @@ absl::StatusOr<std::string> Runtime::SnapshotData() {
   return data;
 }
 
-void Runtime::Step(raft::Message message) {
-  if (member_->stopped()) return;
+absl::Status Runtime::Step(raft::Message message) {
+  // Not the failure itself: a member stopped by its own removal must not answer kMemberRemoved,
+  // which would tell the sender that it is the one removed.
+  if (member_->stopped()) return Error(ErrorCode::kStopped, member_->failure().message());
   if (message.type == raft::MessageType::kHeartbeatResp) {
     // etcd measures peer round trips with a prober of its own; kvnode times its heartbeats.
     if (auto it = heartbeat_sent_.find(message.from); it != heartbeat_sent_.end()) {
@@ -919,7 +925,7 @@ void Runtime::Step(raft::Message message) {
           .Observe(static_cast<double>(rtt / kj::NANOSECONDS) / 1e9);
     }
   }
-  (void)member_->Step(std::move(message));
+  return member_->Step(std::move(message));
 }
 
 void Runtime::ReportSnapshot(raft::NodeId peer, bool succeeded) {
@@ -930,6 +936,14 @@ void Runtime::ReportSnapshot(raft::NodeId peer, bool succeeded) {
 
 void Runtime::ReportPeerRefusal(raft::NodeId peer, const std::string& why) {
   peer_refusals_.insert_or_assign(peer, std::make_pair(why, io_.provider->getTimer().now()));
+}
+
+void Runtime::ReportRemovedByPeer(raft::NodeId peer, const std::string& why) {
+  if (member_->stopped()) return;
+  log_->Warn("a peer refused this member as removed from the cluster",
+             {{"peer", absl::StrCat(absl::Hex(peer))}, {"error", why}});
+  member_->StopRemoved(Error(ErrorCode::kMemberRemoved,
+                             absl::StrCat("peer ", absl::Hex(peer), " refused it: ", why)));
 }
 
 void Runtime::ReportUnreachable(raft::NodeId peer) {

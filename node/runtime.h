@@ -95,7 +95,8 @@ class Runtime : public net::MemberService,
   ~Runtime() noexcept override;
 
   void set_router(PeerRouter* router) { router_ = router; }
-  // Resolves when the member stops (a storage failure) with its reason.
+  // Resolves when the member stops with its reason: a storage failure, or its removal from the
+  // cluster (kMemberRemoved), after which kvnode exits as etcd's removed member does.
   kj::Promise<absl::Status> Stopped();
   // A clean stop: a leader first hands leadership to another voter and waits until that voter
   // leads (at most etcd's request timeout: 5 s plus two election timeouts), then the backend is
@@ -108,6 +109,9 @@ class Runtime : public net::MemberService,
   // both cluster ids): Status lists it among its errors while it keeps happening (it was reported
   // within kPeerRefusalMemory), as a misconfigured member must not serve silently.
   void ReportPeerRefusal(raft::NodeId peer, const std::string& why);
+  // `peer` refused this member's messages as a removed member's (net::MemberRemovedOf: its 410
+  // Gone): this member was removed while it was down or cut off, and stops.
+  void ReportRemovedByPeer(raft::NodeId peer, const std::string& why);
   // Long beyond the peer transport's longest reconnection backoff (a refusal repeats within
   // that), and beyond a status poller's interval.
   static constexpr kj::Duration kPeerRefusalMemory = 15 * kj::SECONDS;
@@ -135,7 +139,7 @@ class Runtime : public net::MemberService,
   net::MemberStatusInfo Status() override;
   absl::StatusOr<std::string> SnapshotData() override;
   uint64_t cluster_id() const override { return options_.cluster_id; }
-  void Step(raft::Message message) override;
+  absl::Status Step(raft::Message message) override;
   std::vector<server::Member> Members() override { return member_->server().Members(); }
 
   // PeerTransport, SyncExecutor, ClientSink (the member's callbacks).

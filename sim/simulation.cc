@@ -175,6 +175,8 @@ struct Simulation::Event {
     kResume,
     kWatchRead,  // a slow watch reader reads again
     kOperator,   // the next step of the operator's NOSPACE runbook (`attempt`: its phase)
+    // A peer's refusal of a message from `node` as a removed member's (rafthttp's 410 Gone).
+    kRemovedNotice,
   };
   int64_t time_ms = 0;
   uint64_t seq = 0;
@@ -426,6 +428,10 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
         Violation(absl::StrCat(
             "n", id, " refuses to start on a disk nothing corrupted: ", member.status().message()));
       }
+    } else if (CodeOf(member.status()) == ErrorCode::kMemberRemoved) {
+      // Its data dir records its removal: it never serves again (etcd's removed member).
+      Trace(absl::StrCat("n", id, " refuses to start: ", member.status().message()));
+      removed_.insert(id);
     } else if (member.status().code() == absl::StatusCode::kResourceExhausted &&
                node.fs.faults().capacity_bytes > 0) {
       // A full disk: the member cannot even start; it stays down until space is freed.
@@ -688,6 +694,10 @@ void Simulation::Fsync(Node& node) {
 void Simulation::OnMemberStop(Node& node, const absl::Status& why) {
   availability_.NodeDown(node.id);
   Trace(absl::StrCat("n", node.id, " stops: ", why.message()));
+  if (CodeOf(why) == ErrorCode::kMemberRemoved) {
+    removed_.insert(node.id);
+    return;
+  }
   stopped_.insert(node.id);
   ++members_stopped_;
 }
@@ -833,8 +843,7 @@ void Simulation::Process(Event& event) {
       }
       if (options_.record_trace) Trace(absl::StrCat("deliver ", DescribeMessage(event.message)));
       NoteLeaderMessage(*node, event.message);
-      (void)node->server()->Step(std::move(event.message));
-      Drain(*node);
+      StepDelivered(*node, std::move(event.message));
       return;
     case Event::Kind::kFsync:
       if (node == nullptr || !node->up || node->incarnation != event.incarnation) return;
@@ -864,8 +873,7 @@ void Simulation::Process(Event& event) {
         for (raft::Message& message : held) {
           if (!node->up) break;
           NoteLeaderMessage(*node, message);
-          (void)node->server()->Step(std::move(message));
-          Drain(*node);
+          StepDelivered(*node, std::move(message));
         }
         if (node->up) Drain(*node);
       }
@@ -879,7 +887,31 @@ void Simulation::Process(Event& event) {
     case Event::Kind::kOperator:
       OperatorStep(event.attempt);
       return;
+    case Event::Kind::kRemovedNotice:
+      if (node == nullptr || !node->up) return;
+      ++removal_notices_;
+      node->member->StopRemoved(
+          Error(ErrorCode::kMemberRemoved,
+                absl::StrCat("a peer refused its messages: the member has been permanently removed "
+                             "from the cluster")));
+      AfterMemberCall(*node);
+      return;
   }
+}
+
+void Simulation::StepDelivered(Node& node, raft::Message message) {
+  const NodeId from = message.from;
+  const absl::Status stepped = node.server()->Step(std::move(message));
+  if (CodeOf(stepped) == ErrorCode::kMemberRemoved && !LinkBlocked(node.id, from) &&
+      FindNode(from) != nullptr) {
+    // The receiver answers a removed member's message with a refusal it sees, as etcd's
+    // rafthttp answers 410 Gone: it comes back over the link after the shortest delay.
+    auto notice = NewEvent();
+    notice->kind = Event::Kind::kRemovedNotice;
+    notice->node = from;
+    Schedule(now_ms_ + options_.network.min_delay_ms, std::move(notice));
+  }
+  Drain(node);
 }
 
 void Simulation::RunFor(int64_t ms) {

@@ -192,6 +192,11 @@ class Simulation {
   void HealDisk(NodeId id);
   // Down because its member stopped on a storage failure (since its last start).
   bool stopped_on_storage_failure(NodeId id) const { return stopped_.count(id) > 0; }
+  // Stopped because it was removed from the cluster (it applied its removal, or a peer refused
+  // its messages as a removed member's), or refused to start for it: down for good, as etcd's
+  // removed member (node/member.h).
+  bool removed_and_stopped(NodeId id) const { return removed_.count(id) > 0; }
+  uint64_t removal_notices() const { return removal_notices_; }
   void SetTickRate(NodeId id, double rate);  // 1.0 = nominal; 2.0 ticks twice as fast
 
   // --- Workload and requests ---
@@ -349,6 +354,8 @@ class Simulation {
   void StartDueJoiners();
   // Carries out the member's pending Readies, then checks it.
   void Drain(Node& node);
+  // Steps a delivered message; a refusal of it as a removed member's goes back to its sender.
+  void StepDelivered(Node& node, raft::Message message);
   // After any call into a member: a member that stopped on a storage failure goes down.
   void AfterMemberCall(Node& node);
   // The member's callbacks (node/member.h), as its Node forwards them: to the checkers.
@@ -425,8 +432,10 @@ class Simulation {
   std::map<std::pair<NodeId, NodeId>, std::pair<int64_t, int64_t>> link_delays_;  // min, max ms
   std::map<std::pair<NodeId, NodeId>, int64_t> clogged_until_;  // link -> end of its clog (ms)
   uint64_t slow_watch_readers_ = 0;
-  std::set<NodeId> refused_;  // nodes whose restart found a corrupt record
-  std::set<NodeId> stopped_;  // nodes whose member stopped on a storage failure
+  std::set<NodeId> refused_;      // nodes whose restart found a corrupt record
+  std::set<NodeId> stopped_;      // nodes whose member stopped on a storage failure
+  std::set<NodeId> removed_;      // nodes whose member stopped (or will not start): removed
+  uint64_t removal_notices_ = 0;  // peers' refusals of a removed member's messages, delivered
   std::vector<std::unique_ptr<Client>> clients_;
   // Responses to Call(), by request id (kCallSlot marks them in Node::waiting).
   static constexpr size_t kCallSlot = SIZE_MAX;

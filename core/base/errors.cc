@@ -64,6 +64,7 @@ constexpr CodeInfo kCodes[] = {
     {ErrorCode::kLeaderTransferTimeout, "LEADER_TRANSFER_TIMEOUT", absl::StatusCode::kUnavailable},
     {ErrorCode::kValueProvided, "VALUE_PROVIDED", absl::StatusCode::kInvalidArgument},
     {ErrorCode::kLeaseProvided, "LEASE_PROVIDED", absl::StatusCode::kInvalidArgument},
+    {ErrorCode::kMemberRemoved, "MEMBER_REMOVED", absl::StatusCode::kFailedPrecondition},
 };
 
 // etcd v3.4 etcdserver/api/v3rpc/rpctypes/error.go, word for word.

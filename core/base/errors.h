@@ -70,6 +70,10 @@ enum class ErrorCode : uint16_t {
   // ErrGRPCValueProvided, ErrGRPCLeaseProvided).
   kValueProvided = 45,
   kLeaseProvided = 46,
+  // This member left the cluster (etcd's ErrMemberRemoved, "the member has been permanently
+  // removed from the cluster"): a member stops once it applies its own removal or a peer refuses
+  // its messages as a removed member's (rafthttp's 410 Gone), and its data dir never serves again.
+  kMemberRemoved = 47,
 };
 
 // "kCompacted" -> "COMPACTED": the stable wire name.

@@ -330,7 +330,8 @@ TEST(MembershipTest, ARemovedMemberCannotDeposeTheLeader) {
             0u);
   EXPECT_TRUE(cluster.server(behind).IsMemberRemoved(removed));
 
-  // A removed member's vote of a much higher term, straight to the leader: dropped.
+  // A removed member's vote of a much higher term, straight to the leader: dropped, and
+  // answered kMemberRemoved, which the host hands back to the sender (a 410 Gone).
   const raft::Term term = cluster.server(leader).hard_state().term;
   raft::Message vote;
   vote.type = raft::MessageType::kVote;
@@ -340,7 +341,11 @@ TEST(MembershipTest, ARemovedMemberCannotDeposeTheLeader) {
   vote.log_term = term + 99;
   vote.index = cluster.server(leader).last_index() + 100;
   const probe::Counts before_vote = probe::Snapshot();
-  EXPECT_TRUE(cluster.server(leader).Step(vote).ok());
+  const absl::Status stepped = cluster.server(leader).Step(vote);
+  EXPECT_EQ(CodeOf(stepped), ErrorCode::kMemberRemoved) << stepped;
+  EXPECT_NE(stepped.message().find("has been permanently removed from the cluster"),
+            absl::string_view::npos)
+      << stepped;
   EXPECT_EQ(probe::Since(
                 before_vote)[static_cast<size_t>(probe::Id::server_removed_member_message_dropped)],
             1u);

@@ -276,10 +276,13 @@ class Server::Impl {
     // Raft's disruptive removed server (thesis §4.2.3): a member removed while it was down or
     // cut off does not learn it, and campaigns at ever higher terms, deposing every leader
     // (with pre-vote and check-quorum off nothing else stops it). As etcd's rafthttp refuses a
-    // removed member's messages (410 Gone), its messages are dropped here.
+    // removed member's messages (410 Gone), its messages are dropped here, and the answer
+    // (kMemberRemoved) lets the host tell the sender, which then stops (node::Member).
     if (message.from != config_.id && removed_members_.count(message.from) > 0) {
       CODE_PROBE(server, removed_member_message_dropped);
-      return absl::OkStatus();
+      return Error(ErrorCode::kMemberRemoved,
+                   absl::StrCat("member ", absl::Hex(message.from),
+                                " has been permanently removed from the cluster"));
     }
     return raft_->Step(std::move(message));
   }
@@ -1476,6 +1479,7 @@ void Server::Impl::ApplyConfChange(const raft::Entry& entry) {
     for (raft::NodeId id : *ids) {
       if (in_config(conf_state_, id) || !removed_members_.insert(id).second) continue;
       backend_->Put(mvcc::Bucket::kMeta, RemovedMemberKey(id), "");
+      if (id == config_.id) CODE_PROBE(server, own_removal_applied);
     }
   }
   for (const raft::ConfChangeSingle& single : change->changes) {

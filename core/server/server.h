@@ -340,6 +340,8 @@ class Server {
   // --experimental-watch-progress-notify-interval.
   void NotifyWatchProgress();
 
+  // A message from a removed member (IsMemberRemoved) is dropped and answered kMemberRemoved,
+  // which the host hands back to its sender (rafthttp's 410 Gone), so that member stops.
   absl::Status Step(raft::Message message);
   void Tick();
   // From the peer transport (leader only; see raft::RawNode): a snapshot send to `peer`
@@ -381,6 +383,7 @@ class Server {
   // Whether `id` left the Raft configuration (removed, or replaced and the joint configuration
   // left). Remembered durably and carried by snapshots; Step drops every message from such an
   // id (etcd's IsIDRemoved and rafthttp's 410 Gone), and it is never given to a new member.
+  // IsMemberRemoved(id()): this member itself left; its driver stops it (node::Member).
   bool IsMemberRemoved(raft::NodeId id) const;
 
  private:

@@ -10,10 +10,12 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "core/base/errors.h"
 #include "core/lease/lessor.h"
 #include "kj/async-io.h"
 #include "net/member_service.h"
@@ -33,6 +35,8 @@ class FakeMember final : public MemberService {
   // What happened.
   std::vector<server::RequestType> calls;
   std::vector<raft::Message> stepped;
+  // Senders whose messages Step refuses as a removed member's (kMemberRemoved).
+  std::set<raft::NodeId> removed_senders;
   std::vector<mvcc::WatchId> canceled_watches;
   std::vector<WatchCaller> watch_callers;  // of every Watch call, in order
   int progress_requests = 0;
@@ -50,7 +54,13 @@ class FakeMember final : public MemberService {
   MemberStatusInfo Status() override;
   absl::StatusOr<std::string> SnapshotData() override { return snapshot_data; }
   uint64_t cluster_id() const override { return cluster_id_; }
-  void Step(raft::Message message) override { stepped.push_back(std::move(message)); }
+  absl::Status Step(raft::Message message) override {
+    if (removed_senders.count(message.from) > 0) {
+      return Error(ErrorCode::kMemberRemoved, "removed");
+    }
+    stepped.push_back(std::move(message));
+    return absl::OkStatus();
+  }
   std::vector<server::Member> Members() override { return members; }
 
  private:
