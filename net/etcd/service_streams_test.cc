@@ -1,7 +1,7 @@
 // The gRPC Watch and LeaseKeepAlive streams of Services (service.h) over a FakeMember on its own
-// kj loop thread, served by an in-process gRPC server on loopback: the watch ids (automatic,
-// explicit, duplicates refused, reused once canceled), a client cancel answered without a
-// reason, a compacted start (created, then canceled), a slow watcher canceled at the queue limit
+// kj loop thread, served by an in-process gRPC server on loopback: the watch ids
+// (automatic, explicit, duplicates refused, reused once canceled), a client cancel answered without
+// a reason, a compacted start (created, then canceled), a slow watcher canceled at the queue limit
 // whose member watch ends only once its notice is written, the member watches a half-closed or
 // canceled stream leaves canceled, and a keep-alive stream ended by the member's refusal with
 // its status. Bounded: every call and stream has a deadline.
@@ -18,10 +18,12 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "kj/async-io.h"
+#include "net/cross_thread.h"
 #include "net/etcd/convert.h"
 #include "net/etcd/rpc.grpc.pb.h"
 #include "net/etcd/service.h"
 #include "net/testing/fake_member.h"
+#include "net/tsan_build.h"
 
 namespace kvstore::net::etcd {
 namespace {
@@ -37,6 +39,14 @@ using WatchStream =
 class ServiceStreamsTest : public ::testing::Test {
  protected:
   void SetUp() override {
+#ifdef KVSTORE_TSAN
+    // In this process (gRPC client and server together) gRPC runs a stream's OnDone on
+    // libgrpc's executor (ServerCallbackCall::ScheduleOnDone), a hand-off that neither
+    // tools/sanitizers interposer shows to TSan, so the reactor's deletion is reported against
+    // the thread that finished it. The kvnode-based tests (watch_streams_test, flood_test,
+    // watch_progress_test) check these streams under TSan.
+    GTEST_SKIP() << "gRPC's OnDone hand-off is not visible to TSan in-process";
+#endif
     std::promise<void> ready;
     loop_thread_ = std::thread([this, &ready] {
       auto io = kj::setupAsyncIo();
@@ -46,7 +56,7 @@ class ServiceStreamsTest : public ::testing::Test {
       services_ = std::make_unique<Services>(*member_, kj::getCurrentThreadExecutor(), options);
       executor_ =
           std::make_unique<kj::Own<const kj::Executor>>(kj::getCurrentThreadExecutor().addRef());
-      auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+      auto paf = net::NewPromiseAndCrossThreadFulfiller<void>();
       stop_ =
           std::make_unique<kj::Own<kj::CrossThreadPromiseFulfiller<void>>>(kj::mv(paf.fulfiller));
       ready.set_value();
@@ -56,18 +66,15 @@ class ServiceStreamsTest : public ::testing::Test {
     });
     ready.get_future().wait();
     grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     services_->RegisterWith(builder);
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
-    ASSERT_NE(port, 0);
-    grpc::ChannelArguments args;
-    // The client's receive window stays at 64 KiB: what the server may have in flight.
-    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-    auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
-                                             grpc::InsecureChannelCredentials(), args);
-    kv_ = etcdserverpb::KV::NewStub(channel);
+    ASSERT_NE(port_, 0);
+    // The puts go over a connection of their own: a watch stream whose client reads nothing
+    // holds its connection's flow-control window.
+    kv_ = etcdserverpb::KV::NewStub(Connect());
+    auto channel = Connect();
     watch_ = etcdserverpb::Watch::NewStub(channel);
     lease_ = etcdserverpb::Lease::NewStub(channel);
   }
@@ -76,13 +83,23 @@ class ServiceStreamsTest : public ::testing::Test {
     // The streams end while the loop still turns (they cancel their watches on it).
     if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now());
     server_.reset();
-    (*stop_)->fulfill();
-    loop_thread_.join();
+    if (stop_ != nullptr) (*stop_)->fulfill();
+    if (loop_thread_.joinable()) loop_thread_.join();
+  }
+
+  // A new connection to the server.
+  std::shared_ptr<grpc::Channel> Connect() {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    // The client's receive window stays at 64 KiB: what the server may have in flight.
+    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    return grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port_),
+                                     grpc::InsecureChannelCredentials(), args);
   }
 
   // Runs `f` on the member's loop thread.
   void OnLoop(const std::function<void()>& f) {
-    (*executor_)->executeSync([&f]() { f(); });
+    net::ExecuteSync(**executor_, [&f]() { f(); });
   }
 
   // Waits (at most 5 s) until `done` holds on the loop thread.
@@ -136,6 +153,7 @@ class ServiceStreamsTest : public ::testing::Test {
   // The loop's (kj::Own's destructor may throw: held by a unique_ptr in a gtest fixture).
   std::unique_ptr<kj::Own<const kj::Executor>> executor_;
   std::unique_ptr<kj::Own<kj::CrossThreadPromiseFulfiller<void>>> stop_;
+  int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<etcdserverpb::KV::Stub> kv_;
   std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
