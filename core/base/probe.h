@@ -134,6 +134,8 @@
     "a proposal at or below a restored snapshot's index was answered: outcome unknown")           \
   X(server, removed_member_message_dropped, "core/server/server.cc",                              \
     "a Raft message from a member removed from the cluster was dropped (etcd's 410 Gone)")        \
+  X(server, nospace_refusal_waits_for_alarm, "core/server/server.cc",                             \
+    "a write refused for the quota is answered once its NOSPACE alarm applies (etcd's order)")    \
   X(server, own_removal_applied, "core/server/server.cc",                                         \
     "a member applied its own removal (its driver, node::Member, stops it)")                      \
   X(server, duplicate_proposal_skipped, "core/server/server.cc",                                  \

@@ -326,6 +326,12 @@ class Server::Impl {
     raft::Index index = 0;  // the entry's index, when proposed by this member as leader
     bool has_read_index = false;
     raft::Index read_index = 0;
+    // The NOSPACE alarm of a write refused for the quota (`answer`, to request `answer_id`):
+    // once it applies, or its proposal fails or times out, the write is answered with the
+    // refusal (etcd's quotaAlarmer answers ErrGRPCNoSpace once its Alarm call returns, whatever
+    // it returned), so the alarm is listed by the time the client reads the refusal.
+    std::optional<absl::Status> answer;
+    RequestId answer_id = 0;
 
     bool is_read() const { return read != nullptr; }
   };
@@ -440,12 +446,9 @@ class Server::Impl {
   bool QuotaAvailable(uint64_t cost) const {
     return cost == 0 || backend_->SizeBytes() + cost < config_.quota_bytes;
   }
-  // etcd's quotaAlarmer: a write that does not fit is refused and this member's NOSPACE alarm
-  // is raised through the log (forwarded by a follower), unless it is active already. etcd
-  // raises it through its Alarm call with the request's context: a token it cannot identify
-  // fails that call, and the write is refused all the same with no alarm raised.
-  absl::Status QuotaRefusal(absl::string_view what, uint64_t cost, bool raise_alarm) {
-    if (raise_alarm) ProposeNoSpaceAlarm();
+  // etcd's quotaAlarmer: a write that does not fit is refused NOSPACE (see Submit for when the
+  // refusal is answered and the alarm raised).
+  absl::Status QuotaRefusal(absl::string_view what, uint64_t cost) const {
     return Error(ErrorCode::kNoSpace,
                  absl::StrCat(what, " refused: NOSPACE (the backend's ", backend_->SizeBytes(),
                               " bytes and the request's cost of ", cost,
@@ -462,18 +465,20 @@ class Server::Impl {
                               backend_->SizeBytes(), " bytes reach the quota of ",
                               config_.quota_bytes, " bytes)"));
   }
-  void ProposeNoSpaceAlarm() {
-    if (alarms_.count({config_.id, AlarmType::kNoSpace}) > 0) return;
+  // Proposes this member's NOSPACE alarm unless it is active, under request id `id`; false
+  // when nothing was proposed. A request id of its own: a copy the network duplicated is
+  // skipped when it applies, so each alarm entry stands for one refusal (the simulator's quota
+  // checker counts them).
+  bool ProposeNoSpaceAlarm(RequestId id) {
+    if (alarms_.count({config_.id, AlarmType::kNoSpace}) > 0) return false;
     pb::InternalRequest internal;
     internal.set_system(true);
-    // A request id of its own: a copy the network duplicated is skipped when it applies, so
-    // each alarm entry stands for one refusal (the simulator's quota checker counts them).
-    internal.set_id(NextRequestId());
+    internal.set_id(id);
     internal.set_member_id(config_.id);
     internal.mutable_alarm()->set_action(kAlarmActivate);
     internal.mutable_alarm()->set_member_id(config_.id);
     internal.mutable_alarm()->set_alarm(static_cast<int32_t>(AlarmType::kNoSpace));
-    (void)raft_->Propose(raft::Bytes(internal.SerializeAsString()));
+    return raft_->Propose(raft::Bytes(internal.SerializeAsString())).ok();
   }
 
   ServerConfig config_;
@@ -706,6 +711,10 @@ void Server::Impl::FailPending(RequestId id, absl::Status status) {
   const RequestType type = it->second.type;
   if (it->second.index != 0) pending_by_index_.erase(it->second.index);
   if (it->second.is_read() && it->second.has_read_index) --indexed_reads_;
+  if (it->second.answer.has_value()) {
+    status = std::move(*it->second.answer);
+    id = it->second.answer_id;
+  }
   pending_.erase(it);
   Respond(id, type, std::move(status));
 }
@@ -822,10 +831,30 @@ RequestId Server::Impl::Submit(Request&& request) {
   const RequestId id = NextRequestId();
   // etcd's quotaKVServer and quotaLeaseServer check the quota before the request is looked at
   // (validation, auth): a write that does not fit is refused NOSPACE whatever else is wrong
-  // with it. Its alarm is raised through etcd's Alarm call, which the caller's token must pass.
+  // with it. Its alarm is raised first, through etcd's Alarm call, which the caller's token
+  // must pass: the refusal is answered once the alarm applied (or its proposal failed), so a
+  // client that reads NOSPACE finds the alarm listed. A follower's proposal is forwarded.
   if (const uint64_t cost = QuotaCostBytes(request); !QuotaAvailable(cost)) {
+    absl::Status refusal = QuotaRefusal(QuotaWhat(request.type), cost);
     const bool identified = Identify(request.token, request.cert_user).ok();
-    Respond(id, request.type, QuotaRefusal(QuotaWhat(request.type), cost, identified));
+    const bool leader = raft_->IsLeader();
+    const raft::Index index = raft_->LastIndex() + 1;
+    const RequestId alarm_id = NextRequestId();
+    if (!identified || !ProposeNoSpaceAlarm(alarm_id)) {
+      Respond(id, request.type, std::move(refusal));
+      return id;
+    }
+    CODE_PROBE(server, nospace_refusal_waits_for_alarm);
+    Pending pending;  // under the alarm's id, answering the refused request's
+    pending.type = request.type;
+    pending.deadline_tick = ticks_ + config_.request_timeout_ticks;
+    pending.answer = std::move(refusal);
+    pending.answer_id = id;
+    if (leader) {
+      pending.index = index;
+      pending_by_index_[index] = alarm_id;
+    }
+    pending_.emplace(alarm_id, std::move(pending));
     return id;
   }
   if (auto status = Validate(request); !status.ok()) {
@@ -1349,7 +1378,10 @@ void Server::Impl::Apply(const raft::Entry& entry) {
     auto it = internal.id() != 0 && internal.member_id() == config_.id
                   ? pending_.find(internal.id())
                   : pending_.end();
-    if (it != pending_.end() && !it->second.is_read()) {
+    if (it != pending_.end() && it->second.answer.has_value()) {
+      // A quota refusal whose alarm applied: answered with the refusal.
+      FailPending(it->first, absl::OkStatus());
+    } else if (it != pending_.end() && !it->second.is_read()) {
       response.request_id = it->first;
       response.type = it->second.type;
       if (it->second.index != 0) pending_by_index_.erase(it->second.index);
@@ -2281,7 +2313,7 @@ void Server::Impl::Advance() {
   // applyEntryNormal); proposals from followers are forwarded.
   if (nospace_at_apply_) {
     nospace_at_apply_ = false;
-    if (!AlarmActive()) ProposeNoSpaceAlarm();
+    if (!AlarmActive()) ProposeNoSpaceAlarm(NextRequestId());
   }
   // Snapshot and compact the Raft log every snapshot_every_entries applied entries, and after
   // every membership change so a new member is sent a snapshot that lists it. The snapshot is

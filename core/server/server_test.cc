@@ -1314,6 +1314,55 @@ TEST(ServerTest, TheQuotaIsCheckedBeforeTheRequest) {
   EXPECT_TRUE(AlarmPairs(cluster, 1).empty());
 }
 
+// etcd's quotaAlarmer raises the alarm, through its Alarm call, before it answers the write
+// ErrGRPCNoSpace: a client that reads NOSPACE and lists the alarms at once finds this member's
+// (etcdctl put; etcdctl alarm list). Here the refusal is answered once the alarm's entry has
+// applied on the member that refused it: the leader's own, or a follower's forwarded to it.
+// Without a leader the alarm cannot be proposed, and the refusal is answered at once.
+TEST(ServerTest, ANoSpaceRefusalIsAnsweredOnceItsAlarmApplied) {
+  ServerCluster cluster({1, 2, 3}, [](ServerConfig& c) { c.quota_bytes = 1; });
+  const raft::NodeId leader = cluster.WaitForLeader();
+  const raft::NodeId follower = Follower(cluster, leader);
+  // Whenever the refusal is delivered, the member that refused lists its alarm.
+  auto refuse = [&](raft::NodeId id) {
+    const RequestId put = cluster.server(id).Submit(PutRequest("k", "v"));
+    cluster.ProcessReadyOnce(id);  // the Ready of the Submit: the alarm is only proposed
+    EXPECT_EQ(cluster.member(id).responses.count(put), 0u) << "answered before its alarm";
+    for (int round = 0; round < 20 && cluster.member(id).responses.count(put) == 0; ++round) {
+      cluster.ProcessReadyOnce(id);
+      if (cluster.member(id).responses.count(put) > 0) break;
+      cluster.Stabilize();
+    }
+    ASSERT_EQ(cluster.member(id).responses.count(put), 1u);
+    EXPECT_EQ(CodeOf(cluster.member(id).responses.at(put).status), ErrorCode::kNoSpace);
+    bool listed = false;
+    for (const Alarm& alarm : cluster.server(id).Alarms()) listed |= alarm.member_id == id;
+    EXPECT_TRUE(listed) << "member " << id << " answered NOSPACE before its alarm applied";
+  };
+  refuse(follower);
+  refuse(leader);
+  EXPECT_EQ(AlarmPairs(cluster, leader).size(), 2u);
+  // Disarmed, then cut off from its peers: no leader to raise the alarm through.
+  CallOk(cluster, leader, Typed(RequestType::kAlarmDisarm));
+  ASSERT_TRUE(WaitForCatchUp(cluster, cluster.ids()));
+  for (raft::NodeId id : cluster.ids()) {
+    if (id != follower) cluster.Crash(id);
+  }
+  cluster.TickAll(100);  // an election timeout and more: it knows no leader
+  const RequestId refused = cluster.server(follower).Submit(PutRequest("k", "v"));
+  bool answered = false;
+  while (cluster.server(follower).HasReady()) {
+    const Ready& ready = cluster.server(follower).GetReady();
+    for (const Response& response : ready.responses) {
+      if (response.request_id != refused) continue;
+      answered = true;
+      EXPECT_EQ(CodeOf(response.status), ErrorCode::kNoSpace) << response.status;
+    }
+    cluster.server(follower).Advance();
+  }
+  EXPECT_TRUE(answered) << "a refusal without a leader waited";
+}
+
 // etcd's quotaApplierV3: a write that passed its proposer's quota check but no longer fits when
 // it applies (another write applied first) still applies, on every member alike, yet is
 // answered NOSPACE, and raises the applying member's alarm (applyEntryNormal).
