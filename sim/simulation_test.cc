@@ -154,6 +154,50 @@ TEST(SimulationTest, ClogHoldsMessagesBackThenDeliversThem) {
   EXPECT_TRUE(sim.violations().empty()) << sim.violations().front();
 }
 
+// A removed member stops, as the node's driver (node::Member) stops it: one that applies its own
+// removal at once; one removed while it was down once, restarted, its messages reach a peer that
+// refuses them (the simulated 410 Gone). Neither serves again: a restart refuses its data.
+TEST(SimulationTest, ARemovedMemberStopsAndNeverServesAgain) {
+  SimOptions options = Options(6);
+  options.voters = 5;
+  Simulation sim(options);
+  ASSERT_TRUE(sim.RunUntil([&] { return sim.Leader() != raft::kNoNode; }, 5000));
+  NodeId running = raft::kNoNode;
+  NodeId down = raft::kNoNode;
+  for (NodeId id = 1; id <= 5; ++id) {
+    if (id == sim.Leader()) continue;
+    (running == raft::kNoNode ? running : down) = id;
+    if (down != raft::kNoNode) break;
+  }
+  auto remove = [&](NodeId id) {
+    server::Request request;
+    request.type = server::RequestType::kMemberRemove;
+    request.member.id = id;
+    const auto response = sim.Call(sim.Leader(), request);
+    ASSERT_TRUE(response.has_value());
+    ASSERT_TRUE(response->status.ok()) << response->status;
+  };
+  remove(running);
+  ASSERT_TRUE(sim.RunUntil([&] { return !sim.up(running); }, 5000));
+  EXPECT_TRUE(sim.removed_and_stopped(running));
+
+  sim.Crash(down);
+  remove(down);
+  sim.RunFor(500);
+  sim.Restart(down);  // its data knows nothing of the removal
+  ASSERT_TRUE(sim.up(down));
+  ASSERT_TRUE(sim.RunUntil([&] { return !sim.up(down); }, 10000)) << "it kept running";
+  EXPECT_TRUE(sim.removed_and_stopped(down));
+  EXPECT_GT(sim.removal_notices(), 0u);
+
+  // Restarted again: the one that applied its removal refuses its data dir; the other, whose
+  // data never learned it, stops again when refused.
+  sim.Restart(running);
+  EXPECT_FALSE(sim.up(running));
+  ASSERT_TRUE(sim.Call(sim.Leader(), Put("k", "v")).has_value());
+  EXPECT_TRUE(sim.violations().empty()) << sim.violations().front();
+}
+
 // A stopped clock: the node gets no ticks, then all it missed at once.
 TEST(SimulationTest, StoppedClockBurstsItsMissedTicks) {
   SimOptions options = Options(5);
