@@ -445,6 +445,7 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
   }
   refused_.erase(id);
   stopped_.erase(id);
+  removed_.erase(id);  // its data did not know of its removal: a peer will tell it again
   node.member = std::move(*member);
   if (const store::WalRecovery& recovery = node.member->wal().recovery(); recovery.torn_bytes > 0) {
     Trace(absl::StrCat("n", id, " cut a torn tail of ", recovery.torn_bytes, " bytes at offset ",
