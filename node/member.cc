@@ -173,6 +173,12 @@ void Member::MaybeStopRemoved() {
 
 void Member::StopRemoved(const absl::Status& why) {
   if (stopped()) return;
+  // A leader that applied its own removal is retiring: it must keep leading until the remaining
+  // voters know the change committed, though peers that applied it already refuse its messages
+  // (fuzz seed 161454: a replaced leader stopped on such a refusal, and a member that had not
+  // learned the commit stayed in the joint configuration for good, its old half's quorum gone).
+  // It stops once it steps down (MaybeStopRemoved).
+  if (server_->is_leader() && server_->IsMemberRemoved(options_.server.id)) return;
   // The removal it applied is made durable, so the data dir is refused at the next start (a
   // removal learned from a peer may not be in it; the peers refuse that member again).
   if (absl::Status s = backend_->Flush(); !s.ok()) {

@@ -131,7 +131,8 @@ class Member {
   // answer for a key that exists). The restart replays them from the WAL. Returns failure().
   absl::Status FlushBackend();
   // A peer refused this member's messages as a removed member's (Server::Step's kMemberRemoved
-  // at the peer; `why` is its answer): the member stops as if it had applied its removal.
+  // at the peer; `why` is its answer): the member stops as if it had applied its removal, unless
+  // it is a leader retiring after its own removal, which stops once it has handed over.
   void StopRemoved(const absl::Status& why);
 
   bool stopped() const { return !failure_.ok(); }
