@@ -58,6 +58,8 @@
     "a snapshot at or below the follower's commit index was ignored")                             \
   X(raft, snapshot_resent_after_timeout, "core/raft/raft.cc",                                     \
     "a leader probed again a follower whose snapshot went unanswered for two election timeouts")  \
+  X(raft, received_snapshot_kept_for_followers, "core/raft/raft.cc",                             \
+    "a received snapshot became the one this node sends followers (before any of its own)")      \
   X(raft, persist_snapshot_superseded, "core/raft/raft.cc",                                       \
     "a snapshot's write became durable after a newer snapshot had replaced the log")              \
   /* Raft: elections and leadership */                                                            \

@@ -1694,6 +1694,17 @@ void RaftState::OnPersisted(uint64_t id) {
       // Skip it if a newer snapshot replaced the log meanwhile.
       if (log_.offset() == meta.index && log_.MatchTerm(meta.index, meta.term)) {
         log_.PersistedTo(meta.index, meta.term);
+        // The log now starts after it: as leader, this node must be able to send a snapshot to a
+        // follower that needs one before its application hands it a newer one (Compact), as
+        // etcd's storage holds the applied snapshot. The mark carries no data (the server sends
+        // its current state: ReplaceOutgoingSnapshots). Fuzz seed 162562: a member that joined
+        // by snapshot led with nothing to send the two members its quorum needed, for good.
+        if (latest_snapshot_ == nullptr || latest_snapshot_->metadata.index < meta.index) {
+          CODE_PROBE(raft, received_snapshot_kept_for_followers);
+          auto mark = std::make_shared<Snapshot>();
+          mark->metadata = meta;
+          latest_snapshot_ = std::move(mark);
+        }
         snapshot_to_apply_ = std::move(pending.snapshot);
       } else {
         CODE_PROBE(raft, persist_snapshot_superseded);
