@@ -117,6 +117,17 @@ class RemovedMemberTest : public ::testing::Test {
     return "";
   }
 
+  // Picks the member the test removes: the leader, or a follower. Sets `index` (its place in
+  // the cluster) and `id` (its member id), or fails the test.
+  void PickVictim(bool leader, size_t* index, raft::NodeId* id) {
+    const std::string leading = LeaderName();
+    ASSERT_FALSE(leading.empty());
+    *index = 0;
+    while ((cluster_->member(*index).name == leading) != leader) ++*index;
+    *id = IdOf(cluster_->member(*index).name);
+    ASSERT_NE(*id, raft::kNoNode);
+  }
+
   void Remove(raft::NodeId id) {
     server::Request remove;
     remove.type = server::RequestType::kMemberRemove;
@@ -158,12 +169,9 @@ TEST_F(RemovedMemberTest, ARunningMemberStopsOnItsRemovalAndItsDataDirIsRefused)
   StartCluster("removed_running");
   ExpectServes("before");
   // A follower: the leader's own case is the third test.
-  const std::string leader = LeaderName();
-  ASSERT_FALSE(leader.empty());
   size_t victim = 0;
-  while (cluster_->member(victim).name == leader) ++victim;
-  const raft::NodeId id = IdOf(cluster_->member(victim).name);
-  ASSERT_NE(id, raft::kNoNode);
+  raft::NodeId id = raft::kNoNode;
+  ASSERT_NO_FATAL_FAILURE(PickVictim(/*leader=*/false, &victim, &id));
   Remove(id);
 
   auto exit = ExitOf(victim);
@@ -189,12 +197,9 @@ TEST_F(RemovedMemberTest, ARunningMemberStopsOnItsRemovalAndItsDataDirIsRefused)
 TEST_F(RemovedMemberTest, AMemberRemovedWhileDownStopsWhenItsPeersRefuseIt) {
   StartCluster("removed_down");
   ExpectServes("before");
-  const std::string leader = LeaderName();
-  ASSERT_FALSE(leader.empty());
   size_t victim = 0;
-  while (cluster_->member(victim).name == leader) ++victim;
-  const raft::NodeId id = IdOf(cluster_->member(victim).name);
-  ASSERT_NE(id, raft::kNoNode);
+  raft::NodeId id = raft::kNoNode;
+  ASSERT_NO_FATAL_FAILURE(PickVictim(/*leader=*/false, &victim, &id));
   cluster_->Kill(victim);
   Remove(id);
   ExpectServes("removed");
@@ -217,12 +222,10 @@ TEST_F(RemovedMemberTest, AMemberRemovedWhileDownStopsWhenItsPeersRefuseIt) {
 TEST_F(RemovedMemberTest, ALeaderThatRemovesItselfHandsOverThenStops) {
   StartCluster("removed_leader");
   ExpectServes("before");
-  const std::string leader = LeaderName();
-  ASSERT_FALSE(leader.empty());
   size_t victim = 0;
-  while (cluster_->member(victim).name != leader) ++victim;
-  const raft::NodeId id = IdOf(leader);
-  ASSERT_NE(id, raft::kNoNode);
+  raft::NodeId id = raft::kNoNode;
+  ASSERT_NO_FATAL_FAILURE(PickVictim(/*leader=*/true, &victim, &id));
+  const std::string leader = cluster_->member(victim).name;
   Remove(id);
 
   auto exit = ExitOf(victim);

@@ -139,6 +139,14 @@ TEST(FuzzRegressionTest, Seed502831AMoveLeaderRefusedBeforeItBeginsIsNotJudged) 
   EXPECT_TRUE(refused);
 }
 
+// A fuzz seed kept as a regression: its random schedule on `nodes` members must pass.
+void ExpectSeedPasses(uint64_t seed, int nodes) {
+  FuzzOptions options;
+  options.nodes = nodes;
+  const RunResult result = RunScenario(RandomScenario(seed, options), RunOptions{});
+  EXPECT_TRUE(result.passed) << "seed " << seed << ":\n" << absl::StrJoin(result.failures, "\n");
+}
+
 // Regressions: seed 121833 on 3 nodes failed with "n3 leads term 4 with last index 458 but index
 // 485 was applied", seed 91864 on 5 nodes with "n2 leads term 7 with last index 642 but index
 // 676 was applied". A candidate sent its votes, was granted them by voters whose logs were no
@@ -152,17 +160,11 @@ TEST(FuzzRegressionTest, Seed502831AMoveLeaderRefusedBeforeItBeginsIsNotJudged) 
 // an older term late (nor did about 3,500 3-node and 2,350 5-node seeds scanned then): they
 // stay as seeds that must pass.
 TEST(FuzzRegressionTest, Seed121833HeldVotesElectALeaderOfAnOlderTerm) {
-  FuzzOptions options;
-  options.nodes = 3;
-  const RunResult result = RunScenario(RandomScenario(121833, options), RunOptions{});
-  EXPECT_TRUE(result.passed) << absl::StrJoin(result.failures, "\n");
+  ExpectSeedPasses(121833, 3);
 }
 
 TEST(FuzzRegressionTest, Seed91864HeldVotesElectALeaderOfAnOlderTerm) {
-  FuzzOptions options;
-  options.nodes = 5;
-  const RunResult result = RunScenario(RandomScenario(91864, options), RunOptions{});
-  EXPECT_TRUE(result.passed) << absl::StrJoin(result.failures, "\n");
+  ExpectSeedPasses(91864, 5);
 }
 
 // Regression: seed 120619 on 5 nodes (pre-vote and check-quorum off) failed with "step 189:
@@ -189,10 +191,7 @@ TEST(FuzzRegressionTest, Seed120619ARemovedMemberDoesNotDeposeLeaders) {
 // lost its quorum. A retiring leader now ignores such refusals and stops once it has stepped
 // down. (`sim shrink` of the seed converged on an earlier, unrelated check, so the seed stays.)
 TEST(FuzzRegressionTest, Seed161454ARetiringLeaderIsNotStoppedByItsPeersRefusals) {
-  FuzzOptions options;
-  options.nodes = 3;
-  const RunResult result = RunScenario(RandomScenario(161454, options), RunOptions{});
-  EXPECT_TRUE(result.passed) << absl::StrJoin(result.failures, "\n");
+  ExpectSeedPasses(161454, 3);
 }
 
 // Regression: seed 163683 on 5 nodes failed with "n1 watch events for revision 166 differ from
@@ -203,10 +202,7 @@ TEST(FuzzRegressionTest, Seed161454ARetiringLeaderIsNotStoppedByItsPeersRefusals
 // attachments had been taken, so no lease had keys, and the next revoke deleted nothing on n1.
 // (Diagnosed from the trace by a helper; the schedule fails at b5f21a6 too.)
 TEST(FuzzRegressionTest, Seed163683ASnapshotRestoredAtStartKeepsLeasedKeys) {
-  FuzzOptions options;
-  options.nodes = 5;
-  const RunResult result = RunScenario(RandomScenario(163683, options), RunOptions{});
-  EXPECT_TRUE(result.passed) << absl::StrJoin(result.failures, "\n");
+  ExpectSeedPasses(163683, 5);
 }
 
 // Regression: seed 162562 on 5 nodes failed with "n1,n5,... still in a joint configuration"
@@ -216,10 +212,7 @@ TEST(FuzzRegressionTest, Seed163683ASnapshotRestoredAtStartKeepsLeasedKeys) {
 // so SendSnapshot had nothing to send, and it applied too little to compact. A received snapshot
 // now becomes the one sent (a data-less mark; the server sends its current state).
 TEST(FuzzRegressionTest, Seed162562ALeaderThatJoinedBySnapshotCanSendOne) {
-  FuzzOptions options;
-  options.nodes = 5;
-  const RunResult result = RunScenario(RandomScenario(162562, options), RunOptions{});
-  EXPECT_TRUE(result.passed) << absl::StrJoin(result.failures, "\n");
+  ExpectSeedPasses(162562, 5);
 }
 
 }  // namespace
