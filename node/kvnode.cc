@@ -59,6 +59,8 @@ namespace kvstore::node {
 namespace {
 
 constexpr char kVersion[] = "kvnode 0.1.0 (etcd v3 API 3.4 semantics)";
+// How long a removed member keeps serving its answers before it exits (etcd's stopWithDelay).
+constexpr kj::Duration kRemovedStopDelay = 1 * kj::SECONDS;
 
 // TLS contexts from the TLS flags (node/config.h), made once at start.
 struct NodeTls {
@@ -715,12 +717,15 @@ int Run(int argc, char** argv) {
                       log.Info("received signal", {{"signal", strsignal(info.si_signo)}});
                       return (*runtime)->Shutdown().then([]() { return 0; });
                     });
-  auto stopped = (*runtime)->Stopped().then([&log](absl::Status why) {
+  auto stopped = (*runtime)->Stopped().then([&log, &io](absl::Status why) -> kj::Promise<int> {
     if (CodeOf(why) != ErrorCode::kMemberRemoved) return 1;
     log.Warn("the member has been permanently removed from the cluster",
              {{"error", std::string(why.message())}});
     log.Warn("the data-dir used by this member must be removed");
-    return 0;
+    // As etcd's stopWithDelay: the loop runs a moment longer, so the answers it gave just before
+    // (the member remove or replace that removed it, often served here) reach their clients
+    // instead of a reset connection that makes them try again elsewhere.
+    return io.provider->getTimer().afterDelay(kRemovedStopDelay).then([]() { return 0; });
   });
   const int code = signal.exclusiveJoin(kj::mv(stopped)).wait(io.waitScope);
   StopGrpcServer(*grpc_server, io.waitScope);
