@@ -1041,6 +1041,19 @@ kj::Promise<absl::StatusOr<FetchedCluster>> FetchCluster(kj::Network& network, k
 
 namespace {
 constexpr absl::string_view kRemovedMarker = "refused: removed member ";
+
+// The hexadecimal id that follows `marker` in a refusal's text, up to `end`; nullopt without one.
+std::optional<uint64_t> HexIdAfter(const absl::Status& refusal, absl::string_view marker,
+                                   char end) {
+  const absl::string_view text = refusal.message();
+  const size_t at = text.find(marker);
+  if (at == absl::string_view::npos) return std::nullopt;
+  absl::string_view rest = text.substr(at + marker.size());
+  rest = rest.substr(0, rest.find(end));
+  uint64_t id = 0;
+  if (!absl::SimpleHexAtoi(rest, &id)) return std::nullopt;
+  return id;
+}
 }  // namespace
 
 std::string MemberRemovedText(raft::NodeId id) {
@@ -1049,26 +1062,11 @@ std::string MemberRemovedText(raft::NodeId id) {
 }
 
 std::optional<raft::NodeId> MemberRemovedOf(const absl::Status& refusal) {
-  const absl::string_view text = refusal.message();
-  const size_t at = text.find(kRemovedMarker);
-  if (at == absl::string_view::npos) return std::nullopt;
-  absl::string_view rest = text.substr(at + kRemovedMarker.size());
-  rest = rest.substr(0, rest.find(':'));
-  uint64_t id = 0;
-  if (!absl::SimpleHexAtoi(rest, &id)) return std::nullopt;
-  return id;
+  return HexIdAfter(refusal, kRemovedMarker, ':');
 }
 
 std::optional<uint64_t> ClusterMismatchOf(const absl::Status& refusal) {
-  static constexpr absl::string_view kMarker = "cluster id mismatch: local ";
-  const absl::string_view text = refusal.message();
-  const size_t at = text.find(kMarker);
-  if (at == absl::string_view::npos) return std::nullopt;
-  absl::string_view rest = text.substr(at + kMarker.size());
-  rest = rest.substr(0, rest.find(','));
-  uint64_t id = 0;
-  if (!absl::SimpleHexAtoi(rest, &id)) return std::nullopt;
-  return id;
+  return HexIdAfter(refusal, "cluster id mismatch: local ", ',');
 }
 
 }  // namespace kvstore::net

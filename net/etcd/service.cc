@@ -356,6 +356,12 @@ class WatchStreamState : public std::enable_shared_from_this<WatchStreamState> {
       if (watch->member_open) (void)loop_.member().CancelWatch(watch->member_id);
       watch->member_open = false;
     }
+    EndAllAndFinish();
+  }
+
+  // Every watch of the stream has ended: each gives its slots back, and the stream finishes once
+  // no write is outstanding.
+  void EndAllAndFinish() {
     WatchReactor* finish = nullptr;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -727,14 +733,7 @@ void WatchStreamState::BeginClose() {
   if (PostToLoop([this] { CloseOnLoop(); })) return;
   // The loop has gone, and no job of this stream will run: its watches give their slots back
   // here.
-  WatchReactor* finish = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [local_id, watch] : watches_) EndLocked(watch.get());
-    close_done_ = true;
-    finish = TakeFinishLocked();
-  }
-  Finish(finish);
+  EndAllAndFinish();
 }
 
 class WatchService final : public etcdserverpb::Watch::CallbackService {
