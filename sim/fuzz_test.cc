@@ -215,5 +215,21 @@ TEST(FuzzRegressionTest, Seed162562ALeaderThatJoinedBySnapshotCanSendOne) {
   ExpectSeedPasses(162562, 5);
 }
 
+// Regressions: seeds 163230 and 162233 on 3 nodes failed with "leader after heal: no leader
+// within 10000ms". In both, the members left alive after a double fault were a new member that
+// needed one vote, and a member that knew only the configuration before the new member joined
+// (163230: n3, down across a replace; 162233: n3, partitioned across one), so its campaigns went
+// only to members that were gone. It was ahead in term (its first grant lost, 163230; campaigning
+// while cut off, 162233) and ignored the new member's lower-term vote requests, as etcd does,
+// and the new member never learned its term: no leader for good. A stale vote request is now
+// refused with the newer term (Raft Figure 2), which the candidate takes up.
+TEST(FuzzRegressionTest, Seed163230AVoterThatMissedAMembersAdditionElectsIt) {
+  ExpectSeedPasses(163230, 3);
+}
+
+TEST(FuzzRegressionTest, Seed162233AVoterThatMissedAMembersAdditionElectsIt) {
+  ExpectSeedPasses(162233, 3);
+}
+
 }  // namespace
 }  // namespace kvstore::sim

@@ -67,6 +67,8 @@
     "a vote request of a higher term was ignored: the leader was heard from lately")              \
   X(raft, stale_leader_told_term, "core/raft/raft.cc",                                            \
     "a message of a stale leader was answered so that it learns the newer term")                  \
+  X(raft, stale_candidate_told_term, "core/raft/raft.cc",                                         \
+    "a vote request of a stale term was refused with the newer term, so its candidate learns it") \
   X(raft, pre_vote_lost, "core/raft/raft.cc",                                                     \
     "a pre-candidate lost its pre-vote and returned to follower without raising its term")        \
   X(raft, check_quorum_step_down, "core/raft/raft.cc",                                            \

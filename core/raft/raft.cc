@@ -563,9 +563,18 @@ absl::Status RaftState::StepInternal(Message&& m) {
       resp.type = MessageType::kAppResp;
       resp.to = m.from;
       Send(std::move(resp));
-    } else if (m.type == MessageType::kPreVote) {
+    } else if (IsVoteRequest(m.type)) {
+      // Raft Figure 2: a RequestVote's answer carries our term, "for candidate to update
+      // itself". etcd answers only a stale pre-vote, and counts on the candidate hearing the
+      // newer term from this node's own campaign; but a voter that missed the change adding the
+      // candidate never sends it one. It then stayed ahead in term, its own votes going to
+      // members that were gone, and never granted the candidate the vote it needed (fuzz seeds
+      // 163230, 162233: no leader for good, though the two made a quorum of the new
+      // configuration).
+      if (m.type == MessageType::kVote) CODE_PROBE(raft, stale_candidate_told_term);
       Message resp;
-      resp.type = MessageType::kPreVoteResp;
+      resp.type =
+          m.type == MessageType::kPreVote ? MessageType::kPreVoteResp : MessageType::kVoteResp;
       resp.to = m.from;
       resp.term = term_;
       resp.reject = true;

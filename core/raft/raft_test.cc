@@ -439,6 +439,72 @@ TEST(ElectionTest, CheckQuorumFollowerWithinLeaseIgnoresVoteRequest) {
   EXPECT_EQ(StatusOf(c, 2).soft_state.leader, 1u);
 }
 
+// Raft Figure 2 (RequestVote results: "currentTerm, for candidate to update itself"): a vote
+// request of an older term is refused with this node's term, and the candidate, learning it,
+// becomes a follower of that term. (etcd ignores a stale MsgVote.)
+TEST(ElectionTest, StaleVoteRequestIsRefusedWithTheNewerTerm) {
+  auto voter = NewNode(1, {1, 2, 3}, HardState{5, 3, 0});
+  ASSERT_NE(voter, nullptr);
+  Drain(*voter);
+  ASSERT_TRUE(voter->Step(VoteRequest(2, 1, 3, 0, 0)).ok());
+  auto responses = OfType(Drain(*voter), MessageType::kVoteResp);
+  ASSERT_EQ(responses.size(), 1u);
+  EXPECT_EQ(responses[0].to, 2u);
+  EXPECT_TRUE(responses[0].reject);
+  EXPECT_EQ(responses[0].term, 5u);
+  EXPECT_EQ(voter->GetStatus().hard_state, (HardState{5, 3, 0})) << "term and vote unchanged";
+
+  auto candidate = NewNode(2, {1, 2, 3}, HardState{2, kNoNode, 0}, {},
+                           [](Config& config) { config.pre_vote = false; });
+  ASSERT_NE(candidate, nullptr);
+  Drain(*candidate);
+  ASSERT_TRUE(candidate->Campaign().ok());
+  Drain(*candidate);
+  ASSERT_EQ(candidate->GetStatus().soft_state.role, Role::kCandidate);
+  ASSERT_EQ(candidate->GetStatus().hard_state.term, 3u);
+  ASSERT_TRUE(candidate->Step(Message(responses[0])).ok());
+  Drain(*candidate);
+  EXPECT_EQ(candidate->GetStatus().soft_state.role, Role::kFollower);
+  EXPECT_EQ(candidate->GetStatus().hard_state.term, 5u);
+}
+
+// Fuzz seeds 163230 and 162233: a voter that missed the change adding a member knows only the
+// old configuration, so its own campaigns never reach that member. Here node 3 (configuration
+// {1, 2, 3}, far ahead in term: it campaigned while cut off) and node 4 (configuration {2, 3, 4},
+// the longer log) are all that is left; 4 needs 3's vote, and 3 cannot win without 1 and 2.
+// Node 4 learns 3's term from its refusals, campaigns above it and is elected. Before, 3 ignored
+// every request of 4's lower term and 4 never learned 3's: no leader, for good.
+TEST(ElectionTest, VoterThatMissedTheCandidatesAdditionElectsIt) {
+  const auto no_pre_vote = [](Config& config) { config.pre_vote = false; };
+  auto n3 = NewNode(3, {1, 2, 3}, HardState{27, 3, 0}, EntriesWithTerms({1, 2}), no_pre_vote);
+  auto n4 = NewNode(4, {2, 3, 4}, HardState{6, 4, 0}, EntriesWithTerms({1, 2, 5, 5}), no_pre_vote);
+  ASSERT_NE(n3, nullptr);
+  ASSERT_NE(n4, nullptr);
+  std::map<NodeId, RawNode*> nodes = {{3, n3.get()}, {4, n4.get()}};
+  std::vector<Message> in_flight;
+  int ticks = 0;
+  for (; ticks < 100 * kElectionTick; ++ticks) {
+    if (n4->GetStatus().soft_state.role == Role::kLeader) break;
+    for (auto& [id, node] : nodes) {
+      node->Tick();
+      for (Message& m : Drain(*node)) in_flight.push_back(std::move(m));
+    }
+    // One round of delivery per tick, between 3 and 4 only: 1 and 2 are gone.
+    std::vector<Message> delivering;
+    delivering.swap(in_flight);
+    for (Message& m : delivering) {
+      auto to = nodes.find(m.to);
+      if (to == nodes.end()) continue;
+      ASSERT_TRUE(to->second->Step(std::move(m)).ok());
+      for (Message& out : Drain(*to->second)) in_flight.push_back(std::move(out));
+    }
+  }
+  EXPECT_EQ(n4->GetStatus().soft_state.role, Role::kLeader)
+      << "after " << ticks << " ticks: node 3 at term " << n3->GetStatus().hard_state.term
+      << ", node 4 at term " << n4->GetStatus().hard_state.term;
+  EXPECT_LT(ticks, 10 * kElectionTick);
+}
+
 // Raft §5.1, §5.3: a deposed leader that was partitioned steps down when it hears the higher
 // term, and its uncommitted entry is replaced by the new leader's log.
 TEST(ElectionTest, StaleLeaderStepsDownAndLosesUncommittedEntry) {
