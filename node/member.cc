@@ -74,11 +74,15 @@ server::RequestId Member::Submit(server::Request request) {
 }
 
 absl::Status Member::Step(raft::Message message) {
-  // kStopped, whatever stopped it: kMemberRemoved answers only for the sender's removal.
-  if (stopped()) return Error(ErrorCode::kStopped, failure_.message());
-  absl::Status status = server_->Step(std::move(message));
+  absl::Status status = StepDeferred(std::move(message));
   Drain();
   return status;
+}
+
+absl::Status Member::StepDeferred(raft::Message message) {
+  // kStopped, whatever stopped it: kMemberRemoved answers only for the sender's removal.
+  if (stopped()) return Error(ErrorCode::kStopped, failure_.message());
+  return server_->Step(std::move(message));
 }
 
 void Member::Tick() {

@@ -119,6 +119,10 @@ class Member {
   // Events. Each carries out every Ready it causes before returning.
   server::RequestId Submit(server::Request request);
   absl::Status Step(raft::Message message);
+  // Step without carrying out the Ready it causes: a host that takes several events in one turn
+  // (a peer's frame of messages, a batch of client requests) calls Drain once after them, so
+  // the batch costs one Ready, one WAL append and one message per peer instead of one each.
+  absl::Status StepDeferred(raft::Message message);
   void Tick();
   // Carries out pending Readies (after a direct call into server(), such as Watch).
   void Drain();

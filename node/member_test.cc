@@ -4,11 +4,14 @@
 
 #include "node/member.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <deque>
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
@@ -367,6 +370,8 @@ class ThreeMembers {
 
   void Cut(raft::NodeId id) { cut_.insert(id); }
   void Heal() { cut_.clear(); }
+  // The messages sent and not yet delivered, taken out of the network.
+  std::deque<raft::Message> TakeMessages() { return std::exchange(messages_, {}); }
 
  private:
   store::PosixFileSystem fs_;
@@ -447,6 +452,61 @@ TEST(MemberTest, AFollowerWhoseApplyLagsCommitRefusesProposalsWithTooManyRequest
   ASSERT_EQ(slow_node.responses.count(accepted), 1u);
   EXPECT_TRUE(slow_node.responses.at(accepted).status.ok())
       << slow_node.responses.at(accepted).status;
+}
+
+// kvnode's runtime takes a turn's events first and carries out one Ready after them
+// (Runtime::DrainSoon): requests submitted together leave the leader as one append per follower,
+// and a follower that steps a frame's appends with StepDeferred writes them in one WAL sync.
+TEST(MemberTest, EventsTakenInOneTurnCostOneReady) {
+  ThreeMembers cluster;
+  const raft::NodeId leader = cluster.WaitForLeader();
+  ASSERT_NE(leader, 0u);
+  const raft::NodeId follower = leader == 3 ? 2 : 3;
+  Member& leader_member = *cluster.node(leader).member;
+  (void)cluster.TakeMessages();
+
+  std::vector<server::RequestId> batch;
+  for (int i = 0; i < 5; ++i) {
+    batch.push_back(leader_member.server().Submit(PutRequest(absl::StrCat("b", i), "v")));
+  }
+  leader_member.Drain();
+  std::deque<raft::Message> sent = cluster.TakeMessages();
+  int appends_to_follower = 0;
+  for (const raft::Message& m : sent) {
+    if (m.type != raft::MessageType::kApp || m.to != follower) continue;
+    ++appends_to_follower;
+    EXPECT_EQ(m.entries.size(), 5u) << "the five proposals travel in one append";
+  }
+  EXPECT_EQ(appends_to_follower, 1);
+  for (raft::Message& m : sent) (void)cluster.node(m.to).member->Step(std::move(m));
+  cluster.Settle();
+
+  // Three appends reach the follower in one frame (the leader drained after each request).
+  for (int i = 0; i < 3; ++i) leader_member.Submit(PutRequest(absl::StrCat("f", i), "v"));
+  std::deque<raft::Message> frame;
+  for (raft::Message& m : cluster.TakeMessages()) {
+    if (m.type == raft::MessageType::kApp && m.to == follower && !m.entries.empty()) {
+      frame.push_back(std::move(m));
+    }
+  }
+  ASSERT_EQ(frame.size(), 3u);
+  const raft::Index last = frame.back().entries.back().index;
+  ThreeMembers::Node& node = cluster.node(follower);
+  ASSERT_TRUE(node.syncs.empty());
+  for (raft::Message& m : frame) ASSERT_TRUE(node.member->StepDeferred(std::move(m)).ok());
+  EXPECT_TRUE(node.syncs.empty()) << "nothing is carried out before the Drain";
+  node.member->Drain();
+  ASSERT_EQ(node.syncs.size(), 1u) << "one WAL sync for the frame";
+  store::Wal::SyncBatch* sync = node.syncs.front();
+  node.syncs.pop_front();
+  node.member->OnSyncDone(sync->Run());
+  raft::Index acknowledged = 0;
+  for (const raft::Message& m : cluster.TakeMessages()) {
+    if (m.type == raft::MessageType::kAppResp && m.from == follower && !m.reject) {
+      acknowledged = std::max(acknowledged, m.index);
+    }
+  }
+  EXPECT_EQ(acknowledged, last) << "the one sync made the whole frame durable";
 }
 
 }  // namespace

@@ -839,8 +839,19 @@ kj::Promise<server::Response> Runtime::Submit(server::Request request, bool coun
   const server::RequestId id = member_->server().Submit(std::move(request));
   pending_[id] = PendingCall{std::move(paf.fulfiller), type, proposal, counted};
   if (proposal) ++pending_proposals_;
-  member_->Drain();
+  DrainSoon();
   return std::move(paf.promise);
+}
+
+void Runtime::DrainSoon() {
+  if (drain_scheduled_) return;
+  drain_scheduled_ = true;
+  // evalLater queues behind the events already ready (the rest of an inbox batch, a peer's
+  // frames already read), so they all step before this Drain.
+  tasks_->add(kj::evalLater([this] {
+    drain_scheduled_ = false;
+    member_->Drain();
+  }));
 }
 
 absl::StatusOr<mvcc::WatchId> Runtime::Watch(const mvcc::WatchRequest& request,
@@ -925,7 +936,9 @@ absl::Status Runtime::Step(raft::Message message) {
           .Observe(static_cast<double>(rtt / kj::NANOSECONDS) / 1e9);
     }
   }
-  return member_->Step(std::move(message));
+  absl::Status status = member_->StepDeferred(std::move(message));
+  DrainSoon();
+  return status;
 }
 
 void Runtime::ReportSnapshot(raft::NodeId peer, bool succeeded) {

@@ -155,6 +155,10 @@ class Runtime : public net::MemberService,
   kj::Promise<void> TickLoop();
   kj::Promise<void> FlushLoop();
   kj::Promise<void> ProgressNotifyLoop();
+  // Carries out the member's pending Ready once the events queued in this turn have run: a
+  // peer's frame of messages or a batch of client requests then costs one Ready (one WAL
+  // append, one append message per follower) instead of one per message or request.
+  void DrainSoon();
   void SyncThreadLoop();
   void LogLeaderChanges();
   void RegisterMetrics();
@@ -202,6 +206,7 @@ class Runtime : public net::MemberService,
   // Background tasks (timers, sync completions); their errors are logged (taskFailed).
   void taskFailed(kj::Exception&& exception) override;
   kj::Own<kj::TaskSet> tasks_;
+  bool drain_scheduled_ = false;  // DrainSoon's Drain is queued
 
   struct PendingCall {
     kj::Own<kj::PromiseFulfiller<server::Response>> fulfiller;
