@@ -84,6 +84,11 @@ class MemberService {
   virtual absl::Status Step(raft::Message message) = 0;
   // The members as this member knows them (Peer.members).
   virtual std::vector<server::Member> Members() = 0;
+  // A Raft stream's sender told its peer URLs (validated: raft_stream.h), before the messages of
+  // that batch are stepped: a member that does not know the sender (it missed the configuration
+  // change that added it) may reach it there to answer. What to keep is the member's (node/:
+  // the Router's learned routes). Default: ignored.
+  virtual void LearnPeerUrls(raft::NodeId sender, std::vector<std::string> peer_urls) {}
 };
 
 }  // namespace kvstore::net

@@ -81,6 +81,14 @@ struct RaftBatch {
   clusterId @0 :UInt64;
   messages @1 :List(Message);
   ackWanted @2 :Bool;
+  # Set on a connection's first batch only: who sends the stream and the peer URLs it advertises
+  # (--initial-advertise-peer-urls), so a receiver that does not know the sender (it missed the
+  # configuration change that added it) can answer it (node/README.md, "A member answers a
+  # sender it does not know"). At most kMaxSenderPeerUrls URLs of kMaxSenderPeerUrlBytes each
+  # (raft_stream.h); a receiver refuses a stream whose URLs do not parse. Senders before this
+  # field send neither; receivers before it ignore them.
+  senderId @3 :UInt64;
+  senderPeerUrls @4 :List(Text);
 }
 
 struct RaftAck {

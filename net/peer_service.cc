@@ -379,6 +379,9 @@ class RaftStreamReceiver {
       if (!next->has_value()) break;
       RaftStreamBatch& batch = **next;
       last_frame_at_ = timer_.now();
+      if (batch.sender_id != raft::kNoNode) {
+        member_.LearnPeerUrls(batch.sender_id, std::move(batch.sender_peer_urls));
+      }
       ++received_;
       if (!batch.messages.empty()) ++batches_;  // an empty one is a keep-alive
       for (raft::Message& m : batch.messages) {
@@ -591,6 +594,7 @@ void PeerClient::Connect() {
                 acks_ = kj::heap<FrameDecoder>(kMaxPeerMessageBytes, PeerReaderOptions());
                 link_tasks_ = kj::heap<kj::TaskSet>(static_cast<kj::TaskSet::ErrorHandler&>(*this));
                 state_ = State::kConnected;
+                urls_told_ = false;
                 ack_outstanding_ = false;
                 ack_asked_at_ = timer_.now() - kPeerAckInterval;
                 link_tasks_->add(ReadAcks(generation));
@@ -631,6 +635,15 @@ void PeerClient::Flush() {
       std::min<uint64_t>(bytes / sizeof(capnp::word) + 64, 1 << 17));
   auto batch = builder->initRoot<rpc::RaftBatch>();
   batch.setClusterId(options_.cluster_id);
+  if (!urls_told_ && options_.local_id != raft::kNoNode && !options_.local_peer_urls.empty()) {
+    batch.setSenderId(options_.local_id);
+    auto urls = batch.initSenderPeerUrls(options_.local_peer_urls.size());
+    for (size_t i = 0; i < options_.local_peer_urls.size(); ++i) {
+      const std::string& url = options_.local_peer_urls[i];
+      urls.set(i, capnp::Text::Reader(url.data(), url.size()));
+    }
+  }
+  urls_told_ = true;
   auto messages = batch.initMessages(count);
   for (size_t i = 0; i < count; ++i) {
     ToCapnp(queue_.front(), messages[i]);

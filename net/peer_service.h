@@ -19,6 +19,9 @@
 // answers) fails its connections within about the stream idle bound, idle ones included (a
 // forwarding link, an RPC connection waiting for a call). A paused peer's kernel still answers
 // keepalive probes: the application-level bounds below are the ones that catch it.
+// A RaftBatch that names its sender's peer URLs (a connection's first, from a PeerClient with
+// local_peer_urls) hands them to MemberService::LearnPeerUrls before its messages are stepped;
+// URLs that do not validate (raft_stream.h, ValidateSenderPeerUrl) refuse the stream.
 // A RaftBatch, like a Peer.send call, is decoded (convert.h validates every message) and its
 // messages Stepped in order; a batch with a malformed message is refused whole, before any is
 // stepped (the stream gets a RaftAck with the refusal, then closes).
@@ -46,6 +49,9 @@
 //     peer is in backoff, is dropped, and so is the queue when the connection fails. Drops are
 //     reported through on_unreachable (on the next loop turn), so the runtime calls Raft's
 //     ReportUnreachable and Raft probes the peer instead of streaming into the void;
+//   - the sender's peer URLs: a connection's first RaftBatch carries local_id and
+//     local_peer_urls (once per connection, not per batch), so the receiver can reach a sender
+//     it does not know (MemberService::LearnPeerUrls);
 //   - keep-alives: a connection on which nothing was written for keepalive_interval gets an
 //     empty RaftBatch, so the receiver, which closes a stream silent for its idle bound, tells an
 //     idle link from a dead one;
@@ -246,6 +252,11 @@ struct PeerClientOptions {
   // With nothing written for this long, a keep-alive frame (an empty RaftBatch) goes out
   // (PeerKeepaliveInterval of the member's election timeout: a fifth of the receiver's idle bound).
   kj::Duration keepalive_interval = kPeerKeepaliveInterval;
+  // This member's id and advertised peer URLs, told to the peer on each connection's first
+  // RaftBatch (peer.capnp's senderPeerUrls), so a peer that does not know this member (it missed
+  // the configuration change that added it) can answer. Empty: not told.
+  raft::NodeId local_id = raft::kNoNode;
+  std::vector<std::string> local_peer_urls;
 };
 
 struct PeerClientCallbacks {
@@ -315,6 +326,7 @@ class PeerClient final : private kj::TaskSet::ErrorHandler {
   bool writing_ = false;  // one write at a time: a batch grows while the previous one goes
   kj::TimePoint last_write_at_ = kj::origin<kj::TimePoint>();  // when the last write started
   bool keepalive_due_ = false;  // the next Flush writes a frame even with nothing queued
+  bool urls_told_ = false;      // this connection's first batch carried local_peer_urls
   // Acknowledgements asked for (numbered), whether the last has yet to come, and when it was
   // asked for.
   uint64_t ack_seq_ = 0;

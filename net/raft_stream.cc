@@ -5,7 +5,10 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "kj/exception.h"
 
 namespace kvstore::net {
@@ -20,11 +23,66 @@ size_t RoundUpToWord(uint64_t bytes) {
                              ~uint64_t{sizeof(capnp::word) - 1});
 }
 
+// The sender's id and peer URLs of a batch that carries either.
+absl::Status DecodeSenderPeerUrls(rpc::RaftBatch::Reader batch, RaftStreamBatch& out) {
+  if (batch.getSenderId() == raft::kNoNode) return absl::InvalidArgumentError("no sender id");
+  capnp::List<capnp::Text>::Reader urls = batch.getSenderPeerUrls();
+  if (urls.size() == 0) return absl::InvalidArgumentError("none given");
+  if (urls.size() > kMaxSenderPeerUrls) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(urls.size(), " URLs, over the limit of ", kMaxSenderPeerUrls));
+  }
+  std::vector<std::string> decoded;
+  for (capnp::Text::Reader url : urls) {
+    absl::string_view text(url.begin(), url.size());
+    if (absl::Status valid = ValidateSenderPeerUrl(text); !valid.ok()) return valid;
+    decoded.emplace_back(text);
+  }
+  out.sender_id = batch.getSenderId();
+  out.sender_peer_urls = std::move(decoded);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string ClusterMismatchText(uint64_t local, uint64_t remote) {
   return absl::StrCat("cluster id mismatch: local ", absl::Hex(local), ", remote ",
                       absl::Hex(remote));
+}
+
+absl::Status ValidateSenderPeerUrl(absl::string_view url) {
+  const auto refuse = [url](absl::string_view why) {
+    absl::string_view shown = url.substr(0, std::min<size_t>(url.size(), 64));
+    std::string quoted;
+    for (char c : shown) {
+      quoted +=
+          (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) ? '?' : c;
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("peer URL \"", quoted, url.size() > shown.size() ? "..." : "", "\": ", why));
+  };
+  if (url.size() > kMaxSenderPeerUrlBytes) {
+    return refuse(absl::StrCat(url.size(), " bytes, over the limit of ", kMaxSenderPeerUrlBytes));
+  }
+  for (char c : url) {
+    if (static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f) {
+      return refuse("a space, control or non-ASCII byte");
+    }
+  }
+  absl::string_view rest = url;
+  if (!absl::ConsumePrefix(&rest, "http://") && !absl::ConsumePrefix(&rest, "https://")) {
+    return refuse("want http://host:port or https://host:port");
+  }
+  absl::ConsumeSuffix(&rest, "/");
+  const size_t colon = rest.rfind(':');
+  if (colon == absl::string_view::npos || colon == 0 || absl::StrContains(rest, "/")) {
+    return refuse("needs a host and a port and no path");
+  }
+  uint32_t port = 0;
+  if (!absl::SimpleAtoi(rest.substr(colon + 1), &port) || port == 0 || port > 65535) {
+    return refuse("no valid port");
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<raft::Message>> DecodeSendBatch(capnp::List<rpc::Message>::Reader list) {
@@ -174,6 +232,14 @@ absl::StatusOr<RaftStreamBatch> DecodeRaftBatch(capnp::MessageReader& frame,
                    return;
                  }
                  out.ack_wanted = batch.getAckWanted();
+                 if (batch.hasSenderPeerUrls() || batch.getSenderId() != raft::kNoNode) {
+                   absl::Status urls = DecodeSenderPeerUrls(batch, out);
+                   if (!urls.ok()) {
+                     result = absl::InvalidArgumentError(
+                         absl::StrCat("the sender's peer URLs: ", urls.message()));
+                     return;
+                   }
+                 }
                  absl::StatusOr<std::vector<raft::Message>> messages =
                      DecodeSendBatch(batch.getMessages());
                  if (!messages.ok()) {

@@ -98,16 +98,32 @@ class FrameDecoder {
   std::optional<capnp::SegmentArrayMessageReader> reader_;
 };
 
+// A sender tells its peer URLs on a stream's first batch (peer.capnp's senderPeerUrls): at most
+// this many, each at most this long. etcd's members advertise one or two.
+inline constexpr size_t kMaxSenderPeerUrls = 8;
+inline constexpr size_t kMaxSenderPeerUrlBytes = 256;
+
+// Whether `url` is a peer URL a receiver may dial: "http://host:port" or "https://host:port"
+// (a trailing '/' allowed), a port in 1..65535, no path, printable ASCII only, at most
+// kMaxSenderPeerUrlBytes. The error says what is wrong (the URL quoted, cut to its bound).
+absl::Status ValidateSenderPeerUrl(absl::string_view url);
+
 // One RaftBatch frame, validated: its cluster id is the receiver's and every message decodes.
 struct RaftStreamBatch {
   uint64_t cluster_id = 0;
   bool ack_wanted = false;
   std::vector<raft::Message> messages;
+  // The sender and its advertised peer URLs, when the frame carries them (a connection's first
+  // batch; sender_id is kNoNode otherwise). Validated: a sender id, at most kMaxSenderPeerUrls,
+  // each ValidateSenderPeerUrl.
+  raft::NodeId sender_id = raft::kNoNode;
+  std::vector<std::string> sender_peer_urls;
 };
 
 // Validates one RaftBatch frame for a member of `local_cluster_id`: a root that reads (an empty
 // or truncated frame does not), the cluster id ("the sender belongs to another cluster: cluster
-// id mismatch: ..."), then DecodeSendBatch. Never throws.
+// id mismatch: ..."), the sender's peer URLs if any ("the sender's peer URLs: ..."), then
+// DecodeSendBatch. Never throws.
 absl::StatusOr<RaftStreamBatch> DecodeRaftBatch(capnp::MessageReader& frame,
                                                 uint64_t local_cluster_id);
 

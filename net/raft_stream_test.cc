@@ -15,6 +15,7 @@ namespace {
 
 using testing::FrameBytes;
 using testing::RaftBatchFrame;
+using testing::RaftBatchFrameFrom;
 
 constexpr uint64_t kCluster = 42;
 
@@ -225,6 +226,68 @@ TEST(RaftStreamTest, AnotherClustersBatchIsRefused) {
                        "the sender belongs to another cluster: cluster id mismatch: local 2a, "
                        "remote 7"))
       << decoded.status;
+}
+
+// A connection's first batch names its sender and the peer URLs it advertises; the others do not.
+TEST(RaftStreamTest, TheFirstBatchCarriesTheSendersPeerUrls) {
+  const std::vector<std::string> urls = {"http://127.0.0.1:2380", "https://n4.example:12380/"};
+  DecodedRaftStream decoded = DecodeRaftStream(
+      Magic() + RaftBatchFrameFrom({Heartbeat(1)}, kCluster, 4, urls) + Frame({Heartbeat(2)}),
+      kCluster);
+  ASSERT_TRUE(decoded.status.ok()) << decoded.status;
+  ASSERT_EQ(decoded.batches.size(), 2u);
+  EXPECT_EQ(decoded.batches[0].sender_id, 4u);
+  EXPECT_EQ(decoded.batches[0].sender_peer_urls, urls);
+  EXPECT_EQ(Commits(decoded), (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(decoded.batches[1].sender_id, raft::kNoNode);
+  EXPECT_TRUE(decoded.batches[1].sender_peer_urls.empty());
+  // An empty (keep-alive) first batch may carry them too.
+  decoded = DecodeRaftStream(Magic() + RaftBatchFrameFrom({}, kCluster, 4, {urls[0]}), kCluster);
+  ASSERT_TRUE(decoded.status.ok()) << decoded.status;
+  EXPECT_EQ(decoded.batches[0].sender_peer_urls, std::vector<std::string>{urls[0]});
+}
+
+// Peer URLs a receiver could not dial, or too many or too long, refuse the stream with the
+// reason, before any message of their batch; none crashes the decoder.
+TEST(RaftStreamTest, MalformedOrOversizedSenderPeerUrlsAreRefused) {
+  struct Case {
+    uint64_t sender;
+    std::vector<std::string> urls;
+    std::string reason;
+  };
+  const std::vector<Case> cases = {
+      {4, {"ftp://127.0.0.1:2380"}, "\"ftp://127.0.0.1:2380\": want http://host:port"},
+      {4, {"http://127.0.0.1"}, "needs a host and a port"},
+      {4, {"http://:2380"}, "needs a host and a port"},
+      {4, {"http://h:2380/path"}, "no path"},
+      {4, {"http://h:0"}, "no valid port"},
+      {4, {"http://h:65536"}, "no valid port"},
+      {4, {"http://h:23x"}, "no valid port"},
+      {4, {std::string("http://h\0:1", 11)}, "a space, control or non-ASCII byte"},
+      {4, {"http://h :1"}, "a space, control or non-ASCII byte"},
+      {4, {"http://h\xc3\xa9:1"}, "a space, control or non-ASCII byte"},
+      {4, {"http://" + std::string(300, 'h') + ":1"}, "309 bytes, over the limit of 256"},
+      {4, {""}, "want http://host:port"},
+      {4, std::vector<std::string>(9, "http://h:1"), "9 URLs, over the limit of 8"},
+      {4, {}, "none given"},
+      {0, {"http://h:1"}, "no sender id"},
+  };
+  for (const Case& c : cases) {
+    DecodedRaftStream decoded =
+        DecodeRaftStream(Magic() + Frame({Heartbeat(1)}) +
+                             RaftBatchFrameFrom({Heartbeat(2)}, kCluster, c.sender, c.urls),
+                         kCluster);
+    EXPECT_EQ(decoded.status.code(), absl::StatusCode::kInvalidArgument) << c.reason;
+    EXPECT_TRUE(Mentions(decoded.status, "the sender's peer URLs: ")) << decoded.status;
+    EXPECT_TRUE(Mentions(decoded.status, c.reason)) << decoded.status;
+    EXPECT_EQ(Commits(decoded), std::vector<uint64_t>{1}) << c.reason;
+  }
+  // A quoted URL is cut to 64 bytes in the reason: a hostile sender cannot fill the log.
+  DecodedRaftStream decoded = DecodeRaftStream(
+      Magic() + RaftBatchFrameFrom({}, kCluster, 4, {"http://" + std::string(1 << 20, 'h')}),
+      kCluster);
+  EXPECT_TRUE(Mentions(decoded.status, "over the limit of 256")) << decoded.status;
+  EXPECT_LT(decoded.status.message().size(), 200u);
 }
 
 TEST(RaftStreamTest, AnErrorIsFinal) {

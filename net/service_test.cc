@@ -38,6 +38,7 @@ namespace {
 
 using testing::FakeMember;
 using testing::RaftBatchFrame;
+using testing::RaftBatchFrameFrom;
 using testing::RunFor;
 using testing::RunUntil;
 
@@ -675,6 +676,81 @@ TEST_F(PeerTest, MessagesOfOneTurnTravelInOneBatch) {
   EXPECT_TRUE(client->connected());
   EXPECT_EQ(unreachable_, 0);
   EXPECT_TRUE(errors_.empty());
+}
+
+// A PeerClient tells its peer URLs on its connection's first batch only; the receiver hands
+// them to its member before it steps that batch's messages. Without URLs to tell, none is sent.
+TEST_F(PeerTest, TheSendersPeerUrlsGoOncePerConnection) {
+  PeerClientOptions options;
+  options.address = ListenPeer();
+  options.local_id = 1;
+  options.local_peer_urls = {"http://127.0.0.1:12380", "http://10.0.0.1:2380"};
+  auto client = NewClient(options);
+  client->Send(Heartbeat(2, 1));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 1; }));
+  ASSERT_EQ(member_.learned.size(), 1u);
+  EXPECT_EQ(member_.learned[0].first, 1u);
+  EXPECT_EQ(member_.learned[0].second, options.local_peer_urls);
+  for (int i = 2; i <= 4; ++i) {
+    client->Send(Heartbeat(2, i));
+    ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == size_t(i); }));
+  }
+  EXPECT_EQ(peer_server_->raft_batches(), 4u);
+  EXPECT_EQ(member_.learned.size(), 1u);
+
+  // A new connection (the old one's receiver went away) tells them again, once.
+  client.reset();
+  options.local_peer_urls = {"http://127.0.0.1:12381"};
+  client = NewClient(options);
+  client->Send(Heartbeat(2, 5));
+  client->Send(Heartbeat(2, 6));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 6; }));
+  ASSERT_EQ(member_.learned.size(), 2u);
+  EXPECT_EQ(member_.learned[1].second, options.local_peer_urls);
+
+  PeerClientOptions silent;
+  silent.address = options.address;
+  auto anonymous = NewClient(silent);
+  anonymous->Send(Heartbeat(2, 7));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 7; }));
+  EXPECT_EQ(member_.learned.size(), 2u);
+  EXPECT_TRUE(errors_.empty());
+}
+
+// A stream whose first batch names peer URLs that do not validate (raft_stream_test has every
+// case) is refused with the reason, nothing of it stepped or learned, and the member keeps
+// serving other streams.
+TEST_F(PeerTest, AStreamWithMalformedPeerUrlsIsRefusedWithTheReason) {
+  const std::string address = ListenPeer();
+  kj::Network& network = io_.provider->getNetwork();
+  auto refusal_for = [&](const std::vector<std::string>& urls) {
+    kj::Own<kj::AsyncIoStream> stream =
+        ConnectWithin(network, timer_, address, 1 * kj::SECONDS).wait(ws_);
+    const std::string bytes = std::string(kRaftStreamMagic, sizeof(kRaftStreamMagic)) +
+                              RaftBatchFrameFrom({Heartbeat(2, 1)}, 42, 9, urls);
+    stream->write(bytes.data(), bytes.size()).wait(ws_);
+    auto reader = capnp::readMessage(*stream, PeerReaderOptions()).wait(ws_);
+    return std::string(reader->getRoot<rpc::RaftAck>().getRefusal().cStr());
+  };
+  std::string refused = refusal_for({"http://" + std::string(4000, 'x') + ":1"});
+  EXPECT_NE(refused.find("refused: the sender's peer URLs: peer URL \"http://xxx"),
+            std::string::npos)
+      << refused;
+  EXPECT_NE(refused.find("4009 bytes, over the limit of 256"), std::string::npos) << refused;
+  refused = refusal_for({"gopher://h:1"});
+  EXPECT_NE(refused.find("want http://host:port"), std::string::npos) << refused;
+  EXPECT_TRUE(member_.stepped.empty());
+  EXPECT_TRUE(member_.learned.empty());
+
+  PeerClientOptions options;
+  options.address = address;
+  options.local_id = 1;
+  options.local_peer_urls = {"http://127.0.0.1:12380"};
+  auto client = NewClient(options);
+  client->Send(Heartbeat(2, 2));
+  ASSERT_TRUE(RunUntil(ws_, timer_, [&] { return member_.stepped.size() == 1; }));
+  ASSERT_EQ(member_.learned.size(), 1u);
+  EXPECT_EQ(member_.learned[0].first, 1u);
 }
 
 TEST_F(PeerTest, ABatchStopsAtItsByteLimit) {

@@ -121,14 +121,26 @@ struct NodeTls {
 
 // Sends Raft messages to the peers the member knows, one PeerClient per peer, created when a
 // peer is first addressed (members added later included).
+//
+// Learned routes: a peer's Raft stream tells the sender's advertised peer URLs on its first batch
+// (net/peer.capnp, senderPeerUrls). A member that missed the configuration change adding a member
+// (it was down) knows neither its id nor its URL, and could not answer its vote requests; with the
+// learned URL it can. A learned route is used only for an id that is neither in the applied member
+// list nor in --initial-cluster (their entries win), never for a removed id (a removed member
+// stays refused), and is forgotten once the id becomes a member or is removed. At most
+// kMaxLearnedRoutes are kept, the oldest learned dropped first.
 class Router : public PeerRouter {
  public:
+  static constexpr size_t kMaxLearnedRoutes = 64;
+
   // `known`: members this member may have to reach before its own log lists them (a joiner
   // answers the leader before it has applied the configuration entries that name it).
   // `election_timeout` sizes the peer links' bounds: keep-alive frames, snapshot stalls and TCP
-  // keepalive (net/peer_service.h).
+  // keepalive (net/peer_service.h). `advertised`: this member's peer URLs
+  // (--initial-advertise-peer-urls), told to every peer on its Raft stream.
   Router(kj::AsyncIoContext& io, Runtime& runtime, uint64_t cluster_id, Logger& log,
-         std::vector<server::Member> known, kj::Duration election_timeout)
+         std::vector<server::Member> known, kj::Duration election_timeout,
+         std::vector<std::string> advertised)
       : io_(io),
         runtime_(runtime),
         cluster_id_(cluster_id),
@@ -137,6 +149,7 @@ class Router : public PeerRouter {
         snapshot_stall_(net::PeerStreamIdleTimeout(election_timeout)),
         tcp_keepalive_(net::PeerTcpKeepalive(election_timeout)),
         known_(std::move(known)),
+        advertised_(std::move(advertised)),
         forwarder_(io.provider->getNetwork(), io.provider->getTimer(), cluster_id, tcp_keepalive_,
                    [this](raft::NodeId peer, const std::string& why) {
                      log_.Warn("closed forwarding connection",
@@ -167,64 +180,127 @@ class Router : public PeerRouter {
     peer->Send(message);
   }
 
+  void LearnRoute(raft::NodeId peer, std::vector<std::string> peer_urls) override {
+    if (peer == raft::kNoNode || peer == runtime_.server().id() || peer_urls.empty()) return;
+    if (Listed(peer) || runtime_.server().IsMemberRemoved(peer)) {
+      learned_.erase(peer);
+      return;
+    }
+    // The URL this member would dial: the first its own parser takes (the sender's were checked
+    // by the peer server already; this parser is the one Find uses).
+    std::string usable;
+    for (const std::string& text : peer_urls) {
+      if (ParseUrl(text).ok()) {
+        usable = text;
+        break;
+      }
+    }
+    if (usable.empty()) return;
+    if (auto it = learned_.find(peer); it != learned_.end()) {
+      if (it->second.url == usable) return;
+      it->second.url = usable;  // moved: ForgetStalePeers redials it
+    } else {
+      if (learned_.size() >= kMaxLearnedRoutes) {
+        auto oldest = std::min_element(
+            learned_.begin(), learned_.end(),
+            [](const auto& a, const auto& b) { return a.second.seq < b.second.seq; });
+        learned_.erase(oldest);
+      }
+      learned_[peer] = LearnedRoute{usable, ++learned_seq_};
+    }
+    log_.Info("learned peer URL from its Raft stream",
+              {{"peer", absl::StrCat(absl::Hex(peer))}, {"url", usable}});
+  }
+
  private:
+  struct LearnedRoute {
+    std::string url;
+    uint64_t seq = 0;  // learned order: the oldest is dropped first
+  };
+
+  // Whether `id` has an entry in the applied member list or in --initial-cluster.
+  bool Listed(raft::NodeId id) {
+    for (const server::Member& member : runtime_.Members()) {
+      if (member.id == id) return true;
+    }
+    for (const server::Member& member : known_) {
+      if (member.id == id) return true;
+    }
+    return false;
+  }
+
   net::PeerClient* Find(raft::NodeId id) {
     if (auto it = peers_.find(id); it != peers_.end()) return it->second.get();
     std::vector<server::Member> members = runtime_.Members();
     members.insert(members.end(), known_.begin(), known_.end());
     for (const server::Member& member : members) {
       if (member.id != id || member.peer_urls.empty()) continue;
-      auto url = ParseUrl(member.peer_urls.front());
-      if (!url.ok()) {
-        log_.Warn("peer has an unusable URL", {{"peer", absl::StrCat(absl::Hex(id))},
-                                               {"error", std::string(url.status().message())}});
+      return Dial(id, member.peer_urls.front());
+    }
+    // Neither listed nor removed: a route learned from the peer's own Raft stream, if any.
+    if (auto it = learned_.find(id); it != learned_.end()) {
+      if (Listed(id) || runtime_.server().IsMemberRemoved(id)) {
+        learned_.erase(it);
         return nullptr;
       }
-      net::PeerClientOptions options;
-      options.peer_id = id;
-      options.address = url->HostPort();
-      options.cluster_id = cluster_id_;
-      if (tls_ != nullptr) options.tls = tls_->PeerClientFor(*url);
-      options.keepalive_interval = keepalive_;
-      options.snapshot_stall_timeout = snapshot_stall_;
-      options.tcp_keepalive = tcp_keepalive_;
-      net::PeerClientCallbacks callbacks;
-      callbacks.on_unreachable = [this](raft::NodeId peer) { runtime_.ReportUnreachable(peer); };
-      callbacks.on_snapshot_status = [this](raft::NodeId peer, bool ok) {
-        runtime_.ReportSnapshot(peer, ok);
-      };
-      callbacks.on_error = [this](raft::NodeId peer, const absl::Status& why) {
-        if (std::optional<raft::NodeId> removed = net::MemberRemovedOf(why);
-            removed.has_value() && *removed == runtime_.server().id()) {
-          // etcd's rafthttp 410 Gone: this member was removed while it was down or cut off.
-          runtime_.ReportRemovedByPeer(peer, std::string(why.message()));
-          return;
-        }
-        if (std::optional<uint64_t> theirs = net::ClusterMismatchOf(why)) {
-          // A peer of another cluster (a wrong --initial-cluster here or there): it refuses
-          // every message, so say so loudly, and in the member's status.
-          const std::string mismatch = net::ClusterMismatchText(cluster_id_, *theirs);
-          log_.Warn(mismatch, {{"peer", absl::StrCat(absl::Hex(peer))},
-                               {"error", std::string(why.message())}});
-          runtime_.ReportPeerRefusal(peer, mismatch);
-          return;
-        }
-        if (absl::IsAborted(why)) {  // a snapshot transfer; Raft sends it again later
-          log_.Warn("snapshot transfer aborted", {{"peer", absl::StrCat(absl::Hex(peer))},
-                                                  {"error", std::string(why.message())}});
-          return;
-        }
-        log_.Debug("peer connection failed", {{"peer", absl::StrCat(absl::Hex(peer))},
-                                              {"error", std::string(why.message())}});
-      };
-      auto client = std::make_unique<net::PeerClient>(
-          io_.provider->getNetwork(), io_.provider->getTimer(), options, std::move(callbacks));
-      net::PeerClient* raw = client.get();
-      peers_[id] = std::move(client);
-      addresses_[id] = member.peer_urls.front();
-      return raw;
+      return Dial(id, it->second.url);
     }
     return nullptr;
+  }
+
+  // A PeerClient to `id` at `peer_url`, kept in peers_; null (logged) if the URL is unusable.
+  net::PeerClient* Dial(raft::NodeId id, const std::string& peer_url) {
+    auto url = ParseUrl(peer_url);
+    if (!url.ok()) {
+      log_.Warn("peer has an unusable URL", {{"peer", absl::StrCat(absl::Hex(id))},
+                                             {"error", std::string(url.status().message())}});
+      return nullptr;
+    }
+    net::PeerClientOptions options;
+    options.peer_id = id;
+    options.address = url->HostPort();
+    options.cluster_id = cluster_id_;
+    if (tls_ != nullptr) options.tls = tls_->PeerClientFor(*url);
+    options.keepalive_interval = keepalive_;
+    options.snapshot_stall_timeout = snapshot_stall_;
+    options.tcp_keepalive = tcp_keepalive_;
+    options.local_id = runtime_.server().id();
+    options.local_peer_urls = advertised_;
+    net::PeerClientCallbacks callbacks;
+    callbacks.on_unreachable = [this](raft::NodeId peer) { runtime_.ReportUnreachable(peer); };
+    callbacks.on_snapshot_status = [this](raft::NodeId peer, bool ok) {
+      runtime_.ReportSnapshot(peer, ok);
+    };
+    callbacks.on_error = [this](raft::NodeId peer, const absl::Status& why) {
+      if (std::optional<raft::NodeId> removed = net::MemberRemovedOf(why);
+          removed.has_value() && *removed == runtime_.server().id()) {
+        // etcd's rafthttp 410 Gone: this member was removed while it was down or cut off.
+        runtime_.ReportRemovedByPeer(peer, std::string(why.message()));
+        return;
+      }
+      if (std::optional<uint64_t> theirs = net::ClusterMismatchOf(why)) {
+        // A peer of another cluster (a wrong --initial-cluster here or there): it refuses
+        // every message, so say so loudly, and in the member's status.
+        const std::string mismatch = net::ClusterMismatchText(cluster_id_, *theirs);
+        log_.Warn(mismatch,
+                  {{"peer", absl::StrCat(absl::Hex(peer))}, {"error", std::string(why.message())}});
+        runtime_.ReportPeerRefusal(peer, mismatch);
+        return;
+      }
+      if (absl::IsAborted(why)) {  // a snapshot transfer; Raft sends it again later
+        log_.Warn("snapshot transfer aborted",
+                  {{"peer", absl::StrCat(absl::Hex(peer))}, {"error", std::string(why.message())}});
+        return;
+      }
+      log_.Debug("peer connection failed",
+                 {{"peer", absl::StrCat(absl::Hex(peer))}, {"error", std::string(why.message())}});
+    };
+    auto client = std::make_unique<net::PeerClient>(
+        io_.provider->getNetwork(), io_.provider->getTimer(), options, std::move(callbacks));
+    net::PeerClient* raw = client.get();
+    peers_[id] = std::move(client);
+    addresses_[id] = peer_url;
+    return raw;
   }
 
   // The membership as carried out on the transport: a peer that left the member list (removed,
@@ -238,6 +314,16 @@ class Router : public PeerRouter {
     retired_.clear();
     const std::vector<server::Member> members = runtime_.Members();
     if (members.empty()) return;  // a joiner that has applied nothing yet
+    // A learned route whose id became a member (its entry wins) or was removed is forgotten.
+    for (auto it = learned_.begin(); it != learned_.end();) {
+      if (Listed(it->first) || runtime_.server().IsMemberRemoved(it->first)) {
+        log_.Info("forgot the peer URL learned from its Raft stream",
+                  {{"peer", absl::StrCat(absl::Hex(it->first))}, {"url", it->second.url}});
+        it = learned_.erase(it);
+      } else {
+        ++it;
+      }
+    }
     for (auto it = peers_.begin(); it != peers_.end();) {
       const auto member = std::find_if(members.begin(), members.end(), [&](const auto& m) {
         return m.id == it->first && !m.peer_urls.empty();
@@ -245,6 +331,14 @@ class Router : public PeerRouter {
       if (member != members.end() && member->peer_urls.front() == addresses_[it->first]) {
         ++it;
         continue;
+      }
+      // A peer reached by its learned route keeps its connection while the route holds.
+      if (member == members.end()) {
+        const auto learned = learned_.find(it->first);
+        if (learned != learned_.end() && learned->second.url == addresses_[it->first]) {
+          ++it;
+          continue;
+        }
       }
       log_.Info(member == members.end() ? "peer left the cluster: connection closed"
                                         : "peer URL changed: reconnecting",
@@ -270,6 +364,9 @@ class Router : public PeerRouter {
 
  private:
   std::vector<server::Member> known_;
+  const std::vector<std::string> advertised_;  // this member's peer URLs, told to its peers
+  std::map<raft::NodeId, LearnedRoute> learned_;
+  uint64_t learned_seq_ = 0;
   std::map<raft::NodeId, std::unique_ptr<net::PeerClient>> peers_;
   std::map<raft::NodeId, std::string> addresses_;  // the peer URL each connection dials
   std::vector<std::unique_ptr<net::PeerClient>> retired_;
@@ -569,8 +666,10 @@ int Run(int argc, char** argv) {
       return 1;
     }
   }
+  std::vector<std::string> advertised;
+  for (const Url& url : config->initial_advertise_peer_urls) advertised.push_back(url.text);
   Router router(io, **runtime, options->cluster_id, log, std::move(known),
-                config->election_timeout_ms * kj::MILLISECONDS);
+                config->election_timeout_ms * kj::MILLISECONDS, std::move(advertised));
   router.set_tls(&*tls);
   (*runtime)->set_router(&router);
 

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -77,6 +78,9 @@ class PeerRouter {
     return absl::StatusOr<server::Response>(
         absl::UnavailableError("this member forwards no requests"));
   }
+  // A peer's Raft stream told its peer URLs (net::MemberService::LearnPeerUrls): the router may
+  // keep them to reach a sender it does not otherwise know. Default: ignored.
+  virtual void LearnRoute(raft::NodeId peer, std::vector<std::string> peer_urls) {}
 };
 
 class CommitTimingBackend;  // runtime.cc: times the LMDB backend's durable commits
@@ -141,6 +145,10 @@ class Runtime : public net::MemberService,
   uint64_t cluster_id() const override { return options_.cluster_id; }
   absl::Status Step(raft::Message message) override;
   std::vector<server::Member> Members() override { return member_->server().Members(); }
+  // Handed to the router (PeerRouter::LearnRoute).
+  void LearnPeerUrls(raft::NodeId sender, std::vector<std::string> peer_urls) override {
+    if (router_ != nullptr) router_->LearnRoute(sender, std::move(peer_urls));
+  }
 
   // PeerTransport, SyncExecutor, ClientSink (the member's callbacks).
   void Send(const raft::Message& message) override;

@@ -12,6 +12,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -62,6 +63,11 @@ class FakeMember final : public MemberService {
     return absl::OkStatus();
   }
   std::vector<server::Member> Members() override { return members; }
+  void LearnPeerUrls(raft::NodeId sender, std::vector<std::string> peer_urls) override {
+    learned.emplace_back(sender, std::move(peer_urls));
+  }
+  // Every LearnPeerUrls call, in order.
+  std::vector<std::pair<raft::NodeId, std::vector<std::string>>> learned;
 
  private:
   struct WatchEntry {

@@ -24,4 +24,19 @@ std::string RaftBatchFrame(const std::vector<raft::Message>& messages, uint64_t 
   return FrameBytes(builder);
 }
 
+std::string RaftBatchFrameFrom(const std::vector<raft::Message>& messages, uint64_t cluster_id,
+                               uint64_t sender_id, const std::vector<std::string>& peer_urls) {
+  capnp::MallocMessageBuilder builder;
+  auto batch = builder.initRoot<rpc::RaftBatch>();
+  batch.setClusterId(cluster_id);
+  batch.setSenderId(sender_id);
+  auto urls = batch.initSenderPeerUrls(peer_urls.size());
+  for (size_t i = 0; i < peer_urls.size(); ++i) {
+    urls.set(i, capnp::Text::Reader(peer_urls[i].data(), peer_urls[i].size()));
+  }
+  auto list = batch.initMessages(messages.size());
+  for (size_t i = 0; i < messages.size(); ++i) ToCapnp(messages[i], list[i]);
+  return FrameBytes(builder);
+}
+
 }  // namespace kvstore::net::testing

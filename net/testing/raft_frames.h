@@ -20,6 +20,9 @@ std::string FrameBytes(capnp::MessageBuilder& builder);
 // message's type.
 std::string RaftBatchFrame(const std::vector<raft::Message>& messages, uint64_t cluster_id,
                            bool ack = false, int bad_type = 0);
+// One RaftBatch frame that names its sender and peer URLs (a connection's first).
+std::string RaftBatchFrameFrom(const std::vector<raft::Message>& messages, uint64_t cluster_id,
+                               uint64_t sender_id, const std::vector<std::string>& peer_urls);
 
 }  // namespace kvstore::net::testing
 
