@@ -132,6 +132,8 @@
     "a proposal's entry was replaced by another leader's and failed LEADERSHIP_CHANGED")          \
   X(server, read_failed_by_leader_change, "core/server/server.cc",                                \
     "a read waiting for its read index failed because the leader changed")                       \
+  X(server, reads_share_read_index, "core/server/server.cc",                                      \
+    "several linearizable reads were served from one ReadIndex")                                  \
   X(server, snapshot_restored, "core/server/server.cc",                                           \
     "a member replaced its state with a snapshot sent by the leader")                             \
   X(server, snapshot_outcome_unknown, "core/server/server.cc",                                    \

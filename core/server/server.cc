@@ -366,6 +366,8 @@ class Server::Impl {
   absl::Status CheckMemberUpdate(raft::NodeId member_id,
                                  const std::vector<std::string>& peer_urls) const;
   void StartRead(RequestId id, Request&& request);
+  // Asks Raft for one read index for every read submitted since the last (GetReady calls it).
+  void IssueReads();
   void ServeRead(RequestId id, const Request& request);
   void ServeLocal(RequestId id, const Request& request);
   void FailPending(RequestId id, absl::Status status);
@@ -505,6 +507,16 @@ class Server::Impl {
   // Pending reads whose read index has arrived: the only ones that can become servable, so
   // HasReady and GetReady look through pending_ only while there are some.
   size_t indexed_reads_ = 0;
+  // Linearizable reads share read indexes: the reads submitted since the last Ready get one
+  // ReadIndex together (IssueReads), so reads that arrive in one turn of the host's loop cost
+  // the leader one heartbeat round, not one each (etcd's linearizableReadLoop batches them too).
+  // A read never waits for an earlier read's round, so sharing adds no latency.
+  struct ReadBatch {
+    std::vector<RequestId> reads;
+    uint64_t issued_tick = 0;
+  };
+  std::vector<RequestId> reads_waiting_;                // for the next ReadIndex
+  absl::btree_map<RequestId, ReadBatch> read_batches_;  // by the tag of their ReadIndex
   absl::btree_map<raft::Index, RequestId> pending_by_index_;
   // Move-leaders waiting for their transferee to lead, by request. etcd's MoveLeader polls the
   // leader it sees until it is the transferee or the request's context ends; here the deadline
@@ -1189,16 +1201,34 @@ void Server::Impl::ProposeMemberChange(RequestId id, RequestType type, raft::Con
 }
 
 void Server::Impl::StartRead(RequestId id, Request&& request) {
-  absl::Status status = raft_->ReadIndex(raft::Bytes(RequestTag(id)));
-  if (!status.ok()) {
-    Respond(id, request.type, FromRaftStatus(status));
-    return;
-  }
   Pending pending;
   pending.type = request.type;
   pending.read = std::make_unique<Request>(std::move(request));
   pending.deadline_tick = ticks_ + config_.request_timeout_ticks;
   pending_.emplace(id, std::move(pending));
+  reads_waiting_.push_back(id);
+}
+
+void Server::Impl::IssueReads() {
+  if (reads_waiting_.empty()) return;
+  std::vector<RequestId> reads;
+  for (RequestId id : std::exchange(reads_waiting_, {})) {
+    auto it = pending_.find(id);  // gone when it timed out while waiting
+    if (it != pending_.end() && it->second.is_read() && !it->second.has_read_index) {
+      reads.push_back(id);
+    }
+  }
+  if (reads.empty()) return;
+  if (reads.size() > 1) CODE_PROBE(server, reads_share_read_index);
+  // A lone read's ReadIndex carries its own id, as before reads shared them; a shared one a new
+  // id. Either way no two outstanding contexts of this member are equal.
+  const RequestId tag = reads.size() == 1 ? reads.front() : NextRequestId();
+  absl::Status status = raft_->ReadIndex(raft::Bytes(RequestTag(tag)));
+  if (!status.ok()) {
+    for (RequestId id : reads) FailPending(id, FromRaftStatus(status));
+    return;
+  }
+  read_batches_[tag] = ReadBatch{std::move(reads), ticks_};
 }
 
 void Server::Impl::ServeRead(RequestId id, const Request& request) {
@@ -2177,6 +2207,8 @@ void Server::Impl::OnLeadershipChange(bool leader) {
     CODE_PROBE(server, read_failed_by_leader_change);
     FailPending(id, Error(ErrorCode::kLeadershipChanged, "leader changed during a read"));
   }
+  reads_waiting_.clear();
+  read_batches_.clear();
 }
 
 void Server::Impl::AnswerMoves(raft::NodeId leader) {
@@ -2203,6 +2235,15 @@ void Server::Impl::Tick() {
   }
   for (RequestId id : expired) {
     FailPending(id, Error(ErrorCode::kTimeout, "request timed out; its outcome is unknown"));
+  }
+  // A ReadIndex unanswered for the request timeout (lost on the way to the leader) has no reads
+  // left waiting for it.
+  for (auto it = read_batches_.begin(); it != read_batches_.end();) {
+    if (it->second.issued_tick + config_.request_timeout_ticks < ticks_) {
+      it = read_batches_.erase(it);
+    } else {
+      ++it;
+    }
   }
   for (auto it = moves_.begin(); it != moves_.end();) {
     if (it->second.deadline_tick > ticks_) {
@@ -2237,6 +2278,7 @@ bool Server::Impl::HasReady() const {
   if (raft_->HasReady() || !responses_.empty() || hub_->HasResponses() || hub_->HasLagging()) {
     return true;
   }
+  if (!reads_waiting_.empty()) return true;
   if (indexed_reads_ == 0) return false;
   for (const auto& [id, pending] : pending_) {
     if (Servable(pending)) return true;
@@ -2247,6 +2289,7 @@ bool Server::Impl::HasReady() const {
 const Ready& Server::Impl::GetReady() {
   RAFT_CHECK(!ready_outstanding_) << "server " << config_.id << ": GetReady before Advance";
   ready_outstanding_ = true;
+  IssueReads();
   const raft::Ready& rr = raft_->GetReady();
   if (rr.soft_state.has_value()) {
     const bool leader = rr.soft_state->role == raft::Role::kLeader;
@@ -2271,11 +2314,16 @@ const Ready& Server::Impl::GetReady() {
         member != config_.id) {
       continue;
     }
-    auto it = pending_.find(id);
-    if (it == pending_.end() || !it->second.is_read()) continue;
-    if (!it->second.has_read_index) ++indexed_reads_;
-    it->second.has_read_index = true;
-    it->second.read_index = read.index;
+    auto batch = read_batches_.find(id);
+    if (batch == read_batches_.end()) continue;
+    for (RequestId read_id : batch->second.reads) {
+      auto it = pending_.find(read_id);
+      if (it == pending_.end() || !it->second.is_read() || it->second.has_read_index) continue;
+      ++indexed_reads_;
+      it->second.has_read_index = true;
+      it->second.read_index = read.index;
+    }
+    read_batches_.erase(batch);
   }
   std::vector<RequestId> ready_reads;
   for (auto it = pending_.begin(); indexed_reads_ > ready_reads.size() && it != pending_.end();

@@ -463,6 +463,40 @@ TEST(ServerTest, LinearizableReadOnFollowerSeesLatestWriteSerializableMayBeStale
   EXPECT_EQ(read.header.revision, cluster.member(leader).responses.at(put).put.revision);
 }
 
+// Reads submitted between two Readies share one ReadIndex, so a burst of them costs the leader
+// one heartbeat round, not one per read (etcd's linearizableReadLoop batches them too); a read
+// submitted after that Ready does not wait for the round that is out: it gets its own.
+TEST(ServerTest, LinearizableReadsArrivingTogetherShareOneHeartbeatRound) {
+  ServerCluster cluster({1, 2, 3});
+  const raft::NodeId leader = cluster.WaitForLeader();
+  ASSERT_TRUE(CallOk(cluster, leader, PutRequest("k", "v")).status.ok());
+  cluster.Stabilize();
+  cluster.in_flight().clear();
+  auto heartbeats = [&cluster] {
+    int n = 0;
+    for (const raft::Message& m : cluster.in_flight()) {
+      if (m.type == raft::MessageType::kHeartbeat) ++n;
+    }
+    return n;
+  };
+  std::vector<RequestId> reads;
+  for (int i = 0; i < 5; ++i) reads.push_back(cluster.server(leader).Submit(GetRequest("k")));
+  ASSERT_TRUE(cluster.ProcessReadyOnce(leader));
+  EXPECT_EQ(heartbeats(), 2) << "one heartbeat per follower for the five reads";
+  const RequestId late = cluster.server(leader).Submit(GetRequest("k"));
+  ASSERT_TRUE(cluster.ProcessReadyOnce(leader));
+  EXPECT_EQ(heartbeats(), 4);
+  cluster.Stabilize();
+  reads.push_back(late);
+  for (RequestId id : reads) {
+    ASSERT_TRUE(cluster.member(leader).responses.count(id)) << id;
+    const Response& read = cluster.member(leader).responses.at(id);
+    ASSERT_TRUE(read.status.ok()) << read.status;
+    ASSERT_EQ(read.range.kvs.size(), 1u);
+    EXPECT_EQ(read.range.kvs[0].value, "v");
+  }
+}
+
 // etcd: a partitioned member serves serializable (stale) reads but not linearizable ones.
 TEST(ServerTest, IsolatedMemberServesSerializableButNotLinearizableReads) {
   ServerCluster cluster({1, 2, 3});
