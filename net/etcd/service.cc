@@ -161,12 +161,25 @@ class Inbox : private kj::TaskSet::ErrorHandler {
   kj::Promise<void> draining_ = nullptr;
 };
 
+// The member's answer to a unary call as the method's response (etcd's conversion): OK, or the
+// status the call ends with.
+template <typename Req, typename Resp>
+absl::Status AnswerAsProto(const Loop& loop, const Req&, const server::Response& answer,
+                           Resp* response) {
+  if (!answer.status.ok()) return answer.status;
+  ToProto(answer, loop.cluster_id(), response);
+  return absl::OkStatus();
+}
+
 // One unary method without blocking a gRPC thread: the request goes to the member through the
-// inbox, and the member's answer finishes the call from the loop.
+// inbox, and the member's answer finishes the call from the loop (`answer` converts it).
 template <typename Req, typename Resp>
 grpc::ServerUnaryReactor* UnaryAsync(const Loop& loop, Inbox& inbox,
                                      grpc::CallbackServerContext* context, const Req* request,
-                                     Resp* response) {
+                                     Resp* response,
+                                     absl::Status (*answer)(const Loop&, const Req&,
+                                                            const server::Response&,
+                                                            Resp*) = AnswerAsProto<Req, Resp>) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   server::Request converted;
   if (absl::Status s = ToRequest(*request, &converted); !s.ok()) {
@@ -175,18 +188,13 @@ grpc::ServerUnaryReactor* UnaryAsync(const Loop& loop, Inbox& inbox,
   }
   converted.token = TokenOf(context);
   converted.cert_user = loop.CertUserOf(context);
-  const bool posted = inbox.Post([&loop, reactor, response,
+  const bool posted = inbox.Post([&loop, reactor, request, response, answer,
                                   converted = std::move(converted)](kj::TaskSet& tasks) mutable {
     tasks.add(loop.member()
                   .Call(std::move(converted))
                   .then(
-                      [&loop, reactor, response](server::Response answer) {
-                        if (!answer.status.ok()) {
-                          reactor->Finish(ToGrpcStatus(answer.status));
-                          return;
-                        }
-                        ToProto(answer, loop.cluster_id(), response);
-                        reactor->Finish(grpc::Status::OK);
+                      [&loop, reactor, request, response, answer](server::Response result) {
+                        reactor->Finish(ToGrpcStatus(answer(loop, *request, result, response)));
                       },
                       [reactor](kj::Exception&&) { reactor->Finish(ToGrpcStatus(Stopped())); }));
   });
@@ -827,40 +835,43 @@ class KeepAliveReactor final
   etcdserverpb::LeaseKeepAliveResponse response_;
 };
 
-// The unary methods wait on the loop (a synchronous gRPC thread each); the keep-alive stream
-// holds no thread (KeepAliveReactor).
-class LeaseService final
-    : public etcdserverpb::Lease::WithCallbackMethod_LeaseKeepAlive<etcdserverpb::Lease::Service> {
+// No call holds a thread: the unary methods wait on the loop as KV's do (UnaryAsync), the
+// keep-alive stream as a reactor (KeepAliveReactor). Sessions, locks and elections (etcd's
+// concurrency package) grant and revoke leases all the time.
+class LeaseService final : public etcdserverpb::Lease::CallbackService {
  public:
   LeaseService(const Loop& loop, Inbox& inbox) : loop_(loop), inbox_(inbox) {}
 
-  grpc::Status LeaseGrant(ServerContext* context, const etcdserverpb::LeaseGrantRequest* request,
-                          etcdserverpb::LeaseGrantResponse* response) override {
-    return Unary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* LeaseGrant(grpc::CallbackServerContext* context,
+                                       const etcdserverpb::LeaseGrantRequest* request,
+                                       etcdserverpb::LeaseGrantResponse* response) override {
+    return UnaryAsync(loop_, inbox_, context, request, response);
   }
-  grpc::Status LeaseRevoke(ServerContext* context, const etcdserverpb::LeaseRevokeRequest* request,
-                           etcdserverpb::LeaseRevokeResponse* response) override {
-    return Unary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* LeaseRevoke(grpc::CallbackServerContext* context,
+                                        const etcdserverpb::LeaseRevokeRequest* request,
+                                        etcdserverpb::LeaseRevokeResponse* response) override {
+    return UnaryAsync(loop_, inbox_, context, request, response);
   }
   grpc::ServerBidiReactor<etcdserverpb::LeaseKeepAliveRequest,
                           etcdserverpb::LeaseKeepAliveResponse>*
   LeaseKeepAlive(grpc::CallbackServerContext*) override {
     return new KeepAliveReactor(loop_, inbox_);
   }
-  grpc::Status LeaseTimeToLive(ServerContext* context,
-                               const etcdserverpb::LeaseTimeToLiveRequest* request,
-                               etcdserverpb::LeaseTimeToLiveResponse* response) override {
-    server::Request converted;
-    (void)ToRequest(*request, &converted);
-    // Checked as its caller (etcd's checkLeaseTimeToLive): the answer names the lease's keys.
-    converted.token = TokenOf(context);
-    converted.cert_user = loop_.CertUserOf(context);
-    return ToGrpcStatus(ToTimeToLiveResponse(*request, loop_.Call(std::move(converted)),
-                                             loop_.cluster_id(), response));
+  // Checked as its caller (etcd's checkLeaseTimeToLive): the answer names the lease's keys.
+  grpc::ServerUnaryReactor* LeaseTimeToLive(
+      grpc::CallbackServerContext* context, const etcdserverpb::LeaseTimeToLiveRequest* request,
+      etcdserverpb::LeaseTimeToLiveResponse* response) override {
+    return UnaryAsync(
+        loop_, inbox_, context, request, response,
+        +[](const Loop& loop, const etcdserverpb::LeaseTimeToLiveRequest& request,
+            const server::Response& answer, etcdserverpb::LeaseTimeToLiveResponse* response) {
+          return ToTimeToLiveResponse(request, answer, loop.cluster_id(), response);
+        });
   }
-  grpc::Status LeaseLeases(ServerContext* context, const etcdserverpb::LeaseLeasesRequest* request,
-                           etcdserverpb::LeaseLeasesResponse* response) override {
-    return Unary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* LeaseLeases(grpc::CallbackServerContext* context,
+                                        const etcdserverpb::LeaseLeasesRequest* request,
+                                        etcdserverpb::LeaseLeasesResponse* response) override {
+    return UnaryAsync(loop_, inbox_, context, request, response);
   }
 
  private:
