@@ -122,6 +122,9 @@ struct Simulation::Node : public node::PeerTransport,
   int64_t disk_min_ms = 0;    // a slow disk: extra latency of each WAL fsync
   int64_t disk_max_ms = 0;
   double tick_rate = 1.0;
+  // Ids this process received a Raft message from: the routes kvnode's Router learns from its
+  // peers' Raft streams (their first batch tells the sender's peer URL). Lost with the process.
+  std::set<NodeId> learned_routes;
   // The last leader message (append, heartbeat, snapshot) this process took: whose, in which
   // term, when. The availability checker's follower lease (sim/availability.h).
   NodeId heard_leader = raft::kNoNode;
@@ -414,6 +417,7 @@ void Simulation::StartNode(NodeId id, std::vector<server::Member> founding) {
   ++node.incarnation;
   node.up = true;
   node.heard_leader = raft::kNoNode;  // a new process knows no leader yet
+  node.learned_routes.clear();        // and no route learned from a peer's stream
   auto member = node::Member::Open(options, &node.fs, std::string(kWalDir), &node.backend, io,
                                    std::move(founding));
   if (!member.ok()) {
@@ -527,8 +531,22 @@ bool Simulation::LinkBlocked(NodeId from, NodeId to) const {
   return blocked_.count({from, to}) > 0;
 }
 
+bool Simulation::Routable(NodeId from, NodeId to) const {
+  // Its --initial-cluster: the founding members (a joiner's names them and itself).
+  if (to <= static_cast<NodeId>(options_.voters) || to == from) return true;
+  const Node* sender = FindNode(from);
+  const server::Server* server = sender != nullptr ? sender->server() : nullptr;
+  if (server == nullptr) return false;
+  if (server->FindMember(to) != nullptr) return true;  // its applied member list
+  // A route learned from the peer's own Raft stream; never to a removed member.
+  return sender->learned_routes.count(to) > 0 && !server->IsMemberRemoved(to);
+}
+
 void Simulation::SendMessage(const raft::Message& message) {
   if (LinkBlocked(message.from, message.to) || FindNode(message.to) == nullptr) return;
+  // kvnode's transport reaches only the ids its Router can route (node/kvnode.cc): a message to
+  // any other is dropped, as the real one is.
+  if (!Routable(message.from, message.to)) return;
   const NetworkOptions& net = options_.network;
   if (net.loss > 0 && static_cast<double>(rng_.Uniform(1000000)) < net.loss * 1e6) return;
   const int copies =
@@ -902,6 +920,8 @@ void Simulation::Process(Event& event) {
 
 void Simulation::StepDelivered(Node& node, raft::Message message) {
   const NodeId from = message.from;
+  // The sender's stream told its peer URL before this message is stepped (net/peer_service.h).
+  node.learned_routes.insert(from);
   const absl::Status stepped = node.server()->Step(std::move(message));
   if (CodeOf(stepped) == ErrorCode::kMemberRemoved && !LinkBlocked(node.id, from) &&
       FindNode(from) != nullptr) {

@@ -15,7 +15,11 @@
 //     refusing corruption) and replays it past the backend's consistent index. Nodes can be
 //     paused (stop-the-world) and tick at skewed rates.
 //   - network: per-message delay in [min, max], loss, duplication (reordering follows from
-//     delays); partitions as directed blocked links (symmetric, one-way, groups, bridges).
+//     delays); partitions as directed blocked links (symmetric, one-way, groups, bridges). A
+//     node reaches only the ids kvnode's transport can route (Routable): its founding members,
+//     its applied member list, and the ids it received a Raft message from since it started (a
+//     route learned from that peer's stream), never a removed one; a message to any other id is
+//     dropped, as kvnode's Router drops it.
 //   - clients: processes issuing reads, writes, compare-and-sets and deletes on random keys,
 //     recording a history (invoke / ok / fail / info) for the linearizability checker; on a
 //     timeout or a crash the outcome is unknown (info) and the client moves to another node.
@@ -370,6 +374,10 @@ class Simulation {
   void OnMemberStop(Node& node, const absl::Status& why);
   void SendMessage(const raft::Message& message);
   bool LinkBlocked(NodeId from, NodeId to) const;
+  // Whether `from`'s transport has a route to `to`, as kvnode's Router does: a founding member
+  // (its --initial-cluster), a member of its applied list, or an id it received a Raft message
+  // from (a route learned from that peer's stream) that is not removed.
+  bool Routable(NodeId from, NodeId to) const;
   void Fsync(Node& node);
   // After a call into a running member: its checkers' step, and the members its changed
   // configuration names.
