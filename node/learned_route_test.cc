@@ -27,6 +27,7 @@
 #include "kj/async-io.h"
 #include "net/client.h"
 #include "node/crash_process.h"
+#include "node/testing/client_fixture.h"
 #include "node/testing/cluster.h"
 
 namespace kvstore::node {
@@ -35,34 +36,11 @@ namespace {
 using testing::Cluster;
 using testing::ClusterOptions;
 
-class LearnedRouteTest : public ::testing::Test {
+class LearnedRouteTest : public testing::ClientFixture {
  protected:
-  std::unique_ptr<net::Client> ClientOf(std::vector<std::string> endpoints) {
-    net::ClientOptions options;
-    options.endpoints = std::move(endpoints);
-    options.per_try_timeout = 1 * kj::SECONDS;
-    options.endpoint_backoff_min = 100 * kj::MILLISECONDS;
-    options.endpoint_backoff_max = 500 * kj::MILLISECONDS;
-    auto client =
-        net::Client::Create(io_.provider->getNetwork(), io_.provider->getTimer(), options);
-    if (!client.ok()) return nullptr;
-    return std::move(*client);
-  }
-
-  void Pause(int64_t ms) {
-    io_.provider->getTimer().afterDelay(ms * kj::MILLISECONDS).wait(io_.waitScope);
-  }
-
-  // Retries what was refused before it reached the log (no leader yet, a member starting,
-  // a learner not caught up), at most about 10 s; kMemberNotFound is final.
+  // About 10 s of retries (CallRetrying); kMemberNotFound is final.
   absl::StatusOr<server::Response> Call(net::Client& client, const server::Request& request) {
-    absl::StatusOr<server::Response> response = absl::UnavailableError("not tried");
-    for (int attempt = 0; attempt < 100; ++attempt) {
-      response = client.Call(request, io_.waitScope);
-      if (response.ok() || CodeOf(response.status()) == ErrorCode::kMemberNotFound) break;
-      Pause(100);
-    }
-    return response;
+    return CallRetrying(client, request);
   }
 
   std::vector<server::Member> Members(net::Client& client) {
@@ -86,11 +64,6 @@ class LearnedRouteTest : public ::testing::Test {
     std::sort(ids.begin(), ids.end());
     return got == ids;
   }
-
-  // Held by pointer: kj::AsyncIoContext's destructor may throw, a test fixture's may not.
-  std::unique_ptr<kj::AsyncIoContext> io_holder_ =
-      std::make_unique<kj::AsyncIoContext>(kj::setupAsyncIo());
-  kj::AsyncIoContext& io_ = *io_holder_;
 };
 
 TEST_F(LearnedRouteTest, AMemberThatMissedAnAdditionVotesForTheNewMember) {

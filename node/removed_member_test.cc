@@ -24,6 +24,7 @@
 #include "kj/async-io.h"
 #include "net/client.h"
 #include "node/crash_process.h"
+#include "node/testing/client_fixture.h"
 #include "node/testing/cluster.h"
 
 namespace kvstore::node {
@@ -35,7 +36,7 @@ using testing::ClusterOptions;
 constexpr absl::string_view kRemovedLog =
     "the member has been permanently removed from the cluster";
 
-class RemovedMemberTest : public ::testing::Test {
+class RemovedMemberTest : public testing::ClientFixture {
  protected:
   void StartCluster(const std::string& name) {
     ClusterOptions options;
@@ -62,31 +63,9 @@ class RemovedMemberTest : public ::testing::Test {
   // Member i's process ended: reaped and forgotten, so it can be started again.
   void Forget(size_t i) { cluster_->Kill(i); }
 
-  std::unique_ptr<net::Client> ClientOf(std::vector<std::string> endpoints) {
-    net::ClientOptions options;
-    options.endpoints = std::move(endpoints);
-    options.per_try_timeout = 1 * kj::SECONDS;
-    options.endpoint_backoff_min = 100 * kj::MILLISECONDS;
-    options.endpoint_backoff_max = 500 * kj::MILLISECONDS;
-    auto client =
-        net::Client::Create(io_.provider->getNetwork(), io_.provider->getTimer(), options);
-    if (!client.ok()) return nullptr;
-    return std::move(*client);
-  }
-
-  void Pause(int64_t ms) {
-    io_.provider->getTimer().afterDelay(ms * kj::MILLISECONDS).wait(io_.waitScope);
-  }
-
   // Retries what was refused before it reached the log (no leader yet, a member starting).
   absl::StatusOr<server::Response> Call(const server::Request& request) {
-    absl::StatusOr<server::Response> response = absl::UnavailableError("not tried");
-    for (int attempt = 0; attempt < 60; ++attempt) {
-      response = client_->Call(request, io_.waitScope);
-      if (response.ok() || CodeOf(response.status()) == ErrorCode::kMemberNotFound) break;
-      Pause(100);
-    }
-    return response;
+    return CallRetrying(*client_, request, /*attempts=*/60);
   }
 
   raft::NodeId IdOf(const std::string& name) {
@@ -157,10 +136,6 @@ class RemovedMemberTest : public ::testing::Test {
     ASSERT_EQ(got->range.kvs.size(), 1u);
   }
 
-  // Held by pointer: kj::AsyncIoContext's destructor may throw, a test fixture's may not.
-  std::unique_ptr<kj::AsyncIoContext> io_holder_ =
-      std::make_unique<kj::AsyncIoContext>(kj::setupAsyncIo());
-  kj::AsyncIoContext& io_ = *io_holder_;
   std::unique_ptr<Cluster> cluster_;
   std::unique_ptr<net::Client> client_;
 };
