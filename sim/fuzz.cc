@@ -172,6 +172,10 @@ void RandomKnobs(uint64_t seed, pb::Options* options) {
       k.set_max_txn_ops(Pick(rng, {4, 8, 16}));
     }
   }
+  // Half the seeds drain their members as kvnode does, once per instant; a stream of its own,
+  // so the seeds that drain after each event keep every draw they had before the knob.
+  raft::SplitMix64 drain_rng(seed ^ 0x647261696E73ull);
+  k.set_drain_per_instant(drain_rng.Uniform(2) == 0);
 }
 
 std::string DescribeKnobs(const pb::Options& options) {
@@ -188,6 +192,7 @@ std::string DescribeKnobs(const pb::Options& options) {
       " watch_buffer=", k.watch_max_buffered_events(),
       " watch_catch_up=", k.watch_catch_up_batch_events(),
       " lease_reads=", options.lease_reads() ? "on" : "off",
+      " drain=", k.drain_per_instant() ? "per-instant" : "per-event",
       k.quota_bytes() > 0 ? absl::StrCat(" quota=", k.quota_bytes()) : "",
       k.max_request_bytes() > 0 ? absl::StrCat(" max_request_bytes=", k.max_request_bytes()) : "",
       k.max_txn_ops() > 0 ? absl::StrCat(" max_txn_ops=", k.max_txn_ops()) : "");

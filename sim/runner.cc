@@ -64,6 +64,7 @@ SimOptions ToSimOptions(const pb::Options& o, uint64_t seed, bool record_trace) 
   }
   if (k.wal_segment_bytes() > 0) options.wal_segment_bytes = k.wal_segment_bytes();
   options.pre_vote = !k.disable_pre_vote();
+  options.drain_per_instant = k.drain_per_instant();
   options.check_quorum = !k.disable_check_quorum();
   if (k.watch_max_buffered_events() > 0) {
     options.watch_max_buffered_events = k.watch_max_buffered_events();

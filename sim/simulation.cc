@@ -114,6 +114,7 @@ struct Simulation::Node : public node::PeerTransport,
   bool up = false;
   uint64_t incarnation = 0;
   uint64_t ticks = 0;
+  bool drain_scheduled = false;  // DrainSoon's kDrain is queued
   int64_t paused_until_ms = 0;
   bool pause_buffers = false;       // the pause holds messages instead of dropping them
   std::vector<raft::Message> held;  // messages a buffering pause holds, in arrival order
@@ -180,6 +181,9 @@ struct Simulation::Event {
     kOperator,   // the next step of the operator's NOSPACE runbook (`attempt`: its phase)
     // A peer's refusal of a message from `node` as a removed member's (rafthttp's 410 Gone).
     kRemovedNotice,
+    // The member carries out its Ready once the events of this instant have run
+    // (SimOptions::drain_per_instant).
+    kDrain,
   };
   int64_t time_ms = 0;
   uint64_t seq = 0;
@@ -915,7 +919,26 @@ void Simulation::Process(Event& event) {
                              "from the cluster")));
       AfterMemberCall(*node);
       return;
+    case Event::Kind::kDrain:
+      if (node == nullptr || node->incarnation != event.incarnation) return;
+      node->drain_scheduled = false;
+      // A paused process drains when it resumes.
+      if (node->up && node->paused_until_ms <= now_ms_) Drain(*node);
+      return;
   }
+}
+
+void Simulation::DrainSoon(Node& node) {
+  if (!options_.drain_per_instant) return Drain(node);
+  if (!node.up || node.drain_scheduled) return;
+  node.drain_scheduled = true;
+  auto event = NewEvent();
+  event->kind = Event::Kind::kDrain;
+  event->node = node.id;
+  event->incarnation = node.incarnation;
+  // Behind every event already queued for this instant: the queue orders by time, then by the
+  // order of scheduling.
+  Schedule(now_ms_, std::move(event));
 }
 
 void Simulation::StepDelivered(Node& node, raft::Message message) {
@@ -932,7 +955,7 @@ void Simulation::StepDelivered(Node& node, raft::Message message) {
     notice->node = from;
     Schedule(now_ms_ + options_.network.min_delay_ms, std::move(notice));
   }
-  Drain(node);
+  DrainSoon(node);
 }
 
 void Simulation::RunFor(int64_t ms) {
@@ -1302,7 +1325,7 @@ void Simulation::ClientInvoke(Client& client) {
   timeout->client = client.index;
   timeout->attempt = client.attempt;
   Schedule(now_ms_ + options_.client_timeout_ms, std::move(timeout));
-  Drain(*node);
+  DrainSoon(*node);
 }
 
 void Simulation::Record(const Client& client, EventType type, Value read) {
@@ -1571,7 +1594,7 @@ void Simulation::ModelInvoke(Client& client, Node& node) {
   timeout->client = client.index;
   timeout->attempt = client.attempt;
   Schedule(now_ms_ + options_.client_timeout_ms, std::move(timeout));
-  Drain(node);
+  DrainSoon(node);
 }
 
 void Simulation::ModelComplete(Client& client, NodeId node, const server::Response& response) {
@@ -1711,7 +1734,7 @@ server::RequestId Simulation::Submit(NodeId id, server::Request request) {
   if (transferee.has_value()) moves_asked_[{id, request_id}] = *transferee;
   if (sent.has_value()) call_requests_[{id, request_id}] = std::move(*sent);
   node.waiting[request_id] = kCallSlot;
-  Drain(node);
+  DrainSoon(node);
   return request_id;
 }
 

@@ -119,6 +119,9 @@ struct SimOptions {
   uint64_t max_committed_size_per_ready_bytes = server::kDefaultMaxCommittedSizePerReadyBytes;
   bool pre_vote = true;
   bool check_quorum = true;
+  // Drain a member once per instant (DrainSoon), as kvnode's loop does once per turn, instead
+  // of after each request and message (pb::Knobs::drain_per_instant).
+  bool drain_per_instant = false;
   uint64_t watch_max_buffered_events = mvcc::kDefaultMaxBufferedEventsPerWatcher;
   uint64_t watch_catch_up_batch_events = mvcc::kDefaultCatchUpBatchEvents;
   // The server's quota and request limits (server::ServerConfig; etcd's defaults). The fuzzer
@@ -358,6 +361,9 @@ class Simulation {
   void StartDueJoiners();
   // Carries out the member's pending Readies, then checks it.
   void Drain(Node& node);
+  // Drains now, or once the events of this instant have run (a kDrain event) when the options
+  // say so (SimOptions::drain_per_instant), as kvnode's loop does.
+  void DrainSoon(Node& node);
   // Steps a delivered message; a refusal of it as a removed member's goes back to its sender.
   void StepDelivered(Node& node, raft::Message message);
   // After any call into a member: a member that stopped on a storage failure goes down.
