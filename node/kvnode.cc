@@ -48,6 +48,7 @@
 #include "net/tls.h"
 #include "node/config.h"
 #include "node/http_service.h"
+#include "node/learned_routes.h"
 #include "node/log.h"
 #include "node/runtime.h"
 #include "store/file_system.h"
@@ -122,17 +123,14 @@ struct NodeTls {
 // Sends Raft messages to the peers the member knows, one PeerClient per peer, created when a
 // peer is first addressed (members added later included).
 //
-// Learned routes: a peer's Raft stream tells the sender's advertised peer URLs on its first batch
-// (net/peer.capnp, senderPeerUrls). A member that missed the configuration change adding a member
-// (it was down) knows neither its id nor its URL, and could not answer its vote requests; with the
-// learned URL it can. A learned route is used only for an id that is neither in the applied member
-// list nor in --initial-cluster (their entries win), never for a removed id (a removed member
-// stays refused), and is forgotten once the id becomes a member or is removed. At most
-// kMaxLearnedRoutes are kept, the oldest learned dropped first.
+// Learned routes (node/learned_routes.h): a peer's Raft stream tells the sender's advertised peer
+// URLs on its first batch. A member that missed the configuration change adding a member (it was
+// down) knows neither its id nor its URL, and could not answer its vote requests; with the
+// learned URL it can. A learned route is used only for an id that is neither in the applied
+// member list nor in --initial-cluster (their entries win), never for a removed id (a removed
+// member stays refused), and is forgotten once the id becomes a member or is removed.
 class Router : public PeerRouter {
  public:
-  static constexpr size_t kMaxLearnedRoutes = 64;
-
   // `known`: members this member may have to reach before its own log lists them (a joiner
   // answers the leader before it has applied the configuration entries that name it).
   // `election_timeout` sizes the peer links' bounds: keep-alive frames, snapshot stalls and TCP
@@ -181,43 +179,15 @@ class Router : public PeerRouter {
   }
 
   void LearnRoute(raft::NodeId peer, std::vector<std::string> peer_urls) override {
-    if (peer == raft::kNoNode || peer == runtime_.server().id() || peer_urls.empty()) return;
-    if (Listed(peer) || runtime_.server().IsMemberRemoved(peer)) {
-      learned_.erase(peer);
-      return;
+    if (peer == runtime_.server().id()) return;
+    // A moved URL is redialled by ForgetStalePeers.
+    if (std::optional<std::string> url = learned_.Learn(peer, peer_urls); url.has_value()) {
+      log_.Info("learned peer URL from its Raft stream",
+                {{"peer", absl::StrCat(absl::Hex(peer))}, {"url", *url}});
     }
-    // The URL this member would dial: the first its own parser takes (the sender's were checked
-    // by the peer server already; this parser is the one Find uses).
-    std::string usable;
-    for (const std::string& text : peer_urls) {
-      if (ParseUrl(text).ok()) {
-        usable = text;
-        break;
-      }
-    }
-    if (usable.empty()) return;
-    if (auto it = learned_.find(peer); it != learned_.end()) {
-      if (it->second.url == usable) return;
-      it->second.url = usable;  // moved: ForgetStalePeers redials it
-    } else {
-      if (learned_.size() >= kMaxLearnedRoutes) {
-        auto oldest = std::min_element(
-            learned_.begin(), learned_.end(),
-            [](const auto& a, const auto& b) { return a.second.seq < b.second.seq; });
-        learned_.erase(oldest);
-      }
-      learned_[peer] = LearnedRoute{usable, ++learned_seq_};
-    }
-    log_.Info("learned peer URL from its Raft stream",
-              {{"peer", absl::StrCat(absl::Hex(peer))}, {"url", usable}});
   }
 
  private:
-  struct LearnedRoute {
-    std::string url;
-    uint64_t seq = 0;  // learned order: the oldest is dropped first
-  };
-
   // Whether `id` has an entry in the applied member list or in --initial-cluster.
   bool Listed(raft::NodeId id) {
     for (const server::Member& member : runtime_.Members()) {
@@ -238,13 +208,7 @@ class Router : public PeerRouter {
       return Dial(id, member.peer_urls.front());
     }
     // Neither listed nor removed: a route learned from the peer's own Raft stream, if any.
-    if (auto it = learned_.find(id); it != learned_.end()) {
-      if (Listed(id) || runtime_.server().IsMemberRemoved(id)) {
-        learned_.erase(it);
-        return nullptr;
-      }
-      return Dial(id, it->second.url);
-    }
+    if (std::optional<std::string> url = learned_.Find(id); url.has_value()) return Dial(id, *url);
     return nullptr;
   }
 
@@ -315,15 +279,10 @@ class Router : public PeerRouter {
     const std::vector<server::Member> members = runtime_.Members();
     if (members.empty()) return;  // a joiner that has applied nothing yet
     // A learned route whose id became a member (its entry wins) or was removed is forgotten.
-    for (auto it = learned_.begin(); it != learned_.end();) {
-      if (Listed(it->first) || runtime_.server().IsMemberRemoved(it->first)) {
-        log_.Info("forgot the peer URL learned from its Raft stream",
-                  {{"peer", absl::StrCat(absl::Hex(it->first))}, {"url", it->second.url}});
-        it = learned_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    learned_.Prune([this](raft::NodeId id, const std::string& url) {
+      log_.Info("forgot the peer URL learned from its Raft stream",
+                {{"peer", absl::StrCat(absl::Hex(id))}, {"url", url}});
+    });
     for (auto it = peers_.begin(); it != peers_.end();) {
       const auto member = std::find_if(members.begin(), members.end(), [&](const auto& m) {
         return m.id == it->first && !m.peer_urls.empty();
@@ -334,8 +293,7 @@ class Router : public PeerRouter {
       }
       // A peer reached by its learned route keeps its connection while the route holds.
       if (member == members.end()) {
-        const auto learned = learned_.find(it->first);
-        if (learned != learned_.end() && learned->second.url == addresses_[it->first]) {
+        if (learned_.Find(it->first) == addresses_[it->first]) {
           ++it;
           continue;
         }
@@ -365,8 +323,8 @@ class Router : public PeerRouter {
  private:
   std::vector<server::Member> known_;
   const std::vector<std::string> advertised_;  // this member's peer URLs, told to its peers
-  std::map<raft::NodeId, LearnedRoute> learned_;
-  uint64_t learned_seq_ = 0;
+  LearnedRoutes learned_{
+      [this](raft::NodeId id) { return Listed(id) || runtime_.server().IsMemberRemoved(id); }};
   std::map<raft::NodeId, std::unique_ptr<net::PeerClient>> peers_;
   std::map<raft::NodeId, std::string> addresses_;  // the peer URL each connection dials
   std::vector<std::unique_ptr<net::PeerClient>> retired_;
