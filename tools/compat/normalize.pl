@@ -33,6 +33,9 @@
 #     ETCD_INITIAL_CLUSTER are sorted.
 # 12. A lease's attached keys (lease timetolive --keys) are sorted: etcd lists them in its map's
 #     random order.
+# 13. Consecutive log lines (rule 9) are printed sorted: etcdctl's snapshot save logs from two
+#     goroutines, so a refused download's "fetching snapshot" and "failed to receive from snapshot
+#     stream; closing" come in either order (an ASan CI run at 25ece38 saw etcd's swapped).
 use strict;
 use warnings;
 use bigint;
@@ -58,6 +61,7 @@ close $ids;
 my $id_pattern = join('|', map { quotemeta } sort { length($b) <=> length($a) } keys %replace);
 
 my @members;  # a run of member list lines, printed sorted (rule 11)
+my @logs;     # a run of log lines, printed sorted (rule 13)
 while (my $line = <STDIN>) {
   $line =~ s/^Member +/Member /;
   if ($id_pattern ne '') {                                                             # 1
@@ -82,7 +86,14 @@ while (my $line = <STDIN>) {
   $line =~ s/^(127\.0\.0\.1:[^,]+, [^,]+, [^,]+, )[^,]+, ([^,]+, [^,]+, )\d+, \d+, \d+, /$1<db-size>, $2<raft-term>, <raft-index>, <raft-index>, /;
   $line =~ s/(took = )[\d.]+[a-zµ]+/$1<duration>/;                                     # 8
   $line =~ s/(remaining\()\d+s\)/$1<seconds>)/;
-  if ($line =~ /^! \{"level":.*"msg":("[^"]*")/) { $line = "! {log $1}\n"; }           # 9
+  if ($line =~ /^! \{"level":.*"msg":("[^"]*")/) {                                    # 9
+    print sort @members;
+    @members = ();
+    push @logs, "! {log $1}\n";                                                       # 13
+    next;
+  }
+  print sort @logs;
+  @logs = ();
   $line =~ s/("members":\[)(\{.*?\})\]/$1 . join(',', sort split(\/(?<=\}),(?=\{)\/, $2)) . ']'/e;
   $line =~ s/^(ETCD_INITIAL_CLUSTER=")([^"]*)"/$1 . join(',', sort split(\/,\/, $2)) . '"'/e;  # 11
   # member list, simple: "id, status, name, peer urls, client urls, is learner"
@@ -95,3 +106,4 @@ while (my $line = <STDIN>) {
   print $line;
 }
 print sort @members;
+print sort @logs;
