@@ -1213,10 +1213,7 @@ void Server::Impl::IssueReads() {
   if (reads_waiting_.empty()) return;
   std::vector<RequestId> reads;
   for (RequestId id : std::exchange(reads_waiting_, {})) {
-    auto it = pending_.find(id);  // gone when it timed out while waiting
-    if (it != pending_.end() && it->second.is_read() && !it->second.has_read_index) {
-      reads.push_back(id);
-    }
+    if (pending_.count(id) > 0) reads.push_back(id);  // gone when it timed out while waiting
   }
   if (reads.empty()) return;
   if (reads.size() > 1) CODE_PROBE(server, reads_share_read_index);
@@ -2207,7 +2204,7 @@ void Server::Impl::OnLeadershipChange(bool leader) {
     CODE_PROBE(server, read_failed_by_leader_change);
     FailPending(id, Error(ErrorCode::kLeadershipChanged, "leader changed during a read"));
   }
-  reads_waiting_.clear();
+  // GetReady has issued every waiting read already: only the batches out are left to drop.
   read_batches_.clear();
 }
 
