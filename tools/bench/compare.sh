@@ -19,6 +19,9 @@
 #           watch-latency); the table's value column is the average latency in ms
 #   start   a single member on an empty data dir: milliseconds from exec to its first answered
 #           /health (kvnode) or endpoint health (etcd), START_RUNS runs, median printed
+#   solo    the floor under put1: a single member (no replication), PUT1_TOTAL puts from one
+#           client (solo-put1: one WAL fsync and one client round trip each) and as many
+#           serializable ranges (solo-range1: the round trip alone)
 # After the workloads, each member's resident memory (VmRSS) is printed, the largest in the
 # table. Per request, the members' CPU time and voluntary context switches (all threads of the
 # three members, summed) are printed too: on a shared machine they compare the two systems'
@@ -38,7 +41,7 @@ KVBENCH=${KVBENCH:-bazel-out/k8-opt/bin/tools/bench/kvbench}
 ETCD=${ETCD:-etcd}
 ETCDCTL=${ETCDCTL:-etcdctl}
 PORT_BASE=${PORT_BASE:-27000}
-WORKLOADS=${WORKLOADS:-"put1 put64 rangel ranges watch"}
+WORKLOADS=${WORKLOADS:-"solo put1 put64 rangel ranges watch"}
 SYSTEMS=${SYSTEMS:-"kvnode etcd"}
 PUT1_TOTAL=${PUT1_TOTAL:-3000}
 PUT64_TOTAL=${PUT64_TOTAL:-100000}
@@ -191,10 +194,27 @@ start_ms() {
   RESULTS+=("$system|start|$median|")
 }
 
+# solo SYSTEM: the solo workload on a single member of SYSTEM, started and stopped here.
+solo() {
+  local system=$1 saved=$MEMBERS endpoint
+  MEMBERS=1
+  start_cluster "$system"
+  endpoint=127.0.0.1:$(client_port 1)
+  ETCDCTL_API=3 "$ETCDCTL" --endpoints "$endpoint" put foo bar >/dev/null
+  bench "$system" solo-put1 "$endpoint" --conns=1 --clients=1 put --total="$PUT1_TOTAL" \
+    --key-size=8 --val-size=256 --key-space-size=100000
+  bench "$system" solo-range1 "$endpoint" --conns=1 --clients=1 range foo --consistency=s \
+    --total="$PUT1_TOTAL"
+  stop_all
+  MEMBERS=$saved
+}
+
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for system in $SYSTEMS; do
   if [[ " $WORKLOADS " == *" start "* ]]; then start_ms "$system"; fi
-  if [[ $WORKLOADS == start ]]; then continue; fi
+  if [[ " $WORKLOADS " == *" solo "* ]]; then solo "$system"; fi
+  # Only start or solo: no three-member cluster.
+  if [[ -z $(echo " $WORKLOADS " | sed 's/ start / /g; s/ solo / /g; s/ //g') ]]; then continue; fi
   start_cluster "$system"
   leader=$(leader_endpoint)
   echo "$system: leader at $leader" >&2
@@ -212,7 +232,7 @@ for system in $SYSTEMS; do
         --consistency=s --total="$RANGE_TOTAL" ;;
       watch) bench "$system" watch "$leader" --conns=8 --clients="${WATCH_CLIENTS:-64}" watch-latency \
         --put-total="$WATCH_PUTS" --put-rate=100 ;;
-      start) ;;
+      start | solo) ;;
       *) echo "unknown workload $workload" >&2; exit 2 ;;
     esac
   done
