@@ -66,13 +66,6 @@ class Loop {
     return response;
   }
 
-  absl::StatusOr<MemberStatusInfo> Status() const {
-    MemberStatusInfo info;
-    absl::Status ran = Run([&]() { info = member_.Status(); });
-    if (!ran.ok()) return ran;
-    return info;
-  }
-
  private:
   MemberService& member_;
   kj::Own<const kj::Executor> executor_;
@@ -90,20 +83,6 @@ std::string TokenOf(const grpc::ServerContextBase* context) {
   if (it == metadata.end()) return std::string();
   if (it->second.empty()) return std::string(kEmptyTokenSent);
   return std::string(it->second.data(), it->second.size());
-}
-
-// One unary method: request -> member -> response, or etcd's error.
-template <typename Req, typename Resp>
-grpc::Status Unary(const Loop& loop, const grpc::ServerContext* context, const Req& request,
-                   Resp* response, grpc::Status (*to_status)(const absl::Status&) = ToGrpcStatus) {
-  server::Request converted;
-  if (absl::Status s = ToRequest(request, &converted); !s.ok()) return ToGrpcStatus(s);
-  converted.token = TokenOf(context);
-  converted.cert_user = loop.CertUserOf(context);
-  server::Response answer = loop.Call(std::move(converted));
-  if (!answer.status.ok()) return to_status(answer.status);
-  ToProto(answer, loop.cluster_id(), response);
-  return grpc::Status::OK;
 }
 
 // Work for the member's loop from gRPC's threads without blocking them: jobs queue under a mutex
@@ -171,30 +150,64 @@ absl::Status AnswerAsProto(const Loop& loop, const Req&, const server::Response&
   return absl::OkStatus();
 }
 
+// The member's answer to an Auth call (etcd's auth responses).
+template <typename Req, typename Resp>
+absl::Status AnswerAsAuthProto(const Loop& loop, const Req&, const server::Response& answer,
+                               Resp* response) {
+  if (!answer.status.ok()) return answer.status;
+  ToAuthProto(answer, loop.cluster_id(), response);
+  return absl::OkStatus();
+}
+
+// The request of a unary call as the member takes it (the caller's token and certificate user
+// included), or the conversion's failure.
+template <typename Req>
+absl::StatusOr<server::Request> CallerRequest(const Loop& loop,
+                                              const grpc::ServerContextBase* context,
+                                              const Req& request) {
+  server::Request converted;
+  if (absl::Status s = ToRequest(request, &converted); !s.ok()) return s;
+  converted.token = TokenOf(context);
+  converted.cert_user = loop.CertUserOf(context);
+  return converted;
+}
+
+// How a unary method answers: `answer` converts the member's answer to the response (or the
+// failure the call ends with), `to_status` maps a failure to etcd's status, and `prepare`, if
+// set, completes the request first (AddAuthEntropy for Auth's).
+template <typename Req, typename Resp>
+struct UnaryWay {
+  using Answer = absl::Status (*)(const Loop&, const Req&, const server::Response&, Resp*);
+  // A default argument, not a member initializer: AnswerAsProto exists only for the methods
+  // that use it.
+  UnaryWay(Answer answer = AnswerAsProto<Req, Resp>) : answer(answer) {}  // NOLINT: implicit
+
+  Answer answer;
+  grpc::Status (*to_status)(const absl::Status&) = ToGrpcStatus;
+  void (*prepare)(server::Request*) = nullptr;
+};
+
 // One unary method without blocking a gRPC thread: the request goes to the member through the
-// inbox, and the member's answer finishes the call from the loop (`answer` converts it).
+// inbox, and the member's answer finishes the call from the loop.
 template <typename Req, typename Resp>
 grpc::ServerUnaryReactor* UnaryAsync(const Loop& loop, Inbox& inbox,
                                      grpc::CallbackServerContext* context, const Req* request,
-                                     Resp* response,
-                                     absl::Status (*answer)(const Loop&, const Req&,
-                                                            const server::Response&,
-                                                            Resp*) = AnswerAsProto<Req, Resp>) {
+                                     Resp* response, UnaryWay<Req, Resp> way = {}) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  server::Request converted;
-  if (absl::Status s = ToRequest(*request, &converted); !s.ok()) {
-    reactor->Finish(ToGrpcStatus(s));
+  absl::StatusOr<server::Request> converted = CallerRequest(loop, context, *request);
+  if (!converted.ok()) {
+    reactor->Finish(ToGrpcStatus(converted.status()));
     return reactor;
   }
-  converted.token = TokenOf(context);
-  converted.cert_user = loop.CertUserOf(context);
-  const bool posted = inbox.Post([&loop, reactor, request, response, answer,
-                                  converted = std::move(converted)](kj::TaskSet& tasks) mutable {
+  if (way.prepare != nullptr) way.prepare(&*converted);
+  const bool posted = inbox.Post([&loop, reactor, request, response, way,
+                                  converted = std::move(*converted)](kj::TaskSet& tasks) mutable {
     tasks.add(loop.member()
                   .Call(std::move(converted))
                   .then(
-                      [&loop, reactor, request, response, answer](server::Response result) {
-                        reactor->Finish(ToGrpcStatus(answer(loop, *request, result, response)));
+                      [&loop, reactor, request, response, way](server::Response result) {
+                        reactor->Finish(
+                            way.to_status(way.answer(loop, *request, result, response)));
                       },
                       [reactor](kj::Exception&&) { reactor->Finish(ToGrpcStatus(Stopped())); }));
   });
@@ -861,12 +874,12 @@ class LeaseService final : public etcdserverpb::Lease::CallbackService {
   grpc::ServerUnaryReactor* LeaseTimeToLive(
       grpc::CallbackServerContext* context, const etcdserverpb::LeaseTimeToLiveRequest* request,
       etcdserverpb::LeaseTimeToLiveResponse* response) override {
-    return UnaryAsync(
-        loop_, inbox_, context, request, response,
+    UnaryWay<etcdserverpb::LeaseTimeToLiveRequest, etcdserverpb::LeaseTimeToLiveResponse> way(
         +[](const Loop& loop, const etcdserverpb::LeaseTimeToLiveRequest& request,
             const server::Response& answer, etcdserverpb::LeaseTimeToLiveResponse* response) {
           return ToTimeToLiveResponse(request, answer, loop.cluster_id(), response);
         });
+    return UnaryAsync(loop_, inbox_, context, request, response, way);
   }
   grpc::ServerUnaryReactor* LeaseLeases(grpc::CallbackServerContext* context,
                                         const etcdserverpb::LeaseLeasesRequest* request,
@@ -879,90 +892,153 @@ class LeaseService final : public etcdserverpb::Lease::CallbackService {
   Inbox& inbox_;
 };
 
-class ClusterService final : public etcdserverpb::Cluster::Service {
+class ClusterService final : public etcdserverpb::Cluster::CallbackService {
  public:
-  explicit ClusterService(const Loop& loop) : loop_(loop) {}
+  ClusterService(const Loop& loop, Inbox& inbox) : loop_(loop), inbox_(inbox) {}
 
-  grpc::Status MemberAdd(ServerContext* context, const etcdserverpb::MemberAddRequest* request,
-                         etcdserverpb::MemberAddResponse* response) override {
-    return Unary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* MemberAdd(grpc::CallbackServerContext* context,
+                                      const etcdserverpb::MemberAddRequest* request,
+                                      etcdserverpb::MemberAddResponse* response) override {
+    return UnaryAsync(loop_, inbox_, context, request, response);
   }
-  grpc::Status MemberRemove(ServerContext* context,
-                            const etcdserverpb::MemberRemoveRequest* request,
-                            etcdserverpb::MemberRemoveResponse* response) override {
-    return Unary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* MemberRemove(grpc::CallbackServerContext* context,
+                                         const etcdserverpb::MemberRemoveRequest* request,
+                                         etcdserverpb::MemberRemoveResponse* response) override {
+    return UnaryAsync(loop_, inbox_, context, request, response);
   }
-  grpc::Status MemberUpdate(ServerContext* context,
-                            const etcdserverpb::MemberUpdateRequest* request,
-                            etcdserverpb::MemberUpdateResponse* response) override {
-    return Unary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* MemberUpdate(grpc::CallbackServerContext* context,
+                                         const etcdserverpb::MemberUpdateRequest* request,
+                                         etcdserverpb::MemberUpdateResponse* response) override {
+    return UnaryAsync(loop_, inbox_, context, request, response);
   }
-  grpc::Status MemberList(ServerContext* context, const etcdserverpb::MemberListRequest* request,
-                          etcdserverpb::MemberListResponse* response) override {
-    return Unary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* MemberList(grpc::CallbackServerContext* context,
+                                       const etcdserverpb::MemberListRequest* request,
+                                       etcdserverpb::MemberListResponse* response) override {
+    return UnaryAsync(loop_, inbox_, context, request, response);
   }
-  grpc::Status MemberPromote(ServerContext* context,
-                             const etcdserverpb::MemberPromoteRequest* request,
-                             etcdserverpb::MemberPromoteResponse* response) override {
-    return Unary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* MemberPromote(grpc::CallbackServerContext* context,
+                                          const etcdserverpb::MemberPromoteRequest* request,
+                                          etcdserverpb::MemberPromoteResponse* response) override {
+    return UnaryAsync(loop_, inbox_, context, request, response);
   }
 
  private:
   const Loop& loop_;
+  Inbox& inbox_;
 };
 
-class MaintenanceService final : public etcdserverpb::Maintenance::Service {
- public:
-  MaintenanceService(const Loop& loop, size_t chunk_bytes)
-      : loop_(loop), chunk_bytes_(chunk_bytes) {}
+// Every method but Snapshot on the callback API (status and hash are what monitoring polls);
+// Snapshot streams the whole database from a thread of gRPC's, as etcd's does from a goroutine.
+using MaintenanceBase = etcdserverpb::Maintenance::WithCallbackMethod_Alarm<
+    etcdserverpb::Maintenance::WithCallbackMethod_Status<
+        etcdserverpb::Maintenance::WithCallbackMethod_Defragment<
+            etcdserverpb::Maintenance::WithCallbackMethod_Hash<
+                etcdserverpb::Maintenance::WithCallbackMethod_HashKV<
+                    etcdserverpb::Maintenance::WithCallbackMethod_MoveLeader<
+                        etcdserverpb::Maintenance::Service>>>>>>;
 
-  grpc::Status Alarm(ServerContext* context, const etcdserverpb::AlarmRequest* request,
-                     etcdserverpb::AlarmResponse* response) override {
+class MaintenanceService final : public MaintenanceBase {
+ public:
+  MaintenanceService(const Loop& loop, Inbox& inbox, size_t chunk_bytes)
+      : loop_(loop), inbox_(inbox), chunk_bytes_(chunk_bytes) {}
+
+  grpc::ServerUnaryReactor* Alarm(grpc::CallbackServerContext* context,
+                                  const etcdserverpb::AlarmRequest* request,
+                                  etcdserverpb::AlarmResponse* response) override {
     // etcd answers from its alarm store (KeepAnsweredAlarms): a GET with the alarms of the
     // request's type, a disarm with the alarm it deactivated, which etcdctl alarm disarm prints.
     // Its refusals are etcd's unconverted errors (ToRawAuthStatus).
+    using Way = UnaryWay<etcdserverpb::AlarmRequest, etcdserverpb::AlarmResponse>;
     if (request->action() != etcdserverpb::AlarmRequest::DEACTIVATE) {
-      if (grpc::Status s = Unary(loop_, context, *request, response, ToRawAuthStatus); !s.ok()) {
-        return s;
-      }
-      KeepAnsweredAlarms(*request, response);
-      return grpc::Status::OK;
+      Way way(+[](const Loop& loop, const etcdserverpb::AlarmRequest& request,
+                  const server::Response& answer, etcdserverpb::AlarmResponse* response) {
+        if (!answer.status.ok()) return answer.status;
+        ToProto(answer, loop.cluster_id(), response);
+        KeepAnsweredAlarms(request, response);
+        return absl::OkStatus();
+      });
+      way.to_status = ToRawAuthStatus;
+      return UnaryAsync(loop_, inbox_, context, request, response, way);
     }
     // The core answers a disarm with the alarms left: the deactivated one is that of the
     // request's member and type active just before. If none is, etcd deactivates nothing (the
     // list already checked the permission a disarm needs).
-    etcdserverpb::AlarmRequest list;
-    list.set_action(etcdserverpb::AlarmRequest::GET);
-    etcdserverpb::AlarmResponse before;
-    if (grpc::Status s = Unary(loop_, context, list, &before, ToRawAuthStatus); !s.ok()) return s;
-    KeepAnsweredAlarms(*request, &before);
-    if (before.alarms().empty()) return grpc::Status::OK;
-    if (grpc::Status s = Unary(loop_, context, *request, response, ToRawAuthStatus); !s.ok()) {
-      return s;
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    etcdserverpb::AlarmRequest list_request;
+    list_request.set_action(etcdserverpb::AlarmRequest::GET);
+    absl::StatusOr<server::Request> list = CallerRequest(loop_, context, list_request);
+    if (!list.ok()) {
+      reactor->Finish(ToGrpcStatus(list.status()));
+      return reactor;
     }
-    *response = std::move(before);
-    return grpc::Status::OK;
+    absl::StatusOr<server::Request> disarm = CallerRequest(loop_, context, *request);
+    const Loop& loop = loop_;
+    const bool posted = inbox_.Post([&loop, reactor, request, response, list = std::move(*list),
+                                     disarm = std::move(disarm)](kj::TaskSet& tasks) mutable {
+      tasks.add(
+          loop.member()
+              .Call(std::move(list))
+              .then([&loop, reactor, request, response, disarm = std::move(disarm)](
+                        server::Response listed) mutable -> kj::Promise<void> {
+                if (!listed.status.ok()) {
+                  reactor->Finish(ToRawAuthStatus(listed.status));
+                  return kj::READY_NOW;
+                }
+                auto before = std::make_shared<etcdserverpb::AlarmResponse>();
+                ToProto(listed, loop.cluster_id(), before.get());
+                KeepAnsweredAlarms(*request, before.get());
+                if (before->alarms().empty()) {
+                  reactor->Finish(grpc::Status::OK);
+                  return kj::READY_NOW;
+                }
+                if (!disarm.ok()) {
+                  reactor->Finish(ToGrpcStatus(disarm.status()));
+                  return kj::READY_NOW;
+                }
+                return loop.member()
+                    .Call(std::move(*disarm))
+                    .then([reactor, response, before](server::Response disarmed) {
+                      if (!disarmed.status.ok()) {
+                        reactor->Finish(ToRawAuthStatus(disarmed.status));
+                        return;
+                      }
+                      *response = std::move(*before);
+                      reactor->Finish(grpc::Status::OK);
+                    });
+              })
+              .catch_([reactor](kj::Exception&&) { reactor->Finish(ToGrpcStatus(Stopped())); }));
+    });
+    if (!posted) reactor->Finish(ToGrpcStatus(Stopped()));
+    return reactor;
   }
-  grpc::Status Status(ServerContext* context, const etcdserverpb::StatusRequest*,
-                      etcdserverpb::StatusResponse* response) override {
-    auto info = loop_.Status();
-    if (!info.ok()) return ToGrpcStatus(info.status());
-    ToProto(*info, loop_.cluster_id(), response);
-    return grpc::Status::OK;
+  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* context,
+                                   const etcdserverpb::StatusRequest*,
+                                   etcdserverpb::StatusResponse* response) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    const Loop& loop = loop_;
+    const bool posted = inbox_.Post([&loop, reactor, response](kj::TaskSet&) {
+      ToProto(loop.member().Status(), loop.cluster_id(), response);
+      reactor->Finish(grpc::Status::OK);
+    });
+    if (!posted) reactor->Finish(ToGrpcStatus(Stopped()));
+    return reactor;
   }
   // Root only while auth is enabled: etcd's authMaintenanceServer refuses with the auth store's
   // own errors (ToRawAuthStatus), as it does Snapshot.
-  grpc::Status Defragment(ServerContext* context, const etcdserverpb::DefragmentRequest* request,
-                          etcdserverpb::DefragmentResponse* response) override {
-    return Unary(loop_, context, *request, response, ToRawAuthStatus);
+  grpc::ServerUnaryReactor* Defragment(grpc::CallbackServerContext* context,
+                                       const etcdserverpb::DefragmentRequest* request,
+                                       etcdserverpb::DefragmentResponse* response) override {
+    return UnaryAsync(loop_, inbox_, context, request, response, RawAuthWay(request, response));
   }
-  grpc::Status Hash(ServerContext* context, const etcdserverpb::HashRequest* request,
-                    etcdserverpb::HashResponse* response) override {
-    return Unary(loop_, context, *request, response, ToRawAuthStatus);
+  grpc::ServerUnaryReactor* Hash(grpc::CallbackServerContext* context,
+                                 const etcdserverpb::HashRequest* request,
+                                 etcdserverpb::HashResponse* response) override {
+    return UnaryAsync(loop_, inbox_, context, request, response, RawAuthWay(request, response));
   }
-  grpc::Status HashKV(ServerContext* context, const etcdserverpb::HashKVRequest* request,
-                      etcdserverpb::HashKVResponse* response) override {
-    return Unary(loop_, context, *request, response, ToRawAuthStatus);
+  grpc::ServerUnaryReactor* HashKV(grpc::CallbackServerContext* context,
+                                   const etcdserverpb::HashKVRequest* request,
+                                   etcdserverpb::HashKVResponse* response) override {
+    return UnaryAsync(loop_, inbox_, context, request, response, RawAuthWay(request, response));
   }
   grpc::Status Snapshot(ServerContext* context, const etcdserverpb::SnapshotRequest*,
                         grpc::ServerWriter<etcdserverpb::SnapshotResponse>* writer) override {
@@ -1008,111 +1084,159 @@ class MaintenanceService final : public etcdserverpb::Maintenance::Service {
     } while (offset < data->size());
     return grpc::Status::OK;
   }
-  grpc::Status MoveLeader(ServerContext* context, const etcdserverpb::MoveLeaderRequest* request,
-                          etcdserverpb::MoveLeaderResponse* response) override {
-    return Unary(loop_, context, *request, response, ToMoveLeaderStatus);
+  grpc::ServerUnaryReactor* MoveLeader(grpc::CallbackServerContext* context,
+                                       const etcdserverpb::MoveLeaderRequest* request,
+                                       etcdserverpb::MoveLeaderResponse* response) override {
+    UnaryWay<etcdserverpb::MoveLeaderRequest, etcdserverpb::MoveLeaderResponse> way;
+    way.to_status = ToMoveLeaderStatus;
+    return UnaryAsync(loop_, inbox_, context, request, response, way);
   }
 
  private:
+  // The default answer, failures mapped by ToRawAuthStatus.
+  template <typename Req, typename Resp>
+  static UnaryWay<Req, Resp> RawAuthWay(const Req*, const Resp*) {
+    UnaryWay<Req, Resp> way;
+    way.to_status = ToRawAuthStatus;
+    return way;
+  }
+
   const Loop& loop_;
+  Inbox& inbox_;
   const size_t chunk_bytes_;
 };
 
 // etcd's Auth service: every call goes through the member's log; passwords are hashed by the
 // member with a salt drawn here (net/entropy.h), and the caller's token travels with the call.
 template <typename Req, typename Resp>
-grpc::Status AuthUnary(const Loop& loop, const grpc::ServerContext* context, const Req& request,
-                       Resp* response) {
-  server::Request converted;
-  if (absl::Status s = ToRequest(request, &converted); !s.ok()) return ToGrpcStatus(s);
-  converted.token = TokenOf(context);
-  converted.cert_user = loop.CertUserOf(context);
-  AddAuthEntropy(&converted);
-  server::Response answer = loop.Call(std::move(converted));
-  if (!answer.status.ok()) return ToGrpcStatus(answer.status);
-  ToAuthProto(answer, loop.cluster_id(), response);
-  return grpc::Status::OK;
+UnaryWay<Req, Resp> AuthWay() {
+  UnaryWay<Req, Resp> way(AnswerAsAuthProto<Req, Resp>);
+  way.prepare = AddAuthEntropy;
+  return way;
 }
 
-class AuthService final : public etcdserverpb::Auth::Service {
+class AuthService final : public etcdserverpb::Auth::CallbackService {
  public:
-  explicit AuthService(const Loop& loop) : loop_(loop) {}
+  AuthService(const Loop& loop, Inbox& inbox) : loop_(loop), inbox_(inbox) {}
 
-  grpc::Status AuthEnable(ServerContext* context, const etcdserverpb::AuthEnableRequest* request,
-                          etcdserverpb::AuthEnableResponse* response) override {
-    return AuthUnary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* AuthEnable(grpc::CallbackServerContext* context,
+                                       const etcdserverpb::AuthEnableRequest* request,
+                                       etcdserverpb::AuthEnableResponse* response) override {
+    return UnaryAsync(loop_, inbox_, context, request, response,
+                      AuthWay<etcdserverpb::AuthEnableRequest, etcdserverpb::AuthEnableResponse>());
   }
-  grpc::Status AuthDisable(ServerContext* context, const etcdserverpb::AuthDisableRequest* request,
-                           etcdserverpb::AuthDisableResponse* response) override {
-    return AuthUnary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* AuthDisable(grpc::CallbackServerContext* context,
+                                        const etcdserverpb::AuthDisableRequest* request,
+                                        etcdserverpb::AuthDisableResponse* response) override {
+    return UnaryAsync(
+        loop_, inbox_, context, request, response,
+        AuthWay<etcdserverpb::AuthDisableRequest, etcdserverpb::AuthDisableResponse>());
   }
-  grpc::Status Authenticate(ServerContext* context,
-                            const etcdserverpb::AuthenticateRequest* request,
-                            etcdserverpb::AuthenticateResponse* response) override {
-    return AuthUnary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* Authenticate(grpc::CallbackServerContext* context,
+                                         const etcdserverpb::AuthenticateRequest* request,
+                                         etcdserverpb::AuthenticateResponse* response) override {
+    return UnaryAsync(
+        loop_, inbox_, context, request, response,
+        AuthWay<etcdserverpb::AuthenticateRequest, etcdserverpb::AuthenticateResponse>());
   }
-  grpc::Status UserAdd(ServerContext* context, const etcdserverpb::AuthUserAddRequest* request,
-                       etcdserverpb::AuthUserAddResponse* response) override {
-    return AuthUnary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* UserAdd(grpc::CallbackServerContext* context,
+                                    const etcdserverpb::AuthUserAddRequest* request,
+                                    etcdserverpb::AuthUserAddResponse* response) override {
+    return UnaryAsync(
+        loop_, inbox_, context, request, response,
+        AuthWay<etcdserverpb::AuthUserAddRequest, etcdserverpb::AuthUserAddResponse>());
   }
-  grpc::Status UserGet(ServerContext* context, const etcdserverpb::AuthUserGetRequest* request,
-                       etcdserverpb::AuthUserGetResponse* response) override {
-    return AuthUnary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* UserGet(grpc::CallbackServerContext* context,
+                                    const etcdserverpb::AuthUserGetRequest* request,
+                                    etcdserverpb::AuthUserGetResponse* response) override {
+    return UnaryAsync(
+        loop_, inbox_, context, request, response,
+        AuthWay<etcdserverpb::AuthUserGetRequest, etcdserverpb::AuthUserGetResponse>());
   }
-  grpc::Status UserList(ServerContext* context, const etcdserverpb::AuthUserListRequest* request,
-                        etcdserverpb::AuthUserListResponse* response) override {
-    return AuthUnary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* UserList(grpc::CallbackServerContext* context,
+                                     const etcdserverpb::AuthUserListRequest* request,
+                                     etcdserverpb::AuthUserListResponse* response) override {
+    return UnaryAsync(
+        loop_, inbox_, context, request, response,
+        AuthWay<etcdserverpb::AuthUserListRequest, etcdserverpb::AuthUserListResponse>());
   }
-  grpc::Status UserDelete(ServerContext* context,
-                          const etcdserverpb::AuthUserDeleteRequest* request,
-                          etcdserverpb::AuthUserDeleteResponse* response) override {
-    return AuthUnary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* UserDelete(grpc::CallbackServerContext* context,
+                                       const etcdserverpb::AuthUserDeleteRequest* request,
+                                       etcdserverpb::AuthUserDeleteResponse* response) override {
+    return UnaryAsync(
+        loop_, inbox_, context, request, response,
+        AuthWay<etcdserverpb::AuthUserDeleteRequest, etcdserverpb::AuthUserDeleteResponse>());
   }
-  grpc::Status UserChangePassword(ServerContext* context,
-                                  const etcdserverpb::AuthUserChangePasswordRequest* request,
-                                  etcdserverpb::AuthUserChangePasswordResponse* response) override {
-    return AuthUnary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* UserChangePassword(
+      grpc::CallbackServerContext* context,
+      const etcdserverpb::AuthUserChangePasswordRequest* request,
+      etcdserverpb::AuthUserChangePasswordResponse* response) override {
+    return UnaryAsync(loop_, inbox_, context, request, response,
+                      AuthWay<etcdserverpb::AuthUserChangePasswordRequest,
+                              etcdserverpb::AuthUserChangePasswordResponse>());
   }
-  grpc::Status UserGrantRole(ServerContext* context,
-                             const etcdserverpb::AuthUserGrantRoleRequest* request,
-                             etcdserverpb::AuthUserGrantRoleResponse* response) override {
-    return AuthUnary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* UserGrantRole(
+      grpc::CallbackServerContext* context, const etcdserverpb::AuthUserGrantRoleRequest* request,
+      etcdserverpb::AuthUserGrantRoleResponse* response) override {
+    return UnaryAsync(
+        loop_, inbox_, context, request, response,
+        AuthWay<etcdserverpb::AuthUserGrantRoleRequest, etcdserverpb::AuthUserGrantRoleResponse>());
   }
-  grpc::Status UserRevokeRole(ServerContext* context,
-                              const etcdserverpb::AuthUserRevokeRoleRequest* request,
-                              etcdserverpb::AuthUserRevokeRoleResponse* response) override {
-    return AuthUnary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* UserRevokeRole(
+      grpc::CallbackServerContext* context, const etcdserverpb::AuthUserRevokeRoleRequest* request,
+      etcdserverpb::AuthUserRevokeRoleResponse* response) override {
+    return UnaryAsync(loop_, inbox_, context, request, response,
+                      AuthWay<etcdserverpb::AuthUserRevokeRoleRequest,
+                              etcdserverpb::AuthUserRevokeRoleResponse>());
   }
-  grpc::Status RoleAdd(ServerContext* context, const etcdserverpb::AuthRoleAddRequest* request,
-                       etcdserverpb::AuthRoleAddResponse* response) override {
-    return AuthUnary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* RoleAdd(grpc::CallbackServerContext* context,
+                                    const etcdserverpb::AuthRoleAddRequest* request,
+                                    etcdserverpb::AuthRoleAddResponse* response) override {
+    return UnaryAsync(
+        loop_, inbox_, context, request, response,
+        AuthWay<etcdserverpb::AuthRoleAddRequest, etcdserverpb::AuthRoleAddResponse>());
   }
-  grpc::Status RoleGet(ServerContext* context, const etcdserverpb::AuthRoleGetRequest* request,
-                       etcdserverpb::AuthRoleGetResponse* response) override {
-    return AuthUnary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* RoleGet(grpc::CallbackServerContext* context,
+                                    const etcdserverpb::AuthRoleGetRequest* request,
+                                    etcdserverpb::AuthRoleGetResponse* response) override {
+    return UnaryAsync(
+        loop_, inbox_, context, request, response,
+        AuthWay<etcdserverpb::AuthRoleGetRequest, etcdserverpb::AuthRoleGetResponse>());
   }
-  grpc::Status RoleList(ServerContext* context, const etcdserverpb::AuthRoleListRequest* request,
-                        etcdserverpb::AuthRoleListResponse* response) override {
-    return AuthUnary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* RoleList(grpc::CallbackServerContext* context,
+                                     const etcdserverpb::AuthRoleListRequest* request,
+                                     etcdserverpb::AuthRoleListResponse* response) override {
+    return UnaryAsync(
+        loop_, inbox_, context, request, response,
+        AuthWay<etcdserverpb::AuthRoleListRequest, etcdserverpb::AuthRoleListResponse>());
   }
-  grpc::Status RoleDelete(ServerContext* context,
-                          const etcdserverpb::AuthRoleDeleteRequest* request,
-                          etcdserverpb::AuthRoleDeleteResponse* response) override {
-    return AuthUnary(loop_, context, *request, response);
+  grpc::ServerUnaryReactor* RoleDelete(grpc::CallbackServerContext* context,
+                                       const etcdserverpb::AuthRoleDeleteRequest* request,
+                                       etcdserverpb::AuthRoleDeleteResponse* response) override {
+    return UnaryAsync(
+        loop_, inbox_, context, request, response,
+        AuthWay<etcdserverpb::AuthRoleDeleteRequest, etcdserverpb::AuthRoleDeleteResponse>());
   }
-  grpc::Status RoleGrantPermission(
-      ServerContext* context, const etcdserverpb::AuthRoleGrantPermissionRequest* request,
+  grpc::ServerUnaryReactor* RoleGrantPermission(
+      grpc::CallbackServerContext* context,
+      const etcdserverpb::AuthRoleGrantPermissionRequest* request,
       etcdserverpb::AuthRoleGrantPermissionResponse* response) override {
-    return AuthUnary(loop_, context, *request, response);
+    return UnaryAsync(loop_, inbox_, context, request, response,
+                      AuthWay<etcdserverpb::AuthRoleGrantPermissionRequest,
+                              etcdserverpb::AuthRoleGrantPermissionResponse>());
   }
-  grpc::Status RoleRevokePermission(
-      ServerContext* context, const etcdserverpb::AuthRoleRevokePermissionRequest* request,
+  grpc::ServerUnaryReactor* RoleRevokePermission(
+      grpc::CallbackServerContext* context,
+      const etcdserverpb::AuthRoleRevokePermissionRequest* request,
       etcdserverpb::AuthRoleRevokePermissionResponse* response) override {
-    return AuthUnary(loop_, context, *request, response);
+    return UnaryAsync(loop_, inbox_, context, request, response,
+                      AuthWay<etcdserverpb::AuthRoleRevokePermissionRequest,
+                              etcdserverpb::AuthRoleRevokePermissionResponse>());
   }
 
  private:
   const Loop& loop_;
+  Inbox& inbox_;
 };
 
 }  // namespace
@@ -1124,9 +1248,9 @@ struct Services::Impl {
         watch(loop, inbox, options.watch_queue_limit_responses,
               options.max_watchers_per_connection),
         lease(loop, inbox),
-        cluster(loop),
-        maintenance(loop, options.snapshot_chunk_bytes),
-        auth(loop) {
+        cluster(loop, inbox),
+        maintenance(loop, inbox, options.snapshot_chunk_bytes),
+        auth(loop, inbox) {
     loop.set_cert_users(options.cert_users);
   }
 

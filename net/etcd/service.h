@@ -6,12 +6,12 @@
 // unchanged. A call's auth token is its "token" metadata, as etcd's clients send it.
 //
 // Threads. gRPC calls its handlers on its own threads; the member lives on a kj event loop, and
-// is only ever touched on its own thread, exactly as the Cap'n Proto services touch it. KV,
-// Watch and LeaseKeepAlive run on gRPC's callback API: a handler converts its request
+// is only ever touched on its own thread, exactly as the Cap'n Proto services touch it. Every
+// method but Maintenance.Snapshot runs on gRPC's callback API: a handler converts its request
 // (convert.h) and posts it to the loop without waiting, and the loop's answer finishes the call
-// or writes the stream's response, so no thread waits per call or per stream. The other
-// methods are synchronous: a handler hands its request to the loop and blocks one gRPC thread
-// until the answer; gRPC's synchronous server grows its pool with the calls in flight.
+// or writes the stream's response, so no thread waits per call or per stream, and a flood of
+// calls (monitoring polling Status, say) grows no thread pool. Snapshot streams the database
+// from a thread of gRPC's synchronous server, which holds one thread per download.
 //
 // Watches. One Watch stream carries many watchers under stream-local ids (etcd numbers them from
 // 0 per stream, or takes the id the client asks for). The member's responses are queued per

@@ -3,19 +3,26 @@
 // (automatic, explicit, duplicates refused, reused once canceled), a client cancel answered without
 // a reason, a compacted start (created, then canceled), a slow watcher canceled at the queue limit
 // whose member watch ends only once its notice is written, the member watches a half-closed or
-// canceled stream leaves canceled, and a keep-alive stream ended by the member's refusal with
-// its status. Bounded: every call and stream has a deadline.
+// canceled stream leaves canceled, a keep-alive stream ended by the member's refusal with its
+// status, and unary calls that wait for a busy loop without holding a thread each. Bounded:
+// every call and stream has a deadline.
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/base/errors.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/support/server_interceptor.h"
 #include "gtest/gtest.h"
 #include "kj/async-io.h"
 #include "net/cross_thread.h"
@@ -35,6 +42,43 @@ constexpr size_t kQueueLimit = 4;
 
 using WatchStream =
     grpc::ClientReaderWriter<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>;
+
+// Counts the request messages the server has received (before their handlers run).
+class ReceivedCounter final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo*) override {
+    return new Counting(&received_);
+  }
+  int received() const { return received_.load(); }
+
+ private:
+  class Counting final : public grpc::experimental::Interceptor {
+   public:
+    explicit Counting(std::atomic<int>* received) : received_(received) {}
+    void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+      if (methods->QueryInterceptionHookPoint(
+              grpc::experimental::InterceptionHookPoints::POST_RECV_MESSAGE)) {
+        received_->fetch_add(1);
+      }
+      methods->Proceed();
+    }
+
+   private:
+    std::atomic<int>* received_;
+  };
+  std::atomic<int> received_{0};
+};
+
+// The threads of this process.
+size_t ThreadCount() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& entry :
+       std::filesystem::directory_iterator("/proc/self/task")) {
+    ++n;
+  }
+  return n;
+}
 
 class ServiceStreamsTest : public ::testing::Test {
  protected:
@@ -68,6 +112,11 @@ class ServiceStreamsTest : public ::testing::Test {
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     services_->RegisterWith(builder);
+    auto counter = std::make_unique<ReceivedCounter>();
+    received_ = counter.get();
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(std::move(counter));
+    builder.experimental().SetInterceptorCreators(std::move(creators));
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     ASSERT_NE(port_, 0);
@@ -155,6 +204,7 @@ class ServiceStreamsTest : public ::testing::Test {
   std::unique_ptr<kj::Own<kj::CrossThreadPromiseFulfiller<void>>> stop_;
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
+  ReceivedCounter* received_ = nullptr;  // owned by server_
   std::unique_ptr<etcdserverpb::KV::Stub> kv_;
   std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
   std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
@@ -340,6 +390,99 @@ TEST_F(ServiceStreamsTest, KeepAliveRenewsUntilTheMemberRefusesThenEndsWithItsSt
   EXPECT_EQ(status.error_code(), expected.error_code());
   EXPECT_EQ(status.error_message(), expected.error_message());
   EXPECT_FALSE(status.ok());
+}
+
+// Cluster, Maintenance and Auth calls wait for the member's loop without holding a gRPC
+// thread each: 48 MemberList, Status and Alarm calls sent while the loop is busy all reach the
+// server and wait there without growing the process's threads (gRPC's synchronous server would
+// hold one per call), and every one is answered once the loop turns again.
+TEST_F(ServiceStreamsTest, UnaryCallsWaitingForABusyLoopHoldNoThreads) {
+  auto cluster = etcdserverpb::Cluster::NewStub(Connect());
+  auto maintenance = etcdserverpb::Maintenance::NewStub(Connect());
+  const auto deadline = [] { return std::chrono::system_clock::now() + std::chrono::seconds(20); };
+  {
+    // One of each first: the connections and gRPC's own threads exist before counting.
+    grpc::ClientContext list_context, status_context;
+    list_context.set_deadline(deadline());
+    status_context.set_deadline(deadline());
+    etcdserverpb::MemberListResponse members;
+    ASSERT_TRUE(cluster->MemberList(&list_context, {}, &members).ok());
+    etcdserverpb::StatusResponse status;
+    ASSERT_TRUE(maintenance->Status(&status_context, {}, &status).ok());
+  }
+  const int received_before = received_->received();
+  const size_t threads_before = ThreadCount();
+
+  // The loop is held until `release` (as by a long backend commit).
+  std::promise<void> held, release;
+  std::shared_future<void> released = release.get_future().share();
+  std::thread holder([&] {
+    OnLoop([&] {
+      held.set_value();
+      released.wait();
+    });
+  });
+  held.get_future().wait();
+
+  constexpr int kCalls = 48;
+  struct Call {
+    grpc::ClientContext context;
+    etcdserverpb::MemberListResponse members;
+    etcdserverpb::StatusResponse status;
+    etcdserverpb::AlarmRequest alarm_request;
+    etcdserverpb::AlarmResponse alarms;
+  };
+  std::vector<std::unique_ptr<Call>> calls;
+  std::mutex mu;
+  std::condition_variable answered;
+  int done = 0, ok = 0;
+  auto on_done = [&](grpc::Status status) {
+    std::lock_guard<std::mutex> lock(mu);
+    ++done;
+    if (status.ok()) ++ok;
+    answered.notify_all();
+  };
+  const etcdserverpb::MemberListRequest list_request;
+  const etcdserverpb::StatusRequest status_request;
+  for (int i = 0; i < kCalls; ++i) {
+    calls.push_back(std::make_unique<Call>());
+    Call& call = *calls.back();
+    call.context.set_deadline(deadline());
+    switch (i % 3) {
+      case 0:
+        cluster->async()->MemberList(&call.context, &list_request, &call.members, on_done);
+        break;
+      case 1:
+        maintenance->async()->Status(&call.context, &status_request, &call.status, on_done);
+        break;
+      default:
+        call.alarm_request.set_action(etcdserverpb::AlarmRequest::GET);
+        maintenance->async()->Alarm(&call.context, &call.alarm_request, &call.alarms, on_done);
+    }
+  }
+  // Every request has reached the server (its handler runs right after), and none is answered.
+  const auto arrival_deadline = Clock::now() + std::chrono::seconds(10);
+  while (received_->received() < received_before + kCalls && Clock::now() < arrival_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(received_->received(), received_before + kCalls);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const size_t threads_waiting = ThreadCount();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(done, 0);
+  }
+  release.set_value();
+  holder.join();
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    answered.wait_for(lock, std::chrono::seconds(20), [&] { return done == kCalls; });
+    EXPECT_EQ(done, kCalls);
+    EXPECT_EQ(ok, kCalls);
+  }
+  // A few threads of gRPC's may come and go; a thread per waiting call would be 48.
+  EXPECT_LT(threads_waiting, threads_before + 8)
+      << "threads: " << threads_before << " before, " << threads_waiting << " while waiting";
 }
 
 }  // namespace
