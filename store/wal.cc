@@ -656,6 +656,7 @@ void Wal::AppendMarker(const raft::SnapshotMetadata& mark, bool has_data, bool r
   written_.AddMarker(mark.index, mark.term, replaces_log);
   PendingRecord record{RecordType::kSnapshot, mark.index, mark.term, {}};
   record.replaces_log = replaces_log;
+  record.segment = segments_.back().sequence;
   unsynced_records_.push_back(record);
 }
 
@@ -798,18 +799,32 @@ absl::Status Wal::FinishSync(const SyncBatch& batch, absl::Status result) {
         break;
     }
   }
-  in_flight_records_.clear();
   if (durable_.snapshot_index > durable_marker_) {
     durable_marker_ = durable_.snapshot_index;
+    // The marker became durable in this batch: the oldest segment it went to in it.
+    durable_marker_segment_ = 0;
+    for (const PendingRecord& record : in_flight_records_) {
+      if (record.type == RecordType::kSnapshot && record.index == durable_marker_) {
+        durable_marker_segment_ = record.segment;
+        break;
+      }
+    }
+    in_flight_records_.clear();
     return RemoveCoveredSegments();
   }
+  in_flight_records_.clear();
   return absl::OkStatus();
 }
 
 absl::Status Wal::RemoveCoveredSegments() {
   // Oldest first, so what remains is always a contiguous run ending with the newest segment.
+  // Never the segment that holds the durable marker, nor a later one: a segment cut after the
+  // marker's batch started repeats the marker and the hard state in its header, but no sync has
+  // made that header durable yet (fuzz seed 300713: removing everything older left a crash with
+  // an empty log, the member's vote and term forgotten).
   size_t removed = 0;
-  while (removed + 1 < segments_.size() && segments_[removed].last_entry <= durable_marker_) {
+  while (removed + 1 < segments_.size() && segments_[removed].sequence < durable_marker_segment_ &&
+         segments_[removed].last_entry <= durable_marker_) {
     if (absl::Status s = fs_->Remove(segments_[removed].path); !s.ok()) return Fail(s);
     ++removed;
   }

@@ -190,6 +190,7 @@ class Wal {
     raft::Term term = 0;
     raft::HardState hard_state;
     bool replaces_log = false;
+    uint64_t segment = 0;  // the sequence of the segment a marker went to
   };
   struct Segment {
     uint64_t sequence = 0;
@@ -230,7 +231,10 @@ class Wal {
   LogIndex durable_;
   raft::SnapshotMetadata marker_;  // the latest marker appended (copied into new segments)
   bool marker_has_data_ = false;
-  raft::Index durable_marker_ = 0;               // the latest durable marker's index
+  raft::Index durable_marker_ = 0;  // the latest durable marker's index
+  // The oldest segment that holds the latest durable marker (its record, or a later segment's
+  // header copy), whose sync made it durable; no segment from it on is removed.
+  uint64_t durable_marker_segment_ = 0;
   std::vector<PendingRecord> unsynced_records_;  // appended since the last StartSync
   std::vector<PendingRecord> in_flight_records_;
   uint64_t last_persist_id_ = 0;

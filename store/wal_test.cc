@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "store/posix_file_system.h"
+#include "store/sim_file_system.h"
 #include "store/snapshot_file.h"
 
 namespace kvstore::store {
@@ -257,6 +258,68 @@ TEST_F(WalTest, ReceivedSnapshotReplacesTheLogAndKeepsItsDataInAFile) {
   auto data = wal->ReadSnapshotData(wal->recovery().state.snapshot->metadata);
   ASSERT_TRUE(data.ok()) << data.status();
   EXPECT_EQ(data->view(), "the whole backend");
+}
+
+// Found by the simulator (fuzz seed 300713, 5 nodes): a follower installed a snapshot, and while
+// the sync that made its marker durable ran, the next append cut a new segment. When that sync
+// finished, every segment but the newest was removed, the one holding the marker and the hard
+// state too; the new segment's header repeats both, but nothing had synced it. A crash then left
+// a log with no durable record at all: the member forgot its term and vote (Raft's one durable
+// promise) and refused to start, its backend ahead of its log. The marker's segment now stays.
+TEST(WalCrashTest, TheSegmentOfAMarkerStaysWhileANewerSegmentIsUnsynced) {
+  SimFileSystem fs(/*seed=*/7);
+  WalOptions options;
+  options.segment_bytes = 4096;
+  const std::string dir = "/wal";
+  std::string marker_segment;
+  {
+    auto opened = Wal::Open(&fs, dir, options);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    Wal& wal = **opened;
+    // Entries of an old log, then the snapshot marker, in the first segment.
+    std::vector<raft::Entry> old_log;
+    for (raft::Index i = 1; i <= 5; ++i) old_log.push_back(MakeEntry(i, 1));
+    raft::PersistRequest request;
+    request.id = 1;
+    request.entries = old_log;
+    request.hard_state = raft::HardState{1, 1, 0};
+    ASSERT_TRUE(wal.AppendAndSync(request).ok());
+    auto snapshot = std::make_shared<raft::Snapshot>();
+    snapshot->metadata.index = 10;
+    snapshot->metadata.term = 2;
+    snapshot->metadata.conf_state.voters = {1, 2, 3};
+    raft::PersistRequest install;
+    install.id = 2;
+    install.snapshot = snapshot;
+    install.hard_state = raft::HardState{2, 3, 10};
+    ASSERT_TRUE(wal.Append(install).ok());
+    ASSERT_EQ(wal.segment_count(), 1u);
+    marker_segment = wal.SegmentPaths().front();
+    auto batch = wal.StartSync();
+    ASSERT_TRUE(batch.ok() && *batch != nullptr);
+    // While it runs: an entry too large for what is left of the segment cuts the next one.
+    const std::vector<raft::Entry> large = {MakeEntry(11, 2, std::string(3900, 'x'))};
+    raft::PersistRequest next;
+    next.id = 3;
+    next.entries = large;
+    ASSERT_TRUE(wal.Append(next).ok());
+    ASSERT_EQ(wal.segment_count(), 2u);
+    ASSERT_TRUE(wal.FinishSync(**batch, (*batch)->Run()).ok());
+    EXPECT_EQ(wal.durable_snapshot_index(), 10u);
+    // The marker's segment stays: the newer one is not durable.
+    EXPECT_EQ(wal.segment_count(), 2u);
+    EXPECT_TRUE(fs.Exists(marker_segment));
+    // Whatever reaches the disk of the directory's changes.
+    ASSERT_TRUE(fs.SyncDir(dir).ok());
+  }
+  fs.Crash();
+  auto reopened = Wal::Open(&fs, dir, options);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  const raft::RestartState& state = (*reopened)->recovery().state;
+  EXPECT_EQ(state.hard_state.term, 2u);
+  EXPECT_EQ(state.hard_state.vote, 3u);
+  ASSERT_NE(state.snapshot, nullptr);
+  EXPECT_EQ(state.snapshot->metadata.index, 10u);
 }
 
 TEST_F(WalTest, GroupCommitTakesEveryAppendMadeWhileASyncRuns) {
