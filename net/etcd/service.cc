@@ -124,7 +124,13 @@ class Inbox : private kj::TaskSet::ErrorHandler {
         jobs.swap(jobs_);
         wake_ = nullptr;
       }
-      for (auto& job : jobs) job(tasks_);
+      for (auto& job : jobs) {
+        // A job that throws loses its own call only: the rest of the batch, and every later
+        // one, still run.
+        KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { job(tasks_); })) {
+          (void)e;
+        }
+      }
       return Drain();
     });
   }
