@@ -14,7 +14,9 @@
 // A zero header ends the segment. Every segment starts with a header record (its sequence
 // number), the latest snapshot marker and the latest hard state, so any contiguous run of
 // segments ending with the newest one is a complete log: older segments whose entries a durable
-// snapshot marker covers are simply removed (compaction drops whole segments).
+// snapshot marker covers are simply removed (compaction drops whole segments), though never the
+// segment that holds the durable marker, since a newer segment's header copy of it may not be
+// durable yet.
 //
 // Records: kEntry (term, index, type, data); kHardState (term, vote, commit); kSnapshot, a
 // marker (index, term, configuration, and whether a received snapshot's data was saved to a
@@ -133,7 +135,8 @@ class Wal {
   absl::Status Append(const raft::PersistRequest& request, bool needs_sync = true);
   // Records a compaction point: entries up to mark.index are no longer needed (the state machine
   // holds them durably: the caller flushed its backend first). Once the marker is durable,
-  // segments holding only entries at or before it are removed.
+  // segments holding only entries at or before it, and older than the segment it went to, are
+  // removed.
   absl::Status Compact(const raft::SnapshotMetadata& mark);
 
   // One group commit: the files to fdatasync and, when a segment was created, the directory.

@@ -1,5 +1,6 @@
 // The write-ahead log on real files: replay, segments, compaction, received snapshots, group
-// commit, and recovery from a torn tail or corruption (store/wal.h).
+// commit, and recovery from a torn tail or corruption (store/wal.h); and, on the simulated disk,
+// what a crash leaves of a compaction that overlapped a segment cut.
 
 #include "store/wal.h"
 
