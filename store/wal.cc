@@ -561,6 +561,7 @@ absl::Status Wal::Recover() {
   }
   durable_ = written_;
   durable_marker_ = written_.snapshot_index;
+  durable_marker_has_data_ = marker_has_data_;
   if (file_ == nullptr && !options_.read_only) {
     // No segment to continue: an empty directory, or the newest segment held nothing durable
     // and was dropped (its predecessor was full and synced when it was created).
@@ -656,6 +657,7 @@ void Wal::AppendMarker(const raft::SnapshotMetadata& mark, bool has_data, bool r
   written_.AddMarker(mark.index, mark.term, replaces_log);
   PendingRecord record{RecordType::kSnapshot, mark.index, mark.term, {}};
   record.replaces_log = replaces_log;
+  record.has_data = has_data;
   record.segment = segments_.back().sequence;
   unsynced_records_.push_back(record);
 }
@@ -806,6 +808,7 @@ absl::Status Wal::FinishSync(const SyncBatch& batch, absl::Status result) {
     for (const PendingRecord& record : in_flight_records_) {
       if (record.type == RecordType::kSnapshot && record.index == durable_marker_) {
         durable_marker_segment_ = record.segment;
+        durable_marker_has_data_ = record.has_data;
         break;
       }
     }
@@ -832,8 +835,9 @@ absl::Status Wal::RemoveCoveredSegments() {
   // Snapshot files other than the one the durable marker needs are never read again.
   auto names = fs_->List(dir_);
   if (!names.ok()) return Fail(names.status());
+  // The durable marker's (what a crash now recovers) and the latest appended marker's.
   const std::string keep =
-      marker_has_data_ ? SnapshotFileName(durable_.snapshot_term, durable_marker_) : "";
+      durable_marker_has_data_ ? SnapshotFileName(durable_.snapshot_term, durable_marker_) : "";
   for (const std::string& name : *names) {
     if (absl::EndsWith(name, ".snap") && name != keep &&
         name != SnapshotFileName(marker_.term, marker_.index)) {

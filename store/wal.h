@@ -193,7 +193,8 @@ class Wal {
     raft::Term term = 0;
     raft::HardState hard_state;
     bool replaces_log = false;
-    uint64_t segment = 0;  // the sequence of the segment a marker went to
+    bool has_data = false;  // a marker whose snapshot data is in a file
+    uint64_t segment = 0;   // the sequence of the segment a marker went to
   };
   struct Segment {
     uint64_t sequence = 0;
@@ -238,6 +239,7 @@ class Wal {
   // The oldest segment that holds the latest durable marker (its record, or a later segment's
   // header copy), whose sync made it durable; no segment from it on is removed.
   uint64_t durable_marker_segment_ = 0;
+  bool durable_marker_has_data_ = false;         // its snapshot file must stay
   std::vector<PendingRecord> unsynced_records_;  // appended since the last StartSync
   std::vector<PendingRecord> in_flight_records_;
   uint64_t last_persist_id_ = 0;

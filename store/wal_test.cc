@@ -323,6 +323,58 @@ TEST(WalCrashTest, TheSegmentOfAMarkerStaysWhileANewerSegmentIsUnsynced) {
   EXPECT_EQ(state.snapshot->metadata.index, 10u);
 }
 
+// A received snapshot's file stays while its marker is the durable one, though a later marker
+// without data (a compaction) has been appended: a crash before that one is durable recovers
+// the received marker, which reads its data from the file.
+TEST(WalCrashTest, TheDurableMarkersSnapshotFileStaysUntilALaterMarkerIsDurable) {
+  SimFileSystem fs(/*seed=*/7);
+  const std::string dir = "/wal";
+  raft::SnapshotMetadata received;
+  received.index = 10;
+  received.term = 2;
+  received.conf_state.voters = {1, 2, 3};
+  {
+    auto opened = Wal::Open(&fs, dir, WalOptions{});
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    Wal& wal = **opened;
+    auto snapshot = std::make_shared<raft::Snapshot>();
+    snapshot->metadata = received;
+    snapshot->data = raft::Bytes("the backend at 10");
+    raft::PersistRequest install;
+    install.id = 1;
+    install.snapshot = snapshot;
+    install.hard_state = raft::HardState{2, 3, 10};
+    ASSERT_TRUE(wal.Append(install).ok());
+    auto batch = wal.StartSync();
+    ASSERT_TRUE(batch.ok() && *batch != nullptr);
+    // While it runs: entries after the snapshot, and a compaction marker among them.
+    std::vector<raft::Entry> entries;
+    for (raft::Index i = 11; i <= 20; ++i) entries.push_back(MakeEntry(i, 2));
+    raft::PersistRequest next;
+    next.id = 2;
+    next.entries = entries;
+    ASSERT_TRUE(wal.Append(next).ok());
+    raft::SnapshotMetadata compaction;
+    compaction.index = 15;
+    compaction.term = 2;
+    compaction.conf_state.voters = {1, 2, 3};
+    ASSERT_TRUE(wal.Compact(compaction).ok());
+    ASSERT_TRUE(wal.FinishSync(**batch, (*batch)->Run()).ok());
+    EXPECT_EQ(wal.durable_snapshot_index(), 10u);
+    ASSERT_TRUE(fs.SyncDir(dir).ok());  // whatever reaches the disk of the directory's changes
+  }
+  fs.Crash();
+  auto reopened = Wal::Open(&fs, dir, WalOptions{});
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  const raft::RestartState& state = (*reopened)->recovery().state;
+  ASSERT_NE(state.snapshot, nullptr);
+  EXPECT_EQ(state.snapshot->metadata.index, 10u);
+  ASSERT_TRUE((*reopened)->recovery().snapshot_has_data);
+  auto data = (*reopened)->ReadSnapshotData(state.snapshot->metadata);
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ(data->view(), "the backend at 10");
+}
+
 TEST_F(WalTest, GroupCommitTakesEveryAppendMadeWhileASyncRuns) {
   auto wal = OpenWal();
   std::vector<raft::Entry> first = {MakeEntry(1, 1)};
