@@ -51,6 +51,22 @@ bool ParseSegmentName(absl::string_view name, uint64_t* sequence) {
   return absl::SimpleHexAtoi(name.substr(0, 16), sequence);
 }
 
+// Whether `name`, a snapshot file's name ("<term>-<index>.snap", hex), is of an index above
+// `index` (a name that does not parse: false).
+bool AboveIndex(absl::string_view name, raft::Index index) {
+  constexpr size_t kHexDigits = 16;
+  if (name.size() != 2 * kHexDigits + 1 + 5 || name[kHexDigits] != '-') return false;
+  uint64_t parsed = 0;
+  for (const char c : name.substr(kHexDigits + 1, kHexDigits)) {
+    int digit = -1;
+    if (c >= '0' && c <= '9') digit = c - '0';
+    if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
+    if (digit < 0) return false;
+    parsed = parsed * 16 + static_cast<uint64_t>(digit);
+  }
+  return parsed > index;
+}
+
 bool AllZero(absl::string_view bytes) {
   // Every byte equals its successor and the first is zero: one vectorised memcmp, where a loop
   // over the bytes took most of the time recovery spends on a segment's zero tail.
@@ -559,6 +575,17 @@ absl::Status Wal::Recover() {
     marker_ = marker;
     marker_has_data_ = recovery_.snapshot_has_data;
   }
+  if (!options_.read_only && !segments_.empty()) {
+    // What recovery read may sit only in the page cache: a process killed (not a machine)
+    // before its sync leaves its last appends readable but not durable, and Raft takes what
+    // recovery reports as persisted (its vote, entries it acknowledges to a leader). So it is
+    // made durable first, as PostgreSQL syncs its data after a crash: the newest segment (a cut
+    // syncs each older one before the next exists) and the directory that names them.
+    if (file_ != nullptr) {
+      if (absl::Status s = file_->DataSync(); !s.ok()) return s;
+    }
+    if (absl::Status s = fs_->SyncDir(dir_); !s.ok()) return s;
+  }
   durable_ = written_;
   durable_marker_ = written_.snapshot_index;
   durable_marker_has_data_ = marker_has_data_;
@@ -839,7 +866,9 @@ absl::Status Wal::RemoveCoveredSegments() {
   const std::string keep =
       durable_marker_has_data_ ? SnapshotFileName(durable_.snapshot_term, durable_marker_) : "";
   for (const std::string& name : *names) {
-    if (absl::EndsWith(name, ".snap") && name != keep &&
+    // A file above the durable marker may belong to a marker still waiting for its sync (two
+    // snapshots received within one sync: only the latest is marker_).
+    if (absl::EndsWith(name, ".snap") && name != keep && !AboveIndex(name, durable_marker_) &&
         name != SnapshotFileName(marker_.term, marker_.index)) {
       if (absl::Status s = fs_->Remove(JoinPath(dir_, name)); !s.ok()) return Fail(s);
     }
