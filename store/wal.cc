@@ -51,20 +51,12 @@ bool ParseSegmentName(absl::string_view name, uint64_t* sequence) {
   return absl::SimpleHexAtoi(name.substr(0, 16), sequence);
 }
 
-// Whether `name`, a snapshot file's name ("<term>-<index>.snap", hex), is of an index above
-// `index` (a name that does not parse: false).
+// Whether `name`, a snapshot file's name ("<term>-<index>.snap", hex: SnapshotFileName), is of
+// an index above `index` (a name that does not parse: false).
 bool AboveIndex(absl::string_view name, raft::Index index) {
-  constexpr size_t kHexDigits = 16;
-  if (name.size() != 2 * kHexDigits + 1 + 5 || name[kHexDigits] != '-') return false;
   uint64_t parsed = 0;
-  for (const char c : name.substr(kHexDigits + 1, kHexDigits)) {
-    int digit = -1;
-    if (c >= '0' && c <= '9') digit = c - '0';
-    if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
-    if (digit < 0) return false;
-    parsed = parsed * 16 + static_cast<uint64_t>(digit);
-  }
-  return parsed > index;
+  return name.size() == 16 + 1 + 16 + 5 && name[16] == '-' &&
+         absl::SimpleHexAtoi(name.substr(17, 16), &parsed) && parsed > index;
 }
 
 bool AllZero(absl::string_view bytes) {
@@ -813,6 +805,7 @@ absl::Status Wal::FinishSync(const SyncBatch& batch, absl::Status result) {
   in_flight_ = false;
   if (!result.ok()) return Fail(result);
   if (!failure_.ok()) return failure_;
+  const PendingRecord* marker = nullptr;
   for (const PendingRecord& record : in_flight_records_) {
     switch (record.type) {
       case RecordType::kEntry:
@@ -823,27 +816,24 @@ absl::Status Wal::FinishSync(const SyncBatch& batch, absl::Status result) {
         break;
       case RecordType::kSnapshot:
         durable_.AddMarker(record.index, record.term, record.replaces_log);
+        // The first record of the marker the batch leaves durable: the oldest segment it went to.
+        if (record.index == durable_.snapshot_index &&
+            (marker == nullptr || marker->index != record.index)) {
+          marker = &record;
+        }
         break;
       case RecordType::kSegmentHeader:
         break;
     }
   }
-  if (durable_.snapshot_index > durable_marker_) {
+  const bool marker_advanced = durable_.snapshot_index > durable_marker_;
+  if (marker_advanced) {
     durable_marker_ = durable_.snapshot_index;
-    // The marker became durable in this batch: the oldest segment it went to in it.
-    durable_marker_segment_ = 0;
-    for (const PendingRecord& record : in_flight_records_) {
-      if (record.type == RecordType::kSnapshot && record.index == durable_marker_) {
-        durable_marker_segment_ = record.segment;
-        durable_marker_has_data_ = record.has_data;
-        break;
-      }
-    }
-    in_flight_records_.clear();
-    return RemoveCoveredSegments();
+    durable_marker_segment_ = marker != nullptr ? marker->segment : 0;
+    if (marker != nullptr) durable_marker_has_data_ = marker->has_data;
   }
   in_flight_records_.clear();
-  return absl::OkStatus();
+  return marker_advanced ? RemoveCoveredSegments() : absl::OkStatus();
 }
 
 absl::Status Wal::RemoveCoveredSegments() {

@@ -29,6 +29,13 @@ raft::Entry MakeEntry(raft::Index index, raft::Term term, const std::string& dat
   return e;
 }
 
+// Entries [first, last] of `term`.
+std::vector<raft::Entry> Entries(raft::Index first, raft::Index last, raft::Term term) {
+  std::vector<raft::Entry> entries;
+  for (raft::Index i = first; i <= last; ++i) entries.push_back(MakeEntry(i, term));
+  return entries;
+}
+
 class WalTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -47,8 +54,7 @@ class WalTest : public ::testing::Test {
 
   // Appends entries [first, last] of `term` and a hard state, and syncs them.
   void Write(Wal& wal, raft::Index first, raft::Index last, raft::Term term, uint64_t id) {
-    std::vector<raft::Entry> entries;
-    for (raft::Index i = first; i <= last; ++i) entries.push_back(MakeEntry(i, term));
+    const std::vector<raft::Entry> entries = Entries(first, last, term);
     raft::PersistRequest request;
     request.id = id;
     request.entries = entries;
@@ -278,8 +284,7 @@ TEST(WalCrashTest, TheSegmentOfAMarkerStaysWhileANewerSegmentIsUnsynced) {
     ASSERT_TRUE(opened.ok()) << opened.status();
     Wal& wal = **opened;
     // Entries of an old log, then the snapshot marker, in the first segment.
-    std::vector<raft::Entry> old_log;
-    for (raft::Index i = 1; i <= 5; ++i) old_log.push_back(MakeEntry(i, 1));
+    const std::vector<raft::Entry> old_log = Entries(1, 5, 1);
     raft::PersistRequest request;
     request.id = 1;
     request.entries = old_log;
@@ -348,8 +353,7 @@ TEST(WalCrashTest, TheDurableMarkersSnapshotFileStaysUntilALaterMarkerIsDurable)
     auto batch = wal.StartSync();
     ASSERT_TRUE(batch.ok() && *batch != nullptr);
     // While it runs: entries after the snapshot, and a compaction marker among them.
-    std::vector<raft::Entry> entries;
-    for (raft::Index i = 11; i <= 20; ++i) entries.push_back(MakeEntry(i, 2));
+    const std::vector<raft::Entry> entries = Entries(11, 20, 2);
     raft::PersistRequest next;
     next.id = 2;
     next.entries = entries;
@@ -388,15 +392,13 @@ TEST(WalCrashTest, WhatRecoveryReportsSurvivesAPowerLossAfterAProcessKill) {
     {
       auto opened = Wal::Open(&fs, dir, WalOptions{});
       ASSERT_TRUE(opened.ok()) << opened.status();
-      std::vector<raft::Entry> first;
-      for (raft::Index i = 1; i <= 3; ++i) first.push_back(MakeEntry(i, 1));
+      const std::vector<raft::Entry> first = Entries(1, 3, 1);
       raft::PersistRequest synced;
       synced.id = 1;
       synced.entries = first;
       synced.hard_state = raft::HardState{1, 1, 0};
       ASSERT_TRUE((*opened)->AppendAndSync(synced).ok());
-      std::vector<raft::Entry> second;
-      for (raft::Index i = 4; i <= 6; ++i) second.push_back(MakeEntry(i, 2));
+      const std::vector<raft::Entry> second = Entries(4, 6, 2);
       raft::PersistRequest written;
       written.id = 2;
       written.entries = second;
