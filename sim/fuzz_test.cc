@@ -139,11 +139,15 @@ TEST(FuzzRegressionTest, Seed502831AMoveLeaderRefusedBeforeItBeginsIsNotJudged) 
   EXPECT_TRUE(refused);
 }
 
-// A fuzz seed kept as a regression: its random schedule on `nodes` members must pass.
-void ExpectSeedPasses(uint64_t seed, int nodes, int64_t duration_ms = FuzzOptions().duration_ms) {
+// A fuzz seed kept as a regression: its random schedule on `nodes` members must pass. Seeds
+// found before process kills existed keep the schedule they had then (`kills` false) where the
+// kills' own stream would now give them kills (FuzzOptions::kills).
+void ExpectSeedPasses(uint64_t seed, int nodes, int64_t duration_ms = FuzzOptions().duration_ms,
+                      bool kills = true) {
   FuzzOptions options;
   options.nodes = nodes;
   options.duration_ms = duration_ms;
+  options.kills = kills;
   const RunResult result = RunScenario(RandomScenario(seed, options), RunOptions{});
   EXPECT_TRUE(result.passed) << "seed " << seed << ":\n" << absl::StrJoin(result.failures, "\n");
 }
@@ -161,7 +165,7 @@ void ExpectSeedPasses(uint64_t seed, int nodes, int64_t duration_ms = FuzzOption
 // an older term late (nor did about 3,500 3-node and 2,350 5-node seeds scanned then): they
 // stay as seeds that must pass.
 TEST(FuzzRegressionTest, Seed121833HeldVotesElectALeaderOfAnOlderTerm) {
-  ExpectSeedPasses(121833, 3);
+  ExpectSeedPasses(121833, 3, FuzzOptions().duration_ms, /*kills=*/false);
 }
 
 TEST(FuzzRegressionTest, Seed91864HeldVotesElectALeaderOfAnOlderTerm) {
@@ -213,7 +217,7 @@ TEST(FuzzRegressionTest, Seed163683ASnapshotRestoredAtStartKeepsLeasedKeys) {
 // so SendSnapshot had nothing to send, and it applied too little to compact. A received snapshot
 // now becomes the one sent (a data-less mark; the server sends its current state).
 TEST(FuzzRegressionTest, Seed162562ALeaderThatJoinedBySnapshotCanSendOne) {
-  ExpectSeedPasses(162562, 5);
+  ExpectSeedPasses(162562, 5, FuzzOptions().duration_ms, /*kills=*/false);
 }
 
 // Regressions: seeds 163230 and 162233 on 3 nodes failed with "leader after heal: no leader
@@ -229,7 +233,7 @@ TEST(FuzzRegressionTest, Seed163230AVoterThatMissedAMembersAdditionElectsIt) {
 }
 
 TEST(FuzzRegressionTest, Seed162233AVoterThatMissedAMembersAdditionElectsIt) {
-  ExpectSeedPasses(162233, 3);
+  ExpectSeedPasses(162233, 3, FuzzOptions().duration_ms, /*kills=*/false);
 }
 
 // Regression: seed 300713 on 5 nodes with 15 s of faults (the CI campaign's length) failed with

@@ -171,6 +171,9 @@ std::vector<RefField> NodeRefsOf(const pb::Step& step) {
     case pb::Step::kCrash:
       refs.push_back({"crash", &step.crash()});
       break;
+    case pb::Step::kKill:
+      refs.push_back({"kill", &step.kill()});
+      break;
     case pb::Step::kRestart:
       refs.push_back({"restart", &step.restart()});
       break;
@@ -801,6 +804,9 @@ void Runner::RunAction(size_t index, const pb::Step& step, std::string* transcri
     case pb::Step::kCrash:
       world_.Crash(Resolve(step.crash()));
       break;
+    case pb::Step::kKill:
+      world_.Kill(Resolve(step.kill()));
+      break;
     case pb::Step::kRestart:
       world_.Restart(Resolve(step.restart()));
       break;
@@ -964,6 +970,14 @@ void Runner::RunAction(size_t index, const pb::Step& step, std::string* transcri
             // Nothing was being written (an idle or cut-off node): a plain crash then.
             absl::StrAppend(&line, " (no write in flight: plain crash)");
             world_.Crash(id);
+          }
+          break;
+        case pb::DiskFault::KILL_MID_WRITE:
+          if (!world_.up(id)) {
+            absl::StrAppend(&line, " (down already)");
+          } else if (!world_.KillMidWrite(id, 2000)) {
+            absl::StrAppend(&line, " (no write in flight: plain kill)");
+            world_.Kill(id);
           }
           break;
         case pb::DiskFault::FSYNC_EIO:

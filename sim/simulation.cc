@@ -140,6 +140,8 @@ struct Simulation::Node : public node::PeerTransport,
   // for the storage checker at its restart.
   store::Wal::LogIndex durable_when_down;
   bool crashed_once = false;
+  // Down after a Kill, with the killed process's unsynced writes still in the page cache.
+  bool killed = false;
   bool corruption_injected = false;           // a record was corrupted on purpose (sticky)
   RaftCheckers::NodeState* checks = nullptr;  // its state in the Raft checkers
   // Its all-keys watch and its scenario watches, as the watch checkers follow them.
@@ -1039,7 +1041,32 @@ void Simulation::Isolate(NodeId id) {
 
 void Simulation::Crash(NodeId id) {
   Node& node = *nodes_.at(id);
+  if (!node.up) {
+    if (!node.killed) return;  // the disk holds only synced data already
+    node.killed = false;
+    node.fs.Crash();
+    Trace(absl::StrCat("power loss at n", id, ", down since a kill: its unsynced writes are lost"));
+    return;
+  }
+  GoDown(node, /*power_loss=*/true);
+  Trace(absl::StrCat("crash n", id));
+}
+
+void Simulation::Kill(NodeId id) {
+  Node& node = *nodes_.at(id);
   if (!node.up) return;
+  bool unsynced = false;
+  for (const std::string& path : node.member->wal().SegmentPaths()) {
+    unsynced = unsynced || node.fs.HasUnsynced(path);
+  }
+  GoDown(node, /*power_loss=*/false);
+  Trace(absl::StrCat("kill n", id,
+                     unsynced ? " (the page cache keeps WAL writes not yet synced)"
+                              : " (every WAL write was synced)"));
+}
+
+void Simulation::GoDown(Node& node, bool power_loss) {
+  const NodeId id = node.id;
   availability_.NodeDown(id);
   node.up = false;
   node.durable_when_down = node.member->wal().durable();
@@ -1047,11 +1074,12 @@ void Simulation::Crash(NodeId id) {
   node.sync = nullptr;
   node.held.clear();  // what the kernel held for the process is gone with it
   node.member.reset();
-  // Power loss: the disk keeps what was synced and a seeded part of the rest (torn, perhaps);
-  // the MVCC backend keeps its durable batches.
-  node.fs.Crash();
+  // Power loss: the disk keeps what was synced and a seeded part of the rest (torn, perhaps).
+  if (power_loss) node.fs.Crash();
+  node.killed = !power_loss;
   // An injected EIO belongs to the process it was aimed at.
   node.fs.ClearArmedFailures();
+  // The MVCC backend keeps its durable batches (committed ones, as LMDB's are once written).
   node.backend.Crash();
   std::map<server::RequestId, size_t> waiting;
   waiting.swap(node.waiting);
@@ -1060,7 +1088,6 @@ void Simulation::Crash(NodeId id) {
     Client& c = *clients_[client];
     if (c.busy && c.request == request && c.node == id) ClientTimeout(c, c.attempt);
   }
-  Trace(absl::StrCat("crash n", id));
 }
 
 void Simulation::Restart(NodeId id) {
@@ -1075,10 +1102,9 @@ void Simulation::TearNextCrash(NodeId id) {
   nodes_.at(id)->fs.TearOnNextCrash(std::string(kWalDir));
 }
 
-bool Simulation::CrashMidWrite(NodeId id, int64_t max_ms) {
+bool Simulation::RunUntilWriteInFlight(NodeId id, int64_t max_ms) {
   Node& node = *nodes_.at(id);
-  const std::string wal_prefix(kWalDir);
-  const bool found = RunUntil(
+  return RunUntil(
       [&] {
         if (!node.up || node.sync == nullptr) return false;
         for (const std::string& path : node.member->wal().SegmentPaths()) {
@@ -1087,10 +1113,19 @@ bool Simulation::CrashMidWrite(NodeId id, int64_t max_ms) {
         return false;
       },
       max_ms);
-  if (!found) return false;
+}
+
+bool Simulation::CrashMidWrite(NodeId id, int64_t max_ms) {
+  if (!RunUntilWriteInFlight(id, max_ms)) return false;
   TearNextCrash(id);
   Trace(absl::StrCat("n", id, " crashes with a log write in flight"));
   Crash(id);
+  return true;
+}
+
+bool Simulation::KillMidWrite(NodeId id, int64_t max_ms) {
+  if (!RunUntilWriteInFlight(id, max_ms)) return false;
+  Kill(id);
   return true;
 }
 

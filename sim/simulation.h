@@ -155,7 +155,15 @@ class Simulation {
   void Heal();
   void Isolate(NodeId id);
   void SetNetwork(const NetworkOptions& network) { options_.network = network; }
+  // Power loss of the node's machine: a running process dies, and the disk keeps what was
+  // synced and a seeded part of the rest (torn, perhaps). At a node that is down after a Kill,
+  // the kernel's page cache goes now: what the killed process wrote and did not sync is lost.
   void Crash(NodeId id);
+  // The process dies (SIGKILL, OOM killer) but the machine runs on: the kernel's page cache keeps
+  // every write it took, synced or not, and a restart reads them. The MVCC backend loses the
+  // batches not yet committed (process memory). A later Crash, before the restart, loses the
+  // unsynced part; recovery must not have reported it durable in between.
+  void Kill(NodeId id);
   void Restart(NodeId id);
   // Stops the node's process for `ms` (no ticks, no fsyncs, no deliveries). The messages sent to
   // it meanwhile are dropped, or with `buffer` (a SIGSTOPped process: the kernel keeps
@@ -185,6 +193,8 @@ class Simulation {
   // Runs until `id` has a log write with entries in flight, then crashes it tearing that write;
   // false if none came within `max_ms`.
   bool CrashMidWrite(NodeId id, int64_t max_ms);
+  // The same, killing its process instead (Kill): the write stays whole in the page cache.
+  bool KillMidWrite(NodeId id, int64_t max_ms);
   // With `oldest_segment`, the record is in the oldest WAL segment (false if there is one).
   bool CorruptRecord(NodeId id, bool oldest_segment = false);
   bool refused_to_start(NodeId id) const { return refused_.count(id) > 0; }
@@ -378,6 +388,11 @@ class Simulation {
   std::optional<NodeId> NoteMoveLeader(const server::Request& request);
   void StartSync(Node& node, store::Wal::SyncBatch* batch);
   void OnMemberStop(Node& node, const absl::Status& why);
+  // The process of `node` dies (Crash, Kill); with `power_loss` the disk loses what was not
+  // synced.
+  void GoDown(Node& node, bool power_loss);
+  // Runs until `id` has a log write in flight (its sync started, the data not yet synced).
+  bool RunUntilWriteInFlight(NodeId id, int64_t max_ms);
   void SendMessage(const raft::Message& message);
   bool LinkBlocked(NodeId from, NodeId to) const;
   // Whether `from`'s transport has a route to `to`, as kvnode's Router does: a founding member

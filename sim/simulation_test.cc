@@ -4,8 +4,10 @@
 
 #include "sim/simulation.h"
 
+#include <algorithm>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "sim/linearizability.h"
 
@@ -111,6 +113,60 @@ NodeId AFollower(Simulation& sim) {
     if (id != sim.Leader()) return id;
   }
   return raft::kNoNode;
+}
+
+// A kill (SIGKILL) ends the process, not the machine: the write it had in flight stays whole
+// in the page cache and its restart reads it, so a single member's proposal that was never
+// acknowledged still commits after the restart. A power loss of the machine later, while the
+// member is down or right after its restart, loses only what was never reported durable: the
+// storage checker compares every restart with what the WAL had reported durable before.
+TEST(SimulationTest, AKillKeepsTheWriteInFlightInThePageCache) {
+  enum class Then { kRestart, kPowerLossWhileDown, kPowerLossAfterRestart };
+  // A power loss keeps a seeded part of what was not synced (often all of it): many disks, so
+  // that some lose it (without recovery's sync, 4 of these 40 lose an entry it reported).
+  for (uint64_t seed = 1; seed <= 40; ++seed) {
+    for (Then then : {Then::kRestart, Then::kPowerLossWhileDown, Then::kPowerLossAfterRestart}) {
+      SCOPED_TRACE(absl::StrCat("seed ", seed, " case ", static_cast<int>(then)));
+      SimOptions options = Options(seed);
+      options.voters = 1;
+      options.fsync_min_ms = 20;  // a write stays in flight long enough to be killed in
+      options.fsync_max_ms = 30;
+      options.record_trace = true;
+      Simulation sim(options);
+      ASSERT_TRUE(sim.RunUntil([&] { return sim.Leader() == 1; }, 5000));
+      ASSERT_TRUE(sim.Call(1, Put("k", "v1")).has_value());
+      const raft::Index before = sim.server(1)->last_index();
+      ASSERT_NE(sim.Submit(1, Put("k", "v2")), 0u);
+      ASSERT_TRUE(sim.KillMidWrite(1, 1000));
+      EXPECT_FALSE(sim.up(1));
+      EXPECT_NE(
+          std::find(sim.trace().begin(), sim.trace().end(),
+                    absl::StrCat("@", sim.now_ms(),
+                                 " kill n1 (the page cache keeps WAL writes not yet synced)")),
+          sim.trace().end());
+      if (then == Then::kPowerLossWhileDown) sim.Crash(1);
+      sim.Restart(1);
+      if (then == Then::kPowerLossAfterRestart) {
+        // Before the restarted member syncs anything of its own: what recovery reported durable
+        // must be so already.
+        sim.Crash(1);
+        sim.Restart(1);
+      }
+      ASSERT_TRUE(sim.up(1));
+      if (then == Then::kRestart) {
+        EXPECT_GT(sim.server(1)->last_index(), before) << "the restart did not read the write";
+      }
+      ASSERT_TRUE(sim.RunUntil([&] { return sim.Leader() == 1; }, 5000));
+      server::Request get;
+      get.type = server::RequestType::kRange;
+      get.range.key = "k";
+      const auto read = sim.Call(1, get);
+      ASSERT_TRUE(read.has_value() && read->status.ok());
+      ASSERT_EQ(read->range.kvs.size(), 1u);
+      if (then == Then::kRestart) EXPECT_EQ(read->range.kvs[0].value, "v2");
+      EXPECT_TRUE(sim.violations().empty()) << sim.violations().front();
+    }
+  }
 }
 
 // A buffering pause (SIGSTOP) holds what is sent to the node and delivers it on resume; the

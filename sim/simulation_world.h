@@ -39,6 +39,7 @@ class SimulationWorld : public ScenarioWorld {
   void Heal() override { sim_.Heal(); }
   void Isolate(NodeId id) override { sim_.Isolate(id); }
   void Crash(NodeId id) override { sim_.Crash(id); }
+  void Kill(NodeId id) override { sim_.Kill(id); }
   void Restart(NodeId id) override { sim_.Restart(id); }
   void Pause(NodeId id, int64_t ms) override { sim_.Pause(id, ms); }
   void SetTickRate(NodeId id, double rate) override { sim_.SetTickRate(id, rate); }
@@ -47,6 +48,7 @@ class SimulationWorld : public ScenarioWorld {
     return sim_.CorruptRecord(id, oldest_segment);
   }
   bool CrashMidWrite(NodeId id, int64_t max_ms) override { return sim_.CrashMidWrite(id, max_ms); }
+  bool KillMidWrite(NodeId id, int64_t max_ms) override { return sim_.KillMidWrite(id, max_ms); }
   void FailNextWalSync(NodeId id) override { sim_.FailNextWalSync(id); }
   void FailNextWalWrite(NodeId id) override { sim_.FailNextWalWrite(id); }
   void FillDisk(NodeId id) override { sim_.FillDisk(id); }

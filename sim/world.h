@@ -56,7 +56,10 @@ class ScenarioWorld {
   // Removes every partition, blocked link and link delay.
   virtual void Heal() = 0;
   virtual void Isolate(NodeId id) = 0;
+  // Power loss of the node's machine (sim/simulation.h); a real world can only kill the process.
   virtual void Crash(NodeId id) = 0;
+  // The process dies, the machine and its page cache live on (SIGKILL).
+  virtual void Kill(NodeId id) = 0;
   virtual void Restart(NodeId id) = 0;
   // Stops the node's process for `ms`, then lets it go on; returns at once.
   virtual void Pause(NodeId id, int64_t ms) = 0;
@@ -67,6 +70,7 @@ class ScenarioWorld {
   // too short to corrupt, a single segment, no write in flight for a torn crash).
   virtual bool CorruptRecord(NodeId /*id*/, bool /*oldest_segment*/) { return false; }
   virtual bool CrashMidWrite(NodeId /*id*/, int64_t /*max_ms*/) { return false; }
+  virtual bool KillMidWrite(NodeId /*id*/, int64_t /*max_ms*/) { return false; }
   virtual void FailNextWalSync(NodeId /*id*/) {}
   virtual void FailNextWalWrite(NodeId /*id*/) {}
   virtual void FillDisk(NodeId /*id*/) {}

@@ -53,6 +53,7 @@ bool Exited(pid_t pid) {
 std::string DiskFaultReason(DiskFault::Kind kind) {
   switch (kind) {
     case DiskFault::TORN_WRITE_CRASH:
+    case DiskFault::KILL_MID_WRITE:
     case DiskFault::CORRUPT_RECORD:
     case DiskFault::CORRUPT_OLD_SEGMENT:
     case DiskFault::FSYNC_EIO:
@@ -197,6 +198,7 @@ std::string RealWorld::CannotRun(const Step& step) {
     case Step::kHeal:
     case Step::kIsolate:
     case Step::kCrash:
+    case Step::kKill:
     case Step::kRestart:
     case Step::kPause:
     case Step::kStartWorkload:
@@ -500,8 +502,8 @@ bool RealWorld::CorruptRecord(NodeId id, bool oldest_segment) {
   return true;
 }
 
-bool RealWorld::CrashMidWrite(NodeId id, int64_t max_ms) {
-  if (!up(id) || Paused(id)) return false;
+std::string RealWorld::KillInWalFsync(NodeId id, int64_t max_ms) {
+  if (!up(id) || Paused(id)) return "";
   const std::string torn_path = absl::StrCat(cluster_->member(IndexOf(id)).dir, ".torn");
   ::unlink(torn_path.c_str());
   ArmFault(id, "tear");
@@ -509,11 +511,26 @@ bool RealWorld::CrashMidWrite(NodeId id, int64_t max_ms) {
   (void)RunUntil([&] { return !up(id); }, max_ms);
   ArmFault(id, "");
   const std::string torn = ReadSmallFile(torn_path);
-  if (torn.empty()) return false;  // none in flight: the runner crashes it plainly
+  if (torn.empty()) return "";  // none in flight: the runner crashes or kills it plainly
   // A process the shim fired in just as the wait ended dies now anyway.
   paused_.erase(id);
   KillMember(id);
   ::unlink(torn_path.c_str());
+  return torn;
+}
+
+bool RealWorld::KillMidWrite(NodeId id, int64_t max_ms) {
+  const std::string torn = KillInWalFsync(id, max_ms);
+  if (torn.empty()) return false;
+  // The page cache keeps the write whole: nothing to tear.
+  notes_.push_back(absl::StrCat("n", id, " killed in its WAL fsync with a write not yet synced: ",
+                                absl::StripAsciiWhitespace(torn)));
+  return true;
+}
+
+bool RealWorld::CrashMidWrite(NodeId id, int64_t max_ms) {
+  const std::string torn = KillInWalFsync(id, max_ms);
+  if (torn.empty()) return false;
   // "<path> <offset> <bytes>": the write in flight. As SimFileSystem::TearFile: half its sectors
   // (at least one) reach the disk, the last of them garbled; the rest of it never does.
   std::vector<std::string> fields = absl::StrSplit(absl::StripAsciiWhitespace(torn), ' ');

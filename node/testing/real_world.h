@@ -6,8 +6,10 @@
 // (sim::RunScenarioIn) against real members (issue 13 §6).
 //
 // What each step becomes:
-//   - crash: kill -9 (Cluster::Kill); restart: the member's process again on its data directory,
-//     waited for until it answers Maintenance.status (the simulation's restart is instant);
+//   - crash and kill: kill -9 (Cluster::Kill; a real machine's power is not cut, so a crash of
+//     a member already down does nothing); restart: the member's process again on its data
+//     directory, waited for until it answers Maintenance.status (the simulation's restart is
+//     instant);
 //   - pause: SIGSTOP, and SIGCONT after the pause (messages to it wait in the kernel's buffers);
 //   - partition, isolate, block, link_delay, heal: faults of the per-link proxy (link_proxy.h):
 //     a cut is a refused link (connections reset), a delay the middle of the scenario's range;
@@ -34,6 +36,8 @@
 //         sectors kept, the last of them garbled, the rest zeros); none in flight within the
 //         wait: not placed (the runner crashes it plainly). Unlike the simulation's power loss,
 //         the kill keeps every other unsynced write (the page cache survives a process);
+//       KILL_MID_WRITE: the same kill in the fsync, and the write stays whole (none in flight
+//         within the wait: the runner kills it plainly);
 //       WRITE_EIO / FSYNC_EIO: the shim fails the process's next WAL write / fsync with EIO (an
 //         armed error belongs to the process: a crash or restart disarms it);
 //       DISK_FULL: the shim refuses with ENOSPC whatever grows a file of the data directory by
@@ -118,10 +122,12 @@ class RealWorld : public sim::ScenarioWorld {
   void Heal() override;
   void Isolate(NodeId id) override;
   void Crash(NodeId id) override;
+  void Kill(NodeId id) override { Crash(id); }  // SIGKILL either way
   void Restart(NodeId id) override;
   void Pause(NodeId id, int64_t ms) override;
   bool CorruptRecord(NodeId id, bool oldest_segment) override;
   bool CrashMidWrite(NodeId id, int64_t max_ms) override;
+  bool KillMidWrite(NodeId id, int64_t max_ms) override;
   void FailNextWalSync(NodeId id) override;
   void FailNextWalWrite(NodeId id) override;
   void FillDisk(NodeId id) override;
@@ -181,6 +187,10 @@ class RealWorld : public sim::ScenarioWorld {
   // it; a full or slow disk stays so).
   std::string WalDir(NodeId id) const;
   void ArmFault(NodeId id, const std::string& kind);
+  // Arms the shim's "tear", so that the member kills itself in its next WAL fsync with a write
+  // not yet synced, and waits up to `max_ms` for it: the shim's "<path> <offset> <bytes>" of
+  // that write, or empty when none came (the member is then still up).
+  std::string KillInWalFsync(NodeId id, int64_t max_ms);
   // Writes the shim's control file from the faults armed, full and slow disks.
   void WriteFaults(NodeId id);
   // Starts member `id`'s process (its last start's outcome forgotten).

@@ -67,13 +67,14 @@ constexpr char kUsage[] =
       3 if the summaries do not make one complete campaign, 4 if a probe that FILE does not
       list was never hit, 0 otherwise.
 
-  sim replay --seed=S [--nodes=K] [--duration-ms=D] [--trace-out=FILE] [--print-trace]
-             [--history-out=FILE]
-      Run one fuzz seed again, verbosely; --trace-out records its trace.
+  sim replay --seed=S [--nodes=K] [--duration-ms=D] [--kills=0] [--trace-out=FILE]
+             [--print-trace] [--history-out=FILE]
+      Run one fuzz seed again, verbosely; --trace-out records its trace. --kills=0: the
+      schedule without process kills (as seeds found before they existed had it).
   sim replay --trace=FILE
       Re-execute a recorded trace; report the first divergence.
 
-  sim shrink --seed=S [--nodes=K] [--duration-ms=D] [--out=FILE]
+  sim shrink --seed=S [--nodes=K] [--duration-ms=D] [--kills=0] [--out=FILE]
       A shorter schedule failing like the seed, written as a scenario file (a seed that
       passes: says so, writes nothing, exits 0).
 
@@ -212,11 +213,17 @@ int Run(const Args& args) {
 }
 
 bool FuzzOptionsFrom(const Args& args, FuzzOptions* options, std::string* error) {
-  uint64_t nodes = 0, duration = 0;
+  uint64_t nodes = 0, duration = 0, kills = 1;
   if (!Number(args, "nodes", 5, &nodes, error) ||
-      !Number(args, "duration-ms", 60'000, &duration, error)) {
+      !Number(args, "duration-ms", 60'000, &duration, error) ||
+      !Number(args, "kills", 1, &kills, error)) {
     return false;
   }
+  if (kills > 1) {
+    *error = "--kills must be 0 or 1";
+    return false;
+  }
+  options->kills = kills == 1;
   if (nodes < 1 || nodes > 9) {
     *error = "--nodes must be in [1, 9]";
     return false;
@@ -490,7 +497,7 @@ int Merge(const Args& args) {
 std::string TraceFile(uint64_t seed, const FuzzOptions& options, const RunResult& result) {
   std::string out = "# kvstore-sim trace v1\n";
   absl::StrAppend(&out, "# fuzz seed=", seed, " nodes=", options.nodes,
-                  " duration-ms=", options.duration_ms, "\n");
+                  " duration-ms=", options.duration_ms, options.kills ? "" : " kills=0", "\n");
   for (const std::string& line : result.trace) absl::StrAppend(&out, line, "\n");
   absl::StrAppend(&out, "# hash ", absl::Hex(result.trace_hash, absl::kZeroPad16), "\n");
   return out;
@@ -817,8 +824,9 @@ int main(int argc, char** argv) {
         "expected-rare"}},
       {"merge", {"expected-rare"}},
       {"replay",
-       {"seed", "nodes", "duration-ms", "trace-out", "print-trace", "history-out", "trace"}},
-      {"shrink", {"seed", "nodes", "duration-ms", "out"}},
+       {"seed", "nodes", "duration-ms", "kills", "trace-out", "print-trace", "history-out",
+        "trace"}},
+      {"shrink", {"seed", "nodes", "duration-ms", "kills", "out"}},
       {"check-history", {"model", "no-shrink", "shrink-steps"}},
   };
   auto allowed = kFlags.find(command);
