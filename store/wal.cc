@@ -357,13 +357,17 @@ absl::Status Wal::Recover() {
     }
   }
   // The complete log is the newest contiguous run of segments; older ones before a gap are
-  // leftovers of a compaction whose removals were not all durable.
+  // leftovers of a compaction whose removals were not all durable. They are removed only once
+  // the run after the gap has recovered to an anchored log: if a segment in the middle went
+  // missing instead (a lost file, fsck), recovery refuses and the older segments stay for the
+  // operator.
   size_t start = found.size();
   while (start > 0 &&
          (start == found.size() || found[start - 1].sequence + 1 == found[start].sequence)) {
     --start;
   }
-  for (size_t i = 0; i < start && !options_.read_only; ++i) (void)fs_->Remove(found[i].path);
+  std::vector<std::string> before_gap;
+  for (size_t i = 0; i < start; ++i) before_gap.push_back(found[i].path);
   found.erase(found.begin(), found.begin() + start);
 
   raft::RestartState& state = recovery_.state;
@@ -556,6 +560,10 @@ absl::Status Wal::Recover() {
     return absl::DataLossError(
         absl::StrCat("wal: the log in ", dir_, " starts at entry ", unanchored_start,
                      " but no snapshot marker covers the entries before it: segments are missing"));
+  }
+  // The directory sync below makes these removals durable.
+  if (!options_.read_only) {
+    for (const std::string& path : before_gap) (void)fs_->Remove(path);
   }
   segments_ = std::move(found);
   recovery_.segments = segments_.size();

@@ -16,7 +16,9 @@
 // segments ending with the newest one is a complete log: older segments whose entries a durable
 // snapshot marker covers are simply removed (compaction drops whole segments), though never the
 // segment that holds the durable marker, since a newer segment's header copy of it may not be
-// durable yet.
+// durable yet. Recovery takes the newest contiguous run; segments before a gap (removals a crash
+// kept only in part) go once that run has recovered to a log a marker anchors, and stay when it
+// has not (a segment lost in the middle: recovery refuses and removes nothing).
 //
 // Records: kEntry (term, index, type, data); kHardState (term, vote, commit); kSnapshot, a
 // marker (index, term, configuration, and whether a received snapshot's data was saved to a
