@@ -368,31 +368,35 @@ class ClusterImpl final : public rpc::Cluster::Server {
 // One snapshot download: a consistent copy taken when it starts, sent in chunks.
 class SnapshotStreamImpl final : public rpc::SnapshotStream::Server {
  public:
-  SnapshotStreamImpl(std::string data, uint64_t chunk_bytes)
-      : data_(std::move(data)), chunk_bytes_(chunk_bytes) {
+  SnapshotStreamImpl(std::shared_ptr<SnapshotCopy> copy, uint64_t chunk_bytes)
+      : copy_(std::move(copy)), chunk_bytes_(chunk_bytes) {
     RAFT_CHECK(chunk_bytes_ > 0) << "snapshot chunks must not be empty";
   }
 
   kj::Promise<void> next(NextContext context) override {
     auto results = context.getResults();
-    if (offset_ == data_.size()) {
+    if (offset_ == copy_->size()) {
       results.setDone(true);
       results.setCrc32c(crc_);
       return kj::READY_NOW;
     }
-    const absl::string_view chunk = absl::string_view(data_).substr(offset_, chunk_bytes_);
-    offset_ += chunk.size();
-    crc_ = store::Crc32c(chunk, crc_);
+    // One chunk at a time from the copy's file: a read of the page cache, on the loop.
+    if (absl::Status read = copy_->Read(offset_, chunk_bytes_, &chunk_); !read.ok()) {
+      return KJ_EXCEPTION(FAILED, "snapshot stream", read.ToString().c_str());
+    }
+    offset_ += chunk_.size();
+    crc_ = store::Crc32c(chunk_, crc_);
     results.setChunk(
-        capnp::Data::Reader(reinterpret_cast<const kj::byte*>(chunk.data()), chunk.size()));
+        capnp::Data::Reader(reinterpret_cast<const kj::byte*>(chunk_.data()), chunk_.size()));
     return kj::READY_NOW;
   }
 
  private:
-  const std::string data_;
+  const std::shared_ptr<SnapshotCopy> copy_;
   const uint64_t chunk_bytes_;
-  size_t offset_ = 0;
-  uint32_t crc_ = 0;  // of data_[0, offset_)
+  std::string chunk_;  // the last chunk read
+  uint64_t offset_ = 0;
+  uint32_t crc_ = 0;  // of the copy's bytes [0, offset_)
 };
 
 class MaintenanceImpl final : public rpc::Maintenance::Server {
@@ -430,18 +434,20 @@ class MaintenanceImpl final : public rpc::Maintenance::Server {
     admin_check.cert_user = cert_user_;
     context.releaseParams();
     return member_.Call(std::move(admin_check))
-        .then([this, context](server::Response answer) mutable {
-          auto results = context.getResults();
+        .then([this, context](server::Response answer) mutable -> kj::Promise<void> {
           if (!answer.status.ok()) {
-            ToCapnp(answer.status, results.initStatus());
-            return;
+            ToCapnp(answer.status, context.getResults().initStatus());
+            return kj::READY_NOW;
           }
-          absl::StatusOr<std::string> data = member_.SnapshotData();
-          ToCapnp(data.status(), results.initStatus());
-          if (data.ok()) {
-            results.setStream(
-                kj::heap<SnapshotStreamImpl>(std::move(*data), snapshot_chunk_bytes_));
-          }
+          return member_.TakeSnapshot().then(
+              [this, context](absl::StatusOr<std::shared_ptr<SnapshotCopy>> copy) mutable {
+                auto results = context.getResults();
+                ToCapnp(copy.status(), results.initStatus());
+                if (copy.ok()) {
+                  results.setStream(
+                      kj::heap<SnapshotStreamImpl>(std::move(*copy), snapshot_chunk_bytes_));
+                }
+              });
         });
   }
   kj::Promise<void> moveLeader(MoveLeaderContext context) override {

@@ -21,8 +21,9 @@
 // client went away), or when a delivery fails.
 //
 // Snapshots. Maintenance.snapshot takes a consistent copy of the backend (MemberService::
-// SnapshotData) and streams it in chunks of snapshot_chunk_bytes; the last call returns no chunk,
-// `done` and the CRC-32C (store/crc32c.h) of the whole.
+// TakeSnapshot, made off the loop) and streams it in chunks of snapshot_chunk_bytes, read from
+// the copy one at a time; the last call returns no chunk, `done` and the CRC-32C
+// (store/crc32c.h) of the whole.
 //
 // Lifetimes: everything runs on the member's loop thread. The MemberService must outlive every
 // capability served: destroy the ClientServer (which closes its connections) before it.

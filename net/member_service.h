@@ -6,6 +6,7 @@
 // loop) implements this interface. Everything is called on the loop's thread.
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "core/raft/types.h"
 #include "core/server/server.h"
 #include "kj/async.h"
+#include "net/snapshot_copy.h"
 
 namespace kvstore::net {
 
@@ -72,8 +74,10 @@ class MemberService {
   virtual absl::Status CancelWatch(mvcc::WatchId id) = 0;
   virtual void RequestWatchProgress() = 0;
   virtual MemberStatusInfo Status() = 0;
-  // A consistent copy of the whole backend (etcd's snapshot download).
-  virtual absl::StatusOr<std::string> SnapshotData() = 0;
+  // A consistent copy of the whole backend (etcd's snapshot download), holding at least what
+  // the member had applied when it was asked. Made off the loop: a copy of a large database
+  // must not hold the member's heartbeats and requests for its duration.
+  virtual kj::Promise<absl::StatusOr<std::shared_ptr<SnapshotCopy>>> TakeSnapshot() = 0;
 
   // The cluster this member belongs to (from --initial-cluster-token and the founding members);
   // peers of another cluster are refused.

@@ -3,10 +3,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <random>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/base/encoding.h"
@@ -58,6 +60,9 @@ bool TxnReadOnly(const mvcc::TxnRequest& txn) {
 
 // Between two tries of a forward to the leader (etcd's throttle in LeaseRenew).
 constexpr int64_t kForwardRetryDelayMs = 50;
+
+// Snapshot downloads' copies of the backend, in member/ (Runtime::TakeSnapshot).
+constexpr absl::string_view kSnapshotCopyPrefix = "snapshot-";
 
 // Requests only the leader serves, which a follower forwards to it (etcd forwards lease renewal
 // and time-to-live over its peer API, and member promote; see Runtime::Call).
@@ -454,6 +459,9 @@ Runtime::~Runtime() noexcept {
   }
   sync_wake_.notify_all();
   if (sync_thread_.joinable()) sync_thread_.join();
+  // Copies in progress read the backend: they end before it goes.
+  for (SnapshotThread& copy : snapshot_threads_) copy.thread.join();
+  snapshot_threads_.clear();
   tasks_ = nullptr;
   member_.reset();
   backend_.reset();
@@ -488,6 +496,15 @@ absl::Status Runtime::Open() {
                                                       lock.status().message(), ")"));
   }
   lock_ = std::move(*lock);
+  // Snapshot copies a download left behind (the process died before the download ended): nobody
+  // reads them now that the data dir is this process's.
+  if (auto names = fs_.List(member_dir); names.ok()) {
+    for (const std::string& name : *names) {
+      if (absl::StartsWith(name, kSnapshotCopyPrefix) && absl::EndsWith(name, ".tmp")) {
+        (void)fs_.Remove(store::JoinPath(member_dir, name));
+      }
+    }
+  }
   store::LmdbOptions lmdb;
   lmdb.batch_interval_ms = options_.backend_batch_interval_ms;
   lmdb.batch_limit_commits = static_cast<int64_t>(options_.backend_batch_limit);
@@ -904,20 +921,45 @@ net::MemberStatusInfo Runtime::Status() {
   return info;
 }
 
-absl::StatusOr<std::string> Runtime::SnapshotData() {
-  const std::string path =
-      store::JoinPath(options_.data_dir, absl::StrCat("member/snapshot-", getpid(), ".tmp"));
-  if (absl::Status s = backend_->CopyTo(path); !s.ok()) return s;
-  auto file = fs_.Open(path, store::OpenMode::kRead);
-  if (!file.ok()) return file.status();
-  auto size = (*file)->Size();
-  if (!size.ok()) return size.status();
-  std::string data;
-  absl::Status read = (*file)->ReadAt(0, *size, &data);
-  file->reset();
-  (void)fs_.Remove(path);
-  if (!read.ok()) return read;
-  return data;
+kj::Promise<absl::StatusOr<std::shared_ptr<net::SnapshotCopy>>> Runtime::TakeSnapshot() {
+  using Copy = absl::StatusOr<std::shared_ptr<net::SnapshotCopy>>;
+  if (member_->stopped()) return Copy(member_->failure());
+  // The copy reads LMDB's last commit: what has been applied is committed first (one fsync).
+  if (absl::Status s = backend_->Flush(); !s.ok()) return Copy(s);
+  // Threads of copies that have ended are joined here (a finished one has nothing left to do).
+  for (auto it = snapshot_threads_.begin(); it != snapshot_threads_.end();) {
+    if (!it->done->load()) {
+      ++it;
+      continue;
+    }
+    it->thread.join();
+    it = snapshot_threads_.erase(it);
+  }
+  const std::string path = store::JoinPath(
+      options_.data_dir,
+      absl::StrCat("member/", kSnapshotCopyPrefix, getpid(), "-", ++snapshot_copies_, ".tmp"));
+  // The copy runs on a thread of its own: a database of gigabytes takes seconds to copy, and the
+  // loop must go on heartbeating and serving meanwhile (etcd copies from a goroutine too).
+  auto paf = net::NewPromiseAndCrossThreadFulfiller<absl::Status>();
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  store::LmdbBackend* backend = backend_.get();
+  // std::thread wants a callable whose destructor cannot throw; kj::Own's may.
+  auto fulfiller = std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<absl::Status>>>(
+      kj::mv(paf.fulfiller));
+  snapshot_threads_.push_back(SnapshotThread{std::thread([backend, path, done, fulfiller]() {
+                                               absl::Status copied = backend->CopyCommittedTo(path);
+                                               // Nobody waits any more (the download was
+                                               // abandoned): the copy is nobody's to remove.
+                                               if (!(*fulfiller)->isWaiting())
+                                                 (void)::unlink(path.c_str());
+                                               (*fulfiller)->fulfill(kj::mv(copied));
+                                               done->store(true);
+                                             }),
+                                             done});
+  return paf.promise.then([path](absl::Status copied) -> Copy {
+    if (!copied.ok()) return copied;
+    return net::SnapshotCopy::AdoptFile(path);
+  });
 }
 
 absl::Status Runtime::Step(raft::Message message) {

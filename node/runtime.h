@@ -11,6 +11,7 @@
 // <data-dir>/member/db (LMDB), <data-dir>/member/lock (held while the process runs: a second
 // process on the same data dir is refused).
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -141,7 +142,7 @@ class Runtime : public net::MemberService,
   absl::Status CancelWatch(mvcc::WatchId id) override;
   void RequestWatchProgress() override;
   net::MemberStatusInfo Status() override;
-  absl::StatusOr<std::string> SnapshotData() override;
+  kj::Promise<absl::StatusOr<std::shared_ptr<net::SnapshotCopy>>> TakeSnapshot() override;
   uint64_t cluster_id() const override { return options_.cluster_id; }
   absl::Status Step(raft::Message message) override;
   std::vector<server::Member> Members() override { return member_->server().Members(); }
@@ -244,6 +245,15 @@ class Runtime : public net::MemberService,
   store::Wal::SyncBatch* sync_batch_ = nullptr;
   kj::Own<kj::CrossThreadPromiseFulfiller<absl::Status>> sync_done_;
   bool sync_exit_ = false;
+
+  // Snapshot downloads' copies of the backend (TakeSnapshot), each on a thread of its own, into
+  // member/snapshot-<pid>-<n>.tmp; joined once done, and all at the destruction.
+  struct SnapshotThread {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<SnapshotThread> snapshot_threads_;
+  uint64_t snapshot_copies_ = 0;
 };
 
 // The member id of a founding member, as etcd derives it: from its peer URLs and the cluster

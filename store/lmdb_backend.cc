@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <utility>
 
 #include "absl/memory/memory.h"
@@ -138,6 +139,7 @@ absl::StatusOr<std::unique_ptr<LmdbBackend>> LmdbBackend::Open(const std::string
 LmdbBackend::~LmdbBackend() {
   // Flush leaves outstanding writes in a new write transaction, which the close aborts.
   if (env_ != nullptr && status_.ok()) Flush().IgnoreError();
+  std::unique_lock<std::shared_mutex> closing(env_mutex_);  // after copies in progress
   CloseEnvironment();
 }
 
@@ -363,6 +365,8 @@ absl::Status LmdbBackend::Defragment() {
     return copied;
   }
 
+  // A copy in progress (CopyCommittedTo on another thread) finishes first.
+  std::unique_lock<std::shared_mutex> swapping(env_mutex_);
   CloseEnvironment();
   absl::Status swapped;
   if (rename(compact.c_str(), data.c_str()) != 0) {
@@ -372,7 +376,9 @@ absl::Status LmdbBackend::Defragment() {
     swapped = SyncDirectory(dir_);
   }
   // Either file holds every committed batch, so a failed swap leaves a working backend.
-  if (absl::Status reopened = OpenEnvironment(); !reopened.ok()) return Fail(reopened);
+  absl::Status reopened = OpenEnvironment();
+  swapping.unlock();
+  if (!reopened.ok()) return Fail(reopened);
   Reapply(*outstanding);
   if (!swapped.ok()) return swapped;
   return status_;
@@ -380,6 +386,12 @@ absl::Status LmdbBackend::Defragment() {
 
 absl::Status LmdbBackend::CopyTo(const std::string& path) {
   if (absl::Status status = Flush(); !status.ok()) return status;
+  return CopyCommittedTo(path);
+}
+
+absl::Status LmdbBackend::CopyCommittedTo(const std::string& path) const {
+  std::shared_lock<std::shared_mutex> copying(env_mutex_);
+  if (env_ == nullptr) return absl::FailedPreconditionError("the LMDB environment is closed");
   const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, kFileMode);
   if (fd < 0) return PosixError("open", path);
   absl::Status copied;

@@ -64,6 +64,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -123,8 +124,13 @@ class LmdbBackend : public mvcc::Backend {
   // environment, renames the copy over data.mdb, fsyncs the directory and reopens. Outstanding
   // writes are carried over.
   absl::Status Defragment() override;
-  // Writes a consistent, compacted copy of every committed batch (flushed first) to `path`, an
-  // LMDB file of its own, fsynced (etcd's snapshot save). Outstanding writes stay out of it.
+  // Writes a consistent, compacted copy of LMDB's last commit to `path`, an LMDB file of its
+  // own, fsynced (etcd's snapshot save). The one method safe on another thread while the owner
+  // goes on writing: the copy reads through a read transaction of its own, so a copy of a large
+  // database does not hold the member's loop. Flush first, on the owner's thread, so that the
+  // copy holds every committed batch. Defragment and the destructor wait for copies in progress.
+  absl::Status CopyCommittedTo(const std::string& path) const;
+  // Flush, then CopyCommittedTo: every committed batch; outstanding writes stay out of it.
   absl::Status CopyTo(const std::string& path);
 
   // What kill -9 does: the open write transaction (committed batches not yet durable, and
@@ -184,6 +190,8 @@ class LmdbBackend : public mvcc::Backend {
   absl::Status status_;  // the first error; sticky
 
   MDB_env* env_ = nullptr;
+  // Held shared by CopyCommittedTo (any thread), exclusively while env_ closes or is replaced.
+  mutable std::shared_mutex env_mutex_;
   unsigned int dbis_[mvcc::kBucketCount] = {};
   size_t max_key_size_ = 0;
   uint64_t size_bytes_ = 0;

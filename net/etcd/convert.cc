@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "core/base/errors.h"
 #include "core/server/codec.h"
+#include "openssl/evp.h"
+#include "openssl/sha.h"
 
 namespace kvstore::net::etcd {
 namespace {
@@ -959,6 +961,59 @@ void ToSlowWatcherCancel(size_t waiting_responses, size_t limit_responses,
   response->set_compact_revision(0);
   response->set_cancel_reason(absl::StrCat("watcher too slow: ", waiting_responses,
                                            " responses waiting (limit ", limit_responses, ")"));
+}
+
+struct SnapshotChunks::Hasher {
+  Hasher() : ctx(EVP_MD_CTX_new()) {
+    ok = ctx != nullptr && EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) == 1;
+  }
+  ~Hasher() { EVP_MD_CTX_free(ctx); }
+  EVP_MD_CTX* ctx;
+  bool ok = false;
+};
+
+SnapshotChunks::SnapshotChunks(std::shared_ptr<SnapshotCopy> copy, size_t chunk_bytes,
+                               const server::ResponseHeader& header, uint64_t cluster_id)
+    : copy_(std::move(copy)),
+      chunk_bytes_(std::max<size_t>(chunk_bytes, 1)),
+      header_(header),
+      cluster_id_(cluster_id),
+      total_(copy_->size() + SHA256_DIGEST_LENGTH),
+      hasher_(std::make_unique<Hasher>()) {}
+
+SnapshotChunks::~SnapshotChunks() = default;
+
+absl::StatusOr<bool> SnapshotChunks::Next(etcdserverpb::SnapshotResponse* out) {
+  if (started_ && offset_ == total_) return false;
+  started_ = true;
+  if (!hasher_->ok) return absl::InternalError("snapshot: cannot compute its SHA-256");
+  const uint64_t data_bytes = copy_->size();
+  const uint64_t n = std::min<uint64_t>(chunk_bytes_, total_ - offset_);
+  std::string blob;
+  if (offset_ < data_bytes) {
+    if (absl::Status read = copy_->Read(offset_, n, &blob); !read.ok()) return read;
+    if (EVP_DigestUpdate(hasher_->ctx, blob.data(), blob.size()) != 1) {
+      return absl::InternalError("snapshot: cannot compute its SHA-256");
+    }
+  }
+  if (offset_ + n > data_bytes) {
+    if (digest_.empty()) {
+      unsigned char md[SHA256_DIGEST_LENGTH];
+      unsigned int md_bytes = 0;
+      if (EVP_DigestFinal_ex(hasher_->ctx, md, &md_bytes) != 1) {
+        return absl::InternalError("snapshot: cannot compute its SHA-256");
+      }
+      digest_.assign(reinterpret_cast<const char*>(md), md_bytes);
+    }
+    const uint64_t from = offset_ > data_bytes ? offset_ - data_bytes : 0;
+    blob.append(digest_, from, offset_ + n - data_bytes - from);
+  }
+  offset_ += n;
+  out->Clear();
+  ToHeader(header_, cluster_id_, out->mutable_header());
+  out->set_remaining_bytes(total_ - offset_);
+  out->set_blob(std::move(blob));
+  return true;
 }
 
 }  // namespace kvstore::net::etcd

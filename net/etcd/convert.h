@@ -18,9 +18,11 @@
 // and the rest. A core code without an etcd counterpart keeps the core's message.
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "core/mvcc/types.h"
 #include "core/mvcc/watch.h"
 #include "core/server/server.h"
@@ -194,6 +196,35 @@ absl::Status ToTimeToLiveResponse(const etcdserverpb::LeaseTimeToLiveRequest& re
                                   etcdserverpb::LeaseTimeToLiveResponse* out);
 absl::Status ToKeepAliveResponse(int64_t lease_id, server::Response answer, uint64_t cluster_id,
                                  etcdserverpb::LeaseKeepAliveResponse* out);
+
+// etcd's snapshot stream (Maintenance.Snapshot, and its gateway's lines): the copy's bytes, then
+// their SHA-256 (etcdctl's snapshot save refuses a stream without it; snapshot restore checks
+// it), in blobs of chunk_bytes, each with `header` and the bytes remaining after it. The copy is
+// read and hashed a chunk at a time.
+class SnapshotChunks {
+ public:
+  SnapshotChunks(std::shared_ptr<SnapshotCopy> copy, size_t chunk_bytes,
+                 const server::ResponseHeader& header, uint64_t cluster_id);
+  ~SnapshotChunks();
+  SnapshotChunks(const SnapshotChunks&) = delete;
+  SnapshotChunks& operator=(const SnapshotChunks&) = delete;
+
+  // The next response into *out: false once the stream has ended, an error when the copy cannot
+  // be read.
+  absl::StatusOr<bool> Next(etcdserverpb::SnapshotResponse* out);
+
+ private:
+  struct Hasher;
+  const std::shared_ptr<SnapshotCopy> copy_;
+  const size_t chunk_bytes_;
+  const server::ResponseHeader header_;
+  const uint64_t cluster_id_;
+  const uint64_t total_;  // the copy's bytes and the digest's
+  uint64_t offset_ = 0;
+  bool started_ = false;
+  std::unique_ptr<Hasher> hasher_;
+  std::string digest_;  // once every byte of the copy is hashed
+};
 
 }  // namespace kvstore::net::etcd
 

@@ -664,26 +664,43 @@ class Gateway::Impl {
     return Send(response, error.http_status, StreamErrorLine(error));
   }
 
+  // The copy is made off the loop (MemberService::TakeSnapshot); its lines are written one
+  // chunk at a time, each after the last has gone out, as grpc-gateway relays the gRPC stream.
   kj::Promise<void> SendSnapshot(Response& response) {
     const MemberStatusInfo info = g_.member_.Status();
-    absl::StatusOr<std::string> data = g_.member_.SnapshotData();
-    if (!data.ok()) return SendError(response, data.status());
-    server::ResponseHeader header;
-    header.member_id = info.id;
-    header.revision = info.revision;
-    header.raft_term = info.term;
-    std::string lines;
-    size_t offset = 0;
-    do {
-      const size_t n = std::min(kSnapshotChunkBytes, data->size() - offset);
-      etcdserverpb::SnapshotResponse chunk;
-      ToHeader(header, g_.member_.cluster_id(), chunk.mutable_header());
-      chunk.set_blob(data->substr(offset, n));
-      offset += n;
-      chunk.set_remaining_bytes(data->size() - offset);
-      lines += ResultLine(chunk);
-    } while (offset < data->size());
-    return Send(response, 200, std::move(lines));
+    return g_.member_.TakeSnapshot().then(
+        [this, &response,
+         info](absl::StatusOr<std::shared_ptr<SnapshotCopy>> copy) -> kj::Promise<void> {
+          if (!copy.ok()) return SendError(response, copy.status());
+          server::ResponseHeader header;
+          header.member_id = info.id;
+          header.revision = info.revision;
+          header.raft_term = info.term;
+          auto chunks = kj::heap<SnapshotChunks>(*std::move(copy), kSnapshotChunkBytes, header,
+                                                 g_.member_.cluster_id());
+          etcdserverpb::SnapshotResponse first;
+          absl::StatusOr<bool> more = chunks->Next(&first);
+          if (!more.ok()) return SendError(response, more.status());
+          auto out = OpenStream(response, 200, /*metadata=*/true);
+          auto line = kj::heap<std::string>(ResultLine(first));
+          auto written = out->write(line->data(), line->size()).attach(kj::mv(line));
+          return written
+              .then([this, &chunks = *chunks, &out = *out]() {
+                return SendSnapshotLines(chunks, out);
+              })
+              .attach(kj::mv(chunks), kj::mv(out));
+        });
+  }
+
+  // The stream's lines after the first. A chunk that cannot be read ends the stream early (the
+  // client sees it short of its remaining bytes, as when etcd's stream breaks).
+  kj::Promise<void> SendSnapshotLines(SnapshotChunks& chunks, kj::AsyncOutputStream& out) {
+    etcdserverpb::SnapshotResponse chunk;
+    absl::StatusOr<bool> more = chunks.Next(&chunk);
+    if (!more.ok() || !*more) return kj::READY_NOW;
+    auto line = kj::heap<std::string>(ResultLine(chunk));
+    auto written = out.write(line->data(), line->size()).attach(kj::mv(line));
+    return written.then([this, &chunks, &out]() { return SendSnapshotLines(chunks, out); });
   }
 
   kj::Promise<void> Watch(kj::AsyncInputStream& body, Response& response);

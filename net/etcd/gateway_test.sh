@@ -119,6 +119,31 @@ expect unknown-path-get 404 'Not Found' -L "$url/v3/kv/nothing"
 expect v3-root 404 'Not Found' -L "$url/v3/" -X POST -d '{}'
 expect get-method 405 'Method Not Allowed' -L "$url/v3/kv/range"
 expect put-method 405 'Method Not Allowed' -L "$url/v3beta/watch" -X PUT -d '{}'
+
+# A snapshot download, as grpc-gateway relays etcd's stream: one result line per chunk of the
+# database copy, then its SHA-256 (what etcdctl's snapshot save checks), remaining_bytes counting
+# down to 0, every line with the header.
+if curl -s --max-time 10 "$url/v3/maintenance/snapshot" -X POST -d '{}' -o "$tmp/snapshot.lines" &&
+  python3 - "$tmp/snapshot.lines" <<'PY'; then
+import base64, hashlib, json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+blob = b""
+for l in lines:
+    r = l["result"]
+    assert r["header"]["revision"] != "0", r["header"]
+    blob += base64.b64decode(r.get("blob", ""))
+    assert int(r.get("remaining_bytes", "0")) == 0 or len(lines) > 1
+assert lines[-1]["result"].get("remaining_bytes", "0") == "0", lines[-1]["result"]
+data, digest = blob[:-32], blob[-32:]
+assert len(data) > 4096, len(data)
+assert hashlib.sha256(data).digest() == digest, "the stream's SHA-256 does not match its data"
+PY
+  echo "ok   snapshot-stream"
+else
+  echo "FAIL snapshot-stream"
+  head -c 600 "$tmp/snapshot.lines" 2>/dev/null || true
+  failures=$((failures + 1))
+fi
 for what in "404 kv/nothing Not Found" "405 kv/range Method Not Allowed"; do
   read -r code path text <<<"$what"
   got=$(curl -s --max-time 5 -D - "$url/v3/$path" | tr -d '\r' |

@@ -1,8 +1,10 @@
 #include "net/etcd/service.h"
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -15,7 +17,6 @@
 #include "net/etcd/convert.h"
 #include "net/etcd/rpc.grpc.pb.h"
 #include "net/etcd/watch_request.h"
-#include "openssl/sha.h"
 
 namespace kvstore::net::etcd {
 namespace {
@@ -1060,35 +1061,32 @@ class MaintenanceService final : public MaintenanceBase {
     if (server::Response answer = loop_.Call(std::move(admin_check)); !answer.status.ok()) {
       return ToRawAuthStatus(answer.status);
     }
-    absl::StatusOr<std::string> data = Stopped();
+    absl::StatusOr<std::shared_ptr<net::SnapshotCopy>> copy = Stopped();
     MemberStatusInfo info;
+    // The copy is made off the loop (MemberService::TakeSnapshot); this thread waits for it and
+    // then streams it from its file a chunk at a time.
     (void)loop_.Run([&]() {
       info = loop_.member().Status();
-      data = loop_.member().SnapshotData();
+      return loop_.member().TakeSnapshot().then(
+          [&](absl::StatusOr<std::shared_ptr<net::SnapshotCopy>> taken) {
+            copy = std::move(taken);
+          });
     });
-    if (!data.ok()) return ToGrpcStatus(data.status());
-    // etcd ends the stream with the SHA-256 of the database: etcdctl's snapshot save refuses a
-    // stream without it and snapshot restore checks it.
-    unsigned char digest[SHA256_DIGEST_LENGTH];
-    SHA256(reinterpret_cast<const unsigned char*>(data->data()), data->size(), digest);
-    data->append(reinterpret_cast<const char*>(digest), sizeof(digest));
+    if (!copy.ok()) return ToGrpcStatus(copy.status());
     server::ResponseHeader header;
     header.member_id = info.id;
     header.revision = info.revision;
     header.raft_term = info.term;
-    size_t offset = 0;
-    do {
-      const size_t n = std::min(chunk_bytes_, data->size() - offset);
-      etcdserverpb::SnapshotResponse response;
-      ToHeader(header, loop_.cluster_id(), response.mutable_header());
-      response.set_blob(data->substr(offset, n));
-      offset += n;
-      response.set_remaining_bytes(data->size() - offset);
+    SnapshotChunks chunks(*std::move(copy), chunk_bytes_, header, loop_.cluster_id());
+    etcdserverpb::SnapshotResponse response;
+    while (true) {
+      absl::StatusOr<bool> more = chunks.Next(&response);
+      if (!more.ok()) return ToGrpcStatus(more.status());
+      if (!*more) return grpc::Status::OK;
       if (!writer->Write(response)) {
         return grpc::Status(grpc::StatusCode::CANCELLED, "snapshot: the client went away");
       }
-    } while (offset < data->size());
-    return grpc::Status::OK;
+    }
   }
   grpc::ServerUnaryReactor* MoveLeader(grpc::CallbackServerContext* context,
                                        const etcdserverpb::MoveLeaderRequest* request,

@@ -53,7 +53,9 @@ class FakeMember final : public MemberService {
   absl::Status CancelWatch(mvcc::WatchId id) override;
   void RequestWatchProgress() override;
   MemberStatusInfo Status() override;
-  absl::StatusOr<std::string> SnapshotData() override { return snapshot_data; }
+  kj::Promise<absl::StatusOr<std::shared_ptr<SnapshotCopy>>> TakeSnapshot() override {
+    return absl::StatusOr<std::shared_ptr<SnapshotCopy>>(SnapshotCopy::FromBytes(snapshot_data));
+  }
   uint64_t cluster_id() const override { return cluster_id_; }
   absl::Status Step(raft::Message message) override {
     if (removed_senders.count(message.from) > 0) {
