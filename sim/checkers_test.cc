@@ -594,5 +594,97 @@ TEST_F(LeaderCompletenessTest, ALeaderMustHoldWhatAnEarlierTermCommitted) {
       ElementsAre("n2 leads term 5 with last index 7 but index 10 was committed by term 4"));
 }
 
+// Durable before reply (Raft §5.1) as RaftCheckers judges an append acknowledgement: the
+// acknowledged index must be durable, unless a newer term's record durably replaced the log
+// from that index or before. Fuzz seed 327057: a follower stepped n4's append of 5/544 and n1's
+// conflicting 6/543 (term 6, after a leader transfer) in one drain; only 6/543 was written, and
+// once it was durable the core released both replies, "index 544 in term 5" to n4 among them,
+// as etcd's raft does (the follower left term 5 only for a durable term 6).
+class DurableBeforeReplyTest : public ::testing::Test {
+ protected:
+  DurableBeforeReplyTest() : checkers_(&world_, &model_, "wal", 1 << 20) {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    const std::string dir =
+        absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/",
+                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    auto wal = store::Wal::Open(&fs_, dir);
+    EXPECT_TRUE(wal.ok()) << wal.status();
+    if (wal.ok()) wal_ = std::move(*wal);
+    server::Member founding;
+    founding.id = 7;
+    founding.name = "n7";
+    server::ServerConfig config;
+    config.id = 7;
+    config.random_seed = 7;
+    auto created =
+        server::Server::Create(config, &backend_, server::BootstrapState({founding}), {founding});
+    EXPECT_TRUE(created.ok()) << created.status();
+    if (created.ok()) server_ = std::move(*created);
+  }
+
+  // Makes indexes from..to of `term` durable, with hard state term `term`.
+  void Sync(raft::Index from, raft::Index to, raft::Term term) {
+    std::vector<raft::Entry> entries;
+    for (raft::Index index = from; index <= to; ++index) {
+      raft::Entry entry;
+      entry.index = index;
+      entry.term = term;
+      entries.push_back(entry);
+    }
+    raft::PersistRequest persist;
+    persist.id = ++persist_id_;
+    persist.hard_state = raft::HardState{};
+    persist.hard_state->term = term;
+    persist.entries = entries;
+    ASSERT_TRUE(wal_->AppendAndSync(persist).ok());
+  }
+
+  // n7 sends n4 "index `index` in `term`": the checkers see the Ready that carries it.
+  void Acknowledge(raft::Term term, raft::Index index) {
+    raft::Ready rr;
+    raft::Message m;
+    m.type = raft::MessageType::kAppResp;
+    m.from = 7;
+    m.to = 4;
+    m.term = term;
+    m.index = index;
+    rr.messages.push_back(m);
+    server::Ready ready;
+    ready.raft = &rr;
+    checkers_.OnReady(checkers_.Track(7), *server_, ready, *wal_);
+  }
+
+  FakeWorld world_;
+  ReferenceModel model_;
+  store::PosixFileSystem fs_;
+  std::unique_ptr<store::Wal> wal_;
+  mvcc::MemoryBackend backend_;
+  std::unique_ptr<server::Server> server_;
+  RaftCheckers checkers_;
+  uint64_t persist_id_ = 0;
+};
+
+TEST_F(DurableBeforeReplyTest, AcknowledgementBeyondTheDurableLogFails) {
+  ASSERT_NO_FATAL_FAILURE(Sync(1, 3, 5));
+  Acknowledge(5, 4);
+  EXPECT_THAT(world_.violations,
+              ElementsAre("n7 acknowledged index 4 to n4 in term 5 but its durable log ends at 3"));
+}
+
+TEST_F(DurableBeforeReplyTest, AcknowledgementWhoseEntriesANewerTermReplacedPasses) {
+  ASSERT_NO_FATAL_FAILURE(Sync(1, 2, 5));
+  ASSERT_NO_FATAL_FAILURE(Sync(3, 3, 6));  // 5/3 and 5/4 were never written: 6/3 replaced them
+  Acknowledge(5, 4);
+  EXPECT_THAT(world_.violations, IsEmpty());
+}
+
+TEST_F(DurableBeforeReplyTest, TheNewerTermsOwnAcknowledgementStillNeedsItsEntries) {
+  ASSERT_NO_FATAL_FAILURE(Sync(1, 2, 5));
+  ASSERT_NO_FATAL_FAILURE(Sync(3, 3, 6));
+  Acknowledge(6, 4);
+  EXPECT_THAT(world_.violations,
+              ElementsAre("n7 acknowledged index 4 to n4 in term 6 but its durable log ends at 3"));
+}
+
 }  // namespace
 }  // namespace kvstore::sim

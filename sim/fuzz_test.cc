@@ -247,5 +247,17 @@ TEST(FuzzRegressionTest, Seed300713AMarkersSegmentOutlivesAnUnsyncedNewerOne) {
   ExpectSeedPasses(300713, 5, 15'000);
 }
 
+// Regressions of the checker: seeds 327057 and 342326 on 5 nodes (15 s of faults) failed with
+// "n... acknowledged index 544 to n4 in term 5 but its durable log ends at 543". A member stepped
+// n4's term-5 append (5/544) and n1's conflicting term-6 append (6/543) in one drain; only 6/543
+// was written, and both replies went out once it was durable, as etcd's raft sends them. The
+// term-5 reply is not early: the member left that log only for a durable newer one, as if it had
+// synced 5/544 and been truncated next. The durable-before-reply check now allows an
+// acknowledgement whose entries a durable newer term replaced (sim/checkers_test
+// DurableBeforeReplyTest).
+TEST(FuzzRegressionTest, Seed327057AnAcknowledgementANewerTermOvertookIsNotEarly) {
+  ExpectSeedPasses(327057, 5, 15'000);
+}
+
 }  // namespace
 }  // namespace kvstore::sim
