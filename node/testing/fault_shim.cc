@@ -18,6 +18,8 @@
 //                 since the fault was armed (writes inside a file's size, like those into a
 //                 preallocated WAL segment, still succeed)
 //   slow N A B    a slow disk: each fsync or fdatasync of a WAL segment takes A to B ms more
+//   slow_copy N A each fsync of a snapshot download's copy of the backend
+//                 (member/snapshot-*.tmp) takes A ms more: a copy that lasts (a large database)
 //
 // The file holds one line per fault: at most one of the one-shot kinds (write_eio, fsync_eio,
 // tear), which fires once per generation in a process, and full and slow beside it. Without a
@@ -62,6 +64,7 @@ struct Control {
   long full = -1;           // the full disk's generation; -1: not full
   int64_t slow_min_ms = 0;  // each WAL fsync takes [slow_min_ms, slow_max_ms] more
   int64_t slow_max_ms = 0;
+  int64_t slow_copy_ms = 0;  // each fsync of a snapshot copy takes this much more
 };
 
 // Where a file lives: its path, and the data directory it belongs to (empty: not a member's).
@@ -69,6 +72,7 @@ struct Place {
   char path[1024];
   size_t data_dir_len = 0;  // path[0, data_dir_len) is the data directory
   bool wal = false;         // a WAL segment
+  bool snapshot_copy = false;  // a snapshot download's copy of the backend
 };
 
 bool PlaceOf(int fd, Place* place) {
@@ -83,6 +87,8 @@ bool PlaceOf(int fd, Place* place) {
   place->data_dir_len = static_cast<size_t>(member - place->path);
   const char* wal = strstr(member, "/member/wal/");
   place->wal = wal == member && n > 4 && strcmp(place->path + n - 4, ".wal") == 0;
+  place->snapshot_copy = strstr(member, "/member/snapshot-") == member && n > 4 &&
+                         strcmp(place->path + n - 4, ".tmp") == 0;
   return true;
 }
 
@@ -116,6 +122,8 @@ Control ReadControl(const Place& place) {
     } else if (strcmp(kind, "slow") == 0 && fields == 4) {
       control.slow_min_ms = a;
       control.slow_max_ms = b;
+    } else if (strcmp(kind, "slow_copy") == 0 && fields >= 3) {
+      control.slow_copy_ms = a;
     } else {
       Kind one_shot = Kind::kNone;
       if (strcmp(kind, "write_eio") == 0) one_shot = Kind::kWriteEio;
@@ -197,7 +205,16 @@ void AfterWrite(int fd, int64_t offset, ssize_t written) {
 // Before an fsync or fdatasync: -1 with errno set when it fails (the process may die here).
 int BeforeSync(int fd) {
   Place place;
-  if (!PlaceOf(fd, &place) || !place.wal) return 0;
+  if (!PlaceOf(fd, &place)) return 0;
+  if (place.snapshot_copy) {
+    const int64_t ms = ReadControl(place).slow_copy_ms;
+    struct timespec delay = {static_cast<time_t>(ms / 1000),
+                             static_cast<long>(ms % 1000) * 1000000};
+    while (ms > 0 && nanosleep(&delay, &delay) != 0 && errno == EINTR) {
+    }
+    return 0;
+  }
+  if (!place.wal) return 0;
   const Control control = ReadControl(place);
   if (control.slow_max_ms > 0) {
     // A slow disk: this fsync takes [min, max] ms more.
