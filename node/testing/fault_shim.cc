@@ -70,8 +70,8 @@ struct Control {
 // Where a file lives: its path, and the data directory it belongs to (empty: not a member's).
 struct Place {
   char path[1024];
-  size_t data_dir_len = 0;  // path[0, data_dir_len) is the data directory
-  bool wal = false;         // a WAL segment
+  size_t data_dir_len = 0;     // path[0, data_dir_len) is the data directory
+  bool wal = false;            // a WAL segment
   bool snapshot_copy = false;  // a snapshot download's copy of the backend
 };
 
