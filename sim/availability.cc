@@ -12,14 +12,28 @@ void AvailabilityChecker::Observe(const View& view) {
   if (!enabled_) return;
   const bool leads_with_quorum = view.leader != raft::kNoNode && view.quorum_follows &&
                                  view.leader_is_voter && view.leader_transferee == raft::kNoNode;
+  // In calm, also with leases that its heartbeats renew before they lapse.
+  const bool keeps_quorum = leads_with_quorum && view.quorum_lease_outlasts_heartbeat;
+  // No campaign under way and no higher term: a campaign may hold the grants of members whose
+  // lease had expired, and win (a higher term is one that did: it deposes the leader).
+  const bool unchallenged = !view.campaigning && view.highest_term == view.leader_term;
+  const bool remembered =
+      stable_.has_value() && view.leader == stable_->leader && view.leader_term == stable_->term;
+  if (remembered && unchallenged) stable_->excused_term = stable_->term;  // the challenge is over
   if (!view.calm) {
     if (calm_) EndWindow();
     // Outside calm, remember the leader a quorum follows: it must survive the heal (a member
-    // cut off meanwhile rejoins, which is what pre-vote is for).
-    if (leads_with_quorum) {
-      stable_ = Stable{view.leader, view.leader_term};
-    } else {
+    // cut off meanwhile rejoins, which is what pre-vote is for). A term above its own that a
+    // member had when it got its quorum, or that a campaign then under way raises by one with
+    // grants given before, is the fault's, and may depose it (fuzz seed 349463, 3 nodes: n2
+    // won its pre-vote for term 4 with the grant of n1, out of lease, while leader n3 was
+    // stopped, and n1 took a stale append of n3 next). While it keeps its quorum no pre-vote
+    // wins, so any higher term is a disruption (mutant 24's cut-off member raises its term).
+    if (!leads_with_quorum) {
       stable_.reset();
+    } else if (!remembered) {
+      stable_ =
+          Stable{view.leader, view.leader_term, view.highest_term + (view.campaigning ? 1 : 0)};
     }
     return;
   }
@@ -29,10 +43,7 @@ void AvailabilityChecker::Observe(const View& view) {
     ++figures_.calm_windows;
     elections_ = 0;
     window_term_ = view.highest_term;
-    if (stable_.has_value() && !(leads_with_quorum && view.leader == stable_->leader &&
-                                 view.leader_term == stable_->term)) {
-      stable_.reset();
-    }
+    if (stable_.has_value() && !(keeps_quorum && remembered)) stable_.reset();
   }
   // A transfer under way (however it was asked for) changes the leader on purpose.
   if (stable_.has_value() && view.leader == stable_->leader &&
@@ -72,9 +83,13 @@ void AvailabilityChecker::Observe(const View& view) {
     const bool quorum_check_of_the_fault = view.leader == raft::kNoNode &&
                                            view.highest_term == stable_->term &&
                                            view.now_ms < calm_since_ms_ + 2 * election_timeout_ms_;
-    if (quorum_check_of_the_fault) {
+    const bool deposed = view.leader != stable_->leader || view.leader_term != stable_->term;
+    // Deposed by a term of the fault's campaigns (above: the excused term).
+    const bool campaign_of_the_fault = deposed && view.highest_term <= stable_->excused_term &&
+                                       stable_->excused_term > stable_->term;
+    if (quorum_check_of_the_fault || campaign_of_the_fault) {
       stable_.reset();
-    } else if (view.leader != stable_->leader || view.leader_term != stable_->term) {
+    } else if (deposed) {
       violations_.push_back(absl::StrCat(
           "availability: stable leader n", stable_->leader, " of term ", stable_->term,
           " was deposed in a calm cluster (leader now ",
@@ -89,9 +104,8 @@ void AvailabilityChecker::Observe(const View& view) {
     if (elections_.has_value()) *elections_ += view.highest_term - window_term_;
     window_term_ = view.highest_term;
   }
-  if (!stable_.has_value() && !transfer_.has_value() && leads_with_quorum && !view.campaigning &&
-      view.highest_term == view.leader_term) {
-    stable_ = Stable{view.leader, view.leader_term};
+  if (!stable_.has_value() && !transfer_.has_value() && keeps_quorum && unchallenged) {
+    stable_ = Stable{view.leader, view.leader_term, view.leader_term};
     if (elections_.has_value()) {
       ++figures_.settled;
       figures_.elections_after_heal += *elections_;

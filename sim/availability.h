@@ -12,9 +12,13 @@
 //     when calm begins (a member that was cut off rejoins, a crashed one restarts), or that
 //     becomes so during calm, keeps leading in that term as long as calm lasts (Raft thesis §9.6:
 //     pre-vote keeps a rejoining member from raising its term; §4.2.3: check-quorum's lease keeps
-//     the followers from granting it votes). A leader becomes stable during calm only while no
-//     voter campaigns: a campaign begun in the fault may hold grants of members whose lease
-//     expired then, and win. Exceptions, which end the leader's stability:
+//     the followers from granting it votes). The followers' leases must outlast the leader's next
+//     heartbeat: a lease that lapses before it lands, the leader having been cut off in the
+//     fault, lets them grant votes. A leader becomes stable during calm only while no voter
+//     campaigns: a campaign begun in the fault may hold grants of members whose lease expired
+//     then, and win. For the same reason a leader that got its quorum in the fault while a
+//     member had a higher term, or campaigned, may be deposed by that term, or one above it,
+//     but by no later one. Exceptions, which end the leader's stability:
 //     a leader transfer asked for, a configuration that no longer has the leader as a voter.
 //   - A leader transfer asked for in calm completes within an election timeout (thesis §3.10;
 //     etcd aborts it after one): the transferee leads in a higher term by then. Proposals made
@@ -60,6 +64,9 @@ class AvailabilityChecker {
     bool leader_is_voter = false;  // the leader's configuration has it as a voter
     // A quorum of its voters are live followers in its term, within their check-quorum lease.
     bool quorum_follows = false;
+    // ... and their leases outlast the arrival of the leader's next heartbeat, which renews
+    // them: a lease near its end when calm begins dates from the fault, and may lapse first.
+    bool quorum_lease_outlasts_heartbeat = false;
     bool campaigning = false;     // a live voter is a pre-candidate or a candidate
     raft::Term highest_term = 0;  // among live members
     raft::NodeId leader_transferee = raft::kNoNode;  // the leader's transfer under way, if any
@@ -103,6 +110,9 @@ class AvailabilityChecker {
   struct Stable {
     raft::NodeId leader = raft::kNoNode;
     raft::Term term = 0;
+    // The highest term that may depose it without a disruption: above `term` only for a leader
+    // remembered in a fault while a member had a higher term or campaigned (see Observe).
+    raft::Term excused_term = 0;
   };
   struct Transfer {
     raft::NodeId transferee = raft::kNoNode;
