@@ -1055,10 +1055,7 @@ void Simulation::Crash(NodeId id) {
 void Simulation::Kill(NodeId id) {
   Node& node = *nodes_.at(id);
   if (!node.up) return;
-  bool unsynced = false;
-  for (const std::string& path : node.member->wal().SegmentPaths()) {
-    unsynced = unsynced || node.fs.HasUnsynced(path);
-  }
+  const bool unsynced = WalHasUnsynced(node);
   GoDown(node, /*power_loss=*/false);
   Trace(absl::StrCat("kill n", id,
                      unsynced ? " (the page cache keeps WAL writes not yet synced)"
@@ -1102,17 +1099,16 @@ void Simulation::TearNextCrash(NodeId id) {
   nodes_.at(id)->fs.TearOnNextCrash(std::string(kWalDir));
 }
 
+bool Simulation::WalHasUnsynced(const Node& node) {
+  for (const std::string& path : node.member->wal().SegmentPaths()) {
+    if (node.fs.HasUnsynced(path)) return true;
+  }
+  return false;
+}
+
 bool Simulation::RunUntilWriteInFlight(NodeId id, int64_t max_ms) {
   Node& node = *nodes_.at(id);
-  return RunUntil(
-      [&] {
-        if (!node.up || node.sync == nullptr) return false;
-        for (const std::string& path : node.member->wal().SegmentPaths()) {
-          if (node.fs.HasUnsynced(path)) return true;
-        }
-        return false;
-      },
-      max_ms);
+  return RunUntil([&] { return node.up && node.sync != nullptr && WalHasUnsynced(node); }, max_ms);
 }
 
 bool Simulation::CrashMidWrite(NodeId id, int64_t max_ms) {

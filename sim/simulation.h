@@ -391,6 +391,8 @@ class Simulation {
   // The process of `node` dies (Crash, Kill); with `power_loss` the disk loses what was not
   // synced.
   void GoDown(Node& node, bool power_loss);
+  // Whether a WAL segment of the running `node` holds data not yet synced.
+  static bool WalHasUnsynced(const Node& node);
   // Runs until `id` has a log write in flight (its sync started, the data not yet synced).
   bool RunUntilWriteInFlight(NodeId id, int64_t max_ms);
   void SendMessage(const raft::Message& message);

@@ -384,11 +384,6 @@ absl::Status LmdbBackend::Defragment() {
   return status_;
 }
 
-absl::Status LmdbBackend::CopyTo(const std::string& path) {
-  if (absl::Status status = Flush(); !status.ok()) return status;
-  return CopyCommittedTo(path);
-}
-
 absl::Status LmdbBackend::CopyCommittedTo(const std::string& path) const {
   std::shared_lock<std::shared_mutex> copying(env_mutex_);
   if (env_ == nullptr) return absl::FailedPreconditionError("the LMDB environment is closed");

@@ -130,8 +130,6 @@ class LmdbBackend : public mvcc::Backend {
   // database does not hold the member's loop. Flush first, on the owner's thread, so that the
   // copy holds every committed batch. Defragment and the destructor wait for copies in progress.
   absl::Status CopyCommittedTo(const std::string& path) const;
-  // Flush, then CopyCommittedTo: every committed batch; outstanding writes stay out of it.
-  absl::Status CopyTo(const std::string& path);
 
   // What kill -9 does: the open write transaction (committed batches not yet durable, and
   // outstanding writes) is aborted, so the destructor has nothing to flush.

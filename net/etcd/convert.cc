@@ -984,8 +984,8 @@ SnapshotChunks::SnapshotChunks(std::shared_ptr<SnapshotCopy> copy, size_t chunk_
 SnapshotChunks::~SnapshotChunks() = default;
 
 absl::StatusOr<bool> SnapshotChunks::Next(etcdserverpb::SnapshotResponse* out) {
-  if (started_ && offset_ == total_) return false;
-  started_ = true;
+  // total_ counts the digest too, so even an empty copy gives one response.
+  if (offset_ == total_) return false;
   if (!hasher_->ok) return absl::InternalError("snapshot: cannot compute its SHA-256");
   const uint64_t data_bytes = copy_->size();
   const uint64_t n = std::min<uint64_t>(chunk_bytes_, total_ - offset_);

@@ -221,7 +221,6 @@ class SnapshotChunks {
   const uint64_t cluster_id_;
   const uint64_t total_;  // the copy's bytes and the digest's
   uint64_t offset_ = 0;
-  bool started_ = false;
   std::unique_ptr<Hasher> hasher_;
   std::string digest_;  // once every byte of the copy is hashed
 };

@@ -682,25 +682,23 @@ class Gateway::Impl {
           absl::StatusOr<bool> more = chunks->Next(&first);
           if (!more.ok()) return SendError(response, more.status());
           auto out = OpenStream(response, 200, /*metadata=*/true);
-          auto line = kj::heap<std::string>(ResultLine(first));
-          auto written = out->write(line->data(), line->size()).attach(kj::mv(line));
-          return written
-              .then([this, &chunks = *chunks, &out = *out]() {
-                return SendSnapshotLines(chunks, out);
-              })
-              .attach(kj::mv(chunks), kj::mv(out));
+          auto sent = SendSnapshotLines(first, *chunks, *out);
+          return sent.attach(kj::mv(chunks), kj::mv(out));
         });
   }
 
-  // The stream's lines after the first. A chunk that cannot be read ends the stream early (the
-  // client sees it short of its remaining bytes, as when etcd's stream breaks).
-  kj::Promise<void> SendSnapshotLines(SnapshotChunks& chunks, kj::AsyncOutputStream& out) {
-    etcdserverpb::SnapshotResponse chunk;
-    absl::StatusOr<bool> more = chunks.Next(&chunk);
-    if (!more.ok() || !*more) return kj::READY_NOW;
+  // Writes `chunk`'s line, then the stream's next ones. A chunk that cannot be read ends the
+  // stream early (the client sees it short of its remaining bytes, as when etcd's stream breaks).
+  kj::Promise<void> SendSnapshotLines(const etcdserverpb::SnapshotResponse& chunk,
+                                      SnapshotChunks& chunks, kj::AsyncOutputStream& out) {
     auto line = kj::heap<std::string>(ResultLine(chunk));
     auto written = out.write(line->data(), line->size()).attach(kj::mv(line));
-    return written.then([this, &chunks, &out]() { return SendSnapshotLines(chunks, out); });
+    return written.then([this, &chunks, &out]() -> kj::Promise<void> {
+      etcdserverpb::SnapshotResponse next;
+      absl::StatusOr<bool> more = chunks.Next(&next);
+      if (!more.ok() || !*more) return kj::READY_NOW;
+      return SendSnapshotLines(next, chunks, out);
+    });
   }
 
   kj::Promise<void> Watch(kj::AsyncInputStream& body, Response& response);

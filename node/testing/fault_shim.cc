@@ -202,16 +202,20 @@ void AfterWrite(int fd, int64_t offset, ssize_t written) {
   pending[fd] = Pending{offset, written};
 }
 
+// Sleeps `ms` milliseconds (none when not positive), through signals.
+void SleepMs(int64_t ms) {
+  if (ms <= 0) return;
+  struct timespec delay = {static_cast<time_t>(ms / 1000), static_cast<long>(ms % 1000) * 1000000};
+  while (nanosleep(&delay, &delay) != 0 && errno == EINTR) {
+  }
+}
+
 // Before an fsync or fdatasync: -1 with errno set when it fails (the process may die here).
 int BeforeSync(int fd) {
   Place place;
   if (!PlaceOf(fd, &place)) return 0;
   if (place.snapshot_copy) {
-    const int64_t ms = ReadControl(place).slow_copy_ms;
-    struct timespec delay = {static_cast<time_t>(ms / 1000),
-                             static_cast<long>(ms % 1000) * 1000000};
-    while (ms > 0 && nanosleep(&delay, &delay) != 0 && errno == EINTR) {
-    }
+    SleepMs(ReadControl(place).slow_copy_ms);
     return 0;
   }
   if (!place.wal) return 0;
@@ -220,11 +224,7 @@ int BeforeSync(int fd) {
     // A slow disk: this fsync takes [min, max] ms more.
     static thread_local unsigned seed = static_cast<unsigned>(syscall(SYS_gettid));
     const int64_t span = control.slow_max_ms - control.slow_min_ms;
-    const int64_t ms = control.slow_min_ms + (span > 0 ? rand_r(&seed) % (span + 1) : 0);
-    struct timespec delay = {static_cast<time_t>(ms / 1000),
-                             static_cast<long>(ms % 1000) * 1000000};
-    while (nanosleep(&delay, &delay) != 0 && errno == EINTR) {
-    }
+    SleepMs(control.slow_min_ms + (span > 0 ? rand_r(&seed) % (span + 1) : 0));
   }
   if (control.kind == Kind::kFsyncEio && FireOnce(control.generation)) {
     errno = EIO;
